@@ -1,0 +1,2 @@
+//! termstream: runs terminal sessions and streams them live over WebSocket.
+pub mod session;
