@@ -1,2 +1,309 @@
 //! Sessions: a program on a PTY or on pipes, its output log and its screen.
+//!
+//! Each session is one actor task ([`actor`]) that owns the program, its I/O,
+//! the in-memory [`log::OutputRing`] and the on-disk [`store`]; nothing else
+//! touches that state, and no lock guards it. Everyone else holds a
+//! [`SessionHandle`]: channels to the actor, a `watch` of the session's
+//! [`SessionInfo`], and the broadcast of its [`LogEvent`]s. A pty session
+//! also has a screen task ([`screen_task`]) that follows the log with a
+//! headless terminal ([`screen::ScreenModel`]) off the PTY's hot path.
+
+pub mod actor;
+pub mod cast;
+pub mod log;
+pub mod process;
 pub mod screen;
+pub mod screen_task;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use termstream_proto::{Epoch, SessionId, SessionInfo, SessionKind, Snapshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use self::log::{Chunk, RingRead};
+use self::store::{DiskLimits, DiskRead};
+
+/// The largest piece of input handed to the actor at once; larger input is
+/// split, so the actor's input queue is bounded in bytes.
+pub const INPUT_PIECE: usize = 16 * 1024;
+/// How many input pieces may wait for the program to read them.
+pub const INPUT_QUEUE: usize = 64;
+/// How many log events a subscriber may fall behind before it lags.
+pub const EVENT_QUEUE: usize = 1024;
+
+/// Settings every session shares.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Byte budget of each session's in-memory ring.
+    pub ring_bytes: usize,
+    /// Limits of each session's disk log.
+    pub disk: DiskLimits,
+    /// How long terminate waits between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Lines of scrollback a snapshot carries.
+    pub scrollback_lines: usize,
+}
+
+/// Something that happened in a session's log, in log order.
+#[derive(Debug, Clone)]
+pub enum LogEvent {
+    /// Output was appended.
+    Output(Chunk),
+    /// The window changed size; output from `offset` on is at the new size.
+    Resized { offset: u64, cols: u16, rows: u16 },
+    /// The program and all its output are done; the last event of a log.
+    Ended(Arc<SessionInfo>),
+}
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("session {0} is not running")]
+    NotRunning(SessionId),
+    #[error("session {id} is a {kind:?} session; {what} needs a pty session")]
+    WrongKind { id: SessionId, kind: SessionKind, what: &'static str },
+    #[error("output before offset {earliest} is no longer held")]
+    Gone { earliest: u64 },
+    #[error("offset {since} is past the end of the output ({end})")]
+    PastEnd { since: u64, end: u64 },
+    #[error("session {0} was deleted")]
+    Closed(SessionId),
+    #[error("session {0} did not answer in time")]
+    Busy(SessionId),
+    #[error("reading the output log failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A request to a session's actor.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Sets the window size (pty sessions).
+    Resize { cols: u16, rows: u16, reply: oneshot::Sender<Result<(), SessionError>> },
+    /// Starts ending the program: SIGHUP and SIGTERM now, SIGKILL after the
+    /// grace period. Watch the info to see the end.
+    Terminate,
+    /// Reads held output from the ring.
+    Read { since: u64, max_bytes: usize, reply: oneshot::Sender<RingRead> },
+    /// Subscribes to live events, atomically with a read of the ring from
+    /// `since`: the answer's backlog plus the receiver miss nothing and
+    /// repeat nothing.
+    Subscribe { since: u64, reply: oneshot::Sender<Subscription> },
+    /// Kills whatever still runs and ends the actor (the session is deleted).
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Input for the program, queued in order.
+#[derive(Debug)]
+pub(crate) struct InputPiece {
+    pub data: Bytes,
+    /// Close the program's stdin after `data` (command sessions).
+    pub eof: bool,
+}
+
+/// The answer to a subscribe.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The ring read from `since`: chunks, or where the ring starts now.
+    pub backlog: RingRead,
+    /// The log's end when the receiver was created: live events start here.
+    pub end: u64,
+    /// Live events after `end`.
+    pub live: broadcast::Receiver<LogEvent>,
+}
+
+/// Requests to the screen task.
+#[derive(Debug)]
+pub(crate) enum ScreenRequest {
+    Snapshot { reply: oneshot::Sender<Snapshot> },
+}
+
+/// A cheap, cloneable handle to a session's actor.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    id: SessionId,
+    epoch: Epoch,
+    kind: SessionKind,
+    dir: Arc<PathBuf>,
+    /// Commands to the actor; closes when the actor ends.
+    commands: mpsc::Sender<Command>,
+    /// Input to the actor, bounded by [`INPUT_QUEUE`] pieces; the actor
+    /// drops its receiver when the program's input closes.
+    input: mpsc::Sender<InputPiece>,
+    /// The latest info, published by the actor on every change.
+    info: watch::Receiver<SessionInfo>,
+    /// Requests to the screen task (pty sessions only).
+    screen: Option<mpsc::Sender<ScreenRequest>>,
+    /// How many WebSocket clients watch the session now.
+    viewers: Arc<AtomicUsize>,
+}
+
+/// Counts one viewer of a session while it lives.
+#[derive(Debug)]
+pub struct ViewerGuard(Arc<AtomicUsize>);
+
+impl Drop for ViewerGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl SessionHandle {
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub fn kind(&self) -> SessionKind {
+        self.kind
+    }
+
+    /// The session's directory under the data dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How many WebSocket clients watch the session now.
+    pub fn viewers(&self) -> usize {
+        self.viewers.load(Ordering::Relaxed)
+    }
+
+    /// Counts a viewer until the guard drops.
+    pub fn add_viewer(&self) -> ViewerGuard {
+        self.viewers.fetch_add(1, Ordering::Relaxed);
+        ViewerGuard(self.viewers.clone())
+    }
+
+    /// The latest info, with `durationMs` filled in while running.
+    pub fn info(&self) -> SessionInfo {
+        let mut info = self.info.borrow().clone();
+        if info.status.is_running() {
+            info.duration_ms = info.started_at.map(|s| crate::clock::now_ms().saturating_sub(s));
+        }
+        info
+    }
+
+    /// A receiver of info changes.
+    pub fn watch_info(&self) -> watch::Receiver<SessionInfo> {
+        self.info.clone()
+    }
+
+    fn closed(&self) -> SessionError {
+        SessionError::Closed(self.id.clone())
+    }
+
+    /// Queues input for the program, waiting while its queue is full.
+    pub async fn input(&self, data: Bytes, eof: bool) -> Result<(), SessionError> {
+        if !self.info.borrow().status.is_running() {
+            return Err(SessionError::NotRunning(self.id.clone()));
+        }
+        let not_running = || SessionError::NotRunning(self.id.clone());
+        let mut rest = data;
+        while rest.len() > INPUT_PIECE {
+            let piece = rest.split_to(INPUT_PIECE);
+            self.input
+                .send(InputPiece { data: piece, eof: false })
+                .await
+                .map_err(|_| not_running())?;
+        }
+        self.input
+            .send(InputPiece { data: rest, eof })
+            .await
+            .map_err(|_| not_running())
+    }
+
+    /// Sets the window size of a pty session.
+    pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), SessionError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Resize { cols, rows, reply })
+            .await
+            .map_err(|_| self.closed())?;
+        answer.await.map_err(|_| self.closed())?
+    }
+
+    /// Ends the program (see [`Command::Terminate`]) and waits until the
+    /// session has ended, at most `wait`.
+    pub async fn terminate(&self, wait: Duration) -> Result<SessionInfo, SessionError> {
+        self.commands
+            .send(Command::Terminate)
+            .await
+            .map_err(|_| self.closed())?;
+        let mut info = self.info.clone();
+        match tokio::time::timeout(wait, info.wait_for(|i| !i.status.is_running())).await {
+            Ok(Ok(i)) => Ok(i.clone()),
+            Ok(Err(_)) => Err(self.closed()),
+            Err(_) => Err(SessionError::Busy(self.id.clone())),
+        }
+    }
+
+    /// Reads output from `since`, at most about `max_bytes`: from the ring,
+    /// else from disk.
+    pub async fn read(&self, since: u64, max_bytes: usize) -> Result<Vec<Chunk>, SessionError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Read { since, max_bytes, reply })
+            .await
+            .map_err(|_| self.closed())?;
+        match answer.await.map_err(|_| self.closed())? {
+            RingRead::Held(chunks) => Ok(chunks),
+            RingRead::Future { end } => Err(SessionError::PastEnd { since, end }),
+            RingRead::Evicted { .. } => self.read_disk(since, max_bytes).await,
+        }
+    }
+
+    /// Reads output from the disk log only.
+    pub async fn read_disk(&self, since: u64, max_bytes: usize) -> Result<Vec<Chunk>, SessionError> {
+        let dir = self.dir.clone();
+        let read = tokio::task::spawn_blocking(move || store::read_output(&dir, since, max_bytes))
+            .await
+            .map_err(|e| SessionError::Io(std::io::Error::other(e)))??;
+        match read {
+            DiskRead::Chunks(chunks) => Ok(chunks),
+            DiskRead::Gone { earliest } => Err(SessionError::Gone { earliest }),
+        }
+    }
+
+    /// Subscribes to live events from `since` (see [`Command::Subscribe`]).
+    pub async fn subscribe(&self, since: u64) -> Result<Subscription, SessionError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Subscribe { since, reply })
+            .await
+            .map_err(|_| self.closed())?;
+        answer.await.map_err(|_| self.closed())
+    }
+
+    /// The screen of a pty session, as escape sequences, and the log offset
+    /// it reflects.
+    pub async fn snapshot(&self) -> Result<Snapshot, SessionError> {
+        let Some(screen) = &self.screen else {
+            return Err(SessionError::WrongKind {
+                id: self.id.clone(),
+                kind: self.kind,
+                what: "a screen snapshot",
+            });
+        };
+        let (reply, answer) = oneshot::channel();
+        screen
+            .send(ScreenRequest::Snapshot { reply })
+            .await
+            .map_err(|_| self.closed())?;
+        answer.await.map_err(|_| self.closed())
+    }
+
+    /// Ends the actor, killing whatever still runs; used by delete.
+    pub async fn shutdown(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { reply }).await.is_ok() {
+            let _ = answer.await;
+        }
+    }
+}

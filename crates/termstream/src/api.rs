@@ -1,0 +1,67 @@
+//! The REST API: `/api/sessions` ([`sessions`]), the older `/terminal`
+//! shapes ([`compat`]), and `/openapi.json`. Every error is an
+//! [`error::ApiError`] with a JSON body.
+
+pub mod compat;
+pub mod error;
+pub mod sessions;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use termstream_proto::ErrorCode;
+use utoipa::OpenApi;
+
+use crate::registry::Registry;
+use error::ApiError;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "termstream", description = "Runs terminal sessions and streams them live."),
+    paths(
+        sessions::create, sessions::list, sessions::get, sessions::input, sessions::resize,
+        sessions::terminate, sessions::delete, sessions::output, sessions::snapshot, sessions::recording,
+        compat::start, compat::sessions, compat::status, compat::terminate,
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI description of the REST API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The REST routes.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.registry.config().max_body_bytes;
+    Router::new()
+        .route("/api/sessions", get(sessions::list).post(sessions::create))
+        .route("/api/sessions/{id}", get(sessions::get).delete(sessions::delete))
+        .route("/api/sessions/{id}/input", post(sessions::input))
+        .route("/api/sessions/{id}/resize", post(sessions::resize))
+        .route("/api/sessions/{id}/terminate", post(sessions::terminate))
+        .route("/api/sessions/{id}/output", get(sessions::output))
+        .route("/api/sessions/{id}/snapshot", get(sessions::snapshot))
+        .route("/api/sessions/{id}/recording.cast", get(sessions::recording))
+        .route("/terminal/start", post(compat::start))
+        .route("/terminal/sessions", get(compat::sessions))
+        .route("/terminal/{session_id}", get(compat::status))
+        .route("/terminal/{session_id}/terminate", post(compat::terminate))
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(ErrorCode::BadRequest, "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}

@@ -1,0 +1,103 @@
+//! The older `/terminal` REST API, answered in its exact shapes.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use termstream_proto::compat::{
+    SessionEntry, SessionStatusBody, SessionsResponse, StartRequest, StartResponse, StatusResponse, TerminateResponse,
+};
+use termstream_proto::{CreateSession, ErrorBody, SessionId, SessionInfo, SessionKind};
+
+use super::AppState;
+use super::error::{ApiError, Body, session_id};
+
+fn command_of(info: &SessionInfo) -> String {
+    match info.argv.as_slice() {
+        [sh, c, cmd] if sh == "/bin/sh" && c == "-c" => cmd.clone(),
+        argv => argv.join(" "),
+    }
+}
+
+fn seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// Start a command session running `/bin/sh -c COMMAND`.
+#[utoipa::path(post, path = "/terminal/start", request_body = StartRequest,
+    responses((status = 200, body = StartResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn start(State(state): State<AppState>, Body(req): Body<StartRequest>) -> Result<Json<StartResponse>, ApiError> {
+    let id = req
+        .session_id
+        .map(|raw| SessionId::new(raw).map_err(|e| ApiError::bad_request(format!("invalid session_id: {e}"))))
+        .transpose()?;
+    let handle = state.registry.create(CreateSession {
+        id,
+        kind: Some(SessionKind::Command),
+        command: Some(req.command.clone()),
+        cwd: req.cwd,
+        ..CreateSession::default()
+    })?;
+    let info = handle.info();
+    Ok(Json(StartResponse {
+        success: true,
+        session_id: info.id.to_string(),
+        command: req.command,
+        cwd: info.cwd,
+        message: "Terminal session started".into(),
+    }))
+}
+
+/// Every session.
+#[utoipa::path(get, path = "/terminal/sessions", responses((status = 200, body = SessionsResponse)))]
+pub async fn sessions(State(state): State<AppState>) -> Json<SessionsResponse> {
+    let sessions: Vec<SessionEntry> = state
+        .registry
+        .handles()
+        .iter()
+        .map(|h| {
+            let info = h.info();
+            SessionEntry {
+                session_id: info.id.to_string(),
+                command: command_of(&info),
+                cwd: info.cwd.clone(),
+                is_running: info.status.is_running(),
+                start_time: seconds(info.started_at.unwrap_or(info.created_at)),
+                exit_code: info.exit_code,
+                connections: h.viewers(),
+            }
+        })
+        .collect();
+    Json(SessionsResponse { total: sessions.len(), sessions })
+}
+
+/// One session's status.
+#[utoipa::path(get, path = "/terminal/{session_id}", responses((status = 200, body = StatusResponse), (status = 404, body = ErrorBody)))]
+pub async fn status(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<StatusResponse>, ApiError> {
+    let id = session_id(&raw)?;
+    let h = state.registry.get(&id).ok_or_else(|| ApiError::not_found(&raw))?;
+    let info = h.info();
+    Ok(Json(StatusResponse {
+        status: SessionStatusBody {
+            session_id: info.id.to_string(),
+            command: command_of(&info),
+            is_running: info.status.is_running(),
+            exit_code: info.exit_code,
+            connections: h.viewers(),
+        },
+    }))
+}
+
+/// End a session.
+#[utoipa::path(post, path = "/terminal/{session_id}/terminate", responses((status = 200, body = TerminateResponse), (status = 404, body = ErrorBody)))]
+pub async fn terminate(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<TerminateResponse>, ApiError> {
+    let id = session_id(&raw)?;
+    let h = state.registry.get(&id).ok_or_else(|| ApiError::not_found(&raw))?;
+    let wait = state.registry.config().session_settings().grace + Duration::from_secs(5);
+    h.terminate(wait).await?;
+    Ok(Json(TerminateResponse {
+        success: true,
+        session_id: id.to_string(),
+        message: "Session terminated".into(),
+    }))
+}

@@ -1,0 +1,122 @@
+//! The REST error type: every failure becomes `{"error":{"code","message"}}`
+//! with the status its code implies.
+
+use axum::Json;
+use axum::extract::FromRequest;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use termstream_proto::{ErrorBody, ErrorCode, SessionId};
+
+use crate::registry::CreateError;
+use crate::session::SessionError;
+use crate::session::process::SpawnError;
+
+/// An error answered to a REST client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub earliest_offset: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into(), earliest_offset: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn not_found(id: &str) -> ApiError {
+        ApiError::new(ErrorCode::SessionNotFound, format!("no session has id {id:?}"))
+    }
+}
+
+/// The HTTP status of each error code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::SessionNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::DuplicateId | ErrorCode::SessionNotRunning => StatusCode::CONFLICT,
+        ErrorCode::SpawnFailed | ErrorCode::BadCwd | ErrorCode::WrongKind => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::OutputGone => StatusCode::GONE,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Capacity | ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = ErrorBody::new(self.code, self.message);
+        body.error.earliest_offset = self.earliest_offset;
+        (status_of(self.code), Json(body)).into_response()
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> ApiError {
+        let code = match &e {
+            SessionError::NotRunning(_) => ErrorCode::SessionNotRunning,
+            SessionError::WrongKind { .. } => ErrorCode::WrongKind,
+            SessionError::Gone { .. } => ErrorCode::OutputGone,
+            SessionError::PastEnd { .. } => ErrorCode::BadRequest,
+            SessionError::Closed(_) => ErrorCode::SessionNotFound,
+            SessionError::Busy(_) => ErrorCode::Busy,
+            SessionError::Io(_) => ErrorCode::Internal,
+        };
+        let mut err = ApiError::new(code, e.to_string());
+        if let SessionError::Gone { earliest } = e {
+            err.earliest_offset = Some(earliest);
+        }
+        err
+    }
+}
+
+impl From<CreateError> for ApiError {
+    fn from(e: CreateError) -> ApiError {
+        let code = match &e {
+            CreateError::Duplicate(_) => ErrorCode::DuplicateId,
+            CreateError::Capacity { .. } => ErrorCode::Capacity,
+            CreateError::Invalid(_) => ErrorCode::BadRequest,
+            CreateError::Spawn(SpawnError::BadCwd { .. }) => ErrorCode::BadCwd,
+            CreateError::Spawn(_) => ErrorCode::SpawnFailed,
+            CreateError::Io(_) => ErrorCode::Internal,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// A JSON body, parsed whatever its content type, whose rejections are
+/// [`ApiError`]s: 400 for malformed JSON or a wrong shape, 413 when too large.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than allowed")
+                } else {
+                    ApiError::bad_request(format!("cannot read the request body: {e}"))
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Parses a session id from a path.
+pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+    SessionId::new(raw).map_err(|e| ApiError::bad_request(format!("invalid session id: {e}")))
+}

@@ -1,0 +1,205 @@
+//! The `/api/sessions` routes.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body as HttpBody;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::Deserialize;
+use termstream_proto::{
+    ChunkEncoding, CreateSession, ErrorBody, ErrorCode, InputRequest, OutputChunk, OutputPage, ResizeRequest,
+    SessionInfo, SessionKind, SessionList, SessionStatus, Snapshot,
+};
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::error::{ApiError, Body, session_id};
+use crate::session::SessionHandle;
+use crate::session::log::Chunk;
+
+/// How long an input request waits for room in a session's input queue.
+const INPUT_WAIT: Duration = Duration::from_secs(5);
+/// The most output one read returns.
+const MAX_READ: usize = 16 << 20;
+
+fn handle(state: &AppState, raw: &str) -> Result<SessionHandle, ApiError> {
+    let id = session_id(raw)?;
+    state.registry.get(&id).ok_or_else(|| ApiError::not_found(raw))
+}
+
+/// Start a session.
+#[utoipa::path(post, path = "/api/sessions", request_body = CreateSession,
+    responses((status = 201, body = SessionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn create(State(state): State<AppState>, Body(req): Body<CreateSession>) -> Result<Response, ApiError> {
+    let handle = state.registry.create(req)?;
+    Ok((StatusCode::CREATED, Json(handle.info())).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Only sessions of this project.
+    project: Option<String>,
+    /// Only sessions with this status.
+    status: Option<SessionStatus>,
+}
+
+/// List sessions, newest first.
+#[utoipa::path(get, path = "/api/sessions", params(ListQuery), responses((status = 200, body = SessionList)))]
+pub async fn list(State(state): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<SessionList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let sessions = state.registry.list(q.project.as_deref(), q.status);
+    Ok(Json(SessionList { total: sessions.len(), sessions }))
+}
+
+/// One session.
+#[utoipa::path(get, path = "/api/sessions/{id}", responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionInfo>, ApiError> {
+    Ok(Json(handle(&state, &id)?.info()))
+}
+
+/// Write to the program's input.
+#[utoipa::path(post, path = "/api/sessions/{id}/input", request_body = InputRequest,
+    responses((status = 200, description = "queued; `{\"bytes\":N}`"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn input(State(state): State<AppState>, Path(id): Path<String>, Body(req): Body<InputRequest>) -> Result<Json<serde_json::Value>, ApiError> {
+    let h = handle(&state, &id)?;
+    let data = match (req.data, req.data_base64) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give either data or dataBase64, not both")),
+        (Some(text), None) => Bytes::from(text),
+        (None, Some(b64)) => Bytes::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| ApiError::bad_request(format!("dataBase64 is not valid base64: {e}")))?,
+        ),
+        (None, None) if req.eof => Bytes::new(),
+        (None, None) => return Err(ApiError::bad_request("give data, dataBase64 or eof")),
+    };
+    if req.eof && h.kind() == SessionKind::Pty {
+        return Err(ApiError::new(ErrorCode::WrongKind, "eof closes a command session's stdin; a pty session takes \\u0004 (Ctrl-D) as data"));
+    }
+    let n = data.len();
+    match tokio::time::timeout(INPUT_WAIT, h.input(data, req.eof)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(ApiError::new(ErrorCode::Busy, "the program is not reading its input; try again later")),
+    }
+    Ok(Json(serde_json::json!({ "bytes": n })))
+}
+
+/// Set the window size of a pty session.
+#[utoipa::path(post, path = "/api/sessions/{id}/resize", request_body = ResizeRequest,
+    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn resize(State(state): State<AppState>, Path(id): Path<String>, Body(req): Body<ResizeRequest>) -> Result<Json<SessionInfo>, ApiError> {
+    let h = handle(&state, &id)?;
+    if req.cols == 0 || req.rows == 0 {
+        return Err(ApiError::bad_request("cols and rows must be at least 1"));
+    }
+    h.resize(req.cols, req.rows).await?;
+    Ok(Json(h.info()))
+}
+
+/// End the program: SIGHUP and SIGTERM, then SIGKILL after the grace period.
+#[utoipa::path(post, path = "/api/sessions/{id}/terminate", responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
+pub async fn terminate(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionInfo>, ApiError> {
+    let h = handle(&state, &id)?;
+    let wait = state.registry.config().session_settings().grace + Duration::from_secs(5);
+    Ok(Json(h.terminate(wait).await?))
+}
+
+/// Delete a session: end it if it runs, forget it, remove its output.
+#[utoipa::path(delete, path = "/api/sessions/{id}", responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let sid = session_id(&id)?;
+    if state.registry.delete(&sid).await {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(&id))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// The bytes themselves, with the offsets in `X-Termstream-*` headers.
+    #[default]
+    Raw,
+    /// An `OutputPage` with chunks tagged by stream.
+    Json,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct OutputQuery {
+    /// The first offset wanted (default 0).
+    since: Option<u64>,
+    /// The most bytes to return (default and maximum 16 MiB).
+    limit: Option<usize>,
+    format: Option<OutputFormat>,
+}
+
+/// Read output from an offset: from memory, else from disk; 410 when gone.
+#[utoipa::path(get, path = "/api/sessions/{id}/output", params(OutputQuery),
+    responses((status = 200, body = OutputPage), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
+pub async fn output(State(state): State<AppState>, Path(id): Path<String>, query: Result<Query<OutputQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let h = handle(&state, &id)?;
+    let since = q.since.unwrap_or(0);
+    let limit = q.limit.unwrap_or(MAX_READ).clamp(1, MAX_READ);
+    let chunks = h.read(since, limit).await?;
+    let info = h.info();
+    let next = chunks.last().map_or(since, Chunk::end);
+    match q.format.unwrap_or_default() {
+        OutputFormat::Json => Ok(Json(OutputPage {
+            epoch: info.epoch,
+            offset: since,
+            next_offset: next,
+            end_offset: info.output_offset,
+            running: info.status.is_running(),
+            chunks: chunks.iter().map(to_json_chunk).collect(),
+        })
+        .into_response()),
+        OutputFormat::Raw => {
+            let mut body = Vec::with_capacity((next - since) as usize);
+            for c in &chunks {
+                body.extend_from_slice(&c.data);
+            }
+            let mut resp = Response::new(HttpBody::from(body));
+            let headers = resp.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            let num = |n: u64| HeaderValue::from(n);
+            headers.insert("x-termstream-epoch", HeaderValue::from_str(&info.epoch.to_string()).expect("hex"));
+            headers.insert("x-termstream-offset", num(since));
+            headers.insert("x-termstream-next-offset", num(next));
+            headers.insert("x-termstream-end-offset", num(info.output_offset));
+            Ok(resp)
+        }
+    }
+}
+
+fn to_json_chunk(c: &Chunk) -> OutputChunk {
+    let (encoding, data) = match std::str::from_utf8(&c.data) {
+        Ok(s) => (ChunkEncoding::Utf8, s.to_owned()),
+        Err(_) => (ChunkEncoding::Base64, base64::engine::general_purpose::STANDARD.encode(&c.data)),
+    };
+    OutputChunk { offset: c.offset, stream: c.stream, time_ms: c.time_ms, encoding, data }
+}
+
+/// The screen of a pty session as escape sequences, and the offset it reflects.
+#[utoipa::path(get, path = "/api/sessions/{id}/snapshot",
+    responses((status = 200, body = Snapshot), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn snapshot(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Snapshot>, ApiError> {
+    Ok(Json(handle(&state, &id)?.snapshot().await?))
+}
+
+/// The session as an asciicast v2 recording.
+#[utoipa::path(get, path = "/api/sessions/{id}/recording.cast",
+    responses((status = 200, content_type = "application/x-asciicast"), (status = 404, body = ErrorBody)))]
+pub async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let h = handle(&state, &id)?;
+    let stream = crate::session::cast::stream(h.info(), h.dir().to_owned());
+    let mut resp = Response::new(HttpBody::from_stream(stream));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-asciicast"));
+    Ok(resp)
+}

@@ -1,0 +1,119 @@
+//! Server configuration: defaults, then a TOML file, then `TERMSTREAM_*`
+//! environment variables, then command-line flags, each overriding the last.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::session::SessionSettings;
+use crate::session::store::DiskLimits;
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where session records and output logs are kept.
+    pub data_dir: PathBuf,
+    /// In-memory output kept per session, in bytes.
+    pub ring_bytes: usize,
+    /// Lines of scrollback a screen snapshot carries.
+    pub scrollback_lines: usize,
+    /// Bytes per on-disk log segment.
+    pub disk_segment_bytes: u64,
+    /// Output kept on disk per session; the oldest segments go first.
+    pub disk_max_bytes: u64,
+    /// Milliseconds between SIGTERM and SIGKILL when terminating.
+    pub terminate_grace_ms: u64,
+    /// Sessions running at once; more is answered 503.
+    pub max_running_sessions: usize,
+    /// Sessions kept, running or ended; past it the oldest ended ones go.
+    pub max_sessions: usize,
+    /// Seconds an ended session is kept before it is deleted.
+    pub retention_secs: u64,
+    /// Variables of the server's environment passed to programs.
+    pub env_allowlist: Vec<String>,
+    /// The program of a pty session when none is given; the user's shell
+    /// (`$SHELL`, else `/bin/sh`) when unset.
+    pub default_shell: Option<String>,
+    /// The working directory when none is given; the server's own when unset.
+    pub default_cwd: Option<PathBuf>,
+    /// Largest REST body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            data_dir: default_data_dir(),
+            ring_bytes: 1 << 20,
+            scrollback_lines: 1000,
+            disk_segment_bytes: 16 << 20,
+            disk_max_bytes: 256 << 20,
+            terminate_grace_ms: 2000,
+            max_running_sessions: 2048,
+            max_sessions: 10_000,
+            retention_secs: 7 * 24 * 3600,
+            env_allowlist: ["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "USER", "LOGNAME", "SHELL", "TZ"]
+                .map(String::from)
+                .to_vec(),
+            default_shell: None,
+            default_cwd: None,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("termstream");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/termstream"),
+        None => PathBuf::from("termstream-data"),
+    }
+}
+
+impl Config {
+    /// Loads the configuration: defaults < `file` (if given) <
+    /// `TERMSTREAM_*` variables < `overrides` (the flags that were given).
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+            fig = fig.merge(Toml::file(file));
+        }
+        fig.merge(Env::prefixed("TERMSTREAM_").ignore(&["config"]))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .context("invalid configuration")
+    }
+
+    /// The settings every session shares.
+    pub fn session_settings(&self) -> SessionSettings {
+        SessionSettings {
+            ring_bytes: self.ring_bytes,
+            disk: DiskLimits {
+                segment_bytes: self.disk_segment_bytes.max(4096),
+                max_bytes: self.disk_max_bytes,
+            },
+            grace: Duration::from_millis(self.terminate_grace_ms),
+            scrollback_lines: self.scrollback_lines,
+        }
+    }
+
+    /// The program of a pty session when the request names none.
+    pub fn shell(&self) -> String {
+        self.default_shell
+            .clone()
+            .or_else(|| std::env::var("SHELL").ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "/bin/sh".to_owned())
+    }
+}

@@ -1,0 +1,310 @@
+//! The directory of sessions: which ids exist, and their handles.
+//!
+//! A map from [`SessionId`] to [`SessionHandle`] behind a mutex held only for
+//! map operations (never across an await). Session state itself lives in each
+//! session's actor. The map is bounded: at most `max_running_sessions` run at
+//! once (more is refused), and at most `max_sessions` are kept in all (the
+//! oldest ended sessions are deleted to make room, and ended sessions are
+//! deleted after `retention_secs`).
+//!
+//! Architecture invariant: an id in the map always has a live actor; delete
+//! removes the id first, then shuts the actor down and removes its files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use termstream_proto::{CreateSession, Epoch, SessionId, SessionInfo, SessionKind, SessionStatus};
+use tokio::sync::broadcast;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::session::process::{self, SpawnError, SpawnSpec};
+use crate::session::store::{self, LogWriter};
+use crate::session::{SessionHandle, SessionSettings, actor};
+
+/// Why a session could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("a session with id {0} exists already")]
+    Duplicate(SessionId),
+    #[error("{running} sessions are running, the most allowed")]
+    Capacity { running: usize },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("cannot create the session's log: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A change in the set of sessions, for monitors.
+#[derive(Debug, Clone)]
+pub enum RegistryEvent {
+    Created(SessionHandle),
+    Deleted(SessionId),
+}
+
+/// All sessions of this server.
+#[derive(Debug)]
+pub struct Registry {
+    sessions: Mutex<HashMap<SessionId, SessionHandle>>,
+    config: Arc<Config>,
+    settings: SessionSettings,
+    sessions_dir: PathBuf,
+    /// Tells monitors about created and deleted sessions; lagging is fine.
+    changes: broadcast::Sender<RegistryEvent>,
+}
+
+impl Registry {
+    /// Opens the data dir and loads the sessions stored there. Sessions that
+    /// were running when the server stopped come back as `lost`.
+    pub fn load(config: Arc<Config>) -> anyhow::Result<Arc<Registry>> {
+        let sessions_dir = config.data_dir.join("sessions");
+        std::fs::create_dir_all(&sessions_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", sessions_dir.display()))?;
+        let registry = Arc::new(Registry {
+            sessions: Mutex::new(HashMap::new()),
+            settings: config.session_settings(),
+            sessions_dir: sessions_dir.clone(),
+            config,
+            changes: broadcast::channel(1024).0,
+        });
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&sessions_dir)?.flatten() {
+            match load_one(&entry.path()) {
+                Ok(info) => {
+                    let handle = actor::start_ended(info, entry.path(), registry.settings.clone());
+                    registry.lock().insert(handle.id().clone(), handle);
+                    loaded += 1;
+                }
+                Err(e) => tracing::warn!(dir = %entry.path().display(), error = %e, "skipping a stored session"),
+            }
+        }
+        tracing::info!(sessions = loaded, dir = %sessions_dir.display(), "loaded stored sessions");
+        Ok(registry)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, SessionHandle>> {
+        // A panic while holding the lock leaves the map consistent (every
+        // operation is a single insert or remove), so poisoning is ignored.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Monitors subscribe here for created and deleted sessions.
+    pub fn changes(&self) -> broadcast::Receiver<RegistryEvent> {
+        self.changes.subscribe()
+    }
+
+    /// Starts a session.
+    pub fn create(&self, req: CreateSession) -> Result<SessionHandle, CreateError> {
+        let kind = req.kind.unwrap_or(SessionKind::Pty);
+        let argv = match (req.argv, req.command) {
+            (Some(_), Some(_)) => return Err(CreateError::Invalid("give either argv or command, not both".into())),
+            (Some(argv), None) if argv.is_empty() => return Err(SpawnError::EmptyArgv.into()),
+            (Some(argv), None) => argv,
+            (None, Some(cmd)) => vec!["/bin/sh".into(), "-c".into(), cmd],
+            (None, None) if kind == SessionKind::Pty => vec![self.config.shell()],
+            (None, None) => return Err(CreateError::Invalid("a command session needs argv or command".into())),
+        };
+        let (cols, rows) = match kind {
+            SessionKind::Pty => (req.cols.unwrap_or(80), req.rows.unwrap_or(24)),
+            SessionKind::Command => (req.cols.unwrap_or(0), req.rows.unwrap_or(0)),
+        };
+        if kind == SessionKind::Pty && (cols == 0 || rows == 0) {
+            return Err(CreateError::Invalid("cols and rows must be at least 1".into()));
+        }
+        if let Some(bad) = req.env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
+            return Err(CreateError::Invalid(format!("environment variable name {bad:?} is not valid")));
+        }
+        if req.env.values().any(|v| v.contains('\0')) {
+            return Err(CreateError::Invalid("environment values must not hold NUL".into()));
+        }
+        let cwd = match req.cwd {
+            Some(c) => PathBuf::from(c),
+            None => match &self.config.default_cwd {
+                Some(c) => c.clone(),
+                None => std::env::current_dir()?,
+            },
+        };
+        let epoch = Epoch(rand::random());
+        let id = match req.id {
+            Some(id) => id,
+            None => generated_id(),
+        };
+        let env = process::build_env(&self.config.env_allowlist, &req.env, &epoch.to_string(), kind);
+        let spec = SpawnSpec { kind, argv, cwd, env, cols, rows };
+
+        // Check, spawn and insert under one lock: the id cannot be taken in
+        // between, and a failed spawn leaves nothing behind.
+        let mut sessions = self.lock();
+        if sessions.contains_key(&id) {
+            return Err(CreateError::Duplicate(id));
+        }
+        let running = sessions.values().filter(|h| h.info().status.is_running()).count();
+        if running >= self.config.max_running_sessions {
+            return Err(CreateError::Capacity { running });
+        }
+        // The log first, then the program: if either fails, nothing is left.
+        let dir = self.sessions_dir.join(id.as_str());
+        let mut writer = LogWriter::create(&dir, self.settings.disk)?;
+        if kind == SessionKind::Pty {
+            writer.append_resize(0, 0, cols, rows)?;
+        }
+        let spawned = match process::spawn(&spec) {
+            Ok(s) => s,
+            Err(e) => {
+                drop(writer);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e.into());
+            }
+        };
+        let now = now_ms();
+        let info = SessionInfo {
+            id: id.clone(),
+            kind,
+            argv: spec.argv.clone(),
+            cwd: spec.cwd.display().to_string(),
+            project: req.project.unwrap_or_default(),
+            status: SessionStatus::Running,
+            epoch,
+            output_offset: 0,
+            cols,
+            rows,
+            pid: Some(spawned.pid),
+            created_at: now,
+            started_at: Some(now),
+            ended_at: None,
+            exit_code: None,
+            signal: None,
+            duration_ms: None,
+            error: None,
+        };
+        let handle = actor::start_running(info, spawned, Some(writer), dir, self.settings.clone(), epoch.to_string());
+        sessions.insert(id, handle.clone());
+        let evict = self.over_capacity(&sessions);
+        drop(sessions);
+        for id in evict {
+            self.spawn_delete(id);
+        }
+        let _ = self.changes.send(RegistryEvent::Created(handle.clone()));
+        Ok(handle)
+    }
+
+    /// Ended sessions to delete so that at most `max_sessions` are kept.
+    fn over_capacity(&self, sessions: &HashMap<SessionId, SessionHandle>) -> Vec<SessionId> {
+        let excess = sessions.len().saturating_sub(self.config.max_sessions);
+        if excess == 0 {
+            return Vec::new();
+        }
+        let mut ended: Vec<(u64, SessionId)> = sessions
+            .values()
+            .map(|h| h.info())
+            .filter(|i| !i.status.is_running())
+            .map(|i| (i.ended_at.unwrap_or(0), i.id))
+            .collect();
+        ended.sort_unstable();
+        ended.into_iter().take(excess).map(|(_, id)| id).collect()
+    }
+
+    fn spawn_delete(&self, id: SessionId) {
+        if let Some(handle) = self.lock().remove(&id) {
+            let _ = self.changes.send(RegistryEvent::Deleted(id));
+            tokio::spawn(finish_delete(handle));
+        }
+    }
+
+    pub fn get(&self, id: &SessionId) -> Option<SessionHandle> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Every session's info, newest first, filtered by project and status.
+    pub fn list(&self, project: Option<&str>, status: Option<SessionStatus>) -> Vec<SessionInfo> {
+        let handles: Vec<SessionHandle> = self.lock().values().cloned().collect();
+        let mut infos: Vec<SessionInfo> = handles
+            .iter()
+            .map(SessionHandle::info)
+            .filter(|i| project.is_none_or(|p| i.project.as_str() == p))
+            .filter(|i| status.is_none_or(|s| i.status == s))
+            .collect();
+        infos.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+        infos
+    }
+
+    /// Every handle (for monitors and shutdown).
+    pub fn handles(&self) -> Vec<SessionHandle> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Deletes a session: kills what still runs and removes its files.
+    pub async fn delete(&self, id: &SessionId) -> bool {
+        let Some(handle) = self.lock().remove(id) else {
+            return false;
+        };
+        let _ = self.changes.send(RegistryEvent::Deleted(id.clone()));
+        finish_delete(handle).await;
+        true
+    }
+
+    /// Deletes ended sessions older than the retention, every minute.
+    pub async fn retention_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let cutoff = now_ms().saturating_sub(self.config.retention_secs * 1000);
+            let expired: Vec<SessionId> = self
+                .handles()
+                .iter()
+                .map(SessionHandle::info)
+                .filter(|i| !i.status.is_running() && i.ended_at.is_some_and(|t| t < cutoff))
+                .map(|i| i.id)
+                .collect();
+            for id in expired {
+                self.spawn_delete(id);
+            }
+        }
+    }
+
+    /// Terminates every running session and waits for them (server shutdown).
+    pub async fn terminate_all(&self) {
+        let grace = self.settings.grace + Duration::from_secs(2);
+        let running: Vec<SessionHandle> = self
+            .handles()
+            .into_iter()
+            .filter(|h| h.info().status.is_running())
+            .collect();
+        let waits = running.iter().map(|h| h.terminate(grace));
+        futures_util::future::join_all(waits).await;
+    }
+}
+
+async fn finish_delete(handle: SessionHandle) {
+    handle.shutdown().await;
+    let dir = handle.dir().to_owned();
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+}
+
+fn load_one(dir: &Path) -> std::io::Result<SessionInfo> {
+    let mut info = store::read_meta(dir)?;
+    let (end, last_ms) = store::log_end(dir)?;
+    info.output_offset = end;
+    info.pid = None;
+    if info.status.is_running() {
+        info.status = SessionStatus::Lost;
+        let ended = info.started_at.map_or(now_ms(), |s| s + last_ms);
+        info.ended_at = Some(ended);
+        info.duration_ms = info.started_at.map(|s| ended.saturating_sub(s));
+        store::write_meta(dir, &info)?;
+    }
+    Ok(info)
+}
+
+fn generated_id() -> SessionId {
+    let raw: u64 = rand::random();
+    SessionId::new(format!("s{:012x}", raw >> 16)).expect("hex is a valid id")
+}

@@ -1,0 +1,259 @@
+//! Starting a session's program, and ending every process it left behind.
+//!
+//! Every session's program is a session leader (`setsid`): a pty session's
+//! on its PTY (which becomes its controlling terminal), a command session's
+//! with pipes. Its environment is built from an allowlist, never the server's
+//! own, plus a marker `TERMSTREAM_SESSION=<epoch>` that its descendants
+//! inherit. To end a session we signal the leader's process group, then kill
+//! every process whose session id is the leader's or whose environment holds
+//! the marker, so jobs that moved to their own process group or called
+//! `setsid` themselves go too.
+//!
+//! The server's own fds are close-on-exec (Rust's default, and the PTY
+//! master's flag); the child gets only 0–2.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use pty_process::{OwnedReadPty, OwnedWritePty};
+use rustix::process::{Pid, Signal};
+use termstream_proto::SessionKind;
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+
+/// The environment variable that marks a session's processes.
+pub const MARKER_VAR: &str = "TERMSTREAM_SESSION";
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub kind: SessionKind,
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    /// The complete environment of the program.
+    pub env: BTreeMap<String, String>,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// Why a program could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("argv is empty: name a program to run")]
+    EmptyArgv,
+    #[error("program not found: {program:?} is not an executable file nor on PATH")]
+    NotFound { program: String },
+    #[error("cwd {cwd:?} {reason}")]
+    BadCwd { cwd: String, reason: &'static str },
+    #[error("cannot start {program:?}: {source}")]
+    Io { program: String, source: io::Error },
+}
+
+/// The program's side of the session: a PTY, or three pipes.
+pub enum SessionIo {
+    Pty { reader: OwnedReadPty, writer: OwnedWritePty },
+    Pipes { stdin: ChildStdin, stdout: ChildStdout, stderr: ChildStderr },
+}
+
+/// A started program.
+pub struct Spawned {
+    pub child: Child,
+    pub pid: u32,
+    pub io: SessionIo,
+}
+
+/// Builds a program's environment: the allowlisted variables of the server's
+/// environment, then `extra` (the request's), then the session marker.
+pub fn build_env(
+    allowlist: &[String],
+    extra: &BTreeMap<String, String>,
+    marker: &str,
+    kind: SessionKind,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = allowlist
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+        .collect();
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
+    if kind == SessionKind::Pty {
+        env.insert("TERM".into(), "xterm-256color".into());
+        env.insert("COLORTERM".into(), "truecolor".into());
+    }
+    env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.insert(MARKER_VAR.into(), marker.into());
+    env
+}
+
+fn check_cwd(cwd: &Path) -> Result<(), SpawnError> {
+    let bad = |reason| SpawnError::BadCwd {
+        cwd: cwd.display().to_string(),
+        reason,
+    };
+    match std::fs::metadata(cwd) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(bad("is not a directory")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(bad("does not exist")),
+        Err(_) => Err(bad("cannot be read")),
+    }
+}
+
+/// Whether `program` names an executable, directly or through `path`.
+fn find_program(program: &str, path: &str, cwd: &Path) -> bool {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(&cwd.join(program));
+    }
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .any(|d| executable(&Path::new(d).join(program)))
+}
+
+/// Starts the program. Nothing is left behind on failure.
+pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+    let program = spec.argv.first().ok_or(SpawnError::EmptyArgv)?.clone();
+    check_cwd(&spec.cwd)?;
+    let path = spec.env.get("PATH").map_or("", String::as_str);
+    if !find_program(&program, path, &spec.cwd) {
+        return Err(SpawnError::NotFound { program });
+    }
+    let io_err = |source| SpawnError::Io {
+        program: program.clone(),
+        source,
+    };
+    match spec.kind {
+        SessionKind::Pty => {
+            let (pty, pts) = pty_process::open().map_err(|e| io_err(io::Error::other(e)))?;
+            pty.resize(pty_process::Size::new(spec.rows, spec.cols))
+                .map_err(|e| io_err(io::Error::other(e)))?;
+            let child = pty_process::Command::new(&program)
+                .args(&spec.argv[1..])
+                .env_clear()
+                .envs(&spec.env)
+                .current_dir(&spec.cwd)
+                .spawn(pts)
+                .map_err(|e| io_err(io::Error::other(e)))?;
+            let pid = child.id().unwrap_or(0);
+            let (reader, writer) = pty.into_split();
+            Ok(Spawned {
+                child,
+                pid,
+                io: SessionIo::Pty { reader, writer },
+            })
+        }
+        SessionKind::Command => {
+            let mut cmd = tokio::process::Command::new(&program);
+            cmd.args(&spec.argv[1..])
+                .env_clear()
+                .envs(&spec.env)
+                .current_dir(&spec.cwd)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            // SAFETY: setsid is async-signal-safe; nothing else runs between
+            // fork and exec.
+            unsafe {
+                cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
+            }
+            let mut child = cmd.spawn().map_err(io_err)?;
+            let pid = child.id().unwrap_or(0);
+            let (Some(stdin), Some(stdout), Some(stderr)) =
+                (child.stdin.take(), child.stdout.take(), child.stderr.take())
+            else {
+                return Err(io_err(io::Error::other("pipes were not created")));
+            };
+            Ok(Spawned {
+                child,
+                pid,
+                io: SessionIo::Pipes { stdin, stdout, stderr },
+            })
+        }
+    }
+}
+
+/// Sends `signal` to the process group `pgid`; a group that is gone is fine.
+pub fn signal_group(pgid: u32, signal: Signal) {
+    if let Some(pid) = Pid::from_raw(pgid as i32) {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+/// Sends `signal` to each of `pids`; processes that are gone are fine.
+pub fn signal_each(pids: &[u32], signal: Signal) {
+    for &p in pids {
+        if let Some(pid) = Pid::from_raw(p as i32) {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+}
+
+/// Every live process that belongs to the session led by `leader`: its
+/// session id is `leader`, or its environment holds `MARKER_VAR=marker`.
+/// Blocking (reads `/proc`); call it under `spawn_blocking`.
+pub fn session_processes(leader: u32, marker: &str) -> Vec<u32> {
+    let needle = format!("{MARKER_VAR}={marker}\0");
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            let in_session = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat_session(&stat))
+                .is_some_and(|(sid, state)| sid == leader && state != 'Z');
+            in_session
+                || std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                    env.windows(needle.len()).any(|w| w == needle.as_bytes())
+                        && !is_zombie(pid)
+                })
+        })
+        .collect()
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| stat_session(&s))
+        .is_none_or(|(_, state)| state == 'Z')
+}
+
+/// Parses the session id and state out of a `/proc/PID/stat` line. The
+/// command name may hold spaces and parentheses, so fields are counted from
+/// the last `)`.
+fn stat_session(stat: &str) -> Option<(u32, char)> {
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    // state, ppid, pgrp, session
+    let sid = fields.nth(2)?.parse().ok()?;
+    Some((sid, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_command_names() {
+        let line = "1234 (we ird) (name)) S 1 1234 5678 0 -1 4194560";
+        assert_eq!(stat_session(line), Some((5678, 'S')));
+    }
+
+    #[test]
+    fn env_is_built_from_the_allowlist_only() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("TERMSTREAM_TEST_SECRET", "hunter2") };
+        let extra = BTreeMap::from([("FOO".to_string(), "bar".to_string())]);
+        let env = build_env(&["PATH".into(), "HOME".into()], &extra, "abc", SessionKind::Pty);
+        assert!(!env.contains_key("TERMSTREAM_TEST_SECRET"));
+        assert_eq!(env["FOO"], "bar");
+        assert_eq!(env["TERM"], "xterm-256color");
+        assert_eq!(env[MARKER_VAR], "abc");
+    }
+}

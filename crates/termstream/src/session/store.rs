@@ -1,0 +1,334 @@
+//! The on-disk record of every session, under `DATA_DIR/sessions/<id>/`.
+//!
+//! - `meta.json`: the latest [`SessionInfo`], replaced atomically (written to
+//!   `meta.json.tmp`, then renamed) on every change of status or size.
+//! - `<start>.out`: raw output bytes from log offset `start` (20 digits, so
+//!   names sort by offset); a new segment starts every `segment_bytes`.
+//! - `<start>.idx`: one [`RECORD_LEN`]-byte record per event of that segment:
+//!   output chunks (offset, time, length, stream) and resizes (time, size).
+//!
+//! Architecture invariant: the writer appends a chunk's bytes to `.out`
+//! before its record to `.idx`, so every record a reader sees has its bytes on
+//! disk; a reader ignores a torn record at the end of an index. The oldest
+//! segments are deleted when a session's log exceeds `max_bytes`; a read from
+//! before the first segment answers "gone" with the earliest offset held.
+//!
+//! Writes are plain `std::fs` calls from the session's actor: they land in
+//! the page cache in microseconds. Reads are blocking and run under
+//! `spawn_blocking`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use termstream_proto::{SessionInfo, Stream};
+
+use super::log::Chunk;
+
+/// Size of one index record.
+pub const RECORD_LEN: usize = 32;
+const KIND_RESIZE: u8 = 3;
+
+/// How large a session's disk log may grow.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskLimits {
+    /// Bytes per segment file.
+    pub segment_bytes: u64,
+    /// Total bytes of output kept per session; older segments are deleted.
+    pub max_bytes: u64,
+}
+
+/// One event of a stored log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Output(Chunk),
+    Resize { time_ms: u64, cols: u16, rows: u16 },
+}
+
+fn segment_name(start: u64, ext: &str) -> String {
+    format!("{start:020}.{ext}")
+}
+
+/// The start offsets of a log's segments, oldest first.
+pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut starts: Vec<u64> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".out")?.parse().ok()
+        })
+        .collect();
+    starts.sort_unstable();
+    Ok(starts)
+}
+
+/// Appends a session's output and resizes to its segment files.
+#[derive(Debug)]
+pub struct LogWriter {
+    dir: PathBuf,
+    limits: DiskLimits,
+    /// Start offsets of the segments on disk, oldest first; never empty.
+    segments: Vec<u64>,
+    out: File,
+    idx: File,
+    /// Bytes written to the current segment.
+    segment_len: u64,
+}
+
+impl LogWriter {
+    /// Starts the log of a new session in `dir` (created if missing).
+    pub fn create(dir: &Path, limits: DiskLimits) -> io::Result<LogWriter> {
+        fs::create_dir_all(dir)?;
+        let (out, idx) = open_segment(dir, 0)?;
+        Ok(LogWriter {
+            dir: dir.to_owned(),
+            limits,
+            segments: vec![0],
+            out,
+            idx,
+            segment_len: 0,
+        })
+    }
+
+    /// Appends one chunk of output.
+    pub fn append_output(&mut self, chunk: &Chunk) -> io::Result<()> {
+        if self.segment_len >= self.limits.segment_bytes {
+            self.roll(chunk.offset)?;
+        }
+        self.out.write_all(&chunk.data)?;
+        self.segment_len += chunk.data.len() as u64;
+        let mut rec = [0u8; RECORD_LEN];
+        rec[0..8].copy_from_slice(&chunk.offset.to_le_bytes());
+        rec[8..16].copy_from_slice(&chunk.time_ms.to_le_bytes());
+        rec[16..20].copy_from_slice(&(chunk.data.len() as u32).to_le_bytes());
+        rec[20] = chunk.stream.tag();
+        self.idx.write_all(&rec)
+    }
+
+    /// Records a change of window size at `offset`.
+    pub fn append_resize(&mut self, offset: u64, time_ms: u64, cols: u16, rows: u16) -> io::Result<()> {
+        let mut rec = [0u8; RECORD_LEN];
+        rec[0..8].copy_from_slice(&offset.to_le_bytes());
+        rec[8..16].copy_from_slice(&time_ms.to_le_bytes());
+        rec[20] = KIND_RESIZE;
+        rec[22..24].copy_from_slice(&cols.to_le_bytes());
+        rec[24..26].copy_from_slice(&rows.to_le_bytes());
+        self.idx.write_all(&rec)
+    }
+
+    /// Starts a new segment at `offset` and deletes the oldest ones past the
+    /// byte limit.
+    fn roll(&mut self, offset: u64) -> io::Result<()> {
+        let (out, idx) = open_segment(&self.dir, offset)?;
+        self.out = out;
+        self.idx = idx;
+        self.segment_len = 0;
+        self.segments.push(offset);
+        while self.segments.len() > 1 && offset - self.segments[0] > self.limits.max_bytes {
+            let old = self.segments.remove(0);
+            let _ = fs::remove_file(self.dir.join(segment_name(old, "out")));
+            let _ = fs::remove_file(self.dir.join(segment_name(old, "idx")));
+        }
+        Ok(())
+    }
+}
+
+fn open_segment(dir: &Path, start: u64) -> io::Result<(File, File)> {
+    let open = |ext| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(segment_name(start, ext)))
+    };
+    Ok((open("out")?, open("idx")?))
+}
+
+/// Writes `meta.json` atomically.
+pub fn write_meta(dir: &Path, info: &SessionInfo) -> io::Result<()> {
+    let tmp = dir.join("meta.json.tmp");
+    let json = serde_json::to_vec_pretty(info).map_err(io::Error::other)?;
+    fs::write(&tmp, json)?;
+    fs::rename(tmp, dir.join("meta.json"))
+}
+
+/// Reads `meta.json`.
+pub fn read_meta(dir: &Path) -> io::Result<SessionInfo> {
+    let bytes = fs::read(dir.join("meta.json"))?;
+    serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn parse_record(rec: &[u8]) -> Option<(u64, u64, u32, u8, u16, u16)> {
+    let u64_at = |i: usize| u64::from_le_bytes(rec[i..i + 8].try_into().unwrap_or_default());
+    let offset = u64_at(0);
+    let time = u64_at(8);
+    let len = u32::from_le_bytes(rec[16..20].try_into().ok()?);
+    let cols = u16::from_le_bytes(rec[22..24].try_into().ok()?);
+    let rows = u16::from_le_bytes(rec[24..26].try_into().ok()?);
+    Some((offset, time, len, rec[20], cols, rows))
+}
+
+/// Reads every event of one segment, in order, with the output bytes.
+fn read_segment(dir: &Path, start: u64, since: u64, max_bytes: usize) -> io::Result<Vec<Event>> {
+    let mut idx = Vec::new();
+    File::open(dir.join(segment_name(start, "idx")))?.read_to_end(&mut idx)?;
+    let mut out = File::open(dir.join(segment_name(start, "out")))?;
+    let mut events = Vec::new();
+    let mut taken = 0usize;
+    for rec in idx.chunks_exact(RECORD_LEN) {
+        let Some((offset, time_ms, len, kind, cols, rows)) = parse_record(rec) else {
+            continue;
+        };
+        if kind == KIND_RESIZE {
+            if offset >= since {
+                events.push(Event::Resize { time_ms, cols, rows });
+            }
+            continue;
+        }
+        let Some(stream) = Stream::from_tag(kind) else { continue };
+        let end = offset + u64::from(len);
+        if end <= since {
+            continue;
+        }
+        if taken >= max_bytes {
+            break;
+        }
+        let from = since.max(offset);
+        let want = ((end - from) as usize).min(max_bytes - taken);
+        let mut data = vec![0u8; want];
+        out.seek(SeekFrom::Start(from - start))?;
+        out.read_exact(&mut data)?;
+        taken += want;
+        events.push(Event::Output(Chunk {
+            offset: from,
+            stream,
+            time_ms,
+            data: Bytes::from(data),
+        }));
+    }
+    Ok(events)
+}
+
+/// Answer of [`read_output`].
+#[derive(Debug)]
+pub enum DiskRead {
+    /// Chunks from the offset asked for (maybe none).
+    Chunks(Vec<Chunk>),
+    /// The offset asked for was deleted; `earliest` is the oldest held.
+    Gone { earliest: u64 },
+}
+
+/// Reads output chunks from `since`, about `max_bytes` at most.
+pub fn read_output(dir: &Path, since: u64, max_bytes: usize) -> io::Result<DiskRead> {
+    let starts = segments(dir)?;
+    let Some(&first) = starts.first() else {
+        return Ok(DiskRead::Chunks(Vec::new()));
+    };
+    if since < first {
+        return Ok(DiskRead::Gone { earliest: first });
+    }
+    let from = starts.partition_point(|&s| s <= since).saturating_sub(1);
+    let mut chunks = Vec::new();
+    let mut taken = 0usize;
+    for &start in &starts[from..] {
+        for ev in read_segment(dir, start, since, max_bytes - taken)? {
+            if let Event::Output(c) = ev {
+                taken += c.data.len();
+                chunks.push(c);
+            }
+        }
+        if taken >= max_bytes {
+            break;
+        }
+    }
+    Ok(DiskRead::Chunks(chunks))
+}
+
+/// Calls `f` for every stored event of a log, oldest first, without holding
+/// more than one segment in memory.
+pub fn for_each_event(dir: &Path, mut f: impl FnMut(Event) -> io::Result<()>) -> io::Result<()> {
+    for start in segments(dir)? {
+        for ev in read_segment(dir, start, 0, usize::MAX)? {
+            f(ev)?;
+        }
+    }
+    Ok(())
+}
+
+/// The end offset and last event time of a stored log, from its last
+/// segment's index (used when loading sessions after a restart).
+pub fn log_end(dir: &Path) -> io::Result<(u64, u64)> {
+    let Some(&last) = segments(dir)?.last() else {
+        return Ok((0, 0));
+    };
+    let mut idx = Vec::new();
+    File::open(dir.join(segment_name(last, "idx")))?.read_to_end(&mut idx)?;
+    let mut end = (last, 0);
+    for rec in idx.chunks_exact(RECORD_LEN) {
+        if let Some((offset, time, len, _, _, _)) = parse_record(rec) {
+            end = (end.0.max(offset + u64::from(len)), time);
+        }
+    }
+    Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(offset: u64, stream: Stream, s: &str) -> Chunk {
+        Chunk {
+            offset,
+            stream,
+            time_ms: offset * 10,
+            data: Bytes::copy_from_slice(s.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn writes_and_reads_back_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = DiskLimits { segment_bytes: 8, max_bytes: 1 << 20 };
+        let mut w = LogWriter::create(dir.path(), limits).unwrap();
+        let mut offset = 0;
+        for (i, word) in ["alpha ", "beta ", "gamma ", "delta"].iter().enumerate() {
+            let stream = if i % 2 == 0 { Stream::Stdout } else { Stream::Stderr };
+            w.append_output(&chunk(offset, stream, word)).unwrap();
+            offset += word.len() as u64;
+        }
+        w.append_resize(offset, 99, 100, 30).unwrap();
+        assert!(segments(dir.path()).unwrap().len() > 1);
+        let DiskRead::Chunks(c) = read_output(dir.path(), 3, usize::MAX).unwrap() else {
+            panic!()
+        };
+        let text: String = c.iter().map(|c| String::from_utf8_lossy(&c.data)).collect();
+        assert_eq!(text, "ha beta gamma delta");
+        assert_eq!(c[1].stream, Stream::Stderr);
+        assert_eq!(log_end(dir.path()).unwrap().0, offset);
+        let mut resizes = 0;
+        for_each_event(dir.path(), |e| {
+            if let Event::Resize { cols: 100, rows: 30, .. } = e {
+                resizes += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(resizes, 1);
+    }
+
+    #[test]
+    fn old_segments_are_deleted_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = DiskLimits { segment_bytes: 10, max_bytes: 30 };
+        let mut w = LogWriter::create(dir.path(), limits).unwrap();
+        for i in 0..20u64 {
+            w.append_output(&chunk(i * 10, Stream::Pty, "0123456789")).unwrap();
+        }
+        let first = segments(dir.path()).unwrap()[0];
+        assert!(first > 0);
+        match read_output(dir.path(), 0, 10).unwrap() {
+            DiskRead::Gone { earliest } => assert_eq!(earliest, first),
+            other => panic!("expected gone, got {other:?}"),
+        }
+    }
+}
