@@ -37,6 +37,16 @@ pub enum ErrorCode {
     Capacity,
     /// The session did not answer in time (503).
     Busy,
+    /// A WebSocket message is not JSON, or a field is wrong.
+    InvalidMessage,
+    /// A WebSocket message has a `type` the server does not know.
+    UnknownType,
+    /// The socket is not attached to that session.
+    NotAttached,
+    /// The credential only allows watching.
+    ReadOnly,
+    /// A message or frame is larger than allowed (close 1009).
+    MessageTooLarge,
     /// Something failed on the server's side (500).
     Internal,
     /// No credential, or a bad one (401).

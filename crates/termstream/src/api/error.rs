@@ -38,7 +38,10 @@ impl ApiError {
 /// The HTTP status of each error code.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::BadRequest | ErrorCode::InvalidMessage | ErrorCode::UnknownType => StatusCode::BAD_REQUEST,
+        ErrorCode::NotAttached => StatusCode::CONFLICT,
+        ErrorCode::ReadOnly => StatusCode::FORBIDDEN,
+        ErrorCode::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::SessionNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::DuplicateId | ErrorCode::SessionNotRunning => StatusCode::CONFLICT,
         ErrorCode::SpawnFailed | ErrorCode::BadCwd | ErrorCode::WrongKind => StatusCode::UNPROCESSABLE_ENTITY,

@@ -1,0 +1,293 @@
+//! The multiplexed WebSocket protocol of `/ws` (see `docs/protocol.md`).
+//!
+//! Messages are JSON text frames with a `type`; session messages carry
+//! `sessionId`. Output may instead come as binary frames (see [`binary`])
+//! when the client asks for them on attach.
+//!
+//! The older flat names (`terminal_input`, `terminal_resize`, `terminal_attach`,
+//! `terminal_detach`, with `sessionName` for `sessionId`) are accepted from
+//! clients as aliases; a connection that uses them, or that connects with
+//! `?dialect=flat`, is answered with flat names too (`terminal_output`,
+//! `terminal_restore`, ...).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorCode;
+use crate::ids::{Epoch, SessionId};
+use crate::output::Stream;
+use crate::session::SessionStatus;
+
+/// A position in a session's log, as a client remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPosition {
+    pub epoch: Epoch,
+    /// The first byte the client does not have yet.
+    pub offset: u64,
+}
+
+/// How output of an attached session is framed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputMode {
+    /// `terminal.output` JSON messages (invalid UTF-8 is replaced).
+    #[default]
+    Json,
+    /// Binary frames with raw bytes (see [`binary`]); lossless.
+    Binary,
+}
+
+/// Event channels a client may subscribe to.
+pub const CHANNELS: [&str; 3] = ["task_status", "notification", "activity_log"];
+
+/// Client → server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ClientMessage {
+    /// Subscribes this socket to a session's output.
+    #[serde(rename = "session.attach", alias = "terminal_attach", rename_all = "camelCase")]
+    Attach {
+        #[serde(alias = "sessionName")]
+        session_id: SessionId,
+        /// Resume from here instead of starting with a snapshot.
+        #[serde(default)]
+        since: Option<LogPosition>,
+        #[serde(default)]
+        output: OutputMode,
+    },
+    /// Stops this socket's subscription to a session.
+    #[serde(rename = "session.detach", alias = "terminal_detach", rename_all = "camelCase")]
+    Detach {
+        #[serde(alias = "sessionName")]
+        session_id: SessionId,
+    },
+    /// Input for a session's program.
+    #[serde(rename = "terminal.input", alias = "terminal_input", rename_all = "camelCase")]
+    Input {
+        #[serde(alias = "sessionName")]
+        session_id: SessionId,
+        data: String,
+        /// The client's sequence number; an input whose seq was applied
+        /// before (for the same client id) is not applied again.
+        #[serde(default)]
+        seq: Option<u64>,
+    },
+    /// The window size of a pty session.
+    #[serde(rename = "terminal.resize", alias = "terminal_resize", rename_all = "camelCase")]
+    Resize {
+        #[serde(alias = "sessionName")]
+        session_id: SessionId,
+        cols: u16,
+        rows: u16,
+    },
+    /// Answered with `pong`.
+    #[serde(rename = "ping")]
+    Ping,
+    /// Answered with `heartbeat` and the server's time.
+    #[serde(rename = "heartbeat")]
+    Heartbeat,
+    /// Subscribes to event channels (`"*"` for all).
+    #[serde(rename = "subscribe")]
+    Subscribe { channels: Vec<String> },
+    /// Unsubscribes from event channels (`"*"` for all).
+    #[serde(rename = "unsubscribe")]
+    Unsubscribe { channels: Vec<String> },
+}
+
+impl ClientMessage {
+    /// Every `type` a client may send, dotted and flat.
+    pub const TYPES: [&'static str; 13] = [
+        "session.attach",
+        "terminal_attach",
+        "session.detach",
+        "terminal_detach",
+        "terminal.input",
+        "terminal_input",
+        "terminal.resize",
+        "terminal_resize",
+        "ping",
+        "heartbeat",
+        "subscribe",
+        "unsubscribe",
+        "terminal_restore",
+    ];
+}
+
+/// Why output was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    /// The offset asked to resume from is no longer held.
+    Evicted,
+    /// The client fell behind past its budget.
+    SlowClient,
+    /// The client resumed with an epoch of another log.
+    EpochChanged,
+}
+
+/// Server → client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerMessage {
+    /// First message of every connection.
+    #[serde(rename = "connected", rename_all = "camelCase")]
+    Connected {
+        message: String,
+        #[serde(rename = "client_count")]
+        client_count: usize,
+        client_id: String,
+    },
+    /// The attach succeeded; output follows.
+    #[serde(rename = "session.attached", rename_all = "camelCase")]
+    Attached {
+        session_id: SessionId,
+        epoch: Epoch,
+        /// The offset from which output follows this message.
+        offset: u64,
+        cols: u16,
+        rows: u16,
+        status: SessionStatus,
+        /// With `since`: whether resuming was exact.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+    },
+    /// A screen snapshot: output from `offset` on follows it.
+    #[serde(rename = "terminal.restore", rename_all = "camelCase")]
+    Restore {
+        session_id: SessionId,
+        data: String,
+        offset: u64,
+        cols: u16,
+        rows: u16,
+    },
+    /// Live output: `data` starts at log offset `offset`.
+    #[serde(rename = "terminal.output", rename_all = "camelCase")]
+    Output {
+        session_id: SessionId,
+        data: String,
+        offset: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream: Option<Stream>,
+    },
+    /// Output from `from` to `to` will not be sent; a restore follows.
+    #[serde(rename = "session.gap", rename_all = "camelCase")]
+    Gap {
+        session_id: SessionId,
+        recovered: bool,
+        from: u64,
+        to: u64,
+        reason: GapReason,
+    },
+    /// The window size changed.
+    #[serde(rename = "session.resized", rename_all = "camelCase")]
+    Resized { session_id: SessionId, cols: u16, rows: u16 },
+    /// The program ended and all its output was sent.
+    #[serde(rename = "session.exit", rename_all = "camelCase")]
+    Exit {
+        session_id: SessionId,
+        status: SessionStatus,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        /// Milliseconds from start to end.
+        duration: Option<u64>,
+    },
+    /// The subscription ended.
+    #[serde(rename = "session.detached", rename_all = "camelCase")]
+    Detached { session_id: SessionId },
+    /// Something was wrong; the connection stays open.
+    #[serde(rename = "error", rename_all = "camelCase")]
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
+    },
+    #[serde(rename = "pong")]
+    Pong,
+    #[serde(rename = "heartbeat")]
+    Heartbeat { timestamp: u64 },
+    /// The channels this socket is subscribed to now.
+    #[serde(rename = "subscribed")]
+    Subscribed { channels: Vec<String> },
+}
+
+/// Binary output frames.
+///
+/// Layout (all integers big-endian):
+/// `[kind: u8 = 1][stream: u8][id_len: u8][offset: u64][session id][data]`.
+/// `stream` is [`Stream::tag`]; the session id is at most 128 bytes.
+pub mod binary {
+    use crate::output::Stream;
+
+    /// The `kind` byte of an output frame.
+    pub const KIND_OUTPUT: u8 = 1;
+    /// Bytes before the session id.
+    pub const HEADER_LEN: usize = 11;
+
+    /// Writes the header of an output frame for `data.len()` more bytes.
+    pub fn encode_header(out: &mut Vec<u8>, session_id: &str, stream: Stream, offset: u64) {
+        out.push(KIND_OUTPUT);
+        out.push(stream.tag());
+        out.push(session_id.len() as u8);
+        out.extend_from_slice(&offset.to_be_bytes());
+        out.extend_from_slice(session_id.as_bytes());
+    }
+
+    /// A decoded output frame.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct OutputFrame<'a> {
+        pub session_id: &'a str,
+        pub stream: Stream,
+        pub offset: u64,
+        pub data: &'a [u8],
+    }
+
+    /// Decodes an output frame; `None` when it is not one.
+    pub fn decode(frame: &[u8]) -> Option<OutputFrame<'_>> {
+        if frame.len() < HEADER_LEN || frame[0] != KIND_OUTPUT {
+            return None;
+        }
+        let stream = Stream::from_tag(frame[1])?;
+        let id_len = frame[2] as usize;
+        let offset = u64::from_be_bytes(frame[3..11].try_into().ok()?);
+        let id_end = HEADER_LEN.checked_add(id_len)?;
+        let session_id = std::str::from_utf8(frame.get(HEADER_LEN..id_end)?).ok()?;
+        Some(OutputFrame { session_id, stream, offset, data: &frame[id_end..] })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_aliases_parse_as_dotted() {
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"terminal_input","sessionName":"a","data":"x"}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Input { session_id: SessionId::new("a").unwrap(), data: "x".into(), seq: None }
+        );
+    }
+
+    #[test]
+    fn server_messages_use_the_documented_names() {
+        let m = ServerMessage::Connected { message: "hi".into(), client_count: 2, client_id: "c1".into() };
+        assert_eq!(
+            serde_json::to_value(&m).unwrap(),
+            serde_json::json!({"type":"connected","message":"hi","client_count":2,"clientId":"c1"})
+        );
+    }
+
+    #[test]
+    fn binary_frames_round_trip() {
+        let mut f = Vec::new();
+        binary::encode_header(&mut f, "sess-1", Stream::Stderr, 1 << 40);
+        f.extend_from_slice(b"\xffdata");
+        let d = binary::decode(&f).unwrap();
+        assert_eq!(d.session_id, "sess-1");
+        assert_eq!(d.stream, Stream::Stderr);
+        assert_eq!(d.offset, 1 << 40);
+        assert_eq!(d.data, b"\xffdata");
+        assert!(binary::decode(&f[..5]).is_none());
+    }
+}
