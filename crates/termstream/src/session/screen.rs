@@ -81,7 +81,7 @@ impl ScreenModel {
         let history = self.scrollback();
         let mut out = String::new();
         snapshot::push_scrollback(&mut out, history.into_iter(), rows);
-        out.push_str(&self.terminal.dump());
+        snapshot::push_dump(&mut out, &self.terminal.dump());
 
         out
     }

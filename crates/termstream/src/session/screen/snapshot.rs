@@ -150,3 +150,50 @@ fn push_color(out: &mut String, color: Color, base: u8) {
         Color::RGB(rgb) => write!(out, ";{};2;{};{};{}", base + 8, rgb.r, rgb.g, rgb.b),
     };
 }
+
+/// Appends `avt`'s dump, rewriting colour parameters of its SGR sequences
+/// from the colon forms (`38:2:R:G:B`, `38:5:N`) into the semicolon forms
+/// (`38;2;R;G;B`, `38;5;N`).
+///
+/// xterm.js reads `38:2:A:B:C` as the ITU T.416 form with a colour-space id,
+/// i.e. as red B, green C and blue missing, so truecolor cells would change
+/// colour in the browser. The semicolon forms mean the same to `avt` and to
+/// every xterm-like terminal. Only complete `ESC [ <digits : ;> m` sequences
+/// are touched: the dump prints no escape characters as cell text, so such a
+/// sequence is always a real SGR.
+pub(crate) fn push_dump(out: &mut String, dump: &str) {
+    let mut rest = dump;
+
+    while let Some(start) = rest.find("\x1b[") {
+        let (before, seq) = rest.split_at(start);
+        out.push_str(before);
+        let params_len = seq[2..]
+            .find(|c: char| !(c.is_ascii_digit() || c == ':' || c == ';'))
+            .unwrap_or(seq.len() - 2);
+        let params = &seq[2..2 + params_len];
+
+        if seq[2 + params_len..].starts_with('m') && params.contains(':') {
+            out.push_str("\x1b[");
+            out.extend(params.chars().map(|c| if c == ':' { ';' } else { c }));
+            out.push('m');
+            rest = &seq[3 + params_len..];
+        } else {
+            out.push_str("\x1b[");
+            rest = &seq[2..];
+        }
+    }
+
+    out.push_str(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_dump;
+
+    #[test]
+    fn colon_colour_parameters_become_semicolons_in_sgr_only() {
+        let mut out = String::new();
+        push_dump(&mut out, "a38:2:1\x1b[0;38:2:1:2:3;48:5:200mb\x1b[2;3H\x1b[1:2");
+        assert_eq!(out, "a38:2:1\x1b[0;38;2;1;2;3;48;5;200mb\x1b[2;3H\x1b[1:2");
+    }
+}
