@@ -9,7 +9,8 @@
 //! of the active buffer (character, width, colour modes and values, bold,
 //! italic, underline, inverse, dim, strikethrough, blink), each row's wrap
 //! flag, the cursor position and visibility, the active buffer type, the
-//! scroll region and the DEC/ANSI modes avt models, and the text and cells
+//! scroll region, the DEC/ANSI modes (cursor keys, insert, origin, wrap,
+//! bracketed paste, focus, keypad, mouse tracking and encoding), and the text and cells
 //! of the primary buffer's visible rows and of the last <scrollback> lines
 //! of its history. Prints the differences and exits with status 1 on any mismatch
 //! (2 on bad usage).
@@ -76,6 +77,12 @@ function globalState(term) {
     insertMode: term.modes.insertMode,
     originMode: term.modes.originMode,
     wraparoundMode: term.modes.wraparoundMode,
+    // Modes avt ignores, which ScreenModel tracks itself.
+    bracketedPasteMode: term.modes.bracketedPasteMode,
+    sendFocusMode: term.modes.sendFocusMode,
+    applicationKeypadMode: term.modes.applicationKeypadMode,
+    mouseTrackingMode: term.modes.mouseTrackingMode,
+    mouseEncoding: core?.coreMouseService?.activeEncoding,
   };
 }
 

@@ -152,6 +152,7 @@ fn snapshots_round_trip_through_avt() {
         assert_eq!(restored.cursor(), original.cursor(), "{name}: cursor");
         assert_eq!(restored.is_alternate_screen(), original.is_alternate_screen(), "{name}");
         assert_eq!(restored.size(), original.size(), "{name}: size");
+        assert_eq!(restored.input_modes(), original.input_modes(), "{name}: input modes");
 
         for (row, (a, b)) in original.visible_lines().iter().zip(restored.visible_lines()).enumerate() {
             assert_eq!(a.is_wrapped(), b.is_wrapped(), "{name}: row {row} wrap flag");

@@ -12,17 +12,21 @@
 //! the terminal is created; for large limits that allocation is above the
 //! allocator's mmap threshold and its pages stay untouched until used.
 
+mod modes;
 mod snapshot;
 mod utf8;
 
 use avt::{Cursor, Line, ScreenKind, Terminal};
 
+pub use self::modes::{InputModes, MouseEncoding, MouseTracking};
+use self::modes::ModeTracker;
 use self::utf8::Utf8Carry;
 
 /// A terminal emulator fed with a session's output.
 pub struct ScreenModel {
     terminal: Terminal,
     carry: Utf8Carry,
+    modes: ModeTracker,
     scrollback_lines: usize,
 }
 
@@ -38,6 +42,7 @@ impl ScreenModel {
         ScreenModel {
             terminal,
             carry: Utf8Carry::default(),
+            modes: ModeTracker::default(),
             scrollback_lines,
         }
     }
@@ -45,6 +50,7 @@ impl ScreenModel {
     /// Feeds output bytes. An incomplete UTF-8 sequence at the end is kept
     /// for the next call; invalid bytes become U+FFFD.
     pub fn feed(&mut self, bytes: &[u8]) {
+        self.modes.feed(bytes);
         let terminal = &mut self.terminal;
         self.carry.decode(bytes, |text| terminal.feed(text));
     }
@@ -70,6 +76,8 @@ impl ScreenModel {
     /// Escape sequences that, written to a fresh terminal of the same size,
     /// reproduce recent scrollback, the screen, the cursor and the modes.
     ///
+    /// Input modes `avt` does not model (bracketed paste, focus events,
+    /// mouse tracking and encoding, application keypad) are set first.
     /// The scrollback always comes from the primary buffer, also while the
     /// alternate screen is active (the alternate buffer has no history).
     /// Bytes of an incomplete UTF-8 sequence still carried by [`feed`] are
@@ -80,6 +88,7 @@ impl ScreenModel {
         let (_, rows) = self.terminal.size();
         let history = self.scrollback();
         let mut out = String::new();
+        self.modes.modes().push_sequences(&mut out);
         snapshot::push_scrollback(&mut out, history.into_iter(), rows);
         snapshot::push_dump(&mut out, &self.terminal.dump());
 
@@ -116,6 +125,11 @@ impl ScreenModel {
     /// The cursor position and visibility.
     pub fn cursor(&self) -> Cursor {
         self.terminal.cursor()
+    }
+
+    /// The input modes (bracketed paste, mouse, focus, keypad) in effect.
+    pub fn input_modes(&self) -> InputModes {
+        self.modes.modes()
     }
 
     /// Whether the alternate screen is active.
