@@ -43,7 +43,10 @@ fn cases() -> Vec<Case> {
         .filter(|path| path.join("output.bin").is_file())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 5, "expected the recorded golden cases in {golden:?}");
+    assert!(
+        dirs.len() >= 5,
+        "expected the recorded golden cases in {golden:?}"
+    );
 
     dirs.into_iter()
         .map(|dir| {
@@ -52,7 +55,11 @@ fn cases() -> Vec<Case> {
                     .expect("meta.json is JSON");
             let number = |key: &str| meta[key].as_u64().unwrap_or_else(|| panic!("meta.{key}"));
             Case {
-                name: dir.file_name().expect("case name").to_string_lossy().into_owned(),
+                name: dir
+                    .file_name()
+                    .expect("case name")
+                    .to_string_lossy()
+                    .into_owned(),
                 output: std::fs::read(dir.join("output.bin")).expect("output.bin"),
                 cols: u16::try_from(number("cols")).expect("cols fit u16"),
                 rows: u16::try_from(number("rows")).expect("rows fit u16"),
@@ -103,7 +110,9 @@ fn assert_text(case: &Case, how: &str, actual: &[String], expected: &[String]) {
         let mut report = String::new();
         for (row, (a, e)) in actual.iter().zip(expected).enumerate() {
             if a != e {
-                report.push_str(&format!("row {row}:\n  got:      {a:?}\n  expected: {e:?}\n"));
+                report.push_str(&format!(
+                    "row {row}:\n  got:      {a:?}\n  expected: {e:?}\n"
+                ));
             }
         }
         panic!(
@@ -128,7 +137,12 @@ fn recordings_produce_the_reviewed_screens() {
             screen
         };
         assert_text(case, "one piece", &whole.text(), &expected);
-        assert_eq!(whole.snapshot(), screen.snapshot(), "{}: split-independent", case.name);
+        assert_eq!(
+            whole.snapshot(),
+            screen.snapshot(),
+            "{}: split-independent",
+            case.name
+        );
 
         if case.output.len() <= BYTEWISE_LIMIT {
             let mut bytewise = case.model();
@@ -150,12 +164,29 @@ fn snapshots_round_trip_through_avt() {
 
         assert_text(case, "restored", &restored.text(), &original.text());
         assert_eq!(restored.cursor(), original.cursor(), "{name}: cursor");
-        assert_eq!(restored.is_alternate_screen(), original.is_alternate_screen(), "{name}");
+        assert_eq!(
+            restored.is_alternate_screen(),
+            original.is_alternate_screen(),
+            "{name}"
+        );
         assert_eq!(restored.size(), original.size(), "{name}: size");
-        assert_eq!(restored.input_modes(), original.input_modes(), "{name}: input modes");
+        assert_eq!(
+            restored.input_modes(),
+            original.input_modes(),
+            "{name}: input modes"
+        );
 
-        for (row, (a, b)) in original.visible_lines().iter().zip(restored.visible_lines()).enumerate() {
-            assert_eq!(a.is_wrapped(), b.is_wrapped(), "{name}: row {row} wrap flag");
+        for (row, (a, b)) in original
+            .visible_lines()
+            .iter()
+            .zip(restored.visible_lines())
+            .enumerate()
+        {
+            assert_eq!(
+                a.is_wrapped(),
+                b.is_wrapped(),
+                "{name}: row {row} wrap flag"
+            );
             for (col, (x, y)) in a.cells().iter().zip(b.cells()).enumerate() {
                 assert_eq!(x, y, "{name}: cell ({col}, {row}) in {:?}", a.text());
             }
@@ -166,16 +197,28 @@ fn snapshots_round_trip_through_avt() {
         assert_eq!(history.len(), copied.len(), "{name}: scrollback length");
         for (n, (a, b)) in history.iter().zip(&copied).enumerate() {
             assert_eq!(a.text(), b.text(), "{name}: scrollback line {n}");
-            assert_eq!(a.is_wrapped(), b.is_wrapped(), "{name}: scrollback line {n} wrap");
+            assert_eq!(
+                a.is_wrapped(),
+                b.is_wrapped(),
+                "{name}: scrollback line {n} wrap"
+            );
             let pens = |line: &avt::Line| -> Vec<avt::Pen> {
-                line.cells().iter().filter(|c| c.char() != ' ').map(|c| *c.pen()).collect()
+                line.cells()
+                    .iter()
+                    .filter(|c| c.char() != ' ')
+                    .map(|c| *c.pen())
+                    .collect()
             };
             assert_eq!(pens(a), pens(b), "{name}: scrollback line {n} pens");
         }
 
         // Snapshotting the restored model again gives the same sequences:
         // nothing drifts when a snapshot is taken from a snapshot.
-        assert_eq!(restored.snapshot(), original.snapshot(), "{name}: stable snapshot");
+        assert_eq!(
+            restored.snapshot(),
+            original.snapshot(),
+            "{name}: stable snapshot"
+        );
     }
 }
 
@@ -215,5 +258,51 @@ fn snapshots_match_recordings_in_xterm_js() {
         }
     }
 
-    assert!(failures.is_empty(), "xterm.js comparison failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "xterm.js comparison failed:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Feeds about 64 MB of recorded output and prints the throughput. Run with
+/// `cargo test --release -p termstream --test screen_golden -- --ignored
+/// --nocapture throughput`; a pty delivers 50–90 MB/s.
+#[test]
+#[ignore = "a measurement, meaningful in release builds only"]
+fn throughput() {
+    let mut data = Vec::new();
+    for case in cases() {
+        if !case.name.starts_with("vim") {
+            data.extend_from_slice(&case.output);
+        }
+    }
+    let mut screen = ScreenModel::new(80, 24, 1000);
+    let rounds = (64 << 20) / data.len();
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        for piece in data.chunks(4096) {
+            screen.feed(piece);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let megabytes = (rounds * data.len()) as f64 / 1e6;
+    println!(
+        "ScreenModel: {megabytes:.0} MB in {secs:.2} s, {:.0} MB/s",
+        megabytes / secs
+    );
+
+    // The same text fed straight into avt, for comparison: the difference is
+    // the cost of the UTF-8 carry and the mode scanner.
+    let text = String::from_utf8_lossy(&data).into_owned();
+    let mut terminal = avt::Terminal::with_scrollback(80, 24, Some(1000)).expect("valid size");
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        terminal.feed(text.as_str());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "avt alone:   {megabytes:.0} MB in {secs:.2} s, {:.0} MB/s",
+        megabytes / secs
+    );
 }

@@ -6,11 +6,11 @@
 //! screen on a fresh terminal of the same size.
 //!
 //! Memory: `avt` keeps scrollback as a deque of rows and allocates a row's
-//! cells only when the row exists, so a session that prints little pays for
-//! its visible rows only. The one eager cost is that `avt` reserves the
-//! deque's slots (one small row header, 56 bytes, per line of the limit) when
-//! the terminal is created; for large limits that allocation is above the
-//! allocator's mmap threshold and its pages stay untouched until used.
+//! cells only when a row scrolls into history, so a session that prints
+//! little pays for its visible rows only. The one eager cost is that `avt`
+//! reserves the deque's slots when the terminal is created: one row header
+//! (`size_of::<avt::Line>()`, 56 bytes) per line of the limit, i.e. 56 KB for
+//! 1000 lines, whose pages the kernel only backs once they are written.
 
 mod modes;
 mod snapshot;
@@ -18,8 +18,8 @@ mod utf8;
 
 use avt::{Cursor, Line, ScreenKind, Terminal};
 
-pub use self::modes::{InputModes, MouseEncoding, MouseTracking};
 use self::modes::ModeTracker;
+pub use self::modes::{InputModes, MouseEncoding, MouseTracking};
 use self::utf8::Utf8Carry;
 
 /// A terminal emulator fed with a session's output.
@@ -160,6 +160,15 @@ mod tests {
         screen.feed(b"a\xFF\xFEb\xE2\x82");
         screen.feed(b"c");
         assert_eq!(screen.text()[0], "a\u{FFFD}\u{FFFD}b\u{FFFD}c");
+    }
+
+    #[test]
+    fn history_is_allocated_lazily() {
+        assert_eq!(std::mem::size_of::<avt::Line>(), 56);
+        let mut screen = ScreenModel::new(80, 24, 1000);
+        screen.feed(b"one line\r\n");
+        assert!(screen.scrollback().is_empty());
+        assert!(!screen.snapshot().contains("\r\n\n"));
     }
 
     #[test]

@@ -193,7 +193,10 @@ mod tests {
     #[test]
     fn colon_colour_parameters_become_semicolons_in_sgr_only() {
         let mut out = String::new();
-        push_dump(&mut out, "a38:2:1\x1b[0;38:2:1:2:3;48:5:200mb\x1b[2;3H\x1b[1:2");
+        push_dump(
+            &mut out,
+            "a38:2:1\x1b[0;38:2:1:2:3;48:5:200mb\x1b[2;3H\x1b[1:2",
+        );
         assert_eq!(out, "a38:2:1\x1b[0;38;2;1;2;3;48;5;200mb\x1b[2;3H\x1b[1:2");
     }
 }

@@ -21,7 +21,7 @@ impl Utf8Carry {
     ///
     /// Valid runs are borrowed straight from `bytes`; only the few bytes of a
     /// sequence split across calls are copied.
-    pub(crate) fn decode<'a>(&mut self, bytes: &'a [u8], mut sink: impl FnMut(&str)) {
+    pub(crate) fn decode(&mut self, bytes: &[u8], mut sink: impl FnMut(&str)) {
         let rest = self.finish_carried(bytes, &mut sink);
         let mut chunks = rest.utf8_chunks().peekable();
 
