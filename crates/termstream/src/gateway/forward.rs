@@ -120,7 +120,8 @@ impl Forwarder {
                 recovered = Some(false);
                 gap = Some((0, GapReason::EpochChanged));
             }
-            None => snapshot = self.is_pty(),
+            // Legacy clients get the held output instead of a snapshot.
+            None => snapshot = self.is_pty() && self.dialect != Dialect::Legacy,
         }
         let snap = if snapshot {
             match self.handle.snapshot().await {
@@ -137,10 +138,10 @@ impl Forwarder {
             Ok(s) => s,
             Err(_) => return self.detached().await,
         };
-        // A fresh attach to a command session starts at the oldest output
+        // A fresh attach without a snapshot starts at the oldest output
         // still in memory.
         if since.is_none()
-            && !self.is_pty()
+            && snap.is_none()
             && let RingRead::Evicted { start } = sub.backlog
         {
             self.next = start;

@@ -137,6 +137,16 @@ impl Dialect {
         }
     }
 
+    /// Renders a message of the connection itself (errors, pong, ...);
+    /// `None` for the legacy dialect, which has no such messages.
+    pub fn render_control(self, msg: &ServerMessage) -> Option<Message> {
+        match self {
+            Dialect::Dotted => Some(json(msg)),
+            Dialect::Flat => Some(flatten(msg)),
+            Dialect::Legacy => None,
+        }
+    }
+
     fn output(self, session: &SessionId, stream: Stream, offset: u64, data: &[u8], mode: OutputMode) -> Message {
         if mode == OutputMode::Binary && self != Dialect::Legacy {
             let mut frame = Vec::with_capacity(binary::HEADER_LEN + session.as_str().len() + data.len());
