@@ -112,7 +112,10 @@ impl Config {
             anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
             fig = fig.merge(Toml::file(file));
         }
-        fig.merge(Env::prefixed("TERMSTREAM_").ignore(&["config"]))
+        // `TERMSTREAM_CONFIG` names the file, and `TERMSTREAM_SESSION` is the
+        // marker every session's processes carry: neither is a setting, and a
+        // server started inside a session must not refuse the marker.
+        fig.merge(Env::prefixed("TERMSTREAM_").ignore(&["config", "session"]))
             .merge(Serialized::defaults(overrides))
             .extract()
             .context("invalid configuration")
