@@ -8,8 +8,7 @@
 //!   all-sessions shapes ([`legacy`]).
 //! - `POST /api/events` and the event channels ([`events`]).
 //!
-//! Message and frame sizes are capped at the upgrade (`ws_max_message_bytes`,
-//! close 1009 past it).
+//! Messages over `ws_max_message_bytes` are answered with close 1009.
 
 pub mod connection;
 pub mod events;
@@ -69,8 +68,12 @@ struct WsQuery {
     dialect: Option<String>,
 }
 
+/// The socket's own hard limit is twice the configured one: a message over
+/// the configured limit is read whole, answered with close 1009, and the
+/// socket drained until the client closes (dropping a socket with unread
+/// bytes would reset it, and the client might never see the close frame).
 fn upgrade(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
-    let max = state.registry.config().ws_max_message_bytes;
+    let max = state.registry.config().ws_max_message_bytes.saturating_mul(2);
     ws.max_message_size(max).max_frame_size(max)
 }
 

@@ -81,9 +81,15 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
     let mut events = conn.state.events.subscribe();
     let mut ping = tokio::time::interval(Duration::from_millis(cfg.ws_ping_interval_ms.max(10)));
     let pong_timeout = Duration::from_millis(cfg.ws_pong_timeout_ms);
+    let max_message = cfg.ws_max_message_bytes;
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
+                Some(Ok(Message::Text(t))) if t.len() > max_message => {
+                    conn.close(close_code::SIZE, "message too large").await;
+                    drain(&mut stream).await;
+                    break;
+                }
                 Some(Ok(Message::Text(text))) => conn.on_text(&text).await,
                 Some(Ok(Message::Binary(_))) => {
                     conn.error(ErrorCode::InvalidMessage, "binary frames are not accepted from clients; send JSON text".into(), None).await;
@@ -93,11 +99,11 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
                 // when the stream ends (keep polling until then).
                 Some(Ok(Message::Ping(_) | Message::Close(_))) => {}
                 Some(Err(e)) => {
-                    let too_large = e.to_string().contains("too long") || e.to_string().contains("Space limit");
-                    if too_large {
+                    // tungstenite's capacity error (past the hard limit); axum
+                    // hides its type, so it is recognised by its text.
+                    if e.to_string().starts_with("Space limit exceeded") {
                         conn.close(close_code::SIZE, "message too large").await;
                     }
-                    tracing::debug!(client = %conn.client_id, error = %e, "socket error");
                     break;
                 }
                 None => break,
@@ -133,6 +139,15 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
     }
     drop(conn);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+/// Reads and drops what the client still sends after we closed, until it
+/// closes too (at most two seconds).
+async fn drain(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
 
 impl Connection {

@@ -1,0 +1,181 @@
+//! A WebSocket test client that speaks termstream's `/ws` protocol.
+//!
+//! [`WsClient`] wraps a tokio-tungstenite connection: it sends JSON
+//! messages, receives text (parsed), binary output frames (decoded) and
+//! closes, each with a timeout, and collects a session's output by offset,
+//! checking that every frame starts where the previous one ended.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use termstream_proto::ws::binary;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::TestServer;
+
+/// What arrived on the socket.
+#[derive(Debug)]
+pub enum Incoming {
+    Json(Value),
+    /// A binary output frame: session, stream tag, offset, bytes.
+    Output { session: String, stream: u8, offset: u64, data: Vec<u8> },
+    Closed(Option<u16>),
+}
+
+pub struct WsClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The client id the server gave (or accepted).
+    pub client_id: String,
+}
+
+impl WsClient {
+    /// Connects to `path` (e.g. `/ws` or `/ws?clientId=x`) and reads the
+    /// `connected` message.
+    pub async fn connect(server: &TestServer, path: &str) -> WsClient {
+        let mut c = WsClient::connect_raw(server, path).await;
+        let hello = c.next_json(Duration::from_secs(10)).await;
+        assert_eq!(hello["type"], "connected", "{hello}");
+        c.client_id = hello["clientId"].as_str().unwrap_or_default().to_owned();
+        c
+    }
+
+    /// Connects without reading anything.
+    pub async fn connect_raw(server: &TestServer, path: &str) -> WsClient {
+        let url = server.url(path).replacen("http://", "ws://", 1);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
+        WsClient { ws, client_id: String::new() }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(Message::Text(v.to_string().into())).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("send");
+    }
+
+    /// The next message, or `None` after `timeout`.
+    pub async fn recv(&mut self, timeout: Duration) -> Option<Incoming> {
+        loop {
+            let msg = match tokio::time::timeout(timeout, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(None) | Ok(Some(Err(_))) => return Some(Incoming::Closed(None)),
+                Ok(Some(Ok(m))) => m,
+            };
+            return Some(match msg {
+                Message::Text(t) => Incoming::Json(serde_json::from_str(&t).expect("server sends JSON")),
+                Message::Binary(b) => {
+                    let f = binary::decode(&b).expect("a binary output frame");
+                    Incoming::Output {
+                        session: f.session_id.to_owned(),
+                        stream: f.stream.tag(),
+                        offset: f.offset,
+                        data: f.data.to_vec(),
+                    }
+                }
+                Message::Close(frame) => Incoming::Closed(frame.map(|f| u16::from(f.code))),
+                _ => continue,
+            });
+        }
+    }
+
+    /// The next JSON message; panics on anything else or a timeout.
+    pub async fn next_json(&mut self, timeout: Duration) -> Value {
+        match self.recv(timeout).await {
+            Some(Incoming::Json(v)) => v,
+            other => panic!("expected a JSON message, got {other:?}"),
+        }
+    }
+
+    /// Skips messages until one of type `ty` arrives.
+    pub async fn until_type(&mut self, ty: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv(left).await {
+                Some(Incoming::Json(v)) if v["type"] == ty => return v,
+                Some(Incoming::Closed(c)) => panic!("closed ({c:?}) while waiting for {ty}"),
+                None => panic!("no {ty} within {timeout:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    pub async fn attach(&mut self, id: &str, output: &str) {
+        self.send(json!({"type":"session.attach","sessionId":id,"output":output})).await;
+    }
+
+    /// Collects output of every session until each of `ids` sent
+    /// `session.exit` (or `stop` returns true). Checks per session that each
+    /// frame starts where the last ended; returns bytes per session, in the
+    /// order of `ids`.
+    pub async fn collect_until_exit(&mut self, ids: &[&str], timeout: Duration) -> Vec<Collected> {
+        let mut got: Vec<Collected> = ids.iter().map(|_| Collected::default()).collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while got.iter().any(|c| c.exit.is_none()) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(msg) = self.recv(left).await else {
+                panic!("timed out; got {:?}", got.iter().map(|c| (c.data.len(), c.exit.is_some())).collect::<Vec<_>>());
+            };
+            let (session, offset, data, stream) = match msg {
+                Incoming::Output { session, offset, data, stream } => (session, offset, data, stream),
+                Incoming::Json(v) if v["type"] == "terminal.output" => {
+                    let stream = match v["stream"].as_str() {
+                        Some("stderr") => 2,
+                        Some("stdout") => 1,
+                        _ => 0,
+                    };
+                    let s = v["sessionId"].as_str().unwrap_or_default().to_owned();
+                    (s, v["offset"].as_u64().expect("offset"), v["data"].as_str().unwrap_or_default().as_bytes().to_vec(), stream)
+                }
+                Incoming::Json(v) => {
+                    let s = v["sessionId"].as_str().unwrap_or_default();
+                    if let Some(i) = ids.iter().position(|id| *id == s) {
+                        match v["type"].as_str() {
+                            Some("session.exit") => got[i].exit = Some(v.clone()),
+                            Some("session.attached") => got[i].next = v["offset"].as_u64(),
+                            _ => {}
+                        }
+                        got[i].messages.push(v);
+                    }
+                    continue;
+                }
+                Incoming::Closed(c) => panic!("socket closed ({c:?})"),
+            };
+            let i = ids.iter().position(|id| *id == session).unwrap_or_else(|| panic!("output of {session}, not attached"));
+            let c = &mut got[i];
+            if let Some(next) = c.next {
+                assert_eq!(offset, next, "output of {session} must start where the last ended");
+            }
+            c.next = Some(offset + data.len() as u64);
+            c.streams.push((stream, data.len()));
+            c.data.extend_from_slice(&data);
+        }
+        got
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+
+    /// The raw stream, for tests that stop reading on purpose.
+    pub fn inner(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
+        &mut self.ws
+    }
+}
+
+/// What [`WsClient::collect_until_exit`] gathered for one session.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub data: Vec<u8>,
+    /// The offset after the last byte received.
+    pub next: Option<u64>,
+    /// (stream tag, bytes) per frame.
+    pub streams: Vec<(u8, usize)>,
+    /// The session's other messages, in order.
+    pub messages: Vec<Value>,
+    pub exit: Option<Value>,
+}
