@@ -33,8 +33,10 @@ use self::store::{DiskLimits, DiskRead};
 pub const INPUT_PIECE: usize = 16 * 1024;
 /// How many input pieces may wait for the program to read them.
 pub const INPUT_QUEUE: usize = 64;
-/// How many log events a subscriber may fall behind before it lags.
-pub const EVENT_QUEUE: usize = 1024;
+/// How many log events a subscriber may fall behind before it lags. Small on
+/// purpose: the slots are allocated up front and a lagging receiver pins up
+/// to this many chunks; subscribers that lag catch up by offset from the log.
+pub const EVENT_QUEUE: usize = 32;
 
 /// Settings every session shares.
 #[derive(Debug, Clone)]

@@ -1,49 +1,81 @@
-//! The task that keeps a pty session's screen model up to date.
+//! The task that keeps a pty session's screen model, off the PTY's path.
 //!
-//! It follows the session's broadcast of [`LogEvent`]s and feeds a
-//! [`ScreenModel`], off the PTY's hot path: the actor never waits for it.
-//! When it falls behind (the broadcast lagged) or starts on a log that ended
-//! before (a session loaded after a restart), it catches up by reading the
-//! log itself, from the ring or from disk. Before answering a snapshot it
-//! drains what was published and catches up to the log's end, so the
-//! snapshot's offset is exact: output from there on follows it.
+//! The terminal emulator parses 15–20 MB/s, slower than a PTY can produce,
+//! so the task does not parse as output arrives. It notes that output
+//! arrived (the broadcast is only a wake-up; resizes are queued with their
+//! offsets) and catches up from the log, by offset, when the output has been
+//! quiet for [`QUIET`] or when a snapshot is asked for. Large catch-ups run
+//! on the blocking pool, so the async workers never wait for the parser.
+//!
+//! Two approximations, both rare and both documented in ARCHITECTURE.md:
+//! - When the model is more than [`MAX_LAG`] behind, it restarts from the
+//!   last [`TAIL`] bytes of the log instead of parsing everything (after a
+//!   flood, what is on screen comes from its end); likewise when the start
+//!   of what it needs was deleted from disk.
+//! - Resizes are replayed at their offsets while at most [`RESIZES`] wait;
+//!   past that only the latest size is applied at the end.
+//!
+//! An idle model is frozen into its own snapshot (text, a few KiB) and
+//! thawed by feeding that snapshot to a fresh model, which reproduces it
+//! exactly (see the golden tests): idle sessions cost little memory.
+
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use termstream_proto::Snapshot;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 
 use super::screen::ScreenModel;
 use super::{LogEvent, ScreenRequest, SessionError, SessionHandle};
 
-/// The most bytes one catch-up read asks for.
-const CATCH_UP_READ: usize = 1 << 20;
+/// Output quiet for this long triggers a catch-up.
+pub const QUIET: Duration = Duration::from_millis(30);
+/// A model idle for this long is frozen.
+pub const FREEZE_AFTER: Duration = Duration::from_secs(5);
+/// Further behind than this, the model restarts from the log's tail.
+pub const MAX_LAG: u64 = 16 << 20;
+/// How much of the log's end a restarted model parses.
+pub const TAIL: u64 = 2 << 20;
+/// Resizes remembered between catch-ups.
+pub const RESIZES: usize = 16;
+/// Catch-ups of at least this many bytes run on the blocking pool.
+const BLOCKING_FEED: usize = 64 * 1024;
+/// The most bytes one log read asks for.
+const READ: usize = 1 << 20;
+
+/// The model, live or frozen.
+enum Model {
+    Live(ScreenModel),
+    /// The snapshot of a model, and its size.
+    Frozen { snapshot: String, cols: u16, rows: u16 },
+}
 
 struct ScreenTask {
     handle: SessionHandle,
-    model: ScreenModel,
+    model: Option<Model>,
     scrollback: usize,
-    /// The log offset the model has seen up to.
+    /// The log offset the model reflects.
     offset: u64,
-    /// Live events from the actor; `None` once the actor closed it.
+    /// Resizes not applied yet: (offset, cols, rows); `None` after overflow.
+    resizes: Option<VecDeque<(u64, u16, u16)>>,
+    /// Live events from the actor (wake-ups); `None` once it closed.
     events: Option<broadcast::Receiver<LogEvent>>,
     /// Requests from handles; the task ends when every handle is gone.
     requests: mpsc::Receiver<ScreenRequest>,
 }
 
-/// Starts the screen task of `handle`'s session and returns its request
-/// channel.
-pub(crate) fn spawn(
-    handle: &SessionHandle,
-    events: broadcast::Receiver<LogEvent>,
-    scrollback: usize,
-) -> mpsc::Sender<ScreenRequest> {
+/// Starts the screen task of `handle`'s session; returns its request channel.
+pub(crate) fn spawn(handle: &SessionHandle, events: broadcast::Receiver<LogEvent>, scrollback: usize) -> mpsc::Sender<ScreenRequest> {
     let (tx, requests) = mpsc::channel(16);
     let info = handle.info();
     let task = ScreenTask {
         handle: handle.clone(),
-        model: ScreenModel::new(info.cols.max(1), info.rows.max(1), scrollback),
+        model: Some(Model::Live(ScreenModel::new(info.cols.max(1), info.rows.max(1), scrollback))),
         scrollback,
         offset: 0,
+        resizes: Some(VecDeque::new()),
         events: Some(events),
         requests,
     };
@@ -53,25 +85,37 @@ pub(crate) fn spawn(
 
 impl ScreenTask {
     async fn run(mut self) {
+        // When to catch up (output went quiet), and when to freeze.
+        let mut catch_up_at: Option<Instant> = None;
+        let mut freeze_at: Option<Instant> = Some(Instant::now() + FREEZE_AFTER);
         loop {
+            let wake = catch_up_at.or(freeze_at);
             tokio::select! {
-                ev = recv(&mut self.events), if self.events.is_some() => match ev {
-                    Ok(ev) => self.apply(ev).await,
-                    Err(RecvError::Lagged(_)) => self.catch_up().await,
-                    Err(RecvError::Closed) => self.events = None,
-                },
+                ev = recv(&mut self.events), if self.events.is_some() => {
+                    match ev {
+                        Ok(LogEvent::Resized { offset, cols, rows }) => self.note_resize(offset, cols, rows),
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => self.events = None,
+                    }
+                    catch_up_at = Some(Instant::now() + QUIET);
+                    freeze_at = None;
+                }
+                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                    if catch_up_at.take().is_some() {
+                        self.catch_up().await;
+                        freeze_at = Some(Instant::now() + FREEZE_AFTER);
+                    } else {
+                        freeze_at = None;
+                        self.freeze();
+                    }
+                }
                 req = self.requests.recv() => match req {
                     Some(ScreenRequest::Snapshot { reply }) => {
-                        self.drain().await;
                         self.catch_up().await;
-                        let (cols, rows) = self.model.size();
-                        let _ = reply.send(Snapshot {
-                            epoch: self.handle.epoch(),
-                            offset: self.offset,
-                            cols,
-                            rows,
-                            data: self.model.snapshot(),
-                        });
+                        catch_up_at = None;
+                        freeze_at = Some(Instant::now() + FREEZE_AFTER);
+                        let _ = reply.send(self.snapshot());
                     }
                     None => return,
                 },
@@ -79,72 +123,118 @@ impl ScreenTask {
         }
     }
 
-    /// Applies every event already published.
-    async fn drain(&mut self) {
-        while let Some(events) = &mut self.events {
-            match events.try_recv() {
-                Ok(ev) => self.apply(ev).await,
-                Err(broadcast::error::TryRecvError::Lagged(_)) => self.catch_up().await,
-                Err(broadcast::error::TryRecvError::Closed) => self.events = None,
-                Err(broadcast::error::TryRecvError::Empty) => return,
+    fn note_resize(&mut self, offset: u64, cols: u16, rows: u16) {
+        if let Some(q) = &mut self.resizes {
+            if q.len() >= RESIZES {
+                self.resizes = None;
+            } else {
+                q.push_back((offset, cols.max(1), rows.max(1)));
             }
         }
     }
 
-    async fn apply(&mut self, ev: LogEvent) {
-        match ev {
-            LogEvent::Output(chunk) => {
-                if chunk.end() <= self.offset {
-                    return;
-                }
-                if chunk.offset > self.offset {
-                    // A gap: fetch what is missing from the log first.
-                    self.catch_up().await;
-                    if chunk.end() <= self.offset {
-                        return;
-                    }
-                }
-                let part = chunk.from_offset(self.offset);
-                self.model.feed(&part.data);
-                self.offset = part.end();
+    fn live(&mut self) -> ScreenModel {
+        match self.model.take() {
+            Some(Model::Live(m)) => m,
+            Some(Model::Frozen { snapshot, cols, rows }) => {
+                let mut m = ScreenModel::new(cols, rows, self.scrollback);
+                m.feed(snapshot.as_bytes());
+                m
             }
-            LogEvent::Resized { cols, rows, .. } => self.model.resize(cols.max(1), rows.max(1)),
-            LogEvent::Ended(_) | LogEvent::Terminating => {}
+            None => self.fresh(),
         }
     }
 
-    /// Reads the log from `offset` to its end, as it is now.
+    fn fresh(&self) -> ScreenModel {
+        let info = self.handle.info();
+        ScreenModel::new(info.cols.max(1), info.rows.max(1), self.scrollback)
+    }
+
+    fn freeze(&mut self) {
+        if let Some(Model::Live(m)) = self.model.take() {
+            let (cols, rows) = m.size();
+            self.model = Some(Model::Frozen { snapshot: m.snapshot(), cols, rows });
+        }
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        let (data, (cols, rows)) = match &self.model {
+            Some(Model::Live(m)) => (m.snapshot(), m.size()),
+            Some(Model::Frozen { snapshot, cols, rows }) => (snapshot.clone(), (*cols, *rows)),
+            None => (String::new(), (1, 1)),
+        };
+        Snapshot { epoch: self.handle.epoch(), offset: self.offset, cols, rows, data }
+    }
+
+    /// Brings the model to the log's end as it is now.
     async fn catch_up(&mut self) {
-        let target = self.handle.info().output_offset;
+        let info = self.handle.info();
+        let target = info.output_offset;
+        if self.offset >= target && self.resizes.as_ref().is_some_and(|q| q.is_empty()) {
+            return;
+        }
+        let mut model = self.live();
+        if target.saturating_sub(self.offset) > MAX_LAG {
+            tracing::debug!(session = %self.handle.id(), behind = target - self.offset, "screen model restarts from the log's tail");
+            model = self.fresh();
+            self.offset = target - TAIL;
+            self.resizes = Some(VecDeque::new());
+        }
         while self.offset < target {
-            match self.handle.read(self.offset, CATCH_UP_READ).await {
-                Ok(chunks) if chunks.is_empty() => return,
-                Ok(chunks) => {
-                    for c in chunks {
-                        self.model.feed(&c.data);
-                        self.offset = c.end();
-                    }
+            // Stop at the next resize, to apply it where it happened.
+            let stop = match self.resizes.as_ref().and_then(|q| q.front()) {
+                Some(&(at, cols, rows)) if at <= self.offset => {
+                    model.resize(cols, rows);
+                    self.resizes.as_mut().map(VecDeque::pop_front);
+                    continue;
                 }
+                Some(&(at, _, _)) => at.min(target),
+                None => target,
+            };
+            let want = ((stop - self.offset) as usize).min(READ);
+            let chunks = match self.handle.read(self.offset, want).await {
+                Ok(c) if c.is_empty() => break,
+                Ok(c) => c,
                 Err(SessionError::Gone { earliest }) => {
-                    // The start of the log is gone: rebuild from what is held.
-                    tracing::warn!(session = %self.handle.id(), earliest, "screen model restarts from the earliest output held");
-                    let info = self.handle.info();
-                    self.model = ScreenModel::new(info.cols.max(1), info.rows.max(1), self.scrollback);
-                    self.offset = earliest;
+                    model = self.fresh();
+                    self.offset = earliest.max(target.saturating_sub(TAIL));
+                    continue;
                 }
                 Err(e) => {
                     tracing::warn!(session = %self.handle.id(), error = %e, "screen model cannot catch up");
-                    return;
+                    break;
+                }
+            };
+            let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
+            self.offset = chunks.last().map_or(self.offset, |c| c.end());
+            if bytes >= BLOCKING_FEED {
+                let fed = tokio::task::spawn_blocking(move || {
+                    for c in &chunks {
+                        model.feed(&c.data);
+                    }
+                    model
+                })
+                .await;
+                match fed {
+                    Ok(m) => model = m,
+                    Err(_) => model = self.fresh(),
+                }
+            } else {
+                for c in &chunks {
+                    model.feed(&c.data);
                 }
             }
         }
-        let (cols, rows) = {
-            let info = self.handle.info();
-            (info.cols.max(1), info.rows.max(1))
-        };
-        if self.model.size() != (cols, rows) {
-            self.model.resize(cols, rows);
+        // Resizes after the end, or lost to overflow: apply the latest size.
+        for (_, cols, rows) in self.resizes.take().unwrap_or_default() {
+            model.resize(cols, rows);
         }
+        self.resizes = Some(VecDeque::new());
+        let size = (info.cols.max(1), info.rows.max(1));
+        if model.size() != size {
+            model.resize(size.0, size.1);
+        }
+        self.model = Some(Model::Live(model));
     }
 }
 

@@ -1,0 +1,172 @@
+//! `/ws` resume and backpressure: a client that drops mid-stream and comes
+//! back with `since` gets exactly the missing bytes; a client too far behind
+//! gets a snapshot and a gap notice; a stalled client neither stalls others
+//! nor grows the server's memory.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::ws::{Incoming, WsClient};
+use common::{TestServer, secs};
+use serde_json::json;
+
+/// Reads binary output of `id` until at least `want` bytes arrived; returns
+/// the bytes and the epoch.
+async fn read_some(ws: &mut WsClient, id: &str, want: usize) -> (Vec<u8>, String) {
+    let attached = ws.until_type("session.attached", secs(10)).await;
+    let epoch = attached["epoch"].as_str().unwrap().to_owned();
+    let mut next = attached["offset"].as_u64().unwrap();
+    let mut data = Vec::new();
+    while data.len() < want {
+        match ws.recv(secs(20)).await {
+            Some(Incoming::Output { session, offset, data: d, .. }) if session == id => {
+                assert_eq!(offset, next);
+                next += d.len() as u64;
+                data.extend_from_slice(&d);
+            }
+            Some(Incoming::Json(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    (data, epoch)
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_gets_exactly_the_missing_bytes() {
+    let server = TestServer::start().await;
+    // Enough output that the client drops in the middle of it.
+    server
+        .create(json!({"id":"long","kind":"command","argv":["sh","-c","read go; seq 1 400000"]}))
+        .await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    ws.send(json!({"type":"session.attach","sessionId":"long","output":"binary"})).await;
+    server.input("long", "go\n").await;
+    let (first, epoch) = read_some(&mut ws, "long", 100_000).await;
+    drop(ws); // the laptop sleeps
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    ws.send(json!({"type":"session.attach","sessionId":"long","output":"binary",
+        "since":{"epoch":epoch,"offset":first.len()}}))
+        .await;
+    let got = ws.collect_until_exit(&["long"], secs(60)).await;
+    let attached = &got[0].messages[0];
+    assert_eq!(attached["type"], "session.attached");
+    assert_eq!(attached["recovered"], true);
+    assert_eq!(attached["offset"], first.len() as u64);
+    let mut all = first;
+    all.extend_from_slice(&got[0].data);
+    let expected: String = (1..=400000).map(|i| format!("{i}\n")).collect();
+    assert!(all == expected.as_bytes(), "every byte once, in order ({} of {})", all.len(), expected.len());
+}
+
+#[tokio::test]
+async fn resuming_a_pty_session_with_since_replays_the_bytes() {
+    let server = TestServer::start().await;
+    server.create(json!({"id":"p","argv":["bash","--norc","--noprofile"]})).await;
+    server.read_output_until("p", "bash", secs(10)).await;
+    let info = server.info("p").await;
+    let epoch = info["epoch"].as_str().unwrap().to_owned();
+    let mark = info["outputOffset"].as_u64().unwrap();
+    server.input("p", "echo resumed-$((7*6))\r").await;
+    server.read_output_until("p", "resumed-42", secs(10)).await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    ws.send(json!({"type":"session.attach","sessionId":"p","since":{"epoch":epoch,"offset":mark}})).await;
+    let attached = ws.until_type("session.attached", secs(10)).await;
+    assert_eq!(attached["recovered"], true);
+    let out = ws.until_type("terminal.output", secs(10)).await;
+    assert_eq!(out["offset"], mark, "output resumes at the offset asked for, with no snapshot");
+    assert!(out["data"].as_str().unwrap().contains("resumed-42"));
+    // Input sent again after a reconnect with a seq already applied is not
+    // applied twice.
+    ws.send(json!({"type":"terminal.input","sessionId":"p","data":"echo once-$((1+1))\r","seq":7})).await;
+    let mut again = WsClient::connect(&server, &format!("/ws?clientId={}", ws.client_id)).await;
+    again.send(json!({"type":"terminal.input","sessionId":"p","data":"echo once-$((1+1))\r","seq":7})).await;
+    again.send(json!({"type":"terminal.input","sessionId":"p","data":"echo after-$((2+2))\r","seq":8})).await;
+    let text = server.read_output_until("p", "after-4\r", secs(10)).await;
+    assert_eq!(text.matches("once-2\r").count(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn an_unknown_epoch_or_a_far_offset_gets_a_snapshot_and_a_gap_notice() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_MAX_REPLAY_BYTES", "10000")]).await;
+    server.create(json!({"id":"p","argv":["bash","--norc","--noprofile"]})).await;
+    server.input("p", "seq 1 20000; echo end-$((3*3))\r").await;
+    server.read_output_until("p", "end-9", secs(20)).await;
+    let epoch = server.info("p").await["epoch"].as_str().unwrap().to_owned();
+    for since in [json!({"epoch":"00000000000000aa","offset":5}), json!({"epoch":epoch,"offset":10})] {
+        let mut ws = WsClient::connect(&server, "/ws").await;
+        ws.send(json!({"type":"session.attach","sessionId":"p","since":since})).await;
+        let attached = ws.until_type("session.attached", secs(10)).await;
+        assert_eq!(attached["recovered"], false);
+        let gap = ws.next_json(secs(10)).await;
+        assert_eq!(gap["type"], "session.gap", "{gap}");
+        assert_eq!(gap["recovered"], false);
+        assert_eq!(gap["to"], attached["offset"]);
+        let restore = ws.next_json(secs(10)).await;
+        assert_eq!(restore["type"], "terminal.restore");
+        assert!(restore["data"].as_str().unwrap().contains("end-9"));
+    }
+}
+
+/// Round trips of one byte through `stty raw -echo; cat` on session `id`.
+async fn echo_times(ws: &mut WsClient, id: &str, n: usize) -> Vec<Duration> {
+    let mut times = Vec::new();
+    for i in 0..n {
+        let ch = (b'a' + (i % 26) as u8) as char;
+        let start = Instant::now();
+        ws.send(json!({"type":"terminal.input","sessionId":id,"data":ch.to_string()})).await;
+        loop {
+            match ws.recv(secs(10)).await {
+                Some(Incoming::Json(v)) if v["type"] == "terminal.output" && v["data"].as_str().unwrap().contains(ch) => break,
+                Some(Incoming::Json(_)) => {}
+                other => panic!("no echo: {other:?}"),
+            }
+        }
+        times.push(start.elapsed());
+    }
+    times
+}
+
+#[tokio::test]
+async fn a_stalled_client_stalls_nobody_and_memory_stays_flat() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_DISK_MAX_BYTES", "67108864")]).await;
+    server.create(json!({"id":"flood","argv":["yes","termstream"]})).await;
+    server.create(json!({"id":"echo","argv":["sh","-c","stty raw -echo; cat"]})).await;
+    let mut talker = WsClient::connect(&server, "/ws").await;
+    talker.attach("echo", "json").await;
+    talker.until_type("terminal.restore", secs(10)).await;
+    let baseline = echo_times(&mut talker, "echo", 20).await;
+    // The stalled client attaches to the flood and never reads again.
+    let mut stalled = WsClient::connect(&server, "/ws").await;
+    stalled.attach("flood", "binary").await;
+    let rss_before = server.rss_bytes();
+    let until = Instant::now() + secs(20);
+    let mut during = Vec::new();
+    while Instant::now() < until {
+        during.extend(echo_times(&mut talker, "echo", 10).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rss_after = server.rss_bytes();
+    let max = |v: &[Duration]| v.iter().max().copied().unwrap_or_default();
+    // Generous bounds: this is a correctness check (nobody waits for the
+    // stalled socket), not a benchmark.
+    assert!(max(&during) < Duration::from_millis(500), "echo while a client stalls: max {:?} (before {:?})", max(&during), max(&baseline));
+    let growth = rss_after.saturating_sub(rss_before);
+    assert!(growth < 48 << 20, "server RSS grew {growth} bytes while a client stalled");
+    // The stalled client, reading again, is told what it missed and gets the
+    // screen instead of gigabytes of history.
+    let mut saw_gap = false;
+    let deadline = Instant::now() + secs(30);
+    while Instant::now() < deadline && !saw_gap {
+        match stalled.recv(secs(10)).await {
+            Some(Incoming::Json(v)) if v["type"] == "session.gap" => {
+                assert_eq!(v["reason"], "slow_client");
+                saw_gap = true;
+            }
+            Some(Incoming::Closed(c)) => panic!("stalled client closed: {c:?}"),
+            None => break,
+            _ => {}
+        }
+    }
+    assert!(saw_gap, "a gap notice after falling behind");
+}
