@@ -97,7 +97,8 @@ impl From<CreateError> for ApiError {
 }
 
 /// A JSON body, parsed whatever its content type, whose rejections are
-/// [`ApiError`]s: 400 for malformed JSON or a wrong shape, 413 when too large.
+/// [`ApiError`]s: 400 for malformed JSON, a wrong shape or anything but an
+/// object, 413 when too large.
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
@@ -113,6 +114,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
                     ApiError::bad_request(format!("cannot read the request body: {e}"))
                 }
             })?;
+        // Every body is an object: serde would also read a struct from an
+        // array of its fields in order (`[]` would create a default session),
+        // which is not a shape the API documents.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
         serde_json::from_slice(&bytes)
             .map(Body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
