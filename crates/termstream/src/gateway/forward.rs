@@ -245,6 +245,13 @@ impl Forwarder {
     /// Sends the log from `next` up to `to`, read from the ring or disk.
     async fn fill(&mut self, to: u64) -> Result<(), Closed> {
         while self.next < to {
+            if self.is_pty() && self.handle.info().output_offset.saturating_sub(self.next) > self.max_replay {
+                // Too far behind to replay: the screen says it better.
+                self.snapshot_gap(GapReason::SlowClient).await?;
+                if self.next >= to {
+                    return Ok(());
+                }
+            }
             let want = ((to - self.next) as usize).min(READ_PAGE);
             match self.handle.read(self.next, want).await {
                 Ok(chunks) if chunks.is_empty() => return Ok(()),
