@@ -84,7 +84,7 @@ async fn idle_once(target: &Target, n: usize) -> anyhow::Result<Vec<Row>> {
         Row::info(S6, format!("RSS per session, {n} sessions"), "KiB", per)
             .goal(Goal::AtMost(16.0), "≤ 16 KiB")
             .note(format!("RSS {} → {} KiB; {n} sessions created in {create_secs:.2} s", base.rss_kib, with.rss_kib)),
-        Row::info(S6, format!("server threads with {n} sessions"), "", with.threads as f64)
+        Row::info(S6, format!("server threads with {n} sessions"), "threads", with.threads as f64)
             .baseline("before", base.threads as f64)
             .goal(Goal::RatioAtMost(1.0), "constant"),
     ])

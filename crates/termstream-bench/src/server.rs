@@ -162,7 +162,7 @@ impl Target {
     pub async fn ws_available(&self) -> Result<(), String> {
         match tokio::time::timeout(Duration::from_secs(5), crate::client::Client::connect(&self.ws)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("no WebSocket gateway at /ws ({e:#})")),
+            Ok(Err(e)) => Err(format!("no WebSocket gateway at /ws ({})", e.root_cause())),
             Err(_) => Err("no WebSocket gateway at /ws (timed out)".into()),
         }
     }
