@@ -7,6 +7,7 @@ pub mod error;
 pub mod sessions;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use axum::Json;
 use axum::Router;
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use termstream_proto::ErrorCode;
 use utoipa::OpenApi;
 
+use crate::gateway::events::{self, EventHub};
 use crate::registry::Registry;
 use error::ApiError;
 
@@ -22,6 +24,16 @@ use error::ApiError;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    /// Event channels of `/ws` clients.
+    pub events: EventHub,
+    /// WebSocket clients connected now.
+    pub clients: Arc<AtomicUsize>,
+}
+
+impl AppState {
+    pub fn new(registry: Arc<Registry>) -> AppState {
+        AppState { registry, events: EventHub::default(), clients: Arc::default() }
+    }
 }
 
 #[derive(OpenApi)]
@@ -30,7 +42,7 @@ pub struct AppState {
     paths(
         sessions::create, sessions::list, sessions::get, sessions::input, sessions::resize,
         sessions::terminate, sessions::delete, sessions::output, sessions::snapshot, sessions::recording,
-        compat::start, compat::sessions, compat::status, compat::terminate,
+        compat::start, compat::sessions, compat::status, compat::terminate, events::publish,
     )
 )]
 struct ApiDoc;
@@ -56,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .route("/terminal/sessions", get(compat::sessions))
         .route("/terminal/{session_id}", get(compat::status))
         .route("/terminal/{session_id}/terminate", post(compat::terminate))
+        .route("/api/events", post(events::publish))
+        .merge(crate::gateway::router())
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })

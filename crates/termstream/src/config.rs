@@ -46,6 +46,21 @@ pub struct Config {
     pub default_cwd: Option<PathBuf>,
     /// Largest REST body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest WebSocket message or frame accepted, in bytes (close 1009).
+    pub ws_max_message_bytes: usize,
+    /// Bytes of output queued for one socket before its forwarders wait.
+    pub ws_outbound_budget: usize,
+    /// Milliseconds between the server's pings.
+    pub ws_ping_interval_ms: u64,
+    /// Milliseconds without a pong before the server closes the socket.
+    pub ws_pong_timeout_ms: u64,
+    /// Milliseconds an attach to an unknown id waits for it to appear.
+    pub attach_wait_ms: u64,
+    /// Sessions one socket may be attached to at once.
+    pub max_attachments_per_socket: usize,
+    /// A pty client further behind than this gets a snapshot and a gap
+    /// notice instead of the missed bytes.
+    pub max_replay_bytes: u64,
 }
 
 impl Default for Config {
@@ -67,6 +82,13 @@ impl Default for Config {
             default_shell: None,
             default_cwd: None,
             max_body_bytes: 1 << 20,
+            ws_max_message_bytes: 1 << 20,
+            ws_outbound_budget: 1 << 20,
+            ws_ping_interval_ms: 10_000,
+            ws_pong_timeout_ms: 60_000,
+            attach_wait_ms: 3_000,
+            max_attachments_per_socket: 256,
+            max_replay_bytes: 4 << 20,
         }
     }
 }
@@ -90,7 +112,10 @@ impl Config {
             anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
             fig = fig.merge(Toml::file(file));
         }
-        fig.merge(Env::prefixed("TERMSTREAM_").ignore(&["config"]))
+        // `TERMSTREAM_CONFIG` names the file, and `TERMSTREAM_SESSION` is the
+        // marker every session's processes carry: neither is a setting, and a
+        // server started inside a session must not refuse the marker.
+        fig.merge(Env::prefixed("TERMSTREAM_").ignore(&["config", "session"]))
             .merge(Serialized::defaults(overrides))
             .extract()
             .context("invalid configuration")

@@ -38,7 +38,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then terminates every session.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let state = AppState { registry: self.registry.clone() };
+        let state = AppState::new(self.registry.clone());
         let app = api::router(state);
         let retention = tokio::spawn(self.registry.clone().retention_loop());
         axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -56,6 +56,8 @@ pub enum LogEvent {
     Output(Chunk),
     /// The window changed size; output from `offset` on is at the new size.
     Resized { offset: u64, cols: u16, rows: u16 },
+    /// A terminate request was accepted; `Ended` follows.
+    Terminating,
     /// The program and all its output are done; the last event of a log.
     Ended(Arc<SessionInfo>),
 }
@@ -103,6 +105,13 @@ pub(crate) struct InputPiece {
     pub data: Bytes,
     /// Close the program's stdin after `data` (command sessions).
     pub eof: bool,
+    /// The sender's client id and sequence number: a piece whose seq is not
+    /// above the last one applied for that client is dropped. Only the first
+    /// piece of a split input carries it.
+    pub seq: Option<(Arc<str>, u64)>,
+    /// This piece continues the previous one (an input split in pieces): it
+    /// is dropped when that one was.
+    pub continues: bool,
 }
 
 /// The answer to a subscribe.
@@ -114,6 +123,9 @@ pub struct Subscription {
     pub end: u64,
     /// Live events after `end`.
     pub live: broadcast::Receiver<LogEvent>,
+    /// The final info when the log had ended already: no `Ended` event
+    /// will come on `live` then.
+    pub ended: Option<Arc<SessionInfo>>,
 }
 
 /// Requests to the screen task.
@@ -201,20 +213,29 @@ impl SessionHandle {
 
     /// Queues input for the program, waiting while its queue is full.
     pub async fn input(&self, data: Bytes, eof: bool) -> Result<(), SessionError> {
+        self.input_seq(data, eof, None).await
+    }
+
+    /// Queues input tagged with the client's id and sequence number; input
+    /// with a seq already applied for that client is dropped by the actor.
+    pub async fn input_seq(&self, data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>) -> Result<(), SessionError> {
         if !self.info.borrow().status.is_running() {
             return Err(SessionError::NotRunning(self.id.clone()));
         }
         let not_running = || SessionError::NotRunning(self.id.clone());
         let mut rest = data;
+        let mut seq = seq;
+        let mut continues = false;
         while rest.len() > INPUT_PIECE {
             let piece = rest.split_to(INPUT_PIECE);
             self.input
-                .send(InputPiece { data: piece, eof: false })
+                .send(InputPiece { data: piece, eof: false, seq: seq.take(), continues })
                 .await
                 .map_err(|_| not_running())?;
+            continues = true;
         }
         self.input
-            .send(InputPiece { data: rest, eof })
+            .send(InputPiece { data: rest, eof, seq, continues })
             .await
             .map_err(|_| not_running())
     }

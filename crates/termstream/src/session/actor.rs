@@ -36,6 +36,9 @@ use super::store::{self, LogWriter};
 use super::{Command, InputPiece, LogEvent, SessionHandle, SessionSettings, Subscription};
 use crate::clock::now_ms;
 
+/// How many clients' input sequence numbers a session remembers.
+pub const SEQ_CLIENTS: usize = 64;
+
 /// Most bytes gathered into one chunk while the program has more ready.
 pub const READ_COALESCE: usize = 64 * 1024;
 
@@ -116,6 +119,11 @@ pub(crate) struct Actor {
     stdin: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
     out: Option<Reader>,
     err: Option<Reader>,
+    /// The last input seq applied per client id, newest last; bounded by
+    /// [`SEQ_CLIENTS`].
+    applied_seqs: Vec<(Arc<str>, u64)>,
+    /// The last input piece that did not continue another was a repeat.
+    dropping_input: bool,
     /// Input taken from the queue and not yet written.
     pending: Bytes,
     /// Close stdin once `pending` is written.
@@ -211,6 +219,8 @@ fn build(
         stdin: None,
         out: None,
         err: None,
+        applied_seqs: Vec::new(),
+        dropping_input: false,
         pending: Bytes::new(),
         eof_after_pending: false,
     };
@@ -252,6 +262,7 @@ impl Actor {
                 }
                 piece = recv_input(&mut self.input), if self.pending.is_empty() && !self.eof_after_pending && self.input.is_some() => {
                     match piece {
+                        Some(p) if self.is_repeat(&p) => {}
                         Some(p) => { self.pending = p.data; self.eof_after_pending = p.eof; }
                         None => self.input = None,
                     }
@@ -288,13 +299,45 @@ impl Actor {
             Command::Subscribe { since, reply } => {
                 let live = self.events.subscribe();
                 let backlog = self.ring.read(since, usize::MAX);
+                let ended = (self.phase == Phase::Ended).then(|| Arc::new(self.info.clone()));
                 let _ = reply.send(Subscription {
                     backlog,
                     end: self.ring.end(),
                     live,
+                    ended,
                 });
             }
             Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    /// Whether `piece` repeats input already applied (same client, seq not
+    /// above the last applied); records its seq otherwise.
+    fn is_repeat(&mut self, piece: &InputPiece) -> bool {
+        if piece.continues {
+            return self.dropping_input;
+        }
+        self.dropping_input = self.is_repeat_seq(piece);
+        self.dropping_input
+    }
+
+    fn is_repeat_seq(&mut self, piece: &InputPiece) -> bool {
+        let Some((client, seq)) = &piece.seq else { return false };
+        match self.applied_seqs.iter().position(|(c, _)| c == client) {
+            Some(i) if self.applied_seqs[i].1 >= *seq => true,
+            Some(i) => {
+                let mut entry = self.applied_seqs.remove(i);
+                entry.1 = *seq;
+                self.applied_seqs.push(entry);
+                false
+            }
+            None => {
+                if self.applied_seqs.len() >= SEQ_CLIENTS {
+                    self.applied_seqs.remove(0);
+                }
+                self.applied_seqs.push((client.clone(), *seq));
+                false
+            }
         }
     }
 
@@ -334,6 +377,7 @@ impl Actor {
             return;
         }
         self.terminating = true;
+        let _ = self.events.send(LogEvent::Terminating);
         let pgid = self.info.pid.unwrap_or(0);
         process::signal_group(pgid, Signal::HUP);
         process::signal_group(pgid, Signal::TERM);

@@ -109,7 +109,7 @@ impl ScreenTask {
                 self.offset = part.end();
             }
             LogEvent::Resized { cols, rows, .. } => self.model.resize(cols.max(1), rows.max(1)),
-            LogEvent::Ended(_) => {}
+            LogEvent::Ended(_) | LogEvent::Terminating => {}
         }
     }
 

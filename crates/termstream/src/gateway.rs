@@ -1,0 +1,123 @@
+//! The WebSocket endpoints.
+//!
+//! - `/ws`: one socket per client, any number of sessions multiplexed by
+//!   `sessionId` ([`connection`]), each attached session delivered by its own
+//!   forwarder task ([`forward`]) through the socket's byte-bounded
+//!   [`outbox`], rendered per [`render::Dialect`].
+//! - `/ws/terminal/{id}` and `/ws/terminal/all`: the older one-session and
+//!   all-sessions shapes ([`legacy`]).
+//! - `POST /api/events` and the event channels ([`events`]).
+//!
+//! Message and frame sizes are capped at the upgrade (`ws_max_message_bytes`,
+//! close 1009 past it).
+
+pub mod connection;
+pub mod events;
+pub mod forward;
+pub mod legacy;
+pub mod outbox;
+pub mod render;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use termstream_proto::SessionId;
+
+use crate::api::AppState;
+use crate::registry::{Registry, RegistryEvent};
+use crate::session::SessionHandle;
+use render::Dialect;
+
+/// Counts a connected client while it lives.
+#[derive(Debug)]
+pub struct ClientGuard(Arc<AtomicUsize>);
+
+impl ClientGuard {
+    pub fn new(count: &Arc<AtomicUsize>) -> ClientGuard {
+        count.fetch_add(1, Ordering::Relaxed);
+        ClientGuard(count.clone())
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The routes of the WebSocket endpoints.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ws", get(ws))
+        .route("/ws/terminal/all", get(legacy_all))
+        .route("/ws/terminal/{session_id}", get(legacy_one))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WsQuery {
+    /// A client id from an earlier connection, kept across reconnects (it
+    /// scopes input sequence numbers).
+    client_id: Option<String>,
+    /// `flat` to be answered with the older flat message names.
+    dialect: Option<String>,
+}
+
+fn upgrade(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
+    let max = state.registry.config().ws_max_message_bytes;
+    ws.max_message_size(max).max_frame_size(max)
+}
+
+async fn ws(ws: WebSocketUpgrade, State(state): State<AppState>, Query(q): Query<WsQuery>) -> Response {
+    let client_id: Arc<str> = match q.client_id.and_then(|c| SessionId::new(c).ok()) {
+        Some(id) => id.as_str().into(),
+        None => format!("c{:012x}", rand::random::<u64>() >> 16).into(),
+    };
+    let dialect = match q.dialect.as_deref() {
+        Some("flat") => Some(Dialect::Flat),
+        Some("dotted") => Some(Dialect::Dotted),
+        _ => None,
+    };
+    let guard = ClientGuard::new(&state.clients);
+    upgrade(ws, &state).on_upgrade(move |socket| connection::run(socket, state, client_id, dialect, guard))
+}
+
+async fn legacy_one(ws: WebSocketUpgrade, State(state): State<AppState>, Path(raw): Path<String>) -> Response {
+    let guard = ClientGuard::new(&state.clients);
+    upgrade(ws, &state).on_upgrade(move |socket| legacy::one(socket, state, raw, guard))
+}
+
+async fn legacy_all(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    let guard = ClientGuard::new(&state.clients);
+    upgrade(ws, &state).on_upgrade(move |socket| legacy::all(socket, state, guard))
+}
+
+/// The session `id`, waiting up to `wait` for it to be created.
+pub async fn wait_for_session(registry: &Registry, id: &SessionId, wait: Duration) -> Option<SessionHandle> {
+    // Subscribe before looking, so a creation in between is not missed.
+    let mut changes = registry.changes();
+    if let Some(h) = registry.get(id) {
+        return Some(h);
+    }
+    let found = async {
+        loop {
+            match changes.recv().await {
+                Ok(RegistryEvent::Created(h)) if h.id() == id => return Some(h),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if let Some(h) = registry.get(id) {
+                        return Some(h);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(wait, found).await.ok().flatten()
+}

@@ -1,0 +1,289 @@
+//! One `/ws` connection: the task that reads the client's messages and
+//! manages its attachments.
+//!
+//! The socket is split: a writer task ([`outbox::write_loop`]) owns the
+//! sending half and drains the socket's [`Outbox`]; this task owns the
+//! receiving half. Each attached session gets a forwarder task
+//! ([`forward::run`]) that writes into the same outbox, so sessions never
+//! wait for each other beyond the socket's shared byte budget. Closing the
+//! socket aborts every forwarder (detaching everything) and ends the writer.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ServerMessage};
+use termstream_proto::{ErrorCode, SessionId};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::AbortHandle;
+
+use super::forward::{self, Attach};
+use super::outbox::{self, Outbox};
+use super::render::Dialect;
+use super::{ClientGuard, wait_for_session};
+use crate::api::AppState;
+use crate::clock::now_ms;
+use crate::session::{SessionError, SessionHandle, ViewerGuard};
+
+/// An attached session: its forwarder and its place in the viewer count.
+struct Attached {
+    task: AbortHandle,
+    _viewer: ViewerGuard,
+}
+
+/// An attach waiting for its session to appear.
+type PendingAttach =
+    std::pin::Pin<Box<dyn Future<Output = (SessionId, Option<SessionHandle>, Option<LogPosition>, OutputMode)> + Send + Sync>>;
+
+struct Connection {
+    state: AppState,
+    client_id: Arc<str>,
+    dialect: Dialect,
+    /// Whether the dialect was chosen at connect (not switched by messages).
+    dialect_fixed: bool,
+    out: Outbox,
+    /// Attached sessions; at most `max_attachments_per_socket` together
+    /// with `pending`.
+    attached: HashMap<SessionId, Attached>,
+    pending: FuturesUnordered<PendingAttach>,
+    /// Event channels subscribed to (a subset of [`CHANNELS`]).
+    channels: HashSet<&'static str>,
+    last_pong: Instant,
+}
+
+/// Serves one `/ws` connection until it closes.
+pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialect: Option<Dialect>, _guard: ClientGuard) {
+    let (sink, mut stream) = socket.split();
+    let cfg = state.registry.config().clone();
+    let (out, rx) = Outbox::new(cfg.ws_outbound_budget);
+    let writer = tokio::spawn(outbox::write_loop(sink, rx));
+    let mut conn = Connection {
+        client_id,
+        dialect: dialect.unwrap_or(Dialect::Dotted),
+        dialect_fixed: dialect.is_some(),
+        out,
+        attached: HashMap::new(),
+        pending: FuturesUnordered::new(),
+        channels: HashSet::new(),
+        last_pong: Instant::now(),
+        state,
+    };
+    conn.control(ServerMessage::Connected {
+        message: format!("termstream {}", env!("CARGO_PKG_VERSION")),
+        client_count: conn.state.clients.load(std::sync::atomic::Ordering::Relaxed),
+        client_id: conn.client_id.to_string(),
+    })
+    .await;
+    let mut events = conn.state.events.subscribe();
+    let mut ping = tokio::time::interval(Duration::from_millis(cfg.ws_ping_interval_ms.max(10)));
+    let pong_timeout = Duration::from_millis(cfg.ws_pong_timeout_ms);
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(text))) => conn.on_text(&text).await,
+                Some(Ok(Message::Binary(_))) => {
+                    conn.error(ErrorCode::InvalidMessage, "binary frames are not accepted from clients; send JSON text".into(), None).await;
+                }
+                Some(Ok(Message::Pong(_))) => conn.last_pong = Instant::now(),
+                // Pings are answered by the socket itself; a close is answered
+                // when the stream ends (keep polling until then).
+                Some(Ok(Message::Ping(_) | Message::Close(_))) => {}
+                Some(Err(e)) => {
+                    let too_large = e.to_string().contains("too long") || e.to_string().contains("Space limit");
+                    if too_large {
+                        conn.close(close_code::SIZE, "message too large").await;
+                    }
+                    tracing::debug!(client = %conn.client_id, error = %e, "socket error");
+                    break;
+                }
+                None => break,
+            },
+            Some((id, handle, since, mode)) = conn.pending.next(), if !conn.pending.is_empty() => match handle {
+                Some(h) => conn.attach(h, since, mode),
+                None => conn.not_found(&id).await,
+            },
+            ev = events.recv(), if !conn.channels.is_empty() => match ev {
+                Ok(ev) if conn.channels.contains(ev.channel) => {
+                    let _ = conn.out.send(Message::Text(ev.json.clone().into())).await;
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    conn.error(ErrorCode::RateLimited, format!("{n} events were skipped: this socket fell behind"), None).await;
+                }
+                Err(RecvError::Closed) => conn.channels.clear(),
+            },
+            _ = ping.tick() => {
+                if conn.last_pong.elapsed() > pong_timeout {
+                    conn.close(close_code::AWAY, "no pong in time").await;
+                    break;
+                }
+                conn.out.try_send(Message::Ping(Bytes::new()));
+            }
+        }
+        if conn.out.is_closed() {
+            break;
+        }
+    }
+    for (_, a) in conn.attached.drain() {
+        a.task.abort();
+    }
+    drop(conn);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+impl Connection {
+    async fn control(&self, msg: ServerMessage) {
+        if let Some(m) = self.dialect.render_control(&msg) {
+            let _ = self.out.send(m).await;
+        }
+    }
+
+    async fn error(&self, code: ErrorCode, message: String, session_id: Option<SessionId>) {
+        self.control(ServerMessage::Error { code, message, session_id }).await;
+    }
+
+    async fn close(&self, code: u16, reason: &'static str) {
+        let _ = self.out.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    }
+
+    async fn not_found(&self, id: &SessionId) {
+        self.error(ErrorCode::SessionNotFound, format!("no session has id \"{id}\""), Some(id.clone())).await;
+    }
+
+    /// Parses a text message and acts on it; every failure is answered with
+    /// an error message and the connection carries on.
+    async fn on_text(&mut self, text: &str) {
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return self.error(ErrorCode::InvalidMessage, format!("malformed JSON: {e}"), None).await,
+        };
+        let Some(kind) = value.get("type").and_then(|t| t.as_str()).map(str::to_owned) else {
+            return self.error(ErrorCode::InvalidMessage, "a message needs a string \"type\"".into(), None).await;
+        };
+        if !ClientMessage::TYPES.contains(&kind.as_str()) {
+            return self.error(ErrorCode::UnknownType, format!("unknown message type {kind:?}"), None).await;
+        }
+        if kind.starts_with("terminal_") && !self.dialect_fixed {
+            self.dialect = Dialect::Flat;
+        }
+        let msg: ClientMessage = match serde_json::from_value(value) {
+            Ok(m) => m,
+            Err(e) => return self.error(ErrorCode::InvalidMessage, format!("invalid {kind} message: {e}"), None).await,
+        };
+        self.on_message(msg).await;
+    }
+
+    async fn on_message(&mut self, msg: ClientMessage) {
+        match msg {
+            ClientMessage::Attach { session_id, since, output } => self.request_attach(session_id, since, output).await,
+            ClientMessage::Detach { session_id } => match self.attached.remove(&session_id) {
+                Some(a) => {
+                    a.task.abort();
+                    self.control(ServerMessage::Detached { session_id }).await;
+                }
+                None => {
+                    self.error(ErrorCode::NotAttached, format!("this socket is not attached to {session_id:?}"), Some(session_id))
+                        .await;
+                }
+            },
+            ClientMessage::Input { session_id, data, seq } => {
+                let Some(h) = self.state.registry.get(&session_id) else {
+                    return self.not_found(&session_id).await;
+                };
+                let seq = seq.map(|s| (self.client_id.clone(), s));
+                if let Err(e) = h.input_seq(Bytes::from(data), false, seq).await {
+                    self.session_error(e, session_id).await;
+                }
+            }
+            ClientMessage::Resize { session_id, cols, rows } => {
+                let Some(h) = self.state.registry.get(&session_id) else {
+                    return self.not_found(&session_id).await;
+                };
+                if cols == 0 || rows == 0 {
+                    return self.error(ErrorCode::InvalidMessage, "cols and rows must be at least 1".into(), Some(session_id)).await;
+                }
+                if let Err(e) = h.resize(cols, rows).await {
+                    self.session_error(e, session_id).await;
+                }
+            }
+            ClientMessage::Ping => self.control(ServerMessage::Pong).await,
+            ClientMessage::Heartbeat => self.control(ServerMessage::Heartbeat { timestamp: now_ms() }).await,
+            ClientMessage::Subscribe { channels } => self.subscribe(channels, true).await,
+            ClientMessage::Unsubscribe { channels } => self.subscribe(channels, false).await,
+        }
+    }
+
+    async fn session_error(&self, e: SessionError, id: SessionId) {
+        let code = match e {
+            SessionError::NotRunning(_) => ErrorCode::SessionNotRunning,
+            SessionError::WrongKind { .. } => ErrorCode::WrongKind,
+            SessionError::Closed(_) => ErrorCode::SessionNotFound,
+            _ => ErrorCode::Internal,
+        };
+        self.error(code, e.to_string(), Some(id)).await;
+    }
+
+    async fn subscribe(&mut self, names: Vec<String>, on: bool) {
+        let mut chosen = Vec::new();
+        for name in &names {
+            if name == "*" {
+                chosen.extend(CHANNELS);
+            } else if let Some(c) = CHANNELS.iter().find(|c| **c == name) {
+                chosen.push(*c);
+            } else {
+                return self
+                    .error(ErrorCode::InvalidMessage, format!("unknown channel {name:?}; channels are {CHANNELS:?} or \"*\""), None)
+                    .await;
+            }
+        }
+        for c in chosen {
+            if on {
+                self.channels.insert(c);
+            } else {
+                self.channels.remove(c);
+            }
+        }
+        let mut channels: Vec<String> = self.channels.iter().map(|c| c.to_string()).collect();
+        channels.sort();
+        self.control(ServerMessage::Subscribed { channels }).await;
+    }
+
+    async fn request_attach(&mut self, id: SessionId, since: Option<LogPosition>, mode: OutputMode) {
+        let max = self.state.registry.config().max_attachments_per_socket;
+        if !self.attached.contains_key(&id) && self.attached.len() + self.pending.len() >= max {
+            return self
+                .error(ErrorCode::RateLimited, format!("a socket may attach at most {max} sessions"), Some(id))
+                .await;
+        }
+        if let Some(h) = self.state.registry.get(&id) {
+            return self.attach(h, since, mode);
+        }
+        let registry = self.state.registry.clone();
+        let wait = Duration::from_millis(registry.config().attach_wait_ms);
+        self.pending.push(Box::pin(async move {
+            let handle = wait_for_session(&registry, &id, wait).await;
+            (id, handle, since, mode)
+        }));
+    }
+
+    fn attach(&mut self, handle: SessionHandle, since: Option<LogPosition>, mode: OutputMode) {
+        let id = handle.id().clone();
+        if let Some(old) = self.attached.remove(&id) {
+            old.task.abort();
+        }
+        let viewer = handle.add_viewer();
+        let attach = Attach {
+            handle,
+            since,
+            mode,
+            dialect: self.dialect,
+            max_replay: self.state.registry.config().max_replay_bytes,
+        };
+        let task = tokio::spawn(forward::run(attach, self.out.clone())).abort_handle();
+        self.attached.insert(id, Attached { task, _viewer: viewer });
+    }
+}

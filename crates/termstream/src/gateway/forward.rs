@@ -1,0 +1,388 @@
+//! The forwarder: one task per (socket, attached session) that delivers the
+//! session's log to the socket, exactly once and in order.
+//!
+//! It keeps `next`, the first offset the client does not have. Live events
+//! come from the session's broadcast; whatever is missing before an event
+//! (the broadcast lagged while the socket was slow, or the attach resumed
+//! from an older offset) is read from the log by offset, from the ring or
+//! from disk. So a slow client costs no memory beyond its socket budget and
+//! loses nothing, with two honest exceptions, each announced by a
+//! `session.gap` notice:
+//! - a pty client more than `max_replay_bytes` behind gets a screen snapshot
+//!   (`terminal.restore`) instead of the missed bytes;
+//! - output that is no longer held anywhere (disk retention) is skipped.
+//!
+//! Architecture invariant: every output frame starts at `next` and advances
+//! it by its length; nothing before `next` is ever sent again.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Message;
+use termstream_proto::ws::{GapReason, LogPosition, OutputMode};
+use termstream_proto::{ErrorCode, SessionId, SessionInfo, SessionKind, Stream};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::outbox::{Closed, Outbox};
+use super::render::{Dialect, OutEvent};
+use crate::session::log::{Chunk, RingRead};
+use crate::session::{LogEvent, SessionError, SessionHandle};
+
+/// The largest output frame the forwarder builds by merging chunks.
+pub const MAX_FRAME: usize = 64 * 1024;
+/// The most bytes one catch-up read asks for.
+const READ_PAGE: usize = 256 * 1024;
+
+/// What to forward, and how.
+#[derive(Debug, Clone)]
+pub struct Attach {
+    pub handle: SessionHandle,
+    pub since: Option<LogPosition>,
+    pub mode: OutputMode,
+    pub dialect: Dialect,
+    pub max_replay: u64,
+}
+
+struct Forwarder {
+    handle: SessionHandle,
+    id: SessionId,
+    mode: OutputMode,
+    dialect: Dialect,
+    max_replay: u64,
+    out: Outbox,
+    /// The first offset the client does not have.
+    next: u64,
+    /// An incomplete UTF-8 sequence held back from JSON output: its stream
+    /// and bytes; it starts at `next - carry.len()`.
+    carry: Option<(Stream, Vec<u8>)>,
+}
+
+/// Delivers `attach`'s session to `out` until the log ends, the session is
+/// deleted, or the socket closes.
+pub async fn run(attach: Attach, out: Outbox) {
+    let mut f = Forwarder {
+        id: attach.handle.id().clone(),
+        handle: attach.handle,
+        mode: attach.mode,
+        dialect: attach.dialect,
+        max_replay: attach.max_replay,
+        out,
+        next: 0,
+        carry: None,
+    };
+    if let Err(Closed) = f.start(attach.since).await {
+        tracing::debug!(session = %f.id, "socket closed while forwarding");
+    }
+}
+
+impl Forwarder {
+    async fn emit(&self, ev: OutEvent<'_>) -> Result<(), Closed> {
+        match self.dialect.render(ev, self.mode) {
+            Some(msg) => self.out.send(msg).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn error(&self, code: ErrorCode, message: String) -> Result<(), Closed> {
+        let msg = termstream_proto::ws::ServerMessage::Error { code, message, session_id: Some(self.id.clone()) };
+        self.out
+            .send(Message::Text(serde_json::to_string(&msg).unwrap_or_default().into()))
+            .await
+    }
+
+    fn is_pty(&self) -> bool {
+        self.handle.kind() == SessionKind::Pty
+    }
+
+    async fn start(&mut self, since: Option<LogPosition>) -> Result<(), Closed> {
+        let info = self.handle.info();
+        let end = info.output_offset;
+        let mut snapshot = false;
+        let mut recovered = None;
+        let mut gap = None;
+        match since {
+            Some(pos) if pos.epoch == info.epoch && pos.offset <= end => {
+                if self.is_pty() && end - pos.offset > self.max_replay {
+                    snapshot = true;
+                    recovered = Some(false);
+                    gap = Some((pos.offset, GapReason::Evicted));
+                } else {
+                    self.next = pos.offset;
+                    recovered = Some(true);
+                }
+            }
+            Some(pos) if pos.epoch == info.epoch => {
+                self.error(ErrorCode::BadRequest, format!("since.offset {} is past the end of the output ({end})", pos.offset))
+                    .await?;
+                snapshot = self.is_pty();
+            }
+            Some(_) => {
+                snapshot = self.is_pty();
+                recovered = Some(false);
+                gap = Some((0, GapReason::EpochChanged));
+            }
+            // Legacy clients get the held output instead of a snapshot.
+            None => snapshot = self.is_pty() && self.dialect != Dialect::Legacy,
+        }
+        let snap = if snapshot {
+            match self.handle.snapshot().await {
+                Ok(s) => {
+                    self.next = s.offset;
+                    Some(s)
+                }
+                Err(e) => return self.error(ErrorCode::Internal, format!("cannot take a snapshot: {e}")).await,
+            }
+        } else {
+            None
+        };
+        let sub = match self.handle.subscribe(self.next).await {
+            Ok(s) => s,
+            Err(_) => return self.detached().await,
+        };
+        // A fresh attach without a snapshot starts at the oldest output
+        // still in memory.
+        if since.is_none()
+            && snap.is_none()
+            && let RingRead::Evicted { start } = sub.backlog
+        {
+            self.next = start;
+        }
+        let info = self.handle.info();
+        self.emit(OutEvent::Attached { info: &info, offset: self.next, recovered }).await?;
+        if let Some((from, reason)) = gap {
+            self.emit(OutEvent::Gap { session: &self.id, from, to: self.next, reason }).await?;
+        }
+        if let Some(snap) = &snap {
+            self.emit(OutEvent::Restore { session: &self.id, snapshot: snap }).await?;
+        }
+        match sub.backlog {
+            RingRead::Held(chunks) => self.send_chunks(chunks).await?,
+            RingRead::Evicted { .. } | RingRead::Future { .. } => self.fill(sub.end).await?,
+        }
+        if let Some(ended) = sub.ended {
+            return self.finish(&ended).await;
+        }
+        self.follow(sub.live).await
+    }
+
+    /// Follows live events until the log ends.
+    async fn follow(&mut self, mut live: tokio::sync::broadcast::Receiver<LogEvent>) -> Result<(), Closed> {
+        let mut peeked: Option<LogEvent> = None;
+        loop {
+            let ev = match peeked.take() {
+                Some(ev) => ev,
+                None => match live.recv().await {
+                    Ok(ev) => ev,
+                    Err(RecvError::Lagged(_)) => {
+                        self.fell_behind().await?;
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return self.detached().await,
+                },
+            };
+            match ev {
+                LogEvent::Output(chunk) => {
+                    if chunk.end() <= self.next {
+                        continue;
+                    }
+                    if chunk.offset > self.next {
+                        self.fill(chunk.offset).await?;
+                    }
+                    // Merge what else is ready into one frame.
+                    let mut batch = vec![chunk.from_offset(self.next)];
+                    let mut size = batch[0].data.len();
+                    while size < MAX_FRAME {
+                        match live.try_recv() {
+                            Ok(LogEvent::Output(c)) if c.stream == batch[0].stream && c.offset == batch[batch.len() - 1].end() => {
+                                size += c.data.len();
+                                batch.push(c);
+                            }
+                            Ok(other) => {
+                                peeked = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.send_chunks(batch).await?;
+                }
+                LogEvent::Resized { cols, rows, .. } => {
+                    self.emit(OutEvent::Resized { session: &self.id, cols, rows }).await?;
+                }
+                LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,
+                LogEvent::Ended(info) => {
+                    self.fill(info.output_offset).await?;
+                    return self.finish(&info).await;
+                }
+            }
+        }
+    }
+
+    /// The broadcast moved on without us: decide between replaying the
+    /// missed bytes (next events will trigger `fill`) and a snapshot.
+    async fn fell_behind(&mut self) -> Result<(), Closed> {
+        let end = self.handle.info().output_offset;
+        if !self.is_pty() || end.saturating_sub(self.next) <= self.max_replay {
+            return Ok(());
+        }
+        self.snapshot_gap(GapReason::SlowClient).await
+    }
+
+    /// Skips to a fresh snapshot, announcing the gap.
+    async fn snapshot_gap(&mut self, reason: GapReason) -> Result<(), Closed> {
+        let snap = match self.handle.snapshot().await {
+            Ok(s) => s,
+            Err(_) => return Ok(()),
+        };
+        if snap.offset <= self.next {
+            return Ok(());
+        }
+        self.carry = None;
+        self.emit(OutEvent::Gap { session: &self.id, from: self.next, to: snap.offset, reason }).await?;
+        self.next = snap.offset;
+        self.emit(OutEvent::Restore { session: &self.id, snapshot: &snap }).await
+    }
+
+    /// Sends the log from `next` up to `to`, read from the ring or disk.
+    async fn fill(&mut self, to: u64) -> Result<(), Closed> {
+        while self.next < to {
+            let want = ((to - self.next) as usize).min(READ_PAGE);
+            match self.handle.read(self.next, want).await {
+                Ok(chunks) if chunks.is_empty() => return Ok(()),
+                Ok(chunks) => self.send_chunks(chunks).await?,
+                Err(SessionError::Gone { earliest }) => {
+                    if self.is_pty() {
+                        self.snapshot_gap(GapReason::Evicted).await?;
+                    }
+                    if self.next < earliest {
+                        self.emit(OutEvent::Gap { session: &self.id, from: self.next, to: earliest, reason: GapReason::Evicted })
+                            .await?;
+                        self.carry = None;
+                        self.next = earliest;
+                    }
+                }
+                Err(SessionError::Closed(_)) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(session = %self.id, error = %e, "cannot read the log");
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends contiguous chunks starting at `next`, merged per stream into
+    /// frames of at most [`MAX_FRAME`].
+    async fn send_chunks(&mut self, chunks: Vec<Chunk>) -> Result<(), Closed> {
+        let mut buf: Vec<u8> = Vec::new();
+        let mut stream = None;
+        for c in chunks {
+            if c.end() <= self.next && buf.is_empty() {
+                continue;
+            }
+            let c = if buf.is_empty() { c.from_offset(self.next) } else { c };
+            if stream != Some(c.stream) || buf.len() + c.data.len() > MAX_FRAME {
+                if let Some(s) = stream {
+                    self.send_output(s, std::mem::take(&mut buf)).await?;
+                }
+                stream = Some(c.stream);
+            }
+            buf.extend_from_slice(&c.data);
+        }
+        if let Some(s) = stream
+            && !buf.is_empty()
+        {
+            self.send_output(s, buf).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends bytes that start at `next` and advances it. In JSON modes a
+    /// trailing incomplete UTF-8 sequence is held back and sent with the
+    /// next bytes of the same stream.
+    async fn send_output(&mut self, stream: Stream, bytes: Vec<u8>) -> Result<(), Closed> {
+        let len = bytes.len() as u64;
+        if self.mode == OutputMode::Binary && self.dialect != Dialect::Legacy {
+            self.emit(OutEvent::Output { session: &self.id, stream, offset: self.next, data: &bytes }).await?;
+            self.next += len;
+            return Ok(());
+        }
+        let mut data = match self.carry.take() {
+            Some((s, mut held)) if s == stream => {
+                held.extend_from_slice(&bytes);
+                held
+            }
+            Some((s, held)) => {
+                // The other stream's held bytes can no longer complete.
+                let start = self.next - held.len() as u64;
+                self.emit(OutEvent::Output { session: &self.id, stream: s, offset: start, data: &held }).await?;
+                bytes
+            }
+            None => bytes,
+        };
+        let start = self.next + len - data.len() as u64;
+        let keep = incomplete_tail(&data);
+        let tail = data.split_off(data.len() - keep);
+        if !tail.is_empty() {
+            self.carry = Some((stream, tail));
+        }
+        if !data.is_empty() {
+            self.emit(OutEvent::Output { session: &self.id, stream, offset: start, data: &data }).await?;
+        }
+        self.next += len;
+        Ok(())
+    }
+
+    async fn finish(&mut self, info: &Arc<SessionInfo>) -> Result<(), Closed> {
+        if let Some((s, held)) = self.carry.take() {
+            let start = self.next - held.len() as u64;
+            self.emit(OutEvent::Output { session: &self.id, stream: s, offset: start, data: &held }).await?;
+        }
+        self.emit(OutEvent::Exit(info)).await
+    }
+
+    async fn detached(&mut self) -> Result<(), Closed> {
+        let msg = termstream_proto::ws::ServerMessage::Detached { session_id: self.id.clone() };
+        match self.dialect.render_control(&msg) {
+            Some(m) => self.out.send(m).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// How many bytes at the end of `data` begin a UTF-8 sequence that is not
+/// complete yet (0 to 3).
+pub fn incomplete_tail(data: &[u8]) -> usize {
+    for back in 1..=3.min(data.len()) {
+        let b = data[data.len() - back];
+        if b & 0xC0 == 0x80 {
+            continue; // a continuation byte: look further back
+        }
+        let need = match b {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => return 0,
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::incomplete_tail;
+
+    #[test]
+    fn finds_incomplete_utf8_tails() {
+        let emoji = "😀".as_bytes();
+        for cut in 1..4 {
+            let mut d = b"ab".to_vec();
+            d.extend_from_slice(&emoji[..cut]);
+            assert_eq!(incomplete_tail(&d), cut, "cut at {cut}");
+        }
+        assert_eq!(incomplete_tail("a😀".as_bytes()), 0);
+        assert_eq!(incomplete_tail(b"abc"), 0);
+        assert_eq!(incomplete_tail(b"\xff"), 0);
+        assert_eq!(incomplete_tail(b""), 0);
+    }
+}

@@ -1,0 +1,187 @@
+//! The older WebSocket shapes: `/ws/terminal/{session_id}` for one session
+//! and `/ws/terminal/all` for every session, for dashboards.
+//!
+//! Messages: `terminal_connected`, `terminal_start`, `terminal_output`
+//! (`stream`, `output`, `is_error`), `terminal_end` (`exit_code`,
+//! `duration` in seconds), `terminal_terminating`; times are Unix seconds as
+//! floats. On connect, `/ws/terminal/{id}` sends what the session printed so
+//! far (the output still in memory) as `terminal_output`; `/ws/terminal/all`
+//! sends `terminal_start` for each session and live output from then on. A
+//! client may send `{"type":"terminal_input","data":..}` and
+//! `{"type":"terminal_resize","cols":..,"rows":..}`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use termstream_proto::ws::{LogPosition, OutputMode};
+use termstream_proto::{SessionId, SessionInfo};
+use tokio::task::AbortHandle;
+
+use super::forward::{self, Attach};
+use super::outbox::{self, Outbox};
+use super::render::Dialect;
+use super::{ClientGuard, wait_for_session};
+use crate::api::AppState;
+use crate::clock::now_ms;
+use crate::registry::RegistryEvent;
+use crate::session::SessionHandle;
+
+fn seconds() -> f64 {
+    now_ms() as f64 / 1000.0
+}
+
+fn text(v: Value) -> Message {
+    Message::Text(v.to_string().into())
+}
+
+fn command_of(info: &SessionInfo) -> String {
+    match info.argv.as_slice() {
+        [sh, c, cmd] if sh == "/bin/sh" && c == "-c" => cmd.clone(),
+        argv => argv.join(" "),
+    }
+}
+
+fn start_message(info: &SessionInfo) -> Message {
+    text(json!({"type":"terminal_start","session_id":info.id,"command":command_of(info),"cwd":info.cwd,"timestamp":seconds()}))
+}
+
+fn forwarder(handle: SessionHandle, since: Option<LogPosition>, state: &AppState, out: &Outbox) -> AbortHandle {
+    let attach = Attach {
+        handle,
+        since,
+        mode: OutputMode::Json,
+        dialect: Dialect::Legacy,
+        max_replay: state.registry.config().max_replay_bytes,
+    };
+    tokio::spawn(forward::run(attach, out.clone())).abort_handle()
+}
+
+/// `/ws/terminal/{session_id}`.
+pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: ClientGuard) {
+    let (sink, mut stream) = socket.split();
+    let (out, rx) = Outbox::new(state.registry.config().ws_outbound_budget);
+    let writer = tokio::spawn(outbox::write_loop(sink, rx));
+    let wait = Duration::from_millis(state.registry.config().attach_wait_ms);
+    let handle = match SessionId::new(raw.clone()) {
+        Ok(id) => wait_for_session(&state.registry, &id, wait).await,
+        Err(_) => None,
+    };
+    let Some(handle) = handle else {
+        let reason = format!("session_not_found: {raw}");
+        let _ = out.send(Message::Close(Some(CloseFrame { code: close_code::POLICY, reason: reason.into() }))).await;
+        drop(out);
+        let _ = writer.await;
+        return;
+    };
+    let info = handle.info();
+    let _ = out
+        .send(text(json!({"type":"terminal_connected","session_id":info.id,"timestamp":seconds(),"message":format!("Connected to terminal session {}", info.id)})))
+        .await;
+    let _ = out.send(start_message(&info)).await;
+    let _viewer = handle.add_viewer();
+    let task = forwarder(handle.clone(), None, &state, &out);
+    while let Some(Ok(msg)) = stream.next().await {
+        if let Message::Text(t) = msg {
+            on_input(&handle, &t, &out).await;
+        }
+    }
+    task.abort();
+    drop(out);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+async fn on_input(handle: &SessionHandle, text: &str, out: &Outbox) {
+    let reply_error = |message: String| text_error(handle, message);
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        let _ = out.send(reply_error("malformed JSON".into())).await;
+        return;
+    };
+    match v.get("type").and_then(Value::as_str) {
+        Some("terminal_input") => {
+            let data = v.get("data").or_else(|| v.get("input")).and_then(Value::as_str).unwrap_or_default();
+            if let Err(e) = handle.input(Bytes::from(data.to_owned()), false).await {
+                let _ = out.send(reply_error(e.to_string())).await;
+            }
+        }
+        Some("terminal_resize") => {
+            let dim = |k| v.get(k).and_then(Value::as_u64).and_then(|n| u16::try_from(n).ok()).filter(|n| *n > 0);
+            match (dim("cols"), dim("rows")) {
+                (Some(c), Some(r)) => {
+                    if let Err(e) = handle.resize(c, r).await {
+                        let _ = out.send(reply_error(e.to_string())).await;
+                    }
+                }
+                _ => {
+                    let _ = out.send(reply_error("cols and rows must be positive integers".into())).await;
+                }
+            }
+        }
+        Some("ping") => {
+            let _ = out.send(text_msg(json!({"type":"pong","timestamp":seconds()}))).await;
+        }
+        other => {
+            let _ = out.send(reply_error(format!("unknown message type {other:?}"))).await;
+        }
+    }
+}
+
+fn text_msg(v: Value) -> Message {
+    text(v)
+}
+
+fn text_error(handle: &SessionHandle, message: String) -> Message {
+    text(json!({"type":"error","session_id":handle.id(),"message":message,"timestamp":seconds()}))
+}
+
+/// `/ws/terminal/all`.
+pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard) {
+    let (sink, mut stream) = socket.split();
+    let (out, rx) = Outbox::new(state.registry.config().ws_outbound_budget);
+    let writer = tokio::spawn(outbox::write_loop(sink, rx));
+    let mut changes = state.registry.changes();
+    let mut tasks: HashMap<SessionId, AbortHandle> = HashMap::new();
+    let _ = out
+        .send(text(json!({"type":"terminal_connected","session_id":"all","timestamp":seconds(),"message":"Connected to all terminal sessions"})))
+        .await;
+    for handle in state.registry.handles() {
+        let info = handle.info();
+        let _ = out.send(start_message(&info)).await;
+        // Live output from now on: resume at the current end.
+        let since = LogPosition { epoch: info.epoch, offset: info.output_offset };
+        tasks.insert(info.id.clone(), forwarder(handle, Some(since), &state, &out));
+    }
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+            change = changes.recv() => match change {
+                Ok(RegistryEvent::Created(handle)) => {
+                    let _ = out.send(start_message(&handle.info())).await;
+                    let id = handle.id().clone();
+                    tasks.insert(id, forwarder(handle, None, &state, &out));
+                }
+                Ok(RegistryEvent::Deleted(id)) => {
+                    if let Some(t) = tasks.remove(&id) {
+                        t.abort();
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => break,
+            },
+        }
+        if out.is_closed() {
+            break;
+        }
+    }
+    for (_, t) in tasks {
+        t.abort();
+    }
+    drop(out);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}

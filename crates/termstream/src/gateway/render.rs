@@ -1,0 +1,182 @@
+//! How gateway events become WebSocket frames, per dialect.
+//!
+//! One [`OutEvent`] vocabulary is produced by the forwarders; a
+//! [`Dialect`] renders it: the dotted JSON of `/ws`, its flat aliases, the
+//! binary output frames, or the legacy messages of `/ws/terminal/...`.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Message;
+use bytes::Bytes;
+use termstream_proto::ws::{GapReason, OutputMode, ServerMessage, binary};
+use termstream_proto::{SessionId, SessionInfo, Snapshot, Stream};
+
+use crate::clock::now_ms;
+
+/// Which message names and framing a socket speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `/ws` with dotted names (`terminal.output`).
+    Dotted,
+    /// `/ws` with the older flat names (`terminal_output`, `sessionName`).
+    Flat,
+    /// `/ws/terminal/{id}` and `/ws/terminal/all`.
+    Legacy,
+}
+
+/// What a forwarder sends to its socket.
+#[derive(Debug)]
+pub enum OutEvent<'a> {
+    Attached { info: &'a SessionInfo, offset: u64, recovered: Option<bool> },
+    Restore { session: &'a SessionId, snapshot: &'a Snapshot },
+    Output { session: &'a SessionId, stream: Stream, offset: u64, data: &'a [u8] },
+    Gap { session: &'a SessionId, from: u64, to: u64, reason: GapReason },
+    Resized { session: &'a SessionId, cols: u16, rows: u16 },
+    Terminating { session: &'a SessionId },
+    Exit(&'a Arc<SessionInfo>),
+}
+
+fn json(msg: &ServerMessage) -> Message {
+    Message::Text(serde_json::to_string(msg).unwrap_or_default().into())
+}
+
+/// Renames a dotted message to its flat alias (`session.exit` →
+/// `terminal_exit`, `terminal.output` → `terminal_output`) and adds
+/// `sessionName` beside `sessionId`.
+fn flatten(msg: &ServerMessage) -> Message {
+    let mut v = serde_json::to_value(msg).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(t) = obj.get("type").and_then(|t| t.as_str()) {
+            let flat = match t.split_once('.') {
+                Some((_, rest)) => format!("terminal_{rest}"),
+                None => t.to_owned(),
+            };
+            obj.insert("type".into(), flat.into());
+        }
+        if let Some(id) = obj.get("sessionId").cloned() {
+            obj.insert("sessionName".into(), id);
+        }
+    }
+    Message::Text(v.to_string().into())
+}
+
+fn seconds_now() -> f64 {
+    now_ms() as f64 / 1000.0
+}
+
+impl Dialect {
+    /// Renders `ev` for this dialect with output in `mode`; `None` when the
+    /// dialect has no message for it. Output in JSON is text: the forwarder
+    /// hands over whole UTF-8 sequences, and bytes that are not UTF-8 at all
+    /// become U+FFFD (binary mode is lossless).
+    pub fn render(self, ev: OutEvent<'_>, mode: OutputMode) -> Option<Message> {
+        let dotted = match ev {
+            OutEvent::Output { session, stream, offset, data } => {
+                return Some(self.output(session, stream, offset, data, mode));
+            }
+            OutEvent::Attached { info, offset, recovered } => ServerMessage::Attached {
+                session_id: info.id.clone(),
+                epoch: info.epoch,
+                offset,
+                cols: info.cols,
+                rows: info.rows,
+                status: info.status,
+                recovered,
+            },
+            // Legacy clients get the held output as plain output instead.
+            OutEvent::Restore { .. } if self == Dialect::Legacy => return None,
+            OutEvent::Restore { session, snapshot } => ServerMessage::Restore {
+                session_id: session.clone(),
+                data: snapshot.data.clone(),
+                offset: snapshot.offset,
+                cols: snapshot.cols,
+                rows: snapshot.rows,
+            },
+            OutEvent::Gap { session, from, to, reason } => ServerMessage::Gap {
+                session_id: session.clone(),
+                recovered: false,
+                from,
+                to,
+                reason,
+            },
+            OutEvent::Resized { session, cols, rows } => ServerMessage::Resized { session_id: session.clone(), cols, rows },
+            OutEvent::Terminating { session } if self == Dialect::Legacy => {
+                return Some(Message::Text(
+                    serde_json::json!({"type":"terminal_terminating","session_id":session,"timestamp":seconds_now()})
+                        .to_string()
+                        .into(),
+                ));
+            }
+            OutEvent::Terminating { .. } => return None,
+            OutEvent::Exit(info) if self == Dialect::Legacy => {
+                return Some(Message::Text(
+                    serde_json::json!({
+                        "type": "terminal_end",
+                        "session_id": info.id,
+                        "exit_code": info.exit_code,
+                        "duration": info.duration_ms.map(|d| d as f64 / 1000.0),
+                        "timestamp": seconds_now(),
+                    })
+                    .to_string()
+                    .into(),
+                ));
+            }
+            OutEvent::Exit(info) => ServerMessage::Exit {
+                session_id: info.id.clone(),
+                status: info.status,
+                exit_code: info.exit_code,
+                signal: info.signal,
+                duration: info.duration_ms,
+            },
+        };
+        match self {
+            Dialect::Dotted => Some(json(&dotted)),
+            Dialect::Flat => Some(flatten(&dotted)),
+            // Legacy clients know none of the dotted session messages.
+            Dialect::Legacy => None,
+        }
+    }
+
+    /// Renders a message of the connection itself (errors, pong, ...);
+    /// `None` for the legacy dialect, which has no such messages.
+    pub fn render_control(self, msg: &ServerMessage) -> Option<Message> {
+        match self {
+            Dialect::Dotted => Some(json(msg)),
+            Dialect::Flat => Some(flatten(msg)),
+            Dialect::Legacy => None,
+        }
+    }
+
+    fn output(self, session: &SessionId, stream: Stream, offset: u64, data: &[u8], mode: OutputMode) -> Message {
+        if mode == OutputMode::Binary && self != Dialect::Legacy {
+            let mut frame = Vec::with_capacity(binary::HEADER_LEN + session.as_str().len() + data.len());
+            binary::encode_header(&mut frame, session.as_str(), stream, offset);
+            frame.extend_from_slice(data);
+            return Message::Binary(Bytes::from(frame));
+        }
+        let text = String::from_utf8_lossy(data);
+        match self {
+            Dialect::Legacy => Message::Text(
+                serde_json::json!({
+                    "type": "terminal_output",
+                    "session_id": session,
+                    "stream": if stream == Stream::Stderr { "stderr" } else { "stdout" },
+                    "output": text,
+                    "timestamp": seconds_now(),
+                    "is_error": stream == Stream::Stderr,
+                })
+                .to_string()
+                .into(),
+            ),
+            _ => {
+                let msg = ServerMessage::Output {
+                    session_id: session.clone(),
+                    data: text.into_owned(),
+                    offset,
+                    stream: (stream != Stream::Pty).then_some(stream),
+                };
+                if self == Dialect::Flat { flatten(&msg) } else { json(&msg) }
+            }
+        }
+    }
+}
