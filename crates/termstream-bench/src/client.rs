@@ -99,11 +99,16 @@ impl Client {
     /// returns the offset output follows from. A snapshot or held output
     /// comes next; read it with [`Client::next`].
     pub async fn attach(&mut self, id: &SessionId) -> anyhow::Result<u64> {
+        self.attach_within(id, STEP_WAIT).await
+    }
+
+    /// [`Client::attach`], waiting at most `wait` for `session.attached`.
+    pub async fn attach_within(&mut self, id: &SessionId, wait: Duration) -> anyhow::Result<u64> {
         self.send(&ClientMessage::Attach { session_id: id.clone(), since: None, output: OutputMode::Binary })
             .await?;
-        let deadline = Instant::now() + STEP_WAIT;
+        let deadline = Instant::now() + wait;
         loop {
-            match self.next(deadline).await? {
+            match self.next(deadline).await.with_context(|| format!("no session.attached within {wait:?}"))? {
                 Event::Attached { offset } => return Ok(offset),
                 Event::Error(e) => bail!("attach to {} failed: {e}", id.as_str()),
                 Event::Closed => bail!("the server closed the connection on attach"),

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::baseline;
@@ -16,6 +17,8 @@ use crate::{Ctx, shell_quote};
 
 /// The longest one series of samples may take.
 const LIMIT: Duration = Duration::from_secs(60);
+/// How long an attach to a session that prints without pause may take.
+const ATTACH_BUSY_WAIT: Duration = Duration::from_secs(15);
 /// The program of the echo session.
 pub const ECHO: &str = "stty raw -echo; exec cat";
 
@@ -137,15 +140,28 @@ pub async fn slow_client(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 }
 
 async fn stall(ctx: &Ctx, target: &Target) -> anyhow::Result<Vec<Row>> {
-    let yes = target.pty_sh("exec yes").await?;
-    let (mut echo, echo_id) = echo_client(target).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let calm = Percentiles::of(&echo.echo_samples(&echo_id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await?);
+    // `yes` waits for a line, so the slow client attaches to a quiet screen
+    // (see the "attach to a busy session" row for why).
+    let yes = target.pty_sh("read x; exec yes").await.context("starting yes")?;
+    let mut slow = Client::connect(&target.ws).await.context("connecting the slow client")?;
+    slow.attach(&yes).await.context("attaching the slow client")?;
+    let (mut echo, echo_id) = echo_client(target).await.context("starting the echo session")?;
+    slow.input(&yes, "\n").await?;
+
+    // Baseline: the same load, with the client on `yes` reading everything.
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let (read_while_calm, calm) = tokio::join!(slow.drain(&mut stop_rx, Instant::now() + LIMIT), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = echo.echo_samples(&echo_id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await;
+        let _ = stop_tx.send(true);
+        r
+    });
+    let calm = calm.context("echo before the stall")?;
+    anyhow::ensure!(!calm.is_empty(), "no echo came back before the stall");
+    let calm = Percentiles::of(&calm);
     let rss = |t: &Target| t.status().map_or(0.0, |s| s.rss_kib as f64 / 1024.0);
     let before = rss(target);
 
-    let mut slow = Client::connect(&target.ws).await?;
-    slow.attach(&yes).await?;
     // From here on `slow` is not read until the stall ends.
     let stall_end = Instant::now() + ctx.stall;
     let mut peak = before;
@@ -155,13 +171,26 @@ async fn stall(ctx: &Ctx, target: &Target) -> anyhow::Result<Vec<Row>> {
         peak = peak.max(rss(target));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let at_end = rss(target);
-    peak = peak.max(at_end);
+    peak = peak.max(rss(target));
     // Resume reading for a moment: does the server say it skipped output?
     let resumed = slow.read_to_exit(0, Instant::now() + Duration::from_secs(2)).await;
     slow.close().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss(target);
+
+    // A fresh client attaching while `yes` prints.
+    let busy = async {
+        let mut c = Client::connect(&target.ws).await?;
+        let t0 = Instant::now();
+        c.attach_within(&yes, ATTACH_BUSY_WAIT).await?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        c.close().await;
+        anyhow::Ok(ms)
+    };
+    let busy_row = match busy.await {
+        Ok(ms) => Row::info(S7, "attach to a busy session (`yes`)", "ms", ms),
+        Err(e) => Row::missing(S7, "attach to a busy session (`yes`)", "ms", format!("{e:#}")),
+    };
     target.delete_all(&[yes, echo_id]).await;
 
     let memory_known = target.status().is_some();
@@ -178,9 +207,11 @@ async fn stall(ctx: &Ctx, target: &Target) -> anyhow::Result<Vec<Row>> {
                 "after resuming: {} gap(s) skipping {} bytes, {} bytes read in 2 s; RSS 1 s after disconnect {:.1} MiB",
                 resumed.gaps, resumed.gap_bytes, resumed.bytes, after
             )),
-        Row::info(S7, "echo p50 while stalled", "µs", stalled.p50).baseline("no stalled client", calm.p50),
+        Row::info(S7, "echo p50 while stalled", "µs", stalled.p50).baseline("client on `yes` reading", calm.p50),
         Row::info(S7, "echo p99 while stalled", "µs", stalled.p99)
-            .baseline("no stalled client", calm.p99)
-            .goal(Goal::RatioAtMost(1.5), "unchanged (≤ 1.5×, our reading)"),
+            .baseline("client on `yes` reading", calm.p99)
+            .goal(Goal::RatioAtMost(1.5), "unchanged (≤ 1.5×, our reading)")
+            .note(format!("the reading client got {:.0} MB of `yes` meanwhile", read_while_calm as f64 / 1e6)),
+        busy_row.goal(Goal::AtMost(ATTACH_BUSY_WAIT.as_millis() as f64), "answers (our reading)"),
     ])
 }
