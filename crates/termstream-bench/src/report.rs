@@ -138,7 +138,7 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
 }
 
 /// Merges the rows of several runs into one row per metric: the median of
-/// the values and of the baselines. Notes of all runs are kept, deduplicated.
+/// the values and of the baselines, with the note of the run nearest the median.
 pub fn medians(runs: &[Vec<Row>]) -> Vec<Row> {
     let mut keys: Vec<(String, String)> = Vec::new();
     for row in runs.iter().flatten() {
@@ -157,13 +157,18 @@ pub fn medians(runs: &[Vec<Row>]) -> Vec<Row> {
             if let Some(b) = same.iter().find(|r| r.baseline.is_some()) {
                 row.baseline_label = b.baseline_label;
             }
-            let mut notes: Vec<&str> = Vec::new();
-            for r in &same {
-                if !r.note.is_empty() && !notes.contains(&r.note.as_str()) {
-                    notes.push(&r.note);
-                }
-            }
-            row.note = notes.join("; ");
+            // The note of the run whose value is nearest the median (its
+            // figures explain that value), else the first note there is.
+            let near = row.value.and_then(|m| {
+                same.iter().filter(|r| r.value.is_some()).min_by(|a, b| {
+                    (a.value.unwrap() - m).abs().total_cmp(&(b.value.unwrap() - m).abs())
+                })
+            });
+            row.note = near
+                .map(|r| r.note.clone())
+                .filter(|n| !n.is_empty())
+                .or_else(|| same.iter().find(|r| !r.note.is_empty()).map(|r| r.note.clone()))
+                .unwrap_or_default();
             let measured = same.iter().filter(|r| r.value.is_some()).count();
             if measured > 0 && measured < same.len() {
                 row.note = format!("{} (measured in {measured} of {} runs)", row.note, same.len());
