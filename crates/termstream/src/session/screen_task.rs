@@ -17,7 +17,9 @@
 //!
 //! An idle model is frozen into its own snapshot (text, a few KiB) and
 //! thawed by feeding that snapshot to a fresh model, which reproduces it
-//! exactly (see the golden tests): idle sessions cost little memory.
+//! exactly (see the golden tests): idle sessions cost little memory. A
+//! session nobody watches is not followed at all until it is
+//! [`UNWATCHED_LAG`] behind or someone asks for its screen.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -38,6 +40,9 @@ pub const FREEZE_AFTER: Duration = Duration::from_secs(2);
 pub const MAX_LAG: u64 = 16 << 20;
 /// How much of the log's end a restarted model parses.
 pub const TAIL: u64 = 2 << 20;
+/// A session nobody watches catches up only this far behind (or when a
+/// snapshot is asked), and freezes right after.
+pub const UNWATCHED_LAG: u64 = 1 << 20;
 /// Resizes remembered between catch-ups.
 pub const RESIZES: usize = 16;
 /// Catch-ups of at least this many bytes run on the blocking pool.
@@ -47,7 +52,8 @@ const READ: usize = 1 << 20;
 
 /// The model, live or frozen.
 enum Model {
-    Live(ScreenModel),
+    /// Boxed: the model is large, and the task's futures stay small.
+    Live(Box<ScreenModel>),
     /// The snapshot of a model, and its size.
     Frozen { snapshot: String, cols: u16, rows: u16 },
 }
@@ -72,7 +78,8 @@ pub(crate) fn spawn(handle: &SessionHandle, events: broadcast::Receiver<LogEvent
     let info = handle.info();
     let task = ScreenTask {
         handle: handle.clone(),
-        model: Some(Model::Live(ScreenModel::new(info.cols.max(1), info.rows.max(1), scrollback))),
+        // Blank and frozen: nothing is allocated until there is output.
+        model: Some(Model::Frozen { snapshot: String::new(), cols: info.cols.max(1), rows: info.rows.max(1) }),
         scrollback,
         offset: 0,
         resizes: Some(VecDeque::new()),
@@ -98,8 +105,13 @@ impl ScreenTask {
                         Err(RecvError::Lagged(_)) => {}
                         Err(RecvError::Closed) => self.events = None,
                     }
-                    catch_up_at = Some(Instant::now() + QUIET);
-                    freeze_at = None;
+                    if self.handle.viewers() > 0 {
+                        catch_up_at = Some(Instant::now() + QUIET);
+                        freeze_at = None;
+                    } else if self.handle.info().output_offset.saturating_sub(self.offset) > UNWATCHED_LAG {
+                        self.catch_up().await;
+                        self.freeze();
+                    }
                 }
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                     if catch_up_at.take().is_some() {
@@ -133,11 +145,11 @@ impl ScreenTask {
         }
     }
 
-    fn live(&mut self) -> ScreenModel {
+    fn live(&mut self) -> Box<ScreenModel> {
         match self.model.take() {
             Some(Model::Live(m)) => m,
             Some(Model::Frozen { snapshot, cols, rows }) => {
-                let mut m = ScreenModel::new(cols, rows, self.scrollback);
+                let mut m = Box::new(ScreenModel::new(cols, rows, self.scrollback));
                 m.feed(snapshot.as_bytes());
                 m
             }
@@ -145,9 +157,9 @@ impl ScreenTask {
         }
     }
 
-    fn fresh(&self) -> ScreenModel {
+    fn fresh(&self) -> Box<ScreenModel> {
         let info = self.handle.info();
-        ScreenModel::new(info.cols.max(1), info.rows.max(1), self.scrollback)
+        Box::new(ScreenModel::new(info.cols.max(1), info.rows.max(1), self.scrollback))
     }
 
     fn freeze(&mut self) {
@@ -244,3 +256,4 @@ async fn recv(events: &mut Option<broadcast::Receiver<LogEvent>>) -> Result<LogE
         None => std::future::pending().await,
     }
 }
+
