@@ -90,6 +90,15 @@ pub struct Config {
     pub ws_input_bytes_per_sec: u64,
     /// Input bytes one socket may send at once after being quiet.
     pub ws_input_burst_bytes: u64,
+    /// Run programs as this user (name or uid; needs root). See
+    /// `crate::confine`.
+    pub run_as: Option<String>,
+    /// RLIMIT_NPROC of programs: processes of their user.
+    pub rlimit_nproc: Option<u64>,
+    /// RLIMIT_AS of programs: address space in bytes.
+    pub rlimit_as_bytes: Option<u64>,
+    /// RLIMIT_NOFILE of programs: open files.
+    pub rlimit_nofile: Option<u64>,
 }
 
 impl Default for Config {
@@ -130,6 +139,10 @@ impl Default for Config {
             max_sessions_per_token: 256,
             ws_input_bytes_per_sec: 1 << 20,
             ws_input_burst_bytes: 4 << 20,
+            run_as: None,
+            rlimit_nproc: None,
+            rlimit_as_bytes: None,
+            rlimit_nofile: None,
         }
     }
 }

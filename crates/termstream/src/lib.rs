@@ -13,12 +13,14 @@
 //!   every request passes first.
 //! - [`limits`]: connection caps, per-token session caps, input rate.
 //! - [`server`]: binding, serving and shutdown.
+//! - [`confine`]: the user and resource limits of sessions' programs.
 //! - [`config`]: configuration from defaults, file, environment and flags.
 
 pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod confine;
 pub mod gateway;
 pub mod limits;
 pub mod registry;

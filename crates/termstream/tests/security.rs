@@ -504,3 +504,40 @@ fn toml_parse<T: serde::de::DeserializeOwned>(s: &str) -> T {
     use figment::providers::Format;
     figment::Figment::from(figment::providers::Toml::string(s)).extract().unwrap()
 }
+
+#[tokio::test]
+async fn programs_run_under_the_configured_rlimits() {
+    let env = [("TERMSTREAM_RLIMIT_NOFILE", "123"), ("TERMSTREAM_RLIMIT_NPROC", "4567"), ("TERMSTREAM_RLIMIT_AS_BYTES", "4294967296")];
+    let server = TestServer::start_with(&[], &env).await;
+    let script = "echo nofile=$(ulimit -n) hard=$(ulimit -Hn) nproc=$(ulimit -u) as=$(ulimit -v)";
+    for kind in ["command", "pty"] {
+        let id = format!("limits-{kind}");
+        server.create(json!({"id": id, "kind": kind, "argv": ["bash", "-c", script]})).await;
+        let out = server.read_output_until(&id, "as=", secs(10)).await;
+        assert!(out.contains("nofile=123 hard=123 nproc=4567 as=4194304"), "{kind}: {out:?}");
+    }
+}
+
+#[tokio::test]
+async fn programs_run_as_the_configured_user() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: switching users needs the tests to run as root");
+        return;
+    }
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_RUN_AS", "nobody")]).await;
+    for kind in ["command", "pty"] {
+        let id = format!("who-{kind}");
+        server.create(json!({"id": id, "kind": kind, "cwd": "/", "argv": ["sh", "-c", "echo uid=$(id -u) gid=$(id -g) groups=$(id -G) home=$HOME user=$USER"]})).await;
+        let out = server.read_output_until(&id, "user=", secs(10)).await;
+        assert!(out.contains("uid=65534 gid=65534 groups=65534 home=/nonexistent user=nobody"), "{kind}: {out:?}");
+    }
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_termstream"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("TERMSTREAM_RUN_AS", "no-such-user-here")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an unknown user stops the server from starting");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-user-here"));
+}
