@@ -17,6 +17,8 @@ pub enum ErrorCode {
     SessionNotFound,
     /// No such route (404).
     NotFound,
+    /// The route does not take that method (405).
+    MethodNotAllowed,
     /// A session with that id exists already (409).
     DuplicateId,
     /// The session does not accept this now, e.g. input after it ended (409).

@@ -78,7 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(ErrorCode::BadRequest, "this route does not take that method")
+            ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
         })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
@@ -52,7 +53,13 @@ impl Server {
         let state = AppState::new(self.registry.clone(), self.security.clone());
         let app = api::router(state);
         let retention = tokio::spawn(self.registry.clone().retention_loop());
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        // Small writes (an echoed key) must not wait for Nagle's algorithm.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving failed")?;

@@ -77,6 +77,8 @@ async fn bad_requests_get_their_errors() {
         ("GET", "/api/sessions/nope/recording.cast", None, 404, "session_not_found"),
         ("GET", "/terminal/nope", None, 404, "session_not_found"),
         ("POST", "/terminal/nope/terminate", None, 404, "session_not_found"),
+        ("PUT", "/api/sessions", Some("{}"), 405, "method_not_allowed"),
+        ("PATCH", "/api/sessions/nope", None, 405, "method_not_allowed"),
         // Unknown routes.
         ("GET", "/nope", None, 404, "not_found"),
         ("GET", "/api/sessions/live/nope", None, 404, "not_found"),

@@ -228,3 +228,52 @@ async fn events_reach_subscribers_only() {
         assert_eq!(body["error"]["code"], "bad_request");
     }
 }
+
+#[tokio::test]
+async fn a_paste_larger_than_the_pty_takes_is_written_as_the_program_reads() {
+    let server = TestServer::start().await;
+    // The PTY takes a few KiB at a time; the program reads slowly at first.
+    server
+        .create(json!({"id":"paste","argv":["sh","-c","stty raw -echo; sleep 1; head -c 3000000 | wc -c"]}))
+        .await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    ws.attach("paste", "json").await;
+    ws.until_type("session.attached", secs(10)).await;
+    let piece = "0123456789".repeat(50_000); // 500 kB per message
+    for _ in 0..6 {
+        ws.send(json!({"type":"terminal.input","sessionId":"paste","data":piece})).await;
+    }
+    let text = server.read_output_until("paste", "3000000", secs(60)).await;
+    assert!(text.contains("3000000"), "{text}");
+    // The connection still answers.
+    ws.send(json!({"type":"ping"})).await;
+    ws.until_type("pong", secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_answer_pings_is_closed() {
+    let server = TestServer::start_with(
+        &[],
+        &[("TERMSTREAM_WS_PING_INTERVAL_MS", "100"), ("TERMSTREAM_WS_PONG_TIMEOUT_MS", "600")],
+    )
+    .await;
+    // This client reads nothing for a while, so it answers no ping.
+    let mut quiet = WsClient::connect(&server, "/ws").await;
+    // A reading client answers pings (the library replies while reading)
+    // and stays connected meanwhile.
+    let mut alive = WsClient::connect(&server, "/ws").await;
+    let start = std::time::Instant::now();
+    while start.elapsed() < secs(2) {
+        assert!(alive.recv(std::time::Duration::from_millis(50)).await.is_none_or(|m| !matches!(m, Incoming::Closed(_))));
+    }
+    let code = loop {
+        match quiet.recv(secs(5)).await {
+            Some(Incoming::Closed(code)) => break code,
+            Some(_) => continue,
+            None => panic!("the silent peer was not closed"),
+        }
+    };
+    assert_eq!(code, Some(1001));
+    alive.send(json!({"type":"ping"})).await;
+    alive.until_type("pong", secs(5)).await;
+}

@@ -43,6 +43,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::ReadOnly => StatusCode::FORBIDDEN,
         ErrorCode::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::SessionNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::DuplicateId | ErrorCode::SessionNotRunning => StatusCode::CONFLICT,
         ErrorCode::SpawnFailed | ErrorCode::BadCwd | ErrorCode::WrongKind => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::OutputGone => StatusCode::GONE,

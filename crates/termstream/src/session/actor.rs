@@ -154,6 +154,9 @@ pub(crate) fn start_running(
         }
     }
     let _ = store::write_meta(&actor.dir, &actor.info);
+    if let Some(pid) = actor.info.pid {
+        process::register_leader(pid);
+    }
     tokio::spawn(actor.run());
     handle
 }
@@ -492,6 +495,9 @@ impl Actor {
     async fn finish(&mut self) {
         self.kill_all(Signal::KILL).await;
         self.phase = Phase::Ended;
+        if let Some(pid) = self.info.pid {
+            process::unregister_leader(pid);
+        }
         self.pty = None;
         self.stdin = None;
         self.input = None;
@@ -533,6 +539,15 @@ async fn wait_child(child: &mut Option<Child>) -> io::Result<std::process::ExitS
     match child {
         Some(c) => c.wait().await,
         None => std::future::pending().await,
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        // A session deleted while running ends here without `finish`.
+        if let Some(pid) = self.info.pid {
+            process::unregister_leader(pid);
+        }
     }
 }
 

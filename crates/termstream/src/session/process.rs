@@ -12,7 +12,7 @@
 //! The server's own fds are close-on-exec (Rust's default, and the PTY
 //! master's flag); the child gets only 0–2.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -211,48 +211,91 @@ pub fn signal_each(pids: &[u32], signal: Signal) {
     }
 }
 
+/// The process ids of this server's live session leaders. A process whose
+/// session id is one of them belongs to that session, so the marker scan of
+/// [`session_processes`] can skip it.
+static LEADERS: std::sync::Mutex<BTreeSet<u32>> = std::sync::Mutex::new(BTreeSet::new());
+
+fn leaders() -> std::sync::MutexGuard<'static, BTreeSet<u32>> {
+    LEADERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Records a live session leader (at spawn).
+pub fn register_leader(pid: u32) {
+    leaders().insert(pid);
+}
+
+/// Forgets a session leader (once its session has ended).
+pub fn unregister_leader(pid: u32) {
+    leaders().remove(&pid);
+}
+
 /// Every live process that belongs to the session led by `leader`: its
-/// session id is `leader`, or its environment holds `MARKER_VAR=marker`.
+/// session id is `leader`, or it descends from such a process, or its
+/// environment holds `MARKER_VAR=marker` (a job that called `setsid` and lost
+/// its parent). Environments are read only of processes in no other live
+/// session of this server, so ending one of many sessions stays cheap.
 /// Blocking (reads `/proc`); call it under `spawn_blocking`.
 pub fn session_processes(leader: u32, marker: &str) -> Vec<u32> {
     let needle = format!("{MARKER_VAR}={marker}\0");
     let me = std::process::id();
+    let others: BTreeSet<u32> = leaders().iter().copied().filter(|&p| p != leader).collect();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    // (pid, ppid, sid) of every live process.
+    let procs: Vec<(u32, u32, u32)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            let in_session = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| stat_session(&stat))
-                .is_some_and(|(sid, state)| sid == leader && state != 'Z');
-            in_session
-                || std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                    env.windows(needle.len()).any(|w| w == needle.as_bytes())
-                        && !is_zombie(pid)
-                })
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let s = parse_stat(&stat)?;
+            (s.state != 'Z').then_some((pid, s.ppid, s.sid))
         })
-        .collect()
+        .collect();
+    let mut members: BTreeSet<u32> = procs
+        .iter()
+        .filter(|&&(pid, _, sid)| {
+            sid == leader
+                || (!others.contains(&sid)
+                    && std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes())))
+        })
+        .map(|&(pid, _, _)| pid)
+        .collect();
+    // Descendants of members belong too (until nothing changes).
+    loop {
+        let before = members.len();
+        for &(pid, ppid, _) in &procs {
+            if members.contains(&ppid) {
+                members.insert(pid);
+            }
+        }
+        if members.len() == before {
+            break;
+        }
+    }
+    members.into_iter().collect()
 }
 
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| stat_session(&s))
-        .is_none_or(|(_, state)| state == 'Z')
+/// The fields of `/proc/PID/stat` we need.
+#[derive(Debug, PartialEq, Eq)]
+struct Stat {
+    state: char,
+    ppid: u32,
+    sid: u32,
 }
 
-/// Parses the session id and state out of a `/proc/PID/stat` line. The
-/// command name may hold spaces and parentheses, so fields are counted from
-/// the last `)`.
-fn stat_session(stat: &str) -> Option<(u32, char)> {
+/// Parses `/proc/PID/stat`. The command name may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn parse_stat(stat: &str) -> Option<Stat> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');
     let state = fields.next()?.chars().next()?;
-    // state, ppid, pgrp, session
-    let sid = fields.nth(2)?.parse().ok()?;
-    Some((sid, state))
+    let ppid = fields.next()?.parse().ok()?;
+    let _pgrp = fields.next()?;
+    let sid = fields.next()?.parse().ok()?;
+    Some(Stat { state, ppid, sid })
 }
 
 #[cfg(test)]
@@ -262,7 +305,7 @@ mod tests {
     #[test]
     fn parses_stat_with_odd_command_names() {
         let line = "1234 (we ird) (name)) S 1 1234 5678 0 -1 4194560";
-        assert_eq!(stat_session(line), Some((5678, 'S')));
+        assert_eq!(parse_stat(line), Some(Stat { state: 'S', ppid: 1, sid: 5678 }));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use super::{LogEvent, ScreenRequest, SessionError, SessionHandle};
 /// Output quiet for this long triggers a catch-up.
 pub const QUIET: Duration = Duration::from_millis(30);
 /// A model idle for this long is frozen.
-pub const FREEZE_AFTER: Duration = Duration::from_secs(5);
+pub const FREEZE_AFTER: Duration = Duration::from_secs(2);
 /// Further behind than this, the model restarts from the log's tail.
 pub const MAX_LAG: u64 = 16 << 20;
 /// How much of the log's end a restarted model parses.

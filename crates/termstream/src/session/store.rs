@@ -125,7 +125,10 @@ impl LogWriter {
         self.idx = idx;
         self.segment_len = 0;
         self.segments.push(offset);
-        while self.segments.len() > 1 && offset - self.segments[0] > self.limits.max_bytes {
+        // Delete the oldest segment only while what remains still holds at
+        // least `max_bytes`: the log keeps between `max_bytes` and
+        // `max_bytes + segment_bytes` (plus one read) of output.
+        while self.segments.len() > 1 && offset - self.segments[1] >= self.limits.max_bytes {
             let old = self.segments.remove(0);
             let _ = fs::remove_file(self.dir.join(segment_name(old, "out")));
             let _ = fs::remove_file(self.dir.join(segment_name(old, "idx")));

@@ -106,6 +106,11 @@ impl WsClient {
                     }
                 }
                 Message::Close(frame) => Incoming::Closed(frame.map(|f| u16::from(f.code))),
+                // The library queues the pong; send it now, as a browser would.
+                Message::Ping(_) => {
+                    let _ = self.ws.flush().await;
+                    continue;
+                }
                 _ => continue,
             });
         }

@@ -1,0 +1,185 @@
+//! Baselines without the server: the same programs read straight from a PTY
+//! master or a pipe, and a bare loopback WebSocket echo.
+//!
+//! They run in the bench process on the same tokio runtime as the clients,
+//! so the difference to a scenario's figure is what the server adds.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The largest read a baseline makes; a PTY gives at most ~4 KiB anyway.
+const READ_BUF: usize = 64 << 10;
+
+/// Bytes read and the time it took.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer {
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl Transfer {
+    /// Megabytes (10^6) per second.
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+}
+
+/// Opens a PTY of 80 × 24 and starts `sh -c SCRIPT` on it.
+fn spawn_on_pty(script: &str) -> anyhow::Result<(pty_process::Pty, tokio::process::Child)> {
+    let (pty, pts) = pty_process::open().context("cannot open a PTY")?;
+    pty.resize(pty_process::Size::new(24, 80))?;
+    let child = pty_process::Command::new("sh").args(["-c", script]).kill_on_drop(true).spawn(pts)?;
+    Ok((pty, child))
+}
+
+/// `sh -c SCRIPT` on a PTY, read from the master until the end (EIO once
+/// the program has exited and its output is drained).
+pub async fn pty_read(script: &str, limit: Duration) -> anyhow::Result<Transfer> {
+    let t0 = Instant::now();
+    let (mut pty, mut child) = spawn_on_pty(script)?;
+    let mut buf = vec![0u8; READ_BUF];
+    let mut bytes = 0u64;
+    let read_all = async {
+        loop {
+            match pty.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => bytes += n as u64,
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => break,
+                Err(e) => return Err(anyhow::Error::from(e)),
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(limit, read_all).await.context("bare PTY read timed out")??;
+    let elapsed = t0.elapsed();
+    let _ = child.wait().await;
+    Ok(Transfer { bytes, elapsed })
+}
+
+/// `sh -c SCRIPT` with stdout on a pipe, read until the end.
+pub async fn pipe_read(script: &str, limit: Duration) -> anyhow::Result<Transfer> {
+    let t0 = Instant::now();
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut out = child.stdout.take().context("no stdout")?;
+    let mut buf = vec![0u8; READ_BUF];
+    let mut bytes = 0u64;
+    let read_all = async {
+        loop {
+            let n = out.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(limit, read_all).await.context("bare pipe read timed out")??;
+    let elapsed = t0.elapsed();
+    let _ = child.wait().await;
+    Ok(Transfer { bytes, elapsed })
+}
+
+/// One-byte round trips through `stty raw -echo; cat` on a bare PTY.
+pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow::Result<Vec<Duration>> {
+    let (mut pty, _child) = spawn_on_pty("stty raw -echo; exec cat")?;
+    // Let stty take effect before the first byte, so it comes back once.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::with_capacity(samples);
+    let mut buf = [0u8; 4096];
+    for i in 0..warmup + samples {
+        let want = b'a' + (i % 26) as u8;
+        let t0 = Instant::now();
+        pty.write_all(&[want]).await?;
+        loop {
+            let n = tokio::time::timeout_at(deadline.into(), pty.read(&mut buf))
+                .await
+                .context("bare PTY echo timed out")??;
+            if n == 0 {
+                bail!("the bare PTY echo ended");
+            }
+            if buf[n - 1] == want {
+                break;
+            }
+        }
+        if i >= warmup {
+            out.push(t0.elapsed());
+        }
+    }
+    Ok(out)
+}
+
+/// One-byte round trips through a bare tokio-tungstenite echo server on
+/// loopback, in this process.
+pub async fn ws_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow::Result<Vec<Duration>> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await?;
+        tcp.set_nodelay(true)?;
+        let mut ws = tokio_tungstenite::accept_async(tcp).await?;
+        while let Some(msg) = ws.next().await {
+            match msg? {
+                m @ (Message::Text(_) | Message::Binary(_)) => ws.send(m).await?,
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        anyhow::Ok(())
+    });
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await?;
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..warmup + samples {
+        let want = (b'a' + (i % 26) as u8) as char;
+        let t0 = Instant::now();
+        ws.send(Message::Text(want.to_string().into())).await?;
+        loop {
+            let msg = tokio::time::timeout_at(deadline.into(), ws.next())
+                .await
+                .context("bare WebSocket echo timed out")?
+                .context("the echo server closed")??;
+            if matches!(&msg, Message::Text(t) if t.as_str().starts_with(want)) {
+                break;
+            }
+        }
+        if i >= warmup {
+            out.push(t0.elapsed());
+        }
+    }
+    let _ = ws.close(None).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    Ok(out)
+}
+
+/// Writes a text file of `size` bytes: numbered lines of 80 bytes.
+pub fn write_text_file(path: &Path, size: usize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let filler = "the quick brown fox jumps over the lazy dog 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut written = 0;
+    let mut line_no = 0u64;
+    while written < size {
+        let mut line = format!("{line_no:08} {filler}");
+        line.truncate(79);
+        line.push('\n');
+        let take = line.len().min(size - written);
+        w.write_all(&line.as_bytes()[..take])?;
+        written += take;
+        line_no += 1;
+    }
+    w.flush()?;
+    Ok(())
+}

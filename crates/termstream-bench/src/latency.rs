@@ -1,0 +1,217 @@
+//! Scenarios 3, 4 and 7: the round trip of one typed byte, idle, under
+//! load, and beside a client that stopped reading.
+//!
+//! The echo session runs `stty raw -echo; exec cat`, so a byte sent with
+//! `terminal.input` comes back exactly once in an output frame.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::baseline;
+use crate::client::Client;
+use crate::report::{Goal, Percentiles, Row};
+use crate::server::Target;
+use crate::{Ctx, shell_quote};
+
+/// The longest one series of samples may take.
+const LIMIT: Duration = Duration::from_secs(60);
+/// How long an attach to a session that prints without pause may take.
+const ATTACH_BUSY_WAIT: Duration = Duration::from_secs(15);
+/// The program of the echo session.
+pub const ECHO: &str = "stty raw -echo; exec cat";
+
+const S3: &str = "3 echo latency";
+const S4: &str = "4 echo under load";
+const S7: &str = "7 slow client";
+
+/// A connected client attached to a fresh echo session, warmed up.
+pub async fn echo_client(target: &Target) -> anyhow::Result<(Client, termstream_proto::SessionId)> {
+    let id = target.pty_sh(ECHO).await?;
+    let mut client = Client::connect(&target.ws).await?;
+    client.attach(&id).await?;
+    // Let stty take effect, so that the first byte is not echoed twice.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok((client, id))
+}
+
+/// Percentile rows for `pct` against a baseline (`None`: no baseline).
+fn pct_rows(scenario: &str, what: &str, pct: Option<Percentiles>, base: Option<(&'static str, Percentiles)>, why: &str) -> Vec<Row> {
+    let names = ["p50", "p90", "p99", "max"];
+    (0..4)
+        .map(|i| {
+            let metric = format!("{what} {}", names[i]);
+            let mut row = match pct {
+                Some(p) => Row::info(scenario, metric, "µs", p.named()[i].1),
+                None => Row::missing(scenario, metric, "µs", why),
+            };
+            if let Some((label, b)) = base {
+                row = row.baseline(label, b.named()[i].1);
+            }
+            row
+        })
+        .collect()
+}
+
+/// Scenarios 3 and 4, with one server: the baselines, idle echo, then echo
+/// while three other sessions stream the big file to readers.
+pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
+    let (w, n) = (ctx.warmup, ctx.samples);
+    let pty = Percentiles::of(&baseline::pty_echo(w, n, LIMIT).await?);
+    let ws = Percentiles::of(&baseline::ws_echo(w, n, LIMIT).await?);
+    let sum = Percentiles { p50: pty.p50 + ws.p50, p90: pty.p90 + ws.p90, p99: pty.p99 + ws.p99, max: pty.max + ws.max };
+    let mut rows = pct_rows(S3, "bare PTY echo", Some(pty), None, "");
+    rows.extend(pct_rows(S3, "bare WebSocket echo", Some(ws), None, ""));
+    let (idle, loaded, why) = match ctx.ws_target().await {
+        Err(why) => (None, None, why),
+        Ok(target) => {
+            let r = measure(ctx, &target, under_load).await;
+            target.stop().await;
+            match r {
+                Ok((idle, loaded)) => (Some(idle), loaded, String::new()),
+                Err(e) => (None, None, format!("failed: {e:#}")),
+            }
+        }
+    };
+    let mut server = pct_rows(S3, "termstream echo", idle, Some(("bare PTY + bare WS", sum)), &why);
+    server[0] = server[0].clone().goal(Goal::RatioAtMost(2.0), "≤ 2× (bare PTY + bare WS)");
+    server[2] = server[2].clone().goal(Goal::AtMost(300.0), "≤ 300 µs");
+    rows.extend(server);
+    if under_load {
+        let why = if idle.is_some() && loaded.is_none() { "failed under load" } else { why.as_str() };
+        let mut load = pct_rows(S4, "echo, 3 sessions streaming", loaded, idle.map(|p| ("idle echo", p)), why);
+        load[2] = load[2].clone().goal(Goal::AtMost(500.0), "≤ 500 µs");
+        rows.extend(load);
+    }
+    Ok(rows)
+}
+
+async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result<(Percentiles, Option<Percentiles>)> {
+    let (mut client, id) = echo_client(target).await?;
+    let idle = Percentiles::of(&client.echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await?);
+    if !under_load {
+        return Ok((idle, None));
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut load_ids = vec![];
+    let mut readers = vec![];
+    let script = format!("while :; do cat {}; done", shell_quote(&ctx.file_big));
+    for _ in 0..3 {
+        let lid = target.pty_sh(&script).await?;
+        let mut reader = Client::connect(&target.ws).await?;
+        reader.attach(&lid).await?;
+        let mut stop = stop_rx.clone();
+        readers.push(tokio::spawn(async move { reader.drain(&mut stop, Instant::now() + LIMIT * 2).await }));
+        load_ids.push(lid);
+    }
+    // Let the streams reach full speed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    let loaded = client.echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let mut streamed = 0;
+    for r in readers {
+        streamed += r.await.unwrap_or(0);
+    }
+    target.delete_all(&load_ids).await;
+    target.delete(&id).await?;
+    let loaded = loaded?;
+    eprintln!("bench: under load the 3 readers got {:.0} MB/s in all", streamed as f64 / secs / 1e6);
+    Ok((idle, Some(Percentiles::of(&loaded))))
+}
+
+/// Scenario 7: a client attached to `yes` stops reading for `ctx.stall`;
+/// the server's memory, and another client's echo, meanwhile.
+pub async fn slow_client(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let target = match ctx.ws_target().await {
+        Ok(t) => t,
+        Err(why) => {
+            return Ok(["RSS growth while stalled", "echo p50 while stalled", "echo p99 while stalled"]
+                .iter()
+                .map(|m| Row::missing(S7, *m, if m.starts_with("RSS") { "MiB" } else { "µs" }, why.clone()))
+                .collect());
+        }
+    };
+    let r = stall(ctx, &target).await;
+    target.stop().await;
+    r
+}
+
+async fn stall(ctx: &Ctx, target: &Target) -> anyhow::Result<Vec<Row>> {
+    // `yes` waits for a line, so the slow client attaches to a quiet screen
+    // (see the "attach to a busy session" row for why).
+    let yes = target.pty_sh("read x; exec yes").await.context("starting yes")?;
+    let mut slow = Client::connect(&target.ws).await.context("connecting the slow client")?;
+    slow.attach(&yes).await.context("attaching the slow client")?;
+    let (mut echo, echo_id) = echo_client(target).await.context("starting the echo session")?;
+    slow.input(&yes, "\n").await?;
+
+    // Baseline: the same load, with the client on `yes` reading everything.
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let (read_while_calm, calm) = tokio::join!(slow.drain(&mut stop_rx, Instant::now() + LIMIT), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = echo.echo_samples(&echo_id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await;
+        let _ = stop_tx.send(true);
+        r
+    });
+    let calm = calm.context("echo before the stall")?;
+    anyhow::ensure!(!calm.is_empty(), "no echo came back before the stall");
+    let calm = Percentiles::of(&calm);
+    let rss = |t: &Target| t.status().map_or(0.0, |s| s.rss_kib as f64 / 1024.0);
+    let before = rss(target);
+
+    // From here on `slow` is not read until the stall ends.
+    let stall_end = Instant::now() + ctx.stall;
+    let mut peak = before;
+    tokio::time::sleep(ctx.stall.min(Duration::from_secs(2))).await;
+    let stalled = Percentiles::of(&echo.echo_samples(&echo_id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await?);
+    while Instant::now() < stall_end {
+        peak = peak.max(rss(target));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    peak = peak.max(rss(target));
+    // Resume reading for a moment: does the server say it skipped output?
+    let resumed = slow.read_to_exit(0, Instant::now() + Duration::from_secs(2)).await;
+    slow.close().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss(target);
+
+    // A fresh client attaching while `yes` prints.
+    let busy = async {
+        let mut c = Client::connect(&target.ws).await?;
+        let t0 = Instant::now();
+        c.attach_within(&yes, ATTACH_BUSY_WAIT).await?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        c.close().await;
+        anyhow::Ok(ms)
+    };
+    let busy_row = match busy.await {
+        Ok(ms) => Row::info(S7, "attach to a busy session (`yes`)", "ms", ms),
+        Err(e) => Row::missing(S7, "attach to a busy session (`yes`)", "ms", format!("{e:#}")),
+    };
+    target.delete_all(&[yes, echo_id]).await;
+
+    let memory_known = target.status().is_some();
+    let mem = |metric: &str, v: f64| {
+        if memory_known { Row::info(S7, metric, "MiB", v) } else { Row::missing(S7, metric, "MiB", "server pid unknown") }
+    };
+    let stall_s = ctx.stall.as_secs();
+    Ok(vec![
+        mem("server RSS before stall", before),
+        mem(&format!("server RSS peak during {stall_s} s stall"), peak),
+        mem("RSS growth while stalled", peak - before)
+            .goal(Goal::AtMost(64.0), "bounded (≤ 64 MiB, our reading)")
+            .note(format!(
+                "after resuming: {} gap(s) skipping {} bytes, {} bytes read in 2 s; RSS 1 s after disconnect {:.1} MiB",
+                resumed.gaps, resumed.gap_bytes, resumed.bytes, after
+            )),
+        Row::info(S7, "echo p50 while stalled", "µs", stalled.p50).baseline("client on `yes` reading", calm.p50),
+        Row::info(S7, "echo p99 while stalled", "µs", stalled.p99)
+            .baseline("client on `yes` reading", calm.p99)
+            .goal(Goal::RatioAtMost(1.5), "unchanged (≤ 1.5×, our reading)")
+            .note(format!("the reading client got {:.0} MB of `yes` meanwhile", read_while_calm as f64 / 1e6)),
+        busy_row.goal(Goal::AtMost(ATTACH_BUSY_WAIT.as_millis() as f64), "answers (our reading)"),
+    ])
+}

@@ -1,0 +1,225 @@
+//! `termstream-bench`: end-to-end figures of a termstream server, taken
+//! through its public protocol (REST to start sessions, `/ws` to watch and
+//! type), each beside a baseline measured in the same run.
+//!
+//! # Layout
+//! - [`server`]: launching the server (or using a running one), REST calls,
+//!   `/proc` readings.
+//! - [`client`]: the WebSocket client of `/ws`.
+//! - [`baseline`]: the same work with no server (bare PTY, pipe, WebSocket).
+//! - [`throughput`] (scenarios 1, 2), [`latency`] (3, 4, 7), [`fanout`] (5),
+//!   [`scale`] (6, 8): one file per scenario group.
+//! - [`report`]: percentiles, medians over runs, the markdown table.
+//!
+//! Every loop is bounded in count and time; only loopback addresses are
+//! used. `scripts/bench` builds the release binaries and runs this.
+
+mod baseline;
+mod client;
+mod fanout;
+mod latency;
+mod report;
+mod scale;
+mod server;
+mod throughput;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use clap::Parser;
+
+use report::Row;
+use server::{Launcher, Target};
+
+#[derive(Debug, Parser)]
+#[command(name = "termstream-bench", about = "End-to-end benchmark of a termstream server.")]
+struct Args {
+    /// The server binary to launch (a fresh one per scenario).
+    #[arg(long, default_value = "target/release/termstream")]
+    server: PathBuf,
+    /// Use the running server at this http://127.0.0.1:PORT instead.
+    #[arg(long)]
+    url: Option<String>,
+    /// With --url: the server's pid, for memory and thread figures.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Runs of every scenario; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// One run, 10 s stall, 200 + 1000 echo samples, 2000 connections.
+    #[arg(long)]
+    quick: bool,
+    /// Scenarios to run, e.g. `1,3,6` (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u8>,
+    /// Echo warm-up round trips.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Echo samples recorded.
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Seconds the slow client stops reading (scenario 7).
+    #[arg(long)]
+    stall_secs: Option<u64>,
+    /// Viewer counts of scenario 5.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    fanout: Vec<usize>,
+    /// Session counts of scenario 6.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    idle: Vec<usize>,
+    /// Connections of scenario 8.
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Bytes a command session prints in scenario 2.
+    #[arg(long, default_value_t = 256 << 20)]
+    command_bytes: u64,
+    /// Seconds one scenario may take before it is abandoned.
+    #[arg(long, default_value_t = 600)]
+    scenario_timeout: u64,
+    /// Also write the report here (markdown).
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+/// What every scenario gets.
+pub struct Ctx {
+    pub launcher: Launcher,
+    /// The 64 MiB text file.
+    pub file_big: PathBuf,
+    /// The 4 MiB text file.
+    pub file_small: PathBuf,
+    pub warmup: usize,
+    pub samples: usize,
+    pub stall: Duration,
+    pub fanout: Vec<usize>,
+    pub idle: Vec<usize>,
+    pub connections: usize,
+    pub command_bytes: u64,
+}
+
+impl Ctx {
+    /// A server whose `/ws` answers, or why there is none.
+    pub async fn ws_target(&self) -> Result<Target, String> {
+        let target = self.launcher.start().await.map_err(|e| format!("cannot start the server: {e:#}"))?;
+        match target.ws_available().await {
+            Ok(()) => Ok(target),
+            Err(why) => {
+                target.stop().await;
+                Err(why)
+            }
+        }
+    }
+}
+
+/// Quotes a path for `sh -c`.
+pub fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// The scenarios in order, with the name used in logs.
+const SCENARIOS: [(u8, &str); 8] = [
+    (1, "pty throughput"),
+    (2, "command throughput"),
+    (3, "echo latency"),
+    (4, "echo under load"),
+    (5, "fan-out"),
+    (6, "idle sessions"),
+    (7, "slow client"),
+    (8, "connections"),
+];
+
+async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>> {
+    match n {
+        1 => throughput::pty(ctx).await,
+        2 => throughput::command(ctx).await,
+        3 if run_3_alone => latency::echo(ctx, false).await,
+        3 => Ok(vec![]), // measured together with 4, on one server
+        4 => latency::echo(ctx, true).await,
+        5 => fanout::fanout(ctx).await,
+        6 => scale::idle(ctx).await,
+        7 => latency::slow_client(ctx).await,
+        8 => scale::connections(ctx).await,
+        _ => anyhow::bail!("no scenario {n}"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let nofile = server::raise_nofile();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(args, nofile))
+}
+
+async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_secs();
+    let work = tempfile::Builder::new().prefix("termstream-bench-").tempdir()?;
+    let launcher = match &args.url {
+        Some(url) => {
+            anyhow::ensure!(
+                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
+                "--url must be a loopback http:// address"
+            );
+            Launcher::Running { url: url.clone(), pid: args.server_pid }
+        }
+        None => {
+            let path = std::fs::canonicalize(&args.server)
+                .with_context(|| format!("no server binary at {} (run scripts/bench, or pass --server)", args.server.display()))?;
+            Launcher::Binary { path, work_dir: work.path().to_owned() }
+        }
+    };
+    let file_big = work.path().join("text-64m.txt");
+    let file_small = work.path().join("text-4m.txt");
+    baseline::write_text_file(&file_big, 64 << 20)?;
+    baseline::write_text_file(&file_small, 4 << 20)?;
+    let runs = if args.quick { 1 } else { args.runs.max(1) };
+    let ctx = Ctx {
+        launcher,
+        file_big,
+        file_small,
+        warmup: args.warmup,
+        samples: args.samples.unwrap_or(if args.quick { 1000 } else { 2000 }),
+        stall: Duration::from_secs(args.stall_secs.unwrap_or(if args.quick { 10 } else { 30 })),
+        fanout: args.fanout.clone(),
+        idle: args.idle.clone(),
+        connections: args.connections.unwrap_or(if args.quick { 2000 } else { 10_000 }),
+        command_bytes: args.command_bytes,
+    };
+    let wanted: Vec<u8> = if args.only.is_empty() { SCENARIOS.map(|(n, _)| n).to_vec() } else { args.only.clone() };
+    let run_3_alone = !wanted.contains(&4);
+    eprintln!("bench: nofile limit {nofile}; {runs} run(s) of scenarios {wanted:?}; files in {}", work.path().display());
+
+    let mut all_runs: Vec<Vec<Row>> = Vec::with_capacity(runs);
+    for run in 1..=runs {
+        let mut rows = vec![];
+        for &(n, name) in SCENARIOS.iter().filter(|(n, _)| wanted.contains(n)) {
+            if n == 3 && !run_3_alone {
+                continue;
+            }
+            eprintln!("bench: run {run}/{runs}: scenario {n} ({name})");
+            let t0 = Instant::now();
+            let limit = Duration::from_secs(args.scenario_timeout);
+            match tokio::time::timeout(limit, run_one(&ctx, n, run_3_alone)).await {
+                Ok(Ok(mut r)) => rows.append(&mut r),
+                Ok(Err(e)) => rows.push(Row::missing(&format!("{n} {name}"), "(scenario)", "", format!("error: {e:#}"))),
+                Err(_) => rows.push(Row::missing(&format!("{n} {name}"), "(scenario)", "", format!("timed out after {limit:?}"))),
+            }
+            eprintln!("bench:   took {:.1} s", t0.elapsed().as_secs_f64());
+        }
+        eprintln!("{}", report::table(&rows));
+        all_runs.push(rows);
+    }
+    let rows = report::medians(&all_runs);
+    let command = std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
+    let text = report::render(&rows, &command, runs, &since_epoch.to_string(), started.elapsed());
+    println!("{text}");
+    if let Some(path) = &args.output {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The server under test: launching the release binary, or pointing at one
+//! that runs already, and the REST calls the scenarios need.
+//!
+//! A launched server listens on `127.0.0.1:0` with a fresh data dir; its
+//! first stdout line (`listening on http://ADDR`) tells the address. It is
+//! stopped with SIGTERM (it then terminates its sessions), and killed if it
+//! has not exited after a bounded wait; `kill_on_drop` covers panics.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use termstream_proto::{CreateSession, SessionId, SessionInfo, SessionKind};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a launched server may take to print its address.
+const START_WAIT: Duration = Duration::from_secs(15);
+/// How long a stopping server may take before it is killed.
+const STOP_WAIT: Duration = Duration::from_secs(20);
+
+/// How to get a server for a scenario.
+#[derive(Debug, Clone)]
+pub enum Launcher {
+    /// Start this binary, once per scenario.
+    Binary { path: PathBuf, work_dir: PathBuf },
+    /// Use the running server at this `http://host:port`; its pid, when
+    /// given, lets memory be measured.
+    Running { url: String, pid: Option<u32> },
+}
+
+impl Launcher {
+    /// A server ready for requests.
+    pub async fn start(&self) -> anyhow::Result<Target> {
+        match self {
+            Launcher::Running { url, pid } => Ok(Target::new(url.trim_end_matches('/').to_string(), *pid, None)),
+            Launcher::Binary { path, work_dir } => launch(path, work_dir).await,
+        }
+    }
+}
+
+/// A server the bench talks to.
+pub struct Target {
+    /// `http://127.0.0.1:PORT`.
+    pub http: String,
+    /// `ws://127.0.0.1:PORT/ws`.
+    pub ws: String,
+    /// The server's process id, when known (for `/proc`).
+    pub pid: Option<u32>,
+    /// The launched process; `None` for a server we did not start.
+    child: Option<Child>,
+    rest: reqwest::Client,
+}
+
+/// Memory and threads of a process, from `/proc/PID/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcStatus {
+    pub rss_kib: u64,
+    pub threads: u64,
+}
+
+async fn launch(bin: &Path, work_dir: &Path) -> anyhow::Result<Target> {
+    let data_dir = work_dir.join(format!("data-{}", unique()));
+    std::fs::create_dir_all(&data_dir)?;
+    let log = std::fs::File::create(data_dir.with_extension("log"))?;
+    let mut child = Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {} (build it with `cargo build --release`)", bin.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(START_WAIT, lines.next_line())
+        .await
+        .context("the server did not print its address in time")??
+        .context("the server exited before printing its address")?;
+    let addr = first.strip_prefix("listening on http://").with_context(|| format!("unexpected first line {first:?}"))?;
+    if !addr.starts_with("127.0.0.1:") {
+        bail!("the server listens on {addr}, not on loopback");
+    }
+    // Keep draining stdout so that a later print never blocks the server.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let pid = child.id();
+    Ok(Target::new(format!("http://{addr}"), pid, Some(child)))
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+impl Target {
+    fn new(http: String, pid: Option<u32>, child: Option<Child>) -> Target {
+        let ws = format!("{}/ws", http.replacen("http://", "ws://", 1));
+        let rest = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("a reqwest client");
+        Target { http, ws, pid, child, rest }
+    }
+
+    /// Starts a session.
+    pub async fn create(&self, req: &CreateSession) -> anyhow::Result<SessionInfo> {
+        let resp = self.rest.post(format!("{}/api/sessions", self.http)).json(req).send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!("POST /api/sessions: {status}: {}", resp.text().await.unwrap_or_default());
+        }
+        Ok(resp.json().await?)
+    }
+
+    /// Starts a pty session of 80 × 24 running `sh -c SCRIPT`.
+    pub async fn pty_sh(&self, script: &str) -> anyhow::Result<SessionId> {
+        self.start(SessionKind::Pty, vec!["sh".into(), "-c".into(), script.into()]).await
+    }
+
+    /// Starts a command session running `sh -c SCRIPT`.
+    pub async fn command_sh(&self, script: &str) -> anyhow::Result<SessionId> {
+        self.start(SessionKind::Command, vec!["sh".into(), "-c".into(), script.into()]).await
+    }
+
+    /// Starts a session of `kind` running `argv`.
+    pub async fn start(&self, kind: SessionKind, argv: Vec<String>) -> anyhow::Result<SessionId> {
+        let pty = kind == SessionKind::Pty;
+        let req = CreateSession {
+            kind: Some(kind),
+            argv: Some(argv),
+            cols: pty.then_some(80),
+            rows: pty.then_some(24),
+            ..CreateSession::default()
+        };
+        Ok(self.create(&req).await?.id)
+    }
+
+    /// Deletes a session (ending it if it runs); a missing one is fine.
+    pub async fn delete(&self, id: &SessionId) -> anyhow::Result<()> {
+        let resp = self.rest.delete(format!("{}/api/sessions/{}", self.http, id.as_str())).send().await?;
+        if !resp.status().is_success() && resp.status() != reqwest::StatusCode::NOT_FOUND {
+            bail!("DELETE session {}: {}", id.as_str(), resp.status());
+        }
+        Ok(())
+    }
+
+    /// Deletes sessions, a few at a time.
+    pub async fn delete_all(&self, ids: &[SessionId]) {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(ids)
+            .for_each_concurrent(16, |id| async move {
+                let _ = self.delete(id).await;
+            })
+            .await;
+    }
+
+    /// Whether `/ws` answers a WebSocket handshake; the error when not.
+    pub async fn ws_available(&self) -> Result<(), String> {
+        match tokio::time::timeout(Duration::from_secs(5), crate::client::Client::connect(&self.ws)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("no WebSocket gateway at /ws ({})", e.root_cause())),
+            Err(_) => Err("no WebSocket gateway at /ws (timed out)".into()),
+        }
+    }
+
+    /// The server's memory and threads now, when its pid is known.
+    pub fn status(&self) -> Option<ProcStatus> {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            let line = text.lines().find(|l| l.starts_with(name))?;
+            line[name.len()..].split_whitespace().next()?.parse().ok()
+        };
+        Some(ProcStatus { rss_kib: field("VmRSS:")?, threads: field("Threads:")? })
+    }
+
+    /// Stops a launched server: SIGTERM, then SIGKILL after [`STOP_WAIT`].
+    pub async fn stop(mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        if tokio::time::timeout(STOP_WAIT, child.wait()).await.is_err() {
+            eprintln!("bench: the server did not stop within {STOP_WAIT:?}; killing it");
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit (children, such
+/// as a launched server, inherit it); returns the new soft limit.
+pub fn raise_nofile() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let want = Rlimit { current: lim.maximum, maximum: lim.maximum };
+    match setrlimit(Resource::Nofile, want) {
+        Ok(()) => lim.maximum.unwrap_or(u64::MAX),
+        Err(_) => lim.current.unwrap_or(u64::MAX),
+    }
+}

@@ -1,0 +1,97 @@
+//! Scenarios 1 and 2: one client receives a large output in binary frames.
+//!
+//! The session's program waits for a line of input (`read x`) before it
+//! prints, so the client attaches first and the clock starts when the line
+//! is sent; it stops at `session.exit`, which the server sends after all
+//! output. The baselines run the same program with no server.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::baseline;
+use crate::client::{Client, Received};
+use crate::report::{Goal, Row};
+use crate::{Ctx, shell_quote};
+
+/// The longest one transfer may take.
+const LIMIT: Duration = Duration::from_secs(180);
+
+const S1: &str = "1 pty throughput";
+const S2: &str = "2 command throughput";
+
+/// Scenario 1: a pty session `cat`s the 64 MiB file to one client.
+pub async fn pty(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let file = shell_quote(&ctx.file_big);
+    let bare = baseline::pty_read(&format!("cat {file}"), LIMIT).await?;
+    let mut rows = vec![];
+    let measured = match ctx.ws_target().await {
+        Err(why) => Err(why),
+        Ok(target) => {
+            let r = one_transfer(&target, true, &format!("read x; cat {file}")).await;
+            target.stop().await;
+            r.map_err(|e| format!("failed: {e:#}"))
+        }
+    };
+    let row = Row::info(S1, "64 MiB `cat`, one client", "MB/s", 0.0)
+        .baseline("bare PTY", bare.mb_per_s())
+        .goal(Goal::RatioAtLeast(0.95), "≥ 95% of bare PTY");
+    match measured {
+        Ok((r, elapsed)) => {
+            let mbs = r.bytes as f64 / elapsed.as_secs_f64() / 1e6;
+            rows.push(Row { value: Some(mbs), ..row }.note(transfer_note(&r, bare.bytes)));
+        }
+        Err(why) => rows.push(Row { value: None, note: why, ..row }),
+    }
+    Ok(rows)
+}
+
+/// Scenario 2: a command session prints `ctx.command_bytes` to stdout.
+pub async fn command(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let produce = format!("head -c {} /dev/zero | tr '\\0' a", ctx.command_bytes);
+    let bare = baseline::pipe_read(&produce, LIMIT).await?;
+    let label = format!("{} MiB to stdout, one client", ctx.command_bytes >> 20);
+    let row = Row::info(S2, label, "MB/s", 0.0)
+        .baseline("bare pipe", bare.mb_per_s())
+        .goal(Goal::RatioAtLeast(0.5), "≥ 50% of bare pipe");
+    let measured = match ctx.ws_target().await {
+        Err(why) => Err(why),
+        Ok(target) => {
+            let r = one_transfer(&target, false, &format!("read x; {produce}")).await;
+            target.stop().await;
+            r.map_err(|e| format!("failed: {e:#}"))
+        }
+    };
+    Ok(vec![match measured {
+        Ok((r, elapsed)) => {
+            let mbs = r.bytes as f64 / elapsed.as_secs_f64() / 1e6;
+            Row { value: Some(mbs), ..row }.note(transfer_note(&r, bare.bytes))
+        }
+        Err(why) => Row { value: None, note: why, ..row },
+    }])
+}
+
+/// Starts `sh -c SCRIPT` (pty or command), attaches, sends the line that
+/// starts the output, and reads to the end.
+async fn one_transfer(target: &crate::server::Target, pty: bool, script: &str) -> anyhow::Result<(Received, Duration)> {
+    let id = if pty { target.pty_sh(script).await? } else { target.command_sh(script).await? };
+    let mut client = Client::connect(&target.ws).await?;
+    let from = client.attach(&id).await.context("attach")?;
+    client.input(&id, "\n").await?;
+    let t0 = Instant::now();
+    let r = client.read_to_exit(from, t0 + LIMIT).await;
+    let elapsed = t0.elapsed();
+    client.close().await;
+    target.delete(&id).await?;
+    anyhow::ensure!(r.exited, "no session.exit within {LIMIT:?} (got {} bytes)", r.bytes);
+    Ok((r, elapsed))
+}
+
+/// What a reader should know about a transfer besides its rate.
+fn transfer_note(r: &Received, bare_bytes: u64) -> String {
+    let mut note = format!("{} bytes in {} frames (bare: {} bytes)", r.bytes, r.frames, bare_bytes);
+    if r.gaps > 0 {
+        note.push_str(&format!("; {} gaps skipped {} bytes", r.gaps, r.gap_bytes));
+    }
+    note
+}
