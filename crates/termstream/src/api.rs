@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use termstream_proto::ErrorCode;
 use utoipa::OpenApi;
 
+use crate::auth::{self, Security};
 use crate::gateway::events::{self, EventHub};
 use crate::registry::Registry;
 use error::ApiError;
@@ -28,11 +29,13 @@ pub struct AppState {
     pub events: EventHub,
     /// WebSocket clients connected now.
     pub clients: Arc<AtomicUsize>,
+    /// Tokens, tickets, browser checks and limits ([`crate::auth`]).
+    pub security: Arc<Security>,
 }
 
 impl AppState {
-    pub fn new(registry: Arc<Registry>) -> AppState {
-        AppState { registry, events: EventHub::default(), clients: Arc::default() }
+    pub fn new(registry: Arc<Registry>, security: Arc<Security>) -> AppState {
+        AppState { registry, events: EventHub::default(), clients: Arc::default(), security }
     }
 }
 
@@ -69,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/terminal/{session_id}", get(compat::status))
         .route("/terminal/{session_id}/terminate", post(compat::terminate))
         .route("/api/events", post(events::publish))
+        .route("/api/ws-ticket", post(auth::ws_ticket))
         .merge(crate::gateway::router())
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
@@ -77,5 +81,6 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .with_state(state)
 }

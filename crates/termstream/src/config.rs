@@ -10,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::token::{self, TokenEntry};
 use crate::session::SessionSettings;
 use crate::session::store::DiskLimits;
 
@@ -61,6 +62,43 @@ pub struct Config {
     /// A pty client further behind than this gets a snapshot and a gap
     /// notice instead of the missed bytes.
     pub max_replay_bytes: u64,
+
+    // Security (see `crate::auth` and the README's "Security" section).
+    /// Tokens by SHA-256, with their scopes. None: only loopback clients.
+    pub tokens: Vec<TokenEntry>,
+    /// Serve without a token on a non-loopback address.
+    pub insecure_no_auth: bool,
+    /// Origins allowed besides the server's own (`scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
+    /// Host names allowed in `Host` besides localhost, 127.0.0.1 and [::1]
+    /// (checked only when bound to loopback).
+    pub allowed_hosts: Vec<String>,
+    /// Accept a long-lived token in `?token=` (tickets are always accepted).
+    pub allow_token_in_query: bool,
+    /// Milliseconds a WebSocket ticket stays valid.
+    pub ticket_ttl_ms: u64,
+    /// Tickets outstanding at once.
+    pub max_tickets: usize,
+    /// WebSocket connections open at once (503 past it).
+    pub max_connections: usize,
+    /// WebSocket connections open at once from one IP address (429 past it).
+    pub max_connections_per_ip: usize,
+    /// Sessions one token may run at once (429 past it).
+    pub max_sessions_per_token: usize,
+    /// Input bytes per second one socket may send; more is refused
+    /// (`rate_limited`) and dropped.
+    pub ws_input_bytes_per_sec: u64,
+    /// Input bytes one socket may send at once after being quiet.
+    pub ws_input_burst_bytes: u64,
+    /// Run programs as this user (name or uid; needs root). See
+    /// `crate::confine`.
+    pub run_as: Option<String>,
+    /// RLIMIT_NPROC of programs: processes of their user.
+    pub rlimit_nproc: Option<u64>,
+    /// RLIMIT_AS of programs: address space in bytes.
+    pub rlimit_as_bytes: Option<u64>,
+    /// RLIMIT_NOFILE of programs: open files.
+    pub rlimit_nofile: Option<u64>,
 }
 
 impl Default for Config {
@@ -89,6 +127,22 @@ impl Default for Config {
             attach_wait_ms: 3_000,
             max_attachments_per_socket: 256,
             max_replay_bytes: 4 << 20,
+            tokens: Vec::new(),
+            insecure_no_auth: false,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            allow_token_in_query: false,
+            ticket_ttl_ms: 30_000,
+            max_tickets: 10_000,
+            max_connections: 4096,
+            max_connections_per_ip: 512,
+            max_sessions_per_token: 256,
+            ws_input_bytes_per_sec: 1 << 20,
+            ws_input_burst_bytes: 4 << 20,
+            run_as: None,
+            rlimit_nproc: None,
+            rlimit_as_bytes: None,
+            rlimit_nofile: None,
         }
     }
 }
@@ -115,10 +169,22 @@ impl Config {
         // `TERMSTREAM_CONFIG` names the file, and `TERMSTREAM_SESSION` is the
         // marker every session's processes carry: neither is a setting, and a
         // server started inside a session must not refuse the marker.
-        fig.merge(Env::prefixed("TERMSTREAM_").ignore(&["config", "session"]))
+        // `TERMSTREAM_ADMIN_TOKEN` is a plain token, hashed here and kept
+        // only as its hash.
+        let mut config: Config = fig
+            .merge(Env::prefixed("TERMSTREAM_").ignore(&["config", "session", "admin_token"]))
             .merge(Serialized::defaults(overrides))
             .extract()
-            .context("invalid configuration")
+            .context("invalid configuration")?;
+        if let Some(t) = std::env::var("TERMSTREAM_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
+            config.tokens.push(TokenEntry {
+                name: Some("env".into()),
+                sha256: token::hash(&t),
+                admin: true,
+                projects: Default::default(),
+            });
+        }
+        Ok(config)
     }
 
     /// The settings every session shares.

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::Extension;
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
@@ -29,18 +30,26 @@ use serde::Deserialize;
 use termstream_proto::SessionId;
 
 use crate::api::AppState;
+use crate::auth::{BearerProtocol, Grant, Permit};
 use crate::registry::{Registry, RegistryEvent};
 use crate::session::SessionHandle;
 use render::Dialect;
 
-/// Counts a connected client while it lives.
+/// Counts a connected client while it lives, and holds its connection
+/// permit ([`crate::limits`]) until the socket's task ends.
 #[derive(Debug)]
-pub struct ClientGuard(Arc<AtomicUsize>);
+pub struct ClientGuard(Arc<AtomicUsize>, Option<Permit>);
 
 impl ClientGuard {
     pub fn new(count: &Arc<AtomicUsize>) -> ClientGuard {
         count.fetch_add(1, Ordering::Relaxed);
-        ClientGuard(count.clone())
+        ClientGuard(count.clone(), None)
+    }
+
+    /// Holds `permit` for as long as the client is counted.
+    pub fn holding(mut self, permit: Option<Extension<Permit>>) -> ClientGuard {
+        self.1 = permit.map(|Extension(p)| p);
+        self
     }
 }
 
@@ -49,6 +58,10 @@ impl Drop for ClientGuard {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// What the auth guard found for an upgrade: the grant, the connection
+/// permit and the subprotocol that carried the token.
+type Admitted = (Grant, Option<Extension<Permit>>, Option<Extension<BearerProtocol>>);
 
 /// The routes of the WebSocket endpoints.
 pub fn router() -> Router<AppState> {
@@ -77,12 +90,20 @@ struct WsQuery {
 /// most of an idle connection's cost; 4 KiB reads suffice for input. Writes
 /// gather up to 64 KiB before a syscall (the writer also flushes after every
 /// batch); the buffer grows only as used.
-fn upgrade(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
+///
+/// A client that sent its token as the subprotocol `bearer.TOKEN` gets it
+/// echoed, as browsers require an offered protocol to be selected.
+fn upgrade(ws: WebSocketUpgrade, state: &AppState, proto: Option<Extension<BearerProtocol>>) -> WebSocketUpgrade {
     let max = state.registry.config().ws_max_message_bytes.saturating_mul(2);
-    ws.max_message_size(max)
+    let ws = ws
+        .max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
+        .write_buffer_size(WRITE_BUFFER);
+    match proto {
+        Some(Extension(BearerProtocol(p))) => ws.protocols([p]),
+        None => ws,
+    }
 }
 
 /// Bytes a socket reads at a time.
@@ -90,7 +111,7 @@ const READ_BUFFER: usize = 4096;
 /// Bytes a socket gathers before writing.
 const WRITE_BUFFER: usize = 64 * 1024;
 
-async fn ws(ws: WebSocketUpgrade, State(state): State<AppState>, Query(q): Query<WsQuery>) -> Response {
+async fn ws(ws: WebSocketUpgrade, State(state): State<AppState>, Query(q): Query<WsQuery>, (grant, permit, proto): Admitted) -> Response {
     let client_id: Arc<str> = match q.client_id.and_then(|c| SessionId::new(c).ok()) {
         Some(id) => id.as_str().into(),
         None => format!("c{:012x}", rand::random::<u64>() >> 16).into(),
@@ -100,18 +121,18 @@ async fn ws(ws: WebSocketUpgrade, State(state): State<AppState>, Query(q): Query
         Some("dotted") => Some(Dialect::Dotted),
         _ => None,
     };
-    let guard = ClientGuard::new(&state.clients);
-    upgrade(ws, &state).on_upgrade(move |socket| connection::run(socket, state, client_id, dialect, guard))
+    let guard = ClientGuard::new(&state.clients).holding(permit);
+    upgrade(ws, &state, proto).on_upgrade(move |socket| connection::run(socket, state, client_id, dialect, guard, grant))
 }
 
-async fn legacy_one(ws: WebSocketUpgrade, State(state): State<AppState>, Path(raw): Path<String>) -> Response {
-    let guard = ClientGuard::new(&state.clients);
-    upgrade(ws, &state).on_upgrade(move |socket| legacy::one(socket, state, raw, guard))
+async fn legacy_one(ws: WebSocketUpgrade, State(state): State<AppState>, Path(raw): Path<String>, (grant, permit, proto): Admitted) -> Response {
+    let guard = ClientGuard::new(&state.clients).holding(permit);
+    upgrade(ws, &state, proto).on_upgrade(move |socket| legacy::one(socket, state, raw, guard, grant))
 }
 
-async fn legacy_all(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    let guard = ClientGuard::new(&state.clients);
-    upgrade(ws, &state).on_upgrade(move |socket| legacy::all(socket, state, guard))
+async fn legacy_all(ws: WebSocketUpgrade, State(state): State<AppState>, (grant, permit, proto): Admitted) -> Response {
+    let guard = ClientGuard::new(&state.clients).holding(permit);
+    upgrade(ws, &state, proto).on_upgrade(move |socket| legacy::all(socket, state, guard, grant))
 }
 
 /// The session `id`, waiting up to `wait` for it to be created.

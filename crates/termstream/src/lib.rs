@@ -9,13 +9,20 @@
 //! - [`gateway`]: the WebSocket endpoints: `/ws` multiplexes sessions on one
 //!   socket, with lossless resume and a byte budget per socket.
 //! - [`api`]: the REST API and its error type.
+//! - [`auth`]: tokens, tickets, scopes, origin and host checks: the guard
+//!   every request passes first.
+//! - [`limits`]: connection caps, per-token session caps, input rate.
 //! - [`server`]: binding, serving and shutdown.
+//! - [`confine`]: the user and resource limits of sessions' programs.
 //! - [`config`]: configuration from defaults, file, environment and flags.
 
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod confine;
 pub mod gateway;
+pub mod limits;
 pub mod registry;
 pub mod server;
 pub mod session;

@@ -19,6 +19,31 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Manage access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new random token, and the config entry (its hash) to add.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenCreateArgs {
+    /// A name for logs.
+    #[arg(long)]
+    name: Option<String>,
+    /// Everything, on every project.
+    #[arg(long, conflicts_with_all = ["project", "read_only"])]
+    admin: bool,
+    /// A project the token may use (repeatable).
+    #[arg(long, required_unless_present = "admin")]
+    project: Vec<String>,
+    /// Watch only: no input, resize, create or terminate.
+    #[arg(long)]
+    read_only: bool,
 }
 
 /// Flags of `serve`; each one given overrides the config file and the
@@ -45,6 +70,20 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     terminate_grace_ms: Option<u64>,
+    /// Serve without a token on a non-loopback address (anyone who can
+    /// reach the port can run commands).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    insecure_no_auth: bool,
+    /// An origin allowed besides the server's own, exactly
+    /// `scheme://host[:port]` (repeatable).
+    #[arg(long = "allowed-origin")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allowed_origins: Vec<String>,
+    /// A host name allowed in `Host` when bound to loopback (repeatable).
+    #[arg(long = "allowed-host")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allowed_hosts: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +96,33 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Token(TokenCommand::Create(args)) => {
+            token_create(args);
+            Ok(())
+        }
+    }
+}
+
+/// Prints a new token on the first line, then the TOML entry to add to the
+/// config file. Only the hash is ever stored.
+fn token_create(args: TokenCreateArgs) {
+    use termstream::auth::token;
+    let t = token::generate();
+    let hash = token::hash(&t);
+    println!("{t}");
+    println!();
+    println!("# Add to the config file; the token above is shown only once.");
+    println!("[[tokens]]");
+    if let Some(name) = &args.name {
+        println!("name = {name:?}");
+    }
+    println!("sha256 = \"{hash}\"");
+    if args.admin {
+        println!("admin = true");
+    } else {
+        let access = if args.read_only { "read" } else { "write" };
+        let projects: Vec<String> = args.project.iter().map(|p| format!("{p:?} = \"{access}\"")).collect();
+        println!("projects = {{ {} }}", projects.join(", "));
     }
 }
 

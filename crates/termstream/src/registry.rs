@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::confine::Confinement;
 use crate::session::process::{self, SpawnError, SpawnSpec};
 use crate::session::store::{self, LogWriter};
 use crate::session::{SessionHandle, SessionSettings, actor};
@@ -55,6 +56,8 @@ pub struct Registry {
     sessions_dir: PathBuf,
     /// Tells monitors about created and deleted sessions; lagging is fine.
     changes: broadcast::Sender<RegistryEvent>,
+    /// The user and limits of every program ([`crate::confine`]).
+    confine: Option<Arc<Confinement>>,
 }
 
 impl Registry {
@@ -64,12 +67,14 @@ impl Registry {
         let sessions_dir = config.data_dir.join("sessions");
         std::fs::create_dir_all(&sessions_dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", sessions_dir.display()))?;
+        let confine = Confinement::from_config(&config)?.map(Arc::new);
         let registry = Arc::new(Registry {
             sessions: Mutex::new(HashMap::new()),
             settings: config.session_settings(),
             sessions_dir: sessions_dir.clone(),
             config,
             changes: broadcast::channel(1024).0,
+            confine,
         });
         let mut loaded = 0;
         for entry in std::fs::read_dir(&sessions_dir)?.flatten() {
@@ -137,8 +142,11 @@ impl Registry {
             Some(id) => id,
             None => generated_id(),
         };
-        let env = process::build_env(&self.config.env_allowlist, &req.env, &epoch.to_string(), kind);
-        let spec = SpawnSpec { kind, argv, cwd, env, cols, rows };
+        let mut env = process::build_env(&self.config.env_allowlist, &req.env, &epoch.to_string(), kind);
+        if let Some(c) = &self.confine {
+            c.adjust_env(&mut env);
+        }
+        let spec = SpawnSpec { kind, argv, cwd, env, cols, rows, confine: self.confine.clone() };
 
         // Check, spawn and insert under one lock: the id cannot be taken in
         // between, and a failed spawn leaves nothing behind.

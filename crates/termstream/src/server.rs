@@ -12,6 +12,7 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::auth::Security;
 use crate::config::Config;
 use crate::registry::Registry;
 
@@ -19,6 +20,7 @@ use crate::registry::Registry;
 pub struct Server {
     listener: TcpListener,
     registry: Arc<Registry>,
+    security: Arc<Security>,
 }
 
 impl Server {
@@ -28,8 +30,17 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let bound = listener.local_addr().context("no local address")?;
+        // Refuses an open server on a network address before anything else.
+        let security = Security::new(&config, bound, false)?;
+        if security.open() {
+            tracing::warn!(
+                %bound,
+                "no token is configured: only clients on this machine (loopback) are served, and each may do anything"
+            );
+        }
         let registry = Registry::load(config)?;
-        Ok(Server { listener, registry })
+        Ok(Server { listener, registry, security: Arc::new(security) })
     }
 
     /// The address actually bound (the port is chosen when 0 was asked for).
@@ -39,7 +50,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then terminates every session.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let state = AppState::new(self.registry.clone());
+        let state = AppState::new(self.registry.clone(), self.security.clone());
         let app = api::router(state);
         let retention = tokio::spawn(self.registry.clone().retention_loop());
         // Small writes (an echoed key) must not wait for Nagle's algorithm.

@@ -10,6 +10,7 @@ use termstream_proto::compat::{
 use termstream_proto::{CreateSession, ErrorBody, SessionId, SessionInfo, SessionKind};
 
 use super::AppState;
+use crate::auth::Grant;
 use super::error::{ApiError, Body, session_id};
 
 fn command_of(info: &SessionInfo) -> String {
@@ -26,18 +27,19 @@ fn seconds(ms: u64) -> f64 {
 /// Start a command session running `/bin/sh -c COMMAND`.
 #[utoipa::path(post, path = "/terminal/start", request_body = StartRequest,
     responses((status = 200, body = StartResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn start(State(state): State<AppState>, Body(req): Body<StartRequest>) -> Result<Json<StartResponse>, ApiError> {
+pub async fn start(State(state): State<AppState>, grant: Grant, Body(req): Body<StartRequest>) -> Result<Json<StartResponse>, ApiError> {
     let id = req
         .session_id
         .map(|raw| SessionId::new(raw).map_err(|e| ApiError::bad_request(format!("invalid session_id: {e}"))))
         .transpose()?;
-    let handle = state.registry.create(CreateSession {
+    let create = CreateSession {
         id,
         kind: Some(SessionKind::Command),
         command: Some(req.command.clone()),
         cwd: req.cwd,
         ..CreateSession::default()
-    })?;
+    };
+    let handle = crate::auth::create_session(&state, &grant, create)?;
     let info = handle.info();
     Ok(Json(StartResponse {
         success: true,
@@ -50,11 +52,12 @@ pub async fn start(State(state): State<AppState>, Body(req): Body<StartRequest>)
 
 /// Every session.
 #[utoipa::path(get, path = "/terminal/sessions", responses((status = 200, body = SessionsResponse)))]
-pub async fn sessions(State(state): State<AppState>) -> Json<SessionsResponse> {
+pub async fn sessions(State(state): State<AppState>, grant: Grant) -> Json<SessionsResponse> {
     let sessions: Vec<SessionEntry> = state
         .registry
         .handles()
         .iter()
+        .filter(|h| grant.can_read(h.info().project.as_str()))
         .map(|h| {
             let info = h.info();
             SessionEntry {

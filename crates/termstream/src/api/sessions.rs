@@ -17,6 +17,7 @@ use termstream_proto::{
 use utoipa::IntoParams;
 
 use super::AppState;
+use crate::auth::Grant;
 use super::error::{ApiError, Body, session_id};
 use crate::session::SessionHandle;
 use crate::session::log::Chunk;
@@ -35,8 +36,8 @@ fn handle(state: &AppState, raw: &str) -> Result<SessionHandle, ApiError> {
 #[utoipa::path(post, path = "/api/sessions", request_body = CreateSession,
     responses((status = 201, body = SessionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn create(State(state): State<AppState>, Body(req): Body<CreateSession>) -> Result<Response, ApiError> {
-    let handle = state.registry.create(req)?;
+pub async fn create(State(state): State<AppState>, grant: Grant, Body(req): Body<CreateSession>) -> Result<Response, ApiError> {
+    let handle = crate::auth::create_session(&state, &grant, req)?;
     Ok((StatusCode::CREATED, Json(handle.info())).into_response())
 }
 
@@ -50,9 +51,10 @@ pub struct ListQuery {
 
 /// List sessions, newest first.
 #[utoipa::path(get, path = "/api/sessions", params(ListQuery), responses((status = 200, body = SessionList)))]
-pub async fn list(State(state): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<SessionList>, ApiError> {
+pub async fn list(State(state): State<AppState>, grant: Grant, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<SessionList>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let sessions = state.registry.list(q.project.as_deref(), q.status);
+    let mut sessions = state.registry.list(q.project.as_deref(), q.status);
+    sessions.retain(|s| grant.can_read(s.project.as_str()));
     Ok(Json(SessionList { total: sessions.len(), sessions }))
 }
 

@@ -26,6 +26,8 @@ use super::outbox::{self, Outbox};
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
 use crate::api::AppState;
+use crate::auth::{Grant, ProjectAccess as Access};
+use crate::limits::TokenBucket;
 use crate::clock::now_ms;
 use crate::session::{SessionError, SessionHandle, ViewerGuard};
 
@@ -53,10 +55,15 @@ struct Connection {
     /// Event channels subscribed to (a subset of [`CHANNELS`]).
     channels: HashSet<&'static str>,
     last_pong: Instant,
+    /// What this socket's credential allows: which sessions it may see,
+    /// attach, and write to, and which events it receives.
+    grant: Grant,
+    /// Input bytes this socket may still send now.
+    input_budget: TokenBucket,
 }
 
 /// Serves one `/ws` connection until it closes.
-pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialect: Option<Dialect>, _guard: ClientGuard) {
+pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialect: Option<Dialect>, _guard: ClientGuard, grant: Grant) {
     let (sink, mut stream) = socket.split();
     let cfg = state.registry.config().clone();
     let (out, rx) = Outbox::new(cfg.ws_outbound_budget);
@@ -70,6 +77,8 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
         pending: FuturesUnordered::new(),
         channels: HashSet::new(),
         last_pong: Instant::now(),
+        grant,
+        input_budget: TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes),
         state,
     };
     conn.control(ServerMessage::Connected {
@@ -113,7 +122,7 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
                 None => conn.not_found(&id).await,
             },
             ev = events.recv(), if !conn.channels.is_empty() => match ev {
-                Ok(ev) if conn.channels.contains(ev.channel) => {
+                Ok(ev) if conn.channels.contains(ev.channel) && conn.grant.sees_event(ev.project.as_deref()) => {
                     let _ = conn.out.send(Message::Text(ev.json.clone().into())).await;
                 }
                 Ok(_) => {}
@@ -206,18 +215,18 @@ impl Connection {
                 }
             },
             ClientMessage::Input { session_id, data, seq } => {
-                let Some(h) = self.state.registry.get(&session_id) else {
-                    return self.not_found(&session_id).await;
-                };
+                let Some(h) = self.writable(&session_id).await else { return };
+                if !self.input_budget.take(data.len()) {
+                    let message = format!("input over {} bytes/s was dropped; send it again later", self.state.registry.config().ws_input_bytes_per_sec);
+                    return self.error(ErrorCode::RateLimited, message, Some(session_id)).await;
+                }
                 let seq = seq.map(|s| (self.client_id.clone(), s));
                 if let Err(e) = h.input_seq(Bytes::from(data), false, seq).await {
                     self.session_error(e, session_id).await;
                 }
             }
             ClientMessage::Resize { session_id, cols, rows } => {
-                let Some(h) = self.state.registry.get(&session_id) else {
-                    return self.not_found(&session_id).await;
-                };
+                let Some(h) = self.writable(&session_id).await else { return };
                 if cols == 0 || rows == 0 {
                     return self.error(ErrorCode::InvalidMessage, "cols and rows must be at least 1".into(), Some(session_id)).await;
                 }
@@ -230,6 +239,26 @@ impl Connection {
             ClientMessage::Subscribe { channels } => self.subscribe(channels, true).await,
             ClientMessage::Unsubscribe { channels } => self.subscribe(channels, false).await,
         }
+    }
+
+    /// The session `id` if this socket may see it (else `session_not_found`,
+    /// as for an id that does not exist), for reading.
+    fn readable(&self, id: &SessionId) -> Option<SessionHandle> {
+        self.state.registry.get(id).filter(|h| self.grant.can_read(h.info().project.as_str()))
+    }
+
+    /// The session `id` if this socket may write to it; answers the error
+    /// (`session_not_found` or `read_only`) otherwise.
+    async fn writable(&self, id: &SessionId) -> Option<SessionHandle> {
+        let Some(h) = self.readable(id) else {
+            self.not_found(id).await;
+            return None;
+        };
+        if self.grant.access(h.info().project.as_str()) != Some(Access::Write) {
+            self.error(ErrorCode::ReadOnly, "this socket may only watch: input and resize are refused".into(), Some(id.clone())).await;
+            return None;
+        }
+        Some(h)
     }
 
     async fn session_error(&self, e: SessionError, id: SessionId) {
@@ -274,13 +303,16 @@ impl Connection {
                 .error(ErrorCode::RateLimited, format!("a socket may attach at most {max} sessions"), Some(id))
                 .await;
         }
-        if let Some(h) = self.state.registry.get(&id) {
+        if let Some(h) = self.readable(&id) {
             return self.attach(h, since, mode);
         }
         let registry = self.state.registry.clone();
+        let grant = self.grant.clone();
         let wait = Duration::from_millis(registry.config().attach_wait_ms);
         self.pending.push(Box::pin(async move {
-            let handle = wait_for_session(&registry, &id, wait).await;
+            let handle = wait_for_session(&registry, &id, wait)
+                .await
+                .filter(|h| grant.can_read(h.info().project.as_str()));
             (id, handle, since, mode)
         }));
     }

@@ -16,6 +16,7 @@ use termstream_proto::ErrorBody;
 use tokio::sync::broadcast;
 
 use crate::api::AppState;
+use crate::auth::Grant;
 use crate::api::error::{ApiError, Body};
 use crate::clock::now_ms;
 
@@ -26,6 +27,9 @@ pub const EVENT_QUEUE: usize = 256;
 #[derive(Debug)]
 pub struct PublishedEvent {
     pub channel: &'static str,
+    /// The event's `project`, if it names one: only sockets that may read
+    /// that project receive it; an event with none goes to admin sockets.
+    pub project: Option<String>,
     /// The event as JSON text, as sent to clients.
     pub json: String,
 }
@@ -103,11 +107,17 @@ pub fn validate(event: &Value) -> Result<&'static str, ApiError> {
 /// Publish an event to subscribed WebSocket clients.
 #[utoipa::path(post, path = "/api/events", request_body = Object,
     responses((status = 202, description = "published; `{\"receivers\":N}`"), (status = 400, body = ErrorBody)))]
-pub async fn publish(State(state): State<AppState>, Body(mut event): Body<Value>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn publish(State(state): State<AppState>, grant: Grant, Body(mut event): Body<Value>) -> Result<(StatusCode, Json<Value>), ApiError> {
     let channel = validate(&event)?;
+    let project = match event.get("project") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(p.clone()),
+        Some(_) => return Err(ApiError::bad_request("project must be a string")),
+    };
+    grant.check_publish(project.as_deref())?;
     if let Some(obj) = event.as_object_mut() {
         obj.entry("timestamp").or_insert_with(|| now_ms().into());
     }
-    let receivers = state.events.publish(PublishedEvent { channel, json: event.to_string() });
+    let receivers = state.events.publish(PublishedEvent { channel, project, json: event.to_string() });
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "receivers": receivers }))))
 }

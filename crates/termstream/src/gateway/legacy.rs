@@ -26,6 +26,7 @@ use super::outbox::{self, Outbox};
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
 use crate::api::AppState;
+use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_ms;
 use crate::registry::RegistryEvent;
 use crate::session::SessionHandle;
@@ -61,7 +62,7 @@ fn forwarder(handle: SessionHandle, since: Option<LogPosition>, state: &AppState
 }
 
 /// `/ws/terminal/{session_id}`.
-pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: ClientGuard) {
+pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: ClientGuard, grant: Grant) {
     let (sink, mut stream) = socket.split();
     let (out, rx) = Outbox::new(state.registry.config().ws_outbound_budget);
     let writer = tokio::spawn(outbox::write_loop(sink, rx));
@@ -70,6 +71,9 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         Ok(id) => wait_for_session(&state.registry, &id, wait).await,
         Err(_) => None,
     };
+    // A session of a project this socket may not see is answered as one
+    // that does not exist.
+    let handle = handle.filter(|h| grant.can_read(h.info().project.as_str()));
     let Some(handle) = handle else {
         let reason = format!("session_not_found: {raw}");
         let _ = out.send(Message::Close(Some(CloseFrame { code: close_code::POLICY, reason: reason.into() }))).await;
@@ -86,7 +90,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     let task = forwarder(handle.clone(), None, &state, &out);
     while let Some(Ok(msg)) = stream.next().await {
         if let Message::Text(t) = msg {
-            on_input(&handle, &t, &out).await;
+            on_input(&handle, &t, &out, &grant).await;
         }
     }
     task.abort();
@@ -94,12 +98,19 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
 }
 
-async fn on_input(handle: &SessionHandle, text: &str, out: &Outbox) {
+async fn on_input(handle: &SessionHandle, text: &str, out: &Outbox, grant: &Grant) {
     let reply_error = |message: String| text_error(handle, message);
     let Ok(v) = serde_json::from_str::<Value>(text) else {
         let _ = out.send(reply_error("malformed JSON".into())).await;
         return;
     };
+    let kind = v.get("type").and_then(Value::as_str);
+    if matches!(kind, Some("terminal_input" | "terminal_resize"))
+        && grant.access(handle.info().project.as_str()) != Some(ProjectAccess::Write)
+    {
+        let _ = out.send(reply_error("read_only: this socket may only watch".into())).await;
+        return;
+    }
     match v.get("type").and_then(Value::as_str) {
         Some("terminal_input") => {
             let data = v.get("data").or_else(|| v.get("input")).and_then(Value::as_str).unwrap_or_default();
@@ -138,7 +149,7 @@ fn text_error(handle: &SessionHandle, message: String) -> Message {
 }
 
 /// `/ws/terminal/all`.
-pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard) {
+pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant: Grant) {
     let (sink, mut stream) = socket.split();
     let (out, rx) = Outbox::new(state.registry.config().ws_outbound_budget);
     let writer = tokio::spawn(outbox::write_loop(sink, rx));
@@ -149,6 +160,9 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard) {
         .await;
     for handle in state.registry.handles() {
         let info = handle.info();
+        if !grant.can_read(info.project.as_str()) {
+            continue;
+        }
         let _ = out.send(start_message(&info)).await;
         // Live output from now on: resume at the current end.
         let since = LogPosition { epoch: info.epoch, offset: info.output_offset };
@@ -161,11 +175,12 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard) {
                 _ => break,
             },
             change = changes.recv() => match change {
-                Ok(RegistryEvent::Created(handle)) => {
+                Ok(RegistryEvent::Created(handle)) if grant.can_read(handle.info().project.as_str()) => {
                     let _ = out.send(start_message(&handle.info())).await;
                     let id = handle.id().clone();
                     tasks.insert(id, forwarder(handle, None, &state, &out));
                 }
+                Ok(RegistryEvent::Created(_)) => {}
                 Ok(RegistryEvent::Deleted(id)) => {
                     if let Some(t) = tasks.remove(&id) {
                         t.abort();

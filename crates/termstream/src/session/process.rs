@@ -17,6 +17,9 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+
+use crate::confine::Confinement;
 
 use pty_process::{OwnedReadPty, OwnedWritePty};
 use rustix::process::{Pid, Signal};
@@ -36,6 +39,8 @@ pub struct SpawnSpec {
     pub env: BTreeMap<String, String>,
     pub cols: u16,
     pub rows: u16,
+    /// The user and limits to run the program with.
+    pub confine: Option<Arc<Confinement>>,
 }
 
 /// Why a program could not be started.
@@ -130,11 +135,19 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             let (pty, pts) = pty_process::open().map_err(|e| io_err(io::Error::other(e)))?;
             pty.resize(pty_process::Size::new(spec.rows, spec.cols))
                 .map_err(|e| io_err(io::Error::other(e)))?;
-            let child = pty_process::Command::new(&program)
+            let mut cmd = pty_process::Command::new(&program)
                 .args(&spec.argv[1..])
                 .env_clear()
                 .envs(&spec.env)
-                .current_dir(&spec.cwd)
+                .current_dir(&spec.cwd);
+            if let Some(c) = spec.confine.clone() {
+                if let Some(u) = &c.user {
+                    cmd = cmd.gid(u.gid).uid(u.uid);
+                }
+                // SAFETY: apply_limits only calls setrlimit (see its docs).
+                cmd = unsafe { cmd.pre_exec(move || c.apply_limits()) };
+            }
+            let child = cmd
                 .spawn(pts)
                 .map_err(|e| io_err(io::Error::other(e)))?;
             let pid = child.id().unwrap_or(0);
@@ -158,6 +171,13 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             // fork and exec.
             unsafe {
                 cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
+            }
+            if let Some(c) = spec.confine.clone() {
+                if let Some(u) = &c.user {
+                    cmd.gid(u.gid).uid(u.uid);
+                }
+                // SAFETY: apply_limits only calls setrlimit (see its docs).
+                unsafe { cmd.pre_exec(move || c.apply_limits()) };
             }
             let mut child = cmd.spawn().map_err(io_err)?;
             let pid = child.id().unwrap_or(0);

@@ -49,6 +49,35 @@ impl WsClient {
         WsClient { ws, client_id: String::new() }
     }
 
+    /// Connects to `path` with extra request headers, without reading
+    /// anything; the handshake's error (e.g. an HTTP 401) is returned.
+    pub async fn try_connect(
+        server: &TestServer,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(WsClient, tokio_tungstenite::tungstenite::handshake::client::Response), tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = server.url(path).replacen("http://", "ws://", 1);
+        let mut req = url.into_client_request().expect("request");
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                v.parse().expect("header value"),
+            );
+        }
+        let (ws, resp) = tokio_tungstenite::connect_async(req).await?;
+        Ok((WsClient { ws, client_id: String::new() }, resp))
+    }
+
+    /// The HTTP status a refused handshake was answered with.
+    pub async fn refused_status(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> u16 {
+        match WsClient::try_connect(server, path, headers).await {
+            Ok(_) => panic!("the upgrade of {path} with {headers:?} was accepted"),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+            Err(e) => panic!("the upgrade of {path} failed without an HTTP answer: {e}"),
+        }
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.ws.send(Message::Text(v.to_string().into())).await.expect("send");
     }

@@ -1,0 +1,408 @@
+//! Authentication and authorization: who is asking, and what they may do.
+//!
+//! Every request passes [`guard`], a middleware that runs before any
+//! handler, in this order:
+//! 1. `Host` must be allowed when bound to loopback ([`origin`]); else 403.
+//! 2. A WebSocket upgrade, or a request of a method other than
+//!    GET/HEAD/OPTIONS, that carries `Origin` must come from an allowed
+//!    origin; else 403.
+//! 3. The credential ([`token`], [`ticket`]): with no token configured, the
+//!    peer must be loopback (unless `insecure_no_auth`) and is granted
+//!    everything. Otherwise one of `Authorization: Bearer TOKEN`;
+//!    on WebSocket upgrades `Sec-WebSocket-Protocol: bearer.TOKEN` or
+//!    `?token=TICKET`; a long-lived token in the query only when
+//!    `allow_token_in_query`. None or a bad one: 401. `/health` needs none.
+//! 4. The route's need ([`policy`]) against the credential's [`Grant`].
+//! 5. WebSocket upgrades take a connection permit ([`crate::limits`]).
+//!
+//! So a WebSocket with a bad credential is refused with 401 before the 101
+//! answer, and no session is touched. Handlers read the [`Grant`] from the
+//! request (it is an extractor, and refuses with 401 if the guard did not
+//! run, so a route mounted outside it fails closed). Every response gets the
+//! security headers.
+
+pub mod origin;
+pub mod policy;
+pub mod ticket;
+pub mod token;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use termstream_proto::{CreateSession, ErrorCode};
+
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use crate::config::Config;
+use crate::session::SessionHandle;
+use crate::limits::{ConnLimiter, ConnPermit, LimitError, SessionQuota};
+use origin::{BrowserPolicy, Origin};
+use ticket::TicketStore;
+use token::{Access, Scope, TokenTable};
+
+pub use token::Access as ProjectAccess;
+
+/// What a request's credential allows. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The token's name, or `local` without auth.
+    pub name: Arc<str>,
+    pub scope: Arc<Scope>,
+    /// Whether this grant came from a configured token (per-token limits
+    /// apply), not from running without auth.
+    pub token: bool,
+}
+
+impl Grant {
+    /// Everything: a loopback client of a server with no token configured.
+    pub fn open() -> Grant {
+        Grant { name: "local".into(), scope: Arc::new(Scope::Admin), token: false }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(*self.scope, Scope::Admin)
+    }
+
+    pub fn access(&self, project: &str) -> Option<Access> {
+        self.scope.access(project)
+    }
+
+    pub fn can_read(&self, project: &str) -> bool {
+        self.access(project).is_some()
+    }
+
+    /// `access` to session `id` of `project`: 404 when the project is not
+    /// readable (as if the id did not exist), 403 `read_only` when a write
+    /// is asked of a read-only grant.
+    pub fn check_session(&self, project: &str, id: &str, access: Access) -> Result<(), ApiError> {
+        match self.access(project) {
+            None => Err(ApiError::not_found(id)),
+            Some(have) if have < access => Err(read_only()),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Publishing an event about `project` (none: admin only).
+    pub fn check_publish(&self, project: Option<&str>) -> Result<(), ApiError> {
+        match project {
+            _ if self.is_admin() => Ok(()),
+            None => Err(ApiError::new(ErrorCode::Forbidden, "an event without a project needs an admin token")),
+            Some(p) => self.check_create(p),
+        }
+    }
+
+    /// Whether a socket with this grant receives an event about `project`.
+    pub fn sees_event(&self, project: Option<&str>) -> bool {
+        self.is_admin() || project.is_some_and(|p| self.can_read(p))
+    }
+
+    /// Creating a session in `project`.
+    pub fn check_create(&self, project: &str) -> Result<(), ApiError> {
+        match self.access(project) {
+            None => Err(ApiError::new(ErrorCode::Forbidden, format!("this token cannot use project {project:?}"))),
+            Some(Access::Read) => Err(read_only()),
+            Some(Access::Write) => Ok(()),
+        }
+    }
+}
+
+fn read_only() -> ApiError {
+    ApiError::new(ErrorCode::ReadOnly, "this token may only watch: input, resize and changes are refused")
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Grant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Grant, ApiError> {
+        parts
+            .extensions
+            .get::<Grant>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "no credential was checked for this route"))
+    }
+}
+
+/// The `bearer.TOKEN` subprotocol a WebSocket client authenticated with;
+/// the upgrade must echo it (or another protocol the client offered).
+#[derive(Debug, Clone)]
+pub struct BearerProtocol(pub String);
+
+/// A WebSocket upgrade's connection permit; held by the socket's task.
+#[derive(Debug, Clone)]
+pub struct Permit(pub Arc<ConnPermit>);
+
+/// The server's security state, shared by every request.
+#[derive(Debug)]
+pub struct Security {
+    pub tokens: TokenTable,
+    pub tickets: TicketStore,
+    pub browser: BrowserPolicy,
+    pub allow_token_in_query: bool,
+    pub insecure_no_auth: bool,
+    pub connections: Arc<ConnLimiter>,
+    pub quota: SessionQuota,
+}
+
+/// Why the server refuses to start with this configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityConfigError {
+    #[error(transparent)]
+    Tokens(#[from] token::TokenConfigError),
+    #[error("allowed origin {0:?} is not scheme://host[:port]")]
+    BadOrigin(String),
+    #[error(
+        "refusing to listen on {0} without authentication: configure a token (`termstream token create`), \
+         listen on a loopback address, or pass --insecure-no-auth"
+    )]
+    OpenOnNetwork(SocketAddr),
+}
+
+impl Security {
+    /// Builds the security state for a server bound to `bound`.
+    pub fn new(config: &Config, bound: SocketAddr, tls: bool) -> Result<Security, SecurityConfigError> {
+        let tokens = TokenTable::new(&config.tokens)?;
+        if tokens.is_empty() && !bound.ip().is_loopback() && !config.insecure_no_auth {
+            return Err(SecurityConfigError::OpenOnNetwork(bound));
+        }
+        let allowed_origins = config
+            .allowed_origins
+            .iter()
+            .map(|o| Origin::parse(o).ok_or_else(|| SecurityConfigError::BadOrigin(o.clone())))
+            .collect::<Result<_, _>>()?;
+        Ok(Security {
+            tokens,
+            tickets: TicketStore::new(std::time::Duration::from_millis(config.ticket_ttl_ms), config.max_tickets),
+            browser: BrowserPolicy {
+                bound,
+                scheme: if tls { "https" } else { "http" },
+                allowed_origins,
+                allowed_hosts: config.allowed_hosts.clone(),
+            },
+            allow_token_in_query: config.allow_token_in_query,
+            insecure_no_auth: config.insecure_no_auth,
+            connections: ConnLimiter::new(config.max_connections, config.max_connections_per_ip),
+            quota: SessionQuota::new(config.max_sessions_per_token),
+        })
+    }
+
+    /// Whether the server runs without authentication.
+    pub fn open(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> ApiError {
+        let code = match e {
+            LimitError::Total { .. } => ErrorCode::Capacity,
+            LimitError::PerIp { .. } | LimitError::SessionsPerToken { .. } => ErrorCode::RateLimited,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// Whether `ip` is a loopback address (IPv4-mapped IPv6 included).
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn forbidden(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, message)
+}
+
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, message)
+}
+
+/// The middleware; see the module docs for what it checks, in order.
+pub async fn guard(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let mut resp = match admit(&state, peer, &mut req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    };
+    origin::security_headers(resp.headers_mut());
+    resp
+}
+
+fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), ApiError> {
+    let sec = &state.security;
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if !sec.browser.host_allowed(host) {
+        return Err(forbidden("this Host is not served here"));
+    }
+    let ws = is_websocket(headers);
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && (ws || !safe)
+        && !origin.to_str().is_ok_and(|o| sec.browser.origin_allowed(o, host))
+    {
+        return Err(forbidden("requests from this Origin are not allowed"));
+    }
+    if req.uri().path() == "/health" {
+        req.extensions_mut().insert(Grant::open());
+        return Ok(());
+    }
+    let grant = authenticate(sec, peer, req, ws)?;
+    policy::check(&grant, &state.registry, req.method(), req.uri().path())?;
+    if ws {
+        let permit = sec.connections.acquire(peer.ip())?;
+        req.extensions_mut().insert(Permit(Arc::new(permit)));
+    }
+    req.extensions_mut().insert(grant);
+    Ok(())
+}
+
+fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -> Result<Grant, ApiError> {
+    if sec.open() {
+        if !sec.insecure_no_auth && !is_loopback(peer.ip()) {
+            return Err(forbidden("no token is configured, so only loopback clients are served"));
+        }
+        return Ok(Grant::open());
+    }
+    let from_token = |t: &str| {
+        sec.tokens
+            .lookup(t)
+            .map(|k| Grant { name: k.name.as_str().into(), scope: Arc::new(k.scope.clone()), token: true })
+            .ok_or_else(|| unauthorized("the token is not valid"))
+    };
+    let headers = req.headers();
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let token = auth
+            .to_str()
+            .ok()
+            .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
+            .ok_or_else(|| unauthorized("Authorization must be `Bearer TOKEN`"))?;
+        return from_token(token.trim());
+    }
+    if ws {
+        let offered = headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .find(|p| p.starts_with("bearer."))
+            .map(str::to_owned);
+        if let Some(proto) = offered {
+            let grant = from_token(&proto["bearer.".len()..])?;
+            req.extensions_mut().insert(BearerProtocol(proto));
+            return Ok(grant);
+        }
+    }
+    let query_token = req.uri().query().and_then(|q| {
+        axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(req.uri())
+            .ok()
+            .and_then(|axum::extract::Query(mut m)| m.remove("token"))
+            .filter(|_| !q.is_empty())
+    });
+    if let Some(t) = query_token {
+        if t.starts_with("tkt_") {
+            if !ws {
+                return Err(unauthorized("a ticket only opens a WebSocket"));
+            }
+            return sec.tickets.redeem(&t).ok_or_else(|| unauthorized("the ticket is unknown, used or expired"));
+        }
+        if !sec.allow_token_in_query {
+            return Err(unauthorized(
+                "a long-lived token in a URL is refused: send it in Authorization, or get a ticket from POST /api/ws-ticket",
+            ));
+        }
+        return from_token(&t);
+    }
+    Err(unauthorized("a credential is required: Authorization: Bearer TOKEN"))
+}
+
+/// Creates a session for `grant`: it needs write access to the session's
+/// project, and a token stays under `max_sessions_per_token`.
+pub fn create_session(state: &AppState, grant: &Grant, req: CreateSession) -> Result<SessionHandle, ApiError> {
+    let project = req.project.clone().unwrap_or_default();
+    grant.check_create(project.as_str())?;
+    if !grant.token {
+        return Ok(state.registry.create(req)?);
+    }
+    state.security.quota.create(&grant.name, || state.registry.create(req).map_err(ApiError::from))
+}
+
+/// `POST /api/ws-ticket`: a single-use ticket for `/ws?token=TICKET`,
+/// carrying the caller's grant.
+pub async fn ws_ticket(State(state): State<AppState>, grant: Grant) -> Result<Json<serde_json::Value>, ApiError> {
+    let ticket = state.security.tickets.issue(grant).map_err(|e| ApiError::new(ErrorCode::Capacity, e.to_string()))?;
+    let ttl = state.security.tickets.ttl().as_millis() as u64;
+    Ok(Json(serde_json::json!({ "ticket": ticket, "expiresInMs": ttl })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_includes_mapped_addresses() {
+        assert!(is_loopback("127.0.0.1".parse().unwrap()));
+        assert!(is_loopback("127.8.9.10".parse().unwrap()));
+        assert!(is_loopback("::1".parse().unwrap()));
+        assert!(is_loopback("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!is_loopback("10.0.0.1".parse().unwrap()));
+        assert!(!is_loopback("::ffff:10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_peers_are_served() {
+        let config = Config::default();
+        let sec = Security::new(&config, "127.0.0.1:8000".parse().unwrap(), false).unwrap();
+        let try_from = |peer: &str| {
+            let mut req = Request::new(axum::body::Body::empty());
+            authenticate(&sec, peer.parse().unwrap(), &mut req, false)
+        };
+        assert!(try_from("127.0.0.1:5000").is_ok());
+        assert!(try_from("[::1]:5000").is_ok());
+        assert_eq!(try_from("192.0.2.7:5000").unwrap_err().code, ErrorCode::Forbidden);
+        assert_eq!(try_from("[2001:db8::1]:5000").unwrap_err().code, ErrorCode::Forbidden);
+
+        let open = Config { insecure_no_auth: true, ..Config::default() };
+        let sec = Security::new(&open, "0.0.0.0:8000".parse().unwrap(), false).unwrap();
+        let mut req = Request::new(axum::body::Body::empty());
+        assert!(authenticate(&sec, "192.0.2.7:5000".parse().unwrap(), &mut req, false).is_ok());
+        assert!(matches!(
+            Security::new(&Config::default(), "0.0.0.0:8000".parse().unwrap(), false),
+            Err(SecurityConfigError::OpenOnNetwork(_))
+        ));
+    }
+
+    #[test]
+    fn grants() {
+        let g = Grant {
+            name: "v".into(),
+            scope: Arc::new(Scope::Projects([("web".to_string(), Access::Read)].into())),
+            token: true,
+        };
+        assert!(g.check_session("web", "a", Access::Read).is_ok());
+        assert_eq!(g.check_session("web", "a", Access::Write).unwrap_err().code, ErrorCode::ReadOnly);
+        assert_eq!(g.check_session("api", "a", Access::Read).unwrap_err().code, ErrorCode::SessionNotFound);
+        assert_eq!(g.check_create("api").unwrap_err().code, ErrorCode::Forbidden);
+    }
+}
