@@ -67,6 +67,10 @@ async fn launch(bin: &Path, work_dir: &Path) -> anyhow::Result<Target> {
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data_dir)
+        // The bench opens thousands of sockets from one loopback address:
+        // lift the per-IP and total connection caps meant for real clients.
+        .env("TERMSTREAM_MAX_CONNECTIONS", "30000")
+        .env("TERMSTREAM_MAX_CONNECTIONS_PER_IP", "30000")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)

@@ -9,6 +9,7 @@
 //! socket aborts every forwarder (detaching everything) and ends the writer.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,11 +17,13 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
+use futures_util::stream::SplitStream;
 use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ServerMessage};
 use termstream_proto::{ErrorCode, SessionId};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::AbortHandle;
 
+use super::events::PublishedEvent;
 use super::forward::{self, Attach};
 use super::outbox::{self, Outbox};
 use super::render::Dialect;
@@ -81,65 +84,28 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
         input_budget: TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes),
         state,
     };
-    conn.control(ServerMessage::Connected {
+    Box::pin(conn.control(ServerMessage::Connected {
         message: format!("termstream {}", env!("CARGO_PKG_VERSION")),
         client_count: conn.state.clients.load(std::sync::atomic::Ordering::Relaxed),
         client_id: conn.client_id.to_string(),
-    })
+    }))
     .await;
     let mut events = conn.state.events.subscribe();
     let mut ping = tokio::time::interval(Duration::from_millis(cfg.ws_ping_interval_ms.max(10)));
-    let pong_timeout = Duration::from_millis(cfg.ws_pong_timeout_ms);
-    let max_message = cfg.ws_max_message_bytes;
+    let limits = Limits {
+        pong_timeout: Duration::from_millis(cfg.ws_pong_timeout_ms),
+        max_message: cfg.ws_max_message_bytes,
+    };
+    // Waiting keeps little state; acting on what arrived runs boxed, so an
+    // idle connection does not carry the state of handling a message.
     loop {
-        tokio::select! {
-            msg = stream.next() => match msg {
-                Some(Ok(Message::Text(t))) if t.len() > max_message => {
-                    conn.close(close_code::SIZE, "message too large").await;
-                    drain(&mut stream).await;
-                    break;
-                }
-                Some(Ok(Message::Text(text))) => conn.on_text(&text).await,
-                Some(Ok(Message::Binary(_))) => {
-                    conn.error(ErrorCode::InvalidMessage, "binary frames are not accepted from clients; send JSON text".into(), None).await;
-                }
-                Some(Ok(Message::Pong(_))) => conn.last_pong = Instant::now(),
-                // Pings are answered by the socket itself; a close is answered
-                // when the stream ends (keep polling until then).
-                Some(Ok(Message::Ping(_) | Message::Close(_))) => {}
-                Some(Err(e)) => {
-                    // tungstenite's capacity error (past the hard limit); axum
-                    // hides its type, so it is recognised by its text.
-                    if e.to_string().starts_with("Space limit exceeded") {
-                        conn.close(close_code::SIZE, "message too large").await;
-                    }
-                    break;
-                }
-                None => break,
-            },
-            Some((id, handle, since, mode)) = conn.pending.next(), if !conn.pending.is_empty() => match handle {
-                Some(h) => conn.attach(h, since, mode),
-                None => conn.not_found(&id).await,
-            },
-            ev = events.recv(), if !conn.channels.is_empty() => match ev {
-                Ok(ev) if conn.channels.contains(ev.channel) && conn.grant.sees_event(ev.project.as_deref()) => {
-                    let _ = conn.out.send(Message::Text(ev.json.clone().into())).await;
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(n)) => {
-                    conn.error(ErrorCode::RateLimited, format!("{n} events were skipped: this socket fell behind"), None).await;
-                }
-                Err(RecvError::Closed) => conn.channels.clear(),
-            },
-            _ = ping.tick() => {
-                if conn.last_pong.elapsed() > pong_timeout {
-                    conn.close(close_code::AWAY, "no pong in time").await;
-                    break;
-                }
-                conn.out.try_send(Message::Ping(Bytes::new()));
-            }
-        }
-        if conn.out.is_closed() {
+        let step = tokio::select! {
+            msg = stream.next() => Step::Inbound(msg),
+            Some(attach) = conn.pending.next(), if !conn.pending.is_empty() => Step::Attach(attach),
+            ev = events.recv(), if !conn.channels.is_empty() => Step::Event(ev),
+            _ = ping.tick() => Step::Ping,
+        };
+        if Box::pin(conn.step(step, &mut stream, &limits)).await.is_break() || conn.out.is_closed() {
             break;
         }
     }
@@ -150,9 +116,79 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
 }
 
+/// What woke the connection.
+enum Step {
+    Inbound(Option<Result<Message, axum::Error>>),
+    Attach((SessionId, Option<SessionHandle>, Option<LogPosition>, OutputMode)),
+    Event(Result<Arc<PublishedEvent>, RecvError>),
+    Ping,
+}
+
+/// The connection's limits, from the config.
+struct Limits {
+    pong_timeout: Duration,
+    max_message: usize,
+}
+
+impl Connection {
+    /// Acts on one step; `Break` ends the connection.
+    async fn step(&mut self, step: Step, stream: &mut SplitStream<WebSocket>, limits: &Limits) -> ControlFlow<()> {
+        match step {
+            Step::Inbound(msg) => match msg {
+                Some(Ok(Message::Text(t))) if t.len() > limits.max_message => {
+                    self.close(close_code::SIZE, "message too large").await;
+                    drain(stream).await;
+                    return ControlFlow::Break(());
+                }
+                Some(Ok(Message::Text(text))) => self.on_text(&text).await,
+                Some(Ok(Message::Binary(_))) => {
+                    self.error(ErrorCode::InvalidMessage, "binary frames are not accepted from clients; send JSON text".into(), None)
+                        .await;
+                }
+                Some(Ok(Message::Pong(_))) => self.last_pong = Instant::now(),
+                // Pings are answered by the socket itself; a close is answered
+                // when the stream ends (keep polling until then).
+                Some(Ok(Message::Ping(_) | Message::Close(_))) => {}
+                Some(Err(e)) => {
+                    // tungstenite's capacity error (past the hard limit); axum
+                    // hides its type, so it is recognised by its text.
+                    if e.to_string().starts_with("Space limit exceeded") {
+                        self.close(close_code::SIZE, "message too large").await;
+                    }
+                    return ControlFlow::Break(());
+                }
+                None => return ControlFlow::Break(()),
+            },
+            Step::Attach((id, handle, since, mode)) => match handle {
+                Some(h) => self.attach(h, since, mode),
+                None => self.not_found(&id).await,
+            },
+            Step::Event(ev) => match ev {
+                Ok(ev) if self.channels.contains(ev.channel) && self.grant.sees_event(ev.project.as_deref()) => {
+                    let _ = self.out.send(Message::Text(ev.json.clone().into())).await;
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    self.error(ErrorCode::RateLimited, format!("{n} events were skipped: this socket fell behind"), None)
+                        .await;
+                }
+                Err(RecvError::Closed) => self.channels.clear(),
+            },
+            Step::Ping => {
+                if self.last_pong.elapsed() > limits.pong_timeout {
+                    self.close(close_code::AWAY, "no pong in time").await;
+                    return ControlFlow::Break(());
+                }
+                self.out.try_send(Message::Ping(Bytes::new()));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Reads and drops what the client still sends after we closed, until it
 /// closes too (at most two seconds).
-async fn drain(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
+async fn drain(stream: &mut SplitStream<WebSocket>) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some(Ok(_)) = stream.next().await {}
     })
