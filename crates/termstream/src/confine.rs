@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use rustix::process::{Resource, Rlimit};
@@ -79,6 +80,38 @@ impl Confinement {
         }
         Ok(())
     }
+}
+
+/// The open-files soft limit the server started with, when it raised its own
+/// (0: not raised). Programs get it back, so an old program using `select()`
+/// does not see descriptors past 1024.
+static ORIGINAL_NOFILE: AtomicU64 = AtomicU64::new(0);
+
+/// Raises the server's soft limit on open files to the hard limit,
+/// remembering the original for programs. Each running session holds a PTY
+/// or three pipes plus two log files, so the common default of 1024 would cap
+/// the server at a few hundred sessions.
+pub fn raise_fd_limit() -> io::Result<()> {
+    let limit = rustix::process::getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum
+        && let Some(original) = limit.current
+    {
+        rustix::process::setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum })?;
+        ORIGINAL_NOFILE.store(original, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// In the child, between fork and exec: gives back the original open-files
+/// soft limit. Only `getrlimit`/`setrlimit` calls (async-signal-safe).
+pub fn restore_fd_limit() -> io::Result<()> {
+    let original = ORIGINAL_NOFILE.load(Ordering::Relaxed);
+    if original == 0 {
+        return Ok(());
+    }
+    let limit = rustix::process::getrlimit(Resource::Nofile);
+    rustix::process::setrlimit(Resource::Nofile, Rlimit { current: Some(original), maximum: limit.maximum })
+        .map_err(io::Error::from)
 }
 
 /// Finds `user` (a name or a numeric uid) in the text of `/etc/passwd`.

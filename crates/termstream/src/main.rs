@@ -128,7 +128,9 @@ fn token_create(args: TokenCreateArgs) {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &args)?;
-    raise_fd_limit();
+    if let Err(e) = termstream::confine::raise_fd_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
     // Under load (sessions streaming at full speed), tokio's default of
     // polling for I/O every 61 tasks lets a typed key wait behind dozens of
     // bulk polls; every 8 keeps interactive sessions responsive (echo p50
@@ -145,19 +147,4 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, "termstream is serving");
         server.run(shutdown_signal()).await
     })
-}
-
-/// Raises the soft limit on open files to the hard limit. Each running
-/// session holds a PTY or three pipes plus two log files, so the common
-/// default soft limit of 1024 would cap the server at a few hundred sessions,
-/// far below `max_running_sessions`.
-fn raise_fd_limit() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        let raised = Rlimit { current: limit.maximum, maximum: limit.maximum };
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!(error = %e, "cannot raise the open-file limit");
-        }
-    }
 }

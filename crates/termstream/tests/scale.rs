@@ -39,6 +39,13 @@ fn lower_soft_fd_limit(soft: u64) {
 async fn thousand_idle_pty_sessions_use_constant_threads() {
     lower_soft_fd_limit(1024);
     let server = TestServer::start().await;
+    // The server raised its own limit, but programs get the original back.
+    let probe = server
+        .create(json!({"kind":"command","argv":["sh","-c","ulimit -Sn"]}))
+        .await;
+    let probe = probe["id"].as_str().unwrap();
+    let limit = server.read_output_until(probe, "\n", secs(10)).await;
+    assert_eq!(limit.trim(), "1024", "a program's open-files limit");
     let first = create_idle(&server, 10).await;
     server.input(&first[0], "warm-up\n").await;
     server.read_output_until(&first[0], "warm-up", secs(10)).await;

@@ -140,13 +140,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
                 .env_clear()
                 .envs(&spec.env)
                 .current_dir(&spec.cwd);
-            if let Some(c) = spec.confine.clone() {
-                if let Some(u) = &c.user {
-                    cmd = cmd.gid(u.gid).uid(u.uid);
-                }
-                // SAFETY: apply_limits only calls setrlimit (see its docs).
-                cmd = unsafe { cmd.pre_exec(move || c.apply_limits()) };
+            if let Some(u) = spec.confine.as_ref().and_then(|c| c.user.as_ref()) {
+                cmd = cmd.gid(u.gid).uid(u.uid);
             }
+            let confine = spec.confine.clone();
+            // SAFETY: child_limits only calls getrlimit/setrlimit.
+            cmd = unsafe { cmd.pre_exec(move || child_limits(confine.as_deref())) };
             let child = cmd
                 .spawn(pts)
                 .map_err(|e| io_err(io::Error::other(e)))?;
@@ -172,13 +171,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             unsafe {
                 cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
             }
-            if let Some(c) = spec.confine.clone() {
-                if let Some(u) = &c.user {
-                    cmd.gid(u.gid).uid(u.uid);
-                }
-                // SAFETY: apply_limits only calls setrlimit (see its docs).
-                unsafe { cmd.pre_exec(move || c.apply_limits()) };
+            if let Some(u) = spec.confine.as_ref().and_then(|c| c.user.as_ref()) {
+                cmd.gid(u.gid).uid(u.uid);
             }
+            let confine = spec.confine.clone();
+            // SAFETY: child_limits only calls getrlimit/setrlimit.
+            unsafe { cmd.pre_exec(move || child_limits(confine.as_deref())) };
             let mut child = cmd.spawn().map_err(io_err)?;
             let pid = child.id().unwrap_or(0);
             let (Some(stdin), Some(stdout), Some(stderr)) =
@@ -192,6 +190,16 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
                 io: SessionIo::Pipes { stdin, stdout, stderr },
             })
         }
+    }
+}
+
+/// Runs in the child between fork and exec: the server's original
+/// open-files limit, then the configured limits.
+fn child_limits(confine: Option<&Confinement>) -> io::Result<()> {
+    crate::confine::restore_fd_limit()?;
+    match confine {
+        Some(c) => c.apply_limits(),
+        None => Ok(()),
     }
 }
 
