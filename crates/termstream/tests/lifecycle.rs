@@ -163,3 +163,33 @@ async fn the_running_session_limit_answers_503() {
     let info = server.create(json!({ "kind": "command", "argv": ["sleep", "1000"] })).await;
     server.terminate(info["id"].as_str().unwrap()).await;
 }
+
+/// Out of file descriptors, a create is answered 503 `capacity` (the server
+/// ran out, not the request), nothing is left half-made, and the server
+/// serves again once sessions end.
+#[tokio::test]
+async fn running_out_of_descriptors_answers_503_and_recovers() {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    // The server inherits a hard limit of 40 descriptors (it raises its soft
+    // limit only up to the hard one).
+    setrlimit(Resource::Nofile, Rlimit { current: Some(40), maximum: Some(40) }).expect("setrlimit");
+    let server = TestServer::start().await;
+    let mut ids = Vec::new();
+    let body = loop {
+        let (status, body) = server.post("/api/sessions", json!({"argv": ["cat"]})).await;
+        if status != 201 {
+            assert_eq!(status, 503, "{body}");
+            break body;
+        }
+        ids.push(body["id"].as_str().unwrap().to_owned());
+        assert!(ids.len() < 40, "40 descriptors cannot hold {} sessions", ids.len());
+    };
+    assert_eq!(body["error"]["code"], "capacity", "{body}");
+    let (_, list) = server.get("/api/sessions").await;
+    assert_eq!(list["total"], ids.len(), "the failed create left nothing listed");
+    for id in &ids {
+        let (status, _) = server.request("DELETE", &format!("/api/sessions/{id}"), None).await;
+        assert_eq!(status, 204);
+    }
+    server.create(json!({"argv": ["cat"]})).await;
+}

@@ -90,7 +90,9 @@ impl From<CreateError> for ApiError {
             CreateError::Capacity { .. } => ErrorCode::Capacity,
             CreateError::Invalid(_) => ErrorCode::BadRequest,
             CreateError::Spawn(SpawnError::BadCwd { .. }) => ErrorCode::BadCwd,
+            CreateError::Spawn(e) if e.is_exhaustion() => ErrorCode::Capacity,
             CreateError::Spawn(_) => ErrorCode::SpawnFailed,
+            CreateError::Io(e) if crate::session::process::is_exhaustion(e) => ErrorCode::Capacity,
             CreateError::Io(_) => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())

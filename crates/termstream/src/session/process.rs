@@ -56,6 +56,27 @@ pub enum SpawnError {
     Io { program: String, source: io::Error },
 }
 
+impl SpawnError {
+    /// Whether the server, not the request, ran out of something (open
+    /// files, PTYs, processes): worth retrying later.
+    pub fn is_exhaustion(&self) -> bool {
+        match self {
+            SpawnError::Io { source, .. } => is_exhaustion(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `e` says the system or process ran out of descriptors, PTYs or
+/// processes. pty-process wraps its errors, so the innermost one counts.
+pub fn is_exhaustion(e: &io::Error) -> bool {
+    let inner = e.get_ref().and_then(|i| i.source()).and_then(|s| s.downcast_ref::<io::Error>());
+    let errno = e.raw_os_error().or_else(|| inner.and_then(io::Error::raw_os_error));
+    [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE, rustix::io::Errno::AGAIN, rustix::io::Errno::NOSPC]
+        .iter()
+        .any(|x| Some(x.raw_os_error()) == errno)
+}
+
 /// The program's side of the session: a PTY, or three pipes.
 pub enum SessionIo {
     Pty { reader: OwnedReadPty, writer: OwnedWritePty },
