@@ -13,7 +13,9 @@ use super::AppState;
 use crate::auth::Grant;
 use super::error::{ApiError, Body, session_id};
 
-fn command_of(info: &SessionInfo) -> String {
+/// The `command` of the older shapes: the shell command line of a
+/// `/bin/sh -c` session, else the argv joined by spaces.
+pub fn command_of(info: &SessionInfo) -> String {
     match info.argv.as_slice() {
         [sh, c, cmd] if sh == "/bin/sh" && c == "-c" => cmd.clone(),
         argv => argv.join(" "),

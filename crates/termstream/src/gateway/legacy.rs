@@ -26,6 +26,7 @@ use super::outbox::{self, Outbox};
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
 use crate::api::AppState;
+use crate::api::compat::command_of;
 use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_ms;
 use crate::registry::RegistryEvent;
@@ -37,13 +38,6 @@ fn seconds() -> f64 {
 
 fn text(v: Value) -> Message {
     Message::Text(v.to_string().into())
-}
-
-fn command_of(info: &SessionInfo) -> String {
-    match info.argv.as_slice() {
-        [sh, c, cmd] if sh == "/bin/sh" && c == "-c" => cmd.clone(),
-        argv => argv.join(" "),
-    }
 }
 
 fn start_message(info: &SessionInfo) -> Message {
