@@ -67,12 +67,15 @@ fn load(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, TlsError> {
 const TLS_HANDSHAKE: u8 = 0x16;
 
 /// What a plain-HTTP client on the TLS port is told.
-const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
-content-type: text/plain; charset=utf-8\r\n\
-connection: close\r\n\
-content-length: 46\r\n\
-\r\n\
-this port speaks HTTPS: use https:// or wss://\n";
+const PLAIN_HTTP_BODY: &str = "this port speaks HTTPS: use https:// or wss://\n";
+
+fn plain_http_answer() -> String {
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n\
+         content-length: {}\r\n\r\n{PLAIN_HTTP_BODY}",
+        PLAIN_HTTP_BODY.len()
+    )
+}
 
 /// Whether the client on `tcp` starts a TLS handshake; waits at most
 /// `timeout` for its first byte. `None`: it sent nothing in time, or left.
@@ -98,7 +101,7 @@ pub async fn refuse_plain_http(mut tcp: TcpStream, timeout: Duration) {
                 Ok(n) => head.extend_from_slice(&buf[..n]),
             }
         }
-        let _ = tcp.write_all(PLAIN_HTTP_ANSWER).await;
+        let _ = tcp.write_all(plain_http_answer().as_bytes()).await;
         let _ = tcp.shutdown().await;
     };
     let _ = tokio::time::timeout(timeout, answer).await;
@@ -110,7 +113,7 @@ mod tests {
 
     #[test]
     fn the_plain_answer_has_the_right_length() {
-        let text = std::str::from_utf8(PLAIN_HTTP_ANSWER).unwrap();
+        let text = plain_http_answer();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
     }

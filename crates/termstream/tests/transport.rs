@@ -51,7 +51,7 @@ async fn plain_http_to_the_tls_port_fails_cleanly_and_the_server_carries_on() {
     let plain = reqwest::Client::new();
     let resp = plain.get(format!("http://{}/health", server.addr())).send().await.expect("a plain answer");
     assert_eq!(resp.status(), 400);
-    assert!(resp.text().await.unwrap().contains("https://"));
+    assert_eq!(resp.text().await.unwrap(), "this port speaks HTTPS: use https:// or wss://\n");
     // Neither plain HTTP nor a broken handshake hurts the server.
     let mut raw = TcpStream::connect(server.addr()).unwrap();
     raw.set_read_timeout(Some(secs(10))).unwrap();
