@@ -96,7 +96,9 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, serving: Serving, stop: Ca
     let Some(acceptor) = serving.tls.clone() else {
         return http(TokioIo::new(tcp), peer, serving, stop).await;
     };
+    // One deadline for the first byte and the whole handshake.
     let timeout = serving.header_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     match tls::starts_tls(&tcp, timeout).await {
         Some(true) => {}
         Some(false) => {
@@ -105,7 +107,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, serving: Serving, stop: Ca
         }
         None => return,
     }
-    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+    match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => http(TokioIo::new(stream), peer, serving, stop).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
