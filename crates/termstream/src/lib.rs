@@ -9,8 +9,8 @@
 //! - [`gateway`]: the WebSocket endpoints: `/ws` multiplexes sessions on one
 //!   socket, with lossless resume and a byte budget per socket.
 //! - [`api`]: the REST API and its error type.
-//! - [`auth`]: tokens, tickets, scopes, origin and host checks: the guard
-//!   every request passes first.
+//! - [`auth`]: tokens, tickets, login codes and the login cookie, scopes,
+//!   origin and host checks: the guard every request passes first.
 //! - [`limits`]: connection caps, per-token session caps, input rate.
 //! - [`server`]: binding, the accept loop (timeouts) and shutdown.
 //! - [`tls`]: the certificate and key, for HTTPS and WSS.
