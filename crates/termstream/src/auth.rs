@@ -11,16 +11,23 @@
 //!    everything. Otherwise one of `Authorization: Bearer TOKEN`;
 //!    on WebSocket upgrades `Sec-WebSocket-Protocol: bearer.TOKEN` or
 //!    `?token=TICKET`; a long-lived token in the query only when
-//!    `allow_token_in_query`. None or a bad one: 401. `/health` needs none.
+//!    `allow_token_in_query`; failing all of these, the login cookie
+//!    ([`login`]), which then needs an allowed `Origin` on a WebSocket
+//!    upgrade or a state-changing request. None or a bad one: 401.
+//!    `/health`, `GET /login` and `POST /api/logout` need none.
 //! 4. The route's need ([`policy`]) against the credential's [`Grant`].
 //! 5. WebSocket upgrades take a connection permit ([`crate::limits`]).
 //!
 //! So a WebSocket with a bad credential is refused with 401 before the 101
-//! answer, and no session is touched. Handlers read the [`Grant`] from the
+//! answer, and no session is touched. This is also the socket's
+//! authentication deadline: a socket exists only once authenticated, so
+//! there is no unauthenticated socket to time out; the upgrade request
+//! itself is bounded by the header read timeout ([`crate::server::accept`]). Handlers read the [`Grant`] from the
 //! request (it is an extractor, and refuses with 401 if the guard did not
 //! run, so a route mounted outside it fails closed). Every response gets the
 //! security headers.
 
+pub mod login;
 pub mod origin;
 pub mod policy;
 pub mod ticket;
@@ -43,6 +50,7 @@ use crate::config::Config;
 use crate::session::SessionHandle;
 use crate::limits::{ConnLimiter, ConnPermit, LimitError, SessionQuota};
 use origin::{BrowserPolicy, Origin};
+use login::LoginStore;
 use ticket::TicketStore;
 use token::{Access, Scope, TokenTable};
 
@@ -133,6 +141,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Grant {
 #[derive(Debug, Clone)]
 pub struct BearerProtocol(pub String);
 
+/// Marks a request authenticated by the login cookie ([`login`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CookieAuth;
+
 /// A WebSocket upgrade's connection permit; held by the socket's task.
 #[derive(Debug, Clone)]
 pub struct Permit(pub Arc<ConnPermit>);
@@ -142,6 +154,8 @@ pub struct Permit(pub Arc<ConnPermit>);
 pub struct Security {
     pub tokens: TokenTable,
     pub tickets: TicketStore,
+    /// Login codes and the sessions of the login cookie.
+    pub logins: LoginStore,
     pub browser: BrowserPolicy,
     pub allow_token_in_query: bool,
     pub insecure_no_auth: bool,
@@ -178,6 +192,12 @@ impl Security {
         Ok(Security {
             tokens,
             tickets: TicketStore::new(std::time::Duration::from_millis(config.ticket_ttl_ms), config.max_tickets),
+            logins: LoginStore::new(
+                std::time::Duration::from_millis(config.login_code_ttl_ms),
+                config.max_tickets,
+                std::time::Duration::from_secs(config.login_session_ttl_secs),
+                config.max_login_sessions,
+            ),
             browser: BrowserPolicy {
                 bound,
                 scheme: if tls { "https" } else { "http" },
@@ -194,6 +214,11 @@ impl Security {
     /// Whether the server runs without authentication.
     pub fn open(&self) -> bool {
         self.tokens.is_empty()
+    }
+
+    /// Whether the server serves TLS.
+    pub fn tls(&self) -> bool {
+        self.browser.scheme == "https"
     }
 }
 
@@ -257,17 +282,22 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Ap
     }
     let ws = is_websocket(headers);
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if let Some(origin) = headers.get(header::ORIGIN)
-        && (ws || !safe)
-        && !origin.to_str().is_ok_and(|o| sec.browser.origin_allowed(o, host))
-    {
+    // `None`: no Origin; `Some(false)`: a foreign one.
+    let origin_ok = headers.get(header::ORIGIN).map(|o| o.to_str().is_ok_and(|o| sec.browser.origin_allowed(o, host)));
+    if origin_ok == Some(false) && (ws || !safe) {
         return Err(forbidden("requests from this Origin are not allowed"));
     }
-    if req.uri().path() == "/health" {
-        req.extensions_mut().insert(Grant::open());
+    if public(req.method(), req.uri().path()) {
+        // No grant: a handler there that asked for one would get 401.
         return Ok(());
     }
     let grant = authenticate(sec, peer, req, ws)?;
+    // A cookie rides along on any request the browser makes, so it counts
+    // only on requests the server's own pages made: an allowed Origin where
+    // browsers always send one, and never a foreign one.
+    if req.extensions().get::<CookieAuth>().is_some() && origin_ok != Some(true) && (ws || !safe || origin_ok.is_some()) {
+        return Err(forbidden("a request authenticated by the login cookie must come from an allowed Origin"));
+    }
     policy::check(&grant, &state.registry, req.method(), req.uri().path())?;
     if ws {
         let permit = sec.connections.acquire(peer.ip())?;
@@ -275,6 +305,13 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Ap
     }
     req.extensions_mut().insert(grant);
     Ok(())
+}
+
+/// Routes that need no credential: the health check, and the two ends of
+/// the login cookie (the code is the credential; logout only takes away).
+/// `HEAD /login` is not public: a link checker's HEAD must not use up a code.
+fn public(method: &Method, path: &str) -> bool {
+    matches!((method.as_str(), path), ("GET" | "HEAD", "/health") | ("GET", "/login") | ("POST", "/api/logout"))
 }
 
 fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -> Result<Grant, ApiError> {
@@ -333,6 +370,11 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
             ));
         }
         return from_token(&t);
+    }
+    if let Some(id) = login::read_cookie(req.headers(), login::cookie_name(sec.tls())) {
+        let grant = sec.logins.session(id).ok_or_else(|| unauthorized("the login has expired or ended: log in again"))?;
+        req.extensions_mut().insert(CookieAuth);
+        return Ok(grant);
     }
     Err(unauthorized("a credential is required: Authorization: Bearer TOKEN"))
 }

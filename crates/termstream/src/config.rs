@@ -63,6 +63,14 @@ pub struct Config {
     /// notice instead of the missed bytes.
     pub max_replay_bytes: u64,
 
+    /// Milliseconds a client has to send each request head, and to finish
+    /// its TLS handshake; then it is disconnected.
+    pub http_header_timeout_ms: u64,
+    /// Certificate chain (PEM) to serve HTTPS and WSS with; needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+
     // Security (see `crate::auth` and the README's "Security" section).
     /// Tokens by SHA-256, with their scopes. None: only loopback clients.
     pub tokens: Vec<TokenEntry>,
@@ -77,7 +85,13 @@ pub struct Config {
     pub allow_token_in_query: bool,
     /// Milliseconds a WebSocket ticket stays valid.
     pub ticket_ttl_ms: u64,
-    /// Tickets outstanding at once.
+    /// Milliseconds a login code (`POST /api/login-codes`) stays valid.
+    pub login_code_ttl_ms: u64,
+    /// Seconds a login session (the cookie `GET /login` sets) lasts.
+    pub login_session_ttl_secs: u64,
+    /// Login sessions open at once (503 past it).
+    pub max_login_sessions: usize,
+    /// Tickets outstanding at once; login codes too.
     pub max_tickets: usize,
     /// WebSocket connections open at once (503 past it).
     pub max_connections: usize,
@@ -127,6 +141,9 @@ impl Default for Config {
             attach_wait_ms: 3_000,
             max_attachments_per_socket: 256,
             max_replay_bytes: 4 << 20,
+            http_header_timeout_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
             tokens: Vec::new(),
             insecure_no_auth: false,
             allowed_origins: Vec::new(),
@@ -134,6 +151,9 @@ impl Default for Config {
             allow_token_in_query: false,
             ticket_ttl_ms: 30_000,
             max_tickets: 10_000,
+            login_code_ttl_ms: 60_000,
+            login_session_ttl_secs: 12 * 3600,
+            max_login_sessions: 10_000,
             max_connections: 4096,
             max_connections_per_ip: 512,
             max_sessions_per_token: 256,

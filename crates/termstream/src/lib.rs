@@ -9,10 +9,11 @@
 //! - [`gateway`]: the WebSocket endpoints: `/ws` multiplexes sessions on one
 //!   socket, with lossless resume and a byte budget per socket.
 //! - [`api`]: the REST API and its error type.
-//! - [`auth`]: tokens, tickets, scopes, origin and host checks: the guard
-//!   every request passes first.
+//! - [`auth`]: tokens, tickets, login codes and the login cookie, scopes,
+//!   origin and host checks: the guard every request passes first.
 //! - [`limits`]: connection caps, per-token session caps, input rate.
-//! - [`server`]: binding, serving and shutdown.
+//! - [`server`]: binding, the accept loop (timeouts) and shutdown.
+//! - [`tls`]: the certificate and key, for HTTPS and WSS.
 //! - [`confine`]: the user and resource limits of sessions' programs.
 //! - [`config`]: configuration from defaults, file, environment and flags.
 
@@ -26,3 +27,4 @@ pub mod limits;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod tls;

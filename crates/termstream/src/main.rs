@@ -84,6 +84,20 @@ struct ServeArgs {
     #[arg(long = "allowed-host")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     allowed_hosts: Vec<String>,
+    /// Serve HTTPS and WSS with this certificate chain (PEM); needs
+    /// --tls-key.
+    #[arg(long, requires = "tls_key")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
+    /// Milliseconds a client has to send a request head (and to finish its
+    /// TLS handshake) before it is disconnected.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_header_timeout_ms: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -143,7 +157,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let server = Server::bind(config).await?;
         let addr = server.local_addr()?;
         // The first line on stdout is the address, for scripts and tests.
-        println!("listening on http://{addr}");
+        println!("listening on {}://{addr}", server.scheme());
         tracing::info!(%addr, "termstream is serving");
         server.run(shutdown_signal()).await
     })

@@ -3,13 +3,20 @@
 //! Shutdown is explicit: on SIGINT or SIGTERM the listener stops accepting,
 //! open requests finish, every running session is terminated (SIGHUP,
 //! SIGTERM, then SIGKILL after the grace period) and recorded as such.
+//!
+//! Connections are accepted and served by [`accept`]: plain or TLS
+//! ([`crate::tls`]), with a header read timeout.
+
+pub mod accept;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, AppState};
 use crate::auth::Security;
@@ -21,26 +28,32 @@ pub struct Server {
     listener: TcpListener,
     registry: Arc<Registry>,
     security: Arc<Security>,
+    /// Set when serving TLS.
+    tls: Option<TlsAcceptor>,
+    header_timeout: Duration,
 }
 
 impl Server {
     /// Loads the stored sessions and binds the listening socket.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         let config = Arc::new(config);
+        // A bad certificate or key stops the start, before anything is bound.
+        let tls = crate::tls::acceptor(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let bound = listener.local_addr().context("no local address")?;
         // Refuses an open server on a network address before anything else.
-        let security = Security::new(&config, bound, false)?;
+        let security = Security::new(&config, bound, tls.is_some())?;
         if security.open() {
             tracing::warn!(
                 %bound,
                 "no token is configured: only clients on this machine (loopback) are served, and each may do anything"
             );
         }
+        let header_timeout = Duration::from_millis(config.http_header_timeout_ms.max(1));
         let registry = Registry::load(config)?;
-        Ok(Server { listener, registry, security: Arc::new(security) })
+        Ok(Server { listener, registry, security: Arc::new(security), tls, header_timeout })
     }
 
     /// The address actually bound (the port is chosen when 0 was asked for).
@@ -48,21 +61,18 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// `https` when serving TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     /// Serves until `shutdown` completes, then terminates every session.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = AppState::new(self.registry.clone(), self.security.clone());
         let app = api::router(state);
         let retention = tokio::spawn(self.registry.clone().retention_loop());
-        // Small writes (an echoed key) must not wait for Nagle's algorithm.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving failed")?;
+        let serving = accept::Serving { app, tls: self.tls, header_timeout: self.header_timeout };
+        accept::serve(self.listener, serving, shutdown).await;
         retention.abort();
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;

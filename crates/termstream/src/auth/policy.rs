@@ -42,6 +42,7 @@ pub fn need<'a>(method: &Method, path: &'a str) -> Need<'a> {
         ["api", "sessions"] if get || post => Need::Handler,
         ["api", "ws-ticket"] if post => Need::Handler,
         ["api", "events"] if post => Need::Handler,
+        ["api", "login-codes"] if post => Need::Handler,
         ["api", "sessions", id] if get => Need::Session(id, Access::Read),
         ["api", "sessions", id] if delete => Need::Session(id, Access::Write),
         ["api", "sessions", id, "input" | "resize" | "terminate"] if post => Need::Session(id, Access::Write),

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+pub mod tls;
 pub mod ws;
 
 /// How long a server may take to print its address.
@@ -35,6 +36,10 @@ pub struct TestServer {
     /// The server's stdout, kept open so that it never writes to a closed pipe.
     _stdout: BufReader<ChildStdout>,
     addr: String,
+    /// `http` or `https`, as the server announced.
+    scheme: String,
+    /// The certificate of a TLS server, which its clients trust.
+    cert: Option<std::sync::Arc<tls::TestCert>>,
     /// The data dir; shared by every restart of this server.
     data: tempfile::TempDir,
     args: Vec<String>,
@@ -53,10 +58,21 @@ impl TestServer {
         let data = tempfile::Builder::new().prefix("termstream-test-").tempdir().expect("tempdir");
         let args = args.iter().map(|s| s.to_string()).collect();
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        TestServer::spawn(data, args, env)
+        TestServer::spawn(data, args, env, None)
     }
 
-    fn spawn(data: tempfile::TempDir, args: Vec<String>, env: Vec<(String, String)>) -> TestServer {
+    /// Starts a server serving HTTPS and WSS with a certificate made now;
+    /// `client` and [`ws::WsClient`] trust it.
+    pub async fn start_tls(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let cert = std::sync::Arc::new(tls::TestCert::generate());
+        let data = tempfile::Builder::new().prefix("termstream-test-").tempdir().expect("tempdir");
+        let mut all = cert.args();
+        all.extend(args.iter().map(|s| s.to_string()));
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        TestServer::spawn(data, all, env, Some(cert))
+    }
+
+    fn spawn(data: tempfile::TempDir, args: Vec<String>, env: Vec<(String, String)>, cert: Option<std::sync::Arc<tls::TestCert>>) -> TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_termstream"));
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -86,20 +102,18 @@ impl TestServer {
             }
         };
         let stdout = reader.join().expect("reader thread");
-        let addr = line
+        let (scheme, addr) = line
             .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        TestServer {
-            child,
-            _stdout: stdout,
-            addr,
-            data,
-            args,
-            env,
-            client: reqwest::Client::builder().pool_max_idle_per_host(8).build().expect("client"),
-        }
+            .strip_prefix("listening on ")
+            .and_then(|url| url.split_once("://"))
+            .filter(|(scheme, _)| ["http", "https"].contains(scheme))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let (scheme, addr) = (scheme.to_owned(), addr.to_owned());
+        let client = match &cert {
+            Some(cert) => cert.reqwest_client(),
+            None => reqwest::Client::builder().pool_max_idle_per_host(8).build().expect("client"),
+        };
+        TestServer { child, _stdout: stdout, addr, scheme, cert, data, args, env, client }
     }
 
     /// Kills the server with SIGKILL, as a crash would, and waits for it.
@@ -109,6 +123,23 @@ impl TestServer {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM, as a service manager would, and waits up to `timeout`
+    /// for the server to exit; its exit status, or `None` if it did not.
+    pub fn stop(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// Kills the server (SIGKILL) and starts a new one on the same data dir
     /// with the same flags and environment.
     pub fn restart(mut self) -> TestServer {
@@ -116,11 +147,27 @@ impl TestServer {
         // Move the data dir out; `self` is dropped with a dead child.
         let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("tempdir"));
         let (args, env) = (self.args.clone(), self.env.clone());
-        TestServer::spawn(data, args, env)
+        TestServer::spawn(data, args, env, self.cert.clone())
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
+    }
+
+    /// The `ws://` or `wss://` URL of `path`.
+    pub fn ws_url(&self, path: &str) -> String {
+        let scheme = if self.scheme == "https" { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.addr, path)
+    }
+
+    /// The bound address, `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The certificate of a TLS server.
+    pub fn cert(&self) -> Option<&tls::TestCert> {
+        self.cert.as_deref()
     }
 
     pub fn pid(&self) -> u32 {

@@ -16,6 +16,18 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::TestServer;
 
+type Handshake = (WebSocketStream<MaybeTlsStream<TcpStream>>, tokio_tungstenite::tungstenite::handshake::client::Response);
+
+/// Opens a socket to `server`, over TLS trusting its certificate when it
+/// serves TLS.
+async fn connect(
+    server: &TestServer,
+    req: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+) -> Result<Handshake, tokio_tungstenite::tungstenite::Error> {
+    let connector = server.cert().map(|c| tokio_tungstenite::Connector::Rustls(c.rustls_client()));
+    tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector).await
+}
+
 /// What arrived on the socket.
 #[derive(Debug)]
 pub enum Incoming {
@@ -44,8 +56,7 @@ impl WsClient {
 
     /// Connects without reading anything.
     pub async fn connect_raw(server: &TestServer, path: &str) -> WsClient {
-        let url = server.url(path).replacen("http://", "ws://", 1);
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
+        let (ws, _) = connect(server, server.ws_url(path)).await.expect("websocket connect");
         WsClient { ws, client_id: String::new() }
     }
 
@@ -57,15 +68,14 @@ impl WsClient {
         headers: &[(&str, &str)],
     ) -> Result<(WsClient, tokio_tungstenite::tungstenite::handshake::client::Response), tokio_tungstenite::tungstenite::Error> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = server.url(path).replacen("http://", "ws://", 1);
-        let mut req = url.into_client_request().expect("request");
+        let mut req = server.ws_url(path).into_client_request().expect("request");
         for (k, v) in headers {
             req.headers_mut().insert(
                 tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
                 v.parse().expect("header value"),
             );
         }
-        let (ws, resp) = tokio_tungstenite::connect_async(req).await?;
+        let (ws, resp) = connect(server, req).await?;
         Ok((WsClient { ws, client_id: String::new() }, resp))
     }
 

@@ -1,0 +1,309 @@
+//! The web page's credential: one-time login codes exchanged for a session
+//! cookie.
+//!
+//! A page cannot be handed a long-lived token safely (it would sit in a URL,
+//! history or local storage), so:
+//! 1. A holder of a token asks `POST /api/login-codes` (optionally narrowing
+//!    the scope: `{"projects": {"web": "read"}}`) and gets a code and the path
+//!    `/login?code=CODE` to open in a browser. The code carries the grant,
+//!    works once, and expires after `login_code_ttl_ms` (60 s).
+//! 2. `GET /login?code=CODE` redeems it for a server-side login session and
+//!    answers `303` to `/` with the cookie `termstream` (`__Host-termstream`
+//!    under TLS): `HttpOnly; SameSite=Strict; Path=/`, plus `Secure` under
+//!    TLS. The cookie's value is a random session id; the store keeps only its
+//!    SHA-256, so a dump of memory does not yield usable cookies.
+//! 3. The guard ([`super::authenticate`]) accepts the cookie on REST routes
+//!    and WebSocket upgrades, with the code's grant, when no other credential
+//!    is given. A request authenticated by cookie that changes state or opens
+//!    a WebSocket must carry an allowed `Origin` (a browser always sends one
+//!    there), and one carrying a foreign `Origin` is refused whatever its
+//!    method: cookies are what cross-site request forgery and WebSocket
+//!    hijacking ride on.
+//! 4. `POST /api/logout` ends the login session and clears the cookie.
+//!
+//! Login sessions expire after `login_session_ttl_secs` (12 h); both stores
+//! are bounded (`max_tickets` codes, `max_login_sessions` sessions): when
+//! full of live entries, new ones are refused with 503 rather than logging
+//! someone else out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use bytes::Bytes;
+use serde::Deserialize;
+use termstream_proto::ErrorCode;
+
+use super::token::{self, Access, Scope};
+use super::{CookieAuth, Grant};
+use crate::api::AppState;
+use crate::api::error::ApiError;
+
+/// Entries by the SHA-256 of their secret, each with its expiry.
+type Entries = HashMap<String, (Grant, Instant)>;
+
+/// One bounded map of expiring secrets.
+#[derive(Debug)]
+struct Expiring {
+    entries: Mutex<Entries>,
+    ttl: Duration,
+    max: usize,
+}
+
+/// The store is full of live entries.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} are outstanding, the most allowed")]
+pub struct LoginStoreFull(&'static str);
+
+impl Expiring {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new secret `prefix_<48 hex>` carrying `grant`.
+    fn insert(&self, prefix: &str, grant: Grant, what: &'static str) -> Result<String, LoginStoreFull> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        if map.len() >= self.max {
+            map.retain(|_, (_, expiry)| *expiry > now);
+            if map.len() >= self.max {
+                return Err(LoginStoreFull(what));
+            }
+        }
+        let secret = format!("{prefix}{}", hex::encode(rand::random::<[u8; 24]>()));
+        map.insert(token::hash(&secret), (grant, now + self.ttl));
+        Ok(secret)
+    }
+
+    /// The grant of a live `secret`; with `take`, it is removed.
+    fn get(&self, secret: &str, take: bool) -> Option<Grant> {
+        let key = token::hash(secret);
+        let mut map = self.lock();
+        let (grant, expiry) = if take { map.remove(&key)? } else { map.get(&key)?.clone() };
+        if expiry <= Instant::now() {
+            map.remove(&key);
+            return None;
+        }
+        Some(grant)
+    }
+
+    fn remove(&self, secret: &str) {
+        self.lock().remove(&token::hash(secret));
+    }
+}
+
+/// Outstanding login codes and open login sessions.
+#[derive(Debug)]
+pub struct LoginStore {
+    codes: Expiring,
+    sessions: Expiring,
+}
+
+impl LoginStore {
+    pub fn new(code_ttl: Duration, max_codes: usize, session_ttl: Duration, max_sessions: usize) -> LoginStore {
+        LoginStore {
+            codes: Expiring { entries: Mutex::default(), ttl: code_ttl, max: max_codes },
+            sessions: Expiring { entries: Mutex::default(), ttl: session_ttl, max: max_sessions },
+        }
+    }
+
+    /// A one-time code carrying `grant`.
+    pub fn issue_code(&self, grant: Grant) -> Result<String, LoginStoreFull> {
+        self.codes.insert("lc_", grant, "login codes")
+    }
+
+    /// Exchanges a live code (it cannot be used again) for a login session
+    /// id. `Ok(None)`: the code is unknown, used or expired.
+    pub fn redeem(&self, code: &str) -> Result<Option<String>, LoginStoreFull> {
+        match self.codes.get(code, true) {
+            None => Ok(None),
+            Some(grant) => self.sessions.insert("ls_", grant, "login sessions").map(Some),
+        }
+    }
+
+    /// The grant of a live login session.
+    pub fn session(&self, id: &str) -> Option<Grant> {
+        self.sessions.get(id, false)
+    }
+
+    /// Ends a login session.
+    pub fn logout(&self, id: &str) {
+        self.sessions.remove(id);
+    }
+
+    pub fn code_ttl(&self) -> Duration {
+        self.codes.ttl
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        self.sessions.ttl
+    }
+}
+
+/// The cookie's name: under TLS the `__Host-` prefix makes browsers refuse
+/// it unless it is `Secure`, `Path=/` and has no `Domain`.
+pub fn cookie_name(tls: bool) -> &'static str {
+    if tls { "__Host-termstream" } else { "termstream" }
+}
+
+/// The value of cookie `name` in a request's `Cookie` headers.
+pub fn read_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+fn set_cookie(tls: bool, value: &str, max_age: u64) -> HeaderValue {
+    let secure = if tls { "; Secure" } else { "" };
+    let cookie = format!("{}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}", cookie_name(tls));
+    HeaderValue::from_str(&cookie).expect("cookie characters are ASCII")
+}
+
+/// The body of `POST /api/login-codes`; empty for the caller's own scope.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeRequest {
+    /// Narrow the code to these projects (each at most the caller's access).
+    projects: Option<BTreeMap<String, Access>>,
+}
+
+/// `POST /api/login-codes`: a one-time code for `/login?code=CODE`, carrying
+/// the caller's grant or a narrower one. A login session (cookie) cannot
+/// mint codes: it could otherwise renew itself forever.
+pub async fn issue_code(
+    State(state): State<AppState>,
+    grant: Grant,
+    cookie: Option<Extension<CookieAuth>>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if cookie.is_some() {
+        return Err(ApiError::new(ErrorCode::Forbidden, "a login code needs a token, not a login cookie"));
+    }
+    let req: CodeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CodeRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid body: {e}")))?
+    };
+    let grant = match req.projects {
+        None => grant,
+        Some(wanted) => narrow(&grant, wanted)?,
+    };
+    let store = &state.security.logins;
+    let code = store.issue_code(grant).map_err(|e| ApiError::new(ErrorCode::Capacity, e.to_string()))?;
+    Ok(Json(serde_json::json!({
+        "code": code,
+        "path": format!("/login?code={code}"),
+        "expiresInMs": store.code_ttl().as_millis() as u64,
+    })))
+}
+
+/// `grant` narrowed to `wanted`, which must not exceed it.
+fn narrow(grant: &Grant, wanted: BTreeMap<String, Access>) -> Result<Grant, ApiError> {
+    if wanted.is_empty() {
+        return Err(ApiError::new(ErrorCode::BadRequest, "projects must name at least one project"));
+    }
+    if let Some((p, _)) = wanted.iter().find(|(p, a)| grant.access(p).is_none_or(|have| have < **a)) {
+        return Err(ApiError::new(ErrorCode::Forbidden, format!("this token cannot grant that access to project {p:?}")));
+    }
+    Ok(Grant { scope: Scope::Projects(wanted).into(), ..grant.clone() })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    code: Option<String>,
+}
+
+/// `GET /login?code=CODE`: a valid code sets the session cookie and
+/// redirects to `/`; anything else is 401 and sets nothing.
+pub async fn login(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Result<Response, ApiError> {
+    let sec = &state.security;
+    let id = q
+        .code
+        .as_deref()
+        .map(|c| sec.logins.redeem(c))
+        .transpose()
+        .map_err(|e| ApiError::new(ErrorCode::Capacity, e.to_string()))?
+        .flatten()
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "the login code is unknown, used or expired"))?;
+    let cookie = set_cookie(sec.tls(), &id, sec.logins.session_ttl().as_secs());
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, HeaderValue::from_static("/")), (header::SET_COOKIE, cookie), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+    )
+        .into_response())
+}
+
+/// `POST /api/logout`: ends the login session of the request's cookie, if
+/// any, and clears the cookie. Needs no credential (it only takes away).
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let sec = &state.security;
+    if let Some(id) = read_cookie(&headers, cookie_name(sec.tls())) {
+        sec.logins.logout(id);
+    }
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, set_cookie(sec.tls(), "", 0))]).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(projects: &[(&str, Access)]) -> Grant {
+        let map = projects.iter().map(|(p, a)| (p.to_string(), *a)).collect();
+        Grant { name: "t".into(), scope: Scope::Projects(map).into(), token: true }
+    }
+
+    #[test]
+    fn a_code_works_once_and_its_session_is_stored_hashed() {
+        let store = LoginStore::new(Duration::from_secs(60), 10, Duration::from_secs(60), 10);
+        let code = store.issue_code(Grant::open()).unwrap();
+        let id = store.redeem(&code).unwrap().expect("a live code");
+        assert_eq!(store.redeem(&code).unwrap(), None, "used");
+        assert_eq!(store.session(&id), Some(Grant::open()));
+        assert!(store.sessions.lock().keys().all(|k| *k == token::hash(&id)), "only the hash is kept");
+        store.logout(&id);
+        assert_eq!(store.session(&id), None);
+    }
+
+    #[test]
+    fn expired_codes_and_sessions_fail_and_the_stores_are_bounded() {
+        let store = LoginStore::new(Duration::ZERO, 1, Duration::ZERO, 1);
+        let code = store.issue_code(Grant::open()).unwrap();
+        assert_eq!(store.redeem(&code).unwrap(), None, "expired");
+        let live = LoginStore::new(Duration::from_secs(60), 1, Duration::ZERO, 1);
+        let code = live.issue_code(Grant::open()).unwrap();
+        assert!(live.issue_code(Grant::open()).is_err(), "full of live codes");
+        let id = live.redeem(&code).unwrap().unwrap();
+        assert_eq!(live.session(&id), None, "an expired session");
+    }
+
+    #[test]
+    fn a_code_cannot_grant_more_than_its_issuer() {
+        let writer = grant(&[("web", Access::Write), ("api", Access::Read)]);
+        let read_web = narrow(&writer, [("web".to_string(), Access::Read)].into()).unwrap();
+        assert_eq!(read_web.access("web"), Some(Access::Read));
+        assert_eq!(read_web.access("api"), None);
+        assert!(narrow(&writer, [("api".to_string(), Access::Write)].into()).is_err());
+        assert!(narrow(&writer, [("other".to_string(), Access::Read)].into()).is_err());
+        assert!(narrow(&writer, BTreeMap::new()).is_err());
+        assert!(narrow(&Grant::open(), [("any".to_string(), Access::Write)].into()).is_ok());
+    }
+
+    #[test]
+    fn cookies_are_read_by_name() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; termstream=ls_x ; b=2"));
+        assert_eq!(read_cookie(&h, "termstream"), Some("ls_x"));
+        assert_eq!(read_cookie(&h, "__Host-termstream"), None);
+        let c = set_cookie(true, "v", 5);
+        assert_eq!(c, "__Host-termstream=v; HttpOnly; SameSite=Strict; Path=/; Max-Age=5; Secure");
+    }
+}

@@ -1,0 +1,228 @@
+//! The web page's credential: a one-time login code exchanged for an
+//! HttpOnly session cookie. A code works once and expires; the cookie
+//! carries the code's scope (never more than its issuer's); a request that
+//! rides on the cookie from a foreign origin, or changes state without an
+//! Origin, is 403; logout ends it; under TLS the cookie is `Secure`.
+
+mod common;
+
+use common::ws::WsClient;
+use common::{TestServer, secs};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use termstream::auth::token;
+
+/// Tokens: admin, write on `web`, read on `web`.
+struct Tokens {
+    admin: String,
+    web_writer: String,
+    web_reader: String,
+}
+
+async fn secured(extra: &str, tls: bool) -> (TestServer, Tokens) {
+    let t = Tokens { admin: token::generate(), web_writer: token::generate(), web_reader: token::generate() };
+    let toml = format!(
+        "{extra}\n\
+         [[tokens]]\nname = \"admin\"\nsha256 = \"{}\"\nadmin = true\n\
+         [[tokens]]\nname = \"web-writer\"\nsha256 = \"{}\"\nprojects = {{ web = \"write\" }}\n\
+         [[tokens]]\nname = \"web-reader\"\nsha256 = \"{}\"\nprojects = {{ web = \"read\" }}\n",
+        token::hash(&t.admin),
+        token::hash(&t.web_writer),
+        token::hash(&t.web_reader),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("termstream.toml");
+    std::fs::write(&path, toml).unwrap();
+    let args = ["--config", path.to_str().unwrap()];
+    let server = if tls { TestServer::start_tls(&args, &[]).await } else { TestServer::start_with(&args, &[]).await };
+    (server, t)
+}
+
+/// A client that does not follow redirects nor keep cookies, so each test
+/// sees exactly what the server answers and sends exactly what it means to.
+fn bare(server: &TestServer) -> reqwest::Client {
+    let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(cert) = server.cert() {
+        let root = reqwest::Certificate::from_pem(cert.cert_pem.as_bytes()).unwrap();
+        b = b.tls_built_in_root_certs(false).add_root_certificate(root);
+    }
+    b.build().unwrap()
+}
+
+/// One request; the status, the body as JSON (Null if none) and the headers.
+async fn call(server: &TestServer, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value, HeaderMap) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = bare(server).request(method, server.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let bytes = resp.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), headers)
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+/// A login code issued to `token`, narrowed by `body` if given.
+async fn login_code(server: &TestServer, token: &str, body: Option<Value>) -> String {
+    let auth = format!("Bearer {token}");
+    let (status, answer, _) = call(server, "POST", "/api/login-codes", &[("authorization", &auth)], body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["expiresInMs"], 60_000);
+    let code = answer["code"].as_str().unwrap().to_owned();
+    assert_eq!(answer["path"], format!("/login?code={code}"));
+    code
+}
+
+/// Logs in with `code`; asserts the redirect, and returns the whole
+/// `Set-Cookie` and the `name=value` pair to send back.
+async fn login(server: &TestServer, code: &str) -> (String, String) {
+    let (status, _, headers) = call(server, "GET", &format!("/login?code={code}"), &[], None).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/");
+    let set = headers["set-cookie"].to_str().unwrap().to_owned();
+    let pair = set.split(';').next().unwrap().to_owned();
+    (set, pair)
+}
+
+#[tokio::test]
+async fn a_login_code_works_once_and_its_cookie_carries_the_codes_scope() {
+    let (server, t) = secured("", false).await;
+    let own = format!("http://{}", server.addr());
+    let admin = format!("Bearer {}", t.admin);
+    for (id, project) in [("w1", "web"), ("a1", "api")] {
+        let body = json!({"id": id, "argv": ["cat"], "project": project});
+        assert_eq!(call(&server, "POST", "/api/sessions", &[("authorization", &admin)], Some(body)).await.0, 201);
+    }
+
+    // A writer on web asks for a read-only code.
+    let code = login_code(&server, &t.web_writer, Some(json!({"projects": {"web": "read"}}))).await;
+    let (set, cookie) = login(&server, &code).await;
+    assert!(cookie.starts_with("termstream=ls_"), "{set}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(set.split("; ").any(|a| a == attr), "{attr} missing from {set}");
+    }
+    assert!(!set.contains("Secure"), "no Secure without TLS: {set}");
+    // Once only.
+    let (status, err, headers) = call(&server, "GET", &format!("/login?code={code}"), &[], None).await;
+    assert_eq!((status, error_code(&err)), (401, "unauthorized"));
+    assert!(headers.get("set-cookie").is_none());
+    for bad in ["/login?code=lc_forged", "/login"] {
+        assert_eq!(call(&server, "GET", bad, &[], None).await.0, 401, "{bad}");
+    }
+
+    // The cookie is a credential with the code's scope: read on web only.
+    let with = [("cookie", cookie.as_str())];
+    let (status, list, _) = call(&server, "GET", "/api/sessions", &with, None).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = list["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["w1"]);
+    assert_eq!(call(&server, "GET", "/api/sessions/a1", &with, None).await.0, 404);
+    let with_origin = [("cookie", cookie.as_str()), ("origin", own.as_str())];
+    let (status, err, _) = call(&server, "POST", "/api/sessions/w1/input", &with_origin, Some(json!({"data":"x"}))).await;
+    assert_eq!((status, error_code(&err)), (403, "read_only"), "the code was narrowed to read");
+    // Over a WebSocket too, from the server's own page.
+    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &with_origin).await.expect("cookie upgrade");
+    assert_eq!(ws.next_json(secs(10)).await["type"], "connected");
+    ws.attach("a1", "json").await;
+    assert_eq!(ws.until_type("error", secs(10)).await["code"], "session_not_found");
+    ws.attach("w1", "json").await;
+    ws.until_type("session.attached", secs(10)).await;
+    ws.send(json!({"type":"terminal.input","sessionId":"w1","data":"x"})).await;
+    assert_eq!(ws.until_type("error", secs(10)).await["code"], "read_only");
+
+    // A login cookie cannot mint codes; a code cannot exceed its issuer.
+    let (status, _, _) = call(&server, "POST", "/api/login-codes", &with_origin, None).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = call(&server, "POST", "/api/login-codes", &[], None).await;
+    assert_eq!(status, 401);
+    let reader = format!("Bearer {}", t.web_reader);
+    for wanted in [json!({"projects": {"web": "write"}}), json!({"projects": {"api": "read"}})] {
+        let (status, err, _) = call(&server, "POST", "/api/login-codes", &[("authorization", &reader)], Some(wanted.clone())).await;
+        assert_eq!((status, error_code(&err)), (403, "forbidden"), "{wanted}");
+    }
+
+    // Logout ends it.
+    let (status, _, headers) = call(&server, "POST", "/api/logout", &with_origin, None).await;
+    assert_eq!(status, 204);
+    assert!(headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let (status, err, _) = call(&server, "GET", "/api/sessions", &with, None).await;
+    assert_eq!((status, error_code(&err)), (401, "unauthorized"));
+    let (status, _, _) = call(&server, "GET", "/api/sessions", &[("cookie", "termstream=ls_forged")], None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_cookie_without_an_allowed_origin_changes_nothing() {
+    let (server, t) = secured("", false).await;
+    let port = server.addr().rsplit(':').next().unwrap().to_owned();
+    let own = format!("http://127.0.0.1:{port}");
+    let (_, cookie) = login(&server, &login_code(&server, &t.web_writer, None).await).await;
+    let create = json!({"argv": ["true"], "project": "web"});
+
+    for origin in [None, Some("https://evil.com"), Some("null"), Some(format!("http://localhost:{}", port.parse::<u16>().unwrap() + 1).leak() as &str)] {
+        let mut headers = vec![("cookie", cookie.as_str())];
+        headers.extend(origin.map(|o| ("origin", o)));
+        let (status, err, _) = call(&server, "POST", "/api/sessions", &headers, Some(create.clone())).await;
+        assert_eq!((status, error_code(&err)), (403, "forbidden"), "create, origin {origin:?}: {err}");
+        assert_eq!(WsClient::refused_status(&server, "/ws", &headers).await, 403, "upgrade, origin {origin:?}");
+        let (status, _, _) = call(&server, "POST", "/api/ws-ticket", &headers, None).await;
+        assert_eq!(status, 403, "ticket, origin {origin:?}");
+        if origin.is_some() {
+            let (status, _, _) = call(&server, "GET", "/api/sessions", &headers, None).await;
+            assert_eq!(status, 403, "a read from a foreign page, origin {origin:?}");
+        }
+    }
+    // Nothing was created; the same requests from the server's own page work.
+    let admin = format!("Bearer {}", t.admin);
+    assert_eq!(call(&server, "GET", "/api/sessions", &[("authorization", &admin)], None).await.1["total"], 0);
+    let ok = [("cookie", cookie.as_str()), ("origin", own.as_str())];
+    let (status, info, _) = call(&server, "POST", "/api/sessions", &ok, Some(create)).await;
+    assert_eq!(status, 201, "{info}");
+    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &ok).await.expect("own origin");
+    assert_eq!(ws.next_json(secs(10)).await["type"], "connected");
+    // A plain read with no Origin (a top-level page load) needs none.
+    assert_eq!(call(&server, "GET", "/api/sessions", &[("cookie", cookie.as_str())], None).await.0, 200);
+}
+
+#[tokio::test]
+async fn codes_and_login_sessions_expire() {
+    let (server, t) = secured("login_code_ttl_ms = 0", false).await;
+    let auth = format!("Bearer {}", t.admin);
+    let (_, answer, _) = call(&server, "POST", "/api/login-codes", &[("authorization", &auth)], None).await;
+    let path = answer["path"].as_str().unwrap();
+    let (status, err, headers) = call(&server, "GET", path, &[], None).await;
+    assert_eq!((status, error_code(&err)), (401, "unauthorized"), "a stale code is refused");
+    assert!(headers.get("set-cookie").is_none());
+
+    let (server, t) = secured("login_session_ttl_secs = 0", false).await;
+    let (_, cookie) = login(&server, &login_code(&server, &t.admin, None).await).await;
+    let (status, err, _) = call(&server, "GET", "/api/sessions", &[("cookie", cookie.as_str())], None).await;
+    assert_eq!((status, error_code(&err)), (401, "unauthorized"), "an expired login: {err}");
+}
+
+#[tokio::test]
+async fn under_tls_the_cookie_is_secure_and_the_own_origin_is_https() {
+    let (server, t) = secured("", true).await;
+    let (set, cookie) = login(&server, &login_code(&server, &t.web_writer, None).await).await;
+    assert!(cookie.starts_with("__Host-termstream=ls_"), "{set}");
+    assert!(set.split("; ").any(|a| a == "Secure"), "{set}");
+    let create = json!({"argv": ["true"], "project": "web"});
+    let https = format!("https://{}", server.addr());
+    let http = format!("http://{}", server.addr());
+    let (status, _, _) = call(&server, "POST", "/api/sessions", &[("cookie", &cookie), ("origin", &http)], Some(create.clone())).await;
+    assert_eq!(status, 403, "the http:// twin is a foreign origin");
+    let (status, _, _) = call(&server, "POST", "/api/sessions", &[("cookie", &cookie), ("origin", &https)], Some(create)).await;
+    assert_eq!(status, 201);
+    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &[("cookie", &cookie), ("origin", &https)]).await.expect("wss with the cookie");
+    assert_eq!(ws.next_json(secs(10)).await["type"], "connected");
+    // The plain name is not read under TLS.
+    let plain = cookie.replacen("__Host-termstream", "termstream", 1);
+    assert_eq!(call(&server, "GET", "/api/sessions", &[("cookie", &plain)], None).await.0, 401);
+}
