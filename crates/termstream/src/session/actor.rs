@@ -258,10 +258,14 @@ impl Actor {
                 },
                 res = read_opt(&mut self.out), if self.out.is_some() => {
                     let stream = if self.pty.is_some() || self.info.kind == SessionKind::Pty { Stream::Pty } else { Stream::Stdout };
-                    self.on_read(stream, res);
+                    if self.on_read(stream, res) {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 res = read_opt(&mut self.err), if self.err.is_some() => {
-                    self.on_read(Stream::Stderr, res);
+                    if self.on_read(Stream::Stderr, res) {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 piece = recv_input(&mut self.input), if self.pending.is_empty() && !self.eof_after_pending && self.input.is_some() => {
                     match piece {
@@ -407,7 +411,12 @@ impl Actor {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn on_read(&mut self, stream: Stream, res: io::Result<Option<Bytes>>) {
+    /// Appends what was read; returns whether it was a full read (the
+    /// program is producing faster than we read), after which the actor
+    /// yields: a session in full flow would otherwise run until tokio's
+    /// budget is spent (hundreds of KiB, milliseconds) while a typed key in
+    /// another session waits.
+    fn on_read(&mut self, stream: Stream, res: io::Result<Option<Bytes>>) -> bool {
         let data = match res {
             Ok(Some(data)) => data,
             Ok(None) | Err(_) => {
@@ -415,9 +424,10 @@ impl Actor {
                     Stream::Stderr => self.err = None,
                     _ => self.out = None,
                 }
-                return;
+                return false;
             }
         };
+        let full = data.len() >= READ_COALESCE;
         let chunk = Chunk {
             offset: self.ring.end(),
             stream,
@@ -438,6 +448,7 @@ impl Actor {
             false
         });
         let _ = self.events.send(LogEvent::Output(chunk));
+        full
     }
 
     fn disk_failed(&mut self, e: io::Error) {
