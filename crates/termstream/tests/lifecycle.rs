@@ -93,7 +93,7 @@ async fn thousand_create_terminate_cycles_leak_no_fds() {
     let cycle = |i: usize| {
         let server = &server;
         async move {
-            let body = if i % 2 == 0 {
+            let body = if i.is_multiple_of(2) {
                 json!({ "kind": "command", "argv": ["true"] })
             } else {
                 json!({ "argv": ["cat"], "cols": 80, "rows": 24 })
