@@ -13,23 +13,24 @@
 //! the status is final, `meta.json` is written and [`LogEvent::Ended`] is the
 //! last event. The actor then keeps serving reads until `Shutdown`.
 
-use std::future::poll_fn;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
 use rustix::process::Signal;
 use termstream_proto::{SessionInfo, SessionKind, SessionStatus, Stream};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::sleep_until;
 
+mod pipes;
+
+use self::pipes::{READ_COALESCE, Reader, far_future, read_opt, recv_input, wait_child, write_some};
 use super::log::{Chunk, OutputRing};
 use super::process::{self, SessionIo, Spawned};
 use super::store::{self, LogWriter};
@@ -38,49 +39,6 @@ use crate::clock::now_ms;
 
 /// How many clients' input sequence numbers a session remembers.
 pub const SEQ_CLIENTS: usize = 64;
-
-/// Most bytes gathered into one chunk while the program has more ready.
-pub const READ_COALESCE: usize = 64 * 1024;
-
-thread_local! {
-    /// Scratch space for reads: output is read here and copied into a chunk
-    /// of its exact size, so an idle session holds no read buffer.
-    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
-        std::cell::RefCell::new(vec![0u8; READ_COALESCE].into_boxed_slice());
-}
-
-type Reader = Pin<Box<dyn AsyncRead + Send>>;
-
-/// Reads what is ready from `reader`, up to [`READ_COALESCE`] bytes: waits
-/// for the first bytes, then takes more while they are there. `Ok(None)` is
-/// the end of the stream (a PTY's EIO counts as the end).
-async fn read_ready(reader: &mut Reader) -> io::Result<Option<Bytes>> {
-    poll_fn(|cx| {
-        SCRATCH.with_borrow_mut(|scratch| {
-            let mut buf = ReadBuf::new(&mut scratch[..]);
-            loop {
-                let before = buf.filled().len();
-                match reader.as_mut().poll_read(cx, &mut buf) {
-                    Poll::Ready(Ok(())) if buf.filled().len() == before => break,
-                    Poll::Ready(Ok(())) if buf.remaining() == 0 => break,
-                    Poll::Ready(Ok(())) => continue,
-                    Poll::Ready(Err(e)) if e.raw_os_error() == Some(libc_eio()) => break,
-                    Poll::Ready(Err(e)) if buf.filled().is_empty() => return Poll::Ready(Err(e)),
-                    Poll::Ready(Err(_)) | Poll::Pending if !buf.filled().is_empty() => break,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            let filled = buf.filled();
-            Poll::Ready(Ok((!filled.is_empty()).then(|| Bytes::copy_from_slice(filled))))
-        })
-    })
-    .await
-}
-
-fn libc_eio() -> i32 {
-    rustix::io::Errno::IO.raw_os_error()
-}
 
 /// Where the program's life stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -536,23 +494,6 @@ impl Actor {
     }
 }
 
-// `select!` evaluates every branch's expression, enabled or not, so the
-// optional parts of the actor are awaited through these helpers.
-
-async fn read_opt(reader: &mut Option<Reader>) -> io::Result<Option<Bytes>> {
-    match reader {
-        Some(r) => read_ready(r).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn wait_child(child: &mut Option<Child>) -> io::Result<std::process::ExitStatus> {
-    match child {
-        Some(c) => c.wait().await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Drop for Actor {
     fn drop(&mut self) {
         // A session deleted while running ends here without `finish`.
@@ -560,32 +501,4 @@ impl Drop for Actor {
             process::unregister_leader(pid);
         }
     }
-}
-
-async fn recv_input(input: &mut Option<mpsc::Receiver<InputPiece>>) -> Option<InputPiece> {
-    match input {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn write_some(
-    pty: &mut Option<pty_process::OwnedWritePty>,
-    stdin: &mut Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
-    data: &Bytes,
-) -> io::Result<usize> {
-    if data.is_empty() {
-        return Ok(0);
-    }
-    if let Some(pty) = pty {
-        return pty.write(data).await;
-    }
-    if let Some(stdin) = stdin {
-        return stdin.write(data).await;
-    }
-    Err(io::Error::from(io::ErrorKind::BrokenPipe))
-}
-
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + std::time::Duration::from_secs(86400 * 365)
 }
