@@ -169,3 +169,24 @@ async fn output_dropped_by_the_disk_limit_is_gone() {
     let (status, body) = server.get(&format!("/api/sessions/{id}/output?since=5&format=json")).await;
     assert_eq!((status.as_u16(), body["error"]["earliestOffset"].as_u64()), (410, Some(earliest)));
 }
+
+/// A pty session's screen survives a restart: the snapshot of a session
+/// loaded from disk (rebuilt from its stored log) equals the one taken
+/// before.
+#[tokio::test]
+async fn a_pty_screen_snapshot_is_the_same_after_a_restart() {
+    let server = TestServer::start().await;
+    server
+        .create(json!({"id":"scr","argv":["bash","--norc","--noprofile"],"cols":40,"rows":10}))
+        .await;
+    server.input("scr", "printf '\\e[31mred-%d\\e[0m\\n' $((1+1)) 3; exit\r").await;
+    server.wait_status("scr", "exited", secs(10)).await;
+    let (status, before) = server.get("/api/sessions/scr/snapshot").await;
+    assert_eq!(status, 200, "{before}");
+    assert!(before["data"].as_str().unwrap().contains("red-2"), "{before}");
+    let server = server.restart();
+    let (status, after) = server.get("/api/sessions/scr/snapshot").await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["offset"], before["offset"]);
+    assert_eq!(after["data"], before["data"]);
+}
