@@ -29,6 +29,9 @@ use crate::session::{LogEvent, SessionError, SessionHandle};
 
 /// The largest output frame the forwarder builds by merging chunks.
 pub const MAX_FRAME: usize = 64 * 1024;
+/// In binary mode, chunks at least this large go out as their own frame,
+/// shared with every other socket (no copy), instead of being merged.
+const ZERO_COPY_MIN: usize = 16 * 1024;
 /// The most bytes one catch-up read asks for.
 const READ_PAGE: usize = 256 * 1024;
 
@@ -187,12 +190,18 @@ impl Forwarder {
                     if chunk.offset > self.next {
                         self.fill(chunk.offset).await?;
                     }
-                    // Merge what else is ready into one frame.
+                    // Merge what else is ready into one frame (small chunks;
+                    // in binary mode large ones are sent as built, uncopied).
+                    let binary = self.mode == OutputMode::Binary;
                     let mut batch = vec![chunk.from_offset(self.next)];
                     let mut size = batch[0].data.len();
-                    while size < MAX_FRAME {
+                    while size < MAX_FRAME && !(binary && size >= ZERO_COPY_MIN) {
                         match live.try_recv() {
-                            Ok(LogEvent::Output(c)) if c.stream == batch[0].stream && c.offset == batch[batch.len() - 1].end() => {
+                            Ok(LogEvent::Output(c))
+                                if c.stream == batch[0].stream
+                                    && c.offset == batch[batch.len() - 1].end()
+                                    && !(binary && c.data.len() >= ZERO_COPY_MIN) =>
+                            {
                                 size += c.data.len();
                                 batch.push(c);
                             }
@@ -282,11 +291,24 @@ impl Forwarder {
     async fn send_chunks(&mut self, chunks: Vec<Chunk>) -> Result<(), Closed> {
         let mut buf: Vec<u8> = Vec::new();
         let mut stream = None;
+        let binary = self.mode == OutputMode::Binary && self.dialect != Dialect::Legacy;
         for c in chunks {
             if c.end() <= self.next && buf.is_empty() {
                 continue;
             }
             let c = if buf.is_empty() { c.from_offset(self.next) } else { c };
+            // A whole chunk that starts here goes out as the frame the actor
+            // built, shared by every socket.
+            if binary
+                && buf.is_empty()
+                && c.offset == self.next
+                && let Some(frame) = c.frame(self.id.as_str().len())
+            {
+                self.out.send(Message::Binary(frame)).await?;
+                self.next += c.data.len() as u64;
+                stream = None;
+                continue;
+            }
             if stream != Some(c.stream) || buf.len() + c.data.len() > MAX_FRAME {
                 if let Some(s) = stream {
                     self.send_output(s, std::mem::take(&mut buf)).await?;

@@ -30,7 +30,7 @@ use tokio::time::sleep_until;
 
 mod pipes;
 
-use self::pipes::{READ_COALESCE, Reader, far_future, read_opt, recv_input, wait_child, write_some};
+use self::pipes::{FrameHeader, READ_COALESCE, Reader, far_future, read_opt, recv_input, wait_child, write_some};
 use super::log::{Chunk, OutputRing};
 use super::process::{self, SessionIo, Spawned};
 use super::store::{self, LogWriter};
@@ -196,6 +196,7 @@ impl Actor {
                 _ => None,
             };
             let reading = self.out.is_some() || self.err.is_some();
+            let out_stream = if self.info.kind == SessionKind::Pty { Stream::Pty } else { Stream::Stdout };
             if self.phase != Phase::Ended && self.child.is_none() && !reading {
                 self.finish().await;
                 continue;
@@ -214,13 +215,12 @@ impl Actor {
                         return;
                     }
                 },
-                res = read_opt(&mut self.out), if self.out.is_some() => {
-                    let stream = if self.pty.is_some() || self.info.kind == SessionKind::Pty { Stream::Pty } else { Stream::Stdout };
-                    if self.on_read(stream, res) {
+                res = read_opt(&mut self.out, FrameHeader { session_id: self.info.id.as_str(), stream: out_stream, offset: self.ring.end() }), if self.out.is_some() => {
+                    if self.on_read(out_stream, res) {
                         tokio::task::yield_now().await;
                     }
                 }
-                res = read_opt(&mut self.err), if self.err.is_some() => {
+                res = read_opt(&mut self.err, FrameHeader { session_id: self.info.id.as_str(), stream: Stream::Stderr, offset: self.ring.end() }), if self.err.is_some() => {
                     if self.on_read(Stream::Stderr, res) {
                         tokio::task::yield_now().await;
                     }
@@ -374,9 +374,9 @@ impl Actor {
     /// yields: a session in full flow would otherwise run until tokio's
     /// budget is spent (hundreds of KiB, milliseconds) while a typed key in
     /// another session waits.
-    fn on_read(&mut self, stream: Stream, res: io::Result<Option<Bytes>>) -> bool {
-        let data = match res {
-            Ok(Some(data)) => data,
+    fn on_read(&mut self, stream: Stream, res: io::Result<Option<(Bytes, usize)>>) -> bool {
+        let (wire, header) = match res {
+            Ok(Some(read)) => read,
             Ok(None) | Err(_) => {
                 match stream {
                     Stream::Stderr => self.err = None,
@@ -385,12 +385,14 @@ impl Actor {
                 return false;
             }
         };
+        let data = wire.slice(header..);
         let full = data.len() >= READ_COALESCE;
         let chunk = Chunk {
             offset: self.ring.end(),
             stream,
             time_ms: self.elapsed_ms(),
             data,
+            wire: Some(wire),
         };
         if let Some(w) = &mut self.writer
             && let Err(e) = w.append_output(&chunk)

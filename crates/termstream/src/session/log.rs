@@ -28,9 +28,24 @@ pub struct Chunk {
     /// Milliseconds since the session started when the bytes were read.
     pub time_ms: u64,
     pub data: Bytes,
+    /// The chunk as a binary WebSocket output frame (header, then `data`),
+    /// built once by the actor so that every socket can send the same bytes
+    /// without a copy. Valid only while `data` is the whole chunk; see
+    /// [`Chunk::frame`].
+    pub wire: Option<Bytes>,
 }
 
 impl Chunk {
+    /// The binary output frame of this chunk, when it is still whole (not
+    /// cut by an offset or a size limit). `id_len` is the session id's length.
+    pub fn frame(&self, id_len: usize) -> Option<Bytes> {
+        let wire = self.wire.as_ref()?;
+        let header = termstream_proto::ws::binary::HEADER_LEN + id_len;
+        let whole = wire.len() == header + self.data.len()
+            && std::ptr::eq(wire[header..].as_ptr(), self.data.as_ptr());
+        whole.then(|| wire.clone())
+    }
+
     /// The offset one past the chunk's last byte.
     pub fn end(&self) -> u64 {
         self.offset + self.data.len() as u64
@@ -44,6 +59,7 @@ impl Chunk {
             stream: self.stream,
             time_ms: self.time_ms,
             data: self.data.slice(skip..),
+            wire: self.wire.clone(),
         }
     }
 }
@@ -153,6 +169,7 @@ mod tests {
             stream: Stream::Pty,
             time_ms: 0,
             data: Bytes::copy_from_slice(s.as_bytes()),
+            wire: None,
         }
     }
 
@@ -195,6 +212,7 @@ mod tests {
             stream: Stream::Pty,
             time_ms: 0,
             data: Bytes::from(vec![b'y'; budget * 2]),
+            wire: None,
         });
         assert_eq!(ring.start(), 100);
         assert_eq!(ring.end(), 100 + 2 * budget as u64);

@@ -207,6 +207,7 @@ fn read_segment(dir: &Path, start: u64, since: u64, max_bytes: usize) -> io::Res
             stream,
             time_ms,
             data: Bytes::from(data),
+            wire: None,
         }));
     }
     Ok(events)
@@ -285,6 +286,7 @@ mod tests {
             stream,
             time_ms: offset * 10,
             data: Bytes::copy_from_slice(s.as_bytes()),
+            wire: None,
         }
     }
 

@@ -8,6 +8,8 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use bytes::Bytes;
+use termstream_proto::Stream;
+use termstream_proto::ws::binary;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::process::Child;
 use tokio::sync::mpsc;
@@ -26,10 +28,28 @@ thread_local! {
 
 pub(super) type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
+/// Where the bytes a read returns will stand: they are written after the
+/// header of their binary output frame (see [`Chunk::wire`]).
+///
+/// [`Chunk::wire`]: crate::session::log::Chunk::wire
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FrameHeader<'a> {
+    pub session_id: &'a str,
+    pub stream: Stream,
+    pub offset: u64,
+}
+
+impl FrameHeader<'_> {
+    fn len(&self) -> usize {
+        binary::HEADER_LEN + self.session_id.len()
+    }
+}
+
 /// Reads what is ready from `reader`, up to [`READ_COALESCE`] bytes: waits
-/// for the first bytes, then takes more while they are there. `Ok(None)` is
-/// the end of the stream (a PTY's EIO counts as the end).
-pub(super) async fn read_ready(reader: &mut Reader) -> io::Result<Option<Bytes>> {
+/// for the first bytes, then takes more while they are there. Returns the
+/// binary output frame (`header`, then the bytes) and the header's length.
+/// `Ok(None)` is the end of the stream (a PTY's EIO counts as the end).
+pub(super) async fn read_ready(reader: &mut Reader, header: FrameHeader<'_>) -> io::Result<Option<(Bytes, usize)>> {
     poll_fn(|cx| {
         SCRATCH.with_borrow_mut(|scratch| {
             let mut buf = ReadBuf::new(&mut scratch[..]);
@@ -47,7 +67,13 @@ pub(super) async fn read_ready(reader: &mut Reader) -> io::Result<Option<Bytes>>
                 }
             }
             let filled = buf.filled();
-            Poll::Ready(Ok((!filled.is_empty()).then(|| Bytes::copy_from_slice(filled))))
+            if filled.is_empty() {
+                return Poll::Ready(Ok(None));
+            }
+            let mut frame = Vec::with_capacity(header.len() + filled.len());
+            binary::encode_header(&mut frame, header.session_id, header.stream, header.offset);
+            frame.extend_from_slice(filled);
+            Poll::Ready(Ok(Some((Bytes::from(frame), header.len()))))
         })
     })
     .await
@@ -61,9 +87,9 @@ fn libc_eio() -> i32 {
 // `select!` evaluates every branch's expression, enabled or not, so the
 // optional parts of the actor are awaited through these helpers.
 
-pub(super) async fn read_opt(reader: &mut Option<Reader>) -> io::Result<Option<Bytes>> {
+pub(super) async fn read_opt(reader: &mut Option<Reader>, header: FrameHeader<'_>) -> io::Result<Option<(Bytes, usize)>> {
     match reader {
-        Some(r) => read_ready(r).await,
+        Some(r) => read_ready(r, header).await,
         None => std::future::pending().await,
     }
 }
