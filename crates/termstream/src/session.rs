@@ -54,8 +54,10 @@ pub struct SessionSettings {
 /// Something that happened in a session's log, in log order.
 #[derive(Debug, Clone)]
 pub enum LogEvent {
-    /// Output was appended.
-    Output(Chunk),
+    /// Output was appended. Behind an `Arc`: the broadcast allocates its slots
+    /// up front, and a slot holding a pointer instead of a chunk keeps every
+    /// idle session's queue small.
+    Output(Arc<Chunk>),
     /// The window changed size; output from `offset` on is at the new size.
     Resized { offset: u64, cols: u16, rows: u16 },
     /// A terminate request was accepted; `Ended` follows.

@@ -203,7 +203,7 @@ impl Forwarder {
                                     && !(binary && c.data.len() >= ZERO_COPY_MIN) =>
                             {
                                 size += c.data.len();
-                                batch.push(c);
+                                batch.push(Arc::unwrap_or_clone(c));
                             }
                             Ok(other) => {
                                 peeked = Some(other);

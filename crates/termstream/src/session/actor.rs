@@ -407,7 +407,7 @@ impl Actor {
             i.output_offset = end;
             false
         });
-        let _ = self.events.send(LogEvent::Output(chunk));
+        let _ = self.events.send(LogEvent::Output(Arc::new(chunk)));
         full
     }
 

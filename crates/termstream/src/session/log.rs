@@ -51,6 +51,12 @@ impl Chunk {
         self.offset + self.data.len() as u64
     }
 
+    /// What the chunk costs a ring's budget: its bytes (with the frame
+    /// header when it holds a frame) and [`CHUNK_OVERHEAD`].
+    pub fn cost(&self) -> usize {
+        self.wire.as_ref().map_or(self.data.len(), Bytes::len) + CHUNK_OVERHEAD
+    }
+
     /// The part of the chunk from `offset` on; `offset` must lie inside it.
     pub fn from_offset(&self, offset: u64) -> Chunk {
         let skip = offset.saturating_sub(self.offset).min(self.data.len() as u64) as usize;
@@ -116,11 +122,11 @@ impl OutputRing {
             return;
         }
         self.end = chunk.end();
-        self.charged += chunk.data.len() + CHUNK_OVERHEAD;
+        self.charged += chunk.cost();
         self.chunks.push_back(chunk);
         while self.charged > self.budget && self.chunks.len() > 1 {
             if let Some(old) = self.chunks.pop_front() {
-                self.charged -= old.data.len() + CHUNK_OVERHEAD;
+                self.charged -= old.cost();
             }
         }
     }
