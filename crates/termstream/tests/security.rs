@@ -443,6 +443,16 @@ async fn input_over_the_rate_is_refused_and_dropped() {
     server.input("cat", "MARKER-OK\r").await;
     let out = server.read_output_until("cat", "MARKER-OK", secs(10)).await;
     assert!(out.contains("FIRST-OK") && !out.contains("DROPPED"), "{out:?}");
+    // The same limit holds on the one-session endpoint.
+    let mut legacy = WsClient::connect_raw(&server, "/ws/terminal/cat").await;
+    legacy.until_type("terminal_start", secs(10)).await;
+    legacy.send(json!({"type":"terminal_input","data":"LEGACY-OK\r"})).await;
+    legacy.send(json!({"type":"terminal_input","data":"LEGACY-DROPPED\r"})).await;
+    let err = legacy.until_type("error", secs(10)).await;
+    assert!(err["message"].as_str().unwrap().starts_with("rate_limited"), "{err}");
+    server.input("cat", "MARKER-TWO\r").await;
+    let out = server.read_output_until("cat", "MARKER-TWO", secs(10)).await;
+    assert!(out.contains("LEGACY-OK") && !out.contains("LEGACY-DROPPED"), "{out:?}");
 }
 
 #[tokio::test]

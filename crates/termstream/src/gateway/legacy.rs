@@ -26,6 +26,7 @@ use super::outbox::{self, Outbox};
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
 use crate::api::AppState;
+use crate::limits::TokenBucket;
 use crate::api::compat::command_of;
 use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_ms;
@@ -82,9 +83,11 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     let _ = out.send(start_message(&info)).await;
     let _viewer = handle.add_viewer();
     let task = forwarder(handle.clone(), None, &state, &out);
+    let cfg = state.registry.config();
+    let mut budget = TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes);
     while let Some(Ok(msg)) = stream.next().await {
         if let Message::Text(t) = msg {
-            on_input(&handle, &t, &out, &grant).await;
+            on_input(&handle, &t, &out, &grant, &mut budget).await;
         }
     }
     task.abort();
@@ -92,7 +95,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
 }
 
-async fn on_input(handle: &SessionHandle, text: &str, out: &Outbox, grant: &Grant) {
+async fn on_input(handle: &SessionHandle, text: &str, out: &Outbox, grant: &Grant, budget: &mut TokenBucket) {
     let reply_error = |message: String| text_error(handle, message);
     let Ok(v) = serde_json::from_str::<Value>(text) else {
         let _ = out.send(reply_error("malformed JSON".into())).await;
@@ -108,6 +111,10 @@ async fn on_input(handle: &SessionHandle, text: &str, out: &Outbox, grant: &Gran
     match v.get("type").and_then(Value::as_str) {
         Some("terminal_input") => {
             let data = v.get("data").or_else(|| v.get("input")).and_then(Value::as_str).unwrap_or_default();
+            if !budget.take(data.len()) {
+                let _ = out.send(reply_error("rate_limited: input over the socket's rate was dropped; send it again later".into())).await;
+                return;
+            }
             if let Err(e) = handle.input(Bytes::from(data.to_owned()), false).await {
                 let _ = out.send(reply_error(e.to_string())).await;
             }
