@@ -8,3 +8,8 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Seconds since the Unix epoch, now, as a float (the older shapes' times).
+pub fn now_secs() -> f64 {
+    now_ms() as f64 / 1000.0
+}

@@ -108,7 +108,7 @@ impl SessionQuota {
     ) -> Result<SessionHandle, E> {
         let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         let mine = owned.entry(owner.clone()).or_default();
-        mine.retain(|h| h.info().status.is_running());
+        mine.retain(|h| h.is_running());
         if mine.len() >= self.max {
             return Err(LimitError::SessionsPerToken { max: self.max }.into());
         }

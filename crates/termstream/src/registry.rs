@@ -154,7 +154,7 @@ impl Registry {
         if sessions.contains_key(&id) {
             return Err(CreateError::Duplicate(id));
         }
-        let running = sessions.values().filter(|h| h.info().status.is_running()).count();
+        let running = sessions.values().filter(|h| h.is_running()).count();
         if running >= self.config.max_running_sessions {
             return Err(CreateError::Capacity { running });
         }
@@ -284,7 +284,7 @@ impl Registry {
         let running: Vec<SessionHandle> = self
             .handles()
             .into_iter()
-            .filter(|h| h.info().status.is_running())
+            .filter(|h| h.is_running())
             .collect();
         let waits = running.iter().map(|h| h.terminate(grace));
         futures_util::future::join_all(waits).await;

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use termstream_proto::{Epoch, SessionId, SessionInfo, SessionKind, Snapshot};
+use termstream_proto::{Epoch, ProjectId, SessionId, SessionInfo, SessionKind, Snapshot};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use self::log::{Chunk, RingRead};
@@ -142,6 +142,7 @@ pub(crate) enum ScreenRequest {
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     id: SessionId,
+    project: ProjectId,
     epoch: Epoch,
     kind: SessionKind,
     dir: Arc<PathBuf>,
@@ -197,7 +198,29 @@ impl SessionHandle {
         ViewerGuard(self.viewers.clone())
     }
 
-    /// The latest info, with `durationMs` filled in while running.
+    /// The session's project (fixed at creation).
+    pub fn project(&self) -> &ProjectId {
+        &self.project
+    }
+
+    /// Whether the program may still produce output; reads the latest info
+    /// without copying it.
+    pub fn is_running(&self) -> bool {
+        self.info.borrow().status.is_running()
+    }
+
+    /// One past the last byte of output so far, without copying the info.
+    pub fn output_offset(&self) -> u64 {
+        self.info.borrow().output_offset
+    }
+
+    /// The window size now, without copying the info.
+    pub fn size(&self) -> (u16, u16) {
+        let info = self.info.borrow();
+        (info.cols, info.rows)
+    }
+
+    /// The latest info (a copy), with `durationMs` filled in while running.
     pub fn info(&self) -> SessionInfo {
         let mut info = self.info.borrow().clone();
         if info.status.is_running() {

@@ -59,7 +59,7 @@ pub async fn sessions(State(state): State<AppState>, grant: Grant) -> Json<Sessi
         .registry
         .handles()
         .iter()
-        .filter(|h| grant.can_read(h.info().project.as_str()))
+        .filter(|h| grant.can_read(h.project().as_str()))
         .map(|h| {
             let info = h.info();
             SessionEntry {

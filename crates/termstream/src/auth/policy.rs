@@ -69,7 +69,7 @@ pub fn check(grant: &Grant, registry: &Registry, method: &Method, path: &str) ->
             let project = SessionId::new(raw)
                 .ok()
                 .and_then(|id| registry.get(&id))
-                .map(|h| h.info().project);
+                .map(|h| h.project().clone());
             let Some(project) = project else {
                 return Err(ApiError::not_found(raw));
             };

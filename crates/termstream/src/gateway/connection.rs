@@ -280,7 +280,7 @@ impl Connection {
     /// The session `id` if this socket may see it (else `session_not_found`,
     /// as for an id that does not exist), for reading.
     fn readable(&self, id: &SessionId) -> Option<SessionHandle> {
-        self.state.registry.get(id).filter(|h| self.grant.can_read(h.info().project.as_str()))
+        self.state.registry.get(id).filter(|h| self.grant.can_read(h.project().as_str()))
     }
 
     /// The session `id` if this socket may write to it; answers the error
@@ -290,7 +290,7 @@ impl Connection {
             self.not_found(id).await;
             return None;
         };
-        if self.grant.access(h.info().project.as_str()) != Some(Access::Write) {
+        if self.grant.access(h.project().as_str()) != Some(Access::Write) {
             self.error(ErrorCode::ReadOnly, "this socket may only watch: input and resize are refused".into(), Some(id.clone())).await;
             return None;
         }
@@ -348,7 +348,7 @@ impl Connection {
         self.pending.push(Box::pin(async move {
             let handle = wait_for_session(&registry, &id, wait)
                 .await
-                .filter(|h| grant.can_read(h.info().project.as_str()));
+                .filter(|h| grant.can_read(h.project().as_str()));
             (id, handle, since, mode)
         }));
     }

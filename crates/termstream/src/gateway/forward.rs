@@ -229,7 +229,7 @@ impl Forwarder {
     /// The broadcast moved on without us: decide between replaying the
     /// missed bytes (next events will trigger `fill`) and a snapshot.
     async fn fell_behind(&mut self) -> Result<(), Closed> {
-        let end = self.handle.info().output_offset;
+        let end = self.handle.output_offset();
         if !self.is_pty() || end.saturating_sub(self.next) <= self.max_replay {
             return Ok(());
         }
@@ -254,7 +254,7 @@ impl Forwarder {
     /// Sends the log from `next` up to `to`, read from the ring or disk.
     async fn fill(&mut self, to: u64) -> Result<(), Closed> {
         while self.next < to {
-            if self.is_pty() && self.handle.info().output_offset.saturating_sub(self.next) > self.max_replay {
+            if self.is_pty() && self.handle.output_offset().saturating_sub(self.next) > self.max_replay {
                 // Too far behind to replay: the screen says it better.
                 self.snapshot_gap(GapReason::SlowClient).await?;
                 if self.next >= to {

@@ -29,20 +29,16 @@ use crate::api::AppState;
 use crate::limits::TokenBucket;
 use crate::api::compat::command_of;
 use crate::auth::{Grant, ProjectAccess};
-use crate::clock::now_ms;
+use crate::clock::now_secs;
 use crate::registry::RegistryEvent;
 use crate::session::SessionHandle;
-
-fn seconds() -> f64 {
-    now_ms() as f64 / 1000.0
-}
 
 fn text(v: Value) -> Message {
     Message::Text(v.to_string().into())
 }
 
 fn start_message(info: &SessionInfo) -> Message {
-    text(json!({"type":"terminal_start","session_id":info.id,"command":command_of(info),"cwd":info.cwd,"timestamp":seconds()}))
+    text(json!({"type":"terminal_start","session_id":info.id,"command":command_of(info),"cwd":info.cwd,"timestamp":now_secs()}))
 }
 
 fn forwarder(handle: SessionHandle, since: Option<LogPosition>, state: &AppState, out: &Outbox) -> AbortHandle {
@@ -68,7 +64,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     };
     // A session of a project this socket may not see is answered as one
     // that does not exist.
-    let handle = handle.filter(|h| grant.can_read(h.info().project.as_str()));
+    let handle = handle.filter(|h| grant.can_read(h.project().as_str()));
     let Some(handle) = handle else {
         let reason = format!("session_not_found: {raw}");
         let _ = out.send(Message::Close(Some(CloseFrame { code: close_code::POLICY, reason: reason.into() }))).await;
@@ -78,7 +74,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     };
     let info = handle.info();
     let _ = out
-        .send(text(json!({"type":"terminal_connected","session_id":info.id,"timestamp":seconds(),"message":format!("Connected to terminal session {}", info.id)})))
+        .send(text(json!({"type":"terminal_connected","session_id":info.id,"timestamp":now_secs(),"message":format!("Connected to terminal session {}", info.id)})))
         .await;
     let _ = out.send(start_message(&info)).await;
     let _viewer = handle.add_viewer();
@@ -103,7 +99,7 @@ async fn on_input(handle: &SessionHandle, text: &str, out: &Outbox, grant: &Gran
     };
     let kind = v.get("type").and_then(Value::as_str);
     if matches!(kind, Some("terminal_input" | "terminal_resize"))
-        && grant.access(handle.info().project.as_str()) != Some(ProjectAccess::Write)
+        && grant.access(handle.project().as_str()) != Some(ProjectAccess::Write)
     {
         let _ = out.send(reply_error("read_only: this socket may only watch".into())).await;
         return;
@@ -133,7 +129,7 @@ async fn on_input(handle: &SessionHandle, text: &str, out: &Outbox, grant: &Gran
             }
         }
         Some("ping") => {
-            let _ = out.send(text_msg(json!({"type":"pong","timestamp":seconds()}))).await;
+            let _ = out.send(text_msg(json!({"type":"pong","timestamp":now_secs()}))).await;
         }
         other => {
             let _ = out.send(reply_error(format!("unknown message type {other:?}"))).await;
@@ -146,7 +142,7 @@ fn text_msg(v: Value) -> Message {
 }
 
 fn text_error(handle: &SessionHandle, message: String) -> Message {
-    text(json!({"type":"error","session_id":handle.id(),"message":message,"timestamp":seconds()}))
+    text(json!({"type":"error","session_id":handle.id(),"message":message,"timestamp":now_secs()}))
 }
 
 /// `/ws/terminal/all`.
@@ -157,7 +153,7 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
     let mut changes = state.registry.changes();
     let mut tasks: HashMap<SessionId, AbortHandle> = HashMap::new();
     let _ = out
-        .send(text(json!({"type":"terminal_connected","session_id":"all","timestamp":seconds(),"message":"Connected to all terminal sessions"})))
+        .send(text(json!({"type":"terminal_connected","session_id":"all","timestamp":now_secs(),"message":"Connected to all terminal sessions"})))
         .await;
     for handle in state.registry.handles() {
         let info = handle.info();
@@ -176,7 +172,7 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
                 _ => break,
             },
             change = changes.recv() => match change {
-                Ok(RegistryEvent::Created(handle)) if grant.can_read(handle.info().project.as_str()) => {
+                Ok(RegistryEvent::Created(handle)) if grant.can_read(handle.project().as_str()) => {
                     let _ = out.send(start_message(&handle.info())).await;
                     let id = handle.id().clone();
                     tasks.insert(id, forwarder(handle, None, &state, &out));

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use termstream_proto::ws::{GapReason, OutputMode, ServerMessage, binary};
 use termstream_proto::{SessionId, SessionInfo, Snapshot, Stream};
 
-use crate::clock::now_ms;
+use crate::clock::now_secs;
 
 /// Which message names and framing a socket speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,10 +60,6 @@ fn flatten(msg: &ServerMessage) -> Message {
     Message::Text(v.to_string().into())
 }
 
-fn seconds_now() -> f64 {
-    now_ms() as f64 / 1000.0
-}
-
 impl Dialect {
     /// Renders `ev` for this dialect with output in `mode`; `None` when the
     /// dialect has no message for it. Output in JSON is text: the forwarder
@@ -102,7 +98,7 @@ impl Dialect {
             OutEvent::Resized { session, cols, rows } => ServerMessage::Resized { session_id: session.clone(), cols, rows },
             OutEvent::Terminating { session } if self == Dialect::Legacy => {
                 return Some(Message::Text(
-                    serde_json::json!({"type":"terminal_terminating","session_id":session,"timestamp":seconds_now()})
+                    serde_json::json!({"type":"terminal_terminating","session_id":session,"timestamp":now_secs()})
                         .to_string()
                         .into(),
                 ));
@@ -115,7 +111,7 @@ impl Dialect {
                         "session_id": info.id,
                         "exit_code": info.exit_code,
                         "duration": info.duration_ms.map(|d| d as f64 / 1000.0),
-                        "timestamp": seconds_now(),
+                        "timestamp": now_secs(),
                     })
                     .to_string()
                     .into(),
@@ -162,7 +158,7 @@ impl Dialect {
                     "session_id": session,
                     "stream": if stream == Stream::Stderr { "stderr" } else { "stdout" },
                     "output": text,
-                    "timestamp": seconds_now(),
+                    "timestamp": now_secs(),
                     "is_error": stream == Stream::Stderr,
                 })
                 .to_string()

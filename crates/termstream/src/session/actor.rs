@@ -14,6 +14,7 @@
 //! last event. The actor then keeps serving reads until `Shutdown`.
 
 use std::io;
+use std::ops::ControlFlow;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -25,7 +26,7 @@ use rustix::process::Signal;
 use termstream_proto::{SessionInfo, SessionKind, SessionStatus, Stream};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
 mod pipes;
@@ -144,6 +145,7 @@ fn build(
     let dir_arc = Arc::new(dir.clone());
     let mut handle = SessionHandle {
         id: info.id.clone(),
+        project: info.project.clone(),
         epoch: info.epoch,
         kind: info.kind,
         dir: dir_arc,
@@ -202,19 +204,20 @@ impl Actor {
                 continue;
             }
             tokio::select! {
-                cmd = self.commands.recv() => match cmd {
-                    Some(Command::Shutdown { reply }) => {
+                cmd = self.commands.recv() => {
+                    // `None`: every handle is gone, the session was dropped.
+                    let flow = match cmd {
+                        Some(cmd) => self.handle(cmd),
+                        None => ControlFlow::Break(None),
+                    };
+                    if let ControlFlow::Break(reply) = flow {
                         self.kill_all(Signal::KILL).await;
-                        let _ = reply.send(());
+                        if let Some(reply) = reply {
+                            let _ = reply.send(());
+                        }
                         return;
                     }
-                    Some(cmd) => self.handle(cmd),
-                    None => {
-                        // Every handle is gone: the session was dropped.
-                        self.kill_all(Signal::KILL).await;
-                        return;
-                    }
-                },
+                }
                 res = read_opt(&mut self.out, FrameHeader { session_id: self.info.id.as_str(), stream: out_stream, offset: self.ring.end() }), if self.out.is_some() => {
                     if self.on_read(out_stream, res) {
                         tokio::task::yield_now().await;
@@ -252,7 +255,9 @@ impl Actor {
         }
     }
 
-    fn handle(&mut self, cmd: Command) {
+    /// Serves one command; `Break` ends the actor (with the reply to send
+    /// once everything is killed).
+    fn handle(&mut self, cmd: Command) -> ControlFlow<Option<oneshot::Sender<()>>> {
         match cmd {
             Command::Resize { cols, rows, reply } => {
                 let _ = reply.send(self.resize(cols, rows));
@@ -272,8 +277,9 @@ impl Actor {
                     ended,
                 });
             }
-            Command::Shutdown { .. } => unreachable!("handled in run"),
+            Command::Shutdown { reply } => return ControlFlow::Break(Some(reply)),
         }
+        ControlFlow::Continue(())
     }
 
     /// Whether `piece` repeats input already applied (same client, seq not

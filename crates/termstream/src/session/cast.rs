@@ -16,6 +16,7 @@ use futures_util::Stream;
 use termstream_proto::{SessionInfo, SessionKind};
 use tokio::sync::mpsc;
 
+use super::screen::utf8::Utf8Carry;
 use super::store::{self, Event};
 
 /// Lines in flight between the reader task and the HTTP body.
@@ -54,7 +55,7 @@ fn write_cast(info: &SessionInfo, dir: &std::path::Path, tx: &mpsc::Sender<io::R
         SessionKind::Command => (80, 24),
     };
     let mut header_sent = false;
-    let mut carry = Vec::new();
+    let mut carry = Utf8Carry::default();
     store::for_each_event(dir, |ev| {
         if !header_sent {
             header_sent = true;
@@ -66,8 +67,8 @@ fn write_cast(info: &SessionInfo, dir: &std::path::Path, tx: &mpsc::Sender<io::R
         }
         match ev {
             Event::Output(c) => {
-                carry.extend_from_slice(&c.data);
-                let text = take_text(&mut carry);
+                let mut text = String::new();
+                carry.decode(&c.data, |part| text.push_str(part));
                 if text.is_empty() {
                     return Ok(());
                 }
@@ -83,49 +84,4 @@ fn write_cast(info: &SessionInfo, dir: &std::path::Path, tx: &mpsc::Sender<io::R
         send(header(default_size))?;
     }
     Ok(())
-}
-
-/// Takes the longest valid UTF-8 prefix of `buf` as text, keeping an
-/// incomplete sequence at the end; invalid bytes become U+FFFD.
-fn take_text(buf: &mut Vec<u8>) -> String {
-    let mut out = String::new();
-    loop {
-        match std::str::from_utf8(buf) {
-            Ok(s) => {
-                out.push_str(s);
-                buf.clear();
-                return out;
-            }
-            Err(e) => {
-                let valid = e.valid_up_to();
-                out.push_str(std::str::from_utf8(&buf[..valid]).unwrap_or_default());
-                match e.error_len() {
-                    None => {
-                        buf.drain(..valid);
-                        return out;
-                    }
-                    Some(bad) => {
-                        out.push('\u{FFFD}');
-                        buf.drain(..valid + bad);
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::take_text;
-
-    #[test]
-    fn carries_split_sequences_and_replaces_invalid_bytes() {
-        let euro = "€".as_bytes();
-        let mut buf = vec![b'a', euro[0], euro[1]];
-        assert_eq!(take_text(&mut buf), "a");
-        buf.push(euro[2]);
-        assert_eq!(take_text(&mut buf), "€");
-        let mut bad = vec![b'x', 0xff, b'y'];
-        assert_eq!(take_text(&mut bad), "x\u{FFFD}y");
-    }
 }

@@ -14,7 +14,7 @@
 
 mod modes;
 mod snapshot;
-mod utf8;
+pub(crate) mod utf8;
 
 use avt::{Cursor, Line, ScreenKind, Terminal};
 

@@ -75,11 +75,11 @@ struct ScreenTask {
 /// Starts the screen task of `handle`'s session; returns its request channel.
 pub(crate) fn spawn(handle: &SessionHandle, events: broadcast::Receiver<LogEvent>, scrollback: usize) -> mpsc::Sender<ScreenRequest> {
     let (tx, requests) = mpsc::channel(16);
-    let info = handle.info();
+    let (cols, rows) = handle.size();
     let task = ScreenTask {
         handle: handle.clone(),
         // Blank and frozen: nothing is allocated until there is output.
-        model: Some(Model::Frozen { snapshot: String::new(), cols: info.cols.max(1), rows: info.rows.max(1) }),
+        model: Some(Model::Frozen { snapshot: String::new(), cols: cols.max(1), rows: rows.max(1) }),
         scrollback,
         offset: 0,
         resizes: Some(VecDeque::new()),
@@ -108,7 +108,7 @@ impl ScreenTask {
                     if self.handle.viewers() > 0 {
                         catch_up_at = Some(Instant::now() + QUIET);
                         freeze_at = None;
-                    } else if self.handle.info().output_offset.saturating_sub(self.offset) > UNWATCHED_LAG {
+                    } else if self.handle.output_offset().saturating_sub(self.offset) > UNWATCHED_LAG {
                         self.catch_up().await;
                         self.freeze();
                     }
@@ -158,8 +158,8 @@ impl ScreenTask {
     }
 
     fn fresh(&self) -> Box<ScreenModel> {
-        let info = self.handle.info();
-        Box::new(ScreenModel::new(info.cols.max(1), info.rows.max(1), self.scrollback))
+        let (cols, rows) = self.handle.size();
+        Box::new(ScreenModel::new(cols.max(1), rows.max(1), self.scrollback))
     }
 
     fn freeze(&mut self) {
@@ -180,8 +180,7 @@ impl ScreenTask {
 
     /// Brings the model to the log's end as it is now.
     async fn catch_up(&mut self) {
-        let info = self.handle.info();
-        let target = info.output_offset;
+        let target = self.handle.output_offset();
         if self.offset >= target && self.resizes.as_ref().is_some_and(|q| q.is_empty()) {
             return;
         }
@@ -242,7 +241,8 @@ impl ScreenTask {
             model.resize(cols, rows);
         }
         self.resizes = Some(VecDeque::new());
-        let size = (info.cols.max(1), info.rows.max(1));
+        let (cols, rows) = self.handle.size();
+        let size = (cols.max(1), rows.max(1));
         if model.size() != size {
             model.resize(size.0, size.1);
         }
