@@ -121,6 +121,51 @@ pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow:
     Ok(out)
 }
 
+/// [`pty_echo`] while `streams` bare PTYs each `cat` `file` in a loop and
+/// this process reads them all: what the machine itself gives under the
+/// load of scenario 4, with no server. Returns the samples and the bytes
+/// per second the readers got meanwhile.
+pub async fn pty_echo_loaded(
+    file: &Path,
+    streams: usize,
+    warmup: usize,
+    samples: usize,
+    limit: Duration,
+) -> anyhow::Result<(Vec<Duration>, f64)> {
+    let script = format!("while :; do cat {}; done", crate::shell_quote(file));
+    let mut readers = Vec::with_capacity(streams);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    for _ in 0..streams {
+        let (mut pty, child) = spawn_on_pty(&script)?;
+        let mut stop = stop_rx.clone();
+        readers.push(tokio::spawn(async move {
+            let _child = child;
+            let mut buf = vec![0u8; READ_BUF];
+            let mut bytes = 0u64;
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return bytes,
+                    r = pty.read(&mut buf) => match r {
+                        Ok(n) if n > 0 => bytes += n as u64,
+                        _ => return bytes,
+                    },
+                }
+            }
+        }));
+    }
+    // Let the streams reach full speed, as scenario 4 does.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    let echo = pty_echo(warmup, samples, limit).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let mut streamed = 0;
+    for r in readers {
+        streamed += r.await.unwrap_or(0);
+    }
+    Ok((echo?, streamed as f64 / secs))
+}
+
 /// One-byte round trips through a bare tokio-tungstenite echo server on
 /// loopback, in this process.
 pub async fn ws_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow::Result<Vec<Duration>> {

@@ -19,6 +19,8 @@ use crate::{Ctx, shell_quote};
 const LIMIT: Duration = Duration::from_secs(60);
 /// How long an attach to a session that prints without pause may take.
 const ATTACH_BUSY_WAIT: Duration = Duration::from_secs(15);
+/// Sessions streaming the big file in scenario 4.
+const LOAD_STREAMS: usize = 3;
 /// The program of the echo session.
 pub const ECHO: &str = "stty raw -echo; exec cat";
 
@@ -79,8 +81,11 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
     server[2] = server[2].clone().goal(Goal::AtMost(300.0), "≤ 300 µs");
     rows.extend(server);
     if under_load {
+        let (bare_loaded, bare_rate) = baseline::pty_echo_loaded(&ctx.file_big, LOAD_STREAMS, w, n, LIMIT).await?;
+        let bare_loaded = Percentiles::of(&bare_loaded);
+        eprintln!("bench: under load (bare) the 3 readers got {:.0} MB/s in all", bare_rate / 1e6);
         let why = if idle.is_some() && loaded.is_none() { "failed under load" } else { why.as_str() };
-        let mut load = pct_rows(S4, "echo, 3 sessions streaming", loaded, idle.map(|p| ("idle echo", p)), why);
+        let mut load = pct_rows(S4, "echo, 3 sessions streaming", loaded, Some(("bare PTY echo, 3 bare PTYs streaming", bare_loaded)), why);
         load[2] = load[2].clone().goal(Goal::AtMost(500.0), "≤ 500 µs");
         rows.extend(load);
     }
@@ -97,7 +102,7 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
     let mut load_ids = vec![];
     let mut readers = vec![];
     let script = format!("while :; do cat {}; done", shell_quote(&ctx.file_big));
-    for _ in 0..3 {
+    for _ in 0..LOAD_STREAMS {
         let lid = target.pty_sh(&script).await?;
         let mut reader = Client::connect(&target.ws).await?;
         reader.attach(&lid).await?;
