@@ -32,7 +32,7 @@ impl Transfer {
 }
 
 /// Opens a PTY of 80 × 24 and starts `sh -c SCRIPT` on it.
-fn spawn_on_pty(script: &str) -> anyhow::Result<(pty_process::Pty, tokio::process::Child)> {
+pub(crate) fn spawn_on_pty(script: &str) -> anyhow::Result<(pty_process::Pty, tokio::process::Child)> {
     let (pty, pts) = pty_process::open().context("cannot open a PTY")?;
     pty.resize(pty_process::Size::new(24, 80))?;
     let child = pty_process::Command::new("sh").args(["-c", script]).kill_on_drop(true).spawn(pts)?;

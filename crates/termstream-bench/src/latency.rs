@@ -11,8 +11,9 @@ use tokio::sync::watch;
 
 use crate::baseline;
 use crate::client::Client;
+use crate::relay::Relay;
 use crate::report::{Goal, Percentiles, Row};
-use crate::server::Target;
+use crate::server::{CpuUse, Target};
 use crate::{Ctx, shell_quote};
 
 /// The longest one series of samples may take.
@@ -56,6 +57,42 @@ fn pct_rows(scenario: &str, what: &str, pct: Option<Percentiles>, base: Option<(
         .collect()
 }
 
+/// Idle echo percentiles and what one round trip cost the process that
+/// relayed it (server or bare relay).
+#[derive(Debug, Clone, Copy)]
+struct Idle {
+    pct: Percentiles,
+    cost: Option<CpuUse>,
+}
+
+/// CPU nanoseconds and context switches per round trip, from two readings
+/// around `trips` round trips.
+fn per_trip(before: Option<CpuUse>, after: Option<CpuUse>, trips: usize) -> Option<CpuUse> {
+    let used = before?.since(after?);
+    let n = trips.max(1) as u64;
+    Some(CpuUse { cpu_ns: used.cpu_ns / n, switches: used.switches * 100 / n })
+}
+
+/// Rows of what one idle round trip cost, termstream against the relay.
+fn cost_rows(server: Option<Idle>, relay: Idle, why: &str) -> Vec<Row> {
+    let cpu = |c: CpuUse| c.cpu_ns as f64 / 1e3;
+    let sw = |c: CpuUse| c.switches as f64 / 100.0;
+    let one = |metric: &str, unit: &'static str, f: &dyn Fn(CpuUse) -> f64| {
+        let row = match server.and_then(|s| s.cost) {
+            Some(c) => Row::info(S3, metric, unit, f(c)),
+            None => Row::missing(S3, metric, unit, if why.is_empty() { "server pid unknown" } else { why }),
+        };
+        match relay.cost {
+            Some(c) => row.baseline("bare relay", f(c)),
+            None => row,
+        }
+    };
+    vec![
+        one("CPU per idle round trip (all threads)", "µs", &cpu),
+        one("context switches per idle round trip", "", &sw),
+    ]
+}
+
 /// Scenarios 3 and 4, with one server: the baselines, idle echo, then echo
 /// while three other sessions stream the big file to readers.
 pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
@@ -63,8 +100,10 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
     let pty = Percentiles::of(&baseline::pty_echo(w, n, LIMIT).await?);
     let ws = Percentiles::of(&baseline::ws_echo(w, n, LIMIT).await?);
     let sum = Percentiles { p50: pty.p50 + ws.p50, p90: pty.p90 + ws.p90, p99: pty.p99 + ws.p99, max: pty.max + ws.max };
+    let (relay_idle, relay_loaded) = relay_echo(ctx, under_load).await?;
     let mut rows = pct_rows(S3, "bare PTY echo", Some(pty), None, "");
     rows.extend(pct_rows(S3, "bare WebSocket echo", Some(ws), None, ""));
+    rows.extend(pct_rows(S3, "bare relay echo", Some(relay_idle.pct), Some(("bare PTY + bare WS", sum)), ""));
     let (idle, loaded, why) = match ctx.ws_target().await {
         Err(why) => (None, None, why),
         Ok(target) => {
@@ -76,25 +115,63 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
             }
         }
     };
-    let mut server = pct_rows(S3, "termstream echo", idle, Some(("bare PTY + bare WS", sum)), &why);
+    let mut server = pct_rows(S3, "termstream echo", idle.map(|i| i.pct), Some(("bare PTY + bare WS", sum)), &why);
     server[0] = server[0].clone().goal(Goal::RatioAtMost(2.0), "≤ 2× (bare PTY + bare WS)");
     server[2] = server[2].clone().goal(Goal::AtMost(300.0), "≤ 300 µs");
     rows.extend(server);
-    if under_load {
-        let (bare_loaded, bare_rate) = baseline::pty_echo_loaded(&ctx.file_big, LOAD_STREAMS, w, n, LIMIT).await?;
-        let bare_loaded = Percentiles::of(&bare_loaded);
-        eprintln!("bench: under load (bare) the 3 readers got {:.0} MB/s in all", bare_rate / 1e6);
+    rows.extend(pct_rows(S3, "termstream echo vs relay", idle.map(|i| i.pct), Some(("bare relay", relay_idle.pct)), &why));
+    rows.extend(cost_rows(idle, relay_idle, &why));
+    if let Some(relay_loaded) = relay_loaded {
+        let (bare, rate) = baseline::pty_echo_loaded(&ctx.file_big, LOAD_STREAMS, w, n, LIMIT).await?;
+        eprintln!("bench: under load (bare PTYs) the 3 readers got {:.0} MB/s in all", rate / 1e6);
+        rows.extend(pct_rows(S4, "bare PTY echo, 3 bare PTYs streaming", Some(Percentiles::of(&bare)), None, ""));
+        rows.extend(pct_rows(S4, "bare relay echo, 3 relayed PTYs streaming", Some(relay_loaded), None, ""));
         let why = if idle.is_some() && loaded.is_none() { "failed under load" } else { why.as_str() };
-        let mut load = pct_rows(S4, "echo, 3 sessions streaming", loaded, Some(("bare PTY echo, 3 bare PTYs streaming", bare_loaded)), why);
+        let mut load = pct_rows(S4, "echo, 3 sessions streaming", loaded, Some(("bare relay, same load", relay_loaded)), why);
         load[2] = load[2].clone().goal(Goal::AtMost(500.0), "≤ 500 µs");
         rows.extend(load);
     }
     Ok(rows)
 }
 
-async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result<(Percentiles, Option<Percentiles>)> {
+/// The echo through the bare relay (see [`crate::relay`]), idle and, when
+/// `under_load`, while three more relayed PTYs stream the big file.
+async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option<Percentiles>)> {
+    let relay = Relay::start().await?;
+    let mut echo = relay.open(ECHO).await?;
+    // Let stty take effect, so that the first byte is not echoed twice.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = relay.cpu();
+    let samples = echo.echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT).await?;
+    let idle = Idle { pct: Percentiles::of(&samples), cost: per_trip(before, relay.cpu(), ctx.warmup + samples.len()) };
+    if !under_load {
+        return Ok((idle, None));
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let script = format!("while :; do cat {}; done", shell_quote(&ctx.file_big));
+    let mut readers = vec![];
+    for _ in 0..LOAD_STREAMS {
+        let conn = relay.open(&script).await?;
+        readers.push(tokio::spawn(conn.drain(stop_rx.clone())));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    let loaded = echo.echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let mut streamed = 0;
+    for r in readers {
+        streamed += r.await.unwrap_or(0);
+    }
+    eprintln!("bench: under load (bare relay) the 3 readers got {:.0} MB/s in all", streamed as f64 / secs / 1e6);
+    Ok((idle, Some(Percentiles::of(&loaded?))))
+}
+
+async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result<(Idle, Option<Percentiles>)> {
     let (mut client, id) = echo_client(target).await?;
-    let idle = Percentiles::of(&client.echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await?);
+    let before = target.cpu();
+    let samples = client.echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await?;
+    let idle = Idle { pct: Percentiles::of(&samples), cost: per_trip(before, target.cpu(), ctx.warmup + samples.len()) };
     if !under_load {
         return Ok((idle, None));
     }

@@ -7,6 +7,7 @@
 //!   `/proc` readings.
 //! - [`client`]: the WebSocket client of `/ws`.
 //! - [`baseline`]: the same work with no server (bare PTY, pipe, WebSocket).
+//! - [`relay`]: the least a WebSocket terminal server can do, as a baseline.
 //! - [`throughput`] (scenarios 1, 2), [`latency`] (3, 4, 7), [`fanout`] (5),
 //!   [`scale`] (6, 8): one file per scenario group.
 //! - [`report`]: percentiles, medians over runs, the markdown table.
@@ -18,6 +19,7 @@ mod baseline;
 mod client;
 mod fanout;
 mod latency;
+mod relay;
 mod report;
 mod scale;
 mod server;
@@ -80,6 +82,9 @@ struct Args {
     /// Also write the report here (markdown).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Run as the bare relay baseline (started by the bench itself).
+    #[arg(long, hide = true)]
+    relay: bool,
 }
 
 /// What every scenario gets.
@@ -148,6 +153,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let nofile = server::raise_nofile();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if args.relay {
+        return runtime.block_on(relay::serve());
+    }
     runtime.block_on(run(args, nofile))
 }
 

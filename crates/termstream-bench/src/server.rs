@@ -53,6 +53,20 @@ pub struct Target {
     rest: reqwest::Client,
 }
 
+/// CPU time and context switches of a process, summed over its threads.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuUse {
+    pub cpu_ns: u64,
+    pub switches: u64,
+}
+
+impl CpuUse {
+    /// What was used between `self` (earlier) and `later`.
+    pub fn since(self, later: CpuUse) -> CpuUse {
+        CpuUse { cpu_ns: later.cpu_ns.saturating_sub(self.cpu_ns), switches: later.switches.saturating_sub(self.switches) }
+    }
+}
+
 /// Memory and threads of a process, from `/proc/PID/status`.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcStatus {
@@ -181,6 +195,11 @@ impl Target {
         Some(ProcStatus { rss_kib: field("VmRSS:")?, threads: field("Threads:")? })
     }
 
+    /// The server's CPU time and context switches so far (see [`cpu_of`]).
+    pub fn cpu(&self) -> Option<CpuUse> {
+        cpu_of(self.pid?)
+    }
+
     /// Stops a launched server: SIGTERM, then SIGKILL after [`STOP_WAIT`].
     pub async fn stop(mut self) {
         let Some(mut child) = self.child.take() else { return };
@@ -192,6 +211,25 @@ impl Target {
             let _ = child.kill().await;
         }
     }
+}
+
+/// The CPU time and context switches of process `pid` so far, summed over
+/// its threads (from `/proc/PID/task/*/schedstat` and `status`).
+/// Nanosecond counts: steadier than wall-clock latency on a busy machine.
+pub fn cpu_of(pid: u32) -> Option<CpuUse> {
+    let mut total = CpuUse::default();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let dir = task.ok()?.path();
+        let Ok(sched) = std::fs::read_to_string(dir.join("schedstat")) else { continue };
+        total.cpu_ns += sched.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:").or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:")) {
+                total.switches += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    Some(total)
 }
 
 /// Raises this process's open-file limit to its hard limit (children, such

@@ -136,6 +136,8 @@ pub struct Subscription {
 #[derive(Debug)]
 pub(crate) enum ScreenRequest {
     Snapshot { reply: oneshot::Sender<Snapshot> },
+    /// From the actor: the terminal was resized at log offset `offset`.
+    Resized { offset: u64, cols: u16, rows: u16 },
 }
 
 /// A cheap, cloneable handle to a session's actor.

@@ -35,7 +35,8 @@ use self::pipes::{FrameHeader, READ_COALESCE, Reader, far_future, read_opt, recv
 use super::log::{Chunk, OutputRing};
 use super::process::{self, SessionIo, Spawned};
 use super::store::{self, LogWriter};
-use super::{Command, InputPiece, LogEvent, SessionHandle, SessionSettings, Subscription};
+use super::screen_task::ScreenLink;
+use super::{Command, InputPiece, LogEvent, ScreenRequest, SessionHandle, SessionSettings, Subscription};
 use crate::clock::now_ms;
 
 /// How many clients' input sequence numbers a session remembers.
@@ -63,6 +64,9 @@ pub(crate) struct Actor {
     input: Option<mpsc::Receiver<InputPiece>>,
     /// Live log events; subscribers are created inside the actor only.
     events: broadcast::Sender<LogEvent>,
+    /// The screen task of a pty session: told of resizes, and rung (not
+    /// per chunk) when output reaches what it waits for.
+    screen: Option<ScreenLink>,
     ring: OutputRing,
     /// The disk log; `None` after a write failed (logged once).
     writer: Option<LogWriter>,
@@ -155,13 +159,8 @@ fn build(
         screen: None,
         viewers: Arc::default(),
     };
-    if info.kind == SessionKind::Pty {
-        handle.screen = Some(super::screen_task::spawn(
-            &handle,
-            events.subscribe(),
-            settings.scrollback_lines,
-        ));
-    }
+    let screen = (info.kind == SessionKind::Pty).then(|| super::screen_task::spawn(&handle, settings.scrollback_lines));
+    handle.screen = screen.as_ref().map(|s| s.requests.clone());
     let actor = Actor {
         ring: OutputRing::new(settings.ring_bytes, end),
         info,
@@ -169,6 +168,7 @@ fn build(
         commands,
         input: Some(input),
         events,
+        screen,
         writer: None,
         dir,
         settings,
@@ -338,6 +338,11 @@ impl Actor {
             self.info.cols = cols;
             self.info.rows = rows;
             let _ = self.events.send(LogEvent::Resized { offset, cols, rows });
+            if let Some(screen) = &self.screen
+                && screen.requests.try_send(ScreenRequest::Resized { offset, cols, rows }).is_err()
+            {
+                screen.bell.resize_lost();
+            }
             self.publish();
         }
         Ok(())
@@ -414,6 +419,9 @@ impl Actor {
             false
         });
         let _ = self.events.send(LogEvent::Output(Arc::new(chunk)));
+        if let Some(screen) = &self.screen {
+            screen.bell.output(end);
+        }
         full
     }
 

@@ -1,11 +1,19 @@
 //! The task that keeps a pty session's screen model, off the PTY's path.
 //!
 //! The terminal emulator parses 15–20 MB/s, slower than a PTY can produce,
-//! so the task does not parse as output arrives. It notes that output
-//! arrived (the broadcast is only a wake-up; resizes are queued with their
-//! offsets) and catches up from the log, by offset, when the output has been
-//! quiet for [`QUIET`] or when a snapshot is asked for. Large catch-ups run
-//! on the blocking pool, so the async workers never wait for the parser.
+//! so the task does not parse as output arrives: it catches up from the log,
+//! by offset, when the output has been quiet for [`QUIET`] or when a
+//! snapshot is asked for. Large catch-ups run on the blocking pool, so the
+//! async workers never wait for the parser.
+//!
+//! Nor is the task woken per chunk: a wake-up per chunk costs a task poll
+//! and, with two workers, often a thread wake-up, on the path of every
+//! typed key's echo. The actor rings a [`ScreenBell`] instead, which wakes
+//! the task only when the log's end reaches the offset the task asked for:
+//! the first output after a quiet spell, or [`UNWATCHED_LAG`] more when
+//! nobody watches. While output flows to viewers, the task checks the log's
+//! end every [`QUIET`] and catches up once it stopped moving. Resizes come
+//! as messages with their offsets.
 //!
 //! Two approximations, both rare and both documented in ARCHITECTURE.md:
 //! - When the model is more than [`MAX_LAG`] behind, it restarts from the
@@ -22,15 +30,16 @@
 //! [`UNWATCHED_LAG`] behind or someone asks for its screen.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use termstream_proto::Snapshot;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use super::screen::ScreenModel;
-use super::{LogEvent, ScreenRequest, SessionError, SessionHandle};
+use super::{ScreenRequest, SessionError, SessionHandle};
 
 /// Output quiet for this long triggers a catch-up.
 pub const QUIET: Duration = Duration::from_millis(30);
@@ -50,6 +59,49 @@ const BLOCKING_FEED: usize = 64 * 1024;
 /// The most bytes one log read asks for.
 const READ: usize = 1 << 20;
 
+/// Requests the screen task can hold before a resize is dropped (and the
+/// latest size applied instead).
+const REQUESTS: usize = 16;
+/// `wake_at` when the task waits for no offset.
+const NOT_WAITING: u64 = u64::MAX;
+
+/// How the actor wakes the screen task: only when the log's end reaches
+/// the offset the task asked for.
+#[derive(Debug)]
+pub(crate) struct ScreenBell {
+    /// Wake the task once the log's end is at least this.
+    wake_at: AtomicU64,
+    notify: Notify,
+    /// A resize could not be queued: the task applies the latest size.
+    resize_lost: AtomicBool,
+}
+
+impl ScreenBell {
+    fn new() -> ScreenBell {
+        ScreenBell { wake_at: AtomicU64::new(NOT_WAITING), notify: Notify::new(), resize_lost: AtomicBool::new(false) }
+    }
+
+    /// The actor's call after output moved the log's end to `end`: one
+    /// atomic load, and a wake-up at most once per arming.
+    pub(crate) fn output(&self, end: u64) {
+        if end >= self.wake_at.load(Ordering::Acquire) && self.wake_at.swap(NOT_WAITING, Ordering::AcqRel) != NOT_WAITING {
+            self.notify.notify_one();
+        }
+    }
+
+    /// The actor's call when a resize did not fit in the request queue.
+    pub(crate) fn resize_lost(&self) {
+        self.resize_lost.store(true, Ordering::Release);
+    }
+}
+
+/// The actor's side of a screen task: requests (resizes) and the bell.
+#[derive(Debug, Clone)]
+pub(crate) struct ScreenLink {
+    pub(crate) requests: mpsc::Sender<ScreenRequest>,
+    pub(crate) bell: Arc<ScreenBell>,
+}
+
 /// The model, live or frozen.
 enum Model {
     /// Boxed: the model is large, and the task's futures stay small.
@@ -66,15 +118,18 @@ struct ScreenTask {
     offset: u64,
     /// Resizes not applied yet: (offset, cols, rows); `None` after overflow.
     resizes: Option<VecDeque<(u64, u16, u16)>>,
-    /// Live events from the actor (wake-ups); `None` once it closed.
-    events: Option<broadcast::Receiver<LogEvent>>,
-    /// Requests from handles; the task ends when every handle is gone.
+    /// Rung by the actor when the log's end reaches what the task asked.
+    bell: Arc<ScreenBell>,
+    /// Requests from handles and the actor; the task ends when every
+    /// handle and the actor are gone.
     requests: mpsc::Receiver<ScreenRequest>,
 }
 
-/// Starts the screen task of `handle`'s session; returns its request channel.
-pub(crate) fn spawn(handle: &SessionHandle, events: broadcast::Receiver<LogEvent>, scrollback: usize) -> mpsc::Sender<ScreenRequest> {
-    let (tx, requests) = mpsc::channel(16);
+/// Starts the screen task of `handle`'s session; returns its request
+/// channel and bell.
+pub(crate) fn spawn(handle: &SessionHandle, scrollback: usize) -> ScreenLink {
+    let (tx, requests) = mpsc::channel(REQUESTS);
+    let bell = Arc::new(ScreenBell::new());
     let (cols, rows) = handle.size();
     let task = ScreenTask {
         handle: handle.clone(),
@@ -83,40 +138,51 @@ pub(crate) fn spawn(handle: &SessionHandle, events: broadcast::Receiver<LogEvent
         scrollback,
         offset: 0,
         resizes: Some(VecDeque::new()),
-        events: Some(events),
+        bell: bell.clone(),
         requests,
     };
     tokio::spawn(task.run());
-    tx
+    ScreenLink { requests: tx, bell }
 }
 
 impl ScreenTask {
     async fn run(mut self) {
-        // When to catch up (output went quiet), and when to freeze.
-        let mut catch_up_at: Option<Instant> = None;
+        // While output flows to viewers: when to look at the log's end
+        // again, and where it was the last time.
+        let mut check_at: Option<Instant> = None;
+        let mut seen_end = 0;
+        // When to freeze an idle live model.
         let mut freeze_at: Option<Instant> = Some(Instant::now() + FREEZE_AFTER);
+        self.arm();
         loop {
-            let wake = catch_up_at.or(freeze_at);
+            let wake = check_at.or(freeze_at);
             tokio::select! {
-                ev = recv(&mut self.events), if self.events.is_some() => {
-                    match ev {
-                        Ok(LogEvent::Resized { offset, cols, rows }) => self.note_resize(offset, cols, rows),
-                        Ok(_) => {}
-                        Err(RecvError::Lagged(_)) => {}
-                        Err(RecvError::Closed) => self.events = None,
-                    }
+                _ = self.bell.notify.notified() => {
                     if self.handle.viewers() > 0 {
-                        catch_up_at = Some(Instant::now() + QUIET);
+                        seen_end = self.handle.output_offset();
+                        check_at = Some(Instant::now() + QUIET);
                         freeze_at = None;
-                    } else if self.handle.output_offset().saturating_sub(self.offset) > UNWATCHED_LAG {
-                        self.catch_up().await;
-                        self.freeze();
+                    } else {
+                        if self.handle.output_offset().saturating_sub(self.offset) > UNWATCHED_LAG {
+                            self.catch_up().await;
+                            self.freeze();
+                        }
+                        self.arm();
                     }
                 }
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
-                    if catch_up_at.take().is_some() {
+                    if check_at.is_some() {
+                        let end = self.handle.output_offset();
+                        if end != seen_end && self.handle.viewers() > 0 {
+                            // Still flowing: look again later.
+                            seen_end = end;
+                            check_at = Some(Instant::now() + QUIET);
+                            continue;
+                        }
+                        check_at = None;
                         self.catch_up().await;
                         freeze_at = Some(Instant::now() + FREEZE_AFTER);
+                        self.arm();
                     } else {
                         freeze_at = None;
                         self.freeze();
@@ -125,14 +191,26 @@ impl ScreenTask {
                 req = self.requests.recv() => match req {
                     Some(ScreenRequest::Snapshot { reply }) => {
                         self.catch_up().await;
-                        catch_up_at = None;
-                        freeze_at = Some(Instant::now() + FREEZE_AFTER);
+                        if check_at.is_none() {
+                            freeze_at = Some(Instant::now() + FREEZE_AFTER);
+                            self.arm();
+                        }
                         let _ = reply.send(self.snapshot());
                     }
+                    Some(ScreenRequest::Resized { offset, cols, rows }) => self.note_resize(offset, cols, rows),
                     None => return,
                 },
             }
         }
+    }
+
+    /// Asks the actor for a wake-up: at the next output when someone
+    /// watches, else once the model is [`UNWATCHED_LAG`] behind. Output
+    /// that arrived while arming rings at once.
+    fn arm(&self) {
+        let at = if self.handle.viewers() > 0 { self.handle.output_offset() + 1 } else { self.offset + UNWATCHED_LAG + 1 };
+        self.bell.wake_at.store(at, Ordering::Release);
+        self.bell.output(self.handle.output_offset());
     }
 
     fn note_resize(&mut self, offset: u64, cols: u16, rows: u16) {
@@ -180,6 +258,9 @@ impl ScreenTask {
 
     /// Brings the model to the log's end as it is now.
     async fn catch_up(&mut self) {
+        if self.bell.resize_lost.swap(false, Ordering::AcqRel) {
+            self.resizes = None;
+        }
         let target = self.handle.output_offset();
         if self.offset >= target && self.resizes.as_ref().is_some_and(|q| q.is_empty()) {
             return;
@@ -249,11 +330,3 @@ impl ScreenTask {
         self.model = Some(Model::Live(model));
     }
 }
-
-async fn recv(events: &mut Option<broadcast::Receiver<LogEvent>>) -> Result<LogEvent, RecvError> {
-    match events {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-

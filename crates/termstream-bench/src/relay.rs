@@ -1,0 +1,149 @@
+//! The bare relay: the least a WebSocket terminal server can do, as a
+//! baseline for the echo scenarios.
+//!
+//! `termstream-bench --relay` runs it as its own process (so it has its own
+//! runtime and threads, like the server under test): it accepts WebSocket
+//! connections on loopback; the first text message of each is a shell
+//! script, which it starts on a PTY of its own; from then on every message
+//! is written to the PTY and every read of the PTY is sent back as one
+//! binary message. No log, no ring, no screen, no protocol: what ttyd's or
+//! gotty's core does. The gap between its figures and termstream's is what
+//! termstream's own work costs.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The relay's largest read of a PTY.
+const READ_BUF: usize = 64 << 10;
+
+/// The relay process's body: serves until killed.
+pub async fn serve() -> anyhow::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    println!("relay listening on {}", listener.local_addr()?);
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            if let Err(e) = relay_one(tcp).await {
+                eprintln!("relay: {e:#}");
+            }
+        });
+    }
+}
+
+async fn relay_one(tcp: TcpStream) -> anyhow::Result<()> {
+    tcp.set_nodelay(true)?;
+    let ws = tokio_tungstenite::accept_async(tcp).await?;
+    let (mut sink, mut stream) = ws.split();
+    let script = match stream.next().await {
+        Some(Ok(Message::Text(t))) => t.to_string(),
+        _ => bail!("the first message must be the script"),
+    };
+    let (pty, _child) = crate::baseline::spawn_on_pty(&script)?;
+    let (mut reader, mut writer) = pty.into_split();
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(t))) => writer.write_all(t.as_bytes()).await?,
+                Some(Ok(Message::Binary(b))) => writer.write_all(&b).await?,
+                Some(Ok(_)) => {}
+                _ => return Ok(()),
+            },
+            n = reader.read(&mut buf) => match n {
+                Ok(n) if n > 0 => sink.send(Message::Binary(buf[..n].to_vec().into())).await?,
+                _ => return Ok(()),
+            },
+        }
+    }
+}
+
+/// A relay process, killed when dropped.
+pub struct Relay {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Relay {
+    /// Starts `termstream-bench --relay` and waits for its address.
+    pub async fn start() -> anyhow::Result<Relay> {
+        let exe = std::env::current_exe()?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("--relay")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start the relay")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), BufReader::new(stdout).read_line(&mut line))
+            .await
+            .context("the relay did not start")??;
+        let addr = line.trim().strip_prefix("relay listening on ").context("the relay printed no address")?;
+        Ok(Relay { child, url: format!("ws://{addr}/") })
+    }
+
+    /// The relay process's CPU use so far.
+    pub fn cpu(&self) -> Option<crate::server::CpuUse> {
+        crate::server::cpu_of(self.child.id()?)
+    }
+
+    /// A connection running `script` on its own PTY.
+    pub async fn open(&self, script: &str) -> anyhow::Result<RelayConn> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&self.url).await?;
+        ws.send(Message::Text(script.into())).await?;
+        Ok(RelayConn { ws })
+    }
+}
+
+/// One connection to the relay.
+pub struct RelayConn {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl RelayConn {
+    /// One-byte round trips, as `Client::echo_samples` does with the server.
+    pub async fn echo_samples(&mut self, warmup: usize, samples: usize, deadline: Instant) -> anyhow::Result<Vec<Duration>> {
+        let mut out = Vec::with_capacity(samples);
+        for i in 0..warmup + samples {
+            let want = b'a' + (i % 26) as u8;
+            let t0 = Instant::now();
+            self.ws.send(Message::Text((want as char).to_string().into())).await?;
+            loop {
+                let msg = tokio::time::timeout_at(deadline.into(), self.ws.next())
+                    .await
+                    .context("relay echo timed out")?
+                    .context("the relay closed")??;
+                if matches!(&msg, Message::Binary(b) if b.last() == Some(&want)) {
+                    break;
+                }
+            }
+            if i >= warmup {
+                out.push(t0.elapsed());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads and counts bytes until `stop` turns true.
+    pub async fn drain(mut self, mut stop: watch::Receiver<bool>) -> u64 {
+        let mut bytes = 0;
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return bytes,
+                msg = self.ws.next() => match msg {
+                    Some(Ok(Message::Binary(b))) => bytes += b.len() as u64,
+                    Some(Ok(_)) => {}
+                    _ => return bytes,
+                },
+            }
+        }
+    }
+}
