@@ -193,3 +193,50 @@ async fn running_out_of_descriptors_answers_503_and_recovers() {
     }
     server.create(json!({"argv": ["cat"]})).await;
 }
+
+/// CPU time (user + system, in clock ticks) the process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command name, which ends with the last ')'.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// A session that prints without pause, watched and then deleted right
+/// after its viewer left: its screen model lags far behind and can no
+/// longer read the log. The screen task must end, not try again and again
+/// (it once spun a core at 100% after such a delete).
+#[tokio::test]
+async fn deleting_a_busy_watched_session_leaves_the_server_idle() {
+    let server = TestServer::start().await;
+    let info = server.create(json!({ "kind": "pty", "command": "yes" })).await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    let mut ws = common::ws::WsClient::connect(&server, "/ws").await;
+    ws.attach(&id, "binary").await;
+    // Watch until more than `MAX_LAG` (16 MiB) went by: the model, which
+    // waits for a pause to catch up, is that far behind.
+    let mut bytes = 0;
+    let deadline = Instant::now() + secs(20);
+    while bytes < 24 << 20 && Instant::now() < deadline {
+        if let Some(common::ws::Incoming::Output { data, .. }) = ws.recv(secs(5)).await {
+            bytes += data.len();
+        }
+    }
+    assert!(bytes >= 24 << 20, "only {bytes} bytes of `yes` arrived");
+    // Leave and delete at once: the screen task then finds no viewer and
+    // no log to read.
+    let path = format!("/api/sessions/{id}");
+    let ((status, _), ()) = tokio::join!(server.request("DELETE", &path, None), ws.close());
+    assert_eq!(status, 204);
+    // Let the deletion settle, then measure a quiet second.
+    let gone = wait_until(secs(5), || async { server.get(&format!("/api/sessions/{id}")).await.0 == 404 }).await;
+    assert!(gone, "the session is still listed after DELETE");
+    let before = cpu_ticks(server.pid());
+    let t0 = Instant::now();
+    tokio::time::sleep(secs(2)).await;
+    let used = cpu_ticks(server.pid()) - before;
+    // /proc counts in USER_HZ, which is 100 on every Linux.
+    let share = used as f64 / 100.0 / t0.elapsed().as_secs_f64();
+    assert!(share < 0.3, "the server used {:.0}% of a core for 2 s after the delete", share * 100.0);
+}

@@ -120,6 +120,8 @@ struct ScreenTask {
     resizes: Option<VecDeque<(u64, u16, u16)>>,
     /// Rung by the actor when the log's end reaches what the task asked.
     bell: Arc<ScreenBell>,
+    /// The actor ended (the session was deleted): the task ends too.
+    actor_gone: bool,
     /// Requests from handles and the actor; the task ends when every
     /// handle and the actor are gone.
     requests: mpsc::Receiver<ScreenRequest>,
@@ -139,6 +141,7 @@ pub(crate) fn spawn(handle: &SessionHandle, scrollback: usize) -> ScreenLink {
         offset: 0,
         resizes: Some(VecDeque::new()),
         bell: bell.clone(),
+        actor_gone: false,
         requests,
     };
     tokio::spawn(task.run());
@@ -154,7 +157,7 @@ impl ScreenTask {
         // When to freeze an idle live model.
         let mut freeze_at: Option<Instant> = Some(Instant::now() + FREEZE_AFTER);
         self.arm();
-        loop {
+        while !self.actor_gone {
             let wake = check_at.or(freeze_at);
             tokio::select! {
                 _ = self.bell.notify.notified() => {
@@ -205,10 +208,12 @@ impl ScreenTask {
     }
 
     /// Asks the actor for a wake-up: at the next output when someone
-    /// watches, else once the model is [`UNWATCHED_LAG`] behind. Output
-    /// that arrived while arming rings at once.
+    /// watches, else after [`UNWATCHED_LAG`] more (counted from the log's
+    /// end, so a model that could not catch up does not ring at once again).
+    /// Output that arrived while arming rings at once.
     fn arm(&self) {
-        let at = if self.handle.viewers() > 0 { self.handle.output_offset() + 1 } else { self.offset + UNWATCHED_LAG + 1 };
+        let end = self.handle.output_offset();
+        let at = if self.handle.viewers() > 0 { end + 1 } else { end + UNWATCHED_LAG + 1 };
         self.bell.wake_at.store(at, Ordering::Release);
         self.bell.output(self.handle.output_offset());
     }
@@ -291,6 +296,10 @@ impl ScreenTask {
                     model = self.fresh();
                     self.offset = earliest.max(target.saturating_sub(TAIL));
                     continue;
+                }
+                Err(SessionError::Closed(_)) => {
+                    self.actor_gone = true;
+                    break;
                 }
                 Err(e) => {
                     tracing::warn!(session = %self.handle.id(), error = %e, "screen model cannot catch up");
