@@ -31,6 +31,24 @@ impl Transfer {
     }
 }
 
+/// Kills process group `pgid` (a PTY program and what it started).
+pub(crate) fn kill_group(pgid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Kills a process group when dropped: a PTY program's `sh` and the `cat`
+/// it runs, even where SIGHUP is ignored (under `nohup`) and a hung-up
+/// `while :; do cat …; done` would spin forever.
+pub(crate) struct GroupGuard(pub u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
 /// Opens a PTY of 80 × 24 and starts `sh -c SCRIPT` on it.
 pub(crate) fn spawn_on_pty(script: &str) -> anyhow::Result<(pty_process::Pty, tokio::process::Child)> {
     let (pty, pts) = pty_process::open().context("cannot open a PTY")?;
@@ -137,9 +155,11 @@ pub async fn pty_echo_loaded(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for _ in 0..streams {
         let (mut pty, child) = spawn_on_pty(&script)?;
+        let group = GroupGuard(child.id().unwrap_or(0));
         let mut stop = stop_rx.clone();
         readers.push(tokio::spawn(async move {
             let _child = child;
+            let _group = group;
             let mut buf = vec![0u8; READ_BUF];
             let mut bytes = 0u64;
             loop {

@@ -145,6 +145,7 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
     let samples = echo.echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT).await?;
     let idle = Idle { pct: Percentiles::of(&samples), cost: per_trip(before, relay.cpu(), ctx.warmup + samples.len()) };
     if !under_load {
+        relay.stop().await;
         return Ok((idle, None));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -163,6 +164,7 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
     for r in readers {
         streamed += r.await.unwrap_or(0);
     }
+    relay.stop().await;
     eprintln!("bench: under load (bare relay) the 3 readers got {:.0} MB/s in all", streamed as f64 / secs / 1e6);
     Ok((idle, Some(Percentiles::of(&loaded?))))
 }

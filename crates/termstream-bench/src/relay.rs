@@ -11,6 +11,7 @@
 //! termstream's own work costs.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -24,21 +25,44 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// The relay's largest read of a PTY.
 const READ_BUF: usize = 64 << 10;
 
-/// The relay process's body: serves until killed.
+/// The relay process's body: serves until its standard input closes (the
+/// bench ended or dropped it), then kills the programs it started, with
+/// their process groups, and exits.
 pub async fn serve() -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!("relay listening on {}", listener.local_addr()?);
-    loop {
-        let (tcp, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            if let Err(e) = relay_one(tcp).await {
-                eprintln!("relay: {e:#}");
+    let groups: Groups = Arc::default();
+    let serving = {
+        let groups = groups.clone();
+        async move {
+            loop {
+                let (tcp, _) = listener.accept().await?;
+                let groups = groups.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = relay_one(tcp, groups).await {
+                        eprintln!("relay: {e:#}");
+                    }
+                });
             }
-        });
+        }
+    };
+    let mut stdin = tokio::io::stdin();
+    let mut sink = [0u8; 64];
+    let stdin_closed = async { while stdin.read(&mut sink).await.is_ok_and(|n| n > 0) {} };
+    let r: anyhow::Result<()> = tokio::select! {
+        r = serving => r,
+        () = stdin_closed => Ok(()),
+    };
+    for &pid in groups.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        crate::baseline::kill_group(pid);
     }
+    r
 }
 
-async fn relay_one(tcp: TcpStream) -> anyhow::Result<()> {
+/// Process groups (= leader pids) of the programs the relay started.
+type Groups = Arc<Mutex<Vec<u32>>>;
+
+async fn relay_one(tcp: TcpStream, groups: Groups) -> anyhow::Result<()> {
     tcp.set_nodelay(true)?;
     let ws = tokio_tungstenite::accept_async(tcp).await?;
     let (mut sink, mut stream) = ws.split();
@@ -46,7 +70,9 @@ async fn relay_one(tcp: TcpStream) -> anyhow::Result<()> {
         Some(Ok(Message::Text(t))) => t.to_string(),
         _ => bail!("the first message must be the script"),
     };
-    let (pty, _child) = crate::baseline::spawn_on_pty(&script)?;
+    let (pty, child) = crate::baseline::spawn_on_pty(&script)?;
+    let _group = crate::baseline::GroupGuard(child.id().unwrap_or(0));
+    groups.lock().unwrap_or_else(|p| p.into_inner()).push(_group.0);
     let (mut reader, mut writer) = pty.into_split();
     let mut buf = vec![0u8; READ_BUF];
     loop {
@@ -65,7 +91,8 @@ async fn relay_one(tcp: TcpStream) -> anyhow::Result<()> {
     }
 }
 
-/// A relay process, killed when dropped.
+/// A relay process. Dropping it closes its standard input, on which it
+/// kills its programs and exits; [`Relay::stop`] also waits for that.
 pub struct Relay {
     child: tokio::process::Child,
     url: String,
@@ -77,8 +104,8 @@ impl Relay {
         let exe = std::env::current_exe()?;
         let mut child = tokio::process::Command::new(exe)
             .arg("--relay")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .context("cannot start the relay")?;
         let stdout = child.stdout.take().context("no stdout")?;
@@ -88,6 +115,14 @@ impl Relay {
             .context("the relay did not start")??;
         let addr = line.trim().strip_prefix("relay listening on ").context("the relay printed no address")?;
         Ok(Relay { child, url: format!("ws://{addr}/") })
+    }
+
+    /// Closes the relay's input and waits (2 s at most, then kills it).
+    pub async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
     }
 
     /// The relay process's CPU use so far.
