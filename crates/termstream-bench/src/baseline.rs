@@ -14,6 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::load::Load;
+
 /// The largest read a baseline makes; a PTY gives at most ~4 KiB anyway.
 const READ_BUF: usize = 64 << 10;
 
@@ -40,7 +42,7 @@ pub(crate) fn kill_group(pgid: u32) {
 
 /// Kills a process group when dropped: a PTY program's `sh` and the `cat`
 /// it runs, even where SIGHUP is ignored (under `nohup`) and a hung-up
-/// `while :; do cat …; done` would spin forever.
+/// loop would go on.
 pub(crate) struct GroupGuard(pub u32);
 
 impl Drop for GroupGuard {
@@ -139,25 +141,17 @@ pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow:
     Ok(out)
 }
 
-/// [`pty_echo`] while `streams` bare PTYs each `cat` `file` in a loop and
-/// this process reads them all: what the machine itself gives under the
-/// load of scenario 4, with no server. Returns the samples and the bytes
-/// per second the readers got meanwhile.
-pub async fn pty_echo_loaded(
-    file: &Path,
-    streams: usize,
-    warmup: usize,
-    samples: usize,
-    limit: Duration,
-) -> anyhow::Result<(Vec<Duration>, f64)> {
-    let script = format!("while :; do cat {}; done", crate::shell_quote(file));
-    let mut readers = Vec::with_capacity(streams);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    for _ in 0..streams {
+/// [`pty_echo`] while the bare PTYs of a [`Load`] each `cat` `file` in a
+/// loop and this process reads them all: what the machine itself gives
+/// under the load of scenario 4, with no server.
+pub async fn pty_echo_loaded(file: &Path, warmup: usize, samples: usize, limit: Duration) -> anyhow::Result<Vec<Duration>> {
+    let script = crate::load::script(file);
+    let mut load = Load::new();
+    for _ in 0..crate::load::STREAMS {
         let (mut pty, child) = spawn_on_pty(&script)?;
         let group = GroupGuard(child.id().unwrap_or(0));
-        let mut stop = stop_rx.clone();
-        readers.push(tokio::spawn(async move {
+        let mut stop = load.stop_signal();
+        load.add(async move {
             let _child = child;
             let _group = group;
             let mut buf = vec![0u8; READ_BUF];
@@ -171,19 +165,9 @@ pub async fn pty_echo_loaded(
                     },
                 }
             }
-        }));
+        });
     }
-    // Let the streams reach full speed, as scenario 4 does.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = Instant::now();
-    let echo = pty_echo(warmup, samples, limit).await;
-    let secs = t0.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
-    let mut streamed = 0;
-    for r in readers {
-        streamed += r.await.unwrap_or(0);
-    }
-    Ok((echo?, streamed as f64 / secs))
+    load.during("bare PTYs", pty_echo(warmup, samples, limit)).await
 }
 
 /// One-byte round trips through a bare tokio-tungstenite echo server on

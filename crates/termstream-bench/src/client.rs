@@ -198,7 +198,8 @@ impl Client {
 
     /// Round trips of one typed byte through a session that echoes it once
     /// (`stty raw -echo; cat`): `warmup` unrecorded, then `samples`
-    /// recorded. Stops at `deadline` with what it has.
+    /// recorded. Stops at `deadline` with what it has; with nothing, it is an
+    /// error (no samples must never read as a fast 0 µs).
     pub async fn echo_samples(
         &mut self,
         id: &SessionId,
@@ -212,16 +213,20 @@ impl Client {
             let want = b'a' + (i % 26) as u8;
             let t0 = Instant::now();
             self.send_text(inputs[i % 26].clone()).await?;
-            loop {
+            let timed_out = loop {
                 if Instant::now() > deadline {
-                    return Ok(out);
+                    break true;
                 }
                 match self.next(deadline).await {
-                    Ok(Event::Output { data, .. }) if data.last() == Some(&want) => break,
+                    Ok(Event::Output { data, .. }) if data.last() == Some(&want) => break false,
                     Ok(Event::Exit | Event::Closed) => bail!("the echo session ended"),
                     Ok(_) => {}
-                    Err(_) => return Ok(out),
+                    Err(_) => break true,
                 }
+            };
+            if timed_out {
+                anyhow::ensure!(!out.is_empty(), "no echo came back before the deadline");
+                return Ok(out);
             }
             if i >= warmup {
                 out.push(t0.elapsed());

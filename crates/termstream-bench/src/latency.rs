@@ -11,17 +11,16 @@ use tokio::sync::watch;
 
 use crate::baseline;
 use crate::client::Client;
+use crate::load::{self, Load};
 use crate::relay::Relay;
 use crate::report::{Goal, Percentiles, Row};
 use crate::server::{CpuUse, Target};
-use crate::{Ctx, shell_quote};
+use crate::Ctx;
 
 /// The longest one series of samples may take.
 const LIMIT: Duration = Duration::from_secs(60);
 /// How long an attach to a session that prints without pause may take.
 const ATTACH_BUSY_WAIT: Duration = Duration::from_secs(15);
-/// Sessions streaming the big file in scenario 4.
-const LOAD_STREAMS: usize = 3;
 /// The program of the echo session.
 pub const ECHO: &str = "stty raw -echo; exec cat";
 
@@ -62,22 +61,26 @@ fn pct_rows(scenario: &str, what: &str, pct: Option<Percentiles>, base: Option<(
 #[derive(Debug, Clone, Copy)]
 struct Idle {
     pct: Percentiles,
-    cost: Option<CpuUse>,
+    cost: Option<TripCost>,
 }
 
-/// CPU nanoseconds and context switches per round trip, from two readings
-/// around `trips` round trips.
-fn per_trip(before: Option<CpuUse>, after: Option<CpuUse>, trips: usize) -> Option<CpuUse> {
+/// CPU time and context switches of one round trip, averaged.
+#[derive(Debug, Clone, Copy)]
+struct TripCost {
+    cpu_us: f64,
+    switches: f64,
+}
+
+/// The average cost of `trips` round trips, from readings before and after.
+fn per_trip(before: Option<CpuUse>, after: Option<CpuUse>, trips: usize) -> Option<TripCost> {
     let used = before?.since(after?);
-    let n = trips.max(1) as u64;
-    Some(CpuUse { cpu_ns: used.cpu_ns / n, switches: used.switches * 100 / n })
+    let n = trips.max(1) as f64;
+    Some(TripCost { cpu_us: used.cpu_ns as f64 / 1e3 / n, switches: used.switches as f64 / n })
 }
 
 /// Rows of what one idle round trip cost, termstream against the relay.
 fn cost_rows(server: Option<Idle>, relay: Idle, why: &str) -> Vec<Row> {
-    let cpu = |c: CpuUse| c.cpu_ns as f64 / 1e3;
-    let sw = |c: CpuUse| c.switches as f64 / 100.0;
-    let one = |metric: &str, unit: &'static str, f: &dyn Fn(CpuUse) -> f64| {
+    let one = |metric: &str, unit: &'static str, f: fn(TripCost) -> f64| {
         let row = match server.and_then(|s| s.cost) {
             Some(c) => Row::info(S3, metric, unit, f(c)),
             None => Row::missing(S3, metric, unit, if why.is_empty() { "server pid unknown" } else { why }),
@@ -88,8 +91,8 @@ fn cost_rows(server: Option<Idle>, relay: Idle, why: &str) -> Vec<Row> {
         }
     };
     vec![
-        one("CPU per idle round trip (all threads)", "µs", &cpu),
-        one("context switches per idle round trip", "", &sw),
+        one("CPU per idle round trip (all threads)", "µs", |c| c.cpu_us),
+        one("context switches per idle round trip", "", |c| c.switches),
     ]
 }
 
@@ -122,8 +125,7 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
     rows.extend(pct_rows(S3, "termstream echo vs relay", idle.map(|i| i.pct), Some(("bare relay", relay_idle.pct)), &why));
     rows.extend(cost_rows(idle, relay_idle, &why));
     if let Some(relay_loaded) = relay_loaded {
-        let (bare, rate) = baseline::pty_echo_loaded(&ctx.file_big, LOAD_STREAMS, w, n, LIMIT).await?;
-        eprintln!("bench: under load (bare PTYs) the 3 readers got {:.0} MB/s in all", rate / 1e6);
+        let bare = baseline::pty_echo_loaded(&ctx.file_big, w, n, LIMIT).await?;
         rows.extend(pct_rows(S4, "bare PTY echo, 3 bare PTYs streaming", Some(Percentiles::of(&bare)), None, ""));
         rows.extend(pct_rows(S4, "bare relay echo, 3 relayed PTYs streaming", Some(relay_loaded), None, ""));
         let why = if idle.is_some() && loaded.is_none() { "failed under load" } else { why.as_str() };
@@ -148,24 +150,13 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
         relay.stop().await;
         return Ok((idle, None));
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let script = format!("while :; do cat {}; done", shell_quote(&ctx.file_big));
-    let mut readers = vec![];
-    for _ in 0..LOAD_STREAMS {
-        let conn = relay.open(&script).await?;
-        readers.push(tokio::spawn(conn.drain(stop_rx.clone())));
+    let script = load::script(&ctx.file_big);
+    let mut load = Load::new();
+    for _ in 0..load::STREAMS {
+        load.add(relay.open(&script).await?.drain(load.stop_signal()));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = Instant::now();
-    let loaded = echo.echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT).await;
-    let secs = t0.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
-    let mut streamed = 0;
-    for r in readers {
-        streamed += r.await.unwrap_or(0);
-    }
+    let loaded = load.during("bare relay", echo.echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT)).await;
     relay.stop().await;
-    eprintln!("bench: under load (bare relay) the 3 readers got {:.0} MB/s in all", streamed as f64 / secs / 1e6);
     Ok((idle, Some(Percentiles::of(&loaded?))))
 }
 
@@ -177,33 +168,21 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
     if !under_load {
         return Ok((idle, None));
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut load = Load::new();
     let mut load_ids = vec![];
-    let mut readers = vec![];
-    let script = format!("while :; do cat {}; done", shell_quote(&ctx.file_big));
-    for _ in 0..LOAD_STREAMS {
+    let script = load::script(&ctx.file_big);
+    for _ in 0..load::STREAMS {
         let lid = target.pty_sh(&script).await?;
         let mut reader = Client::connect(&target.ws).await?;
         reader.attach(&lid).await?;
-        let mut stop = stop_rx.clone();
-        readers.push(tokio::spawn(async move { reader.drain(&mut stop, Instant::now() + LIMIT * 2).await }));
+        let mut stop = load.stop_signal();
+        load.add(async move { reader.drain(&mut stop, Instant::now() + LIMIT * 2).await });
         load_ids.push(lid);
     }
-    // Let the streams reach full speed.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = Instant::now();
-    let loaded = client.echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await;
-    let secs = t0.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
-    let mut streamed = 0;
-    for r in readers {
-        streamed += r.await.unwrap_or(0);
-    }
+    let loaded = load.during("termstream", client.echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT)).await;
     target.delete_all(&load_ids).await;
     target.delete(&id).await?;
-    let loaded = loaded?;
-    eprintln!("bench: under load the 3 readers got {:.0} MB/s in all", streamed as f64 / secs / 1e6);
-    Ok((idle, Some(Percentiles::of(&loaded))))
+    Ok((idle, Some(Percentiles::of(&loaded?))))
 }
 
 /// Scenario 7: a client attached to `yes` stops reading for `ctx.stall`;

@@ -8,6 +8,7 @@
 //! - [`client`]: the WebSocket client of `/ws`.
 //! - [`baseline`]: the same work with no server (bare PTY, pipe, WebSocket).
 //! - [`relay`]: the least a WebSocket terminal server can do, as a baseline.
+//! - [`load`]: scenario 4's streaming readers, the same for every setup.
 //! - [`throughput`] (scenarios 1, 2), [`latency`] (3, 4, 7), [`fanout`] (5),
 //!   [`scale`] (6, 8): one file per scenario group.
 //! - [`report`]: percentiles, medians over runs, the markdown table.
@@ -19,6 +20,7 @@ mod baseline;
 mod client;
 mod fanout;
 mod latency;
+mod load;
 mod relay;
 mod report;
 mod scale;

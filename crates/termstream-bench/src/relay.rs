@@ -71,22 +71,28 @@ async fn relay_one(tcp: TcpStream, groups: Groups) -> anyhow::Result<()> {
         _ => bail!("the first message must be the script"),
     };
     let (pty, child) = crate::baseline::spawn_on_pty(&script)?;
-    let _group = crate::baseline::GroupGuard(child.id().unwrap_or(0));
-    groups.lock().unwrap_or_else(|p| p.into_inner()).push(_group.0);
+    // Killed when this connection ends, or by `serve` when the bench goes.
+    let group = crate::baseline::GroupGuard(child.id().unwrap_or(0));
+    groups.lock().unwrap_or_else(|p| p.into_inner()).push(group.0);
     let (mut reader, mut writer) = pty.into_split();
     let mut buf = vec![0u8; READ_BUF];
+    // Any end or failure on either side ends the connection: at the end of
+    // a scenario the bench simply drops its sockets.
     loop {
-        tokio::select! {
+        let ok = tokio::select! {
             msg = stream.next() => match msg {
-                Some(Ok(Message::Text(t))) => writer.write_all(t.as_bytes()).await?,
-                Some(Ok(Message::Binary(b))) => writer.write_all(&b).await?,
-                Some(Ok(_)) => {}
-                _ => return Ok(()),
+                Some(Ok(Message::Text(t))) => writer.write_all(t.as_bytes()).await.is_ok(),
+                Some(Ok(Message::Binary(b))) => writer.write_all(&b).await.is_ok(),
+                Some(Ok(_)) => true,
+                _ => false,
             },
             n = reader.read(&mut buf) => match n {
-                Ok(n) if n > 0 => sink.send(Message::Binary(buf[..n].to_vec().into())).await?,
-                _ => return Ok(()),
+                Ok(n) if n > 0 => sink.send(Message::Binary(buf[..n].to_vec().into())).await.is_ok(),
+                _ => false,
             },
+        };
+        if !ok {
+            return Ok(());
         }
     }
 }

@@ -1,0 +1,61 @@
+//! Scenario 4's load: readers that drain streams until told to stop, and a
+//! measurement taken while they run. Shared by the server, the bare relay
+//! and the bare-PTY baseline, so all three are loaded the same way.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Streams that each `cat` the big file in a loop.
+pub const STREAMS: usize = 3;
+/// How long the streams run before the measurement starts.
+const WARM: Duration = Duration::from_millis(500);
+
+/// The program of each stream: `cat` of `file` again and again, until a
+/// `cat` fails (the file is gone, or the terminal hung up), so that a loop
+/// orphaned by a crash ends by itself instead of spinning.
+pub fn script(file: &std::path::Path) -> String {
+    format!("while cat {}; do :; done", crate::shell_quote(file))
+}
+
+/// Readers of the streams, each counting the bytes it read.
+pub struct Load {
+    stop_tx: watch::Sender<bool>,
+    readers: Vec<JoinHandle<u64>>,
+    started: Instant,
+}
+
+impl Load {
+    pub fn new() -> Load {
+        Load { stop_tx: watch::channel(false).0, readers: Vec::with_capacity(STREAMS), started: Instant::now() }
+    }
+
+    /// The signal a reader watches: true once the measurement is over.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop_tx.subscribe()
+    }
+
+    /// Runs `reader` (which returns the bytes it read once its stop signal
+    /// turns true) until the measurement is over.
+    pub fn add(&mut self, reader: impl Future<Output = u64> + Send + 'static) {
+        self.readers.push(tokio::spawn(reader));
+    }
+
+    /// Lets the streams reach full speed, runs `measure`, stops the readers
+    /// and says what they got (`what` names the setup in the log line).
+    pub async fn during<T>(self, what: &str, measure: impl Future<Output = T>) -> T {
+        tokio::time::sleep(WARM).await;
+        let out = measure.await;
+        let _ = self.stop_tx.send(true);
+        // The readers ran from their start, warm-up included.
+        let secs = self.started.elapsed().as_secs_f64();
+        let mut streamed = 0;
+        for r in self.readers {
+            streamed += r.await.unwrap_or(0);
+        }
+        eprintln!("bench: under load ({what}) the {STREAMS} readers got {:.0} MB/s in all", streamed as f64 / secs / 1e6);
+        out
+    }
+}
