@@ -305,7 +305,12 @@ impl SessionHandle {
         match answer.await.map_err(|_| self.closed())? {
             RingRead::Held(chunks) => Ok(chunks),
             RingRead::Future { end } => Err(SessionError::PastEnd { since, end }),
-            RingRead::Evicted { .. } => self.read_disk(since, max_bytes).await,
+            RingRead::Evicted { start } => match self.read_disk(since, max_bytes).await? {
+                // The disk lacks what the ring let go (its writes failed):
+                // say where output is held again, not "nothing more".
+                chunks if chunks.is_empty() => Err(SessionError::Gone { earliest: start }),
+                chunks => Ok(chunks),
+            },
         }
     }
 

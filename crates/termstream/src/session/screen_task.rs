@@ -176,8 +176,11 @@ impl ScreenTask {
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                     if check_at.is_some() {
                         let end = self.handle.output_offset();
-                        if end != seen_end && self.handle.viewers() > 0 {
-                            // Still flowing: look again later.
+                        let far_behind = end.saturating_sub(self.offset) > UNWATCHED_LAG;
+                        if end != seen_end && self.handle.viewers() > 0 && !far_behind {
+                            // Still flowing: look again later. Output that
+                            // never pauses is caught up every UNWATCHED_LAG,
+                            // so a joining viewer's snapshot stays quick.
                             seen_end = end;
                             check_at = Some(Instant::now() + QUIET);
                             continue;
@@ -207,13 +210,13 @@ impl ScreenTask {
         }
     }
 
-    /// Asks the actor for a wake-up: at the next output when someone
-    /// watches, else after [`UNWATCHED_LAG`] more (counted from the log's
-    /// end, so a model that could not catch up does not ring at once again).
-    /// Output that arrived while arming rings at once.
+    /// Asks the actor for a wake-up: at the first byte the model lacks when
+    /// someone watches (output that came during a catch-up rings at once,
+    /// and the 30 ms check paces any retry), else after [`UNWATCHED_LAG`]
+    /// more, counted from the log's end so that a model that could not
+    /// catch up does not ring at once again.
     fn arm(&self) {
-        let end = self.handle.output_offset();
-        let at = if self.handle.viewers() > 0 { end + 1 } else { end + UNWATCHED_LAG + 1 };
+        let at = if self.handle.viewers() > 0 { self.offset + 1 } else { self.handle.output_offset() + UNWATCHED_LAG + 1 };
         self.bell.wake_at.store(at, Ordering::Release);
         self.bell.output(self.handle.output_offset());
     }
@@ -337,5 +340,51 @@ impl ScreenTask {
             model.resize(size.0, size.1);
         }
         self.model = Some(Model::Live(model));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use termstream_proto::{Epoch, ProjectId, SessionId, SessionInfo, SessionKind, SessionStatus};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::session::actor;
+
+    /// A pty session whose log ends far past what its screen model holds,
+    /// whose actor is gone while a handle still keeps the screen task's
+    /// channel open: the failed catch-up must end the task. It once armed
+    /// its bell behind the log's end and rang itself forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_screen_task_far_behind_ends_with_its_actor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let info = SessionInfo {
+            id: SessionId::new("far-behind").expect("id"),
+            kind: SessionKind::Pty,
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            project: ProjectId::default(),
+            status: SessionStatus::Exited,
+            epoch: Epoch(1),
+            output_offset: MAX_LAG + TAIL + 1,
+            cols: 80,
+            rows: 24,
+            pid: None,
+            created_at: 0,
+            started_at: None,
+            ended_at: None,
+            exit_code: Some(0),
+            signal: None,
+            duration_ms: None,
+            error: None,
+        };
+        let handle = actor::start_ended(info, dir.path().into(), Config::default().session_settings());
+        handle.shutdown().await;
+        // The snapshot's catch-up finds the actor gone (the answer, a blank
+        // screen or an error, does not matter here).
+        let _ = handle.snapshot().await;
+        let screen = handle.screen.clone().expect("a pty session has a screen task");
+        let ended = tokio::time::timeout(Duration::from_secs(5), screen.closed()).await;
+        assert!(ended.is_ok(), "the screen task outlived its actor");
     }
 }
