@@ -1,7 +1,7 @@
 //! One `/ws` connection: the task that reads the client's messages and
 //! manages its attachments.
 //!
-//! The socket is split: a writer task ([`outbox::write_loop`]) owns the
+//! The socket is split: a writer task ([`Writer`]) owns the
 //! sending half and drains the socket's [`Outbox`]; this task owns the
 //! receiving half. Each attached session gets a forwarder task
 //! ([`forward::run`]) that writes into the same outbox, so sessions never
@@ -25,7 +25,7 @@ use tokio::task::AbortHandle;
 
 use super::events::PublishedEvent;
 use super::forward::{self, Attach};
-use super::outbox::{self, Outbox};
+use super::outbox::{Outbox, Writer};
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
 use crate::api::AppState;
@@ -33,6 +33,9 @@ use crate::auth::{Grant, ProjectAccess as Access};
 use crate::limits::TokenBucket;
 use crate::clock::now_ms;
 use crate::session::{SessionError, SessionHandle, ViewerGuard};
+
+/// The longest a close frame waits for room in a full outbox.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// An attached session: its forwarder and its place in the viewer count.
 struct Attached {
@@ -70,7 +73,7 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
     let (sink, mut stream) = socket.split();
     let cfg = state.registry.config().clone();
     let (out, rx) = Outbox::new(cfg.ws_outbound_budget);
-    let writer = tokio::spawn(outbox::write_loop(sink, rx));
+    let writer = Writer::spawn(sink, rx);
     let mut conn = Connection {
         client_id,
         dialect: dialect.unwrap_or(Dialect::Dotted),
@@ -113,7 +116,7 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
         a.task.abort();
     }
     drop(conn);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    writer.finish().await;
 }
 
 /// What woke the connection.
@@ -206,8 +209,12 @@ impl Connection {
         self.control(ServerMessage::Error { code, message, session_id }).await;
     }
 
+    /// Queues a close frame; a client that stopped reading has a full
+    /// outbox, so this waits [`CLOSE_WAIT`] at most (the writer is stopped
+    /// at the end either way).
     async fn close(&self, code: u16, reason: &'static str) {
-        let _ = self.out.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+        let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.out.send(frame)).await;
     }
 
     async fn not_found(&self, id: &SessionId) {

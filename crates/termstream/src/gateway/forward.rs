@@ -214,7 +214,11 @@ impl Forwarder {
                     }
                     self.send_chunks(batch).await?;
                 }
-                LogEvent::Resized { cols, rows, .. } => {
+                LogEvent::Resized { offset, cols, rows } => {
+                    // Output from before the resize goes first.
+                    if offset > self.next {
+                        self.fill(offset).await?;
+                    }
                     self.emit(OutEvent::Resized { session: &self.id, cols, rows }).await?;
                 }
                 LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,
@@ -245,10 +249,18 @@ impl Forwarder {
         if snap.offset <= self.next {
             return Ok(());
         }
-        self.carry = None;
-        self.emit(OutEvent::Gap { session: &self.id, from: self.next, to: snap.offset, reason }).await?;
-        self.next = snap.offset;
+        self.skip_to(snap.offset, reason).await?;
         self.emit(OutEvent::Restore { session: &self.id, snapshot: &snap }).await
+    }
+
+    /// Announces that output from `next` to `to` will not be sent, and goes
+    /// on from `to`. Bytes held back for an incomplete UTF-8 sequence are
+    /// part of the gap: `next` already counts them.
+    async fn skip_to(&mut self, to: u64, reason: GapReason) -> Result<(), Closed> {
+        let held = self.carry.take().map_or(0, |(_, h)| h.len() as u64);
+        self.emit(OutEvent::Gap { session: &self.id, from: self.next - held, to, reason }).await?;
+        self.next = to;
+        Ok(())
     }
 
     /// Sends the log from `next` up to `to`, read from the ring or disk.
@@ -270,10 +282,7 @@ impl Forwarder {
                         self.snapshot_gap(GapReason::Evicted).await?;
                     }
                     if self.next < earliest {
-                        self.emit(OutEvent::Gap { session: &self.id, from: self.next, to: earliest, reason: GapReason::Evicted })
-                            .await?;
-                        self.carry = None;
-                        self.next = earliest;
+                        self.skip_to(earliest, GapReason::Evicted).await?;
                     }
                 }
                 Err(SessionError::Closed(_)) => return Ok(()),
@@ -295,6 +304,11 @@ impl Forwarder {
         for c in chunks {
             if c.end() <= self.next && buf.is_empty() {
                 continue;
+            }
+            if buf.is_empty() && c.offset > self.next {
+                // A hole (a fill that stopped short, e.g. output the disk
+                // never got): say so, so that what follows keeps its offset.
+                self.skip_to(c.offset, GapReason::Evicted).await?;
             }
             let c = if buf.is_empty() { c.from_offset(self.next) } else { c };
             // A whole chunk that starts here goes out as the frame the actor

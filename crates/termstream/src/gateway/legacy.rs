@@ -22,7 +22,7 @@ use termstream_proto::{SessionId, SessionInfo};
 use tokio::task::AbortHandle;
 
 use super::forward::{self, Attach};
-use super::outbox::{self, Outbox};
+use super::outbox::{Outbox, Writer};
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
 use crate::api::AppState;
@@ -56,7 +56,7 @@ fn forwarder(handle: SessionHandle, since: Option<LogPosition>, state: &AppState
 pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: ClientGuard, grant: Grant) {
     let (sink, mut stream) = socket.split();
     let (out, rx) = Outbox::new(state.registry.config().ws_outbound_budget);
-    let writer = tokio::spawn(outbox::write_loop(sink, rx));
+    let writer = Writer::spawn(sink, rx);
     let wait = Duration::from_millis(state.registry.config().attach_wait_ms);
     let handle = match SessionId::new(raw.clone()) {
         Ok(id) => wait_for_session(&state.registry, &id, wait).await,
@@ -66,10 +66,13 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     // that does not exist.
     let handle = handle.filter(|h| grant.can_read(h.project().as_str()));
     let Some(handle) = handle else {
-        let reason = format!("session_not_found: {raw}");
+        // A close reason is at most 123 bytes of UTF-8.
+        let mut reason = format!("session_not_found: {raw}");
+        let cut = (0..=reason.len().min(123)).rev().find(|&i| reason.is_char_boundary(i)).unwrap_or(0);
+        reason.truncate(cut);
         let _ = out.send(Message::Close(Some(CloseFrame { code: close_code::POLICY, reason: reason.into() }))).await;
         drop(out);
-        let _ = writer.await;
+        writer.finish().await;
         return;
     };
     let info = handle.info();
@@ -88,7 +91,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     }
     task.abort();
     drop(out);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    writer.finish().await;
 }
 
 async fn on_input(handle: &SessionHandle, text: &str, out: &Outbox, grant: &Grant, budget: &mut TokenBucket) {
@@ -149,7 +152,7 @@ fn text_error(handle: &SessionHandle, message: String) -> Message {
 pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant: Grant) {
     let (sink, mut stream) = socket.split();
     let (out, rx) = Outbox::new(state.registry.config().ws_outbound_budget);
-    let writer = tokio::spawn(outbox::write_loop(sink, rx));
+    let writer = Writer::spawn(sink, rx);
     let mut changes = state.registry.changes();
     let mut tasks: HashMap<SessionId, AbortHandle> = HashMap::new();
     let _ = out
@@ -173,6 +176,11 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
             },
             change = changes.recv() => match change {
                 Ok(RegistryEvent::Created(handle)) if grant.can_read(handle.project().as_str()) => {
+                    // Created between `changes()` and `handles()` above:
+                    // it is streamed already.
+                    if tasks.contains_key(handle.id()) {
+                        continue;
+                    }
                     let _ = out.send(start_message(&handle.info())).await;
                     let id = handle.id().clone();
                     tasks.insert(id, forwarder(handle, None, &state, &out));
@@ -195,5 +203,5 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
         t.abort();
     }
     drop(out);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    writer.finish().await;
 }

@@ -9,11 +9,13 @@
 //! (it catches up by offset later; see `forward`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
 
 /// Frames in flight per socket, whatever their size.
 const FRAMES_IN_FLIGHT: usize = 256;
@@ -83,7 +85,30 @@ fn message_len(msg: &Message) -> usize {
 /// Drains a socket's queue into its sink: feeds every frame that is ready,
 /// then flushes once. Ends when the queue closes or the socket fails; a
 /// `Close` frame is the last thing written.
-pub async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Frame>) {
+/// How long a closing socket's queued frames may take to go out before its
+/// writer is stopped: a client that stopped reading cannot hold the socket.
+const FINISH_WAIT: Duration = Duration::from_secs(5);
+
+/// A socket's running writer task.
+#[derive(Debug)]
+pub struct Writer(JoinHandle<()>);
+
+impl Writer {
+    /// Starts the writer that drains `rx` into `sink`.
+    pub fn spawn(sink: SplitSink<WebSocket, Message>, rx: mpsc::Receiver<Frame>) -> Writer {
+        Writer(tokio::spawn(write_loop(sink, rx)))
+    }
+
+    /// Once every [`Outbox`] of the socket is dropped: waits for what is
+    /// queued to go out, at most [`FINISH_WAIT`], then stops the writer.
+    pub async fn finish(mut self) {
+        if tokio::time::timeout(FINISH_WAIT, &mut self.0).await.is_err() {
+            self.0.abort();
+        }
+    }
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Frame>) {
     let mut held = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut closing = matches!(first.msg, Message::Close(_));
