@@ -80,9 +80,20 @@ impl Registry {
         for entry in std::fs::read_dir(&sessions_dir)?.flatten() {
             match load_one(&entry.path()) {
                 Ok(info) => {
+                    // Two incarnations of one id (a crash during a delete):
+                    // the newer stays, the older's files go.
+                    let older = registry.lock().get(&info.id).map(|h| (h.info().created_at, h.dir().to_owned()));
+                    if let Some((created_at, dir)) = older {
+                        let (keep, drop_dir) = if created_at > info.created_at { (false, entry.path()) } else { (true, dir) };
+                        let _ = std::fs::remove_dir_all(drop_dir);
+                        if !keep {
+                            continue;
+                        }
+                    }
                     let handle = actor::start_ended(info, entry.path(), registry.settings.clone());
-                    registry.lock().insert(handle.id().clone(), handle);
-                    loaded += 1;
+                    if registry.lock().insert(handle.id().clone(), handle).is_none() {
+                        loaded += 1;
+                    }
                 }
                 Err(e) => tracing::warn!(dir = %entry.path().display(), error = %e, "skipping a stored session"),
             }
@@ -159,7 +170,9 @@ impl Registry {
             return Err(CreateError::Capacity { running });
         }
         // The log first, then the program: if either fails, nothing is left.
-        let dir = self.sessions_dir.join(id.as_str());
+        // One directory per incarnation: a session deleted while one with
+        // its id is created again removes only its own files.
+        let dir = self.sessions_dir.join(format!("{id}.{epoch}"));
         let mut writer = LogWriter::create(&dir, self.settings.disk)?;
         if kind == SessionKind::Pty {
             writer.append_resize(0, 0, cols, rows)?;

@@ -133,3 +133,26 @@ async fn a_deleted_session_is_gone_everywhere() {
     check(&server, "GET", "/api/sessions/short/output", None, 404, Some("session_not_found")).await;
     check(&server, "DELETE", "/api/sessions/short", None, 404, Some("session_not_found")).await;
 }
+
+/// Deleting a session while a new one takes its id: the new session keeps
+/// its own output and files, whatever the order the two requests run in.
+#[tokio::test]
+async fn an_id_deleted_and_created_at_once_keeps_the_new_session_whole() {
+    let server = TestServer::start().await;
+    for round in 0..8 {
+        server.create(json!({ "id": "again", "kind": "command", "argv": ["sh", "-c", "echo first; sleep 1000"] })).await;
+        server.read_output_until("again", "first", secs(10)).await;
+        let body = json!({ "id": "again", "kind": "command", "argv": ["sh", "-c", "echo second; sleep 1000"] });
+        let ((deleted, _), (created, _)) =
+            tokio::join!(server.request("DELETE", "/api/sessions/again", None), server.post("/api/sessions", body));
+        assert_eq!(deleted, 204, "round {round}");
+        if created == 201 {
+            let out = server.read_output_until("again", "second", secs(10)).await;
+            assert_eq!(out, "second\n", "round {round}: the new session's output");
+            assert!(session_dir(server.data_dir(), "again").exists(), "round {round}: the new session lost its files");
+            check(&server, "DELETE", "/api/sessions/again", None, 204, None).await;
+        } else {
+            assert_eq!(created, 409, "round {round}: the id was still taken");
+        }
+    }
+}

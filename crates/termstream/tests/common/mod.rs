@@ -397,7 +397,16 @@ pub fn kill_marked(epoch: &str) {
 
 /// The session's directory in a data dir.
 pub fn session_dir(data_dir: &Path, id: &str) -> PathBuf {
-    data_dir.join("sessions").join(id)
+    // `<id>.<epoch>`: the one directory of the session's incarnation (or a
+    // path that does not exist).
+    let sessions = data_dir.join("sessions");
+    std::fs::read_dir(&sessions)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit_once('.')).is_some_and(|(i, _)| i == id))
+        .unwrap_or_else(|| sessions.join(id))
 }
 
 /// Seconds as a `Duration`, to keep call sites short.
