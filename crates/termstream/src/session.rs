@@ -9,6 +9,7 @@
 //! headless terminal ([`screen::ScreenModel`]) off the PTY's hot path.
 
 pub mod actor;
+pub mod background;
 pub mod cast;
 pub mod log;
 pub mod process;

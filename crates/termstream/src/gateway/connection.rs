@@ -25,7 +25,7 @@ use tokio::task::AbortHandle;
 
 use super::events::PublishedEvent;
 use super::forward::{self, Attach};
-use super::outbox::{Outbox, Writer};
+use super::outbox::Outbox;
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
 use crate::api::AppState;
@@ -72,8 +72,7 @@ struct Connection {
 pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialect: Option<Dialect>, _guard: ClientGuard, grant: Grant) {
     let (sink, mut stream) = socket.split();
     let cfg = state.registry.config().clone();
-    let (out, rx) = Outbox::new(cfg.ws_outbound_budget);
-    let writer = Writer::spawn(sink, rx);
+    let (out, writer) = Outbox::open(sink, cfg.ws_outbound_budget);
     let mut conn = Connection {
         client_id,
         dialect: dialect.unwrap_or(Dialect::Dotted),

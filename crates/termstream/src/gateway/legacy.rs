@@ -22,7 +22,7 @@ use termstream_proto::{SessionId, SessionInfo};
 use tokio::task::AbortHandle;
 
 use super::forward::{self, Attach};
-use super::outbox::{Outbox, Writer};
+use super::outbox::Outbox;
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
 use crate::api::AppState;
@@ -55,8 +55,7 @@ fn forwarder(handle: SessionHandle, since: Option<LogPosition>, state: &AppState
 /// `/ws/terminal/{session_id}`.
 pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: ClientGuard, grant: Grant) {
     let (sink, mut stream) = socket.split();
-    let (out, rx) = Outbox::new(state.registry.config().ws_outbound_budget);
-    let writer = Writer::spawn(sink, rx);
+    let (out, writer) = Outbox::open(sink, state.registry.config().ws_outbound_budget);
     let wait = Duration::from_millis(state.registry.config().attach_wait_ms);
     let handle = match SessionId::new(raw.clone()) {
         Ok(id) => wait_for_session(&state.registry, &id, wait).await,
@@ -151,8 +150,7 @@ fn text_error(handle: &SessionHandle, message: String) -> Message {
 /// `/ws/terminal/all`.
 pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant: Grant) {
     let (sink, mut stream) = socket.split();
-    let (out, rx) = Outbox::new(state.registry.config().ws_outbound_budget);
-    let writer = Writer::spawn(sink, rx);
+    let (out, writer) = Outbox::open(sink, state.registry.config().ws_outbound_budget);
     let mut changes = state.registry.changes();
     let mut tasks: HashMap<SessionId, AbortHandle> = HashMap::new();
     let _ = out

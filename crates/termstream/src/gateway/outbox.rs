@@ -1,76 +1,140 @@
-//! A socket's outbound queue, bounded in bytes.
+//! A socket's outbound side: its queue, bounded in bytes, and its writer.
 //!
-//! Every frame bound for a socket goes through its [`Outbox`]: forwarders
-//! and the connection task put frames in, the socket's writer task takes
-//! them out, feeds them to the WebSocket and flushes once per batch. A frame
-//! holds permits of the socket's byte budget until the writer has flushed
-//! it, so at most `budget` bytes of output wait per socket; a forwarder whose
-//! socket is full waits, and its session's broadcast moves on without it
-//! (it catches up by offset later; see `forward`).
+//! Every frame bound for a socket goes through its [`Outbox`]. When nothing
+//! is queued and nobody else is writing, the sender writes the frame to the
+//! socket itself: a typed key's echo then costs no extra task wake-up on its
+//! way out (the forwarder writes what the actor broadcast). Otherwise the
+//! frame is queued and the socket's writer task ([`Writer`]) feeds it, with
+//! whatever else is ready, and flushes once.
+//!
+//! A queued frame holds permits of the socket's byte budget until the writer
+//! has flushed it, so at most `budget` bytes of output wait per socket; a
+//! forwarder whose socket is full waits, and its session's broadcast moves
+//! on without it (it catches up by offset later; see `forward`).
+//!
+//! Architecture invariant: frames go out in the order their `send` calls
+//! returned. A sender writes directly only while it holds the sink and no
+//! frame is queued; the writer counts a queued frame as gone only once it is
+//! fed to the sink, under the same lock.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 /// Frames in flight per socket, whatever their size.
 const FRAMES_IN_FLIGHT: usize = 256;
 
-/// One frame and the budget it holds.
+/// How long a closing socket's queued frames may take to go out before its
+/// writer is stopped: a client that stopped reading cannot hold the socket.
+const FINISH_WAIT: Duration = Duration::from_secs(5);
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// One queued frame and the budget it holds.
 #[derive(Debug)]
-pub struct Frame {
-    pub msg: Message,
-    pub permit: Option<OwnedSemaphorePermit>,
+struct Frame {
+    msg: Message,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// The socket is gone.
 #[derive(Debug, Clone, Copy)]
 pub struct Closed;
 
-/// The sending side of a socket's queue; cheap to clone.
+/// What the senders and the writer of one socket share.
+#[derive(Debug)]
+struct Shared {
+    sink: Mutex<Sink>,
+    /// Frames sent to the queue and not yet fed to the sink.
+    queued: AtomicUsize,
+    /// The socket failed or a close frame went out: nothing more is sent.
+    done: AtomicBool,
+}
+
+/// The sending side of a socket; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     tx: mpsc::Sender<Frame>,
+    shared: Arc<Shared>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
 }
 
 impl Outbox {
-    /// A queue of `budget_bytes` and the receiver its writer drains.
-    pub fn new(budget_bytes: usize) -> (Outbox, mpsc::Receiver<Frame>) {
+    /// The outbound side of `sink`, with a queue of `budget_bytes`, and the
+    /// writer task that drains the queue.
+    pub fn open(sink: Sink, budget_bytes: usize) -> (Outbox, Writer) {
         let (tx, rx) = mpsc::channel(FRAMES_IN_FLIGHT);
         let budget_bytes = budget_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        let shared = Arc::new(Shared {
+            sink: Mutex::new(sink),
+            queued: AtomicUsize::new(0),
+            done: AtomicBool::new(false),
+        });
+        let writer = Writer(tokio::spawn(write_loop(shared.clone(), rx)));
         let outbox = Outbox {
             tx,
+            shared,
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
         };
-        (outbox, rx)
+        (outbox, writer)
     }
 
-    /// Queues `msg`, waiting while the socket's budget is spent.
+    /// Sends `msg`: straight to the socket when nothing waits before it,
+    /// else through the queue, waiting while the socket's budget is spent.
     pub async fn send(&self, msg: Message) -> Result<(), Closed> {
+        if self.is_closed() {
+            return Err(Closed);
+        }
+        let msg = match self.shared.sink.try_lock() {
+            Ok(mut sink) if self.shared.queued.load(Ordering::Acquire) == 0 => {
+                let closing = matches!(msg, Message::Close(_));
+                return match sink.send(msg).await {
+                    Ok(()) if !closing => Ok(()),
+                    _ => {
+                        self.shared.done.store(true, Ordering::Release);
+                        Err(Closed)
+                    }
+                };
+            }
+            _ => msg,
+        };
         let cost = message_len(&msg).clamp(1, self.budget_bytes) as u32;
         let permit = self.budget.clone().acquire_many_owned(cost).await.map_err(|_| Closed)?;
-        self.tx
-            .send(Frame { msg, permit: Some(permit) })
-            .await
-            .map_err(|_| Closed)
+        self.queue(Frame { msg, permit: Some(permit) }).await
     }
 
     /// Queues a small control frame without waiting; `false` when the queue
     /// is full or gone (the peer is not reading).
     pub fn try_send(&self, msg: Message) -> bool {
-        self.tx.try_send(Frame { msg, permit: None }).is_ok()
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        let ok = self.tx.try_send(Frame { msg, permit: None }).is_ok();
+        if !ok {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        ok
     }
 
-    /// Whether the socket's writer is gone.
+    async fn queue(&self, frame: Frame) -> Result<(), Closed> {
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        let res = self.tx.send(frame).await.map_err(|_| Closed);
+        if res.is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        res
+    }
+
+    /// Whether the socket is done: it failed, a close frame went out, or
+    /// its writer is gone.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.shared.done.load(Ordering::Acquire) || self.tx.is_closed()
     }
 }
 
@@ -82,23 +146,11 @@ fn message_len(msg: &Message) -> usize {
     }
 }
 
-/// Drains a socket's queue into its sink: feeds every frame that is ready,
-/// then flushes once. Ends when the queue closes or the socket fails; a
-/// `Close` frame is the last thing written.
-/// How long a closing socket's queued frames may take to go out before its
-/// writer is stopped: a client that stopped reading cannot hold the socket.
-const FINISH_WAIT: Duration = Duration::from_secs(5);
-
 /// A socket's running writer task.
 #[derive(Debug)]
 pub struct Writer(JoinHandle<()>);
 
 impl Writer {
-    /// Starts the writer that drains `rx` into `sink`.
-    pub fn spawn(sink: SplitSink<WebSocket, Message>, rx: mpsc::Receiver<Frame>) -> Writer {
-        Writer(tokio::spawn(write_loop(sink, rx)))
-    }
-
     /// Once every [`Outbox`] of the socket is dropped: waits for what is
     /// queued to go out, at most [`FINISH_WAIT`], then stops the writer.
     pub async fn finish(mut self) {
@@ -108,28 +160,33 @@ impl Writer {
     }
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Frame>) {
+/// Drains a socket's queue into its sink: feeds every frame that is ready,
+/// then flushes once. Ends when the queue closes or the socket fails; a
+/// `Close` frame is the last thing written.
+async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Frame>) {
     let mut held = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut closing = matches!(first.msg, Message::Close(_));
-        let mut ok = sink.feed(first.msg).await.is_ok();
-        held.push(first.permit);
-        while ok && !closing {
-            match rx.try_recv() {
-                Ok(frame) => {
-                    closing = matches!(frame.msg, Message::Close(_));
-                    ok = sink.feed(frame.msg).await.is_ok();
-                    held.push(frame.permit);
-                }
-                Err(_) => break,
-            }
-        }
-        ok = ok && sink.flush().await.is_ok();
-        held.clear();
-        if !ok || closing {
+    let mut ok = true;
+    while ok && let Some(first) = rx.recv().await {
+        let mut sink = shared.sink.lock().await;
+        if shared.done.load(Ordering::Acquire) {
             break;
         }
+        let mut frame = Some(first);
+        let mut closing = false;
+        while let Some(f) = frame.take() {
+            closing = matches!(f.msg, Message::Close(_));
+            ok = sink.feed(f.msg).await.is_ok();
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+            held.push(f.permit);
+            if !ok || closing {
+                break;
+            }
+            frame = rx.try_recv().ok();
+        }
+        ok = ok && sink.flush().await.is_ok() && !closing;
+        held.clear();
     }
+    shared.done.store(true, Ordering::Release);
     rx.close();
-    let _ = sink.close().await;
+    let _ = shared.sink.lock().await.close().await;
 }

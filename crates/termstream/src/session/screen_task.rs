@@ -312,7 +312,7 @@ impl ScreenTask {
             let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
             self.offset = chunks.last().map_or(self.offset, |c| c.end());
             if bytes >= BLOCKING_FEED {
-                let fed = tokio::task::spawn_blocking(move || {
+                let fed = super::background::spawn(move || {
                     for c in &chunks {
                         model.feed(&c.data);
                     }
