@@ -11,6 +11,7 @@
 pub mod actor;
 pub mod background;
 pub mod cast;
+pub mod input;
 pub mod log;
 pub mod process;
 pub mod screen;
@@ -29,11 +30,6 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use self::log::{Chunk, RingRead};
 use self::store::{DiskLimits, DiskRead};
 
-/// The largest piece of input handed to the actor at once; larger input is
-/// split, so the actor's input queue is bounded in bytes.
-pub const INPUT_PIECE: usize = 16 * 1024;
-/// How many input pieces may wait for the program to read them.
-pub const INPUT_QUEUE: usize = 64;
 /// How many log events a subscriber may fall behind before it lags. Small on
 /// purpose: the slots are allocated up front and a lagging receiver pins up
 /// to this many chunks; subscribers that lag catch up by offset from the log.
@@ -104,21 +100,6 @@ pub(crate) enum Command {
     Shutdown { reply: oneshot::Sender<()> },
 }
 
-/// Input for the program, queued in order.
-#[derive(Debug)]
-pub(crate) struct InputPiece {
-    pub data: Bytes,
-    /// Close the program's stdin after `data` (command sessions).
-    pub eof: bool,
-    /// The sender's client id and sequence number: a piece whose seq is not
-    /// above the last one applied for that client is dropped. Only the first
-    /// piece of a split input carries it.
-    pub seq: Option<(Arc<str>, u64)>,
-    /// This piece continues the previous one (an input split in pieces): it
-    /// is dropped when that one was.
-    pub continues: bool,
-}
-
 /// The answer to a subscribe.
 #[derive(Debug)]
 pub struct Subscription {
@@ -131,6 +112,9 @@ pub struct Subscription {
     /// The final info when the log had ended already: no `Ended` event
     /// will come on `live` then.
     pub ended: Option<Arc<SessionInfo>>,
+    /// A terminate was accepted before the receiver was created: its
+    /// `Terminating` event will not come on `live`.
+    pub terminating: bool,
 }
 
 /// Requests to the screen task.
@@ -151,9 +135,8 @@ pub struct SessionHandle {
     dir: Arc<PathBuf>,
     /// Commands to the actor; closes when the actor ends.
     commands: mpsc::Sender<Command>,
-    /// Input to the actor, bounded by [`INPUT_QUEUE`] pieces; the actor
-    /// drops its receiver when the program's input closes.
-    input: mpsc::Sender<InputPiece>,
+    /// The program's input, shared with the actor.
+    input: Arc<input::Input>,
     /// The latest info, published by the actor on every change.
     info: watch::Receiver<SessionInfo>,
     /// Requests to the screen task (pty sessions only).
@@ -241,33 +224,22 @@ impl SessionHandle {
         SessionError::Closed(self.id.clone())
     }
 
-    /// Queues input for the program, waiting while its queue is full.
+    /// Sends input to the program, waiting while its queue is full.
     pub async fn input(&self, data: Bytes, eof: bool) -> Result<(), SessionError> {
         self.input_seq(data, eof, None).await
     }
 
-    /// Queues input tagged with the client's id and sequence number; input
-    /// with a seq already applied for that client is dropped by the actor.
+    /// Sends input tagged with the client's id and sequence number (input
+    /// with a seq already applied for that client is dropped), waiting while
+    /// the program's input queue is full.
     pub async fn input_seq(&self, data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>) -> Result<(), SessionError> {
         if !self.info.borrow().status.is_running() {
             return Err(SessionError::NotRunning(self.id.clone()));
         }
-        let not_running = || SessionError::NotRunning(self.id.clone());
-        let mut rest = data;
-        let mut seq = seq;
-        let mut continues = false;
-        while rest.len() > INPUT_PIECE {
-            let piece = rest.split_to(INPUT_PIECE);
-            self.input
-                .send(InputPiece { data: piece, eof: false, seq: seq.take(), continues })
-                .await
-                .map_err(|_| not_running())?;
-            continues = true;
-        }
         self.input
-            .send(InputPiece { data: rest, eof, seq, continues })
+            .send(data, eof, seq)
             .await
-            .map_err(|_| not_running())
+            .map_err(|input::InputClosed| SessionError::NotRunning(self.id.clone()))
     }
 
     /// Sets the window size of a pty session.

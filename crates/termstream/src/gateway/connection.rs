@@ -371,6 +371,7 @@ impl Connection {
             mode,
             dialect: self.dialect,
             max_replay: self.state.registry.config().max_replay_bytes,
+            preamble: Vec::new(),
         };
         let task = tokio::spawn(forward::run(attach, self.out.clone())).abort_handle();
         self.attached.insert(id, Attached { task, _viewer: viewer });

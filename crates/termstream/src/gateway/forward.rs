@@ -43,6 +43,10 @@ pub struct Attach {
     pub mode: OutputMode,
     pub dialect: Dialect,
     pub max_replay: u64,
+    /// Messages sent once the forwarder is subscribed, before anything
+    /// else: a client that read them knows that every later event of the
+    /// session reaches it.
+    pub preamble: Vec<Message>,
 }
 
 struct Forwarder {
@@ -72,7 +76,7 @@ pub async fn run(attach: Attach, out: Outbox) {
         next: 0,
         carry: None,
     };
-    if let Err(Closed) = f.start(attach.since).await {
+    if let Err(Closed) = f.start(attach.since, attach.preamble).await {
         tracing::debug!(session = %f.id, "socket closed while forwarding");
     }
 }
@@ -96,7 +100,7 @@ impl Forwarder {
         self.handle.kind() == SessionKind::Pty
     }
 
-    async fn start(&mut self, since: Option<LogPosition>) -> Result<(), Closed> {
+    async fn start(&mut self, since: Option<LogPosition>, preamble: Vec<Message>) -> Result<(), Closed> {
         let info = self.handle.info();
         let end = info.output_offset;
         let mut snapshot = false;
@@ -141,6 +145,9 @@ impl Forwarder {
             Ok(s) => s,
             Err(_) => return self.detached().await,
         };
+        for msg in preamble {
+            self.out.send(msg).await?;
+        }
         // A fresh attach without a snapshot starts at the oldest output
         // still in memory.
         if since.is_none()
@@ -163,6 +170,9 @@ impl Forwarder {
         }
         if let Some(ended) = sub.ended {
             return self.finish(&ended).await;
+        }
+        if sub.terminating {
+            self.emit(OutEvent::Terminating { session: &self.id }).await?;
         }
         self.follow(sub.live).await
     }

@@ -41,13 +41,16 @@ fn start_message(info: &SessionInfo) -> Message {
     text(json!({"type":"terminal_start","session_id":info.id,"command":command_of(info),"cwd":info.cwd,"timestamp":now_secs()}))
 }
 
-fn forwarder(handle: SessionHandle, since: Option<LogPosition>, state: &AppState, out: &Outbox) -> AbortHandle {
+/// Starts forwarding `handle`'s session; `preamble` goes out once the
+/// forwarder is subscribed, before any of the session's events.
+fn forwarder(handle: SessionHandle, since: Option<LogPosition>, state: &AppState, out: &Outbox, preamble: Vec<Message>) -> AbortHandle {
     let attach = Attach {
         handle,
         since,
         mode: OutputMode::Json,
         dialect: Dialect::Legacy,
         max_replay: state.registry.config().max_replay_bytes,
+        preamble,
     };
     tokio::spawn(forward::run(attach, out.clone())).abort_handle()
 }
@@ -75,12 +78,11 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         return;
     };
     let info = handle.info();
-    let _ = out
-        .send(text(json!({"type":"terminal_connected","session_id":info.id,"timestamp":now_secs(),"message":format!("Connected to terminal session {}", info.id)})))
-        .await;
-    let _ = out.send(start_message(&info)).await;
+    let connected = text(json!({"type":"terminal_connected","session_id":info.id,"timestamp":now_secs(),"message":format!("Connected to terminal session {}", info.id)}));
     let _viewer = handle.add_viewer();
-    let task = forwarder(handle.clone(), None, &state, &out);
+    // Sent by the forwarder once it is subscribed: nothing after them
+    // (a terminate, say) can be missed.
+    let task = forwarder(handle.clone(), None, &state, &out, vec![connected, start_message(&info)]);
     let cfg = state.registry.config();
     let mut budget = TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes);
     while let Some(Ok(msg)) = stream.next().await {
@@ -161,10 +163,9 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
         if !grant.can_read(info.project.as_str()) {
             continue;
         }
-        let _ = out.send(start_message(&info)).await;
         // Live output from now on: resume at the current end.
         let since = LogPosition { epoch: info.epoch, offset: info.output_offset };
-        tasks.insert(info.id.clone(), forwarder(handle, Some(since), &state, &out));
+        tasks.insert(info.id.clone(), forwarder(handle, Some(since), &state, &out, vec![start_message(&info)]));
     }
     loop {
         tokio::select! {
@@ -179,9 +180,9 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
                     if tasks.contains_key(handle.id()) {
                         continue;
                     }
-                    let _ = out.send(start_message(&handle.info())).await;
                     let id = handle.id().clone();
-                    tasks.insert(id, forwarder(handle, None, &state, &out));
+                    let start = start_message(&handle.info());
+                    tasks.insert(id, forwarder(handle, None, &state, &out, vec![start]));
                 }
                 Ok(RegistryEvent::Created(_)) => {}
                 Ok(RegistryEvent::Deleted(id)) => {

@@ -31,16 +31,14 @@ use tokio::time::sleep_until;
 
 mod pipes;
 
-use self::pipes::{FrameHeader, READ_COALESCE, Reader, far_future, read_opt, recv_input, wait_child, write_some};
+use self::pipes::{FrameHeader, READ_COALESCE, Reader, far_future, read_opt, wait_child, write_some};
 use super::log::{Chunk, OutputRing};
 use super::process::{self, SessionIo, Spawned};
 use super::store::{self, LogWriter};
 use super::screen_task::ScreenLink;
-use super::{Command, InputPiece, LogEvent, ScreenRequest, SessionHandle, SessionSettings, Subscription};
+use super::input::{Input, Next};
+use super::{Command, LogEvent, ScreenRequest, SessionHandle, SessionSettings, Subscription};
 use crate::clock::now_ms;
-
-/// How many clients' input sequence numbers a session remembers.
-pub const SEQ_CLIENTS: usize = 64;
 
 /// Where the program's life stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +58,9 @@ pub(crate) struct Actor {
     info_tx: watch::Sender<SessionInfo>,
     /// Commands from handles; the actor ends on `Shutdown`.
     commands: mpsc::Receiver<Command>,
-    /// Input from handles; dropped when the program's input closes.
-    input: Option<mpsc::Receiver<InputPiece>>,
+    /// The program's input, shared with every handle: senders write it
+    /// themselves when nothing waits; the actor writes what waits.
+    input: Arc<Input>,
     /// Live log events; subscribers are created inside the actor only.
     events: broadcast::Sender<LogEvent>,
     /// The screen task of a pty session: told of resizes, and rung (not
@@ -82,15 +81,8 @@ pub(crate) struct Actor {
     stdin: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
     out: Option<Reader>,
     err: Option<Reader>,
-    /// The last input seq applied per client id, newest last; bounded by
-    /// [`SEQ_CLIENTS`].
-    applied_seqs: Vec<(Arc<str>, u64)>,
-    /// The last input piece that did not continue another was a repeat.
-    dropping_input: bool,
-    /// Input taken from the queue and not yet written.
+    /// The input being written: the front of the input queue.
     pending: Bytes,
-    /// Close stdin once `pending` is written.
-    eof_after_pending: bool,
 }
 
 /// Starts the actor (and screen task) of a freshly spawned program.
@@ -102,7 +94,7 @@ pub(crate) fn start_running(
     settings: SessionSettings,
     marker: String,
 ) -> SessionHandle {
-    let (mut actor, handle) = build(info, dir, settings, 0, marker);
+    let (mut actor, handle) = build(info, dir, settings, 0, marker, Some(spawned.input_fd));
     actor.writer = writer;
     actor.child = Some(spawned.child);
     match spawned.io {
@@ -128,9 +120,8 @@ pub(crate) fn start_running(
 /// serves reads from the disk log.
 pub(crate) fn start_ended(info: SessionInfo, dir: PathBuf, settings: SessionSettings) -> SessionHandle {
     let end = info.output_offset;
-    let (mut actor, handle) = build(info, dir, settings, end, String::new());
+    let (mut actor, handle) = build(info, dir, settings, end, String::new(), None);
     actor.phase = Phase::Ended;
-    actor.input = None;
     tokio::spawn(actor.run());
     handle
 }
@@ -141,9 +132,10 @@ fn build(
     settings: SessionSettings,
     end: u64,
     marker: String,
+    input_fd: Option<std::os::fd::RawFd>,
 ) -> (Actor, SessionHandle) {
     let (commands_tx, commands) = mpsc::channel(64);
-    let (input_tx, input) = mpsc::channel(super::INPUT_QUEUE);
+    let input = Input::new(input_fd);
     let (info_tx, info_rx) = watch::channel(info.clone());
     let (events, _) = broadcast::channel(super::EVENT_QUEUE);
     let dir_arc = Arc::new(dir.clone());
@@ -154,7 +146,7 @@ fn build(
         kind: info.kind,
         dir: dir_arc,
         commands: commands_tx,
-        input: input_tx,
+        input: input.clone(),
         info: info_rx,
         screen: None,
         viewers: Arc::default(),
@@ -166,7 +158,7 @@ fn build(
         info,
         info_tx,
         commands,
-        input: Some(input),
+        input,
         events,
         screen,
         writer: None,
@@ -182,10 +174,7 @@ fn build(
         stdin: None,
         out: None,
         err: None,
-        applied_seqs: Vec::new(),
-        dropping_input: false,
         pending: Bytes::new(),
-        eof_after_pending: false,
     };
     (actor, handle)
 }
@@ -228,15 +217,14 @@ impl Actor {
                         tokio::task::yield_now().await;
                     }
                 }
-                piece = recv_input(&mut self.input), if self.pending.is_empty() && !self.eof_after_pending && self.input.is_some() => {
-                    match piece {
-                        Some(p) if self.is_repeat(&p) => {}
-                        Some(p) => { self.pending = p.data; self.eof_after_pending = p.eof; }
-                        None => self.input = None,
+                next = self.input.next(), if self.pending.is_empty() && (self.pty.is_some() || self.stdin.is_some()) => {
+                    match next {
+                        Next::Write(data) => self.pending = data,
+                        Next::Close => self.close_input().await,
                     }
                 }
-                res = write_some(&mut self.pty, &mut self.stdin, &self.pending), if !self.pending.is_empty() || self.eof_after_pending => {
-                    self.on_written(res).await;
+                res = write_some(&mut self.pty, &mut self.stdin, &self.pending), if !self.pending.is_empty() => {
+                    self.on_written(res);
                 }
                 status = wait_child(&mut self.child), if self.child.is_some() => {
                     self.on_exit(status);
@@ -275,41 +263,12 @@ impl Actor {
                     end: self.ring.end(),
                     live,
                     ended,
+                    terminating: self.terminating,
                 });
             }
             Command::Shutdown { reply } => return ControlFlow::Break(Some(reply)),
         }
         ControlFlow::Continue(())
-    }
-
-    /// Whether `piece` repeats input already applied (same client, seq not
-    /// above the last applied); records its seq otherwise.
-    fn is_repeat(&mut self, piece: &InputPiece) -> bool {
-        if piece.continues {
-            return self.dropping_input;
-        }
-        self.dropping_input = self.is_repeat_seq(piece);
-        self.dropping_input
-    }
-
-    fn is_repeat_seq(&mut self, piece: &InputPiece) -> bool {
-        let Some((client, seq)) = &piece.seq else { return false };
-        match self.applied_seqs.iter().position(|(c, _)| c == client) {
-            Some(i) if self.applied_seqs[i].1 >= *seq => true,
-            Some(i) => {
-                let mut entry = self.applied_seqs.remove(i);
-                entry.1 = *seq;
-                self.applied_seqs.push(entry);
-                false
-            }
-            None => {
-                if self.applied_seqs.len() >= SEQ_CLIENTS {
-                    self.applied_seqs.remove(0);
-                }
-                self.applied_seqs.push((client.clone(), *seq));
-                false
-            }
-        }
     }
 
     fn resize(&mut self, cols: u16, rows: u16) -> Result<(), super::SessionError> {
@@ -430,25 +389,27 @@ impl Actor {
         self.writer = None;
     }
 
-    async fn on_written(&mut self, res: io::Result<usize>) {
+    fn on_written(&mut self, res: io::Result<usize>) {
         match res {
             Ok(n) => {
-                let _ = self.pending.split_to(n.min(self.pending.len()));
-                if self.pending.is_empty() && self.eof_after_pending {
-                    self.eof_after_pending = false;
-                    if let Some(mut stdin) = self.stdin.take() {
-                        let _ = stdin.shutdown().await;
-                    }
-                    self.input = None;
-                }
+                let n = n.min(self.pending.len());
+                let _ = self.pending.split_to(n);
+                self.input.written(n);
             }
             Err(_) => {
-                // The program closed its input: drop what waits.
+                // The program closed its input: drop what waits, refuse more.
+                self.input.close();
                 self.pending = Bytes::new();
-                self.eof_after_pending = false;
                 self.stdin = None;
-                self.input = None;
             }
+        }
+    }
+
+    /// Closes the program's stdin (the last input asked for it).
+    async fn close_input(&mut self) {
+        self.input.close();
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.shutdown().await;
         }
     }
 
@@ -483,9 +444,9 @@ impl Actor {
         if let Some(pid) = self.info.pid {
             process::unregister_leader(pid);
         }
+        self.input.close();
         self.pty = None;
         self.stdin = None;
-        self.input = None;
         self.pending = Bytes::new();
         let now = now_ms();
         self.info.status = if self.terminating {
@@ -512,6 +473,8 @@ impl Actor {
 
 impl Drop for Actor {
     fn drop(&mut self) {
+        // The fd closes with the fields dropped after this.
+        self.input.close();
         // A session deleted while running ends here without `finish`.
         if let Some(pid) = self.info.pid {
             process::unregister_leader(pid);

@@ -87,6 +87,9 @@ pub enum SessionIo {
 pub struct Spawned {
     pub child: Child,
     pub pid: u32,
+    /// The program's input (the PTY master, or the stdin pipe), nonblocking;
+    /// owned by `io`.
+    pub input_fd: std::os::fd::RawFd,
     pub io: SessionIo,
 }
 
@@ -171,10 +174,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
                 .spawn(pts)
                 .map_err(|e| io_err(io::Error::other(e)))?;
             let pid = child.id().unwrap_or(0);
+            let input_fd = std::os::fd::AsRawFd::as_raw_fd(&pty);
             let (reader, writer) = pty.into_split();
             Ok(Spawned {
                 child,
                 pid,
+                input_fd,
                 io: SessionIo::Pty { reader, writer },
             })
         }
@@ -208,6 +213,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             Ok(Spawned {
                 child,
                 pid,
+                input_fd: std::os::fd::AsRawFd::as_raw_fd(&stdin),
                 io: SessionIo::Pipes { stdin, stdout, stderr },
             })
         }

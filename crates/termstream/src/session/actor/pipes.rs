@@ -12,9 +12,7 @@ use termstream_proto::Stream;
 use termstream_proto::ws::binary;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::process::Child;
-use tokio::sync::mpsc;
 
-use super::super::InputPiece;
 
 /// Most bytes gathered into one chunk while the program has more ready.
 pub const READ_COALESCE: usize = 64 * 1024;
@@ -97,13 +95,6 @@ pub(super) async fn read_opt(reader: &mut Option<Reader>, header: FrameHeader<'_
 pub(super) async fn wait_child(child: &mut Option<Child>) -> io::Result<std::process::ExitStatus> {
     match child {
         Some(c) => c.wait().await,
-        None => std::future::pending().await,
-    }
-}
-
-pub(super) async fn recv_input(input: &mut Option<mpsc::Receiver<InputPiece>>) -> Option<InputPiece> {
-    match input {
-        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
