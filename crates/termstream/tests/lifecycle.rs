@@ -169,11 +169,12 @@ async fn the_running_session_limit_answers_503() {
 /// serves again once sessions end.
 #[tokio::test]
 async fn running_out_of_descriptors_answers_503_and_recovers() {
-    use rustix::process::{Resource, Rlimit, setrlimit};
-    // The server inherits a hard limit of 40 descriptors (it raises its soft
-    // limit only up to the hard one).
-    setrlimit(Resource::Nofile, Rlimit { current: Some(40), maximum: Some(40) }).expect("setrlimit");
+    use rustix::process::{Pid, Resource, Rlimit, prlimit};
+    // The running server gets a limit of 40 descriptors (the test process
+    // keeps its own: other tests may share it under `cargo test`).
     let server = TestServer::start().await;
+    let pid = Pid::from_raw(server.pid() as i32).expect("a server pid");
+    prlimit(Some(pid), Resource::Nofile, Rlimit { current: Some(40), maximum: Some(40) }).expect("prlimit");
     let mut ids = Vec::new();
     let body = loop {
         let (status, body) = server.post("/api/sessions", json!({"argv": ["cat"]})).await;

@@ -141,13 +141,11 @@ impl Forwarder {
         } else {
             None
         };
-        let sub = match self.handle.subscribe(self.next).await {
-            Ok(s) => s,
-            Err(_) => return self.detached().await,
-        };
+        let sub = self.handle.subscribe(self.next).await;
         for msg in preamble {
             self.out.send(msg).await?;
         }
+        let Ok(sub) = sub else { return self.detached().await };
         // A fresh attach without a snapshot starts at the oldest output
         // still in memory.
         if since.is_none()

@@ -12,10 +12,10 @@
 //! forwarder whose socket is full waits, and its session's broadcast moves
 //! on without it (it catches up by offset later; see `forward`).
 //!
-//! Architecture invariant: frames go out in the order their `send` calls
-//! returned. A sender writes directly only while it holds the sink and no
-//! frame is queued; the writer counts a queued frame as gone only once it is
-//! fed to the sink, under the same lock.
+//! Architecture invariant: a frame whose `send` returned goes out before any
+//! frame whose `send` started later. A sender writes directly only while it
+//! holds the sink and no frame is queued; the writer counts a queued frame
+//! as gone only once it is fed to the sink, under the same lock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -89,6 +89,8 @@ impl Outbox {
 
     /// Sends `msg`: straight to the socket when nothing waits before it,
     /// else through the queue, waiting while the socket's budget is spent.
+    /// After a close frame the socket is done: that send, and every later
+    /// one, answers `Closed`.
     pub async fn send(&self, msg: Message) -> Result<(), Closed> {
         if self.is_closed() {
             return Err(Closed);
@@ -123,12 +125,13 @@ impl Outbox {
     }
 
     async fn queue(&self, frame: Frame) -> Result<(), Closed> {
+        // Counted only once its place is reserved, with no wait between
+        // counting and queuing: a send cancelled while it waits for room
+        // (an aborted forwarder) leaves the count as it was.
+        let slot = self.tx.reserve().await.map_err(|_| Closed)?;
         self.shared.queued.fetch_add(1, Ordering::AcqRel);
-        let res = self.tx.send(frame).await.map_err(|_| Closed);
-        if res.is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-        }
-        res
+        slot.send(frame);
+        Ok(())
     }
 
     /// Whether the socket is done: it failed, a close frame went out, or
@@ -184,6 +187,10 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Frame>) {
             frame = rx.try_recv().ok();
         }
         ok = ok && sink.flush().await.is_ok() && !closing;
+        if !ok {
+            // Under the lock: no direct send slips in after a close.
+            shared.done.store(true, Ordering::Release);
+        }
         held.clear();
     }
     shared.done.store(true, Ordering::Release);

@@ -31,6 +31,9 @@ use tokio::sync::Notify;
 
 /// The most input bytes that wait for the program, per session.
 pub const QUEUE_BYTES: usize = 1 << 20;
+/// What each queued piece costs beyond its bytes, so that a flood of
+/// one-byte inputs cannot queue a million pieces.
+const PIECE_COST: usize = 64;
 /// How many clients' input sequence numbers a session remembers.
 pub const SEQ_CLIENTS: usize = 64;
 
@@ -52,6 +55,10 @@ pub(crate) enum Next {
 /// A session's input side, shared by its handles and its actor.
 #[derive(Debug)]
 pub(crate) struct Input {
+    /// Held by a sender from start to end, so that one input is never
+    /// split by another's (a paste that waits for room stays whole), and
+    /// senders take turns in order.
+    turn: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     /// Rung when input was queued or a close was asked (the actor waits).
     queued: Notify,
@@ -65,6 +72,7 @@ struct State {
     /// The program's input while it is open. Borrowed: the actor owns it.
     fd: Option<RawFd>,
     queue: VecDeque<Bytes>,
+    /// The queue's cost: its bytes plus [`PIECE_COST`] per piece.
     queued_bytes: usize,
     /// Close the program's input once the queue is written.
     eof: bool,
@@ -78,6 +86,7 @@ impl Input {
     /// session without one (`None`: every send is refused).
     pub fn new(fd: Option<RawFd>) -> Arc<Input> {
         Arc::new(Input {
+            turn: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
                 fd,
                 queue: VecDeque::new(),
@@ -98,6 +107,7 @@ impl Input {
     /// while the queue is full. `seq`: the sender's client id and sequence
     /// number (a repeat is dropped).
     pub async fn send(&self, mut data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>) -> Result<(), InputClosed> {
+        let _turn = self.turn.lock().await;
         let mut first = true;
         loop {
             let mut room = pin!(self.room.notified());
@@ -115,10 +125,10 @@ impl Input {
                 if st.queue.is_empty() && !data.is_empty() {
                     self.write_now(&mut st, &mut data)?;
                 }
-                let fit = data.len().min(QUEUE_BYTES - st.queued_bytes);
+                let fit = data.len().min(QUEUE_BYTES.saturating_sub(st.queued_bytes + PIECE_COST));
                 if fit > 0 {
                     st.queue.push_back(data.split_to(fit));
-                    st.queued_bytes += fit;
+                    st.queued_bytes += fit + PIECE_COST;
                     self.queued.notify_one();
                 }
                 if data.is_empty() {
@@ -178,16 +188,18 @@ impl Input {
     /// For the actor: `n` bytes from the front of the queue were written.
     pub fn written(&self, mut n: usize) {
         let mut st = self.lock();
-        st.queued_bytes -= n.min(st.queued_bytes);
         while n > 0
             && let Some(front) = st.queue.front_mut()
         {
             let take = n.min(front.len());
             front.advance(take);
             n -= take;
+            let mut cost = take;
             if front.is_empty() {
                 st.queue.pop_front();
+                cost += PIECE_COST;
             }
+            st.queued_bytes -= cost.min(st.queued_bytes);
         }
         self.room.notify_waiters();
     }
@@ -297,7 +309,7 @@ mod tests {
             tokio::spawn(async move { input.send(filler, false, None).await })
         };
         let full = tokio::time::timeout(Duration::from_secs(5), async {
-            while input.lock().queued_bytes < QUEUE_BYTES {
+            while input.lock().queued_bytes + PIECE_COST < QUEUE_BYTES {
                 tokio::task::yield_now().await;
             }
         })

@@ -16,10 +16,11 @@
 //! as messages with their offsets.
 //!
 //! Two approximations, both rare and both documented in ARCHITECTURE.md:
-//! - When the model is more than [`MAX_LAG`] behind, it restarts from the
-//!   last [`TAIL`] bytes of the log instead of parsing everything (after a
-//!   flood, what is on screen comes from its end); likewise when the start
-//!   of what it needs was deleted from disk.
+//! - When the model is more than [`MAX_LAG`] behind ([`WAITED_MAX_LAG`]
+//!   when a snapshot waits), it restarts from the last [`TAIL`] bytes of
+//!   the log instead of parsing everything (after a flood, what is on
+//!   screen comes from its end); likewise when the start of what it needs
+//!   was deleted from disk.
 //! - Resizes are replayed at their offsets while at most [`RESIZES`] wait;
 //!   past that only the latest size is applied at the end.
 //!
@@ -47,6 +48,9 @@ pub const QUIET: Duration = Duration::from_millis(30);
 pub const FREEZE_AFTER: Duration = Duration::from_secs(2);
 /// Further behind than this, the model restarts from the log's tail.
 pub const MAX_LAG: u64 = 16 << 20;
+/// The same when a snapshot waits: a late joiner of a session in full
+/// flood waits for 2 MiB of parsing (about 0.1 s), not 16 (about 1 s).
+pub const WAITED_MAX_LAG: u64 = 4 << 20;
 /// How much of the log's end a restarted model parses.
 pub const TAIL: u64 = 2 << 20;
 /// A session nobody watches catches up only this far behind (or when a
@@ -54,10 +58,23 @@ pub const TAIL: u64 = 2 << 20;
 pub const UNWATCHED_LAG: u64 = 1 << 20;
 /// Resizes remembered between catch-ups.
 pub const RESIZES: usize = 16;
-/// Catch-ups of at least this many bytes run on the blocking pool.
+/// Catch-ups of at least this many bytes run off the tokio workers.
 const BLOCKING_FEED: usize = 64 * 1024;
-/// The most bytes one log read asks for.
+/// The most bytes one log read asks for when a snapshot waits.
 const READ: usize = 1 << 20;
+/// The most bytes one log read asks for when nobody waits: parsed at low
+/// priority, in pieces small enough that a snapshot asked meanwhile does
+/// not wait long for the piece in hand.
+const READ_BACKGROUND: usize = 128 * 1024;
+
+/// Who waits for a catch-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Urgency {
+    /// Nobody: the parsing runs at background priority.
+    Background,
+    /// A snapshot: the parsing runs on the blocking pool, at normal priority.
+    Waited,
+}
 
 /// Requests the screen task can hold before a resize is dropped (and the
 /// latest size applied instead).
@@ -167,7 +184,7 @@ impl ScreenTask {
                         freeze_at = None;
                     } else {
                         if self.handle.output_offset().saturating_sub(self.offset) > UNWATCHED_LAG {
-                            self.catch_up().await;
+                            self.catch_up(Urgency::Background).await;
                             self.freeze();
                         }
                         self.arm();
@@ -186,7 +203,7 @@ impl ScreenTask {
                             continue;
                         }
                         check_at = None;
-                        self.catch_up().await;
+                        self.catch_up(Urgency::Background).await;
                         freeze_at = Some(Instant::now() + FREEZE_AFTER);
                         self.arm();
                     } else {
@@ -196,7 +213,7 @@ impl ScreenTask {
                 }
                 req = self.requests.recv() => match req {
                     Some(ScreenRequest::Snapshot { reply }) => {
-                        self.catch_up().await;
+                        self.catch_up(Urgency::Waited).await;
                         if check_at.is_none() {
                             freeze_at = Some(Instant::now() + FREEZE_AFTER);
                             self.arm();
@@ -264,8 +281,9 @@ impl ScreenTask {
         Snapshot { epoch: self.handle.epoch(), offset: self.offset, cols, rows, data }
     }
 
-    /// Brings the model to the log's end as it is now.
-    async fn catch_up(&mut self) {
+    /// Brings the model to the log's end as it is now. A background
+    /// catch-up turns urgent as soon as a snapshot is asked.
+    async fn catch_up(&mut self, urgency: Urgency) {
         if self.bell.resize_lost.swap(false, Ordering::AcqRel) {
             self.resizes = None;
         }
@@ -274,7 +292,11 @@ impl ScreenTask {
             return;
         }
         let mut model = self.live();
-        if target.saturating_sub(self.offset) > MAX_LAG {
+        let max_lag = match urgency {
+            Urgency::Background => MAX_LAG,
+            Urgency::Waited => WAITED_MAX_LAG,
+        };
+        if target.saturating_sub(self.offset) > max_lag {
             tracing::debug!(session = %self.handle.id(), behind = target - self.offset, "screen model restarts from the log's tail");
             model = self.fresh();
             self.offset = target - TAIL;
@@ -291,7 +313,9 @@ impl ScreenTask {
                 Some(&(at, _, _)) => at.min(target),
                 None => target,
             };
-            let want = ((stop - self.offset) as usize).min(READ);
+            let urgency = if self.requests.is_empty() { urgency } else { Urgency::Waited };
+            let read = if urgency == Urgency::Waited { READ } else { READ_BACKGROUND };
+            let want = ((stop - self.offset) as usize).min(read);
             let chunks = match self.handle.read(self.offset, want).await {
                 Ok(c) if c.is_empty() => break,
                 Ok(c) => c,
@@ -312,13 +336,16 @@ impl ScreenTask {
             let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
             self.offset = chunks.last().map_or(self.offset, |c| c.end());
             if bytes >= BLOCKING_FEED {
-                let fed = super::background::spawn(move || {
+                let feed = move || {
                     for c in &chunks {
                         model.feed(&c.data);
                     }
                     model
-                })
-                .await;
+                };
+                let fed = match urgency {
+                    Urgency::Background => super::background::spawn(feed).await,
+                    Urgency::Waited => tokio::task::spawn_blocking(feed).await,
+                };
                 match fed {
                     Ok(m) => model = m,
                     Err(_) => model = self.fresh(),
