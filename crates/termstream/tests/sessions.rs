@@ -157,3 +157,31 @@ async fn a_session_outlives_its_clients() {
     let ended = server.terminate(&id).await;
     assert_eq!(ended["status"], "terminated");
 }
+
+/// Input that must wait for the program (its queue is full) is not split by
+/// input sent meanwhile: senders take turns, each whole.
+#[tokio::test]
+async fn a_paste_that_waits_for_room_is_not_split_by_other_input() {
+    let server = TestServer::start().await;
+    // The program reads nothing for a second: the pipe and the session's
+    // 1 MiB input queue fill, and the second paste waits for room.
+    let info = server.create(json!({ "kind": "command", "argv": ["sh", "-c", "sleep 1; exec cat"] })).await;
+    let id = info["id"].as_str().unwrap();
+    const PASTE: usize = 900 * 1024;
+    server.input(id, &"a".repeat(PASTE)).await;
+    let paste = async { server.input(id, &"b".repeat(PASTE)).await };
+    let keys = async {
+        for _ in 0..20 {
+            server.input(id, "c").await;
+        }
+    };
+    tokio::join!(paste, keys);
+    let (status, body) = server.post(&format!("/api/sessions/{id}/input"), json!({ "data": "", "eof": true })).await;
+    assert_eq!(status, 200, "{body}");
+    server.wait_status(id, "exited", secs(30)).await;
+    let out = String::from_utf8(server.output_all(id, 0).await).expect("utf-8");
+    assert_eq!(out.len(), 2 * PASTE + 20, "every byte reaches the program once");
+    assert!(out.starts_with(&"a".repeat(PASTE)), "the first paste goes first, whole");
+    let (first_b, last_b) = (out.find('b').expect("a b"), out.rfind('b').expect("a b"));
+    assert_eq!(last_b - first_b + 1, PASTE, "the waiting paste is not split by keys sent meanwhile");
+}
