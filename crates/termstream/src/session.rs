@@ -233,7 +233,7 @@ impl SessionHandle {
     /// with a seq already applied for that client is dropped), waiting while
     /// the program's input queue is full.
     pub async fn input_seq(&self, data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>) -> Result<(), SessionError> {
-        if !self.info.borrow().status.is_running() {
+        if !self.is_running() {
             return Err(SessionError::NotRunning(self.id.clone()));
         }
         self.input

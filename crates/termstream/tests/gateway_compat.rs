@@ -113,3 +113,27 @@ async fn flat_names_are_aliases_and_get_flat_answers() {
     assert_eq!(out["sessionId"], "f");
     assert_eq!(out["data"], "flat-hello\n");
 }
+
+/// A client that connects while a terminate is under way is told so, even
+/// though the announcement went out before it subscribed.
+#[tokio::test]
+async fn a_client_connecting_during_a_terminate_is_told_of_it() {
+    let server = TestServer::start().await;
+    // Ignores SIGHUP and SIGTERM: it ends only at the grace period's SIGKILL.
+    server.create(json!({"id":"stubborn","kind":"command","argv":["sh","-c","trap '' TERM HUP; exec sleep 1000"]})).await;
+    let mut first = WsClient::connect_raw(&server, "/ws/terminal/stubborn").await;
+    assert_eq!(first.next_json(secs(10)).await["type"], "terminal_connected");
+    let terminate = server.terminate("stubborn");
+    let late_joiner = async {
+        // Once the first client saw the announcement, the terminate is under way.
+        while first.next_json(secs(10)).await["type"] != "terminal_terminating" {}
+        let mut late = WsClient::connect_raw(&server, "/ws/terminal/stubborn").await;
+        let mut types = Vec::new();
+        while types.last().map(String::as_str) != Some("terminal_end") {
+            types.push(late.next_json(secs(10)).await["type"].as_str().unwrap_or_default().to_owned());
+        }
+        types
+    };
+    let (_, types) = tokio::join!(terminate, late_joiner);
+    assert_eq!(types, ["terminal_connected", "terminal_start", "terminal_terminating", "terminal_end"]);
+}

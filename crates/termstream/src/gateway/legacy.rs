@@ -70,8 +70,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     let Some(handle) = handle else {
         // A close reason is at most 123 bytes of UTF-8.
         let mut reason = format!("session_not_found: {raw}");
-        let cut = (0..=reason.len().min(123)).rev().find(|&i| reason.is_char_boundary(i)).unwrap_or(0);
-        reason.truncate(cut);
+        reason.truncate(reason.floor_char_boundary(123));
         let _ = out.send(Message::Close(Some(CloseFrame { code: close_code::POLICY, reason: reason.into() }))).await;
         drop(out);
         writer.finish().await;
@@ -95,9 +94,9 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     writer.finish().await;
 }
 
-async fn on_input(handle: &SessionHandle, text: &str, out: &Outbox, grant: &Grant, budget: &mut TokenBucket) {
+async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant, budget: &mut TokenBucket) {
     let reply_error = |message: String| text_error(handle, message);
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
+    let Ok(v) = serde_json::from_str::<Value>(raw) else {
         let _ = out.send(reply_error("malformed JSON".into())).await;
         return;
     };
@@ -133,16 +132,12 @@ async fn on_input(handle: &SessionHandle, text: &str, out: &Outbox, grant: &Gran
             }
         }
         Some("ping") => {
-            let _ = out.send(text_msg(json!({"type":"pong","timestamp":now_secs()}))).await;
+            let _ = out.send(text(json!({"type":"pong","timestamp":now_secs()}))).await;
         }
         other => {
             let _ = out.send(reply_error(format!("unknown message type {other:?}"))).await;
         }
     }
-}
-
-fn text_msg(v: Value) -> Message {
-    text(v)
 }
 
 fn text_error(handle: &SessionHandle, message: String) -> Message {

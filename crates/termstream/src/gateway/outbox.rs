@@ -116,22 +116,27 @@ impl Outbox {
     /// Queues a small control frame without waiting; `false` when the queue
     /// is full or gone (the peer is not reading).
     pub fn try_send(&self, msg: Message) -> bool {
-        self.shared.queued.fetch_add(1, Ordering::AcqRel);
-        let ok = self.tx.try_send(Frame { msg, permit: None }).is_ok();
-        if !ok {
-            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        match self.tx.try_reserve() {
+            Ok(slot) => {
+                self.enqueue(slot, Frame { msg, permit: None });
+                true
+            }
+            Err(_) => false,
         }
-        ok
     }
 
     async fn queue(&self, frame: Frame) -> Result<(), Closed> {
-        // Counted only once its place is reserved, with no wait between
-        // counting and queuing: a send cancelled while it waits for room
-        // (an aborted forwarder) leaves the count as it was.
         let slot = self.tx.reserve().await.map_err(|_| Closed)?;
+        self.enqueue(slot, frame);
+        Ok(())
+    }
+
+    /// Counts and queues a frame whose place is reserved. Nothing waits in
+    /// between: a send cancelled while it waits for room (an aborted
+    /// forwarder) leaves the count as it was.
+    fn enqueue(&self, slot: mpsc::Permit<'_, Frame>, frame: Frame) {
         self.shared.queued.fetch_add(1, Ordering::AcqRel);
         slot.send(frame);
-        Ok(())
     }
 
     /// Whether the socket is done: it failed, a close frame went out, or

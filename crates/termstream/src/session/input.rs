@@ -108,22 +108,18 @@ impl Input {
     /// number (a repeat is dropped).
     pub async fn send(&self, mut data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>) -> Result<(), InputClosed> {
         let _turn = self.turn.lock().await;
-        let mut first = true;
+        if self.lock().is_repeat(seq.as_ref()) {
+            return Ok(());
+        }
         loop {
             let mut room = pin!(self.room.notified());
             {
                 let mut st = self.lock();
-                if st.fd.is_none() || st.eof {
+                let Some(fd) = st.fd.filter(|_| !st.eof) else {
                     return Err(InputClosed);
-                }
-                if first {
-                    first = false;
-                    if st.is_repeat(seq.as_ref()) {
-                        return Ok(());
-                    }
-                }
+                };
                 if st.queue.is_empty() && !data.is_empty() {
-                    self.write_now(&mut st, &mut data)?;
+                    self.write_now(&mut st, fd, &mut data)?;
                 }
                 let fit = data.len().min(QUEUE_BYTES.saturating_sub(st.queued_bytes + PIECE_COST));
                 if fit > 0 {
@@ -145,9 +141,9 @@ impl Input {
         }
     }
 
-    /// One nonblocking write of `data` to the program; drops what it took.
-    fn write_now(&self, st: &mut State, data: &mut Bytes) -> Result<(), InputClosed> {
-        let Some(fd) = st.fd else { return Err(InputClosed) };
+    /// One nonblocking write of `data` to the program's input `fd` (taken
+    /// from `st`, whose lock is held); drops what it took.
+    fn write_now(&self, st: &mut State, fd: RawFd, data: &mut Bytes) -> Result<(), InputClosed> {
         // SAFETY: `fd` is open while it is in the state; the actor clears it
         // under this lock before closing it, and the lock is held.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -158,8 +154,6 @@ impl Input {
                 // The program closed its input; the actor finds out on its
                 // next write or read.
                 st.close();
-                self.room.notify_waiters();
-                self.queued.notify_one();
                 return Err(InputClosed);
             }
         }
@@ -288,7 +282,8 @@ mod tests {
         assert!(input.lock().queued_bytes > 0, "a pipe does not take 200 KB at once");
         // Play the actor: write what waits as the pipe drains.
         let mut got = read_all(&r);
-        while let Ok(Ok(Next::Write(piece))) = tokio::time::timeout(Duration::from_millis(100), input.next()).await.map(Ok::<_, ()>) {
+        while !input.lock().queue.is_empty() {
+            let Next::Write(piece) = input.next().await else { panic!("no close was asked") };
             let n = rustix::io::write(&w, &piece).unwrap_or(0);
             input.written(n);
             got.extend(read_all(&r));

@@ -3,8 +3,9 @@
 //! The terminal emulator parses 15–20 MB/s, slower than a PTY can produce,
 //! so the task does not parse as output arrives: it catches up from the log,
 //! by offset, when the output has been quiet for [`QUIET`] or when a
-//! snapshot is asked for. Large catch-ups run on the blocking pool, so the
-//! async workers never wait for the parser.
+//! snapshot is asked for. Large catch-ups run off the async workers: on
+//! low-priority background threads ([`super::background`]) when nobody
+//! waits, on the blocking pool when a snapshot (or any request) waits.
 //!
 //! Nor is the task woken per chunk: a wake-up per chunk costs a task poll
 //! and, with two workers, often a thread wake-up, on the path of every
