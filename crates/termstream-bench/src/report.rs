@@ -68,6 +68,9 @@ pub struct Row {
     /// The target as the issue words it.
     pub target: String,
     pub note: String,
+    /// After merging runs: the median of each run's own `value / baseline`
+    /// (a ratio of two medians could divide figures of different runs).
+    pub merged_ratio: Option<f64>,
 }
 
 impl Row {
@@ -83,6 +86,7 @@ impl Row {
             goal: Goal::Info,
             target: String::new(),
             note: String::new(),
+            merged_ratio: None,
         }
     }
 
@@ -108,8 +112,12 @@ impl Row {
         self
     }
 
-    /// `value / baseline`, when both are there.
+    /// `value / baseline` of one run, when both are there; after merging,
+    /// the median of the runs' ratios.
     pub fn ratio(&self) -> Option<f64> {
+        if self.merged_ratio.is_some() {
+            return self.merged_ratio;
+        }
         match (self.value, self.baseline) {
             (Some(v), Some(b)) if b != 0.0 => Some(v / b),
             _ => None,
@@ -138,7 +146,8 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
 }
 
 /// Merges the rows of several runs into one row per metric: the median of
-/// the values and of the baselines, with the note of the run nearest the median.
+/// the values, of the baselines and of each run's ratio, with the note of
+/// the run nearest the median.
 pub fn medians(runs: &[Vec<Row>]) -> Vec<Row> {
     let mut keys: Vec<(String, String)> = Vec::new();
     for row in runs.iter().flatten() {
@@ -154,6 +163,7 @@ pub fn medians(runs: &[Vec<Row>]) -> Vec<Row> {
             let mut row = same[0].clone();
             row.value = median(same.iter().filter_map(|r| r.value).collect());
             row.baseline = median(same.iter().filter_map(|r| r.baseline).collect());
+            row.merged_ratio = median(same.iter().filter_map(|r| r.ratio()).collect());
             if let Some(b) = same.iter().find(|r| r.baseline.is_some()) {
                 row.baseline_label = b.baseline_label;
             }
@@ -274,6 +284,16 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].value, Some(2.0));
         assert_eq!(rows[0].baseline, Some(4.0));
+    }
+
+    #[test]
+    fn merged_ratios_are_taken_within_each_run() {
+        // Per run: 0.25, 2 and 1.5. The median value (2) and the median
+        // baseline (2) come from different runs and would say 1.0.
+        let run = |v: f64, b: f64| vec![Row::info("s", "m", "x", v).baseline("b", b).goal(Goal::RatioAtMost(1.2), "≤1.2")];
+        let rows = medians(&[run(1.0, 4.0), run(2.0, 1.0), run(3.0, 2.0)]);
+        assert_eq!(rows[0].ratio(), Some(1.5));
+        assert_eq!(rows[0].met(), Some(false));
     }
 
     #[test]

@@ -218,8 +218,9 @@ impl Target {
 /// Nanosecond counts: steadier than wall-clock latency on a busy machine.
 pub fn cpu_of(pid: u32) -> Option<CpuUse> {
     let mut total = CpuUse::default();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let dir = task.ok()?.path();
+    // A thread that exits meanwhile is skipped, not the whole reading.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let dir = task.path();
         let Ok(sched) = std::fs::read_to_string(dir.join("schedstat")) else { continue };
         total.cpu_ns += sched.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
