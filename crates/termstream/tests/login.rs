@@ -226,3 +226,21 @@ async fn under_tls_the_cookie_is_secure_and_the_own_origin_is_https() {
     let plain = cookie.replacen("__Host-termstream", "termstream", 1);
     assert_eq!(call(&server, "GET", "/api/sessions", &[("cookie", &plain)], None).await.0, 401);
 }
+
+/// Mistakes in a code request or a login link get the API's JSON errors.
+#[tokio::test]
+async fn bad_code_requests_and_login_links_get_json_errors() {
+    let (server, t) = secured("", false).await;
+    let auth = format!("Bearer {}", t.admin);
+    let headers = [("authorization", auth.as_str())];
+    // A struct written as an array of its fields is not a documented shape.
+    let (status, body, _) = call(&server, "POST", "/api/login-codes", &headers, Some(json!([{"web": "read"}]))).await;
+    assert_eq!((status, error_code(&body)), (400, "bad_request"), "{body}");
+    let huge = json!({ "projects": { "x".repeat(2 << 20): "read" } });
+    let (status, body, _) = call(&server, "POST", "/api/login-codes", &headers, Some(huge)).await;
+    assert_eq!((status, error_code(&body)), (413, "payload_too_large"), "{body}");
+    let (status, body, _) = call(&server, "GET", "/login?code=a&code=b", &[], None).await;
+    assert_eq!((status, error_code(&body)), (400, "bad_request"), "{body}");
+    // The server carries on: a good request still works.
+    login_code(&server, &t.admin, None).await;
+}

@@ -108,25 +108,28 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than allowed")
-                } else {
-                    ApiError::bad_request(format!("cannot read the request body: {e}"))
-                }
-            })?;
-        // Every body is an object: serde would also read a struct from an
-        // array of its fields in order (`[]` would create a default session),
-        // which is not a shape the API documents.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
-        }
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        parse_object(&bytes).map(Body)
     }
+}
+
+/// The [`ApiError`] for a body that could not be read: 413 when too large.
+pub fn body_rejection(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than allowed")
+    } else {
+        ApiError::bad_request(format!("cannot read the request body: {e}"))
+    }
+}
+
+/// Parses a JSON object body. Every body is an object: serde would also read
+/// a struct from an array of its fields in order (`[]` would create a
+/// default session), which is not a shape the API documents.
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Parses a session id from a path.

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -41,7 +42,7 @@ use termstream_proto::ErrorCode;
 use super::token::{self, Access, Scope};
 use super::{CookieAuth, Grant};
 use crate::api::AppState;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, body_rejection, parse_object};
 
 /// Entries by the SHA-256 of their secret, each with its expiry.
 type Entries = HashMap<String, (Grant, Instant)>;
@@ -183,16 +184,14 @@ pub async fn issue_code(
     State(state): State<AppState>,
     grant: Grant,
     cookie: Option<Extension<CookieAuth>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if cookie.is_some() {
         return Err(ApiError::new(ErrorCode::Forbidden, "a login code needs a token, not a login cookie"));
     }
-    let req: CodeRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        CodeRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid body: {e}")))?
-    };
+    // No body asks for the caller's whole grant.
+    let body = body.map_err(body_rejection)?;
+    let req: CodeRequest = if body.iter().all(u8::is_ascii_whitespace) { CodeRequest::default() } else { parse_object(&body)? };
     let grant = match req.projects {
         None => grant,
         Some(wanted) => narrow(&grant, wanted)?,
@@ -224,16 +223,16 @@ pub struct LoginQuery {
 
 /// `GET /login?code=CODE`: a valid code sets the session cookie and
 /// redirects to `/`; anything else is 401 and sets nothing.
-pub async fn login(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Result<Response, ApiError> {
+pub async fn login(State(state): State<AppState>, query: Result<Query<LoginQuery>, QueryRejection>) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let sec = &state.security;
-    let id = q
-        .code
-        .as_deref()
-        .map(|c| sec.logins.redeem(c))
-        .transpose()
+    let unknown = || ApiError::new(ErrorCode::Unauthorized, "the login code is unknown, used or expired");
+    let Some(code) = q.code else { return Err(unknown()) };
+    let id = sec
+        .logins
+        .redeem(&code)
         .map_err(|e| ApiError::new(ErrorCode::Capacity, e.to_string()))?
-        .flatten()
-        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "the login code is unknown, used or expired"))?;
+        .ok_or_else(unknown)?;
     let cookie = set_cookie(sec.tls(), &id, sec.logins.session_ttl().as_secs());
     Ok((
         StatusCode::SEE_OTHER,
