@@ -196,6 +196,8 @@ impl Config {
             .merge(Serialized::defaults(overrides))
             .extract()
             .context("invalid configuration")?;
+        // 0 would cut off every client before its first header.
+        anyhow::ensure!(config.http_header_timeout_ms > 0, "invalid configuration: http_header_timeout_ms must be at least 1");
         if let Some(t) = std::env::var("TERMSTREAM_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
             config.tokens.push(TokenEntry {
                 name: Some("env".into()),

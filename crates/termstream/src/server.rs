@@ -51,7 +51,7 @@ impl Server {
                 "no token is configured: only clients on this machine (loopback) are served, and each may do anything"
             );
         }
-        let header_timeout = Duration::from_millis(config.http_header_timeout_ms.max(1));
+        let header_timeout = Duration::from_millis(config.http_header_timeout_ms);
         let registry = Registry::load(config)?;
         Ok(Server { listener, registry, security: Arc::new(security), tls, header_timeout })
     }

@@ -54,15 +54,19 @@ async fn plain_http_to_the_tls_port_fails_cleanly_and_the_server_carries_on() {
     assert_eq!(resp.text().await.unwrap(), "this port speaks HTTPS: use https:// or wss://\n");
     // Neither plain HTTP nor a broken handshake hurts the server.
     let mut raw = TcpStream::connect(server.addr()).unwrap();
-    raw.set_read_timeout(Some(secs(10))).unwrap();
     raw.write_all(b"\x16\x03\x01\x00\x05hello-not-tls").unwrap();
-    let mut buf = [0u8; 256];
-    let n = raw.read(&mut buf).unwrap_or(0);
-    assert!(n == 0 || buf[0] == 0x15, "a TLS alert or a close, got {:?}", &buf[..n]);
+    // Closed promptly (a server hung on the broken handshake would fail
+    // here), after at most a TLS alert.
+    let (took, got) = read_until_closed(&mut raw, Instant::now());
+    assert!(took < secs(5), "closed only after {took:?}");
+    assert!(got.is_empty() || got[0] == 0x15, "a TLS alert or a close, got {got:?}");
     let (status, _) = server.get("/health").await;
     assert_eq!(status, 200, "the server carries on");
     let plain_ws = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr())).await;
-    assert!(plain_ws.is_err(), "ws:// to the TLS port is refused");
+    match plain_ws {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400, "ws:// to the TLS port is refused"),
+        other => panic!("ws:// to the TLS port: expected the plain 400, got {other:?}"),
+    }
     let (status, _) = server.get("/health").await;
     assert_eq!(status, 200);
 }
@@ -161,4 +165,25 @@ async fn sigterm_under_tls_terminates_sessions_with_sockets_open() {
             _ => {}
         }
     }
+}
+
+/// A client that opened a connection to the TLS port and sent nothing does
+/// not hold up a shutdown (the header timeout here is 10 s, the drain 5 s).
+#[tokio::test]
+async fn a_silent_tls_client_does_not_delay_shutdown() {
+    let mut server = TestServer::start_tls(&[], &[]).await;
+    let _silent = TcpStream::connect(server.addr()).unwrap();
+    // Served: the silent connection was accepted before the signal.
+    assert_eq!(server.get("/health").await.0, 200);
+    let status = server.stop(secs(3)).expect("the server exits at once on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_zero_header_timeout_stops_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("termstream.toml");
+    std::fs::write(&config, "http_header_timeout_ms = 0\n").unwrap();
+    let err = refused_start(&["--config", config.to_str().unwrap()]);
+    assert!(err.contains("http_header_timeout_ms must be at least 1"), "{err}");
 }

@@ -96,21 +96,36 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, serving: Serving, stop: Ca
     let Some(acceptor) = serving.tls.clone() else {
         return http(TokioIo::new(tcp), peer, serving, stop).await;
     };
-    // One deadline for the first byte and the whole handshake.
+    // One deadline for the first byte and the whole handshake; a shutdown
+    // does not wait for a client that is still silent or handshaking.
     let timeout = serving.header_timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
-    match tls::starts_tls(&tcp, timeout).await {
-        Some(true) => {}
-        Some(false) => {
-            tracing::debug!(%peer, "plain HTTP on the TLS port");
-            return tls::refuse_plain_http(tcp, timeout).await;
+    let handshake = async {
+        match tls::starts_tls(&tcp, timeout).await {
+            Some(true) => {}
+            Some(false) => {
+                tracing::debug!(%peer, "plain HTTP on the TLS port");
+                tls::refuse_plain_http(tcp, timeout).await;
+                return None;
+            }
+            None => return None,
         }
-        None => return,
-    }
-    match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => http(TokioIo::new(stream), peer, serving, stop).await,
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        match acceptor.accept(tcp).await {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+        }
+    };
+    let stream = tokio::select! {
+        r = tokio::time::timeout(timeout, handshake) => r.unwrap_or_else(|_| {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }),
+        () = stop.cancelled() => None,
+    };
+    if let Some(stream) = stream {
+        http(TokioIo::new(stream), peer, serving, stop).await;
     }
 }
 
