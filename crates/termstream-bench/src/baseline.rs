@@ -144,7 +144,8 @@ pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow:
 /// [`pty_echo`] while the bare PTYs of a [`Load`] each `cat` `file` in a
 /// loop and this process reads them all: what the machine itself gives
 /// under the load of scenario 4, with no server.
-pub async fn pty_echo_loaded(file: &Path, warmup: usize, samples: usize, limit: Duration) -> anyhow::Result<Vec<Duration>> {
+/// Also the MB/s the readers got.
+pub async fn pty_echo_loaded(file: &Path, warmup: usize, samples: usize, limit: Duration) -> anyhow::Result<(Vec<Duration>, f64)> {
     let script = crate::load::script(file);
     let mut load = Load::new();
     for _ in 0..crate::load::STREAMS {
@@ -167,7 +168,8 @@ pub async fn pty_echo_loaded(file: &Path, warmup: usize, samples: usize, limit: 
             }
         });
     }
-    load.during("bare PTYs", pty_echo(warmup, samples, limit)).await
+    let (samples, mbps) = load.during("bare PTYs", pty_echo(warmup, samples, limit)).await;
+    Ok((samples?, mbps))
 }
 
 /// One-byte round trips through a bare tokio-tungstenite echo server on

@@ -44,8 +44,10 @@ impl Load {
     }
 
     /// Lets the streams reach full speed, runs `measure`, stops the readers
-    /// and says what they got (`what` names the setup in the log line).
-    pub async fn during<T>(self, what: &str, measure: impl Future<Output = T>) -> T {
+    /// and says what they got (`what` names the setup in the log line):
+    /// `measure`'s output and the readers' MB/s in all, so that a report
+    /// can show whether two setups carried the same load.
+    pub async fn during<T>(self, what: &str, measure: impl Future<Output = T>) -> (T, f64) {
         tokio::time::sleep(WARM).await;
         let out = measure.await;
         let _ = self.stop_tx.send(true);
@@ -55,7 +57,8 @@ impl Load {
         for r in self.readers {
             streamed += r.await.unwrap_or(0);
         }
-        eprintln!("bench: under load ({what}) the {STREAMS} readers got {:.0} MB/s in all", streamed as f64 / secs / 1e6);
-        out
+        let mbps = streamed as f64 / secs / 1e6;
+        eprintln!("bench: under load ({what}) the {STREAMS} readers got {mbps:.0} MB/s in all");
+        (out, mbps)
     }
 }

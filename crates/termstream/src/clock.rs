@@ -11,5 +11,10 @@ pub fn now_ms() -> u64 {
 
 /// Seconds since the Unix epoch, now, as a float (the older shapes' times).
 pub fn now_secs() -> f64 {
-    now_ms() as f64 / 1000.0
+    secs(now_ms())
+}
+
+/// A time in Unix ms as float seconds (the older shapes' times).
+pub fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
 }

@@ -22,10 +22,6 @@ pub fn command_of(info: &SessionInfo) -> String {
     }
 }
 
-fn seconds(ms: u64) -> f64 {
-    ms as f64 / 1000.0
-}
-
 /// Start a command session running `/bin/sh -c COMMAND`.
 #[utoipa::path(post, path = "/terminal/start", request_body = StartRequest,
     responses((status = 200, body = StartResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -67,7 +63,7 @@ pub async fn sessions(State(state): State<AppState>, grant: Grant) -> Json<Sessi
                 command: command_of(&info),
                 cwd: info.cwd.clone(),
                 is_running: info.status.is_running(),
-                start_time: seconds(info.started_at.unwrap_or(info.created_at)),
+                start_time: crate::clock::secs(info.started_at.unwrap_or(info.created_at)),
                 exit_code: info.exit_code,
                 connections: h.viewers(),
             }
