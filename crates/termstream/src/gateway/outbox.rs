@@ -12,18 +12,29 @@
 //! forwarder whose socket is full waits, and its session's broadcast moves
 //! on without it (it catches up by offset later; see `forward`).
 //!
+//! A direct write polls the sink once with a waker that does nothing. The
+//! socket's reads and writes share their wake-ups (tungstenite wakes both
+//! the reading and the writing task when the socket becomes ready), so a
+//! forwarder left registered as the writer would be woken with every
+//! message the client sends. Two tasks woken by one event make tokio hand
+//! one to the other worker thread: a cross-thread wake-up per typed key.
+//! When the frame does not go out at once, what is left to flush is handed
+//! to the writer task, which waits for the socket properly.
+//!
 //! Architecture invariant: a frame whose `send` returned goes out before any
 //! frame whose `send` started later. A sender writes directly only while it
 //! holds the sink and no frame is queued; the writer counts a queued frame
 //! as gone only once it is fed to the sink, under the same lock.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
-use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
+use futures_util::{Sink as _, SinkExt};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
@@ -36,10 +47,11 @@ const FINISH_WAIT: Duration = Duration::from_secs(5);
 
 type Sink = SplitSink<WebSocket, Message>;
 
-/// One queued frame and the budget it holds.
+/// One queued frame and the budget it holds; no message: only a flush of
+/// what a direct write left in the sink.
 #[derive(Debug)]
 struct Frame {
-    msg: Message,
+    msg: Option<Message>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -98,7 +110,8 @@ impl Outbox {
         let msg = match self.shared.sink.try_lock() {
             Ok(mut sink) if self.shared.queued.load(Ordering::Acquire) == 0 => {
                 let closing = matches!(msg, Message::Close(_));
-                return match sink.send(msg).await {
+                let sent = if closing { sink.send(msg).await } else { self.write_now(&mut sink, msg).await };
+                return match sent {
                     Ok(()) if !closing => Ok(()),
                     _ => {
                         self.shared.done.store(true, Ordering::Release);
@@ -110,7 +123,26 @@ impl Outbox {
         };
         let cost = message_len(&msg).clamp(1, self.budget_bytes) as u32;
         let permit = self.budget.clone().acquire_many_owned(cost).await.map_err(|_| Closed)?;
-        self.queue(Frame { msg, permit: Some(permit) }).await
+        self.queue(Frame { msg: Some(msg), permit: Some(permit) }).await
+    }
+
+    /// Writes `msg` to the held sink without leaving this task registered
+    /// for the socket's wake-ups (see the module's notes): one poll with a
+    /// waker that does nothing, then, if the socket cannot take it all,
+    /// the flush is the writer's.
+    async fn write_now(&self, sink: &mut Sink, msg: Message) -> Result<(), axum::Error> {
+        match poll_once(sink, msg) {
+            Attempt::Done(res) => res,
+            // The sink is still flushing an earlier frame: wait as usual.
+            Attempt::Busy(msg) => sink.send(msg).await,
+            Attempt::Unflushed => match self.tx.try_reserve() {
+                Ok(slot) => {
+                    self.enqueue(slot, Frame { msg: None, permit: None });
+                    Ok(())
+                }
+                Err(_) => sink.flush().await,
+            },
+        }
     }
 
     /// Queues a small control frame without waiting; `false` when the queue
@@ -118,7 +150,7 @@ impl Outbox {
     pub fn try_send(&self, msg: Message) -> bool {
         match self.tx.try_reserve() {
             Ok(slot) => {
-                self.enqueue(slot, Frame { msg, permit: None });
+                self.enqueue(slot, Frame { msg: Some(msg), permit: None });
                 true
             }
             Err(_) => false,
@@ -143,6 +175,35 @@ impl Outbox {
     /// its writer is gone.
     pub fn is_closed(&self) -> bool {
         self.shared.done.load(Ordering::Acquire) || self.tx.is_closed()
+    }
+}
+
+/// How one poll of a direct write went.
+enum Attempt {
+    /// Sent and flushed, or failed.
+    Done(Result<(), axum::Error>),
+    /// The sink could not take the frame yet.
+    Busy(Message),
+    /// The frame is in the sink, not all of it on the socket.
+    Unflushed,
+}
+
+/// Polls `sink` once, with a waker that does nothing, to send `msg`.
+fn poll_once(sink: &mut Sink, msg: Message) -> Attempt {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut sink = Pin::new(sink);
+    match sink.as_mut().poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {
+            if let Err(e) = sink.as_mut().start_send(msg) {
+                return Attempt::Done(Err(e));
+            }
+        }
+        Poll::Ready(Err(e)) => return Attempt::Done(Err(e)),
+        Poll::Pending => return Attempt::Busy(msg),
+    }
+    match sink.poll_flush(&mut cx) {
+        Poll::Ready(res) => Attempt::Done(res),
+        Poll::Pending => Attempt::Unflushed,
     }
 }
 
@@ -182,8 +243,10 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Frame>) {
         let mut frame = Some(first);
         let mut closing = false;
         while let Some(f) = frame.take() {
-            closing = matches!(f.msg, Message::Close(_));
-            ok = sink.feed(f.msg).await.is_ok();
+            closing = matches!(f.msg, Some(Message::Close(_)));
+            if let Some(msg) = f.msg {
+                ok = sink.feed(msg).await.is_ok();
+            }
             shared.queued.fetch_sub(1, Ordering::AcqRel);
             held.push(f.permit);
             if !ok || closing {
