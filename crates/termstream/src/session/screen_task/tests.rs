@@ -1,0 +1,118 @@
+//! Tests of the screen task with real actors and logs on disk.
+
+use termstream_proto::{Epoch, ProjectId, SessionId, SessionInfo, SessionKind, SessionStatus};
+
+use super::*;
+use crate::config::Config;
+use crate::session::actor;
+
+fn ended_info(id: &str, output_offset: u64) -> SessionInfo {
+    SessionInfo {
+        id: SessionId::new(id).expect("id"),
+        kind: SessionKind::Pty,
+        argv: vec!["true".into()],
+        cwd: "/".into(),
+        project: ProjectId::default(),
+        status: SessionStatus::Exited,
+        epoch: Epoch(1),
+        output_offset,
+        cols: 80,
+        rows: 24,
+        pid: None,
+        created_at: 0,
+        started_at: None,
+        ended_at: None,
+        exit_code: Some(0),
+        signal: None,
+        duration_ms: None,
+        error: None,
+    }
+}
+
+/// A flood of short lines, far more than a snapshot waits for: the
+/// model restarts from the tail, cut at a line feed, and still shows
+/// the last screen and a full scrollback of whole lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_a_flood_of_lines_keeps_whole_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = Config::default().session_settings();
+    let scrollback = settings.scrollback_lines;
+    let mut writer =
+        crate::session::store::LogWriter::create(dir.path(), settings.disk).expect("log");
+    let total_lines = 700_000;
+    let text: String = (1..=total_lines).map(|n| format!("line {n}\r\n")).collect();
+    assert!(
+        text.len() as u64 > WAITED_MAX_LAG + TAIL,
+        "the flood must be past the restart threshold"
+    );
+    let mut offset = 0u64;
+    for piece in text.as_bytes().chunks(50_000) {
+        let data = bytes::Bytes::copy_from_slice(piece);
+        let chunk = crate::session::log::Chunk {
+            offset,
+            stream: termstream_proto::Stream::Pty,
+            time_ms: 0,
+            data,
+            wire: None,
+        };
+        writer.append_output(&chunk).expect("append");
+        offset += piece.len() as u64;
+    }
+    drop(writer);
+    let handle = actor::start_ended(
+        ended_info("flood-of-lines", offset),
+        dir.path().into(),
+        settings,
+    );
+    let snap = handle.snapshot().await.expect("snapshot");
+    assert_eq!(snap.offset, offset, "the snapshot is of the log's end");
+    let mut replay = ScreenModel::new(snap.cols, snap.rows, scrollback);
+    replay.feed(snap.data.as_bytes());
+    let screen = replay.text();
+    assert_eq!(
+        screen[22],
+        format!("line {total_lines}"),
+        "the last line, above the cursor's empty line: {screen:?}"
+    );
+    assert_eq!(screen[0], format!("line {}", total_lines - 22));
+    let history: Vec<String> = replay
+        .scrollback()
+        .iter()
+        .map(|l| l.text().trim_end().to_owned())
+        .collect();
+    assert_eq!(history.len(), scrollback, "a full scrollback");
+    let first = total_lines - 22 - scrollback;
+    for (i, line) in history.iter().enumerate() {
+        assert_eq!(
+            line,
+            &format!("line {}", first + i),
+            "scrollback line {i} is whole and in order"
+        );
+    }
+    handle.shutdown().await;
+}
+
+/// A pty session whose log ends far past what its screen model holds,
+/// whose actor is gone while a handle still keeps the screen task's
+/// channel open: the failed catch-up must end the task. It once armed
+/// its bell behind the log's end and rang itself forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_task_far_behind_ends_with_its_actor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let info = ended_info("far-behind", MAX_LAG + TAIL + 1);
+    let handle = actor::start_ended(
+        info,
+        dir.path().into(),
+        Config::default().session_settings(),
+    );
+    handle.shutdown().await;
+    // The snapshot's catch-up finds the actor gone (the answer, a blank
+    // screen or an error, does not matter here).
+    let _ = handle.snapshot().await;
+    let screen = handle
+        .screen
+        .clone()
+        .expect("a pty session has a screen task");
+    let ended = tokio::time::timeout(Duration::from_secs(5), screen.closed()).await;
+    assert!(ended.is_ok(), "the screen task outlived its actor");
+}
