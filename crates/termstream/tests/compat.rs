@@ -167,3 +167,28 @@ async fn recording_is_asciicast_v2() {
     assert_eq!(out, String::from_utf8_lossy(&raw), "the recording's text differs from the raw output");
     assert!(out.contains("first-2") && out.contains("second-3"));
 }
+
+/// Size changes with no output between them make one record in the log
+/// (the last size): a client sending thousands of resizes does not grow
+/// the session's index without bound. A size change that output follows
+/// is kept, and so is the last one before the session ends.
+#[tokio::test]
+async fn resizes_without_output_between_make_one_record() {
+    let server = TestServer::start().await;
+    let info = server.create(json!({ "argv": ["sh", "-c", "stty raw -echo; echo ready; cat"], "cols": 80, "rows": 24 })).await;
+    let id = info["id"].as_str().unwrap();
+    server.read_output_until(id, "ready", secs(10)).await;
+    for i in 0..200u64 {
+        let (status, body) = server.post(&format!("/api/sessions/{id}/resize"), json!({ "cols": 81 + i % 2, "rows": 25 })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    server.input(id, "one").await;
+    server.read_output_until(id, "one", secs(10)).await;
+    let (status, _) = server.post(&format!("/api/sessions/{id}/resize"), json!({ "cols": 90, "rows": 30 })).await;
+    assert_eq!(status, 200);
+    server.terminate(id).await;
+    let (_, out, sizes) = fetch_cast(&server, id).await;
+    assert!(out.ends_with("ready\none"), "{out:?}");
+    // 200 changes alternate 81 and 82 columns; the last is 82.
+    assert_eq!(sizes, ["82x25", "90x30"]);
+}

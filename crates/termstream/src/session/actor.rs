@@ -83,6 +83,20 @@ pub(crate) struct Actor {
     err: Option<Reader>,
     /// The input being written: the front of the input queue.
     pending: Bytes,
+    /// A size change not yet in the disk log: recorded before the next
+    /// output, so resizes with no output between them (a window dragged,
+    /// or a client sending thousands) make one record, and the index grows
+    /// with the output, within the log's byte limit.
+    resize_record: Option<ResizeRecord>,
+}
+
+/// A size change waiting to be written to the disk log.
+#[derive(Debug, Clone, Copy)]
+struct ResizeRecord {
+    offset: u64,
+    time_ms: u64,
+    cols: u16,
+    rows: u16,
 }
 
 /// Starts the actor (and screen task) of a freshly spawned program.
@@ -175,6 +189,7 @@ fn build(
         out: None,
         err: None,
         pending: Bytes::new(),
+        resize_record: None,
     };
     (actor, handle)
 }
@@ -288,12 +303,7 @@ impl Actor {
         }
         if (self.info.cols, self.info.rows) != (cols, rows) {
             let offset = self.ring.end();
-            let time_ms = self.elapsed_ms();
-            if let Some(w) = &mut self.writer
-                && let Err(e) = w.append_resize(offset, time_ms, cols, rows)
-            {
-                self.disk_failed(e);
-            }
+            self.resize_record = Some(ResizeRecord { offset, time_ms: self.elapsed_ms(), cols, rows });
             self.info.cols = cols;
             self.info.rows = rows;
             let _ = self.events.send(LogEvent::Resized { offset, cols, rows });
@@ -364,6 +374,7 @@ impl Actor {
             data,
             wire: Some(wire),
         };
+        self.write_resize_record();
         if let Some(w) = &mut self.writer
             && let Err(e) = w.append_output(&chunk)
         {
@@ -382,6 +393,15 @@ impl Actor {
             screen.bell.output(end);
         }
         full
+    }
+
+    /// Writes the size change that waits, if any, to the disk log.
+    fn write_resize_record(&mut self) {
+        if let (Some(r), Some(w)) = (self.resize_record.take(), &mut self.writer)
+            && let Err(e) = w.append_resize(r.offset, r.time_ms, r.cols, r.rows)
+        {
+            self.disk_failed(e);
+        }
     }
 
     fn disk_failed(&mut self, e: io::Error) {
@@ -458,6 +478,7 @@ impl Actor {
         };
         self.info.ended_at = Some(now);
         self.info.duration_ms = self.info.started_at.map(|s| now.saturating_sub(s));
+        self.write_resize_record();
         self.writer = None;
         self.publish();
         let _ = self.events.send(LogEvent::Ended(Arc::new(self.info.clone())));
@@ -475,6 +496,7 @@ impl Drop for Actor {
     fn drop(&mut self) {
         // The fd closes with the fields dropped after this.
         self.input.close();
+        self.write_resize_record();
         // A session deleted while running ends here without `finish`.
         if let Some(pid) = self.info.pid {
             process::unregister_leader(pid);
