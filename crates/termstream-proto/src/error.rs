@@ -66,6 +66,10 @@ pub struct ErrorDetail {
     /// With `output_gone`: the earliest offset still held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub earliest_offset: Option<u64>,
+    /// With `busy` for input: how many bytes of the request were taken
+    /// anyway (they reach the program; send only the rest again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_bytes: Option<u64>,
 }
 
 /// `{"error":{...}}`.
@@ -82,6 +86,7 @@ impl ErrorBody {
                 code,
                 message: message.into(),
                 earliest_offset: None,
+                accepted_bytes: None,
             },
         }
     }

@@ -226,7 +226,19 @@ impl SessionHandle {
 
     /// Sends input to the program, waiting while its queue is full.
     pub async fn input(&self, data: Bytes, eof: bool) -> Result<(), SessionError> {
-        self.input_seq(data, eof, None).await
+        self.input_counted(data, eof, &AtomicUsize::new(0)).await
+    }
+
+    /// [`SessionHandle::input`], counting in `accepted` the bytes taken so
+    /// far, for a caller that may stop waiting.
+    pub async fn input_counted(&self, data: Bytes, eof: bool, accepted: &AtomicUsize) -> Result<(), SessionError> {
+        if !self.is_running() {
+            return Err(SessionError::NotRunning(self.id.clone()));
+        }
+        self.input
+            .send_counted(data, eof, None, accepted)
+            .await
+            .map_err(|input::InputClosed| SessionError::NotRunning(self.id.clone()))
     }
 
     /// Sends input tagged with the client's id and sequence number (input

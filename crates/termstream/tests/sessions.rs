@@ -185,3 +185,32 @@ async fn a_paste_that_waits_for_room_is_not_split_by_other_input() {
     let (first_b, last_b) = (out.find('b').expect("a b"), out.rfind('b').expect("a b"));
     assert_eq!(last_b - first_b + 1, PASTE, "the waiting paste is not split by keys sent meanwhile");
 }
+
+/// Input to a program that does not read it: when the wait runs out, the
+/// 503 says how many bytes were taken. Exactly those reach the program once
+/// it reads, so the client can send the rest without repeating any.
+#[tokio::test]
+async fn input_the_program_does_not_read_says_what_was_taken() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_MAX_BODY_BYTES", "4194304")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let script = format!("while [ ! -e '{}' ]; do sleep 0.05; done; wc -c", go.display());
+    let info = server.create(json!({ "kind": "command", "argv": ["sh", "-c", script] })).await;
+    let id = info["id"].as_str().unwrap();
+    let total = 3usize << 20;
+    let data = "a".repeat(total);
+    let path = format!("/api/sessions/{id}/input");
+    let (status, body) = server.post(&path, json!({ "data": data })).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    let taken = body["error"]["acceptedBytes"].as_u64().expect("acceptedBytes") as usize;
+    assert!(taken > 0 && taken < total, "taken {taken} of {total}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("{taken} of {total} bytes")), "{message}");
+    std::fs::write(&go, "").unwrap();
+    let (status, body) = server.post(&path, json!({ "data": &data[taken..], "eof": true })).await;
+    assert_eq!(status, 200, "{body}");
+    server.wait_status(id, "exited", secs(20)).await;
+    let out = server.output_all(id, 0).await;
+    assert_eq!(String::from_utf8_lossy(&out).trim(), total.to_string(), "the program got every byte once");
+}

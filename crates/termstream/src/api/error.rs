@@ -19,11 +19,12 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub earliest_offset: Option<u64>,
+    pub accepted_bytes: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into(), earliest_offset: None }
+        ApiError { code, message: message.into(), earliest_offset: None, accepted_bytes: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -60,6 +61,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = ErrorBody::new(self.code, self.message);
         body.error.earliest_offset = self.earliest_offset;
+        body.error.accepted_bytes = self.accepted_bytes;
         (status_of(self.code), Json(body)).into_response()
     }
 }

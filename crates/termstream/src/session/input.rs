@@ -23,6 +23,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes};
@@ -106,7 +107,14 @@ impl Input {
     /// Sends `data` to the program, then closes its input if `eof`; waits
     /// while the queue is full. `seq`: the sender's client id and sequence
     /// number (a repeat is dropped).
-    pub async fn send(&self, mut data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>) -> Result<(), InputClosed> {
+    pub async fn send(&self, data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>) -> Result<(), InputClosed> {
+        self.send_counted(data, eof, seq, &AtomicUsize::new(0)).await
+    }
+
+    /// [`Input::send`], counting in `accepted` the bytes written or queued
+    /// so far: a sender that stops waiting knows what went through.
+    pub async fn send_counted(&self, mut data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>, accepted: &AtomicUsize) -> Result<(), InputClosed> {
+        let total = data.len();
         let _turn = self.turn.lock().await;
         if self.lock().is_repeat(seq.as_ref()) {
             return Ok(());
@@ -127,6 +135,7 @@ impl Input {
                     st.queued_bytes += fit + PIECE_COST;
                     self.queued.notify_one();
                 }
+                accepted.store(total - data.len(), Ordering::Release);
                 if data.is_empty() {
                     if eof {
                         st.eof = true;
