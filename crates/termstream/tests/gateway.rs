@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs};
 use serde_json::json;
@@ -276,4 +278,32 @@ async fn a_peer_that_does_not_answer_pings_is_closed() {
     assert_eq!(code, Some(1001));
     alive.send(json!({"type":"ping"})).await;
     alive.until_type("pong", secs(5)).await;
+}
+
+/// A client that stops reading while the server owes it replies is let go
+/// once a reply has waited the pong timeout: its connection does not hang
+/// on forever behind a full outbox (nor does a legacy one).
+#[tokio::test]
+async fn a_client_that_takes_no_replies_is_let_go() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_WS_PONG_TIMEOUT_MS", "1000")]).await;
+    // More than the outbox and the socket buffers hold, then quiet.
+    let burst = "head -c 48000000 /dev/zero | tr '\\0' a; exec sleep 600";
+    server.create(json!({"id":"burst","argv":["sh","-c",burst]})).await;
+    for path in ["/ws", "/ws/terminal/burst"] {
+        let before = server.fd_count();
+        let mut client = WsClient::connect_raw(&server, path).await;
+        if path == "/ws" {
+            client.attach("burst", "binary").await;
+        }
+        // Replies are asked for until the server gives up on this client,
+        // which reads nothing.
+        let deadline = std::time::Instant::now() + secs(40);
+        let mut gone = false;
+        while !gone && std::time::Instant::now() < deadline {
+            let sent = tokio::time::timeout(Duration::from_millis(200), client.try_send(json!({"type":"ping"}))).await;
+            gone = matches!(sent, Ok(false)) || server.fd_count() <= before;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(gone, "{path}: the server still holds a client that reads nothing");
+    }
 }

@@ -7,6 +7,13 @@
 //! ([`forward::run`]) that writes into the same outbox, so sessions never
 //! wait for each other beyond the socket's shared byte budget. Closing the
 //! socket aborts every forwarder (detaching everything) and ends the writer.
+//! A detach (or a second attach of the same session) waits for the aborted
+//! forwarder to be gone before it answers, so no frame of the old stream
+//! follows the answer.
+//!
+//! Replies and events wait for room in the outbox at most the pong timeout:
+//! a client that makes none for that long is not reading, and its
+//! connection ends instead of hanging on one reply forever.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -21,7 +28,7 @@ use futures_util::stream::SplitStream;
 use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ServerMessage};
 use termstream_proto::{ErrorCode, SessionId};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 use super::events::PublishedEvent;
 use super::forward::{self, Attach};
@@ -39,7 +46,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// An attached session: its forwarder and its place in the viewer count.
 struct Attached {
-    task: AbortHandle,
+    task: JoinHandle<()>,
     _viewer: ViewerGuard,
 }
 
@@ -66,6 +73,10 @@ struct Connection {
     grant: Grant,
     /// Input bytes this socket may still send now.
     input_budget: TokenBucket,
+    /// How long a reply may wait for room in the outbox: a client that
+    /// makes none for this long (the pong timeout) is not reading, and its
+    /// connection ends rather than hang on a reply forever.
+    reply_wait: Duration,
 }
 
 /// Serves one `/ws` connection until it closes.
@@ -84,6 +95,7 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
         last_pong: Instant::now(),
         grant,
         input_budget: TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes),
+        reply_wait: Duration::from_millis(cfg.ws_pong_timeout_ms),
         state,
     };
     Box::pin(conn.control(ServerMessage::Connected {
@@ -162,12 +174,12 @@ impl Connection {
                 None => return ControlFlow::Break(()),
             },
             Step::Attach((id, handle, since, mode)) => match handle {
-                Some(h) => self.attach(h, since, mode),
+                Some(h) => self.attach(h, since, mode).await,
                 None => self.not_found(&id).await,
             },
             Step::Event(ev) => match ev {
                 Ok(ev) if self.channels.contains(ev.channel) && self.grant.sees_event(ev.project.as_deref()) => {
-                    let _ = self.out.send(Message::Text(ev.json.clone().into())).await;
+                    let _ = self.out.send_within(Message::Text(ev.json.clone().into()), self.reply_wait).await;
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(n)) => {
@@ -200,7 +212,8 @@ async fn drain(stream: &mut SplitStream<WebSocket>) {
 impl Connection {
     async fn control(&self, msg: ServerMessage) {
         if let Some(m) = self.dialect.render_control(&msg) {
-            let _ = self.out.send(m).await;
+            // A failure marks the outbox closed, which ends the connection.
+            let _ = self.out.send_within(m, self.reply_wait).await;
         }
     }
 
@@ -248,7 +261,9 @@ impl Connection {
             ClientMessage::Attach { session_id, since, output } => self.request_attach(session_id, since, output).await,
             ClientMessage::Detach { session_id } => match self.attached.remove(&session_id) {
                 Some(a) => {
+                    // Gone before the answer: no output of it follows `detached`.
                     a.task.abort();
+                    let _ = a.task.await;
                     self.control(ServerMessage::Detached { session_id }).await;
                 }
                 None => {
@@ -346,7 +361,7 @@ impl Connection {
                 .await;
         }
         if let Some(h) = self.readable(&id) {
-            return self.attach(h, since, mode);
+            return self.attach(h, since, mode).await;
         }
         let registry = self.state.registry.clone();
         let grant = self.grant.clone();
@@ -359,10 +374,13 @@ impl Connection {
         }));
     }
 
-    fn attach(&mut self, handle: SessionHandle, since: Option<LogPosition>, mode: OutputMode) {
+    async fn attach(&mut self, handle: SessionHandle, since: Option<LogPosition>, mode: OutputMode) {
         let id = handle.id().clone();
         if let Some(old) = self.attached.remove(&id) {
+            // Gone before the new one starts: no frame of the old stream
+            // comes after the new stream's first.
             old.task.abort();
+            let _ = old.task.await;
         }
         let viewer = handle.add_viewer();
         let attach = Attach {
@@ -373,7 +391,7 @@ impl Connection {
             max_replay: self.state.registry.config().max_replay_bytes,
             preamble: Vec::new(),
         };
-        let task = tokio::spawn(forward::run(attach, self.out.clone())).abort_handle();
+        let task = tokio::spawn(forward::run(attach, self.out.clone()));
         self.attached.insert(id, Attached { task, _viewer: viewer });
     }
 }

@@ -84,9 +84,14 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     let task = forwarder(handle.clone(), None, &state, &out, vec![connected, start_message(&info)]);
     let cfg = state.registry.config();
     let mut budget = TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes);
+    // A client that makes no room for a reply in this long is not reading.
+    let reply_wait = Duration::from_millis(cfg.ws_pong_timeout_ms);
     while let Some(Ok(msg)) = stream.next().await {
         if let Message::Text(t) = msg {
-            on_input(&handle, &t, &out, &grant, &mut budget).await;
+            on_input(&handle, &t, &out, &grant, &mut budget, reply_wait).await;
+        }
+        if out.is_closed() {
+            break;
         }
     }
     task.abort();
@@ -94,28 +99,31 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     writer.finish().await;
 }
 
-async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant, budget: &mut TokenBucket) {
-    let reply_error = |message: String| text_error(handle, message);
+async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant, budget: &mut TokenBucket, wait: Duration) {
+    // A reply the client does not make room for in `wait` closes the socket.
+    let reply_error = async |message: String| {
+        let _ = out.send_within(text_error(handle, message), wait).await;
+    };
     let Ok(v) = serde_json::from_str::<Value>(raw) else {
-        let _ = out.send(reply_error("malformed JSON".into())).await;
+        reply_error("malformed JSON".into()).await;
         return;
     };
     let kind = v.get("type").and_then(Value::as_str);
     if matches!(kind, Some("terminal_input" | "terminal_resize"))
         && grant.access(handle.project().as_str()) != Some(ProjectAccess::Write)
     {
-        let _ = out.send(reply_error("read_only: this socket may only watch".into())).await;
+        reply_error("read_only: this socket may only watch".into()).await;
         return;
     }
     match v.get("type").and_then(Value::as_str) {
         Some("terminal_input") => {
             let data = v.get("data").or_else(|| v.get("input")).and_then(Value::as_str).unwrap_or_default();
             if !budget.take(data.len()) {
-                let _ = out.send(reply_error("rate_limited: input over the socket's rate was dropped; send it again later".into())).await;
+                reply_error("rate_limited: input over the socket's rate was dropped; send it again later".into()).await;
                 return;
             }
             if let Err(e) = handle.input(Bytes::from(data.to_owned()), false).await {
-                let _ = out.send(reply_error(e.to_string())).await;
+                reply_error(e.to_string()).await;
             }
         }
         Some("terminal_resize") => {
@@ -123,19 +131,19 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
             match (dim("cols"), dim("rows")) {
                 (Some(c), Some(r)) => {
                     if let Err(e) = handle.resize(c, r).await {
-                        let _ = out.send(reply_error(e.to_string())).await;
+                        reply_error(e.to_string()).await;
                     }
                 }
                 _ => {
-                    let _ = out.send(reply_error("cols and rows must be positive integers".into())).await;
+                    reply_error("cols and rows must be positive integers".into()).await;
                 }
             }
         }
         Some("ping") => {
-            let _ = out.send(text(json!({"type":"pong","timestamp":now_secs()}))).await;
+            let _ = out.send_within(text(json!({"type":"pong","timestamp":now_secs()})), wait).await;
         }
         other => {
-            let _ = out.send(reply_error(format!("unknown message type {other:?}"))).await;
+            reply_error(format!("unknown message type {other:?}")).await;
         }
     }
 }

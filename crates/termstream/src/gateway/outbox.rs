@@ -126,6 +126,19 @@ impl Outbox {
         self.queue(Frame { msg: Some(msg), permit: Some(permit) }).await
     }
 
+    /// [`Outbox::send`] for a reply the peer must make room for within
+    /// `wait`: a peer that has not by then is not reading, and the socket
+    /// is done (its connection ends; the writer is stopped at the end).
+    pub async fn send_within(&self, msg: Message, wait: Duration) -> Result<(), Closed> {
+        match tokio::time::timeout(wait, self.send(msg)).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                self.shared.done.store(true, Ordering::Release);
+                Err(Closed)
+            }
+        }
+    }
+
     /// Writes `msg` to the held sink without leaving this task registered
     /// for the socket's wake-ups (see the module's notes): one poll with a
     /// waker that does nothing, then, if the socket cannot take it all,

@@ -92,6 +92,11 @@ impl WsClient {
         self.ws.send(Message::Text(v.to_string().into())).await.expect("send");
     }
 
+    /// Sends `v`; `false` once the socket is gone.
+    pub async fn try_send(&mut self, v: Value) -> bool {
+        self.ws.send(Message::Text(v.to_string().into())).await.is_ok()
+    }
+
     pub async fn send_raw(&mut self, msg: Message) {
         self.ws.send(msg).await.expect("send");
     }
