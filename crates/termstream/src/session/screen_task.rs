@@ -64,15 +64,20 @@ const TAIL_SCAN: usize = 64 * 1024;
 pub const UNWATCHED_LAG: u64 = 1 << 20;
 /// Resizes remembered between catch-ups.
 pub const RESIZES: usize = 16;
-/// Catch-ups of at least this many bytes run off the tokio workers.
-const BLOCKING_FEED: usize = 64 * 1024;
+/// Pieces of at least this many bytes are parsed off the tokio workers;
+/// smaller ones (the echo of a few keys) in place. Below every log read's
+/// size, so that no flood is ever parsed on the workers.
+const INLINE_FEED: usize = 4 * 1024;
 /// The most bytes one log read asks for when a snapshot waits.
 const READ: usize = 1 << 20;
-/// The most bytes one log read asks for when nobody waits: parsed at low
-/// priority, in pieces small enough that a snapshot asked meanwhile does
-/// not wait long for the piece in hand (a few ms of parsing, longer at
-/// nice 10 on busy cores).
-const READ_BACKGROUND: usize = 32 * 1024;
+/// The most bytes one log read asks for when nobody waits, parsed at low
+/// priority. A snapshot asked meanwhile waits for the piece in hand (about
+/// 15 ms of parsing, longer at nice 10 on busy cores); smaller pieces cost
+/// the workers more: each is a read from the actor and a wake-up from the
+/// background thread, and 32 KiB pieces raised the echo's p50 under load
+/// from about 0.2 ms to 3 ms in the benchmark.
+const READ_BACKGROUND: usize = 128 * 1024;
+const _: () = assert!(INLINE_FEED < READ_BACKGROUND, "a background piece must not be parsed on the workers");
 
 /// Who waits for a catch-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -380,7 +385,7 @@ impl ScreenTask {
             };
             let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
             self.offset = chunks.last().map_or(self.offset, |c| c.end());
-            if bytes >= BLOCKING_FEED {
+            if bytes >= INLINE_FEED {
                 let feed = move || {
                     for c in &chunks {
                         model.feed(&c.data);
