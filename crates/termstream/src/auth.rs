@@ -27,6 +27,7 @@
 //! run, so a route mounted outside it fails closed). Every response gets the
 //! security headers.
 
+pub mod expiring;
 pub mod login;
 pub mod origin;
 pub mod policy;
@@ -393,7 +394,7 @@ pub fn create_session(state: &AppState, grant: &Grant, req: CreateSession) -> Re
 /// `POST /api/ws-ticket`: a single-use ticket for `/ws?token=TICKET`,
 /// carrying the caller's grant.
 pub async fn ws_ticket(State(state): State<AppState>, grant: Grant) -> Result<Json<serde_json::Value>, ApiError> {
-    let ticket = state.security.tickets.issue(grant).map_err(|e| ApiError::new(ErrorCode::Capacity, e.to_string()))?;
+    let ticket = state.security.tickets.issue(grant)?;
     let ttl = state.security.tickets.ttl().as_millis() as u64;
     Ok(Json(serde_json::json!({ "ticket": ticket, "expiresInMs": ttl })))
 }

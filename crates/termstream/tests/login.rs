@@ -6,67 +6,16 @@
 
 mod common;
 
+use common::secured::{self, error_code, secured};
 use common::ws::WsClient;
-use common::{TestServer, secs};
+use common::{TestServer, Transport, secs};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use termstream::auth::token;
 
-/// Tokens: admin, write on `web`, read on `web`.
-struct Tokens {
-    admin: String,
-    web_writer: String,
-    web_reader: String,
-}
-
-async fn secured(extra: &str, tls: bool) -> (TestServer, Tokens) {
-    let t = Tokens { admin: token::generate(), web_writer: token::generate(), web_reader: token::generate() };
-    let toml = format!(
-        "{extra}\n\
-         [[tokens]]\nname = \"admin\"\nsha256 = \"{}\"\nadmin = true\n\
-         [[tokens]]\nname = \"web-writer\"\nsha256 = \"{}\"\nprojects = {{ web = \"write\" }}\n\
-         [[tokens]]\nname = \"web-reader\"\nsha256 = \"{}\"\nprojects = {{ web = \"read\" }}\n",
-        token::hash(&t.admin),
-        token::hash(&t.web_writer),
-        token::hash(&t.web_reader),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("termstream.toml");
-    std::fs::write(&path, toml).unwrap();
-    let args = ["--config", path.to_str().unwrap()];
-    let server = if tls { TestServer::start_tls(&args, &[]).await } else { TestServer::start_with(&args, &[]).await };
-    (server, t)
-}
-
-/// A client that does not follow redirects nor keep cookies, so each test
-/// sees exactly what the server answers and sends exactly what it means to.
-fn bare(server: &TestServer) -> reqwest::Client {
-    let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-    if let Some(cert) = server.cert() {
-        let root = reqwest::Certificate::from_pem(cert.cert_pem.as_bytes()).unwrap();
-        b = b.tls_built_in_root_certs(false).add_root_certificate(root);
-    }
-    b.build().unwrap()
-}
-
-/// One request; the status, the body as JSON (Null if none) and the headers.
+/// One request by a client that neither follows redirects nor keeps
+/// cookies, with `headers`.
 async fn call(server: &TestServer, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value, HeaderMap) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = bare(server).request(method, server.url(path));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request");
-    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-    let bytes = resp.bytes().await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), headers)
-}
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_default()
+    secured::call(server, method, path, None, body, headers).await
 }
 
 /// A login code issued to `token`, narrowed by `body` if given.
@@ -93,7 +42,7 @@ async fn login(server: &TestServer, code: &str) -> (String, String) {
 
 #[tokio::test]
 async fn a_login_code_works_once_and_its_cookie_carries_the_codes_scope() {
-    let (server, t) = secured("", false).await;
+    let (server, t) = secured("", &[], Transport::Plain).await;
     let own = format!("http://{}", server.addr());
     let admin = format!("Bearer {}", t.admin);
     for (id, project) in [("w1", "web"), ("a1", "api")] {
@@ -160,7 +109,7 @@ async fn a_login_code_works_once_and_its_cookie_carries_the_codes_scope() {
 
 #[tokio::test]
 async fn a_cookie_without_an_allowed_origin_changes_nothing() {
-    let (server, t) = secured("", false).await;
+    let (server, t) = secured("", &[], Transport::Plain).await;
     let port = server.addr().rsplit(':').next().unwrap().to_owned();
     let own = format!("http://127.0.0.1:{port}");
     let (_, cookie) = login(&server, &login_code(&server, &t.web_writer, None).await).await;
@@ -193,7 +142,7 @@ async fn a_cookie_without_an_allowed_origin_changes_nothing() {
 
 #[tokio::test]
 async fn codes_and_login_sessions_expire() {
-    let (server, t) = secured("login_code_ttl_ms = 0", false).await;
+    let (server, t) = secured("login_code_ttl_ms = 0", &[], Transport::Plain).await;
     let auth = format!("Bearer {}", t.admin);
     let (_, answer, _) = call(&server, "POST", "/api/login-codes", &[("authorization", &auth)], None).await;
     let path = answer["path"].as_str().unwrap();
@@ -201,7 +150,7 @@ async fn codes_and_login_sessions_expire() {
     assert_eq!((status, error_code(&err)), (401, "unauthorized"), "a stale code is refused");
     assert!(headers.get("set-cookie").is_none());
 
-    let (server, t) = secured("login_session_ttl_secs = 0", false).await;
+    let (server, t) = secured("login_session_ttl_secs = 0", &[], Transport::Plain).await;
     let (_, cookie) = login(&server, &login_code(&server, &t.admin, None).await).await;
     let (status, err, _) = call(&server, "GET", "/api/sessions", &[("cookie", cookie.as_str())], None).await;
     assert_eq!((status, error_code(&err)), (401, "unauthorized"), "an expired login: {err}");
@@ -209,7 +158,7 @@ async fn codes_and_login_sessions_expire() {
 
 #[tokio::test]
 async fn under_tls_the_cookie_is_secure_and_the_own_origin_is_https() {
-    let (server, t) = secured("", true).await;
+    let (server, t) = secured("", &[], Transport::Tls).await;
     let (set, cookie) = login(&server, &login_code(&server, &t.web_writer, None).await).await;
     assert!(cookie.starts_with("__Host-termstream=ls_"), "{set}");
     assert!(set.split("; ").any(|a| a == "Secure"), "{set}");
@@ -230,7 +179,7 @@ async fn under_tls_the_cookie_is_secure_and_the_own_origin_is_https() {
 /// Mistakes in a code request or a login link get the API's JSON errors.
 #[tokio::test]
 async fn bad_code_requests_and_login_links_get_json_errors() {
-    let (server, t) = secured("", false).await;
+    let (server, t) = secured("", &[], Transport::Plain).await;
     let auth = format!("Bearer {}", t.admin);
     let headers = [("authorization", auth.as_str())];
     // A struct written as an array of its fields is not a documented shape.

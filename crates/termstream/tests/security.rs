@@ -8,80 +8,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::secured::{call, error_code as code, secured};
 use common::ws::{Incoming, WsClient};
-use common::{TestServer, secs};
-use reqwest::header::HeaderMap;
+use common::{TestServer, Transport, secs};
 use serde_json::{Value, json};
 use termstream::auth::token;
 
-/// Tokens of a server started by [`secured`].
-struct Tokens {
-    admin: String,
-    /// write on `web`.
-    web_writer: String,
-    /// read on `web`.
-    web_reader: String,
-    /// write on `api`.
-    api_writer: String,
-}
-
-/// A server with four tokens configured in a file, plus `extra` TOML.
-async fn secured(extra: &str, env: &[(&str, &str)]) -> (TestServer, Tokens) {
-    let t = Tokens {
-        admin: token::generate(),
-        web_writer: token::generate(),
-        web_reader: token::generate(),
-        api_writer: token::generate(),
-    };
-    let toml = format!(
-        "{extra}\n\
-         [[tokens]]\nname = \"admin\"\nsha256 = \"{}\"\nadmin = true\n\
-         [[tokens]]\nname = \"web-writer\"\nsha256 = \"{}\"\nprojects = {{ web = \"write\" }}\n\
-         [[tokens]]\nname = \"web-reader\"\nsha256 = \"{}\"\nprojects = {{ web = \"read\" }}\n\
-         [[tokens]]\nname = \"api-writer\"\nsha256 = \"{}\"\nprojects = {{ api = \"write\" }}\n",
-        token::hash(&t.admin),
-        token::hash(&t.web_writer),
-        token::hash(&t.web_reader),
-        token::hash(&t.api_writer),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("termstream.toml");
-    std::fs::write(&path, toml).unwrap();
-    let server = TestServer::start_with(&["--config", path.to_str().unwrap()], env).await;
-    (server, t)
-}
-
-/// One request with an optional bearer token and extra headers; the status,
-/// the body as JSON (Null if none) and the headers.
-async fn call(
-    server: &TestServer,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-    headers: &[(&str, &str)],
-) -> (u16, Value, HeaderMap) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = server.client.request(method, server.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), headers)
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_default()
-}
 
 async fn create_as(server: &TestServer, token: &str, body: Value) -> Value {
     let (status, info, _) = call(server, "POST", "/api/sessions", Some(token), Some(body.clone()), &[]).await;
@@ -128,7 +60,7 @@ async fn ws_as(server: &TestServer, token: &str) -> WsClient {
 
 #[tokio::test]
 async fn no_or_bad_credential_is_401_and_creates_nothing() {
-    let (server, t) = secured("", &[]).await;
+    let (server, t) = secured("", &[], Transport::Plain).await;
     let body = json!({"kind":"command","argv":["true"]});
     for token in [None, Some("tst_0000"), Some(t.admin.as_str()).map(|_| "wrong")] {
         let (status, err, _) = call(&server, "POST", "/api/sessions", token, Some(body.clone()), &[]).await;
@@ -156,7 +88,7 @@ async fn no_or_bad_credential_is_401_and_creates_nothing() {
 
 #[tokio::test]
 async fn a_project_token_cannot_see_or_touch_another_projects_sessions() {
-    let (server, t) = secured("", &[]).await;
+    let (server, t) = secured("", &[], Transport::Plain).await;
     create_as(&server, &t.admin, json!({"id":"w1","kind":"command","argv":["sleep","100"],"project":"web"})).await;
     create_as(&server, &t.admin, json!({"id":"a1","kind":"command","argv":["sleep","100"],"project":"api"})).await;
 
@@ -234,7 +166,7 @@ async fn a_project_token_cannot_see_or_touch_another_projects_sessions() {
 
 #[tokio::test]
 async fn a_read_only_viewer_watches_but_zero_bytes_reach_the_pty() {
-    let (server, t) = secured("", &[]).await;
+    let (server, t) = secured("", &[], Transport::Plain).await;
     create_as(&server, &t.admin, json!({"id":"cat","argv":["cat"],"project":"web","cols":80,"rows":24})).await;
 
     let (status, err, _) = call(&server, "POST", "/api/sessions/cat/input", Some(&t.web_reader), Some(json!({"data":"LEAKED-REST\r"})), &[]).await;
@@ -276,7 +208,7 @@ async fn a_read_only_viewer_watches_but_zero_bytes_reach_the_pty() {
 
 #[tokio::test]
 async fn a_ticket_opens_one_socket_once_and_carries_its_tokens_scope() {
-    let (server, t) = secured("", &[]).await;
+    let (server, t) = secured("", &[], Transport::Plain).await;
     create_as(&server, &t.admin, json!({"id":"a1","kind":"command","argv":["sleep","100"],"project":"api"})).await;
     let (status, err, _) = call(&server, "POST", "/api/ws-ticket", None, None, &[]).await;
     assert_eq!((status, code(&err)), (401, "unauthorized"));
@@ -296,7 +228,7 @@ async fn a_ticket_opens_one_socket_once_and_carries_its_tokens_scope() {
     assert_eq!(WsClient::refused_status(&server, "/ws?token=tkt_forged", &[]).await, 401);
 
     // Tickets expire: with a TTL of 0 a ticket is stale on arrival.
-    let (server, t) = secured("ticket_ttl_ms = 0", &[]).await;
+    let (server, t) = secured("ticket_ttl_ms = 0", &[], Transport::Plain).await;
     let (_, body, _) = call(&server, "POST", "/api/ws-ticket", Some(&t.admin), None, &[]).await;
     let path = format!("/ws?token={}", body["ticket"].as_str().unwrap());
     assert_eq!(WsClient::refused_status(&server, &path, &[]).await, 401, "an expired ticket is refused");
@@ -304,7 +236,7 @@ async fn a_ticket_opens_one_socket_once_and_carries_its_tokens_scope() {
 
 #[tokio::test]
 async fn websocket_credentials_in_headers_and_the_query_when_allowed() {
-    let (server, t) = secured("allow_token_in_query = true", &[]).await;
+    let (server, t) = secured("allow_token_in_query = true", &[], Transport::Plain).await;
     let bearer = format!("Bearer {}", t.admin);
     let (mut ws, _) = WsClient::try_connect(&server, "/ws", &[("authorization", &bearer)]).await.unwrap();
     assert_eq!(ws.next_json(secs(10)).await["type"], "connected");
@@ -372,7 +304,7 @@ async fn a_rebinding_host_is_403() {
 
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
-    let (server, t) = secured("", &[]).await;
+    let (server, t) = secured("", &[], Transport::Plain).await;
     for (path, token, status) in [("/health", None, 200), ("/api/sessions", None, 401), ("/api/sessions", Some(t.admin.as_str()), 200), ("/nope", Some(t.admin.as_str()), 404)] {
         let (got, _, h) = call(&server, "GET", path, token, None, &[]).await;
         assert_eq!(got, status, "{path}");
@@ -418,7 +350,7 @@ async fn connection_caps_answer_before_the_upgrade() {
 
 #[tokio::test]
 async fn a_token_runs_at_most_its_session_cap() {
-    let (server, t) = secured("max_sessions_per_token = 1", &[]).await;
+    let (server, t) = secured("max_sessions_per_token = 1", &[], Transport::Plain).await;
     let body = json!({"kind":"command","argv":["sleep","100"],"project":"web"});
     let first = create_as(&server, &t.web_writer, body.clone()).await;
     let (status, err, _) = call(&server, "POST", "/api/sessions", Some(&t.web_writer), Some(body.clone()), &[]).await;
@@ -457,7 +389,7 @@ async fn input_over_the_rate_is_refused_and_dropped() {
 
 #[tokio::test]
 async fn events_reach_only_sockets_that_may_read_their_project() {
-    let (server, t) = secured("", &[]).await;
+    let (server, t) = secured("", &[], Transport::Plain).await;
     let mut web = ws_as(&server, &t.web_reader).await;
     let mut api = ws_as(&server, &t.api_writer).await;
     for ws in [&mut web, &mut api] {

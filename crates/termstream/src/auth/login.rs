@@ -26,9 +26,8 @@
 //! full of live entries, new ones are refused with 503 rather than logging
 //! someone else out.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
@@ -39,63 +38,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use termstream_proto::ErrorCode;
 
-use super::token::{self, Access, Scope};
+use super::expiring::{Expiring, StoreFull, Use};
+use super::token::{Access, Scope};
 use super::{CookieAuth, Grant};
 use crate::api::AppState;
 use crate::api::error::{ApiError, body_rejection, parse_object};
-
-/// Entries by the SHA-256 of their secret, each with its expiry.
-type Entries = HashMap<String, (Grant, Instant)>;
-
-/// One bounded map of expiring secrets.
-#[derive(Debug)]
-struct Expiring {
-    entries: Mutex<Entries>,
-    ttl: Duration,
-    max: usize,
-}
-
-/// The store is full of live entries.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} are outstanding, the most allowed")]
-pub struct LoginStoreFull(&'static str);
-
-impl Expiring {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A new secret `prefix_<48 hex>` carrying `grant`.
-    fn insert(&self, prefix: &str, grant: Grant, what: &'static str) -> Result<String, LoginStoreFull> {
-        let now = Instant::now();
-        let mut map = self.lock();
-        if map.len() >= self.max {
-            map.retain(|_, (_, expiry)| *expiry > now);
-            if map.len() >= self.max {
-                return Err(LoginStoreFull(what));
-            }
-        }
-        let secret = format!("{prefix}{}", hex::encode(rand::random::<[u8; 24]>()));
-        map.insert(token::hash(&secret), (grant, now + self.ttl));
-        Ok(secret)
-    }
-
-    /// The grant of a live `secret`; with `take`, it is removed.
-    fn get(&self, secret: &str, take: bool) -> Option<Grant> {
-        let key = token::hash(secret);
-        let mut map = self.lock();
-        let (grant, expiry) = if take { map.remove(&key)? } else { map.get(&key)?.clone() };
-        if expiry <= Instant::now() {
-            map.remove(&key);
-            return None;
-        }
-        Some(grant)
-    }
-
-    fn remove(&self, secret: &str) {
-        self.lock().remove(&token::hash(secret));
-    }
-}
 
 /// Outstanding login codes and open login sessions.
 #[derive(Debug)]
@@ -107,28 +54,28 @@ pub struct LoginStore {
 impl LoginStore {
     pub fn new(code_ttl: Duration, max_codes: usize, session_ttl: Duration, max_sessions: usize) -> LoginStore {
         LoginStore {
-            codes: Expiring { entries: Mutex::default(), ttl: code_ttl, max: max_codes },
-            sessions: Expiring { entries: Mutex::default(), ttl: session_ttl, max: max_sessions },
+            codes: Expiring::new("login codes", code_ttl, max_codes),
+            sessions: Expiring::new("login sessions", session_ttl, max_sessions),
         }
     }
 
     /// A one-time code carrying `grant`.
-    pub fn issue_code(&self, grant: Grant) -> Result<String, LoginStoreFull> {
-        self.codes.insert("lc_", grant, "login codes")
+    pub fn issue_code(&self, grant: Grant) -> Result<String, StoreFull> {
+        self.codes.insert("lc_", grant)
     }
 
     /// Exchanges a live code (it cannot be used again) for a login session
     /// id. `Ok(None)`: the code is unknown, used or expired.
-    pub fn redeem(&self, code: &str) -> Result<Option<String>, LoginStoreFull> {
-        match self.codes.get(code, true) {
+    pub fn redeem(&self, code: &str) -> Result<Option<String>, StoreFull> {
+        match self.codes.get(code, Use::Once) {
             None => Ok(None),
-            Some(grant) => self.sessions.insert("ls_", grant, "login sessions").map(Some),
+            Some(grant) => self.sessions.insert("ls_", grant).map(Some),
         }
     }
 
     /// The grant of a live login session.
     pub fn session(&self, id: &str) -> Option<Grant> {
-        self.sessions.get(id, false)
+        self.sessions.get(id, Use::UntilExpiry)
     }
 
     /// Ends a login session.
@@ -137,11 +84,11 @@ impl LoginStore {
     }
 
     pub fn code_ttl(&self) -> Duration {
-        self.codes.ttl
+        self.codes.ttl()
     }
 
     pub fn session_ttl(&self) -> Duration {
-        self.sessions.ttl
+        self.sessions.ttl()
     }
 }
 
@@ -197,7 +144,7 @@ pub async fn issue_code(
         Some(wanted) => narrow(&grant, wanted)?,
     };
     let store = &state.security.logins;
-    let code = store.issue_code(grant).map_err(|e| ApiError::new(ErrorCode::Capacity, e.to_string()))?;
+    let code = store.issue_code(grant)?;
     Ok(Json(serde_json::json!({
         "code": code,
         "path": format!("/login?code={code}"),
@@ -230,8 +177,7 @@ pub async fn login(State(state): State<AppState>, query: Result<Query<LoginQuery
     let Some(code) = q.code else { return Err(unknown()) };
     let id = sec
         .logins
-        .redeem(&code)
-        .map_err(|e| ApiError::new(ErrorCode::Capacity, e.to_string()))?
+        .redeem(&code)?
         .ok_or_else(unknown)?;
     let cookie = set_cookie(sec.tls(), &id, sec.logins.session_ttl().as_secs());
     Ok((
@@ -261,13 +207,12 @@ mod tests {
     }
 
     #[test]
-    fn a_code_works_once_and_its_session_is_stored_hashed() {
+    fn a_code_works_once_for_one_session() {
         let store = LoginStore::new(Duration::from_secs(60), 10, Duration::from_secs(60), 10);
         let code = store.issue_code(Grant::open()).unwrap();
         let id = store.redeem(&code).unwrap().expect("a live code");
         assert_eq!(store.redeem(&code).unwrap(), None, "used");
         assert_eq!(store.session(&id), Some(Grant::open()));
-        assert!(store.sessions.lock().keys().all(|k| *k == token::hash(&id)), "only the hash is kept");
         store.logout(&id);
         assert_eq!(store.session(&id), None);
     }

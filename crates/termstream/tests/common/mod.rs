@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+pub mod secured;
 pub mod tls;
 pub mod ws;
 
@@ -29,6 +30,13 @@ pub mod ws;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often [`wait_until`] checks its condition.
 const POLL: Duration = Duration::from_millis(20);
+
+/// Whether a test server serves TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Plain,
+    Tls,
+}
 
 /// A running `termstream serve` on an ephemeral port.
 pub struct TestServer {
@@ -42,6 +50,9 @@ pub struct TestServer {
     cert: Option<std::sync::Arc<tls::TestCert>>,
     /// The data dir; shared by every restart of this server.
     data: tempfile::TempDir,
+    /// The folder of the config file it was started with, if any: kept as
+    /// long as the server, for restarts.
+    config: Option<tempfile::TempDir>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     pub client: reqwest::Client,
@@ -70,6 +81,20 @@ impl TestServer {
         all.extend(args.iter().map(|s| s.to_string()));
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         TestServer::spawn(data, all, env, Some(cert))
+    }
+
+    /// Starts a server reading `toml` as its config file.
+    pub async fn start_configured(toml: &str, env: &[(&str, &str)], transport: Transport) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("termstream.toml");
+        std::fs::write(&path, toml).expect("config file");
+        let args = ["--config", path.to_str().expect("a UTF-8 path")];
+        let mut server = match transport {
+            Transport::Plain => TestServer::start_with(&args, env).await,
+            Transport::Tls => TestServer::start_tls(&args, env).await,
+        };
+        server.config = Some(dir);
+        server
     }
 
     fn spawn(data: tempfile::TempDir, args: Vec<String>, env: Vec<(String, String)>, cert: Option<std::sync::Arc<tls::TestCert>>) -> TestServer {
@@ -113,7 +138,7 @@ impl TestServer {
             Some(cert) => cert.reqwest_client(),
             None => reqwest::Client::builder().pool_max_idle_per_host(8).build().expect("client"),
         };
-        TestServer { child, _stdout: stdout, addr, scheme, cert, data, args, env, client }
+        TestServer { child, _stdout: stdout, addr, scheme, cert, data, config: None, args, env, client }
     }
 
     /// Kills the server with SIGKILL, as a crash would, and waits for it.
@@ -147,7 +172,9 @@ impl TestServer {
         // Move the data dir out; `self` is dropped with a dead child.
         let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("tempdir"));
         let (args, env) = (self.args.clone(), self.env.clone());
-        TestServer::spawn(data, args, env, self.cert.clone())
+        let mut server = TestServer::spawn(data, args, env, self.cert.clone());
+        server.config = self.config.take();
+        server
     }
 
     pub fn url(&self, path: &str) -> String {
