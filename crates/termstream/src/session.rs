@@ -215,11 +215,6 @@ impl SessionHandle {
         info
     }
 
-    /// A receiver of info changes.
-    pub fn watch_info(&self) -> watch::Receiver<SessionInfo> {
-        self.info.clone()
-    }
-
     fn closed(&self) -> SessionError {
         SessionError::Closed(self.id.clone())
     }

@@ -25,6 +25,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::outbox::{Closed, Outbox};
 use super::render::{Dialect, OutEvent};
 use crate::session::log::{Chunk, RingRead};
+use crate::session::screen::utf8;
 use crate::session::{LogEvent, SessionError, SessionHandle};
 
 /// The largest output frame the forwarder builds by merging chunks.
@@ -371,7 +372,7 @@ impl Forwarder {
             None => bytes,
         };
         let start = self.next + len - data.len() as u64;
-        let keep = incomplete_tail(&data);
+        let keep = utf8::incomplete_tail(&data);
         let tail = data.split_off(data.len() - keep);
         if !tail.is_empty() {
             self.carry = Some((stream, tail));
@@ -397,43 +398,5 @@ impl Forwarder {
             Some(m) => self.out.send(m).await,
             None => Ok(()),
         }
-    }
-}
-
-/// How many bytes at the end of `data` begin a UTF-8 sequence that is not
-/// complete yet (0 to 3).
-pub fn incomplete_tail(data: &[u8]) -> usize {
-    for back in 1..=3.min(data.len()) {
-        let b = data[data.len() - back];
-        if b & 0xC0 == 0x80 {
-            continue; // a continuation byte: look further back
-        }
-        let need = match b {
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF7 => 4,
-            _ => return 0,
-        };
-        return if need > back { back } else { 0 };
-    }
-    0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::incomplete_tail;
-
-    #[test]
-    fn finds_incomplete_utf8_tails() {
-        let emoji = "😀".as_bytes();
-        for cut in 1..4 {
-            let mut d = b"ab".to_vec();
-            d.extend_from_slice(&emoji[..cut]);
-            assert_eq!(incomplete_tail(&d), cut, "cut at {cut}");
-        }
-        assert_eq!(incomplete_tail("a😀".as_bytes()), 0);
-        assert_eq!(incomplete_tail(b"abc"), 0);
-        assert_eq!(incomplete_tail(b"\xff"), 0);
-        assert_eq!(incomplete_tail(b""), 0);
     }
 }

@@ -97,6 +97,17 @@ impl Utf8Carry {
     }
 }
 
+/// How many bytes at the end of `data` begin a UTF-8 sequence that more
+/// bytes could complete (0 to 3): what a text frame holds back for the next.
+pub(crate) fn incomplete_tail(data: &[u8]) -> usize {
+    // A sequence is at most 4 bytes: only the last 3 can be an open one.
+    let last = &data[data.len().saturating_sub(3)..];
+    match last.utf8_chunks().last() {
+        Some(chunk) if is_incomplete(chunk.invalid()) => chunk.invalid().len(),
+        _ => 0,
+    }
+}
+
 /// Whether `bytes` is a proper prefix of some valid UTF-8 sequence.
 fn is_incomplete(bytes: &[u8]) -> bool {
     bytes.len() < 4
@@ -105,7 +116,24 @@ fn is_incomplete(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::Utf8Carry;
+    use super::{Utf8Carry, incomplete_tail};
+
+    #[test]
+    fn finds_incomplete_tails() {
+        let emoji = "😀".as_bytes();
+        for cut in 1..4 {
+            let mut d = b"ab".to_vec();
+            d.extend_from_slice(&emoji[..cut]);
+            assert_eq!(incomplete_tail(&d), cut, "cut at {cut}");
+        }
+        assert_eq!(incomplete_tail("a😀".as_bytes()), 0);
+        assert_eq!(incomplete_tail("é".as_bytes()), 0);
+        assert_eq!(incomplete_tail(b"\x98\x80\xc3"), 1, "stray continuation bytes, then a start");
+        assert_eq!(incomplete_tail(b"abc"), 0);
+        assert_eq!(incomplete_tail(b"\xff"), 0);
+        assert_eq!(incomplete_tail(b"\xe2\x28"), 0, "a start its next byte cannot continue");
+        assert_eq!(incomplete_tail(b""), 0);
+    }
 
     fn decode_in_parts(parts: &[&[u8]]) -> (String, usize) {
         let mut carry = Utf8Carry::default();
