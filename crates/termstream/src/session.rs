@@ -140,7 +140,7 @@ pub struct SessionHandle {
     /// The latest info, published by the actor on every change.
     info: watch::Receiver<SessionInfo>,
     /// Requests to the screen task (pty sessions only).
-    screen: Option<mpsc::Sender<ScreenRequest>>,
+    screen: Option<screen_task::ScreenLink>,
     /// How many WebSocket clients watch the session now.
     viewers: Arc<AtomicUsize>,
 }
@@ -227,24 +227,18 @@ impl SessionHandle {
     /// [`SessionHandle::input`], counting in `accepted` the bytes taken so
     /// far, for a caller that may stop waiting.
     pub async fn input_counted(&self, data: Bytes, eof: bool, accepted: &AtomicUsize) -> Result<(), SessionError> {
-        if !self.is_running() {
-            return Err(SessionError::NotRunning(self.id.clone()));
-        }
-        self.input
-            .send_counted(data, eof, None, accepted)
-            .await
-            .map_err(|input::InputClosed| SessionError::NotRunning(self.id.clone()))
+        self.input_seq(data, eof, None, accepted).await
     }
 
-    /// Sends input tagged with the client's id and sequence number (input
-    /// with a seq already applied for that client is dropped), waiting while
-    /// the program's input queue is full.
-    pub async fn input_seq(&self, data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>) -> Result<(), SessionError> {
+    /// [`SessionHandle::input_counted`], tagged with the client's id and
+    /// sequence number: input with a seq already applied for that client
+    /// is dropped.
+    pub async fn input_seq(&self, data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>, accepted: &AtomicUsize) -> Result<(), SessionError> {
         if !self.is_running() {
             return Err(SessionError::NotRunning(self.id.clone()));
         }
         self.input
-            .send(data, eof, seq)
+            .send(data, eof, seq, accepted)
             .await
             .map_err(|input::InputClosed| SessionError::NotRunning(self.id.clone()))
     }
@@ -327,7 +321,10 @@ impl SessionHandle {
             });
         };
         let (reply, answer) = oneshot::channel();
+        // A background catch-up in hand stops at its next slice.
+        screen.bell.snapshot_asked();
         screen
+            .requests
             .send(ScreenRequest::Snapshot { reply })
             .await
             .map_err(|_| self.closed())?;

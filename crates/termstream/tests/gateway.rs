@@ -307,3 +307,33 @@ async fn a_client_that_takes_no_replies_is_let_go() {
         assert!(gone, "{path}: the server still holds a client that reads nothing");
     }
 }
+
+/// Input to a program that does not read it does not hold the socket: the
+/// client is soon told `busy`, with how much was taken, and the socket's
+/// other sessions are served meanwhile.
+#[tokio::test]
+async fn input_a_program_does_not_read_does_not_hold_the_socket() {
+    let server = TestServer::start().await;
+    server.create(json!({"id":"deaf","kind":"command","argv":["sleep","600"]})).await;
+    server.create(json!({"id":"echo","argv":["sh","-c","stty raw -echo; echo ready; cat"]})).await;
+    server.read_output_until("echo", "ready", secs(10)).await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    ws.attach("echo", "json").await;
+    // More than the input queue (1 MiB) and the pipe hold together.
+    let piece = "a".repeat(700_000);
+    for _ in 0..3 {
+        ws.send(json!({"type":"terminal.input","sessionId":"deaf","data":piece})).await;
+    }
+    let err = ws.until_type("error", secs(10)).await;
+    assert_eq!((err["code"].as_str(), err["sessionId"].as_str()), (Some("busy"), Some("deaf")), "{err}");
+    assert!(err["message"].as_str().unwrap().contains("of 700000 bytes were taken"), "{err}");
+    ws.send(json!({"type":"terminal.input","sessionId":"echo","data":"still-here"})).await;
+    let mut seen = String::new();
+    while !seen.contains("still-here") {
+        match ws.recv(secs(10)).await {
+            Some(Incoming::Json(v)) if v["type"] == "terminal.output" && v["sessionId"] == "echo" => seen.push_str(v["data"].as_str().unwrap()),
+            Some(_) => {}
+            None => panic!("the other session's echo did not come: {seen:?}"),
+        }
+    }
+}

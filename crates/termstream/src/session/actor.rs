@@ -166,7 +166,7 @@ fn build(
         viewers: Arc::default(),
     };
     let screen = (info.kind == SessionKind::Pty).then(|| super::screen_task::spawn(&handle, settings.scrollback_lines));
-    handle.screen = screen.as_ref().map(|s| s.requests.clone());
+    handle.screen = screen.clone();
     let actor = Actor {
         ring: OutputRing::new(settings.ring_bytes, end),
         info,

@@ -106,14 +106,9 @@ impl Input {
 
     /// Sends `data` to the program, then closes its input if `eof`; waits
     /// while the queue is full. `seq`: the sender's client id and sequence
-    /// number (a repeat is dropped).
-    pub async fn send(&self, data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>) -> Result<(), InputClosed> {
-        self.send_counted(data, eof, seq, &AtomicUsize::new(0)).await
-    }
-
-    /// [`Input::send`], counting in `accepted` the bytes written or queued
-    /// so far: a sender that stops waiting knows what went through.
-    pub async fn send_counted(&self, mut data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>, accepted: &AtomicUsize) -> Result<(), InputClosed> {
+    /// number (a repeat is dropped). `accepted` counts the bytes written or
+    /// queued so far: a sender that stops waiting knows what went through.
+    pub async fn send(&self, mut data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>, accepted: &AtomicUsize) -> Result<(), InputClosed> {
         let total = data.len();
         let _turn = self.turn.lock().await;
         if self.lock().is_repeat(seq.as_ref()) {
@@ -273,7 +268,7 @@ mod tests {
     async fn input_goes_straight_to_the_program_when_nothing_waits() {
         let (r, w) = pipe();
         let input = Input::new(Some(w.as_raw_fd()));
-        input.send(Bytes::from_static(b"ls\n"), false, None).await.expect("sent");
+        input.send(Bytes::from_static(b"ls\n"), false, None, &AtomicUsize::new(0)).await.expect("sent");
         assert_eq!(read_all(&r), b"ls\n", "written without the actor");
         assert!(input.lock().queue.is_empty());
     }
@@ -285,9 +280,9 @@ mod tests {
         // More than a pipe holds: the rest is queued for the actor.
         let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let client: Arc<str> = "c1".into();
-        input.send(Bytes::from(big.clone()), false, Some((client.clone(), 1))).await.expect("sent");
-        input.send(Bytes::from_static(b"tail"), false, Some((client.clone(), 2))).await.expect("sent");
-        input.send(Bytes::from_static(b"again"), false, Some((client.clone(), 2))).await.expect("a repeat is accepted and dropped");
+        input.send(Bytes::from(big.clone()), false, Some((client.clone(), 1)), &AtomicUsize::new(0)).await.expect("sent");
+        input.send(Bytes::from_static(b"tail"), false, Some((client.clone(), 2)), &AtomicUsize::new(0)).await.expect("sent");
+        input.send(Bytes::from_static(b"again"), false, Some((client.clone(), 2)), &AtomicUsize::new(0)).await.expect("a repeat is accepted and dropped");
         assert!(input.lock().queued_bytes > 0, "a pipe does not take 200 KB at once");
         // Play the actor: write what waits as the pipe drains.
         let mut got = read_all(&r);
@@ -310,7 +305,7 @@ mod tests {
         let filler = Bytes::from(vec![b'x'; QUEUE_BYTES + 200_000]);
         let waiting = {
             let input = input.clone();
-            tokio::spawn(async move { input.send(filler, false, None).await })
+            tokio::spawn(async move { input.send(filler, false, None, &AtomicUsize::new(0)).await })
         };
         let full = tokio::time::timeout(Duration::from_secs(5), async {
             while input.lock().queued_bytes + PIECE_COST < QUEUE_BYTES {
@@ -322,6 +317,6 @@ mod tests {
         input.close();
         let res = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the waiting sender is freed");
         assert_eq!(res.expect("joined"), Err(InputClosed));
-        assert_eq!(input.send(Bytes::from_static(b"x"), false, None).await, Err(InputClosed));
+        assert_eq!(input.send(Bytes::from_static(b"x"), false, None, &AtomicUsize::new(0)).await, Err(InputClosed));
     }
 }

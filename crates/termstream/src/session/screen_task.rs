@@ -23,7 +23,8 @@
 //!   end): the last [`TAIL`] bytes, or fewer, from the line feed that
 //!   leaves a screen and a scrollback's worth of lines; likewise when the
 //!   start of what it needs was deleted from disk. A catch-up that nobody
-//!   waited for stops when a request comes while it is that far behind.
+//!   waited for stops when a snapshot is asked (at its next 16 KiB), and
+//!   leaves the rest to the snapshot's catch-up.
 //! - Resizes are replayed at their offsets while at most [`RESIZES`] wait;
 //!   past that only the latest size is applied at the end.
 //!
@@ -42,6 +43,7 @@ use termstream_proto::Snapshot;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
+use super::log::Chunk;
 use super::screen::ScreenModel;
 use super::{ScreenRequest, SessionError, SessionHandle};
 
@@ -71,13 +73,16 @@ const INLINE_FEED: usize = 4 * 1024;
 /// The most bytes one log read asks for when a snapshot waits.
 const READ: usize = 1 << 20;
 /// The most bytes one log read asks for when nobody waits, parsed at low
-/// priority. A snapshot asked meanwhile waits for the piece in hand (about
-/// 15 ms of parsing, longer at nice 10 on busy cores); smaller pieces cost
-/// the workers more: each is a read from the actor and a wake-up from the
-/// background thread, and 32 KiB pieces raised the echo's p50 under load
-/// from about 0.2 ms to 3 ms in the benchmark.
+/// priority (a snapshot asked meanwhile stops it at the next
+/// [`FEED_SLICE`]). Smaller pieces cost the workers more: each is a read
+/// from the actor and a wake-up from the background thread, and 32 KiB
+/// pieces raised the echo's p50 under load from about 0.2 ms to 3 ms in
+/// the benchmark.
 const READ_BACKGROUND: usize = 128 * 1024;
 const _: () = assert!(INLINE_FEED < READ_BACKGROUND, "a background piece must not be parsed on the workers");
+/// How often a background feed looks whether a snapshot was asked: about
+/// 2 ms of parsing at worst.
+const FEED_SLICE: usize = 16 * 1024;
 
 /// Who waits for a catch-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +108,19 @@ pub(crate) struct ScreenBell {
     notify: Notify,
     /// A resize could not be queued: the task applies the latest size.
     resize_lost: AtomicBool,
+    /// A snapshot is on its way: a background catch-up stops at its next
+    /// slice, so the snapshot's own catch-up starts sooner.
+    snapshot_asked: AtomicBool,
 }
 
 impl ScreenBell {
     fn new() -> ScreenBell {
-        ScreenBell { wake_at: AtomicU64::new(NOT_WAITING), notify: Notify::new(), resize_lost: AtomicBool::new(false) }
+        ScreenBell {
+            wake_at: AtomicU64::new(NOT_WAITING),
+            notify: Notify::new(),
+            resize_lost: AtomicBool::new(false),
+            snapshot_asked: AtomicBool::new(false),
+        }
     }
 
     /// The actor's call after output moved the log's end to `end`: one
@@ -118,13 +131,19 @@ impl ScreenBell {
         }
     }
 
+    /// A handle's call before it asks for a snapshot.
+    pub(crate) fn snapshot_asked(&self) {
+        self.snapshot_asked.store(true, Ordering::Release);
+    }
+
     /// The actor's call when a resize did not fit in the request queue.
     pub(crate) fn resize_lost(&self) {
         self.resize_lost.store(true, Ordering::Release);
     }
 }
 
-/// The actor's side of a screen task: requests (resizes) and the bell.
+/// The way to a screen task, for the actor (resizes, the bell) and for
+/// handles (snapshots).
 #[derive(Debug, Clone)]
 pub(crate) struct ScreenLink {
     pub(crate) requests: mpsc::Sender<ScreenRequest>,
@@ -225,6 +244,7 @@ impl ScreenTask {
                 }
                 req = self.requests.recv() => match req {
                     Some(ScreenRequest::Snapshot { reply }) => {
+                        self.bell.snapshot_asked.store(false, Ordering::Release);
                         self.catch_up(Urgency::Waited).await;
                         if check_at.is_none() {
                             freeze_at = Some(Instant::now() + FREEZE_AFTER);
@@ -355,10 +375,17 @@ impl ScreenTask {
                 None => target,
             };
             let urgency = if self.requests.is_empty() {
+                // A flag with no request behind it is stale (a snapshot
+                // whose sending was cancelled) or early: it must not stop
+                // background feeds for good.
+                self.bell.snapshot_asked.store(false, Ordering::Release);
                 urgency
-            } else if target.saturating_sub(self.offset) > WAITED_MAX_LAG {
-                // A snapshot may be waiting: its own catch-up restarts from
-                // the tail sooner than this one would end.
+            } else if urgency == Urgency::Background
+                && self.bell.snapshot_asked.load(Ordering::Acquire)
+                && target.saturating_sub(self.offset) > WAITED_MAX_LAG
+            {
+                // The snapshot's own catch-up restarts from the tail sooner
+                // than this one would end.
                 self.model = Some(Model::Live(model));
                 return;
             } else {
@@ -384,26 +411,33 @@ impl ScreenTask {
                 }
             };
             let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
-            self.offset = chunks.last().map_or(self.offset, |c| c.end());
+            let start = self.offset;
+            let end = chunks.last().map_or(start, |c| c.end());
             if bytes >= INLINE_FEED {
-                let feed = move || {
-                    for c in &chunks {
-                        model.feed(&c.data);
-                    }
-                    model
-                };
                 let fed = match urgency {
-                    Urgency::Background => super::background::spawn(feed).await,
-                    Urgency::Waited => tokio::task::spawn_blocking(feed).await,
+                    Urgency::Background => {
+                        // Stops early when a snapshot is asked meanwhile.
+                        let bell = self.bell.clone();
+                        let stop = move || bell.snapshot_asked.load(Ordering::Acquire);
+                        super::background::spawn(move || feed_slices(model, &chunks, stop)).await
+                    }
+                    Urgency::Waited => tokio::task::spawn_blocking(move || feed_slices(model, &chunks, || false)).await,
                 };
                 match fed {
-                    Ok(m) => model = m,
-                    Err(_) => model = self.fresh(),
+                    Ok((m, n)) => {
+                        model = m;
+                        self.offset = start + n as u64;
+                    }
+                    Err(_) => {
+                        model = self.fresh();
+                        self.offset = end;
+                    }
                 }
             } else {
                 for c in &chunks {
                     model.feed(&c.data);
                 }
+                self.offset = end;
             }
         }
         // Resizes after the end, or lost to overflow: apply the latest size.
@@ -418,6 +452,21 @@ impl ScreenTask {
         }
         self.model = Some(Model::Live(model));
     }
+}
+
+/// Feeds `chunks` (contiguous output) to `model` in slices of
+/// [`FEED_SLICE`], until `stop` answers true before a slice; returns the
+/// model and how many bytes it took.
+fn feed_slices(mut model: Box<ScreenModel>, chunks: &[Chunk], stop: impl Fn() -> bool) -> (Box<ScreenModel>, usize) {
+    let mut fed = 0;
+    for slice in chunks.iter().flat_map(|c| c.data.chunks(FEED_SLICE)) {
+        if stop() {
+            break;
+        }
+        model.feed(slice);
+        fed += slice.len();
+    }
+    (model, fed)
 }
 
 #[cfg(test)]

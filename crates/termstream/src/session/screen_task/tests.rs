@@ -111,8 +111,39 @@ async fn a_screen_task_far_behind_ends_with_its_actor() {
     let _ = handle.snapshot().await;
     let screen = handle
         .screen
+        .map(|s| s.requests)
         .clone()
         .expect("a pty session has a screen task");
     let ended = tokio::time::timeout(Duration::from_secs(5), screen.closed()).await;
     assert!(ended.is_ok(), "the screen task outlived its actor");
+}
+
+/// A feed stopped between slices and resumed from where it stopped gives
+/// the screen that one whole feed gives (the offset accounting of a
+/// background catch-up that a snapshot interrupts).
+#[test]
+fn a_feed_stopped_and_resumed_gives_the_same_screen() {
+    let text: String = (1..=3000).map(|n| format!("\x1b[3{}mline {n} é😀\r\n", n % 8)).collect();
+    let data = bytes::Bytes::from(text);
+    let chunks: Vec<Chunk> = data
+        .chunks(10_000)
+        .scan(0u64, |offset, piece| {
+            let start = *offset;
+            *offset += piece.len() as u64;
+            Some(Chunk { offset: start, stream: termstream_proto::Stream::Pty, time_ms: 0, data: data.slice_ref(piece), wire: None })
+        })
+        .collect();
+    let (whole, n) = feed_slices(Box::new(ScreenModel::new(80, 24, 100)), &chunks, || false);
+    assert_eq!(n, data.len());
+    // Stop after three slices, then go on from the offset reached.
+    let calls = std::cell::Cell::new(0);
+    let (part, fed) = feed_slices(Box::new(ScreenModel::new(80, 24, 100)), &chunks, || {
+        calls.set(calls.get() + 1);
+        calls.get() > 3
+    });
+    assert_eq!(fed, 3 * FEED_SLICE.min(10_000), "three slices, each within one chunk");
+    let rest: Vec<Chunk> = chunks.iter().filter(|c| c.end() > fed as u64).map(|c| c.from_offset(fed as u64)).collect();
+    let (resumed, more) = feed_slices(part, &rest, || false);
+    assert_eq!(fed + more, data.len());
+    assert_eq!(resumed.snapshot(), whole.snapshot());
 }
