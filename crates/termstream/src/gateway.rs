@@ -14,6 +14,7 @@ pub mod connection;
 pub mod events;
 pub mod forward;
 pub mod legacy;
+pub mod liveness;
 pub mod outbox;
 pub mod render;
 

@@ -259,25 +259,36 @@ async fn a_peer_that_does_not_answer_pings_is_closed() {
         &[("TERMSTREAM_WS_PING_INTERVAL_MS", "100"), ("TERMSTREAM_WS_PONG_TIMEOUT_MS", "600")],
     )
     .await;
-    // This client reads nothing for a while, so it answers no ping.
-    let mut quiet = WsClient::connect(&server, "/ws").await;
-    // A reading client answers pings (the library replies while reading)
-    // and stays connected meanwhile.
-    let mut alive = WsClient::connect(&server, "/ws").await;
+    server.create(json!({"id":"quiet","argv":["sleep","600"]})).await;
+    // On every endpoint: a client that reads nothing for a while answers no
+    // ping; a reading client answers them (the library replies while
+    // reading) and stays connected meanwhile.
+    let paths = ["/ws", "/ws/terminal/all", "/ws/terminal/quiet"];
+    let mut quiet = Vec::new();
+    let mut alive = Vec::new();
+    for path in paths {
+        quiet.push(WsClient::connect_raw(&server, path).await);
+        alive.push(WsClient::connect_raw(&server, path).await);
+    }
     let start = std::time::Instant::now();
     while start.elapsed() < secs(2) {
-        assert!(alive.recv(std::time::Duration::from_millis(50)).await.is_none_or(|m| !matches!(m, Incoming::Closed(_))));
-    }
-    let code = loop {
-        match quiet.recv(secs(5)).await {
-            Some(Incoming::Closed(code)) => break code,
-            Some(_) => continue,
-            None => panic!("the silent peer was not closed"),
+        for (client, path) in alive.iter_mut().zip(paths) {
+            let got = client.recv(std::time::Duration::from_millis(20)).await;
+            assert!(got.as_ref().is_none_or(|m| !matches!(m, Incoming::Closed(_))), "{path}: a reading client was closed: {got:?}");
         }
-    };
-    assert_eq!(code, Some(1001));
-    alive.send(json!({"type":"ping"})).await;
-    alive.until_type("pong", secs(5)).await;
+    }
+    for (client, path) in quiet.iter_mut().zip(paths) {
+        let code = loop {
+            match client.recv(secs(5)).await {
+                Some(Incoming::Closed(code)) => break code,
+                Some(_) => continue,
+                None => panic!("{path}: the silent peer was not closed"),
+            }
+        };
+        assert_eq!(code, Some(1001), "{path}");
+    }
+    alive[0].send(json!({"type":"ping"})).await;
+    alive[0].until_type("pong", secs(5)).await;
 }
 
 /// A client that stops reading while the server owes it replies is let go

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use bytes::Bytes;
@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 
 use super::events::PublishedEvent;
 use super::forward::{self, Attach};
+use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
@@ -73,7 +74,7 @@ struct Connection {
     pending: FuturesUnordered<PendingAttach>,
     /// Event channels subscribed to (a subset of [`CHANNELS`]).
     channels: HashSet<&'static str>,
-    last_pong: Instant,
+    liveness: Liveness,
     /// What this socket's credential allows: which sessions it may see,
     /// attach, and write to, and which events it receives.
     grant: Grant,
@@ -98,7 +99,7 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
         attached: HashMap::new(),
         pending: FuturesUnordered::new(),
         channels: HashSet::new(),
-        last_pong: Instant::now(),
+        liveness: Liveness::new(&cfg),
         grant,
         input_budget: TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes),
         reply_wait: Duration::from_millis(cfg.ws_pong_timeout_ms),
@@ -111,11 +112,7 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
     }))
     .await;
     let mut events = conn.state.events.subscribe();
-    let mut ping = tokio::time::interval(Duration::from_millis(cfg.ws_ping_interval_ms.max(10)));
-    let limits = Limits {
-        pong_timeout: Duration::from_millis(cfg.ws_pong_timeout_ms),
-        max_message: cfg.ws_max_message_bytes,
-    };
+    let limits = Limits { max_message: cfg.ws_max_message_bytes };
     // Waiting keeps little state; acting on what arrived runs boxed, so an
     // idle connection does not carry the state of handling a message.
     loop {
@@ -123,7 +120,7 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
             msg = stream.next() => Step::Inbound(msg),
             Some(attach) = conn.pending.next(), if !conn.pending.is_empty() => Step::Attach(attach),
             ev = events.recv(), if !conn.channels.is_empty() => Step::Event(ev),
-            _ = ping.tick() => Step::Ping,
+            _ = conn.liveness.tick() => Step::Ping,
         };
         if Box::pin(conn.step(step, &mut stream, &limits)).await.is_break() || conn.out.is_closed() {
             break;
@@ -146,7 +143,6 @@ enum Step {
 
 /// The connection's limits, from the config.
 struct Limits {
-    pong_timeout: Duration,
     max_message: usize,
 }
 
@@ -165,7 +161,7 @@ impl Connection {
                     self.error(ErrorCode::InvalidMessage, "binary frames are not accepted from clients; send JSON text".into(), None)
                         .await;
                 }
-                Some(Ok(Message::Pong(_))) => self.last_pong = Instant::now(),
+                Some(Ok(pong @ Message::Pong(_))) => self.liveness.saw(&pong),
                 // Pings are answered by the socket itself; a close is answered
                 // when the stream ends (keep polling until then).
                 Some(Ok(Message::Ping(_) | Message::Close(_))) => {}
@@ -195,11 +191,10 @@ impl Connection {
                 Err(RecvError::Closed) => self.channels.clear(),
             },
             Step::Ping => {
-                if self.last_pong.elapsed() > limits.pong_timeout {
+                if self.liveness.beat(&self.out) == Beat::Gone {
                     self.close(close_code::AWAY, "no pong in time").await;
                     return ControlFlow::Break(());
                 }
-                self.out.try_send(Message::Ping(Bytes::new()));
             }
         }
         ControlFlow::Continue(())

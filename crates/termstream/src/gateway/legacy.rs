@@ -22,6 +22,7 @@ use termstream_proto::{SessionId, SessionInfo};
 use tokio::task::AbortHandle;
 
 use super::forward::{self, Attach};
+use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
@@ -86,9 +87,20 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     let mut budget = TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes);
     // A client that makes no room for a reply in this long is not reading.
     let reply_wait = Duration::from_millis(cfg.ws_pong_timeout_ms);
-    while let Some(Ok(msg)) = stream.next().await {
-        if let Message::Text(t) = msg {
-            on_input(&handle, &t, &out, &grant, &mut budget, reply_wait).await;
+    let mut liveness = Liveness::new(cfg);
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(t))) => on_input(&handle, &t, &out, &grant, &mut budget, reply_wait).await,
+                Some(Ok(msg)) => liveness.saw(&msg),
+                _ => break,
+            },
+            _ = liveness.tick() => {
+                if liveness.beat(&out) == Beat::Gone {
+                    close_gone(&out, reply_wait).await;
+                    break;
+                }
+            }
         }
         if out.is_closed() {
             break;
@@ -148,6 +160,12 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
     }
 }
 
+/// Closes a socket whose peer answered no ping in time (1001), waiting at
+/// most `wait` for room: a peer that is gone reads nothing.
+async fn close_gone(out: &Outbox, wait: Duration) {
+    let _ = out.send_within(Message::Close(Some(CloseFrame { code: close_code::AWAY, reason: "no pong in time".into() })), wait).await;
+}
+
 fn text_error(handle: &SessionHandle, message: String) -> Message {
     text(json!({"type":"error","session_id":handle.id(),"message":message,"timestamp":now_secs()}))
 }
@@ -170,12 +188,20 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
         let since = LogPosition { epoch: info.epoch, offset: info.output_offset };
         tasks.insert(info.id.clone(), forwarder(handle, Some(since), &state, &out, vec![start_message(&info)]));
     }
+    let reply_wait = Duration::from_millis(state.registry.config().ws_pong_timeout_ms);
+    let mut liveness = Liveness::new(state.registry.config());
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
-                Some(Ok(_)) => {}
+                Some(Ok(msg)) => liveness.saw(&msg),
                 _ => break,
             },
+            _ = liveness.tick() => {
+                if liveness.beat(&out) == Beat::Gone {
+                    close_gone(&out, reply_wait).await;
+                    break;
+                }
+            }
             change = changes.recv() => match change {
                 Ok(RegistryEvent::Created(handle)) if grant.can_read(handle.project().as_str()) => {
                     // Created between `changes()` and `handles()` above:
