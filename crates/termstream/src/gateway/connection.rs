@@ -191,8 +191,7 @@ impl Connection {
                 Err(RecvError::Closed) => self.channels.clear(),
             },
             Step::Ping => {
-                if self.liveness.beat(&self.out) == Beat::Gone {
-                    self.close(close_code::AWAY, "no pong in time").await;
+                if self.liveness.beat(&self.out).await == Beat::Gone {
                     return ControlFlow::Break(());
                 }
             }

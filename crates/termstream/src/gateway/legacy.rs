@@ -95,12 +95,9 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
                 Some(Ok(msg)) => liveness.saw(&msg),
                 _ => break,
             },
-            _ = liveness.tick() => {
-                if liveness.beat(&out) == Beat::Gone {
-                    close_gone(&out, reply_wait).await;
-                    break;
-                }
-            }
+            _ = liveness.tick() => if liveness.beat(&out).await == Beat::Gone {
+                break;
+            },
         }
         if out.is_closed() {
             break;
@@ -160,12 +157,6 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
     }
 }
 
-/// Closes a socket whose peer answered no ping in time (1001), waiting at
-/// most `wait` for room: a peer that is gone reads nothing.
-async fn close_gone(out: &Outbox, wait: Duration) {
-    let _ = out.send_within(Message::Close(Some(CloseFrame { code: close_code::AWAY, reason: "no pong in time".into() })), wait).await;
-}
-
 fn text_error(handle: &SessionHandle, message: String) -> Message {
     text(json!({"type":"error","session_id":handle.id(),"message":message,"timestamp":now_secs()}))
 }
@@ -188,7 +179,6 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
         let since = LogPosition { epoch: info.epoch, offset: info.output_offset };
         tasks.insert(info.id.clone(), forwarder(handle, Some(since), &state, &out, vec![start_message(&info)]));
     }
-    let reply_wait = Duration::from_millis(state.registry.config().ws_pong_timeout_ms);
     let mut liveness = Liveness::new(state.registry.config());
     loop {
         tokio::select! {
@@ -196,12 +186,9 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
                 Some(Ok(msg)) => liveness.saw(&msg),
                 _ => break,
             },
-            _ = liveness.tick() => {
-                if liveness.beat(&out) == Beat::Gone {
-                    close_gone(&out, reply_wait).await;
-                    break;
-                }
-            }
+            _ = liveness.tick() => if liveness.beat(&out).await == Beat::Gone {
+                break;
+            },
             change = changes.recv() => match change {
                 Ok(RegistryEvent::Created(handle)) if grant.can_read(handle.project().as_str()) => {
                     // Created between `changes()` and `handles()` above:

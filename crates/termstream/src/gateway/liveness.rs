@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::Message;
+use axum::extract::ws::{CloseFrame, Message, close_code};
 use bytes::Bytes;
 use tokio::time::{Instant, Interval};
 
@@ -27,9 +27,14 @@ pub struct Liveness {
 pub enum Beat {
     /// A ping was queued.
     Alive,
-    /// No pong for the timeout: the socket should close (1001).
+    /// No pong for the timeout: a close frame (1001) was queued, and the
+    /// connection ends.
     Gone,
 }
+
+/// How long the close frame to a peer that answers no pings may wait for
+/// room: it has not read for the whole pong timeout already.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 impl Liveness {
     pub fn new(cfg: &Config) -> Liveness {
@@ -52,10 +57,13 @@ impl Liveness {
         }
     }
 
-    /// At a ping time: whether the peer is gone; if not, a ping is queued
-    /// (without waiting: a full outbox means the next ping will tell).
-    pub fn beat(&self, out: &Outbox) -> Beat {
+    /// At a ping time: whether the peer is gone (then a close frame is
+    /// sent); if not, a ping is queued without waiting (a full outbox means
+    /// the next ping time will tell).
+    pub async fn beat(&self, out: &Outbox) -> Beat {
         if self.last_pong.elapsed() > self.timeout {
+            let close = CloseFrame { code: close_code::AWAY, reason: "no pong in time".into() };
+            let _ = out.send_within(Message::Close(Some(close)), CLOSE_WAIT).await;
             return Beat::Gone;
         }
         out.try_send(Message::Ping(Bytes::new()));
