@@ -36,6 +36,11 @@ use crate::registry::{Registry, RegistryEvent};
 use crate::session::SessionHandle;
 use render::Dialect;
 
+/// How long one input message from a socket may wait for room in a
+/// program's input queue (1 MiB) before it is answered `busy`: meanwhile
+/// the socket's other messages, for its other sessions too, wait behind it.
+pub const INPUT_WAIT: Duration = Duration::from_secs(1);
+
 /// Counts a connected client while it lives, and holds its connection
 /// permit ([`crate::limits`]) until the socket's task ends.
 #[derive(Debug)]

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use termstream_proto::{Epoch, ProjectId, SessionId, SessionInfo, SessionKind, Snapshot};
+use termstream_proto::{Epoch, ErrorCode, ProjectId, SessionId, SessionInfo, SessionKind, Snapshot};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use self::log::{Chunk, RingRead};
@@ -78,8 +78,25 @@ pub enum SessionError {
     Closed(SessionId),
     #[error("session {0} did not answer in time")]
     Busy(SessionId),
+    #[error("the program is not reading its input: {taken} of {total} bytes were taken and will reach it; send only the rest, later")]
+    InputBusy { taken: usize, total: usize },
     #[error("reading the output log failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl SessionError {
+    /// The code a client is answered with, over REST and WebSocket alike.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SessionError::NotRunning(_) => ErrorCode::SessionNotRunning,
+            SessionError::WrongKind { .. } => ErrorCode::WrongKind,
+            SessionError::Gone { .. } => ErrorCode::OutputGone,
+            SessionError::PastEnd { .. } => ErrorCode::BadRequest,
+            SessionError::Closed(_) => ErrorCode::SessionNotFound,
+            SessionError::Busy(_) | SessionError::InputBusy { .. } => ErrorCode::Busy,
+            SessionError::Io(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 /// A request to a session's actor.
@@ -219,28 +236,19 @@ impl SessionHandle {
         SessionError::Closed(self.id.clone())
     }
 
-    /// Sends input to the program, waiting while its queue is full.
-    pub async fn input(&self, data: Bytes, eof: bool) -> Result<(), SessionError> {
-        self.input_counted(data, eof, &AtomicUsize::new(0)).await
-    }
-
-    /// [`SessionHandle::input`], counting in `accepted` the bytes taken so
-    /// far, for a caller that may stop waiting.
-    pub async fn input_counted(&self, data: Bytes, eof: bool, accepted: &AtomicUsize) -> Result<(), SessionError> {
-        self.input_seq(data, eof, None, accepted).await
-    }
-
-    /// [`SessionHandle::input_counted`], tagged with the client's id and
-    /// sequence number: input with a seq already applied for that client
-    /// is dropped.
-    pub async fn input_seq(&self, data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>, accepted: &AtomicUsize) -> Result<(), SessionError> {
+    /// Sends input to the program, then closes its stdin if `eof`. `seq`:
+    /// the sender's client id and sequence number (input with a seq
+    /// already applied for that client is dropped). Waits at most `wait`
+    /// while the program's input queue is full; then `InputBusy` says how
+    /// much went in.
+    pub async fn input(&self, data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>, wait: Duration) -> Result<(), SessionError> {
         if !self.is_running() {
             return Err(SessionError::NotRunning(self.id.clone()));
         }
-        self.input
-            .send(data, eof, seq, accepted)
-            .await
-            .map_err(|input::InputClosed| SessionError::NotRunning(self.id.clone()))
+        self.input.send(data, eof, seq, wait).await.map_err(|e| match e {
+            input::InputError::Closed => SessionError::NotRunning(self.id.clone()),
+            input::InputError::Busy { taken, total } => SessionError::InputBusy { taken, total },
+        })
     }
 
     /// Sets the window size of a pty session.

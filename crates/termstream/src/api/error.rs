@@ -75,18 +75,12 @@ impl From<StoreFull> for ApiError {
 
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> ApiError {
-        let code = match &e {
-            SessionError::NotRunning(_) => ErrorCode::SessionNotRunning,
-            SessionError::WrongKind { .. } => ErrorCode::WrongKind,
-            SessionError::Gone { .. } => ErrorCode::OutputGone,
-            SessionError::PastEnd { .. } => ErrorCode::BadRequest,
-            SessionError::Closed(_) => ErrorCode::SessionNotFound,
-            SessionError::Busy(_) => ErrorCode::Busy,
-            SessionError::Io(_) => ErrorCode::Internal,
-        };
-        let mut err = ApiError::new(code, e.to_string());
-        if let SessionError::Gone { earliest } = e {
-            err.earliest_offset = Some(earliest);
+        let mut err = ApiError::new(e.code(), e.to_string());
+        match e {
+            SessionError::Gone { earliest } => err.earliest_offset = Some(earliest),
+            // What was taken stays taken: the client sends only the rest.
+            SessionError::InputBusy { taken, .. } => err.accepted_bytes = Some(taken as u64),
+            _ => {}
         }
         err
     }

@@ -1,6 +1,5 @@
 //! The `/api/sessions` routes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -85,21 +84,7 @@ pub async fn input(State(state): State<AppState>, Path(id): Path<String>, Body(r
         return Err(ApiError::new(ErrorCode::WrongKind, "eof closes a command session's stdin; a pty session takes \\u0004 (Ctrl-D) as data"));
     }
     let n = data.len();
-    let accepted = AtomicUsize::new(0);
-    match tokio::time::timeout(INPUT_WAIT, h.input_counted(data, req.eof, &accepted)).await {
-        Ok(r) => r?,
-        Err(_) => {
-            // What was taken stays taken: the client sends only the rest.
-            let taken = accepted.load(Ordering::Acquire);
-            let eof = if req.eof { " (and the eof)" } else { "" };
-            let mut err = ApiError::new(
-                ErrorCode::Busy,
-                format!("the program is not reading its input: {taken} of {n} bytes were taken and will reach it; send the rest{eof} later"),
-            );
-            err.accepted_bytes = Some(taken as u64);
-            return Err(err);
-        }
-    }
+    h.input(data, req.eof, None, INPUT_WAIT).await?;
     Ok(Json(serde_json::json!({ "bytes": n })))
 }
 

@@ -18,7 +18,6 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
@@ -45,11 +44,6 @@ use crate::session::{SessionError, SessionHandle, ViewerGuard};
 
 /// The longest a close frame waits for room in a full outbox.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
-
-/// How long one input message may wait for room in a program's input
-/// queue (1 MiB) before it is answered `busy`: meanwhile this socket's
-/// other messages, for its other sessions too, wait behind it.
-const INPUT_WAIT: Duration = Duration::from_secs(1);
 
 /// An attached session: its forwarder and its place in the viewer count.
 struct Attached {
@@ -278,17 +272,8 @@ impl Connection {
                     return self.error(ErrorCode::RateLimited, message, Some(session_id)).await;
                 }
                 let seq = seq.map(|s| (self.client_id.clone(), s));
-                let (n, accepted) = (data.len(), AtomicUsize::new(0));
-                match tokio::time::timeout(INPUT_WAIT, h.input_seq(Bytes::from(data), false, seq, &accepted)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => self.session_error(e, session_id).await,
-                    Err(_) => {
-                        let taken = accepted.load(Ordering::Acquire);
-                        let message = format!(
-                            "the program is not reading its input: {taken} of {n} bytes were taken and will reach it; send the rest later, with a new seq"
-                        );
-                        self.error(ErrorCode::Busy, message, Some(session_id)).await;
-                    }
+                if let Err(e) = h.input(Bytes::from(data), false, seq, super::INPUT_WAIT).await {
+                    self.session_error(e, session_id).await;
                 }
             }
             ClientMessage::Resize { session_id, cols, rows } => {
@@ -328,13 +313,7 @@ impl Connection {
     }
 
     async fn session_error(&self, e: SessionError, id: SessionId) {
-        let code = match e {
-            SessionError::NotRunning(_) => ErrorCode::SessionNotRunning,
-            SessionError::WrongKind { .. } => ErrorCode::WrongKind,
-            SessionError::Closed(_) => ErrorCode::SessionNotFound,
-            _ => ErrorCode::Internal,
-        };
-        self.error(code, e.to_string(), Some(id)).await;
+        self.error(e.code(), e.to_string(), Some(id)).await;
     }
 
     async fn subscribe(&mut self, names: Vec<String>, on: bool) {

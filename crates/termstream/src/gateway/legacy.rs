@@ -131,7 +131,7 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
                 reply_error("rate_limited: input over the socket's rate was dropped; send it again later".into()).await;
                 return;
             }
-            if let Err(e) = handle.input(Bytes::from(data.to_owned()), false).await {
+            if let Err(e) = handle.input(Bytes::from(data.to_owned()), false, None, super::INPUT_WAIT).await {
                 reply_error(e.to_string()).await;
             }
         }

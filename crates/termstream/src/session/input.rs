@@ -8,7 +8,8 @@
 //! take at once is queued in order and the actor writes it when the PTY or
 //! pipe has room. The queue is bounded in bytes: a sender whose input does
 //! not fit waits while the program reads, so a paste goes in as the program
-//! takes it.
+//! takes it, for as long as the sender's `wait`; then it is told how much
+//! went in ([`InputError::Busy`]), and that much reaches the program.
 //!
 //! A client may tag its input with a sequence number; input whose number is
 //! not above the last one applied for that client is a repeat (a resend
@@ -23,8 +24,8 @@
 use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use rustix::io::Errno;
@@ -38,10 +39,16 @@ const PIECE_COST: usize = 64;
 /// How many clients' input sequence numbers a session remembers.
 pub const SEQ_CLIENTS: usize = 64;
 
-/// The program's input is closed (or the session has none); nothing more
-/// can be sent.
+/// Why input did not all reach the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InputClosed;
+pub enum InputError {
+    /// The program's input is closed (or the session has none); nothing
+    /// more can be sent.
+    Closed,
+    /// The program made no room within the sender's wait: `taken` of the
+    /// input's `total` bytes went in anyway (they reach the program).
+    Busy { taken: usize, total: usize },
+}
 
 /// What the actor should do next with the input.
 #[derive(Debug)]
@@ -105,12 +112,15 @@ impl Input {
     }
 
     /// Sends `data` to the program, then closes its input if `eof`; waits
-    /// while the queue is full. `seq`: the sender's client id and sequence
-    /// number (a repeat is dropped). `accepted` counts the bytes written or
-    /// queued so far: a sender that stops waiting knows what went through.
-    pub async fn send(&self, mut data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>, accepted: &AtomicUsize) -> Result<(), InputClosed> {
+    /// at most `wait` for its turn and for room in the queue. `seq`: the
+    /// sender's client id and sequence number (a repeat is dropped).
+    pub async fn send(&self, mut data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>, wait: Duration) -> Result<(), InputError> {
+        let deadline = tokio::time::Instant::now() + wait;
         let total = data.len();
-        let _turn = self.turn.lock().await;
+        let busy = |rest: &Bytes| InputError::Busy { taken: total - rest.len(), total };
+        let Ok(_turn) = tokio::time::timeout_at(deadline, self.turn.lock()).await else {
+            return Err(busy(&data));
+        };
         if self.lock().is_repeat(seq.as_ref()) {
             return Ok(());
         }
@@ -119,7 +129,7 @@ impl Input {
             {
                 let mut st = self.lock();
                 let Some(fd) = st.fd.filter(|_| !st.eof) else {
-                    return Err(InputClosed);
+                    return Err(InputError::Closed);
                 };
                 if st.queue.is_empty() && !data.is_empty() {
                     self.write_now(&mut st, fd, &mut data)?;
@@ -130,7 +140,6 @@ impl Input {
                     st.queued_bytes += fit + PIECE_COST;
                     self.queued.notify_one();
                 }
-                accepted.store(total - data.len(), Ordering::Release);
                 if data.is_empty() {
                     if eof {
                         st.eof = true;
@@ -141,13 +150,15 @@ impl Input {
                 // Registered before the lock goes, so no `written` is missed.
                 room.as_mut().enable();
             }
-            room.await;
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return Err(busy(&data));
+            }
         }
     }
 
     /// One nonblocking write of `data` to the program's input `fd` (taken
     /// from `st`, whose lock is held); drops what it took.
-    fn write_now(&self, st: &mut State, fd: RawFd, data: &mut Bytes) -> Result<(), InputClosed> {
+    fn write_now(&self, st: &mut State, fd: RawFd, data: &mut Bytes) -> Result<(), InputError> {
         // SAFETY: `fd` is open while it is in the state; the actor clears it
         // under this lock before closing it, and the lock is held.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -158,7 +169,7 @@ impl Input {
                 // The program closed its input; the actor finds out on its
                 // next write or read.
                 st.close();
-                return Err(InputClosed);
+                return Err(InputError::Closed);
             }
         }
         Ok(())
@@ -243,9 +254,11 @@ impl State {
 #[cfg(test)]
 mod tests {
     use std::os::fd::{AsRawFd, OwnedFd};
-    use std::time::Duration;
 
     use super::*;
+
+    /// Longer than any test waits: only a close frees these senders.
+    const WAIT: Duration = Duration::from_secs(60);
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::NONBLOCK).expect("pipe");
@@ -268,7 +281,7 @@ mod tests {
     async fn input_goes_straight_to_the_program_when_nothing_waits() {
         let (r, w) = pipe();
         let input = Input::new(Some(w.as_raw_fd()));
-        input.send(Bytes::from_static(b"ls\n"), false, None, &AtomicUsize::new(0)).await.expect("sent");
+        input.send(Bytes::from_static(b"ls\n"), false, None, WAIT).await.expect("sent");
         assert_eq!(read_all(&r), b"ls\n", "written without the actor");
         assert!(input.lock().queue.is_empty());
     }
@@ -280,9 +293,9 @@ mod tests {
         // More than a pipe holds: the rest is queued for the actor.
         let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let client: Arc<str> = "c1".into();
-        input.send(Bytes::from(big.clone()), false, Some((client.clone(), 1)), &AtomicUsize::new(0)).await.expect("sent");
-        input.send(Bytes::from_static(b"tail"), false, Some((client.clone(), 2)), &AtomicUsize::new(0)).await.expect("sent");
-        input.send(Bytes::from_static(b"again"), false, Some((client.clone(), 2)), &AtomicUsize::new(0)).await.expect("a repeat is accepted and dropped");
+        input.send(Bytes::from(big.clone()), false, Some((client.clone(), 1)), WAIT).await.expect("sent");
+        input.send(Bytes::from_static(b"tail"), false, Some((client.clone(), 2)), WAIT).await.expect("sent");
+        input.send(Bytes::from_static(b"again"), false, Some((client.clone(), 2)), WAIT).await.expect("a repeat is accepted and dropped");
         assert!(input.lock().queued_bytes > 0, "a pipe does not take 200 KB at once");
         // Play the actor: write what waits as the pipe drains.
         let mut got = read_all(&r);
@@ -305,7 +318,7 @@ mod tests {
         let filler = Bytes::from(vec![b'x'; QUEUE_BYTES + 200_000]);
         let waiting = {
             let input = input.clone();
-            tokio::spawn(async move { input.send(filler, false, None, &AtomicUsize::new(0)).await })
+            tokio::spawn(async move { input.send(filler, false, None, WAIT).await })
         };
         let full = tokio::time::timeout(Duration::from_secs(5), async {
             while input.lock().queued_bytes + PIECE_COST < QUEUE_BYTES {
@@ -316,7 +329,22 @@ mod tests {
         assert!(full.is_ok(), "the queue fills up to its bound");
         input.close();
         let res = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the waiting sender is freed");
-        assert_eq!(res.expect("joined"), Err(InputClosed));
-        assert_eq!(input.send(Bytes::from_static(b"x"), false, None, &AtomicUsize::new(0)).await, Err(InputClosed));
+        assert_eq!(res.expect("joined"), Err(InputError::Closed));
+        assert_eq!(input.send(Bytes::from_static(b"x"), false, None, WAIT).await, Err(InputError::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_sender_that_waits_too_long_is_told_what_went_in() {
+        let (r, w) = pipe();
+        let input = Input::new(Some(w.as_raw_fd()));
+        let total = QUEUE_BYTES + 200_000;
+        let res = input.send(Bytes::from(vec![b'x'; total]), false, None, Duration::from_millis(100)).await;
+        let Err(InputError::Busy { taken, total: t }) = res else { panic!("not busy: {res:?}") };
+        assert_eq!(t, total);
+        assert!(taken > 0 && taken < total, "taken {taken} of {total}");
+        // What was taken is what the program can get: in the pipe or queued.
+        let in_pipe = read_all(&r).len();
+        let queued: usize = input.lock().queue.iter().map(Bytes::len).sum();
+        assert_eq!(in_pipe + queued, taken);
     }
 }
