@@ -20,7 +20,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use axum::extract::ws::{Message, WebSocket, close_code};
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
@@ -41,9 +41,6 @@ use crate::auth::{Grant, ProjectAccess as Access};
 use crate::limits::TokenBucket;
 use crate::clock::now_ms;
 use crate::session::{SessionError, SessionHandle, ViewerGuard};
-
-/// The longest a close frame waits for room in a full outbox.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// An attached session: its forwarder and its place in the viewer count.
 struct Attached {
@@ -74,17 +71,13 @@ struct Connection {
     grant: Grant,
     /// Input bytes this socket may still send now.
     input_budget: TokenBucket,
-    /// How long a reply may wait for room in the outbox: a client that
-    /// makes none for this long (the pong timeout) is not reading, and its
-    /// connection ends rather than hang on a reply forever.
-    reply_wait: Duration,
 }
 
 /// Serves one `/ws` connection until it closes.
 pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialect: Option<Dialect>, _guard: ClientGuard, grant: Grant) {
     let (sink, mut stream) = socket.split();
     let cfg = state.registry.config().clone();
-    let (out, writer) = Outbox::open(sink, cfg.ws_outbound_budget);
+    let (out, writer) = Outbox::open(sink, &cfg);
     let mut conn = Connection {
         client_id,
         dialect: dialect.unwrap_or(Dialect::Dotted),
@@ -96,7 +89,6 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
         liveness: Liveness::new(&cfg),
         grant,
         input_budget: TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes),
-        reply_wait: Duration::from_millis(cfg.ws_pong_timeout_ms),
         state,
     };
     Box::pin(conn.control(ServerMessage::Connected {
@@ -146,7 +138,7 @@ impl Connection {
         match step {
             Step::Inbound(msg) => match msg {
                 Some(Ok(Message::Text(t))) if t.len() > limits.max_message => {
-                    self.close(close_code::SIZE, "message too large").await;
+                    self.out.close(close_code::SIZE, "message too large").await;
                     drain(stream).await;
                     return ControlFlow::Break(());
                 }
@@ -163,7 +155,7 @@ impl Connection {
                     // tungstenite's capacity error (past the hard limit); axum
                     // hides its type, so it is recognised by its text.
                     if e.to_string().starts_with("Space limit exceeded") {
-                        self.close(close_code::SIZE, "message too large").await;
+                        self.out.close(close_code::SIZE, "message too large").await;
                     }
                     return ControlFlow::Break(());
                 }
@@ -175,7 +167,7 @@ impl Connection {
             },
             Step::Event(ev) => match ev {
                 Ok(ev) if self.channels.contains(ev.channel) && self.grant.sees_event(ev.project.as_deref()) => {
-                    let _ = self.out.send_within(Message::Text(ev.json.clone().into()), self.reply_wait).await;
+                    let _ = self.out.reply(Message::Text(ev.json.clone().into())).await;
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(n)) => {
@@ -207,20 +199,12 @@ impl Connection {
     async fn control(&self, msg: ServerMessage) {
         if let Some(m) = self.dialect.render_control(&msg) {
             // A failure marks the outbox closed, which ends the connection.
-            let _ = self.out.send_within(m, self.reply_wait).await;
+            let _ = self.out.reply(m).await;
         }
     }
 
     async fn error(&self, code: ErrorCode, message: String, session_id: Option<SessionId>) {
         self.control(ServerMessage::Error { code, message, session_id }).await;
-    }
-
-    /// Queues a close frame; a client that stopped reading has a full
-    /// outbox, so this waits [`CLOSE_WAIT`] at most (the writer is stopped
-    /// at the end either way).
-    async fn close(&self, code: u16, reason: &'static str) {
-        let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-        let _ = tokio::time::timeout(CLOSE_WAIT, self.out.send(frame)).await;
     }
 
     async fn not_found(&self, id: &SessionId) {

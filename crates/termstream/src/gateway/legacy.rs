@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use axum::extract::ws::{Message, WebSocket, close_code};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -59,7 +59,7 @@ fn forwarder(handle: SessionHandle, since: Option<LogPosition>, state: &AppState
 /// `/ws/terminal/{session_id}`.
 pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: ClientGuard, grant: Grant) {
     let (sink, mut stream) = socket.split();
-    let (out, writer) = Outbox::open(sink, state.registry.config().ws_outbound_budget);
+    let (out, writer) = Outbox::open(sink, state.registry.config());
     let wait = Duration::from_millis(state.registry.config().attach_wait_ms);
     let handle = match SessionId::new(raw.clone()) {
         Ok(id) => wait_for_session(&state.registry, &id, wait).await,
@@ -72,7 +72,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         // A close reason is at most 123 bytes of UTF-8.
         let mut reason = format!("session_not_found: {raw}");
         reason.truncate(reason.floor_char_boundary(123));
-        let _ = out.send(Message::Close(Some(CloseFrame { code: close_code::POLICY, reason: reason.into() }))).await;
+        out.close(close_code::POLICY, reason).await;
         drop(out);
         writer.finish().await;
         return;
@@ -85,13 +85,11 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     let task = forwarder(handle.clone(), None, &state, &out, vec![connected, start_message(&info)]);
     let cfg = state.registry.config();
     let mut budget = TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes);
-    // A client that makes no room for a reply in this long is not reading.
-    let reply_wait = Duration::from_millis(cfg.ws_pong_timeout_ms);
     let mut liveness = Liveness::new(cfg);
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
-                Some(Ok(Message::Text(t))) => on_input(&handle, &t, &out, &grant, &mut budget, reply_wait).await,
+                Some(Ok(Message::Text(t))) => on_input(&handle, &t, &out, &grant, &mut budget).await,
                 Some(Ok(msg)) => liveness.saw(&msg),
                 _ => break,
             },
@@ -108,10 +106,10 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     writer.finish().await;
 }
 
-async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant, budget: &mut TokenBucket, wait: Duration) {
-    // A reply the client does not make room for in `wait` closes the socket.
+async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant, budget: &mut TokenBucket) {
+    // A reply the client makes no room for closes the socket.
     let reply_error = async |message: String| {
-        let _ = out.send_within(text_error(handle, message), wait).await;
+        let _ = out.reply(text_error(handle, message)).await;
     };
     let Ok(v) = serde_json::from_str::<Value>(raw) else {
         reply_error("malformed JSON".into()).await;
@@ -149,7 +147,7 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
             }
         }
         Some("ping") => {
-            let _ = out.send_within(text(json!({"type":"pong","timestamp":now_secs()})), wait).await;
+            let _ = out.reply(text(json!({"type":"pong","timestamp":now_secs()}))).await;
         }
         other => {
             reply_error(format!("unknown message type {other:?}")).await;
@@ -164,7 +162,7 @@ fn text_error(handle: &SessionHandle, message: String) -> Message {
 /// `/ws/terminal/all`.
 pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant: Grant) {
     let (sink, mut stream) = socket.split();
-    let (out, writer) = Outbox::open(sink, state.registry.config().ws_outbound_budget);
+    let (out, writer) = Outbox::open(sink, state.registry.config());
     let mut changes = state.registry.changes();
     let mut tasks: HashMap<SessionId, AbortHandle> = HashMap::new();
     let _ = out

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, close_code};
+use axum::extract::ws::{Message, close_code};
 use bytes::Bytes;
 use tokio::time::{Instant, Interval};
 
@@ -31,10 +31,6 @@ pub enum Beat {
     /// connection ends.
     Gone,
 }
-
-/// How long the close frame to a peer that answers no pings may wait for
-/// room: it has not read for the whole pong timeout already.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 impl Liveness {
     pub fn new(cfg: &Config) -> Liveness {
@@ -62,8 +58,7 @@ impl Liveness {
     /// the next ping time will tell).
     pub async fn beat(&self, out: &Outbox) -> Beat {
         if self.last_pong.elapsed() > self.timeout {
-            let close = CloseFrame { code: close_code::AWAY, reason: "no pong in time".into() };
-            let _ = out.send_within(Message::Close(Some(close)), CLOSE_WAIT).await;
+            out.close(close_code::AWAY, "no pong in time").await;
             return Beat::Gone;
         }
         out.try_send(Message::Ping(Bytes::new()));

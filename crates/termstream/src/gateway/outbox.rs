@@ -10,7 +10,10 @@
 //! A queued frame holds permits of the socket's byte budget until the writer
 //! has flushed it, so at most `budget` bytes of output wait per socket; a
 //! forwarder whose socket is full waits, and its session's broadcast moves
-//! on without it (it catches up by offset later; see `forward`).
+//! on without it (it catches up by offset later; see `forward`). A reply or
+//! an event waits at most the pong timeout ([`Outbox::reply`]) and a close
+//! frame 1 s ([`Outbox::close`]): a task that answers a client never hangs
+//! on one that stopped reading; the socket is done instead.
 //!
 //! A direct write polls the sink once with a waker that does nothing. The
 //! socket's reads and writes share their wake-ups (tungstenite wakes both
@@ -32,11 +35,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::{Sink as _, SinkExt};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
+
+use crate::config::Config;
 
 /// Frames in flight per socket, whatever their size.
 const FRAMES_IN_FLIGHT: usize = 256;
@@ -44,6 +49,9 @@ const FRAMES_IN_FLIGHT: usize = 256;
 /// How long a closing socket's queued frames may take to go out before its
 /// writer is stopped: a client that stopped reading cannot hold the socket.
 const FINISH_WAIT: Duration = Duration::from_secs(5);
+/// The longest a close frame waits for room: a peer being closed is often
+/// one that stopped reading.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 type Sink = SplitSink<WebSocket, Message>;
 
@@ -76,14 +84,17 @@ pub struct Outbox {
     shared: Arc<Shared>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
+    /// How long a reply may wait for room (the pong timeout): a peer that
+    /// makes none for as long is not reading.
+    reply_wait: Duration,
 }
 
 impl Outbox {
-    /// The outbound side of `sink`, with a queue of `budget_bytes`, and the
-    /// writer task that drains the queue.
-    pub fn open(sink: Sink, budget_bytes: usize) -> (Outbox, Writer) {
+    /// The outbound side of `sink`, with a queue of `ws_outbound_budget`
+    /// bytes, and the writer task that drains the queue.
+    pub fn open(sink: Sink, cfg: &Config) -> (Outbox, Writer) {
         let (tx, rx) = mpsc::channel(FRAMES_IN_FLIGHT);
-        let budget_bytes = budget_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        let budget_bytes = cfg.ws_outbound_budget.clamp(1, Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             sink: Mutex::new(sink),
             queued: AtomicUsize::new(0),
@@ -95,6 +106,7 @@ impl Outbox {
             shared,
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
+            reply_wait: Duration::from_millis(cfg.ws_pong_timeout_ms),
         };
         (outbox, writer)
     }
@@ -126,10 +138,22 @@ impl Outbox {
         self.queue(Frame { msg: Some(msg), permit: Some(permit) }).await
     }
 
-    /// [`Outbox::send`] for a reply the peer must make room for within
-    /// `wait`: a peer that has not by then is not reading, and the socket
-    /// is done (its connection ends; the writer is stopped at the end).
-    pub async fn send_within(&self, msg: Message, wait: Duration) -> Result<(), Closed> {
+    /// [`Outbox::send`] for a reply or an event, which the peer must make
+    /// room for within the pong timeout: a peer that has not by then is not
+    /// reading, and the socket is done (its connection ends; the writer is
+    /// stopped at the end).
+    pub async fn reply(&self, msg: Message) -> Result<(), Closed> {
+        self.send_within(msg, self.reply_wait).await
+    }
+
+    /// Sends a close frame, waiting at most [`CLOSE_WAIT`] for room; the
+    /// socket is done after it either way.
+    pub async fn close(&self, code: u16, reason: impl Into<String>) {
+        let frame = Message::Close(Some(CloseFrame { code, reason: reason.into().into() }));
+        let _ = self.send_within(frame, CLOSE_WAIT).await;
+    }
+
+    async fn send_within(&self, msg: Message, wait: Duration) -> Result<(), Closed> {
         match tokio::time::timeout(wait, self.send(msg)).await {
             Ok(sent) => sent,
             Err(_) => {
