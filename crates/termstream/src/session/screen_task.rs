@@ -397,8 +397,10 @@ impl ScreenTask {
                 Ok(c) if c.is_empty() => break,
                 Ok(c) => c,
                 Err(SessionError::Gone { earliest }) => {
+                    // What the model needs was deleted: a restart, as for a
+                    // model too far behind, and never before what is held.
                     model = self.fresh();
-                    self.offset = earliest.max(target.saturating_sub(TAIL));
+                    self.offset = self.tail_start(target).await.max(earliest);
                     continue;
                 }
                 Err(SessionError::Closed(_)) => {
