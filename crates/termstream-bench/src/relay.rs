@@ -31,7 +31,7 @@ const READ_BUF: usize = 64 << 10;
 pub async fn serve() -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!("relay listening on {}", listener.local_addr()?);
-    let groups: Groups = Arc::default();
+    let groups = Groups::default();
     let serving = {
         let groups = groups.clone();
         async move {
@@ -53,14 +53,44 @@ pub async fn serve() -> anyhow::Result<()> {
         r = serving => r,
         () = stdin_closed => Ok(()),
     };
-    for &pid in groups.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-        crate::baseline::kill_group(pid);
-    }
+    groups.kill_all();
     r
 }
 
-/// Process groups (= leader pids) of the programs the relay started.
-type Groups = Arc<Mutex<Vec<u32>>>;
+/// Process groups (= leader pids) of the programs the relay runs now.
+#[derive(Debug, Clone, Default)]
+struct Groups(Arc<Mutex<Vec<u32>>>);
+
+/// A held process group: killed and forgotten when dropped (its connection
+/// ended), so that the list never names a pid that may be reused.
+struct Held {
+    groups: Groups,
+    pgid: u32,
+}
+
+impl Groups {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hold(&self, pgid: u32) -> Held {
+        self.list().push(pgid);
+        Held { groups: self.clone(), pgid }
+    }
+
+    fn kill_all(&self) {
+        for &pgid in self.list().iter() {
+            crate::baseline::kill_group(pgid);
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.groups.list().retain(|&p| p != self.pgid);
+        crate::baseline::kill_group(self.pgid);
+    }
+}
 
 async fn relay_one(tcp: TcpStream, groups: Groups) -> anyhow::Result<()> {
     tcp.set_nodelay(true)?;
@@ -72,8 +102,7 @@ async fn relay_one(tcp: TcpStream, groups: Groups) -> anyhow::Result<()> {
     };
     let (pty, child) = crate::baseline::spawn_on_pty(&script)?;
     // Killed when this connection ends, or by `serve` when the bench goes.
-    let group = crate::baseline::GroupGuard(child.id().unwrap_or(0));
-    groups.lock().unwrap_or_else(|p| p.into_inner()).push(group.0);
+    let _group = groups.hold(child.id().unwrap_or(0));
     let (mut reader, mut writer) = pty.into_split();
     let mut buf = vec![0u8; READ_BUF];
     // Any end or failure on either side ends the connection: at the end of

@@ -50,7 +50,7 @@ pub fn spawn<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Jo
 #[cfg(test)]
 mod tests {
     #[tokio::test]
-    async fn background_work_runs_at_the_lowest_priority() {
+    async fn background_work_runs_at_low_priority() {
         let before = rustix::process::getpriority_process(None).expect("getpriority");
         let nice = super::spawn(|| rustix::process::getpriority_process(None)).await.expect("joined");
         assert_eq!(nice.expect("getpriority"), super::NICE);
