@@ -55,7 +55,10 @@ impl Drop for GroupGuard {
 pub(crate) fn spawn_on_pty(script: &str) -> anyhow::Result<(pty_process::Pty, tokio::process::Child)> {
     let (pty, pts) = pty_process::open().context("cannot open a PTY")?;
     pty.resize(pty_process::Size::new(24, 80))?;
-    let child = pty_process::Command::new("sh").args(["-c", script]).kill_on_drop(true).spawn(pts)?;
+    let child = pty_process::Command::new("sh")
+        .args(["-c", script])
+        .kill_on_drop(true)
+        .spawn(pts)?;
     Ok((pty, child))
 }
 
@@ -77,7 +80,9 @@ pub async fn pty_read(script: &str, limit: Duration) -> anyhow::Result<Transfer>
         }
         Ok(())
     };
-    tokio::time::timeout(limit, read_all).await.context("bare PTY read timed out")??;
+    tokio::time::timeout(limit, read_all)
+        .await
+        .context("bare PTY read timed out")??;
     let elapsed = t0.elapsed();
     let _ = child.wait().await;
     Ok(Transfer { bytes, elapsed })
@@ -105,7 +110,9 @@ pub async fn pipe_read(script: &str, limit: Duration) -> anyhow::Result<Transfer
         }
         anyhow::Ok(())
     };
-    tokio::time::timeout(limit, read_all).await.context("bare pipe read timed out")??;
+    tokio::time::timeout(limit, read_all)
+        .await
+        .context("bare pipe read timed out")??;
     let elapsed = t0.elapsed();
     let _ = child.wait().await;
     Ok(Transfer { bytes, elapsed })
@@ -145,7 +152,12 @@ pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow:
 /// loop and this process reads them all: what the machine itself gives
 /// under the load of scenario 4, with no server.
 /// Also the MB/s the readers got.
-pub async fn pty_echo_loaded(file: &Path, warmup: usize, samples: usize, limit: Duration) -> anyhow::Result<(Vec<Duration>, f64)> {
+pub async fn pty_echo_loaded(
+    file: &Path,
+    warmup: usize,
+    samples: usize,
+    limit: Duration,
+) -> anyhow::Result<(Vec<Duration>, f64)> {
     let script = crate::load::script(file);
     let mut load = Load::new();
     for _ in 0..crate::load::STREAMS {

@@ -104,11 +104,19 @@ impl Client {
 
     /// [`Client::attach`], waiting at most `wait` for `session.attached`.
     pub async fn attach_within(&mut self, id: &SessionId, wait: Duration) -> anyhow::Result<u64> {
-        self.send(&ClientMessage::Attach { session_id: id.clone(), since: None, output: OutputMode::Binary })
-            .await?;
+        self.send(&ClientMessage::Attach {
+            session_id: id.clone(),
+            since: None,
+            output: OutputMode::Binary,
+        })
+        .await?;
         let deadline = Instant::now() + wait;
         loop {
-            match self.next(deadline).await.with_context(|| format!("no session.attached within {wait:?}"))? {
+            match self
+                .next(deadline)
+                .await
+                .with_context(|| format!("no session.attached within {wait:?}"))?
+            {
                 Event::Attached { offset } => return Ok(offset),
                 Event::Error(e) => bail!("attach to {} failed: {e}", id.as_str()),
                 Event::Closed => bail!("the server closed the connection on attach"),
@@ -119,7 +127,11 @@ impl Client {
 
     /// A `terminal.input` message for `data`, serialized once.
     pub fn input_text(id: &SessionId, data: &str) -> String {
-        let msg = ClientMessage::Input { session_id: id.clone(), data: data.into(), seq: None };
+        let msg = ClientMessage::Input {
+            session_id: id.clone(),
+            data: data.into(),
+            seq: None,
+        };
         serde_json::to_string(&msg).expect("serializable")
     }
 
@@ -138,10 +150,15 @@ impl Client {
             };
             match msg {
                 Message::Binary(frame) => {
-                    let Some(out) = binary::decode(&frame) else { return Ok(Event::Other("binary".into())) };
+                    let Some(out) = binary::decode(&frame) else {
+                        return Ok(Event::Other("binary".into()));
+                    };
                     let start = frame.len() - out.data.len();
                     let offset = out.offset;
-                    return Ok(Event::Output { offset, data: frame.slice(start..) });
+                    return Ok(Event::Output {
+                        offset,
+                        data: frame.slice(start..),
+                    });
                 }
                 Message::Text(text) => return Ok(parse(text.as_str())),
                 Message::Close(_) => return Ok(Event::Closed),
@@ -153,7 +170,10 @@ impl Client {
     /// Reads until `session.exit`, a close or `deadline`, counting output
     /// from `from` on.
     pub async fn read_to_exit(&mut self, from: u64, deadline: Instant) -> Received {
-        let mut r = Received { end: from, ..Received::default() };
+        let mut r = Received {
+            end: from,
+            ..Received::default()
+        };
         loop {
             match self.next(deadline).await {
                 Ok(Event::Output { offset, data }) => {
@@ -207,7 +227,9 @@ impl Client {
         samples: usize,
         deadline: Instant,
     ) -> anyhow::Result<Vec<std::time::Duration>> {
-        let inputs: Vec<String> = (b'a'..=b'z').map(|c| Self::input_text(id, &(c as char).to_string())).collect();
+        let inputs: Vec<String> = (b'a'..=b'z')
+            .map(|c| Self::input_text(id, &(c as char).to_string()))
+            .collect();
         let mut out = Vec::with_capacity(samples);
         for i in 0..warmup + samples {
             let want = b'a' + (i % 26) as u8;
@@ -246,7 +268,10 @@ fn parse(text: &str) -> Event {
     match serde_json::from_str::<ServerMessage>(text) {
         Ok(ServerMessage::Attached { offset, .. }) => Event::Attached { offset },
         Ok(ServerMessage::Restore { offset, .. }) => Event::Restore { offset },
-        Ok(ServerMessage::Output { offset, data, .. }) => Event::Output { offset, data: Bytes::from(data) },
+        Ok(ServerMessage::Output { offset, data, .. }) => Event::Output {
+            offset,
+            data: Bytes::from(data),
+        },
         Ok(ServerMessage::Gap { from, to, .. }) => Event::Gap { from, to },
         Ok(ServerMessage::Exit { .. }) => Event::Exit,
         Ok(ServerMessage::Error { code, message, .. }) => Event::Error(format!("{code:?}: {message}")),
@@ -273,7 +298,9 @@ mod tests {
             Event::Other(t) if t == "connected"
         ));
         assert!(matches!(
-            parse(r#"{"type":"session.exit","sessionId":"a","status":"exited","exitCode":0,"signal":null,"duration":5}"#),
+            parse(
+                r#"{"type":"session.exit","sessionId":"a","status":"exited","exitCode":0,"signal":null,"duration":5}"#
+            ),
             Event::Exit
         ));
         assert!(matches!(parse(r#"{"type":"something.new"}"#), Event::Other(t) if t == "something.new"));

@@ -54,8 +54,16 @@ pub async fn fanout(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             }
         };
         rows.push(match measured {
-            Ok((secs, note)) => Row { value: Some(secs), ..row }.note(note),
-            Err(why) => Row { value: None, note: why, ..row },
+            Ok((secs, note)) => Row {
+                value: Some(secs),
+                ..row
+            }
+            .note(note),
+            Err(why) => Row {
+                value: None,
+                note: why,
+                ..row
+            },
         });
     }
     Ok(rows)
@@ -106,9 +114,15 @@ async fn once(target: &Target, n: usize, script: &str) -> anyhow::Result<(f64, S
     let min = results.iter().map(|(r, _)| r.bytes).min().unwrap_or(0);
     let max = results.iter().map(|(r, _)| r.bytes).max().unwrap_or(0);
     let gaps: u64 = results.iter().map(|(r, _)| r.gaps).sum();
-    anyhow::ensure!(unfinished == 0, "{unfinished} of {n} clients saw no session.exit within {LIMIT:?}");
+    anyhow::ensure!(
+        unfinished == 0,
+        "{unfinished} of {n} clients saw no session.exit within {LIMIT:?}"
+    );
     let secs = last.duration_since(t0).as_secs_f64();
-    let mut note = format!("each client got {min}..{max} bytes; {:.0} MB/s delivered in all", (min * n as u64) as f64 / secs / 1e6);
+    let mut note = format!(
+        "each client got {min}..{max} bytes; {:.0} MB/s delivered in all",
+        (min * n as u64) as f64 / secs / 1e6
+    );
     if gaps > 0 {
         note.push_str(&format!("; {gaps} gaps"));
     }

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::watch;
 
+use crate::Ctx;
 use crate::baseline;
 use crate::client::Client;
 use crate::load::{self, Load};
 use crate::relay::Relay;
 use crate::report::{Goal, Percentiles, Row};
 use crate::server::{CpuUse, Target};
-use crate::Ctx;
 
 /// The longest one series of samples may take.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -39,7 +39,13 @@ pub async fn echo_client(target: &Target) -> anyhow::Result<(Client, termstream_
 }
 
 /// Percentile rows for `pct` against a baseline (`None`: no baseline).
-fn pct_rows(scenario: &str, what: &str, pct: Option<Percentiles>, base: Option<(&'static str, Percentiles)>, why: &str) -> Vec<Row> {
+fn pct_rows(
+    scenario: &str,
+    what: &str,
+    pct: Option<Percentiles>,
+    base: Option<(&'static str, Percentiles)>,
+    why: &str,
+) -> Vec<Row> {
     let names = ["p50", "p90", "p99", "max"];
     (0..4)
         .map(|i| {
@@ -75,7 +81,10 @@ struct TripCost {
 fn per_trip(before: Option<CpuUse>, after: Option<CpuUse>, trips: usize) -> Option<TripCost> {
     let used = before?.since(after?);
     let n = trips.max(1) as f64;
-    Some(TripCost { cpu_us: used.cpu_ns as f64 / 1e3 / n, switches: used.switches as f64 / n })
+    Some(TripCost {
+        cpu_us: used.cpu_ns as f64 / 1e3 / n,
+        switches: used.switches as f64 / n,
+    })
 }
 
 /// Rows of what one idle round trip cost, termstream against the relay.
@@ -83,7 +92,12 @@ fn cost_rows(server: Option<Idle>, relay: Idle, why: &str) -> Vec<Row> {
     let one = |metric: &str, unit: &'static str, f: fn(TripCost) -> f64| {
         let row = match server.and_then(|s| s.cost) {
             Some(c) => Row::info(S3, metric, unit, f(c)),
-            None => Row::missing(S3, metric, unit, if why.is_empty() { "server pid unknown" } else { why }),
+            None => Row::missing(
+                S3,
+                metric,
+                unit,
+                if why.is_empty() { "server pid unknown" } else { why },
+            ),
         };
         match relay.cost {
             Some(c) => row.baseline("bare relay", f(c)),
@@ -102,11 +116,22 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
     let (w, n) = (ctx.warmup, ctx.samples);
     let pty = Percentiles::of(&baseline::pty_echo(w, n, LIMIT).await?);
     let ws = Percentiles::of(&baseline::ws_echo(w, n, LIMIT).await?);
-    let sum = Percentiles { p50: pty.p50 + ws.p50, p90: pty.p90 + ws.p90, p99: pty.p99 + ws.p99, max: pty.max + ws.max };
+    let sum = Percentiles {
+        p50: pty.p50 + ws.p50,
+        p90: pty.p90 + ws.p90,
+        p99: pty.p99 + ws.p99,
+        max: pty.max + ws.max,
+    };
     let (relay_idle, relay_loaded) = relay_echo(ctx, under_load).await?;
     let mut rows = pct_rows(S3, "bare PTY echo", Some(pty), None, "");
     rows.extend(pct_rows(S3, "bare WebSocket echo", Some(ws), None, ""));
-    rows.extend(pct_rows(S3, "bare relay echo", Some(relay_idle.pct), Some(("bare PTY + bare WS", sum)), ""));
+    rows.extend(pct_rows(
+        S3,
+        "bare relay echo",
+        Some(relay_idle.pct),
+        Some(("bare PTY + bare WS", sum)),
+        "",
+    ));
     let (idle, loaded, why) = match ctx.ws_target().await {
         Err(why) => (None, None, why),
         Ok(target) => {
@@ -118,18 +143,54 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
             }
         }
     };
-    let mut server = pct_rows(S3, "termstream echo", idle.map(|i| i.pct), Some(("bare PTY + bare WS", sum)), &why);
-    server[0] = server[0].clone().goal(Goal::RatioAtMost(2.0), "≤ 2× (bare PTY + bare WS)");
+    let mut server = pct_rows(
+        S3,
+        "termstream echo",
+        idle.map(|i| i.pct),
+        Some(("bare PTY + bare WS", sum)),
+        &why,
+    );
+    server[0] = server[0]
+        .clone()
+        .goal(Goal::RatioAtMost(2.0), "≤ 2× (bare PTY + bare WS)");
     server[2] = server[2].clone().goal(Goal::AtMost(300.0), "≤ 300 µs");
     rows.extend(server);
-    rows.extend(pct_rows(S3, "termstream echo vs relay", idle.map(|i| i.pct), Some(("bare relay", relay_idle.pct)), &why));
+    rows.extend(pct_rows(
+        S3,
+        "termstream echo vs relay",
+        idle.map(|i| i.pct),
+        Some(("bare relay", relay_idle.pct)),
+        &why,
+    ));
     rows.extend(cost_rows(idle, relay_idle, &why));
     if let Some((relay_loaded, relay_mbps)) = relay_loaded {
         let (bare, bare_mbps) = baseline::pty_echo_loaded(&ctx.file_big, w, n, LIMIT).await?;
-        rows.extend(pct_rows(S4, "bare PTY echo, 3 bare PTYs streaming", Some(Percentiles::of(&bare)), None, ""));
-        rows.extend(pct_rows(S4, "bare relay echo, 3 relayed PTYs streaming", Some(relay_loaded), None, ""));
-        let why = if idle.is_some() && loaded.is_none() { "failed under load" } else { why.as_str() };
-        let mut load = pct_rows(S4, "echo, 3 sessions streaming", loaded.map(|l| l.0), Some(("bare relay, same load", relay_loaded)), why);
+        rows.extend(pct_rows(
+            S4,
+            "bare PTY echo, 3 bare PTYs streaming",
+            Some(Percentiles::of(&bare)),
+            None,
+            "",
+        ));
+        rows.extend(pct_rows(
+            S4,
+            "bare relay echo, 3 relayed PTYs streaming",
+            Some(relay_loaded),
+            None,
+            "",
+        ));
+        let why = if idle.is_some() && loaded.is_none() {
+            "failed under load"
+        } else {
+            why.as_str()
+        };
+        let mut load = pct_rows(
+            S4,
+            "echo, 3 sessions streaming",
+            loaded.map(|l| l.0),
+            Some(("bare relay, same load", relay_loaded)),
+            why,
+        );
         load[2] = load[2].clone().goal(Goal::AtMost(500.0), "≤ 500 µs");
         rows.extend(load);
         // Whether the setups carried the same load: a server that streams
@@ -155,8 +216,13 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
     // Let stty take effect, so that the first byte is not echoed twice.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = relay.cpu();
-    let samples = echo.echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT).await?;
-    let idle = Idle { pct: Percentiles::of(&samples), cost: per_trip(before, relay.cpu(), ctx.warmup + samples.len()) };
+    let samples = echo
+        .echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT)
+        .await?;
+    let idle = Idle {
+        pct: Percentiles::of(&samples),
+        cost: per_trip(before, relay.cpu(), ctx.warmup + samples.len()),
+    };
     if !under_load {
         relay.stop().await;
         return Ok((idle, None));
@@ -166,7 +232,12 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
     for _ in 0..load::STREAMS {
         load.add(relay.open(&script).await?.drain(load.stop_signal()));
     }
-    let (loaded, mbps) = load.during("bare relay", echo.echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT)).await;
+    let (loaded, mbps) = load
+        .during(
+            "bare relay",
+            echo.echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT),
+        )
+        .await;
     relay.stop().await;
     Ok((idle, Some((Percentiles::of(&loaded?), mbps))))
 }
@@ -174,8 +245,13 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
 async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result<(Idle, Option<Loaded>)> {
     let (mut client, id) = echo_client(target).await?;
     let before = target.cpu();
-    let samples = client.echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await?;
-    let idle = Idle { pct: Percentiles::of(&samples), cost: per_trip(before, target.cpu(), ctx.warmup + samples.len()) };
+    let samples = client
+        .echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT)
+        .await?;
+    let idle = Idle {
+        pct: Percentiles::of(&samples),
+        cost: per_trip(before, target.cpu(), ctx.warmup + samples.len()),
+    };
     if !under_load {
         return Ok((idle, None));
     }
@@ -190,7 +266,12 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
         load.add(async move { reader.drain(&mut stop, Instant::now() + LIMIT * 2).await });
         load_ids.push(lid);
     }
-    let (loaded, mbps) = load.during("termstream", client.echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT)).await;
+    let (loaded, mbps) = load
+        .during(
+            "termstream",
+            client.echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT),
+        )
+        .await;
     target.delete_all(&load_ids).await;
     target.delete(&id).await?;
     Ok((idle, Some((Percentiles::of(&loaded?), mbps))))
@@ -202,10 +283,14 @@ pub async fn slow_client(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let target = match ctx.ws_target().await {
         Ok(t) => t,
         Err(why) => {
-            return Ok(["RSS growth while stalled", "echo p50 while stalled", "echo p99 while stalled"]
-                .iter()
-                .map(|m| Row::missing(S7, *m, if m.starts_with("RSS") { "MiB" } else { "µs" }, why.clone()))
-                .collect());
+            return Ok([
+                "RSS growth while stalled",
+                "echo p50 while stalled",
+                "echo p99 while stalled",
+            ]
+            .iter()
+            .map(|m| Row::missing(S7, *m, if m.starts_with("RSS") { "MiB" } else { "µs" }, why.clone()))
+            .collect());
         }
     };
     let r = stall(ctx, &target).await;
@@ -217,7 +302,9 @@ async fn stall(ctx: &Ctx, target: &Target) -> anyhow::Result<Vec<Row>> {
     // `yes` waits for a line, so the slow client attaches to a quiet screen
     // (see the "attach to a busy session" row for why).
     let yes = target.pty_sh("read x; exec yes").await.context("starting yes")?;
-    let mut slow = Client::connect(&target.ws).await.context("connecting the slow client")?;
+    let mut slow = Client::connect(&target.ws)
+        .await
+        .context("connecting the slow client")?;
     slow.attach(&yes).await.context("attaching the slow client")?;
     let (mut echo, echo_id) = echo_client(target).await.context("starting the echo session")?;
     slow.input(&yes, "\n").await?;
@@ -226,7 +313,9 @@ async fn stall(ctx: &Ctx, target: &Target) -> anyhow::Result<Vec<Row>> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let (read_while_calm, calm) = tokio::join!(slow.drain(&mut stop_rx, Instant::now() + LIMIT), async {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let r = echo.echo_samples(&echo_id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await;
+        let r = echo
+            .echo_samples(&echo_id, ctx.warmup, ctx.samples, Instant::now() + LIMIT)
+            .await;
         let _ = stop_tx.send(true);
         r
     });
@@ -240,7 +329,11 @@ async fn stall(ctx: &Ctx, target: &Target) -> anyhow::Result<Vec<Row>> {
     let stall_end = Instant::now() + ctx.stall;
     let mut peak = before;
     tokio::time::sleep(ctx.stall.min(Duration::from_secs(2))).await;
-    let stalled = Percentiles::of(&echo.echo_samples(&echo_id, ctx.warmup, ctx.samples, Instant::now() + LIMIT).await?);
+    let stalled = Percentiles::of(
+        &echo
+            .echo_samples(&echo_id, ctx.warmup, ctx.samples, Instant::now() + LIMIT)
+            .await?,
+    );
     while Instant::now() < stall_end {
         peak = peak.max(rss(target));
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -269,7 +362,11 @@ async fn stall(ctx: &Ctx, target: &Target) -> anyhow::Result<Vec<Row>> {
 
     let memory_known = target.status().is_some();
     let mem = |metric: &str, v: f64| {
-        if memory_known { Row::info(S7, metric, "MiB", v) } else { Row::missing(S7, metric, "MiB", "server pid unknown") }
+        if memory_known {
+            Row::info(S7, metric, "MiB", v)
+        } else {
+            Row::missing(S7, metric, "MiB", "server pid unknown")
+        }
     };
     let stall_s = ctx.stall.as_secs();
     Ok(vec![
@@ -285,7 +382,13 @@ async fn stall(ctx: &Ctx, target: &Target) -> anyhow::Result<Vec<Row>> {
         Row::info(S7, "echo p99 while stalled", "µs", stalled.p99)
             .baseline("client on `yes` reading", calm.p99)
             .goal(Goal::RatioAtMost(1.5), "unchanged (≤ 1.5×, our reading)")
-            .note(format!("the reading client got {:.0} MB of `yes` meanwhile", read_while_calm as f64 / 1e6)),
-        busy_row.goal(Goal::AtMost(ATTACH_BUSY_WAIT.as_millis() as f64), "answers (our reading)"),
+            .note(format!(
+                "the reading client got {:.0} MB of `yes` meanwhile",
+                read_while_calm as f64 / 1e6
+            )),
+        busy_row.goal(
+            Goal::AtMost(ATTACH_BUSY_WAIT.as_millis() as f64),
+            "answers (our reading)",
+        ),
     ])
 }

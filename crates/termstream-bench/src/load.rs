@@ -29,7 +29,11 @@ pub struct Load {
 
 impl Load {
     pub fn new() -> Load {
-        Load { stop_tx: watch::channel(false).0, readers: Vec::with_capacity(STREAMS), started: Instant::now() }
+        Load {
+            stop_tx: watch::channel(false).0,
+            readers: Vec::with_capacity(STREAMS),
+            started: Instant::now(),
+        }
     }
 
     /// The signal a reader watches: true once the measurement is over.

@@ -108,7 +108,11 @@ pub struct Ctx {
 impl Ctx {
     /// A server whose `/ws` answers, or why there is none.
     pub async fn ws_target(&self) -> Result<Target, String> {
-        let target = self.launcher.start().await.map_err(|e| format!("cannot start the server: {e:#}"))?;
+        let target = self
+            .launcher
+            .start()
+            .await
+            .map_err(|e| format!("cannot start the server: {e:#}"))?;
         match target.ws_available().await {
             Ok(()) => Ok(target),
             Err(why) => {
@@ -171,12 +175,22 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
                 url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
                 "--url must be a loopback http:// address"
             );
-            Launcher::Running { url: url.clone(), pid: args.server_pid }
+            Launcher::Running {
+                url: url.clone(),
+                pid: args.server_pid,
+            }
         }
         None => {
-            let path = std::fs::canonicalize(&args.server)
-                .with_context(|| format!("no server binary at {} (run scripts/bench, or pass --server)", args.server.display()))?;
-            Launcher::Binary { path, work_dir: work.path().to_owned() }
+            let path = std::fs::canonicalize(&args.server).with_context(|| {
+                format!(
+                    "no server binary at {} (run scripts/bench, or pass --server)",
+                    args.server.display()
+                )
+            })?;
+            Launcher::Binary {
+                path,
+                work_dir: work.path().to_owned(),
+            }
         }
     };
     let file_big = work.path().join("text-64m.txt");
@@ -196,9 +210,16 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
         connections: args.connections.unwrap_or(if args.quick { 2000 } else { 10_000 }),
         command_bytes: args.command_bytes,
     };
-    let wanted: Vec<u8> = if args.only.is_empty() { SCENARIOS.map(|(n, _)| n).to_vec() } else { args.only.clone() };
+    let wanted: Vec<u8> = if args.only.is_empty() {
+        SCENARIOS.map(|(n, _)| n).to_vec()
+    } else {
+        args.only.clone()
+    };
     let run_3_alone = !wanted.contains(&4);
-    eprintln!("bench: nofile limit {nofile}; {runs} run(s) of scenarios {wanted:?}; files in {}", work.path().display());
+    eprintln!(
+        "bench: nofile limit {nofile}; {runs} run(s) of scenarios {wanted:?}; files in {}",
+        work.path().display()
+    );
 
     let mut all_runs: Vec<Vec<Row>> = Vec::with_capacity(runs);
     for run in 1..=runs {
@@ -212,8 +233,18 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
             let limit = Duration::from_secs(args.scenario_timeout);
             match tokio::time::timeout(limit, run_one(&ctx, n, run_3_alone)).await {
                 Ok(Ok(mut r)) => rows.append(&mut r),
-                Ok(Err(e)) => rows.push(Row::missing(&format!("{n} {name}"), "(scenario)", "", format!("error: {e:#}"))),
-                Err(_) => rows.push(Row::missing(&format!("{n} {name}"), "(scenario)", "", format!("timed out after {limit:?}"))),
+                Ok(Err(e)) => rows.push(Row::missing(
+                    &format!("{n} {name}"),
+                    "(scenario)",
+                    "",
+                    format!("error: {e:#}"),
+                )),
+                Err(_) => rows.push(Row::missing(
+                    &format!("{n} {name}"),
+                    "(scenario)",
+                    "",
+                    format!("timed out after {limit:?}"),
+                )),
             }
             eprintln!("bench:   took {:.1} s", t0.elapsed().as_secs_f64());
         }
@@ -221,7 +252,10 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
         all_runs.push(rows);
     }
     let rows = report::medians(&all_runs);
-    let command = std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
+    let command = std::env::args()
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+        .collect::<Vec<_>>()
+        .join(" ");
     let text = report::render(&rows, &command, runs, &since_epoch.to_string(), started.elapsed());
     println!("{text}");
     if let Some(path) = &args.output {

@@ -75,7 +75,10 @@ impl Groups {
 
     fn hold(&self, pgid: u32) -> Held {
         self.list().push(pgid);
-        Held { groups: self.clone(), pgid }
+        Held {
+            groups: self.clone(),
+            pgid,
+        }
     }
 
     fn kill_all(&self) {
@@ -148,14 +151,23 @@ impl Relay {
         tokio::time::timeout(Duration::from_secs(10), BufReader::new(stdout).read_line(&mut line))
             .await
             .context("the relay did not start")??;
-        let addr = line.trim().strip_prefix("relay listening on ").context("the relay printed no address")?;
-        Ok(Relay { child, url: format!("ws://{addr}/") })
+        let addr = line
+            .trim()
+            .strip_prefix("relay listening on ")
+            .context("the relay printed no address")?;
+        Ok(Relay {
+            child,
+            url: format!("ws://{addr}/"),
+        })
     }
 
     /// Closes the relay's input and waits (2 s at most, then kills it).
     pub async fn stop(mut self) {
         drop(self.child.stdin.take());
-        if tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }
@@ -180,7 +192,12 @@ pub struct RelayConn {
 
 impl RelayConn {
     /// One-byte round trips, as `Client::echo_samples` does with the server.
-    pub async fn echo_samples(&mut self, warmup: usize, samples: usize, deadline: Instant) -> anyhow::Result<Vec<Duration>> {
+    pub async fn echo_samples(
+        &mut self,
+        warmup: usize,
+        samples: usize,
+        deadline: Instant,
+    ) -> anyhow::Result<Vec<Duration>> {
         let mut out = Vec::with_capacity(samples);
         for i in 0..warmup + samples {
             let want = b'a' + (i % 26) as u8;

@@ -30,12 +30,22 @@ impl Percentiles {
             let rank = ((q * us.len() as f64).ceil() as usize).clamp(1, us.len());
             us[rank - 1]
         };
-        Percentiles { p50: at(0.50), p90: at(0.90), p99: at(0.99), max: at(1.0) }
+        Percentiles {
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            max: at(1.0),
+        }
     }
 
     /// The four figures with their names, for rows.
     pub fn named(&self) -> [(&'static str, f64); 4] {
-        [("p50", self.p50), ("p90", self.p90), ("p99", self.p99), ("max", self.max)]
+        [
+            ("p50", self.p50),
+            ("p90", self.p90),
+            ("p99", self.p99),
+            ("max", self.max),
+        ]
     }
 }
 
@@ -92,7 +102,11 @@ impl Row {
 
     /// A row whose value could not be measured, and why.
     pub fn missing(scenario: &str, metric: impl Into<String>, unit: &'static str, why: impl Into<String>) -> Row {
-        Row { value: None, note: why.into(), ..Row::info(scenario, metric, unit, 0.0) }
+        Row {
+            value: None,
+            note: why.into(),
+            ..Row::info(scenario, metric, unit, 0.0)
+        }
     }
 
     pub fn baseline(mut self, label: &'static str, value: f64) -> Row {
@@ -142,7 +156,11 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
     }
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
-    Some(if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    })
 }
 
 /// Merges the rows of several runs into one row per metric: the median of
@@ -158,8 +176,11 @@ pub fn medians(runs: &[Vec<Row>]) -> Vec<Row> {
     }
     keys.into_iter()
         .map(|(scenario, metric)| {
-            let same: Vec<&Row> =
-                runs.iter().flatten().filter(|r| r.scenario == scenario && r.metric == metric).collect();
+            let same: Vec<&Row> = runs
+                .iter()
+                .flatten()
+                .filter(|r| r.scenario == scenario && r.metric == metric)
+                .collect();
             let mut row = same[0].clone();
             row.value = median(same.iter().filter_map(|r| r.value).collect());
             row.baseline = median(same.iter().filter_map(|r| r.baseline).collect());
@@ -170,9 +191,9 @@ pub fn medians(runs: &[Vec<Row>]) -> Vec<Row> {
             // The note of the run whose value is nearest the median (its
             // figures explain that value), else the first note there is.
             let near = row.value.and_then(|m| {
-                same.iter().filter(|r| r.value.is_some()).min_by(|a, b| {
-                    (a.value.unwrap() - m).abs().total_cmp(&(b.value.unwrap() - m).abs())
-                })
+                same.iter()
+                    .filter(|r| r.value.is_some())
+                    .min_by(|a, b| (a.value.unwrap() - m).abs().total_cmp(&(b.value.unwrap() - m).abs()))
             });
             row.note = near
                 .map(|r| r.note.clone())
@@ -209,7 +230,10 @@ pub fn machine_info() -> Vec<(String, String)> {
         .find(|l| l.starts_with("model name"))
         .and_then(|l| l.split_once(':'))
         .map_or("unknown".to_string(), |(_, m)| m.trim().to_string());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()
@@ -259,8 +283,15 @@ pub fn render(rows: &[Row], command: &str, runs: usize, started: &str, elapsed: 
         let _ = writeln!(out, "- {k}: {v}");
     }
     let _ = writeln!(out, "\n## Run\n\n- command: `{command}`");
-    let _ = writeln!(out, "- started: {started} (Unix seconds); took {:.0} s", elapsed.as_secs_f64());
-    let _ = writeln!(out, "- figures are medians of {runs} run(s); latencies in µs; loopback only\n");
+    let _ = writeln!(
+        out,
+        "- started: {started} (Unix seconds); took {:.0} s",
+        elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "- figures are medians of {runs} run(s); latencies in µs; loopback only\n"
+    );
     out.push_str("## Results\n\n");
     out.push_str(&table(rows));
     out
@@ -290,7 +321,13 @@ mod tests {
     fn merged_ratios_are_taken_within_each_run() {
         // Per run: 0.25, 2 and 1.5. The median value (2) and the median
         // baseline (2) come from different runs and would say 1.0.
-        let run = |v: f64, b: f64| vec![Row::info("s", "m", "x", v).baseline("b", b).goal(Goal::RatioAtMost(1.2), "≤1.2")];
+        let run = |v: f64, b: f64| {
+            vec![
+                Row::info("s", "m", "x", v)
+                    .baseline("b", b)
+                    .goal(Goal::RatioAtMost(1.2), "≤1.2"),
+            ]
+        };
         let rows = medians(&[run(1.0, 4.0), run(2.0, 1.0), run(3.0, 2.0)]);
         assert_eq!(rows[0].ratio(), Some(1.5));
         assert_eq!(rows[0].met(), Some(false));
@@ -298,7 +335,9 @@ mod tests {
 
     #[test]
     fn goals_are_checked_against_ratio_or_value() {
-        let r = Row::info("s", "m", "x", 96.0).baseline("b", 100.0).goal(Goal::RatioAtLeast(0.95), "≥95%");
+        let r = Row::info("s", "m", "x", 96.0)
+            .baseline("b", 100.0)
+            .goal(Goal::RatioAtLeast(0.95), "≥95%");
         assert_eq!(r.met(), Some(true));
         let r = Row::info("s", "m", "x", 400.0).goal(Goal::AtMost(300.0), "≤300");
         assert_eq!(r.met(), Some(false));

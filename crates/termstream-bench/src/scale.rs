@@ -54,7 +54,9 @@ async fn idle_sessions(target: &Target, n: usize) -> anyhow::Result<Vec<SessionI
 
 async fn settled(target: &Target) -> anyhow::Result<ProcStatus> {
     tokio::time::sleep(SETTLE).await;
-    target.status().context("the server's pid is unknown (give --server-pid with --url)")
+    target
+        .status()
+        .context("the server's pid is unknown (give --server-pid with --url)")
 }
 
 /// Scenario 6: `n` idle sessions for each `n` in `ctx.idle`.
@@ -66,7 +68,12 @@ pub async fn idle(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         target.stop().await;
         match r {
             Ok(mut r) => rows.append(&mut r),
-            Err(e) => rows.push(Row::missing(S6, format!("RSS per session, {n} sessions"), "KiB", format!("failed: {e:#}"))),
+            Err(e) => rows.push(Row::missing(
+                S6,
+                format!("RSS per session, {n} sessions"),
+                "KiB",
+                format!("failed: {e:#}"),
+            )),
         }
     }
     Ok(rows)
@@ -88,14 +95,30 @@ async fn idle_once(target: &Target, n: usize) -> anyhow::Result<Vec<Row>> {
     target.delete_all(&ids).await;
     let per = (with.rss_kib as f64 - base.rss_kib as f64) / n as f64;
     Ok(vec![
-        Row::info(S6, format!("one-time cost of the first session (before {n})"), "KiB", base.rss_kib as f64 - fresh.rss_kib as f64)
-            .note(format!("RSS {} → {} KiB with one session started and deleted", fresh.rss_kib, base.rss_kib)),
+        Row::info(
+            S6,
+            format!("one-time cost of the first session (before {n})"),
+            "KiB",
+            base.rss_kib as f64 - fresh.rss_kib as f64,
+        )
+        .note(format!(
+            "RSS {} → {} KiB with one session started and deleted",
+            fresh.rss_kib, base.rss_kib
+        )),
         Row::info(S6, format!("RSS per session, {n} sessions"), "KiB", per)
             .goal(Goal::AtMost(16.0), "≤ 16 KiB")
-            .note(format!("RSS {} → {} KiB; {n} sessions created in {create_secs:.2} s", base.rss_kib, with.rss_kib)),
-        Row::info(S6, format!("server threads with {n} sessions"), "threads", with.threads as f64)
-            .baseline("before", base.threads as f64)
-            .goal(Goal::RatioAtMost(1.0), "constant"),
+            .note(format!(
+                "RSS {} → {} KiB; {n} sessions created in {create_secs:.2} s",
+                base.rss_kib, with.rss_kib
+            )),
+        Row::info(
+            S6,
+            format!("server threads with {n} sessions"),
+            "threads",
+            with.threads as f64,
+        )
+        .baseline("before", base.threads as f64)
+        .goal(Goal::RatioAtMost(1.0), "constant"),
     ])
 }
 
@@ -125,7 +148,16 @@ pub async fn connections(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 async fn connections_once(ctx: &Ctx, target: &Target, n: usize) -> anyhow::Result<Vec<Row>> {
     let ids = idle_sessions(target, 100).await?;
     let (mut echo, echo_id) = echo_client(target).await?;
-    let quiet = Percentiles::of(&echo.echo_samples(&echo_id, ctx.warmup, ctx.samples, Instant::now() + Duration::from_secs(60)).await?);
+    let quiet = Percentiles::of(
+        &echo
+            .echo_samples(
+                &echo_id,
+                ctx.warmup,
+                ctx.samples,
+                Instant::now() + Duration::from_secs(60),
+            )
+            .await?,
+    );
     let base = settled(target).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -165,7 +197,14 @@ async fn connections_once(ctx: &Ctx, target: &Target, n: usize) -> anyhow::Resul
     let connected = holders.len();
     let connect_secs = t0.elapsed().as_secs_f64();
     let with = settled(target).await?;
-    let loaded = echo.echo_samples(&echo_id, ctx.warmup, ctx.samples, Instant::now() + Duration::from_secs(60)).await;
+    let loaded = echo
+        .echo_samples(
+            &echo_id,
+            ctx.warmup,
+            ctx.samples,
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await;
     let _ = stop_tx.send(true);
     join_all(holders).await;
     target.delete_all(&ids).await;

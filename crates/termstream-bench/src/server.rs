@@ -63,7 +63,10 @@ pub struct CpuUse {
 impl CpuUse {
     /// What was used between `self` (earlier) and `later`.
     pub fn since(self, later: CpuUse) -> CpuUse {
-        CpuUse { cpu_ns: later.cpu_ns.saturating_sub(self.cpu_ns), switches: later.switches.saturating_sub(self.switches) }
+        CpuUse {
+            cpu_ns: later.cpu_ns.saturating_sub(self.cpu_ns),
+            switches: later.switches.saturating_sub(self.switches),
+        }
     }
 }
 
@@ -97,7 +100,9 @@ async fn launch(bin: &Path, work_dir: &Path) -> anyhow::Result<Target> {
         .await
         .context("the server did not print its address in time")??
         .context("the server exited before printing its address")?;
-    let addr = first.strip_prefix("listening on http://").with_context(|| format!("unexpected first line {first:?}"))?;
+    let addr = first
+        .strip_prefix("listening on http://")
+        .with_context(|| format!("unexpected first line {first:?}"))?;
     if !addr.starts_with("127.0.0.1:") {
         bail!("the server listens on {addr}, not on loopback");
     }
@@ -121,27 +126,43 @@ impl Target {
             .pool_max_idle_per_host(64)
             .build()
             .expect("a reqwest client");
-        Target { http, ws, pid, child, rest }
+        Target {
+            http,
+            ws,
+            pid,
+            child,
+            rest,
+        }
     }
 
     /// Starts a session.
     pub async fn create(&self, req: &CreateSession) -> anyhow::Result<SessionInfo> {
-        let resp = self.rest.post(format!("{}/api/sessions", self.http)).json(req).send().await?;
+        let resp = self
+            .rest
+            .post(format!("{}/api/sessions", self.http))
+            .json(req)
+            .send()
+            .await?;
         let status = resp.status();
         if !status.is_success() {
-            bail!("POST /api/sessions: {status}: {}", resp.text().await.unwrap_or_default());
+            bail!(
+                "POST /api/sessions: {status}: {}",
+                resp.text().await.unwrap_or_default()
+            );
         }
         Ok(resp.json().await?)
     }
 
     /// Starts a pty session of 80 × 24 running `sh -c SCRIPT`.
     pub async fn pty_sh(&self, script: &str) -> anyhow::Result<SessionId> {
-        self.start(SessionKind::Pty, vec!["sh".into(), "-c".into(), script.into()]).await
+        self.start(SessionKind::Pty, vec!["sh".into(), "-c".into(), script.into()])
+            .await
     }
 
     /// Starts a command session running `sh -c SCRIPT`.
     pub async fn command_sh(&self, script: &str) -> anyhow::Result<SessionId> {
-        self.start(SessionKind::Command, vec!["sh".into(), "-c".into(), script.into()]).await
+        self.start(SessionKind::Command, vec!["sh".into(), "-c".into(), script.into()])
+            .await
     }
 
     /// Starts a session of `kind` running `argv`.
@@ -159,7 +180,11 @@ impl Target {
 
     /// Deletes a session (ending it if it runs); a missing one is fine.
     pub async fn delete(&self, id: &SessionId) -> anyhow::Result<()> {
-        let resp = self.rest.delete(format!("{}/api/sessions/{}", self.http, id.as_str())).send().await?;
+        let resp = self
+            .rest
+            .delete(format!("{}/api/sessions/{}", self.http, id.as_str()))
+            .send()
+            .await?;
         if !resp.status().is_success() && resp.status() != reqwest::StatusCode::NOT_FOUND {
             bail!("DELETE session {}: {}", id.as_str(), resp.status());
         }
@@ -192,7 +217,10 @@ impl Target {
             let line = text.lines().find(|l| l.starts_with(name))?;
             line[name.len()..].split_whitespace().next()?.parse().ok()
         };
-        Some(ProcStatus { rss_kib: field("VmRSS:")?, threads: field("Threads:")? })
+        Some(ProcStatus {
+            rss_kib: field("VmRSS:")?,
+            threads: field("Threads:")?,
+        })
     }
 
     /// The server's CPU time and context switches so far (see [`cpu_of`]).
@@ -221,11 +249,20 @@ pub fn cpu_of(pid: u32) -> Option<CpuUse> {
     // A thread that exits meanwhile is skipped, not the whole reading.
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
         let dir = task.path();
-        let Ok(sched) = std::fs::read_to_string(dir.join("schedstat")) else { continue };
-        total.cpu_ns += sched.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let Ok(sched) = std::fs::read_to_string(dir.join("schedstat")) else {
+            continue;
+        };
+        total.cpu_ns += sched
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
         let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
         for line in status.lines() {
-            if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:").or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:")) {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
                 total.switches += v.trim().parse::<u64>().unwrap_or(0);
             }
         }
@@ -238,7 +275,10 @@ pub fn cpu_of(pid: u32) -> Option<CpuUse> {
 pub fn raise_nofile() -> u64 {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let lim = getrlimit(Resource::Nofile);
-    let want = Rlimit { current: lim.maximum, maximum: lim.maximum };
+    let want = Rlimit {
+        current: lim.maximum,
+        maximum: lim.maximum,
+    };
     match setrlimit(Resource::Nofile, want) {
         Ok(()) => lim.maximum.unwrap_or(u64::MAX),
         Err(_) => lim.current.unwrap_or(u64::MAX),

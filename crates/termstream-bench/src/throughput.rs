@@ -39,9 +39,19 @@ pub async fn pty(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     match measured {
         Ok((r, elapsed)) => {
             let mbs = r.bytes as f64 / elapsed.as_secs_f64() / 1e6;
-            rows.push(Row { value: Some(mbs), ..row }.note(transfer_note(&r, bare.bytes)));
+            rows.push(
+                Row {
+                    value: Some(mbs),
+                    ..row
+                }
+                .note(transfer_note(&r, bare.bytes)),
+            );
         }
-        Err(why) => rows.push(Row { value: None, note: why, ..row }),
+        Err(why) => rows.push(Row {
+            value: None,
+            note: why,
+            ..row
+        }),
     }
     Ok(rows)
 }
@@ -65,16 +75,28 @@ pub async fn command(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     Ok(vec![match measured {
         Ok((r, elapsed)) => {
             let mbs = r.bytes as f64 / elapsed.as_secs_f64() / 1e6;
-            Row { value: Some(mbs), ..row }.note(transfer_note(&r, bare.bytes))
+            Row {
+                value: Some(mbs),
+                ..row
+            }
+            .note(transfer_note(&r, bare.bytes))
         }
-        Err(why) => Row { value: None, note: why, ..row },
+        Err(why) => Row {
+            value: None,
+            note: why,
+            ..row
+        },
     }])
 }
 
 /// Starts `sh -c SCRIPT` (pty or command), attaches, sends the line that
 /// starts the output, and reads to the end.
 async fn one_transfer(target: &crate::server::Target, pty: bool, script: &str) -> anyhow::Result<(Received, Duration)> {
-    let id = if pty { target.pty_sh(script).await? } else { target.command_sh(script).await? };
+    let id = if pty {
+        target.pty_sh(script).await?
+    } else {
+        target.command_sh(script).await?
+    };
     let mut client = Client::connect(&target.ws).await?;
     let from = client.attach(&id).await.context("attach")?;
     client.input(&id, "\n").await?;

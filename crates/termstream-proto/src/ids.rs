@@ -184,10 +184,7 @@ mod tests {
         assert_eq!(SessionId::new(""), Err(IdError::Empty));
         assert_eq!(SessionId::new("../etc"), Err(IdError::BadChar { ch: '.' }));
         assert_eq!(SessionId::new("a/b"), Err(IdError::BadChar { ch: '/' }));
-        assert_eq!(
-            SessionId::new("x".repeat(129)),
-            Err(IdError::TooLong { len: 129 })
-        );
+        assert_eq!(SessionId::new("x".repeat(129)), Err(IdError::TooLong { len: 129 }));
         let err = serde_json::from_str::<SessionId>("\"a b\"").unwrap_err();
         assert!(err.to_string().contains("only ASCII letters"), "{err}");
     }

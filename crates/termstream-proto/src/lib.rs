@@ -25,6 +25,5 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{Epoch, IdError, ProjectId, SessionId};
 pub use output::{ChunkEncoding, OutputChunk, OutputPage, Stream};
 pub use session::{
-    CreateSession, InputRequest, ResizeRequest, SessionInfo, SessionKind, SessionList,
-    SessionStatus, Snapshot,
+    CreateSession, InputRequest, ResizeRequest, SessionInfo, SessionKind, SessionList, SessionStatus, Snapshot,
 };

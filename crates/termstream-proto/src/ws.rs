@@ -179,7 +179,11 @@ pub enum ServerMessage {
     },
     /// The window size changed.
     #[serde(rename = "session.resized", rename_all = "camelCase")]
-    Resized { session_id: SessionId, cols: u16, rows: u16 },
+    Resized {
+        session_id: SessionId,
+        cols: u16,
+        rows: u16,
+    },
     /// The program ended and all its output was sent.
     #[serde(rename = "session.exit", rename_all = "camelCase")]
     Exit {
@@ -251,7 +255,12 @@ pub mod binary {
         let offset = u64::from_be_bytes(frame[3..11].try_into().ok()?);
         let id_end = HEADER_LEN.checked_add(id_len)?;
         let session_id = std::str::from_utf8(frame.get(HEADER_LEN..id_end)?).ok()?;
-        Some(OutputFrame { session_id, stream, offset, data: &frame[id_end..] })
+        Some(OutputFrame {
+            session_id,
+            stream,
+            offset,
+            data: &frame[id_end..],
+        })
     }
 }
 
@@ -265,13 +274,21 @@ mod tests {
             serde_json::from_str(r#"{"type":"terminal_input","sessionName":"a","data":"x"}"#).unwrap();
         assert_eq!(
             m,
-            ClientMessage::Input { session_id: SessionId::new("a").unwrap(), data: "x".into(), seq: None }
+            ClientMessage::Input {
+                session_id: SessionId::new("a").unwrap(),
+                data: "x".into(),
+                seq: None
+            }
         );
     }
 
     #[test]
     fn server_messages_use_the_documented_names() {
-        let m = ServerMessage::Connected { message: "hi".into(), client_count: 2, client_id: "c1".into() };
+        let m = ServerMessage::Connected {
+            message: "hi".into(),
+            client_count: 2,
+            client_id: "c1".into(),
+        };
         assert_eq!(
             serde_json::to_value(&m).unwrap(),
             serde_json::json!({"type":"connected","message":"hi","client_count":2,"clientId":"c1"})

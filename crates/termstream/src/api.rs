@@ -35,7 +35,12 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(registry: Arc<Registry>, security: Arc<Security>) -> AppState {
-        AppState { registry, events: EventHub::default(), clients: Arc::default(), security }
+        AppState {
+            registry,
+            events: EventHub::default(),
+            clients: Arc::default(),
+            security,
+        }
     }
 }
 
@@ -43,9 +48,21 @@ impl AppState {
 #[openapi(
     info(title = "termstream", description = "Runs terminal sessions and streams them live."),
     paths(
-        sessions::create, sessions::list, sessions::get, sessions::input, sessions::resize,
-        sessions::terminate, sessions::delete, sessions::output, sessions::snapshot, sessions::recording,
-        compat::start, compat::sessions, compat::status, compat::terminate, events::publish,
+        sessions::create,
+        sessions::list,
+        sessions::get,
+        sessions::input,
+        sessions::resize,
+        sessions::terminate,
+        sessions::delete,
+        sessions::output,
+        sessions::snapshot,
+        sessions::recording,
+        compat::start,
+        compat::sessions,
+        compat::status,
+        compat::terminate,
+        events::publish,
     )
 )]
 struct ApiDoc;

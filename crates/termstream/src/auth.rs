@@ -48,10 +48,10 @@ use termstream_proto::{CreateSession, ErrorCode};
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::config::Config;
-use crate::session::SessionHandle;
 use crate::limits::{ConnLimiter, ConnPermit, LimitError, SessionQuota};
-use origin::{BrowserPolicy, Origin};
+use crate::session::SessionHandle;
 use login::LoginStore;
+use origin::{BrowserPolicy, Origin};
 use ticket::TicketStore;
 use token::{Access, Scope, TokenTable};
 
@@ -71,7 +71,11 @@ pub struct Grant {
 impl Grant {
     /// Everything: a loopback client of a server with no token configured.
     pub fn open() -> Grant {
-        Grant { name: "local".into(), scope: Arc::new(Scope::Admin), token: false }
+        Grant {
+            name: "local".into(),
+            scope: Arc::new(Scope::Admin),
+            token: false,
+        }
     }
 
     pub fn is_admin(&self) -> bool {
@@ -101,7 +105,10 @@ impl Grant {
     pub fn check_publish(&self, project: Option<&str>) -> Result<(), ApiError> {
         match project {
             _ if self.is_admin() => Ok(()),
-            None => Err(ApiError::new(ErrorCode::Forbidden, "an event without a project needs an admin token")),
+            None => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "an event without a project needs an admin token",
+            )),
             Some(p) => self.check_create(p),
         }
     }
@@ -114,7 +121,10 @@ impl Grant {
     /// Creating a session in `project`.
     pub fn check_create(&self, project: &str) -> Result<(), ApiError> {
         match self.access(project) {
-            None => Err(ApiError::new(ErrorCode::Forbidden, format!("this token cannot use project {project:?}"))),
+            None => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this token cannot use project {project:?}"),
+            )),
             Some(Access::Read) => Err(read_only()),
             Some(Access::Write) => Ok(()),
         }
@@ -122,7 +132,10 @@ impl Grant {
 }
 
 fn read_only() -> ApiError {
-    ApiError::new(ErrorCode::ReadOnly, "this token may only watch: input, resize and changes are refused")
+    ApiError::new(
+        ErrorCode::ReadOnly,
+        "this token may only watch: input, resize and changes are refused",
+    )
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Grant {
@@ -192,7 +205,10 @@ impl Security {
             .collect::<Result<_, _>>()?;
         Ok(Security {
             tokens,
-            tickets: TicketStore::new(std::time::Duration::from_millis(config.ticket_ttl_ms), config.max_tickets),
+            tickets: TicketStore::new(
+                std::time::Duration::from_millis(config.ticket_ttl_ms),
+                config.max_tickets,
+            ),
             logins: LoginStore::new(
                 std::time::Duration::from_millis(config.login_code_ttl_ms),
                 config.max_tickets,
@@ -284,7 +300,9 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Ap
     let ws = is_websocket(headers);
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     // `None`: no Origin; `Some(false)`: a foreign one.
-    let origin_ok = headers.get(header::ORIGIN).map(|o| o.to_str().is_ok_and(|o| sec.browser.origin_allowed(o, host)));
+    let origin_ok = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().is_ok_and(|o| sec.browser.origin_allowed(o, host)));
     if origin_ok == Some(false) && (ws || !safe) {
         return Err(forbidden("requests from this Origin are not allowed"));
     }
@@ -296,8 +314,11 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Ap
     // A cookie rides along on any request the browser makes, so it counts
     // only on requests the server's own pages made: an allowed Origin where
     // browsers always send one, and never a foreign one.
-    if req.extensions().get::<CookieAuth>().is_some() && origin_ok != Some(true) && (ws || !safe || origin_ok.is_some()) {
-        return Err(forbidden("a request authenticated by the login cookie must come from an allowed Origin"));
+    if req.extensions().get::<CookieAuth>().is_some() && origin_ok != Some(true) && (ws || !safe || origin_ok.is_some())
+    {
+        return Err(forbidden(
+            "a request authenticated by the login cookie must come from an allowed Origin",
+        ));
     }
     policy::check(&grant, &state.registry, req.method(), req.uri().path())?;
     if ws {
@@ -312,7 +333,10 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Ap
 /// the login cookie (the code is the credential; logout only takes away).
 /// `HEAD /login` is not public: a link checker's HEAD must not use up a code.
 fn public(method: &Method, path: &str) -> bool {
-    matches!((method.as_str(), path), ("GET" | "HEAD", "/health") | ("GET", "/login") | ("POST", "/api/logout"))
+    matches!(
+        (method.as_str(), path),
+        ("GET" | "HEAD", "/health") | ("GET", "/login") | ("POST", "/api/logout")
+    )
 }
 
 fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -> Result<Grant, ApiError> {
@@ -325,7 +349,11 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
     let from_token = |t: &str| {
         sec.tokens
             .lookup(t)
-            .map(|k| Grant { name: k.name.as_str().into(), scope: Arc::new(k.scope.clone()), token: true })
+            .map(|k| Grant {
+                name: k.name.as_str().into(),
+                scope: Arc::new(k.scope.clone()),
+                token: true,
+            })
             .ok_or_else(|| unauthorized("the token is not valid"))
     };
     let headers = req.headers();
@@ -363,7 +391,10 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
             if !ws {
                 return Err(unauthorized("a ticket only opens a WebSocket"));
             }
-            return sec.tickets.redeem(&t).ok_or_else(|| unauthorized("the ticket is unknown, used or expired"));
+            return sec
+                .tickets
+                .redeem(&t)
+                .ok_or_else(|| unauthorized("the ticket is unknown, used or expired"));
         }
         if !sec.allow_token_in_query {
             return Err(unauthorized(
@@ -373,7 +404,10 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
         return from_token(&t);
     }
     if let Some(id) = login::read_cookie(req.headers(), login::cookie_name(sec.tls())) {
-        let grant = sec.logins.session(id).ok_or_else(|| unauthorized("the login has expired or ended: log in again"))?;
+        let grant = sec
+            .logins
+            .session(id)
+            .ok_or_else(|| unauthorized("the login has expired or ended: log in again"))?;
         req.extensions_mut().insert(CookieAuth);
         return Ok(grant);
     }
@@ -388,7 +422,10 @@ pub fn create_session(state: &AppState, grant: &Grant, req: CreateSession) -> Re
     if !grant.token {
         return Ok(state.registry.create(req)?);
     }
-    state.security.quota.create(&grant.name, || state.registry.create(req).map_err(ApiError::from))
+    state
+        .security
+        .quota
+        .create(&grant.name, || state.registry.create(req).map_err(ApiError::from))
 }
 
 /// `POST /api/ws-ticket`: a single-use ticket for `/ws?token=TICKET`,
@@ -426,7 +463,10 @@ mod tests {
         assert_eq!(try_from("192.0.2.7:5000").unwrap_err().code, ErrorCode::Forbidden);
         assert_eq!(try_from("[2001:db8::1]:5000").unwrap_err().code, ErrorCode::Forbidden);
 
-        let open = Config { insecure_no_auth: true, ..Config::default() };
+        let open = Config {
+            insecure_no_auth: true,
+            ..Config::default()
+        };
         let sec = Security::new(&open, "0.0.0.0:8000".parse().unwrap(), false).unwrap();
         let mut req = Request::new(axum::body::Body::empty());
         assert!(authenticate(&sec, "192.0.2.7:5000".parse().unwrap(), &mut req, false).is_ok());
@@ -444,8 +484,14 @@ mod tests {
             token: true,
         };
         assert!(g.check_session("web", "a", Access::Read).is_ok());
-        assert_eq!(g.check_session("web", "a", Access::Write).unwrap_err().code, ErrorCode::ReadOnly);
-        assert_eq!(g.check_session("api", "a", Access::Read).unwrap_err().code, ErrorCode::SessionNotFound);
+        assert_eq!(
+            g.check_session("web", "a", Access::Write).unwrap_err().code,
+            ErrorCode::ReadOnly
+        );
+        assert_eq!(
+            g.check_session("api", "a", Access::Read).unwrap_err().code,
+            ErrorCode::SessionNotFound
+        );
         assert_eq!(g.check_create("api").unwrap_err().code, ErrorCode::Forbidden);
     }
 }

@@ -128,9 +128,11 @@ impl Default for Config {
             max_running_sessions: 2048,
             max_sessions: 10_000,
             retention_secs: 7 * 24 * 3600,
-            env_allowlist: ["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "USER", "LOGNAME", "SHELL", "TZ"]
-                .map(String::from)
-                .to_vec(),
+            env_allowlist: [
+                "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "USER", "LOGNAME", "SHELL", "TZ",
+            ]
+            .map(String::from)
+            .to_vec(),
             default_shell: None,
             default_cwd: None,
             max_body_bytes: 1 << 20,
@@ -197,7 +199,10 @@ impl Config {
             .extract()
             .context("invalid configuration")?;
         // 0 would cut off every client before its first header.
-        anyhow::ensure!(config.http_header_timeout_ms > 0, "invalid configuration: http_header_timeout_ms must be at least 1");
+        anyhow::ensure!(
+            config.http_header_timeout_ms > 0,
+            "invalid configuration: http_header_timeout_ms must be at least 1"
+        );
         if let Some(t) = std::env::var("TERMSTREAM_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
             config.tokens.push(TokenEntry {
                 name: Some("env".into()),

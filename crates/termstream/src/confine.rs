@@ -75,8 +75,14 @@ impl Confinement {
     /// nothing.
     pub fn apply_limits(&self) -> io::Result<()> {
         for &(resource, value) in &self.limits {
-            rustix::process::setrlimit(resource, Rlimit { current: Some(value), maximum: Some(value) })
-                .map_err(io::Error::from)?;
+            rustix::process::setrlimit(
+                resource,
+                Rlimit {
+                    current: Some(value),
+                    maximum: Some(value),
+                },
+            )
+            .map_err(io::Error::from)?;
         }
         Ok(())
     }
@@ -96,7 +102,13 @@ pub fn raise_fd_limit() -> io::Result<()> {
     if limit.current != limit.maximum
         && let Some(original) = limit.current
     {
-        rustix::process::setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum })?;
+        rustix::process::setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )?;
         ORIGINAL_NOFILE.store(original, Ordering::Relaxed);
     }
     Ok(())
@@ -110,8 +122,14 @@ pub fn restore_fd_limit() -> io::Result<()> {
         return Ok(());
     }
     let limit = rustix::process::getrlimit(Resource::Nofile);
-    rustix::process::setrlimit(Resource::Nofile, Rlimit { current: Some(original), maximum: limit.maximum })
-        .map_err(io::Error::from)
+    rustix::process::setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(original),
+            maximum: limit.maximum,
+        },
+    )
+    .map_err(io::Error::from)
 }
 
 /// Finds `user` (a name or a numeric uid) in the text of `/etc/passwd`.
@@ -137,7 +155,8 @@ mod tests {
 
     #[test]
     fn finds_users_by_name_or_uid() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\n# comment\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
         let n = lookup(passwd, "nobody").unwrap();
         assert_eq!((n.uid, n.gid, n.home.as_str()), (65534, 65534, "/nonexistent"));
         assert_eq!(lookup(passwd, "0").unwrap().name, "root");

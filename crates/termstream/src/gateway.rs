@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::Extension;
+use axum::Router;
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
@@ -117,7 +117,12 @@ const READ_BUFFER: usize = 4096;
 /// Bytes a socket gathers before writing.
 const WRITE_BUFFER: usize = 64 * 1024;
 
-async fn ws(ws: WebSocketUpgrade, State(state): State<AppState>, Query(q): Query<WsQuery>, (grant, permit, proto): Admitted) -> Response {
+async fn ws(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    Query(q): Query<WsQuery>,
+    (grant, permit, proto): Admitted,
+) -> Response {
     let client_id: Arc<str> = match q.client_id.and_then(|c| SessionId::new(c).ok()) {
         Some(id) => id.as_str().into(),
         None => format!("c{:012x}", rand::random::<u64>() >> 16).into(),
@@ -128,10 +133,16 @@ async fn ws(ws: WebSocketUpgrade, State(state): State<AppState>, Query(q): Query
         _ => None,
     };
     let guard = ClientGuard::new(&state.clients).holding(permit);
-    upgrade(ws, &state, proto).on_upgrade(move |socket| connection::run(socket, state, client_id, dialect, guard, grant))
+    upgrade(ws, &state, proto)
+        .on_upgrade(move |socket| connection::run(socket, state, client_id, dialect, guard, grant))
 }
 
-async fn legacy_one(ws: WebSocketUpgrade, State(state): State<AppState>, Path(raw): Path<String>, (grant, permit, proto): Admitted) -> Response {
+async fn legacy_one(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    (grant, permit, proto): Admitted,
+) -> Response {
     let guard = ClientGuard::new(&state.clients).holding(permit);
     upgrade(ws, &state, proto).on_upgrade(move |socket| legacy::one(socket, state, raw, guard, grant))
 }

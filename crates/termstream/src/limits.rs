@@ -50,7 +50,11 @@ pub struct ConnPermit {
 
 impl ConnLimiter {
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<ConnLimiter> {
-        Arc::new(ConnLimiter { counts: Mutex::default(), max_total, max_per_ip })
+        Arc::new(ConnLimiter {
+            counts: Mutex::default(),
+            max_total,
+            max_per_ip,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -69,7 +73,10 @@ impl ConnLimiter {
         }
         *n += 1;
         c.total += 1;
-        Ok(ConnPermit { limiter: self.clone(), ip })
+        Ok(ConnPermit {
+            limiter: self.clone(),
+            ip,
+        })
     }
 }
 
@@ -97,7 +104,10 @@ pub struct SessionQuota {
 
 impl SessionQuota {
     pub fn new(max: usize) -> SessionQuota {
-        SessionQuota { max, owned: Mutex::default() }
+        SessionQuota {
+            max,
+            owned: Mutex::default(),
+        }
     }
 
     /// Runs `create` for `owner` if it runs fewer than the cap.
@@ -130,7 +140,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(rate_per_sec: u64, burst: u64) -> TokenBucket {
-        TokenBucket { rate: rate_per_sec as f64, burst: burst as f64, level: burst as f64, at: Instant::now() }
+        TokenBucket {
+            rate: rate_per_sec as f64,
+            burst: burst as f64,
+            level: burst as f64,
+            at: Instant::now(),
+        }
     }
 
     /// Takes `n` bytes if the bucket holds them; takes nothing otherwise.

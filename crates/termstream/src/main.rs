@@ -9,7 +9,11 @@ use termstream::config::Config;
 use termstream::server::{Server, shutdown_signal};
 
 #[derive(Debug, Parser)]
-#[command(name = "termstream", version, about = "Runs terminal sessions and streams them live over WebSocket.")]
+#[command(
+    name = "termstream",
+    version,
+    about = "Runs terminal sessions and streams them live over WebSocket."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

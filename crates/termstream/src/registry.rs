@@ -82,9 +82,16 @@ impl Registry {
                 Ok(info) => {
                     // Two incarnations of one id (a crash during a delete):
                     // the newer stays, the older's files go.
-                    let older = registry.lock().get(&info.id).map(|h| (h.info().created_at, h.dir().to_owned()));
+                    let older = registry
+                        .lock()
+                        .get(&info.id)
+                        .map(|h| (h.info().created_at, h.dir().to_owned()));
                     if let Some((created_at, dir)) = older {
-                        let (keep, drop_dir) = if created_at > info.created_at { (false, entry.path()) } else { (true, dir) };
+                        let (keep, drop_dir) = if created_at > info.created_at {
+                            (false, entry.path())
+                        } else {
+                            (true, dir)
+                        };
                         let _ = std::fs::remove_dir_all(drop_dir);
                         if !keep {
                             continue;
@@ -136,7 +143,9 @@ impl Registry {
             return Err(CreateError::Invalid("cols and rows must be at least 1".into()));
         }
         if let Some(bad) = req.env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
-            return Err(CreateError::Invalid(format!("environment variable name {bad:?} is not valid")));
+            return Err(CreateError::Invalid(format!(
+                "environment variable name {bad:?} is not valid"
+            )));
         }
         if req.env.values().any(|v| v.contains('\0')) {
             return Err(CreateError::Invalid("environment values must not hold NUL".into()));
@@ -157,7 +166,15 @@ impl Registry {
         if let Some(c) = &self.confine {
             c.adjust_env(&mut env);
         }
-        let spec = SpawnSpec { kind, argv, cwd, env, cols, rows, confine: self.confine.clone() };
+        let spec = SpawnSpec {
+            kind,
+            argv,
+            cwd,
+            env,
+            cols,
+            rows,
+            confine: self.confine.clone(),
+        };
 
         // Check, spawn and insert under one lock: the id cannot be taken in
         // between, and a failed spawn leaves nothing behind.
@@ -206,7 +223,14 @@ impl Registry {
             duration_ms: None,
             error: None,
         };
-        let handle = actor::start_running(info, spawned, Some(writer), dir, self.settings.clone(), epoch.to_string());
+        let handle = actor::start_running(
+            info,
+            spawned,
+            Some(writer),
+            dir,
+            self.settings.clone(),
+            epoch.to_string(),
+        );
         sessions.insert(id, handle.clone());
         let evict = self.over_capacity(&sessions);
         drop(sessions);
@@ -294,11 +318,7 @@ impl Registry {
     /// Terminates every running session and waits for them (server shutdown).
     pub async fn terminate_all(&self) {
         let grace = self.settings.grace + Duration::from_secs(2);
-        let running: Vec<SessionHandle> = self
-            .handles()
-            .into_iter()
-            .filter(|h| h.is_running())
-            .collect();
+        let running: Vec<SessionHandle> = self.handles().into_iter().filter(|h| h.is_running()).collect();
         let waits = running.iter().map(|h| h.terminate(grace));
         futures_util::future::join_all(waits).await;
     }

@@ -53,7 +53,13 @@ impl Server {
         }
         let header_timeout = Duration::from_millis(config.http_header_timeout_ms);
         let registry = Registry::load(config)?;
-        Ok(Server { listener, registry, security: Arc::new(security), tls, header_timeout })
+        Ok(Server {
+            listener,
+            registry,
+            security: Arc::new(security),
+            tls,
+            header_timeout,
+        })
     }
 
     /// The address actually bound (the port is chosen when 0 was asked for).
@@ -71,7 +77,11 @@ impl Server {
         let state = AppState::new(self.registry.clone(), self.security.clone());
         let app = api::router(state);
         let retention = tokio::spawn(self.registry.clone().retention_loop());
-        let serving = accept::Serving { app, tls: self.tls, header_timeout: self.header_timeout };
+        let serving = accept::Serving {
+            app,
+            tls: self.tls,
+            header_timeout: self.header_timeout,
+        };
         accept::serve(self.listener, serving, shutdown).await;
         retention.abort();
         tracing::info!("shutting down: terminating running sessions");

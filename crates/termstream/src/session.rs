@@ -69,7 +69,11 @@ pub enum SessionError {
     #[error("session {0} is not running")]
     NotRunning(SessionId),
     #[error("session {id} is a {kind:?} session; {what} needs a pty session")]
-    WrongKind { id: SessionId, kind: SessionKind, what: &'static str },
+    WrongKind {
+        id: SessionId,
+        kind: SessionKind,
+        what: &'static str,
+    },
     #[error("output before offset {earliest} is no longer held")]
     Gone { earliest: u64 },
     #[error("offset {since} is past the end of the output ({end})")]
@@ -78,7 +82,9 @@ pub enum SessionError {
     Closed(SessionId),
     #[error("session {0} did not answer in time")]
     Busy(SessionId),
-    #[error("the program is not reading its input: {taken} of {total} bytes were taken and will reach it; send only the rest, later")]
+    #[error(
+        "the program is not reading its input: {taken} of {total} bytes were taken and will reach it; send only the rest, later"
+    )]
     InputBusy { taken: usize, total: usize },
     #[error("reading the output log failed: {0}")]
     Io(#[from] std::io::Error),
@@ -103,16 +109,27 @@ impl SessionError {
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Sets the window size (pty sessions).
-    Resize { cols: u16, rows: u16, reply: oneshot::Sender<Result<(), SessionError>> },
+    Resize {
+        cols: u16,
+        rows: u16,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
     /// Starts ending the program: SIGHUP and SIGTERM now, SIGKILL after the
     /// grace period. Watch the info to see the end.
     Terminate,
     /// Reads held output from the ring.
-    Read { since: u64, max_bytes: usize, reply: oneshot::Sender<RingRead> },
+    Read {
+        since: u64,
+        max_bytes: usize,
+        reply: oneshot::Sender<RingRead>,
+    },
     /// Subscribes to live events, atomically with a read of the ring from
     /// `since`: the answer's backlog plus the receiver miss nothing and
     /// repeat nothing.
-    Subscribe { since: u64, reply: oneshot::Sender<Subscription> },
+    Subscribe {
+        since: u64,
+        reply: oneshot::Sender<Subscription>,
+    },
     /// Kills whatever still runs and ends the actor (the session is deleted).
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -137,9 +154,15 @@ pub struct Subscription {
 /// Requests to the screen task.
 #[derive(Debug)]
 pub(crate) enum ScreenRequest {
-    Snapshot { reply: oneshot::Sender<Snapshot> },
+    Snapshot {
+        reply: oneshot::Sender<Snapshot>,
+    },
     /// From the actor: the terminal was resized at log offset `offset`.
-    Resized { offset: u64, cols: u16, rows: u16 },
+    Resized {
+        offset: u64,
+        cols: u16,
+        rows: u16,
+    },
 }
 
 /// A cheap, cloneable handle to a session's actor.
@@ -241,7 +264,13 @@ impl SessionHandle {
     /// already applied for that client is dropped). Waits at most `wait`
     /// while the program's input queue is full; then `InputBusy` says how
     /// much went in.
-    pub async fn input(&self, data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>, wait: Duration) -> Result<(), SessionError> {
+    pub async fn input(
+        &self,
+        data: Bytes,
+        eof: bool,
+        seq: Option<(Arc<str>, u64)>,
+        wait: Duration,
+    ) -> Result<(), SessionError> {
         if !self.is_running() {
             return Err(SessionError::NotRunning(self.id.clone()));
         }
@@ -281,7 +310,11 @@ impl SessionHandle {
     pub async fn read(&self, since: u64, max_bytes: usize) -> Result<Vec<Chunk>, SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Read { since, max_bytes, reply })
+            .send(Command::Read {
+                since,
+                max_bytes,
+                reply,
+            })
             .await
             .map_err(|_| self.closed())?;
         match answer.await.map_err(|_| self.closed())? {

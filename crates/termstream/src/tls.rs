@@ -26,11 +26,17 @@ pub enum TlsError {
     #[error("--tls-cert and --tls-key must be given together")]
     HalfConfigured,
     #[error("cannot read the TLS certificate {path}: {source}")]
-    Cert { path: PathBuf, source: rustls::pki_types::pem::Error },
+    Cert {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
     #[error("the TLS certificate file {0} holds no certificate")]
     NoCert(PathBuf),
     #[error("cannot read the TLS private key {path}: {source}")]
-    Key { path: PathBuf, source: rustls::pki_types::pem::Error },
+    Key {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
     #[error("the TLS certificate and key are not usable together: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -48,12 +54,17 @@ pub fn acceptor(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<TlsAcc
 fn load(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|source| TlsError::Cert { path: cert_path.to_owned(), source })?;
+        .map_err(|source| TlsError::Cert {
+            path: cert_path.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
         return Err(TlsError::NoCert(cert_path.to_owned()));
     }
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .map_err(|source| TlsError::Key { path: key_path.to_owned(), source })?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsError::Key {
+        path: key_path.to_owned(),
+        source,
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -120,9 +131,15 @@ mod tests {
 
     #[test]
     fn half_or_bad_configuration_is_refused() {
-        assert!(matches!(acceptor(Some(Path::new("/x")), None), Err(TlsError::HalfConfigured)));
+        assert!(matches!(
+            acceptor(Some(Path::new("/x")), None),
+            Err(TlsError::HalfConfigured)
+        ));
         assert!(acceptor(None, None).unwrap().is_none());
-        let Err(err) = acceptor(Some(Path::new("/no/such/cert.pem")), Some(Path::new("/no/such/key.pem"))) else {
+        let Err(err) = acceptor(
+            Some(Path::new("/no/such/cert.pem")),
+            Some(Path::new("/no/such/key.pem")),
+        ) else {
             panic!("a missing file was accepted");
         };
         assert!(err.to_string().contains("/no/such/cert.pem"), "{err}");

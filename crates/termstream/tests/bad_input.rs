@@ -9,10 +9,18 @@ use serde_json::{Value, json};
 
 /// Sends `method path` with `body` as raw JSON text and asserts the status
 /// and, when given, the error code of a `{"error":{"code","message"}}` body.
-async fn check(server: &TestServer, method: &str, path: &str, body: Option<&str>, status: u16, code: Option<&str>) -> Value {
-    let mut req = server
-        .client
-        .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), server.url(path));
+async fn check(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    status: u16,
+    code: Option<&str>,
+) -> Value {
+    let mut req = server.client.request(
+        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+        server.url(path),
+    );
     if let Some(body) = body {
         req = req.header("content-type", "application/json").body(body.to_owned());
     }
@@ -23,7 +31,10 @@ async fn check(server: &TestServer, method: &str, path: &str, body: Option<&str>
     assert_eq!(got, status, "{method} {path} {body:?} answered {got} {text}");
     if let Some(code) = code {
         assert_eq!(json["error"]["code"], code, "{method} {path} {body:?} answered {text}");
-        assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
+        assert!(
+            json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{text}"
+        );
     }
     json
 }
@@ -31,8 +42,12 @@ async fn check(server: &TestServer, method: &str, path: &str, body: Option<&str>
 #[tokio::test]
 async fn bad_requests_get_their_errors() {
     let server = TestServer::start_with(&[], &[("TERMSTREAM_MAX_BODY_BYTES", "65536")]).await;
-    server.create(json!({ "id": "live", "kind": "command", "argv": ["sleep", "1000"] })).await;
-    server.create(json!({ "id": "ended", "kind": "command", "argv": ["true"] })).await;
+    server
+        .create(json!({ "id": "live", "kind": "command", "argv": ["sleep", "1000"] }))
+        .await;
+    server
+        .create(json!({ "id": "ended", "kind": "command", "argv": ["true"] }))
+        .await;
     server.wait_status("ended", "exited", secs(10)).await;
     let big_input = json!({ "data": "x".repeat(100_000) }).to_string();
 
@@ -107,17 +122,27 @@ async fn bad_requests_get_their_errors() {
 
     // Failed creates left nothing: not listed, no directory.
     let (_, list) = server.get("/api/sessions").await;
-    let ids: Vec<&str> = list["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(list["total"], 2, "{list}");
     assert!(!ids.contains(&"ghost"), "{ids:?}");
-    assert!(!session_dir(server.data_dir(), "ghost").exists(), "a failed create left its directory");
+    assert!(
+        !session_dir(server.data_dir(), "ghost").exists(),
+        "a failed create left its directory"
+    );
     let dirs = std::fs::read_dir(server.data_dir().join("sessions")).unwrap().count();
     assert_eq!(dirs, 2, "only the two sessions have directories");
 
     // The server keeps answering, and the ghost id is free.
     let (status, body) = server.get("/health").await;
     assert_eq!((status.as_u16(), body), (200, json!({ "status": "ok" })));
-    let info = server.create(json!({ "id": "ghost", "kind": "command", "argv": ["echo", "real"] })).await;
+    let info = server
+        .create(json!({ "id": "ghost", "kind": "command", "argv": ["echo", "real"] }))
+        .await;
     assert_eq!(info["id"], "ghost");
     server.read_output_until("ghost", "real", secs(10)).await;
     server.terminate("live").await;
@@ -126,12 +151,41 @@ async fn bad_requests_get_their_errors() {
 #[tokio::test]
 async fn a_deleted_session_is_gone_everywhere() {
     let server = TestServer::start().await;
-    server.create(json!({ "id": "short", "kind": "command", "argv": ["sleep", "1000"] })).await;
+    server
+        .create(json!({ "id": "short", "kind": "command", "argv": ["sleep", "1000"] }))
+        .await;
     check(&server, "DELETE", "/api/sessions/short", None, 204, None).await;
-    assert!(!session_dir(server.data_dir(), "short").exists(), "delete left the directory");
-    check(&server, "GET", "/api/sessions/short", None, 404, Some("session_not_found")).await;
-    check(&server, "GET", "/api/sessions/short/output", None, 404, Some("session_not_found")).await;
-    check(&server, "DELETE", "/api/sessions/short", None, 404, Some("session_not_found")).await;
+    assert!(
+        !session_dir(server.data_dir(), "short").exists(),
+        "delete left the directory"
+    );
+    check(
+        &server,
+        "GET",
+        "/api/sessions/short",
+        None,
+        404,
+        Some("session_not_found"),
+    )
+    .await;
+    check(
+        &server,
+        "GET",
+        "/api/sessions/short/output",
+        None,
+        404,
+        Some("session_not_found"),
+    )
+    .await;
+    check(
+        &server,
+        "DELETE",
+        "/api/sessions/short",
+        None,
+        404,
+        Some("session_not_found"),
+    )
+    .await;
 }
 
 /// Deleting a session while a new one takes its id: the new session keeps
@@ -140,16 +194,23 @@ async fn a_deleted_session_is_gone_everywhere() {
 async fn an_id_deleted_and_created_at_once_keeps_the_new_session_whole() {
     let server = TestServer::start().await;
     for round in 0..8 {
-        server.create(json!({ "id": "again", "kind": "command", "argv": ["sh", "-c", "echo first; sleep 1000"] })).await;
+        server
+            .create(json!({ "id": "again", "kind": "command", "argv": ["sh", "-c", "echo first; sleep 1000"] }))
+            .await;
         server.read_output_until("again", "first", secs(10)).await;
         let body = json!({ "id": "again", "kind": "command", "argv": ["sh", "-c", "echo second; sleep 1000"] });
-        let ((deleted, _), (created, _)) =
-            tokio::join!(server.request("DELETE", "/api/sessions/again", None), server.post("/api/sessions", body));
+        let ((deleted, _), (created, _)) = tokio::join!(
+            server.request("DELETE", "/api/sessions/again", None),
+            server.post("/api/sessions", body)
+        );
         assert_eq!(deleted, 204, "round {round}");
         if created == 201 {
             let out = server.read_output_until("again", "second", secs(10)).await;
             assert_eq!(out, "second\n", "round {round}: the new session's output");
-            assert!(session_dir(server.data_dir(), "again").exists(), "round {round}: the new session lost its files");
+            assert!(
+                session_dir(server.data_dir(), "again").exists(),
+                "round {round}: the new session lost its files"
+            );
             check(&server, "DELETE", "/api/sessions/again", None, 204, None).await;
         } else {
             assert_eq!(created, 409, "round {round}: the id was still taken");

@@ -9,7 +9,11 @@ use common::{TestServer, secs};
 use serde_json::{Value, json};
 
 fn keys(v: &Value) -> BTreeSet<&str> {
-    v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().map(String::as_str).collect()
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
 }
 
 fn set<'a>(names: &[&'a str]) -> BTreeSet<&'a str> {
@@ -20,7 +24,10 @@ fn set<'a>(names: &[&'a str]) -> BTreeSet<&'a str> {
 async fn terminal_routes_answer_in_their_exact_shapes() {
     let server = TestServer::start().await;
     let (status, started) = server
-        .post("/terminal/start", json!({ "session_id": "old-1", "command": "echo hello; exit 3", "cwd": "/tmp" }))
+        .post(
+            "/terminal/start",
+            json!({ "session_id": "old-1", "command": "echo hello; exit 3", "cwd": "/tmp" }),
+        )
         .await;
     assert_eq!(status, 200, "{started}");
     assert_eq!(
@@ -45,12 +52,19 @@ async fn terminal_routes_answer_in_their_exact_shapes() {
     // Without an id one is generated; without a cwd the server's is used.
     let (status, long) = server.post("/terminal/start", json!({ "command": "sleep 1000" })).await;
     assert_eq!(status, 200, "{long}");
-    assert_eq!(keys(&long), set(&["success", "session_id", "command", "cwd", "message"]));
+    assert_eq!(
+        keys(&long),
+        set(&["success", "session_id", "command", "cwd", "message"])
+    );
     let long_id = long["session_id"].as_str().unwrap().to_owned();
     assert!(!long_id.is_empty());
     let (_, body) = server.get(&format!("/terminal/{long_id}")).await;
     assert_eq!(body["status"]["is_running"], true);
-    assert_eq!(body["status"]["exit_code"], Value::Null, "exit_code is null while running, not absent");
+    assert_eq!(
+        body["status"]["exit_code"],
+        Value::Null,
+        "exit_code is null while running, not absent"
+    );
 
     let (status, list) = server.get("/terminal/sessions").await;
     assert_eq!(status, 200, "{list}");
@@ -61,19 +75,45 @@ async fn terminal_routes_answer_in_their_exact_shapes() {
     for e in entries {
         assert_eq!(
             keys(e),
-            set(&["session_id", "command", "cwd", "is_running", "start_time", "exit_code", "connections"]),
+            set(&[
+                "session_id",
+                "command",
+                "cwd",
+                "is_running",
+                "start_time",
+                "exit_code",
+                "connections"
+            ]),
             "{e}"
         );
         assert!(e["start_time"].is_f64(), "start_time is float seconds: {e}");
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-        assert!((e["start_time"].as_f64().unwrap() - now).abs() < 60.0, "start_time is not in seconds: {e}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            (e["start_time"].as_f64().unwrap() - now).abs() < 60.0,
+            "start_time is not in seconds: {e}"
+        );
     }
     let old = entries.iter().find(|e| e["session_id"] == "old-1").unwrap();
-    assert_eq!((old["is_running"].as_bool(), old["exit_code"].as_i64(), old["cwd"].as_str()), (Some(false), Some(3), Some("/tmp")));
+    assert_eq!(
+        (
+            old["is_running"].as_bool(),
+            old["exit_code"].as_i64(),
+            old["cwd"].as_str()
+        ),
+        (Some(false), Some(3), Some("/tmp"))
+    );
 
-    let (status, body) = server.post(&format!("/terminal/{long_id}/terminate"), Value::Null).await;
+    let (status, body) = server
+        .post(&format!("/terminal/{long_id}/terminate"), Value::Null)
+        .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, json!({ "success": true, "session_id": long_id, "message": "Session terminated" }));
+    assert_eq!(
+        body,
+        json!({ "success": true, "session_id": long_id, "message": "Session terminated" })
+    );
     let (_, body) = server.get(&format!("/terminal/{long_id}")).await;
     assert_eq!(body["status"]["is_running"], false);
     assert_eq!(server.info(&long_id).await["status"], "terminated");
@@ -84,7 +124,11 @@ async fn openapi_lists_every_route() {
     let server = TestServer::start().await;
     let (status, doc) = server.get("/openapi.json").await;
     assert_eq!(status, 200);
-    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')),
+        "{}",
+        doc["openapi"]
+    );
     let paths = keys(&doc["paths"]);
     for p in [
         "/api/sessions",
@@ -109,7 +153,12 @@ async fn openapi_lists_every_route() {
 /// Fetches a recording and checks it line by line; returns the header, the
 /// concatenated `"o"` text and the `"r"` sizes.
 async fn fetch_cast(server: &TestServer, id: &str) -> (Value, String, Vec<String>) {
-    let resp = server.client.get(server.url(&format!("/api/sessions/{id}/recording.cast"))).send().await.unwrap();
+    let resp = server
+        .client
+        .get(server.url(&format!("/api/sessions/{id}/recording.cast")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/x-asciicast");
     let text = resp.text().await.unwrap();
@@ -141,11 +190,16 @@ async fn fetch_cast(server: &TestServer, id: &str) -> (Value, String, Vec<String
 async fn recording_is_asciicast_v2() {
     let server = TestServer::start().await;
     // A command session: the recording's text is the output itself.
-    let info = server.create(json!({ "kind": "command", "command": "seq 1 3000; echo done >&2" })).await;
+    let info = server
+        .create(json!({ "kind": "command", "command": "seq 1 3000; echo done >&2" }))
+        .await;
     let id = info["id"].as_str().unwrap();
     server.wait_status(id, "exited", secs(10)).await;
     let (header, out, sizes) = fetch_cast(&server, id).await;
-    assert_eq!((header["width"].as_u64(), header["height"].as_u64()), (Some(80), Some(24)));
+    assert_eq!(
+        (header["width"].as_u64(), header["height"].as_u64()),
+        (Some(80), Some(24))
+    );
     assert!(sizes.is_empty(), "{sizes:?}");
     assert_eq!(out.as_bytes(), server.output_all(id, 0).await.as_slice());
     // stdout and stderr are two pipes: the log has them in the order they
@@ -155,20 +209,34 @@ async fn recording_is_asciicast_v2() {
     assert_eq!(out.replacen("done\n", "", 1), numbers);
 
     // A pty session with a resize: the header has the first size, then "r".
-    let info = server.create(json!({ "argv": ["bash", "--norc", "--noprofile"], "cols": 90, "rows": 20 })).await;
+    let info = server
+        .create(json!({ "argv": ["bash", "--norc", "--noprofile"], "cols": 90, "rows": 20 }))
+        .await;
     let id = info["id"].as_str().unwrap();
     server.input(id, "echo first-$((1+1))\n").await;
     server.read_output_until(id, "first-2", secs(10)).await;
-    let (status, _) = server.post(&format!("/api/sessions/{id}/resize"), json!({ "cols": 100, "rows": 30 })).await;
+    let (status, _) = server
+        .post(
+            &format!("/api/sessions/{id}/resize"),
+            json!({ "cols": 100, "rows": 30 }),
+        )
+        .await;
     assert_eq!(status, 200);
     server.input(id, "echo second-$((2+1))\n").await;
     server.read_output_until(id, "second-3", secs(10)).await;
     server.terminate(id).await;
     let (header, out, sizes) = fetch_cast(&server, id).await;
-    assert_eq!((header["width"].as_u64(), header["height"].as_u64()), (Some(90), Some(20)));
+    assert_eq!(
+        (header["width"].as_u64(), header["height"].as_u64()),
+        (Some(90), Some(20))
+    );
     assert_eq!(sizes, ["100x30"]);
     let raw = server.output_all(id, 0).await;
-    assert_eq!(out, String::from_utf8_lossy(&raw), "the recording's text differs from the raw output");
+    assert_eq!(
+        out,
+        String::from_utf8_lossy(&raw),
+        "the recording's text differs from the raw output"
+    );
     assert!(out.contains("first-2") && out.contains("second-3"));
 }
 
@@ -179,16 +247,25 @@ async fn recording_is_asciicast_v2() {
 #[tokio::test]
 async fn resizes_without_output_between_make_one_record() {
     let server = TestServer::start().await;
-    let info = server.create(json!({ "argv": ["sh", "-c", "stty raw -echo; echo ready; cat"], "cols": 80, "rows": 24 })).await;
+    let info = server
+        .create(json!({ "argv": ["sh", "-c", "stty raw -echo; echo ready; cat"], "cols": 80, "rows": 24 }))
+        .await;
     let id = info["id"].as_str().unwrap();
     server.read_output_until(id, "ready", secs(10)).await;
     for i in 0..200u64 {
-        let (status, body) = server.post(&format!("/api/sessions/{id}/resize"), json!({ "cols": 81 + i % 2, "rows": 25 })).await;
+        let (status, body) = server
+            .post(
+                &format!("/api/sessions/{id}/resize"),
+                json!({ "cols": 81 + i % 2, "rows": 25 }),
+            )
+            .await;
         assert_eq!(status, 200, "{body}");
     }
     server.input(id, "one").await;
     server.read_output_until(id, "one", secs(10)).await;
-    let (status, _) = server.post(&format!("/api/sessions/{id}/resize"), json!({ "cols": 90, "rows": 30 })).await;
+    let (status, _) = server
+        .post(&format!("/api/sessions/{id}/resize"), json!({ "cols": 90, "rows": 30 }))
+        .await;
     assert_eq!(status, 200);
     server.terminate(id).await;
     let (_, out, sizes) = fetch_cast(&server, id).await;

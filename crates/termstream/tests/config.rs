@@ -12,7 +12,9 @@ use serde_json::json;
 async fn running_limit(server: &TestServer, most: usize) -> usize {
     let mut ids = Vec::new();
     for _ in 0..=most {
-        let (status, body) = server.post("/api/sessions", json!({ "kind": "command", "argv": ["sleep", "1000"] })).await;
+        let (status, body) = server
+            .post("/api/sessions", json!({ "kind": "command", "argv": ["sleep", "1000"] }))
+            .await;
         if status == 503 {
             assert_eq!(body["error"]["code"], "capacity", "{body}");
             break;

@@ -23,7 +23,9 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         ".{0,12}".prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
@@ -38,9 +40,35 @@ fn json_value() -> impl Strategy<Value = Value> {
 fn field_name() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "type", "sessionId", "sessionName", "data", "seq", "since", "epoch", "offset", "output", "cols", "rows",
-            "channels", "id", "kind", "argv", "command", "cwd", "env", "project", "dataBase64", "eof", "title",
-            "message", "taskId", "status", "level", "metadata", "priority", "session_id",
+            "type",
+            "sessionId",
+            "sessionName",
+            "data",
+            "seq",
+            "since",
+            "epoch",
+            "offset",
+            "output",
+            "cols",
+            "rows",
+            "channels",
+            "id",
+            "kind",
+            "argv",
+            "command",
+            "cwd",
+            "env",
+            "project",
+            "dataBase64",
+            "eof",
+            "title",
+            "message",
+            "taskId",
+            "status",
+            "level",
+            "metadata",
+            "priority",
+            "session_id",
         ])
         .prop_map(String::from),
         "[a-zA-Z_]{1,8}",
@@ -50,11 +78,15 @@ fn field_name() -> impl Strategy<Value = String> {
 /// A JSON object with a known message `type` and arbitrary fields.
 fn typed_message() -> impl Strategy<Value = Value> {
     let types: Vec<&str> = ClientMessage::TYPES.to_vec();
-    (prop::sample::select(types), prop::collection::btree_map(field_name(), json_value(), 0..6)).prop_map(|(t, fields)| {
-        let mut m: serde_json::Map<String, Value> = fields.into_iter().collect();
-        m.insert("type".into(), Value::from(t));
-        Value::Object(m)
-    })
+    (
+        prop::sample::select(types),
+        prop::collection::btree_map(field_name(), json_value(), 0..6),
+    )
+        .prop_map(|(t, fields)| {
+            let mut m: serde_json::Map<String, Value> = fields.into_iter().collect();
+            m.insert("type".into(), Value::from(t));
+            Value::Object(m)
+        })
 }
 
 /// Terminal output: bytes biased towards escape sequences and UTF-8.
@@ -63,7 +95,13 @@ fn terminal_bytes() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(any::<u8>(), 0..16),
         "[ -~]{0,16}".prop_map(String::into_bytes),
         "\\PC{0,6}".prop_map(String::into_bytes),
-        (prop::sample::select(vec!["\x1b[", "\x1b[?", "\x1b]", "\x1bP", "\x1b(", "\x1b"]), prop::collection::vec(0u16..2000, 0..5), prop::sample::select(vec!['m', 'H', 'J', 'K', 'h', 'l', 'r', 'S', 'T', '@', 'L', 'M', 'P', 'X', 'n', 'q', '\x07']))
+        (
+            prop::sample::select(vec!["\x1b[", "\x1b[?", "\x1b]", "\x1bP", "\x1b(", "\x1b"]),
+            prop::collection::vec(0u16..2000, 0..5),
+            prop::sample::select(vec![
+                'm', 'H', 'J', 'K', 'h', 'l', 'r', 'S', 'T', '@', 'L', 'M', 'P', 'X', 'n', 'q', '\x07'
+            ])
+        )
             .prop_map(|(intro, params, fin)| {
                 let p: Vec<String> = params.iter().map(u16::to_string).collect();
                 format!("{intro}{}{fin}", p.join(";")).into_bytes()
@@ -142,7 +180,8 @@ async fn a_live_socket_survives_arbitrary_messages() {
     let strategy = prop_oneof![typed_message().prop_map(|v| v.to_string()), ".{0,64}"];
     for _ in 0..128 {
         let text = strategy.new_tree(&mut runner).unwrap().current();
-        ws.send_raw(tokio_tungstenite::tungstenite::Message::Text(text.into())).await;
+        ws.send_raw(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await;
     }
     ws.send(json!({"type":"ping"})).await;
     ws.until_type("pong", common::secs(30)).await;
@@ -162,9 +201,17 @@ fn seeds() {
     ] {
         let _ = serde_json::from_str::<ClientMessage>(text);
     }
-    assert!(binary::decode(&[1, 0, 255, 0, 0, 0, 0, 0, 0, 0, 0]).is_none(), "id length past the end");
+    assert!(
+        binary::decode(&[1, 0, 255, 0, 0, 0, 0, 0, 0, 0, 0]).is_none(),
+        "id length past the end"
+    );
     let mut screen = ScreenModel::new(1, 1, 0);
-    for seq in [&b"\x1b[99999;99999H\x1b[?1049h\xf0\x9f"[..], b"\x1b[999999999999999999999m", b"\x1b[4294967296L\x1b[0;0r", b"\xe2\x80"] {
+    for seq in [
+        &b"\x1b[99999;99999H\x1b[?1049h\xf0\x9f"[..],
+        b"\x1b[999999999999999999999m",
+        b"\x1b[4294967296L\x1b[0;0r",
+        b"\xe2\x80",
+    ] {
         screen.feed(seq);
     }
     let _ = screen.snapshot();

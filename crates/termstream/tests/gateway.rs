@@ -53,7 +53,12 @@ async fn four_sessions_stream_ten_megabytes_each_exactly_once() {
     let ids = ["s0", "s1", "s2", "s3"];
     const SIZE: usize = 10 * 1024 * 1024;
     for id in ids {
-        gated(&server, id, &format!("yes {id}-0123456789abcdefghijklmnopqrstuvwxyz | head -c {SIZE}")).await;
+        gated(
+            &server,
+            id,
+            &format!("yes {id}-0123456789abcdefghijklmnopqrstuvwxyz | head -c {SIZE}"),
+        )
+        .await;
     }
     let mut ws = WsClient::connect(&server, "/ws").await;
     for id in ids {
@@ -68,7 +73,10 @@ async fn four_sessions_stream_ten_megabytes_each_exactly_once() {
         let line = format!("{id}-0123456789abcdefghijklmnopqrstuvwxyz\n");
         let expected: Vec<u8> = line.as_bytes().iter().copied().cycle().take(SIZE).collect();
         assert_eq!(c.data.len(), SIZE, "{id}: every byte arrives");
-        assert!(c.data == expected, "{id}: bytes in order, none repeated or from another session");
+        assert!(
+            c.data == expected,
+            "{id}: bytes in order, none repeated or from another session"
+        );
         // Under load, chunks merge into larger frames.
         let biggest = c.streams.iter().map(|(_, n)| *n).max().unwrap_or(0);
         assert!(biggest > 4096, "{id}: frames merge under load (largest {biggest})");
@@ -124,25 +132,52 @@ async fn a_late_joiner_gets_the_exact_screen() {
     joined.feed(restore["data"].as_str().unwrap().as_bytes());
     assert_eq!(joined.text(), reference.text());
     assert_eq!(joined.cursor(), reference.cursor());
-    assert!(joined.text().iter().any(|l| l.contains("done-42")), "{:?}", joined.text());
+    assert!(
+        joined.text().iter().any(|l| l.contains("done-42")),
+        "{:?}",
+        joined.text()
+    );
 }
 
 #[tokio::test]
 async fn bad_messages_get_errors_and_the_connection_carries_on() {
     let server = TestServer::start_with(&[], &[("TERMSTREAM_ATTACH_WAIT_MS", "200")]).await;
-    server.create(json!({"id": "c", "kind": "command", "argv": ["cat"]})).await;
+    server
+        .create(json!({"id": "c", "kind": "command", "argv": ["cat"]}))
+        .await;
     let mut ws = WsClient::connect(&server, "/ws").await;
     let cases: Vec<(Message, &str)> = vec![
         (Message::Text("{not json".into()), "invalid_message"),
         (Message::Text("[1,2]".into()), "invalid_message"),
         (Message::Text(r#"{"type":"launch.rockets"}"#.into()), "unknown_type"),
-        (Message::Text(r#"{"type":"terminal.resize","sessionId":"c","cols":"wide","rows":1}"#.into()), "invalid_message"),
-        (Message::Text(r#"{"type":"session.attach","sessionId":"a/b"}"#.into()), "invalid_message"),
-        (Message::Text(r#"{"type":"session.attach","sessionId":"ghost"}"#.into()), "session_not_found"),
-        (Message::Text(r#"{"type":"terminal.input","sessionId":"ghost","data":"x"}"#.into()), "session_not_found"),
-        (Message::Text(r#"{"type":"session.detach","sessionId":"c"}"#.into()), "not_attached"),
-        (Message::Text(r#"{"type":"terminal.resize","sessionId":"c","cols":80,"rows":24}"#.into()), "wrong_kind"),
-        (Message::Text(r#"{"type":"subscribe","channels":["gossip"]}"#.into()), "invalid_message"),
+        (
+            Message::Text(r#"{"type":"terminal.resize","sessionId":"c","cols":"wide","rows":1}"#.into()),
+            "invalid_message",
+        ),
+        (
+            Message::Text(r#"{"type":"session.attach","sessionId":"a/b"}"#.into()),
+            "invalid_message",
+        ),
+        (
+            Message::Text(r#"{"type":"session.attach","sessionId":"ghost"}"#.into()),
+            "session_not_found",
+        ),
+        (
+            Message::Text(r#"{"type":"terminal.input","sessionId":"ghost","data":"x"}"#.into()),
+            "session_not_found",
+        ),
+        (
+            Message::Text(r#"{"type":"session.detach","sessionId":"c"}"#.into()),
+            "not_attached",
+        ),
+        (
+            Message::Text(r#"{"type":"terminal.resize","sessionId":"c","cols":80,"rows":24}"#.into()),
+            "wrong_kind",
+        ),
+        (
+            Message::Text(r#"{"type":"subscribe","channels":["gossip"]}"#.into()),
+            "invalid_message",
+        ),
         (Message::Binary(vec![1, 2, 3].into()), "invalid_message"),
     ];
     for (msg, code) in cases {
@@ -187,17 +222,27 @@ async fn events_reach_subscribers_only() {
     let mut tasks = WsClient::connect(&server, "/ws").await;
     let mut all = WsClient::connect(&server, "/ws").await;
     let mut none = WsClient::connect(&server, "/ws").await;
-    notes.send(json!({"type":"subscribe","channels":["notification"]})).await;
+    notes
+        .send(json!({"type":"subscribe","channels":["notification"]}))
+        .await;
     tasks.send(json!({"type":"subscribe","channels":["task_status"]})).await;
     all.send(json!({"type":"subscribe","channels":["*"]})).await;
     for c in [&mut notes, &mut tasks, &mut all] {
         c.until_type("subscribed", secs(5)).await;
     }
     let (status, _) = server
-        .post("/api/events", json!({"type":"notification","title":"Build","message":"done","priority":"high"}))
+        .post(
+            "/api/events",
+            json!({"type":"notification","title":"Build","message":"done","priority":"high"}),
+        )
         .await;
     assert_eq!(status, 202);
-    let (status, _) = server.post("/api/events", json!({"type":"task_status","taskId":"t1","status":"running"})).await;
+    let (status, _) = server
+        .post(
+            "/api/events",
+            json!({"type":"task_status","taskId":"t1","status":"running"}),
+        )
+        .await;
     assert_eq!(status, 202);
     let n = notes.until_type("notification", secs(5)).await;
     assert_eq!(n["title"], "Build");
@@ -213,7 +258,10 @@ async fn events_reach_subscribers_only() {
             match c.recv(secs(5)).await {
                 Some(Incoming::Json(v)) if v["type"] == "pong" => break,
                 Some(Incoming::Json(v)) => {
-                    assert!(v["type"] != "task_status" && v["type"] != "notification", "unexpected {v}");
+                    assert!(
+                        v["type"] != "task_status" && v["type"] != "notification",
+                        "unexpected {v}"
+                    );
                 }
                 other => panic!("{other:?}"),
             }
@@ -243,7 +291,8 @@ async fn a_paste_larger_than_the_pty_takes_is_written_as_the_program_reads() {
     ws.until_type("session.attached", secs(10)).await;
     let piece = "0123456789".repeat(50_000); // 500 kB per message
     for _ in 0..6 {
-        ws.send(json!({"type":"terminal.input","sessionId":"paste","data":piece})).await;
+        ws.send(json!({"type":"terminal.input","sessionId":"paste","data":piece}))
+            .await;
     }
     let text = server.read_output_until("paste", "3000000", secs(60)).await;
     assert!(text.contains("3000000"), "{text}");
@@ -256,7 +305,10 @@ async fn a_paste_larger_than_the_pty_takes_is_written_as_the_program_reads() {
 async fn a_peer_that_does_not_answer_pings_is_closed() {
     let server = TestServer::start_with(
         &[],
-        &[("TERMSTREAM_WS_PING_INTERVAL_MS", "100"), ("TERMSTREAM_WS_PONG_TIMEOUT_MS", "600")],
+        &[
+            ("TERMSTREAM_WS_PING_INTERVAL_MS", "100"),
+            ("TERMSTREAM_WS_PONG_TIMEOUT_MS", "600"),
+        ],
     )
     .await;
     server.create(json!({"id":"quiet","argv":["sleep","600"]})).await;
@@ -274,7 +326,10 @@ async fn a_peer_that_does_not_answer_pings_is_closed() {
     while start.elapsed() < secs(2) {
         for (client, path) in alive.iter_mut().zip(paths) {
             let got = client.recv(std::time::Duration::from_millis(20)).await;
-            assert!(got.as_ref().is_none_or(|m| !matches!(m, Incoming::Closed(_))), "{path}: a reading client was closed: {got:?}");
+            assert!(
+                got.as_ref().is_none_or(|m| !matches!(m, Incoming::Closed(_))),
+                "{path}: a reading client was closed: {got:?}"
+            );
         }
     }
     for (client, path) in quiet.iter_mut().zip(paths) {
@@ -325,24 +380,39 @@ async fn a_client_that_takes_no_replies_is_let_go() {
 #[tokio::test]
 async fn input_a_program_does_not_read_does_not_hold_the_socket() {
     let server = TestServer::start().await;
-    server.create(json!({"id":"deaf","kind":"command","argv":["sleep","600"]})).await;
-    server.create(json!({"id":"echo","argv":["sh","-c","stty raw -echo; echo ready; cat"]})).await;
+    server
+        .create(json!({"id":"deaf","kind":"command","argv":["sleep","600"]}))
+        .await;
+    server
+        .create(json!({"id":"echo","argv":["sh","-c","stty raw -echo; echo ready; cat"]}))
+        .await;
     server.read_output_until("echo", "ready", secs(10)).await;
     let mut ws = WsClient::connect(&server, "/ws").await;
     ws.attach("echo", "json").await;
     // More than the input queue (1 MiB) and the pipe hold together.
     let piece = "a".repeat(700_000);
     for _ in 0..3 {
-        ws.send(json!({"type":"terminal.input","sessionId":"deaf","data":piece})).await;
+        ws.send(json!({"type":"terminal.input","sessionId":"deaf","data":piece}))
+            .await;
     }
     let err = ws.until_type("error", secs(10)).await;
-    assert_eq!((err["code"].as_str(), err["sessionId"].as_str()), (Some("busy"), Some("deaf")), "{err}");
-    assert!(err["message"].as_str().unwrap().contains("of 700000 bytes were taken"), "{err}");
-    ws.send(json!({"type":"terminal.input","sessionId":"echo","data":"still-here"})).await;
+    assert_eq!(
+        (err["code"].as_str(), err["sessionId"].as_str()),
+        (Some("busy"), Some("deaf")),
+        "{err}"
+    );
+    assert!(
+        err["message"].as_str().unwrap().contains("of 700000 bytes were taken"),
+        "{err}"
+    );
+    ws.send(json!({"type":"terminal.input","sessionId":"echo","data":"still-here"}))
+        .await;
     let mut seen = String::new();
     while !seen.contains("still-here") {
         match ws.recv(secs(10)).await {
-            Some(Incoming::Json(v)) if v["type"] == "terminal.output" && v["sessionId"] == "echo" => seen.push_str(v["data"].as_str().unwrap()),
+            Some(Incoming::Json(v)) if v["type"] == "terminal.output" && v["sessionId"] == "echo" => {
+                seen.push_str(v["data"].as_str().unwrap())
+            }
             Some(_) => {}
             None => panic!("the other session's echo did not come: {seen:?}"),
         }

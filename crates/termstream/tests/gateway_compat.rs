@@ -27,12 +27,18 @@ async fn one_session_endpoint_restores_then_streams_then_ends() {
     let start = ws.next_json(secs(10)).await;
     assert_eq!(start["type"], "terminal_start");
     assert_eq!(keys(&start), ["command", "cwd", "session_id", "timestamp", "type"]);
-    assert_eq!(start["command"], "sh -c echo before; read go; echo out-line; echo err-line >&2; exit 4");
+    assert_eq!(
+        start["command"],
+        "sh -c echo before; read go; echo out-line; echo err-line >&2; exit 4"
+    );
     // What it printed so far comes first.
     let restore = ws.next_json(secs(10)).await;
     assert_eq!(restore["type"], "terminal_output");
     assert_eq!(restore["output"], "before\n");
-    assert_eq!(keys(&restore), ["is_error", "output", "session_id", "stream", "timestamp", "type"]);
+    assert_eq!(
+        keys(&restore),
+        ["is_error", "output", "session_id", "stream", "timestamp", "type"]
+    );
     server.input("job", "go\n").await;
     let mut lines = Vec::new();
     let end = loop {
@@ -43,8 +49,14 @@ async fn one_session_endpoint_restores_then_streams_then_ends() {
             other => panic!("unexpected {other:?}: {m}"),
         }
     };
-    assert!(lines.contains(&(json!("stdout"), json!(false), json!("out-line\n"))), "{lines:?}");
-    assert!(lines.contains(&(json!("stderr"), json!(true), json!("err-line\n"))), "{lines:?}");
+    assert!(
+        lines.contains(&(json!("stdout"), json!(false), json!("out-line\n"))),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&(json!("stderr"), json!(true), json!("err-line\n"))),
+        "{lines:?}"
+    );
     assert_eq!(end["exit_code"], 4);
     assert_eq!(keys(&end), ["duration", "exit_code", "session_id", "timestamp", "type"]);
 }
@@ -54,7 +66,9 @@ async fn one_session_endpoint_waits_for_the_session_then_closes_1008() {
     let server = TestServer::start_with(&[], &[("TERMSTREAM_ATTACH_WAIT_MS", "3000")]).await;
     // A client may connect right after asking for the session.
     let mut early = WsClient::connect_raw(&server, "/ws/terminal/soon").await;
-    server.create(json!({"id":"soon","kind":"command","argv":["sh","-c","read go; echo hello"]})).await;
+    server
+        .create(json!({"id":"soon","kind":"command","argv":["sh","-c","read go; echo hello"]}))
+        .await;
     assert_eq!(early.next_json(secs(10)).await["type"], "terminal_connected");
     // An id that never appears is refused with 1008 after the wait.
     let mut ws = WsClient::connect_raw(&server, "/ws/terminal/never").await;
@@ -67,7 +81,9 @@ async fn one_session_endpoint_waits_for_the_session_then_closes_1008() {
 #[tokio::test]
 async fn terminating_is_announced_before_the_end() {
     let server = TestServer::start().await;
-    server.create(json!({"id":"t","kind":"command","argv":["sleep","1000"]})).await;
+    server
+        .create(json!({"id":"t","kind":"command","argv":["sleep","1000"]}))
+        .await;
     let mut ws = WsClient::connect_raw(&server, "/ws/terminal/t").await;
     ws.next_json(secs(10)).await;
     ws.next_json(secs(10)).await;
@@ -81,23 +97,39 @@ async fn terminating_is_announced_before_the_end() {
 #[tokio::test]
 async fn all_sessions_endpoint_sees_every_session() {
     let server = TestServer::start().await;
-    server.create(json!({"id":"old","kind":"command","argv":["sh","-c","read go; echo from-old"]})).await;
+    server
+        .create(json!({"id":"old","kind":"command","argv":["sh","-c","read go; echo from-old"]}))
+        .await;
     let mut ws = WsClient::connect_raw(&server, "/ws/terminal/all").await;
     assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
     let start = ws.next_json(secs(10)).await;
-    assert_eq!((start["type"].as_str(), start["session_id"].as_str()), (Some("terminal_start"), Some("old")));
-    server.create(json!({"id":"new","kind":"command","argv":["sh","-c","read go; echo from-new"]})).await;
+    assert_eq!(
+        (start["type"].as_str(), start["session_id"].as_str()),
+        (Some("terminal_start"), Some("old"))
+    );
+    server
+        .create(json!({"id":"new","kind":"command","argv":["sh","-c","read go; echo from-new"]}))
+        .await;
     server.input("old", "go\n").await;
     server.input("new", "go\n").await;
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let m = ws.next_json(secs(10)).await;
         if m["type"] == "terminal_output" {
-            seen.push((m["session_id"].as_str().unwrap().to_owned(), m["output"].as_str().unwrap().to_owned()));
+            seen.push((
+                m["session_id"].as_str().unwrap().to_owned(),
+                m["output"].as_str().unwrap().to_owned(),
+            ));
         }
     }
     seen.sort();
-    assert_eq!(seen, [("new".to_owned(), "from-new\n".to_owned()), ("old".to_owned(), "from-old\n".to_owned())]);
+    assert_eq!(
+        seen,
+        [
+            ("new".to_owned(), "from-new\n".to_owned()),
+            ("old".to_owned(), "from-old\n".to_owned())
+        ]
+    );
 }
 
 #[tokio::test]
@@ -107,7 +139,8 @@ async fn flat_names_are_aliases_and_get_flat_answers() {
     let mut ws = WsClient::connect(&server, "/ws").await;
     ws.send(json!({"type":"terminal_attach","sessionName":"f"})).await;
     assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_attached");
-    ws.send(json!({"type":"terminal_input","sessionName":"f","data":"flat-hello\n"})).await;
+    ws.send(json!({"type":"terminal_input","sessionName":"f","data":"flat-hello\n"}))
+        .await;
     let out = ws.until_type("terminal_output", secs(10)).await;
     assert_eq!(out["sessionName"], "f");
     assert_eq!(out["sessionId"], "f");
@@ -120,7 +153,9 @@ async fn flat_names_are_aliases_and_get_flat_answers() {
 async fn a_client_connecting_during_a_terminate_is_told_of_it() {
     let server = TestServer::start().await;
     // Ignores SIGHUP and SIGTERM: it ends only at the grace period's SIGKILL.
-    server.create(json!({"id":"stubborn","kind":"command","argv":["sh","-c","trap '' TERM HUP; exec sleep 1000"]})).await;
+    server
+        .create(json!({"id":"stubborn","kind":"command","argv":["sh","-c","trap '' TERM HUP; exec sleep 1000"]}))
+        .await;
     let mut first = WsClient::connect_raw(&server, "/ws/terminal/stubborn").await;
     assert_eq!(first.next_json(secs(10)).await["type"], "terminal_connected");
     let terminate = server.terminate("stubborn");
@@ -130,10 +165,23 @@ async fn a_client_connecting_during_a_terminate_is_told_of_it() {
         let mut late = WsClient::connect_raw(&server, "/ws/terminal/stubborn").await;
         let mut types = Vec::new();
         while types.last().map(String::as_str) != Some("terminal_end") {
-            types.push(late.next_json(secs(10)).await["type"].as_str().unwrap_or_default().to_owned());
+            types.push(
+                late.next_json(secs(10)).await["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
         }
         types
     };
     let (_, types) = tokio::join!(terminate, late_joiner);
-    assert_eq!(types, ["terminal_connected", "terminal_start", "terminal_terminating", "terminal_end"]);
+    assert_eq!(
+        types,
+        [
+            "terminal_connected",
+            "terminal_start",
+            "terminal_terminating",
+            "terminal_end"
+        ]
+    );
 }

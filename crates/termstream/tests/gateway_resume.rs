@@ -20,7 +20,12 @@ async fn read_some(ws: &mut WsClient, id: &str, want: usize) -> (Vec<u8>, String
     let mut data = Vec::new();
     while data.len() < want {
         match ws.recv(secs(20)).await {
-            Some(Incoming::Output { session, offset, data: d, .. }) if session == id => {
+            Some(Incoming::Output {
+                session,
+                offset,
+                data: d,
+                ..
+            }) if session == id => {
                 assert_eq!(offset, next);
                 next += d.len() as u64;
                 data.extend_from_slice(&d);
@@ -40,7 +45,8 @@ async fn a_reconnecting_client_gets_exactly_the_missing_bytes() {
         .create(json!({"id":"long","kind":"command","argv":["sh","-c","read go; seq 1 400000"]}))
         .await;
     let mut ws = WsClient::connect(&server, "/ws").await;
-    ws.send(json!({"type":"session.attach","sessionId":"long","output":"binary"})).await;
+    ws.send(json!({"type":"session.attach","sessionId":"long","output":"binary"}))
+        .await;
     server.input("long", "go\n").await;
     let (first, epoch) = read_some(&mut ws, "long", 100_000).await;
     drop(ws); // the laptop sleeps
@@ -56,13 +62,20 @@ async fn a_reconnecting_client_gets_exactly_the_missing_bytes() {
     let mut all = first;
     all.extend_from_slice(&got[0].data);
     let expected: String = (1..=400000).map(|i| format!("{i}\n")).collect();
-    assert!(all == expected.as_bytes(), "every byte once, in order ({} of {})", all.len(), expected.len());
+    assert!(
+        all == expected.as_bytes(),
+        "every byte once, in order ({} of {})",
+        all.len(),
+        expected.len()
+    );
 }
 
 #[tokio::test]
 async fn resuming_a_pty_session_with_since_replays_the_bytes() {
     let server = TestServer::start().await;
-    server.create(json!({"id":"p","argv":["bash","--norc","--noprofile"]})).await;
+    server
+        .create(json!({"id":"p","argv":["bash","--norc","--noprofile"]}))
+        .await;
     server.read_output_until("p", "bash", secs(10)).await;
     let info = server.info("p").await;
     let epoch = info["epoch"].as_str().unwrap().to_owned();
@@ -70,18 +83,27 @@ async fn resuming_a_pty_session_with_since_replays_the_bytes() {
     server.input("p", "echo resumed-$((7*6))\r").await;
     server.read_output_until("p", "resumed-42", secs(10)).await;
     let mut ws = WsClient::connect(&server, "/ws").await;
-    ws.send(json!({"type":"session.attach","sessionId":"p","since":{"epoch":epoch,"offset":mark}})).await;
+    ws.send(json!({"type":"session.attach","sessionId":"p","since":{"epoch":epoch,"offset":mark}}))
+        .await;
     let attached = ws.until_type("session.attached", secs(10)).await;
     assert_eq!(attached["recovered"], true);
     let out = ws.until_type("terminal.output", secs(10)).await;
-    assert_eq!(out["offset"], mark, "output resumes at the offset asked for, with no snapshot");
+    assert_eq!(
+        out["offset"], mark,
+        "output resumes at the offset asked for, with no snapshot"
+    );
     assert!(out["data"].as_str().unwrap().contains("resumed-42"));
     // Input sent again after a reconnect with a seq already applied is not
     // applied twice.
-    ws.send(json!({"type":"terminal.input","sessionId":"p","data":"echo once-$((1+1))\r","seq":7})).await;
+    ws.send(json!({"type":"terminal.input","sessionId":"p","data":"echo once-$((1+1))\r","seq":7}))
+        .await;
     let mut again = WsClient::connect(&server, &format!("/ws?clientId={}", ws.client_id)).await;
-    again.send(json!({"type":"terminal.input","sessionId":"p","data":"echo once-$((1+1))\r","seq":7})).await;
-    again.send(json!({"type":"terminal.input","sessionId":"p","data":"echo after-$((2+2))\r","seq":8})).await;
+    again
+        .send(json!({"type":"terminal.input","sessionId":"p","data":"echo once-$((1+1))\r","seq":7}))
+        .await;
+    again
+        .send(json!({"type":"terminal.input","sessionId":"p","data":"echo after-$((2+2))\r","seq":8}))
+        .await;
     let text = server.read_output_until("p", "after-4\r", secs(10)).await;
     assert_eq!(text.matches("once-2\r").count(), 1, "{text}");
 }
@@ -89,13 +111,19 @@ async fn resuming_a_pty_session_with_since_replays_the_bytes() {
 #[tokio::test]
 async fn an_unknown_epoch_or_a_far_offset_gets_a_snapshot_and_a_gap_notice() {
     let server = TestServer::start_with(&[], &[("TERMSTREAM_MAX_REPLAY_BYTES", "10000")]).await;
-    server.create(json!({"id":"p","argv":["bash","--norc","--noprofile"]})).await;
+    server
+        .create(json!({"id":"p","argv":["bash","--norc","--noprofile"]}))
+        .await;
     server.input("p", "seq 1 20000; echo end-$((3*3))\r").await;
     server.read_output_until("p", "end-9", secs(20)).await;
     let epoch = server.info("p").await["epoch"].as_str().unwrap().to_owned();
-    for since in [json!({"epoch":"00000000000000aa","offset":5}), json!({"epoch":epoch,"offset":10})] {
+    for since in [
+        json!({"epoch":"00000000000000aa","offset":5}),
+        json!({"epoch":epoch,"offset":10}),
+    ] {
         let mut ws = WsClient::connect(&server, "/ws").await;
-        ws.send(json!({"type":"session.attach","sessionId":"p","since":since})).await;
+        ws.send(json!({"type":"session.attach","sessionId":"p","since":since}))
+            .await;
         let attached = ws.until_type("session.attached", secs(10)).await;
         assert_eq!(attached["recovered"], false);
         let gap = ws.next_json(secs(10)).await;
@@ -114,10 +142,15 @@ async fn echo_times(ws: &mut WsClient, id: &str, n: usize) -> Vec<Duration> {
     for i in 0..n {
         let ch = (b'a' + (i % 26) as u8) as char;
         let start = Instant::now();
-        ws.send(json!({"type":"terminal.input","sessionId":id,"data":ch.to_string()})).await;
+        ws.send(json!({"type":"terminal.input","sessionId":id,"data":ch.to_string()}))
+            .await;
         loop {
             match ws.recv(secs(10)).await {
-                Some(Incoming::Json(v)) if v["type"] == "terminal.output" && v["data"].as_str().unwrap().contains(ch) => break,
+                Some(Incoming::Json(v))
+                    if v["type"] == "terminal.output" && v["data"].as_str().unwrap().contains(ch) =>
+                {
+                    break;
+                }
                 Some(Incoming::Json(_)) => {}
                 other => panic!("no echo: {other:?}"),
             }
@@ -131,7 +164,9 @@ async fn echo_times(ws: &mut WsClient, id: &str, n: usize) -> Vec<Duration> {
 async fn a_stalled_client_stalls_nobody_and_memory_stays_flat() {
     let server = TestServer::start_with(&[], &[("TERMSTREAM_DISK_MAX_BYTES", "67108864")]).await;
     server.create(json!({"id":"flood","argv":["yes","termstream"]})).await;
-    server.create(json!({"id":"echo","argv":["sh","-c","stty raw -echo; cat"]})).await;
+    server
+        .create(json!({"id":"echo","argv":["sh","-c","stty raw -echo; cat"]}))
+        .await;
     let mut talker = WsClient::connect(&server, "/ws").await;
     talker.attach("echo", "json").await;
     talker.until_type("terminal.restore", secs(10)).await;
@@ -150,9 +185,17 @@ async fn a_stalled_client_stalls_nobody_and_memory_stays_flat() {
     let max = |v: &[Duration]| v.iter().max().copied().unwrap_or_default();
     // Generous bounds: this is a correctness check (nobody waits for the
     // stalled socket), not a benchmark.
-    assert!(max(&during) < Duration::from_millis(500), "echo while a client stalls: max {:?} (before {:?})", max(&during), max(&baseline));
+    assert!(
+        max(&during) < Duration::from_millis(500),
+        "echo while a client stalls: max {:?} (before {:?})",
+        max(&during),
+        max(&baseline)
+    );
     let growth = rss_after.saturating_sub(rss_before);
-    assert!(growth < 48 << 20, "server RSS grew {growth} bytes while a client stalled");
+    assert!(
+        growth < 48 << 20,
+        "server RSS grew {growth} bytes while a client stalled"
+    );
     // The stalled client, reading again, is told what it missed and gets the
     // screen instead of gigabytes of history.
     let mut saw_gap = false;

@@ -16,20 +16,30 @@ async fn assert_no_marked_processes(epoch: &str, what: &str) {
     let gone = wait_until(secs(5), || async { marked_processes(epoch).is_empty() }).await;
     let left: Vec<String> = marked_processes(epoch)
         .iter()
-        .map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().replace('\0', " "))
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ")
+        })
         .collect();
     assert!(gone, "{what}: processes of the session survive terminate: {left:?}");
 }
 
 async fn assert_no_zombies(server: &TestServer) {
     let reaped = wait_until(secs(5), || async { server.zombie_children().is_empty() }).await;
-    assert!(reaped, "the server leaves zombie children: {:?}", server.zombie_children());
+    assert!(
+        reaped,
+        "the server leaves zombie children: {:?}",
+        server.zombie_children()
+    );
 }
 
 #[tokio::test]
 async fn terminate_ends_every_process_of_a_pty_session() {
     let server = TestServer::start_with(&["--terminate-grace-ms", "500"], &[]).await;
-    let info = server.create(json!({ "argv": ["bash", "--norc", "--noprofile"] })).await;
+    let info = server
+        .create(json!({ "argv": ["bash", "--norc", "--noprofile"] }))
+        .await;
     let id = info["id"].as_str().unwrap();
     let epoch = info["epoch"].as_str().unwrap();
     server
@@ -78,7 +88,9 @@ async fn terminate_ends_a_command_session_that_ignores_sigterm() {
 async fn an_exited_session_leaves_no_zombie_and_no_orphan() {
     let server = TestServer::start_with(&["--terminate-grace-ms", "300"], &[]).await;
     // The leader exits at once, leaving a background job that holds stdout.
-    let info = server.create(json!({ "kind": "command", "command": "sleep 1000 & echo bye" })).await;
+    let info = server
+        .create(json!({ "kind": "command", "command": "sleep 1000 & echo bye" }))
+        .await;
     let id = info["id"].as_str().unwrap();
     let epoch = info["epoch"].as_str().unwrap();
     let ended = server.wait_status(id, "exited", secs(10)).await;
@@ -132,7 +144,9 @@ async fn ended_sessions_without_delete_hold_no_fds() {
     let batch = || {
         futures_util::future::join_all((0..8).map(|_| async {
             let info = server.create(json!({ "argv": ["true"] })).await;
-            server.wait_status(info["id"].as_str().unwrap(), "exited", secs(10)).await;
+            server
+                .wait_status(info["id"].as_str().unwrap(), "exited", secs(10))
+                .await;
         }))
     };
     // Warm up the client's connections (one per concurrent request) first.
@@ -142,7 +156,11 @@ async fn ended_sessions_without_delete_hold_no_fds() {
         batch().await;
     }
     let settled = wait_until(secs(10), || async { server.fd_count() <= fds_before + 4 }).await;
-    assert!(settled, "fds grew from {fds_before} to {} over 200 ended pty sessions", server.fd_count());
+    assert!(
+        settled,
+        "fds grew from {fds_before} to {} over 200 ended pty sessions",
+        server.fd_count()
+    );
     assert_no_zombies(&server).await;
 }
 
@@ -151,16 +169,22 @@ async fn the_running_session_limit_answers_503() {
     let server = TestServer::start_with(&["--max-running-sessions", "3"], &[]).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let info = server.create(json!({ "kind": "command", "argv": ["sleep", "1000"] })).await;
+        let info = server
+            .create(json!({ "kind": "command", "argv": ["sleep", "1000"] }))
+            .await;
         ids.push(info["id"].as_str().unwrap().to_owned());
     }
-    let (status, body) = server.post("/api/sessions", json!({ "kind": "command", "argv": ["sleep", "1000"] })).await;
+    let (status, body) = server
+        .post("/api/sessions", json!({ "kind": "command", "argv": ["sleep", "1000"] }))
+        .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "capacity", "{body}");
     assert_eq!(server.get("/api/sessions").await.1["total"], 3);
     // Ending one makes room again.
     server.terminate(&ids[0]).await;
-    let info = server.create(json!({ "kind": "command", "argv": ["sleep", "1000"] })).await;
+    let info = server
+        .create(json!({ "kind": "command", "argv": ["sleep", "1000"] }))
+        .await;
     server.terminate(info["id"].as_str().unwrap()).await;
 }
 
@@ -174,7 +198,15 @@ async fn running_out_of_descriptors_answers_503_and_recovers() {
     // keeps its own: other tests may share it under `cargo test`).
     let server = TestServer::start().await;
     let pid = Pid::from_raw(server.pid() as i32).expect("a server pid");
-    prlimit(Some(pid), Resource::Nofile, Rlimit { current: Some(40), maximum: Some(40) }).expect("prlimit");
+    prlimit(
+        Some(pid),
+        Resource::Nofile,
+        Rlimit {
+            current: Some(40),
+            maximum: Some(40),
+        },
+    )
+    .expect("prlimit");
     let mut ids = Vec::new();
     let body = loop {
         let (status, body) = server.post("/api/sessions", json!({"argv": ["cat"]})).await;

@@ -14,7 +14,13 @@ use serde_json::{Value, json};
 
 /// One request by a client that neither follows redirects nor keeps
 /// cookies, with `headers`.
-async fn call(server: &TestServer, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value, HeaderMap) {
+async fn call(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value, HeaderMap) {
     secured::call(server, method, path, None, body, headers).await
 }
 
@@ -47,7 +53,18 @@ async fn a_login_code_works_once_and_its_cookie_carries_the_codes_scope() {
     let admin = format!("Bearer {}", t.admin);
     for (id, project) in [("w1", "web"), ("a1", "api")] {
         let body = json!({"id": id, "argv": ["cat"], "project": project});
-        assert_eq!(call(&server, "POST", "/api/sessions", &[("authorization", &admin)], Some(body)).await.0, 201);
+        assert_eq!(
+            call(
+                &server,
+                "POST",
+                "/api/sessions",
+                &[("authorization", &admin)],
+                Some(body)
+            )
+            .await
+            .0,
+            201
+        );
     }
 
     // A writer on web asks for a read-only code.
@@ -70,20 +87,39 @@ async fn a_login_code_works_once_and_its_cookie_carries_the_codes_scope() {
     let with = [("cookie", cookie.as_str())];
     let (status, list, _) = call(&server, "GET", "/api/sessions", &with, None).await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = list["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["w1"]);
     assert_eq!(call(&server, "GET", "/api/sessions/a1", &with, None).await.0, 404);
     let with_origin = [("cookie", cookie.as_str()), ("origin", own.as_str())];
-    let (status, err, _) = call(&server, "POST", "/api/sessions/w1/input", &with_origin, Some(json!({"data":"x"}))).await;
-    assert_eq!((status, error_code(&err)), (403, "read_only"), "the code was narrowed to read");
+    let (status, err, _) = call(
+        &server,
+        "POST",
+        "/api/sessions/w1/input",
+        &with_origin,
+        Some(json!({"data":"x"})),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&err)),
+        (403, "read_only"),
+        "the code was narrowed to read"
+    );
     // Over a WebSocket too, from the server's own page.
-    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &with_origin).await.expect("cookie upgrade");
+    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &with_origin)
+        .await
+        .expect("cookie upgrade");
     assert_eq!(ws.next_json(secs(10)).await["type"], "connected");
     ws.attach("a1", "json").await;
     assert_eq!(ws.until_type("error", secs(10)).await["code"], "session_not_found");
     ws.attach("w1", "json").await;
     ws.until_type("session.attached", secs(10)).await;
-    ws.send(json!({"type":"terminal.input","sessionId":"w1","data":"x"})).await;
+    ws.send(json!({"type":"terminal.input","sessionId":"w1","data":"x"}))
+        .await;
     assert_eq!(ws.until_type("error", secs(10)).await["code"], "read_only");
 
     // A login cookie cannot mint codes; a code cannot exceed its issuer.
@@ -92,8 +128,18 @@ async fn a_login_code_works_once_and_its_cookie_carries_the_codes_scope() {
     let (status, _, _) = call(&server, "POST", "/api/login-codes", &[], None).await;
     assert_eq!(status, 401);
     let reader = format!("Bearer {}", t.web_reader);
-    for wanted in [json!({"projects": {"web": "write"}}), json!({"projects": {"api": "read"}})] {
-        let (status, err, _) = call(&server, "POST", "/api/login-codes", &[("authorization", &reader)], Some(wanted.clone())).await;
+    for wanted in [
+        json!({"projects": {"web": "write"}}),
+        json!({"projects": {"api": "read"}}),
+    ] {
+        let (status, err, _) = call(
+            &server,
+            "POST",
+            "/api/login-codes",
+            &[("authorization", &reader)],
+            Some(wanted.clone()),
+        )
+        .await;
         assert_eq!((status, error_code(&err)), (403, "forbidden"), "{wanted}");
     }
 
@@ -103,7 +149,14 @@ async fn a_login_code_works_once_and_its_cookie_carries_the_codes_scope() {
     assert!(headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     let (status, err, _) = call(&server, "GET", "/api/sessions", &with, None).await;
     assert_eq!((status, error_code(&err)), (401, "unauthorized"));
-    let (status, _, _) = call(&server, "GET", "/api/sessions", &[("cookie", "termstream=ls_forged")], None).await;
+    let (status, _, _) = call(
+        &server,
+        "GET",
+        "/api/sessions",
+        &[("cookie", "termstream=ls_forged")],
+        None,
+    )
+    .await;
     assert_eq!(status, 401);
 }
 
@@ -115,12 +168,25 @@ async fn a_cookie_without_an_allowed_origin_changes_nothing() {
     let (_, cookie) = login(&server, &login_code(&server, &t.web_writer, None).await).await;
     let create = json!({"argv": ["true"], "project": "web"});
 
-    for origin in [None, Some("https://evil.com"), Some("null"), Some(format!("http://localhost:{}", port.parse::<u16>().unwrap() + 1).leak() as &str)] {
+    for origin in [
+        None,
+        Some("https://evil.com"),
+        Some("null"),
+        Some(format!("http://localhost:{}", port.parse::<u16>().unwrap() + 1).leak() as &str),
+    ] {
         let mut headers = vec![("cookie", cookie.as_str())];
         headers.extend(origin.map(|o| ("origin", o)));
         let (status, err, _) = call(&server, "POST", "/api/sessions", &headers, Some(create.clone())).await;
-        assert_eq!((status, error_code(&err)), (403, "forbidden"), "create, origin {origin:?}: {err}");
-        assert_eq!(WsClient::refused_status(&server, "/ws", &headers).await, 403, "upgrade, origin {origin:?}");
+        assert_eq!(
+            (status, error_code(&err)),
+            (403, "forbidden"),
+            "create, origin {origin:?}: {err}"
+        );
+        assert_eq!(
+            WsClient::refused_status(&server, "/ws", &headers).await,
+            403,
+            "upgrade, origin {origin:?}"
+        );
         let (status, _, _) = call(&server, "POST", "/api/ws-ticket", &headers, None).await;
         assert_eq!(status, 403, "ticket, origin {origin:?}");
         if origin.is_some() {
@@ -130,14 +196,24 @@ async fn a_cookie_without_an_allowed_origin_changes_nothing() {
     }
     // Nothing was created; the same requests from the server's own page work.
     let admin = format!("Bearer {}", t.admin);
-    assert_eq!(call(&server, "GET", "/api/sessions", &[("authorization", &admin)], None).await.1["total"], 0);
+    assert_eq!(
+        call(&server, "GET", "/api/sessions", &[("authorization", &admin)], None)
+            .await
+            .1["total"],
+        0
+    );
     let ok = [("cookie", cookie.as_str()), ("origin", own.as_str())];
     let (status, info, _) = call(&server, "POST", "/api/sessions", &ok, Some(create)).await;
     assert_eq!(status, 201, "{info}");
     let (mut ws, _) = WsClient::try_connect(&server, "/ws", &ok).await.expect("own origin");
     assert_eq!(ws.next_json(secs(10)).await["type"], "connected");
     // A plain read with no Origin (a top-level page load) needs none.
-    assert_eq!(call(&server, "GET", "/api/sessions", &[("cookie", cookie.as_str())], None).await.0, 200);
+    assert_eq!(
+        call(&server, "GET", "/api/sessions", &[("cookie", cookie.as_str())], None)
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -147,13 +223,21 @@ async fn codes_and_login_sessions_expire() {
     let (_, answer, _) = call(&server, "POST", "/api/login-codes", &[("authorization", &auth)], None).await;
     let path = answer["path"].as_str().unwrap();
     let (status, err, headers) = call(&server, "GET", path, &[], None).await;
-    assert_eq!((status, error_code(&err)), (401, "unauthorized"), "a stale code is refused");
+    assert_eq!(
+        (status, error_code(&err)),
+        (401, "unauthorized"),
+        "a stale code is refused"
+    );
     assert!(headers.get("set-cookie").is_none());
 
     let (server, t) = secured("login_session_ttl_secs = 0", &[], Transport::Plain).await;
     let (_, cookie) = login(&server, &login_code(&server, &t.admin, None).await).await;
     let (status, err, _) = call(&server, "GET", "/api/sessions", &[("cookie", cookie.as_str())], None).await;
-    assert_eq!((status, error_code(&err)), (401, "unauthorized"), "an expired login: {err}");
+    assert_eq!(
+        (status, error_code(&err)),
+        (401, "unauthorized"),
+        "an expired login: {err}"
+    );
 }
 
 #[tokio::test]
@@ -165,15 +249,36 @@ async fn under_tls_the_cookie_is_secure_and_the_own_origin_is_https() {
     let create = json!({"argv": ["true"], "project": "web"});
     let https = format!("https://{}", server.addr());
     let http = format!("http://{}", server.addr());
-    let (status, _, _) = call(&server, "POST", "/api/sessions", &[("cookie", &cookie), ("origin", &http)], Some(create.clone())).await;
+    let (status, _, _) = call(
+        &server,
+        "POST",
+        "/api/sessions",
+        &[("cookie", &cookie), ("origin", &http)],
+        Some(create.clone()),
+    )
+    .await;
     assert_eq!(status, 403, "the http:// twin is a foreign origin");
-    let (status, _, _) = call(&server, "POST", "/api/sessions", &[("cookie", &cookie), ("origin", &https)], Some(create)).await;
+    let (status, _, _) = call(
+        &server,
+        "POST",
+        "/api/sessions",
+        &[("cookie", &cookie), ("origin", &https)],
+        Some(create),
+    )
+    .await;
     assert_eq!(status, 201);
-    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &[("cookie", &cookie), ("origin", &https)]).await.expect("wss with the cookie");
+    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &[("cookie", &cookie), ("origin", &https)])
+        .await
+        .expect("wss with the cookie");
     assert_eq!(ws.next_json(secs(10)).await["type"], "connected");
     // The plain name is not read under TLS.
     let plain = cookie.replacen("__Host-termstream", "termstream", 1);
-    assert_eq!(call(&server, "GET", "/api/sessions", &[("cookie", &plain)], None).await.0, 401);
+    assert_eq!(
+        call(&server, "GET", "/api/sessions", &[("cookie", &plain)], None)
+            .await
+            .0,
+        401
+    );
 }
 
 /// Mistakes in a code request or a login link get the API's JSON errors.
@@ -183,7 +288,14 @@ async fn bad_code_requests_and_login_links_get_json_errors() {
     let auth = format!("Bearer {}", t.admin);
     let headers = [("authorization", auth.as_str())];
     // A struct written as an array of its fields is not a documented shape.
-    let (status, body, _) = call(&server, "POST", "/api/login-codes", &headers, Some(json!([{"web": "read"}]))).await;
+    let (status, body, _) = call(
+        &server,
+        "POST",
+        "/api/login-codes",
+        &headers,
+        Some(json!([{"web": "read"}])),
+    )
+    .await;
     assert_eq!((status, error_code(&body)), (400, "bad_request"), "{body}");
     let huge = json!({ "projects": { "x".repeat(2 << 20): "read" } });
     let (status, body, _) = call(&server, "POST", "/api/login-codes", &headers, Some(huge)).await;

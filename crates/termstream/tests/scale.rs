@@ -19,7 +19,9 @@ async fn create_idle(server: &TestServer, n: usize) -> Vec<String> {
     let mut ids = Vec::with_capacity(n);
     for batch in (0..n).collect::<Vec<_>>().chunks(CONCURRENT) {
         let infos = futures_util::future::join_all(
-            batch.iter().map(|_| server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 }))),
+            batch
+                .iter()
+                .map(|_| server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 }))),
         )
         .await;
         ids.extend(infos.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
@@ -32,7 +34,14 @@ fn lower_soft_fd_limit(soft: u64) {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let current = getrlimit(Resource::Nofile);
     let soft = current.current.map_or(soft, |c| c.min(soft));
-    setrlimit(Resource::Nofile, Rlimit { current: Some(soft), maximum: current.maximum }).expect("setrlimit");
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(soft),
+            maximum: current.maximum,
+        },
+    )
+    .expect("setrlimit");
 }
 
 #[tokio::test]
@@ -89,5 +98,9 @@ async fn thousand_idle_pty_sessions_use_constant_threads() {
         .await;
     }
     let settled = wait_until(secs(20), || async { server.fd_count() <= fds_10 + 4 }).await;
-    assert!(settled, "fds: {fds_10} with 10 sessions, {} after deleting 990", server.fd_count());
+    assert!(
+        settled,
+        "fds: {fds_10} with 10 sessions, {} after deleting 990",
+        server.fd_count()
+    );
 }

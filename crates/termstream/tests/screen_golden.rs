@@ -43,10 +43,7 @@ fn cases() -> Vec<Case> {
         .filter(|path| path.join("output.bin").is_file())
         .collect();
     dirs.sort();
-    assert!(
-        dirs.len() >= 5,
-        "expected the recorded golden cases in {golden:?}"
-    );
+    assert!(dirs.len() >= 5, "expected the recorded golden cases in {golden:?}");
 
     dirs.into_iter()
         .map(|dir| {
@@ -55,11 +52,7 @@ fn cases() -> Vec<Case> {
                     .expect("meta.json is JSON");
             let number = |key: &str| meta[key].as_u64().unwrap_or_else(|| panic!("meta.{key}"));
             Case {
-                name: dir
-                    .file_name()
-                    .expect("case name")
-                    .to_string_lossy()
-                    .into_owned(),
+                name: dir.file_name().expect("case name").to_string_lossy().into_owned(),
                 output: std::fs::read(dir.join("output.bin")).expect("output.bin"),
                 cols: u16::try_from(number("cols")).expect("cols fit u16"),
                 rows: u16::try_from(number("rows")).expect("rows fit u16"),
@@ -98,9 +91,8 @@ impl Case {
             std::fs::write(&path, actual.join("\n") + "\n").expect("write screen.txt");
         }
 
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-            panic!("{path:?} is missing: run with TERMSTREAM_BLESS=1 and review it")
-        });
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{path:?} is missing: run with TERMSTREAM_BLESS=1 and review it"));
         text.lines().map(str::to_owned).collect()
     }
 }
@@ -110,9 +102,7 @@ fn assert_text(case: &Case, how: &str, actual: &[String], expected: &[String]) {
         let mut report = String::new();
         for (row, (a, e)) in actual.iter().zip(expected).enumerate() {
             if a != e {
-                report.push_str(&format!(
-                    "row {row}:\n  got:      {a:?}\n  expected: {e:?}\n"
-                ));
+                report.push_str(&format!("row {row}:\n  got:      {a:?}\n  expected: {e:?}\n"));
             }
         }
         panic!(
@@ -137,12 +127,7 @@ fn recordings_produce_the_reviewed_screens() {
             screen
         };
         assert_text(case, "one piece", &whole.text(), &expected);
-        assert_eq!(
-            whole.snapshot(),
-            screen.snapshot(),
-            "{}: split-independent",
-            case.name
-        );
+        assert_eq!(whole.snapshot(), screen.snapshot(), "{}: split-independent", case.name);
 
         if case.output.len() <= BYTEWISE_LIMIT {
             let mut bytewise = case.model();
@@ -164,17 +149,9 @@ fn snapshots_round_trip_through_avt() {
 
         assert_text(case, "restored", &restored.text(), &original.text());
         assert_eq!(restored.cursor(), original.cursor(), "{name}: cursor");
-        assert_eq!(
-            restored.is_alternate_screen(),
-            original.is_alternate_screen(),
-            "{name}"
-        );
+        assert_eq!(restored.is_alternate_screen(), original.is_alternate_screen(), "{name}");
         assert_eq!(restored.size(), original.size(), "{name}: size");
-        assert_eq!(
-            restored.input_modes(),
-            original.input_modes(),
-            "{name}: input modes"
-        );
+        assert_eq!(restored.input_modes(), original.input_modes(), "{name}: input modes");
 
         for (row, (a, b)) in original
             .visible_lines()
@@ -182,11 +159,7 @@ fn snapshots_round_trip_through_avt() {
             .zip(restored.visible_lines())
             .enumerate()
         {
-            assert_eq!(
-                a.is_wrapped(),
-                b.is_wrapped(),
-                "{name}: row {row} wrap flag"
-            );
+            assert_eq!(a.is_wrapped(), b.is_wrapped(), "{name}: row {row} wrap flag");
             for (col, (x, y)) in a.cells().iter().zip(b.cells()).enumerate() {
                 assert_eq!(x, y, "{name}: cell ({col}, {row}) in {:?}", a.text());
             }
@@ -197,11 +170,7 @@ fn snapshots_round_trip_through_avt() {
         assert_eq!(history.len(), copied.len(), "{name}: scrollback length");
         for (n, (a, b)) in history.iter().zip(&copied).enumerate() {
             assert_eq!(a.text(), b.text(), "{name}: scrollback line {n}");
-            assert_eq!(
-                a.is_wrapped(),
-                b.is_wrapped(),
-                "{name}: scrollback line {n} wrap"
-            );
+            assert_eq!(a.is_wrapped(), b.is_wrapped(), "{name}: scrollback line {n} wrap");
             let pens = |line: &avt::Line| -> Vec<avt::Pen> {
                 line.cells()
                     .iter()
@@ -214,11 +183,7 @@ fn snapshots_round_trip_through_avt() {
 
         // Snapshotting the restored model again gives the same sequences:
         // nothing drifts when a snapshot is taken from a snapshot.
-        assert_eq!(
-            restored.snapshot(),
-            original.snapshot(),
-            "{name}: stable snapshot"
-        );
+        assert_eq!(restored.snapshot(), original.snapshot(), "{name}: stable snapshot");
     }
 }
 

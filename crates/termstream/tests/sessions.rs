@@ -31,9 +31,17 @@ async fn resize_is_seen_by_the_child() {
     server.input(id, "stty size\n").await;
     server.read_output_until(id, "24 80", secs(10)).await;
 
-    let (status, resized) = server.post(&format!("/api/sessions/{id}/resize"), json!({ "cols": 123, "rows": 45 })).await;
+    let (status, resized) = server
+        .post(
+            &format!("/api/sessions/{id}/resize"),
+            json!({ "cols": 123, "rows": 45 }),
+        )
+        .await;
     assert_eq!(status, 200, "{resized}");
-    assert_eq!((resized["cols"].as_u64(), resized["rows"].as_u64()), (Some(123), Some(45)));
+    assert_eq!(
+        (resized["cols"].as_u64(), resized["rows"].as_u64()),
+        (Some(123), Some(45))
+    );
     server.input(id, "stty size\n").await;
     server.read_output_until(id, "45 123", secs(10)).await;
 
@@ -45,7 +53,9 @@ async fn resize_is_seen_by_the_child() {
 
 /// The JSON output of a session, every chunk from 0.
 async fn json_chunks(server: &TestServer, id: &str) -> Vec<Value> {
-    let (status, page) = server.get(&format!("/api/sessions/{id}/output?since=0&format=json")).await;
+    let (status, page) = server
+        .get(&format!("/api/sessions/{id}/output?since=0&format=json"))
+        .await;
     assert_eq!(status, 200, "{page}");
     page["chunks"].as_array().unwrap().clone()
 }
@@ -89,7 +99,9 @@ async fn command_session_keeps_stdout_and_stderr_apart() {
 #[tokio::test]
 async fn a_signal_is_reported() {
     let server = TestServer::start().await;
-    let info = server.create(json!({ "kind": "command", "command": "kill -9 $$" })).await;
+    let info = server
+        .create(json!({ "kind": "command", "command": "kill -9 $$" }))
+        .await;
     let id = info["id"].as_str().unwrap();
     let ended = server.wait_status(id, "exited", secs(10)).await;
     assert_eq!(ended["signal"], 9, "{ended}");
@@ -103,7 +115,10 @@ async fn stdin_is_written_and_closed() {
     let id = info["id"].as_str().unwrap();
     server.input(id, "hello ").await;
     let (status, body) = server
-        .post(&format!("/api/sessions/{id}/input"), json!({ "data": "world", "eof": true }))
+        .post(
+            &format!("/api/sessions/{id}/input"),
+            json!({ "data": "world", "eof": true }),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     // `wc` prints only after its stdin is closed.
@@ -113,11 +128,17 @@ async fn stdin_is_written_and_closed() {
     assert_eq!(text_of(&chunks, "stdout").trim(), "11");
 
     // Base64 input carries any bytes, and `eof` alone closes stdin.
-    let info = server.create(json!({ "kind": "command", "argv": ["od", "-An", "-tx1"] })).await;
+    let info = server
+        .create(json!({ "kind": "command", "argv": ["od", "-An", "-tx1"] }))
+        .await;
     let id = info["id"].as_str().unwrap();
-    let (status, body) = server.post(&format!("/api/sessions/{id}/input"), json!({ "dataBase64": "AP8=" })).await;
+    let (status, body) = server
+        .post(&format!("/api/sessions/{id}/input"), json!({ "dataBase64": "AP8=" }))
+        .await;
     assert_eq!((status.as_u16(), &body), (200, &json!({ "bytes": 2 })));
-    let (status, _) = server.post(&format!("/api/sessions/{id}/input"), json!({ "eof": true })).await;
+    let (status, _) = server
+        .post(&format!("/api/sessions/{id}/input"), json!({ "eof": true }))
+        .await;
     assert_eq!(status, 200);
     server.wait_status(id, "exited", secs(10)).await;
     assert_eq!(text_of(&json_chunks(&server, id).await, "stdout").trim(), "00 ff");
@@ -165,7 +186,9 @@ async fn a_paste_that_waits_for_room_is_not_split_by_other_input() {
     let server = TestServer::start().await;
     // The program reads nothing for a second: the pipe and the session's
     // 1 MiB input queue fill, and the second paste waits for room.
-    let info = server.create(json!({ "kind": "command", "argv": ["sh", "-c", "sleep 1; exec cat"] })).await;
+    let info = server
+        .create(json!({ "kind": "command", "argv": ["sh", "-c", "sleep 1; exec cat"] }))
+        .await;
     let id = info["id"].as_str().unwrap();
     const PASTE: usize = 900 * 1024;
     server.input(id, &"a".repeat(PASTE)).await;
@@ -176,14 +199,20 @@ async fn a_paste_that_waits_for_room_is_not_split_by_other_input() {
         }
     };
     tokio::join!(paste, keys);
-    let (status, body) = server.post(&format!("/api/sessions/{id}/input"), json!({ "data": "", "eof": true })).await;
+    let (status, body) = server
+        .post(&format!("/api/sessions/{id}/input"), json!({ "data": "", "eof": true }))
+        .await;
     assert_eq!(status, 200, "{body}");
     server.wait_status(id, "exited", secs(30)).await;
     let out = String::from_utf8(server.output_all(id, 0).await).expect("utf-8");
     assert_eq!(out.len(), 2 * PASTE + 20, "every byte reaches the program once");
     assert!(out.starts_with(&"a".repeat(PASTE)), "the first paste goes first, whole");
     let (first_b, last_b) = (out.find('b').expect("a b"), out.rfind('b').expect("a b"));
-    assert_eq!(last_b - first_b + 1, PASTE, "the waiting paste is not split by keys sent meanwhile");
+    assert_eq!(
+        last_b - first_b + 1,
+        PASTE,
+        "the waiting paste is not split by keys sent meanwhile"
+    );
 }
 
 /// Input to a program that does not read it: when the wait runs out, the
@@ -195,7 +224,9 @@ async fn input_the_program_does_not_read_says_what_was_taken() {
     let dir = tempfile::tempdir().unwrap();
     let go = dir.path().join("go");
     let script = format!("while [ ! -e '{}' ]; do sleep 0.05; done; wc -c", go.display());
-    let info = server.create(json!({ "kind": "command", "argv": ["sh", "-c", script] })).await;
+    let info = server
+        .create(json!({ "kind": "command", "argv": ["sh", "-c", script] }))
+        .await;
     let id = info["id"].as_str().unwrap();
     let total = 3usize << 20;
     let data = "a".repeat(total);
@@ -212,5 +243,9 @@ async fn input_the_program_does_not_read_says_what_was_taken() {
     assert_eq!(status, 200, "{body}");
     server.wait_status(id, "exited", secs(20)).await;
     let out = server.output_all(id, 0).await;
-    assert_eq!(String::from_utf8_lossy(&out).trim(), total.to_string(), "the program got every byte once");
+    assert_eq!(
+        String::from_utf8_lossy(&out).trim(),
+        total.to_string(),
+        "the program got every byte once"
+    );
 }

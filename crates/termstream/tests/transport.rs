@@ -21,7 +21,9 @@ async fn rest_and_websocket_work_over_tls() {
     assert_eq!((status.as_u16(), body["status"].as_str()), (200, Some("ok")));
 
     // REST over HTTPS: create, then read output.
-    server.create(json!({"id":"hello","kind":"command","argv":["sh","-c","echo hello-over-tls"]})).await;
+    server
+        .create(json!({"id":"hello","kind":"command","argv":["sh","-c","echo hello-over-tls"]}))
+        .await;
     server.read_output_until("hello", "hello-over-tls", secs(10)).await;
 
     // A WebSocket over WSS: attach to a pty, type, see the echo.
@@ -29,19 +31,36 @@ async fn rest_and_websocket_work_over_tls() {
     let mut ws = WsClient::connect(&server, "/ws").await;
     ws.attach("cat", "json").await;
     ws.until_type("session.attached", secs(10)).await;
-    ws.send(json!({"type":"terminal.input","sessionId":"cat","data":"typed-over-wss\r"})).await;
+    ws.send(json!({"type":"terminal.input","sessionId":"cat","data":"typed-over-wss\r"}))
+        .await;
     let mut seen = String::new();
     while !seen.contains("typed-over-wss") {
-        seen.push_str(ws.until_type("terminal.output", secs(10)).await["data"].as_str().unwrap());
+        seen.push_str(
+            ws.until_type("terminal.output", secs(10)).await["data"]
+                .as_str()
+                .unwrap(),
+        );
     }
 
     // The server's own origin is https:// now; its http:// twin is foreign.
     let own = format!("https://{}", server.addr());
-    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &[("origin", &own)]).await.expect("own origin");
+    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &[("origin", &own)])
+        .await
+        .expect("own origin");
     assert_eq!(ws.next_json(secs(10)).await["type"], "connected");
     let twin = format!("http://{}", server.addr());
-    assert_eq!(WsClient::refused_status(&server, "/ws", &[("origin", &twin)]).await, 403);
-    let resp = server.client.post(server.url("/api/sessions")).header("origin", &twin).json(&json!({"argv":["true"]})).send().await.unwrap();
+    assert_eq!(
+        WsClient::refused_status(&server, "/ws", &[("origin", &twin)]).await,
+        403
+    );
+    let resp = server
+        .client
+        .post(server.url("/api/sessions"))
+        .header("origin", &twin)
+        .json(&json!({"argv":["true"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
 }
 
@@ -49,9 +68,16 @@ async fn rest_and_websocket_work_over_tls() {
 async fn plain_http_to_the_tls_port_fails_cleanly_and_the_server_carries_on() {
     let server = TestServer::start_tls(&[], &[]).await;
     let plain = reqwest::Client::new();
-    let resp = plain.get(format!("http://{}/health", server.addr())).send().await.expect("a plain answer");
+    let resp = plain
+        .get(format!("http://{}/health", server.addr()))
+        .send()
+        .await
+        .expect("a plain answer");
     assert_eq!(resp.status(), 400);
-    assert_eq!(resp.text().await.unwrap(), "this port speaks HTTPS: use https:// or wss://\n");
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "this port speaks HTTPS: use https:// or wss://\n"
+    );
     // Neither plain HTTP nor a broken handshake hurts the server.
     let mut raw = TcpStream::connect(server.addr()).unwrap();
     raw.write_all(b"\x16\x03\x01\x00\x05hello-not-tls").unwrap();
@@ -64,7 +90,9 @@ async fn plain_http_to_the_tls_port_fails_cleanly_and_the_server_carries_on() {
     assert_eq!(status, 200, "the server carries on");
     let plain_ws = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr())).await;
     match plain_ws {
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400, "ws:// to the TLS port is refused"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 400, "ws:// to the TLS port is refused")
+        }
         other => panic!("ws:// to the TLS port: expected the plain 400, got {other:?}"),
     }
     let (status, _) = server.get("/health").await;
@@ -90,9 +118,15 @@ fn bad_certificate_or_key_paths_stop_the_start_with_a_clear_error() {
     let cert = common::tls::TestCert::generate();
     let (c, k) = (cert.cert_path.to_str().unwrap(), cert.key_path.to_str().unwrap());
     let err = refused_start(&["--tls-cert", "/no/such/cert.pem", "--tls-key", k]);
-    assert!(err.contains("cannot read the TLS certificate /no/such/cert.pem"), "{err}");
+    assert!(
+        err.contains("cannot read the TLS certificate /no/such/cert.pem"),
+        "{err}"
+    );
     let err = refused_start(&["--tls-cert", c, "--tls-key", "/no/such/key.pem"]);
-    assert!(err.contains("cannot read the TLS private key /no/such/key.pem"), "{err}");
+    assert!(
+        err.contains("cannot read the TLS private key /no/such/key.pem"),
+        "{err}"
+    );
     // A key file that holds only a certificate; a cert file with no PEM.
     let err = refused_start(&["--tls-cert", c, "--tls-key", c]);
     assert!(err.contains("TLS private key"), "{err}");
@@ -123,9 +157,17 @@ async fn a_client_that_sends_half_a_request_or_nothing_is_disconnected() {
     let timeout = Duration::from_millis(400);
     let env = [("TERMSTREAM_HTTP_HEADER_TIMEOUT_MS", "400")];
     for tls in [false, true] {
-        let server = if tls { TestServer::start_tls(&[], &env).await } else { TestServer::start_with(&[], &env).await };
+        let server = if tls {
+            TestServer::start_tls(&[], &env).await
+        } else {
+            TestServer::start_with(&[], &env).await
+        };
         let half = format!("GET /health HTTP/1.1\r\nHost: {}\r\n", server.addr());
-        let cases: &[&[u8]] = if tls { &[b"", b"\x16\x03\x01"] } else { &[b"", half.as_bytes()] };
+        let cases: &[&[u8]] = if tls {
+            &[b"", b"\x16\x03\x01"]
+        } else {
+            &[b"", half.as_bytes()]
+        };
         for sent in cases {
             let start = Instant::now();
             let mut tcp = TcpStream::connect(server.addr()).unwrap();
@@ -134,7 +176,11 @@ async fn a_client_that_sends_half_a_request_or_nothing_is_disconnected() {
             let what = format!("tls={tls}, sent {:?}", String::from_utf8_lossy(sent));
             assert!(took >= timeout, "{what}: closed after {took:?}, before the timeout");
             assert!(took < timeout + secs(5), "{what}: closed only after {took:?}");
-            assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 408"), "{what}: answered {:?}", String::from_utf8_lossy(&got));
+            assert!(
+                got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+                "{what}: answered {:?}",
+                String::from_utf8_lossy(&got)
+            );
         }
         // A whole request on a fresh connection is served; the server carries on.
         let (status, _) = server.get("/health").await;
@@ -147,14 +193,22 @@ async fn sigterm_under_tls_terminates_sessions_with_sockets_open() {
     let mut server = TestServer::start_tls(&["--terminate-grace-ms", "500"], &[]).await;
     let info = server.create(json!({"id":"long","argv":["sleep","1000"]})).await;
     let epoch = info["epoch"].as_str().unwrap().to_owned();
-    assert!(wait_until(secs(5), || async { !marked_processes(&epoch).is_empty() }).await, "the program runs");
+    assert!(
+        wait_until(secs(5), || async { !marked_processes(&epoch).is_empty() }).await,
+        "the program runs"
+    );
     let mut ws = WsClient::connect(&server, "/ws").await;
     ws.attach("long", "json").await;
     ws.until_type("session.attached", secs(10)).await;
 
-    let status = server.stop(secs(15)).expect("the server exits on SIGTERM with a socket open");
+    let status = server
+        .stop(secs(15))
+        .expect("the server exits on SIGTERM with a socket open");
     assert!(status.success(), "{status:?}");
-    assert!(marked_processes(&epoch).is_empty(), "the session's program outlived the server");
+    assert!(
+        marked_processes(&epoch).is_empty(),
+        "the session's program outlived the server"
+    );
     // The socket saw the session end or the server go.
     let deadline = Instant::now() + secs(10);
     loop {

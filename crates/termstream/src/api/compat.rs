@@ -10,8 +10,8 @@ use termstream_proto::compat::{
 use termstream_proto::{CreateSession, ErrorBody, SessionId, SessionInfo, SessionKind};
 
 use super::AppState;
-use crate::auth::Grant;
 use super::error::{ApiError, Body, session_id};
+use crate::auth::Grant;
 
 /// The `command` of the older shapes: the shell command line of a
 /// `/bin/sh -c` session, else the argv joined by spaces.
@@ -25,7 +25,11 @@ pub fn command_of(info: &SessionInfo) -> String {
 /// Start a command session running `/bin/sh -c COMMAND`.
 #[utoipa::path(post, path = "/terminal/start", request_body = StartRequest,
     responses((status = 200, body = StartResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn start(State(state): State<AppState>, grant: Grant, Body(req): Body<StartRequest>) -> Result<Json<StartResponse>, ApiError> {
+pub async fn start(
+    State(state): State<AppState>,
+    grant: Grant,
+    Body(req): Body<StartRequest>,
+) -> Result<Json<StartResponse>, ApiError> {
     let id = req
         .session_id
         .map(|raw| SessionId::new(raw).map_err(|e| ApiError::bad_request(format!("invalid session_id: {e}"))))
@@ -69,7 +73,10 @@ pub async fn sessions(State(state): State<AppState>, grant: Grant) -> Json<Sessi
             }
         })
         .collect();
-    Json(SessionsResponse { total: sessions.len(), sessions })
+    Json(SessionsResponse {
+        total: sessions.len(),
+        sessions,
+    })
 }
 
 /// One session's status.
@@ -91,7 +98,10 @@ pub async fn status(State(state): State<AppState>, Path(raw): Path<String>) -> R
 
 /// End a session.
 #[utoipa::path(post, path = "/terminal/{session_id}/terminate", responses((status = 200, body = TerminateResponse), (status = 404, body = ErrorBody)))]
-pub async fn terminate(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<TerminateResponse>, ApiError> {
+pub async fn terminate(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<TerminateResponse>, ApiError> {
     let id = session_id(&raw)?;
     let h = state.registry.get(&id).ok_or_else(|| ApiError::not_found(&raw))?;
     let wait = state.registry.config().session_settings().grace + Duration::from_secs(5);

@@ -17,8 +17,8 @@ use termstream_proto::{
 use utoipa::IntoParams;
 
 use super::AppState;
-use crate::auth::Grant;
 use super::error::{ApiError, Body, session_id};
+use crate::auth::Grant;
 use crate::session::SessionHandle;
 use crate::session::log::Chunk;
 
@@ -36,7 +36,11 @@ fn handle(state: &AppState, raw: &str) -> Result<SessionHandle, ApiError> {
 #[utoipa::path(post, path = "/api/sessions", request_body = CreateSession,
     responses((status = 201, body = SessionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn create(State(state): State<AppState>, grant: Grant, Body(req): Body<CreateSession>) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    grant: Grant,
+    Body(req): Body<CreateSession>,
+) -> Result<Response, ApiError> {
     let handle = crate::auth::create_session(&state, &grant, req)?;
     Ok((StatusCode::CREATED, Json(handle.info())).into_response())
 }
@@ -51,11 +55,18 @@ pub struct ListQuery {
 
 /// List sessions, newest first.
 #[utoipa::path(get, path = "/api/sessions", params(ListQuery), responses((status = 200, body = SessionList)))]
-pub async fn list(State(state): State<AppState>, grant: Grant, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<SessionList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    grant: Grant,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SessionList>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let mut sessions = state.registry.list(q.project.as_deref(), q.status);
     sessions.retain(|s| grant.can_read(s.project.as_str()));
-    Ok(Json(SessionList { total: sessions.len(), sessions }))
+    Ok(Json(SessionList {
+        total: sessions.len(),
+        sessions,
+    }))
 }
 
 /// One session.
@@ -67,7 +78,11 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 /// Write to the program's input.
 #[utoipa::path(post, path = "/api/sessions/{id}/input", request_body = InputRequest,
     responses((status = 200, description = "queued; `{\"bytes\":N}`"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn input(State(state): State<AppState>, Path(id): Path<String>, Body(req): Body<InputRequest>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn input(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<InputRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let h = handle(&state, &id)?;
     let data = match (req.data, req.data_base64) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give either data or dataBase64, not both")),
@@ -81,7 +96,10 @@ pub async fn input(State(state): State<AppState>, Path(id): Path<String>, Body(r
         (None, None) => return Err(ApiError::bad_request("give data, dataBase64 or eof")),
     };
     if req.eof && h.kind() == SessionKind::Pty {
-        return Err(ApiError::new(ErrorCode::WrongKind, "eof closes a command session's stdin; a pty session takes \\u0004 (Ctrl-D) as data"));
+        return Err(ApiError::new(
+            ErrorCode::WrongKind,
+            "eof closes a command session's stdin; a pty session takes \\u0004 (Ctrl-D) as data",
+        ));
     }
     let n = data.len();
     h.input(data, req.eof, None, INPUT_WAIT).await?;
@@ -91,7 +109,11 @@ pub async fn input(State(state): State<AppState>, Path(id): Path<String>, Body(r
 /// Set the window size of a pty session.
 #[utoipa::path(post, path = "/api/sessions/{id}/resize", request_body = ResizeRequest,
     responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn resize(State(state): State<AppState>, Path(id): Path<String>, Body(req): Body<ResizeRequest>) -> Result<Json<SessionInfo>, ApiError> {
+pub async fn resize(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<ResizeRequest>,
+) -> Result<Json<SessionInfo>, ApiError> {
     let h = handle(&state, &id)?;
     if req.cols == 0 || req.rows == 0 {
         return Err(ApiError::bad_request("cols and rows must be at least 1"));
@@ -141,7 +163,11 @@ pub struct OutputQuery {
 /// Read output from an offset: from memory, else from disk; 410 when gone.
 #[utoipa::path(get, path = "/api/sessions/{id}/output", params(OutputQuery),
     responses((status = 200, body = OutputPage), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
-pub async fn output(State(state): State<AppState>, Path(id): Path<String>, query: Result<Query<OutputQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+pub async fn output(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<OutputQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let h = handle(&state, &id)?;
     let since = q.since.unwrap_or(0);
@@ -166,9 +192,15 @@ pub async fn output(State(state): State<AppState>, Path(id): Path<String>, query
             }
             let mut resp = Response::new(HttpBody::from(body));
             let headers = resp.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             let num = |n: u64| HeaderValue::from(n);
-            headers.insert("x-termstream-epoch", HeaderValue::from_str(&info.epoch.to_string()).expect("hex"));
+            headers.insert(
+                "x-termstream-epoch",
+                HeaderValue::from_str(&info.epoch.to_string()).expect("hex"),
+            );
             headers.insert("x-termstream-offset", num(since));
             headers.insert("x-termstream-next-offset", num(next));
             headers.insert("x-termstream-end-offset", num(info.output_offset));
@@ -180,9 +212,18 @@ pub async fn output(State(state): State<AppState>, Path(id): Path<String>, query
 fn to_json_chunk(c: &Chunk) -> OutputChunk {
     let (encoding, data) = match std::str::from_utf8(&c.data) {
         Ok(s) => (ChunkEncoding::Utf8, s.to_owned()),
-        Err(_) => (ChunkEncoding::Base64, base64::engine::general_purpose::STANDARD.encode(&c.data)),
+        Err(_) => (
+            ChunkEncoding::Base64,
+            base64::engine::general_purpose::STANDARD.encode(&c.data),
+        ),
     };
-    OutputChunk { offset: c.offset, stream: c.stream, time_ms: c.time_ms, encoding, data }
+    OutputChunk {
+        offset: c.offset,
+        stream: c.stream,
+        time_ms: c.time_ms,
+        encoding,
+        data,
+    }
 }
 
 /// The screen of a pty session as escape sequences, and the offset it reflects.
@@ -199,6 +240,9 @@ pub async fn recording(State(state): State<AppState>, Path(id): Path<String>) ->
     let h = handle(&state, &id)?;
     let stream = crate::session::cast::stream(h.info(), h.dir().to_owned());
     let mut resp = Response::new(HttpBody::from_stream(stream));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-asciicast"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-asciicast"),
+    );
     Ok(resp)
 }

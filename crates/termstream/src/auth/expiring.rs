@@ -47,7 +47,12 @@ pub enum Use {
 impl Expiring {
     /// At most `max` live `what`, each living `ttl`.
     pub fn new(what: &'static str, ttl: Duration, max: usize) -> Expiring {
-        Expiring { entries: Mutex::default(), ttl, max, what }
+        Expiring {
+            entries: Mutex::default(),
+            ttl,
+            max,
+            what,
+        }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -65,7 +70,10 @@ impl Expiring {
         if map.len() >= self.max {
             map.retain(|_, (_, expiry)| *expiry > now);
             if map.len() >= self.max {
-                return Err(StoreFull { what: self.what, max: self.max });
+                return Err(StoreFull {
+                    what: self.what,
+                    max: self.max,
+                });
             }
         }
         let secret = format!("{prefix}{}", hex::encode(rand::random::<[u8; 24]>()));
@@ -114,7 +122,10 @@ mod tests {
         let s = store.insert("ls_", Grant::open()).unwrap();
         assert!(store.get(&s, Use::UntilExpiry).is_some());
         assert!(store.get(&s, Use::UntilExpiry).is_some());
-        assert!(store.lock().keys().all(|k| *k == token::hash(&s)), "only the hash is kept");
+        assert!(
+            store.lock().keys().all(|k| *k == token::hash(&s)),
+            "only the hash is kept"
+        );
         store.remove(&s);
         assert!(store.get(&s, Use::UntilExpiry).is_none());
     }

@@ -112,7 +112,10 @@ pub fn read_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 fn set_cookie(tls: bool, value: &str, max_age: u64) -> HeaderValue {
     let secure = if tls { "; Secure" } else { "" };
-    let cookie = format!("{}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}", cookie_name(tls));
+    let cookie = format!(
+        "{}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}",
+        cookie_name(tls)
+    );
     HeaderValue::from_str(&cookie).expect("cookie characters are ASCII")
 }
 
@@ -134,11 +137,18 @@ pub async fn issue_code(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if cookie.is_some() {
-        return Err(ApiError::new(ErrorCode::Forbidden, "a login code needs a token, not a login cookie"));
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "a login code needs a token, not a login cookie",
+        ));
     }
     // No body asks for the caller's whole grant.
     let body = body.map_err(body_rejection)?;
-    let req: CodeRequest = if body.iter().all(u8::is_ascii_whitespace) { CodeRequest::default() } else { parse_object(&body)? };
+    let req: CodeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CodeRequest::default()
+    } else {
+        parse_object(&body)?
+    };
     let grant = match req.projects {
         None => grant,
         Some(wanted) => narrow(&grant, wanted)?,
@@ -155,12 +165,24 @@ pub async fn issue_code(
 /// `grant` narrowed to `wanted`, which must not exceed it.
 fn narrow(grant: &Grant, wanted: BTreeMap<String, Access>) -> Result<Grant, ApiError> {
     if wanted.is_empty() {
-        return Err(ApiError::new(ErrorCode::BadRequest, "projects must name at least one project"));
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "projects must name at least one project",
+        ));
     }
-    if let Some((p, _)) = wanted.iter().find(|(p, a)| grant.access(p).is_none_or(|have| have < **a)) {
-        return Err(ApiError::new(ErrorCode::Forbidden, format!("this token cannot grant that access to project {p:?}")));
+    if let Some((p, _)) = wanted
+        .iter()
+        .find(|(p, a)| grant.access(p).is_none_or(|have| have < **a))
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("this token cannot grant that access to project {p:?}"),
+        ));
     }
-    Ok(Grant { scope: Scope::Projects(wanted).into(), ..grant.clone() })
+    Ok(Grant {
+        scope: Scope::Projects(wanted).into(),
+        ..grant.clone()
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,19 +192,23 @@ pub struct LoginQuery {
 
 /// `GET /login?code=CODE`: a valid code sets the session cookie and
 /// redirects to `/`; anything else is 401 and sets nothing.
-pub async fn login(State(state): State<AppState>, query: Result<Query<LoginQuery>, QueryRejection>) -> Result<Response, ApiError> {
+pub async fn login(
+    State(state): State<AppState>,
+    query: Result<Query<LoginQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let sec = &state.security;
     let unknown = || ApiError::new(ErrorCode::Unauthorized, "the login code is unknown, used or expired");
     let Some(code) = q.code else { return Err(unknown()) };
-    let id = sec
-        .logins
-        .redeem(&code)?
-        .ok_or_else(unknown)?;
+    let id = sec.logins.redeem(&code)?.ok_or_else(unknown)?;
     let cookie = set_cookie(sec.tls(), &id, sec.logins.session_ttl().as_secs());
     Ok((
         StatusCode::SEE_OTHER,
-        [(header::LOCATION, HeaderValue::from_static("/")), (header::SET_COOKIE, cookie), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        [
+            (header::LOCATION, HeaderValue::from_static("/")),
+            (header::SET_COOKIE, cookie),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
     )
         .into_response())
 }
@@ -194,7 +220,11 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
     if let Some(id) = read_cookie(&headers, cookie_name(sec.tls())) {
         sec.logins.logout(id);
     }
-    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, set_cookie(sec.tls(), "", 0))]).into_response()
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, set_cookie(sec.tls(), "", 0))],
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -203,7 +233,11 @@ mod tests {
 
     fn grant(projects: &[(&str, Access)]) -> Grant {
         let map = projects.iter().map(|(p, a)| (p.to_string(), *a)).collect();
-        Grant { name: "t".into(), scope: Scope::Projects(map).into(), token: true }
+        Grant {
+            name: "t".into(),
+            scope: Scope::Projects(map).into(),
+            token: true,
+        }
     }
 
     #[test]
@@ -248,6 +282,9 @@ mod tests {
         assert_eq!(read_cookie(&h, "termstream"), Some("ls_x"));
         assert_eq!(read_cookie(&h, "__Host-termstream"), None);
         let c = set_cookie(true, "v", 5);
-        assert_eq!(c, "__Host-termstream=v; HttpOnly; SameSite=Strict; Path=/; Max-Age=5; Secure");
+        assert_eq!(
+            c,
+            "__Host-termstream=v; HttpOnly; SameSite=Strict; Path=/; Max-Age=5; Secure"
+        );
     }
 }

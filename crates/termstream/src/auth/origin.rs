@@ -111,17 +111,16 @@ impl BrowserPolicy {
             return false;
         };
         let default = default_port(self.scheme).unwrap_or(80);
-        let own = host.and_then(|h| split_authority(h, default)).is_some_and(|(h, p)| {
-            o.scheme == self.scheme && o.host == h && o.port == p
-        });
+        let own = host
+            .and_then(|h| split_authority(h, default))
+            .is_some_and(|(h, p)| o.scheme == self.scheme && o.host == h && o.port == p);
         own || self.allowed_origins.contains(&o)
     }
 }
 
 /// The content security policy of every response: the page may load only
 /// its own scripts, styles and sockets, and may not be framed.
-pub const CSP: &str =
-    "default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+pub const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Adds the security headers to a response.
 pub fn security_headers(h: &mut HeaderMap) {
@@ -148,14 +147,31 @@ mod tests {
     #[test]
     fn hosts_on_loopback() {
         let p = policy("127.0.0.1:8000");
-        for ok in ["127.0.0.1:8000", "localhost:8000", "LOCALHOST:8000", "[::1]:8000", "termstream.internal:1234"] {
+        for ok in [
+            "127.0.0.1:8000",
+            "localhost:8000",
+            "LOCALHOST:8000",
+            "[::1]:8000",
+            "termstream.internal:1234",
+        ] {
             assert!(p.host_allowed(Some(ok)), "{ok}");
         }
-        for bad in ["attacker.tld", "attacker.tld:8000", "127.0.0.1:8001", "127.0.0.1", "localhost.evil.com:8000", "", "a b"] {
+        for bad in [
+            "attacker.tld",
+            "attacker.tld:8000",
+            "127.0.0.1:8001",
+            "127.0.0.1",
+            "localhost.evil.com:8000",
+            "",
+            "a b",
+        ] {
             assert!(!p.host_allowed(Some(bad)), "{bad}");
         }
         assert!(!p.host_allowed(None));
-        assert!(policy("0.0.0.0:8000").host_allowed(Some("attacker.tld")), "only enforced on loopback");
+        assert!(
+            policy("0.0.0.0:8000").host_allowed(Some("attacker.tld")),
+            "only enforced on loopback"
+        );
     }
 
     #[test]
@@ -178,6 +194,9 @@ mod tests {
         ] {
             assert!(!p.origin_allowed(bad, host), "{bad}");
         }
-        assert!(!p.origin_allowed("http://127.0.0.1:8000", None), "no Host, no own origin");
+        assert!(
+            !p.origin_allowed("http://127.0.0.1:8000", None),
+            "no Host, no own origin"
+        );
     }
 }

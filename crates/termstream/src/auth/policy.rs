@@ -36,7 +36,11 @@ pub enum Need<'a> {
 /// The need of `method path`.
 pub fn need<'a>(method: &Method, path: &'a str) -> Need<'a> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (get, post, delete) = (method == Method::GET || method == Method::HEAD, method == Method::POST, method == Method::DELETE);
+    let (get, post, delete) = (
+        method == Method::GET || method == Method::HEAD,
+        method == Method::POST,
+        method == Method::DELETE,
+    );
     match segs.as_slice() {
         ["health"] | ["openapi.json"] => Need::Handler,
         ["api", "sessions"] if get || post => Need::Handler,
@@ -84,10 +88,22 @@ mod tests {
 
     #[test]
     fn the_table() {
-        assert_eq!(need(&Method::GET, "/api/sessions/a/output"), Need::Session("a", Access::Read));
-        assert_eq!(need(&Method::POST, "/api/sessions/a/input"), Need::Session("a", Access::Write));
-        assert_eq!(need(&Method::DELETE, "/api/sessions/a"), Need::Session("a", Access::Write));
-        assert_eq!(need(&Method::POST, "/terminal/a/terminate"), Need::Session("a", Access::Write));
+        assert_eq!(
+            need(&Method::GET, "/api/sessions/a/output"),
+            Need::Session("a", Access::Read)
+        );
+        assert_eq!(
+            need(&Method::POST, "/api/sessions/a/input"),
+            Need::Session("a", Access::Write)
+        );
+        assert_eq!(
+            need(&Method::DELETE, "/api/sessions/a"),
+            Need::Session("a", Access::Write)
+        );
+        assert_eq!(
+            need(&Method::POST, "/terminal/a/terminate"),
+            Need::Session("a", Access::Write)
+        );
         assert_eq!(need(&Method::POST, "/terminal/start"), Need::Create("default"));
         assert_eq!(need(&Method::PUT, "/api/sessions/a"), Need::Admin);
         assert_eq!(need(&Method::GET, "/api/new-thing"), Need::Admin);

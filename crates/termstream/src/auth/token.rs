@@ -159,9 +159,19 @@ mod tests {
 
     #[test]
     fn bad_entries_are_refused() {
-        let e = TokenEntry { name: None, sha256: "abc".into(), admin: true, projects: BTreeMap::new() };
+        let e = TokenEntry {
+            name: None,
+            sha256: "abc".into(),
+            admin: true,
+            projects: BTreeMap::new(),
+        };
         assert!(TokenTable::new(&[e]).is_err());
-        let e = TokenEntry { name: None, sha256: hash("x"), admin: false, projects: BTreeMap::new() };
+        let e = TokenEntry {
+            name: None,
+            sha256: hash("x"),
+            admin: false,
+            projects: BTreeMap::new(),
+        };
         assert!(TokenTable::new(&[e]).is_err());
     }
 }

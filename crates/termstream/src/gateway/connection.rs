@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, close_code};
 use bytes::Bytes;
-use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use futures_util::stream::SplitStream;
 use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ServerMessage};
 use termstream_proto::{ErrorCode, SessionId};
@@ -38,8 +38,8 @@ use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
 use crate::api::AppState;
 use crate::auth::{Grant, ProjectAccess as Access};
-use crate::limits::TokenBucket;
 use crate::clock::now_ms;
+use crate::limits::TokenBucket;
 use crate::session::{SessionError, SessionHandle, ViewerGuard};
 
 /// An attached session: its forwarder and its place in the viewer count.
@@ -49,8 +49,9 @@ struct Attached {
 }
 
 /// An attach waiting for its session to appear.
-type PendingAttach =
-    std::pin::Pin<Box<dyn Future<Output = (SessionId, Option<SessionHandle>, Option<LogPosition>, OutputMode)> + Send + Sync>>;
+type PendingAttach = std::pin::Pin<
+    Box<dyn Future<Output = (SessionId, Option<SessionHandle>, Option<LogPosition>, OutputMode)> + Send + Sync>,
+>;
 
 struct Connection {
     state: AppState,
@@ -74,7 +75,14 @@ struct Connection {
 }
 
 /// Serves one `/ws` connection until it closes.
-pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialect: Option<Dialect>, _guard: ClientGuard, grant: Grant) {
+pub async fn run(
+    socket: WebSocket,
+    state: AppState,
+    client_id: Arc<str>,
+    dialect: Option<Dialect>,
+    _guard: ClientGuard,
+    grant: Grant,
+) {
     let (sink, mut stream) = socket.split();
     let cfg = state.registry.config().clone();
     let (out, writer) = Outbox::open(sink, &cfg);
@@ -98,7 +106,9 @@ pub async fn run(socket: WebSocket, state: AppState, client_id: Arc<str>, dialec
     }))
     .await;
     let mut events = conn.state.events.subscribe();
-    let limits = Limits { max_message: cfg.ws_max_message_bytes };
+    let limits = Limits {
+        max_message: cfg.ws_max_message_bytes,
+    };
     // Waiting keeps little state; acting on what arrived runs boxed, so an
     // idle connection does not carry the state of handling a message.
     loop {
@@ -144,8 +154,12 @@ impl Connection {
                 }
                 Some(Ok(Message::Text(text))) => self.on_text(&text).await,
                 Some(Ok(Message::Binary(_))) => {
-                    self.error(ErrorCode::InvalidMessage, "binary frames are not accepted from clients; send JSON text".into(), None)
-                        .await;
+                    self.error(
+                        ErrorCode::InvalidMessage,
+                        "binary frames are not accepted from clients; send JSON text".into(),
+                        None,
+                    )
+                    .await;
                 }
                 Some(Ok(pong @ Message::Pong(_))) => self.liveness.saw(&pong),
                 // Pings are answered by the socket itself; a close is answered
@@ -171,8 +185,12 @@ impl Connection {
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(n)) => {
-                    self.error(ErrorCode::RateLimited, format!("{n} events were skipped: this socket fell behind"), None)
-                        .await;
+                    self.error(
+                        ErrorCode::RateLimited,
+                        format!("{n} events were skipped: this socket fell behind"),
+                        None,
+                    )
+                    .await;
                 }
                 Err(RecvError::Closed) => self.channels.clear(),
             },
@@ -204,11 +222,21 @@ impl Connection {
     }
 
     async fn error(&self, code: ErrorCode, message: String, session_id: Option<SessionId>) {
-        self.control(ServerMessage::Error { code, message, session_id }).await;
+        self.control(ServerMessage::Error {
+            code,
+            message,
+            session_id,
+        })
+        .await;
     }
 
     async fn not_found(&self, id: &SessionId) {
-        self.error(ErrorCode::SessionNotFound, format!("no session has id \"{id}\""), Some(id.clone())).await;
+        self.error(
+            ErrorCode::SessionNotFound,
+            format!("no session has id \"{id}\""),
+            Some(id.clone()),
+        )
+        .await;
     }
 
     /// Parses a text message and acts on it; every failure is answered with
@@ -216,27 +244,47 @@ impl Connection {
     async fn on_text(&mut self, text: &str) {
         let value: serde_json::Value = match serde_json::from_str(text) {
             Ok(v) => v,
-            Err(e) => return self.error(ErrorCode::InvalidMessage, format!("malformed JSON: {e}"), None).await,
+            Err(e) => {
+                return self
+                    .error(ErrorCode::InvalidMessage, format!("malformed JSON: {e}"), None)
+                    .await;
+            }
         };
         let Some(kind) = value.get("type").and_then(|t| t.as_str()).map(str::to_owned) else {
-            return self.error(ErrorCode::InvalidMessage, "a message needs a string \"type\"".into(), None).await;
+            return self
+                .error(
+                    ErrorCode::InvalidMessage,
+                    "a message needs a string \"type\"".into(),
+                    None,
+                )
+                .await;
         };
         if !ClientMessage::TYPES.contains(&kind.as_str()) {
-            return self.error(ErrorCode::UnknownType, format!("unknown message type {kind:?}"), None).await;
+            return self
+                .error(ErrorCode::UnknownType, format!("unknown message type {kind:?}"), None)
+                .await;
         }
         if kind.starts_with("terminal_") && !self.dialect_fixed {
             self.dialect = Dialect::Flat;
         }
         let msg: ClientMessage = match serde_json::from_value(value) {
             Ok(m) => m,
-            Err(e) => return self.error(ErrorCode::InvalidMessage, format!("invalid {kind} message: {e}"), None).await,
+            Err(e) => {
+                return self
+                    .error(ErrorCode::InvalidMessage, format!("invalid {kind} message: {e}"), None)
+                    .await;
+            }
         };
         self.on_message(msg).await;
     }
 
     async fn on_message(&mut self, msg: ClientMessage) {
         match msg {
-            ClientMessage::Attach { session_id, since, output } => self.request_attach(session_id, since, output).await,
+            ClientMessage::Attach {
+                session_id,
+                since,
+                output,
+            } => self.request_attach(session_id, since, output).await,
             ClientMessage::Detach { session_id } => match self.attached.remove(&session_id) {
                 Some(a) => {
                     // Gone before the answer: no output of it follows `detached`.
@@ -245,14 +293,23 @@ impl Connection {
                     self.control(ServerMessage::Detached { session_id }).await;
                 }
                 None => {
-                    self.error(ErrorCode::NotAttached, format!("this socket is not attached to {session_id:?}"), Some(session_id))
-                        .await;
+                    self.error(
+                        ErrorCode::NotAttached,
+                        format!("this socket is not attached to {session_id:?}"),
+                        Some(session_id),
+                    )
+                    .await;
                 }
             },
             ClientMessage::Input { session_id, data, seq } => {
-                let Some(h) = self.writable(&session_id).await else { return };
+                let Some(h) = self.writable(&session_id).await else {
+                    return;
+                };
                 if !self.input_budget.take(data.len()) {
-                    let message = format!("input over {} bytes/s was dropped; send it again later", self.state.registry.config().ws_input_bytes_per_sec);
+                    let message = format!(
+                        "input over {} bytes/s was dropped; send it again later",
+                        self.state.registry.config().ws_input_bytes_per_sec
+                    );
                     return self.error(ErrorCode::RateLimited, message, Some(session_id)).await;
                 }
                 let seq = seq.map(|s| (self.client_id.clone(), s));
@@ -261,9 +318,17 @@ impl Connection {
                 }
             }
             ClientMessage::Resize { session_id, cols, rows } => {
-                let Some(h) = self.writable(&session_id).await else { return };
+                let Some(h) = self.writable(&session_id).await else {
+                    return;
+                };
                 if cols == 0 || rows == 0 {
-                    return self.error(ErrorCode::InvalidMessage, "cols and rows must be at least 1".into(), Some(session_id)).await;
+                    return self
+                        .error(
+                            ErrorCode::InvalidMessage,
+                            "cols and rows must be at least 1".into(),
+                            Some(session_id),
+                        )
+                        .await;
                 }
                 if let Err(e) = h.resize(cols, rows).await {
                     self.session_error(e, session_id).await;
@@ -279,7 +344,10 @@ impl Connection {
     /// The session `id` if this socket may see it (else `session_not_found`,
     /// as for an id that does not exist), for reading.
     fn readable(&self, id: &SessionId) -> Option<SessionHandle> {
-        self.state.registry.get(id).filter(|h| self.grant.can_read(h.project().as_str()))
+        self.state
+            .registry
+            .get(id)
+            .filter(|h| self.grant.can_read(h.project().as_str()))
     }
 
     /// The session `id` if this socket may write to it; answers the error
@@ -290,7 +358,12 @@ impl Connection {
             return None;
         };
         if self.grant.access(h.project().as_str()) != Some(Access::Write) {
-            self.error(ErrorCode::ReadOnly, "this socket may only watch: input and resize are refused".into(), Some(id.clone())).await;
+            self.error(
+                ErrorCode::ReadOnly,
+                "this socket may only watch: input and resize are refused".into(),
+                Some(id.clone()),
+            )
+            .await;
             return None;
         }
         Some(h)
@@ -309,7 +382,11 @@ impl Connection {
                 chosen.push(*c);
             } else {
                 return self
-                    .error(ErrorCode::InvalidMessage, format!("unknown channel {name:?}; channels are {CHANNELS:?} or \"*\""), None)
+                    .error(
+                        ErrorCode::InvalidMessage,
+                        format!("unknown channel {name:?}; channels are {CHANNELS:?} or \"*\""),
+                        None,
+                    )
                     .await;
             }
         }
@@ -329,7 +406,11 @@ impl Connection {
         let max = self.state.registry.config().max_attachments_per_socket;
         if !self.attached.contains_key(&id) && self.attached.len() + self.pending.len() >= max {
             return self
-                .error(ErrorCode::RateLimited, format!("a socket may attach at most {max} sessions"), Some(id))
+                .error(
+                    ErrorCode::RateLimited,
+                    format!("a socket may attach at most {max} sessions"),
+                    Some(id),
+                )
                 .await;
         }
         if let Some(h) = self.readable(&id) {

@@ -16,8 +16,8 @@ use termstream_proto::ErrorBody;
 use tokio::sync::broadcast;
 
 use crate::api::AppState;
-use crate::auth::Grant;
 use crate::api::error::{ApiError, Body};
+use crate::auth::Grant;
 use crate::clock::now_ms;
 
 /// Events a subscriber may fall behind before it skips some.
@@ -42,7 +42,9 @@ pub struct EventHub {
 
 impl Default for EventHub {
     fn default() -> Self {
-        EventHub { tx: broadcast::channel(EVENT_QUEUE).0 }
+        EventHub {
+            tx: broadcast::channel(EVENT_QUEUE).0,
+        }
     }
 }
 
@@ -107,7 +109,11 @@ pub fn validate(event: &Value) -> Result<&'static str, ApiError> {
 /// Publish an event to subscribed WebSocket clients.
 #[utoipa::path(post, path = "/api/events", request_body = Object,
     responses((status = 202, description = "published; `{\"receivers\":N}`"), (status = 400, body = ErrorBody)))]
-pub async fn publish(State(state): State<AppState>, grant: Grant, Body(mut event): Body<Value>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn publish(
+    State(state): State<AppState>,
+    grant: Grant,
+    Body(mut event): Body<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let channel = validate(&event)?;
     let project = match event.get("project") {
         None | Some(Value::Null) => None,
@@ -118,6 +124,13 @@ pub async fn publish(State(state): State<AppState>, grant: Grant, Body(mut event
     if let Some(obj) = event.as_object_mut() {
         obj.entry("timestamp").or_insert_with(|| now_ms().into());
     }
-    let receivers = state.events.publish(PublishedEvent { channel, project, json: event.to_string() });
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "receivers": receivers }))))
+    let receivers = state.events.publish(PublishedEvent {
+        channel,
+        project,
+        json: event.to_string(),
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "receivers": receivers })),
+    ))
 }

@@ -91,7 +91,11 @@ impl Forwarder {
     }
 
     async fn error(&self, code: ErrorCode, message: String) -> Result<(), Closed> {
-        let msg = termstream_proto::ws::ServerMessage::Error { code, message, session_id: Some(self.id.clone()) };
+        let msg = termstream_proto::ws::ServerMessage::Error {
+            code,
+            message,
+            session_id: Some(self.id.clone()),
+        };
         self.out
             .send(Message::Text(serde_json::to_string(&msg).unwrap_or_default().into()))
             .await
@@ -119,8 +123,11 @@ impl Forwarder {
                 }
             }
             Some(pos) if pos.epoch == info.epoch => {
-                self.error(ErrorCode::BadRequest, format!("since.offset {} is past the end of the output ({end})", pos.offset))
-                    .await?;
+                self.error(
+                    ErrorCode::BadRequest,
+                    format!("since.offset {} is past the end of the output ({end})", pos.offset),
+                )
+                .await?;
                 snapshot = self.is_pty();
             }
             Some(_) => {
@@ -137,7 +144,11 @@ impl Forwarder {
                     self.next = s.offset;
                     Some(s)
                 }
-                Err(e) => return self.error(ErrorCode::Internal, format!("cannot take a snapshot: {e}")).await,
+                Err(e) => {
+                    return self
+                        .error(ErrorCode::Internal, format!("cannot take a snapshot: {e}"))
+                        .await;
+                }
             }
         } else {
             None
@@ -156,12 +167,27 @@ impl Forwarder {
             self.next = start;
         }
         let info = self.handle.info();
-        self.emit(OutEvent::Attached { info: &info, offset: self.next, recovered }).await?;
+        self.emit(OutEvent::Attached {
+            info: &info,
+            offset: self.next,
+            recovered,
+        })
+        .await?;
         if let Some((from, reason)) = gap {
-            self.emit(OutEvent::Gap { session: &self.id, from, to: self.next, reason }).await?;
+            self.emit(OutEvent::Gap {
+                session: &self.id,
+                from,
+                to: self.next,
+                reason,
+            })
+            .await?;
         }
         if let Some(snap) = &snap {
-            self.emit(OutEvent::Restore { session: &self.id, snapshot: snap }).await?;
+            self.emit(OutEvent::Restore {
+                session: &self.id,
+                snapshot: snap,
+            })
+            .await?;
         }
         match sub.backlog {
             RingRead::Held(chunks) => self.send_chunks(chunks).await?,
@@ -228,7 +254,12 @@ impl Forwarder {
                     if offset > self.next {
                         self.fill(offset).await?;
                     }
-                    self.emit(OutEvent::Resized { session: &self.id, cols, rows }).await?;
+                    self.emit(OutEvent::Resized {
+                        session: &self.id,
+                        cols,
+                        rows,
+                    })
+                    .await?;
                 }
                 LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,
                 LogEvent::Ended(info) => {
@@ -259,7 +290,11 @@ impl Forwarder {
             return Ok(());
         }
         self.skip_to(snap.offset, reason).await?;
-        self.emit(OutEvent::Restore { session: &self.id, snapshot: &snap }).await
+        self.emit(OutEvent::Restore {
+            session: &self.id,
+            snapshot: &snap,
+        })
+        .await
     }
 
     /// Announces that output from `next` to `to` will not be sent, and goes
@@ -267,7 +302,13 @@ impl Forwarder {
     /// part of the gap: `next` already counts them.
     async fn skip_to(&mut self, to: u64, reason: GapReason) -> Result<(), Closed> {
         let held = self.carry.take().map_or(0, |(_, h)| h.len() as u64);
-        self.emit(OutEvent::Gap { session: &self.id, from: self.next - held, to, reason }).await?;
+        self.emit(OutEvent::Gap {
+            session: &self.id,
+            from: self.next - held,
+            to,
+            reason,
+        })
+        .await?;
         self.next = to;
         Ok(())
     }
@@ -354,7 +395,13 @@ impl Forwarder {
     async fn send_output(&mut self, stream: Stream, bytes: Vec<u8>) -> Result<(), Closed> {
         let len = bytes.len() as u64;
         if self.mode == OutputMode::Binary && self.dialect != Dialect::Legacy {
-            self.emit(OutEvent::Output { session: &self.id, stream, offset: self.next, data: &bytes }).await?;
+            self.emit(OutEvent::Output {
+                session: &self.id,
+                stream,
+                offset: self.next,
+                data: &bytes,
+            })
+            .await?;
             self.next += len;
             return Ok(());
         }
@@ -366,7 +413,13 @@ impl Forwarder {
             Some((s, held)) => {
                 // The other stream's held bytes can no longer complete.
                 let start = self.next - held.len() as u64;
-                self.emit(OutEvent::Output { session: &self.id, stream: s, offset: start, data: &held }).await?;
+                self.emit(OutEvent::Output {
+                    session: &self.id,
+                    stream: s,
+                    offset: start,
+                    data: &held,
+                })
+                .await?;
                 bytes
             }
             None => bytes,
@@ -378,7 +431,13 @@ impl Forwarder {
             self.carry = Some((stream, tail));
         }
         if !data.is_empty() {
-            self.emit(OutEvent::Output { session: &self.id, stream, offset: start, data: &data }).await?;
+            self.emit(OutEvent::Output {
+                session: &self.id,
+                stream,
+                offset: start,
+                data: &data,
+            })
+            .await?;
         }
         self.next += len;
         Ok(())
@@ -387,13 +446,21 @@ impl Forwarder {
     async fn finish(&mut self, info: &Arc<SessionInfo>) -> Result<(), Closed> {
         if let Some((s, held)) = self.carry.take() {
             let start = self.next - held.len() as u64;
-            self.emit(OutEvent::Output { session: &self.id, stream: s, offset: start, data: &held }).await?;
+            self.emit(OutEvent::Output {
+                session: &self.id,
+                stream: s,
+                offset: start,
+                data: &held,
+            })
+            .await?;
         }
         self.emit(OutEvent::Exit(info)).await
     }
 
     async fn detached(&mut self) -> Result<(), Closed> {
-        let msg = termstream_proto::ws::ServerMessage::Detached { session_id: self.id.clone() };
+        let msg = termstream_proto::ws::ServerMessage::Detached {
+            session_id: self.id.clone(),
+        };
         match self.dialect.render_control(&msg) {
             Some(m) => self.out.send(m).await,
             None => Ok(()),

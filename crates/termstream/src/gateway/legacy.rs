@@ -27,10 +27,10 @@ use super::outbox::Outbox;
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
 use crate::api::AppState;
-use crate::limits::TokenBucket;
 use crate::api::compat::command_of;
 use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_secs;
+use crate::limits::TokenBucket;
 use crate::registry::RegistryEvent;
 use crate::session::SessionHandle;
 
@@ -39,12 +39,20 @@ fn text(v: Value) -> Message {
 }
 
 fn start_message(info: &SessionInfo) -> Message {
-    text(json!({"type":"terminal_start","session_id":info.id,"command":command_of(info),"cwd":info.cwd,"timestamp":now_secs()}))
+    text(
+        json!({"type":"terminal_start","session_id":info.id,"command":command_of(info),"cwd":info.cwd,"timestamp":now_secs()}),
+    )
 }
 
 /// Starts forwarding `handle`'s session; `preamble` goes out once the
 /// forwarder is subscribed, before any of the session's events.
-fn forwarder(handle: SessionHandle, since: Option<LogPosition>, state: &AppState, out: &Outbox, preamble: Vec<Message>) -> AbortHandle {
+fn forwarder(
+    handle: SessionHandle,
+    since: Option<LogPosition>,
+    state: &AppState,
+    out: &Outbox,
+    preamble: Vec<Message>,
+) -> AbortHandle {
     let attach = Attach {
         handle,
         since,
@@ -78,11 +86,19 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         return;
     };
     let info = handle.info();
-    let connected = text(json!({"type":"terminal_connected","session_id":info.id,"timestamp":now_secs(),"message":format!("Connected to terminal session {}", info.id)}));
+    let connected = text(
+        json!({"type":"terminal_connected","session_id":info.id,"timestamp":now_secs(),"message":format!("Connected to terminal session {}", info.id)}),
+    );
     let _viewer = handle.add_viewer();
     // Sent by the forwarder once it is subscribed: nothing after them
     // (a terminate, say) can be missed.
-    let task = forwarder(handle.clone(), None, &state, &out, vec![connected, start_message(&info)]);
+    let task = forwarder(
+        handle.clone(),
+        None,
+        &state,
+        &out,
+        vec![connected, start_message(&info)],
+    );
     let cfg = state.registry.config();
     let mut budget = TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes);
     let mut liveness = Liveness::new(cfg);
@@ -124,17 +140,29 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
     }
     match v.get("type").and_then(Value::as_str) {
         Some("terminal_input") => {
-            let data = v.get("data").or_else(|| v.get("input")).and_then(Value::as_str).unwrap_or_default();
+            let data = v
+                .get("data")
+                .or_else(|| v.get("input"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if !budget.take(data.len()) {
                 reply_error("rate_limited: input over the socket's rate was dropped; send it again later".into()).await;
                 return;
             }
-            if let Err(e) = handle.input(Bytes::from(data.to_owned()), false, None, super::INPUT_WAIT).await {
+            if let Err(e) = handle
+                .input(Bytes::from(data.to_owned()), false, None, super::INPUT_WAIT)
+                .await
+            {
                 reply_error(e.to_string()).await;
             }
         }
         Some("terminal_resize") => {
-            let dim = |k| v.get(k).and_then(Value::as_u64).and_then(|n| u16::try_from(n).ok()).filter(|n| *n > 0);
+            let dim = |k| {
+                v.get(k)
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|n| *n > 0)
+            };
             match (dim("cols"), dim("rows")) {
                 (Some(c), Some(r)) => {
                     if let Err(e) = handle.resize(c, r).await {
@@ -174,8 +202,14 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
             continue;
         }
         // Live output from now on: resume at the current end.
-        let since = LogPosition { epoch: info.epoch, offset: info.output_offset };
-        tasks.insert(info.id.clone(), forwarder(handle, Some(since), &state, &out, vec![start_message(&info)]));
+        let since = LogPosition {
+            epoch: info.epoch,
+            offset: info.output_offset,
+        };
+        tasks.insert(
+            info.id.clone(),
+            forwarder(handle, Some(since), &state, &out, vec![start_message(&info)]),
+        );
     }
     let mut liveness = Liveness::new(state.registry.config());
     loop {

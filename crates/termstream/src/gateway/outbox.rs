@@ -122,7 +122,11 @@ impl Outbox {
         let msg = match self.shared.sink.try_lock() {
             Ok(mut sink) if self.shared.queued.load(Ordering::Acquire) == 0 => {
                 let closing = matches!(msg, Message::Close(_));
-                let sent = if closing { sink.send(msg).await } else { self.write_now(&mut sink, msg).await };
+                let sent = if closing {
+                    sink.send(msg).await
+                } else {
+                    self.write_now(&mut sink, msg).await
+                };
                 return match sent {
                     Ok(()) if !closing => Ok(()),
                     _ => {
@@ -135,7 +139,11 @@ impl Outbox {
         };
         let cost = message_len(&msg).clamp(1, self.budget_bytes) as u32;
         let permit = self.budget.clone().acquire_many_owned(cost).await.map_err(|_| Closed)?;
-        self.queue(Frame { msg: Some(msg), permit: Some(permit) }).await
+        self.queue(Frame {
+            msg: Some(msg),
+            permit: Some(permit),
+        })
+        .await
     }
 
     /// [`Outbox::send`] for a reply or an event, which the peer must make
@@ -149,7 +157,10 @@ impl Outbox {
     /// Sends a close frame, waiting at most [`CLOSE_WAIT`] for room; the
     /// socket is done after it either way.
     pub async fn close(&self, code: u16, reason: impl Into<String>) {
-        let frame = Message::Close(Some(CloseFrame { code, reason: reason.into().into() }));
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into().into(),
+        }));
         let _ = self.send_within(frame, CLOSE_WAIT).await;
     }
 
@@ -174,7 +185,13 @@ impl Outbox {
             Attempt::Busy(msg) => sink.send(msg).await,
             Attempt::Unflushed => match self.tx.try_reserve() {
                 Ok(slot) => {
-                    self.enqueue(slot, Frame { msg: None, permit: None });
+                    self.enqueue(
+                        slot,
+                        Frame {
+                            msg: None,
+                            permit: None,
+                        },
+                    );
                     Ok(())
                 }
                 Err(_) => sink.flush().await,
@@ -187,7 +204,13 @@ impl Outbox {
     pub fn try_send(&self, msg: Message) -> bool {
         match self.tx.try_reserve() {
             Ok(slot) => {
-                self.enqueue(slot, Frame { msg: Some(msg), permit: None });
+                self.enqueue(
+                    slot,
+                    Frame {
+                        msg: Some(msg),
+                        permit: None,
+                    },
+                );
                 true
             }
             Err(_) => false,

@@ -27,12 +27,35 @@ pub enum Dialect {
 /// What a forwarder sends to its socket.
 #[derive(Debug)]
 pub enum OutEvent<'a> {
-    Attached { info: &'a SessionInfo, offset: u64, recovered: Option<bool> },
-    Restore { session: &'a SessionId, snapshot: &'a Snapshot },
-    Output { session: &'a SessionId, stream: Stream, offset: u64, data: &'a [u8] },
-    Gap { session: &'a SessionId, from: u64, to: u64, reason: GapReason },
-    Resized { session: &'a SessionId, cols: u16, rows: u16 },
-    Terminating { session: &'a SessionId },
+    Attached {
+        info: &'a SessionInfo,
+        offset: u64,
+        recovered: Option<bool>,
+    },
+    Restore {
+        session: &'a SessionId,
+        snapshot: &'a Snapshot,
+    },
+    Output {
+        session: &'a SessionId,
+        stream: Stream,
+        offset: u64,
+        data: &'a [u8],
+    },
+    Gap {
+        session: &'a SessionId,
+        from: u64,
+        to: u64,
+        reason: GapReason,
+    },
+    Resized {
+        session: &'a SessionId,
+        cols: u16,
+        rows: u16,
+    },
+    Terminating {
+        session: &'a SessionId,
+    },
     Exit(&'a Arc<SessionInfo>),
 }
 
@@ -67,10 +90,19 @@ impl Dialect {
     /// become U+FFFD (binary mode is lossless).
     pub fn render(self, ev: OutEvent<'_>, mode: OutputMode) -> Option<Message> {
         let dotted = match ev {
-            OutEvent::Output { session, stream, offset, data } => {
+            OutEvent::Output {
+                session,
+                stream,
+                offset,
+                data,
+            } => {
                 return Some(self.output(session, stream, offset, data, mode));
             }
-            OutEvent::Attached { info, offset, recovered } => ServerMessage::Attached {
+            OutEvent::Attached {
+                info,
+                offset,
+                recovered,
+            } => ServerMessage::Attached {
                 session_id: info.id.clone(),
                 epoch: info.epoch,
                 offset,
@@ -88,14 +120,23 @@ impl Dialect {
                 cols: snapshot.cols,
                 rows: snapshot.rows,
             },
-            OutEvent::Gap { session, from, to, reason } => ServerMessage::Gap {
+            OutEvent::Gap {
+                session,
+                from,
+                to,
+                reason,
+            } => ServerMessage::Gap {
                 session_id: session.clone(),
                 recovered: false,
                 from,
                 to,
                 reason,
             },
-            OutEvent::Resized { session, cols, rows } => ServerMessage::Resized { session_id: session.clone(), cols, rows },
+            OutEvent::Resized { session, cols, rows } => ServerMessage::Resized {
+                session_id: session.clone(),
+                cols,
+                rows,
+            },
             OutEvent::Terminating { session } if self == Dialect::Legacy => {
                 return Some(Message::Text(
                     serde_json::json!({"type":"terminal_terminating","session_id":session,"timestamp":now_secs()})
@@ -171,7 +212,11 @@ impl Dialect {
                     offset,
                     stream: (stream != Stream::Pty).then_some(stream),
                 };
-                if self == Dialect::Flat { flatten(&msg) } else { json(&msg) }
+                if self == Dialect::Flat {
+                    flatten(&msg)
+                } else {
+                    json(&msg)
+                }
             }
         }
     }

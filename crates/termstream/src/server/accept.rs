@@ -76,7 +76,10 @@ pub async fn serve(listener: TcpListener, serving: Serving, shutdown: impl Futur
     stop.cancel();
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
-        tracing::warn!(open = tracker.len(), "connections still open after {DRAIN:?}; going on with shutdown");
+        tracing::warn!(
+            open = tracker.len(),
+            "connections still open after {DRAIN:?}; going on with shutdown"
+        );
     }
 }
 
@@ -85,7 +88,10 @@ pub async fn serve(listener: TcpListener, serving: Serving, shutdown: impl Futur
 /// the loop does not spin.
 async fn accept_error(e: std::io::Error) {
     use std::io::ErrorKind::*;
-    if matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted) {
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
+    ) {
         return;
     }
     tracing::error!(error = %e, "accept failed");
@@ -138,8 +144,12 @@ where
         req
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(serving.header_timeout);
-    let conn = builder.serve_connection(io, TowerToHyperService::new(service)).with_upgrades();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(serving.header_timeout);
+    let conn = builder
+        .serve_connection(io, TowerToHyperService::new(service))
+        .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

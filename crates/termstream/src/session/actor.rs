@@ -32,11 +32,11 @@ use tokio::time::sleep_until;
 mod pipes;
 
 use self::pipes::{FrameHeader, READ_COALESCE, Reader, far_future, read_opt, wait_child, write_some};
+use super::input::{Input, Next};
 use super::log::{Chunk, OutputRing};
 use super::process::{self, SessionIo, Spawned};
-use super::store::{self, LogWriter};
 use super::screen_task::ScreenLink;
-use super::input::{Input, Next};
+use super::store::{self, LogWriter};
 use super::{Command, LogEvent, ScreenRequest, SessionHandle, SessionSettings, Subscription};
 use crate::clock::now_ms;
 
@@ -202,7 +202,11 @@ impl Actor {
                 _ => None,
             };
             let reading = self.out.is_some() || self.err.is_some();
-            let out_stream = if self.info.kind == SessionKind::Pty { Stream::Pty } else { Stream::Stdout };
+            let out_stream = if self.info.kind == SessionKind::Pty {
+                Stream::Pty
+            } else {
+                Stream::Stdout
+            };
             if self.phase != Phase::Ended && self.child.is_none() && !reading {
                 self.finish().await;
                 continue;
@@ -266,7 +270,11 @@ impl Actor {
                 let _ = reply.send(self.resize(cols, rows));
             }
             Command::Terminate => self.terminate(),
-            Command::Read { since, max_bytes, reply } => {
+            Command::Read {
+                since,
+                max_bytes,
+                reply,
+            } => {
                 let _ = reply.send(self.ring.read(since, max_bytes));
             }
             Command::Subscribe { since, reply } => {
@@ -303,12 +311,20 @@ impl Actor {
         }
         if (self.info.cols, self.info.rows) != (cols, rows) {
             let offset = self.ring.end();
-            self.resize_record = Some(ResizeRecord { offset, time_ms: self.elapsed_ms(), cols, rows });
+            self.resize_record = Some(ResizeRecord {
+                offset,
+                time_ms: self.elapsed_ms(),
+                cols,
+                rows,
+            });
             self.info.cols = cols;
             self.info.rows = rows;
             let _ = self.events.send(LogEvent::Resized { offset, cols, rows });
             if let Some(screen) = &self.screen
-                && screen.requests.try_send(ScreenRequest::Resized { offset, cols, rows }).is_err()
+                && screen
+                    .requests
+                    .try_send(ScreenRequest::Resized { offset, cols, rows })
+                    .is_err()
             {
                 screen.bell.resize_lost();
             }

@@ -52,7 +52,9 @@ mod tests {
     #[tokio::test]
     async fn background_work_runs_at_low_priority() {
         let before = rustix::process::getpriority_process(None).expect("getpriority");
-        let nice = super::spawn(|| rustix::process::getpriority_process(None)).await.expect("joined");
+        let nice = super::spawn(|| rustix::process::getpriority_process(None))
+            .await
+            .expect("joined");
         assert_eq!(nice.expect("getpriority"), super::NICE);
         let after = rustix::process::getpriority_process(None).expect("getpriority");
         assert_eq!(before, after, "the caller's priority is untouched");

@@ -72,7 +72,10 @@ fn write_cast(info: &SessionInfo, dir: &std::path::Path, tx: &mpsc::Sender<io::R
                 if text.is_empty() {
                     return Ok(());
                 }
-                send(format!("{}\n", serde_json::json!([c.time_ms as f64 / 1000.0, "o", text])))
+                send(format!(
+                    "{}\n",
+                    serde_json::json!([c.time_ms as f64 / 1000.0, "o", text])
+                ))
             }
             Event::Resize { time_ms, cols, rows } => send(format!(
                 "{}\n",

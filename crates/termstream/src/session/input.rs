@@ -114,10 +114,19 @@ impl Input {
     /// Sends `data` to the program, then closes its input if `eof`; waits
     /// at most `wait` for its turn and for room in the queue. `seq`: the
     /// sender's client id and sequence number (a repeat is dropped).
-    pub async fn send(&self, mut data: Bytes, eof: bool, seq: Option<(Arc<str>, u64)>, wait: Duration) -> Result<(), InputError> {
+    pub async fn send(
+        &self,
+        mut data: Bytes,
+        eof: bool,
+        seq: Option<(Arc<str>, u64)>,
+        wait: Duration,
+    ) -> Result<(), InputError> {
         let deadline = tokio::time::Instant::now() + wait;
         let total = data.len();
-        let busy = |rest: &Bytes| InputError::Busy { taken: total - rest.len(), total };
+        let busy = |rest: &Bytes| InputError::Busy {
+            taken: total - rest.len(),
+            total,
+        };
         let Ok(_turn) = tokio::time::timeout_at(deadline, self.turn.lock()).await else {
             return Err(busy(&data));
         };
@@ -281,7 +290,10 @@ mod tests {
     async fn input_goes_straight_to_the_program_when_nothing_waits() {
         let (r, w) = pipe();
         let input = Input::new(Some(w.as_raw_fd()));
-        input.send(Bytes::from_static(b"ls\n"), false, None, WAIT).await.expect("sent");
+        input
+            .send(Bytes::from_static(b"ls\n"), false, None, WAIT)
+            .await
+            .expect("sent");
         assert_eq!(read_all(&r), b"ls\n", "written without the actor");
         assert!(input.lock().queue.is_empty());
     }
@@ -293,14 +305,25 @@ mod tests {
         // More than a pipe holds: the rest is queued for the actor.
         let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let client: Arc<str> = "c1".into();
-        input.send(Bytes::from(big.clone()), false, Some((client.clone(), 1)), WAIT).await.expect("sent");
-        input.send(Bytes::from_static(b"tail"), false, Some((client.clone(), 2)), WAIT).await.expect("sent");
-        input.send(Bytes::from_static(b"again"), false, Some((client.clone(), 2)), WAIT).await.expect("a repeat is accepted and dropped");
+        input
+            .send(Bytes::from(big.clone()), false, Some((client.clone(), 1)), WAIT)
+            .await
+            .expect("sent");
+        input
+            .send(Bytes::from_static(b"tail"), false, Some((client.clone(), 2)), WAIT)
+            .await
+            .expect("sent");
+        input
+            .send(Bytes::from_static(b"again"), false, Some((client.clone(), 2)), WAIT)
+            .await
+            .expect("a repeat is accepted and dropped");
         assert!(input.lock().queued_bytes > 0, "a pipe does not take 200 KB at once");
         // Play the actor: write what waits as the pipe drains.
         let mut got = read_all(&r);
         while !input.lock().queue.is_empty() {
-            let Next::Write(piece) = input.next().await else { panic!("no close was asked") };
+            let Next::Write(piece) = input.next().await else {
+                panic!("no close was asked")
+            };
             let n = rustix::io::write(&w, &piece).unwrap_or(0);
             input.written(n);
             got.extend(read_all(&r));
@@ -328,9 +351,14 @@ mod tests {
         .await;
         assert!(full.is_ok(), "the queue fills up to its bound");
         input.close();
-        let res = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the waiting sender is freed");
+        let res = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiting sender is freed");
         assert_eq!(res.expect("joined"), Err(InputError::Closed));
-        assert_eq!(input.send(Bytes::from_static(b"x"), false, None, WAIT).await, Err(InputError::Closed));
+        assert_eq!(
+            input.send(Bytes::from_static(b"x"), false, None, WAIT).await,
+            Err(InputError::Closed)
+        );
     }
 
     #[tokio::test]
@@ -338,8 +366,12 @@ mod tests {
         let (r, w) = pipe();
         let input = Input::new(Some(w.as_raw_fd()));
         let total = QUEUE_BYTES + 200_000;
-        let res = input.send(Bytes::from(vec![b'x'; total]), false, None, Duration::from_millis(100)).await;
-        let Err(InputError::Busy { taken, total: t }) = res else { panic!("not busy: {res:?}") };
+        let res = input
+            .send(Bytes::from(vec![b'x'; total]), false, None, Duration::from_millis(100))
+            .await;
+        let Err(InputError::Busy { taken, total: t }) = res else {
+            panic!("not busy: {res:?}")
+        };
         assert_eq!(t, total);
         assert!(taken > 0 && taken < total, "taken {taken} of {total}");
         // What was taken is what the program can get: in the pipe or queued.

@@ -41,8 +41,7 @@ impl Chunk {
     pub fn frame(&self, id_len: usize) -> Option<Bytes> {
         let wire = self.wire.as_ref()?;
         let header = termstream_proto::ws::binary::HEADER_LEN + id_len;
-        let whole = wire.len() == header + self.data.len()
-            && std::ptr::eq(wire[header..].as_ptr(), self.data.as_ptr());
+        let whole = wire.len() == header + self.data.len() && std::ptr::eq(wire[header..].as_ptr(), self.data.as_ptr());
         whole.then(|| wire.clone())
     }
 
@@ -180,10 +179,7 @@ mod tests {
     }
 
     fn text(chunks: &[Chunk]) -> String {
-        chunks
-            .iter()
-            .map(|c| std::str::from_utf8(&c.data).unwrap())
-            .collect()
+        chunks.iter().map(|c| std::str::from_utf8(&c.data).unwrap()).collect()
     }
 
     #[test]
@@ -192,10 +188,14 @@ mod tests {
         ring.push(chunk(0, "hello "));
         ring.push(chunk(6, "world"));
         assert_eq!(ring.end(), 11);
-        let RingRead::Held(c) = ring.read(3, usize::MAX) else { panic!() };
+        let RingRead::Held(c) = ring.read(3, usize::MAX) else {
+            panic!()
+        };
         assert_eq!(text(&c), "lo world");
         assert_eq!(c[0].offset, 3);
-        let RingRead::Held(c) = ring.read(11, usize::MAX) else { panic!() };
+        let RingRead::Held(c) = ring.read(11, usize::MAX) else {
+            panic!()
+        };
         assert!(c.is_empty());
         assert_eq!(ring.read(12, 1), RingRead::Future { end: 11 });
         let RingRead::Held(c) = ring.read(0, 8) else { panic!() };

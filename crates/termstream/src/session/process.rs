@@ -70,17 +70,32 @@ impl SpawnError {
 /// Whether `e` says the system or process ran out of descriptors, PTYs or
 /// processes. pty-process wraps its errors, so the innermost one counts.
 pub fn is_exhaustion(e: &io::Error) -> bool {
-    let inner = e.get_ref().and_then(|i| i.source()).and_then(|s| s.downcast_ref::<io::Error>());
+    let inner = e
+        .get_ref()
+        .and_then(|i| i.source())
+        .and_then(|s| s.downcast_ref::<io::Error>());
     let errno = e.raw_os_error().or_else(|| inner.and_then(io::Error::raw_os_error));
-    [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE, rustix::io::Errno::AGAIN, rustix::io::Errno::NOSPC]
-        .iter()
-        .any(|x| Some(x.raw_os_error()) == errno)
+    [
+        rustix::io::Errno::MFILE,
+        rustix::io::Errno::NFILE,
+        rustix::io::Errno::AGAIN,
+        rustix::io::Errno::NOSPC,
+    ]
+    .iter()
+    .any(|x| Some(x.raw_os_error()) == errno)
 }
 
 /// The program's side of the session: a PTY, or three pipes.
 pub enum SessionIo {
-    Pty { reader: OwnedReadPty, writer: OwnedWritePty },
-    Pipes { stdin: ChildStdin, stdout: ChildStdout, stderr: ChildStderr },
+    Pty {
+        reader: OwnedReadPty,
+        writer: OwnedWritePty,
+    },
+    Pipes {
+        stdin: ChildStdin,
+        stdout: ChildStdout,
+        stderr: ChildStderr,
+    },
 }
 
 /// A started program.
@@ -131,9 +146,7 @@ fn check_cwd(cwd: &Path) -> Result<(), SpawnError> {
 
 /// Whether `program` names an executable, directly or through `path`.
 fn find_program(program: &str, path: &str, cwd: &Path) -> bool {
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
+    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if program.contains('/') {
         return executable(&cwd.join(program));
     }
@@ -170,9 +183,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             let confine = spec.confine.clone();
             // SAFETY: child_limits only calls getrlimit/setrlimit.
             cmd = unsafe { cmd.pre_exec(move || child_limits(confine.as_deref())) };
-            let child = cmd
-                .spawn(pts)
-                .map_err(|e| io_err(io::Error::other(e)))?;
+            let child = cmd.spawn(pts).map_err(|e| io_err(io::Error::other(e)))?;
             let pid = child.id().unwrap_or(0);
             let input_fd = std::os::fd::AsRawFd::as_raw_fd(&pty);
             let (reader, writer) = pty.into_split();
@@ -340,7 +351,14 @@ mod tests {
     #[test]
     fn parses_stat_with_odd_command_names() {
         let line = "1234 (we ird) (name)) S 1 1234 5678 0 -1 4194560";
-        assert_eq!(parse_stat(line), Some(Stat { state: 'S', ppid: 1, sid: 5678 }));
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                state: 'S',
+                ppid: 1,
+                sid: 5678
+            })
+        );
     }
 
     #[test]

@@ -57,8 +57,7 @@ impl ScreenModel {
     /// Changes the size, as the program's window changed. A zero dimension is
     /// treated as one.
     pub fn resize(&mut self, cols: u16, rows: u16) {
-        self.terminal
-            .resize(usize::from(cols.max(1)), usize::from(rows.max(1)));
+        self.terminal.resize(usize::from(cols.max(1)), usize::from(rows.max(1)));
     }
 
     /// The current size as (cols, rows).

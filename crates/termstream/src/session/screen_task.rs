@@ -79,7 +79,10 @@ const READ: usize = 1 << 20;
 /// pieces raised the echo's p50 under load from about 0.2 ms to 3 ms in
 /// the benchmark.
 const READ_BACKGROUND: usize = 128 * 1024;
-const _: () = assert!(INLINE_FEED < READ_BACKGROUND, "a background piece must not be parsed on the workers");
+const _: () = assert!(
+    INLINE_FEED < READ_BACKGROUND,
+    "a background piece must not be parsed on the workers"
+);
 /// How often a background feed looks whether a snapshot was asked: about
 /// 2 ms of parsing at worst.
 const FEED_SLICE: usize = 16 * 1024;
@@ -126,7 +129,9 @@ impl ScreenBell {
     /// The actor's call after output moved the log's end to `end`: one
     /// atomic load, and a wake-up at most once per arming.
     pub(crate) fn output(&self, end: u64) {
-        if end >= self.wake_at.load(Ordering::Acquire) && self.wake_at.swap(NOT_WAITING, Ordering::AcqRel) != NOT_WAITING {
+        if end >= self.wake_at.load(Ordering::Acquire)
+            && self.wake_at.swap(NOT_WAITING, Ordering::AcqRel) != NOT_WAITING
+        {
             self.notify.notify_one();
         }
     }
@@ -184,7 +189,11 @@ pub(crate) fn spawn(handle: &SessionHandle, scrollback: usize) -> ScreenLink {
     let task = ScreenTask {
         handle: handle.clone(),
         // Blank and frozen: nothing is allocated until there is output.
-        model: Some(Model::Frozen { snapshot: String::new(), cols: cols.max(1), rows: rows.max(1) }),
+        model: Some(Model::Frozen {
+            snapshot: String::new(),
+            cols: cols.max(1),
+            rows: rows.max(1),
+        }),
         scrollback,
         offset: 0,
         resizes: Some(VecDeque::new()),
@@ -265,7 +274,11 @@ impl ScreenTask {
     /// more, counted from the log's end so that a model that could not
     /// catch up does not ring at once again.
     fn arm(&self) {
-        let at = if self.handle.viewers() > 0 { self.offset + 1 } else { self.handle.output_offset() + UNWATCHED_LAG + 1 };
+        let at = if self.handle.viewers() > 0 {
+            self.offset + 1
+        } else {
+            self.handle.output_offset() + UNWATCHED_LAG + 1
+        };
         self.bell.wake_at.store(at, Ordering::Release);
         self.bell.output(self.handle.output_offset());
     }
@@ -300,7 +313,11 @@ impl ScreenTask {
     fn freeze(&mut self) {
         if let Some(Model::Live(m)) = self.model.take() {
             let (cols, rows) = m.size();
-            self.model = Some(Model::Frozen { snapshot: m.snapshot(), cols, rows });
+            self.model = Some(Model::Frozen {
+                snapshot: m.snapshot(),
+                cols,
+                rows,
+            });
         }
     }
 
@@ -310,7 +327,13 @@ impl ScreenTask {
             Some(Model::Frozen { snapshot, cols, rows }) => (snapshot.clone(), (*cols, *rows)),
             None => (String::new(), (1, 1)),
         };
-        Snapshot { epoch: self.handle.epoch(), offset: self.offset, cols, rows, data }
+        Snapshot {
+            epoch: self.handle.epoch(),
+            offset: self.offset,
+            cols,
+            rows,
+            data,
+        }
     }
 
     /// Where a restarted model starts parsing: [`TAIL`] bytes before
@@ -391,7 +414,11 @@ impl ScreenTask {
             } else {
                 Urgency::Waited
             };
-            let read = if urgency == Urgency::Waited { READ } else { READ_BACKGROUND };
+            let read = if urgency == Urgency::Waited {
+                READ
+            } else {
+                READ_BACKGROUND
+            };
             let want = ((stop - self.offset) as usize).min(read);
             let chunks = match self.handle.read(self.offset, want).await {
                 Ok(c) if c.is_empty() => break,

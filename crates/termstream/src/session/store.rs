@@ -293,7 +293,10 @@ mod tests {
     #[test]
     fn writes_and_reads_back_across_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = DiskLimits { segment_bytes: 8, max_bytes: 1 << 20 };
+        let limits = DiskLimits {
+            segment_bytes: 8,
+            max_bytes: 1 << 20,
+        };
         let mut w = LogWriter::create(dir.path(), limits).unwrap();
         let mut offset = 0;
         for (i, word) in ["alpha ", "beta ", "gamma ", "delta"].iter().enumerate() {
@@ -312,7 +315,10 @@ mod tests {
         assert_eq!(log_end(dir.path()).unwrap().0, offset);
         let mut resizes = 0;
         for_each_event(dir.path(), |e| {
-            if let Event::Resize { cols: 100, rows: 30, .. } = e {
+            if let Event::Resize {
+                cols: 100, rows: 30, ..
+            } = e
+            {
                 resizes += 1;
             }
             Ok(())
@@ -324,7 +330,10 @@ mod tests {
     #[test]
     fn old_segments_are_deleted_past_the_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = DiskLimits { segment_bytes: 10, max_bytes: 30 };
+        let limits = DiskLimits {
+            segment_bytes: 10,
+            max_bytes: 30,
+        };
         let mut w = LogWriter::create(dir.path(), limits).unwrap();
         for i in 0..20u64 {
             w.append_output(&chunk(i * 10, Stream::Pty, "0123456789")).unwrap();

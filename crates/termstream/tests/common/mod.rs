@@ -66,7 +66,10 @@ impl TestServer {
 
     /// Starts a server with extra `serve` flags and environment variables.
     pub async fn start_with(args: &[&str], env: &[(&str, &str)]) -> TestServer {
-        let data = tempfile::Builder::new().prefix("termstream-test-").tempdir().expect("tempdir");
+        let data = tempfile::Builder::new()
+            .prefix("termstream-test-")
+            .tempdir()
+            .expect("tempdir");
         let args = args.iter().map(|s| s.to_string()).collect();
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         TestServer::spawn(data, args, env, None)
@@ -76,7 +79,10 @@ impl TestServer {
     /// `client` and [`ws::WsClient`] trust it.
     pub async fn start_tls(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let cert = std::sync::Arc::new(tls::TestCert::generate());
-        let data = tempfile::Builder::new().prefix("termstream-test-").tempdir().expect("tempdir");
+        let data = tempfile::Builder::new()
+            .prefix("termstream-test-")
+            .tempdir()
+            .expect("tempdir");
         let mut all = cert.args();
         all.extend(args.iter().map(|s| s.to_string()));
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -97,13 +103,21 @@ impl TestServer {
         server
     }
 
-    fn spawn(data: tempfile::TempDir, args: Vec<String>, env: Vec<(String, String)>, cert: Option<std::sync::Arc<tls::TestCert>>) -> TestServer {
+    fn spawn(
+        data: tempfile::TempDir,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        cert: Option<std::sync::Arc<tls::TestCert>>,
+    ) -> TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_termstream"));
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
             .args(&args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "termstream=warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "termstream=warn".into()),
+            )
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -136,9 +150,23 @@ impl TestServer {
         let (scheme, addr) = (scheme.to_owned(), addr.to_owned());
         let client = match &cert {
             Some(cert) => cert.reqwest_client(),
-            None => reqwest::Client::builder().pool_max_idle_per_host(8).build().expect("client"),
+            None => reqwest::Client::builder()
+                .pool_max_idle_per_host(8)
+                .build()
+                .expect("client"),
         };
-        TestServer { child, _stdout: stdout, addr, scheme, cert, data, config: None, args, env, client }
+        TestServer {
+            child,
+            _stdout: stdout,
+            addr,
+            scheme,
+            cert,
+            data,
+            config: None,
+            args,
+            env,
+            client,
+        }
     }
 
     /// Kills the server with SIGKILL, as a crash would, and waits for it.
@@ -243,7 +271,12 @@ impl TestServer {
 
     /// Sends text to a session's input; asserts 200.
     pub async fn input(&self, id: &str, data: &str) {
-        let (status, body) = self.post(&format!("/api/sessions/{id}/input"), serde_json::json!({ "data": data })).await;
+        let (status, body) = self
+            .post(
+                &format!("/api/sessions/{id}/input"),
+                serde_json::json!({ "data": data }),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "input to {id} answered {body}");
     }
 
@@ -289,7 +322,10 @@ impl TestServer {
             if text.contains(needle) {
                 return text;
             }
-            assert!(Instant::now() < deadline, "{needle:?} not in the output of {id} after {timeout:?}: {text:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not in the output of {id} after {timeout:?}: {text:?}"
+            );
             tokio::time::sleep(POLL).await;
         }
     }
@@ -302,19 +338,26 @@ impl TestServer {
             if info["status"] == status {
                 return info;
             }
-            assert!(Instant::now() < deadline, "{id} is not {status} after {timeout:?}: {info}");
+            assert!(
+                Instant::now() < deadline,
+                "{id} is not {status} after {timeout:?}: {info}"
+            );
             tokio::time::sleep(POLL).await;
         }
     }
 
     /// How many fds the server process has open.
     pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("/proc/PID/fd").count()
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("/proc/PID/fd")
+            .count()
     }
 
     /// How many threads the server process has.
     pub fn thread_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/task", self.pid())).expect("/proc/PID/task").count()
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .expect("/proc/PID/task")
+            .count()
     }
 
     /// The server's resident set size in bytes.
@@ -331,7 +374,11 @@ impl TestServer {
     /// Children of the server that are zombies (exited, never waited for).
     pub fn zombie_children(&self) -> Vec<u32> {
         let me = self.pid();
-        all_stats().into_iter().filter(|s| s.ppid == me && s.state == 'Z').map(|s| s.pid).collect()
+        all_stats()
+            .into_iter()
+            .filter(|s| s.ppid == me && s.state == 'Z')
+            .map(|s| s.pid)
+            .collect()
     }
 }
 
@@ -386,7 +433,9 @@ pub struct ProcStat {
 /// The stat of every process; the command name may hold spaces and
 /// parentheses, so fields are counted from the last `)`.
 pub fn all_stats() -> Vec<ProcStat> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -432,7 +481,12 @@ pub fn session_dir(data_dir: &Path, id: &str) -> PathBuf {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit_once('.')).is_some_and(|(i, _)| i == id))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.rsplit_once('.'))
+                .is_some_and(|(i, _)| i == id)
+        })
         .unwrap_or_else(|| sessions.join(id))
 }
 

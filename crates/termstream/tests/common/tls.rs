@@ -23,13 +23,21 @@ impl TestCert {
     pub fn generate() -> TestCert {
         let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
         let ck = rcgen::generate_simple_self_signed(names).expect("certificate");
-        let dir = tempfile::Builder::new().prefix("termstream-cert-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("termstream-cert-")
+            .tempdir()
+            .expect("tempdir");
         let cert_path = dir.path().join("cert.pem");
         let key_path = dir.path().join("key.pem");
         let cert_pem = ck.cert.pem();
         std::fs::write(&cert_path, &cert_pem).expect("write cert");
         std::fs::write(&key_path, ck.signing_key.serialize_pem()).expect("write key");
-        TestCert { _dir: dir, cert_path, key_path, cert_pem }
+        TestCert {
+            _dir: dir,
+            cert_path,
+            key_path,
+            cert_pem,
+        }
     }
 
     /// The `serve` flags that use this certificate.

@@ -16,7 +16,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::TestServer;
 
-type Handshake = (WebSocketStream<MaybeTlsStream<TcpStream>>, tokio_tungstenite::tungstenite::handshake::client::Response);
+type Handshake = (
+    WebSocketStream<MaybeTlsStream<TcpStream>>,
+    tokio_tungstenite::tungstenite::handshake::client::Response,
+);
 
 /// Opens a socket to `server`, over TLS trusting its certificate when it
 /// serves TLS.
@@ -24,7 +27,9 @@ async fn connect(
     server: &TestServer,
     req: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
 ) -> Result<Handshake, tokio_tungstenite::tungstenite::Error> {
-    let connector = server.cert().map(|c| tokio_tungstenite::Connector::Rustls(c.rustls_client()));
+    let connector = server
+        .cert()
+        .map(|c| tokio_tungstenite::Connector::Rustls(c.rustls_client()));
     tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector).await
 }
 
@@ -33,7 +38,12 @@ async fn connect(
 pub enum Incoming {
     Json(Value),
     /// A binary output frame: session, stream tag, offset, bytes.
-    Output { session: String, stream: u8, offset: u64, data: Vec<u8> },
+    Output {
+        session: String,
+        stream: u8,
+        offset: u64,
+        data: Vec<u8>,
+    },
     Closed(Option<u16>),
 }
 
@@ -57,7 +67,10 @@ impl WsClient {
     /// Connects without reading anything.
     pub async fn connect_raw(server: &TestServer, path: &str) -> WsClient {
         let (ws, _) = connect(server, server.ws_url(path)).await.expect("websocket connect");
-        WsClient { ws, client_id: String::new() }
+        WsClient {
+            ws,
+            client_id: String::new(),
+        }
     }
 
     /// Connects to `path` with extra request headers, without reading
@@ -66,7 +79,10 @@ impl WsClient {
         server: &TestServer,
         path: &str,
         headers: &[(&str, &str)],
-    ) -> Result<(WsClient, tokio_tungstenite::tungstenite::handshake::client::Response), tokio_tungstenite::tungstenite::Error> {
+    ) -> Result<
+        (WsClient, tokio_tungstenite::tungstenite::handshake::client::Response),
+        tokio_tungstenite::tungstenite::Error,
+    > {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = server.ws_url(path).into_client_request().expect("request");
         for (k, v) in headers {
@@ -76,7 +92,13 @@ impl WsClient {
             );
         }
         let (ws, resp) = connect(server, req).await?;
-        Ok((WsClient { ws, client_id: String::new() }, resp))
+        Ok((
+            WsClient {
+                ws,
+                client_id: String::new(),
+            },
+            resp,
+        ))
     }
 
     /// The HTTP status a refused handshake was answered with.
@@ -154,7 +176,8 @@ impl WsClient {
     }
 
     pub async fn attach(&mut self, id: &str, output: &str) {
-        self.send(json!({"type":"session.attach","sessionId":id,"output":output})).await;
+        self.send(json!({"type":"session.attach","sessionId":id,"output":output}))
+            .await;
     }
 
     /// Collects output of every session until each of `ids` sent
@@ -167,10 +190,18 @@ impl WsClient {
         while got.iter().any(|c| c.exit.is_none()) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let Some(msg) = self.recv(left).await else {
-                panic!("timed out; got {:?}", got.iter().map(|c| (c.data.len(), c.exit.is_some())).collect::<Vec<_>>());
+                panic!(
+                    "timed out; got {:?}",
+                    got.iter().map(|c| (c.data.len(), c.exit.is_some())).collect::<Vec<_>>()
+                );
             };
             let (session, offset, data, stream) = match msg {
-                Incoming::Output { session, offset, data, stream } => (session, offset, data, stream),
+                Incoming::Output {
+                    session,
+                    offset,
+                    data,
+                    stream,
+                } => (session, offset, data, stream),
                 Incoming::Json(v) if v["type"] == "terminal.output" => {
                     let stream = match v["stream"].as_str() {
                         Some("stderr") => 2,
@@ -178,7 +209,12 @@ impl WsClient {
                         _ => 0,
                     };
                     let s = v["sessionId"].as_str().unwrap_or_default().to_owned();
-                    (s, v["offset"].as_u64().expect("offset"), v["data"].as_str().unwrap_or_default().as_bytes().to_vec(), stream)
+                    (
+                        s,
+                        v["offset"].as_u64().expect("offset"),
+                        v["data"].as_str().unwrap_or_default().as_bytes().to_vec(),
+                        stream,
+                    )
                 }
                 Incoming::Json(v) => {
                     let s = v["sessionId"].as_str().unwrap_or_default();
@@ -194,7 +230,10 @@ impl WsClient {
                 }
                 Incoming::Closed(c) => panic!("socket closed ({c:?})"),
             };
-            let i = ids.iter().position(|id| *id == session).unwrap_or_else(|| panic!("output of {session}, not attached"));
+            let i = ids
+                .iter()
+                .position(|id| *id == session)
+                .unwrap_or_else(|| panic!("output of {session}, not attached"));
             let c = &mut got[i];
             if let Some(next) = c.next {
                 assert_eq!(offset, next, "output of {session} must start where the last ended");

@@ -13,7 +13,6 @@ use termstream_proto::ws::binary;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::process::Child;
 
-
 /// Most bytes gathered into one chunk while the program has more ready.
 pub const READ_COALESCE: usize = 64 * 1024;
 
@@ -81,11 +80,13 @@ fn libc_eio() -> i32 {
     rustix::io::Errno::IO.raw_os_error()
 }
 
-
 // `select!` evaluates every branch's expression, enabled or not, so the
 // optional parts of the actor are awaited through these helpers.
 
-pub(super) async fn read_opt(reader: &mut Option<Reader>, header: FrameHeader<'_>) -> io::Result<Option<(Bytes, usize)>> {
+pub(super) async fn read_opt(
+    reader: &mut Option<Reader>,
+    header: FrameHeader<'_>,
+) -> io::Result<Option<(Bytes, usize)>> {
     match reader {
         Some(r) => read_ready(r, header).await,
         None => std::future::pending().await,

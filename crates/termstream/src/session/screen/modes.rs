@@ -121,9 +121,7 @@ impl ModeTracker {
             (CsiStart | IgnoreCsi, _) => IgnoreCsi,
             (Private, b'0'..=b'9') => {
                 if let Some(param) = self.params.get_mut(self.count - 1) {
-                    *param = param
-                        .saturating_mul(10)
-                        .saturating_add(u16::from(byte - b'0'));
+                    *param = param.saturating_mul(10).saturating_add(u16::from(byte - b'0'));
                 }
                 Private
             }

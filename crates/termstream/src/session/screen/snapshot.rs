@@ -16,11 +16,7 @@ use avt::{Color, Line, Pen};
 /// Appends escape sequences that leave `lines` in the scrollback of a fresh
 /// `rows`-row terminal, with a blank screen, the default pen and the cursor
 /// at home afterwards.
-pub(crate) fn push_scrollback<'a>(
-    out: &mut String,
-    lines: impl ExactSizeIterator<Item = &'a Line>,
-    rows: usize,
-) {
+pub(crate) fn push_scrollback<'a>(out: &mut String, lines: impl ExactSizeIterator<Item = &'a Line>, rows: usize) {
     let count = lines.len();
 
     if count == 0 {
@@ -193,10 +189,7 @@ mod tests {
     #[test]
     fn colon_colour_parameters_become_semicolons_in_sgr_only() {
         let mut out = String::new();
-        push_dump(
-            &mut out,
-            "a38:2:1\x1b[0;38:2:1:2:3;48:5:200mb\x1b[2;3H\x1b[1:2",
-        );
+        push_dump(&mut out, "a38:2:1\x1b[0;38:2:1:2:3;48:5:200mb\x1b[2;3H\x1b[1:2");
         assert_eq!(out, "a38:2:1\x1b[0;38;2;1;2;3;48;5;200mb\x1b[2;3H\x1b[1:2");
     }
 }

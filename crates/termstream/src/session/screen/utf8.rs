@@ -110,8 +110,7 @@ pub(crate) fn incomplete_tail(data: &[u8]) -> usize {
 
 /// Whether `bytes` is a proper prefix of some valid UTF-8 sequence.
 fn is_incomplete(bytes: &[u8]) -> bool {
-    bytes.len() < 4
-        && matches!(std::str::from_utf8(bytes), Err(error) if error.error_len().is_none())
+    bytes.len() < 4 && matches!(std::str::from_utf8(bytes), Err(error) if error.error_len().is_none())
 }
 
 #[cfg(test)]
@@ -128,7 +127,11 @@ mod tests {
         }
         assert_eq!(incomplete_tail("a😀".as_bytes()), 0);
         assert_eq!(incomplete_tail("é".as_bytes()), 0);
-        assert_eq!(incomplete_tail(b"\x98\x80\xc3"), 1, "stray continuation bytes, then a start");
+        assert_eq!(
+            incomplete_tail(b"\x98\x80\xc3"),
+            1,
+            "stray continuation bytes, then a start"
+        );
         assert_eq!(incomplete_tail(b"abc"), 0);
         assert_eq!(incomplete_tail(b"\xff"), 0);
         assert_eq!(incomplete_tail(b"\xe2\x28"), 0, "a start its next byte cannot continue");

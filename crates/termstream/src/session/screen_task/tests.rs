@@ -37,8 +37,7 @@ async fn a_restart_after_a_flood_of_lines_keeps_whole_lines() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = Config::default().session_settings();
     let scrollback = settings.scrollback_lines;
-    let mut writer =
-        crate::session::store::LogWriter::create(dir.path(), settings.disk).expect("log");
+    let mut writer = crate::session::store::LogWriter::create(dir.path(), settings.disk).expect("log");
     let total_lines = 700_000;
     let text: String = (1..=total_lines).map(|n| format!("line {n}\r\n")).collect();
     assert!(
@@ -59,11 +58,7 @@ async fn a_restart_after_a_flood_of_lines_keeps_whole_lines() {
         offset += piece.len() as u64;
     }
     drop(writer);
-    let handle = actor::start_ended(
-        ended_info("flood-of-lines", offset),
-        dir.path().into(),
-        settings,
-    );
+    let handle = actor::start_ended(ended_info("flood-of-lines", offset), dir.path().into(), settings);
     let snap = handle.snapshot().await.expect("snapshot");
     assert_eq!(snap.offset, offset, "the snapshot is of the log's end");
     let mut replay = ScreenModel::new(snap.cols, snap.rows, scrollback);
@@ -100,11 +95,7 @@ async fn a_restart_after_a_flood_of_lines_keeps_whole_lines() {
 async fn a_screen_task_far_behind_ends_with_its_actor() {
     let dir = tempfile::tempdir().expect("tempdir");
     let info = ended_info("far-behind", MAX_LAG + TAIL + 1);
-    let handle = actor::start_ended(
-        info,
-        dir.path().into(),
-        Config::default().session_settings(),
-    );
+    let handle = actor::start_ended(info, dir.path().into(), Config::default().session_settings());
     handle.shutdown().await;
     // The snapshot's catch-up finds the actor gone (the answer, a blank
     // screen or an error, does not matter here).
@@ -123,14 +114,22 @@ async fn a_screen_task_far_behind_ends_with_its_actor() {
 /// background catch-up that a snapshot interrupts).
 #[test]
 fn a_feed_stopped_and_resumed_gives_the_same_screen() {
-    let text: String = (1..=3000).map(|n| format!("\x1b[3{}mline {n} é😀\r\n", n % 8)).collect();
+    let text: String = (1..=3000)
+        .map(|n| format!("\x1b[3{}mline {n} é😀\r\n", n % 8))
+        .collect();
     let data = bytes::Bytes::from(text);
     let chunks: Vec<Chunk> = data
         .chunks(10_000)
         .scan(0u64, |offset, piece| {
             let start = *offset;
             *offset += piece.len() as u64;
-            Some(Chunk { offset: start, stream: termstream_proto::Stream::Pty, time_ms: 0, data: data.slice_ref(piece), wire: None })
+            Some(Chunk {
+                offset: start,
+                stream: termstream_proto::Stream::Pty,
+                time_ms: 0,
+                data: data.slice_ref(piece),
+                wire: None,
+            })
         })
         .collect();
     let (whole, n) = feed_slices(Box::new(ScreenModel::new(80, 24, 100)), &chunks, || false);
@@ -142,7 +141,11 @@ fn a_feed_stopped_and_resumed_gives_the_same_screen() {
         calls.get() > 3
     });
     assert_eq!(fed, 3 * FEED_SLICE.min(10_000), "three slices, each within one chunk");
-    let rest: Vec<Chunk> = chunks.iter().filter(|c| c.end() > fed as u64).map(|c| c.from_offset(fed as u64)).collect();
+    let rest: Vec<Chunk> = chunks
+        .iter()
+        .filter(|c| c.end() > fed as u64)
+        .map(|c| c.from_offset(fed as u64))
+        .collect();
     let (resumed, more) = feed_slices(part, &rest, || false);
     assert_eq!(fed + more, data.len());
     assert_eq!(resumed.snapshot(), whole.snapshot());
