@@ -78,7 +78,7 @@ pub struct Config {
     pub insecure_no_auth: bool,
     /// Origins allowed besides the server's own (`scheme://host[:port]`).
     pub allowed_origins: Vec<String>,
-    /// Host names allowed in `Host` besides localhost, 127.0.0.1 and [::1]
+    /// Host names allowed in `Host` besides localhost, 127.0.0.1 and `[::1]`
     /// (checked only when bound to loopback).
     pub allowed_hosts: Vec<String>,
     /// Accept a long-lived token in `?token=` (tickets are always accepted).

@@ -1,7 +1,7 @@
 //! One `/ws` connection: the task that reads the client's messages and
 //! manages its attachments.
 //!
-//! The socket is split: a writer task ([`Writer`]) owns the
+//! The socket is split: a writer task ([`Writer`](super::outbox::Writer)) owns the
 //! sending half and drains the socket's [`Outbox`]; this task owns the
 //! receiving half. Each attached session gets a forwarder task
 //! ([`forward::run`]) that writes into the same outbox, so sessions never
