@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::SessionInfo;
+
 /// `POST /terminal/start`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StartRequest {
@@ -67,4 +69,13 @@ pub struct TerminateResponse {
     pub success: bool,
     pub session_id: String,
     pub message: String,
+}
+
+/// The `command` of the older shapes: the shell command line of a
+/// `/bin/sh -c` session, else the argv joined by spaces.
+pub fn command_of(info: &SessionInfo) -> String {
+    match info.argv.as_slice() {
+        [sh, c, cmd] if sh == "/bin/sh" && c == "-c" => cmd.clone(),
+        argv => argv.join(" "),
+    }
 }

@@ -1,13 +1,10 @@
 //! The REST API: `/api/sessions` ([`sessions`]), the older `/terminal`
-//! shapes ([`compat`]), and `/openapi.json`. Every error is an
-//! [`error::ApiError`] with a JSON body.
+//! shapes ([`compat`]), `POST /api/events` ([`events`]) and `/openapi.json`.
+//! Every error is an [`ApiError`] with a JSON body.
 
 pub mod compat;
-pub mod error;
+pub mod events;
 pub mod sessions;
-
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use axum::Json;
 use axum::Router;
@@ -16,33 +13,9 @@ use axum::routing::{get, post};
 use termstream_proto::ErrorCode;
 use utoipa::OpenApi;
 
-use crate::auth::{self, Security};
-use crate::gateway::events::{self, EventHub};
-use crate::registry::Registry;
-use error::ApiError;
-
-/// What every handler shares.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub registry: Arc<Registry>,
-    /// Event channels of `/ws` clients.
-    pub events: EventHub,
-    /// WebSocket clients connected now.
-    pub clients: Arc<AtomicUsize>,
-    /// Tokens, tickets, browser checks and limits ([`crate::auth`]).
-    pub security: Arc<Security>,
-}
-
-impl AppState {
-    pub fn new(registry: Arc<Registry>, security: Arc<Security>) -> AppState {
-        AppState {
-            registry,
-            events: EventHub::default(),
-            clients: Arc::default(),
-            security,
-        }
-    }
-}
+use crate::auth;
+use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(

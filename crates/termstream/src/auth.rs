@@ -43,13 +43,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use termstream_proto::{CreateSession, ErrorCode};
+use termstream_proto::ErrorCode;
 
-use crate::api::AppState;
-use crate::api::error::ApiError;
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::limits::{ConnLimiter, ConnPermit, LimitError, SessionQuota};
-use crate::session::SessionHandle;
+use crate::registry::Registry;
 use login::LoginStore;
 use origin::{BrowserPolicy, Origin};
 use ticket::TicketStore;
@@ -274,12 +273,13 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
 
 /// The middleware; see the module docs for what it checks, in order.
 pub async fn guard(
-    State(state): State<AppState>,
+    State(sec): State<Arc<Security>>,
+    State(registry): State<Arc<Registry>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let mut resp = match admit(&state, peer, &mut req) {
+    let mut resp = match admit(&sec, &registry, peer, &mut req) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     };
@@ -287,8 +287,7 @@ pub async fn guard(
     resp
 }
 
-fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), ApiError> {
-    let sec = &state.security;
+fn admit(sec: &Security, registry: &Registry, peer: SocketAddr, req: &mut Request) -> Result<(), ApiError> {
     let headers = req.headers();
     let host = headers
         .get(header::HOST)
@@ -320,7 +319,7 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Ap
             "a request authenticated by the login cookie must come from an allowed Origin",
         ));
     }
-    policy::check(&grant, &state.registry, req.method(), req.uri().path())?;
+    policy::check(&grant, registry, req.method(), req.uri().path())?;
     if ws {
         let permit = sec.connections.acquire(peer.ip())?;
         req.extensions_mut().insert(Permit(Arc::new(permit)));
@@ -414,25 +413,11 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
     Err(unauthorized("a credential is required: Authorization: Bearer TOKEN"))
 }
 
-/// Creates a session for `grant`: it needs write access to the session's
-/// project, and a token stays under `max_sessions_per_token`.
-pub fn create_session(state: &AppState, grant: &Grant, req: CreateSession) -> Result<SessionHandle, ApiError> {
-    let project = req.project.clone().unwrap_or_default();
-    grant.check_create(project.as_str())?;
-    if !grant.token {
-        return Ok(state.registry.create(req)?);
-    }
-    state
-        .security
-        .quota
-        .create(&grant.name, || state.registry.create(req).map_err(ApiError::from))
-}
-
 /// `POST /api/ws-ticket`: a single-use ticket for `/ws?token=TICKET`,
 /// carrying the caller's grant.
-pub async fn ws_ticket(State(state): State<AppState>, grant: Grant) -> Result<Json<serde_json::Value>, ApiError> {
-    let ticket = state.security.tickets.issue(grant)?;
-    let ttl = state.security.tickets.ttl().as_millis() as u64;
+pub async fn ws_ticket(State(sec): State<Arc<Security>>, grant: Grant) -> Result<Json<serde_json::Value>, ApiError> {
+    let ticket = sec.tickets.issue(grant)?;
+    let ttl = sec.tickets.ttl().as_millis() as u64;
     Ok(Json(serde_json::json!({ "ticket": ticket, "expiresInMs": ttl })))
 }
 

@@ -10,9 +10,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::token::{self, TokenEntry};
+pub mod tokens;
+
 use crate::session::SessionSettings;
 use crate::session::store::DiskLimits;
+use tokens::TokenEntry;
 
 /// Everything the server can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,7 +208,7 @@ impl Config {
         if let Some(t) = std::env::var("TERMSTREAM_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
             config.tokens.push(TokenEntry {
                 name: Some("env".into()),
-                sha256: token::hash(&t),
+                sha256: tokens::hash(&t),
                 admin: true,
                 projects: Default::default(),
             });

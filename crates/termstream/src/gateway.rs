@@ -6,12 +6,10 @@
 //!   [`outbox`], rendered per [`render::Dialect`].
 //! - `/ws/terminal/{id}` and `/ws/terminal/all`: the older one-session and
 //!   all-sessions shapes ([`legacy`]).
-//! - `POST /api/events` and the event channels ([`events`]).
 //!
 //! Messages over `ws_max_message_bytes` are answered with close 1009.
 
 pub mod connection;
-pub mod events;
 pub mod forward;
 pub mod legacy;
 pub mod liveness;
@@ -30,10 +28,10 @@ use axum::routing::get;
 use serde::Deserialize;
 use termstream_proto::SessionId;
 
-use crate::api::AppState;
 use crate::auth::{BearerProtocol, Grant, Permit};
 use crate::registry::{Registry, RegistryEvent};
 use crate::session::SessionHandle;
+use crate::state::AppState;
 use render::Dialect;
 
 /// How long one input message from a socket may wait for room in a

@@ -18,10 +18,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{self, AppState};
+use crate::api;
 use crate::auth::Security;
 use crate::config::Config;
 use crate::registry::Registry;
+use crate::state::AppState;
 
 /// A bound server, not yet serving.
 pub struct Server {

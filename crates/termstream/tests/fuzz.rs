@@ -11,7 +11,7 @@ mod common;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use termstream::gateway::events;
+use termstream::api::events;
 use termstream::session::screen::ScreenModel;
 use termstream_proto::compat::StartRequest;
 use termstream_proto::ws::{ClientMessage, binary};

@@ -6,21 +6,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use termstream_proto::compat::{
     SessionEntry, SessionStatusBody, SessionsResponse, StartRequest, StartResponse, StatusResponse, TerminateResponse,
+    command_of,
 };
-use termstream_proto::{CreateSession, ErrorBody, SessionId, SessionInfo, SessionKind};
+use termstream_proto::{CreateSession, ErrorBody, SessionId, SessionKind};
 
-use super::AppState;
-use super::error::{ApiError, Body, session_id};
 use crate::auth::Grant;
-
-/// The `command` of the older shapes: the shell command line of a
-/// `/bin/sh -c` session, else the argv joined by spaces.
-pub fn command_of(info: &SessionInfo) -> String {
-    match info.argv.as_slice() {
-        [sh, c, cmd] if sh == "/bin/sh" && c == "-c" => cmd.clone(),
-        argv => argv.join(" "),
-    }
-}
+use crate::error::{ApiError, Body, session_id};
+use crate::state::AppState;
 
 /// Start a command session running `/bin/sh -c COMMAND`.
 #[utoipa::path(post, path = "/terminal/start", request_body = StartRequest,
@@ -41,7 +33,7 @@ pub async fn start(
         cwd: req.cwd,
         ..CreateSession::default()
     };
-    let handle = crate::auth::create_session(&state, &grant, create)?;
+    let handle = state.create_session(&grant, create)?;
     let info = handle.info();
     Ok(Json(StartResponse {
         success: true,

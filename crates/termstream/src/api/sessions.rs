@@ -16,11 +16,11 @@ use termstream_proto::{
 };
 use utoipa::IntoParams;
 
-use super::AppState;
-use super::error::{ApiError, Body, session_id};
 use crate::auth::Grant;
+use crate::error::{ApiError, Body, session_id};
 use crate::session::SessionHandle;
 use crate::session::log::Chunk;
+use crate::state::AppState;
 
 /// How long an input request waits for room in a session's input queue.
 const INPUT_WAIT: Duration = Duration::from_secs(5);
@@ -41,7 +41,7 @@ pub async fn create(
     grant: Grant,
     Body(req): Body<CreateSession>,
 ) -> Result<Response, ApiError> {
-    let handle = crate::auth::create_session(&state, &grant, req)?;
+    let handle = state.create_session(&grant, req)?;
     Ok((StatusCode::CREATED, Json(handle.info())).into_response())
 }
 

@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use termstream_proto::ErrorCode;
+
 use super::{Grant, token};
+use crate::error::ApiError;
 
 /// Entries by the SHA-256 of their secret, each with its expiry.
 type Entries = HashMap<String, (Grant, Instant)>;
@@ -33,6 +36,12 @@ pub struct Expiring {
 pub struct StoreFull {
     what: &'static str,
     max: usize,
+}
+
+impl From<StoreFull> for ApiError {
+    fn from(e: StoreFull) -> ApiError {
+        ApiError::new(ErrorCode::Capacity, e.to_string())
+    }
 }
 
 /// Whether looking an entry up uses it up.

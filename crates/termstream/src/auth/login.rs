@@ -27,6 +27,7 @@
 //! someone else out.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -40,9 +41,8 @@ use termstream_proto::ErrorCode;
 
 use super::expiring::{Expiring, StoreFull, Use};
 use super::token::{Access, Scope};
-use super::{CookieAuth, Grant};
-use crate::api::AppState;
-use crate::api::error::{ApiError, body_rejection, parse_object};
+use super::{CookieAuth, Grant, Security};
+use crate::error::{ApiError, body_rejection, parse_object};
 
 /// Outstanding login codes and open login sessions.
 #[derive(Debug)]
@@ -131,7 +131,7 @@ struct CodeRequest {
 /// the caller's grant or a narrower one. A login session (cookie) cannot
 /// mint codes: it could otherwise renew itself forever.
 pub async fn issue_code(
-    State(state): State<AppState>,
+    State(sec): State<Arc<Security>>,
     grant: Grant,
     cookie: Option<Extension<CookieAuth>>,
     body: Result<Bytes, BytesRejection>,
@@ -153,7 +153,7 @@ pub async fn issue_code(
         None => grant,
         Some(wanted) => narrow(&grant, wanted)?,
     };
-    let store = &state.security.logins;
+    let store = &sec.logins;
     let code = store.issue_code(grant)?;
     Ok(Json(serde_json::json!({
         "code": code,
@@ -193,11 +193,10 @@ pub struct LoginQuery {
 /// `GET /login?code=CODE`: a valid code sets the session cookie and
 /// redirects to `/`; anything else is 401 and sets nothing.
 pub async fn login(
-    State(state): State<AppState>,
+    State(sec): State<Arc<Security>>,
     query: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let sec = &state.security;
     let unknown = || ApiError::new(ErrorCode::Unauthorized, "the login code is unknown, used or expired");
     let Some(code) = q.code else { return Err(unknown()) };
     let id = sec.logins.redeem(&code)?.ok_or_else(unknown)?;
@@ -215,8 +214,7 @@ pub async fn login(
 
 /// `POST /api/logout`: ends the login session of the request's cookie, if
 /// any, and clears the cookie. Needs no credential (it only takes away).
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let sec = &state.security;
+pub async fn logout(State(sec): State<Arc<Security>>, headers: HeaderMap) -> Response {
     if let Some(id) = read_cookie(&headers, cookie_name(sec.tls())) {
         sec.logins.logout(id);
     }

@@ -17,7 +17,7 @@ use termstream_proto::{ErrorCode, SessionId};
 
 use super::Grant;
 use super::token::Access;
-use crate::api::error::ApiError;
+use crate::error::ApiError;
 use crate::registry::Registry;
 
 /// What a route needs.

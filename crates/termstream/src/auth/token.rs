@@ -24,35 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-/// What a credential allows on one project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Access {
-    /// List, attach, read output and snapshots.
-    Read,
-    /// Everything `read` allows, plus create, input, resize, terminate, delete.
-    Write,
-}
-
-/// One configured token (by hash) and its scope.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenEntry {
-    /// A name for logs; the hash prefix when absent.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// SHA-256 of the token, 64 hex digits.
-    pub sha256: String,
-    /// Everything, on every project, plus publishing events without a project.
-    #[serde(default)]
-    pub admin: bool,
-    /// Projects this token may use, and how.
-    #[serde(default)]
-    pub projects: BTreeMap<String, Access>,
-}
+pub use crate::config::tokens::{Access, TokenEntry, hash};
 
 /// What a credential allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,11 +95,6 @@ impl TokenTable {
     pub fn lookup(&self, presented: &str) -> Option<&KnownToken> {
         self.by_hash.get(&hash(presented))
     }
-}
-
-/// SHA-256 of a token, as lowercase hex.
-pub fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// A new random token.

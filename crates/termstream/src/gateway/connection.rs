@@ -30,17 +30,17 @@ use termstream_proto::{ErrorCode, SessionId};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
-use super::events::PublishedEvent;
 use super::forward::{self, Attach};
 use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
-use crate::api::AppState;
 use crate::auth::{Grant, ProjectAccess as Access};
 use crate::clock::now_ms;
+use crate::events::PublishedEvent;
 use crate::limits::TokenBucket;
 use crate::session::{SessionError, SessionHandle, ViewerGuard};
+use crate::state::AppState;
 
 /// An attached session: its forwarder and its place in the viewer count.
 struct Attached {

@@ -17,6 +17,7 @@ use axum::extract::ws::{Message, WebSocket, close_code};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use termstream_proto::compat::command_of;
 use termstream_proto::ws::{LogPosition, OutputMode};
 use termstream_proto::{SessionId, SessionInfo};
 use tokio::task::AbortHandle;
@@ -26,13 +27,12 @@ use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
 use super::{ClientGuard, wait_for_session};
-use crate::api::AppState;
-use crate::api::compat::command_of;
 use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_secs;
 use crate::limits::TokenBucket;
 use crate::registry::RegistryEvent;
 use crate::session::SessionHandle;
+use crate::state::AppState;
 
 fn text(v: Value) -> Message {
     Message::Text(v.to_string().into())

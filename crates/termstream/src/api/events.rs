@@ -1,63 +1,17 @@
-//! Event channels: `POST /api/events` publishes a `task_status`,
-//! `notification` or `activity_log` event to every `/ws` client subscribed
-//! to its channel.
-//!
-//! The hub is one broadcast channel of pre-serialized events; a client that
-//! falls more than [`EVENT_QUEUE`] events behind skips the oldest (and is
-//! told so with an error message).
-
-use std::sync::Arc;
+//! `POST /api/events`: checks an event's shape and publishes it to the
+//! [`EventHub`](crate::events::EventHub).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
 use termstream_proto::ErrorBody;
-use tokio::sync::broadcast;
 
-use crate::api::AppState;
-use crate::api::error::{ApiError, Body};
 use crate::auth::Grant;
 use crate::clock::now_ms;
-
-/// Events a subscriber may fall behind before it skips some.
-pub const EVENT_QUEUE: usize = 256;
-
-/// One published event.
-#[derive(Debug)]
-pub struct PublishedEvent {
-    pub channel: &'static str,
-    /// The event's `project`, if it names one: only sockets that may read
-    /// that project receive it; an event with none goes to admin sockets.
-    pub project: Option<String>,
-    /// The event as JSON text, as sent to clients.
-    pub json: String,
-}
-
-/// Where events are published; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct EventHub {
-    tx: broadcast::Sender<Arc<PublishedEvent>>,
-}
-
-impl Default for EventHub {
-    fn default() -> Self {
-        EventHub {
-            tx: broadcast::channel(EVENT_QUEUE).0,
-        }
-    }
-}
-
-impl EventHub {
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<PublishedEvent>> {
-        self.tx.subscribe()
-    }
-
-    /// Publishes an event; returns how many sockets may receive it.
-    pub fn publish(&self, event: PublishedEvent) -> usize {
-        self.tx.send(Arc::new(event)).unwrap_or(0)
-    }
-}
+use crate::error::{ApiError, Body};
+use crate::events::PublishedEvent;
+use crate::state::AppState;
 
 fn require_str(obj: &Map<String, Value>, field: &str) -> Result<(), ApiError> {
     match obj.get(field) {

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use termstream_proto::{ErrorBody, ErrorCode, SessionId};
 
-use crate::auth::expiring::StoreFull;
 use crate::registry::CreateError;
 use crate::session::SessionError;
 use crate::session::process::SpawnError;
@@ -69,12 +68,6 @@ impl IntoResponse for ApiError {
         body.error.earliest_offset = self.earliest_offset;
         body.error.accepted_bytes = self.accepted_bytes;
         (status_of(self.code), Json(body)).into_response()
-    }
-}
-
-impl From<StoreFull> for ApiError {
-    fn from(e: StoreFull) -> ApiError {
-        ApiError::new(ErrorCode::Capacity, e.to_string())
     }
 }
 

@@ -1,0 +1,67 @@
+//! What every handler shares: [`AppState`].
+//!
+//! This module sits below the REST API ([`crate::api`]) and the WebSocket
+//! endpoints ([`crate::gateway`]), which take `State<AppState>`, and above
+//! [`crate::auth`], whose guard and handlers take only the parts they need
+//! (`State<Arc<Security>>`, `State<Arc<Registry>>`, projected by the
+//! [`FromRef`] impls here), so no layer imports one above it.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use axum::extract::FromRef;
+use termstream_proto::CreateSession;
+
+use crate::auth::{Grant, Security};
+use crate::error::ApiError;
+use crate::events::EventHub;
+use crate::registry::Registry;
+use crate::session::SessionHandle;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    /// Event channels of `/ws` clients.
+    pub events: EventHub,
+    /// WebSocket clients connected now.
+    pub clients: Arc<AtomicUsize>,
+    /// Tokens, tickets, browser checks and limits ([`crate::auth`]).
+    pub security: Arc<Security>,
+}
+
+impl AppState {
+    pub fn new(registry: Arc<Registry>, security: Arc<Security>) -> AppState {
+        AppState {
+            registry,
+            events: EventHub::default(),
+            clients: Arc::default(),
+            security,
+        }
+    }
+
+    /// Creates a session for `grant`: it needs write access to the session's
+    /// project, and a token stays under `max_sessions_per_token`.
+    pub fn create_session(&self, grant: &Grant, req: CreateSession) -> Result<SessionHandle, ApiError> {
+        let project = req.project.clone().unwrap_or_default();
+        grant.check_create(project.as_str())?;
+        if !grant.token {
+            return Ok(self.registry.create(req)?);
+        }
+        self.security
+            .quota
+            .create(&grant.name, || self.registry.create(req).map_err(ApiError::from))
+    }
+}
+
+impl FromRef<AppState> for Arc<Security> {
+    fn from_ref(state: &AppState) -> Arc<Security> {
+        state.security.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Registry> {
+    fn from_ref(state: &AppState) -> Arc<Registry> {
+        state.registry.clone()
+    }
+}
