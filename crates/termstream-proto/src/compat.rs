@@ -4,12 +4,12 @@
 //! `/bin/sh -c` as a command session.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::SessionInfo;
 
 /// `POST /terminal/start`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StartRequest {
     #[serde(default)]
     pub session_id: Option<String>,
@@ -19,7 +19,8 @@ pub struct StartRequest {
 }
 
 /// The answer to `POST /terminal/start`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StartResponse {
     pub success: bool,
     pub session_id: String,
@@ -29,7 +30,8 @@ pub struct StartResponse {
 }
 
 /// One entry of `GET /terminal/sessions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionEntry {
     pub session_id: String,
     pub command: String,
@@ -41,14 +43,16 @@ pub struct SessionEntry {
 }
 
 /// `GET /terminal/sessions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionsResponse {
     pub sessions: Vec<SessionEntry>,
     pub total: usize,
 }
 
 /// The `status` of `GET /terminal/{session_id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionStatusBody {
     pub session_id: String,
     pub command: String,
@@ -58,13 +62,15 @@ pub struct SessionStatusBody {
 }
 
 /// `GET /terminal/{session_id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusResponse {
     pub status: SessionStatusBody,
 }
 
 /// `POST /terminal/{session_id}/terminate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TerminateResponse {
     pub success: bool,
     pub session_id: String,

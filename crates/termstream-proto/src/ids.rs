@@ -107,12 +107,14 @@ macro_rules! id_type {
             }
         }
 
+        #[cfg(feature = "openapi")]
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
                 String::schema()
             }
         }
 
+        #[cfg(feature = "openapi")]
         impl utoipa::ToSchema for $name {}
     };
 }
@@ -166,12 +168,14 @@ impl<'de> Deserialize<'de> for Epoch {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Epoch {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         String::schema()
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Epoch {}
 
 #[cfg(test)]

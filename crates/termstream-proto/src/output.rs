@@ -5,12 +5,12 @@
 //! chunks each say whether they came from stdout or stderr.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::ids::Epoch;
 
 /// Which stream a chunk of output came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// The terminal of a pty session.
@@ -43,7 +43,8 @@ impl Stream {
 }
 
 /// How a chunk's `data` is written in JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ChunkEncoding {
     /// `data` is the bytes themselves (they were valid UTF-8).
@@ -54,7 +55,8 @@ pub enum ChunkEncoding {
 }
 
 /// One chunk of output, as the JSON output read gives it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OutputChunk {
     /// Log offset of the chunk's first byte.
@@ -67,7 +69,8 @@ pub struct OutputChunk {
 }
 
 /// `GET /api/sessions/{id}/output?since=N&format=json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OutputPage {
     pub epoch: Epoch,

@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::ids::{Epoch, ProjectId, SessionId};
 
 /// How a session's program is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SessionKind {
     /// On a pseudo-terminal: the program is a session leader with the PTY as
@@ -23,7 +23,8 @@ pub enum SessionKind {
 }
 
 /// Where a session is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     /// The program runs.
@@ -47,7 +48,8 @@ impl SessionStatus {
 
 /// Everything known about a session. The server publishes a fresh copy on
 /// every change of status or size; it is also what the data dir stores.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionInfo {
     pub id: SessionId,
@@ -88,7 +90,8 @@ pub struct SessionInfo {
 }
 
 /// `POST /api/sessions`: start a session.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSession {
     /// The id to give the session; generated when absent. A duplicate is 409.
@@ -123,7 +126,8 @@ pub struct CreateSession {
 ///
 /// Give `data` (UTF-8 text) or `dataBase64` (any bytes), or neither with
 /// `eof` set. `eof` closes a command session's stdin after the data.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InputRequest {
     #[serde(default)]
@@ -135,7 +139,8 @@ pub struct InputRequest {
 }
 
 /// `POST /api/sessions/{id}/resize`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResizeRequest {
     pub cols: u16,
@@ -143,7 +148,8 @@ pub struct ResizeRequest {
 }
 
 /// `GET /api/sessions`: the list, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionList {
     pub sessions: Vec<SessionInfo>,
     pub total: usize,
@@ -151,7 +157,8 @@ pub struct SessionList {
 
 /// `GET /api/sessions/{id}/snapshot`: escape sequences that rebuild the
 /// screen of a pty session on a fresh terminal of `cols` × `rows`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     pub epoch: Epoch,

@@ -10,7 +10,11 @@
 //! `?dialect=flat`, is answered with flat names too (`terminal_output`,
 //! `terminal_restore`, ...).
 
+mod parse;
+
 use serde::{Deserialize, Serialize};
+
+pub use parse::ParseError;
 
 use crate::error::ErrorCode;
 use crate::ids::{Epoch, SessionId};
@@ -94,8 +98,9 @@ pub enum ClientMessage {
 }
 
 impl ClientMessage {
-    /// Every `type` a client may send, dotted and flat.
-    pub const TYPES: [&'static str; 13] = [
+    /// Every `type` a client may send, dotted and flat. The flat
+    /// `terminal_restore` is a server message only.
+    pub const TYPES: [&'static str; 12] = [
         "session.attach",
         "terminal_attach",
         "session.detach",
@@ -108,7 +113,6 @@ impl ClientMessage {
         "heartbeat",
         "subscribe",
         "unsubscribe",
-        "terminal_restore",
     ];
 }
 

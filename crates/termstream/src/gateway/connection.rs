@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use futures_util::stream::SplitStream;
-use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ServerMessage};
+use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ParseError, ServerMessage};
 use termstream_proto::{ErrorCode, SessionId};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
@@ -242,40 +242,26 @@ impl Connection {
     /// Parses a text message and acts on it; every failure is answered with
     /// an error message and the connection carries on.
     async fn on_text(&mut self, text: &str) {
-        let value: serde_json::Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                return self
-                    .error(ErrorCode::InvalidMessage, format!("malformed JSON: {e}"), None)
-                    .await;
-            }
+        let parsed = ClientMessage::parse(text);
+        // A flat name switches the socket to flat answers, even when the
+        // rest of the message is wrong.
+        let kind = match &parsed {
+            Ok((kind, _)) => Some(*kind),
+            Err(e) => e.kind(),
         };
-        let Some(kind) = value.get("type").and_then(|t| t.as_str()).map(str::to_owned) else {
-            return self
-                .error(
-                    ErrorCode::InvalidMessage,
-                    "a message needs a string \"type\"".into(),
-                    None,
-                )
-                .await;
-        };
-        if !ClientMessage::TYPES.contains(&kind.as_str()) {
-            return self
-                .error(ErrorCode::UnknownType, format!("unknown message type {kind:?}"), None)
-                .await;
-        }
-        if kind.starts_with("terminal_") && !self.dialect_fixed {
+        if kind.is_some_and(|k| k.starts_with("terminal_")) && !self.dialect_fixed {
             self.dialect = Dialect::Flat;
         }
-        let msg: ClientMessage = match serde_json::from_value(value) {
-            Ok(m) => m,
+        match parsed {
+            Ok((_, msg)) => self.on_message(msg).await,
             Err(e) => {
-                return self
-                    .error(ErrorCode::InvalidMessage, format!("invalid {kind} message: {e}"), None)
-                    .await;
+                let code = match e {
+                    ParseError::UnknownType(_) => ErrorCode::UnknownType,
+                    _ => ErrorCode::InvalidMessage,
+                };
+                self.error(code, e.to_string(), None).await;
             }
-        };
-        self.on_message(msg).await;
+        }
     }
 
     async fn on_message(&mut self, msg: ClientMessage) {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, close_code};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use termstream_proto::compat::command_of;
 use termstream_proto::ws::{LogPosition, OutputMode};
 use termstream_proto::{SessionId, SessionInfo};
@@ -26,6 +26,7 @@ use super::forward::{self, Attach};
 use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
+use super::shapes::{Legacy, LegacyMessage, LegacyPong, LegacyStart};
 use super::{ClientGuard, wait_for_session};
 use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_secs;
@@ -34,14 +35,34 @@ use crate::registry::RegistryEvent;
 use crate::session::SessionHandle;
 use crate::state::AppState;
 
-fn text(v: Value) -> Message {
-    Message::Text(v.to_string().into())
+fn text<T: Serialize>(kind: &'static str, session_id: &str, body: T) -> Message {
+    let msg = Legacy {
+        kind,
+        session_id,
+        body,
+        timestamp: now_secs(),
+    };
+    Message::Text(msg.to_json().into())
 }
 
 fn start_message(info: &SessionInfo) -> Message {
-    text(
-        json!({"type":"terminal_start","session_id":info.id,"command":command_of(info),"cwd":info.cwd,"timestamp":now_secs()}),
-    )
+    let body = LegacyStart {
+        command: command_of(info),
+        cwd: &info.cwd,
+    };
+    text("terminal_start", info.id.as_str(), body)
+}
+
+/// What a client may send: `terminal_input` (`data`, or `input`),
+/// `terminal_resize` (`cols`, `rows`) or `ping`.
+#[derive(Debug, Deserialize)]
+struct Inbound {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    data: Option<String>,
+    input: Option<String>,
+    cols: Option<u64>,
+    rows: Option<u64>,
 }
 
 /// Starts forwarding `handle`'s session; `preamble` goes out once the
@@ -86,8 +107,11 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         return;
     };
     let info = handle.info();
+    let message = format!("Connected to terminal session {}", info.id);
     let connected = text(
-        json!({"type":"terminal_connected","session_id":info.id,"timestamp":now_secs(),"message":format!("Connected to terminal session {}", info.id)}),
+        "terminal_connected",
+        info.id.as_str(),
+        LegacyMessage { message: &message },
     );
     let _viewer = handle.add_viewer();
     // Sent by the forwarder once it is subscribed: nothing after them
@@ -127,24 +151,27 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
     let reply_error = async |message: String| {
         let _ = out.reply(text_error(handle, message)).await;
     };
-    let Ok(v) = serde_json::from_str::<Value>(raw) else {
-        reply_error("malformed JSON".into()).await;
-        return;
+    let v = match serde_json::from_str::<Inbound>(raw) {
+        Ok(v) => v,
+        Err(e) if e.is_data() => {
+            reply_error(format!("invalid message: {e}")).await;
+            return;
+        }
+        Err(_) => {
+            reply_error("malformed JSON".into()).await;
+            return;
+        }
     };
-    let kind = v.get("type").and_then(Value::as_str);
+    let kind = v.kind.as_deref();
     if matches!(kind, Some("terminal_input" | "terminal_resize"))
         && grant.access(handle.project().as_str()) != Some(ProjectAccess::Write)
     {
         reply_error("read_only: this socket may only watch".into()).await;
         return;
     }
-    match v.get("type").and_then(Value::as_str) {
+    match kind {
         Some("terminal_input") => {
-            let data = v
-                .get("data")
-                .or_else(|| v.get("input"))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let data = v.data.as_deref().or(v.input.as_deref()).unwrap_or_default();
             if !budget.take(data.len()) {
                 reply_error("rate_limited: input over the socket's rate was dropped; send it again later".into()).await;
                 return;
@@ -157,13 +184,8 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
             }
         }
         Some("terminal_resize") => {
-            let dim = |k| {
-                v.get(k)
-                    .and_then(Value::as_u64)
-                    .and_then(|n| u16::try_from(n).ok())
-                    .filter(|n| *n > 0)
-            };
-            match (dim("cols"), dim("rows")) {
+            let dim = |n: Option<u64>| n.and_then(|n| u16::try_from(n).ok()).filter(|n| *n > 0);
+            match (dim(v.cols), dim(v.rows)) {
                 (Some(c), Some(r)) => {
                     if let Err(e) = handle.resize(c, r).await {
                         reply_error(e.to_string()).await;
@@ -175,7 +197,12 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
             }
         }
         Some("ping") => {
-            let _ = out.reply(text(json!({"type":"pong","timestamp":now_secs()}))).await;
+            let pong = LegacyPong {
+                kind: "pong",
+                timestamp: now_secs(),
+            };
+            let pong = Message::Text(serde_json::to_string(&pong).unwrap_or_default().into());
+            let _ = out.reply(pong).await;
         }
         other => {
             reply_error(format!("unknown message type {other:?}")).await;
@@ -184,7 +211,7 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
 }
 
 fn text_error(handle: &SessionHandle, message: String) -> Message {
-    text(json!({"type":"error","session_id":handle.id(),"message":message,"timestamp":now_secs()}))
+    text("error", handle.id().as_str(), LegacyMessage { message: &message })
 }
 
 /// `/ws/terminal/all`.
@@ -194,7 +221,13 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
     let mut changes = state.registry.changes();
     let mut tasks: HashMap<SessionId, AbortHandle> = HashMap::new();
     let _ = out
-        .send(text(json!({"type":"terminal_connected","session_id":"all","timestamp":now_secs(),"message":"Connected to all terminal sessions"})))
+        .send(text(
+            "terminal_connected",
+            "all",
+            LegacyMessage {
+                message: "Connected to all terminal sessions",
+            },
+        ))
         .await;
     for handle in state.registry.handles() {
         let info = handle.info();

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use termstream_proto::ws::{GapReason, OutputMode, ServerMessage, binary};
 use termstream_proto::{SessionId, SessionInfo, Snapshot, Stream};
 
+use super::shapes::{self, Legacy};
 use crate::clock::now_secs;
 
 /// Which message names and framing a socket speaks.
@@ -63,24 +64,9 @@ fn json(msg: &ServerMessage) -> Message {
     Message::Text(serde_json::to_string(msg).unwrap_or_default().into())
 }
 
-/// Renames a dotted message to its flat alias (`session.exit` →
-/// `terminal_exit`, `terminal.output` → `terminal_output`) and adds
-/// `sessionName` beside `sessionId`.
+/// Renames a dotted message to its flat alias ([`shapes::flatten`]).
 fn flatten(msg: &ServerMessage) -> Message {
-    let mut v = serde_json::to_value(msg).unwrap_or_default();
-    if let Some(obj) = v.as_object_mut() {
-        if let Some(t) = obj.get("type").and_then(|t| t.as_str()) {
-            let flat = match t.split_once('.') {
-                Some((_, rest)) => format!("terminal_{rest}"),
-                None => t.to_owned(),
-            };
-            obj.insert("type".into(), flat.into());
-        }
-        if let Some(id) = obj.get("sessionId").cloned() {
-            obj.insert("sessionName".into(), id);
-        }
-    }
-    Message::Text(v.to_string().into())
+    Message::Text(shapes::flatten(msg).into())
 }
 
 impl Dialect {
@@ -138,25 +124,26 @@ impl Dialect {
                 rows,
             },
             OutEvent::Terminating { session } if self == Dialect::Legacy => {
-                return Some(Message::Text(
-                    serde_json::json!({"type":"terminal_terminating","session_id":session,"timestamp":now_secs()})
-                        .to_string()
-                        .into(),
-                ));
+                let msg = Legacy {
+                    kind: "terminal_terminating",
+                    session_id: session.as_str(),
+                    body: shapes::Empty {},
+                    timestamp: now_secs(),
+                };
+                return Some(Message::Text(msg.to_json().into()));
             }
             OutEvent::Terminating { .. } => return None,
             OutEvent::Exit(info) if self == Dialect::Legacy => {
-                return Some(Message::Text(
-                    serde_json::json!({
-                        "type": "terminal_end",
-                        "session_id": info.id,
-                        "exit_code": info.exit_code,
-                        "duration": info.duration_ms.map(|d| d as f64 / 1000.0),
-                        "timestamp": now_secs(),
-                    })
-                    .to_string()
-                    .into(),
-                ));
+                let msg = Legacy {
+                    kind: "terminal_end",
+                    session_id: info.id.as_str(),
+                    body: shapes::LegacyEnd {
+                        exit_code: info.exit_code,
+                        duration: info.duration_ms.map(|d| d as f64 / 1000.0),
+                    },
+                    timestamp: now_secs(),
+                };
+                return Some(Message::Text(msg.to_json().into()));
             }
             OutEvent::Exit(info) => ServerMessage::Exit {
                 session_id: info.id.clone(),
@@ -192,32 +179,31 @@ impl Dialect {
             return Message::Binary(Bytes::from(frame));
         }
         let text = String::from_utf8_lossy(data);
-        match self {
-            Dialect::Legacy => Message::Text(
-                serde_json::json!({
-                    "type": "terminal_output",
-                    "session_id": session,
-                    "stream": if stream == Stream::Stderr { "stderr" } else { "stdout" },
-                    "output": text,
-                    "timestamp": now_secs(),
-                    "is_error": stream == Stream::Stderr,
-                })
-                .to_string()
-                .into(),
-            ),
-            _ => {
-                let msg = ServerMessage::Output {
-                    session_id: session.clone(),
-                    data: text.into_owned(),
+        let json = match self {
+            Dialect::Legacy => Legacy {
+                kind: "terminal_output",
+                session_id: session.as_str(),
+                body: shapes::LegacyOutput {
+                    stream: if stream == Stream::Stderr { "stderr" } else { "stdout" },
+                    output: &text,
+                    is_error: stream == Stream::Stderr,
+                },
+                timestamp: now_secs(),
+            }
+            .to_json(),
+            Dialect::Flat | Dialect::Dotted => {
+                let flat = self == Dialect::Flat;
+                let msg = shapes::Output {
+                    kind: if flat { "terminal_output" } else { "terminal.output" },
+                    session_id: session,
+                    session_name: flat.then_some(session),
+                    data: &text,
                     offset,
                     stream: (stream != Stream::Pty).then_some(stream),
                 };
-                if self == Dialect::Flat {
-                    flatten(&msg)
-                } else {
-                    json(&msg)
-                }
+                serde_json::to_string(&msg).unwrap_or_default()
             }
-        }
+        };
+        Message::Text(json.into())
     }
 }
