@@ -19,6 +19,8 @@ pub enum ErrorCode {
     NotFound,
     /// The route does not take that method (405).
     MethodNotAllowed,
+    /// A WebSocket endpoint was asked without a WebSocket upgrade (426).
+    UpgradeRequired,
     /// A session with that id exists already (409).
     DuplicateId,
     /// The session does not accept this now, e.g. input after it ended (409).

@@ -10,6 +10,7 @@
 //!   create and drive one.
 //! - [`output`]: output chunks, their streams and the answers of output reads.
 //! - [`error`]: the JSON error body and its machine-readable codes.
+//! - [`replies`]: the small JSON answers of the other REST routes.
 //! - [`ws`]: the multiplexed WebSocket protocol of `/ws`, JSON and binary.
 //! - [`compat`]: the request and response shapes of the older `/terminal` API,
 //!   served unchanged so existing clients keep working.
@@ -18,6 +19,7 @@ pub mod compat;
 pub mod error;
 pub mod ids;
 pub mod output;
+pub mod replies;
 pub mod session;
 pub mod ws;
 

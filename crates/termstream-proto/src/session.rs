@@ -22,6 +22,22 @@ pub enum SessionKind {
     Command,
 }
 
+impl SessionKind {
+    /// The kind's name on the wire: `pty` or `command`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Pty => "pty",
+            SessionKind::Command => "command",
+        }
+    }
+}
+
+impl std::fmt::Display for SessionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -1,79 +1,113 @@
 //! The REST API: `/api/sessions` ([`sessions`]), the older `/terminal`
-//! shapes ([`compat`]), `POST /api/events` ([`events`]) and `/openapi.json`.
-//! Every error is an [`ApiError`] with a JSON body.
+//! shapes ([`compat`]), `POST /api/events` ([`events`]), `/openapi.json`
+//! ([`openapi`]), and the router of every route, the WebSocket endpoints
+//! included ([`ROUTES`]). Every error is an [`ApiError`] with a JSON body.
 
 pub mod compat;
 pub mod events;
+pub mod openapi;
 pub mod sessions;
 
-use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use termstream_proto::ErrorCode;
-use utoipa::OpenApi;
 
-use crate::auth;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::{auth, gateway};
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "termstream", description = "Runs terminal sessions and streams them live."),
-    paths(
-        sessions::create,
-        sessions::list,
-        sessions::get,
-        sessions::input,
-        sessions::resize,
-        sessions::terminate,
-        sessions::delete,
-        sessions::output,
-        sessions::snapshot,
-        sessions::recording,
-        compat::start,
-        compat::sessions,
-        compat::status,
-        compat::terminate,
-        events::publish,
-    )
-)]
-struct ApiDoc;
+/// Declares every route once: the router is built from this table, and
+/// [`ROUTES`] lists it for the test that the OpenAPI description covers it.
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:path,)*) => {
+        /// Every route the server serves, as `(method, path)`: the router is
+        /// built from the same table.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
 
-/// The OpenAPI description of the REST API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+        fn routes(router: Router<AppState>) -> Router<AppState> {
+            router$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
 }
 
-/// The REST routes.
+route_table! {
+    get "/api/sessions" => sessions::list,
+    post "/api/sessions" => sessions::create,
+    get "/api/sessions/{id}" => sessions::get,
+    delete "/api/sessions/{id}" => sessions::delete,
+    post "/api/sessions/{id}/input" => sessions::input,
+    post "/api/sessions/{id}/resize" => sessions::resize,
+    post "/api/sessions/{id}/terminate" => sessions::terminate,
+    get "/api/sessions/{id}/output" => sessions::output,
+    get "/api/sessions/{id}/snapshot" => sessions::snapshot,
+    get "/api/sessions/{id}/recording.cast" => sessions::recording,
+    post "/terminal/start" => compat::start,
+    get "/terminal/sessions" => compat::sessions,
+    get "/terminal/{session_id}" => compat::status,
+    post "/terminal/{session_id}/terminate" => compat::terminate,
+    post "/api/events" => events::publish,
+    post "/api/ws-ticket" => auth::ws_ticket,
+    post "/api/login-codes" => auth::login::issue_code,
+    post "/api/logout" => auth::login::logout,
+    get "/login" => auth::login::login,
+    get "/ws" => gateway::ws,
+    get "/ws/terminal/all" => gateway::legacy_all,
+    get "/ws/terminal/{session_id}" => gateway::legacy_one,
+    get "/openapi.json" => openapi::serve,
+    get "/health" => openapi::health,
+}
+
+/// The REST routes and the WebSocket endpoints.
 pub fn router(state: AppState) -> Router {
     let max_body = state.registry.config().max_body_bytes;
-    Router::new()
-        .route("/api/sessions", get(sessions::list).post(sessions::create))
-        .route("/api/sessions/{id}", get(sessions::get).delete(sessions::delete))
-        .route("/api/sessions/{id}/input", post(sessions::input))
-        .route("/api/sessions/{id}/resize", post(sessions::resize))
-        .route("/api/sessions/{id}/terminate", post(sessions::terminate))
-        .route("/api/sessions/{id}/output", get(sessions::output))
-        .route("/api/sessions/{id}/snapshot", get(sessions::snapshot))
-        .route("/api/sessions/{id}/recording.cast", get(sessions::recording))
-        .route("/terminal/start", post(compat::start))
-        .route("/terminal/sessions", get(compat::sessions))
-        .route("/terminal/{session_id}", get(compat::status))
-        .route("/terminal/{session_id}/terminate", post(compat::terminate))
-        .route("/api/events", post(events::publish))
-        .route("/api/ws-ticket", post(auth::ws_ticket))
-        .route("/api/login-codes", post(auth::login::issue_code))
-        .route("/api/logout", post(auth::login::logout))
-        .route("/login", get(auth::login::login))
-        .merge(crate::gateway::router())
-        .route("/openapi.json", get(|| async { Json(openapi()) }))
-        .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+    routes(Router::new())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .with_state(state)
+}
+
+/// Makes an error answered as plain text (by axum, or a layer) the JSON
+/// error body every error has, with the same status. Handlers' own errors
+/// are [`ApiError`]s already and pass unchanged.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return resp;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UPGRADE_REQUIRED => ErrorCode::UpgradeRequired,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Capacity,
+        s if s.is_client_error() => ErrorCode::BadRequest,
+        _ => ErrorCode::Internal,
+    };
+    let (mut parts, body) = resp.into_parts();
+    // The texts axum writes are one line; more is not read.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let message = match std::str::from_utf8(&text).map(str::trim) {
+        Ok(t) if !t.is_empty() => t.to_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let fresh = ApiError::new(code, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(fresh.headers().clone());
+    let mut resp = Response::from_parts(parts, fresh.into_body());
+    *resp.status_mut() = status;
+    resp
 }

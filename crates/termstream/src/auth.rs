@@ -44,6 +44,7 @@ use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use termstream_proto::ErrorCode;
+use termstream_proto::replies::WsTicket;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -413,12 +414,16 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
     Err(unauthorized("a credential is required: Authorization: Bearer TOKEN"))
 }
 
+#[utoipa::path(post, path = "/api/ws-ticket", responses((status = 200, body = WsTicket)))]
 /// `POST /api/ws-ticket`: a single-use ticket for `/ws?token=TICKET`,
 /// carrying the caller's grant.
-pub async fn ws_ticket(State(sec): State<Arc<Security>>, grant: Grant) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn ws_ticket(State(sec): State<Arc<Security>>, grant: Grant) -> Result<Json<WsTicket>, ApiError> {
     let ticket = sec.tickets.issue(grant)?;
     let ttl = sec.tickets.ttl().as_millis() as u64;
-    Ok(Json(serde_json::json!({ "ticket": ticket, "expiresInMs": ttl })))
+    Ok(Json(WsTicket {
+        ticket,
+        expires_in_ms: ttl,
+    }))
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! with the status its code implies.
 
 use axum::Json;
-use axum::extract::FromRequest;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use termstream_proto::{ErrorBody, ErrorCode, SessionId};
@@ -50,6 +51,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::SessionNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
         ErrorCode::DuplicateId | ErrorCode::SessionNotRunning => StatusCode::CONFLICT,
         ErrorCode::SpawnFailed | ErrorCode::BadCwd | ErrorCode::WrongKind => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::OutputGone => StatusCode::GONE,
@@ -138,4 +140,34 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// Parses a session id from a path.
 pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::new(raw).map_err(|e| ApiError::bad_request(format!("invalid session id: {e}")))
+}
+
+/// axum's `Path`, refused with an [`ApiError`] (400) instead of plain text:
+/// a segment that is not UTF-8 once percent-decoded, say.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(t)) => Ok(Path(t)),
+            Err(e) => Err(ApiError::bad_request(format!("invalid path: {}", e.body_text()))),
+        }
+    }
+}
+
+/// axum's `Query`, refused with an [`ApiError`] (400) instead of plain
+/// text: a parameter given twice, say.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(t)) => Ok(Query(t)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
 }

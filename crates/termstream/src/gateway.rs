@@ -22,14 +22,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Extension;
-use axum::Router;
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, close_code};
+use axum::extract::{FromRequestParts, State, WebSocketUpgrade};
+use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::get;
 use serde::Deserialize;
-use termstream_proto::SessionId;
+use termstream_proto::{ErrorBody, ErrorCode, SessionId};
 
 use crate::auth::{BearerProtocol, Grant, Permit};
+use crate::error::{ApiError, Path, Query};
 use crate::registry::{Registry, RegistryEvent};
 use crate::session::SessionHandle;
 use crate::state::AppState;
@@ -68,17 +70,10 @@ impl Drop for ClientGuard {
 /// permit and the subprotocol that carried the token.
 type Admitted = (Grant, Option<Extension<Permit>>, Option<Extension<BearerProtocol>>);
 
-/// The routes of the WebSocket endpoints.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ws", get(ws))
-        .route("/ws/terminal/all", get(legacy_all))
-        .route("/ws/terminal/{session_id}", get(legacy_one))
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
-struct WsQuery {
+#[into_params(parameter_in = Query)]
+pub struct WsQuery {
     /// A client id from an earlier connection, kept across reconnects (it
     /// scopes input sequence numbers).
     client_id: Option<String>,
@@ -116,8 +111,12 @@ const READ_BUFFER: usize = 4096;
 /// Bytes a socket gathers before writing.
 const WRITE_BUFFER: usize = 64 * 1024;
 
-async fn ws(
-    ws: WebSocketUpgrade,
+/// `/ws`: the multiplexed WebSocket (see `docs/protocol.md`).
+#[utoipa::path(get, path = "/ws", params(WsQuery),
+    responses((status = 101, description = "Switching Protocols: the socket speaks the protocol of docs/protocol.md."),
+              (status = 426, body = ErrorBody, description = "Not a WebSocket upgrade.")))]
+pub async fn ws(
+    Upgrade(ws): Upgrade,
     State(state): State<AppState>,
     Query(q): Query<WsQuery>,
     (grant, permit, proto): Admitted,
@@ -136,8 +135,12 @@ async fn ws(
         .on_upgrade(move |socket| connection::run(socket, state, client_id, dialect, guard, grant))
 }
 
-async fn legacy_one(
-    ws: WebSocketUpgrade,
+/// `/ws/terminal/{session_id}`: the older one-session socket.
+#[utoipa::path(get, path = "/ws/terminal/{session_id}", params(("session_id" = String, Path, description = "The session id.")),
+    responses((status = 101, description = "Switching Protocols: the older one-session messages."),
+              (status = 426, body = ErrorBody, description = "Not a WebSocket upgrade.")))]
+pub async fn legacy_one(
+    Upgrade(ws): Upgrade,
     State(state): State<AppState>,
     Path(raw): Path<String>,
     (grant, permit, proto): Admitted,
@@ -146,9 +149,64 @@ async fn legacy_one(
     upgrade(ws, &state, proto).on_upgrade(move |socket| legacy::one(socket, state, raw, guard, grant))
 }
 
-async fn legacy_all(ws: WebSocketUpgrade, State(state): State<AppState>, (grant, permit, proto): Admitted) -> Response {
+/// `/ws/terminal/all`: the older all-sessions socket.
+#[utoipa::path(get, path = "/ws/terminal/all",
+    responses((status = 101, description = "Switching Protocols: the older all-sessions messages."),
+              (status = 426, body = ErrorBody, description = "Not a WebSocket upgrade.")))]
+pub async fn legacy_all(
+    Upgrade(ws): Upgrade,
+    State(state): State<AppState>,
+    (grant, permit, proto): Admitted,
+) -> Response {
     let guard = ClientGuard::new(&state.clients).holding(permit);
     upgrade(ws, &state, proto).on_upgrade(move |socket| legacy::all(socket, state, guard, grant))
+}
+
+/// axum's `WebSocketUpgrade`, refused with an [`ApiError`] instead of plain
+/// text: a plain GET of a WebSocket endpoint is answered 426
+/// `upgrade_required`, another method 405, a malformed handshake 400.
+pub struct Upgrade(pub WebSocketUpgrade);
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let e = match WebSocketUpgrade::from_request_parts(parts, state).await {
+            Ok(ws) => return Ok(Upgrade(ws)),
+            Err(e) => e,
+        };
+        let code = match e {
+            WebSocketUpgradeRejection::MethodNotGet(_) => ErrorCode::MethodNotAllowed,
+            WebSocketUpgradeRejection::InvalidConnectionHeader(_)
+            | WebSocketUpgradeRejection::InvalidUpgradeHeader(_)
+            | WebSocketUpgradeRejection::ConnectionNotUpgradable(_) => ErrorCode::UpgradeRequired,
+            _ => ErrorCode::BadRequest,
+        };
+        let message = match code {
+            ErrorCode::UpgradeRequired => format!("this is a WebSocket endpoint: {}", e.body_text()),
+            _ => e.body_text(),
+        };
+        Err(ApiError::new(code, message))
+    }
+}
+
+/// The close frame that ends a socket because of what it received: a
+/// message over `max` bytes (1009), text that is not UTF-8 (1007), a
+/// broken frame (1002). `None` for a good message, or a failure there is
+/// nothing to say about (the connection is gone).
+pub fn refusal(msg: &Result<Message, axum::Error>, max: usize) -> Option<(u16, &'static str)> {
+    let too_large = (close_code::SIZE, "message too large");
+    match msg {
+        Ok(Message::Text(t)) if t.len() > max => Some(too_large),
+        Ok(Message::Binary(b)) if b.len() > max => Some(too_large),
+        Ok(_) => None,
+        Err(e) => match std::error::Error::source(e).and_then(|s| s.downcast_ref::<tungstenite::Error>()) {
+            Some(tungstenite::Error::Capacity(_)) => Some(too_large),
+            Some(tungstenite::Error::Utf8(_)) => Some((close_code::INVALID, "text is not UTF-8")),
+            Some(tungstenite::Error::Protocol(_)) => Some((close_code::PROTOCOL, "protocol error")),
+            _ => None,
+        },
+    }
 }
 
 /// The session `id`, waiting up to `wait` for it to be created.

@@ -68,7 +68,7 @@ pub enum LogEvent {
 pub enum SessionError {
     #[error("session {0} is not running")]
     NotRunning(SessionId),
-    #[error("session {id} is a {kind:?} session; {what} needs a pty session")]
+    #[error("session {id} is a {kind} session; {what} needs a pty session")]
     WrongKind {
         id: SessionId,
         kind: SessionKind,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use termstream_proto::compat::{
     SessionEntry, SessionStatusBody, SessionsResponse, StartRequest, StartResponse, StatusResponse, TerminateResponse,
     command_of,
@@ -11,11 +11,11 @@ use termstream_proto::compat::{
 use termstream_proto::{CreateSession, ErrorBody, SessionId, SessionKind};
 
 use crate::auth::Grant;
-use crate::error::{ApiError, Body, session_id};
+use crate::error::{ApiError, Body, Path, session_id};
 use crate::state::AppState;
 
 /// Start a command session running `/bin/sh -c COMMAND`.
-#[utoipa::path(post, path = "/terminal/start", request_body = StartRequest,
+#[utoipa::path(post, path = "/terminal/start", operation_id = "compat_start", request_body = StartRequest,
     responses((status = 200, body = StartResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
@@ -45,7 +45,7 @@ pub async fn start(
 }
 
 /// Every session.
-#[utoipa::path(get, path = "/terminal/sessions", responses((status = 200, body = SessionsResponse)))]
+#[utoipa::path(get, path = "/terminal/sessions", operation_id = "compat_sessions", responses((status = 200, body = SessionsResponse)))]
 pub async fn sessions(State(state): State<AppState>, grant: Grant) -> Json<SessionsResponse> {
     let sessions: Vec<SessionEntry> = state
         .registry
@@ -72,7 +72,7 @@ pub async fn sessions(State(state): State<AppState>, grant: Grant) -> Json<Sessi
 }
 
 /// One session's status.
-#[utoipa::path(get, path = "/terminal/{session_id}", responses((status = 200, body = StatusResponse), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/terminal/{session_id}", operation_id = "compat_status", params(("session_id" = String, Path, description = "The session id.")), responses((status = 200, body = StatusResponse), (status = 404, body = ErrorBody)))]
 pub async fn status(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<StatusResponse>, ApiError> {
     let id = session_id(&raw)?;
     let h = state.registry.get(&id).ok_or_else(|| ApiError::not_found(&raw))?;
@@ -89,7 +89,7 @@ pub async fn status(State(state): State<AppState>, Path(raw): Path<String>) -> R
 }
 
 /// End a session.
-#[utoipa::path(post, path = "/terminal/{session_id}/terminate", responses((status = 200, body = TerminateResponse), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/terminal/{session_id}/terminate", operation_id = "compat_terminate", params(("session_id" = String, Path, description = "The session id.")), responses((status = 200, body = TerminateResponse), (status = 404, body = ErrorBody)))]
 pub async fn terminate(
     State(state): State<AppState>,
     Path(raw): Path<String>,

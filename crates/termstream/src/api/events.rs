@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
 use termstream_proto::ErrorBody;
+use termstream_proto::replies::Published;
 
 use crate::auth::Grant;
 use crate::clock::now_ms;
@@ -62,12 +63,12 @@ pub fn validate(event: &Value) -> Result<&'static str, ApiError> {
 
 /// Publish an event to subscribed WebSocket clients.
 #[utoipa::path(post, path = "/api/events", request_body = Object,
-    responses((status = 202, description = "published; `{\"receivers\":N}`"), (status = 400, body = ErrorBody)))]
+    responses((status = 202, description = "Published.", body = Published), (status = 400, body = ErrorBody)))]
 pub async fn publish(
     State(state): State<AppState>,
     grant: Grant,
     Body(mut event): Body<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Published>), ApiError> {
     let channel = validate(&event)?;
     let project = match event.get("project") {
         None | Some(Value::Null) => None,
@@ -85,6 +86,8 @@ pub async fn publish(
     });
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "receivers": receivers })),
+        Json(Published {
+            receivers: receivers as u64,
+        }),
     ))
 }

@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body as HttpBody;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
+use termstream_proto::replies::InputTaken;
 use termstream_proto::{
     ChunkEncoding, CreateSession, ErrorBody, ErrorCode, InputRequest, OutputChunk, OutputPage, ResizeRequest,
     SessionInfo, SessionKind, SessionList, SessionStatus, Snapshot,
@@ -17,7 +18,7 @@ use termstream_proto::{
 use utoipa::IntoParams;
 
 use crate::auth::Grant;
-use crate::error::{ApiError, Body, session_id};
+use crate::error::{ApiError, Body, Path, session_id};
 use crate::session::SessionHandle;
 use crate::session::log::Chunk;
 use crate::state::AppState;
@@ -33,7 +34,7 @@ fn handle(state: &AppState, raw: &str) -> Result<SessionHandle, ApiError> {
 }
 
 /// Start a session.
-#[utoipa::path(post, path = "/api/sessions", request_body = CreateSession,
+#[utoipa::path(post, path = "/api/sessions", operation_id = "create_session", request_body = CreateSession,
     responses((status = 201, body = SessionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create(
@@ -46,6 +47,7 @@ pub async fn create(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only sessions of this project.
     project: Option<String>,
@@ -54,7 +56,7 @@ pub struct ListQuery {
 }
 
 /// List sessions, newest first.
-#[utoipa::path(get, path = "/api/sessions", params(ListQuery), responses((status = 200, body = SessionList)))]
+#[utoipa::path(get, path = "/api/sessions", operation_id = "list_sessions", params(ListQuery), responses((status = 200, body = SessionList)))]
 pub async fn list(
     State(state): State<AppState>,
     grant: Grant,
@@ -70,19 +72,19 @@ pub async fn list(
 }
 
 /// One session.
-#[utoipa::path(get, path = "/api/sessions/{id}", responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/sessions/{id}", operation_id = "get_session", params(("id" = String, Path, description = "The session id.")), responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionInfo>, ApiError> {
     Ok(Json(handle(&state, &id)?.info()))
 }
 
 /// Write to the program's input.
-#[utoipa::path(post, path = "/api/sessions/{id}/input", request_body = InputRequest,
-    responses((status = 200, description = "queued; `{\"bytes\":N}`"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/sessions/{id}/input", request_body = InputRequest, params(("id" = String, Path, description = "The session id.")), 
+    responses((status = 200, description = "The bytes the program took or that wait for it.", body = InputTaken), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn input(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Body(req): Body<InputRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<InputTaken>, ApiError> {
     let h = handle(&state, &id)?;
     let data = match (req.data, req.data_base64) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give either data or dataBase64, not both")),
@@ -103,11 +105,11 @@ pub async fn input(
     }
     let n = data.len();
     h.input(data, req.eof, None, INPUT_WAIT).await?;
-    Ok(Json(serde_json::json!({ "bytes": n })))
+    Ok(Json(InputTaken { bytes: n as u64 }))
 }
 
 /// Set the window size of a pty session.
-#[utoipa::path(post, path = "/api/sessions/{id}/resize", request_body = ResizeRequest,
+#[utoipa::path(post, path = "/api/sessions/{id}/resize", request_body = ResizeRequest, params(("id" = String, Path, description = "The session id.")), 
     responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn resize(
     State(state): State<AppState>,
@@ -123,7 +125,7 @@ pub async fn resize(
 }
 
 /// End the program: SIGHUP and SIGTERM, then SIGKILL after the grace period.
-#[utoipa::path(post, path = "/api/sessions/{id}/terminate", responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/sessions/{id}/terminate", params(("id" = String, Path, description = "The session id.")), responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
 pub async fn terminate(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionInfo>, ApiError> {
     let h = handle(&state, &id)?;
     let wait = state.registry.config().session_settings().grace + Duration::from_secs(5);
@@ -131,7 +133,7 @@ pub async fn terminate(State(state): State<AppState>, Path(id): Path<String>) ->
 }
 
 /// Delete a session: end it if it runs, forget it, remove its output.
-#[utoipa::path(delete, path = "/api/sessions/{id}", responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/sessions/{id}", operation_id = "delete_session", params(("id" = String, Path, description = "The session id.")), responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let sid = session_id(&id)?;
     if state.registry.delete(&sid).await {
@@ -152,6 +154,7 @@ pub enum OutputFormat {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OutputQuery {
     /// The first offset wanted (default 0).
     since: Option<u64>,
@@ -161,8 +164,13 @@ pub struct OutputQuery {
 }
 
 /// Read output from an offset: from memory, else from disk; 410 when gone.
-#[utoipa::path(get, path = "/api/sessions/{id}/output", params(OutputQuery),
-    responses((status = 200, body = OutputPage), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/sessions/{id}/output", params(("id" = String, Path, description = "The session id."), OutputQuery),
+    responses((status = 200, description = "The output: raw bytes (the default) with their offsets in headers, or an `OutputPage` with `format=json`.",
+        content((OutputPage = "application/json"), ("application/octet-stream")),
+        headers(("x-termstream-epoch" = String, description = "With raw output: the log's epoch."),
+                ("x-termstream-offset" = u64, description = "With raw output: the offset of the first byte."),
+                ("x-termstream-next-offset" = u64, description = "With raw output: the offset after the last byte."),
+                ("x-termstream-end-offset" = u64, description = "With raw output: the end of the log now."))), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
 pub async fn output(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -227,14 +235,14 @@ fn to_json_chunk(c: &Chunk) -> OutputChunk {
 }
 
 /// The screen of a pty session as escape sequences, and the offset it reflects.
-#[utoipa::path(get, path = "/api/sessions/{id}/snapshot",
+#[utoipa::path(get, path = "/api/sessions/{id}/snapshot", params(("id" = String, Path, description = "The session id.")), 
     responses((status = 200, body = Snapshot), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn snapshot(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Snapshot>, ApiError> {
     Ok(Json(handle(&state, &id)?.snapshot().await?))
 }
 
 /// The session as an asciicast v2 recording.
-#[utoipa::path(get, path = "/api/sessions/{id}/recording.cast",
+#[utoipa::path(get, path = "/api/sessions/{id}/recording.cast", params(("id" = String, Path, description = "The session id.")), 
     responses((status = 200, content_type = "application/x-asciicast"), (status = 404, body = ErrorBody)))]
 pub async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let h = handle(&state, &id)?;

@@ -38,6 +38,7 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::Deserialize;
 use termstream_proto::ErrorCode;
+use termstream_proto::replies::LoginCode;
 
 use super::expiring::{Expiring, StoreFull, Use};
 use super::token::{Access, Scope};
@@ -120,13 +121,15 @@ fn set_cookie(tls: bool, value: &str, max_age: u64) -> HeaderValue {
 }
 
 /// The body of `POST /api/login-codes`; empty for the caller's own scope.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CodeRequest {
+pub struct CodeRequest {
     /// Narrow the code to these projects (each at most the caller's access).
     projects: Option<BTreeMap<String, Access>>,
 }
 
+#[utoipa::path(post, path = "/api/login-codes", request_body(content = Option<CodeRequest>, description = "Optional: narrow the code to these projects."),
+    responses((status = 200, body = LoginCode)))]
 /// `POST /api/login-codes`: a one-time code for `/login?code=CODE`, carrying
 /// the caller's grant or a narrower one. A login session (cookie) cannot
 /// mint codes: it could otherwise renew itself forever.
@@ -135,7 +138,7 @@ pub async fn issue_code(
     grant: Grant,
     cookie: Option<Extension<CookieAuth>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LoginCode>, ApiError> {
     if cookie.is_some() {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -155,11 +158,11 @@ pub async fn issue_code(
     };
     let store = &sec.logins;
     let code = store.issue_code(grant)?;
-    Ok(Json(serde_json::json!({
-        "code": code,
-        "path": format!("/login?code={code}"),
-        "expiresInMs": store.code_ttl().as_millis() as u64,
-    })))
+    Ok(Json(LoginCode {
+        path: format!("/login?code={code}"),
+        code,
+        expires_in_ms: store.code_ttl().as_millis() as u64,
+    }))
 }
 
 /// `grant` narrowed to `wanted`, which must not exceed it.
@@ -185,11 +188,16 @@ fn narrow(grant: &Grant, wanted: BTreeMap<String, Access>) -> Result<Grant, ApiE
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LoginQuery {
+    /// The one-time code from `POST /api/login-codes`.
     code: Option<String>,
 }
 
+#[utoipa::path(get, path = "/login", params(LoginQuery), security(()),
+    responses((status = 303, description = "Logged in: the session cookie is set; redirects to `/`.",
+        headers(("location" = String), ("set-cookie" = String)))))]
 /// `GET /login?code=CODE`: a valid code sets the session cookie and
 /// redirects to `/`; anything else is 401 and sets nothing.
 pub async fn login(
@@ -212,6 +220,8 @@ pub async fn login(
         .into_response())
 }
 
+#[utoipa::path(post, path = "/api/logout", security(()),
+    responses((status = 204, description = "Logged out; the cookie is cleared.", headers(("set-cookie" = String)))))]
 /// `POST /api/logout`: ends the login session of the request's cookie, if
 /// any, and clears the cookie. Needs no credential (it only takes away).
 pub async fn logout(State(sec): State<Arc<Security>>, headers: HeaderMap) -> Response {

@@ -20,7 +20,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, close_code};
+use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -146,12 +146,14 @@ impl Connection {
     /// Acts on one step; `Break` ends the connection.
     async fn step(&mut self, step: Step, stream: &mut SplitStream<WebSocket>, limits: &Limits) -> ControlFlow<()> {
         match step {
-            Step::Inbound(msg) => match msg {
-                Some(Ok(Message::Text(t))) if t.len() > limits.max_message => {
-                    self.out.close(close_code::SIZE, "message too large").await;
+            Step::Inbound(Some(msg)) if let Some((code, reason)) = super::refusal(&msg, limits.max_message) => {
+                self.out.close(code, reason).await;
+                if msg.is_ok() {
                     drain(stream).await;
-                    return ControlFlow::Break(());
                 }
+                return ControlFlow::Break(());
+            }
+            Step::Inbound(msg) => match msg {
                 Some(Ok(Message::Text(text))) => self.on_text(&text).await,
                 Some(Ok(Message::Binary(_))) => {
                     self.error(
@@ -165,15 +167,7 @@ impl Connection {
                 // Pings are answered by the socket itself; a close is answered
                 // when the stream ends (keep polling until then).
                 Some(Ok(Message::Ping(_) | Message::Close(_))) => {}
-                Some(Err(e)) => {
-                    // tungstenite's capacity error (past the hard limit); axum
-                    // hides its type, so it is recognised by its text.
-                    if e.to_string().starts_with("Space limit exceeded") {
-                        self.out.close(close_code::SIZE, "message too large").await;
-                    }
-                    return ControlFlow::Break(());
-                }
-                None => return ControlFlow::Break(()),
+                Some(Err(_)) | None => return ControlFlow::Break(()),
             },
             Step::Attach((id, handle, since, mode)) => match handle {
                 Some(h) => self.attach(h, since, mode).await,

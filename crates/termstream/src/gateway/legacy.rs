@@ -129,6 +129,10 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
+                Some(msg) if let Some((code, reason)) = super::refusal(&msg, cfg.ws_max_message_bytes) => {
+                    out.close(code, reason).await;
+                    break;
+                }
                 Some(Ok(Message::Text(t))) => on_input(&handle, &t, &out, &grant, &mut budget).await,
                 Some(Ok(msg)) => liveness.saw(&msg),
                 _ => break,
@@ -248,6 +252,10 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
+                Some(msg) if let Some((code, reason)) = super::refusal(&msg, state.registry.config().ws_max_message_bytes) => {
+                    out.close(code, reason).await;
+                    break;
+                }
                 Some(Ok(msg)) => liveness.saw(&msg),
                 _ => break,
             },
