@@ -13,6 +13,7 @@ pub mod background;
 pub mod cast;
 pub mod input;
 pub mod log;
+mod meta;
 pub mod process;
 pub mod screen;
 pub mod screen_task;
