@@ -69,13 +69,12 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     let (sink, mut stream) = socket.split();
     let (out, writer) = Outbox::open(sink, state.registry.config());
     let wait = Duration::from_millis(state.registry.config().attach_wait_ms);
+    // A session of a project this socket may not see is answered as one
+    // that does not exist, after the same wait.
     let handle = match SessionId::new(raw.clone()) {
-        Ok(id) => wait_for_session(&state.registry, &id, wait).await,
+        Ok(id) => wait_for_session(&state.registry, &id, wait, &grant).await,
         Err(_) => None,
     };
-    // A session of a project this socket may not see is answered as one
-    // that does not exist.
-    let handle = handle.filter(|h| grant.can_read(h.project().as_str()));
     let Some(handle) = handle else {
         // A close reason is at most 123 bytes of UTF-8.
         let mut reason = format!("session_not_found: {raw}");
