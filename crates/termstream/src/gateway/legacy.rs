@@ -32,7 +32,7 @@ use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_secs;
 use crate::limits::TokenBucket;
 use crate::registry::RegistryEvent;
-use crate::session::SessionHandle;
+use crate::session::{SessionError, SessionHandle};
 
 fn text(v: Value) -> Message {
     Message::Text(v.to_string().into())
@@ -163,11 +163,13 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
                     .filter(|n| *n > 0)
             };
             match (dim("cols"), dim("rows")) {
-                (Some(c), Some(r)) => {
-                    if let Err(e) = handle.resize(c, r).await {
-                        reply_error(e.to_string()).await;
+                (Some(c), Some(r)) => match handle.resize(c, r).await {
+                    Err(e @ SessionError::WindowTooLarge { .. }) => {
+                        reply_error(format!("invalid_message: {e}")).await;
                     }
-                }
+                    Err(e) => reply_error(e.to_string()).await,
+                    Ok(()) => {}
+                },
                 _ => {
                     reply_error("cols and rows must be positive integers".into()).await;
                 }

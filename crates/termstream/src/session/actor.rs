@@ -299,6 +299,14 @@ impl Actor {
     }
 
     fn resize(&mut self, cols: u16, rows: u16) -> Result<(), super::SessionError> {
+        if !self.settings.window_fits(cols, rows) {
+            return Err(super::SessionError::WindowTooLarge {
+                cols,
+                rows,
+                max_cols: self.settings.max_cols,
+                max_rows: self.settings.max_rows,
+            });
+        }
         let Some(pty) = &self.pty else {
             return Err(if self.info.kind == SessionKind::Pty {
                 super::SessionError::NotRunning(self.info.id.clone())
