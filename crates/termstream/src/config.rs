@@ -26,8 +26,13 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// In-memory output kept per session, in bytes.
     pub ring_bytes: usize,
-    /// Lines of scrollback a screen snapshot carries.
+    /// Lines of scrollback a screen snapshot carries (fewer for windows too
+    /// large for that much within the screen model's budget).
     pub scrollback_lines: usize,
+    /// The widest window a pty session may have (create and resize).
+    pub max_cols: u16,
+    /// The tallest window a pty session may have (create and resize).
+    pub max_rows: u16,
     /// Bytes per on-disk log segment.
     pub disk_segment_bytes: u64,
     /// Output kept on disk per session; the oldest segments go first.
@@ -124,6 +129,8 @@ impl Default for Config {
             data_dir: default_data_dir(),
             ring_bytes: 1 << 20,
             scrollback_lines: 1000,
+            max_cols: 1000,
+            max_rows: 1000,
             disk_segment_bytes: 16 << 20,
             disk_max_bytes: 256 << 20,
             terminate_grace_ms: 2000,
@@ -200,6 +207,18 @@ impl Config {
             .merge(Serialized::defaults(overrides))
             .extract()
             .context("invalid configuration")?;
+        anyhow::ensure!(
+            config.max_cols > 0 && config.max_rows > 0,
+            "invalid configuration: max_cols and max_rows must be at least 1"
+        );
+        let screens = crate::session::screen::screens_bytes(config.max_cols, config.max_rows);
+        anyhow::ensure!(
+            screens <= crate::session::screen::SCREEN_BUDGET,
+            "invalid configuration: a {}x{} window's screens take {screens} bytes, more than a screen model's budget of {} bytes; lower max_cols or max_rows",
+            config.max_cols,
+            config.max_rows,
+            crate::session::screen::SCREEN_BUDGET,
+        );
         // 0 would cut off every client before its first header.
         anyhow::ensure!(
             config.http_header_timeout_ms > 0,
@@ -226,6 +245,8 @@ impl Config {
             },
             grace: Duration::from_millis(self.terminate_grace_ms),
             scrollback_lines: self.scrollback_lines,
+            max_cols: self.max_cols,
+            max_rows: self.max_rows,
         }
     }
 

@@ -45,7 +45,10 @@ impl ApiError {
 /// The HTTP status of each error code.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::BadRequest | ErrorCode::InvalidMessage | ErrorCode::UnknownType => StatusCode::BAD_REQUEST,
+        ErrorCode::BadRequest | ErrorCode::UnknownType => StatusCode::BAD_REQUEST,
+        // Over REST: a well-formed value out of range (a window larger than
+        // `max_cols` × `max_rows`).
+        ErrorCode::InvalidMessage => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::NotAttached => StatusCode::CONFLICT,
         ErrorCode::ReadOnly => StatusCode::FORBIDDEN,
         ErrorCode::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -92,6 +95,7 @@ impl From<CreateError> for ApiError {
             CreateError::Duplicate(_) => ErrorCode::DuplicateId,
             CreateError::Capacity { .. } => ErrorCode::Capacity,
             CreateError::Invalid(_) => ErrorCode::BadRequest,
+            CreateError::WindowTooLarge { .. } => ErrorCode::InvalidMessage,
             CreateError::Spawn(SpawnError::BadCwd { .. }) => ErrorCode::BadCwd,
             CreateError::Spawn(e) if e.is_exhaustion() => ErrorCode::Capacity,
             CreateError::Spawn(_) => ErrorCode::SpawnFailed,

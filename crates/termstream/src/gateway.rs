@@ -209,24 +209,38 @@ pub fn refusal(msg: &Result<Message, axum::Error>, max: usize) -> Option<(u16, &
     }
 }
 
-/// The session `id`, waiting up to `wait` for it to be created.
-pub async fn wait_for_session(registry: &Registry, id: &SessionId, wait: Duration) -> Option<SessionHandle> {
+/// The session `id` if `grant` may read it, waiting up to `wait` for one
+/// to be created. A session the grant may not read is waited past exactly
+/// as a missing one: both answer `None` after `wait`, so the time of the
+/// answer does not tell whether another project's session has that id.
+pub async fn wait_for_session(
+    registry: &Registry,
+    id: &SessionId,
+    wait: Duration,
+    grant: &Grant,
+) -> Option<SessionHandle> {
+    let readable = |h: SessionHandle| grant.can_read(h.project().as_str()).then_some(h);
     // Subscribe before looking, so a creation in between is not missed.
     let mut changes = registry.changes();
-    if let Some(h) = registry.get(id) {
+    if let Some(h) = registry.get(id).and_then(readable) {
         return Some(h);
     }
     let found = async {
         loop {
             match changes.recv().await {
-                Ok(RegistryEvent::Created(h)) if h.id() == id => return Some(h),
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if let Some(h) = registry.get(id) {
+                Ok(RegistryEvent::Created(h)) if h.id() == id => {
+                    if let Some(h) = readable(h) {
                         return Some(h);
                     }
                 }
-                Err(_) => return None,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if let Some(h) = registry.get(id).and_then(readable) {
+                        return Some(h);
+                    }
+                }
+                // The registry is gone (shutdown): wait out the time anyway.
+                Err(_) => std::future::pending::<()>().await,
             }
         }
     };

@@ -34,6 +34,13 @@ pub enum CreateError {
     Capacity { running: usize },
     #[error("{0}")]
     Invalid(String),
+    #[error("a {cols}x{rows} window is larger than the most allowed, {max_cols}x{max_rows}")]
+    WindowTooLarge {
+        cols: u16,
+        rows: u16,
+        max_cols: u16,
+        max_rows: u16,
+    },
     #[error(transparent)]
     Spawn(#[from] SpawnError),
     #[error("cannot create the session's log: {0}")]
@@ -141,6 +148,14 @@ impl Registry {
         };
         if kind == SessionKind::Pty && (cols == 0 || rows == 0) {
             return Err(CreateError::Invalid("cols and rows must be at least 1".into()));
+        }
+        if !self.settings.window_fits(cols, rows) {
+            return Err(CreateError::WindowTooLarge {
+                cols,
+                rows,
+                max_cols: self.settings.max_cols,
+                max_rows: self.settings.max_rows,
+            });
         }
         if let Some(bad) = req.env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
             return Err(CreateError::Invalid(format!(

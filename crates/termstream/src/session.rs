@@ -13,6 +13,7 @@ pub mod background;
 pub mod cast;
 pub mod input;
 pub mod log;
+mod meta;
 pub mod process;
 pub mod screen;
 pub mod screen_task;
@@ -46,6 +47,16 @@ pub struct SessionSettings {
     pub grace: Duration,
     /// Lines of scrollback a snapshot carries.
     pub scrollback_lines: usize,
+    /// The largest window size a pty session may be given.
+    pub max_cols: u16,
+    pub max_rows: u16,
+}
+
+impl SessionSettings {
+    /// Whether a `cols` × `rows` window is within the largest allowed.
+    pub fn window_fits(&self, cols: u16, rows: u16) -> bool {
+        cols <= self.max_cols && rows <= self.max_rows
+    }
 }
 
 /// Something that happened in a session's log, in log order.
@@ -74,6 +85,13 @@ pub enum SessionError {
         kind: SessionKind,
         what: &'static str,
     },
+    #[error("a {cols}x{rows} window is larger than the most allowed, {max_cols}x{max_rows}")]
+    WindowTooLarge {
+        cols: u16,
+        rows: u16,
+        max_cols: u16,
+        max_rows: u16,
+    },
     #[error("output before offset {earliest} is no longer held")]
     Gone { earliest: u64 },
     #[error("offset {since} is past the end of the output ({end})")]
@@ -96,6 +114,7 @@ impl SessionError {
         match self {
             SessionError::NotRunning(_) => ErrorCode::SessionNotRunning,
             SessionError::WrongKind { .. } => ErrorCode::WrongKind,
+            SessionError::WindowTooLarge { .. } => ErrorCode::InvalidMessage,
             SessionError::Gone { .. } => ErrorCode::OutputGone,
             SessionError::PastEnd { .. } => ErrorCode::BadRequest,
             SessionError::Closed(_) => ErrorCode::SessionNotFound,

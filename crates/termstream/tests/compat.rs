@@ -201,12 +201,24 @@ async fn recording_is_asciicast_v2() {
         (Some(80), Some(24))
     );
     assert!(sizes.is_empty(), "{sizes:?}");
-    assert_eq!(out.as_bytes(), server.output_all(id, 0).await.as_slice());
+    // The output of pipes ends lines with a bare `\n`, which a player
+    // would draw as a staircase: the recording has `\r\n`.
+    let raw = String::from_utf8(server.output_all(id, 0).await).unwrap();
+    assert_eq!(out, raw.replace('\n', "\r\n"));
     // stdout and stderr are two pipes: the log has them in the order they
     // were read, and `done` may come before the last of the numbers.
-    let numbers: String = (1..=3000).map(|n| format!("{n}\n")).collect();
-    assert_eq!(out.matches("done\n").count(), 1, "{:?}", &out[out.len() - 20..]);
-    assert_eq!(out.replacen("done\n", "", 1), numbers);
+    let numbers: String = (1..=3000).map(|n| format!("{n}\r\n")).collect();
+    assert_eq!(out.matches("done\r\n").count(), 1, "{:?}", &out[out.len() - 20..]);
+    assert_eq!(out.replacen("done\r\n", "", 1), numbers);
+
+    // Line ends that are whole already are kept, a lone `\r` too.
+    let info = server
+        .create(json!({ "kind": "command", "command": "printf 'a\\r\\nb\\rc\\n\\nd'" }))
+        .await;
+    let id = info["id"].as_str().unwrap();
+    server.wait_status(id, "exited", secs(10)).await;
+    assert_eq!(server.output_all(id, 0).await, b"a\r\nb\rc\n\nd");
+    assert_eq!(fetch_cast(&server, id).await.1, "a\r\nb\rc\r\n\r\nd");
 
     // A pty session with a resize: the header has the first size, then "r".
     let info = server

@@ -213,3 +213,71 @@ async fn a_stalled_client_stalls_nobody_and_memory_stays_flat() {
     }
     assert!(saw_gap, "a gap notice after falling behind");
 }
+
+/// A resume from output deleted from disk is not exact and says so:
+/// `session.attached` with `recovered: false`, then the gap (`evicted`) up
+/// to the attached offset, then the screen (pty) or the output from the
+/// earliest offset held (command). It once said `recovered: true` and
+/// announced the gap after.
+#[tokio::test]
+async fn a_resume_from_deleted_output_is_not_recovered() {
+    let server = TestServer::start_with(
+        &[],
+        &[
+            ("TERMSTREAM_RING_BYTES", "4096"),
+            ("TERMSTREAM_DISK_SEGMENT_BYTES", "4096"),
+            ("TERMSTREAM_DISK_MAX_BYTES", "8192"),
+        ],
+    )
+    .await;
+    server
+        .create(json!({"id":"c","kind":"command","argv":["seq","1","100000"]}))
+        .await;
+    server.create(json!({"id":"p","argv":["seq","1","100000"]})).await;
+    for id in ["c", "p"] {
+        let info = server.wait_status(id, "exited", secs(20)).await;
+        let end = info["outputOffset"].as_u64().unwrap();
+        assert!(end > 500_000, "{info}");
+        let mut ws = WsClient::connect(&server, "/ws").await;
+        ws.send(json!({"type":"session.attach","sessionId":id,"output":"json",
+            "since":{"epoch":info["epoch"],"offset":0}}))
+            .await;
+        let attached = ws.next_json(secs(10)).await;
+        assert_eq!(attached["type"], "session.attached", "{attached}");
+        assert_eq!(attached["recovered"], false, "{id}: {attached}");
+        let start = attached["offset"].as_u64().unwrap();
+        assert!(start > 0, "{id}: {attached}");
+        let gap = ws.next_json(secs(10)).await;
+        assert_eq!(
+            (
+                gap["type"].as_str(),
+                gap["reason"].as_str(),
+                gap["from"].as_u64(),
+                gap["to"].as_u64()
+            ),
+            (Some("session.gap"), Some("evicted"), Some(0), Some(start)),
+            "{id}: {gap}"
+        );
+        if id == "p" {
+            let restore = ws.next_json(secs(10)).await;
+            assert_eq!(restore["type"], "terminal.restore", "{restore}");
+            assert!(restore["data"].as_str().unwrap().contains("100000"));
+            continue;
+        }
+        // The command's output from the earliest offset held, to its end,
+        // with no second gap.
+        let mut next = start;
+        loop {
+            let msg = ws.next_json(secs(10)).await;
+            match msg["type"].as_str() {
+                Some("terminal.output") => {
+                    assert_eq!(msg["offset"].as_u64(), Some(next), "{msg}");
+                    next += msg["data"].as_str().unwrap().len() as u64;
+                }
+                Some("session.exit") => break,
+                _ => panic!("{id}: unexpected {msg}"),
+            }
+        }
+        assert_eq!(next, end);
+    }
+}

@@ -11,6 +11,12 @@
 //! forwarder to be gone before it answers, so no frame of the old stream
 //! follows the answer.
 //!
+//! An attach to an id that does not exist yet (or that this socket may not
+//! read: the two are answered alike, after the same wait) waits in
+//! `pending` until a readable session with that id is created or
+//! `attach_wait_ms` passes. A detach or a new attach of the id replaces
+//! it; pending and attached sessions share the socket's attachment slots.
+//!
 //! Replies and events wait for room in the outbox at most the pong timeout:
 //! a client that makes none for that long is not reading, and its
 //! connection ends instead of hanging on one reply forever.
@@ -23,22 +29,23 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use futures_util::stream::SplitStream;
 use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ParseError, ServerMessage};
 use termstream_proto::{ErrorCode, SessionId};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::forward::{self, Attach};
 use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
-use super::{ClientGuard, wait_for_session};
+use super::ClientGuard;
 use crate::auth::{Grant, ProjectAccess as Access};
 use crate::clock::now_ms;
 use crate::events::PublishedEvent;
 use crate::limits::TokenBucket;
+use crate::registry::RegistryEvent;
 use crate::session::{SessionError, SessionHandle, ViewerGuard};
 use crate::state::AppState;
 
@@ -49,9 +56,12 @@ struct Attached {
 }
 
 /// An attach waiting for its session to appear.
-type PendingAttach = std::pin::Pin<
-    Box<dyn Future<Output = (SessionId, Option<SessionHandle>, Option<LogPosition>, OutputMode)> + Send + Sync>,
->;
+struct Pending {
+    /// When the attach is answered `session_not_found`.
+    deadline: Instant,
+    since: Option<LogPosition>,
+    mode: OutputMode,
+}
 
 struct Connection {
     state: AppState,
@@ -63,7 +73,11 @@ struct Connection {
     /// Attached sessions; at most `max_attachments_per_socket` together
     /// with `pending`.
     attached: HashMap<SessionId, Attached>,
-    pending: FuturesUnordered<PendingAttach>,
+    /// Attaches waiting for their session, one per id; a detach removes one.
+    pending: HashMap<SessionId, Pending>,
+    /// The registry's creations, subscribed while an attach is pending
+    /// (before the registry is looked at, so none is missed).
+    created: Option<broadcast::Receiver<RegistryEvent>>,
     /// Event channels subscribed to (a subset of [`CHANNELS`]).
     channels: HashSet<&'static str>,
     liveness: Liveness,
@@ -92,7 +106,8 @@ pub async fn run(
         dialect_fixed: dialect.is_some(),
         out,
         attached: HashMap::new(),
-        pending: FuturesUnordered::new(),
+        pending: HashMap::new(),
+        created: None,
         channels: HashSet::new(),
         liveness: Liveness::new(&cfg),
         grant,
@@ -112,9 +127,11 @@ pub async fn run(
     // Waiting keeps little state; acting on what arrived runs boxed, so an
     // idle connection does not carry the state of handling a message.
     loop {
+        let deadline = conn.pending.values().map(|p| p.deadline).min();
         let step = tokio::select! {
             msg = stream.next() => Step::Inbound(msg),
-            Some(attach) = conn.pending.next(), if !conn.pending.is_empty() => Step::Attach(attach),
+            change = next_change(&mut conn.created) => Step::Created(change),
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Step::AttachWaited,
             ev = events.recv(), if !conn.channels.is_empty() => Step::Event(ev),
             _ = conn.liveness.tick() => Step::Ping,
         };
@@ -129,10 +146,21 @@ pub async fn run(
     writer.finish().await;
 }
 
+/// The next creation in the registry, or never when nothing is pending.
+async fn next_change(created: &mut Option<broadcast::Receiver<RegistryEvent>>) -> Result<RegistryEvent, RecvError> {
+    match created {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What woke the connection.
 enum Step {
     Inbound(Option<Result<Message, axum::Error>>),
-    Attach((SessionId, Option<SessionHandle>, Option<LogPosition>, OutputMode)),
+    /// A session was created (or the registry's news lagged).
+    Created(Result<RegistryEvent, RecvError>),
+    /// The earliest pending attach's wait is over.
+    AttachWaited,
     Event(Result<Arc<PublishedEvent>, RecvError>),
     Ping,
 }
@@ -169,10 +197,38 @@ impl Connection {
                 Some(Ok(Message::Ping(_) | Message::Close(_))) => {}
                 Some(Err(_)) | None => return ControlFlow::Break(()),
             },
-            Step::Attach((id, handle, since, mode)) => match handle {
-                Some(h) => self.attach(h, since, mode).await,
-                None => self.not_found(&id).await,
+            Step::Created(change) => match change {
+                Ok(RegistryEvent::Created(h)) => {
+                    if self.pending.contains_key(h.id()) && self.grant.can_read(h.project().as_str()) {
+                        self.attach_pending(h).await;
+                    }
+                }
+                Ok(RegistryEvent::Deleted(_)) => {}
+                // Creations were missed: look each pending id up.
+                Err(RecvError::Lagged(_)) => {
+                    let ids: Vec<SessionId> = self.pending.keys().cloned().collect();
+                    for id in ids {
+                        if let Some(h) = self.readable(&id) {
+                            self.attach_pending(h).await;
+                        }
+                    }
+                }
+                Err(RecvError::Closed) => self.created = None,
             },
+            Step::AttachWaited => {
+                let now = Instant::now();
+                let over: Vec<SessionId> = self
+                    .pending
+                    .iter()
+                    .filter(|(_, p)| p.deadline <= now)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in over {
+                    self.pending.remove(&id);
+                    self.not_found(&id).await;
+                }
+                self.forget_creations();
+            }
             Step::Event(ev) => match ev {
                 Ok(ev) if self.channels.contains(ev.channel) && self.grant.sees_event(ev.project.as_deref()) => {
                     let _ = self.out.reply(Message::Text(ev.json.clone().into())).await;
@@ -270,6 +326,12 @@ impl Connection {
                     // Gone before the answer: no output of it follows `detached`.
                     a.task.abort();
                     let _ = a.task.await;
+                    self.control(ServerMessage::Detached { session_id }).await;
+                }
+                // An attach still waiting is cancelled: the session will
+                // not be attached when it appears.
+                None if self.pending.remove(&session_id).is_some() => {
+                    self.forget_creations();
                     self.control(ServerMessage::Detached { session_id }).await;
                 }
                 None => {
@@ -384,7 +446,8 @@ impl Connection {
 
     async fn request_attach(&mut self, id: SessionId, since: Option<LogPosition>, mode: OutputMode) {
         let max = self.state.registry.config().max_attachments_per_socket;
-        if !self.attached.contains_key(&id) && self.attached.len() + self.pending.len() >= max {
+        let holds_slot = self.attached.contains_key(&id) || self.pending.contains_key(&id);
+        if !holds_slot && self.attached.len() + self.pending.len() >= max {
             return self
                 .error(
                     ErrorCode::RateLimited,
@@ -393,18 +456,38 @@ impl Connection {
                 )
                 .await;
         }
+        // Subscribed before the registry is looked at: a session created in
+        // between is seen in the news.
+        if self.created.is_none() {
+            self.created = Some(self.state.registry.changes());
+        }
         if let Some(h) = self.readable(&id) {
+            self.pending.remove(&id);
+            self.forget_creations();
             return self.attach(h, since, mode).await;
         }
-        let registry = self.state.registry.clone();
-        let grant = self.grant.clone();
-        let wait = Duration::from_millis(registry.config().attach_wait_ms);
-        self.pending.push(Box::pin(async move {
-            let handle = wait_for_session(&registry, &id, wait)
-                .await
-                .filter(|h| grant.can_read(h.project().as_str()));
-            (id, handle, since, mode)
-        }));
+        // Missing, or of a project this socket may not read: both wait the
+        // whole attach wait (unless a readable one appears), so the answer's
+        // time does not tell them apart. A new attach of a pending id
+        // replaces the earlier one.
+        let wait = Duration::from_millis(self.state.registry.config().attach_wait_ms);
+        let deadline = Instant::now() + wait;
+        self.pending.insert(id, Pending { deadline, since, mode });
+    }
+
+    /// Attaches `handle`'s session, which an attach waited for.
+    async fn attach_pending(&mut self, handle: SessionHandle) {
+        if let Some(p) = self.pending.remove(handle.id()) {
+            self.forget_creations();
+            self.attach(handle, p.since, p.mode).await;
+        }
+    }
+
+    /// Stops following the registry's creations once nothing waits.
+    fn forget_creations(&mut self) {
+        if self.pending.is_empty() {
+            self.created = None;
+        }
     }
 
     async fn attach(&mut self, handle: SessionHandle, since: Option<LogPosition>, mode: OutputMode) {

@@ -117,6 +117,16 @@ impl Forwarder {
                     snapshot = true;
                     recovered = Some(false);
                     gap = Some((pos.offset, GapReason::Evicted));
+                } else if let Some(earliest) = self.gone_before(pos.offset).await {
+                    // What the client lacks was deleted: the resume is not
+                    // exact, and says so before the gap.
+                    recovered = Some(false);
+                    gap = Some((pos.offset, GapReason::Evicted));
+                    if self.is_pty() {
+                        snapshot = true;
+                    } else {
+                        self.next = earliest;
+                    }
                 } else {
                     self.next = pos.offset;
                     recovered = Some(true);
@@ -200,6 +210,15 @@ impl Forwarder {
             self.emit(OutEvent::Terminating { session: &self.id }).await?;
         }
         self.follow(sub.live).await
+    }
+
+    /// The earliest offset held, when output from `offset` is no longer
+    /// held anywhere (deleted from disk by retention).
+    async fn gone_before(&self, offset: u64) -> Option<u64> {
+        match self.handle.read(offset, 1).await {
+            Err(SessionError::Gone { earliest }) => Some(earliest),
+            _ => None,
+        }
     }
 
     /// Follows live events until the log ends.

@@ -32,7 +32,7 @@ use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_secs;
 use crate::limits::TokenBucket;
 use crate::registry::RegistryEvent;
-use crate::session::SessionHandle;
+use crate::session::{SessionError, SessionHandle};
 use crate::state::AppState;
 
 fn text<T: Serialize>(kind: &'static str, session_id: &str, body: T) -> Message {
@@ -90,13 +90,12 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     let (sink, mut stream) = socket.split();
     let (out, writer) = Outbox::open(sink, state.registry.config());
     let wait = Duration::from_millis(state.registry.config().attach_wait_ms);
+    // A session of a project this socket may not see is answered as one
+    // that does not exist, after the same wait.
     let handle = match SessionId::new(raw.clone()) {
-        Ok(id) => wait_for_session(&state.registry, &id, wait).await,
+        Ok(id) => wait_for_session(&state.registry, &id, wait, &grant).await,
         Err(_) => None,
     };
-    // A session of a project this socket may not see is answered as one
-    // that does not exist.
-    let handle = handle.filter(|h| grant.can_read(h.project().as_str()));
     let Some(handle) = handle else {
         // A close reason is at most 123 bytes of UTF-8.
         let mut reason = format!("session_not_found: {raw}");
@@ -190,11 +189,13 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
         Some("terminal_resize") => {
             let dim = |n: Option<u64>| n.and_then(|n| u16::try_from(n).ok()).filter(|n| *n > 0);
             match (dim(v.cols), dim(v.rows)) {
-                (Some(c), Some(r)) => {
-                    if let Err(e) = handle.resize(c, r).await {
-                        reply_error(e.to_string()).await;
+                (Some(c), Some(r)) => match handle.resize(c, r).await {
+                    Err(e @ SessionError::WindowTooLarge { .. }) => {
+                        reply_error(format!("invalid_message: {e}")).await;
                     }
-                }
+                    Err(e) => reply_error(e.to_string()).await,
+                    Ok(()) => {}
+                },
                 _ => {
                     reply_error("cols and rows must be positive integers".into()).await;
                 }

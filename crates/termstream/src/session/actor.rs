@@ -34,9 +34,10 @@ mod pipes;
 use self::pipes::{FrameHeader, READ_COALESCE, Reader, far_future, read_opt, wait_child, write_some};
 use super::input::{Input, Next};
 use super::log::{Chunk, OutputRing};
+use super::meta::MetaWriter;
 use super::process::{self, SessionIo, Spawned};
 use super::screen_task::ScreenLink;
-use super::store::{self, LogWriter};
+use super::store::LogWriter;
 use super::{Command, LogEvent, ScreenRequest, SessionHandle, SessionSettings, Subscription};
 use crate::clock::now_ms;
 
@@ -69,7 +70,8 @@ pub(crate) struct Actor {
     ring: OutputRing,
     /// The disk log; `None` after a write failed (logged once).
     writer: Option<LogWriter>,
-    dir: PathBuf,
+    /// Writes `meta.json` off the workers, the latest info only.
+    meta: MetaWriter,
     settings: SessionSettings,
     marker: String,
     started: Instant,
@@ -122,7 +124,7 @@ pub(crate) fn start_running(
             actor.err = Some(Box::pin(stderr));
         }
     }
-    let _ = store::write_meta(&actor.dir, &actor.info);
+    actor.meta.write(&actor.info);
     if let Some(pid) = actor.info.pid {
         process::register_leader(pid);
     }
@@ -176,7 +178,7 @@ fn build(
         events,
         screen,
         writer: None,
-        dir,
+        meta: MetaWriter::new(dir),
         settings,
         marker,
         started: Instant::now(),
@@ -220,6 +222,8 @@ impl Actor {
                     };
                     if let ControlFlow::Break(reply) = flow {
                         self.kill_all(Signal::KILL).await;
+                        // No write may land in a directory being removed.
+                        self.meta.flush().await;
                         if let Some(reply) = reply {
                             let _ = reply.send(());
                         }
@@ -295,6 +299,14 @@ impl Actor {
     }
 
     fn resize(&mut self, cols: u16, rows: u16) -> Result<(), super::SessionError> {
+        if !self.settings.window_fits(cols, rows) {
+            return Err(super::SessionError::WindowTooLarge {
+                cols,
+                rows,
+                max_cols: self.settings.max_cols,
+                max_rows: self.settings.max_rows,
+            });
+        }
         let Some(pty) = &self.pty else {
             return Err(if self.info.kind == SessionKind::Pty {
                 super::SessionError::NotRunning(self.info.id.clone())
@@ -328,6 +340,7 @@ impl Actor {
             {
                 screen.bell.resize_lost();
             }
+            self.meta.write(&self.info);
             self.publish();
         }
         Ok(())
@@ -496,14 +509,16 @@ impl Actor {
         self.info.duration_ms = self.info.started_at.map(|s| now.saturating_sub(s));
         self.write_resize_record();
         self.writer = None;
+        // The final record is on disk before anyone learns of the end (a
+        // server shutting down exits once every session has ended).
+        self.meta.write(&self.info);
+        self.meta.flush().await;
         self.publish();
         let _ = self.events.send(LogEvent::Ended(Arc::new(self.info.clone())));
     }
 
+    /// Publishes the info to every handle.
     fn publish(&mut self) {
-        if let Err(e) = store::write_meta(&self.dir, &self.info) {
-            tracing::warn!(session = %self.info.id, error = %e, "cannot write meta.json");
-        }
         self.info_tx.send_replace(self.info.clone());
     }
 }

@@ -5,6 +5,9 @@
 //! "COLSxROWS"]`), with the timing of when output arrived. Text is decoded
 //! with a UTF-8 sequence split across chunks carried to the next event;
 //! bytes that are not UTF-8 at all become U+FFFD, as the format needs text.
+//! A command session's output comes from pipes, where a line ends with a
+//! bare `\n`; a player draws it as a terminal would, so its bare line feeds
+//! become `\r\n` (a pty's output has them already, and is kept as is).
 //! The file is produced by a blocking task reading the disk log one segment
 //! at a time, through a small bounded channel.
 
@@ -56,6 +59,7 @@ fn write_cast(info: &SessionInfo, dir: &std::path::Path, tx: &mpsc::Sender<io::R
     };
     let mut header_sent = false;
     let mut carry = Utf8Carry::default();
+    let mut line_ends = (info.kind == SessionKind::Command).then(LineEnds::default);
     store::for_each_event(dir, |ev| {
         if !header_sent {
             header_sent = true;
@@ -68,7 +72,10 @@ fn write_cast(info: &SessionInfo, dir: &std::path::Path, tx: &mpsc::Sender<io::R
         match ev {
             Event::Output(c) => {
                 let mut text = String::new();
-                carry.decode(&c.data, |part| text.push_str(part));
+                carry.decode(&c.data, |part| match &mut line_ends {
+                    Some(ends) => ends.push(&mut text, part),
+                    None => text.push_str(part),
+                });
                 if text.is_empty() {
                     return Ok(());
                 }
@@ -87,4 +94,65 @@ fn write_cast(info: &SessionInfo, dir: &std::path::Path, tx: &mpsc::Sender<io::R
         send(header(default_size))?;
     }
     Ok(())
+}
+
+/// Turns bare line feeds into `\r\n`, across pieces: a piece that ends
+/// with `\r` is remembered, so a `\n` that starts the next one is not
+/// given a second `\r`.
+#[derive(Debug, Default)]
+struct LineEnds {
+    /// The last character pushed was `\r`.
+    after_cr: bool,
+}
+
+impl LineEnds {
+    /// Appends `piece` to `out` with its bare `\n`s translated.
+    fn push(&mut self, out: &mut String, piece: &str) {
+        for (i, line) in piece.split('\n').enumerate() {
+            if i > 0 {
+                out.push_str(if self.after_cr { "\n" } else { "\r\n" });
+                self.after_cr = false;
+            }
+            if !line.is_empty() {
+                out.push_str(line);
+                self.after_cr = line.ends_with('\r');
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LineEnds;
+
+    fn translate(pieces: &[&str]) -> String {
+        let mut ends = LineEnds::default();
+        let mut out = String::new();
+        for p in pieces {
+            ends.push(&mut out, p);
+        }
+        out
+    }
+
+    #[test]
+    fn bare_line_feeds_get_a_carriage_return() {
+        assert_eq!(translate(&["a\nb\n"]), "a\r\nb\r\n");
+        assert_eq!(translate(&["\n\n"]), "\r\n\r\n");
+        assert_eq!(translate(&["é\n😀"]), "é\r\n😀");
+    }
+
+    #[test]
+    fn line_ends_already_whole_are_kept() {
+        assert_eq!(translate(&["a\r\nb\r\n"]), "a\r\nb\r\n");
+        assert_eq!(translate(&["a\rb\n\r"]), "a\rb\r\n\r");
+        assert_eq!(translate(&["\r\r\n"]), "\r\r\n");
+    }
+
+    #[test]
+    fn a_carriage_return_at_a_piece_end_pairs_with_the_next_line_feed() {
+        assert_eq!(translate(&["a\r", "\nb"]), "a\r\nb");
+        assert_eq!(translate(&["a\r", "", "\nb"]), "a\r\nb");
+        assert_eq!(translate(&["a\r", "b\n"]), "a\rb\r\n");
+        assert_eq!(translate(&["a\n", "\n"]), "a\r\n\r\n");
+    }
 }

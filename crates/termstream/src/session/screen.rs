@@ -11,40 +11,108 @@
 //! reserves the deque's slots when the terminal is created: one row header
 //! (`size_of::<avt::Line>()`, 56 bytes) per line of the limit, i.e. 56 KB for
 //! 1000 lines, whose pages the kernel only backs once they are written.
+//!
+//! Bound: a model holds at most [`SCREEN_BUDGET`] bytes of cells, whatever
+//! its size. Its primary and alternate screens cost `2 × rows` lines of
+//! `cols` cells; the scrollback gets what is left of the budget, up to the
+//! lines asked for (see [`scrollback_within`]), and is cut again when a
+//! resize changes what fits. The largest window the server accepts
+//! (`max_cols` × `max_rows`) must leave its screens within the budget: the
+//! configuration is refused otherwise.
 
 mod modes;
 mod snapshot;
 pub(crate) mod utf8;
 
-use avt::{Cursor, Line, ScreenKind, Terminal};
+use avt::{Cell, Cursor, Line, ScreenKind, Terminal};
 
 use self::modes::ModeTracker;
 pub use self::modes::{InputModes, MouseEncoding, MouseTracking};
 use self::utf8::Utf8Carry;
+
+/// The most bytes of cells one screen model holds: its two screens and its
+/// scrollback. 64 MiB: the two screens of the default largest window
+/// (1000 × 1000) take half of it, and its full default scrollback fits.
+pub const SCREEN_BUDGET: usize = 64 << 20;
+
+/// What one line of `cols` cells costs.
+fn line_bytes(cols: u16) -> usize {
+    usize::from(cols.max(1)) * size_of::<Cell>() + size_of::<Line>()
+}
+
+/// What the primary and alternate screens of a `cols` × `rows` window cost.
+pub fn screens_bytes(cols: u16, rows: u16) -> usize {
+    2 * usize::from(rows.max(1)) * line_bytes(cols)
+}
+
+/// The window a model takes for `cols` × `rows`: the same, unless its two
+/// screens would not fit in [`SCREEN_BUDGET`] (a session stored before
+/// `max_cols` or `max_rows` were lowered): then fewer rows, and fewer
+/// columns if even one row is too wide.
+fn window_within_budget(cols: u16, rows: u16) -> (u16, u16) {
+    let half = SCREEN_BUDGET / 2;
+    let widest = (half - size_of::<Line>()) / size_of::<Cell>();
+    let cols = cols.max(1).min(u16::try_from(widest).unwrap_or(u16::MAX));
+    let tallest = (half / line_bytes(cols)).max(1);
+    let rows = rows.max(1).min(u16::try_from(tallest).unwrap_or(u16::MAX));
+    (cols, rows)
+}
+
+/// The lines of scrollback, at most `wanted`, that fit in `budget` bytes
+/// beside the two screens of a `cols` × `rows` window.
+pub fn scrollback_within(budget: usize, cols: u16, rows: u16, wanted: usize) -> usize {
+    (budget.saturating_sub(screens_bytes(cols, rows)) / line_bytes(cols)).min(wanted)
+}
 
 /// A terminal emulator fed with a session's output.
 pub struct ScreenModel {
     terminal: Terminal,
     carry: Utf8Carry,
     modes: ModeTracker,
+    /// The scrollback kept now: `wanted_scrollback`, or less when the
+    /// window is too large for that much within [`SCREEN_BUDGET`].
     scrollback_lines: usize,
+    /// The scrollback asked for.
+    wanted_scrollback: usize,
 }
 
 impl ScreenModel {
     /// A blank screen of `cols` × `rows` keeping up to `scrollback_lines` of
-    /// primary-screen history. A zero dimension is treated as one.
+    /// primary-screen history (less if they do not fit in
+    /// [`SCREEN_BUDGET`]). A zero dimension is treated as one.
     pub fn new(cols: u16, rows: u16, scrollback_lines: usize) -> ScreenModel {
-        let cols = usize::from(cols.max(1));
-        let rows = usize::from(rows.max(1));
-        let terminal = Terminal::with_scrollback(cols, rows, Some(scrollback_lines))
-            .expect("dimensions clamped to at least one are valid");
+        let kept = scrollback_within(SCREEN_BUDGET, cols, rows, scrollback_lines);
+        ScreenModel::with_limit(cols, rows, kept, scrollback_lines)
+    }
+
+    fn with_limit(cols: u16, rows: u16, kept: usize, wanted: usize) -> ScreenModel {
+        let (cols, rows) = window_within_budget(cols, rows);
+        let (cols, rows) = (usize::from(cols), usize::from(rows));
+        let terminal =
+            Terminal::with_scrollback(cols, rows, Some(kept)).expect("dimensions clamped to at least one are valid");
 
         ScreenModel {
             terminal,
             carry: Utf8Carry::default(),
             modes: ModeTracker::default(),
-            scrollback_lines,
+            scrollback_lines: kept,
+            wanted_scrollback: wanted,
         }
+    }
+
+    /// The lines of scrollback the model keeps at its size now.
+    pub fn scrollback_limit(&self) -> usize {
+        self.scrollback_lines
+    }
+
+    /// Rebuilds the model, at its size, keeping `kept` lines of scrollback:
+    /// a fresh model fed with this one's snapshot.
+    fn rebuild(&mut self, kept: usize) {
+        let (cols, rows) = self.size();
+        let mut fresh = ScreenModel::with_limit(cols, rows, kept, self.wanted_scrollback);
+        fresh.feed(self.snapshot().as_bytes());
+        fresh.carry = std::mem::take(&mut self.carry);
+        *self = fresh;
     }
 
     /// Feeds output bytes, carrying an incomplete UTF-8 sequence.
@@ -56,8 +124,20 @@ impl ScreenModel {
 
     /// Changes the size, as the program's window changed. A zero dimension is
     /// treated as one.
+    /// The scrollback kept follows what fits in [`SCREEN_BUDGET`] at the
+    /// new size: cut before a resize that grows the screens (so the model
+    /// never holds more than the budget), restored after one that shrinks
+    /// them (as far as the lines are still there).
     pub fn resize(&mut self, cols: u16, rows: u16) {
-        self.terminal.resize(usize::from(cols.max(1)), usize::from(rows.max(1)));
+        let (cols, rows) = window_within_budget(cols, rows);
+        let fits = scrollback_within(SCREEN_BUDGET, cols, rows, self.wanted_scrollback);
+        if fits < self.scrollback_lines {
+            self.rebuild(fits);
+        }
+        self.terminal.resize(usize::from(cols), usize::from(rows));
+        if fits > self.scrollback_lines {
+            self.rebuild(fits);
+        }
     }
 
     /// The current size as (cols, rows).
@@ -167,6 +247,63 @@ mod tests {
         screen.feed(b"one line\r\n");
         assert!(screen.scrollback().is_empty());
         assert!(!screen.snapshot().contains("\r\n\n"));
+    }
+
+    /// The cells one model holds stay within the budget, however wide the
+    /// window and however much scrollback is asked for, across resizes.
+    #[test]
+    fn scrollback_is_cut_to_the_budget() {
+        let cells = |m: &ScreenModel| {
+            let (cols, rows) = m.size();
+            super::screens_bytes(cols, rows) + m.scrollback().len() * super::line_bytes(cols)
+        };
+        let line = "x".repeat(50);
+        let mut screen = ScreenModel::new(1000, 1000, 1_000_000);
+        assert!(screen.scrollback_limit() < 1_000_000);
+        assert!(
+            screen.scrollback_limit() > 1000,
+            "the default window keeps a full scrollback"
+        );
+        for _ in 0..3000 {
+            screen.feed(format!("{line}\r\n").as_bytes());
+        }
+        assert!(cells(&screen) <= super::SCREEN_BUDGET);
+        // Wider: less scrollback fits, and it is cut before the resize.
+        screen.resize(4000, 100);
+        assert!(cells(&screen) <= super::SCREEN_BUDGET, "{}", cells(&screen));
+        assert_eq!(screen.scrollback().len(), screen.scrollback_limit());
+        let last = screen.scrollback().last().map(|l| l.text().trim_end().to_owned());
+        assert_eq!(last.as_deref(), Some(line.as_str()), "the newest history is kept");
+        // Narrower again: more fits, and new lines fill it.
+        screen.resize(80, 24);
+        for _ in 0..3000 {
+            screen.feed(format!("{line}\r\n").as_bytes());
+        }
+        assert!(screen.scrollback().len() > 3000, "{}", screen.scrollback().len());
+        assert!(cells(&screen) <= super::SCREEN_BUDGET);
+    }
+
+    /// A window whose screens alone are past the budget (65535 × 65535)
+    /// gets a model that fits, not an abort.
+    #[test]
+    fn a_huge_window_gets_a_model_within_the_budget() {
+        let mut screen = ScreenModel::new(65535, 65535, 1000);
+        let (cols, rows) = screen.size();
+        assert!(
+            super::screens_bytes(cols, rows) <= super::SCREEN_BUDGET,
+            "{cols}x{rows}"
+        );
+        assert_eq!(screen.scrollback_limit(), 0);
+        screen.feed(b"hello\r\n");
+        assert_eq!(screen.text()[0], "hello");
+        screen.resize(65535, 3);
+        let (cols, rows) = screen.size();
+        assert!(
+            super::screens_bytes(cols, rows) <= super::SCREEN_BUDGET,
+            "{cols}x{rows}"
+        );
+        screen.resize(80, 24);
+        assert_eq!(screen.size(), (80, 24));
     }
 
     #[test]

@@ -310,14 +310,13 @@ impl ScreenTask {
         Box::new(ScreenModel::new(cols.max(1), rows.max(1), self.scrollback))
     }
 
+    /// Turns a live model into its snapshot; a frozen one stays as it is
+    /// (an idle session is frozen again and again).
     fn freeze(&mut self) {
-        if let Some(Model::Live(m)) = self.model.take() {
+        if let Some(Model::Live(m)) = &self.model {
             let (cols, rows) = m.size();
-            self.model = Some(Model::Frozen {
-                snapshot: m.snapshot(),
-                cols,
-                rows,
-            });
+            let snapshot = m.snapshot();
+            self.model = Some(Model::Frozen { snapshot, cols, rows });
         }
     }
 

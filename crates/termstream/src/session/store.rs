@@ -1,7 +1,8 @@
 //! The on-disk record of every session, under `DATA_DIR/sessions/<id>/`.
 //!
-//! - `meta.json`: the latest [`SessionInfo`], replaced atomically (written to
-//!   `meta.json.tmp`, then renamed) on every change of status or size.
+//! - `meta.json`: the latest [`SessionInfo`], replaced atomically and
+//!   durably (written to `meta.json.tmp` and fsynced, renamed, then the
+//!   directory fsynced) on every change of status or size.
 //! - `<start>.out`: raw output bytes from log offset `start` (20 digits, so
 //!   names sort by offset); a new segment starts every `segment_bytes`.
 //! - `<start>.idx`: one [`RECORD_LEN`]-byte record per event of that segment:
@@ -147,12 +148,20 @@ fn open_segment(dir: &Path, start: u64) -> io::Result<(File, File)> {
     Ok((open("out")?, open("idx")?))
 }
 
-/// Writes `meta.json` atomically.
+/// Writes `meta.json` atomically and durably: the temporary file is
+/// written and fsynced, renamed over `meta.json`, then the directory is
+/// fsynced, so after a crash of the machine (not only of the process)
+/// `meta.json` is the old record or the new one, whole. Blocking: the actor
+/// calls it through [`super::meta::MetaWriter`], off the async workers.
 pub fn write_meta(dir: &Path, info: &SessionInfo) -> io::Result<()> {
     let tmp = dir.join("meta.json.tmp");
     let json = serde_json::to_vec_pretty(info).map_err(io::Error::other)?;
-    fs::write(&tmp, json)?;
-    fs::rename(tmp, dir.join("meta.json"))
+    let mut file = File::create(&tmp)?;
+    file.write_all(&json)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(tmp, dir.join("meta.json"))?;
+    File::open(dir)?.sync_all()
 }
 
 /// Reads `meta.json`.

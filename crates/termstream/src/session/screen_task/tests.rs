@@ -150,3 +150,87 @@ fn a_feed_stopped_and_resumed_gives_the_same_screen() {
     assert_eq!(fed + more, data.len());
     assert_eq!(resumed.snapshot(), whole.snapshot());
 }
+
+/// A screen task of `handle` of its own, blank and frozen as a new one is,
+/// whose requests nobody sends: the test drives it by hand.
+fn task_of(handle: &SessionHandle, scrollback: usize) -> ScreenTask {
+    let (_tx, requests) = mpsc::channel(REQUESTS);
+    let (cols, rows) = handle.size();
+    ScreenTask {
+        handle: handle.clone(),
+        model: Some(Model::Frozen {
+            snapshot: String::new(),
+            cols,
+            rows,
+        }),
+        scrollback,
+        offset: 0,
+        resizes: Some(VecDeque::new()),
+        bell: Arc::new(ScreenBell::new()),
+        actor_gone: false,
+        requests,
+    }
+}
+
+/// An idle pty is frozen again and again (each quiet spell, each snapshot
+/// more than [`FREEZE_AFTER`] after the last): a second freeze once threw
+/// the frozen screen away, and every later snapshot was `""` at 1×1.
+/// The task is driven by hand, so no test waits for the freeze timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_screen_survives_a_second_freeze() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let registry = crate::registry::Registry::load(Arc::new(config)).expect("registry");
+    let handle = registry
+        .create(termstream_proto::CreateSession {
+            argv: Some(vec!["bash".into(), "-c".into(), "echo hello world; sleep 100".into()]),
+            cols: Some(132),
+            rows: Some(43),
+            ..Default::default()
+        })
+        .expect("create");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.output_offset() < "hello world\r\n".len() as u64 {
+        assert!(Instant::now() < deadline, "no output from bash");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut task = task_of(&handle, 100);
+    let shows_hello = |snap: &Snapshot| {
+        let mut replay = ScreenModel::new(snap.cols, snap.rows, 100);
+        replay.feed(snap.data.as_bytes());
+        replay.text()[0] == "hello world"
+    };
+    task.catch_up(Urgency::Waited).await;
+    let live = task.snapshot();
+    assert!(shows_hello(&live), "the live screen: {:?}", live.data);
+    assert_eq!((live.cols, live.rows), (132, 43));
+    for freeze in 1..=3 {
+        task.freeze();
+        task.catch_up(Urgency::Waited).await;
+        let snap = task.snapshot();
+        assert_eq!((snap.cols, snap.rows), (132, 43), "size after freeze {freeze}");
+        assert_eq!(snap.data, live.data, "screen after freeze {freeze}");
+    }
+    // Later output is drawn on the screen kept, not on a blank one.
+    handle
+        .input(
+            bytes::Bytes::from_static(b"more\r"),
+            false,
+            None,
+            Duration::from_secs(1),
+        )
+        .await
+        .expect("input");
+    let echoed = live.offset + 1;
+    while handle.output_offset() < echoed {
+        assert!(Instant::now() < deadline, "no echo");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.freeze();
+    task.catch_up(Urgency::Waited).await;
+    assert!(shows_hello(&task.snapshot()), "hello world after more output");
+    handle.terminate(Duration::from_secs(5)).await.expect("terminate");
+}

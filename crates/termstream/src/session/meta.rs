@@ -1,0 +1,152 @@
+//! The writer of a session's `meta.json`, off the async workers.
+//!
+//! [`store::write_meta`] fsyncs twice (the file, then the directory), which
+//! can take milliseconds on a real disk: too long for an actor's task on a
+//! tokio worker, and a client sending resizes would make one write per
+//! resize. So the actor only hands the latest info to a [`MetaWriter`]: one
+//! blocking task at a time writes whatever is latest, and infos handed over
+//! while it writes are coalesced into one more write. [`MetaWriter::flush`]
+//! waits until the latest info handed over is on disk: the actor waits for
+//! it before it announces the end of a session, and before it answers a
+//! shutdown (after which the session's directory may be removed).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use termstream_proto::SessionInfo;
+use tokio::sync::watch;
+
+use super::store;
+
+/// Writes a session's `meta.json`, latest info first and only.
+#[derive(Debug)]
+pub(crate) struct MetaWriter {
+    shared: Arc<Shared>,
+    /// How many infos were handed over and are written (or failed): the
+    /// blocking task sends, [`MetaWriter::flush`] waits.
+    written: watch::Receiver<u64>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    slot: Mutex<Slot>,
+    written: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// Infos handed over so far.
+    queued: u64,
+    /// The latest info not yet taken by the writing task, with its number.
+    latest: Option<(u64, SessionInfo)>,
+    /// A blocking task is writing; it takes `latest` before it ends.
+    writing: bool,
+}
+
+impl MetaWriter {
+    /// A writer of `dir/meta.json`.
+    pub(crate) fn new(dir: PathBuf) -> MetaWriter {
+        let (written, rx) = watch::channel(0);
+        MetaWriter {
+            shared: Arc::new(Shared {
+                dir,
+                slot: Mutex::default(),
+                written,
+            }),
+            written: rx,
+        }
+    }
+
+    /// Hands `info` over to be written; returns at once.
+    pub(crate) fn write(&self, info: &SessionInfo) {
+        let mut slot = self.shared.lock();
+        slot.queued += 1;
+        slot.latest = Some((slot.queued, info.clone()));
+        if slot.writing {
+            return;
+        }
+        slot.writing = true;
+        drop(slot);
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.write_latest());
+    }
+
+    /// Waits until every info handed over so far is written (or failed).
+    pub(crate) async fn flush(&mut self) {
+        let target = self.shared.lock().queued;
+        // The sender lives in `shared`, which `self` holds: never closed.
+        let _ = self.written.wait_for(|&n| n >= target).await;
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
+        // The slot is consistent after every statement: poison is ignored.
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The blocking task: writes the latest info until none is left.
+    fn write_latest(&self) {
+        loop {
+            let Some((n, info)) = ({
+                let mut slot = self.lock();
+                let latest = slot.latest.take();
+                slot.writing = latest.is_some();
+                latest
+            }) else {
+                return;
+            };
+            if let Err(e) = store::write_meta(&self.dir, &info) {
+                tracing::warn!(session = %info.id, error = %e, "cannot write meta.json");
+            }
+            self.written.send_replace(n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use termstream_proto::{Epoch, ProjectId, SessionId, SessionKind, SessionStatus};
+
+    fn info(cols: u16) -> SessionInfo {
+        SessionInfo {
+            id: SessionId::new("meta").expect("id"),
+            kind: SessionKind::Pty,
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            project: ProjectId::default(),
+            status: SessionStatus::Running,
+            epoch: Epoch(1),
+            output_offset: 0,
+            cols,
+            rows: 24,
+            pid: None,
+            created_at: 0,
+            started_at: None,
+            ended_at: None,
+            exit_code: None,
+            signal: None,
+            duration_ms: None,
+            error: None,
+        }
+    }
+
+    /// Many infos handed over quickly: after a flush the file holds the
+    /// last one, whatever was coalesced.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_latest_info_is_on_disk_after_a_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = MetaWriter::new(dir.path().to_owned());
+        for cols in 1..=500 {
+            writer.write(&info(cols));
+        }
+        writer.flush().await;
+        assert_eq!(store::read_meta(dir.path()).expect("meta").cols, 500);
+        assert!(!dir.path().join("meta.json.tmp").exists());
+        writer.write(&info(7));
+        writer.flush().await;
+        assert_eq!(store::read_meta(dir.path()).expect("meta").cols, 7);
+    }
+}
