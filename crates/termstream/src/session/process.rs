@@ -177,12 +177,10 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
                 .env_clear()
                 .envs(&spec.env)
                 .current_dir(&spec.cwd);
-            if let Some(u) = spec.confine.as_ref().and_then(|c| c.user.as_ref()) {
-                cmd = cmd.gid(u.gid).uid(u.uid);
-            }
-            let confine = spec.confine.clone();
-            // SAFETY: child_limits only calls getrlimit/setrlimit.
-            cmd = unsafe { cmd.pre_exec(move || child_limits(confine.as_deref())) };
+            // pty-process makes the child a session leader first.
+            let setup = ChildSetup::new(spec, false);
+            // SAFETY: see `ChildSetup::run`.
+            cmd = unsafe { cmd.pre_exec(move || setup.run()) };
             let child = cmd.spawn(pts).map_err(|e| io_err(io::Error::other(e)))?;
             let pid = child.id().unwrap_or(0);
             let input_fd = std::os::fd::AsRawFd::as_raw_fd(&pty);
@@ -203,17 +201,9 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            // SAFETY: setsid is async-signal-safe; nothing else runs between
-            // fork and exec.
-            unsafe {
-                cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
-            }
-            if let Some(u) = spec.confine.as_ref().and_then(|c| c.user.as_ref()) {
-                cmd.gid(u.gid).uid(u.uid);
-            }
-            let confine = spec.confine.clone();
-            // SAFETY: child_limits only calls getrlimit/setrlimit.
-            unsafe { cmd.pre_exec(move || child_limits(confine.as_deref())) };
+            let setup = ChildSetup::new(spec, true);
+            // SAFETY: see `ChildSetup::run`.
+            unsafe { cmd.pre_exec(move || setup.run()) };
             let mut child = cmd.spawn().map_err(io_err)?;
             let pid = child.id().unwrap_or(0);
             let (Some(stdin), Some(stdout), Some(stderr)) =
@@ -231,13 +221,37 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     }
 }
 
-/// Runs in the child between fork and exec: the server's original
-/// open-files limit, then the configured limits.
-fn child_limits(confine: Option<&Confinement>) -> io::Result<()> {
-    crate::confine::restore_fd_limit()?;
-    match confine {
-        Some(c) => c.apply_limits(),
-        None => Ok(()),
+/// What the child does between fork and exec, prepared before the fork.
+struct ChildSetup {
+    /// Become a session leader (a pty session's child is made one by
+    /// pty-process).
+    setsid: bool,
+    /// The user and limits.
+    confine: Option<Arc<Confinement>>,
+}
+
+impl ChildSetup {
+    fn new(spec: &SpawnSpec, setsid: bool) -> ChildSetup {
+        ChildSetup {
+            setsid,
+            confine: spec.confine.clone(),
+        }
+    }
+
+    /// Runs in the child between fork and exec, so it makes only system
+    /// calls (async-signal-safe) on data prepared before the fork, and
+    /// allocates nothing: `setsid`, the server's original open-files
+    /// limit, then the configured limits and user. The user switch comes
+    /// last: the steps before it may need root.
+    fn run(&self) -> io::Result<()> {
+        if self.setsid {
+            rustix::process::setsid()?;
+        }
+        crate::confine::restore_fd_limit()?;
+        match &self.confine {
+            Some(c) => c.apply_in_child(),
+            None => Ok(()),
+        }
     }
 }
 
