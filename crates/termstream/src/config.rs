@@ -66,6 +66,9 @@ pub struct Config {
     /// Milliseconds a client has to send each request head, and to finish
     /// its TLS handshake; then it is disconnected.
     pub http_header_timeout_ms: u64,
+    /// Milliseconds a client has to send a whole request body, from the
+    /// server's first read of it; then it is answered 408 and disconnected.
+    pub http_body_timeout_ms: u64,
     /// Certificate chain (PEM) to serve HTTPS and WSS with; needs `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of `tls_cert`.
@@ -144,6 +147,7 @@ impl Default for Config {
             max_attachments_per_socket: 256,
             max_replay_bytes: 4 << 20,
             http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 30_000,
             tls_cert: None,
             tls_key: None,
             tokens: Vec::new(),
@@ -202,6 +206,10 @@ impl Config {
         anyhow::ensure!(
             config.http_header_timeout_ms > 0,
             "invalid configuration: http_header_timeout_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            config.http_body_timeout_ms > 0,
+            "invalid configuration: http_body_timeout_ms must be at least 1"
         );
         if let Some(t) = std::env::var("TERMSTREAM_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
             config.tokens.push(TokenEntry {
