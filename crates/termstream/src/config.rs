@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::token::{self, TokenEntry};
 use crate::session::SessionSettings;
+use crate::session::cgroup::CgroupMode;
 use crate::session::store::DiskLimits;
 
 /// Everything the server can be told.
@@ -116,6 +117,10 @@ pub struct Config {
     pub rlimit_as_bytes: Option<u64>,
     /// RLIMIT_NOFILE of programs: open files.
     pub rlimit_nofile: Option<u64>,
+    /// `auto`: each session in its own cgroup where the server can create
+    /// them, ended by `cgroup.kill`; `off`: the process scan only. See
+    /// `crate::session::cgroup`.
+    pub cgroup: CgroupMode,
 }
 
 impl Default for Config {
@@ -169,6 +174,7 @@ impl Default for Config {
             rlimit_nproc: None,
             rlimit_as_bytes: None,
             rlimit_nofile: None,
+            cgroup: CgroupMode::Auto,
         }
     }
 }
