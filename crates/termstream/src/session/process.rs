@@ -336,8 +336,7 @@ pub fn unregister_leader(pid: u32) {
 /// Blocking (reads `/proc`); call it under `spawn_blocking`.
 pub fn session_processes(leader: u32, marker: &str) -> Vec<Found> {
     let others: BTreeSet<u32> = leaders().iter().copied().filter(|&p| p != leader).collect();
-    let markers = BTreeSet::from([marker.to_owned()]);
-    scan(|pid, s| s.sid == leader || (!others.contains(&s.sid) && marker_of(pid).is_some_and(|m| markers.contains(&m))))
+    scan(|pid, s| s.sid == leader || (!others.contains(&s.sid) && has_marker(pid, |m| m == marker)))
 }
 
 /// Every live process whose environment holds the marker of one of
@@ -348,7 +347,7 @@ pub fn marked_processes(markers: &BTreeSet<String>) -> Vec<Found> {
     if markers.is_empty() {
         return Vec::new();
     }
-    scan(|pid, _| marker_of(pid).is_some_and(|m| markers.contains(&m)))
+    scan(|pid, _| has_marker(pid, |m| markers.contains(m)))
 }
 
 /// Every live process (but this one) that `is_member` takes, plus their
@@ -391,13 +390,15 @@ fn scan(is_member: impl Fn(u32, &Stat) -> bool) -> Vec<Found> {
         .collect()
 }
 
-/// The value of `MARKER_VAR` in the environment of `pid`, if any.
-fn marker_of(pid: u32) -> Option<String> {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let prefix = format!("{MARKER_VAR}=");
+/// Whether the environment of `pid` holds `MARKER_VAR` with a value that
+/// `wanted` takes.
+fn has_marker(pid: u32, wanted: impl Fn(&str) -> bool) -> bool {
+    let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
     env.split(|&b| b == 0)
-        .find_map(|var| var.strip_prefix(prefix.as_bytes()))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .filter_map(|var| var.strip_prefix(MARKER_VAR.as_bytes())?.strip_prefix(b"="))
+        .any(|value| std::str::from_utf8(value).is_ok_and(&wanted))
 }
 
 /// The fields of `/proc/PID/stat` we need.
