@@ -35,6 +35,8 @@ pub enum ErrorCode {
     OutputGone,
     /// The body is larger than allowed (413).
     PayloadTooLarge,
+    /// The request body did not arrive in time (408).
+    RequestTimeout,
     /// A per-client limit was reached (429).
     RateLimited,
     /// The server is at capacity (503).

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub mod tokens;
 
 use crate::session::SessionSettings;
+use crate::session::cgroup::CgroupMode;
 use crate::session::store::DiskLimits;
 use tokens::TokenEntry;
 
@@ -73,6 +74,9 @@ pub struct Config {
     /// Milliseconds a client has to send each request head, and to finish
     /// its TLS handshake; then it is disconnected.
     pub http_header_timeout_ms: u64,
+    /// Milliseconds a client has to send a whole request body, from the
+    /// server's first read of it; then it is answered 408 and disconnected.
+    pub http_body_timeout_ms: u64,
     /// Certificate chain (PEM) to serve HTTPS and WSS with; needs `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of `tls_cert`.
@@ -120,6 +124,10 @@ pub struct Config {
     pub rlimit_as_bytes: Option<u64>,
     /// RLIMIT_NOFILE of programs: open files.
     pub rlimit_nofile: Option<u64>,
+    /// `auto`: each session in its own cgroup where the server can create
+    /// them, ended by `cgroup.kill`; `off`: the process scan only. See
+    /// `crate::session::cgroup`.
+    pub cgroup: CgroupMode,
 }
 
 impl Default for Config {
@@ -153,6 +161,7 @@ impl Default for Config {
             max_attachments_per_socket: 256,
             max_replay_bytes: 4 << 20,
             http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 30_000,
             tls_cert: None,
             tls_key: None,
             tokens: Vec::new(),
@@ -174,6 +183,7 @@ impl Default for Config {
             rlimit_nproc: None,
             rlimit_as_bytes: None,
             rlimit_nofile: None,
+            cgroup: CgroupMode::Auto,
         }
     }
 }
@@ -223,6 +233,10 @@ impl Config {
         anyhow::ensure!(
             config.http_header_timeout_ms > 0,
             "invalid configuration: http_header_timeout_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            config.http_body_timeout_ms > 0,
+            "invalid configuration: http_body_timeout_ms must be at least 1"
         );
         if let Some(t) = std::env::var("TERMSTREAM_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
             config.tokens.push(TokenEntry {

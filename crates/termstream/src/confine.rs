@@ -1,21 +1,24 @@
 //! What a session's program may do: the user it runs as (`run_as`) and its
 //! resource limits (`rlimit_nproc`, `rlimit_as_bytes`, `rlimit_nofile`).
 //!
-//! The user is looked up once at start-up in `/etc/passwd` (by name or
-//! numeric uid; NSS sources such as LDAP are not consulted), so an unknown
-//! user stops the server from starting rather than every spawn from
-//! working. The switch happens in the child between fork and exec: the
-//! standard library's `Command::gid`/`uid` (which also drop supplementary
-//! groups when the server is root), then our `pre_exec` hook sets the
-//! limits. Limits are set soft = hard, so the program cannot raise them.
-//! Switching users needs the server to run as root; otherwise every spawn
-//! fails with a permission error.
+//! The user is looked up once at start-up through the system's user
+//! database (`getpwnam_r`/`getpwuid_r`, so NSS sources such as LDAP or
+//! systemd's dynamic users count), by name or numeric uid, together with
+//! its supplementary groups (`getgrouplist`, as `initgroups` would set
+//! them). An unknown user stops the server from starting rather than every
+//! spawn from working. The switch happens in the child between fork and
+//! exec, in [`Confinement::apply_in_child`]: the limits first (as root),
+//! then `setgroups`, `setgid`, `setuid`, all plain system calls on data
+//! prepared before the fork. Limits are set soft = hard, so the program
+//! cannot raise them. Switching users needs the server to run as root;
+//! otherwise every spawn fails with a permission error.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
+use nix::unistd::{Gid, Uid, User};
 use rustix::process::{Resource, Rlimit};
 
 use crate::config::Config;
@@ -28,6 +31,9 @@ pub struct RunAs {
     pub gid: u32,
     pub home: String,
     pub shell: String,
+    /// Every group the user is in (the primary one included), as
+    /// `getgrouplist` answers: the program's supplementary groups.
+    pub groups: Vec<u32>,
 }
 
 /// How programs are confined.
@@ -42,10 +48,7 @@ impl Confinement {
     /// The confinement the configuration asks for; `None` when it asks none.
     pub fn from_config(config: &Config) -> anyhow::Result<Option<Confinement>> {
         let user = match &config.run_as {
-            Some(u) => {
-                let passwd = std::fs::read_to_string("/etc/passwd").context("cannot read /etc/passwd")?;
-                Some(lookup(&passwd, u).with_context(|| format!("run_as: no user {u:?} in /etc/passwd"))?)
-            }
+            Some(u) => Some(lookup(u)?),
             None => None,
         };
         let limits: Vec<(Resource, u64)> = [
@@ -70,10 +73,23 @@ impl Confinement {
         }
     }
 
-    /// Sets the limits. Runs in the child between fork and exec: it only
-    /// makes `setrlimit` calls, which are async-signal-safe, and allocates
-    /// nothing.
-    pub fn apply_limits(&self) -> io::Result<()> {
+    /// Runs in the child between fork and exec: sets the limits, then
+    /// switches to the user with its groups. Only system calls on data
+    /// prepared before the fork (async-signal-safe, no allocation).
+    pub fn apply_in_child(&self) -> io::Result<()> {
+        self.apply_limits()?;
+        if let Some(u) = &self.user {
+            // SAFETY: `Gid` is a transparent `gid_t`, so the slice casts.
+            let groups: &[Gid] = unsafe { std::slice::from_raw_parts(u.groups.as_ptr().cast(), u.groups.len()) };
+            nix::unistd::setgroups(groups)?;
+            nix::unistd::setgid(Gid::from_raw(u.gid))?;
+            nix::unistd::setuid(Uid::from_raw(u.uid))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the limits (soft = hard): `setrlimit` calls only.
+    fn apply_limits(&self) -> io::Result<()> {
         for &(resource, value) in &self.limits {
             rustix::process::setrlimit(
                 resource,
@@ -132,20 +148,29 @@ pub fn restore_fd_limit() -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
-/// Finds `user` (a name or a numeric uid) in the text of `/etc/passwd`.
-pub fn lookup(passwd: &str, user: &str) -> Option<RunAs> {
-    passwd.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() < 7 || !(f[0] == user || f[2] == user) {
-            return None;
-        }
-        Some(RunAs {
-            name: f[0].to_owned(),
-            uid: f[2].parse().ok()?,
-            gid: f[3].parse().ok()?,
-            home: f[5].to_owned(),
-            shell: f[6].to_owned(),
-        })
+/// Looks `user` (a name, else a numeric uid) up in the system's user
+/// database, with its groups.
+pub fn lookup(user: &str) -> anyhow::Result<RunAs> {
+    let found = match User::from_name(user).with_context(|| format!("run_as: cannot look up user {user:?}"))? {
+        Some(u) => Some(u),
+        None => match user.parse::<u32>() {
+            Ok(uid) => {
+                User::from_uid(Uid::from_raw(uid)).with_context(|| format!("run_as: cannot look up uid {uid}"))?
+            }
+            Err(_) => None,
+        },
+    };
+    let u = found.with_context(|| format!("run_as: no user {user:?} in the system's user database"))?;
+    let name = std::ffi::CString::new(u.name.as_bytes()).context("run_as: the user name holds a NUL")?;
+    let groups = nix::unistd::getgrouplist(&name, u.gid)
+        .with_context(|| format!("run_as: cannot list the groups of {:?}", u.name))?;
+    Ok(RunAs {
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+        home: u.dir.display().to_string(),
+        shell: u.shell.display().to_string(),
+        groups: groups.into_iter().map(Gid::as_raw).collect(),
+        name: u.name,
     })
 }
 
@@ -154,13 +179,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_users_by_name_or_uid() {
-        let passwd =
-            "root:x:0:0:root:/root:/bin/bash\n# comment\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
-        let n = lookup(passwd, "nobody").unwrap();
-        assert_eq!((n.uid, n.gid, n.home.as_str()), (65534, 65534, "/nonexistent"));
-        assert_eq!(lookup(passwd, "0").unwrap().name, "root");
-        assert!(lookup(passwd, "ghost").is_none());
-        assert!(lookup(passwd, "x").is_none(), "the password field is not a name");
+    fn finds_users_by_name_or_uid_with_their_groups() {
+        let root = lookup("root").unwrap();
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert!(root.groups.contains(&0), "{root:?}");
+        assert_eq!(lookup("0").unwrap().name, root.name);
+        assert!(lookup("no-such-user-here").is_err());
     }
 }

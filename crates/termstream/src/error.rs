@@ -59,6 +59,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::SpawnFailed | ErrorCode::BadCwd | ErrorCode::WrongKind => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::OutputGone => StatusCode::GONE,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Capacity | ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -122,10 +123,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     }
 }
 
-/// The [`ApiError`] for a body that could not be read: 413 when too large.
+/// The [`ApiError`] for a body that could not be read: 413 when too large,
+/// 408 when it did not arrive in time ([`crate::server::body`]).
 pub fn body_rejection(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than allowed")
+    } else if crate::server::body::is_timeout(&e) {
+        ApiError::new(ErrorCode::RequestTimeout, "the request body did not arrive in time")
     } else {
         ApiError::bad_request(format!("cannot read the request body: {e}"))
     }

@@ -9,7 +9,12 @@
 //!
 //! Architecture invariant: an id in the map always has a live actor; delete
 //! removes the id first, then shuts the actor down and removes its files.
+//!
+//! At start, every `lost` session (running when the server died) has what
+//! is left of it ended: its cgroup killed and removed, and every process
+//! holding its marker killed, in one scan of `/proc` for all of them.
 
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,6 +26,8 @@ use tokio::sync::broadcast;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::confine::Confinement;
+use crate::session::actor::{Leftovers, Started};
+use crate::session::cgroup::{CgroupMode, Cgroups};
 use crate::session::process::{self, SpawnError, SpawnSpec};
 use crate::session::store::{self, LogWriter};
 use crate::session::{SessionHandle, SessionSettings, actor};
@@ -65,6 +72,9 @@ pub struct Registry {
     changes: broadcast::Sender<RegistryEvent>,
     /// The user and limits of every program ([`crate::confine`]).
     confine: Option<Arc<Confinement>>,
+    /// Where sessions' cgroups are made; `None`: the process scan ends
+    /// sessions ([`crate::session::cgroup`]).
+    cgroups: Option<Arc<Cgroups>>,
 }
 
 impl Registry {
@@ -75,6 +85,22 @@ impl Registry {
         std::fs::create_dir_all(&sessions_dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", sessions_dir.display()))?;
         let confine = Confinement::from_config(&config)?.map(Arc::new);
+        let cgroups = match config.cgroup {
+            CgroupMode::Off => {
+                tracing::info!("sessions are ended by a process scan (session id and marker): cgroup = \"off\"");
+                None
+            }
+            CgroupMode::Auto => match Cgroups::detect() {
+                Ok(c) => {
+                    tracing::info!(base = %c.base().display(), "each session runs in its own cgroup, ended by cgroup.kill");
+                    Some(Arc::new(c))
+                }
+                Err(reason) => {
+                    tracing::info!(%reason, "no cgroups: sessions are ended by a process scan (session id and marker)");
+                    None
+                }
+            },
+        };
         let registry = Arc::new(Registry {
             sessions: Mutex::new(HashMap::new()),
             settings: config.session_settings(),
@@ -82,8 +108,10 @@ impl Registry {
             config,
             changes: broadcast::channel(1024).0,
             confine,
+            cgroups,
         });
         let mut loaded = 0;
+        let mut lost = BTreeSet::new();
         for entry in std::fs::read_dir(&sessions_dir)?.flatten() {
             match load_one(&entry.path()) {
                 Ok(info) => {
@@ -104,8 +132,21 @@ impl Registry {
                             continue;
                         }
                     }
-                    let handle = actor::start_ended(info, entry.path(), registry.settings.clone());
-                    if registry.lock().insert(handle.id().clone(), handle).is_none() {
+                    let leftovers = (info.status == SessionStatus::Lost).then(|| Leftovers {
+                        marker: info.epoch.to_string(),
+                        cgroup: registry.cgroups.as_ref().map(|c| c.session(info.epoch)),
+                    });
+                    if let Some(left) = &leftovers {
+                        lost.insert(left.marker.clone());
+                    }
+                    let (dir, settings) = (entry.path(), registry.settings.clone());
+                    let handle = match leftovers {
+                        Some(left) => actor::start_lost(info, dir, settings, left),
+                        None => actor::start_ended(info, dir, settings),
+                    };
+                    if let Some(old) = registry.lock().insert(handle.id().clone(), handle) {
+                        lost.remove(&old.epoch().to_string());
+                    } else {
                         loaded += 1;
                     }
                 }
@@ -113,7 +154,39 @@ impl Registry {
             }
         }
         tracing::info!(sessions = loaded, dir = %sessions_dir.display(), "loaded stored sessions");
+        registry.end_lost(&lost);
         Ok(registry)
+    }
+
+    /// Ends what is left of the lost sessions whose markers are `lost`:
+    /// kills their cgroups (then removes them once empty) and every process
+    /// holding one of the markers.
+    fn end_lost(&self, lost: &BTreeSet<String>) {
+        if lost.is_empty() {
+            return;
+        }
+        let mut cgroups = Vec::new();
+        if let Some(c) = &self.cgroups {
+            for marker in lost {
+                if let Ok(epoch) = marker.parse() {
+                    let cgroup = c.session(epoch);
+                    cgroup.kill();
+                    cgroups.push(cgroup);
+                }
+            }
+        }
+        let found = process::marked_processes(lost);
+        process::signal_found(&found, rustix::process::Signal::KILL);
+        tracing::info!(
+            sessions = lost.len(),
+            marked = found.len(),
+            "ended what was left of the sessions lost when the server stopped"
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            for cgroup in cgroups {
+                rt.spawn(cgroup.remove());
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, SessionHandle>> {
@@ -177,7 +250,8 @@ impl Registry {
             Some(id) => id,
             None => generated_id(),
         };
-        let mut env = process::build_env(&self.config.env_allowlist, &req.env, &epoch.to_string(), kind);
+        let marker = epoch.to_string();
+        let mut env = process::build_env(&self.config.env_allowlist, &req.env, &marker, kind);
         if let Some(c) = &self.confine {
             c.adjust_env(&mut env);
         }
@@ -189,6 +263,7 @@ impl Registry {
             cols,
             rows,
             confine: self.confine.clone(),
+            cgroup_procs: None,
         };
 
         // Check, spawn and insert under one lock: the id cannot be taken in
@@ -209,14 +284,40 @@ impl Registry {
         if kind == SessionKind::Pty {
             writer.append_resize(0, 0, cols, rows)?;
         }
-        let spawned = match process::spawn(&spec) {
-            Ok(s) => s,
+        let cleanup = |writer: LogWriter| {
+            drop(writer);
+            let _ = std::fs::remove_dir_all(&dir);
+        };
+        // The cgroup before the program, which joins it before exec.
+        let mut spec = spec;
+        let cgroup = match self.cgroups.as_ref().map(|c| c.create(epoch)).transpose() {
+            Ok(cgroup) => cgroup,
             Err(e) => {
-                drop(writer);
-                let _ = std::fs::remove_dir_all(&dir);
+                cleanup(writer);
                 return Err(e.into());
             }
         };
+        if let Some(cgroup) = &cgroup {
+            match cgroup.open_procs() {
+                Ok(fd) => spec.cgroup_procs = Some(Arc::new(fd)),
+                Err(e) => {
+                    let _ = std::fs::remove_dir(cgroup.path());
+                    cleanup(writer);
+                    return Err(e.into());
+                }
+            }
+        }
+        let spawned = match process::spawn(&spec) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(cgroup) = &cgroup {
+                    let _ = std::fs::remove_dir(cgroup.path());
+                }
+                cleanup(writer);
+                return Err(e.into());
+            }
+        };
+        spec.cgroup_procs = None;
         let now = now_ms();
         let info = SessionInfo {
             id: id.clone(),
@@ -238,14 +339,13 @@ impl Registry {
             duration_ms: None,
             error: None,
         };
-        let handle = actor::start_running(
-            info,
+        let started = Started {
             spawned,
-            Some(writer),
-            dir,
-            self.settings.clone(),
-            epoch.to_string(),
-        );
+            writer: Some(writer),
+            marker,
+            cgroup,
+        };
+        let handle = actor::start_running(info, started, dir, self.settings.clone());
         sessions.insert(id, handle.clone());
         let evict = self.over_capacity(&sessions);
         drop(sessions);

@@ -5,9 +5,11 @@
 //! SIGTERM, then SIGKILL after the grace period) and recorded as such.
 //!
 //! Connections are accepted and served by [`accept`]: plain or TLS
-//! ([`crate::tls`]), with a header read timeout.
+//! ([`crate::tls`]), with a header read timeout and a body deadline
+//! ([`body`]).
 
 pub mod accept;
+pub mod body;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ pub struct Server {
     /// Set when serving TLS.
     tls: Option<TlsAcceptor>,
     header_timeout: Duration,
+    body_timeout: Duration,
 }
 
 impl Server {
@@ -53,6 +56,7 @@ impl Server {
             );
         }
         let header_timeout = Duration::from_millis(config.http_header_timeout_ms);
+        let body_timeout = Duration::from_millis(config.http_body_timeout_ms);
         let registry = Registry::load(config)?;
         Ok(Server {
             listener,
@@ -60,6 +64,7 @@ impl Server {
             security: Arc::new(security),
             tls,
             header_timeout,
+            body_timeout,
         })
     }
 
@@ -82,6 +87,7 @@ impl Server {
             app,
             tls: self.tls,
             header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
         };
         accept::serve(self.listener, serving, shutdown).await;
         retention.abort();

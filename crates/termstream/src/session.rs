@@ -11,6 +11,7 @@
 pub mod actor;
 pub mod background;
 pub mod cast;
+pub mod cgroup;
 pub mod input;
 pub mod log;
 mod meta;

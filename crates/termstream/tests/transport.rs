@@ -1,7 +1,7 @@
 //! Transport: TLS end to end (HTTPS and WSS with a certificate made at test
 //! time), plain HTTP to the TLS port, bad certificate paths, the header read
-//! timeout (plain and TLS), and a SIGTERM under TLS that still terminates
-//! every session.
+//! timeout (plain and TLS), the body deadline, and a SIGTERM under TLS that
+//! still terminates every session.
 
 mod common;
 
@@ -186,6 +186,37 @@ async fn a_client_that_sends_half_a_request_or_nothing_is_disconnected() {
         let (status, _) = server.get("/health").await;
         assert_eq!(status, 200, "tls={tls}");
     }
+}
+
+#[tokio::test]
+async fn a_body_sent_a_byte_at_a_time_is_answered_408_and_closed() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_HTTP_BODY_TIMEOUT_MS", "500")]).await;
+    let mut tcp = TcpStream::connect(server.addr()).unwrap();
+    let head = format!(
+        "POST /api/sessions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        server.addr()
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    // Dribble the body, a byte every 100 ms (all 100 would take 10 s), on a
+    // thread, while this one reads the answer.
+    let mut writer = tcp.try_clone().unwrap();
+    let dribble = std::thread::spawn(move || {
+        for _ in 0..100 {
+            if writer.write_all(b" ").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let start = Instant::now();
+    let (took, got) = read_until_closed(&mut tcp, start);
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with("HTTP/1.1 408"), "answered {text:?} after {took:?}");
+    assert!(text.contains(r#""code":"request_timeout""#), "{text:?}");
+    assert!(took < secs(5), "closed only after {took:?}");
+    dribble.join().unwrap();
+    // The server carries on.
+    assert_eq!(server.get("/health").await.0, 200);
 }
 
 #[tokio::test]

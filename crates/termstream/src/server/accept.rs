@@ -13,6 +13,9 @@
 //!   it too). A client that opens TCP and sends nothing, or half a request,
 //!   is disconnected.
 //!
+//! - a request body must arrive whole within `http_body_timeout_ms` of its
+//!   first read ([`super::body`]), else 408 and the connection is closed.
+//!
 //! Shutdown: when `shutdown` completes, no connection is accepted any more,
 //! every connection is asked to end after its current request (idle ones
 //! close at once), and the loop waits for them for at most [`DRAIN`].
@@ -33,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use super::body::TimedBody;
 use crate::tls;
 
 /// How long shutdown waits for open requests to finish.
@@ -46,6 +50,8 @@ pub struct Serving {
     pub tls: Option<TlsAcceptor>,
     /// Time allowed for a TLS handshake and for each request head.
     pub header_timeout: Duration,
+    /// Time allowed for each request body, from its first read.
+    pub body_timeout: Duration,
 }
 
 /// Accepts connections on `listener` until `shutdown` completes, then ends
@@ -139,9 +145,10 @@ async fn http<I>(io: TokioIo<I>, peer: SocketAddr, serving: Serving, stop: Cance
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let body_timeout = serving.body_timeout;
     let service = serving.app.map_request(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        req
+        req.map(|body| TimedBody::new(body, body_timeout))
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

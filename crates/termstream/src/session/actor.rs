@@ -12,7 +12,13 @@
 //! SIGKILL after the grace period if they still hold the PTY or pipes. Then
 //! the status is final, `meta.json` is written and [`LogEvent::Ended`] is the
 //! last event. The actor then keeps serving reads until `Shutdown`.
+//!
+//! A session's processes are ended through its cgroup when it has one
+//! (`cgroup.kill`), else by the process scan of [`process`]. A session that
+//! was running when the server died (`lost`) keeps its marker and cgroup:
+//! terminate and delete end whatever of it still runs.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::ops::ControlFlow;
 use std::os::unix::process::ExitStatusExt;
@@ -32,6 +38,7 @@ use tokio::time::sleep_until;
 mod pipes;
 
 use self::pipes::{FrameHeader, READ_COALESCE, Reader, far_future, read_opt, wait_child, write_some};
+use super::cgroup::SessionCgroup;
 use super::input::{Input, Next};
 use super::log::{Chunk, OutputRing};
 use super::meta::MetaWriter;
@@ -74,6 +81,12 @@ pub(crate) struct Actor {
     meta: MetaWriter,
     settings: SessionSettings,
     marker: String,
+    /// The session's cgroup, when cgroups are in force; removed once the
+    /// session has ended (a lost session keeps its path).
+    cgroup: Option<SessionCgroup>,
+    /// Whether the session was running when the server died: processes
+    /// found by its marker or in its cgroup are what is left of it.
+    lost: bool,
     started: Instant,
     phase: Phase,
     terminating: bool,
@@ -101,16 +114,38 @@ struct ResizeRecord {
     rows: u16,
 }
 
+/// What is left of a session whose server died, and how to find it.
+#[derive(Debug)]
+pub(crate) struct Leftovers {
+    /// The value of its processes' marker variable.
+    pub marker: String,
+    /// Its cgroup's path, when cgroups are in force.
+    pub cgroup: Option<SessionCgroup>,
+}
+
+/// A freshly spawned program and what the actor needs to end it.
+pub(crate) struct Started {
+    pub spawned: Spawned,
+    pub writer: Option<LogWriter>,
+    pub marker: String,
+    pub cgroup: Option<SessionCgroup>,
+}
+
 /// Starts the actor (and screen task) of a freshly spawned program.
 pub(crate) fn start_running(
     info: SessionInfo,
-    spawned: Spawned,
-    writer: Option<LogWriter>,
+    started: Started,
     dir: PathBuf,
     settings: SessionSettings,
-    marker: String,
 ) -> SessionHandle {
+    let Started {
+        spawned,
+        writer,
+        marker,
+        cgroup,
+    } = started;
     let (mut actor, handle) = build(info, dir, settings, 0, marker, Some(spawned.input_fd));
+    actor.cgroup = cgroup;
     actor.writer = writer;
     actor.child = Some(spawned.child);
     match spawned.io {
@@ -135,11 +170,27 @@ pub(crate) fn start_running(
 /// Starts the actor of a session that ended before (loaded from disk): it
 /// serves reads from the disk log.
 pub(crate) fn start_ended(info: SessionInfo, dir: PathBuf, settings: SessionSettings) -> SessionHandle {
+    let (actor, handle) = build_ended(info, dir, settings);
+    tokio::spawn(actor.run());
+    handle
+}
+
+/// Starts the actor of a `lost` session loaded from disk: as an ended one,
+/// but terminate and delete end whatever of it still runs.
+pub(crate) fn start_lost(info: SessionInfo, dir: PathBuf, settings: SessionSettings, left: Leftovers) -> SessionHandle {
+    let (mut actor, handle) = build_ended(info, dir, settings);
+    actor.lost = true;
+    actor.marker = left.marker;
+    actor.cgroup = left.cgroup;
+    tokio::spawn(actor.run());
+    handle
+}
+
+fn build_ended(info: SessionInfo, dir: PathBuf, settings: SessionSettings) -> (Actor, SessionHandle) {
     let end = info.output_offset;
     let (mut actor, handle) = build(info, dir, settings, end, String::new(), None);
     actor.phase = Phase::Ended;
-    tokio::spawn(actor.run());
-    handle
+    (actor, handle)
 }
 
 fn build(
@@ -181,6 +232,8 @@ fn build(
         meta: MetaWriter::new(dir),
         settings,
         marker,
+        cgroup: None,
+        lost: false,
         started: Instant::now(),
         phase: Phase::Running,
         terminating: false,
@@ -217,13 +270,16 @@ impl Actor {
                 cmd = self.commands.recv() => {
                     // `None`: every handle is gone, the session was dropped.
                     let flow = match cmd {
-                        Some(cmd) => self.handle(cmd),
+                        Some(cmd) => self.handle(cmd).await,
                         None => ControlFlow::Break(None),
                     };
                     if let ControlFlow::Break(reply) = flow {
                         self.kill_all(Signal::KILL).await;
                         // No write may land in a directory being removed.
                         self.meta.flush().await;
+                        if let Some(cgroup) = self.cgroup.take() {
+                            cgroup.remove().await;
+                        }
                         if let Some(reply) = reply {
                             let _ = reply.send(());
                         }
@@ -268,11 +324,12 @@ impl Actor {
 
     /// Serves one command; `Break` ends the actor (with the reply to send
     /// once everything is killed).
-    fn handle(&mut self, cmd: Command) -> ControlFlow<Option<oneshot::Sender<()>>> {
+    async fn handle(&mut self, cmd: Command) -> ControlFlow<Option<oneshot::Sender<()>>> {
         match cmd {
             Command::Resize { cols, rows, reply } => {
                 let _ = reply.send(self.resize(cols, rows));
             }
+            Command::Terminate if self.lost => self.end_leftovers().await,
             Command::Terminate => self.terminate(),
             Command::Read {
                 since,
@@ -358,20 +415,48 @@ impl Actor {
         self.kill_deadline = Some(tokio::time::Instant::now() + self.settings.grace);
     }
 
-    /// Signals every process of the session, found by session id and marker,
-    /// and waits until that is done.
+    /// Signals every process of the session and waits until that is done:
+    /// the leader's process group, then the cgroup (or what the scan finds).
+    /// A lost session's leftovers are killed instead.
     async fn kill_all(&mut self, signal: Signal) {
-        let Some(leader) = self.info.pid else { return };
         if self.phase == Phase::Ended {
+            if self.lost {
+                self.end_leftovers().await;
+            }
             return;
         }
+        let Some(leader) = self.info.pid else { return };
         process::signal_group(leader, signal);
+        let _ = self.signal_rest(leader, signal).await;
+    }
+
+    /// Signals every process of the session on a blocking thread: SIGKILL
+    /// through `cgroup.kill`, another signal to each process in the cgroup;
+    /// without a cgroup, what the scan finds by session id and marker.
+    fn signal_rest(&self, leader: u32, signal: Signal) -> tokio::task::JoinHandle<()> {
+        let cgroup = self.cgroup.clone();
         let marker = self.marker.clone();
+        tokio::task::spawn_blocking(move || match cgroup {
+            Some(cgroup) if signal == Signal::KILL => cgroup.kill(),
+            Some(cgroup) => cgroup.signal(signal),
+            None => process::signal_found(&process::session_processes(leader, &marker), signal),
+        })
+    }
+
+    /// Kills what is left of a lost session: its cgroup, and every process
+    /// that holds its marker; then removes the cgroup.
+    async fn end_leftovers(&mut self) {
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill();
+        }
+        let markers = BTreeSet::from([self.marker.clone()]);
         let _ = tokio::task::spawn_blocking(move || {
-            let pids = process::session_processes(leader, &marker);
-            process::signal_each(&pids, signal);
+            process::signal_found(&process::marked_processes(&markers), Signal::KILL);
         })
         .await;
+        if let Some(cgroup) = self.cgroup.clone() {
+            cgroup.remove().await;
+        }
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -475,11 +560,7 @@ impl Actor {
         // Hang up on whatever the program left behind, as a terminal would.
         if let Some(leader) = self.info.pid {
             process::signal_group(leader, Signal::HUP);
-            let marker = self.marker.clone();
-            tokio::task::spawn_blocking(move || {
-                let pids = process::session_processes(leader, &marker);
-                process::signal_each(&pids, Signal::HUP);
-            });
+            drop(self.signal_rest(leader, Signal::HUP));
         }
         self.phase = Phase::Draining {
             deadline: tokio::time::Instant::now() + self.settings.grace,
@@ -490,6 +571,9 @@ impl Actor {
     async fn finish(&mut self) {
         self.kill_all(Signal::KILL).await;
         self.phase = Phase::Ended;
+        if let Some(cgroup) = self.cgroup.take() {
+            tokio::spawn(cgroup.remove());
+        }
         if let Some(pid) = self.info.pid {
             process::unregister_leader(pid);
         }
@@ -531,6 +615,16 @@ impl Drop for Actor {
         // A session deleted while running ends here without `finish`.
         if let Some(pid) = self.info.pid {
             process::unregister_leader(pid);
+        }
+        // An actor dropped mid-way (the runtime shutting down) leaves no
+        // process and, where it can, no cgroup behind.
+        if let Some(cgroup) = self.cgroup.take()
+            && !self.lost
+        {
+            cgroup.kill();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(cgroup.remove());
+            }
         }
     }
 }

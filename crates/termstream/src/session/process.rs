@@ -4,16 +4,22 @@
 //! on its PTY (which becomes its controlling terminal), a command session's
 //! with pipes. Its environment is built from an allowlist, never the server's
 //! own, plus a marker `TERMSTREAM_SESSION=<epoch>` that its descendants
-//! inherit. To end a session we signal the leader's process group, then kill
+//! inherit. Where cgroups are in force ([`super::cgroup`]) the child joins
+//! its session's cgroup before exec, and the session ends by `cgroup.kill`.
+//! Otherwise (the fallback) we signal the leader's process group, then kill
 //! every process whose session id is the leader's or whose environment holds
 //! the marker, so jobs that moved to their own process group or called
-//! `setsid` themselves go too.
+//! `setsid` themselves go too (a job that also dropped the marker, as
+//! `setsid env -i ...` does, escapes this scan). A process found by a scan
+//! of `/proc` is signalled through a pidfd opened and checked against the
+//! scan (same start time), so a pid reused since is never signalled.
 //!
 //! The server's own fds are close-on-exec (Rust's default, and the PTY
 //! master's flag); the child gets only 0–2.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -41,6 +47,9 @@ pub struct SpawnSpec {
     pub rows: u16,
     /// The user and limits to run the program with.
     pub confine: Option<Arc<Confinement>>,
+    /// The `cgroup.procs` of the session's cgroup, which the child writes
+    /// itself into before exec ([`super::cgroup`]).
+    pub cgroup_procs: Option<Arc<OwnedFd>>,
 }
 
 /// Why a program could not be started.
@@ -177,12 +186,10 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
                 .env_clear()
                 .envs(&spec.env)
                 .current_dir(&spec.cwd);
-            if let Some(u) = spec.confine.as_ref().and_then(|c| c.user.as_ref()) {
-                cmd = cmd.gid(u.gid).uid(u.uid);
-            }
-            let confine = spec.confine.clone();
-            // SAFETY: child_limits only calls getrlimit/setrlimit.
-            cmd = unsafe { cmd.pre_exec(move || child_limits(confine.as_deref())) };
+            // pty-process makes the child a session leader first.
+            let setup = ChildSetup::new(spec, false);
+            // SAFETY: see `ChildSetup::run`.
+            cmd = unsafe { cmd.pre_exec(move || setup.run()) };
             let child = cmd.spawn(pts).map_err(|e| io_err(io::Error::other(e)))?;
             let pid = child.id().unwrap_or(0);
             let input_fd = std::os::fd::AsRawFd::as_raw_fd(&pty);
@@ -203,17 +210,9 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            // SAFETY: setsid is async-signal-safe; nothing else runs between
-            // fork and exec.
-            unsafe {
-                cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
-            }
-            if let Some(u) = spec.confine.as_ref().and_then(|c| c.user.as_ref()) {
-                cmd.gid(u.gid).uid(u.uid);
-            }
-            let confine = spec.confine.clone();
-            // SAFETY: child_limits only calls getrlimit/setrlimit.
-            unsafe { cmd.pre_exec(move || child_limits(confine.as_deref())) };
+            let setup = ChildSetup::new(spec, true);
+            // SAFETY: see `ChildSetup::run`.
+            unsafe { cmd.pre_exec(move || setup.run()) };
             let mut child = cmd.spawn().map_err(io_err)?;
             let pid = child.id().unwrap_or(0);
             let (Some(stdin), Some(stdout), Some(stderr)) =
@@ -231,13 +230,43 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     }
 }
 
-/// Runs in the child between fork and exec: the server's original
-/// open-files limit, then the configured limits.
-fn child_limits(confine: Option<&Confinement>) -> io::Result<()> {
-    crate::confine::restore_fd_limit()?;
-    match confine {
-        Some(c) => c.apply_limits(),
-        None => Ok(()),
+/// What the child does between fork and exec, prepared before the fork.
+struct ChildSetup {
+    /// Become a session leader (a pty session's child is made one by
+    /// pty-process).
+    setsid: bool,
+    /// The session's cgroup to join.
+    cgroup_procs: Option<Arc<OwnedFd>>,
+    /// The user and limits.
+    confine: Option<Arc<Confinement>>,
+}
+
+impl ChildSetup {
+    fn new(spec: &SpawnSpec, setsid: bool) -> ChildSetup {
+        ChildSetup {
+            setsid,
+            cgroup_procs: spec.cgroup_procs.clone(),
+            confine: spec.confine.clone(),
+        }
+    }
+
+    /// Runs in the child between fork and exec, so it makes only system
+    /// calls (async-signal-safe) on data prepared before the fork, and
+    /// allocates nothing: `setsid`, the session's cgroup, the server's
+    /// original open-files limit, then the configured limits and user. The
+    /// user switch comes last: the steps before it may need root.
+    fn run(&self) -> io::Result<()> {
+        if self.setsid {
+            rustix::process::setsid()?;
+        }
+        if let Some(procs) = &self.cgroup_procs {
+            super::cgroup::join_in_child(procs)?;
+        }
+        crate::confine::restore_fd_limit()?;
+        match &self.confine {
+            Some(c) => c.apply_in_child(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -248,13 +277,36 @@ pub fn signal_group(pgid: u32, signal: Signal) {
     }
 }
 
-/// Sends `signal` to each of `pids`; processes that are gone are fine.
-pub fn signal_each(pids: &[u32], signal: Signal) {
-    for &p in pids {
-        if let Some(pid) = Pid::from_raw(p as i32) {
-            let _ = rustix::process::kill_process(pid, signal);
+/// A process found by a scan of `/proc`: its pid and start time (in clock
+/// ticks since boot), which tell it from a later process given the same pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub pid: u32,
+    pub start: u64,
+}
+
+/// A pidfd of `pid`; `None` when it is gone.
+pub fn pidfd(pid: u32) -> Option<OwnedFd> {
+    let pid = Pid::from_raw(pid as i32)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+/// Sends `signal` to each process found, through a pidfd opened and then
+/// checked against the scan (the same start time): a process that exited
+/// since, and any other that took its pid, is left alone. Blocking (reads
+/// `/proc`).
+pub fn signal_found(found: &[Found], signal: Signal) {
+    for f in found {
+        let Some(fd) = pidfd(f.pid) else { continue };
+        let same = read_stat(f.pid).is_some_and(|s| s.start == f.start);
+        if same {
+            let _ = rustix::process::pidfd_send_signal(&fd, signal);
         }
     }
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// The process ids of this server's live session leaders. A process whose
@@ -282,46 +334,71 @@ pub fn unregister_leader(pid: u32) {
 /// its parent). Environments are read only of processes in no other live
 /// session of this server, so ending one of many sessions stays cheap.
 /// Blocking (reads `/proc`); call it under `spawn_blocking`.
-pub fn session_processes(leader: u32, marker: &str) -> Vec<u32> {
-    let needle = format!("{MARKER_VAR}={marker}\0");
-    let me = std::process::id();
+pub fn session_processes(leader: u32, marker: &str) -> Vec<Found> {
     let others: BTreeSet<u32> = leaders().iter().copied().filter(|&p| p != leader).collect();
+    scan(|pid, s| s.sid == leader || (!others.contains(&s.sid) && has_marker(pid, |m| m == marker)))
+}
+
+/// Every live process whose environment holds the marker of one of
+/// `markers`, and their descendants: what is left of sessions whose server
+/// died (their leaders' pids may belong to anyone by now, so only markers
+/// count). Blocking (reads `/proc`).
+pub fn marked_processes(markers: &BTreeSet<String>) -> Vec<Found> {
+    if markers.is_empty() {
+        return Vec::new();
+    }
+    scan(|pid, _| has_marker(pid, |m| markers.contains(m)))
+}
+
+/// Every live process (but this one) that `is_member` takes, plus their
+/// descendants.
+fn scan(is_member: impl Fn(u32, &Stat) -> bool) -> Vec<Found> {
+    let me = std::process::id();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    // (pid, ppid, sid) of every live process.
-    let procs: Vec<(u32, u32, u32)> = dir
+    let procs: Vec<(u32, Stat)> = dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let s = parse_stat(&stat)?;
-            (s.state != 'Z').then_some((pid, s.ppid, s.sid))
-        })
+        .filter_map(|pid| Some((pid, read_stat(pid)?)))
+        .filter(|(_, s)| s.state != 'Z')
         .collect();
     let mut members: BTreeSet<u32> = procs
         .iter()
-        .filter(|&&(pid, _, sid)| {
-            sid == leader
-                || (!others.contains(&sid)
-                    && std::fs::read(format!("/proc/{pid}/environ"))
-                        .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes())))
-        })
-        .map(|&(pid, _, _)| pid)
+        .filter(|(pid, s)| is_member(*pid, s))
+        .map(|(pid, _)| *pid)
         .collect();
     // Descendants of members belong too (until nothing changes).
     loop {
         let before = members.len();
-        for &(pid, ppid, _) in &procs {
-            if members.contains(&ppid) {
-                members.insert(pid);
+        for (pid, s) in &procs {
+            if members.contains(&s.ppid) {
+                members.insert(*pid);
             }
         }
         if members.len() == before {
             break;
         }
     }
-    members.into_iter().collect()
+    procs
+        .iter()
+        .filter(|(pid, _)| members.contains(pid))
+        .map(|(pid, s)| Found {
+            pid: *pid,
+            start: s.start,
+        })
+        .collect()
+}
+
+/// Whether the environment of `pid` holds `MARKER_VAR` with a value that
+/// `wanted` takes.
+fn has_marker(pid: u32, wanted: impl Fn(&str) -> bool) -> bool {
+    let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    env.split(|&b| b == 0)
+        .filter_map(|var| var.strip_prefix(MARKER_VAR.as_bytes())?.strip_prefix(b"="))
+        .any(|value| std::str::from_utf8(value).is_ok_and(&wanted))
 }
 
 /// The fields of `/proc/PID/stat` we need.
@@ -330,6 +407,8 @@ struct Stat {
     state: char,
     ppid: u32,
     sid: u32,
+    /// Start time in clock ticks after boot.
+    start: u64,
 }
 
 /// Parses `/proc/PID/stat`. The command name may hold spaces and
@@ -341,7 +420,15 @@ fn parse_stat(stat: &str) -> Option<Stat> {
     let ppid = fields.next()?.parse().ok()?;
     let _pgrp = fields.next()?;
     let sid = fields.next()?.parse().ok()?;
-    Some(Stat { state, ppid, sid })
+    // tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime cutime
+    // cstime priority nice num_threads itrealvalue, then starttime.
+    let start = fields.nth(15)?.parse().ok()?;
+    Some(Stat {
+        state,
+        ppid,
+        sid,
+        start,
+    })
 }
 
 #[cfg(test)]
@@ -350,13 +437,14 @@ mod tests {
 
     #[test]
     fn parses_stat_with_odd_command_names() {
-        let line = "1234 (we ird) (name)) S 1 1234 5678 0 -1 4194560";
+        let line = "1234 (we ird) (name)) S 1 1234 5678 0 -1 4194560 9 0 0 0 1 2 0 0 20 0 1 0 424242 100 200";
         assert_eq!(
             parse_stat(line),
             Some(Stat {
                 state: 'S',
                 ppid: 1,
-                sid: 5678
+                sid: 5678,
+                start: 424242,
             })
         );
     }
