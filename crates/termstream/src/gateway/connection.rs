@@ -36,11 +36,11 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::ClientGuard;
 use super::forward::{self, Attach};
 use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
-use super::ClientGuard;
 use crate::auth::{Grant, ProjectAccess as Access};
 use crate::clock::now_ms;
 use crate::events::PublishedEvent;
