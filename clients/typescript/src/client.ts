@@ -107,7 +107,7 @@ export class AuthError extends Error {
 }
 
 const OPEN = 1;
-const NOT_QUEUED = new Set(['ping', 'heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
+const NOT_QUEUED = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
 const INPUT_TYPES = new Set(['terminal.input', 'terminal_input']);
 /** How soon after input a heartbeat confirms it, in ms. */
 const CONFIRM_DELAY = 250;

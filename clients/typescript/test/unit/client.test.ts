@@ -337,12 +337,14 @@ describe('outgoing queue', () => {
     expect(() => client.send('notification', { title: 't2', message: big })).toThrow(QueueFullError);
     client.send('terminal.input', { sessionId: 's', data: 'small' });
     client.send('ping');
+    client.send('heartbeat');
     client.connect();
     await vi.advanceTimersByTimeAsync(0);
     const s = server.last.accept();
     expect(s.sent.map((m) => [m.type, m.title ?? m.data])).toEqual([
       ['notification', 't'],
       ['terminal.input', 'small'],
+      ['ping', undefined],
     ]);
   });
 
