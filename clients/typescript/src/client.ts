@@ -382,7 +382,10 @@ class Client implements WebSocketClient {
     const ws = this.ws;
     this.ws = null;
     if (!ws) return;
-    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+    // No-ops, not null: a socket closed while connecting still reports an
+    // error (the `ws` package throws it when nobody listens).
+    const ignore = () => {};
+    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = ignore;
     try {
       ws.close(CloseCode.Normal);
     } catch {

@@ -2,6 +2,7 @@
 // given port) with its own data dir, and small REST and proxy helpers.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,19 +65,28 @@ export class TestServer {
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 
-  /** A REST call; the status and the JSON body (or null). */
-  async call(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }> {
+  /** A REST call with node:http (not the environment's fetch, which happy-dom replaces); the status and the JSON body. */
+  call(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }> {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (token) headers.authorization = `Bearer ${token}`;
-    const res = await fetch(this.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await res.text();
-    let json: any = null;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = text;
-    }
-    return { status: res.status, body: json };
+    return new Promise((resolve, reject) => {
+      const req = http.request(this.url + path, { method, headers }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (text += d));
+        res.on('end', () => {
+          let json: any = text;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            // Not JSON: keep the text.
+          }
+          resolve({ status: res.statusCode ?? 0, body: json });
+        });
+      });
+      req.on('error', reject);
+      req.end(body === undefined ? undefined : JSON.stringify(body));
+    });
   }
 
   /** Creates a session; throws unless 201/200. */
