@@ -195,29 +195,38 @@ class Client implements WebSocketClient {
   }
 
   attach(sessionId: string, options: AnyAttachOptions = {}): SessionHandle {
-    const a = new Attachment(sessionId, options, (m) => this.dispatch(m));
-    this.attachments.set(sessionId, a);
-    if (this.isOpen()) this.send('session.attach', a.attachMessage());
+    // Copied, so one options object passed twice makes two listeners.
+    const listener: AnyAttachOptions = { ...options };
+    let a = this.attachments.get(sessionId);
+    if (a && !a.ended) {
+      a.listeners.add(listener);
+    } else {
+      a = new Attachment(sessionId, listener, (m) => this.dispatch(m), (what, e) => this.warn(what, e));
+      this.attachments.set(sessionId, a);
+      if (this.isOpen()) this.send('session.attach', a.attachMessage());
+    }
+    const att = a;
     const client = this;
     return {
       sessionId,
       get position() {
-        return a.epoch !== null && a.next !== null ? { epoch: a.epoch, offset: a.next } : null;
+        return att.epoch !== null && att.next !== null ? { epoch: att.epoch, offset: att.next } : null;
       },
       get status() {
-        return a.status;
+        return att.status;
       },
       input(data: string) {
         client.send('terminal.input', { sessionId, data });
       },
       resize(cols: number, rows: number) {
         if (client.isOpen()) client.send('terminal.resize', { sessionId, cols, rows });
-        else a.pendingResize = { cols, rows };
+        else att.pendingResize = { cols, rows };
       },
       detach() {
-        if (client.attachments.get(sessionId) !== a) return;
+        if (!att.listeners.delete(listener) || att.listeners.size > 0) return;
+        if (client.attachments.get(sessionId) !== att) return;
         client.attachments.delete(sessionId);
-        if (client.isOpen()) client.send('session.detach', { sessionId });
+        if (client.isOpen() && !att.ended) client.send('session.detach', { sessionId });
       },
     };
   }

@@ -328,6 +328,37 @@ describe('attach', () => {
   });
 });
 
+describe('several attaches of one session', () => {
+  it('share one server attachment; each gets output in its mode; the last detach ends it', async () => {
+    const { server, client } = setup({ logger: quiet });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const text: string[] = [];
+    const bytes: number[] = [];
+    const first = client.attach('job', {
+      onOutput: (d) => {
+        text.push(d);
+        throw new Error('a broken handler');
+      },
+    });
+    const second = client.attach('job', { output: 'binary', onOutput: (d) => bytes.push(d.length) });
+    expect(s.ofType('session.attach')).toHaveLength(1);
+    s.message({ type: 'session.attached', sessionId: 'job', epoch: 'e', offset: 0, cols: 0, rows: 0, status: 'running' });
+    s.output('job', 0, 'abc', 'stdout');
+    expect(text).toEqual(['abc']);
+    expect(bytes).toEqual([3]);
+    first.detach();
+    first.detach();
+    expect(s.ofType('session.detach')).toEqual([]);
+    s.output('job', 3, 'de', 'stdout');
+    expect(text).toEqual(['abc']);
+    expect(bytes).toEqual([3, 2]);
+    second.detach();
+    expect(s.ofType('session.detach')).toEqual([{ type: 'session.detach', sessionId: 'job' }]);
+  });
+});
+
 describe('outgoing queue', () => {
   it('queues while disconnected, sends in order on connect, and throws past 1 MiB', async () => {
     const { server, client } = setup();
