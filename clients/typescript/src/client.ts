@@ -172,9 +172,9 @@ class Client implements WebSocketClient {
     const m: Record<string, unknown> = { ...payload, type };
     if (INPUT_TYPES.has(type) && m.seq === undefined) m.seq = ++this.seq;
     const text = JSON.stringify(m);
-    const out: Outgoing = { text, bytes: utf8Length(text) };
+    const out: Outgoing = { type, text, bytes: utf8Length(text) };
     if (typeof m.seq === 'number' && INPUT_TYPES.has(type)) out.seq = m.seq;
-    if (this.isOpen()) this.write(out, type);
+    if (this.isOpen()) this.write(out);
     else if (!NOT_QUEUED.has(type)) this.queue.push(out);
   }
 
@@ -265,8 +265,9 @@ class Client implements WebSocketClient {
     }
   }
 
+  /** Whether messages can be written now (also while `opened` restores, before the state says `connected`). */
   private isOpen(): boolean {
-    return this.ws !== null && this.state === 'connected' && this.ws.readyState === OPEN;
+    return this.ws !== null && this.ws.readyState === OPEN;
   }
 
   /** Gets a ticket if there is a token, then opens a socket. */
@@ -320,10 +321,14 @@ class Client implements WebSocketClient {
     return body.ticket;
   }
 
+  /**
+   * The socket opened: restore subscriptions, attachments (with `since`),
+   * focus syncs, unconfirmed input and the queue, in that order, and only
+   * then say `connected`, so a state handler's first message follows them.
+   */
   private opened(): void {
     clearTimeout(this.timers.open);
     this.lastMessageAt = Date.now();
-    this.setState('connected');
     this.timers.stable = setTimeout(() => {
       this.attempts = 0;
     }, this.retry.minUptime);
@@ -344,14 +349,15 @@ class Client implements WebSocketClient {
       }
     }
     for (const f of this.projects.values()) f.opened();
-    for (const m of this.unconfirmed.takeForResend()) this.write(m, 'terminal.input');
-    for (const m of this.queue.drain()) this.write(m, JSON.parse(m.text).type);
+    for (const m of this.unconfirmed.takeForResend()) this.write(m);
+    for (const m of this.queue.drain()) this.write(m);
+    this.setState('connected');
   }
 
   /** Writes to the open socket, keeping track of input and heartbeats. */
-  private write(m: Outgoing, type: string): void {
+  private write(m: Outgoing): void {
     this.ws!.send(m.text);
-    if (type === 'heartbeat') this.unconfirmed.beatSent();
+    if (m.type === 'heartbeat') this.unconfirmed.beatSent();
     else if (m.seq !== undefined) {
       this.unconfirmed.wrote(m);
       this.timers.confirm ??= setTimeout(() => {
@@ -416,6 +422,9 @@ class Client implements WebSocketClient {
     } else if (this.state === 'error' && !(this.lastError instanceof AuthError)) {
       this.attempts = 0;
       this.setState('reconnecting');
+    } else if (this.state === 'connected') {
+      // Timers may have slept with the page or the network: ask for a sign of life now.
+      this.send('heartbeat');
     }
     if (this.state !== 'reconnecting') return;
     clearTimeout(this.timers.retry);

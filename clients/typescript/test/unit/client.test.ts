@@ -131,6 +131,17 @@ describe('connection state', () => {
     expect(seen).toEqual(['pong']);
   });
 
+  it('restores attachments and the queue before it says connected', async () => {
+    const { server, client } = setup();
+    client.attach('s1');
+    client.send('notification', { title: 'queued', message: 'm' });
+    client.onStateChange((st) => st === 'connected' && client.send('notification', { title: 'from handler', message: 'm' }));
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    expect(s.sent.map((m) => m.title ?? m.type)).toEqual(['session.attach', 'queued', 'from handler']);
+  });
+
   it('counts a socket that does not open in time as a failed attempt', async () => {
     const { server, client } = setup({ connectTimeout: 3000 });
     client.connect();
@@ -466,6 +477,18 @@ describe('browser lifecycle', () => {
     expect(client.state).toBe('connected');
     await vi.advanceTimersByTimeAsync(20_000);
     expect(server.sockets).toHaveLength(2);
+  });
+
+  it('becoming visible while connected asks for a sign of life at once', async () => {
+    const t = targets();
+    const { server, client } = setup({ lifecycle: t });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    t.document.visibilityState = 'visible';
+    t.document.dispatchEvent(new Event('visibilitychange'));
+    expect(s.ofType('heartbeat')).toHaveLength(1);
+    expect(server.sockets).toHaveLength(1);
   });
 
   it('pageshow of a page from the back-forward cache replaces the socket; a normal pageshow does not', async () => {
