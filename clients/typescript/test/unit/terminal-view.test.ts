@@ -1,3 +1,4 @@
+// The TerminalView history's bound (pure).
 import { expect, it } from 'vitest';
 import { appendEntry, formatHistory, type ViewEntry } from '../../src/react/TerminalView.js';
 
