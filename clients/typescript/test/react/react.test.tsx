@@ -1,6 +1,6 @@
 // @vitest-environment happy-dom
 // The React hooks and components against the real server.
-import { act, cleanup, fireEvent, render, screen, waitFor } from '@testing-library/react';
+import { act, cleanup, configure, fireEvent, render, screen, waitFor } from '@testing-library/react';
 import { useEffect } from 'react';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
@@ -8,6 +8,9 @@ import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor 
 import { Terminal, TerminalView, TermstreamProvider, useTerminalStream, useWebSocket } from '../../src/react/index.js';
 import type { Terminal as XTerm } from '@xterm/xterm';
 import { TestServer } from '../integration/server.js';
+
+// A loaded machine can be slow: wait for conditions up to 10 s, never sleep.
+configure({ asyncUtilTimeout: 10_000 });
 
 let server: TestServer;
 beforeAll(async () => {
@@ -58,16 +61,21 @@ describe('useWebSocket', () => {
   });
 
   it('a provider given a url makes its own client', async () => {
+    let seen: WebSocketClient | null = null;
     function Status() {
       const { state, isConnected, client } = useWebSocket();
-      return <div>{`${state} ${isConnected} ${client.clientId !== null}`}</div>;
+      seen = client;
+      return <div>{`${state} ${isConnected}`}</div>;
     }
     render(
       <TermstreamProvider url={server.url} options={options()}>
         <Status />
       </TermstreamProvider>,
     );
-    await screen.findByText('connected true true');
+    await screen.findByText('connected true');
+    await waitFor(() => expect(seen!.clientId).toMatch(/^c/));
+    cleanup();
+    expect(seen!.state).toBe('disconnected');
   });
 });
 
