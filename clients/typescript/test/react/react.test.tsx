@@ -124,7 +124,9 @@ describe('useTerminalStream', () => {
 
 describe('<Terminal>', () => {
   it('shows the session, sends keystrokes and its size, and falls back to the DOM renderer without WebGL', async () => {
-    await server.createSession({ id: 'term-pty', argv: ['bash', '--norc', '--noprofile'], cols: 80, rows: 24 });
+    await server.createSession({ id: 'term-pty', argv: ['bash', '-c', 'echo early-$((6*7)); exec bash --norc --noprofile'], cols: 80, rows: 24 });
+    // Printed before the terminal exists: it must come with the screen on attach.
+    await waitFor(async () => expect((await server.call('GET', '/api/sessions/term-pty/output?since=0')).body).toContain('early-42'));
     const client = newClient();
     let term: XTerm | null = null;
     let renderer = '';
@@ -142,6 +144,7 @@ describe('<Terminal>', () => {
     );
     await waitFor(() => expect(term).not.toBeNull(), { timeout: 5000 });
     expect(renderer).toBe('dom');
+    await waitFor(() => expect(bufferText(term!)).toContain('early-42'));
     await act(async () => {
       term!.input('echo hi-$((40+2))\r');
     });
