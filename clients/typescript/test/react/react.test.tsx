@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor } from '../../src/index.js';
 import { Terminal, TerminalView, TermstreamProvider, useTerminalStream, useWebSocket } from '../../src/react/index.js';
 import type { Terminal as XTerm } from '@xterm/xterm';
-import { TestServer } from '../integration/server.js';
+import { CuttingProxy, TestServer } from '../integration/server.js';
 
 // A loaded machine can be slow: wait for conditions up to 10 s, never sleep.
 configure({ asyncUtilTimeout: 10_000 });
@@ -120,6 +120,41 @@ describe('useTerminalStream', () => {
     expect(seen.length).toBe(1000);
     expect(seen.endsWith('4999\n5000\n')).toBe(true);
   });
+});
+
+describe('useTerminalStream across reconnects', () => {
+  it('shows every line once while a proxy keeps cutting the connection', async () => {
+    const cutServer = await TestServer.start({ env: { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]' } });
+    const proxy = await CuttingProxy.start(cutServer.port);
+    const timer = setInterval(() => proxy.cut(), 100);
+    try {
+      await cutServer.createSession({ id: 'cut-job', kind: 'command', command: 'for i in $(seq 1 3000); do echo n$i; if [ $((i % 300)) -eq 0 ]; then sleep 0.1; fi; done' });
+      const client = createWebSocketClient(undefined, {
+        url: `http://127.0.0.1:${proxy.port}`,
+        ...options(),
+        reconnect: { maxAttempts: Infinity, initialDelay: 10, maxDelay: 100 },
+      });
+      let last = '';
+      function Output() {
+        const { output, exitCode } = useTerminalStream('cut-job');
+        last = output;
+        return <span>{`exit ${exitCode}`}</span>;
+      }
+      render(
+        <TermstreamProvider client={client}>
+          <Output />
+        </TermstreamProvider>,
+      );
+      await screen.findByText('exit 0', undefined, { timeout: 30_000 });
+      expect(last).toBe(Array.from({ length: 3000 }, (_, i) => `n${i + 1}\n`).join(''));
+      expect(proxy.cuts).toBeGreaterThan(0);
+    } finally {
+      clearInterval(timer);
+      cleanup();
+      await proxy.close();
+      await cutServer.cleanup();
+    }
+  }, 60_000);
 });
 
 describe('<Terminal>', () => {
