@@ -78,6 +78,10 @@ class Client implements WebSocketClient {
     this.queue = new OutgoingQueue(max);
     this.unconfirmed = new Unconfirmed(max);
     this.clientId = options.clientId ?? null;
+    // The server remembers the last seq applied per client id: a client id
+    // given by the application may have been used by an earlier page, so its
+    // numbers start from the clock (microseconds, below 2^53) instead of 1.
+    if (options.clientId !== undefined) this.seq = Date.now() * 1000;
   }
 
   // ---- public API -------------------------------------------------------

@@ -111,6 +111,18 @@ describe('attach', () => {
     expect(order.indexOf('session.attach')).toBeLessThan(order.indexOf('terminal.input'));
   });
 
+  it('with a client id of its own, input seq starts from the clock, above an earlier page\'s', async () => {
+    const { server, client } = setup({ clientId: 'dashboard-1' });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept('dashboard-1');
+    expect(s.url).toContain('clientId=dashboard-1');
+    client.attach('sh').input('x');
+    const seq = s.ofType('terminal.input')[0]!.seq as number;
+    expect(seq).toBeGreaterThan(Date.now() * 1000 - 1);
+    expect(Number.isSafeInteger(seq)).toBe(true);
+  });
+
   it('sends a resize asked while disconnected after the re-attach', async () => {
     const { server, client } = setup();
     const h = client.attach('sh');
