@@ -226,7 +226,8 @@ describe('<TerminalView>', () => {
       </TermstreamProvider>,
     );
     await waitFor(() => expect(screen.getByRole('status').dataset.state).toBe('connected'));
-    await waitFor(() => expect(kinds().some(([k]) => k === 'info')).toBe(true), { timeout: 5000 });
+    // The exit notice comes after all of the session's output.
+    await waitFor(() => expect(kinds()).toContainEqual(['info', '[session view-job exited, exit code 0]\n']));
     expect(await server.call('POST', '/api/events', { type: 'task_status', taskId: 'build-7', status: 'done' })).toMatchObject({ status: 202 });
     await waitFor(() => expect(kinds()).toContainEqual(['info', '[task build-7] done']));
     expect(kinds()).toContainEqual(['output', 'good\n']);
