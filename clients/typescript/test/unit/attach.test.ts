@@ -136,6 +136,33 @@ describe('attach', () => {
   });
 });
 
+describe('detach, then attach the same session again', () => {
+  it("ignores the old subscription's messages until the server answered the detach", async () => {
+    const { server, client } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const stale: string[] = [];
+    client.attach('job', { onOutput: (d) => stale.push(d) }).detach();
+    const out: string[] = [];
+    const exits: unknown[] = [];
+    const h = client.attach('job', { onOutput: (d) => out.push(d), onExit: (e) => exits.push(e) });
+    expect(s.sent.map((m) => m.type)).toEqual(['session.attach', 'session.detach', 'session.attach']);
+    const attached = { type: 'session.attached', sessionId: 'job', epoch: 'e', offset: 0, cols: 0, rows: 0, status: 'running' };
+    s.message(attached);
+    s.output('job', 0, 'abc', 'stdout');
+    s.message({ type: 'session.detached', sessionId: 'job' });
+    s.message(attached);
+    s.output('job', 0, 'abc', 'stdout');
+    s.output('job', 3, 'def', 'stdout');
+    expect(stale).toEqual([]);
+    expect(out.join('')).toBe('abcdef');
+    expect(h.position).toEqual({ epoch: 'e', offset: 6 });
+    s.message({ type: 'session.exit', sessionId: 'job', status: 'exited', exitCode: 0, signal: null, duration: 1 });
+    expect(exits).toHaveLength(1);
+  });
+});
+
 describe('several attaches of one session', () => {
   it('share one server attachment; each gets output in its mode; the last detach ends it', async () => {
     const { server, client } = setup({ logger: quiet });
