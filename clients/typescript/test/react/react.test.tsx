@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 // The React hooks and components against the real server.
 import { act, cleanup, configure, fireEvent, render, screen, waitFor } from '@testing-library/react';
-import { useEffect } from 'react';
+import { StrictMode, useEffect } from 'react';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor } from '../../src/index.js';
@@ -101,6 +101,25 @@ describe('useTerminalStream', () => {
     await screen.findByText('exit 4', undefined, { timeout: 5000 });
     expect(screen.getByTestId('out').textContent).toBe('line-1\nline-2\nline-3\n');
     expect(screen.getByText('live')).toBeTruthy();
+  });
+
+  it('under StrictMode (mount, unmount, mount) shows the output once', async () => {
+    await server.createSession({ id: 'strict-job', kind: 'command', command: 'for i in 1 2 3 4 5; do echo s-$i; done; exit 0' });
+    let seen = '';
+    function Output() {
+      const { output, exitCode } = useTerminalStream('strict-job');
+      seen = output;
+      return <span>{`exit ${exitCode}`}</span>;
+    }
+    render(
+      <StrictMode>
+        <TermstreamProvider client={newClient()}>
+          <Output />
+        </TermstreamProvider>
+      </StrictMode>,
+    );
+    await screen.findByText('exit 0');
+    expect(seen).toBe('s-1\ns-2\ns-3\ns-4\ns-5\n');
   });
 
   it('keeps only the last maxOutput characters', async () => {
