@@ -284,11 +284,16 @@ async fn a_paste_larger_than_the_pty_takes_is_written_as_the_program_reads() {
     let server = TestServer::start().await;
     // The PTY takes a few KiB at a time; the program reads slowly at first.
     server
-        .create(json!({"id":"paste","argv":["sh","-c","stty raw -echo; sleep 1; head -c 3000000 | wc -c"]}))
+        .create(
+            json!({"id":"paste","argv":["sh","-c","stty raw -echo; echo raw-now; sleep 1; head -c 3000000 | wc -c"]}),
+        )
         .await;
     let mut ws = WsClient::connect(&server, "/ws").await;
     ws.attach("paste", "json").await;
     ws.until_type("session.attached", secs(10)).await;
+    // A paste that reached the line discipline before `stty raw` would wait
+    // for a newline in cooked mode: start once the terminal is raw.
+    server.read_output_until("paste", "raw-now", secs(30)).await;
     let piece = "0123456789".repeat(50_000); // 500 kB per message
     for _ in 0..6 {
         ws.send(json!({"type":"terminal.input","sessionId":"paste","data":piece}))
