@@ -8,15 +8,23 @@
 //! while it writes are coalesced into one more write. [`MetaWriter::flush`]
 //! waits until the latest info handed over is on disk: the actor waits for
 //! it before it announces the end of a session, and before it answers a
-//! shutdown (after which the session's directory may be removed).
+//! shutdown (after which the session's directory may be removed). At most
+//! [`WRITERS`] sessions write at once, so many sessions starting or ending
+//! together do not grow the blocking pool by a thread per fsync.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use termstream_proto::SessionInfo;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::store;
+
+/// How many sessions write their `meta.json` at once, in the whole server.
+pub(crate) const WRITERS: usize = 4;
+
+/// The permits to write, one per writing session.
+static WRITING: Semaphore = Semaphore::const_new(WRITERS);
 
 /// Writes a session's `meta.json`, latest info first and only.
 #[derive(Debug)]
@@ -69,7 +77,11 @@ impl MetaWriter {
         slot.writing = true;
         drop(slot);
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.write_latest());
+        tokio::spawn(async move {
+            // Never closed: a permit always comes.
+            let _permit = WRITING.acquire().await;
+            let _ = tokio::task::spawn_blocking(move || shared.write_latest()).await;
+        });
     }
 
     /// Waits until every info handed over so far is written (or failed).
