@@ -10,7 +10,7 @@
 use std::io::Write;
 
 use termstream_client::{Client, ConnectOptions, Connection, Event, Resume};
-use termstream_proto::{ErrorCode, SessionId, SessionKind};
+use termstream_proto::{ErrorCode, SessionId, SessionKind, SessionStatus};
 use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -49,6 +49,8 @@ pub async fn attach(global: &GlobalArgs, args: AttachArgs) -> Result<i32, Failur
 enum Reason {
     Detached,
     Exited(i32),
+    /// The server restarted while the program ran; its end is unknown.
+    Lost,
     Deleted,
 }
 
@@ -91,6 +93,10 @@ pub async fn attach_session(
         Ok(Reason::Exited(code)) => {
             println!("[exited (session {id}, code {code})]");
             Ok(code)
+        }
+        Ok(Reason::Lost) => {
+            println!("[session {id} was lost: the server restarted while it ran]");
+            Ok(exit::LOST)
         }
         Ok(Reason::Deleted) => {
             println!("[session {id} was deleted]");
@@ -140,6 +146,7 @@ async fn follow(
                     Event::Output { session_id, data, .. } if session_id == id => {
                         out.write_all(&data).and_then(|()| out.flush()).map_err(io)?;
                     }
+                    Event::Exit { session_id, status: SessionStatus::Lost, .. } if session_id == id => break Ok(Reason::Lost),
                     Event::Exit { session_id, exit_code, signal, .. } if session_id == id => {
                         break Ok(Reason::Exited(exit::of_program(exit_code, signal)));
                     }

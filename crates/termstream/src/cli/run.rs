@@ -194,6 +194,8 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
     let mut timed_out = false;
     let mut interrupt = Interrupt::None;
     let mut reconnecting = false;
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Failure::io("cannot watch for Ctrl-C", e))?;
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
     let result = loop {
@@ -259,7 +261,7 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
                 eprintln!("termstream: {id} ran past its timeout; terminating it");
                 spawn_terminate(client.clone(), id.clone());
             }
-            _ = tokio::signal::ctrl_c() => match interrupt {
+            _ = interrupts.recv() => match interrupt {
                 Interrupt::Pending(_) => {
                     eprintln!("termstream: detached; {id} keeps running (`termstream attach {id}`, `termstream logs --follow {id}`)");
                     break Ok(exit::INTERRUPTED);

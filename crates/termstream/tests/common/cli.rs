@@ -69,6 +69,8 @@ pub async fn run_cmd(mut cmd: tokio::process::Command, stdin: &[u8]) -> CliOutpu
 /// connections that get that far; later ones are left alone).
 pub struct CuttingProxy {
     pub addr: String,
+    /// Where new connections go (changeable: a restarted server has a new port).
+    pub upstream: Arc<std::sync::Mutex<String>>,
     /// Connections cut so far.
     pub cut: Arc<AtomicUsize>,
     listener: Option<TcpListener>,
@@ -82,6 +84,7 @@ impl CuttingProxy {
         let addr = listener.local_addr().expect("addr").to_string();
         CuttingProxy {
             addr,
+            upstream: Arc::default(),
             cut: Arc::new(AtomicUsize::new(0)),
             listener: Some(listener),
         }
@@ -90,10 +93,11 @@ impl CuttingProxy {
     pub fn start(&mut self, upstream: &str, cut_after: usize, cuts: usize) {
         let listener = self.listener.take().expect("started once");
         let cut = self.cut.clone();
-        let (upstream, counter) = (upstream.to_owned(), cut.clone());
+        *self.upstream.lock().unwrap() = upstream.to_owned();
+        let (upstream, counter) = (self.upstream.clone(), cut.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, counter) = (upstream.clone(), counter.clone());
+                let (upstream, counter) = (upstream.lock().unwrap().clone(), counter.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
