@@ -122,7 +122,13 @@ async fn attach_echo(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 
 /// Runs `termstream attach ID` on a PTY and times typed bytes until each
 /// comes back on that PTY.
-async fn attach_samples(cli: &Path, http: &str, id: &str, warmup: usize, samples: usize) -> anyhow::Result<Vec<Duration>> {
+async fn attach_samples(
+    cli: &Path,
+    http: &str,
+    id: &str,
+    warmup: usize,
+    samples: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let (pty, pts) = pty_process::open()?;
     pty.resize(pty_process::Size::new(24, 80))?;
     let mut child = pty_process::Command::new(cli)
