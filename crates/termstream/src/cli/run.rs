@@ -196,6 +196,8 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
     let mut reconnecting = false;
     let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| Failure::io("cannot watch for Ctrl-C", e))?;
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        .map_err(|e| Failure::io("cannot watch window changes", e))?;
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
     let result = loop {
@@ -272,6 +274,12 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
                 }
                 Interrupt::Terminating => {}
             },
+            _ = winch.recv(), if info.kind == SessionKind::Pty => {
+                if let Some((cols, rows)) = term::window_size() {
+                    let (client, id) = (client.clone(), id.clone());
+                    tokio::spawn(async move { client.resize(&id, cols, rows).await });
+                }
+            }
             _ = tokio::time::sleep_until(deadline), if matches!(interrupt, Interrupt::Pending(_)) => {
                 interrupt = Interrupt::Terminating;
                 spawn_terminate(client.clone(), id.clone());
