@@ -99,11 +99,19 @@ pub fn main(global: GlobalArgs, command: ClientCommand, cmd: clap::Command) -> i
         ClientCommand::Man => return completions::man(cmd),
         _ => {}
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    // An interactive attach runs on one thread: a typed key then crosses no
+    // thread between the terminal, the socket task and back (fewer wake-ups
+    // per keystroke). `run` decodes and writes output on two.
+    let interactive = matches!(command, ClientCommand::Attach(_) | ClientCommand::Shell(_));
+    let runtime = if interactive {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
+    .expect("a tokio runtime");
     let result = runtime.block_on(async move {
         match command {
             ClientCommand::Run(args) => run::run(&global, args).await,
