@@ -56,6 +56,101 @@ impl Screen {
     }
 }
 
+/// Starts `termstream ARGS` on a fresh PTY of 100 x 30 against `server`.
+fn spawn_on_pty(
+    server: &str,
+    args: &[&str],
+) -> (
+    Screen,
+    pty_process::OwnedWritePty,
+    pty_process::Pts,
+    tokio::process::Child,
+) {
+    let (pty, pts) = pty_process::open().expect("a pty");
+    pty.resize(pty_process::Size::new(30, 100)).expect("resize");
+    let child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
+        .args(args)
+        .env("TERMSTREAM_SERVER", server)
+        .env_remove("TERMSTREAM_TOKEN")
+        .spawn_borrowed(&pts)
+        .expect("termstream starts");
+    let (mut reader, writer) = pty.into_split();
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let screen = Screen {
+        vt: avt::Terminal::new(100, 30).unwrap(),
+        rx,
+        all: Vec::new(),
+    };
+    (screen, writer, pts, child)
+}
+
+#[tokio::test]
+async fn shell_starts_a_shell_and_attaches() {
+    let server = TestServer::start().await;
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["shell", "--id", "sh1"]);
+    let made = common::wait_until(secs(10), || async { server.get("/api/sessions/sh1").await.0 == 200 }).await;
+    assert!(made, "shell created no session");
+    assert_eq!(server.info("sh1").await["kind"], "pty");
+    writer.write_all(b"echo sum-$((6*7))\r").await.unwrap();
+    screen.wait_for("sum-42", secs(10)).await;
+    writer.write_all(b"exit\r").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("shell ends")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    screen.wait_for("[exited (session sh1, code 0)]", secs(5)).await;
+}
+
+#[tokio::test]
+async fn attach_redraws_the_screen_after_a_cut_connection() {
+    let mut proxy = common::cli::CuttingProxy::bind().await;
+    let server = TestServer::start_with(&["--allowed-host", &proxy.addr], &[]).await;
+    server
+        .create(serde_json::json!({"id":"rc","argv":["sh","-c",PROGRAM],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("rc", "FULL", secs(10)).await;
+    // The first connection past 3 KiB towards the client is cut once.
+    proxy.start(server.addr(), 3 * 1024, 1);
+    let url = format!("http://{}", proxy.addr);
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&url, &["attach", "rc"]);
+    screen.wait_for("|FULL|", secs(10)).await;
+    let long = "x".repeat(2000);
+    writer.write_all(format!("{long}\r").as_bytes()).await.unwrap();
+    // The socket is cut; attach says so, reconnects, and draws the screen again.
+    let cut = common::wait_until(secs(10), || async {
+        proxy.cut.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(cut, "the proxy did not cut the socket");
+    writer.write_all(b"after\r").await.unwrap();
+    screen.wait_for("got:after", secs(20)).await;
+    assert!(
+        screen.text().contains(&format!("got:{}", &long[..90])),
+        "{}",
+        screen.text()
+    );
+    assert!(
+        String::from_utf8_lossy(&screen.all).contains("the server is away"),
+        "a status line while away"
+    );
+    writer.write_all(b"\x1cd").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("detached")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    server.terminate("rc").await;
+}
+
 #[tokio::test]
 async fn attach_shows_the_screen_types_resizes_and_detaches() {
     let server = TestServer::start().await;
