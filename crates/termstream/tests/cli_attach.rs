@@ -159,32 +159,11 @@ async fn attach_shows_the_screen_types_resizes_and_detaches() {
         .await;
     server.read_output_until("fs", "FULL", secs(10)).await;
 
-    let (pty, pts) = pty_process::open().expect("a pty");
-    pty.resize(pty_process::Size::new(30, 100)).expect("resize");
-    let cooked = termios::tcgetattr(&pts).expect("termios");
+    // A fresh PTY's mode is what attach must leave behind.
+    let (_, fresh) = pty_process::open().expect("a pty");
+    let cooked = termios::tcgetattr(&fresh).expect("termios");
     assert!(cooked.local_modes.contains(LocalModes::ICANON | LocalModes::ECHO));
-    let mut child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
-        .args(["attach", "fs"])
-        .env("TERMSTREAM_SERVER", server.url(""))
-        .env_remove("TERMSTREAM_TOKEN")
-        .spawn_borrowed(&pts)
-        .expect("attach starts");
-    let (mut reader, mut writer) = pty.into_split();
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 8192];
-        while let Ok(n) = reader.read(&mut buf).await {
-            if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut screen = Screen {
-        vt: avt::Terminal::new(100, 30).unwrap(),
-        rx,
-        all: Vec::new(),
-    };
-
+    let (mut screen, mut writer, pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "fs"]);
     // The program's screen, drawn at our size, in raw mode.
     screen.wait_for("|FULL|", secs(10)).await;
     assert!(screen.text().starts_with("+----+\n|FULL|\n+----+"), "{}", screen.text());
@@ -236,28 +215,10 @@ async fn a_read_only_attach_sends_no_keys_and_a_command_session_is_refused() {
         .create(serde_json::json!({"id":"ro","argv":["sh","-c",PROGRAM],"cols":80,"rows":24}))
         .await;
     server.read_output_until("ro", "FULL", secs(10)).await;
-    let (pty, pts) = pty_process::open().expect("a pty");
-    pty.resize(pty_process::Size::new(30, 100)).expect("resize");
-    let mut child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
-        .args(["attach", "--read-only", "--detach-keys", "ctrl-a,q", "ro"])
-        .env("TERMSTREAM_SERVER", server.url(""))
-        .spawn_borrowed(&pts)
-        .expect("attach starts");
-    let (mut reader, mut writer) = pty.into_split();
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 8192];
-        while let Ok(n) = reader.read(&mut buf).await {
-            if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut screen = Screen {
-        vt: avt::Terminal::new(100, 30).unwrap(),
-        rx,
-        all: Vec::new(),
-    };
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(
+        &server.url(""),
+        &["attach", "--read-only", "--detach-keys", "ctrl-a,q", "ro"],
+    );
     screen.wait_for("|FULL|", secs(10)).await;
     writer.write_all(b"typed\r\x01q").await.unwrap();
     let status = tokio::time::timeout(secs(10), child.wait())
