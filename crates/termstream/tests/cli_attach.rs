@@ -160,7 +160,7 @@ async fn attach_shows_the_screen_types_resizes_and_detaches() {
     server.read_output_until("fs", "FULL", secs(10)).await;
 
     // A fresh PTY's mode is what attach must leave behind.
-    let (_, fresh) = pty_process::open().expect("a pty");
+    let (_master, fresh) = pty_process::open().expect("a pty");
     let cooked = termios::tcgetattr(&fresh).expect("termios");
     assert!(cooked.local_modes.contains(LocalModes::ICANON | LocalModes::ECHO));
     let (mut screen, mut writer, pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "fs"]);
