@@ -11,12 +11,14 @@
 //! - [`load`]: scenario 4's streaming readers, the same for every setup.
 //! - [`throughput`] (scenarios 1, 2), [`latency`] (3, 4, 7), [`fanout`] (5),
 //!   [`scale`] (6, 8): one file per scenario group.
+//! - [`cli`] (9): the `termstream` command-line client.
 //! - [`report`]: percentiles, medians over runs, the markdown table.
 //!
 //! Every loop is bounded in count and time; only loopback addresses are
 //! used. `scripts/bench` builds the release binaries and runs this.
 
 mod baseline;
+mod cli;
 mod client;
 mod fanout;
 mod latency;
@@ -75,6 +77,9 @@ struct Args {
     /// Connections of scenario 8.
     #[arg(long)]
     connections: Option<usize>,
+    /// The `termstream` client binary of scenario 9 (default: --server).
+    #[arg(long)]
+    cli: Option<PathBuf>,
     /// Bytes a command session prints in scenario 2.
     #[arg(long, default_value_t = 256 << 20)]
     command_bytes: u64,
@@ -103,6 +108,8 @@ pub struct Ctx {
     pub idle: Vec<usize>,
     pub connections: usize,
     pub command_bytes: u64,
+    /// The `termstream` binary used as a client (scenario 9).
+    pub cli: PathBuf,
 }
 
 impl Ctx {
@@ -129,7 +136,7 @@ pub fn shell_quote(p: &Path) -> String {
 }
 
 /// The scenarios in order, with the name used in logs.
-const SCENARIOS: [(u8, &str); 8] = [
+const SCENARIOS: [(u8, &str); 9] = [
     (1, "pty throughput"),
     (2, "command throughput"),
     (3, "echo latency"),
@@ -138,6 +145,7 @@ const SCENARIOS: [(u8, &str); 8] = [
     (6, "idle sessions"),
     (7, "slow client"),
     (8, "connections"),
+    (9, "command-line client"),
 ];
 
 async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>> {
@@ -151,6 +159,7 @@ async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>
         6 => scale::idle(ctx).await,
         7 => latency::slow_client(ctx).await,
         8 => scale::connections(ctx).await,
+        9 => cli::cli(ctx).await,
         _ => anyhow::bail!("no scenario {n}"),
     }
 }
@@ -209,6 +218,10 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
         idle: args.idle.clone(),
         connections: args.connections.unwrap_or(if args.quick { 2000 } else { 10_000 }),
         command_bytes: args.command_bytes,
+        cli: args
+            .cli
+            .clone()
+            .unwrap_or_else(|| std::fs::canonicalize(&args.server).unwrap_or_else(|_| args.server.clone())),
     };
     let wanted: Vec<u8> = if args.only.is_empty() {
         SCENARIOS.map(|(n, _)| n).to_vec()

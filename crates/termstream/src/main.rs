@@ -1,9 +1,12 @@
-//! The `termstream` binary: `termstream serve` runs the server.
+//! The `termstream` binary: `termstream serve` runs the server; the client
+//! verbs (`run`, `attach`, `ls`, ...) live in [`cli`], a module per verb.
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 use termstream::config::Config;
 use termstream::server::{Server, shutdown_signal};
@@ -15,6 +18,8 @@ use termstream::server::{Server, shutdown_signal};
     about = "Runs terminal sessions and streams them live over WebSocket."
 )]
 struct Cli {
+    #[command(flatten)]
+    global: cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +31,8 @@ enum Command {
     /// Manage access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +113,9 @@ struct ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Client(command) = cli.command {
+        std::process::exit(cli::main(cli.global, command, Cli::command()));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "termstream=info".into()),
@@ -118,6 +128,7 @@ fn main() -> anyhow::Result<()> {
             token_create(args);
             Ok(())
         }
+        Command::Client(_) => unreachable!("client verbs return above"),
     }
 }
 

@@ -1,0 +1,222 @@
+//! The `/ws` connection: one task owns the socket and reconnects it by
+//! itself, re-attaching every session and resending unacknowledged input.
+//!
+//! [`Connection::open`] starts the task and returns a handle (commands in)
+//! and an [`Events`] receiver (what the server said, plus the connection's
+//! own state changes). Both channels are bounded: a consumer that stops
+//! reading events stops the task reading the socket, and the server then
+//! holds the rest in its log, so memory stays bounded on both sides.
+
+mod actor;
+pub mod tracked;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use termstream_proto::ws::{GapReason, LogPosition};
+use termstream_proto::{Epoch, ErrorCode, SessionId, SessionStatus, Stream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::backoff::BackoffPolicy;
+use crate::error::{Error, Result};
+use crate::rest::Client;
+pub use tracked::Resume;
+
+/// How the socket presents the credential.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SocketAuth {
+    /// `Authorization: Bearer TOKEN` on the upgrade request.
+    #[default]
+    Header,
+    /// A fresh single-use ticket (`POST /api/ws-ticket`) in `?token=` for
+    /// every connect, so the token never appears in a URL.
+    Ticket,
+}
+
+/// Settings of a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub backoff: BackoffPolicy,
+    pub auth: SocketAuth,
+    /// How often the client pings; a socket that brought nothing for three
+    /// intervals is taken for dead and reconnected.
+    pub ping_interval: Duration,
+    /// Events held for the consumer before the socket's reading pauses.
+    pub event_queue: usize,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            backoff: BackoffPolicy::default(),
+            auth: SocketAuth::Header,
+            ping_interval: Duration::from_secs(10),
+            event_queue: 64,
+        }
+    }
+}
+
+/// What the connection reports to its user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The socket is (again) connected; `reconnect` is false the first time.
+    Connected { client_id: String, reconnect: bool },
+    /// The socket dropped (or could not connect); the next try is in `retry_in`.
+    Disconnected {
+        error: String,
+        attempt: u32,
+        retry_in: Duration,
+    },
+    /// `session.attached`: output from `offset` follows.
+    Attached {
+        session_id: SessionId,
+        epoch: Epoch,
+        offset: u64,
+        cols: u16,
+        rows: u16,
+        status: SessionStatus,
+        recovered: Option<bool>,
+    },
+    /// `terminal.restore`: escape sequences that rebuild the screen on a
+    /// blank terminal; output from `offset` follows.
+    Restore {
+        session_id: SessionId,
+        data: String,
+        offset: u64,
+        cols: u16,
+        rows: u16,
+    },
+    /// Output not seen before, starting at log offset `offset`.
+    Output {
+        session_id: SessionId,
+        stream: Stream,
+        offset: u64,
+        data: Bytes,
+    },
+    /// `session.gap`: output `[from, to)` will not come.
+    Gap {
+        session_id: SessionId,
+        from: u64,
+        to: u64,
+        reason: GapReason,
+    },
+    /// `session.resized`.
+    Resized {
+        session_id: SessionId,
+        cols: u16,
+        rows: u16,
+    },
+    /// `session.exit`: the program ended and all its output was sent.
+    Exit {
+        session_id: SessionId,
+        status: SessionStatus,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// `session.detached`: the subscription ended.
+    Detached { session_id: SessionId },
+    /// An `error` message; the connection carries on.
+    ServerError {
+        code: ErrorCode,
+        message: String,
+        session_id: Option<SessionId>,
+    },
+    /// The connection gave up for good (e.g. the credential was refused);
+    /// no event follows.
+    Failed { error: String, code: Option<ErrorCode> },
+}
+
+/// A command from the handle to the task.
+#[derive(Debug)]
+enum Command {
+    Attach {
+        session_id: SessionId,
+        since: Option<LogPosition>,
+        resume: Resume,
+    },
+    Detach {
+        session_id: SessionId,
+    },
+    Input {
+        session_id: SessionId,
+        data: String,
+    },
+    Resize {
+        session_id: SessionId,
+        cols: u16,
+        rows: u16,
+    },
+    /// Sends a close frame and ends the task; answered when done.
+    Close(oneshot::Sender<()>),
+}
+
+/// The handle of a connection; cheap to clone. The task ends when every
+/// handle is dropped or [`Connection::close`] is called.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// To the task; bounded, so a caller that sends faster than the socket
+    /// writes waits.
+    commands: mpsc::Sender<Command>,
+}
+
+/// The receiving end of a connection's events; `None` when the task ended.
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event, or `None` when the connection is closed.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+impl Connection {
+    /// Starts the connection task; it connects (and reconnects) by itself.
+    pub fn open(client: Client, options: ConnectOptions) -> (Connection, Events) {
+        let (ctx, crx) = mpsc::channel(64);
+        let (etx, erx) = mpsc::channel(options.event_queue.max(1));
+        tokio::spawn(actor::run(client, options, crx, etx));
+        (Connection { commands: ctx }, Events { rx: erx })
+    }
+
+    async fn send(&self, c: Command) -> Result<()> {
+        self.commands.send(c).await.map_err(|_| Error::Closed)
+    }
+
+    /// Attaches a session (binary output), from `since` if given; after a
+    /// reconnect it is re-attached as `resume` says.
+    pub async fn attach(&self, session_id: SessionId, since: Option<LogPosition>, resume: Resume) -> Result<()> {
+        self.send(Command::Attach {
+            session_id,
+            since,
+            resume,
+        })
+        .await
+    }
+
+    /// Detaches a session; it is not re-attached after a reconnect.
+    pub async fn detach(&self, session_id: SessionId) -> Result<()> {
+        self.send(Command::Detach { session_id }).await
+    }
+
+    /// Sends input, numbered, and resends it after a reconnect until the
+    /// server is known to have it.
+    pub async fn input(&self, session_id: SessionId, data: String) -> Result<()> {
+        self.send(Command::Input { session_id, data }).await
+    }
+
+    /// Sets a pty session's window size.
+    pub async fn resize(&self, session_id: SessionId, cols: u16, rows: u16) -> Result<()> {
+        self.send(Command::Resize { session_id, cols, rows }).await
+    }
+
+    /// Closes the socket (with a close frame) and ends the task.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Command::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! The task behind a [`Connection`](super::Connection): connects, follows
+//! the socket, and on a drop waits its backoff and connects again with the
+//! same client id, re-attaching every tracked session and resending
+//! unacknowledged input with its original `seq`.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use termstream_proto::ws::{ClientMessage, LogPosition, OutputMode, ServerMessage, binary};
+use termstream_proto::{ErrorBody, ErrorCode, SessionId, Stream};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use super::tracked::{PendingInput, Sessions};
+use super::{Command, ConnectOptions, Event, SocketAuth};
+use crate::backoff::Backoff;
+use crate::rest::Client;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Unacknowledged input held before the task stops taking more.
+const MAX_PENDING_INPUT: usize = 1 << 20;
+/// The longest the server may take to say `connected`.
+const HELLO_WAIT: Duration = Duration::from_secs(10);
+/// The largest message accepted from the server (snapshots can be large).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Why a connect attempt failed.
+enum ConnectError {
+    /// Worth another try later.
+    Retry(String),
+    /// Will not work by retrying (the credential was refused).
+    Fatal(String, Option<ErrorCode>),
+}
+
+/// How a connected stretch ended.
+enum End {
+    /// The user closed the connection, or stopped listening.
+    Closed,
+    /// The socket dropped; connect again.
+    Dropped(String),
+}
+
+/// The task's state across reconnects.
+struct State {
+    client: Client,
+    options: ConnectOptions,
+    /// From the handles; bounded.
+    commands: mpsc::Receiver<Command>,
+    /// To the user; bounded (a slow user pauses the socket's reading).
+    events: mpsc::Sender<Event>,
+    sessions: Sessions,
+    pending: PendingInput,
+    /// The server-given client id, kept so resent input is recognised.
+    client_id: Option<String>,
+    /// Whether the current connection delivered output (it worked).
+    progress: bool,
+}
+
+pub(super) async fn run(
+    client: Client,
+    options: ConnectOptions,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+) {
+    let mut backoff = Backoff::new(options.backoff);
+    let mut st = State {
+        client,
+        options,
+        commands,
+        events,
+        sessions: Sessions::default(),
+        pending: PendingInput::default(),
+        client_id: None,
+        progress: false,
+    };
+    let mut reconnect = false;
+    loop {
+        let error = match st.connect().await {
+            Ok(ws) => {
+                let started = Instant::now();
+                st.progress = false;
+                match st.connected(ws, reconnect).await {
+                    End::Closed => return,
+                    End::Dropped(e) => {
+                        backoff.connection_ended(started.elapsed(), st.progress);
+                        reconnect = true;
+                        e
+                    }
+                }
+            }
+            Err(ConnectError::Fatal(error, code)) => {
+                let _ = st.events.send(Event::Failed { error, code }).await;
+                return;
+            }
+            Err(ConnectError::Retry(e)) => e,
+        };
+        let attempt = backoff.attempt() + 1;
+        let retry_in = backoff.next_delay();
+        tracing::debug!(%error, attempt, ?retry_in, "termstream socket dropped");
+        if !st
+            .emit(Event::Disconnected {
+                error,
+                attempt,
+                retry_in,
+            })
+            .await
+            || !st.wait(retry_in).await
+        {
+            return;
+        }
+    }
+}
+
+impl State {
+    /// Sends an event; false when the user no longer listens.
+    async fn emit(&self, e: Event) -> bool {
+        self.events.send(e).await.is_ok()
+    }
+
+    /// Waits `delay` while disconnected, taking commands (they apply on the
+    /// next connect). False when the user closed the connection.
+    async fn wait(&mut self, delay: Duration) -> bool {
+        let until = tokio::time::sleep(delay);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                _ = &mut until => return true,
+                cmd = self.commands.recv(), if self.pending.bytes() < MAX_PENDING_INPUT => match cmd {
+                    None => return false,
+                    Some(Command::Close(done)) => {
+                        let _ = done.send(());
+                        return false;
+                    }
+                    Some(Command::Attach { session_id, since, resume }) => self.sessions.attach(session_id, since, resume),
+                    Some(Command::Detach { session_id }) => self.sessions.forget(&session_id),
+                    Some(Command::Input { session_id, data }) => {
+                        self.pending.push(session_id, data);
+                    }
+                    // A size is the user's to send again on `Connected`.
+                    Some(Command::Resize { .. }) => {}
+                },
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Ws, ConnectError> {
+        let endpoint = self.client.endpoint();
+        let mut query = Vec::new();
+        if let Some(id) = &self.client_id {
+            query.push(format!("clientId={id}"));
+        }
+        let mut header_token = endpoint.token.clone();
+        if self.options.auth == SocketAuth::Ticket && header_token.is_some() {
+            let t = self.client.ws_ticket().await.map_err(|e| {
+                if e.is_auth() {
+                    ConnectError::Fatal(e.to_string(), e.code())
+                } else {
+                    ConnectError::Retry(e.to_string())
+                }
+            })?;
+            query.push(format!("token={}", t.ticket));
+            header_token = None;
+        }
+        let mut url = endpoint.ws_url("/ws");
+        if !query.is_empty() {
+            url = format!("{url}?{}", query.join("&"));
+        }
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ConnectError::Fatal(format!("bad socket URL {url}: {e}"), None))?;
+        if let Some(t) = header_token {
+            let v = format!("Bearer {t}")
+                .parse()
+                .map_err(|_| ConnectError::Fatal("the token is not a valid header value".into(), None))?;
+            req.headers_mut().insert("authorization", v);
+        }
+        let connector = match &endpoint.tls {
+            Some(tls) => Connector::Rustls(tls.clone()),
+            None => Connector::Plain,
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        match tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, Some(connector)).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::Error::Http(resp)) => {
+                let status = resp.status().as_u16();
+                let body = resp.body().as_deref().unwrap_or_default();
+                let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+                    Ok(b) => (Some(b.error.code), b.error.message),
+                    Err(_) => (None, format!("HTTP {status}")),
+                };
+                let message = format!("the server refused the socket ({status}): {message}");
+                if matches!(status, 401 | 403) {
+                    Err(ConnectError::Fatal(message, code))
+                } else {
+                    Err(ConnectError::Retry(message))
+                }
+            }
+            Err(e) => Err(ConnectError::Retry(format!("cannot connect to {url}: {e}"))),
+        }
+    }
+
+    /// Follows one connected socket until it drops or the user closes it.
+    async fn connected(&mut self, ws: Ws, reconnect: bool) -> End {
+        let (mut sink, mut stream) = ws.split();
+        // The first message is `connected`, with the client id to keep.
+        let hello = tokio::time::timeout(HELLO_WAIT, stream.next()).await;
+        let client_id = match hello {
+            Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ServerMessage>(&t) {
+                Ok(ServerMessage::Connected { client_id, .. }) => client_id,
+                _ => return End::Dropped(format!("the server did not greet with `connected`: {t}")),
+            },
+            Ok(other) => return End::Dropped(format!("no greeting from the server: {other:?}")),
+            Err(_) => return End::Dropped("the server did not greet within 10 s".into()),
+        };
+        self.client_id = Some(client_id.clone());
+        if !self.emit(Event::Connected { client_id, reconnect }).await {
+            return End::Closed;
+        }
+        // Re-attach, then resend what may not have arrived, then ask for
+        // the acknowledgement of it.
+        let mut out: Vec<ClientMessage> = self
+            .sessions
+            .reattach_list()
+            .into_iter()
+            .map(|(session_id, since)| attach_message(session_id, since))
+            .collect();
+        for (seq, session_id, data) in self.pending.resend() {
+            out.push(ClientMessage::Input {
+                session_id,
+                data,
+                seq: Some(seq),
+            });
+        }
+        if self.pending.ping_sent() {
+            out.push(ClientMessage::Ping);
+        }
+        for m in out {
+            if let Err(e) = sink.feed(json(&m)).await {
+                return End::Dropped(e.to_string());
+            }
+        }
+        if let Err(e) = sink.flush().await {
+            return End::Dropped(e.to_string());
+        }
+
+        let interval = self.options.ping_interval;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut last_heard = Instant::now();
+        loop {
+            let outgoing: Option<Vec<ClientMessage>> = tokio::select! {
+                msg = stream.next() => {
+                    last_heard = Instant::now();
+                    match msg {
+                        Some(Ok(m)) => {
+                            if !self.incoming(m).await {
+                                return End::Closed;
+                            }
+                            None
+                        }
+                        Some(Err(e)) => return End::Dropped(e.to_string()),
+                        None => return End::Dropped("the server closed the connection".into()),
+                    }
+                }
+                cmd = self.commands.recv(), if self.pending.bytes() < MAX_PENDING_INPUT => match cmd {
+                    None => {
+                        let _ = sink.send(Message::Close(None)).await;
+                        return End::Closed;
+                    }
+                    Some(Command::Close(done)) => {
+                        let _ = sink.send(Message::Close(None)).await;
+                        let _ = done.send(());
+                        return End::Closed;
+                    }
+                    Some(cmd) => Some(self.command(cmd)),
+                },
+                _ = ticker.tick() => {
+                    if last_heard.elapsed() > interval * 3 {
+                        return End::Dropped(format!("no message from the server for {:?}", last_heard.elapsed()));
+                    }
+                    self.pending.ping_sent();
+                    Some(vec![ClientMessage::Ping])
+                }
+            };
+            if let Some(msgs) = outgoing {
+                for m in msgs {
+                    if let Err(e) = sink.feed(json(&m)).await {
+                        return End::Dropped(e.to_string());
+                    }
+                }
+                if let Err(e) = sink.flush().await {
+                    return End::Dropped(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Applies a command; returns the messages to send for it.
+    fn command(&mut self, cmd: Command) -> Vec<ClientMessage> {
+        match cmd {
+            Command::Attach {
+                session_id,
+                since,
+                resume,
+            } => {
+                self.sessions.attach(session_id.clone(), since, resume);
+                vec![attach_message(session_id, since)]
+            }
+            Command::Detach { session_id } => {
+                self.sessions.forget(&session_id);
+                vec![ClientMessage::Detach { session_id }]
+            }
+            Command::Input { session_id, data } => {
+                let seq = self.pending.push(session_id.clone(), data.clone());
+                let mut out = vec![ClientMessage::Input {
+                    session_id,
+                    data,
+                    seq: Some(seq),
+                }];
+                if self.pending.ping_sent() {
+                    out.push(ClientMessage::Ping);
+                }
+                out
+            }
+            Command::Resize { session_id, cols, rows } => vec![ClientMessage::Resize { session_id, cols, rows }],
+            Command::Close(_) => unreachable!("handled by the caller"),
+        }
+    }
+
+    /// Handles one message from the server; false when the user is gone.
+    async fn incoming(&mut self, m: Message) -> bool {
+        let event = match m {
+            Message::Binary(frame) => {
+                let Some(f) = binary::decode(&frame) else {
+                    return true;
+                };
+                let Ok(session_id) = SessionId::new(f.session_id) else {
+                    return true;
+                };
+                let (stream, offset) = (f.stream, f.offset);
+                let start = frame.len() - f.data.len();
+                let data = self.sessions.output(&session_id, offset, frame.slice(start..));
+                if data.is_empty() {
+                    return true;
+                }
+                let offset = offset + (frame.len() - start - data.len()) as u64;
+                self.progress = true;
+                Event::Output {
+                    session_id,
+                    stream,
+                    offset,
+                    data,
+                }
+            }
+            Message::Text(t) => match serde_json::from_str::<ServerMessage>(&t) {
+                Ok(m) => match self.server_message(m) {
+                    Some(e) => e,
+                    None => return true,
+                },
+                // Event channel messages and future types: not ours to judge.
+                Err(_) => return true,
+            },
+            _ => return true,
+        };
+        self.emit(event).await
+    }
+
+    fn server_message(&mut self, m: ServerMessage) -> Option<Event> {
+        Some(match m {
+            ServerMessage::Attached {
+                session_id,
+                epoch,
+                offset,
+                cols,
+                rows,
+                status,
+                recovered,
+            } => {
+                self.sessions.attached(&session_id, LogPosition { epoch, offset });
+                Event::Attached {
+                    session_id,
+                    epoch,
+                    offset,
+                    cols,
+                    rows,
+                    status,
+                    recovered,
+                }
+            }
+            ServerMessage::Restore {
+                session_id,
+                data,
+                offset,
+                cols,
+                rows,
+            } => {
+                self.sessions.skip_to(&session_id, offset);
+                Event::Restore {
+                    session_id,
+                    data,
+                    offset,
+                    cols,
+                    rows,
+                }
+            }
+            ServerMessage::Output {
+                session_id,
+                data,
+                offset,
+                stream,
+            } => {
+                let data = self.sessions.output(&session_id, offset, data.into());
+                if data.is_empty() {
+                    return None;
+                }
+                Event::Output {
+                    session_id,
+                    stream: stream.unwrap_or(Stream::Pty),
+                    offset,
+                    data,
+                }
+            }
+            ServerMessage::Gap {
+                session_id,
+                from,
+                to,
+                reason,
+                ..
+            } => {
+                self.sessions.skip_to(&session_id, to);
+                Event::Gap {
+                    session_id,
+                    from,
+                    to,
+                    reason,
+                }
+            }
+            ServerMessage::Resized { session_id, cols, rows } => Event::Resized { session_id, cols, rows },
+            ServerMessage::Exit {
+                session_id,
+                status,
+                exit_code,
+                signal,
+                ..
+            } => Event::Exit {
+                session_id,
+                status,
+                exit_code,
+                signal,
+            },
+            ServerMessage::Detached { session_id } => {
+                self.sessions.forget(&session_id);
+                Event::Detached { session_id }
+            }
+            ServerMessage::Error {
+                code,
+                message,
+                session_id,
+            } => {
+                // An attach that failed is not retried on every reconnect.
+                if code == ErrorCode::SessionNotFound
+                    && let Some(id) = &session_id
+                {
+                    self.sessions.forget(id);
+                }
+                Event::ServerError {
+                    code,
+                    message,
+                    session_id,
+                }
+            }
+            ServerMessage::Pong => {
+                self.pending.pong();
+                return None;
+            }
+            ServerMessage::Connected { .. } | ServerMessage::Heartbeat { .. } | ServerMessage::Subscribed { .. } => {
+                return None;
+            }
+        })
+    }
+}
+
+fn attach_message(session_id: SessionId, since: Option<LogPosition>) -> ClientMessage {
+    ClientMessage::Attach {
+        session_id,
+        since,
+        output: OutputMode::Binary,
+    }
+}
+
+fn json(m: &ClientMessage) -> Message {
+    Message::text(serde_json::to_string(m).expect("client messages serialize"))
+}

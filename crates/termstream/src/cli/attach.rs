@@ -1,0 +1,237 @@
+//! `termstream attach`: join a pty session like `tmux attach`.
+//!
+//! The local terminal goes into raw mode (restored on every way out, see
+//! [`term::RawMode`]); the session's screen is drawn from its snapshot on a
+//! reset terminal, then live output follows; keys go to the program through
+//! the detach-key machine; window changes (SIGWINCH) resize the session.
+//! After a reconnect the session is re-attached for a fresh snapshot, which
+//! also wipes the status line shown while the server was away.
+
+use std::io::Write;
+
+use termstream_client::{Client, ConnectOptions, Connection, Event, Resume};
+use termstream_proto::{ErrorCode, SessionId, SessionKind, SessionStatus};
+use tokio::io::AsyncReadExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use super::detach_keys::{self, DetachKeys};
+use super::exit::{self, Failure};
+use super::{GlobalArgs, term};
+
+/// Resets a terminal to a blank screen with default modes before a snapshot.
+const RESET: &[u8] = b"\x1bc";
+/// Leaves the modes a full-screen program may have set: the alternate
+/// screen, a hidden cursor, application keys, mouse reports, bracketed paste.
+const LEAVE: &[u8] = b"\x1b[?1049l\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[0m";
+
+#[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    /// The session's id.
+    pub id: String,
+    /// Watch only: keys (but the detach keys) and window size are not sent.
+    #[arg(long)]
+    pub read_only: bool,
+    /// The detach sequence: comma-separated keys, each a character or ctrl-X.
+    #[arg(long, default_value = detach_keys::DEFAULT)]
+    pub detach_keys: String,
+}
+
+pub async fn attach(global: &GlobalArgs, args: AttachArgs) -> Result<i32, Failure> {
+    let client = global.client()?;
+    let id = super::session_id(&args.id)?;
+    let keys =
+        detach_keys::parse(&args.detach_keys).map_err(|e| Failure::new(exit::USAGE, format!("--detach-keys: {e}")))?;
+    attach_session(global, &client, id, args.read_only, keys).await
+}
+
+/// Why the attach ended, for the last line (as tmux prints it).
+enum Reason {
+    Detached,
+    Exited(i32),
+    /// The server restarted while the program ran; its end is unknown.
+    Lost,
+    Deleted,
+}
+
+/// Attaches to `id` until detached, or the program ends.
+pub async fn attach_session(
+    global: &GlobalArgs,
+    client: &Client,
+    id: SessionId,
+    read_only: bool,
+    keys: Vec<u8>,
+) -> Result<i32, Failure> {
+    let info = client.session(&id).await.map_err(|e| Failure::from_client(e, global))?;
+    if info.kind != SessionKind::Pty {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("{id} is a command session, not a terminal: follow it with `termstream logs --follow {id}`"),
+        ));
+    }
+    if !read_only
+        && info.status.is_running()
+        && let Some((cols, rows)) = term::window_size()
+        && (cols, rows) != (info.cols, info.rows)
+    {
+        // Resize first, so the snapshot is drawn at our size.
+        let _ = client.resize(&id, cols, rows).await;
+    }
+    let raw = term::RawMode::enter().map_err(|e| Failure::io("cannot put the terminal in raw mode", e))?;
+    let (conn, events) = Connection::open(client.clone(), ConnectOptions::default());
+    let result = follow(&conn, events, id.clone(), read_only, DetachKeys::new(keys)).await;
+    conn.close().await;
+    let mut out = std::io::stdout();
+    let _ = out.write_all(LEAVE);
+    let _ = out.flush();
+    drop(raw);
+    match result {
+        Ok(Reason::Detached) => {
+            println!("[detached (from session {id})]");
+            Ok(exit::OK)
+        }
+        Ok(Reason::Exited(code)) => {
+            println!("[exited (session {id}, code {code})]");
+            Ok(code)
+        }
+        Ok(Reason::Lost) => {
+            println!("[session {id} was lost: the server restarted while it ran]");
+            Ok(exit::LOST)
+        }
+        Ok(Reason::Deleted) => {
+            println!("[session {id} was deleted]");
+            Ok(exit::NOT_FOUND)
+        }
+        Err(f) => {
+            println!();
+            Err(f)
+        }
+    }
+}
+
+async fn follow(
+    conn: &Connection,
+    mut events: termstream_client::Events,
+    id: SessionId,
+    read_only: bool,
+    mut keys: DetachKeys,
+) -> Result<Reason, Failure> {
+    conn.attach(id.clone(), None, Resume::Screen)
+        .await
+        .map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?;
+    let (key_tx, mut key_rx) = mpsc::channel::<Vec<u8>>(16);
+    let reader = tokio::spawn(async move {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = stdin.read(&mut buf).await {
+            if n == 0 || key_tx.send(buf[..n].to_vec()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut winch = signal(SignalKind::window_change()).map_err(|e| Failure::io("cannot watch window changes", e))?;
+    let mut utf8 = Utf8Carry::default();
+    let mut out = std::io::stdout();
+    let io = |e| Failure::io("cannot write to the terminal", e);
+    let result = loop {
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else {
+                    break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
+                };
+                match ev {
+                    Event::Restore { session_id, data, .. } if session_id == id => {
+                        out.write_all(RESET).and_then(|()| out.write_all(data.as_bytes())).and_then(|()| out.flush()).map_err(io)?;
+                    }
+                    Event::Output { session_id, data, .. } if session_id == id => {
+                        out.write_all(&data).and_then(|()| out.flush()).map_err(io)?;
+                    }
+                    Event::Exit { session_id, status: SessionStatus::Lost, .. } if session_id == id => break Ok(Reason::Lost),
+                    Event::Exit { session_id, exit_code, signal, .. } if session_id == id => {
+                        break Ok(Reason::Exited(exit::of_program(exit_code, signal)));
+                    }
+                    Event::Detached { session_id } if session_id == id => break Ok(Reason::Deleted),
+                    Event::Disconnected { retry_in, .. } => {
+                        // A status line on the bottom row; the snapshot after the
+                        // reconnect draws over it.
+                        let rows = term::window_size().map_or(24, |s| s.1);
+                        let line = format!(
+                            "\x1b7\x1b[{rows};1H\x1b[0;7m[termstream: the server is away; retrying in {:.1}s]\x1b[K\x1b[0m\x1b8",
+                            retry_in.as_secs_f64()
+                        );
+                        out.write_all(line.as_bytes()).and_then(|()| out.flush()).map_err(io)?;
+                    }
+                    Event::Connected { reconnect: true, .. } if !read_only => {
+                        if let Some((cols, rows)) = term::window_size() {
+                            let _ = conn.resize(id.clone(), cols, rows).await;
+                        }
+                    }
+                    Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id } if session_id.as_ref() == Some(&id) => {
+                        break Err(Failure::from_socket(ErrorCode::SessionNotFound, message));
+                    }
+                    Event::Failed { error, code } => {
+                        break Err(Failure::from_socket(code.unwrap_or(ErrorCode::Internal), error));
+                    }
+                    _ => {}
+                }
+            }
+            typed = key_rx.recv() => {
+                let Some(typed) = typed else { continue };
+                let fed = keys.feed(&typed);
+                if !read_only && !fed.forward.is_empty() {
+                    let text = utf8.push(&fed.forward);
+                    if !text.is_empty() {
+                        let _ = conn.input(id.clone(), text).await;
+                    }
+                }
+                if fed.detach {
+                    break Ok(Reason::Detached);
+                }
+            }
+            _ = winch.recv() => {
+                if !read_only && let Some((cols, rows)) = term::window_size() {
+                    let _ = conn.resize(id.clone(), cols, rows).await;
+                }
+            }
+        }
+    };
+    reader.abort();
+    result
+}
+
+/// Turns typed bytes into text for `terminal.input`, holding back a UTF-8
+/// sequence split across reads; bytes that are not UTF-8 become U+FFFD.
+#[derive(Debug, Default)]
+pub struct Utf8Carry {
+    held: Vec<u8>,
+}
+
+impl Utf8Carry {
+    pub fn push(&mut self, bytes: &[u8]) -> String {
+        self.held.extend_from_slice(bytes);
+        let keep = match std::str::from_utf8(&self.held) {
+            Ok(_) => 0,
+            // An incomplete sequence at the very end waits for the rest.
+            Err(e) if e.error_len().is_none() => self.held.len() - e.valid_up_to(),
+            Err(_) => 0,
+        };
+        let tail = self.held.split_off(self.held.len() - keep);
+        let text = String::from_utf8_lossy(&self.held).into_owned();
+        self.held = tail;
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_characters_are_held_until_whole() {
+        let mut c = Utf8Carry::default();
+        let e = "é".as_bytes();
+        assert_eq!(c.push(&[b'a', e[0]]), "a");
+        assert_eq!(c.push(&[e[1], b'b']), "éb");
+        assert_eq!(c.push(&[0xff, b'c']), "\u{fffd}c");
+    }
+}

@@ -1,0 +1,357 @@
+//! `termstream run`: start a session, stream its output here (stdout to
+//! stdout, stderr to stderr, byte for byte), feed it our stdin, and exit
+//! with its exit code.
+//!
+//! The output comes over a [`Connection`] attached with `since` = offset 0,
+//! so nothing printed before the attach is missed and a dropped connection
+//! resumes exactly. Stdin goes over REST (`dataBase64`, then `eof`), which
+//! carries any bytes and closes the program's stdin at our end of file.
+
+use std::io::Write;
+use std::time::Duration;
+
+use base64::Engine as _;
+use termstream_client::{Client, ConnectOptions, Connection, Error, Event, Resume};
+use termstream_proto::ws::LogPosition;
+use termstream_proto::{
+    CreateSession, ErrorCode, InputRequest, SessionId, SessionInfo, SessionKind, SessionStatus, Stream,
+};
+use tokio::io::AsyncReadExt;
+
+use super::exit::{self, Failure};
+use super::{GlobalArgs, term};
+
+/// A second Ctrl-C within this long detaches instead of terminating.
+const SECOND_INTERRUPT: Duration = Duration::from_secs(1);
+/// Attempts at a REST call that could not reach the server.
+const REST_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The id to give the session (generated when absent).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The project the session belongs to.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// The working directory on the server.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// An environment variable for the program (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Run on a pseudo-terminal (one output stream, a window size).
+    #[arg(long)]
+    pub tty: bool,
+    /// Terminate the session after this long (e.g. 30s, 500ms, 5m) and exit 124.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The program and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not K=V"))
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (e.g. 500ms, 30s, 5m, 2h)");
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, Failure> {
+    let client = global.client()?;
+    let id = match &args.id {
+        Some(raw) => super::session_id(raw)?,
+        None => SessionId::new(format!("run-{:016x}", rand::random::<u64>())).expect("a valid id"),
+    };
+    let size = if args.tty { term::window_size() } else { None };
+    let req = CreateSession {
+        id: Some(id.clone()),
+        kind: Some(if args.tty {
+            SessionKind::Pty
+        } else {
+            SessionKind::Command
+        }),
+        argv: Some(args.command.clone()),
+        cwd: args.cwd.clone(),
+        env: args.env.iter().cloned().collect(),
+        cols: size.map(|s| s.0),
+        rows: size.map(|s| s.1),
+        project: match &args.project {
+            Some(p) => Some(
+                p.parse()
+                    .map_err(|e| Failure::new(exit::USAGE, format!("bad project {p:?}: {e}")))?,
+            ),
+            None => None,
+        },
+        ..CreateSession::default()
+    };
+    let info = match create(&client, &req).await {
+        Ok(info) => info,
+        // As a shell does for a command it cannot run.
+        Err(e) if e.code() == Some(ErrorCode::SpawnFailed) => {
+            return Err(Failure::new(exit::NOT_RUNNABLE, e.to_string()));
+        }
+        Err(e) => return Err(Failure::from_client(e, global)),
+    };
+    let raw = if args.tty && size.is_some() {
+        term::RawMode::enter().map_err(|e| Failure::io("cannot put the terminal in raw mode", e))?
+    } else {
+        None
+    };
+    let code = stream(global, &client, &info, &args).await;
+    drop(raw);
+    code
+}
+
+/// Creates the session, retrying a request that could not get through. A
+/// retry that finds the id taken means the first try did create it.
+async fn create(client: &Client, req: &CreateSession) -> Result<SessionInfo, Error> {
+    let id = req.id.clone().expect("run always names its session");
+    let mut retried = false;
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1.. {
+        match client.create_session(req).await {
+            Ok(info) => return Ok(info),
+            Err(e) if retried && e.code() == Some(ErrorCode::DuplicateId) => return client.session(&id).await,
+            Err(e)
+                if e.is_transient()
+                    && attempt < REST_ATTEMPTS
+                    && !matches!(&e, Error::Unreachable { source, .. } if is_refused(source.as_ref())) =>
+            {
+                retried = true;
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Whether the connection was refused outright (nothing listens there).
+fn is_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// What a Ctrl-C has started.
+enum Interrupt {
+    None,
+    /// The first Ctrl-C: terminate at this instant unless a second comes.
+    Pending(tokio::time::Instant),
+    /// Terminate was sent; the exit code will be 130.
+    Terminating,
+}
+
+async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: &RunArgs) -> Result<i32, Failure> {
+    let id = info.id.clone();
+    let (conn, mut events) = Connection::open(client.clone(), ConnectOptions::default());
+    let since = LogPosition {
+        epoch: info.epoch,
+        offset: 0,
+    };
+    conn.attach(id.clone(), Some(since), Resume::Exact)
+        .await
+        .map_err(|e| Failure::from_client(e, global))?;
+    let stdin_task = tokio::spawn(forward_stdin(client.clone(), id.clone(), info.kind));
+    let timeout = async {
+        match args.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(timeout);
+    let mut timed_out = false;
+    let mut interrupt = Interrupt::None;
+    let mut reconnecting = false;
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Failure::io("cannot watch for Ctrl-C", e))?;
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        .map_err(|e| Failure::io("cannot watch window changes", e))?;
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    let result = loop {
+        let deadline = match interrupt {
+            Interrupt::Pending(at) => at,
+            _ => tokio::time::Instant::now() + Duration::from_secs(86400 * 365),
+        };
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else {
+                    break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
+                };
+                match ev {
+                    Event::Output { session_id, stream, data, .. } if session_id == id => {
+                        let w: &mut dyn Write = if stream == Stream::Stderr { &mut stderr } else { &mut stdout };
+                        if let Err(e) = w.write_all(&data).and_then(|()| w.flush()) {
+                            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                                break Ok(exit::FAILURE);
+                            }
+                            break Err(Failure::io("cannot write the output", e));
+                        }
+                    }
+                    Event::Gap { session_id, from, to, reason } if session_id == id => {
+                        eprintln!("termstream: output {from}..{to} of {id} is lost ({reason:?})");
+                    }
+                    Event::Exit { session_id, status, exit_code, signal } if session_id == id => {
+                        break Ok(if status == SessionStatus::Lost {
+                            eprintln!("termstream: session {id} was lost: the server restarted while it ran; its end is unknown");
+                            exit::LOST
+                        } else if timed_out {
+                            exit::TIMEOUT
+                        } else if matches!(interrupt, Interrupt::Terminating) {
+                            exit::INTERRUPTED
+                        } else if status == SessionStatus::Failed {
+                            eprintln!("termstream: session {id} failed");
+                            exit::FAILURE
+                        } else {
+                            exit::of_program(exit_code, signal)
+                        });
+                    }
+                    Event::Detached { session_id } if session_id == id => {
+                        break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted")));
+                    }
+                    Event::ServerError { code, message, session_id } if session_id.as_ref() == Some(&id) => {
+                        break Err(Failure::from_socket(code, message));
+                    }
+                    Event::Failed { error, code } => {
+                        break Err(Failure::from_socket(code.unwrap_or(ErrorCode::Internal), error));
+                    }
+                    Event::Disconnected { error, attempt: 3, .. } => {
+                        reconnecting = true;
+                        eprintln!("termstream: lost the connection ({error}); reconnecting");
+                    }
+                    Event::Connected { .. } if reconnecting => {
+                        reconnecting = false;
+                        eprintln!("termstream: reconnected");
+                    }
+                    _ => {}
+                }
+            }
+            _ = &mut timeout, if !timed_out => {
+                timed_out = true;
+                eprintln!("termstream: {id} ran past its timeout; terminating it");
+                spawn_terminate(client.clone(), id.clone());
+            }
+            _ = interrupts.recv() => match interrupt {
+                Interrupt::Pending(_) => {
+                    eprintln!("termstream: detached; {id} keeps running (`termstream attach {id}`, `termstream logs --follow {id}`)");
+                    break Ok(exit::INTERRUPTED);
+                }
+                Interrupt::None => {
+                    eprintln!("termstream: terminating {id}; press Ctrl-C again within 1 s to detach and leave it running");
+                    interrupt = Interrupt::Pending(tokio::time::Instant::now() + SECOND_INTERRUPT);
+                }
+                Interrupt::Terminating => {}
+            },
+            _ = winch.recv(), if info.kind == SessionKind::Pty => {
+                if let Some((cols, rows)) = term::window_size() {
+                    let (client, id) = (client.clone(), id.clone());
+                    tokio::spawn(async move { client.resize(&id, cols, rows).await });
+                }
+            }
+            _ = tokio::time::sleep_until(deadline), if matches!(interrupt, Interrupt::Pending(_)) => {
+                interrupt = Interrupt::Terminating;
+                spawn_terminate(client.clone(), id.clone());
+            }
+        }
+    };
+    stdin_task.abort();
+    conn.close().await;
+    result
+}
+
+fn spawn_terminate(client: Client, id: SessionId) {
+    tokio::spawn(async move {
+        for _ in 0..REST_ATTEMPTS {
+            match client.terminate(&id).await {
+                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(200)).await,
+                _ => return,
+            }
+        }
+    });
+}
+
+/// Copies our stdin to the session; at its end closes the program's stdin
+/// (a command session; a pty session's program reads Ctrl-D itself).
+async fn forward_stdin(client: Client, id: SessionId, kind: SessionKind) {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n: usize = stdin.read(&mut buf).await.unwrap_or_default();
+        let eof = n == 0;
+        if eof && kind == SessionKind::Pty {
+            return;
+        }
+        let mut data = &buf[..n];
+        loop {
+            let req = InputRequest {
+                data: None,
+                data_base64: (!data.is_empty()).then(|| base64::engine::general_purpose::STANDARD.encode(data)),
+                eof,
+            };
+            match client.input(&id, &req).await {
+                Ok(_) => break,
+                Err(Error::Api { detail, .. }) if detail.code == ErrorCode::Busy => {
+                    // Part of it was taken: send only the rest.
+                    let taken = detail.accepted_bytes.unwrap_or(0) as usize;
+                    data = &data[taken.min(data.len())..];
+                }
+                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(200)).await,
+                // The program ended, or stopped taking input: nothing more to do.
+                Err(_) => return,
+            }
+        }
+        if eof {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(parse_env("=x").is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! `termstream attach` under a real PTY driven from the test: it draws the
+//! screen of a running full-screen program, sends keys, passes window
+//! changes on (the program sees the new `stty size`), detaches with the
+//! detach keys leaving the session running, and gives the local terminal its
+//! mode back. What `attach` prints is read through a screen model (avt), as
+//! a terminal would show it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, secs};
+use rustix::termios::{self, LocalModes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// A program that takes the alternate screen, draws, and answers lines:
+/// `size` with `stty size`, anything else with `got:LINE`.
+const PROGRAM: &str = r#"printf '\033[?1049h\033[H\033[2J+----+\n|FULL|\n+----+\n'; while read -r l; do if [ "$l" = size ]; then stty size; else echo "got:$l"; fi; done"#;
+
+/// The attach process's terminal as a person would see it.
+struct Screen {
+    vt: avt::Terminal,
+    rx: mpsc::Receiver<Vec<u8>>,
+    /// Everything attach printed, for failure messages and the last line.
+    all: Vec<u8>,
+}
+
+impl Screen {
+    fn text(&self) -> String {
+        self.vt
+            .screen()
+            .visible_lines()
+            .map(|l| l.text().trim_end().to_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Reads attach's output until the screen shows `needle`.
+    async fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.text().contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(bytes)) => {
+                    self.vt.feed(String::from_utf8_lossy(&bytes).as_ref());
+                    self.all.extend_from_slice(&bytes);
+                }
+                _ => panic!(
+                    "{needle:?} not on the screen after {timeout:?}:\n{}\nraw: {:?}",
+                    self.text(),
+                    String::from_utf8_lossy(&self.all)
+                ),
+            }
+        }
+    }
+}
+
+/// Starts `termstream ARGS` on a fresh PTY of 100 x 30 against `server`.
+fn spawn_on_pty(
+    server: &str,
+    args: &[&str],
+) -> (
+    Screen,
+    pty_process::OwnedWritePty,
+    pty_process::Pts,
+    tokio::process::Child,
+) {
+    let (pty, pts) = pty_process::open().expect("a pty");
+    pty.resize(pty_process::Size::new(30, 100)).expect("resize");
+    let child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
+        .args(args)
+        .env("TERMSTREAM_SERVER", server)
+        .env_remove("TERMSTREAM_TOKEN")
+        .spawn_borrowed(&pts)
+        .expect("termstream starts");
+    let (mut reader, writer) = pty.into_split();
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let screen = Screen {
+        vt: avt::Terminal::new(100, 30).unwrap(),
+        rx,
+        all: Vec::new(),
+    };
+    (screen, writer, pts, child)
+}
+
+#[tokio::test]
+async fn shell_starts_a_shell_and_attaches() {
+    let server = TestServer::start().await;
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["shell", "--id", "sh1"]);
+    let made = common::wait_until(secs(10), || async { server.get("/api/sessions/sh1").await.0 == 200 }).await;
+    assert!(made, "shell created no session");
+    assert_eq!(server.info("sh1").await["kind"], "pty");
+    writer.write_all(b"echo sum-$((6*7))\r").await.unwrap();
+    screen.wait_for("sum-42", secs(10)).await;
+    writer.write_all(b"exit\r").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("shell ends")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    screen.wait_for("[exited (session sh1, code 0)]", secs(5)).await;
+}
+
+#[tokio::test]
+async fn attach_redraws_the_screen_after_a_cut_connection() {
+    let mut proxy = common::cli::CuttingProxy::bind().await;
+    let server = TestServer::start_with(&["--allowed-host", &proxy.addr], &[]).await;
+    server
+        .create(serde_json::json!({"id":"rc","argv":["sh","-c",PROGRAM],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("rc", "FULL", secs(10)).await;
+    // The first connection past 3 KiB towards the client is cut once.
+    proxy.start(server.addr(), 3 * 1024, 1);
+    let url = format!("http://{}", proxy.addr);
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&url, &["attach", "rc"]);
+    screen.wait_for("|FULL|", secs(10)).await;
+    let long = "x".repeat(2000);
+    writer.write_all(format!("{long}\r").as_bytes()).await.unwrap();
+    // The socket is cut; attach says so, reconnects, and draws the screen again.
+    let cut = common::wait_until(secs(10), || async {
+        proxy.cut.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(cut, "the proxy did not cut the socket");
+    writer.write_all(b"after\r").await.unwrap();
+    screen.wait_for("got:after", secs(20)).await;
+    assert!(
+        screen.text().contains(&format!("got:{}", &long[..90])),
+        "{}",
+        screen.text()
+    );
+    assert!(
+        String::from_utf8_lossy(&screen.all).contains("the server is away"),
+        "a status line while away"
+    );
+    writer.write_all(b"\x1cd").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("detached")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    server.terminate("rc").await;
+}
+
+#[tokio::test]
+async fn attach_shows_the_screen_types_resizes_and_detaches() {
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"fs","argv":["sh","-c",PROGRAM],"cols":80,"rows":24}))
+        .await;
+    server.read_output_until("fs", "FULL", secs(10)).await;
+
+    // A fresh PTY's mode is what attach must leave behind.
+    let (_master, fresh) = pty_process::open().expect("a pty");
+    let cooked = termios::tcgetattr(&fresh).expect("termios");
+    assert!(cooked.local_modes.contains(LocalModes::ICANON | LocalModes::ECHO));
+    let (mut screen, mut writer, pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "fs"]);
+    // The program's screen, drawn at our size, in raw mode.
+    screen.wait_for("|FULL|", secs(10)).await;
+    assert!(screen.text().starts_with("+----+\n|FULL|\n+----+"), "{}", screen.text());
+    let raw = termios::tcgetattr(&pts).expect("termios");
+    assert!(
+        !raw.local_modes.contains(LocalModes::ICANON),
+        "attach puts the terminal in raw mode"
+    );
+    let info = server.info("fs").await;
+    assert_eq!((info["cols"].as_u64(), info["rows"].as_u64()), (Some(100), Some(30)));
+
+    // Keys reach the program; the program sees our window size.
+    writer.write_all(b"hello\r").await.unwrap();
+    screen.wait_for("got:hello", secs(10)).await;
+    writer.write_all(b"size\r").await.unwrap();
+    screen.wait_for("30 100", secs(10)).await;
+
+    // A local resize reaches the session and its program.
+    writer.resize(pty_process::Size::new(40, 120)).expect("resize");
+    let resized = common::wait_until(secs(10), || async {
+        let info = server.info("fs").await;
+        info["cols"] == 120 && info["rows"] == 40
+    })
+    .await;
+    assert!(resized, "the session was not resized: {}", server.info("fs").await);
+    writer.write_all(b"size\r").await.unwrap();
+    screen.wait_for("40 120", secs(10)).await;
+
+    // Ctrl-\ then d detaches; the session runs on.
+    writer.write_all(b"\x1cd").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("attach ends after the detach keys")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    screen.wait_for("[detached (from session fs)]", secs(5)).await;
+    assert_eq!(server.info("fs").await["status"], "running");
+    let after = termios::tcgetattr(&pts).expect("termios");
+    assert_eq!(after.local_modes, cooked.local_modes, "local modes restored");
+    assert_eq!(after.input_modes, cooked.input_modes, "input modes restored");
+    assert_eq!(after.output_modes, cooked.output_modes, "output modes restored");
+    server.terminate("fs").await;
+}
+
+#[tokio::test]
+async fn a_read_only_attach_sends_no_keys_and_a_command_session_is_refused() {
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"ro","argv":["sh","-c",PROGRAM],"cols":80,"rows":24}))
+        .await;
+    server.read_output_until("ro", "FULL", secs(10)).await;
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(
+        &server.url(""),
+        &["attach", "--read-only", "--detach-keys", "ctrl-a,q", "ro"],
+    );
+    screen.wait_for("|FULL|", secs(10)).await;
+    writer.write_all(b"typed\r\x01q").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("detached")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    // Nothing reached the program, and the window size was left alone.
+    let info = server.info("ro").await;
+    assert_eq!((info["cols"].as_u64(), info["rows"].as_u64()), (Some(80), Some(24)));
+    server.input("ro", "probe\n").await;
+    let out = server.read_output_until("ro", "got:probe", secs(10)).await;
+    assert!(!out.contains("typed"), "{out:?}");
+
+    server
+        .create(serde_json::json!({"id":"cmd","kind":"command","argv":["sleep","30"]}))
+        .await;
+    let out = common::cli::run(&server.url(""), &["attach", "cmd"], b"").await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("logs --follow cmd"), "{out:?}");
+}

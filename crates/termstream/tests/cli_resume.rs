@@ -1,0 +1,115 @@
+//! `termstream run` through a TCP proxy that cuts the connection again and
+//! again: the client reconnects by itself and resumes from the first offset
+//! it lacks, so every line arrives exactly once, in order.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use tokio::io::AsyncBufReadExt;
+
+use common::TestServer;
+use common::cli::{self, CuttingProxy};
+
+#[tokio::test]
+async fn run_prints_every_line_once_across_cut_connections() {
+    let mut proxy = CuttingProxy::bind().await;
+    let server = TestServer::start_with(&["--allowed-host", &proxy.addr], &[]).await;
+    // About 1.3 MB of output; each connection is cut after 100 KiB, ten times.
+    proxy.start(server.addr(), 100 * 1024, 10);
+    let url = format!("http://{}", proxy.addr);
+    let out = cli::run(&url, &["run", "--", "seq", "1", "200000"], b"").await;
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let expected: String = (1..=200_000).map(|n| format!("{n}\n")).collect();
+    let text = out.stdout_text();
+    if text != expected {
+        let lines: Vec<&str> = text.lines().collect();
+        let first_bad = lines
+            .iter()
+            .enumerate()
+            .find(|(i, l)| **l != (i + 1).to_string())
+            .map(|(i, l)| (i, l.to_string()));
+        panic!("{} lines, first wrong: {first_bad:?}", lines.len());
+    }
+    assert_eq!(proxy.cut.load(Ordering::SeqCst), 10, "the proxy cut the stream");
+}
+
+#[tokio::test]
+async fn run_of_a_session_lost_in_a_server_restart_says_so_and_exits_255() {
+    let mut proxy = CuttingProxy::bind().await;
+    let server = TestServer::start_with(&["--allowed-host", &proxy.addr], &[]).await;
+    proxy.start(server.addr(), usize::MAX, 0);
+    let url = format!("http://{}", proxy.addr);
+    let mut cmd = cli::command(
+        &url,
+        &["run", "--id", "lost1", "--", "sh", "-c", "echo started; sleep 60"],
+    );
+    cmd.stdout(std::process::Stdio::piped());
+    let run = tokio::spawn(cli::run_cmd(cmd, b""));
+    wait_created(&server, "lost1").await;
+    server.read_output_until("lost1", "started", common::secs(10)).await;
+    let epoch = server.info("lost1").await["epoch"].as_str().unwrap().to_owned();
+    let server = server.restart();
+    common::kill_marked(&epoch);
+    *proxy.upstream.lock().unwrap() = server.addr().to_owned();
+    let out = run.await.unwrap();
+    assert_eq!(out.code, 255, "{out:?}");
+    assert_eq!(out.stdout_text(), "started\n");
+    assert!(out.stderr.contains("lost1 was lost"), "{out:?}");
+}
+
+#[tokio::test]
+async fn ctrl_c_terminates_and_a_second_one_only_detaches() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let server = TestServer::start().await;
+    let url = server.url("");
+    for (id, presses) in [("int1", 1), ("int2", 2)] {
+        let mut cmd = cli::command(&url, &["run", "--id", id, "--", "sh", "-c", "echo up; sleep 60"]);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        wait_created(&server, id).await;
+        server.read_output_until(id, "up", common::secs(10)).await;
+        let pid = Pid::from_raw(child.id().unwrap() as i32).unwrap();
+        kill_process(pid, Signal::INT).unwrap();
+        // The first press is announced; the second comes after it (two
+        // signals sent at once would merge into one).
+        let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let line = tokio::time::timeout(common::secs(10), stderr.next_line())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(line.is_some_and(|l| l.contains("Ctrl-C again")), "{id}");
+        if presses == 2 {
+            kill_process(pid, Signal::INT).unwrap();
+        }
+        let rest = tokio::spawn(async move {
+            let mut all = String::new();
+            while let Ok(Some(l)) = stderr.next_line().await {
+                all.push_str(&l);
+            }
+            all
+        });
+        let out = tokio::time::timeout(common::secs(30), child.wait_with_output())
+            .await
+            .expect("run ends after Ctrl-C")
+            .unwrap();
+        assert_eq!(out.status.code(), Some(130), "{id}: {out:?}");
+        let status = server.info(id).await["status"].clone();
+        if presses == 1 {
+            assert_eq!(status, "terminated", "one Ctrl-C terminates");
+        } else {
+            assert_eq!(status, "running", "a second Ctrl-C only detaches");
+            assert!(rest.await.unwrap().contains("keeps running"));
+            server.terminate(id).await;
+        }
+    }
+}
+
+/// Waits until the CLI has created session `id`.
+async fn wait_created(server: &TestServer, id: &str) {
+    let path = format!("/api/sessions/{id}");
+    let made = common::wait_until(common::secs(10), || async { server.get(&path).await.0 == 200 }).await;
+    assert!(made, "the CLI did not create {id}");
+}

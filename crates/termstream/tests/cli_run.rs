@@ -1,0 +1,271 @@
+//! The `termstream` client verbs, run as the real binary against a real
+//! server: `run` (streams, exit codes, stdin, timeouts), `ls`, `logs`,
+//! `kill`, `rm`, `events`, `completions`, `man`, and the errors' exit codes.
+
+mod common;
+
+use common::TestServer;
+use common::cli::{self, CliOutput};
+use serde_json::Value;
+
+async fn tool(server: &TestServer, args: &[&str]) -> CliOutput {
+    cli::run(&server.url(""), args, b"").await
+}
+
+#[tokio::test]
+async fn run_keeps_stdout_and_stderr_apart_and_exits_with_the_code() {
+    let server = TestServer::start().await;
+    let out = tool(&server, &["run", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, "err\n");
+}
+
+#[tokio::test]
+async fn run_exits_as_the_program_did() {
+    let server = TestServer::start().await;
+    let table: &[(&[&str], i32)] = &[
+        (&["run", "--", "true"], 0),
+        (&["run", "--", "false"], 1),
+        (&["run", "--", "sh", "-c", "exit 3"], 3),
+        (&["run", "--", "sh", "-c", "no-such-program-here"], 127),
+        (&["run", "--", "no-such-program-here"], 127),
+        (&["run", "--", "sh", "-c", "kill -TERM $$"], 143),
+        (&["run", "--", "sh", "-c", "kill -KILL $$"], 137),
+        (&["run", "--timeout", "300ms", "--", "sleep", "30"], 124),
+    ];
+    let runs = table.iter().map(|(args, _)| tool(&server, args));
+    let outs = futures_util::future::join_all(runs).await;
+    for ((args, code), out) in table.iter().zip(outs) {
+        assert_eq!(out.code, *code, "{args:?}: {out:?}");
+    }
+}
+
+#[tokio::test]
+async fn run_feeds_stdin_and_closes_it_at_its_end() {
+    let server = TestServer::start().await;
+    let out = cli::run(&server.url(""), &["run", "--", "wc", "-l"], b"a\nb\n").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout_text().trim(), "2");
+    // Bytes that are not UTF-8 arrive as they were.
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    let out = cli::run(&server.url(""), &["run", "--", "od", "-An", "-v", "-tx1"], &bytes).await;
+    let hex: String = out.stdout_text().split_whitespace().collect();
+    assert_eq!(hex, bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+}
+
+#[tokio::test]
+async fn run_passes_id_cwd_env_and_project() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().to_str().unwrap();
+    let out = tool(
+        &server,
+        &[
+            "run",
+            "--id",
+            "job-1",
+            "--project",
+            "p1",
+            "--cwd",
+            cwd,
+            "--env",
+            "GREETING=hi there",
+            "--",
+            "sh",
+            "-c",
+            "pwd; echo $GREETING",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout_text(), format!("{cwd}\nhi there\n"));
+    let info = server.info("job-1").await;
+    assert_eq!(info["project"], "p1");
+    assert_eq!(info["kind"], "command");
+}
+
+#[tokio::test]
+async fn run_with_tty_runs_on_a_terminal() {
+    let server = TestServer::start().await;
+    let out = tool(
+        &server,
+        &["run", "--tty", "--", "sh", "-c", "test -t 1 && echo on-a-tty"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout_text(), "on-a-tty\r\n");
+}
+
+#[tokio::test]
+async fn ls_json_is_what_the_api_lists() {
+    let server = TestServer::start().await;
+    for id in ["a1", "a2"] {
+        assert_eq!(
+            tool(&server, &["run", "--id", id, "--project", "web", "--", "true"])
+                .await
+                .code,
+            0
+        );
+    }
+    let out = tool(&server, &["ls", "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("ls --json prints JSON");
+    let (_, api) = server.get("/api/sessions").await;
+    assert_eq!(listed, api);
+    assert_eq!(listed["total"], 2);
+    // Filters reach the server; a pipe gets one tab-separated line per session.
+    let (_, none) = server.get("/api/sessions?project=other").await;
+    let out = tool(&server, &["ls", "--json", "--project", "other"]).await;
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), none);
+    let out = tool(&server, &["ls", "--status", "exited"]).await;
+    let lines: Vec<Vec<String>> = out
+        .stdout_text()
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    assert_eq!(lines[0][1..5], ["command", "web", "exited", "0"]);
+}
+
+#[tokio::test]
+async fn logs_prints_each_stream_to_its_side() {
+    let server = TestServer::start().await;
+    let run = tool(
+        &server,
+        &["run", "--id", "l1", "--", "sh", "-c", "echo o1; echo e1 >&2; echo o2"],
+    )
+    .await;
+    assert_eq!(run.code, 0);
+    let out = tool(&server, &["logs", "l1"]).await;
+    assert_eq!(
+        (out.code, out.stdout_text(), out.stderr.as_str()),
+        (0, "o1\no2\n".into(), "e1\n")
+    );
+    let out = tool(&server, &["logs", "l1", "--stream", "stderr"]).await;
+    assert_eq!((out.stdout_text(), out.stderr.as_str()), ("".into(), "e1\n"));
+    // Raw: the log's bytes in the server's order, from an offset.
+    let out = tool(&server, &["logs", "l1", "--raw", "--since", "3"]).await;
+    assert_eq!(out.stdout, server.output("l1", 3).await);
+    assert_eq!(out.stdout.len(), 6);
+    assert_eq!(out.stderr, "");
+}
+
+#[tokio::test]
+async fn logs_follow_prints_until_the_program_ends() {
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"f1","kind":"command","command":"echo first; read x; echo got-$x"}))
+        .await;
+    let child = cli::command(&server.url(""), &["logs", "--follow", "f1"]);
+    let follow = tokio::spawn(cli::run_cmd(child, b""));
+    server.read_output_until("f1", "first", common::secs(10)).await;
+    server
+        .post("/api/sessions/f1/input", serde_json::json!({"data":"later\n"}))
+        .await;
+    let out = follow.await.unwrap();
+    assert_eq!(
+        (out.code, out.stdout_text()),
+        (0, "first\ngot-later\n".into()),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn kill_terminates_and_rm_deletes() {
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"k1","kind":"command","argv":["sleep","30"]}))
+        .await;
+    let out = tool(&server, &["kill", "k1"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout_text().starts_with("k1: terminated"), "{out:?}");
+    assert_eq!(server.info("k1").await["status"], "terminated");
+    assert_eq!(tool(&server, &["rm", "k1"]).await.code, 0);
+    assert_eq!(server.get("/api/sessions/k1").await.0, 404);
+}
+
+#[tokio::test]
+async fn errors_say_what_to_do_with_distinct_codes() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_ADMIN_TOKEN", "right-token")]).await;
+    let url = server.url("");
+    // No token, a bad token: 77 and a hint about the token.
+    let out = cli::run(&url, &["ls"], b"").await;
+    assert_eq!(out.code, 77, "{out:?}");
+    assert!(out.stderr.contains("--token"), "{out:?}");
+    let out = cli::run(&url, &["--token", "wrong", "run", "--", "true"], b"").await;
+    assert_eq!(out.code, 77, "{out:?}");
+    // The right one works; an unknown session is 66 for every verb.
+    let ok = |args: &[&str]| {
+        let mut all = vec!["--token", "right-token"];
+        all.extend_from_slice(args);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli::run(&url, &refs, b"").await
+        }
+    };
+    assert_eq!(run(ok(&["ls"])).await.code, 0);
+    for verb in ["logs", "kill", "rm", "attach"] {
+        let out = run(ok(&[verb, "nope"])).await;
+        assert_eq!(out.code, 66, "{verb}: {out:?}");
+        assert!(
+            out.stderr.contains("no session") && out.stderr.contains("termstream ls"),
+            "{verb}: {out:?}"
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "one line: {out:?}");
+    }
+    // Nothing listening: 69.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    for args in [&["ls"][..], &["run", "--", "true"]] {
+        let out = cli::run(&dead_url, args, b"").await;
+        assert_eq!(out.code, 69, "{out:?}");
+        assert!(
+            out.stderr.contains("cannot reach") && out.stderr.contains("--server"),
+            "{out:?}"
+        );
+    }
+    // A bad URL and a bad id are usage errors.
+    assert_eq!(cli::run("ftp://x", &["ls"], b"").await.code, 2);
+    assert_eq!(run(ok(&["logs", "a/b"])).await.code, 2);
+}
+
+#[tokio::test]
+async fn events_completions_and_man() {
+    let server = TestServer::start().await;
+    let out = tool(
+        &server,
+        &[
+            "events",
+            "publish",
+            "notification",
+            "--field",
+            "title=t",
+            "--field",
+            "message=m",
+            "--field",
+            "priority:=2",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (out.code, out.stdout_text()),
+        (0, "delivered to 0 receivers\n".into()),
+        "{out:?}"
+    );
+    let out = tool(&server, &["events", "publish", "notification", "--field", "title=t"]).await;
+    assert_eq!(out.code, 1, "a malformed event is refused: {out:?}");
+    let out = tool(&server, &["completions", "bash"]).await;
+    assert_eq!(out.code, 0);
+    assert!(out.stdout_text().contains("attach") && out.stdout_text().contains("--detach-keys"));
+    let out = tool(&server, &["man"]).await;
+    assert!(
+        out.stdout_text().starts_with(".ie") || out.stdout_text().contains(".TH termstream"),
+        "{out:?}"
+    );
+}

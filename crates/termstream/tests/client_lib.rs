@@ -1,0 +1,172 @@
+//! The `termstream-client` library against a real server: a socket opened
+//! with a ticket, input that survives cut connections (resent with its seq,
+//! applied once), and https/wss with a CA file.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cli::CuttingProxy;
+use common::{TestServer, secs};
+use termstream_client::{Client, ConnectOptions, Connection, Endpoint, Event, Resume, SocketAuth};
+use termstream_proto::{SessionId, Stream};
+
+/// Collects a session's output from `events` until `done` says it is all.
+async fn collect(
+    events: &mut termstream_client::Events,
+    id: &SessionId,
+    limit: Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    while !done(&out) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(Event::Output { session_id, data, .. })) if &session_id == id => out.extend_from_slice(&data),
+            Ok(Some(Event::Failed { error, .. })) => panic!("the connection gave up: {error}"),
+            Ok(Some(_)) => {}
+            _ => panic!("output incomplete after {limit:?}: {:?}", String::from_utf8_lossy(&out)),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_ticket_opens_the_socket_and_a_bad_token_fails_for_good() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_ADMIN_TOKEN", "tok-1")]).await;
+    let client = Client::new(Endpoint::new(&server.url(""), Some("tok-1".into()), &[]).unwrap()).unwrap();
+    let id = SessionId::new("t1").unwrap();
+    let req = termstream_proto::CreateSession {
+        id: Some(id.clone()),
+        kind: Some(termstream_proto::SessionKind::Command),
+        argv: Some(vec!["cat".into()]),
+        ..Default::default()
+    };
+    client.create_session(&req).await.unwrap();
+    let options = ConnectOptions {
+        auth: SocketAuth::Ticket,
+        ..ConnectOptions::default()
+    };
+    let (conn, mut events) = Connection::open(client.clone(), options);
+    conn.attach(id.clone(), None, Resume::Exact).await.unwrap();
+    conn.input(id.clone(), "via-ticket\n".into()).await.unwrap();
+    let out = collect(&mut events, &id, secs(10), |o| o.ends_with(b"via-ticket\n")).await;
+    assert_eq!(out, b"via-ticket\n");
+    conn.close().await;
+
+    let bad = Client::new(Endpoint::new(&server.url(""), Some("wrong".into()), &[]).unwrap()).unwrap();
+    let err = bad.list_sessions(None, None).await.unwrap_err();
+    assert_eq!(err.code(), Some(termstream_proto::ErrorCode::Unauthorized), "{err}");
+    let (_conn, mut events) = Connection::open(bad, ConnectOptions::default());
+    let failed = tokio::time::timeout(secs(10), async {
+        loop {
+            match events.recv().await {
+                Some(Event::Failed { code, .. }) => return code,
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("a refused credential is not retried forever");
+    assert_eq!(failed, Some(termstream_proto::ErrorCode::Unauthorized));
+}
+
+#[tokio::test]
+async fn input_across_cut_connections_arrives_once_in_order() {
+    let mut proxy = CuttingProxy::bind().await;
+    let server = TestServer::start_with(&["--allowed-host", &proxy.addr], &[]).await;
+    // Every connection is cut after 2 KiB towards the client, 10 times.
+    proxy.start(server.addr(), 2048, 10);
+    let client = Client::new(Endpoint::new(&format!("http://{}", proxy.addr), None, &[]).unwrap()).unwrap();
+    let id = SessionId::new("echo").unwrap();
+    let req = termstream_proto::CreateSession {
+        id: Some(id.clone()),
+        kind: Some(termstream_proto::SessionKind::Command),
+        argv: Some(vec!["cat".into()]),
+        ..Default::default()
+    };
+    let info = client.create_session(&req).await.unwrap();
+    let options = ConnectOptions {
+        backoff: termstream_client::BackoffPolicy {
+            first: Duration::from_millis(10),
+            cap: Duration::from_millis(200),
+            reset_after: Duration::from_secs(10),
+        },
+        ..ConnectOptions::default()
+    };
+    let (conn, mut events) = Connection::open(client, options);
+    let since = termstream_proto::ws::LogPosition {
+        epoch: info.epoch,
+        offset: 0,
+    };
+    conn.attach(id.clone(), Some(since), Resume::Exact).await.unwrap();
+    let lines: Vec<String> = (0..800).map(|i| format!("line {i:05} of the input\n")).collect();
+    let expected: String = lines.concat();
+    let sender = {
+        let (conn, id) = (conn.clone(), id.clone());
+        tokio::spawn(async move {
+            for l in lines {
+                conn.input(id.clone(), l).await.unwrap();
+            }
+        })
+    };
+    let out = collect(&mut events, &id, secs(60), |o| o.len() >= expected.len()).await;
+    sender.await.unwrap();
+    assert!(
+        out == expected.as_bytes(),
+        "{} bytes instead of {}; first difference at {:?}",
+        out.len(),
+        expected.len(),
+        out.iter().zip(expected.as_bytes()).position(|(a, b)| a != b)
+    );
+    assert!(
+        proxy.cut.load(std::sync::atomic::Ordering::SeqCst) == 10,
+        "the proxy cut the socket"
+    );
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn https_and_wss_work_with_a_ca_file() {
+    let server = TestServer::start_tls(&[], &[]).await;
+    let pem = server.cert().unwrap().cert_pem.as_bytes().to_vec();
+    let client = Client::new(Endpoint::new(&server.url(""), None, &[pem]).unwrap()).unwrap();
+    let id = SessionId::new("tls1").unwrap();
+    let req = termstream_proto::CreateSession {
+        id: Some(id.clone()),
+        kind: Some(termstream_proto::SessionKind::Command),
+        command: Some("echo secure; echo err >&2".into()),
+        ..Default::default()
+    };
+    let info = client.create_session(&req).await.unwrap();
+    let (conn, mut events) = Connection::open(client.clone(), ConnectOptions::default());
+    let since = termstream_proto::ws::LogPosition {
+        epoch: info.epoch,
+        offset: 0,
+    };
+    conn.attach(id.clone(), Some(since), Resume::Exact).await.unwrap();
+    let mut streams = Vec::new();
+    let deadline = Instant::now() + secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await.expect("events in time") {
+            Some(Event::Output { stream, data, .. }) => streams.push((stream, data)),
+            Some(Event::Exit { exit_code, .. }) => {
+                assert_eq!(exit_code, Some(0));
+                break;
+            }
+            Some(Event::Failed { error, .. }) => panic!("{error}"),
+            Some(_) => {}
+            None => panic!("closed"),
+        }
+    }
+    streams.sort_by_key(|(s, _)| *s == Stream::Stderr);
+    assert_eq!(streams[0], (Stream::Stdout, "secure\n".into()));
+    assert_eq!(streams[1], (Stream::Stderr, "err\n".into()));
+    // Without the CA file the certificate is refused.
+    let untrusting = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    assert!(untrusting.list_sessions(None, None).await.unwrap_err().is_transient());
+    conn.close().await;
+}

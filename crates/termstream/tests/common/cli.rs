@@ -1,0 +1,141 @@
+//! Runs the real `termstream` binary as a client of a test server, with a
+//! bounded wait, and a TCP proxy that cuts its connections on purpose.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The longest one CLI run may take in a test.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// What a CLI run left behind.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// A `termstream` client command aimed at `server` (a URL), with no token
+/// from the test's own environment.
+pub fn command(server: &str, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_termstream"));
+    cmd.args(args)
+        .env("TERMSTREAM_SERVER", server)
+        .env_remove("TERMSTREAM_TOKEN")
+        .env_remove("TERMSTREAM_CACERT")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `termstream ARGS` against `server`, feeding it `stdin` (or an empty
+/// stdin), and waits for it to end.
+pub async fn run(server: &str, args: &[&str], stdin: &[u8]) -> CliOutput {
+    run_cmd(command(server, args), stdin).await
+}
+
+/// Runs a prepared command to its end.
+pub async fn run_cmd(mut cmd: tokio::process::Command, stdin: &[u8]) -> CliOutput {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("cannot start termstream");
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    tokio::spawn(async move {
+        let _ = input.write_all(&data).await;
+    });
+    let out = tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
+        .await
+        .expect("termstream did not end within the limit")
+        .expect("termstream's output");
+    CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A TCP proxy in front of a server that cuts every connection after it
+/// carried about `cut_after` bytes towards the client (the first `cuts`
+/// connections that get that far; later ones are left alone).
+pub struct CuttingProxy {
+    pub addr: String,
+    /// Where new connections go (changeable: a restarted server has a new port).
+    pub upstream: Arc<std::sync::Mutex<String>>,
+    /// Connections cut so far.
+    pub cut: Arc<AtomicUsize>,
+    listener: Option<TcpListener>,
+}
+
+impl CuttingProxy {
+    /// Binds the proxy's port (so the server can be told to accept it as
+    /// `Host`); [`CuttingProxy::start`] then serves it.
+    pub async fn bind() -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        CuttingProxy {
+            addr,
+            upstream: Arc::default(),
+            cut: Arc::new(AtomicUsize::new(0)),
+            listener: Some(listener),
+        }
+    }
+
+    pub fn start(&mut self, upstream: &str, cut_after: usize, cuts: usize) {
+        let listener = self.listener.take().expect("started once");
+        let cut = self.cut.clone();
+        *self.upstream.lock().unwrap() = upstream.to_owned();
+        let (upstream, counter) = (self.upstream.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, counter) = (upstream.lock().unwrap().clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    relay(client, server, cut_after, cuts, counter).await;
+                });
+            }
+        });
+    }
+}
+
+async fn relay(client: TcpStream, server: TcpStream, cut_after: usize, cuts: usize, counter: Arc<AtomicUsize>) {
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+        let _ = sw.shutdown().await;
+    });
+    let mut carried = 0usize;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match sr.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Cut in the middle of whatever is in flight (mid-frame).
+        if carried + n > cut_after && counter.load(Ordering::SeqCst) < cuts {
+            let part = cut_after.saturating_sub(carried).min(n);
+            let _ = cw.write_all(&buf[..part]).await;
+            counter.fetch_add(1, Ordering::SeqCst);
+            up.abort();
+            return;
+        }
+        carried += n;
+        if cw.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = cw.shutdown().await;
+    let _ = up.await;
+}
