@@ -94,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/logout", post(auth::login::logout))
         .route("/login", get(auth::login::login))
         .merge(crate::gateway::router())
+        .merge(crate::page::router())
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })

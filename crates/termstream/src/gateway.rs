@@ -17,6 +17,7 @@ pub mod legacy;
 pub mod liveness;
 pub mod outbox;
 pub mod render;
+pub mod session_feed;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
