@@ -288,7 +288,8 @@ export class App {
       const s = m.get(id);
       if (s && s.status !== v.info.status && !v.exit) v.info.status = s.status;
     }
-    this.renderTabs();
+    if (this.layout.open.some((id) => !this.views.has(id) && m.has(id))) this.renderTerms();
+    else this.renderTabs();
   }
 
   private async create(req: CreateRequest): Promise<void> {

@@ -42,6 +42,8 @@ export interface TermViewHooks {
 }
 
 const RED = '\x1b[31m';
+/** How much of a command session's past output a view shows. */
+const COMMAND_HISTORY = 256 << 20;
 const DEFAULT_FG = '\x1b[39m';
 
 export class TermView {
@@ -64,8 +66,8 @@ export class TermView {
   exit: ExitInfo | null = null;
   readOnly = false;
   focused = false;
-  /** Times the view paused for flow control (tests read it). */
-  pauses = 0;
+  /** What arrived, for tests and the benchmark: output bytes and line feeds, the most bytes ever queued in xterm.js, and flow-control pauses. */
+  readonly stats = { bytes: 0, newlines: 0, maxPending: 0, pauses: 0 };
 
   constructor(
     readonly info: SessionRow,
@@ -184,7 +186,9 @@ export class TermView {
   }
 
   private attach(): void {
-    const since = this.resumeAt ?? undefined;
+    // A command session shows its output from the start (at most the last
+    // 256 MiB), not only what the server still holds in memory.
+    const since = this.resumeAt ?? (this.info.kind === 'command' && this.info.epoch ? { epoch: this.info.epoch, offset: Math.max(0, this.info.outputOffset - COMMAND_HISTORY) } : undefined);
     this.handle = this.client.attach(this.info.id, {
       output: 'binary',
       since,
@@ -201,6 +205,7 @@ export class TermView {
         this.write('\x1bc' + r.data);
       },
       onOutput: (data, o) => {
+        this.count(data);
         if (o.stream === 'stderr') {
           this.write(RED);
           this.write(data);
@@ -238,10 +243,18 @@ export class TermView {
     });
   }
 
+  private count(data: Uint8Array): void {
+    this.stats.bytes += data.length;
+    let n = 0;
+    for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) n++;
+    this.stats.newlines += n;
+  }
+
   /** Hands data to xterm.js, counting it until parsed. */
   private write(data: string | Uint8Array): void {
     const n = data.length;
     if (this.gauge.wrote(n) === 'pause') this.pause();
+    this.stats.maxPending = Math.max(this.stats.maxPending, this.gauge.pending);
     this.term.write(data, () => {
       if (this.gauge.parsed(n) === 'resume') this.resume();
     });
@@ -250,7 +263,7 @@ export class TermView {
   private pause(): void {
     const h = this.handle;
     if (!h) return;
-    this.pauses++;
+    this.stats.pauses++;
     this.resumeAt = h.position;
     h.detach();
     this.handle = null;

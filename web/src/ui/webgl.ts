@@ -14,10 +14,29 @@ const holders = new Map<Terminal, WebglAddon>();
 /** Terminals whose context was lost, or that failed to create one. */
 const broken = new WeakSet<Terminal>();
 
-/** Whether the page may use WebGL at all (`?renderer=dom` or a stored choice turns it off). */
+let hardware: boolean | undefined;
+
+/**
+ * Whether the page uses WebGL: `?renderer=dom|webgl` (or the stored choice
+ * `termstream.renderer`) decides; by default only when the browser's WebGL
+ * runs on a GPU. A software rasterizer (SwiftShader, llvmpipe) draws slower
+ * than the DOM renderer.
+ */
 function allowed(): boolean {
-  const q = new URLSearchParams(location.search).get('renderer');
-  return (q ?? localStorage.getItem('termstream.renderer')) !== 'dom';
+  const choice = new URLSearchParams(location.search).get('renderer') ?? localStorage.getItem('termstream.renderer');
+  if (choice === 'dom' || choice === 'webgl') return choice === 'webgl';
+  if (hardware === undefined) {
+    try {
+      const gl = document.createElement('canvas').getContext('webgl2');
+      const info = gl?.getExtension('WEBGL_debug_renderer_info');
+      const name = gl && info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : '';
+      hardware = !!gl && !/swiftshader|llvmpipe|softpipe|software/i.test(name);
+      gl?.getExtension('WEBGL_lose_context')?.loseContext();
+    } catch {
+      hardware = false;
+    }
+  }
+  return hardware;
 }
 
 /** Gives `term` a WebGL renderer if one is free; otherwise it keeps the DOM one. */
