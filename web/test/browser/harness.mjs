@@ -127,5 +127,7 @@ export function waitText(page, id, needle, ms = 15000) {
 
 export async function shot(page, name) {
   mkdirSync(screenshots, { recursive: true });
+  // Two frames, so the terminals have painted what they hold.
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   await page.screenshot({ path: join(screenshots, `${name}.png`) });
 }
