@@ -1,0 +1,252 @@
+/**
+ * One attached session: where its output stands, and what the application
+ * asked to be told.
+ *
+ * Invariant: `next` is the offset of the first byte the application has not
+ * been given. Output below it is dropped (a resend), output above it is
+ * reported as a gap first, so the application sees every byte once or an
+ * explicit gap. After a reconnect the client attaches again with
+ * `since = {epoch, offset: next}`.
+ */
+
+import type {
+  AttachedMessage,
+  ErrorMessage,
+  ExitMessage,
+  GapMessage,
+  GapReason,
+  LogPosition,
+  OutputFrame,
+  OutputStream,
+  RestoreMessage,
+  ServerMessage,
+  SessionStatus,
+} from './protocol.js';
+
+/** Where output of a chunk starts, and which stream it came from. */
+export interface OutputInfo {
+  offset: number;
+  stream: OutputStream;
+}
+
+/** What `onAttached` is told. */
+export interface AttachInfo {
+  epoch: string;
+  offset: number;
+  cols: number;
+  rows: number;
+  status: SessionStatus;
+  /** With a `since`: whether resuming was exact. */
+  recovered?: boolean;
+}
+
+/** What `onExit` is told. */
+export interface ExitInfo {
+  status: SessionStatus;
+  exitCode: number | null;
+  signal: number | null;
+  /** Milliseconds from start to end. */
+  duration: number | null;
+}
+
+/** What `onGap` is told: output `[from, to)` will not arrive. */
+export interface GapInfo {
+  from: number;
+  to: number;
+  reason: GapReason;
+}
+
+/** What `onRestore` is told: a screen to draw on a blank `cols`×`rows` terminal. */
+export interface RestoreInfo {
+  data: string;
+  offset: number;
+  cols: number;
+  rows: number;
+}
+
+/** The callbacks and choices of `client.attach`. */
+export interface AttachOptions<M extends 'text' | 'binary' = 'text' | 'binary'> {
+  /** `binary` hands `onOutput` raw bytes; `text` (default) decoded UTF-8. */
+  output?: M;
+  /** Resume from here instead of from the screen or the oldest output held. */
+  since?: LogPosition;
+  onOutput?: (data: M extends 'binary' ? Uint8Array : string, info: OutputInfo) => void;
+  onRestore?: (restore: RestoreInfo) => void;
+  onExit?: (exit: ExitInfo) => void;
+  onGap?: (gap: GapInfo) => void;
+  onAttached?: (info: AttachInfo) => void;
+  onResize?: (size: { cols: number; rows: number }) => void;
+  /** The server ended the subscription (the session was deleted). */
+  onDetached?: () => void;
+  onError?: (error: { code: string; message: string }) => void;
+}
+
+/** Attach options of either output mode. */
+export type AnyAttachOptions = AttachOptions<'text'> | AttachOptions<'binary'>;
+
+/** What `client.attach` returns. */
+export interface SessionHandle {
+  readonly sessionId: string;
+  /** Where output stands: the epoch and the first offset not delivered yet. */
+  readonly position: LogPosition | null;
+  /** The session's status as last reported. */
+  readonly status: SessionStatus | null;
+  /** Sends input (with a sequence number, so a resend is not applied twice). */
+  input(data: string): void;
+  /** Sends the window size (a pty session's). */
+  resize(cols: number, rows: number): void;
+  /** Ends the subscription. */
+  detach(): void;
+}
+
+/** The message view for `terminal_output` subscribers, as in `002-websocket-integration.md`. */
+export interface TerminalOutputMessage extends ServerMessage {
+  type: 'terminal_output';
+  sessionId: string;
+  data: { output: string; type: 'output' | 'error' | 'info' };
+  offset?: number;
+  stream?: OutputStream;
+}
+
+/** The state of one attachment, owned by the client. */
+export class Attachment {
+  epoch: string | null = null;
+  next: number | null = null;
+  status: SessionStatus | null = null;
+  /** The program ended and its output was delivered: no re-attach. */
+  ended = false;
+  /** A resize asked while disconnected, sent after the next attach. */
+  pendingResize: { cols: number; rows: number } | null = null;
+  private decoders = new Map<OutputStream, TextDecoder>();
+
+  constructor(
+    readonly sessionId: string,
+    readonly options: AnyAttachOptions,
+    /** Emits a message of the `terminal_output` view. */
+    private readonly view: (m: TerminalOutputMessage) => void,
+  ) {
+    if (options.since) {
+      this.epoch = options.since.epoch;
+      this.next = options.since.offset;
+    }
+  }
+
+  /** The attach message for now: with `since` once a position is known. */
+  attachMessage(): Record<string, unknown> {
+    const m: Record<string, unknown> = { sessionId: this.sessionId, output: 'binary' };
+    if (this.epoch !== null && this.next !== null) m.since = { epoch: this.epoch, offset: this.next };
+    return m;
+  }
+
+  /** A JSON message about this session. */
+  handle(m: ServerMessage): void {
+    const o = this.options;
+    switch (m.type) {
+      case 'session.attached': {
+        const a = m as AttachedMessage;
+        this.epoch = a.epoch;
+        this.next = a.offset;
+        this.status = a.status;
+        o.onAttached?.({ epoch: a.epoch, offset: a.offset, cols: a.cols, rows: a.rows, status: a.status, recovered: a.recovered });
+        break;
+      }
+      case 'terminal.restore': {
+        const r = m as RestoreMessage;
+        this.next = r.offset;
+        this.decoders.clear();
+        o.onRestore?.({ data: r.data, offset: r.offset, cols: r.cols, rows: r.rows });
+        this.view({ type: 'terminal_output', sessionId: this.sessionId, data: { output: r.data, type: 'output' }, offset: r.offset, stream: 'pty' });
+        break;
+      }
+      case 'session.gap': {
+        const g = m as GapMessage;
+        this.next = g.to;
+        this.gap({ from: g.from, to: g.to, reason: g.reason });
+        break;
+      }
+      case 'session.resized':
+        o.onResize?.({ cols: m.cols as number, rows: m.rows as number });
+        break;
+      case 'session.exit': {
+        const e = m as ExitMessage;
+        this.ended = true;
+        this.status = e.status;
+        this.flushDecoders();
+        o.onExit?.({ status: e.status, exitCode: e.exitCode ?? null, signal: e.signal ?? null, duration: e.duration ?? null });
+        const how = e.exitCode !== null && e.exitCode !== undefined ? `exit code ${e.exitCode}` : e.signal ? `signal ${e.signal}` : 'no exit code';
+        this.info(`[session ${this.sessionId} ${e.status}, ${how}]\n`);
+        break;
+      }
+      case 'session.detached':
+        this.ended = true;
+        o.onDetached?.();
+        break;
+      case 'error': {
+        const err = m as ErrorMessage;
+        o.onError?.({ code: err.code, message: err.message ?? '' });
+        break;
+      }
+      case 'terminal.output': {
+        // Only when someone attached in JSON mode by hand; offsets are UTF-8 lengths then.
+        const data = new TextEncoder().encode(String(m.data));
+        this.frame({ sessionId: this.sessionId, stream: (m.stream as OutputStream) ?? 'pty', offset: m.offset as number, data });
+        break;
+      }
+    }
+  }
+
+  /** A binary output frame: delivered once, with gaps announced. */
+  frame(f: OutputFrame): void {
+    let { data, offset } = f;
+    if (this.next === null) this.next = offset;
+    const end = offset + data.length;
+    if (end <= this.next) return;
+    if (offset < this.next) {
+      data = data.subarray(this.next - offset);
+      offset = this.next;
+    } else if (offset > this.next) {
+      this.gap({ from: this.next, to: offset, reason: 'missing' });
+    }
+    this.next = end;
+    const o = this.options;
+    const text = this.decode(f.stream, data);
+    if (o.output === 'binary') (o.onOutput as ((d: Uint8Array, i: OutputInfo) => void) | undefined)?.(data, { offset, stream: f.stream });
+    else if (text) (o.onOutput as ((d: string, i: OutputInfo) => void) | undefined)?.(text, { offset, stream: f.stream });
+    if (text) {
+      this.view({
+        type: 'terminal_output',
+        sessionId: this.sessionId,
+        data: { output: text, type: f.stream === 'stderr' ? 'error' : 'output' },
+        offset,
+        stream: f.stream,
+      });
+    }
+  }
+
+  private gap(g: GapInfo): void {
+    this.decoders.clear();
+    this.options.onGap?.(g);
+    this.info(`[output ${g.from}..${g.to} skipped: ${g.reason}]\n`);
+  }
+
+  private info(output: string): void {
+    this.view({ type: 'terminal_output', sessionId: this.sessionId, data: { output, type: 'info' } });
+  }
+
+  private decode(stream: OutputStream, data: Uint8Array): string {
+    let d = this.decoders.get(stream);
+    if (!d) {
+      d = new TextDecoder('utf-8');
+      this.decoders.set(stream, d);
+    }
+    return d.decode(data, { stream: true });
+  }
+
+  private flushDecoders(): void {
+    for (const [stream, d] of this.decoders) {
+      const rest = d.decode();
+      if (rest && this.options.output !== 'binary') (this.options.onOutput as ((d: string, i: OutputInfo) => void) | undefined)?.(rest, { offset: this.next ?? 0, stream });
+    }
+    this.decoders.clear();
+  }
+}

@@ -1,0 +1,489 @@
+/**
+ * `createWebSocketClient`: one reconnecting connection to `/ws`, in the shape
+ * of `002-websocket-integration.md`, that resumes attached sessions by offset.
+ *
+ * One writer of state: the connection state changes only in `setState`, and
+ * every way a socket ends goes through `drop`, which clears the timers and
+ * either schedules the next attempt or settles. Each socket gets an id;
+ * callbacks of an older socket (or of a ticket request made for one) are
+ * ignored, which removes the close-versus-reconnect races. The edges are
+ * injected: the WebSocket constructor, `fetch`, the lifecycle event targets
+ * and `random`.
+ *
+ * When the socket (re)opens the client restores, in order: its event channel
+ * subscriptions, its attachments (with `since`), its focus syncs, input the
+ * server may not have applied (same `seq`), then the queued messages.
+ */
+
+import { DEFAULT_RECONNECT, type ReconnectOptions, backoffDelay } from './backoff.js';
+import { type AnyAttachOptions, Attachment, type AttachOptions, type SessionHandle, type TerminalOutputMessage } from './attachment.js';
+import { AUTH_FAILURE_STATUSES, CloseCode } from './codes.js';
+import { type FocusIO, ProjectFocus } from './focus.js';
+import { type LifecycleTargets, watchLifecycle } from './lifecycle.js';
+import { EVENT_CHANNELS, type ServerMessage, decodeOutputFrame, utf8Length } from './protocol.js';
+import { OutgoingQueue, type Outgoing, Unconfirmed } from './queue.js';
+import { type ServerUrls, resolveUrls, withQuery } from './url.js';
+
+/** The connection's state. */
+export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'error';
+
+/** The part of a WebSocket this client uses (the browser's, or the `ws` package's). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  binaryType: string;
+  onopen: ((ev: unknown) => void) | null;
+  onclose: ((ev: { code?: number; reason?: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A WebSocket constructor. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** A message handler; `M` is the message's shape. */
+export type MessageHandler<M extends ServerMessage = ServerMessage> = (message: M) => void;
+
+/** Options of `createWebSocketClient`. */
+export interface ClientOptions {
+  /** An `http(s)://` server URL or a `ws(s)://…/ws` URL; default: the page's origin + `/ws`. */
+  url?: string;
+  /** The WebSocket constructor; default `globalThis.WebSocket` (in Node pass the `ws` package's). */
+  WebSocket?: WebSocketConstructor;
+  /** `fetch` for tickets; default `globalThis.fetch`. */
+  fetch?: typeof fetch;
+  /** Reconnection; defaults in [`DEFAULT_RECONNECT`]. */
+  reconnect?: Partial<ReconnectOptions>;
+  /** How often a `heartbeat` is sent, in ms. Default 10000. */
+  heartbeatInterval?: number;
+  /** No message for this long means the connection is dead, in ms. Default 25000. */
+  heartbeatTimeout?: number;
+  /** A socket that has not opened after this long counts as failed, in ms. Default 10000. */
+  connectTimeout?: number;
+  /** Bytes of outgoing messages kept while disconnected. Default 1 MiB. */
+  maxQueueBytes?: number;
+  /** Where `online`, `visibilitychange` and `pageshow` come from; default the page's `window` and `document`; `null` for none. */
+  lifecycle?: LifecycleTargets | null;
+  /** A client id to start with (it scopes input `seq`s); default the server's. */
+  clientId?: string;
+  /** Random numbers in [0, 1) for the backoff's jitter. */
+  random?: () => number;
+  /** Where problems are reported; default `console`. */
+  logger?: Pick<Console, 'warn'>;
+}
+
+/** The client; see `createWebSocketClient`. */
+export interface WebSocketClient {
+  readonly state: ConnectionState;
+  /** Why the state is `error` (or the last failure), if any. */
+  readonly lastError: Error | null;
+  /** The id the server knows this client by (scopes input sequence numbers). */
+  readonly clientId: string | null;
+  /** Retries since the connection was last up long enough; 0 while stable. */
+  readonly attempts: number;
+  connect(): void;
+  disconnect(): void;
+  /** Sends `{type, ...payload}`, or queues it while disconnected; throws `QueueFullError` past the bound. */
+  send(type: string, payload?: Record<string, unknown>): void;
+  subscribe(type: 'terminal_output', handler: MessageHandler<TerminalOutputMessage>): () => void;
+  subscribe<M extends ServerMessage = ServerMessage>(type: string, handler: MessageHandler<M>): () => void;
+  onStateChange(handler: (state: ConnectionState, previous: ConnectionState) => void): () => void;
+  attach(sessionId: string, options: AttachOptions<'binary'> & { output: 'binary' }): SessionHandle;
+  attach(sessionId: string, options?: AttachOptions<'text'>): SessionHandle;
+  /** The focus set of `projectId`, kept current while connected. */
+  focus(projectId: string): ProjectFocus;
+}
+
+/** A credential the client can get a ticket with: a token, or a function giving one. */
+export type TokenSource = string | (() => string | Promise<string>);
+
+/** Thrown into `lastError` when the server refused the credential. */
+export class AuthError extends Error {
+  override name = 'AuthError';
+  constructor(readonly status: number) {
+    super(`the server refused the token (HTTP ${status})`);
+  }
+}
+
+const OPEN = 1;
+const NOT_QUEUED = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
+const INPUT_TYPES = new Set(['terminal.input', 'terminal_input']);
+/** How soon after input a heartbeat confirms it, in ms. */
+const CONFIRM_DELAY = 250;
+
+class Client implements WebSocketClient {
+  state: ConnectionState = 'disconnected';
+  lastError: Error | null = null;
+  clientId: string | null;
+  attempts = 0;
+
+  private readonly urls: ServerUrls;
+  private readonly retry: ReconnectOptions;
+  private readonly opts: ClientOptions;
+  private ws: WebSocketLike | null = null;
+  /** The id of the current socket; callbacks of older ones are ignored. */
+  private socketId = 0;
+  private lastMessageAt = 0;
+  private timers: { [k in 'retry' | 'beat' | 'stable' | 'open' | 'confirm']?: ReturnType<typeof setTimeout> } = {};
+  private readonly queue: OutgoingQueue;
+  private readonly unconfirmed: Unconfirmed;
+  private seq = 0;
+  private readonly handlers = new Map<string, Set<MessageHandler>>();
+  private readonly stateHandlers = new Set<(s: ConnectionState, p: ConnectionState) => void>();
+  private readonly attachments = new Map<string, Attachment>();
+  private readonly projects = new Map<string, ProjectFocus>();
+  /** The channel list last asked of the server on this socket. */
+  private channelsAsked = '';
+  private unwatch: (() => void) | null = null;
+
+  constructor(
+    private readonly token: TokenSource | undefined,
+    options: ClientOptions,
+  ) {
+    this.opts = options;
+    const origin = (globalThis as { location?: { origin?: string } }).location?.origin;
+    this.urls = resolveUrls(options.url, origin && origin !== 'null' ? origin : undefined);
+    this.retry = { ...DEFAULT_RECONNECT, ...options.reconnect };
+    const max = options.maxQueueBytes ?? 1 << 20;
+    this.queue = new OutgoingQueue(max);
+    this.unconfirmed = new Unconfirmed(max);
+    this.clientId = options.clientId ?? null;
+  }
+
+  // ---- public API -------------------------------------------------------
+
+  connect(): void {
+    if (this.state === 'connecting' || this.state === 'connected' || this.state === 'reconnecting') return;
+    this.attempts = 0;
+    this.lastError = null;
+    this.unwatch ??= watchLifecycle(this.opts.lifecycle, (why) => this.wake(why));
+    this.setState('connecting');
+    void this.open();
+  }
+
+  disconnect(): void {
+    this.unwatch?.();
+    this.unwatch = null;
+    this.drop('disconnect() called', false);
+  }
+
+  send(type: string, payload: Record<string, unknown> = {}): void {
+    const m: Record<string, unknown> = { ...payload, type };
+    if (INPUT_TYPES.has(type) && m.seq === undefined) m.seq = ++this.seq;
+    const text = JSON.stringify(m);
+    const out: Outgoing = { text, bytes: utf8Length(text) };
+    if (typeof m.seq === 'number' && INPUT_TYPES.has(type)) out.seq = m.seq;
+    if (this.isOpen()) this.write(out, type);
+    else if (!NOT_QUEUED.has(type)) this.queue.push(out);
+  }
+
+  subscribe(type: string, handler: MessageHandler<any>): () => void {
+    let set = this.handlers.get(type);
+    if (!set) this.handlers.set(type, (set = new Set()));
+    set.add(handler);
+    this.askChannels();
+    return () => {
+      if (set.delete(handler) && set.size === 0) this.handlers.delete(type);
+      this.askChannels();
+    };
+  }
+
+  onStateChange(handler: (s: ConnectionState, p: ConnectionState) => void): () => void {
+    this.stateHandlers.add(handler);
+    return () => this.stateHandlers.delete(handler);
+  }
+
+  attach(sessionId: string, options: AnyAttachOptions = {}): SessionHandle {
+    const a = new Attachment(sessionId, options, (m) => this.dispatch(m));
+    this.attachments.set(sessionId, a);
+    if (this.isOpen()) this.send('session.attach', a.attachMessage());
+    const client = this;
+    return {
+      sessionId,
+      get position() {
+        return a.epoch !== null && a.next !== null ? { epoch: a.epoch, offset: a.next } : null;
+      },
+      get status() {
+        return a.status;
+      },
+      input(data: string) {
+        client.send('terminal.input', { sessionId, data });
+      },
+      resize(cols: number, rows: number) {
+        if (client.isOpen()) client.send('terminal.resize', { sessionId, cols, rows });
+        else a.pendingResize = { cols, rows };
+      },
+      detach() {
+        if (client.attachments.get(sessionId) !== a) return;
+        client.attachments.delete(sessionId);
+        if (client.isOpen()) client.send('session.detach', { sessionId });
+      },
+    };
+  }
+
+  focus(projectId: string): ProjectFocus {
+    let f = this.projects.get(projectId);
+    if (!f) {
+      const io: FocusIO = {
+        sendIfOpen: (type, payload) => {
+          if (this.isOpen()) this.send(type, payload);
+        },
+        release: (t) => {
+          if (this.projects.get(projectId) === t) this.projects.delete(projectId);
+        },
+      };
+      f = new ProjectFocus(projectId, io);
+      this.projects.set(projectId, f);
+      f.sync();
+    }
+    return f;
+  }
+
+  // ---- the connection ---------------------------------------------------
+
+  /** The only place the state changes. */
+  private setState(next: ConnectionState): void {
+    const prev = this.state;
+    if (prev === next) return;
+    this.state = next;
+    for (const h of [...this.stateHandlers]) {
+      try {
+        h(next, prev);
+      } catch (e) {
+        this.warn('a state handler threw', e);
+      }
+    }
+  }
+
+  private isOpen(): boolean {
+    return this.ws !== null && this.state === 'connected' && this.ws.readyState === OPEN;
+  }
+
+  /** Gets a ticket if there is a token, then opens a socket. */
+  private async open(): Promise<void> {
+    this.closeSocket();
+    clearTimeout(this.timers.open);
+    const id = ++this.socketId;
+    let ticket: string | undefined;
+    if (this.token !== undefined) {
+      try {
+        ticket = await this.fetchTicket();
+      } catch (e) {
+        if (id !== this.socketId) return;
+        const err = e instanceof Error ? e : new Error(String(e));
+        if (err instanceof AuthError) this.fail(err);
+        else this.drop(`ticket request failed: ${err.message}`, true);
+        return;
+      }
+      if (id !== this.socketId) return;
+    }
+    const WS = this.opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!WS) {
+      this.fail(new Error('no WebSocket implementation: pass options.WebSocket (e.g. the ws package)'));
+      return;
+    }
+    const url = withQuery(this.urls.ws, { token: ticket, clientId: this.clientId ?? undefined, dialect: 'dotted' });
+    let ws: WebSocketLike;
+    try {
+      ws = new WS(url);
+    } catch (e) {
+      this.drop(`cannot open socket: ${String(e)}`, true);
+      return;
+    }
+    this.ws = ws;
+    ws.binaryType = 'arraybuffer';
+    ws.onopen = () => id === this.socketId && this.opened();
+    ws.onclose = (ev) => id === this.socketId && this.drop(`socket closed (${ev?.code ?? CloseCode.Abnormal})`, true);
+    ws.onerror = () => id === this.socketId && this.drop('socket error', true);
+    ws.onmessage = (ev) => id === this.socketId && this.receive(ev.data);
+    this.timers.open = setTimeout(() => id === this.socketId && this.drop('socket did not open in time', true), this.opts.connectTimeout ?? 10_000);
+  }
+
+  private async fetchTicket(): Promise<string> {
+    const f = this.opts.fetch ?? globalThis.fetch;
+    const token = typeof this.token === 'function' ? await this.token() : this.token!;
+    const res = await f(`${this.urls.http}/api/ws-ticket`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    if (AUTH_FAILURE_STATUSES.has(res.status)) throw new AuthError(res.status);
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const body = (await res.json()) as { ticket?: unknown };
+    if (typeof body.ticket !== 'string') throw new Error('no ticket in the answer');
+    return body.ticket;
+  }
+
+  private opened(): void {
+    clearTimeout(this.timers.open);
+    this.lastMessageAt = Date.now();
+    this.setState('connected');
+    this.timers.stable = setTimeout(() => {
+      this.attempts = 0;
+    }, this.retry.minUptime);
+    const every = this.opts.heartbeatInterval ?? 10_000;
+    const deadAfter = this.opts.heartbeatTimeout ?? 25_000;
+    this.timers.beat = setInterval(() => {
+      if (Date.now() - this.lastMessageAt > deadAfter) this.drop(`no message for ${deadAfter} ms`, true);
+      else this.send('heartbeat');
+    }, every);
+    this.channelsAsked = '';
+    this.askChannels();
+    for (const a of this.attachments.values()) {
+      if (a.ended) continue;
+      this.send('session.attach', a.attachMessage());
+      if (a.pendingResize) {
+        this.send('terminal.resize', { sessionId: a.sessionId, ...a.pendingResize });
+        a.pendingResize = null;
+      }
+    }
+    for (const f of this.projects.values()) f.opened();
+    for (const m of this.unconfirmed.takeForResend()) this.write(m, 'terminal.input');
+    for (const m of this.queue.drain()) this.write(m, JSON.parse(m.text).type);
+  }
+
+  /** Writes to the open socket, keeping track of input and heartbeats. */
+  private write(m: Outgoing, type: string): void {
+    this.ws!.send(m.text);
+    if (type === 'heartbeat') this.unconfirmed.beatSent();
+    else if (m.seq !== undefined) {
+      this.unconfirmed.wrote(m);
+      this.timers.confirm ??= setTimeout(() => {
+        this.timers.confirm = undefined;
+        if (this.isOpen() && this.unconfirmed.needsBeat) this.send('heartbeat');
+      }, CONFIRM_DELAY);
+    }
+  }
+
+  /** Every way a socket ends: clears timers, then retries, gives up, or settles in `disconnected`. */
+  private drop(reason: string, reconnect: boolean, settle: 'disconnected' | 'error' = 'disconnected'): void {
+    for (const t of Object.values(this.timers)) {
+      clearTimeout(t);
+      clearInterval(t);
+    }
+    this.timers = {};
+    this.socketId++;
+    this.closeSocket();
+    if (!reconnect) {
+      this.setState(settle);
+      return;
+    }
+    this.lastError = new Error(reason);
+    if (this.attempts >= this.retry.maxAttempts) {
+      this.lastError = new Error(`gave up after ${this.attempts} attempts: ${reason}`);
+      this.setState('error');
+      return;
+    }
+    this.attempts++;
+    const delay = backoffDelay(this.attempts, this.retry, this.opts.random);
+    this.setState('reconnecting');
+    this.timers.retry = setTimeout(() => void this.open(), delay);
+  }
+
+  /** Closes the current socket, if any, deaf to its last events. */
+  private closeSocket(): void {
+    const ws = this.ws;
+    this.ws = null;
+    if (!ws) return;
+    // No-ops, not null: a socket closed while connecting still reports an
+    // error (the `ws` package throws it when nobody listens).
+    const ignore = () => {};
+    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = ignore;
+    try {
+      ws.close(CloseCode.Normal);
+    } catch {
+      // Closing a socket that never opened may throw; it is gone either way.
+    }
+  }
+
+  /** A failure retrying cannot mend (a refused credential): `error`, no retry. */
+  private fail(err: Error): void {
+    this.lastError = err;
+    this.drop(err.message, false, 'error');
+  }
+
+  /** A lifecycle event: come back at once instead of waiting out a backoff. */
+  private wake(why: 'online' | 'visible' | 'pageshow'): void {
+    if (why === 'pageshow' && this.state === 'connected') {
+      // A page restored from the back-forward cache holds a socket that is likely dead.
+      this.drop('page restored from the back-forward cache', true);
+    } else if (this.state === 'error' && !(this.lastError instanceof AuthError)) {
+      this.attempts = 0;
+      this.setState('reconnecting');
+    }
+    if (this.state !== 'reconnecting') return;
+    clearTimeout(this.timers.retry);
+    this.timers.retry = undefined;
+    void this.open();
+  }
+
+  // ---- incoming ---------------------------------------------------------
+
+  private receive(data: unknown): void {
+    this.lastMessageAt = Date.now();
+    if (typeof data === 'string') {
+      let m: ServerMessage;
+      try {
+        m = JSON.parse(data) as ServerMessage;
+      } catch {
+        this.warn('a message from the server is not JSON', data.slice(0, 200));
+        return;
+      }
+      if (m && typeof m.type === 'string') this.route(m);
+      return;
+    }
+    const bytes =
+      data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : null;
+    const frame = bytes && decodeOutputFrame(bytes);
+    if (!frame) {
+      this.warn('a binary frame from the server is not an output frame');
+      return;
+    }
+    this.attachments.get(frame.sessionId)?.frame(frame);
+  }
+
+  private route(m: ServerMessage): void {
+    if (m.type === 'connected' && typeof m.clientId === 'string') this.clientId = m.clientId;
+    if (m.type === 'heartbeat') this.unconfirmed.beatAnswered();
+    if (typeof m.sessionId === 'string') this.attachments.get(m.sessionId)?.handle(m);
+    if (typeof m.projectId === 'string') this.projects.get(m.projectId)?.receive(m);
+    else if (m.type === 'error' && typeof m.sessionId === 'string') for (const f of this.projects.values()) f.receive(m);
+    this.dispatch(m);
+  }
+
+  /** Hands `m` to the handlers of its type and of `'*'`. */
+  private dispatch(m: ServerMessage): void {
+    for (const key of [m.type, '*']) {
+      const set = this.handlers.get(key);
+      if (!set) continue;
+      for (const h of [...set]) {
+        try {
+          h(m);
+        } catch (e) {
+          this.warn(`a ${key} handler threw`, e);
+        }
+      }
+    }
+  }
+
+  /** Tells the server which event channels this client's handlers want. */
+  private askChannels(): void {
+    const want = this.handlers.has('*') ? ['*'] : EVENT_CHANNELS.filter((c) => this.handlers.has(c));
+    const key = want.join(',');
+    if (!this.isOpen() || key === this.channelsAsked) return;
+    if (this.channelsAsked !== '') this.send('unsubscribe', { channels: ['*'] });
+    if (want.length > 0) this.send('subscribe', { channels: want });
+    this.channelsAsked = key;
+  }
+
+  private warn(what: string, detail?: unknown): void {
+    (this.opts.logger ?? console).warn(`[termstream] ${what}`, detail ?? '');
+  }
+}
+
+/**
+ * A client for the server at `options.url` (or the page's origin). With a
+ * `token`, each connection first gets a single-use ticket from
+ * `POST /api/ws-ticket`, so the token never appears in a URL; without one, the
+ * page's login cookie (or no auth) admits it.
+ */
+export function createWebSocketClient(token?: TokenSource, options: ClientOptions = {}): WebSocketClient {
+  return new Client(token === '' ? undefined : token, options);
+}

@@ -1,0 +1,194 @@
+/**
+ * The focus set of one project, as the server says it is (issue 12,
+ * `001-focus-sync-design.md`): clients only ask to change it and render what
+ * the server sends.
+ *
+ * State is adopted from `focus_update`, `connection_status` and
+ * `sync_complete`, and from a `version_conflict` error, whenever their
+ * version is not older than the one held. `focus(id)` and `blur(id)` send the
+ * version held as `expectedVersion`; on a conflict they adopt the server's
+ * state and ask again (up to three times), unless the caller named the
+ * version itself, which then fails with [`VersionConflictError`]. A request
+ * settles when a state arrives in which it holds. Focus and blur are
+ * idempotent, so a request lost with a socket is simply sent again after the
+ * reconnect.
+ */
+
+import type { ServerMessage } from './protocol.js';
+
+/** A project's focus state. */
+export interface FocusState {
+  projectId: string;
+  focusedSessions: string[];
+  version: number;
+  maxFocused?: number;
+}
+
+/** Thrown when a focus change named an `expectedVersion` that is stale. */
+export class VersionConflictError extends Error {
+  override name = 'VersionConflictError';
+  constructor(readonly current: FocusState) {
+    super(`focus version conflict: the project is at version ${current.version}`);
+  }
+}
+
+/** A focus or blur the server refused (`read_only`, `session_not_found`, ...) or never answered. */
+export class FocusError extends Error {
+  override name = 'FocusError';
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What a tracker needs from its client. */
+export interface FocusIO {
+  /** Sends now if the socket is open; otherwise does nothing (the tracker resends after a reconnect). */
+  sendIfOpen(type: string, payload: Record<string, unknown>): void;
+  /** Called by `close()`. */
+  release(tracker: ProjectFocus): void;
+}
+
+interface Pending {
+  focused: boolean;
+  sessionId: string;
+  explicit: number | undefined;
+  retries: number;
+  resolve: (s: FocusState) => void;
+  reject: (e: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** How long a focus request may wait for the state that settles it. */
+export const FOCUS_REQUEST_TIMEOUT = 10_000;
+const MAX_RETRIES = 3;
+const STATE_TYPES = new Set(['focus_update', 'connection_status', 'sync_complete']);
+
+/** The focus set of one project; from `client.focus(projectId)`. */
+export class ProjectFocus {
+  private current: FocusState | null = null;
+  private listeners = new Set<(s: FocusState) => void>();
+  private pending: Pending[] = [];
+
+  constructor(
+    readonly projectId: string,
+    private readonly io: FocusIO,
+  ) {}
+
+  /** The state last received, or `null` before the first. */
+  get state(): FocusState | null {
+    return this.current;
+  }
+
+  /** Calls `listener` with every new state; returns the function that stops it. */
+  subscribe(listener: (s: FocusState) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Asks the server to focus `sessionId`; settles with the state in which it is focused. */
+  focus(sessionId: string, options: { expectedVersion?: number } = {}): Promise<FocusState> {
+    return this.request(true, sessionId, options.expectedVersion);
+  }
+
+  /** Asks the server to unfocus `sessionId`; settles with the state in which it is not focused. */
+  blur(sessionId: string, options: { expectedVersion?: number } = {}): Promise<FocusState> {
+    return this.request(false, sessionId, options.expectedVersion);
+  }
+
+  /** Asks for the current state (also done on every (re)connect). */
+  sync(): void {
+    this.io.sendIfOpen('sync_request', { projectId: this.projectId });
+  }
+
+  /** Stops tracking: no more syncs after reconnects; pending requests fail. */
+  close(): void {
+    for (const p of this.pending.splice(0)) {
+      clearTimeout(p.timer);
+      p.reject(new FocusError('closed', 'the focus tracker was closed'));
+    }
+    this.listeners.clear();
+    this.io.release(this);
+  }
+
+  /** The socket (re)opened: sync, and send again what is still pending. */
+  opened(): void {
+    this.sync();
+    for (const p of this.pending) this.sendRequest(p);
+  }
+
+  /** A message that names this project. */
+  receive(m: ServerMessage): void {
+    if (STATE_TYPES.has(m.type)) {
+      this.adopt(m);
+      return;
+    }
+    if (m.type !== 'error') return;
+    if (m.code === 'version_conflict') {
+      this.adopt(m);
+      for (const p of [...this.pending]) {
+        if (m.sessionId !== undefined && m.sessionId !== p.sessionId) continue;
+        if (this.holds(p)) continue;
+        if (p.explicit !== undefined || p.retries >= MAX_RETRIES) {
+          this.settle(p, new VersionConflictError(this.current!));
+        } else {
+          p.retries++;
+          this.sendRequest(p);
+        }
+      }
+    } else if (typeof m.sessionId === 'string') {
+      for (const p of this.pending.filter((p) => p.sessionId === m.sessionId)) {
+        this.settle(p, new FocusError(String(m.code), String(m.message ?? m.code)));
+      }
+    }
+  }
+
+  private request(focused: boolean, sessionId: string, explicit: number | undefined): Promise<FocusState> {
+    return new Promise((resolve, reject) => {
+      const p: Pending = { focused, sessionId, explicit, retries: 0, resolve, reject, timer: undefined! };
+      p.timer = setTimeout(
+        () => this.settle(p, new FocusError('timeout', `no focus state settled ${sessionId} within ${FOCUS_REQUEST_TIMEOUT} ms`)),
+        FOCUS_REQUEST_TIMEOUT,
+      );
+      this.pending.push(p);
+      this.sendRequest(p);
+    });
+  }
+
+  private sendRequest(p: Pending): void {
+    const payload: Record<string, unknown> = { sessionId: p.sessionId, projectId: this.projectId, timestamp: Date.now() };
+    const version = p.explicit ?? this.current?.version;
+    if (version !== undefined) payload.expectedVersion = version;
+    this.io.sendIfOpen(p.focused ? 'focus' : 'blur', payload);
+  }
+
+  private adopt(m: ServerMessage): void {
+    if (!Array.isArray(m.focusedSessions) || typeof m.version !== 'number') return;
+    if (this.current && m.version < this.current.version) return;
+    const next: FocusState = {
+      projectId: this.projectId,
+      focusedSessions: (m.focusedSessions as unknown[]).map(String),
+      version: m.version,
+    };
+    const max = typeof m.maxFocused === 'number' ? m.maxFocused : this.current?.maxFocused;
+    if (max !== undefined) next.maxFocused = max;
+    this.current = next;
+    for (const p of [...this.pending]) if (this.holds(p)) this.settle(p, null);
+    for (const l of [...this.listeners]) l(next);
+  }
+
+  private holds(p: Pending): boolean {
+    return this.current !== null && this.current.focusedSessions.includes(p.sessionId) === p.focused;
+  }
+
+  private settle(p: Pending, error: Error | null): void {
+    const i = this.pending.indexOf(p);
+    if (i < 0) return;
+    this.pending.splice(i, 1);
+    clearTimeout(p.timer);
+    if (error) p.reject(error);
+    else p.resolve(this.current!);
+  }
+}

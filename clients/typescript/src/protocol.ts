@@ -1,0 +1,152 @@
+/**
+ * The wire shapes of `/ws` (`docs/protocol.md`, `crates/termstream-proto/src/ws.rs`):
+ * the server's messages this client reads, and the binary output frame.
+ *
+ * The client speaks the dotted dialect (`session.attach`, `terminal.output`) and
+ * always asks for binary output, so offsets are exact whatever the bytes are.
+ */
+
+/** Where a session is in its life. */
+export type SessionStatus = 'running' | 'exited' | 'terminated' | 'failed' | 'lost';
+
+/** Which stream of a session output came from. */
+export type OutputStream = 'pty' | 'stdout' | 'stderr';
+
+/** A position in a session's log: `offset` is the first byte not held yet. */
+export interface LogPosition {
+  epoch: string;
+  offset: number;
+}
+
+/** Any message from the server: a `type` and its fields. */
+export interface ServerMessage {
+  type: string;
+  sessionId?: string;
+  [field: string]: unknown;
+}
+
+/** `session.attached`: output from `offset` follows. */
+export interface AttachedMessage extends ServerMessage {
+  type: 'session.attached';
+  sessionId: string;
+  epoch: string;
+  offset: number;
+  cols: number;
+  rows: number;
+  status: SessionStatus;
+  recovered?: boolean;
+}
+
+/** `terminal.restore`: a screen snapshot; output from `offset` follows. */
+export interface RestoreMessage extends ServerMessage {
+  type: 'terminal.restore';
+  sessionId: string;
+  data: string;
+  offset: number;
+  cols: number;
+  rows: number;
+}
+
+/** `terminal.output` in JSON mode. */
+export interface OutputMessage extends ServerMessage {
+  type: 'terminal.output';
+  sessionId: string;
+  data: string;
+  offset: number;
+  stream?: 'stdout' | 'stderr';
+}
+
+/** Why output was skipped: the server's reasons, or `missing` when this client saw output start past where it expected. */
+export type GapReason = 'evicted' | 'slow_client' | 'epoch_changed' | 'missing';
+
+/** `session.gap`: output `[from, to)` will not be sent. */
+export interface GapMessage extends ServerMessage {
+  type: 'session.gap';
+  sessionId: string;
+  from: number;
+  to: number;
+  reason: GapReason;
+}
+
+/** `session.exit`: the program ended and all its output was sent. */
+export interface ExitMessage extends ServerMessage {
+  type: 'session.exit';
+  sessionId: string;
+  status: SessionStatus;
+  exitCode: number | null;
+  signal: number | null;
+  duration: number | null;
+}
+
+/** `error`: something was wrong; the connection stays open. */
+export interface ErrorMessage extends ServerMessage {
+  type: 'error';
+  code: string;
+  message?: string;
+  sessionId?: string;
+}
+
+/** The event channels of `POST /api/events`. */
+export const EVENT_CHANNELS = ['task_status', 'notification', 'activity_log'] as const;
+export type EventChannel = (typeof EVENT_CHANNELS)[number];
+
+/** A decoded binary output frame. */
+export interface OutputFrame {
+  sessionId: string;
+  stream: OutputStream;
+  offset: number;
+  data: Uint8Array;
+}
+
+const STREAMS: readonly OutputStream[] = ['pty', 'stdout', 'stderr'];
+const HEADER_LEN = 11;
+const KIND_OUTPUT = 1;
+const ascii = new TextDecoder('latin1');
+
+/**
+ * Decodes a binary output frame:
+ * `[kind u8 = 1][stream u8][id length u8][offset u64 BE][session id][data]`.
+ * Returns `null` for anything else.
+ */
+export function decodeOutputFrame(frame: Uint8Array): OutputFrame | null {
+  if (frame.length < HEADER_LEN || frame[0] !== KIND_OUTPUT) return null;
+  const stream = STREAMS[frame[1]!];
+  if (stream === undefined) return null;
+  const idLen = frame[2]!;
+  if (frame.length < HEADER_LEN + idLen) return null;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  const offset = Number(view.getBigUint64(3, false));
+  const sessionId = ascii.decode(frame.subarray(HEADER_LEN, HEADER_LEN + idLen));
+  return { sessionId, stream, offset, data: frame.subarray(HEADER_LEN + idLen) };
+}
+
+/** Encodes an output frame (the server's side; used by tests and fakes). */
+export function encodeOutputFrame(f: OutputFrame): Uint8Array {
+  const id = new TextEncoder().encode(f.sessionId);
+  const out = new Uint8Array(HEADER_LEN + id.length + f.data.length);
+  out[0] = KIND_OUTPUT;
+  out[1] = STREAMS.indexOf(f.stream);
+  out[2] = id.length;
+  new DataView(out.buffer).setBigUint64(3, BigInt(f.offset), false);
+  out.set(id, HEADER_LEN);
+  out.set(f.data, HEADER_LEN + id.length);
+  return out;
+}
+
+/** The UTF-8 length of `s` in bytes, without encoding it. */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}

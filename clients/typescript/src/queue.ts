@@ -1,0 +1,119 @@
+/**
+ * Outgoing messages while the socket is down, and input the server may not
+ * have applied yet.
+ *
+ * The queue is bounded by bytes: past the bound `push` throws
+ * [`QueueFullError`] instead of dropping anything silently. Input with a
+ * `seq` that was written to a socket stays in `unconfirmed` until the server
+ * answered a `heartbeat` sent after it (the server handles a socket's
+ * messages in order), so after a reconnect it is sent again and the server
+ * drops whatever it had applied already.
+ */
+
+/** Thrown by `send` when the outgoing queue would grow past its bound. */
+export class QueueFullError extends Error {
+  override name = 'QueueFullError';
+  constructor(
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super(`outgoing queue full: ${bytes} bytes would exceed ${limit} while disconnected`);
+  }
+}
+
+/** One serialized outgoing message. */
+export interface Outgoing {
+  text: string;
+  bytes: number;
+  /** The input sequence number, for input. */
+  seq?: number;
+}
+
+/** A FIFO of messages bounded by their total size. */
+export class OutgoingQueue {
+  private items: Outgoing[] = [];
+  private total = 0;
+
+  constructor(readonly limit: number) {}
+
+  get bytes(): number {
+    return this.total;
+  }
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  /** Adds `m`, or throws [`QueueFullError`] if it does not fit. */
+  push(m: Outgoing): void {
+    if (this.total + m.bytes > this.limit) throw new QueueFullError(this.total + m.bytes, this.limit);
+    this.items.push(m);
+    this.total += m.bytes;
+  }
+
+  /** Removes and returns everything, oldest first. */
+  drain(): Outgoing[] {
+    const out = this.items;
+    this.items = [];
+    this.total = 0;
+    return out;
+  }
+}
+
+/**
+ * Input written to a socket and not yet known to be applied, grouped by the
+ * number of `heartbeat`s sent before it on that socket.
+ */
+export class Unconfirmed {
+  private items: { m: Outgoing; beats: number }[] = [];
+  private total = 0;
+  /** Heartbeats written to the current socket. */
+  private sent = 0;
+  /** Heartbeat replies read from the current socket. */
+  private answered = 0;
+
+  constructor(readonly limit: number) {}
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  /** Whether input waits for a heartbeat that has not been sent yet. */
+  get needsBeat(): boolean {
+    const last = this.items[this.items.length - 1];
+    return last !== undefined && last.beats === this.sent;
+  }
+
+  /** Records input written now. Past the bound the oldest is forgotten (it is the likeliest to be applied). */
+  wrote(m: Outgoing): void {
+    this.items.push({ m, beats: this.sent });
+    this.total += m.bytes;
+    while (this.total > this.limit && this.items.length > 1) {
+      this.total -= this.items.shift()!.m.bytes;
+    }
+  }
+
+  /** Records a heartbeat written now. */
+  beatSent(): void {
+    this.sent++;
+  }
+
+  /** Records a heartbeat reply: input written before the matching heartbeat was applied. */
+  beatAnswered(): void {
+    if (this.answered >= this.sent) return;
+    this.answered++;
+    while (this.items.length > 0 && this.items[0]!.beats < this.answered) {
+      this.total -= this.items.shift()!.m.bytes;
+    }
+  }
+
+  /** A new socket: returns the input to send again, and starts counting heartbeats afresh. */
+  takeForResend(): Outgoing[] {
+    const out = this.items.map((i) => i.m);
+    this.items = [];
+    this.total = 0;
+    this.sent = 0;
+    this.answered = 0;
+    return out;
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * The glue between a session and an xterm.js terminal, as an addon (the shape
+ * of xterm's AttachAddon, with resume by offset): the server's screen on
+ * attach, output as raw bytes, input and the terminal's size to the server
+ * unless read-only. Every listener is kept in a list and disposed with it.
+ */
+
+import type { IDisposable, ITerminalAddon, Terminal } from '@xterm/xterm';
+import type { SessionHandle, WebSocketClient } from '../index.js';
+
+/** Options of [`SessionAddon`]. */
+export interface SessionAddonOptions {
+  /** Watch only: no input, and the terminal's size is not sent. */
+  readOnly?: boolean;
+}
+
+/** Attaches a session to the terminal it is loaded into. */
+export class SessionAddon implements ITerminalAddon {
+  private handle: SessionHandle | null = null;
+  private disposables: IDisposable[] = [];
+
+  constructor(
+    private readonly client: WebSocketClient,
+    readonly sessionId: string,
+    private readonly options: SessionAddonOptions = {},
+  ) {}
+
+  activate(term: Terminal): void {
+    const readOnly = this.options.readOnly ?? false;
+    const handle = this.client.attach(this.sessionId, {
+      output: 'binary',
+      onAttached: (a) => {
+        if (!readOnly && a.status === 'running' && (a.cols !== term.cols || a.rows !== term.rows) && a.cols > 0) {
+          handle.resize(term.cols, term.rows);
+        }
+      },
+      onRestore: (r) => {
+        term.reset();
+        term.write(r.data);
+      },
+      onOutput: (data) => term.write(data),
+      onExit: (e) => {
+        const how = e.exitCode !== null ? `exit code ${e.exitCode}` : e.signal !== null ? `signal ${e.signal}` : e.status;
+        term.write(`\r\n\x1b[2m[${e.status}: ${how}]\x1b[0m\r\n`);
+      },
+    });
+    this.handle = handle;
+    if (!readOnly) {
+      this.disposables.push(
+        term.onData((d) => handle.input(d)),
+        term.onResize(({ cols, rows }) => handle.resize(cols, rows)),
+      );
+    }
+  }
+
+  dispose(): void {
+    for (const d of this.disposables.splice(0)) d.dispose();
+    this.handle?.detach();
+    this.handle = null;
+  }
+}

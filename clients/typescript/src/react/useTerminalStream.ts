@@ -1,0 +1,107 @@
+/**
+ * `useTerminalStream(sessionId)`: a session's output as text, in the shape
+ * `004-terminal-streaming-api.md` shows (`{output, isConnected}`), built on
+ * the client's resumable attach, so a reconnect neither repeats nor loses
+ * output. The text is bounded: only the last `maxOutput` characters are kept.
+ */
+
+import { useCallback, useEffect, useMemo, useSyncExternalStore } from 'react';
+import type { GapInfo, SessionStatus, WebSocketClient } from '../index.js';
+import { useClient } from './context.js';
+
+/** What `useTerminalStream` returns. */
+export interface TerminalStream {
+  /** The output so far (the last `maxOutput` characters); a pty session starts with its screen. */
+  output: string;
+  /** Whether the socket is up and the session attached. */
+  isConnected: boolean;
+  /** The exit code once the program ended (null for a signal or a lost session). */
+  exitCode: number | null;
+  /** The session's status as last reported. */
+  status: SessionStatus | null;
+  /** Output the server said it skipped. */
+  gaps: GapInfo[];
+  /** Sends input to the program. */
+  input: (data: string) => void;
+  /** Forgets the output held so far. */
+  clear: () => void;
+}
+
+interface Snapshot {
+  output: string;
+  attached: boolean;
+  exitCode: number | null;
+  status: SessionStatus | null;
+  gaps: GapInfo[];
+}
+
+/** One hook's state: written by the attach callbacks, read by React. */
+class StreamStore {
+  snapshot: Snapshot = { output: '', attached: false, exitCode: null, status: null, gaps: [] };
+  private listeners = new Set<() => void>();
+
+  constructor(private readonly max: number) {}
+
+  subscribe = (l: () => void) => {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  };
+
+  get = () => this.snapshot;
+
+  update(change: Partial<Snapshot>): void {
+    this.snapshot = { ...this.snapshot, ...change };
+    for (const l of [...this.listeners]) l();
+  }
+
+  append(text: string): void {
+    let output = this.snapshot.output + text;
+    if (output.length > this.max) output = output.slice(output.length - this.max);
+    this.update({ output });
+  }
+}
+
+/** Attaches `sessionId` while mounted and returns its output as text. */
+export function useTerminalStream(sessionId: string, options: { maxOutput?: number; client?: WebSocketClient } = {}): TerminalStream {
+  const fromTree = useClient();
+  const client = options.client ?? fromTree;
+  const max = options.maxOutput ?? 1 << 20;
+  const store = useMemo(() => new StreamStore(max), [client, sessionId, max]);
+  const handle = useMemo(() => {
+    let h: ReturnType<WebSocketClient['attach']> | null = null;
+    return {
+      set: (x: typeof h) => (h = x),
+      input: (data: string) => h?.input(data),
+    };
+  }, [store]);
+
+  useEffect(() => {
+    const h = client.attach(sessionId, {
+      onAttached: (a) => store.update({ attached: true, status: a.status }),
+      onRestore: (r) => store.update({ output: r.data.slice(-max) }),
+      onOutput: (text) => store.append(text),
+      onGap: (g) => store.update({ gaps: [...store.snapshot.gaps, g] }),
+      onExit: (e) => store.update({ exitCode: e.exitCode, status: e.status }),
+      onDetached: () => store.update({ attached: false }),
+    });
+    handle.set(h);
+    const off = client.onStateChange((s) => s !== 'connected' && store.update({ attached: false }));
+    return () => {
+      off();
+      h.detach();
+      handle.set(null);
+    };
+  }, [client, sessionId, store, handle, max]);
+
+  const snap = useSyncExternalStore(store.subscribe, store.get, store.get);
+  const clear = useCallback(() => store.update({ output: '' }), [store]);
+  return {
+    output: snap.output,
+    isConnected: snap.attached && client.state === 'connected',
+    exitCode: snap.exitCode,
+    status: snap.status,
+    gaps: snap.gaps,
+    input: handle.input,
+    clear,
+  };
+}

@@ -1,0 +1,104 @@
+// Resume against the real server: cut connections and a restarted server.
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ExitInfo, GapInfo, WebSocketClient } from '../../src/index.js';
+import { CuttingProxy, TestServer, stateOf, until } from './server.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('resume against the real server', () => {
+  it('delivers 200,000 numbered lines exactly once, in order, through a proxy that keeps cutting', async () => {
+    // The proxy's port is not the server's: allow its Host.
+    const server = await TestServer.start({ env: { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]' } });
+    cleanups.push(() => server.cleanup());
+    const proxy = await CuttingProxy.start(server.port);
+    cleanups.push(() => proxy.close());
+    const client = server.client(undefined, { url: `http://127.0.0.1:${proxy.port}` });
+    cleanups.push(() => client.disconnect());
+    let reconnects = 0;
+    client.onStateChange((s) => s === 'reconnecting' && reconnects++);
+    client.connect();
+    await stateOf(client, 'connected');
+
+    // A command that prints slowly enough for many cuts to land mid-stream.
+    await server.createSession({
+      id: 'numbers',
+      kind: 'command',
+      command: 'i=1; while [ $i -le 200000 ]; do echo $i; if [ $((i % 2000)) -eq 0 ]; then sleep 0.02; fi; i=$((i+1)); done',
+    });
+    const chunks: string[] = [];
+    const gaps: GapInfo[] = [];
+    let exit: ExitInfo | null = null;
+    client.attach('numbers', { onOutput: (d) => chunks.push(d), onGap: (g) => gaps.push(g), onExit: (e) => (exit = e) });
+    const cutter = setInterval(() => proxy.cut(), 150);
+    cleanups.push(() => clearInterval(cutter));
+    await until(() => exit !== null, 60_000, 'the session to exit and all its output to arrive');
+    clearInterval(cutter);
+
+    expect(gaps).toEqual([]);
+    const lines = chunks.join('').split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines.length).toBe(200_000);
+    for (let i = 0; i < lines.length; i++) {
+      if (lines[i] !== String(i + 1)) throw new Error(`line ${i + 1} is ${JSON.stringify(lines[i])}`);
+    }
+    expect(exit).toMatchObject({ status: 'exited', exitCode: 0 });
+    expect(proxy.cuts).toBeGreaterThanOrEqual(3);
+    expect(reconnects).toBeGreaterThanOrEqual(3);
+  });
+
+  it('reconnects to a server restarted on the same port and data dir, and shows its lost sessions with their output', async () => {
+    const first = await TestServer.start();
+    cleanups.push(() => first.cleanup());
+    const info = await first.createSession({
+      id: 'survivor',
+      kind: 'command',
+      command: 'echo before-1; echo before-2; exec sleep 30',
+    });
+    cleanups.push(() => {
+      try {
+        if (info.pid) process.kill(info.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    });
+    const client = first.client();
+    cleanups.push(() => client.disconnect());
+    client.connect();
+    let text = '';
+    let exit: ExitInfo | null = null;
+    const handle = client.attach('survivor', { onOutput: (d) => (text += d), onExit: (e) => (exit = e) });
+    await until(() => text === 'before-1\nbefore-2\n', 10_000, 'the output before the crash');
+    const before = handle.position!;
+
+    await first.stop();
+    await stateOf(client, 'reconnecting');
+    const second = await TestServer.start({ port: first.port, dataDir: first.dataDir });
+    cleanups.push(() => second.stop());
+    await stateOf(client, 'connected', 15_000);
+    await until(() => exit !== null, 10_000, 'the lost session to be reported');
+    expect(exit).toMatchObject({ status: 'lost' });
+    expect(handle.status).toBe('lost');
+    expect(handle.position).toEqual(before);
+    expect(text).toBe('before-1\nbefore-2\n');
+
+    // A new client sees the lost session as such, with its output (from
+    // disk: the restarted server holds none of it in memory, so it asks from 0).
+    const rest = await second.call('GET', '/api/sessions/survivor');
+    expect(rest.body.status).toBe('lost');
+    const late = second.client();
+    cleanups.push(() => late.disconnect());
+    late.connect();
+    let lateText = '';
+    let lateExit: ExitInfo | null = null;
+    late.attach('survivor', {
+      since: { epoch: rest.body.epoch, offset: 0 }, onOutput: (d) => (lateText += d), onExit: (e) => (lateExit = e) });
+    await until(() => lateExit !== null, 10_000, 'the late client to see the end');
+    expect(lateText).toBe('before-1\nbefore-2\n');
+    expect(lateExit).toMatchObject({ status: 'lost' });
+  });
+});
+
+export type { WebSocketClient };

@@ -1,0 +1,53 @@
+// @vitest-environment happy-dom
+// useFocus against the fake socket (the focus protocol of issue 12).
+import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
+import { afterEach, expect, it } from 'vitest';
+import { createWebSocketClient } from '../../src/index.js';
+import { TermstreamProvider, useFocus } from '../../src/react/index.js';
+import { fakeServer } from '../unit/fake-socket.js';
+
+afterEach(cleanup);
+
+function Focus() {
+  const { focusedSessions, version, maxFocused, focus, blur } = useFocus('web');
+  return (
+    <div>
+      <span data-testid="state">{`${focusedSessions.join(',')} v${version} max${maxFocused}`}</span>
+      <button type="button" onClick={() => void focus('s2').catch(() => {})}>
+        focus s2
+      </button>
+      <button type="button" onClick={() => void blur('s1').catch(() => {})}>
+        blur s1
+      </button>
+    </div>
+  );
+}
+
+it('useFocus renders what the server says and asks it to change', async () => {
+  const server = fakeServer();
+  const client = createWebSocketClient(undefined, { url: 'http://srv', WebSocket: server.WebSocket, lifecycle: null });
+  render(
+    <TermstreamProvider client={client}>
+      <Focus />
+    </TermstreamProvider>,
+  );
+  await act(async () => {
+    await new Promise((r) => setTimeout(r, 0));
+  });
+  const socket = server.last;
+  act(() => {
+    socket.accept();
+  });
+  expect(socket.ofType('sync_request')).toEqual([{ type: 'sync_request', projectId: 'web' }]);
+  expect(screen.getByTestId('state').textContent).toBe(' vnull maxnull');
+  act(() => socket.message({ type: 'sync_complete', projectId: 'web', focusedSessions: ['s1'], version: 3, maxFocused: 4, timestamp: 1 }));
+  expect(screen.getByTestId('state').textContent).toBe('s1 v3 max4');
+  fireEvent.click(screen.getByText('focus s2'));
+  expect(socket.ofType('focus').at(-1)).toMatchObject({ sessionId: 's2', projectId: 'web', expectedVersion: 3 });
+  act(() =>
+    socket.message({ type: 'focus_update', projectId: 'web', sessionId: 's2', focused: true, focusedSessions: ['s1', 's2'], totalFocused: 2, maxFocused: 4, version: 4, timestamp: 2 }),
+  );
+  expect(screen.getByTestId('state').textContent).toBe('s1,s2 v4 max4');
+  fireEvent.click(screen.getByText('blur s1'));
+  expect(socket.ofType('blur').at(-1)).toMatchObject({ sessionId: 's1', expectedVersion: 4 });
+});

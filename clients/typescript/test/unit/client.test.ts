@@ -1,0 +1,483 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { AuthError, createWebSocketClient, QueueFullError, type ClientOptions, type ConnectionState } from '../../src/index.js';
+import { fakeServer } from './fake-socket.js';
+
+const quiet = { warn: () => {} };
+
+function setup(options: ClientOptions = {}, token?: string) {
+  const server = fakeServer();
+  const client = createWebSocketClient(token, {
+    url: 'http://srv:1',
+    WebSocket: server.WebSocket,
+    random: () => 0,
+    lifecycle: null,
+    logger: quiet,
+    ...options,
+  });
+  const states: ConnectionState[] = [];
+  client.onStateChange((s) => states.push(s));
+  return { server, client, states };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('connection state', () => {
+  it('goes connecting, connected, reconnecting, connected, disconnected', async () => {
+    const { server, client, states } = setup();
+    expect(client.state).toBe('disconnected');
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(server.sockets).toHaveLength(1);
+    expect(server.last.url).toBe('ws://srv:1/ws?dialect=dotted');
+    server.last.accept('c42');
+    expect(client.state).toBe('connected');
+    expect(client.clientId).toBe('c42');
+    server.last.drop();
+    expect(client.state).toBe('reconnecting');
+    await vi.advanceTimersByTimeAsync(999);
+    expect(server.sockets).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(server.sockets).toHaveLength(2);
+    expect(server.last.url).toContain('clientId=c42');
+    server.last.accept();
+    client.disconnect();
+    expect(server.last.closedByClient).toBe(true);
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(server.sockets).toHaveLength(2);
+    expect(states).toEqual(['connecting', 'connected', 'reconnecting', 'connected', 'disconnected']);
+  });
+
+  it('gives up after 5 attempts with the documented waits, in the error state', async () => {
+    const { server, client, states } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    for (let i = 0; i < 6; i++) {
+      server.last.drop();
+      await vi.advanceTimersByTimeAsync(60_000);
+    }
+    expect(server.sockets).toHaveLength(6);
+    expect(client.state).toBe('error');
+    expect(client.lastError?.message).toMatch(/gave up after 5 attempts/);
+    expect(states.filter((s) => s === 'reconnecting')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(600_000);
+    expect(server.sockets).toHaveLength(6);
+  });
+
+  it('waits 1, 2, 4, 8, 16 s between attempts (jitter 0)', async () => {
+    const { server, client } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    for (const wait of [1000, 2000, 4000, 8000, 16000]) {
+      server.last.drop();
+      const n = server.sockets.length;
+      await vi.advanceTimersByTimeAsync(wait - 1);
+      expect(server.sockets).toHaveLength(n);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(server.sockets).toHaveLength(n + 1);
+    }
+  });
+
+  it('never gives up with maxAttempts: Infinity, and waits at most maxDelay', async () => {
+    const { server, client } = setup({ reconnect: { maxAttempts: Infinity, maxDelay: 5000 } });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    for (let i = 0; i < 40; i++) {
+      server.last.drop();
+      await vi.advanceTimersByTimeAsync(5000);
+    }
+    expect(server.sockets).toHaveLength(41);
+    expect(client.state).toBe('reconnecting');
+    expect(client.attempts).toBe(40);
+  });
+
+  it('starts counting attempts again only after the connection stayed up minUptime', async () => {
+    const { server, client } = setup({ reconnect: { minUptime: 5000 } });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    server.last.accept();
+    server.last.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    server.last.accept();
+    await vi.advanceTimersByTimeAsync(4000);
+    server.last.drop();
+    expect(client.attempts).toBe(2);
+    await vi.advanceTimersByTimeAsync(2000);
+    server.last.accept();
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(client.attempts).toBe(0);
+    server.last.drop();
+    expect(client.attempts).toBe(1);
+  });
+
+  it('ignores events of a socket it has replaced (stale-socket guard)', async () => {
+    const { server, client } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const first = server.last.accept();
+    first.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    const second = server.last.accept();
+    const seen: string[] = [];
+    client.subscribe('*', (m) => seen.push(m.type));
+    first.onclose?.({ code: 1006 });
+    first.message({ type: 'pong' });
+    expect(client.state).toBe('connected');
+    second.message({ type: 'pong' });
+    expect(seen).toEqual(['pong']);
+  });
+
+  it('counts a socket that does not open in time as a failed attempt', async () => {
+    const { server, client } = setup({ connectTimeout: 3000 });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(client.state).toBe('reconnecting');
+    expect(server.sockets[0]!.closedByClient).toBe(true);
+  });
+});
+
+describe('heartbeat', () => {
+  it('sends heartbeats and reconnects when nothing arrives within the timeout', async () => {
+    const { server, client } = setup({ heartbeatInterval: 10_000, heartbeatTimeout: 25_000 });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(s.ofType('heartbeat')).toHaveLength(1);
+    s.message({ type: 'heartbeat', timestamp: 1 });
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(client.state).toBe('connected');
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(client.state).toBe('reconnecting');
+    expect(s.closedByClient).toBe(true);
+  });
+});
+
+describe('subscriptions', () => {
+  it('delivers by type and to the wildcard, until unsubscribed', async () => {
+    const { server, client } = setup();
+    const pongs: unknown[] = [];
+    const all: string[] = [];
+    const offPong = client.subscribe('pong', (m) => pongs.push(m));
+    const offAll = client.subscribe('*', (m) => all.push(m.type));
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    client.send('ping');
+    expect(s.ofType('ping')).toHaveLength(1);
+    s.message({ type: 'pong' });
+    offPong();
+    s.message({ type: 'pong' });
+    offAll();
+    s.message({ type: 'pong' });
+    expect(pongs).toEqual([{ type: 'pong' }]);
+    expect(all).toEqual(['connected', 'pong', 'pong']);
+  });
+
+  it('asks the server for event channels, and again after a reconnect', async () => {
+    const { server, client } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const off = client.subscribe('task_status', () => {});
+    expect(s.ofType('subscribe')).toEqual([{ type: 'subscribe', channels: ['task_status'] }]);
+    client.subscribe('notification', () => {});
+    expect(s.ofType('subscribe').at(-1)).toEqual({ type: 'subscribe', channels: ['task_status', 'notification'] });
+    s.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    const t = server.last.accept();
+    expect(t.ofType('subscribe')).toEqual([{ type: 'subscribe', channels: ['task_status', 'notification'] }]);
+    off();
+    expect(t.ofType('unsubscribe')).toEqual([{ type: 'unsubscribe', channels: ['*'] }]);
+    expect(t.ofType('subscribe').at(-1)).toEqual({ type: 'subscribe', channels: ['notification'] });
+    const offAll = client.subscribe('*', () => {});
+    expect(t.ofType('subscribe').at(-1)).toEqual({ type: 'subscribe', channels: ['*'] });
+    offAll();
+    expect(t.ofType('subscribe').at(-1)).toEqual({ type: 'subscribe', channels: ['notification'] });
+  });
+
+  it('keeps going when a handler throws', async () => {
+    const { server, client } = setup();
+    const seen: string[] = [];
+    client.subscribe('pong', () => {
+      throw new Error('boom');
+    });
+    client.subscribe('pong', (m) => seen.push(m.type));
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    server.last.accept().message({ type: 'pong' });
+    expect(seen).toEqual(['pong']);
+  });
+});
+
+describe('attach', () => {
+  it('delivers each byte once across a reconnect, re-attaching with since', async () => {
+    const { server, client } = setup();
+    const out: string[] = [];
+    const gaps: unknown[] = [];
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const h = client.attach('job', { onOutput: (d) => out.push(d), onGap: (g) => gaps.push(g) });
+    expect(s.ofType('session.attach')).toEqual([{ type: 'session.attach', sessionId: 'job', output: 'binary' }]);
+    s.message({ type: 'session.attached', sessionId: 'job', epoch: 'e1', offset: 0, cols: 0, rows: 0, status: 'running' });
+    s.output('job', 0, 'hello', 'stdout');
+    expect(h.position).toEqual({ epoch: 'e1', offset: 5 });
+    s.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    const t = server.last.accept();
+    expect(t.ofType('session.attach')).toEqual([
+      { type: 'session.attach', sessionId: 'job', output: 'binary', since: { epoch: 'e1', offset: 5 } },
+    ]);
+    t.message({ type: 'session.attached', sessionId: 'job', epoch: 'e1', offset: 5, cols: 0, rows: 0, status: 'running', recovered: true });
+    t.output('job', 3, 'lo world', 'stdout');
+    t.output('job', 0, 'hello', 'stdout');
+    expect(out.join('')).toBe('hello world');
+    t.output('job', 20, 'later', 'stdout');
+    expect(gaps).toEqual([{ from: 11, to: 20, reason: 'missing' }]);
+    t.message({ type: 'session.gap', sessionId: 'job', recovered: false, from: 25, to: 40, reason: 'evicted' });
+    expect(gaps.at(-1)).toEqual({ from: 25, to: 40, reason: 'evicted' });
+    expect(h.position).toEqual({ epoch: 'e1', offset: 40 });
+  });
+
+  it('holds a UTF-8 sequence split across frames until it is whole, and hands bytes in binary mode', async () => {
+    const { server, client } = setup();
+    const text: string[] = [];
+    const bytes: number[] = [];
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    client.attach('a', { onOutput: (d) => text.push(d) });
+    client.attach('b', { output: 'binary', onOutput: (d) => bytes.push(...d) });
+    const euro = new TextEncoder().encode('€');
+    for (const id of ['a', 'b']) {
+      s.message({ type: 'session.attached', sessionId: id, epoch: 'e', offset: 0, cols: 80, rows: 24, status: 'running' });
+      s.onmessage?.({ data: frame(id, 0, euro.subarray(0, 2)) });
+      s.onmessage?.({ data: frame(id, 2, euro.subarray(2)) });
+    }
+    expect(text).toEqual(['€']);
+    expect(bytes).toEqual([...euro]);
+  });
+
+  it('gives the terminal_output view: output, errors and info', async () => {
+    const { server, client } = setup();
+    const view: unknown[] = [];
+    client.subscribe('terminal_output', (m) => view.push({ sessionId: m.sessionId, data: m.data }));
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const exits: unknown[] = [];
+    client.attach('job', { onExit: (e) => exits.push(e) });
+    s.message({ type: 'session.attached', sessionId: 'job', epoch: 'e', offset: 0, cols: 0, rows: 0, status: 'running' });
+    s.output('job', 0, 'out\n', 'stdout');
+    s.output('job', 4, 'err\n', 'stderr');
+    s.message({ type: 'session.exit', sessionId: 'job', status: 'exited', exitCode: 3, signal: null, duration: 5 });
+    expect(view).toEqual([
+      { sessionId: 'job', data: { output: 'out\n', type: 'output' } },
+      { sessionId: 'job', data: { output: 'err\n', type: 'error' } },
+      { sessionId: 'job', data: { output: '[session job exited, exit code 3]\n', type: 'info' } },
+    ]);
+    expect(exits).toEqual([{ status: 'exited', exitCode: 3, signal: null, duration: 5 }]);
+    s.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(server.last.accept().ofType('session.attach')).toEqual([]);
+  });
+
+  it('sends input with rising seq, resends unconfirmed input after a reconnect, not confirmed input', async () => {
+    const { server, client } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const h = client.attach('sh');
+    h.input('a');
+    h.input('b');
+    expect(s.ofType('terminal.input')).toEqual([
+      { type: 'terminal.input', sessionId: 'sh', data: 'a', seq: 1 },
+      { type: 'terminal.input', sessionId: 'sh', data: 'b', seq: 2 },
+    ]);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(s.ofType('heartbeat')).toHaveLength(1);
+    s.message({ type: 'heartbeat', timestamp: 1 });
+    h.input('c');
+    s.drop();
+    h.input('d');
+    await vi.advanceTimersByTimeAsync(1000);
+    const t = server.last.accept();
+    expect(t.ofType('terminal.input').map((m) => [m.data, m.seq])).toEqual([
+      ['c', 3],
+      ['d', 4],
+    ]);
+    const order = t.sent.map((m) => m.type);
+    expect(order.indexOf('session.attach')).toBeLessThan(order.indexOf('terminal.input'));
+  });
+
+  it('sends a resize asked while disconnected after the re-attach', async () => {
+    const { server, client } = setup();
+    const h = client.attach('sh');
+    h.resize(100, 30);
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    expect(s.sent.map((m) => m.type)).toEqual(['session.attach', 'terminal.resize']);
+    h.detach();
+    expect(s.ofType('session.detach')).toEqual([{ type: 'session.detach', sessionId: 'sh' }]);
+  });
+});
+
+describe('outgoing queue', () => {
+  it('queues while disconnected, sends in order on connect, and throws past 1 MiB', async () => {
+    const { server, client } = setup();
+    const big = 'x'.repeat(600 * 1024);
+    client.send('notification', { title: 't', message: big });
+    expect(() => client.send('notification', { title: 't2', message: big })).toThrow(QueueFullError);
+    client.send('terminal.input', { sessionId: 's', data: 'small' });
+    client.send('ping');
+    client.send('heartbeat');
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    expect(s.sent.map((m) => [m.type, m.title ?? m.data])).toEqual([
+      ['notification', 't'],
+      ['terminal.input', 'small'],
+      ['ping', undefined],
+    ]);
+  });
+
+  it('honours a smaller maxQueueBytes', () => {
+    const { client } = setup({ maxQueueBytes: 100 });
+    client.send('x', { d: 'y'.repeat(50) });
+    expect(() => client.send('x', { d: 'y'.repeat(50) })).toThrow(/exceed 100/);
+  });
+});
+
+describe('tickets', () => {
+  it('gets a ticket with the token in a header, and never puts the token in the URL', async () => {
+    const calls: [string, RequestInit | undefined][] = [];
+    let n = 0;
+    const fetch = (async (url: string, init?: RequestInit) => {
+      calls.push([url, init]);
+      return new Response(JSON.stringify({ ticket: `tkt_${++n}`, expiresInMs: 30000 }), { status: 200 });
+    }) as typeof globalThis.fetch;
+    const { server, client } = setup({ fetch }, 'tst_secret');
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls[0]![0]).toBe('http://srv:1/api/ws-ticket');
+    expect((calls[0]![1]!.headers as Record<string, string>).authorization).toBe('Bearer tst_secret');
+    expect(server.last.url).toContain('token=tkt_1');
+    server.last.accept().drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(server.last.url).toContain('token=tkt_2');
+    expect(server.sockets.every((s) => !s.url.includes('tst_secret'))).toBe(true);
+  });
+
+  it('a refused token is the error state, with no retries', async () => {
+    let calls = 0;
+    const fetch = (async () => {
+      calls++;
+      return new Response('{"error":{"code":"unauthorized","message":"no"}}', { status: 401 });
+    }) as typeof globalThis.fetch;
+    const { server, client, states } = setup({ fetch }, 'bad');
+    client.connect();
+    await vi.advanceTimersByTimeAsync(600_000);
+    expect(client.state).toBe('error');
+    expect(client.lastError).toBeInstanceOf(AuthError);
+    expect(states).toEqual(['connecting', 'error']);
+    expect(calls).toBe(1);
+    expect(server.sockets).toHaveLength(0);
+  });
+
+  it('a failing ticket request (not a refusal) is retried with backoff', async () => {
+    let calls = 0;
+    const fetch = (async () => {
+      calls++;
+      if (calls < 3) throw new TypeError('network down');
+      return new Response('{"ticket":"tkt_ok"}', { status: 200 });
+    }) as typeof globalThis.fetch;
+    const { server, client } = setup({ fetch }, 'tok');
+    client.connect();
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(calls).toBe(3);
+    expect(server.last.url).toContain('token=tkt_ok');
+  });
+});
+
+describe('browser lifecycle', () => {
+  function targets() {
+    const window = new EventTarget();
+    const document = Object.assign(new EventTarget(), { visibilityState: 'hidden' });
+    return { window, document };
+  }
+
+  it.each([
+    ['online', (t: ReturnType<typeof targets>) => t.window.dispatchEvent(new Event('online'))],
+    [
+      'visibilitychange',
+      (t: ReturnType<typeof targets>) => {
+        t.document.visibilityState = 'visible';
+        t.document.dispatchEvent(new Event('visibilitychange'));
+      },
+    ],
+  ])('%s reconnects at once instead of waiting out the backoff', async (_name, fire) => {
+    const t = targets();
+    const { server, client } = setup({ lifecycle: t, reconnect: { initialDelay: 60_000 } });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    server.last.accept().drop();
+    expect(client.state).toBe('reconnecting');
+    fire(t);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(server.sockets).toHaveLength(2);
+    server.last.accept();
+    expect(client.state).toBe('connected');
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(server.sockets).toHaveLength(2);
+  });
+
+  it('pageshow of a page from the back-forward cache replaces the socket; a normal pageshow does not', async () => {
+    const t = targets();
+    const { server, client } = setup({ lifecycle: t });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    t.window.dispatchEvent(Object.assign(new Event('pageshow'), { persisted: false }));
+    expect(server.sockets).toHaveLength(1);
+    t.window.dispatchEvent(Object.assign(new Event('pageshow'), { persisted: true }));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(s.closedByClient).toBe(true);
+    expect(server.sockets).toHaveLength(2);
+  });
+
+  it('online brings back a client that gave up, and nothing after disconnect()', async () => {
+    const t = targets();
+    const { server, client } = setup({ lifecycle: t, reconnect: { maxAttempts: 0 } });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    server.last.drop();
+    expect(client.state).toBe('error');
+    t.window.dispatchEvent(new Event('online'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(server.sockets).toHaveLength(2);
+    server.last.accept();
+    client.disconnect();
+    t.window.dispatchEvent(new Event('online'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(server.sockets).toHaveLength(2);
+    expect(client.state).toBe('disconnected');
+  });
+});
+
+function frame(sessionId: string, offset: number, data: Uint8Array): ArrayBuffer {
+  const id = new TextEncoder().encode(sessionId);
+  const out = new Uint8Array(11 + id.length + data.length);
+  out[0] = 1;
+  out[1] = 0;
+  out[2] = id.length;
+  new DataView(out.buffer).setBigUint64(3, BigInt(offset));
+  out.set(id, 11);
+  out.set(data, 11 + id.length);
+  return out.buffer;
+}

@@ -1,0 +1,116 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createWebSocketClient, FocusError, VersionConflictError, type FocusState } from '../../src/index.js';
+import { fakeServer } from './fake-socket.js';
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+async function connected() {
+  const server = fakeServer();
+  const client = createWebSocketClient(undefined, { url: 'http://srv', WebSocket: server.WebSocket, lifecycle: null, random: () => 0 });
+  client.connect();
+  await vi.advanceTimersByTimeAsync(0);
+  return { server, client, socket: server.last.accept() };
+}
+
+const update = (version: number, focusedSessions: string[], sessionId = 'x', focused = true) => ({
+  type: 'focus_update',
+  projectId: 'p',
+  sessionId,
+  focused,
+  focusedSessions,
+  totalFocused: focusedSessions.length,
+  maxFocused: 4,
+  version,
+  timestamp: 1,
+});
+
+describe('focus', () => {
+  it('syncs on first use, follows updates in version order, and ignores older ones and other projects', async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    expect(socket.ofType('sync_request')).toEqual([{ type: 'sync_request', projectId: 'p' }]);
+    const seen: FocusState[] = [];
+    f.subscribe((s) => seen.push(s));
+    socket.message({ type: 'connection_status', status: 'connected', projectId: 'p', focusedSessions: ['a'], version: 3, maxFocused: 4, timestamp: 1 });
+    socket.message(update(4, ['a', 'b'], 'b'));
+    socket.message(update(2, ['z']));
+    socket.message({ ...update(9, ['q']), projectId: 'other' });
+    expect(f.state).toEqual({ projectId: 'p', focusedSessions: ['a', 'b'], version: 4, maxFocused: 4 });
+    expect(seen.map((s) => s.version)).toEqual([3, 4]);
+    expect(client.focus('p')).toBe(f);
+  });
+
+  it('focus sends the version held and settles when the state shows it', async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: [], version: 7, maxFocused: 4, timestamp: 1 });
+    const done = f.focus('s1');
+    const sent = socket.ofType('focus')[0]!;
+    expect(sent).toMatchObject({ type: 'focus', sessionId: 's1', projectId: 'p', expectedVersion: 7 });
+    expect(typeof sent.timestamp).toBe('number');
+    socket.message(update(8, ['s1'], 's1'));
+    await expect(done).resolves.toMatchObject({ focusedSessions: ['s1'], version: 8 });
+    const b = f.blur('s1');
+    expect(socket.ofType('blur')[0]).toMatchObject({ sessionId: 's1', expectedVersion: 8 });
+    socket.message(update(9, [], 's1', false));
+    await expect(b).resolves.toMatchObject({ focusedSessions: [], version: 9 });
+  });
+
+  it('a version conflict adopts the server state and asks again with the new version', async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: [], version: 1, maxFocused: 4, timestamp: 1 });
+    const done = f.focus('s1');
+    socket.message({ type: 'error', code: 'version_conflict', message: 'stale', projectId: 'p', sessionId: 's1', focusedSessions: ['s9'], version: 5 });
+    expect(f.state?.version).toBe(5);
+    expect(socket.ofType('focus').map((m) => m.expectedVersion)).toEqual([1, 5]);
+    socket.message(update(6, ['s9', 's1'], 's1'));
+    await expect(done).resolves.toMatchObject({ version: 6 });
+  });
+
+  it('an explicit expectedVersion that is stale fails with VersionConflictError', async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    const done = f.focus('s1', { expectedVersion: 2 });
+    expect(socket.ofType('focus')[0]!.expectedVersion).toBe(2);
+    socket.message({ type: 'error', code: 'version_conflict', message: 'stale', projectId: 'p', focusedSessions: [], version: 4 });
+    const err = await done.catch((e) => e);
+    expect(err).toBeInstanceOf(VersionConflictError);
+    expect(err.current).toMatchObject({ version: 4 });
+    expect(socket.ofType('focus')).toHaveLength(1);
+  });
+
+  it('a refused change fails with its code; an unanswered one times out', async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    const refused = f.focus('s1');
+    socket.message({ type: 'error', code: 'read_only', message: 'may only watch', sessionId: 's1' });
+    await expect(refused).rejects.toMatchObject({ name: 'FocusError', code: 'read_only' });
+    const lost = f.blur('s2').catch((e) => e);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(await lost).toBeInstanceOf(FocusError);
+  });
+
+  it('after a reconnect it syncs again and resends what is pending', async () => {
+    const { server, client, socket } = await connected();
+    const f = client.focus('p');
+    socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: [], version: 1, timestamp: 1 });
+    const done = f.focus('s1');
+    socket.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    const t = server.last.accept();
+    expect(t.sent.map((m) => m.type)).toEqual(['sync_request', 'focus']);
+    t.message(update(2, ['s1'], 's1'));
+    await expect(done).resolves.toMatchObject({ version: 2 });
+    f.close();
+    t.drop();
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(server.sockets).toHaveLength(3);
+    expect(server.last.accept().ofType('sync_request')).toEqual([]);
+  });
+});
