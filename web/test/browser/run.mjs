@@ -318,6 +318,8 @@ securedTest('a read-only share link: the viewer sees output and its typing reach
   await viewer.goto(link);
   await waitFor('the viewer app', () => viewer.evaluate(() => !!window.termstream?.views.has('ro')));
   await owner.bringToFront();
+  await owner.click('.share-box button');
+  await owner.locator('.term[data-session="ro"] .term-body').click();
   await owner.keyboard.type('echo owner-$((2+3))\n');
   await waitText(viewer, 'ro', 'owner-5');
   await viewer.bringToFront();
@@ -325,6 +327,7 @@ securedTest('a read-only share link: the viewer sees output and its typing reach
   await viewer.keyboard.type('echo viewer-typed\n');
   await waitFor('read-only shown', () => viewer.locator('.tab .ro').count());
   await owner.bringToFront();
+  await owner.locator('.term[data-session="ro"] .term-body').click();
   await owner.keyboard.type('echo marker-$((3+4))\n');
   await waitText(viewer, 'ro', 'marker-7');
   assert.ok(!(await bufferText(owner, 'ro')).includes('viewer-typed'), "the viewer's typing reached the program");
