@@ -239,6 +239,57 @@ test('cat of 64 MiB: every line arrives, memory stays bounded, another terminal 
   assert.ok(echoMs < 10000, `a keystroke echoed in ${echoMs} ms while the cat ran`);
 });
 
+test('focus in one page shows in the other (needs the server focus API, issue 12)', async ({ server, api, ctx, browser }) => {
+  if (!(await fetch(server.url + '/api/projects').then((r) => r.ok))) {
+    console.log('  skipped: this server has no GET /api/projects (the focus API of issue 12)');
+    return;
+  }
+  await api.create(bash('f1', { project: 'fp' }));
+  await api.create(bash('f2', { project: 'fp' }));
+  const a = await openPage(ctx, server, '#/s/f1');
+  await a.evaluate(() => window.termstream.dispatch({ type: 'open', id: 'f2' }));
+  const ctx2 = await browser.newContext();
+  const b = await openPage(ctx2, server, '#/s/f1');
+  await b.evaluate(() => window.termstream.dispatch({ type: 'open', id: 'f2' }));
+  for (const p of [a, b]) for (const id of ['f1', 'f2']) await hasView(p, id);
+  await a.click('.term[data-session="f2"] .term-header');
+  await waitFor('f2 focused in the other page', () => b.evaluate(() => window.termstream.views.get('f2').focused));
+  await a.click('.tab[data-session="f1"]');
+  await a.click('.term[data-session="f1"] .term-header');
+  await waitFor('f1 focused in the other page', () => b.evaluate(() => window.termstream.views.get('f1').focused));
+  await ctx2.close();
+});
+
+test('keystroke-to-screen latency on a quiet session', async ({ server, api, ctx }) => {
+  await api.create({ id: 'quiet', kind: 'pty', argv: ['cat'], cols: 100, rows: 30 });
+  const page = await openPage(ctx, server, '#/s/quiet');
+  await hasView(page, 'quiet');
+  await waitFor('attached', () => page.evaluate(() => window.termstream.client.state === 'connected'));
+  const times = await page.evaluate(async () => {
+    const v = window.termstream.views.get('quiet');
+    const out = [];
+    for (let i = 0; i < 60; i++) {
+      const ch = String.fromCharCode(97 + (i % 26));
+      const before = v.stats.bytes;
+      const t0 = performance.now();
+      await new Promise((resolve) => {
+        const d = v.term.onWriteParsed(() => {
+          if (v.stats.bytes > before) {
+            d.dispose();
+            resolve();
+          }
+        });
+        v.term.input(ch, true);
+      });
+      out.push(performance.now() - t0);
+    }
+    return out.slice(10).sort((x, y) => x - y);
+  });
+  const q = (p) => times[Math.min(times.length - 1, Math.floor(p * times.length))].toFixed(1);
+  console.log(`  keystroke to screen: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms (${times.length} keys)`);
+  assert.ok(times.length === 50);
+});
+
 test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, api, browser }) => {
   await api.create(bash('phone', { cols: 40, rows: 20 }));
   const ctx = await browser.newContext({ viewport: { width: 390, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
