@@ -24,7 +24,7 @@ import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { ClipboardAddon } from '@xterm/addon-clipboard';
 import type { ExitInfo, SessionHandle, WebSocketClient } from '@termstream/client';
-import { FlowGauge } from '../state/flow';
+import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
 import { formatExit, type SessionRow } from '../state/sessions';
 import { currentTheme } from './theme';
 import { acquireWebgl, releaseWebgl } from './webgl';
@@ -46,6 +46,12 @@ const RED = '\x1b[31m';
 const COMMAND_HISTORY = 256 << 20;
 const DEFAULT_FG = '\x1b[39m';
 
+/** The flow-control marks: 4 MiB / 512 KiB, or `?flow=KiB` (high mark; low is an eighth) to watch it work. */
+function flowOptions(): FlowOptions {
+  const kib = Number(new URLSearchParams(location.search).get('flow'));
+  return kib >= 16 ? { high: kib << 10, low: kib << 7 } : defaultFlow;
+}
+
 export class TermView {
   readonly el: HTMLElement;
   readonly term: Terminal;
@@ -56,10 +62,14 @@ export class TermView {
   private readonly badgeEl: HTMLElement;
   private readonly searchBox: HTMLInputElement;
   private handle: SessionHandle | null = null;
-  private readonly gauge = new FlowGauge();
+  private readonly gauge = new FlowGauge(flowOptions());
   /** Where output stood when the view paused (resume from here). */
   private resumeAt: { epoch: string; offset: number } | null = null;
   private disposables: IDisposable[] = [];
+  /** A pause's detach is not confirmed yet. */
+  private detaching = false;
+  /** Output drained while detaching: attach once the detach is confirmed. */
+  private wantResume = false;
   private resizeObserver: ResizeObserver;
   private shown = false;
   private fitTimer: ReturnType<typeof setTimeout> | undefined;
@@ -265,6 +275,20 @@ export class TermView {
     if (!h) return;
     this.stats.pauses++;
     this.resumeAt = h.position;
+    // Attach again only once the server confirmed the detach: frames of the
+    // old subscription still on the way, and its `session.detached`, would
+    // otherwise be taken by the new attachment (the client routes by session
+    // id). A socket that drops meanwhile never answers: give up waiting
+    // after a while (a new socket carries nothing old).
+    this.detaching = true;
+    const done = () => {
+      clearTimeout(timer);
+      stop();
+      this.detaching = false;
+      if (this.wantResume) this.resume();
+    };
+    const stop = this.client.subscribe('session.detached', (m) => m.sessionId === this.info.id && done());
+    const timer = setTimeout(done, 3000);
     h.detach();
     this.handle = null;
     this.el.classList.add('catching-up');
@@ -272,6 +296,8 @@ export class TermView {
 
   private resume(): void {
     if (this.handle) return;
+    this.wantResume = this.detaching;
+    if (this.detaching) return;
     this.el.classList.remove('catching-up');
     this.attach();
   }
