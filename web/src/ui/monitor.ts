@@ -65,9 +65,11 @@ export class Monitor {
         h('div', { class: 'card-head' }, h('span', { class: 'card-id' }, s.id), status),
         preview,
       );
-      const term = new Terminal({ cols: 80, rows: 24, fontSize: 6, disableStdin: true, cursorBlink: false, scrollback: 0, theme: currentTheme(), convertEol: s.kind === 'command' });
+      const term = new Terminal({ cols: 80, rows: 24, fontSize: 10, disableStdin: true, cursorBlink: false, scrollback: 0, theme: currentTheme(), convertEol: s.kind === 'command' });
       term.open(preview);
       c = { el, status, term, last: 0, shownEnd: -1 };
+      const card = c;
+      term.onRender(() => fitPreview(card, preview));
       this.cards.set(s.id, c);
     }
     c.status.className = `pill st-${s.status}`;
@@ -115,4 +117,14 @@ export class Monitor {
       c.term.write(text);
     }
   }
+}
+
+/** Scales a preview's terminal down to the card's width (and height). */
+function fitPreview(c: Card, box: HTMLElement): void {
+  const screen = c.term.element?.querySelector('.xterm-screen') as HTMLElement | null;
+  if (!screen || screen.offsetWidth === 0) return;
+  const scale = Math.min(1, (box.clientWidth - 8) / screen.offsetWidth, (box.clientHeight - 8) / screen.offsetHeight);
+  const el = c.term.element!;
+  el.style.transformOrigin = '0 0';
+  el.style.transform = `scale(${scale.toFixed(3)})`;
 }
