@@ -63,6 +63,29 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   await waitFor('the new session listed live', () => other.locator('tr[data-session="late"]').count());
 });
 
+test('start, terminate and delete from the page (dark theme)', async ({ server, api, browser }) => {
+  const ctx = await browser.newContext({ colorScheme: 'dark' });
+  const page = await openPage(ctx, server);
+  await page.click('.new-btn');
+  await page.selectOption('.create-form select[name="kind"]', 'command');
+  await page.fill('.create-form input[name="program"]', 'echo via-dialog; sleep 600');
+  await page.fill('.create-form input[name="project"]', 'dialogs');
+  await page.click('.create-form button[type="submit"]');
+  const id = await waitFor('a terminal route', () => /^#\/s\/(.+)$/.exec(new URL(page.url()).hash)?.[1]);
+  await hasView(page, id);
+  await waitText(page, id, 'via-dialog');
+  assert.equal((await api.get(id)).project, 'dialogs');
+  await shot(page, 'dark');
+  await page.click(`.term[data-session="${id}"] .tbtn-terminate`);
+  await waitFor('terminated', () => page.evaluate((id) => !!window.termstream.views.get(id).exit, id));
+  await page.click('.nav-link[href="#/"]');
+  const row = page.locator(`tr[data-session="${id}"]`);
+  await waitFor('the row shows the end', async () => (await row.getAttribute('data-status')) !== 'running');
+  await row.locator('button', { hasText: 'Delete' }).click();
+  await waitFor('the row is gone', async () => (await row.count()) === 0);
+  await ctx.close();
+});
+
 test('a command session shows stderr in red and its exit code', async ({ server, api, ctx }) => {
   await api.create({ id: 'cmd', kind: 'command', command: 'echo to-stdout; echo to-stderr >&2; exit 3' });
   const page = await openPage(ctx, server, '#/s/cmd');
