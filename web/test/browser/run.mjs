@@ -387,6 +387,7 @@ securedTest('without a credential the page says how to log in', async ({ server,
   await page.goto(server.url + '/');
   await waitFor('the login help', () => page.locator('.login').count());
   assert.match(await page.locator('.login').innerText(), /login-codes/);
+  await shot(page, 'login');
 });
 
 securedTest('a read-only share link: the viewer sees output and its typing reaches nothing', async ({ server, ctx, browser, admin }) => {
