@@ -108,7 +108,14 @@ export interface TerminalOutputMessage extends ServerMessage {
   stream?: OutputStream;
 }
 
-/** The state of one attachment, owned by the client. */
+type TextOutput = (d: string, i: OutputInfo) => void;
+type BinaryOutput = (d: Uint8Array, i: OutputInfo) => void;
+
+/**
+ * The state of one attached session, owned by the client. Several `attach`
+ * calls for one session on one client share it (one server attachment); a
+ * later one sees output from the current position on.
+ */
 export class Attachment {
   epoch: string | null = null;
   next: number | null = null;
@@ -117,17 +124,22 @@ export class Attachment {
   ended = false;
   /** A resize asked while disconnected, sent after the next attach. */
   pendingResize: { cols: number; rows: number } | null = null;
+  /** What each `attach` call asked to be told. */
+  readonly listeners = new Set<AnyAttachOptions>();
   private decoders = new Map<OutputStream, TextDecoder>();
 
   constructor(
     readonly sessionId: string,
-    readonly options: AnyAttachOptions,
+    first: AnyAttachOptions,
     /** Emits a message of the `terminal_output` view. */
     private readonly view: (m: TerminalOutputMessage) => void,
+    /** Reports a listener that threw. */
+    private readonly warn: (what: string, e: unknown) => void,
   ) {
-    if (options.since) {
-      this.epoch = options.since.epoch;
-      this.next = options.since.offset;
+    this.listeners.add(first);
+    if (first.since) {
+      this.epoch = first.since.epoch;
+      this.next = first.since.offset;
     }
   }
 
@@ -140,21 +152,22 @@ export class Attachment {
 
   /** A JSON message about this session. */
   handle(m: ServerMessage): void {
-    const o = this.options;
     switch (m.type) {
       case 'session.attached': {
         const a = m as AttachedMessage;
         this.epoch = a.epoch;
         this.next = a.offset;
         this.status = a.status;
-        o.onAttached?.({ epoch: a.epoch, offset: a.offset, cols: a.cols, rows: a.rows, status: a.status, recovered: a.recovered });
+        const info: AttachInfo = { epoch: a.epoch, offset: a.offset, cols: a.cols, rows: a.rows, status: a.status, recovered: a.recovered };
+        this.each((o) => o.onAttached?.(info));
         break;
       }
       case 'terminal.restore': {
         const r = m as RestoreMessage;
         this.next = r.offset;
         this.decoders.clear();
-        o.onRestore?.({ data: r.data, offset: r.offset, cols: r.cols, rows: r.rows });
+        const info: RestoreInfo = { data: r.data, offset: r.offset, cols: r.cols, rows: r.rows };
+        this.each((o) => o.onRestore?.(info));
         this.view({ type: 'terminal_output', sessionId: this.sessionId, data: { output: r.data, type: 'output' }, offset: r.offset, stream: 'pty' });
         break;
       }
@@ -164,26 +177,30 @@ export class Attachment {
         this.gap({ from: g.from, to: g.to, reason: g.reason });
         break;
       }
-      case 'session.resized':
-        o.onResize?.({ cols: m.cols as number, rows: m.rows as number });
+      case 'session.resized': {
+        const size = { cols: m.cols as number, rows: m.rows as number };
+        this.each((o) => o.onResize?.(size));
         break;
+      }
       case 'session.exit': {
         const e = m as ExitMessage;
         this.ended = true;
         this.status = e.status;
         this.flushDecoders();
-        o.onExit?.({ status: e.status, exitCode: e.exitCode ?? null, signal: e.signal ?? null, duration: e.duration ?? null });
+        const info: ExitInfo = { status: e.status, exitCode: e.exitCode ?? null, signal: e.signal ?? null, duration: e.duration ?? null };
+        this.each((o) => o.onExit?.(info));
         const how = e.exitCode !== null && e.exitCode !== undefined ? `exit code ${e.exitCode}` : e.signal ? `signal ${e.signal}` : 'no exit code';
         this.info(`[session ${this.sessionId} ${e.status}, ${how}]\n`);
         break;
       }
       case 'session.detached':
         this.ended = true;
-        o.onDetached?.();
+        this.each((o) => o.onDetached?.());
         break;
       case 'error': {
         const err = m as ErrorMessage;
-        o.onError?.({ code: err.code, message: err.message ?? '' });
+        const info = { code: err.code, message: err.message ?? '' };
+        this.each((o) => o.onError?.(info));
         break;
       }
       case 'terminal.output': {
@@ -208,24 +225,31 @@ export class Attachment {
       this.gap({ from: this.next, to: offset, reason: 'missing' });
     }
     this.next = end;
-    const o = this.options;
+    const info: OutputInfo = { offset, stream: f.stream };
     const text = this.decode(f.stream, data);
-    if (o.output === 'binary') (o.onOutput as ((d: Uint8Array, i: OutputInfo) => void) | undefined)?.(data, { offset, stream: f.stream });
-    else if (text) (o.onOutput as ((d: string, i: OutputInfo) => void) | undefined)?.(text, { offset, stream: f.stream });
+    this.each((o) => {
+      if (o.output === 'binary') (o.onOutput as BinaryOutput | undefined)?.(data, info);
+      else if (text) (o.onOutput as TextOutput | undefined)?.(text, info);
+    });
     if (text) {
-      this.view({
-        type: 'terminal_output',
-        sessionId: this.sessionId,
-        data: { output: text, type: f.stream === 'stderr' ? 'error' : 'output' },
-        offset,
-        stream: f.stream,
-      });
+      this.view({ type: 'terminal_output', sessionId: this.sessionId, data: { output: text, type: f.stream === 'stderr' ? 'error' : 'output' }, offset, stream: f.stream });
+    }
+  }
+
+  /** Calls `fn` for every listener; one that throws does not stop the others. */
+  private each(fn: (o: AnyAttachOptions) => void): void {
+    for (const o of [...this.listeners]) {
+      try {
+        fn(o);
+      } catch (e) {
+        this.warn(`a handler of session ${this.sessionId} threw`, e);
+      }
     }
   }
 
   private gap(g: GapInfo): void {
     this.decoders.clear();
-    this.options.onGap?.(g);
+    this.each((o) => o.onGap?.(g));
     this.info(`[output ${g.from}..${g.to} skipped: ${g.reason}]\n`);
   }
 
@@ -245,7 +269,8 @@ export class Attachment {
   private flushDecoders(): void {
     for (const [stream, d] of this.decoders) {
       const rest = d.decode();
-      if (rest && this.options.output !== 'binary') (this.options.onOutput as ((d: string, i: OutputInfo) => void) | undefined)?.(rest, { offset: this.next ?? 0, stream });
+      const info: OutputInfo = { offset: this.next ?? 0, stream };
+      if (rest) this.each((o) => o.output !== 'binary' && (o.onOutput as TextOutput | undefined)?.(rest, info));
     }
     this.decoders.clear();
   }

@@ -16,87 +16,16 @@
  */
 
 import { DEFAULT_RECONNECT, type ReconnectOptions, backoffDelay } from './backoff.js';
-import { type AnyAttachOptions, Attachment, type AttachOptions, type SessionHandle, type TerminalOutputMessage } from './attachment.js';
+import { type AnyAttachOptions, Attachment, type SessionHandle } from './attachment.js';
 import { AUTH_FAILURE_STATUSES, CloseCode } from './codes.js';
 import { type FocusIO, ProjectFocus } from './focus.js';
-import { type LifecycleTargets, watchLifecycle } from './lifecycle.js';
+import { watchLifecycle } from './lifecycle.js';
 import { EVENT_CHANNELS, type ServerMessage, decodeOutputFrame, utf8Length } from './protocol.js';
 import { OutgoingQueue, type Outgoing, Unconfirmed } from './queue.js';
 import { type ServerUrls, resolveUrls, withQuery } from './url.js';
+import type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './interface.js';
 
-/** The connection's state. */
-export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'error';
-
-/** The part of a WebSocket this client uses (the browser's, or the `ws` package's). */
-export interface WebSocketLike {
-  readonly readyState: number;
-  binaryType: string;
-  onopen: ((ev: unknown) => void) | null;
-  onclose: ((ev: { code?: number; reason?: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-}
-
-/** A WebSocket constructor. */
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
-
-/** A message handler; `M` is the message's shape. */
-export type MessageHandler<M extends ServerMessage = ServerMessage> = (message: M) => void;
-
-/** Options of `createWebSocketClient`. */
-export interface ClientOptions {
-  /** An `http(s)://` server URL or a `ws(s)://…/ws` URL; default: the page's origin + `/ws`. */
-  url?: string;
-  /** The WebSocket constructor; default `globalThis.WebSocket` (in Node pass the `ws` package's). */
-  WebSocket?: WebSocketConstructor;
-  /** `fetch` for tickets; default `globalThis.fetch`. */
-  fetch?: typeof fetch;
-  /** Reconnection; defaults in [`DEFAULT_RECONNECT`]. */
-  reconnect?: Partial<ReconnectOptions>;
-  /** How often a `heartbeat` is sent, in ms. Default 10000. */
-  heartbeatInterval?: number;
-  /** No message for this long means the connection is dead, in ms. Default 25000. */
-  heartbeatTimeout?: number;
-  /** A socket that has not opened after this long counts as failed, in ms. Default 10000. */
-  connectTimeout?: number;
-  /** Bytes of outgoing messages kept while disconnected. Default 1 MiB. */
-  maxQueueBytes?: number;
-  /** Where `online`, `visibilitychange` and `pageshow` come from; default the page's `window` and `document`; `null` for none. */
-  lifecycle?: LifecycleTargets | null;
-  /** A client id to start with (it scopes input `seq`s); default the server's. */
-  clientId?: string;
-  /** Random numbers in [0, 1) for the backoff's jitter. */
-  random?: () => number;
-  /** Where problems are reported; default `console`. */
-  logger?: Pick<Console, 'warn'>;
-}
-
-/** The client; see `createWebSocketClient`. */
-export interface WebSocketClient {
-  readonly state: ConnectionState;
-  /** Why the state is `error` (or the last failure), if any. */
-  readonly lastError: Error | null;
-  /** The id the server knows this client by (scopes input sequence numbers). */
-  readonly clientId: string | null;
-  /** Retries since the connection was last up long enough; 0 while stable. */
-  readonly attempts: number;
-  connect(): void;
-  disconnect(): void;
-  /** Sends `{type, ...payload}`, or queues it while disconnected; throws `QueueFullError` past the bound. */
-  send(type: string, payload?: Record<string, unknown>): void;
-  subscribe(type: 'terminal_output', handler: MessageHandler<TerminalOutputMessage>): () => void;
-  subscribe<M extends ServerMessage = ServerMessage>(type: string, handler: MessageHandler<M>): () => void;
-  onStateChange(handler: (state: ConnectionState, previous: ConnectionState) => void): () => void;
-  attach(sessionId: string, options: AttachOptions<'binary'> & { output: 'binary' }): SessionHandle;
-  attach(sessionId: string, options?: AttachOptions<'text'>): SessionHandle;
-  /** The focus set of `projectId`, kept current while connected. */
-  focus(projectId: string): ProjectFocus;
-}
-
-/** A credential the client can get a ticket with: a token, or a function giving one. */
-export type TokenSource = string | (() => string | Promise<string>);
+export type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './interface.js';
 
 /** Thrown into `lastError` when the server refused the credential. */
 export class AuthError extends Error {
@@ -172,9 +101,9 @@ class Client implements WebSocketClient {
     const m: Record<string, unknown> = { ...payload, type };
     if (INPUT_TYPES.has(type) && m.seq === undefined) m.seq = ++this.seq;
     const text = JSON.stringify(m);
-    const out: Outgoing = { text, bytes: utf8Length(text) };
+    const out: Outgoing = { type, text, bytes: utf8Length(text) };
     if (typeof m.seq === 'number' && INPUT_TYPES.has(type)) out.seq = m.seq;
-    if (this.isOpen()) this.write(out, type);
+    if (this.isOpen()) this.write(out);
     else if (!NOT_QUEUED.has(type)) this.queue.push(out);
   }
 
@@ -195,29 +124,38 @@ class Client implements WebSocketClient {
   }
 
   attach(sessionId: string, options: AnyAttachOptions = {}): SessionHandle {
-    const a = new Attachment(sessionId, options, (m) => this.dispatch(m));
-    this.attachments.set(sessionId, a);
-    if (this.isOpen()) this.send('session.attach', a.attachMessage());
+    // Copied, so one options object passed twice makes two listeners.
+    const listener: AnyAttachOptions = { ...options };
+    let a = this.attachments.get(sessionId);
+    if (a && !a.ended) {
+      a.listeners.add(listener);
+    } else {
+      a = new Attachment(sessionId, listener, (m) => this.dispatch(m), (what, e) => this.warn(what, e));
+      this.attachments.set(sessionId, a);
+      if (this.isOpen()) this.send('session.attach', a.attachMessage());
+    }
+    const att = a;
     const client = this;
     return {
       sessionId,
       get position() {
-        return a.epoch !== null && a.next !== null ? { epoch: a.epoch, offset: a.next } : null;
+        return att.epoch !== null && att.next !== null ? { epoch: att.epoch, offset: att.next } : null;
       },
       get status() {
-        return a.status;
+        return att.status;
       },
       input(data: string) {
         client.send('terminal.input', { sessionId, data });
       },
       resize(cols: number, rows: number) {
         if (client.isOpen()) client.send('terminal.resize', { sessionId, cols, rows });
-        else a.pendingResize = { cols, rows };
+        else att.pendingResize = { cols, rows };
       },
       detach() {
-        if (client.attachments.get(sessionId) !== a) return;
+        if (!att.listeners.delete(listener) || att.listeners.size > 0) return;
+        if (client.attachments.get(sessionId) !== att) return;
         client.attachments.delete(sessionId);
-        if (client.isOpen()) client.send('session.detach', { sessionId });
+        if (client.isOpen() && !att.ended) client.send('session.detach', { sessionId });
       },
     };
   }
@@ -256,8 +194,9 @@ class Client implements WebSocketClient {
     }
   }
 
+  /** Whether messages can be written now (also while `opened` restores, before the state says `connected`). */
   private isOpen(): boolean {
-    return this.ws !== null && this.state === 'connected' && this.ws.readyState === OPEN;
+    return this.ws !== null && this.ws.readyState === OPEN;
   }
 
   /** Gets a ticket if there is a token, then opens a socket. */
@@ -311,10 +250,14 @@ class Client implements WebSocketClient {
     return body.ticket;
   }
 
+  /**
+   * The socket opened: restore subscriptions, attachments (with `since`),
+   * focus syncs, unconfirmed input and the queue, in that order, and only
+   * then say `connected`, so a state handler's first message follows them.
+   */
   private opened(): void {
     clearTimeout(this.timers.open);
     this.lastMessageAt = Date.now();
-    this.setState('connected');
     this.timers.stable = setTimeout(() => {
       this.attempts = 0;
     }, this.retry.minUptime);
@@ -335,14 +278,15 @@ class Client implements WebSocketClient {
       }
     }
     for (const f of this.projects.values()) f.opened();
-    for (const m of this.unconfirmed.takeForResend()) this.write(m, 'terminal.input');
-    for (const m of this.queue.drain()) this.write(m, JSON.parse(m.text).type);
+    for (const m of this.unconfirmed.takeForResend()) this.write(m);
+    for (const m of this.queue.drain()) this.write(m);
+    this.setState('connected');
   }
 
   /** Writes to the open socket, keeping track of input and heartbeats. */
-  private write(m: Outgoing, type: string): void {
+  private write(m: Outgoing): void {
     this.ws!.send(m.text);
-    if (type === 'heartbeat') this.unconfirmed.beatSent();
+    if (m.type === 'heartbeat') this.unconfirmed.beatSent();
     else if (m.seq !== undefined) {
       this.unconfirmed.wrote(m);
       this.timers.confirm ??= setTimeout(() => {
@@ -407,6 +351,9 @@ class Client implements WebSocketClient {
     } else if (this.state === 'error' && !(this.lastError instanceof AuthError)) {
       this.attempts = 0;
       this.setState('reconnecting');
+    } else if (this.state === 'connected') {
+      // Timers may have slept with the page or the network: ask for a sign of life now.
+      this.send('heartbeat');
     }
     if (this.state !== 'reconnecting') return;
     clearTimeout(this.timers.retry);

@@ -23,6 +23,8 @@ export class QueueFullError extends Error {
 
 /** One serialized outgoing message. */
 export interface Outgoing {
+  /** The message's `type`. */
+  type: string;
   text: string;
   bytes: number;
   /** The input sequence number, for input. */

@@ -40,6 +40,35 @@ const STATE_COLOURS: Record<ConnectionState, string> = {
   error: '#f87171',
 };
 
+const EMPTY = { entries: [] as ViewEntry[], chars: 0 };
+
+/**
+ * `history` with `e` added: output of the same kind and session as the last
+ * entry extends it, and the oldest characters go past `max`.
+ */
+export function appendEntry(history: { entries: ViewEntry[]; chars: number }, e: Omit<ViewEntry, 'time'>, max: number): { entries: ViewEntry[]; chars: number } {
+  const entries = history.entries.slice();
+  const last = entries[entries.length - 1];
+  if (last && e.kind !== 'info' && last.kind === e.kind && last.sessionId === e.sessionId) {
+    entries[entries.length - 1] = { ...last, text: last.text + e.text };
+  } else {
+    entries.push({ ...e, time: Date.now() });
+  }
+  let chars = history.chars + e.text.length;
+  while (chars > max && entries.length > 0) {
+    const first = entries[0]!;
+    const over = chars - max;
+    if (first.text.length > over) {
+      entries[0] = { ...first, text: first.text.slice(over) };
+      chars -= over;
+    } else {
+      entries.shift();
+      chars -= first.text.length;
+    }
+  }
+  return { entries, chars };
+}
+
 /** The history as the text file Export downloads. */
 export function formatHistory(entries: readonly ViewEntry[]): string {
   return entries.map((e) => (e.kind === 'output' ? e.text : e.kind === 'error' ? e.text : `${e.text}\n`)).join('');
@@ -64,19 +93,13 @@ function describe(m: ServerMessage): Omit<ViewEntry, 'time'> | null {
 /** The panel. */
 export function TerminalView({ sessionIds, maxChars = 1 << 20, title = 'Terminal', className, style }: TerminalViewProps) {
   const { state, subscribe, client } = useWebSocket();
-  const [entries, setEntries] = useState<ViewEntry[]>([]);
+  const [history, setHistory] = useState<{ entries: ViewEntry[]; chars: number }>(EMPTY);
+  const entries = history.entries;
   const [follow, setFollow] = useState(true);
   const scroller = useRef<HTMLDivElement>(null);
 
   const push = useCallback(
-    (e: Omit<ViewEntry, 'time'>) => {
-      setEntries((prev) => {
-        const next = [...prev, { ...e, time: Date.now() }];
-        let total = next.reduce((n, x) => n + x.text.length, 0);
-        while (total > maxChars && next.length > 1) total -= next.shift()!.text.length;
-        return next;
-      });
-    },
+    (e: Omit<ViewEntry, 'time'>) => setHistory((prev) => appendEntry(prev, e, maxChars)),
     [maxChars],
   );
 
@@ -140,7 +163,7 @@ export function TerminalView({ sessionIds, maxChars = 1 << 20, title = 'Terminal
             Scroll to bottom
           </button>
         )}
-        <button type="button" onClick={() => setEntries([])}>
+        <button type="button" onClick={() => setHistory(EMPTY)}>
           Clear
         </button>
         <button type="button" onClick={exportHistory} disabled={entries.length === 0}>

@@ -15,5 +15,5 @@ export { Terminal } from './Terminal.js';
 export type { TerminalProps } from './Terminal.js';
 export { SessionAddon } from './attach-addon.js';
 export type { SessionAddonOptions } from './attach-addon.js';
-export { TerminalView, formatHistory } from './TerminalView.js';
+export { TerminalView, appendEntry, formatHistory } from './TerminalView.js';
 export type { TerminalViewProps, ViewEntry } from './TerminalView.js';

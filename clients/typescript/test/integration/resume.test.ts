@@ -45,8 +45,32 @@ describe('resume against the real server', () => {
       if (lines[i] !== String(i + 1)) throw new Error(`line ${i + 1} is ${JSON.stringify(lines[i])}`);
     }
     expect(exit).toMatchObject({ status: 'exited', exitCode: 0 });
+    console.info(`200,000 lines through ${proxy.cuts} cuts and ${reconnects} reconnects`);
     expect(proxy.cuts).toBeGreaterThanOrEqual(3);
     expect(reconnects).toBeGreaterThanOrEqual(3);
+  });
+
+  it('notices a connection that went silent (heartbeat timeout) and resumes on a new one', async () => {
+    const server = await TestServer.start({ env: { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]' } });
+    cleanups.push(() => server.cleanup());
+    const proxy = await CuttingProxy.start(server.port);
+    cleanups.push(() => proxy.close());
+    const client = server.client(undefined, { url: `http://127.0.0.1:${proxy.port}`, heartbeatInterval: 100, heartbeatTimeout: 400 });
+    cleanups.push(() => client.disconnect());
+    client.connect();
+    await stateOf(client, 'connected');
+    await server.createSession({ id: 'ticker', kind: 'command', command: 'for i in $(seq 1 30); do echo tick-$i; sleep 0.05; done' });
+    let text = '';
+    let ended = false;
+    client.attach('ticker', { onOutput: (d) => (text += d), onExit: () => (ended = true) });
+    await until(() => text.includes('tick-3\n'), 10_000, 'the first ticks');
+    const states: string[] = [];
+    client.onStateChange((s) => states.push(s));
+    proxy.freeze();
+    await until(() => ended, 20_000, 'the end of the ticker after the freeze');
+    expect(states.slice(0, 2)).toEqual(['reconnecting', 'connected']);
+    expect(client.lastError?.message).toMatch(/no message for 400 ms/);
+    expect(text).toBe(Array.from({ length: 30 }, (_, i) => `tick-${i + 1}\n`).join(''));
   });
 
   it('reconnects to a server restarted on the same port and data dir, and shows its lost sessions with their output', async () => {

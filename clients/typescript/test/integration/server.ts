@@ -154,6 +154,16 @@ export class CuttingProxy {
     return proxy;
   }
 
+  /** Stops forwarding on every current connection, leaving it open: a peer that vanished without a word. */
+  freeze(): void {
+    for (const [a, b] of this.pairs) {
+      a.unpipe(b);
+      b.unpipe(a);
+      a.pause();
+      b.pause();
+    }
+  }
+
   /** Destroys every connection through the proxy (no close frame: a cut cable). */
   cut(): void {
     for (const [a, b] of this.pairs) {

@@ -1,3 +1,4 @@
+// Pure backoff schedule.
 import { describe, expect, it } from 'vitest';
 import { backoffDelay, DEFAULT_RECONNECT } from '../../src/index.js';
 

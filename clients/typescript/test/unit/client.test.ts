@@ -1,23 +1,8 @@
+// The connection: states, backoff and giving up, heartbeats, subscriptions,
+// tickets and lifecycle events, against the fake socket.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { AuthError, createWebSocketClient, QueueFullError, type ClientOptions, type ConnectionState } from '../../src/index.js';
-import { fakeServer } from './fake-socket.js';
-
-const quiet = { warn: () => {} };
-
-function setup(options: ClientOptions = {}, token?: string) {
-  const server = fakeServer();
-  const client = createWebSocketClient(token, {
-    url: 'http://srv:1',
-    WebSocket: server.WebSocket,
-    random: () => 0,
-    lifecycle: null,
-    logger: quiet,
-    ...options,
-  });
-  const states: ConnectionState[] = [];
-  client.onStateChange((s) => states.push(s));
-  return { server, client, states };
-}
+import { AuthError } from '../../src/index.js';
+import { setup } from './fake-socket.js';
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -131,6 +116,17 @@ describe('connection state', () => {
     expect(seen).toEqual(['pong']);
   });
 
+  it('restores attachments and the queue before it says connected', async () => {
+    const { server, client } = setup();
+    client.attach('s1');
+    client.send('notification', { title: 'queued', message: 'm' });
+    client.onStateChange((st) => st === 'connected' && client.send('notification', { title: 'from handler', message: 'm' }));
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    expect(s.sent.map((m) => m.title ?? m.type)).toEqual(['session.attach', 'queued', 'from handler']);
+  });
+
   it('counts a socket that does not open in time as a failed attempt', async () => {
     const { server, client } = setup({ connectTimeout: 3000 });
     client.connect();
@@ -211,146 +207,6 @@ describe('subscriptions', () => {
     await vi.advanceTimersByTimeAsync(0);
     server.last.accept().message({ type: 'pong' });
     expect(seen).toEqual(['pong']);
-  });
-});
-
-describe('attach', () => {
-  it('delivers each byte once across a reconnect, re-attaching with since', async () => {
-    const { server, client } = setup();
-    const out: string[] = [];
-    const gaps: unknown[] = [];
-    client.connect();
-    await vi.advanceTimersByTimeAsync(0);
-    const s = server.last.accept();
-    const h = client.attach('job', { onOutput: (d) => out.push(d), onGap: (g) => gaps.push(g) });
-    expect(s.ofType('session.attach')).toEqual([{ type: 'session.attach', sessionId: 'job', output: 'binary' }]);
-    s.message({ type: 'session.attached', sessionId: 'job', epoch: 'e1', offset: 0, cols: 0, rows: 0, status: 'running' });
-    s.output('job', 0, 'hello', 'stdout');
-    expect(h.position).toEqual({ epoch: 'e1', offset: 5 });
-    s.drop();
-    await vi.advanceTimersByTimeAsync(1000);
-    const t = server.last.accept();
-    expect(t.ofType('session.attach')).toEqual([
-      { type: 'session.attach', sessionId: 'job', output: 'binary', since: { epoch: 'e1', offset: 5 } },
-    ]);
-    t.message({ type: 'session.attached', sessionId: 'job', epoch: 'e1', offset: 5, cols: 0, rows: 0, status: 'running', recovered: true });
-    t.output('job', 3, 'lo world', 'stdout');
-    t.output('job', 0, 'hello', 'stdout');
-    expect(out.join('')).toBe('hello world');
-    t.output('job', 20, 'later', 'stdout');
-    expect(gaps).toEqual([{ from: 11, to: 20, reason: 'missing' }]);
-    t.message({ type: 'session.gap', sessionId: 'job', recovered: false, from: 25, to: 40, reason: 'evicted' });
-    expect(gaps.at(-1)).toEqual({ from: 25, to: 40, reason: 'evicted' });
-    expect(h.position).toEqual({ epoch: 'e1', offset: 40 });
-  });
-
-  it('holds a UTF-8 sequence split across frames until it is whole, and hands bytes in binary mode', async () => {
-    const { server, client } = setup();
-    const text: string[] = [];
-    const bytes: number[] = [];
-    client.connect();
-    await vi.advanceTimersByTimeAsync(0);
-    const s = server.last.accept();
-    client.attach('a', { onOutput: (d) => text.push(d) });
-    client.attach('b', { output: 'binary', onOutput: (d) => bytes.push(...d) });
-    const euro = new TextEncoder().encode('€');
-    for (const id of ['a', 'b']) {
-      s.message({ type: 'session.attached', sessionId: id, epoch: 'e', offset: 0, cols: 80, rows: 24, status: 'running' });
-      s.onmessage?.({ data: frame(id, 0, euro.subarray(0, 2)) });
-      s.onmessage?.({ data: frame(id, 2, euro.subarray(2)) });
-    }
-    expect(text).toEqual(['€']);
-    expect(bytes).toEqual([...euro]);
-  });
-
-  it('gives the terminal_output view: output, errors and info', async () => {
-    const { server, client } = setup();
-    const view: unknown[] = [];
-    client.subscribe('terminal_output', (m) => view.push({ sessionId: m.sessionId, data: m.data }));
-    client.connect();
-    await vi.advanceTimersByTimeAsync(0);
-    const s = server.last.accept();
-    const exits: unknown[] = [];
-    client.attach('job', { onExit: (e) => exits.push(e) });
-    s.message({ type: 'session.attached', sessionId: 'job', epoch: 'e', offset: 0, cols: 0, rows: 0, status: 'running' });
-    s.output('job', 0, 'out\n', 'stdout');
-    s.output('job', 4, 'err\n', 'stderr');
-    s.message({ type: 'session.exit', sessionId: 'job', status: 'exited', exitCode: 3, signal: null, duration: 5 });
-    expect(view).toEqual([
-      { sessionId: 'job', data: { output: 'out\n', type: 'output' } },
-      { sessionId: 'job', data: { output: 'err\n', type: 'error' } },
-      { sessionId: 'job', data: { output: '[session job exited, exit code 3]\n', type: 'info' } },
-    ]);
-    expect(exits).toEqual([{ status: 'exited', exitCode: 3, signal: null, duration: 5 }]);
-    s.drop();
-    await vi.advanceTimersByTimeAsync(1000);
-    expect(server.last.accept().ofType('session.attach')).toEqual([]);
-  });
-
-  it('sends input with rising seq, resends unconfirmed input after a reconnect, not confirmed input', async () => {
-    const { server, client } = setup();
-    client.connect();
-    await vi.advanceTimersByTimeAsync(0);
-    const s = server.last.accept();
-    const h = client.attach('sh');
-    h.input('a');
-    h.input('b');
-    expect(s.ofType('terminal.input')).toEqual([
-      { type: 'terminal.input', sessionId: 'sh', data: 'a', seq: 1 },
-      { type: 'terminal.input', sessionId: 'sh', data: 'b', seq: 2 },
-    ]);
-    await vi.advanceTimersByTimeAsync(250);
-    expect(s.ofType('heartbeat')).toHaveLength(1);
-    s.message({ type: 'heartbeat', timestamp: 1 });
-    h.input('c');
-    s.drop();
-    h.input('d');
-    await vi.advanceTimersByTimeAsync(1000);
-    const t = server.last.accept();
-    expect(t.ofType('terminal.input').map((m) => [m.data, m.seq])).toEqual([
-      ['c', 3],
-      ['d', 4],
-    ]);
-    const order = t.sent.map((m) => m.type);
-    expect(order.indexOf('session.attach')).toBeLessThan(order.indexOf('terminal.input'));
-  });
-
-  it('sends a resize asked while disconnected after the re-attach', async () => {
-    const { server, client } = setup();
-    const h = client.attach('sh');
-    h.resize(100, 30);
-    client.connect();
-    await vi.advanceTimersByTimeAsync(0);
-    const s = server.last.accept();
-    expect(s.sent.map((m) => m.type)).toEqual(['session.attach', 'terminal.resize']);
-    h.detach();
-    expect(s.ofType('session.detach')).toEqual([{ type: 'session.detach', sessionId: 'sh' }]);
-  });
-});
-
-describe('outgoing queue', () => {
-  it('queues while disconnected, sends in order on connect, and throws past 1 MiB', async () => {
-    const { server, client } = setup();
-    const big = 'x'.repeat(600 * 1024);
-    client.send('notification', { title: 't', message: big });
-    expect(() => client.send('notification', { title: 't2', message: big })).toThrow(QueueFullError);
-    client.send('terminal.input', { sessionId: 's', data: 'small' });
-    client.send('ping');
-    client.send('heartbeat');
-    client.connect();
-    await vi.advanceTimersByTimeAsync(0);
-    const s = server.last.accept();
-    expect(s.sent.map((m) => [m.type, m.title ?? m.data])).toEqual([
-      ['notification', 't'],
-      ['terminal.input', 'small'],
-      ['ping', undefined],
-    ]);
-  });
-
-  it('honours a smaller maxQueueBytes', () => {
-    const { client } = setup({ maxQueueBytes: 100 });
-    client.send('x', { d: 'y'.repeat(50) });
-    expect(() => client.send('x', { d: 'y'.repeat(50) })).toThrow(/exceed 100/);
   });
 });
 
@@ -437,6 +293,18 @@ describe('browser lifecycle', () => {
     expect(server.sockets).toHaveLength(2);
   });
 
+  it('becoming visible while connected asks for a sign of life at once', async () => {
+    const t = targets();
+    const { server, client } = setup({ lifecycle: t });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    t.document.visibilityState = 'visible';
+    t.document.dispatchEvent(new Event('visibilitychange'));
+    expect(s.ofType('heartbeat')).toHaveLength(1);
+    expect(server.sockets).toHaveLength(1);
+  });
+
   it('pageshow of a page from the back-forward cache replaces the socket; a normal pageshow does not', async () => {
     const t = targets();
     const { server, client } = setup({ lifecycle: t });
@@ -470,14 +338,3 @@ describe('browser lifecycle', () => {
   });
 });
 
-function frame(sessionId: string, offset: number, data: Uint8Array): ArrayBuffer {
-  const id = new TextEncoder().encode(sessionId);
-  const out = new Uint8Array(11 + id.length + data.length);
-  out[0] = 1;
-  out[1] = 0;
-  out[2] = id.length;
-  new DataView(out.buffer).setBigUint64(3, BigInt(offset));
-  out.set(id, 11);
-  out.set(data, 11 + id.length);
-  return out.buffer;
-}

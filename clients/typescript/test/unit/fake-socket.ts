@@ -1,5 +1,6 @@
 // An in-process fake of the server's side of a WebSocket, for unit tests.
-import type { WebSocketLike } from '../../src/index.js';
+import type { ClientOptions, ConnectionState, WebSocketLike } from '../../src/index.js';
+import { createWebSocketClient } from '../../src/index.js';
 import { encodeOutputFrame, type OutputStream } from '../../src/index.js';
 
 /** One fake socket: what the client sent, and the server's side of it. */
@@ -73,3 +74,22 @@ export function fakeServer() {
     },
   };
 }
+
+export const quiet = { warn: () => {} };
+
+/** A client of a fake server, with no jitter and no lifecycle events, and the states it went through. */
+export function setup(options: ClientOptions = {}, token?: string) {
+  const server = fakeServer();
+  const client = createWebSocketClient(token, {
+    url: 'http://srv:1',
+    WebSocket: server.WebSocket,
+    random: () => 0,
+    lifecycle: null,
+    logger: quiet,
+    ...options,
+  });
+  const states: ConnectionState[] = [];
+  client.onStateChange((s) => states.push(s));
+  return { server, client, states };
+}
+

@@ -1,3 +1,4 @@
+// Focus trackers against the fake socket.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createWebSocketClient, FocusError, VersionConflictError, type FocusState } from '../../src/index.js';
 import { fakeServer } from './fake-socket.js';

@@ -1,3 +1,4 @@
+// URL handling.
 import { describe, expect, it } from 'vitest';
 import { resolveUrls, UrlError } from '../../src/index.js';
 
