@@ -182,6 +182,7 @@ test('cutting the socket again and again: every numbered line exactly once', asy
     // instead of waiting out its backoff.
     await page.evaluate(() => window.termstream.cutSocket());
     cuts++;
+    await waitFor('the page noticed', () => page.evaluate(() => window.termstream.client.state !== 'connected'), 5000, 5);
     states.add(await page.locator('.conn').getAttribute('data-state'));
     await page.evaluate(() => window.dispatchEvent(new Event('online')));
     await waitFor('reconnected', () => page.evaluate(() => window.termstream.client.state === 'connected'), 10000, 20);
