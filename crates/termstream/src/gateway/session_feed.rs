@@ -90,18 +90,22 @@ impl Watcher {
 
 /// Publishes `created` (when `announce`) and then every change of the
 /// session's status.
+/// Holds only the info receiver, not the handle, so it keeps nothing of the
+/// session alive; it ends when the actor drops the info's sender.
 async fn follow(h: SessionHandle, hub: EventHub, announce: bool) {
     let mut info = h.watch_info();
-    let mut status = info.borrow_and_update().status;
+    let id = h.id().clone();
     let project = Some(h.project().as_str().to_owned());
+    drop(h);
+    let mut status = info.borrow_and_update().status;
     if announce {
-        publish(&hub, project.clone(), h.id(), "created", Some(status));
+        publish(&hub, project.clone(), &id, "created", Some(status));
     }
     while info.changed().await.is_ok() {
         let now = info.borrow_and_update().status;
         if now != status {
             status = now;
-            publish(&hub, project.clone(), h.id(), "status", Some(status));
+            publish(&hub, project.clone(), &id, "status", Some(status));
         }
     }
 }
