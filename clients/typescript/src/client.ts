@@ -62,6 +62,12 @@ class Client implements WebSocketClient {
   private readonly stateHandlers = new Set<(s: ConnectionState, p: ConnectionState) => void>();
   private readonly attachments = new Map<string, Attachment>();
   private readonly projects = new Map<string, ProjectFocus>();
+  /**
+   * Sessions detached on this socket whose answer (`session.detached`, or
+   * `not_attached`) has not come back, and how many: until it does, their
+   * messages belong to the old subscription, not to a new attach of the id.
+   */
+  private readonly draining = new Map<string, number>();
   /** The channel list last asked of the server on this socket. */
   private channelsAsked = '';
   private unwatch: (() => void) | null = null;
@@ -78,6 +84,10 @@ class Client implements WebSocketClient {
     this.queue = new OutgoingQueue(max);
     this.unconfirmed = new Unconfirmed(max);
     this.clientId = options.clientId ?? null;
+    // The server remembers the last seq applied per client id: a client id
+    // given by the application may have been used by an earlier page, so its
+    // numbers start from the clock (microseconds, below 2^53) instead of 1.
+    if (options.clientId !== undefined) this.seq = Date.now() * 1000;
   }
 
   // ---- public API -------------------------------------------------------
@@ -155,7 +165,10 @@ class Client implements WebSocketClient {
         if (!att.listeners.delete(listener) || att.listeners.size > 0) return;
         if (client.attachments.get(sessionId) !== att) return;
         client.attachments.delete(sessionId);
-        if (client.isOpen() && !att.ended) client.send('session.detach', { sessionId });
+        if (client.isOpen() && !att.ended) {
+          client.send('session.detach', { sessionId });
+          client.draining.set(sessionId, (client.draining.get(sessionId) ?? 0) + 1);
+        }
       },
     };
   }
@@ -304,6 +317,7 @@ class Client implements WebSocketClient {
     }
     this.timers = {};
     this.socketId++;
+    this.draining.clear();
     this.closeSocket();
     if (!reconnect) {
       this.setState(settle);
@@ -383,13 +397,20 @@ class Client implements WebSocketClient {
       this.warn('a binary frame from the server is not an output frame');
       return;
     }
-    this.attachments.get(frame.sessionId)?.frame(frame);
+    if (!this.draining.has(frame.sessionId)) this.attachments.get(frame.sessionId)?.frame(frame);
   }
 
   private route(m: ServerMessage): void {
     if (m.type === 'connected' && typeof m.clientId === 'string') this.clientId = m.clientId;
     if (m.type === 'heartbeat') this.unconfirmed.beatAnswered();
-    if (typeof m.sessionId === 'string') this.attachments.get(m.sessionId)?.handle(m);
+    if (typeof m.sessionId === 'string') {
+      const old = this.draining.get(m.sessionId);
+      if (old === undefined) this.attachments.get(m.sessionId)?.handle(m);
+      else if (m.type === 'session.detached' || (m.type === 'error' && m.code === 'not_attached')) {
+        if (old > 1) this.draining.set(m.sessionId, old - 1);
+        else this.draining.delete(m.sessionId);
+      }
+    }
     if (typeof m.projectId === 'string') this.projects.get(m.projectId)?.receive(m);
     else if (m.type === 'error' && typeof m.sessionId === 'string') for (const f of this.projects.values()) f.receive(m);
     this.dispatch(m);

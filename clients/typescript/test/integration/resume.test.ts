@@ -50,6 +50,35 @@ describe('resume against the real server', () => {
     expect(reconnects).toBeGreaterThanOrEqual(3);
   });
 
+  it('applies every input exactly once while the proxy keeps cutting (seq, resent until a heartbeat confirms it)', async () => {
+    const server = await TestServer.start({ env: { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]' } });
+    cleanups.push(() => server.cleanup());
+    const proxy = await CuttingProxy.start(server.port);
+    cleanups.push(() => proxy.close());
+    const client = server.client(undefined, { url: `http://127.0.0.1:${proxy.port}` });
+    cleanups.push(() => client.disconnect());
+    client.connect();
+    await stateOf(client, 'connected');
+    await server.createSession({ id: 'echoer', kind: 'command', argv: ['cat'] });
+    let text = '';
+    const h = client.attach('echoer', { onOutput: (d) => (text += d) });
+    const cutter = setInterval(() => proxy.cut(), 120);
+    cleanups.push(() => clearInterval(cutter));
+    const expected: string[] = [];
+    for (let i = 1; i <= 300; i++) {
+      expected.push(`in-${i}\n`);
+      h.input(`in-${i}\n`);
+      await new Promise((r) => setTimeout(r, 3));
+    }
+    const want = expected.join('');
+    await until(() => text.length >= want.length, 30_000, 'every input echoed');
+    clearInterval(cutter);
+    // Anything applied twice would show up after the last line: give it a heartbeat's time.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(text).toBe(want);
+    expect(proxy.cuts).toBeGreaterThanOrEqual(3);
+  });
+
   it('notices a connection that went silent (heartbeat timeout) and resumes on a new one', async () => {
     const server = await TestServer.start({ env: { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]' } });
     cleanups.push(() => server.cleanup());

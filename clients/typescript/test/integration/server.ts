@@ -60,8 +60,15 @@ export class TestServer {
     await exited;
   }
 
+  /** Stops the server gracefully (it terminates its sessions' programs), SIGKILL after 5 s, and removes the data dir. */
   async cleanup(): Promise<void> {
-    await this.stop();
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise((r) => this.child.once('exit', r));
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 

@@ -1,13 +1,16 @@
 // @vitest-environment happy-dom
 // The React hooks and components against the real server.
-import { act, cleanup, fireEvent, render, screen, waitFor } from '@testing-library/react';
-import { useEffect } from 'react';
+import { act, cleanup, configure, fireEvent, render, screen, waitFor } from '@testing-library/react';
+import { StrictMode, useEffect } from 'react';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor } from '../../src/index.js';
 import { Terminal, TerminalView, TermstreamProvider, useTerminalStream, useWebSocket } from '../../src/react/index.js';
 import type { Terminal as XTerm } from '@xterm/xterm';
-import { TestServer } from '../integration/server.js';
+import { CuttingProxy, TestServer } from '../integration/server.js';
+
+// A loaded machine can be slow: wait for conditions up to 10 s, never sleep.
+configure({ asyncUtilTimeout: 10_000 });
 
 let server: TestServer;
 beforeAll(async () => {
@@ -58,16 +61,21 @@ describe('useWebSocket', () => {
   });
 
   it('a provider given a url makes its own client', async () => {
+    let seen: WebSocketClient | null = null;
     function Status() {
       const { state, isConnected, client } = useWebSocket();
-      return <div>{`${state} ${isConnected} ${client.clientId !== null}`}</div>;
+      seen = client;
+      return <div>{`${state} ${isConnected}`}</div>;
     }
     render(
       <TermstreamProvider url={server.url} options={options()}>
         <Status />
       </TermstreamProvider>,
     );
-    await screen.findByText('connected true true');
+    await screen.findByText('connected true');
+    await waitFor(() => expect(seen!.clientId).toMatch(/^c/));
+    cleanup();
+    expect(seen!.state).toBe('disconnected');
   });
 });
 
@@ -95,6 +103,25 @@ describe('useTerminalStream', () => {
     expect(screen.getByText('live')).toBeTruthy();
   });
 
+  it('under StrictMode (mount, unmount, mount) shows the output once', async () => {
+    await server.createSession({ id: 'strict-job', kind: 'command', command: 'for i in 1 2 3 4 5; do echo s-$i; done; exit 0' });
+    let seen = '';
+    function Output() {
+      const { output, exitCode } = useTerminalStream('strict-job');
+      seen = output;
+      return <span>{`exit ${exitCode}`}</span>;
+    }
+    render(
+      <StrictMode>
+        <TermstreamProvider client={newClient()}>
+          <Output />
+        </TermstreamProvider>
+      </StrictMode>,
+    );
+    await screen.findByText('exit 0');
+    expect(seen).toBe('s-1\ns-2\ns-3\ns-4\ns-5\n');
+  });
+
   it('keeps only the last maxOutput characters', async () => {
     await server.createSession({ id: 'stream-big', kind: 'command', command: 'seq 1 5000' });
     let seen = '';
@@ -114,9 +141,46 @@ describe('useTerminalStream', () => {
   });
 });
 
+describe('useTerminalStream across reconnects', () => {
+  it('shows every line once while a proxy keeps cutting the connection', async () => {
+    const cutServer = await TestServer.start({ env: { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]' } });
+    const proxy = await CuttingProxy.start(cutServer.port);
+    const timer = setInterval(() => proxy.cut(), 100);
+    try {
+      await cutServer.createSession({ id: 'cut-job', kind: 'command', command: 'for i in $(seq 1 3000); do echo n$i; if [ $((i % 300)) -eq 0 ]; then sleep 0.1; fi; done' });
+      const client = createWebSocketClient(undefined, {
+        url: `http://127.0.0.1:${proxy.port}`,
+        ...options(),
+        reconnect: { maxAttempts: Infinity, initialDelay: 10, maxDelay: 100 },
+      });
+      let last = '';
+      function Output() {
+        const { output, exitCode } = useTerminalStream('cut-job');
+        last = output;
+        return <span>{`exit ${exitCode}`}</span>;
+      }
+      render(
+        <TermstreamProvider client={client}>
+          <Output />
+        </TermstreamProvider>,
+      );
+      await screen.findByText('exit 0', undefined, { timeout: 30_000 });
+      expect(last).toBe(Array.from({ length: 3000 }, (_, i) => `n${i + 1}\n`).join(''));
+      expect(proxy.cuts).toBeGreaterThan(0);
+    } finally {
+      clearInterval(timer);
+      cleanup();
+      await proxy.close();
+      await cutServer.cleanup();
+    }
+  }, 60_000);
+});
+
 describe('<Terminal>', () => {
   it('shows the session, sends keystrokes and its size, and falls back to the DOM renderer without WebGL', async () => {
-    await server.createSession({ id: 'term-pty', argv: ['bash', '--norc', '--noprofile'], cols: 80, rows: 24 });
+    await server.createSession({ id: 'term-pty', argv: ['bash', '-c', 'echo early-$((6*7)); exec bash --norc --noprofile'], cols: 80, rows: 24 });
+    // Printed before the terminal exists: it must come with the screen on attach.
+    await waitFor(async () => expect((await server.call('GET', '/api/sessions/term-pty/output?since=0')).body).toContain('early-42'));
     const client = newClient();
     let term: XTerm | null = null;
     let renderer = '';
@@ -134,6 +198,7 @@ describe('<Terminal>', () => {
     );
     await waitFor(() => expect(term).not.toBeNull(), { timeout: 5000 });
     expect(renderer).toBe('dom');
+    await waitFor(() => expect(bufferText(term!)).toContain('early-42'));
     await act(async () => {
       term!.input('echo hi-$((40+2))\r');
     });
@@ -180,7 +245,8 @@ describe('<TerminalView>', () => {
       </TermstreamProvider>,
     );
     await waitFor(() => expect(screen.getByRole('status').dataset.state).toBe('connected'));
-    await waitFor(() => expect(kinds().some(([k]) => k === 'info')).toBe(true), { timeout: 5000 });
+    // The exit notice comes after all of the session's output.
+    await waitFor(() => expect(kinds()).toContainEqual(['info', '[session view-job exited, exit code 0]\n']));
     expect(await server.call('POST', '/api/events', { type: 'task_status', taskId: 'build-7', status: 'done' })).toMatchObject({ status: 202 });
     await waitFor(() => expect(kinds()).toContainEqual(['info', '[task build-7] done']));
     expect(kinds()).toContainEqual(['output', 'good\n']);

@@ -1,12 +1,15 @@
 // @vitest-environment happy-dom
 // <Terminal> with a WebGL addon that loads, then loses its context: the addon
 // is disposed (xterm.js goes back to its DOM renderer) and output still shows.
-import { act, cleanup, render, waitFor } from '@testing-library/react';
+import { act, cleanup, configure, render, waitFor } from '@testing-library/react';
 import type { Terminal as XTerm } from '@xterm/xterm';
 import { afterEach, expect, it, vi } from 'vitest';
 import { createWebSocketClient } from '../../src/index.js';
 import { Terminal, TermstreamProvider } from '../../src/react/index.js';
 import { fakeServer } from '../unit/fake-socket.js';
+
+// A loaded machine can be slow: wait for conditions up to 10 s, never sleep.
+configure({ asyncUtilTimeout: 10_000 });
 
 const webgl = vi.hoisted(() => ({ lost: [] as (() => void)[], disposed: 0, activated: 0 }));
 vi.mock('@xterm/addon-webgl', () => ({

@@ -111,6 +111,18 @@ describe('attach', () => {
     expect(order.indexOf('session.attach')).toBeLessThan(order.indexOf('terminal.input'));
   });
 
+  it('with a client id of its own, input seq starts from the clock, above an earlier page\'s', async () => {
+    const { server, client } = setup({ clientId: 'dashboard-1' });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept('dashboard-1');
+    expect(s.url).toContain('clientId=dashboard-1');
+    client.attach('sh').input('x');
+    const seq = s.ofType('terminal.input')[0]!.seq as number;
+    expect(seq).toBeGreaterThan(Date.now() * 1000 - 1);
+    expect(Number.isSafeInteger(seq)).toBe(true);
+  });
+
   it('sends a resize asked while disconnected after the re-attach', async () => {
     const { server, client } = setup();
     const h = client.attach('sh');
@@ -121,6 +133,33 @@ describe('attach', () => {
     expect(s.sent.map((m) => m.type)).toEqual(['session.attach', 'terminal.resize']);
     h.detach();
     expect(s.ofType('session.detach')).toEqual([{ type: 'session.detach', sessionId: 'sh' }]);
+  });
+});
+
+describe('detach, then attach the same session again', () => {
+  it("ignores the old subscription's messages until the server answered the detach", async () => {
+    const { server, client } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const stale: string[] = [];
+    client.attach('job', { onOutput: (d) => stale.push(d) }).detach();
+    const out: string[] = [];
+    const exits: unknown[] = [];
+    const h = client.attach('job', { onOutput: (d) => out.push(d), onExit: (e) => exits.push(e) });
+    expect(s.sent.map((m) => m.type)).toEqual(['session.attach', 'session.detach', 'session.attach']);
+    const attached = { type: 'session.attached', sessionId: 'job', epoch: 'e', offset: 0, cols: 0, rows: 0, status: 'running' };
+    s.message(attached);
+    s.output('job', 0, 'abc', 'stdout');
+    s.message({ type: 'session.detached', sessionId: 'job' });
+    s.message(attached);
+    s.output('job', 0, 'abc', 'stdout');
+    s.output('job', 3, 'def', 'stdout');
+    expect(stale).toEqual([]);
+    expect(out.join('')).toBe('abcdef');
+    expect(h.position).toEqual({ epoch: 'e', offset: 6 });
+    s.message({ type: 'session.exit', sessionId: 'job', status: 'exited', exitCode: 0, signal: null, duration: 1 });
+    expect(exits).toHaveLength(1);
   });
 });
 
