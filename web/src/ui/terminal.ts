@@ -66,10 +66,6 @@ export class TermView {
   /** Where output stood when the view paused (resume from here). */
   private resumeAt: { epoch: string; offset: number } | null = null;
   private disposables: IDisposable[] = [];
-  /** A pause's detach is not confirmed yet. */
-  private detaching = false;
-  /** Output drained while detaching: attach once the detach is confirmed. */
-  private wantResume = false;
   private resizeObserver: ResizeObserver;
   private shown = false;
   private fitTimer: ReturnType<typeof setTimeout> | undefined;
@@ -275,20 +271,8 @@ export class TermView {
     if (!h) return;
     this.stats.pauses++;
     this.resumeAt = h.position;
-    // Attach again only once the server confirmed the detach: frames of the
-    // old subscription still on the way, and its `session.detached`, would
-    // otherwise be taken by the new attachment (the client routes by session
-    // id). A socket that drops meanwhile never answers: give up waiting
-    // after a while (a new socket carries nothing old).
-    this.detaching = true;
-    const done = () => {
-      clearTimeout(timer);
-      stop();
-      this.detaching = false;
-      if (this.wantResume) this.resume();
-    };
-    const stop = this.client.subscribe('session.detached', (m) => m.sessionId === this.info.id && done());
-    const timer = setTimeout(done, 3000);
+    // The client keeps the session's messages as the old subscription's
+    // until the server answers this detach, so attaching again at once is safe.
     h.detach();
     this.handle = null;
     this.el.classList.add('catching-up');
@@ -296,8 +280,6 @@ export class TermView {
 
   private resume(): void {
     if (this.handle) return;
-    this.wantResume = this.detaching;
-    if (this.detaching) return;
     this.el.classList.remove('catching-up');
     this.attach();
   }

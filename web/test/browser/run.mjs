@@ -292,8 +292,8 @@ test('cat of 64 MiB: every line arrives, memory stays bounded, another terminal 
   writeFileSync(file, body);
   assert.equal(body.length, 64 << 20);
   await api.create(bash('echoer'));
-  // A 256 KiB high mark (instead of 4 MiB), so the view must stop and catch up by offset.
-  const page = await openPage(ctx, server, `?flow=256${process.env.RENDERER ? `&renderer=${process.env.RENDERER}` : ''}#/s/echoer`);
+  // A 128 KiB high mark (instead of 4 MiB), so the view must stop and catch up by offset.
+  const page = await openPage(ctx, server, `?flow=128${process.env.RENDERER ? `&renderer=${process.env.RENDERER}` : ''}#/s/echoer`);
   await hasView(page, 'echoer');
   await waitText(page, 'echoer', '$ ');
   await api.create({ id: 'cat', kind: 'command', argv: ['cat', file] });
