@@ -41,7 +41,7 @@ pub enum OutputMode {
 }
 
 /// Event channels a client may subscribe to.
-pub const CHANNELS: [&str; 3] = ["task_status", "notification", "activity_log"];
+pub const CHANNELS: [&str; 4] = ["task_status", "notification", "activity_log", "sessions"];
 
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

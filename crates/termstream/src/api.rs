@@ -16,7 +16,7 @@ use termstream_proto::ErrorCode;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{auth, gateway};
+use crate::{auth, gateway, page};
 
 /// Declares every route once: the router is built from this table, and
 /// [`ROUTES`] lists it for the test that the OpenAPI description covers it.
@@ -57,6 +57,8 @@ route_table! {
     get "/ws/terminal/{session_id}" => gateway::legacy_one,
     get "/openapi.json" => openapi::serve,
     get "/health" => openapi::health,
+    get "/" => page::index,
+    get "/assets/{*path}" => page::asset,
 }
 
 /// The REST routes and the WebSocket endpoints.

@@ -14,7 +14,8 @@
 //!    `allow_token_in_query`; failing all of these, the login cookie
 //!    ([`login`]), which then needs an allowed `Origin` on a WebSocket
 //!    upgrade or a state-changing request. None or a bad one: 401.
-//!    `/health`, `GET /login` and `POST /api/logout` need none.
+//!    `/health`, the page (`/`, `/assets/...`), `GET /login` and
+//!    `POST /api/logout` need none.
 //! 4. The route's need ([`policy`]) against the credential's [`Grant`].
 //! 5. WebSocket upgrades take a connection permit ([`crate::limits`]).
 //!
@@ -329,14 +330,17 @@ fn admit(sec: &Security, registry: &Registry, peer: SocketAddr, req: &mut Reques
     Ok(())
 }
 
-/// Routes that need no credential: the health check, and the two ends of
-/// the login cookie (the code is the credential; logout only takes away).
+/// Routes that need no credential: the health check, the web page's static
+/// files ([`crate::page`]; they hold no secret), and the two ends of the
+/// login cookie (the code is the credential; logout only takes away).
 /// `HEAD /login` is not public: a link checker's HEAD must not use up a code.
 fn public(method: &Method, path: &str) -> bool {
-    matches!(
-        (method.as_str(), path),
-        ("GET" | "HEAD", "/health") | ("GET", "/login") | ("POST", "/api/logout")
-    )
+    let get = matches!(method.as_str(), "GET" | "HEAD");
+    (get && crate::page::is_page_path(path))
+        || matches!(
+            (method.as_str(), path),
+            ("GET" | "HEAD", "/health") | ("GET", "/login") | ("POST", "/api/logout")
+        )
 }
 
 fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -> Result<Grant, ApiError> {

@@ -15,6 +15,7 @@ pub mod legacy;
 pub mod liveness;
 pub mod outbox;
 pub mod render;
+pub mod session_feed;
 pub mod shapes;
 
 use std::sync::Arc;

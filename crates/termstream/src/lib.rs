@@ -11,6 +11,7 @@
 //! - [`api`]: the REST API and its error type.
 //! - [`auth`]: tokens, tickets, login codes and the login cookie, scopes,
 //!   origin and host checks: the guard every request passes first.
+//! - [`page`]: the web page at `/`, embedded in the binary.
 //! - [`limits`]: connection caps, per-token session caps, input rate.
 //! - [`server`]: binding, the accept loop (timeouts) and shutdown.
 //! - [`tls`]: the certificate and key, for HTTPS and WSS.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod limits;
+pub mod page;
 pub mod registry;
 pub mod server;
 pub mod session;

@@ -81,6 +81,10 @@ impl Server {
     /// Serves until `shutdown` completes, then terminates every session.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = AppState::new(self.registry.clone(), self.security.clone());
+        let feed = tokio::spawn(crate::gateway::session_feed::run(
+            self.registry.clone(),
+            state.events.clone(),
+        ));
         let app = api::router(state);
         let retention = tokio::spawn(self.registry.clone().retention_loop());
         let serving = accept::Serving {
@@ -91,6 +95,7 @@ impl Server {
         };
         accept::serve(self.listener, serving, shutdown).await;
         retention.abort();
+        feed.abort();
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;
         Ok(())

@@ -266,6 +266,12 @@ impl SessionHandle {
         (info.cols, info.rows)
     }
 
+    /// A receiver of the session's info, which the actor replaces on every
+    /// change of status or size (not on output).
+    pub fn watch_info(&self) -> watch::Receiver<SessionInfo> {
+        self.info.clone()
+    }
+
     /// The latest info (a copy), with `durationMs` filled in while running.
     pub fn info(&self) -> SessionInfo {
         let mut info = self.info.borrow().clone();

@@ -125,6 +125,18 @@ async fn a_login_code_works_once_and_its_cookie_carries_the_codes_scope() {
     // A login cookie cannot mint codes; a code cannot exceed its issuer.
     let (status, _, _) = call(&server, "POST", "/api/login-codes", &with_origin, None).await;
     assert_eq!(status, 403);
+    // ...but for a read-only one (the page's share link), whose login ends
+    // with the cookie's (a unit test of LoginStore checks the end).
+    let read_web = Some(json!({"projects": {"web": "read"}}));
+    let (status, body, _) = call(&server, "POST", "/api/login-codes", &with_origin, read_web).await;
+    assert_eq!(status, 200, "{body}");
+    let shared = body["code"].as_str().unwrap().to_owned();
+    let (_, shared_cookie) = login(&server, &shared).await;
+    let (status, _, _) = call(&server, "GET", "/api/sessions/w1", &[("cookie", &shared_cookie)], None).await;
+    assert_eq!(status, 200, "the shared login reads");
+    let write_web = Some(json!({"projects": {"web": "write"}}));
+    let (status, _, _) = call(&server, "POST", "/api/login-codes", &with_origin, write_web).await;
+    assert_eq!(status, 403, "a cookie cannot make a code that writes");
     let (status, _, _) = call(&server, "POST", "/api/login-codes", &[], None).await;
     assert_eq!(status, 401);
     let reader = format!("Bearer {}", t.web_reader);

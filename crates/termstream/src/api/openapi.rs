@@ -16,7 +16,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::{compat, events, sessions};
-use crate::{auth, gateway};
+use crate::{auth, gateway, page};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,6 +46,8 @@ use crate::{auth, gateway};
         gateway::legacy_one,
         serve,
         health,
+        page::index,
+        page::asset,
     ),
     components(schemas(sessions::OutputFormat, ErrorBody, ErrorCode)),
     modifiers(&Common)
@@ -150,7 +152,8 @@ mod tests {
         let doc = serde_json::to_value(openapi()).unwrap();
         let mut ids = std::collections::HashSet::new();
         for (method, path) in super::super::ROUTES {
-            let op = &doc["paths"][path][method];
+            // axum's catch-all `{*name}` is OpenAPI's `{name}`.
+            let op = &doc["paths"][path.replace("{*", "{")][method];
             assert!(op.is_object(), "{method} {path} is served but not described");
             let id = op["operationId"].as_str().unwrap_or_default();
             assert!(ids.insert(id.to_owned()), "operationId {id:?} is used twice");

@@ -74,6 +74,12 @@ impl Expiring {
 
     /// A new secret `<prefix><48 hex>` carrying `grant`.
     pub fn insert(&self, prefix: &str, grant: Grant) -> Result<String, StoreFull> {
+        self.insert_until(prefix, grant, None)
+    }
+
+    /// As [`Expiring::insert`], expiring at `not_after` if that comes before
+    /// the store's own lifetime.
+    pub fn insert_until(&self, prefix: &str, grant: Grant, not_after: Option<Instant>) -> Result<String, StoreFull> {
         let now = Instant::now();
         let mut map = self.lock();
         if map.len() >= self.max {
@@ -86,8 +92,16 @@ impl Expiring {
             }
         }
         let secret = format!("{prefix}{}", hex::encode(rand::random::<[u8; 24]>()));
-        map.insert(token::hash(&secret), (grant, now + self.ttl));
+        let expiry = not_after.map_or(now + self.ttl, |cap| cap.min(now + self.ttl));
+        map.insert(token::hash(&secret), (grant, expiry));
         Ok(secret)
+    }
+
+    /// When a live `secret` expires.
+    pub fn expiry(&self, secret: &str) -> Option<Instant> {
+        let map = self.lock();
+        let (_, expiry) = map.get(&token::hash(secret))?;
+        (*expiry > Instant::now()).then_some(*expiry)
     }
 
     /// The grant of a live `secret`.

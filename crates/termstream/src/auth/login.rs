@@ -20,15 +20,19 @@
 //!    method: cookies are what cross-site request forgery and WebSocket
 //!    hijacking ride on.
 //! 4. `POST /api/logout` ends the login session and clears the cookie.
+//! 5. A login session may mint only read-only codes (the page's "share a
+//!    read-only link"): `projects` must be given and ask for `read` alone,
+//!    and the login session such a code opens ends no later than the one that
+//!    made it, so a cookie can never renew itself or outlive its login.
 //!
 //! Login sessions expire after `login_session_ttl_secs` (12 h); both stores
 //! are bounded (`max_tickets` codes, `max_login_sessions` sessions): when
 //! full of live entries, new ones are refused with 503 rather than logging
 //! someone else out.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
@@ -41,7 +45,7 @@ use termstream_proto::ErrorCode;
 use termstream_proto::replies::LoginCode;
 
 use super::expiring::{Expiring, StoreFull, Use};
-use super::token::{Access, Scope};
+use super::token::{self, Access, Scope};
 use super::{CookieAuth, Grant, Security};
 use crate::error::{ApiError, body_rejection, parse_object};
 
@@ -50,6 +54,10 @@ use crate::error::{ApiError, body_rejection, parse_object};
 pub struct LoginStore {
     codes: Expiring,
     sessions: Expiring,
+    /// For codes minted by a login session: the SHA-256 of the code, the
+    /// latest end of the session it opens, and the code's own expiry (after
+    /// which the entry is swept). Bounded as the codes are.
+    caps: Mutex<HashMap<String, (Instant, Instant)>>,
 }
 
 impl LoginStore {
@@ -57,6 +65,7 @@ impl LoginStore {
         LoginStore {
             codes: Expiring::new("login codes", code_ttl, max_codes),
             sessions: Expiring::new("login sessions", session_ttl, max_sessions),
+            caps: Mutex::default(),
         }
     }
 
@@ -65,13 +74,34 @@ impl LoginStore {
         self.codes.insert("lc_", grant)
     }
 
+    /// A one-time code carrying `grant` whose login session ends by `cap`.
+    pub fn issue_code_until(&self, grant: Grant, cap: Instant) -> Result<String, StoreFull> {
+        let code = self.codes.insert("lc_", grant)?;
+        let now = Instant::now();
+        let mut caps = self.caps.lock().unwrap_or_else(|p| p.into_inner());
+        caps.retain(|_, (_, code_expiry)| *code_expiry > now);
+        caps.insert(token::hash(&code), (cap, now + self.codes.ttl()));
+        Ok(code)
+    }
+
     /// Exchanges a live code (it cannot be used again) for a login session
     /// id. `Ok(None)`: the code is unknown, used or expired.
     pub fn redeem(&self, code: &str) -> Result<Option<String>, StoreFull> {
+        let cap = self
+            .caps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token::hash(code))
+            .map(|(cap, _)| cap);
         match self.codes.get(code, Use::Once) {
             None => Ok(None),
-            Some(grant) => self.sessions.insert("ls_", grant).map(Some),
+            Some(grant) => self.sessions.insert_until("ls_", grant, cap).map(Some),
         }
+    }
+
+    /// When the live login session `id` ends.
+    pub fn session_end(&self, id: &str) -> Option<Instant> {
+        self.sessions.expiry(id)
     }
 
     /// The grant of a live login session.
@@ -131,20 +161,16 @@ pub struct CodeRequest {
 #[utoipa::path(post, path = "/api/login-codes", request_body(content = Option<CodeRequest>, description = "Optional: narrow the code to these projects."),
     responses((status = 200, body = LoginCode)))]
 /// `POST /api/login-codes`: a one-time code for `/login?code=CODE`, carrying
-/// the caller's grant or a narrower one. A login session (cookie) cannot
-/// mint codes: it could otherwise renew itself forever.
+/// the caller's grant or a narrower one. A login session (cookie) may mint
+/// only read-only codes, whose sessions end no later than its own: it could
+/// otherwise renew itself forever.
 pub async fn issue_code(
     State(sec): State<Arc<Security>>,
     grant: Grant,
+    headers: HeaderMap,
     cookie: Option<Extension<CookieAuth>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LoginCode>, ApiError> {
-    if cookie.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "a login code needs a token, not a login cookie",
-        ));
-    }
     // No body asks for the caller's whole grant.
     let body = body.map_err(body_rejection)?;
     let req: CodeRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -152,12 +178,33 @@ pub async fn issue_code(
     } else {
         parse_object(&body)?
     };
+    let store = &sec.logins;
+    let cap = match &cookie {
+        None => None,
+        Some(_) => {
+            let read_only = req
+                .projects
+                .as_ref()
+                .is_some_and(|p| p.values().all(|a| *a == Access::Read));
+            if !read_only {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "a login cookie may only make read-only codes: give projects, each \"read\"",
+                ));
+            }
+            let id = read_cookie(&headers, cookie_name(sec.tls()));
+            let end = id.and_then(|id| store.session_end(id));
+            Some(end.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "the login has expired or ended"))?)
+        }
+    };
     let grant = match req.projects {
         None => grant,
         Some(wanted) => narrow(&grant, wanted)?,
     };
-    let store = &sec.logins;
-    let code = store.issue_code(grant)?;
+    let code = match cap {
+        None => store.issue_code(grant)?,
+        Some(cap) => store.issue_code_until(grant, cap)?,
+    };
     Ok(Json(LoginCode {
         path: format!("/login?code={code}"),
         code,
@@ -269,6 +316,20 @@ mod tests {
         assert!(live.issue_code(Grant::open()).is_err(), "full of live codes");
         let id = live.redeem(&code).unwrap().unwrap();
         assert_eq!(live.session(&id), None, "an expired session");
+    }
+
+    #[test]
+    fn a_capped_code_opens_a_session_that_ends_by_the_cap() {
+        let store = LoginStore::new(Duration::from_secs(60), 10, Duration::from_secs(3600), 10);
+        let cap = Instant::now() + Duration::from_secs(5);
+        let code = store.issue_code_until(grant(&[("web", Access::Read)]), cap).unwrap();
+        let id = store.redeem(&code).unwrap().expect("a live code");
+        let end = store.session_end(&id).unwrap();
+        assert!(end <= cap, "the session ends by its issuer's end");
+        let plain = store.issue_code(Grant::open()).unwrap();
+        let id = store.redeem(&plain).unwrap().unwrap();
+        assert!(store.session_end(&id).unwrap() > Instant::now() + Duration::from_secs(3000));
+        assert!(store.caps.lock().unwrap().is_empty(), "redeemed caps are dropped");
     }
 
     #[test]

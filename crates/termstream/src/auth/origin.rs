@@ -119,8 +119,11 @@ impl BrowserPolicy {
 }
 
 /// The content security policy of every response: the page may load only
-/// its own scripts, styles and sockets, and may not be framed.
-pub const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// its own scripts, styles and sockets, and may not be framed. Inline styles
+/// are allowed (xterm.js and asciinema-player set them), inline scripts are
+/// not; `wasm-unsafe-eval` lets asciinema-player compile its own bundled
+/// WebAssembly terminal.
+pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Adds the security headers to a response.
 pub fn security_headers(h: &mut HeaderMap) {

@@ -1,0 +1,127 @@
+//! The `sessions` event channel: every `/ws` client subscribed to it hears
+//! when a session is created, changes status (starts terminating, exits) or
+//! is deleted, so a list of sessions (the web page's) stays live without
+//! polling.
+//!
+//! One task ([`run`]) follows the registry's changes and, for each session,
+//! one small task follows its info until the session is deleted or the
+//! server stops. Events carry the session's project, so a socket hears only
+//! about sessions its credential may read. They say what changed, not the
+//! whole record: a client that wants the details asks `GET /api/sessions`.
+
+use std::collections::HashMap;
+
+use termstream_proto::{SessionId, SessionStatus};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use crate::clock::now_ms;
+use crate::events::{EventHub, PublishedEvent};
+use crate::registry::{Registry, RegistryEvent};
+use crate::session::SessionHandle;
+
+/// The channel's name.
+pub const CHANNEL: &str = "sessions";
+
+/// Publishes the sessions' changes to `hub` until the registry closes.
+pub async fn run(registry: std::sync::Arc<Registry>, hub: EventHub) {
+    // Subscribe before listing, so a session created in between is seen
+    // (twice at most, and the second watcher replaces the first).
+    let mut changes = registry.changes();
+    let mut watchers: HashMap<SessionId, Watcher> = HashMap::new();
+    for h in registry.handles() {
+        watchers.insert(h.id().clone(), Watcher::start(h, &hub, false));
+    }
+    loop {
+        match changes.recv().await {
+            Ok(RegistryEvent::Created(h)) => {
+                let id = h.id().clone();
+                if let Some(old) = watchers.insert(id, Watcher::start(h, &hub, true)) {
+                    old.task.abort();
+                }
+            }
+            Ok(RegistryEvent::Deleted(id)) => {
+                let project = watchers.remove(&id).map(|w| {
+                    w.task.abort();
+                    w.project
+                });
+                publish(&hub, project, &id, "deleted", None);
+            }
+            Err(RecvError::Lagged(_)) => {
+                // Resynchronize: follow sessions we missed, drop the gone.
+                let live: HashMap<SessionId, SessionHandle> =
+                    registry.handles().into_iter().map(|h| (h.id().clone(), h)).collect();
+                watchers.retain(|id, w| {
+                    let keep = live.contains_key(id);
+                    if !keep {
+                        w.task.abort();
+                        publish(&hub, Some(w.project.clone()), id, "deleted", None);
+                    }
+                    keep
+                });
+                for (id, h) in live {
+                    watchers.entry(id).or_insert_with(|| Watcher::start(h, &hub, true));
+                }
+            }
+            Err(RecvError::Closed) => break,
+        }
+    }
+    for (_, w) in watchers {
+        w.task.abort();
+    }
+}
+
+/// The task following one session, and the session's project (for the
+/// `deleted` event, sent once the handle is gone).
+struct Watcher {
+    task: JoinHandle<()>,
+    project: String,
+}
+
+impl Watcher {
+    fn start(h: SessionHandle, hub: &EventHub, announce: bool) -> Watcher {
+        let project = h.project().as_str().to_owned();
+        Watcher {
+            task: tokio::spawn(follow(h, hub.clone(), announce)),
+            project,
+        }
+    }
+}
+
+/// Publishes `created` (when `announce`) and then every change of the
+/// session's status.
+/// Holds only the info receiver, not the handle, so it keeps nothing of the
+/// session alive; it ends when the actor drops the info's sender.
+async fn follow(h: SessionHandle, hub: EventHub, announce: bool) {
+    let mut info = h.watch_info();
+    let id = h.id().clone();
+    let project = Some(h.project().as_str().to_owned());
+    drop(h);
+    let mut status = info.borrow_and_update().status;
+    if announce {
+        publish(&hub, project.clone(), &id, "created", Some(status));
+    }
+    while info.changed().await.is_ok() {
+        let now = info.borrow_and_update().status;
+        if now != status {
+            status = now;
+            publish(&hub, project.clone(), &id, "status", Some(status));
+        }
+    }
+}
+
+fn publish(hub: &EventHub, project: Option<String>, id: &SessionId, change: &str, status: Option<SessionStatus>) {
+    let json = serde_json::json!({
+        "type": "session_update",
+        "sessionId": id,
+        "project": project,
+        "change": change,
+        "status": status,
+        "timestamp": now_ms(),
+    });
+    hub.publish(PublishedEvent {
+        channel: CHANNEL,
+        project,
+        json: json.to_string(),
+    });
+}

@@ -1,0 +1,469 @@
+/**
+ * The page: one `@termstream/client` connection, the session list kept live
+ * by the `sessions` event channel, the open terminals in tabs or a 2×2 grid,
+ * the monitor, replay, events and the connection indicator. State that is
+ * pure (layout, routes, the session map) lives in `state/`; this file wires
+ * it to the DOM and the network.
+ */
+
+import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor, type ProjectFocus } from '@termstream/client';
+import { api, ApiError, type CreateRequest } from './net/api';
+import { formatRoute, parseRoute, type Route } from './state/route';
+import { emptyLayout, reduceLayout, restoreLayout, visible, type Layout, type LayoutAction } from './state/layout';
+import { applyUpdate, fromList, isLive, type SessionMap, type SessionUpdate } from './state/sessions';
+import { h, fill } from './ui/dom';
+import { TermView } from './ui/terminal';
+import { SessionList } from './ui/list';
+import { createDialog } from './ui/create';
+import { Monitor } from './ui/monitor';
+import { Replay } from './ui/replay';
+import { EventViews } from './ui/events';
+import { KeyRow } from './ui/keyrow';
+import { statusIndicator } from './ui/status';
+import { onThemeChange } from './ui/theme';
+import { webglCount } from './ui/webgl';
+
+const LAYOUT_KEY = 'termstream.layout';
+
+/** The browser's WebSocket, remembering the latest socket so tests can cut it. */
+function trackedWebSocket(): { ctor: WebSocketConstructor; cut(): void } {
+  let last: WebSocket | null = null;
+  class Tracked extends WebSocket {
+    constructor(url: string) {
+      super(url);
+      last = this;
+    }
+  }
+  return { ctor: Tracked as unknown as WebSocketConstructor, cut: () => last?.close(4000, 'cut') };
+}
+
+export class App {
+  readonly client: WebSocketClient;
+  private readonly cutter = trackedWebSocket();
+  sessions: SessionMap = new Map();
+  layout: Layout;
+  route: Route = { view: 'list' };
+  readonly views = new Map<string, TermView>();
+  private readonly list: SessionList;
+  private readonly monitor: Monitor;
+  private readonly replay: Replay;
+  private readonly events = new EventViews();
+  private readonly keyrow: KeyRow;
+  private readonly dialog = createDialog((req) => this.create(req));
+  private readonly tabs = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Open terminals' });
+  private readonly terms = h('div', { class: 'terms' });
+  private readonly termsView: HTMLElement;
+  private readonly nav: Record<'list' | 'terminal' | 'monitor', HTMLAnchorElement>;
+  private readonly modeButton: HTMLButtonElement;
+  private readonly eventsButton: HTMLButtonElement;
+  private readonly shareBox = h('div', { class: 'share-box', hidden: '', role: 'dialog', 'aria-label': 'Read-only link' });
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private focusEnabled = false;
+  private readonly trackers = new Map<string, ProjectFocus>();
+  /** Sessions focused locally, when the server has no focus API. */
+  private localFocus = new Set<string>();
+
+  constructor(private readonly root: HTMLElement) {
+    this.client = createWebSocketClient(undefined, { WebSocket: this.cutter.ctor });
+    this.layout = this.loadLayout();
+    this.list = new SessionList({
+      open: (id) => this.go({ view: 'terminal', id }),
+      replay: (id) => this.go({ view: 'replay', id }),
+      terminate: (id) => void this.act(() => api.terminate(id)),
+      remove: (id) => void this.act(() => api.remove(id)),
+      create: () => this.dialog.open(),
+    });
+    this.monitor = new Monitor((id) => this.go({ view: 'terminal', id }));
+    this.replay = new Replay(() => history.back());
+    this.keyrow = new KeyRow((data) => this.activeView()?.info && this.sendToActive(data));
+    this.termsView = h('section', { class: 'view view-terms', 'aria-label': 'Terminals' }, this.tabs, this.terms, this.keyrow.el);
+    const link = (label: string, r: Route) => h('a', { href: formatRoute(r), class: 'nav-link' }, label);
+    this.nav = { list: link('Sessions', { view: 'list' }), terminal: link('Terminals', { view: 'list' }), monitor: link('Monitor', { view: 'monitor' }) };
+    this.nav.terminal.addEventListener('click', (e) => {
+      e.preventDefault();
+      const id = this.layout.active;
+      if (id) this.go({ view: 'terminal', id });
+    });
+    this.modeButton = h('button', { type: 'button', class: 'mode-btn', title: 'Tabs or a 2×2 grid', onclick: () => this.dispatch({ type: 'mode', mode: this.layout.mode === 'tabs' ? 'grid' : 'tabs' }) });
+    this.eventsButton = h('button', { type: 'button', class: 'events-btn', title: 'Event log', onclick: () => this.events.toggle() }, 'Events');
+    this.events.onUnread = (n) => (this.eventsButton.dataset.unread = n > 0 ? String(n) : '');
+    const header = h(
+      'header',
+      { class: 'topbar' },
+      h('a', { class: 'brand', href: '#/' }, 'termstream'),
+      h('nav', {}, this.nav.list, this.nav.terminal, this.nav.monitor),
+      this.modeButton,
+      h('span', { class: 'spacer' }),
+      h('button', { type: 'button', class: 'primary new-btn', onclick: () => this.dialog.open() }, '+ New'),
+      this.eventsButton,
+      statusIndicator(this.client),
+    );
+    fill(root, header, h('main', { class: 'main' }, this.list.el, this.termsView, this.monitor.el, this.replay.el, this.events.panel), this.events.toasts, this.shareBox, this.dialog.el);
+  }
+
+  async start(): Promise<void> {
+    this.client.subscribe('*', (m) => this.onMessage(m as unknown as Record<string, unknown>));
+    this.client.connect();
+    this.focusEnabled = await api.hasFocus();
+    await this.refresh();
+    window.addEventListener('hashchange', () => this.applyRoute());
+    onThemeChange(() => this.views.forEach((v) => v.setTheme()));
+    this.installShortcuts();
+    this.installViewport();
+    this.applyRoute();
+  }
+
+  /** Test hooks: cut the socket, look at the terminals. */
+  cutSocket(): void {
+    this.cutter.cut();
+  }
+
+  webglContexts(): number {
+    return webglCount();
+  }
+
+  go(r: Route): void {
+    const hash = formatRoute(r);
+    if (location.hash !== hash) location.hash = hash;
+    else this.applyRoute();
+  }
+
+  private applyRoute(): void {
+    const r = parseRoute(location.hash);
+    if (this.route.view === 'replay' && r.view !== 'replay') this.replay.hide();
+    this.route = r;
+    if (r.view === 'terminal') {
+      if (!this.sessions.has(r.id) && !this.views.has(r.id)) {
+        void this.openMissing(r.id);
+        return;
+      }
+      this.dispatch({ type: 'open', id: r.id });
+    }
+    if (r.view === 'replay') void this.replay.show(r.id);
+    this.renderView();
+  }
+
+  /** A bookmarked session the list does not have (yet): ask for it. */
+  private async openMissing(id: string): Promise<void> {
+    try {
+      const info = await api.get(id);
+      this.sessions = new Map(this.sessions).set(id, { ...info, viewers: 0 });
+      this.dispatch({ type: 'open', id });
+      this.renderView();
+    } catch {
+      this.toast('No such session', `Session ${id} does not exist, or you may not see it.`);
+      this.go({ view: 'list' });
+    }
+  }
+
+  private renderView(): void {
+    const v = this.route.view;
+    this.list.el.hidden = v !== 'list';
+    this.termsView.hidden = v !== 'terminal';
+    this.monitor.el.hidden = v !== 'monitor';
+    this.replay.el.hidden = v !== 'replay';
+    this.monitor.setShown(v === 'monitor');
+    for (const [k, a] of Object.entries(this.nav)) a.setAttribute('aria-current', String(k === v));
+    this.nav.terminal.classList.toggle('disabled', this.layout.open.length === 0);
+    this.modeButton.hidden = v !== 'terminal';
+    this.renderTerms();
+  }
+
+  dispatch(a: LayoutAction): void {
+    const before = this.layout;
+    this.layout = reduceLayout(this.layout, a);
+    if (this.layout === before) return;
+    localStorage.setItem(LAYOUT_KEY, JSON.stringify(this.layout));
+    if (this.route.view === 'terminal' && this.layout.active && this.layout.active !== this.route.id) {
+      history.replaceState(null, '', formatRoute({ view: 'terminal', id: this.layout.active }));
+      this.route = { view: 'terminal', id: this.layout.active };
+    }
+    if (this.route.view === 'terminal' && !this.layout.active) {
+      this.go({ view: 'list' });
+      return;
+    }
+    this.renderView();
+  }
+
+  private renderTerms(): void {
+    const l = this.layout;
+    for (const [id, v] of this.views) {
+      if (!l.open.includes(id)) {
+        v.dispose();
+        this.views.delete(id);
+      }
+    }
+    for (const id of l.open) {
+      if (this.views.has(id)) continue;
+      const info = this.sessions.get(id);
+      if (!info) continue;
+      const view = new TermView({ ...info }, this.client, {
+        transformInput: (d) => this.keyrow.transform(d),
+        requestFocus: (sid) => this.requestFocus(sid),
+        changed: () => this.renderTabs(),
+        action: (v, what) => this.termAction(v, what),
+      });
+      this.views.set(id, view);
+      this.terms.append(view.el);
+      this.trackFocus(info.project);
+    }
+    const shownIds = this.route.view === 'terminal' ? visible(l) : [];
+    this.terms.dataset.mode = l.mode;
+    this.terms.dataset.count = String(shownIds.length);
+    this.modeButton.textContent = l.mode === 'tabs' ? 'Grid' : 'Tabs';
+    this.modeButton.setAttribute('aria-label', l.mode === 'tabs' ? 'Show a 2×2 grid' : 'Show tabs');
+    for (const [id, v] of this.views) {
+      v.setShown(shownIds.includes(id));
+      v.el.style.order = String(shownIds.indexOf(id));
+      v.el.classList.toggle('active', id === l.active);
+    }
+    this.renderTabs();
+    const active = this.activeView();
+    if (active && this.route.view === 'terminal' && !this.root.contains(document.activeElement?.closest('dialog') ?? null)) active.focusInput();
+  }
+
+  private renderTabs(): void {
+    const l = this.layout;
+    fill(
+      this.tabs,
+      ...l.open.map((id) => {
+        const v = this.views.get(id);
+        const status = v?.info.status ?? this.sessions.get(id)?.status ?? '';
+        const selected = id === l.active;
+        const tab = h(
+          'div',
+          { role: 'tab', class: 'tab', 'aria-selected': String(selected), tabindex: selected ? '0' : '-1', 'data-session': id, 'data-status': status, onclick: () => this.dispatch({ type: 'activate', id }) },
+          h('span', { class: `dot st-${status}` }),
+          h('span', { class: 'tab-title' }, id),
+          v?.readOnly ? h('span', { class: 'ro' }, 'read-only') : null,
+          h('button', { type: 'button', class: 'tab-close', tabindex: '-1', 'aria-label': `Close ${id}`, onclick: (e: Event) => (e.stopPropagation(), this.dispatch({ type: 'close', id })) }, '×'),
+        );
+        tab.classList.toggle('focused', this.isFocused(id));
+        return tab;
+      }),
+    );
+  }
+
+  private activeView(): TermView | undefined {
+    return this.layout.active ? this.views.get(this.layout.active) : undefined;
+  }
+
+  private sendToActive(data: string): void {
+    const v = this.activeView();
+    if (!v) return;
+    // Through the view, so read-only and flow state apply as for typing.
+    v.term.input(data, true);
+  }
+
+  // ---- sessions --------------------------------------------------------
+
+  private onMessage(m: Record<string, unknown>): void {
+    if (m.type === 'session_update') {
+      const r = applyUpdate(this.sessions, m as unknown as SessionUpdate, Date.now());
+      this.setSessions(r.map);
+      if (r.refresh) this.scheduleRefresh();
+    } else if (m.type === 'connected') {
+      // After a reconnect the list may have changed while we were away.
+      this.scheduleRefresh();
+    } else {
+      this.events.receive(m);
+    }
+  }
+
+  private scheduleRefresh(): void {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => void this.refresh(), 100);
+  }
+
+  async refresh(): Promise<void> {
+    const [list, viewers] = await Promise.all([api.list(), api.viewers().catch(() => ({}))]);
+    this.setSessions(fromList(list, viewers));
+  }
+
+  private setSessions(m: SessionMap): void {
+    this.sessions = m;
+    this.list.render(m);
+    this.monitor.render(m);
+    for (const [id, v] of this.views) {
+      const s = m.get(id);
+      if (s && s.status !== v.info.status && !v.exit) v.info.status = s.status;
+    }
+    if (this.layout.open.some((id) => !this.views.has(id) && m.has(id))) this.renderTerms();
+    else this.renderTabs();
+  }
+
+  private async create(req: CreateRequest): Promise<void> {
+    const v = this.activeView();
+    const box = (v?.el.querySelector('.term-body') as HTMLElement | null) ?? this.terms;
+    if (req.kind === 'pty' && box.clientWidth > 0) {
+      // A first guess at the size: the terminal asks for the exact fit once it shows.
+      req.cols = Math.max(20, Math.floor(box.clientWidth / 8.5));
+      req.rows = Math.max(5, Math.floor(box.clientHeight / 17));
+    }
+    const info = await api.create(req);
+    this.sessions = new Map(this.sessions).set(info.id, { ...info, viewers: 0 });
+    this.setSessions(this.sessions);
+    this.go({ view: 'terminal', id: info.id });
+  }
+
+  private async act(f: () => Promise<unknown>): Promise<void> {
+    try {
+      await f();
+    } catch (e) {
+      this.toast('Failed', e instanceof Error ? e.message : String(e));
+    }
+    this.scheduleRefresh();
+  }
+
+  private toast(title: string, message: string): void {
+    this.events.receive({ type: 'notification', title, message });
+  }
+
+  // ---- terminals -------------------------------------------------------
+
+  private termAction(v: TermView, what: 'close' | 'share' | 'replay' | 'terminate' | 'fullscreen'): void {
+    switch (what) {
+      case 'close':
+        this.dispatch({ type: 'close', id: v.id });
+        break;
+      case 'replay':
+        this.go({ view: 'replay', id: v.id });
+        break;
+      case 'terminate':
+        void this.act(() => api.terminate(v.id));
+        break;
+      case 'share':
+        void this.share(v);
+        break;
+      case 'fullscreen':
+        void this.fullscreen(v);
+        break;
+    }
+  }
+
+  private async share(v: TermView): Promise<void> {
+    let text: string;
+    try {
+      const code = await api.shareLink(v.info.project);
+      const url = `${location.origin}${code.path}${formatRoute({ view: 'terminal', id: v.id })}`;
+      await navigator.clipboard?.writeText(url).catch(() => {});
+      text = url;
+      this.shareBox.dataset.link = url;
+    } catch (e) {
+      text = e instanceof ApiError && e.status === 403 ? `Cannot make a link: ${e.message}` : String(e instanceof Error ? e.message : e);
+      delete this.shareBox.dataset.link;
+    }
+    const input = h('input', { readonly: '', value: text, class: 'share-link', 'aria-label': 'Read-only link' });
+    fill(
+      this.shareBox,
+      h('strong', {}, 'Read-only link'),
+      h('p', { class: 'muted' }, 'Copied. It works once, within a minute, and lets the viewer watch this project without typing.'),
+      input,
+      h('button', { type: 'button', onclick: () => (this.shareBox.hidden = true) }, 'Done'),
+    );
+    this.shareBox.hidden = false;
+    input.select();
+  }
+
+  private async fullscreen(v: TermView): Promise<void> {
+    if (document.fullscreenElement) {
+      await document.exitFullscreen();
+      return;
+    }
+    await v.el.requestFullscreen();
+    // Ctrl+W, Ctrl+T and friends reach the program while in full screen.
+    const kb = (navigator as { keyboard?: { lock?: () => Promise<void> } }).keyboard;
+    await kb?.lock?.().catch(() => {});
+    v.focusInput();
+  }
+
+  // ---- focus -----------------------------------------------------------
+
+  private isFocused(id: string): boolean {
+    const p = this.sessions.get(id)?.project;
+    const t = p ? this.trackers.get(p) : undefined;
+    return t?.state ? t.state.focusedSessions.includes(id) : this.localFocus.has(id);
+  }
+
+  /** Follows a project's focus set on the server (issue 12), when the server has it. */
+  private trackFocus(project: string): void {
+    if (!this.focusEnabled || this.trackers.has(project)) return;
+    const t = this.client.focus(project);
+    this.trackers.set(project, t);
+    t.subscribe(() => this.markFocus());
+  }
+
+  private requestFocus(id: string): void {
+    const ids = this.layout.mode === 'grid' ? visible(this.layout) : [id];
+    if (!this.focusEnabled) {
+      // The seam: without the server's focus API, focus is this page's own.
+      this.localFocus = new Set(ids);
+      this.markFocus();
+      return;
+    }
+    for (const sid of ids) {
+      const p = this.sessions.get(sid)?.project;
+      if (p) void this.trackers.get(p)?.focus(sid).catch(() => {});
+    }
+  }
+
+  private markFocus(): void {
+    for (const [id, v] of this.views) v.setFocused(this.isFocused(id));
+    this.renderTabs();
+  }
+
+  // ---- page behaviour --------------------------------------------------
+
+  private installShortcuts(): void {
+    window.addEventListener('beforeunload', (e) => {
+      // Closing the tab while typing into a terminal asks first.
+      if (document.activeElement?.closest('.term') && [...this.views.values()].some((v) => isLive(v.info.status))) {
+        e.preventDefault();
+        e.returnValue = '';
+      }
+    });
+    document.addEventListener('fullscreenchange', () => {
+      if (!document.fullscreenElement) (navigator as { keyboard?: { unlock?: () => void } }).keyboard?.unlock?.();
+      this.views.forEach((v) => v.fitNow());
+    });
+    window.addEventListener('keydown', (e) => {
+      if (!(e.altKey && e.shiftKey)) return;
+      if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
+        e.preventDefault();
+        this.dispatch({ type: e.key === 'ArrowRight' ? 'next' : 'prev' });
+      } else if (e.key === 'G' || e.key === 'g') {
+        e.preventDefault();
+        this.dispatch({ type: 'mode', mode: this.layout.mode === 'tabs' ? 'grid' : 'tabs' });
+      } else if (e.key === 'N' || e.key === 'n') {
+        e.preventDefault();
+        this.dialog.open();
+      }
+    });
+    this.tabs.addEventListener('keydown', (e) => {
+      if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
+        e.preventDefault();
+        this.dispatch({ type: e.key === 'ArrowRight' ? 'next' : 'prev' });
+        (this.tabs.querySelector('[aria-selected="true"]') as HTMLElement | null)?.focus();
+      } else if (e.key === 'Enter') {
+        this.activeView()?.focusInput();
+      }
+    });
+  }
+
+  /** Terminals fit the visible viewport, above a phone's on-screen keyboard. */
+  private installViewport(): void {
+    const vv = window.visualViewport;
+    if (!vv) return;
+    const apply = () => document.documentElement.style.setProperty('--app-height', `${Math.round(vv.height)}px`);
+    vv.addEventListener('resize', apply);
+    apply();
+  }
+
+  private loadLayout(): Layout {
+    try {
+      return restoreLayout(JSON.parse(localStorage.getItem(LAYOUT_KEY) ?? 'null'));
+    } catch {
+      return emptyLayout;
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The REST calls the page makes. Same origin, so the login cookie (or a
+ * loopback server without tokens) admits them; a refused credential becomes
+ * an `ApiError` with status 401, which the page turns into its login view.
+ */
+
+import type { SessionInfo } from '../state/sessions';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const init: RequestInit = { method, headers: {}, credentials: 'same-origin' };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    (init.headers as Record<string, string>)['content-type'] = 'application/json';
+  }
+  const res = await fetch(path, init);
+  if (!res.ok) {
+    let code = 'http_error';
+    let message = `HTTP ${res.status}`;
+    try {
+      const e = (await res.json()) as { error?: { code?: string; message?: string } };
+      code = e.error?.code ?? code;
+      message = e.error?.message ?? message;
+    } catch {
+      // Not JSON: keep the status.
+    }
+    throw new ApiError(res.status, code, message);
+  }
+  if (res.status === 204) return undefined as T;
+  const type = res.headers.get('content-type') ?? '';
+  return (type.includes('json') ? await res.json() : await res.text()) as T;
+}
+
+export interface CreateRequest {
+  kind: 'pty' | 'command';
+  argv?: string[];
+  command?: string;
+  cwd?: string;
+  project?: string;
+  cols?: number;
+  rows?: number;
+}
+
+export const api = {
+  list: () => call<SessionInfo[] | { sessions: SessionInfo[] }>('GET', '/api/sessions').then((r) => (Array.isArray(r) ? r : r.sessions)),
+  /** Viewer counts by session id (the older `/terminal/sessions` has them). */
+  viewers: () =>
+    call<{ sessions: { session_id: string; connections: number }[] }>('GET', '/terminal/sessions').then((r) =>
+      Object.fromEntries(r.sessions.map((s) => [s.session_id, s.connections])),
+    ),
+  get: (id: string) => call<SessionInfo>('GET', `/api/sessions/${encodeURIComponent(id)}`),
+  create: (req: CreateRequest) => call<SessionInfo>('POST', '/api/sessions', req),
+  terminate: (id: string) => call<SessionInfo>('POST', `/api/sessions/${encodeURIComponent(id)}/terminate`),
+  remove: (id: string) => call<void>('DELETE', `/api/sessions/${encodeURIComponent(id)}`),
+  snapshot: (id: string) =>
+    call<{ epoch: string; offset: number; cols: number; rows: number; data: string }>('GET', `/api/sessions/${encodeURIComponent(id)}/snapshot`),
+  /** The last `bytes` of a session's output as text. */
+  tail: async (id: string, end: number, bytes: number) => {
+    const res = await fetch(`/api/sessions/${encodeURIComponent(id)}/output?since=${Math.max(0, end - bytes)}&limit=${bytes}`);
+    if (!res.ok) throw new ApiError(res.status, 'http_error', `HTTP ${res.status}`);
+    return new TextDecoder().decode(await res.arrayBuffer());
+  },
+  /** A one-time login link with read access to `project`. */
+  shareLink: (project: string) =>
+    call<{ code: string; path: string; expiresInMs: number }>('POST', '/api/login-codes', { projects: { [project]: 'read' } }),
+  /** Whether the server has the focus API (issue 12). */
+  hasFocus: () =>
+    fetch('/api/projects', { method: 'GET' }).then(
+      (r) => r.ok,
+      () => false,
+    ),
+  recordingUrl: (id: string) => `/api/sessions/${encodeURIComponent(id)}/recording.cast`,
+};

@@ -1,0 +1,59 @@
+/**
+ * Replay of a session's `recording.cast` with asciinema-player: play,
+ * pause, seek (its own controls and keys) and a speed choice. Works for
+ * ended and running sessions (a running one plays what was recorded so far).
+ * The player is loaded on first use, in its own chunk.
+ */
+
+import { api } from '../net/api';
+import { h } from './dom';
+
+export class Replay {
+  readonly el: HTMLElement;
+  private readonly stage = h('div', { class: 'replay-stage' });
+  private readonly title = h('h2', { class: 'replay-title' });
+  private readonly speed: HTMLSelectElement;
+  private player: { dispose(): void; addEventListener(n: string, f: () => void): void } | null = null;
+  private id: string | null = null;
+
+  constructor(back: () => void) {
+    this.speed = h('select', { 'aria-label': 'Speed', onchange: () => this.id && void this.show(this.id) }, ...['0.5', '1', '2', '4', '8'].map((v) => h('option', { value: v }, `${v}×`)));
+    this.speed.value = '1';
+    this.el = h(
+      'section',
+      { class: 'view view-replay', 'aria-label': 'Replay' },
+      h('div', { class: 'replay-bar' }, h('button', { type: 'button', onclick: back }, '← Back'), this.title, h('span', { class: 'spacer' }), h('label', {}, 'Speed ', this.speed)),
+      this.stage,
+    );
+  }
+
+  async show(id: string): Promise<void> {
+    this.hide();
+    this.id = id;
+    this.title.textContent = `Replay of ${id}`;
+    this.el.dataset.state = 'loading';
+    const { create } = await import('asciinema-player');
+    if (this.id !== id) return;
+    const player = create(api.recordingUrl(id), this.stage, {
+      autoPlay: true,
+      speed: Number(this.speed.value),
+      fit: 'both',
+      idleTimeLimit: 2,
+      controls: true,
+      theme: matchMedia('(prefers-color-scheme: dark)').matches ? 'asciinema' : 'solarized-light',
+    }) as unknown as { dispose(): void; addEventListener(n: string, f: () => void): void };
+    this.player = player;
+    player.addEventListener('play', () => (this.el.dataset.state = 'playing'));
+    player.addEventListener('playing', () => (this.el.dataset.state = 'playing'));
+    player.addEventListener('pause', () => (this.el.dataset.state = 'paused'));
+    player.addEventListener('ended', () => (this.el.dataset.state = 'ended'));
+  }
+
+  hide(): void {
+    this.player?.dispose();
+    this.player = null;
+    this.id = null;
+    this.stage.replaceChildren();
+    delete this.el.dataset.state;
+  }
+}

@@ -1,0 +1,334 @@
+/**
+ * One session in an xterm.js terminal: the glue between a `SessionHandle`
+ * of `@termstream/client` and the screen, in the shape of xterm.js's
+ * AttachAddon (every listener in one disposables list), plus what that addon
+ * lacks: the screen restored on attach, resume by offset (the client's),
+ * and flow control.
+ *
+ * Flow control: bytes handed to `term.write` are counted until its callback
+ * says they were parsed ([`FlowGauge`]). Above 4 MiB the view stops taking
+ * output: it detaches the session, keeping the offset it reached. Below
+ * 512 KiB it attaches again from that offset; the server sends the missing
+ * bytes, or a fresh screen when they are too many. The program and the other
+ * viewers never wait for this page.
+ *
+ * Size: the terminal always has the server's size (`session.attached`,
+ * `terminal.restore`, `session.resized`); a visible, writable view asks for
+ * the size that fits its box when the box changes.
+ */
+
+import { Terminal, type IDisposable } from '@xterm/xterm';
+import { FitAddon } from '@xterm/addon-fit';
+import { SearchAddon } from '@xterm/addon-search';
+import { WebLinksAddon } from '@xterm/addon-web-links';
+import { Unicode11Addon } from '@xterm/addon-unicode11';
+import { ClipboardAddon } from '@xterm/addon-clipboard';
+import type { ExitInfo, SessionHandle, WebSocketClient } from '@termstream/client';
+import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
+import { formatExit, type SessionRow } from '../state/sessions';
+import { currentTheme } from './theme';
+import { acquireWebgl, releaseWebgl } from './webgl';
+import { h } from './dom';
+
+export interface TermViewHooks {
+  /** The user typed: the view's bytes after the key row's sticky modifiers. */
+  transformInput(data: string): string;
+  /** The header was clicked: focus this session on the server. */
+  requestFocus(id: string): void;
+  /** Something about the view changed (status, exit, read-only). */
+  changed(view: TermView): void;
+  /** A header button was pressed. */
+  action(view: TermView, what: 'close' | 'share' | 'replay' | 'terminate' | 'fullscreen'): void;
+}
+
+const RED = '\x1b[31m';
+/** How much of a command session's past output a view shows. */
+const COMMAND_HISTORY = 256 << 20;
+const DEFAULT_FG = '\x1b[39m';
+
+/** The flow-control marks: 4 MiB / 512 KiB, or `?flow=KiB` (high mark; low is an eighth) to watch it work. */
+function flowOptions(): FlowOptions {
+  const kib = Number(new URLSearchParams(location.search).get('flow'));
+  return kib >= 16 ? { high: kib << 10, low: kib << 7 } : defaultFlow;
+}
+
+export class TermView {
+  readonly el: HTMLElement;
+  readonly term: Terminal;
+  private readonly fit = new FitAddon();
+  private readonly search = new SearchAddon();
+  private readonly body: HTMLElement;
+  private readonly titleEl: HTMLElement;
+  private readonly badgeEl: HTMLElement;
+  private readonly searchBox: HTMLInputElement;
+  private handle: SessionHandle | null = null;
+  private readonly gauge = new FlowGauge(flowOptions());
+  /** Where output stood when the view paused (resume from here). */
+  private resumeAt: { epoch: string; offset: number } | null = null;
+  private disposables: IDisposable[] = [];
+  private resizeObserver: ResizeObserver;
+  private shown = false;
+  private fitTimer: ReturnType<typeof setTimeout> | undefined;
+  exit: ExitInfo | null = null;
+  readOnly = false;
+  focused = false;
+  /** What arrived, for tests and the benchmark: output bytes and line feeds, the most bytes ever queued in xterm.js, and flow-control pauses. */
+  readonly stats = { bytes: 0, newlines: 0, maxPending: 0, pauses: 0 };
+
+  constructor(
+    readonly info: SessionRow,
+    private readonly client: WebSocketClient,
+    private readonly hooks: TermViewHooks,
+  ) {
+    const command = info.kind === 'command';
+    this.term = new Terminal({
+      allowProposedApi: true,
+      convertEol: command,
+      cursorBlink: !command,
+      scrollback: 5000,
+      fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
+      fontSize: 14,
+      theme: currentTheme(),
+      cols: Math.max(2, info.cols || 80),
+      rows: Math.max(1, info.rows || 24),
+    });
+    this.titleEl = h('span', { class: 'term-title', title: info.argv.join(' ') }, info.id);
+    this.badgeEl = h('span', { class: 'term-badge' });
+    this.searchBox = h('input', { class: 'term-search', type: 'search', placeholder: 'Search', 'aria-label': 'Search in terminal', hidden: '' });
+    const button = (label: string, what: Parameters<TermViewHooks['action']>[1], title: string) =>
+      h('button', { type: 'button', class: `tbtn tbtn-${what}`, title, 'aria-label': title, onclick: (e: Event) => (e.stopPropagation(), hooks.action(this, what)) }, label);
+    const header = h(
+      'div',
+      {
+        class: 'term-header',
+        role: 'button',
+        tabindex: '0',
+        title: 'Click to focus this terminal',
+        onclick: () => hooks.requestFocus(info.id),
+        onkeydown: (e: KeyboardEvent) => (e.key === 'Enter' || e.key === ' ') && (e.preventDefault(), hooks.requestFocus(info.id)),
+      },
+      h('span', { class: 'focus-dot', title: 'Focused on the server' }),
+      this.titleEl,
+      h('span', { class: 'term-kind' }, info.kind),
+      this.badgeEl,
+      h('span', { class: 'spacer' }),
+      this.searchBox,
+      h('button', { type: 'button', class: 'tbtn', title: 'Search (Ctrl+Shift+F)', 'aria-label': 'Search', onclick: (e: Event) => (e.stopPropagation(), this.toggleSearch()) }, 'Find'),
+      button('Share', 'share', 'Share a read-only link'),
+      button('Replay', 'replay', 'Replay the recording'),
+      button('Full', 'fullscreen', 'Full screen'),
+      button('Stop', 'terminate', 'Terminate the program'),
+      button('×', 'close', 'Close this terminal'),
+    );
+    this.body = h('div', { class: 'term-body' });
+    this.el = h('section', { class: 'term', 'data-session': info.id, 'data-kind': info.kind }, header, this.body);
+    this.searchBox.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') this.search.findNext(this.searchBox.value);
+      if (e.key === 'Escape') this.toggleSearch(false);
+    });
+    this.searchBox.addEventListener('click', (e) => e.stopPropagation());
+
+    this.term.loadAddon(this.fit);
+    this.term.loadAddon(this.search);
+    this.term.loadAddon(new WebLinksAddon());
+    this.term.loadAddon(new Unicode11Addon());
+    this.term.loadAddon(new ClipboardAddon());
+    this.term.unicode.activeVersion = '11';
+    this.term.open(this.body);
+    this.term.attachCustomKeyEventHandler((e) => this.key(e));
+    this.disposables.push(
+      this.term.onData((d) => this.input(d)),
+      this.term.onBinary((d) => this.input(d)),
+    );
+    this.resizeObserver = new ResizeObserver(() => this.scheduleFit());
+    this.resizeObserver.observe(this.body);
+    this.attach();
+  }
+
+  get id(): string {
+    return this.info.id;
+  }
+
+  /** Shows or hides the view; a visible one renders with WebGL when a context is free. */
+  setShown(shown: boolean): void {
+    if (shown === this.shown) return;
+    this.shown = shown;
+    this.el.hidden = !shown;
+    if (shown) {
+      acquireWebgl(this.term);
+      this.scheduleFit();
+    } else {
+      releaseWebgl(this.term);
+    }
+  }
+
+  setFocused(focused: boolean): void {
+    this.focused = focused;
+    this.el.classList.toggle('focused', focused);
+  }
+
+  setTheme(): void {
+    this.term.options.theme = currentTheme();
+  }
+
+  focusInput(): void {
+    this.term.focus();
+  }
+
+  dispose(): void {
+    clearTimeout(this.fitTimer);
+    this.resizeObserver.disconnect();
+    this.handle?.detach();
+    this.handle = null;
+    releaseWebgl(this.term);
+    for (const d of this.disposables) d.dispose();
+    this.term.dispose();
+    this.el.remove();
+  }
+
+  /** Bytes written to xterm.js and not parsed yet. */
+  get pending(): number {
+    return this.gauge.pending;
+  }
+
+  private attach(): void {
+    // A command session shows its output from the start (at most the last
+    // 256 MiB), not only what the server still holds in memory.
+    const since = this.resumeAt ?? (this.info.kind === 'command' && this.info.epoch ? { epoch: this.info.epoch, offset: Math.max(0, this.info.outputOffset - COMMAND_HISTORY) } : undefined);
+    this.handle = this.client.attach(this.info.id, {
+      output: 'binary',
+      since,
+      onAttached: (a) => {
+        this.setSize(a.cols, a.rows);
+        this.info.status = a.status;
+        this.hooks.changed(this);
+        this.scheduleFit();
+      },
+      onRestore: (r) => {
+        this.setSize(r.cols, r.rows);
+        // RIS first, in the write stream, so bytes queued before it are drawn
+        // and then wiped: the restore expects a blank terminal.
+        this.write('\x1bc' + r.data);
+      },
+      onOutput: (data, o) => {
+        this.count(data);
+        if (o.stream === 'stderr') {
+          this.write(RED);
+          this.write(data);
+          this.write(DEFAULT_FG);
+        } else {
+          this.write(data);
+        }
+      },
+      onGap: (g) => {
+        if (this.info.kind === 'command') this.write(`\x1b[2m[output ${g.from}..${g.to} skipped: ${g.reason}]\x1b[22m\r\n`);
+      },
+      onResize: (s) => this.setSize(s.cols, s.rows),
+      onExit: (e) => {
+        this.exit = e;
+        this.info.status = e.status;
+        if (e.exitCode !== null) this.info.exitCode = e.exitCode;
+        if (e.signal !== null) this.info.signal = e.signal;
+        const how = formatExit(this.info) || e.status;
+        const colour = e.exitCode === 0 ? '\x1b[32m' : '\x1b[31m';
+        this.write(`\r\n${colour}[${how}]\x1b[0m\r\n`);
+        this.el.dataset.exit = e.exitCode !== null ? String(e.exitCode) : `signal ${e.signal}`;
+        this.hooks.changed(this);
+      },
+      onDetached: () => {
+        this.info.status = 'deleted';
+        this.hooks.changed(this);
+      },
+      onError: (e) => {
+        if (e.code === 'read_only') {
+          this.readOnly = true;
+          this.term.options.disableStdin = true;
+          this.hooks.changed(this);
+        }
+      },
+    });
+  }
+
+  private count(data: Uint8Array): void {
+    this.stats.bytes += data.length;
+    let n = 0;
+    for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) n++;
+    this.stats.newlines += n;
+  }
+
+  /** Hands data to xterm.js, counting it until parsed. */
+  private write(data: string | Uint8Array): void {
+    const n = data.length;
+    if (this.gauge.wrote(n) === 'pause') this.pause();
+    this.stats.maxPending = Math.max(this.stats.maxPending, this.gauge.pending);
+    this.term.write(data, () => {
+      if (this.gauge.parsed(n) === 'resume') this.resume();
+    });
+  }
+
+  private pause(): void {
+    const h = this.handle;
+    if (!h) return;
+    this.stats.pauses++;
+    this.resumeAt = h.position;
+    // The client keeps the session's messages as the old subscription's
+    // until the server answers this detach, so attaching again at once is safe.
+    h.detach();
+    this.handle = null;
+    this.el.classList.add('catching-up');
+  }
+
+  private resume(): void {
+    if (this.handle) return;
+    this.el.classList.remove('catching-up');
+    this.attach();
+  }
+
+  private input(data: string): void {
+    if (this.readOnly || !this.handle) return;
+    this.handle.input(this.hooks.transformInput(data));
+  }
+
+  private key(e: KeyboardEvent): boolean {
+    if (e.type !== 'keydown') return true;
+    if (e.ctrlKey && e.shiftKey && (e.key === 'F' || e.key === 'f')) {
+      this.toggleSearch(true);
+      return false;
+    }
+    if (e.ctrlKey && e.shiftKey && (e.key === 'C' || e.key === 'c') && this.term.hasSelection()) {
+      void navigator.clipboard?.writeText(this.term.getSelection());
+      return false;
+    }
+    return true;
+  }
+
+  private toggleSearch(show = this.searchBox.hidden): void {
+    this.searchBox.hidden = !show;
+    if (show) this.searchBox.focus();
+    else {
+      this.search.clearDecorations();
+      this.term.focus();
+    }
+  }
+
+  private setSize(cols: number, rows: number): void {
+    if (cols > 0 && rows > 0 && (cols !== this.term.cols || rows !== this.term.rows)) this.term.resize(cols, rows);
+  }
+
+  private scheduleFit(): void {
+    clearTimeout(this.fitTimer);
+    this.fitTimer = setTimeout(() => this.fitNow(), 50);
+  }
+
+  /** Asks the server for the size that fits the box (visible, writable pty views only). */
+  fitNow(): void {
+    if (!this.shown || this.readOnly || this.info.kind !== 'pty' || this.exit || !this.handle) return;
+    const d = this.fit.proposeDimensions();
+    if (!d || !Number.isFinite(d.cols) || !Number.isFinite(d.rows)) return;
+    const cols = Math.max(2, d.cols);
+    const rows = Math.max(1, d.rows);
+    if (cols === this.term.cols && rows === this.term.rows) return;
+    this.term.resize(cols, rows);
+    this.handle.resize(cols, rows);
+  }
+}
