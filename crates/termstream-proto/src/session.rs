@@ -129,9 +129,13 @@ pub struct CreateSession {
     /// Extra environment variables for the program, on top of the allowlist.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The window's columns (default 80); the documented bound is 1000.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub cols: Option<u16>,
+    /// The window's rows (default 24); the documented bound is 1000.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub rows: Option<u16>,
     /// `default` when absent.
     #[serde(default)]
@@ -159,7 +163,11 @@ pub struct InputRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResizeRequest {
+    /// The documented bound is 1000.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub cols: u16,
+    /// The documented bound is 1000.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub rows: u16,
 }
 

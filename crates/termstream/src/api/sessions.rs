@@ -79,7 +79,8 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 
 /// Write to the program's input.
 #[utoipa::path(post, path = "/api/sessions/{id}/input", request_body = InputRequest, params(("id" = String, Path, description = "The session id.")), 
-    responses((status = 200, description = "The bytes the program took or that wait for it.", body = InputTaken), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "The bytes the program took or that wait for it.", body = InputTaken), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "`eof` to a pty session.")))]
 pub async fn input(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -110,7 +111,8 @@ pub async fn input(
 
 /// Set the window size of a pty session.
 #[utoipa::path(post, path = "/api/sessions/{id}/resize", request_body = ResizeRequest, params(("id" = String, Path, description = "The session id.")), 
-    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
 pub async fn resize(
     State(state): State<AppState>,
     Path(id): Path<String>,

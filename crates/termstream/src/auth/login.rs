@@ -41,8 +41,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::Deserialize;
-use termstream_proto::ErrorCode;
 use termstream_proto::replies::LoginCode;
+use termstream_proto::{ErrorBody, ErrorCode};
 
 use super::expiring::{Expiring, StoreFull, Use};
 use super::token::{self, Access, Scope};
@@ -244,7 +244,8 @@ pub struct LoginQuery {
 
 #[utoipa::path(get, path = "/login", params(LoginQuery), security(()),
     responses((status = 303, description = "Logged in: the session cookie is set; redirects to `/`.",
-        headers(("location" = String), ("set-cookie" = String)))))]
+        headers(("location" = String), ("set-cookie" = String))),
+        (status = 401, body = ErrorBody, description = "The code is missing, unknown, used or expired.")))]
 /// `GET /login?code=CODE`: a valid code sets the session cookie and
 /// redirects to `/`; anything else is 401 and sets nothing.
 pub async fn login(
