@@ -137,9 +137,7 @@ impl Registry {
                         Some(left) => actor::start_lost(info, dir, settings, left),
                         None => actor::start_ended(info, dir, settings),
                     };
-                    if let Some(old) = registry.lock().insert(handle.id().clone(), handle) {
-                        lost.remove(&old.epoch().to_string());
-                    } else {
+                    if registry.lock().insert(handle.id().clone(), handle).is_none() {
                         loaded += 1;
                     }
                 }

@@ -558,8 +558,10 @@ impl Actor {
     async fn finish(&mut self) {
         self.kill_all(Signal::KILL).await;
         self.phase = Phase::Ended;
+        // Before the end is published: whoever waits for it (terminate, a
+        // shutdown) finds the cgroup gone.
         if let Some(cgroup) = self.cgroup.take() {
-            tokio::spawn(cgroup.remove());
+            cgroup.remove().await;
         }
         if let Some(pid) = self.info.pid {
             process::unregister_leader(pid);
