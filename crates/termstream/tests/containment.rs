@@ -159,6 +159,14 @@ async fn watch_escaped(server: &TestServer, id: &str) -> Watched {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .expect("the escaped job's pid");
+    // `$!` is known before the job has run `setsid` and `env -i`: wait
+    // until it is `sleep` itself.
+    let cmdline = || std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        wait_until(secs(10), || async { cmdline() == b"sleep\01000\0" }).await,
+        "the job is {:?}",
+        String::from_utf8_lossy(&cmdline())
+    );
     let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
     assert!(
         !env.windows(b"TERMSTREAM_SESSION".len())
