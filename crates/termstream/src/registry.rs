@@ -131,6 +131,10 @@ impl Registry {
                     });
                     if let Some(left) = &leftovers {
                         lost.insert(left.marker.clone());
+                    } else if let Some(c) = &registry.cgroups {
+                        // An ended session's cgroup, left empty by a server
+                        // that stopped before removing it.
+                        let _ = std::fs::remove_dir(c.session(info.epoch).path());
                     }
                     let (dir, settings) = (entry.path(), registry.settings.clone());
                     let handle = match leftovers {
