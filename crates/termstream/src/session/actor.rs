@@ -413,7 +413,11 @@ impl Actor {
             return;
         }
         let Some(leader) = self.info.pid else { return };
-        process::signal_group(leader, signal);
+        // The group only while the leader is unreaped: its pid (the group's
+        // id) cannot have been given to another process then.
+        if self.child.is_some() {
+            process::signal_group(leader, signal);
+        }
         let _ = self.signal_rest(leader, signal).await;
     }
 
