@@ -75,7 +75,8 @@ pub struct Config {
     /// its TLS handshake; then it is disconnected.
     pub http_header_timeout_ms: u64,
     /// Milliseconds a client has to send a whole request body, from the
-    /// server's first read of it; then it is answered 408 and disconnected.
+    /// first read that waits for it; then it is answered 408 and
+    /// disconnected.
     pub http_body_timeout_ms: u64,
     /// Certificate chain (PEM) to serve HTTPS and WSS with; needs `tls_key`.
     pub tls_cert: Option<PathBuf>,

@@ -138,15 +138,17 @@ impl Registry {
                     });
                     if let Some(left) = &leftovers {
                         lost.insert(left.marker.clone());
+                    } else if let Some(c) = &registry.cgroups {
+                        // An ended session's cgroup, left empty by a server
+                        // that stopped before removing it.
+                        let _ = std::fs::remove_dir(c.session(info.epoch).path());
                     }
                     let (dir, settings) = (entry.path(), registry.settings.clone());
                     let handle = match leftovers {
                         Some(left) => actor::start_lost(info, dir, settings, left),
                         None => actor::start_ended(info, dir, settings),
                     };
-                    if let Some(old) = registry.lock().insert(handle.id().clone(), handle) {
-                        lost.remove(&old.epoch().to_string());
-                    } else {
+                    if registry.lock().insert(handle.id().clone(), handle).is_none() {
                         loaded += 1;
                     }
                 }

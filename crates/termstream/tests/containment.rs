@@ -159,6 +159,14 @@ async fn watch_escaped(server: &TestServer, id: &str) -> Watched {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .expect("the escaped job's pid");
+    // `$!` is known before the job has run `setsid` and `env -i`: wait
+    // until it is `sleep` itself.
+    let cmdline = || std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        wait_until(secs(10), || async { cmdline() == b"sleep\x001000\x00" }).await,
+        "the job is {:?}",
+        String::from_utf8_lossy(&cmdline())
+    );
     let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
     assert!(
         !env.windows(b"TERMSTREAM_SESSION".len())
@@ -217,9 +225,9 @@ async fn without_cgroups_terminate_still_ends_setsid_jobs() {
 /// Crashes a server with a running session, restarts it on the same data,
 /// and checks that every process of the session is ended; returns the
 /// restarted server and the session's epoch.
-async fn crash_and_restart(cgroup: &str) -> (TestServer, String) {
-    let server = TestServer::start_with(&[], &[("TERMSTREAM_CGROUP", cgroup)]).await;
-    let with_cgroups = cgroup == "auto" && cgroups_expected();
+async fn crash_and_restart(mode: &str) -> (TestServer, String) {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_CGROUP", mode)]).await;
+    let with_cgroups = mode == "auto" && cgroups_expected();
     let command = if with_cgroups {
         "setsid sleep 1000 & setsid env -i sleep 1000 & echo escaped=$! ; sleep 1000"
     } else {
@@ -231,8 +239,11 @@ async fn crash_and_restart(cgroup: &str) -> (TestServer, String) {
     let epoch = info["epoch"].as_str().unwrap().to_owned();
     server.read_output_until("crashed", "escaped=", secs(10)).await;
     let mut watched = watch_marked(&epoch, 3).await;
+    let mut cgroup = None;
     if with_cgroups {
         watched.push(watch_escaped(&server, "crashed").await);
+        cgroup = session_cgroup(info["pid"].as_u64().unwrap() as u32, &epoch);
+        assert!(cgroup.is_some(), "the session has its own cgroup");
     }
 
     let mut server = server;
@@ -243,7 +254,14 @@ async fn crash_and_restart(cgroup: &str) -> (TestServer, String) {
         "the crash ended the session's processes"
     );
     let server = server.restart();
-    assert_all_exit(&watched, &format!("after a restart (cgroup = {cgroup})")).await;
+    assert_all_exit(&watched, &format!("after a restart (cgroup = {mode})")).await;
+    if let Some(cgroup) = cgroup {
+        assert!(
+            wait_until(secs(10), || async { !cgroup.exists() }).await,
+            "the lost session's cgroup {} is not removed",
+            cgroup.display()
+        );
+    }
     assert_eq!(server.info("crashed").await["status"], "lost");
     (server, epoch)
 }

@@ -13,8 +13,9 @@
 //!   it too). A client that opens TCP and sends nothing, or half a request,
 //!   is disconnected.
 //!
-//! - a request body must arrive whole within `http_body_timeout_ms` of its
-//!   first read ([`super::body`]), else 408 and the connection is closed.
+//! - a request body must arrive whole within `http_body_timeout_ms` of the
+//!   first read that waits for it ([`super::body`]), else 408 and the
+//!   connection is closed.
 //!
 //! Shutdown: when `shutdown` completes, no connection is accepted any more,
 //! every connection is asked to end after its current request (idle ones
@@ -50,7 +51,7 @@ pub struct Serving {
     pub tls: Option<TlsAcceptor>,
     /// Time allowed for a TLS handshake and for each request head.
     pub header_timeout: Duration,
-    /// Time allowed for each request body, from its first read.
+    /// Time allowed for each request body, from the first read that waits.
     pub body_timeout: Duration,
 }
 

@@ -1,5 +1,5 @@
 //! The request body's deadline: a body must arrive whole within
-//! `http_body_timeout_ms` of the first time it is read.
+//! `http_body_timeout_ms` of the first read that finds it not all there.
 //!
 //! hyper bounds only the request head; a client could send a body a byte a
 //! second and hold its connection (and the handler reading it) forever.

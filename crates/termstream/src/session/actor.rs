@@ -18,7 +18,6 @@
 //! was running when the server died (`lost`) keeps its marker and cgroup:
 //! terminate and delete end whatever of it still runs.
 
-use std::collections::BTreeSet;
 use std::io;
 use std::ops::ControlFlow;
 use std::os::unix::process::ExitStatusExt;
@@ -35,7 +34,10 @@ use tokio::process::Child;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
+mod ending;
 mod pipes;
+
+pub(crate) use self::ending::Leftovers;
 
 use self::pipes::{FrameHeader, READ_COALESCE, Reader, far_future, read_opt, wait_child, write_some};
 use super::cgroup::SessionCgroup;
@@ -112,15 +114,6 @@ struct ResizeRecord {
     time_ms: u64,
     cols: u16,
     rows: u16,
-}
-
-/// What is left of a session whose server died, and how to find it.
-#[derive(Debug)]
-pub(crate) struct Leftovers {
-    /// The value of its processes' marker variable.
-    pub marker: String,
-    /// Its cgroup's path, when cgroups are in force.
-    pub cgroup: Option<SessionCgroup>,
 }
 
 /// A freshly spawned program and what the actor needs to end it.
@@ -403,62 +396,6 @@ impl Actor {
         Ok(())
     }
 
-    fn terminate(&mut self) {
-        if self.phase != Phase::Running || self.terminating {
-            return;
-        }
-        self.terminating = true;
-        let _ = self.events.send(LogEvent::Terminating);
-        let pgid = self.info.pid.unwrap_or(0);
-        process::signal_group(pgid, Signal::HUP);
-        process::signal_group(pgid, Signal::TERM);
-        self.kill_deadline = Some(tokio::time::Instant::now() + self.settings.grace);
-    }
-
-    /// Signals every process of the session and waits until that is done:
-    /// the leader's process group, then the cgroup (or what the scan finds).
-    /// A lost session's leftovers are killed instead.
-    async fn kill_all(&mut self, signal: Signal) {
-        if self.phase == Phase::Ended {
-            if self.lost {
-                self.end_leftovers().await;
-            }
-            return;
-        }
-        let Some(leader) = self.info.pid else { return };
-        process::signal_group(leader, signal);
-        let _ = self.signal_rest(leader, signal).await;
-    }
-
-    /// Signals every process of the session on a blocking thread: SIGKILL
-    /// through `cgroup.kill`, another signal to each process in the cgroup;
-    /// without a cgroup, what the scan finds by session id and marker.
-    fn signal_rest(&self, leader: u32, signal: Signal) -> tokio::task::JoinHandle<()> {
-        let cgroup = self.cgroup.clone();
-        let marker = self.marker.clone();
-        tokio::task::spawn_blocking(move || match cgroup {
-            Some(cgroup) if signal == Signal::KILL => cgroup.kill(),
-            Some(cgroup) => cgroup.signal(signal),
-            None => process::signal_found(&process::session_processes(leader, &marker), signal),
-        })
-    }
-
-    /// Kills what is left of a lost session: its cgroup, and every process
-    /// that holds its marker; then removes the cgroup.
-    async fn end_leftovers(&mut self) {
-        if let Some(cgroup) = &self.cgroup {
-            cgroup.kill();
-        }
-        let markers = BTreeSet::from([self.marker.clone()]);
-        let _ = tokio::task::spawn_blocking(move || {
-            process::signal_found(&process::marked_processes(&markers), Signal::KILL);
-        })
-        .await;
-        if let Some(cgroup) = self.cgroup.clone() {
-            cgroup.remove().await;
-        }
-    }
-
     fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -571,8 +508,10 @@ impl Actor {
     async fn finish(&mut self) {
         self.kill_all(Signal::KILL).await;
         self.phase = Phase::Ended;
+        // Before the end is published: whoever waits for it (terminate, a
+        // shutdown) finds the cgroup gone.
         if let Some(cgroup) = self.cgroup.take() {
-            tokio::spawn(cgroup.remove());
+            cgroup.remove().await;
         }
         if let Some(pid) = self.info.pid {
             process::unregister_leader(pid);

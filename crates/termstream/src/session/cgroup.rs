@@ -99,11 +99,21 @@ impl Cgroups {
 /// path (from `/proc/self/mountinfo` and `/proc/self/cgroup`).
 fn own_cgroup_dir() -> Result<PathBuf, String> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    let dir = cgroup_dir(&cgroups, &mounts)?;
+    if !dir.is_dir() {
+        return Err(format!("{} does not exist", dir.display()));
+    }
+    Ok(dir)
+}
+
+/// The directory of the cgroup v2 that `cgroups` (the text of
+/// `/proc/PID/cgroup`) names, in the hierarchy `mountinfo` mounts.
+fn cgroup_dir(cgroups: &str, mounts: &str) -> Result<PathBuf, String> {
     let own = cgroups
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .ok_or("the process is in no cgroup v2 hierarchy")?;
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
     // Fields: id parent dev root mountpoint options [optional...] - fstype source superoptions
     let (root, mount) = mounts
         .lines()
@@ -116,12 +126,9 @@ fn own_cgroup_dir() -> Result<PathBuf, String> {
         .ok_or("no cgroup2 file system is mounted")?;
     let relative = own
         .strip_prefix(root.trim_end_matches('/'))
+        .filter(|r| r.is_empty() || r.starts_with('/'))
         .ok_or_else(|| format!("the process's cgroup {own} is outside the mounted hierarchy {root}"))?;
-    let dir = Path::new(&mount).join(relative.trim_start_matches('/'));
-    if !dir.is_dir() {
-        return Err(format!("{} does not exist", dir.display()));
-    }
-    Ok(dir)
+    Ok(Path::new(&mount).join(relative.trim_start_matches('/')))
 }
 
 /// One session's cgroup.
@@ -209,4 +216,49 @@ impl SessionCgroup {
 pub fn join_in_child(procs: &OwnedFd) -> io::Result<()> {
     rustix::io::write(procs, b"0")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "31 25 0:27 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+33 31 0:29 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime shared:9 - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_the_own_cgroup_in_a_hybrid_or_unified_hierarchy() {
+        let own = "4:memory:/x\n0::/system.slice/termstream.service\n";
+        assert_eq!(
+            cgroup_dir(own, HYBRID).unwrap(),
+            Path::new("/sys/fs/cgroup/unified/system.slice/termstream.service")
+        );
+        assert_eq!(
+            cgroup_dir("0::/\n", HYBRID).unwrap(),
+            Path::new("/sys/fs/cgroup/unified")
+        );
+        let unified = "30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            cgroup_dir("0::/user.slice\n", unified).unwrap(),
+            Path::new("/sys/fs/cgroup/user.slice")
+        );
+        // A mount of the subtree the process is in.
+        let subtree = "30 24 0:26 /box /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup_dir("0::/box/a\n", subtree).unwrap(),
+            Path::new("/sys/fs/cgroup/a")
+        );
+    }
+
+    #[test]
+    fn no_usable_cgroup_v2_is_a_reason_not_a_path() {
+        assert!(cgroup_dir("4:memory:/x\n", HYBRID).is_err());
+        let v1_only = "33 31 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        assert!(cgroup_dir("0::/\n", v1_only).is_err());
+        // A mount of a subtree the process is not in.
+        let subtree = "30 24 0:26 /box /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert!(cgroup_dir("0::/mine\n", subtree).is_err());
+        assert!(cgroup_dir("0::/boxes\n", subtree).is_err());
+    }
 }

@@ -450,6 +450,22 @@ mod tests {
     }
 
     #[test]
+    fn a_found_process_is_signalled_only_if_its_start_time_matches() {
+        let mut child = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+        let pid = child.id();
+        let start = read_stat(pid).unwrap().start;
+        // Another process that had the pid before (an earlier start time).
+        signal_found(&[Found { pid, start: start - 1 }], Signal::KILL);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "a pid with another start time was signalled"
+        );
+        signal_found(&[Found { pid, start }], Signal::KILL);
+        let status = child.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+    }
+
+    #[test]
     fn env_is_built_from_the_allowlist_only() {
         // SAFETY: tests in this module do not read this variable concurrently.
         unsafe { std::env::set_var("TERMSTREAM_TEST_SECRET", "hunter2") };
