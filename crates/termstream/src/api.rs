@@ -14,10 +14,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use termstream_proto::ErrorCode;
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::auth::{self, Security};
 use crate::gateway::events::{self, EventHub};
+use crate::observe::{health, metrics};
 use crate::registry::Registry;
 use error::ApiError;
 
@@ -31,6 +33,9 @@ pub struct AppState {
     pub clients: Arc<AtomicUsize>,
     /// Tokens, tickets, browser checks and limits ([`crate::auth`]).
     pub security: Arc<Security>,
+    /// Cancelled when the server starts shutting down: every socket's task
+    /// watches it to tell its client, and `/readyz` turns unready.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -40,6 +45,7 @@ impl AppState {
             events: EventHub::default(),
             clients: Arc::default(),
             security,
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -96,6 +102,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::gateway::router())
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")

@@ -14,7 +14,8 @@
 //!    `allow_token_in_query`; failing all of these, the login cookie
 //!    ([`login`]), which then needs an allowed `Origin` on a WebSocket
 //!    upgrade or a state-changing request. None or a bad one: 401.
-//!    `/health`, `GET /login` and `POST /api/logout` need none.
+//!    `/health`, `/healthz`, `/readyz`, `GET /login` and `POST /api/logout`
+//!    need none.
 //! 4. The route's need ([`policy`]) against the credential's [`Grant`].
 //! 5. WebSocket upgrades take a connection permit ([`crate::limits`]).
 //!
@@ -49,6 +50,7 @@ use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::config::Config;
 use crate::limits::{ConnLimiter, ConnPermit, LimitError, SessionQuota};
+use crate::observe::metrics;
 use crate::session::SessionHandle;
 use login::LoginStore;
 use origin::{BrowserPolicy, Origin};
@@ -281,13 +283,25 @@ pub async fn guard(
 ) -> Response {
     let mut resp = match admit(&state, peer, &mut req) {
         Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+        Err(Refusal(reason, e)) => {
+            metrics::auth_failure(reason);
+            e.into_response()
+        }
     };
     origin::security_headers(resp.headers_mut());
     resp
 }
 
-fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), ApiError> {
+/// Why the guard refused a request: the step that failed (the reason of
+/// the auth failure metric and the audit event), and the answer.
+struct Refusal(&'static str, ApiError);
+
+/// Tags an error with the guard step that raised it.
+fn at(step: &'static str) -> impl FnOnce(ApiError) -> Refusal {
+    move |e| Refusal(step, e)
+}
+
+fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Refusal> {
     let sec = &state.security;
     let headers = req.headers();
     let host = headers
@@ -295,7 +309,7 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Ap
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
     if !sec.browser.host_allowed(host) {
-        return Err(forbidden("this Host is not served here"));
+        return Err(Refusal("host", forbidden("this Host is not served here")));
     }
     let ws = is_websocket(headers);
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -304,25 +318,32 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Ap
         .get(header::ORIGIN)
         .map(|o| o.to_str().is_ok_and(|o| sec.browser.origin_allowed(o, host)));
     if origin_ok == Some(false) && (ws || !safe) {
-        return Err(forbidden("requests from this Origin are not allowed"));
+        return Err(Refusal(
+            "origin",
+            forbidden("requests from this Origin are not allowed"),
+        ));
     }
     if public(req.method(), req.uri().path()) {
         // No grant: a handler there that asked for one would get 401.
         return Ok(());
     }
-    let grant = authenticate(sec, peer, req, ws)?;
+    let grant = authenticate(sec, peer, req, ws).map_err(at("credential"))?;
     // A cookie rides along on any request the browser makes, so it counts
     // only on requests the server's own pages made: an allowed Origin where
     // browsers always send one, and never a foreign one.
     if req.extensions().get::<CookieAuth>().is_some() && origin_ok != Some(true) && (ws || !safe || origin_ok.is_some())
     {
-        return Err(forbidden(
-            "a request authenticated by the login cookie must come from an allowed Origin",
+        return Err(Refusal(
+            "cookie_origin",
+            forbidden("a request authenticated by the login cookie must come from an allowed Origin"),
         ));
     }
-    policy::check(&grant, &state.registry, req.method(), req.uri().path())?;
+    policy::check(&grant, &state.registry, req.method(), req.uri().path()).map_err(at("scope"))?;
     if ws {
-        let permit = sec.connections.acquire(peer.ip())?;
+        let permit = sec
+            .connections
+            .acquire(peer.ip())
+            .map_err(|e| Refusal("connection_limit", e.into()))?;
         req.extensions_mut().insert(Permit(Arc::new(permit)));
     }
     req.extensions_mut().insert(grant);
@@ -335,7 +356,7 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Ap
 fn public(method: &Method, path: &str) -> bool {
     matches!(
         (method.as_str(), path),
-        ("GET" | "HEAD", "/health") | ("GET", "/login") | ("POST", "/api/logout")
+        ("GET" | "HEAD", "/health" | "/healthz" | "/readyz") | ("GET", "/login") | ("POST", "/api/logout")
     )
 }
 

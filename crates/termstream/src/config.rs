@@ -32,6 +32,9 @@ pub struct Config {
     pub disk_max_bytes: u64,
     /// Milliseconds between SIGTERM and SIGKILL when terminating.
     pub terminate_grace_ms: u64,
+    /// Milliseconds the server may take to shut down (tell sockets,
+    /// terminate sessions) after SIGTERM or SIGINT before it exits anyway.
+    pub shutdown_timeout_ms: u64,
     /// Sessions running at once; more is answered 503.
     pub max_running_sessions: usize,
     /// Sessions kept, running or ended; past it the oldest ended ones go.
@@ -125,6 +128,7 @@ impl Default for Config {
             disk_segment_bytes: 16 << 20,
             disk_max_bytes: 256 << 20,
             terminate_grace_ms: 2000,
+            shutdown_timeout_ms: 10_000,
             max_running_sessions: 2048,
             max_sessions: 10_000,
             retention_secs: 7 * 24 * 3600,

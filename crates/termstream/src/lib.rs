@@ -12,6 +12,7 @@
 //! - [`auth`]: tokens, tickets, login codes and the login cookie, scopes,
 //!   origin and host checks: the guard every request passes first.
 //! - [`limits`]: connection caps, per-token session caps, input rate.
+//! - [`observe`]: metrics, health and readiness, logs and the audit trail.
 //! - [`server`]: binding, the accept loop (timeouts) and shutdown.
 //! - [`tls`]: the certificate and key, for HTTPS and WSS.
 //! - [`confine`]: the user and resource limits of sessions' programs.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod confine;
 pub mod gateway;
 pub mod limits;
+pub mod observe;
 pub mod registry;
 pub mod server;
 pub mod session;

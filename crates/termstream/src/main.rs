@@ -163,6 +163,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // The first line on stdout is the address, for scripts and tests.
         println!("listening on {}://{addr}", server.scheme());
         tracing::info!(%addr, "termstream is serving");
-        server.run(shutdown_signal()).await
+        // Under systemd (Type=notify) the unit counts as started now.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        let timeout = server.shutdown_timeout();
+        server.run(shutdown_signal(timeout)).await
     })
 }

@@ -199,6 +199,7 @@ impl Registry {
             Err(e) => {
                 drop(writer);
                 let _ = std::fs::remove_dir_all(&dir);
+                crate::observe::metrics::get().spawn_failures.increment(1);
                 return Err(e.into());
             }
         };
@@ -238,6 +239,7 @@ impl Registry {
             self.spawn_delete(id);
         }
         let _ = self.changes.send(RegistryEvent::Created(handle.clone()));
+        crate::observe::metrics::session_created(kind);
         Ok(handle)
     }
 

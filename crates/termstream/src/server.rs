@@ -1,16 +1,21 @@
 //! Binding, serving and shutting down.
 //!
-//! Shutdown is explicit: on SIGINT or SIGTERM the listener stops accepting,
-//! open requests finish, every running session is terminated (SIGHUP,
-//! SIGTERM, then SIGKILL after the grace period) and recorded as such.
+//! Shutdown is explicit: on SIGINT or SIGTERM ([`signals`]) the listener
+//! stops accepting and open requests finish; every WebSocket is told
+//! (`{"type":"server.shutdown"}`, then close 1001) and `/readyz` turns
+//! unready; every running session is terminated (SIGHUP, SIGTERM, then
+//! SIGKILL after the grace period) and recorded as such. The whole takes at
+//! most `shutdown_timeout_ms`, and a second signal exits at once.
 //!
 //! Connections are accepted and served by [`accept`]: plain or TLS
 //! ([`crate::tls`]), with a header read timeout.
 
 pub mod accept;
+pub mod signals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use std::time::Duration;
 
@@ -72,32 +77,53 @@ impl Server {
         if self.tls.is_some() { "https" } else { "http" }
     }
 
-    /// Serves until `shutdown` completes, then terminates every session.
+    /// How long shutdown may take before the process exits anyway.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.registry.config().shutdown_timeout_ms)
+    }
+
+    /// Serves until `shutdown` completes, then shuts down (see the module
+    /// docs): stop accepting, tell every socket, terminate every session,
+    /// wait for the sockets to close.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        crate::observe::metrics::install();
         let state = AppState::new(self.registry.clone(), self.security.clone());
-        let app = api::router(state);
+        let stopping = state.shutdown.clone();
+        let app = api::router(state.clone());
         let retention = tokio::spawn(self.registry.clone().retention_loop());
         let serving = accept::Serving {
             app,
             tls: self.tls,
             header_timeout: self.header_timeout,
         };
-        accept::serve(self.listener, serving, shutdown).await;
+        // Sockets are told as soon as the signal comes, while the accept
+        // loop lets open requests finish.
+        let signal = async move {
+            shutdown.await;
+            stopping.cancel();
+        };
+        accept::serve(self.listener, serving, signal).await;
         retention.abort();
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;
+        let closed = async {
+            while state.clients.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(SOCKETS_WAIT, closed).await.is_err() {
+            tracing::warn!(
+                open = state.clients.load(Ordering::Relaxed),
+                "sockets still open after {SOCKETS_WAIT:?}; exiting anyway"
+            );
+        }
+        tracing::info!("shut down");
         Ok(())
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
+/// How long shutdown waits for told sockets to close after the sessions
+/// ended.
+const SOCKETS_WAIT: Duration = Duration::from_secs(2);
+
+pub use signals::shutdown_signal;

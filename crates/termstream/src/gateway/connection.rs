@@ -117,6 +117,10 @@ pub async fn run(
             Some(attach) = conn.pending.next(), if !conn.pending.is_empty() => Step::Attach(attach),
             ev = events.recv(), if !conn.channels.is_empty() => Step::Event(ev),
             _ = conn.liveness.tick() => Step::Ping,
+            () = conn.state.shutdown.cancelled() => {
+                super::tell_shutdown(&conn.out, &mut stream).await;
+                break;
+            }
         };
         if Box::pin(conn.step(step, &mut stream, &limits)).await.is_break() || conn.out.is_closed() {
             break;
@@ -222,6 +226,7 @@ impl Connection {
     }
 
     async fn error(&self, code: ErrorCode, message: String, session_id: Option<SessionId>) {
+        crate::observe::metrics::error(code);
         self.control(ServerMessage::Error {
             code,
             message,

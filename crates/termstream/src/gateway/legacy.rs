@@ -112,6 +112,10 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
             _ = liveness.tick() => if liveness.beat(&out).await == Beat::Gone {
                 break;
             },
+            () = state.shutdown.cancelled() => {
+                super::tell_shutdown(&out, &mut stream).await;
+                break;
+            }
         }
         if out.is_closed() {
             break;
@@ -221,6 +225,10 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
             _ = liveness.tick() => if liveness.beat(&out).await == Beat::Gone {
                 break;
             },
+            () = state.shutdown.cancelled() => {
+                super::tell_shutdown(&out, &mut stream).await;
+                break;
+            }
             change = changes.recv() => match change {
                 Ok(RegistryEvent::Created(handle)) if grant.can_read(handle.project().as_str()) => {
                     // Created between `changes()` and `handles()` above:
