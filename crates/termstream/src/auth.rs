@@ -50,7 +50,7 @@ use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::config::Config;
 use crate::limits::{ConnLimiter, ConnPermit, LimitError, SessionQuota};
-use crate::observe::metrics;
+use crate::observe::{audit, metrics};
 use crate::session::SessionHandle;
 use login::LoginStore;
 use origin::{BrowserPolicy, Origin};
@@ -68,6 +68,9 @@ pub struct Grant {
     /// Whether this grant came from a configured token (per-token limits
     /// apply), not from running without auth.
     pub token: bool,
+    /// The client's address, for the audit trail: set by the guard on
+    /// every request (a ticket's grant gets its redeemer's).
+    pub peer: Option<IpAddr>,
 }
 
 impl Grant {
@@ -77,6 +80,7 @@ impl Grant {
             name: "local".into(),
             scope: Arc::new(Scope::Admin),
             token: false,
+            peer: None,
         }
     }
 
@@ -282,9 +286,19 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let mut resp = match admit(&state, peer, &mut req) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            let ending = Ending::of(&state, &req);
+            let resp = next.run(req).await;
+            if let Some(ending) = ending
+                && resp.status().is_success()
+            {
+                ending.audit();
+            }
+            resp
+        }
         Err(Refusal(reason, e)) => {
             metrics::auth_failure(reason);
+            audit::auth_failed(peer.ip(), reason, req.method().as_str(), req.uri().path(), &e.message);
             e.into_response()
         }
     };
@@ -327,7 +341,7 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Re
         // No grant: a handler there that asked for one would get 401.
         return Ok(());
     }
-    let grant = authenticate(sec, peer, req, ws).map_err(at("credential"))?;
+    let mut grant = authenticate(sec, peer, req, ws).map_err(at("credential"))?;
     // A cookie rides along on any request the browser makes, so it counts
     // only on requests the server's own pages made: an allowed Origin where
     // browsers always send one, and never a foreign one.
@@ -338,7 +352,13 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Re
             forbidden("a request authenticated by the login cookie must come from an allowed Origin"),
         ));
     }
-    policy::check(&grant, &state.registry, req.method(), req.uri().path()).map_err(at("scope"))?;
+    grant.peer = Some(peer.ip());
+    if let Err(e) = policy::check(&grant, &state.registry, req.method(), req.uri().path()) {
+        if e.code == ErrorCode::ReadOnly {
+            refused_write(state, &grant, req.uri().path());
+        }
+        return Err(Refusal("scope", e));
+    }
     if ws {
         let permit = sec
             .connections
@@ -348,6 +368,53 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Re
     }
     req.extensions_mut().insert(grant);
     Ok(())
+}
+
+/// Audits a write to a session (at `path`) refused to a read-only grant.
+fn refused_write(state: &AppState, grant: &Grant, path: &str) {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let id = match segs.as_slice() {
+        ["api", "sessions", id, ..] | ["terminal", id, ..] => *id,
+        _ => return,
+    };
+    let project = termstream_proto::SessionId::new(id)
+        .ok()
+        .and_then(|id| state.registry.get(&id))
+        .map(|h| h.project().to_string())
+        .unwrap_or_default();
+    audit::input_refused(grant, id, &project);
+}
+
+/// A request that ends a session (terminate or delete, REST or the older
+/// routes), audited once it succeeded.
+struct Ending {
+    grant: Grant,
+    how: &'static str,
+    session: String,
+    project: String,
+}
+
+impl Ending {
+    fn of(state: &AppState, req: &Request) -> Option<Ending> {
+        let segs: Vec<&str> = req.uri().path().trim_start_matches('/').split('/').collect();
+        let (how, id) = match (req.method().as_str(), segs.as_slice()) {
+            ("POST", ["api", "sessions", id, "terminate"] | ["terminal", id, "terminate"]) => ("terminated", *id),
+            ("DELETE", ["api", "sessions", id]) => ("deleted", *id),
+            _ => return None,
+        };
+        let id = termstream_proto::SessionId::new(id).ok()?;
+        let handle = state.registry.get(&id)?;
+        Some(Ending {
+            grant: req.extensions().get::<Grant>()?.clone(),
+            how,
+            session: id.to_string(),
+            project: handle.project().to_string(),
+        })
+    }
+
+    fn audit(&self) {
+        audit::session_ended(&self.grant, self.how, &self.session, &self.project);
+    }
 }
 
 /// Routes that need no credential: the health check, and the two ends of
@@ -374,6 +441,7 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
                 name: k.name.as_str().into(),
                 scope: Arc::new(k.scope.clone()),
                 token: true,
+                peer: None,
             })
             .ok_or_else(|| unauthorized("the token is not valid"))
     };
@@ -440,13 +508,16 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
 pub fn create_session(state: &AppState, grant: &Grant, req: CreateSession) -> Result<SessionHandle, ApiError> {
     let project = req.project.clone().unwrap_or_default();
     grant.check_create(project.as_str())?;
-    if !grant.token {
-        return Ok(state.registry.create(req)?);
-    }
-    state
-        .security
-        .quota
-        .create(&grant.name, || state.registry.create(req).map_err(ApiError::from))
+    let handle = if !grant.token {
+        state.registry.create(req)?
+    } else {
+        state
+            .security
+            .quota
+            .create(&grant.name, || state.registry.create(req).map_err(ApiError::from))?
+    };
+    audit::session_created(grant, handle.id().as_str(), project.as_str());
+    Ok(handle)
 }
 
 /// `POST /api/ws-ticket`: a single-use ticket for `/ws?token=TICKET`,
@@ -503,6 +574,7 @@ mod tests {
             name: "v".into(),
             scope: Arc::new(Scope::Projects([("web".to_string(), Access::Read)].into())),
             token: true,
+            peer: None,
         };
         assert!(g.check_session("web", "a", Access::Read).is_ok());
         assert_eq!(

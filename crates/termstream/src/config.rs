@@ -198,7 +198,7 @@ impl Config {
         // `TERMSTREAM_ADMIN_TOKEN` is a plain token, hashed here and kept
         // only as its hash.
         let mut config: Config = fig
-            .merge(Env::prefixed("TERMSTREAM_").ignore(&["config", "session", "admin_token"]))
+            .merge(Env::prefixed("TERMSTREAM_").ignore(&["config", "session", "admin_token", "log_format"]))
             .merge(Serialized::defaults(overrides))
             .extract()
             .context("invalid configuration")?;

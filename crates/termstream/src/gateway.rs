@@ -32,6 +32,7 @@ use termstream_proto::SessionId;
 
 use crate::api::AppState;
 use crate::auth::{BearerProtocol, Grant, Permit};
+use crate::observe::audit::SocketAudit;
 use crate::observe::metrics::ConnectionGauge;
 use crate::registry::{Registry, RegistryEvent};
 use crate::session::SessionHandle;
@@ -45,7 +46,7 @@ pub const INPUT_WAIT: Duration = Duration::from_secs(1);
 /// Counts a connected client while it lives, and holds its connection
 /// permit ([`crate::limits`]) until the socket's task ends.
 #[derive(Debug)]
-pub struct ClientGuard(Arc<AtomicUsize>, Option<Permit>, Option<ConnectionGauge>);
+pub struct ClientGuard(Arc<AtomicUsize>, Option<Permit>, Option<(ConnectionGauge, SocketAudit)>);
 
 impl ClientGuard {
     pub fn new(count: &Arc<AtomicUsize>) -> ClientGuard {
@@ -59,9 +60,10 @@ impl ClientGuard {
         self
     }
 
-    /// Counts the client in the connection metrics of `endpoint`.
-    pub fn on(mut self, endpoint: &'static str) -> ClientGuard {
-        self.2 = Some(ConnectionGauge::open(endpoint));
+    /// Counts the client in the connection metrics of `endpoint`, and
+    /// audits its connection and (when the guard drops) its close.
+    pub fn on(mut self, endpoint: &'static str, grant: &Grant) -> ClientGuard {
+        self.2 = Some((ConnectionGauge::open(endpoint), SocketAudit::connected(grant, endpoint)));
         self
     }
 }
@@ -160,7 +162,7 @@ async fn ws(
         Some("dotted") => Some(Dialect::Dotted),
         _ => None,
     };
-    let guard = ClientGuard::new(&state.clients).holding(permit).on("ws");
+    let guard = ClientGuard::new(&state.clients).holding(permit).on("ws", &grant);
     upgrade(ws, &state, proto)
         .on_upgrade(move |socket| connection::run(socket, state, client_id, dialect, guard, grant))
 }
@@ -171,12 +173,16 @@ async fn legacy_one(
     Path(raw): Path<String>,
     (grant, permit, proto): Admitted,
 ) -> Response {
-    let guard = ClientGuard::new(&state.clients).holding(permit).on("legacy_one");
+    let guard = ClientGuard::new(&state.clients)
+        .holding(permit)
+        .on("legacy_one", &grant);
     upgrade(ws, &state, proto).on_upgrade(move |socket| legacy::one(socket, state, raw, guard, grant))
 }
 
 async fn legacy_all(ws: WebSocketUpgrade, State(state): State<AppState>, (grant, permit, proto): Admitted) -> Response {
-    let guard = ClientGuard::new(&state.clients).holding(permit).on("legacy_all");
+    let guard = ClientGuard::new(&state.clients)
+        .holding(permit)
+        .on("legacy_all", &grant);
     upgrade(ws, &state, proto).on_upgrade(move |socket| legacy::all(socket, state, guard, grant))
 }
 

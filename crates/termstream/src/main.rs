@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 use termstream::config::Config;
+use termstream::observe::logging::{self, LogFormat};
 use termstream::server::{Server, shutdown_signal};
 
 #[derive(Debug, Parser)]
@@ -15,6 +16,11 @@ use termstream::server::{Server, shutdown_signal};
     about = "Runs terminal sessions and streams them live over WebSocket."
 )]
 struct Cli {
+    /// How log lines on stderr are written; `RUST_LOG` filters them (e.g.
+    /// `termstream=debug`, `termstream::audit=info`; default
+    /// `termstream=info`).
+    #[arg(long, global = true, value_enum, default_value_t, env = "TERMSTREAM_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -106,12 +112,7 @@ struct ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "termstream=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Token(TokenCommand::Create(args)) => {

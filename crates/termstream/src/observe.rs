@@ -6,5 +6,7 @@
 //! handle registered once, an audit event is a `tracing` event that costs
 //! nothing when its level is filtered out.
 
+pub mod audit;
 pub mod health;
+pub mod logging;
 pub mod metrics;

@@ -363,6 +363,7 @@ impl Connection {
             return None;
         };
         if self.grant.access(h.project().as_str()) != Some(Access::Write) {
+            crate::observe::audit::input_refused(&self.grant, id.as_str(), h.project().as_str());
             self.error(
                 ErrorCode::ReadOnly,
                 "this socket may only watch: input and resize are refused".into(),

@@ -74,6 +74,8 @@ struct Forwarder {
 pub async fn run(attach: Attach, out: Outbox) {
     let _attached = AttachmentGauge::open(attach.dialect == Dialect::Legacy);
     tracing::debug!(session = %attach.handle.id(), since = ?attach.since, "attach");
+    // Logged however the forwarder ends, aborted by its socket included.
+    let _detach = DetachLog(attach.handle.id().clone());
     let mut f = Forwarder {
         id: attach.handle.id().clone(),
         handle: attach.handle,
@@ -88,7 +90,15 @@ pub async fn run(attach: Attach, out: Outbox) {
     if let Err(Closed) = f.start(attach.since, attach.preamble).await {
         tracing::debug!(session = %f.id, "socket closed while forwarding");
     }
-    tracing::debug!(session = %f.id, offset = f.next, "detach");
+}
+
+/// Logs the end of an attachment when dropped.
+struct DetachLog(SessionId);
+
+impl Drop for DetachLog {
+    fn drop(&mut self) {
+        tracing::debug!(session = %self.0, "detach");
+    }
 }
 
 impl Forwarder {

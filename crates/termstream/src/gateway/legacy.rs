@@ -139,6 +139,7 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
     if matches!(kind, Some("terminal_input" | "terminal_resize"))
         && grant.access(handle.project().as_str()) != Some(ProjectAccess::Write)
     {
+        crate::observe::audit::input_refused(grant, handle.id().as_str(), handle.project().as_str());
         reply_error("read_only: this socket may only watch".into()).await;
         return;
     }
