@@ -32,6 +32,7 @@ pub mod expiring;
 pub mod login;
 pub mod origin;
 pub mod policy;
+pub mod proxy;
 pub mod ticket;
 pub mod token;
 
@@ -54,6 +55,7 @@ use crate::observe::{audit, metrics};
 use crate::session::SessionHandle;
 use login::LoginStore;
 use origin::{BrowserPolicy, Origin};
+use proxy::TrustedProxies;
 use ticket::TicketStore;
 use token::{Access, Scope, TokenTable};
 
@@ -181,6 +183,8 @@ pub struct Security {
     pub insecure_no_auth: bool,
     pub connections: Arc<ConnLimiter>,
     pub quota: SessionQuota,
+    /// Reverse proxies whose forwarding headers are believed ([`proxy`]).
+    pub proxies: TrustedProxies,
 }
 
 /// Why the server refuses to start with this configuration.
@@ -190,6 +194,8 @@ pub enum SecurityConfigError {
     Tokens(#[from] token::TokenConfigError),
     #[error("allowed origin {0:?} is not scheme://host[:port]")]
     BadOrigin(String),
+    #[error(transparent)]
+    BadProxy(#[from] proxy::BadProxy),
     #[error(
         "refusing to listen on {0} without authentication: configure a token (`termstream token create`), \
          listen on a loopback address, or pass --insecure-no-auth"
@@ -231,6 +237,7 @@ impl Security {
             insecure_no_auth: config.insecure_no_auth,
             connections: ConnLimiter::new(config.max_connections, config.max_connections_per_ip),
             quota: SessionQuota::new(config.max_sessions_per_token),
+            proxies: TrustedProxies::parse(&config.trusted_proxies)?,
         })
     }
 
@@ -285,7 +292,9 @@ pub async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let mut resp = match admit(&state, peer, &mut req) {
+    let client = state.security.proxies.client(peer, req.headers());
+    let client_ip = client.ip;
+    let mut resp = match admit(&state, peer, client, &mut req) {
         Ok(()) => {
             let ending = Ending::of(&state, &req);
             let resp = next.run(req).await;
@@ -298,7 +307,7 @@ pub async fn guard(
         }
         Err(Refusal(reason, e)) => {
             metrics::auth_failure(reason);
-            audit::auth_failed(peer.ip(), reason, req.method().as_str(), req.uri().path(), &e.message);
+            audit::auth_failed(client_ip, reason, req.method().as_str(), req.uri().path(), &e.message);
             e.into_response()
         }
     };
@@ -315,22 +324,38 @@ fn at(step: &'static str) -> impl FnOnce(ApiError) -> Refusal {
     move |e| Refusal(step, e)
 }
 
-fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Refusal> {
+fn admit(state: &AppState, peer: SocketAddr, client: proxy::Client, req: &mut Request) -> Result<(), Refusal> {
     let sec = &state.security;
     let headers = req.headers();
+    // Behind a proxy every client would look like loopback.
+    if sec.open() && !sec.insecure_no_auth && proxy::is_forwarded(headers) {
+        return Err(Refusal(
+            "forwarded",
+            forbidden(
+                "this request came through a reverse proxy (it carries Forwarded or X-Forwarded-For) and no token \
+                 is configured, so it cannot be told from a local client: configure a token (`termstream token \
+                 create`), or set insecure_no_auth",
+            ),
+        ));
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    if !sec.browser.host_allowed(host) {
+    // A trusted proxy's own server name check stands for the Host check.
+    if !client.via_trusted && !sec.browser.host_allowed(host) {
         return Err(Refusal("host", forbidden("this Host is not served here")));
     }
     let ws = is_websocket(headers);
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     // `None`: no Origin; `Some(false)`: a foreign one.
-    let origin_ok = headers
-        .get(header::ORIGIN)
-        .map(|o| o.to_str().is_ok_and(|o| sec.browser.origin_allowed(o, host)));
+    // Behind a trusted proxy the page's origin is what the client used.
+    let scheme = client.proto.as_deref().unwrap_or(sec.browser.scheme);
+    let own_host = client.host.as_deref().or(host);
+    let origin_ok = headers.get(header::ORIGIN).map(|o| {
+        o.to_str()
+            .is_ok_and(|o| sec.browser.origin_allowed_as(o, scheme, own_host))
+    });
     if origin_ok == Some(false) && (ws || !safe) {
         return Err(Refusal(
             "origin",
@@ -352,7 +377,7 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Re
             forbidden("a request authenticated by the login cookie must come from an allowed Origin"),
         ));
     }
-    grant.peer = Some(peer.ip());
+    grant.peer = Some(client.ip);
     if let Err(e) = policy::check(&grant, &state.registry, req.method(), req.uri().path()) {
         if e.code == ErrorCode::ReadOnly {
             refused_write(state, &grant, req.uri().path());
@@ -362,7 +387,7 @@ fn admit(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<(), Re
     if ws {
         let permit = sec
             .connections
-            .acquire(peer.ip())
+            .acquire(client.ip)
             .map_err(|e| Refusal("connection_limit", e.into()))?;
         req.extensions_mut().insert(Permit(Arc::new(permit)));
     }
