@@ -290,3 +290,21 @@ async fn shutdown_ends_within_its_bound() {
     assert_eq!(status.code(), Some(1), "{status:?}");
     kill_marked(&epoch);
 }
+
+#[tokio::test]
+async fn systemd_hears_ready_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(secs(10))).unwrap();
+    let mut server = TestServer::start_with(&[], &[("NOTIFY_SOCKET", path.to_str().unwrap())]).await;
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("no READY=1");
+    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "READY=1");
+    // The server answers once it said it is ready.
+    assert_eq!(server.get("/readyz").await.0, StatusCode::OK);
+    let status = server.stop(secs(10)).expect("no exit after SIGTERM");
+    assert!(status.success());
+    let n = sock.recv(&mut buf).expect("no STOPPING=1");
+    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "STOPPING=1");
+}
