@@ -174,7 +174,8 @@ pub struct Permit(pub Arc<ConnPermit>);
 /// The server's security state, shared by every request.
 #[derive(Debug)]
 pub struct Security {
-    pub tokens: TokenTable,
+    /// The configured tokens; replaced whole by a reload (SIGHUP).
+    tokens: std::sync::RwLock<Arc<TokenTable>>,
     pub tickets: TicketStore,
     /// Login codes and the sessions of the login cookie.
     pub logins: LoginStore,
@@ -216,7 +217,7 @@ impl Security {
             .map(|o| Origin::parse(o).ok_or_else(|| SecurityConfigError::BadOrigin(o.clone())))
             .collect::<Result<_, _>>()?;
         Ok(Security {
-            tokens,
+            tokens: std::sync::RwLock::new(Arc::new(tokens)),
             tickets: TicketStore::new(
                 std::time::Duration::from_millis(config.ticket_ttl_ms),
                 config.max_tickets,
@@ -243,7 +244,26 @@ impl Security {
 
     /// Whether the server runs without authentication.
     pub fn open(&self) -> bool {
-        self.tokens.is_empty()
+        self.tokens().is_empty()
+    }
+
+    /// The configured tokens now.
+    pub fn tokens(&self) -> Arc<TokenTable> {
+        self.tokens.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the tokens with those of `config` (a reload). Refused, the
+    /// old ones kept, when they are not valid, or when none would leave a
+    /// server on a network address open.
+    pub fn reload_tokens(&self, config: &Config) -> Result<usize, SecurityConfigError> {
+        let table = TokenTable::new(&config.tokens)?;
+        let bound = self.browser.bound;
+        if table.is_empty() && !self.open() && !bound.ip().is_loopback() && !self.insecure_no_auth {
+            return Err(SecurityConfigError::OpenOnNetwork(bound));
+        }
+        let n = config.tokens.len();
+        *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        Ok(n)
     }
 
     /// Whether the server serves TLS.
@@ -460,7 +480,7 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
         return Ok(Grant::open());
     }
     let from_token = |t: &str| {
-        sec.tokens
+        sec.tokens()
             .lookup(t)
             .map(|k| Grant {
                 name: k.name.as_str().into(),

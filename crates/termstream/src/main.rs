@@ -216,7 +216,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let server = Server::bind(config).await?;
+        let server = Server::bind(config).await?.with_reload(move || {
+            let file = termstream::config::find_file(args.config.as_deref());
+            Config::load(file.as_deref(), &args)
+        });
         let addr = server.local_addr()?;
         // The first line on stdout is the address, for scripts and tests.
         println!("listening on {}://{addr}", server.scheme());

@@ -7,6 +7,9 @@
 //! SIGKILL after the grace period) and recorded as such. The whole takes at
 //! most `shutdown_timeout_ms`, and a second signal exits at once.
 //!
+//! SIGHUP reloads the TLS certificate and the tokens ([`signals::reloads`]);
+//! open connections are not touched.
+//!
 //! Connections are accepted and served by [`accept`]: plain or TLS
 //! ([`crate::tls`]), with a header read timeout.
 
@@ -21,20 +24,26 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, AppState};
 use crate::auth::Security;
 use crate::config::Config;
 use crate::registry::Registry;
+use crate::tls::SharedAcceptor;
+
+/// Reads the configuration again (the file, the environment and the same
+/// flags), for a reload.
+pub type Reload = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
 /// A bound server, not yet serving.
 pub struct Server {
     listener: TcpListener,
     registry: Arc<Registry>,
     security: Arc<Security>,
-    /// Set when serving TLS.
-    tls: Option<TlsAcceptor>,
+    /// Set when serving TLS; reloaded on SIGHUP.
+    tls: Option<Arc<SharedAcceptor>>,
+    /// Reads the configuration again, for SIGHUP.
+    reload: Option<Reload>,
     header_timeout: Duration,
 }
 
@@ -62,8 +71,9 @@ impl Server {
             listener,
             registry,
             security: Arc::new(security),
-            tls,
+            tls: tls.map(|t| Arc::new(SharedAcceptor::new(t))),
             header_timeout,
+            reload: None,
         })
     }
 
@@ -75,6 +85,13 @@ impl Server {
     /// `https` when serving TLS, else `http`.
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// On SIGHUP, reads the configuration with `reload` and takes its TLS
+    /// certificate and key and its tokens; connections stay open.
+    pub fn with_reload(mut self, reload: impl Fn() -> anyhow::Result<Config> + Send + Sync + 'static) -> Server {
+        self.reload = Some(Arc::new(reload));
+        self
     }
 
     /// How long shutdown may take before the process exits anyway.
@@ -91,6 +108,11 @@ impl Server {
         let stopping = state.shutdown.clone();
         let app = api::router(state.clone());
         let retention = tokio::spawn(self.registry.clone().retention_loop());
+        let reloads = tokio::spawn(signals::reloads(
+            self.reload.clone(),
+            self.security.clone(),
+            self.tls.clone(),
+        ));
         let serving = accept::Serving {
             app,
             tls: self.tls,
@@ -104,6 +126,7 @@ impl Server {
         };
         accept::serve(self.listener, serving, signal).await;
         retention.abort();
+        reloads.abort();
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;
         let closed = async {

@@ -308,3 +308,56 @@ async fn systemd_hears_ready_and_stopping() {
     let n = sock.recv(&mut buf).expect("no STOPPING=1");
     assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "STOPPING=1");
 }
+
+#[tokio::test]
+async fn sighup_reloads_tokens_and_the_certificate_keeping_sockets() {
+    use termstream::auth::token;
+    let (old_token, new_token) = (token::generate(), token::generate());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("termstream.toml");
+    let config = |t: &str| {
+        format!(
+            "[[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nadmin = true\n",
+            token::hash(t)
+        )
+    };
+    std::fs::write(&path, config(&old_token)).unwrap();
+    let server = TestServer::start_tls(&["--config", path.to_str().unwrap()], &[]).await;
+    let sessions = |client: reqwest::Client, t: String| {
+        let url = server.url("/api/sessions");
+        async move { client.get(url).bearer_auth(t).send().await.map(|r| r.status().as_u16()) }
+    };
+    assert_eq!(sessions(server.client.clone(), old_token.clone()).await.unwrap(), 200);
+    let auth = format!("Bearer {old_token}");
+    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &[("authorization", &auth)])
+        .await
+        .expect("socket with the old token");
+    ws.until_type("connected", secs(10)).await;
+
+    // New token and new certificate in place, then SIGHUP.
+    std::fs::write(&path, config(&new_token)).unwrap();
+    let fresh = common::tls::TestCert::generate();
+    let cert = server.cert().unwrap();
+    std::fs::copy(&fresh.cert_path, &cert.cert_path).unwrap();
+    std::fs::copy(&fresh.key_path, &cert.key_path).unwrap();
+    let pid = rustix::process::Pid::from_raw(server.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+
+    // A client that trusts only the new certificate gets in with the new token.
+    let trusting_new = fresh.reqwest_client();
+    assert!(
+        wait_until(secs(10), || async {
+            sessions(trusting_new.clone(), new_token.clone()).await.ok() == Some(200)
+        })
+        .await,
+        "the new certificate and token were not taken"
+    );
+    assert_eq!(sessions(trusting_new.clone(), old_token.clone()).await.unwrap(), 401);
+    // The socket opened before the reload is still served.
+    ws.send(json!({"type":"ping"})).await;
+    assert_eq!(ws.until_type("pong", secs(10)).await["type"], "pong");
+    // A bad file is refused and the tokens stay.
+    std::fs::write(&path, "ring_bytes = \"many\"\n").unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    assert_eq!(sessions(trusting_new.clone(), new_token.clone()).await.unwrap(), 200);
+}

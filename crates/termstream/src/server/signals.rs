@@ -1,12 +1,18 @@
 //! The signals the server acts on: SIGINT and SIGTERM start the shutdown,
-//! bounded by `shutdown_timeout_ms`, and a second one exits at once.
+//! bounded by `shutdown_timeout_ms`, and a second one exits at once; SIGHUP
+//! reloads the TLS certificate and the tokens.
 //!
 //! The service manager hears of it too: `STOPPING=1` goes to systemd (when
 //! run as a `Type=notify` unit) as the shutdown starts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use super::Reload;
+use crate::auth::Security;
+use crate::tls::SharedAcceptor;
 
 /// SIGINT and SIGTERM, whichever comes first.
 struct Stop {
@@ -56,4 +62,44 @@ pub async fn shutdown_signal(timeout: Duration) {
             }
         }
     });
+}
+
+/// On every SIGHUP: reads the configuration with `reload` and takes its
+/// tokens and (when serving TLS) its certificate and key. A part that fails
+/// to load is reported and the old one kept; open connections are not
+/// touched. Runs until aborted.
+pub async fn reloads(reload: Option<Reload>, security: Arc<Security>, tls: Option<Arc<SharedAcceptor>>) {
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let Some(reload) = &reload else {
+            tracing::warn!("SIGHUP: this server has nothing to reload from");
+            continue;
+        };
+        let config = match reload() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("SIGHUP: the configuration does not load, nothing changed: {e:#}");
+                continue;
+            }
+        };
+        match security.reload_tokens(&config) {
+            Ok(n) => tracing::info!(tokens = n, "SIGHUP: tokens reloaded"),
+            Err(e) => tracing::error!("SIGHUP: tokens not reloaded: {e}"),
+        }
+        if let Some(tls) = &tls {
+            match (&config.tls_cert, &config.tls_key) {
+                (Some(cert), Some(key)) => match tls.reload(cert, key) {
+                    Ok(()) => tracing::info!(cert = %cert.display(), "SIGHUP: TLS certificate reloaded"),
+                    Err(e) => tracing::error!("SIGHUP: TLS certificate not reloaded: {e}"),
+                },
+                _ => tracing::error!("SIGHUP: the configuration no longer names a certificate; keeping the old one"),
+            }
+        }
+    }
 }
