@@ -4,8 +4,8 @@
 //! process as the global `metrics` recorder ([`install`]); `/metrics`
 //! renders it as Prometheus text. Every metric the hot paths touch is
 //! registered once and kept as a handle ([`get`]), so recording is an atomic
-//! add (a histogram sample is a lock-free push, drained by the upkeep task
-//! every 5 s), never a lookup by name.
+//! add (a histogram sample is a lock-free push, folded into its buckets by
+//! the upkeep task every second), never a lookup by name.
 //!
 //! Gauges of sessions by kind and status are counted from the registry when
 //! `/metrics` is scraped, not kept up to date on every change.
@@ -32,8 +32,10 @@ const DELIVERY_BUCKETS: [f64; 16] = [
     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-/// How often histogram samples are folded into their buckets.
-const UPKEEP: Duration = Duration::from_secs(5);
+/// How often histogram samples are folded into their buckets. Samples wait
+/// in a lock-free list until then (8 bytes each): at most one second of
+/// delivered frames.
+const UPKEEP: Duration = Duration::from_secs(1);
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 
