@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use termstream_proto::ErrorCode;
 
 use crate::error::ApiError;
+use crate::observe::{health, metrics};
 use crate::state::AppState;
 use crate::{auth, gateway, page};
 
@@ -57,6 +58,9 @@ route_table! {
     get "/ws/terminal/{session_id}" => gateway::legacy_one,
     get "/openapi.json" => openapi::serve,
     get "/health" => openapi::health,
+    get "/healthz" => health::healthz,
+    get "/readyz" => health::readyz,
+    get "/metrics" => metrics::render,
     get "/" => page::index,
     get "/assets/{*path}" => page::asset,
 }

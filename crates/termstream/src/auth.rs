@@ -14,8 +14,8 @@
 //!    `allow_token_in_query`; failing all of these, the login cookie
 //!    ([`login`]), which then needs an allowed `Origin` on a WebSocket
 //!    upgrade or a state-changing request. None or a bad one: 401.
-//!    `/health`, the page (`/`, `/assets/...`), `GET /login` and
-//!    `POST /api/logout` need none.
+//!    `/health`, `/healthz`, `/readyz`, the page (`/`, `/assets/...`),
+//!    `GET /login` and `POST /api/logout` need none.
 //! 4. The route's need ([`policy`]) against the credential's [`Grant`].
 //! 5. WebSocket upgrades take a connection permit ([`crate::limits`]).
 //!
@@ -32,6 +32,7 @@ pub mod expiring;
 pub mod login;
 pub mod origin;
 pub mod policy;
+pub mod proxy;
 pub mod ticket;
 pub mod token;
 
@@ -50,9 +51,11 @@ use termstream_proto::replies::WsTicket;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::limits::{ConnLimiter, ConnPermit, LimitError, SessionQuota};
+use crate::observe::{audit, metrics};
 use crate::registry::Registry;
 use login::LoginStore;
 use origin::{BrowserPolicy, Origin};
+use proxy::TrustedProxies;
 use ticket::TicketStore;
 use token::{Access, Scope, TokenTable};
 
@@ -67,6 +70,9 @@ pub struct Grant {
     /// Whether this grant came from a configured token (per-token limits
     /// apply), not from running without auth.
     pub token: bool,
+    /// The client's address, for the audit trail: set by the guard on
+    /// every request (a ticket's grant gets its redeemer's).
+    pub peer: Option<IpAddr>,
 }
 
 impl Grant {
@@ -76,6 +82,7 @@ impl Grant {
             name: "local".into(),
             scope: Arc::new(Scope::Admin),
             token: false,
+            peer: None,
         }
     }
 
@@ -167,7 +174,8 @@ pub struct Permit(pub Arc<ConnPermit>);
 /// The server's security state, shared by every request.
 #[derive(Debug)]
 pub struct Security {
-    pub tokens: TokenTable,
+    /// The configured tokens; replaced whole by a reload (SIGHUP).
+    tokens: std::sync::RwLock<Arc<TokenTable>>,
     pub tickets: TicketStore,
     /// Login codes and the sessions of the login cookie.
     pub logins: LoginStore,
@@ -176,6 +184,8 @@ pub struct Security {
     pub insecure_no_auth: bool,
     pub connections: Arc<ConnLimiter>,
     pub quota: SessionQuota,
+    /// Reverse proxies whose forwarding headers are believed ([`proxy`]).
+    pub proxies: TrustedProxies,
 }
 
 /// Why the server refuses to start with this configuration.
@@ -185,6 +195,8 @@ pub enum SecurityConfigError {
     Tokens(#[from] token::TokenConfigError),
     #[error("allowed origin {0:?} is not scheme://host[:port]")]
     BadOrigin(String),
+    #[error(transparent)]
+    BadProxy(#[from] proxy::BadProxy),
     #[error(
         "refusing to listen on {0} without authentication: configure a token (`termstream token create`), \
          listen on a loopback address, or pass --insecure-no-auth"
@@ -205,7 +217,7 @@ impl Security {
             .map(|o| Origin::parse(o).ok_or_else(|| SecurityConfigError::BadOrigin(o.clone())))
             .collect::<Result<_, _>>()?;
         Ok(Security {
-            tokens,
+            tokens: std::sync::RwLock::new(Arc::new(tokens)),
             tickets: TicketStore::new(
                 std::time::Duration::from_millis(config.ticket_ttl_ms),
                 config.max_tickets,
@@ -226,12 +238,32 @@ impl Security {
             insecure_no_auth: config.insecure_no_auth,
             connections: ConnLimiter::new(config.max_connections, config.max_connections_per_ip),
             quota: SessionQuota::new(config.max_sessions_per_token),
+            proxies: TrustedProxies::parse(&config.trusted_proxies)?,
         })
     }
 
     /// Whether the server runs without authentication.
     pub fn open(&self) -> bool {
-        self.tokens.is_empty()
+        self.tokens().is_empty()
+    }
+
+    /// The configured tokens now.
+    pub fn tokens(&self) -> Arc<TokenTable> {
+        self.tokens.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the tokens with those of `config` (a reload). Refused, the
+    /// old ones kept, when they are not valid, or when none would leave a
+    /// server on a network address open.
+    pub fn reload_tokens(&self, config: &Config) -> Result<usize, SecurityConfigError> {
+        let table = TokenTable::new(&config.tokens)?;
+        let bound = self.browser.bound;
+        if table.is_empty() && !self.open() && !bound.ip().is_loopback() && !self.insecure_no_auth {
+            return Err(SecurityConfigError::OpenOnNetwork(bound));
+        }
+        let n = config.tokens.len();
+        *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        Ok(n)
     }
 
     /// Whether the server serves TLS.
@@ -281,56 +313,162 @@ pub async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let mut resp = match admit(&sec, &registry, peer, &mut req) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+    let client = sec.proxies.client(peer, req.headers());
+    let client_ip = client.ip;
+    let mut resp = match admit(&sec, &registry, peer, client, &mut req) {
+        Ok(()) => {
+            let ending = Ending::of(&registry, &req);
+            let resp = next.run(req).await;
+            if let Some(ending) = ending
+                && resp.status().is_success()
+            {
+                ending.audit();
+            }
+            resp
+        }
+        Err(Refusal(reason, e)) => {
+            metrics::auth_failure(reason);
+            audit::auth_failed(client_ip, reason, req.method().as_str(), req.uri().path(), &e.message);
+            e.into_response()
+        }
     };
     origin::security_headers(resp.headers_mut());
     resp
 }
 
-fn admit(sec: &Security, registry: &Registry, peer: SocketAddr, req: &mut Request) -> Result<(), ApiError> {
+/// Why the guard refused a request: the step that failed (the reason of
+/// the auth failure metric and the audit event), and the answer.
+struct Refusal(&'static str, ApiError);
+
+/// Tags an error with the guard step that raised it.
+fn at(step: &'static str) -> impl FnOnce(ApiError) -> Refusal {
+    move |e| Refusal(step, e)
+}
+
+fn admit(
+    sec: &Security,
+    registry: &Registry,
+    peer: SocketAddr,
+    client: proxy::Client,
+    req: &mut Request,
+) -> Result<(), Refusal> {
     let headers = req.headers();
+    // Behind a proxy every client would look like loopback.
+    if sec.open() && !sec.insecure_no_auth && proxy::is_forwarded(headers) {
+        return Err(Refusal(
+            "forwarded",
+            forbidden(
+                "this request came through a reverse proxy (it carries Forwarded or X-Forwarded-For) and no token \
+                 is configured, so it cannot be told from a local client: configure a token (`termstream token \
+                 create`), or set insecure_no_auth",
+            ),
+        ));
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    if !sec.browser.host_allowed(host) {
-        return Err(forbidden("this Host is not served here"));
+    // A trusted proxy's own server name check stands for the Host check.
+    if !client.via_trusted && !sec.browser.host_allowed(host) {
+        return Err(Refusal("host", forbidden("this Host is not served here")));
     }
     let ws = is_websocket(headers);
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     // `None`: no Origin; `Some(false)`: a foreign one.
-    let origin_ok = headers
-        .get(header::ORIGIN)
-        .map(|o| o.to_str().is_ok_and(|o| sec.browser.origin_allowed(o, host)));
+    // Behind a trusted proxy the page's origin is what the client used.
+    let scheme = client.proto.as_deref().unwrap_or(sec.browser.scheme);
+    let own_host = client.host.as_deref().or(host);
+    let origin_ok = headers.get(header::ORIGIN).map(|o| {
+        o.to_str()
+            .is_ok_and(|o| sec.browser.origin_allowed_as(o, scheme, own_host))
+    });
     if origin_ok == Some(false) && (ws || !safe) {
-        return Err(forbidden("requests from this Origin are not allowed"));
+        return Err(Refusal(
+            "origin",
+            forbidden("requests from this Origin are not allowed"),
+        ));
     }
     if public(req.method(), req.uri().path()) {
         // No grant: a handler there that asked for one would get 401.
         return Ok(());
     }
-    let grant = authenticate(sec, peer, req, ws)?;
+    let mut grant = authenticate(sec, peer, req, ws).map_err(at("credential"))?;
     // A cookie rides along on any request the browser makes, so it counts
     // only on requests the server's own pages made: an allowed Origin where
     // browsers always send one, and never a foreign one.
     if req.extensions().get::<CookieAuth>().is_some() && origin_ok != Some(true) && (ws || !safe || origin_ok.is_some())
     {
-        return Err(forbidden(
-            "a request authenticated by the login cookie must come from an allowed Origin",
+        return Err(Refusal(
+            "cookie_origin",
+            forbidden("a request authenticated by the login cookie must come from an allowed Origin"),
         ));
     }
-    policy::check(&grant, registry, req.method(), req.uri().path())?;
+    grant.peer = Some(client.ip);
+    if let Err(e) = policy::check(&grant, registry, req.method(), req.uri().path()) {
+        if e.code == ErrorCode::ReadOnly {
+            refused_write(registry, &grant, req.uri().path());
+        }
+        return Err(Refusal("scope", e));
+    }
     if ws {
-        let permit = sec.connections.acquire(peer.ip())?;
+        let permit = sec
+            .connections
+            .acquire(client.ip)
+            .map_err(|e| Refusal("connection_limit", e.into()))?;
         req.extensions_mut().insert(Permit(Arc::new(permit)));
     }
     req.extensions_mut().insert(grant);
     Ok(())
 }
 
-/// Routes that need no credential: the health check, the web page's static
+/// Audits a write to a session (at `path`) refused to a read-only grant.
+fn refused_write(registry: &Registry, grant: &Grant, path: &str) {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let id = match segs.as_slice() {
+        ["api", "sessions", id, ..] | ["terminal", id, ..] => *id,
+        _ => return,
+    };
+    let project = termstream_proto::SessionId::new(id)
+        .ok()
+        .and_then(|id| registry.get(&id))
+        .map(|h| h.project().to_string())
+        .unwrap_or_default();
+    audit::input_refused(grant, id, &project);
+}
+
+/// A request that ends a session (terminate or delete, REST or the older
+/// routes), audited once it succeeded.
+struct Ending {
+    grant: Grant,
+    how: &'static str,
+    session: String,
+    project: String,
+}
+
+impl Ending {
+    fn of(registry: &Registry, req: &Request) -> Option<Ending> {
+        let segs: Vec<&str> = req.uri().path().trim_start_matches('/').split('/').collect();
+        let (how, id) = match (req.method().as_str(), segs.as_slice()) {
+            ("POST", ["api", "sessions", id, "terminate"] | ["terminal", id, "terminate"]) => ("terminated", *id),
+            ("DELETE", ["api", "sessions", id]) => ("deleted", *id),
+            _ => return None,
+        };
+        let id = termstream_proto::SessionId::new(id).ok()?;
+        let handle = registry.get(&id)?;
+        Some(Ending {
+            grant: req.extensions().get::<Grant>()?.clone(),
+            how,
+            session: id.to_string(),
+            project: handle.project().to_string(),
+        })
+    }
+
+    fn audit(&self) {
+        audit::session_ended(&self.grant, self.how, &self.session, &self.project);
+    }
+}
+
+/// Routes that need no credential: the health checks, the web page's static
 /// files ([`crate::page`]; they hold no secret), and the two ends of the
 /// login cookie (the code is the credential; logout only takes away).
 /// `HEAD /login` is not public: a link checker's HEAD must not use up a code.
@@ -339,7 +477,7 @@ fn public(method: &Method, path: &str) -> bool {
     (get && crate::page::is_page_path(path))
         || matches!(
             (method.as_str(), path),
-            ("GET" | "HEAD", "/health") | ("GET", "/login") | ("POST", "/api/logout")
+            ("GET" | "HEAD", "/health" | "/healthz" | "/readyz") | ("GET", "/login") | ("POST", "/api/logout")
         )
 }
 
@@ -351,12 +489,13 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
         return Ok(Grant::open());
     }
     let from_token = |t: &str| {
-        sec.tokens
+        sec.tokens()
             .lookup(t)
             .map(|k| Grant {
                 name: k.name.as_str().into(),
                 scope: Arc::new(k.scope.clone()),
                 token: true,
+                peer: None,
             })
             .ok_or_else(|| unauthorized("the token is not valid"))
     };
@@ -476,6 +615,7 @@ mod tests {
             name: "v".into(),
             scope: Arc::new(Scope::Projects([("web".to_string(), Access::Read)].into())),
             token: true,
+            peer: None,
         };
         assert!(g.check_session("web", "a", Access::Read).is_ok());
         assert_eq!(

@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, error::Kind};
 use serde::{Deserialize, Serialize};
 
 pub mod tokens;
@@ -40,6 +39,9 @@ pub struct Config {
     pub disk_max_bytes: u64,
     /// Milliseconds between SIGTERM and SIGKILL when terminating.
     pub terminate_grace_ms: u64,
+    /// Milliseconds the server may take to shut down (tell sockets,
+    /// terminate sessions) after SIGTERM or SIGINT before it exits anyway.
+    pub shutdown_timeout_ms: u64,
     /// Sessions running at once; more is answered 503.
     pub max_running_sessions: usize,
     /// Sessions kept, running or ended; past it the oldest ended ones go.
@@ -86,8 +88,13 @@ pub struct Config {
     // Security (see `crate::auth` and the README's "Security" section).
     /// Tokens by SHA-256, with their scopes. None: only loopback clients.
     pub tokens: Vec<TokenEntry>,
-    /// Serve without a token on a non-loopback address.
+    /// Serve without a token on a non-loopback address, or behind a
+    /// reverse proxy.
     pub insecure_no_auth: bool,
+    /// Reverse proxies (addresses or CIDRs) whose `Forwarded` and
+    /// `X-Forwarded-*` headers are believed, for the client's address and
+    /// the page's origin.
+    pub trusted_proxies: Vec<String>,
     /// Origins allowed besides the server's own (`scheme://host[:port]`).
     pub allowed_origins: Vec<String>,
     /// Host names allowed in `Host` besides localhost, 127.0.0.1 and `[::1]`
@@ -143,6 +150,7 @@ impl Default for Config {
             disk_segment_bytes: 16 << 20,
             disk_max_bytes: 256 << 20,
             terminate_grace_ms: 2000,
+            shutdown_timeout_ms: 10_000,
             max_running_sessions: 2048,
             max_sessions: 10_000,
             retention_secs: 7 * 24 * 3600,
@@ -167,6 +175,7 @@ impl Default for Config {
             tls_key: None,
             tokens: Vec::new(),
             insecure_no_auth: false,
+            trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             allow_token_in_query: false,
@@ -199,25 +208,109 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
+/// `TERMSTREAM_*` variables that are not settings: `TERMSTREAM_CONFIG`
+/// names the file, `TERMSTREAM_SESSION` is the marker every session's
+/// processes carry (a server started inside a session must not refuse it),
+/// `TERMSTREAM_ADMIN_TOKEN` is a plain token (hashed at once, kept only as
+/// its hash) and `TERMSTREAM_LOG_FORMAT` is read with the flags.
+pub const NOT_SETTINGS: [&str; 4] = ["config", "session", "admin_token", "log_format"];
+
+/// Settings that are lists of strings: in a variable they may be written
+/// `PATH HOME`, `PATH,HOME` or as a TOML array `["PATH","HOME"]`.
+pub const STRING_LISTS: [&str; 4] = ["env_allowlist", "allowed_origins", "allowed_hosts", "trusted_proxies"];
+
+/// Where the config file is looked for when neither `--config` nor
+/// `TERMSTREAM_CONFIG` names one, in order: the first that exists is read.
+pub fn default_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => files.push(PathBuf::from(d).join("termstream/config.toml")),
+        None => {
+            if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+                files.push(PathBuf::from(h).join(".config/termstream/config.toml"));
+            }
+        }
+    }
+    files.push(PathBuf::from("/etc/termstream/config.toml"));
+    files
+}
+
+/// The config file to read: the one named (`--config` or
+/// `TERMSTREAM_CONFIG`), else the first of [`default_files`] that exists.
+pub fn find_file(named: Option<&Path>) -> Option<PathBuf> {
+    match named {
+        Some(f) => Some(f.to_owned()),
+        None => default_files().into_iter().find(|f| f.is_file()),
+    }
+}
+
+/// Every setting's name, sorted.
+pub fn keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The `TERMSTREAM_*` variables of `vars` that name no setting: the server
+/// warns about each and starts anyway.
+pub fn unknown_variables(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
+    let known = keys();
+    vars.filter_map(|(k, _)| {
+        let key = k.strip_prefix("TERMSTREAM_")?.to_ascii_lowercase();
+        (!known.contains(&key) && !NOT_SETTINGS.contains(&key.as_str())).then_some(k)
+    })
+    .collect()
+}
+
+/// A list written in a variable: a TOML array is left to figment (`None`);
+/// otherwise items separated by commas and/or white space.
+fn split_list(value: &str) -> Option<Vec<String>> {
+    if value.trim_start().starts_with('[') {
+        return None;
+    }
+    Some(
+        value
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 impl Config {
     /// Loads the configuration: defaults < `file` (if given) <
     /// `TERMSTREAM_*` variables < `overrides` (the flags that were given).
+    /// A variable that names no setting is warned about and ignored; a key
+    /// of the file that names none is an error that names the key and the
+    /// file.
     pub fn load(file: Option<&Path>, overrides: impl Serialize) -> anyhow::Result<Config> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
             fig = fig.merge(Toml::file(file));
         }
-        // `TERMSTREAM_CONFIG` names the file, and `TERMSTREAM_SESSION` is the
-        // marker every session's processes carry: neither is a setting, and a
-        // server started inside a session must not refuse the marker.
-        // `TERMSTREAM_ADMIN_TOKEN` is a plain token, hashed here and kept
-        // only as its hash.
+        for var in unknown_variables(std::env::vars()) {
+            tracing::warn!("{var} is not a termstream setting; it is ignored");
+        }
+        let known = keys();
+        let lists: std::collections::BTreeMap<String, Vec<String>> = STRING_LISTS
+            .iter()
+            .filter_map(|k| {
+                let v = std::env::var(format!("TERMSTREAM_{}", k.to_ascii_uppercase())).ok()?;
+                Some((k.to_string(), split_list(&v)?))
+            })
+            .collect();
+        let split: Vec<String> = lists.keys().cloned().collect();
+        let env = Env::prefixed("TERMSTREAM_")
+            .ignore(&NOT_SETTINGS)
+            .filter(move |k| known.iter().any(|n| k == n.as_str()) && !split.iter().any(|n| k == n.as_str()));
         let mut config: Config = fig
-            .merge(Env::prefixed("TERMSTREAM_").ignore(&["config", "session", "admin_token"]))
+            .merge(env)
+            .merge(Serialized::defaults(lists))
             .merge(Serialized::defaults(overrides))
             .extract()
-            .context("invalid configuration")?;
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe(e)))?;
         anyhow::ensure!(
             config.max_cols > 0 && config.max_rows > 0,
             "invalid configuration: max_cols and max_rows must be at least 1"
@@ -250,6 +343,36 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration as TOML, with every token's hash redacted; unset
+    /// settings are listed as comments.
+    pub fn to_toml_redacted(&self) -> String {
+        let mut shown = self.clone();
+        for t in &mut shown.tokens {
+            t.sha256 = "<redacted>".into();
+        }
+        let table = toml::Table::try_from(&shown).unwrap_or_default();
+        let mut out = String::new();
+        let mut unset = Vec::new();
+        let mut tables = toml::Table::new();
+        for key in keys() {
+            match table.get(&key) {
+                None => unset.push(key),
+                Some(v @ toml::Value::Array(a)) if a.iter().any(toml::Value::is_table) => {
+                    tables.insert(key, v.clone());
+                }
+                Some(v) => out.push_str(&format!("{key} = {v}\n")),
+            }
+        }
+        for key in unset {
+            out.push_str(&format!("# {key}: unset\n"));
+        }
+        if !tables.is_empty() {
+            out.push('\n');
+            out.push_str(&toml::to_string(&tables).unwrap_or_default());
+        }
+        out
+    }
+
     /// The settings every session shares.
     pub fn session_settings(&self) -> SessionSettings {
         SessionSettings {
@@ -271,5 +394,82 @@ impl Config {
             .clone()
             .or_else(|| std::env::var("SHELL").ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| "/bin/sh".to_owned())
+    }
+}
+
+/// A figment error in one sentence per problem, naming the key and where
+/// it came from (the file's path, or the variable).
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let source = e
+                .metadata
+                .as_ref()
+                .and_then(|m| m.source.as_ref())
+                .map(|s| format!(" in {s}"))
+                .unwrap_or_default();
+            match &e.kind {
+                Kind::UnknownField(key, _) => format!("unknown key `{key}`{source}"),
+                _ => {
+                    let path = e.path.join(".");
+                    if path.is_empty() {
+                        format!("{}{source}", e.kind)
+                    } else {
+                        format!("`{path}`: {}{source}", e.kind)
+                    }
+                }
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_split_on_commas_and_spaces() {
+        assert_eq!(split_list("PATH HOME").unwrap(), ["PATH", "HOME"]);
+        assert_eq!(split_list("PATH,HOME").unwrap(), ["PATH", "HOME"]);
+        assert_eq!(split_list(" PATH, HOME ,TZ ").unwrap(), ["PATH", "HOME", "TZ"]);
+        assert!(split_list("[\"PATH\"]").is_none());
+        assert!(split_list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_string_list_is_a_list() {
+        let v = serde_json::to_value(Config::default()).unwrap();
+        for k in STRING_LISTS {
+            assert!(v[k].is_array(), "{k}");
+        }
+    }
+
+    #[test]
+    fn unknown_variables_are_found() {
+        let vars = [
+            ("TERMSTREAM_LOG", "x"),
+            ("TERMSTREAM_RING_BYTES", "1"),
+            ("TERMSTREAM_SESSION", "e"),
+            ("PATH", "/bin"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(unknown_variables(vars.into_iter()), ["TERMSTREAM_LOG"]);
+    }
+
+    #[test]
+    fn printed_config_redacts_tokens() {
+        let mut c = Config::default();
+        c.tokens.push(TokenEntry {
+            name: Some("ops".into()),
+            sha256: "ab".repeat(32),
+            admin: true,
+            projects: Default::default(),
+        });
+        let text = c.to_toml_redacted();
+        assert!(!text.contains(&"ab".repeat(32)), "{text}");
+        assert!(text.contains("<redacted>") && text.contains("ops"), "{text}");
+        assert!(text.contains("# default_shell: unset"), "{text}");
+        assert!(text.contains("ring_bytes = 1048576"), "{text}");
     }
 }

@@ -70,6 +70,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        crate::observe::metrics::error(self.code);
         let mut body = ErrorBody::new(self.code, self.message);
         body.error.earliest_offset = self.earliest_offset;
         body.error.accepted_bytes = self.accepted_bytes;

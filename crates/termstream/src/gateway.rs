@@ -33,6 +33,8 @@ use termstream_proto::{ErrorBody, ErrorCode, SessionId};
 
 use crate::auth::{BearerProtocol, Grant, Permit};
 use crate::error::{ApiError, Path, Query};
+use crate::observe::audit::SocketAudit;
+use crate::observe::metrics::ConnectionGauge;
 use crate::registry::{Registry, RegistryEvent};
 use crate::session::SessionHandle;
 use crate::state::AppState;
@@ -46,12 +48,12 @@ pub const INPUT_WAIT: Duration = Duration::from_secs(1);
 /// Counts a connected client while it lives, and holds its connection
 /// permit ([`crate::limits`]) until the socket's task ends.
 #[derive(Debug)]
-pub struct ClientGuard(Arc<AtomicUsize>, Option<Permit>);
+pub struct ClientGuard(Arc<AtomicUsize>, Option<Permit>, Option<(ConnectionGauge, SocketAudit)>);
 
 impl ClientGuard {
     pub fn new(count: &Arc<AtomicUsize>) -> ClientGuard {
         count.fetch_add(1, Ordering::Relaxed);
-        ClientGuard(count.clone(), None)
+        ClientGuard(count.clone(), None, None)
     }
 
     /// Holds `permit` for as long as the client is counted.
@@ -59,6 +61,34 @@ impl ClientGuard {
         self.1 = permit.map(|Extension(p)| p);
         self
     }
+
+    /// Counts the client in the connection metrics of `endpoint`, and
+    /// audits its connection and (when the guard drops) its close.
+    pub fn on(mut self, endpoint: &'static str, grant: &Grant) -> ClientGuard {
+        self.2 = Some((ConnectionGauge::open(endpoint), SocketAudit::connected(grant, endpoint)));
+        self
+    }
+}
+
+/// The message every socket gets when the server shuts down, before its
+/// close frame (1001, going away).
+pub const SHUTDOWN_MESSAGE: &str = r#"{"type":"server.shutdown"}"#;
+
+/// Tells a socket that the server is shutting down: [`SHUTDOWN_MESSAGE`],
+/// then close 1001, then reads what the client still sends (at most 1 s)
+/// so that its close reply is taken and the socket ends cleanly.
+pub async fn tell_shutdown(
+    out: &outbox::Outbox,
+    stream: &mut futures_util::stream::SplitStream<axum::extract::ws::WebSocket>,
+) {
+    use axum::extract::ws::{Message, close_code};
+    use futures_util::StreamExt;
+    let _ = out.reply(Message::Text(SHUTDOWN_MESSAGE.into())).await;
+    out.close(close_code::AWAY, "the server is shutting down").await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
 
 impl Drop for ClientGuard {
@@ -131,7 +161,7 @@ pub async fn ws(
         Some("dotted") => Some(Dialect::Dotted),
         _ => None,
     };
-    let guard = ClientGuard::new(&state.clients).holding(permit);
+    let guard = ClientGuard::new(&state.clients).holding(permit).on("ws", &grant);
     upgrade(ws, &state, proto)
         .on_upgrade(move |socket| connection::run(socket, state, client_id, dialect, guard, grant))
 }
@@ -146,7 +176,9 @@ pub async fn legacy_one(
     Path(raw): Path<String>,
     (grant, permit, proto): Admitted,
 ) -> Response {
-    let guard = ClientGuard::new(&state.clients).holding(permit);
+    let guard = ClientGuard::new(&state.clients)
+        .holding(permit)
+        .on("legacy_one", &grant);
     upgrade(ws, &state, proto).on_upgrade(move |socket| legacy::one(socket, state, raw, guard, grant))
 }
 
@@ -159,7 +191,9 @@ pub async fn legacy_all(
     State(state): State<AppState>,
     (grant, permit, proto): Admitted,
 ) -> Response {
-    let guard = ClientGuard::new(&state.clients).holding(permit);
+    let guard = ClientGuard::new(&state.clients)
+        .holding(permit)
+        .on("legacy_all", &grant);
     upgrade(ws, &state, proto).on_upgrade(move |socket| legacy::all(socket, state, guard, grant))
 }
 

@@ -13,6 +13,7 @@
 //!   origin and host checks: the guard every request passes first.
 //! - [`page`]: the web page at `/`, embedded in the binary.
 //! - [`limits`]: connection caps, per-token session caps, input rate.
+//! - [`observe`]: metrics, health and readiness, logs and the audit trail.
 //! - [`server`]: binding, the accept loop (timeouts) and shutdown.
 //! - [`tls`]: the certificate and key, for HTTPS and WSS.
 //! - [`confine`]: the user and resource limits of sessions' programs.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod limits;
+pub mod observe;
 pub mod page;
 pub mod registry;
 pub mod server;

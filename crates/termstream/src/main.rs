@@ -6,9 +6,10 @@ mod cli;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 use termstream::config::Config;
+use termstream::observe::logging::{self, LogFormat};
 use termstream::server::{Server, shutdown_signal};
 
 #[derive(Debug, Parser)]
@@ -20,6 +21,11 @@ use termstream::server::{Server, shutdown_signal};
 struct Cli {
     #[command(flatten)]
     global: cli::GlobalArgs,
+    /// How log lines on stderr are written; `RUST_LOG` filters them (e.g.
+    /// `termstream=debug`, `termstream::audit=info`; default
+    /// `termstream=info`).
+    #[arg(long, global = true, value_enum, default_value_t, env = "TERMSTREAM_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,7 +33,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -61,11 +67,17 @@ struct TokenCreateArgs {
 /// environment.
 #[derive(Debug, clap::Args, Serialize)]
 struct ServeArgs {
-    /// A TOML config file.
+    /// A TOML config file; when none is named, the first that exists of
+    /// $XDG_CONFIG_HOME/termstream/config.toml (~/.config when unset) and
+    /// /etc/termstream/config.toml.
     #[arg(long, env = "TERMSTREAM_CONFIG")]
     #[serde(skip)]
     config: Option<PathBuf>,
-    /// Address to listen on (default 127.0.0.1:8000).
+    /// Print the effective configuration (tokens redacted) and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    print_config: bool,
+    /// Address to listen on.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<SocketAddr>,
@@ -81,6 +93,11 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     terminate_grace_ms: Option<u64>,
+    /// Milliseconds shutdown may take after SIGTERM or SIGINT before the
+    /// server exits anyway.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown_timeout_ms: Option<u64>,
     /// Serve without a token on a non-loopback address (anyone who can
     /// reach the port can run commands).
     #[arg(long)]
@@ -95,6 +112,11 @@ struct ServeArgs {
     #[arg(long = "allowed-host")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     allowed_hosts: Vec<String>,
+    /// A reverse proxy (address or CIDR) whose Forwarded and X-Forwarded-*
+    /// headers are believed (repeatable).
+    #[arg(long = "trusted-proxy")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    trusted_proxies: Vec<String>,
     /// Serve HTTPS and WSS with this certificate chain (PEM); needs
     /// --tls-key.
     #[arg(long, requires = "tls_key")]
@@ -112,18 +134,17 @@ struct ServeArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = with_defaults(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if let Command::Client(command) = cli.command {
         std::process::exit(cli::main(cli.global, command, Cli::command()));
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "termstream=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(cli.log_format);
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Token(TokenCommand::Create(args)) => {
             token_create(args);
             Ok(())
@@ -155,8 +176,45 @@ fn token_create(args: TokenCreateArgs) {
     }
 }
 
+/// Appends each `serve` setting's default to its help, from
+/// [`Config::default`], so `--help` shows what an absent flag means.
+fn with_defaults(cmd: clap::Command) -> clap::Command {
+    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    cmd.mut_subcommand("serve", |mut serve| {
+        let ids: Vec<String> = serve.get_arguments().map(|a| a.get_id().to_string()).collect();
+        for id in ids {
+            let shown = match &defaults[id.as_str()] {
+                serde_json::Value::Null if defaults.get(id.as_str()).is_some() => "unset".to_owned(),
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Array(a) if a.is_empty() => "none".to_owned(),
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                v => v.to_string(),
+            };
+            serve = serve.mut_arg(id.as_str(), |a| {
+                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+                a.help(format!("{help} [default: {shown}]"))
+            });
+        }
+        serve
+    })
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref(), &args)?;
+    let file = termstream::config::find_file(args.config.as_deref());
+    let config = Config::load(file.as_deref(), &args)?;
+    if args.print_config {
+        match &file {
+            Some(f) => println!("# config file: {}", f.display()),
+            None => println!("# no config file"),
+        }
+        print!("{}", config.to_toml_redacted());
+        return Ok(());
+    }
     if let Err(e) = termstream::confine::raise_fd_limit() {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
@@ -169,11 +227,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let server = Server::bind(config).await?;
+        let server = Server::bind(config).await?.with_reload(move || {
+            let file = termstream::config::find_file(args.config.as_deref());
+            Config::load(file.as_deref(), &args)
+        });
         let addr = server.local_addr()?;
         // The first line on stdout is the address, for scripts and tests.
         println!("listening on {}://{addr}", server.scheme());
         tracing::info!(%addr, "termstream is serving");
-        server.run(shutdown_signal()).await
+        // Under systemd (Type=notify) the unit counts as started now.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        let timeout = server.shutdown_timeout();
+        server.run(shutdown_signal(timeout)).await
     })
 }

@@ -316,6 +316,7 @@ impl Registry {
                     let _ = std::fs::remove_dir(cgroup.path());
                 }
                 cleanup(writer);
+                crate::observe::metrics::get().spawn_failures.increment(1);
                 return Err(e.into());
             }
         };
@@ -355,6 +356,7 @@ impl Registry {
             self.spawn_delete(id);
         }
         let _ = self.changes.send(RegistryEvent::Created(handle.clone()));
+        crate::observe::metrics::session_created(kind);
         Ok(handle)
     }
 

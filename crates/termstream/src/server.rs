@@ -1,8 +1,14 @@
 //! Binding, serving and shutting down.
 //!
-//! Shutdown is explicit: on SIGINT or SIGTERM the listener stops accepting,
-//! open requests finish, every running session is terminated (SIGHUP,
-//! SIGTERM, then SIGKILL after the grace period) and recorded as such.
+//! Shutdown is explicit: on SIGINT or SIGTERM ([`signals`]) the listener
+//! stops accepting and open requests finish; every WebSocket is told
+//! (`{"type":"server.shutdown"}`, then close 1001) and `/readyz` turns
+//! unready; every running session is terminated (SIGHUP, SIGTERM, then
+//! SIGKILL after the grace period) and recorded as such. The whole takes at
+//! most `shutdown_timeout_ms`, and a second signal exits at once.
+//!
+//! SIGHUP reloads the TLS certificate and the tokens ([`signals::reloads`]);
+//! open connections are not touched.
 //!
 //! Connections are accepted and served by [`accept`]: plain or TLS
 //! ([`crate::tls`]), with a header read timeout and a body deadline
@@ -10,29 +16,37 @@
 
 pub mod accept;
 pub mod body;
+pub mod signals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use crate::api;
 use crate::auth::Security;
 use crate::config::Config;
 use crate::registry::Registry;
 use crate::state::AppState;
+use crate::tls::SharedAcceptor;
+
+/// Reads the configuration again (the file, the environment and the same
+/// flags), for a reload.
+pub type Reload = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
 /// A bound server, not yet serving.
 pub struct Server {
     listener: TcpListener,
     registry: Arc<Registry>,
     security: Arc<Security>,
-    /// Set when serving TLS.
-    tls: Option<TlsAcceptor>,
+    /// Set when serving TLS; reloaded on SIGHUP.
+    tls: Option<Arc<SharedAcceptor>>,
+    /// Reads the configuration again, for SIGHUP.
+    reload: Option<Reload>,
     header_timeout: Duration,
     body_timeout: Duration,
 }
@@ -62,9 +76,10 @@ impl Server {
             listener,
             registry,
             security: Arc::new(security),
-            tls,
+            tls: tls.map(|t| Arc::new(SharedAcceptor::new(t))),
             header_timeout,
             body_timeout,
+            reload: None,
         })
     }
 
@@ -78,38 +93,72 @@ impl Server {
         if self.tls.is_some() { "https" } else { "http" }
     }
 
-    /// Serves until `shutdown` completes, then terminates every session.
+    /// On SIGHUP, reads the configuration with `reload` and takes its TLS
+    /// certificate and key and its tokens; connections stay open.
+    pub fn with_reload(mut self, reload: impl Fn() -> anyhow::Result<Config> + Send + Sync + 'static) -> Server {
+        self.reload = Some(Arc::new(reload));
+        self
+    }
+
+    /// How long shutdown may take before the process exits anyway.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.registry.config().shutdown_timeout_ms)
+    }
+
+    /// Serves until `shutdown` completes, then shuts down (see the module
+    /// docs): stop accepting, tell every socket, terminate every session,
+    /// wait for the sockets to close.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        crate::observe::metrics::install();
         let state = AppState::new(self.registry.clone(), self.security.clone());
         let feed = tokio::spawn(crate::gateway::session_feed::run(
             self.registry.clone(),
             state.events.clone(),
         ));
-        let app = api::router(state);
+        let stopping = state.shutdown.clone();
+        let app = api::router(state.clone());
         let retention = tokio::spawn(self.registry.clone().retention_loop());
+        let reloads = tokio::spawn(signals::reloads(
+            self.reload.clone(),
+            self.security.clone(),
+            self.tls.clone(),
+        ));
         let serving = accept::Serving {
             app,
             tls: self.tls,
             header_timeout: self.header_timeout,
             body_timeout: self.body_timeout,
         };
-        accept::serve(self.listener, serving, shutdown).await;
+        // Sockets are told as soon as the signal comes, while the accept
+        // loop lets open requests finish.
+        let signal = async move {
+            shutdown.await;
+            stopping.cancel();
+        };
+        accept::serve(self.listener, serving, signal).await;
         retention.abort();
         feed.abort();
+        reloads.abort();
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;
+        let closed = async {
+            while state.clients.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(SOCKETS_WAIT, closed).await.is_err() {
+            tracing::warn!(
+                open = state.clients.load(Ordering::Relaxed),
+                "sockets still open after {SOCKETS_WAIT:?}; exiting anyway"
+            );
+        }
+        tracing::info!("shut down");
         Ok(())
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
+/// How long shutdown waits for told sockets to close after the sessions
+/// ended.
+const SOCKETS_WAIT: Duration = Duration::from_secs(2);
+
+pub use signals::shutdown_signal;

@@ -300,10 +300,18 @@ impl SessionHandle {
         if !self.is_running() {
             return Err(SessionError::NotRunning(self.id.clone()));
         }
+        let m = crate::observe::metrics::get();
+        let len = data.len();
         self.input.send(data, eof, seq, wait).await.map_err(|e| match e {
             input::InputError::Closed => SessionError::NotRunning(self.id.clone()),
-            input::InputError::Busy { taken, total } => SessionError::InputBusy { taken, total },
-        })
+            input::InputError::Busy { taken, total } => {
+                m.input_busy.increment(1);
+                m.bytes_in.increment(taken as u64);
+                SessionError::InputBusy { taken, total }
+            }
+        })?;
+        m.bytes_in.increment(len as u64);
+        Ok(())
     }
 
     /// Sets the window size of a pty session.

@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicUsize;
 
 use axum::extract::FromRef;
 use termstream_proto::CreateSession;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Grant, Security};
 use crate::error::ApiError;
@@ -28,6 +29,9 @@ pub struct AppState {
     pub clients: Arc<AtomicUsize>,
     /// Tokens, tickets, browser checks and limits ([`crate::auth`]).
     pub security: Arc<Security>,
+    /// Cancelled when the server starts shutting down: every socket's task
+    /// watches it to tell its client, and `/readyz` turns unready.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -37,6 +41,7 @@ impl AppState {
             events: EventHub::default(),
             clients: Arc::default(),
             security,
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -45,12 +50,15 @@ impl AppState {
     pub fn create_session(&self, grant: &Grant, req: CreateSession) -> Result<SessionHandle, ApiError> {
         let project = req.project.clone().unwrap_or_default();
         grant.check_create(project.as_str())?;
-        if !grant.token {
-            return Ok(self.registry.create(req)?);
-        }
-        self.security
-            .quota
-            .create(&grant.name, || self.registry.create(req).map_err(ApiError::from))
+        let handle = if !grant.token {
+            self.registry.create(req)?
+        } else {
+            self.security
+                .quota
+                .create(&grant.name, || self.registry.create(req).map_err(ApiError::from))?
+        };
+        crate::observe::audit::session_created(grant, handle.id().as_str(), project.as_str());
+        Ok(handle)
     }
 }
 
@@ -63,5 +71,11 @@ impl FromRef<AppState> for Arc<Security> {
 impl FromRef<AppState> for Arc<Registry> {
     fn from_ref(state: &AppState) -> Arc<Registry> {
         state.registry.clone()
+    }
+}
+
+impl FromRef<AppState> for CancellationToken {
+    fn from_ref(state: &AppState) -> CancellationToken {
+        state.shutdown.clone()
     }
 }

@@ -74,6 +74,35 @@ fn load(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The acceptor the accept loop uses, replaced whole by a reload (SIGHUP):
+/// connections already open keep the certificate they were made with.
+pub struct SharedAcceptor(std::sync::RwLock<TlsAcceptor>);
+
+impl std::fmt::Debug for SharedAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedAcceptor")
+    }
+}
+
+impl SharedAcceptor {
+    pub fn new(acceptor: TlsAcceptor) -> SharedAcceptor {
+        SharedAcceptor(std::sync::RwLock::new(acceptor))
+    }
+
+    /// The acceptor for a new connection.
+    pub fn get(&self) -> TlsAcceptor {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Loads `cert` and `key` again and serves new connections with them;
+    /// on an error the old ones stay.
+    pub fn reload(&self, cert: &Path, key: &Path) -> Result<(), TlsError> {
+        let fresh = load(cert, key)?;
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+}
+
 /// The first byte of every TLS connection: a handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 

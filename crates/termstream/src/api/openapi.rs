@@ -16,6 +16,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::{compat, events, sessions};
+use crate::observe::{health, metrics};
 use crate::{auth, gateway, page};
 
 #[derive(OpenApi)]
@@ -48,6 +49,9 @@ use crate::{auth, gateway, page};
         health,
         page::index,
         page::asset,
+        health::healthz,
+        health::readyz,
+        metrics::render,
     ),
     components(schemas(sessions::OutputFormat, ErrorBody, ErrorCode)),
     modifiers(&Common)

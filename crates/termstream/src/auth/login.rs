@@ -293,6 +293,7 @@ mod tests {
             name: "t".into(),
             scope: Scope::Projects(map).into(),
             token: true,
+            peer: None,
         }
     }
 

@@ -107,13 +107,19 @@ impl BrowserPolicy {
     /// state or open a WebSocket: the origin is the server's own (same
     /// scheme, host and port as the request's `Host`) or an allowed one.
     pub fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
+        self.origin_allowed_as(origin, self.scheme, host)
+    }
+
+    /// [`BrowserPolicy::origin_allowed`] for a client that used `scheme`
+    /// (behind a TLS-terminating proxy, not the server's own).
+    pub fn origin_allowed_as(&self, origin: &str, scheme: &str, host: Option<&str>) -> bool {
         let Some(o) = Origin::parse(origin) else {
             return false;
         };
-        let default = default_port(self.scheme).unwrap_or(80);
+        let default = default_port(scheme).unwrap_or(80);
         let own = host
             .and_then(|h| split_authority(h, default))
-            .is_some_and(|(h, p)| o.scheme == self.scheme && o.host == h && o.port == p);
+            .is_some_and(|(h, p)| o.scheme == scheme && o.host == h && o.port == p);
         own || self.allowed_origins.contains(&o)
     }
 }

@@ -134,6 +134,10 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Step::AttachWaited,
             ev = events.recv(), if !conn.channels.is_empty() => Step::Event(ev),
             _ = conn.liveness.tick() => Step::Ping,
+            () = conn.state.shutdown.cancelled() => {
+                super::tell_shutdown(&conn.out, &mut stream).await;
+                break;
+            }
         };
         if Box::pin(conn.step(step, &mut stream, &limits)).await.is_break() || conn.out.is_closed() {
             break;
@@ -272,6 +276,7 @@ impl Connection {
     }
 
     async fn error(&self, code: ErrorCode, message: String, session_id: Option<SessionId>) {
+        crate::observe::metrics::error(code);
         self.control(ServerMessage::Error {
             code,
             message,
@@ -400,6 +405,7 @@ impl Connection {
             return None;
         };
         if self.grant.access(h.project().as_str()) != Some(Access::Write) {
+            crate::observe::audit::input_refused(&self.grant, id.as_str(), h.project().as_str());
             self.error(
                 ErrorCode::ReadOnly,
                 "this socket may only watch: input and resize are refused".into(),

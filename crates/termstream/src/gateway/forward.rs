@@ -16,6 +16,7 @@
 //! it by its length; nothing before `next` is ever sent again.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::ws::Message;
 use termstream_proto::ws::{GapReason, LogPosition, OutputMode};
@@ -24,6 +25,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::outbox::{Closed, Outbox};
 use super::render::{Dialect, OutEvent};
+use crate::observe::metrics::{self, AttachmentGauge};
 use crate::session::log::{Chunk, RingRead};
 use crate::session::screen::utf8;
 use crate::session::{LogEvent, SessionError, SessionHandle};
@@ -62,11 +64,18 @@ struct Forwarder {
     /// An incomplete UTF-8 sequence held back from JSON output: its stream
     /// and bytes; it starts at `next - carry.len()`.
     carry: Option<(Stream, Vec<u8>)>,
+    /// When the oldest bytes of the output being sent were read from the
+    /// program (for the delivery latency metric).
+    read_at: Option<Instant>,
 }
 
 /// Delivers `attach`'s session to `out` until the log ends, the session is
 /// deleted, or the socket closes.
 pub async fn run(attach: Attach, out: Outbox) {
+    let _attached = AttachmentGauge::open(attach.dialect == Dialect::Legacy);
+    tracing::debug!(session = %attach.handle.id(), since = ?attach.since, "attach");
+    // Logged however the forwarder ends, aborted by its socket included.
+    let _detach = DetachLog(attach.handle.id().clone());
     let mut f = Forwarder {
         id: attach.handle.id().clone(),
         handle: attach.handle,
@@ -76,16 +85,44 @@ pub async fn run(attach: Attach, out: Outbox) {
         out,
         next: 0,
         carry: None,
+        read_at: None,
     };
     if let Err(Closed) = f.start(attach.since, attach.preamble).await {
         tracing::debug!(session = %f.id, "socket closed while forwarding");
     }
 }
 
+/// Logs the end of an attachment when dropped.
+struct DetachLog(SessionId);
+
+impl Drop for DetachLog {
+    fn drop(&mut self) {
+        tracing::debug!(session = %self.0, "detach");
+    }
+}
+
 impl Forwarder {
     async fn emit(&self, ev: OutEvent<'_>) -> Result<(), Closed> {
+        self.emit_at(None, ev).await
+    }
+
+    /// Sends `ev`; output read from the program at `read_at` has its
+    /// delivery latency recorded when written.
+    async fn emit_at(&self, read_at: Option<Instant>, ev: OutEvent<'_>) -> Result<(), Closed> {
+        match &ev {
+            OutEvent::Output { data, .. } => {
+                let m = metrics::get();
+                m.output_frames.increment(1);
+                m.bytes_out.increment(data.len() as u64);
+            }
+            OutEvent::Gap { from, to, reason, .. } => {
+                metrics::gap(*reason);
+                tracing::debug!(session = %self.id, from, to, ?reason, "gap");
+            }
+            _ => {}
+        }
         match self.dialect.render(ev, self.mode) {
-            Some(msg) => self.out.send(msg).await,
+            Some(msg) => self.out.send_output(msg, read_at).await,
             None => Ok(()),
         }
     }
@@ -294,8 +331,12 @@ impl Forwarder {
     async fn fell_behind(&mut self) -> Result<(), Closed> {
         let end = self.handle.output_offset();
         if !self.is_pty() || end.saturating_sub(self.next) <= self.max_replay {
+            metrics::catchup("replay");
+            tracing::debug!(session = %self.id, from = self.next, to = end, "resync by replay");
             return Ok(());
         }
+        metrics::catchup("snapshot");
+        tracing::debug!(session = %self.id, from = self.next, to = end, "resync by snapshot");
         self.snapshot_gap(GapReason::SlowClient).await
     }
 
@@ -387,7 +428,10 @@ impl Forwarder {
                 && c.offset == self.next
                 && let Some(frame) = c.frame(self.id.as_str().len())
             {
-                self.out.send(Message::Binary(frame)).await?;
+                let m = metrics::get();
+                m.output_frames.increment(1);
+                m.bytes_out.increment(c.data.len() as u64);
+                self.out.send_output(Message::Binary(frame), c.read_at).await?;
                 self.next += c.data.len() as u64;
                 stream = None;
                 continue;
@@ -397,6 +441,9 @@ impl Forwarder {
                     self.send_output(s, std::mem::take(&mut buf)).await?;
                 }
                 stream = Some(c.stream);
+            }
+            if buf.is_empty() {
+                self.read_at = c.read_at;
             }
             buf.extend_from_slice(&c.data);
         }
@@ -413,13 +460,17 @@ impl Forwarder {
     /// next bytes of the same stream.
     async fn send_output(&mut self, stream: Stream, bytes: Vec<u8>) -> Result<(), Closed> {
         let len = bytes.len() as u64;
+        let read_at = self.read_at.take();
         if self.mode == OutputMode::Binary && self.dialect != Dialect::Legacy {
-            self.emit(OutEvent::Output {
-                session: &self.id,
-                stream,
-                offset: self.next,
-                data: &bytes,
-            })
+            self.emit_at(
+                read_at,
+                OutEvent::Output {
+                    session: &self.id,
+                    stream,
+                    offset: self.next,
+                    data: &bytes,
+                },
+            )
             .await?;
             self.next += len;
             return Ok(());
@@ -432,12 +483,15 @@ impl Forwarder {
             Some((s, held)) => {
                 // The other stream's held bytes can no longer complete.
                 let start = self.next - held.len() as u64;
-                self.emit(OutEvent::Output {
-                    session: &self.id,
-                    stream: s,
-                    offset: start,
-                    data: &held,
-                })
+                self.emit_at(
+                    read_at,
+                    OutEvent::Output {
+                        session: &self.id,
+                        stream: s,
+                        offset: start,
+                        data: &held,
+                    },
+                )
                 .await?;
                 bytes
             }
@@ -450,12 +504,15 @@ impl Forwarder {
             self.carry = Some((stream, tail));
         }
         if !data.is_empty() {
-            self.emit(OutEvent::Output {
-                session: &self.id,
-                stream,
-                offset: start,
-                data: &data,
-            })
+            self.emit_at(
+                read_at,
+                OutEvent::Output {
+                    session: &self.id,
+                    stream,
+                    offset: start,
+                    data: &data,
+                },
+            )
             .await?;
         }
         self.next += len;

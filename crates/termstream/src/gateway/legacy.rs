@@ -139,6 +139,10 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
             _ = liveness.tick() => if liveness.beat(&out).await == Beat::Gone {
                 break;
             },
+            () = state.shutdown.cancelled() => {
+                super::tell_shutdown(&out, &mut stream).await;
+                break;
+            }
         }
         if out.is_closed() {
             break;
@@ -169,6 +173,7 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
     if matches!(kind, Some("terminal_input" | "terminal_resize"))
         && grant.access(handle.project().as_str()) != Some(ProjectAccess::Write)
     {
+        crate::observe::audit::input_refused(grant, handle.id().as_str(), handle.project().as_str());
         reply_error("read_only: this socket may only watch".into()).await;
         return;
     }
@@ -263,6 +268,10 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
             _ = liveness.tick() => if liveness.beat(&out).await == Beat::Gone {
                 break;
             },
+            () = state.shutdown.cancelled() => {
+                super::tell_shutdown(&out, &mut stream).await;
+                break;
+            }
             change = changes.recv() => match change {
                 Ok(RegistryEvent::Created(handle)) if grant.can_read(handle.project().as_str()) => {
                     // Created between `changes()` and `handles()` above:

@@ -33,7 +33,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::SplitSink;
@@ -42,6 +42,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::observe::metrics;
 
 /// Frames in flight per socket, whatever their size.
 const FRAMES_IN_FLIGHT: usize = 256;
@@ -61,6 +62,9 @@ type Sink = SplitSink<WebSocket, Message>;
 struct Frame {
     msg: Option<Message>,
     permit: Option<OwnedSemaphorePermit>,
+    /// When the output in `msg` was read from the program, for the
+    /// delivery latency recorded once the frame is flushed.
+    read_at: Option<Instant>,
 }
 
 /// The socket is gone.
@@ -116,6 +120,12 @@ impl Outbox {
     /// After a close frame the socket is done: that send, and every later
     /// one, answers `Closed`.
     pub async fn send(&self, msg: Message) -> Result<(), Closed> {
+        self.send_output(msg, None).await
+    }
+
+    /// [`Outbox::send`] for output the actor read at `read_at`: the time
+    /// from then to the frame's write is recorded as its delivery latency.
+    pub async fn send_output(&self, msg: Message, read_at: Option<Instant>) -> Result<(), Closed> {
         if self.is_closed() {
             return Err(Closed);
         }
@@ -128,7 +138,10 @@ impl Outbox {
                     self.write_now(&mut sink, msg).await
                 };
                 return match sent {
-                    Ok(()) if !closing => Ok(()),
+                    Ok(()) if !closing => {
+                        metrics::delivered(read_at);
+                        Ok(())
+                    }
                     _ => {
                         self.shared.done.store(true, Ordering::Release);
                         Err(Closed)
@@ -142,6 +155,7 @@ impl Outbox {
         self.queue(Frame {
             msg: Some(msg),
             permit: Some(permit),
+            read_at,
         })
         .await
     }
@@ -190,6 +204,7 @@ impl Outbox {
                         Frame {
                             msg: None,
                             permit: None,
+                            read_at: None,
                         },
                     );
                     Ok(())
@@ -209,6 +224,7 @@ impl Outbox {
                     Frame {
                         msg: Some(msg),
                         permit: None,
+                        read_at: None,
                     },
                 );
                 true
@@ -228,6 +244,7 @@ impl Outbox {
     /// forwarder) leaves the count as it was.
     fn enqueue(&self, slot: mpsc::Permit<'_, Frame>, frame: Frame) {
         self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        metrics::get().outbox_queued.increment(1.0);
         slot.send(frame);
     }
 
@@ -294,10 +311,13 @@ impl Writer {
 /// `Close` frame is the last thing written.
 async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Frame>) {
     let mut held = Vec::new();
+    // Read times of the output fed since the last flush.
+    let mut reads: Vec<Instant> = Vec::new();
     let mut ok = true;
     while ok && let Some(first) = rx.recv().await {
         let mut sink = shared.sink.lock().await;
         if shared.done.load(Ordering::Acquire) {
+            metrics::get().outbox_queued.decrement(1.0);
             break;
         }
         let mut frame = Some(first);
@@ -308,6 +328,8 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Frame>) {
                 ok = sink.feed(msg).await.is_ok();
             }
             shared.queued.fetch_sub(1, Ordering::AcqRel);
+            metrics::get().outbox_queued.decrement(1.0);
+            reads.extend(f.read_at);
             held.push(f.permit);
             if !ok || closing {
                 break;
@@ -315,6 +337,9 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Frame>) {
             frame = rx.try_recv().ok();
         }
         ok = ok && sink.flush().await.is_ok() && !closing;
+        for t in reads.drain(..) {
+            metrics::delivered(ok.then_some(t));
+        }
         if !ok {
             // Under the lock: no direct send slips in after a close.
             shared.done.store(true, Ordering::Release);
@@ -323,5 +348,9 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Frame>) {
     }
     shared.done.store(true, Ordering::Release);
     rx.close();
+    // Frames never written leave the queue gauge too.
+    while rx.try_recv().is_ok() {
+        metrics::get().outbox_queued.decrement(1.0);
+    }
     let _ = shared.sink.lock().await.close().await;
 }

@@ -31,14 +31,14 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::body::TimedBody;
-use crate::tls;
+use crate::tls::{self, SharedAcceptor};
 
 /// How long shutdown waits for open requests to finish.
 pub const DRAIN: Duration = Duration::from_secs(5);
@@ -47,8 +47,8 @@ pub const DRAIN: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Serving {
     pub app: Router,
-    /// The TLS acceptor, when serving TLS.
-    pub tls: Option<TlsAcceptor>,
+    /// The TLS acceptor, when serving TLS (reloadable).
+    pub tls: Option<Arc<SharedAcceptor>>,
     /// Time allowed for a TLS handshake and for each request head.
     pub header_timeout: Duration,
     /// Time allowed for each request body, from the first read that waits.
@@ -106,7 +106,7 @@ async fn accept_error(e: std::io::Error) {
 }
 
 async fn connection(tcp: TcpStream, peer: SocketAddr, serving: Serving, stop: CancellationToken) {
-    let Some(acceptor) = serving.tls.clone() else {
+    let Some(acceptor) = serving.tls.as_ref().map(|t| t.get()) else {
         return http(TokioIo::new(tcp), peer, serving, stop).await;
     };
     // One deadline for the first byte and the whole handshake; a shutdown

@@ -418,10 +418,12 @@ impl Actor {
         };
         let data = wire.slice(header..);
         let full = data.len() >= READ_COALESCE;
+        let read_at = std::time::Instant::now();
         let chunk = Chunk {
             offset: self.ring.end(),
             stream,
-            time_ms: self.elapsed_ms(),
+            time_ms: read_at.duration_since(self.started).as_millis() as u64,
+            read_at: Some(read_at),
             data,
             wire: Some(wire),
         };

@@ -27,6 +27,9 @@ pub struct Chunk {
     pub stream: Stream,
     /// Milliseconds since the session started when the bytes were read.
     pub time_ms: u64,
+    /// When the actor read the bytes from the program, for the delivery
+    /// latency metric; `None` for chunks read back from disk.
+    pub read_at: Option<std::time::Instant>,
     pub data: Bytes,
     /// The chunk as a binary WebSocket output frame (header, then `data`),
     /// built once by the actor so that every socket can send the same bytes
@@ -63,6 +66,7 @@ impl Chunk {
             offset: self.offset + skip as u64,
             stream: self.stream,
             time_ms: self.time_ms,
+            read_at: self.read_at,
             data: self.data.slice(skip..),
             wire: self.wire.clone(),
         }
@@ -173,6 +177,7 @@ mod tests {
             offset,
             stream: Stream::Pty,
             time_ms: 0,
+            read_at: None,
             data: Bytes::copy_from_slice(s.as_bytes()),
             wire: None,
         }
@@ -217,6 +222,7 @@ mod tests {
             offset: 100,
             stream: Stream::Pty,
             time_ms: 0,
+            read_at: None,
             data: Bytes::from(vec![b'y'; budget * 2]),
             wire: None,
         });

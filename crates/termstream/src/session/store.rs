@@ -215,6 +215,7 @@ fn read_segment(dir: &Path, start: u64, since: u64, max_bytes: usize) -> io::Res
             offset: from,
             stream,
             time_ms,
+            read_at: None,
             data: Bytes::from(data),
             wire: None,
         }));
@@ -294,6 +295,7 @@ mod tests {
             offset,
             stream,
             time_ms: offset * 10,
+            read_at: None,
             data: Bytes::copy_from_slice(s.as_bytes()),
             wire: None,
         }

@@ -56,6 +56,9 @@ pub struct TestServer {
     config: Option<tempfile::TempDir>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Where the server's stderr (its log) goes, when captured; else it is
+    /// the test's.
+    log: Option<PathBuf>,
     pub client: reqwest::Client,
 }
 
@@ -73,7 +76,27 @@ impl TestServer {
             .expect("tempdir");
         let args = args.iter().map(|s| s.to_string()).collect();
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        TestServer::spawn(data, args, env, None)
+        TestServer::spawn(data, args, env, None, None)
+    }
+
+    /// Starts a server whose log (stderr) is written to a file, read with
+    /// [`TestServer::log`]; `RUST_LOG` is given in `env` or defaults to the
+    /// harness's.
+    pub async fn start_logged(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let data = tempfile::Builder::new()
+            .prefix("termstream-test-")
+            .tempdir()
+            .expect("tempdir");
+        let log = data.path().with_extension("log");
+        let args = args.iter().map(|s| s.to_string()).collect();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        TestServer::spawn(data, args, env, None, Some(log))
+    }
+
+    /// What the server logged so far (see [`TestServer::start_logged`]).
+    pub fn log(&self) -> String {
+        let path = self.log.as_ref().expect("started with start_logged");
+        std::fs::read_to_string(path).unwrap_or_default()
     }
 
     /// Starts a server serving HTTPS and WSS with a certificate made now;
@@ -87,7 +110,7 @@ impl TestServer {
         let mut all = cert.args();
         all.extend(args.iter().map(|s| s.to_string()));
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        TestServer::spawn(data, all, env, Some(cert))
+        TestServer::spawn(data, all, env, Some(cert), None)
     }
 
     /// Starts a server reading `toml` as its config file.
@@ -109,6 +132,7 @@ impl TestServer {
         args: Vec<String>,
         env: Vec<(String, String)>,
         cert: Option<std::sync::Arc<tls::TestCert>>,
+        log: Option<PathBuf>,
     ) -> TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_termstream"));
         cmd.arg("serve")
@@ -122,7 +146,16 @@ impl TestServer {
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match &log {
+                Some(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .expect("log file"),
+                ),
+                None => Stdio::inherit(),
+            });
         let mut child = cmd.spawn().expect("cannot start termstream");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         // Read the first line on a thread, so that a server that never prints
@@ -166,6 +199,7 @@ impl TestServer {
             config: None,
             args,
             env,
+            log,
             client,
         }
     }
@@ -201,7 +235,7 @@ impl TestServer {
         // Move the data dir out; `self` is dropped with a dead child.
         let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("tempdir"));
         let (args, env) = (self.args.clone(), self.env.clone());
-        let mut server = TestServer::spawn(data, args, env, self.cert.clone());
+        let mut server = TestServer::spawn(data, args, env, self.cert.clone(), self.log.take());
         server.config = self.config.take();
         server
     }
@@ -397,6 +431,11 @@ impl Drop for TestServer {
             }
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if let Some(log) = &self.log
+            && std::env::var_os("TERMSTREAM_KEEP_TEST_DATA").is_none()
+        {
+            let _ = std::fs::remove_file(log);
         }
         if std::env::var_os("TERMSTREAM_KEEP_TEST_DATA").is_some() {
             let dir = std::mem::replace(&mut self.data, tempfile::tempdir().expect("tempdir")).keep();

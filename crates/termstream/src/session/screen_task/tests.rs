@@ -51,6 +51,7 @@ async fn a_restart_after_a_flood_of_lines_keeps_whole_lines() {
             offset,
             stream: termstream_proto::Stream::Pty,
             time_ms: 0,
+            read_at: None,
             data,
             wire: None,
         };
@@ -127,6 +128,7 @@ fn a_feed_stopped_and_resumed_gives_the_same_screen() {
                 offset: start,
                 stream: termstream_proto::Stream::Pty,
                 time_ms: 0,
+                read_at: None,
                 data: data.slice_ref(piece),
                 wire: None,
             })

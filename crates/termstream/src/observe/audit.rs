@@ -1,0 +1,120 @@
+//! The audit trail: one `info` event per act worth answering for, under the
+//! target `termstream::audit` (so `RUST_LOG=termstream::audit=info` keeps
+//! only these).
+//!
+//! Every event names the credential by its *name* (a token's configured
+//! name, the first 8 hex digits of its hash when it has none, or `local`
+//! without auth), never the token itself; the client's address (the peer,
+//! or the address a trusted proxy forwarded); and the session and project
+//! when there is one. Events: `session.created`, `session.terminated`,
+//! `session.deleted`, `input.refused` (a read-only credential tried to
+//! write), `socket.connected`, `socket.closed` and `auth.failed`.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::auth::Grant;
+
+/// The target every audit event is logged under.
+pub const TARGET: &str = "termstream::audit";
+
+/// A session was created.
+pub fn session_created(grant: &Grant, session: &str, project: &str) {
+    tracing::info!(
+        target: TARGET,
+        event = "session.created",
+        credential = &*grant.name,
+        peer = %Peer(grant.peer),
+        session,
+        project,
+    );
+}
+
+/// A session was terminated (`how`: `terminated`) or deleted (`deleted`)
+/// by a request.
+pub fn session_ended(grant: &Grant, how: &'static str, session: &str, project: &str) {
+    tracing::info!(
+        target: TARGET,
+        event = if how == "deleted" { "session.deleted" } else { "session.terminated" },
+        credential = &*grant.name,
+        peer = %Peer(grant.peer),
+        session,
+        project,
+    );
+}
+
+/// Input (or a resize) from a read-only credential was refused.
+pub fn input_refused(grant: &Grant, session: &str, project: &str) {
+    tracing::info!(
+        target: TARGET,
+        event = "input.refused",
+        credential = &*grant.name,
+        peer = %Peer(grant.peer),
+        session,
+        project,
+    );
+}
+
+/// A request was refused before any handler ran, at guard step `reason`.
+pub fn auth_failed(peer: IpAddr, reason: &'static str, method: &str, path: &str, message: &str) {
+    tracing::info!(
+        target: TARGET,
+        event = "auth.failed",
+        %peer,
+        reason,
+        method,
+        path,
+        message,
+    );
+}
+
+/// A WebSocket was opened on `endpoint`; [`SocketAudit`]'s drop logs its
+/// close.
+#[derive(Debug)]
+pub struct SocketAudit {
+    grant: Grant,
+    endpoint: &'static str,
+    opened: Instant,
+}
+
+impl SocketAudit {
+    pub fn connected(grant: &Grant, endpoint: &'static str) -> SocketAudit {
+        tracing::info!(
+            target: TARGET,
+            event = "socket.connected",
+            credential = &*grant.name,
+            peer = %Peer(grant.peer),
+            endpoint,
+        );
+        SocketAudit {
+            grant: grant.clone(),
+            endpoint,
+            opened: Instant::now(),
+        }
+    }
+}
+
+impl Drop for SocketAudit {
+    fn drop(&mut self) {
+        tracing::info!(
+            target: TARGET,
+            event = "socket.closed",
+            credential = &*self.grant.name,
+            peer = %Peer(self.grant.peer),
+            endpoint = self.endpoint,
+            duration_ms = self.opened.elapsed().as_millis() as u64,
+        );
+    }
+}
+
+/// An optional address, shown as `-` when unknown.
+struct Peer(Option<IpAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The audit trail and the log format: every audited act appears once as a
+//! JSON line with the credential's name, the peer, the session and the
+//! project, and no token ever appears in the log; text logs written to a
+//! file carry no colour codes; `RUST_LOG` turns on the routing events.
+
+mod common;
+
+use common::TestServer;
+use common::secured::call;
+use common::ws::WsClient;
+use common::{secs, wait_until};
+use serde_json::{Value, json};
+use termstream::auth::token;
+
+/// A server with an admin token named `ops-admin` and a read-only one on
+/// `web` named `watcher`, logging JSON to a file; the two tokens.
+async fn audited_server(rust_log: &str) -> (TestServer, String, String) {
+    let (admin, reader) = (token::generate(), token::generate());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("termstream.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[tokens]]\nname = \"ops-admin\"\nsha256 = \"{}\"\nadmin = true\n\
+             [[tokens]]\nname = \"watcher\"\nsha256 = \"{}\"\nprojects = {{ web = \"read\" }}\n",
+            token::hash(&admin),
+            token::hash(&reader)
+        ),
+    )
+    .unwrap();
+    let server = TestServer::start_logged(
+        &["--config", path.to_str().unwrap(), "--log-format", "json"],
+        &[("RUST_LOG", rust_log)],
+    )
+    .await;
+    // The server has read its config file: the folder may go.
+    drop(dir);
+    (server, admin, reader)
+}
+
+/// The log's JSON lines whose `event` is `name`.
+fn events(server: &TestServer, name: &str) -> Vec<Value> {
+    server
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == name)
+        .collect()
+}
+
+/// Waits until the log holds an event `name`, and returns the first.
+async fn event(server: &TestServer, name: &str) -> Value {
+    let found = wait_until(secs(10), || async { !events(server, name).is_empty() }).await;
+    assert!(found, "no {name} event in the log:\n{}", server.log());
+    events(server, name).remove(0)
+}
+
+#[tokio::test]
+async fn the_audit_trail_names_credentials_and_never_tokens() {
+    let (server, admin, reader) = audited_server("termstream=info,termstream::gateway=debug").await;
+    let (status, info, _) = call(
+        &server,
+        "POST",
+        "/api/sessions",
+        Some(&admin),
+        Some(json!({ "argv": ["cat"], "project": "web" })),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 201, "{info}");
+    let id = info["id"].as_str().unwrap().to_owned();
+
+    // The reader watches over /ws and tries to type, there and over REST.
+    let auth = format!("Bearer {reader}");
+    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &[("authorization", &auth)])
+        .await
+        .expect("the reader may connect");
+    ws.until_type("connected", secs(10)).await;
+    ws.attach(&id, "json").await;
+    ws.until_type("session.attached", secs(10)).await;
+    ws.send(json!({"type":"terminal.input","sessionId":id,"data":"x"}))
+        .await;
+    let refused = ws.until_type("error", secs(10)).await;
+    assert_eq!(refused["code"], "read_only", "{refused}");
+    let (status, _, _) = call(
+        &server,
+        "POST",
+        &format!("/api/sessions/{id}/input"),
+        Some(&reader),
+        Some(json!({"data":"y"})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 403);
+    ws.close().await;
+
+    // A bad token, then the admin ends and deletes the session.
+    let bad = token::generate();
+    let (status, _, _) = call(&server, "GET", "/api/sessions", Some(&bad), None, &[]).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = call(
+        &server,
+        "POST",
+        &format!("/api/sessions/{id}/terminate"),
+        Some(&admin),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = call(
+        &server,
+        "DELETE",
+        &format!("/api/sessions/{id}"),
+        Some(&admin),
+        None,
+        &[],
+    )
+    .await;
+    assert!(status == 200 || status == 204, "{status}");
+
+    let created = event(&server, "session.created").await;
+    assert_eq!(created["credential"], "ops-admin");
+    assert_eq!(created["peer"], "127.0.0.1");
+    assert_eq!(created["session"], id.as_str());
+    assert_eq!(created["project"], "web");
+    assert_eq!(created["target"], "termstream::audit");
+    assert_eq!(created["level"], "INFO");
+
+    event(&server, "input.refused").await;
+    let refusals = events(&server, "input.refused");
+    assert_eq!(refusals.len(), 2, "one over /ws and one over REST: {refusals:?}");
+    for r in &refusals {
+        assert_eq!(r["credential"], "watcher");
+        assert_eq!(r["session"], id.as_str());
+        assert_eq!(r["project"], "web");
+        assert_eq!(r["peer"], "127.0.0.1");
+    }
+    let connected = event(&server, "socket.connected").await;
+    assert_eq!(
+        (connected["credential"].as_str(), connected["endpoint"].as_str()),
+        (Some("watcher"), Some("ws"))
+    );
+    let closed = event(&server, "socket.closed").await;
+    assert_eq!(closed["credential"], "watcher");
+    assert!(closed["duration_ms"].is_u64(), "{closed}");
+    event(&server, "auth.failed").await;
+    let failed = events(&server, "auth.failed");
+    let bad_token = failed
+        .iter()
+        .find(|f| f["reason"] == "credential")
+        .expect("the bad token's failure");
+    assert_eq!(bad_token["peer"], "127.0.0.1");
+    assert_eq!(bad_token["path"], "/api/sessions");
+    // The reader's write over REST was refused by its scope.
+    assert!(failed.iter().any(|f| f["reason"] == "scope"), "{failed:?}");
+    let terminated = event(&server, "session.terminated").await;
+    assert_eq!(
+        (terminated["credential"].as_str(), terminated["session"].as_str()),
+        (Some("ops-admin"), Some(id.as_str()))
+    );
+    let deleted = event(&server, "session.deleted").await;
+    assert_eq!(
+        (deleted["project"].as_str(), deleted["session"].as_str()),
+        (Some("web"), Some(id.as_str()))
+    );
+
+    // Routing events at debug, asked for by RUST_LOG.
+    let log = server.log();
+    let routing: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["level"] == "DEBUG")
+        .collect();
+    assert!(
+        routing
+            .iter()
+            .any(|v| v["message"] == "attach" && v["session"] == id.as_str()),
+        "{log}"
+    );
+    assert!(
+        routing
+            .iter()
+            .any(|v| v["message"] == "detach" && v["session"] == id.as_str()),
+        "{log}"
+    );
+
+    for secret in [&admin, &reader, &bad] {
+        assert!(!log.contains(secret.as_str()), "a token is in the log");
+    }
+    assert!(!log.contains('\u{1b}'), "colour codes in a log that is not a terminal");
+}
+
+#[tokio::test]
+async fn text_logs_to_a_file_have_no_colour_codes() {
+    let server = TestServer::start_logged(&[], &[("RUST_LOG", "termstream=info")]).await;
+    assert!(
+        wait_until(secs(10), || async { server.log().contains("termstream is serving") }).await,
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+    assert!(log.contains(" INFO "), "{log}");
+    // A filter that does not parse is reported, not fatal.
+    let odd = TestServer::start_logged(&[], &[("RUST_LOG", "termstream=loud")]).await;
+    assert!(
+        wait_until(secs(10), || async { odd.log().contains("is not valid") }).await,
+        "{}",
+        odd.log()
+    );
+}
