@@ -108,6 +108,7 @@ impl Client {
             session_id: id.clone(),
             since: None,
             output: OutputMode::Binary,
+            stream: Default::default(),
         })
         .await?;
         let deadline = Instant::now() + wait;

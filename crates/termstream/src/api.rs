@@ -1,9 +1,11 @@
-//! The REST API: `/api/sessions` ([`sessions`]), the older `/terminal`
+//! The REST API: `/api/sessions` ([`sessions`]), focus and projects
+//! ([`focus`]), the older `/terminal`
 //! shapes ([`compat`]), and `/openapi.json`. Every error is an
 //! [`error::ApiError`] with a JSON body.
 
 pub mod compat;
 pub mod error;
+pub mod focus;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use termstream_proto::ErrorCode;
 use utoipa::OpenApi;
 
 use crate::auth::{self, Security};
+use crate::focus::Focus;
 use crate::gateway::events::{self, EventHub};
 use crate::registry::Registry;
 use error::ApiError;
@@ -31,15 +34,18 @@ pub struct AppState {
     pub clients: Arc<AtomicUsize>,
     /// Tokens, tickets, browser checks and limits ([`crate::auth`]).
     pub security: Arc<Security>,
+    /// Every project's focus set ([`crate::focus`]).
+    pub focus: Arc<Focus>,
 }
 
 impl AppState {
-    pub fn new(registry: Arc<Registry>, security: Arc<Security>) -> AppState {
+    pub fn new(registry: Arc<Registry>, security: Arc<Security>, focus: Arc<Focus>) -> AppState {
         AppState {
             registry,
             events: EventHub::default(),
             clients: Arc::default(),
             security,
+            focus,
         }
     }
 }
@@ -63,6 +69,9 @@ impl AppState {
         compat::status,
         compat::terminate,
         events::publish,
+        focus::put_focus,
+        focus::get_focus,
+        focus::projects,
     )
 )]
 struct ApiDoc;
@@ -89,6 +98,8 @@ pub fn router(state: AppState) -> Router {
         .route("/terminal/{session_id}", get(compat::status))
         .route("/terminal/{session_id}/terminate", post(compat::terminate))
         .route("/api/events", post(events::publish))
+        .route("/api/terminal/focus", get(focus::get_focus).put(focus::put_focus))
+        .route("/api/projects", get(focus::projects))
         .route("/api/ws-ticket", post(auth::ws_ticket))
         .route("/api/login-codes", post(auth::login::issue_code))
         .route("/api/logout", post(auth::login::logout))

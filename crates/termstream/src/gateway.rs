@@ -12,6 +12,7 @@
 
 pub mod connection;
 pub mod events;
+pub mod focus_watch;
 pub mod forward;
 pub mod legacy;
 pub mod liveness;

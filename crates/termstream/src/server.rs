@@ -21,6 +21,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{self, AppState};
 use crate::auth::Security;
 use crate::config::Config;
+use crate::focus::Focus;
+use crate::focus::store::FileStore;
 use crate::registry::Registry;
 
 /// A bound server, not yet serving.
@@ -28,6 +30,7 @@ pub struct Server {
     listener: TcpListener,
     registry: Arc<Registry>,
     security: Arc<Security>,
+    focus: Arc<Focus>,
     /// Set when serving TLS.
     tls: Option<TlsAcceptor>,
     header_timeout: Duration,
@@ -52,10 +55,13 @@ impl Server {
             );
         }
         let header_timeout = Duration::from_millis(config.http_header_timeout_ms);
+        let focus_dir = config.data_dir.join("focus");
         let registry = Registry::load(config)?;
+        let focus = Focus::new(FileStore::open(&focus_dir)?, registry.clone());
         Ok(Server {
             listener,
             registry,
+            focus,
             security: Arc::new(security),
             tls,
             header_timeout,
@@ -74,9 +80,10 @@ impl Server {
 
     /// Serves until `shutdown` completes, then terminates every session.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let state = AppState::new(self.registry.clone(), self.security.clone());
+        let state = AppState::new(self.registry.clone(), self.security.clone(), self.focus.clone());
         let app = api::router(state);
         let retention = tokio::spawn(self.registry.clone().retention_loop());
+        let deletions = tokio::spawn(self.focus.clone().follow_deletions());
         let serving = accept::Serving {
             app,
             tls: self.tls,
@@ -84,6 +91,7 @@ impl Server {
         };
         accept::serve(self.listener, serving, shutdown).await;
         retention.abort();
+        deletions.abort();
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;
         Ok(())

@@ -46,7 +46,8 @@ impl ApiError {
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::BadRequest | ErrorCode::InvalidMessage | ErrorCode::UnknownType => StatusCode::BAD_REQUEST,
-        ErrorCode::NotAttached => StatusCode::CONFLICT,
+        ErrorCode::NotAttached | ErrorCode::VersionConflict => StatusCode::CONFLICT,
+        ErrorCode::ProjectMismatch => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::ReadOnly => StatusCode::FORBIDDEN,
         ErrorCode::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::SessionNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,

@@ -25,12 +25,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use futures_util::stream::SplitStream;
-use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ServerMessage};
-use termstream_proto::{ErrorCode, SessionId};
+use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ServerMessage, StreamMode};
+use termstream_proto::{ErrorCode, ProjectId, SessionId};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
 use super::events::PublishedEvent;
+use super::focus_watch::{FocusWatch, MAX_PROJECTS, TooManyProjects, conflict_message};
 use super::forward::{self, Attach};
 use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
@@ -39,6 +40,7 @@ use super::{ClientGuard, wait_for_session};
 use crate::api::AppState;
 use crate::auth::{Grant, ProjectAccess as Access};
 use crate::clock::now_ms;
+use crate::focus::{FocusError, FocusEvent};
 use crate::limits::TokenBucket;
 use crate::session::{SessionError, SessionHandle, ViewerGuard};
 
@@ -50,7 +52,18 @@ struct Attached {
 
 /// An attach waiting for its session to appear.
 type PendingAttach = std::pin::Pin<
-    Box<dyn Future<Output = (SessionId, Option<SessionHandle>, Option<LogPosition>, OutputMode)> + Send + Sync>,
+    Box<
+        dyn Future<
+                Output = (
+                    SessionId,
+                    Option<SessionHandle>,
+                    Option<LogPosition>,
+                    OutputMode,
+                    StreamMode,
+                ),
+            > + Send
+            + Sync,
+    >,
 >;
 
 struct Connection {
@@ -72,6 +85,8 @@ struct Connection {
     grant: Grant,
     /// Input bytes this socket may still send now.
     input_budget: TokenBucket,
+    /// The projects this socket touched, and the focus versions it saw.
+    focus: FocusWatch,
 }
 
 /// Serves one `/ws` connection until it closes.
@@ -97,6 +112,7 @@ pub async fn run(
         liveness: Liveness::new(&cfg),
         grant,
         input_budget: TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes),
+        focus: FocusWatch::new(state.focus.clone()),
         state,
     };
     Box::pin(conn.control(ServerMessage::Connected {
@@ -116,6 +132,7 @@ pub async fn run(
             msg = stream.next() => Step::Inbound(msg),
             Some(attach) = conn.pending.next(), if !conn.pending.is_empty() => Step::Attach(attach),
             ev = events.recv(), if !conn.channels.is_empty() => Step::Event(ev),
+            change = conn.focus.recv() => Step::Focus(change),
             _ = conn.liveness.tick() => Step::Ping,
         };
         if Box::pin(conn.step(step, &mut stream, &limits)).await.is_break() || conn.out.is_closed() {
@@ -132,8 +149,17 @@ pub async fn run(
 /// What woke the connection.
 enum Step {
     Inbound(Option<Result<Message, axum::Error>>),
-    Attach((SessionId, Option<SessionHandle>, Option<LogPosition>, OutputMode)),
+    Attach(
+        (
+            SessionId,
+            Option<SessionHandle>,
+            Option<LogPosition>,
+            OutputMode,
+            StreamMode,
+        ),
+    ),
     Event(Result<Arc<PublishedEvent>, RecvError>),
+    Focus(Result<Arc<FocusEvent>, RecvError>),
     Ping,
 }
 
@@ -175,8 +201,8 @@ impl Connection {
                 }
                 None => return ControlFlow::Break(()),
             },
-            Step::Attach((id, handle, since, mode)) => match handle {
-                Some(h) => self.attach(h, since, mode).await,
+            Step::Attach((id, handle, since, mode, stream)) => match handle {
+                Some(h) => self.attach(h, since, mode, stream).await,
                 None => self.not_found(&id).await,
             },
             Step::Event(ev) => match ev {
@@ -194,6 +220,11 @@ impl Connection {
                 }
                 Err(RecvError::Closed) => self.channels.clear(),
             },
+            Step::Focus(change) => {
+                for msg in self.focus.on_change(change).await {
+                    let _ = self.out.reply(msg).await;
+                }
+            }
             Step::Ping => {
                 if self.liveness.beat(&self.out).await == Beat::Gone {
                     return ControlFlow::Break(());
@@ -284,7 +315,8 @@ impl Connection {
                 session_id,
                 since,
                 output,
-            } => self.request_attach(session_id, since, output).await,
+                stream,
+            } => self.request_attach(session_id, since, output, stream).await,
             ClientMessage::Detach { session_id } => match self.attached.remove(&session_id) {
                 Some(a) => {
                     // Gone before the answer: no output of it follows `detached`.
@@ -312,6 +344,7 @@ impl Connection {
                     );
                     return self.error(ErrorCode::RateLimited, message, Some(session_id)).await;
                 }
+                self.state.focus.touch(h.project(), &session_id);
                 let seq = seq.map(|s| (self.client_id.clone(), s));
                 if let Err(e) = h.input(Bytes::from(data), false, seq, super::INPUT_WAIT).await {
                     self.session_error(e, session_id).await;
@@ -335,7 +368,27 @@ impl Connection {
                 }
             }
             ClientMessage::Ping => self.control(ServerMessage::Pong).await,
-            ClientMessage::Heartbeat => self.control(ServerMessage::Heartbeat { timestamp: now_ms() }).await,
+            ClientMessage::Heartbeat { session_id } => {
+                self.control(ServerMessage::Heartbeat {
+                    session_id,
+                    timestamp: now_ms(),
+                })
+                .await
+            }
+            ClientMessage::Focus {
+                session_id,
+                project_id,
+                expected_version,
+            } => self.focus_request(session_id, project_id, true, expected_version).await,
+            ClientMessage::Blur {
+                session_id,
+                project_id,
+                expected_version,
+            } => {
+                self.focus_request(session_id, project_id, false, expected_version)
+                    .await
+            }
+            ClientMessage::SyncRequest { project_id, session_id } => self.sync_request(project_id, session_id).await,
             ClientMessage::Subscribe { channels } => self.subscribe(channels, true).await,
             ClientMessage::Unsubscribe { channels } => self.subscribe(channels, false).await,
         }
@@ -402,7 +455,13 @@ impl Connection {
         self.control(ServerMessage::Subscribed { channels }).await;
     }
 
-    async fn request_attach(&mut self, id: SessionId, since: Option<LogPosition>, mode: OutputMode) {
+    async fn request_attach(
+        &mut self,
+        id: SessionId,
+        since: Option<LogPosition>,
+        mode: OutputMode,
+        stream: StreamMode,
+    ) {
         let max = self.state.registry.config().max_attachments_per_socket;
         if !self.attached.contains_key(&id) && self.attached.len() + self.pending.len() >= max {
             return self
@@ -414,7 +473,7 @@ impl Connection {
                 .await;
         }
         if let Some(h) = self.readable(&id) {
-            return self.attach(h, since, mode).await;
+            return self.attach(h, since, mode, stream).await;
         }
         let registry = self.state.registry.clone();
         let grant = self.grant.clone();
@@ -423,12 +482,20 @@ impl Connection {
             let handle = wait_for_session(&registry, &id, wait)
                 .await
                 .filter(|h| grant.can_read(h.project().as_str()));
-            (id, handle, since, mode)
+            (id, handle, since, mode, stream)
         }));
     }
 
-    async fn attach(&mut self, handle: SessionHandle, since: Option<LogPosition>, mode: OutputMode) {
+    async fn attach(
+        &mut self,
+        handle: SessionHandle,
+        since: Option<LogPosition>,
+        mode: OutputMode,
+        stream: StreamMode,
+    ) {
         let id = handle.id().clone();
+        // Attaching touches the session's project: its focus state first.
+        self.touch(handle.project(), Some(&id)).await;
         if let Some(old) = self.attached.remove(&id) {
             // Gone before the new one starts: no frame of the old stream
             // comes after the new stream's first.
@@ -443,8 +510,113 @@ impl Connection {
             dialect: self.dialect,
             max_replay: self.state.registry.config().max_replay_bytes,
             preamble: Vec::new(),
+            focus: (stream == StreamMode::Focus).then(|| forward::FocusFollow {
+                focus: self.state.focus.clone(),
+                interval: Duration::from_millis(self.state.registry.config().unfocused_interval_ms.max(1)),
+            }),
         };
         let task = tokio::spawn(forward::run(attach, self.out.clone()));
         self.attached.insert(id, Attached { task, _viewer: viewer });
+    }
+}
+
+impl Connection {
+    /// Touches `project` (see [`FocusWatch::touch`]): sends
+    /// `connection_status` the first time.
+    async fn touch(&mut self, project: &ProjectId, session: Option<&SessionId>) {
+        match self.focus.touch(project, session).await {
+            Ok(Some(msg)) => {
+                let _ = self.out.reply(msg).await;
+            }
+            Ok(None) => {}
+            Err(TooManyProjects) => {
+                self.error(
+                    ErrorCode::RateLimited,
+                    format!("a socket may follow the focus of at most {MAX_PROJECTS} projects"),
+                    session.cloned(),
+                )
+                .await
+            }
+        }
+    }
+
+    /// `focus` or `blur`: the change reaches this socket, as every socket
+    /// of the project, as `focus_update`; a request that changes nothing is
+    /// answered with `sync_complete`.
+    async fn focus_request(
+        &mut self,
+        session: SessionId,
+        asked: Option<ProjectId>,
+        focused: bool,
+        expected: Option<u64>,
+    ) {
+        let focus = self.state.focus.clone();
+        let project = match focus.resolve(&self.grant, &session, asked.as_ref()) {
+            Ok(p) => p,
+            Err(e) => return self.focus_error(e, session).await,
+        };
+        // A read-only socket is refused, but follows the project's updates.
+        self.touch(&project, Some(&session)).await;
+        match focus
+            .request(&self.grant, &session, asked.as_ref(), focused, expected)
+            .await
+        {
+            Ok(applied) if !applied.changed => {
+                for msg in self.focus.sync(&applied.project, Some(&session)).await {
+                    let _ = self.out.reply(msg).await;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => self.focus_error(e, session).await,
+        }
+    }
+
+    async fn focus_error(&self, e: FocusError, session: SessionId) {
+        if let Some(msg) = conflict_message(&e, Some(&session), self.state.focus.max_focused()) {
+            let _ = self
+                .out
+                .reply(Message::Text(serde_json::to_string(&msg).unwrap_or_default().into()))
+                .await;
+            return;
+        }
+        if let FocusError::Store(err) = &e {
+            tracing::warn!(error = %err, "a focus change failed");
+        }
+        self.error(e.code(), e.to_string(), Some(session)).await;
+    }
+
+    /// `sync_request`: the project named, or `sessionId`'s.
+    async fn sync_request(&mut self, project: Option<ProjectId>, session: Option<SessionId>) {
+        let project = match (project, &session) {
+            (Some(p), _) => {
+                if !self.grant.can_read(p.as_str()) {
+                    return self
+                        .error(
+                            ErrorCode::NotFound,
+                            format!("no project {p:?} is visible to this socket"),
+                            session,
+                        )
+                        .await;
+                }
+                p
+            }
+            (None, Some(s)) => match self.state.focus.resolve(&self.grant, s, None) {
+                Ok(p) => p,
+                Err(e) => return self.focus_error(e, s.clone()).await,
+            },
+            (None, None) => {
+                return self
+                    .error(
+                        ErrorCode::InvalidMessage,
+                        "sync_request needs a projectId or a sessionId".into(),
+                        None,
+                    )
+                    .await;
+            }
+        };
+        self.touch(&project, session.as_ref()).await;
+        for msg in self.focus.sync(&project, session.as_ref()).await {
+            let _ = self.out.reply(msg).await;
+        }
     }
 }

@@ -16,6 +16,7 @@
 //! it by its length; nothing before `next` is ever sent again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::Message;
 use termstream_proto::ws::{GapReason, LogPosition, OutputMode};
@@ -24,6 +25,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::outbox::{Closed, Outbox};
 use super::render::{Dialect, OutEvent};
+use crate::focus::Focus;
 use crate::session::log::{Chunk, RingRead};
 use crate::session::screen::utf8;
 use crate::session::{LogEvent, SessionError, SessionHandle};
@@ -48,6 +50,16 @@ pub struct Attach {
     /// else: a client that read them knows that every later event of the
     /// session reaches it.
     pub preamble: Vec<Message>,
+    /// `"stream":"focus"`: live only while the session is focused.
+    pub focus: Option<FocusFollow>,
+}
+
+/// How a focus-aware attachment follows its session's focus.
+#[derive(Debug, Clone)]
+pub struct FocusFollow {
+    pub focus: Arc<Focus>,
+    /// At most one update per this while the session is not focused.
+    pub interval: Duration,
 }
 
 struct Forwarder {

@@ -60,6 +60,7 @@ fn forwarder(
         dialect: Dialect::Legacy,
         max_replay: state.registry.config().max_replay_bytes,
         preamble,
+        focus: None,
     };
     tokio::spawn(forward::run(attach, out.clone())).abort_handle()
 }
@@ -87,7 +88,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     };
     let info = handle.info();
     let connected = text(
-        json!({"type":"terminal_connected","session_id":info.id,"timestamp":now_secs(),"message":format!("Connected to terminal session {}", info.id)}),
+        json!({"type":"terminal_connected","session_id":info.id,"timestamp":now_secs(),"message":format!("Connected to terminal session: {}", info.id)}),
     );
     let _viewer = handle.add_viewer();
     // Sent by the forwarder once it is subscribed: nothing after them

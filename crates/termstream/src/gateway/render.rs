@@ -11,7 +11,7 @@ use bytes::Bytes;
 use termstream_proto::ws::{GapReason, OutputMode, ServerMessage, binary};
 use termstream_proto::{SessionId, SessionInfo, Snapshot, Stream};
 
-use crate::clock::now_secs;
+use crate::clock::{now_ms, now_secs};
 
 /// Which message names and framing a socket speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,19 @@ fn flatten(msg: &ServerMessage) -> Message {
         if let Some(id) = obj.get("sessionId").cloned() {
             obj.insert("sessionName".into(), id);
         }
+    }
+    Message::Text(v.to_string().into())
+}
+
+/// A flat `terminal_output`: [`flatten`] plus `timestamp` in Unix ms.
+fn flat_output(msg: &ServerMessage) -> Message {
+    let mut v = serde_json::to_value(msg).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("type".into(), "terminal_output".into());
+        if let Some(id) = obj.get("sessionId").cloned() {
+            obj.insert("sessionName".into(), id);
+        }
+        obj.insert("timestamp".into(), now_ms().into());
     }
     Message::Text(v.to_string().into())
 }
@@ -213,7 +226,9 @@ impl Dialect {
                     stream: (stream != Stream::Pty).then_some(stream),
                 };
                 if self == Dialect::Flat {
-                    flatten(&msg)
+                    // The flat shape's output carries its time (Unix ms),
+                    // as in the event-streaming design it comes from.
+                    flat_output(&msg)
                 } else {
                     json(&msg)
                 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+pub mod focus;
 pub mod secured;
 pub mod tls;
 pub mod ws;
