@@ -140,6 +140,8 @@ async fn flat_names_are_aliases_and_get_flat_answers() {
     server.create(json!({"id":"f","kind":"command","argv":["cat"]})).await;
     let mut ws = WsClient::connect(&server, "/ws").await;
     ws.send(json!({"type":"terminal_attach","sessionName":"f"})).await;
+    // The project's focus state comes first (the attach touched it).
+    assert_eq!(ws.next_json(secs(10)).await["type"], "connection_status");
     assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_attached");
     ws.send(json!({"type":"terminal_input","sessionName":"f","data":"flat-hello\n"}))
         .await;
