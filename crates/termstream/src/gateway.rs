@@ -4,6 +4,8 @@
 //!   `sessionId` ([`connection`]), each attached session delivered by its own
 //!   forwarder task ([`forward`]) through the socket's byte-bounded
 //!   [`outbox`], rendered per [`render::Dialect`].
+//! - `/ws?sessionId=ID&projectId=P`: one socket per terminal, in the
+//!   shapes of the focus-sync design ([`terminal`]).
 //! - `/ws/terminal/{id}` and `/ws/terminal/all`: the older one-session and
 //!   all-sessions shapes ([`legacy`]).
 //! - `POST /api/events` and the event channels ([`events`]).
@@ -18,6 +20,7 @@ pub mod legacy;
 pub mod liveness;
 pub mod outbox;
 pub mod render;
+pub mod terminal;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,12 +29,13 @@ use std::time::Duration;
 use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use termstream_proto::SessionId;
+use termstream_proto::{ProjectId, SessionId};
 
 use crate::api::AppState;
+use crate::api::error::ApiError;
 use crate::auth::{BearerProtocol, Grant, Permit};
 use crate::registry::{Registry, RegistryEvent};
 use crate::session::SessionHandle;
@@ -86,6 +90,10 @@ struct WsQuery {
     client_id: Option<String>,
     /// `flat` to be answered with the older flat message names.
     dialect: Option<String>,
+    /// The per-terminal socket: the one session this socket is for.
+    session_id: Option<String>,
+    /// With `sessionId`: its project (checked).
+    project_id: Option<String>,
 }
 
 /// The socket's own hard limit is twice the configured one: a message over
@@ -124,6 +132,19 @@ async fn ws(
     Query(q): Query<WsQuery>,
     (grant, permit, proto): Admitted,
 ) -> Response {
+    if let Some(raw) = q.session_id {
+        let id = match SessionId::new(raw) {
+            Ok(id) => id,
+            Err(e) => return ApiError::bad_request(format!("invalid sessionId: {e}")).into_response(),
+        };
+        let project = match q.project_id.map(ProjectId::new).transpose() {
+            Ok(p) => p,
+            Err(e) => return ApiError::bad_request(format!("invalid projectId: {e}")).into_response(),
+        };
+        let guard = ClientGuard::new(&state.clients).holding(permit);
+        return upgrade(ws, &state, proto)
+            .on_upgrade(move |socket| terminal::run(socket, state, id, project, guard, grant));
+    }
     let client_id: Arc<str> = match q.client_id.and_then(|c| SessionId::new(c).ok()) {
         Some(id) => id.as_str().into(),
         None => format!("c{:012x}", rand::random::<u64>() >> 16).into(),

@@ -108,9 +108,12 @@ impl Forwarder {
             message,
             session_id: Some(self.id.clone()),
         };
-        self.out
-            .send(Message::Text(serde_json::to_string(&msg).unwrap_or_default().into()))
-            .await
+        // The legacy dialect has no error message of its own: dotted JSON.
+        let rendered = self
+            .dialect
+            .render_control(&msg)
+            .unwrap_or_else(|| Message::Text(serde_json::to_string(&msg).unwrap_or_default().into()));
+        self.out.send(rendered).await
     }
 
     fn is_pty(&self) -> bool {
