@@ -14,6 +14,12 @@
 //!
 //! Architecture invariant: every output frame starts at `next` and advances
 //! it by its length; nothing before `next` is ever sent again.
+//!
+//! A focus-aware attachment (`"stream":"focus"`) follows live events only
+//! while its session is focused ([`focused`]); otherwise it sends what the
+//! log gained at most once per interval, by offset, so nothing is lost.
+
+mod focused;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +80,19 @@ struct Forwarder {
     /// An incomplete UTF-8 sequence held back from JSON output: its stream
     /// and bytes; it starts at `next - carry.len()`.
     carry: Option<(Stream, Vec<u8>)>,
+    /// `"stream":"focus"`: how to follow the session's focus.
+    focus: Option<FocusFollow>,
+    /// Merge every chunk into frames of up to [`MAX_FRAME`], large ones
+    /// too (an unfocused session's updates: fewer frames beat no copy).
+    coalesce: bool,
+}
+
+/// How following the live events ended.
+enum Flow {
+    /// The log ended (or the session was deleted): nothing more to send.
+    Ended,
+    /// A focus-aware attachment's session is no longer focused.
+    Unfocused,
 }
 
 /// Delivers `attach`'s session to `out` until the log ends, the session is
@@ -88,6 +107,8 @@ pub async fn run(attach: Attach, out: Outbox) {
         out,
         next: 0,
         carry: None,
+        focus: attach.focus,
+        coalesce: false,
     };
     if let Err(Closed) = f.start(attach.since, attach.preamble).await {
         tracing::debug!(session = %f.id, "socket closed while forwarding");
@@ -214,23 +235,43 @@ impl Forwarder {
         if sub.terminating {
             self.emit(OutEvent::Terminating { session: &self.id }).await?;
         }
-        self.follow(sub.live).await
+        match self.focus.take() {
+            Some(follow) => self.follow_focus(sub.live, follow).await,
+            None => self.follow(sub.live, None).await.map(drop),
+        }
     }
 
-    /// Follows live events until the log ends.
-    async fn follow(&mut self, mut live: tokio::sync::broadcast::Receiver<LogEvent>) -> Result<(), Closed> {
+    /// Follows live events until the log ends (or, with `track`, until the
+    /// session is no longer focused).
+    async fn follow(
+        &mut self,
+        mut live: tokio::sync::broadcast::Receiver<LogEvent>,
+        mut track: Option<&mut focused::FocusTrack>,
+    ) -> Result<Flow, Closed> {
         let mut peeked: Option<LogEvent> = None;
         loop {
-            let ev = match peeked.take() {
-                Some(ev) => ev,
-                None => match live.recv().await {
-                    Ok(ev) => ev,
-                    Err(RecvError::Lagged(_)) => {
-                        self.fell_behind().await?;
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return self.detached().await,
+            let next = match peeked.take() {
+                Some(ev) => Ok(ev),
+                None => match track.as_deref_mut() {
+                    Some(track) => tokio::select! {
+                        ev = live.recv() => ev,
+                        focused = track.changed() => {
+                            if !focused {
+                                return Ok(Flow::Unfocused);
+                            }
+                            continue;
+                        }
+                    },
+                    None => live.recv().await,
                 },
+            };
+            let ev = match next {
+                Ok(ev) => ev,
+                Err(RecvError::Lagged(_)) => {
+                    self.fell_behind().await?;
+                    continue;
+                }
+                Err(RecvError::Closed) => return self.detached().await.map(|()| Flow::Ended),
             };
             match ev {
                 LogEvent::Output(chunk) => {
@@ -279,7 +320,7 @@ impl Forwarder {
                 LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,
                 LogEvent::Ended(info) => {
                     self.fill(info.output_offset).await?;
-                    return self.finish(&info).await;
+                    return self.finish(&info).await.map(|()| Flow::Ended);
                 }
             }
         }
@@ -379,6 +420,7 @@ impl Forwarder {
             // A whole chunk that starts here goes out as the frame the actor
             // built, shared by every socket.
             if binary
+                && !self.coalesce
                 && buf.is_empty()
                 && c.offset == self.next
                 && let Some(frame) = c.frame(self.id.as_str().len())
