@@ -10,7 +10,7 @@
 //! - [`relay`]: the least a WebSocket terminal server can do, as a baseline.
 //! - [`load`]: scenario 4's streaming readers, the same for every setup.
 //! - [`throughput`] (scenarios 1, 2), [`latency`] (3, 4, 7), [`fanout`] (5),
-//!   [`scale`] (6, 8): one file per scenario group.
+//!   [`scale`] (6, 8), [`focus`] (9, 10): one file per scenario group.
 //! - [`report`]: percentiles, medians over runs, the markdown table.
 //!
 //! Every loop is bounded in count and time; only loopback addresses are
@@ -19,6 +19,7 @@
 mod baseline;
 mod client;
 mod fanout;
+mod focus;
 mod latency;
 mod load;
 mod relay;
@@ -129,7 +130,7 @@ pub fn shell_quote(p: &Path) -> String {
 }
 
 /// The scenarios in order, with the name used in logs.
-const SCENARIOS: [(u8, &str); 8] = [
+const SCENARIOS: [(u8, &str); 10] = [
     (1, "pty throughput"),
     (2, "command throughput"),
     (3, "echo latency"),
@@ -138,6 +139,8 @@ const SCENARIOS: [(u8, &str); 8] = [
     (6, "idle sessions"),
     (7, "slow client"),
     (8, "connections"),
+    (9, "focus streaming"),
+    (10, "focus fan-out"),
 ];
 
 async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>> {
@@ -151,6 +154,8 @@ async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>
         6 => scale::idle(ctx).await,
         7 => latency::slow_client(ctx).await,
         8 => scale::connections(ctx).await,
+        9 => focus::streaming(ctx).await,
+        10 => focus::fanout(ctx).await,
         _ => anyhow::bail!("no scenario {n}"),
     }
 }
