@@ -421,6 +421,12 @@ impl Focus {
     pub async fn follow_deletions(self: Arc<Self>) {
         let mut changes = self.registry.changes();
         self.forget_missing().await;
+        // Input before the first focus request after a start counts too.
+        if let Ok(all) = self.store.all().await {
+            for (project, state) in all {
+                self.seed_activity(&self.project(&project), &state);
+            }
+        }
         loop {
             match changes.recv().await {
                 Ok(RegistryEvent::Deleted(id)) => self.forget(&id).await,
