@@ -6,9 +6,9 @@
 //!    bytes delivered, and the server's CPU time, until every session
 //!    ended. Both must deliver every byte (the count is checked equal).
 //! 10. Focus fan-out: 50 sockets follow one project; one client changes
-//!    focus with `PUT /api/terminal/focus`, 200 times, and the clock runs
-//!    from the request until the last of the 50 has seen its
-//!    `focus_update` (p50, p99).
+//!     focus with `PUT /api/terminal/focus`, 200 times, and the clock runs
+//!     from the request until the last of the 50 has seen its
+//!     `focus_update` (p50, p99).
 
 use std::time::{Duration, Instant};
 
