@@ -143,11 +143,7 @@ async fn fanout_on(target: &Target) -> anyhow::Result<Percentiles> {
             let deadline = Instant::now() + LIMIT;
             while let Ok(ev) = c.next(deadline).await {
                 match ev {
-                    Event::FocusUpdate { version } => {
-                        if tx.send((version, Instant::now())).is_err() {
-                            break;
-                        }
-                    }
+                    Event::FocusUpdate { version } if tx.send((version, Instant::now())).is_err() => break,
                     Event::Closed => break,
                     _ => {}
                 }
