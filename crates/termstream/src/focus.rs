@@ -348,6 +348,12 @@ impl Focus {
         focused: bool,
         next: Vec<SessionId>,
     ) -> Result<FocusState, FocusError> {
+        // Readers must not see the store's new version before its event is
+        // on the broadcast: from now on they read `published`.
+        p.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| state.clone());
         let new = match self.store.compare_and_set(project, state.version, next).await? {
             Ok(new) => new,
             // Another node changed the project since we read it.
