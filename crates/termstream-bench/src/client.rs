@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use termstream_proto::SessionId;
-use termstream_proto::ws::{ClientMessage, OutputMode, ServerMessage, binary};
+use termstream_proto::focus::FocusMessage;
+use termstream_proto::ws::{ClientMessage, OutputMode, ServerMessage, StreamMode, binary};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -34,6 +35,8 @@ pub enum Event {
     Exit,
     /// `error`.
     Error(String),
+    /// `focus_update`: the project's focus set reached `version`.
+    FocusUpdate { version: u64 },
     /// Any other message (its `type`).
     Other(String),
     /// The server closed the connection.
@@ -104,10 +107,17 @@ impl Client {
 
     /// [`Client::attach`], waiting at most `wait` for `session.attached`.
     pub async fn attach_within(&mut self, id: &SessionId, wait: Duration) -> anyhow::Result<u64> {
+        self.attach_mode(id, StreamMode::Live, wait).await
+    }
+
+    /// [`Client::attach_within`] with a stream mode (`focus`: live only
+    /// while the session is focused).
+    pub async fn attach_mode(&mut self, id: &SessionId, stream: StreamMode, wait: Duration) -> anyhow::Result<u64> {
         self.send(&ClientMessage::Attach {
             session_id: id.clone(),
             since: None,
             output: OutputMode::Binary,
+            stream,
         })
         .await?;
         let deadline = Instant::now() + wait;
@@ -277,13 +287,16 @@ fn parse(text: &str) -> Event {
         Ok(ServerMessage::Error { code, message, .. }) => Event::Error(format!("{code:?}: {message}")),
         Ok(ServerMessage::Connected { .. }) => Event::Other("connected".into()),
         Ok(other) => Event::Other(format!("{other:?}")),
-        Err(_) => {
-            let t = serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(String::from))
-                .unwrap_or_else(|| "unparsed".into());
-            Event::Other(t)
-        }
+        Err(_) => match serde_json::from_str::<FocusMessage>(text) {
+            Ok(FocusMessage::FocusUpdate { version, .. }) => Event::FocusUpdate { version },
+            _ => {
+                let t = serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(String::from))
+                    .unwrap_or_else(|| "unparsed".into());
+                Event::Other(t)
+            }
+        },
     }
 }
 

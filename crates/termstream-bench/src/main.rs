@@ -10,7 +10,7 @@
 //! - [`relay`]: the least a WebSocket terminal server can do, as a baseline.
 //! - [`load`]: scenario 4's streaming readers, the same for every setup.
 //! - [`throughput`] (scenarios 1, 2), [`latency`] (3, 4, 7), [`fanout`] (5),
-//!   [`scale`] (6, 8): one file per scenario group.
+//!   [`scale`] (6, 8), [`focus`] (10, 11): one file per scenario group.
 //! - [`cli`] (9): the `termstream` command-line client.
 //! - [`report`]: percentiles, medians over runs, the markdown table.
 //!
@@ -21,6 +21,7 @@ mod baseline;
 mod cli;
 mod client;
 mod fanout;
+mod focus;
 mod latency;
 mod load;
 mod relay;
@@ -136,7 +137,7 @@ pub fn shell_quote(p: &Path) -> String {
 }
 
 /// The scenarios in order, with the name used in logs.
-const SCENARIOS: [(u8, &str); 9] = [
+const SCENARIOS: [(u8, &str); 11] = [
     (1, "pty throughput"),
     (2, "command throughput"),
     (3, "echo latency"),
@@ -146,6 +147,8 @@ const SCENARIOS: [(u8, &str); 9] = [
     (7, "slow client"),
     (8, "connections"),
     (9, "command-line client"),
+    (10, "focus streaming"),
+    (11, "focus fan-out"),
 ];
 
 async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>> {
@@ -160,6 +163,8 @@ async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>
         7 => latency::slow_client(ctx).await,
         8 => scale::connections(ctx).await,
         9 => cli::cli(ctx).await,
+        10 => focus::streaming(ctx).await,
+        11 => focus::fanout(ctx).await,
         _ => anyhow::bail!("no scenario {n}"),
     }
 }

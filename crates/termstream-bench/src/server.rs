@@ -178,6 +178,23 @@ impl Target {
         Ok(self.create(&req).await?.id)
     }
 
+    /// Focuses (or unfocuses) a session with `PUT /api/terminal/focus`;
+    /// the project's version after it.
+    pub async fn focus(&self, id: &SessionId, focused: bool) -> anyhow::Result<u64> {
+        let resp = self
+            .rest
+            .put(format!("{}/api/terminal/focus", self.http))
+            .json(&serde_json::json!({"sessionId": id, "focused": focused}))
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("PUT /api/terminal/focus: {status}: {body}");
+        }
+        body["version"].as_u64().context("no version in the focus answer")
+    }
+
     /// Deletes a session (ending it if it runs); a missing one is fine.
     pub async fn delete(&self, id: &SessionId) -> anyhow::Result<()> {
         let resp = self

@@ -59,6 +59,11 @@ pub enum ErrorCode {
     Unauthorized,
     /// The credential does not allow this (403).
     Forbidden,
+    /// A focus request's `expectedVersion` is not the project's version
+    /// (409): nothing changed.
+    VersionConflict,
+    /// A `projectId` that is not the session's project (422).
+    ProjectMismatch,
 }
 
 /// The inside of an error body.

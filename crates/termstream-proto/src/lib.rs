@@ -12,15 +12,19 @@
 //! - [`error`]: the JSON error body and its machine-readable codes.
 //! - [`replies`]: the small JSON answers of the other REST routes.
 //! - [`ws`]: the multiplexed WebSocket protocol of `/ws`, JSON and binary.
+//! - [`focus`]: per-project focus sets: the messages and REST bodies.
+//! - [`terminal`]: the per-terminal socket `/ws?sessionId=ID`.
 //! - [`compat`]: the request and response shapes of the older `/terminal` API,
 //!   served unchanged so existing clients keep working.
 
 pub mod compat;
 pub mod error;
+pub mod focus;
 pub mod ids;
 pub mod output;
 pub mod replies;
 pub mod session;
+pub mod terminal;
 pub mod ws;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

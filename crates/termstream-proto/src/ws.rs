@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use parse::ParseError;
 
 use crate::error::ErrorCode;
-use crate::ids::{Epoch, SessionId};
+use crate::ids::{Epoch, ProjectId, SessionId};
 use crate::output::Stream;
 use crate::session::SessionStatus;
 
@@ -40,6 +40,19 @@ pub enum OutputMode {
     Binary,
 }
 
+/// When output of an attached session is delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamMode {
+    /// As it comes.
+    #[default]
+    Live,
+    /// Live while the session is focused in its project; otherwise
+    /// coalesced into at most one update per `unfocused_interval_ms`, still
+    /// lossless by offset.
+    Focus,
+}
+
 /// Event channels a client may subscribe to.
 pub const CHANNELS: [&str; 4] = ["task_status", "notification", "activity_log", "sessions"];
 
@@ -57,6 +70,10 @@ pub enum ClientMessage {
         since: Option<LogPosition>,
         #[serde(default)]
         output: OutputMode,
+        /// `focus`: live output only while the session is focused in its
+        /// project, else at most one update per `unfocused_interval_ms`.
+        #[serde(default)]
+        stream: StreamMode,
     },
     /// Stops this socket's subscription to a session.
     #[serde(rename = "session.detach", alias = "terminal_detach", rename_all = "camelCase")]
@@ -86,9 +103,43 @@ pub enum ClientMessage {
     /// Answered with `pong`.
     #[serde(rename = "ping")]
     Ping,
-    /// Answered with `heartbeat` and the server's time.
-    #[serde(rename = "heartbeat")]
-    Heartbeat,
+    /// Answered with `heartbeat` and the server's time (and `sessionId`,
+    /// echoed, when given).
+    #[serde(rename = "heartbeat", rename_all = "camelCase")]
+    Heartbeat {
+        #[serde(default)]
+        session_id: Option<SessionId>,
+    },
+    /// Focuses a session in its project (see [`crate::focus`]).
+    #[serde(rename = "focus", rename_all = "camelCase")]
+    Focus {
+        session_id: SessionId,
+        /// When given, it must be the session's project.
+        #[serde(default)]
+        project_id: Option<ProjectId>,
+        /// A version other than the project's changes nothing
+        /// (`version_conflict`).
+        #[serde(default)]
+        expected_version: Option<u64>,
+    },
+    /// Unfocuses a session; fields as for `focus`.
+    #[serde(rename = "blur", rename_all = "camelCase")]
+    Blur {
+        session_id: SessionId,
+        #[serde(default)]
+        project_id: Option<ProjectId>,
+        #[serde(default)]
+        expected_version: Option<u64>,
+    },
+    /// Answered with `sync_complete`: the project's focus state. The
+    /// project is `projectId`, or else `sessionId`'s.
+    #[serde(rename = "sync_request", rename_all = "camelCase")]
+    SyncRequest {
+        #[serde(default)]
+        project_id: Option<ProjectId>,
+        #[serde(default)]
+        session_id: Option<SessionId>,
+    },
     /// Subscribes to event channels (`"*"` for all).
     #[serde(rename = "subscribe")]
     Subscribe { channels: Vec<String> },
@@ -100,7 +151,7 @@ pub enum ClientMessage {
 impl ClientMessage {
     /// Every `type` a client may send, dotted and flat. The flat
     /// `terminal_restore` is a server message only.
-    pub const TYPES: [&'static str; 12] = [
+    pub const TYPES: [&'static str; 15] = [
         "session.attach",
         "terminal_attach",
         "session.detach",
@@ -113,6 +164,9 @@ impl ClientMessage {
         "heartbeat",
         "subscribe",
         "unsubscribe",
+        "focus",
+        "blur",
+        "sync_request",
     ];
 }
 
@@ -211,8 +265,13 @@ pub enum ServerMessage {
     },
     #[serde(rename = "pong")]
     Pong,
-    #[serde(rename = "heartbeat")]
-    Heartbeat { timestamp: u64 },
+    /// The answer to `heartbeat`, with its `sessionId` when it had one.
+    #[serde(rename = "heartbeat", rename_all = "camelCase")]
+    Heartbeat {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
+        timestamp: u64,
+    },
     /// The channels this socket is subscribed to now.
     #[serde(rename = "subscribed")]
     Subscribed { channels: Vec<String> },

@@ -1,10 +1,11 @@
 //! The REST API: `/api/sessions` ([`sessions`]), the older `/terminal`
-//! shapes ([`compat`]), `POST /api/events` ([`events`]), `/openapi.json`
+//! shapes ([`compat`]), focus and projects ([`focus`]), `POST /api/events` ([`events`]), `/openapi.json`
 //! ([`openapi`]), and the router of every route, the WebSocket endpoints
 //! included ([`ROUTES`]). Every error is an [`ApiError`] with a JSON body.
 
 pub mod compat;
 pub mod events;
+pub mod focus;
 pub mod openapi;
 pub mod sessions;
 
@@ -49,6 +50,9 @@ route_table! {
     get "/terminal/{session_id}" => compat::status,
     post "/terminal/{session_id}/terminate" => compat::terminate,
     post "/api/events" => events::publish,
+    put "/api/terminal/focus" => focus::put_focus,
+    get "/api/terminal/focus" => focus::get_focus,
+    get "/api/projects" => focus::projects,
     post "/api/ws-ticket" => auth::ws_ticket,
     post "/api/login-codes" => auth::login::issue_code,
     post "/api/logout" => auth::login::logout,

@@ -72,6 +72,12 @@ pub struct Config {
     /// A pty client further behind than this gets a snapshot and a gap
     /// notice instead of the missed bytes.
     pub max_replay_bytes: u64,
+    /// Sessions focused at once per project; focusing one more unfocuses
+    /// the least recently active.
+    pub max_focused: usize,
+    /// Milliseconds between the updates of an unfocused session attached
+    /// with `"stream":"focus"`.
+    pub unfocused_interval_ms: u64,
 
     /// Milliseconds a client has to send each request head, and to finish
     /// its TLS handshake; then it is disconnected.
@@ -169,6 +175,8 @@ impl Default for Config {
             attach_wait_ms: 3_000,
             max_attachments_per_socket: 256,
             max_replay_bytes: 4 << 20,
+            max_focused: 4,
+            unfocused_interval_ms: 1000,
             http_header_timeout_ms: 10_000,
             http_body_timeout_ms: 30_000,
             tls_cert: None,
@@ -331,6 +339,10 @@ impl Config {
         anyhow::ensure!(
             config.http_body_timeout_ms > 0,
             "invalid configuration: http_body_timeout_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            config.max_focused > 0,
+            "invalid configuration: max_focused must be at least 1"
         );
         if let Some(t) = std::env::var("TERMSTREAM_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
             config.tokens.push(TokenEntry {

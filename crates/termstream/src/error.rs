@@ -49,7 +49,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         // Over REST: a well-formed value out of range (a window larger than
         // `max_cols` × `max_rows`).
         ErrorCode::InvalidMessage => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::NotAttached => StatusCode::CONFLICT,
+        ErrorCode::NotAttached | ErrorCode::VersionConflict => StatusCode::CONFLICT,
+        ErrorCode::ProjectMismatch => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::ReadOnly => StatusCode::FORBIDDEN,
         ErrorCode::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::SessionNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,

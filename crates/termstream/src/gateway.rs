@@ -4,12 +4,15 @@
 //!   `sessionId` ([`connection`]), each attached session delivered by its own
 //!   forwarder task ([`forward`]) through the socket's byte-bounded
 //!   [`outbox`], rendered per [`render::Dialect`].
+//! - `/ws?sessionId=ID&projectId=P`: one socket per terminal, in the
+//!   shapes of the focus-sync design ([`terminal`]).
 //! - `/ws/terminal/{id}` and `/ws/terminal/all`: the older one-session and
 //!   all-sessions shapes ([`legacy`]).
 //!
 //! Messages over `ws_max_message_bytes` are answered with close 1009.
 
 pub mod connection;
+pub mod focus_watch;
 pub mod forward;
 pub mod legacy;
 pub mod liveness;
@@ -17,6 +20,7 @@ pub mod outbox;
 pub mod render;
 pub mod session_feed;
 pub mod shapes;
+pub mod terminal;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,9 +31,9 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, close_code};
 use axum::extract::{FromRequestParts, State, WebSocketUpgrade};
 use axum::http::request::Parts;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use termstream_proto::{ErrorBody, ErrorCode, SessionId};
+use termstream_proto::{ErrorBody, ErrorCode, ProjectId, SessionId};
 
 use crate::auth::{BearerProtocol, Grant, Permit};
 use crate::error::{ApiError, Path, Query};
@@ -110,6 +114,10 @@ pub struct WsQuery {
     client_id: Option<String>,
     /// `flat` to be answered with the older flat message names.
     dialect: Option<String>,
+    /// The per-terminal socket: the one session this socket is for.
+    session_id: Option<String>,
+    /// With `sessionId`: its project (checked).
+    project_id: Option<String>,
 }
 
 /// The socket's own hard limit is twice the configured one: a message over
@@ -152,6 +160,21 @@ pub async fn ws(
     Query(q): Query<WsQuery>,
     (grant, permit, proto): Admitted,
 ) -> Response {
+    if let Some(raw) = q.session_id {
+        let id = match SessionId::new(raw) {
+            Ok(id) => id,
+            Err(e) => return ApiError::bad_request(format!("invalid sessionId: {e}")).into_response(),
+        };
+        let project = match q.project_id.map(ProjectId::new).transpose() {
+            Ok(p) => p,
+            Err(e) => return ApiError::bad_request(format!("invalid projectId: {e}")).into_response(),
+        };
+        let guard = ClientGuard::new(&state.clients)
+            .holding(permit)
+            .on("ws_terminal", &grant);
+        return upgrade(ws, &state, proto)
+            .on_upgrade(move |socket| terminal::run(socket, state, id, project, guard, grant));
+    }
     let client_id: Arc<str> = match q.client_id.and_then(|c| SessionId::new(c).ok()) {
         Some(id) => id.as_str().into(),
         None => format!("c{:012x}", rand::random::<u64>() >> 16).into(),

@@ -8,6 +8,8 @@
 //!   retention.
 //! - [`gateway`]: the WebSocket endpoints: `/ws` multiplexes sessions on one
 //!   socket, with lossless resume and a byte budget per socket.
+//! - [`focus`]: per-project focus sets and their versions, broadcast to
+//!   every client of the project.
 //! - [`api`]: the REST API and its error type.
 //! - [`auth`]: tokens, tickets, login codes and the login cookie, scopes,
 //!   origin and host checks: the guard every request passes first.
@@ -26,6 +28,7 @@ pub mod config;
 pub mod confine;
 pub mod error;
 pub mod events;
+pub mod focus;
 pub mod gateway;
 pub mod limits;
 pub mod observe;

@@ -30,6 +30,8 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::auth::Security;
 use crate::config::Config;
+use crate::focus::Focus;
+use crate::focus::store::FileStore;
 use crate::registry::Registry;
 use crate::state::AppState;
 use crate::tls::SharedAcceptor;
@@ -43,6 +45,8 @@ pub struct Server {
     listener: TcpListener,
     registry: Arc<Registry>,
     security: Arc<Security>,
+    /// Every project's focus set ([`crate::focus`]).
+    focus: Arc<Focus>,
     /// Set when serving TLS; reloaded on SIGHUP.
     tls: Option<Arc<SharedAcceptor>>,
     /// Reads the configuration again, for SIGHUP.
@@ -71,10 +75,13 @@ impl Server {
         }
         let header_timeout = Duration::from_millis(config.http_header_timeout_ms);
         let body_timeout = Duration::from_millis(config.http_body_timeout_ms);
+        let focus_dir = config.data_dir.join("focus");
         let registry = Registry::load(config)?;
+        let focus = Focus::new(FileStore::open(&focus_dir)?, registry.clone());
         Ok(Server {
             listener,
             registry,
+            focus,
             security: Arc::new(security),
             tls: tls.map(|t| Arc::new(SharedAcceptor::new(t))),
             header_timeout,
@@ -110,7 +117,7 @@ impl Server {
     /// wait for the sockets to close.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         crate::observe::metrics::install();
-        let state = AppState::new(self.registry.clone(), self.security.clone());
+        let state = AppState::new(self.registry.clone(), self.security.clone(), self.focus.clone());
         let feed = tokio::spawn(crate::gateway::session_feed::run(
             self.registry.clone(),
             state.events.clone(),
@@ -123,6 +130,7 @@ impl Server {
             self.security.clone(),
             self.tls.clone(),
         ));
+        let deletions = tokio::spawn(self.focus.clone().follow_deletions());
         let serving = accept::Serving {
             app,
             tls: self.tls,
@@ -139,6 +147,7 @@ impl Server {
         retention.abort();
         feed.abort();
         reloads.abort();
+        deletions.abort();
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;
         let closed = async {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Grant, Security};
 use crate::error::ApiError;
 use crate::events::EventHub;
+use crate::focus::Focus;
 use crate::registry::Registry;
 use crate::session::SessionHandle;
 
@@ -32,16 +33,19 @@ pub struct AppState {
     /// Cancelled when the server starts shutting down: every socket's task
     /// watches it to tell its client, and `/readyz` turns unready.
     pub shutdown: CancellationToken,
+    /// Every project's focus set ([`crate::focus`]).
+    pub focus: Arc<Focus>,
 }
 
 impl AppState {
-    pub fn new(registry: Arc<Registry>, security: Arc<Security>) -> AppState {
+    pub fn new(registry: Arc<Registry>, security: Arc<Security>, focus: Arc<Focus>) -> AppState {
         AppState {
             registry,
             events: EventHub::default(),
             clients: Arc::default(),
             security,
             shutdown: CancellationToken::new(),
+            focus,
         }
     }
 

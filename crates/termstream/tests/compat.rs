@@ -143,8 +143,15 @@ async fn openapi_lists_every_route() {
         "/terminal/sessions",
         "/terminal/{session_id}",
         "/terminal/{session_id}/terminate",
+        "/api/terminal/focus",
+        "/api/projects",
     ] {
         assert!(paths.contains(p), "{p} missing from {paths:?}");
+    }
+    assert!(doc["paths"]["/api/terminal/focus"]["put"].is_object());
+    assert!(doc["paths"]["/api/terminal/focus"]["get"].is_object());
+    for schema in ["FocusRequest", "FocusResponse", "ProjectFocus", "ProjectList"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "no schema {schema}");
     }
     assert!(doc["paths"]["/api/sessions"]["post"].is_object());
     assert!(doc["paths"]["/api/sessions/{id}"]["delete"].is_object());

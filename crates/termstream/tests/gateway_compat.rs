@@ -24,6 +24,8 @@ async fn one_session_endpoint_restores_then_streams_then_ends() {
     let connected = ws.next_json(secs(10)).await;
     assert_eq!(connected["type"], "terminal_connected");
     assert_eq!(keys(&connected), ["message", "session_id", "timestamp", "type"]);
+    // Exactly the message of the design this endpoint follows.
+    assert_eq!(connected["message"], "Connected to terminal session: job");
     let start = ws.next_json(secs(10)).await;
     assert_eq!(start["type"], "terminal_start");
     assert_eq!(keys(&start), ["command", "cwd", "session_id", "timestamp", "type"]);
@@ -138,6 +140,8 @@ async fn flat_names_are_aliases_and_get_flat_answers() {
     server.create(json!({"id":"f","kind":"command","argv":["cat"]})).await;
     let mut ws = WsClient::connect(&server, "/ws").await;
     ws.send(json!({"type":"terminal_attach","sessionName":"f"})).await;
+    // The project's focus state comes first (the attach touched it).
+    assert_eq!(ws.next_json(secs(10)).await["type"], "connection_status");
     assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_attached");
     ws.send(json!({"type":"terminal_input","sessionName":"f","data":"flat-hello\n"}))
         .await;
@@ -145,6 +149,16 @@ async fn flat_names_are_aliases_and_get_flat_answers() {
     assert_eq!(out["sessionName"], "f");
     assert_eq!(out["sessionId"], "f");
     assert_eq!(out["data"], "flat-hello\n");
+    // Unix milliseconds, as in the event-streaming design.
+    let ts = out["timestamp"].as_u64().expect("a timestamp in ms");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        ts <= now && now - ts < 60_000,
+        "timestamp {ts} is not Unix ms near {now}"
+    );
 }
 
 /// A client that connects while a terminate is under way is told so, even

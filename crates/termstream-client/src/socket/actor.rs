@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use termstream_proto::ws::{ClientMessage, LogPosition, OutputMode, ServerMessage, binary};
+use termstream_proto::ws::{ClientMessage, LogPosition, OutputMode, ServerMessage, StreamMode, binary};
 use termstream_proto::{ErrorBody, ErrorCode, SessionId, Stream};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -492,6 +492,7 @@ fn attach_message(session_id: SessionId, since: Option<LogPosition>) -> ClientMe
         session_id,
         since,
         output: OutputMode::Binary,
+        stream: StreamMode::Live,
     }
 }
 

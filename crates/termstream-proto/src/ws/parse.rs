@@ -12,8 +12,8 @@
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{ClientMessage, LogPosition, OutputMode};
-use crate::ids::SessionId;
+use super::{ClientMessage, LogPosition, OutputMode, StreamMode};
+use crate::ids::{ProjectId, SessionId};
 
 /// Why a client's text message is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +57,9 @@ struct Fields {
     cols: Option<u16>,
     rows: Option<u16>,
     channels: Option<Vec<String>>,
+    stream: Option<StreamMode>,
+    project_id: Option<ProjectId>,
+    expected_version: Option<u64>,
 }
 
 impl ClientMessage {
@@ -80,6 +83,7 @@ impl ClientMessage {
                 session_id: session_id()?,
                 since: fields.since,
                 output: fields.output.unwrap_or_default(),
+                stream: fields.stream.unwrap_or_default(),
             },
             "terminal.detach" | "session.detach" => ClientMessage::Detach {
                 session_id: session_id()?,
@@ -95,7 +99,24 @@ impl ClientMessage {
                 rows: fields.rows.ok_or_else(|| missing("rows"))?,
             },
             "ping" => ClientMessage::Ping,
-            "heartbeat" => ClientMessage::Heartbeat,
+            "heartbeat" => ClientMessage::Heartbeat {
+                session_id: fields.session_id.clone(),
+            },
+            "focus" => ClientMessage::Focus {
+                session_id: session_id()?,
+                project_id: fields.project_id,
+                expected_version: fields.expected_version,
+            },
+            "blur" => ClientMessage::Blur {
+                session_id: session_id()?,
+                project_id: fields.project_id,
+                expected_version: fields.expected_version,
+            },
+            // `sync_request` with its `_` made a `.` above.
+            "sync.request" => ClientMessage::SyncRequest {
+                project_id: fields.project_id,
+                session_id: fields.session_id.clone(),
+            },
             "subscribe" => ClientMessage::Subscribe {
                 channels: fields.channels.ok_or_else(|| missing("channels"))?,
             },

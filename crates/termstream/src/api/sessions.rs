@@ -105,6 +105,8 @@ pub async fn input(
         ));
     }
     let n = data.len();
+    // Typing into a session is activity: it is evicted from focus last.
+    state.focus.touch(h.project(), h.id());
     h.input(data, req.eof, None, INPUT_WAIT).await?;
     Ok(Json(InputTaken { bytes: n as u64 }))
 }

@@ -36,9 +36,10 @@ pub enum Need<'a> {
 /// The need of `method path`.
 pub fn need<'a>(method: &Method, path: &'a str) -> Need<'a> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (get, post, delete) = (
+    let (get, post, put, delete) = (
         method == Method::GET || method == Method::HEAD,
         method == Method::POST,
+        method == Method::PUT,
         method == Method::DELETE,
     );
     match segs.as_slice() {
@@ -47,6 +48,10 @@ pub fn need<'a>(method: &Method, path: &'a str) -> Need<'a> {
         ["api", "ws-ticket"] if post => Need::Handler,
         ["api", "events"] if post => Need::Handler,
         ["api", "login-codes"] if post => Need::Handler,
+        // The session is named in the body: the handler checks its project
+        // (404 unreadable, 403 read-only); lists show readable projects.
+        ["api", "terminal", "focus"] if get || put => Need::Handler,
+        ["api", "projects"] if get => Need::Handler,
         ["api", "sessions", id] if get => Need::Session(id, Access::Read),
         ["api", "sessions", id] if delete => Need::Session(id, Access::Write),
         ["api", "sessions", id, "input" | "resize" | "terminate"] if post => Need::Session(id, Access::Write),
@@ -107,5 +112,9 @@ mod tests {
         assert_eq!(need(&Method::POST, "/terminal/start"), Need::Create("default"));
         assert_eq!(need(&Method::PUT, "/api/sessions/a"), Need::Admin);
         assert_eq!(need(&Method::GET, "/api/new-thing"), Need::Admin);
+        assert_eq!(need(&Method::PUT, "/api/terminal/focus"), Need::Handler);
+        assert_eq!(need(&Method::GET, "/api/terminal/focus"), Need::Handler);
+        assert_eq!(need(&Method::GET, "/api/projects"), Need::Handler);
+        assert_eq!(need(&Method::POST, "/api/projects"), Need::Admin);
     }
 }

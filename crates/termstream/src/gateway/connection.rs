@@ -21,6 +21,8 @@
 //! a client that makes none for that long is not reading, and its
 //! connection ends instead of hanging on one reply forever.
 
+mod focus;
+
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -30,13 +32,14 @@ use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
-use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ParseError, ServerMessage};
+use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ParseError, ServerMessage, StreamMode};
 use termstream_proto::{ErrorCode, SessionId};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::ClientGuard;
+use super::focus_watch::FocusWatch;
 use super::forward::{self, Attach};
 use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
@@ -44,6 +47,7 @@ use super::render::Dialect;
 use crate::auth::{Grant, ProjectAccess as Access};
 use crate::clock::now_ms;
 use crate::events::PublishedEvent;
+use crate::focus::FocusEvent;
 use crate::limits::TokenBucket;
 use crate::registry::RegistryEvent;
 use crate::session::{SessionError, SessionHandle, ViewerGuard};
@@ -61,6 +65,7 @@ struct Pending {
     deadline: Instant,
     since: Option<LogPosition>,
     mode: OutputMode,
+    stream: StreamMode,
 }
 
 struct Connection {
@@ -86,6 +91,8 @@ struct Connection {
     grant: Grant,
     /// Input bytes this socket may still send now.
     input_budget: TokenBucket,
+    /// The projects this socket touched, and the focus versions it saw.
+    focus: FocusWatch,
 }
 
 /// Serves one `/ws` connection until it closes.
@@ -112,6 +119,7 @@ pub async fn run(
         liveness: Liveness::new(&cfg),
         grant,
         input_budget: TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes),
+        focus: FocusWatch::new(state.focus.clone()),
         state,
     };
     Box::pin(conn.control(ServerMessage::Connected {
@@ -133,6 +141,7 @@ pub async fn run(
             change = next_change(&mut conn.created) => Step::Created(change),
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Step::AttachWaited,
             ev = events.recv(), if !conn.channels.is_empty() => Step::Event(ev),
+            change = conn.focus.recv() => Step::Focus(change),
             _ = conn.liveness.tick() => Step::Ping,
             () = conn.state.shutdown.cancelled() => {
                 super::tell_shutdown(&conn.out, &mut stream).await;
@@ -166,6 +175,7 @@ enum Step {
     /// The earliest pending attach's wait is over.
     AttachWaited,
     Event(Result<Arc<PublishedEvent>, RecvError>),
+    Focus(Result<Arc<FocusEvent>, RecvError>),
     Ping,
 }
 
@@ -248,6 +258,11 @@ impl Connection {
                 }
                 Err(RecvError::Closed) => self.channels.clear(),
             },
+            Step::Focus(change) => {
+                for msg in self.focus.on_change(change).await {
+                    let _ = self.out.reply(msg).await;
+                }
+            }
             Step::Ping => {
                 if self.liveness.beat(&self.out).await == Beat::Gone {
                     return ControlFlow::Break(());
@@ -325,7 +340,8 @@ impl Connection {
                 session_id,
                 since,
                 output,
-            } => self.request_attach(session_id, since, output).await,
+                stream,
+            } => self.request_attach(session_id, since, output, stream).await,
             ClientMessage::Detach { session_id } => match self.attached.remove(&session_id) {
                 Some(a) => {
                     // Gone before the answer: no output of it follows `detached`.
@@ -359,6 +375,7 @@ impl Connection {
                     );
                     return self.error(ErrorCode::RateLimited, message, Some(session_id)).await;
                 }
+                self.state.focus.touch(h.project(), &session_id);
                 let seq = seq.map(|s| (self.client_id.clone(), s));
                 if let Err(e) = h.input(Bytes::from(data), false, seq, super::INPUT_WAIT).await {
                     self.session_error(e, session_id).await;
@@ -382,7 +399,27 @@ impl Connection {
                 }
             }
             ClientMessage::Ping => self.control(ServerMessage::Pong).await,
-            ClientMessage::Heartbeat => self.control(ServerMessage::Heartbeat { timestamp: now_ms() }).await,
+            ClientMessage::Heartbeat { session_id } => {
+                self.control(ServerMessage::Heartbeat {
+                    session_id,
+                    timestamp: now_ms(),
+                })
+                .await
+            }
+            ClientMessage::Focus {
+                session_id,
+                project_id,
+                expected_version,
+            } => self.focus_request(session_id, project_id, true, expected_version).await,
+            ClientMessage::Blur {
+                session_id,
+                project_id,
+                expected_version,
+            } => {
+                self.focus_request(session_id, project_id, false, expected_version)
+                    .await
+            }
+            ClientMessage::SyncRequest { project_id, session_id } => self.sync_request(project_id, session_id).await,
             ClientMessage::Subscribe { channels } => self.subscribe(channels, true).await,
             ClientMessage::Unsubscribe { channels } => self.subscribe(channels, false).await,
         }
@@ -450,7 +487,13 @@ impl Connection {
         self.control(ServerMessage::Subscribed { channels }).await;
     }
 
-    async fn request_attach(&mut self, id: SessionId, since: Option<LogPosition>, mode: OutputMode) {
+    async fn request_attach(
+        &mut self,
+        id: SessionId,
+        since: Option<LogPosition>,
+        mode: OutputMode,
+        stream: StreamMode,
+    ) {
         let max = self.state.registry.config().max_attachments_per_socket;
         let holds_slot = self.attached.contains_key(&id) || self.pending.contains_key(&id);
         if !holds_slot && self.attached.len() + self.pending.len() >= max {
@@ -470,7 +513,7 @@ impl Connection {
         if let Some(h) = self.readable(&id) {
             self.pending.remove(&id);
             self.forget_creations();
-            return self.attach(h, since, mode).await;
+            return self.attach(h, since, mode, stream).await;
         }
         // Missing, or of a project this socket may not read: both wait the
         // whole attach wait (unless a readable one appears), so the answer's
@@ -478,14 +521,22 @@ impl Connection {
         // replaces the earlier one.
         let wait = Duration::from_millis(self.state.registry.config().attach_wait_ms);
         let deadline = Instant::now() + wait;
-        self.pending.insert(id, Pending { deadline, since, mode });
+        self.pending.insert(
+            id,
+            Pending {
+                deadline,
+                since,
+                mode,
+                stream,
+            },
+        );
     }
 
     /// Attaches `handle`'s session, which an attach waited for.
     async fn attach_pending(&mut self, handle: SessionHandle) {
         if let Some(p) = self.pending.remove(handle.id()) {
             self.forget_creations();
-            self.attach(handle, p.since, p.mode).await;
+            self.attach(handle, p.since, p.mode, p.stream).await;
         }
     }
 
@@ -496,8 +547,16 @@ impl Connection {
         }
     }
 
-    async fn attach(&mut self, handle: SessionHandle, since: Option<LogPosition>, mode: OutputMode) {
+    async fn attach(
+        &mut self,
+        handle: SessionHandle,
+        since: Option<LogPosition>,
+        mode: OutputMode,
+        stream: StreamMode,
+    ) {
         let id = handle.id().clone();
+        // Attaching touches the session's project: its focus state first.
+        self.touch(handle.project(), Some(&id)).await;
         if let Some(old) = self.attached.remove(&id) {
             // Gone before the new one starts: no frame of the old stream
             // comes after the new stream's first.
@@ -512,6 +571,10 @@ impl Connection {
             dialect: self.dialect,
             max_replay: self.state.registry.config().max_replay_bytes,
             preamble: Vec::new(),
+            focus: (stream == StreamMode::Focus).then(|| forward::FocusFollow {
+                focus: self.state.focus.clone(),
+                interval: Duration::from_millis(self.state.registry.config().unfocused_interval_ms.max(1)),
+            }),
         };
         let task = tokio::spawn(forward::run(attach, self.out.clone()));
         self.attached.insert(id, Attached { task, _viewer: viewer });

@@ -14,9 +14,15 @@
 //!
 //! Architecture invariant: every output frame starts at `next` and advances
 //! it by its length; nothing before `next` is ever sent again.
+//!
+//! A focus-aware attachment (`"stream":"focus"`) follows live events only
+//! while its session is focused ([`focused`]); otherwise it sends what the
+//! log gained at most once per interval, by offset, so nothing is lost.
+
+mod focused;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Message;
 use termstream_proto::ws::{GapReason, LogPosition, OutputMode};
@@ -25,6 +31,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::outbox::{Closed, Outbox};
 use super::render::{Dialect, OutEvent};
+use crate::focus::Focus;
 use crate::observe::metrics::{self, AttachmentGauge};
 use crate::session::log::{Chunk, RingRead};
 use crate::session::screen::utf8;
@@ -50,6 +57,16 @@ pub struct Attach {
     /// else: a client that read them knows that every later event of the
     /// session reaches it.
     pub preamble: Vec<Message>,
+    /// `"stream":"focus"`: live only while the session is focused.
+    pub focus: Option<FocusFollow>,
+}
+
+/// How a focus-aware attachment follows its session's focus.
+#[derive(Debug, Clone)]
+pub struct FocusFollow {
+    pub focus: Arc<Focus>,
+    /// At most one update per this while the session is not focused.
+    pub interval: Duration,
 }
 
 struct Forwarder {
@@ -67,6 +84,19 @@ struct Forwarder {
     /// When the oldest bytes of the output being sent were read from the
     /// program (for the delivery latency metric).
     read_at: Option<Instant>,
+    /// `"stream":"focus"`: how to follow the session's focus.
+    focus: Option<FocusFollow>,
+    /// Merge every chunk into frames of up to [`MAX_FRAME`], large ones
+    /// too (an unfocused session's updates: fewer frames beat no copy).
+    coalesce: bool,
+}
+
+/// How following the live events ended.
+enum Flow {
+    /// The log ended (or the session was deleted): nothing more to send.
+    Ended,
+    /// A focus-aware attachment's session is no longer focused.
+    Unfocused,
 }
 
 /// Delivers `attach`'s session to `out` until the log ends, the session is
@@ -86,6 +116,8 @@ pub async fn run(attach: Attach, out: Outbox) {
         next: 0,
         carry: None,
         read_at: None,
+        focus: attach.focus,
+        coalesce: false,
     };
     if let Err(Closed) = f.start(attach.since, attach.preamble).await {
         tracing::debug!(session = %f.id, "socket closed while forwarding");
@@ -133,9 +165,12 @@ impl Forwarder {
             message,
             session_id: Some(self.id.clone()),
         };
-        self.out
-            .send(Message::Text(serde_json::to_string(&msg).unwrap_or_default().into()))
-            .await
+        // The legacy dialect has no error message of its own: dotted JSON.
+        let rendered = self
+            .dialect
+            .render_control(&msg)
+            .unwrap_or_else(|| Message::Text(serde_json::to_string(&msg).unwrap_or_default().into()));
+        self.out.send(rendered).await
     }
 
     fn is_pty(&self) -> bool {
@@ -246,7 +281,10 @@ impl Forwarder {
         if sub.terminating {
             self.emit(OutEvent::Terminating { session: &self.id }).await?;
         }
-        self.follow(sub.live).await
+        match self.focus.take() {
+            Some(follow) => self.follow_focus(sub.live, follow).await,
+            None => self.follow(sub.live, None).await.map(drop),
+        }
     }
 
     /// The earliest offset held, when output from `offset` is no longer
@@ -258,20 +296,37 @@ impl Forwarder {
         }
     }
 
-    /// Follows live events until the log ends.
-    async fn follow(&mut self, mut live: tokio::sync::broadcast::Receiver<LogEvent>) -> Result<(), Closed> {
+    /// Follows live events until the log ends (or, with `track`, until the
+    /// session is no longer focused).
+    async fn follow(
+        &mut self,
+        mut live: tokio::sync::broadcast::Receiver<LogEvent>,
+        mut track: Option<&mut focused::FocusTrack>,
+    ) -> Result<Flow, Closed> {
         let mut peeked: Option<LogEvent> = None;
         loop {
-            let ev = match peeked.take() {
-                Some(ev) => ev,
-                None => match live.recv().await {
-                    Ok(ev) => ev,
-                    Err(RecvError::Lagged(_)) => {
-                        self.fell_behind().await?;
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return self.detached().await,
+            let next = match peeked.take() {
+                Some(ev) => Ok(ev),
+                None => match track.as_deref_mut() {
+                    Some(track) => tokio::select! {
+                        ev = live.recv() => ev,
+                        focused = track.changed() => {
+                            if !focused {
+                                return Ok(Flow::Unfocused);
+                            }
+                            continue;
+                        }
+                    },
+                    None => live.recv().await,
                 },
+            };
+            let ev = match next {
+                Ok(ev) => ev,
+                Err(RecvError::Lagged(_)) => {
+                    self.fell_behind().await?;
+                    continue;
+                }
+                Err(RecvError::Closed) => return self.detached().await.map(|()| Flow::Ended),
             };
             match ev {
                 LogEvent::Output(chunk) => {
@@ -320,7 +375,7 @@ impl Forwarder {
                 LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,
                 LogEvent::Ended(info) => {
                     self.fill(info.output_offset).await?;
-                    return self.finish(&info).await;
+                    return self.finish(&info).await.map(|()| Flow::Ended);
                 }
             }
         }
@@ -424,6 +479,7 @@ impl Forwarder {
             // A whole chunk that starts here goes out as the frame the actor
             // built, shared by every socket.
             if binary
+                && !self.coalesce
                 && buf.is_empty()
                 && c.offset == self.next
                 && let Some(frame) = c.frame(self.id.as_str().len())

@@ -81,6 +81,7 @@ fn forwarder(
         dialect: Dialect::Legacy,
         max_replay: state.registry.config().max_replay_bytes,
         preamble,
+        focus: None,
     };
     tokio::spawn(forward::run(attach, out.clone())).abort_handle()
 }
@@ -106,7 +107,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         return;
     };
     let info = handle.info();
-    let message = format!("Connected to terminal session {}", info.id);
+    let message = format!("Connected to terminal session: {}", info.id);
     let connected = text(
         "terminal_connected",
         info.id.as_str(),

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use axum::extract::ws::Message;
 use bytes::Bytes;
+use termstream_proto::terminal::TerminalServerMessage;
 use termstream_proto::ws::{GapReason, OutputMode, ServerMessage, binary};
 use termstream_proto::{SessionId, SessionInfo, Snapshot, Stream};
 
 use super::shapes::{self, Legacy};
-use crate::clock::now_secs;
+use crate::clock::{now_ms, now_secs};
 
 /// Which message names and framing a socket speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,24 @@ pub enum Dialect {
     Flat,
     /// `/ws/terminal/{id}` and `/ws/terminal/all`.
     Legacy,
+    /// The per-terminal socket `/ws?sessionId=ID`: output and the screen
+    /// as `stream` messages, errors as `{"type":"error","sessionId","data"}`,
+    /// the other session messages dotted.
+    Terminal,
+}
+
+/// What the screen of the per-terminal dialect starts with: a full reset
+/// (RIS), so the snapshot is right on a terminal that showed something
+/// before (a reconnect), as on a blank one.
+pub const SCREEN_RESET: &str = "\x1bc";
+
+fn stream_message(session: &SessionId, data: String) -> Message {
+    let msg = TerminalServerMessage::Stream {
+        session_id: session.clone(),
+        data,
+        timestamp: now_ms(),
+    };
+    Message::Text(serde_json::to_string(&msg).unwrap_or_default().into())
 }
 
 /// What a forwarder sends to its socket.
@@ -84,6 +103,14 @@ impl Dialect {
             } => {
                 return Some(self.output(session, stream, offset, data, mode));
             }
+            // The stream says nothing of attaching, gaps and resizes (the
+            // design has no message for them): a gap is followed by the
+            // screen, which starts with a reset.
+            OutEvent::Attached { .. } | OutEvent::Gap { .. } | OutEvent::Resized { .. }
+                if self == Dialect::Terminal =>
+            {
+                return None;
+            }
             OutEvent::Attached {
                 info,
                 offset,
@@ -99,6 +126,9 @@ impl Dialect {
             },
             // Legacy clients get the held output as plain output instead.
             OutEvent::Restore { .. } if self == Dialect::Legacy => return None,
+            OutEvent::Restore { session, snapshot } if self == Dialect::Terminal => {
+                return Some(stream_message(session, format!("{SCREEN_RESET}{}", snapshot.data)));
+            }
             OutEvent::Restore { session, snapshot } => ServerMessage::Restore {
                 session_id: session.clone(),
                 data: snapshot.data.clone(),
@@ -154,7 +184,7 @@ impl Dialect {
             },
         };
         match self {
-            Dialect::Dotted => Some(json(&dotted)),
+            Dialect::Dotted | Dialect::Terminal => Some(json(&dotted)),
             Dialect::Flat => Some(flatten(&dotted)),
             // Legacy clients know none of the dotted session messages.
             Dialect::Legacy => None,
@@ -165,6 +195,20 @@ impl Dialect {
     /// `None` for the legacy dialect, which has no such messages.
     pub fn render_control(self, msg: &ServerMessage) -> Option<Message> {
         match self {
+            Dialect::Terminal => match msg {
+                ServerMessage::Error {
+                    message,
+                    session_id: Some(session_id),
+                    ..
+                } => {
+                    let m = TerminalServerMessage::Error {
+                        session_id: session_id.clone(),
+                        data: message.clone(),
+                    };
+                    Some(Message::Text(serde_json::to_string(&m).unwrap_or_default().into()))
+                }
+                _ => Some(json(msg)),
+            },
             Dialect::Dotted => Some(json(msg)),
             Dialect::Flat => Some(flatten(msg)),
             Dialect::Legacy => None,
@@ -180,6 +224,7 @@ impl Dialect {
         }
         let text = String::from_utf8_lossy(data);
         let json = match self {
+            Dialect::Terminal => return stream_message(session, text.into_owned()),
             Dialect::Legacy => Legacy {
                 kind: "terminal_output",
                 session_id: session.as_str(),
@@ -200,6 +245,9 @@ impl Dialect {
                     data: &text,
                     offset,
                     stream: (stream != Stream::Pty).then_some(stream),
+                    // The flat shape's output carries its time (Unix ms), as
+                    // in the event-streaming design it comes from.
+                    timestamp: flat.then(now_ms),
                 };
                 serde_json::to_string(&msg).unwrap_or_default()
             }

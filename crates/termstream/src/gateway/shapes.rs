@@ -81,6 +81,9 @@ pub struct Output<'a> {
     pub offset: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<termstream_proto::Stream>,
+    /// The flat dialect's time of sending, Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<u64>,
 }
 
 /// `msg` in the flat dialect: `type` renamed (`session.exit` →

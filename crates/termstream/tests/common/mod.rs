@@ -23,6 +23,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 pub mod cli;
+pub mod focus;
 pub mod secured;
 pub mod tls;
 pub mod ws;

@@ -216,6 +216,15 @@ impl WsClient {
                         stream,
                     )
                 }
+                // The project's focus messages are not the session's.
+                Incoming::Json(v)
+                    if matches!(
+                        v["type"].as_str(),
+                        Some("connection_status" | "focus_update" | "sync_complete")
+                    ) =>
+                {
+                    continue;
+                }
                 Incoming::Json(v) => {
                     let s = v["sessionId"].as_str().unwrap_or_default();
                     if let Some(i) = ids.iter().position(|id| *id == s) {

@@ -1,0 +1,166 @@
+//! Focus: which sessions of a project are focused, as the server owns it.
+//!
+//! Per project the server keeps an ordered set of at most `maxFocused`
+//! focused sessions and a `version`, a number that grows by exactly one with
+//! every change of that project's set. Clients ask for changes (`focus`,
+//! `blur` on a WebSocket, `PUT /api/terminal/focus`) and render what the
+//! server says: every change goes to every socket of the project as a
+//! [`FocusMessage::FocusUpdate`]. The shapes follow the focus-sync design
+//! the dashboards were written from (see `docs/protocol.md`).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ErrorCode, ErrorDetail};
+use crate::ids::{ProjectId, SessionId};
+
+/// The state a connection reports with its first message about a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionState {
+    Connected,
+    Disconnected,
+    Error,
+}
+
+/// Focus messages, server → client, on `/ws` and the per-terminal socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum FocusMessage {
+    /// One change of a project's focus set: `sessionId` became focused or
+    /// not, and this is the set and version after it.
+    #[serde(rename = "focus_update", rename_all = "camelCase")]
+    FocusUpdate {
+        project_id: ProjectId,
+        session_id: SessionId,
+        focused: bool,
+        focused_sessions: Vec<SessionId>,
+        total_focused: usize,
+        max_focused: usize,
+        version: u64,
+        /// Unix ms of the change.
+        timestamp: u64,
+    },
+    /// The first message about a project on a socket: the state updates
+    /// follow from.
+    #[serde(rename = "connection_status", rename_all = "camelCase")]
+    ConnectionStatus {
+        status: ConnectionState,
+        project_id: ProjectId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
+        focused_sessions: Vec<SessionId>,
+        version: u64,
+        max_focused: usize,
+        timestamp: u64,
+    },
+    /// The answer to `sync_request`, and what a socket that fell behind
+    /// gets instead of the updates it missed.
+    #[serde(rename = "sync_complete", rename_all = "camelCase")]
+    SyncComplete {
+        project_id: ProjectId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
+        focused_sessions: Vec<SessionId>,
+        version: u64,
+        max_focused: usize,
+        timestamp: u64,
+    },
+    /// A focus request whose `expectedVersion` was stale: nothing changed;
+    /// this is the current state. `code` is `version_conflict`.
+    #[serde(rename = "error", rename_all = "camelCase")]
+    Conflict {
+        code: ErrorCode,
+        message: String,
+        project_id: ProjectId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
+        focused_sessions: Vec<SessionId>,
+        version: u64,
+        max_focused: usize,
+        timestamp: u64,
+    },
+}
+
+/// `PUT /api/terminal/focus`: focus or unfocus one session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FocusRequest {
+    pub session_id: SessionId,
+    /// The session's project; when given it must be the session's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<ProjectId>,
+    pub focused: bool,
+    /// The version the client last saw; a stale one changes nothing (409).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+}
+
+/// The answer to `PUT /api/terminal/focus`: the project's state after the
+/// request; with a 409, `success` is false and `error` says why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FocusResponse {
+    pub success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+    pub project_id: ProjectId,
+    pub focused_sessions: Vec<SessionId>,
+    pub version: u64,
+    pub max_focused: usize,
+}
+
+/// `GET /api/terminal/focus?projectId=P`: a project's focus state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectFocus {
+    pub project_id: ProjectId,
+    pub focused_sessions: Vec<SessionId>,
+    pub version: u64,
+    pub max_focused: usize,
+}
+
+/// One project in `GET /api/projects`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectSummary {
+    pub project_id: ProjectId,
+    /// Sessions of the project, running or ended.
+    pub total_sessions: usize,
+    /// Sessions of the project that run now.
+    pub running_sessions: usize,
+    pub focused_sessions: Vec<SessionId>,
+    pub version: u64,
+    pub max_focused: usize,
+}
+
+/// `GET /api/projects`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProjectList {
+    pub projects: Vec<ProjectSummary>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn focus_update_has_the_design_shape() {
+        let id = SessionId::new("a").unwrap();
+        let m = FocusMessage::FocusUpdate {
+            project_id: ProjectId::new("p").unwrap(),
+            session_id: id.clone(),
+            focused: true,
+            focused_sessions: vec![id],
+            total_focused: 1,
+            max_focused: 4,
+            version: 7,
+            timestamp: 5,
+        };
+        assert_eq!(
+            serde_json::to_value(&m).unwrap(),
+            serde_json::json!({"type":"focus_update","projectId":"p","sessionId":"a","focused":true,
+                "focusedSessions":["a"],"totalFocused":1,"maxFocused":4,"version":7,"timestamp":5})
+        );
+    }
+}

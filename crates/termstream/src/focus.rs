@@ -1,0 +1,460 @@
+//! Focus: per project, the ordered set of focused sessions and its version,
+//! owned by the server and broadcast to every client of the project.
+//!
+//! Clients only ask for changes ([`Focus::set`]); every change goes out as a
+//! [`FocusEvent`] on one broadcast ([`Focus::subscribe`]), in version order
+//! per project, and each socket forwards the events of the projects it
+//! touched (`gateway::focus_watch`).
+//!
+//! The model:
+//! - at most `max_focused` sessions are focused per project; focusing one
+//!   more first unfocuses the least recently active (focused or typed into
+//!   by a client), as its own change;
+//! - a request that changes nothing bumps nothing;
+//! - a deleted session leaves its project's set; an ended one stays;
+//! - sets and versions live in a [`store::FocusStore`] (the data dir, here)
+//!   and survive a restart.
+//!
+//! Architecture invariant: changes of one project are made one at a time
+//! (under the project's lock, across the store's compare-and-set and the
+//! broadcast), so the broadcast carries each project's versions in
+//! increasing order with none missing.
+
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use termstream_proto::focus::FocusMessage;
+use termstream_proto::{ErrorCode, ProjectId, SessionId};
+use tokio::sync::broadcast;
+
+use crate::auth::{Grant, ProjectAccess as Access};
+use crate::clock::now_ms;
+use crate::registry::{Registry, RegistryEvent};
+use store::{FocusState, FocusStore, Stale};
+
+/// How many changes a socket may fall behind before it gets a
+/// `sync_complete` instead of the updates it missed.
+pub const CHANGE_QUEUE: usize = 256;
+
+/// One change of a project's focus set, as every socket of the project
+/// receives it.
+#[derive(Debug)]
+pub struct FocusEvent {
+    pub project: ProjectId,
+    /// The session that became focused or not.
+    pub session: SessionId,
+    pub focused: bool,
+    /// The set and version after the change.
+    pub state: FocusState,
+    /// The `focus_update` message, rendered once for every socket.
+    pub json: Utf8Bytes,
+}
+
+/// Why a focus request changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum FocusError {
+    /// The request's `expectedVersion` is not the project's version.
+    #[error("expected version {expected}, but project {project} is at version {}", current.version)]
+    Conflict {
+        project: ProjectId,
+        expected: u64,
+        current: FocusState,
+    },
+    /// No session has that id, or the credential cannot read its project.
+    #[error("no session has id {0:?}")]
+    NotFound(SessionId),
+    /// The request named another project than the session's.
+    #[error("session {session:?} belongs to project {actual:?}, not {asked:?}")]
+    ProjectMismatch {
+        session: SessionId,
+        actual: ProjectId,
+        asked: ProjectId,
+    },
+    /// The credential may only watch the project.
+    #[error("this credential may only watch project {0:?}: focus changes are refused")]
+    ReadOnly(ProjectId),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+impl FocusError {
+    /// The code a client is answered with, over REST and WebSocket alike.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FocusError::Conflict { .. } => ErrorCode::VersionConflict,
+            FocusError::NotFound(_) => ErrorCode::SessionNotFound,
+            FocusError::ProjectMismatch { .. } => ErrorCode::ProjectMismatch,
+            FocusError::ReadOnly(_) => ErrorCode::ReadOnly,
+            FocusError::Store(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// What a focus request did.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub project: ProjectId,
+    /// The project's state after the request.
+    pub state: FocusState,
+    /// Whether the request changed the set (else it was answered with the
+    /// state as it was).
+    pub changed: bool,
+}
+
+/// The state of one project beside the store: what this node needs to
+/// change it one request at a time.
+#[derive(Debug, Default)]
+struct Project {
+    /// Held while a change is made and broadcast.
+    changing: tokio::sync::Mutex<()>,
+    /// The state of the last change broadcast from this node: what
+    /// sockets are told, so that no answer runs ahead of the broadcast.
+    published: Mutex<Option<FocusState>>,
+    /// When each focused session was last active (a tick of
+    /// [`Focus::ticks`]): focused, or typed into. Only focused sessions
+    /// are here.
+    activity: Mutex<HashMap<SessionId, u64>>,
+}
+
+/// Every project's focus: the service REST handlers and sockets share.
+#[derive(Debug)]
+pub struct Focus {
+    store: Arc<dyn FocusStore>,
+    registry: Arc<Registry>,
+    max_focused: usize,
+    /// Projects that had a change on this node (bounded by the projects of
+    /// sessions: a change needs an existing session).
+    projects: Mutex<HashMap<ProjectId, Arc<Project>>>,
+    /// Every change of every project; sockets filter by project.
+    changes: broadcast::Sender<Arc<FocusEvent>>,
+    /// Orders activity: each focus or input takes the next tick.
+    ticks: AtomicU64,
+}
+
+impl Focus {
+    /// The focus service over `store`, for the sessions of `registry`.
+    /// Call [`Focus::follow_deletions`] once to keep sets free of deleted
+    /// sessions.
+    pub fn new(store: Arc<dyn FocusStore>, registry: Arc<Registry>) -> Arc<Focus> {
+        let max_focused = registry.config().max_focused.max(1);
+        Arc::new(Focus {
+            store,
+            registry,
+            max_focused,
+            projects: Mutex::new(HashMap::new()),
+            changes: broadcast::channel(CHANGE_QUEUE).0,
+            // Above any seeded activity (a set's positions).
+            ticks: AtomicU64::new(1 << 32),
+        })
+    }
+
+    pub fn max_focused(&self) -> usize {
+        self.max_focused
+    }
+
+    /// Every change from now on, of every project.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FocusEvent>> {
+        self.changes.subscribe()
+    }
+
+    /// The state of `project` now: the last one broadcast (so every
+    /// change up to its version is on the broadcast already), or the
+    /// store's for a project with no change since the start.
+    pub async fn get(&self, project: &ProjectId) -> anyhow::Result<FocusState> {
+        let published = self
+            .projects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(project)
+            .and_then(|p| p.published.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        match published {
+            Some(s) => Ok(s),
+            None => self.store.get(project).await,
+        }
+    }
+
+    /// Every project with a stored state.
+    pub async fn all(&self) -> anyhow::Result<Vec<(ProjectId, FocusState)>> {
+        self.store.all().await
+    }
+
+    fn project(&self, id: &ProjectId) -> Arc<Project> {
+        let mut projects = self.projects.lock().unwrap_or_else(|p| p.into_inner());
+        projects.entry(id.clone()).or_default().clone()
+    }
+
+    /// Marks `session` of `project` active (a client typed into it), which
+    /// keeps it from being the next evicted. Cheap: no store, no broadcast.
+    pub fn touch(&self, project: &ProjectId, session: &SessionId) {
+        let Some(p) = self
+            .projects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(project)
+            .cloned()
+        else {
+            return;
+        };
+        let mut activity = p.activity.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = activity.get_mut(session) {
+            *t = self.ticks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The project of `session` as `grant` may see it: `NotFound` when it
+    /// does not exist or its project is not readable (the two look the
+    /// same), `ProjectMismatch` when `asked` is given and is another.
+    pub fn resolve(
+        &self,
+        grant: &Grant,
+        session: &SessionId,
+        asked: Option<&ProjectId>,
+    ) -> Result<ProjectId, FocusError> {
+        let project = self
+            .registry
+            .get(session)
+            .map(|h| h.project().clone())
+            .filter(|p| grant.can_read(p.as_str()))
+            .ok_or_else(|| FocusError::NotFound(session.clone()))?;
+        match asked {
+            Some(asked) if *asked != project => Err(FocusError::ProjectMismatch {
+                session: session.clone(),
+                actual: project,
+                asked: asked.clone(),
+            }),
+            _ => Ok(project),
+        }
+    }
+
+    /// A client's request: checks what `grant` allows, then [`Focus::set`].
+    pub async fn request(
+        &self,
+        grant: &Grant,
+        session: &SessionId,
+        asked: Option<&ProjectId>,
+        focused: bool,
+        expected: Option<u64>,
+    ) -> Result<Applied, FocusError> {
+        let project = self.resolve(grant, session, asked)?;
+        if grant.access(project.as_str()) != Some(Access::Write) {
+            return Err(FocusError::ReadOnly(project));
+        }
+        let (state, changed) = self.set(&project, session, focused, expected).await?;
+        Ok(Applied {
+            project,
+            state,
+            changed,
+        })
+    }
+
+    /// Focuses (or unfocuses) `session` of `project`, if the project's
+    /// version is `expected` (when given). Answers the state after the
+    /// request, and whether it changed; a request that changes nothing
+    /// answers the current state.
+    pub async fn set(
+        &self,
+        project: &ProjectId,
+        session: &SessionId,
+        focused: bool,
+        expected: Option<u64>,
+    ) -> Result<(FocusState, bool), FocusError> {
+        let p = self.project(project);
+        let _changing = p.changing.lock().await;
+        let mut state = self.store.get(project).await?;
+        if let Some(expected) = expected
+            && expected != state.version
+        {
+            return Err(FocusError::Conflict {
+                project: project.clone(),
+                expected,
+                current: state,
+            });
+        }
+        let is_focused = state.focused.contains(session);
+        if focused {
+            // Checked under the lock: a deletion after this removes it again.
+            if self.registry.get(session).is_none_or(|h| h.project() != project) {
+                return Err(FocusError::NotFound(session.clone()));
+            }
+            self.seed_activity(&p, &state);
+            let tick = self.ticks.fetch_add(1, Ordering::Relaxed);
+            if is_focused {
+                p.activity
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(session.clone(), tick);
+                return Ok((state, false));
+            }
+            while state.focused.len() >= self.max_focused {
+                let victim = self.least_active(&p, &state);
+                let next: Vec<SessionId> = state.focused.iter().filter(|s| **s != victim).cloned().collect();
+                state = self.change(project, &p, state, &victim, false, next).await?;
+            }
+            let mut next = state.focused.clone();
+            next.push(session.clone());
+            p.activity
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(session.clone(), tick);
+            Ok((self.change(project, &p, state, session, true, next).await?, true))
+        } else {
+            if !is_focused {
+                return Ok((state, false));
+            }
+            let next = state.focused.iter().filter(|s| *s != session).cloned().collect();
+            Ok((self.change(project, &p, state, session, false, next).await?, true))
+        }
+    }
+
+    /// Gives focused sessions this node has no activity for (after a
+    /// restart, or a change made elsewhere) the order of the set.
+    fn seed_activity(&self, p: &Project, state: &FocusState) {
+        let mut activity = p.activity.lock().unwrap_or_else(|p| p.into_inner());
+        activity.retain(|s, _| state.focused.contains(s));
+        for s in &state.focused {
+            if !activity.contains_key(s) {
+                // Older than anything active on this node, in set order.
+                let order = state.focused.iter().position(|x| x == s).unwrap_or(0) as u64;
+                activity.insert(s.clone(), order);
+            }
+        }
+    }
+
+    /// The focused session least recently active.
+    fn least_active(&self, p: &Project, state: &FocusState) -> SessionId {
+        let activity = p.activity.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .focused
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, s)| (activity.get(*s).copied().unwrap_or(0), *i))
+            .map(|(_, s)| s.clone())
+            .expect("a full set is not empty")
+    }
+
+    /// Stores one change (version + 1) and broadcasts it. The caller holds
+    /// the project's lock.
+    async fn change(
+        &self,
+        project: &ProjectId,
+        p: &Project,
+        state: FocusState,
+        session: &SessionId,
+        focused: bool,
+        next: Vec<SessionId>,
+    ) -> Result<FocusState, FocusError> {
+        // Readers must not see the store's new version before its event is
+        // on the broadcast: from now on they read `published`.
+        p.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| state.clone());
+        let new = match self.store.compare_and_set(project, state.version, next).await? {
+            Ok(new) => new,
+            // Another node changed the project since we read it.
+            Err(Stale(current)) => {
+                return Err(FocusError::Conflict {
+                    project: project.clone(),
+                    expected: state.version,
+                    current,
+                });
+            }
+        };
+        if !focused {
+            p.activity.lock().unwrap_or_else(|p| p.into_inner()).remove(session);
+        }
+        let msg = FocusMessage::FocusUpdate {
+            project_id: project.clone(),
+            session_id: session.clone(),
+            focused,
+            focused_sessions: new.focused.clone(),
+            total_focused: new.focused.len(),
+            max_focused: self.max_focused,
+            version: new.version,
+            timestamp: now_ms(),
+        };
+        let json = serde_json::to_string(&msg).unwrap_or_default().into();
+        let _ = self.changes.send(Arc::new(FocusEvent {
+            project: project.clone(),
+            session: session.clone(),
+            focused,
+            state: new.clone(),
+            json,
+        }));
+        *p.published.lock().unwrap_or_else(|p| p.into_inner()) = Some(new.clone());
+        Ok(new)
+    }
+
+    /// Removes `session` from every set that holds it (it was deleted).
+    async fn forget(&self, session: &SessionId) {
+        let projects = match self.store.all().await {
+            Ok(all) => all,
+            Err(e) => return tracing::warn!(error = %e, "cannot list focus sets"),
+        };
+        for (project, state) in projects {
+            if state.focused.contains(session) {
+                self.unfocus_gone(&project, session).await;
+            }
+        }
+    }
+
+    /// Unfocuses `session` of `project` if it is focused and no longer exists.
+    async fn unfocus_gone(&self, project: &ProjectId, session: &SessionId) {
+        let p = self.project(project);
+        let _changing = p.changing.lock().await;
+        let result = async {
+            let state = self.store.get(project).await?;
+            if !state.focused.contains(session) || self.registry.get(session).is_some_and(|h| h.project() == project) {
+                return Ok(());
+            }
+            let next = state.focused.iter().filter(|s| *s != session).cloned().collect();
+            self.change(project, &p, state, session, false, next).await.map(drop)
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(%project, %session, error = %e, "cannot unfocus a deleted session");
+        }
+    }
+
+    /// Takes deleted sessions out of their sets, now (sessions deleted
+    /// while the server was down) and whenever one is deleted. Runs until
+    /// the registry is gone.
+    pub async fn follow_deletions(self: Arc<Self>) {
+        let mut changes = self.registry.changes();
+        self.forget_missing().await;
+        // Input before the first focus request after a start counts too.
+        if let Ok(all) = self.store.all().await {
+            for (project, state) in all {
+                self.seed_activity(&self.project(&project), &state);
+            }
+        }
+        loop {
+            match changes.recv().await {
+                Ok(RegistryEvent::Deleted(id)) => self.forget(&id).await,
+                Ok(RegistryEvent::Created(_)) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => self.forget_missing().await,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Unfocuses every focused session that no longer exists.
+    async fn forget_missing(&self) {
+        let projects = match self.store.all().await {
+            Ok(all) => all,
+            Err(e) => return tracing::warn!(error = %e, "cannot list focus sets"),
+        };
+        for (project, state) in projects {
+            for s in &state.focused {
+                if self.registry.get(s).is_none_or(|h| h.project() != &project) {
+                    self.unfocus_gone(&project, s).await;
+                }
+            }
+        }
+    }
+}
