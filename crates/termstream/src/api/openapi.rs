@@ -15,7 +15,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{compat, events, sessions};
+use super::{compat, events, focus, sessions};
 use crate::observe::{health, metrics};
 use crate::{auth, gateway, page};
 
@@ -38,6 +38,9 @@ use crate::{auth, gateway, page};
         compat::status,
         compat::terminate,
         events::publish,
+        focus::put_focus,
+        focus::get_focus,
+        focus::projects,
         auth::ws_ticket,
         auth::login::issue_code,
         auth::login::logout,
@@ -106,7 +109,7 @@ impl Modify for Common {
             .add_security_scheme("bearer", SecurityScheme::Http(bearer));
         doc.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
         for (path, item) in doc.paths.paths.iter_mut() {
-            let ops = [&mut item.get, &mut item.post, &mut item.delete];
+            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
             for op in ops.into_iter().flatten() {
                 add_errors(op, path.contains('{'));
             }
@@ -161,7 +164,10 @@ mod tests {
             assert!(op.is_object(), "{method} {path} is served but not described");
             let id = op["operationId"].as_str().unwrap_or_default();
             assert!(ids.insert(id.to_owned()), "operationId {id:?} is used twice");
-            assert!(op["responses"]["401"].is_object() || op["security"] == serde_json::json!([{}]));
+            assert!(
+                op["responses"]["401"].is_object() || op["security"] == serde_json::json!([{}]),
+                "{method} {path}: neither public nor answering 401"
+            );
         }
         let described: usize = doc["paths"]
             .as_object()
