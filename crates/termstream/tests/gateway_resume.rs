@@ -242,6 +242,9 @@ async fn a_resume_from_deleted_output_is_not_recovered() {
         ws.send(json!({"type":"session.attach","sessionId":id,"output":"json",
             "since":{"epoch":info["epoch"],"offset":0}}))
             .await;
+        // The project's focus state comes first (the attach touched it).
+        let status = ws.next_json(secs(10)).await;
+        assert_eq!(status["type"], "connection_status", "{status}");
         let attached = ws.next_json(secs(10)).await;
         assert_eq!(attached["type"], "session.attached", "{attached}");
         assert_eq!(attached["recovered"], false, "{id}: {attached}");
