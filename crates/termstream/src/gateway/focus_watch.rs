@@ -131,12 +131,35 @@ impl FocusWatch {
     /// The state of `project` now as `sync_complete`, after the updates
     /// already on their way to this socket (so it skips none): the
     /// messages to send, in order.
+    ///
+    /// The state is read *before* the queue is drained: every change up to
+    /// the version read was broadcast before it became readable, so it is
+    /// in the queue and goes out as an update. Read after the drain, a
+    /// change landing in between made the answer skip a version. A change
+    /// newer than the read one, found in the queue, is read again (a few
+    /// times at most).
     pub async fn sync(&mut self, project: &ProjectId, session: Option<&SessionId>) -> Vec<Message> {
         let mut out = Vec::new();
-        while let Some(change) = self.pending() {
-            out.extend(Box::pin(self.on_change(change)).await);
+        let mut state = self.read(project).await;
+        for _ in 0..8 {
+            while let Some(change) = self.pending() {
+                out.extend(Box::pin(self.on_change(change)).await);
+            }
+            match self.seen.get(project) {
+                Some(&seen) if seen > state.version => state = self.read(project).await,
+                _ => break,
+            }
         }
-        out.push(self.sync_now(project, session).await);
+        if let Some(v) = self.seen.get_mut(project) {
+            *v = (*v).max(state.version);
+        }
+        out.push(state_message(
+            StateKind::Sync,
+            project,
+            session,
+            &state,
+            self.focus.max_focused(),
+        ));
         out
     }
 
