@@ -34,8 +34,13 @@ async fn three_sessions_on_one_socket_do_not_cross_talk() {
     for id in ids {
         ws.attach(id, "json").await;
     }
-    for id in ids {
+    // Every attach is answered before any program prints: waiting for an
+    // answer skips what comes before it, so output released between two
+    // answers would be skipped too.
+    for _ in ids {
         ws.until_type("session.attached", secs(10)).await;
+    }
+    for id in ids {
         release(&server, id).await;
     }
     let got = ws.collect_until_exit(&ids, secs(60)).await;
