@@ -152,7 +152,8 @@ pub(crate) fn start_running(
             actor.err = Some(Box::pin(stderr));
         }
     }
-    actor.meta.write(&actor.info);
+    // On disk before the creation is answered: see `MetaWriter::write_now`.
+    actor.meta.write_now(&actor.info);
     if let Some(pid) = actor.info.pid {
         process::register_leader(pid);
     }
