@@ -142,6 +142,9 @@ pub struct Config {
     /// them, ended by `cgroup.kill`; `off`: the process scan only. See
     /// `crate::session::cgroup`.
     pub cgroup: CgroupMode,
+    /// Join a cluster of nodes through this Redis (`redis://host:port/db`);
+    /// unset: one node, no Redis. See `ARCHITECTURE.md` ("Scale-out").
+    pub cluster: Option<String>,
 }
 
 impl Default for Config {
@@ -198,6 +201,7 @@ impl Default for Config {
             ws_input_bytes_per_sec: 1 << 20,
             ws_input_burst_bytes: 4 << 20,
             run_as: None,
+            cluster: None,
             rlimit_nproc: None,
             rlimit_as_bytes: None,
             rlimit_nofile: None,

@@ -131,6 +131,10 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     http_header_timeout_ms: Option<u64>,
+    /// Join a cluster of nodes through this Redis (redis://host:port).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {

@@ -24,6 +24,7 @@ use serde_json::Value;
 
 pub mod cli;
 pub mod focus;
+pub mod redis;
 pub mod secured;
 pub mod tls;
 pub mod ws;
