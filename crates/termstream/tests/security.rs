@@ -14,6 +14,12 @@ use common::{TestServer, Transport, secs};
 use serde_json::{Value, json};
 use termstream::auth::token;
 
+/// Configuration for servers whose tests attach to another project's
+/// session: that attach is answered `session_not_found` as a missing id is,
+/// after the attach wait (see `tests/attach_wait.rs`), which is 3 s by
+/// default; 100 ms keeps the answer and the test fast.
+const SHORT_ATTACH_WAIT: &str = "attach_wait_ms = 100";
+
 async fn create_as(server: &TestServer, token: &str, body: Value) -> Value {
     let (status, info, _) = call(server, "POST", "/api/sessions", Some(token), Some(body.clone()), &[]).await;
     assert_eq!(status, 201, "create {body} answered {info}");
@@ -108,7 +114,7 @@ async fn no_or_bad_credential_is_401_and_creates_nothing() {
 
 #[tokio::test]
 async fn a_project_token_cannot_see_or_touch_another_projects_sessions() {
-    let (server, t) = secured("", &[], Transport::Plain).await;
+    let (server, t) = secured(SHORT_ATTACH_WAIT, &[], Transport::Plain).await;
     create_as(
         &server,
         &t.admin,
@@ -358,7 +364,7 @@ async fn a_read_only_viewer_watches_but_zero_bytes_reach_the_pty() {
 
 #[tokio::test]
 async fn a_ticket_opens_one_socket_once_and_carries_its_tokens_scope() {
-    let (server, t) = secured("", &[], Transport::Plain).await;
+    let (server, t) = secured(SHORT_ATTACH_WAIT, &[], Transport::Plain).await;
     create_as(
         &server,
         &t.admin,
