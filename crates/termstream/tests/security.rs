@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::secured::{call, error_code as code, secured};
 use common::ws::{Incoming, WsClient};
-use common::{TestServer, Transport, secs};
+use common::{TestServer, Transport, secs, session_ids};
 use serde_json::{Value, json};
 use termstream::auth::token;
 
@@ -129,12 +129,7 @@ async fn a_project_token_cannot_see_or_touch_another_projects_sessions() {
     .await;
 
     let (_, list, _) = call(&server, "GET", "/api/sessions", Some(&t.web_writer), None, &[]).await;
-    let ids: Vec<&str> = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let ids = session_ids(&list);
     assert_eq!(ids, ["w1"]);
     let (_, list, _) = call(
         &server,
