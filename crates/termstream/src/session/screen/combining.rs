@@ -35,11 +35,28 @@ pub(crate) struct MarkFolder {
 impl MarkFolder {
     /// Parses `text` and applies it to `terminal`.
     pub(crate) fn feed(&mut self, terminal: &mut Terminal, text: &str) {
-        for ch in text.chars() {
-            match self.parser.feed(ch) {
-                Some(Function::Print(mark)) if is_zero_width(mark) => fold(terminal, mark),
-                Some(function) => terminal.execute(function),
-                None => {}
+        let mut chars = text.chars();
+        loop {
+            // One execution per run of text up to a mark, as
+            // `Terminal::feed` does for the whole text.
+            let mut mark = None;
+            let parser = &mut self.parser;
+            terminal.execute(std::iter::from_fn(|| {
+                for ch in chars.by_ref() {
+                    match parser.feed(ch) {
+                        Some(Function::Print(c)) if is_zero_width(c) => {
+                            mark = Some(c);
+                            return None;
+                        }
+                        Some(function) => return Some(function),
+                        None => {}
+                    }
+                }
+                None
+            }));
+            match mark {
+                Some(mark) => fold(terminal, mark),
+                None => return,
             }
         }
     }
