@@ -13,6 +13,9 @@
 //! disk; a reader ignores a torn record at the end of an index. The oldest
 //! segments are deleted when a session's log exceeds `max_bytes`; a read from
 //! before the first segment answers "gone" with the earliest offset held.
+//! Readers list segments while the writer rolls and deletes them: a listed
+//! segment may lack its index yet, or be gone by the time it is opened, and
+//! [`read_output`] answers both (see there) rather than failing.
 //!
 //! Writes are plain `std::fs` calls from the session's actor: they land in
 //! the page cache in microseconds. Reads are blocking and run under
