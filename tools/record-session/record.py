@@ -65,6 +65,13 @@ REGION = (
     r"printf '\e[24;1Hfooter (outside the region)\e[12;5H'"
 )
 
+COMBINING = (
+    r"clear; printf 'cafe\u0301 nai\u0308ve a\u0300 n\u0303o|end\n'; "
+    r"printf '\e[1;31mre\u0301sume\u0301\e[0m|\n'; "
+    r"printf '%*s' 18 ''; printf 'xe\u0301yz\n'; "
+    r"printf 'last: o\u0302'"
+)
+
 # Each case: size, program, the files it needs and its steps. A step is
 # either keys to type (str) or ("sleep", seconds).
 CASES = {
@@ -93,6 +100,14 @@ CASES = {
         "description": "Header lines, then DECSTBM 5;15 and 30 coloured lines scrolled inside "
                        "the region, a footer below it; the region stays set and the cursor "
                        "inside it.",
+        "steps": [],
+    },
+    "combining": {
+        "cols": 20, "rows": 6, "argv": ["bash", "--norc", "--noprofile", "-c",
+                                        COMBINING + "; sleep 30"],
+        "description": "Decomposed accents (e + U+0301, i + U+0308, a + U+0300, n + U+0303, "
+                       "o + U+0302): each mark joins the previous cell, in colour, across "
+                       "the last column's pending wrap, and with the cursor right after one.",
         "steps": [],
     },
     "vim-exit": {

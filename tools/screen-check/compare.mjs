@@ -41,10 +41,15 @@ async function load(data, cols, rows) {
   return term;
 }
 
-/** The comparable state of one cell. A never-written cell reads as a space. */
+/**
+ * The comparable state of one cell. A never-written cell reads as a space.
+ * Characters are compared in Unicode's composed form (NFC): xterm.js keeps
+ * `e` + U+0301 as written, the server's model stores the one character `é`,
+ * and a viewer sees the same glyph.
+ */
 function cellState(cell) {
   return {
-    chars: cell.getChars() || ' ',
+    chars: (cell.getChars() || ' ').normalize('NFC'),
     width: cell.getWidth(),
     fgMode: cell.getFgColorMode(),
     fg: cell.getFgColor(),
@@ -97,7 +102,7 @@ function lines(buffer, from, to) {
     const line = buffer.getLine(y);
     const cells = [];
     for (let x = 0; line && x < line.length; x++) cells.push(cellState(line.getCell(x, cell)));
-    out.push({ text: (line?.translateToString(true) ?? '').trimEnd(), cells, wrapped: line?.isWrapped });
+    out.push({ text: (line?.translateToString(true) ?? '').trimEnd().normalize('NFC'), cells, wrapped: line?.isWrapped });
   }
   return out;
 }

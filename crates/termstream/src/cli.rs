@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use termstream_client::{Client, Endpoint};
-use termstream_proto::SessionId;
+use termstream_proto::{ProjectId, SessionId};
 
 pub use exit::Failure;
 
@@ -139,6 +139,15 @@ pub fn main(global: GlobalArgs, command: ClientCommand, cmd: clap::Command) -> i
 /// Parses a session id given on the command line.
 pub fn session_id(raw: &str) -> Result<SessionId, Failure> {
     SessionId::new(raw).map_err(|e| Failure::new(exit::USAGE, format!("{raw:?} is not a session id: {e}")))
+}
+
+/// Parses a project given on the command line (`--project`).
+pub fn project(raw: Option<&str>) -> Result<Option<ProjectId>, Failure> {
+    raw.map(|p| {
+        p.parse()
+            .map_err(|e| Failure::new(exit::USAGE, format!("bad project {p:?}: {e}")))
+    })
+    .transpose()
 }
 
 async fn kill(global: &GlobalArgs, args: IdArg) -> Result<i32, Failure> {

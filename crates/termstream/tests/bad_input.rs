@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestServer, secs, session_dir};
+use common::{TestServer, secs, session_dir, session_ids};
 use serde_json::{Value, json};
 
 /// Sends `method path` with `body` as raw JSON text and asserts the status
@@ -122,12 +122,7 @@ async fn bad_requests_get_their_errors() {
 
     // Failed creates left nothing: not listed, no directory.
     let (_, list) = server.get("/api/sessions").await;
-    let ids: Vec<&str> = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let ids = session_ids(&list);
     assert_eq!(list["total"], 2, "{list}");
     assert!(!ids.contains(&"ghost"), "{ids:?}");
     assert!(
@@ -159,33 +154,13 @@ async fn a_deleted_session_is_gone_everywhere() {
         !session_dir(server.data_dir(), "short").exists(),
         "delete left the directory"
     );
-    check(
-        &server,
-        "GET",
-        "/api/sessions/short",
-        None,
-        404,
-        Some("session_not_found"),
-    )
-    .await;
-    check(
-        &server,
-        "GET",
-        "/api/sessions/short/output",
-        None,
-        404,
-        Some("session_not_found"),
-    )
-    .await;
-    check(
-        &server,
-        "DELETE",
-        "/api/sessions/short",
-        None,
-        404,
-        Some("session_not_found"),
-    )
-    .await;
+    for (method, path) in [
+        ("GET", "/api/sessions/short"),
+        ("GET", "/api/sessions/short/output"),
+        ("DELETE", "/api/sessions/short"),
+    ] {
+        check(&server, method, path, None, 404, Some("session_not_found")).await;
+    }
 }
 
 /// Deleting a session while a new one takes its id: the new session keeps

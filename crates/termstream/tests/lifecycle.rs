@@ -99,6 +99,23 @@ async fn an_exited_session_leaves_no_zombie_and_no_orphan() {
     assert_no_zombies(&server).await;
 }
 
+/// Terminates a session and returns its final info. A `busy` answer means
+/// the session did not end within the server's wait (the grace period and
+/// 5 s): its end runs process scans and fsyncs `meta.json`, and on a machine
+/// at a load of 16 on 2 cores terminates of this test took up to 2.4 s, once
+/// past the wait. The end is then awaited here, so the test still checks
+/// every session ends, without failing on the machine's speed.
+async fn terminate_or_wait(server: &TestServer, id: &str) -> serde_json::Value {
+    let (status, answer) = server.post(&format!("/api/sessions/{id}/terminate"), json!(null)).await;
+    if status == 503 && answer["error"]["code"] == "busy" {
+        let ended = wait_until(secs(60), || async { server.info(id).await["status"] != "running" }).await;
+        assert!(ended, "{id} still running a minute after terminate answered {answer}");
+        return server.info(id).await;
+    }
+    assert_eq!(status, 200, "terminate {id} answered {answer}");
+    answer
+}
+
 #[tokio::test]
 async fn thousand_create_terminate_cycles_leak_no_fds() {
     let server = TestServer::start_with(&["--terminate-grace-ms", "500"], &[]).await;
@@ -112,7 +129,7 @@ async fn thousand_create_terminate_cycles_leak_no_fds() {
             };
             let info = server.create(body).await;
             let id = info["id"].as_str().unwrap();
-            let ended = server.terminate(id).await;
+            let ended = terminate_or_wait(server, id).await;
             assert_ne!(ended["status"], "running", "{ended}");
             let (status, _) = server.request("DELETE", &format!("/api/sessions/{id}"), None).await;
             assert_eq!(status, 204);

@@ -8,7 +8,7 @@ mod common;
 
 use common::secured::{self, error_code, secured};
 use common::ws::WsClient;
-use common::{TestServer, Transport, secs};
+use common::{TestServer, Transport, secs, session_ids};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
@@ -87,12 +87,7 @@ async fn a_login_code_works_once_and_its_cookie_carries_the_codes_scope() {
     let with = [("cookie", cookie.as_str())];
     let (status, list, _) = call(&server, "GET", "/api/sessions", &with, None).await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let ids = session_ids(&list);
     assert_eq!(ids, ["w1"]);
     assert_eq!(call(&server, "GET", "/api/sessions/a1", &with, None).await.0, 404);
     let with_origin = [("cookie", cookie.as_str()), ("origin", own.as_str())];

@@ -10,9 +10,15 @@ use std::time::Duration;
 
 use common::secured::{call, error_code as code, secured};
 use common::ws::{Incoming, WsClient};
-use common::{TestServer, Transport, secs};
+use common::{TestServer, Transport, secs, session_ids};
 use serde_json::{Value, json};
 use termstream::auth::token;
+
+/// Configuration for servers whose tests attach to another project's
+/// session: that attach is answered `session_not_found` as a missing id is,
+/// after the attach wait (see `tests/attach_wait.rs`), which is 3 s by
+/// default; 100 ms keeps the answer and the test fast.
+const SHORT_ATTACH_WAIT: &str = "attach_wait_ms = 100";
 
 async fn create_as(server: &TestServer, token: &str, body: Value) -> Value {
     let (status, info, _) = call(server, "POST", "/api/sessions", Some(token), Some(body.clone()), &[]).await;
@@ -108,7 +114,7 @@ async fn no_or_bad_credential_is_401_and_creates_nothing() {
 
 #[tokio::test]
 async fn a_project_token_cannot_see_or_touch_another_projects_sessions() {
-    let (server, t) = secured("", &[], Transport::Plain).await;
+    let (server, t) = secured(SHORT_ATTACH_WAIT, &[], Transport::Plain).await;
     create_as(
         &server,
         &t.admin,
@@ -123,12 +129,7 @@ async fn a_project_token_cannot_see_or_touch_another_projects_sessions() {
     .await;
 
     let (_, list, _) = call(&server, "GET", "/api/sessions", Some(&t.web_writer), None, &[]).await;
-    let ids: Vec<&str> = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let ids = session_ids(&list);
     assert_eq!(ids, ["w1"]);
     let (_, list, _) = call(
         &server,
@@ -358,7 +359,7 @@ async fn a_read_only_viewer_watches_but_zero_bytes_reach_the_pty() {
 
 #[tokio::test]
 async fn a_ticket_opens_one_socket_once_and_carries_its_tokens_scope() {
-    let (server, t) = secured("", &[], Transport::Plain).await;
+    let (server, t) = secured(SHORT_ATTACH_WAIT, &[], Transport::Plain).await;
     create_as(
         &server,
         &t.admin,

@@ -98,13 +98,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, Failure> {
         env: args.env.iter().cloned().collect(),
         cols: size.map(|s| s.0),
         rows: size.map(|s| s.1),
-        project: match &args.project {
-            Some(p) => Some(
-                p.parse()
-                    .map_err(|e| Failure::new(exit::USAGE, format!("bad project {p:?}: {e}")))?,
-            ),
-            None => None,
-        },
+        project: super::project(args.project.as_deref())?,
         ..CreateSession::default()
     };
     let info = match create(&client, &req).await {

@@ -29,13 +29,7 @@ pub async fn shell(global: &GlobalArgs, args: ShellArgs) -> Result<i32, Failure>
         kind: Some(SessionKind::Pty),
         cols: size.map(|s| s.0),
         rows: size.map(|s| s.1),
-        project: match &args.project {
-            Some(p) => Some(
-                p.parse()
-                    .map_err(|e| Failure::new(exit::USAGE, format!("bad project {p:?}: {e}")))?,
-            ),
-            None => None,
-        },
+        project: super::project(args.project.as_deref())?,
         ..CreateSession::default()
     };
     let info = client

@@ -21,6 +21,7 @@ use termstream_proto::focus::{ConnectionState, FocusMessage};
 use termstream_proto::{ErrorCode, ProjectId, SessionId};
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use crate::auth::Grant;
 use crate::clock::now_ms;
 use crate::focus::store::FocusState;
 use crate::focus::{Focus, FocusError, FocusEvent};
@@ -126,6 +127,26 @@ impl FocusWatch {
             &state,
             self.focus.max_focused(),
         )))
+    }
+
+    /// Applies a `focus` or `blur` of `session` asked by a socket with
+    /// `grant`. A change reaches this socket as it reaches every socket of
+    /// the project (as `focus_update`); a request that changed nothing is
+    /// answered here: the messages to send (its `sync_complete`).
+    pub async fn request(
+        &mut self,
+        grant: &Grant,
+        session: &SessionId,
+        asked: Option<&ProjectId>,
+        focused: bool,
+        expected: Option<u64>,
+    ) -> Result<Vec<Message>, FocusError> {
+        let focus = self.focus.clone();
+        let applied = focus.request(grant, session, asked, focused, expected).await?;
+        if applied.changed {
+            return Ok(Vec::new());
+        }
+        Ok(self.sync(&applied.project, Some(session)).await)
     }
 
     /// The state of `project` now as `sync_complete`, after the updates

@@ -337,18 +337,17 @@ impl Terminal {
     ) {
         let session = session.unwrap_or_else(|| self.id.clone());
         let asked = asked.unwrap_or_else(|| self.project.clone());
-        let focus = self.state.focus.clone();
-        match focus
+        let answer = self
+            .focus
             .request(&self.grant, &session, Some(&asked), focused, expected)
-            .await
-        {
-            Ok(applied) if !applied.changed => {
-                for msg in self.focus.sync(&applied.project, Some(&session)).await {
+            .await;
+        match answer {
+            Ok(msgs) => {
+                for msg in msgs {
                     let _ = self.out.reply(msg).await;
                 }
             }
-            Ok(_) => {}
-            Err(e) => match conflict_message(&e, Some(&session), focus.max_focused()) {
+            Err(e) => match conflict_message(&e, Some(&session), self.state.focus.max_focused()) {
                 // The design's error shape, with the state beside it.
                 Some(conflict) => {
                     let mut v = serde_json::to_value(&conflict).unwrap_or_default();

@@ -20,34 +20,30 @@ pub const TARGET: &str = "termstream::audit";
 
 /// A session was created.
 pub fn session_created(grant: &Grant, session: &str, project: &str) {
-    tracing::info!(
-        target: TARGET,
-        event = "session.created",
-        credential = &*grant.name,
-        peer = %Peer(grant.peer),
-        session,
-        project,
-    );
+    session_event("session.created", grant, session, project);
 }
 
 /// A session was terminated (`how`: `terminated`) or deleted (`deleted`)
 /// by a request.
 pub fn session_ended(grant: &Grant, how: &'static str, session: &str, project: &str) {
-    tracing::info!(
-        target: TARGET,
-        event = if how == "deleted" { "session.deleted" } else { "session.terminated" },
-        credential = &*grant.name,
-        peer = %Peer(grant.peer),
-        session,
-        project,
-    );
+    let event = if how == "deleted" {
+        "session.deleted"
+    } else {
+        "session.terminated"
+    };
+    session_event(event, grant, session, project);
 }
 
 /// Input (or a resize) from a read-only credential was refused.
 pub fn input_refused(grant: &Grant, session: &str, project: &str) {
+    session_event("input.refused", grant, session, project);
+}
+
+/// The record of an act of `grant`'s credential on a session.
+fn session_event(event: &'static str, grant: &Grant, session: &str, project: &str) {
     tracing::info!(
         target: TARGET,
-        event = "input.refused",
+        event,
         credential = &*grant.name,
         peer = %Peer(grant.peer),
         session,

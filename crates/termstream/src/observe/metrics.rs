@@ -67,47 +67,61 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// Every gauge, with its description.
+const GAUGES: [(&str, &str); 4] = [
+    ("termstream_sessions", "Sessions kept, by kind and status."),
+    ("termstream_connections", "WebSocket connections open, by endpoint."),
+    ("termstream_attachments", "Sessions attached to sockets, by endpoint."),
+    (
+        "termstream_outbox_queued_frames",
+        "Frames waiting in sockets' outboxes for their writer, all sockets together.",
+    ),
+];
+
+/// Every counter, with its description.
+const COUNTERS: [(&str, &str); 11] = [
+    ("termstream_sessions_created_total", "Sessions started, by kind."),
+    ("termstream_spawn_failures_total", "Programs that could not be started."),
+    (
+        "termstream_connections_total",
+        "WebSocket connections accepted, by endpoint.",
+    ),
+    (
+        "termstream_attachments_total",
+        "Attaches of a session to a socket, by endpoint.",
+    ),
+    (
+        "termstream_bytes_total",
+        "Bytes of input taken from clients (in) and of output sent to sockets (out).",
+    ),
+    ("termstream_output_frames_total", "Output frames sent to sockets."),
+    (
+        "termstream_catchups_total",
+        "Slow clients caught up: by replay from the log (replay) or from a snapshot (snapshot).",
+    ),
+    ("termstream_gaps_total", "Gaps announced to clients, by reason."),
+    (
+        "termstream_input_busy_total",
+        "Input answered busy (a program not reading).",
+    ),
+    (
+        "termstream_auth_failures_total",
+        "Requests refused by the guard, by reason.",
+    ),
+    (
+        "termstream_errors_total",
+        "Errors answered to clients (REST and WebSocket), by code.",
+    ),
+];
+
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!("termstream_sessions", "Sessions kept, by kind and status.");
-    describe_counter!("termstream_sessions_created_total", "Sessions started, by kind.");
-    describe_counter!("termstream_spawn_failures_total", "Programs that could not be started.");
-    describe_gauge!("termstream_connections", "WebSocket connections open, by endpoint.");
-    describe_counter!(
-        "termstream_connections_total",
-        "WebSocket connections accepted, by endpoint."
-    );
-    describe_gauge!("termstream_attachments", "Sessions attached to sockets, by endpoint.");
-    describe_counter!(
-        "termstream_attachments_total",
-        "Attaches of a session to a socket, by endpoint."
-    );
-    describe_counter!(
-        "termstream_bytes_total",
-        "Bytes of input taken from clients (in) and of output sent to sockets (out)."
-    );
-    describe_counter!("termstream_output_frames_total", "Output frames sent to sockets.");
-    describe_counter!(
-        "termstream_catchups_total",
-        "Slow clients caught up: by replay from the log (replay) or from a snapshot (snapshot)."
-    );
-    describe_counter!("termstream_gaps_total", "Gaps announced to clients, by reason.");
-    describe_gauge!(
-        "termstream_outbox_queued_frames",
-        "Frames waiting in sockets' outboxes for their writer, all sockets together."
-    );
-    describe_counter!(
-        "termstream_input_busy_total",
-        "Input answered busy (a program not reading)."
-    );
-    describe_counter!(
-        "termstream_auth_failures_total",
-        "Requests refused by the guard, by reason."
-    );
-    describe_counter!(
-        "termstream_errors_total",
-        "Errors answered to clients (REST and WebSocket), by code."
-    );
+    for (name, description) in GAUGES {
+        describe_gauge!(name, description);
+    }
+    for (name, description) in COUNTERS {
+        describe_counter!(name, description);
+    }
     describe_histogram!(
         DELIVERY,
         metrics::Unit::Seconds,

@@ -20,12 +20,14 @@
 //! (`max_cols` × `max_rows`) must leave its screens within the budget: the
 //! configuration is refused otherwise.
 
+mod combining;
 mod modes;
 mod snapshot;
 pub(crate) mod utf8;
 
 use avt::{Cell, Cursor, Line, ScreenKind, Terminal};
 
+use self::combining::MarkFolder;
 use self::modes::ModeTracker;
 pub use self::modes::{InputModes, MouseEncoding, MouseTracking};
 use self::utf8::Utf8Carry;
@@ -68,6 +70,8 @@ pub fn scrollback_within(budget: usize, cols: u16, rows: u16, wanted: usize) -> 
 pub struct ScreenModel {
     terminal: Terminal,
     carry: Utf8Carry,
+    /// Parses the output for `terminal`, folding combining marks.
+    marks: MarkFolder,
     modes: ModeTracker,
     /// The scrollback kept now: `wanted_scrollback`, or less when the
     /// window is too large for that much within [`SCREEN_BUDGET`].
@@ -94,6 +98,7 @@ impl ScreenModel {
         ScreenModel {
             terminal,
             carry: Utf8Carry::default(),
+            marks: MarkFolder::default(),
             modes: ModeTracker::default(),
             scrollback_lines: kept,
             wanted_scrollback: wanted,
@@ -118,8 +123,8 @@ impl ScreenModel {
     /// Feeds output bytes, carrying an incomplete UTF-8 sequence.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.modes.feed(bytes);
-        let terminal = &mut self.terminal;
-        self.carry.decode(bytes, |text| terminal.feed(text));
+        let (terminal, marks) = (&mut self.terminal, &mut self.marks);
+        self.carry.decode(bytes, |text| marks.feed(terminal, text));
     }
 
     /// Changes the size, as the program's window changed. A zero dimension is

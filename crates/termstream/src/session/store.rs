@@ -13,6 +13,9 @@
 //! disk; a reader ignores a torn record at the end of an index. The oldest
 //! segments are deleted when a session's log exceeds `max_bytes`; a read from
 //! before the first segment answers "gone" with the earliest offset held.
+//! Readers list segments while the writer rolls and deletes them: a listed
+//! segment may lack its index yet, or be gone by the time it is opened, and
+//! [`read_output`] answers both (see there) rather than failing.
 //!
 //! Writes are plain `std::fs` calls from the session's actor: they land in
 //! the page cache in microseconds. Reads are blocking and run under
@@ -232,9 +235,39 @@ pub enum DiskRead {
     Gone { earliest: u64 },
 }
 
+/// How many times a read lists the segments, when one it listed vanished
+/// before it was opened (deleted past the byte limit meanwhile).
+const LISTINGS: usize = 3;
+
 /// Reads output chunks from `since`, about `max_bytes` at most.
+///
+/// The writer rolls and deletes segments while this reads them, so a
+/// listing can be stale by the time a file is opened. Two cases are
+/// expected and answered, not reported as errors: the newest listed
+/// segment without its index yet (the writer creates `.out`, then `.idx`)
+/// holds no records, so it reads as empty; and a segment deleted since the
+/// listing makes the read list the segments again (from which a read before
+/// the oldest answers [`DiskRead::Gone`]).
 pub fn read_output(dir: &Path, since: u64, max_bytes: usize) -> io::Result<DiskRead> {
-    let starts = segments(dir)?;
+    read_output_listed(dir, segments(dir)?, since, max_bytes)
+}
+
+/// [`read_output`] from a listing of segments made earlier.
+fn read_output_listed(dir: &Path, mut starts: Vec<u64>, since: u64, max_bytes: usize) -> io::Result<DiskRead> {
+    let mut listings = 1;
+    loop {
+        match read_listed(dir, &starts, since, max_bytes) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && listings < LISTINGS => {
+                listings += 1;
+                starts = segments(dir)?;
+            }
+            read => return read,
+        }
+    }
+}
+
+/// Reads output from the segments `starts` (oldest first).
+fn read_listed(dir: &Path, starts: &[u64], since: u64, max_bytes: usize) -> io::Result<DiskRead> {
     let Some(&first) = starts.first() else {
         return Ok(DiskRead::Chunks(Vec::new()));
     };
@@ -244,8 +277,20 @@ pub fn read_output(dir: &Path, since: u64, max_bytes: usize) -> io::Result<DiskR
     let from = starts.partition_point(|&s| s <= since).saturating_sub(1);
     let mut chunks = Vec::new();
     let mut taken = 0usize;
-    for &start in &starts[from..] {
-        for ev in read_segment(dir, start, since, max_bytes - taken)? {
+    for (i, &start) in starts.iter().enumerate().skip(from) {
+        let events = match read_segment(dir, start, since, max_bytes - taken) {
+            // The newest segment, being created (its `.out` is there, its
+            // `.idx` not yet): no record yet.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    && i + 1 == starts.len()
+                    && dir.join(segment_name(start, "out")).exists() =>
+            {
+                break;
+            }
+            read => read?,
+        };
+        for ev in events {
             if let Event::Output(c) = ev {
                 taken += c.data.len();
                 chunks.push(c);
@@ -354,6 +399,56 @@ mod tests {
         match read_output(dir.path(), 0, 10).unwrap() {
             DiskRead::Gone { earliest } => assert_eq!(earliest, first),
             other => panic!("expected gone, got {other:?}"),
+        }
+    }
+
+    /// What a reader sees between the writer's creation of a new segment's
+    /// `.out` and of its `.idx` (a roll): the new segment holds nothing yet,
+    /// and the older output reads whole. Answered an error (HTTP 500) before.
+    #[test]
+    fn a_segment_without_its_index_yet_reads_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = DiskLimits {
+            segment_bytes: 10,
+            max_bytes: 1 << 20,
+        };
+        let mut w = LogWriter::create(dir.path(), limits).unwrap();
+        for i in 0..3u64 {
+            w.append_output(&chunk(i * 10, Stream::Pty, "0123456789")).unwrap();
+        }
+        File::create(dir.path().join(segment_name(30, "out"))).unwrap();
+        match read_output(dir.path(), 5, usize::MAX).unwrap() {
+            DiskRead::Chunks(c) => assert_eq!(c.iter().map(|c| c.data.len()).sum::<usize>(), 25),
+            other => panic!("expected chunks, got {other:?}"),
+        }
+    }
+
+    /// A listing made before the writer deleted its oldest segments: the
+    /// read lists again and answers from what is there.
+    #[test]
+    fn a_segment_deleted_after_the_listing_is_listed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = DiskLimits {
+            segment_bytes: 10,
+            max_bytes: 30,
+        };
+        let mut w = LogWriter::create(dir.path(), limits).unwrap();
+        for i in 0..3u64 {
+            w.append_output(&chunk(i * 10, Stream::Pty, "0123456789")).unwrap();
+        }
+        let stale = segments(dir.path()).unwrap();
+        assert_eq!(stale[0], 0);
+        for i in 3..20u64 {
+            w.append_output(&chunk(i * 10, Stream::Pty, "0123456789")).unwrap();
+        }
+        let first = segments(dir.path()).unwrap()[0];
+        match read_output_listed(dir.path(), stale.clone(), 0, 10).unwrap() {
+            DiskRead::Gone { earliest } => assert_eq!(earliest, first),
+            other => panic!("expected gone, got {other:?}"),
+        }
+        match read_output_listed(dir.path(), stale, first, 10).unwrap() {
+            DiskRead::Chunks(c) => assert_eq!(c[0].offset, first),
+            other => panic!("expected chunks, got {other:?}"),
         }
     }
 }

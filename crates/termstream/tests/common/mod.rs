@@ -532,6 +532,16 @@ pub fn session_dir(data_dir: &Path, id: &str) -> PathBuf {
         .unwrap_or_else(|| sessions.join(id))
 }
 
+/// The ids of the sessions in a `GET /api/sessions` answer, in its order.
+pub fn session_ids(list: &Value) -> Vec<&str> {
+    list["sessions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no sessions array in {list}"))
+        .iter()
+        .map(|s| s["id"].as_str().expect("a session id"))
+        .collect()
+}
+
 /// Seconds as a `Duration`, to keep call sites short.
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)

@@ -38,23 +38,22 @@ impl Connection {
         focused: bool,
         expected: Option<u64>,
     ) {
-        let focus = self.state.focus.clone();
-        let project = match focus.resolve(&self.grant, &session, asked.as_ref()) {
+        let project = match self.state.focus.resolve(&self.grant, &session, asked.as_ref()) {
             Ok(p) => p,
             Err(e) => return self.focus_error(e, session).await,
         };
         // A read-only socket is refused, but follows the project's updates.
         self.touch(&project, Some(&session)).await;
-        match focus
+        let answer = self
+            .focus
             .request(&self.grant, &session, asked.as_ref(), focused, expected)
-            .await
-        {
-            Ok(applied) if !applied.changed => {
-                for msg in self.focus.sync(&applied.project, Some(&session)).await {
+            .await;
+        match answer {
+            Ok(msgs) => {
+                for msg in msgs {
                     let _ = self.out.reply(msg).await;
                 }
             }
-            Ok(_) => {}
             Err(e) => self.focus_error(e, session).await,
         }
     }
