@@ -13,8 +13,9 @@
  * viewers never wait for this page.
  *
  * Size: the terminal always has the server's size (`session.attached`,
- * `terminal.restore`, `session.resized`); a visible, writable view asks for
- * the size that fits its box when the box changes.
+ * `terminal.restore`, `session.resized`), taken at its place in the output
+ * stream; a visible, writable view asks the server for the size that fits
+ * its box when the box changes, and takes it when `session.resized` comes.
  */
 
 import { Terminal, type IDisposable } from '@xterm/xterm';
@@ -45,6 +46,8 @@ const RED = '\x1b[31m';
 /** How much of a command session's past output a view shows. */
 const COMMAND_HISTORY = 256 << 20;
 const DEFAULT_FG = '\x1b[39m';
+/** A size asked of the server and not answered is asked again after this long. */
+const ASK_AGAIN_MS = 2000;
 
 /** The flow-control marks: 4 MiB / 512 KiB, or `?flow=KiB` (high mark; low is an eighth) to watch it work. */
 function flowOptions(): FlowOptions {
@@ -69,6 +72,10 @@ export class TermView {
   private resizeObserver: ResizeObserver;
   private shown = false;
   private fitTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The size the output stream has reached (the last one given to `setSize`). */
+  private size: { cols: number; rows: number };
+  /** The size last asked of the server, and when (asked again if no answer came). */
+  private asked: { cols: number; rows: number; at: number } | null = null;
   exit: ExitInfo | null = null;
   readOnly = false;
   focused = false;
@@ -92,6 +99,7 @@ export class TermView {
       cols: Math.max(2, info.cols || 80),
       rows: Math.max(1, info.rows || 24),
     });
+    this.size = { cols: this.term.cols, rows: this.term.rows };
     this.titleEl = h('span', { class: 'term-title', title: info.argv.join(' ') }, info.id);
     this.badgeEl = h('span', { class: 'term-badge' });
     this.searchBox = h('input', { class: 'term-search', type: 'search', placeholder: 'Search', 'aria-label': 'Search in terminal', hidden: '' });
@@ -311,8 +319,20 @@ export class TermView {
     }
   }
 
+  /**
+   * Resizes the terminal at this point of the output stream: after the bytes
+   * already handed to xterm.js are parsed, before the ones that follow. The
+   * server's screen model resizes at the offset where the resize happened,
+   * and `session.resized` arrives at that point of the stream; resizing at
+   * once instead would parse queued bytes, written for the old size, at the
+   * new one (a screen that differs from the server's: issue 15).
+   */
   private setSize(cols: number, rows: number): void {
-    if (cols > 0 && rows > 0 && (cols !== this.term.cols || rows !== this.term.rows)) this.term.resize(cols, rows);
+    if (cols <= 0 || rows <= 0) return;
+    this.size = { cols, rows };
+    this.term.write('', () => {
+      if (cols !== this.term.cols || rows !== this.term.rows) this.term.resize(cols, rows);
+    });
   }
 
   private scheduleFit(): void {
@@ -327,8 +347,11 @@ export class TermView {
     if (!d || !Number.isFinite(d.cols) || !Number.isFinite(d.rows)) return;
     const cols = Math.max(2, d.cols);
     const rows = Math.max(1, d.rows);
-    if (cols === this.term.cols && rows === this.term.rows) return;
-    this.term.resize(cols, rows);
+    // Only asked here: the terminal takes the size when the server's
+    // `session.resized` comes, at its place in the output.
+    if (cols === this.size.cols && rows === this.size.rows) return;
+    if (this.asked && cols === this.asked.cols && rows === this.asked.rows && Date.now() - this.asked.at < ASK_AGAIN_MS) return;
+    this.asked = { cols, rows, at: Date.now() };
     this.handle.resize(cols, rows);
   }
 }
