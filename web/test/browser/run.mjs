@@ -393,6 +393,17 @@ test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, ap
   await hasView(page, 'phone');
   await waitText(page, 'phone', '$ ');
   assert.ok(await page.locator('.keyrow').isVisible(), 'the key row shows on a phone');
+  // Every label fits its key, and no two keys overlap.
+  const keys = await page.evaluate(() =>
+    [...document.querySelectorAll('.keyrow .key')].map((b) => {
+      const r = b.getBoundingClientRect();
+      return { key: b.dataset.key, left: r.left, right: r.right, fits: b.scrollWidth <= b.clientWidth };
+    }),
+  );
+  for (const [i, k] of keys.entries()) {
+    assert.ok(k.fits, `the label of ${k.key} fits its key`);
+    if (i > 0) assert.ok(k.left >= keys[i - 1].right, `${k.key} does not overlap ${keys[i - 1].key}`);
+  }
   await page.locator('.term[data-session="phone"] .term-body').tap();
   await page.keyboard.type('sleep 1000\n');
   await waitText(page, 'phone', 'sleep 1000');
