@@ -425,12 +425,46 @@ test('replay plays a recording to its end', async ({ server, api, ctx }) => {
   await shot(page, 'replay');
 });
 
-test('the monitor previews every session', async ({ server, api, ctx }) => {
-  await api.create({ id: 'mon-top', kind: 'pty', argv: ['bash', '-c', 'printf "monitor preview text\\n"; sleep 600'], cols: 80, rows: 24 });
-  const page = await openPage(ctx, server, '#/monitor');
-  await waitFor('a preview', () => page.locator('.card[data-session="mon-top"] .preview').innerText().then((t) => t.includes('monitor preview text')), 15000);
+test('the monitor previews every session: each card shows its own screen, legibly', async ({ server, api, ctx }) => {
+  const ids = ['mon-a', 'mon-b', 'mon-c', 'mon-d', 'mon-e'];
+  for (const id of ids) await api.create({ id, kind: 'pty', argv: ['bash', '-c', `printf "screen of %s\\n" ${id}; sleep 600`], cols: 80, rows: 24 });
+  await api.create({ id: 'mon-cmd', kind: 'command', command: 'echo output of mon-cmd; sleep 600' });
+  // From the list to the monitor, as a person goes: the cards exist before the monitor shows.
+  const page = await openPage(ctx, server, '#/');
+  await waitFor('the list', () => page.locator('tr[data-session="mon-cmd"]').count());
+  await page.click('.nav-link[href="#/monitor"]');
+  const all = [...ids, 'mon-cmd'];
+  const previews = () => page.evaluate((all) => Object.fromEntries(all.map((id) => [id, document.querySelector(`.card[data-session="${id}"] .preview`)?.textContent ?? ''])), all);
+  let last;
+  await waitFor('every preview shows its own marker', async () => {
+    last = await previews();
+    return ids.every((id) => last[id].includes(`screen of ${id}`)) && last['mon-cmd'].includes('output of mon-cmd');
+  }, 20000).catch((e) => {
+    console.log(JSON.stringify(last));
+    throw e;
+  });
+  for (const id of all) {
+    const others = all.filter((o) => o !== id && last[id].split('\n').some((l) => [`screen of ${o}`, `output of ${o}`].includes(l.trim())));
+    assert.deepEqual(others, [], `${id}'s preview shows only its own screen`);
+  }
+  // Legible: the marker's text as drawn (transforms included) is at least 10 px high.
+  const look = await page.evaluate(() => {
+    const p = document.querySelector('.card[data-session="mon-a"] .preview');
+    const walk = document.createTreeWalker(p, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+      const at = n.textContent.indexOf('screen of mon-a');
+      if (at < 0) continue;
+      const r = document.createRange();
+      r.setStart(n, at);
+      r.setEnd(n, at + 'screen of mon-a'.length);
+      const box = r.getBoundingClientRect();
+      return { height: box.height, width: box.width };
+    }
+    return null;
+  });
+  assert.ok(look && look.height >= 10, `legible preview text: ${JSON.stringify(look)}`);
   await shot(page, 'monitor');
-  await api.terminate('mon-top');
+  for (const id of all) await api.terminate(id);
 });
 
 test('events: notifications as toasts, task status and activity in the log', async ({ server, api, ctx }) => {
