@@ -69,6 +69,26 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   await waitFor('the new session listed live', () => other.locator('tr[data-session="late"]').count());
 });
 
+test('viewer counts in the list follow attaches and detaches live', async ({ server, api, ctx, browser }) => {
+  await api.create(bash('watched'));
+  const list = await openPage(ctx, server);
+  const cell = list.locator('tr[data-session="watched"] td.viewers');
+  await waitFor('no viewers', async () => (await cell.innerText()) === '0');
+  // Another browser opens the session, then a second one: the list counts them without a reload.
+  const others = [];
+  for (const n of [1, 2]) {
+    const c = await browser.newContext();
+    others.push(c);
+    const p = await openPage(c, server, '#/s/watched');
+    await hasView(p, 'watched');
+    await waitFor(`${n} viewer(s) in the list`, async () => (await cell.innerText()) === String(n));
+  }
+  await others[0].close();
+  await waitFor('1 viewer after one page closed', async () => (await cell.innerText()) === '1');
+  await others[1].close();
+  await waitFor('no viewers after both closed', async () => (await cell.innerText()) === '0');
+});
+
 test('start, terminate and delete from the page (dark theme)', async ({ server, api, browser }) => {
   const ctx = await browser.newContext({ colorScheme: 'dark' });
   const page = await openPage(ctx, server);
