@@ -24,7 +24,7 @@ import { SearchAddon } from '@xterm/addon-search';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { ClipboardAddon } from '@xterm/addon-clipboard';
-import type { ExitInfo, SessionHandle, WebSocketClient } from '@termstream/client';
+import type { ExitInfo, SessionHandle, StreamMode, WebSocketClient } from '@termstream/client';
 import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
 import { formatExit, type SessionRow } from '../state/sessions';
 import { currentTheme } from './theme';
@@ -71,6 +71,8 @@ export class TermView {
   private disposables: IDisposable[] = [];
   private resizeObserver: ResizeObserver;
   private shown = false;
+  /** Whether the session was attached (on the first `setShown`). */
+  private started = false;
   private fitTimer: ReturnType<typeof setTimeout> | undefined;
   /** The size the output stream has reached (the last one given to `setSize`). */
   private size: { cols: number; rows: number };
@@ -79,8 +81,8 @@ export class TermView {
   exit: ExitInfo | null = null;
   readOnly = false;
   focused = false;
-  /** What arrived, for tests and the benchmark: output bytes and line feeds, the most bytes ever queued in xterm.js, and flow-control pauses. */
-  readonly stats = { bytes: 0, newlines: 0, maxPending: 0, pauses: 0 };
+  /** What arrived, for tests and the benchmark: output bytes, line feeds and chunks, the most bytes ever queued in xterm.js, and flow-control pauses. */
+  readonly stats = { bytes: 0, newlines: 0, maxPending: 0, pauses: 0, frames: 0 };
 
   constructor(
     readonly info: SessionRow,
@@ -150,16 +152,22 @@ export class TermView {
     );
     this.resizeObserver = new ResizeObserver(() => this.scheduleFit());
     this.resizeObserver.observe(this.body);
-    this.attach();
   }
 
   get id(): string {
     return this.info.id;
   }
 
-  /** Shows or hides the view; a visible one renders with WebGL when a context is free. */
+  /**
+   * Shows or hides the view; a visible one renders with WebGL when a context
+   * is free. The first call attaches the session: a hidden view follows it
+   * with focus-aware streaming (periodic updates while the session is not
+   * focused on the server), a visible one with the full stream, switched
+   * from the position reached so nothing is lost or repeated.
+   */
   setShown(shown: boolean): void {
-    if (shown === this.shown) return;
+    const first = !this.started;
+    if (!first && shown === this.shown) return;
     this.shown = shown;
     this.el.hidden = !shown;
     if (shown) {
@@ -168,6 +176,17 @@ export class TermView {
     } else {
       releaseWebgl(this.term);
     }
+    if (first) {
+      this.started = true;
+      this.attach();
+    } else {
+      this.handle?.setStream(this.streamMode());
+    }
+  }
+
+  /** How the view follows the output: all of it while visible. */
+  private streamMode(): StreamMode {
+    return this.shown ? 'live' : 'focus';
   }
 
   setFocused(focused: boolean): void {
@@ -205,6 +224,7 @@ export class TermView {
     const since = this.resumeAt ?? (this.info.kind === 'command' && this.info.epoch ? { epoch: this.info.epoch, offset: Math.max(0, this.info.outputOffset - COMMAND_HISTORY) } : undefined);
     this.handle = this.client.attach(this.info.id, {
       output: 'binary',
+      stream: this.streamMode(),
       since,
       onAttached: (a) => {
         this.setSize(a.cols, a.rows);
@@ -258,6 +278,7 @@ export class TermView {
   }
 
   private count(data: Uint8Array): void {
+    this.stats.frames++;
     this.stats.bytes += data.length;
     let n = 0;
     for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) n++;

@@ -273,6 +273,29 @@ test('cutting the socket again and again: every numbered line exactly once', asy
   console.log(`  ${N} lines exactly once through ${cuts} cuts`);
 });
 
+test('a hidden terminal gets periodic updates (focus-aware streaming), the full stream once shown, nothing lost or repeated', async ({ server, api, ctx }) => {
+  const n = 150;
+  await api.create(bash('front'));
+  await api.create({ id: 'behind', kind: 'pty', argv: ['bash', '-c', `read go; for i in $(seq 1 ${n}); do echo n-$i.; sleep 0.02; done; sleep 600`], cols: 100, rows: 30 });
+  const page = await openPage(ctx, server, '#/s/front');
+  await page.evaluate(() => (window.termstream.dispatch({ type: 'open', id: 'behind' }), window.termstream.dispatch({ type: 'activate', id: 'front' })));
+  await hasView(page, 'behind');
+  const stats = () => page.evaluate(() => ({ ...window.termstream.views.get('behind').stats }));
+  const before = await stats();
+  await api.input('behind', 'go\n');
+  // Hidden and not focused on the server: the lines come in a few updates, not one frame each.
+  await waitText(page, 'behind', 'n-60.', 20000);
+  const hidden = await stats();
+  assert.ok(hidden.frames - before.frames <= 8, `a hidden terminal got ${hidden.frames - before.frames} chunks for 60 lines`);
+  // Shown: the rest as it comes, line by line.
+  await page.evaluate(() => window.termstream.dispatch({ type: 'activate', id: 'behind' }));
+  await waitText(page, 'behind', `n-${n}.`, 20000);
+  const shown = await stats();
+  const lines = (await bufferText(page, 'behind')).split('\n').filter((l) => /^n-\d+\.$/.test(l));
+  assert.deepEqual(lines, Array.from({ length: n }, (_, i) => `n-${i + 1}.`), 'every line once, in order');
+  assert.ok(shown.frames - hidden.frames >= 20, `the shown terminal follows the full stream (${shown.frames - hidden.frames} chunks)`);
+});
+
 test('a grid of four busy sessions shows no cross-talk', async ({ server, api, ctx }) => {
   const ids = ['g1', 'g2', 'g3', 'g4'];
   for (const id of ids) {
