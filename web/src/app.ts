@@ -272,7 +272,8 @@ export class App {
 
   private scheduleRefresh(): void {
     clearTimeout(this.refreshTimer);
-    this.refreshTimer = setTimeout(() => void this.refresh(), 100);
+    // A failed refresh (the page is leaving, the server restarts) waits for the next event.
+    this.refreshTimer = setTimeout(() => void this.refresh().catch(() => {}), 100);
   }
 
   async refresh(): Promise<void> {

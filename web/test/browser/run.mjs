@@ -429,6 +429,30 @@ test('keystroke-to-screen latency on a quiet session', async ({ server, api, ctx
   assert.ok(times.length === 50);
 });
 
+test('a page restored from the back-forward cache reconnects at once and carries on', async ({ server, api }) => {
+  await api.create(bash('bfc'));
+  const withCache = await launchBrowser({ bfcache: true });
+  const page = await openPage(await withCache.newContext(), server, '#/s/bfc');
+  await hasView(page, 'bfc');
+  await waitText(page, 'bfc', '$ ');
+  await page.evaluate(() => {
+    window.shows = [];
+    window.addEventListener('pageshow', (e) => window.shows.push({ persisted: e.persisted, at: performance.now() }));
+    window.termstream.client.onStateChange((s) => s === 'connected' && (window.connectedAt = performance.now()));
+  });
+  await page.goto(server.url + '/api/sessions');
+  await page.goBack({ waitUntil: 'commit' });
+  const shows = await waitFor('the page shown again', () => page.evaluate(() => window.shows?.length > 0 && window.shows));
+  assert.equal(shows[0].persisted, true, 'restored from the back-forward cache');
+  const ms = await waitFor('connected', () => page.evaluate(() => window.connectedAt > window.shows[0].at && window.connectedAt - window.shows[0].at), 5000);
+  console.log(`  connected ${ms.toFixed(0)} ms after the page was restored`);
+  // At once: the first retry after a dropped socket waits at least 750 ms (1 s, jitter 25 %).
+  assert.ok(ms < 700, `reconnected ${ms} ms after pageshow`);
+  await api.input('bfc', 'echo back-$((20+1))\n');
+  await waitText(page, 'bfc', 'back-21');
+  await withCache.close();
+});
+
 test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, api, browser }) => {
   await api.create(bash('phone', { cols: 40, rows: 20 }));
   const ctx = await browser.newContext({ viewport: { width: 390, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
