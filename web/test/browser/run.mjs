@@ -483,6 +483,60 @@ test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, ap
   await ctx.close();
 });
 
+test('a phone: the terminal fits above the on-screen keyboard (visualViewport)', async ({ server, api, browser }) => {
+  await api.create(bash('vv', { cols: 40, rows: 20 }));
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  // Headless Chromium has no on-screen keyboard: the visual viewport is made to
+  // shrink as when one opens (the layout viewport stays as it is).
+  await ctx.addInitScript(() => {
+    const vv = window.visualViewport;
+    let height = null;
+    Object.defineProperty(vv, 'height', { get: () => height ?? window.innerHeight });
+    window.openKeyboard = (h) => {
+      height = h;
+      vv.dispatchEvent(new Event('resize'));
+    };
+  });
+  const page = await openPage(ctx, server, '#/s/vv', { width: 390, height: 740 });
+  await hasView(page, 'vv');
+  await waitText(page, 'vv', '$ ');
+  const rowsBefore = await waitFor('fitted to the phone', async () => {
+    const s = await api.get('vv');
+    return s.rows > 20 && s.rows;
+  });
+  await page.evaluate(() => window.openKeyboard(400));
+  const rowsAfter = await waitFor('fitted above the keyboard', async () => {
+    const s = await api.get('vv');
+    return s.rows < rowsBefore && s.rows;
+  });
+  const keyrowBottom = await page.evaluate(() => document.querySelector('.keyrow').getBoundingClientRect().bottom);
+  assert.ok(keyrowBottom <= 400, `the key row stays above the keyboard (bottom at ${keyrowBottom})`);
+  console.log(`  rows ${rowsBefore} -> ${rowsAfter} with the keyboard open`);
+  await shot(page, 'phone-keyboard');
+  await ctx.close();
+});
+
+test('full screen locks the keyboard where the browser can (Ctrl+W, Ctrl+T reach the program)', async ({ server, api, ctx }) => {
+  await api.create(bash('fs'));
+  await ctx.addInitScript(() => {
+    window.locks = [];
+    const kb = navigator.keyboard;
+    if (!kb) return;
+    const lock = kb.lock.bind(kb);
+    const unlock = kb.unlock.bind(kb);
+    kb.lock = (keys) => (window.locks.push('lock'), lock(keys));
+    kb.unlock = () => (window.locks.push('unlock'), unlock());
+  });
+  const page = await openPage(ctx, server, '#/s/fs');
+  await hasView(page, 'fs');
+  assert.ok(await page.evaluate(() => typeof navigator.keyboard?.lock === 'function'), 'this Chromium has navigator.keyboard.lock');
+  await page.click('.term[data-session="fs"] .tbtn-fullscreen');
+  await waitFor('full screen', () => page.evaluate(() => document.fullscreenElement?.dataset.session === 'fs'));
+  await waitFor('the keyboard locked', () => page.evaluate(() => window.locks.includes('lock')));
+  await page.evaluate(() => document.exitFullscreen());
+  await waitFor('unlocked on leaving full screen', () => page.evaluate(() => window.locks.at(-1) === 'unlock'));
+});
+
 test('replay plays a recording to its end', async ({ server, api, ctx }) => {
   await api.create({ id: 'rec', kind: 'pty', argv: ['bash', '-c', 'for i in 1 2 3; do echo "frame $i"; sleep 0.2; done'], cols: 80, rows: 20 });
   await waitFor('rec exited', async () => (await api.get('rec')).status === 'exited');
