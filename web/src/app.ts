@@ -111,7 +111,11 @@ export class App {
     this.installShortcuts();
     this.installViewport();
     this.applyRoute();
+    this.started = true;
   }
+
+  /** Whether `start` finished: the list is loaded and the URL's view applied (tests wait for it). */
+  started = false;
 
   /** Test hooks: cut the socket, look at the terminals. */
   cutSocket(): void {

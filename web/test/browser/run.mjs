@@ -18,7 +18,7 @@ async function openPage(ctx, server, hash = '#/', viewport = { width: 1280, heig
   page.on('pageerror', (e) => console.error(`  [pageerror] ${e.message}`));
   page.on('dialog', (d) => void d.accept());
   await page.goto(server.url + '/' + hash);
-  await waitFor('the app', () => page.evaluate(() => !!window.termstream));
+  await waitFor('the app', () => page.evaluate(() => !!window.termstream?.started));
   return page;
 }
 
@@ -175,7 +175,7 @@ test('a full-screen program (vim): resized while typing and reloaded, the page s
   });
   await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
   await page.reload();
-  await waitFor('the app again', () => page.evaluate(() => !!window.termstream));
+  await waitFor('the app again', () => page.evaluate(() => !!window.termstream?.started));
   await hasView(page, id);
   let after;
   await waitFor('the same screen after reload', async () => (after = await screen(page)) === settled).catch(async (e) => {
@@ -274,7 +274,7 @@ test('cutting the socket again and again: every numbered line exactly once', asy
 });
 
 test('a hidden terminal gets periodic updates (focus-aware streaming), the full stream once shown, nothing lost or repeated', async ({ server, api, ctx }) => {
-  const n = 150;
+  const n = 100;
   await api.create(bash('front'));
   await api.create({ id: 'behind', kind: 'pty', argv: ['bash', '-c', `read go; for i in $(seq 1 ${n}); do echo n-$i.; sleep 0.02; done; sleep 600`], cols: 100, rows: 30 });
   const page = await openPage(ctx, server, '#/s/front');
@@ -284,9 +284,9 @@ test('a hidden terminal gets periodic updates (focus-aware streaming), the full 
   const before = await stats();
   await api.input('behind', 'go\n');
   // Hidden and not focused on the server: the lines come in a few updates, not one frame each.
-  await waitText(page, 'behind', 'n-60.', 20000);
+  await waitText(page, 'behind', 'n-40.', 20000);
   const hidden = await stats();
-  assert.ok(hidden.frames - before.frames <= 8, `a hidden terminal got ${hidden.frames - before.frames} chunks for 60 lines`);
+  assert.ok(hidden.frames - before.frames <= 6, `a hidden terminal got ${hidden.frames - before.frames} chunks for 40 lines or more`);
   // Shown: the rest as it comes, line by line.
   await page.evaluate(() => window.termstream.dispatch({ type: 'activate', id: 'behind' }));
   await waitText(page, 'behind', `n-${n}.`, 20000);
