@@ -111,7 +111,11 @@ export class App {
     this.installShortcuts();
     this.installViewport();
     this.applyRoute();
+    this.started = true;
   }
+
+  /** Whether `start` finished: the list is loaded and the URL's view applied (tests wait for it). */
+  started = false;
 
   /** Test hooks: cut the socket, look at the terminals. */
   cutSocket(): void {
@@ -272,7 +276,8 @@ export class App {
 
   private scheduleRefresh(): void {
     clearTimeout(this.refreshTimer);
-    this.refreshTimer = setTimeout(() => void this.refresh(), 100);
+    // A failed refresh (the page is leaving, the server restarts) waits for the next event.
+    this.refreshTimer = setTimeout(() => void this.refresh().catch(() => {}), 100);
   }
 
   async refresh(): Promise<void> {

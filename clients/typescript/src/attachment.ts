@@ -70,6 +70,12 @@ export interface AttachOptions<M extends 'text' | 'binary' = 'text' | 'binary'> 
   output?: M;
   /** Resume from here instead of from the screen or the oldest output held. */
   since?: LogPosition;
+  /**
+   * `live` (default): every output as it comes. `focus`: while the session is
+   * not focused in its project, at most one update a second (the server's
+   * focus-aware streaming); see `SessionHandle.setStream`.
+   */
+  stream?: StreamMode;
   onOutput?: (data: M extends 'binary' ? Uint8Array : string, info: OutputInfo) => void;
   onRestore?: (restore: RestoreInfo) => void;
   onExit?: (exit: ExitInfo) => void;
@@ -80,6 +86,9 @@ export interface AttachOptions<M extends 'text' | 'binary' = 'text' | 'binary'> 
   onDetached?: () => void;
   onError?: (error: { code: string; message: string }) => void;
 }
+
+/** How a socket follows a session's output. */
+export type StreamMode = 'live' | 'focus';
 
 /** Attach options of either output mode. */
 export type AnyAttachOptions = AttachOptions<'text'> | AttachOptions<'binary'>;
@@ -95,6 +104,12 @@ export interface SessionHandle {
   input(data: string): void;
   /** Sends the window size (a pty session's). */
   resize(cols: number, rows: number): void;
+  /**
+   * Switches between the full stream and focus-aware streaming; the server
+   * is asked to attach again from the position reached, so nothing is lost
+   * or repeated. The session follows `live` while any handle of it asks so.
+   */
+  setStream(mode: StreamMode): void;
   /** Ends the subscription. */
   detach(): void;
 }
@@ -143,10 +158,16 @@ export class Attachment {
     }
   }
 
+  /** `focus` when every listener asks for focus-aware streaming, else `live`. */
+  get stream(): StreamMode {
+    return this.listeners.size > 0 && [...this.listeners].every((o) => o.stream === 'focus') ? 'focus' : 'live';
+  }
+
   /** The attach message for now: with `since` once a position is known. */
   attachMessage(): Record<string, unknown> {
     const m: Record<string, unknown> = { sessionId: this.sessionId, output: 'binary' };
     if (this.epoch !== null && this.next !== null) m.since = { epoch: this.epoch, offset: this.next };
+    if (this.stream === 'focus') m.stream = 'focus';
     return m;
   }
 
@@ -155,8 +176,11 @@ export class Attachment {
     switch (m.type) {
       case 'session.attached': {
         const a = m as AttachedMessage;
+        // Attached again (another stream mode) while output of the earlier
+        // attachment kept coming: what was delivered stays delivered.
+        const again = this.epoch === a.epoch && this.next !== null && this.next > a.offset;
         this.epoch = a.epoch;
-        this.next = a.offset;
+        if (!again) this.next = a.offset;
         this.status = a.status;
         const info: AttachInfo = { epoch: a.epoch, offset: a.offset, cols: a.cols, rows: a.rows, status: a.status, recovered: a.recovered };
         this.each((o) => o.onAttached?.(info));

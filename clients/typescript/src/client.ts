@@ -161,6 +161,13 @@ class Client implements WebSocketClient {
         if (client.isOpen()) client.send('terminal.resize', { sessionId, cols, rows });
         else att.pendingResize = { cols, rows };
       },
+      setStream(mode) {
+        const before = att.stream;
+        listener.stream = mode;
+        if (att.stream !== before && client.attachments.get(sessionId) === att && !att.ended && client.isOpen()) {
+          client.send('session.attach', att.attachMessage());
+        }
+      },
       detach() {
         if (!att.listeners.delete(listener) || att.listeners.size > 0) return;
         if (client.attachments.get(sessionId) !== att) return;

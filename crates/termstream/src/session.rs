@@ -22,7 +22,6 @@ pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -202,16 +201,27 @@ pub struct SessionHandle {
     /// Requests to the screen task (pty sessions only).
     screen: Option<screen_task::ScreenLink>,
     /// How many WebSocket clients watch the session now.
-    viewers: Arc<AtomicUsize>,
+    viewers: Arc<ViewerCount>,
+}
+
+/// How many WebSocket clients watch a session: changed by [`ViewerGuard`]s,
+/// watched by the `sessions` event channel (so lists show it live).
+#[derive(Debug)]
+pub struct ViewerCount(watch::Sender<usize>);
+
+impl Default for ViewerCount {
+    fn default() -> Self {
+        ViewerCount(watch::channel(0).0)
+    }
 }
 
 /// Counts one viewer of a session while it lives.
 #[derive(Debug)]
-pub struct ViewerGuard(Arc<AtomicUsize>);
+pub struct ViewerGuard(Arc<ViewerCount>);
 
 impl Drop for ViewerGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -235,12 +245,17 @@ impl SessionHandle {
 
     /// How many WebSocket clients watch the session now.
     pub fn viewers(&self) -> usize {
-        self.viewers.load(Ordering::Relaxed)
+        *self.viewers.0.borrow()
+    }
+
+    /// A receiver of the viewer count, told of every change.
+    pub fn watch_viewers(&self) -> watch::Receiver<usize> {
+        self.viewers.0.subscribe()
     }
 
     /// Counts a viewer until the guard drops.
     pub fn add_viewer(&self) -> ViewerGuard {
-        self.viewers.fetch_add(1, Ordering::Relaxed);
+        self.viewers.0.send_modify(|n| *n += 1);
         ViewerGuard(self.viewers.clone())
     }
 

@@ -91,6 +91,31 @@ async fn the_sessions_channel_tells_creation_exit_and_deletion() {
 }
 
 #[tokio::test]
+async fn the_sessions_channel_tells_viewer_counts() {
+    let server = TestServer::start().await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    ws.send(json!({"type":"subscribe","channels":["sessions"]})).await;
+    ws.until_type("subscribed", secs(5)).await;
+    let info = server.create(json!({"kind":"command","command":"sleep 600"})).await;
+    let id = info["id"].as_str().unwrap();
+    assert_eq!(next_update(&mut ws, id).await["change"], "created");
+
+    let mut viewer = WsClient::connect(&server, "/ws").await;
+    viewer.attach(id, "binary").await;
+    let joined = next_update(&mut ws, id).await;
+    assert_eq!(joined["change"], "viewers", "{joined}");
+    assert_eq!(joined["viewers"], 1);
+    viewer.close().await;
+    let left = next_update(&mut ws, id).await;
+    assert_eq!(left["change"], "viewers", "{left}");
+    assert_eq!(left["viewers"], 0);
+    let (status, _) = server
+        .request("POST", &format!("/api/sessions/{id}/terminate"), None)
+        .await;
+    assert!(status.is_success(), "{status}");
+}
+
+#[tokio::test]
 async fn a_scoped_socket_hears_only_its_projects_sessions() {
     let (server, tokens) = secured("", &[], Transport::Plain).await;
     let auth = format!("Bearer {}", tokens.web_reader);

@@ -1,8 +1,8 @@
 /**
  * The list of sessions as the page knows it: records from `GET
  * /api/sessions` (plus viewer counts from `GET /terminal/sessions`), kept
- * live by `session_update` events. Pure: no fetching here, only merging and
- * formatting, so the rules are unit-tested.
+ * live by `session_update` events (status and viewer count). Pure: no
+ * fetching here, only merging and formatting, so the rules are unit-tested.
  */
 
 export type SessionStatus = 'starting' | 'running' | 'terminating' | 'exited' | 'failed' | 'lost' | string;
@@ -30,7 +30,7 @@ export interface SessionInfo {
 }
 
 export interface SessionRow extends SessionInfo {
-  /** WebSocket clients watching now (from the last full refresh). */
+  /** WebSocket clients watching now (a full refresh, then `viewers` events). */
   viewers: number;
 }
 
@@ -39,8 +39,10 @@ export interface SessionUpdate {
   type: 'session_update';
   sessionId: string;
   project?: string | null;
-  change: 'created' | 'status' | 'deleted';
+  change: 'created' | 'status' | 'viewers' | 'deleted';
   status?: SessionStatus | null;
+  /** With `viewers`: how many WebSocket clients watch now. */
+  viewers?: number;
   timestamp?: number;
 }
 
@@ -63,6 +65,10 @@ export function applyUpdate(m: SessionMap, u: SessionUpdate, now: number): { map
     return { map: next, refresh: false };
   }
   if (!known) return { map: m, refresh: true };
+  if (u.change === 'viewers') {
+    if (typeof u.viewers === 'number') next.set(u.sessionId, { ...known, viewers: u.viewers });
+    return { map: next, refresh: false };
+  }
   const status = u.status ?? known.status;
   const ended = !isLive(status) && isLive(known.status);
   next.set(u.sessionId, { ...known, status, endedAt: ended ? (known.endedAt ?? u.timestamp ?? now) : known.endedAt });

@@ -49,7 +49,7 @@ export class SessionList {
       h('td', {}, h('span', { class: `pill st-${s.status}` }, s.status)),
       h('td', { class: 'exit' }, formatExit(s)),
       h('td', { class: 'dur', 'data-started': String(s.startedAt ?? '') }, formatDuration(durationOf(s, Date.now()))),
-      h('td', { class: 'num' }, String(s.viewers)),
+      h('td', { class: 'num viewers' }, String(s.viewers)),
       h(
         'td',
         { class: 'actions' },

@@ -4,21 +4,28 @@
  * screen (`GET /api/sessions/ID/snapshot`; the output's tail for command
  * sessions), fetched one at a time, at most `RATE` a second for the whole
  * page and once a second per session, only while the monitor shows.
+ *
+ * A preview is text, not a terminal: one offscreen xterm.js (never opened,
+ * so it needs no layout) parses each snapshot, and the card shows the
+ * screen's lines in a `<pre>` at a legible size, the last lines with text
+ * when they do not all fit. A dozen cards cost a dozen text nodes, not a
+ * dozen renderers.
  */
 
 import { Terminal } from '@xterm/xterm';
 import { api } from '../net/api';
 import { formatExit, isLive, sortedRows, type SessionMap, type SessionRow } from '../state/sessions';
 import { h, fill } from './dom';
-import { currentTheme } from './theme';
 
 const RATE = 4;
 const PER_SESSION_MS = 1000;
+/** The most lines a preview shows (the last lines with text). */
+const PREVIEW_ROWS = 14;
 
 interface Card {
   el: HTMLElement;
   status: HTMLElement;
-  term: Terminal;
+  preview: HTMLElement;
   last: number;
   /** The output offset the preview shows (no fetch when nothing changed). */
   shownEnd: number;
@@ -32,6 +39,8 @@ export class Monitor {
   private timer: ReturnType<typeof setInterval> | undefined;
   private busy = false;
   private next = 0;
+  /** Parses snapshots into text; created on first use. */
+  private parser: Terminal | null = null;
 
   constructor(private readonly open: (id: string) => void) {
     this.el = h('section', { class: 'view view-monitor', 'aria-label': 'All sessions' }, this.grid);
@@ -39,12 +48,7 @@ export class Monitor {
 
   render(m: SessionMap): void {
     this.sessions = sortedRows(m);
-    for (const [id, c] of this.cards) {
-      if (!m.has(id)) {
-        c.term.dispose();
-        this.cards.delete(id);
-      }
-    }
+    for (const id of this.cards.keys()) if (!m.has(id)) this.cards.delete(id);
     fill(this.grid, ...this.sessions.map((s) => this.card(s).el));
   }
 
@@ -58,18 +62,14 @@ export class Monitor {
     let c = this.cards.get(s.id);
     if (!c) {
       const status = h('span', { class: 'pill' });
-      const preview = h('div', { class: 'preview', 'aria-hidden': 'true' });
+      const preview = h('pre', { class: 'preview', 'aria-hidden': 'true' });
       const el = h(
         'button',
         { type: 'button', class: 'card', 'data-session': s.id, onclick: () => this.open(s.id), title: `Open ${s.id}` },
         h('div', { class: 'card-head' }, h('span', { class: 'card-id' }, s.id), status),
         preview,
       );
-      const term = new Terminal({ cols: 80, rows: 24, fontSize: 10, disableStdin: true, cursorBlink: false, scrollback: 0, theme: currentTheme(), convertEol: s.kind === 'command' });
-      term.open(preview);
-      c = { el, status, term, last: 0, shownEnd: -1 };
-      const card = c;
-      term.onRender(() => fitPreview(card, preview));
+      c = { el, status, preview, last: 0, shownEnd: -1 };
       this.cards.set(s.id, c);
     }
     c.status.className = `pill st-${s.status}`;
@@ -78,25 +78,29 @@ export class Monitor {
     return c;
   }
 
-  /** Refreshes the next preview that is due. */
+  /** Refreshes the next preview that is due: one never shown first. */
   private async step(): Promise<void> {
     if (this.busy || this.sessions.length === 0) return;
     const now = Date.now();
-    for (let i = 0; i < this.sessions.length; i++) {
-      const s = this.sessions[(this.next + i) % this.sessions.length]!;
-      const c = this.cards.get(s.id);
-      if (!c || now - c.last < PER_SESSION_MS || (!isLive(s.status) && c.shownEnd >= 0)) continue;
-      this.next = (this.next + i + 1) % this.sessions.length;
-      c.last = now;
-      this.busy = true;
-      try {
-        await this.refresh(s, c);
-      } catch {
-        // A session that went away meanwhile: the next list update removes it.
-      } finally {
-        this.busy = false;
-      }
-      return;
+    const due = (s: SessionRow, c: Card | undefined) => c && now - c.last >= PER_SESSION_MS && (isLive(s.status) || c.shownEnd < 0);
+    const n = this.sessions.length;
+    let pick = this.sessions.findIndex((s) => this.cards.get(s.id)?.shownEnd === -1 && due(s, this.cards.get(s.id)));
+    for (let i = 0; pick < 0 && i < n; i++) {
+      const j = (this.next + i) % n;
+      if (due(this.sessions[j]!, this.cards.get(this.sessions[j]!.id))) pick = j;
+    }
+    if (pick < 0) return;
+    this.next = (pick + 1) % n;
+    const s = this.sessions[pick]!;
+    const c = this.cards.get(s.id)!;
+    c.last = now;
+    this.busy = true;
+    try {
+      await this.refresh(s, c);
+    } catch {
+      // A session that went away meanwhile: the next list update removes it.
+    } finally {
+      this.busy = false;
     }
   }
 
@@ -105,26 +109,28 @@ export class Monitor {
       const snap = await api.snapshot(s.id);
       if (snap.offset === c.shownEnd) return;
       c.shownEnd = snap.offset;
-      c.term.resize(Math.max(2, snap.cols), Math.max(1, snap.rows));
-      c.term.reset();
-      c.term.write(snap.data);
+      c.preview.textContent = await this.screenText(snap.data, snap.cols, snap.rows, false);
     } else {
       const info = await api.get(s.id);
       if (info.outputOffset === c.shownEnd) return;
       c.shownEnd = info.outputOffset;
       const text = await api.tail(s.id, info.outputOffset, 4096);
-      c.term.reset();
-      c.term.write(text);
+      c.preview.textContent = await this.screenText(text, 80, 24, true);
     }
+    c.el.dataset.previewed = String(c.shownEnd);
   }
-}
 
-/** Scales a preview's terminal down to the card's width (and height). */
-function fitPreview(c: Card, box: HTMLElement): void {
-  const screen = c.term.element?.querySelector('.xterm-screen') as HTMLElement | null;
-  if (!screen || screen.offsetWidth === 0) return;
-  const scale = Math.min(1, (box.clientWidth - 8) / screen.offsetWidth, (box.clientHeight - 8) / screen.offsetHeight);
-  const el = c.term.element!;
-  el.style.transformOrigin = '0 0';
-  el.style.transform = `scale(${scale.toFixed(3)})`;
+  /** The screen `data` draws on a blank `cols`×`rows` terminal, as lines of text. */
+  private async screenText(data: string, cols: number, rows: number, command: boolean): Promise<string> {
+    const t = (this.parser ??= new Terminal({ allowProposedApi: true, scrollback: 0 }));
+    t.reset();
+    t.options.convertEol = command;
+    t.resize(Math.max(2, cols), Math.max(1, rows));
+    await new Promise<void>((r) => t.write(data, r));
+    const b = t.buffer.active;
+    const lines: string[] = [];
+    for (let y = 0; y < t.rows; y++) lines.push(b.getLine(b.baseY + y)?.translateToString(true) ?? '');
+    while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+    return lines.slice(-PREVIEW_ROWS).join('\n');
+  }
 }

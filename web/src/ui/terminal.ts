@@ -13,8 +13,9 @@
  * viewers never wait for this page.
  *
  * Size: the terminal always has the server's size (`session.attached`,
- * `terminal.restore`, `session.resized`); a visible, writable view asks for
- * the size that fits its box when the box changes.
+ * `terminal.restore`, `session.resized`), taken at its place in the output
+ * stream; a visible, writable view asks the server for the size that fits
+ * its box when the box changes, and takes it when `session.resized` comes.
  */
 
 import { Terminal, type IDisposable } from '@xterm/xterm';
@@ -23,7 +24,7 @@ import { SearchAddon } from '@xterm/addon-search';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { ClipboardAddon } from '@xterm/addon-clipboard';
-import type { ExitInfo, SessionHandle, WebSocketClient } from '@termstream/client';
+import type { ExitInfo, SessionHandle, StreamMode, WebSocketClient } from '@termstream/client';
 import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
 import { formatExit, type SessionRow } from '../state/sessions';
 import { currentTheme } from './theme';
@@ -45,6 +46,8 @@ const RED = '\x1b[31m';
 /** How much of a command session's past output a view shows. */
 const COMMAND_HISTORY = 256 << 20;
 const DEFAULT_FG = '\x1b[39m';
+/** A size asked of the server and not answered is asked again after this long. */
+const ASK_AGAIN_MS = 2000;
 
 /** The flow-control marks: 4 MiB / 512 KiB, or `?flow=KiB` (high mark; low is an eighth) to watch it work. */
 function flowOptions(): FlowOptions {
@@ -68,12 +71,18 @@ export class TermView {
   private disposables: IDisposable[] = [];
   private resizeObserver: ResizeObserver;
   private shown = false;
+  /** Whether the session was attached (on the first `setShown`). */
+  private started = false;
   private fitTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The size the output stream has reached (the last one given to `setSize`). */
+  private size: { cols: number; rows: number };
+  /** The size last asked of the server, and when (asked again if no answer came). */
+  private asked: { cols: number; rows: number; at: number } | null = null;
   exit: ExitInfo | null = null;
   readOnly = false;
   focused = false;
-  /** What arrived, for tests and the benchmark: output bytes and line feeds, the most bytes ever queued in xterm.js, and flow-control pauses. */
-  readonly stats = { bytes: 0, newlines: 0, maxPending: 0, pauses: 0 };
+  /** What arrived, for tests and the benchmark: output bytes, line feeds and chunks, the most bytes ever queued in xterm.js, and flow-control pauses. */
+  readonly stats = { bytes: 0, newlines: 0, maxPending: 0, pauses: 0, frames: 0 };
 
   constructor(
     readonly info: SessionRow,
@@ -92,6 +101,7 @@ export class TermView {
       cols: Math.max(2, info.cols || 80),
       rows: Math.max(1, info.rows || 24),
     });
+    this.size = { cols: this.term.cols, rows: this.term.rows };
     this.titleEl = h('span', { class: 'term-title', title: info.argv.join(' ') }, info.id);
     this.badgeEl = h('span', { class: 'term-badge' });
     this.searchBox = h('input', { class: 'term-search', type: 'search', placeholder: 'Search', 'aria-label': 'Search in terminal', hidden: '' });
@@ -142,16 +152,22 @@ export class TermView {
     );
     this.resizeObserver = new ResizeObserver(() => this.scheduleFit());
     this.resizeObserver.observe(this.body);
-    this.attach();
   }
 
   get id(): string {
     return this.info.id;
   }
 
-  /** Shows or hides the view; a visible one renders with WebGL when a context is free. */
+  /**
+   * Shows or hides the view; a visible one renders with WebGL when a context
+   * is free. The first call attaches the session: a hidden view follows it
+   * with focus-aware streaming (periodic updates while the session is not
+   * focused on the server), a visible one with the full stream, switched
+   * from the position reached so nothing is lost or repeated.
+   */
   setShown(shown: boolean): void {
-    if (shown === this.shown) return;
+    const first = !this.started;
+    if (!first && shown === this.shown) return;
     this.shown = shown;
     this.el.hidden = !shown;
     if (shown) {
@@ -160,6 +176,17 @@ export class TermView {
     } else {
       releaseWebgl(this.term);
     }
+    if (first) {
+      this.started = true;
+      this.attach();
+    } else {
+      this.handle?.setStream(this.streamMode());
+    }
+  }
+
+  /** How the view follows the output: all of it while visible. */
+  private streamMode(): StreamMode {
+    return this.shown ? 'live' : 'focus';
   }
 
   setFocused(focused: boolean): void {
@@ -197,6 +224,7 @@ export class TermView {
     const since = this.resumeAt ?? (this.info.kind === 'command' && this.info.epoch ? { epoch: this.info.epoch, offset: Math.max(0, this.info.outputOffset - COMMAND_HISTORY) } : undefined);
     this.handle = this.client.attach(this.info.id, {
       output: 'binary',
+      stream: this.streamMode(),
       since,
       onAttached: (a) => {
         this.setSize(a.cols, a.rows);
@@ -250,6 +278,7 @@ export class TermView {
   }
 
   private count(data: Uint8Array): void {
+    this.stats.frames++;
     this.stats.bytes += data.length;
     let n = 0;
     for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) n++;
@@ -311,8 +340,20 @@ export class TermView {
     }
   }
 
+  /**
+   * Resizes the terminal at this point of the output stream: after the bytes
+   * already handed to xterm.js are parsed, before the ones that follow. The
+   * server's screen model resizes at the offset where the resize happened,
+   * and `session.resized` arrives at that point of the stream; resizing at
+   * once instead would parse queued bytes, written for the old size, at the
+   * new one (a screen that differs from the server's: issue 15).
+   */
   private setSize(cols: number, rows: number): void {
-    if (cols > 0 && rows > 0 && (cols !== this.term.cols || rows !== this.term.rows)) this.term.resize(cols, rows);
+    if (cols <= 0 || rows <= 0) return;
+    this.size = { cols, rows };
+    this.term.write('', () => {
+      if (cols !== this.term.cols || rows !== this.term.rows) this.term.resize(cols, rows);
+    });
   }
 
   private scheduleFit(): void {
@@ -327,8 +368,11 @@ export class TermView {
     if (!d || !Number.isFinite(d.cols) || !Number.isFinite(d.rows)) return;
     const cols = Math.max(2, d.cols);
     const rows = Math.max(1, d.rows);
-    if (cols === this.term.cols && rows === this.term.rows) return;
-    this.term.resize(cols, rows);
+    // Only asked here: the terminal takes the size when the server's
+    // `session.resized` comes, at its place in the output.
+    if (cols === this.size.cols && rows === this.size.rows) return;
+    if (this.asked && cols === this.asked.cols && rows === this.asked.rows && Date.now() - this.asked.at < ASK_AGAIN_MS) return;
+    this.asked = { cols, rows, at: Date.now() };
     this.handle.resize(cols, rows);
   }
 }

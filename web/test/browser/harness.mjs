@@ -84,8 +84,14 @@ export function rest(base, token) {
   };
 }
 
-export async function launchBrowser() {
-  return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_FLAGS, headless: true });
+/** Chromium with our flags; `bfcache` keeps the back-forward cache, which playwright turns off by default. */
+export async function launchBrowser({ bfcache = false } = {}) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: CHROMIUM_FLAGS,
+    headless: true,
+    ignoreDefaultArgs: bfcache ? ['--disable-back-forward-cache'] : [],
+  });
 }
 
 /** Polls `f` until it returns a truthy value; throws `what` after `ms`. */

@@ -10,10 +10,7 @@ import { startServer, launchBrowser, rest, waitFor, waitText, bufferText, shot }
 
 const { Terminal: Headless } = xtermHeadless;
 const tests = [];
-// `retry`: run once more after a failure, under a fresh session id (the
-// attempt number is passed in). Only for checks with a known intermittent
-// failure (see issue 15's note); a retry is printed as such.
-const test = (name, f, opts = {}) => tests.push({ name, f, ...opts });
+const test = (name, f) => tests.push({ name, f });
 
 /** A page on `server` at `hash`, with the app started. */
 async function openPage(ctx, server, hash = '#/', viewport = { width: 1280, height: 800 }) {
@@ -21,7 +18,7 @@ async function openPage(ctx, server, hash = '#/', viewport = { width: 1280, heig
   page.on('pageerror', (e) => console.error(`  [pageerror] ${e.message}`));
   page.on('dialog', (d) => void d.accept());
   await page.goto(server.url + '/' + hash);
-  await waitFor('the app', () => page.evaluate(() => !!window.termstream));
+  await waitFor('the app', () => page.evaluate(() => !!window.termstream?.started));
   return page;
 }
 
@@ -70,6 +67,26 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   const other = await openPage(ctx, server);
   await api.create({ id: 'late', kind: 'command', command: 'true' });
   await waitFor('the new session listed live', () => other.locator('tr[data-session="late"]').count());
+});
+
+test('viewer counts in the list follow attaches and detaches live', async ({ server, api, ctx, browser }) => {
+  await api.create(bash('watched'));
+  const list = await openPage(ctx, server);
+  const cell = list.locator('tr[data-session="watched"] td.viewers');
+  await waitFor('no viewers', async () => (await cell.innerText()) === '0');
+  // Another browser opens the session, then a second one: the list counts them without a reload.
+  const others = [];
+  for (const n of [1, 2]) {
+    const c = await browser.newContext();
+    others.push(c);
+    const p = await openPage(c, server, '#/s/watched');
+    await hasView(p, 'watched');
+    await waitFor(`${n} viewer(s) in the list`, async () => (await cell.innerText()) === String(n));
+  }
+  await others[0].close();
+  await waitFor('1 viewer after one page closed', async () => (await cell.innerText()) === '1');
+  await others[1].close();
+  await waitFor('no viewers after both closed', async () => (await cell.innerText()) === '0');
 });
 
 test('start, terminate and delete from the page (dark theme)', async ({ server, api, browser }) => {
@@ -122,19 +139,28 @@ test('a command session shows stderr in red and its exit code', async ({ server,
   assert.equal(await page.locator('.term[data-session="cmd"]').getAttribute('data-exit'), '3');
 });
 
-test('a full-screen program (vim): reload shows the same screen as the server', async ({ server, api, ctx, attempt }) => {
-  const id = attempt ? `vim-${attempt}` : 'vim';
+test('a full-screen program (vim): resized while typing and reloaded, the page shows the same screen as the server', async ({ server, api, ctx }) => {
+  const id = 'vim';
   const file = join(server.dir, 'poem.txt');
   writeFileSync(file, Array.from({ length: 60 }, (_, i) => `line ${i + 1}: the quick brown fox ${'*'.repeat(i % 17)}`).join('\n') + '\n');
-  await api.create({ id, kind: 'pty', argv: ['vim', '-u', 'NONE', '-N', '-n', file], cols: 100, rows: 30 });
+  // A short escape delay: Escape leaves insert mode 20 ms after it is typed.
+  await api.create({ id, kind: 'pty', argv: ['vim', '-u', 'NONE', '-N', '-n', '--cmd', 'set ttimeout ttimeoutlen=20', file], cols: 100, rows: 30 });
+  // A slow page (as on a busy CI machine): output queues in xterm.js, so a
+  // size taken at once instead of at its place in the stream shows (issue 15).
   const page = await openPage(ctx, server, `#/s/${id}`);
   await hasView(page, id);
   await waitText(page, id, 'line 1: the quick');
-  await page.keyboard.type('20G');
-  await page.keyboard.type('ohello from the page');
-  await page.keyboard.press('Escape');
-  await waitText(page, id, 'hello from the page');
-  const screen = async (p) => (await bufferText(p, id, { screenOnly: true })).split('\n').map((l) => l.trimEnd()).join('\n');
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send('Emulation.setCPUThrottlingRate', { rate: 10 });
+  // The page's own resizes (the window changes) between edits.
+  const sizes = [[1160, 740], [1290, 670], [900, 600], [1030, 810]];
+  for (const [j, [width, height]] of sizes.entries()) {
+    await page.setViewportSize({ width, height });
+    await page.keyboard.type(`${10 + j}Go+${j}`);
+    await page.keyboard.press('Escape');
+  }
+  await waitText(page, id, '+3');
+    const screen = async (p) => (await bufferText(p, id, { screenOnly: true })).split('\n').map((l) => l.trimEnd()).join('\n');
   // The server's screen and the page's agree once the output has settled.
   let last;
   const settled = await waitFor('page and server agree', async () => {
@@ -143,12 +169,13 @@ test('a full-screen program (vim): reload shows the same screen as the server', 
     last = { mine, theirs, cols: snap.cols, rows: snap.rows };
     // Escape leaves insert mode only after vim's escape delay.
     return mine === theirs && !mine.includes('-- INSERT --') && mine;
-  }).catch((e) => {
+  }, 20000).catch((e) => {
     console.log(JSON.stringify(last, null, 1));
     throw e;
   });
+  await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
   await page.reload();
-  await waitFor('the app again', () => page.evaluate(() => !!window.termstream));
+  await waitFor('the app again', () => page.evaluate(() => !!window.termstream?.started));
   await hasView(page, id);
   let after;
   await waitFor('the same screen after reload', async () => (after = await screen(page)) === settled).catch(async (e) => {
@@ -160,7 +187,7 @@ test('a full-screen program (vim): reload shows the same screen as the server', 
   await page.keyboard.type('Oand live after reload');
   await waitText(page, id, 'and live after reload');
   await page.keyboard.press('Escape');
-}, { retry: true });
+});
 
 test('OSC 52 reaches the clipboard; emoji and CJK widths agree with the server', async ({ server, api, browser }) => {
   const ctx = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'] });
@@ -244,6 +271,29 @@ test('cutting the socket again and again: every numbered line exactly once', asy
   }
   assert.deepEqual({ missing: missing.slice(0, 10), twice: twice.slice(0, 10) }, { missing: [], twice: [] }, `after ${cuts} cuts`);
   console.log(`  ${N} lines exactly once through ${cuts} cuts`);
+});
+
+test('a hidden terminal gets periodic updates (focus-aware streaming), the full stream once shown, nothing lost or repeated', async ({ server, api, ctx }) => {
+  const n = 100;
+  await api.create(bash('front'));
+  await api.create({ id: 'behind', kind: 'pty', argv: ['bash', '-c', `read go; for i in $(seq 1 ${n}); do echo n-$i.; sleep 0.02; done; sleep 600`], cols: 100, rows: 30 });
+  const page = await openPage(ctx, server, '#/s/front');
+  await page.evaluate(() => (window.termstream.dispatch({ type: 'open', id: 'behind' }), window.termstream.dispatch({ type: 'activate', id: 'front' })));
+  await hasView(page, 'behind');
+  const stats = () => page.evaluate(() => ({ ...window.termstream.views.get('behind').stats }));
+  const before = await stats();
+  await api.input('behind', 'go\n');
+  // Hidden and not focused on the server: the lines come in a few updates, not one frame each.
+  await waitText(page, 'behind', 'n-40.', 20000);
+  const hidden = await stats();
+  assert.ok(hidden.frames - before.frames <= 6, `a hidden terminal got ${hidden.frames - before.frames} chunks for 40 lines or more`);
+  // Shown: the rest as it comes, line by line.
+  await page.evaluate(() => window.termstream.dispatch({ type: 'activate', id: 'behind' }));
+  await waitText(page, 'behind', `n-${n}.`, 20000);
+  const shown = await stats();
+  const lines = (await bufferText(page, 'behind')).split('\n').filter((l) => /^n-\d+\.$/.test(l));
+  assert.deepEqual(lines, Array.from({ length: n }, (_, i) => `n-${i + 1}.`), 'every line once, in order');
+  assert.ok(shown.frames - hidden.frames >= 20, `the shown terminal follows the full stream (${shown.frames - hidden.frames} chunks)`);
 });
 
 test('a grid of four busy sessions shows no cross-talk', async ({ server, api, ctx }) => {
@@ -349,34 +399,28 @@ test('focus in one page shows in the other (needs the server focus API, issue 12
   await ctx2.close();
 });
 
-test('keystroke-to-screen latency on a quiet session', async ({ server, api, ctx }) => {
-  await api.create({ id: 'quiet', kind: 'pty', argv: ['cat'], cols: 100, rows: 30 });
-  const page = await openPage(ctx, server, '#/s/quiet');
-  await hasView(page, 'quiet');
-  await waitFor('attached', () => page.evaluate(() => window.termstream.client.state === 'connected'));
-  const times = await page.evaluate(async () => {
-    const v = window.termstream.views.get('quiet');
-    const out = [];
-    for (let i = 0; i < 60; i++) {
-      const ch = String.fromCharCode(97 + (i % 26));
-      const before = v.stats.bytes;
-      const t0 = performance.now();
-      await new Promise((resolve) => {
-        const d = v.term.onWriteParsed(() => {
-          if (v.stats.bytes > before) {
-            d.dispose();
-            resolve();
-          }
-        });
-        v.term.input(ch, true);
-      });
-      out.push(performance.now() - t0);
-    }
-    return out.slice(10).sort((x, y) => x - y);
+test('a page restored from the back-forward cache reconnects at once and carries on', async ({ server, api }) => {
+  await api.create(bash('bfc'));
+  const withCache = await launchBrowser({ bfcache: true });
+  const page = await openPage(await withCache.newContext(), server, '#/s/bfc');
+  await hasView(page, 'bfc');
+  await waitText(page, 'bfc', '$ ');
+  await page.evaluate(() => {
+    window.shows = [];
+    window.addEventListener('pageshow', (e) => window.shows.push({ persisted: e.persisted, at: performance.now() }));
+    window.termstream.client.onStateChange((s) => s === 'connected' && (window.connectedAt = performance.now()));
   });
-  const q = (p) => times[Math.min(times.length - 1, Math.floor(p * times.length))].toFixed(1);
-  console.log(`  keystroke to screen: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms (${times.length} keys)`);
-  assert.ok(times.length === 50);
+  await page.goto(server.url + '/api/sessions');
+  await page.goBack({ waitUntil: 'commit' });
+  const shows = await waitFor('the page shown again', () => page.evaluate(() => window.shows?.length > 0 && window.shows));
+  assert.equal(shows[0].persisted, true, 'restored from the back-forward cache');
+  const ms = await waitFor('connected', () => page.evaluate(() => window.connectedAt > window.shows[0].at && window.connectedAt - window.shows[0].at), 5000);
+  console.log(`  connected ${ms.toFixed(0)} ms after the page was restored`);
+  // At once: the first retry after a dropped socket waits at least 750 ms (1 s, jitter 25 %).
+  assert.ok(ms < 700, `reconnected ${ms} ms after pageshow`);
+  await api.input('bfc', 'echo back-$((20+1))\n');
+  await waitText(page, 'bfc', 'back-21');
+  await withCache.close();
 });
 
 test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, api, browser }) => {
@@ -386,6 +430,17 @@ test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, ap
   await hasView(page, 'phone');
   await waitText(page, 'phone', '$ ');
   assert.ok(await page.locator('.keyrow').isVisible(), 'the key row shows on a phone');
+  // Every label fits its key, and no two keys overlap.
+  const keys = await page.evaluate(() =>
+    [...document.querySelectorAll('.keyrow .key')].map((b) => {
+      const r = b.getBoundingClientRect();
+      return { key: b.dataset.key, left: r.left, right: r.right, fits: b.scrollWidth <= b.clientWidth };
+    }),
+  );
+  for (const [i, k] of keys.entries()) {
+    assert.ok(k.fits, `the label of ${k.key} fits its key`);
+    if (i > 0) assert.ok(k.left >= keys[i - 1].right, `${k.key} does not overlap ${keys[i - 1].key}`);
+  }
   await page.locator('.term[data-session="phone"] .term-body').tap();
   await page.keyboard.type('sleep 1000\n');
   await waitText(page, 'phone', 'sleep 1000');
@@ -398,6 +453,60 @@ test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, ap
   await ctx.close();
 });
 
+test('a phone: the terminal fits above the on-screen keyboard (visualViewport)', async ({ server, api, browser }) => {
+  await api.create(bash('vv', { cols: 40, rows: 20 }));
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  // Headless Chromium has no on-screen keyboard: the visual viewport is made to
+  // shrink as when one opens (the layout viewport stays as it is).
+  await ctx.addInitScript(() => {
+    const vv = window.visualViewport;
+    let height = null;
+    Object.defineProperty(vv, 'height', { get: () => height ?? window.innerHeight });
+    window.openKeyboard = (h) => {
+      height = h;
+      vv.dispatchEvent(new Event('resize'));
+    };
+  });
+  const page = await openPage(ctx, server, '#/s/vv', { width: 390, height: 740 });
+  await hasView(page, 'vv');
+  await waitText(page, 'vv', '$ ');
+  const rowsBefore = await waitFor('fitted to the phone', async () => {
+    const s = await api.get('vv');
+    return s.rows > 20 && s.rows;
+  });
+  await page.evaluate(() => window.openKeyboard(400));
+  const rowsAfter = await waitFor('fitted above the keyboard', async () => {
+    const s = await api.get('vv');
+    return s.rows < rowsBefore && s.rows;
+  });
+  const keyrowBottom = await page.evaluate(() => document.querySelector('.keyrow').getBoundingClientRect().bottom);
+  assert.ok(keyrowBottom <= 400, `the key row stays above the keyboard (bottom at ${keyrowBottom})`);
+  console.log(`  rows ${rowsBefore} -> ${rowsAfter} with the keyboard open`);
+  await shot(page, 'phone-keyboard');
+  await ctx.close();
+});
+
+test('full screen locks the keyboard where the browser can (Ctrl+W, Ctrl+T reach the program)', async ({ server, api, ctx }) => {
+  await api.create(bash('fs'));
+  await ctx.addInitScript(() => {
+    window.locks = [];
+    const kb = navigator.keyboard;
+    if (!kb) return;
+    const lock = kb.lock.bind(kb);
+    const unlock = kb.unlock.bind(kb);
+    kb.lock = (keys) => (window.locks.push('lock'), lock(keys));
+    kb.unlock = () => (window.locks.push('unlock'), unlock());
+  });
+  const page = await openPage(ctx, server, '#/s/fs');
+  await hasView(page, 'fs');
+  assert.ok(await page.evaluate(() => typeof navigator.keyboard?.lock === 'function'), 'this Chromium has navigator.keyboard.lock');
+  await page.click('.term[data-session="fs"] .tbtn-fullscreen');
+  await waitFor('full screen', () => page.evaluate(() => document.fullscreenElement?.dataset.session === 'fs'));
+  await waitFor('the keyboard locked', () => page.evaluate(() => window.locks.includes('lock')));
+  await page.evaluate(() => document.exitFullscreen());
+  await waitFor('unlocked on leaving full screen', () => page.evaluate(() => window.locks.at(-1) === 'unlock'));
+});
+
 test('replay plays a recording to its end', async ({ server, api, ctx }) => {
   await api.create({ id: 'rec', kind: 'pty', argv: ['bash', '-c', 'for i in 1 2 3; do echo "frame $i"; sleep 0.2; done'], cols: 80, rows: 20 });
   await waitFor('rec exited', async () => (await api.get('rec')).status === 'exited');
@@ -407,12 +516,46 @@ test('replay plays a recording to its end', async ({ server, api, ctx }) => {
   await shot(page, 'replay');
 });
 
-test('the monitor previews every session', async ({ server, api, ctx }) => {
-  await api.create({ id: 'mon-top', kind: 'pty', argv: ['bash', '-c', 'printf "monitor preview text\\n"; sleep 600'], cols: 80, rows: 24 });
-  const page = await openPage(ctx, server, '#/monitor');
-  await waitFor('a preview', () => page.locator('.card[data-session="mon-top"] .preview').innerText().then((t) => t.includes('monitor preview text')), 15000);
+test('the monitor previews every session: each card shows its own screen, legibly', async ({ server, api, ctx }) => {
+  const ids = ['mon-a', 'mon-b', 'mon-c', 'mon-d', 'mon-e'];
+  for (const id of ids) await api.create({ id, kind: 'pty', argv: ['bash', '-c', `printf "screen of %s\\n" ${id}; sleep 600`], cols: 80, rows: 24 });
+  await api.create({ id: 'mon-cmd', kind: 'command', command: 'echo output of mon-cmd; sleep 600' });
+  // From the list to the monitor, as a person goes: the cards exist before the monitor shows.
+  const page = await openPage(ctx, server, '#/');
+  await waitFor('the list', () => page.locator('tr[data-session="mon-cmd"]').count());
+  await page.click('.nav-link[href="#/monitor"]');
+  const all = [...ids, 'mon-cmd'];
+  const previews = () => page.evaluate((all) => Object.fromEntries(all.map((id) => [id, document.querySelector(`.card[data-session="${id}"] .preview`)?.textContent ?? ''])), all);
+  let last;
+  await waitFor('every preview shows its own marker', async () => {
+    last = await previews();
+    return ids.every((id) => last[id].includes(`screen of ${id}`)) && last['mon-cmd'].includes('output of mon-cmd');
+  }, 20000).catch((e) => {
+    console.log(JSON.stringify(last));
+    throw e;
+  });
+  for (const id of all) {
+    const others = all.filter((o) => o !== id && last[id].split('\n').some((l) => [`screen of ${o}`, `output of ${o}`].includes(l.trim())));
+    assert.deepEqual(others, [], `${id}'s preview shows only its own screen`);
+  }
+  // Legible: the marker's text as drawn (transforms included) is at least 10 px high.
+  const look = await page.evaluate(() => {
+    const p = document.querySelector('.card[data-session="mon-a"] .preview');
+    const walk = document.createTreeWalker(p, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+      const at = n.textContent.indexOf('screen of mon-a');
+      if (at < 0) continue;
+      const r = document.createRange();
+      r.setStart(n, at);
+      r.setEnd(n, at + 'screen of mon-a'.length);
+      const box = r.getBoundingClientRect();
+      return { height: box.height, width: box.width };
+    }
+    return null;
+  });
+  assert.ok(look && look.height >= 10, `legible preview text: ${JSON.stringify(look)}`);
   await shot(page, 'monitor');
-  await api.terminate('mon-top');
+  for (const id of all) await api.terminate(id);
 });
 
 test('events: notifications as toasts, task status and activity in the log', async ({ server, api, ctx }) => {
@@ -484,21 +627,17 @@ const browser = await launchBrowser();
 async function runAll(list, server, extra) {
   for (const t of list) {
     if (!t.name.includes(filter)) continue;
-    for (let attempt = 0; attempt < (t.retry ? 2 : 1); attempt++) {
-      const ctx = await browser.newContext();
-      const t0 = Date.now();
-      try {
-        await t.f({ server, api: extra.api, ctx, browser, attempt, ...extra });
-        console.log(`ok   ${t.name} (${Date.now() - t0} ms)${attempt ? ' (on its retry)' : ''}`);
-        break;
-      } catch (e) {
-        const last = attempt + 1 >= (t.retry ? 2 : 1);
-        if (last) failed++;
-        console.log(`${last ? 'FAIL' : 'RETRY'} ${t.name} (${Date.now() - t0} ms)\n  ${e.stack ?? e}`);
-        if (server.stderr()) console.log(`  server stderr: ${server.stderr().slice(-2000)}`);
-      } finally {
-        await ctx.close().catch(() => {});
-      }
+    const ctx = await browser.newContext();
+    const t0 = Date.now();
+    try {
+      await t.f({ server, api: extra.api, ctx, browser, ...extra });
+      console.log(`ok   ${t.name} (${Date.now() - t0} ms)`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL ${t.name} (${Date.now() - t0} ms)\n  ${e.stack ?? e}`);
+      if (server.stderr()) console.log(`  server stderr: ${server.stderr().slice(-2000)}`);
+    } finally {
+      await ctx.close().catch(() => {});
     }
   }
 }

@@ -126,6 +126,14 @@ describe('sessions', () => {
     r = applyUpdate(r.map, { type: 'session_update', sessionId: 'b', change: 'deleted' }, 0);
     expect([...r.map.keys()]).toEqual(['a']);
   });
+  it('takes viewer counts from viewers events, without a refresh', () => {
+    const m = fromList([info('a')], { a: 1 });
+    const r = applyUpdate(m, { type: 'session_update', sessionId: 'a', change: 'viewers', viewers: 3 }, 0);
+    expect(r.refresh).toBe(false);
+    expect(r.map.get('a')?.viewers).toBe(3);
+    expect(r.map.get('a')?.status).toBe('running');
+    expect(m.get('a')?.viewers).toBe(1);
+  });
   it('sorts running first, then newest', () => {
     const m = fromList([info('old'), info('new', { createdAt: 5000 }), info('done', { status: 'exited', createdAt: 9000 })], {});
     expect(sortedRows(m).map((s) => s.id)).toEqual(['new', 'old', 'done']);

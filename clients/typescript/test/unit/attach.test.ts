@@ -40,6 +40,29 @@ describe('attach', () => {
     expect(h.position).toEqual({ epoch: 'e1', offset: 40 });
   });
 
+  it('switches between focus-aware and full streaming by attaching again, taking no byte twice', async () => {
+    const { server, client } = setup();
+    const out: string[] = [];
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const h = client.attach('job', { stream: 'focus', onOutput: (d) => out.push(d) });
+    expect(s.ofType('session.attach')).toEqual([{ type: 'session.attach', sessionId: 'job', output: 'binary', stream: 'focus' }]);
+    s.message({ type: 'session.attached', sessionId: 'job', epoch: 'e1', offset: 0, cols: 0, rows: 0, status: 'running' });
+    s.output('job', 0, 'ab', 'stdout');
+    h.setStream('live');
+    expect(s.ofType('session.attach').at(-1)).toEqual({ type: 'session.attach', sessionId: 'job', output: 'binary', since: { epoch: 'e1', offset: 2 } });
+    // The earlier attachment's output still comes before the answer...
+    s.output('job', 2, 'cd', 'stdout');
+    // ...and the new one starts where it was asked to, below what was taken.
+    s.message({ type: 'session.attached', sessionId: 'job', epoch: 'e1', offset: 2, cols: 0, rows: 0, status: 'running', recovered: true });
+    expect(h.position).toEqual({ epoch: 'e1', offset: 4 });
+    s.output('job', 2, 'cdef', 'stdout');
+    expect(out.join('')).toBe('abcdef');
+    h.setStream('live');
+    expect(s.ofType('session.attach')).toHaveLength(2);
+  });
+
   it('holds a UTF-8 sequence split across frames until it is whole, and hands bytes in binary mode', async () => {
     const { server, client } = setup();
     const text: string[] = [];

@@ -1,6 +1,6 @@
 //! The `sessions` event channel: every `/ws` client subscribed to it hears
-//! when a session is created, changes status (starts terminating, exits) or
-//! is deleted, so a list of sessions (the web page's) stays live without
+//! when a session is created, changes status (starts terminating, exits),
+//! gains or loses viewers, or is deleted, so a list of sessions (the web page's) stays live without
 //! polling.
 //!
 //! One task ([`run`]) follows the registry's changes and, for each session,
@@ -45,7 +45,7 @@ pub async fn run(registry: std::sync::Arc<Registry>, hub: EventHub) {
                     w.task.abort();
                     w.project
                 });
-                publish(&hub, project, &id, "deleted", None);
+                publish(&hub, project, &id, "deleted", None, None);
             }
             Err(RecvError::Lagged(_)) => {
                 // Resynchronize: follow sessions we missed, drop the gone.
@@ -55,7 +55,7 @@ pub async fn run(registry: std::sync::Arc<Registry>, hub: EventHub) {
                     let keep = live.contains_key(id);
                     if !keep {
                         w.task.abort();
-                        publish(&hub, Some(w.project.clone()), id, "deleted", None);
+                        publish(&hub, Some(w.project.clone()), id, "deleted", None, None);
                     }
                     keep
                 });
@@ -88,30 +88,64 @@ impl Watcher {
     }
 }
 
-/// Publishes `created` (when `announce`) and then every change of the
-/// session's status.
-/// Holds only the info receiver, not the handle, so it keeps nothing of the
-/// session alive; it ends when the actor drops the info's sender.
+/// Publishes `created` (when `announce`), then every change of the
+/// session's status, and of its viewer count (at most one `viewers` event
+/// per [`VIEWERS_EVERY`], with the count at that time).
+/// Holds only receivers, not the handle, so it keeps nothing of the session
+/// alive; it ends when the actor drops the info's sender.
 async fn follow(h: SessionHandle, hub: EventHub, announce: bool) {
     let mut info = h.watch_info();
+    let mut viewers = h.watch_viewers();
     let id = h.id().clone();
     let project = Some(h.project().as_str().to_owned());
     drop(h);
     let mut status = info.borrow_and_update().status;
+    let mut count = *viewers.borrow_and_update();
+    let mut watching_viewers = true;
     if announce {
-        publish(&hub, project.clone(), &id, "created", Some(status));
+        publish(&hub, project.clone(), &id, "created", Some(status), None);
     }
-    while info.changed().await.is_ok() {
-        let now = info.borrow_and_update().status;
-        if now != status {
-            status = now;
-            publish(&hub, project.clone(), &id, "status", Some(status));
+    loop {
+        tokio::select! {
+            changed = info.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = info.borrow_and_update().status;
+                if now != status {
+                    status = now;
+                    publish(&hub, project.clone(), &id, "status", Some(status), None);
+                }
+            }
+            changed = viewers.changed(), if watching_viewers => {
+                if changed.is_err() {
+                    watching_viewers = false;
+                    continue;
+                }
+                // Attaches and detaches in a burst make one event.
+                tokio::time::sleep(VIEWERS_EVERY).await;
+                let now = *viewers.borrow_and_update();
+                if now != count {
+                    count = now;
+                    publish(&hub, project.clone(), &id, "viewers", None, Some(count));
+                }
+            }
         }
     }
 }
 
-fn publish(hub: &EventHub, project: Option<String>, id: &SessionId, change: &str, status: Option<SessionStatus>) {
-    let json = serde_json::json!({
+/// The least time between two `viewers` events of one session.
+const VIEWERS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn publish(
+    hub: &EventHub,
+    project: Option<String>,
+    id: &SessionId,
+    change: &str,
+    status: Option<SessionStatus>,
+    viewers: Option<usize>,
+) {
+    let mut json = serde_json::json!({
         "type": "session_update",
         "sessionId": id,
         "project": project,
@@ -119,6 +153,9 @@ fn publish(hub: &EventHub, project: Option<String>, id: &SessionId, change: &str
         "status": status,
         "timestamp": now_ms(),
     });
+    if let Some(n) = viewers {
+        json["viewers"] = n.into();
+    }
     hub.publish(PublishedEvent {
         channel: CHANNEL,
         project,
