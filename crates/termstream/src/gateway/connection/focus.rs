@@ -39,7 +39,7 @@ impl Connection {
         expected: Option<u64>,
     ) {
         let focus = self.state.focus.clone();
-        let project = match focus.resolve(&self.grant, &session, asked.as_ref()) {
+        let project = match focus.resolve(&self.grant, &session, asked.as_ref()).await {
             Ok(p) => p,
             Err(e) => return self.focus_error(e, session).await,
         };
@@ -88,7 +88,7 @@ impl Connection {
                 }
                 p
             }
-            (None, Some(s)) => match self.state.focus.resolve(&self.grant, s, None) {
+            (None, Some(s)) => match self.state.focus.resolve(&self.grant, s, None).await {
                 Ok(p) => p,
                 Err(e) => return self.focus_error(e, s.clone()).await,
             },
