@@ -24,7 +24,7 @@ use termstream_proto::ws::CHANNELS;
 use tokio::sync::mpsc;
 
 use super::{EventHub, PublishedEvent};
-use crate::focus::redis::ClusterUnavailable;
+use crate::focus::redis::{ClusterUnavailable, once_more};
 
 /// The Redis channel every node publishes its events on.
 pub const EVENTS: &str = "termstream:events";
@@ -82,14 +82,14 @@ impl EventBridge {
             json: event.json.clone(),
         };
         let payload = serde_json::to_string(&wire).map_err(|e| ClusterUnavailable(e.to_string()))?;
-        let mut conn = self.conn.clone();
-        redis::cmd("PUBLISH")
-            .arg(EVENTS)
-            .arg(payload)
-            .query_async::<i64>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(|e| ClusterUnavailable(e.to_string()))
+        let cmd = redis::cmd("PUBLISH").arg(EVENTS).arg(payload).to_owned();
+        once_more(|| {
+            let (mut conn, cmd) = (self.conn.clone(), &cmd);
+            async move { cmd.query_async::<i64>(&mut conn).await }
+        })
+        .await
+        .map(drop)
+        .map_err(|e| ClusterUnavailable(e.to_string()))
     }
 
     /// Runs until the process ends: forwards `outgoing` (the events the

@@ -11,7 +11,7 @@
 //!
 //! Every change is also published on [`CHANGES`], which each node's relay
 //! ([`super::relay`]) follows. The compare-and-set, the write, the log
-//! entry and the publish are one Lua script ([`CAS`]): one atomic step,
+//! entry and the publish are one Lua script (`CAS`): one atomic step,
 //! so no two nodes make the same version and the published changes of a
 //! project go out in version order.
 //!
@@ -127,6 +127,22 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// Runs a Redis call, and once more if its connection had dropped (the
+/// connection reconnects on the first failure: after Redis comes back, the
+/// first call would otherwise fail on the old, dead connection). A call
+/// whose connection dropped after Redis ran it runs twice: for the focus
+/// script that answers a stale version (a no-op request without
+/// `expectedVersion`, a conflict with one); for an event, a repeat.
+pub(crate) async fn once_more<T, Fut>(mut call: impl FnMut() -> Fut) -> redis::RedisResult<T>
+where
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    match call().await {
+        Err(e) if e.is_connection_dropped() || e.is_io_error() => call().await,
+        done => done,
+    }
+}
+
 /// A Redis error as [`ClusterUnavailable`].
 fn unavailable(e: redis::RedisError) -> anyhow::Error {
     anyhow::Error::new(ClusterUnavailable(e.to_string()))
@@ -153,22 +169,25 @@ impl RedisStore {
     /// Stores `change` (its `version` is the expected one plus one) if the
     /// project is at `change.version - 1`, and publishes it, in one step.
     pub async fn apply(&self, change: &Change) -> anyhow::Result<Result<FocusState, Stale>> {
-        let mut conn = self.conn.clone();
         let set = serde_json::to_string(&change.set)?;
-        let (stored, version, focused): (u8, u64, String) = self
-            .cas
+        let json = serde_json::to_string(change)?;
+        let mut invocation = self.cas.prepare_invoke();
+        invocation
             .key(state_key(&change.project))
             .key(log_key(&change.project))
             .key(PROJECTS)
             .arg(change.version - 1)
             .arg(set)
-            .arg(serde_json::to_string(change)?)
+            .arg(json)
             .arg(change.project.as_str())
             .arg(CHANGES)
-            .arg(LOG_LENGTH)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .arg(LOG_LENGTH);
+        let (stored, version, focused): (u8, u64, String) = once_more(|| {
+            let (mut conn, invocation) = (self.conn.clone(), &invocation);
+            async move { invocation.invoke_async(&mut conn).await }
+        })
+        .await
+        .map_err(unavailable)?;
         let state = FocusState {
             version,
             focused: serde_json::from_str(&focused).context("a focus set in Redis is not JSON")?,
@@ -186,9 +205,8 @@ impl RedisStore {
             focused: false,
             set: state.focused.clone(),
         };
-        let mut conn = self.conn.clone();
-        let restored: u8 = self
-            .restore
+        let mut invocation = self.restore.prepare_invoke();
+        invocation
             .key(state_key(project))
             .key(log_key(project))
             .key(PROJECTS)
@@ -197,10 +215,13 @@ impl RedisStore {
             .arg(serde_json::to_string(&change)?)
             .arg(project.as_str())
             .arg(CHANGES)
-            .arg(LOG_LENGTH)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .arg(LOG_LENGTH);
+        let restored: u8 = once_more(|| {
+            let (mut conn, invocation) = (self.conn.clone(), &invocation);
+            async move { invocation.invoke_async(&mut conn).await }
+        })
+        .await
+        .map_err(unavailable)?;
         Ok(restored == 1)
     }
 
@@ -225,8 +246,12 @@ impl RedisStore {
 
     /// The project of `session`, for any node's session.
     pub async fn project_of(&self, session: &SessionId) -> anyhow::Result<Option<ProjectId>> {
-        let mut conn = self.conn.clone();
-        let project: Option<String> = conn.hget(SESSIONS, session.as_str()).await.map_err(unavailable)?;
+        let project: Option<String> = once_more(|| {
+            let mut conn = self.conn.clone();
+            async move { conn.hget(SESSIONS, session.as_str()).await }
+        })
+        .await
+        .map_err(unavailable)?;
         Ok(project.and_then(|p| ProjectId::new(p).ok()))
     }
 
@@ -251,14 +276,17 @@ impl RedisStore {
     }
 
     pub(crate) async fn read(&self, project: &ProjectId) -> anyhow::Result<FocusState> {
-        let mut conn = self.conn.clone();
-        let (version, focused): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+        let cmd = redis::cmd("HMGET")
             .arg(state_key(project))
             .arg("version")
             .arg("focused")
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .to_owned();
+        let (version, focused): (Option<u64>, Option<String>) = once_more(|| {
+            let (mut conn, cmd) = (self.conn.clone(), &cmd);
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await
+        .map_err(unavailable)?;
         Ok(FocusState {
             version: version.unwrap_or(0),
             focused: match focused {

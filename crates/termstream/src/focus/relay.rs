@@ -1,7 +1,7 @@
 //! [`FocusRelay`]: how focus changes of every node of a cluster reach this
 //! node's sockets, once each and in version order.
 //!
-//! Each node follows the [`CHANGES`](super::redis::CHANGES) channel
+//! Each node follows the [`CHANGES`] channel
 //! ([`FocusRelay::run`]) and remembers, per project, the last state it
 //! delivered to its broadcast. A change is delivered when it is the next
 //! version; an older one (this node's own change, already delivered when
