@@ -64,6 +64,9 @@ pub enum ErrorCode {
     VersionConflict,
     /// A `projectId` that is not the session's project (422).
     ProjectMismatch,
+    /// The node runs in a cluster and cannot reach the cluster's Redis
+    /// now (503): nothing changed; try again.
+    ClusterUnavailable,
 }
 
 /// The inside of an error body.

@@ -51,6 +51,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidMessage => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::NotAttached | ErrorCode::VersionConflict => StatusCode::CONFLICT,
         ErrorCode::ProjectMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::ClusterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::ReadOnly => StatusCode::FORBIDDEN,
         ErrorCode::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::SessionNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,

@@ -19,7 +19,15 @@
 //! (under the project's lock, across the store's compare-and-set and the
 //! broadcast), so the broadcast carries each project's versions in
 //! increasing order with none missing.
+//!
+//! In a cluster ([`Focus::shared`]) the sets live in Redis
+//! ([`redis::RedisStore`]) and every node's changes reach this node's
+//! broadcast through [`relay::FocusRelay`], which keeps the same
+//! invariant across nodes.
 
+mod deletions;
+pub mod redis;
+pub mod relay;
 pub mod store;
 
 use std::collections::HashMap;
@@ -33,7 +41,7 @@ use tokio::sync::broadcast;
 
 use crate::auth::{Grant, ProjectAccess as Access};
 use crate::clock::now_ms;
-use crate::registry::{Registry, RegistryEvent};
+use crate::registry::Registry;
 use store::{FocusState, FocusStore, Stale};
 
 /// How many changes a socket may fall behind before it gets a
@@ -45,8 +53,9 @@ pub const CHANGE_QUEUE: usize = 256;
 #[derive(Debug)]
 pub struct FocusEvent {
     pub project: ProjectId,
-    /// The session that became focused or not.
-    pub session: SessionId,
+    /// The session that became focused or not; `None` for a state put
+    /// back after the cluster's Redis restarted (sent as `sync_complete`).
+    pub session: Option<SessionId>,
     pub focused: bool,
     /// The set and version after the change.
     pub state: FocusState,
@@ -90,6 +99,7 @@ impl FocusError {
             FocusError::NotFound(_) => ErrorCode::SessionNotFound,
             FocusError::ProjectMismatch { .. } => ErrorCode::ProjectMismatch,
             FocusError::ReadOnly(_) => ErrorCode::ReadOnly,
+            FocusError::Store(e) if e.is::<redis::ClusterUnavailable>() => ErrorCode::ClusterUnavailable,
             FocusError::Store(_) => ErrorCode::Internal,
         }
     }
@@ -134,6 +144,9 @@ pub struct Focus {
     changes: broadcast::Sender<Arc<FocusEvent>>,
     /// Orders activity: each focus or input takes the next tick.
     ticks: AtomicU64,
+    /// In a cluster: the store is Redis, and changes reach the broadcast
+    /// through the relay, in order, from every node.
+    cluster: Option<Arc<relay::FocusRelay>>,
 }
 
 impl Focus {
@@ -150,7 +163,17 @@ impl Focus {
             changes: broadcast::channel(CHANGE_QUEUE).0,
             // Above any seeded activity (a set's positions).
             ticks: AtomicU64::new(1 << 32),
+            cluster: None,
         })
+    }
+
+    /// The focus service of one node of a cluster: sets in Redis, changes
+    /// of every node delivered through `relay` (run [`relay::FocusRelay::run`]).
+    pub fn shared(relay: Arc<relay::FocusRelay>, registry: Arc<Registry>) -> Arc<Focus> {
+        let store: Arc<dyn FocusStore> = Arc::new(relay.store().clone());
+        let mut focus = Arc::into_inner(Focus::new(store, registry)).expect("just made");
+        focus.cluster = Some(relay);
+        Arc::new(focus)
     }
 
     pub fn max_focused(&self) -> usize {
@@ -166,6 +189,9 @@ impl Focus {
     /// change up to its version is on the broadcast already), or the
     /// store's for a project with no change since the start.
     pub async fn get(&self, project: &ProjectId) -> anyhow::Result<FocusState> {
+        if let Some(relay) = &self.cluster {
+            return relay.current(self, project).await;
+        }
         let published = self
             .projects
             .lock()
@@ -206,19 +232,30 @@ impl Focus {
         }
     }
 
+    /// The project of `session`, a session of this node or (in a cluster)
+    /// of any node; `None` when there is no such session.
+    async fn project_of(&self, session: &SessionId) -> anyhow::Result<Option<ProjectId>> {
+        if let Some(h) = self.registry.get(session) {
+            return Ok(Some(h.project().clone()));
+        }
+        match &self.cluster {
+            Some(relay) => relay.store().project_of(session).await,
+            None => Ok(None),
+        }
+    }
+
     /// The project of `session` as `grant` may see it: `NotFound` when it
     /// does not exist or its project is not readable (the two look the
     /// same), `ProjectMismatch` when `asked` is given and is another.
-    pub fn resolve(
+    pub async fn resolve(
         &self,
         grant: &Grant,
         session: &SessionId,
         asked: Option<&ProjectId>,
     ) -> Result<ProjectId, FocusError> {
         let project = self
-            .registry
-            .get(session)
-            .map(|h| h.project().clone())
+            .project_of(session)
+            .await?
             .filter(|p| grant.can_read(p.as_str()))
             .ok_or_else(|| FocusError::NotFound(session.clone()))?;
         match asked {
@@ -240,7 +277,7 @@ impl Focus {
         focused: bool,
         expected: Option<u64>,
     ) -> Result<Applied, FocusError> {
-        let project = self.resolve(grant, session, asked)?;
+        let project = self.resolve(grant, session, asked).await?;
         if grant.access(project.as_str()) != Some(Access::Write) {
             return Err(FocusError::ReadOnly(project));
         }
@@ -256,7 +293,27 @@ impl Focus {
     /// version is `expected` (when given). Answers the state after the
     /// request, and whether it changed; a request that changes nothing
     /// answers the current state.
+    ///
+    /// In a cluster another node may change the project between the read
+    /// and the compare-and-set: a request without `expected` is then made
+    /// again on the new state (a few times at most).
     pub async fn set(
+        &self,
+        project: &ProjectId,
+        session: &SessionId,
+        focused: bool,
+        expected: Option<u64>,
+    ) -> Result<(FocusState, bool), FocusError> {
+        let mut tries = 0;
+        loop {
+            match self.set_once(project, session, focused, expected).await {
+                Err(FocusError::Conflict { .. }) if expected.is_none() && tries < 16 => tries += 1,
+                done => return done,
+            }
+        }
+    }
+
+    async fn set_once(
         &self,
         project: &ProjectId,
         session: &SessionId,
@@ -265,7 +322,11 @@ impl Focus {
     ) -> Result<(FocusState, bool), FocusError> {
         let p = self.project(project);
         let _changing = p.changing.lock().await;
-        let mut state = self.store.get(project).await?;
+        let mut state = match &self.cluster {
+            // Puts this node's view back first if Redis lost it.
+            Some(relay) => relay.current_for_change(self, project).await?,
+            None => self.store.get(project).await?,
+        };
         if let Some(expected) = expected
             && expected != state.version
         {
@@ -278,7 +339,7 @@ impl Focus {
         let is_focused = state.focused.contains(session);
         if focused {
             // Checked under the lock: a deletion after this removes it again.
-            if self.registry.get(session).is_none_or(|h| h.project() != project) {
+            if self.project_of(session).await?.as_ref() != Some(project) {
                 return Err(FocusError::NotFound(session.clone()));
             }
             self.seed_activity(&p, &state);
@@ -354,7 +415,11 @@ impl Focus {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert_with(|| state.clone());
-        let new = match self.store.compare_and_set(project, state.version, next).await? {
+        let new = match self
+            .store
+            .compare_and_set_change(project, state.version, next, session, focused)
+            .await?
+        {
             Ok(new) => new,
             // Another node changed the project since we read it.
             Err(Stale(current)) => {
@@ -368,93 +433,54 @@ impl Focus {
         if !focused {
             p.activity.lock().unwrap_or_else(|p| p.into_inner()).remove(session);
         }
-        let msg = FocusMessage::FocusUpdate {
-            project_id: project.clone(),
-            session_id: session.clone(),
-            focused,
-            focused_sessions: new.focused.clone(),
-            total_focused: new.focused.len(),
-            max_focused: self.max_focused,
-            version: new.version,
-            timestamp: now_ms(),
-        };
-        let json = serde_json::to_string(&msg).unwrap_or_default().into();
-        let _ = self.changes.send(Arc::new(FocusEvent {
-            project: project.clone(),
-            session: session.clone(),
-            focused,
-            state: new.clone(),
-            json,
-        }));
+        match &self.cluster {
+            Some(relay) => {
+                let change = redis::Change {
+                    project: project.clone(),
+                    version: new.version,
+                    session: Some(session.clone()),
+                    focused,
+                    set: new.focused.clone(),
+                };
+                relay.deliver(self, change).await;
+            }
+            None => self.emit(project, Some(session), focused, &new),
+        }
         *p.published.lock().unwrap_or_else(|p| p.into_inner()) = Some(new.clone());
         Ok(new)
     }
 
-    /// Removes `session` from every set that holds it (it was deleted).
-    async fn forget(&self, session: &SessionId) {
-        let projects = match self.store.all().await {
-            Ok(all) => all,
-            Err(e) => return tracing::warn!(error = %e, "cannot list focus sets"),
+    /// Sends one change to this node's sockets: a `focus_update`, or (with
+    /// no `session`) the state as `sync_complete`. The caller keeps the
+    /// project's versions in order.
+    pub(crate) fn emit(&self, project: &ProjectId, session: Option<&SessionId>, focused: bool, new: &FocusState) {
+        let msg = match session {
+            Some(session) => FocusMessage::FocusUpdate {
+                project_id: project.clone(),
+                session_id: session.clone(),
+                focused,
+                focused_sessions: new.focused.clone(),
+                total_focused: new.focused.len(),
+                max_focused: self.max_focused,
+                version: new.version,
+                timestamp: now_ms(),
+            },
+            None => FocusMessage::SyncComplete {
+                project_id: project.clone(),
+                session_id: None,
+                focused_sessions: new.focused.clone(),
+                version: new.version,
+                max_focused: self.max_focused,
+                timestamp: now_ms(),
+            },
         };
-        for (project, state) in projects {
-            if state.focused.contains(session) {
-                self.unfocus_gone(&project, session).await;
-            }
-        }
-    }
-
-    /// Unfocuses `session` of `project` if it is focused and no longer exists.
-    async fn unfocus_gone(&self, project: &ProjectId, session: &SessionId) {
-        let p = self.project(project);
-        let _changing = p.changing.lock().await;
-        let result = async {
-            let state = self.store.get(project).await?;
-            if !state.focused.contains(session) || self.registry.get(session).is_some_and(|h| h.project() == project) {
-                return Ok(());
-            }
-            let next = state.focused.iter().filter(|s| *s != session).cloned().collect();
-            self.change(project, &p, state, session, false, next).await.map(drop)
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(%project, %session, error = %e, "cannot unfocus a deleted session");
-        }
-    }
-
-    /// Takes deleted sessions out of their sets, now (sessions deleted
-    /// while the server was down) and whenever one is deleted. Runs until
-    /// the registry is gone.
-    pub async fn follow_deletions(self: Arc<Self>) {
-        let mut changes = self.registry.changes();
-        self.forget_missing().await;
-        // Input before the first focus request after a start counts too.
-        if let Ok(all) = self.store.all().await {
-            for (project, state) in all {
-                self.seed_activity(&self.project(&project), &state);
-            }
-        }
-        loop {
-            match changes.recv().await {
-                Ok(RegistryEvent::Deleted(id)) => self.forget(&id).await,
-                Ok(RegistryEvent::Created(_)) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => self.forget_missing().await,
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
-
-    /// Unfocuses every focused session that no longer exists.
-    async fn forget_missing(&self) {
-        let projects = match self.store.all().await {
-            Ok(all) => all,
-            Err(e) => return tracing::warn!(error = %e, "cannot list focus sets"),
-        };
-        for (project, state) in projects {
-            for s in &state.focused {
-                if self.registry.get(s).is_none_or(|h| h.project() != &project) {
-                    self.unfocus_gone(&project, s).await;
-                }
-            }
-        }
+        let json = serde_json::to_string(&msg).unwrap_or_default().into();
+        let _ = self.changes.send(Arc::new(FocusEvent {
+            project: project.clone(),
+            session: session.cloned(),
+            focused,
+            state: new.clone(),
+            json,
+        }));
     }
 }

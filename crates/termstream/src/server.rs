@@ -30,7 +30,10 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::auth::Security;
 use crate::config::Config;
+use crate::events::EventHub;
+use crate::events::relay::EventBridge;
 use crate::focus::Focus;
+use crate::focus::relay::FocusRelay;
 use crate::focus::store::FileStore;
 use crate::registry::Registry;
 use crate::state::AppState;
@@ -53,6 +56,15 @@ pub struct Server {
     reload: Option<Reload>,
     header_timeout: Duration,
     body_timeout: Duration,
+    /// With `--cluster`: shared focus and event channels through Redis.
+    shared: Option<SharedState>,
+}
+
+/// A cluster node's links to the state it shares through Redis: focus
+/// sets ([`FocusRelay`]) and event channels ([`EventBridge`]).
+struct SharedState {
+    relay: Arc<FocusRelay>,
+    bridge: Arc<EventBridge>,
 }
 
 impl Server {
@@ -76,8 +88,18 @@ impl Server {
         let header_timeout = Duration::from_millis(config.http_header_timeout_ms);
         let body_timeout = Duration::from_millis(config.http_body_timeout_ms);
         let focus_dir = config.data_dir.join("focus");
+        let cluster = config.cluster.clone();
         let registry = Registry::load(config)?;
-        let focus = Focus::new(FileStore::open(&focus_dir)?, registry.clone());
+        let (focus, shared) = match cluster {
+            None => (Focus::new(FileStore::open(&focus_dir)?, registry.clone()), None),
+            Some(url) => {
+                let client = redis::Client::open(url.as_str()).with_context(|| format!("bad cluster URL {url:?}"))?;
+                let relay = FocusRelay::new(client.clone())?;
+                let bridge = EventBridge::new(client)?;
+                let focus = Focus::shared(relay.clone(), registry.clone());
+                (focus, Some(SharedState { relay, bridge }))
+            }
+        };
         Ok(Server {
             listener,
             registry,
@@ -87,6 +109,7 @@ impl Server {
             header_timeout,
             body_timeout,
             reload: None,
+            shared,
         })
     }
 
@@ -117,7 +140,15 @@ impl Server {
     /// wait for the sockets to close.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         crate::observe::metrics::install();
-        let state = AppState::new(self.registry.clone(), self.security.clone(), self.focus.clone());
+        let mut state = AppState::new(self.registry.clone(), self.security.clone(), self.focus.clone());
+        let mut shared_tasks = Vec::new();
+        if let Some(shared) = &self.shared {
+            let (hub, queue): (EventHub, _) = EventHub::clustered(shared.bridge.clone());
+            state.events = hub.clone();
+            shared_tasks.push(tokio::spawn(shared.bridge.clone().run(hub, queue)));
+            let relay = shared.relay.clone().run(self.focus.clone(), self.registry.clone());
+            shared_tasks.push(tokio::spawn(relay));
+        }
         let feed = tokio::spawn(crate::gateway::session_feed::run(
             self.registry.clone(),
             state.events.clone(),
@@ -148,6 +179,7 @@ impl Server {
         feed.abort();
         reloads.abort();
         deletions.abort();
+        shared_tasks.iter().for_each(|t| t.abort());
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;
         let closed = async {

@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
-use termstream_proto::ErrorBody;
 use termstream_proto::replies::Published;
+use termstream_proto::{ErrorBody, ErrorCode};
 
 use crate::auth::Grant;
 use crate::clock::now_ms;
@@ -63,7 +63,8 @@ pub fn validate(event: &Value) -> Result<&'static str, ApiError> {
 
 /// Publish an event to subscribed WebSocket clients.
 #[utoipa::path(post, path = "/api/events", request_body = Object,
-    responses((status = 202, description = "Published.", body = Published), (status = 400, body = ErrorBody)))]
+    responses((status = 202, description = "Published.", body = Published), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "In a cluster, Redis is unreachable: nothing was delivered.")))]
 pub async fn publish(
     State(state): State<AppState>,
     grant: Grant,
@@ -79,11 +80,15 @@ pub async fn publish(
     if let Some(obj) = event.as_object_mut() {
         obj.entry("timestamp").or_insert_with(|| now_ms().into());
     }
-    let receivers = state.events.publish(PublishedEvent {
-        channel,
-        project,
-        json: event.to_string(),
-    });
+    let receivers = state
+        .events
+        .publish_everywhere(PublishedEvent {
+            channel,
+            project,
+            json: event.to_string(),
+        })
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::ClusterUnavailable, e.to_string()))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Published {

@@ -34,7 +34,8 @@ impl From<FocusError> for ApiError {
     responses((status = 200, body = FocusResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody),
               (status = 409, body = FocusResponse, description = "`expectedVersion` is stale: nothing changed; the current state"),
-              (status = 422, body = ErrorBody)))]
+              (status = 422, body = ErrorBody),
+              (status = 503, body = ErrorBody, description = "On a cluster, Redis is unreachable: nothing changed.")))]
 pub async fn put_focus(
     State(state): State<AppState>,
     grant: Grant,

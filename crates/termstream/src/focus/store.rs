@@ -50,6 +50,21 @@ pub trait FocusStore: Send + Sync + Debug {
         focused: Vec<SessionId>,
     ) -> BoxFuture<'a, anyhow::Result<Result<FocusState, Stale>>>;
 
+    /// [`FocusStore::compare_and_set`] for a change that focuses (`on`) or
+    /// unfocuses `session`: a store shared by several nodes announces the
+    /// change with it. The default ignores the names.
+    fn compare_and_set_change<'a>(
+        &'a self,
+        project: &'a ProjectId,
+        expected: u64,
+        focused: Vec<SessionId>,
+        session: &'a SessionId,
+        on: bool,
+    ) -> BoxFuture<'a, anyhow::Result<Result<FocusState, Stale>>> {
+        let _ = (session, on);
+        self.compare_and_set(project, expected, focused)
+    }
+
     /// Every project the store holds a state for.
     fn all(&self) -> BoxFuture<'_, anyhow::Result<Vec<(ProjectId, FocusState)>>>;
 }

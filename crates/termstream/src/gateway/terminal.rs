@@ -291,7 +291,7 @@ impl Terminal {
             TerminalClientMessage::SyncRequest { session_id, project_id } => {
                 let project = match (project_id, session_id) {
                     (Some(p), _) => p,
-                    (None, Some(s)) => match self.state.focus.resolve(&self.grant, &s, None) {
+                    (None, Some(s)) => match self.state.focus.resolve(&self.grant, &s, None).await {
                         Ok(p) => p,
                         Err(e) => return self.error(e.to_string()).await,
                     },

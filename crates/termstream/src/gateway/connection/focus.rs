@@ -38,7 +38,8 @@ impl Connection {
         focused: bool,
         expected: Option<u64>,
     ) {
-        let project = match self.state.focus.resolve(&self.grant, &session, asked.as_ref()) {
+        let focus = self.state.focus.clone();
+        let project = match focus.resolve(&self.grant, &session, asked.as_ref()).await {
             Ok(p) => p,
             Err(e) => return self.focus_error(e, session).await,
         };
@@ -87,7 +88,7 @@ impl Connection {
                 }
                 p
             }
-            (None, Some(s)) => match self.state.focus.resolve(&self.grant, s, None) {
+            (None, Some(s)) => match self.state.focus.resolve(&self.grant, s, None).await {
                 Ok(p) => p,
                 Err(e) => return self.focus_error(e, s.clone()).await,
             },

@@ -1,0 +1,156 @@
+//! Event channels across the nodes of a cluster: three real nodes share a
+//! real `redis-server`; an event posted on one node reaches the subscribed
+//! sockets of every node exactly once, each publisher's events in the
+//! order it posted them, and posting refuses with 503
+//! `cluster_unavailable` while Redis is down, then works again.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::redis::TestRedis;
+use common::ws::{Incoming, WsClient};
+use common::{TestServer, secs, wait_until};
+use serde_json::{Value, json};
+
+/// Starts `n` nodes of one cluster and waits until each follows the
+/// cluster's event channel (so no event posted from now on is missed).
+async fn nodes(redis: &TestRedis, n: usize) -> Vec<Arc<TestServer>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(Arc::new(
+            TestServer::start_with(&["--cluster", &redis.url()], &[]).await,
+        ));
+    }
+    wait_subscribed(redis, n).await;
+    out
+}
+
+/// Waits until `n` nodes follow the event channel in Redis.
+async fn wait_subscribed(redis: &TestRedis, n: usize) {
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let ready = wait_until(secs(10), || {
+        let client = client.clone();
+        async move {
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                return false;
+            };
+            let counts: Vec<(String, usize)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("termstream:events")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            counts.first().is_some_and(|(_, c)| *c >= n)
+        }
+    })
+    .await;
+    assert!(ready, "{n} nodes did not follow the event channel within 10 s");
+}
+
+/// A `/ws` socket subscribed to `channels`.
+async fn subscriber(node: &TestServer, channels: &[&str]) -> WsClient {
+    let mut ws = WsClient::connect(node, "/ws").await;
+    ws.send(json!({"type":"subscribe","channels":channels})).await;
+    ws.until_type("subscribed", secs(10)).await;
+    ws
+}
+
+async fn post(node: &TestServer, event: Value) -> (u16, Value) {
+    let (s, b) = node.post("/api/events", event).await;
+    (s.as_u16(), b)
+}
+
+/// Reads events until the notification titled `end`; answers the others.
+async fn until_end(ws: &mut WsClient) -> Vec<Value> {
+    let mut got = Vec::new();
+    loop {
+        match ws.recv(secs(10)).await {
+            Some(Incoming::Json(m)) if m["type"] == "notification" && m["title"] == "end" => return got,
+            Some(Incoming::Json(m)) if m["type"] == "notification" || m["type"] == "task_status" => got.push(m),
+            Some(Incoming::Json(_)) | Some(Incoming::Output { .. }) => {}
+            other => panic!("no end event within 10 s: {other:?} after {got:?}"),
+        }
+    }
+}
+
+/// Nodes A and B each post 20 events at once; then C posts `end`. Every
+/// subscribed socket of every node gets each of the 40 events once, A's in
+/// A's order and B's in B's order, and nothing of A's or B's after `end`
+/// (which went through Redis after them: an echo would come before it).
+#[tokio::test]
+async fn events_posted_on_two_nodes_reach_every_node_once_in_each_publishers_order() {
+    let redis = TestRedis::start().await;
+    let all = nodes(&redis, 3).await;
+    let mut sockets = Vec::new();
+    for node in &all {
+        sockets.push(subscriber(node, &["notification", "task_status"]).await);
+        sockets.push(subscriber(node, &["notification", "task_status"]).await);
+    }
+    let publish = |node: Arc<TestServer>, who: &'static str| {
+        tokio::spawn(async move {
+            for i in 0..20 {
+                let event = if who == "a" {
+                    json!({"type":"notification","title":"a","message":i.to_string()})
+                } else {
+                    json!({"type":"task_status","taskId":"b","status":i.to_string()})
+                };
+                let (status, body) = post(&node, event).await;
+                assert_eq!(status, 202, "{body}");
+            }
+        })
+    };
+    let (a, b) = (publish(all[0].clone(), "a"), publish(all[1].clone(), "b"));
+    a.await.unwrap();
+    b.await.unwrap();
+    let (status, body) = post(&all[2], json!({"type":"notification","title":"end","message":"."})).await;
+    assert_eq!(status, 202, "{body}");
+    let numbers: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        let got = until_end(ws).await;
+        let from_a: Vec<String> = got
+            .iter()
+            .filter(|m| m["title"] == "a")
+            .map(|m| m["message"].as_str().unwrap().to_owned())
+            .collect();
+        let from_b: Vec<String> = got
+            .iter()
+            .filter(|m| m["taskId"] == "b")
+            .map(|m| m["status"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(from_a, numbers, "socket {i} (node {}): A's events", i / 2);
+        assert_eq!(from_b, numbers, "socket {i} (node {}): B's events", i / 2);
+        assert_eq!(got.len(), 40, "socket {i}: other events: {got:?}");
+        assert!(got.iter().all(|m| m["timestamp"].is_u64()), "{got:?}");
+    }
+}
+
+/// With Redis down, posting an event is 503 `cluster_unavailable` and
+/// nobody gets it; after Redis restarts (empty), posting works again and
+/// reaches the other nodes.
+#[tokio::test]
+async fn posting_is_refused_while_redis_is_down_and_works_again_after() {
+    let mut redis = TestRedis::start().await;
+    let all = nodes(&redis, 2).await;
+    let mut here = subscriber(&all[0], &["notification"]).await;
+    let mut there = subscriber(&all[1], &["notification"]).await;
+    redis.stop();
+    let (status, body) = post(&all[0], json!({"type":"notification","title":"lost","message":"."})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "cluster_unavailable", "{body}");
+    redis.start_again().await;
+    wait_subscribed(&redis, 2).await;
+    let (status, body) = post(&all[0], json!({"type":"notification","title":"back","message":"."})).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = post(&all[0], json!({"type":"notification","title":"end","message":"."})).await;
+    assert_eq!(status, 202, "{body}");
+    for ws in [&mut here, &mut there] {
+        let got = until_end(ws).await;
+        let titles: Vec<&str> = got.iter().filter_map(|m| m["title"].as_str()).collect();
+        assert_eq!(
+            titles,
+            ["back"],
+            "the refused event was delivered, or the later one lost"
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! Focus across the nodes of a cluster: three real nodes on loopback ports
+//! share one real `redis-server` (`--cluster`); clients on every node see
+//! one version sequence per project, in order; conflicts are answered as
+//! on one node; REST on any node answers the cluster's state; and focus
+//! works again after Redis restarts empty (this node's view is put back,
+//! versions carry on).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::focus::{FocusView, strings};
+use common::redis::TestRedis;
+use common::{TestServer, secs, wait_until};
+use serde_json::{Value, json};
+
+/// Starts `n` nodes of one cluster.
+async fn nodes(redis: &TestRedis, n: usize) -> Vec<Arc<TestServer>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(Arc::new(
+            TestServer::start_with(&["--cluster", &redis.url()], &[]).await,
+        ));
+    }
+    out
+}
+
+async fn put_focus(node: &TestServer, body: Value) -> (u16, Value) {
+    let (s, b) = node.request("PUT", "/api/terminal/focus", Some(&body)).await;
+    (s.as_u16(), b)
+}
+
+async fn get_focus(node: &TestServer, project: &str) -> Value {
+    let (s, b) = node.get(&format!("/api/terminal/focus?projectId={project}")).await;
+    assert_eq!(s, 200, "{b}");
+    b
+}
+
+/// Creates session `id` of `project` on `owner` (running `cat`), and waits
+/// until every node can name it in a focus request: a request with an
+/// impossible `expectedVersion` is 409 once the session is known, and
+/// changes nothing.
+async fn session(owner: &TestServer, all: &[Arc<TestServer>], project: &str, id: &str) {
+    owner
+        .create(json!({"id":id,"kind":"command","argv":["cat"],"project":project}))
+        .await;
+    for node in all {
+        let probe = json!({"sessionId":id,"focused":true,"expectedVersion":u64::MAX});
+        let known = wait_until(secs(10), || async { put_focus(node, probe.clone()).await.0 == 409 }).await;
+        assert!(known, "session {id} is not known on {} within 10 s", node.addr());
+    }
+}
+
+/// Three nodes with four clients each (half over WebSocket, half over
+/// REST) focus and blur sessions of all three nodes at once. Every client,
+/// on whichever node, ends with the same set and version, and saw every
+/// version after the one it connected at, in order, as an update.
+#[tokio::test]
+async fn focus_changes_on_three_nodes_form_one_version_sequence_seen_in_order_everywhere() {
+    let redis = TestRedis::start().await;
+    let all = nodes(&redis, 3).await;
+    let ids: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        session(&all[i % 3], &all, "p", id).await;
+    }
+    // Every client follows the project before the first change (opening
+    // skips what comes before its `sync_complete`).
+    let mut views = Vec::new();
+    for c in 0..12usize {
+        views.push(FocusView::open(&all[c % 3], "p", &[]).await);
+    }
+    let mut tasks = Vec::new();
+    for (c, mut view) in views.into_iter().enumerate() {
+        let node = all[c % 3].clone();
+        let ids = ids.clone();
+        tasks.push(tokio::spawn(async move {
+            for k in 0..5usize {
+                let id = &ids[(c * 5 + k * 3) % ids.len()];
+                let focused = (c + k) % 3 != 0;
+                if c % 2 == 0 {
+                    let ty = if focused { "focus" } else { "blur" };
+                    view.ws.send(json!({"type":ty,"sessionId":id,"projectId":"p"})).await;
+                } else {
+                    let (status, body) = put_focus(&node, json!({"sessionId":id,"focused":focused})).await;
+                    assert_eq!(status, 200, "{body}");
+                    assert_eq!(body["projectId"], "p");
+                }
+            }
+            view
+        }));
+    }
+    let mut views = Vec::new();
+    for t in tasks {
+        views.push(t.await.expect("client task"));
+    }
+    // WebSocket requests may still be under way: wait until the state
+    // stops moving (asked of a different node each round).
+    let mut last = get_focus(&all[0], "p").await;
+    for round in 1.. {
+        for v in &mut views {
+            v.until_version(last["version"].as_u64().unwrap(), secs(30)).await;
+        }
+        let now = get_focus(&all[round % 3], "p").await;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let (version, set) = (last["version"].as_u64().unwrap(), strings(&last["focusedSessions"]));
+    assert!(version >= 6, "too few changes: {last}");
+    for node in &all {
+        assert_eq!(get_focus(node, "p").await, last, "a node answers another state");
+    }
+    for v in &views {
+        assert_eq!((v.version, &v.focused), (version, &set), "a client disagrees");
+        assert_eq!(v.jumps, 0, "a client got a state instead of updates");
+        let seen: Vec<u64> = v.updates.iter().map(|u| u["version"].as_u64().unwrap()).collect();
+        assert_eq!((v.first, seen), (0, (1..=version).collect::<Vec<_>>()), "versions seen");
+    }
+    // One sequence: every client saw the same update for each version.
+    for v in &views {
+        for u in &v.updates {
+            let n = u["version"].as_u64().unwrap();
+            let other = views
+                .iter()
+                .flat_map(|w| &w.updates)
+                .find(|w| w["version"].as_u64() == Some(n))
+                .unwrap();
+            assert_eq!(
+                (&u["sessionId"], &u["focused"], &u["focusedSessions"]),
+                (&other["sessionId"], &other["focused"], &other["focusedSessions"]),
+                "version {n} differs between clients"
+            );
+        }
+    }
+}
+
+/// A stale `expectedVersion` is refused on every node, over REST (409 with
+/// the current state) and WebSocket (`version_conflict`), and changes
+/// nothing; REST on node B answers a change made through node C.
+#[tokio::test]
+async fn conflicts_are_answered_on_every_node_and_rest_reflects_other_nodes() {
+    let redis = TestRedis::start().await;
+    let all = nodes(&redis, 3).await;
+    let (a, b, c) = (&all[0], &all[1], &all[2]);
+    session(a, &all, "p", "one").await;
+    session(b, &all, "p", "two").await;
+    let (status, body) = put_focus(c, json!({"sessionId":"one","focused":true,"expectedVersion":0})).await;
+    assert_eq!((status, body["version"].as_u64()), (200, Some(1)), "{body}");
+    let on_b = get_focus(b, "p").await;
+    assert_eq!(
+        (on_b["version"].as_u64(), strings(&on_b["focusedSessions"])),
+        (Some(1), vec!["one".into()])
+    );
+    // A second writer that read version 0 loses, on another node.
+    let (status, body) = put_focus(a, json!({"sessionId":"two","focused":true,"expectedVersion":0})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        (body["success"].as_bool(), body["version"].as_u64()),
+        (Some(false), Some(1))
+    );
+    assert_eq!(body["error"]["code"], "version_conflict");
+    assert_eq!(strings(&body["focusedSessions"]), ["one"]);
+    let mut view = FocusView::open(b, "p", &[]).await;
+    view.ws
+        .send(json!({"type":"focus","sessionId":"two","projectId":"p","expectedVersion":0}))
+        .await;
+    let err = view.ws.until_type("error", secs(10)).await;
+    assert_eq!(
+        (err["code"].as_str(), err["version"].as_u64()),
+        (Some("version_conflict"), Some(1)),
+        "{err}"
+    );
+    // The right version goes through, from node B, for a session of B.
+    view.ws
+        .send(json!({"type":"focus","sessionId":"two","projectId":"p","expectedVersion":1}))
+        .await;
+    view.until_version(2, secs(10)).await;
+    for node in &all {
+        let s = get_focus(node, "p").await;
+        assert_eq!(
+            (s["version"].as_u64(), strings(&s["focusedSessions"])),
+            (Some(2), vec!["one".into(), "two".into()])
+        );
+    }
+    let (s, projects) = c.get("/api/projects").await;
+    assert_eq!(s, 200);
+    let p = projects["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["projectId"] == "p")
+        .cloned()
+        .unwrap_or_else(|| panic!("no project p on node C: {projects}"));
+    assert_eq!(
+        (p["version"].as_u64(), strings(&p["focusedSessions"])),
+        (Some(2), vec!["one".into(), "two".into()])
+    );
+}
+
+/// With Redis down a focus change is refused with 503
+/// `cluster_unavailable` (REST) and the socket gets that error code; when
+/// Redis comes back empty, the nodes put their focus state back, versions
+/// carry on where they were, and every client sees the next change as the
+/// next version.
+#[tokio::test]
+async fn focus_works_again_after_redis_restarts_empty_and_versions_carry_on() {
+    let mut redis = TestRedis::start().await;
+    let all = nodes(&redis, 3).await;
+    let (a, b) = (&all[0], &all[1]);
+    session(a, &all, "p", "one").await;
+    session(b, &all, "p", "two").await;
+    let (status, body) = put_focus(a, json!({"sessionId":"one","focused":true})).await;
+    assert_eq!((status, body["version"].as_u64()), (200, Some(1)), "{body}");
+    let mut views = Vec::new();
+    for node in &all {
+        let mut v = FocusView::open(node, "p", &[]).await;
+        v.until_version(1, secs(10)).await;
+        views.push(v);
+    }
+    redis.stop();
+    let (status, body) = put_focus(b, json!({"sessionId":"two","focused":true})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "cluster_unavailable", "{body}");
+    views[2]
+        .ws
+        .send(json!({"type":"focus","sessionId":"two","projectId":"p"}))
+        .await;
+    let err = views[2].ws.until_type("error", secs(10)).await;
+    assert_eq!(err["code"], "cluster_unavailable", "{err}");
+    // Reads answer the last state this node knows.
+    assert_eq!(get_focus(&all[2], "p").await["version"].as_u64(), Some(1));
+    redis.start_again().await;
+    let node = b.clone();
+    let back = wait_until(secs(20), || {
+        let node = node.clone();
+        async move { put_focus(&node, json!({"sessionId":"two","focused":true})).await.0 == 200 }
+    })
+    .await;
+    assert!(back, "focus did not work again within 20 s of Redis restarting");
+    for v in &mut views {
+        v.until_version(2, secs(10)).await;
+        assert_eq!(v.jumps, 0, "a client got a state instead of the next update");
+        assert_eq!(v.updates.last().unwrap()["version"].as_u64(), Some(2));
+        assert_eq!(v.focused, ["one", "two"]);
+    }
+    for node in &all {
+        let s = get_focus(node, "p").await;
+        assert_eq!(
+            (s["version"].as_u64(), strings(&s["focusedSessions"])),
+            (Some(2), vec!["one".into(), "two".into()])
+        );
+    }
+}
