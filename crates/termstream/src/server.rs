@@ -76,7 +76,11 @@ impl Server {
         let header_timeout = Duration::from_millis(config.http_header_timeout_ms);
         let body_timeout = Duration::from_millis(config.http_body_timeout_ms);
         let focus_dir = config.data_dir.join("focus");
+        let cluster = config.cluster.clone();
         let registry = Registry::load(config)?;
+        if let Some(url) = cluster {
+            crate::cluster::Cluster::start(&url, registry.clone())?;
+        }
         let focus = Focus::new(FileStore::open(&focus_dir)?, registry.clone());
         Ok(Server {
             listener,
