@@ -20,7 +20,7 @@
 //! empty lacks every record until the owners register again.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -127,15 +127,16 @@ pub fn sync(c: &Arc<Cluster>, records: Vec<Record>) {
 /// Starts the stand-in of a remote session.
 fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandle) {
     let (updates_tx, updates) = mpsc::channel(64);
-    let info = Arc::new(watch::channel(rec.info.clone()).0);
     let remote = Arc::new(Remote {
         c: c.clone(),
         id: rec.info.id.clone(),
         epoch: rec.info.epoch,
         owner: rec.node.clone(),
-        info: info.clone(),
+        info: OnceLock::new(),
     });
     let (handle, Parts { commands, info: tx }) = remote_handle(rec.info.clone(), remote.clone());
+    let tx = Arc::new(tx);
+    let _ = remote.info.set(tx.clone());
     let task = stand_in::Task {
         ring: OutputRing::new(c.registry.config().ring_bytes, rec.info.output_offset),
         events: broadcast::channel(EVENT_QUEUE).0,
@@ -163,8 +164,9 @@ pub struct Remote {
     id: SessionId,
     epoch: Epoch,
     owner: String,
-    /// The stand-in's copy of the info; `refresh` raises its end offset.
-    info: Arc<watch::Sender<SessionInfo>>,
+    /// The info the handles read (set once the handle is made); `refresh`
+    /// raises its end offset.
+    info: OnceLock<Arc<watch::Sender<SessionInfo>>>,
 }
 
 impl Remote {
@@ -205,8 +207,10 @@ impl RemoteSession for Remote {
 
     fn refresh(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if let Ok(Some((end, _))) = super::publish::stream_end(&self.c, &self.id, self.epoch).await {
-                self.info.send_if_modified(|i| {
+            if let Ok(Some((end, _))) = super::publish::stream_end(&self.c, &self.id, self.epoch).await
+                && let Some(info) = self.info.get()
+            {
+                info.send_if_modified(|i| {
                     i.output_offset = i.output_offset.max(end);
                     false
                 });

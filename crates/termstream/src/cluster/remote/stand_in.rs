@@ -36,8 +36,8 @@ pub(super) struct Task {
     /// The stream reader while there are subscribers.
     pub reader: Option<JoinHandle<()>>,
     pub remote: Arc<Remote>,
-    /// The info every handle reads.
-    pub handle_info: watch::Sender<SessionInfo>,
+    /// The info every handle reads (shared with [`Remote`]'s refresh).
+    pub handle_info: Arc<watch::Sender<SessionInfo>>,
     /// For the reader to send entries on.
     pub updates_tx: mpsc::Sender<Update>,
 }
@@ -76,17 +76,10 @@ impl Task {
             i.output_offset = i.output_offset.max(end);
             false
         });
-        self.remote.info.send_if_modified(|i| {
-            i.output_offset = i.output_offset.max(end);
-            false
-        });
     }
 
     fn known_end(&self) -> u64 {
-        self.handle_info
-            .borrow()
-            .output_offset
-            .max(self.remote.info.borrow().output_offset)
+        self.handle_info.borrow().output_offset
     }
 
     fn command(&mut self, cmd: Command) {
@@ -197,7 +190,6 @@ impl Task {
             return;
         }
         self.ended = Some(info.clone());
-        self.remote.info.send_replace((*info).clone());
         self.handle_info.send_replace((*info).clone());
         let _ = self.events.send(LogEvent::Ended(info));
         if let Some(r) = self.reader.take() {
