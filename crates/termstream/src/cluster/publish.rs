@@ -198,6 +198,7 @@ async fn follow(
     }
     out.flush().await?;
     let mut live = sub.live;
+    let mut last_put = std::time::Instant::now();
     loop {
         tokio::select! {
             ev = live.recv() => {
@@ -219,6 +220,12 @@ async fn follow(
                     }
                 }
                 out.flush().await?;
+                // The record's end offset, for lists on other nodes; at
+                // most once a heartbeat.
+                if !ended && last_put.elapsed() >= c.heartbeat {
+                    last_put = std::time::Instant::now();
+                    directory::put(c, handle.info()).await?;
+                }
                 if ended {
                     directory::put(c, handle.info()).await?;
                     return idle(c, registered, &mut info).await;

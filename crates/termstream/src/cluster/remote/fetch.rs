@@ -20,6 +20,19 @@ const RANGE_COUNT: usize = 64;
 
 /// Output from `since`, at most about `max` bytes; `end`: the end known.
 pub(super) async fn read(remote: &Remote, since: u64, max: usize, end: u64) -> RingRead {
+    let read = read_anywhere(remote, since, max, end).await;
+    if let (RingRead::Held(chunks), Some(info)) = (&read, remote.info.get())
+        && let Some(last) = chunks.last()
+    {
+        info.send_if_modified(|i| {
+            i.output_offset = i.output_offset.max(last.end());
+            false
+        });
+    }
+    read
+}
+
+async fn read_anywhere(remote: &Remote, since: u64, max: usize, end: u64) -> RingRead {
     let stream = from_stream(remote, since, max).await;
     let first = match &stream {
         Ok(chunks) if chunks.first().is_some_and(|c| c.offset <= since) => {

@@ -102,8 +102,9 @@ impl Task {
                 reply,
             } => {
                 let end = self.known_end();
-                let held = since >= self.ring.start() && (since < self.ring.end() || since >= end);
-                if held {
+                // At or past the ring's end, the stream may hold more: a
+                // session without subscribers has no reader filling it.
+                if since >= self.ring.start() && since < self.ring.end() {
                     let _ = reply.send(self.ring.read(since, max_bytes));
                 } else {
                     let remote = self.remote.clone();
