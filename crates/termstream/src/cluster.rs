@@ -96,9 +96,10 @@ impl Cluster {
         tokio::spawn(async move {
             loop {
                 match changes.recv().await {
-                    Ok(RegistryEvent::Created(handle)) => {
+                    Ok(RegistryEvent::Created(handle)) if !handle.is_remote() => {
                         tokio::spawn(publish::run(c.clone(), handle));
                     }
+                    Ok(RegistryEvent::Created(_)) => {}
                     Ok(RegistryEvent::Deleted(id)) => directory::forget(&c, &id).await,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return,

@@ -399,6 +399,21 @@ impl Registry {
         &self.remote
     }
 
+    /// Adds the handle of a session another node owns, and tells monitors
+    /// (an attach waiting for its id is answered).
+    pub fn add_remote(&self, handle: SessionHandle) {
+        self.remote.insert(handle.clone());
+        let _ = self.changes.send(RegistryEvent::Created(handle));
+    }
+
+    /// Forgets a session another node owned (deleted there), and tells
+    /// monitors.
+    pub fn remove_remote(&self, id: &SessionId) {
+        if self.remote.remove(id).is_some() {
+            let _ = self.changes.send(RegistryEvent::Deleted(id.clone()));
+        }
+    }
+
     /// Every session's info, newest first, filtered by project and status.
     pub fn list(&self, project: Option<&str>, status: Option<SessionStatus>) -> Vec<SessionInfo> {
         let mut handles: Vec<SessionHandle> = self.lock().values().cloned().collect();

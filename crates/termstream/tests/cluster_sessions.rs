@@ -87,6 +87,14 @@ async fn a_session_of_node_a_is_listed_driven_and_seen_identically_through_node_
     }
     read_until(&mut on_c, &mut seen_c, T, |s| s.exited).await;
 
+    // An attach through another node right after the create waits for the
+    // session to be known there (within the attach wait), as on one node.
+    a.create(json!({"id":"fresh","kind":"command","argv":["sh","-c","echo fresh-out; sleep 30"]}))
+        .await;
+    let mut quick = WsClient::connect(c, "/ws").await;
+    let mut fresh = attach(&mut quick, "fresh", None).await;
+    read_until(&mut quick, &mut fresh, T, |s| holds(&s.data, "fresh-out")).await;
+
     // Deleted through B: gone everywhere.
     let (status, _) = b.request("DELETE", "/api/sessions/shared", None).await;
     assert_eq!(status, 204);

@@ -79,7 +79,7 @@ pub fn owner_of(c: &Cluster, id: &SessionId) -> Option<String> {
 /// Forgets a remote session at once (it was deleted through this node).
 pub fn drop_stand_in(c: &Cluster, id: &SessionId) {
     c.stand_ins.lock().remove(id);
-    c.registry.remote().remove(id);
+    c.registry.remove_remote(id);
 }
 
 /// Brings the stand-ins in line with the directory's `records`.
@@ -106,7 +106,7 @@ pub fn sync(c: &Arc<Cluster>, records: Vec<Record>) {
         let (tracked, handle) = start(c.clone(), rec);
         stand_ins.insert(id, tracked);
         drop(stand_ins);
-        c.registry.remote().insert(handle);
+        c.registry.add_remote(handle);
     }
     let mut stand_ins = c.stand_ins.lock();
     let mut gone = Vec::new();
@@ -118,9 +118,16 @@ pub fn sync(c: &Arc<Cluster>, records: Vec<Record>) {
             }
         }
     }
-    for id in gone {
-        stand_ins.remove(&id);
-        c.registry.remote().remove(&id);
+    drop_all(c, stand_ins, gone);
+}
+
+fn drop_all(c: &Cluster, mut stand_ins: std::sync::MutexGuard<'_, HashMap<SessionId, Tracked>>, gone: Vec<SessionId>) {
+    for id in &gone {
+        stand_ins.remove(id);
+    }
+    drop(stand_ins);
+    for id in &gone {
+        c.registry.remove_remote(id);
     }
 }
 
@@ -222,6 +229,7 @@ impl RemoteSession for Remote {
 /// The answer to a subscribe, from a stand-in's state.
 fn subscription(
     ring: &OutputRing,
+    budget: usize,
     since: u64,
     events: &broadcast::Sender<LogEvent>,
     ended: Option<Arc<SessionInfo>>,
@@ -229,8 +237,13 @@ fn subscription(
 ) -> Subscription {
     let final_end = ended.as_ref().map_or(0, |i| i.output_offset);
     let (backlog, end) = if since < ring.start() || ring.end() < final_end {
+        // What the owner's ring would still hold: a fresh attach starts
+        // there, read from the stream (or the owner) by the forwarder.
+        let held = ring.end().max(final_end).saturating_sub(budget as u64).max(since);
         (
-            RingRead::Evicted { start: ring.start() },
+            RingRead::Evicted {
+                start: held.min(ring.start()),
+            },
             ring.end().max(since).max(final_end),
         )
     } else if since > ring.end() {

@@ -119,7 +119,15 @@ impl Task {
                     let from = wire::before(self.ring.end());
                     self.reader = Some(tokio::spawn(read_stream(c, key, from, self.updates_tx.clone())));
                 }
-                let sub = subscription(&self.ring, since, &self.events, self.ended.clone(), self.terminating);
+                let budget = self.remote.c.registry.config().ring_bytes;
+                let sub = subscription(
+                    &self.ring,
+                    budget,
+                    since,
+                    &self.events,
+                    self.ended.clone(),
+                    self.terminating,
+                );
                 let _ = reply.send(sub);
             }
             Command::Shutdown { reply } => {
