@@ -1,5 +1,5 @@
 //! Sessions other nodes own: a stand-in task per session behind a
-//! [`SessionHandle`] (see [`crate::session::remote`], the seam).
+//! [`crate::session::SessionHandle`] (see [`crate::session::remote`], the seam).
 //!
 //! The stand-in serves the handle's commands as a session's actor does:
 //! reads come from its ring, else from the session's Redis stream, else
@@ -15,7 +15,7 @@
 //! a record that is no longer running (exited, terminated, or `lost` when
 //! its node died) ends the stand-in's log for its viewers, who read what
 //! the stream holds up to the end. A stand-in whose record is missing
-//! from [`GONE_AFTER`] directory reads in a row is dropped (its session
+//! from `GONE_AFTER` (3) directory reads in a row is dropped (its session
 //! was deleted); a single miss is not enough, as a Redis that restarted
 //! empty lacks every record until the owners register again.
 
