@@ -12,6 +12,7 @@
 //! - [`throughput`] (scenarios 1, 2), [`latency`] (3, 4, 7), [`fanout`] (5),
 //!   [`scale`] (6, 8), [`focus`] (10, 11): one file per scenario group.
 //! - [`cli`] (9): the `termstream` command-line client.
+//! - [`cluster`] (12): three nodes through Redis against one node.
 //! - [`report`]: percentiles, medians over runs, the markdown table.
 //!
 //! Every loop is bounded in count and time; only loopback addresses are
@@ -20,6 +21,7 @@
 mod baseline;
 mod cli;
 mod client;
+mod cluster;
 mod fanout;
 mod focus;
 mod latency;
@@ -137,7 +139,7 @@ pub fn shell_quote(p: &Path) -> String {
 }
 
 /// The scenarios in order, with the name used in logs.
-const SCENARIOS: [(u8, &str); 11] = [
+const SCENARIOS: [(u8, &str); 12] = [
     (1, "pty throughput"),
     (2, "command throughput"),
     (3, "echo latency"),
@@ -149,6 +151,7 @@ const SCENARIOS: [(u8, &str); 11] = [
     (9, "command-line client"),
     (10, "focus streaming"),
     (11, "focus fan-out"),
+    (12, "cluster"),
 ];
 
 async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>> {
@@ -165,6 +168,7 @@ async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>
         9 => cli::cli(ctx).await,
         10 => focus::streaming(ctx).await,
         11 => focus::fanout(ctx).await,
+        12 => cluster::cluster(ctx).await,
         _ => anyhow::bail!("no scenario {n}"),
     }
 }

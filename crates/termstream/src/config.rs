@@ -145,6 +145,15 @@ pub struct Config {
     /// Join a cluster of nodes through this Redis (`redis://host:port/db`);
     /// unset: one node, no Redis. See `ARCHITECTURE.md` ("Scale-out").
     pub cluster: Option<String>,
+    /// How often a cluster node renews its liveness key in Redis and
+    /// refreshes its view of the directory.
+    pub cluster_heartbeat_ms: u64,
+    /// How long a node may miss its heartbeats before the others mark its
+    /// sessions `lost` (its liveness key expires after this).
+    pub cluster_lost_ms: u64,
+    /// The bytes of output each session's Redis stream keeps; older output
+    /// is read from the owner's disk.
+    pub cluster_stream_bytes: u64,
 }
 
 impl Default for Config {
@@ -202,6 +211,9 @@ impl Default for Config {
             ws_input_burst_bytes: 4 << 20,
             run_as: None,
             cluster: None,
+            cluster_heartbeat_ms: 1000,
+            cluster_lost_ms: 3000,
+            cluster_stream_bytes: 16 << 20,
             rlimit_nproc: None,
             rlimit_as_bytes: None,
             rlimit_nofile: None,

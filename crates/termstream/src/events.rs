@@ -13,7 +13,7 @@ pub mod relay;
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::focus::redis::ClusterUnavailable;
 use relay::EventBridge;
@@ -37,9 +37,8 @@ pub struct PublishedEvent {
 pub struct EventHub {
     /// This node's sockets; each subscribes.
     tx: broadcast::Sender<Arc<PublishedEvent>>,
-    /// In a cluster: the bridge to the other nodes, and the queue of
-    /// events its task forwards in the background.
-    cluster: Option<(Arc<EventBridge>, mpsc::Sender<Arc<PublishedEvent>>)>,
+    /// In a cluster: the bridge to the other nodes.
+    cluster: Option<Arc<EventBridge>>,
 }
 
 impl Default for EventHub {
@@ -52,47 +51,32 @@ impl Default for EventHub {
 }
 
 impl EventHub {
-    /// A hub whose events reach every node through `bridge`; run
-    /// `bridge.run(hub, queue)` with the queue answered.
-    pub fn clustered(bridge: Arc<EventBridge>) -> (EventHub, mpsc::Receiver<Arc<PublishedEvent>>) {
-        let (queue, rx) = mpsc::channel(relay::FORWARD_QUEUE);
-        let hub = EventHub {
-            cluster: Some((bridge, queue)),
+    /// A hub whose published events reach every node through `bridge`;
+    /// run `bridge.run(hub)` for the other nodes' events to reach this one.
+    pub fn clustered(bridge: Arc<EventBridge>) -> EventHub {
+        EventHub {
+            cluster: Some(bridge),
             ..EventHub::default()
-        };
-        (hub, rx)
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<PublishedEvent>> {
         self.tx.subscribe()
     }
 
-    /// Publishes an event; returns how many sockets of this node may
-    /// receive it. Other nodes get it in the background, as Redis allows.
-    pub fn publish(&self, event: PublishedEvent) -> usize {
-        let event = Arc::new(event);
-        if let Some((_, queue)) = &self.cluster
-            && let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(event.clone())
-        {
-            tracing::warn!(
-                channel = event.channel,
-                "an event reached this node only: the cluster queue is full"
-            );
-        }
-        self.tx.send(event).unwrap_or(0)
-    }
-
     /// Publishes an event to every node: first to the others (an error if
     /// Redis cannot take it, and then nobody gets it), then to this node's
     /// sockets, whose number is answered.
     pub async fn publish_everywhere(&self, event: PublishedEvent) -> Result<usize, ClusterUnavailable> {
-        if let Some((bridge, _)) = &self.cluster {
+        if let Some(bridge) = &self.cluster {
             bridge.publish(&event).await?;
         }
         Ok(self.deliver_here(event))
     }
 
-    /// Hands an event to this node's sockets only (one from another node).
+    /// Hands an event to this node's sockets only: one from another node,
+    /// or one every node makes itself (the `sessions` channel: each node's
+    /// registry holds the cluster's sessions, so each announces them).
     pub fn deliver_here(&self, event: PublishedEvent) -> usize {
         self.tx.send(Arc::new(event)).unwrap_or(0)
     }

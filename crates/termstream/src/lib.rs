@@ -19,11 +19,14 @@
 //! - [`server`]: binding, the accept loop (timeouts) and shutdown.
 //! - [`tls`]: the certificate and key, for HTTPS and WSS.
 //! - [`confine`]: the user and resource limits of sessions' programs.
+//! - [`cluster`]: scale-out through Redis: node liveness, the session
+//!   directory, output streams and remote sessions (`--cluster`).
 //! - [`config`]: configuration from defaults, file, environment and flags.
 
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod confine;
 pub mod error;

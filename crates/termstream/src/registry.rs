@@ -32,6 +32,8 @@ use crate::session::process::{self, SpawnError, SpawnSpec};
 use crate::session::store::{self, LogWriter};
 use crate::session::{SessionHandle, SessionSettings, actor};
 
+pub mod remote;
+
 /// Why a session could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -75,6 +77,8 @@ pub struct Registry {
     /// Where sessions' cgroups are made; `None`: the process scan ends
     /// sessions ([`crate::session::cgroup`]).
     cgroups: Option<Arc<Cgroups>>,
+    /// Sessions other nodes of a cluster own (empty without a cluster).
+    remote: remote::RemoteSessions,
 }
 
 impl Registry {
@@ -109,6 +113,7 @@ impl Registry {
             changes: broadcast::channel(1024).0,
             confine,
             cgroups,
+            remote: remote::RemoteSessions::default(),
         });
         let mut loaded = 0;
         let mut lost = BTreeSet::new();
@@ -383,13 +388,36 @@ impl Registry {
         }
     }
 
+    /// A session of this node, else one another node of the cluster owns.
     pub fn get(&self, id: &SessionId) -> Option<SessionHandle> {
-        self.lock().get(id).cloned()
+        let local = self.lock().get(id).cloned();
+        local.or_else(|| self.remote.get(id))
+    }
+
+    /// Sessions other nodes of the cluster own, and the cluster's link.
+    pub fn remote(&self) -> &remote::RemoteSessions {
+        &self.remote
+    }
+
+    /// Adds the handle of a session another node owns, and tells monitors
+    /// (an attach waiting for its id is answered).
+    pub fn add_remote(&self, handle: SessionHandle) {
+        self.remote.insert(handle.clone());
+        let _ = self.changes.send(RegistryEvent::Created(handle));
+    }
+
+    /// Forgets a session another node owned (deleted there), and tells
+    /// monitors.
+    pub fn remove_remote(&self, id: &SessionId) {
+        if self.remote.remove(id).is_some() {
+            let _ = self.changes.send(RegistryEvent::Deleted(id.clone()));
+        }
     }
 
     /// Every session's info, newest first, filtered by project and status.
     pub fn list(&self, project: Option<&str>, status: Option<SessionStatus>) -> Vec<SessionInfo> {
-        let handles: Vec<SessionHandle> = self.lock().values().cloned().collect();
+        let mut handles: Vec<SessionHandle> = self.lock().values().cloned().collect();
+        handles.extend(self.remote.handles());
         let mut infos: Vec<SessionInfo> = handles
             .iter()
             .map(SessionHandle::info)
@@ -464,7 +492,8 @@ fn load_one(dir: &Path) -> std::io::Result<SessionInfo> {
     Ok(info)
 }
 
-fn generated_id() -> SessionId {
+/// A fresh random session id.
+pub fn generated_id() -> SessionId {
     let raw: u64 = rand::random();
     SessionId::new(format!("s{:012x}", raw >> 16)).expect("hex is a valid id")
 }

@@ -90,6 +90,9 @@ impl Server {
         let focus_dir = config.data_dir.join("focus");
         let cluster = config.cluster.clone();
         let registry = Registry::load(config)?;
+        if let Some(url) = &cluster {
+            crate::cluster::Cluster::start(url, registry.clone())?;
+        }
         let (focus, shared) = match cluster {
             None => (Focus::new(FileStore::open(&focus_dir)?, registry.clone()), None),
             Some(url) => {
@@ -143,9 +146,9 @@ impl Server {
         let mut state = AppState::new(self.registry.clone(), self.security.clone(), self.focus.clone());
         let mut shared_tasks = Vec::new();
         if let Some(shared) = &self.shared {
-            let (hub, queue): (EventHub, _) = EventHub::clustered(shared.bridge.clone());
+            let hub = EventHub::clustered(shared.bridge.clone());
             state.events = hub.clone();
-            shared_tasks.push(tokio::spawn(shared.bridge.clone().run(hub, queue)));
+            shared_tasks.push(tokio::spawn(shared.bridge.clone().run(hub)));
             let relay = shared.relay.clone().run(self.focus.clone(), self.registry.clone());
             shared_tasks.push(tokio::spawn(relay));
         }

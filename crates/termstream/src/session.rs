@@ -16,6 +16,7 @@ pub mod input;
 pub mod log;
 mod meta;
 pub mod process;
+pub mod remote;
 pub mod screen;
 pub mod screen_task;
 pub mod store;
@@ -106,6 +107,10 @@ pub enum SessionError {
     InputBusy { taken: usize, total: usize },
     #[error("reading the output log failed: {0}")]
     Io(#[from] std::io::Error),
+    /// An error the session's owner node answered with, or why it could
+    /// not be asked (cluster only).
+    #[error("{message}")]
+    Remote { code: ErrorCode, message: String },
 }
 
 impl SessionError {
@@ -120,6 +125,7 @@ impl SessionError {
             SessionError::Closed(_) => ErrorCode::SessionNotFound,
             SessionError::Busy(_) | SessionError::InputBusy { .. } => ErrorCode::Busy,
             SessionError::Io(_) => ErrorCode::Internal,
+            SessionError::Remote { code, .. } => *code,
         }
     }
 }
@@ -202,6 +208,10 @@ pub struct SessionHandle {
     screen: Option<screen_task::ScreenLink>,
     /// How many WebSocket clients watch the session now.
     viewers: Arc<ViewerCount>,
+    /// Set when the session runs on another node of a cluster: its input
+    /// and snapshots go there ([`remote`]); its commands channel leads to
+    /// a local stand-in that reads the session's output from Redis.
+    remote: Option<Arc<dyn remote::RemoteSession>>,
 }
 
 /// How many WebSocket clients watch a session: changed by [`ViewerGuard`]s,
@@ -287,6 +297,20 @@ impl SessionHandle {
         self.info.clone()
     }
 
+    /// Whether the session runs on another node of the cluster.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// The latest info, as [`SessionHandle::info`]; for a remote session,
+    /// after bringing its end offset up to date from Redis first.
+    pub async fn info_now(&self) -> SessionInfo {
+        if let Some(remote) = &self.remote {
+            remote.refresh().await;
+        }
+        self.info()
+    }
+
     /// The latest info (a copy), with `durationMs` filled in while running.
     pub fn info(&self) -> SessionInfo {
         let mut info = self.info.borrow().clone();
@@ -314,6 +338,9 @@ impl SessionHandle {
     ) -> Result<(), SessionError> {
         if !self.is_running() {
             return Err(SessionError::NotRunning(self.id.clone()));
+        }
+        if let Some(remote) = &self.remote {
+            return remote.input(data, eof, seq, wait).await;
         }
         let m = crate::observe::metrics::get();
         let len = data.len();
@@ -369,6 +396,8 @@ impl SessionHandle {
         match answer.await.map_err(|_| self.closed())? {
             RingRead::Held(chunks) => Ok(chunks),
             RingRead::Future { end } => Err(SessionError::PastEnd { since, end }),
+            // A remote session's stand-in looked everywhere already.
+            RingRead::Evicted { start } if self.remote.is_some() => Err(SessionError::Gone { earliest: start }),
             RingRead::Evicted { start } => match self.read_disk(since, max_bytes).await? {
                 // The disk lacks what the ring let go (its writes failed):
                 // say where output is held again, not "nothing more".
@@ -403,6 +432,9 @@ impl SessionHandle {
     /// The screen of a pty session, as escape sequences, and the log offset
     /// it reflects.
     pub async fn snapshot(&self) -> Result<Snapshot, SessionError> {
+        if let Some(remote) = &self.remote {
+            return remote.snapshot().await;
+        }
         let Some(screen) = &self.screen else {
             return Err(SessionError::WrongKind {
                 id: self.id.clone(),

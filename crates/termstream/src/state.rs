@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use axum::extract::FromRef;
-use termstream_proto::CreateSession;
+use termstream_proto::{CreateSession, ErrorCode, ProjectId};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Grant, Security};
 use crate::error::ApiError;
 use crate::events::EventHub;
 use crate::focus::Focus;
-use crate::registry::Registry;
+use crate::registry::remote::ClaimError;
+use crate::registry::{CreateError, Registry};
 use crate::session::SessionHandle;
 
 /// What every handler shares.
@@ -51,9 +52,27 @@ impl AppState {
 
     /// Creates a session for `grant`: it needs write access to the session's
     /// project, and a token stays under `max_sessions_per_token`.
-    pub fn create_session(&self, grant: &Grant, req: CreateSession) -> Result<SessionHandle, ApiError> {
+    /// In a cluster, the id is first claimed across every node
+    /// ([`crate::registry::remote::ClusterLink::claim`]).
+    pub async fn create_session(&self, grant: &Grant, mut req: CreateSession) -> Result<SessionHandle, ApiError> {
         let project = req.project.clone().unwrap_or_default();
         grant.check_create(project.as_str())?;
+        let Some(link) = self.registry.remote().link().cloned() else {
+            return self.create_local(grant, req, &project);
+        };
+        let id = req.id.get_or_insert_with(crate::registry::generated_id).clone();
+        link.claim(&id).await.map_err(|e| match e {
+            ClaimError::Duplicate(id) => ApiError::from(CreateError::Duplicate(id)),
+            ClaimError::Unavailable(m) => ApiError::new(ErrorCode::Busy, m),
+        })?;
+        let created = self.create_local(grant, req, &project);
+        if created.is_err() {
+            link.release(&id).await;
+        }
+        created
+    }
+
+    fn create_local(&self, grant: &Grant, req: CreateSession, project: &ProjectId) -> Result<SessionHandle, ApiError> {
         let handle = if !grant.token {
             self.registry.create(req)?
         } else {

@@ -154,3 +154,44 @@ async fn posting_is_refused_while_redis_is_down_and_works_again_after() {
         );
     }
 }
+
+/// The `sessions` channel on node B announces a session created on node A
+/// exactly once: B learns of it from the cluster's directory, and A must
+/// not also relay its own announcement through the event bridge.
+#[tokio::test]
+async fn a_session_of_another_node_is_announced_once_on_the_sessions_channel() {
+    let redis = TestRedis::start().await;
+    let all = nodes(&redis, 2).await;
+    let mut watcher = subscriber(&all[1], &["sessions", "notification"]).await;
+    let (status, body) = all[0]
+        .post(
+            "/api/sessions",
+            json!({"id":"announced-once","kind":"command","argv":["sleep","30"]}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201, "{body}");
+    let created =
+        |m: &Value| m["type"] == "session_update" && m["sessionId"] == "announced-once" && m["change"] == "created";
+    // B lists it once its directory has it; then two markers from A go
+    // through Redis, and a duplicate announcement has their time to come.
+    let listed = wait_until(secs(10), || async {
+        let (status, _) = all[1].get("/api/sessions/announced-once").await;
+        status.as_u16() == 200
+    })
+    .await;
+    assert!(listed, "node B never listed node A's session");
+    let mut count = 0;
+    for _ in 0..2 {
+        let (status, body) = post(&all[0], json!({"type":"notification","title":"end","message":"."})).await;
+        assert_eq!(status, 202, "{body}");
+        loop {
+            match watcher.recv(secs(10)).await {
+                Some(Incoming::Json(m)) if created(&m) => count += 1,
+                Some(Incoming::Json(m)) if m["type"] == "notification" && m["title"] == "end" => break,
+                Some(_) => {}
+                None => panic!("no marker within 10 s (announced {count} times)"),
+            }
+        }
+    }
+    assert_eq!(count, 1, "the session of node A was announced {count} times on node B");
+}

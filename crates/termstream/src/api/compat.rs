@@ -33,7 +33,7 @@ pub async fn start(
         cwd: req.cwd,
         ..CreateSession::default()
     };
-    let handle = state.create_session(&grant, create)?;
+    let handle = state.create_session(&grant, create).await?;
     let info = handle.info();
     Ok(Json(StartResponse {
         success: true,

@@ -42,7 +42,7 @@ pub async fn create(
     grant: Grant,
     Body(req): Body<CreateSession>,
 ) -> Result<Response, ApiError> {
-    let handle = state.create_session(&grant, req)?;
+    let handle = state.create_session(&grant, req).await?;
     Ok((StatusCode::CREATED, Json(handle.info())).into_response())
 }
 
@@ -140,7 +140,12 @@ pub async fn terminate(State(state): State<AppState>, Path(id): Path<String>) ->
 #[utoipa::path(delete, path = "/api/sessions/{id}", operation_id = "delete_session", params(("id" = String, Path, description = "The session id.")), responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let sid = session_id(&id)?;
+    let remote = state.registry.remote();
     if state.registry.delete(&sid).await {
+        Ok(StatusCode::NO_CONTENT)
+    } else if let Some(link) = remote.link().filter(|_| remote.get(&sid).is_some())
+        && link.delete(&sid).await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(&id))

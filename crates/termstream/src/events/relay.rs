@@ -11,8 +11,9 @@
 //!
 //! `POST /api/events` publishes to Redis first and answers 503
 //! `cluster_unavailable` (nothing delivered) when Redis is down. The
-//! server's own `sessions` events are forwarded from a bounded queue by a
-//! background task; while Redis is down they reach this node's sockets only.
+//! `sessions` channel does not cross the bridge: every node's registry
+//! holds every session of the cluster (`crate::cluster`), so every node
+//! announces each session to its own sockets, once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,6 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use termstream_proto::ws::CHANNELS;
-use tokio::sync::mpsc;
 
 use super::{EventHub, PublishedEvent};
 use crate::focus::redis::{ClusterUnavailable, once_more};
@@ -29,9 +29,6 @@ use crate::focus::redis::{ClusterUnavailable, once_more};
 /// The Redis channel every node publishes its events on.
 pub const EVENTS: &str = "termstream:events";
 
-/// Events waiting to go to Redis in the background before new ones are
-/// dropped (only while Redis is slow or down).
-pub const FORWARD_QUEUE: usize = 1024;
 
 /// An event as it travels between nodes.
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,34 +89,20 @@ impl EventBridge {
         .map_err(|e| ClusterUnavailable(e.to_string()))
     }
 
-    /// Runs until the process ends: forwards `outgoing` (the events the
-    /// hub published without waiting) to Redis, and hands other nodes'
-    /// events to `hub`'s sockets. Reconnects after an outage.
-    pub async fn run(self: Arc<Self>, hub: EventHub, mut outgoing: mpsc::Receiver<Arc<PublishedEvent>>) {
-        let forward = {
-            let this = self.clone();
-            async move {
-                while let Some(ev) = outgoing.recv().await {
-                    if let Err(e) = this.publish(&ev).await {
-                        tracing::debug!(error = %e, channel = ev.channel, "an event reached this node only");
-                    }
+    /// Runs until the process ends: hands other nodes' events to `hub`'s
+    /// sockets. Reconnects after an outage.
+    pub async fn run(self: Arc<Self>, hub: EventHub) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.receive(&hub).await {
+                Ok(()) => backoff = Duration::from_millis(50),
+                Err(e) => {
+                    tracing::debug!(error = %e, "event bridge: Redis unreachable; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
-        };
-        let receive = async move {
-            let mut backoff = Duration::from_millis(50);
-            loop {
-                match self.receive(&hub).await {
-                    Ok(()) => backoff = Duration::from_millis(50),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "event bridge: Redis unreachable; retrying");
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                    }
-                }
-                tokio::time::sleep(backoff).await;
-            }
-        };
-        tokio::join!(forward, receive);
+            tokio::time::sleep(backoff).await;
+        }
     }
 
     /// One subscription, until its connection ends.

@@ -178,7 +178,7 @@ impl Forwarder {
     }
 
     async fn start(&mut self, since: Option<LogPosition>, preamble: Vec<Message>) -> Result<(), Closed> {
-        let info = self.handle.info();
+        let info = self.handle.info_now().await;
         let end = info.output_offset;
         let mut snapshot = false;
         let mut recovered = None;

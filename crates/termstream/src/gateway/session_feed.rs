@@ -156,7 +156,7 @@ fn publish(
     if let Some(n) = viewers {
         json["viewers"] = n.into();
     }
-    hub.publish(PublishedEvent {
+    hub.deliver_here(PublishedEvent {
         channel: CHANNEL,
         project,
         json: json.to_string(),

@@ -4,8 +4,8 @@
 //! Ready means: the server is accepting (not shutting down), and the data
 //! dir is writable, checked by creating, writing and removing a probe file
 //! in it, since only a real write tells (permissions, a read-only or full
-//! file system, an immutable directory). A broker, once there is one, will
-//! be one more check here.
+//! file system, an immutable directory); and, in a cluster, that the
+//! cluster's Redis can be used.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,9 @@ pub async fn readyz(State(registry): State<Arc<Registry>>, State(shutdown): Stat
     let mut failing = Vec::new();
     if shutdown.is_cancelled() {
         failing.push("the server is shutting down".to_owned());
+    }
+    if let Some(why) = registry.remote().link().and_then(|l| l.unready()) {
+        failing.push(why);
     }
     let dir = registry.config().data_dir.clone();
     match tokio::task::spawn_blocking(move || probe(&dir)).await {

@@ -211,6 +211,7 @@ fn build(
         info: info_rx,
         screen: None,
         viewers: Arc::default(),
+        remote: None,
     };
     let screen = (info.kind == SessionKind::Pty).then(|| super::screen_task::spawn(&handle, settings.scrollback_lines));
     handle.screen = screen.clone();

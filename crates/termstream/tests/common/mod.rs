@@ -23,6 +23,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 pub mod cli;
+pub mod cluster;
 pub mod focus;
 pub mod redis;
 pub mod secured;

@@ -1,0 +1,169 @@
+//! Scale-out: several nodes serve as one, through Redis (`--cluster`).
+//!
+//! # Layout
+//! - [`redis`]: the connections, and the name of every key.
+//! - [`wire`]: records, stream entries, requests and answers.
+//! - [`directory`]: the heartbeat, id claims, the directory of session
+//!   records, and liveness (sessions of a dead node become `lost`).
+//! - [`publish`]: the owner's side of a session's output: one task per
+//!   local session appends its output to the session's Redis stream.
+//! - [`remote`]: the other nodes' side: a stand-in per remote session
+//!   behind a [`crate::session::SessionHandle`] (the one seam the gateway
+//!   reads through), with one stream reader per session while it has
+//!   viewers.
+//! - [`requests`]: input, resize, terminate, delete, snapshots and old
+//!   output asked of a session's owner, answered once.
+//!
+//! The node that spawns a session owns it: its process, its disk log (the
+//! source of truth) and its screen. Every other node learns of it from the
+//! directory and reads it from its stream. Without `--cluster` none of
+//! this runs.
+
+pub mod directory;
+pub mod publish;
+pub mod redis;
+pub mod remote;
+pub mod requests;
+pub mod wire;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use termstream_proto::SessionId;
+use tokio::sync::watch;
+
+use crate::registry::remote::{ClaimError, ClusterLink};
+use crate::registry::{Registry, RegistryEvent};
+use crate::session::SessionError;
+
+/// This node's part in a cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// This node's name in Redis: random per start.
+    pub node: String,
+    pub redis: redis::Redis,
+    pub registry: Arc<Registry>,
+    /// How often the heartbeat runs.
+    pub heartbeat: Duration,
+    /// After how long a silent node is dead.
+    pub lost_after: Duration,
+    /// The output bytes a stream keeps.
+    pub stream_bytes: u64,
+    /// Why Redis cannot be used now; `None` while it works.
+    down: Mutex<Option<String>>,
+    /// Bumped each time this node (re)registered its sessions in Redis
+    /// (at start, and after Redis came back empty): publishers then check
+    /// what their stream lacks. Sent by the heartbeat; received by every
+    /// publisher.
+    pub registered: watch::Sender<u64>,
+    /// Request ids of this node.
+    next_request: AtomicU64,
+    /// Answers awaited from owners.
+    pub pending: requests::Pending,
+    /// The stand-ins of remote sessions, kept by the directory sync.
+    pub stand_ins: remote::StandIns,
+}
+
+impl Cluster {
+    /// Joins the cluster at `url`: starts the heartbeat, the request loops,
+    /// and a publisher for every local session (now and later). Redis need
+    /// not be reachable yet: the node serves anyway and says so in
+    /// `/readyz` until it is.
+    pub fn start(url: &str, registry: Arc<Registry>) -> anyhow::Result<Arc<Cluster>> {
+        let config = registry.config();
+        let cluster = Arc::new(Cluster {
+            node: format!("n{:012x}", rand::random::<u64>() >> 16),
+            redis: redis::Redis::new(url)?,
+            heartbeat: Duration::from_millis(config.cluster_heartbeat_ms.max(10)),
+            lost_after: Duration::from_millis(config.cluster_lost_ms.max(config.cluster_heartbeat_ms * 2)),
+            stream_bytes: config.cluster_stream_bytes.max(1 << 16),
+            registry: registry.clone(),
+            down: Mutex::new(Some("not connected to the cluster's Redis yet".into())),
+            registered: watch::channel(0).0,
+            next_request: AtomicU64::new(1),
+            pending: requests::Pending::default(),
+            stand_ins: remote::StandIns::default(),
+        });
+        tracing::info!(node = %cluster.node, "joining the cluster");
+        registry.remote().set_link(Arc::new(Link(cluster.clone())));
+        let mut changes = registry.changes();
+        for handle in registry.handles() {
+            tokio::spawn(publish::run(cluster.clone(), handle));
+        }
+        let c = cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(RegistryEvent::Created(handle)) if !handle.is_remote() => {
+                        tokio::spawn(publish::run(c.clone(), handle));
+                    }
+                    Ok(RegistryEvent::Created(_)) => {}
+                    Ok(RegistryEvent::Deleted(id)) => directory::forget(&c, &id).await,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                }
+            }
+        });
+        tokio::spawn(directory::heartbeat(cluster.clone()));
+        tokio::spawn(requests::serve(cluster.clone()));
+        tokio::spawn(requests::collect(cluster.clone()));
+        Ok(cluster)
+    }
+
+    /// Records that Redis failed (`Some`) or works again (`None`).
+    pub fn set_down(&self, why: Option<String>) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*down, &why) {
+            (None, Some(w)) => tracing::warn!(reason = %w, "the cluster's Redis is unreachable"),
+            (Some(_), None) => tracing::info!("the cluster's Redis is reachable"),
+            _ => {}
+        }
+        *down = why;
+    }
+
+    /// Why Redis cannot be used now.
+    pub fn down(&self) -> Option<String> {
+        self.down.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A fresh request id.
+    pub fn request_id(&self) -> u64 {
+        self.next_request.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The registry's link to the cluster ([`ClusterLink`]).
+#[derive(Debug)]
+struct Link(Arc<Cluster>);
+
+impl ClusterLink for Link {
+    fn claim<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), ClaimError>> {
+        Box::pin(directory::claim(&self.0, id))
+    }
+
+    fn release<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, ()> {
+        Box::pin(directory::forget(&self.0, id))
+    }
+
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, SessionError>> {
+        Box::pin(async move {
+            let Some(owner) = remote::owner_of(&self.0, id) else {
+                return Ok(false);
+            };
+            let answer = requests::ask(&self.0, &owner, id, wire::Op::Delete, requests::ASK_TIMEOUT).await?;
+            let deleted = matches!(answer, wire::Answer::Deleted(true));
+            if deleted {
+                remote::drop_stand_in(&self.0, id);
+            }
+            Ok(deleted)
+        })
+    }
+
+    fn unready(&self) -> Option<String> {
+        self.0
+            .down()
+            .map(|why| format!("the cluster's Redis cannot be used: {why}"))
+    }
+}

@@ -1,0 +1,183 @@
+//! The heartbeat, id claims, the directory, and liveness.
+//!
+//! Every `cluster_heartbeat_ms` a node renews its liveness key
+//! (`SET … PX cluster_lost_ms XX`). When the key is missing (the node just
+//! started, or Redis restarted empty, or the node was cut off longer than
+//! the bound) it registers everything again in one `MULTI`: the claim of
+//! each local session's id, each session's record, then its liveness key.
+//! Because a node's records and its key are written together, a record
+//! whose owner has no key means the owner stopped renewing: it is dead (or
+//! cut off), and whichever node sees that first marks the record `lost`.
+//! So a dead node's sessions are marked within `cluster_lost_ms` plus one
+//! heartbeat.
+//!
+//! The same tick reads the whole directory and brings this node's stand-ins
+//! of remote sessions up to date ([`super::remote::sync`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use redis::RedisResult;
+use termstream_proto::{SessionId, SessionInfo, SessionStatus};
+
+use super::Cluster;
+use super::redis::{DIR_KEY, id_key, node_key, stream_key};
+use super::wire::Record;
+use crate::clock::now_ms;
+use crate::registry::remote::ClaimError;
+
+/// Renews this node's liveness and refreshes its view, forever.
+pub async fn heartbeat(c: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(c.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match beat(&c).await {
+            Ok(()) => c.set_down(None),
+            Err(e) => c.set_down(Some(e.to_string())),
+        }
+    }
+}
+
+async fn beat(c: &Arc<Cluster>) -> RedisResult<()> {
+    let renewed: Option<String> = c
+        .redis
+        .run(
+            redis::cmd("SET")
+                .arg(node_key(&c.node))
+                .arg(&c.node)
+                .arg("PX")
+                .arg(c.lost_after.as_millis() as u64)
+                .arg("XX"),
+        )
+        .await?;
+    if renewed.is_none() {
+        register_all(c).await?;
+        c.registered.send_modify(|g| *g += 1);
+        tracing::info!(node = %c.node, "registered this node's sessions in the cluster");
+    }
+    sync(c).await
+}
+
+/// Claims every local session's id, writes its record, then the liveness
+/// key, atomically.
+async fn register_all(c: &Cluster) -> RedisResult<()> {
+    let mut p = redis::pipe();
+    p.atomic();
+    for h in c.registry.handles() {
+        let info = h.info();
+        p.cmd("SET").arg(id_key(&info.id)).arg(&c.node).arg("NX").ignore();
+        p.cmd("HSET")
+            .arg(DIR_KEY)
+            .arg(info.id.as_str())
+            .arg(record(c, info))
+            .ignore();
+    }
+    p.cmd("SET")
+        .arg(node_key(&c.node))
+        .arg(&c.node)
+        .arg("PX")
+        .arg(c.lost_after.as_millis() as u64)
+        .ignore();
+    c.redis.pipe(&p).await
+}
+
+/// A local session's record, as JSON.
+pub fn record(c: &Cluster, info: SessionInfo) -> String {
+    serde_json::to_string(&Record {
+        node: c.node.clone(),
+        info,
+    })
+    .unwrap_or_default()
+}
+
+/// Writes a local session's record.
+pub async fn put(c: &Cluster, info: SessionInfo) -> RedisResult<()> {
+    let id = info.id.clone();
+    c.redis
+        .run(redis::cmd("HSET").arg(DIR_KEY).arg(id.as_str()).arg(record(c, info)))
+        .await
+}
+
+/// Claims `id` for a session this node creates.
+pub async fn claim(c: &Cluster, id: &SessionId) -> Result<(), ClaimError> {
+    let set: RedisResult<Option<String>> = c
+        .redis
+        .run(redis::cmd("SET").arg(id_key(id)).arg(&c.node).arg("NX"))
+        .await;
+    match set {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(ClaimError::Duplicate(id.clone())),
+        Err(e) => {
+            c.set_down(Some(e.to_string()));
+            Err(ClaimError::Unavailable(e.to_string()))
+        }
+    }
+}
+
+/// Removes a session of this node from Redis: its claim, its record and
+/// its stream (after a delete, or a create that failed).
+pub async fn forget(c: &Cluster, id: &SessionId) {
+    let owner: RedisResult<Option<String>> = c.redis.run(redis::cmd("GET").arg(id_key(id))).await;
+    if owner.ok().flatten().as_deref() != Some(c.node.as_str()) {
+        return;
+    }
+    let rec: RedisResult<Option<String>> = c.redis.run(redis::cmd("HGET").arg(DIR_KEY).arg(id.as_str())).await;
+    let mut p = redis::pipe();
+    if let Some(rec) = rec.ok().flatten().and_then(|r| serde_json::from_str::<Record>(&r).ok()) {
+        p.cmd("DEL").arg(stream_key(id, rec.info.epoch)).ignore();
+    }
+    p.cmd("HDEL").arg(DIR_KEY).arg(id.as_str()).ignore();
+    p.cmd("DEL").arg(id_key(id)).ignore();
+    if let Err(e) = c.redis.pipe::<()>(&p).await {
+        tracing::warn!(session = %id, error = %e, "cannot remove a deleted session from the cluster");
+    }
+}
+
+/// Reads the directory, marks the sessions of dead nodes `lost`, and
+/// brings the stand-ins up to date.
+async fn sync(c: &Arc<Cluster>) -> RedisResult<()> {
+    let all: HashMap<String, String> = c.redis.run(redis::cmd("HGETALL").arg(DIR_KEY)).await?;
+    let mut records: Vec<Record> = all.values().filter_map(|r| serde_json::from_str(r).ok()).collect();
+    let owners: Vec<String> = records
+        .iter()
+        .filter(|r| r.node != c.node && r.info.status.is_running())
+        .map(|r| r.node.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut alive = HashSet::new();
+    if !owners.is_empty() {
+        let mut p = redis::pipe();
+        for o in &owners {
+            p.cmd("EXISTS").arg(node_key(o));
+        }
+        let exists: Vec<bool> = c.redis.pipe(&p).await?;
+        alive.extend(owners.iter().zip(exists).filter(|(_, e)| *e).map(|(o, _)| o.clone()));
+    }
+    for rec in &mut records {
+        if rec.node != c.node && rec.info.status.is_running() && !alive.contains(&rec.node) {
+            mark_lost(c, rec).await?;
+        }
+    }
+    super::remote::sync(c, records);
+    Ok(())
+}
+
+/// Marks the session of a dead node `lost`, ending where its stream ends.
+async fn mark_lost(c: &Cluster, rec: &mut Record) -> RedisResult<()> {
+    let info = &mut rec.info;
+    if let Some((end, _)) = super::publish::stream_end(c, &info.id, info.epoch).await? {
+        info.output_offset = info.output_offset.max(end);
+    }
+    let now = now_ms();
+    info.status = SessionStatus::Lost;
+    info.pid = None;
+    info.ended_at = Some(now);
+    info.duration_ms = info.started_at.map(|s| now.saturating_sub(s));
+    let json = serde_json::to_string(&*rec).unwrap_or_default();
+    tracing::warn!(session = %rec.info.id, node = %rec.node, "the session's node stopped answering: lost");
+    c.redis
+        .run(redis::cmd("HSET").arg(DIR_KEY).arg(rec.info.id.as_str()).arg(json))
+        .await
+}

@@ -1,0 +1,279 @@
+//! The owner's side of a session's output: its Redis stream.
+//!
+//! One task per local session follows the session like any other reader
+//! (a subscription to its actor, so the program never waits for it) and
+//! appends to `termstream:out:<id>:<epoch>`: contiguous output merged into
+//! entries of up to 256 KiB, every batch in one pipeline, each
+//! `XADD` trimming the stream to `cluster_stream_bytes` by the lowest
+//! offset kept (`MINID ~`). When the task falls behind (the broadcast moved
+//! on) or Redis failed and came back, it asks Redis where the stream ends
+//! and carries on from there with the session's own log (ring, else disk),
+//! so the stream catches up without the program noticing. Its record in
+//! the directory is written again on every change of status or size.
+
+use std::sync::Arc;
+
+use redis::RedisResult;
+use termstream_proto::{Epoch, SessionId};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use super::Cluster;
+use super::directory;
+use super::redis::stream_key;
+use super::wire::{self, Entry};
+use crate::session::log::{Chunk, RingRead};
+use crate::session::{LogEvent, SessionError, SessionHandle};
+
+/// The most bytes merged into one stream entry.
+const ENTRY_BYTES: usize = 256 << 10;
+/// The most entries appended in one pipeline.
+const BATCH: usize = 64;
+/// The most bytes read back from the log at once while catching up.
+const CATCH_UP: usize = 1 << 20;
+
+/// Why following stopped.
+enum Stop {
+    /// The session was deleted: the task ends.
+    Deleted,
+    /// Look again where the stream ends, then go on.
+    Resync,
+}
+
+/// Publishes one local session's output until it is deleted.
+pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
+    let mut registered = c.registered.subscribe();
+    loop {
+        let never = *registered.borrow_and_update() == 0;
+        if never {
+            if registered.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        match follow(&c, &handle, &mut registered).await {
+            Ok(Stop::Deleted) => return,
+            Ok(Stop::Resync) => {}
+            // Redis failed: wait for the node to register again.
+            Err(_) => {
+                if registered.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Where a session's stream ends: the offset after its last entry, and
+/// whether that entry is the end of the session. `None`: no stream.
+pub async fn stream_end(c: &Cluster, id: &SessionId, epoch: Epoch) -> RedisResult<Option<(u64, bool)>> {
+    let v: redis::Value = c
+        .redis
+        .run(
+            redis::cmd("XREVRANGE")
+                .arg(stream_key(id, epoch))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1),
+        )
+        .await?;
+    Ok(wire::entries(&v).pop().map(|r| match r.entry {
+        Entry::Output(chunk) => (chunk.end(), false),
+        Entry::Ended(_) => (r.offset, true),
+        _ => (r.offset, false),
+    }))
+}
+
+/// An appender of one session's entries.
+struct Appender<'a> {
+    c: &'a Cluster,
+    key: String,
+    /// The offset up to which the stream has the output.
+    published: u64,
+    batch: Vec<(u64, Entry)>,
+}
+
+impl Appender<'_> {
+    fn push(&mut self, entry: Entry) {
+        let offset = match &entry {
+            Entry::Output(chunk) => {
+                if chunk.end() <= self.published {
+                    return;
+                }
+                let chunk = chunk.from_offset(self.published.max(chunk.offset));
+                if let Some((_, Entry::Output(last))) = self.batch.last_mut()
+                    && last.stream == chunk.stream
+                    && last.end() == chunk.offset
+                    && last.data.len() + chunk.data.len() <= ENTRY_BYTES
+                {
+                    let mut data = Vec::with_capacity(last.data.len() + chunk.data.len());
+                    data.extend_from_slice(&last.data);
+                    data.extend_from_slice(&chunk.data);
+                    last.data = data.into();
+                    last.wire = None;
+                    self.published = last.end();
+                    return;
+                }
+                self.published = chunk.end();
+                self.batch.push((chunk.offset, Entry::Output(chunk)));
+                return;
+            }
+            Entry::Resized { offset, .. } => (*offset).max(self.published),
+            Entry::Terminating => self.published,
+            Entry::Ended(info) => info.output_offset.max(self.published),
+        };
+        self.batch.push((offset, entry));
+    }
+
+    fn full(&self) -> bool {
+        self.batch.len() >= BATCH
+    }
+
+    /// Appends the batch in one pipeline.
+    async fn flush(&mut self) -> RedisResult<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let min = self.published.saturating_sub(self.c.stream_bytes);
+        let mut p = redis::pipe();
+        for (offset, entry) in self.batch.drain(..) {
+            let cmd = p.cmd("XADD").arg(&self.key).arg("MINID").arg("~").arg(min);
+            cmd.arg(format!("{offset}-*"));
+            for (k, v) in wire::fields(&entry) {
+                cmd.arg(k).arg(v);
+            }
+            cmd.ignore();
+        }
+        self.c.redis.pipe(&p).await
+    }
+}
+
+async fn follow(
+    c: &Cluster,
+    handle: &SessionHandle,
+    registered: &mut tokio::sync::watch::Receiver<u64>,
+) -> RedisResult<Stop> {
+    registered.mark_unchanged();
+    let mut info = handle.watch_info();
+    let first = info.borrow_and_update().clone();
+    directory::put(c, first).await?;
+    let start = stream_end(c, handle.id(), handle.epoch()).await?;
+    let mut out = Appender {
+        c,
+        key: stream_key(handle.id(), handle.epoch()),
+        published: start.map_or(handle.output_offset().saturating_sub(c.stream_bytes), |s| s.0),
+        batch: Vec::new(),
+    };
+    if start.is_some_and(|s| s.1) {
+        return idle(c, registered, &mut info).await;
+    }
+    let Ok(sub) = handle.subscribe(out.published).await else {
+        return Ok(Stop::Deleted);
+    };
+    match sub.backlog {
+        RingRead::Held(chunks) => chunks.into_iter().for_each(|ch| out.push(Entry::Output(ch))),
+        RingRead::Evicted { .. } | RingRead::Future { .. } => {
+            while out.published < sub.end {
+                let chunks: Vec<Chunk> = match handle.read(out.published, CATCH_UP).await {
+                    Ok(chunks) if chunks.is_empty() => break,
+                    Ok(chunks) => chunks,
+                    Err(SessionError::Gone { earliest }) if earliest > out.published => {
+                        out.published = earliest;
+                        continue;
+                    }
+                    Err(_) => return Ok(Stop::Deleted),
+                };
+                chunks.into_iter().for_each(|ch| out.push(Entry::Output(ch)));
+                out.flush().await?;
+            }
+        }
+    }
+    if sub.terminating {
+        out.push(Entry::Terminating);
+    }
+    if let Some(ended) = sub.ended {
+        out.push(Entry::Ended(ended));
+        out.flush().await?;
+        return idle(c, registered, &mut info).await;
+    }
+    out.flush().await?;
+    let mut live = sub.live;
+    let mut last_put = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            ev = live.recv() => {
+                let ended = match ev {
+                    Ok(ev) => take(&mut out, ev),
+                    Err(RecvError::Lagged(_)) => return Ok(Stop::Resync),
+                    Err(RecvError::Closed) => return Ok(Stop::Deleted),
+                };
+                let mut ended = ended;
+                while !ended && !out.full() {
+                    match live.try_recv() {
+                        Ok(ev) => ended = take(&mut out, ev),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Lagged(_)) => {
+                            out.flush().await?;
+                            return Ok(Stop::Resync);
+                        }
+                        Err(TryRecvError::Closed) => return Ok(Stop::Deleted),
+                    }
+                }
+                out.flush().await?;
+                // The record's end offset, for lists on other nodes; at
+                // most once a heartbeat.
+                if !ended && last_put.elapsed() >= c.heartbeat {
+                    last_put = std::time::Instant::now();
+                    directory::put(c, handle.info()).await?;
+                }
+                if ended {
+                    directory::put(c, handle.info()).await?;
+                    return idle(c, registered, &mut info).await;
+                }
+            }
+            changed = info.changed() => {
+                if changed.is_err() {
+                    return Ok(Stop::Deleted);
+                }
+                let now = info.borrow_and_update().clone();
+                directory::put(c, now).await?;
+            }
+            _ = registered.changed() => return Ok(Stop::Resync),
+        }
+    }
+}
+
+/// Adds one event; `true` when it ended the log.
+fn take(out: &mut Appender<'_>, ev: LogEvent) -> bool {
+    match ev {
+        LogEvent::Output(chunk) => out.push(Entry::Output(Arc::unwrap_or_clone(chunk))),
+        LogEvent::Resized { offset, cols, rows } => out.push(Entry::Resized { offset, cols, rows }),
+        LogEvent::Terminating => out.push(Entry::Terminating),
+        LogEvent::Ended(info) => {
+            out.push(Entry::Ended(info));
+            return true;
+        }
+    }
+    false
+}
+
+/// After the end: keeps the record current until the session is deleted
+/// or the node registers again (Redis came back empty).
+async fn idle(
+    c: &Cluster,
+    registered: &mut tokio::sync::watch::Receiver<u64>,
+    info: &mut tokio::sync::watch::Receiver<termstream_proto::SessionInfo>,
+) -> RedisResult<Stop> {
+    loop {
+        tokio::select! {
+            changed = info.changed() => {
+                if changed.is_err() {
+                    return Ok(Stop::Deleted);
+                }
+                let now = info.borrow_and_update().clone();
+                directory::put(c, now).await?;
+            }
+            _ = registered.changed() => return Ok(Stop::Resync),
+        }
+    }
+}

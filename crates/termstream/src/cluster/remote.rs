@@ -1,0 +1,283 @@
+//! Sessions other nodes own: a stand-in task per session behind a
+//! [`crate::session::SessionHandle`] (see [`crate::session::remote`], the seam).
+//!
+//! The stand-in serves the handle's commands as a session's actor does:
+//! reads come from its ring, else from the session's Redis stream, else
+//! from the owner's disk (asked through [`super::requests`]); subscriptions
+//! get the ring's backlog and a live receiver. While the session has
+//! subscribers, one reader task per stand-in follows the stream with
+//! `XREAD BLOCK` on a connection of its own and fans each entry out to
+//! every local viewer through the broadcast, so Redis serves one reader per
+//! node and session, however many viewers the node has. The reader stops
+//! once nobody subscribes (checked every heartbeat).
+//!
+//! The directory ([`super::directory`]) keeps the stand-ins' info current:
+//! a record that is no longer running (exited, terminated, or `lost` when
+//! its node died) ends the stand-in's log for its viewers, who read what
+//! the stream holds up to the end. A stand-in whose record is missing
+//! from `GONE_AFTER` (3) directory reads in a row is dropped (its session
+//! was deleted); a single miss is not enough, as a Redis that restarted
+//! empty lacks every record until the owners register again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use termstream_proto::{Epoch, SessionId, SessionInfo, Snapshot};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::Cluster;
+use super::redis::stream_key;
+use super::requests::{ASK_TIMEOUT, ask};
+use super::wire::{self, Answer, Entry, Op, Record};
+use crate::session::log::{Chunk, OutputRing, RingRead};
+use crate::session::remote::{RemoteSession, StandIn as Parts, remote_handle};
+use crate::session::{Command, EVENT_QUEUE, LogEvent, SessionError, Subscription};
+
+mod fetch;
+mod stand_in;
+
+/// Directory reads in a row without a record before a stand-in is dropped.
+const GONE_AFTER: u32 = 3;
+
+/// A stand-in as the directory sync sees it.
+#[derive(Debug)]
+struct Tracked {
+    owner: String,
+    epoch: Epoch,
+    updates: mpsc::Sender<Update>,
+    misses: u32,
+}
+
+/// Every stand-in of this node.
+#[derive(Debug, Default)]
+pub struct StandIns(Mutex<HashMap<SessionId, Tracked>>);
+
+impl StandIns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Tracked>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a stand-in learns besides its handle's commands.
+#[derive(Debug)]
+enum Update {
+    /// The session's record, read from the directory.
+    Record(SessionInfo),
+    /// Entries its stream reader read.
+    Entries(Vec<wire::Read>),
+}
+
+/// The node that owns a remote session.
+pub fn owner_of(c: &Cluster, id: &SessionId) -> Option<String> {
+    c.stand_ins.lock().get(id).map(|t| t.owner.clone())
+}
+
+/// Forgets a remote session at once (it was deleted through this node).
+pub fn drop_stand_in(c: &Cluster, id: &SessionId) {
+    c.stand_ins.lock().remove(id);
+    c.registry.remove_remote(id);
+}
+
+/// Brings the stand-ins in line with the directory's `records`.
+pub fn sync(c: &Arc<Cluster>, records: Vec<Record>) {
+    let mut seen = HashSet::new();
+    for rec in records {
+        if rec.node == c.node {
+            continue;
+        }
+        let id = rec.info.id.clone();
+        if c.registry.get(&id).is_some_and(|h| !h.is_remote()) {
+            continue;
+        }
+        seen.insert(id.clone());
+        let mut stand_ins = c.stand_ins.lock();
+        if let Some(t) = stand_ins.get_mut(&id)
+            && t.epoch == rec.info.epoch
+            && t.owner == rec.node
+        {
+            t.misses = 0;
+            let _ = t.updates.try_send(Update::Record(rec.info));
+            continue;
+        }
+        let (tracked, handle) = start(c.clone(), rec);
+        stand_ins.insert(id, tracked);
+        drop(stand_ins);
+        c.registry.add_remote(handle);
+    }
+    let mut stand_ins = c.stand_ins.lock();
+    let mut gone = Vec::new();
+    for (id, t) in stand_ins.iter_mut() {
+        if !seen.contains(id) {
+            t.misses += 1;
+            if t.misses >= GONE_AFTER {
+                gone.push(id.clone());
+            }
+        }
+    }
+    drop_all(c, stand_ins, gone);
+}
+
+fn drop_all(c: &Cluster, mut stand_ins: std::sync::MutexGuard<'_, HashMap<SessionId, Tracked>>, gone: Vec<SessionId>) {
+    for id in &gone {
+        stand_ins.remove(id);
+    }
+    drop(stand_ins);
+    for id in &gone {
+        c.registry.remove_remote(id);
+    }
+}
+
+/// Starts the stand-in of a remote session.
+fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandle) {
+    let (updates_tx, updates) = mpsc::channel(64);
+    let remote = Arc::new(Remote {
+        c: c.clone(),
+        id: rec.info.id.clone(),
+        epoch: rec.info.epoch,
+        owner: rec.node.clone(),
+        info: OnceLock::new(),
+    });
+    let (handle, Parts { commands, info: tx }) = remote_handle(rec.info.clone(), remote.clone());
+    let tx = Arc::new(tx);
+    let _ = remote.info.set(tx.clone());
+    let task = stand_in::Task {
+        ring: OutputRing::new(c.registry.config().ring_bytes, rec.info.output_offset),
+        events: broadcast::channel(EVENT_QUEUE).0,
+        ended: (!rec.info.status.is_running()).then(|| Arc::new(rec.info.clone())),
+        terminating: false,
+        reader: None,
+        remote,
+        handle_info: tx,
+        updates_tx: updates_tx.clone(),
+    };
+    tokio::spawn(task.run(commands, updates));
+    let tracked = Tracked {
+        owner: rec.node,
+        epoch: rec.info.epoch,
+        updates: updates_tx,
+        misses: 0,
+    };
+    (tracked, handle)
+}
+
+/// A remote session's way to its owner ([`RemoteSession`]).
+#[derive(Debug)]
+pub struct Remote {
+    c: Arc<Cluster>,
+    id: SessionId,
+    epoch: Epoch,
+    owner: String,
+    /// The info the handles read (set once the handle is made); `refresh`
+    /// raises its end offset.
+    info: OnceLock<Arc<watch::Sender<SessionInfo>>>,
+}
+
+impl Remote {
+    fn key(&self) -> String {
+        stream_key(&self.id, self.epoch)
+    }
+}
+
+impl RemoteSession for Remote {
+    fn input(
+        &self,
+        data: Bytes,
+        eof: bool,
+        seq: Option<(Arc<str>, u64)>,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(), SessionError>> {
+        Box::pin(async move {
+            let op = Op::Input {
+                data: base64::engine::general_purpose::STANDARD.encode(&data),
+                eof,
+                seq: seq.map(|(client, n)| (client.to_string(), n)),
+                wait_ms: wait.as_millis() as u64,
+            };
+            ask(&self.c, &self.owner, &self.id, op, wait + ASK_TIMEOUT)
+                .await
+                .map(drop)
+        })
+    }
+
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SessionError>> {
+        Box::pin(async move {
+            match ask(&self.c, &self.owner, &self.id, Op::Snapshot, ASK_TIMEOUT).await? {
+                Answer::Snapshot(s) => Ok(s),
+                _ => Err(SessionError::Busy(self.id.clone())),
+            }
+        })
+    }
+
+    fn refresh(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Ok(Some((end, _))) = super::publish::stream_end(&self.c, &self.id, self.epoch).await
+                && let Some(info) = self.info.get()
+            {
+                info.send_if_modified(|i| {
+                    i.output_offset = i.output_offset.max(end);
+                    false
+                });
+            }
+        })
+    }
+}
+
+/// The answer to a subscribe, from a stand-in's state.
+fn subscription(
+    ring: &OutputRing,
+    budget: usize,
+    since: u64,
+    events: &broadcast::Sender<LogEvent>,
+    ended: Option<Arc<SessionInfo>>,
+    terminating: bool,
+) -> Subscription {
+    let final_end = ended.as_ref().map_or(0, |i| i.output_offset);
+    let (backlog, end) = if since < ring.start() || ring.end() < final_end {
+        // What the owner's ring would still hold: a fresh attach starts
+        // there, read from the stream (or the owner) by the forwarder.
+        let held = ring.end().max(final_end).saturating_sub(budget as u64).max(since);
+        (
+            RingRead::Evicted {
+                start: held.min(ring.start()),
+            },
+            ring.end().max(since).max(final_end),
+        )
+    } else if since > ring.end() {
+        (RingRead::Held(Vec::new()), since)
+    } else {
+        (ring.read(since, usize::MAX), ring.end())
+    };
+    Subscription {
+        backlog,
+        end,
+        live: events.subscribe(),
+        ended,
+        terminating,
+    }
+}
+
+/// A chunk cut to fit after `end`, or `None` when it holds nothing new.
+fn after(chunk: Chunk, end: u64) -> Option<Chunk> {
+    (chunk.end() > end).then(|| {
+        if chunk.offset < end {
+            chunk.from_offset(end)
+        } else {
+            chunk
+        }
+    })
+}
+
+/// The handled commands need these types only through the stand-in task.
+type Commands = mpsc::Receiver<Command>;
+type Updates = mpsc::Receiver<Update>;
+
+fn entry_chunk(r: wire::Read) -> Option<Chunk> {
+    match r.entry {
+        Entry::Output(c) => Some(c),
+        _ => None,
+    }
+}

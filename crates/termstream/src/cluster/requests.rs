@@ -1,0 +1,208 @@
+//! Requests to a session's owner, and their answers.
+//!
+//! A node that is asked to act on a session another node owns (input,
+//! resize, terminate, delete, a snapshot, output older than the stream
+//! keeps) pushes a [`Request`] on the owner's list `termstream:req:<owner>`
+//! and waits for the [`Reply`] with the same id on its own list
+//! `termstream:rep:<node>`. Each node pops its request list with `BLPOP` on
+//! a connection of its own ([`serve`]): a pop takes a request exactly once,
+//! so each is applied once, on the owner, by the same code a local request
+//! runs (input keeps its `seq`: a repeat is dropped there). Another loop
+//! ([`collect`]) pops the node's answers and hands each to its waiter.
+//! A waiter that times out forgets its request; an answer that comes later
+//! is dropped. Both lists expire when nobody uses them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use termstream_proto::{ErrorCode, SessionId};
+use tokio::sync::oneshot;
+
+use super::Cluster;
+use super::redis::{BLOCK, replies_key, requests_key};
+use super::wire::{self, Answer, Failure, Op, Reply, Request};
+use crate::session::SessionError;
+
+/// How long a request waits for its answer, beyond its own wait.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most output one read from an owner returns.
+const READ_MAX: usize = 1 << 20;
+
+/// Answers awaited, by request id.
+#[derive(Debug, Default)]
+pub struct Pending(Mutex<HashMap<u64, oneshot::Sender<Reply>>>);
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Reply>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn unreachable(message: String) -> SessionError {
+    SessionError::Remote {
+        code: ErrorCode::Busy,
+        message,
+    }
+}
+
+/// Asks `owner` to apply `op` to `session`, and waits for its answer.
+pub async fn ask(
+    c: &Cluster,
+    owner: &str,
+    session: &SessionId,
+    op: Op,
+    timeout: Duration,
+) -> Result<Answer, SessionError> {
+    let id = c.request_id();
+    let (tx, rx) = oneshot::channel();
+    c.pending.lock().insert(id, tx);
+    let req = Request {
+        id,
+        from: c.node.clone(),
+        session: session.clone(),
+        op,
+    };
+    let key = requests_key(owner);
+    let mut p = redis::pipe();
+    p.cmd("RPUSH")
+        .arg(&key)
+        .arg(serde_json::to_string(&req).unwrap_or_default())
+        .ignore();
+    p.cmd("PEXPIRE").arg(&key).arg(expiry(c)).ignore();
+    if let Err(e) = c.redis.pipe::<()>(&p).await {
+        c.pending.lock().remove(&id);
+        return Err(unreachable(format!("the cluster's Redis cannot be reached: {e}")));
+    }
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(reply)) => reply.result.map_err(SessionError::from),
+        _ => {
+            c.pending.lock().remove(&id);
+            Err(unreachable(format!(
+                "node {owner}, which runs session {session}, did not answer in time"
+            )))
+        }
+    }
+}
+
+/// How long an unused request or answer list lives.
+fn expiry(c: &Cluster) -> u64 {
+    (c.lost_after.as_millis() as u64).max(1000) * 4
+}
+
+/// Pops this node's requests and applies each, forever.
+pub async fn serve(c: Arc<Cluster>) {
+    let key = requests_key(&c.node);
+    blpop_loop(&c, &key, |c, raw| {
+        let Ok(req) = serde_json::from_str::<Request>(&raw) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let result = apply(&c, &req).await;
+            let reply = Reply { id: req.id, result };
+            let to = replies_key(&req.from);
+            let mut p = redis::pipe();
+            p.cmd("RPUSH")
+                .arg(&to)
+                .arg(serde_json::to_string(&reply).unwrap_or_default())
+                .ignore();
+            p.cmd("PEXPIRE").arg(&to).arg(expiry(&c)).ignore();
+            if let Err(e) = c.redis.pipe::<()>(&p).await {
+                tracing::warn!(error = %e, node = %req.from, "cannot answer a request");
+            }
+        });
+    })
+    .await
+}
+
+/// Pops this node's answers and hands each to its waiter, forever.
+pub async fn collect(c: Arc<Cluster>) {
+    let key = replies_key(&c.node);
+    blpop_loop(&c, &key, |c, raw| {
+        if let Ok(reply) = serde_json::from_str::<Reply>(&raw)
+            && let Some(tx) = c.pending.lock().remove(&reply.id)
+        {
+            let _ = tx.send(reply);
+        }
+    })
+    .await
+}
+
+/// Pops `key` on a connection of its own, calling `each` with every item;
+/// reconnects after a failure, once a heartbeat later.
+async fn blpop_loop(c: &Arc<Cluster>, key: &str, each: impl Fn(Arc<Cluster>, String)) {
+    loop {
+        let mut conn = match c.redis.dedicated().await {
+            Ok(conn) => conn,
+            Err(_) => {
+                tokio::time::sleep(c.heartbeat).await;
+                continue;
+            }
+        };
+        loop {
+            let popped: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
+                .arg(key)
+                .arg(BLOCK.as_secs_f64())
+                .query_async(&mut conn)
+                .await;
+            match popped {
+                Ok(Some((_, raw))) => each(c.clone(), raw),
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        tokio::time::sleep(c.heartbeat).await;
+    }
+}
+
+/// Applies a request to a local session, as a local caller would.
+async fn apply(c: &Cluster, req: &Request) -> Result<Answer, Failure> {
+    let fail = |e: SessionError| Failure::from(&e);
+    let handle = c.registry.get(&req.session).filter(|h| !h.is_remote());
+    let Some(h) = handle else {
+        if matches!(req.op, Op::Delete) {
+            return Ok(Answer::Deleted(false));
+        }
+        return Err(Failure {
+            code: ErrorCode::SessionNotFound,
+            message: format!("no session has id {:?}", req.session.as_str()),
+            earliest: None,
+            busy: None,
+        });
+    };
+    match &req.op {
+        Op::Input {
+            data,
+            eof,
+            seq,
+            wait_ms,
+        } => {
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| fail(SessionError::Io(std::io::Error::other(e))))?;
+            let seq = seq.as_ref().map(|(client, n)| (Arc::from(client.as_str()), *n));
+            let wait = Duration::from_millis(*wait_ms);
+            h.input(Bytes::from(data), *eof, seq, wait).await.map_err(fail)?;
+            Ok(Answer::Done)
+        }
+        Op::Resize { cols, rows } => {
+            h.resize(*cols, *rows).await.map_err(fail)?;
+            Ok(Answer::Done)
+        }
+        Op::Terminate => {
+            let wait = c.registry.config().session_settings().grace + Duration::from_secs(5);
+            tokio::spawn(async move {
+                let _ = h.terminate(wait).await;
+            });
+            Ok(Answer::Done)
+        }
+        Op::Delete => Ok(Answer::Deleted(c.registry.delete(&req.session).await)),
+        Op::Snapshot => Ok(Answer::Snapshot(h.snapshot().await.map_err(fail)?)),
+        Op::Read { since, max } => {
+            let chunks = h.read(*since, (*max).min(READ_MAX)).await.map_err(fail)?;
+            Ok(wire::encode_chunks(&chunks))
+        }
+    }
+}

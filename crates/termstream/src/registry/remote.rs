@@ -1,0 +1,99 @@
+//! Sessions of other nodes, when this node is part of a cluster.
+//!
+//! The registry's own map holds the sessions this node spawned and owns.
+//! Beside it, [`RemoteSessions`] holds a handle for every session another
+//! node owns (made by `crate::cluster` from the directory in Redis, with
+//! [`crate::session::remote`]), so that `get` and `list` on any node see
+//! every session. The cluster also installs a [`ClusterLink`]: the few
+//! things the layers above the registry ask of it (claiming an id across
+//! the cluster before a create, deleting a session on its owner, whether
+//! the node's link to the others works).
+//!
+//! Without a cluster the map stays empty and no link is installed:
+//! nothing changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use futures_util::future::BoxFuture;
+use termstream_proto::SessionId;
+
+use crate::session::{SessionError, SessionHandle};
+
+/// Why an id could not be claimed across the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// Another session, on any node, has the id.
+    #[error("a session with id {0} exists already")]
+    Duplicate(SessionId),
+    /// Redis could not be asked, so uniqueness cannot be promised.
+    #[error("the cluster cannot be reached to claim the id: {0}")]
+    Unavailable(String),
+}
+
+/// What the layers above the registry ask of the cluster.
+pub trait ClusterLink: Send + Sync + std::fmt::Debug {
+    /// Claims `id` for a session this node is about to create.
+    fn claim<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), ClaimError>>;
+
+    /// Gives up a claim whose create failed.
+    fn release<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, ()>;
+
+    /// Deletes a session another node owns, on that node; `false` when it
+    /// does not know the session.
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, SessionError>>;
+
+    /// Why this node cannot serve as part of the cluster now (Redis is
+    /// unreachable), for `/readyz`; `None` when it can.
+    fn unready(&self) -> Option<String>;
+}
+
+/// Handles of sessions other nodes own, and the cluster's link.
+#[derive(Debug, Default)]
+pub struct RemoteSessions {
+    map: Mutex<HashMap<SessionId, SessionHandle>>,
+    link: OnceLock<Arc<dyn ClusterLink>>,
+}
+
+impl RemoteSessions {
+    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, SessionHandle>> {
+        // Every operation is one insert, remove or read: poisoning leaves
+        // the map consistent.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cluster's link, when this node is part of one.
+    pub fn link(&self) -> Option<&Arc<dyn ClusterLink>> {
+        self.link.get()
+    }
+
+    /// Installs the cluster's link (once, at start).
+    pub fn set_link(&self, link: Arc<dyn ClusterLink>) {
+        let _ = self.link.set(link);
+    }
+
+    /// The handle of a remote session.
+    pub fn get(&self, id: &SessionId) -> Option<SessionHandle> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Every remote session's handle.
+    pub fn handles(&self) -> Vec<SessionHandle> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Adds (or replaces) the handle of a remote session.
+    pub fn insert(&self, handle: SessionHandle) -> Option<SessionHandle> {
+        self.lock().insert(handle.id().clone(), handle)
+    }
+
+    /// Forgets a remote session (deleted, or now owned here).
+    pub fn remove(&self, id: &SessionId) -> Option<SessionHandle> {
+        self.lock().remove(id)
+    }
+
+    /// The ids of every remote session.
+    pub fn ids(&self) -> Vec<SessionId> {
+        self.lock().keys().cloned().collect()
+    }
+}

@@ -1,0 +1,91 @@
+//! The seam between sessions and the cluster: a [`SessionHandle`] for a
+//! session that runs on another node.
+//!
+//! Everything that reads or drives a session (the gateway's forwarders, the
+//! REST API) does so through a [`SessionHandle`]. For a session of this
+//! node, the handle's channels lead to the session's actor; for a session
+//! owned by another node of a cluster, [`remote_handle`] makes a handle
+//! whose channels lead to a local stand-in (`crate::cluster`'s remote
+//! session task), which serves the same [`Command`]s from the session's
+//! Redis stream and forwards resizes and terminates to the owner. Input
+//! and snapshots, which do not pass through the actor for a local session
+//! either, go through [`RemoteSession`]. Protocol code never learns which
+//! kind of handle it holds.
+//!
+//! The stand-in's duties toward the handle are the actor's:
+//! - it publishes the session's info on the `watch` (status and size on
+//!   every change, the end offset as output arrives);
+//! - it answers `Read` with held chunks from the offset asked, or
+//!   `Evicted { start }` only when the output is gone everywhere (the
+//!   handle then answers `Gone`);
+//! - it answers `Subscribe` with a backlog and a live receiver that miss
+//!   nothing and repeat nothing, as the actor does.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use termstream_proto::{SessionInfo, Snapshot};
+use tokio::sync::{mpsc, watch};
+
+use super::{Command, SessionError, SessionHandle, input::Input};
+
+/// What a remote session's handle asks of the node that owns it.
+pub trait RemoteSession: Send + Sync + std::fmt::Debug {
+    /// Sends input to the program on the owner, with the same meaning as
+    /// [`SessionHandle::input`] (`seq` is applied there, so a repeat is
+    /// dropped whichever node it came through).
+    fn input(
+        &self,
+        data: Bytes,
+        eof: bool,
+        seq: Option<(Arc<str>, u64)>,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(), SessionError>>;
+
+    /// The owner's screen snapshot and the offset it reflects.
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SessionError>>;
+
+    /// Brings the handle's info (above all its end offset) up to date, so
+    /// that a client resuming at an offset it got through another node
+    /// finds it within the log.
+    fn refresh(&self) -> BoxFuture<'_, ()>;
+}
+
+/// The parts a remote session's stand-in keeps: the receiving end of the
+/// handle's commands and the sender of its info.
+#[derive(Debug)]
+pub(crate) struct StandIn {
+    /// Commands from every clone of the handle; closes when all are gone.
+    pub commands: mpsc::Receiver<Command>,
+    /// The info the handle reads; the stand-in publishes every change.
+    pub info: watch::Sender<SessionInfo>,
+}
+
+/// A handle for a session owned by another node, and the stand-in's side
+/// of its channels.
+pub(crate) fn remote_handle(info: SessionInfo, remote: Arc<dyn RemoteSession>) -> (SessionHandle, StandIn) {
+    let (commands_tx, commands) = mpsc::channel(64);
+    let (info_tx, info_rx) = watch::channel(info.clone());
+    let handle = SessionHandle {
+        id: info.id.clone(),
+        project: info.project.clone(),
+        epoch: info.epoch,
+        kind: info.kind,
+        // No local files: reads are served by the stand-in.
+        dir: Arc::new(PathBuf::new()),
+        commands: commands_tx,
+        input: Input::new(None),
+        info: info_rx,
+        screen: None,
+        viewers: Arc::default(),
+        remote: Some(remote),
+    };
+    let stand_in = StandIn {
+        commands,
+        info: info_tx,
+    };
+    (handle, stand_in)
+}

@@ -1,0 +1,65 @@
+//! A client moves between nodes in the middle of a large stream and
+//! resumes without loss or repeat: what the new node's Redis stream no
+//! longer holds comes from the owner's disk log.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{TestCluster, attach, checksum, listed, read_until};
+use common::ws::WsClient;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(25);
+
+/// What the session prints: ten rounds of 110 000 numbered lines, about
+/// 10 MB, with pauses so that it is still printing while the client moves.
+const SCRIPT: &str = "for i in 1 2 3 4 5 6 7 8 9 10; do seq 1 110000 | sed \"s/^/$i:/\"; sleep 0.1; done";
+
+fn expected() -> Vec<u8> {
+    let mut out = Vec::with_capacity(11 << 20);
+    for i in 1..=10 {
+        for n in 1..=110_000 {
+            out.extend_from_slice(format!("{i}:{n}\n").as_bytes());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_client_moving_from_b_to_c_mid_stream_resumes_without_loss_or_repeat() {
+    // Streams keep 1 MiB: most of what C must send comes from A's disk.
+    let cluster = TestCluster::start_with(3, &[("TERMSTREAM_CLUSTER_STREAM_BYTES", "1048576")]).await;
+    let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+    let info = a
+        .create(json!({"id":"flood","kind":"command","argv":["sh","-c",SCRIPT]}))
+        .await;
+    let epoch = info["epoch"].as_str().unwrap().to_owned();
+    listed(b, "flood", T).await.expect("listed on B");
+    listed(c, "flood", T).await.expect("listed on C");
+
+    // On B from the start until about 4 MB arrived.
+    let mut on_b = WsClient::connect(b, "/ws").await;
+    let mut first = attach(&mut on_b, "flood", Some((&epoch, 0))).await;
+    assert_eq!(first.start, 0);
+    read_until(&mut on_b, &mut first, T, |s| s.data.len() >= 4 << 20).await;
+    on_b.close().await;
+
+    // Then on C, from exactly where B stopped, to the end.
+    let mut on_c = WsClient::connect(c, "/ws").await;
+    let mut rest = attach(&mut on_c, "flood", Some((&epoch, first.end()))).await;
+    assert_eq!(rest.start, first.end(), "resumed where the client stopped");
+    assert_eq!(rest.messages[0]["recovered"], true, "{}", rest.messages[0]);
+    read_until(&mut on_c, &mut rest, T, |s| s.exited).await;
+    assert!(
+        !rest.messages.iter().any(|m| m["type"] == "session.gap"),
+        "no gap: {:?}",
+        rest.messages
+    );
+
+    let mut got = first.data;
+    got.extend_from_slice(&rest.data);
+    let want = expected();
+    assert_eq!(got.len(), want.len(), "every byte, once");
+    assert_eq!(checksum(&got), checksum(&want));
+}
