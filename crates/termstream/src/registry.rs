@@ -348,10 +348,13 @@ impl Registry {
             marker,
             cgroup,
         };
-        let handle = actor::start_running(info, started, dir, self.settings.clone());
+        let (handle, launch) = actor::start_running(info, started, dir, self.settings.clone());
         sessions.insert(id, handle.clone());
         let evict = self.over_capacity(&sessions);
         drop(sessions);
+        // The durable first record, outside the lock: concurrent creates
+        // fsync together (one journal commit serves several).
+        launch.launch();
         for id in evict {
             self.spawn_delete(id);
         }

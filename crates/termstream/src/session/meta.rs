@@ -87,14 +87,15 @@ impl MetaWriter {
     /// Writes `info` now, on the caller's thread: the first record of a
     /// new session, which must be on disk before its creation is answered
     /// (a crash right after would otherwise leave a log with no record,
-    /// and the session would be gone after a restart).
+    /// and the session would be gone after a restart). With
+    /// [`store::write_meta_new`]: no record is there yet to be replaced.
     pub(crate) fn write_now(&self, info: &SessionInfo) {
         let n = {
             let mut slot = self.shared.lock();
             slot.queued += 1;
             slot.queued
         };
-        if let Err(e) = store::write_meta(&self.shared.dir, info) {
+        if let Err(e) = store::write_meta_new(&self.shared.dir, info) {
             tracing::warn!(session = %info.id, error = %e, "cannot write meta.json");
         }
         self.shared.written.send_replace(n);
