@@ -49,7 +49,8 @@ pub async fn create(
         .acquire()
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "the create gate is closed"))?;
-    let handle = tokio::task::spawn_blocking(move || state.create_session(&grant, req))
+    let span = tracing::Span::current();
+    let handle = tokio::task::spawn_blocking(move || span.in_scope(|| state.create_session(&grant, req)))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("session creation failed: {e}")))??;
     Ok((StatusCode::CREATED, Json(handle.info())).into_response())
