@@ -122,7 +122,9 @@ async fn idle_once(target: &Target, n: usize) -> anyhow::Result<Vec<Row>> {
             Goal::AtMost(base.threads as f64 + 32.0),
             "no thread per session (≤ 32 more)",
         )
-        .note("creates run on the blocking pool, 16 at a time; its threads end after 10 s idle"),
+        .note(
+            "new sessions write their first record on the blocking pool, 16 at a time; its threads end after 10 s idle",
+        ),
     ])
 }
 

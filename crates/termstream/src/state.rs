@@ -64,6 +64,27 @@ impl AppState {
         crate::observe::audit::session_created(grant, handle.id().as_str(), project.as_str());
         Ok(handle)
     }
+
+    /// [`AppState::create_session`] with the session's durable first record
+    /// written on the blocking pool (see `Registry::create_async`).
+    pub async fn create_session_async(&self, grant: &Grant, req: CreateSession) -> Result<SessionHandle, ApiError> {
+        let project = req.project.clone().unwrap_or_default();
+        grant.check_create(project.as_str())?;
+        let (handle, launch) = if !grant.token {
+            self.registry.create_unlaunched(req)?
+        } else {
+            let mut launch = None;
+            let handle = self.security.quota.create(&grant.name, || {
+                let (handle, l) = self.registry.create_unlaunched(req).map_err(ApiError::from)?;
+                launch = Some(l);
+                Ok::<_, ApiError>(handle)
+            })?;
+            (handle, launch.expect("a created session has a launch"))
+        };
+        self.registry.launch_async(&handle, launch).await;
+        crate::observe::audit::session_created(grant, handle.id().as_str(), project.as_str());
+        Ok(handle)
+    }
 }
 
 impl FromRef<AppState> for Arc<Security> {

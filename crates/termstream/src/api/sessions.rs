@@ -42,25 +42,11 @@ pub async fn create(
     grant: Grant,
     Body(req): Body<CreateSession>,
 ) -> Result<Response, ApiError> {
-    // Creating blocks (fork and exec, files, the fsynced first record):
-    // on the blocking pool, a bounded number at once, so the workers keep
-    // serving and concurrent creates share their disk syncs.
-    let _permit = CREATING
-        .acquire()
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "the create gate is closed"))?;
-    let span = tracing::Span::current();
-    let handle = tokio::task::spawn_blocking(move || span.in_scope(|| state.create_session(&grant, req)))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("session creation failed: {e}")))??;
+    // The durable first record is awaited on the blocking pool: concurrent
+    // creates share their disk syncs, and the workers keep serving.
+    let handle = state.create_session_async(&grant, req).await?;
     Ok((StatusCode::CREATED, Json(handle.info())).into_response())
 }
-
-/// Sessions being created at once on the blocking pool.
-const CREATORS: usize = 16;
-
-/// The permits of [`create`], one per session being created.
-static CREATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CREATORS);
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -167,8 +167,18 @@ impl Launch {
     /// the first one; before the creation is answered: see
     /// `MetaWriter::write_now`.
     pub(crate) fn launch(self) {
+        self.0.meta.write_now(&self.0.info);
+        self.run();
+    }
+
+    /// [`Launch::launch`] with the write on the blocking pool, awaited.
+    pub(crate) async fn launch_async(self) {
+        self.0.meta.write_first(&self.0.info).await;
+        self.run();
+    }
+
+    fn run(self) {
         let actor = self.0;
-        actor.meta.write_now(&actor.info);
         if let Some(pid) = actor.info.pid {
             process::register_leader(pid);
         }
