@@ -25,8 +25,9 @@ const STEP_WAIT: Duration = Duration::from_secs(10);
 pub enum Event {
     /// `session.attached`: output from `offset` follows.
     Attached { offset: u64 },
-    /// `terminal.restore`: a screen snapshot; output from `offset` follows.
-    Restore { offset: u64 },
+    /// `terminal.restore`: a screen snapshot (`data`); output from
+    /// `offset` follows.
+    Restore { offset: u64, data: String },
     /// Output bytes (binary frame or `terminal.output`) starting at `offset`.
     Output { offset: u64, data: Bytes },
     /// `session.gap`: output from `from` to `to` is skipped.
@@ -194,7 +195,7 @@ impl Client {
                     }
                     r.frames += 1;
                 }
-                Ok(Event::Restore { offset }) => r.end = r.end.max(offset),
+                Ok(Event::Restore { offset, .. }) => r.end = r.end.max(offset),
                 Ok(Event::Gap { from, to }) => {
                     r.gaps += 1;
                     r.gap_bytes += to.saturating_sub(from);
@@ -277,7 +278,7 @@ impl Client {
 fn parse(text: &str) -> Event {
     match serde_json::from_str::<ServerMessage>(text) {
         Ok(ServerMessage::Attached { offset, .. }) => Event::Attached { offset },
-        Ok(ServerMessage::Restore { offset, .. }) => Event::Restore { offset },
+        Ok(ServerMessage::Restore { offset, data, .. }) => Event::Restore { offset, data },
         Ok(ServerMessage::Output { offset, data, .. }) => Event::Output {
             offset,
             data: Bytes::from(data),

@@ -1,4 +1,4 @@
-//! Scenario 12: three nodes joined through Redis (`--cluster`), against
+//! Scenario 13: three nodes joined through Redis (`--cluster`), against
 //! one node.
 //!
 //! - Fan-out: the 4 MiB file to the largest `--fanout` count of viewers
@@ -29,7 +29,7 @@ use crate::report::{Percentiles, Row};
 use crate::server::{Launcher, Target};
 use crate::{Ctx, shell_quote};
 
-const S12: &str = "12 cluster";
+const S13: &str = "13 cluster";
 /// The longest one measurement may take.
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -219,7 +219,7 @@ async fn echo(ctx: &Ctx, owner: &Target, through: &Target) -> anyhow::Result<Per
 
 pub async fn cluster(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let Launcher::Binary { path, work_dir } = &ctx.launcher else {
-        bail!("scenario 12 starts its own nodes: run it without --url");
+        bail!("scenario 13 starts its own nodes: run it without --url");
     };
     let file = shell_quote(&ctx.file_small);
     let n = ctx.fanout.iter().copied().max().unwrap_or(1000);
@@ -232,15 +232,15 @@ pub async fn cluster(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let mut rows = vec![];
     let metric = format!("4 MiB to {n} viewers over 3 nodes");
     rows.push(match (spread, alone) {
-        (Ok(s), Ok(a)) => Row::info(S12, metric, "s", s).baseline("one node", a),
-        (Err(e), _) | (_, Err(e)) => Row::missing(S12, metric, "s", format!("failed: {e:#}")),
+        (Ok(s), Ok(a)) => Row::info(S13, metric, "s", s).baseline("one node", a),
+        (Err(e), _) | (_, Err(e)) => Row::missing(S13, metric, "s", format!("failed: {e:#}")),
     });
     let via_owner = echo(ctx, &c.nodes[0], &c.nodes[0]).await?;
     let via_other = echo(ctx, &c.nodes[0], &c.nodes[1]).await?;
     for (name, i) in [("p50", 0), ("p99", 2)] {
         rows.push(
             Row::info(
-                S12,
+                S13,
                 format!("echo through a non-owner {name}"),
                 "µs",
                 via_other.named()[i].1,
@@ -264,7 +264,7 @@ pub async fn cluster(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         .await?;
     let chunks = page["chunks"].as_array().map_or(1, |a| a.len().max(1));
     rows.push(
-        Row::info(S12, "Redis commands per output chunk", "", calls as f64 / chunks as f64).note(format!(
+        Row::info(S13, "Redis commands per output chunk", "", calls as f64 / chunks as f64).note(format!(
             "{calls} commands for {chunks} chunks of 4 MiB in {:.2} s, heartbeats included",
             took.as_secs_f64()
         )),

@@ -15,7 +15,7 @@ use crate::client::Client;
 use crate::load::{self, Load};
 use crate::relay::Relay;
 use crate::report::{Goal, Percentiles, Row};
-use crate::server::{CpuUse, Target};
+use crate::server::{CpuUse, Target, ms_per_mb, stat_cpu_ms};
 
 /// The longest one series of samples may take.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -163,7 +163,31 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
         &why,
     ));
     rows.extend(cost_rows(idle, relay_idle, &why));
-    if let Some((relay_loaded, relay_mbps)) = relay_loaded {
+    let peer = match &ctx.peer {
+        Some(p) => {
+            let load_script = under_load.then(|| load::script(&ctx.file_big));
+            Some(crate::peer::echo(&p.path, w, n, load_script.as_deref(), LIMIT).await?)
+        }
+        None => None,
+    };
+    if let Some((peer_idle, _)) = &peer {
+        let p = Percentiles::of(peer_idle);
+        rows.extend(pct_rows(
+            S3,
+            "ttyd echo",
+            Some(p),
+            Some(("bare PTY + bare WS", sum)),
+            "",
+        ));
+        rows.extend(pct_rows(
+            S3,
+            "termstream echo vs ttyd",
+            idle.map(|i| i.pct),
+            Some(("ttyd", p)),
+            &why,
+        ));
+    }
+    if let Some((relay_loaded, relay_mbps, relay_cpu)) = relay_loaded {
         let (bare, bare_mbps) = baseline::pty_echo_loaded(&ctx.file_big, w, n, LIMIT).await?;
         rows.extend(pct_rows(
             S4,
@@ -197,16 +221,56 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
         // less has an easier time echoing.
         let delivered = "load delivered to the 3 readers";
         rows.push(match loaded {
-            Some((_, mbps)) => Row::info(S4, delivered, "MB/s", mbps).baseline("bare relay", relay_mbps),
+            Some((_, mbps, _)) => Row::info(S4, delivered, "MB/s", mbps).baseline("bare relay", relay_mbps),
             None => Row::missing(S4, delivered, "MB/s", why),
         });
         rows.push(Row::info(S4, "load delivered to 3 bare PTY readers", "MB/s", bare_mbps));
+        let cpu_metric = "server CPU per MB, 3 streams + echo probe";
+        let ours_cpu = loaded.and_then(|l| l.2);
+        let cpu_row = |metric: String, label: &'static str, base: Option<f64>| {
+            let row = match ours_cpu {
+                Some(ms) => Row::info(S4, metric, "ms", ms),
+                None => Row::missing(
+                    S4,
+                    metric,
+                    "ms",
+                    if why.is_empty() { "server pid unknown" } else { why },
+                ),
+            };
+            match base {
+                Some(b) => row.baseline(label, b),
+                None => row,
+            }
+        };
+        rows.push(cpu_row(cpu_metric.into(), "bare relay", relay_cpu));
+        if let Some((_, Some((peer_loaded, peer_mbps, peer_cpu)))) = &peer {
+            let mut prow = pct_rows(
+                S4,
+                "echo, 3 sessions streaming, vs ttyd",
+                loaded.map(|l| l.0),
+                Some(("ttyd, same load", Percentiles::of(peer_loaded))),
+                why,
+            );
+            prow[0] = prow[0].clone().goal(Goal::RatioAtMost(1.2), "≤ 1.2× ttyd");
+            prow[2] = prow[2].clone().goal(Goal::RatioAtMost(1.0), "≤ ttyd");
+            rows.extend(prow);
+            rows.push(match loaded {
+                Some((_, mbps, _)) => Row::info(S4, "load delivered to the 3 readers, vs ttyd", "MB/s", mbps)
+                    .baseline("ttyd", *peer_mbps)
+                    .goal(Goal::RatioAtLeast(1.0), "≥ ttyd"),
+                None => Row::missing(S4, "load delivered to the 3 readers, vs ttyd", "MB/s", why),
+            });
+            rows.push(
+                cpu_row(format!("{cpu_metric}, vs ttyd"), "ttyd", *peer_cpu).goal(Goal::RatioAtMost(1.0), "≤ ttyd"),
+            );
+        }
     }
     Ok(rows)
 }
 
-/// Echo percentiles under load, and the MB/s the load's readers got.
-type Loaded = (Percentiles, f64);
+/// Echo percentiles under load, the MB/s the load's readers got, and the
+/// server's CPU milliseconds per MB they got.
+type Loaded = (Percentiles, f64, Option<f64>);
 
 /// The echo through the bare relay (see [`crate::relay`]), idle and, when
 /// `under_load`, while three more relayed PTYs stream the big file.
@@ -228,18 +292,20 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
         return Ok((idle, None));
     }
     let script = load::script(&ctx.file_big);
+    let cpu0 = relay.pid().and_then(stat_cpu_ms);
     let mut load = Load::new();
     for _ in 0..load::STREAMS {
         load.add(relay.open(&script).await?.drain(load.stop_signal()));
     }
-    let (loaded, mbps) = load
-        .during(
+    let (loaded, mbps, bytes) = load
+        .during_counted(
             "bare relay",
             echo.echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT),
         )
         .await;
+    let cpu = ms_per_mb(cpu0, relay.pid().and_then(stat_cpu_ms), bytes);
     relay.stop().await;
-    Ok((idle, Some((Percentiles::of(&loaded?), mbps))))
+    Ok((idle, Some((Percentiles::of(&loaded?), mbps, cpu))))
 }
 
 async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result<(Idle, Option<Loaded>)> {
@@ -255,6 +321,7 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
     if !under_load {
         return Ok((idle, None));
     }
+    let cpu0 = target.pid.and_then(stat_cpu_ms);
     let mut load = Load::new();
     let mut load_ids = vec![];
     let script = load::script(&ctx.file_big);
@@ -266,15 +333,16 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
         load.add(async move { reader.drain(&mut stop, Instant::now() + LIMIT * 2).await });
         load_ids.push(lid);
     }
-    let (loaded, mbps) = load
-        .during(
+    let (loaded, mbps, bytes) = load
+        .during_counted(
             "termstream",
             client.echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT),
         )
         .await;
+    let cpu = ms_per_mb(cpu0, target.pid.and_then(stat_cpu_ms), bytes);
     target.delete_all(&load_ids).await;
     target.delete(&id).await?;
-    Ok((idle, Some((Percentiles::of(&loaded?), mbps))))
+    Ok((idle, Some((Percentiles::of(&loaded?), mbps, cpu))))
 }
 
 /// Scenario 7: a client attached to `yes` stops reading for `ctx.stall`;

@@ -52,6 +52,12 @@ impl Load {
     /// `measure`'s output and the readers' MB/s in all, so that a report
     /// can show whether two setups carried the same load.
     pub async fn during<T>(self, what: &str, measure: impl Future<Output = T>) -> (T, f64) {
+        let (out, mbps, _) = self.during_counted(what, measure).await;
+        (out, mbps)
+    }
+
+    /// [`Load::during`], also saying how many bytes the readers got in all.
+    pub async fn during_counted<T>(self, what: &str, measure: impl Future<Output = T>) -> (T, f64, u64) {
         tokio::time::sleep(WARM).await;
         let out = measure.await;
         let _ = self.stop_tx.send(true);
@@ -63,6 +69,6 @@ impl Load {
         }
         let mbps = streamed as f64 / secs / 1e6;
         eprintln!("bench: under load ({what}) the {STREAMS} readers got {mbps:.0} MB/s in all");
-        (out, mbps)
+        (out, mbps, streamed)
     }
 }

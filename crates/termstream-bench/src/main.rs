@@ -12,7 +12,7 @@
 //! - [`throughput`] (scenarios 1, 2), [`latency`] (3, 4, 7), [`fanout`] (5),
 //!   [`scale`] (6, 8), [`focus`] (10, 11): one file per scenario group.
 //! - [`cli`] (9): the `termstream` command-line client.
-//! - [`cluster`] (12): three nodes through Redis against one node.
+//! - [`cluster`] (13): three nodes through Redis against one node.
 //! - [`report`]: percentiles, medians over runs, the markdown table.
 //!
 //! Every loop is bounded in count and time; only loopback addresses are
@@ -26,6 +26,8 @@ mod fanout;
 mod focus;
 mod latency;
 mod load;
+mod open;
+mod peer;
 mod relay;
 mod report;
 mod scale;
@@ -92,6 +94,11 @@ struct Args {
     /// Also write the report here (markdown).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// A peer server measured beside termstream in the same run, as
+    /// `ttyd=PATH` (scenarios 1, 3, 4 and 12); built by hand, never part of
+    /// this repository.
+    #[arg(long)]
+    peer: Option<String>,
     /// Run as the bare relay baseline (started by the bench itself).
     #[arg(long, hide = true)]
     relay: bool,
@@ -113,6 +120,8 @@ pub struct Ctx {
     pub command_bytes: u64,
     /// The `termstream` binary used as a client (scenario 9).
     pub cli: PathBuf,
+    /// A peer server measured beside, when given.
+    pub peer: Option<peer::Peer>,
 }
 
 impl Ctx {
@@ -139,7 +148,7 @@ pub fn shell_quote(p: &Path) -> String {
 }
 
 /// The scenarios in order, with the name used in logs.
-const SCENARIOS: [(u8, &str); 12] = [
+const SCENARIOS: [(u8, &str); 13] = [
     (1, "pty throughput"),
     (2, "command throughput"),
     (3, "echo latency"),
@@ -151,7 +160,8 @@ const SCENARIOS: [(u8, &str); 12] = [
     (9, "command-line client"),
     (10, "focus streaming"),
     (11, "focus fan-out"),
-    (12, "cluster"),
+    (12, "open and attached idle"),
+    (13, "cluster"),
 ];
 
 async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>> {
@@ -168,7 +178,8 @@ async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>
         9 => cli::cli(ctx).await,
         10 => focus::streaming(ctx).await,
         11 => focus::fanout(ctx).await,
-        12 => cluster::cluster(ctx).await,
+        12 => open::open(ctx).await,
+        13 => cluster::cluster(ctx).await,
         _ => anyhow::bail!("no scenario {n}"),
     }
 }
@@ -231,6 +242,7 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
             .cli
             .clone()
             .unwrap_or_else(|| std::fs::canonicalize(&args.server).unwrap_or_else(|_| args.server.clone())),
+        peer: args.peer.as_deref().map(peer::Peer::parse).transpose()?,
     };
     let wanted: Vec<u8> = if args.only.is_empty() {
         SCENARIOS.map(|(n, _)| n).to_vec()

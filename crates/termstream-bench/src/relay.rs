@@ -20,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The relay's largest read of a PTY.
@@ -177,9 +178,22 @@ impl Relay {
         crate::server::cpu_of(self.child.id()?)
     }
 
+    /// The relay process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// A connection running `script` on its own PTY.
     pub async fn open(&self, script: &str) -> anyhow::Result<RelayConn> {
         let (mut ws, _) = tokio_tungstenite::connect_async(&self.url).await?;
+        ws.send(Message::Text(script.into())).await?;
+        Ok(RelayConn { ws })
+    }
+
+    /// [`Relay::open`] with small client buffers, for thousands of them.
+    pub async fn open_small(&self, script: &str) -> anyhow::Result<RelayConn> {
+        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&self.url, Some(config), true).await?;
         ws.send(Message::Text(script.into())).await?;
         Ok(RelayConn { ws })
     }
@@ -191,6 +205,31 @@ pub struct RelayConn {
 }
 
 impl RelayConn {
+    /// Waits for output that ends like a shell prompt.
+    pub async fn wait_prompt(&mut self, deadline: Instant) -> anyhow::Result<()> {
+        loop {
+            let msg = tokio::time::timeout_at(deadline.into(), self.ws.next())
+                .await
+                .context("no prompt from the relay")?
+                .context("the relay closed")??;
+            if matches!(&msg, Message::Binary(b) if crate::open::is_prompt(b)) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads output until the relay closes (its program ended) or
+    /// `deadline`; the bytes read.
+    pub async fn read_to_close(&mut self, deadline: Instant) -> u64 {
+        let mut bytes = 0;
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline.into(), self.ws.next()).await {
+            if let Message::Binary(b) = msg {
+                bytes += b.len() as u64;
+            }
+        }
+        bytes
+    }
+
     /// One-byte round trips, as `Client::echo_samples` does with the server.
     pub async fn echo_samples(
         &mut self,

@@ -287,6 +287,26 @@ pub fn cpu_of(pid: u32) -> Option<CpuUse> {
     Some(total)
 }
 
+/// The user and system CPU time process `pid` has used so far, all its
+/// threads (those that ended too), in milliseconds: `utime + stime` of
+/// `/proc/PID/stat`, in clock ticks of 10 ms (Linux's `USER_HZ` is 100).
+pub fn stat_cpu_ms(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 * 10.0)
+}
+
+/// CPU milliseconds per MB (10^6 bytes) between two readings of
+/// [`stat_cpu_ms`]; `None` when either is missing or nothing was moved.
+pub fn ms_per_mb(before: Option<f64>, after: Option<f64>, bytes: u64) -> Option<f64> {
+    (bytes > 0).then_some(())?;
+    Some((after? - before?) / (bytes as f64 / 1e6))
+}
+
 /// Raises this process's open-file limit to its hard limit (children, such
 /// as a launched server, inherit it); returns the new soft limit.
 pub fn raise_nofile() -> u64 {

@@ -11,7 +11,9 @@ use anyhow::Context;
 
 use crate::baseline;
 use crate::client::{Client, Received};
+use crate::relay::Relay;
 use crate::report::{Goal, Row};
+use crate::server::{ms_per_mb, stat_cpu_ms};
 use crate::{Ctx, shell_quote};
 
 /// The longest one transfer may take.
@@ -25,10 +27,21 @@ pub async fn pty(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let file = shell_quote(&ctx.file_big);
     let bare = baseline::pty_read(&format!("cat {file}"), LIMIT).await?;
     let mut rows = vec![];
+    let relay = relay_transfer(&format!("cat {file}")).await?;
+    let peer = match &ctx.peer {
+        Some(p) => Some(crate::peer::stream(&p.path, &format!("cat {file}"), LIMIT).await?),
+        None => None,
+    };
+    let mut cpu = None;
     let measured = match ctx.ws_target().await {
         Err(why) => Err(why),
         Ok(target) => {
+            let before = target.pid.and_then(stat_cpu_ms);
             let r = one_transfer(&target, true, &format!("read x; cat {file}")).await;
+            let after = target.pid.and_then(stat_cpu_ms);
+            if let Ok((got, _)) = &r {
+                cpu = ms_per_mb(before, after, got.bytes);
+            }
             target.stop().await;
             r.map_err(|e| format!("failed: {e:#}"))
         }
@@ -53,7 +66,63 @@ pub async fn pty(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             ..row
         }),
     }
+    rows.push(
+        Row::info(S1, "bare relay, 64 MiB `cat`", "MB/s", relay.transfer.mb_per_s())
+            .baseline("bare PTY", bare.mb_per_s()),
+    );
+    let cpu_metric = "server CPU per MB, one stream";
+    let cpu_row = |base_label: &'static str, base: Option<f64>| {
+        let row = match cpu {
+            Some(ms) => Row::info(S1, cpu_metric, "ms", ms),
+            None => Row::missing(
+                S1,
+                cpu_metric,
+                "ms",
+                "not measured (server pid unknown, or no transfer)",
+            ),
+        };
+        match base {
+            Some(b) => row.baseline(base_label, b),
+            None => row,
+        }
+    };
+    rows.push(cpu_row("bare relay", relay.cpu_ms_per_mb));
+    if let Some(p) = peer {
+        rows.push(
+            Row::info(S1, "ttyd, 64 MiB `cat`", "MB/s", p.transfer.mb_per_s()).baseline("bare PTY", bare.mb_per_s()),
+        );
+        rows.push(
+            Row {
+                metric: format!("{cpu_metric}, vs ttyd"),
+                ..cpu_row("ttyd", p.cpu_ms_per_mb)
+            }
+            .goal(Goal::RatioAtMost(1.0), "≤ ttyd"),
+        );
+    }
     Ok(rows)
+}
+
+/// A stream through a relay-like server: its rate and the server's CPU.
+pub struct Streamed {
+    pub transfer: baseline::Transfer,
+    /// The server's CPU milliseconds per MB delivered.
+    pub cpu_ms_per_mb: Option<f64>,
+}
+
+/// `sh -c SCRIPT` through the bare relay, from connecting to the end.
+async fn relay_transfer(script: &str) -> anyhow::Result<Streamed> {
+    let relay = Relay::start().await?;
+    let before = relay.pid().and_then(stat_cpu_ms);
+    let t0 = Instant::now();
+    let mut conn = relay.open(script).await?;
+    let bytes = conn.read_to_close(t0 + LIMIT).await;
+    let elapsed = t0.elapsed();
+    let after = relay.pid().and_then(stat_cpu_ms);
+    relay.stop().await;
+    Ok(Streamed {
+        transfer: baseline::Transfer { bytes, elapsed },
+        cpu_ms_per_mb: ms_per_mb(before, after, bytes),
+    })
 }
 
 /// Scenario 2: a command session prints `ctx.command_bytes` to stdout.

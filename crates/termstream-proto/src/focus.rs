@@ -9,13 +9,13 @@
 //! the dashboards were written from (see `docs/protocol.md`).
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::error::{ErrorCode, ErrorDetail};
 use crate::ids::{ProjectId, SessionId};
 
 /// The state a connection reports with its first message about a project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionState {
     Connected,
@@ -83,7 +83,8 @@ pub enum FocusMessage {
 }
 
 /// `PUT /api/terminal/focus`: focus or unfocus one session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FocusRequest {
     pub session_id: SessionId,
@@ -98,7 +99,8 @@ pub struct FocusRequest {
 
 /// The answer to `PUT /api/terminal/focus`: the project's state after the
 /// request; with a 409, `success` is false and `error` says why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FocusResponse {
     pub success: bool,
@@ -111,7 +113,8 @@ pub struct FocusResponse {
 }
 
 /// `GET /api/terminal/focus?projectId=P`: a project's focus state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectFocus {
     pub project_id: ProjectId,
@@ -121,7 +124,8 @@ pub struct ProjectFocus {
 }
 
 /// One project in `GET /api/projects`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectSummary {
     pub project_id: ProjectId,
@@ -135,7 +139,8 @@ pub struct ProjectSummary {
 }
 
 /// `GET /api/projects`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProjectList {
     pub projects: Vec<ProjectSummary>,
 }

@@ -145,8 +145,11 @@ fn upgrade(ws: WebSocketUpgrade, state: &AppState, proto: Option<Extension<Beare
     }
 }
 
-/// Bytes a socket reads at a time.
-const READ_BUFFER: usize = 4096;
+/// Bytes a socket reads at a time. The buffer stays allocated (and
+/// touched) for the socket's life, and clients send short messages (a
+/// keystroke, an attach): 1 KiB instead of 4 keeps 3 KiB less per idle
+/// socket; a larger message still arrives whole, in more reads.
+const READ_BUFFER: usize = 1024;
 /// Bytes a socket gathers before writing.
 const WRITE_BUFFER: usize = 64 * 1024;
 

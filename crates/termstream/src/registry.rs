@@ -26,7 +26,7 @@ use tokio::sync::broadcast;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::confine::Confinement;
-use crate::session::actor::{Leftovers, Started};
+use crate::session::actor::{Launch, Leftovers, Started};
 use crate::session::cgroup::{CgroupMode, Cgroups};
 use crate::session::process::{self, SpawnError, SpawnSpec};
 use crate::session::store::{self, LogWriter};
@@ -211,8 +211,33 @@ impl Registry {
         self.changes.subscribe()
     }
 
-    /// Starts a session.
+    /// Starts a session; its first record is written on this thread.
     pub fn create(&self, req: CreateSession) -> Result<SessionHandle, CreateError> {
+        let (handle, launch) = self.create_unlaunched(req)?;
+        launch.launch();
+        self.announce(&handle);
+        Ok(handle)
+    }
+
+    /// Launches a session from [`Registry::create_unlaunched`] with its
+    /// first record written on the blocking pool (see
+    /// [`Launch::launch_async`]), and announces it.
+    pub(crate) async fn launch_async(&self, handle: &SessionHandle, launch: Launch) {
+        launch.launch_async().await;
+        self.announce(handle);
+    }
+
+    /// Tells subscribers and metrics of a session just launched.
+    fn announce(&self, handle: &SessionHandle) {
+        let _ = self.changes.send(RegistryEvent::Created(handle.clone()));
+        crate::observe::metrics::session_created(handle.kind());
+    }
+
+    /// Spawns the program and builds the session's actor, registered but not
+    /// yet running: its durable first record comes first (the caller's
+    /// [`Launch`]), outside the registry's lock, so that concurrent creates
+    /// do not wait for each other's disk syncs.
+    pub(crate) fn create_unlaunched(&self, req: CreateSession) -> Result<(SessionHandle, Launch), CreateError> {
         let kind = req.kind.unwrap_or(SessionKind::Pty);
         let argv = match (req.argv, req.command) {
             (Some(_), Some(_)) => return Err(CreateError::Invalid("give either argv or command, not both".into())),
@@ -353,16 +378,14 @@ impl Registry {
             marker,
             cgroup,
         };
-        let handle = actor::start_running(info, started, dir, self.settings.clone());
+        let (handle, launch) = actor::start_running(info, started, dir, self.settings.clone());
         sessions.insert(id, handle.clone());
         let evict = self.over_capacity(&sessions);
         drop(sessions);
         for id in evict {
             self.spawn_delete(id);
         }
-        let _ = self.changes.send(RegistryEvent::Created(handle.clone()));
-        crate::observe::metrics::session_created(kind);
-        Ok(handle)
+        Ok((handle, launch))
     }
 
     /// Ended sessions to delete so that at most `max_sessions` are kept.

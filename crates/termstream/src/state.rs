@@ -58,28 +58,42 @@ impl AppState {
         let project = req.project.clone().unwrap_or_default();
         grant.check_create(project.as_str())?;
         let Some(link) = self.registry.remote().link().cloned() else {
-            return self.create_local(grant, req, &project);
+            return self.create_local(grant, req, &project).await;
         };
         let id = req.id.get_or_insert_with(crate::registry::generated_id).clone();
         link.claim(&id).await.map_err(|e| match e {
             ClaimError::Duplicate(id) => ApiError::from(CreateError::Duplicate(id)),
             ClaimError::Unavailable(m) => ApiError::new(ErrorCode::Busy, m),
         })?;
-        let created = self.create_local(grant, req, &project);
+        let created = self.create_local(grant, req, &project).await;
         if created.is_err() {
             link.release(&id).await;
         }
         created
     }
 
-    fn create_local(&self, grant: &Grant, req: CreateSession, project: &ProjectId) -> Result<SessionHandle, ApiError> {
-        let handle = if !grant.token {
-            self.registry.create(req)?
+    /// Creates the session on this node. Its durable first record is
+    /// written on the blocking pool (see `Registry::launch_async`):
+    /// concurrent creates share their disk syncs, and the workers keep
+    /// serving.
+    async fn create_local(
+        &self,
+        grant: &Grant,
+        req: CreateSession,
+        project: &ProjectId,
+    ) -> Result<SessionHandle, ApiError> {
+        let (handle, launch) = if !grant.token {
+            self.registry.create_unlaunched(req)?
         } else {
-            self.security
-                .quota
-                .create(&grant.name, || self.registry.create(req).map_err(ApiError::from))?
+            let mut launch = None;
+            let handle = self.security.quota.create(&grant.name, || {
+                let (handle, l) = self.registry.create_unlaunched(req).map_err(ApiError::from)?;
+                launch = Some(l);
+                Ok::<_, ApiError>(handle)
+            })?;
+            (handle, launch.expect("a created session has a launch"))
         };
+        self.registry.launch_async(&handle, launch).await;
         crate::observe::audit::session_created(grant, handle.id().as_str(), project.as_str());
         Ok(handle)
     }

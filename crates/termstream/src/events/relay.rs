@@ -29,7 +29,6 @@ use crate::focus::redis::{ClusterUnavailable, once_more};
 /// The Redis channel every node publishes its events on.
 pub const EVENTS: &str = "termstream:events";
 
-
 /// An event as it travels between nodes.
 #[derive(Debug, Serialize, Deserialize)]
 struct Wire {

@@ -124,13 +124,16 @@ pub(crate) struct Started {
     pub cgroup: Option<SessionCgroup>,
 }
 
-/// Starts the actor (and screen task) of a freshly spawned program.
+/// Builds the actor (and starts the screen task) of a freshly spawned
+/// program; the actor runs once [`Launch::launch`] is called. The registry
+/// inserts the handle under its lock and launches after releasing it, so
+/// that `meta.json`'s durable first write does not hold up other creates.
 pub(crate) fn start_running(
     info: SessionInfo,
     started: Started,
     dir: PathBuf,
     settings: SessionSettings,
-) -> SessionHandle {
+) -> (SessionHandle, Launch) {
     let Started {
         spawned,
         writer,
@@ -152,13 +155,35 @@ pub(crate) fn start_running(
             actor.err = Some(Box::pin(stderr));
         }
     }
-    // On disk before the creation is answered: see `MetaWriter::write_now`.
-    actor.meta.write_now(&actor.info);
-    if let Some(pid) = actor.info.pid {
-        process::register_leader(pid);
+    (handle, Launch(actor))
+}
+
+/// A built actor of a new session, not yet running.
+pub(crate) struct Launch(Actor);
+
+impl Launch {
+    /// Writes the session's first `meta.json` (blocking: it is fsynced) and
+    /// starts the actor. Before the actor runs, so no later record races
+    /// the first one; before the creation is answered: see
+    /// `MetaWriter::write_now`.
+    pub(crate) fn launch(self) {
+        self.0.meta.write_now(&self.0.info);
+        self.run();
     }
-    tokio::spawn(actor.run());
-    handle
+
+    /// [`Launch::launch`] with the write on the blocking pool, awaited.
+    pub(crate) async fn launch_async(self) {
+        self.0.meta.write_first(&self.0.info).await;
+        self.run();
+    }
+
+    fn run(self) {
+        let actor = self.0;
+        if let Some(pid) = actor.info.pid {
+            process::register_leader(pid);
+        }
+        tokio::spawn(actor.run());
+    }
 }
 
 /// Starts the actor of a session that ended before (loaded from disk): it

@@ -26,6 +26,13 @@ pub(crate) const WRITERS: usize = 4;
 /// The permits to write, one per writing session.
 static WRITING: Semaphore = Semaphore::const_new(WRITERS);
 
+/// How many new sessions write their first record at once, in the whole
+/// server (see [`MetaWriter::write_first`]).
+pub(crate) const FIRST_WRITERS: usize = 16;
+
+/// The permits to write a first record.
+static FIRST_WRITING: Semaphore = Semaphore::const_new(FIRST_WRITERS);
+
 /// Writes a session's `meta.json`, latest info first and only.
 #[derive(Debug)]
 pub(crate) struct MetaWriter {
@@ -87,15 +94,38 @@ impl MetaWriter {
     /// Writes `info` now, on the caller's thread: the first record of a
     /// new session, which must be on disk before its creation is answered
     /// (a crash right after would otherwise leave a log with no record,
-    /// and the session would be gone after a restart).
+    /// and the session would be gone after a restart). With
+    /// [`store::write_meta_new`]: no record is there yet to be replaced.
     pub(crate) fn write_now(&self, info: &SessionInfo) {
         let n = {
             let mut slot = self.shared.lock();
             slot.queued += 1;
             slot.queued
         };
-        if let Err(e) = store::write_meta(&self.shared.dir, info) {
+        if let Err(e) = store::write_meta_new(&self.shared.dir, info) {
             tracing::warn!(session = %info.id, error = %e, "cannot write meta.json");
+        }
+        self.shared.written.send_replace(n);
+    }
+
+    /// [`MetaWriter::write_now`] on the blocking pool, at most
+    /// [`FIRST_WRITERS`] sessions at once in the whole server: the create
+    /// path awaits it, so that concurrent creates fsync together (one
+    /// journal commit serves several) while the workers keep serving.
+    pub(crate) async fn write_first(&self, info: &SessionInfo) {
+        let n = {
+            let mut slot = self.shared.lock();
+            slot.queued += 1;
+            slot.queued
+        };
+        let (dir, first) = (self.shared.dir.clone(), info.clone());
+        // Never closed: a permit always comes.
+        let _permit = FIRST_WRITING.acquire().await;
+        let written = tokio::task::spawn_blocking(move || store::write_meta_new(&dir, &first)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(session = %info.id, error = %e, "cannot write meta.json"),
+            Err(e) => tracing::warn!(session = %info.id, error = %e, "cannot write meta.json"),
         }
         self.shared.written.send_replace(n);
     }

@@ -1,0 +1,273 @@
+//! Scenario 12: opening sessions, and what an idle one costs with its
+//! viewer attached.
+//!
+//! For each count `n` (`--idle`, default 100 and 1000), on a fresh server:
+//! one session is opened and closed (what the first one costs once is not
+//! spread over `n`), then `n` sessions are opened, [`OPEN_CONCURRENCY`] at a
+//! time, each to its first prompt: termstream `POST /api/sessions`
+//! (`/bin/sh`, 80 × 24), a `/ws` connection, `session.attach` and the
+//! first output that ends like a prompt. The viewers stay connected and
+//! attached; after a second of rest the server's PSS (from
+//! `/proc/PID/smaps_rollup`) is read, and its growth over the warm server,
+//! divided by `n`, is the cost of one idle session with its viewer.
+//!
+//! The same is measured, in the same run, through the bare relay (a socket
+//! and a PTY per session, nothing else) and, with `--peer ttyd=PATH`,
+//! through ttyd (connect with subprotocol `tty`, the size message, the
+//! first prompt).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use termstream_proto::{SessionId, SessionKind};
+use tokio::sync::watch;
+
+use crate::Ctx;
+use crate::client::{Client, Event};
+use crate::peer::{Ttyd, TtydConn};
+use crate::relay::{Relay, RelayConn};
+use crate::report::{Goal, Row};
+use crate::server::Target;
+
+/// Sessions being opened at once.
+pub const OPEN_CONCURRENCY: usize = 16;
+/// Time for a server to settle before its memory is read.
+const SETTLE: Duration = Duration::from_secs(1);
+/// The longest opening `n` sessions may take.
+const OPEN_LIMIT: Duration = Duration::from_secs(240);
+/// The longest one open may take.
+const ONE_OPEN: Duration = Duration::from_secs(30);
+
+const S12: &str = "12 open and attached idle";
+
+/// Whether output ends like `/bin/sh`'s prompt (`$ ` or `# `).
+pub fn is_prompt(out: &[u8]) -> bool {
+    out.ends_with(b"$ ") || out.ends_with(b"# ")
+}
+
+/// A server sessions are opened on.
+enum Server<'a> {
+    Termstream(&'a Target),
+    Relay(&'a Relay),
+    Ttyd(&'a Ttyd),
+}
+
+/// One open session's viewer, held until the figures are read.
+enum Viewer {
+    Termstream(Client, SessionId),
+    Relay(RelayConn),
+    Ttyd(TtydConn),
+}
+
+impl Server<'_> {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Server::Termstream(t) => t.pid,
+            Server::Relay(r) => r.pid(),
+            Server::Ttyd(t) => t.pid(),
+        }
+    }
+
+    /// Opens one session to its first prompt.
+    async fn open(&self) -> anyhow::Result<Viewer> {
+        match self {
+            Server::Termstream(t) => {
+                let id = t.start(SessionKind::Pty, vec!["/bin/sh".into()]).await?;
+                let mut c = Client::connect_small(&t.ws).await?;
+                c.attach(&id).await?;
+                let deadline = Instant::now() + ONE_OPEN;
+                loop {
+                    match c.next(deadline).await? {
+                        Event::Restore { data, .. } if data.contains("$ ") || data.contains("# ") => break,
+                        Event::Output { data, .. } if is_prompt(&data) => break,
+                        Event::Exit | Event::Closed => bail!("the session ended before its prompt"),
+                        Event::Error(e) => bail!("error before the prompt: {e}"),
+                        _ => {}
+                    }
+                }
+                Ok(Viewer::Termstream(c, id))
+            }
+            Server::Relay(r) => {
+                let mut c = r.open_small("exec /bin/sh").await?;
+                c.wait_prompt(Instant::now() + ONE_OPEN).await?;
+                Ok(Viewer::Relay(c))
+            }
+            Server::Ttyd(t) => {
+                let mut c = t.open(None, true).await?;
+                c.wait_prompt().await?;
+                Ok(Viewer::Ttyd(c))
+            }
+        }
+    }
+
+    /// Ends one session opened by [`Server::open`].
+    async fn close(&self, viewer: Viewer) {
+        match (self, viewer) {
+            (Server::Termstream(t), Viewer::Termstream(c, id)) => {
+                c.close().await;
+                let _ = t.delete(&id).await;
+            }
+            (_, v) => drop(v),
+        }
+    }
+}
+
+impl Viewer {
+    /// Reads and drops whatever comes until `stop` turns true.
+    async fn hold(self, mut stop: watch::Receiver<bool>) {
+        match self {
+            Viewer::Termstream(mut c, _) => {
+                c.drain(&mut stop, Instant::now() + OPEN_LIMIT * 2).await;
+            }
+            Viewer::Relay(c) => {
+                c.drain(stop).await;
+            }
+            Viewer::Ttyd(c) => {
+                c.drain(stop).await;
+            }
+        }
+    }
+}
+
+/// What opening `n` sessions on one server showed.
+#[derive(Debug, Clone, Copy)]
+struct Opened {
+    /// Sessions opened per second.
+    rate: f64,
+    /// PSS growth per idle session with its viewer, KiB.
+    pss_kib: f64,
+    /// The server's PSS before and with the sessions, KiB.
+    pss_before: u64,
+    pss_with: u64,
+}
+
+/// The PSS of process `pid`, KiB.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
+    line["Pss:".len()..].split_whitespace().next()?.parse().ok()
+}
+
+async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
+    let pid = server.pid().context("the server's pid is unknown")?;
+    let first = server.open().await.context("the first session")?;
+    server.close(first).await;
+    tokio::time::sleep(SETTLE).await;
+    let pss_before = pss_kib(pid).context("no smaps_rollup")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let t0 = Instant::now();
+    let opened: Vec<anyhow::Result<Viewer>> = tokio::time::timeout(
+        OPEN_LIMIT,
+        futures_util::stream::iter(0..n)
+            .map(|_| server.open())
+            .buffer_unordered(OPEN_CONCURRENCY)
+            .collect(),
+    )
+    .await
+    .with_context(|| format!("opening {n} sessions took longer than {OPEN_LIMIT:?}"))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut holders = Vec::with_capacity(n);
+    let mut failed = None;
+    for v in opened {
+        match v {
+            Ok(v) => holders.push(tokio::spawn(v.hold(stop_rx.clone()))),
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    let got = holders.len();
+    tokio::time::sleep(SETTLE).await;
+    let pss_with = pss_kib(pid).context("no smaps_rollup")?;
+    let _ = stop_tx.send(true);
+    futures_util::future::join_all(holders).await;
+    if let Some(e) = failed {
+        return Err(e.context(format!("only {got} of {n} sessions opened")));
+    }
+    Ok(Opened {
+        rate: n as f64 / secs,
+        pss_kib: (pss_with as f64 - pss_before as f64) / n as f64,
+        pss_before,
+        pss_with,
+    })
+}
+
+/// Scenario 12 for every count of `ctx.idle`.
+pub async fn open(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let mut rows = vec![];
+    for &n in &ctx.idle {
+        rows.extend(open_n(ctx, n).await?);
+    }
+    Ok(rows)
+}
+
+async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
+    let relay = Relay::start().await?;
+    let bare = open_on(&Server::Relay(&relay), n).await;
+    relay.stop().await;
+    let bare = bare.context("through the bare relay")?;
+    let peer = match &ctx.peer {
+        None => None,
+        Some(p) => {
+            let ttyd = Ttyd::shell(&p.path).await?;
+            let r = open_on(&Server::Ttyd(&ttyd), n).await;
+            ttyd.stop().await;
+            Some(r.context("through ttyd")?)
+        }
+    };
+    let ours = match ctx.ws_target().await {
+        Err(why) => Err(why),
+        Ok(target) => {
+            let r = open_on(&Server::Termstream(&target), n).await;
+            target.stop().await;
+            r.map_err(|e| format!("failed: {e:#}"))
+        }
+    };
+    let rate_metric = format!("sessions opened per second (to first prompt), {n}");
+    let mem_metric = format!("PSS per idle session with its viewer attached, {n}");
+    let mut rows = vec![];
+    match ours {
+        Ok(o) => {
+            rows.push(
+                Row::info(S12, rate_metric.clone(), "/s", o.rate)
+                    .baseline("bare relay", bare.rate)
+                    .note(format!("{OPEN_CONCURRENCY} at a time")),
+            );
+            rows.push(
+                Row::info(S12, mem_metric.clone(), "KiB", o.pss_kib)
+                    .baseline("bare relay", bare.pss_kib)
+                    .goal(Goal::AtMost(16.0), "≤ 16 KiB")
+                    .note(format!("PSS {} → {} KiB", o.pss_before, o.pss_with)),
+            );
+            if let Some(p) = peer {
+                rows.push(
+                    Row::info(S12, format!("{rate_metric}, vs ttyd"), "/s", o.rate)
+                        .baseline("ttyd", p.rate)
+                        .goal(Goal::RatioAtLeast(1.0), "≥ ttyd"),
+                );
+                rows.push(
+                    Row::info(S12, format!("{mem_metric}, vs ttyd"), "KiB", o.pss_kib)
+                        .baseline("ttyd", p.pss_kib)
+                        .note(format!("ttyd PSS {} → {} KiB", p.pss_before, p.pss_with)),
+                );
+            }
+        }
+        Err(why) => {
+            rows.push(Row::missing(S12, rate_metric, "/s", why.clone()));
+            rows.push(Row::missing(S12, mem_metric, "KiB", why));
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_are_recognised() {
+        assert!(is_prompt(b"$ "));
+        assert!(is_prompt(b"\r\n# "));
+        assert!(!is_prompt(b"$"));
+        assert!(!is_prompt(b"hello"));
+    }
+}
