@@ -271,6 +271,10 @@ impl Forwarder {
             })
             .await?;
         }
+        // The forwarder lives as long as the attachment: nothing it no
+        // longer needs may stay alive in it.
+        drop(snap);
+        drop(info);
         match sub.backlog {
             RingRead::Held(chunks) => self.send_chunks(chunks).await?,
             RingRead::Evicted { .. } | RingRead::Future { .. } => self.fill(sub.end).await?,

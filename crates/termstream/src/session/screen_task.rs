@@ -254,18 +254,34 @@ impl ScreenTask {
                 req = self.requests.recv() => match req {
                     Some(ScreenRequest::Snapshot { reply }) => {
                         self.bell.snapshot_asked.store(false, Ordering::Release);
-                        self.catch_up(Urgency::Waited).await;
-                        if check_at.is_none() {
+                        let idle = check_at.is_none();
+                        let snapshot = self.serve_snapshot(idle).await;
+                        if idle {
                             freeze_at = Some(Instant::now() + FREEZE_AFTER);
                             self.arm();
                         }
-                        let _ = reply.send(self.snapshot());
+                        let _ = reply.send(snapshot);
                     }
                     Some(ScreenRequest::Resized { offset, cols, rows }) => self.note_resize(offset, cols, rows),
                     None => return,
                 },
             }
         }
+    }
+
+    /// The screen at the log's end. A model thawed only for it, while
+    /// output is `idle` (a viewer joining an idle session), is frozen again
+    /// at once, not after [`FREEZE_AFTER`]: a thousand viewers joining a
+    /// thousand idle sessions never hold a thousand live models (60 KB or
+    /// more each).
+    async fn serve_snapshot(&mut self, idle: bool) -> Snapshot {
+        let was_frozen = matches!(self.model, Some(Model::Frozen { .. }));
+        self.catch_up(Urgency::Waited).await;
+        let snapshot = self.snapshot();
+        if was_frozen && idle {
+            self.freeze();
+        }
+        snapshot
     }
 
     /// Asks the actor for a wake-up: at the first byte the model lacks when
@@ -374,7 +390,26 @@ impl ScreenTask {
         if self.offset >= target && self.resizes.as_ref().is_some_and(|q| q.is_empty()) {
             return;
         }
+        // A frozen model with a few bytes to take (a viewer joining an
+        // idle session) is thawed only once they are read: thawing, feeding
+        // and the snapshot then run with no wait between them, so that a
+        // thousand viewers joining at once do not hold a thousand thawed
+        // models (60 KB or more each) waiting for their reads.
+        let mut prefetched = None;
+        if matches!(self.model, Some(Model::Frozen { .. }))
+            && target - self.offset < INLINE_FEED as u64
+            && self.resizes.as_ref().is_some_and(VecDeque::is_empty)
+            && let Ok(chunks) = self.handle.read(self.offset, (target - self.offset) as usize).await
+        {
+            prefetched = Some(chunks);
+        }
         let mut model = self.live();
+        if let Some(chunks) = prefetched {
+            for c in &chunks {
+                model.feed(&c.data);
+            }
+            self.offset = chunks.last().map_or(self.offset, Chunk::end);
+        }
         let max_lag = match urgency {
             Urgency::Background => MAX_LAG,
             Urgency::Waited => WAITED_MAX_LAG,

@@ -236,3 +236,53 @@ async fn an_idle_screen_survives_a_second_freeze() {
     assert!(shows_hello(&task.snapshot()), "hello world after more output");
     handle.terminate(Duration::from_secs(5)).await.expect("terminate");
 }
+
+/// Writes `text` to a new disk log in `dir`, in reads of 60,000 bytes;
+/// returns its length.
+fn write_log(dir: &std::path::Path, settings: &crate::session::SessionSettings, text: &[u8]) -> u64 {
+    let mut writer = crate::session::store::LogWriter::create(dir, settings.disk).expect("log");
+    let mut offset = 0u64;
+    for piece in text.chunks(60_000) {
+        let chunk = crate::session::log::Chunk {
+            offset,
+            stream: termstream_proto::Stream::Pty,
+            time_ms: 0,
+            read_at: None,
+            data: bytes::Bytes::copy_from_slice(piece),
+            wire: None,
+        };
+        writer.append_output(&chunk).expect("append");
+        offset += piece.len() as u64;
+    }
+    offset
+}
+
+/// A snapshot of an idle session whose model was frozen thaws it for the
+/// snapshot only: the model is frozen again as soon as it is answered (a
+/// viewer attached to an idle session keeps no live model); while output
+/// flows it stays live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_thawed_for_a_snapshot_is_frozen_again() {
+    let settings = Config::default().session_settings();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let end = write_log(dir.path(), &settings, b"\x1b[32m$ \x1b[mhello");
+    let handle = actor::start_ended(ended_info("thawed", end), dir.path().into(), settings.clone());
+    let mut task = task_of(&handle, settings.scrollback_lines);
+    let snap = task.serve_snapshot(true).await;
+    assert_eq!(snap.offset, end);
+    let mut replay = ScreenModel::new(snap.cols, snap.rows, 100);
+    replay.feed(snap.data.as_bytes());
+    assert_eq!(replay.text()[0], "$ hello");
+    assert!(matches!(task.model, Some(Model::Frozen { .. })), "frozen again");
+    let again = task.serve_snapshot(true).await;
+    assert_eq!(again.data, snap.data, "the frozen screen is the same");
+    task.offset = 0;
+    task.model = Some(Model::Frozen {
+        snapshot: String::new(),
+        cols: 80,
+        rows: 24,
+    });
+    assert_eq!(task.serve_snapshot(false).await.data, snap.data);
+    assert!(matches!(task.model, Some(Model::Live(_))), "live while output flows");
+    handle.shutdown().await;
+}
