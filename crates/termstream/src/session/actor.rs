@@ -20,7 +20,6 @@
 
 use std::io;
 use std::ops::ControlFlow;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,7 +27,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rustix::process::Signal;
-use termstream_proto::{SessionInfo, SessionKind, SessionStatus, Stream};
+use termstream_proto::{SessionInfo, SessionKind, Stream};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -36,10 +35,12 @@ use tokio::time::sleep_until;
 
 mod ending;
 mod pipes;
+mod resize;
 
 pub(crate) use self::ending::Leftovers;
 
 use self::pipes::{FrameHeader, READ_COALESCE, Reader, far_future, read_opt, wait_child, write_some};
+use self::resize::ResizeRecord;
 use super::cgroup::SessionCgroup;
 use super::input::{Input, Next};
 use super::log::{Chunk, OutputRing};
@@ -47,8 +48,7 @@ use super::meta::MetaWriter;
 use super::process::{self, SessionIo, Spawned};
 use super::screen_task::ScreenLink;
 use super::store::LogWriter;
-use super::{Command, LogEvent, ScreenRequest, SessionHandle, SessionSettings, Subscription};
-use crate::clock::now_ms;
+use super::{Command, LogEvent, SessionHandle, SessionSettings, Subscription};
 
 /// Where the program's life stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,15 +105,6 @@ pub(crate) struct Actor {
     /// or a client sending thousands) make one record, and the index grows
     /// with the output, within the log's byte limit.
     resize_record: Option<ResizeRecord>,
-}
-
-/// A size change waiting to be written to the disk log.
-#[derive(Debug, Clone, Copy)]
-struct ResizeRecord {
-    offset: u64,
-    time_ms: u64,
-    cols: u16,
-    rows: u16,
 }
 
 /// A freshly spawned program and what the actor needs to end it.
@@ -375,54 +366,6 @@ impl Actor {
         ControlFlow::Continue(())
     }
 
-    fn resize(&mut self, cols: u16, rows: u16) -> Result<(), super::SessionError> {
-        if !self.settings.window_fits(cols, rows) {
-            return Err(super::SessionError::WindowTooLarge {
-                cols,
-                rows,
-                max_cols: self.settings.max_cols,
-                max_rows: self.settings.max_rows,
-            });
-        }
-        let Some(pty) = &self.pty else {
-            return Err(if self.info.kind == SessionKind::Pty {
-                super::SessionError::NotRunning(self.info.id.clone())
-            } else {
-                super::SessionError::WrongKind {
-                    id: self.info.id.clone(),
-                    kind: self.info.kind,
-                    what: "resize",
-                }
-            });
-        };
-        if pty.resize(pty_process::Size::new(rows, cols)).is_err() {
-            return Err(super::SessionError::NotRunning(self.info.id.clone()));
-        }
-        if (self.info.cols, self.info.rows) != (cols, rows) {
-            let offset = self.ring.end();
-            self.resize_record = Some(ResizeRecord {
-                offset,
-                time_ms: self.elapsed_ms(),
-                cols,
-                rows,
-            });
-            self.info.cols = cols;
-            self.info.rows = rows;
-            let _ = self.events.send(LogEvent::Resized { offset, cols, rows });
-            if let Some(screen) = &self.screen
-                && screen
-                    .requests
-                    .try_send(ScreenRequest::Resized { offset, cols, rows })
-                    .is_err()
-            {
-                screen.bell.resize_lost();
-            }
-            self.meta.write(&self.info);
-            self.publish();
-        }
-        Ok(())
-    }
-
     fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -475,15 +418,6 @@ impl Actor {
         full
     }
 
-    /// Writes the size change that waits, if any, to the disk log.
-    fn write_resize_record(&mut self) {
-        if let (Some(r), Some(w)) = (self.resize_record.take(), &mut self.writer)
-            && let Err(e) = w.append_resize(r.offset, r.time_ms, r.cols, r.rows)
-        {
-            self.disk_failed(e);
-        }
-    }
-
     fn disk_failed(&mut self, e: io::Error) {
         tracing::warn!(session = %self.info.id, error = %e, "disk log write failed; output is kept in memory only from here");
         self.writer = None;
@@ -511,62 +445,6 @@ impl Actor {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.shutdown().await;
         }
-    }
-
-    fn on_exit(&mut self, status: io::Result<std::process::ExitStatus>) {
-        self.child = None;
-        self.kill_deadline = None;
-        match status {
-            Ok(s) => {
-                self.info.exit_code = s.code();
-                self.info.signal = s.signal();
-            }
-            Err(e) => self.info.error = Some(format!("waiting for the program failed: {e}")),
-        }
-        // Hang up on whatever the program left behind, as a terminal would.
-        if let Some(leader) = self.info.pid {
-            process::signal_group(leader, Signal::HUP);
-            drop(self.signal_rest(leader, Signal::HUP));
-        }
-        self.phase = Phase::Draining {
-            deadline: tokio::time::Instant::now() + self.settings.grace,
-        };
-    }
-
-    /// Makes the end final: status, times, disk, and the `Ended` event.
-    async fn finish(&mut self) {
-        self.kill_all(Signal::KILL).await;
-        self.phase = Phase::Ended;
-        // Before the end is published: whoever waits for it (terminate, a
-        // shutdown) finds the cgroup gone.
-        if let Some(cgroup) = self.cgroup.take() {
-            cgroup.remove().await;
-        }
-        if let Some(pid) = self.info.pid {
-            process::unregister_leader(pid);
-        }
-        self.input.close();
-        self.pty = None;
-        self.stdin = None;
-        self.pending = Bytes::new();
-        let now = now_ms();
-        self.info.status = if self.terminating {
-            SessionStatus::Terminated
-        } else if self.info.error.is_some() {
-            SessionStatus::Failed
-        } else {
-            SessionStatus::Exited
-        };
-        self.info.ended_at = Some(now);
-        self.info.duration_ms = self.info.started_at.map(|s| now.saturating_sub(s));
-        self.write_resize_record();
-        self.writer = None;
-        // The final record is on disk before anyone learns of the end (a
-        // server shutting down exits once every session has ended).
-        self.meta.write(&self.info);
-        self.meta.flush().await;
-        self.publish();
-        let _ = self.events.send(LogEvent::Ended(Arc::new(self.info.clone())));
     }
 
     /// Publishes the info to every handle.

@@ -22,6 +22,7 @@
 
 mod combining;
 mod modes;
+mod skip;
 mod snapshot;
 pub(crate) mod utf8;
 
@@ -30,6 +31,8 @@ use avt::{Cell, Cursor, Line, ScreenKind, Terminal};
 use self::combining::MarkFolder;
 use self::modes::ModeTracker;
 pub use self::modes::{InputModes, MouseEncoding, MouseTracking};
+use self::skip::ParserRest;
+pub(crate) use self::skip::is_plain;
 use self::utf8::Utf8Carry;
 
 /// The most bytes of cells one screen model holds: its two screens and its
@@ -73,6 +76,8 @@ pub struct ScreenModel {
     /// Parses the output for `terminal`, folding combining marks.
     marks: MarkFolder,
     modes: ModeTracker,
+    /// Whether the parser is at rest, for [`ScreenModel::skip_plain`].
+    rest: ParserRest,
     /// The scrollback kept now: `wanted_scrollback`, or less when the
     /// window is too large for that much within [`SCREEN_BUDGET`].
     scrollback_lines: usize,
@@ -100,6 +105,7 @@ impl ScreenModel {
             carry: Utf8Carry::default(),
             marks: MarkFolder::default(),
             modes: ModeTracker::default(),
+            rest: ParserRest::default(),
             scrollback_lines: kept,
             wanted_scrollback: wanted,
         }
@@ -117,14 +123,36 @@ impl ScreenModel {
         let mut fresh = ScreenModel::with_limit(cols, rows, kept, self.wanted_scrollback);
         fresh.feed(self.snapshot().as_bytes());
         fresh.carry = std::mem::take(&mut self.carry);
+        fresh.rest = std::mem::take(&mut self.rest);
         *self = fresh;
     }
 
     /// Feeds output bytes, carrying an incomplete UTF-8 sequence.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.modes.feed(bytes);
+        self.rest.feed(bytes);
         let (terminal, marks) = (&mut self.terminal, &mut self.marks);
         self.carry.decode(bytes, |text| marks.feed(terminal, text));
+    }
+
+    /// Whether plain text may be skipped: the parser is in its ground
+    /// state and no scroll region is set (see [`skip`]).
+    pub fn can_skip_plain(&self) -> bool {
+        self.rest.at_rest() && self.modes.is_ground()
+    }
+
+    /// Takes the place of feeding plain text ([`is_plain`]) that holds at
+    /// least as many line feeds as the model has rows and ends with CR LF:
+    /// both leave the cursor at column 0 of a fresh bottom row, with the
+    /// same pen and modes. They differ only in the rows scrolled up, which
+    /// the caller then scrolls out of the scrollback by feeding at least
+    /// `rows + scrollback` more lines. Only when [`Self::can_skip_plain`].
+    pub fn skip_plain(&mut self) {
+        let (_, rows) = self.terminal.size();
+        let mut bytes = Vec::with_capacity(rows + 1);
+        bytes.push(b'\r');
+        bytes.resize(rows + 1, b'\n');
+        self.feed(&bytes);
     }
 
     /// Changes the size, as the program's window changed. A zero dimension is
@@ -309,6 +337,86 @@ mod tests {
         );
         screen.resize(80, 24);
         assert_eq!(screen.size(), (80, 24));
+    }
+
+    /// Where the last `lines` rows of `bytes` start: just after the
+    /// `lines`-th line feed from the end.
+    fn after_last_lines(bytes: &[u8], lines: usize) -> usize {
+        let feeds: Vec<usize> = bytes
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'\n')
+            .map(|(i, _)| i)
+            .collect();
+        feeds[feeds.len() - lines] + 1
+    }
+
+    /// Skipping a flood of plain text gives exactly the model that parsed
+    /// it, whatever state the output before it left: colours, modes, the
+    /// alternate screen, a cursor above old rows, wide characters, tabs and
+    /// lines that wrap in the flood, escapes after it.
+    #[test]
+    fn skipping_plain_text_equals_parsing_it() {
+        let (cols, rows, scrollback) = (40u16, 10u16, 30usize);
+        let befores: [&[u8]; 8] = [
+            b"",
+            b"$ \x1b[1;32mgreen and bold, never reset ",
+            b"\x1b[?1049h\x1b[44malternate, blue",
+            b"row\r\nrow\r\nrow\r\nrow\r\nrow\r\n\x1b[2;5Hup here",
+            b"\x1b[4h\x1b[20hinsert and new-line modes",
+            b"\x1b[?7lno wrap\x1b]0;a title\x07\x1b(0",
+            b"\x1b[?2004h\x1b[?1000h\x1b[?1006hmouse\x1b=",
+            "partial é".as_bytes(),
+        ];
+        let mut flood = Vec::new();
+        for n in 0..400 {
+            let line = match n % 5 {
+                0 => format!("line {n}"),
+                1 => format!("tab\there {n}\tand there"),
+                2 => format!("wide 世界 {n} {}", "w".repeat(70)),
+                3 => String::new(),
+                _ => format!("ünïcödé {n}"),
+            };
+            flood.extend_from_slice(line.as_bytes());
+            flood.extend_from_slice(b"\r\n");
+        }
+        let after = b"\x1b[31mred\x1b[m after\r\n$ \x1b[7mprompt";
+        for before in befores {
+            let mut all = before.to_vec();
+            all.extend_from_slice(&flood);
+            all.extend_from_slice(after);
+            let mut parsed = ScreenModel::new(cols, rows, scrollback);
+            parsed.feed(&all);
+
+            let mut skipped = ScreenModel::new(cols, rows, scrollback);
+            skipped.feed(before);
+            assert!(skipped.can_skip_plain(), "{before:?}");
+            // As the screen task cuts it: after the line feed that leaves
+            // a screen and scrollback of rows, the cursor's row among them.
+            let to = after_last_lines(&all, usize::from(rows) + scrollback);
+            assert!(to > before.len() + 1000, "most of the flood is skipped");
+            let (plain, _) = super::is_plain(&all[before.len()..to], false);
+            assert!(plain);
+            skipped.skip_plain();
+            skipped.feed(&all[to..]);
+            assert_eq!(skipped.snapshot(), parsed.snapshot(), "after {before:?}");
+            assert_eq!(skipped.cursor(), parsed.cursor());
+        }
+    }
+
+    #[test]
+    fn plain_text_is_not_skipped_inside_a_sequence_or_a_scroll_region() {
+        for before in [&b"\x1b]0;title"[..], b"\x1b[3", b"\x1b[2;8r", "x\u{9d}".as_bytes()] {
+            let mut m = ScreenModel::new(40, 10, 30);
+            m.feed(before);
+            assert!(!m.can_skip_plain(), "{before:?}");
+        }
+        // A thawed model knows as much as the one it came from.
+        let mut m = ScreenModel::new(40, 10, 30);
+        m.feed(b"\x1b[31mred");
+        let mut thawed = ScreenModel::new(40, 10, 30);
+        thawed.feed(m.snapshot().as_bytes());
+        assert!(thawed.can_skip_plain());
     }
 
     #[test]

@@ -18,8 +18,8 @@
 //!
 //! Two approximations, both rare and both documented in ARCHITECTURE.md:
 //! - When the model is more than [`MAX_LAG`] behind ([`WAITED_MAX_LAG`]
-//!   when a snapshot waits), it restarts from the log's tail instead of
-//!   parsing everything (after a flood, what is on screen comes from its
+//!   when a snapshot waits) and cannot skip exactly (below), it restarts
+//!   from the log's tail instead of parsing everything (after a flood, what is on screen comes from its
 //!   end): the last [`TAIL`] bytes, or fewer, from the line feed that
 //!   leaves a screen and a scrollback's worth of lines; likewise when the
 //!   start of what it needs was deleted from disk. A catch-up that nobody
@@ -27,6 +27,15 @@
 //!   leaves the rest to the snapshot's catch-up.
 //! - Resizes are replayed at their offsets while at most [`RESIZES`] wait;
 //!   past that only the latest size is applied at the end.
+//!
+//! A catch-up of [`SKIP_MIN`] to [`MAX_LAG`] first tries an exact skip:
+//! when the model's parser is at rest and everything up to the last `rows
+//! + scrollback` lines is plain text (checked by a byte scan, a hundred
+//! times faster than parsing), the model skips to those lines and parses
+//! only them, with the same result as parsing everything (see
+//! `screen::skip`). A flood of text (`cat`, build logs) is then never
+//! parsed but for its end, and while catch-ups skip, a model that viewers
+//! watch follows [`SKIPPING_LAG`] behind instead of [`UNWATCHED_LAG`].
 //!
 //! An idle model is frozen into its own snapshot (text, a few KiB) and
 //! thawed by feeding that snapshot to a fresh model, which reproduces it
@@ -44,7 +53,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use super::log::Chunk;
-use super::screen::ScreenModel;
+use super::screen::{ScreenModel, is_plain};
 use super::{ScreenRequest, SessionError, SessionHandle};
 
 /// Output quiet for this long triggers a catch-up.
@@ -64,6 +73,12 @@ const TAIL_SCAN: usize = 64 * 1024;
 /// A session nobody watches catches up only this far behind (or when a
 /// snapshot is asked), and freezes right after.
 pub const UNWATCHED_LAG: u64 = 1 << 20;
+/// A catch-up at least this long tries to skip plain text exactly.
+pub const SKIP_MIN: u64 = 256 * 1024;
+/// How far behind a flowing model falls while its catch-ups skip plain
+/// text: each catch-up then scans (not parses) that much, and parses
+/// one screen and scrollback of lines.
+pub const SKIPPING_LAG: u64 = WAITED_MAX_LAG;
 /// Resizes remembered between catch-ups.
 pub const RESIZES: usize = 16;
 /// Pieces of at least this many bytes are parsed off the tokio workers;
@@ -169,6 +184,11 @@ struct ScreenTask {
     scrollback: usize,
     /// The log offset the model reflects.
     offset: u64,
+    /// How far behind output that flows to viewers may fall before the
+    /// model catches up: [`UNWATCHED_LAG`], or [`SKIPPING_LAG`] while the
+    /// last catch-up skipped plain text (each catch-up then costs about
+    /// one screen and scrollback of parsing, however long the flood).
+    follow_lag: u64,
     /// Resizes not applied yet: (offset, cols, rows); `None` after overflow.
     resizes: Option<VecDeque<(u64, u16, u16)>>,
     /// Rung by the actor when the log's end reaches what the task asked.
@@ -196,6 +216,7 @@ pub(crate) fn spawn(handle: &SessionHandle, scrollback: usize) -> ScreenLink {
         }),
         scrollback,
         offset: 0,
+        follow_lag: UNWATCHED_LAG,
         resizes: Some(VecDeque::new()),
         bell: bell.clone(),
         actor_gone: false,
@@ -233,10 +254,10 @@ impl ScreenTask {
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                     if check_at.is_some() {
                         let end = self.handle.output_offset();
-                        let far_behind = end.saturating_sub(self.offset) > UNWATCHED_LAG;
+                        let far_behind = end.saturating_sub(self.offset) > self.follow_lag;
                         if end != seen_end && self.handle.viewers() > 0 && !far_behind {
                             // Still flowing: look again later. Output that
-                            // never pauses is caught up every UNWATCHED_LAG,
+                            // never pauses is caught up every `follow_lag`,
                             // so a joining viewer's snapshot stays quick.
                             seen_end = end;
                             check_at = Some(Instant::now() + QUIET);
@@ -254,18 +275,34 @@ impl ScreenTask {
                 req = self.requests.recv() => match req {
                     Some(ScreenRequest::Snapshot { reply }) => {
                         self.bell.snapshot_asked.store(false, Ordering::Release);
-                        self.catch_up(Urgency::Waited).await;
-                        if check_at.is_none() {
+                        let idle = check_at.is_none();
+                        let snapshot = self.serve_snapshot(idle).await;
+                        if idle {
                             freeze_at = Some(Instant::now() + FREEZE_AFTER);
                             self.arm();
                         }
-                        let _ = reply.send(self.snapshot());
+                        let _ = reply.send(snapshot);
                     }
                     Some(ScreenRequest::Resized { offset, cols, rows }) => self.note_resize(offset, cols, rows),
                     None => return,
                 },
             }
         }
+    }
+
+    /// The screen at the log's end. A model thawed only for it, while
+    /// output is `idle` (a viewer joining an idle session), is frozen again
+    /// at once, not after [`FREEZE_AFTER`]: a thousand viewers joining a
+    /// thousand idle sessions never hold a thousand live models (60 KB or
+    /// more each).
+    async fn serve_snapshot(&mut self, idle: bool) -> Snapshot {
+        let was_frozen = matches!(self.model, Some(Model::Frozen { .. }));
+        self.catch_up(Urgency::Waited).await;
+        let snapshot = self.snapshot();
+        if was_frozen && idle {
+            self.freeze();
+        }
+        snapshot
     }
 
     /// Asks the actor for a wake-up: at the first byte the model lacks when
@@ -364,6 +401,47 @@ impl ScreenTask {
         floor
     }
 
+    /// The session's window, as a model has it.
+    fn window(&self) -> (u16, u16) {
+        let (cols, rows) = self.handle.size();
+        (cols.max(1), rows.max(1))
+    }
+
+    /// Where a model at `self.offset` may skip to, exactly (see
+    /// [`ScreenModel::skip_plain`]): the start of the last lines that fill
+    /// a screen and scrollback before `target`, when everything before it
+    /// is plain text that holds at least `rows` line feeds and ends with
+    /// CR LF. The scan runs where the urgency puts parsing.
+    async fn plain_until(&self, target: u64, rows: u16, urgency: Urgency) -> Option<u64> {
+        let to = self.tail_start(target).await;
+        if to < self.offset + SKIP_MIN / 2 {
+            return None;
+        }
+        let mut scan = Scan::default();
+        let mut at = self.offset;
+        while at < to {
+            let want = ((to - at) as usize).min(READ);
+            let chunks = match self.handle.read(at, want).await {
+                Ok(c) if !c.is_empty() => c,
+                _ => return None,
+            };
+            at = chunks.last().map_or(at, Chunk::end).min(to);
+            let (limit, mut s) = (to, scan);
+            let step = move || {
+                s.add(&chunks, limit);
+                s
+            };
+            scan = match urgency {
+                Urgency::Background => super::background::spawn(step).await.ok()?,
+                Urgency::Waited => tokio::task::spawn_blocking(step).await.ok()?,
+            };
+            if !scan.plain {
+                return None;
+            }
+        }
+        (scan.line_feeds >= u64::from(rows) && scan.last_two == *b"\r\n").then_some(to)
+    }
+
     /// Brings the model to the log's end as it is now. A background
     /// catch-up turns urgent as soon as a snapshot is asked.
     async fn catch_up(&mut self, urgency: Urgency) {
@@ -374,7 +452,42 @@ impl ScreenTask {
         if self.offset >= target && self.resizes.as_ref().is_some_and(|q| q.is_empty()) {
             return;
         }
+        // A frozen model with a few bytes to take (a viewer joining an
+        // idle session) is thawed only once they are read: thawing, feeding
+        // and the snapshot then run with no wait between them, so that a
+        // thousand viewers joining at once do not hold a thousand thawed
+        // models (60 KB or more each) waiting for their reads.
+        let mut prefetched = None;
+        if matches!(self.model, Some(Model::Frozen { .. }))
+            && target - self.offset < INLINE_FEED as u64
+            && self.resizes.as_ref().is_some_and(VecDeque::is_empty)
+            && let Ok(chunks) = self.handle.read(self.offset, (target - self.offset) as usize).await
+        {
+            prefetched = Some(chunks);
+        }
         let mut model = self.live();
+        if let Some(chunks) = prefetched {
+            for c in &chunks {
+                model.feed(&c.data);
+            }
+            self.offset = chunks.last().map_or(self.offset, Chunk::end);
+        }
+        // An exact skip first, as far as MAX_LAG (a scan of that much takes
+        // milliseconds); then the approximate restart of a model too far
+        // behind.
+        let lag = target.saturating_sub(self.offset);
+        if (SKIP_MIN..=MAX_LAG).contains(&lag)
+            && self.resizes.as_ref().is_some_and(VecDeque::is_empty)
+            && model.can_skip_plain()
+            && model.size() == self.window()
+            && let Some(to) = self.plain_until(target, model.size().1, urgency).await
+        {
+            model.skip_plain();
+            self.offset = to;
+            self.follow_lag = SKIPPING_LAG;
+        } else if lag >= SKIP_MIN {
+            self.follow_lag = UNWATCHED_LAG;
+        }
         let max_lag = match urgency {
             Urgency::Background => MAX_LAG,
             Urgency::Waited => WAITED_MAX_LAG,
@@ -479,6 +592,51 @@ impl ScreenTask {
             model.resize(size.0, size.1);
         }
         self.model = Some(Model::Live(model));
+    }
+}
+
+/// What a scan of a stretch of output found so far.
+#[derive(Debug, Clone, Copy)]
+struct Scan {
+    plain: bool,
+    /// The last byte scanned was 0xC2 (a C1 control may follow).
+    lead_c2: bool,
+    line_feeds: u64,
+    last_two: [u8; 2],
+}
+
+impl Default for Scan {
+    fn default() -> Scan {
+        Scan {
+            plain: true,
+            lead_c2: false,
+            line_feeds: 0,
+            last_two: [0; 2],
+        }
+    }
+}
+
+impl Scan {
+    /// Scans `chunks` (contiguous output) up to offset `limit`.
+    fn add(&mut self, chunks: &[Chunk], limit: u64) {
+        for c in chunks {
+            let len = limit.saturating_sub(c.offset).min(c.data.len() as u64) as usize;
+            let data = &c.data[..len];
+            if data.is_empty() {
+                continue;
+            }
+            let (plain, lead) = is_plain(data, self.lead_c2);
+            if !plain {
+                self.plain = false;
+                return;
+            }
+            self.lead_c2 = lead;
+            self.line_feeds += data.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.last_two = [self.last_two[1], data[data.len() - 1]];
+            if data.len() >= 2 {
+                self.last_two[0] = data[data.len() - 2];
+            }
+        }
     }
 }
 

@@ -4,10 +4,16 @@
 //! what a `lost` session left running.
 
 use std::collections::BTreeSet;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use rustix::process::Signal;
+use termstream_proto::SessionStatus;
 
 use super::{Actor, Phase};
+use crate::clock::now_ms;
 use crate::session::LogEvent;
 use crate::session::cgroup::SessionCgroup;
 use crate::session::process;
@@ -80,5 +86,61 @@ impl Actor {
         if let Some(cgroup) = self.cgroup.clone() {
             cgroup.remove().await;
         }
+    }
+
+    pub(super) fn on_exit(&mut self, status: io::Result<std::process::ExitStatus>) {
+        self.child = None;
+        self.kill_deadline = None;
+        match status {
+            Ok(s) => {
+                self.info.exit_code = s.code();
+                self.info.signal = s.signal();
+            }
+            Err(e) => self.info.error = Some(format!("waiting for the program failed: {e}")),
+        }
+        // Hang up on whatever the program left behind, as a terminal would.
+        if let Some(leader) = self.info.pid {
+            process::signal_group(leader, Signal::HUP);
+            drop(self.signal_rest(leader, Signal::HUP));
+        }
+        self.phase = Phase::Draining {
+            deadline: tokio::time::Instant::now() + self.settings.grace,
+        };
+    }
+
+    /// Makes the end final: status, times, disk, and the `Ended` event.
+    pub(super) async fn finish(&mut self) {
+        self.kill_all(Signal::KILL).await;
+        self.phase = Phase::Ended;
+        // Before the end is published: whoever waits for it (terminate, a
+        // shutdown) finds the cgroup gone.
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.remove().await;
+        }
+        if let Some(pid) = self.info.pid {
+            process::unregister_leader(pid);
+        }
+        self.input.close();
+        self.pty = None;
+        self.stdin = None;
+        self.pending = Bytes::new();
+        let now = now_ms();
+        self.info.status = if self.terminating {
+            SessionStatus::Terminated
+        } else if self.info.error.is_some() {
+            SessionStatus::Failed
+        } else {
+            SessionStatus::Exited
+        };
+        self.info.ended_at = Some(now);
+        self.info.duration_ms = self.info.started_at.map(|s| now.saturating_sub(s));
+        self.write_resize_record();
+        self.writer = None;
+        // The final record is on disk before anyone learns of the end (a
+        // server shutting down exits once every session has ended).
+        self.meta.write(&self.info);
+        self.meta.flush().await;
+        self.publish();
+        let _ = self.events.send(LogEvent::Ended(Arc::new(self.info.clone())));
     }
 }

@@ -68,6 +68,11 @@ impl ModeTracker {
         self.modes
     }
 
+    /// Whether no sequence is under way.
+    pub(crate) fn is_ground(&self) -> bool {
+        self.state == State::Ground
+    }
+
     /// Scans output bytes for mode changes.
     pub(crate) fn feed(&mut self, bytes: &[u8]) {
         let mut i = 0;

@@ -167,6 +167,7 @@ fn task_of(handle: &SessionHandle, scrollback: usize) -> ScreenTask {
         }),
         scrollback,
         offset: 0,
+        follow_lag: UNWATCHED_LAG,
         resizes: Some(VecDeque::new()),
         bell: Arc::new(ScreenBell::new()),
         actor_gone: false,
@@ -235,4 +236,111 @@ async fn an_idle_screen_survives_a_second_freeze() {
     task.catch_up(Urgency::Waited).await;
     assert!(shows_hello(&task.snapshot()), "hello world after more output");
     handle.terminate(Duration::from_secs(5)).await.expect("terminate");
+}
+
+/// Writes `text` to a new disk log in `dir`, in reads of 60,000 bytes;
+/// returns its length.
+fn write_log(dir: &std::path::Path, settings: &crate::session::SessionSettings, text: &[u8]) -> u64 {
+    let mut writer = crate::session::store::LogWriter::create(dir, settings.disk).expect("log");
+    let mut offset = 0u64;
+    for piece in text.chunks(60_000) {
+        let chunk = crate::session::log::Chunk {
+            offset,
+            stream: termstream_proto::Stream::Pty,
+            time_ms: 0,
+            read_at: None,
+            data: bytes::Bytes::copy_from_slice(piece),
+            wire: None,
+        };
+        writer.append_output(&chunk).expect("append");
+        offset += piece.len() as u64;
+    }
+    offset
+}
+
+/// A catch-up through a flood of plain text skips it (parsing only the
+/// last screen and scrollback of lines) and gives exactly the snapshot of
+/// a model that parsed everything; one escape sequence in the flood, and
+/// it parses everything, with the same result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_plain_text_is_skipped_exactly() {
+    let settings = Config::default().session_settings();
+    let scrollback = settings.scrollback_lines;
+    let before = "$ \x1b[1;33myellow, bold, \x1b[?2004hnot reset ".to_string();
+    let flood_of =
+        |lines: usize| -> String { (0..lines).map(|n| format!("line {n}\tof the flood 世界\r\n")).collect() };
+    let after = "\x1b[31mred\x1b[m the end\r\n$ ";
+    // The long one is past what a snapshot parses before it restarts from
+    // the tail: skipped exactly instead.
+    for (name, escape_inside, lines) in [
+        ("plain-flood", false, 30_000),
+        ("flood-with-an-escape", true, 30_000),
+        ("long-plain-flood", false, 150_000),
+    ] {
+        let flood = flood_of(lines);
+        assert!(flood.len() as u64 > SKIP_MIN && (flood.len() as u64) < MAX_LAG);
+        assert_eq!(flood.len() as u64 > WAITED_MAX_LAG, lines > 100_000);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut text = before.clone() + &flood;
+        if escape_inside {
+            text.insert_str(before.len() + flood.len() / 2, "\x1b[m");
+        }
+        text.push_str(after);
+        let end = write_log(dir.path(), &settings, text.as_bytes());
+        let handle = actor::start_ended(ended_info(name, end), dir.path().into(), settings.clone());
+        let mut task = task_of(&handle, scrollback);
+        let mut model = ScreenModel::new(80, 24, scrollback);
+        model.feed(before.as_bytes());
+        task.offset = before.len() as u64;
+        task.model = Some(Model::Live(Box::new(model)));
+        let skip = task.plain_until(end, 24, Urgency::Waited).await;
+        if escape_inside {
+            assert_eq!(skip, None, "{name}");
+        } else {
+            let to = skip.expect("a plain flood is skipped");
+            let lines_after = text.as_bytes()[to as usize..].iter().filter(|&&b| b == b'\n').count();
+            assert_eq!(
+                lines_after,
+                24 + scrollback - 1,
+                "{name}: the tail fills screen and scrollback"
+            );
+        }
+        task.catch_up(Urgency::Waited).await;
+        let mut parsed = ScreenModel::new(80, 24, scrollback);
+        parsed.feed(text.as_bytes());
+        let snap = task.snapshot();
+        assert_eq!(snap.offset, end);
+        assert_eq!(snap.data, parsed.snapshot(), "{name}");
+        handle.shutdown().await;
+    }
+}
+
+/// A snapshot of an idle session whose model was frozen thaws it for the
+/// snapshot only: the model is frozen again as soon as it is answered (a
+/// viewer attached to an idle session keeps no live model); while output
+/// flows it stays live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_thawed_for_a_snapshot_is_frozen_again() {
+    let settings = Config::default().session_settings();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let end = write_log(dir.path(), &settings, b"\x1b[32m$ \x1b[mhello");
+    let handle = actor::start_ended(ended_info("thawed", end), dir.path().into(), settings.clone());
+    let mut task = task_of(&handle, settings.scrollback_lines);
+    let snap = task.serve_snapshot(true).await;
+    assert_eq!(snap.offset, end);
+    let mut replay = ScreenModel::new(snap.cols, snap.rows, 100);
+    replay.feed(snap.data.as_bytes());
+    assert_eq!(replay.text()[0], "$ hello");
+    assert!(matches!(task.model, Some(Model::Frozen { .. })), "frozen again");
+    let again = task.serve_snapshot(true).await;
+    assert_eq!(again.data, snap.data, "the frozen screen is the same");
+    task.offset = 0;
+    task.model = Some(Model::Frozen {
+        snapshot: String::new(),
+        cols: 80,
+        rows: 24,
+    });
+    assert_eq!(task.serve_snapshot(false).await.data, snap.data);
+    assert!(matches!(task.model, Some(Model::Live(_))), "live while output flows");
+    handle.shutdown().await;
 }

@@ -1,0 +1,74 @@
+//! Window size changes: the PTY's new size, the record for the disk log
+//! (written before the next output, one per burst of resizes), the event
+//! for subscribers and the request for the screen task.
+
+use super::Actor;
+use crate::session::{LogEvent, ScreenRequest, SessionError, SessionKind};
+
+/// A size change waiting to be written to the disk log.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ResizeRecord {
+    pub offset: u64,
+    pub time_ms: u64,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+impl Actor {
+    pub(super) fn resize(&mut self, cols: u16, rows: u16) -> Result<(), SessionError> {
+        if !self.settings.window_fits(cols, rows) {
+            return Err(SessionError::WindowTooLarge {
+                cols,
+                rows,
+                max_cols: self.settings.max_cols,
+                max_rows: self.settings.max_rows,
+            });
+        }
+        let Some(pty) = &self.pty else {
+            return Err(if self.info.kind == SessionKind::Pty {
+                SessionError::NotRunning(self.info.id.clone())
+            } else {
+                SessionError::WrongKind {
+                    id: self.info.id.clone(),
+                    kind: self.info.kind,
+                    what: "resize",
+                }
+            });
+        };
+        if pty.resize(pty_process::Size::new(rows, cols)).is_err() {
+            return Err(SessionError::NotRunning(self.info.id.clone()));
+        }
+        if (self.info.cols, self.info.rows) != (cols, rows) {
+            let offset = self.ring.end();
+            self.resize_record = Some(ResizeRecord {
+                offset,
+                time_ms: self.elapsed_ms(),
+                cols,
+                rows,
+            });
+            self.info.cols = cols;
+            self.info.rows = rows;
+            let _ = self.events.send(LogEvent::Resized { offset, cols, rows });
+            if let Some(screen) = &self.screen
+                && screen
+                    .requests
+                    .try_send(ScreenRequest::Resized { offset, cols, rows })
+                    .is_err()
+            {
+                screen.bell.resize_lost();
+            }
+            self.meta.write(&self.info);
+            self.publish();
+        }
+        Ok(())
+    }
+
+    /// Writes the size change that waits, if any, to the disk log.
+    pub(super) fn write_resize_record(&mut self) {
+        if let (Some(r), Some(w)) = (self.resize_record.take(), &mut self.writer)
+            && let Err(e) = w.append_resize(r.offset, r.time_ms, r.cols, r.rows)
+        {
+            self.disk_failed(e);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! What lets a screen model skip a flood of plain text exactly.
+//!
+//! Parsing is most of the server's CPU while output floods, and most of a
+//! flood never reaches a screen: only the last `rows + scrollback` lines of
+//! it do. Plain text (printable characters, CR, LF and TAB) changes
+//! nothing but cells and the cursor: not the pen, modes, charsets, margins
+//! or tab stops, and it never moves the cursor up. So when the model's parser is at rest (in its ground
+//! state, no scroll region set), a stretch of plain text that holds at
+//! least `rows` line feeds and ends with CR LF leaves the model in the same
+//! state as a CR and `rows` line feeds would (the cursor at column 0 of a
+//! fresh bottom row, everything above scrolled away), apart from rows that
+//! the following `rows + scrollback` lines scroll out of the scrollback.
+//! The screen task uses that to skip to the tail of a flood without losing
+//! exactness (see `screen_task`).
+//!
+//! [`ParserRest`] follows avt's parser at the byte level, conservatively:
+//! whatever it cannot follow exactly (a C1 control, a non-ASCII character
+//! inside a sequence) makes it `Unknown` until the next ESC, CAN or SUB,
+//! which put avt's parser in a known state from any state.
+
+/// Where avt's parser is, as far as the bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Seq {
+    #[default]
+    Ground,
+    Escape,
+    EscapeIntermediate,
+    Csi,
+    Osc,
+    /// DCS, SOS, PM or APC: a string ended only by ESC, CAN or SUB.
+    Str,
+    Unknown,
+}
+
+/// Follows whether avt's parser is in its ground state and whether a scroll
+/// region may be set, from the bytes fed to the model.
+#[derive(Debug, Default)]
+pub(crate) struct ParserRest {
+    seq: Seq,
+    /// The previous byte was 0xC2, the lead byte of a C1 control in UTF-8.
+    lead_c2: bool,
+    /// The CSI being read has a private marker (`?`, `>`, …).
+    private: bool,
+    /// The CSI being read has parameters.
+    params: bool,
+    /// A scroll region may be set (`CSI Pt ; Pb r` with parameters seen,
+    /// and no `CSI r` or `ESC c` since).
+    margins: bool,
+}
+
+impl ParserRest {
+    /// Follows `bytes`, fed to the model.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.step(b);
+        }
+    }
+
+    /// Whether the parser is in its ground state with no scroll region,
+    /// and the last byte could not start a C1 control.
+    pub(crate) fn at_rest(&self) -> bool {
+        self.seq == Seq::Ground && !self.margins && !self.lead_c2
+    }
+
+    fn step(&mut self, b: u8) {
+        use Seq::*;
+        let c1 = self.lead_c2 && (0x80..=0x9f).contains(&b);
+        self.lead_c2 = b == 0xc2;
+        if c1 {
+            // avt acts on C1 controls in every state; not followed here.
+            self.seq = Unknown;
+            return;
+        }
+        self.seq = match (self.seq, b) {
+            (_, 0x1b) => Escape,
+            (_, 0x18 | 0x1a) => Ground,
+            (Unknown, _) => Unknown,
+            (Ground, _) => Ground,
+            // In a string, avt reads any other character as part of it.
+            (Osc, 0x07) => Ground,
+            (Osc, _) => Osc,
+            (Str, _) => Str,
+            // avt reads a non-ASCII character inside a sequence as 'A'.
+            (_, 0x80..) => Unknown,
+            (Escape, b'[') => {
+                self.private = false;
+                self.params = false;
+                Csi
+            }
+            (Escape, b']') => Osc,
+            (Escape, b'P' | b'X' | b'^' | b'_') => Str,
+            (Escape, 0x20..=0x2f) => EscapeIntermediate,
+            (Escape, b'c') => {
+                self.margins = false;
+                Ground
+            }
+            (Escape | EscapeIntermediate, 0x30..=0x7e) => Ground,
+            (Csi, b'r') => {
+                if !self.private {
+                    self.margins = self.params;
+                }
+                Ground
+            }
+            (Csi, 0x40..=0x7e) => Ground,
+            (Csi, b'0'..=b'9' | b';' | b':') => {
+                self.params = true;
+                Csi
+            }
+            (Csi, b'<'..=b'?') => {
+                self.private = true;
+                Csi
+            }
+            // C0 controls execute inside sequences; DEL is ignored;
+            // intermediates are collected.
+            (state, _) => state,
+        };
+    }
+}
+
+/// Whether `bytes` are plain text: nothing but printable characters (any
+/// UTF-8 but C1 controls), CR, LF and TAB (not BS, which could wrap back
+/// up a row). `lead_c2` says whether the
+/// byte before them was 0xC2; the same is returned for their last byte.
+pub(crate) fn is_plain(bytes: &[u8], mut lead_c2: bool) -> (bool, bool) {
+    for &b in bytes {
+        let ok = match b {
+            0x20..=0x7f => true,
+            b'\r' | b'\n' | b'\t' => true,
+            0x80..=0x9f => !lead_c2,
+            0xa0.. => true,
+            _ => false,
+        };
+        if !ok {
+            return (false, false);
+        }
+        lead_c2 = b == 0xc2;
+    }
+    (true, lead_c2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ParserRest, is_plain};
+
+    fn rest_after(bytes: &[u8]) -> bool {
+        let mut r = ParserRest::default();
+        r.feed(bytes);
+        r.at_rest()
+    }
+
+    #[test]
+    fn sequences_end_in_the_ground_state() {
+        assert!(rest_after(b"plain text\r\n"));
+        assert!(rest_after(b"\x1b[1;31mred\x1b[m"));
+        assert!(rest_after(b"\x1b]0;title\x07"));
+        assert!(rest_after(b"\x1b]0;title\x1b\\"));
+        assert!(rest_after(b"\x1bP1$r\x1b\\"));
+        assert!(rest_after(b"\x1b(B\x1b="));
+        assert!(rest_after(b"\x1b[?1049h\x1b[?25l"));
+        assert!(rest_after(b"\x1b[31\x18"), "CAN aborts a sequence");
+    }
+
+    #[test]
+    fn unfinished_sequences_are_not_at_rest() {
+        assert!(!rest_after(b"\x1b"));
+        assert!(!rest_after(b"\x1b[3"));
+        assert!(!rest_after(b"\x1b[3\r\n"), "C0 controls execute inside a CSI");
+        assert!(!rest_after(b"\x1b]0;title"));
+        assert!(!rest_after(b"\x1b]0;t\xc3\xa9tle"));
+        assert!(!rest_after(b"\x1bPq#0;2;0;0;0"));
+        assert!(!rest_after(b"\x1b(")); // an intermediate waits for its final
+    }
+
+    #[test]
+    fn what_cannot_be_followed_is_unknown_until_the_next_escape() {
+        assert!(!rest_after("a\u{9b}31".as_bytes()), "a C1 CSI");
+        assert!(!rest_after("a\u{9d}0;x\u{7}more".as_bytes()));
+        assert!(!rest_after("\x1b[3é".as_bytes()), "non-ASCII inside a CSI");
+        assert!(rest_after("\x1b[3é\x1b[m".as_bytes()));
+        assert!(rest_after("héllo wörld ✓".as_bytes()));
+    }
+
+    #[test]
+    fn a_scroll_region_is_not_at_rest() {
+        assert!(!rest_after(b"\x1b[2;10r"));
+        assert!(rest_after(b"\x1b[2;10rx\x1b[r"));
+        assert!(rest_after(b"\x1b[2;10r\x1bc"));
+        assert!(rest_after(b"\x1b[?1r"), "a private 'r' is not DECSTBM");
+    }
+
+    #[test]
+    fn plain_text() {
+        assert_eq!(is_plain(b"abc\r\n\txy~\x7f", false), (true, false));
+        assert!(!is_plain(b"a\x08", false).0);
+        assert_eq!(is_plain("héllo ✓ \u{a0}".as_bytes(), false), (true, false));
+        assert!(!is_plain(b"a\x1b[m", false).0);
+        assert!(!is_plain(b"a\x07", false).0);
+        assert!(!is_plain(b"\x0e", false).0, "SO switches charsets");
+        assert!(!is_plain("x\u{9b}".as_bytes(), false).0, "a C1 control");
+        assert_eq!(is_plain(b"x\xc2", false), (true, true));
+        assert!(!is_plain(b"\x9b", true).0, "a C1 control split across pieces");
+        assert!(is_plain("\u{a9}".as_bytes()[1..].as_ref(), false).0);
+    }
+}
