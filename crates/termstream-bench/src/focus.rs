@@ -23,8 +23,8 @@ use crate::client::{Client, Event};
 use crate::report::{Percentiles, Row};
 use crate::server::Target;
 
-const S9: &str = "9 focus streaming";
-const S10: &str = "10 focus fan-out";
+const STREAMING: &str = "10 focus streaming";
+const FANOUT: &str = "11 focus fan-out";
 /// Sessions of scenario 10, and how many are focused.
 const BUSY: usize = 16;
 const FOCUSED: usize = 4;
@@ -55,11 +55,12 @@ pub async fn streaming(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     }
     let note = format!("{BUSY} sessions, {FOCUSED} focused, one socket; every byte delivered in both");
     Ok(vec![
-        Row::info(S9, "output frames, focus", "frames", focus.frames as f64)
+        Row::info(STREAMING, "output frames, focus", "frames", focus.frames as f64)
             .baseline("live", live.frames as f64)
             .note(note),
-        Row::info(S9, "output bytes, focus", "MB", focus.bytes as f64 / 1e6).baseline("live", live.bytes as f64 / 1e6),
-        Row::info(S9, "server CPU, focus", "ms", focus.cpu_ms).baseline("live", live.cpu_ms),
+        Row::info(STREAMING, "output bytes, focus", "MB", focus.bytes as f64 / 1e6)
+            .baseline("live", live.bytes as f64 / 1e6),
+        Row::info(STREAMING, "server CPU, focus", "ms", focus.cpu_ms).baseline("live", live.cpu_ms),
     ])
 }
 
@@ -117,8 +118,8 @@ pub async fn fanout(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let p = r?;
     let metric = |q: &str| format!("focus request to the last of {WATCHERS} clients' focus_update, {q}");
     Ok(vec![
-        Row::info(S10, metric("p50"), "ms", p.p50 / 1e3).note(format!("{CHANGES} changes over REST")),
-        Row::info(S10, metric("p99"), "ms", p.p99 / 1e3),
+        Row::info(FANOUT, metric("p50"), "ms", p.p50 / 1e3).note(format!("{CHANGES} changes over REST")),
+        Row::info(FANOUT, metric("p99"), "ms", p.p99 / 1e3),
     ])
 }
 
