@@ -10,10 +10,10 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Instant;
 
+use common::nginx;
 use common::redis::TestRedis;
 use common::{TestServer, secs, wait_until};
 use futures_util::{SinkExt, StreamExt};
@@ -34,55 +34,17 @@ impl Nginx {
     async fn start(nodes: &[&str]) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut site =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../contrib/nginx-cluster.conf"))
-                .expect("contrib/nginx-cluster.conf");
-        let mut replace = |from: &str, to: &str| {
-            assert!(
-                site.contains(from),
-                "contrib/nginx-cluster.conf no longer holds {from:?}"
-            );
-            site = site.replace(from, to);
-        };
+        let mut site = nginx::contrib("nginx-cluster.conf");
         for (i, node) in nodes.iter().enumerate() {
-            replace(&format!("server 127.0.0.1:800{} ", i + 1), &format!("server {node} "));
+            site = nginx::replaced(
+                site,
+                &format!("server 127.0.0.1:800{} ", i + 1),
+                &format!("server {node} "),
+            );
         }
-        replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
-        let d = dir.path().display();
-        std::fs::write(dir.path().join("cluster.conf"), site).unwrap();
-        let main = format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
-             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-             include {d}/cluster.conf;\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
-        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .expect("nginx is not installed (.ci/run installs Debian's nginx)");
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx");
-        let up = wait_until(secs(10), || async {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .await;
-        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-        let nginx = Nginx { child, _dir: dir, port };
-        assert!(up, "nginx did not start listening: {log}");
-        nginx
+        site = nginx::replaced(site, "listen 8080;", &format!("listen 127.0.0.1:{port};"));
+        let child = nginx::spawn(dir.path(), &site, port).await;
+        Nginx { child, _dir: dir, port }
     }
 
     fn url(&self, path: &str) -> String {

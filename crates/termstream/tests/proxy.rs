@@ -13,9 +13,10 @@ mod common;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::nginx;
 use common::tls::TestCert;
 use common::{TestServer, secs, wait_until};
 use futures_util::StreamExt;
@@ -31,7 +32,7 @@ const CLIENT_IP: &str = "127.0.0.3";
 /// A running nginx serving `contrib/nginx.conf`, stopped when dropped.
 struct Nginx {
     child: Child,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     /// The HTTPS port.
     port: u16,
     cert: TestCert,
@@ -41,27 +42,14 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn nginx_binary() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("nginx is not installed (.ci/run installs Debian's nginx)")
-}
-
 impl Nginx {
     /// Starts nginx with the contrib config in front of `upstream`.
     async fn start(upstream: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let cert = TestCert::generate();
         let (http, port) = (free_port(), free_port());
-        let contrib = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../contrib/nginx.conf"))
-            .expect("contrib/nginx.conf");
-        let replace = |text: String, from: &str, to: &str| {
-            assert!(text.contains(from), "contrib/nginx.conf no longer holds {from:?}");
-            text.replace(from, to)
-        };
-        let mut site = contrib;
+        let replace = nginx::replaced;
+        let mut site = nginx::contrib("nginx.conf");
         site = replace(site, "server 127.0.0.1:8000;", &format!("server {upstream};"));
         site = replace(site, "listen 80;", &format!("listen 127.0.0.1:{http};"));
         site = replace(site, "listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"));
@@ -80,39 +68,13 @@ impl Nginx {
             "proxy_pass http://termstream;",
             &format!("proxy_pass http://termstream;\n        proxy_bind {PROXY_IP};"),
         );
-        let d = dir.path().display();
-        std::fs::write(dir.path().join("termstream.conf"), site).unwrap();
-        let main = format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
-             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-             include {d}/termstream.conf;\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
-        let child = Command::new(nginx_binary())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx");
-        let mut nginx = Nginx { child, dir, port, cert };
-        let up = wait_until(secs(10), || async {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .await;
-        if !up {
-            let log = std::fs::read_to_string(nginx.dir.path().join("error.log")).unwrap_or_default();
-            let _ = nginx.child.kill();
-            panic!("nginx did not start listening: {log}");
+        let child = nginx::spawn(dir.path(), &site, port).await;
+        Nginx {
+            child,
+            _dir: dir,
+            port,
+            cert,
         }
-        nginx
     }
 
     fn url(&self, path: &str) -> String {

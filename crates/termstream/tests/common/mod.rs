@@ -25,6 +25,7 @@ use serde_json::Value;
 pub mod cli;
 pub mod cluster;
 pub mod focus;
+pub mod nginx;
 pub mod redis;
 pub mod secured;
 pub mod tls;
