@@ -274,7 +274,9 @@ test('cutting the socket again and again: every numbered line exactly once', asy
 });
 
 test('a hidden terminal gets periodic updates (focus-aware streaming), the full stream once shown, nothing lost or repeated', async ({ server, api, ctx }) => {
-  const n = 100;
+  // 200 lines 20 ms apart: once shown, at least 3 s of output remain, which
+  // the full stream brings in many chunks and periodic updates (1/s) in few.
+  const n = 200;
   await api.create(bash('front'));
   await api.create({ id: 'behind', kind: 'pty', argv: ['bash', '-c', `read go; for i in $(seq 1 ${n}); do echo n-$i.; sleep 0.02; done; sleep 600`], cols: 100, rows: 30 });
   const page = await openPage(ctx, server, '#/s/front');
@@ -293,7 +295,7 @@ test('a hidden terminal gets periodic updates (focus-aware streaming), the full 
   const shown = await stats();
   const lines = (await bufferText(page, 'behind')).split('\n').filter((l) => /^n-\d+\.$/.test(l));
   assert.deepEqual(lines, Array.from({ length: n }, (_, i) => `n-${i + 1}.`), 'every line once, in order');
-  assert.ok(shown.frames - hidden.frames >= 20, `the shown terminal follows the full stream (${shown.frames - hidden.frames} chunks)`);
+  assert.ok(shown.frames - hidden.frames >= 10, `the shown terminal follows the full stream (${shown.frames - hidden.frames} chunks)`);
 });
 
 test('a grid of four busy sessions shows no cross-talk', async ({ server, api, ctx }) => {
