@@ -161,6 +161,7 @@ async fn sync(c: &Arc<Cluster>) -> RedisResult<()> {
         }
     }
     super::remote::sync(c, records);
+    c.registry.remote().mark_synced();
     Ok(())
 }
 
