@@ -149,9 +149,21 @@ impl ClusterLink for Link {
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, SessionError>> {
         Box::pin(async move {
-            let Some(owner) = remote::owner_of(&self.0, id) else {
+            let Some((owner, epoch)) = remote::owner_and_epoch(&self.0, id) else {
                 return Ok(false);
             };
+            // A dead owner cannot be asked: its session (`lost`) is
+            // removed from Redis here, and every node's sync drops it.
+            match directory::forget_lost(&self.0, id, &owner, epoch).await {
+                Ok(Some(deleted)) => {
+                    if deleted {
+                        remote::drop_stand_in(&self.0, id);
+                    }
+                    return Ok(deleted);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(requests::unreachable(e.to_string())),
+            }
             let answer = requests::ask(&self.0, &owner, id, wire::Op::Delete, requests::ASK_TIMEOUT).await?;
             let deleted = matches!(answer, wire::Answer::Deleted(true));
             if deleted {

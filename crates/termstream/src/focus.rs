@@ -232,16 +232,44 @@ impl Focus {
         }
     }
 
-    /// The project of `session`, a session of this node or (in a cluster)
-    /// of any node; `None` when there is no such session.
+    /// The project of `session`, a session of this node or (in a cluster,
+    /// from the directory) of any node; `None` when there is no such
+    /// session.
     async fn project_of(&self, session: &SessionId) -> anyhow::Result<Option<ProjectId>> {
-        if let Some(h) = self.registry.get(session) {
-            return Ok(Some(h.project().clone()));
+        Ok(self.registry.get(session).map(|h| h.project().clone()))
+    }
+
+    /// As [`Focus::project_of`], but in a cluster a session this node does
+    /// not know yet (created on another node a moment ago, before the next
+    /// directory read) is waited for up to `attach_wait_ms`, as attaches
+    /// wait.
+    async fn project_waiting(&self, session: &SessionId) -> anyhow::Result<Option<ProjectId>> {
+        let mut changes = self.registry.changes();
+        if let Some(p) = self.project_of(session).await? {
+            return Ok(Some(p));
         }
-        match &self.cluster {
-            Some(relay) => relay.store().project_of(session).await,
-            None => Ok(None),
+        if self.cluster.is_none() {
+            return Ok(None);
         }
+        let wait = std::time::Duration::from_millis(self.registry.config().attach_wait_ms);
+        let found = tokio::time::timeout(wait, async {
+            loop {
+                match changes.recv().await {
+                    Ok(crate::registry::RegistryEvent::Created(h)) if h.id() == session => {
+                        return Some(h.project().clone());
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(h) = self.registry.get(session) {
+                            return Some(h.project().clone());
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .await;
+        Ok(found.ok().flatten())
     }
 
     /// The project of `session` as `grant` may see it: `NotFound` when it
@@ -254,7 +282,7 @@ impl Focus {
         asked: Option<&ProjectId>,
     ) -> Result<ProjectId, FocusError> {
         let project = self
-            .project_of(session)
+            .project_waiting(session)
             .await?
             .filter(|p| grant.can_read(p.as_str()))
             .ok_or_else(|| FocusError::NotFound(session.clone()))?;

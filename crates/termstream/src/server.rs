@@ -149,7 +149,7 @@ impl Server {
             let hub = EventHub::clustered(shared.bridge.clone());
             state.events = hub.clone();
             shared_tasks.push(tokio::spawn(shared.bridge.clone().run(hub)));
-            let relay = shared.relay.clone().run(self.focus.clone(), self.registry.clone());
+            let relay = shared.relay.clone().run(self.focus.clone());
             shared_tasks.push(tokio::spawn(relay));
         }
         let feed = tokio::spawn(crate::gateway::session_feed::run(

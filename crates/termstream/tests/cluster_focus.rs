@@ -252,3 +252,26 @@ async fn focus_works_again_after_redis_restarts_empty_and_versions_carry_on() {
         );
     }
 }
+
+/// A session created on one node a moment ago is focused through another
+/// at once: the request waits for the directory as an attach does, and
+/// focus keeps no map of sessions of its own in Redis.
+#[tokio::test]
+async fn a_session_just_created_on_another_node_is_found_through_the_directory() {
+    let redis = TestRedis::start().await;
+    let all = nodes(&redis, 2).await;
+    all[0]
+        .create(json!({"id":"fresh","kind":"command","argv":["cat"],"project":"pf"}))
+        .await;
+    let (status, body) = put_focus(&all[1], json!({"sessionId":"fresh","focused":true})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(strings(&get_focus(&all[0], "pf").await["focusedSessions"]), ["fresh"]);
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let map: bool = redis::cmd("EXISTS")
+        .arg("termstream:focus:sessions")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!map, "focus keeps its own map of sessions");
+}

@@ -72,3 +72,65 @@ async fn killing_a_node_marks_its_sessions_lost_elsewhere_and_keeps_their_output
         common::kill_marked(epoch);
     }
 }
+
+#[tokio::test]
+async fn a_dead_nodes_lost_session_is_deleted_from_any_node() {
+    let mut cluster = TestCluster::start(3).await;
+    let info = cluster.nodes[0]
+        .create(json!({"id":"orphan","kind":"command","argv":["sh","-c","echo orphan-output; sleep 60"]}))
+        .await;
+    let epoch = info["epoch"].as_str().unwrap().to_owned();
+    for node in &cluster.nodes[1..] {
+        listed(node, "orphan", T).await.expect("listed");
+        node.read_output_until("orphan", "orphan-output", T).await;
+    }
+    cluster.nodes[0].crash();
+    for node in &cluster.nodes[1..] {
+        status_is(node, "orphan", "lost", T).await.expect("marked lost");
+    }
+    // Its output stays readable until it is deleted.
+    assert_eq!(cluster.nodes[2].output_all("orphan", 0).await, b"orphan-output\n");
+
+    // Deleted through B, as a local delete is answered (before: B waited
+    // for the dead owner and timed out).
+    let (status, body) = tokio::time::timeout(T, cluster.nodes[1].request("DELETE", "/api/sessions/orphan", None))
+        .await
+        .expect("the delete answered in time");
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(cluster.nodes[1].get("/api/sessions/orphan").await.0, 404);
+    // Every other node drops it from its list.
+    let gone_on_c = common::wait_until(T, || async {
+        let (_, list) = cluster.nodes[2].get("/api/sessions").await;
+        list["sessions"]
+            .as_array()
+            .is_some_and(|s| !s.iter().any(|i| i["id"] == "orphan"))
+    })
+    .await;
+    assert!(gone_on_c, "C still lists the deleted session");
+    assert_eq!(cluster.nodes[2].get("/api/sessions/orphan").await.0, 404);
+    // Its record, claim and stream are gone from Redis.
+    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let in_dir: bool = redis::cmd("HEXISTS")
+        .arg("termstream:dir")
+        .arg("orphan")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let keys: u64 = redis::cmd("EXISTS")
+        .arg("termstream:id:orphan")
+        .arg(format!("termstream:out:orphan:{epoch}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!in_dir && keys == 0, "left in Redis: record {in_dir}, keys {keys}");
+    // A second delete is a 404, and the id can be used again.
+    assert_eq!(
+        cluster.nodes[2].request("DELETE", "/api/sessions/orphan", None).await.0,
+        404
+    );
+    cluster.nodes[2]
+        .create(json!({"id":"orphan","kind":"command","argv":["true"]}))
+        .await;
+    common::kill_marked(&epoch);
+}

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use redis::RedisResult;
-use termstream_proto::{SessionId, SessionInfo, SessionStatus};
+use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus};
 
 use super::Cluster;
 use super::redis::{DIR_KEY, id_key, node_key, stream_key};
@@ -161,6 +161,7 @@ async fn sync(c: &Arc<Cluster>) -> RedisResult<()> {
         }
     }
     super::remote::sync(c, records);
+    c.registry.remote().mark_synced();
     Ok(())
 }
 
@@ -180,4 +181,46 @@ async fn mark_lost(c: &Cluster, rec: &mut Record) -> RedisResult<()> {
     c.redis
         .run(redis::cmd("HSET").arg(DIR_KEY).arg(rec.info.id.as_str()).arg(json))
         .await
+}
+
+/// Removes a session whose owner is dead, in one step: only while the
+/// owner's liveness key is missing and the record is still the owner's
+/// incarnation `epoch` does it delete the record, the claim (if still the
+/// owner's) and the stream. Returns 1 when deleted, 0 when there was no
+/// such record, -1 when the owner is alive (ask it instead).
+const FORGET_LOST: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local rec = redis.call('HGET', KEYS[2], ARGV[1])
+if not rec then return 0 end
+local ok, r = pcall(cjson.decode, rec)
+if not ok or r.node ~= ARGV[2] or r.info == nil or r.info.epoch ~= ARGV[3] then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
+redis.call('DEL', KEYS[4])
+return 1
+"#;
+
+/// Deletes from Redis a session whose owner is dead (no liveness key):
+/// `Some(deleted)` when the owner is dead, `None` when it is alive and
+/// must be asked.
+pub async fn forget_lost(c: &Cluster, id: &SessionId, owner: &str, epoch: Epoch) -> RedisResult<Option<bool>> {
+    let script = redis::Script::new(FORGET_LOST);
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(node_key(owner))
+        .key(DIR_KEY)
+        .key(id_key(id))
+        .key(stream_key(id, epoch))
+        .arg(id.as_str())
+        .arg(owner)
+        .arg(epoch.to_string());
+    let mut conn = c.redis.conn().await?;
+    let r: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
+    if let Err(e) = &r {
+        c.redis.failed(e).await;
+    }
+    Ok(match r? {
+        n if n < 0 => None,
+        n => Some(n == 1),
+    })
 }

@@ -76,6 +76,11 @@ pub fn owner_of(c: &Cluster, id: &SessionId) -> Option<String> {
     c.stand_ins.lock().get(id).map(|t| t.owner.clone())
 }
 
+/// The node that owns a remote session, and the incarnation it knows.
+pub fn owner_and_epoch(c: &Cluster, id: &SessionId) -> Option<(String, Epoch)> {
+    c.stand_ins.lock().get(id).map(|t| (t.owner.clone(), t.epoch))
+}
+
 /// Forgets a remote session at once (it was deleted through this node).
 pub fn drop_stand_in(c: &Cluster, id: &SessionId) {
     c.stand_ins.lock().remove(id);

@@ -41,7 +41,8 @@ impl Pending {
     }
 }
 
-fn unreachable(message: String) -> SessionError {
+/// The error of a request that could not reach Redis or the owner.
+pub fn unreachable(message: String) -> SessionError {
     SessionError::Remote {
         code: ErrorCode::Busy,
         message,

@@ -1,9 +1,10 @@
 //! Keeping focus sets free of deleted sessions: [`Focus::follow_deletions`]
 //! takes a deleted session out of every set that holds it (a change,
 //! broadcast like any other), now for sessions deleted while the server was
-//! down and from then on as the registry deletes them. In a cluster it also
-//! keeps the cluster's map of sessions to projects up to date for this
-//! node's sessions.
+//! down and from then on as the registry deletes them. In a cluster the
+//! registry holds every node's sessions (the directory), so a start first
+//! waits for the directory's first read: until then the sessions of other
+//! nodes would look deleted.
 
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ impl Focus {
     /// the registry is gone.
     pub async fn follow_deletions(self: Arc<Self>) {
         let mut changes = self.registry.changes();
+        self.registry.remote().wait_synced().await;
         self.forget_missing().await;
         // Input before the first focus request after a start counts too.
         if let Ok(all) = self.store.all().await {
@@ -59,17 +61,8 @@ impl Focus {
         }
         loop {
             match changes.recv().await {
-                Ok(RegistryEvent::Deleted(id)) => {
-                    if let Some(relay) = &self.cluster {
-                        relay.session_deleted(&id).await;
-                    }
-                    self.forget(&id).await
-                }
-                Ok(RegistryEvent::Created(h)) => {
-                    if let Some(relay) = &self.cluster {
-                        relay.session_created(&h).await;
-                    }
-                }
+                Ok(RegistryEvent::Deleted(id)) => self.forget(&id).await,
+                Ok(RegistryEvent::Created(_)) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => self.forget_missing().await,
                 Err(broadcast::error::RecvError::Closed) => return,
             }

@@ -15,9 +15,8 @@
 //! so no two nodes make the same version and the published changes of a
 //! project go out in version order.
 //!
-//! The store also keeps which project each session of the cluster
-//! belongs to (`termstream:focus:sessions`), so a node can focus a session
-//! another node runs. Every key and channel name is in this file.
+//! Sessions of other nodes are found in the registry, which holds the
+//! cluster's directory. Every key and channel name is in this file.
 //!
 //! When Redis cannot be reached, calls fail with [`ClusterUnavailable`],
 //! which clients are answered as 503 `cluster_unavailable`.
@@ -41,7 +40,6 @@ pub const CHANGES: &str = "termstream:focus:changes";
 pub const LOG_LENGTH: usize = 512;
 
 const PROJECTS: &str = "termstream:focus:projects";
-const SESSIONS: &str = "termstream:focus:sessions";
 
 fn state_key(project: &ProjectId) -> String {
     format!("termstream:focus:state:{project}")
@@ -242,37 +240,6 @@ impl RedisStore {
             .filter(|(k, _)| k == "change")
             .filter_map(|(_, v)| serde_json::from_str(&v).ok())
             .collect())
-    }
-
-    /// The project of `session`, for any node's session.
-    pub async fn project_of(&self, session: &SessionId) -> anyhow::Result<Option<ProjectId>> {
-        let project: Option<String> = once_more(|| {
-            let mut conn = self.conn.clone();
-            async move { conn.hget(SESSIONS, session.as_str()).await }
-        })
-        .await
-        .map_err(unavailable)?;
-        Ok(project.and_then(|p| ProjectId::new(p).ok()))
-    }
-
-    /// Records that `sessions` exist, with their projects.
-    pub async fn add_sessions(&self, sessions: &[(SessionId, ProjectId)]) -> anyhow::Result<()> {
-        if sessions.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.conn.clone();
-        let pairs: Vec<(&str, &str)> = sessions.iter().map(|(s, p)| (s.as_str(), p.as_str())).collect();
-        conn.hset_multiple::<_, _, _, ()>(SESSIONS, &pairs)
-            .await
-            .map_err(unavailable)
-    }
-
-    /// Records that `session` no longer exists.
-    pub async fn remove_session(&self, session: &SessionId) -> anyhow::Result<()> {
-        let mut conn = self.conn.clone();
-        conn.hdel::<_, _, ()>(SESSIONS, session.as_str())
-            .await
-            .map_err(unavailable)
     }
 
     pub(crate) async fn read(&self, project: &ProjectId) -> anyhow::Result<FocusState> {

@@ -27,13 +27,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use termstream_proto::{ProjectId, SessionId};
+use termstream_proto::ProjectId;
 
 use super::Focus;
 use super::redis::{CHANGES, Change, RedisStore};
 use super::store::FocusState;
-use crate::registry::Registry;
-use crate::session::SessionHandle;
 
 /// What this node delivered of one project: the last state, `None` before
 /// the first read or change. Its lock orders the project's delivery.
@@ -164,29 +162,14 @@ impl FocusRelay {
         }
     }
 
-    /// Records a session created on this node, so other nodes can focus it.
-    pub async fn session_created(&self, h: &SessionHandle) {
-        let entry = [(h.id().clone(), h.project().clone())];
-        if let Err(e) = self.store.add_sessions(&entry).await {
-            tracing::warn!(session = %h.id(), error = %e, "cannot register a session for focus in the cluster");
-        }
-    }
-
-    /// Records that a session of this node was deleted.
-    pub async fn session_deleted(&self, id: &SessionId) {
-        if let Err(e) = self.store.remove_session(id).await {
-            tracing::warn!(session = %id, error = %e, "cannot unregister a session for focus in the cluster");
-        }
-    }
-
     /// Follows every node's changes until the process ends: subscribes,
-    /// (re)registers this node's sessions, catches up every project
+    /// catches up every project
     /// delivered here (putting back what a restarted Redis lost), then
     /// delivers each published change. Reconnects after an outage.
-    pub async fn run(self: Arc<Self>, focus: Arc<Focus>, registry: Arc<Registry>) {
+    pub async fn run(self: Arc<Self>, focus: Arc<Focus>) {
         let mut backoff = Duration::from_millis(50);
         loop {
-            match self.follow(&focus, &registry).await {
+            match self.follow(&focus).await {
                 Ok(()) => backoff = Duration::from_millis(50),
                 Err(e) => {
                     tracing::debug!(error = %e, "focus relay: Redis unreachable; retrying");
@@ -198,18 +181,12 @@ impl FocusRelay {
     }
 
     /// One subscription, until its connection ends.
-    async fn follow(&self, focus: &Focus, registry: &Registry) -> anyhow::Result<()> {
+    async fn follow(&self, focus: &Focus) -> anyhow::Result<()> {
         let mut pubsub = tokio::time::timeout(Duration::from_secs(2), self.client.get_async_pubsub())
             .await
             .map_err(|_| anyhow::anyhow!("connecting timed out"))??;
         pubsub.subscribe(CHANGES).await?;
         tracing::info!("focus relay subscribed to the cluster's changes");
-        let mine: Vec<(SessionId, ProjectId)> = registry
-            .handles()
-            .into_iter()
-            .map(|h| (h.id().clone(), h.project().clone()))
-            .collect();
-        self.store.add_sessions(&mine).await?;
         let projects: Vec<ProjectId> = {
             let all = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
             all.keys().cloned().collect()

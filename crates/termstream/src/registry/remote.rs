@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use futures_util::future::BoxFuture;
 use termstream_proto::SessionId;
 
+use tokio::sync::watch;
+
 use crate::session::{SessionError, SessionHandle};
 
 /// Why an id could not be claimed across the cluster.
@@ -53,6 +55,8 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
 pub struct RemoteSessions {
     map: Mutex<HashMap<SessionId, SessionHandle>>,
     link: OnceLock<Arc<dyn ClusterLink>>,
+    /// Whether the map has been brought in line with the directory once.
+    synced: watch::Sender<bool>,
 }
 
 impl RemoteSessions {
@@ -90,6 +94,20 @@ impl RemoteSessions {
     /// Forgets a remote session (deleted, or now owned here).
     pub fn remove(&self, id: &SessionId) -> Option<SessionHandle> {
         self.lock().remove(id)
+    }
+
+    /// Records that the map now holds every session of the directory.
+    pub fn mark_synced(&self) {
+        self.synced.send_if_modified(|s| !std::mem::replace(s, true));
+    }
+
+    /// Waits until the map has held the directory's sessions once (at
+    /// once without a cluster, where there are none to wait for).
+    pub async fn wait_synced(&self) {
+        if self.link.get().is_none() {
+            return;
+        }
+        let _ = self.synced.subscribe().wait_for(|s| *s).await;
     }
 
     /// The ids of every remote session.
