@@ -4,7 +4,7 @@
 //! The socket is split: a writer task ([`Writer`](super::outbox::Writer)) owns the
 //! sending half and drains the socket's [`Outbox`]; this task owns the
 //! receiving half. Each attached session gets a forwarder task
-//! ([`forward::run`]) that writes into the same outbox, so sessions never
+//! ([`forward::run`](super::forward::run)) that writes into the same outbox, so sessions never
 //! wait for each other beyond the socket's shared byte budget. Closing the
 //! socket aborts every forwarder (detaching everything) and ends the writer.
 //! A detach (or a second attach of the same session) waits for the aborted
@@ -21,6 +21,7 @@
 //! a client that makes none for that long is not reading, and its
 //! connection ends instead of hanging on one reply forever.
 
+mod attach;
 mod focus;
 
 use std::collections::{HashMap, HashSet};
@@ -40,7 +41,6 @@ use tokio::time::Instant;
 
 use super::ClientGuard;
 use super::focus_watch::FocusWatch;
-use super::forward::{self, Attach};
 use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
@@ -485,98 +485,5 @@ impl Connection {
         let mut channels: Vec<String> = self.channels.iter().map(|c| c.to_string()).collect();
         channels.sort();
         self.control(ServerMessage::Subscribed { channels }).await;
-    }
-
-    async fn request_attach(
-        &mut self,
-        id: SessionId,
-        since: Option<LogPosition>,
-        mode: OutputMode,
-        stream: StreamMode,
-    ) {
-        let max = self.state.registry.config().max_attachments_per_socket;
-        let holds_slot = self.attached.contains_key(&id) || self.pending.contains_key(&id);
-        if !holds_slot && self.attached.len() + self.pending.len() >= max {
-            return self
-                .error(
-                    ErrorCode::RateLimited,
-                    format!("a socket may attach at most {max} sessions"),
-                    Some(id),
-                )
-                .await;
-        }
-        // Subscribed before the registry is looked at: a session created in
-        // between is seen in the news.
-        if self.created.is_none() {
-            self.created = Some(self.state.registry.changes());
-        }
-        if let Some(h) = self.readable(&id) {
-            self.pending.remove(&id);
-            self.forget_creations();
-            return self.attach(h, since, mode, stream).await;
-        }
-        // Missing, or of a project this socket may not read: both wait the
-        // whole attach wait (unless a readable one appears), so the answer's
-        // time does not tell them apart. A new attach of a pending id
-        // replaces the earlier one.
-        let wait = Duration::from_millis(self.state.registry.config().attach_wait_ms);
-        let deadline = Instant::now() + wait;
-        self.pending.insert(
-            id,
-            Pending {
-                deadline,
-                since,
-                mode,
-                stream,
-            },
-        );
-    }
-
-    /// Attaches `handle`'s session, which an attach waited for.
-    async fn attach_pending(&mut self, handle: SessionHandle) {
-        if let Some(p) = self.pending.remove(handle.id()) {
-            self.forget_creations();
-            self.attach(handle, p.since, p.mode, p.stream).await;
-        }
-    }
-
-    /// Stops following the registry's creations once nothing waits.
-    fn forget_creations(&mut self) {
-        if self.pending.is_empty() {
-            self.created = None;
-        }
-    }
-
-    async fn attach(
-        &mut self,
-        handle: SessionHandle,
-        since: Option<LogPosition>,
-        mode: OutputMode,
-        stream: StreamMode,
-    ) {
-        let id = handle.id().clone();
-        // Attaching touches the session's project: its focus state first.
-        self.touch(handle.project(), Some(&id)).await;
-        if let Some(old) = self.attached.remove(&id) {
-            // Gone before the new one starts: no frame of the old stream
-            // comes after the new stream's first.
-            old.task.abort();
-            let _ = old.task.await;
-        }
-        let viewer = handle.add_viewer();
-        let attach = Attach {
-            handle,
-            since,
-            mode,
-            dialect: self.dialect,
-            max_replay: self.state.registry.config().max_replay_bytes,
-            preamble: Vec::new(),
-            focus: (stream == StreamMode::Focus).then(|| forward::FocusFollow {
-                focus: self.state.focus.clone(),
-                interval: Duration::from_millis(self.state.registry.config().unfocused_interval_ms.max(1)),
-            }),
-        };
-        let task = tokio::spawn(forward::run(attach, self.out.clone()));
-        self.attached.insert(id, Attached { task, _viewer: viewer });
     }
 }

@@ -2,9 +2,11 @@
 
 use termstream_proto::{Epoch, ProjectId, SessionId, SessionInfo, SessionKind, SessionStatus};
 
+use super::catch_up::feed_slices;
 use super::*;
 use crate::config::Config;
 use crate::session::actor;
+use crate::session::log::Chunk;
 
 fn ended_info(id: &str, output_offset: u64) -> SessionInfo {
     SessionInfo {

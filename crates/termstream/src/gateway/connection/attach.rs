@@ -1,0 +1,109 @@
+//! How a connection attaches sessions: the per-socket limit, the wait for
+//! a session that does not exist yet, and the start of each attached
+//! session's forwarder.
+
+use std::time::Duration;
+
+use termstream_proto::ErrorCode;
+use termstream_proto::SessionId;
+use termstream_proto::ws::{LogPosition, OutputMode, StreamMode};
+use tokio::time::Instant;
+
+use super::{Attached, Connection, Pending};
+use crate::gateway::forward::{self, Attach};
+use crate::session::SessionHandle;
+
+impl Connection {
+    pub(super) async fn request_attach(
+        &mut self,
+        id: SessionId,
+        since: Option<LogPosition>,
+        mode: OutputMode,
+        stream: StreamMode,
+    ) {
+        let max = self.state.registry.config().max_attachments_per_socket;
+        let holds_slot = self.attached.contains_key(&id) || self.pending.contains_key(&id);
+        if !holds_slot && self.attached.len() + self.pending.len() >= max {
+            return self
+                .error(
+                    ErrorCode::RateLimited,
+                    format!("a socket may attach at most {max} sessions"),
+                    Some(id),
+                )
+                .await;
+        }
+        // Subscribed before the registry is looked at: a session created in
+        // between is seen in the news.
+        if self.created.is_none() {
+            self.created = Some(self.state.registry.changes());
+        }
+        if let Some(h) = self.readable(&id) {
+            self.pending.remove(&id);
+            self.forget_creations();
+            return self.attach(h, since, mode, stream).await;
+        }
+        // Missing, or of a project this socket may not read: both wait the
+        // whole attach wait (unless a readable one appears), so the answer's
+        // time does not tell them apart. A new attach of a pending id
+        // replaces the earlier one.
+        let wait = Duration::from_millis(self.state.registry.config().attach_wait_ms);
+        let deadline = Instant::now() + wait;
+        self.pending.insert(
+            id,
+            Pending {
+                deadline,
+                since,
+                mode,
+                stream,
+            },
+        );
+    }
+
+    /// Attaches `handle`'s session, which an attach waited for.
+    pub(super) async fn attach_pending(&mut self, handle: SessionHandle) {
+        if let Some(p) = self.pending.remove(handle.id()) {
+            self.forget_creations();
+            self.attach(handle, p.since, p.mode, p.stream).await;
+        }
+    }
+
+    /// Stops following the registry's creations once nothing waits.
+    pub(super) fn forget_creations(&mut self) {
+        if self.pending.is_empty() {
+            self.created = None;
+        }
+    }
+
+    pub(super) async fn attach(
+        &mut self,
+        handle: SessionHandle,
+        since: Option<LogPosition>,
+        mode: OutputMode,
+        stream: StreamMode,
+    ) {
+        let id = handle.id().clone();
+        // Attaching touches the session's project: its focus state first.
+        self.touch(handle.project(), Some(&id)).await;
+        if let Some(old) = self.attached.remove(&id) {
+            // Gone before the new one starts: no frame of the old stream
+            // comes after the new stream's first.
+            old.task.abort();
+            let _ = old.task.await;
+        }
+        let viewer = handle.add_viewer();
+        let attach = Attach {
+            handle,
+            since,
+            mode,
+            dialect: self.dialect,
+            max_replay: self.state.registry.config().max_replay_bytes,
+            preamble: Vec::new(),
+            focus: (stream == StreamMode::Focus).then(|| forward::FocusFollow {
+                focus: self.state.focus.clone(),
+                interval: Duration::from_millis(self.state.registry.config().unfocused_interval_ms.max(1)),
+            }),
+        };
+        let task = tokio::spawn(forward::run(attach, self.out.clone()));
+        self.attached.insert(id, Attached { task, _viewer: viewer });
+    }
+}

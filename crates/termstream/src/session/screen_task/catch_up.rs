@@ -1,0 +1,303 @@
+//! How the screen task brings its model to the log's end: the catch-up
+//! itself, with its exact skip over plain text ([`Scan`]), its restart
+//! from the log's tail, and its feeding off the async workers
+//! ([`feed_slices`]).
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+use super::{
+    FEED_SLICE, INLINE_FEED, MAX_LAG, Model, READ, READ_BACKGROUND, SKIP_MIN, SKIPPING_LAG, ScreenTask, TAIL,
+    TAIL_SCAN, UNWATCHED_LAG, Urgency, WAITED_MAX_LAG,
+};
+use crate::session::SessionError;
+use crate::session::log::Chunk;
+use crate::session::screen::{ScreenModel, is_plain};
+
+impl ScreenTask {
+    /// Where a restarted model starts parsing: [`TAIL`] bytes before
+    /// `target`, or later, just after the line feed that leaves a screen
+    /// and a scrollback's worth of lines to parse. A flood of short lines
+    /// (`yes`) then costs a few KiB of parsing, not a million scrolls.
+    pub(super) async fn tail_start(&self, target: u64) -> u64 {
+        let floor = target.saturating_sub(TAIL);
+        let (_, rows) = self.handle.size();
+        let mut lines_left = usize::from(rows.max(1)) + self.scrollback;
+        let mut end = target;
+        while end > floor {
+            let start = end.saturating_sub(TAIL_SCAN as u64).max(floor);
+            let chunks = match self.handle.read(start, (end - start) as usize).await {
+                Ok(c) if !c.is_empty() => c,
+                Err(SessionError::Gone { earliest }) => return earliest.max(floor),
+                _ => return floor,
+            };
+            for c in chunks.iter().rev() {
+                for (i, _) in c.data.iter().enumerate().rev().filter(|&(_, &b)| b == b'\n') {
+                    lines_left -= 1;
+                    if lines_left == 0 {
+                        return c.offset + i as u64 + 1;
+                    }
+                }
+            }
+            end = start;
+        }
+        floor
+    }
+
+    /// The session's window, as a model has it.
+    fn window(&self) -> (u16, u16) {
+        let (cols, rows) = self.handle.size();
+        (cols.max(1), rows.max(1))
+    }
+
+    /// Where a model at `self.offset` may skip to, exactly (see
+    /// [`ScreenModel::skip_plain`]): the start of the last lines that fill
+    /// a screen and scrollback before `target`, when everything before it
+    /// is plain text that holds at least `rows` line feeds and ends with
+    /// CR LF. The scan runs where the urgency puts parsing.
+    pub(super) async fn plain_until(&self, target: u64, rows: u16, urgency: Urgency) -> Option<u64> {
+        let to = self.tail_start(target).await;
+        if to < self.offset + SKIP_MIN / 2 {
+            return None;
+        }
+        let mut scan = Scan::default();
+        let mut at = self.offset;
+        while at < to {
+            let want = ((to - at) as usize).min(READ);
+            let chunks = match self.handle.read(at, want).await {
+                Ok(c) if !c.is_empty() => c,
+                _ => return None,
+            };
+            at = chunks.last().map_or(at, Chunk::end).min(to);
+            let (limit, mut s) = (to, scan);
+            let step = move || {
+                s.add(&chunks, limit);
+                s
+            };
+            scan = match urgency {
+                Urgency::Background => crate::session::background::spawn(step).await.ok()?,
+                Urgency::Waited => tokio::task::spawn_blocking(step).await.ok()?,
+            };
+            if !scan.plain {
+                return None;
+            }
+        }
+        (scan.line_feeds >= u64::from(rows) && scan.last_two == *b"\r\n").then_some(to)
+    }
+
+    /// Brings the model to the log's end as it is now. A background
+    /// catch-up turns urgent as soon as a snapshot is asked.
+    pub(super) async fn catch_up(&mut self, urgency: Urgency) {
+        if self.bell.resize_lost.swap(false, Ordering::AcqRel) {
+            self.resizes = None;
+        }
+        let target = self.handle.output_offset();
+        if self.offset >= target && self.resizes.as_ref().is_some_and(|q| q.is_empty()) {
+            return;
+        }
+        // A frozen model with a few bytes to take (a viewer joining an
+        // idle session) is thawed only once they are read: thawing, feeding
+        // and the snapshot then run with no wait between them, so that a
+        // thousand viewers joining at once do not hold a thousand thawed
+        // models (60 KB or more each) waiting for their reads.
+        let mut prefetched = None;
+        if matches!(self.model, Some(Model::Frozen { .. }))
+            && target - self.offset < INLINE_FEED as u64
+            && self.resizes.as_ref().is_some_and(VecDeque::is_empty)
+            && let Ok(chunks) = self.handle.read(self.offset, (target - self.offset) as usize).await
+        {
+            prefetched = Some(chunks);
+        }
+        let mut model = self.live();
+        if let Some(chunks) = prefetched {
+            for c in &chunks {
+                model.feed(&c.data);
+            }
+            self.offset = chunks.last().map_or(self.offset, Chunk::end);
+        }
+        // An exact skip first, as far as MAX_LAG (a scan of that much takes
+        // milliseconds); then the approximate restart of a model too far
+        // behind.
+        let lag = target.saturating_sub(self.offset);
+        if (SKIP_MIN..=MAX_LAG).contains(&lag)
+            && self.resizes.as_ref().is_some_and(VecDeque::is_empty)
+            && model.can_skip_plain()
+            && model.size() == self.window()
+            && let Some(to) = self.plain_until(target, model.size().1, urgency).await
+        {
+            model.skip_plain();
+            self.offset = to;
+            self.follow_lag = SKIPPING_LAG;
+        } else if lag >= SKIP_MIN {
+            self.follow_lag = UNWATCHED_LAG;
+        }
+        let max_lag = match urgency {
+            Urgency::Background => MAX_LAG,
+            Urgency::Waited => WAITED_MAX_LAG,
+        };
+        if target.saturating_sub(self.offset) > max_lag {
+            tracing::debug!(session = %self.handle.id(), behind = target - self.offset, "screen model restarts from the log's tail");
+            model = self.fresh();
+            self.offset = self.tail_start(target).await;
+            self.resizes = Some(VecDeque::new());
+        }
+        while self.offset < target {
+            // Stop at the next resize, to apply it where it happened.
+            let stop = match self.resizes.as_ref().and_then(|q| q.front()) {
+                Some(&(at, cols, rows)) if at <= self.offset => {
+                    model.resize(cols, rows);
+                    self.resizes.as_mut().map(VecDeque::pop_front);
+                    continue;
+                }
+                Some(&(at, _, _)) => at.min(target),
+                None => target,
+            };
+            let urgency = if self.requests.is_empty() {
+                // A flag with no request behind it is stale (a snapshot
+                // whose sending was cancelled) or early: it must not stop
+                // background feeds for good.
+                self.bell.snapshot_asked.store(false, Ordering::Release);
+                urgency
+            } else if urgency == Urgency::Background
+                && self.bell.snapshot_asked.load(Ordering::Acquire)
+                && target.saturating_sub(self.offset) > WAITED_MAX_LAG
+            {
+                // The snapshot's own catch-up restarts from the tail sooner
+                // than this one would end.
+                self.model = Some(Model::Live(model));
+                return;
+            } else {
+                Urgency::Waited
+            };
+            let read = if urgency == Urgency::Waited {
+                READ
+            } else {
+                READ_BACKGROUND
+            };
+            let want = ((stop - self.offset) as usize).min(read);
+            let chunks = match self.handle.read(self.offset, want).await {
+                Ok(c) if c.is_empty() => break,
+                Ok(c) => c,
+                Err(SessionError::Gone { earliest }) => {
+                    // What the model needs was deleted: a restart, as for a
+                    // model too far behind, and never before what is held.
+                    model = self.fresh();
+                    self.offset = self.tail_start(target).await.max(earliest);
+                    continue;
+                }
+                Err(SessionError::Closed(_)) => {
+                    self.actor_gone = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(session = %self.handle.id(), error = %e, "screen model cannot catch up");
+                    break;
+                }
+            };
+            let bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
+            let start = self.offset;
+            let end = chunks.last().map_or(start, |c| c.end());
+            if bytes >= INLINE_FEED {
+                let fed = match urgency {
+                    Urgency::Background => {
+                        // Stops early when a snapshot is asked meanwhile.
+                        let bell = self.bell.clone();
+                        let stop = move || bell.snapshot_asked.load(Ordering::Acquire);
+                        crate::session::background::spawn(move || feed_slices(model, &chunks, stop)).await
+                    }
+                    Urgency::Waited => tokio::task::spawn_blocking(move || feed_slices(model, &chunks, || false)).await,
+                };
+                match fed {
+                    Ok((m, n)) => {
+                        model = m;
+                        self.offset = start + n as u64;
+                    }
+                    Err(_) => {
+                        model = self.fresh();
+                        self.offset = end;
+                    }
+                }
+            } else {
+                for c in &chunks {
+                    model.feed(&c.data);
+                }
+                self.offset = end;
+            }
+        }
+        // Resizes after the end, or lost to overflow: apply the latest size.
+        for (_, cols, rows) in self.resizes.take().unwrap_or_default() {
+            model.resize(cols, rows);
+        }
+        self.resizes = Some(VecDeque::new());
+        let (cols, rows) = self.handle.size();
+        let size = (cols.max(1), rows.max(1));
+        if model.size() != size {
+            model.resize(size.0, size.1);
+        }
+        self.model = Some(Model::Live(model));
+    }
+}
+
+/// What a scan of a stretch of output found so far.
+#[derive(Debug, Clone, Copy)]
+struct Scan {
+    plain: bool,
+    /// The last byte scanned was 0xC2 (a C1 control may follow).
+    lead_c2: bool,
+    line_feeds: u64,
+    last_two: [u8; 2],
+}
+
+impl Default for Scan {
+    fn default() -> Scan {
+        Scan {
+            plain: true,
+            lead_c2: false,
+            line_feeds: 0,
+            last_two: [0; 2],
+        }
+    }
+}
+
+impl Scan {
+    /// Scans `chunks` (contiguous output) up to offset `limit`.
+    fn add(&mut self, chunks: &[Chunk], limit: u64) {
+        for c in chunks {
+            let len = limit.saturating_sub(c.offset).min(c.data.len() as u64) as usize;
+            let data = &c.data[..len];
+            if data.is_empty() {
+                continue;
+            }
+            let (plain, lead) = is_plain(data, self.lead_c2);
+            if !plain {
+                self.plain = false;
+                return;
+            }
+            self.lead_c2 = lead;
+            self.line_feeds += data.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.last_two = [self.last_two[1], data[data.len() - 1]];
+            if data.len() >= 2 {
+                self.last_two[0] = data[data.len() - 2];
+            }
+        }
+    }
+}
+
+/// Feeds `chunks` (contiguous output) to `model` in slices of
+/// [`FEED_SLICE`], until `stop` answers true before a slice; returns the
+/// model and how many bytes it took.
+pub(super) fn feed_slices(
+    mut model: Box<ScreenModel>,
+    chunks: &[Chunk],
+    stop: impl Fn() -> bool,
+) -> (Box<ScreenModel>, usize) {
+    let mut fed = 0;
+    for slice in chunks.iter().flat_map(|c| c.data.chunks(FEED_SLICE)) {
+        if stop() {
+            break;
+        }
+        model.feed(slice);
+        fed += slice.len();
+    }
+    (model, fed)
+}
