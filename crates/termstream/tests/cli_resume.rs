@@ -70,7 +70,10 @@ async fn ctrl_c_terminates_and_a_second_one_only_detaches() {
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         wait_created(&server, id).await;
-        server.read_output_until(id, "up", common::secs(10)).await;
+        // The CLI shows the output: it is attached and watching for Ctrl-C.
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(common::secs(10), stdout.next_line()).await;
+        assert_eq!(first.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("up"), "{id}");
         let pid = Pid::from_raw(child.id().unwrap() as i32).unwrap();
         kill_process(pid, Signal::INT).unwrap();
         // The first press is announced; the second comes after it (two

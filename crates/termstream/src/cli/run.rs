@@ -169,6 +169,13 @@ enum Interrupt {
 
 async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: &RunArgs) -> Result<i32, Failure> {
     let id = info.id.clone();
+    // Watched before attaching: a Ctrl-C while attaching is taken up by
+    // the loop below (it terminates), not the default action that would
+    // end this process and leave the session running unseen.
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Failure::io("cannot watch for Ctrl-C", e))?;
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        .map_err(|e| Failure::io("cannot watch window changes", e))?;
     let (conn, mut events) = Connection::open(client.clone(), ConnectOptions::default());
     let since = LogPosition {
         epoch: info.epoch,
@@ -188,10 +195,6 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
     let mut timed_out = false;
     let mut interrupt = Interrupt::None;
     let mut reconnecting = false;
-    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| Failure::io("cannot watch for Ctrl-C", e))?;
-    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
-        .map_err(|e| Failure::io("cannot watch window changes", e))?;
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
     let result = loop {
