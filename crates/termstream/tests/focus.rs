@@ -48,7 +48,13 @@ async fn fifty_clients_converge_and_each_sees_every_version_in_order() {
         let ids = ids.clone();
         tasks.push(tokio::spawn(async move {
             let mut view = FocusView::open(&server, "p", &[]).await;
-            for k in 0..6usize {
+            // Two requests each: at most 200 changes (a focus of a full set
+            // is two), within the socket's queue of CHANGE_QUEUE (256), so
+            // no socket can lag, and any state a client gets instead of an
+            // update is a skipped version. With six each (up to 500
+            // changes), a socket starved of CPU on a loaded machine lagged
+            // and was rightly answered with a state.
+            for k in 0..2usize {
                 let id = &ids[(c * 7 + k * 3) % ids.len()];
                 let focused = (c + k) % 3 != 0;
                 if c % 2 == 0 {
