@@ -29,6 +29,8 @@ mod deletions;
 pub mod redis;
 pub mod relay;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -192,16 +194,25 @@ impl Focus {
         if let Some(relay) = &self.cluster {
             return relay.current(self, project).await;
         }
-        let published = self
-            .projects
+        if let Some(s) = self.published(project) {
+            return Ok(s);
+        }
+        let stored = self.store.get(project).await?;
+        // A first change may have begun while the store was read: its
+        // state can be in the store before its event is on the broadcast.
+        // It sets `published` before it writes the store, so a read that
+        // saw nothing published before and finds it set now answers that.
+        Ok(self.published(project).unwrap_or(stored))
+    }
+
+    /// The state of the last change this node broadcast for `project`
+    /// (or, while its first change is being made, the state before it).
+    fn published(&self, project: &ProjectId) -> Option<FocusState> {
+        self.projects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(project)
-            .and_then(|p| p.published.lock().unwrap_or_else(|p| p.into_inner()).clone());
-        match published {
-            Some(s) => Ok(s),
-            None => self.store.get(project).await,
-        }
+            .and_then(|p| p.published.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     /// Every project with a stored state.

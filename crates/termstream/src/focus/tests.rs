@@ -1,0 +1,127 @@
+//! The ordering promise of [`Focus::get`], checked against the one
+//! interleaving that once broke it: a read of a project's first state that
+//! races its first change. A store that stops where the test says makes
+//! the interleaving happen every time.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use termstream_proto::{ProjectId, SessionId};
+use tokio::sync::{Mutex, oneshot};
+
+use super::Focus;
+use super::store::{FileStore, FocusState, FocusStore, Stale};
+use crate::config::Config;
+use crate::registry::Registry;
+
+/// A [`FileStore`] with two stops: the next `get` waits for `read_go`
+/// before it reads, and the next compare-and-set, once written, says so
+/// on `written` and waits for `write_go` before it returns.
+#[derive(Debug)]
+struct Stops {
+    inner: Arc<FileStore>,
+    read_go: Mutex<Option<oneshot::Receiver<()>>>,
+    written: Mutex<Option<oneshot::Sender<()>>>,
+    write_go: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl FocusStore for Stops {
+    fn get<'a>(&'a self, project: &'a ProjectId) -> BoxFuture<'a, anyhow::Result<FocusState>> {
+        Box::pin(async move {
+            let go = self.read_go.lock().await.take();
+            if let Some(go) = go {
+                let _ = go.await;
+            }
+            self.inner.get(project).await
+        })
+    }
+
+    fn compare_and_set<'a>(
+        &'a self,
+        project: &'a ProjectId,
+        expected: u64,
+        focused: Vec<SessionId>,
+    ) -> BoxFuture<'a, anyhow::Result<Result<FocusState, Stale>>> {
+        Box::pin(async move {
+            let done = self.inner.compare_and_set(project, expected, focused).await;
+            if let Some(tx) = self.written.lock().await.take() {
+                let _ = tx.send(());
+                let go = self.write_go.lock().await.take();
+                if let Some(go) = go {
+                    let _ = go.await;
+                }
+            }
+            done
+        })
+    }
+
+    fn all(&self) -> BoxFuture<'_, anyhow::Result<Vec<(ProjectId, FocusState)>>> {
+        self.inner.all()
+    }
+}
+
+/// A socket subscribes, then reads the state while the project's first
+/// change is written but not yet broadcast. The read must not answer the
+/// new version: the socket would count that version as told and drop its
+/// update, and a later message would skip it. (It did: the fifty-client
+/// focus test saw a `sync_complete` jump a version.)
+#[tokio::test]
+async fn a_read_racing_the_first_change_never_runs_ahead_of_the_broadcast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let registry = Registry::load(Arc::new(config)).expect("registry");
+    let project = ProjectId::new("p").unwrap();
+    let session = SessionId::new("a").unwrap();
+    // Seeded with `a` focused (version 1); no change made on this node yet.
+    let inner = FileStore::open(&dir.path().join("focus")).expect("store");
+    inner
+        .compare_and_set(&project, 0, vec![session.clone()])
+        .await
+        .unwrap()
+        .unwrap();
+
+    let (read_tx, read_rx) = oneshot::channel();
+    let (written_tx, written_rx) = oneshot::channel();
+    let (write_tx, write_rx) = oneshot::channel();
+    let store = Arc::new(Stops {
+        inner,
+        read_go: Mutex::new(Some(read_rx)),
+        written: Mutex::new(Some(written_tx)),
+        write_go: Mutex::new(None),
+    });
+    let focus = Focus::new(store.clone(), registry);
+    let mut changes = focus.subscribe();
+
+    // The read finds nothing published and stops before the store.
+    let reader = {
+        let (focus, project) = (focus.clone(), project.clone());
+        tokio::spawn(async move { focus.get(&project).await.unwrap() })
+    };
+    tokio::task::yield_now().await;
+    while store.read_go.lock().await.is_some() {
+        tokio::task::yield_now().await;
+    }
+    // The change (a blur, version 2) reads the store (not stopped now),
+    // writes it, and stops before its broadcast.
+    *store.write_go.lock().await = Some(write_rx);
+    let changer = {
+        let (focus, project, session) = (focus.clone(), project.clone(), session.clone());
+        tokio::spawn(async move { focus.set(&project, &session, false, None).await.unwrap() })
+    };
+    written_rx.await.expect("the change was written");
+    // The read goes on and sees version 2 in the store.
+    read_tx.send(()).unwrap();
+    let read = reader.await.unwrap();
+    assert!(changes.try_recv().is_err(), "nothing is broadcast yet");
+    assert_eq!(read.version, 1, "the read ran ahead of the broadcast: {read:?}");
+
+    write_tx.send(()).unwrap();
+    let (after, changed) = changer.await.unwrap();
+    assert!(changed);
+    assert_eq!(after.version, 2);
+    assert_eq!(changes.try_recv().expect("the change").state.version, 2);
+    assert_eq!(focus.get(&project).await.unwrap().version, 2);
+}
