@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use common::nginx;
 use common::redis::TestRedis;
+use common::secured::{ConfigFile, admin_entry};
 use common::{TestServer, secs, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -101,18 +102,12 @@ async fn focus_through_a_load_balancer_over_three_nodes_is_one_sequence() {
     let redis = TestRedis::start().await;
     let admin = token::generate();
     let bearer = format!("Bearer {admin}");
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("termstream.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "trusted_proxies = [\"127.0.0.1\"]\n[[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nadmin = true\n",
-            token::hash(&admin)
-        ),
-    )
-    .unwrap();
+    let config = ConfigFile::new(&format!(
+        "trusted_proxies = [\"127.0.0.1\"]\n{}",
+        admin_entry("ops", &admin)
+    ));
     let url = redis.url();
-    let args = ["--config", config.to_str().unwrap(), "--cluster", &url];
+    let args = ["--config", config.path(), "--cluster", &url];
     let nodes = [
         TestServer::start_with(&args, &[]).await,
         TestServer::start_with(&args, &[]).await,

@@ -12,11 +12,11 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::nginx;
+use common::secured::{ConfigFile, admin_entry};
 use common::tls::TestCert;
 use common::{TestServer, secs, wait_until};
 use futures_util::StreamExt;
@@ -138,32 +138,16 @@ impl Drop for Nginx {
 /// audit events to a file; and the token.
 async fn secured_behind_proxy() -> (TestServer, String) {
     let admin = token::generate();
-    let dir = tempfile::tempdir().unwrap();
-    let path: PathBuf = dir.path().join("termstream.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "trusted_proxies = [\"{PROXY_IP}\"]\n[[tokens]]\nname = \"ops-admin\"\nsha256 = \"{}\"\nadmin = true\n",
-            token::hash(&admin)
-        ),
-    )
-    .unwrap();
+    let config = ConfigFile::new(&format!(
+        "trusted_proxies = [\"{PROXY_IP}\"]\n{}",
+        admin_entry("ops-admin", &admin)
+    ));
     let server = TestServer::start_logged(
-        &["--config", path.to_str().unwrap(), "--log-format", "json"],
+        &["--config", config.path(), "--log-format", "json"],
         &[("RUST_LOG", "termstream=info")],
     )
     .await;
     (server, admin)
-}
-
-/// The audit events named `name` in the server's log.
-fn audit_events(server: &TestServer, name: &str) -> Vec<Value> {
-    server
-        .log()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["event"] == name)
-        .collect()
 }
 
 /// Reads text messages until one of type `ty`.
@@ -235,17 +219,14 @@ async fn a_session_through_nginx_keeps_the_client_address() {
 
     // The audit log names the client (127.0.0.3), not nginx (127.0.0.2).
     assert!(
-        wait_until(secs(10), || async {
-            !audit_events(&server, "socket.closed").is_empty()
-        })
-        .await,
+        wait_until(secs(10), || async { !server.log_events("socket.closed").is_empty() }).await,
         "{}",
         server.log()
     );
-    let created = &audit_events(&server, "session.created")[0];
+    let created = &server.log_events("session.created")[0];
     assert_eq!(created["peer"], CLIENT_IP, "{created}");
     assert_eq!(created["credential"], "ops-admin");
-    let connected = &audit_events(&server, "socket.connected")[0];
+    let connected = &server.log_events("socket.connected")[0];
     assert_eq!(connected["peer"], CLIENT_IP, "{connected}");
     assert!(
         !server.log().contains(PROXY_IP),
