@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use common::nginx;
 use common::secured::{ConfigFile, admin_entry};
 use common::tls::TestCert;
+use common::ws::until_type_on;
 use common::{TestServer, secs, wait_until};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use termstream::auth::token;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -150,30 +150,6 @@ async fn secured_behind_proxy() -> (TestServer, String) {
     (server, admin)
 }
 
-/// Reads text messages until one of type `ty`.
-async fn until_type<S>(ws: &mut S, ty: &str) -> Value
-where
-    S: futures_util::Stream<
-            Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
-        > + Unpin,
-{
-    let deadline = Instant::now() + secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {ty} within 10 s"))
-            .expect("socket open")
-            .expect("message");
-        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == ty {
-                return v;
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_session_through_nginx_keeps_the_client_address() {
     let (server, admin) = secured_behind_proxy().await;
@@ -198,13 +174,13 @@ async fn a_session_through_nginx_keeps_the_client_address() {
         .ws("/ws", &[("authorization", &bearer), ("origin", &origin)])
         .await
         .expect("the upgrade through nginx was refused");
-    until_type(&mut ws, "connected").await;
+    until_type_on(&mut ws, "connected", secs(10)).await;
     use futures_util::SinkExt;
     let send = |v: Value| tokio_tungstenite::tungstenite::Message::Text(v.to_string().into());
     ws.send(send(json!({"type":"session.attach","sessionId":id,"output":"json"})))
         .await
         .unwrap();
-    until_type(&mut ws, "session.attached").await;
+    until_type_on(&mut ws, "session.attached", secs(10)).await;
     ws.send(send(
         json!({"type":"terminal.input","sessionId":id,"data":"through-nginx\n"}),
     ))
@@ -212,7 +188,7 @@ async fn a_session_through_nginx_keeps_the_client_address() {
     .unwrap();
     let mut seen = String::new();
     while !seen.contains("through-nginx") {
-        let out = until_type(&mut ws, "terminal.output").await;
+        let out = until_type_on(&mut ws, "terminal.output", secs(10)).await.0;
         seen.push_str(out["data"].as_str().unwrap_or_default());
     }
     ws.close(None).await.unwrap();
