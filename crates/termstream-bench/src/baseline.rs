@@ -2,7 +2,10 @@
 //! master or a pipe, and a bare loopback WebSocket echo.
 //!
 //! They run in the bench process on the same tokio runtime as the clients,
-//! so the difference to a scenario's figure is what the server adds.
+//! so the difference to a scenario's figure is what the server adds. The
+//! one-byte round trip loop ([`echo_rounds`]) and the draining of a
+//! socket ([`drain_binary`]) serve the other baselines too (the relay,
+//! ttyd).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -12,6 +15,7 @@ use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::load::Load;
@@ -118,17 +122,53 @@ pub async fn pipe_read(script: &str, limit: Duration) -> anyhow::Result<Transfer
     Ok(Transfer { bytes, elapsed })
 }
 
+/// `warmup + samples` round trips of one byte (`a` to `z`, in turn):
+/// `round_trip` sends the byte and waits until it comes back. The times of
+/// the last `samples`; the first error ends the rounds.
+pub async fn echo_rounds(
+    warmup: usize,
+    samples: usize,
+    mut round_trip: impl AsyncFnMut(u8) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..warmup + samples {
+        let want = b'a' + (i % 26) as u8;
+        let t0 = Instant::now();
+        round_trip(want).await?;
+        if i >= warmup {
+            out.push(t0.elapsed());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `ws` until `stop` turns true or the socket ends; the output bytes
+/// its binary messages held, as `output` counts them.
+pub async fn drain_binary<S>(ws: &mut S, mut stop: watch::Receiver<bool>, output: impl Fn(&[u8]) -> u64) -> u64
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut bytes = 0;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return bytes,
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(b))) => bytes += output(&b),
+                Some(Ok(_)) => {}
+                _ => return bytes,
+            },
+        }
+    }
+}
+
 /// One-byte round trips through `stty raw -echo; cat` on a bare PTY.
 pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow::Result<Vec<Duration>> {
     let (mut pty, _child) = spawn_on_pty("stty raw -echo; exec cat")?;
     // Let stty take effect before the first byte, so it comes back once.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let deadline = Instant::now() + limit;
-    let mut out = Vec::with_capacity(samples);
     let mut buf = [0u8; 4096];
-    for i in 0..warmup + samples {
-        let want = b'a' + (i % 26) as u8;
-        let t0 = Instant::now();
+    echo_rounds(warmup, samples, async |want| {
         pty.write_all(&[want]).await?;
         loop {
             let n = tokio::time::timeout_at(deadline.into(), pty.read(&mut buf))
@@ -138,14 +178,11 @@ pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow:
                 bail!("the bare PTY echo ended");
             }
             if buf[n - 1] == want {
-                break;
+                return Ok(());
             }
         }
-        if i >= warmup {
-            out.push(t0.elapsed());
-        }
-    }
-    Ok(out)
+    })
+    .await
 }
 
 /// [`pty_echo`] while the bare PTYs of a [`Load`] each `cat` `file` in a
@@ -204,10 +241,8 @@ pub async fn ws_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow::
     });
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await?;
     let deadline = Instant::now() + limit;
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..warmup + samples {
-        let want = (b'a' + (i % 26) as u8) as char;
-        let t0 = Instant::now();
+    let out = echo_rounds(warmup, samples, async |want| {
+        let want = want as char;
         ws.send(Message::Text(want.to_string().into())).await?;
         loop {
             let msg = tokio::time::timeout_at(deadline.into(), ws.next())
@@ -215,13 +250,11 @@ pub async fn ws_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow::
                 .context("bare WebSocket echo timed out")?
                 .context("the echo server closed")??;
             if matches!(&msg, Message::Text(t) if t.as_str().starts_with(want)) {
-                break;
+                return Ok(());
             }
         }
-        if i >= warmup {
-            out.push(t0.elapsed());
-        }
-    }
+    })
+    .await?;
     let _ = ws.close(None).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     Ok(out)

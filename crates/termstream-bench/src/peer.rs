@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::baseline::{drain_binary, echo_rounds};
 use crate::server::{ms_per_mb, stat_cpu_ms};
 
 /// How long ttyd may take to print its port.
@@ -212,18 +213,12 @@ impl TtydConn {
     }
 
     /// Reads and counts output until `stop` turns true or ttyd closes.
-    pub async fn drain(mut self, mut stop: watch::Receiver<bool>) -> u64 {
-        let mut bytes = 0;
-        loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return bytes,
-                msg = self.ws.next() => match msg {
-                    Some(Ok(Message::Binary(b))) if b.first() == Some(&b'0') => bytes += b.len() as u64 - 1,
-                    Some(Ok(_)) => {}
-                    _ => return bytes,
-                },
-            }
-        }
+    pub async fn drain(mut self, stop: watch::Receiver<bool>) -> u64 {
+        drain_binary(&mut self.ws, stop, |b| match b.first() {
+            Some(b'0') => b.len() as u64 - 1,
+            _ => 0,
+        })
+        .await
     }
 
     /// One-byte round trips through an echoing program, as
@@ -234,23 +229,17 @@ impl TtydConn {
         samples: usize,
         deadline: Instant,
     ) -> anyhow::Result<Vec<Duration>> {
-        let mut out = Vec::with_capacity(samples);
-        for i in 0..warmup + samples {
-            let want = b'a' + (i % 26) as u8;
-            let t0 = Instant::now();
+        echo_rounds(warmup, samples, async |want| {
             self.input(&[want]).await?;
             loop {
                 match self.next_output(deadline).await? {
-                    Some(o) if o.last() == Some(&want) => break,
+                    Some(o) if o.last() == Some(&want) => return Ok(()),
                     Some(_) => {}
                     None => bail!("ttyd closed during the echo"),
                 }
             }
-            if i >= warmup {
-                out.push(t0.elapsed());
-            }
-        }
-        Ok(out)
+        })
+        .await
     }
 }
 

@@ -23,6 +23,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::baseline::{drain_binary, echo_rounds};
+
 /// The relay's largest read of a PTY.
 const READ_BUF: usize = 64 << 10;
 
@@ -237,10 +239,7 @@ impl RelayConn {
         samples: usize,
         deadline: Instant,
     ) -> anyhow::Result<Vec<Duration>> {
-        let mut out = Vec::with_capacity(samples);
-        for i in 0..warmup + samples {
-            let want = b'a' + (i % 26) as u8;
-            let t0 = Instant::now();
+        echo_rounds(warmup, samples, async |want| {
             self.ws.send(Message::Text((want as char).to_string().into())).await?;
             loop {
                 let msg = tokio::time::timeout_at(deadline.into(), self.ws.next())
@@ -248,28 +247,15 @@ impl RelayConn {
                     .context("relay echo timed out")?
                     .context("the relay closed")??;
                 if matches!(&msg, Message::Binary(b) if b.last() == Some(&want)) {
-                    break;
+                    return Ok(());
                 }
             }
-            if i >= warmup {
-                out.push(t0.elapsed());
-            }
-        }
-        Ok(out)
+        })
+        .await
     }
 
     /// Reads and counts bytes until `stop` turns true.
-    pub async fn drain(mut self, mut stop: watch::Receiver<bool>) -> u64 {
-        let mut bytes = 0;
-        loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return bytes,
-                msg = self.ws.next() => match msg {
-                    Some(Ok(Message::Binary(b))) => bytes += b.len() as u64,
-                    Some(Ok(_)) => {}
-                    _ => return bytes,
-                },
-            }
-        }
+    pub async fn drain(mut self, stop: watch::Receiver<bool>) -> u64 {
+        drain_binary(&mut self.ws, stop, |b| b.len() as u64).await
     }
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::TestServer;
-use common::secured::call;
+use common::secured::{ConfigFile, admin_entry, call, project_entry};
 use common::ws::WsClient;
 use common::{secs, wait_until};
 use serde_json::{Value, json};
@@ -16,43 +16,26 @@ use termstream::auth::token;
 /// `web` named `watcher`, logging JSON to a file; the two tokens.
 async fn audited_server(rust_log: &str) -> (TestServer, String, String) {
     let (admin, reader) = (token::generate(), token::generate());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("termstream.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[[tokens]]\nname = \"ops-admin\"\nsha256 = \"{}\"\nadmin = true\n\
-             [[tokens]]\nname = \"watcher\"\nsha256 = \"{}\"\nprojects = {{ web = \"read\" }}\n",
-            token::hash(&admin),
-            token::hash(&reader)
-        ),
-    )
-    .unwrap();
+    let config = ConfigFile::new(&format!(
+        "{}{}",
+        admin_entry("ops-admin", &admin),
+        project_entry("watcher", &reader, r#"{ web = "read" }"#)
+    ));
     let server = TestServer::start_logged(
-        &["--config", path.to_str().unwrap(), "--log-format", "json"],
+        &["--config", config.path(), "--log-format", "json"],
         &[("RUST_LOG", rust_log)],
     )
     .await;
     // The server has read its config file: the folder may go.
-    drop(dir);
+    drop(config);
     (server, admin, reader)
-}
-
-/// The log's JSON lines whose `event` is `name`.
-fn events(server: &TestServer, name: &str) -> Vec<Value> {
-    server
-        .log()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["event"] == name)
-        .collect()
 }
 
 /// Waits until the log holds an event `name`, and returns the first.
 async fn event(server: &TestServer, name: &str) -> Value {
-    let found = wait_until(secs(10), || async { !events(server, name).is_empty() }).await;
+    let found = wait_until(secs(10), || async { !server.log_events(name).is_empty() }).await;
     assert!(found, "no {name} event in the log:\n{}", server.log());
-    events(server, name).remove(0)
+    server.log_events(name).remove(0)
 }
 
 #[tokio::test]
@@ -128,7 +111,7 @@ async fn the_audit_trail_names_credentials_and_never_tokens() {
     assert_eq!(created["level"], "INFO");
 
     event(&server, "input.refused").await;
-    let refusals = events(&server, "input.refused");
+    let refusals = server.log_events("input.refused");
     assert_eq!(refusals.len(), 2, "one over /ws and one over REST: {refusals:?}");
     for r in &refusals {
         assert_eq!(r["credential"], "watcher");
@@ -145,7 +128,7 @@ async fn the_audit_trail_names_credentials_and_never_tokens() {
     assert_eq!(closed["credential"], "watcher");
     assert!(closed["duration_ms"].is_u64(), "{closed}");
     event(&server, "auth.failed").await;
-    let failed = events(&server, "auth.failed");
+    let failed = server.log_events("auth.failed");
     let bad_token = failed
         .iter()
         .find(|f| f["reason"] == "credential")

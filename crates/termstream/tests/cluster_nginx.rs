@@ -11,12 +11,13 @@ mod common;
 
 use std::net::TcpListener;
 use std::process::Child;
-use std::time::Instant;
 
 use common::nginx;
 use common::redis::TestRedis;
+use common::secured::{ConfigFile, admin_entry};
+use common::ws::until_type_on;
 use common::{TestServer, secs, wait_until};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use termstream::auth::token;
 use tokio_tungstenite::tungstenite::Message;
@@ -72,47 +73,17 @@ async fn call(url: String, bearer: &str, method: reqwest::Method, body: Option<V
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// The next text message of type `ty`, and the focus messages before it.
-async fn until_type<S>(ws: &mut S, ty: &str) -> (Value, Vec<Value>)
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    let deadline = Instant::now() + secs(10);
-    let mut before = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {ty} within 10 s"))
-            .expect("socket open")
-            .expect("message");
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == ty {
-                return (v, before);
-            }
-            before.push(v);
-        }
-    }
-}
-
 #[tokio::test]
 async fn focus_through_a_load_balancer_over_three_nodes_is_one_sequence() {
     let redis = TestRedis::start().await;
     let admin = token::generate();
     let bearer = format!("Bearer {admin}");
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("termstream.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "trusted_proxies = [\"127.0.0.1\"]\n[[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nadmin = true\n",
-            token::hash(&admin)
-        ),
-    )
-    .unwrap();
+    let config = ConfigFile::new(&format!(
+        "trusted_proxies = [\"127.0.0.1\"]\n{}",
+        admin_entry("ops", &admin)
+    ));
     let url = redis.url();
-    let args = ["--config", config.to_str().unwrap(), "--cluster", &url];
+    let args = ["--config", config.path(), "--cluster", &url];
     let nodes = [
         TestServer::start_with(&args, &[]).await,
         TestServer::start_with(&args, &[]).await,
@@ -147,12 +118,12 @@ async fn focus_through_a_load_balancer_over_three_nodes_is_one_sequence() {
     let (mut ws, _) = tokio_tungstenite::connect_async(req)
         .await
         .expect("websocket through nginx");
-    until_type(&mut ws, "connected").await;
+    until_type_on(&mut ws, "connected", secs(10)).await;
     let sync = json!({"type":"sync_request","projectId":"lb"}).to_string();
     ws.send(Message::Text(sync.into())).await.unwrap();
-    let (status, _) = until_type(&mut ws, "connection_status").await;
+    let (status, _) = until_type_on(&mut ws, "connection_status", secs(10)).await;
     assert_eq!(status["version"], 0, "{status}");
-    until_type(&mut ws, "sync_complete").await;
+    until_type_on(&mut ws, "sync_complete", secs(10)).await;
     // Six changes, one request at a time: round robin spreads them.
     let changes = [(0, true), (1, true), (2, true), (0, false), (1, false), (0, true)];
     for (n, (i, focused)) in changes.iter().enumerate() {
@@ -172,7 +143,7 @@ async fn focus_through_a_load_balancer_over_three_nodes_is_one_sequence() {
     }
     let mut versions = Vec::new();
     while versions.len() < changes.len() {
-        let (update, skipped) = until_type(&mut ws, "focus_update").await;
+        let (update, skipped) = until_type_on(&mut ws, "focus_update", secs(10)).await;
         assert!(skipped.is_empty(), "other messages between updates: {skipped:?}");
         versions.push(update["version"].as_u64().unwrap());
     }

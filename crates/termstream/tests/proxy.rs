@@ -12,14 +12,14 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::nginx;
+use common::secured::{ConfigFile, admin_entry};
 use common::tls::TestCert;
+use common::ws::until_type_on;
 use common::{TestServer, secs, wait_until};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use termstream::auth::token;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -138,56 +138,16 @@ impl Drop for Nginx {
 /// audit events to a file; and the token.
 async fn secured_behind_proxy() -> (TestServer, String) {
     let admin = token::generate();
-    let dir = tempfile::tempdir().unwrap();
-    let path: PathBuf = dir.path().join("termstream.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "trusted_proxies = [\"{PROXY_IP}\"]\n[[tokens]]\nname = \"ops-admin\"\nsha256 = \"{}\"\nadmin = true\n",
-            token::hash(&admin)
-        ),
-    )
-    .unwrap();
+    let config = ConfigFile::new(&format!(
+        "trusted_proxies = [\"{PROXY_IP}\"]\n{}",
+        admin_entry("ops-admin", &admin)
+    ));
     let server = TestServer::start_logged(
-        &["--config", path.to_str().unwrap(), "--log-format", "json"],
+        &["--config", config.path(), "--log-format", "json"],
         &[("RUST_LOG", "termstream=info")],
     )
     .await;
     (server, admin)
-}
-
-/// The audit events named `name` in the server's log.
-fn audit_events(server: &TestServer, name: &str) -> Vec<Value> {
-    server
-        .log()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["event"] == name)
-        .collect()
-}
-
-/// Reads text messages until one of type `ty`.
-async fn until_type<S>(ws: &mut S, ty: &str) -> Value
-where
-    S: futures_util::Stream<
-            Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
-        > + Unpin,
-{
-    let deadline = Instant::now() + secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {ty} within 10 s"))
-            .expect("socket open")
-            .expect("message");
-        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == ty {
-                return v;
-            }
-        }
-    }
 }
 
 #[tokio::test]
@@ -214,13 +174,13 @@ async fn a_session_through_nginx_keeps_the_client_address() {
         .ws("/ws", &[("authorization", &bearer), ("origin", &origin)])
         .await
         .expect("the upgrade through nginx was refused");
-    until_type(&mut ws, "connected").await;
+    until_type_on(&mut ws, "connected", secs(10)).await;
     use futures_util::SinkExt;
     let send = |v: Value| tokio_tungstenite::tungstenite::Message::Text(v.to_string().into());
     ws.send(send(json!({"type":"session.attach","sessionId":id,"output":"json"})))
         .await
         .unwrap();
-    until_type(&mut ws, "session.attached").await;
+    until_type_on(&mut ws, "session.attached", secs(10)).await;
     ws.send(send(
         json!({"type":"terminal.input","sessionId":id,"data":"through-nginx\n"}),
     ))
@@ -228,24 +188,21 @@ async fn a_session_through_nginx_keeps_the_client_address() {
     .unwrap();
     let mut seen = String::new();
     while !seen.contains("through-nginx") {
-        let out = until_type(&mut ws, "terminal.output").await;
+        let out = until_type_on(&mut ws, "terminal.output", secs(10)).await.0;
         seen.push_str(out["data"].as_str().unwrap_or_default());
     }
     ws.close(None).await.unwrap();
 
     // The audit log names the client (127.0.0.3), not nginx (127.0.0.2).
     assert!(
-        wait_until(secs(10), || async {
-            !audit_events(&server, "socket.closed").is_empty()
-        })
-        .await,
+        wait_until(secs(10), || async { !server.log_events("socket.closed").is_empty() }).await,
         "{}",
         server.log()
     );
-    let created = &audit_events(&server, "session.created")[0];
+    let created = &server.log_events("session.created")[0];
     assert_eq!(created["peer"], CLIENT_IP, "{created}");
     assert_eq!(created["credential"], "ops-admin");
-    let connected = &audit_events(&server, "socket.connected")[0];
+    let connected = &server.log_events("socket.connected")[0];
     assert_eq!(connected["peer"], CLIENT_IP, "{connected}");
     assert!(
         !server.log().contains(PROXY_IP),

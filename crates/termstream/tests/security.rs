@@ -1,71 +1,18 @@
 //! Secure by default: each rule fails closed. Credentials (no token → 401
 //! and nothing created), scopes (a project-scoped token cannot list, read,
 //! attach or write another project's sessions), read-only viewers (0 bytes
-//! reach the PTY), tickets (once, then expired), origins and hosts (403),
-//! headers, caps, and a child environment without the server's secret.
+//! reach the PTY), events by project, and a child environment without the
+//! server's secret. Tickets, origins, hosts and headers are in
+//! `security_browser.rs`; caps and the programs' limits in
+//! `security_limits.rs`.
 
 mod common;
 
-use std::time::Duration;
-
-use common::secured::{call, error_code as code, secured};
+use common::secured::{SHORT_ATTACH_WAIT, call, create_as, error_code as code, secured, wait_output, ws_as};
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, Transport, secs, session_ids};
-use serde_json::{Value, json};
+use serde_json::json;
 use termstream::auth::token;
-
-/// Configuration for servers whose tests attach to another project's
-/// session: that attach is answered `session_not_found` as a missing id is,
-/// after the attach wait (see `tests/attach_wait.rs`), which is 3 s by
-/// default; 100 ms keeps the answer and the test fast.
-const SHORT_ATTACH_WAIT: &str = "attach_wait_ms = 100";
-
-async fn create_as(server: &TestServer, token: &str, body: Value) -> Value {
-    let (status, info, _) = call(server, "POST", "/api/sessions", Some(token), Some(body.clone()), &[]).await;
-    assert_eq!(status, 201, "create {body} answered {info}");
-    info
-}
-
-/// Output of a session, read with the admin token.
-async fn output_as(server: &TestServer, token: &str, id: &str) -> String {
-    let resp = server
-        .client
-        .get(server.url(&format!("/api/sessions/{id}/output?since=0")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    String::from_utf8_lossy(&resp.bytes().await.unwrap()).into_owned()
-}
-
-async fn wait_output(server: &TestServer, token: &str, id: &str, needle: &str) -> String {
-    let deadline = std::time::Instant::now() + secs(10);
-    loop {
-        let out = output_as(server, token, id).await;
-        if out.contains(needle) {
-            return out;
-        }
-        assert!(std::time::Instant::now() < deadline, "{needle:?} not in {out:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A `/ws` client authenticated by the `bearer.TOKEN` subprotocol; reads
-/// the `connected` message.
-async fn ws_as(server: &TestServer, token: &str) -> WsClient {
-    let proto = format!("bearer.{token}");
-    let (mut ws, resp) = WsClient::try_connect(server, "/ws", &[("sec-websocket-protocol", &proto)])
-        .await
-        .expect("upgrade with a bearer subprotocol");
-    assert_eq!(
-        resp.headers()["sec-websocket-protocol"],
-        proto.as_str(),
-        "the protocol is echoed"
-    );
-    assert_eq!(ws.next_json(secs(10)).await["type"], "connected");
-    ws
-}
 
 #[tokio::test]
 async fn no_or_bad_credential_is_401_and_creates_nothing() {
@@ -358,325 +305,6 @@ async fn a_read_only_viewer_watches_but_zero_bytes_reach_the_pty() {
 }
 
 #[tokio::test]
-async fn a_ticket_opens_one_socket_once_and_carries_its_tokens_scope() {
-    let (server, t) = secured(SHORT_ATTACH_WAIT, &[], Transport::Plain).await;
-    create_as(
-        &server,
-        &t.admin,
-        json!({"id":"a1","kind":"command","argv":["sleep","100"],"project":"api"}),
-    )
-    .await;
-    let (status, err, _) = call(&server, "POST", "/api/ws-ticket", None, None, &[]).await;
-    assert_eq!((status, code(&err)), (401, "unauthorized"));
-    let (status, body, _) = call(&server, "POST", "/api/ws-ticket", Some(&t.web_writer), None, &[]).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["expiresInMs"], 30_000);
-    let ticket = body["ticket"].as_str().unwrap().to_owned();
-
-    // Not a REST credential.
-    let (status, _, _) = call(
-        &server,
-        "GET",
-        &format!("/api/sessions?token={ticket}"),
-        None,
-        None,
-        &[],
-    )
-    .await;
-    assert_eq!(status, 401);
-    let path = format!("/ws?token={ticket}");
-    let mut ws = WsClient::connect(&server, &path).await;
-    ws.attach("a1", "json").await;
-    assert_eq!(
-        ws.until_type("error", secs(10)).await["code"],
-        "session_not_found",
-        "the ticket has web-writer's scope"
-    );
-    assert_eq!(
-        WsClient::refused_status(&server, &path, &[]).await,
-        401,
-        "a ticket works once"
-    );
-    assert_eq!(
-        WsClient::refused_status(&server, "/ws?token=tkt_forged", &[]).await,
-        401
-    );
-
-    // Tickets expire: with a TTL of 0 a ticket is stale on arrival.
-    let (server, t) = secured("ticket_ttl_ms = 0", &[], Transport::Plain).await;
-    let (_, body, _) = call(&server, "POST", "/api/ws-ticket", Some(&t.admin), None, &[]).await;
-    let path = format!("/ws?token={}", body["ticket"].as_str().unwrap());
-    assert_eq!(
-        WsClient::refused_status(&server, &path, &[]).await,
-        401,
-        "an expired ticket is refused"
-    );
-}
-
-#[tokio::test]
-async fn websocket_credentials_in_headers_and_the_query_when_allowed() {
-    let (server, t) = secured("allow_token_in_query = true", &[], Transport::Plain).await;
-    let bearer = format!("Bearer {}", t.admin);
-    let (mut ws, _) = WsClient::try_connect(&server, "/ws", &[("authorization", &bearer)])
-        .await
-        .unwrap();
-    assert_eq!(ws.next_json(secs(10)).await["type"], "connected");
-    let _ = ws_as(&server, &t.web_reader).await;
-    // A client offering its own protocol too still gets the bearer one back.
-    let offered = format!("termstream, bearer.{}", t.admin);
-    let (_, resp) = WsClient::try_connect(&server, "/ws", &[("sec-websocket-protocol", &offered)])
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.headers()["sec-websocket-protocol"],
-        format!("bearer.{}", t.admin).as_str()
-    );
-    let mut ws = WsClient::connect(&server, &format!("/ws?token={}", t.admin)).await;
-    ws.send(json!({"type":"ping"})).await;
-    assert_eq!(ws.until_type("pong", secs(10)).await["type"], "pong");
-}
-
-#[tokio::test]
-async fn foreign_origins_are_403_and_nothing_is_created() {
-    let server = TestServer::start_with(&["--allowed-origin", "https://app.example.com"], &[]).await;
-    let port = server.url("").rsplit(':').next().unwrap().to_owned();
-    let own = format!("http://127.0.0.1:{port}");
-    let body = json!({"kind":"command","argv":["true"]});
-    for origin in [
-        "https://evil.com".to_owned(),
-        "null".to_owned(),
-        format!("http://127.0.0.1:{}", port.parse::<u16>().unwrap() + 1),
-        format!("https://127.0.0.1:{port}"),
-        format!("http://127.0.0.1:{port}.evil.com"),
-        "https://app.example.com.evil.com".to_owned(),
-        format!("http://localhost:{port}"),
-    ] {
-        let (status, err, _) = call(
-            &server,
-            "POST",
-            "/api/sessions",
-            None,
-            Some(body.clone()),
-            &[("origin", &origin)],
-        )
-        .await;
-        assert_eq!((status, code(&err)), (403, "forbidden"), "{origin}");
-        assert_eq!(
-            WsClient::refused_status(&server, "/ws", &[("origin", &origin)]).await,
-            403,
-            "{origin}"
-        );
-        let (status, _, _) = call(&server, "DELETE", "/api/sessions/x", None, None, &[("origin", &origin)]).await;
-        assert_eq!(status, 403, "{origin}");
-    }
-    assert_eq!(
-        server.get("/api/sessions").await.1["total"],
-        0,
-        "no request reached a handler"
-    );
-    // The server's own origin and the allowed one pass; a read from anywhere
-    // is answered (the browser keeps it from a foreign page: no CORS headers).
-    for origin in [own.as_str(), "https://app.example.com"] {
-        let (status, _, _) = call(
-            &server,
-            "POST",
-            "/api/sessions",
-            None,
-            Some(body.clone()),
-            &[("origin", origin)],
-        )
-        .await;
-        assert_eq!(status, 201, "{origin}");
-        let (mut ws, _) = WsClient::try_connect(&server, "/ws", &[("origin", origin)])
-            .await
-            .expect(origin);
-        assert_eq!(ws.next_json(secs(10)).await["type"], "connected");
-    }
-    let (status, _, headers) = call(
-        &server,
-        "GET",
-        "/api/sessions",
-        None,
-        None,
-        &[("origin", "https://evil.com")],
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert!(headers.get("access-control-allow-origin").is_none());
-}
-
-#[tokio::test]
-async fn a_rebinding_host_is_403() {
-    let server = TestServer::start_with(&["--allowed-host", "termstream.test"], &[]).await;
-    let port = server.url("").rsplit(':').next().unwrap().to_owned();
-    for host in [
-        "attacker.tld".to_owned(),
-        format!("attacker.tld:{port}"),
-        format!("127.0.0.1:{port}.evil.com"),
-        "127.0.0.1:1".to_owned(),
-    ] {
-        let (status, err, _) = call(&server, "GET", "/api/sessions", None, None, &[("host", &host)]).await;
-        assert_eq!((status, code(&err)), (403, "forbidden"), "{host}");
-        let (status, _, _) = call(
-            &server,
-            "POST",
-            "/api/sessions",
-            None,
-            Some(json!({"argv":["true"]})),
-            &[("host", &host)],
-        )
-        .await;
-        assert_eq!(status, 403, "{host}");
-        assert_eq!(
-            WsClient::refused_status(&server, "/ws", &[("host", &host)]).await,
-            403,
-            "{host}"
-        );
-    }
-    for host in [
-        format!("localhost:{port}"),
-        format!("127.0.0.1:{port}"),
-        format!("[::1]:{port}"),
-        "termstream.test:9".into(),
-    ] {
-        let (status, _, _) = call(&server, "GET", "/api/sessions", None, None, &[("host", &host)]).await;
-        assert_eq!(status, 200, "{host}");
-    }
-}
-
-#[tokio::test]
-async fn every_response_carries_the_security_headers() {
-    let (server, t) = secured("", &[], Transport::Plain).await;
-    for (path, token, status) in [
-        ("/health", None, 200),
-        ("/api/sessions", None, 401),
-        ("/api/sessions", Some(t.admin.as_str()), 200),
-        ("/nope", Some(t.admin.as_str()), 404),
-    ] {
-        let (got, _, h) = call(&server, "GET", path, token, None, &[]).await;
-        assert_eq!(got, status, "{path}");
-        let csp = h["content-security-policy"].to_str().unwrap();
-        assert!(
-            csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
-            "{csp}"
-        );
-        assert_eq!(h["x-content-type-options"], "nosniff");
-        assert_eq!(h["referrer-policy"], "no-referrer");
-        assert_eq!(h["x-frame-options"], "DENY");
-    }
-}
-
-#[tokio::test]
-async fn the_childs_environment_holds_no_server_secret() {
-    let secret = token::generate();
-    let server = TestServer::start_with(&[], &[("TERMSTREAM_ADMIN_TOKEN", &secret)]).await;
-    // The environment token is a credential...
-    let (status, _, _) = call(&server, "GET", "/api/sessions", None, None, &[]).await;
-    assert_eq!(status, 401, "a token in the environment turns auth on");
-    create_as(
-        &server,
-        &secret,
-        json!({"id":"env","argv":["sh","-c","env; echo END-OF-ENV"]}),
-    )
-    .await;
-    let out = wait_output(&server, &secret, "env", "END-OF-ENV").await;
-    // ...and neither it nor its hash reaches the program.
-    assert!(out.contains("TERMSTREAM_SESSION="), "{out}");
-    assert!(!out.contains(&secret) && !out.contains(&token::hash(&secret)), "{out}");
-    assert!(!out.contains("TERMSTREAM_ADMIN_TOKEN"), "{out}");
-}
-
-#[tokio::test]
-async fn connection_caps_answer_before_the_upgrade() {
-    let server = TestServer::start_with(&[], &[("TERMSTREAM_MAX_CONNECTIONS_PER_IP", "2")]).await;
-    let a = WsClient::connect(&server, "/ws").await;
-    let _b = WsClient::connect(&server, "/ws").await;
-    assert_eq!(WsClient::refused_status(&server, "/ws", &[]).await, 429);
-    let (status, err, _) = call(&server, "GET", "/api/sessions", None, None, &[]).await;
-    assert_eq!(status, 200, "REST is not capped by the socket count: {err}");
-    a.close().await;
-    let ok = common::wait_until(secs(10), || async {
-        WsClient::try_connect(&server, "/ws", &[]).await.is_ok()
-    })
-    .await;
-    assert!(ok, "a closed socket gives its place back");
-
-    let server = TestServer::start_with(&[], &[("TERMSTREAM_MAX_CONNECTIONS", "1")]).await;
-    let _a = WsClient::connect(&server, "/ws").await;
-    assert_eq!(WsClient::refused_status(&server, "/ws", &[]).await, 503);
-}
-
-#[tokio::test]
-async fn a_token_runs_at_most_its_session_cap() {
-    let (server, t) = secured("max_sessions_per_token = 1", &[], Transport::Plain).await;
-    let body = json!({"kind":"command","argv":["sleep","100"],"project":"web"});
-    let first = create_as(&server, &t.web_writer, body.clone()).await;
-    let (status, err, _) = call(
-        &server,
-        "POST",
-        "/api/sessions",
-        Some(&t.web_writer),
-        Some(body.clone()),
-        &[],
-    )
-    .await;
-    assert_eq!((status, code(&err)), (429, "rate_limited"), "{err}");
-    create_as(
-        &server,
-        &t.api_writer,
-        json!({"kind":"command","argv":["true"],"project":"api"}),
-    )
-    .await;
-    let id = first["id"].as_str().unwrap();
-    let (status, _, _) = call(
-        &server,
-        "POST",
-        &format!("/api/sessions/{id}/terminate"),
-        Some(&t.web_writer),
-        None,
-        &[],
-    )
-    .await;
-    assert_eq!(status, 200);
-    create_as(&server, &t.web_writer, body).await;
-}
-
-#[tokio::test]
-async fn input_over_the_rate_is_refused_and_dropped() {
-    let env = [
-        ("TERMSTREAM_WS_INPUT_BYTES_PER_SEC", "1"),
-        ("TERMSTREAM_WS_INPUT_BURST_BYTES", "16"),
-    ];
-    let server = TestServer::start_with(&[], &env).await;
-    server.create(json!({"id":"cat","argv":["cat"]})).await;
-    let mut ws = WsClient::connect(&server, "/ws").await;
-    ws.send(json!({"type":"terminal.input","sessionId":"cat","data":"FIRST-OK\r"}))
-        .await;
-    ws.send(json!({"type":"terminal.input","sessionId":"cat","data":"DROPPED-X\r"}))
-        .await;
-    let err = ws.until_type("error", secs(10)).await;
-    assert_eq!(
-        (err["code"].as_str(), err["sessionId"].as_str()),
-        (Some("rate_limited"), Some("cat"))
-    );
-    server.input("cat", "MARKER-OK\r").await;
-    let out = server.read_output_until("cat", "MARKER-OK", secs(10)).await;
-    assert!(out.contains("FIRST-OK") && !out.contains("DROPPED"), "{out:?}");
-    // The same limit holds on the one-session endpoint.
-    let mut legacy = WsClient::connect_raw(&server, "/ws/terminal/cat").await;
-    legacy.until_type("terminal_start", secs(10)).await;
-    legacy.send(json!({"type":"terminal_input","data":"LEGACY-OK\r"})).await;
-    legacy
-        .send(json!({"type":"terminal_input","data":"LEGACY-DROPPED\r"}))
-        .await;
-    let err = legacy.until_type("error", secs(10)).await;
-    assert!(err["message"].as_str().unwrap().starts_with("rate_limited"), "{err}");
-    server.input("cat", "MARKER-TWO\r").await;
-    let out = server.read_output_until("cat", "MARKER-TWO", secs(10)).await;
-    assert!(out.contains("LEGACY-OK") && !out.contains("LEGACY-DROPPED"), "{out:?}");
-}
-
-#[tokio::test]
 async fn events_reach_only_sockets_that_may_read_their_project() {
     let (server, t) = secured("", &[], Transport::Plain).await;
     let mut web = ws_as(&server, &t.web_reader).await;
@@ -727,6 +355,26 @@ async fn events_reach_only_sockets_that_may_read_their_project() {
     );
 }
 
+#[tokio::test]
+async fn the_childs_environment_holds_no_server_secret() {
+    let secret = token::generate();
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_ADMIN_TOKEN", &secret)]).await;
+    // The environment token is a credential...
+    let (status, _, _) = call(&server, "GET", "/api/sessions", None, None, &[]).await;
+    assert_eq!(status, 401, "a token in the environment turns auth on");
+    create_as(
+        &server,
+        &secret,
+        json!({"id":"env","argv":["sh","-c","env; echo END-OF-ENV"]}),
+    )
+    .await;
+    let out = wait_output(&server, &secret, "env", "END-OF-ENV").await;
+    // ...and neither it nor its hash reaches the program.
+    assert!(out.contains("TERMSTREAM_SESSION="), "{out}");
+    assert!(!out.contains(&secret) && !out.contains(&token::hash(&secret)), "{out}");
+    assert!(!out.contains("TERMSTREAM_ADMIN_TOKEN"), "{out}");
+}
+
 #[test]
 fn listening_on_the_network_without_a_token_refuses_to_start() {
     let data = tempfile::tempdir().unwrap();
@@ -771,53 +419,4 @@ fn toml_parse<T: serde::de::DeserializeOwned>(s: &str) -> T {
     figment::Figment::from(figment::providers::Toml::string(s))
         .extract()
         .unwrap()
-}
-
-#[tokio::test]
-async fn programs_run_under_the_configured_rlimits() {
-    let env = [
-        ("TERMSTREAM_RLIMIT_NOFILE", "123"),
-        ("TERMSTREAM_RLIMIT_NPROC", "4567"),
-        ("TERMSTREAM_RLIMIT_AS_BYTES", "4294967296"),
-    ];
-    let server = TestServer::start_with(&[], &env).await;
-    let script = "echo nofile=$(ulimit -n) hard=$(ulimit -Hn) nproc=$(ulimit -u) as=$(ulimit -v)";
-    for kind in ["command", "pty"] {
-        let id = format!("limits-{kind}");
-        server
-            .create(json!({"id": id, "kind": kind, "argv": ["bash", "-c", script]}))
-            .await;
-        let out = server.read_output_until(&id, "as=", secs(10)).await;
-        assert!(
-            out.contains("nofile=123 hard=123 nproc=4567 as=4194304"),
-            "{kind}: {out:?}"
-        );
-    }
-}
-
-#[tokio::test]
-async fn programs_run_as_the_configured_user() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: switching users needs the tests to run as root");
-        return;
-    }
-    let server = TestServer::start_with(&[], &[("TERMSTREAM_RUN_AS", "nobody")]).await;
-    for kind in ["command", "pty"] {
-        let id = format!("who-{kind}");
-        server.create(json!({"id": id, "kind": kind, "cwd": "/", "argv": ["sh", "-c", "echo uid=$(id -u) gid=$(id -g) groups=$(id -G) home=$HOME user=$USER"]})).await;
-        let out = server.read_output_until(&id, "user=", secs(10)).await;
-        assert!(
-            out.contains("uid=65534 gid=65534 groups=65534 home=/nonexistent user=nobody"),
-            "{kind}: {out:?}"
-        );
-    }
-    let data = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_termstream"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("TERMSTREAM_RUN_AS", "no-such-user-here")
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "an unknown user stops the server from starting");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-user-here"));
 }

@@ -1,12 +1,15 @@
 // The browser suite's harness: the real server binary on 127.0.0.1:0 with
-// its own data dir, Debian's Chromium through playwright-core, REST helpers
-// and waits on conditions (never sleeps).
+// its own data dir, Debian's Chromium through playwright-core, REST helpers,
+// the page helpers every check uses, and waits on conditions (never sleeps).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import xtermHeadless from '@xterm/headless';
+
+export const { Terminal: Headless } = xtermHeadless;
 
 export const repo = new URL('../../../', import.meta.url).pathname;
 export const screenshots = join(repo, 'target/screenshots');
@@ -137,3 +140,35 @@ export async function shot(page, name) {
   await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   await page.screenshot({ path: join(screenshots, `${name}.png`) });
 }
+
+/** A list of checks and the function that adds one: `[list, test]`. */
+export function suite() {
+  const list = [];
+  return [list, (name, f) => list.push({ name, f })];
+}
+
+/** A page on `server` at `hash`, with the app started. */
+export async function openPage(ctx, server, hash = '#/', viewport = { width: 1280, height: 800 }) {
+  const page = await ctx.newPage({ viewport });
+  page.on('pageerror', (e) => console.error(`  [pageerror] ${e.message}`));
+  page.on('dialog', (d) => void d.accept());
+  await page.goto(server.url + '/' + hash);
+  await waitFor('the app', () => page.evaluate(() => !!window.termstream?.started));
+  return page;
+}
+
+export const hasView = (page, id) => waitFor(`terminal ${id}`, () => page.evaluate((id) => window.termstream.views.has(id), id));
+
+/** The screen of a snapshot, rendered in a headless xterm.js, lines right-trimmed. */
+export async function renderSnapshot(snap) {
+  const t = new Headless({ cols: snap.cols, rows: snap.rows, allowProposedApi: true, scrollback: 1000 });
+  await new Promise((r) => t.write(snap.data, r));
+  const b = t.buffer.active;
+  const lines = [];
+  for (let i = b.baseY; i < b.baseY + t.rows; i++) lines.push((b.getLine(i)?.translateToString(true) ?? '').trimEnd());
+  t.dispose();
+  return lines.join('\n');
+}
+
+/** A bash session with a `$ ` prompt, 100×30, plus `extra`. */
+export const bash = (id, extra = {}) => ({ id, kind: 'pty', argv: ['bash', '--norc', '--noprofile', '-i'], env: { PS1: '$ ' }, cols: 100, rows: 30, ...extra });

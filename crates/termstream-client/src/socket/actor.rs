@@ -1,13 +1,16 @@
 //! The task behind a [`Connection`](super::Connection): connects, follows
 //! the socket, and on a drop waits its backoff and connects again with the
 //! same client id, re-attaching every tracked session and resending
-//! unacknowledged input with its original `seq`.
+//! unacknowledged input with its original `seq`. What the server sends is
+//! handled in `actor/incoming.rs`.
+
+mod incoming;
 
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use termstream_proto::ws::{ClientMessage, LogPosition, OutputMode, ServerMessage, StreamMode, binary};
-use termstream_proto::{ErrorBody, ErrorCode, SessionId, Stream};
+use termstream_proto::ws::{ClientMessage, LogPosition, OutputMode, ServerMessage, StreamMode};
+use termstream_proto::{ErrorBody, ErrorCode, SessionId};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -332,158 +335,6 @@ impl State {
             Command::Resize { session_id, cols, rows } => vec![ClientMessage::Resize { session_id, cols, rows }],
             Command::Close(_) => unreachable!("handled by the caller"),
         }
-    }
-
-    /// Handles one message from the server; false when the user is gone.
-    async fn incoming(&mut self, m: Message) -> bool {
-        let event = match m {
-            Message::Binary(frame) => {
-                let Some(f) = binary::decode(&frame) else {
-                    return true;
-                };
-                let Ok(session_id) = SessionId::new(f.session_id) else {
-                    return true;
-                };
-                let (stream, offset) = (f.stream, f.offset);
-                let start = frame.len() - f.data.len();
-                let data = self.sessions.output(&session_id, offset, frame.slice(start..));
-                if data.is_empty() {
-                    return true;
-                }
-                let offset = offset + (frame.len() - start - data.len()) as u64;
-                self.progress = true;
-                Event::Output {
-                    session_id,
-                    stream,
-                    offset,
-                    data,
-                }
-            }
-            Message::Text(t) => match serde_json::from_str::<ServerMessage>(&t) {
-                Ok(m) => match self.server_message(m) {
-                    Some(e) => e,
-                    None => return true,
-                },
-                // Event channel messages and future types: not ours to judge.
-                Err(_) => return true,
-            },
-            _ => return true,
-        };
-        self.emit(event).await
-    }
-
-    fn server_message(&mut self, m: ServerMessage) -> Option<Event> {
-        Some(match m {
-            ServerMessage::Attached {
-                session_id,
-                epoch,
-                offset,
-                cols,
-                rows,
-                status,
-                recovered,
-            } => {
-                self.sessions.attached(&session_id, LogPosition { epoch, offset });
-                Event::Attached {
-                    session_id,
-                    epoch,
-                    offset,
-                    cols,
-                    rows,
-                    status,
-                    recovered,
-                }
-            }
-            ServerMessage::Restore {
-                session_id,
-                data,
-                offset,
-                cols,
-                rows,
-            } => {
-                self.sessions.skip_to(&session_id, offset);
-                Event::Restore {
-                    session_id,
-                    data,
-                    offset,
-                    cols,
-                    rows,
-                }
-            }
-            ServerMessage::Output {
-                session_id,
-                data,
-                offset,
-                stream,
-            } => {
-                let data = self.sessions.output(&session_id, offset, data.into());
-                if data.is_empty() {
-                    return None;
-                }
-                Event::Output {
-                    session_id,
-                    stream: stream.unwrap_or(Stream::Pty),
-                    offset,
-                    data,
-                }
-            }
-            ServerMessage::Gap {
-                session_id,
-                from,
-                to,
-                reason,
-                ..
-            } => {
-                self.sessions.skip_to(&session_id, to);
-                Event::Gap {
-                    session_id,
-                    from,
-                    to,
-                    reason,
-                }
-            }
-            ServerMessage::Resized { session_id, cols, rows } => Event::Resized { session_id, cols, rows },
-            ServerMessage::Exit {
-                session_id,
-                status,
-                exit_code,
-                signal,
-                ..
-            } => Event::Exit {
-                session_id,
-                status,
-                exit_code,
-                signal,
-            },
-            ServerMessage::Detached { session_id } => {
-                self.sessions.forget(&session_id);
-                Event::Detached { session_id }
-            }
-            ServerMessage::Error {
-                code,
-                message,
-                session_id,
-            } => {
-                // An attach that failed is not retried on every reconnect.
-                if code == ErrorCode::SessionNotFound
-                    && let Some(id) = &session_id
-                {
-                    self.sessions.forget(id);
-                }
-                Event::ServerError {
-                    code,
-                    message,
-                    session_id,
-                }
-            }
-            ServerMessage::Pong => {
-                self.pending.pong();
-                return None;
-            }
-            ServerMessage::Connected { .. } | ServerMessage::Heartbeat { .. } | ServerMessage::Subscribed { .. } => {
-                return None;
-            }
-        })
     }
 }
 

@@ -10,6 +10,12 @@
 //!
 //! Every wait is on a condition with a timeout ([`wait_until`]); nothing
 //! sleeps and hopes.
+//!
+//! Beside this file: `rest.rs` (the REST calls on a [`TestServer`]),
+//! `procs.rs` (crashing and stopping the server, and the processes the
+//! tests watch), `ws.rs` (a WebSocket client), `secured.rs` (servers with
+//! tokens), `tls.rs`, `cli.rs`, `redis.rs`, `nginx.rs`, `cluster.rs` and
+//! `focus.rs`.
 
 #![allow(dead_code)]
 
@@ -19,17 +25,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use serde_json::Value;
 
 pub mod cli;
 pub mod cluster;
 pub mod focus;
 pub mod nginx;
+mod procs;
 pub mod redis;
+mod rest;
 pub mod secured;
 pub mod tls;
 pub mod ws;
+
+// Not every test binary uses them.
+#[allow(unused_imports)]
+pub use procs::{ProcStat, all_stats, kill_marked, marked_processes};
 
 /// How long a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,6 +112,16 @@ impl TestServer {
     pub fn log(&self) -> String {
         let path = self.log.as_ref().expect("started with start_logged");
         std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// The JSON lines of the log whose `event` is `name` (a server started
+    /// with [`TestServer::start_logged`] and `--log-format json`).
+    pub fn log_events(&self, name: &str) -> Vec<Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["event"] == name)
+            .collect()
     }
 
     /// Starts a server serving HTTPS and WSS with a certificate made now;
@@ -208,30 +229,6 @@ impl TestServer {
         }
     }
 
-    /// Kills the server with SIGKILL, as a crash would, and waits for it.
-    /// Its sessions' processes are orphaned, not terminated.
-    pub fn crash(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Sends SIGTERM, as a service manager would, and waits up to `timeout`
-    /// for the server to exit; its exit status, or `None` if it did not.
-    pub fn stop(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
     /// Kills the server (SIGKILL) and starts a new one on the same data dir
     /// with the same flags and environment.
     pub fn restart(mut self) -> TestServer {
@@ -270,154 +267,6 @@ impl TestServer {
 
     pub fn data_dir(&self) -> &Path {
         self.data.path()
-    }
-
-    /// Sends a request and returns the status and the body as JSON (or
-    /// `Value::Null` when the body is empty or not JSON).
-    pub async fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.client.request(method, self.url(path));
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req.send().await.expect("request failed");
-        let status = resp.status();
-        let bytes = resp.bytes().await.expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-
-    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.request("GET", path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.request("POST", path, Some(&body)).await
-    }
-
-    /// Creates a session; asserts 201 and returns its info.
-    pub async fn create(&self, body: Value) -> Value {
-        let (status, info) = self.post("/api/sessions", body.clone()).await;
-        assert_eq!(status, StatusCode::CREATED, "create {body} answered {info}");
-        info
-    }
-
-    /// The info of a session; asserts 200.
-    pub async fn info(&self, id: &str) -> Value {
-        let (status, info) = self.get(&format!("/api/sessions/{id}")).await;
-        assert_eq!(status, StatusCode::OK, "get {id} answered {info}");
-        info
-    }
-
-    /// Sends text to a session's input; asserts 200.
-    pub async fn input(&self, id: &str, data: &str) {
-        let (status, body) = self
-            .post(
-                &format!("/api/sessions/{id}/input"),
-                serde_json::json!({ "data": data }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "input to {id} answered {body}");
-    }
-
-    /// Terminates a session; asserts 200 and returns the final info.
-    pub async fn terminate(&self, id: &str) -> Value {
-        let (status, info) = self.post(&format!("/api/sessions/{id}/terminate"), Value::Null).await;
-        assert_eq!(status, StatusCode::OK, "terminate {id} answered {info}");
-        info
-    }
-
-    /// Raw output bytes from `since` (as much as one read returns); asserts 200.
-    pub async fn output(&self, id: &str, since: u64) -> Vec<u8> {
-        let resp = self
-            .client
-            .get(self.url(&format!("/api/sessions/{id}/output?since={since}")))
-            .send()
-            .await
-            .expect("output request");
-        assert_eq!(resp.status(), StatusCode::OK, "output of {id} from {since}");
-        resp.bytes().await.expect("output body").to_vec()
-    }
-
-    /// All output from `since` to the end the server holds now, over as many
-    /// reads as it takes.
-    pub async fn output_all(&self, id: &str, mut since: u64) -> Vec<u8> {
-        let mut all = Vec::new();
-        loop {
-            let part = self.output(id, since).await;
-            if part.is_empty() {
-                return all;
-            }
-            since += part.len() as u64;
-            all.extend_from_slice(&part);
-        }
-    }
-
-    /// Polls the output of a session until it contains `needle`; returns the
-    /// whole output then, or panics with what was seen after `timeout`.
-    pub async fn read_output_until(&self, id: &str, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let text = String::from_utf8_lossy(&self.output_all(id, 0).await).into_owned();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{needle:?} not in the output of {id} after {timeout:?}: {text:?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Polls a session until its status is `status`; returns its info.
-    pub async fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let info = self.info(id).await;
-            if info["status"] == status {
-                return info;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{id} is not {status} after {timeout:?}: {info}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// How many fds the server process has open.
-    pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .expect("/proc/PID/fd")
-            .count()
-    }
-
-    /// How many threads the server process has.
-    pub fn thread_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
-            .expect("/proc/PID/task")
-            .count()
-    }
-
-    /// The server's resident set size in bytes.
-    pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
-        let kb = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmRSS");
-        kb * 1024
-    }
-
-    /// Children of the server that are zombies (exited, never waited for).
-    pub fn zombie_children(&self) -> Vec<u32> {
-        let me = self.pid();
-        all_stats()
-            .into_iter()
-            .filter(|s| s.ppid == me && s.state == 'Z')
-            .map(|s| s.pid)
-            .collect()
     }
 }
 
@@ -463,55 +312,6 @@ where
             return false;
         }
         tokio::time::sleep(POLL).await;
-    }
-}
-
-/// One line of `/proc/PID/stat`, the fields the tests need.
-#[derive(Debug, Clone, Copy)]
-pub struct ProcStat {
-    pub pid: u32,
-    pub state: char,
-    pub ppid: u32,
-}
-
-/// The stat of every process; the command name may hold spaces and
-/// parentheses, so fields are counted from the last `)`.
-pub fn all_stats() -> Vec<ProcStat> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let mut rest = stat[stat.rfind(')')? + 2..].split(' ');
-            let state = rest.next()?.chars().next()?;
-            let ppid = rest.next()?.parse().ok()?;
-            Some(ProcStat { pid, state, ppid })
-        })
-        .collect()
-}
-
-/// Live (not zombie) processes whose environment holds the session marker
-/// `TERMSTREAM_SESSION=<epoch>`.
-pub fn marked_processes(epoch: &str) -> Vec<u32> {
-    let needle = format!("TERMSTREAM_SESSION={epoch}\0");
-    all_stats()
-        .into_iter()
-        .filter(|s| s.state != 'Z')
-        .filter(|s| {
-            std::fs::read(format!("/proc/{}/environ", s.pid))
-                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
-        })
-        .map(|s| s.pid)
-        .collect()
-}
-
-/// Kills every process marked with `epoch` (cleanup after a crash test).
-pub fn kill_marked(epoch: &str) {
-    for pid in marked_processes(epoch) {
-        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
     }
 }
 

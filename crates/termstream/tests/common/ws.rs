@@ -4,6 +4,8 @@
 //! messages, receives text (parsed), binary output frames (decoded) and
 //! closes, each with a timeout, and collects a session's output by offset,
 //! checking that every frame starts where the previous one ended.
+//! [`until_type_on`] waits for a message on any other socket (one opened
+//! through a proxy).
 
 use std::time::Duration;
 
@@ -15,6 +17,31 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::TestServer;
+
+/// Reads the text messages of `ws`, a socket that is not a [`WsClient`]
+/// (one through a proxy), until one of type `ty`, within `timeout`; that
+/// message and the text messages before it.
+pub async fn until_type_on<S>(ws: &mut S, ty: &str, timeout: Duration) -> (Value, Vec<Value>)
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut before = Vec::new();
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {ty} within {timeout:?}"))
+            .expect("socket open")
+            .expect("message");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == ty {
+                return (v, before);
+            }
+            before.push(v);
+        }
+    }
+}
 
 type Handshake = (
     WebSocketStream<MaybeTlsStream<TcpStream>>,

@@ -1,0 +1,117 @@
+//! The processes the tests act on and watch: the server's own (crashed or
+//! stopped by a signal; its fds, threads, memory and zombie children, read
+//! from `/proc`) and the programs of its sessions, found by the marker
+//! `TERMSTREAM_SESSION=<epoch>` in their environment.
+
+use std::time::{Duration, Instant};
+
+use super::{POLL, TestServer};
+
+impl TestServer {
+    /// Kills the server with SIGKILL, as a crash would, and waits for it.
+    /// Its sessions' processes are orphaned, not terminated.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM, as a service manager would, and waits up to `timeout`
+    /// for the server to exit; its exit status, or `None` if it did not.
+    pub fn stop(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+    /// How many fds the server process has open.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("/proc/PID/fd")
+            .count()
+    }
+
+    /// How many threads the server process has.
+    pub fn thread_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .expect("/proc/PID/task")
+            .count()
+    }
+
+    /// The server's resident set size in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS");
+        kb * 1024
+    }
+
+    /// Children of the server that are zombies (exited, never waited for).
+    pub fn zombie_children(&self) -> Vec<u32> {
+        let me = self.pid();
+        all_stats()
+            .into_iter()
+            .filter(|s| s.ppid == me && s.state == 'Z')
+            .map(|s| s.pid)
+            .collect()
+    }
+}
+
+/// One line of `/proc/PID/stat`, the fields the tests need.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcStat {
+    pub pid: u32,
+    pub state: char,
+    pub ppid: u32,
+}
+
+/// The stat of every process; the command name may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+pub fn all_stats() -> Vec<ProcStat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let mut rest = stat[stat.rfind(')')? + 2..].split(' ');
+            let state = rest.next()?.chars().next()?;
+            let ppid = rest.next()?.parse().ok()?;
+            Some(ProcStat { pid, state, ppid })
+        })
+        .collect()
+}
+
+/// Live (not zombie) processes whose environment holds the session marker
+/// `TERMSTREAM_SESSION=<epoch>`.
+pub fn marked_processes(epoch: &str) -> Vec<u32> {
+    let needle = format!("TERMSTREAM_SESSION={epoch}\0");
+    all_stats()
+        .into_iter()
+        .filter(|s| s.state != 'Z')
+        .filter(|s| {
+            std::fs::read(format!("/proc/{}/environ", s.pid))
+                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+        .map(|s| s.pid)
+        .collect()
+}
+
+/// Kills every process marked with `epoch` (cleanup after a crash test).
+pub fn kill_marked(epoch: &str) {
+    for pid in marked_processes(epoch) {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}

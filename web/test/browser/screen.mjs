@@ -1,0 +1,108 @@
+// Checks that the page's screen is the server's: a full-screen program
+// resized and reloaded, OSC 52 and wide characters, two pages typing into
+// one session.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Headless, openPage, hasView, renderSnapshot, suite, waitFor, waitText, bufferText, bash } from './harness.mjs';
+
+const [checks, test] = suite();
+export { checks };
+
+test('a full-screen program (vim): resized while typing and reloaded, the page shows the same screen as the server', async ({ server, api, ctx }) => {
+  const id = 'vim';
+  const file = join(server.dir, 'poem.txt');
+  writeFileSync(file, Array.from({ length: 60 }, (_, i) => `line ${i + 1}: the quick brown fox ${'*'.repeat(i % 17)}`).join('\n') + '\n');
+  // A short escape delay: Escape leaves insert mode 20 ms after it is typed.
+  await api.create({ id, kind: 'pty', argv: ['vim', '-u', 'NONE', '-N', '-n', '--cmd', 'set ttimeout ttimeoutlen=20', file], cols: 100, rows: 30 });
+  // A slow page (as on a busy CI machine): output queues in xterm.js, so a
+  // size taken at once instead of at its place in the stream shows (issue 15).
+  const page = await openPage(ctx, server, `#/s/${id}`);
+  await hasView(page, id);
+  await waitText(page, id, 'line 1: the quick');
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send('Emulation.setCPUThrottlingRate', { rate: 10 });
+  // The page's own resizes (the window changes) between edits.
+  const sizes = [[1160, 740], [1290, 670], [900, 600], [1030, 810]];
+  for (const [j, [width, height]] of sizes.entries()) {
+    await page.setViewportSize({ width, height });
+    await page.keyboard.type(`${10 + j}Go+${j}`);
+    await page.keyboard.press('Escape');
+  }
+  await waitText(page, id, '+3');
+    const screen = async (p) => (await bufferText(p, id, { screenOnly: true })).split('\n').map((l) => l.trimEnd()).join('\n');
+  // The server's screen and the page's agree once the output has settled.
+  let last;
+  const settled = await waitFor('page and server agree', async () => {
+    const snap = await api.snapshot(id);
+    const [mine, theirs] = [await screen(page), await renderSnapshot(snap)];
+    last = { mine, theirs, cols: snap.cols, rows: snap.rows };
+    // Escape leaves insert mode only after vim's escape delay.
+    return mine === theirs && !mine.includes('-- INSERT --') && mine;
+  }, 20000).catch((e) => {
+    console.log(JSON.stringify(last, null, 1));
+    throw e;
+  });
+  await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
+  await page.reload();
+  await waitFor('the app again', () => page.evaluate(() => !!window.termstream?.started));
+  await hasView(page, id);
+  let after;
+  await waitFor('the same screen after reload', async () => (after = await screen(page)) === settled).catch(async (e) => {
+    const snap = await api.snapshot(id);
+    console.log(JSON.stringify({ settled, after, server: await renderSnapshot(snap), size: [snap.cols, snap.rows] }, null, 1));
+    throw e;
+  });
+  // And it carries on live.
+  await page.keyboard.type('Oand live after reload');
+  await waitText(page, id, 'and live after reload');
+  await page.keyboard.press('Escape');
+});
+
+test('OSC 52 reaches the clipboard; emoji and CJK widths agree with the server', async ({ server, api, browser }) => {
+  const ctx = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'] });
+  await api.create(bash('wide'));
+  const page = await openPage(ctx, server, '#/s/wide');
+  await hasView(page, 'wide');
+  await waitText(page, 'wide', '$ ');
+  const b64 = Buffer.from('copied by osc52').toString('base64');
+  await api.input('wide', `printf '\\033]52;c;${b64}\\a'; echo osc-sent\n`);
+  await waitText(page, 'wide', '\nosc-sent');
+  await waitFor('the clipboard', () => page.evaluate(() => navigator.clipboard.readText().then((t) => t === 'copied by osc52')));
+  // The cursor after wide characters (no newline) stands where the server's screen model has it.
+  await api.input('wide', `clear; printf '\\u754c\\u9762 \\U0001F600\\U0001F680 x'; sleep 600\n`);
+  await waitText(page, 'wide', ' x');
+  let last;
+  await waitFor('the same cursor', async () => {
+    const mine = await page.evaluate(() => {
+      const b = window.termstream.views.get('wide').term.buffer.active;
+      return [b.cursorX, b.cursorY];
+    });
+    const snap = await api.snapshot('wide');
+    const t = new Headless({ cols: snap.cols, rows: snap.rows, allowProposedApi: true });
+    await new Promise((r) => t.write(snap.data, r));
+    const theirs = [t.buffer.active.cursorX, t.buffer.active.cursorY];
+    t.dispose();
+    last = { mine, theirs };
+    return mine[0] === theirs[0] && mine[1] === theirs[1] && mine[0] > 0;
+  }).catch((e) => {
+    throw new Error(`${e.message}: ${JSON.stringify(last)}`);
+  });
+  await ctx.close();
+});
+
+test('two pages on one session: typing in one appears in the other', async ({ server, api, ctx, browser }) => {
+  await api.create(bash('shared'));
+  const a = await openPage(ctx, server, '#/s/shared');
+  const ctx2 = await browser.newContext();
+  const b = await openPage(ctx2, server, '#/s/shared');
+  await hasView(a, 'shared');
+  await hasView(b, 'shared');
+  await waitText(a, 'shared', '$ ');
+  await a.bringToFront();
+  await a.keyboard.type('echo typed-in-a-$((6*7))\n');
+  await waitText(b, 'shared', 'typed-in-a-42');
+  await b.bringToFront();
+  await b.keyboard.type('echo typed-in-b-$((6*8))\n');
+  await waitText(a, 'shared', 'typed-in-b-48');
+  await ctx2.close();
+});

@@ -1,0 +1,110 @@
+// Checks of the session list and a session's life in the page: create,
+// type, search, close; viewer counts; start, terminate and delete from the
+// page; a command session's stderr and exit code.
+import { strict as assert } from 'node:assert';
+import { openPage, hasView, bash, suite, waitFor, waitText, bufferText, shot } from './harness.mjs';
+
+const [checks, test] = suite();
+export { checks };
+
+test('type echo hello and see it; the list shows the session', async ({ server, api, ctx }) => {
+  await api.create(bash('hello'));
+  await api.create({ id: 'listed-cmd', kind: 'command', command: 'echo done; exit 2', project: 'builds' });
+  const page = await openPage(ctx, server);
+  await waitFor('the list', () => page.locator('tr[data-session="listed-cmd"][data-status="exited"]').count());
+  assert.match(await page.locator('tr[data-session="listed-cmd"] .exit').innerText(), /exit 2/);
+  await shot(page, 'list');
+  await page.click('tr[data-session="hello"]');
+  await page.locator('.term[data-session="hello"] .term-body').click();
+  await hasView(page, 'hello');
+  assert.equal(new URL(page.url()).hash, '#/s/hello');
+  await waitText(page, 'hello', '$ ');
+  await page.keyboard.type('echo hello\n');
+  await waitFor('hello echoed', async () => /\nhello\n/.test(await bufferText(page, 'hello')));
+  await shot(page, 'tabs');
+  // Search: Ctrl+Shift+F, a word, Enter selects it.
+  await page.keyboard.press('Control+Shift+F');
+  await page.keyboard.type('hello');
+  await page.keyboard.press('Enter');
+  await waitFor('the match selected', () => page.evaluate(() => window.termstream.views.get('hello').term.getSelection() === 'hello'));
+  await page.keyboard.press('Escape');
+  // Closing the tab while a terminal has the keyboard asks first.
+  page.removeAllListeners('dialog');
+  const asked = new Promise((resolve) => page.once('dialog', (d) => (resolve(d.type()), void d.accept())));
+  await page.close({ runBeforeUnload: true });
+  assert.equal(await asked, 'beforeunload');
+  // A new session appears in another page's list without a reload.
+  const other = await openPage(ctx, server);
+  await api.create({ id: 'late', kind: 'command', command: 'true' });
+  await waitFor('the new session listed live', () => other.locator('tr[data-session="late"]').count());
+});
+
+test('viewer counts in the list follow attaches and detaches live', async ({ server, api, ctx, browser }) => {
+  await api.create(bash('watched'));
+  const list = await openPage(ctx, server);
+  const cell = list.locator('tr[data-session="watched"] td.viewers');
+  await waitFor('no viewers', async () => (await cell.innerText()) === '0');
+  // Another browser opens the session, then a second one: the list counts them without a reload.
+  const others = [];
+  for (const n of [1, 2]) {
+    const c = await browser.newContext();
+    others.push(c);
+    const p = await openPage(c, server, '#/s/watched');
+    await hasView(p, 'watched');
+    await waitFor(`${n} viewer(s) in the list`, async () => (await cell.innerText()) === String(n));
+  }
+  await others[0].close();
+  await waitFor('1 viewer after one page closed', async () => (await cell.innerText()) === '1');
+  await others[1].close();
+  await waitFor('no viewers after both closed', async () => (await cell.innerText()) === '0');
+});
+
+test('start, terminate and delete from the page (dark theme)', async ({ server, api, browser }) => {
+  const ctx = await browser.newContext({ colorScheme: 'dark' });
+  const page = await openPage(ctx, server);
+  await page.click('.new-btn');
+  await page.selectOption('.create-form select[name="kind"]', 'command');
+  await page.fill('.create-form input[name="program"]', 'echo via-dialog; sleep 600');
+  await page.fill('.create-form input[name="project"]', 'dialogs');
+  await page.click('.create-form button[type="submit"]');
+  const id = await waitFor('a terminal route', () => /^#\/s\/(.+)$/.exec(new URL(page.url()).hash)?.[1]);
+  await hasView(page, id);
+  await waitText(page, id, 'via-dialog');
+  assert.equal((await api.get(id)).project, 'dialogs');
+  await shot(page, 'dark');
+  await page.click(`.term[data-session="${id}"] .tbtn-terminate`);
+  await waitFor('terminated', () => page.evaluate((id) => !!window.termstream.views.get(id).exit, id));
+  await page.click('.nav-link[href="#/"]');
+  const row = page.locator(`tr[data-session="${id}"]`);
+  await waitFor('the row shows the end', async () => (await row.getAttribute('data-status')) !== 'running');
+  await row.locator('button', { hasText: 'Delete' }).click();
+  await waitFor('the row is gone', async () => (await row.count()) === 0);
+  await ctx.close();
+});
+
+test('a command session shows stderr in red and its exit code', async ({ server, api, ctx }) => {
+  await api.create({ id: 'cmd', kind: 'command', command: 'echo to-stdout; echo to-stderr >&2; exit 3' });
+  const page = await openPage(ctx, server, '#/s/cmd');
+  await hasView(page, 'cmd');
+  await waitText(page, 'cmd', '[exit 3]');
+  const colours = await page.evaluate(() => {
+    const t = window.termstream.views.get('cmd').term;
+    const b = t.buffer.active;
+    const out = {};
+    for (let y = 0; y < b.length; y++) {
+      const line = b.getLine(y);
+      const text = line.translateToString(true);
+      for (const word of ['to-stdout', 'to-stderr']) {
+        const x = text.indexOf(word);
+        if (x >= 0) {
+          const c = line.getCell(x);
+          out[word] = { palette: c.isFgPalette(), colour: c.getFgColor() };
+        }
+      }
+    }
+    return out;
+  });
+  assert.deepEqual(colours['to-stderr'], { palette: true, colour: 1 }, 'stderr is red (palette 1)');
+  assert.notDeepEqual(colours['to-stdout'], { palette: true, colour: 1 }, 'stdout is not red');
+  assert.equal(await page.locator('.term[data-session="cmd"]').getAttribute('data-exit'), '3');
+});

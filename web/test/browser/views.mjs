@@ -1,0 +1,161 @@
+// Checks of the page on a phone and in full screen, and of its other
+// views: replay, the monitor, and the event log.
+import { strict as assert } from 'node:assert';
+import { openPage, hasView, bash, suite, waitFor, waitText, shot } from './harness.mjs';
+
+const [checks, test] = suite();
+export { checks };
+
+test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, api, browser }) => {
+  await api.create(bash('phone', { cols: 40, rows: 20 }));
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  const page = await openPage(ctx, server, '#/s/phone', { width: 390, height: 740 });
+  await hasView(page, 'phone');
+  await waitText(page, 'phone', '$ ');
+  assert.ok(await page.locator('.keyrow').isVisible(), 'the key row shows on a phone');
+  // Every label fits its key, and no two keys overlap.
+  const keys = await page.evaluate(() =>
+    [...document.querySelectorAll('.keyrow .key')].map((b) => {
+      const r = b.getBoundingClientRect();
+      return { key: b.dataset.key, left: r.left, right: r.right, fits: b.scrollWidth <= b.clientWidth };
+    }),
+  );
+  for (const [i, k] of keys.entries()) {
+    assert.ok(k.fits, `the label of ${k.key} fits its key`);
+    if (i > 0) assert.ok(k.left >= keys[i - 1].right, `${k.key} does not overlap ${keys[i - 1].key}`);
+  }
+  await page.locator('.term[data-session="phone"] .term-body').tap();
+  await page.keyboard.type('sleep 1000\n');
+  await waitText(page, 'phone', 'sleep 1000');
+  await page.locator('.key[data-key="Ctrl"]').tap();
+  assert.equal(await page.locator('.key[data-key="Ctrl"]').getAttribute('aria-pressed'), 'true');
+  await page.keyboard.type('c');
+  await page.keyboard.type('echo status-$?\n');
+  await waitText(page, 'phone', 'status-130');
+  await shot(page, 'phone');
+  await ctx.close();
+});
+
+test('a phone: the terminal fits above the on-screen keyboard (visualViewport)', async ({ server, api, browser }) => {
+  await api.create(bash('vv', { cols: 40, rows: 20 }));
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  // Headless Chromium has no on-screen keyboard: the visual viewport is made to
+  // shrink as when one opens (the layout viewport stays as it is).
+  await ctx.addInitScript(() => {
+    const vv = window.visualViewport;
+    let height = null;
+    Object.defineProperty(vv, 'height', { get: () => height ?? window.innerHeight });
+    window.openKeyboard = (h) => {
+      height = h;
+      vv.dispatchEvent(new Event('resize'));
+    };
+  });
+  const page = await openPage(ctx, server, '#/s/vv', { width: 390, height: 740 });
+  await hasView(page, 'vv');
+  await waitText(page, 'vv', '$ ');
+  const rowsBefore = await waitFor('fitted to the phone', async () => {
+    const s = await api.get('vv');
+    return s.rows > 20 && s.rows;
+  });
+  await page.evaluate(() => window.openKeyboard(400));
+  const rowsAfter = await waitFor('fitted above the keyboard', async () => {
+    const s = await api.get('vv');
+    return s.rows < rowsBefore && s.rows;
+  });
+  const keyrowBottom = await page.evaluate(() => document.querySelector('.keyrow').getBoundingClientRect().bottom);
+  assert.ok(keyrowBottom <= 400, `the key row stays above the keyboard (bottom at ${keyrowBottom})`);
+  console.log(`  rows ${rowsBefore} -> ${rowsAfter} with the keyboard open`);
+  await shot(page, 'phone-keyboard');
+  await ctx.close();
+});
+
+test('full screen locks the keyboard where the browser can (Ctrl+W, Ctrl+T reach the program)', async ({ server, api, ctx }) => {
+  await api.create(bash('fs'));
+  await ctx.addInitScript(() => {
+    window.locks = [];
+    const kb = navigator.keyboard;
+    if (!kb) return;
+    const lock = kb.lock.bind(kb);
+    const unlock = kb.unlock.bind(kb);
+    kb.lock = (keys) => (window.locks.push('lock'), lock(keys));
+    kb.unlock = () => (window.locks.push('unlock'), unlock());
+  });
+  const page = await openPage(ctx, server, '#/s/fs');
+  await hasView(page, 'fs');
+  assert.ok(await page.evaluate(() => typeof navigator.keyboard?.lock === 'function'), 'this Chromium has navigator.keyboard.lock');
+  await page.click('.term[data-session="fs"] .tbtn-fullscreen');
+  await waitFor('full screen', () => page.evaluate(() => document.fullscreenElement?.dataset.session === 'fs'));
+  await waitFor('the keyboard locked', () => page.evaluate(() => window.locks.includes('lock')));
+  await page.evaluate(() => document.exitFullscreen());
+  await waitFor('unlocked on leaving full screen', () => page.evaluate(() => window.locks.at(-1) === 'unlock'));
+});
+
+test('replay plays a recording to its end', async ({ server, api, ctx }) => {
+  await api.create({ id: 'rec', kind: 'pty', argv: ['bash', '-c', 'for i in 1 2 3; do echo "frame $i"; sleep 0.2; done'], cols: 80, rows: 20 });
+  await waitFor('rec exited', async () => (await api.get('rec')).status === 'exited');
+  const page = await openPage(ctx, server, '#/replay/rec');
+  await waitFor('the replay ends', () => page.locator('.view-replay[data-state="ended"]').count(), 20000);
+  // The player says it ended as it takes the last event; its screen shows
+  // that event at its next paint.
+  let text = '';
+  const drawn = await waitFor('the last frame is drawn', async () => /frame 3/.test((text = await page.locator('.replay-stage').innerText())), 5000).then(() => true, () => false);
+  assert.ok(drawn, `the replay's screen lacks its last frame: ${JSON.stringify(text)}`);
+  await shot(page, 'replay');
+});
+
+test('the monitor previews every session: each card shows its own screen, legibly', async ({ server, api, ctx }) => {
+  const ids = ['mon-a', 'mon-b', 'mon-c', 'mon-d', 'mon-e'];
+  for (const id of ids) await api.create({ id, kind: 'pty', argv: ['bash', '-c', `printf "screen of %s\\n" ${id}; sleep 600`], cols: 80, rows: 24 });
+  await api.create({ id: 'mon-cmd', kind: 'command', command: 'echo output of mon-cmd; sleep 600' });
+  // From the list to the monitor, as a person goes: the cards exist before the monitor shows.
+  const page = await openPage(ctx, server, '#/');
+  await waitFor('the list', () => page.locator('tr[data-session="mon-cmd"]').count());
+  await page.click('.nav-link[href="#/monitor"]');
+  const all = [...ids, 'mon-cmd'];
+  const previews = () => page.evaluate((all) => Object.fromEntries(all.map((id) => [id, document.querySelector(`.card[data-session="${id}"] .preview`)?.textContent ?? ''])), all);
+  let last;
+  await waitFor('every preview shows its own marker', async () => {
+    last = await previews();
+    return ids.every((id) => last[id].includes(`screen of ${id}`)) && last['mon-cmd'].includes('output of mon-cmd');
+  }, 20000).catch((e) => {
+    console.log(JSON.stringify(last));
+    throw e;
+  });
+  for (const id of all) {
+    const others = all.filter((o) => o !== id && last[id].split('\n').some((l) => [`screen of ${o}`, `output of ${o}`].includes(l.trim())));
+    assert.deepEqual(others, [], `${id}'s preview shows only its own screen`);
+  }
+  // Legible: the marker's text as drawn (transforms included) is at least 10 px high.
+  const look = await page.evaluate(() => {
+    const p = document.querySelector('.card[data-session="mon-a"] .preview');
+    const walk = document.createTreeWalker(p, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+      const at = n.textContent.indexOf('screen of mon-a');
+      if (at < 0) continue;
+      const r = document.createRange();
+      r.setStart(n, at);
+      r.setEnd(n, at + 'screen of mon-a'.length);
+      const box = r.getBoundingClientRect();
+      return { height: box.height, width: box.width };
+    }
+    return null;
+  });
+  assert.ok(look && look.height >= 10, `legible preview text: ${JSON.stringify(look)}`);
+  await shot(page, 'monitor');
+  for (const id of all) await api.terminate(id);
+});
+
+test('events: notifications as toasts, task status and activity in the log', async ({ server, api, ctx }) => {
+  const page = await openPage(ctx, server);
+  await waitFor('connected', () => page.evaluate(() => window.termstream.client.state === 'connected'));
+  // Subscribed once connected: retry until a receiver is counted.
+  await waitFor('a receiver', async () => (await api.event({ type: 'activity_log', level: 'info', message: 'deploy started' })).receivers > 0);
+  await api.event({ type: 'notification', title: 'Build', message: 'build 42 passed', priority: 'high' });
+  await api.event({ type: 'task_status', taskId: 't-7', status: 'running' });
+  await waitFor('a toast', () => page.locator('.toast', { hasText: 'build 42 passed' }).count());
+  await page.click('.events-btn');
+  await waitFor('the log lines', async () => {
+    const t = await page.locator('.log-lines').innerText();
+    return t.includes('deploy started') && t.includes('t-7 running');
+  });
+});
