@@ -90,6 +90,19 @@ async fn a_dead_nodes_lost_session_is_deleted_from_any_node() {
     }
     // Its output stays readable until it is deleted.
     assert_eq!(cluster.nodes[2].output_all("orphan", 0).await, b"orphan-output\n");
+    // Its recording is on the dead node: asking for it says so at once
+    // (rather than waiting for the dead node to answer).
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(5),
+        cluster.nodes[2].get("/api/sessions/orphan/recording.cast"),
+    )
+    .await
+    .expect("answered without waiting for the dead node");
+    assert_eq!(
+        (status.as_u16(), &body["error"]["code"]),
+        (503, &json!("busy")),
+        "{body}"
+    );
 
     // Deleted through B, as a local delete is answered (before: B waited
     // for the dead owner and timed out).

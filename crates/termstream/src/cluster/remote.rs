@@ -38,6 +38,7 @@ use crate::session::remote::{RemoteSession, StandIn as Parts, remote_handle};
 use crate::session::{Command, EVENT_QUEUE, LogEvent, SessionError, Subscription};
 
 mod fetch;
+pub mod recording;
 mod stand_in;
 
 /// Directory reads in a row without a record before a stand-in is dropped.
@@ -215,6 +216,10 @@ impl RemoteSession for Remote {
                 _ => Err(SessionError::Busy(self.id.clone())),
             }
         })
+    }
+
+    fn events(&self) -> Result<Box<dyn crate::session::remote::EventPages>, SessionError> {
+        recording::start(self)
     }
 
     fn refresh(&self) -> BoxFuture<'_, ()> {
