@@ -11,17 +11,24 @@
 //! So a dead node's sessions are marked within `cluster_lost_ms` plus one
 //! heartbeat.
 //!
+//! A lost session deleted through another node leaves a tombstone. A node
+//! that was only cut off finds it when it registers again (or writes the
+//! record): the delete wins, and the node deletes its own copy (process
+//! and files) and says so in its log, rather than bringing the session
+//! back.
+//!
 //! The same tick reads the whole directory and brings this node's stand-ins
 //! of remote sessions up to date ([`super::remote::sync`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::RedisResult;
 use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus};
 
 use super::Cluster;
-use super::redis::{DIR_KEY, id_key, node_key, stream_key};
+use super::redis::{DIR_KEY, gone_key, id_key, node_key, stream_key};
 use super::wire::Record;
 use crate::clock::now_ms;
 use crate::registry::remote::ClaimError;
@@ -38,6 +45,10 @@ pub async fn heartbeat(c: Arc<Cluster>) {
         }
     }
 }
+
+/// How long the tombstone of a lost session deleted elsewhere lasts: a
+/// node cut off for longer that comes back registers the session again.
+const TOMBSTONE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 async fn beat(c: &Arc<Cluster>) -> RedisResult<()> {
     let renewed: Option<String> = c
@@ -59,27 +70,97 @@ async fn beat(c: &Arc<Cluster>) -> RedisResult<()> {
     sync(c).await
 }
 
+/// Registers sessions in one step: for each (keys: its tombstone and its
+/// claim; args: its id, epoch and record) the id is claimed for this node
+/// and the record written, unless its incarnation has a tombstone (deleted
+/// elsewhere while this node was cut off), or another node claimed the id
+/// for another incarnation (the id was taken again since). A claim by
+/// another node for the same incarnation (this node restarted under a new
+/// name) is taken over. Then the liveness key (`KEYS[2]`) is set. Answers
+/// the ids refused for a tombstone, and those refused as taken.
+const REGISTER: &str = r#"
+local gone, taken = {}, {}
+for i = 3, #KEYS, 2 do
+  local j = (i - 3) / 2 * 3 + 3
+  local id, epoch, rec = ARGV[j], ARGV[j + 1], ARGV[j + 2]
+  local mine = true
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    table.insert(gone, id)
+    mine = false
+  elseif redis.call('SET', KEYS[i + 1], ARGV[1], 'NX') == false
+      and redis.call('GET', KEYS[i + 1]) ~= ARGV[1] then
+    local old = redis.call('HGET', KEYS[1], id)
+    local ok, r = pcall(cjson.decode, old or 'null')
+    if old and (not ok or r == nil or r.info == nil or r.info.epoch ~= epoch) then
+      table.insert(taken, id)
+      mine = false
+    else
+      redis.call('SET', KEYS[i + 1], ARGV[1])
+    end
+  end
+  if mine then redis.call('HSET', KEYS[1], id, rec) end
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {gone, taken}
+"#;
+
 /// Claims every local session's id, writes its record, then the liveness
-/// key, atomically.
-async fn register_all(c: &Cluster) -> RedisResult<()> {
-    let mut p = redis::pipe();
-    p.atomic();
-    for h in c.registry.handles() {
-        let info = h.info();
-        p.cmd("SET").arg(id_key(&info.id)).arg(&c.node).arg("NX").ignore();
-        p.cmd("HSET")
-            .arg(DIR_KEY)
-            .arg(info.id.as_str())
-            .arg(record(c, info))
-            .ignore();
-    }
-    p.cmd("SET")
-        .arg(node_key(&c.node))
+/// key, atomically. A session deleted elsewhere meanwhile is deleted here;
+/// one whose id another node's session took is left out of the cluster.
+async fn register_all(c: &Arc<Cluster>) -> RedisResult<()> {
+    let script = redis::Script::new(REGISTER);
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(DIR_KEY)
+        .key(node_key(&c.node))
         .arg(&c.node)
-        .arg("PX")
-        .arg(c.lost_after.as_millis() as u64)
-        .ignore();
-    c.redis.pipe(&p).await
+        .arg(c.lost_after.as_millis() as u64);
+    let mut epochs = HashMap::new();
+    for h in c.registry.handles().into_iter().filter(|h| !h.is_remote()) {
+        let info = h.info();
+        invocation.key(gone_key(&info.id, info.epoch)).key(id_key(&info.id));
+        invocation
+            .arg(info.id.as_str())
+            .arg(info.epoch.to_string())
+            .arg(record(c, info.clone()));
+        epochs.insert(info.id.to_string(), info.epoch);
+    }
+    let mut conn = c.redis.conn().await?;
+    let refused: RedisResult<(Vec<String>, Vec<String>)> = invocation.invoke_async(&mut conn).await;
+    if let Err(e) = &refused {
+        c.redis.failed(e).await;
+    }
+    let (gone, taken) = refused?;
+    for id in gone {
+        if let (Ok(sid), Some(&epoch)) = (SessionId::new(id.clone()), epochs.get(&id)) {
+            tokio::spawn(delete_here(c.clone(), sid, epoch));
+        }
+    }
+    for id in taken {
+        tracing::warn!(
+            session = %id,
+            "another node's session has taken this session's id: it stays on this node only"
+        );
+    }
+    Ok(())
+}
+
+/// Deletes here a session of this node that was deleted through another
+/// node while this one was cut off (its tombstone says so), or whose id
+/// another node's session took since: the delete wins.
+async fn delete_here(c: Arc<Cluster>, id: SessionId, epoch: Epoch) {
+    if c.registry
+        .get(&id)
+        .is_some_and(|h| !h.is_remote() && h.epoch() == epoch)
+    {
+        tracing::warn!(
+            session = %id,
+            "the session was deleted through another node while this node was cut off from the cluster: deleting it here too"
+        );
+        c.registry.delete(&id).await;
+    }
+    // What its publisher appended before it stopped.
+    let _ = c.redis.run::<()>(redis::cmd("DEL").arg(stream_key(&id, epoch))).await;
 }
 
 /// A local session's record, as JSON.
@@ -91,12 +172,36 @@ pub fn record(c: &Cluster, info: SessionInfo) -> String {
     .unwrap_or_default()
 }
 
-/// Writes a local session's record.
-pub async fn put(c: &Cluster, info: SessionInfo) -> RedisResult<()> {
-    let id = info.id.clone();
-    c.redis
-        .run(redis::cmd("HSET").arg(DIR_KEY).arg(id.as_str()).arg(record(c, info)))
-        .await
+/// Writes a record (`KEYS[1]` the directory, ARGV the id and record) unless
+/// its incarnation has a tombstone (`KEYS[2]`); 1 when written.
+const PUT: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"#;
+
+/// Writes a local session's record; `false` when the session was deleted
+/// through another node while this one was cut off, and is deleted here
+/// now (see [`delete_here`]).
+pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<bool> {
+    let (id, epoch) = (info.id.clone(), info.epoch);
+    let script = redis::Script::new(PUT);
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(DIR_KEY)
+        .key(gone_key(&id, epoch))
+        .arg(id.as_str())
+        .arg(record(c, info));
+    let mut conn = c.redis.conn().await?;
+    let written: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
+    if let Err(e) = &written {
+        c.redis.failed(e).await;
+    }
+    if written? == 0 {
+        tokio::spawn(delete_here(c.clone(), id, epoch));
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Claims `id` for a session this node creates.
@@ -186,7 +291,9 @@ async fn mark_lost(c: &Cluster, rec: &mut Record) -> RedisResult<()> {
 /// Removes a session whose owner is dead, in one step: only while the
 /// owner's liveness key is missing and the record is still the owner's
 /// incarnation `epoch` does it delete the record, the claim (if still the
-/// owner's) and the stream. Returns 1 when deleted, 0 when there was no
+/// owner's) and the stream, and leave a tombstone (`KEYS[5]`, for
+/// [`TOMBSTONE`]) so that the owner, if it was only cut off, deletes the
+/// session when it comes back instead of registering it again. Returns 1 when deleted, 0 when there was no
 /// such record, -1 when the owner is alive (ask it instead).
 const FORGET_LOST: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
@@ -197,6 +304,7 @@ if not ok or r.node ~= ARGV[2] or r.info == nil or r.info.epoch ~= ARGV[3] then 
 redis.call('HDEL', KEYS[2], ARGV[1])
 if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
 redis.call('DEL', KEYS[4])
+redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[4])
 return 1
 "#;
 
@@ -211,9 +319,11 @@ pub async fn forget_lost(c: &Cluster, id: &SessionId, owner: &str, epoch: Epoch)
         .key(DIR_KEY)
         .key(id_key(id))
         .key(stream_key(id, epoch))
+        .key(gone_key(id, epoch))
         .arg(id.as_str())
         .arg(owner)
-        .arg(epoch.to_string());
+        .arg(epoch.to_string())
+        .arg(TOMBSTONE.as_millis() as u64);
     let mut conn = c.redis.conn().await?;
     let r: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
     if let Err(e) = &r {

@@ -15,7 +15,10 @@
 //! - `out:<session>:<epoch>`: the session's output stream, entry ids
 //!   `<offset>-<n>`;
 //! - `req:<node>` and `rep:<node>`: lists of requests to a node and of
-//!   answers to it.
+//!   answers to it;
+//! - `gone:<session>:<epoch>`: the tombstone of a lost session deleted
+//!   through another node, so that its node, if only cut off, does not
+//!   register it again (expires after a week).
 
 use std::time::Duration;
 
@@ -119,6 +122,11 @@ pub const DIR_KEY: &str = "termstream:dir";
 /// The output stream of one incarnation of a session.
 pub fn stream_key(id: &SessionId, epoch: Epoch) -> String {
     format!("termstream:out:{id}:{epoch}")
+}
+
+/// The tombstone of one incarnation of a session deleted while lost.
+pub fn gone_key(id: &SessionId, epoch: Epoch) -> String {
+    format!("termstream:gone:{id}:{epoch}")
 }
 
 /// The list of requests to `node`.

@@ -51,6 +51,8 @@ struct Tracked {
     epoch: Epoch,
     updates: mpsc::Sender<Update>,
     misses: u32,
+    /// Whether it was given a record that is no longer running.
+    ended: bool,
 }
 
 /// Every stand-in of this node.
@@ -101,11 +103,15 @@ pub fn sync(c: &Arc<Cluster>, records: Vec<Record>) {
         }
         seen.insert(id.clone());
         let mut stand_ins = c.stand_ins.lock();
+        // A `lost` session whose node came back runs again: its stand-in,
+        // which ended its viewers' logs, is replaced by a fresh one.
         if let Some(t) = stand_ins.get_mut(&id)
             && t.epoch == rec.info.epoch
             && t.owner == rec.node
+            && !(t.ended && rec.info.status.is_running())
         {
             t.misses = 0;
+            t.ended |= !rec.info.status.is_running();
             let _ = t.updates.try_send(Update::Record(rec.info));
             continue;
         }
@@ -166,6 +172,7 @@ fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandl
         epoch: rec.info.epoch,
         updates: updates_tx,
         misses: 0,
+        ended: !rec.info.status.is_running(),
     };
     (tracked, handle)
 }
