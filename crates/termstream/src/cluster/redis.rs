@@ -12,6 +12,8 @@
 //! - `node:<node>`: the node's liveness, expiring after `cluster_lost_ms`;
 //! - `id:<session>`: the claim of a session id (`SET NX`), valued the owner;
 //! - `dir`: a hash of session id → record (owner and info, JSON);
+//! - `dirlog`: a stream of the ids of the records written or removed, in
+//!   order, for nodes to read only what changed;
 //! - `out:<session>:<epoch>`: the session's output stream, entry ids
 //!   `<offset>-<n>`;
 //! - `req:<node>` and `rep:<node>`: lists of requests to a node and of
@@ -118,6 +120,9 @@ pub fn id_key(id: &SessionId) -> String {
 
 /// The hash of every session's record.
 pub const DIR_KEY: &str = "termstream:dir";
+
+/// The directory's change log: a stream of the ids of changed records.
+pub const DIR_LOG_KEY: &str = "termstream:dirlog";
 
 /// The output stream of one incarnation of a session.
 pub fn stream_key(id: &SessionId, epoch: Epoch) -> String {
