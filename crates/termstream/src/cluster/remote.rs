@@ -26,7 +26,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use termstream_proto::{Epoch, SessionId, SessionInfo, Snapshot};
+use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus, Snapshot};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::Cluster;
@@ -51,8 +51,8 @@ struct Tracked {
     epoch: Epoch,
     updates: mpsc::Sender<Update>,
     misses: u32,
-    /// Whether it was given a record that is no longer running.
-    ended: bool,
+    /// The status of the last record it was given.
+    status: SessionStatus,
 }
 
 /// Every stand-in of this node.
@@ -103,15 +103,16 @@ pub fn sync(c: &Arc<Cluster>, records: Vec<Record>) {
         }
         seen.insert(id.clone());
         let mut stand_ins = c.stand_ins.lock();
-        // A `lost` session whose node came back runs again: its stand-in,
-        // which ended its viewers' logs, is replaced by a fresh one.
+        // A `lost` session whose node came back runs again (or ended
+        // meanwhile): its stand-in, which ended its viewers' logs as lost,
+        // is replaced by a fresh one.
         if let Some(t) = stand_ins.get_mut(&id)
             && t.epoch == rec.info.epoch
             && t.owner == rec.node
-            && !(t.ended && rec.info.status.is_running())
+            && (t.status.is_running() || t.status == rec.info.status)
         {
             t.misses = 0;
-            t.ended |= !rec.info.status.is_running();
+            t.status = rec.info.status;
             let _ = t.updates.try_send(Update::Record(rec.info));
             continue;
         }
@@ -172,7 +173,7 @@ fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandl
         epoch: rec.info.epoch,
         updates: updates_tx,
         misses: 0,
-        ended: !rec.info.status.is_running(),
+        status: rec.info.status,
     };
     (tracked, handle)
 }
