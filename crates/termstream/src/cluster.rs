@@ -64,6 +64,8 @@ pub struct Cluster {
     pub pending: requests::Pending,
     /// The stand-ins of remote sessions, kept by the directory sync.
     pub stand_ins: remote::StandIns,
+    /// Slots for recordings of remote sessions streamed through this node.
+    pub transfers: remote::recording::Transfers,
 }
 
 impl Cluster {
@@ -85,6 +87,7 @@ impl Cluster {
             next_request: AtomicU64::new(1),
             pending: requests::Pending::default(),
             stand_ins: remote::StandIns::default(),
+            transfers: remote::recording::Transfers::default(),
         });
         tracing::info!(node = %cluster.node, "joining the cluster");
         registry.remote().set_link(Arc::new(Link(cluster.clone())));

@@ -90,6 +90,19 @@ async fn a_dead_nodes_lost_session_is_deleted_from_any_node() {
     }
     // Its output stays readable until it is deleted.
     assert_eq!(cluster.nodes[2].output_all("orphan", 0).await, b"orphan-output\n");
+    // Its recording is on the dead node: asking for it says so at once
+    // (rather than waiting for the dead node to answer).
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(5),
+        cluster.nodes[2].get("/api/sessions/orphan/recording.cast"),
+    )
+    .await
+    .expect("answered without waiting for the dead node");
+    assert_eq!(
+        (status.as_u16(), &body["error"]["code"]),
+        (503, &json!("busy")),
+        "{body}"
+    );
 
     // Deleted through B, as a local delete is answered (before: B waited
     // for the dead owner and timed out).
@@ -133,4 +146,80 @@ async fn a_dead_nodes_lost_session_is_deleted_from_any_node() {
         .create(json!({"id":"orphan","kind":"command","argv":["true"]}))
         .await;
     common::kill_marked(&epoch);
+}
+
+/// Sends `signal` to a node's process.
+fn signal(node: &common::TestServer, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(node.pid() as i32).expect("pid");
+    rustix::process::kill_process(pid, signal).expect("kill");
+}
+
+#[tokio::test]
+async fn a_lost_session_deleted_while_its_node_was_cut_off_stays_deleted() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    // Both print while A is stopped, so A has output to publish and records
+    // to write the moment it runs again.
+    let ticking = "echo started; while true; do echo tick; sleep 0.05; done";
+    let mut epochs = Vec::new();
+    for id in ["revenant", "kept"] {
+        let info = a
+            .create(json!({"id":id,"kind":"command","argv":["sh","-c",ticking]}))
+            .await;
+        epochs.push(info["epoch"].as_str().unwrap().to_owned());
+        listed(b, id, T).await.expect("listed on B");
+        b.read_output_until(id, "started", T).await;
+    }
+    // A is cut off (stopped: its heartbeats stop, its sessions run on).
+    signal(a, rustix::process::Signal::STOP);
+    for id in ["revenant", "kept"] {
+        status_is(b, id, "lost", T).await.expect("marked lost");
+    }
+    let (status, body) = b.request("DELETE", "/api/sessions/revenant", None).await;
+    assert_eq!(status, 204, "{body}");
+    signal(a, rustix::process::Signal::CONT);
+
+    // A comes back: the delete wins there too (session, process and files),
+    // and the session does not come back on B.
+    let deleted_on_a = common::wait_until(T, || async { a.get("/api/sessions/revenant").await.0 == 404 }).await;
+    assert!(deleted_on_a, "A still has the session deleted while it was cut off");
+    assert!(
+        common::wait_until(T, || async { common::marked_processes(&epochs[0]).is_empty() }).await,
+        "its program still runs"
+    );
+    assert!(
+        !common::session_dir(a.data_dir(), "revenant").exists(),
+        "its files are left"
+    );
+    // A's other session runs again everywhere, and B still lacks the
+    // deleted one (A registered everything it has by now).
+    status_is(b, "kept", "running", T)
+        .await
+        .expect("the kept session runs again on B");
+    assert_eq!(b.get("/api/sessions/revenant").await.0, 404);
+    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let in_dir: bool = redis::cmd("HEXISTS")
+        .arg("termstream:dir")
+        .arg("revenant")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let keys: u64 = redis::cmd("EXISTS")
+        .arg("termstream:id:revenant")
+        .arg(format!("termstream:out:revenant:{}", epochs[0]))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!in_dir && keys == 0, "left in Redis: record {in_dir}, keys {keys}");
+    // Its output keeps flowing to B.
+    let before = b.info("kept").await["outputOffset"].as_u64().unwrap();
+    let flowing = common::wait_until(T, || async {
+        b.info("kept").await["outputOffset"].as_u64().unwrap() > before
+    })
+    .await;
+    assert!(flowing, "the kept session's output does not reach B");
+    for epoch in &epochs {
+        common::kill_marked(epoch);
+    }
 }

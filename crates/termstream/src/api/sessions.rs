@@ -74,7 +74,8 @@ pub async fn list(
 /// One session.
 #[utoipa::path(get, path = "/api/sessions/{id}", operation_id = "get_session", params(("id" = String, Path, description = "The session id.")), responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionInfo>, ApiError> {
-    Ok(Json(handle(&state, &id)?.info()))
+    // A session of another node: its end offset brought up to date first.
+    Ok(Json(handle(&state, &id)?.info_now().await))
 }
 
 /// Write to the program's input.
@@ -190,7 +191,7 @@ pub async fn output(
     let since = q.since.unwrap_or(0);
     let limit = q.limit.unwrap_or(MAX_READ).clamp(1, MAX_READ);
     let chunks = h.read(since, limit).await?;
-    let info = h.info();
+    let info = h.info_now().await;
     let next = chunks.last().map_or(since, Chunk::end);
     match q.format.unwrap_or_default() {
         OutputFormat::Json => Ok(Json(OutputPage {
@@ -250,12 +251,14 @@ pub async fn snapshot(State(state): State<AppState>, Path(id): Path<String>) -> 
     Ok(Json(handle(&state, &id)?.snapshot().await?))
 }
 
-/// The session as an asciicast v2 recording.
+/// The session as an asciicast v2 recording (on any node of a cluster: a
+/// session of another node is read from its node's disk log).
 #[utoipa::path(get, path = "/api/sessions/{id}/recording.cast", params(("id" = String, Path, description = "The session id.")), 
-    responses((status = 200, content_type = "application/x-asciicast"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "application/x-asciicast"), (status = 404, body = ErrorBody),
+              (status = 503, body = ErrorBody, description = "In a cluster: the session's node is gone or did not answer, or this node streams too many recordings of other nodes now.")))]
 pub async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let h = handle(&state, &id)?;
-    let stream = crate::session::cast::stream(h.info(), h.dir().to_owned());
+    let stream = crate::session::cast::recording(&h).await?;
     let mut resp = Response::new(HttpBody::from_stream(stream));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -11,35 +11,53 @@
 //! So a dead node's sessions are marked within `cluster_lost_ms` plus one
 //! heartbeat.
 //!
-//! The same tick reads the whole directory and brings this node's stand-ins
-//! of remote sessions up to date ([`super::remote::sync`]).
+//! A lost session deleted through another node leaves a tombstone. A node
+//! that was only cut off finds it when it registers again (or writes the
+//! record): the delete wins, and the node deletes its own copy (process
+//! and files) and says so in its log, rather than bringing the session
+//! back.
+//!
+//! The same tick reads what changed in the directory since the last tick
+//! ([`view`]: the change log, and only the records it names) and brings
+//! this node's stand-ins of remote sessions up to date
+//! ([`super::remote::sync`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::RedisResult;
 use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus};
 
 use super::Cluster;
-use super::redis::{DIR_KEY, id_key, node_key, stream_key};
+use super::redis::{DIR_KEY, DIR_LOG_KEY, gone_key, id_key, node_key, stream_key};
 use super::wire::Record;
 use crate::clock::now_ms;
 use crate::registry::remote::ClaimError;
+
+mod view;
+
+use view::{LOG_KEEP, View};
 
 /// Renews this node's liveness and refreshes its view, forever.
 pub async fn heartbeat(c: Arc<Cluster>) {
     let mut tick = tokio::time::interval(c.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut view = View::default();
     loop {
         tick.tick().await;
-        match beat(&c).await {
+        match beat(&c, &mut view).await {
             Ok(()) => c.set_down(None),
             Err(e) => c.set_down(Some(e.to_string())),
         }
     }
 }
 
-async fn beat(c: &Arc<Cluster>) -> RedisResult<()> {
+/// How long the tombstone of a lost session deleted elsewhere lasts: a
+/// node cut off for longer that comes back registers the session again.
+const TOMBSTONE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+async fn beat(c: &Arc<Cluster>, view: &mut View) -> RedisResult<()> {
     let renewed: Option<String> = c
         .redis
         .run(
@@ -53,33 +71,111 @@ async fn beat(c: &Arc<Cluster>) -> RedisResult<()> {
         .await?;
     if renewed.is_none() {
         register_all(c).await?;
+        // Redis may have restarted empty, or this node was cut off.
+        view.invalidate();
         c.registered.send_modify(|g| *g += 1);
         tracing::info!(node = %c.node, "registered this node's sessions in the cluster");
     }
-    sync(c).await
+    sync(c, view).await
 }
 
+/// Registers sessions in one step: for each (keys: its tombstone and its
+/// claim; args: its id, epoch and record) the id is claimed for this node
+/// and the record written, unless its incarnation has a tombstone (deleted
+/// elsewhere while this node was cut off), or another node claimed the id
+/// for another incarnation (the id was taken again since). A claim by
+/// another node for the same incarnation (this node restarted under a new
+/// name) is taken over. Each record written is noted in the change log
+/// (`KEYS[3]`). Then the liveness key (`KEYS[2]`) is set. Answers
+/// the ids refused for a tombstone, and those refused as taken.
+const REGISTER: &str = r#"
+local gone, taken = {}, {}
+for i = 4, #KEYS, 2 do
+  local j = (i - 4) / 2 * 3 + 4
+  local id, epoch, rec = ARGV[j], ARGV[j + 1], ARGV[j + 2]
+  local mine = true
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    table.insert(gone, id)
+    mine = false
+  elseif redis.call('SET', KEYS[i + 1], ARGV[1], 'NX') == false
+      and redis.call('GET', KEYS[i + 1]) ~= ARGV[1] then
+    local old = redis.call('HGET', KEYS[1], id)
+    local ok, r = pcall(cjson.decode, old or 'null')
+    if old and (not ok or r == nil or r.info == nil or r.info.epoch ~= epoch) then
+      table.insert(taken, id)
+      mine = false
+    else
+      redis.call('SET', KEYS[i + 1], ARGV[1])
+    end
+  end
+  if mine then
+    redis.call('HSET', KEYS[1], id, rec)
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'id', id)
+  end
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {gone, taken}
+"#;
+
 /// Claims every local session's id, writes its record, then the liveness
-/// key, atomically.
-async fn register_all(c: &Cluster) -> RedisResult<()> {
-    let mut p = redis::pipe();
-    p.atomic();
-    for h in c.registry.handles() {
-        let info = h.info();
-        p.cmd("SET").arg(id_key(&info.id)).arg(&c.node).arg("NX").ignore();
-        p.cmd("HSET")
-            .arg(DIR_KEY)
-            .arg(info.id.as_str())
-            .arg(record(c, info))
-            .ignore();
-    }
-    p.cmd("SET")
-        .arg(node_key(&c.node))
+/// key, atomically. A session deleted elsewhere meanwhile is deleted here;
+/// one whose id another node's session took is left out of the cluster.
+async fn register_all(c: &Arc<Cluster>) -> RedisResult<()> {
+    let script = redis::Script::new(REGISTER);
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(DIR_KEY)
+        .key(node_key(&c.node))
+        .key(DIR_LOG_KEY)
         .arg(&c.node)
-        .arg("PX")
         .arg(c.lost_after.as_millis() as u64)
-        .ignore();
-    c.redis.pipe(&p).await
+        .arg(LOG_KEEP);
+    let mut epochs = HashMap::new();
+    for h in c.registry.handles().into_iter().filter(|h| !h.is_remote()) {
+        let info = h.info();
+        invocation.key(gone_key(&info.id, info.epoch)).key(id_key(&info.id));
+        invocation
+            .arg(info.id.as_str())
+            .arg(info.epoch.to_string())
+            .arg(record(c, info.clone()));
+        epochs.insert(info.id.to_string(), info.epoch);
+    }
+    let mut conn = c.redis.conn().await?;
+    let refused: RedisResult<(Vec<String>, Vec<String>)> = invocation.invoke_async(&mut conn).await;
+    if let Err(e) = &refused {
+        c.redis.failed(e).await;
+    }
+    let (gone, taken) = refused?;
+    for id in gone {
+        if let (Ok(sid), Some(&epoch)) = (SessionId::new(id.clone()), epochs.get(&id)) {
+            tokio::spawn(delete_here(c.clone(), sid, epoch));
+        }
+    }
+    for id in taken {
+        tracing::warn!(
+            session = %id,
+            "another node's session has taken this session's id: it stays on this node only"
+        );
+    }
+    Ok(())
+}
+
+/// Deletes here a session of this node that was deleted through another
+/// node while this one was cut off (its tombstone says so), or whose id
+/// another node's session took since: the delete wins.
+async fn delete_here(c: Arc<Cluster>, id: SessionId, epoch: Epoch) {
+    if c.registry
+        .get(&id)
+        .is_some_and(|h| !h.is_remote() && h.epoch() == epoch)
+    {
+        tracing::warn!(
+            session = %id,
+            "the session was deleted through another node while this node was cut off from the cluster: deleting it here too"
+        );
+        c.registry.delete(&id).await;
+    }
+    // What its publisher appended before it stopped.
+    let _ = c.redis.run::<()>(redis::cmd("DEL").arg(stream_key(&id, epoch))).await;
 }
 
 /// A local session's record, as JSON.
@@ -91,12 +187,40 @@ pub fn record(c: &Cluster, info: SessionInfo) -> String {
     .unwrap_or_default()
 }
 
-/// Writes a local session's record.
-pub async fn put(c: &Cluster, info: SessionInfo) -> RedisResult<()> {
-    let id = info.id.clone();
-    c.redis
-        .run(redis::cmd("HSET").arg(DIR_KEY).arg(id.as_str()).arg(record(c, info)))
-        .await
+/// Writes a record (`KEYS[1]` the directory, ARGV the id and record) and
+/// notes it in the change log (`KEYS[3]`), unless its incarnation has a
+/// tombstone (`KEYS[2]`); 1 when written.
+const PUT: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'id', ARGV[1])
+return 1
+"#;
+
+/// Writes a local session's record; `false` when the session was deleted
+/// through another node while this one was cut off, and is deleted here
+/// now (see [`delete_here`]).
+pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<bool> {
+    let (id, epoch) = (info.id.clone(), info.epoch);
+    let script = redis::Script::new(PUT);
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(DIR_KEY)
+        .key(gone_key(&id, epoch))
+        .key(DIR_LOG_KEY)
+        .arg(id.as_str())
+        .arg(record(c, info))
+        .arg(LOG_KEEP);
+    let mut conn = c.redis.conn().await?;
+    let written: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
+    if let Err(e) = &written {
+        c.redis.failed(e).await;
+    }
+    if written? == 0 {
+        tokio::spawn(delete_here(c.clone(), id, epoch));
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Claims `id` for a session this node creates.
@@ -128,17 +252,18 @@ pub async fn forget(c: &Cluster, id: &SessionId) {
         p.cmd("DEL").arg(stream_key(id, rec.info.epoch)).ignore();
     }
     p.cmd("HDEL").arg(DIR_KEY).arg(id.as_str()).ignore();
+    log_change(&mut p, id);
     p.cmd("DEL").arg(id_key(id)).ignore();
     if let Err(e) = c.redis.pipe::<()>(&p).await {
         tracing::warn!(session = %id, error = %e, "cannot remove a deleted session from the cluster");
     }
 }
 
-/// Reads the directory, marks the sessions of dead nodes `lost`, and
-/// brings the stand-ins up to date.
-async fn sync(c: &Arc<Cluster>) -> RedisResult<()> {
-    let all: HashMap<String, String> = c.redis.run(redis::cmd("HGETALL").arg(DIR_KEY)).await?;
-    let mut records: Vec<Record> = all.values().filter_map(|r| serde_json::from_str(r).ok()).collect();
+/// Reads what changed in the directory, marks the sessions of dead nodes
+/// `lost`, and brings the stand-ins up to date.
+async fn sync(c: &Arc<Cluster>, view: &mut View) -> RedisResult<()> {
+    view.refresh(c).await?;
+    let mut records = view.records();
     let owners: Vec<String> = records
         .iter()
         .filter(|r| r.node != c.node && r.info.status.is_running())
@@ -178,15 +303,32 @@ async fn mark_lost(c: &Cluster, rec: &mut Record) -> RedisResult<()> {
     info.duration_ms = info.started_at.map(|s| now.saturating_sub(s));
     let json = serde_json::to_string(&*rec).unwrap_or_default();
     tracing::warn!(session = %rec.info.id, node = %rec.node, "the session's node stopped answering: lost");
-    c.redis
-        .run(redis::cmd("HSET").arg(DIR_KEY).arg(rec.info.id.as_str()).arg(json))
-        .await
+    let mut p = redis::pipe();
+    p.atomic();
+    p.cmd("HSET").arg(DIR_KEY).arg(rec.info.id.as_str()).arg(json).ignore();
+    log_change(&mut p, &rec.info.id);
+    c.redis.pipe(&p).await
+}
+
+/// Notes in the change log that the record of `id` changed.
+fn log_change(p: &mut redis::Pipeline, id: &SessionId) {
+    p.cmd("XADD")
+        .arg(DIR_LOG_KEY)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(LOG_KEEP)
+        .arg("*")
+        .arg("id")
+        .arg(id.as_str())
+        .ignore();
 }
 
 /// Removes a session whose owner is dead, in one step: only while the
 /// owner's liveness key is missing and the record is still the owner's
 /// incarnation `epoch` does it delete the record, the claim (if still the
-/// owner's) and the stream. Returns 1 when deleted, 0 when there was no
+/// owner's) and the stream, and leave a tombstone (`KEYS[5]`, for
+/// [`TOMBSTONE`]) so that the owner, if it was only cut off, deletes the
+/// session when it comes back instead of registering it again. Returns 1 when deleted, 0 when there was no
 /// such record, -1 when the owner is alive (ask it instead).
 const FORGET_LOST: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
@@ -195,8 +337,10 @@ if not rec then return 0 end
 local ok, r = pcall(cjson.decode, rec)
 if not ok or r.node ~= ARGV[2] or r.info == nil or r.info.epoch ~= ARGV[3] then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1])
 if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
 redis.call('DEL', KEYS[4])
+redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[4])
 return 1
 "#;
 
@@ -211,9 +355,13 @@ pub async fn forget_lost(c: &Cluster, id: &SessionId, owner: &str, epoch: Epoch)
         .key(DIR_KEY)
         .key(id_key(id))
         .key(stream_key(id, epoch))
+        .key(gone_key(id, epoch))
+        .key(DIR_LOG_KEY)
         .arg(id.as_str())
         .arg(owner)
-        .arg(epoch.to_string());
+        .arg(epoch.to_string())
+        .arg(TOMBSTONE.as_millis() as u64)
+        .arg(LOG_KEEP);
     let mut conn = c.redis.conn().await?;
     let r: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
     if let Err(e) = &r {

@@ -90,6 +90,10 @@ struct Appender<'a> {
     key: String,
     /// The offset up to which the stream has the output.
     published: u64,
+    /// Whether the stream is known to exist: appends then never create it
+    /// (`NOMKSTREAM`), so a stream deleted meanwhile (its session deleted
+    /// through another node while this one was cut off) stays deleted.
+    exists: bool,
     batch: Vec<(u64, Entry)>,
 }
 
@@ -137,31 +141,40 @@ impl Appender<'_> {
         let min = self.published.saturating_sub(self.c.stream_bytes);
         let mut p = redis::pipe();
         for (offset, entry) in self.batch.drain(..) {
-            let cmd = p.cmd("XADD").arg(&self.key).arg("MINID").arg("~").arg(min);
+            let cmd = p.cmd("XADD").arg(&self.key);
+            if self.exists {
+                cmd.arg("NOMKSTREAM");
+            }
+            cmd.arg("MINID").arg("~").arg(min);
             cmd.arg(format!("{offset}-*"));
             for (k, v) in wire::fields(&entry) {
                 cmd.arg(k).arg(v);
             }
             cmd.ignore();
         }
-        self.c.redis.pipe(&p).await
+        self.c.redis.pipe::<()>(&p).await?;
+        self.exists = true;
+        Ok(())
     }
 }
 
 async fn follow(
-    c: &Cluster,
+    c: &Arc<Cluster>,
     handle: &SessionHandle,
     registered: &mut tokio::sync::watch::Receiver<u64>,
 ) -> RedisResult<Stop> {
     registered.mark_unchanged();
     let mut info = handle.watch_info();
     let first = info.borrow_and_update().clone();
-    directory::put(c, first).await?;
+    if !directory::put(c, first).await? {
+        return Ok(Stop::Deleted);
+    }
     let start = stream_end(c, handle.id(), handle.epoch()).await?;
     let mut out = Appender {
         c,
         key: stream_key(handle.id(), handle.epoch()),
         published: start.map_or(handle.output_offset().saturating_sub(c.stream_bytes), |s| s.0),
+        exists: start.is_some(),
         batch: Vec::new(),
     };
     if start.is_some_and(|s| s.1) {
@@ -224,10 +237,14 @@ async fn follow(
                 // most once a heartbeat.
                 if !ended && last_put.elapsed() >= c.heartbeat {
                     last_put = std::time::Instant::now();
-                    directory::put(c, handle.info()).await?;
+                    if !directory::put(c, handle.info()).await? {
+                        return Ok(Stop::Deleted);
+                    }
                 }
                 if ended {
-                    directory::put(c, handle.info()).await?;
+                    if !directory::put(c, handle.info()).await? {
+                        return Ok(Stop::Deleted);
+                    }
                     return idle(c, registered, &mut info).await;
                 }
             }
@@ -236,7 +253,9 @@ async fn follow(
                     return Ok(Stop::Deleted);
                 }
                 let now = info.borrow_and_update().clone();
-                directory::put(c, now).await?;
+                if !directory::put(c, now).await? {
+                    return Ok(Stop::Deleted);
+                }
             }
             _ = registered.changed() => return Ok(Stop::Resync),
         }
@@ -260,7 +279,7 @@ fn take(out: &mut Appender<'_>, ev: LogEvent) -> bool {
 /// After the end: keeps the record current until the session is deleted
 /// or the node registers again (Redis came back empty).
 async fn idle(
-    c: &Cluster,
+    c: &Arc<Cluster>,
     registered: &mut tokio::sync::watch::Receiver<u64>,
     info: &mut tokio::sync::watch::Receiver<termstream_proto::SessionInfo>,
 ) -> RedisResult<Stop> {
@@ -271,7 +290,9 @@ async fn idle(
                     return Ok(Stop::Deleted);
                 }
                 let now = info.borrow_and_update().clone();
-                directory::put(c, now).await?;
+                if !directory::put(c, now).await? {
+                    return Ok(Stop::Deleted);
+                }
             }
             _ = registered.changed() => return Ok(Stop::Resync),
         }

@@ -12,10 +12,15 @@
 //! - `node:<node>`: the node's liveness, expiring after `cluster_lost_ms`;
 //! - `id:<session>`: the claim of a session id (`SET NX`), valued the owner;
 //! - `dir`: a hash of session id → record (owner and info, JSON);
+//! - `dirlog`: a stream of the ids of the records written or removed, in
+//!   order, for nodes to read only what changed;
 //! - `out:<session>:<epoch>`: the session's output stream, entry ids
 //!   `<offset>-<n>`;
 //! - `req:<node>` and `rep:<node>`: lists of requests to a node and of
-//!   answers to it.
+//!   answers to it;
+//! - `gone:<session>:<epoch>`: the tombstone of a lost session deleted
+//!   through another node, so that its node, if only cut off, does not
+//!   register it again (expires after a week).
 
 use std::time::Duration;
 
@@ -116,9 +121,17 @@ pub fn id_key(id: &SessionId) -> String {
 /// The hash of every session's record.
 pub const DIR_KEY: &str = "termstream:dir";
 
+/// The directory's change log: a stream of the ids of changed records.
+pub const DIR_LOG_KEY: &str = "termstream:dirlog";
+
 /// The output stream of one incarnation of a session.
 pub fn stream_key(id: &SessionId, epoch: Epoch) -> String {
     format!("termstream:out:{id}:{epoch}")
+}
+
+/// The tombstone of one incarnation of a session deleted while lost.
+pub fn gone_key(id: &SessionId, epoch: Epoch) -> String {
+    format!("termstream:gone:{id}:{epoch}")
 }
 
 /// The list of requests to `node`.

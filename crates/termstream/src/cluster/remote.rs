@@ -26,7 +26,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use termstream_proto::{Epoch, SessionId, SessionInfo, Snapshot};
+use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus, Snapshot};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::Cluster;
@@ -38,6 +38,7 @@ use crate::session::remote::{RemoteSession, StandIn as Parts, remote_handle};
 use crate::session::{Command, EVENT_QUEUE, LogEvent, SessionError, Subscription};
 
 mod fetch;
+pub mod recording;
 mod stand_in;
 
 /// Directory reads in a row without a record before a stand-in is dropped.
@@ -50,6 +51,8 @@ struct Tracked {
     epoch: Epoch,
     updates: mpsc::Sender<Update>,
     misses: u32,
+    /// The status of the last record it was given.
+    status: SessionStatus,
 }
 
 /// Every stand-in of this node.
@@ -100,11 +103,16 @@ pub fn sync(c: &Arc<Cluster>, records: Vec<Record>) {
         }
         seen.insert(id.clone());
         let mut stand_ins = c.stand_ins.lock();
+        // A `lost` session whose node came back runs again (or ended
+        // meanwhile): its stand-in, which ended its viewers' logs as lost,
+        // is replaced by a fresh one.
         if let Some(t) = stand_ins.get_mut(&id)
             && t.epoch == rec.info.epoch
             && t.owner == rec.node
+            && (t.status.is_running() || t.status == rec.info.status)
         {
             t.misses = 0;
+            t.status = rec.info.status;
             let _ = t.updates.try_send(Update::Record(rec.info));
             continue;
         }
@@ -165,6 +173,7 @@ fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandl
         epoch: rec.info.epoch,
         updates: updates_tx,
         misses: 0,
+        status: rec.info.status,
     };
     (tracked, handle)
 }
@@ -215,6 +224,10 @@ impl RemoteSession for Remote {
                 _ => Err(SessionError::Busy(self.id.clone())),
             }
         })
+    }
+
+    fn events(&self) -> Result<Box<dyn crate::session::remote::EventPages>, SessionError> {
+        recording::start(self)
     }
 
     fn refresh(&self) -> BoxFuture<'_, ()> {

@@ -2,7 +2,7 @@
 //!
 //! A node that is asked to act on a session another node owns (input,
 //! resize, terminate, delete, a snapshot, output older than the stream
-//! keeps) pushes a [`Request`] on the owner's list `termstream:req:<owner>`
+//! keeps, a page of its stored log for a recording) pushes a [`Request`] on the owner's list `termstream:req:<owner>`
 //! and waits for the [`Reply`] with the same id on its own list
 //! `termstream:rep:<node>`. Each node pops its request list with `BLPOP` on
 //! a connection of its own ([`serve`]): a pop takes a request exactly once,
@@ -25,6 +25,7 @@ use super::Cluster;
 use super::redis::{BLOCK, replies_key, requests_key};
 use super::wire::{self, Answer, Failure, Op, Reply, Request};
 use crate::session::SessionError;
+use crate::session::store::page;
 
 /// How long a request waits for its answer, beyond its own wait.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -204,6 +205,14 @@ async fn apply(c: &Cluster, req: &Request) -> Result<Answer, Failure> {
         Op::Read { since, max } => {
             let chunks = h.read(*since, (*max).min(READ_MAX)).await.map_err(fail)?;
             Ok(wire::encode_chunks(&chunks))
+        }
+        Op::Events { at, max } => {
+            let (dir, at, max) = (h.dir().to_owned(), *at, (*max).min(READ_MAX));
+            let page = tokio::task::spawn_blocking(move || page::read_page(&dir, at, max))
+                .await
+                .map_err(|e| fail(SessionError::Io(std::io::Error::other(e))))?
+                .map_err(|e| fail(SessionError::Io(e)))?;
+            Ok(wire::encode_page(page))
         }
     }
 }

@@ -17,6 +17,8 @@ use termstream_proto::{ErrorCode, SessionId, SessionInfo, Snapshot, Stream};
 
 use crate::session::SessionError;
 use crate::session::log::Chunk;
+use crate::session::store::Event;
+use crate::session::store::page::{Cursor, Page};
 
 /// A session's entry in the directory (`termstream:dir`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,6 +174,12 @@ pub enum Op {
         since: u64,
         max: usize,
     },
+    /// A page of the owner's stored log (output and resizes, for a
+    /// recording) from `at` (the start when `None`), about `max` bytes.
+    Events {
+        at: Option<Cursor>,
+        max: usize,
+    },
 }
 
 /// A request on `termstream:req:<owner>`.
@@ -202,6 +210,29 @@ pub enum Answer {
     Snapshot(Snapshot),
     /// Chunks as `(offset, stream tag, time, base64 data)`.
     Chunks(Vec<(u64, String, u64, String)>),
+    /// A page of a stored log, and where the next starts (`None`: the end).
+    Events {
+        events: Vec<LogEntry>,
+        next: Option<Cursor>,
+    },
+}
+
+/// One event of a stored log in an [`Answer::Events`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum LogEntry {
+    /// Output: its offset, stream tag, time and base64 data.
+    Output {
+        offset: u64,
+        stream: String,
+        time: u64,
+        data: String,
+    },
+    Resize {
+        time: u64,
+        cols: u16,
+        rows: u16,
+    },
 }
 
 /// Why a request failed, as the owner's [`SessionError`] would say.
@@ -247,35 +278,79 @@ impl From<Failure> for SessionError {
 
 /// Chunks for an [`Answer::Chunks`].
 pub fn encode_chunks(chunks: &[Chunk]) -> Answer {
+    Answer::Chunks(chunks.iter().map(encode_chunk).collect())
+}
+
+fn encode_chunk(c: &Chunk) -> (u64, String, u64, String) {
+    let tag = String::from_utf8_lossy(stream_tag(c.stream)).into_owned();
     let b64 = base64::engine::general_purpose::STANDARD;
-    Answer::Chunks(
-        chunks
-            .iter()
-            .map(|c| {
-                let tag = String::from_utf8_lossy(stream_tag(c.stream)).into_owned();
-                (c.offset, tag, c.time_ms, b64.encode(&c.data))
-            })
-            .collect(),
-    )
+    (c.offset, tag, c.time_ms, b64.encode(&c.data))
 }
 
 /// The chunks of an [`Answer::Chunks`].
 pub fn decode_chunks(raw: Vec<(u64, String, u64, String)>) -> Vec<Chunk> {
-    let b64 = base64::engine::general_purpose::STANDARD;
+    raw.into_iter().filter_map(decode_chunk).collect()
+}
+
+fn decode_chunk((offset, tag, time_ms, data): (u64, String, u64, String)) -> Option<Chunk> {
+    Some(Chunk {
+        offset,
+        stream: match tag.as_str() {
+            "o" => Stream::Stdout,
+            "e" => Stream::Stderr,
+            _ => Stream::Pty,
+        },
+        time_ms,
+        read_at: None,
+        data: Bytes::from(base64::engine::general_purpose::STANDARD.decode(data).ok()?),
+        wire: None,
+    })
+}
+
+/// A page of a stored log for an [`Answer::Events`].
+pub fn encode_page(page: Page) -> Answer {
+    let events = page
+        .events
+        .iter()
+        .map(|ev| match ev {
+            Event::Output(c) => {
+                let (offset, stream, time, data) = encode_chunk(c);
+                LogEntry::Output {
+                    offset,
+                    stream,
+                    time,
+                    data,
+                }
+            }
+            Event::Resize { time_ms, cols, rows } => LogEntry::Resize {
+                time: *time_ms,
+                cols: *cols,
+                rows: *rows,
+            },
+        })
+        .collect();
+    Answer::Events {
+        events,
+        next: page.next,
+    }
+}
+
+/// The events of an [`Answer::Events`]; `None` if one cannot be read (a
+/// page with a hole would make a wrong recording).
+pub fn decode_events(raw: Vec<LogEntry>) -> Option<Vec<Event>> {
     raw.into_iter()
-        .filter_map(|(offset, tag, time_ms, data)| {
-            Some(Chunk {
+        .map(|e| match e {
+            LogEntry::Output {
                 offset,
-                stream: match tag.as_str() {
-                    "o" => Stream::Stdout,
-                    "e" => Stream::Stderr,
-                    _ => Stream::Pty,
-                },
-                time_ms,
-                read_at: None,
-                data: Bytes::from(b64.decode(data).ok()?),
-                wire: None,
-            })
+                stream,
+                time,
+                data,
+            } => decode_chunk((offset, stream, time, data)).map(Event::Output),
+            LogEntry::Resize { time, cols, rows } => Some(Event::Resize {
+                time_ms: time,
+                cols,
+                rows,
+            }),
         })
         .collect()
 }

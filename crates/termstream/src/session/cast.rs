@@ -9,39 +9,131 @@
 //! bare `\n`; a player draws it as a terminal would, so its bare line feeds
 //! become `\r\n` (a pty's output has them already, and is kept as is).
 //! The file is produced by a blocking task reading the disk log one segment
-//! at a time, through a small bounded channel.
+//! at a time, through a small bounded channel. A session of another node of
+//! a cluster is recorded here from its owner's disk log, read a page at a
+//! time through Redis ([`super::remote::EventPages`]) by the same writer,
+//! so its recording is the owner's, byte for byte.
 
 use std::io;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::stream::BoxStream;
 use termstream_proto::{SessionInfo, SessionKind};
 use tokio::sync::mpsc;
 
+use super::remote::EventPages;
 use super::screen::utf8::Utf8Carry;
 use super::store::{self, Event};
+use super::{SessionError, SessionHandle};
 
 /// Lines in flight between the reader task and the HTTP body.
 const LINES_IN_FLIGHT: usize = 16;
 
-/// The recording of a session, as a stream of lines for an HTTP body.
-pub fn stream(info: SessionInfo, dir: PathBuf) -> impl Stream<Item = io::Result<Bytes>> {
+/// The recording of a session, as a stream of lines for an HTTP body: made
+/// from its disk log here, or for a session of another node, from its
+/// owner's disk log read a page at a time. A remote recording that cannot
+/// start (the owner is gone, too many transfers run) fails here, before
+/// any line, with the reason.
+pub async fn recording(handle: &SessionHandle) -> Result<BoxStream<'static, io::Result<Bytes>>, SessionError> {
+    let info = handle.info();
+    let Some(remote) = &handle.remote else {
+        return Ok(Box::pin(stream(info, handle.dir().to_owned())));
+    };
+    let mut pages = remote.events()?;
+    let first = pages.next_page().await?.unwrap_or_default();
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(LINES_IN_FLIGHT);
+    tokio::spawn(async move {
+        if let Err(e) = write_remote(&info, first, pages, &tx).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    Ok(Box::pin(lines(rx)))
+}
+
+/// The recording of a session from its disk log in `dir`.
+fn stream(info: SessionInfo, dir: PathBuf) -> impl futures_util::Stream<Item = io::Result<Bytes>> {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(LINES_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
         if let Err(e) = write_cast(&info, &dir, &tx) {
             let _ = tx.blocking_send(Err(e));
         }
     });
+    lines(rx)
+}
+
+fn lines(rx: mpsc::Receiver<io::Result<Bytes>>) -> impl futures_util::Stream<Item = io::Result<Bytes>> {
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "client went away")
+}
+
 fn write_cast(info: &SessionInfo, dir: &std::path::Path, tx: &mpsc::Sender<io::Result<Bytes>>) -> io::Result<()> {
-    let send = |line: String| {
-        tx.blocking_send(Ok(Bytes::from(line)))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+    let mut cast = Cast::new(info);
+    let mut out = Vec::new();
+    store::for_each_event(dir, |ev| {
+        cast.event(ev, &mut out);
+        out.drain(..)
+            .try_for_each(|line| tx.blocking_send(Ok(line)).map_err(|_| gone()))
+    })?;
+    cast.finish(&mut out);
+    out.into_iter()
+        .try_for_each(|line| tx.blocking_send(Ok(line)).map_err(|_| gone()))
+}
+
+/// Writes a remote session's recording from its owner's pages: while the
+/// lines of one page go out, the next page is asked for (so at most two
+/// pages are held), and no further page until those lines went out.
+async fn write_remote(
+    info: &SessionInfo,
+    first: Vec<Event>,
+    mut pages: Box<dyn EventPages>,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+) -> io::Result<()> {
+    let send_all = |lines: Vec<Bytes>| async move {
+        for line in lines {
+            tx.send(Ok(line)).await.map_err(|_| gone())?;
+        }
+        Ok::<_, io::Error>(())
     };
-    let header = |(cols, rows): (u16, u16)| {
+    let mut cast = Cast::new(info);
+    let mut page = Some(first);
+    while let Some(events) = page {
+        let mut lines = Vec::new();
+        for ev in events {
+            cast.event(ev, &mut lines);
+        }
+        let (sent, next) = futures_util::join!(send_all(lines), pages.next_page());
+        sent?;
+        page = next.map_err(io::Error::other)?;
+    }
+    let mut lines = Vec::new();
+    cast.finish(&mut lines);
+    send_all(lines).await
+}
+
+/// Turns a log's events, in order, into the lines of its recording.
+struct Cast<'a> {
+    info: &'a SessionInfo,
+    header_sent: bool,
+    carry: Utf8Carry,
+    line_ends: Option<LineEnds>,
+}
+
+impl<'a> Cast<'a> {
+    fn new(info: &'a SessionInfo) -> Cast<'a> {
+        Cast {
+            info,
+            header_sent: false,
+            carry: Utf8Carry::default(),
+            line_ends: (info.kind == SessionKind::Command).then(LineEnds::default),
+        }
+    }
+
+    fn header(&self, (cols, rows): (u16, u16)) -> Bytes {
+        let info = self.info;
         let h = serde_json::json!({
             "version": 2,
             "width": cols,
@@ -51,49 +143,54 @@ fn write_cast(info: &SessionInfo, dir: &std::path::Path, tx: &mpsc::Sender<io::R
             "title": info.id.as_str(),
             "env": { "TERM": "xterm-256color" },
         });
-        format!("{h}\n")
-    };
-    let default_size = match info.kind {
-        SessionKind::Pty => (info.cols, info.rows),
-        SessionKind::Command => (80, 24),
-    };
-    let mut header_sent = false;
-    let mut carry = Utf8Carry::default();
-    let mut line_ends = (info.kind == SessionKind::Command).then(LineEnds::default);
-    store::for_each_event(dir, |ev| {
-        if !header_sent {
-            header_sent = true;
+        Bytes::from(format!("{h}\n"))
+    }
+
+    fn default_size(&self) -> (u16, u16) {
+        match self.info.kind {
+            SessionKind::Pty => (self.info.cols, self.info.rows),
+            SessionKind::Command => (80, 24),
+        }
+    }
+
+    /// Appends the lines of `ev` (none, one, or the header and one) to `out`.
+    fn event(&mut self, ev: Event, out: &mut Vec<Bytes>) {
+        if !self.header_sent {
+            self.header_sent = true;
             // A pty log starts with its initial size.
             if let Event::Resize { cols, rows, .. } = ev {
-                return send(header((cols, rows)));
+                out.push(self.header((cols, rows)));
+                return;
             }
-            send(header(default_size))?;
+            out.push(self.header(self.default_size()));
         }
         match ev {
             Event::Output(c) => {
                 let mut text = String::new();
-                carry.decode(&c.data, |part| match &mut line_ends {
+                let line_ends = &mut self.line_ends;
+                self.carry.decode(&c.data, |part| match line_ends {
                     Some(ends) => ends.push(&mut text, part),
                     None => text.push_str(part),
                 });
-                if text.is_empty() {
-                    return Ok(());
+                if !text.is_empty() {
+                    let line = serde_json::json!([c.time_ms as f64 / 1000.0, "o", text]);
+                    out.push(Bytes::from(format!("{line}\n")));
                 }
-                send(format!(
-                    "{}\n",
-                    serde_json::json!([c.time_ms as f64 / 1000.0, "o", text])
-                ))
             }
-            Event::Resize { time_ms, cols, rows } => send(format!(
-                "{}\n",
-                serde_json::json!([time_ms as f64 / 1000.0, "r", format!("{cols}x{rows}")])
-            )),
+            Event::Resize { time_ms, cols, rows } => {
+                let line = serde_json::json!([time_ms as f64 / 1000.0, "r", format!("{cols}x{rows}")]);
+                out.push(Bytes::from(format!("{line}\n")));
+            }
         }
-    })?;
-    if !header_sent {
-        send(header(default_size))?;
     }
-    Ok(())
+
+    /// Appends the header to `out` if no event wrote it (an empty log).
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        if !self.header_sent {
+            self.header_sent = true;
+            out.push(self.header(self.default_size()));
+        }
+    }
 }
 
 /// Turns bare line feeds into `\r\n`, across pieces: a piece that ends

@@ -9,7 +9,9 @@
 //! session task), which serves the same [`Command`]s from the session's
 //! Redis stream and forwards resizes and terminates to the owner. Input
 //! and snapshots, which do not pass through the actor for a local session
-//! either, go through [`RemoteSession`]. Protocol code never learns which
+//! either, go through [`RemoteSession`], and so does the stored log a
+//! recording is made of (read from the owner's disk, page by page, where a
+//! local session's is read from its own). Protocol code never learns which
 //! kind of handle it holds.
 //!
 //! The stand-in's duties toward the handle are the actor's:
@@ -30,6 +32,7 @@ use futures_util::future::BoxFuture;
 use termstream_proto::{SessionInfo, Snapshot};
 use tokio::sync::{mpsc, watch};
 
+use super::store::Event;
 use super::{Command, SessionError, SessionHandle, input::Input};
 
 /// What a remote session's handle asks of the node that owns it.
@@ -52,6 +55,21 @@ pub trait RemoteSession: Send + Sync + std::fmt::Debug {
     /// that a client resuming at an offset it got through another node
     /// finds it within the log.
     fn refresh(&self) -> BoxFuture<'_, ()>;
+
+    /// Starts reading the owner's stored log (output and resizes) for a
+    /// recording. Fails at once, without asking the owner, when this node
+    /// already runs as many such transfers as it allows, or when the owner
+    /// is known to be gone.
+    fn events(&self) -> Result<Box<dyn EventPages>, SessionError>;
+}
+
+/// A remote session's stored log, read from its owner a page at a time
+/// (see [`crate::session::store::page`]); holding it holds one of the
+/// node's transfer slots.
+pub trait EventPages: Send + std::fmt::Debug {
+    /// The next page of events, in the log's order; `None` once the last
+    /// page was given.
+    fn next_page(&mut self) -> BoxFuture<'_, Result<Option<Vec<Event>>, SessionError>>;
 }
 
 /// The parts a remote session's stand-in keeps: the receiving end of the

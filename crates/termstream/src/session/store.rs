@@ -30,6 +30,8 @@ use termstream_proto::{SessionInfo, Stream};
 
 use super::log::Chunk;
 
+pub mod page;
+
 /// Size of one index record.
 pub const RECORD_LEN: usize = 32;
 const KIND_RESIZE: u8 = 3;

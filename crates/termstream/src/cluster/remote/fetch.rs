@@ -111,8 +111,9 @@ async fn from_stream(remote: &Remote, since: u64, max: usize) -> redis::RedisRes
     Ok(chunks)
 }
 
-/// The chunks from `since` on while they follow each other, cut to about
-/// `max` bytes (at least one chunk).
+/// The chunks from `since` on while they follow each other, cut to `max`
+/// bytes, as the owner's ring cuts a read (a stream entry merges many of
+/// the owner's chunks, so it may hold more than one read may return).
 fn contiguous(chunks: Vec<Chunk>, since: u64, max: usize) -> Vec<Chunk> {
     let mut out: Vec<Chunk> = Vec::new();
     let mut next = since;
@@ -121,10 +122,13 @@ fn contiguous(chunks: Vec<Chunk>, since: u64, max: usize) -> Vec<Chunk> {
         if c.end() <= next {
             continue;
         }
-        if c.offset > next || (size >= max && !out.is_empty()) {
+        if c.offset > next || size >= max {
             break;
         }
-        let c = c.from_offset(next);
+        let mut c = c.from_offset(next);
+        if c.data.len() > max - size {
+            c.data = c.data.slice(..max - size);
+        }
         next = c.end();
         size += c.data.len();
         out.push(c);
@@ -159,8 +163,10 @@ mod tests {
     }
 
     #[test]
-    fn contiguous_keeps_at_least_one_chunk_within_max() {
-        let got = contiguous(vec![chunk(0, "abcd"), chunk(4, "ef")], 0, 1);
-        assert_eq!(got.len(), 1);
+    fn contiguous_cuts_to_max_as_the_ring_does() {
+        let got = contiguous(vec![chunk(0, "abcd"), chunk(4, "ef")], 1, 4);
+        let bytes: Vec<u8> = got.iter().flat_map(|c| c.data.to_vec()).collect();
+        assert_eq!(bytes, b"bcde");
+        assert_eq!(got.last().map(Chunk::end), Some(5));
     }
 }
