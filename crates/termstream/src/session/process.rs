@@ -14,8 +14,11 @@
 //! of `/proc` is signalled through a pidfd opened and checked against the
 //! scan (same start time), so a pid reused since is never signalled.
 //!
-//! The server's own fds are close-on-exec (Rust's default, and the PTY
-//! master's flag); the child gets only 0–2.
+//! The child gets only fds 0–2: the server's own fds are close-on-exec
+//! (Rust's default, and the PTY master's flag), and the child marks every
+//! other fd so before exec, also any the server inherited open. How the
+//! child is started without copying the server's page tables is in
+//! [`child`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;

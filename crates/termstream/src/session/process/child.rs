@@ -215,7 +215,7 @@ impl Drop for BlockSignals {
 }
 
 /// The child, between clone and `execve`: signals back to their defaults,
-/// the stdio fds, a new session (with the PTY as its controlling terminal),
+/// the stdio fds (all others closed at exec), a new session (with the PTY as its controlling terminal),
 /// the cwd, the cgroup, the server's original open-files limit, then the
 /// configured limits and user (last: the steps before may need root), an
 /// empty signal mask, and `execve`.
@@ -233,6 +233,12 @@ fn run_child(p: &Prepared<'_, '_>) -> Result<Infallible, io::Error> {
     rustix::stdio::dup2_stdin(borrow(fds[0]))?;
     rustix::stdio::dup2_stdout(borrow(fds[1]))?;
     rustix::stdio::dup2_stderr(borrow(fds[2]))?;
+    // Every other fd closes at exec, also any the server inherited open
+    // (not close-on-exec) from whoever started it.
+    // SAFETY: marks fds close-on-exec; closes nothing now.
+    if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     rustix::process::setsid()?;
     if plan.controlling_tty {
         rustix::process::ioctl_tiocsctty(borrow(0))?;
