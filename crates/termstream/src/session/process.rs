@@ -202,13 +202,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         .collect::<Result<Vec<_>, _>>()?;
     let program_c = cstring(resolved.into_os_string().into_vec())?;
     let cwd = cstring(spec.cwd.clone().into_os_string().into_vec())?;
-    let plan = move |stdio, controlling_tty| child::Plan {
+    let plan = move |stdio| child::Plan {
         program: program_c,
         argv,
         envp,
         cwd,
         stdio,
-        controlling_tty,
         cgroup_procs: spec.cgroup_procs.as_deref(),
         confine: spec.confine.as_deref(),
     };
@@ -217,7 +216,8 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             let (pty, pts) = pty_process::open().map_err(|e| io_err(io::Error::other(e)))?;
             pty.resize(pty_process::Size::new(spec.rows, spec.cols))
                 .map_err(|e| io_err(io::Error::other(e)))?;
-            let child = child::start(&plan([pts.as_fd(); 3], true)).map_err(io_err)?;
+            let pts_path = rustix::pty::ptsname(&pty, Vec::new()).map_err(|e| io_err(e.into()))?;
+            let child = child::start(&plan(child::Stdio::Tty(&pts_path))).map_err(io_err)?;
             drop(pts);
             let pid = child.id();
             let input_fd = std::os::fd::AsRawFd::as_raw_fd(&pty);
@@ -234,8 +234,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             let (stdin_r, stdin_w) = pipe()?;
             let (stdout_r, stdout_w) = pipe()?;
             let (stderr_r, stderr_w) = pipe()?;
-            let child =
-                child::start(&plan([stdin_r.as_fd(), stdout_w.as_fd(), stderr_w.as_fd()], false)).map_err(io_err)?;
+            let child = child::start(&plan(child::Stdio::Fds([
+                stdin_r.as_fd(),
+                stdout_w.as_fd(),
+                stderr_w.as_fd(),
+            ])))
+            .map_err(io_err)?;
             drop((stdin_r, stdout_w, stderr_w));
             let pid = child.id();
             let pipes = (|| -> io::Result<SessionIo> {

@@ -13,6 +13,11 @@
 //! does besides: join the session's cgroup, give back the original
 //! open-files limit, set resource limits and switch users.
 //!
+//! A PTY session's child shares the server's fd table too (`CLONE_FILES`)
+//! until its first step unshares it keeping only fds 0-2 (see
+//! [`Stdio::Tty`]), so the cost of a spawn does not grow with the number of
+//! fds the server holds (several per session and viewer).
+//!
 //! Rules for the child, which shares the server's memory while the other
 //! server threads run on: it makes only raw system calls (rustix, or the
 //! thin libc wrappers of `sigaction`, `sigprocmask` and `execve`) on data
@@ -50,13 +55,24 @@ pub struct Plan<'a> {
     pub envp: Vec<CString>,
     pub cwd: CString,
     /// What becomes the child's fds 0, 1 and 2.
-    pub stdio: [BorrowedFd<'a>; 3],
-    /// Make fd 0 (a PTY) the child's controlling terminal.
-    pub controlling_tty: bool,
+    pub stdio: Stdio<'a>,
     /// The session's `cgroup.procs`, to join before `execve`.
     pub cgroup_procs: Option<&'a OwnedFd>,
     /// The user and limits.
     pub confine: Option<&'a Confinement>,
+}
+
+/// The child's fds 0, 1 and 2.
+pub enum Stdio<'a> {
+    /// These fds of the server (pipes).
+    Fds([BorrowedFd<'a>; 3]),
+    /// The PTY whose slave has this path, opened by the child, which makes
+    /// it its controlling terminal. The child then shares the server's fd
+    /// table until its first step, `close_range(3, ~0,
+    /// CLOSE_RANGE_UNSHARE)`, which gives it a table of its own holding
+    /// only fds 0-2: the server's thousands of fds are neither copied into
+    /// the child nor closed again at `execve`.
+    Tty(&'a CStr),
 }
 
 /// A started program: awaited through its pidfd, reaped once.
@@ -143,6 +159,10 @@ pub fn start(plan: &Plan<'_>) -> io::Result<ChildProcess> {
         failure: AtomicI32::new(0),
     };
     let mut stack = vec![0u8; STACK_SIZE];
+    let mut flags = CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK;
+    if matches!(plan.stdio, Stdio::Tty(_)) {
+        flags |= CloneFlags::CLONE_FILES;
+    }
     let pid = {
         let child_main = Box::new(|| -> isize {
             let Err(e) = run_child(&prepared);
@@ -155,15 +175,7 @@ pub fn start(plan: &Plan<'_>) -> io::Result<ChildProcess> {
         // which keeps to the rules of this module's doc; the stack is ours
         // until `clone` returns, which with CLONE_VFORK is after the child's
         // `execve` or exit.
-        unsafe {
-            nix::sched::clone(
-                child_main,
-                &mut stack,
-                CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
-                Some(libc::SIGCHLD),
-            )
-        }
-        .map_err(io::Error::from)?
+        unsafe { nix::sched::clone(child_main, &mut stack, flags, Some(libc::SIGCHLD)) }.map_err(io::Error::from)?
     };
     let pid = Pid::from_raw(pid.as_raw()).ok_or_else(|| io::Error::other("clone returned pid 0"))?;
     let failure = prepared.failure.load(Ordering::Relaxed);
@@ -222,9 +234,23 @@ impl Drop for BlockSignals {
 fn run_child(p: &Prepared<'_, '_>) -> Result<Infallible, io::Error> {
     let plan = p.plan;
     reset_signal_handlers();
+    let (mut fds, ctty): ([RawFd; 3], bool) = match plan.stdio {
+        Stdio::Fds(fds) => (fds.map(|fd| fd.as_raw_fd()), false),
+        Stdio::Tty(path) => {
+            // Nothing may touch an fd before this: the table is the server's.
+            // SAFETY: closes nothing now; unshares the table first.
+            let flags = (libc::CLOSE_RANGE_UNSHARE | libc::CLOSE_RANGE_CLOEXEC) as libc::c_int;
+            if unsafe { libc::close_range(3, libc::c_uint::MAX, flags) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mode = rustix::fs::Mode::empty();
+            let flags = rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC;
+            let fd = rustix::fs::open(path, flags, mode)?.into_raw_fd();
+            ([fd; 3], true)
+        }
+    };
     // Move sources that sit on 0-2 out of the way first, so that one dup2
     // cannot overwrite another's source (the copies close at exec).
-    let mut fds: [RawFd; 3] = plan.stdio.map(|fd| fd.as_raw_fd());
     for fd in &mut fds {
         if *fd < 3 {
             *fd = rustix::io::fcntl_dupfd_cloexec(borrow(*fd), 3)?.into_raw_fd();
@@ -236,11 +262,11 @@ fn run_child(p: &Prepared<'_, '_>) -> Result<Infallible, io::Error> {
     // Every other fd closes at exec, also any the server inherited open
     // (not close-on-exec) from whoever started it.
     // SAFETY: marks fds close-on-exec; closes nothing now.
-    if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) } != 0 {
+    if !ctty && unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) } != 0 {
         return Err(io::Error::last_os_error());
     }
     rustix::process::setsid()?;
-    if plan.controlling_tty {
+    if ctty {
         rustix::process::ioctl_tiocsctty(borrow(0))?;
     }
     rustix::process::chdir(plan.cwd.as_c_str())?;
