@@ -9,7 +9,10 @@
 //! first output that ends like a prompt. The viewers stay connected and
 //! attached; after a second of rest the server's PSS (from
 //! `/proc/PID/smaps_rollup`) is read, and its growth over the warm server,
-//! divided by `n`, is the cost of one idle session with its viewer.
+//! divided by `n`, is the cost of one idle session with its viewer. The
+//! server's own CPU time while opening (`utime + stime` of all its threads,
+//! not its children's), divided by `n`, is shown too: on a busy machine it
+//! is steadier than the rate.
 //!
 //! The same is measured, in the same run, through the bare relay (a socket
 //! and a PTY per session, nothing else) and, with `--peer ttyd=PATH`,
@@ -140,6 +143,9 @@ struct Opened {
     /// The server's PSS before and with the sessions, KiB.
     pss_before: u64,
     pss_with: u64,
+    /// The server's own CPU time (all threads, not its children) per
+    /// session opened, ms: steadier than the rate on a busy machine.
+    cpu_ms: Option<f64>,
 }
 
 /// The PSS of process `pid`, KiB.
@@ -156,6 +162,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     tokio::time::sleep(SETTLE).await;
     let pss_before = pss_kib(pid).context("no smaps_rollup")?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let cpu_before = crate::server::stat_cpu_ms(pid);
     let t0 = Instant::now();
     let opened: Vec<anyhow::Result<Viewer>> = tokio::time::timeout(
         OPEN_LIMIT,
@@ -167,6 +174,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     .await
     .with_context(|| format!("opening {n} sessions took longer than {OPEN_LIMIT:?}"))?;
     let secs = t0.elapsed().as_secs_f64();
+    let cpu_after = crate::server::stat_cpu_ms(pid);
     let mut holders = Vec::with_capacity(n);
     let mut failed = None;
     for v in opened {
@@ -188,6 +196,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
         pss_kib: (pss_with as f64 - pss_before as f64) / n as f64,
         pss_before,
         pss_with,
+        cpu_ms: cpu_before.zip(cpu_after).map(|(b, a)| (a - b) / n as f64),
     })
 }
 
@@ -238,7 +247,20 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
                     .goal(Goal::AtMost(16.0), "≤ 16 KiB")
                     .note(format!("PSS {} → {} KiB", o.pss_before, o.pss_with)),
             );
+            if let Some(cpu) = o.cpu_ms {
+                let row = Row::info(S12, format!("server CPU per session opened, {n}"), "ms", cpu);
+                rows.push(match bare.cpu_ms {
+                    Some(b) => row.baseline("bare relay", b),
+                    None => row,
+                });
+            }
             if let Some(p) = peer {
+                if let (Some(ours), Some(theirs)) = (o.cpu_ms, p.cpu_ms) {
+                    rows.push(
+                        Row::info(S12, format!("server CPU per session opened, {n}, vs ttyd"), "ms", ours)
+                            .baseline("ttyd", theirs),
+                    );
+                }
                 rows.push(
                     Row::info(S12, format!("{rate_metric}, vs ttyd"), "/s", o.rate)
                         .baseline("ttyd", p.rate)

@@ -6,10 +6,10 @@
 //! systemd's dynamic users count), by name or numeric uid, together with
 //! its supplementary groups (`getgrouplist`, as `initgroups` would set
 //! them). An unknown user stops the server from starting rather than every
-//! spawn from working. The switch happens in the child between fork and
+//! spawn from working. The switch happens in the child between clone and
 //! exec, in [`Confinement::apply_in_child`]: the limits first (as root),
 //! then `setgroups`, `setgid`, `setuid`, all plain system calls on data
-//! prepared before the fork. Limits are set soft = hard, so the program
+//! prepared before the clone. Limits are set soft = hard, so the program
 //! cannot raise them. Switching users needs the server to run as root;
 //! otherwise every spawn fails with a permission error.
 
@@ -73,17 +73,22 @@ impl Confinement {
         }
     }
 
-    /// Runs in the child between fork and exec: sets the limits, then
-    /// switches to the user with its groups. Only system calls on data
-    /// prepared before the fork (async-signal-safe, no allocation).
+    /// Runs in the child between clone and exec: sets the limits, then
+    /// switches to the user with its groups. Only raw system calls on data
+    /// prepared before the clone (no allocation, no lock).
     pub fn apply_in_child(&self) -> io::Result<()> {
         self.apply_limits()?;
         if let Some(u) = &self.user {
-            // SAFETY: `Gid` is a transparent `gid_t`, so the slice casts.
-            let groups: &[Gid] = unsafe { std::slice::from_raw_parts(u.groups.as_ptr().cast(), u.groups.len()) };
-            nix::unistd::setgroups(groups)?;
-            nix::unistd::setgid(Gid::from_raw(u.gid))?;
-            nix::unistd::setuid(Uid::from_raw(u.uid))?;
+            // The kernel's per-thread calls, not glibc's `setuid` and
+            // friends, which would signal every thread of the server: the
+            // child shares the server's memory (see `session::process`)
+            // and is a single thread itself.
+            // SAFETY: rustix's `Gid` is a transparent `gid_t`, so the slice casts.
+            let groups: &[rustix::process::Gid] =
+                unsafe { std::slice::from_raw_parts(u.groups.as_ptr().cast(), u.groups.len()) };
+            rustix::thread::set_thread_groups(groups)?;
+            rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(u.gid))?;
+            rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(u.uid))?;
         }
         Ok(())
     }
@@ -130,7 +135,7 @@ pub fn raise_fd_limit() -> io::Result<()> {
     Ok(())
 }
 
-/// In the child, between fork and exec: gives back the original open-files
+/// In the child, between clone and exec: gives back the original open-files
 /// soft limit. Only `getrlimit`/`setrlimit` calls (async-signal-safe).
 pub fn restore_fd_limit() -> io::Result<()> {
     let original = ORIGINAL_NOFILE.load(Ordering::Relaxed);

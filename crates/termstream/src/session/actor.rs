@@ -1,6 +1,6 @@
 //! The actor task that owns one session.
 //!
-//! It owns the program (its `Child` and I/O), the output ring and the disk
+//! It owns the program (its `ChildProcess` and I/O), the output ring and the disk
 //! writer, and serves the [`Command`]s of every [`SessionHandle`]. Output is
 //! read as it comes, coalesced while more is ready (up to [`READ_COALESCE`]),
 //! appended to disk and ring, and broadcast, in that order, in one step: a
@@ -29,7 +29,6 @@ use bytes::Bytes;
 use rustix::process::Signal;
 use termstream_proto::{SessionInfo, SessionKind, Stream};
 use tokio::io::AsyncWriteExt;
-use tokio::process::Child;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
@@ -93,7 +92,7 @@ pub(crate) struct Actor {
     phase: Phase,
     terminating: bool,
     kill_deadline: Option<tokio::time::Instant>,
-    child: Option<Child>,
+    child: Option<process::ChildProcess>,
     pty: Option<pty_process::OwnedWritePty>,
     stdin: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
     out: Option<Reader>,

@@ -14,23 +14,30 @@
 //! of `/proc` is signalled through a pidfd opened and checked against the
 //! scan (same start time), so a pid reused since is never signalled.
 //!
-//! The server's own fds are close-on-exec (Rust's default, and the PTY
-//! master's flag); the child gets only 0–2.
+//! The child gets only fds 0–2: the server's own fds are close-on-exec
+//! (Rust's default, and the PTY master's flag), and the child marks every
+//! other fd so before exec, also any the server inherited open. How the
+//! child is started without copying the server's page tables is in
+//! [`child`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 
 use crate::confine::Confinement;
-
 use pty_process::{OwnedReadPty, OwnedWritePty};
 use rustix::process::{Pid, Signal};
 use termstream_proto::SessionKind;
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
+
+pub use self::child::ChildProcess;
+
+mod child;
 
 /// The environment variable that marks a session's processes.
 pub const MARKER_VAR: &str = "TERMSTREAM_SESSION";
@@ -109,7 +116,7 @@ pub enum SessionIo {
 
 /// A started program.
 pub struct Spawned {
-    pub child: Child,
+    pub child: ChildProcess,
     pub pid: u32,
     /// The program's input (the PTY master, or the stdin pipe), nonblocking;
     /// owned by `io`.
@@ -153,45 +160,66 @@ fn check_cwd(cwd: &Path) -> Result<(), SpawnError> {
     }
 }
 
-/// Whether `program` names an executable, directly or through `path`.
-fn find_program(program: &str, path: &str, cwd: &Path) -> bool {
-    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+/// The path to execute for `program`: as given when it holds a `/`
+/// (relative to `cwd`), else the first executable file of that name in a
+/// directory of `path` (a relative directory counts from `cwd`, as it would
+/// for `execvp` in the child). `None` when there is none.
+fn resolve_program(program: &str, path: &str, cwd: &Path) -> Option<PathBuf> {
+    let executable =
+        |p: &Path| std::fs::metadata(cwd.join(p)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if program.contains('/') {
-        return executable(&cwd.join(program));
+        return executable(Path::new(program)).then(|| PathBuf::from(program));
     }
     path.split(':')
         .filter(|d| !d.is_empty())
-        .any(|d| executable(&Path::new(d).join(program)))
+        .map(|d| Path::new(d).join(program))
+        .find(|p| executable(p))
 }
 
-/// Starts the program. Nothing is left behind on failure.
+/// Starts the program (see [`child`] for how). Nothing is left behind on
+/// failure.
 pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     let program = spec.argv.first().ok_or(SpawnError::EmptyArgv)?.clone();
     check_cwd(&spec.cwd)?;
     let path = spec.env.get("PATH").map_or("", String::as_str);
-    if !find_program(&program, path, &spec.cwd) {
+    let Some(resolved) = resolve_program(&program, path, &spec.cwd) else {
         return Err(SpawnError::NotFound { program });
-    }
+    };
     let io_err = |source| SpawnError::Io {
         program: program.clone(),
         source,
+    };
+    let cstring = |s: Vec<u8>| CString::new(s).map_err(|e| io_err(io::Error::new(io::ErrorKind::InvalidInput, e)));
+    let argv = spec
+        .argv
+        .iter()
+        .map(|a| cstring(a.clone().into_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstring(format!("{k}={v}").into_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let program_c = cstring(resolved.into_os_string().into_vec())?;
+    let cwd = cstring(spec.cwd.clone().into_os_string().into_vec())?;
+    let plan = move |stdio| child::Plan {
+        program: program_c,
+        argv,
+        envp,
+        cwd,
+        stdio,
+        cgroup_procs: spec.cgroup_procs.as_deref(),
+        confine: spec.confine.as_deref(),
     };
     match spec.kind {
         SessionKind::Pty => {
             let (pty, pts) = pty_process::open().map_err(|e| io_err(io::Error::other(e)))?;
             pty.resize(pty_process::Size::new(spec.rows, spec.cols))
                 .map_err(|e| io_err(io::Error::other(e)))?;
-            let mut cmd = pty_process::Command::new(&program)
-                .args(&spec.argv[1..])
-                .env_clear()
-                .envs(&spec.env)
-                .current_dir(&spec.cwd);
-            // pty-process makes the child a session leader first.
-            let setup = ChildSetup::new(spec, false);
-            // SAFETY: see `ChildSetup::run`.
-            cmd = unsafe { cmd.pre_exec(move || setup.run()) };
-            let child = cmd.spawn(pts).map_err(|e| io_err(io::Error::other(e)))?;
-            let pid = child.id().unwrap_or(0);
+            let pts_path = rustix::pty::ptsname(&pty, Vec::new()).map_err(|e| io_err(e.into()))?;
+            let child = child::start(&plan(child::Stdio::Tty(&pts_path))).map_err(io_err)?;
+            drop(pts);
+            let pid = child.id();
             let input_fd = std::os::fd::AsRawFd::as_raw_fd(&pty);
             let (reader, writer) = pty.into_split();
             Ok(Spawned {
@@ -202,70 +230,37 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             })
         }
         SessionKind::Command => {
-            let mut cmd = tokio::process::Command::new(&program);
-            cmd.args(&spec.argv[1..])
-                .env_clear()
-                .envs(&spec.env)
-                .current_dir(&spec.cwd)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let setup = ChildSetup::new(spec, true);
-            // SAFETY: see `ChildSetup::run`.
-            unsafe { cmd.pre_exec(move || setup.run()) };
-            let mut child = cmd.spawn().map_err(io_err)?;
-            let pid = child.id().unwrap_or(0);
-            let (Some(stdin), Some(stdout), Some(stderr)) =
-                (child.stdin.take(), child.stdout.take(), child.stderr.take())
-            else {
-                return Err(io_err(io::Error::other("pipes were not created")));
+            let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| io_err(e.into()));
+            let (stdin_r, stdin_w) = pipe()?;
+            let (stdout_r, stdout_w) = pipe()?;
+            let (stderr_r, stderr_w) = pipe()?;
+            let child = child::start(&plan(child::Stdio::Fds([
+                stdin_r.as_fd(),
+                stdout_w.as_fd(),
+                stderr_w.as_fd(),
+            ])))
+            .map_err(io_err)?;
+            drop((stdin_r, stdout_w, stderr_w));
+            let pid = child.id();
+            let pipes = (|| -> io::Result<SessionIo> {
+                Ok(SessionIo::Pipes {
+                    stdin: ChildStdin::from_std(std::process::ChildStdin::from(stdin_w))?,
+                    stdout: ChildStdout::from_std(std::process::ChildStdout::from(stdout_r))?,
+                    stderr: ChildStderr::from_std(std::process::ChildStderr::from(stderr_r))?,
+                })
+            })();
+            // On failure the child is dropped (reaped once it exits: its
+            // pipes are gone, so it sees EOF or EPIPE).
+            let io = pipes.map_err(io_err)?;
+            let SessionIo::Pipes { stdin, .. } = &io else {
+                unreachable!("pipes were just made")
             };
             Ok(Spawned {
                 child,
                 pid,
-                input_fd: std::os::fd::AsRawFd::as_raw_fd(&stdin),
-                io: SessionIo::Pipes { stdin, stdout, stderr },
+                input_fd: std::os::fd::AsRawFd::as_raw_fd(stdin),
+                io,
             })
-        }
-    }
-}
-
-/// What the child does between fork and exec, prepared before the fork.
-struct ChildSetup {
-    /// Become a session leader (a pty session's child is made one by
-    /// pty-process).
-    setsid: bool,
-    /// The session's cgroup to join.
-    cgroup_procs: Option<Arc<OwnedFd>>,
-    /// The user and limits.
-    confine: Option<Arc<Confinement>>,
-}
-
-impl ChildSetup {
-    fn new(spec: &SpawnSpec, setsid: bool) -> ChildSetup {
-        ChildSetup {
-            setsid,
-            cgroup_procs: spec.cgroup_procs.clone(),
-            confine: spec.confine.clone(),
-        }
-    }
-
-    /// Runs in the child between fork and exec, so it makes only system
-    /// calls (async-signal-safe) on data prepared before the fork, and
-    /// allocates nothing: `setsid`, the session's cgroup, the server's
-    /// original open-files limit, then the configured limits and user. The
-    /// user switch comes last: the steps before it may need root.
-    fn run(&self) -> io::Result<()> {
-        if self.setsid {
-            rustix::process::setsid()?;
-        }
-        if let Some(procs) = &self.cgroup_procs {
-            super::cgroup::join_in_child(procs)?;
-        }
-        crate::confine::restore_fd_limit()?;
-        match &self.confine {
-            Some(c) => c.apply_in_child(),
-            None => Ok(()),
         }
     }
 }

@@ -7,11 +7,11 @@ use std::io;
 use std::pin::Pin;
 use std::task::Poll;
 
+use crate::session::process::ChildProcess;
 use bytes::Bytes;
 use termstream_proto::Stream;
 use termstream_proto::ws::binary;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
-use tokio::process::Child;
 
 /// Most bytes gathered into one chunk while the program has more ready.
 pub const READ_COALESCE: usize = 64 * 1024;
@@ -93,7 +93,7 @@ pub(super) async fn read_opt(
     }
 }
 
-pub(super) async fn wait_child(child: &mut Option<Child>) -> io::Result<std::process::ExitStatus> {
+pub(super) async fn wait_child(child: &mut Option<ChildProcess>) -> io::Result<std::process::ExitStatus> {
     match child {
         Some(c) => c.wait().await,
         None => std::future::pending().await,
