@@ -1,8 +1,9 @@
-//! A session whose program floods output with nobody typing yields the CPU:
-//! its autogroup nice (`/proc/PID/autogroup`, the priority that weighs one
-//! session's processes against everything else) is raised to `flood_nice`,
-//! and set back when input arrives or the output pauses. Real server, real
-//! PTYs, real programs; skipped where the kernel does not schedule by
+//! A session whose program floods output with nobody typing into it yields
+//! the CPU while someone types into another session: its autogroup nice
+//! (`/proc/PID/autogroup`, the priority that weighs one session's processes
+//! against everything else) is raised to `flood_nice`, and set back when
+//! input arrives, the output pauses, or nobody types any more. Real server,
+//! real PTYs, real programs; skipped where the kernel does not schedule by
 //! autogroup.
 
 mod common;
@@ -11,6 +12,33 @@ use std::time::{Duration, Instant};
 
 use common::{TestServer, secs, wait_until};
 use serde_json::json;
+use tokio::task::JoinHandle;
+
+/// Types a key into a `cat` session of `server` every 100 ms, until aborted.
+async fn typist(server: &TestServer) -> JoinHandle<()> {
+    let info = server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 })).await;
+    let url = server.url(&format!("/api/sessions/{}/input", info["id"].as_str().unwrap()));
+    let client = server.client.clone();
+    tokio::spawn(async move {
+        loop {
+            let sent = client.post(&url).json(&json!({ "data": "k" })).send().await;
+            assert_eq!(sent.map(|r| r.status().as_u16()).ok(), Some(200), "typing failed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Waits until `id` has streamed at least 8 MiB and 2 s have passed since
+/// `started`: long enough to be lowered, were it to be.
+async fn flooded(server: &TestServer, id: &str, started: Instant) {
+    assert!(
+        wait_until(secs(10), || async {
+            started.elapsed() > Duration::from_secs(2) && server.info(id).await["outputOffset"].as_u64() > Some(8 << 20)
+        })
+        .await,
+        "the program did not flood"
+    );
+}
 
 /// The autogroup nice of `pid`.
 fn group_nice(pid: u32) -> Option<i32> {
@@ -50,7 +78,13 @@ async fn a_flooding_program_is_lowered_and_restored_on_input_or_pause() {
     let own = group_nice(server.pid()).expect("the server's autogroup");
     assert_eq!(group_nice(pid), Some(own), "a session starts at the server's priority");
 
-    // Floods with nobody typing: lowered (default flood_nice 10).
+    // A lone flood, nobody typing anywhere: left alone.
+    flooded(&server, &id, Instant::now()).await;
+    assert_eq!(group_nice(pid), Some(own), "a lone flood was lowered");
+
+    // Someone types into another session: the flood is lowered (default
+    // flood_nice 10).
+    let typing = typist(&server).await;
     assert!(
         nice_becomes(pid, 10, secs(10)).await,
         "a flooding session was not lowered: {:?}",
@@ -70,8 +104,18 @@ async fn a_flooding_program_is_lowered_and_restored_on_input_or_pause() {
         "input did not restore the priority: {:?}",
         group_nice(pid)
     );
-    // Still flooding with nobody typing: lowered again.
+    // Still flooding with nobody typing into it: lowered again.
     assert!(nice_becomes(pid, 10, secs(10)).await, "not lowered again");
+
+    // Nobody types any more: restored.
+    typing.abort();
+    assert!(
+        nice_becomes(pid, own, secs(10)).await,
+        "not restored once nobody typed: {:?}",
+        group_nice(pid)
+    );
+    let typing = typist(&server).await;
+    assert!(nice_becomes(pid, 10, secs(10)).await, "not lowered a third time");
 
     // The program stops writing (stopped by the test, not the server): a
     // pause restores it.
@@ -90,6 +134,7 @@ async fn a_flooding_program_is_lowered_and_restored_on_input_or_pause() {
         rustix::process::Signal::CONT,
     )
     .expect("SIGCONT");
+    typing.abort();
     server.terminate(&id).await;
 }
 

@@ -2,7 +2,10 @@
 //!
 //! A session whose program has streamed output fast (at least
 //! [`FLOOD_BYTES_PER_SEC`]) for [`FLOOD_AFTER`] with no input since is
-//! *flooding* (a `cat` of a big file, a build's log, `yes`). On a machine
+//! *flooding* (a `cat` of a big file, a build's log, `yes`). While someone
+//! types into another session (input within [`INTERACTIVE`]), a flood
+//! yields to them; with nobody typing it keeps its priority, so a lone
+//! stream runs as fast as ever. On a machine
 //! with few cores such programs take the CPU that a typed key's echo needs
 //! in another session: the shell that echoes it, the kernel's tty layer
 //! and our own relay all wait behind them. So the actor lowers a flooding
@@ -28,6 +31,7 @@
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a session must stream before it counts as flooding.
@@ -39,6 +43,36 @@ pub const FLOOD_BYTES_PER_SEC: u64 = 1 << 20;
 pub const QUIET: Duration = Duration::from_millis(300);
 /// How soon a change the kernel refused (rate limit) is tried again.
 const RETRY: Duration = Duration::from_millis(100);
+/// How long after the last input to any session someone counts as typing.
+pub const INTERACTIVE: Duration = Duration::from_secs(2);
+
+/// When input last reached any session: milliseconds since [`base`], plus
+/// one (0: never).
+static LAST_INPUT: AtomicU64 = AtomicU64::new(0);
+
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// Notes that input reached a session (any session) just now.
+pub fn input_arrived() {
+    let ms = base().elapsed().as_millis() as u64 + 1;
+    LAST_INPUT.fetch_max(ms, Ordering::Relaxed);
+}
+
+/// When input last reached any session, if ever.
+fn last_input() -> Option<Instant> {
+    match LAST_INPUT.load(Ordering::Relaxed) {
+        0 => None,
+        ms => Some(base() + Duration::from_millis(ms - 1)),
+    }
+}
+
+/// Whether someone typed into a session within [`INTERACTIVE`] of `now`.
+fn typing(now: Instant) -> bool {
+    last_input().is_some_and(|t| now.saturating_duration_since(t) < INTERACTIVE)
+}
 
 /// One session's flood watch, owned by its actor.
 #[derive(Debug)]
@@ -92,30 +126,33 @@ impl FloodPriority {
         let (start, bytes) = self.stream.get_or_insert((now, 0));
         *bytes += n as u64;
         let age = now.duration_since(*start);
-        if age >= FLOOD_AFTER && *bytes as f64 >= FLOOD_BYTES_PER_SEC as f64 * age.as_secs_f64() {
-            self.want_low = true;
-        }
+        let flooding = age >= FLOOD_AFTER && *bytes as f64 >= FLOOD_BYTES_PER_SEC as f64 * age.as_secs_f64();
+        self.want_low = flooding && typing(now);
         self.apply(now);
     }
 
     /// When the actor should call [`FloodPriority::tick`]: while lowered,
-    /// to restore after a pause; while a change waits for a retry.
+    /// to restore after a pause or once nobody types; while a change waits
+    /// for a retry.
     pub fn deadline(&self) -> Option<Instant> {
         self.leader?;
         let pending = (self.want_low != self.lowered.is_some())
             .then_some(self.retry_at)
             .flatten();
-        let quiet = self.want_low.then(|| self.last_output + QUIET);
+        let quiet = self.want_low.then(|| {
+            let typed = last_input().map_or(self.last_output, |t| t + INTERACTIVE);
+            (self.last_output + QUIET).min(typed)
+        });
         match (pending, quiet) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Restores the priority after a pause in the output or new input,
-    /// and retries a refused change.
+    /// Restores the priority after a pause in the output, new input, or
+    /// when nobody typed for a while, and retries a refused change.
     pub fn tick(&mut self, inputs: u64, now: Instant) {
-        if now.duration_since(self.last_output) >= QUIET || inputs != self.inputs {
+        if now.duration_since(self.last_output) >= QUIET || inputs != self.inputs || !typing(now) {
             self.inputs = inputs;
             self.stream = None;
             self.want_low = false;
@@ -228,13 +265,17 @@ mod tests {
     }
 
     #[test]
-    fn a_fast_stream_floods_and_a_pause_ends_it() {
+    fn a_fast_stream_floods_while_someone_types_and_a_pause_ends_it() {
         let mut f = FloodPriority::new(10, Some(u32::MAX));
         let t0 = Instant::now();
+        input_arrived();
         for i in 0..=50 {
             f.output(64 * 1024, 0, t0 + Duration::from_millis(10 * i));
         }
         assert!(f.want_low);
+        // Nobody typing: a flood keeps its priority.
+        f.output(64 * 1024, 0, t0 + INTERACTIVE + Duration::from_secs(1));
+        assert!(!f.want_low);
         // The leader does not exist: the watch gave up changing it.
         assert_eq!(f.leader, None);
         assert_eq!(f.deadline(), None);

@@ -139,6 +139,7 @@ impl Input {
             return Ok(());
         }
         self.sends.fetch_add(1, Ordering::Relaxed);
+        super::flood::input_arrived();
         loop {
             let mut room = pin!(self.room.notified());
             {
