@@ -72,14 +72,24 @@ async fn a_flooding_program_is_lowered_and_restored_on_input_or_pause() {
         return;
     }
     let server = TestServer::start().await;
-    let info = server.create(json!({ "argv": ["yes"], "cols": 80, "rows": 24 })).await;
+    let info = server
+        .create(json!({ "argv": ["sh", "-c", "read x; exec yes"], "cols": 80, "rows": 24 }))
+        .await;
     let id = info["id"].as_str().unwrap().to_owned();
     let pid = info["pid"].as_u64().unwrap() as u32;
     let own = group_nice(server.pid()).expect("the server's autogroup");
     assert_eq!(group_nice(pid), Some(own), "a session starts at the server's priority");
 
-    // A lone flood, nobody typing anywhere: left alone.
-    flooded(&server, &id, Instant::now()).await;
+    // A lone flood started by a typed line, nobody typing elsewhere: left
+    // alone (its own input does not count).
+    let started = Instant::now();
+    server.input(&id, "go\n").await;
+    // Watched while its own line is recent input (2 s): never lowered.
+    assert!(
+        !nice_becomes(pid, 10, Duration::from_millis(1800)).await,
+        "a flood was lowered for its own input"
+    );
+    flooded(&server, &id, started).await;
     assert_eq!(group_nice(pid), Some(own), "a lone flood was lowered");
 
     // Someone types into another session: the flood is lowered (default

@@ -69,9 +69,12 @@ fn last_input() -> Option<Instant> {
     }
 }
 
-/// Whether someone typed into a session within [`INTERACTIVE`] of `now`.
-fn typing(now: Instant) -> bool {
-    last_input().is_some_and(|t| now.saturating_duration_since(t) < INTERACTIVE)
+/// Whether someone typed into a session within [`INTERACTIVE`] of `now`,
+/// after `own` (when this session's own input was last seen): a session's
+/// own input does not make it yield, or a `cat` started by a typed line
+/// would run lowered.
+fn typing(now: Instant, own: Option<Instant>) -> bool {
+    last_input().is_some_and(|t| now.saturating_duration_since(t) < INTERACTIVE && own.is_none_or(|o| t > o))
 }
 
 /// One session's flood watch, owned by its actor.
@@ -86,6 +89,8 @@ pub(crate) struct FloodPriority {
     last_output: Instant,
     /// The input count last seen ([`super::input::Input::sends`]).
     inputs: u64,
+    /// When a change of that count was last seen.
+    own_input: Option<Instant>,
     /// Whether the session should be lowered now.
     want_low: bool,
     /// The autogroup nice to restore, while lowered.
@@ -103,6 +108,7 @@ impl FloodPriority {
             stream: None,
             last_output: Instant::now(),
             inputs: 0,
+            own_input: None,
             want_low: false,
             lowered: None,
             retry_at: None,
@@ -120,6 +126,7 @@ impl FloodPriority {
         if inputs != self.inputs {
             // Someone typed: the session is interactive again.
             self.inputs = inputs;
+            self.own_input = Some(now);
             self.stream = None;
             self.want_low = false;
         }
@@ -127,7 +134,7 @@ impl FloodPriority {
         *bytes += n as u64;
         let age = now.duration_since(*start);
         let flooding = age >= FLOOD_AFTER && *bytes as f64 >= FLOOD_BYTES_PER_SEC as f64 * age.as_secs_f64();
-        self.want_low = flooding && typing(now);
+        self.want_low = flooding && typing(now, self.own_input);
         self.apply(now);
     }
 
@@ -152,8 +159,12 @@ impl FloodPriority {
     /// Restores the priority after a pause in the output, new input, or
     /// when nobody typed for a while, and retries a refused change.
     pub fn tick(&mut self, inputs: u64, now: Instant) {
-        if now.duration_since(self.last_output) >= QUIET || inputs != self.inputs || !typing(now) {
+        if inputs != self.inputs {
             self.inputs = inputs;
+            self.own_input = Some(now);
+        }
+        if now.duration_since(self.last_output) >= QUIET || self.own_input == Some(now) || !typing(now, self.own_input)
+        {
             self.stream = None;
             self.want_low = false;
         }
