@@ -29,6 +29,10 @@ pub struct Config {
     /// Lines of scrollback a screen snapshot carries (fewer for windows too
     /// large for that much within the screen model's budget).
     pub scrollback_lines: usize,
+    /// The autogroup nice (0–19) a session's programs get while they flood
+    /// output with no input, so that they yield the CPU to interactive
+    /// sessions; restored on input or a pause. 0 turns it off.
+    pub flood_nice: i32,
     /// The widest window a pty session may have (create and resize).
     pub max_cols: u16,
     /// The tallest window a pty session may have (create and resize).
@@ -163,6 +167,7 @@ impl Default for Config {
             data_dir: default_data_dir(),
             ring_bytes: 1 << 20,
             scrollback_lines: 1000,
+            flood_nice: 10,
             max_cols: 1000,
             max_rows: 1000,
             disk_segment_bytes: 16 << 20,
@@ -357,6 +362,10 @@ impl Config {
             "invalid configuration: http_body_timeout_ms must be at least 1"
         );
         anyhow::ensure!(
+            (0..=19).contains(&config.flood_nice),
+            "invalid configuration: flood_nice must be from 0 to 19"
+        );
+        anyhow::ensure!(
             config.max_focused > 0,
             "invalid configuration: max_focused must be at least 1"
         );
@@ -413,6 +422,7 @@ impl Config {
             scrollback_lines: self.scrollback_lines,
             max_cols: self.max_cols,
             max_rows: self.max_rows,
+            flood_nice: self.flood_nice,
         }
     }
 

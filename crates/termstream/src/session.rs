@@ -12,6 +12,7 @@ pub mod actor;
 pub mod background;
 pub mod cast;
 pub mod cgroup;
+pub mod flood;
 pub mod input;
 pub mod log;
 mod meta;
@@ -51,6 +52,9 @@ pub struct SessionSettings {
     /// The largest window size a pty session may be given.
     pub max_cols: u16,
     pub max_rows: u16,
+    /// The autogroup nice of a session while its program floods output
+    /// (see [`flood`]); 0 leaves programs alone.
+    pub flood_nice: i32,
 }
 
 impl SessionSettings {

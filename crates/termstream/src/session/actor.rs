@@ -41,6 +41,7 @@ pub(crate) use self::ending::Leftovers;
 use self::pipes::{FrameHeader, READ_COALESCE, Reader, far_future, read_opt, wait_child, write_some};
 use self::resize::ResizeRecord;
 use super::cgroup::SessionCgroup;
+use super::flood::FloodPriority;
 use super::input::{Input, Next};
 use super::log::{Chunk, OutputRing};
 use super::meta::MetaWriter;
@@ -99,6 +100,8 @@ pub(crate) struct Actor {
     err: Option<Reader>,
     /// The input being written: the front of the input queue.
     pending: Bytes,
+    /// Lowers the program's CPU priority while it floods output.
+    flood: FloodPriority,
     /// A size change not yet in the disk log: recorded before the next
     /// output, so resizes with no output between them (a window dragged,
     /// or a client sending thousands) make one record, and the index grows
@@ -134,6 +137,7 @@ pub(crate) fn start_running(
     actor.cgroup = cgroup;
     actor.writer = writer;
     actor.child = Some(spawned.child);
+    actor.flood = FloodPriority::new(actor.settings.flood_nice, actor.info.pid);
     match spawned.io {
         SessionIo::Pty { reader, writer } => {
             actor.out = Some(Box::pin(reader));
@@ -254,6 +258,7 @@ fn build(
         out: None,
         err: None,
         pending: Bytes::new(),
+        flood: FloodPriority::new(0, None),
         resize_record: None,
     };
     (actor, handle)
@@ -267,6 +272,7 @@ impl Actor {
                 _ => None,
             };
             let reading = self.out.is_some() || self.err.is_some();
+            let flood_at = self.flood.deadline();
             let out_stream = if self.info.kind == SessionKind::Pty {
                 Stream::Pty
             } else {
@@ -317,6 +323,9 @@ impl Actor {
                 }
                 status = wait_child(&mut self.child), if self.child.is_some() => {
                     self.on_exit(status);
+                }
+                _ = sleep_until(flood_at.map(Into::into).unwrap_or_else(far_future)), if flood_at.is_some() => {
+                    self.flood.tick(self.input.sends(), Instant::now());
                 }
                 _ = sleep_until(self.kill_deadline.unwrap_or_else(far_future)), if self.kill_deadline.is_some() => {
                     self.kill_deadline = None;
@@ -388,6 +397,7 @@ impl Actor {
         let data = wire.slice(header..);
         let full = data.len() >= READ_COALESCE;
         let read_at = std::time::Instant::now();
+        self.flood.output(data.len(), self.input.sends(), read_at);
         let chunk = Chunk {
             offset: self.ring.end(),
             stream,

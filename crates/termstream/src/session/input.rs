@@ -24,6 +24,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -73,6 +74,9 @@ pub(crate) struct Input {
     /// Rung when queued input was written or the input closed (senders
     /// waiting for room wait).
     room: Notify,
+    /// Inputs taken so far (repeats not counted): the actor's flood watch
+    /// sees a session typed into by this count changing.
+    sends: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -104,6 +108,7 @@ impl Input {
             }),
             queued: Notify::new(),
             room: Notify::new(),
+            sends: AtomicU64::new(0),
         })
     }
 
@@ -133,6 +138,8 @@ impl Input {
         if self.lock().is_repeat(seq.as_ref()) {
             return Ok(());
         }
+        self.sends.fetch_add(1, Ordering::Relaxed);
+        super::flood::input_arrived();
         loop {
             let mut room = pin!(self.room.notified());
             {
@@ -182,6 +189,11 @@ impl Input {
             }
         }
         Ok(())
+    }
+
+    /// How many inputs were taken so far (see [`super::flood`]).
+    pub fn sends(&self) -> u64 {
+        self.sends.load(Ordering::Relaxed)
     }
 
     /// For the actor: waits until there is input to write or a close to

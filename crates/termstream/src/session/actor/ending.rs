@@ -91,6 +91,8 @@ impl Actor {
     pub(super) fn on_exit(&mut self, status: io::Result<std::process::ExitStatus>) {
         self.child = None;
         self.kill_deadline = None;
+        // The leader is reaped: its pid may be anyone's now.
+        self.flood = super::FloodPriority::new(0, None);
         match status {
             Ok(s) => {
                 self.info.exit_code = s.code();

@@ -1,0 +1,297 @@
+//! Flooding programs yield the CPU to interactive ones.
+//!
+//! A session whose program has streamed output fast (at least
+//! [`FLOOD_BYTES_PER_SEC`]) for [`FLOOD_AFTER`] with no input since is
+//! *flooding* (a `cat` of a big file, a build's log, `yes`). While someone
+//! types into another session (input within [`INTERACTIVE`]), a flood
+//! yields to them; with nobody typing it keeps its priority, so a lone
+//! stream runs as fast as ever. On a machine
+//! with few cores such programs take the CPU that a typed key's echo needs
+//! in another session: the shell that echoes it, the kernel's tty layer
+//! and our own relay all wait behind them. So the actor lowers a flooding
+//! session's CPU priority to the `flood_nice` setting, and restores it as
+//! soon as input arrives or the output pauses for [`QUIET`]. The program
+//! is never paused: it only gets less of a CPU that others want, and all of
+//! it when nobody else does.
+//!
+//! The priority lowered is the session's *autogroup* nice
+//! (`/proc/PID/autogroup`): where the kernel groups processes by session
+//! for scheduling (`kernel.sched_autogroup_enabled`, the default of most
+//! distributions for processes outside CPU cgroups), every session's
+//! program, a session leader, has a group of its own, and a process's
+//! own nice only divides its group's share. The autogroup nice is the one
+//! that weighs against other sessions, the server and everything else,
+//! and any user may set it back to 0 (a process nice, once raised, needs
+//! privilege to lower again). Where autogroups are not in effect, or the
+//! program shares the server's group, nothing is changed.
+//!
+//! The kernel lets an unprivileged process change an autogroup's nice at
+//! most ten times a second in all (`EAGAIN` otherwise): a change refused so
+//! is retried after [`RETRY`], restores included.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a session must stream before it counts as flooding.
+pub const FLOOD_AFTER: Duration = Duration::from_millis(500);
+/// The output rate a flood keeps up (bytes per second, averaged over the
+/// stream so far): a build log or a `top` is far below it.
+pub const FLOOD_BYTES_PER_SEC: u64 = 1 << 20;
+/// A pause in the output that ends a stream, and restores the priority.
+pub const QUIET: Duration = Duration::from_millis(300);
+/// How soon a change the kernel refused (rate limit) is tried again.
+const RETRY: Duration = Duration::from_millis(100);
+/// How long after the last input to any session someone counts as typing.
+pub const INTERACTIVE: Duration = Duration::from_secs(2);
+
+/// When input last reached any session: milliseconds since [`base`], plus
+/// one (0: never).
+static LAST_INPUT: AtomicU64 = AtomicU64::new(0);
+
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// Notes that input reached a session (any session) just now.
+pub fn input_arrived() {
+    let ms = base().elapsed().as_millis() as u64 + 1;
+    LAST_INPUT.fetch_max(ms, Ordering::Relaxed);
+}
+
+/// When input last reached any session, if ever.
+fn last_input() -> Option<Instant> {
+    match LAST_INPUT.load(Ordering::Relaxed) {
+        0 => None,
+        ms => Some(base() + Duration::from_millis(ms - 1)),
+    }
+}
+
+/// Whether someone typed into a session within [`INTERACTIVE`] of `now`,
+/// after `own` (when this session's own input was last seen): a session's
+/// own input does not make it yield, or a `cat` started by a typed line
+/// would run lowered.
+fn typing(now: Instant, own: Option<Instant>) -> bool {
+    last_input().is_some_and(|t| now.saturating_duration_since(t) < INTERACTIVE && own.is_none_or(|o| t > o))
+}
+
+/// One session's flood watch, owned by its actor.
+#[derive(Debug)]
+pub(crate) struct FloodPriority {
+    /// The autogroup nice of a flooding session; 0: never lowered.
+    nice: i32,
+    /// The session leader, whose autogroup is the session's.
+    leader: Option<u32>,
+    /// The current stream of output: when it began and its bytes.
+    stream: Option<(Instant, u64)>,
+    last_output: Instant,
+    /// The input count last seen ([`super::input::Input::sends`]).
+    inputs: u64,
+    /// When a change of that count was last seen.
+    own_input: Option<Instant>,
+    /// Whether the session should be lowered now.
+    want_low: bool,
+    /// The autogroup nice to restore, while lowered.
+    lowered: Option<i32>,
+    /// When a refused change may be tried again.
+    retry_at: Option<Instant>,
+}
+
+impl FloodPriority {
+    /// The watch of the session whose leader is `leader`; `nice` 0 turns it off.
+    pub fn new(nice: i32, leader: Option<u32>) -> FloodPriority {
+        FloodPriority {
+            nice: nice.clamp(0, 19),
+            leader: leader.filter(|_| nice > 0),
+            stream: None,
+            last_output: Instant::now(),
+            inputs: 0,
+            own_input: None,
+            want_low: false,
+            lowered: None,
+            retry_at: None,
+        }
+    }
+
+    /// Notes `n` bytes of output read at `now`, with `inputs` the session's
+    /// input count; lowers the priority once the session floods.
+    pub fn output(&mut self, n: usize, inputs: u64, now: Instant) {
+        if self.stream.is_some() && now.duration_since(self.last_output) >= QUIET {
+            self.stream = None;
+            self.want_low = false;
+        }
+        self.last_output = now;
+        if inputs != self.inputs {
+            // Someone typed: the session is interactive again.
+            self.inputs = inputs;
+            self.own_input = Some(now);
+            self.stream = None;
+            self.want_low = false;
+        }
+        let (start, bytes) = self.stream.get_or_insert((now, 0));
+        *bytes += n as u64;
+        let age = now.duration_since(*start);
+        let flooding = age >= FLOOD_AFTER && *bytes as f64 >= FLOOD_BYTES_PER_SEC as f64 * age.as_secs_f64();
+        self.want_low = flooding && typing(now, self.own_input);
+        self.apply(now);
+    }
+
+    /// When the actor should call [`FloodPriority::tick`]: while lowered,
+    /// to restore after a pause or once nobody types; while a change waits
+    /// for a retry.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.leader?;
+        let pending = (self.want_low != self.lowered.is_some())
+            .then_some(self.retry_at)
+            .flatten();
+        let quiet = self.want_low.then(|| {
+            let typed = last_input().map_or(self.last_output, |t| t + INTERACTIVE);
+            (self.last_output + QUIET).min(typed)
+        });
+        match (pending, quiet) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Restores the priority after a pause in the output, new input, or
+    /// when nobody typed for a while, and retries a refused change.
+    pub fn tick(&mut self, inputs: u64, now: Instant) {
+        if inputs != self.inputs {
+            self.inputs = inputs;
+            self.own_input = Some(now);
+        }
+        if now.duration_since(self.last_output) >= QUIET || self.own_input == Some(now) || !typing(now, self.own_input)
+        {
+            self.stream = None;
+            self.want_low = false;
+        }
+        self.apply(now);
+    }
+
+    /// Makes the kernel's priority what the watch wants, unless a refused
+    /// change waits for its retry.
+    fn apply(&mut self, now: Instant) {
+        let Some(pid) = self.leader else { return };
+        if self.want_low == self.lowered.is_some() || self.retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        self.retry_at = None;
+        let result = match self.lowered {
+            Some(before) => set_nice(pid, before).map(|()| None),
+            None => match own_group(pid) {
+                // Not a group of its own: leave it (and the server) alone.
+                None => {
+                    self.leader = None;
+                    return;
+                }
+                Some(before) => set_nice(pid, self.nice.max(before)).map(|()| Some(before)),
+            },
+        };
+        match result {
+            Ok(lowered) => self.lowered = lowered,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::AGAIN.raw_os_error()) => {
+                self.retry_at = Some(now + RETRY);
+            }
+            Err(e) => {
+                // The program is gone, or autogroups are not ours to change.
+                tracing::debug!(pid, error = %e, "autogroup nice not changed");
+                self.leader = None;
+            }
+        }
+    }
+}
+
+/// The autogroup nice of `pid`, if autogroups are in effect and `pid`'s
+/// group is not the server's own.
+fn own_group(pid: u32) -> Option<i32> {
+    if !enabled() {
+        return None;
+    }
+    let (group, nice) = read(&path(Some(pid)))?;
+    let (own, _) = read(&path(None))?;
+    (group != own).then_some(nice)
+}
+
+/// Whether the kernel schedules by autogroup.
+fn enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled").is_ok_and(|s| s.trim() == "1")
+    })
+}
+
+fn path(pid: Option<u32>) -> PathBuf {
+    match pid {
+        Some(pid) => PathBuf::from(format!("/proc/{pid}/autogroup")),
+        None => PathBuf::from("/proc/self/autogroup"),
+    }
+}
+
+/// Reads an autogroup file: `/autogroup-123 nice 0`.
+pub(crate) fn read(path: &std::path::Path) -> Option<(String, i32)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut words = text.split_whitespace();
+    let group = words.next()?.to_owned();
+    (words.next()? == "nice").then_some(())?;
+    Some((group, words.next()?.parse().ok()?))
+}
+
+fn set_nice(pid: u32, nice: i32) -> std::io::Result<()> {
+    std::fs::write(path(Some(pid)), nice.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_autogroup_of_this_process() {
+        if !std::path::Path::new("/proc/self/autogroup").exists() {
+            return;
+        }
+        let (group, nice) = read(&path(None)).expect("readable");
+        assert!(group.starts_with("/autogroup-"), "{group}");
+        assert!((-20..=19).contains(&nice));
+    }
+
+    #[test]
+    fn slow_output_or_input_never_floods() {
+        // No leader: nothing is written, but the decision is the same.
+        let mut f = FloodPriority::new(10, Some(u32::MAX));
+        let t0 = Instant::now();
+        // 100 KB/s for two seconds: below the flood rate.
+        for i in 0..200 {
+            f.output(1000, 0, t0 + Duration::from_millis(10 * i));
+        }
+        assert!(!f.want_low);
+        // Fast, but typed into every 400 ms.
+        let mut f = FloodPriority::new(10, Some(u32::MAX));
+        for i in 0..200u64 {
+            f.output(64 * 1024, i / 40, t0 + Duration::from_millis(10 * i));
+            assert!(!f.want_low, "at {i}");
+        }
+    }
+
+    #[test]
+    fn a_fast_stream_floods_while_someone_types_and_a_pause_ends_it() {
+        let mut f = FloodPriority::new(10, Some(u32::MAX));
+        let t0 = Instant::now();
+        input_arrived();
+        for i in 0..=50 {
+            f.output(64 * 1024, 0, t0 + Duration::from_millis(10 * i));
+        }
+        assert!(f.want_low);
+        // Nobody typing: a flood keeps its priority.
+        f.output(64 * 1024, 0, t0 + INTERACTIVE + Duration::from_secs(1));
+        assert!(!f.want_low);
+        // The leader does not exist: the watch gave up changing it.
+        assert_eq!(f.leader, None);
+        assert_eq!(f.deadline(), None);
+        let last = t0 + Duration::from_millis(500);
+        f.tick(0, last + QUIET);
+        assert!(!f.want_low);
+    }
+}

@@ -1,0 +1,174 @@
+//! A session whose program floods output with nobody typing into it yields
+//! the CPU while someone types into another session: its autogroup nice
+//! (`/proc/PID/autogroup`, the priority that weighs one session's processes
+//! against everything else) is raised to `flood_nice`, and set back when
+//! input arrives, the output pauses, or nobody types any more. Real server,
+//! real PTYs, real programs; skipped where the kernel does not schedule by
+//! autogroup.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, secs, wait_until};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+/// Types a key into a `cat` session of `server` every 100 ms, until aborted.
+async fn typist(server: &TestServer) -> JoinHandle<()> {
+    let info = server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 })).await;
+    let url = server.url(&format!("/api/sessions/{}/input", info["id"].as_str().unwrap()));
+    let client = server.client.clone();
+    tokio::spawn(async move {
+        loop {
+            let sent = client.post(&url).json(&json!({ "data": "k" })).send().await;
+            assert_eq!(sent.map(|r| r.status().as_u16()).ok(), Some(200), "typing failed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Waits until `id` has streamed at least 8 MiB and 2 s have passed since
+/// `started`: long enough to be lowered, were it to be.
+async fn flooded(server: &TestServer, id: &str, started: Instant) {
+    assert!(
+        wait_until(secs(10), || async {
+            started.elapsed() > Duration::from_secs(2) && server.info(id).await["outputOffset"].as_u64() > Some(8 << 20)
+        })
+        .await,
+        "the program did not flood"
+    );
+}
+
+/// The autogroup nice of `pid`.
+fn group_nice(pid: u32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/autogroup")).ok()?;
+    text.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn autogroups() -> bool {
+    let on = std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled").is_ok_and(|s| s.trim() == "1");
+    if !on {
+        eprintln!("autogroups are not in effect here; nothing to observe");
+    }
+    on
+}
+
+/// Polls the nice of `pid` every millisecond until it is `want`.
+async fn nice_becomes(pid: u32, want: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if group_nice(pid) == Some(want) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_flooding_program_is_lowered_and_restored_on_input_or_pause() {
+    if !autogroups() {
+        return;
+    }
+    let server = TestServer::start().await;
+    let info = server
+        .create(json!({ "argv": ["sh", "-c", "read x; exec yes"], "cols": 80, "rows": 24 }))
+        .await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    let pid = info["pid"].as_u64().unwrap() as u32;
+    let own = group_nice(server.pid()).expect("the server's autogroup");
+    assert_eq!(group_nice(pid), Some(own), "a session starts at the server's priority");
+
+    // A lone flood started by a typed line, nobody typing elsewhere: left
+    // alone (its own input does not count).
+    let started = Instant::now();
+    server.input(&id, "go\n").await;
+    // Watched while its own line is recent input (2 s): never lowered.
+    assert!(
+        !nice_becomes(pid, 10, Duration::from_millis(1800)).await,
+        "a flood was lowered for its own input"
+    );
+    flooded(&server, &id, started).await;
+    assert_eq!(group_nice(pid), Some(own), "a lone flood was lowered");
+
+    // Someone types into another session: the flood is lowered (default
+    // flood_nice 10).
+    let typing = typist(&server).await;
+    assert!(
+        nice_becomes(pid, 10, secs(10)).await,
+        "a flooding session was not lowered: {:?}",
+        group_nice(pid)
+    );
+    assert_eq!(
+        group_nice(server.pid()),
+        Some(own),
+        "the server's own group is untouched"
+    );
+
+    // Input: restored at once (the stream starts over, so it is lowered
+    // again only after a while).
+    server.input(&id, "x").await;
+    assert!(
+        nice_becomes(pid, own, secs(1)).await,
+        "input did not restore the priority: {:?}",
+        group_nice(pid)
+    );
+    // Still flooding with nobody typing into it: lowered again.
+    assert!(nice_becomes(pid, 10, secs(10)).await, "not lowered again");
+
+    // Nobody types any more: restored.
+    typing.abort();
+    assert!(
+        nice_becomes(pid, own, secs(10)).await,
+        "not restored once nobody typed: {:?}",
+        group_nice(pid)
+    );
+    let typing = typist(&server).await;
+    assert!(nice_becomes(pid, 10, secs(10)).await, "not lowered a third time");
+
+    // The program stops writing (stopped by the test, not the server): a
+    // pause restores it.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::STOP,
+    )
+    .expect("SIGSTOP");
+    assert!(
+        nice_becomes(pid, own, secs(5)).await,
+        "a pause did not restore the priority: {:?}",
+        group_nice(pid)
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::CONT,
+    )
+    .expect("SIGCONT");
+    typing.abort();
+    server.terminate(&id).await;
+}
+
+#[tokio::test]
+async fn flood_nice_zero_leaves_programs_alone() {
+    if !autogroups() {
+        return;
+    }
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_FLOOD_NICE", "0")]).await;
+    let info = server.create(json!({ "argv": ["yes"], "cols": 80, "rows": 24 })).await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    let pid = info["pid"].as_u64().unwrap() as u32;
+    let own = group_nice(pid).expect("autogroup");
+    // Long enough a flood to be lowered with the setting on (more than
+    // 1 MB/s for more than half a second), then still at its own priority.
+    let started = Instant::now();
+    assert!(
+        wait_until(secs(10), || async {
+            started.elapsed() > Duration::from_secs(2)
+                && server.info(&id).await["outputOffset"].as_u64() > Some(8 << 20)
+        })
+        .await,
+        "yes did not flood"
+    );
+    assert_eq!(group_nice(pid), Some(own));
+    server.terminate(&id).await;
+}
