@@ -96,17 +96,30 @@ struct Connection {
 }
 
 /// Serves one `/ws` connection until it closes.
-pub async fn run(
+///
+/// A plain function that sets the connection up and returns the `async`
+/// block that serves it, not an `async fn`: an `async fn`'s future keeps
+/// its arguments twice (as passed, and moved into its body), and every
+/// idle socket's task would carry a dead copy of the socket and its
+/// state.
+pub fn run(
     socket: WebSocket,
     state: AppState,
     client_id: Arc<str>,
     dialect: Option<Dialect>,
-    _guard: ClientGuard,
+    guard: ClientGuard,
     grant: Grant,
-) {
-    let (sink, mut stream) = socket.split();
-    let cfg = state.registry.config().clone();
-    let (out, writer) = Outbox::open(sink, &cfg);
+) -> impl Future<Output = ()> + Send + 'static {
+    let (sink, stream) = socket.split();
+    // Read from the config in place: a copy would live as long as the
+    // socket (in this task's state), and every idle socket would carry it.
+    let cfg = state.registry.config();
+    let (out, writer) = Outbox::open(sink, cfg);
+    let liveness = Liveness::new(cfg);
+    let input_budget = TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes);
+    let limits = Limits {
+        max_message: cfg.ws_max_message_bytes,
+    };
     let mut conn = Connection {
         client_id,
         dialect: dialect.unwrap_or(Dialect::Dotted),
@@ -116,47 +129,69 @@ pub async fn run(
         pending: HashMap::new(),
         created: None,
         channels: HashSet::new(),
-        liveness: Liveness::new(&cfg),
+        liveness,
         grant,
-        input_budget: TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes),
+        input_budget,
         focus: FocusWatch::new(state.focus.clone()),
         state,
     };
-    Box::pin(conn.control(ServerMessage::Connected {
-        message: format!("termstream {}", env!("CARGO_PKG_VERSION")),
-        client_count: conn.state.clients.load(std::sync::atomic::Ordering::Relaxed),
-        client_id: conn.client_id.to_string(),
-    }))
-    .await;
-    let mut events = conn.state.events.subscribe();
-    let limits = Limits {
-        max_message: cfg.ws_max_message_bytes,
-    };
-    // Waiting keeps little state; acting on what arrived runs boxed, so an
-    // idle connection does not carry the state of handling a message.
-    loop {
-        let deadline = conn.pending.values().map(|p| p.deadline).min();
-        let step = tokio::select! {
-            msg = stream.next() => Step::Inbound(msg),
-            change = next_change(&mut conn.created) => Step::Created(change),
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Step::AttachWaited,
-            ev = events.recv(), if !conn.channels.is_empty() => Step::Event(ev),
-            change = conn.focus.recv() => Step::Focus(change),
-            _ = conn.liveness.tick() => Step::Ping,
-            () = conn.state.shutdown.cancelled() => {
-                super::tell_shutdown(&conn.out, &mut stream).await;
+    async move {
+        let _guard = guard;
+        conn.serve(stream, limits).await;
+        // The outbox's last sender goes with the connection: the writer
+        // sends what is queued and ends.
+        drop(conn);
+        writer.finish().await;
+    }
+}
+
+impl Connection {
+    /// Greets the client, then serves its messages and everything else
+    /// that wakes the socket until it closes; then aborts every
+    /// attachment.
+    async fn serve(&mut self, mut stream: SplitStream<WebSocket>, limits: Limits) {
+        Box::pin(self.control(ServerMessage::Connected {
+            message: format!("termstream {}", env!("CARGO_PKG_VERSION")),
+            client_count: self.state.clients.load(std::sync::atomic::Ordering::Relaxed),
+            client_id: self.client_id.to_string(),
+        }))
+        .await;
+        let mut events = self.state.events.subscribe();
+        // Waiting keeps little state; acting on what arrived runs boxed, so an
+        // idle connection does not carry the state of handling a message.
+        loop {
+            let deadline = self.pending.values().map(|p| p.deadline).min();
+            let step = tokio::select! {
+                msg = stream.next() => Step::Inbound(msg),
+                change = next_change(&mut self.created) => Step::Created(change),
+                () = sleep_opt(deadline), if deadline.is_some() => Step::AttachWaited,
+                ev = events.recv(), if !self.channels.is_empty() => Step::Event(ev),
+                change = self.focus.recv() => Step::Focus(change),
+                _ = self.liveness.tick() => Step::Ping,
+                () = self.state.shutdown.cancelled() => {
+                    // Boxed, as every step: its state is not the idle task's.
+                    Box::pin(super::tell_shutdown(&self.out, &mut stream)).await;
+                    break;
+                }
+            };
+            if Box::pin(self.step(step, &mut stream, &limits)).await.is_break() || self.out.is_closed() {
                 break;
             }
-        };
-        if Box::pin(conn.step(step, &mut stream, &limits)).await.is_break() || conn.out.is_closed() {
-            break;
+        }
+        for (_, a) in self.attached.drain() {
+            a.task.abort();
         }
     }
-    for (_, a) in conn.attached.drain() {
-        a.task.abort();
+}
+
+/// Sleeps until `deadline`, or forever when there is none. The timer is
+/// made (boxed) only while an attach waits: an idle socket's task does not
+/// carry one.
+async fn sleep_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => Box::pin(tokio::time::sleep_until(at)).await,
+        None => std::future::pending().await,
     }
-    drop(conn);
-    writer.finish().await;
 }
 
 /// The next creation in the registry, or never when nothing is pending.

@@ -101,26 +101,56 @@ enum Flow {
 
 /// Delivers `attach`'s session to `out` until the log ends, the session is
 /// deleted, or the socket closes.
-pub async fn run(attach: Attach, out: Outbox) {
-    let _attached = AttachmentGauge::open(attach.dialect == Dialect::Legacy);
+///
+/// A plain function returning the task's `async` block, not an `async
+/// fn`: an `async fn`'s future keeps its arguments twice (as passed, and
+/// moved into its body), and every idle attachment would carry a dead copy
+/// of its `Attach` and outbox.
+pub fn run(attach: Attach, out: Outbox) -> impl Future<Output = ()> + Send + 'static {
+    let attached = AttachmentGauge::open(attach.dialect == Dialect::Legacy);
     tracing::debug!(session = %attach.handle.id(), since = ?attach.since, "attach");
     // Logged however the forwarder ends, aborted by its socket included.
-    let _detach = DetachLog(attach.handle.id().clone());
+    let detach = DetachLog(attach.handle.id().clone());
+    let Attach {
+        handle,
+        since,
+        mode,
+        dialect,
+        max_replay,
+        preamble,
+        focus,
+    } = attach;
     let mut f = Forwarder {
-        id: attach.handle.id().clone(),
-        handle: attach.handle,
-        mode: attach.mode,
-        dialect: attach.dialect,
-        max_replay: attach.max_replay,
+        id: handle.id().clone(),
+        handle,
+        mode,
+        dialect,
+        max_replay,
         out,
         next: 0,
         carry: None,
         read_at: None,
-        focus: attach.focus,
+        focus,
         coalesce: false,
     };
-    if let Err(Closed) = f.start(attach.since, attach.preamble).await {
-        tracing::debug!(session = %f.id, "socket closed while forwarding");
+    async move {
+        let _attached = attached;
+        let _detach = detach;
+        // The start runs boxed and is freed before the following begins:
+        // an idle attachment keeps only the state of waiting for the next
+        // event. Following the focus (rare) is boxed too, so that plain
+        // attachments do not carry its state.
+        let followed = match Box::pin(f.start(since, preamble)).await {
+            Ok(Some(live)) => match f.focus.take() {
+                Some(follow) => Box::pin(f.follow_focus(live, follow)).await,
+                None => f.follow(live, None).await.map(drop),
+            },
+            Ok(None) => Ok(()),
+            Err(Closed) => Err(Closed),
+        };
+        if let Err(Closed) = followed {
+            tracing::debug!(session = %f.id, "socket closed while forwarding");
+        }
     }
 }
 
@@ -177,7 +207,15 @@ impl Forwarder {
         self.handle.kind() == SessionKind::Pty
     }
 
-    async fn start(&mut self, since: Option<LogPosition>, preamble: Vec<Message>) -> Result<(), Closed> {
+    /// Subscribes and sends what comes before the live events (the
+    /// preamble, `session.attached`, any gap and snapshot, the held
+    /// output); returns the live receiver to follow, or `None` when there
+    /// is nothing to follow (the log ended, the session is gone).
+    async fn start(
+        &mut self,
+        since: Option<LogPosition>,
+        preamble: Vec<Message>,
+    ) -> Result<Option<tokio::sync::broadcast::Receiver<LogEvent>>, Closed> {
         let info = self.handle.info_now().await;
         let end = info.output_offset;
         let mut snapshot = false;
@@ -229,7 +267,8 @@ impl Forwarder {
                 Err(e) => {
                     return self
                         .error(ErrorCode::Internal, format!("cannot take a snapshot: {e}"))
-                        .await;
+                        .await
+                        .map(|()| None);
                 }
             }
         } else {
@@ -239,7 +278,9 @@ impl Forwarder {
         for msg in preamble {
             self.out.send(msg).await?;
         }
-        let Ok(sub) = sub else { return self.detached().await };
+        let Ok(sub) = sub else {
+            return self.detached().await.map(|()| None);
+        };
         // A fresh attach without a snapshot starts at the oldest output
         // still in memory.
         if since.is_none()
@@ -280,15 +321,12 @@ impl Forwarder {
             RingRead::Evicted { .. } | RingRead::Future { .. } => self.fill(sub.end).await?,
         }
         if let Some(ended) = sub.ended {
-            return self.finish(&ended).await;
+            return self.finish(&ended).await.map(|()| None);
         }
         if sub.terminating {
             self.emit(OutEvent::Terminating { session: &self.id }).await?;
         }
-        match self.focus.take() {
-            Some(follow) => self.follow_focus(sub.live, follow).await,
-            None => self.follow(sub.live, None).await.map(drop),
-        }
+        Ok(Some(sub.live))
     }
 
     /// The earliest offset held, when output from `offset` is no longer
@@ -302,6 +340,11 @@ impl Forwarder {
 
     /// Follows live events until the log ends (or, with `track`, until the
     /// session is no longer focused).
+    ///
+    /// Each event is handled in a boxed future ([`Forwarder::on_event`]):
+    /// a forwarder waits far longer than it sends, and the state of
+    /// sending (rendering, the outbox's write, a catch-up read) would
+    /// otherwise stay in every idle attachment's task, a few KiB each.
     async fn follow(
         &mut self,
         mut live: tokio::sync::broadcast::Receiver<LogEvent>,
@@ -324,18 +367,34 @@ impl Forwarder {
                     None => live.recv().await,
                 },
             };
-            let ev = match next {
-                Ok(ev) => ev,
-                Err(RecvError::Lagged(_)) => {
-                    self.fell_behind().await?;
-                    continue;
-                }
-                Err(RecvError::Closed) => return self.detached().await.map(|()| Flow::Ended),
-            };
+            if let Some(flow) = Box::pin(self.on_event(next, &mut live, &mut peeked)).await? {
+                return Ok(flow);
+            }
+        }
+    }
+
+    /// Acts on what the live receiver answered; `Some` when following
+    /// ends. Chunks that are ready after it are merged into its frame;
+    /// an event of another kind met on the way is left in `peeked`.
+    async fn on_event(
+        &mut self,
+        next: Result<LogEvent, RecvError>,
+        live: &mut tokio::sync::broadcast::Receiver<LogEvent>,
+        peeked: &mut Option<LogEvent>,
+    ) -> Result<Option<Flow>, Closed> {
+        let ev = match next {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(_)) => {
+                self.fell_behind().await?;
+                return Ok(None);
+            }
+            Err(RecvError::Closed) => return self.detached().await.map(|()| Some(Flow::Ended)),
+        };
+        {
             match ev {
                 LogEvent::Output(chunk) => {
                     if chunk.end() <= self.next {
-                        continue;
+                        return Ok(None);
                     }
                     if chunk.offset > self.next {
                         self.fill(chunk.offset).await?;
@@ -356,7 +415,7 @@ impl Forwarder {
                                 batch.push(Arc::unwrap_or_clone(c));
                             }
                             Ok(other) => {
-                                peeked = Some(other);
+                                *peeked = Some(other);
                                 break;
                             }
                             Err(_) => break,
@@ -379,10 +438,11 @@ impl Forwarder {
                 LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,
                 LogEvent::Ended(info) => {
                     self.fill(info.output_offset).await?;
-                    return self.finish(&info).await.map(|()| Flow::Ended);
+                    return self.finish(&info).await.map(|()| Some(Flow::Ended));
                 }
             }
         }
+        Ok(None)
     }
 
     /// The broadcast moved on without us: decide between replaying the
