@@ -134,7 +134,9 @@ impl SessionError {
     }
 }
 
-/// A request to a session's actor.
+/// A request to a session's actor. Sent boxed: the channel allocates its
+/// first 32 slots up front, and a pointer (8 bytes, not 32) in each keeps
+/// 768 bytes less per session.
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Sets the window size (pty sessions).
@@ -203,7 +205,7 @@ pub struct SessionHandle {
     kind: SessionKind,
     dir: Arc<PathBuf>,
     /// Commands to the actor; closes when the actor ends.
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Box<Command>>,
     /// The program's input, shared with the actor.
     input: Arc<input::Input>,
     /// The latest info, published by the actor on every change.
@@ -364,7 +366,7 @@ impl SessionHandle {
     pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Resize { cols, rows, reply })
+            .send(Box::new(Command::Resize { cols, rows, reply }))
             .await
             .map_err(|_| self.closed())?;
         answer.await.map_err(|_| self.closed())?
@@ -374,7 +376,7 @@ impl SessionHandle {
     /// session has ended, at most `wait`.
     pub async fn terminate(&self, wait: Duration) -> Result<SessionInfo, SessionError> {
         self.commands
-            .send(Command::Terminate)
+            .send(Box::new(Command::Terminate))
             .await
             .map_err(|_| self.closed())?;
         let mut info = self.info.clone();
@@ -390,11 +392,11 @@ impl SessionHandle {
     pub async fn read(&self, since: u64, max_bytes: usize) -> Result<Vec<Chunk>, SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Read {
+            .send(Box::new(Command::Read {
                 since,
                 max_bytes,
                 reply,
-            })
+            }))
             .await
             .map_err(|_| self.closed())?;
         match answer.await.map_err(|_| self.closed())? {
@@ -427,7 +429,7 @@ impl SessionHandle {
     pub async fn subscribe(&self, since: u64) -> Result<Subscription, SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Subscribe { since, reply })
+            .send(Box::new(Command::Subscribe { since, reply }))
             .await
             .map_err(|_| self.closed())?;
         answer.await.map_err(|_| self.closed())
@@ -460,7 +462,7 @@ impl SessionHandle {
     /// Ends the actor, killing whatever still runs; used by delete.
     pub async fn shutdown(&self) {
         let (reply, answer) = oneshot::channel();
-        if self.commands.send(Command::Shutdown { reply }).await.is_ok() {
+        if self.commands.send(Box::new(Command::Shutdown { reply })).await.is_ok() {
             let _ = answer.await;
         }
     }

@@ -428,3 +428,73 @@ async fn input_a_program_does_not_read_does_not_hold_the_socket() {
         }
     }
 }
+
+/// A burst after a quiet spell arrives whole and in order, twice, on a
+/// binary and a JSON socket at once. The socket's writer keeps no buffer
+/// between bursts and each live event is handled in its own (boxed) step,
+/// so what an idle socket drops must be rebuilt for the next burst without
+/// losing, repeating or reordering a byte.
+#[tokio::test]
+async fn bursts_after_quiet_spells_arrive_whole_and_in_order() {
+    const SIZE: usize = 2 * 1024 * 1024;
+    let server = TestServer::start().await;
+    gated(
+        &server,
+        "bursty",
+        &format!("yes first-0123456789 | head -c {SIZE}; read again; yes second-abcdefghij | head -c {SIZE}"),
+    )
+    .await;
+    let mut binary = WsClient::connect(&server, "/ws").await;
+    binary.attach("bursty", "binary").await;
+    binary.until_type("session.attached", secs(10)).await;
+    let mut json = WsClient::connect(&server, "/ws").await;
+    json.attach("bursty", "json").await;
+    json.until_type("session.attached", secs(10)).await;
+    release(&server, "bursty").await;
+    // The first burst, read to its last byte by both; then both sockets
+    // are idle until the second is released.
+    let first = read_until(&mut binary, "bursty", SIZE).await;
+    let first_json = read_until(&mut json, "bursty", SIZE).await;
+    let expected_first: Vec<u8> = b"first-0123456789\n".iter().copied().cycle().take(SIZE).collect();
+    assert!(first == expected_first, "binary: the first burst whole and in order");
+    assert!(first_json == expected_first, "json: the first burst whole and in order");
+    release(&server, "bursty").await;
+    let expected_second: Vec<u8> = b"second-abcdefghij\n".iter().copied().cycle().take(SIZE).collect();
+    for (name, ws) in [("binary", &mut binary), ("json", &mut json)] {
+        let got = ws.collect_until_exit(&["bursty"], secs(60)).await;
+        // A command session does not echo its input: the second burst is
+        // all that comes after the first.
+        assert_eq!(got[0].data.len(), SIZE, "{name}: every byte of the second burst");
+        assert!(
+            got[0].data == expected_second,
+            "{name}: the second burst whole and in order"
+        );
+    }
+}
+
+/// Reads `id`'s output (binary frames or `terminal.output` messages) until
+/// `want` bytes arrived, checking that each piece starts where the last
+/// ended.
+async fn read_until(ws: &mut WsClient, id: &str, want: usize) -> Vec<u8> {
+    let mut data = Vec::new();
+    let mut next: Option<u64> = None;
+    while data.len() < want {
+        let (offset, piece) = match ws.recv(secs(30)).await {
+            Some(Incoming::Output {
+                session, offset, data, ..
+            }) if session == id => (offset, data),
+            Some(Incoming::Json(v)) if v["type"] == "terminal.output" && v["sessionId"] == id => (
+                v["offset"].as_u64().expect("offset"),
+                v["data"].as_str().expect("data").as_bytes().to_vec(),
+            ),
+            Some(Incoming::Json(_)) => continue,
+            other => panic!("while reading {id}'s output: {other:?}"),
+        };
+        if let Some(n) = next {
+            assert_eq!(offset, n, "each piece starts where the last ended");
+        }
+        next = Some(offset + piece.len() as u64);
+        data.extend_from_slice(&piece);
+    }
+    data
+}

@@ -23,31 +23,28 @@
 
 mod attach;
 mod focus;
+mod step;
 
 use std::collections::{HashMap, HashSet};
-use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::WebSocket;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ParseError, ServerMessage, StreamMode};
 use termstream_proto::{ErrorCode, SessionId};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::ClientGuard;
 use super::focus_watch::FocusWatch;
-use super::liveness::{Beat, Liveness};
+use super::liveness::Liveness;
 use super::outbox::Outbox;
 use super::render::Dialect;
 use crate::auth::{Grant, ProjectAccess as Access};
 use crate::clock::now_ms;
-use crate::events::PublishedEvent;
-use crate::focus::FocusEvent;
 use crate::limits::TokenBucket;
 use crate::registry::RegistryEvent;
 use crate::session::{SessionError, SessionHandle, ViewerGuard};
@@ -96,17 +93,30 @@ struct Connection {
 }
 
 /// Serves one `/ws` connection until it closes.
-pub async fn run(
+///
+/// A plain function that sets the connection up and returns the `async`
+/// block that serves it, not an `async fn`: an `async fn`'s future keeps
+/// its arguments twice (as passed, and moved into its body), and every
+/// idle socket's task would carry a dead copy of the socket and its
+/// state.
+pub fn run(
     socket: WebSocket,
     state: AppState,
     client_id: Arc<str>,
     dialect: Option<Dialect>,
-    _guard: ClientGuard,
+    guard: ClientGuard,
     grant: Grant,
-) {
-    let (sink, mut stream) = socket.split();
-    let cfg = state.registry.config().clone();
-    let (out, writer) = Outbox::open(sink, &cfg);
+) -> impl Future<Output = ()> + Send + 'static {
+    let (sink, stream) = socket.split();
+    // Read from the config in place: a copy would live as long as the
+    // socket (in this task's state), and every idle socket would carry it.
+    let cfg = state.registry.config();
+    let (out, writer) = Outbox::open(sink, cfg);
+    let liveness = Liveness::new(cfg);
+    let input_budget = TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes);
+    let limits = Limits {
+        max_message: cfg.ws_max_message_bytes,
+    };
     let mut conn = Connection {
         client_id,
         dialect: dialect.unwrap_or(Dialect::Dotted),
@@ -116,170 +126,61 @@ pub async fn run(
         pending: HashMap::new(),
         created: None,
         channels: HashSet::new(),
-        liveness: Liveness::new(&cfg),
+        liveness,
         grant,
-        input_budget: TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes),
+        input_budget,
         focus: FocusWatch::new(state.focus.clone()),
         state,
     };
-    Box::pin(conn.control(ServerMessage::Connected {
-        message: format!("termstream {}", env!("CARGO_PKG_VERSION")),
-        client_count: conn.state.clients.load(std::sync::atomic::Ordering::Relaxed),
-        client_id: conn.client_id.to_string(),
-    }))
-    .await;
-    let mut events = conn.state.events.subscribe();
-    let limits = Limits {
-        max_message: cfg.ws_max_message_bytes,
-    };
-    // Waiting keeps little state; acting on what arrived runs boxed, so an
-    // idle connection does not carry the state of handling a message.
-    loop {
-        let deadline = conn.pending.values().map(|p| p.deadline).min();
-        let step = tokio::select! {
-            msg = stream.next() => Step::Inbound(msg),
-            change = next_change(&mut conn.created) => Step::Created(change),
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Step::AttachWaited,
-            ev = events.recv(), if !conn.channels.is_empty() => Step::Event(ev),
-            change = conn.focus.recv() => Step::Focus(change),
-            _ = conn.liveness.tick() => Step::Ping,
-            () = conn.state.shutdown.cancelled() => {
-                super::tell_shutdown(&conn.out, &mut stream).await;
-                break;
-            }
-        };
-        if Box::pin(conn.step(step, &mut stream, &limits)).await.is_break() || conn.out.is_closed() {
-            break;
-        }
-    }
-    for (_, a) in conn.attached.drain() {
-        a.task.abort();
-    }
-    drop(conn);
-    writer.finish().await;
-}
-
-/// The next creation in the registry, or never when nothing is pending.
-async fn next_change(created: &mut Option<broadcast::Receiver<RegistryEvent>>) -> Result<RegistryEvent, RecvError> {
-    match created {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
+    async move {
+        let _guard = guard;
+        conn.serve(stream, limits).await;
+        // The outbox's last sender goes with the connection: the writer
+        // sends what is queued and ends.
+        drop(conn);
+        writer.finish().await;
     }
 }
 
-/// What woke the connection.
-enum Step {
-    Inbound(Option<Result<Message, axum::Error>>),
-    /// A session was created (or the registry's news lagged).
-    Created(Result<RegistryEvent, RecvError>),
-    /// The earliest pending attach's wait is over.
-    AttachWaited,
-    Event(Result<Arc<PublishedEvent>, RecvError>),
-    Focus(Result<Arc<FocusEvent>, RecvError>),
-    Ping,
-}
-
-/// The connection's limits, from the config.
-struct Limits {
-    max_message: usize,
-}
+use self::step::{Limits, Step, next_change, sleep_opt};
 
 impl Connection {
-    /// Acts on one step; `Break` ends the connection.
-    async fn step(&mut self, step: Step, stream: &mut SplitStream<WebSocket>, limits: &Limits) -> ControlFlow<()> {
-        match step {
-            Step::Inbound(Some(msg)) if let Some((code, reason)) = super::refusal(&msg, limits.max_message) => {
-                self.out.close(code, reason).await;
-                if msg.is_ok() {
-                    drain(stream).await;
+    /// Greets the client, then serves its messages and everything else
+    /// that wakes the socket until it closes; then aborts every
+    /// attachment.
+    async fn serve(&mut self, mut stream: SplitStream<WebSocket>, limits: Limits) {
+        Box::pin(self.control(ServerMessage::Connected {
+            message: format!("termstream {}", env!("CARGO_PKG_VERSION")),
+            client_count: self.state.clients.load(std::sync::atomic::Ordering::Relaxed),
+            client_id: self.client_id.to_string(),
+        }))
+        .await;
+        let mut events = self.state.events.subscribe();
+        // Waiting keeps little state; acting on what arrived runs boxed, so an
+        // idle connection does not carry the state of handling a message.
+        loop {
+            let deadline = self.pending.values().map(|p| p.deadline).min();
+            let step = tokio::select! {
+                msg = stream.next() => Step::Inbound(msg),
+                change = next_change(&mut self.created) => Step::Created(change),
+                () = sleep_opt(deadline), if deadline.is_some() => Step::AttachWaited,
+                ev = events.recv(), if !self.channels.is_empty() => Step::Event(ev),
+                change = self.focus.recv() => Step::Focus(change),
+                _ = self.liveness.tick() => Step::Ping,
+                () = self.state.shutdown.cancelled() => {
+                    // Boxed, as every step: its state is not the idle task's.
+                    Box::pin(super::tell_shutdown(&self.out, &mut stream)).await;
+                    break;
                 }
-                return ControlFlow::Break(());
-            }
-            Step::Inbound(msg) => match msg {
-                Some(Ok(Message::Text(text))) => self.on_text(&text).await,
-                Some(Ok(Message::Binary(_))) => {
-                    self.error(
-                        ErrorCode::InvalidMessage,
-                        "binary frames are not accepted from clients; send JSON text".into(),
-                        None,
-                    )
-                    .await;
-                }
-                Some(Ok(pong @ Message::Pong(_))) => self.liveness.saw(&pong),
-                // Pings are answered by the socket itself; a close is answered
-                // when the stream ends (keep polling until then).
-                Some(Ok(Message::Ping(_) | Message::Close(_))) => {}
-                Some(Err(_)) | None => return ControlFlow::Break(()),
-            },
-            Step::Created(change) => match change {
-                Ok(RegistryEvent::Created(h)) => {
-                    if self.pending.contains_key(h.id()) && self.grant.can_read(h.project().as_str()) {
-                        self.attach_pending(h).await;
-                    }
-                }
-                Ok(RegistryEvent::Deleted(_)) => {}
-                // Creations were missed: look each pending id up.
-                Err(RecvError::Lagged(_)) => {
-                    let ids: Vec<SessionId> = self.pending.keys().cloned().collect();
-                    for id in ids {
-                        if let Some(h) = self.readable(&id) {
-                            self.attach_pending(h).await;
-                        }
-                    }
-                }
-                Err(RecvError::Closed) => self.created = None,
-            },
-            Step::AttachWaited => {
-                let now = Instant::now();
-                let over: Vec<SessionId> = self
-                    .pending
-                    .iter()
-                    .filter(|(_, p)| p.deadline <= now)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for id in over {
-                    self.pending.remove(&id);
-                    self.not_found(&id).await;
-                }
-                self.forget_creations();
-            }
-            Step::Event(ev) => match ev {
-                Ok(ev) if self.channels.contains(ev.channel) && self.grant.sees_event(ev.project.as_deref()) => {
-                    let _ = self.out.reply(Message::Text(ev.json.clone().into())).await;
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(n)) => {
-                    self.error(
-                        ErrorCode::RateLimited,
-                        format!("{n} events were skipped: this socket fell behind"),
-                        None,
-                    )
-                    .await;
-                }
-                Err(RecvError::Closed) => self.channels.clear(),
-            },
-            Step::Focus(change) => {
-                for msg in self.focus.on_change(change).await {
-                    let _ = self.out.reply(msg).await;
-                }
-            }
-            Step::Ping => {
-                if self.liveness.beat(&self.out).await == Beat::Gone {
-                    return ControlFlow::Break(());
-                }
+            };
+            if Box::pin(self.step(step, &mut stream, &limits)).await.is_break() || self.out.is_closed() {
+                break;
             }
         }
-        ControlFlow::Continue(())
+        for (_, a) in self.attached.drain() {
+            a.task.abort();
+        }
     }
-}
-
-/// Reads and drops what the client still sends after we closed, until it
-/// closes too (at most two seconds).
-async fn drain(stream: &mut SplitStream<WebSocket>) {
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(Ok(_)) = stream.next().await {}
-    })
-    .await;
 }
 
 impl Connection {

@@ -20,6 +20,7 @@
 //! log gained at most once per interval, by offset, so nothing is lost.
 
 mod focused;
+mod live;
 mod send;
 
 use std::sync::Arc;
@@ -28,7 +29,6 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Message;
 use termstream_proto::ws::{GapReason, LogPosition, OutputMode};
 use termstream_proto::{ErrorCode, SessionId, SessionKind, Stream};
-use tokio::sync::broadcast::error::RecvError;
 
 use super::outbox::{Closed, Outbox};
 use super::render::{Dialect, OutEvent};
@@ -101,26 +101,56 @@ enum Flow {
 
 /// Delivers `attach`'s session to `out` until the log ends, the session is
 /// deleted, or the socket closes.
-pub async fn run(attach: Attach, out: Outbox) {
-    let _attached = AttachmentGauge::open(attach.dialect == Dialect::Legacy);
+///
+/// A plain function returning the task's `async` block, not an `async
+/// fn`: an `async fn`'s future keeps its arguments twice (as passed, and
+/// moved into its body), and every idle attachment would carry a dead copy
+/// of its `Attach` and outbox.
+pub fn run(attach: Attach, out: Outbox) -> impl Future<Output = ()> + Send + 'static {
+    let attached = AttachmentGauge::open(attach.dialect == Dialect::Legacy);
     tracing::debug!(session = %attach.handle.id(), since = ?attach.since, "attach");
     // Logged however the forwarder ends, aborted by its socket included.
-    let _detach = DetachLog(attach.handle.id().clone());
+    let detach = DetachLog(attach.handle.id().clone());
+    let Attach {
+        handle,
+        since,
+        mode,
+        dialect,
+        max_replay,
+        preamble,
+        focus,
+    } = attach;
     let mut f = Forwarder {
-        id: attach.handle.id().clone(),
-        handle: attach.handle,
-        mode: attach.mode,
-        dialect: attach.dialect,
-        max_replay: attach.max_replay,
+        id: handle.id().clone(),
+        handle,
+        mode,
+        dialect,
+        max_replay,
         out,
         next: 0,
         carry: None,
         read_at: None,
-        focus: attach.focus,
+        focus,
         coalesce: false,
     };
-    if let Err(Closed) = f.start(attach.since, attach.preamble).await {
-        tracing::debug!(session = %f.id, "socket closed while forwarding");
+    async move {
+        let _attached = attached;
+        let _detach = detach;
+        // The start runs boxed and is freed before the following begins:
+        // an idle attachment keeps only the state of waiting for the next
+        // event. Following the focus (rare) is boxed too, so that plain
+        // attachments do not carry its state.
+        let followed = match Box::pin(f.start(since, preamble)).await {
+            Ok(Some(live)) => match f.focus.take() {
+                Some(follow) => Box::pin(f.follow_focus(live, follow)).await,
+                None => f.follow(live, None).await.map(drop),
+            },
+            Ok(None) => Ok(()),
+            Err(Closed) => Err(Closed),
+        };
+        if let Err(Closed) = followed {
+            tracing::debug!(session = %f.id, "socket closed while forwarding");
+        }
     }
 }
 
@@ -177,7 +207,15 @@ impl Forwarder {
         self.handle.kind() == SessionKind::Pty
     }
 
-    async fn start(&mut self, since: Option<LogPosition>, preamble: Vec<Message>) -> Result<(), Closed> {
+    /// Subscribes and sends what comes before the live events (the
+    /// preamble, `session.attached`, any gap and snapshot, the held
+    /// output); returns the live receiver to follow, or `None` when there
+    /// is nothing to follow (the log ended, the session is gone).
+    async fn start(
+        &mut self,
+        since: Option<LogPosition>,
+        preamble: Vec<Message>,
+    ) -> Result<Option<tokio::sync::broadcast::Receiver<LogEvent>>, Closed> {
         let info = self.handle.info_now().await;
         let end = info.output_offset;
         let mut snapshot = false;
@@ -229,7 +267,8 @@ impl Forwarder {
                 Err(e) => {
                     return self
                         .error(ErrorCode::Internal, format!("cannot take a snapshot: {e}"))
-                        .await;
+                        .await
+                        .map(|()| None);
                 }
             }
         } else {
@@ -239,7 +278,9 @@ impl Forwarder {
         for msg in preamble {
             self.out.send(msg).await?;
         }
-        let Ok(sub) = sub else { return self.detached().await };
+        let Ok(sub) = sub else {
+            return self.detached().await.map(|()| None);
+        };
         // A fresh attach without a snapshot starts at the oldest output
         // still in memory.
         if since.is_none()
@@ -280,15 +321,12 @@ impl Forwarder {
             RingRead::Evicted { .. } | RingRead::Future { .. } => self.fill(sub.end).await?,
         }
         if let Some(ended) = sub.ended {
-            return self.finish(&ended).await;
+            return self.finish(&ended).await.map(|()| None);
         }
         if sub.terminating {
             self.emit(OutEvent::Terminating { session: &self.id }).await?;
         }
-        match self.focus.take() {
-            Some(follow) => self.follow_focus(sub.live, follow).await,
-            None => self.follow(sub.live, None).await.map(drop),
-        }
+        Ok(Some(sub.live))
     }
 
     /// The earliest offset held, when output from `offset` is no longer
@@ -297,91 +335,6 @@ impl Forwarder {
         match self.handle.read(offset, 1).await {
             Err(SessionError::Gone { earliest }) => Some(earliest),
             _ => None,
-        }
-    }
-
-    /// Follows live events until the log ends (or, with `track`, until the
-    /// session is no longer focused).
-    async fn follow(
-        &mut self,
-        mut live: tokio::sync::broadcast::Receiver<LogEvent>,
-        mut track: Option<&mut focused::FocusTrack>,
-    ) -> Result<Flow, Closed> {
-        let mut peeked: Option<LogEvent> = None;
-        loop {
-            let next = match peeked.take() {
-                Some(ev) => Ok(ev),
-                None => match track.as_deref_mut() {
-                    Some(track) => tokio::select! {
-                        ev = live.recv() => ev,
-                        focused = track.changed() => {
-                            if !focused {
-                                return Ok(Flow::Unfocused);
-                            }
-                            continue;
-                        }
-                    },
-                    None => live.recv().await,
-                },
-            };
-            let ev = match next {
-                Ok(ev) => ev,
-                Err(RecvError::Lagged(_)) => {
-                    self.fell_behind().await?;
-                    continue;
-                }
-                Err(RecvError::Closed) => return self.detached().await.map(|()| Flow::Ended),
-            };
-            match ev {
-                LogEvent::Output(chunk) => {
-                    if chunk.end() <= self.next {
-                        continue;
-                    }
-                    if chunk.offset > self.next {
-                        self.fill(chunk.offset).await?;
-                    }
-                    // Merge what else is ready into one frame (small chunks;
-                    // in binary mode large ones are sent as built, uncopied).
-                    let binary = self.mode == OutputMode::Binary;
-                    let mut batch = vec![chunk.from_offset(self.next)];
-                    let mut size = batch[0].data.len();
-                    while size < MAX_FRAME && !(binary && size >= ZERO_COPY_MIN) {
-                        match live.try_recv() {
-                            Ok(LogEvent::Output(c))
-                                if c.stream == batch[0].stream
-                                    && c.offset == batch[batch.len() - 1].end()
-                                    && !(binary && c.data.len() >= ZERO_COPY_MIN) =>
-                            {
-                                size += c.data.len();
-                                batch.push(Arc::unwrap_or_clone(c));
-                            }
-                            Ok(other) => {
-                                peeked = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    self.send_chunks(batch).await?;
-                }
-                LogEvent::Resized { offset, cols, rows } => {
-                    // Output from before the resize goes first.
-                    if offset > self.next {
-                        self.fill(offset).await?;
-                    }
-                    self.emit(OutEvent::Resized {
-                        session: &self.id,
-                        cols,
-                        rows,
-                    })
-                    .await?;
-                }
-                LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,
-                LogEvent::Ended(info) => {
-                    self.fill(info.output_offset).await?;
-                    return self.finish(&info).await.map(|()| Flow::Ended);
-                }
-            }
         }
     }
 

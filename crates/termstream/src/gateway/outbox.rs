@@ -57,7 +57,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 type Sink = SplitSink<WebSocket, Message>;
 
 /// One queued frame and the budget it holds; no message: only a flush of
-/// what a direct write left in the sink.
+/// what a direct write left in the sink. Queued boxed: the queue allocates
+/// its first block of 32 slots up front, and a slot holding a pointer
+/// instead of a frame (72 bytes) keeps 2 KiB less per idle socket.
 #[derive(Debug)]
 struct Frame {
     msg: Option<Message>,
@@ -84,7 +86,7 @@ struct Shared {
 /// The sending side of a socket; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Frame>,
+    tx: mpsc::Sender<Box<Frame>>,
     shared: Arc<Shared>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
@@ -242,10 +244,10 @@ impl Outbox {
     /// Counts and queues a frame whose place is reserved. Nothing waits in
     /// between: a send cancelled while it waits for room (an aborted
     /// forwarder) leaves the count as it was.
-    fn enqueue(&self, slot: mpsc::Permit<'_, Frame>, frame: Frame) {
+    fn enqueue(&self, slot: mpsc::Permit<'_, Box<Frame>>, frame: Frame) {
         self.shared.queued.fetch_add(1, Ordering::AcqRel);
         metrics::get().outbox_queued.increment(1.0);
-        slot.send(frame);
+        slot.send(Box::new(frame));
     }
 
     /// Whether the socket is done: it failed, a close frame went out, or
@@ -309,12 +311,14 @@ impl Writer {
 /// Drains a socket's queue into its sink: feeds every frame that is ready,
 /// then flushes once. Ends when the queue closes or the socket fails; a
 /// `Close` frame is the last thing written.
-async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Frame>) {
-    let mut held = Vec::new();
-    // Read times of the output fed since the last flush.
-    let mut reads: Vec<Instant> = Vec::new();
+async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Box<Frame>>) {
     let mut ok = true;
     while ok && let Some(first) = rx.recv().await {
+        // Per batch, not kept between batches: an idle socket's writer
+        // holds no buffer that its last burst grew.
+        let mut held = Vec::new();
+        // Read times of the output fed since the last flush.
+        let mut reads: Vec<Instant> = Vec::new();
         let mut sink = shared.sink.lock().await;
         if shared.done.load(Ordering::Acquire) {
             metrics::get().outbox_queued.decrement(1.0);
@@ -323,6 +327,7 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Frame>) {
         let mut frame = Some(first);
         let mut closing = false;
         while let Some(f) = frame.take() {
+            let f = *f;
             closing = matches!(f.msg, Some(Message::Close(_)));
             if let Some(msg) = f.msg {
                 ok = sink.feed(msg).await.is_ok();
@@ -337,14 +342,14 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Frame>) {
             frame = rx.try_recv().ok();
         }
         ok = ok && sink.flush().await.is_ok() && !closing;
-        for t in reads.drain(..) {
+        for t in reads {
             metrics::delivered(ok.then_some(t));
         }
         if !ok {
             // Under the lock: no direct send slips in after a close.
             shared.done.store(true, Ordering::Release);
         }
-        held.clear();
+        drop(held);
     }
     shared.done.store(true, Ordering::Release);
     rx.close();

@@ -11,8 +11,9 @@
 
 use std::collections::HashMap;
 
-use termstream_proto::{SessionId, SessionStatus};
+use termstream_proto::{SessionId, SessionInfo, SessionStatus};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::now_ms;
@@ -92,13 +93,27 @@ impl Watcher {
 /// session's status, and of its viewer count (at most one `viewers` event
 /// per [`VIEWERS_EVERY`], with the count at that time).
 /// Holds only receivers, not the handle, so it keeps nothing of the session
-/// alive; it ends when the actor drops the info's sender.
-async fn follow(h: SessionHandle, hub: EventHub, announce: bool) {
-    let mut info = h.watch_info();
-    let mut viewers = h.watch_viewers();
+/// alive; it ends when the actor drops the info's sender. A plain function
+/// returning the task's `async` block: an `async fn` would keep its
+/// arguments (the handle) in every session's task for its whole life.
+fn follow(h: SessionHandle, hub: EventHub, announce: bool) -> impl Future<Output = ()> + Send + 'static {
+    let info = h.watch_info();
+    let viewers = h.watch_viewers();
     let id = h.id().clone();
     let project = Some(h.project().as_str().to_owned());
     drop(h);
+    follow_changes(info, viewers, id, project, hub, announce)
+}
+
+/// [`follow`]'s loop, given the receivers.
+async fn follow_changes(
+    mut info: watch::Receiver<SessionInfo>,
+    mut viewers: watch::Receiver<usize>,
+    id: SessionId,
+    project: Option<String>,
+    hub: EventHub,
+    announce: bool,
+) {
     let mut status = info.borrow_and_update().status;
     let mut count = *viewers.borrow_and_update();
     let mut watching_viewers = true;
@@ -122,8 +137,9 @@ async fn follow(h: SessionHandle, hub: EventHub, announce: bool) {
                     watching_viewers = false;
                     continue;
                 }
-                // Attaches and detaches in a burst make one event.
-                tokio::time::sleep(VIEWERS_EVERY).await;
+                // Attaches and detaches in a burst make one event. The
+                // timer is boxed: it is not part of the idle task.
+                Box::pin(tokio::time::sleep(VIEWERS_EVERY)).await;
                 let now = *viewers.borrow_and_update();
                 if now != count {
                     count = now;

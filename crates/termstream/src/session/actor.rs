@@ -30,7 +30,6 @@ use rustix::process::Signal;
 use termstream_proto::{SessionInfo, SessionKind, Stream};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::time::sleep_until;
 
 mod ending;
 mod pipes;
@@ -38,7 +37,7 @@ mod resize;
 
 pub(crate) use self::ending::Leftovers;
 
-use self::pipes::{FrameHeader, READ_COALESCE, Reader, far_future, read_opt, wait_child, write_some};
+use self::pipes::{FrameHeader, READ_COALESCE, Reader, read_opt, sleep_opt, wait_child, write_some};
 use self::resize::ResizeRecord;
 use super::cgroup::SessionCgroup;
 use super::flood::FloodPriority;
@@ -67,7 +66,7 @@ pub(crate) struct Actor {
     /// Publishes `info` on every change; every handle holds a receiver.
     info_tx: watch::Sender<SessionInfo>,
     /// Commands from handles; the actor ends on `Shutdown`.
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<Box<Command>>,
     /// The program's input, shared with every handle: senders write it
     /// themselves when nothing waits; the actor writes what waits.
     input: Arc<Input>,
@@ -265,7 +264,16 @@ fn build(
 }
 
 impl Actor {
-    async fn run(mut self) {
+    /// The actor's task. A plain function around an `async` block, not an
+    /// `async fn` taking `self`: an `async fn`'s future keeps its
+    /// arguments twice (as passed, and moved into its body), and every
+    /// session's task would carry a second, dead copy of its actor.
+    fn run(self) -> impl Future<Output = ()> + Send + 'static {
+        let mut actor = self;
+        async move { actor.run_loop().await }
+    }
+
+    async fn run_loop(&mut self) {
         loop {
             let draining_deadline = match self.phase {
                 Phase::Draining { deadline } => Some(deadline),
@@ -278,27 +286,21 @@ impl Actor {
             } else {
                 Stream::Stdout
             };
+            // Rare steps (a command, the end, killing) run boxed: the task
+            // of an idle session then holds only the state of its waits.
             if self.phase != Phase::Ended && self.child.is_none() && !reading {
-                self.finish().await;
+                Box::pin(self.finish()).await;
                 continue;
             }
             tokio::select! {
                 cmd = self.commands.recv() => {
                     // `None`: every handle is gone, the session was dropped.
                     let flow = match cmd {
-                        Some(cmd) => self.handle(cmd).await,
+                        Some(cmd) => Box::pin(self.handle(*cmd)).await,
                         None => ControlFlow::Break(None),
                     };
                     if let ControlFlow::Break(reply) = flow {
-                        self.kill_all(Signal::KILL).await;
-                        // No write may land in a directory being removed.
-                        self.meta.flush().await;
-                        if let Some(cgroup) = self.cgroup.take() {
-                            cgroup.remove().await;
-                        }
-                        if let Some(reply) = reply {
-                            let _ = reply.send(());
-                        }
+                        Box::pin(self.end(reply)).await;
                         return;
                     }
                 }
@@ -315,7 +317,7 @@ impl Actor {
                 next = self.input.next(), if self.pending.is_empty() && (self.pty.is_some() || self.stdin.is_some()) => {
                     match next {
                         Next::Write(data) => self.pending = data,
-                        Next::Close => self.close_input().await,
+                        Next::Close => Box::pin(self.close_input()).await,
                     }
                 }
                 res = write_some(&mut self.pty, &mut self.stdin, &self.pending), if !self.pending.is_empty() => {
@@ -324,20 +326,34 @@ impl Actor {
                 status = wait_child(&mut self.child), if self.child.is_some() => {
                     self.on_exit(status);
                 }
-                _ = sleep_until(flood_at.map(Into::into).unwrap_or_else(far_future)), if flood_at.is_some() => {
+                _ = sleep_opt(flood_at.map(Into::into)), if flood_at.is_some() => {
                     self.flood.tick(self.input.sends(), Instant::now());
                 }
-                _ = sleep_until(self.kill_deadline.unwrap_or_else(far_future)), if self.kill_deadline.is_some() => {
+                _ = sleep_opt(self.kill_deadline), if self.kill_deadline.is_some() => {
                     self.kill_deadline = None;
-                    self.kill_all(Signal::KILL).await;
+                    Box::pin(self.kill_all(Signal::KILL)).await;
                 }
-                _ = sleep_until(draining_deadline.unwrap_or_else(far_future)), if draining_deadline.is_some() => {
+                _ = sleep_opt(draining_deadline), if draining_deadline.is_some() => {
                     // Leftover processes hold the output open: end them.
-                    self.kill_all(Signal::KILL).await;
+                    Box::pin(self.kill_all(Signal::KILL)).await;
                     self.out = None;
                     self.err = None;
                 }
             }
+        }
+    }
+
+    /// Kills whatever still runs, waits for the last `meta.json` write and
+    /// removes the cgroup: the actor ends after it (and `reply` is told).
+    async fn end(&mut self, reply: Option<oneshot::Sender<()>>) {
+        self.kill_all(Signal::KILL).await;
+        // No write may land in a directory being removed.
+        self.meta.flush().await;
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.remove().await;
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(());
         }
     }
 

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use termstream_proto::SessionInfo;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore};
 
 use super::store;
 
@@ -34,27 +34,31 @@ pub(crate) const FIRST_WRITERS: usize = 16;
 static FIRST_WRITING: Semaphore = Semaphore::const_new(FIRST_WRITERS);
 
 /// Writes a session's `meta.json`, latest info first and only.
+///
+/// Every session holds one for its life, mostly idle: what it keeps is
+/// small (a count and a `Notify`, the info boxed only while it waits to be
+/// written), not a `watch` channel and an info inline.
 #[derive(Debug)]
 pub(crate) struct MetaWriter {
     shared: Arc<Shared>,
-    /// How many infos were handed over and are written (or failed): the
-    /// blocking task sends, [`MetaWriter::flush`] waits.
-    written: watch::Receiver<u64>,
 }
 
 #[derive(Debug)]
 struct Shared {
     dir: PathBuf,
     slot: Mutex<Slot>,
-    written: watch::Sender<u64>,
+    /// Told whenever `Slot::written` grows; [`MetaWriter::flush`] waits.
+    written: Notify,
 }
 
 #[derive(Debug, Default)]
 struct Slot {
     /// Infos handed over so far.
     queued: u64,
+    /// How many infos handed over are written (or failed).
+    written: u64,
     /// The latest info not yet taken by the writing task, with its number.
-    latest: Option<(u64, SessionInfo)>,
+    latest: Option<Box<(u64, SessionInfo)>>,
     /// A blocking task is writing; it takes `latest` before it ends.
     writing: bool,
 }
@@ -62,14 +66,12 @@ struct Slot {
 impl MetaWriter {
     /// A writer of `dir/meta.json`.
     pub(crate) fn new(dir: PathBuf) -> MetaWriter {
-        let (written, rx) = watch::channel(0);
         MetaWriter {
             shared: Arc::new(Shared {
                 dir,
                 slot: Mutex::default(),
-                written,
+                written: Notify::new(),
             }),
-            written: rx,
         }
     }
 
@@ -77,7 +79,7 @@ impl MetaWriter {
     pub(crate) fn write(&self, info: &SessionInfo) {
         let mut slot = self.shared.lock();
         slot.queued += 1;
-        slot.latest = Some((slot.queued, info.clone()));
+        slot.latest = Some(Box::new((slot.queued, info.clone())));
         if slot.writing {
             return;
         }
@@ -105,7 +107,7 @@ impl MetaWriter {
         if let Err(e) = store::write_meta_new(&self.shared.dir, info) {
             tracing::warn!(session = %info.id, error = %e, "cannot write meta.json");
         }
-        self.shared.written.send_replace(n);
+        self.shared.wrote(n);
     }
 
     /// [`MetaWriter::write_now`] on the blocking pool, at most
@@ -127,14 +129,22 @@ impl MetaWriter {
             Ok(Err(e)) => tracing::warn!(session = %info.id, error = %e, "cannot write meta.json"),
             Err(e) => tracing::warn!(session = %info.id, error = %e, "cannot write meta.json"),
         }
-        self.shared.written.send_replace(n);
+        self.shared.wrote(n);
     }
 
     /// Waits until every info handed over so far is written (or failed).
     pub(crate) async fn flush(&mut self) {
         let target = self.shared.lock().queued;
-        // The sender lives in `shared`, which `self` holds: never closed.
-        let _ = self.written.wait_for(|&n| n >= target).await;
+        loop {
+            // Registered before the count is read: no wake-up is missed.
+            let told = self.shared.written.notified();
+            tokio::pin!(told);
+            told.as_mut().enable();
+            if self.shared.lock().written >= target {
+                return;
+            }
+            told.await;
+        }
     }
 }
 
@@ -144,10 +154,20 @@ impl Shared {
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Notes that the infos up to number `n` are written, and tells
+    /// whoever flushes.
+    fn wrote(&self, n: u64) {
+        {
+            let mut slot = self.lock();
+            slot.written = slot.written.max(n);
+        }
+        self.written.notify_waiters();
+    }
+
     /// The blocking task: writes the latest info until none is left.
     fn write_latest(&self) {
         loop {
-            let Some((n, info)) = ({
+            let Some(latest) = ({
                 let mut slot = self.lock();
                 let latest = slot.latest.take();
                 slot.writing = latest.is_some();
@@ -155,10 +175,11 @@ impl Shared {
             }) else {
                 return;
             };
+            let (n, info) = *latest;
             if let Err(e) = store::write_meta(&self.dir, &info) {
                 tracing::warn!(session = %info.id, error = %e, "cannot write meta.json");
             }
-            self.written.send_replace(n);
+            self.wrote(n);
         }
     }
 }

@@ -77,7 +77,7 @@ pub trait EventPages: Send + std::fmt::Debug {
 #[derive(Debug)]
 pub(crate) struct StandIn {
     /// Commands from every clone of the handle; closes when all are gone.
-    pub commands: mpsc::Receiver<Command>,
+    pub commands: mpsc::Receiver<Box<Command>>,
     /// The info the handle reads; the stand-in publishes every change.
     pub info: watch::Sender<SessionInfo>,
 }

@@ -226,7 +226,19 @@ pub(crate) fn spawn(handle: &SessionHandle, scrollback: usize) -> ScreenLink {
 }
 
 impl ScreenTask {
-    async fn run(mut self) {
+    /// The task's loop. Catch-ups and snapshots run boxed: the task of an
+    /// idle session (nearly every session, nearly all the time) then holds
+    /// only the state of its waits, not that of parsing or reading the log.
+    ///
+    /// A plain function around an `async` block: an `async fn` taking
+    /// `self` keeps a second, dead copy of the task's state in its future
+    /// (its argument, moved into its body).
+    fn run(self) -> impl Future<Output = ()> + Send + 'static {
+        let mut task = self;
+        async move { task.run_loop().await }
+    }
+
+    async fn run_loop(&mut self) {
         // While output flows to viewers: when to look at the log's end
         // again, and where it was the last time.
         let mut check_at: Option<Instant> = None;
@@ -244,7 +256,7 @@ impl ScreenTask {
                         freeze_at = None;
                     } else {
                         if self.handle.output_offset().saturating_sub(self.offset) > UNWATCHED_LAG {
-                            self.catch_up(Urgency::Background).await;
+                            Box::pin(self.catch_up(Urgency::Background)).await;
                             self.freeze();
                         }
                         self.arm();
@@ -263,7 +275,7 @@ impl ScreenTask {
                             continue;
                         }
                         check_at = None;
-                        self.catch_up(Urgency::Background).await;
+                        Box::pin(self.catch_up(Urgency::Background)).await;
                         freeze_at = Some(Instant::now() + FREEZE_AFTER);
                         self.arm();
                     } else {
@@ -275,7 +287,7 @@ impl ScreenTask {
                     Some(ScreenRequest::Snapshot { reply }) => {
                         self.bell.snapshot_asked.store(false, Ordering::Release);
                         let idle = check_at.is_none();
-                        let snapshot = self.serve_snapshot(idle).await;
+                        let snapshot = Box::pin(self.serve_snapshot(idle)).await;
                         if idle {
                             freeze_at = Some(Instant::now() + FREEZE_AFTER);
                             self.arm();

@@ -49,7 +49,7 @@ impl Task {
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.command(cmd),
+                    Some(cmd) => self.command(*cmd),
                     None => break,
                 },
                 up = updates.recv() => match up {

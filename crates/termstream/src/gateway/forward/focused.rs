@@ -56,7 +56,9 @@ impl FocusTrack {
             let now = match self.changes.recv().await {
                 Ok(ev) if ev.project == self.project => ev.state.focused.contains(&self.session),
                 Ok(_) => continue,
-                Err(RecvError::Lagged(_)) => match self.focus.get(&self.project).await {
+                // Boxed: rare, and every focus-aware attachment's idle
+                // task would carry the state of the read.
+                Err(RecvError::Lagged(_)) => match Box::pin(self.focus.get(&self.project)).await {
                     Ok(s) => s.focused.contains(&self.session),
                     Err(_) => continue,
                 },

@@ -117,6 +117,12 @@ pub(super) async fn write_some(
     Err(io::Error::from(io::ErrorKind::BrokenPipe))
 }
 
-pub(super) fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + std::time::Duration::from_secs(86400 * 365)
+/// Sleeps until `deadline`, or forever when there is none. The timer is
+/// made (boxed) only when there is a deadline: a tokio `Sleep` is over 100
+/// bytes, and an idle actor's task would carry two for nothing.
+pub(super) async fn sleep_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => Box::pin(tokio::time::sleep_until(at)).await,
+        None => std::future::pending().await,
+    }
 }
