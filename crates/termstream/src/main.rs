@@ -228,6 +228,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // under load 59-82 µs against 218-360 µs in scenario 4 of the bench).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .event_interval(8)
+        .max_blocking_threads(termstream::server::BLOCKING_THREADS)
         .enable_all()
         .build()?;
     runtime.block_on(async {

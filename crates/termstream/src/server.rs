@@ -201,6 +201,13 @@ impl Server {
     }
 }
 
+/// The most threads the server's runtime starts for blocking work (disk
+/// writes with their syncs, directory removals, `/proc` scans, screen
+/// catch-ups on demand). tokio's default (512) grows the pool with the
+/// number of sessions opened at once; a fixed bound keeps the server's
+/// threads independent of its sessions, and work beyond it waits its turn.
+pub const BLOCKING_THREADS: usize = 8;
+
 /// How long shutdown waits for told sockets to close after the sessions
 /// ended.
 const SOCKETS_WAIT: Duration = Duration::from_secs(2);

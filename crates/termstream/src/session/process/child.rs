@@ -14,7 +14,7 @@
 //! open-files limit, set resource limits and switch users.
 //!
 //! A PTY session's child shares the server's fd table too (`CLONE_FILES`)
-//! until its first step unshares it keeping only fds 0-2 (see
+//! until it has joined its cgroup, then unshares it keeping only fds 0-2 (see
 //! [`Stdio::Tty`]), so the cost of a spawn does not grow with the number of
 //! fds the server holds (several per session and viewer).
 //!
@@ -68,8 +68,8 @@ pub enum Stdio<'a> {
     Fds([BorrowedFd<'a>; 3]),
     /// The PTY whose slave has this path, opened by the child, which makes
     /// it its controlling terminal. The child then shares the server's fd
-    /// table until its first step, `close_range(3, ~0,
-    /// CLOSE_RANGE_UNSHARE)`, which gives it a table of its own holding
+    /// table until, once it joined its cgroup, `close_range(3, ~0,
+    /// CLOSE_RANGE_UNSHARE)` gives it a table of its own holding
     /// only fds 0-2: the server's thousands of fds are neither copied into
     /// the child nor closed again at `execve`.
     Tty(&'a CStr),
@@ -237,10 +237,18 @@ fn run_child(p: &Prepared<'_, '_>) -> Result<Infallible, io::Error> {
     let (mut fds, ctty): ([RawFd; 3], bool) = match plan.stdio {
         Stdio::Fds(fds) => (fds.map(|fd| fd.as_raw_fd()), false),
         Stdio::Tty(path) => {
-            // Nothing may touch an fd before this: the table is the server's.
-            // SAFETY: closes nothing now; unshares the table first.
-            let flags = (libc::CLOSE_RANGE_UNSHARE | libc::CLOSE_RANGE_CLOEXEC) as libc::c_int;
-            if unsafe { libc::close_range(3, libc::c_uint::MAX, flags) } != 0 {
+            // The table is still the server's: nothing may change an fd
+            // before it is unshared. Joining the cgroup only writes through
+            // one, which must be done now, while that fd is still here.
+            if let Some(procs) = plan.cgroup_procs {
+                crate::session::cgroup::join_in_child(procs)?;
+            }
+            // Unshares the table keeping only fds 0-2 and closes the rest of
+            // the copy: the kernel copies just the fds below 3. (With
+            // `CLOSE_RANGE_CLOEXEC` it would copy the whole table, and
+            // `execve` would close every server fd again.)
+            // SAFETY: closes fds of the child's own copy only.
+            if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_UNSHARE as libc::c_int) } != 0 {
                 return Err(io::Error::last_os_error());
             }
             let mode = rustix::fs::Mode::empty();
@@ -270,7 +278,8 @@ fn run_child(p: &Prepared<'_, '_>) -> Result<Infallible, io::Error> {
         rustix::process::ioctl_tiocsctty(borrow(0))?;
     }
     rustix::process::chdir(plan.cwd.as_c_str())?;
-    if let Some(procs) = plan.cgroup_procs {
+    // A PTY child joined before it unshared its fd table.
+    if let (Some(procs), false) = (plan.cgroup_procs, ctty) {
         crate::session::cgroup::join_in_child(procs)?;
     }
     crate::confine::restore_fd_limit()?;
