@@ -18,11 +18,47 @@ use crate::registry::Registry;
 /// before it reads, and the next compare-and-set, once written, says so
 /// on `written` and waits for `write_go` before it returns.
 #[derive(Debug)]
-struct Stops {
+pub(crate) struct Stops {
     inner: Arc<FileStore>,
     read_go: Mutex<Option<oneshot::Receiver<()>>>,
     written: Mutex<Option<oneshot::Sender<()>>>,
     write_go: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl Stops {
+    /// A store in `dir` holding `focused` as version 1 of `project`, with
+    /// no stop set, and a registry over `dir`.
+    pub(crate) async fn seeded(
+        dir: &std::path::Path,
+        project: &ProjectId,
+        focused: &[SessionId],
+    ) -> (Arc<Stops>, Arc<Registry>) {
+        let config = Config {
+            data_dir: dir.to_owned(),
+            ..Config::default()
+        };
+        let registry = Registry::load(Arc::new(config)).expect("registry");
+        let inner = FileStore::open(&dir.join("focus")).expect("store");
+        inner
+            .compare_and_set(project, 0, focused.to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        let stops = Stops {
+            inner,
+            read_go: Mutex::new(None),
+            written: Mutex::new(None),
+            write_go: Mutex::new(None),
+        };
+        (Arc::new(stops), registry)
+    }
+
+    /// Stops the next read until the answer is sent or dropped.
+    pub(crate) async fn stop_next_read(&self) -> oneshot::Sender<()> {
+        let (tx, rx) = oneshot::channel();
+        *self.read_go.lock().await = Some(rx);
+        tx
+    }
 }
 
 impl FocusStore for Stops {

@@ -29,6 +29,10 @@ pub struct FocusTrack {
     project: ProjectId,
     session: SessionId,
     pub focused: bool,
+    /// The broadcast lagged and the state has not been read since: the
+    /// next [`FocusTrack::changed`] reads it first. Kept here, not in the
+    /// future, because a `select!` may drop that future mid-read.
+    stale: bool,
 }
 
 impl FocusTrack {
@@ -46,6 +50,7 @@ impl FocusTrack {
             project,
             session,
             focused,
+            stale: false,
         }
     }
 
@@ -53,16 +58,25 @@ impl FocusTrack {
     /// Cancel-safe: a change not yet answered is answered next time.
     pub async fn changed(&mut self) -> bool {
         loop {
-            let now = match self.changes.recv().await {
-                Ok(ev) if ev.project == self.project => ev.state.focused.contains(&self.session),
-                Ok(_) => continue,
+            let now = if self.stale {
                 // Boxed: rare, and every focus-aware attachment's idle
                 // task would carry the state of the read.
-                Err(RecvError::Lagged(_)) => match Box::pin(self.focus.get(&self.project)).await {
+                let read = Box::pin(self.focus.get(&self.project)).await;
+                self.stale = false;
+                match read {
                     Ok(s) => s.focused.contains(&self.session),
                     Err(_) => continue,
-                },
-                Err(RecvError::Closed) => return std::future::pending().await,
+                }
+            } else {
+                match self.changes.recv().await {
+                    Ok(ev) if ev.project == self.project => ev.state.focused.contains(&self.session),
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {
+                        self.stale = true;
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return std::future::pending().await,
+                }
             };
             if now != self.focused {
                 self.focused = now;
@@ -162,5 +176,52 @@ impl Forwarder {
             return Ok(None);
         }
         Ok(Some(sub.live))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use termstream_proto::{ProjectId, SessionId};
+
+    use super::FocusTrack;
+    use crate::focus::store::FocusStore;
+    use crate::focus::tests::Stops;
+    use crate::focus::{CHANGE_QUEUE, Focus};
+
+    /// The broadcast lags past the change that unfocused the session, and
+    /// the `select!` around [`FocusTrack::changed`] drops it while it reads
+    /// the state (live output won the race). The next call must still read
+    /// the state and answer the change; it used to wait for the project's
+    /// next change, so a hidden terminal stayed on the full stream.
+    #[tokio::test]
+    async fn a_lag_is_not_forgotten_when_the_read_after_it_is_cancelled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, a) = (ProjectId::new("p").unwrap(), SessionId::new("a").unwrap());
+        let (stops, registry) = Stops::seeded(dir.path(), &p, &[a.clone()]).await;
+        let focus = Focus::new(stops.clone(), registry);
+        let mut track = FocusTrack::new(focus.clone(), p.clone(), a.clone()).await;
+        assert!(track.focused);
+
+        // `a` loses focus (made in the store, as another node would, so the
+        // state is read from the store), then more changes of another
+        // project than the broadcast holds push that change out of it.
+        let blurred = stops.compare_and_set(&p, 1, Vec::new()).await.unwrap().unwrap();
+        focus.emit(&p, Some(&a), false, &blurred);
+        let other = ProjectId::new("other").unwrap();
+        let state = crate::focus::store::FocusState::default();
+        for _ in 0..CHANGE_QUEUE + 8 {
+            focus.emit(&other, None, false, &state);
+        }
+        // The first wait sees the lag, reads the state, and is dropped
+        // while the read is stopped.
+        let go = stops.stop_next_read().await;
+        let first = tokio::time::timeout(Duration::from_millis(100), track.changed()).await;
+        assert!(first.is_err(), "the read was stopped, so no answer yet");
+        drop(go);
+        let next = tokio::time::timeout(Duration::from_secs(5), track.changed()).await;
+        assert_eq!(next.ok(), Some(false), "the change behind the lag was forgotten");
+        assert!(!track.focused);
     }
 }
