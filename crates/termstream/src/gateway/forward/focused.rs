@@ -199,7 +199,7 @@ mod tests {
     async fn a_lag_is_not_forgotten_when_the_read_after_it_is_cancelled() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (p, a) = (ProjectId::new("p").unwrap(), SessionId::new("a").unwrap());
-        let (stops, registry) = Stops::seeded(dir.path(), &p, &[a.clone()]).await;
+        let (stops, registry) = Stops::seeded(dir.path(), &p, std::slice::from_ref(&a)).await;
         let focus = Focus::new(stops.clone(), registry);
         let mut track = FocusTrack::new(focus.clone(), p.clone(), a.clone()).await;
         assert!(track.focused);
