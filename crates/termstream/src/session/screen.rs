@@ -191,8 +191,14 @@ impl ScreenModel {
     /// mouse tracking and encoding, application keypad) are set first.
     /// The scrollback always comes from the primary buffer, also while the
     /// alternate screen is active (the alternate buffer has no history).
-    /// Bytes of an incomplete UTF-8 sequence still carried by [`feed`] are
-    /// not part of the snapshot.
+    ///
+    /// An escape sequence or string under way (output cut anywhere, in the
+    /// middle of `ESC [ 2 J` say) is reproduced too: its characters end the
+    /// snapshot, so a terminal fed the snapshot takes the bytes after it as
+    /// this model does. Bytes of an incomplete UTF-8 character still
+    /// carried by [`feed`] ([`ScreenModel::carried`]) are not part of the
+    /// snapshot: it reflects the output up to them, and whoever goes on
+    /// from it goes on from their start.
     ///
     /// [`feed`]: ScreenModel::feed
     pub fn snapshot(&self) -> String {
@@ -202,8 +208,17 @@ impl ScreenModel {
         self.modes.modes().push_sequences(&mut out);
         snapshot::push_scrollback(&mut out, history.into_iter(), rows);
         snapshot::push_dump(&mut out, &self.terminal.dump());
-
+        out.push_str(self.marks.pending());
         out
+    }
+
+    /// How many bytes of an incomplete UTF-8 character [`feed`] holds: the
+    /// snapshot reflects the output up to that many bytes before the end
+    /// of what was fed.
+    ///
+    /// [`feed`]: ScreenModel::feed
+    pub fn carried(&self) -> usize {
+        self.carry.len()
     }
 
     /// The text of the visible rows (for tests and logs), one string per

@@ -360,23 +360,30 @@ impl ScreenTask {
 
     /// Turns a live model into its snapshot; a frozen one stays as it is
     /// (an idle session is frozen again and again).
+    ///
+    /// The snapshot holds an escape sequence under way; a character split
+    /// by the last read is left out, and the model's offset goes back to
+    /// its start, to be read again from the log.
     fn freeze(&mut self) {
         if let Some(Model::Live(m)) = &self.model {
             let (cols, rows) = m.size();
             let snapshot = m.snapshot();
+            self.offset -= m.carried() as u64;
             self.model = Some(Model::Frozen { snapshot, cols, rows });
         }
     }
 
     fn snapshot(&mut self) -> Snapshot {
-        let (data, (cols, rows)) = match &self.model {
-            Some(Model::Live(m)) => (m.snapshot(), m.size()),
-            Some(Model::Frozen { snapshot, cols, rows }) => (snapshot.clone(), (*cols, *rows)),
-            None => (String::new(), (1, 1)),
+        // A live model's snapshot leaves out a character split by the last
+        // read: it reflects the output up to the character's start.
+        let (data, (cols, rows), carried) = match &self.model {
+            Some(Model::Live(m)) => (m.snapshot(), m.size(), m.carried()),
+            Some(Model::Frozen { snapshot, cols, rows }) => (snapshot.clone(), (*cols, *rows), 0),
+            None => (String::new(), (1, 1), 0),
         };
         Snapshot {
             epoch: self.handle.epoch(),
-            offset: self.offset,
+            offset: self.offset - carried as u64,
             cols,
             rows,
             data,

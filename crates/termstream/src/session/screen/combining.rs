@@ -17,10 +17,16 @@
 //! takes the current pen, which is the cell's own in the usual case of a
 //! mark that directly follows its base character.
 
-use avt::parser::Function;
+use avt::parser::{Function, State};
 use avt::{Parser, Terminal};
 use icu_normalizer::properties::CanonicalCompositionBorrowed;
 use unicode_width::UnicodeWidthChar;
+
+/// The most characters of a sequence under way kept to reproduce the
+/// parser's state (see [`MarkFolder::pending`]). A longer string (an OSC
+/// or DCS payload) is cut: its start already puts a parser in the state
+/// that matters, and only the payload is shortened.
+const PENDING_MAX: usize = 4096;
 
 /// Feeds text to a terminal, folding zero-width characters into the
 /// previous cell.
@@ -30,6 +36,10 @@ use unicode_width::UnicodeWidthChar;
 #[derive(Debug, Default)]
 pub(crate) struct MarkFolder {
     parser: Parser,
+    /// The characters fed since the parser last left its ground state:
+    /// an escape sequence or string under way, which a snapshot cannot
+    /// express but these characters can (see [`MarkFolder::pending`]).
+    pending: String,
 }
 
 impl MarkFolder {
@@ -40,10 +50,16 @@ impl MarkFolder {
             // One execution per run of text up to a mark, as
             // `Terminal::feed` does for the whole text.
             let mut mark = None;
-            let parser = &mut self.parser;
+            let (parser, pending) = (&mut self.parser, &mut self.pending);
             terminal.execute(std::iter::from_fn(|| {
                 for ch in chars.by_ref() {
-                    match parser.feed(ch) {
+                    let function = parser.feed(ch);
+                    if parser.state == State::Ground {
+                        pending.clear();
+                    } else if pending.len() + ch.len_utf8() <= PENDING_MAX {
+                        pending.push(ch);
+                    }
+                    match function {
                         Some(Function::Print(c)) if is_zero_width(c) => {
                             mark = Some(c);
                             return None;
@@ -59,6 +75,16 @@ impl MarkFolder {
                 None => return,
             }
         }
+    }
+}
+
+impl MarkFolder {
+    /// The characters of an escape sequence or string under way (empty
+    /// in the parser's ground state): fed to a fresh parser after a
+    /// snapshot, they leave it where this one is, so that the bytes after
+    /// them complete the sequence as they do here.
+    pub(crate) fn pending(&self) -> &str {
+        &self.pending
     }
 }
 

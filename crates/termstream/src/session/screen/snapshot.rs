@@ -185,6 +185,38 @@ pub(crate) fn push_dump(out: &mut String, dump: &str) {
 #[cfg(test)]
 mod tests {
     use super::push_dump;
+    use crate::session::screen::ScreenModel;
+
+    /// A snapshot taken with the output cut anywhere (inside an escape
+    /// sequence, an OSC string, a UTF-8 character) and fed to a fresh
+    /// model, followed by the rest of the output from the snapshot's own
+    /// offset, gives the model that took the output whole. The screen task
+    /// freezes idle models that way, and late joiners start that way; a
+    /// cut inside `ESC [ H` used to print `[H` as text (a `clear` lost).
+    #[test]
+    fn a_snapshot_cut_anywhere_goes_on_as_the_output_does() {
+        let output = "\x1b[?2004h$ printf osc52\r\n\x1b[?2004l\r\x1b]52;c;Y29waWVk\x07osc-sent\r\n\
+                      $ clear\r\n\x1b[?2004l\r\x1b[H\x1b[2J\x1b[3J\u{754c}\u{9762} \u{1F600}\u{1F680} x\
+                      \x1b[1;31mred\x1b[0m e\u{301}\x1b[5;10r\x1b[?1049h\x1bP1$r0m\x1b\\\x1b[2;4Halt\r\n\
+                      \x1b(0lqk\x1b(B\x1b[?1049l\x1b[r\x1b[38:2:10:20:30mtrue colour\x1b[m\r\n$ ";
+        let output = output.as_bytes();
+        let (cols, rows) = (30, 8);
+        let mut whole = ScreenModel::new(cols, rows, 50);
+        whole.feed(output);
+        for cut in 0..=output.len() {
+            let mut first = ScreenModel::new(cols, rows, 50);
+            first.feed(&output[..cut]);
+            let mut next = ScreenModel::new(cols, rows, 50);
+            next.feed(first.snapshot().as_bytes());
+            next.feed(&output[cut - first.carried()..]);
+            assert_eq!(
+                next.snapshot(),
+                whole.snapshot(),
+                "cut at {cut}: {:?}",
+                String::from_utf8_lossy(&output[..cut])
+            );
+        }
+    }
 
     #[test]
     fn colon_colour_parameters_become_semicolons_in_sgr_only() {

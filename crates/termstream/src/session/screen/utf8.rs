@@ -17,6 +17,11 @@ pub(crate) struct Utf8Carry {
 }
 
 impl Utf8Carry {
+    /// The bytes of a split character held for the next call.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
     /// Decodes `bytes`, passing each run of valid text to `sink` in order.
     ///
     /// Valid runs are borrowed straight from `bytes`; only the few bytes of a

@@ -346,3 +346,34 @@ async fn a_model_thawed_for_a_snapshot_is_frozen_again() {
     assert!(matches!(task.model, Some(Model::Live(_))), "live while output flows");
     handle.shutdown().await;
 }
+
+/// A model frozen with the output cut anywhere (inside an escape
+/// sequence, inside a UTF-8 character) goes on from the log exactly: its
+/// snapshot keeps the sequence under way, and a split character is read
+/// again. A freeze inside `ESC [ H` used to lose the `clear` after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_frozen_in_the_middle_of_a_sequence_goes_on_exactly() {
+    let settings = Config::default().session_settings();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output =
+        "$ clear\r\n\x1b[?2004l\r\x1b[H\x1b[2J\x1b[3J\u{754c}\u{9762} \u{1F600} x\x1b]0;title\x07\x1b[1;31mred\x1b[m";
+    let output = output.as_bytes();
+    let end = write_log(dir.path(), &settings, output);
+    let handle = actor::start_ended(ended_info("cut", end), dir.path().into(), settings.clone());
+    let (cols, rows) = handle.size();
+    let mut whole = ScreenModel::new(cols, rows, settings.scrollback_lines);
+    whole.feed(output);
+    for cut in 0..output.len() {
+        let mut task = task_of(&handle, settings.scrollback_lines);
+        let mut model = Box::new(ScreenModel::new(cols, rows, settings.scrollback_lines));
+        model.feed(&output[..cut]);
+        task.model = Some(Model::Live(model));
+        task.offset = cut as u64;
+        task.freeze();
+        task.catch_up(Urgency::Waited).await;
+        let snap = task.snapshot();
+        assert_eq!(snap.offset, end);
+        assert_eq!(snap.data, whole.snapshot(), "frozen at {cut}");
+    }
+    handle.shutdown().await;
+}
