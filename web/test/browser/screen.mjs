@@ -1,6 +1,7 @@
 // Checks that the page's screen is the server's: a full-screen program
 // resized and reloaded, OSC 52 and wide characters, two pages typing into
 // one session.
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Headless, openPage, hasView, renderSnapshot, suite, waitFor, waitText, bufferText, bash } from './harness.mjs';
@@ -38,8 +39,13 @@ test('a full-screen program (vim): resized while typing and reloaded, the page s
     last = { mine, theirs, cols: snap.cols, rows: snap.rows };
     // Escape leaves insert mode only after vim's escape delay.
     return mine === theirs && !mine.includes('-- INSERT --') && mine;
-  }, 20000).catch((e) => {
+  }, 20000).catch(async (e) => {
     console.log(JSON.stringify(last, null, 1));
+    // Whether vim runs, waits, or is stuck writing (a server that stopped
+    // reading): its state and kernel wait channel.
+    const { pid } = await api.get(id);
+    const ps = spawnSync('ps', ['-o', 'pid,stat,wchan:32,etime,time,args', '-p', String(pid)], { encoding: 'utf8' });
+    console.log(ps.stdout, (await api.get(id)).outputOffset);
     throw e;
   });
   await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
