@@ -100,6 +100,9 @@ pub(crate) struct FloodPriority {
     want_low: bool,
     /// The autogroup nice to restore, while lowered.
     lowered: Option<i32>,
+    /// The leader's autogroup (its name in `/proc/PID/autogroup`), once
+    /// lowered: what to restore should the leader exit while lowered.
+    group: Option<String>,
     /// When a refused or deferred change may be tried again.
     retry_at: Option<Instant>,
     /// Whether this watch counts in the budget as a waiting restore.
@@ -140,6 +143,7 @@ impl FloodPriority {
             own_input: None,
             want_low: false,
             lowered: None,
+            group: None,
             retry_at: None,
             waiting: false,
         }
@@ -231,7 +235,10 @@ impl FloodPriority {
                     self.leader = None;
                     return;
                 }
-                Some((_, before)) => (self.kernel.set_nice)(pid, self.nice.max(before)).map(|()| Some(before)),
+                Some((group, before)) => {
+                    self.group = Some(group);
+                    (self.kernel.set_nice)(pid, self.nice.max(before)).map(|()| Some(before))
+                }
             },
         };
         match result {
@@ -251,6 +258,20 @@ impl FloodPriority {
                 self.set_waiting(false);
             }
         }
+    }
+
+    /// Ends the watch of a leader that was reaped (its pid may be anyone's
+    /// now). Were its group lowered, the processes it left in the group
+    /// (background jobs, daemons) would stay lowered for good: a task of
+    /// its own sets the group back through any of them.
+    pub fn leader_exited(&mut self) {
+        if let (Some(before), Some(group), Some(_)) = (self.lowered, self.group.take(), self.leader) {
+            self.kernel.restore_group(group, before);
+        }
+        self.leader = None;
+        self.lowered = None;
+        self.want_low = false;
+        self.set_waiting(false);
     }
 
     /// Counts this watch in the budget as a waiting restore, or not.

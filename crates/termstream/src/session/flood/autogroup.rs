@@ -21,6 +21,9 @@ pub(super) const RATE: Duration = Duration::from_millis(110);
 /// How old the last change must be before a lowering may go: twice
 /// [`RATE`], so lowerings take at most half the kernel's budget.
 pub(super) const LOWER_GAP: Duration = Duration::from_millis(220);
+/// How long a leader's exit keeps trying to restore its group through the
+/// processes left in it.
+const EXIT_RESTORE_FOR: Duration = Duration::from_secs(10);
 
 /// The changes this server made, the restores waiting for one, and the
 /// calls that reach the kernel (real ones; tests put a model in).
@@ -108,6 +111,57 @@ impl Autogroups {
             b.restores_waiting = b.restores_waiting.saturating_sub(1);
         }
     }
+
+    /// Sets the nice of `group` back to `nice` after its leader was reaped,
+    /// through any process still in it; gives up when none is left, after
+    /// [`EXIT_RESTORE_FOR`], or on an error other than the rate limit.
+    /// Runs as a task of its own; it counts as a waiting restore.
+    pub(super) fn restore_group(&'static self, group: String, nice: i32) {
+        self.waiting(true);
+        tokio::spawn(async move {
+            let until = Instant::now() + EXIT_RESTORE_FOR;
+            loop {
+                let now = Instant::now();
+                if now >= until {
+                    tracing::debug!(group, "autogroup not restored after its leader exited");
+                    break;
+                }
+                if let Err(at) = self.ask(true, now) {
+                    tokio::time::sleep_until(at.into()).await;
+                    continue;
+                }
+                let g = group.clone();
+                let set_nice = self.set_nice;
+                let done = tokio::task::spawn_blocking(move || match member(&g) {
+                    None => Ok(()),
+                    Some(pid) => set_nice(pid, nice),
+                })
+                .await;
+                match done {
+                    Ok(Err(e)) if e.raw_os_error() == Some(rustix::io::Errno::AGAIN.raw_os_error()) => {
+                        self.refused(Instant::now());
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(group, error = %e, "autogroup not restored");
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            self.waiting(false);
+        });
+    }
+}
+
+/// A live process in autogroup `group` (its file names it), found by a
+/// scan of `/proc`. Blocking.
+fn member(group: &str) -> Option<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .find(|&pid| read(&path(Some(pid))).is_some_and(|(g, _)| g == group))
 }
 
 /// The autogroup of `pid` and its nice, if autogroups are in effect and
