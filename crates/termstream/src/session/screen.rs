@@ -203,7 +203,10 @@ impl ScreenModel {
         snapshot::push_scrollback(&mut out, history.into_iter(), rows);
         snapshot::push_dump(&mut out, &self.terminal.dump());
 
-        out
+        match self.marks.clusters().expand(&out) {
+            std::borrow::Cow::Borrowed(_) => out,
+            std::borrow::Cow::Owned(expanded) => expanded,
+        }
     }
 
     /// The text of the visible rows (for tests and logs), one string per
@@ -212,7 +215,7 @@ impl ScreenModel {
         self.terminal
             .screen()
             .visible_lines()
-            .map(|line| line.text().trim_end().to_owned())
+            .map(|line| self.marks.clusters().expand(line.text().trim_end()).into_owned())
             .collect()
     }
 
