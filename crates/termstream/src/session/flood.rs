@@ -27,7 +27,7 @@
 //!
 //! The kernel lets an unprivileged process change an autogroup's nice at
 //! most ten times a second in all (`EAGAIN` otherwise). All sessions share
-//! that budget through [`autogroup::Autogroups`]: restores go first, and
+//! that budget (`flood/autogroup.rs`): restores go first, and
 //! lowerings leave room for them.
 
 mod autogroup;
