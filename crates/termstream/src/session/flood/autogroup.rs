@@ -141,6 +141,10 @@ impl Autogroups {
                     Ok(Err(e)) if e.raw_os_error() == Some(rustix::io::Errno::AGAIN.raw_os_error()) => {
                         self.refused(Instant::now());
                     }
+                    // The member found exited since: look for another.
+                    Ok(Err(e))
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            || e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error()) => {}
                     Ok(Err(e)) => {
                         tracing::debug!(group, error = %e, "autogroup not restored");
                         break;
