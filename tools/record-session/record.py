@@ -72,6 +72,13 @@ COMBINING = (
     r"printf 'last: o\u0302'"
 )
 
+CLUSTERS = (
+    r"clear; printf 'e\u0353 q\u0301 a\u0301\u0353|end\n'; "
+    r"printf '\e[1;32mx\u0353\u0353\e[0m|\n'; "
+    r"printf '%*s' 19 ''; printf 'm\u0353yz\n'; "
+    r"printf 'last: z\u0353'"
+)
+
 # Each case: size, program, the files it needs and its steps. A step is
 # either keys to type (str) or ("sleep", seconds).
 CASES = {
@@ -108,6 +115,15 @@ CASES = {
         "description": "Decomposed accents (e + U+0301, i + U+0308, a + U+0300, n + U+0303, "
                        "o + U+0302): each mark joins the previous cell, in colour, across "
                        "the last column's pending wrap, and with the cursor right after one.",
+        "steps": [],
+    },
+    "combining-clusters": {
+        "cols": 20, "rows": 6, "argv": ["bash", "--norc", "--noprofile", "-c",
+                                        CLUSTERS + "; sleep 30"],
+        "description": "Combining marks with no precomposed form (e + U+0353, q + U+0301, "
+                       "a + U+0301 + U+0353, two marks on one letter): each stays on its "
+                       "base cell, in colour, across the last column's pending wrap, and "
+                       "with the cursor right after one.",
         "steps": [],
     },
     "vim-exit": {

@@ -51,6 +51,8 @@ pub struct Cluster {
     pub lost_after: Duration,
     /// The output bytes a stream keeps.
     pub stream_bytes: u64,
+    /// How long a transfer waits for its client to read.
+    pub transfer_stall: Duration,
     /// Why Redis cannot be used now; `None` while it works.
     down: Mutex<Option<String>>,
     /// Bumped each time this node (re)registered its sessions in Redis
@@ -81,6 +83,7 @@ impl Cluster {
             heartbeat: Duration::from_millis(config.cluster_heartbeat_ms.max(10)),
             lost_after: Duration::from_millis(config.cluster_lost_ms.max(config.cluster_heartbeat_ms * 2)),
             stream_bytes: config.cluster_stream_bytes.max(1 << 16),
+            transfer_stall: Duration::from_millis(config.cluster_transfer_stall_ms.max(1)),
             registry: registry.clone(),
             down: Mutex::new(Some("not connected to the cluster's Redis yet".into())),
             registered: watch::channel(0).0,

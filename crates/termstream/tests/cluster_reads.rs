@@ -208,3 +208,58 @@ async fn recordings_of_other_nodes_stream_at_most_eight_at_once() {
     };
     assert!(cast(a, "small").await == theirs);
 }
+
+#[tokio::test]
+async fn a_stalled_recording_download_gives_its_slot_back() {
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_CLUSTER_TRANSFER_STALL_MS", "1000")]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    // 16 MiB of random bytes as base64 (which compression cannot shrink
+    // much): far more than the sockets' and servers' buffers hold.
+    let script = "head -c 16777216 /dev/urandom | base64";
+    a.create(json!({"id":"big","kind":"command","argv":["sh","-c",script]}))
+        .await;
+    a.create(json!({"id":"small","kind":"command","argv":["sh","-c","seq 1 1000"]}))
+        .await;
+    for id in ["big", "small"] {
+        a.wait_status(id, "exited", T).await;
+        status_is(b, id, "exited", T).await.expect("ended on B");
+    }
+    let whole = cast(a, "big").await.len();
+
+    // Eight clients that start a download and read nothing more, but stay.
+    let url = b.url("/api/sessions/big/recording.cast");
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let resp = b.client.get(&url).send().await.expect("recording request");
+        assert_eq!(resp.status(), 200);
+        held.push(resp);
+    }
+    let (status, body) = b.get("/api/sessions/small/recording.cast").await;
+    assert_eq!(status.as_u16(), 503, "{body}");
+    assert_eq!(body["error"]["code"], "capacity", "{body}");
+    // Their transfers stall and end: the slots are free again while the
+    // clients are still connected.
+    let small = b.url("/api/sessions/small/recording.cast");
+    let deadline = tokio::time::Instant::now() + T;
+    let theirs = loop {
+        let resp = b.client.get(&small).send().await.expect("recording request");
+        if resp.status() == 200 {
+            break resp.bytes().await.expect("recording body").to_vec();
+        }
+        let now = tokio::time::Instant::now();
+        assert!(now < deadline, "a stalled download holds its slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(cast(a, "small").await == theirs);
+    // A stalled client that reads on gets an error, not a cut recording
+    // that looks whole (some may have been read far enough by the sockets
+    // not to stall, and finish whole).
+    let mut cut = 0;
+    for resp in held {
+        match resp.bytes().await {
+            Ok(body) => assert_eq!(body.len(), whole, "a cut recording ended as if whole"),
+            Err(_) => cut += 1,
+        }
+    }
+    assert!(cut > 0, "no download was ended, yet a slot was free");
+}

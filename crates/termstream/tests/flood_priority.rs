@@ -2,7 +2,9 @@
 //! the CPU while someone types into another session: its autogroup nice
 //! (`/proc/PID/autogroup`, the priority that weighs one session's processes
 //! against everything else) is raised to `flood_nice`, and set back when
-//! input arrives, the output pauses, or nobody types any more. Real server,
+//! input arrives, the output pauses, or nobody types any more; a group
+//! whose leader exits while lowered is set back through the processes left
+//! in it. Real server,
 //! real PTYs, real programs; skipped where the kernel does not schedule by
 //! autogroup.
 
@@ -187,4 +189,87 @@ async fn flood_nice_zero_leaves_programs_alone() {
     );
     assert_eq!(group_nice(pid), Some(own));
     server.terminate(&id).await;
+}
+
+/// The processes other than `leader` in `leader`'s autogroup.
+fn group_members(leader: u32) -> Vec<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{leader}/autogroup")).unwrap_or_default();
+    let Some(group) = text.split_whitespace().next().map(str::to_owned) else {
+        return Vec::new();
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != leader)
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/autogroup"))
+                .is_ok_and(|t| t.split_whitespace().next() == Some(group.as_str()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_group_lowered_when_its_leader_exits_is_restored_through_what_is_left() {
+    if !autogroups() {
+        return;
+    }
+    // A long grace: what the leader leaves behind runs on (it holds the
+    // terminal through its stderr) for the whole test.
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_TERMINATE_GRACE_MS", "60000")]).await;
+    let info = server
+        .create(json!({
+            "argv": ["sh", "-c", "trap '' HUP; yes > /dev/null & exec yes"],
+            "cols": 80,
+            "rows": 24,
+        }))
+        .await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    let pid = info["pid"].as_u64().unwrap() as u32;
+    let own = server_nice(&server);
+    let typing = typist(&server).await;
+    assert!(
+        nice_becomes(pid, 10, secs(10)).await,
+        "the flood was not lowered: {:?}",
+        group_nice(pid)
+    );
+    let deadline = Instant::now() + secs(5);
+    let mut left = group_members(pid);
+    while left.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        left = group_members(pid);
+    }
+    // Killed however the test ends (a long grace would leave them running).
+    let kill = KillOnDrop(left.clone());
+    assert!(!left.is_empty(), "the background job is not in the leader's group");
+    let job = left[0];
+    assert_eq!(group_nice(job), Some(10), "the background job shares the lowered group");
+
+    // The leader exits while lowered; its background job runs on.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .expect("SIGKILL");
+    assert!(
+        nice_becomes(job, own, secs(5)).await,
+        "the group stayed lowered after its leader exited: {:?}",
+        group_nice(job)
+    );
+    assert_eq!(group_nice(job), Some(own));
+    typing.abort();
+    drop(kill);
+    server.terminate(&id).await;
+}
+
+/// Kills its processes when dropped.
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
 }

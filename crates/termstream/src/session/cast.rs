@@ -16,8 +16,10 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 use termstream_proto::{SessionInfo, SessionKind};
 use tokio::sync::mpsc;
@@ -43,12 +45,21 @@ pub async fn recording(handle: &SessionHandle) -> Result<BoxStream<'static, io::
     let mut pages = remote.events()?;
     let first = pages.next_page().await?.unwrap_or_default();
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(LINES_IN_FLIGHT);
+    // The error that ended a transfer whose lines still fill the channel
+    // (a stalled client): it ends the body after them, so the client
+    // cannot take a cut recording for a whole one.
+    let failed = Arc::new(Mutex::new(None::<io::Error>));
+    let failure = failed.clone();
     tokio::spawn(async move {
-        if let Err(e) = write_remote(&info, first, pages, &tx).await {
-            let _ = tx.send(Err(e)).await;
+        if let Err(e) = write_remote(&info, first, pages, &tx).await
+            && let Err(mpsc::error::TrySendError::Full(Err(e))) = tx.try_send(Err(e))
+        {
+            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
         }
     });
-    Ok(Box::pin(lines(rx)))
+    let last = futures_util::stream::once(async move { failed.lock().unwrap_or_else(|p| p.into_inner()).take() })
+        .filter_map(|e| async move { e.map(Err) });
+    Ok(Box::pin(lines(rx).chain(last)))
 }
 
 /// The recording of a session from its disk log in `dir`.
@@ -85,16 +96,27 @@ fn write_cast(info: &SessionInfo, dir: &std::path::Path, tx: &mpsc::Sender<io::R
 
 /// Writes a remote session's recording from its owner's pages: while the
 /// lines of one page go out, the next page is asked for (so at most two
-/// pages are held), and no further page until those lines went out.
+/// pages are held), and no further page until those lines went out. A
+/// client that takes no line for the pages' stall timeout ends the
+/// transfer (and so gives its slot back) with an error.
 async fn write_remote(
     info: &SessionInfo,
     first: Vec<Event>,
     mut pages: Box<dyn EventPages>,
     tx: &mpsc::Sender<io::Result<Bytes>>,
 ) -> io::Result<()> {
+    let stall = pages.stall_timeout();
     let send_all = |lines: Vec<Bytes>| async move {
         for line in lines {
-            tx.send(Ok(line)).await.map_err(|_| gone())?;
+            match tokio::time::timeout(stall, tx.send(Ok(line))).await {
+                Ok(sent) => sent.map_err(|_| gone())?,
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the client read nothing for {} ms", stall.as_millis()),
+                    ));
+                }
+            }
         }
         Ok::<_, io::Error>(())
     };

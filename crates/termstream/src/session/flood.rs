@@ -26,13 +26,19 @@
 //! program shares the server's group, nothing is changed.
 //!
 //! The kernel lets an unprivileged process change an autogroup's nice at
-//! most ten times a second in all (`EAGAIN` otherwise): a change refused so
-//! is retried after [`RETRY`], restores included.
+//! most ten times a second in all (`EAGAIN` otherwise). All sessions share
+//! that budget (`flood/autogroup.rs`): restores go first, and
+//! lowerings leave room for them.
 
-use std::path::PathBuf;
+mod autogroup;
+#[cfg(test)]
+mod tests;
+
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use autogroup::Autogroups;
 
 /// How long a session must stream before it counts as flooding.
 pub const FLOOD_AFTER: Duration = Duration::from_millis(500);
@@ -41,8 +47,6 @@ pub const FLOOD_AFTER: Duration = Duration::from_millis(500);
 pub const FLOOD_BYTES_PER_SEC: u64 = 1 << 20;
 /// A pause in the output that ends a stream, and restores the priority.
 pub const QUIET: Duration = Duration::from_millis(300);
-/// How soon a change the kernel refused (rate limit) is tried again.
-const RETRY: Duration = Duration::from_millis(100);
 /// How long after the last input to any session someone counts as typing.
 pub const INTERACTIVE: Duration = Duration::from_secs(2);
 
@@ -78,8 +82,9 @@ fn typing(now: Instant, own: Option<Instant>) -> bool {
 }
 
 /// One session's flood watch, owned by its actor.
-#[derive(Debug)]
 pub(crate) struct FloodPriority {
+    /// The budget of changes all sessions share, and the kernel's calls.
+    kernel: &'static Autogroups,
     /// The autogroup nice of a flooding session; 0: never lowered.
     nice: i32,
     /// The session leader, whose autogroup is the session's.
@@ -95,14 +100,41 @@ pub(crate) struct FloodPriority {
     want_low: bool,
     /// The autogroup nice to restore, while lowered.
     lowered: Option<i32>,
-    /// When a refused change may be tried again.
+    /// The leader's autogroup (its name in `/proc/PID/autogroup`), once
+    /// lowered: what to restore should the leader exit while lowered.
+    group: Option<String>,
+    /// When a refused or deferred change may be tried again.
     retry_at: Option<Instant>,
+    /// Whether this watch counts in the budget as a waiting restore.
+    waiting: bool,
+}
+
+impl std::fmt::Debug for FloodPriority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FloodPriority")
+            .field("leader", &self.leader)
+            .field("want_low", &self.want_low)
+            .field("lowered", &self.lowered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FloodPriority {
+    fn drop(&mut self) {
+        self.set_waiting(false);
+    }
 }
 
 impl FloodPriority {
     /// The watch of the session whose leader is `leader`; `nice` 0 turns it off.
     pub fn new(nice: i32, leader: Option<u32>) -> FloodPriority {
+        FloodPriority::with(&autogroup::KERNEL, nice, leader)
+    }
+
+    /// The watch of `leader`'s session over `kernel`.
+    fn with(kernel: &'static Autogroups, nice: i32, leader: Option<u32>) -> FloodPriority {
         FloodPriority {
+            kernel,
             nice: nice.clamp(0, 19),
             leader: leader.filter(|_| nice > 0),
             stream: None,
@@ -111,7 +143,9 @@ impl FloodPriority {
             own_input: None,
             want_low: false,
             lowered: None,
+            group: None,
             retry_at: None,
+            waiting: false,
         }
     }
 
@@ -172,148 +206,79 @@ impl FloodPriority {
     }
 
     /// Makes the kernel's priority what the watch wants, unless a refused
-    /// change waits for its retry.
+    /// change waits for its retry, or the shared budget defers it.
     fn apply(&mut self, now: Instant) {
-        let Some(pid) = self.leader else { return };
-        if self.want_low == self.lowered.is_some() || self.retry_at.is_some_and(|t| now < t) {
+        let Some(pid) = self.leader else {
+            self.set_waiting(false);
+            return;
+        };
+        let restore = self.lowered.is_some();
+        if self.want_low == restore {
+            self.retry_at = None;
+            self.set_waiting(false);
+            return;
+        }
+        self.set_waiting(restore);
+        if self.retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        if let Err(at) = self.kernel.ask(restore, now) {
+            self.retry_at = Some(at);
             return;
         }
         self.retry_at = None;
         let result = match self.lowered {
-            Some(before) => set_nice(pid, before).map(|()| None),
-            None => match own_group(pid) {
+            Some(before) => (self.kernel.set_nice)(pid, before).map(|()| None),
+            None => match (self.kernel.own_group)(pid) {
                 // Not a group of its own: leave it (and the server) alone.
                 None => {
                     self.leader = None;
                     return;
                 }
-                Some(before) => set_nice(pid, self.nice.max(before)).map(|()| Some(before)),
+                Some((group, before)) => {
+                    self.group = Some(group);
+                    (self.kernel.set_nice)(pid, self.nice.max(before)).map(|()| Some(before))
+                }
             },
         };
         match result {
-            Ok(lowered) => self.lowered = lowered,
+            Ok(lowered) => {
+                self.lowered = lowered;
+                self.set_waiting(false);
+            }
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::AGAIN.raw_os_error()) => {
-                self.retry_at = Some(now + RETRY);
+                // Someone else (another program) took the kernel's turn.
+                self.kernel.refused(now);
+                self.retry_at = Some(now + autogroup::RATE);
             }
             Err(e) => {
                 // The program is gone, or autogroups are not ours to change.
                 tracing::debug!(pid, error = %e, "autogroup nice not changed");
                 self.leader = None;
+                self.set_waiting(false);
             }
         }
     }
-}
 
-/// The autogroup nice of `pid`, if autogroups are in effect and `pid`'s
-/// group is not the server's own. A server whose file is empty is in the
-/// default group (started outside any new session), which no session's
-/// group is.
-fn own_group(pid: u32) -> Option<i32> {
-    if !enabled() {
-        return None;
-    }
-    let (group, nice) = read(&path(Some(pid)))?;
-    let own = read(&path(None)).map(|(own, _)| own);
-    (Some(&group) != own.as_ref()).then_some(nice)
-}
-
-/// Whether the kernel schedules by autogroup.
-fn enabled() -> bool {
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    *ENABLED.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled").is_ok_and(|s| s.trim() == "1")
-    })
-}
-
-fn path(pid: Option<u32>) -> PathBuf {
-    match pid {
-        Some(pid) => PathBuf::from(format!("/proc/{pid}/autogroup")),
-        None => PathBuf::from("/proc/self/autogroup"),
-    }
-}
-
-/// Reads an autogroup file: `/autogroup-123 nice 0`. `None` where it
-/// cannot be read, or is empty: the kernel writes nothing for a process in
-/// the default group, one that never started a session of its own since
-/// boot (as under some CI runners and containers).
-pub(crate) fn read(path: &std::path::Path) -> Option<(String, i32)> {
-    parse(&std::fs::read_to_string(path).ok()?)
-}
-
-/// Parses an autogroup file's text.
-fn parse(text: &str) -> Option<(String, i32)> {
-    let mut words = text.split_whitespace();
-    let group = words.next()?.to_owned();
-    (words.next()? == "nice").then_some(())?;
-    Some((group, words.next()?.parse().ok()?))
-}
-
-fn set_nice(pid: u32, nice: i32) -> std::io::Result<()> {
-    std::fs::write(path(Some(pid)), nice.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_autogroup_of_this_process() {
-        let Ok(text) = std::fs::read_to_string(path(None)) else {
-            return;
-        };
-        match read(&path(None)) {
-            Some((group, nice)) => {
-                assert!(group.starts_with("/autogroup-"), "{group}");
-                assert!((-20..=19).contains(&nice));
-            }
-            // Empty in the default group (no session of its own since boot).
-            None => assert!(text.trim().is_empty(), "not understood: {text:?}"),
+    /// Ends the watch of a leader that was reaped (its pid may be anyone's
+    /// now). Were its group lowered, the processes it left in the group
+    /// (background jobs, daemons) would stay lowered for good: a task of
+    /// its own sets the group back through any of them.
+    pub fn leader_exited(&mut self) {
+        if let (Some(before), Some(group), Some(_)) = (self.lowered, self.group.take(), self.leader) {
+            self.kernel.restore_group(group, before);
         }
+        self.leader = None;
+        self.lowered = None;
+        self.want_low = false;
+        self.set_waiting(false);
     }
 
-    #[test]
-    fn parses_an_autogroup_file_and_takes_an_empty_one_as_none() {
-        assert_eq!(parse("/autogroup-123 nice 5\n"), Some(("/autogroup-123".to_owned(), 5)));
-        assert_eq!(parse("/autogroup-7 nice -3\n"), Some(("/autogroup-7".to_owned(), -3)));
-        assert_eq!(parse(""), None);
-        assert_eq!(parse("/autogroup-7 weight 3\n"), None);
-    }
-
-    #[test]
-    fn slow_output_or_input_never_floods() {
-        // No leader: nothing is written, but the decision is the same.
-        let mut f = FloodPriority::new(10, Some(u32::MAX));
-        let t0 = Instant::now();
-        // 100 KB/s for two seconds: below the flood rate.
-        for i in 0..200 {
-            f.output(1000, 0, t0 + Duration::from_millis(10 * i));
+    /// Counts this watch in the budget as a waiting restore, or not.
+    fn set_waiting(&mut self, waiting: bool) {
+        if self.waiting != waiting {
+            self.waiting = waiting;
+            self.kernel.waiting(waiting);
         }
-        assert!(!f.want_low);
-        // Fast, but typed into every 400 ms.
-        let mut f = FloodPriority::new(10, Some(u32::MAX));
-        for i in 0..200u64 {
-            f.output(64 * 1024, i / 40, t0 + Duration::from_millis(10 * i));
-            assert!(!f.want_low, "at {i}");
-        }
-    }
-
-    #[test]
-    fn a_fast_stream_floods_while_someone_types_and_a_pause_ends_it() {
-        let mut f = FloodPriority::new(10, Some(u32::MAX));
-        let t0 = Instant::now();
-        input_arrived();
-        for i in 0..=50 {
-            f.output(64 * 1024, 0, t0 + Duration::from_millis(10 * i));
-        }
-        assert!(f.want_low);
-        // Nobody typing: a flood keeps its priority.
-        f.output(64 * 1024, 0, t0 + INTERACTIVE + Duration::from_secs(1));
-        assert!(!f.want_low);
-        // The leader does not exist: the watch gave up changing it.
-        assert_eq!(f.leader, None);
-        assert_eq!(f.deadline(), None);
-        let last = t0 + Duration::from_millis(500);
-        f.tick(0, last + QUIET);
-        assert!(!f.want_low);
     }
 }

@@ -70,6 +70,10 @@ pub trait EventPages: Send + std::fmt::Debug {
     /// The next page of events, in the log's order; `None` once the last
     /// page was given.
     fn next_page(&mut self) -> BoxFuture<'_, Result<Option<Vec<Event>>, SessionError>>;
+
+    /// How long the transfer may wait for its client to take a line before
+    /// it ends (a stalled download would hold its slot for good).
+    fn stall_timeout(&self) -> std::time::Duration;
 }
 
 /// The parts a remote session's stand-in keeps: the receiving end of the

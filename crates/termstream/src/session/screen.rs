@@ -208,6 +208,12 @@ impl ScreenModel {
         self.modes.modes().push_sequences(&mut out);
         snapshot::push_scrollback(&mut out, history.into_iter(), rows);
         snapshot::push_dump(&mut out, &self.terminal.dump());
+        let mut out = match self.marks.clusters().expand(&out) {
+            std::borrow::Cow::Borrowed(_) => out,
+            std::borrow::Cow::Owned(expanded) => expanded,
+        };
+        // After the expansion: a sequence under way is the program's own
+        // characters, never stand-ins.
         out.push_str(self.marks.pending());
         out
     }
@@ -227,7 +233,7 @@ impl ScreenModel {
         self.terminal
             .screen()
             .visible_lines()
-            .map(|line| line.text().trim_end().to_owned())
+            .map(|line| self.marks.clusters().expand(line.text().trim_end()).into_owned())
             .collect()
     }
 

@@ -9,7 +9,9 @@
 //! went out to the client. The owner keeps nothing between pages. So a
 //! transfer holds at most a page and a few lines here and a page at the
 //! owner, whatever the log's size, and at most [`TRANSFERS`] run on a node
-//! at once (more are refused with `capacity`).
+//! at once (more are refused with `capacity`). A client that reads nothing
+//! for `cluster_transfer_stall_ms` ends its transfer, which gives the slot
+//! back (see `crate::session::cast`).
 
 use std::sync::Arc;
 
@@ -112,5 +114,9 @@ impl EventPages for Pages {
                 _ => Err(SessionError::Busy(self.id.clone())),
             }
         })
+    }
+
+    fn stall_timeout(&self) -> std::time::Duration {
+        self.c.transfer_stall
     }
 }

@@ -91,7 +91,9 @@ impl Actor {
     pub(super) fn on_exit(&mut self, status: io::Result<std::process::ExitStatus>) {
         self.child = None;
         self.kill_deadline = None;
-        // The leader is reaped: its pid may be anyone's now.
+        // The leader is reaped: its pid may be anyone's now (a group it
+        // left lowered is set back through the processes still in it).
+        self.flood.leader_exited();
         self.flood = super::FloodPriority::new(0, None);
         match status {
             Ok(s) => {

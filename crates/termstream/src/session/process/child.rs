@@ -26,6 +26,10 @@
 //! before the signal mask (all blocked across the clone) is cleared, so no
 //! handler of the server can run in the child. A failing step stores its
 //! errno where the parent reads it once the clone returns.
+//!
+//! The child's stack is a mapping of its own ([`ChildStack`]) with an
+//! inaccessible guard page below it: a child that overflowed it faults
+//! (and the spawn fails) instead of writing over the server's heap.
 
 use std::convert::Infallible;
 use std::ffi::{CStr, CString, c_char};
@@ -44,6 +48,53 @@ use crate::confine::Confinement;
 /// The child's stack until `execve`: it runs a few system calls (and
 /// possibly the dynamic linker's lazy binding of them), far below this.
 const STACK_SIZE: usize = 64 * 1024;
+
+/// The stack the child runs on: [`STACK_SIZE`] bytes mapped for it alone,
+/// above a `PROT_NONE` guard page, unmapped when dropped (after the clone
+/// returned, that is after the child's `execve` or exit).
+struct ChildStack {
+    /// The start of the mapping: the guard page.
+    base: *mut std::ffi::c_void,
+    /// The size of the mapping: the guard page and the stack.
+    len: usize,
+}
+
+impl ChildStack {
+    fn new() -> io::Result<ChildStack> {
+        let page = rustix::param::page_size();
+        let len = STACK_SIZE.next_multiple_of(page) + page;
+        // SAFETY: a new anonymous mapping, at an address the kernel picks.
+        let base = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::STACK | rustix::mm::MapFlags::NORESERVE,
+            )
+        }?;
+        let stack = ChildStack { base, len };
+        // SAFETY: the lowest page of the mapping made above, which nothing
+        // uses.
+        unsafe { rustix::mm::mprotect(base, page, rustix::mm::MprotectFlags::empty()) }?;
+        Ok(stack)
+    }
+
+    /// The usable stack, above the guard page.
+    fn slice(&mut self) -> &mut [u8] {
+        let page = rustix::param::page_size();
+        // SAFETY: the mapping above the guard page is readable and
+        // writable, ours alone, and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.base.cast::<u8>().add(page), self.len - page) }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `new` made; no child runs on it any more
+        // (`clone` with CLONE_VFORK returns after its `execve` or exit).
+        let _ = unsafe { rustix::mm::munmap(self.base, self.len) };
+    }
+}
 
 /// Everything the child needs, prepared (and allocated) before the clone.
 pub struct Plan<'a> {
@@ -158,7 +209,7 @@ pub fn start(plan: &Plan<'_>) -> io::Result<ChildProcess> {
         sh_argv,
         failure: AtomicI32::new(0),
     };
-    let mut stack = vec![0u8; STACK_SIZE];
+    let mut stack = ChildStack::new()?;
     let mut flags = CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK;
     if matches!(plan.stdio, Stdio::Tty(_)) {
         flags |= CloneFlags::CLONE_FILES;
@@ -175,7 +226,7 @@ pub fn start(plan: &Plan<'_>) -> io::Result<ChildProcess> {
         // which keeps to the rules of this module's doc; the stack is ours
         // until `clone` returns, which with CLONE_VFORK is after the child's
         // `execve` or exit.
-        unsafe { nix::sched::clone(child_main, &mut stack, flags, Some(libc::SIGCHLD)) }.map_err(io::Error::from)?
+        unsafe { nix::sched::clone(child_main, stack.slice(), flags, Some(libc::SIGCHLD)) }.map_err(io::Error::from)?
     };
     let pid = Pid::from_raw(pid.as_raw()).ok_or_else(|| io::Error::other("clone returned pid 0"))?;
     let failure = prepared.failure.load(Ordering::Relaxed);
@@ -329,4 +380,46 @@ fn reset_signal_handlers() {
 fn borrow(fd: RawFd) -> BorrowedFd<'static> {
     // SAFETY: only for fds open in the child until `execve`.
     unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The permissions (`rw-p`) of the mapping of this process that holds
+    /// `addr`, from `/proc/self/maps`.
+    fn permissions(addr: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines().find_map(|line| {
+            let mut words = line.split_whitespace();
+            let (start, end) = words.next()?.split_once('-')?;
+            let (start, end) = (
+                usize::from_str_radix(start, 16).ok()?,
+                usize::from_str_radix(end, 16).ok()?,
+            );
+            (start <= addr && addr < end).then(|| words.next().unwrap_or("").to_owned())
+        })
+    }
+
+    #[test]
+    fn the_child_stack_has_an_inaccessible_page_below_it() {
+        let mut stack = ChildStack::new().unwrap();
+        let page = rustix::param::page_size();
+        let slice = stack.slice();
+        assert!(slice.len() >= STACK_SIZE);
+        let low = slice.as_ptr() as usize;
+        let high = low + slice.len() - 1;
+        // The stack grows down from its top: the page under its lowest
+        // byte is the guard.
+        assert_eq!(permissions(low).as_deref().map(|p| &p[..2]), Some("rw"));
+        assert_eq!(permissions(high).as_deref().map(|p| &p[..2]), Some("rw"));
+        assert_eq!(
+            permissions(low - 1).as_deref().map(|p| &p[..3]),
+            Some("---"),
+            "no guard page"
+        );
+        assert_eq!(permissions(low - page).as_deref().map(|p| &p[..3]), Some("---"));
+        slice[0] = 1;
+        slice[slice.len() - 1] = 1;
+    }
 }

@@ -11,11 +11,24 @@
 //! zero-width character: that one is folded into the cell before the
 //! cursor (the cell xterm.js attaches it to). When Unicode has one
 //! precomposed character for the pair (`e` + U+0301 is `é`), that character
-//! is written over the cell; otherwise (no precomposed form, a wide or
-//! empty cell, the first column) the mark is dropped. Either way the cursor
-//! and every later cell land where a terminal puts them. The rewritten cell
-//! takes the current pen, which is the cell's own in the usual case of a
-//! mark that directly follows its base character.
+//! is written over the cell. Otherwise (`e` + U+0353, `q` + U+0301) the
+//! cell's text becomes a *cluster*, the base and its marks, which an `avt`
+//! cell (one `char`) cannot hold: the folder keeps the cluster in a table
+//! ([`Clusters`]) and writes a stand-in character from Unicode's plane 16
+//! private use area (U+100000 on, one cell wide as any private use
+//! character) over the cell; [`Clusters::expand`] puts the clusters back
+//! in snapshots. A plane 16 character the program itself prints is kept as
+//! a cluster of its own, so every stand-in in a cell is the folder's. A mark
+//! on a wide or continuation cell, in the first column, past
+//! [`MAX_CLUSTER_BYTES`] or once [`MAX_CLUSTERS`] are in the table is
+//! dropped (a rebuild of the model from its snapshot, as on resize or thaw,
+//! starts a fresh table). Either way the cursor and every later cell land
+//! where a terminal puts them. The rewritten cell takes the current pen,
+//! which is the cell's own in the usual case of a mark that directly
+//! follows its base character.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 use avt::parser::{Function, State};
 use avt::{Parser, Terminal};
@@ -40,6 +53,67 @@ pub(crate) struct MarkFolder {
     /// an escape sequence or string under way, which a snapshot cannot
     /// express but these characters can (see [`MarkFolder::pending`]).
     pending: String,
+    /// The clusters whose stand-ins are in the terminal's cells.
+    clusters: Clusters,
+}
+
+/// The first stand-in character: the start of plane 16's private use area.
+const FIRST: u32 = 0x10_0000;
+/// The most clusters a model keeps (stand-ins U+100000 to U+1003FF).
+const MAX_CLUSTERS: usize = 1024;
+/// The longest cluster kept, in UTF-8 bytes (a base and a few marks): a
+/// run of marks on one cell cannot grow the table without bound.
+const MAX_CLUSTER_BYTES: usize = 32;
+
+/// Texts of cells that `avt` cannot hold in one `char`, each standing in
+/// the cells as the private use character `FIRST + index`.
+#[derive(Debug, Default)]
+pub(crate) struct Clusters {
+    texts: Vec<Box<str>>,
+    index: HashMap<Box<str>, u32>,
+}
+
+impl Clusters {
+    /// The stand-in of `text`, interned; `None` when the table is full or
+    /// `text` too long.
+    fn intern(&mut self, text: &str) -> Option<char> {
+        if let Some(&i) = self.index.get(text) {
+            return char::from_u32(FIRST + i);
+        }
+        if self.texts.len() >= MAX_CLUSTERS || text.len() > MAX_CLUSTER_BYTES {
+            return None;
+        }
+        let i = self.texts.len() as u32;
+        self.texts.push(text.into());
+        self.index.insert(text.into(), i);
+        char::from_u32(FIRST + i)
+    }
+
+    /// The cluster `ch` stands in for, if it is a stand-in.
+    fn get(&self, ch: char) -> Option<&str> {
+        let i = (ch as u32).checked_sub(FIRST)?;
+        self.texts.get(i as usize).map(|t| &**t)
+    }
+
+    /// `text` with every stand-in replaced by its cluster.
+    pub(crate) fn expand<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        if self.texts.is_empty() || !text.chars().any(is_stand_in) {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len());
+        for ch in text.chars() {
+            match self.get(ch) {
+                Some(cluster) => out.push_str(cluster),
+                None => out.push(ch),
+            }
+        }
+        Cow::Owned(out)
+    }
+}
+
+/// Whether `ch` is in plane 16 (where stand-ins are).
+fn is_stand_in(ch: char) -> bool {
+    ch as u32 >= FIRST
 }
 
 impl MarkFolder {
@@ -50,7 +124,7 @@ impl MarkFolder {
             // One execution per run of text up to a mark, as
             // `Terminal::feed` does for the whole text.
             let mut mark = None;
-            let (parser, pending) = (&mut self.parser, &mut self.pending);
+            let (parser, pending, clusters) = (&mut self.parser, &mut self.pending, &mut self.clusters);
             terminal.execute(std::iter::from_fn(|| {
                 for ch in chars.by_ref() {
                     let function = parser.feed(ch);
@@ -64,6 +138,14 @@ impl MarkFolder {
                             mark = Some(c);
                             return None;
                         }
+                        // The program's own plane 16 character: a cluster
+                        // of itself, so stand-ins stay unambiguous.
+                        Some(Function::Print(c)) if is_stand_in(c) => {
+                            let mut buf = [0; 4];
+                            return Some(Function::Print(
+                                clusters.intern(c.encode_utf8(&mut buf)).unwrap_or('\u{fffd}'),
+                            ));
+                        }
                         Some(function) => return Some(function),
                         None => {}
                     }
@@ -71,14 +153,17 @@ impl MarkFolder {
                 None
             }));
             match mark {
-                Some(mark) => fold(terminal, mark),
+                Some(mark) => fold(terminal, &mut self.clusters, mark),
                 None => return,
             }
         }
     }
-}
 
-impl MarkFolder {
+    /// The clusters of the cells, for [`Clusters::expand`].
+    pub(crate) fn clusters(&self) -> &Clusters {
+        &self.clusters
+    }
+
     /// The characters of an escape sequence or string under way (empty
     /// in the parser's ground state): fed to a fresh parser after a
     /// snapshot, they leave it where this one is, so that the bytes after
@@ -94,19 +179,36 @@ fn is_zero_width(ch: char) -> bool {
     ch > '\u{7e}' && ch.width() == Some(0)
 }
 
-/// Folds `mark` into the cell before the cursor.
-fn fold(terminal: &mut Terminal, mark: char) {
+/// Folds `mark` into the cell before the cursor: its precomposed
+/// character, or a cluster of the cell's text and the mark.
+fn fold(terminal: &mut Terminal, clusters: &mut Clusters, mark: char) {
     let cursor = terminal.cursor();
     let Some(col) = cursor.col.checked_sub(1) else {
         return;
     };
-    let base = terminal
+    let Some(base) = terminal
         .screen()
         .line(cursor.row)
         .and_then(|line| line.cells().get(col))
         .filter(|cell| cell.width() == 1)
-        .map(|cell| cell.char());
-    let composed = base.and_then(|base| CanonicalCompositionBorrowed::new().compose(base, mark));
+        .map(|cell| cell.char())
+    else {
+        return;
+    };
+    let composed = match clusters.get(base) {
+        Some(cluster) => {
+            let mut text = String::with_capacity(cluster.len() + mark.len_utf8());
+            text.push_str(cluster);
+            text.push(mark);
+            clusters.intern(&text)
+        }
+        None => CanonicalCompositionBorrowed::new().compose(base, mark).or_else(|| {
+            let mut text = String::with_capacity(base.len_utf8() + mark.len_utf8());
+            text.push(base);
+            text.push(mark);
+            clusters.intern(&text)
+        }),
+    };
     let (Some(composed), Ok(column)) = (composed, u16::try_from(cursor.col)) else {
         return;
     };
@@ -129,10 +231,38 @@ mod tests {
     }
 
     #[test]
-    fn a_mark_without_a_precomposed_form_takes_no_cell() {
+    fn a_mark_without_a_precomposed_form_stays_on_its_cell() {
         let mut screen = ScreenModel::new(10, 2, 0);
-        screen.feed("q\u{301}\u{200d}x".as_bytes());
-        assert_eq!(screen.text()[0], "qx");
+        screen.feed("e\u{353}q\u{301}\u{200d}x".as_bytes());
+        assert_eq!(screen.text()[0], "e\u{353}q\u{301}\u{200d}x");
+        assert_eq!(screen.cursor().col, 3);
+        // The snapshot keeps them, and a model fed it has the same cells.
+        let snapshot = screen.snapshot();
+        assert!(snapshot.contains("e\u{353}q\u{301}\u{200d}x"), "{snapshot:?}");
+        let mut copy = ScreenModel::new(10, 2, 0);
+        copy.feed(snapshot.as_bytes());
+        assert_eq!(copy.text(), screen.text());
+        assert_eq!(copy.snapshot(), snapshot);
+    }
+
+    #[test]
+    fn a_program_s_own_plane_16_characters_are_not_taken_for_clusters() {
+        let mut screen = ScreenModel::new(10, 2, 0);
+        screen.feed("\u{100000}a\u{353}\u{100001}".as_bytes());
+        assert_eq!(screen.text()[0], "\u{100000}a\u{353}\u{100001}");
+        assert!(screen.snapshot().contains("\u{100000}a\u{353}\u{100001}"));
+    }
+
+    #[test]
+    fn marks_on_one_cell_are_bounded() {
+        let mut screen = ScreenModel::new(10, 2, 0);
+        let many: String = std::iter::once('e')
+            .chain(std::iter::repeat_n('\u{353}', 1000))
+            .collect();
+        screen.feed(format!("{many}x").as_bytes());
+        let row = &screen.text()[0];
+        assert!(row.len() <= 32 + 1, "{} bytes", row.len());
+        assert!(row.starts_with("e\u{353}") && row.ends_with('x'));
         assert_eq!(screen.cursor().col, 2);
     }
 

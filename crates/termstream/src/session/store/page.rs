@@ -7,6 +7,11 @@
 //! the whole log. Between pages nothing is kept: the cursor names a
 //! segment and a record of its index, and the next page lists the
 //! segments again and carries on there.
+//!
+//! A page reads only the index records it yields (from the cursor's record
+//! on, [`INDEX_BATCH`] at a time), not the segment's whole index, and holds
+//! at most [`PAGE_EVENTS`] events, whatever their bytes: a log of resizes
+//! or one-byte chunks is paged as well as one of large chunks.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -18,6 +23,11 @@ use termstream_proto::Stream;
 
 use super::{Event, KIND_RESIZE, RECORD_LEN, parse_record, segment_name, segments};
 use crate::session::log::Chunk;
+
+/// The most events one page holds (a resize carries no output bytes).
+pub const PAGE_EVENTS: usize = 4096;
+/// Index records read at once (8 KiB).
+const INDEX_BATCH: usize = 256;
 
 /// Where a page starts: a segment (its start offset) and the index of a
 /// record in that segment's index.
@@ -36,7 +46,8 @@ pub struct Page {
 }
 
 /// Reads the events from `at` (the oldest segment's first record when
-/// `None`) until about `max_bytes` of output (at least one event). A
+/// `None`) until about `max_bytes` of output (at least one event) or
+/// [`PAGE_EVENTS`] events. A
 /// cursor into a segment deleted since (the log outgrew its byte limit)
 /// is an error of kind `NotFound`, as reading that segment whole would be.
 pub fn read_page(dir: &Path, at: Option<Cursor>, max_bytes: usize) -> io::Result<Page> {
@@ -61,36 +72,40 @@ pub fn read_page(dir: &Path, at: Option<Cursor>, max_bytes: usize) -> io::Result
     let mut taken = 0usize;
     let mut record = at.record;
     for (i, &start) in starts.iter().enumerate().skip(first) {
-        let idx = match read_index(dir, start) {
+        let mut idx = match Index::open(dir, start) {
             // The newest segment, being created: no record yet.
             Err(e) if e.kind() == io::ErrorKind::NotFound && i + 1 == starts.len() => break,
             idx => idx?,
         };
         let mut out = File::open(dir.join(segment_name(start, "out")))?;
-        let records = idx.chunks_exact(RECORD_LEN);
-        let count = records.len() as u64;
-        for rec in records.skip(record as usize) {
-            record += 1;
-            let Some(ev) = event(rec, &mut out, start)? else {
-                continue;
-            };
-            if let Event::Output(c) = &ev {
-                taken += c.data.len();
-            }
-            events.push(ev);
-            if taken >= max_bytes && (record < count || i + 1 < starts.len()) {
-                let next = if record < count {
-                    Cursor { segment: start, record }
-                } else {
-                    Cursor {
-                        segment: starts[i + 1],
-                        record: 0,
-                    }
+        let count = idx.count;
+        let mut batch = Vec::new();
+        while record < count {
+            idx.read(record, &mut batch)?;
+            for rec in batch.chunks_exact(RECORD_LEN) {
+                record += 1;
+                let Some(ev) = event(rec, &mut out, start)? else {
+                    continue;
                 };
-                return Ok(Page {
-                    events,
-                    next: Some(next),
-                });
+                if let Event::Output(c) = &ev {
+                    taken += c.data.len();
+                }
+                events.push(ev);
+                let full = taken >= max_bytes || events.len() >= PAGE_EVENTS;
+                if full && (record < count || i + 1 < starts.len()) {
+                    let next = if record < count {
+                        Cursor { segment: start, record }
+                    } else {
+                        Cursor {
+                            segment: starts[i + 1],
+                            record: 0,
+                        }
+                    };
+                    return Ok(Page {
+                        events,
+                        next: Some(next),
+                    });
+                }
             }
         }
         record = 0;
@@ -98,10 +113,29 @@ pub fn read_page(dir: &Path, at: Option<Cursor>, max_bytes: usize) -> io::Result
     Ok(Page { events, next: None })
 }
 
-fn read_index(dir: &Path, start: u64) -> io::Result<Vec<u8>> {
-    let mut idx = Vec::new();
-    File::open(dir.join(segment_name(start, "idx")))?.read_to_end(&mut idx)?;
-    Ok(idx)
+/// A segment's index file, read a batch of records at a time.
+struct Index {
+    file: File,
+    /// The whole records in it when opened (a record being written at its
+    /// end is left for a later page).
+    count: u64,
+}
+
+impl Index {
+    fn open(dir: &Path, start: u64) -> io::Result<Index> {
+        let file = File::open(dir.join(segment_name(start, "idx")))?;
+        let count = file.metadata()?.len() / RECORD_LEN as u64;
+        Ok(Index { file, count })
+    }
+
+    /// Reads up to [`INDEX_BATCH`] whole records from record `from` into
+    /// `batch`.
+    fn read(&mut self, from: u64, batch: &mut Vec<u8>) -> io::Result<()> {
+        let n = (self.count - from).min(INDEX_BATCH as u64) as usize;
+        batch.resize(n * RECORD_LEN, 0);
+        self.file.seek(SeekFrom::Start(from * RECORD_LEN as u64))?;
+        self.file.read_exact(batch)
+    }
 }
 
 /// The event of one index record, as a whole-segment read makes it.
@@ -192,5 +226,77 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let page = read_page(dir.path(), None, 10).unwrap();
         assert!(page.events.is_empty() && page.next.is_none());
+    }
+
+    /// Bytes this thread has read through system calls so far (other
+    /// tests may run on other threads).
+    fn bytes_read() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_page_reads_only_the_index_records_it_yields() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = DiskLimits {
+            segment_bytes: 1 << 30,
+            max_bytes: 1 << 30,
+        };
+        let mut w = LogWriter::create(dir.path(), limits).unwrap();
+        // 60,000 one-byte chunks: an index of 1.9 MB in one segment.
+        for offset in 0..60_000 {
+            w.append_output(&chunk(offset, "x")).unwrap();
+        }
+        drop(w);
+        let at = Some(Cursor {
+            segment: 0,
+            record: 30_000,
+        });
+        let before = bytes_read();
+        let page = read_page(dir.path(), at, 10).unwrap();
+        let read = bytes_read() - before;
+        assert_eq!(page.events.len(), 10);
+        assert_eq!(
+            page.next,
+            Some(Cursor {
+                segment: 0,
+                record: 30_010
+            })
+        );
+        assert!(read < 64 << 10, "a page of 10 events read {read} bytes");
+    }
+
+    #[test]
+    fn a_page_holds_at_most_page_events_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = DiskLimits {
+            segment_bytes: 1 << 20,
+            max_bytes: 1 << 30,
+        };
+        let mut w = LogWriter::create(dir.path(), limits).unwrap();
+        let total = 2 * PAGE_EVENTS + 100;
+        for i in 0..total {
+            w.append_resize(0, i as u64, 80 + (i % 50) as u16, 24).unwrap();
+        }
+        drop(w);
+        let (mut at, mut seen, mut pages) = (None, 0, 0);
+        loop {
+            let page = read_page(dir.path(), at, 1 << 20).unwrap();
+            assert!(
+                page.events.len() <= PAGE_EVENTS,
+                "a page of {} events",
+                page.events.len()
+            );
+            seen += page.events.len();
+            pages += 1;
+            match page.next {
+                Some(next) => at = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!((seen, pages), (total, 3));
     }
 }
