@@ -16,6 +16,7 @@ pub mod flood;
 pub mod input;
 pub mod log;
 mod meta;
+pub mod presence;
 pub mod process;
 pub mod remote;
 pub mod screen;
@@ -31,6 +32,7 @@ use termstream_proto::{Epoch, ErrorCode, ProjectId, SessionId, SessionInfo, Sess
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use self::log::{Chunk, RingRead};
+pub use self::presence::{Changed, InfoSender, Presence, ViewerGuard};
 use self::store::{DiskLimits, DiskRead};
 
 /// How many log events a subscriber may fall behind before it lags. Small on
@@ -213,32 +215,11 @@ pub struct SessionHandle {
     /// Requests to the screen task (pty sessions only).
     screen: Option<screen_task::ScreenLink>,
     /// How many WebSocket clients watch the session now.
-    viewers: Arc<ViewerCount>,
+    viewers: Arc<Presence>,
     /// Set when the session runs on another node of a cluster: its input
     /// and snapshots go there ([`remote`]); its commands channel leads to
     /// a local stand-in that reads the session's output from Redis.
     remote: Option<Arc<dyn remote::RemoteSession>>,
-}
-
-/// How many WebSocket clients watch a session: changed by [`ViewerGuard`]s,
-/// watched by the `sessions` event channel (so lists show it live).
-#[derive(Debug)]
-pub struct ViewerCount(watch::Sender<usize>);
-
-impl Default for ViewerCount {
-    fn default() -> Self {
-        ViewerCount(watch::channel(0).0)
-    }
-}
-
-/// Counts one viewer of a session while it lives.
-#[derive(Debug)]
-pub struct ViewerGuard(Arc<ViewerCount>);
-
-impl Drop for ViewerGuard {
-    fn drop(&mut self) {
-        self.0.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
 }
 
 impl SessionHandle {
@@ -261,18 +242,23 @@ impl SessionHandle {
 
     /// How many WebSocket clients watch the session now.
     pub fn viewers(&self) -> usize {
-        *self.viewers.0.borrow()
+        self.viewers.viewers()
     }
 
-    /// A receiver of the viewer count, told of every change.
-    pub fn watch_viewers(&self) -> watch::Receiver<usize> {
-        self.viewers.0.subscribe()
+    /// Marks the session in `changed` on every change of its viewer count
+    /// or of its info that wakes receivers (see [`presence`]).
+    pub fn follow_changes(&self, changed: &Arc<Changed>) {
+        self.viewers.follow(changed);
+    }
+
+    /// The session's viewer count, shared by its handles.
+    pub fn presence(&self) -> &Arc<Presence> {
+        &self.viewers
     }
 
     /// Counts a viewer until the guard drops.
     pub fn add_viewer(&self) -> ViewerGuard {
-        self.viewers.0.send_modify(|n| *n += 1);
-        ViewerGuard(self.viewers.clone())
+        self.viewers.add_viewer()
     }
 
     /// The session's project (fixed at creation).

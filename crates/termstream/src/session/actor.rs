@@ -47,7 +47,7 @@ use super::meta::MetaWriter;
 use super::process::{self, SessionIo, Spawned};
 use super::screen_task::ScreenLink;
 use super::store::LogWriter;
-use super::{Command, LogEvent, SessionHandle, SessionSettings, Subscription};
+use super::{Command, InfoSender, LogEvent, Presence, SessionHandle, SessionSettings, Subscription};
 
 /// Where the program's life stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ enum Phase {
 pub(crate) struct Actor {
     info: SessionInfo,
     /// Publishes `info` on every change; every handle holds a receiver.
-    info_tx: watch::Sender<SessionInfo>,
+    info_tx: InfoSender,
     /// Commands from handles; the actor ends on `Shutdown`.
     commands: mpsc::Receiver<Box<Command>>,
     /// The program's input, shared with every handle: senders write it
@@ -216,6 +216,8 @@ fn build(
     let (commands_tx, commands) = mpsc::channel(64);
     let input = Input::new(input_fd);
     let (info_tx, info_rx) = watch::channel(info.clone());
+    let presence = Presence::new(info.id.clone());
+    let info_tx = InfoSender::new(info_tx, presence.clone());
     let (events, _) = broadcast::channel(super::EVENT_QUEUE);
     let dir_arc = Arc::new(dir.clone());
     let mut handle = SessionHandle {
@@ -228,7 +230,7 @@ fn build(
         input: input.clone(),
         info: info_rx,
         screen: None,
-        viewers: Arc::default(),
+        viewers: presence,
         remote: None,
     };
     let screen = (info.kind == SessionKind::Pty).then(|| super::screen_task::spawn(&handle, settings.scrollback_lines));

@@ -33,7 +33,7 @@ use termstream_proto::{SessionInfo, Snapshot};
 use tokio::sync::{mpsc, watch};
 
 use super::store::Event;
-use super::{Command, SessionError, SessionHandle, input::Input};
+use super::{Command, InfoSender, Presence, SessionError, SessionHandle, input::Input};
 
 /// What a remote session's handle asks of the node that owns it.
 pub trait RemoteSession: Send + Sync + std::fmt::Debug {
@@ -79,7 +79,7 @@ pub(crate) struct StandIn {
     /// Commands from every clone of the handle; closes when all are gone.
     pub commands: mpsc::Receiver<Box<Command>>,
     /// The info the handle reads; the stand-in publishes every change.
-    pub info: watch::Sender<SessionInfo>,
+    pub info: InfoSender,
 }
 
 /// A handle for a session owned by another node, and the stand-in's side
@@ -87,6 +87,7 @@ pub(crate) struct StandIn {
 pub(crate) fn remote_handle(info: SessionInfo, remote: Arc<dyn RemoteSession>) -> (SessionHandle, StandIn) {
     let (commands_tx, commands) = mpsc::channel(64);
     let (info_tx, info_rx) = watch::channel(info.clone());
+    let presence = Presence::new(info.id.clone());
     let handle = SessionHandle {
         id: info.id.clone(),
         project: info.project.clone(),
@@ -98,12 +99,12 @@ pub(crate) fn remote_handle(info: SessionInfo, remote: Arc<dyn RemoteSession>) -
         input: Input::new(None),
         info: info_rx,
         screen: None,
-        viewers: Arc::default(),
+        viewers: presence.clone(),
         remote: Some(remote),
     };
     let stand_in = StandIn {
         commands,
-        info: info_tx,
+        info: InfoSender::new(info_tx, presence),
     };
     (handle, stand_in)
 }
