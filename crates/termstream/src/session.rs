@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use termstream_proto::{Epoch, ErrorCode, ProjectId, SessionId, SessionInfo, SessionKind, Snapshot};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use self::log::{Chunk, RingRead};
 pub use self::presence::{Changed, InfoSender, Presence, ViewerGuard};
@@ -206,8 +206,11 @@ pub struct SessionHandle {
     epoch: Epoch,
     kind: SessionKind,
     dir: Arc<PathBuf>,
-    /// Commands to the actor; closes when the actor ends.
-    commands: mpsc::Sender<Box<Command>>,
+    /// Commands to the actor; closes when the actor ends. A `flume`
+    /// channel: it allocates its queue only when commands wait (tokio's
+    /// allocates 32 slots and cache-padded state up front, about 800 bytes
+    /// per session).
+    commands: flume::Sender<Box<Command>>,
     /// The program's input, shared with the actor.
     input: Arc<input::Input>,
     /// The latest info, published by the actor on every change.
@@ -352,7 +355,7 @@ impl SessionHandle {
     pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Box::new(Command::Resize { cols, rows, reply }))
+            .send_async(Box::new(Command::Resize { cols, rows, reply }))
             .await
             .map_err(|_| self.closed())?;
         answer.await.map_err(|_| self.closed())?
@@ -362,7 +365,7 @@ impl SessionHandle {
     /// session has ended, at most `wait`.
     pub async fn terminate(&self, wait: Duration) -> Result<SessionInfo, SessionError> {
         self.commands
-            .send(Box::new(Command::Terminate))
+            .send_async(Box::new(Command::Terminate))
             .await
             .map_err(|_| self.closed())?;
         let mut info = self.info.clone();
@@ -378,7 +381,7 @@ impl SessionHandle {
     pub async fn read(&self, since: u64, max_bytes: usize) -> Result<Vec<Chunk>, SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Box::new(Command::Read {
+            .send_async(Box::new(Command::Read {
                 since,
                 max_bytes,
                 reply,
@@ -415,7 +418,7 @@ impl SessionHandle {
     pub async fn subscribe(&self, since: u64) -> Result<Subscription, SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Box::new(Command::Subscribe { since, reply }))
+            .send_async(Box::new(Command::Subscribe { since, reply }))
             .await
             .map_err(|_| self.closed())?;
         answer.await.map_err(|_| self.closed())
@@ -439,7 +442,7 @@ impl SessionHandle {
         screen.bell.snapshot_asked();
         screen
             .requests
-            .send(ScreenRequest::Snapshot { reply })
+            .send_async(ScreenRequest::Snapshot { reply })
             .await
             .map_err(|_| self.closed())?;
         answer.await.map_err(|_| self.closed())
@@ -448,7 +451,12 @@ impl SessionHandle {
     /// Ends the actor, killing whatever still runs; used by delete.
     pub async fn shutdown(&self) {
         let (reply, answer) = oneshot::channel();
-        if self.commands.send(Box::new(Command::Shutdown { reply })).await.is_ok() {
+        if self
+            .commands
+            .send_async(Box::new(Command::Shutdown { reply }))
+            .await
+            .is_ok()
+        {
             let _ = answer.await;
         }
     }

@@ -290,7 +290,7 @@ fn after(chunk: Chunk, end: u64) -> Option<Chunk> {
 }
 
 /// The handled commands need these types only through the stand-in task.
-type Commands = mpsc::Receiver<Box<Command>>;
+type Commands = flume::Receiver<Box<Command>>;
 type Updates = mpsc::Receiver<Update>;
 
 fn entry_chunk(r: wire::Read) -> Option<Chunk> {

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use rustix::process::Signal;
 use termstream_proto::{SessionInfo, SessionKind, Stream};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 
 mod ending;
 mod pipes;
@@ -66,7 +66,7 @@ pub(crate) struct Actor {
     /// Publishes `info` on every change; every handle holds a receiver.
     info_tx: InfoSender,
     /// Commands from handles; the actor ends on `Shutdown`.
-    commands: mpsc::Receiver<Box<Command>>,
+    commands: flume::Receiver<Box<Command>>,
     /// The program's input, shared with every handle: senders write it
     /// themselves when nothing waits; the actor writes what waits.
     input: Arc<Input>,
@@ -213,7 +213,7 @@ fn build(
     marker: String,
     input_fd: Option<std::os::fd::RawFd>,
 ) -> (Actor, SessionHandle) {
-    let (commands_tx, commands) = mpsc::channel(64);
+    let (commands_tx, commands) = flume::bounded(64);
     let input = Input::new(input_fd);
     let (info_tx, info_rx) = watch::channel(info.clone());
     let presence = Presence::new(info.id.clone());
@@ -295,11 +295,11 @@ impl Actor {
                 continue;
             }
             tokio::select! {
-                cmd = self.commands.recv() => {
-                    // `None`: every handle is gone, the session was dropped.
+                cmd = self.commands.recv_async() => {
+                    // `Err`: every handle is gone, the session was dropped.
                     let flow = match cmd {
-                        Some(cmd) => Box::pin(self.handle(*cmd)).await,
-                        None => ControlFlow::Break(None),
+                        Ok(cmd) => Box::pin(self.handle(*cmd)).await,
+                        Err(_) => ControlFlow::Break(None),
                     };
                     if let ControlFlow::Break(reply) = flow {
                         Box::pin(self.end(reply)).await;

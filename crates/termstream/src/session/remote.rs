@@ -30,7 +30,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use termstream_proto::{SessionInfo, Snapshot};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::store::Event;
 use super::{Command, InfoSender, Presence, SessionError, SessionHandle, input::Input};
@@ -77,7 +77,7 @@ pub trait EventPages: Send + std::fmt::Debug {
 #[derive(Debug)]
 pub(crate) struct StandIn {
     /// Commands from every clone of the handle; closes when all are gone.
-    pub commands: mpsc::Receiver<Box<Command>>,
+    pub commands: flume::Receiver<Box<Command>>,
     /// The info the handle reads; the stand-in publishes every change.
     pub info: InfoSender,
 }
@@ -85,7 +85,7 @@ pub(crate) struct StandIn {
 /// A handle for a session owned by another node, and the stand-in's side
 /// of its channels.
 pub(crate) fn remote_handle(info: SessionInfo, remote: Arc<dyn RemoteSession>) -> (SessionHandle, StandIn) {
-    let (commands_tx, commands) = mpsc::channel(64);
+    let (commands_tx, commands) = flume::bounded(64);
     let (info_tx, info_rx) = watch::channel(info.clone());
     let presence = Presence::new(info.id.clone());
     let handle = SessionHandle {

@@ -43,14 +43,14 @@ pub(super) struct Task {
 }
 
 impl Task {
-    pub async fn run(mut self, mut commands: Commands, mut updates: Updates) {
+    pub async fn run(mut self, commands: Commands, mut updates: Updates) {
         let heartbeat = self.remote.c.heartbeat;
         let mut tick = tokio::time::interval(heartbeat);
         loop {
             tokio::select! {
-                cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.command(*cmd),
-                    None => break,
+                cmd = commands.recv_async() => match cmd {
+                    Ok(cmd) => self.command(*cmd),
+                    Err(_) => break,
                 },
                 up = updates.recv() => match up {
                     Some(up) => self.update(up),
