@@ -143,6 +143,10 @@ struct Opened {
     /// The server's PSS before and with the sessions, KiB.
     pss_before: u64,
     pss_with: u64,
+    /// Growth of the anonymous part of PSS (heap, stacks) per session,
+    /// KiB: the file-backed rest is mostly the binary's code, faulted in
+    /// (or back in, after the kernel dropped it) once, not per session.
+    anon_kib: Option<f64>,
     /// The server's own CPU time (all threads, not its children) per
     /// session opened, ms: steadier than the rate on a busy machine.
     cpu_ms: Option<f64>,
@@ -150,9 +154,19 @@ struct Opened {
 
 /// The PSS of process `pid`, KiB.
 pub fn pss_kib(pid: u32) -> Option<u64> {
+    rollup_kib(pid, "Pss:")
+}
+
+/// The anonymous PSS (`Pss_Anon`: heap, stacks) of process `pid`, KiB.
+pub fn pss_anon_kib(pid: u32) -> Option<u64> {
+    rollup_kib(pid, "Pss_Anon:")
+}
+
+/// A `KEY: N kB` line of `/proc/PID/smaps_rollup`.
+fn rollup_kib(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
-    line["Pss:".len()..].split_whitespace().next()?.parse().ok()
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
 async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
@@ -161,6 +175,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     server.close(first).await;
     tokio::time::sleep(SETTLE).await;
     let pss_before = pss_kib(pid).context("no smaps_rollup")?;
+    let anon_before = pss_anon_kib(pid);
     let (stop_tx, stop_rx) = watch::channel(false);
     let cpu_before = crate::server::stat_cpu_ms(pid);
     let t0 = Instant::now();
@@ -186,6 +201,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     let got = holders.len();
     tokio::time::sleep(SETTLE).await;
     let pss_with = pss_kib(pid).context("no smaps_rollup")?;
+    let anon_with = pss_anon_kib(pid);
     let _ = stop_tx.send(true);
     futures_util::future::join_all(holders).await;
     if let Some(e) = failed {
@@ -196,6 +212,9 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
         pss_kib: (pss_with as f64 - pss_before as f64) / n as f64,
         pss_before,
         pss_with,
+        anon_kib: anon_before
+            .zip(anon_with)
+            .map(|(b, w)| (w as f64 - b as f64) / n as f64),
         cpu_ms: cpu_before.zip(cpu_after).map(|(b, a)| (a - b) / n as f64),
     })
 }
@@ -247,6 +266,20 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
                     .goal(Goal::AtMost(16.0), "≤ 16 KiB")
                     .note(format!("PSS {} → {} KiB", o.pss_before, o.pss_with)),
             );
+            if let Some(anon) = o.anon_kib {
+                let row = Row::info(
+                    S12,
+                    format!("anonymous PSS per idle session with its viewer attached, {n}"),
+                    "KiB",
+                    anon,
+                )
+                .note("heap and stacks only: the binary's code pages are not per session");
+                rows.push(match (bare.anon_kib, peer.and_then(|p| p.anon_kib)) {
+                    (_, Some(t)) => row.baseline("ttyd", t),
+                    (Some(b), None) => row.baseline("bare relay", b),
+                    (None, None) => row,
+                });
+            }
             if let Some(cpu) = o.cpu_ms {
                 let row = Row::info(S12, format!("server CPU per session opened, {n}"), "ms", cpu);
                 rows.push(match bare.cpu_ms {

@@ -189,8 +189,14 @@ pub async fn ws(
         _ => None,
     };
     let guard = ClientGuard::new(&state.clients).holding(permit).on("ws", &grant);
-    upgrade(ws, &state, proto)
-        .on_upgrade(move |socket| connection::run(socket, state, client_id, dialect, guard, grant))
+    let upgrade = upgrade(ws, &state, proto);
+    // Boxed: axum's task keeps the callback's captures as long as the
+    // socket lives (about 200 bytes of them), a box only a pointer.
+    let args = Box::new((state, client_id, dialect, guard, grant));
+    upgrade.on_upgrade(move |socket| {
+        let (state, client_id, dialect, guard, grant) = *args;
+        connection::run(socket, state, client_id, dialect, guard, grant)
+    })
 }
 
 /// `/ws/terminal/{session_id}`: the older one-session socket.

@@ -16,6 +16,7 @@ pub mod flood;
 pub mod input;
 pub mod log;
 mod meta;
+pub mod presence;
 pub mod process;
 pub mod remote;
 pub mod screen;
@@ -28,9 +29,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use termstream_proto::{Epoch, ErrorCode, ProjectId, SessionId, SessionInfo, SessionKind, Snapshot};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use self::log::{Chunk, RingRead};
+pub use self::presence::{Changed, InfoSender, Presence, ViewerGuard};
 use self::store::{DiskLimits, DiskRead};
 
 /// How many log events a subscriber may fall behind before it lags. Small on
@@ -204,8 +206,11 @@ pub struct SessionHandle {
     epoch: Epoch,
     kind: SessionKind,
     dir: Arc<PathBuf>,
-    /// Commands to the actor; closes when the actor ends.
-    commands: mpsc::Sender<Box<Command>>,
+    /// Commands to the actor; closes when the actor ends. A `flume`
+    /// channel: it allocates its queue only when commands wait (tokio's
+    /// allocates 32 slots and cache-padded state up front, about 800 bytes
+    /// per session).
+    commands: flume::Sender<Box<Command>>,
     /// The program's input, shared with the actor.
     input: Arc<input::Input>,
     /// The latest info, published by the actor on every change.
@@ -213,32 +218,11 @@ pub struct SessionHandle {
     /// Requests to the screen task (pty sessions only).
     screen: Option<screen_task::ScreenLink>,
     /// How many WebSocket clients watch the session now.
-    viewers: Arc<ViewerCount>,
+    viewers: Arc<Presence>,
     /// Set when the session runs on another node of a cluster: its input
     /// and snapshots go there ([`remote`]); its commands channel leads to
     /// a local stand-in that reads the session's output from Redis.
     remote: Option<Arc<dyn remote::RemoteSession>>,
-}
-
-/// How many WebSocket clients watch a session: changed by [`ViewerGuard`]s,
-/// watched by the `sessions` event channel (so lists show it live).
-#[derive(Debug)]
-pub struct ViewerCount(watch::Sender<usize>);
-
-impl Default for ViewerCount {
-    fn default() -> Self {
-        ViewerCount(watch::channel(0).0)
-    }
-}
-
-/// Counts one viewer of a session while it lives.
-#[derive(Debug)]
-pub struct ViewerGuard(Arc<ViewerCount>);
-
-impl Drop for ViewerGuard {
-    fn drop(&mut self) {
-        self.0.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
 }
 
 impl SessionHandle {
@@ -261,18 +245,23 @@ impl SessionHandle {
 
     /// How many WebSocket clients watch the session now.
     pub fn viewers(&self) -> usize {
-        *self.viewers.0.borrow()
+        self.viewers.viewers()
     }
 
-    /// A receiver of the viewer count, told of every change.
-    pub fn watch_viewers(&self) -> watch::Receiver<usize> {
-        self.viewers.0.subscribe()
+    /// Marks the session in `changed` on every change of its viewer count
+    /// or of its info that wakes receivers (see [`presence`]).
+    pub fn follow_changes(&self, changed: &Arc<Changed>) {
+        self.viewers.follow(changed);
+    }
+
+    /// The session's viewer count, shared by its handles.
+    pub fn presence(&self) -> &Arc<Presence> {
+        &self.viewers
     }
 
     /// Counts a viewer until the guard drops.
     pub fn add_viewer(&self) -> ViewerGuard {
-        self.viewers.0.send_modify(|n| *n += 1);
-        ViewerGuard(self.viewers.clone())
+        self.viewers.add_viewer()
     }
 
     /// The session's project (fixed at creation).
@@ -366,7 +355,7 @@ impl SessionHandle {
     pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Box::new(Command::Resize { cols, rows, reply }))
+            .send_async(Box::new(Command::Resize { cols, rows, reply }))
             .await
             .map_err(|_| self.closed())?;
         answer.await.map_err(|_| self.closed())?
@@ -376,7 +365,7 @@ impl SessionHandle {
     /// session has ended, at most `wait`.
     pub async fn terminate(&self, wait: Duration) -> Result<SessionInfo, SessionError> {
         self.commands
-            .send(Box::new(Command::Terminate))
+            .send_async(Box::new(Command::Terminate))
             .await
             .map_err(|_| self.closed())?;
         let mut info = self.info.clone();
@@ -392,7 +381,7 @@ impl SessionHandle {
     pub async fn read(&self, since: u64, max_bytes: usize) -> Result<Vec<Chunk>, SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Box::new(Command::Read {
+            .send_async(Box::new(Command::Read {
                 since,
                 max_bytes,
                 reply,
@@ -429,7 +418,7 @@ impl SessionHandle {
     pub async fn subscribe(&self, since: u64) -> Result<Subscription, SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Box::new(Command::Subscribe { since, reply }))
+            .send_async(Box::new(Command::Subscribe { since, reply }))
             .await
             .map_err(|_| self.closed())?;
         answer.await.map_err(|_| self.closed())
@@ -453,7 +442,7 @@ impl SessionHandle {
         screen.bell.snapshot_asked();
         screen
             .requests
-            .send(ScreenRequest::Snapshot { reply })
+            .send_async(ScreenRequest::Snapshot { reply })
             .await
             .map_err(|_| self.closed())?;
         answer.await.map_err(|_| self.closed())
@@ -462,7 +451,12 @@ impl SessionHandle {
     /// Ends the actor, killing whatever still runs; used by delete.
     pub async fn shutdown(&self) {
         let (reply, answer) = oneshot::channel();
-        if self.commands.send(Box::new(Command::Shutdown { reply })).await.is_ok() {
+        if self
+            .commands
+            .send_async(Box::new(Command::Shutdown { reply }))
+            .await
+            .is_ok()
+        {
             let _ = answer.await;
         }
     }

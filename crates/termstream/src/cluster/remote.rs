@@ -27,7 +27,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus, Snapshot};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 
 use super::Cluster;
 use super::redis::stream_key;
@@ -35,7 +35,7 @@ use super::requests::{ASK_TIMEOUT, ask};
 use super::wire::{self, Answer, Entry, Op, Record};
 use crate::session::log::{Chunk, OutputRing, RingRead};
 use crate::session::remote::{RemoteSession, StandIn as Parts, remote_handle};
-use crate::session::{Command, EVENT_QUEUE, LogEvent, SessionError, Subscription};
+use crate::session::{Command, EVENT_QUEUE, InfoSender, LogEvent, SessionError, Subscription};
 
 mod fetch;
 pub mod recording;
@@ -187,7 +187,7 @@ pub struct Remote {
     owner: String,
     /// The info the handles read (set once the handle is made); `refresh`
     /// raises its end offset.
-    info: OnceLock<Arc<watch::Sender<SessionInfo>>>,
+    info: OnceLock<Arc<InfoSender>>,
 }
 
 impl Remote {
@@ -290,7 +290,7 @@ fn after(chunk: Chunk, end: u64) -> Option<Chunk> {
 }
 
 /// The handled commands need these types only through the stand-in task.
-type Commands = mpsc::Receiver<Box<Command>>;
+type Commands = flume::Receiver<Box<Command>>;
 type Updates = mpsc::Receiver<Update>;
 
 fn entry_chunk(r: wire::Read) -> Option<Chunk> {

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::{Sink as _, SinkExt};
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -57,9 +57,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 type Sink = SplitSink<WebSocket, Message>;
 
 /// One queued frame and the budget it holds; no message: only a flush of
-/// what a direct write left in the sink. Queued boxed: the queue allocates
-/// its first block of 32 slots up front, and a slot holding a pointer
-/// instead of a frame (72 bytes) keeps 2 KiB less per idle socket.
+/// what a direct write left in the sink. Queued boxed: a queue slot
+/// holding a pointer instead of a frame (72 bytes) keeps its queue small
+/// after a burst.
 #[derive(Debug)]
 struct Frame {
     msg: Option<Message>,
@@ -79,6 +79,13 @@ struct Shared {
     sink: Mutex<Sink>,
     /// Frames sent to the queue and not yet fed to the sink.
     queued: AtomicUsize,
+    /// Room in the queue, [`FRAMES_IN_FLIGHT`] frames: a sender takes a
+    /// permit (and forgets it) before it queues a frame, the writer gives
+    /// it back when it takes the frame; closed when the writer ends. The
+    /// queue itself is a `flume` channel, which allocates only while frames
+    /// wait (tokio's `mpsc` allocates 32 slots and cache-padded state up
+    /// front, about 800 bytes per socket).
+    room: Semaphore,
     /// The socket failed or a close frame went out: nothing more is sent.
     done: AtomicBool,
 }
@@ -86,7 +93,7 @@ struct Shared {
 /// The sending side of a socket; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Box<Frame>>,
+    tx: flume::Sender<Box<Frame>>,
     shared: Arc<Shared>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
@@ -99,11 +106,13 @@ impl Outbox {
     /// The outbound side of `sink`, with a queue of `ws_outbound_budget`
     /// bytes, and the writer task that drains the queue.
     pub fn open(sink: Sink, cfg: &Config) -> (Outbox, Writer) {
-        let (tx, rx) = mpsc::channel(FRAMES_IN_FLIGHT);
+        // Unbounded itself: `Shared::room` bounds it.
+        let (tx, rx) = flume::unbounded();
         let budget_bytes = cfg.ws_outbound_budget.clamp(1, Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             sink: Mutex::new(sink),
             queued: AtomicUsize::new(0),
+            room: Semaphore::new(FRAMES_IN_FLIGHT),
             done: AtomicBool::new(false),
         });
         let writer = Writer(tokio::spawn(write_loop(shared.clone(), rx)));
@@ -199,16 +208,14 @@ impl Outbox {
             Attempt::Done(res) => res,
             // The sink is still flushing an earlier frame: wait as usual.
             Attempt::Busy(msg) => sink.send(msg).await,
-            Attempt::Unflushed => match self.tx.try_reserve() {
+            Attempt::Unflushed => match self.shared.room.try_acquire() {
                 Ok(slot) => {
-                    self.enqueue(
-                        slot,
-                        Frame {
-                            msg: None,
-                            permit: None,
-                            read_at: None,
-                        },
-                    );
+                    slot.forget();
+                    self.enqueue(Frame {
+                        msg: None,
+                        permit: None,
+                        read_at: None,
+                    });
                     Ok(())
                 }
                 Err(_) => sink.flush().await,
@@ -219,16 +226,14 @@ impl Outbox {
     /// Queues a small control frame without waiting; `false` when the queue
     /// is full or gone (the peer is not reading).
     pub fn try_send(&self, msg: Message) -> bool {
-        match self.tx.try_reserve() {
+        match self.shared.room.try_acquire() {
             Ok(slot) => {
-                self.enqueue(
-                    slot,
-                    Frame {
-                        msg: Some(msg),
-                        permit: None,
-                        read_at: None,
-                    },
-                );
+                slot.forget();
+                self.enqueue(Frame {
+                    msg: Some(msg),
+                    permit: None,
+                    read_at: None,
+                });
                 true
             }
             Err(_) => false,
@@ -236,24 +241,26 @@ impl Outbox {
     }
 
     async fn queue(&self, frame: Frame) -> Result<(), Closed> {
-        let slot = self.tx.reserve().await.map_err(|_| Closed)?;
-        self.enqueue(slot, frame);
+        self.shared.room.acquire().await.map_err(|_| Closed)?.forget();
+        self.enqueue(frame);
         Ok(())
     }
 
-    /// Counts and queues a frame whose place is reserved. Nothing waits in
+    /// Counts and queues a frame whose room was taken. Nothing waits in
     /// between: a send cancelled while it waits for room (an aborted
     /// forwarder) leaves the count as it was.
-    fn enqueue(&self, slot: mpsc::Permit<'_, Box<Frame>>, frame: Frame) {
+    fn enqueue(&self, frame: Frame) {
         self.shared.queued.fetch_add(1, Ordering::AcqRel);
         metrics::get().outbox_queued.increment(1.0);
-        slot.send(Box::new(frame));
+        // Fails only once the writer is gone, and then the socket is done
+        // (`room` is closed): the frame goes unsent, as with a failed write.
+        let _ = self.tx.send(Box::new(frame));
     }
 
     /// Whether the socket is done: it failed, a close frame went out, or
     /// its writer is gone.
     pub fn is_closed(&self) -> bool {
-        self.shared.done.load(Ordering::Acquire) || self.tx.is_closed()
+        self.shared.done.load(Ordering::Acquire) || self.shared.room.is_closed() || self.tx.is_disconnected()
     }
 }
 
@@ -311,9 +318,13 @@ impl Writer {
 /// Drains a socket's queue into its sink: feeds every frame that is ready,
 /// then flushes once. Ends when the queue closes or the socket fails; a
 /// `Close` frame is the last thing written.
-async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Box<Frame>>) {
+async fn write_loop(shared: Arc<Shared>, rx: flume::Receiver<Box<Frame>>) {
+    // However the writer ends (aborted, or a panic), senders waiting for
+    // room are let go.
+    let _room = CloseRoom(shared.clone());
     let mut ok = true;
-    while ok && let Some(first) = rx.recv().await {
+    while ok && let Ok(first) = rx.recv_async().await {
+        shared.room.add_permits(1);
         // Per batch, not kept between batches: an idle socket's writer
         // holds no buffer that its last burst grew.
         let mut held = Vec::new();
@@ -340,6 +351,9 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Box<Frame>>) {
                 break;
             }
             frame = rx.try_recv().ok();
+            if frame.is_some() {
+                shared.room.add_permits(1);
+            }
         }
         ok = ok && sink.flush().await.is_ok() && !closing;
         for t in reads {
@@ -352,10 +366,21 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Box<Frame>>) {
         drop(held);
     }
     shared.done.store(true, Ordering::Release);
-    rx.close();
+    // No room any more: senders waiting for it, and later ones, fail.
+    shared.room.close();
     // Frames never written leave the queue gauge too.
     while rx.try_recv().is_ok() {
         metrics::get().outbox_queued.decrement(1.0);
     }
     let _ = shared.sink.lock().await.close().await;
+}
+
+/// Closes a socket's queue room when dropped: see [`write_loop`].
+struct CloseRoom(Arc<Shared>);
+
+impl Drop for CloseRoom {
+    fn drop(&mut self) {
+        self.0.done.store(true, Ordering::Release);
+        self.0.room.close();
+    }
 }

@@ -3,150 +3,176 @@
 //! gains or loses viewers, or is deleted, so a list of sessions (the web page's) stays live without
 //! polling.
 //!
-//! One task ([`run`]) follows the registry's changes and, for each session,
-//! one small task follows its info until the session is deleted or the
-//! server stops. Events carry the session's project, so a socket hears only
-//! about sessions its credential may read. They say what changed, not the
-//! whole record: a client that wants the details asks `GET /api/sessions`.
+//! One task ([`run`]) follows the registry's changes and every session,
+//! without a task or a `watch` receiver per session: a session marks itself
+//! in the task's [`Changed`] set when its info wakes receivers or its
+//! viewer count changes (`session/presence.rs`), and the task compares each
+//! marked session with what it published last. Events carry the session's
+//! project, so a socket hears only about sessions its credential may read.
+//! They say what changed, not the whole record: a client that wants the
+//! details asks `GET /api/sessions`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use termstream_proto::{SessionId, SessionInfo, SessionStatus};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::clock::now_ms;
 use crate::events::{EventHub, PublishedEvent};
 use crate::registry::{Registry, RegistryEvent};
-use crate::session::SessionHandle;
+use crate::session::{Changed, Presence, SessionHandle};
 
 /// The channel's name.
 pub const CHANNEL: &str = "sessions";
 
-/// Publishes the sessions' changes to `hub` until the registry closes.
-pub async fn run(registry: std::sync::Arc<Registry>, hub: EventHub) {
+/// Publishes the sessions' changes to `hub` until the registry closes:
+/// `created`, every change of a session's status, its viewer count (at
+/// most one `viewers` event per [`VIEWERS_EVERY`] and session, with the
+/// count at that time) and `deleted`.
+pub async fn run(registry: Arc<Registry>, hub: EventHub) {
     // Subscribe before listing, so a session created in between is seen
-    // (twice at most, and the second watcher replaces the first).
+    // (twice at most, and the second time replaces the first).
     let mut changes = registry.changes();
-    let mut watchers: HashMap<SessionId, Watcher> = HashMap::new();
+    let changed = Arc::new(Changed::default());
+    let mut feed = Feed {
+        hub,
+        changed: changed.clone(),
+        sessions: HashMap::new(),
+        viewers_due: VecDeque::new(),
+    };
     for h in registry.handles() {
-        watchers.insert(h.id().clone(), Watcher::start(h, &hub, false));
+        feed.follow(h, false);
     }
     loop {
-        match changes.recv().await {
-            Ok(RegistryEvent::Created(h)) => {
-                let id = h.id().clone();
-                if let Some(old) = watchers.insert(id, Watcher::start(h, &hub, true)) {
-                    old.task.abort();
-                }
-            }
-            Ok(RegistryEvent::Deleted(id)) => {
-                let project = watchers.remove(&id).map(|w| {
-                    w.task.abort();
-                    w.project
-                });
-                publish(&hub, project, &id, "deleted", None, None);
-            }
-            Err(RecvError::Lagged(_)) => {
-                // Resynchronize: follow sessions we missed, drop the gone.
-                let live: HashMap<SessionId, SessionHandle> =
-                    registry.handles().into_iter().map(|h| (h.id().clone(), h)).collect();
-                watchers.retain(|id, w| {
-                    let keep = live.contains_key(id);
-                    if !keep {
-                        w.task.abort();
-                        publish(&hub, Some(w.project.clone()), id, "deleted", None, None);
-                    }
-                    keep
-                });
-                for (id, h) in live {
-                    watchers.entry(id).or_insert_with(|| Watcher::start(h, &hub, true));
-                }
-            }
-            Err(RecvError::Closed) => break,
-        }
-    }
-    for (_, w) in watchers {
-        w.task.abort();
-    }
-}
-
-/// The task following one session, and the session's project (for the
-/// `deleted` event, sent once the handle is gone).
-struct Watcher {
-    task: JoinHandle<()>,
-    project: String,
-}
-
-impl Watcher {
-    fn start(h: SessionHandle, hub: &EventHub, announce: bool) -> Watcher {
-        let project = h.project().as_str().to_owned();
-        Watcher {
-            task: tokio::spawn(follow(h, hub.clone(), announce)),
-            project,
-        }
-    }
-}
-
-/// Publishes `created` (when `announce`), then every change of the
-/// session's status, and of its viewer count (at most one `viewers` event
-/// per [`VIEWERS_EVERY`], with the count at that time).
-/// Holds only receivers, not the handle, so it keeps nothing of the session
-/// alive; it ends when the actor drops the info's sender. A plain function
-/// returning the task's `async` block: an `async fn` would keep its
-/// arguments (the handle) in every session's task for its whole life.
-fn follow(h: SessionHandle, hub: EventHub, announce: bool) -> impl Future<Output = ()> + Send + 'static {
-    let info = h.watch_info();
-    let viewers = h.watch_viewers();
-    let id = h.id().clone();
-    let project = Some(h.project().as_str().to_owned());
-    drop(h);
-    follow_changes(info, viewers, id, project, hub, announce)
-}
-
-/// [`follow`]'s loop, given the receivers.
-async fn follow_changes(
-    mut info: watch::Receiver<SessionInfo>,
-    mut viewers: watch::Receiver<usize>,
-    id: SessionId,
-    project: Option<String>,
-    hub: EventHub,
-    announce: bool,
-) {
-    let mut status = info.borrow_and_update().status;
-    let mut count = *viewers.borrow_and_update();
-    let mut watching_viewers = true;
-    if announce {
-        publish(&hub, project.clone(), &id, "created", Some(status), None);
-    }
-    loop {
+        let due = feed.viewers_due.front().map(|(at, _)| *at);
         tokio::select! {
-            changed = info.changed() => {
-                if changed.is_err() {
-                    break;
+            event = changes.recv() => match event {
+                Ok(RegistryEvent::Created(h)) => feed.follow(h, true),
+                Ok(RegistryEvent::Deleted(id)) => {
+                    let project = feed.sessions.remove(&id).map(|f| f.project);
+                    publish(&feed.hub, project, &id, "deleted", None, None);
                 }
-                let now = info.borrow_and_update().status;
-                if now != status {
-                    status = now;
-                    publish(&hub, project.clone(), &id, "status", Some(status), None);
+                Err(RecvError::Lagged(_)) => {
+                    // Resynchronize: follow sessions we missed, drop the gone.
+                    let live: HashMap<SessionId, SessionHandle> =
+                        registry.handles().into_iter().map(|h| (h.id().clone(), h)).collect();
+                    let hub = feed.hub.clone();
+                    feed.sessions.retain(|id, f| {
+                        let keep = live.contains_key(id);
+                        if !keep {
+                            publish(&hub, Some(f.project.clone()), id, "deleted", None, None);
+                        }
+                        keep
+                    });
+                    for (id, h) in live {
+                        if !feed.sessions.contains_key(&id) {
+                            feed.follow(h, true);
+                        }
+                    }
                 }
+                Err(RecvError::Closed) => break,
+            },
+            () = changed.marked() => feed.look(),
+            () = sleep_until_opt(due), if due.is_some() => feed.viewers_now(),
+        }
+    }
+}
+
+/// The task's state: what it last published of each session.
+struct Feed {
+    hub: EventHub,
+    changed: Arc<Changed>,
+    sessions: HashMap<SessionId, Followed>,
+    /// Sessions whose viewer count changed, in the order their
+    /// [`VIEWERS_EVERY`] ends (each at most once).
+    viewers_due: VecDeque<(Instant, SessionId)>,
+}
+
+/// One followed session. Holds a receiver of its info and its viewer
+/// count, not its handle: it keeps nothing of the session alive.
+struct Followed {
+    presence: Arc<Presence>,
+    info: watch::Receiver<SessionInfo>,
+    project: String,
+    status: SessionStatus,
+    viewers: usize,
+    /// Whether the session waits in `viewers_due`.
+    viewers_waiting: bool,
+}
+
+impl Feed {
+    /// Starts following `h` (replacing an earlier follow of its id), and
+    /// publishes `created` when `announce`.
+    fn follow(&mut self, h: SessionHandle, announce: bool) {
+        // Marks from here on: what changes after the look below is seen.
+        h.follow_changes(&self.changed);
+        let info = h.watch_info();
+        let status = info.borrow().status;
+        let project = h.project().as_str().to_owned();
+        if announce {
+            publish(&self.hub, Some(project.clone()), h.id(), "created", Some(status), None);
+        }
+        let f = Followed {
+            viewers: h.viewers(),
+            presence: h.presence().clone(),
+            info,
+            project,
+            status,
+            viewers_waiting: false,
+        };
+        self.sessions.insert(h.id().clone(), f);
+    }
+
+    /// Publishes the status changes of the marked sessions, and starts the
+    /// wait of those whose viewer count changed.
+    fn look(&mut self) {
+        for id in self.changed.take() {
+            let Some(f) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            let now = f.info.borrow().status;
+            if now != f.status {
+                f.status = now;
+                publish(&self.hub, Some(f.project.clone()), &id, "status", Some(now), None);
             }
-            changed = viewers.changed(), if watching_viewers => {
-                if changed.is_err() {
-                    watching_viewers = false;
-                    continue;
-                }
-                // Attaches and detaches in a burst make one event. The
-                // timer is boxed: it is not part of the idle task.
-                Box::pin(tokio::time::sleep(VIEWERS_EVERY)).await;
-                let now = *viewers.borrow_and_update();
-                if now != count {
-                    count = now;
-                    publish(&hub, project.clone(), &id, "viewers", None, Some(count));
-                }
+            // Attaches and detaches in a burst make one event.
+            if f.presence.viewers() != f.viewers && !f.viewers_waiting {
+                f.viewers_waiting = true;
+                self.viewers_due.push_back((Instant::now() + VIEWERS_EVERY, id));
             }
         }
+    }
+
+    /// Publishes the viewer counts whose wait is over, where they changed.
+    fn viewers_now(&mut self) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.viewers_due.front()
+            && *at <= now
+        {
+            let Some((_, id)) = self.viewers_due.pop_front() else {
+                break;
+            };
+            let Some(f) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            f.viewers_waiting = false;
+            let count = f.presence.viewers();
+            if count != f.viewers {
+                f.viewers = count;
+                publish(&self.hub, Some(f.project.clone()), &id, "viewers", None, Some(count));
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`; never returns without one (the branch is disabled).
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use rustix::process::Signal;
 use termstream_proto::{SessionInfo, SessionKind, Stream};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 
 mod ending;
 mod pipes;
@@ -47,7 +47,7 @@ use super::meta::MetaWriter;
 use super::process::{self, SessionIo, Spawned};
 use super::screen_task::ScreenLink;
 use super::store::LogWriter;
-use super::{Command, LogEvent, SessionHandle, SessionSettings, Subscription};
+use super::{Command, InfoSender, LogEvent, Presence, SessionHandle, SessionSettings, Subscription};
 
 /// Where the program's life stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +64,9 @@ enum Phase {
 pub(crate) struct Actor {
     info: SessionInfo,
     /// Publishes `info` on every change; every handle holds a receiver.
-    info_tx: watch::Sender<SessionInfo>,
+    info_tx: InfoSender,
     /// Commands from handles; the actor ends on `Shutdown`.
-    commands: mpsc::Receiver<Box<Command>>,
+    commands: flume::Receiver<Box<Command>>,
     /// The program's input, shared with every handle: senders write it
     /// themselves when nothing waits; the actor writes what waits.
     input: Arc<Input>,
@@ -215,9 +215,11 @@ fn build(
     marker: String,
     input_fd: Option<std::os::fd::RawFd>,
 ) -> (Actor, SessionHandle) {
-    let (commands_tx, commands) = mpsc::channel(64);
+    let (commands_tx, commands) = flume::bounded(64);
     let input = Input::new(input_fd);
     let (info_tx, info_rx) = watch::channel(info.clone());
+    let presence = Presence::new(info.id.clone());
+    let info_tx = InfoSender::new(info_tx, presence.clone());
     let (events, _) = broadcast::channel(super::EVENT_QUEUE);
     let dir_arc = Arc::new(dir.clone());
     let mut handle = SessionHandle {
@@ -230,7 +232,7 @@ fn build(
         input: input.clone(),
         info: info_rx,
         screen: None,
-        viewers: Arc::default(),
+        viewers: presence,
         remote: None,
     };
     let screen = (info.kind == SessionKind::Pty).then(|| super::screen_task::spawn(&handle, settings.scrollback_lines));
@@ -295,11 +297,11 @@ impl Actor {
                 continue;
             }
             tokio::select! {
-                cmd = self.commands.recv() => {
-                    // `None`: every handle is gone, the session was dropped.
+                cmd = self.commands.recv_async() => {
+                    // `Err`: every handle is gone, the session was dropped.
                     let flow = match cmd {
-                        Some(cmd) => Box::pin(self.handle(*cmd)).await,
-                        None => ControlFlow::Break(None),
+                        Ok(cmd) => Box::pin(self.handle(*cmd)).await,
+                        Err(_) => ControlFlow::Break(None),
                     };
                     if let ControlFlow::Break(reply) = flow {
                         Box::pin(self.end(reply)).await;

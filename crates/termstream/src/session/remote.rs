@@ -30,10 +30,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use termstream_proto::{SessionInfo, Snapshot};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::store::Event;
-use super::{Command, SessionError, SessionHandle, input::Input};
+use super::{Command, InfoSender, Presence, SessionError, SessionHandle, input::Input};
 
 /// What a remote session's handle asks of the node that owns it.
 pub trait RemoteSession: Send + Sync + std::fmt::Debug {
@@ -81,16 +81,17 @@ pub trait EventPages: Send + std::fmt::Debug {
 #[derive(Debug)]
 pub(crate) struct StandIn {
     /// Commands from every clone of the handle; closes when all are gone.
-    pub commands: mpsc::Receiver<Box<Command>>,
+    pub commands: flume::Receiver<Box<Command>>,
     /// The info the handle reads; the stand-in publishes every change.
-    pub info: watch::Sender<SessionInfo>,
+    pub info: InfoSender,
 }
 
 /// A handle for a session owned by another node, and the stand-in's side
 /// of its channels.
 pub(crate) fn remote_handle(info: SessionInfo, remote: Arc<dyn RemoteSession>) -> (SessionHandle, StandIn) {
-    let (commands_tx, commands) = mpsc::channel(64);
+    let (commands_tx, commands) = flume::bounded(64);
     let (info_tx, info_rx) = watch::channel(info.clone());
+    let presence = Presence::new(info.id.clone());
     let handle = SessionHandle {
         id: info.id.clone(),
         project: info.project.clone(),
@@ -102,12 +103,12 @@ pub(crate) fn remote_handle(info: SessionInfo, remote: Arc<dyn RemoteSession>) -
         input: Input::new(None),
         info: info_rx,
         screen: None,
-        viewers: Arc::default(),
+        viewers: presence.clone(),
         remote: Some(remote),
     };
     let stand_in = StandIn {
         commands,
-        info: info_tx,
+        info: InfoSender::new(info_tx, presence),
     };
     (handle, stand_in)
 }

@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use termstream_proto::Snapshot;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::screen::ScreenModel;
@@ -165,7 +165,10 @@ impl ScreenBell {
 /// handles (snapshots).
 #[derive(Debug, Clone)]
 pub(crate) struct ScreenLink {
-    pub(crate) requests: mpsc::Sender<ScreenRequest>,
+    /// A `flume` channel: it allocates its queue only when requests wait
+    /// (tokio's allocates 32 slots and cache-padded state up front, about
+    /// 800 bytes per session).
+    pub(crate) requests: flume::Sender<ScreenRequest>,
     pub(crate) bell: Arc<ScreenBell>,
 }
 
@@ -196,13 +199,13 @@ struct ScreenTask {
     actor_gone: bool,
     /// Requests from handles and the actor; the task ends when every
     /// handle and the actor are gone.
-    requests: mpsc::Receiver<ScreenRequest>,
+    requests: flume::Receiver<ScreenRequest>,
 }
 
 /// Starts the screen task of `handle`'s session; returns its request
 /// channel and bell.
 pub(crate) fn spawn(handle: &SessionHandle, scrollback: usize) -> ScreenLink {
-    let (tx, requests) = mpsc::channel(REQUESTS);
+    let (tx, requests) = flume::bounded(REQUESTS);
     let bell = Arc::new(ScreenBell::new());
     let (cols, rows) = handle.size();
     let task = ScreenTask {
@@ -283,8 +286,8 @@ impl ScreenTask {
                         self.freeze();
                     }
                 }
-                req = self.requests.recv() => match req {
-                    Some(ScreenRequest::Snapshot { reply }) => {
+                req = self.requests.recv_async() => match req {
+                    Ok(ScreenRequest::Snapshot { reply }) => {
                         self.bell.snapshot_asked.store(false, Ordering::Release);
                         let idle = check_at.is_none();
                         let snapshot = Box::pin(self.serve_snapshot(idle)).await;
@@ -294,8 +297,8 @@ impl ScreenTask {
                         }
                         let _ = reply.send(snapshot);
                     }
-                    Some(ScreenRequest::Resized { offset, cols, rows }) => self.note_resize(offset, cols, rows),
-                    None => return,
+                    Ok(ScreenRequest::Resized { offset, cols, rows }) => self.note_resize(offset, cols, rows),
+                    Err(_) => return,
                 },
             }
         }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use termstream_proto::SessionInfo;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use super::{Commands, Remote, Update, Updates, after, subscription};
@@ -19,7 +19,7 @@ use crate::cluster::redis::BLOCK;
 use crate::cluster::requests::{ASK_TIMEOUT, ask};
 use crate::cluster::wire::{self, Entry, Op};
 use crate::session::log::OutputRing;
-use crate::session::{Command, LogEvent};
+use crate::session::{Command, InfoSender, LogEvent};
 
 /// The most entries one `XREAD` returns.
 const READ_COUNT: usize = 256;
@@ -37,20 +37,20 @@ pub(super) struct Task {
     pub reader: Option<JoinHandle<()>>,
     pub remote: Arc<Remote>,
     /// The info every handle reads (shared with [`Remote`]'s refresh).
-    pub handle_info: Arc<watch::Sender<SessionInfo>>,
+    pub handle_info: Arc<InfoSender>,
     /// For the reader to send entries on.
     pub updates_tx: mpsc::Sender<Update>,
 }
 
 impl Task {
-    pub async fn run(mut self, mut commands: Commands, mut updates: Updates) {
+    pub async fn run(mut self, commands: Commands, mut updates: Updates) {
         let heartbeat = self.remote.c.heartbeat;
         let mut tick = tokio::time::interval(heartbeat);
         loop {
             tokio::select! {
-                cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.command(*cmd),
-                    None => break,
+                cmd = commands.recv_async() => match cmd {
+                    Ok(cmd) => self.command(*cmd),
+                    Err(_) => break,
                 },
                 up = updates.recv() => match up {
                     Some(up) => self.update(up),

@@ -5,7 +5,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use crate::session::process::ChildProcess;
 use bytes::Bytes;
@@ -42,38 +42,39 @@ impl FrameHeader<'_> {
     }
 }
 
-/// Reads what is ready from `reader`, up to [`READ_COALESCE`] bytes: waits
+/// Polls `reader` for what is ready, up to [`READ_COALESCE`] bytes: waits
 /// for the first bytes, then takes more while they are there. Returns the
 /// binary output frame (`header`, then the bytes) and the header's length.
 /// `Ok(None)` is the end of the stream (a PTY's EIO counts as the end).
-pub(super) async fn read_ready(reader: &mut Reader, header: FrameHeader<'_>) -> io::Result<Option<(Bytes, usize)>> {
-    poll_fn(|cx| {
-        SCRATCH.with_borrow_mut(|scratch| {
-            let mut buf = ReadBuf::new(&mut scratch[..]);
-            loop {
-                let before = buf.filled().len();
-                match reader.as_mut().poll_read(cx, &mut buf) {
-                    Poll::Ready(Ok(())) if buf.filled().len() == before => break,
-                    Poll::Ready(Ok(())) if buf.remaining() == 0 => break,
-                    Poll::Ready(Ok(())) => continue,
-                    Poll::Ready(Err(e)) if e.raw_os_error() == Some(libc_eio()) => break,
-                    Poll::Ready(Err(e)) if buf.filled().is_empty() => return Poll::Ready(Err(e)),
-                    Poll::Ready(Err(_)) | Poll::Pending if !buf.filled().is_empty() => break,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => return Poll::Pending,
-                }
+fn poll_read_ready(
+    reader: &mut Reader,
+    header: FrameHeader<'_>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Option<(Bytes, usize)>>> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        let mut buf = ReadBuf::new(&mut scratch[..]);
+        loop {
+            let before = buf.filled().len();
+            match reader.as_mut().poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == before => break,
+                Poll::Ready(Ok(())) if buf.remaining() == 0 => break,
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) if e.raw_os_error() == Some(libc_eio()) => break,
+                Poll::Ready(Err(e)) if buf.filled().is_empty() => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(_)) | Poll::Pending if !buf.filled().is_empty() => break,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
             }
-            let filled = buf.filled();
-            if filled.is_empty() {
-                return Poll::Ready(Ok(None));
-            }
-            let mut frame = Vec::with_capacity(header.len() + filled.len());
-            binary::encode_header(&mut frame, header.session_id, header.stream, header.offset);
-            frame.extend_from_slice(filled);
-            Poll::Ready(Ok(Some((Bytes::from(frame), header.len()))))
-        })
+        }
+        let filled = buf.filled();
+        if filled.is_empty() {
+            return Poll::Ready(Ok(None));
+        }
+        let mut frame = Vec::with_capacity(header.len() + filled.len());
+        binary::encode_header(&mut frame, header.session_id, header.stream, header.offset);
+        frame.extend_from_slice(filled);
+        Poll::Ready(Ok(Some((Bytes::from(frame), header.len()))))
     })
-    .await
 }
 
 fn libc_eio() -> i32 {
@@ -83,21 +84,27 @@ fn libc_eio() -> i32 {
 // `select!` evaluates every branch's expression, enabled or not, so the
 // optional parts of the actor are awaited through these helpers.
 
-pub(super) async fn read_opt(
-    reader: &mut Option<Reader>,
-    header: FrameHeader<'_>,
-) -> io::Result<Option<(Bytes, usize)>> {
-    match reader {
-        Some(r) => read_ready(r, header).await,
-        None => std::future::pending().await,
-    }
+pub(super) fn read_opt<'a>(
+    reader: &'a mut Option<Reader>,
+    header: FrameHeader<'a>,
+) -> impl Future<Output = io::Result<Option<(Bytes, usize)>>> + 'a {
+    // A `poll_fn`, not an `async fn` around `read_ready`: the actor of an
+    // idle session waits on this all its life, and its future stays small.
+    poll_fn(move |cx| match reader {
+        Some(r) => poll_read_ready(r, header, cx),
+        None => Poll::Pending,
+    })
 }
 
-pub(super) async fn wait_child(child: &mut Option<ChildProcess>) -> io::Result<std::process::ExitStatus> {
-    match child {
-        Some(c) => c.wait().await,
-        None => std::future::pending().await,
-    }
+/// Waits for the program's exit (never, when it was reaped); a `poll_fn`
+/// for the same reason as [`read_opt`].
+pub(super) fn wait_child(
+    child: &mut Option<ChildProcess>,
+) -> impl Future<Output = io::Result<std::process::ExitStatus>> + '_ {
+    poll_fn(move |cx| match child {
+        Some(c) => c.poll_wait(cx),
+        None => Poll::Pending,
+    })
 }
 
 pub(super) async fn write_some(

@@ -141,16 +141,31 @@ impl ChildProcess {
     /// Waits (without blocking a thread) until the program exits, and reaps
     /// it. Cancel-safe; after it returned, it is not called again.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
-        let Some(pidfd) = &self.pidfd else {
-            return Err(io::Error::other("the program was already reaped"));
-        };
+        std::future::poll_fn(|cx| self.poll_wait(cx)).await
+    }
+
+    /// [`ChildProcess::wait`] as a poll: a caller that waits on it through
+    /// `poll_fn` keeps no future of its own (an idle session's actor waits
+    /// on it for the session's whole life).
+    pub fn poll_wait(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<ExitStatus>> {
+        use std::task::Poll;
         loop {
-            let mut ready = pidfd.readable().await?;
-            if let Some((_, status)) = rustix::process::waitpid(Some(self.pid), WaitOptions::NOHANG)? {
-                self.pidfd = None;
-                return Ok(ExitStatus::from_raw(status.as_raw()));
+            let Some(pidfd) = &self.pidfd else {
+                return Poll::Ready(Err(io::Error::other("the program was already reaped")));
+            };
+            let mut ready = match pidfd.poll_read_ready(cx) {
+                Poll::Ready(Ok(ready)) => ready,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            match rustix::process::waitpid(Some(self.pid), WaitOptions::NOHANG) {
+                Ok(Some((_, status))) => {
+                    self.pidfd = None;
+                    return Poll::Ready(Ok(ExitStatus::from_raw(status.as_raw())));
+                }
+                Ok(None) => ready.clear_ready(),
+                Err(e) => return Poll::Ready(Err(e.into())),
             }
-            ready.clear_ready();
         }
     }
 }

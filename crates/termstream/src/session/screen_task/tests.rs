@@ -108,8 +108,12 @@ async fn a_screen_task_far_behind_ends_with_its_actor() {
         .map(|s| s.requests)
         .clone()
         .expect("a pty session has a screen task");
-    let ended = tokio::time::timeout(Duration::from_secs(5), screen.closed()).await;
-    assert!(ended.is_ok(), "the screen task outlived its actor");
+    // The receiver goes with the task: wait for it, within 5 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !screen.is_disconnected() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(screen.is_disconnected(), "the screen task outlived its actor");
 }
 
 /// A feed stopped between slices and resumed from where it stopped gives
@@ -158,7 +162,7 @@ fn a_feed_stopped_and_resumed_gives_the_same_screen() {
 /// A screen task of `handle` of its own, blank and frozen as a new one is,
 /// whose requests nobody sends: the test drives it by hand.
 fn task_of(handle: &SessionHandle, scrollback: usize) -> ScreenTask {
-    let (_tx, requests) = mpsc::channel(REQUESTS);
+    let (_tx, requests) = flume::bounded(REQUESTS);
     let (cols, rows) = handle.size();
     ScreenTask {
         handle: handle.clone(),
