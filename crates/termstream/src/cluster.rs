@@ -83,7 +83,7 @@ impl Cluster {
             heartbeat: Duration::from_millis(config.cluster_heartbeat_ms.max(10)),
             lost_after: Duration::from_millis(config.cluster_lost_ms.max(config.cluster_heartbeat_ms * 2)),
             stream_bytes: config.cluster_stream_bytes.max(1 << 16),
-            transfer_stall: Duration::from_millis(config.cluster_transfer_stall_ms.max(1)),
+            transfer_stall: Duration::from_millis(config.download_stall_ms.max(1)),
             registry: registry.clone(),
             down: Mutex::new(Some("not connected to the cluster's Redis yet".into())),
             registered: watch::channel(0).0,

@@ -158,10 +158,10 @@ pub struct Config {
     /// The bytes of output each session's Redis stream keeps; older output
     /// is read from the owner's disk.
     pub cluster_stream_bytes: u64,
-    /// How long a recording of another node's session (`recording.cast`)
-    /// may wait for its client to read before it ends and gives its
-    /// transfer slot back.
-    pub cluster_transfer_stall_ms: u64,
+    /// How long a `recording.cast` download may wait for its client to
+    /// read before it ends (for another node's session, giving its
+    /// transfer slot back).
+    pub download_stall_ms: u64,
 }
 
 impl Default for Config {
@@ -223,7 +223,7 @@ impl Default for Config {
             cluster_heartbeat_ms: 1000,
             cluster_lost_ms: 3000,
             cluster_stream_bytes: 16 << 20,
-            cluster_transfer_stall_ms: 30_000,
+            download_stall_ms: 30_000,
             rlimit_nproc: None,
             rlimit_as_bytes: None,
             rlimit_nofile: None,

@@ -211,7 +211,7 @@ async fn recordings_of_other_nodes_stream_at_most_eight_at_once() {
 
 #[tokio::test]
 async fn a_stalled_recording_download_gives_its_slot_back() {
-    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_CLUSTER_TRANSFER_STALL_MS", "1000")]).await;
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_DOWNLOAD_STALL_MS", "1000")]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     // 16 MiB of random bytes as base64 (which compression cannot shrink
     // much): far more than the sockets' and servers' buffers hold.

@@ -51,23 +51,26 @@ fn group_nice(pid: u32) -> Option<i32> {
 /// Whether a session's program gets an autogroup of its own whose nice we
 /// may change, as the server's sessions do: a new session (`setsid`)
 /// sets its group's nice to 1 and reads it back. Not so where the kernel
-/// does not schedule by autogroup, or may not let us change it.
+/// does not schedule by autogroup, or may not let us change it. The kernel
+/// refuses more than about ten such changes a second in all (`EAGAIN`), and
+/// other tests' servers make some: a refused write is tried again for a
+/// second before the answer is no. Asked once per test process.
 fn autogroups() -> bool {
-    let on = std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled").is_ok_and(|s| s.trim() == "1");
-    let own = on
-        && std::process::Command::new("setsid")
-            .args([
-                "-w",
-                "sh",
-                "-c",
-                "echo 1 > /proc/self/autogroup && cat /proc/self/autogroup",
-            ])
-            .output()
-            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim_end().ends_with(" nice 1"));
-    if !own {
-        eprintln!("autogroups are not in effect here (or not ours to change); nothing to observe");
-    }
-    own
+    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| {
+        let on = std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled").is_ok_and(|s| s.trim() == "1");
+        let probe = "for i in 1 2 3 4 5 6 7 8 9 10; do echo 1 2>/dev/null >/proc/self/autogroup && break; sleep 0.11; done; \
+                     cat /proc/self/autogroup";
+        let own = on
+            && std::process::Command::new("setsid")
+                .args(["-w", "sh", "-c", probe])
+                .output()
+                .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim_end().ends_with(" nice 1"));
+        if !own {
+            eprintln!("autogroups are not in effect here (or not ours to change); nothing to observe");
+        }
+        own
+    })
 }
 
 /// The autogroup nice of the server: 0 in the default group, whose file is

@@ -123,10 +123,12 @@ export class Monitor {
   /** The screen `data` draws on a blank `cols`×`rows` terminal, as lines of text. */
   private async screenText(data: string, cols: number, rows: number, command: boolean): Promise<string> {
     const t = (this.parser ??= new Terminal({ allowProposedApi: true, scrollback: 0 }));
-    t.reset();
     t.options.convertEol = command;
     t.resize(Math.max(2, cols), Math.max(1, rows));
-    await new Promise<void>((r) => t.write(data, r));
+    // RIS in the stream, not `reset()`, which leaves the parser as it is:
+    // a snapshot may end inside a sequence, which must not swallow the
+    // start of the next preview.
+    await new Promise<void>((r) => t.write('\x1bc' + data, r));
     const b = t.buffer.active;
     const lines: string[] = [];
     for (let y = 0; y < t.rows; y++) lines.push(b.getLine(b.baseY + y)?.translateToString(true) ?? '');

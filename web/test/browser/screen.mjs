@@ -43,9 +43,13 @@ test('a full-screen program (vim): resized while typing and reloaded, the page s
     console.log(JSON.stringify(last, null, 1));
     // Whether vim runs, waits, or is stuck writing (a server that stopped
     // reading): its state and kernel wait channel.
-    const { pid } = await api.get(id);
-    const ps = spawnSync('ps', ['-o', 'pid,stat,wchan:32,etime,time,args', '-p', String(pid)], { encoding: 'utf8' });
-    console.log(ps.stdout, (await api.get(id)).outputOffset);
+    try {
+      const { pid, outputOffset } = await api.get(id);
+      const ps = spawnSync('ps', ['-o', 'pid,stat,wchan:32,etime,time,args', '-p', String(pid)], { encoding: 'utf8' });
+      console.log(ps.stdout, outputOffset);
+    } catch (more) {
+      console.log(`  (no process state: ${more})`);
+    }
     throw e;
   });
   await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });

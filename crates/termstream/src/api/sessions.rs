@@ -258,7 +258,8 @@ pub async fn snapshot(State(state): State<AppState>, Path(id): Path<String>) -> 
               (status = 503, body = ErrorBody, description = "In a cluster: the session's node is gone or did not answer, or this node streams too many recordings of other nodes now.")))]
 pub async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let h = handle(&state, &id)?;
-    let stream = crate::session::cast::recording(&h).await?;
+    let stall = Duration::from_millis(state.registry.config().download_stall_ms.max(1));
+    let stream = crate::session::cast::recording(&h, stall).await?;
     let mut resp = Response::new(HttpBody::from_stream(stream));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -8,41 +8,58 @@
 //! A command session's output comes from pipes, where a line ends with a
 //! bare `\n`; a player draws it as a terminal would, so its bare line feeds
 //! become `\r\n` (a pty's output has them already, and is kept as is).
-//! The file is produced by a blocking task reading the disk log one segment
-//! at a time, through a small bounded channel. A session of another node of
-//! a cluster is recorded here from its owner's disk log, read a page at a
-//! time through Redis ([`super::remote::EventPages`]) by the same writer,
-//! so its recording is the owner's, byte for byte.
+//! The file is written by a task that reads the log a page at a time
+//! ([`super::remote::EventPages`]; about 256 KiB of output per page) and
+//! sends its lines through a small bounded channel: from the disk log here
+//! (each page read on the blocking pool, which no download holds between
+//! pages), or for a session of another node of a cluster from its owner's
+//! disk log through Redis, so that its recording is the owner's, byte for
+//! byte. A client that takes no line for `download_stall_ms` ends its
+//! download with an error: a stalled download holds nothing for long.
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use termstream_proto::{SessionInfo, SessionKind};
 use tokio::sync::mpsc;
 
 use super::remote::EventPages;
 use super::screen::utf8::Utf8Carry;
-use super::store::{self, Event};
+use super::store::{Event, page};
 use super::{SessionError, SessionHandle};
 
 /// Lines in flight between the reader task and the HTTP body.
 const LINES_IN_FLIGHT: usize = 16;
+/// The output one page of the local log holds at most (as a remote
+/// session's pages do).
+const PAGE_BYTES: usize = 256 << 10;
 
 /// The recording of a session, as a stream of lines for an HTTP body: made
 /// from its disk log here, or for a session of another node, from its
 /// owner's disk log read a page at a time. A remote recording that cannot
 /// start (the owner is gone, too many transfers run) fails here, before
-/// any line, with the reason.
-pub async fn recording(handle: &SessionHandle) -> Result<BoxStream<'static, io::Result<Bytes>>, SessionError> {
+/// any line, with the reason. A client that reads nothing for `stall` ends
+/// its download (a remote one has its owner's setting).
+pub async fn recording(
+    handle: &SessionHandle,
+    stall: Duration,
+) -> Result<BoxStream<'static, io::Result<Bytes>>, SessionError> {
     let info = handle.info();
-    let Some(remote) = &handle.remote else {
-        return Ok(Box::pin(stream(info, handle.dir().to_owned())));
+    let mut pages: Box<dyn EventPages> = match &handle.remote {
+        Some(remote) => remote.events()?,
+        None => Box::new(LocalPages {
+            dir: handle.dir().to_owned(),
+            at: None,
+            done: false,
+            stall,
+        }),
     };
-    let mut pages = remote.events()?;
     let first = pages.next_page().await?.unwrap_or_default();
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(LINES_IN_FLIGHT);
     // The error that ended a transfer whose lines still fill the channel
@@ -51,7 +68,7 @@ pub async fn recording(handle: &SessionHandle) -> Result<BoxStream<'static, io::
     let failed = Arc::new(Mutex::new(None::<io::Error>));
     let failure = failed.clone();
     tokio::spawn(async move {
-        if let Err(e) = write_remote(&info, first, pages, &tx).await
+        if let Err(e) = write_pages(&info, first, pages, &tx).await
             && let Err(mpsc::error::TrySendError::Full(Err(e))) = tx.try_send(Err(e))
         {
             *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
@@ -62,15 +79,36 @@ pub async fn recording(handle: &SessionHandle) -> Result<BoxStream<'static, io::
     Ok(Box::pin(lines(rx).chain(last)))
 }
 
-/// The recording of a session from its disk log in `dir`.
-fn stream(info: SessionInfo, dir: PathBuf) -> impl futures_util::Stream<Item = io::Result<Bytes>> {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(LINES_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = write_cast(&info, &dir, &tx) {
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
-    lines(rx)
+/// A session's disk log here, a page at a time.
+#[derive(Debug)]
+struct LocalPages {
+    dir: PathBuf,
+    /// Where the next page starts (`None`: the log's start).
+    at: Option<page::Cursor>,
+    /// The last page reached the log's end.
+    done: bool,
+    stall: Duration,
+}
+
+impl EventPages for LocalPages {
+    fn next_page(&mut self) -> BoxFuture<'_, Result<Option<Vec<Event>>, SessionError>> {
+        Box::pin(async move {
+            if self.done {
+                return Ok(None);
+            }
+            let (dir, at) = (self.dir.clone(), self.at);
+            let page = tokio::task::spawn_blocking(move || page::read_page(&dir, at, PAGE_BYTES))
+                .await
+                .map_err(|e| SessionError::Io(io::Error::other(e)))??;
+            self.at = page.next;
+            self.done = page.next.is_none();
+            Ok(Some(page.events))
+        })
+    }
+
+    fn stall_timeout(&self) -> Duration {
+        self.stall
+    }
 }
 
 fn lines(rx: mpsc::Receiver<io::Result<Bytes>>) -> impl futures_util::Stream<Item = io::Result<Bytes>> {
@@ -81,25 +119,12 @@ fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "client went away")
 }
 
-fn write_cast(info: &SessionInfo, dir: &std::path::Path, tx: &mpsc::Sender<io::Result<Bytes>>) -> io::Result<()> {
-    let mut cast = Cast::new(info);
-    let mut out = Vec::new();
-    store::for_each_event(dir, |ev| {
-        cast.event(ev, &mut out);
-        out.drain(..)
-            .try_for_each(|line| tx.blocking_send(Ok(line)).map_err(|_| gone()))
-    })?;
-    cast.finish(&mut out);
-    out.into_iter()
-        .try_for_each(|line| tx.blocking_send(Ok(line)).map_err(|_| gone()))
-}
-
-/// Writes a remote session's recording from its owner's pages: while the
-/// lines of one page go out, the next page is asked for (so at most two
-/// pages are held), and no further page until those lines went out. A
-/// client that takes no line for the pages' stall timeout ends the
-/// transfer (and so gives its slot back) with an error.
-async fn write_remote(
+/// Writes a recording from its log's pages: while the lines of one page go
+/// out, the next page is asked for (so at most two pages are held), and no
+/// further page until those lines went out. A client that takes no line
+/// for the pages' stall timeout ends the transfer (and so gives a remote
+/// transfer's slot back) with an error.
+async fn write_pages(
     info: &SessionInfo,
     first: Vec<Event>,
     mut pages: Box<dyn EventPages>,

@@ -10,7 +10,7 @@
 //! transfer holds at most a page and a few lines here and a page at the
 //! owner, whatever the log's size, and at most [`TRANSFERS`] run on a node
 //! at once (more are refused with `capacity`). A client that reads nothing
-//! for `cluster_transfer_stall_ms` ends its transfer, which gives the slot
+//! for `download_stall_ms` ends its transfer, which gives the slot
 //! back (see `crate::session::cast`).
 
 use std::sync::Arc;

@@ -28,8 +28,9 @@
 //! errno where the parent reads it once the clone returns.
 //!
 //! The child's stack is a mapping of its own ([`ChildStack`]) with an
-//! inaccessible guard page below it: a child that overflowed it faults
-//! (and the spawn fails) instead of writing over the server's heap.
+//! inaccessible guard page below it: a child that overflowed it dies of
+//! SIGSEGV (the session then ends with signal 11, as a program that
+//! crashes at once does) instead of writing over the server's heap.
 
 use std::convert::Infallible;
 use std::ffi::{CStr, CString, c_char};

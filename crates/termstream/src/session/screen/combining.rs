@@ -128,11 +128,7 @@ impl MarkFolder {
             terminal.execute(std::iter::from_fn(|| {
                 for ch in chars.by_ref() {
                     let function = parser.feed(ch);
-                    if parser.state == State::Ground {
-                        pending.clear();
-                    } else if pending.len() + ch.len_utf8() <= PENDING_MAX {
-                        pending.push(ch);
-                    }
+                    note_pending(pending, parser.state, ch);
                     match function {
                         Some(Function::Print(c)) if is_zero_width(c) => {
                             mark = Some(c);
@@ -170,6 +166,23 @@ impl MarkFolder {
     /// them complete the sequence as they do here.
     pub(crate) fn pending(&self) -> &str {
         &self.pending
+    }
+}
+
+/// Keeps `pending` the characters that bring a fresh parser to `state`
+/// after `ch`: nothing in the ground state; an introducer (ESC, or a C1
+/// control such as CSI) starts a sequence afresh; other C0 controls are
+/// left out, since the parser executes them where they stand (a line feed
+/// inside `ESC [ 1 … H` moves the cursor once, not again on every replay)
+/// or, inside a string, ignores them.
+fn note_pending(pending: &mut String, state: State, ch: char) {
+    if state == State::Ground {
+        pending.clear();
+    } else if ch == '\x1b' || ('\u{80}'..='\u{9f}').contains(&ch) {
+        pending.clear();
+        pending.push(ch);
+    } else if ch >= ' ' && pending.len() + ch.len_utf8() <= PENDING_MAX {
+        pending.push(ch);
     }
 }
 

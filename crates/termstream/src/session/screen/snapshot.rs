@@ -198,7 +198,8 @@ mod tests {
         let output = "\x1b[?2004h$ printf osc52\r\n\x1b[?2004l\r\x1b]52;c;Y29waWVk\x07osc-sent\r\n\
                       $ clear\r\n\x1b[?2004l\r\x1b[H\x1b[2J\x1b[3J\u{754c}\u{9762} \u{1F600}\u{1F680} x\
                       \x1b[1;31mred\x1b[0m e\u{301}\x1b[5;10r\x1b[?1049h\x1bP1$r0m\x1b\\\x1b[2;4Halt\r\n\
-                      \x1b(0lqk\x1b(B\x1b[?1049l\x1b[r\x1b[38:2:10:20:30mtrue colour\x1b[m\r\n$ ";
+                      \x1b(0lqk\x1b(B\x1b[?1049l\x1b[r\x1b[38:2:10:20:30mtrue colour\x1b[m\r\n$ \
+                      \x1b[1\n2H\x1b]0;a\x1b\\x\x1b\r\n$ ";
         let output = output.as_bytes();
         let (cols, rows) = (30, 8);
         let mut whole = ScreenModel::new(cols, rows, 50);
