@@ -15,7 +15,7 @@
 //! holding its marker killed, in one scan of `/proc` for all of them.
 
 use std::collections::BTreeSet;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -68,9 +68,6 @@ pub enum RegistryEvent {
 #[derive(Debug)]
 pub struct Registry {
     sessions: Mutex<HashMap<SessionId, SessionHandle>>,
-    /// Ids being created: reserved, not yet in `sessions` (see
-    /// `Registry::create_unlaunched`).
-    creating: Mutex<HashSet<SessionId>>,
     config: Arc<Config>,
     settings: SessionSettings,
     sessions_dir: PathBuf,
@@ -111,7 +108,6 @@ impl Registry {
         };
         let registry = Arc::new(Registry {
             sessions: Mutex::new(HashMap::new()),
-            creating: Mutex::default(),
             settings: config.session_settings(),
             sessions_dir: sessions_dir.clone(),
             config,

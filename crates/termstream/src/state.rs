@@ -72,9 +72,10 @@ impl AppState {
         created
     }
 
-    /// Creates the session on this node. Its first record is written
-    /// before the answer and synced in the background (see
-    /// `Registry::launch_syncing`): the create waits for no disk sync.
+    /// Creates the session on this node. Its durable first record is
+    /// written on the blocking pool (see `Registry::launch_async`):
+    /// concurrent creates share their disk syncs, and the workers keep
+    /// serving.
     async fn create_local(
         &self,
         grant: &Grant,
@@ -92,7 +93,7 @@ impl AppState {
             })?;
             (handle, launch.expect("a created session has a launch"))
         };
-        self.registry.launch_syncing(&handle, launch);
+        self.registry.launch_async(&handle, launch).await;
         crate::observe::audit::session_created(grant, handle.id().as_str(), project.as_str());
         Ok(handle)
     }

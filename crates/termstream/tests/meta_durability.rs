@@ -1,9 +1,7 @@
 //! `meta.json` is durable: the server is traced with `strace` while a
 //! session starts, is resized and ends, and every rename of
 //! `meta.json.tmp` over `meta.json` must come after an fsync of the file
-//! it renames and be followed by an fsync of the session's directory. A
-//! new session's first record is on disk when its creation is answered,
-//! and synced (file, then directory) soon after, off the create path.
+//! it renames and be followed by an fsync of the session's directory.
 
 mod common;
 
@@ -49,61 +47,30 @@ fn calls_per_thread(trace: &str) -> HashMap<String, Vec<Call>> {
     calls
 }
 
-/// `strace` following every thread of the server, writing to a file.
-struct Trace {
-    strace: std::process::Child,
-    file: std::path::PathBuf,
-    /// strace's stderr, kept open while it traces: a closed pipe would end
-    /// it (SIGPIPE) at its next message, such as a new thread attached.
-    _stderr: BufReader<std::process::ChildStderr>,
-}
-
-impl Trace {
-    /// Attaches to the server; returns once every thread is traced.
-    fn start(server: &TestServer) -> Trace {
-        let file = server.data_dir().join("strace.out");
-        let mut strace = Command::new("strace")
-            .args([
-                "-f",
-                "-e",
-                "trace=openat,fsync,fdatasync,rename,renameat,renameat2",
-                "-o",
-            ])
-            .arg(&file)
-            .args(["-p", &server.pid().to_string()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("strace runs (CI installs it)");
-        // strace says when it is attached to every thread.
-        let mut stderr = BufReader::new(strace.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        while !line.contains("attached") {
-            line.clear();
-            let n = stderr.read_line(&mut line).expect("strace's stderr");
-            assert!(n > 0, "strace ended without attaching");
-        }
-        Trace {
-            strace,
-            file,
-            _stderr: stderr,
-        }
-    }
-
-    /// Detaches and returns the calls traced, per thread.
-    fn stop(mut self) -> HashMap<String, Vec<Call>> {
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(self.strace.id() as i32).expect("pid"),
-            rustix::process::Signal::INT,
-        );
-        self.strace.wait().expect("strace ends");
-        calls_per_thread(&std::fs::read_to_string(&self.file).expect("trace"))
-    }
-}
-
 #[tokio::test]
 async fn meta_json_is_fsynced_before_and_after_its_rename() {
     let server = TestServer::start().await;
-    let trace = Trace::start(&server);
+    let trace_file = server.data_dir().join("strace.out");
+    let mut strace = Command::new("strace")
+        .args([
+            "-f",
+            "-e",
+            "trace=openat,fsync,fdatasync,rename,renameat,renameat2",
+            "-o",
+        ])
+        .arg(&trace_file)
+        .args(["-p", &server.pid().to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace runs (CI installs it)");
+    // strace says when it is attached to every thread.
+    let mut stderr = BufReader::new(strace.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("attached") {
+        line.clear();
+        let n = stderr.read_line(&mut line).expect("strace's stderr");
+        assert!(n > 0, "strace ended without attaching");
+    }
 
     let info = server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 })).await;
     let id = info["id"].as_str().unwrap();
@@ -126,10 +93,15 @@ async fn meta_json_is_fsynced_before_and_after_its_rename() {
         (&last["status"], &json!(100), &json!(30))
     );
 
-    let calls = trace.stop();
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(strace.id() as i32).expect("pid"),
+        rustix::process::Signal::INT,
+    );
+    strace.wait().expect("strace ends");
+    let trace = std::fs::read_to_string(&trace_file).expect("trace");
     let dir = dir.to_str().unwrap().to_owned();
     let mut renames = 0;
-    for calls in calls.values() {
+    for calls in calls_per_thread(&trace).values() {
         for (i, call) in calls.iter().enumerate() {
             if call != &Call::Rename(dir.clone()) {
                 continue;
@@ -157,53 +129,5 @@ async fn meta_json_is_fsynced_before_and_after_its_rename() {
     assert!(
         renames >= 2,
         "meta.json is written at the start and at the end: {renames} renames traced"
-    );
-}
-
-/// A new session's first record is written before its creation is
-/// answered (a crash of the server right after keeps the session, `lost`
-/// after a restart), and synced, file then directory, in the background.
-#[tokio::test]
-async fn a_first_record_is_written_before_the_answer_and_synced_after() {
-    let server = TestServer::start().await;
-    let trace = Trace::start(&server);
-    let info = server.create(json!({ "id": "first", "argv": ["cat"] })).await;
-    let dir = session_dir(server.data_dir(), "first");
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("meta.json")).expect("meta.json")).expect("JSON");
-    assert_eq!((&meta["status"], &meta["epoch"]), (&json!("running"), &info["epoch"]));
-    // The end flushes every record handed over, the first one's sync too.
-    assert_eq!(server.terminate("first").await["status"], "terminated");
-
-    let calls = trace.stop();
-    let (meta, dir) = (format!("{}/meta.json", dir.display()), dir.display().to_string());
-    let synced = calls.values().any(|calls| {
-        calls.windows(4).any(|w| {
-            w == [
-                Call::Open(meta.clone()),
-                Call::Sync,
-                Call::Open(dir.clone()),
-                Call::Sync,
-            ]
-        })
-    });
-    assert!(synced, "meta.json and then its directory are not synced: {calls:?}");
-}
-
-/// A session created just before the server is killed comes back, `lost`,
-/// after a restart: its record was on disk (in the page cache) when the
-/// creation was answered.
-#[tokio::test]
-async fn a_session_created_just_before_a_crash_comes_back_lost() {
-    let server = TestServer::start().await;
-    let created = server.create(json!({ "id": "crashed", "argv": ["cat"] })).await;
-    // SIGKILL, then a new server on the same data dir.
-    let server = server.restart();
-    common::kill_marked(created["epoch"].as_str().expect("epoch"));
-    let info = server.info("crashed").await;
-    assert_eq!(
-        (&info["status"], &info["epoch"]),
-        (&json!("lost"), &created["epoch"]),
-        "{info}"
     );
 }

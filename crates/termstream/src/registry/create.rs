@@ -2,7 +2,7 @@
 //! record, the process, the actor, and the eviction of ended sessions
 //! over `max_sessions`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -26,10 +26,10 @@ impl Registry {
     }
 
     /// Launches a session from [`Registry::create_unlaunched`] with its
-    /// first record synced in the background (see
-    /// [`Launch::launch_syncing`]), and announces it.
-    pub(crate) fn launch_syncing(&self, handle: &SessionHandle, launch: Launch) {
-        launch.launch_syncing();
+    /// first record written on the blocking pool (see
+    /// [`Launch::launch_async`]), and announces it.
+    pub(crate) async fn launch_async(&self, handle: &SessionHandle, launch: Launch) {
+        launch.launch_async().await;
         self.announce(handle);
     }
 
@@ -40,9 +40,9 @@ impl Registry {
     }
 
     /// Spawns the program and builds the session's actor, registered but not
-    /// yet running: its first record comes first (the caller's
-    /// [`Launch`]). Only the id's reservation is made under the registry's
-    /// lock (see [`Registry::reserve`]).
+    /// yet running: its durable first record comes first (the caller's
+    /// [`Launch`]), outside the registry's lock, so that concurrent creates
+    /// do not wait for each other's disk syncs.
     pub(crate) fn create_unlaunched(&self, req: CreateSession) -> Result<(SessionHandle, Launch), CreateError> {
         let kind = req.kind.unwrap_or(SessionKind::Pty);
         let argv = match (req.argv, req.command) {
@@ -104,11 +104,16 @@ impl Registry {
             cgroup_procs: None,
         };
 
-        // The id and a running slot are reserved under the lock; the log,
-        // the cgroup and the program are made outside it, so that creates
-        // do not wait for each other's file creations and spawns. A failure
-        // releases the reservation and leaves nothing behind.
-        let reservation = self.reserve(&id)?;
+        // Check, spawn and insert under one lock: the id cannot be taken in
+        // between, and a failed spawn leaves nothing behind.
+        let mut sessions = self.lock();
+        if sessions.contains_key(&id) {
+            return Err(CreateError::Duplicate(id));
+        }
+        let running = sessions.values().filter(|h| h.is_running()).count();
+        if running >= self.config.max_running_sessions {
+            return Err(CreateError::Capacity { running });
+        }
         // The log first, then the program: if either fails, nothing is left.
         // One directory per incarnation: a session deleted while one with
         // its id is created again removes only its own files.
@@ -180,43 +185,13 @@ impl Registry {
             cgroup,
         };
         let (handle, launch) = actor::start_running(info, started, dir, self.settings.clone());
-        let mut sessions = self.lock();
         sessions.insert(id, handle.clone());
-        // Released under the map's lock: the id and the slot pass from the
-        // reservation to the map at once.
-        drop(reservation);
         let evict = self.over_capacity(&sessions);
         drop(sessions);
         for id in evict {
             self.spawn_delete(id);
         }
         Ok((handle, launch))
-    }
-
-    /// Reserves `id` and a running slot for a session being created: taken
-    /// ids and the running sessions are those of the map and the
-    /// reservations. Locks the map, then the reservations (always in that
-    /// order).
-    fn reserve(&self, id: &SessionId) -> Result<Reservation<'_>, CreateError> {
-        let sessions = self.lock();
-        let mut creating = self.creating();
-        if sessions.contains_key(id) || creating.contains(id) {
-            return Err(CreateError::Duplicate(id.clone()));
-        }
-        let running = sessions.values().filter(|h| h.is_running()).count() + creating.len();
-        if running >= self.config.max_running_sessions {
-            return Err(CreateError::Capacity { running });
-        }
-        creating.insert(id.clone());
-        Ok(Reservation {
-            registry: self,
-            id: id.clone(),
-        })
-    }
-
-    fn creating(&self) -> std::sync::MutexGuard<'_, HashSet<SessionId>> {
-        // Every operation is a single insert or remove: poison is ignored.
-        self.creating.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ended sessions to delete so that at most `max_sessions` are kept.
@@ -233,18 +208,5 @@ impl Registry {
             .collect();
         ended.sort_unstable();
         ended.into_iter().take(excess).map(|(_, id)| id).collect()
-    }
-}
-
-/// An id and a running slot held for a session being created; released
-/// when dropped (the session is in the map by then, or its creation failed).
-struct Reservation<'a> {
-    registry: &'a Registry,
-    id: SessionId,
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        self.registry.creating().remove(&self.id);
     }
 }

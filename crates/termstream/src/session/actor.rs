@@ -164,11 +164,9 @@ impl Launch {
         self.run();
     }
 
-    /// [`Launch::launch`] with the first record written unsynced and
-    /// synced in the background (see `MetaWriter::write_first`): nothing
-    /// on the create path waits for the disk.
-    pub(crate) fn launch_syncing(self) {
-        self.0.meta.write_first(&self.0.info);
+    /// [`Launch::launch`] with the write on the blocking pool, awaited.
+    pub(crate) async fn launch_async(self) {
+        self.0.meta.write_first(&self.0.info).await;
         self.run();
     }
 

@@ -10,10 +10,7 @@
 //! it before it announces the end of a session, and before it answers a
 //! shutdown (after which the session's directory may be removed). At most
 //! [`WRITERS`] sessions write at once, so many sessions starting or ending
-//! together do not grow the blocking pool by a thread per fsync. A new
-//! session's first record is written on the creating thread, unsynced, and
-//! synced in the background ([`MetaWriter::write_first`]), so that no disk
-//! sync is on the create path.
+//! together do not grow the blocking pool by a thread per fsync.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -96,11 +93,11 @@ impl MetaWriter {
         });
     }
 
-    /// Writes `info` now and syncs it, on the caller's thread: the first
-    /// record of a new session made by `Registry::create`, durable before
-    /// its creation returns. With [`store::write_meta_new`]: no record is
-    /// there yet to be replaced. (`POST /api/sessions` uses
-    /// [`MetaWriter::write_first`], which syncs in the background.)
+    /// Writes `info` now, on the caller's thread: the first record of a
+    /// new session, which must be on disk before its creation is answered
+    /// (a crash right after would otherwise leave a log with no record,
+    /// and the session would be gone after a restart). With
+    /// [`store::write_meta_new`]: no record is there yet to be replaced.
     pub(crate) fn write_now(&self, info: &SessionInfo) {
         let n = {
             let mut slot = self.shared.lock();
@@ -113,39 +110,26 @@ impl MetaWriter {
         self.shared.wrote(n);
     }
 
-    /// Writes a new session's first record in place on the caller's
-    /// thread, unsynced (it is in the page cache: a crash of the server
-    /// keeps it), and makes it durable in the background: the file's data
-    /// and its directory are synced on the blocking pool, at most
-    /// [`FIRST_WRITERS`] sessions at once, and [`MetaWriter::flush`] waits
-    /// for that sync like for any write. The create path awaits no disk
-    /// sync: until the sync is done, only a crash of the machine (not of the
-    /// server) can lose the record, and with it the session, as it can lose
-    /// the log's output, which is never synced.
-    pub(crate) fn write_first(&self, info: &SessionInfo) {
+    /// [`MetaWriter::write_now`] on the blocking pool, at most
+    /// [`FIRST_WRITERS`] sessions at once in the whole server: the create
+    /// path awaits it, so that concurrent creates fsync together (one
+    /// journal commit serves several) while the workers keep serving.
+    pub(crate) async fn write_first(&self, info: &SessionInfo) {
         let n = {
             let mut slot = self.shared.lock();
             slot.queued += 1;
             slot.queued
         };
-        if let Err(e) = store::write_meta_unsynced(&self.shared.dir, info) {
-            tracing::warn!(session = %info.id, error = %e, "cannot write meta.json");
-            self.shared.wrote(n);
-            return;
+        let (dir, first) = (self.shared.dir.clone(), info.clone());
+        // Never closed: a permit always comes.
+        let _permit = FIRST_WRITING.acquire().await;
+        let written = tokio::task::spawn_blocking(move || store::write_meta_new(&dir, &first)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(session = %info.id, error = %e, "cannot write meta.json"),
+            Err(e) => tracing::warn!(session = %info.id, error = %e, "cannot write meta.json"),
         }
-        let (shared, id) = (self.shared.clone(), info.id.clone());
-        tokio::spawn(async move {
-            // Never closed: a permit always comes.
-            let _permit = FIRST_WRITING.acquire().await;
-            let dir = shared.dir.clone();
-            let synced = tokio::task::spawn_blocking(move || store::sync_meta(&dir)).await;
-            match synced {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(session = %id, error = %e, "cannot sync meta.json"),
-                Err(e) => tracing::warn!(session = %id, error = %e, "cannot sync meta.json"),
-            }
-            shared.wrote(n);
-        });
+        self.shared.wrote(n);
     }
 
     /// Waits until every info handed over so far is written (or failed).

@@ -171,29 +171,18 @@ pub fn write_meta(dir: &Path, info: &SessionInfo) -> io::Result<()> {
 
 /// Writes a new session's first `meta.json` durably, more cheaply than
 /// [`write_meta`]: there is no older record to keep whole, so the file is
-/// written in place ([`write_meta_unsynced`]) and then synced
-/// ([`sync_meta`]). A crash during the write leaves a torn file, which
-/// loading skips; that is a session whose creation was never answered.
+/// written in place (no temporary file, no rename) and its data synced
+/// (`fdatasync`); the directory is then synced so that the name is durable
+/// too, which on a journalling file system is already on disk with the
+/// file's commit (one journal commit instead of two). A crash during the
+/// write leaves a torn file, which loading skips; that is a session whose
+/// creation was never answered.
 pub fn write_meta_new(dir: &Path, info: &SessionInfo) -> io::Result<()> {
-    write_meta_unsynced(dir, info)?;
-    sync_meta(dir)
-}
-
-/// Writes a new session's first `meta.json` in place, not synced: it is in
-/// the page cache, which a crash of the server keeps and a crash of the
-/// machine may not. [`sync_meta`] makes it durable.
-pub fn write_meta_unsynced(dir: &Path, info: &SessionInfo) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(info).map_err(io::Error::other)?;
     let mut file = File::create(dir.join("meta.json"))?;
-    file.write_all(&json)
-}
-
-/// Makes a `meta.json` written by [`write_meta_unsynced`] durable: its data
-/// is synced (`fdatasync`), then its directory, so that the name is durable
-/// too (on a journalling file system already on disk with the file's
-/// commit: one journal commit instead of two). Blocking.
-pub fn sync_meta(dir: &Path) -> io::Result<()> {
-    File::open(dir.join("meta.json"))?.sync_data()?;
+    file.write_all(&json)?;
+    file.sync_data()?;
+    drop(file);
     File::open(dir)?.sync_all()
 }
 
