@@ -84,13 +84,16 @@ impl SpawnError {
 }
 
 /// Whether `e` says the system or process ran out of descriptors, PTYs or
-/// processes. pty-process wraps its errors, so the innermost one counts.
+/// processes. pty-process wraps its errors (an `io::Error` or a rustix
+/// `Errno`), so the innermost one counts.
 pub fn is_exhaustion(e: &io::Error) -> bool {
-    let inner = e
-        .get_ref()
-        .and_then(|i| i.source())
-        .and_then(|s| s.downcast_ref::<io::Error>());
-    let errno = e.raw_os_error().or_else(|| inner.and_then(io::Error::raw_os_error));
+    let inner = e.get_ref().and_then(|i| i.source());
+    let inner_errno = inner.and_then(|s| {
+        s.downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+            .or_else(|| s.downcast_ref::<rustix::io::Errno>().map(|e| e.raw_os_error()))
+    });
+    let errno = e.raw_os_error().or(inner_errno);
     [
         rustix::io::Errno::MFILE,
         rustix::io::Errno::NFILE,
@@ -429,6 +432,20 @@ fn parse_stat(stat: &str) -> Option<Stat> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// pty-process's errors wrapped as the spawn wraps them: out of
+    /// descriptors is exhaustion whether it came as an `io::Error` or as a
+    /// rustix `Errno` (opening `/dev/ptmx`); a missing file is not.
+    #[test]
+    fn exhaustion_is_found_inside_pty_process_errors() {
+        let wrapped = |e: pty_process::Error| io::Error::other(e);
+        let emfile = rustix::io::Errno::MFILE;
+        assert!(is_exhaustion(&wrapped(pty_process::Error::Rustix(emfile))));
+        assert!(is_exhaustion(&wrapped(pty_process::Error::Io(emfile.into()))));
+        assert!(is_exhaustion(&io::Error::from(emfile)));
+        let missing = rustix::io::Errno::NOENT;
+        assert!(!is_exhaustion(&wrapped(pty_process::Error::Rustix(missing))));
+    }
 
     #[test]
     fn parses_stat_with_odd_command_names() {
