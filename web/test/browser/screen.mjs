@@ -92,10 +92,14 @@ test('OSC 52 reaches the clipboard; emoji and CJK widths agree with the server',
     await new Promise((r) => t.write(snap.data, r));
     const theirs = [t.buffer.active.cursorX, t.buffer.active.cursorY];
     t.dispose();
-    last = { mine, theirs };
+    last = { mine, theirs, snap };
     return mine[0] === theirs[0] && mine[1] === theirs[1] && mine[0] > 0;
-  }).catch((e) => {
-    throw new Error(`${e.message}: ${JSON.stringify(last)}`);
+  }).catch(async (e) => {
+    // The server's snapshot and the session's whole output: tells a model
+    // that missed bytes from one that parsed them differently.
+    const log = await fetch(`${server.url}/api/sessions/wide/output?since=0`).then((r) => r.text(), (err) => String(err));
+    console.log(JSON.stringify({ snapshot: last?.snap, log }, null, 1));
+    throw new Error(`${e.message}: ${JSON.stringify({ mine: last?.mine, theirs: last?.theirs })}`);
   });
   await ctx.close();
 });
