@@ -132,7 +132,8 @@ impl ScreenModel {
         self.modes.feed(bytes);
         self.rest.feed(bytes);
         let (terminal, marks) = (&mut self.terminal, &mut self.marks);
-        self.carry.decode(bytes, |text| marks.feed(terminal, text));
+        let scrollback = self.scrollback_lines;
+        self.carry.decode(bytes, |text| marks.feed(terminal, scrollback, text));
     }
 
     /// Whether plain text may be skipped: the parser is in its ground

@@ -30,7 +30,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use avt::parser::{Function, State};
+use avt::parser::{EdScope, Function, State};
 use avt::{Parser, Terminal};
 use icu_normalizer::properties::CanonicalCompositionBorrowed;
 use unicode_width::UnicodeWidthChar;
@@ -117,13 +117,15 @@ fn is_stand_in(ch: char) -> bool {
 }
 
 impl MarkFolder {
-    /// Parses `text` and applies it to `terminal`.
-    pub(crate) fn feed(&mut self, terminal: &mut Terminal, text: &str) {
+    /// Parses `text` and applies it to `terminal`, which keeps at most
+    /// `scrollback` lines of history.
+    pub(crate) fn feed(&mut self, terminal: &mut Terminal, scrollback: usize, text: &str) {
         let mut chars = text.chars();
         loop {
             // One execution per run of text up to a mark, as
             // `Terminal::feed` does for the whole text.
             let mut mark = None;
+            let mut erase_history = false;
             let (parser, pending, clusters) = (&mut self.parser, &mut self.pending, &mut self.clusters);
             terminal.execute(std::iter::from_fn(|| {
                 for ch in chars.by_ref() {
@@ -132,6 +134,11 @@ impl MarkFolder {
                     match function {
                         Some(Function::Print(c)) if is_zero_width(c) => {
                             mark = Some(c);
+                            return None;
+                        }
+                        // `CSI 3 J`, which avt ignores: applied below.
+                        Some(Function::Ed(EdScope::SavedLines)) => {
+                            erase_history = true;
                             return None;
                         }
                         // The program's own plane 16 character: a cluster
@@ -148,6 +155,10 @@ impl MarkFolder {
                 }
                 None
             }));
+            if erase_history {
+                erase_scrollback(terminal, scrollback);
+                continue;
+            }
             match mark {
                 Some(mark) => fold(terminal, &mut self.clusters, mark),
                 None => return,
@@ -184,6 +195,22 @@ fn note_pending(pending: &mut String, state: State, ch: char) {
     } else if ch >= ' ' && pending.len() + ch.len_utf8() <= PENDING_MAX {
         pending.push(ch);
     }
+}
+
+/// Erases the terminal's history (`CSI 3 J`, as `clear` sends after
+/// `CSI 2 J`), which avt ignores: the terminal is rebuilt from the dump of
+/// its screens, which holds everything but the history. Without it, the
+/// lines that `CSI 2 J` scrolled into the history came back on the screen
+/// when the window grew, where xterm.js, having erased them, shows none.
+fn erase_scrollback(terminal: &mut Terminal, scrollback: usize) {
+    let (cols, rows) = terminal.size();
+    let mut dump = String::new();
+    super::snapshot::push_dump(&mut dump, &terminal.dump());
+    let Ok(mut fresh) = Terminal::with_scrollback(cols, rows, Some(scrollback)) else {
+        return;
+    };
+    fresh.feed(dump.as_str());
+    *terminal = fresh;
 }
 
 /// Whether `ch` takes no cell of its own in a terminal (combining marks,
@@ -234,6 +261,25 @@ fn fold(terminal: &mut Terminal, clusters: &mut Clusters, mark: char) {
 #[cfg(test)]
 mod tests {
     use super::super::ScreenModel;
+
+    /// `clear` sends `CSI 2 J` (which avt scrolls into the history) and
+    /// `CSI 3 J` (which avt ignored): the lines came back on the screen
+    /// when the window grew, and the server's cursor stood three rows below
+    /// the page's (the OSC 52 browser check). Fails without the erase.
+    #[test]
+    fn erasing_the_history_keeps_cleared_lines_away_when_the_window_grows() {
+        let mut screen = ScreenModel::new(20, 5, 100);
+        screen.feed(b"$ one\r\nosc\r\n$ clear\r\n\x1b[1;31m\x1b[H\x1b[2J\x1b[3Jab x");
+        assert!(screen.scrollback().is_empty(), "the history is erased");
+        assert_eq!((screen.cursor().col, screen.cursor().row), (4, 0));
+        screen.resize(20, 9);
+        assert_eq!((screen.cursor().col, screen.cursor().row), (4, 0));
+        assert_eq!(screen.text()[0], "ab x");
+        // The pen and later history are as they were.
+        screen.feed(b"\r\n1\r\n2\r\n3\r\n4\r\n5\r\n6\r\n7\r\n8\r\n9");
+        assert_eq!(screen.scrollback().len(), 1);
+        assert!(screen.snapshot().contains("31"), "{:?}", screen.snapshot());
+    }
 
     #[test]
     fn a_combining_mark_joins_the_previous_cell() {
