@@ -27,6 +27,34 @@ async fn cast(node: &TestServer, id: &str) -> Vec<u8> {
     body
 }
 
+/// `n` clients that start downloading `id`'s recording from `node` and read
+/// nothing more, but stay connected.
+async fn hold_downloads(node: &TestServer, id: &str, n: usize) -> Vec<reqwest::Response> {
+    let url = node.url(&format!("/api/sessions/{id}/recording.cast"));
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let resp = node.client.get(&url).send().await.expect("recording request");
+        assert_eq!(resp.status(), 200);
+        held.push(resp);
+    }
+    held
+}
+
+/// `id`'s recording from `node`, asked again until a transfer slot is free
+/// (`stuck` says what it means if none frees within `T`).
+async fn recording_once_a_slot_is_free(node: &TestServer, id: &str, stuck: &str) -> Vec<u8> {
+    let url = node.url(&format!("/api/sessions/{id}/recording.cast"));
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let resp = node.client.get(&url).send().await.expect("recording request");
+        if resp.status() == 200 {
+            return resp.bytes().await.expect("recording body").to_vec();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stuck}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Output as an `OutputPage` from `since`.
 async fn page(node: &TestServer, id: &str, since: u64) -> Value {
     let (status, body) = node
@@ -182,30 +210,15 @@ async fn recordings_of_other_nodes_stream_at_most_eight_at_once() {
         status_is(b, id, "exited", T).await.expect("ended on B");
     }
 
-    let url = b.url("/api/sessions/big/recording.cast");
-    let mut held = Vec::new();
-    for _ in 0..8 {
-        let resp = b.client.get(&url).send().await.expect("recording request");
-        assert_eq!(resp.status(), 200);
-        held.push(resp);
-    }
+    let held = hold_downloads(b, "big", 8).await;
     // A ninth is refused while the eight are open, with the reason.
     let (status, body) = b.get("/api/sessions/small/recording.cast").await;
     assert_eq!(status.as_u16(), 503, "{body}");
     assert_eq!(body["error"]["code"], "capacity", "{body}");
     // The clients go away: their slots are free again.
     drop(held);
-    let small = b.url("/api/sessions/small/recording.cast");
-    let deadline = tokio::time::Instant::now() + T;
-    let theirs = loop {
-        let resp = b.client.get(&small).send().await.expect("recording request");
-        if resp.status() == 200 {
-            break resp.bytes().await.expect("recording body").to_vec();
-        }
-        let now = tokio::time::Instant::now();
-        assert!(now < deadline, "the slot of a client that went away is not given back");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let theirs =
+        recording_once_a_slot_is_free(b, "small", "the slot of a client that went away is not given back").await;
     assert!(cast(a, "small").await == theirs);
 }
 
@@ -227,29 +240,13 @@ async fn a_stalled_recording_download_gives_its_slot_back() {
     let whole = cast(a, "big").await.len();
 
     // Eight clients that start a download and read nothing more, but stay.
-    let url = b.url("/api/sessions/big/recording.cast");
-    let mut held = Vec::new();
-    for _ in 0..8 {
-        let resp = b.client.get(&url).send().await.expect("recording request");
-        assert_eq!(resp.status(), 200);
-        held.push(resp);
-    }
+    let held = hold_downloads(b, "big", 8).await;
     let (status, body) = b.get("/api/sessions/small/recording.cast").await;
     assert_eq!(status.as_u16(), 503, "{body}");
     assert_eq!(body["error"]["code"], "capacity", "{body}");
     // Their transfers stall and end: the slots are free again while the
     // clients are still connected.
-    let small = b.url("/api/sessions/small/recording.cast");
-    let deadline = tokio::time::Instant::now() + T;
-    let theirs = loop {
-        let resp = b.client.get(&small).send().await.expect("recording request");
-        if resp.status() == 200 {
-            break resp.bytes().await.expect("recording body").to_vec();
-        }
-        let now = tokio::time::Instant::now();
-        assert!(now < deadline, "a stalled download holds its slot");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let theirs = recording_once_a_slot_is_free(b, "small", "a stalled download holds its slot").await;
     assert!(cast(a, "small").await == theirs);
     // A stalled client that reads on gets an error, not a cut recording
     // that looks whole (some may have been read far enough by the sockets
