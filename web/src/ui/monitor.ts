@@ -2,14 +2,19 @@
  * The all-sessions monitor, for dashboards: a card per session with its
  * status and a small live preview. Previews come from snapshots of the
  * screen (`GET /api/sessions/ID/snapshot`; the output's tail for command
- * sessions), fetched one at a time, at most `RATE` a second for the whole
- * page and once a second per session, only while the monitor shows.
+ * sessions), fetched only while the monitor shows:
+ *
+ * - cards in view first, never-shown ones before the rest; a card scrolled
+ *   out of view keeps its last preview and costs nothing until it is back;
+ * - at most `PARALLEL` fetches at a time for the whole page, and a card at
+ *   most once a second, backing off to once every `IDLE_MAX_MS` while its
+ *   screen does not change.
  *
  * A preview is text, not a terminal: one offscreen xterm.js (never opened,
- * so it needs no layout) parses each snapshot, and the card shows the
- * screen's lines in a `<pre>` at a legible size, the last lines with text
- * when they do not all fit. A dozen cards cost a dozen text nodes, not a
- * dozen renderers.
+ * so it needs no layout) parses each snapshot in turn, and the card shows
+ * the screen's lines in a `<pre>` at a legible size, the last lines with
+ * text when they do not all fit. A dozen cards cost a dozen text nodes, not
+ * a dozen renderers.
  */
 
 import { Terminal } from '@xterm/xterm';
@@ -17,8 +22,14 @@ import { api } from '../net/api';
 import { formatExit, isLive, sortedRows, type SessionMap, type SessionRow } from '../state/sessions';
 import { h, fill } from './dom';
 
-const RATE = 4;
+/** Fetches in flight at once, for the whole page. */
+const PARALLEL = 4;
+/** How often the monitor looks for a card that is due. */
+const TICK_MS = 100;
+/** The shortest time between two fetches of one card. */
 const PER_SESSION_MS = 1000;
+/** The longest, for a card whose screen stayed the same. */
+const IDLE_MAX_MS = 5000;
 /** The most lines a preview shows (the last lines with text). */
 const PREVIEW_ROWS = 14;
 
@@ -26,9 +37,14 @@ interface Card {
   el: HTMLElement;
   status: HTMLElement;
   preview: HTMLElement;
+  /** When its last fetch started, and how long until the next may. */
   last: number;
+  wait: number;
   /** The output offset the preview shows (no fetch when nothing changed). */
   shownEnd: number;
+  /** In the viewport, or near it (the observer's margin). */
+  visible: boolean;
+  fetching: boolean;
 }
 
 export class Monitor {
@@ -37,10 +53,21 @@ export class Monitor {
   private readonly cards = new Map<string, Card>();
   private sessions: SessionRow[] = [];
   private timer: ReturnType<typeof setInterval> | undefined;
-  private busy = false;
-  private next = 0;
+  private inFlight = 0;
   /** Parses snapshots into text; created on first use. */
   private parser: Terminal | null = null;
+  /** The parser is shared: each preview's parse waits for the one before. */
+  private parsing: Promise<unknown> = Promise.resolve();
+  private readonly seen = new IntersectionObserver(
+    (entries) => {
+      for (const e of entries) {
+        const c = this.cards.get((e.target as HTMLElement).dataset.session ?? '');
+        if (c) c.visible = e.isIntersecting;
+      }
+      if (this.timer !== undefined) this.step();
+    },
+    { rootMargin: '200px' },
+  );
 
   constructor(private readonly open: (id: string) => void) {
     this.el = h('section', { class: 'view view-monitor', 'aria-label': 'All sessions' }, this.grid);
@@ -48,14 +75,18 @@ export class Monitor {
 
   render(m: SessionMap): void {
     this.sessions = sortedRows(m);
-    for (const id of this.cards.keys()) if (!m.has(id)) this.cards.delete(id);
+    for (const [id, c] of this.cards) {
+      if (m.has(id)) continue;
+      this.seen.unobserve(c.el);
+      this.cards.delete(id);
+    }
     fill(this.grid, ...this.sessions.map((s) => this.card(s).el));
   }
 
   setShown(shown: boolean): void {
     clearInterval(this.timer);
-    this.timer = shown ? setInterval(() => void this.step(), 1000 / RATE) : undefined;
-    if (shown) void this.step();
+    this.timer = shown ? setInterval(() => this.step(), TICK_MS) : undefined;
+    if (shown) this.step();
   }
 
   private card(s: SessionRow): Card {
@@ -69,8 +100,9 @@ export class Monitor {
         h('div', { class: 'card-head' }, h('span', { class: 'card-id' }, s.id), status),
         preview,
       );
-      c = { el, status, preview, last: 0, shownEnd: -1 };
+      c = { el, status, preview, last: 0, wait: 0, shownEnd: -1, visible: false, fetching: false };
       this.cards.set(s.id, c);
+      this.seen.observe(el);
     }
     c.status.className = `pill st-${s.status}`;
     c.status.textContent = [s.status, formatExit(s)].filter(Boolean).join(' · ');
@@ -78,50 +110,65 @@ export class Monitor {
     return c;
   }
 
-  /** Refreshes the next preview that is due: one never shown first. */
-  private async step(): Promise<void> {
-    if (this.busy || this.sessions.length === 0) return;
+  /** Starts fetches for the cards that are due, the most wanted first. */
+  private step(): void {
     const now = Date.now();
-    const due = (s: SessionRow, c: Card | undefined) => c && now - c.last >= PER_SESSION_MS && (isLive(s.status) || c.shownEnd < 0);
-    const n = this.sessions.length;
-    let pick = this.sessions.findIndex((s) => this.cards.get(s.id)?.shownEnd === -1 && due(s, this.cards.get(s.id)));
-    for (let i = 0; pick < 0 && i < n; i++) {
-      const j = (this.next + i) % n;
-      if (due(this.sessions[j]!, this.cards.get(this.sessions[j]!.id))) pick = j;
+    const due: [number, SessionRow, Card][] = [];
+    for (const s of this.sessions) {
+      const c = this.cards.get(s.id);
+      if (!c || c.fetching || now - c.last < c.wait) continue;
+      const never = c.shownEnd < 0;
+      // Out of view, a card is filled once; an ended session's screen is final.
+      if (!never && (!c.visible || !isLive(s.status))) continue;
+      due.push([(c.visible ? 0 : 2) + (never ? 0 : 1), s, c]);
     }
-    if (pick < 0) return;
-    this.next = (pick + 1) % n;
-    const s = this.sessions[pick]!;
-    const c = this.cards.get(s.id)!;
-    c.last = now;
-    this.busy = true;
-    try {
-      await this.refresh(s, c);
-    } catch {
-      // A session that went away meanwhile: the next list update removes it.
-    } finally {
-      this.busy = false;
+    due.sort((a, b) => a[0] - b[0] || a[2].last - b[2].last);
+    for (const [, s, c] of due) {
+      if (this.inFlight >= PARALLEL) break;
+      c.last = now;
+      c.fetching = true;
+      this.inFlight++;
+      this.refresh(s, c)
+        .then((changed) => {
+          c.wait = changed ? PER_SESSION_MS : Math.min(IDLE_MAX_MS, Math.max(PER_SESSION_MS, c.wait * 2));
+        })
+        .catch(() => {
+          // A session that went away meanwhile: the next list update removes it.
+          c.wait = IDLE_MAX_MS;
+        })
+        .finally(() => {
+          c.fetching = false;
+          this.inFlight--;
+        });
     }
   }
 
-  private async refresh(s: SessionRow, c: Card): Promise<void> {
+  /** Fetches a card's preview; whether it changed. */
+  private async refresh(s: SessionRow, c: Card): Promise<boolean> {
     if (s.kind === 'pty') {
       const snap = await api.snapshot(s.id);
-      if (snap.offset === c.shownEnd) return;
+      if (snap.offset === c.shownEnd) return false;
       c.shownEnd = snap.offset;
       c.preview.textContent = await this.screenText(snap.data, snap.cols, snap.rows, false);
     } else {
       const info = await api.get(s.id);
-      if (info.outputOffset === c.shownEnd) return;
+      if (info.outputOffset === c.shownEnd) return false;
       c.shownEnd = info.outputOffset;
       const text = await api.tail(s.id, info.outputOffset, 4096);
       c.preview.textContent = await this.screenText(text, 80, 24, true);
     }
     c.el.dataset.previewed = String(c.shownEnd);
+    return true;
   }
 
   /** The screen `data` draws on a blank `cols`×`rows` terminal, as lines of text. */
-  private async screenText(data: string, cols: number, rows: number, command: boolean): Promise<string> {
+  private screenText(data: string, cols: number, rows: number, command: boolean): Promise<string> {
+    const parse = this.parsing.then(() => this.parse(data, cols, rows, command));
+    this.parsing = parse.catch(() => undefined);
+    return parse;
+  }
+
+  private async parse(data: string, cols: number, rows: number, command: boolean): Promise<string> {
     const t = (this.parser ??= new Terminal({ allowProposedApi: true, scrollback: 0 }));
     t.options.convertEol = command;
     t.resize(Math.max(2, cols), Math.max(1, rows));

@@ -107,6 +107,9 @@ test('the monitor previews every session: each card shows its own screen, legibl
   const ids = ['mon-a', 'mon-b', 'mon-c', 'mon-d', 'mon-e'];
   for (const id of ids) await api.create({ id, kind: 'pty', argv: ['bash', '-c', `printf "screen of %s\\n" ${id}; sleep 600`], cols: 80, rows: 24 });
   await api.create({ id: 'mon-cmd', kind: 'command', command: 'echo output of mon-cmd; sleep 600' });
+  // Enough cards that some are out of view, for a dashboard's long page.
+  const tiles = Array.from({ length: 14 }, (_, i) => `mon-tile-${String(i).padStart(2, '0')}`);
+  for (const id of tiles) await api.create({ id, kind: 'pty', argv: ['sh', '-c', `echo tile ${id}; exec sleep 600`], cols: 40, rows: 6 });
   // From the list to the monitor, as a person goes: the cards exist before the monitor shows.
   const page = await openPage(ctx, server, '#/');
   await waitFor('the list', () => page.locator('tr[data-session="mon-cmd"]').count());
@@ -141,8 +144,30 @@ test('the monitor previews every session: each card shows its own screen, legibl
     return null;
   });
   assert.ok(look && look.height >= 10, `legible preview text: ${JSON.stringify(look)}`);
+  // Every card in view shows its preview, also after scrolling to the end.
+  const blankInView = () =>
+    page.evaluate(() =>
+      [...document.querySelectorAll('.view-monitor .card')]
+        .filter((c) => {
+          const r = c.getBoundingClientRect();
+          return r.bottom > 0 && r.top < innerHeight;
+        })
+        .filter((c) => c.dataset.previewed === undefined)
+        .map((c) => c.dataset.session),
+    );
+  let blank;
+  const filled = (what) =>
+    waitFor(what, async () => (blank = await blankInView()).length === 0, 10000).catch((e) => {
+      console.log('cards in view without a preview:', JSON.stringify(blank));
+      throw e;
+    });
+  await filled('every card in view has its preview');
   await shot(page, 'monitor');
-  for (const id of all) await api.terminate(id);
+  await page.evaluate(() => document.querySelector('.view-monitor .card:last-child').scrollIntoView());
+  await filled('every card in view at the end has its preview');
+  await shot(page, 'monitor-end');
+  assert.match(await page.locator(`.card[data-session="${tiles[0]}"] .preview`).innerText(), new RegExp(`tile ${tiles[0]}`));
+  for (const id of [...all, ...tiles]) await api.terminate(id);
 });
 
 test('events: notifications as toasts, task status and activity in the log', async ({ server, api, ctx }) => {
