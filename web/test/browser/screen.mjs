@@ -9,6 +9,21 @@ import { Headless, openPage, hasView, renderSnapshot, suite, waitFor, waitText, 
 const [checks, test] = suite();
 export { checks };
 
+/**
+ * Prints whether a session's program runs, waits, or is stuck writing (a
+ * server that stopped reading): its state and kernel wait channel, with the
+ * session's output offset.
+ */
+async function processState(api, id) {
+  try {
+    const { pid, outputOffset } = await api.get(id);
+    const ps = spawnSync('ps', ['-o', 'pid,stat,wchan:32,etime,time,args', '-p', String(pid)], { encoding: 'utf8' });
+    console.log(ps.stdout, outputOffset);
+  } catch (more) {
+    console.log(`  (no process state: ${more})`);
+  }
+}
+
 test('a full-screen program (vim): resized while typing and reloaded, the page shows the same screen as the server', async ({ server, api, ctx }) => {
   const id = 'vim';
   const file = join(server.dir, 'poem.txt');
@@ -19,7 +34,11 @@ test('a full-screen program (vim): resized while typing and reloaded, the page s
   // size taken at once instead of at its place in the stream shows (issue 15).
   const page = await openPage(ctx, server, `#/s/${id}`);
   await hasView(page, id);
-  await waitText(page, id, 'line 1: the quick');
+  await waitText(page, id, 'line 1: the quick').catch(async (e) => {
+    console.log(JSON.stringify({ page: await bufferText(page, id), server: await renderSnapshot(await api.snapshot(id)) }, null, 1));
+    await processState(api, id);
+    throw e;
+  });
   const cdp = await ctx.newCDPSession(page);
   await cdp.send('Emulation.setCPUThrottlingRate', { rate: 10 });
   // The page's own resizes (the window changes) between edits.
@@ -41,15 +60,7 @@ test('a full-screen program (vim): resized while typing and reloaded, the page s
     return mine === theirs && !mine.includes('-- INSERT --') && mine;
   }, 20000).catch(async (e) => {
     console.log(JSON.stringify(last, null, 1));
-    // Whether vim runs, waits, or is stuck writing (a server that stopped
-    // reading): its state and kernel wait channel.
-    try {
-      const { pid, outputOffset } = await api.get(id);
-      const ps = spawnSync('ps', ['-o', 'pid,stat,wchan:32,etime,time,args', '-p', String(pid)], { encoding: 'utf8' });
-      console.log(ps.stdout, outputOffset);
-    } catch (more) {
-      console.log(`  (no process state: ${more})`);
-    }
+    await processState(api, id);
     throw e;
   });
   await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
