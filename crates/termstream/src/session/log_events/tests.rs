@@ -67,7 +67,11 @@ fn events_stay_until_every_receiver_took_them() {
     let late = tx.subscribe();
     tx.send(resized(3)).expect("receivers");
     drop(b);
-    assert_eq!(queued(&tx).0, 1, "only the event a and the late receiver have not taken");
+    assert_eq!(
+        queued(&tx).0,
+        1,
+        "only the event a and the late receiver have not taken"
+    );
     drop(late);
     assert_eq!(queued(&tx).0, 1, "a has not taken it");
     assert_eq!(a.try_recv().map(offset_of).expect("a"), 3);
