@@ -271,7 +271,7 @@ impl ScreenTask {
                         self.arm();
                     }
                 }
-                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                _ = sleep_opt(wake), if wake.is_some() => {
                     if check_at.is_some() {
                         let end = self.handle.output_offset();
                         let far_behind = end.saturating_sub(self.offset) > self.follow_lag;
@@ -433,6 +433,17 @@ impl ScreenTask {
             rows,
             data,
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none. The timer is
+/// made (boxed) only when there is a deadline: `select!` builds every
+/// branch's future, and a tokio `Sleep` inline would stay in every idle
+/// session's task.
+async fn sleep_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => Box::pin(tokio::time::sleep_until(at)).await,
+        None => std::future::pending().await,
     }
 }
 
