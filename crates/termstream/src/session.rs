@@ -15,6 +15,7 @@ pub mod cgroup;
 pub mod flood;
 pub mod input;
 pub mod log;
+pub mod log_events;
 mod meta;
 pub mod presence;
 pub mod process;
@@ -29,15 +30,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use termstream_proto::{Epoch, ErrorCode, ProjectId, SessionId, SessionInfo, SessionKind, Snapshot};
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use self::log::{Chunk, RingRead};
 pub use self::presence::{Changed, InfoSender, Presence, ViewerGuard};
 use self::store::{DiskLimits, DiskRead};
 
 /// How many log events a subscriber may fall behind before it lags. Small on
-/// purpose: the slots are allocated up front and a lagging receiver pins up
-/// to this many chunks; subscribers that lag catch up by offset from the log.
+/// purpose: a lagging receiver pins up to this many chunks; subscribers that
+/// lag catch up by offset from the log. Nothing is allocated for it up front
+/// (see [`log_events`]).
 pub const EVENT_QUEUE: usize = 32;
 
 /// Settings every session shares.
@@ -69,9 +71,8 @@ impl SessionSettings {
 /// Something that happened in a session's log, in log order.
 #[derive(Debug, Clone)]
 pub enum LogEvent {
-    /// Output was appended. Behind an `Arc`: the broadcast allocates its slots
-    /// up front, and a slot holding a pointer instead of a chunk keeps every
-    /// idle session's queue small.
+    /// Output was appended. Behind an `Arc`: each receiver's copy is a
+    /// pointer, not a chunk.
     Output(Arc<Chunk>),
     /// The window changed size; output from `offset` on is at the new size.
     Resized { offset: u64, cols: u16, rows: u16 },
@@ -175,7 +176,7 @@ pub struct Subscription {
     /// The log's end when the receiver was created: live events start here.
     pub end: u64,
     /// Live events after `end`.
-    pub live: broadcast::Receiver<LogEvent>,
+    pub live: log_events::Receiver,
     /// The final info when the log had ended already: no `Ended` event
     /// will come on `live` then.
     pub ended: Option<Arc<SessionInfo>>,

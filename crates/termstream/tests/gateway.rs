@@ -144,6 +144,49 @@ async fn a_late_joiner_gets_the_exact_screen() {
     );
 }
 
+/// A viewer stays attached while keys are typed, echoed and the window
+/// resized (the screen model of a watched session stays frozen through a
+/// little output): a second viewer still joins to the exact screen.
+#[tokio::test]
+async fn a_late_joiner_of_a_watched_session_gets_what_was_typed() {
+    let server = TestServer::start().await;
+    server
+        .create(json!({"id": "typed", "argv": ["bash", "--norc", "--noprofile"], "cols": 60, "rows": 15}))
+        .await;
+    let mut first = WsClient::connect(&server, "/ws").await;
+    first.attach("typed", "json").await;
+    first.until_type("terminal.restore", secs(10)).await;
+    for i in 0..12u16 {
+        first
+            .send(json!({"type": "terminal.resize", "sessionId": "typed", "cols": 50 + i, "rows": 15}))
+            .await;
+        server.input("typed", &format!("echo typed-$((6*{i}))\r")).await;
+        server
+            .read_output_until("typed", &format!("typed-{}", 6 * i), secs(10))
+            .await;
+    }
+    let mut second = WsClient::connect(&server, "/ws").await;
+    second.attach("typed", "json").await;
+    let attached = second.until_type("session.attached", secs(10)).await;
+    let restore = second.until_type("terminal.restore", secs(10)).await;
+    assert_eq!(restore["offset"], attached["offset"]);
+    assert_eq!(
+        (restore["cols"].as_u64(), restore["rows"].as_u64()),
+        (Some(61), Some(15))
+    );
+    // Every line is shorter than the narrowest window: the screen is the
+    // one the whole output gives at the last size.
+    let full = server.output_all("typed", 0).await;
+    let offset = restore["offset"].as_u64().unwrap() as usize;
+    let mut reference = ScreenModel::new(61, 15, 1000);
+    reference.feed(&full[..offset]);
+    let mut joined = ScreenModel::new(61, 15, 1000);
+    joined.feed(restore["data"].as_str().unwrap().as_bytes());
+    assert_eq!(joined.text(), reference.text());
+    assert_eq!(joined.cursor(), reference.cursor());
+    assert!(joined.text().iter().any(|l| l == "typed-66"), "{:?}", joined.text());
+}
+
 #[tokio::test]
 async fn bad_messages_get_errors_and_the_connection_carries_on() {
     let server = TestServer::start_with(&[], &[("TERMSTREAM_ATTACH_WAIT_MS", "200")]).await;

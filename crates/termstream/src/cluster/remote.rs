@@ -27,7 +27,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus, Snapshot};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::Cluster;
 use super::redis::stream_key;
@@ -35,7 +35,7 @@ use super::requests::{ASK_TIMEOUT, ask};
 use super::wire::{self, Answer, Entry, Op, Record};
 use crate::session::log::{Chunk, OutputRing, RingRead};
 use crate::session::remote::{RemoteSession, StandIn as Parts, remote_handle};
-use crate::session::{Command, EVENT_QUEUE, InfoSender, LogEvent, SessionError, Subscription};
+use crate::session::{Command, EVENT_QUEUE, InfoSender, SessionError, Subscription};
 
 mod fetch;
 pub mod recording;
@@ -159,7 +159,7 @@ fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandl
     let _ = remote.info.set(tx.clone());
     let task = stand_in::Task {
         ring: OutputRing::new(c.registry.config().ring_bytes, rec.info.output_offset),
-        events: broadcast::channel(EVENT_QUEUE).0,
+        events: crate::session::log_events::channel(EVENT_QUEUE),
         ended: (!rec.info.status.is_running()).then(|| Arc::new(rec.info.clone())),
         terminating: false,
         reader: None,
@@ -249,7 +249,7 @@ fn subscription(
     ring: &OutputRing,
     budget: usize,
     since: u64,
-    events: &broadcast::Sender<LogEvent>,
+    events: &crate::session::log_events::Sender,
     ended: Option<Arc<SessionInfo>>,
     terminating: bool,
 ) -> Subscription {

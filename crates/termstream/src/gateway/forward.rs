@@ -35,7 +35,7 @@ use super::render::{Dialect, OutEvent};
 use crate::focus::Focus;
 use crate::observe::metrics::{self, AttachmentGauge};
 use crate::session::log::RingRead;
-use crate::session::{LogEvent, SessionError, SessionHandle};
+use crate::session::{SessionError, SessionHandle};
 
 /// The largest output frame the forwarder builds by merging chunks.
 pub const MAX_FRAME: usize = 64 * 1024;
@@ -215,7 +215,7 @@ impl Forwarder {
         &mut self,
         since: Option<LogPosition>,
         preamble: Vec<Message>,
-    ) -> Result<Option<tokio::sync::broadcast::Receiver<LogEvent>>, Closed> {
+    ) -> Result<Option<crate::session::log_events::Receiver>, Closed> {
         let info = self.handle.info_now().await;
         let end = info.output_offset;
         let mut snapshot = false;

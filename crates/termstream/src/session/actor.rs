@@ -29,7 +29,7 @@ use bytes::Bytes;
 use rustix::process::Signal;
 use termstream_proto::{SessionInfo, SessionKind, Stream};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 mod ending;
 mod pipes;
@@ -71,7 +71,7 @@ pub(crate) struct Actor {
     /// themselves when nothing waits; the actor writes what waits.
     input: Arc<Input>,
     /// Live log events; subscribers are created inside the actor only.
-    events: broadcast::Sender<LogEvent>,
+    events: super::log_events::Sender,
     /// The screen task of a pty session: told of resizes, and rung (not
     /// per chunk) when output reaches what it waits for.
     screen: Option<ScreenLink>,
@@ -218,7 +218,7 @@ fn build(
     let (info_tx, info_rx) = watch::channel(info.clone());
     let presence = Presence::new(info.id.clone());
     let info_tx = InfoSender::new(info_tx, presence.clone());
-    let (events, _) = broadcast::channel(super::EVENT_QUEUE);
+    let events = super::log_events::channel(super::EVENT_QUEUE);
     let dir_arc = Arc::new(dir.clone());
     let mut handle = SessionHandle {
         id: info.id.clone(),

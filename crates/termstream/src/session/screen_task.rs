@@ -80,6 +80,12 @@ pub const SKIP_MIN: u64 = 256 * 1024;
 pub const SKIPPING_LAG: u64 = WAITED_MAX_LAG;
 /// Resizes remembered between catch-ups.
 pub const RESIZES: usize = 16;
+/// A frozen model that viewers watch is thawed to catch up only once this
+/// much output waits for it (or a snapshot is asked, or half of
+/// [`RESIZES`] wait): the echo of typing and a shell's prompts then never
+/// thaw it, and a joining viewer's snapshot parses at most this much
+/// (2–4 ms).
+pub const FROZEN_LAG: u64 = 64 * 1024;
 /// Pieces of at least this many bytes are parsed off the tokio workers;
 /// smaller ones (the echo of a few keys) in place. Below every log read's
 /// size, so that no flood is ever parsed on the workers.
@@ -265,7 +271,7 @@ impl ScreenTask {
                         self.arm();
                     }
                 }
-                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                _ = sleep_opt(wake), if wake.is_some() => {
                     if check_at.is_some() {
                         let end = self.handle.output_offset();
                         let far_behind = end.saturating_sub(self.offset) > self.follow_lag;
@@ -278,12 +284,17 @@ impl ScreenTask {
                             continue;
                         }
                         check_at = None;
+                        if self.stays_frozen(end) {
+                            self.arm();
+                            continue;
+                        }
                         Box::pin(self.catch_up(Urgency::Background)).await;
                         freeze_at = Some(Instant::now() + FREEZE_AFTER);
                         self.arm();
                     } else {
                         freeze_at = None;
                         self.freeze();
+                        self.arm();
                     }
                 }
                 req = self.requests.recv_async() => match req {
@@ -297,7 +308,16 @@ impl ScreenTask {
                         }
                         let _ = reply.send(snapshot);
                     }
-                    Ok(ScreenRequest::Resized { offset, cols, rows }) => self.note_resize(offset, cols, rows),
+                    Ok(ScreenRequest::Resized { offset, cols, rows }) => {
+                        self.note_resize(offset, cols, rows);
+                        // Resizes pile up behind a frozen model: catch up
+                        // soon, before they overflow and only the latest
+                        // size is kept.
+                        if check_at.is_none() && !self.resizes_fit() {
+                            check_at = Some(Instant::now() + QUIET);
+                            freeze_at = None;
+                        }
+                    }
                     Err(_) => return,
                 },
             }
@@ -320,18 +340,40 @@ impl ScreenTask {
     }
 
     /// Asks the actor for a wake-up: at the first byte the model lacks when
-    /// someone watches (output that came during a catch-up rings at once,
-    /// and the 30 ms check paces any retry), else after [`UNWATCHED_LAG`]
-    /// more, counted from the log's end so that a model that could not
-    /// catch up does not ring at once again.
+    /// someone watches a live model (output that came during a catch-up
+    /// rings at once, and the 30 ms check paces any retry), after
+    /// [`FROZEN_LAG`] when someone watches a frozen one, else after
+    /// [`UNWATCHED_LAG`] more, counted from the log's end so that a model
+    /// that could not catch up does not ring at once again.
     fn arm(&self) {
         let at = if self.handle.viewers() > 0 {
-            self.offset + 1
+            match self.model {
+                Some(Model::Frozen { .. }) => self.offset + FROZEN_LAG + 1,
+                _ => self.offset + 1,
+            }
         } else {
             self.handle.output_offset() + UNWATCHED_LAG + 1
         };
         self.bell.wake_at.store(at, Ordering::Release);
         self.bell.output(self.handle.output_offset());
+    }
+
+    /// Whether a model that output left behind, with the log's end at
+    /// `end`, stays frozen for now: it is frozen, at most [`FROZEN_LAG`]
+    /// behind, and its resizes fit. Thawing it would cost more than the
+    /// few bytes it lacks, and hold a live model (60 KB or more) for
+    /// [`FREEZE_AFTER`]; a snapshot catches it up when one is asked.
+    fn stays_frozen(&self, end: u64) -> bool {
+        matches!(self.model, Some(Model::Frozen { .. }))
+            && end.saturating_sub(self.offset) <= FROZEN_LAG
+            && self.resizes_fit()
+            && !self.bell.resize_lost.load(Ordering::Acquire)
+    }
+
+    /// Whether the resizes waiting for a catch-up are fewer than half of
+    /// [`RESIZES`] (none were lost).
+    fn resizes_fit(&self) -> bool {
+        self.resizes.as_ref().is_some_and(|q| q.len() < RESIZES / 2)
     }
 
     fn note_resize(&mut self, offset: u64, cols: u16, rows: u16) {
@@ -391,6 +433,17 @@ impl ScreenTask {
             rows,
             data,
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none. The timer is
+/// made (boxed) only when there is a deadline: `select!` builds every
+/// branch's future, and a tokio `Sleep` inline would stay in every idle
+/// session's task.
+async fn sleep_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => Box::pin(tokio::time::sleep_until(at)).await,
+        None => std::future::pending().await,
     }
 }
 

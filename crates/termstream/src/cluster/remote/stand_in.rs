@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use termstream_proto::SessionInfo;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Commands, Remote, Update, Updates, after, subscription};
@@ -29,7 +29,7 @@ pub(super) struct Task {
     /// Recent output read from the stream, contiguous.
     pub ring: OutputRing,
     /// Live events to local viewers.
-    pub events: broadcast::Sender<LogEvent>,
+    pub events: crate::session::log_events::Sender,
     /// The final info, once the session ended.
     pub ended: Option<Arc<SessionInfo>>,
     pub terminating: bool,

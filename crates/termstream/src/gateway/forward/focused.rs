@@ -18,7 +18,6 @@ use tokio::time::MissedTickBehavior;
 use super::{Closed, Flow, FocusFollow, Forwarder};
 use crate::focus::{Focus, FocusEvent};
 use crate::gateway::render::OutEvent;
-use crate::session::LogEvent;
 use crate::session::log::RingRead;
 
 /// Whether the forwarder's session is focused, kept current from the
@@ -91,7 +90,7 @@ impl Forwarder {
     /// while it is not, until the log ends.
     pub(super) async fn follow_focus(
         &mut self,
-        live: broadcast::Receiver<LogEvent>,
+        live: crate::session::log_events::Receiver,
         follow: FocusFollow,
     ) -> Result<(), Closed> {
         let project = self.handle.project().clone();
@@ -162,7 +161,7 @@ impl Forwarder {
 
     /// Subscribes again from `next` and sends what is missing up to the
     /// live events; `None` when the log ended or the session is gone.
-    async fn resubscribe(&mut self) -> Result<Option<broadcast::Receiver<LogEvent>>, Closed> {
+    async fn resubscribe(&mut self) -> Result<Option<crate::session::log_events::Receiver>, Closed> {
         let Ok(sub) = self.handle.subscribe(self.next).await else {
             self.detached().await?;
             return Ok(None);

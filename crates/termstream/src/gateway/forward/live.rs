@@ -23,7 +23,7 @@ impl Forwarder {
     /// otherwise stay in every idle attachment's task, a few KiB each.
     pub(super) async fn follow(
         &mut self,
-        mut live: tokio::sync::broadcast::Receiver<LogEvent>,
+        mut live: crate::session::log_events::Receiver,
         mut track: Option<&mut focused::FocusTrack>,
     ) -> Result<Flow, Closed> {
         let mut peeked: Option<LogEvent> = None;
@@ -55,7 +55,7 @@ impl Forwarder {
     async fn on_event(
         &mut self,
         next: Result<LogEvent, RecvError>,
-        live: &mut tokio::sync::broadcast::Receiver<LogEvent>,
+        live: &mut crate::session::log_events::Receiver,
         peeked: &mut Option<LogEvent>,
     ) -> Result<Option<Flow>, Closed> {
         let ev = match next {

@@ -381,3 +381,49 @@ async fn a_model_frozen_in_the_middle_of_a_sequence_goes_on_exactly() {
     }
     handle.shutdown().await;
 }
+
+/// A frozen model that a viewer watches is not thawed by a little output
+/// (the echo of typing, a prompt): its bell waits for [`FROZEN_LAG`] more,
+/// a quiet spell leaves it frozen, and a snapshot still catches it up to
+/// the log's end. Half of [`RESIZES`] waiting, or a live model, rings at
+/// the next byte as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_frozen_model_is_not_thawed_by_a_little_output() {
+    let settings = Config::default().session_settings();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let end = write_log(dir.path(), &settings, b"$ echo hi\r\nhi\r\n$ ");
+    let handle = actor::start_ended(ended_info("watched", end), dir.path().into(), settings.clone());
+    let _viewer = handle.add_viewer();
+    let mut task = task_of(&handle, settings.scrollback_lines);
+    let wake_at = |task: &ScreenTask| task.bell.wake_at.load(Ordering::Acquire);
+    task.arm();
+    assert_eq!(
+        wake_at(&task),
+        FROZEN_LAG + 1,
+        "a watched frozen model waits for more output"
+    );
+    assert!(task.stays_frozen(end), "a few bytes behind");
+    assert!(!task.stays_frozen(FROZEN_LAG + 1), "too far behind");
+    let snap = task.serve_snapshot(true).await;
+    assert_eq!(snap.offset, end, "a snapshot catches up");
+    let mut replay = ScreenModel::new(snap.cols, snap.rows, 100);
+    replay.feed(snap.data.as_bytes());
+    assert_eq!(replay.text()[1], "hi");
+    assert!(matches!(task.model, Some(Model::Frozen { .. })), "frozen again");
+    task.arm();
+    assert_eq!(wake_at(&task), end + FROZEN_LAG + 1);
+    for _ in 0..RESIZES / 2 {
+        assert!(task.stays_frozen(end));
+        task.note_resize(end, 100, 30);
+    }
+    assert!(!task.stays_frozen(end), "resizes pile up: catch up");
+    task.catch_up(Urgency::Waited).await;
+    assert!(matches!(task.model, Some(Model::Live(_))));
+    assert!(
+        task.resizes.as_ref().is_some_and(VecDeque::is_empty),
+        "the resizes are applied"
+    );
+    task.arm();
+    assert_eq!(wake_at(&task), end + 1, "a live model rings at the next byte");
+    handle.shutdown().await;
+}
