@@ -14,10 +14,20 @@ use std::path::Path;
 use common::{TestServer, kill_marked, secs, session_dir, wait_until};
 use serde_json::json;
 
+/// The spares ready: `DATA_DIR/spare/<n>` (they are made in `spare/new`).
+fn ready(data_dir: &Path) -> Vec<std::fs::DirEntry> {
+    std::fs::read_dir(data_dir.join("spare"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u64>().is_ok()))
+        .collect()
+}
+
 /// The inode numbers of every directory and file in the spare pool.
 fn spare_inodes(data_dir: &Path) -> HashSet<u64> {
     let mut inodes = HashSet::new();
-    for spare in std::fs::read_dir(data_dir.join("spare")).expect("spare dir").flatten() {
+    for spare in ready(data_dir) {
         inodes.insert(spare.metadata().expect("spare").ino());
         for file in std::fs::read_dir(spare.path()).expect("a spare").flatten() {
             inodes.insert(file.metadata().expect("file").ino());
@@ -27,7 +37,7 @@ fn spare_inodes(data_dir: &Path) -> HashSet<u64> {
 }
 
 fn spares(data_dir: &Path) -> usize {
-    std::fs::read_dir(data_dir.join("spare")).map_or(0, |d| d.count())
+    ready(data_dir).len()
 }
 
 async fn wait_spares(server: &TestServer, n: usize) {
@@ -94,12 +104,7 @@ async fn a_spare_without_its_first_record_is_skipped_at_load() {
     wait_spares(&server, 2).await;
     let mut server = server;
     server.crash();
-    let spare = std::fs::read_dir(server.data_dir().join("spare"))
-        .expect("spare dir")
-        .flatten()
-        .next()
-        .expect("a spare")
-        .path();
+    let spare = ready(server.data_dir()).first().expect("a spare").path();
     std::fs::rename(spare, server.data_dir().join("sessions/torn.123")).expect("rename");
 
     let server = server.restart();

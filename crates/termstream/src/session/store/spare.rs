@@ -28,6 +28,10 @@ use std::sync::{Arc, Mutex};
 
 use super::segment_name;
 
+/// The directory in the pool's where spares are made (its name is not a
+/// number: never taken for a spare).
+const STAGING: &str = "new";
+
 /// The files a spare holds, empty: a new session's `meta.json` and its
 /// first segment's files.
 fn spare_files() -> [String; 3] {
@@ -58,7 +62,12 @@ impl Spares {
     /// ready, with the spares a server left there adopted. Nothing is made
     /// until [`Spares::fill`].
     pub fn open(dir: PathBuf, target: usize) -> io::Result<Arc<Spares>> {
-        fs::create_dir_all(&dir)?;
+        // A spare half made when a server stopped is made again.
+        let staging = dir.join(STAGING);
+        if staging.exists() {
+            fs::remove_dir_all(&staging)?;
+        }
+        fs::create_dir_all(&staging)?;
         let mut ready: Vec<u64> = fs::read_dir(&dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
@@ -147,7 +156,7 @@ impl Spares {
                     state.filling = false;
                     drop(state);
                     tracing::warn!(dir = %self.dir.display(), error = %e, "cannot make a spare session directory");
-                    let _ = fs::remove_dir_all(self.dir.join(n.to_string()));
+                    let _ = fs::remove_dir_all(self.dir.join(STAGING).join(n.to_string()));
                     return;
                 }
             }
@@ -155,13 +164,19 @@ impl Spares {
     }
 
     /// Makes spare `n`: its directory and empty files.
+    ///
+    /// It is made in `new/` and then renamed into the pool: a directory is
+    /// locked while an entry is made in it, for as long as the allocation
+    /// takes, and a create renaming a spare out of the pool must not wait
+    /// for that (least of all for a thread at idle priority).
     fn make(&self, n: u64) -> io::Result<()> {
-        let dir = self.dir.join(n.to_string());
-        fs::create_dir(&dir)?;
-        for name in spare_files() {
-            File::create(dir.join(name))?;
+        let name = n.to_string();
+        let staged = self.dir.join(STAGING).join(&name);
+        fs::create_dir(&staged)?;
+        for file in spare_files() {
+            File::create(staged.join(file))?;
         }
-        Ok(())
+        fs::rename(&staged, self.dir.join(&name))
     }
 }
 
@@ -213,7 +228,12 @@ mod tests {
                 .all(|e| e.expect("entry").metadata().expect("meta").len() == 0)
         );
         wait_ready(&spares, 3);
-        assert_eq!(fs::read_dir(data.path().join("spare")).expect("spare").count(), 3);
+        assert_eq!(
+            fs::read_dir(data.path().join("spare")).expect("spare").count(),
+            3 + 1,
+            "and new/"
+        );
+        assert_eq!(fs::read_dir(data.path().join("spare/new")).expect("new").count(), 0);
     }
 
     /// A new pool on the same dir adopts the spares left there, and numbers
@@ -247,6 +267,20 @@ mod tests {
         .expect("joined");
         assert_eq!(inside, libc::SCHED_IDLE);
         assert_eq!(policy(), before);
+    }
+
+    /// A spare half made when a server stopped (in `new/`) is removed at
+    /// open, and never taken.
+    #[test]
+    fn a_half_made_spare_is_removed() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let half = data.path().join("spare/new/7");
+        fs::create_dir_all(&half).expect("mkdir");
+        File::create(half.join("meta.json")).expect("file");
+        let spares = Spares::open(data.path().join("spare"), 1).expect("open");
+        assert_eq!(spares.ready(), 0);
+        assert!(!half.exists());
+        assert!(!spares.take_into(&data.path().join("s.1")));
     }
 
     /// With none ready, a take says so (the caller makes its own files);
