@@ -68,6 +68,7 @@ impl Spares {
             fs::remove_dir_all(&staging)?;
         }
         fs::create_dir_all(&staging)?;
+        spread(&staging);
         let mut ready: Vec<u64> = fs::read_dir(&dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
@@ -180,6 +181,22 @@ impl Spares {
     }
 }
 
+/// Marks `dir` as the top of a directory hierarchy (`chattr +T`): ext4
+/// then places each directory made in it in a block group of its own
+/// choosing, one with many free inodes and few directories (Orlov), rather
+/// than next to its parent, and the spare's files follow their directory.
+/// The data dir's own group is where sessions (and, on a shared disk,
+/// others) delete files: there every allocation skips the inodes freed in
+/// the last minute; in a quiet group it does not (2.9 ms for a spare's
+/// four inodes in a busy group, 0.6 ms spread). A hint: ignored where the
+/// file system has no such flag.
+fn spread(dir: &Path) {
+    let Ok(file) = File::open(dir) else { return };
+    if let Ok(flags) = rustix::fs::ioctl_getflags(&file) {
+        let _ = rustix::fs::ioctl_setflags(&file, flags | rustix::fs::IFlags::TOPDIR);
+    }
+}
+
 /// Puts the calling thread in `SCHED_IDLE`: it runs only on a CPU that
 /// nothing else wants, so making spares never takes CPU from the creates
 /// (and sessions) it works for. Failing leaves it at normal priority.
@@ -281,6 +298,22 @@ mod tests {
         assert_eq!(spares.ready(), 0);
         assert!(!half.exists());
         assert!(!spares.take_into(&data.path().join("s.1")));
+    }
+
+    /// Spares are made under a directory marked as a top of hierarchy,
+    /// where the file system has the flag (ext4 has; tmpfs has not).
+    #[test]
+    fn spares_are_made_under_a_top_directory() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let probe = File::open(data.path()).expect("open");
+        if rustix::fs::ioctl_getflags(&probe).is_err() {
+            eprintln!("skipped: no inode flags on this file system");
+            return;
+        }
+        let _spares = Spares::open(data.path().join("spare"), 0).expect("open");
+        let staging = File::open(data.path().join("spare").join(STAGING)).expect("staging");
+        let flags = rustix::fs::ioctl_getflags(&staging).expect("flags");
+        assert!(flags.contains(rustix::fs::IFlags::TOPDIR), "{flags:?}");
     }
 
     /// With none ready, a take says so (the caller makes its own files);
