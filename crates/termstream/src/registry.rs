@@ -93,6 +93,9 @@ impl Registry {
         let sessions_dir = config.data_dir.join("sessions");
         std::fs::create_dir_all(&sessions_dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", sessions_dir.display()))?;
+        // Creates that find no spare make their directory here: in a quiet
+        // block group, like the spares (see `spare::spread`).
+        store::spare::spread(&sessions_dir);
         let spare_dir = config.data_dir.join("spare");
         let spares = Spares::open(spare_dir.clone(), config.spare_sessions)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", spare_dir.display()))?;

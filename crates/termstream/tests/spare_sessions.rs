@@ -130,3 +130,23 @@ async fn without_spares_a_create_makes_its_files() {
     let dir = session_dir(server.data_dir(), "own");
     assert!(dir.join("meta.json").is_file() && dir.join("00000000000000000000.idx").is_file());
 }
+
+/// `sessions/` and `spare/new` are marked as tops of directory hierarchies
+/// where the file system has inode flags (ext4 spreads the directories made
+/// in them over quiet block groups).
+#[tokio::test]
+async fn new_directories_are_made_under_top_directories() {
+    let server = TestServer::start().await;
+    let flags = |dir: &Path| {
+        let file = std::fs::File::open(dir).expect("open");
+        rustix::fs::ioctl_getflags(&file)
+    };
+    if flags(server.data_dir()).is_err() {
+        eprintln!("skipped: no inode flags on this file system");
+        return;
+    }
+    for dir in ["sessions", "spare/new"] {
+        let got = flags(&server.data_dir().join(dir)).expect("flags");
+        assert!(got.contains(rustix::fs::IFlags::TOPDIR), "{dir}: {got:?}");
+    }
+}
