@@ -41,6 +41,9 @@ pub struct Config {
     pub disk_segment_bytes: u64,
     /// Output kept on disk per session; the oldest segments go first.
     pub disk_max_bytes: u64,
+    /// Session directories kept made ahead (in `DATA_DIR/spare`), so that
+    /// a create makes no file; 0: every create makes its own.
+    pub spare_sessions: usize,
     /// Milliseconds between SIGTERM and SIGKILL when terminating.
     pub terminate_grace_ms: u64,
     /// Milliseconds the server may take to shut down (tell sockets,
@@ -176,6 +179,7 @@ impl Default for Config {
             max_rows: 1000,
             disk_segment_bytes: 16 << 20,
             disk_max_bytes: 256 << 20,
+            spare_sessions: 128,
             terminate_grace_ms: 2000,
             shutdown_timeout_ms: 10_000,
             max_running_sessions: 2048,

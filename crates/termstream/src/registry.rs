@@ -30,6 +30,7 @@ use crate::session::actor::Leftovers;
 use crate::session::cgroup::{CgroupMode, Cgroups};
 use crate::session::process::{self, SpawnError};
 use crate::session::store;
+use crate::session::store::spare::Spares;
 use crate::session::{SessionHandle, SessionSettings, actor};
 
 mod create;
@@ -71,6 +72,9 @@ pub struct Registry {
     config: Arc<Config>,
     settings: SessionSettings,
     sessions_dir: PathBuf,
+    /// Session directories made ahead: a create renames one rather than
+    /// making its files ([`store::spare`]).
+    spares: Arc<Spares>,
     /// Tells monitors about created and deleted sessions; lagging is fine.
     changes: broadcast::Sender<RegistryEvent>,
     /// The user and limits of every program ([`crate::confine`]).
@@ -89,6 +93,12 @@ impl Registry {
         let sessions_dir = config.data_dir.join("sessions");
         std::fs::create_dir_all(&sessions_dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", sessions_dir.display()))?;
+        // Creates that find no spare make their directory here: in a quiet
+        // block group, like the spares (see `spare::spread`).
+        store::spare::spread(&sessions_dir);
+        let spare_dir = config.data_dir.join("spare");
+        let spares = Spares::open(spare_dir.clone(), config.spare_sessions)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", spare_dir.display()))?;
         let confine = Confinement::from_config(&config)?.map(Arc::new);
         let cgroups = match config.cgroup {
             CgroupMode::Off => {
@@ -110,6 +120,7 @@ impl Registry {
             sessions: Mutex::new(HashMap::new()),
             settings: config.session_settings(),
             sessions_dir: sessions_dir.clone(),
+            spares,
             config,
             changes: broadcast::channel(1024).0,
             confine,
@@ -163,6 +174,7 @@ impl Registry {
         }
         tracing::info!(sessions = loaded, dir = %sessions_dir.display(), "loaded stored sessions");
         registry.end_lost(&lost);
+        registry.spares.fill();
         Ok(registry)
     }
 

@@ -249,3 +249,44 @@ async fn input_the_program_does_not_read_says_what_was_taken() {
         "the program got every byte once"
     );
 }
+
+/// Creates made at once with one id: one session, the others refused as
+/// duplicates, and one directory on disk (each create takes a spare).
+#[tokio::test]
+async fn concurrent_creates_of_one_id_make_one_session() {
+    let server = TestServer::start().await;
+    let creates = (0..8).map(|_| server.post("/api/sessions", json!({ "id": "twin", "argv": ["cat"] })));
+    let answers = futures_util::future::join_all(creates).await;
+    let created = answers.iter().filter(|(s, _)| s.as_u16() == 201).count();
+    let duplicates = answers
+        .iter()
+        .filter(|(s, b)| s.as_u16() == 409 && b["error"]["code"] == "duplicate_id")
+        .count();
+    assert_eq!((created, duplicates), (1, 7), "{answers:?}");
+    let (_, list) = server.get("/api/sessions").await;
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(sessions_on_disk(&server), 1);
+}
+
+/// Creates made at once past `max_running_sessions`: exactly the limit
+/// run, the others are refused and leave no files.
+#[tokio::test]
+async fn concurrent_creates_stop_at_the_running_limit() {
+    let server = TestServer::start_with(&["--max-running-sessions", "3"], &[]).await;
+    let creates = (0..8).map(|_| server.post("/api/sessions", json!({ "argv": ["cat"] })));
+    let answers = futures_util::future::join_all(creates).await;
+    let created = answers.iter().filter(|(s, _)| s.as_u16() == 201).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, b)| s.as_u16() == 503 && b["error"]["code"] == "capacity")
+        .count();
+    assert_eq!((created, refused), (3, 5), "{answers:?}");
+    assert_eq!(sessions_on_disk(&server), 3);
+}
+
+/// How many session directories the server's data dir holds.
+fn sessions_on_disk(server: &TestServer) -> usize {
+    std::fs::read_dir(server.data_dir().join("sessions"))
+        .expect("sessions dir")
+        .count()
+}

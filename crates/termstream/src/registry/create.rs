@@ -117,7 +117,11 @@ impl Registry {
         // The log first, then the program: if either fails, nothing is left.
         // One directory per incarnation: a session deleted while one with
         // its id is created again removes only its own files.
+        // A spare directory, renamed, holds the files already: making them
+        // here is what a create would spend most of its time on (see
+        // `store::spare`); without one, `LogWriter::create` makes them.
         let dir = self.sessions_dir.join(format!("{id}.{epoch}"));
+        self.spares.take_into(&dir);
         let mut writer = LogWriter::create(&dir, self.settings.disk)?;
         if kind == SessionKind::Pty {
             writer.append_resize(0, 0, cols, rows)?;

@@ -31,6 +31,7 @@ use termstream_proto::{SessionInfo, Stream};
 use super::log::Chunk;
 
 pub mod page;
+pub mod spare;
 
 /// Size of one index record.
 pub const RECORD_LEN: usize = 32;

@@ -168,6 +168,9 @@ impl TestServer {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "termstream=warn".into()),
             )
+            // Hundreds of test servers start: a few spare session
+            // directories each exercise the pool without making 64.
+            .env("TERMSTREAM_SPARE_SESSIONS", "4")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
