@@ -125,12 +125,14 @@ impl Sender {
                 return Err(SendError(event));
             }
             let receivers = state.receivers;
-            state.queue.push_back((event, receivers));
-            if state.queue.len() > state.capacity {
+            if state.queue.len() >= state.capacity {
                 // Lost to the receivers that had not taken it: they lag.
+                // Made room for first, so the buffer never grows past the
+                // bound.
                 state.queue.pop_front();
                 state.head += 1;
             }
+            state.queue.push_back((event, receivers));
             receivers
         };
         self.shared.sent.notify_waiters();

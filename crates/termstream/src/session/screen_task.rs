@@ -83,8 +83,11 @@ pub const RESIZES: usize = 16;
 /// A frozen model that viewers watch is thawed to catch up only once this
 /// much output waits for it (or a snapshot is asked, or half of
 /// [`RESIZES`] wait): the echo of typing and a shell's prompts then never
-/// thaw it, and a joining viewer's snapshot parses at most this much
-/// (2–4 ms).
+/// thaw it. A snapshot then thaws the model (parses its frozen screen)
+/// and parses what it lacks: at most this much (2–4 ms) once the bell was
+/// armed while watched. The first viewer to come without asking for a
+/// snapshot (a resume within the replay limit) finds the bell still armed
+/// for an unwatched model, [`UNWATCHED_LAG`] ahead.
 pub const FROZEN_LAG: u64 = 64 * 1024;
 /// Pieces of at least this many bytes are parsed off the tokio workers;
 /// smaller ones (the echo of a few keys) in place. Below every log read's
@@ -334,7 +337,8 @@ impl ScreenTask {
         self.catch_up(Urgency::Waited).await;
         let snapshot = self.snapshot();
         if was_frozen && idle {
-            self.freeze();
+            // The screen just rendered is the frozen one: not rendered twice.
+            self.freeze_as(Some(snapshot.data.clone()));
         }
         snapshot
     }
@@ -410,9 +414,15 @@ impl ScreenTask {
     /// by the last read is left out, and the model's offset goes back to
     /// its start, to be read again from the log.
     fn freeze(&mut self) {
+        self.freeze_as(None);
+    }
+
+    /// Freezes a live model into `rendered`, its snapshot when the caller
+    /// has it already, else into one rendered now.
+    fn freeze_as(&mut self, rendered: Option<String>) {
         if let Some(Model::Live(m)) = &self.model {
             let (cols, rows) = m.size();
-            let snapshot = m.snapshot();
+            let snapshot = rendered.unwrap_or_else(|| m.snapshot());
             self.offset -= m.carried() as u64;
             self.model = Some(Model::Frozen { snapshot, cols, rows });
         }

@@ -118,3 +118,107 @@ async fn receivers_end_after_the_sender_and_what_it_sent() {
     assert_eq!(rx.recv().await.map(offset_of).expect("queued first"), 1);
     assert!(matches!(rx.recv().await, Err(RecvError::Closed)));
 }
+
+/// A receiver that fell behind never makes the queue's buffer grow past
+/// its bound.
+#[test]
+fn a_lagging_receiver_keeps_the_buffer_within_its_bound() {
+    let tx = channel(32);
+    let _rx = tx.subscribe();
+    for i in 0..100 {
+        tx.send(resized(i)).expect("a receiver");
+        let (len, capacity) = queued(&tx);
+        assert!(len <= 32 && capacity <= 32, "queued {len} in a buffer of {capacity}");
+    }
+}
+
+/// Followers on two threads, some cancelling their `recv` in `select!`,
+/// one slow and one never polled: each sees the events in order, with
+/// what it lost counted by `Lagged`, then `Closed`; the queue stays within
+/// its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_cancelled_slow_and_idle_lose_nothing_uncounted() {
+    async fn follow(mut rx: Receiver, cancel_every: u64, slow: bool) -> (u64, u64) {
+        let (mut taken, mut lost, mut expect, mut i) = (0, 0, 0, 0u64);
+        loop {
+            i += 1;
+            let got = if i % cancel_every == 0 {
+                tokio::select! {
+                    biased;
+                    _ = tokio::task::yield_now() => continue,
+                    got = rx.recv() => got,
+                }
+            } else {
+                rx.recv().await
+            };
+            match got {
+                Ok(event) => {
+                    assert_eq!(offset_of(event), expect, "in order");
+                    expect += 1;
+                    taken += 1;
+                }
+                Err(RecvError::Lagged(n)) => {
+                    lost += n;
+                    expect += n;
+                }
+                Err(RecvError::Closed) => return (taken, lost),
+            }
+            if slow && i % 7 == 0 {
+                tokio::time::sleep(Duration::from_micros(50)).await;
+            }
+        }
+    }
+    const N: u64 = 5_000;
+    for round in 0..4 {
+        let tx = channel(32);
+        let idle = tx.subscribe();
+        let followers: Vec<_> = (0..4)
+            .map(|k| tokio::spawn(follow(tx.subscribe(), k + 2 + round % 3, k == 3)))
+            .collect();
+        for n in 0..N {
+            tx.send(resized(n)).expect("receivers");
+            assert!(queued(&tx).0 <= 32);
+            if n % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(tx);
+        for f in followers {
+            let (taken, lost) = tokio::time::timeout(Duration::from_secs(20), f)
+                .await
+                .expect("no lost wake-up")
+                .expect("task");
+            assert_eq!(taken + lost, N, "every event taken or counted lost");
+        }
+        drop(idle);
+    }
+}
+
+/// Sends from a plain thread racing a receiver's wait, one at a time: no
+/// wake-up is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_racing_a_wait_always_wakes_it() {
+    const N: u64 = 20_000;
+    let tx = std::sync::Arc::new(channel(32));
+    let mut rx = tx.subscribe();
+    let (ack, acked) = std::sync::mpsc::channel::<()>();
+    let sender = {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for n in 0..N {
+                tx.send(resized(n)).expect("a receiver");
+                acked.recv().expect("acked");
+            }
+        })
+    };
+    for n in 0..N {
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("woken")
+            .expect("event");
+        assert_eq!(offset_of(event), n);
+        ack.send(()).expect("sender waits");
+    }
+    sender.join().expect("sender");
+    assert_eq!(queued(&tx), (0, 0));
+}

@@ -427,3 +427,48 @@ async fn a_watched_frozen_model_is_not_thawed_by_a_little_output() {
     assert_eq!(wake_at(&task), end + 1, "a live model rings at the next byte");
     handle.shutdown().await;
 }
+
+/// Resizes that came while a watched model stayed frozen are applied at
+/// their places in the output when a snapshot catches it up: text drawn
+/// at the right margin while the window was narrow stays where it was
+/// drawn, as it does in every viewer's terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resizes_waiting_on_a_frozen_model_apply_where_they_came() {
+    let settings = Config::default().session_settings();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wide = b"$ wide\r\n".as_slice();
+    let narrow = b"\x1b[999Cmargin\r\n$ ".as_slice();
+    let end = write_log(dir.path(), &settings, &[wide, narrow].concat());
+    let at = wide.len() as u64;
+    let handle = actor::start_ended(ended_info("resized", end), dir.path().into(), settings.clone());
+    let _viewer = handle.add_viewer();
+
+    // What every viewer saw: the margin drawn at 40 columns.
+    let mut seen = ScreenModel::new(80, 24, settings.scrollback_lines);
+    seen.feed(wide);
+    seen.resize(40, 24);
+    seen.feed(narrow);
+    seen.resize(80, 24);
+    // The resizes applied at the end instead.
+    let mut late = ScreenModel::new(80, 24, settings.scrollback_lines);
+    late.feed(&[wide, narrow].concat());
+    late.resize(40, 24);
+    late.resize(80, 24);
+    assert_ne!(seen.text(), late.text(), "the test tells the two apart");
+
+    let mut task = task_of(&handle, settings.scrollback_lines);
+    let mut model = Box::new(ScreenModel::new(80, 24, settings.scrollback_lines));
+    model.feed(wide);
+    task.model = Some(Model::Live(model));
+    task.offset = at;
+    task.freeze();
+    task.note_resize(at, 40, 24);
+    task.note_resize(end, 80, 24);
+    assert!(task.stays_frozen(end), "a watched model stays frozen through them");
+    let snap = task.serve_snapshot(true).await;
+    assert_eq!(snap.offset, end);
+    let mut replay = ScreenModel::new(snap.cols, snap.rows, settings.scrollback_lines);
+    replay.feed(snap.data.as_bytes());
+    assert_eq!(replay.text(), seen.text());
+    handle.shutdown().await;
+}
