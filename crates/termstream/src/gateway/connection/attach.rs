@@ -104,6 +104,6 @@ impl Connection {
             }),
         };
         let task = tokio::spawn(forward::run(attach, self.out.clone()));
-        self.attached.insert(id, Attached { task, _viewer: viewer });
+        self.attached.insert(id, Attached { task, viewer });
     }
 }
