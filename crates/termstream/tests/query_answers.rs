@@ -67,6 +67,16 @@ async fn one_viewer_answers_the_typist_else_the_first_to_answer() {
     send(&mut a, "asks", "<a2>", true).await;
     send(&mut b, "asks", "<b2>", true).await;
     arrived(&log, "<a1><typed-b><b2>").await;
+    // Attaching again (as a page does to switch stream mode) keeps b the answerer.
+    b.send(json!({"type":"session.attach","sessionId":"asks","output":"binary","stream":"focus"}))
+        .await;
+    b.until_type("session.attached", secs(10)).await;
+    send(&mut a, "asks", "<a-again>", true).await;
+    // A socket's messages are handled in order: after the pong, a's answer was.
+    a.send(json!({"type":"ping"})).await;
+    a.until_type("pong", secs(10)).await;
+    send(&mut b, "asks", "<b-again>", true).await;
+    arrived(&log, "<b2><b-again>").await;
     // The answerer leaves: the next to answer takes over.
     b.send(json!({"type":"session.detach","sessionId":"asks"})).await;
     b.until_type("session.detached", secs(10)).await;
@@ -75,7 +85,7 @@ async fn one_viewer_answers_the_typist_else_the_first_to_answer() {
     arrived(&log, "<end>").await;
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
-        "<a1><typed-b><b2><a3><end>",
+        "<a1><typed-b><b2><b-again><a3><end>",
         "one answer per query, from the answerer"
     );
 }

@@ -148,8 +148,10 @@ test('two pages on one session: a terminal query (CSI 6n) is answered once', asy
   await api.input('asked', ask);
   await waitText(a, 'asked', '\nextra:[');
   const text = await bufferText(a, 'asked');
+  // How many answers each page's terminal gave (sent or not), for a failure's message.
+  const answers = await Promise.all([a, b].map((p) => p.evaluate(() => [...window.termstream.views.values()].map((v) => [v.id, v.stats.answers, v.shown]))));
   assert.match(text, /got:\$'\\E\[\d+;1'/, `one answer arrived:\n${text}`);
-  assert.match(text, /extra:\[''\]/, `a second answer arrived:\n${text}`);
+  assert.match(text, /extra:\[''\]/, `a second answer arrived (answers per page: ${JSON.stringify(answers)}):\n${text}`);
   await ctx2.close();
 });
 

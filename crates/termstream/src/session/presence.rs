@@ -110,6 +110,11 @@ impl ViewerGuard {
         self.0.answerer.store(self.1, Ordering::Release);
     }
 
+    /// Whether this viewer is the session's answerer now.
+    pub fn is_answerer(&self) -> bool {
+        self.0.answerer.load(Ordering::Acquire) == self.1
+    }
+
     /// Whether a response from this viewer's terminal should reach the
     /// program: it is the answerer, or there is none and it becomes one
     /// (the first viewer to answer a query, when nobody typed).
