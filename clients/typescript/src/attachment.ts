@@ -93,6 +93,12 @@ export type StreamMode = 'live' | 'focus';
 /** Attach options of either output mode. */
 export type AnyAttachOptions = AttachOptions<'text'> | AttachOptions<'binary'>;
 
+/** How `SessionHandle.input` sends. */
+export interface InputOptions {
+  /** The terminal produced this input, answering a query in the output (not typed). */
+  response?: boolean;
+}
+
 /** What `client.attach` returns. */
 export interface SessionHandle {
   readonly sessionId: string;
@@ -100,8 +106,13 @@ export interface SessionHandle {
   readonly position: LogPosition | null;
   /** The session's status as last reported. */
   readonly status: SessionStatus | null;
-  /** Sends input (with a sequence number, so a resend is not applied twice). */
-  input(data: string): void;
+  /**
+   * Sends input (with a sequence number, so a resend is not applied twice).
+   * With `response`, the input is the terminal's answer to a query in the
+   * output: sent only while connected, never resent, and the server passes
+   * on one viewer's answers per session and drops the others'.
+   */
+  input(data: string, opts?: InputOptions): void;
   /** Sends the window size (a pty session's). */
   resize(cols: number, rows: number): void;
   /**

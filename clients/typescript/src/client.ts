@@ -16,7 +16,7 @@
  */
 
 import { DEFAULT_RECONNECT, type ReconnectOptions, backoffDelay } from './backoff.js';
-import { type AnyAttachOptions, Attachment, type SessionHandle } from './attachment.js';
+import { type AnyAttachOptions, Attachment, type InputOptions, type SessionHandle } from './attachment.js';
 import { AUTH_FAILURE_STATUSES, CloseCode } from './codes.js';
 import { type FocusIO, ProjectFocus } from './focus.js';
 import { watchLifecycle } from './lifecycle.js';
@@ -109,12 +109,15 @@ class Client implements WebSocketClient {
 
   send(type: string, payload: Record<string, unknown> = {}): void {
     const m: Record<string, unknown> = { ...payload, type };
-    if (INPUT_TYPES.has(type) && m.seq === undefined) m.seq = ++this.seq;
+    // A terminal's response to a query is sent now or never: neither
+    // queued nor sent again after a reconnect (it would answer too late).
+    const response = m.response === true;
+    if (INPUT_TYPES.has(type) && m.seq === undefined && !response) m.seq = ++this.seq;
     const text = JSON.stringify(m);
     const out: Outgoing = { type, text, bytes: utf8Length(text) };
     if (typeof m.seq === 'number' && INPUT_TYPES.has(type)) out.seq = m.seq;
     if (this.isOpen()) this.write(out);
-    else if (!NOT_QUEUED.has(type)) this.queue.push(out);
+    else if (!NOT_QUEUED.has(type) && !response) this.queue.push(out);
   }
 
   subscribe(type: string, handler: MessageHandler<any>): () => void {
@@ -154,8 +157,8 @@ class Client implements WebSocketClient {
       get status() {
         return att.status;
       },
-      input(data: string) {
-        client.send('terminal.input', { sessionId, data });
+      input(data: string, opts?: InputOptions) {
+        client.send('terminal.input', opts?.response ? { sessionId, data, response: true } : { sessionId, data });
       },
       resize(cols: number, rows: number) {
         if (client.isOpen()) client.send('terminal.resize', { sessionId, cols, rows });

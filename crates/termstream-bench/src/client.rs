@@ -142,6 +142,7 @@ impl Client {
             session_id: id.clone(),
             data: data.into(),
             seq: None,
+            response: false,
         };
         serde_json::to_string(&msg).expect("serializable")
     }

@@ -91,6 +91,12 @@ pub enum ClientMessage {
         /// before (for the same client id) is not applied again.
         #[serde(default)]
         seq: Option<u64>,
+        /// Whether the terminal produced this input itself, answering a
+        /// query in the output (a cursor position report, device
+        /// attributes): the server forwards responses from one connection
+        /// per session and drops the rest. Absent means typed input.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        response: bool,
     },
     /// The window size of a pty session.
     #[serde(rename = "terminal.resize", alias = "terminal_resize", rename_all = "camelCase")]
@@ -340,7 +346,8 @@ mod tests {
             ClientMessage::Input {
                 session_id: SessionId::new("a").unwrap(),
                 data: "x".into(),
-                seq: None
+                seq: None,
+                response: false
             }
         );
     }

@@ -16,6 +16,13 @@
  * `terminal.restore`, `session.resized`), taken at its place in the output
  * stream; a visible, writable view asks the server for the size that fits
  * its box when the box changes, and takes it when `session.resized` comes.
+ *
+ * Answers: xterm.js answers queries in the output (cursor position, device
+ * attributes, modes, colours) through `onData`, like typed input. Every
+ * viewer of a session parses the same query, so each answer is sent tagged
+ * as a response and the server passes on one viewer's (the one typed into
+ * last); answers to output parsed again (a restored screen, a catch-up from
+ * an offset) and in command sessions are not sent at all.
  */
 
 import { Terminal, type IDisposable } from '@xterm/xterm';
@@ -49,6 +56,26 @@ const DEFAULT_FG = '\x1b[39m';
 /** A size asked of the server and not answered is asked again after this long. */
 const ASK_AGAIN_MS = 2000;
 
+/**
+ * The queries xterm.js answers while it parses (its InputHandler's CSI
+ * handlers that call `triggerDataEvent`, and the window reports): a hook on
+ * each marks what `onData` emits during that parse as a response.
+ */
+const CSI_QUERIES = [
+  { final: 'c' }, // DA1
+  { prefix: '>', final: 'c' }, // DA2
+  { prefix: '=', final: 'c' }, // DA3
+  { final: 'n' }, // DSR, CPR
+  { prefix: '?', final: 'n' }, // DECDSR
+  { intermediates: '$', final: 'p' }, // DECRQM
+  { prefix: '?', intermediates: '$', final: 'p' },
+  { final: 't' }, // window reports
+  { prefix: '>', final: 'q' }, // XTVERSION
+  { prefix: '?', final: 'u' }, // kitty keyboard flags
+];
+/** OSC colour queries (`OSC 4/10/11/12 ; ? ST`). */
+const OSC_QUERIES = [4, 10, 11, 12];
+
 /** The flow-control marks: 4 MiB / 512 KiB, or `?flow=KiB` (high mark; low is an eighth) to watch it work. */
 function flowOptions(): FlowOptions {
   const kib = Number(new URLSearchParams(location.search).get('flow'));
@@ -66,6 +93,12 @@ export class TermView {
   private readonly searchBox: HTMLInputElement;
   private handle: SessionHandle | null = null;
   private readonly gauge = new FlowGauge(flowOptions());
+  /** Set while xterm.js parses a query, until the parse ends: what `onData` emits then is an answer. */
+  private answering = false;
+  /** Per write handed to xterm.js and not parsed yet, in order: whether it is old output (no answers). */
+  private readonly old: boolean[] = [];
+  /** Whether output comes from an attach with `since` and the view has not caught up yet. */
+  private catchingUp = false;
   /** Where output stood when the view paused (resume from here). */
   private resumeAt: { epoch: string; offset: number } | null = null;
   private disposables: IDisposable[] = [];
@@ -82,7 +115,7 @@ export class TermView {
   readOnly = false;
   focused = false;
   /** What arrived, for tests and the benchmark: output bytes, line feeds and chunks, the most bytes ever queued in xterm.js, and flow-control pauses. */
-  readonly stats = { bytes: 0, newlines: 0, maxPending: 0, pauses: 0, frames: 0 };
+  readonly stats = { bytes: 0, newlines: 0, maxPending: 0, pauses: 0, frames: 0, answers: 0 };
 
   constructor(
     readonly info: SessionRow,
@@ -150,6 +183,17 @@ export class TermView {
       this.term.onData((d) => this.input(d)),
       this.term.onBinary((d) => this.input(d)),
     );
+    // Parsing is synchronous: the answer is emitted before the microtask
+    // that ends the mark runs, and typing cannot come in between.
+    const query = () => {
+      this.answering = true;
+      queueMicrotask(() => (this.answering = false));
+      return false;
+    };
+    const parser = this.term.parser;
+    for (const id of CSI_QUERIES) this.disposables.push(parser.registerCsiHandler(id, query));
+    for (const n of OSC_QUERIES) this.disposables.push(parser.registerOscHandler(n, query));
+    this.disposables.push(parser.registerDcsHandler({ intermediates: '$', final: 'q' }, query)); // DECRQSS
     this.resizeObserver = new ResizeObserver(() => this.scheduleFit());
     this.resizeObserver.observe(this.body);
   }
@@ -222,6 +266,9 @@ export class TermView {
     // A command session shows its output from the start (at most the last
     // 256 MiB), not only what the server still holds in memory.
     const since = this.resumeAt ?? (this.info.kind === 'command' && this.info.epoch ? { epoch: this.info.epoch, offset: Math.max(0, this.info.outputOffset - COMMAND_HISTORY) } : undefined);
+    // Output from an earlier offset was produced (and its queries asked)
+    // while this view was away: not answered until the view catches up.
+    this.catchingUp = since !== undefined;
     this.handle = this.client.attach(this.info.id, {
       output: 'binary',
       stream: this.streamMode(),
@@ -236,7 +283,7 @@ export class TermView {
         this.setSize(r.cols, r.rows);
         // RIS first, in the write stream, so bytes queued before it are drawn
         // and then wiped: the restore expects a blank terminal.
-        this.write('\x1bc' + r.data);
+        this.write('\x1bc' + r.data, true);
       },
       onOutput: (data, o) => {
         this.count(data);
@@ -285,12 +332,18 @@ export class TermView {
     this.stats.newlines += n;
   }
 
-  /** Hands data to xterm.js, counting it until parsed. */
-  private write(data: string | Uint8Array): void {
+  /** Hands data to xterm.js, counting it until parsed; `old` output (a restored screen, a catch-up) is never answered. */
+  private write(data: string | Uint8Array, old = this.catchingUp): void {
     const n = data.length;
     if (this.gauge.wrote(n) === 'pause') this.pause();
     this.stats.maxPending = Math.max(this.stats.maxPending, this.gauge.pending);
+    this.old.push(old);
     this.term.write(data, () => {
+      this.old.shift();
+      // Old output parsed and nothing received waits after it: the view has
+      // caught up with what the server had (an estimate: more of the
+      // catch-up may still be on its way).
+      if (old && this.gauge.pending - n <= 0) this.catchingUp = false;
       if (this.gauge.parsed(n) === 'resume') this.resume();
     });
   }
@@ -315,6 +368,13 @@ export class TermView {
 
   private input(data: string): void {
     if (this.readOnly || !this.handle) return;
+    if (this.answering) {
+      // An answer to the query being parsed (the write at the head of `old`).
+      this.stats.answers++;
+      if (this.info.kind !== 'pty' || this.old[0]) return;
+      this.handle.input(data, { response: true });
+      return;
+    }
     this.handle.input(this.hooks.transformInput(data));
   }
 

@@ -1,6 +1,7 @@
 // Checks that the page's screen is the server's: a full-screen program
 // resized and reloaded, OSC 52 and wide characters, two pages typing into
 // one session.
+import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -131,3 +132,38 @@ test('two pages on one session: typing in one appears in the other', async ({ se
   await waitText(a, 'shared', 'typed-in-b-48');
   await ctx2.close();
 });
+
+test('two pages on one session: a terminal query (CSI 6n) is answered once', async ({ server, api, ctx, browser }) => {
+  await api.create(bash('asked'));
+  const a = await openPage(ctx, server, '#/s/asked');
+  const ctx2 = await browser.newContext();
+  const b = await openPage(ctx2, server, '#/s/asked');
+  await hasView(a, 'asked');
+  await hasView(b, 'asked');
+  await waitText(a, 'asked', '$ ');
+  await waitText(b, 'asked', '$ ');
+  // The program asks for the cursor position, reads one answer, then
+  // reports whatever else arrives within 2 s (a second answer would).
+  const ask = `printf '\\e[6n'; IFS= read -rsd R r; printf 'got:%q\\n' "$r"; IFS= read -rs -t 2 -n 64 more; printf 'extra:[%q]\\n' "$more"\n`;
+  await api.input('asked', ask);
+  await waitText(a, 'asked', '\nextra:[');
+  const text = await bufferText(a, 'asked');
+  // How many answers each page's terminal gave (sent or not), for a failure's message.
+  const answers = await Promise.all([a, b].map((p) => p.evaluate(() => [...window.termstream.views.values()].map((v) => [v.id, v.stats.answers, v.shown]))));
+  assert.match(text, /got:\$'\\E\[\d+;1'/, `one answer arrived:\n${text}`);
+  assert.match(text, /extra:\[''\]/, `a second answer arrived (answers per page: ${JSON.stringify(answers)}):\n${text}`);
+  await ctx2.close();
+});
+
+test('a page that parses old output again (a command session shown from its start) does not answer its queries', async ({ server, api, ctx }) => {
+  // The query is in the log before any page shows it; the program then
+  // waits 4 s for an answer on its input.
+  await api.create({ id: 'asked-before', kind: 'command', argv: ['bash', '-c', `printf 'asking\\e[6n\\n'; IFS= read -r -t 4 -d R r; printf 'stdin:[%q]\\n' "$r"`] });
+  await waitFor('the query in the log', async () => (await api.get('asked-before')).outputOffset > 0);
+  const page = await openPage(ctx, server, '#/s/asked-before');
+  await hasView(page, 'asked-before');
+  await waitText(page, 'asked-before', 'stdin:[');
+  const text = await bufferText(page, 'asked-before');
+  assert.match(text, /stdin:\[''\]/, `an old query was answered:\n${text}`);
+});
+

@@ -2,11 +2,14 @@
  * The glue between a session and an xterm.js terminal, as an addon (the shape
  * of xterm's AttachAddon, with resume by offset): the server's screen on
  * attach, output as raw bytes, input and the terminal's size to the server
- * unless read-only. Every listener is kept in a list and disposed with it.
+ * unless read-only. The terminal's answers to queries go as responses (the
+ * server passes on one viewer's), except for a restored screen. Every
+ * listener is kept in a list and disposed with it.
  */
 
 import type { IDisposable, ITerminalAddon, Terminal } from '@xterm/xterm';
 import type { SessionHandle, WebSocketClient } from '../index.js';
+import { watchQueries } from './answers.js';
 
 /** Options of [`SessionAddon`]. */
 export interface SessionAddonOptions {
@@ -27,6 +30,12 @@ export class SessionAddon implements ITerminalAddon {
 
   activate(term: Terminal): void {
     const readOnly = this.options.readOnly ?? false;
+    // Per write not parsed yet, in order: whether it is a restored screen (its queries were answered long ago).
+    const old: boolean[] = [];
+    const write = (data: string | Uint8Array, restored: boolean) => {
+      old.push(restored);
+      term.write(data, () => old.shift());
+    };
     const handle = this.client.attach(this.sessionId, {
       output: 'binary',
       onAttached: (a) => {
@@ -36,9 +45,9 @@ export class SessionAddon implements ITerminalAddon {
       },
       onRestore: (r) => {
         term.reset();
-        term.write(r.data);
+        write(r.data, true);
       },
-      onOutput: (data) => term.write(data),
+      onOutput: (data) => write(data, false),
       onExit: (e) => {
         const how = e.exitCode !== null ? `exit code ${e.exitCode}` : e.signal !== null ? `signal ${e.signal}` : e.status;
         term.write(`\r\n\x1b[2m[${e.status}: ${how}]\x1b[0m\r\n`);
@@ -46,8 +55,13 @@ export class SessionAddon implements ITerminalAddon {
     });
     this.handle = handle;
     if (!readOnly) {
+      const queries = watchQueries(term);
       this.disposables.push(
-        term.onData((d) => handle.input(d)),
+        queries,
+        term.onData((d) => {
+          if (!queries.answering) handle.input(d);
+          else if (!old[0]) handle.input(d, { response: true });
+        }),
         term.onResize(({ cols, rows }) => handle.resize(cols, rows)),
       );
     }

@@ -211,6 +211,34 @@ describe('<Terminal>', () => {
     expect(term).toBeNull();
   });
 
+  it('sends the terminal\'s answer to a query as a response, typed keys as input', async () => {
+    await server.createSession({ id: 'term-ask', argv: ['bash', '-c', `read -r go; printf '\\e[6n'; IFS= read -rsd R r; printf 'got:%q\\n' "$r"; exec sleep 60`], cols: 80, rows: 24 });
+    const client = newClient();
+    const sent: Record<string, unknown>[] = [];
+    const send = client.send.bind(client);
+    client.send = (type, payload) => {
+      if (type === 'terminal.input') sent.push(payload ?? {});
+      send(type, payload);
+    };
+    let term: XTerm | null = null;
+    render(
+      <TermstreamProvider client={client}>
+        <Terminal sessionId="term-ask" options={{ cols: 80, rows: 24 }} onReady={(t) => (term = t)} />
+      </TermstreamProvider>,
+    );
+    await waitFor(() => expect(term).not.toBeNull(), { timeout: 5000 });
+    await waitFor(async () => expect((await server.call('GET', '/api/sessions/term-ask')).body.cols).toBe(80));
+    await act(async () => {
+      term!.input('go\r');
+    });
+    await waitFor(() => expect(bufferText(term!)).toMatch(/got:\$'\\E\[\d+;\d+'/), { timeout: 5000 });
+    expect(sent.map((m) => [m.data, m.response])).toEqual([
+      ['go\r', undefined],
+      [expect.stringMatching(/^\x1b\[\d+;\d+R$/), true],
+    ]);
+    cleanup();
+  });
+
   it('read-only sends no input and no size', async () => {
     await server.createSession({ id: 'term-ro', argv: ['bash', '--norc', '--noprofile'], cols: 80, rows: 24 });
     const client = newClient();

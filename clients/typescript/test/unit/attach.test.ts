@@ -134,6 +134,25 @@ describe('attach', () => {
     expect(order.indexOf('session.attach')).toBeLessThan(order.indexOf('terminal.input'));
   });
 
+  it('sends a response tagged, without seq, only while connected, and never again after a reconnect', async () => {
+    const { server, client } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const h = client.attach('sh');
+    h.input('\x1b[2;1R', { response: true });
+    h.input('typed');
+    expect(s.ofType('terminal.input')).toEqual([
+      { type: 'terminal.input', sessionId: 'sh', data: '\x1b[2;1R', response: true },
+      { type: 'terminal.input', sessionId: 'sh', data: 'typed', seq: 1 },
+    ]);
+    s.drop();
+    h.input('\x1b[3;1R', { response: true });
+    await vi.advanceTimersByTimeAsync(1000);
+    const t = server.last.accept();
+    expect(t.ofType('terminal.input').map((m) => [m.data, m.seq, m.response])).toEqual([['typed', 1, undefined]]);
+  });
+
   it('with a client id of its own, input seq starts from the clock, above an earlier page\'s', async () => {
     const { server, client } = setup({ clientId: 'dashboard-1' });
     client.connect();

@@ -240,6 +240,7 @@ impl State {
                 session_id,
                 data,
                 seq: Some(seq),
+                response: false,
             });
         }
         if self.pending.ping_sent() {
@@ -326,6 +327,7 @@ impl State {
                     session_id,
                     data,
                     seq: Some(seq),
+                    response: false,
                 }];
                 if self.pending.ping_sent() {
                     out.push(ClientMessage::Ping);

@@ -54,6 +54,7 @@ struct Fields {
     output: Option<OutputMode>,
     data: Option<String>,
     seq: Option<u64>,
+    response: Option<bool>,
     cols: Option<u16>,
     rows: Option<u16>,
     channels: Option<Vec<String>>,
@@ -92,6 +93,7 @@ impl ClientMessage {
                 session_id: session_id()?,
                 data: fields.data.ok_or_else(|| missing("data"))?,
                 seq: fields.seq,
+                response: fields.response.unwrap_or(false),
             },
             "terminal.resize" => ClientMessage::Resize {
                 session_id: session_id()?,
@@ -235,9 +237,18 @@ mod tests {
             ClientMessage::Input {
                 session_id: SessionId::new("s1").unwrap(),
                 data: "ab".into(),
-                seq: Some(7)
+                seq: Some(7),
+                response: false
             }
         );
+    }
+
+    #[test]
+    fn a_response_is_tagged_and_untagged_input_is_typed() {
+        let m = parse(r#"{"type":"terminal.input","sessionId":"s1","data":"\u001b[2;1R","response":true}"#).unwrap();
+        assert!(matches!(m, ClientMessage::Input { response: true, .. }));
+        let m = parse(r#"{"type":"terminal_input","sessionName":"s1","data":"x"}"#).unwrap();
+        assert!(matches!(m, ClientMessage::Input { response: false, .. }));
     }
 
     #[test]

@@ -53,7 +53,7 @@ use crate::state::AppState;
 /// An attached session: its forwarder and its place in the viewer count.
 struct Attached {
     task: JoinHandle<()>,
-    _viewer: ViewerGuard,
+    viewer: ViewerGuard,
 }
 
 /// An attach waiting for its session to appear.
@@ -265,10 +265,26 @@ impl Connection {
                     .await;
                 }
             },
-            ClientMessage::Input { session_id, data, seq } => {
+            ClientMessage::Input {
+                session_id,
+                data,
+                seq,
+                response,
+            } => {
                 let Some(h) = self.writable(&session_id).await else {
                     return;
                 };
+                // One viewer's terminal answers each query (see
+                // `ViewerGuard::answers`); the others' answers are dropped
+                // without a word, as is one from a socket not attached.
+                let viewer = self.attached.get(&session_id).map(|a| &a.viewer);
+                if response {
+                    if !viewer.is_some_and(|v| v.answers()) {
+                        return;
+                    }
+                } else if let Some(v) = viewer {
+                    v.typed();
+                }
                 if !self.input_budget.take(data.len()) {
                     let message = format!(
                         "input over {} bytes/s was dropped; send it again later",
@@ -276,7 +292,9 @@ impl Connection {
                     );
                     return self.error(ErrorCode::RateLimited, message, Some(session_id)).await;
                 }
-                self.state.focus.touch(h.project(), &session_id);
+                if !response {
+                    self.state.focus.touch(h.project(), &session_id);
+                }
                 let seq = seq.map(|s| (self.client_id.clone(), s));
                 if let Err(e) = h.input(Bytes::from(data), false, seq, super::INPUT_WAIT).await {
                     self.session_error(e, session_id).await;

@@ -8,9 +8,14 @@
 //! the set when it is woken and compares each marked session with what it
 //! published last. An idle session then costs the channel an entry of its
 //! map, not a task (about 1 KiB less per session).
+//!
+//! It also names the session's *answerer*: the one viewer whose terminal's
+//! responses to queries in the output (a cursor position report, device
+//! attributes) reach the program. Every viewer's terminal answers every
+//! query it parses; the program must get one answer, not one per viewer.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use termstream_proto::{SessionId, SessionInfo};
@@ -50,14 +55,21 @@ impl Changed {
 pub struct Presence {
     id: SessionId,
     viewers: AtomicUsize,
+    /// The viewer whose responses are forwarded ([`ViewerGuard::answers`]),
+    /// by its token; 0 when none is.
+    answerer: AtomicU64,
     follower: OnceLock<Arc<Changed>>,
 }
+
+/// The source of viewer tokens (never 0: that means no answerer).
+static NEXT_VIEWER: AtomicU64 = AtomicU64::new(1);
 
 impl Presence {
     pub fn new(id: SessionId) -> Arc<Presence> {
         Arc::new(Presence {
             id,
             viewers: AtomicUsize::new(0),
+            answerer: AtomicU64::new(0),
             follower: OnceLock::new(),
         })
     }
@@ -71,7 +83,7 @@ impl Presence {
     pub fn add_viewer(self: &Arc<Self>) -> ViewerGuard {
         self.viewers.fetch_add(1, Ordering::AcqRel);
         self.mark();
-        ViewerGuard(self.clone())
+        ViewerGuard(self.clone(), NEXT_VIEWER.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Marks the session in `changed` from now on (the first follower
@@ -89,12 +101,44 @@ impl Presence {
 
 /// Counts one viewer of a session while it lives.
 #[derive(Debug)]
-pub struct ViewerGuard(Arc<Presence>);
+pub struct ViewerGuard(Arc<Presence>, u64);
+
+impl ViewerGuard {
+    /// The viewer sent typed input: its terminal answers queries from now
+    /// on (the user is at that one).
+    pub fn typed(&self) {
+        self.0.answerer.store(self.1, Ordering::Release);
+    }
+
+    /// Whether this viewer is the session's answerer now.
+    pub fn is_answerer(&self) -> bool {
+        self.0.answerer.load(Ordering::Acquire) == self.1
+    }
+
+    /// Whether a response from this viewer's terminal should reach the
+    /// program: it is the answerer, or there is none and it becomes one
+    /// (the first viewer to answer a query, when nobody typed).
+    pub fn answers(&self) -> bool {
+        match self
+            .0
+            .answerer
+            .compare_exchange(0, self.1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(current) => current == self.1,
+        }
+    }
+}
 
 impl Drop for ViewerGuard {
     fn drop(&mut self) {
         // Never below zero: every guard added one.
         self.0.viewers.fetch_sub(1, Ordering::AcqRel);
+        // A viewer that leaves stops answering; the next to answer takes over.
+        let _ = self
+            .0
+            .answerer
+            .compare_exchange(self.1, 0, Ordering::AcqRel, Ordering::Relaxed);
         self.0.mark();
     }
 }
@@ -169,5 +213,17 @@ mod tests {
         drop(g2);
         assert_eq!(p.viewers(), 0);
         assert_eq!(changed.take(), HashSet::from([id("a")]));
+    }
+
+    #[test]
+    fn one_viewer_answers_the_typist_first_then_the_first_to_answer() {
+        let p = Presence::new(id("a"));
+        let (a, b) = (p.add_viewer(), p.add_viewer());
+        assert!(b.answers(), "nobody typed: the first to answer answers");
+        assert!(!a.answers());
+        a.typed();
+        assert!(a.answers() && !b.answers(), "the typist answers");
+        drop(a);
+        assert!(b.answers(), "the typist left: another takes over");
     }
 }

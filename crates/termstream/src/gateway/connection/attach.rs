@@ -84,13 +84,20 @@ impl Connection {
         let id = handle.id().clone();
         // Attaching touches the session's project: its focus state first.
         self.touch(handle.project(), Some(&id)).await;
+        let mut answered = false;
         if let Some(old) = self.attached.remove(&id) {
             // Gone before the new one starts: no frame of the old stream
             // comes after the new stream's first.
             old.task.abort();
             let _ = old.task.await;
+            // Attaching again (another stream mode, a resume) keeps the
+            // socket the session's answerer.
+            answered = old.viewer.is_answerer();
         }
         let viewer = handle.add_viewer();
+        if answered {
+            viewer.typed();
+        }
         let attach = Attach {
             handle,
             since,
@@ -104,6 +111,6 @@ impl Connection {
             }),
         };
         let task = tokio::spawn(forward::run(attach, self.out.clone()));
-        self.attached.insert(id, Attached { task, _viewer: viewer });
+        self.attached.insert(id, Attached { task, viewer });
     }
 }
