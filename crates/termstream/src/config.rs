@@ -16,6 +16,9 @@ use crate::session::cgroup::CgroupMode;
 use crate::session::store::DiskLimits;
 use tokens::TokenEntry;
 
+/// The most spare session directories `spare_sessions` may ask for.
+pub const MAX_SPARE_SESSIONS: usize = 4096;
+
 /// Everything the server can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -360,6 +363,11 @@ impl Config {
             config.max_cols,
             config.max_rows,
             crate::session::screen::SCREEN_BUDGET,
+        );
+        // Each spare is four inodes, made ahead on the data dir's disk.
+        anyhow::ensure!(
+            config.spare_sessions <= MAX_SPARE_SESSIONS,
+            "invalid configuration: spare_sessions must be at most {MAX_SPARE_SESSIONS}"
         );
         // 0 would cut off every client before its first header.
         anyhow::ensure!(

@@ -97,8 +97,11 @@ impl Registry {
         // block group, like the spares (see `spare::spread`).
         store::spare::spread(&sessions_dir);
         let spare_dir = config.data_dir.join("spare");
-        let spares = Spares::open(spare_dir.clone(), config.spare_sessions)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", spare_dir.display()))?;
+        // The pool only makes creates faster: without it the server runs.
+        let spares = Spares::open(spare_dir.clone(), config.spare_sessions).unwrap_or_else(|e| {
+            tracing::warn!(dir = %spare_dir.display(), error = %e, "no spare session directories");
+            Spares::none(spare_dir.clone())
+        });
         let confine = Confinement::from_config(&config)?.map(Arc::new);
         let cgroups = match config.cgroup {
             CgroupMode::Off => {

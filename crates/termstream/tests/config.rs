@@ -272,3 +272,13 @@ async fn a_list_variable_takes_spaces() {
         .read_output_until(id, "probe=seen-by-program", std::time::Duration::from_secs(10))
         .await;
 }
+
+/// Each spare is four inodes on the data dir's disk: a pool past the
+/// bound is refused before anything is made.
+#[test]
+fn a_pool_of_spares_past_its_bound_is_refused() {
+    let env = [("HOME", "/nonexistent"), ("TERMSTREAM_SPARE_SESSIONS", "100000000")];
+    let (ok, _, err) = run_serve(&["--print-config"], &env);
+    assert!(!ok, "100000000 spares were accepted");
+    assert!(err.contains("spare_sessions must be at most 4096"), "{err}");
+}

@@ -150,3 +150,22 @@ async fn new_directories_are_made_under_top_directories() {
         assert!(got.contains(rustix::fs::IFlags::TOPDIR), "{dir}: {got:?}");
     }
 }
+
+/// The pool only makes creates faster: a data dir whose `spare` cannot be
+/// a pool (here a file) still serves, and its creates make their own files.
+#[tokio::test]
+async fn a_server_whose_pool_cannot_open_still_serves() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_SPARE_SESSIONS", "2")]).await;
+    wait_spares(&server, 2).await;
+    let mut server = server;
+    server.crash();
+    let spare = server.data_dir().join("spare");
+    std::fs::remove_dir_all(&spare).expect("remove the pool");
+    std::fs::write(&spare, b"not a directory").expect("a file in its place");
+    let server = server.restart();
+    let created = server
+        .create(json!({ "id": "no-pool", "kind": "command", "argv": ["echo", "made-its-own"] }))
+        .await;
+    assert_eq!(created["id"], "no-pool", "{created}");
+    assert!(session_dir(server.data_dir(), "no-pool").join("meta.json").exists());
+}

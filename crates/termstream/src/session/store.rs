@@ -184,7 +184,14 @@ pub fn write_meta_new(dir: &Path, info: &SessionInfo) -> io::Result<()> {
     file.write_all(&json)?;
     file.sync_data()?;
     drop(file);
-    File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()?;
+    // The session's entry in its parent too: a spare renamed there is not
+    // a new directory, whose entry a file system without a journal would
+    // sync with it.
+    match dir.parent() {
+        Some(parent) => File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// Reads `meta.json`.

@@ -55,6 +55,8 @@ struct State {
     next: u64,
     /// A background task is making spares.
     filling: bool,
+    /// No spare can be used (another file system): none is made.
+    disabled: bool,
 }
 
 impl Spares {
@@ -62,6 +64,9 @@ impl Spares {
     /// ready, with the spares a server left there adopted. Nothing is made
     /// until [`Spares::fill`].
     pub fn open(dir: PathBuf, target: usize) -> io::Result<Arc<Spares>> {
+        if target == 0 {
+            return Ok(Spares::none(dir));
+        }
         // A spare half made when a server stopped is made again.
         let staging = dir.join(STAGING);
         if staging.exists() {
@@ -82,8 +87,19 @@ impl Spares {
                 ready,
                 next,
                 filling: false,
+                disabled: false,
             }),
         }))
+    }
+
+    /// A pool that is never filled and touches no disk: creates make their
+    /// own files.
+    pub fn none(dir: PathBuf) -> Arc<Spares> {
+        Arc::new(Spares {
+            dir,
+            target: 0,
+            state: Mutex::new(State::default()),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -105,9 +121,17 @@ impl Spares {
             self.fill();
             return false;
         };
-        let moved = fs::rename(self.dir.join(n.to_string()), dest);
+        let spare = self.dir.join(n.to_string());
+        let moved = fs::rename(&spare, dest);
         if let Err(e) = &moved {
             tracing::warn!(spare = n, error = %e, "cannot use a spare session directory");
+            // Not left behind for the next start to adopt and fail on again.
+            let _ = fs::remove_dir_all(&spare);
+            if e.kind() == io::ErrorKind::CrossesDevices {
+                // Sessions and spares on different file systems: no spare
+                // can ever be used, so none is made again.
+                self.lock().disabled = true;
+            }
         }
         self.fill();
         moved.is_ok()
@@ -118,7 +142,7 @@ impl Spares {
     pub fn fill(self: &Arc<Self>) {
         {
             let mut state = self.lock();
-            if state.filling || state.ready.len() >= self.target {
+            if state.filling || state.disabled || state.ready.len() >= self.target {
                 return;
             }
             state.filling = true;
@@ -306,12 +330,17 @@ mod tests {
     #[test]
     fn spares_are_made_under_a_top_directory() {
         let data = tempfile::tempdir().expect("tempdir");
-        let probe = File::open(data.path()).expect("open");
-        if rustix::fs::ioctl_getflags(&probe).is_err() {
-            eprintln!("skipped: no inode flags on this file system");
+        // Where the flag cannot be set (tmpfs, btrfs, xfs), there is
+        // nothing to check.
+        let probe_dir = data.path().join("probe");
+        fs::create_dir(&probe_dir).expect("probe");
+        spread(&probe_dir);
+        let probe = File::open(&probe_dir).expect("open");
+        if !rustix::fs::ioctl_getflags(&probe).is_ok_and(|f| f.contains(rustix::fs::IFlags::TOPDIR)) {
+            eprintln!("skipped: no top-directory flag on this file system");
             return;
         }
-        let _spares = Spares::open(data.path().join("spare"), 0).expect("open");
+        let _spares = Spares::open(data.path().join("spare"), 1).expect("open");
         let staging = File::open(data.path().join("spare").join(STAGING)).expect("staging");
         let flags = rustix::fs::ioctl_getflags(&staging).expect("flags");
         assert!(flags.contains(rustix::fs::IFlags::TOPDIR), "{flags:?}");
@@ -327,5 +356,21 @@ mod tests {
         spares.fill();
         assert_eq!(spares.ready(), 0);
         assert!(!data.path().join("s.1").exists());
+        assert!(!data.path().join("spare").exists(), "a target of 0 touches no disk");
+    }
+
+    /// A spare whose rename fails is removed, not left for every later
+    /// start to adopt, and the pool goes on.
+    #[test]
+    fn a_spare_that_cannot_be_renamed_is_removed() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let dir = data.path().join("spare");
+        let spares = Spares::open(dir.clone(), 2).expect("open");
+        spares.fill();
+        wait_ready(&spares, 2);
+        assert!(!spares.take_into(&data.path().join("missing/s.1")));
+        wait_ready(&spares, 2);
+        let count = fs::read_dir(&dir).expect("pool").count();
+        assert_eq!(count, 2 + 1, "two spares and new/, nothing left behind");
     }
 }
