@@ -112,3 +112,35 @@ async fn an_unattached_socket_never_answers() {
     arrived(&log, "<typed>").await;
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "<typed>");
 }
+
+/// A socket that types but never answers (a script, a dashboard without a
+/// terminal) does not take the answerer's place: the page's answers still
+/// reach the program.
+#[tokio::test]
+async fn a_socket_that_never_answers_does_not_silence_the_answers() {
+    let server = TestServer::start().await;
+    let log = server.data_dir().join("input.log");
+    server
+        .create(json!({
+            "id": "asks",
+            "kind": "pty",
+            "argv": ["sh", "-c", "stty raw -echo && exec cat > \"$0\"", log.to_str().unwrap()],
+        }))
+        .await;
+    assert!(
+        wait_until(secs(10), || async { log.exists() }).await,
+        "the program did not start"
+    );
+    let mut page = WsClient::connect(&server, "/ws").await;
+    let mut script = WsClient::connect(&server, "/ws").await;
+    for ws in [&mut page, &mut script] {
+        ws.attach("asks", "binary").await;
+        ws.until_type("session.attached", secs(10)).await;
+    }
+    send(&mut page, "asks", "<p1>", true).await;
+    arrived(&log, "<p1>").await;
+    send(&mut script, "asks", "<typed-by-script>", false).await;
+    arrived(&log, "<p1><typed-by-script>").await;
+    send(&mut page, "asks", "<p2>", true).await;
+    arrived(&log, "<p1><typed-by-script><p2>").await;
+}

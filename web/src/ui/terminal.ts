@@ -176,6 +176,10 @@ export class TermView {
     this.term.loadAddon(new WebLinksAddon());
     this.term.loadAddon(new Unicode11Addon());
     this.term.loadAddon(new ClipboardAddon());
+    // OSC 52 may set the clipboard, never read it: a read would send the
+    // viewer's clipboard to the program (from every viewer, and for old
+    // output parsed again). Registered after the addon, so it goes first.
+    this.disposables.push(this.term.parser.registerOscHandler(52, (data) => data.slice(data.indexOf(';') + 1) === '?'));
     this.term.unicode.activeVersion = '11';
     this.term.open(this.body);
     this.term.attachCustomKeyEventHandler((e) => this.key(e));

@@ -90,6 +90,24 @@ test('OSC 52 reaches the clipboard; emoji and CJK widths agree with the server',
   await api.input('wide', `printf '\\033]52;c;${b64}\\a'; echo osc-sent\n`);
   await waitText(page, 'wide', '\nosc-sent');
   await waitFor('the clipboard', () => page.evaluate(() => navigator.clipboard.readText().then((t) => t === 'copied by osc52')));
+  // A program may set the clipboard, never read it: the page's terminal
+  // does not answer an OSC 52 read (it would send the viewer's clipboard to
+  // the program), even with the focus and permission a read needs.
+  await page.bringToFront();
+  await page.locator('.term[data-session="wide"] .xterm').click();
+  const read = await page.evaluate(async () => {
+    const term = window.termstream.views.get('wide').term;
+    const sent = [];
+    const listening = term.onData((d) => sent.push(d));
+    await new Promise((r) => term.write('\x1b]52;c;?\x07', r));
+    const clipboard = await navigator.clipboard.readText();
+    // The addon reads the clipboard asynchronously: time for an answer.
+    await new Promise((r) => setTimeout(r, 300));
+    listening.dispose();
+    return { sent, clipboard };
+  });
+  assert.equal(read.clipboard, 'copied by osc52', 'the page may read the clipboard');
+  assert.deepEqual(read.sent, [], 'an OSC 52 read was answered');
   // The cursor after wide characters (no newline) stands where the server's screen model has it.
   await api.input('wide', `clear; printf '\\u754c\\u9762 \\U0001F600\\U0001F680 x'; sleep 600\n`);
   await waitText(page, 'wide', ' x');

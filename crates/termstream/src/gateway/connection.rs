@@ -88,6 +88,9 @@ struct Connection {
     grant: Grant,
     /// Input bytes this socket may still send now.
     input_budget: TokenBucket,
+    /// This socket has sent an answer to a terminal query: it has a
+    /// terminal that answers, so its typing may make it the answerer.
+    answers_queries: bool,
     /// The projects this socket touched, and the focus versions it saw.
     focus: FocusWatch,
 }
@@ -129,6 +132,7 @@ pub fn run(
         liveness,
         grant,
         input_budget,
+        answers_queries: false,
         focus: FocusWatch::new(state.focus.clone()),
         state,
     };
@@ -277,20 +281,28 @@ impl Connection {
                 // One viewer's terminal answers each query (see
                 // `ViewerGuard::answers`); the others' answers are dropped
                 // without a word, as is one from a socket not attached.
-                let viewer = self.attached.get(&session_id).map(|a| &a.viewer);
-                if response {
-                    if !viewer.is_some_and(|v| v.answers()) {
-                        return;
-                    }
-                } else if let Some(v) = viewer {
-                    v.typed();
-                }
+                // Input that is dropped changes nothing, the answerer included.
                 if !self.input_budget.take(data.len()) {
                     let message = format!(
                         "input over {} bytes/s was dropped; send it again later",
                         self.state.registry.config().ws_input_bytes_per_sec
                     );
                     return self.error(ErrorCode::RateLimited, message, Some(session_id)).await;
+                }
+                // Only a socket whose terminal answers queries becomes the
+                // answerer by typing: a script or dashboard that types and
+                // has no terminal would silence every page's answers.
+                let viewer = self.attached.get(&session_id).map(|a| &a.viewer);
+                if response {
+                    self.answers_queries = true;
+                    if !viewer.is_some_and(|v| v.answers()) {
+                        return;
+                    }
+                } else if let Some(v) = viewer
+                    && self.answers_queries
+                    && !data.is_empty()
+                {
+                    v.typed();
                 }
                 if !response {
                     self.state.focus.touch(h.project(), &session_id);
