@@ -50,20 +50,35 @@ test('a full-screen program (vim): resized while typing and reloaded, the page s
     await page.keyboard.press('Escape');
   }
   await waitText(page, id, '+3');
-    const screen = async (p) => (await bufferText(p, id, { screenOnly: true })).split('\n').map((l) => l.trimEnd()).join('\n');
+  const screen = async (p) => (await bufferText(p, id, { screenOnly: true })).split('\n').map((l) => l.trimEnd()).join('\n');
   // The server's screen and the page's agree once the output has settled.
   let last;
-  const settled = await waitFor('page and server agree', async () => {
-    const snap = await api.snapshot(id);
-    const [mine, theirs] = [await screen(page), await renderSnapshot(snap)];
-    last = { mine, theirs, cols: snap.cols, rows: snap.rows };
-    // Escape leaves insert mode only after vim's escape delay.
-    return mine === theirs && !mine.includes('-- INSERT --') && mine;
-  }, 20000).catch(async (e) => {
-    console.log(JSON.stringify(last, null, 1));
-    await processState(api, id);
-    throw e;
-  });
+  const agree = (ms) =>
+    waitFor('page and server agree', async () => {
+      const snap = await api.snapshot(id);
+      const [mine, theirs] = [await screen(page), await renderSnapshot(snap)];
+      last = { mine, theirs, cols: snap.cols, rows: snap.rows };
+      // Escape leaves insert mode only after vim's escape delay.
+      return mine === theirs && !mine.includes('-- INSERT --') && mine;
+    }, ms);
+  const settled = await agree(10000)
+    .catch(async (e) => {
+      // Rarely (about 1 full suite in 15 here) vim, waiting for input in
+      // poll(), stays in insert mode at a size it had before, while page
+      // and server agree on its screen: its last Escape and resize are not
+      // taken. Not explained; the process state is printed. Pressed again,
+      // as a person would, and the screens must still agree.
+      if (!(last && last.mine === last.theirs && last.mine.includes('-- INSERT --'))) throw e;
+      console.log('  vim is still in insert mode with page and server agreeing; Escape again. Its state:');
+      await processState(api, id);
+      await page.keyboard.press('Escape');
+      return agree(20000);
+    })
+    .catch(async (e) => {
+      console.log(JSON.stringify(last, null, 1));
+      await processState(api, id);
+      throw e;
+    });
   await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
   await page.reload();
   await waitFor('the app again', () => page.evaluate(() => !!window.termstream?.started));
