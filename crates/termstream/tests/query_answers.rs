@@ -22,6 +22,24 @@ async fn send(ws: &mut WsClient, id: &str, data: &str, response: bool) {
     ws.send(m).await;
 }
 
+/// Starts session `asks`, a pty whose program writes all its input, raw,
+/// to the file returned.
+async fn asking_session(server: &TestServer) -> std::path::PathBuf {
+    let log = server.data_dir().join("input.log");
+    server
+        .create(json!({
+            "id": "asks",
+            "kind": "pty",
+            "argv": ["sh", "-c", "stty raw -echo && exec cat > \"$0\"", log.to_str().unwrap()],
+        }))
+        .await;
+    assert!(
+        wait_until(secs(10), || async { log.exists() }).await,
+        "the program did not start"
+    );
+    log
+}
+
 /// Waits until the program's input log ends with `tail`.
 async fn arrived(log: &Path, tail: &str) {
     let ok = wait_until(secs(10), || async {
@@ -38,18 +56,7 @@ async fn arrived(log: &Path, tail: &str) {
 #[tokio::test]
 async fn one_viewer_answers_the_typist_else_the_first_to_answer() {
     let server = TestServer::start().await;
-    let log = server.data_dir().join("input.log");
-    server
-        .create(json!({
-            "id": "asks",
-            "kind": "pty",
-            "argv": ["sh", "-c", "stty raw -echo && exec cat > \"$0\"", log.to_str().unwrap()],
-        }))
-        .await;
-    assert!(
-        wait_until(secs(10), || async { log.exists() }).await,
-        "the program did not start"
-    );
+    let log = asking_session(&server).await;
     let mut a = WsClient::connect(&server, "/ws").await;
     let mut b = WsClient::connect(&server, "/ws").await;
     for ws in [&mut a, &mut b] {
@@ -93,18 +100,7 @@ async fn one_viewer_answers_the_typist_else_the_first_to_answer() {
 #[tokio::test]
 async fn an_unattached_socket_never_answers() {
     let server = TestServer::start().await;
-    let log = server.data_dir().join("input.log");
-    server
-        .create(json!({
-            "id": "asks",
-            "kind": "pty",
-            "argv": ["sh", "-c", "stty raw -echo && exec cat > \"$0\"", log.to_str().unwrap()],
-        }))
-        .await;
-    assert!(
-        wait_until(secs(10), || async { log.exists() }).await,
-        "the program did not start"
-    );
+    let log = asking_session(&server).await;
     // Not attached: it saw no query, so its answer is dropped (typing still goes in).
     let mut a = WsClient::connect(&server, "/ws").await;
     send(&mut a, "asks", "<unattached>", true).await;
@@ -119,18 +115,7 @@ async fn an_unattached_socket_never_answers() {
 #[tokio::test]
 async fn a_socket_that_never_answers_does_not_silence_the_answers() {
     let server = TestServer::start().await;
-    let log = server.data_dir().join("input.log");
-    server
-        .create(json!({
-            "id": "asks",
-            "kind": "pty",
-            "argv": ["sh", "-c", "stty raw -echo && exec cat > \"$0\"", log.to_str().unwrap()],
-        }))
-        .await;
-    assert!(
-        wait_until(secs(10), || async { log.exists() }).await,
-        "the program did not start"
-    );
+    let log = asking_session(&server).await;
     let mut page = WsClient::connect(&server, "/ws").await;
     let mut script = WsClient::connect(&server, "/ws").await;
     for ws in [&mut page, &mut script] {
