@@ -217,7 +217,9 @@ pub async fn pty_echo_loaded(
             }
         });
     }
-    let (samples, mbps) = load.during("bare PTYs", pty_echo(warmup, samples, limit)).await;
+    // The probe is a thread of its own, as for the servers (see `load`).
+    let probe = crate::load::on_own_thread(move || pty_echo(warmup, samples, limit));
+    let (samples, mbps) = load.during("bare PTYs", probe).await;
     Ok((samples?, mbps))
 }
 

@@ -13,7 +13,7 @@ use crate::Ctx;
 use crate::baseline;
 use crate::client::Client;
 use crate::load::{self, Load};
-use crate::relay::Relay;
+use crate::relay::{Relay, RelayConn};
 use crate::report::{Goal, Percentiles, Row};
 use crate::server::{CpuUse, Target, ms_per_mb, stat_cpu_ms};
 
@@ -21,6 +21,9 @@ use crate::server::{CpuUse, Target, ms_per_mb, stat_cpu_ms};
 const LIMIT: Duration = Duration::from_secs(60);
 /// How long an attach to a session that prints without pause may take.
 const ATTACH_BUSY_WAIT: Duration = Duration::from_secs(15);
+/// How long `stty` in [`ECHO`] is given to take effect, so that the first
+/// byte is not echoed twice.
+pub const STTY_WAIT: Duration = Duration::from_millis(300);
 /// The program of the echo session.
 pub const ECHO: &str = "stty raw -echo; exec cat";
 
@@ -33,8 +36,7 @@ pub async fn echo_client(target: &Target) -> anyhow::Result<(Client, termstream_
     let id = target.pty_sh(ECHO).await?;
     let mut client = Client::connect(&target.ws).await?;
     client.attach(&id).await?;
-    // Let stty take effect, so that the first byte is not echoed twice.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(STTY_WAIT).await;
     Ok((client, id))
 }
 
@@ -277,8 +279,7 @@ type Loaded = (Percentiles, f64, Option<f64>);
 async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option<Loaded>)> {
     let relay = Relay::start().await?;
     let mut echo = relay.open(ECHO).await?;
-    // Let stty take effect, so that the first byte is not echoed twice.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(STTY_WAIT).await;
     let before = relay.cpu();
     let samples = echo
         .echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT)
@@ -297,12 +298,16 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
     for _ in 0..load::STREAMS {
         load.add(relay.open(&script).await?.drain(load.stop_signal()));
     }
-    let (loaded, mbps, bytes) = load
-        .during_counted(
-            "bare relay",
-            echo.echo_samples(ctx.warmup, ctx.samples, Instant::now() + LIMIT),
-        )
-        .await;
+    // The probe under load is a client of its own (see `load`), on a
+    // fresh echo program, as with ttyd.
+    drop(echo);
+    let (url, (warmup, samples)) = (relay.url().to_owned(), (ctx.warmup, ctx.samples));
+    let probe = load::on_own_thread(move || async move {
+        let mut echo = RelayConn::connect(&url, ECHO).await?;
+        tokio::time::sleep(STTY_WAIT).await;
+        echo.echo_samples(warmup, samples, Instant::now() + LIMIT).await
+    });
+    let (loaded, mbps, bytes) = load.during_counted("bare relay", probe).await;
     let cpu = ms_per_mb(cpu0, relay.pid().and_then(stat_cpu_ms), bytes);
     relay.stop().await;
     Ok((idle, Some((Percentiles::of(&loaded?), mbps, cpu))))
@@ -333,12 +338,15 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
         load.add(async move { reader.drain(&mut stop, Instant::now() + LIMIT * 2).await });
         load_ids.push(lid);
     }
-    let (loaded, mbps, bytes) = load
-        .during_counted(
-            "termstream",
-            client.echo_samples(&id, ctx.warmup, ctx.samples, Instant::now() + LIMIT),
-        )
-        .await;
+    // The probe under load is a client of its own (see `load`).
+    client.close().await;
+    let (ws, probe_id, (warmup, samples)) = (target.ws.clone(), id.clone(), (ctx.warmup, ctx.samples));
+    let probe = load::on_own_thread(move || async move {
+        let mut client = Client::connect(&ws).await?;
+        client.attach(&probe_id).await?;
+        client.echo_samples(&probe_id, warmup, samples, Instant::now() + LIMIT).await
+    });
+    let (loaded, mbps, bytes) = load.during_counted("termstream", probe).await;
     let cpu = ms_per_mb(cpu0, target.pid.and_then(stat_cpu_ms), bytes);
     target.delete_all(&load_ids).await;
     target.delete(&id).await?;

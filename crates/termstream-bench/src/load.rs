@@ -1,6 +1,13 @@
 //! Scenario 4's load: readers that drain streams until told to stop, and a
-//! measurement taken while they run. Shared by the server, the bare relay
-//! and the bare-PTY baseline, so all three are loaded the same way.
+//! measurement taken while they run. Shared by the server, the bare relay,
+//! ttyd and the bare-PTY baseline, so all of them are loaded the same way.
+//!
+//! The echo probe measured under load runs on a thread of its own with its
+//! own event loop ([`on_own_thread`]), as a person typing is a client apart
+//! from the ones that read the floods. On the bench's shared runtime the
+//! probe's socket was polled by workers busy decoding the load, so its
+//! round trips also timed the bench's own queue, which grows with the load
+//! a server delivers: the more a server streamed, the worse its echo looked.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -18,6 +25,27 @@ const WARM: Duration = Duration::from_millis(500);
 /// orphaned by a crash ends by itself instead of spinning.
 pub fn script(file: &std::path::Path) -> String {
     format!("while cat {}; do :; done", crate::shell_quote(file))
+}
+
+/// Runs `probe` to completion on a new thread with a current-thread tokio
+/// runtime of its own; its sockets must be made inside it (a tokio socket
+/// belongs to the runtime it was made in).
+pub async fn on_own_thread<T, F, Fut>(probe: F) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("echo-probe".into()).spawn(move || {
+        let r = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(probe()));
+        let _ = tx.send(r);
+    })?;
+    rx.await.map_err(|_| anyhow::anyhow!("the echo probe's thread panicked"))?
 }
 
 /// Readers of the streams, each counting the bytes it read.

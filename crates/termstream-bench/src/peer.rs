@@ -112,24 +112,18 @@ impl Ttyd {
     /// A connection whose program has been started (`script` only with a
     /// scripted ttyd).
     pub async fn open(&self, script: Option<&str>, small: bool) -> anyhow::Result<TtydConn> {
+        TtydConn::connect(self.url(script)?, small).await
+    }
+
+    /// The URL of a connection running `script` (only with a scripted ttyd).
+    pub fn url(&self, script: Option<&str>) -> anyhow::Result<String> {
         let mut url = format!("ws://127.0.0.1:{}/ws", self.port);
         if let Some(s) = script {
             anyhow::ensure!(self.scripted, "this ttyd runs one program");
             url.push_str("?arg=");
             url.push_str(&percent_encode(s));
         }
-        let mut req = url.into_client_request()?;
-        req.headers_mut().insert("Sec-WebSocket-Protocol", "tty".parse()?);
-        let config = small.then(|| WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0));
-        let (mut ws, _) = tokio::time::timeout(
-            STEP_WAIT,
-            tokio_tungstenite::connect_async_with_config(req, config, true),
-        )
-        .await
-        .context("ttyd did not accept in time")??;
-        ws.send(Message::Text(r#"{"AuthToken":"","columns":80,"rows":24}"#.into()))
-            .await?;
-        Ok(TtydConn { ws })
+        Ok(url)
     }
 
     /// SIGTERM (ttyd hangs up its programs), then SIGKILL after 5 s.
@@ -165,6 +159,22 @@ pub struct TtydConn {
 }
 
 impl TtydConn {
+    /// Connects to `url` (see [`Ttyd::url`]), which starts its program.
+    pub async fn connect(url: String, small: bool) -> anyhow::Result<TtydConn> {
+        let mut req = url.into_client_request()?;
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "tty".parse()?);
+        let config = small.then(|| WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0));
+        let (mut ws, _) = tokio::time::timeout(
+            STEP_WAIT,
+            tokio_tungstenite::connect_async_with_config(req, config, true),
+        )
+        .await
+        .context("ttyd did not accept in time")??;
+        ws.send(Message::Text(r#"{"AuthToken":"","columns":80,"rows":24}"#.into()))
+            .await?;
+        Ok(TtydConn { ws })
+    }
+
     /// The next output bytes; `None` when ttyd closed the connection.
     async fn next_output(&mut self, deadline: Instant) -> anyhow::Result<Option<Vec<u8>>> {
         loop {
@@ -278,8 +288,7 @@ pub async fn echo(
     let ttyd = Ttyd::scripted(bin).await?;
     let r = async {
         let mut echo = ttyd.open(Some(crate::latency::ECHO), false).await?;
-        // Let stty take effect, so that the first byte is not echoed twice.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(crate::latency::STTY_WAIT).await;
         let idle = echo.echo_samples(warmup, samples, Instant::now() + limit).await?;
         let Some(script) = load else {
             return anyhow::Ok((idle, None));
@@ -289,9 +298,16 @@ pub async fn echo(
         for _ in 0..crate::load::STREAMS {
             load.add(ttyd.open(Some(script), false).await?.drain(load.stop_signal()));
         }
-        let (loaded, mbps, bytes) = load
-            .during_counted("ttyd", echo.echo_samples(warmup, samples, Instant::now() + limit))
-            .await;
+        // The probe under load is a client of its own (see `load`), on a
+        // fresh echo program: ttyd runs one per connection.
+        drop(echo);
+        let url = ttyd.url(Some(crate::latency::ECHO))?;
+        let probe = crate::load::on_own_thread(move || async move {
+            let mut echo = TtydConn::connect(url, false).await?;
+            tokio::time::sleep(crate::latency::STTY_WAIT).await;
+            echo.echo_samples(warmup, samples, Instant::now() + limit).await
+        });
+        let (loaded, mbps, bytes) = load.during_counted("ttyd", probe).await;
         let cpu = ms_per_mb(before, ttyd.pid().and_then(stat_cpu_ms), bytes);
         Ok((idle, Some((loaded?, mbps, cpu))))
     }

@@ -187,9 +187,12 @@ impl Relay {
 
     /// A connection running `script` on its own PTY.
     pub async fn open(&self, script: &str) -> anyhow::Result<RelayConn> {
-        let (mut ws, _) = tokio_tungstenite::connect_async(&self.url).await?;
-        ws.send(Message::Text(script.into())).await?;
-        Ok(RelayConn { ws })
+        RelayConn::connect(&self.url, script).await
+    }
+
+    /// Where the relay listens, for [`RelayConn::connect`].
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// [`Relay::open`] with small client buffers, for thousands of them.
@@ -207,6 +210,13 @@ pub struct RelayConn {
 }
 
 impl RelayConn {
+    /// A connection to the relay at `url` running `script` on its own PTY.
+    pub async fn connect(url: &str, script: &str) -> anyhow::Result<RelayConn> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+        ws.send(Message::Text(script.into())).await?;
+        Ok(RelayConn { ws })
+    }
+
     /// Waits for output that ends like a shell prompt.
     pub async fn wait_prompt(&mut self, deadline: Instant) -> anyhow::Result<()> {
         loop {
