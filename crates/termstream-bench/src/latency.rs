@@ -344,7 +344,9 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
     let probe = load::on_own_thread(move || async move {
         let mut client = Client::connect(&ws).await?;
         client.attach(&probe_id).await?;
-        client.echo_samples(&probe_id, warmup, samples, Instant::now() + LIMIT).await
+        client
+            .echo_samples(&probe_id, warmup, samples, Instant::now() + LIMIT)
+            .await
     });
     let (loaded, mbps, bytes) = load.during_counted("termstream", probe).await;
     let cpu = ms_per_mb(cpu0, target.pid.and_then(stat_cpu_ms), bytes);

@@ -45,7 +45,8 @@ where
             .and_then(|rt| rt.block_on(probe()));
         let _ = tx.send(r);
     })?;
-    rx.await.map_err(|_| anyhow::anyhow!("the echo probe's thread panicked"))?
+    rx.await
+        .map_err(|_| anyhow::anyhow!("the echo probe's thread panicked"))?
 }
 
 /// Readers of the streams, each counting the bytes it read.

@@ -14,6 +14,7 @@ pub mod cast;
 pub mod cgroup;
 pub mod flood;
 pub mod input;
+pub mod lane;
 pub mod log;
 pub mod log_events;
 mod meta;

@@ -42,6 +42,7 @@ use self::resize::ResizeRecord;
 use super::cgroup::SessionCgroup;
 use super::flood::FloodPriority;
 use super::input::{Input, Next};
+use super::lane::LaneWish;
 use super::log::{Chunk, OutputRing};
 use super::meta::MetaWriter;
 use super::process::{self, SessionIo, Spawned};
@@ -101,6 +102,9 @@ pub(crate) struct Actor {
     pending: Bytes,
     /// Lowers the program's CPU priority while it floods output.
     flood: FloodPriority,
+    /// Where the actor should run: the bulk lane while the flood watch
+    /// wants the program lowered (see [`super::lane`]).
+    lane: LaneWish,
     /// A size change not yet in the disk log: recorded before the next
     /// output, so resizes with no output between them (a window dragged,
     /// or a client sending thousands) make one record, and the index grows
@@ -175,7 +179,8 @@ impl Launch {
         if let Some(pid) = actor.info.pid {
             process::register_leader(pid);
         }
-        tokio::spawn(actor.run());
+        let wish = actor.lane.clone();
+        super::lane::spawn_actor(actor.run(), wish);
     }
 }
 
@@ -261,6 +266,7 @@ fn build(
         pending: Bytes::new(),
         flood: FloodPriority::new(0, None),
         resize_record: None,
+        lane: LaneWish::default(),
     };
     (actor, handle)
 }
@@ -330,6 +336,7 @@ impl Actor {
                 }
                 _ = sleep_opt(flood_at.map(Into::into)), if flood_at.is_some() => {
                     self.flood.tick(self.input.sends(), Instant::now());
+                    self.lane.set(self.flood.wants_low());
                 }
                 _ = sleep_opt(self.kill_deadline), if self.kill_deadline.is_some() => {
                     self.kill_deadline = None;
@@ -416,6 +423,7 @@ impl Actor {
         let full = data.len() >= READ_COALESCE;
         let read_at = std::time::Instant::now();
         self.flood.output(data.len(), self.input.sends(), read_at);
+        self.lane.set(self.flood.wants_low());
         let chunk = Chunk {
             offset: self.ring.end(),
             stream,

@@ -172,6 +172,12 @@ impl FloodPriority {
         self.apply(now);
     }
 
+    /// Whether the session floods while someone types elsewhere: the
+    /// program runs lowered, and its actor on the bulk lane.
+    pub fn wants_low(&self) -> bool {
+        self.want_low
+    }
+
     /// When the actor should call [`FloodPriority::tick`]: while lowered,
     /// to restore after a pause or once nobody types; while a change waits
     /// for a retry.

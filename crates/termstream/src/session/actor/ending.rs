@@ -95,6 +95,7 @@ impl Actor {
         // left lowered is set back through the processes still in it).
         self.flood.leader_exited();
         self.flood = super::FloodPriority::new(0, None);
+        self.lane.set(false);
         match status {
             Ok(s) => {
                 self.info.exit_code = s.code();
