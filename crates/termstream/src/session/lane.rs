@@ -188,4 +188,51 @@ mod tests {
         assert_eq!(count, 2, "its state went along");
         assert_eq!(nice, Some(NICE), "the lane runs at its lower priority");
     }
+
+    #[test]
+    fn an_actor_on_the_lane_is_dropped_with_its_home_runtime() {
+        /// Says when the actor's future is dropped.
+        struct Dropped(Option<oneshot::Sender<()>>);
+        impl Drop for Dropped {
+            fn drop(&mut self) {
+                let _ = self.0.take().map(|t| t.send(()));
+            }
+        }
+        let (dropped_tx, dropped) = oneshot::channel();
+        let (on_lane_tx, on_lane) = std::sync::mpsc::channel();
+        let ran_on = Arc::new(AtomicBool::new(false));
+        let home = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let ran = ran_on.clone();
+        home.block_on(async {
+            let wish = LaneWish::default();
+            let w = wish.clone();
+            spawn_actor(
+                async move {
+                    let _guard = Dropped(Some(dropped_tx));
+                    // Registered with the home runtime's I/O driver, as an
+                    // actor's PTY is.
+                    let (a, _b) = tokio::net::UnixStream::pair().expect("a socket pair");
+                    w.set(true);
+                    wait_once().await;
+                    let _ = on_lane_tx.send(on_bulk_lane());
+                    // The driver's shutdown wakes this wait with an error.
+                    let _ = a.readable().await;
+                    ran.store(true, Ordering::Relaxed);
+                },
+                wish,
+            );
+        });
+        let lane = on_lane.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(lane, Ok(true), "the actor moved to the lane");
+        drop(home);
+        assert!(dropped.blocking_recv().is_ok(), "the actor was not dropped");
+        assert!(
+            !ran_on.load(Ordering::Relaxed),
+            "the actor ran on after its runtime was gone"
+        );
+    }
 }
