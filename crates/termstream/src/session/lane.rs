@@ -30,7 +30,6 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::oneshot;
 
 /// The nice value of the lane's thread: below the server's workers (0), above
 /// the screen model's background parsing (10).
@@ -81,22 +80,12 @@ struct Laned {
     wish: LaneWish,
     /// The server's runtime, to move back to.
     home: Handle,
-    /// On the lane: closes when the server's runtime shuts down (its
-    /// sender lives in a task there, dropped with the runtime's tasks).
-    home_alive: Option<oneshot::Receiver<()>>,
 }
 
 impl Future for Laned {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // The server's runtime is gone: its tasks were dropped, and so is
-        // an actor on the lane (its I/O belonged to that runtime).
-        if let Some(alive) = &mut self.home_alive
-            && alive.try_recv() == Err(oneshot::error::TryRecvError::Closed)
-        {
-            self.actor = None;
-        }
         let Some(actor) = self.actor.as_mut() else {
             return Poll::Ready(());
         };
@@ -106,22 +95,13 @@ impl Future for Laned {
         }
         let bulk = self.wish.bulk();
         if bulk != self.on_bulk {
-            let mut moved = Laned {
+            let moved = Laned {
                 actor: self.actor.take(),
                 on_bulk: bulk,
                 wish: self.wish.clone(),
                 home: self.home.clone(),
-                home_alive: None,
             };
             if bulk {
-                let (tx, rx) = oneshot::channel::<()>();
-                // Ends when the lane lets go of `rx` (the actor moved back
-                // or ended), or with the runtime.
-                drop(self.home.spawn(async move {
-                    let mut tx = tx;
-                    tx.closed().await
-                }));
-                moved.home_alive = Some(rx);
                 drop(lane_runtime().spawn(moved));
             } else {
                 // On a runtime that shut down the task is dropped, and the
@@ -143,7 +123,6 @@ pub fn spawn_actor(actor: impl Future<Output = ()> + Send + 'static, wish: LaneW
         on_bulk: false,
         wish,
         home,
-        home_alive: None,
     });
 }
 
@@ -155,6 +134,7 @@ pub fn on_bulk_lane() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::oneshot;
 
     /// Yields once, so that the task's wrapper sees a new wish.
     async fn wait_once() {
@@ -187,52 +167,5 @@ mod tests {
         assert_eq!(seen, [false, true, false], "home, lane, home");
         assert_eq!(count, 2, "its state went along");
         assert_eq!(nice, Some(NICE), "the lane runs at its lower priority");
-    }
-
-    #[test]
-    fn an_actor_on_the_lane_is_dropped_with_its_home_runtime() {
-        /// Says when the actor's future is dropped.
-        struct Dropped(Option<oneshot::Sender<()>>);
-        impl Drop for Dropped {
-            fn drop(&mut self) {
-                let _ = self.0.take().map(|t| t.send(()));
-            }
-        }
-        let (dropped_tx, dropped) = oneshot::channel();
-        let (on_lane_tx, on_lane) = std::sync::mpsc::channel();
-        let ran_on = Arc::new(AtomicBool::new(false));
-        let home = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let ran = ran_on.clone();
-        home.block_on(async {
-            let wish = LaneWish::default();
-            let w = wish.clone();
-            spawn_actor(
-                async move {
-                    let _guard = Dropped(Some(dropped_tx));
-                    // Registered with the home runtime's I/O driver, as an
-                    // actor's PTY is.
-                    let (a, _b) = tokio::net::UnixStream::pair().expect("a socket pair");
-                    w.set(true);
-                    wait_once().await;
-                    let _ = on_lane_tx.send(on_bulk_lane());
-                    // The driver's shutdown wakes this wait with an error.
-                    let _ = a.readable().await;
-                    ran.store(true, Ordering::Relaxed);
-                },
-                wish,
-            );
-        });
-        let lane = on_lane.recv_timeout(std::time::Duration::from_secs(10));
-        assert_eq!(lane, Ok(true), "the actor moved to the lane");
-        drop(home);
-        assert!(dropped.blocking_recv().is_ok(), "the actor was not dropped");
-        assert!(
-            !ran_on.load(Ordering::Relaxed),
-            "the actor ran on after its runtime was gone"
-        );
     }
 }
