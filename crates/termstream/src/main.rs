@@ -231,7 +231,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .max_blocking_threads(termstream::server::BLOCKING_THREADS)
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let server = Server::bind(config).await?.with_reload(move || {
             let file = termstream::config::find_file(args.config.as_deref());
             Config::load(file.as_deref(), &args)
@@ -244,5 +244,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         let timeout = server.shutdown_timeout();
         server.run(shutdown_signal(timeout)).await
-    })
+    });
+    // A session that did not end within the shutdown's wait may still have
+    // its actor on the bulk lane: dropped there as the runtime's own tasks
+    // are dropped below, its cgroup killed.
+    termstream::session::lane::stop_lane(std::time::Duration::from_secs(2));
+    served
 }

@@ -1,7 +1,8 @@
 //! A session that floods while someone types into another runs its actor on
-//! the bulk lane (`session/lane.rs`: one thread, `termstream-bulk`, at a
-//! lower priority), and comes back; nothing it printed is lost or doubled
-//! on the way. Real server, real PTYs, real programs.
+//! the bulk lane (`session/lane.rs`: a thread named `termstream-bulk`, at a
+//! lower priority), and comes back home once its flood is over; nothing it
+//! printed is lost or doubled on the way. Real server, real PTYs, real
+//! programs.
 
 mod common;
 
@@ -9,21 +10,65 @@ use std::time::Duration;
 
 use common::{TestServer, secs, session_dir, wait_until};
 use serde_json::json;
+use tokio::task::JoinHandle;
 
-/// CPU ticks the server's bulk-lane thread has used, if it runs.
+/// CPU ticks the server's bulk-lane threads have used, if any runs.
 fn lane_ticks(pid: u32) -> Option<u64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    tasks.flatten().find_map(|t| {
-        let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
-        if comm.trim_end() != "termstream-bulk" {
-            return None;
+    let ticks: Vec<u64> = tasks
+        .flatten()
+        .filter_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            if comm.trim_end() != "termstream-bulk" {
+                return None;
+            }
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // After the `(comm)` field: utime and stime are fields 14 and 15.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .collect();
+    (!ticks.is_empty()).then(|| ticks.iter().sum())
+}
+
+/// The `termstream_bulk_lane_sessions` gauge.
+async fn on_lane(server: &TestServer) -> Option<f64> {
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("termstream_bulk_lane_sessions ")?.trim().parse().ok())
+}
+
+/// Types a key into a `cat` session of `server` every 50 ms, until aborted;
+/// its id too.
+async fn typist(server: &TestServer) -> (JoinHandle<()>, String) {
+    let typed = server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 })).await;
+    let id = typed["id"].as_str().unwrap().to_owned();
+    let url = server.url(&format!("/api/sessions/{id}/input"));
+    let client = server.client.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let sent = client.post(&url).json(&json!({ "data": "k" })).send().await;
+            assert_eq!(sent.map(|r| r.status().as_u16()).ok(), Some(200), "typing failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-        // After the `(comm)` field: utime and stime are fields 14 and 15.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-    })
+    });
+    (task, id)
+}
+
+/// Stops the typist, which must still be typing (an assertion inside it
+/// would otherwise go unseen).
+fn stop(typist: JoinHandle<()>) {
+    assert!(!typist.is_finished(), "the typist stopped: typing failed");
+    typist.abort();
 }
 
 /// What `seq 1 n` prints through a PTY (`\n` becomes `\r\n`).
@@ -36,24 +81,16 @@ fn seq_output(n: u64) -> Vec<u8> {
     out
 }
 
+/// Lines a flood prints: at least 0.5 s at 1 MiB/s, however fast the PTY.
+const FLOOD_LINES: u64 = 8_000_000;
+
 #[tokio::test]
 async fn a_flood_beside_a_typist_runs_on_the_bulk_lane_and_loses_nothing() {
     let server = TestServer::start().await;
-    // Someone types into a `cat` session every 50 ms.
-    let typed = server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 })).await;
-    let url = server.url(&format!("/api/sessions/{}/input", typed["id"].as_str().unwrap()));
-    let client = server.client.clone();
-    let typist = tokio::spawn(async move {
-        loop {
-            let sent = client.post(&url).json(&json!({ "data": "k" })).send().await;
-            assert_eq!(sent.map(|r| r.status().as_u16()).ok(), Some(200), "typing failed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let (typing, typed) = typist(&server).await;
     assert_eq!(lane_ticks(server.pid()), None, "the lane starts only when needed");
 
-    // A flood of a known text: it counts as one after 500 ms at 1 MiB/s.
-    let n = 8_000_000;
+    let n = FLOOD_LINES;
     let info = server
         .create(json!({ "argv": ["seq", "1", n.to_string()], "cols": 80, "rows": 24 }))
         .await;
@@ -69,7 +106,7 @@ async fn a_flood_beside_a_typist_runs_on_the_bulk_lane_and_loses_nothing() {
         "the flood did not end: {}",
         server.info(&id).await
     );
-    typist.abort();
+    stop(typing);
     let end = server.info(&id).await;
     assert_eq!(end["exitCode"], 0, "{end}");
     let want = seq_output(n);
@@ -97,6 +134,42 @@ async fn a_flood_beside_a_typist_runs_on_the_bulk_lane_and_loses_nothing() {
     );
 
     // The typed session kept working beside it.
-    let echoed = server.info(typed["id"].as_str().unwrap()).await;
+    let echoed = server.info(&typed).await;
     assert!(echoed["outputOffset"].as_u64() > Some(0), "{echoed}");
+}
+
+/// With `flood_nice = 0` programs are never lowered, but a flood's actor
+/// still goes to the lane; once the flood stops (the program now waits for
+/// input, someone still types elsewhere) it must come back home.
+#[tokio::test]
+async fn an_actor_comes_home_when_its_flood_stops() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_FLOOD_NICE", "0")]).await;
+    let (typing, _) = typist(&server).await;
+    let script = format!("seq 1 {FLOOD_LINES}; exec cat");
+    let info = server
+        .create(json!({ "argv": ["sh", "-c", script], "cols": 80, "rows": 24 }))
+        .await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    assert!(
+        wait_until(secs(30), || async { on_lane(&server).await == Some(1.0) }).await,
+        "the flood's actor never went to the lane: {:?}",
+        on_lane(&server).await
+    );
+    let want = seq_output(FLOOD_LINES).len() as u64;
+    assert!(
+        wait_until(secs(60), || async {
+            server.info(&id).await["outputOffset"].as_u64() == Some(want)
+        })
+        .await,
+        "the flood did not finish: {}",
+        server.info(&id).await
+    );
+    assert!(
+        wait_until(secs(10), || async { on_lane(&server).await == Some(0.0) }).await,
+        "the actor stayed on the lane after its flood: {:?}",
+        on_lane(&server).await
+    );
+    assert_eq!(server.info(&id).await["status"], "running");
+    stop(typing);
+    server.terminate(&id).await;
 }

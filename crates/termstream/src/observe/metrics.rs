@@ -68,13 +68,17 @@ pub fn install() -> PrometheusHandle {
 }
 
 /// Every gauge, with its description.
-const GAUGES: [(&str, &str); 4] = [
+const GAUGES: [(&str, &str); 5] = [
     ("termstream_sessions", "Sessions kept, by kind and status."),
     ("termstream_connections", "WebSocket connections open, by endpoint."),
     ("termstream_attachments", "Sessions attached to sockets, by endpoint."),
     (
         "termstream_outbox_queued_frames",
         "Frames waiting in sockets' outboxes for their writer, all sockets together.",
+    ),
+    (
+        "termstream_bulk_lane_sessions",
+        "Sessions whose actor runs on the bulk lane (flooding while someone types elsewhere).",
     ),
 ];
 
@@ -135,6 +139,8 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub output_frames: Counter,
     pub outbox_queued: Gauge,
+    /// Actors on the bulk lane (`session/lane.rs`).
+    pub bulk_lane: Gauge,
     pub input_busy: Counter,
     pub spawn_failures: Counter,
     pub delivery: Histogram,
@@ -151,6 +157,7 @@ pub fn get() -> &'static Metrics {
         bytes_out: counter!("termstream_bytes_total", "direction" => "out"),
         output_frames: counter!("termstream_output_frames_total"),
         outbox_queued: gauge!("termstream_outbox_queued_frames"),
+        bulk_lane: gauge!("termstream_bulk_lane_sessions"),
         input_busy: counter!("termstream_input_busy_total"),
         spawn_failures: counter!("termstream_spawn_failures_total"),
         delivery: histogram!(DELIVERY),

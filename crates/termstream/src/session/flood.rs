@@ -182,8 +182,10 @@ impl FloodPriority {
     /// to restore after a pause or once nobody types; while a change waits
     /// for a retry.
     pub fn deadline(&self) -> Option<Instant> {
-        self.leader?;
-        let pending = (self.want_low != self.lowered.is_some())
+        // Without a leader nothing is lowered or retried, but the watch
+        // still says when the flood is over: the actor's bulk lane follows
+        // `want_low`.
+        let pending = (self.leader.is_some() && self.want_low != self.lowered.is_some())
             .then_some(self.retry_at)
             .flatten();
         let quiet = self.want_low.then(|| {

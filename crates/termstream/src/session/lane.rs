@@ -18,21 +18,34 @@
 //! lane's thread uses whatever CPU the interactive work leaves.
 //!
 //! A move hands the actor's future, boxed, to a new task on the other
-//! runtime, which polls it at once: the wakers of its waits are then the new
-//! task's. Its sockets and PTY stay registered with the server's runtime,
-//! whose I/O driver wakes the lane's task. One thread for all sessions, not
-//! one per session.
+//! runtime; its first poll makes the new task the one its waits wake. Its
+//! PTY, pipes, pidfd and any timer it made at home stay with the server's
+//! runtime, whose drivers wake it there. What it starts while on the lane
+//! (a `meta.json` write, a `/proc` scan) runs on the lane too, whose
+//! blocking pool has a few threads at the same priority. One thread for all
+//! sessions, not one per session. The viewers' forwarders stay home: moving
+//! them too cost more CPU and load than it gained.
+//!
+//! The lane's runtime is never shut down. When the server stops,
+//! [`stop_lane`] drops whatever actor is still there (a session that did not
+//! end within the shutdown's wait), as the server's runtime drops its own
+//! tasks: its session's cgroup is killed.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use tokio::runtime::{Handle, Runtime};
 
-/// The nice value of the lane's thread: below the server's workers (0), above
-/// the screen model's background parsing (10).
+use crate::observe::metrics;
+
+/// The nice value of the lane's threads: below the server's workers (0, or
+/// whatever the server was started with: raising a nice value needs no
+/// privilege, lowering one does), above the screen model's background
+/// parsing (10).
 pub const NICE: i32 = 5;
 /// The lane's thread's name, as `/proc` shows it.
 pub const THREAD_NAME: &str = "termstream-bulk";
@@ -42,7 +55,9 @@ fn lane_runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .max_blocking_threads(1)
+            // What an actor starts there runs there too (meta.json writes,
+            // `/proc` scans): a few, so that they do not queue behind one.
+            .max_blocking_threads(4)
             .thread_name(THREAD_NAME)
             .on_thread_start(|| {
                 // Linux applies a nice value to the calling thread only.
@@ -53,6 +68,16 @@ fn lane_runtime() -> &'static Runtime {
             .build()
             .expect("a runtime of one thread needs no resources to build")
     })
+}
+
+/// The tasks on the lane, by number, for [`stop_lane`].
+fn on_lane() -> &'static Mutex<HashMap<u64, tokio::task::AbortHandle>> {
+    static TASKS: OnceLock<Mutex<HashMap<u64, tokio::task::AbortHandle>>> = OnceLock::new();
+    TASKS.get_or_init(Default::default)
+}
+
+fn lock_on_lane() -> std::sync::MutexGuard<'static, HashMap<u64, tokio::task::AbortHandle>> {
+    on_lane().lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Which lane an actor should run on: set by the actor, read by its task.
@@ -76,7 +101,8 @@ type BoxedActor = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// An actor's future in the task of one lane.
 struct Laned {
     actor: Option<BoxedActor>,
-    on_bulk: bool,
+    /// On the lane: its number in [`on_lane`].
+    on_bulk: Option<u64>,
     wish: LaneWish,
     /// The server's runtime, to move back to.
     home: Handle,
@@ -94,15 +120,22 @@ impl Future for Laned {
             return Poll::Ready(());
         }
         let bulk = self.wish.bulk();
-        if bulk != self.on_bulk {
-            let moved = Laned {
+        if bulk != self.on_bulk.is_some() {
+            let mut moved = Laned {
                 actor: self.actor.take(),
-                on_bulk: bulk,
+                on_bulk: None,
                 wish: self.wish.clone(),
                 home: self.home.clone(),
             };
             if bulk {
-                drop(lane_runtime().spawn(moved));
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                moved.on_bulk = Some(n);
+                metrics::get().bulk_lane.increment(1.0);
+                // Under the lock, so that the task's end (its drop) cannot
+                // remove its entry before it is there.
+                let mut tasks = lock_on_lane();
+                tasks.insert(n, lane_runtime().spawn(moved).abort_handle());
             } else {
                 // On a runtime that shut down the task is dropped, and the
                 // actor with it, as the runtime's own tasks were.
@@ -114,19 +147,42 @@ impl Future for Laned {
     }
 }
 
+impl Drop for Laned {
+    fn drop(&mut self) {
+        if let Some(n) = self.on_bulk {
+            lock_on_lane().remove(&n);
+            metrics::get().bulk_lane.decrement(1.0);
+        }
+    }
+}
+
+/// Drops every actor still on the lane and waits (at most `wait`) until
+/// they are gone: called once the server's runtime has stopped serving, so
+/// that an actor there is dropped as the runtime's own tasks are (its
+/// session's cgroup killed) rather than left running past the server.
+pub fn stop_lane(wait: std::time::Duration) {
+    let tasks: Vec<_> = lock_on_lane().drain().map(|(_, t)| t).collect();
+    tasks.iter().for_each(|t| t.abort());
+    let deadline = std::time::Instant::now() + wait;
+    while tasks.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Spawns a session's actor on the current runtime; it moves to the bulk
 /// lane and back as `wish` says.
 pub fn spawn_actor(actor: impl Future<Output = ()> + Send + 'static, wish: LaneWish) {
     let home = Handle::current();
     tokio::spawn(Laned {
         actor: Some(Box::pin(actor)),
-        on_bulk: false,
+        on_bulk: None,
         wish,
         home,
     });
 }
 
-/// Whether the calling thread is the bulk lane's.
+/// Whether the calling thread is one of the bulk lane's (its worker or a
+/// blocking thread).
 pub fn on_bulk_lane() -> bool {
     std::thread::current().name() == Some(THREAD_NAME)
 }
@@ -167,5 +223,42 @@ mod tests {
         assert_eq!(seen, [false, true, false], "home, lane, home");
         assert_eq!(count, 2, "its state went along");
         assert_eq!(nice, Some(NICE), "the lane runs at its lower priority");
+    }
+
+    #[test]
+    fn stopping_the_lane_drops_the_actors_on_it() {
+        /// Says when the actor's future is dropped.
+        struct Dropped(std::sync::mpsc::Sender<()>);
+        impl Drop for Dropped {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        let (dropped_tx, dropped) = std::sync::mpsc::channel();
+        let (on_lane_tx, on_lane) = std::sync::mpsc::channel();
+        let home = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        home.block_on(async {
+            let wish = LaneWish::default();
+            let w = wish.clone();
+            spawn_actor(
+                async move {
+                    let _guard = Dropped(dropped_tx);
+                    w.set(true);
+                    wait_once().await;
+                    let _ = on_lane_tx.send(on_bulk_lane());
+                    std::future::pending::<()>().await
+                },
+                wish,
+            );
+        });
+        let lane = on_lane.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(lane, Ok(true), "the actor moved to the lane");
+        stop_lane(std::time::Duration::from_secs(10));
+        // Dropped before `stop_lane` returned.
+        assert_eq!(dropped.try_recv(), Ok(()), "the actor was left on the lane");
     }
 }

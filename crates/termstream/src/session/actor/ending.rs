@@ -115,6 +115,8 @@ impl Actor {
 
     /// Makes the end final: status, times, disk, and the `Ended` event.
     pub(super) async fn finish(&mut self) {
+        // An ended session's actor serves reads from home.
+        self.lane.set(false);
         self.kill_all(Signal::KILL).await;
         self.phase = Phase::Ended;
         // Before the end is published: whoever waits for it (terminate, a
