@@ -163,9 +163,28 @@ where
 
 /// One-byte round trips through `stty raw -echo; cat` on a bare PTY.
 pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow::Result<Vec<Duration>> {
-    let (mut pty, _child) = spawn_on_pty("stty raw -echo; exec cat")?;
-    // Let stty take effect before the first byte, so it comes back once.
+    let echo = echo_pty().await?;
+    echo_pty_rounds(echo, warmup, samples, limit).await
+}
+
+/// A bare PTY running `stty raw -echo; exec cat`, once `stty` has taken
+/// effect (so that the first byte comes back once).
+async fn echo_pty() -> anyhow::Result<EchoPty> {
+    let echo = spawn_on_pty("stty raw -echo; exec cat")?;
     tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(echo)
+}
+
+type EchoPty = (pty_process::Pty, tokio::process::Child);
+
+/// The round trips of [`pty_echo`] on a PTY from [`echo_pty`].
+async fn echo_pty_rounds(
+    echo: EchoPty,
+    warmup: usize,
+    samples: usize,
+    limit: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    let (mut pty, _child) = echo;
     let deadline = Instant::now() + limit;
     let mut buf = [0u8; 4096];
     echo_rounds(warmup, samples, async |want| {
@@ -195,6 +214,9 @@ pub async fn pty_echo_loaded(
     samples: usize,
     limit: Duration,
 ) -> anyhow::Result<(Vec<Duration>, f64)> {
+    // The probe is a thread of its own, as for the servers (see `load`),
+    // ready before the load starts.
+    let probe = crate::load::on_own_thread(echo_pty, move |echo| echo_pty_rounds(echo, warmup, samples, limit)).await?;
     let script = crate::load::script(file);
     let mut load = Load::new();
     for _ in 0..crate::load::STREAMS {
@@ -217,9 +239,7 @@ pub async fn pty_echo_loaded(
             }
         });
     }
-    // The probe is a thread of its own, as for the servers (see `load`).
-    let probe = crate::load::on_own_thread(move || pty_echo(warmup, samples, limit));
-    let (samples, mbps) = load.during("bare PTYs", probe).await;
+    let (samples, mbps) = load.during("bare PTYs", probe.run()).await;
     Ok((samples?, mbps))
 }
 

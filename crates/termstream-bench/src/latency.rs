@@ -292,22 +292,26 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
         relay.stop().await;
         return Ok((idle, None));
     }
+    // The probe under load is a client of its own (see `load`), on a
+    // fresh echo program as with ttyd, ready before the load starts.
+    drop(echo);
+    let (url, (warmup, samples)) = (relay.url().to_owned(), (ctx.warmup, ctx.samples));
+    let probe = load::on_own_thread(
+        move || async move {
+            let echo = RelayConn::connect(&url, ECHO).await?;
+            tokio::time::sleep(STTY_WAIT).await;
+            Ok(echo)
+        },
+        move |mut echo| async move { echo.echo_samples(warmup, samples, Instant::now() + LIMIT).await },
+    )
+    .await?;
     let script = load::script(&ctx.file_big);
     let cpu0 = relay.pid().and_then(stat_cpu_ms);
     let mut load = Load::new();
     for _ in 0..load::STREAMS {
         load.add(relay.open(&script).await?.drain(load.stop_signal()));
     }
-    // The probe under load is a client of its own (see `load`), on a
-    // fresh echo program, as with ttyd.
-    drop(echo);
-    let (url, (warmup, samples)) = (relay.url().to_owned(), (ctx.warmup, ctx.samples));
-    let probe = load::on_own_thread(move || async move {
-        let mut echo = RelayConn::connect(&url, ECHO).await?;
-        tokio::time::sleep(STTY_WAIT).await;
-        echo.echo_samples(warmup, samples, Instant::now() + LIMIT).await
-    });
-    let (loaded, mbps, bytes) = load.during_counted("bare relay", probe).await;
+    let (loaded, mbps, bytes) = load.during_counted("bare relay", probe.run()).await;
     let cpu = ms_per_mb(cpu0, relay.pid().and_then(stat_cpu_ms), bytes);
     relay.stop().await;
     Ok((idle, Some((Percentiles::of(&loaded?), mbps, cpu))))
@@ -326,6 +330,23 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
     if !under_load {
         return Ok((idle, None));
     }
+    // The probe under load is a client of its own (see `load`), ready
+    // before the load starts.
+    client.close().await;
+    let (ws, probe_id, (warmup, samples)) = (target.ws.clone(), id.clone(), (ctx.warmup, ctx.samples));
+    let probe = load::on_own_thread(
+        move || async move {
+            let mut client = Client::connect(&ws).await?;
+            client.attach(&probe_id).await?;
+            Ok((client, probe_id))
+        },
+        move |(mut client, probe_id)| async move {
+            client
+                .echo_samples(&probe_id, warmup, samples, Instant::now() + LIMIT)
+                .await
+        },
+    )
+    .await?;
     let cpu0 = target.pid.and_then(stat_cpu_ms);
     let mut load = Load::new();
     let mut load_ids = vec![];
@@ -338,17 +359,7 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
         load.add(async move { reader.drain(&mut stop, Instant::now() + LIMIT * 2).await });
         load_ids.push(lid);
     }
-    // The probe under load is a client of its own (see `load`).
-    client.close().await;
-    let (ws, probe_id, (warmup, samples)) = (target.ws.clone(), id.clone(), (ctx.warmup, ctx.samples));
-    let probe = load::on_own_thread(move || async move {
-        let mut client = Client::connect(&ws).await?;
-        client.attach(&probe_id).await?;
-        client
-            .echo_samples(&probe_id, warmup, samples, Instant::now() + LIMIT)
-            .await
-    });
-    let (loaded, mbps, bytes) = load.during_counted("termstream", probe).await;
+    let (loaded, mbps, bytes) = load.during_counted("termstream", probe.run()).await;
     let cpu = ms_per_mb(cpu0, target.pid.and_then(stat_cpu_ms), bytes);
     target.delete_all(&load_ids).await;
     target.delete(&id).await?;

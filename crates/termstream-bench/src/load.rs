@@ -27,26 +27,67 @@ pub fn script(file: &std::path::Path) -> String {
     format!("while cat {}; do :; done", crate::shell_quote(file))
 }
 
-/// Runs `probe` to completion on a new thread with a current-thread tokio
-/// runtime of its own; its sockets must be made inside it (a tokio socket
-/// belongs to the runtime it was made in).
-pub async fn on_own_thread<T, F, Fut>(probe: F) -> anyhow::Result<T>
+/// A probe made ready on a thread of its own (see [`on_own_thread`]):
+/// [`Ready::run`] starts its measurement.
+pub struct Ready<T> {
+    go: tokio::sync::oneshot::Sender<()>,
+    done: tokio::sync::oneshot::Receiver<anyhow::Result<T>>,
+}
+
+impl<T> Ready<T> {
+    /// Runs the measurement and waits for its result.
+    pub async fn run(self) -> anyhow::Result<T> {
+        let _ = self.go.send(());
+        self.done
+            .await
+            .map_err(|_| anyhow::anyhow!("the echo probe's thread panicked"))?
+    }
+}
+
+/// Starts a thread with a current-thread tokio runtime of its own, runs
+/// `setup` there (connecting, letting `stty` take effect: before the load
+/// starts, the same for every target) and returns once it is done; `run`
+/// then takes what `setup` made when [`Ready::run`] is called. A tokio
+/// socket belongs to the runtime it was made in, so the probe's sockets
+/// are made there. Dropping the [`Ready`] ends the thread.
+pub async fn on_own_thread<S, T, F1, Fut1, F2, Fut2>(setup: F1, run: F2) -> anyhow::Result<Ready<T>>
 where
     T: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = anyhow::Result<T>>,
+    F1: FnOnce() -> Fut1 + Send + 'static,
+    Fut1: Future<Output = anyhow::Result<S>>,
+    F2: FnOnce(S) -> Fut2 + Send + 'static,
+    Fut2: Future<Output = anyhow::Result<T>>,
 {
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    use tokio::sync::oneshot;
+    let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<()>>();
+    let (go, go_rx) = oneshot::channel::<()>();
+    let (done_tx, done) = oneshot::channel();
     std::thread::Builder::new().name("echo-probe".into()).spawn(move || {
-        let r = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(probe()));
-        let _ = tx.send(r);
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.into()));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let made = match setup().await {
+                Ok(made) => made,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            if go_rx.await.is_ok() {
+                let _ = done_tx.send(run(made).await);
+            }
+        });
     })?;
-    rx.await
-        .map_err(|_| anyhow::anyhow!("the echo probe's thread panicked"))?
+    ready_rx
+        .await
+        .map_err(|_| anyhow::anyhow!("the echo probe's thread panicked"))??;
+    Ok(Ready { go, done })
 }
 
 /// Readers of the streams, each counting the bytes it read.

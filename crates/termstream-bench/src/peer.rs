@@ -293,21 +293,26 @@ pub async fn echo(
         let Some(script) = load else {
             return anyhow::Ok((idle, None));
         };
+        // The probe under load is a client of its own (see `load`), on a
+        // fresh echo program (ttyd runs one per connection), ready before
+        // the load starts.
+        drop(echo);
+        let url = ttyd.url(Some(crate::latency::ECHO))?;
+        let probe = crate::load::on_own_thread(
+            move || async move {
+                let echo = TtydConn::connect(url, false).await?;
+                tokio::time::sleep(crate::latency::STTY_WAIT).await;
+                Ok(echo)
+            },
+            move |mut echo| async move { echo.echo_samples(warmup, samples, Instant::now() + limit).await },
+        )
+        .await?;
         let before = ttyd.pid().and_then(stat_cpu_ms);
         let mut load = crate::load::Load::new();
         for _ in 0..crate::load::STREAMS {
             load.add(ttyd.open(Some(script), false).await?.drain(load.stop_signal()));
         }
-        // The probe under load is a client of its own (see `load`), on a
-        // fresh echo program: ttyd runs one per connection.
-        drop(echo);
-        let url = ttyd.url(Some(crate::latency::ECHO))?;
-        let probe = crate::load::on_own_thread(move || async move {
-            let mut echo = TtydConn::connect(url, false).await?;
-            tokio::time::sleep(crate::latency::STTY_WAIT).await;
-            echo.echo_samples(warmup, samples, Instant::now() + limit).await
-        });
-        let (loaded, mbps, bytes) = load.during_counted("ttyd", probe).await;
+        let (loaded, mbps, bytes) = load.during_counted("ttyd", probe.run()).await;
         let cpu = ms_per_mb(before, ttyd.pid().and_then(stat_cpu_ms), bytes);
         Ok((idle, Some((loaded?, mbps, cpu))))
     }
