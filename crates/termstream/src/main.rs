@@ -245,9 +245,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let timeout = server.shutdown_timeout();
         server.run(shutdown_signal(timeout)).await
     });
-    // A session that did not end within the shutdown's wait may still have
-    // its actor on the bulk lane: dropped there as the runtime's own tasks
-    // are dropped below, its cgroup killed.
+    // The runtime's tasks are dropped first (sessions that did not end
+    // within the shutdown's wait: their cgroups killed), so that no actor
+    // can move onto the bulk lane any more; then whatever actor is still
+    // there is dropped the same way.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     termstream::session::lane::stop_lane(std::time::Duration::from_secs(2));
     served
 }

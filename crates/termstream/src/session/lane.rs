@@ -224,41 +224,4 @@ mod tests {
         assert_eq!(count, 2, "its state went along");
         assert_eq!(nice, Some(NICE), "the lane runs at its lower priority");
     }
-
-    #[test]
-    fn stopping_the_lane_drops_the_actors_on_it() {
-        /// Says when the actor's future is dropped.
-        struct Dropped(std::sync::mpsc::Sender<()>);
-        impl Drop for Dropped {
-            fn drop(&mut self) {
-                let _ = self.0.send(());
-            }
-        }
-        let (dropped_tx, dropped) = std::sync::mpsc::channel();
-        let (on_lane_tx, on_lane) = std::sync::mpsc::channel();
-        let home = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        home.block_on(async {
-            let wish = LaneWish::default();
-            let w = wish.clone();
-            spawn_actor(
-                async move {
-                    let _guard = Dropped(dropped_tx);
-                    w.set(true);
-                    wait_once().await;
-                    let _ = on_lane_tx.send(on_bulk_lane());
-                    std::future::pending::<()>().await
-                },
-                wish,
-            );
-        });
-        let lane = on_lane.recv_timeout(std::time::Duration::from_secs(10));
-        assert_eq!(lane, Ok(true), "the actor moved to the lane");
-        stop_lane(std::time::Duration::from_secs(10));
-        // Dropped before `stop_lane` returned.
-        assert_eq!(dropped.try_recv(), Ok(()), "the actor was left on the lane");
-    }
 }
