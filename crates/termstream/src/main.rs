@@ -245,11 +245,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let timeout = server.shutdown_timeout();
         server.run(shutdown_signal(timeout)).await
     });
-    // The runtime's tasks are dropped first (sessions that did not end
-    // within the shutdown's wait: their cgroups killed), so that no actor
-    // can move onto the bulk lane any more; then whatever actor is still
-    // there is dropped the same way.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // The runtime's tasks are dropped first, as before the bulk lane
+    // (sessions that did not end within the shutdown's wait: their cgroups
+    // killed; blocking work waited for), so that no actor can move onto
+    // the lane any more; then whatever actor is still there is dropped the
+    // same way.
+    drop(runtime);
     termstream::session::lane::stop_lane(std::time::Duration::from_secs(2));
     served
 }
