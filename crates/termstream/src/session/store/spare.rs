@@ -11,9 +11,11 @@
 //! the rest of a create costs, and it was 64 % of the server's CPU while
 //! opening sessions. So a pool of spare directories, each already holding
 //! the three files (empty), is kept in `DATA_DIR/spare/<n>`, filled by a
-//! thread of its own in `SCHED_IDLE` (it runs only on an idle CPU, and
-//! exits once the pool is full); a create renames one to `sessions/<id>.<epoch>` (no inode allocated) and
-//! opens its files, and only makes them when the pool is empty.
+//! thread of its own in `SCHED_IDLE` (it runs only on an idle CPU, waits
+//! while a burst of creates takes spares, and exits once the pool is
+//! full); a create renames one to `sessions/<id>.<epoch>` (no inode
+//! allocated) and opens its files, and only makes them when the pool is
+//! empty.
 //!
 //! Spares hold nothing of any session: a server adopts those it finds at
 //! start, and loading never looks at them. A crash between the rename and
@@ -24,13 +26,18 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use super::segment_name;
 
 /// The directory in the pool's where spares are made (its name is not a
 /// number: never taken for a spare).
 const STAGING: &str = "new";
+
+/// How long creates must pause before spares are made again (unless the
+/// pool is low).
+const QUIET: Duration = Duration::from_millis(200);
 
 /// The files a spare holds, empty: a new session's `meta.json` and its
 /// first segment's files.
@@ -44,7 +51,12 @@ pub struct Spares {
     dir: PathBuf,
     /// How many spares are kept ready.
     target: usize,
+    /// How long creates must pause before more spares are made ([`QUIET`]).
+    quiet: Duration,
     state: Mutex<State>,
+    /// Wakes the thread waiting for creates to pause when one takes a spare
+    /// (the pool may now be low).
+    taken: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +69,8 @@ struct State {
     filling: bool,
     /// No spare can be used (another file system): none is made.
     disabled: bool,
+    /// When a create last took a spare.
+    last_take: Option<Instant>,
 }
 
 impl Spares {
@@ -83,11 +97,14 @@ impl Spares {
         Ok(Arc::new(Spares {
             dir,
             target,
+            quiet: QUIET,
+            taken: Condvar::new(),
             state: Mutex::new(State {
                 ready,
                 next,
                 filling: false,
                 disabled: false,
+                last_take: None,
             }),
         }))
     }
@@ -98,6 +115,8 @@ impl Spares {
         Arc::new(Spares {
             dir,
             target: 0,
+            quiet: QUIET,
+            taken: Condvar::new(),
             state: Mutex::new(State::default()),
         })
     }
@@ -117,7 +136,12 @@ impl Spares {
     /// caller makes the directory and its files itself). Blocking, but a
     /// rename: microseconds.
     pub fn take_into(self: &Arc<Self>, dest: &Path) -> bool {
-        let Some(n) = self.lock().ready.pop() else {
+        let Some(n) = ({
+            let mut state = self.lock();
+            state.last_take = Some(Instant::now());
+            self.taken.notify_one();
+            state.ready.pop()
+        }) else {
             self.fill();
             return false;
         };
@@ -166,9 +190,17 @@ impl Spares {
         loop {
             let n = {
                 let mut state = self.lock();
-                if state.ready.len() >= self.target {
-                    state.filling = false;
-                    return;
+                loop {
+                    if state.ready.len() >= self.target {
+                        state.filling = false;
+                        return;
+                    }
+                    let Some(wait) = self.wait_for_quiet(&state) else { break };
+                    state = self
+                        .taken
+                        .wait_timeout(state, wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
                 state.next += 1;
                 state.next - 1
@@ -186,6 +218,23 @@ impl Spares {
                 }
             }
         }
+    }
+
+    /// How long to wait before making the next spare: while creates are
+    /// taking spares and the pool holds more than a quarter of its target,
+    /// none is made until they pause for `quiet`.
+    ///
+    /// Making a spare is a few file system calls that run in the kernel
+    /// without a break (the inode allocator scans every block group), and
+    /// a kernel without preemption does not hand a CPU to a woken task
+    /// until such a call ends, whatever the caller's priority: during a
+    /// burst of creates, the refill at idle priority still delayed them.
+    fn wait_for_quiet(&self, state: &State) -> Option<Duration> {
+        if state.ready.len() <= self.target / 4 {
+            return None;
+        }
+        let since = state.last_take?.elapsed();
+        (since < self.quiet).then(|| self.quiet - since)
     }
 
     /// Makes spare `n`: its directory and empty files.
@@ -234,7 +283,6 @@ fn idle_priority() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
     fn wait_ready(spares: &Spares, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -276,6 +324,50 @@ mod tests {
             "and new/"
         );
         assert_eq!(fs::read_dir(data.path().join("spare/new")).expect("new").count(), 0);
+    }
+
+    /// A pool of `target` spares, filled, whose refill waits `quiet` after
+    /// a take.
+    fn filled(data: &Path, target: usize, quiet: Duration) -> Arc<Spares> {
+        let mut spares = Spares::open(data.join("spare"), target).expect("open");
+        Arc::get_mut(&mut spares).expect("one owner").quiet = quiet;
+        spares.fill();
+        wait_ready(&spares, target);
+        spares
+    }
+
+    /// While creates take spares, none is made until they pause, as long
+    /// as the pool holds more than a quarter of its target; then it fills
+    /// again.
+    #[test]
+    fn spares_are_made_again_once_creates_pause() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let busy = filled(data.path(), 8, Duration::from_secs(3600));
+        assert!(busy.take_into(&data.path().join("s.1")));
+        assert!(busy.take_into(&data.path().join("s.2")));
+        // A refill would take a few milliseconds; this one must wait an hour.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(busy.ready(), 6, "no spare is made while creates go on");
+        drop(busy);
+
+        let data = tempfile::tempdir().expect("tempdir");
+        let pausing = filled(data.path(), 8, Duration::from_millis(50));
+        assert!(pausing.take_into(&data.path().join("s.1")));
+        wait_ready(&pausing, 8);
+    }
+
+    /// A pool down to a quarter of its target is kept above it, pause or
+    /// not: creates must not run out of spares in a long burst.
+    #[test]
+    fn a_low_pool_is_kept_above_a_quarter_during_a_burst() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let spares = filled(data.path(), 8, Duration::from_secs(3600));
+        for i in 0..6 {
+            assert!(spares.take_into(&data.path().join(format!("s.{i}"))));
+        }
+        wait_ready(&spares, 3);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(spares.ready(), 3, "and no more until creates pause");
     }
 
     /// A new pool on the same dir adopts the spares left there, and numbers
