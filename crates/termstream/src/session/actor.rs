@@ -94,7 +94,7 @@ pub(crate) struct Actor {
     terminating: bool,
     kill_deadline: Option<tokio::time::Instant>,
     child: Option<process::ChildProcess>,
-    pty: Option<pty_process::OwnedWritePty>,
+    pty: Option<crate::session::process::PtyWriter>,
     stdin: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
     out: Option<Reader>,
     err: Option<Reader>,

@@ -30,14 +30,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::confine::Confinement;
-use pty_process::{OwnedReadPty, OwnedWritePty};
 use rustix::process::{Pid, Signal};
 use termstream_proto::SessionKind;
 use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 
 pub use self::child::ChildProcess;
+pub use self::pty::{PtyReader, PtyWriter};
 
 mod child;
+mod pty;
 
 /// The environment variable that marks a session's processes.
 pub const MARKER_VAR: &str = "TERMSTREAM_SESSION";
@@ -107,8 +108,8 @@ pub fn is_exhaustion(e: &io::Error) -> bool {
 /// The program's side of the session: a PTY, or three pipes.
 pub enum SessionIo {
     Pty {
-        reader: OwnedReadPty,
-        writer: OwnedWritePty,
+        reader: PtyReader,
+        writer: PtyWriter,
     },
     Pipes {
         stdin: ChildStdin,
@@ -223,8 +224,10 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             let child = child::start(&plan(child::Stdio::Tty(&pts_path))).map_err(io_err)?;
             drop(pts);
             let pid = child.id();
-            let input_fd = std::os::fd::AsRawFd::as_raw_fd(&pty);
-            let (reader, writer) = pty.into_split();
+            // Out of pty_process's registration (both readinesses) into
+            // ours (see `pty`).
+            let (reader, writer) = pty::split(OwnedFd::from(pty)).map_err(io_err)?;
+            let input_fd = writer.raw_fd();
             Ok(Spawned {
                 child,
                 pid,

@@ -108,7 +108,7 @@ pub(super) fn wait_child(
 }
 
 pub(super) async fn write_some(
-    pty: &mut Option<pty_process::OwnedWritePty>,
+    pty: &mut Option<crate::session::process::PtyWriter>,
     stdin: &mut Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
     data: &Bytes,
 ) -> io::Result<usize> {

@@ -35,7 +35,7 @@ impl Actor {
                 }
             });
         };
-        if pty.resize(pty_process::Size::new(rows, cols)).is_err() {
+        if pty.resize(cols, rows).is_err() {
             return Err(SessionError::NotRunning(self.info.id.clone()));
         }
         if (self.info.cols, self.info.rows) != (cols, rows) {
