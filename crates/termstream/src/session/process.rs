@@ -221,12 +221,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             pty.resize(pty_process::Size::new(spec.rows, spec.cols))
                 .map_err(|e| io_err(io::Error::other(e)))?;
             let pts_path = rustix::pty::ptsname(&pty, Vec::new()).map_err(|e| io_err(e.into()))?;
+            // Out of pty_process's registration (both readinesses) into
+            // ours (see `pty`), before the child: nothing may fail after it.
+            let (reader, writer) = pty::split(OwnedFd::from(pty)).map_err(io_err)?;
             let child = child::start(&plan(child::Stdio::Tty(&pts_path))).map_err(io_err)?;
             drop(pts);
             let pid = child.id();
-            // Out of pty_process's registration (both readinesses) into
-            // ours (see `pty`).
-            let (reader, writer) = pty::split(OwnedFd::from(pty)).map_err(io_err)?;
             let input_fd = writer.raw_fd();
             Ok(Spawned {
                 child,

@@ -18,16 +18,19 @@
 //! again, on the server's runtime, at the first `EAGAIN`. A registration
 //! made where data is already waiting is ready at once: nothing is missed.
 //! A keystroke's echo is one read and an `EAGAIN`: an interactive session
-//! keeps its registration. So does an actor on the bulk lane
-//! (`session::lane`): read unwatched there, the lane's one thread never
+//! keeps its registration. A reader polled on the bulk lane
+//! (`session::lane`) is always watched, and watched again if its actor
+//! moved there mid-flood: read unwatched there, the lane's one thread never
 //! paused, and in the benchmark's load scenario the echo's p99 rose (1.0–
 //! 1.3 ms against 0.7–0.9 ms in 4 alternating runs). The writer
 //! ([`PtyWriter`]) is registered for writability only, so the output's
-//! edges never wake anyone through it.
+//! edges never wake anyone through it, and only once a write has had to
+//! wait.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::unix::AsyncFd;
@@ -52,39 +55,54 @@ pub struct PtyReader {
 }
 
 enum Watch {
-    Watched(AsyncFd<OwnedFd>),
-    Unwatched(OwnedFd),
+    Watched(AsyncFd<Master>),
+    Unwatched(Master),
     /// Only between the two, never seen by a poll.
     Moving,
 }
 
 /// The writing half of a PTY master (the program's input), and its window
-/// size.
+/// size. Registered (for writability) only once a write finds the
+/// program's input full: most sessions never do, and a registration is a
+/// few hundred bytes an idle session would carry.
 pub struct PtyWriter {
-    fd: AsyncFd<OwnedFd>,
+    fd: Master,
+    /// A copy of `fd` (epoll takes an fd once, and the reader may have
+    /// registered `fd`), registered when a write first had to wait.
+    watch: Option<AsyncFd<OwnedFd>>,
+    home: Handle,
+}
+
+/// The master's fd, shared by the halves: closed when both are gone.
+#[derive(Clone)]
+struct Master(Arc<OwnedFd>);
+
+impl AsRawFd for Master {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
 }
 
 /// Registers `fd` with the current runtime for `interest`; on failure the
 /// fd is handed back.
-fn register(fd: OwnedFd, interest: Interest) -> Result<AsyncFd<OwnedFd>, (OwnedFd, io::Error)> {
-    // SAFETY: an `OwnedFd` is open, refers to the same file description and
-    // returns the same fd for as long as it lives, which is as long as the
-    // `AsyncFd` holding it.
+fn register<T: AsRawFd>(fd: T, interest: Interest) -> Result<AsyncFd<T>, (T, io::Error)> {
+    // SAFETY: `T` is an `OwnedFd` or a `Master` holding one: open, the same
+    // file description and the same fd for as long as it lives, which is
+    // as long as the `AsyncFd` holding it.
     unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into_parts())
 }
 
 /// Splits the master `fd` (nonblocking) into its halves. Must be called
 /// within the server's runtime.
 pub fn split(fd: OwnedFd) -> io::Result<(PtyReader, PtyWriter)> {
-    let read_fd = fd.try_clone()?;
-    let writer = PtyWriter {
-        fd: register(fd, Interest::WRITABLE).map_err(|(_, e)| e)?,
-    };
+    let fd = Master(Arc::new(fd));
+    let home = Handle::current();
     let reader = PtyReader {
-        fd: Watch::Watched(register(read_fd, Interest::READABLE).map_err(|(_, e)| e)?),
+        fd: Watch::Watched(register(fd.clone(), Interest::READABLE).map_err(|(_, e)| e)?),
         streak: 0,
-        home: Handle::current(),
+        home: home.clone(),
     };
+    let writer = PtyWriter { fd, watch: None, home };
     Ok((reader, writer))
 }
 
@@ -103,6 +121,8 @@ impl PtyReader {
             match register(fd, Interest::READABLE) {
                 Ok(watched) => self.fd = Watch::Watched(watched),
                 Err((fd, e)) => {
+                    // The actor takes the error for the end of the output.
+                    tracing::warn!(error = %e, "cannot watch a PTY for output again");
                     self.fd = Watch::Unwatched(fd);
                     return Err(e);
                 }
@@ -144,11 +164,25 @@ fn read_into(fd: RawFd, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
     Ok(n)
 }
 
+/// One `write` of `data`.
+fn write_from(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: `data` is valid for its length.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 impl AsyncRead for PtyReader {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
             match &this.fd {
+                // An actor that moved to the bulk lane while flooding is
+                // watched there (see the module's doc).
+                Watch::Unwatched(_) if crate::session::lane::on_bulk_lane() => this.watch()?,
                 Watch::Unwatched(fd) => match read_into(fd.as_raw_fd(), buf) {
                     Ok(n) => {
                         if n > 0 {
@@ -187,18 +221,30 @@ impl AsyncRead for PtyReader {
 impl PtyWriter {
     /// Writes some of `data` to the program's input, waiting while its
     /// buffer is full.
-    pub async fn write(&self, data: &[u8]) -> io::Result<usize> {
-        self.fd
-            .async_io(Interest::WRITABLE, |fd| {
-                // SAFETY: `data` is valid for its length.
-                let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            })
-            .await
+    pub async fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        loop {
+            match write_from(self.fd.as_raw_fd(), data) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                done => return done,
+            }
+            if self.watch.is_none() {
+                let _home = self.home.enter();
+                let copy = self.fd.0.try_clone()?;
+                self.watch = Some(register(copy, Interest::WRITABLE).map_err(|(_, e)| e)?);
+            }
+            let Some(watch) = &self.watch else {
+                unreachable!("just registered")
+            };
+            // Registered after the `EAGAIN`: its first readiness is the
+            // buffer's state now, so no room made since is missed.
+            let mut guard = watch.writable().await?;
+            match guard.try_io(|fd| write_from(fd.as_raw_fd(), data)) {
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(done) => return done,
+                Err(_would_block) => {}
+            }
+        }
     }
 
     /// Sets the terminal's window size.
@@ -209,7 +255,7 @@ impl PtyWriter {
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        rustix::termios::tcsetwinsize(self.fd.get_ref().as_fd(), size).map_err(io::Error::from)
+        rustix::termios::tcsetwinsize(self.fd.0.as_fd(), size).map_err(io::Error::from)
     }
 
     /// The master's fd, for the nonblocking writes of the input path.
@@ -281,6 +327,36 @@ mod tests {
         assert_eq!(&buf[..n], b"z");
     }
 
+    /// A flood that ends with its program (the PTY's other side closed) is
+    /// read to its last byte, and then the end is seen, unwatched or not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_is_read_to_its_end() {
+        let (mut reader, _writer, mut slave) = pty();
+        const TOTAL: usize = 1 << 20;
+        let flood = std::thread::spawn(move || {
+            slave.write_all(&vec![b'x'; TOTAL]).expect("write");
+            // The program's side closes: the master reads EIO once empty.
+        });
+        let mut got = 0;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match tokio::time::timeout(LIMIT, reader.read(&mut buf))
+                .await
+                .expect("in time")
+            {
+                Ok(0) => break,
+                Ok(n) => {
+                    assert!(buf[..n].iter().all(|b| *b == b'x'));
+                    got += n;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        flood.join().expect("the flood");
+        assert_eq!(got, TOTAL, "every byte before the end");
+    }
+
     /// An interactive exchange (a byte, then nothing) never stops watching.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn single_bytes_keep_the_reader_watched() {
@@ -303,7 +379,7 @@ mod tests {
     /// The writer reaches the program's input, and sets the window size.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_writer_writes_input_and_resizes() {
-        let (_reader, writer, slave) = pty();
+        let (_reader, mut writer, slave) = pty();
         // Raw mode, so the line discipline hands the bytes over as they are.
         let mut termios = rustix::termios::tcgetattr(&slave).expect("termios");
         termios.make_raw();
@@ -316,5 +392,41 @@ mod tests {
         writer.resize(132, 43).expect("resize");
         let size = rustix::termios::tcgetwinsize(&slave).expect("size");
         assert_eq!((size.ws_col, size.ws_row), (132, 43));
+        assert!(writer.watch.is_none(), "no write had to wait: not registered");
+    }
+
+    /// A write that finds the program's input full waits (registered now)
+    /// until the program reads, and then goes on: every byte arrives.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_into_a_full_input_waits_for_room() {
+        let (_reader, mut writer, slave) = pty();
+        let mut termios = rustix::termios::tcgetattr(&slave).expect("termios");
+        termios.make_raw();
+        rustix::termios::tcsetattr(&slave, rustix::termios::OptionalActions::Now, &termios).expect("raw");
+        const TOTAL: usize = 1 << 20;
+        let data: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let program = std::thread::spawn(move || {
+            // A program busy elsewhere: it reads once the writer has had to
+            // wait, or after a while (1 MiB fills a PTY's input long before).
+            let _ = started_rx.recv_timeout(Duration::from_millis(300));
+            let mut got = vec![0u8; TOTAL];
+            std::io::Read::read_exact(&mut &slave, &mut got).expect("read");
+            got
+        });
+        let mut sent = 0;
+        let mut started = Some(started_tx);
+        while sent < TOTAL {
+            if writer.watch.is_some() {
+                started.take();
+            }
+            let n = tokio::time::timeout(LIMIT, writer.write(&data[sent..])).await;
+            sent += n.expect("room within the limit").expect("write");
+        }
+        assert!(
+            writer.watch.is_some(),
+            "1 MiB does not fit a PTY's input: a write waited"
+        );
+        assert!(program.join().expect("the program") == data, "every byte, in order");
     }
 }

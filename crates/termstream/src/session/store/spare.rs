@@ -139,8 +139,12 @@ impl Spares {
         let Some(n) = ({
             let mut state = self.lock();
             state.last_take = Some(Instant::now());
-            self.taken.notify_one();
-            state.ready.pop()
+            let taken = state.ready.pop();
+            if state.ready.len() <= self.target / 4 {
+                // Low: the refill waiting for a pause goes on at once.
+                self.taken.notify_one();
+            }
+            taken
         }) else {
             self.fill();
             return false;
@@ -229,12 +233,16 @@ impl Spares {
     /// a kernel without preemption does not hand a CPU to a woken task
     /// until such a call ends, whatever the caller's priority: during a
     /// burst of creates, the refill at idle priority still delayed them.
+    ///
+    /// A steady trickle of creates (one every < `quiet`) keeps the pool at
+    /// a quarter of its target, refilled as it goes, like a long burst.
     fn wait_for_quiet(&self, state: &State) -> Option<Duration> {
-        if state.ready.len() <= self.target / 4 {
-            return None;
-        }
-        let since = state.last_take?.elapsed();
-        (since < self.quiet).then(|| self.quiet - since)
+        quiet_wait(
+            state.ready.len(),
+            self.target,
+            state.last_take.map(|t| t.elapsed()),
+            self.quiet,
+        )
     }
 
     /// Makes spare `n`: its directory and empty files.
@@ -252,6 +260,16 @@ impl Spares {
         }
         fs::rename(&staged, self.dir.join(&name))
     }
+}
+
+/// [`Spares::wait_for_quiet`] of a pool with `ready` of `target` spares,
+/// whose last take was `since_take` ago.
+fn quiet_wait(ready: usize, target: usize, since_take: Option<Duration>, quiet: Duration) -> Option<Duration> {
+    if ready <= target / 4 {
+        return None;
+    }
+    let since = since_take?;
+    (since < quiet).then(|| quiet - since)
 }
 
 /// Marks `dir` as the top of a directory hierarchy (`chattr +T`): ext4
@@ -326,48 +344,56 @@ mod tests {
         assert_eq!(fs::read_dir(data.path().join("spare/new")).expect("new").count(), 0);
     }
 
-    /// A pool of `target` spares, filled, whose refill waits `quiet` after
-    /// a take.
+    /// A pool of `target` spares, filled (on this thread), whose refill
+    /// waits `quiet` after a take.
     fn filled(data: &Path, target: usize, quiet: Duration) -> Arc<Spares> {
         let mut spares = Spares::open(data.join("spare"), target).expect("open");
         Arc::get_mut(&mut spares).expect("one owner").quiet = quiet;
-        spares.fill();
-        wait_ready(&spares, target);
+        spares.fill_now();
+        assert_eq!(spares.ready(), target);
         spares
     }
 
-    /// While creates take spares, none is made until they pause, as long
-    /// as the pool holds more than a quarter of its target; then it fills
-    /// again.
+    /// While creates take spares, none is made until they pause for
+    /// `quiet`, unless the pool is down to a quarter of its target; a pool
+    /// never taken from fills at once.
+    #[test]
+    fn the_refill_waits_for_creates_to_pause_unless_the_pool_is_low() {
+        let quiet = Duration::from_millis(200);
+        let ms = Duration::from_millis;
+        assert_eq!(quiet_wait(5, 8, None, quiet), None, "never taken from");
+        assert_eq!(quiet_wait(5, 8, Some(ms(50)), quiet), Some(ms(150)), "a take 50 ms ago");
+        assert_eq!(quiet_wait(5, 8, Some(ms(200)), quiet), None, "creates paused");
+        assert_eq!(quiet_wait(2, 8, Some(ms(0)), quiet), None, "down to a quarter");
+        assert_eq!(quiet_wait(3, 8, Some(ms(0)), quiet), Some(quiet), "above a quarter");
+        assert_eq!(
+            quiet_wait(1, 3, Some(ms(0)), quiet),
+            Some(quiet),
+            "a small pool waits while it has any"
+        );
+        assert_eq!(quiet_wait(0, 3, Some(ms(0)), quiet), None, "and not when it is empty");
+    }
+
+    /// Once creates pause, the pool fills again.
     #[test]
     fn spares_are_made_again_once_creates_pause() {
         let data = tempfile::tempdir().expect("tempdir");
-        let busy = filled(data.path(), 8, Duration::from_secs(3600));
-        assert!(busy.take_into(&data.path().join("s.1")));
-        assert!(busy.take_into(&data.path().join("s.2")));
-        // A refill would take a few milliseconds; this one must wait an hour.
-        std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(busy.ready(), 6, "no spare is made while creates go on");
-        drop(busy);
-
-        let data = tempfile::tempdir().expect("tempdir");
-        let pausing = filled(data.path(), 8, Duration::from_millis(50));
-        assert!(pausing.take_into(&data.path().join("s.1")));
-        wait_ready(&pausing, 8);
+        let spares = filled(data.path(), 8, Duration::from_millis(50));
+        assert!(spares.take_into(&data.path().join("s.1")));
+        assert!(spares.take_into(&data.path().join("s.2")));
+        wait_ready(&spares, 8);
     }
 
-    /// A pool down to a quarter of its target is kept above it, pause or
-    /// not: creates must not run out of spares in a long burst.
+    /// A pool taken down to a quarter of its target is refilled during the
+    /// burst: creates must not run out of spares.
     #[test]
-    fn a_low_pool_is_kept_above_a_quarter_during_a_burst() {
+    fn a_low_pool_is_refilled_during_a_burst() {
         let data = tempfile::tempdir().expect("tempdir");
         let spares = filled(data.path(), 8, Duration::from_secs(3600));
-        for i in 0..6 {
+        for i in 0..7 {
             assert!(spares.take_into(&data.path().join(format!("s.{i}"))));
         }
         wait_ready(&spares, 3);
-        std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(spares.ready(), 3, "and no more until creates pause");
     }
 
     /// A new pool on the same dir adopts the spares left there, and numbers
