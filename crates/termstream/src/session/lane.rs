@@ -19,8 +19,11 @@
 //!
 //! A move hands the actor's future, boxed, to a new task on the other
 //! runtime; its first poll makes the new task the one its waits wake. Its
-//! PTY, pipes, pidfd and any timer it made at home stay with the server's
-//! runtime, whose drivers wake it there. What it starts while on the lane
+//! pipes, pidfd and any timer it made at home stay with the server's
+//! runtime, whose drivers wake it there. Its PTY's output is registered
+//! with the runtime it is read on (`process/pty.rs`): on the lane, the
+//! edges of a flooding PTY wake the lane's thread, not the server's idle
+//! worker. What it starts while on the lane
 //! (a `meta.json` write, a `/proc` scan) runs on the lane too, whose
 //! blocking pool has a few threads at the same priority. One thread for all
 //! sessions, not one per session. The viewers' forwarders stay home: moving
@@ -63,6 +66,7 @@ fn lane_runtime() -> &'static Runtime {
                 // Linux applies a nice value to the calling thread only.
                 // Raising it needs no privilege; failing leaves it at 0.
                 let _ = rustix::process::setpriority_process(None, NICE);
+                ON_LANE.set(true);
             })
             .enable_all()
             .build()
@@ -181,10 +185,15 @@ pub fn spawn_actor(actor: impl Future<Output = ()> + Send + 'static, wish: LaneW
     });
 }
 
+thread_local! {
+    /// Set on the lane's threads when they start.
+    static ON_LANE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Whether the calling thread is one of the bulk lane's (its worker or a
 /// blocking thread).
 pub fn on_bulk_lane() -> bool {
-    std::thread::current().name() == Some(THREAD_NAME)
+    ON_LANE.get()
 }
 
 #[cfg(test)]

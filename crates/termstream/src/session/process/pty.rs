@@ -15,14 +15,20 @@
 //! registered (for readability only) just when a read finds nothing, as a
 //! single-threaded event loop would: [`PtyReader`] drops its registration
 //! after [`UNWATCH_AFTER`] reads in a row without a wait, and makes one
-//! again, on the server's runtime, at the first `EAGAIN`. A registration
+//! again at the first `EAGAIN`, with the runtime it is read on. A registration
 //! made where data is already waiting is ready at once: nothing is missed.
 //! A keystroke's echo is one read and an `EAGAIN`: an interactive session
-//! keeps its registration. A reader polled on the bulk lane
-//! (`session::lane`) is always watched, and watched again if its actor
-//! moved there mid-flood: read unwatched there, the lane's one thread never
-//! paused, and in the benchmark's load scenario the echo's p99 rose (1.0–
-//! 1.3 ms against 0.7–0.9 ms in 4 alternating runs). The writer
+//! keeps its registration.
+//!
+//! A reader polled on the bulk lane (`session::lane`) is always watched,
+//! and watched again if its actor moved there mid-flood: read unwatched
+//! there, the lane's one thread never paused, and in the benchmark's load
+//! scenario the echo's p99 rose (1.0–1.3 ms against 0.7–0.9 ms in 4
+//! alternating runs). Its registration is with the lane's I/O driver, so
+//! the flood's edges wake the lane's thread rather than the server's idle
+//! worker, and moves with the actor when it goes home (echo p99 under load
+//! a median 1.16× ttyd's against 1.45× with the registration left with the
+//! server, 8 alternating runs). The writer
 //! ([`PtyWriter`]) is registered for writability only, so the output's
 //! edges never wake anyone through it, and only once a write has had to
 //! wait.
@@ -37,6 +43,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, Interest, ReadBuf};
 use tokio::runtime::Handle;
 
+use crate::session::lane;
+
 /// Reads in a row, each with data, after which the reader stops being
 /// watched: 64 KiB at the line discipline's 4 KiB a read, one full chunk
 /// of the actor's.
@@ -49,9 +57,9 @@ pub struct PtyReader {
     fd: Watch,
     /// Reads with data since the last wait.
     streak: u32,
-    /// The server's runtime: registrations are made with its I/O driver,
-    /// wherever the actor runs (see `session::lane`).
-    home: Handle,
+    /// The registration is with the bulk lane's I/O driver, not the
+    /// server's: it moves with the actor (see `session::lane`).
+    on_lane: bool,
 }
 
 enum Watch {
@@ -100,7 +108,7 @@ pub fn split(fd: OwnedFd) -> io::Result<(PtyReader, PtyWriter)> {
     let reader = PtyReader {
         fd: Watch::Watched(register(fd.clone(), Interest::READABLE).map_err(|(_, e)| e)?),
         streak: 0,
-        home: home.clone(),
+        on_lane: lane::on_bulk_lane(),
     };
     let writer = PtyWriter { fd, watch: None, home };
     Ok((reader, writer))
@@ -117,9 +125,11 @@ impl PtyReader {
             let Watch::Unwatched(fd) = std::mem::replace(&mut self.fd, Watch::Moving) else {
                 unreachable!("just matched")
             };
-            let _home = self.home.enter();
             match register(fd, Interest::READABLE) {
-                Ok(watched) => self.fd = Watch::Watched(watched),
+                Ok(watched) => {
+                    self.fd = Watch::Watched(watched);
+                    self.on_lane = lane::on_bulk_lane();
+                }
                 Err((fd, e)) => {
                     // The actor takes the error for the end of the output.
                     tracing::warn!(error = %e, "cannot watch a PTY for output again");
@@ -145,7 +155,7 @@ impl PtyReader {
     /// floods, and the reader stops being watched.
     fn got_data(&mut self) {
         self.streak = self.streak.saturating_add(1);
-        if self.streak >= UNWATCH_AFTER && !crate::session::lane::on_bulk_lane() {
+        if self.streak >= UNWATCH_AFTER && !lane::on_bulk_lane() {
             self.unwatch();
         }
     }
@@ -182,7 +192,14 @@ impl AsyncRead for PtyReader {
             match &this.fd {
                 // An actor that moved to the bulk lane while flooding is
                 // watched there (see the module's doc).
-                Watch::Unwatched(_) if crate::session::lane::on_bulk_lane() => this.watch()?,
+                Watch::Unwatched(_) if lane::on_bulk_lane() => this.watch()?,
+                // The actor moved between the server's runtime and the
+                // lane: the registration moves with it (a new one is ready
+                // at once if data waits).
+                Watch::Watched(_) if this.on_lane != lane::on_bulk_lane() => {
+                    this.unwatch();
+                    this.watch()?;
+                }
                 Watch::Unwatched(fd) => match read_into(fd.as_raw_fd(), buf) {
                     Ok(n) => {
                         if n > 0 {
@@ -355,6 +372,54 @@ mod tests {
         }
         flood.join().expect("the flood");
         assert_eq!(got, TOTAL, "every byte before the end");
+    }
+
+    /// An actor reading on the bulk lane has its reader registered with the
+    /// lane's runtime, woken there, and registered at home again once it
+    /// is back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_registration_moves_with_the_actor() {
+        let (mut reader, _writer, mut slave) = pty();
+        let (write_tx, write_rx) = std::sync::mpsc::channel::<&'static [u8]>();
+        // The program: writes each time it is told to.
+        let program = std::thread::spawn(move || {
+            for bytes in write_rx {
+                slave.write_all(bytes).expect("write");
+            }
+        });
+        let wish = lane::LaneWish::default();
+        let w = wish.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lane::spawn_actor(
+            async move {
+                let mut buf = [0u8; 16];
+                let mut seen = vec![];
+                for (bulk, bytes) in [(false, &b"a"[..]), (true, b"b"), (false, b"c")] {
+                    w.set(bulk);
+                    tokio::task::yield_now().await;
+                    // Told to write while the read below may already wait.
+                    write_tx.send(bytes).expect("the program");
+                    let n = tokio::time::timeout(LIMIT, reader.read(&mut buf))
+                        .await
+                        .expect("woken")
+                        .expect("read");
+                    seen.push((lane::on_bulk_lane(), reader.on_lane, buf[..n].to_vec()));
+                }
+                let _ = tx.send(seen);
+            },
+            wish,
+        );
+        let seen = rx.await.expect("the actor ran to its end");
+        assert_eq!(
+            seen,
+            [
+                (false, false, b"a".to_vec()),
+                (true, true, b"b".to_vec()),
+                (false, false, b"c".to_vec())
+            ],
+            "(on the lane, registered there, read)"
+        );
+        program.join().expect("the program");
     }
 
     /// An interactive exchange (a byte, then nothing) never stops watching.
