@@ -237,13 +237,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Config::load(file.as_deref(), &args)
         });
         let addr = server.local_addr()?;
+        // Before anyone hears the server is up: a SIGTERM from then on
+        // starts the shutdown.
+        let shutdown = shutdown_signal(server.shutdown_timeout());
         // The first line on stdout is the address, for scripts and tests.
         println!("listening on {}://{addr}", server.scheme());
         tracing::info!(%addr, "termstream is serving");
         // Under systemd (Type=notify) the unit counts as started now.
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        let timeout = server.shutdown_timeout();
-        server.run(shutdown_signal(timeout)).await
+        server.run(shutdown).await
     });
     // The runtime's tasks are dropped first, as before the bulk lane
     // (sessions that did not end within the shutdown's wait: their cgroups

@@ -291,6 +291,18 @@ async fn shutdown_ends_within_its_bound() {
     kill_marked(&epoch);
 }
 
+/// A SIGTERM sent as soon as the server printed its address starts the
+/// shutdown (exit 0), not the signal's default action: the handlers are
+/// installed before the server says it is up.
+#[tokio::test]
+async fn a_signal_as_soon_as_the_address_is_printed_shuts_down_cleanly() {
+    for _ in 0..5 {
+        let mut server = TestServer::start_with(&[], &[]).await;
+        let status = server.stop(secs(10)).expect("no exit after SIGTERM");
+        assert!(status.success(), "{status:?}");
+    }
+}
+
 #[tokio::test]
 async fn systemd_hears_ready_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
@@ -304,7 +316,7 @@ async fn systemd_hears_ready_and_stopping() {
     // The server answers once it said it is ready.
     assert_eq!(server.get("/readyz").await.0, StatusCode::OK);
     let status = server.stop(secs(10)).expect("no exit after SIGTERM");
-    assert!(status.success());
+    assert!(status.success(), "{status:?}");
     let n = sock.recv(&mut buf).expect("no STOPPING=1");
     assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "STOPPING=1");
 }

@@ -39,29 +39,37 @@ impl Stop {
 /// Completes on the first SIGINT or SIGTERM. From then on, a second one
 /// exits the process at once (status 130), and so does a shutdown still
 /// running after `timeout` (status 1). Must be called inside the runtime.
-pub async fn shutdown_signal(timeout: Duration) {
-    let mut stop = match Stop::new() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGINT and SIGTERM");
-            return std::future::pending().await;
-        }
-    };
-    stop.recv().await;
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    tracing::info!(timeout_ms = timeout.as_millis() as u64, "shutdown asked");
-    tokio::spawn(async move {
-        tokio::select! {
-            () = stop.recv() => {
-                tracing::warn!("second signal: exiting at once");
-                std::process::exit(130);
+///
+/// The handlers are installed by this call, not at the future's first
+/// poll: the server calls it before it says it is up, so a signal sent
+/// as soon as it is (by a service manager, a script or a test) starts the
+/// shutdown instead of the default action, which killed the process.
+pub fn shutdown_signal(timeout: Duration) -> impl Future<Output = ()> + Send + 'static {
+    let stop = Stop::new();
+    async move {
+        let mut stop = match stop {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGINT and SIGTERM");
+                return std::future::pending().await;
             }
-            () = tokio::time::sleep(timeout) => {
-                tracing::error!("shutdown took longer than {timeout:?}: exiting");
-                std::process::exit(1);
+        };
+        stop.recv().await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        tracing::info!(timeout_ms = timeout.as_millis() as u64, "shutdown asked");
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.recv() => {
+                    tracing::warn!("second signal: exiting at once");
+                    std::process::exit(130);
+                }
+                () = tokio::time::sleep(timeout) => {
+                    tracing::error!("shutdown took longer than {timeout:?}: exiting");
+                    std::process::exit(1);
+                }
             }
-        }
-    });
+        });
+    }
 }
 
 /// On every SIGHUP: reads the configuration with `reload` and takes its
