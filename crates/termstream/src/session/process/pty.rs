@@ -50,15 +50,17 @@ use crate::session::lane;
 /// of the actor's.
 pub const UNWATCH_AFTER: u32 = 16;
 
-/// The reading half of a PTY master.
+/// The reading half of a PTY master. Polled only on a runtime's worker
+/// (an actor's task): it registers with the runtime it is polled on.
 pub struct PtyReader {
     /// Registered, for readability, while a read may have to wait;
     /// `Unwatched` while the program floods.
     fd: Watch,
     /// Reads with data since the last wait.
     streak: u32,
-    /// The registration is with the bulk lane's I/O driver, not the
-    /// server's: it moves with the actor (see `session::lane`).
+    /// While `Watched`: the registration is with the bulk lane's I/O
+    /// driver, not the server's. It moves with the actor (see
+    /// `session::lane`).
     on_lane: bool,
 }
 
@@ -196,9 +198,14 @@ impl AsyncRead for PtyReader {
                 // The actor moved between the server's runtime and the
                 // lane: the registration moves with it (a new one is ready
                 // at once if data waits).
-                Watch::Watched(_) if this.on_lane != lane::on_bulk_lane() => {
-                    this.unwatch();
-                    this.watch()?;
+                Watch::Watched(watched) if this.on_lane != lane::on_bulk_lane() => {
+                    // The new one first: should it fail, the old one still
+                    // wakes the actor, from the other runtime.
+                    match register(watched.get_ref().clone(), Interest::READABLE) {
+                        Ok(moved) => this.fd = Watch::Watched(moved),
+                        Err((_, e)) => tracing::warn!(error = %e, "cannot move a PTY's registration"),
+                    }
+                    this.on_lane = lane::on_bulk_lane();
                 }
                 Watch::Unwatched(fd) => match read_into(fd.as_raw_fd(), buf) {
                     Ok(n) => {
@@ -420,6 +427,59 @@ mod tests {
             "(on the lane, registered there, read)"
         );
         program.join().expect("the program");
+    }
+
+    /// A reader polled on the lane is woken by the lane's driver: with the
+    /// server's runtime stopped (a `current_thread` runtime not driven),
+    /// a read that waits on the lane still gets its byte.
+    #[test]
+    fn a_reader_on_the_lane_is_woken_by_the_lanes_driver() {
+        let home = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (result_tx, result_rx) = std::sync::mpsc::channel();
+        let (write_tx, write_rx) = std::sync::mpsc::channel::<()>();
+        let program = home.block_on(async {
+            let (mut reader, writer, mut slave) = pty();
+            // The program: writes once told, a little later, so that the
+            // read is waiting by then.
+            let program = std::thread::spawn(move || {
+                if write_rx.recv().is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    slave.write_all(b"b").expect("write");
+                }
+                slave
+            });
+            let wish = lane::LaneWish::default();
+            wish.set(true);
+            lane::spawn_actor(
+                async move {
+                    let _writer = writer;
+                    let _ = write_tx.send(());
+                    let mut buf = [0u8; 8];
+                    // Polled here first, then on the lane it moves to.
+                    let read = tokio::time::timeout(LIMIT, reader.read(&mut buf)).await;
+                    let on_lane = lane::on_bulk_lane();
+                    let got = match read {
+                        Ok(Ok(n)) => Ok(buf[..n].to_vec()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("not woken".to_owned()),
+                    };
+                    let _ = result_tx.send((on_lane, got));
+                },
+                wish,
+            );
+            // Lets the actor start here and move to the lane.
+            tokio::task::yield_now().await;
+            program
+        });
+        // From here the server's runtime is not driven: only the lane's
+        // driver can wake the read.
+        let (on_lane, got) = result_rx.recv_timeout(LIMIT * 2).expect("the actor reported");
+        assert!(on_lane, "the read ended on the lane");
+        assert_eq!(got, Ok(b"b".to_vec()));
+        drop(program.join().expect("the program"));
     }
 
     /// An interactive exchange (a byte, then nothing) never stops watching.
