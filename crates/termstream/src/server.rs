@@ -54,6 +54,8 @@ pub struct Server {
     tls: Option<Arc<SharedAcceptor>>,
     /// Reads the configuration again, for SIGHUP.
     reload: Option<Reload>,
+    /// SIGHUP, caught from the bind on (see [`signals::hangups`]).
+    hangups: Option<tokio::signal::unix::Signal>,
     header_timeout: Duration,
     body_timeout: Duration,
     /// With `--cluster`: shared focus and event channels through Redis.
@@ -112,6 +114,7 @@ impl Server {
             header_timeout,
             body_timeout,
             reload: None,
+            hangups: signals::hangups(),
             shared,
         })
     }
@@ -160,6 +163,7 @@ impl Server {
         let app = api::router(state.clone());
         let retention = tokio::spawn(self.registry.clone().retention_loop());
         let reloads = tokio::spawn(signals::reloads(
+            self.hangups,
             self.reload.clone(),
             self.security.clone(),
             self.tls.clone(),

@@ -303,6 +303,20 @@ async fn a_signal_as_soon_as_the_address_is_printed_shuts_down_cleanly() {
     }
 }
 
+/// A SIGHUP sent as soon as the server printed its address is a reload,
+/// not the signal's default action: the server keeps serving.
+#[tokio::test]
+async fn a_sighup_as_soon_as_the_address_is_printed_keeps_the_server() {
+    for _ in 0..5 {
+        let mut server = TestServer::start_with(&[], &[]).await;
+        let pid = rustix::process::Pid::from_raw(server.pid() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).expect("SIGHUP");
+        assert_eq!(server.get("/readyz").await.0, StatusCode::OK, "still serving");
+        let status = server.stop(secs(10)).expect("no exit after SIGTERM");
+        assert!(status.success(), "{status:?}");
+    }
+}
+
 #[tokio::test]
 async fn systemd_hears_ready_and_stopping() {
     let dir = tempfile::tempdir().unwrap();

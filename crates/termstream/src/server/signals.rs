@@ -72,18 +72,31 @@ pub fn shutdown_signal(timeout: Duration) -> impl Future<Output = ()> + Send + '
     }
 }
 
+/// SIGHUP caught from now on: the server calls this when it binds, before
+/// it says it is up, so a SIGHUP sent as soon as it is (a log rotation, a
+/// script) is not the default action, which killed the process. `None`
+/// (logged) when it cannot be.
+pub fn hangups() -> Option<Signal> {
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP");
+            None
+        }
+    }
+}
+
 /// On every SIGHUP: reads the configuration with `reload` and takes its
 /// tokens and (when serving TLS) its certificate and key. A part that fails
 /// to load is reported and the old one kept; open connections are not
 /// touched. Runs until aborted.
-pub async fn reloads(reload: Option<Reload>, security: Arc<Security>, tls: Option<Arc<SharedAcceptor>>) {
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP");
-            return;
-        }
-    };
+pub async fn reloads(
+    hangups: Option<Signal>,
+    reload: Option<Reload>,
+    security: Arc<Security>,
+    tls: Option<Arc<SharedAcceptor>>,
+) {
+    let Some(mut hup) = hangups else { return };
     while hup.recv().await.is_some() {
         let Some(reload) = &reload else {
             tracing::warn!("SIGHUP: this server has nothing to reload from");
