@@ -232,14 +232,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let served = runtime.block_on(async {
+        // First: from here a SIGTERM starts the shutdown (once serving) and
+        // a SIGHUP is caught, even while stored sessions load.
+        let shutdown = shutdown_signal(std::time::Duration::from_millis(config.shutdown_timeout_ms));
         let server = Server::bind(config).await?.with_reload(move || {
             let file = termstream::config::find_file(args.config.as_deref());
             Config::load(file.as_deref(), &args)
         });
         let addr = server.local_addr()?;
-        // Before anyone hears the server is up: a SIGTERM from then on
-        // starts the shutdown.
-        let shutdown = shutdown_signal(server.shutdown_timeout());
         // The first line on stdout is the address, for scripts and tests.
         println!("listening on {}://{addr}", server.scheme());
         tracing::info!(%addr, "termstream is serving");

@@ -70,8 +70,12 @@ struct SharedState {
 }
 
 impl Server {
-    /// Loads the stored sessions and binds the listening socket.
+    /// Loads the stored sessions and binds the listening socket. Catches
+    /// SIGHUP for the whole process from here on (a reload once serving;
+    /// see [`signals::hangups`]).
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        // First, so that a SIGHUP while the stored sessions load is caught.
+        let hangups = signals::hangups();
         let config = Arc::new(config);
         // A bad certificate or key stops the start, before anything is bound.
         let tls = crate::tls::acceptor(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
@@ -114,7 +118,7 @@ impl Server {
             header_timeout,
             body_timeout,
             reload: None,
-            hangups: signals::hangups(),
+            hangups,
             shared,
         })
     }

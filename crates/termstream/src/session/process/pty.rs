@@ -205,6 +205,8 @@ impl AsyncRead for PtyReader {
                         Ok(moved) => this.fd = Watch::Watched(moved),
                         Err((_, e)) => tracing::warn!(error = %e, "cannot move a PTY's registration"),
                     }
+                    // Even after a failure: the old registration serves, and
+                    // is not tried again at every poll.
                     this.on_lane = lane::on_bulk_lane();
                 }
                 Watch::Unwatched(fd) => match read_into(fd.as_raw_fd(), buf) {
@@ -458,14 +460,12 @@ mod tests {
                     let _writer = writer;
                     let _ = write_tx.send(());
                     let mut buf = [0u8; 8];
-                    // Polled here first, then on the lane it moves to.
-                    let read = tokio::time::timeout(LIMIT, reader.read(&mut buf)).await;
+                    // Polled here first, then on the lane it moves to. No
+                    // timeout here (its timer would be home's, not driven):
+                    // a read never woken fails the `recv_timeout` below.
+                    let read = reader.read(&mut buf).await;
                     let on_lane = lane::on_bulk_lane();
-                    let got = match read {
-                        Ok(Ok(n)) => Ok(buf[..n].to_vec()),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("not woken".to_owned()),
-                    };
+                    let got = read.map(|n| buf[..n].to_vec()).map_err(|e| e.to_string());
                     let _ = result_tx.send((on_lane, got));
                 },
                 wish,
