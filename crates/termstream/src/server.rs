@@ -140,11 +140,6 @@ impl Server {
         self
     }
 
-    /// How long shutdown may take before the process exits anyway.
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_millis(self.registry.config().shutdown_timeout_ms)
-    }
-
     /// Serves until `shutdown` completes, then shuts down (see the module
     /// docs): stop accepting, tell every socket, terminate every session,
     /// wait for the sockets to close.

@@ -48,27 +48,20 @@ use crate::session::lane;
 /// Reads in a row, each with data, after which the reader stops being
 /// watched: 64 KiB at the line discipline's 4 KiB a read, one full chunk
 /// of the actor's.
-pub const UNWATCH_AFTER: u32 = 16;
+const UNWATCH_AFTER: u32 = 16;
 
 /// The reading half of a PTY master. Polled only on a runtime's worker
 /// (an actor's task): it registers with the runtime it is polled on.
 pub struct PtyReader {
-    /// Registered, for readability, while a read may have to wait;
-    /// `Unwatched` while the program floods.
-    fd: Watch,
+    fd: Master,
+    /// A registration of `fd` for readability, while a read may have to
+    /// wait; `None` while the program floods.
+    watch: Option<AsyncFd<Master>>,
     /// Reads with data since the last wait.
     streak: u32,
-    /// While `Watched`: the registration is with the bulk lane's I/O
-    /// driver, not the server's. It moves with the actor (see
-    /// `session::lane`).
+    /// `watch` is with the bulk lane's I/O driver, not the server's. It
+    /// moves with the actor (see `session::lane`).
     on_lane: bool,
-}
-
-enum Watch {
-    Watched(AsyncFd<Master>),
-    Unwatched(Master),
-    /// Only between the two, never seen by a poll.
-    Moving,
 }
 
 /// The writing half of a PTY master (the program's input), and its window
@@ -106,139 +99,102 @@ fn register<T: AsRawFd>(fd: T, interest: Interest) -> Result<AsyncFd<T>, (T, io:
 /// within the server's runtime.
 pub fn split(fd: OwnedFd) -> io::Result<(PtyReader, PtyWriter)> {
     let fd = Master(Arc::new(fd));
-    let home = Handle::current();
-    let reader = PtyReader {
-        fd: Watch::Watched(register(fd.clone(), Interest::READABLE).map_err(|(_, e)| e)?),
+    let mut reader = PtyReader {
+        fd: fd.clone(),
+        watch: None,
         streak: 0,
-        on_lane: lane::on_bulk_lane(),
+        on_lane: false,
     };
-    let writer = PtyWriter { fd, watch: None, home };
+    reader.watch()?;
+    let writer = PtyWriter {
+        fd,
+        watch: None,
+        home: Handle::current(),
+    };
     Ok((reader, writer))
 }
 
 impl PtyReader {
-    /// Whether the reader is registered with the runtime (for tests).
-    pub fn is_watched(&self) -> bool {
-        matches!(self.fd, Watch::Watched(_))
+    /// Whether the reader is registered with the runtime.
+    #[cfg(test)]
+    fn is_watched(&self) -> bool {
+        self.watch.is_some()
     }
 
+    /// Registers the fd with the runtime polling the reader, in place of
+    /// any registration it had: the new one is made first, so on failure
+    /// the old one (which still wakes the actor, from its runtime) stays.
     fn watch(&mut self) -> io::Result<()> {
-        if let Watch::Unwatched(_) = self.fd {
-            let Watch::Unwatched(fd) = std::mem::replace(&mut self.fd, Watch::Moving) else {
-                unreachable!("just matched")
-            };
-            match register(fd, Interest::READABLE) {
-                Ok(watched) => {
-                    self.fd = Watch::Watched(watched);
-                    self.on_lane = lane::on_bulk_lane();
-                }
-                Err((fd, e)) => {
-                    // The actor takes the error for the end of the output.
-                    tracing::warn!(error = %e, "cannot watch a PTY for output again");
-                    self.fd = Watch::Unwatched(fd);
-                    return Err(e);
-                }
-            }
-        }
+        let watched = register(self.fd.clone(), Interest::READABLE).map_err(|(_, e)| e)?;
+        self.watch = Some(watched);
+        self.on_lane = lane::on_bulk_lane();
         Ok(())
     }
 
-    fn unwatch(&mut self) {
-        if let Watch::Watched(_) = self.fd {
-            let Watch::Watched(watched) = std::mem::replace(&mut self.fd, Watch::Moving) else {
-                unreachable!("just matched")
-            };
-            // Deregisters; the fd stays open.
-            self.fd = Watch::Unwatched(watched.into_inner());
-        }
+    /// [`PtyReader::watch`] for an unwatched reader, which cannot read on
+    /// without it: a failure is the end of its output for the actor.
+    fn watch_again(&mut self) -> io::Result<()> {
+        self.watch()
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot watch a PTY for output again"))
     }
 
-    /// After a read with data: a long enough run of them means the program
-    /// floods, and the reader stops being watched.
-    fn got_data(&mut self) {
-        self.streak = self.streak.saturating_add(1);
-        if self.streak >= UNWATCH_AFTER && !lane::on_bulk_lane() {
-            self.unwatch();
+    /// After a read: a long enough run of reads with data means the
+    /// program floods, and the reader stops being watched (dropping the
+    /// registration deregisters it; the fd stays open).
+    fn read_done(&mut self, n: usize) -> Poll<io::Result<()>> {
+        if n > 0 {
+            self.streak = self.streak.saturating_add(1);
+            if self.streak >= UNWATCH_AFTER && !lane::on_bulk_lane() {
+                self.watch = None;
+            }
         }
+        Poll::Ready(Ok(()))
     }
 }
 
 /// One `read` into `buf`'s unfilled part.
-fn read_into(fd: RawFd, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
-    let unfilled = buf.initialize_unfilled();
-    // SAFETY: `unfilled` is valid, initialized memory of its length.
-    let n = unsafe { libc::read(fd, unfilled.as_mut_ptr().cast(), unfilled.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
+fn read_into(fd: &Master, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
+    let n = rustix::io::read(&*fd.0, buf.initialize_unfilled())?;
     buf.advance(n);
     Ok(n)
-}
-
-/// One `write` of `data`.
-fn write_from(fd: RawFd, data: &[u8]) -> io::Result<usize> {
-    // SAFETY: `data` is valid for its length.
-    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
 }
 
 impl AsyncRead for PtyReader {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
-            match &this.fd {
-                // An actor that moved to the bulk lane while flooding is
-                // watched there (see the module's doc).
-                Watch::Unwatched(_) if lane::on_bulk_lane() => this.watch()?,
-                // The actor moved between the server's runtime and the
-                // lane: the registration moves with it (a new one is ready
-                // at once if data waits).
-                Watch::Watched(watched) if this.on_lane != lane::on_bulk_lane() => {
-                    // The new one first: should it fail, the old one still
-                    // wakes the actor, from the other runtime.
-                    match register(watched.get_ref().clone(), Interest::READABLE) {
-                        Ok(moved) => this.fd = Watch::Watched(moved),
-                        Err((_, e)) => tracing::warn!(error = %e, "cannot move a PTY's registration"),
-                    }
-                    // Even after a failure: the old registration serves, and
-                    // is not tried again at every poll.
-                    this.on_lane = lane::on_bulk_lane();
-                }
-                Watch::Unwatched(fd) => match read_into(fd.as_raw_fd(), buf) {
-                    Ok(n) => {
-                        if n > 0 {
-                            this.got_data();
-                        }
-                        return Poll::Ready(Ok(()));
-                    }
+            let on_lane = lane::on_bulk_lane();
+            match &this.watch {
+                None if !on_lane => match read_into(&this.fd, buf) {
+                    Ok(n) => return this.read_done(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         this.streak = 0;
-                        this.watch()?;
+                        this.watch_again()?;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Poll::Ready(Err(e)),
                 },
-                Watch::Watched(watched) => {
+                // An actor that moved to the bulk lane mid-flood, or back
+                // home: the registration goes with it (see the module's
+                // doc), and a new one is ready at once if data waits.
+                None => this.watch_again()?,
+                Some(_) if this.on_lane != on_lane => {
+                    if let Err(e) = this.watch() {
+                        tracing::warn!(error = %e, "cannot move a PTY's registration");
+                        // The old one serves; not tried again at every poll.
+                        this.on_lane = on_lane;
+                    }
+                }
+                Some(watched) => {
                     let mut guard = ready!(watched.poll_read_ready(cx))?;
-                    match guard.try_io(|fd| read_into(fd.as_raw_fd(), buf)) {
-                        Ok(Ok(n)) => {
-                            if n > 0 {
-                                this.got_data();
-                            }
-                            return Poll::Ready(Ok(()));
-                        }
+                    match guard.try_io(|fd| read_into(fd.get_ref(), buf)) {
+                        Ok(Ok(n)) => return this.read_done(n),
                         Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                         Ok(Err(e)) => return Poll::Ready(Err(e)),
                         // `EAGAIN`: readiness cleared, wait again.
                         Err(_would_block) => this.streak = 0,
                     }
                 }
-                Watch::Moving => unreachable!("a reader is never polled between states"),
             }
         }
     }
@@ -249,7 +205,7 @@ impl PtyWriter {
     /// buffer is full.
     pub async fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         loop {
-            match write_from(self.fd.as_raw_fd(), data) {
+            match rustix::io::write(&*self.fd.0, data).map_err(io::Error::from) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 done => return done,
@@ -265,7 +221,7 @@ impl PtyWriter {
             // Registered after the `EAGAIN`: its first readiness is the
             // buffer's state now, so no room made since is missed.
             let mut guard = watch.writable().await?;
-            match guard.try_io(|fd| write_from(fd.as_raw_fd(), data)) {
+            match guard.try_io(|fd| rustix::io::write(fd, data).map_err(io::Error::from)) {
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Ok(done) => return done,
                 Err(_would_block) => {}

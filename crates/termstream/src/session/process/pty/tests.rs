@@ -16,6 +16,22 @@ fn pty() -> (PtyReader, PtyWriter, std::fs::File) {
     (reader, writer, std::fs::File::from(slave))
 }
 
+/// Puts the program's side in raw mode, so that the line discipline hands
+/// bytes over as they are.
+fn raw(slave: &std::fs::File) {
+    let mut termios = rustix::termios::tcgetattr(slave).expect("termios");
+    termios.make_raw();
+    rustix::termios::tcsetattr(slave, rustix::termios::OptionalActions::Now, &termios).expect("raw");
+}
+
+/// One read, which must come within [`LIMIT`].
+async fn read_within(reader: &mut PtyReader, buf: &mut [u8]) -> usize {
+    tokio::time::timeout(LIMIT, reader.read(buf))
+        .await
+        .expect("woken in time")
+        .expect("read")
+}
+
 /// A flood is read unwatched, every byte in order; once it pauses, the
 /// reader is watched again and wakes for the next byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,10 +49,7 @@ async fn a_flood_is_read_unwatched_and_a_pause_is_watched() {
     let mut buf = vec![0u8; 65536];
     let mut unwatched_reads = 0;
     while got.len() < TOTAL {
-        let n = tokio::time::timeout(LIMIT, reader.read(&mut buf))
-            .await
-            .expect("in time")
-            .expect("read");
+        let n = read_within(&mut reader, &mut buf).await;
         assert!(n > 0, "no end before the flood is read");
         got.extend_from_slice(&buf[..n]);
         if !reader.is_watched() {
@@ -55,10 +68,7 @@ async fn a_flood_is_read_unwatched_and_a_pause_is_watched() {
     assert!(wait.is_err(), "nothing was written: {wait:?}");
     assert!(reader.is_watched(), "a reader that found nothing is watched");
     slave.write_all(b"z").expect("write");
-    let n = tokio::time::timeout(LIMIT, reader.read(&mut buf))
-        .await
-        .expect("woken")
-        .expect("read");
+    let n = read_within(&mut reader, &mut buf).await;
     assert_eq!(&buf[..n], b"z");
 }
 
@@ -117,10 +127,7 @@ async fn the_registration_moves_with_the_actor() {
                 tokio::task::yield_now().await;
                 // Told to write while the read below may already wait.
                 write_tx.send(bytes).expect("the program");
-                let n = tokio::time::timeout(LIMIT, reader.read(&mut buf))
-                    .await
-                    .expect("woken")
-                    .expect("read");
+                let n = read_within(&mut reader, &mut buf).await;
                 seen.push((lane::on_bulk_lane(), reader.on_lane, buf[..n].to_vec()));
             }
             let _ = tx.send(seen);
@@ -198,11 +205,9 @@ async fn single_bytes_keep_the_reader_watched() {
     let mut buf = [0u8; 64];
     for _ in 0..(UNWATCH_AFTER * 2) {
         slave.write_all(b"k").expect("write");
-        let n = tokio::time::timeout(LIMIT, reader.read(&mut buf))
-            .await
-            .expect("woken")
-            .expect("read");
+        let n = read_within(&mut reader, &mut buf).await;
         assert_eq!(&buf[..n], b"k");
+        assert!(reader.is_watched(), "a read with data after a wait is no flood");
         // The next read finds nothing, which resets the streak.
         let wait = tokio::time::timeout(Duration::from_millis(5), reader.read(&mut buf)).await;
         assert!(wait.is_err());
@@ -214,10 +219,7 @@ async fn single_bytes_keep_the_reader_watched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_writes_input_and_resizes() {
     let (_reader, mut writer, slave) = pty();
-    // Raw mode, so the line discipline hands the bytes over as they are.
-    let mut termios = rustix::termios::tcgetattr(&slave).expect("termios");
-    termios.make_raw();
-    rustix::termios::tcsetattr(&slave, rustix::termios::OptionalActions::Now, &termios).expect("raw");
+    raw(&slave);
     let n = writer.write(b"hello").await.expect("write");
     assert_eq!(n, 5);
     let mut got = [0u8; 5];
@@ -234,9 +236,7 @@ async fn the_writer_writes_input_and_resizes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_into_a_full_input_waits_for_room() {
     let (_reader, mut writer, slave) = pty();
-    let mut termios = rustix::termios::tcgetattr(&slave).expect("termios");
-    termios.make_raw();
-    rustix::termios::tcsetattr(&slave, rustix::termios::OptionalActions::Now, &termios).expect("raw");
+    raw(&slave);
     const TOTAL: usize = 1 << 20;
     let data: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
     let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
