@@ -125,6 +125,7 @@ struct Project {
     changing: tokio::sync::Mutex<()>,
     /// The state of the last change broadcast from this node: what
     /// sockets are told, so that no answer runs ahead of the broadcast.
+    /// Its lock is held across the broadcast, so the two move together.
     published: Mutex<Option<FocusState>>,
     /// When each focused session was last active (a tick of
     /// [`Focus::ticks`]): focused, or typed into. Only focused sessions

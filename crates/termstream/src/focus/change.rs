@@ -168,10 +168,19 @@ impl Focus {
                     set: new.focused.clone(),
                 };
                 relay.deliver(self, change).await;
+                *p.published.lock().unwrap_or_else(|p| p.into_inner()) = Some(new.clone());
             }
-            None => self.emit(project, Some(session), focused, &new),
+            None => {
+                // The broadcast and `published` move together: a socket
+                // that subscribes and then reads either reads this version
+                // or finds the change on its subscription. (Sent before
+                // `published` moved, a socket subscribing in between read
+                // the old version and never got this one.)
+                let mut published = p.published.lock().unwrap_or_else(|p| p.into_inner());
+                self.emit(project, Some(session), focused, &new);
+                *published = Some(new.clone());
+            }
         }
-        *p.published.lock().unwrap_or_else(|p| p.into_inner()) = Some(new.clone());
         Ok(new)
     }
 

@@ -1,12 +1,16 @@
-//! The ordering promise of [`Focus::get`], checked against the one
-//! interleaving that once broke it: a read of a project's first state that
-//! races its first change. A store that stops where the test says makes
-//! the interleaving happen every time.
+//! The ordering promise of [`Focus::get`] (a socket that subscribed and
+//! then read a version gets every later one), checked against the two
+//! interleavings that once broke it: a read of a project's first state that
+//! races its first change (a store that stops where the test says makes it
+//! happen every time), and a subscription made between a change's
+//! broadcast and its publication (sockets subscribing while changes stream
+//! in make it happen within a few thousand changes).
 
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use termstream_proto::{ProjectId, SessionId};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Mutex, oneshot};
 
 use super::Focus;
@@ -160,4 +164,114 @@ async fn a_read_racing_the_first_change_never_runs_ahead_of_the_broadcast() {
     assert_eq!(after.version, 2);
     assert_eq!(changes.try_recv().expect("the change").state.version, 2);
     assert_eq!(focus.get(&project).await.unwrap().version, 2);
+}
+
+/// A store in memory only: changes as fast as the test can make them.
+#[derive(Debug, Default)]
+struct Memory(std::sync::Mutex<FocusState>);
+
+impl FocusStore for Memory {
+    fn get<'a>(&'a self, _: &'a ProjectId) -> BoxFuture<'a, anyhow::Result<FocusState>> {
+        Box::pin(async move { Ok(self.0.lock().unwrap().clone()) })
+    }
+
+    fn compare_and_set<'a>(
+        &'a self,
+        _: &'a ProjectId,
+        expected: u64,
+        focused: Vec<SessionId>,
+    ) -> BoxFuture<'a, anyhow::Result<Result<FocusState, Stale>>> {
+        Box::pin(async move {
+            let mut state = self.0.lock().unwrap();
+            if state.version != expected {
+                return Ok(Err(Stale(state.clone())));
+            }
+            *state = FocusState {
+                version: expected + 1,
+                focused,
+            };
+            Ok(Ok(state.clone()))
+        })
+    }
+
+    fn all(&self) -> BoxFuture<'_, anyhow::Result<Vec<(ProjectId, FocusState)>>> {
+        Box::pin(async move { Ok(Vec::new()) })
+    }
+}
+
+/// A socket that subscribes and then reads a project's state is promised
+/// every later version on its subscription. Sockets subscribing while
+/// changes stream in, on another thread, check it: the first change after
+/// the version read must be the next one. (The broadcast used to be sent
+/// before the published state moved on: a socket subscribing in between
+/// read the old version and never got the change, and the fifty-client
+/// focus test saw a `sync_complete` jump a version.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_socket_that_subscribes_then_reads_misses_no_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let registry = Registry::load(Arc::new(config)).expect("registry");
+    let project = ProjectId::new("p").unwrap();
+    let session = SessionId::new("a").unwrap();
+    let focus = Focus::new(Arc::new(Memory::default()), registry);
+    const CHANGES: u64 = 20_000;
+    let changer = {
+        let (focus, project, session) = (focus.clone(), project.clone(), session.clone());
+        tokio::spawn(async move {
+            let p = focus.project(&project);
+            for _ in 0..CHANGES {
+                let _changing = p.changing.lock().await;
+                let state = focus.get(&project).await.unwrap();
+                let on = state.focused.is_empty();
+                let next = if on { vec![session.clone()] } else { Vec::new() };
+                focus.change(&project, &p, state, &session, on, next).await.unwrap();
+                drop(_changing);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (focus, project) = (focus.clone(), project.clone());
+            tokio::spawn(async move {
+                let mut checked = 0u64;
+                loop {
+                    let mut changes = focus.subscribe();
+                    let read = focus.get(&project).await.unwrap().version;
+                    if read >= CHANGES {
+                        return checked;
+                    }
+                    let next = loop {
+                        match tokio::time::timeout(std::time::Duration::from_secs(10), changes.recv())
+                            .await
+                            .expect("a change within 10 s")
+                        {
+                            Ok(ev) if ev.state.version > read => break Some(ev.state.version),
+                            Ok(_) => {}
+                            // Starved of CPU, the reader fell behind: that
+                            // is announced, so nothing to check this time.
+                            Err(RecvError::Lagged(_)) => break None,
+                            Err(RecvError::Closed) => panic!("the broadcast closed"),
+                        }
+                    };
+                    let Some(next) = next else { continue };
+                    assert_eq!(
+                        next,
+                        read + 1,
+                        "a socket that read version {read} never got {}",
+                        read + 1
+                    );
+                    checked += 1;
+                }
+            })
+        })
+        .collect();
+    changer.await.unwrap();
+    for r in readers {
+        let checked = r.await.unwrap();
+        assert!(checked > 50, "too few reads raced the changes: {checked}");
+    }
 }
