@@ -3,7 +3,9 @@
 //!
 //! For each count `n` (`--idle`, default 100 and 1000), on a fresh server:
 //! one session is opened and closed (what the first one costs once is not
-//! spread over `n`), then `n` sessions are opened, [`OPEN_CONCURRENCY`] at a
+//! spread over `n`); then [`ONE_AT_A_TIME`] are opened and closed one by
+//! one, [`ONE_PAUSE`] apart, as a person opens terminals, and the median
+//! time to the first prompt is kept; then `n` sessions are opened, [`OPEN_CONCURRENCY`] at a
 //! time, each to its first prompt: termstream `POST /api/sessions`
 //! (`/bin/sh`, 80 × 24), a `/ws` connection, `session.attach` and the
 //! first output that ends like a prompt. The viewers stay connected and
@@ -41,6 +43,11 @@ const SETTLE: Duration = Duration::from_secs(1);
 const OPEN_LIMIT: Duration = Duration::from_secs(240);
 /// The longest one open may take.
 const ONE_OPEN: Duration = Duration::from_secs(30);
+/// Sessions opened one by one, each timed to its first prompt.
+pub const ONE_AT_A_TIME: usize = 9;
+/// The pause before each of them: long enough for the server (and the
+/// kernel) to be idle again.
+pub const ONE_PAUSE: Duration = Duration::from_millis(100);
 
 const S12: &str = "12 open and attached idle";
 
@@ -150,6 +157,8 @@ struct Opened {
     /// The server's own CPU time (all threads, not its children) per
     /// session opened, ms: steadier than the rate on a busy machine.
     cpu_ms: Option<f64>,
+    /// The median time to the first prompt of a session opened alone, ms.
+    one_ms: f64,
 }
 
 /// The PSS of process `pid`, KiB.
@@ -173,6 +182,15 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     let pid = server.pid().context("the server's pid is unknown")?;
     let first = server.open().await.context("the first session")?;
     server.close(first).await;
+    let mut one = Vec::with_capacity(ONE_AT_A_TIME);
+    for _ in 0..ONE_AT_A_TIME {
+        tokio::time::sleep(ONE_PAUSE).await;
+        let t = Instant::now();
+        let v = server.open().await.context("a session opened alone")?;
+        one.push(t.elapsed().as_secs_f64() * 1e3);
+        server.close(v).await;
+    }
+    one.sort_by(f64::total_cmp);
     tokio::time::sleep(SETTLE).await;
     let pss_before = pss_kib(pid).context("no smaps_rollup")?;
     let anon_before = pss_anon_kib(pid);
@@ -216,6 +234,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
             .zip(anon_with)
             .map(|(b, w)| (w as f64 - b as f64) / n as f64),
         cpu_ms: cpu_before.zip(cpu_after).map(|(b, a)| (a - b) / n as f64),
+        one_ms: one[one.len() / 2],
     })
 }
 
@@ -287,7 +306,14 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
                     None => row,
                 });
             }
+            let one_metric = format!("time to first prompt, one session at a time, {n}");
+            rows.push(
+                Row::info(S12, one_metric.clone(), "ms", o.one_ms)
+                    .baseline("bare relay", bare.one_ms)
+                    .note(format!("median of {ONE_AT_A_TIME}, {} ms apart", ONE_PAUSE.as_millis())),
+            );
             if let Some(p) = peer {
+                rows.push(Row::info(S12, format!("{one_metric}, vs ttyd"), "ms", o.one_ms).baseline("ttyd", p.one_ms));
                 if let (Some(ours), Some(theirs)) = (o.cpu_ms, p.cpu_ms) {
                     rows.push(
                         Row::info(S12, format!("server CPU per session opened, {n}, vs ttyd"), "ms", ours)

@@ -101,7 +101,7 @@ impl Registry {
             cols,
             rows,
             confine: self.confine.clone(),
-            cgroup_procs: None,
+            cgroup: None,
         };
 
         // Check, spawn and insert under one lock: the id cannot be taken in
@@ -140,8 +140,8 @@ impl Registry {
             }
         };
         if let Some(cgroup) = &cgroup {
-            match cgroup.open_procs() {
-                Ok(fd) => spec.cgroup_procs = Some(Arc::new(fd)),
+            match cgroup.open_dir() {
+                Ok(fd) => spec.cgroup = Some(Arc::new(fd)),
                 Err(e) => {
                     let _ = std::fs::remove_dir(cgroup.path());
                     cleanup(writer);
@@ -160,7 +160,7 @@ impl Registry {
                 return Err(e.into());
             }
         };
-        spec.cgroup_procs = None;
+        spec.cgroup = None;
         let now = now_ms();
         let info = SessionInfo {
             id: id.clone(),

@@ -20,7 +20,7 @@
 //! ended by the process scan of [`super::process`] instead.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -142,12 +142,12 @@ impl SessionCgroup {
         &self.path
     }
 
-    /// Opens `cgroup.procs` for the child to write itself into (see
-    /// [`join_in_child`]); opened before the fork, closed on exec.
-    pub fn open_procs(&self) -> io::Result<OwnedFd> {
+    /// Opens the cgroup's directory, which a child is started in
+    /// (`CLONE_INTO_CGROUP`); closed on exec.
+    pub fn open_dir(&self) -> io::Result<OwnedFd> {
         let fd = rustix::fs::open(
-            self.path.join("cgroup.procs"),
-            OFlags::WRONLY | OFlags::CLOEXEC,
+            &self.path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
         Ok(fd)
@@ -210,10 +210,18 @@ impl SessionCgroup {
     }
 }
 
+/// Opens `cgroup.procs` of the cgroup whose directory is `dir`, for a child
+/// to write itself into (see [`join_in_child`]); opened before the clone,
+/// closed on exec.
+pub fn open_procs(dir: &OwnedFd) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::openat(dir, "cgroup.procs", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+    Ok(fd)
+}
+
 /// In the child, between fork and exec: moves the calling process into the
 /// cgroup whose `cgroup.procs` is `procs` (writing `0` means "me"). One
 /// `write` system call, async-signal-safe.
-pub fn join_in_child(procs: &OwnedFd) -> io::Result<()> {
+pub fn join_in_child(procs: BorrowedFd<'_>) -> io::Result<()> {
     rustix::io::write(procs, b"0")?;
     Ok(())
 }

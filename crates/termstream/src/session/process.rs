@@ -38,6 +38,7 @@ pub use self::child::ChildProcess;
 pub use self::pty::{PtyReader, PtyWriter};
 
 mod child;
+mod clone3;
 mod pty;
 
 /// The environment variable that marks a session's processes.
@@ -55,9 +56,9 @@ pub struct SpawnSpec {
     pub rows: u16,
     /// The user and limits to run the program with.
     pub confine: Option<Arc<Confinement>>,
-    /// The `cgroup.procs` of the session's cgroup, which the child writes
-    /// itself into before exec ([`super::cgroup`]).
-    pub cgroup_procs: Option<Arc<OwnedFd>>,
+    /// The directory of the session's cgroup, which the program starts in
+    /// ([`super::cgroup`]).
+    pub cgroup: Option<Arc<OwnedFd>>,
 }
 
 /// Why a program could not be started.
@@ -212,7 +213,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         envp,
         cwd,
         stdio,
-        cgroup_procs: spec.cgroup_procs.as_deref(),
+        cgroup: spec.cgroup.as_deref(),
         confine: spec.confine.as_deref(),
     };
     match spec.kind {

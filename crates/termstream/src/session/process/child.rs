@@ -35,7 +35,7 @@
 use std::convert::Infallible;
 use std::ffi::{CStr, CString, c_char};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -44,6 +44,7 @@ use nix::sched::CloneFlags;
 use rustix::process::{Pid, WaitOptions};
 use tokio::io::unix::AsyncFd;
 
+use super::clone3;
 use crate::confine::Confinement;
 
 /// The child's stack until `execve`: it runs a few system calls (and
@@ -108,8 +109,9 @@ pub struct Plan<'a> {
     pub cwd: CString,
     /// What becomes the child's fds 0, 1 and 2.
     pub stdio: Stdio<'a>,
-    /// The session's `cgroup.procs`, to join before `execve`.
-    pub cgroup_procs: Option<&'a OwnedFd>,
+    /// The directory of the session's cgroup, which the child starts in
+    /// (or joins before `execve`, where `clone3` is refused).
+    pub cgroup: Option<&'a OwnedFd>,
     /// The user and limits.
     pub confine: Option<&'a Confinement>,
 }
@@ -197,6 +199,8 @@ struct Prepared<'p, 'a> {
     /// `/bin/sh program args...`, for a program `execve` calls no
     /// executable (`ENOEXEC`: a script without `#!`), as `execvp` does.
     sh_argv: Vec<*const c_char>,
+    /// The cgroup's `cgroup.procs`, when the child must join it itself.
+    join: Option<BorrowedFd<'p>>,
     /// The errno of the step that failed in the child; 0 while none did.
     failure: AtomicI32,
 }
@@ -206,7 +210,27 @@ const SH: &CStr = c"/bin/sh";
 /// Starts the program of `plan`. Returns once it has called `execve`; an
 /// error of any step before (a bad cwd, a failed `execve`) is returned with
 /// its errno, and the child that failed is reaped.
+///
+/// A child with a cgroup is made in it by `clone3` ([`super::clone3`]);
+/// where that is refused, it is made by `clone` and joins the cgroup
+/// through `cgroup.procs`.
 pub fn start(plan: &Plan<'_>) -> io::Result<ChildProcess> {
+    if let Some(cgroup) = plan.cgroup
+        && clone3::available()
+    {
+        match start_with(plan, Some(cgroup.as_fd()), None) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                tracing::info!("clone3 is refused here: session programs join their cgroup after the clone");
+            }
+            done => return done,
+        }
+    }
+    let procs = plan.cgroup.map(crate::session::cgroup::open_procs).transpose()?;
+    start_with(plan, None, procs.as_ref().map(|fd| fd.as_fd()))
+}
+
+/// [`start`], made in the cgroup `into`, or joining it through `join`.
+fn start_with(plan: &Plan<'_>, into: Option<BorrowedFd<'_>>, join: Option<BorrowedFd<'_>>) -> io::Result<ChildProcess> {
     let ptrs = |v: &[CString]| -> Vec<*const c_char> {
         v.iter()
             .map(|s| s.as_ptr())
@@ -223,6 +247,7 @@ pub fn start(plan: &Plan<'_>) -> io::Result<ChildProcess> {
         argv: ptrs(&plan.argv),
         envp: ptrs(&plan.envp),
         sh_argv,
+        join,
         failure: AtomicI32::new(0),
     };
     let mut stack = ChildStack::new()?;
@@ -230,21 +255,29 @@ pub fn start(plan: &Plan<'_>) -> io::Result<ChildProcess> {
     if matches!(plan.stdio, Stdio::Tty(_)) {
         flags |= CloneFlags::CLONE_FILES;
     }
-    let pid = {
-        let child_main = Box::new(|| -> isize {
-            let Err(e) = run_child(&prepared);
-            let errno = e.raw_os_error().filter(|&n| n != 0).unwrap_or(libc::EIO);
-            prepared.failure.store(errno, Ordering::Relaxed);
-            127
-        });
-        let _blocked = BlockSignals::all();
-        // SAFETY: the child shares our memory and runs only `run_child`,
-        // which keeps to the rules of this module's doc; the stack is ours
-        // until `clone` returns, which with CLONE_VFORK is after the child's
-        // `execve` or exit.
-        unsafe { nix::sched::clone(child_main, stack.slice(), flags, Some(libc::SIGCHLD)) }.map_err(io::Error::from)?
+    let mut child_main = || -> i32 {
+        let Err(e) = run_child(&prepared);
+        let errno = e.raw_os_error().filter(|&n| n != 0).unwrap_or(libc::EIO);
+        prepared.failure.store(errno, Ordering::Relaxed);
+        127
     };
-    let pid = Pid::from_raw(pid.as_raw()).ok_or_else(|| io::Error::other("clone returned pid 0"))?;
+    let blocked = BlockSignals::all();
+    // SAFETY: the child shares our memory and runs only `run_child`, which
+    // keeps to the rules of this module's doc; the stack is ours until the
+    // clone returns, which with CLONE_VFORK is after the child's `execve`
+    // or exit.
+    let pid = match into {
+        Some(cgroup) => unsafe { clone3::clone_into(flags.bits() as u64, stack.slice(), cgroup, &mut child_main) },
+        None => {
+            let child_main = Box::new(|| child_main() as isize);
+            unsafe { nix::sched::clone(child_main, stack.slice(), flags, Some(libc::SIGCHLD)) }
+                .map(|pid| pid.as_raw())
+                .map_err(io::Error::from)
+        }
+    };
+    drop(blocked);
+    let pid = pid?;
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::other("clone returned pid 0"))?;
     let failure = prepared.failure.load(Ordering::Relaxed);
     if failure != 0 {
         let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
@@ -307,7 +340,7 @@ fn run_child(p: &Prepared<'_, '_>) -> Result<Infallible, io::Error> {
             // The table is still the server's: nothing may change an fd
             // before it is unshared. Joining the cgroup only writes through
             // one, which must be done now, while that fd is still here.
-            if let Some(procs) = plan.cgroup_procs {
+            if let Some(procs) = p.join {
                 crate::session::cgroup::join_in_child(procs)?;
             }
             // Unshares the table keeping only fds 0-2 and closes the rest of
@@ -346,7 +379,7 @@ fn run_child(p: &Prepared<'_, '_>) -> Result<Infallible, io::Error> {
     }
     rustix::process::chdir(plan.cwd.as_c_str())?;
     // A PTY child joined before it unshared its fd table.
-    if let (Some(procs), false) = (plan.cgroup_procs, ctty) {
+    if let (Some(procs), false) = (p.join, ctty) {
         crate::session::cgroup::join_in_child(procs)?;
     }
     crate::confine::restore_fd_limit()?;
@@ -399,43 +432,4 @@ fn borrow(fd: RawFd) -> BorrowedFd<'static> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The permissions (`rw-p`) of the mapping of this process that holds
-    /// `addr`, from `/proc/self/maps`.
-    fn permissions(addr: usize) -> Option<String> {
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        maps.lines().find_map(|line| {
-            let mut words = line.split_whitespace();
-            let (start, end) = words.next()?.split_once('-')?;
-            let (start, end) = (
-                usize::from_str_radix(start, 16).ok()?,
-                usize::from_str_radix(end, 16).ok()?,
-            );
-            (start <= addr && addr < end).then(|| words.next().unwrap_or("").to_owned())
-        })
-    }
-
-    #[test]
-    fn the_child_stack_has_an_inaccessible_page_below_it() {
-        let mut stack = ChildStack::new().unwrap();
-        let page = rustix::param::page_size();
-        let slice = stack.slice();
-        assert!(slice.len() >= STACK_SIZE);
-        let low = slice.as_ptr() as usize;
-        let high = low + slice.len() - 1;
-        // The stack grows down from its top: the page under its lowest
-        // byte is the guard.
-        assert_eq!(permissions(low).as_deref().map(|p| &p[..2]), Some("rw"));
-        assert_eq!(permissions(high).as_deref().map(|p| &p[..2]), Some("rw"));
-        assert_eq!(
-            permissions(low - 1).as_deref().map(|p| &p[..3]),
-            Some("---"),
-            "no guard page"
-        );
-        assert_eq!(permissions(low - page).as_deref().map(|p| &p[..3]), Some("---"));
-        slice[0] = 1;
-        slice[slice.len() - 1] = 1;
-    }
-}
+mod tests;

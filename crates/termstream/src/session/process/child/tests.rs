@@ -1,0 +1,144 @@
+//! The child's stack, and the two ways a child gets into its session's cgroup, on real cgroups:
+//! made in it by `clone3`, or joining it through `cgroup.procs` where
+//! `clone3` is refused. Each must have the program in the cgroup from its
+//! first instruction, and report a failing step as its errno.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+
+use termstream_proto::Epoch;
+
+use super::{ChildStack, Plan, STACK_SIZE, Stdio, start_with};
+use crate::session::cgroup::{self, Cgroups, SessionCgroup};
+
+/// The session cgroups of this machine: where the server could use them
+/// (root and a cgroup v2 mount), they must be found, so the tests below do
+/// not pass by skipping.
+fn cgroups() -> Option<Cgroups> {
+    let found = Cgroups::detect();
+    let expected = rustix::process::geteuid().is_root()
+        && std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| m.contains(" - cgroup2 "));
+    match found {
+        Ok(c) => Some(c),
+        Err(why) if expected => panic!("cgroups expected here: {why}"),
+        Err(_) => None,
+    }
+}
+
+/// An epoch no other session has: the cgroup's name.
+fn fresh_epoch() -> Epoch {
+    Epoch(rand::random())
+}
+
+fn plan<'a>(argv: &[&str], cwd: &str, stdio: Stdio<'a>, cgroup: &'a OwnedFd) -> Plan<'a> {
+    let argv: Vec<CString> = argv.iter().map(|a| CString::new(*a).unwrap()).collect();
+    Plan {
+        program: argv[0].clone(),
+        argv,
+        envp: vec![c"PATH=/usr/bin:/bin".to_owned()],
+        cwd: CString::new(cwd).unwrap(),
+        stdio,
+        cgroup: Some(cgroup),
+        confine: None,
+    }
+}
+
+/// Runs `cat /proc/self/cgroup` in a new cgroup, made in it (`into`) or
+/// joining it: what the program saw, and the cgroup (removed by the caller).
+async fn cgroup_seen(cgroups: &Cgroups, into: bool) -> (String, SessionCgroup) {
+    let cg = cgroups.create(fresh_epoch()).expect("a session cgroup");
+    let dir = cg.open_dir().expect("its directory");
+    let (mut read, write) = std::io::pipe().expect("a pipe");
+    let write: OwnedFd = write.into();
+    let fds = [write.as_fd(), write.as_fd(), write.as_fd()];
+    let plan = plan(&["/bin/cat", "/proc/self/cgroup"], "/", Stdio::Fds(fds), &dir);
+    let procs = cgroup::open_procs(&dir).expect("cgroup.procs");
+    let mut child = if into {
+        start_with(&plan, Some(dir.as_fd()), None)
+    } else {
+        start_with(&plan, None, Some(procs.as_fd()))
+    }
+    .expect("started");
+    drop(plan);
+    drop(write);
+    let mut seen = String::new();
+    read.read_to_string(&mut seen).expect("the output");
+    let status = child.wait().await.expect("exited");
+    assert!(status.success(), "{status:?}: {seen}");
+    (seen, cg)
+}
+
+#[tokio::test]
+async fn a_child_runs_in_its_cgroup_whether_made_there_or_joining() {
+    let Some(cgroups) = cgroups() else { return };
+    for into in [true, false] {
+        let (seen, cg) = cgroup_seen(&cgroups, into).await;
+        let name = cg.path().file_name().unwrap().to_str().unwrap().to_owned();
+        let own = seen.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_default();
+        assert!(
+            own.ends_with(&format!("/termstream-sessions/{name}")),
+            "made in it: {into}; the program saw {seen:?}"
+        );
+        // Empty now (the program was reaped): removable.
+        std::fs::remove_dir(cg.path()).expect("the cgroup removed");
+    }
+}
+
+#[tokio::test]
+async fn a_step_that_fails_in_a_child_made_in_its_cgroup_is_its_errno() {
+    let Some(cgroups) = cgroups() else { return };
+    let cg = cgroups.create(fresh_epoch()).expect("a session cgroup");
+    let dir = cg.open_dir().expect("its directory");
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let fds = [null.as_fd(), null.as_fd(), null.as_fd()];
+    let bad_cwd = plan(&["/bin/true"], "/no/such/dir", Stdio::Fds(fds), &dir);
+    let err = start_with(&bad_cwd, Some(dir.as_fd()), None).err().expect("a failure");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+    let missing = plan(&["/no/such/program"], "/", Stdio::Fds(fds), &dir);
+    let err = start_with(&missing, Some(dir.as_fd()), None).err().expect("a failure");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+    // The failed children were reaped: nothing is left in the cgroup.
+    std::fs::remove_dir(cg.path()).expect("the cgroup removed");
+}
+
+/// The permissions (`rw-p`) of the mapping of this process that holds
+/// `addr`, from `/proc/self/maps`.
+fn permissions(addr: usize) -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let (start, end) = words.next()?.split_once('-')?;
+        let (start, end) = (
+            usize::from_str_radix(start, 16).ok()?,
+            usize::from_str_radix(end, 16).ok()?,
+        );
+        (start <= addr && addr < end).then(|| words.next().unwrap_or("").to_owned())
+    })
+}
+
+#[test]
+fn the_child_stack_has_an_inaccessible_page_below_it() {
+    let mut stack = ChildStack::new().unwrap();
+    let page = rustix::param::page_size();
+    let slice = stack.slice();
+    assert!(slice.len() >= STACK_SIZE);
+    let low = slice.as_ptr() as usize;
+    let high = low + slice.len() - 1;
+    // The stack grows down from its top: the page under its lowest
+    // byte is the guard.
+    assert_eq!(permissions(low).as_deref().map(|p| &p[..2]), Some("rw"));
+    assert_eq!(permissions(high).as_deref().map(|p| &p[..2]), Some("rw"));
+    assert_eq!(
+        permissions(low - 1).as_deref().map(|p| &p[..3]),
+        Some("---"),
+        "no guard page"
+    );
+    assert_eq!(permissions(low - page).as_deref().map(|p| &p[..3]), Some("---"));
+    slice[0] = 1;
+    slice[slice.len() - 1] = 1;
+}
