@@ -125,7 +125,8 @@ struct Project {
     changing: tokio::sync::Mutex<()>,
     /// The state of the last change broadcast from this node: what
     /// sockets are told, so that no answer runs ahead of the broadcast.
-    /// Its lock is held across the broadcast, so the two move together.
+    /// On one node its lock is held across the broadcast, so the two move
+    /// together (in a cluster the relay orders them, and this is not read).
     published: Mutex<Option<FocusState>>,
     /// When each focused session was last active (a tick of
     /// [`Focus::ticks`]): focused, or typed into. Only focused sessions
@@ -208,11 +209,15 @@ impl Focus {
     /// The state of the last change this node broadcast for `project`
     /// (or, while its first change is being made, the state before it).
     fn published(&self, project: &ProjectId) -> Option<FocusState> {
-        self.projects
+        // Not under the map's lock: a project's is held across its broadcast.
+        let p = self
+            .projects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(project)
-            .and_then(|p| p.published.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .cloned()?;
+        let published = p.published.lock().unwrap_or_else(|p| p.into_inner());
+        published.clone()
     }
 
     /// Every project with a stored state.

@@ -176,8 +176,9 @@ impl Focus {
                 // or finds the change on its subscription. (Sent before
                 // `published` moved, a socket subscribing in between read
                 // the old version and never got this one.)
+                let event = self.event(project, Some(session), focused, &new);
                 let mut published = p.published.lock().unwrap_or_else(|p| p.into_inner());
-                self.emit(project, Some(session), focused, &new);
+                let _ = self.changes.send(event);
                 *published = Some(new.clone());
             }
         }
@@ -188,6 +189,17 @@ impl Focus {
     /// no `session`) the state as `sync_complete`. The caller keeps the
     /// project's versions in order.
     pub(crate) fn emit(&self, project: &ProjectId, session: Option<&SessionId>, focused: bool, new: &FocusState) {
+        let _ = self.changes.send(self.event(project, session, focused, new));
+    }
+
+    /// One change as [`Focus::emit`] sends it.
+    fn event(
+        &self,
+        project: &ProjectId,
+        session: Option<&SessionId>,
+        focused: bool,
+        new: &FocusState,
+    ) -> Arc<FocusEvent> {
         let msg = match session {
             Some(session) => FocusMessage::FocusUpdate {
                 project_id: project.clone(),
@@ -209,12 +221,12 @@ impl Focus {
             },
         };
         let json = serde_json::to_string(&msg).unwrap_or_default().into();
-        let _ = self.changes.send(Arc::new(FocusEvent {
+        Arc::new(FocusEvent {
             project: project.clone(),
             session: session.cloned(),
             focused,
             state: new.clone(),
             json,
-        }));
+        })
     }
 }

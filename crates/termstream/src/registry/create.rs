@@ -130,7 +130,7 @@ impl Registry {
             drop(writer);
             let _ = std::fs::remove_dir_all(&dir);
         };
-        // The cgroup before the program, which joins it before exec.
+        // The cgroup before the program, which starts in it.
         let mut spec = spec;
         let cgroup = match self.cgroups.as_ref().map(|c| c.create(epoch)).transpose() {
             Ok(cgroup) => cgroup,

@@ -6,10 +6,10 @@
 //! may create cgroups (a writable cgroup v2 hierarchy with `cgroup.kill`,
 //! Linux 5.14 or later: as root, or in a subtree systemd delegated to the
 //! service), each session's program is put in `<own>/termstream-sessions/<epoch>`
-//! before it runs: the child writes itself into that cgroup's
-//! `cgroup.procs` between fork and exec, through a descriptor the server
-//! opened before the fork, so no process of the session ever runs outside
-//! it. Ending the session writes `1` to `cgroup.kill`, which SIGKILLs every
+//! before it runs: the child is made in that cgroup (`clone3` with
+//! `CLONE_INTO_CGROUP`, through a descriptor of its directory), or, where
+//! `clone3` is refused, writes itself into its `cgroup.procs` between the
+//! clone and exec; so no process of the session ever runs outside it. Ending the session writes `1` to `cgroup.kill`, which SIGKILLs every
 //! process in it at once; once it is empty the directory is removed.
 //!
 //! The path depends only on the server's own cgroup and the session's

@@ -4,8 +4,8 @@
 //! on its PTY (which becomes its controlling terminal), a command session's
 //! with pipes. Its environment is built from an allowlist, never the server's
 //! own, plus a marker `TERMSTREAM_SESSION=<epoch>` that its descendants
-//! inherit. Where cgroups are in force ([`super::cgroup`]) the child joins
-//! its session's cgroup before exec, and the session ends by `cgroup.kill`.
+//! inherit. Where cgroups are in force ([`super::cgroup`]) the child starts in
+//! its session's cgroup, and the session ends by `cgroup.kill`.
 //! Otherwise (the fallback) we signal the leader's process group, then kill
 //! every process whose session id is the leader's or whose environment holds
 //! the marker, so jobs that moved to their own process group or called

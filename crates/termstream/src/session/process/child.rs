@@ -4,17 +4,20 @@
 //! `fork()` copies the whole server's page tables into the child only for
 //! the child to throw them away at `execve`; with thousands of sessions
 //! (each with its buffers and tasks) that copy was about half of the CPU an
-//! open costs. The child is made instead with `clone(CLONE_VM |
-//! CLONE_VFORK)` (nix's [`nix::sched::clone`]), which is how glibc's
-//! `posix_spawn` works inside: the child runs on a small stack of its own
-//! inside the server's memory, and the calling thread sleeps until the child
-//! has called `execve` (or exited), so nothing is copied. glibc's
-//! `posix_spawn` itself is not used because it cannot do what our child
-//! does besides: join the session's cgroup, give back the original
-//! open-files limit, set resource limits and switch users.
+//! open costs. The child is made instead with `CLONE_VM | CLONE_VFORK`,
+//! which is how glibc's `posix_spawn` works inside: the child runs on a
+//! small stack of its own inside the server's memory, and the calling
+//! thread sleeps until the child has called `execve` (or exited), so
+//! nothing is copied. A session with a cgroup has its child made in it by
+//! `clone3` ([`super::clone3`]); elsewhere, or where `clone3` is refused,
+//! nix's [`nix::sched::clone`] makes it, and it joins its cgroup itself.
+//! glibc's `posix_spawn` is not used because it cannot do what our child
+//! does besides: give back the original open-files limit, set resource
+//! limits and switch users (and glibc 2.36 cannot start it in a cgroup).
 //!
 //! A PTY session's child shares the server's fd table too (`CLONE_FILES`)
-//! until it has joined its cgroup, then unshares it keeping only fds 0-2 (see
+//! until it is in its cgroup (a child that joins it writes through an fd of
+//! that table), then unshares it keeping only fds 0-2 (see
 //! [`Stdio::Tty`]), so the cost of a spawn does not grow with the number of
 //! fds the server holds (several per session and viewer).
 //!
@@ -122,7 +125,7 @@ pub enum Stdio<'a> {
     Fds([BorrowedFd<'a>; 3]),
     /// The PTY whose slave has this path, opened by the child, which makes
     /// it its controlling terminal. The child then shares the server's fd
-    /// table until, once it joined its cgroup, `close_range(3, ~0,
+    /// table until, once in its cgroup, `close_range(3, ~0,
     /// CLOSE_RANGE_UNSHARE)` gives it a table of its own holding
     /// only fds 0-2: the server's thousands of fds are neither copied into
     /// the child nor closed again at `execve`.
@@ -219,8 +222,10 @@ pub fn start(plan: &Plan<'_>) -> io::Result<ChildProcess> {
         && clone3::available()
     {
         match start_with(plan, Some(cgroup.as_fd()), None) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
-                tracing::info!("clone3 is refused here: session programs join their cgroup after the clone");
+            // The call itself was refused (an error of the child's own steps
+            // leaves clone3 available): no child was made.
+            Err(e) if !clone3::available() => {
+                tracing::info!(error = %e, "clone3 is refused here: session programs join their cgroup after the clone");
             }
             done => return done,
         }
@@ -267,7 +272,9 @@ fn start_with(plan: &Plan<'_>, into: Option<BorrowedFd<'_>>, join: Option<Borrow
     // clone returns, which with CLONE_VFORK is after the child's `execve`
     // or exit.
     let pid = match into {
-        Some(cgroup) => unsafe { clone3::clone_into(flags.bits() as u64, stack.slice(), cgroup, &mut child_main) },
+        Some(cgroup) => unsafe {
+            clone3::clone_into(flags.bits() as u32 as u64, stack.slice(), cgroup, &mut child_main)
+        },
         None => {
             let child_main = Box::new(|| child_main() as isize);
             unsafe { nix::sched::clone(child_main, stack.slice(), flags, Some(libc::SIGCHLD)) }

@@ -6,7 +6,8 @@
 //! (`cgroup_threadgroup_rwsem`), and taking it after a quiet spell waits
 //! for an RCU grace period: 11–18 ms on the benchmark's machines, with the
 //! server's worker asleep in `clone(CLONE_VFORK)` all the while (0.2–0.4 ms
-//! without a cgroup). A child made *in* the cgroup takes no such lock.
+//! without a cgroup; 10–27 ms in the server under `perf trace`). A child
+//! made *in* the cgroup takes no such lock.
 //!
 //! glibc has no wrapper for `clone3` (its `posix_spawn` uses one inside),
 //! and a child that shares the caller's memory cannot return from a system
@@ -21,7 +22,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Whether `clone3` may be tried: cleared at the first `ENOSYS`.
+/// Whether `clone3` may be tried: cleared when the call is refused.
 static AVAILABLE: AtomicBool = AtomicBool::new(cfg!(target_arch = "x86_64"));
 
 /// `CLONE_INTO_CGROUP` (libc's constant is a deprecated, overflowing `int`).
@@ -38,8 +39,13 @@ pub fn available() -> bool {
 /// Starts a child with `flags` (which must hold `CLONE_VM | CLONE_VFORK`)
 /// in the cgroup whose directory is `cgroup`, running `body` on `stack`
 /// and exiting with what it returns. Returns the child's pid once it has
-/// called `execve` or exited. `ENOSYS` (no `clone3` here) also makes
-/// [`available`] false from then on.
+/// called `execve` or exited.
+///
+/// A refusal of the call itself (`ENOSYS`: no `clone3` here, or a seccomp
+/// filter's usual answer; `EPERM`: an older filter's) makes [`available`]
+/// false from then on, and no child was made: the caller may fall back.
+/// (Were the `EPERM` the cgroup's, the fallback's `cgroup.procs` write is
+/// refused the same way.)
 ///
 /// # Safety
 /// As for `clone(CLONE_VM)`: the child shares the caller's memory, so
@@ -47,6 +53,8 @@ pub fn available() -> bool {
 /// be the child's alone until this returns.
 pub unsafe fn clone_into(flags: u64, stack: &mut [u8], cgroup: BorrowedFd<'_>, body: Body<'_>) -> io::Result<i32> {
     let mut body = body;
+    // The kernel starts the child at the top, which must be 16-aligned.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
     let args = libc::clone_args {
         flags: flags | CLONE_INTO_CGROUP,
         pidfd: 0,
@@ -54,8 +62,7 @@ pub unsafe fn clone_into(flags: u64, stack: &mut [u8], cgroup: BorrowedFd<'_>, b
         parent_tid: 0,
         exit_signal: libc::SIGCHLD as u64,
         stack: stack.as_mut_ptr() as u64,
-        // The kernel starts the child at the top, which must be 16-aligned.
-        stack_size: (stack.len() & !15) as u64,
+        stack_size: (top - stack.as_mut_ptr() as usize) as u64,
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
@@ -65,7 +72,7 @@ pub unsafe fn clone_into(flags: u64, stack: &mut [u8], cgroup: BorrowedFd<'_>, b
     let ret = unsafe { raw_clone3(&args, (&raw mut body).cast()) };
     if ret < 0 {
         let e = io::Error::from_raw_os_error(-ret as i32);
-        if e.raw_os_error() == Some(libc::ENOSYS) {
+        if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
             AVAILABLE.store(false, Ordering::Relaxed);
         }
         return Err(e);

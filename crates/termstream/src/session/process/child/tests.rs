@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use termstream_proto::Epoch;
 
-use super::{ChildStack, Plan, STACK_SIZE, Stdio, start_with};
+use super::{ChildStack, Plan, STACK_SIZE, Stdio, clone3, start_with};
 use crate::session::cgroup::{self, Cgroups, SessionCgroup};
 
 /// The session cgroups of this machine: where the server could use them
@@ -44,66 +44,98 @@ fn plan<'a>(argv: &[&str], cwd: &str, stdio: Stdio<'a>, cgroup: &'a OwnedFd) -> 
     }
 }
 
+/// A session cgroup made for a test, removed when dropped (also when the
+/// test fails).
+struct Made(SessionCgroup);
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        self.0.kill();
+        let _ = std::fs::remove_dir(self.0.path());
+    }
+}
+
+/// Starts `plan` made in its cgroup (`into`) or joining it; `None` when
+/// `clone3` is refused here (a container's seccomp filter).
+fn start_either(plan: &Plan<'_>, dir: &OwnedFd, into: bool) -> Option<std::io::Result<super::ChildProcess>> {
+    if !into {
+        let procs = cgroup::open_procs(dir).expect("cgroup.procs");
+        return Some(start_with(plan, None, Some(procs.as_fd())));
+    }
+    if !clone3::available() {
+        return None;
+    }
+    match start_with(plan, Some(dir.as_fd()), None) {
+        Err(_) if !clone3::available() => None,
+        done => Some(done),
+    }
+}
+
 /// Runs `cat /proc/self/cgroup` in a new cgroup, made in it (`into`) or
-/// joining it: what the program saw, and the cgroup (removed by the caller).
-async fn cgroup_seen(cgroups: &Cgroups, into: bool) -> (String, SessionCgroup) {
-    let cg = cgroups.create(fresh_epoch()).expect("a session cgroup");
-    let dir = cg.open_dir().expect("its directory");
+/// joining it: what the program saw, and the cgroup's name; `None` when
+/// `clone3` is refused here.
+async fn cgroup_seen(cgroups: &Cgroups, into: bool) -> Option<(String, String)> {
+    let cg = Made(cgroups.create(fresh_epoch()).expect("a session cgroup"));
+    let dir = cg.0.open_dir().expect("its directory");
     let (mut read, write) = std::io::pipe().expect("a pipe");
     let write: OwnedFd = write.into();
     let fds = [write.as_fd(), write.as_fd(), write.as_fd()];
     let plan = plan(&["/bin/cat", "/proc/self/cgroup"], "/", Stdio::Fds(fds), &dir);
-    let procs = cgroup::open_procs(&dir).expect("cgroup.procs");
-    let mut child = if into {
-        start_with(&plan, Some(dir.as_fd()), None)
-    } else {
-        start_with(&plan, None, Some(procs.as_fd()))
-    }
-    .expect("started");
+    let mut child = start_either(&plan, &dir, into)?.expect("started");
     drop(plan);
     drop(write);
     let mut seen = String::new();
     read.read_to_string(&mut seen).expect("the output");
     let status = child.wait().await.expect("exited");
     assert!(status.success(), "{status:?}: {seen}");
-    (seen, cg)
+    let name = cg.0.path().file_name().unwrap().to_str().unwrap().to_owned();
+    // Empty now (the program was reaped): removable.
+    std::fs::remove_dir(cg.0.path()).expect("the cgroup removed");
+    Some((seen, name))
 }
 
 #[tokio::test]
 async fn a_child_runs_in_its_cgroup_whether_made_there_or_joining() {
     let Some(cgroups) = cgroups() else { return };
     for into in [true, false] {
-        let (seen, cg) = cgroup_seen(&cgroups, into).await;
-        let name = cg.path().file_name().unwrap().to_str().unwrap().to_owned();
+        let Some((seen, name)) = cgroup_seen(&cgroups, into).await else {
+            continue;
+        };
         let own = seen.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_default();
         assert!(
             own.ends_with(&format!("/termstream-sessions/{name}")),
             "made in it: {into}; the program saw {seen:?}"
         );
-        // Empty now (the program was reaped): removable.
-        std::fs::remove_dir(cg.path()).expect("the cgroup removed");
     }
 }
 
 #[tokio::test]
 async fn a_step_that_fails_in_a_child_made_in_its_cgroup_is_its_errno() {
     let Some(cgroups) = cgroups() else { return };
-    let cg = cgroups.create(fresh_epoch()).expect("a session cgroup");
-    let dir = cg.open_dir().expect("its directory");
+    let cg = Made(cgroups.create(fresh_epoch()).expect("a session cgroup"));
+    let dir = cg.0.open_dir().expect("its directory");
     let null = std::fs::File::options()
         .read(true)
         .write(true)
         .open("/dev/null")
         .unwrap();
     let fds = [null.as_fd(), null.as_fd(), null.as_fd()];
-    let bad_cwd = plan(&["/bin/true"], "/no/such/dir", Stdio::Fds(fds), &dir);
-    let err = start_with(&bad_cwd, Some(dir.as_fd()), None).err().expect("a failure");
-    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
-    let missing = plan(&["/no/such/program"], "/", Stdio::Fds(fds), &dir);
-    let err = start_with(&missing, Some(dir.as_fd()), None).err().expect("a failure");
-    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+    for into in [true, false] {
+        let bad_cwd = plan(&["/bin/true"], "/no/such/dir", Stdio::Fds(fds), &dir);
+        let missing = plan(&["/no/such/program"], "/", Stdio::Fds(fds), &dir);
+        for plan in [bad_cwd, missing] {
+            let Some(started) = start_either(&plan, &dir, into) else {
+                continue;
+            };
+            let err = started.err().expect("a failure");
+            assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "made in it: {into}: {err}");
+            // A failing step leaves clone3 available: only a refusal of
+            // the call itself makes spawns fall back.
+            assert!(!into || clone3::available());
+        }
+    }
     // The failed children were reaped: nothing is left in the cgroup.
-    std::fs::remove_dir(cg.path()).expect("the cgroup removed");
+    std::fs::remove_dir(cg.0.path()).expect("the cgroup removed");
 }
 
 /// The permissions (`rw-p`) of the mapping of this process that holds
