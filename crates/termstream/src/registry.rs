@@ -15,7 +15,7 @@
 //! holding its marker killed, in one scan of `/proc` for all of them.
 
 use std::collections::BTreeSet;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,6 +69,10 @@ pub enum RegistryEvent {
 #[derive(Debug)]
 pub struct Registry {
     sessions: Mutex<HashMap<SessionId, SessionHandle>>,
+    /// Ids being created: reserved under `sessions`' lock, so that the
+    /// slow part of a create (directory, cgroup, program) runs outside it.
+    /// Locked after `sessions` when both are held.
+    creating: Mutex<HashSet<SessionId>>,
     config: Arc<Config>,
     settings: SessionSettings,
     sessions_dir: PathBuf,
@@ -121,6 +125,7 @@ impl Registry {
         };
         let registry = Arc::new(Registry {
             sessions: Mutex::new(HashMap::new()),
+            creating: Mutex::new(HashSet::new()),
             settings: config.session_settings(),
             sessions_dir: sessions_dir.clone(),
             spares,

@@ -2,7 +2,7 @@
 //! record, the process, the actor, and the eviction of ended sessions
 //! over `max_sessions`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -104,16 +104,24 @@ impl Registry {
             cgroup: None,
         };
 
-        // Check, spawn and insert under one lock: the id cannot be taken in
-        // between, and a failed spawn leaves nothing behind.
-        let mut sessions = self.lock();
-        if sessions.contains_key(&id) {
-            return Err(CreateError::Duplicate(id));
-        }
-        let running = sessions.values().filter(|h| h.is_running()).count();
-        if running >= self.config.max_running_sessions {
-            return Err(CreateError::Capacity { running });
-        }
+        // The id is checked and reserved under the lock, made outside it
+        // (a create takes a few hundred microseconds of system calls, and
+        // lookups on every worker wait for this lock), and inserted under
+        // it: it cannot be taken in between, and a failed create leaves
+        // nothing behind.
+        let reserved = {
+            let sessions = self.lock();
+            let mut creating = self.creating();
+            if sessions.contains_key(&id) || creating.contains(&id) {
+                return Err(CreateError::Duplicate(id));
+            }
+            let running = sessions.values().filter(|h| h.is_running()).count() + creating.len();
+            if running >= self.config.max_running_sessions {
+                return Err(CreateError::Capacity { running });
+            }
+            creating.insert(id.clone());
+            Reserved { registry: self, id: id.clone() }
+        };
         // The log first, then the program: if either fails, nothing is left.
         // One directory per incarnation: a session deleted while one with
         // its id is created again removes only its own files.
@@ -189,13 +197,21 @@ impl Registry {
             cgroup,
         };
         let (handle, launch) = actor::start_running(info, started, dir, self.settings.clone());
+        let mut sessions = self.lock();
         sessions.insert(id, handle.clone());
+        // Under the same lock: never counted twice, nor missing.
+        drop(reserved);
         let evict = self.over_capacity(&sessions);
         drop(sessions);
         for id in evict {
             self.spawn_delete(id);
         }
         Ok((handle, launch))
+    }
+
+    fn creating(&self) -> std::sync::MutexGuard<'_, HashSet<SessionId>> {
+        // Each operation is a single insert or remove: poison is ignored.
+        self.creating.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ended sessions to delete so that at most `max_sessions` are kept.
@@ -212,5 +228,18 @@ impl Registry {
             .collect();
         ended.sort_unstable();
         ended.into_iter().take(excess).map(|(_, id)| id).collect()
+    }
+}
+
+/// An id reserved by a create in progress ([`Registry::creating`]): given
+/// back when dropped, once the session is in the map or the create failed.
+struct Reserved<'a> {
+    registry: &'a Registry,
+    id: SessionId,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.registry.creating().remove(&self.id);
     }
 }
