@@ -108,7 +108,8 @@ impl Registry {
         // (a create takes a few hundred microseconds of system calls, and
         // lookups on every worker wait for this lock), and inserted under
         // it: it cannot be taken in between, and a failed create leaves
-        // nothing behind.
+        // nothing behind. A create under way counts as running, even one
+        // that will fail.
         let reserved = {
             let sessions = self.lock();
             let mut creating = self.creating();
@@ -120,7 +121,10 @@ impl Registry {
                 return Err(CreateError::Capacity { running });
             }
             creating.insert(id.clone());
-            Reserved { registry: self, id: id.clone() }
+            Reserved {
+                registry: self,
+                id: id.clone(),
+            }
         };
         // The log first, then the program: if either fails, nothing is left.
         // One directory per incarnation: a session deleted while one with
@@ -130,14 +134,24 @@ impl Registry {
         // `store::spare`); without one, `LogWriter::create` makes them.
         let dir = self.sessions_dir.join(format!("{id}.{epoch}"));
         self.spares.take_into(&dir);
-        let mut writer = LogWriter::create(&dir, self.settings.disk)?;
-        if kind == SessionKind::Pty {
-            writer.append_resize(0, 0, cols, rows)?;
-        }
         let cleanup = |writer: LogWriter| {
             drop(writer);
             let _ = std::fs::remove_dir_all(&dir);
         };
+        let mut writer = match LogWriter::create(&dir, self.settings.disk) {
+            Ok(w) => w,
+            Err(e) => {
+                // A spare renamed into place is not left behind.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e.into());
+            }
+        };
+        if kind == SessionKind::Pty
+            && let Err(e) = writer.append_resize(0, 0, cols, rows)
+        {
+            cleanup(writer);
+            return Err(e.into());
+        }
         // The cgroup before the program, which starts in it.
         let mut spec = spec;
         let cgroup = match self.cgroups.as_ref().map(|c| c.create(epoch)).transpose() {
