@@ -29,6 +29,15 @@ pub(crate) struct Stops {
     write_go: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
+/// A registry over the data dir `dir`, with no sessions.
+fn registry(dir: &std::path::Path) -> Arc<Registry> {
+    let config = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
+    Registry::load(Arc::new(config)).expect("registry")
+}
+
 impl Stops {
     /// A store in `dir` holding `focused` as version 1 of `project`, with
     /// no stop set, and a registry over `dir`.
@@ -37,11 +46,7 @@ impl Stops {
         project: &ProjectId,
         focused: &[SessionId],
     ) -> (Arc<Stops>, Arc<Registry>) {
-        let config = Config {
-            data_dir: dir.to_owned(),
-            ..Config::default()
-        };
-        let registry = Registry::load(Arc::new(config)).expect("registry");
+        let registry = registry(dir);
         let inner = FileStore::open(&dir.join("focus")).expect("store");
         inner
             .compare_and_set(project, 0, focused.to_vec())
@@ -108,11 +113,7 @@ impl FocusStore for Stops {
 #[tokio::test]
 async fn a_read_racing_the_first_change_never_runs_ahead_of_the_broadcast() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        data_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    let registry = Registry::load(Arc::new(config)).expect("registry");
+    let registry = registry(dir.path());
     let project = ProjectId::new("p").unwrap();
     let session = SessionId::new("a").unwrap();
     // Seeded with `a` focused (version 1); no change made on this node yet.
@@ -209,11 +210,7 @@ impl FocusStore for Memory {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_subscribes_then_reads_misses_no_version() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        data_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    let registry = Registry::load(Arc::new(config)).expect("registry");
+    let registry = registry(dir.path());
     let project = ProjectId::new("p").unwrap();
     let session = SessionId::new("a").unwrap();
     let focus = Focus::new(Arc::new(Memory::default()), registry);

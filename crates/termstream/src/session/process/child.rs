@@ -221,7 +221,7 @@ pub fn start(plan: &Plan<'_>) -> io::Result<ChildProcess> {
     if let Some(cgroup) = plan.cgroup
         && clone3::available()
     {
-        match start_with(plan, Some(cgroup.as_fd()), None) {
+        match start_with(plan, Cgroup::StartIn(cgroup.as_fd())) {
             // The call itself was refused (an error of the child's own steps
             // leaves clone3 available): no child was made.
             Err(e) if !clone3::available() => {
@@ -231,11 +231,23 @@ pub fn start(plan: &Plan<'_>) -> io::Result<ChildProcess> {
         }
     }
     let procs = plan.cgroup.map(crate::session::cgroup::open_procs).transpose()?;
-    start_with(plan, None, procs.as_ref().map(|fd| fd.as_fd()))
+    let cgroup = procs.as_ref().map_or(Cgroup::None, |fd| Cgroup::Join(fd.as_fd()));
+    start_with(plan, cgroup)
 }
 
-/// [`start`], made in the cgroup `into`, or joining it through `join`.
-fn start_with(plan: &Plan<'_>, into: Option<BorrowedFd<'_>>, join: Option<BorrowedFd<'_>>) -> io::Result<ChildProcess> {
+/// How a child gets into its session's cgroup.
+#[derive(Clone, Copy)]
+enum Cgroup<'a> {
+    /// It has none.
+    None,
+    /// Made in the cgroup whose directory this is (`clone3`).
+    StartIn(BorrowedFd<'a>),
+    /// Joins it by writing this `cgroup.procs` before `execve`.
+    Join(BorrowedFd<'a>),
+}
+
+/// [`start`], with the child getting into its cgroup as `cgroup` says.
+fn start_with(plan: &Plan<'_>, cgroup: Cgroup<'_>) -> io::Result<ChildProcess> {
     let ptrs = |v: &[CString]| -> Vec<*const c_char> {
         v.iter()
             .map(|s| s.as_ptr())
@@ -252,7 +264,10 @@ fn start_with(plan: &Plan<'_>, into: Option<BorrowedFd<'_>>, join: Option<Borrow
         argv: ptrs(&plan.argv),
         envp: ptrs(&plan.envp),
         sh_argv,
-        join,
+        join: match cgroup {
+            Cgroup::Join(procs) => Some(procs),
+            _ => None,
+        },
         failure: AtomicI32::new(0),
     };
     let mut stack = ChildStack::new()?;
@@ -271,11 +286,11 @@ fn start_with(plan: &Plan<'_>, into: Option<BorrowedFd<'_>>, join: Option<Borrow
     // keeps to the rules of this module's doc; the stack is ours until the
     // clone returns, which with CLONE_VFORK is after the child's `execve`
     // or exit.
-    let pid = match into {
-        Some(cgroup) => unsafe {
+    let pid = match cgroup {
+        Cgroup::StartIn(cgroup) => unsafe {
             clone3::clone_into(flags.bits() as u32 as u64, stack.slice(), cgroup, &mut child_main)
         },
-        None => {
+        Cgroup::None | Cgroup::Join(_) => {
             let child_main = Box::new(|| child_main() as isize);
             unsafe { nix::sched::clone(child_main, stack.slice(), flags, Some(libc::SIGCHLD)) }
                 .map(|pid| pid.as_raw())

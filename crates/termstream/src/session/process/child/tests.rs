@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use termstream_proto::Epoch;
 
-use super::{ChildStack, Plan, STACK_SIZE, Stdio, clone3, start_with};
+use super::{Cgroup, ChildStack, Plan, STACK_SIZE, Stdio, clone3, start_with};
 use crate::session::cgroup::{self, Cgroups, SessionCgroup};
 
 /// The session cgroups of this machine: where the server could use them
@@ -60,12 +60,12 @@ impl Drop for Made {
 fn start_either(plan: &Plan<'_>, dir: &OwnedFd, into: bool) -> Option<std::io::Result<super::ChildProcess>> {
     if !into {
         let procs = cgroup::open_procs(dir).expect("cgroup.procs");
-        return Some(start_with(plan, None, Some(procs.as_fd())));
+        return Some(start_with(plan, Cgroup::Join(procs.as_fd())));
     }
     if !clone3::available() {
         return None;
     }
-    match start_with(plan, Some(dir.as_fd()), None) {
+    match start_with(plan, Cgroup::StartIn(dir.as_fd())) {
         Err(_) if !clone3::available() => None,
         done => Some(done),
     }
