@@ -102,38 +102,64 @@ async fn a_flood_is_logged_in_full_chunks_and_loses_nothing() {
     );
 }
 
+/// Starts a session that floods in bursts, then touches `done` and waits
+/// for a line, answers `got-<line>`, and sleeps; returns its id once the
+/// flood is over (what the reader got of its end is held then), and the
+/// flood's length.
+async fn flood_then_wait(server: &TestServer, done: &Path) -> (String, u64) {
+    let n_bursts = 200;
+    let script = format!(
+        "{}; : > \"$0\"; read line; echo \"got-$line\"; sleep 1000",
+        bursts(n_bursts)
+    );
+    let info = server
+        .create(json!({ "argv": ["sh", "-c", script, done], "cols": 80, "rows": 24 }))
+        .await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + secs(120);
+    while !done.exists() {
+        assert!(Instant::now() < deadline, "the flood did not end");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (id, seq_output(n_bursts * BURST).len() as u64)
+}
+
+/// The session's output offset (read from its info, which does not wake
+/// its actor).
+async fn offset(server: &TestServer, id: &str) -> u64 {
+    server.info(id).await["outputOffset"].as_u64().expect("an offset")
+}
+
+#[tokio::test]
+async fn what_a_flood_left_held_goes_out_within_the_window() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_FLOOD_HOLD_MS", "300")]).await;
+    let marks = tempfile::tempdir().expect("tempdir");
+    let (id, flood_len) = flood_then_wait(&server, &marks.path().join("flood-done")).await;
+    // Nothing reads the session or types into it: only the hold's own
+    // deadline lets its last bytes out.
+    let deadline = Instant::now() + secs(10);
+    while offset(&server, &id).await < flood_len {
+        assert!(Instant::now() < deadline, "the end of the flood was never sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(offset(&server, &id).await, flood_len);
+    server.terminate(&id).await;
+}
+
 #[tokio::test]
 async fn typing_into_a_held_flood_releases_its_output_at_once() {
     // Held for up to a second: a release that waited for the deadline
     // would be seen.
     let server = TestServer::start_with(&[], &[("TERMSTREAM_FLOOD_HOLD_MS", "1000")]).await;
     let marks = tempfile::tempdir().expect("tempdir");
-    let done = marks.path().join("flood-done");
-    let script = format!("{}; : > \"$0\"; read line; echo \"got-$line\"; sleep 1000", bursts(200));
-    let info = server
-        .create(json!({ "argv": ["sh", "-c", script, done], "cols": 80, "rows": 24 }))
-        .await;
-    let id = info["id"].as_str().unwrap().to_owned();
-    // The flood printed its last burst: what the reader got since is held.
-    let deadline = Instant::now() + secs(120);
-    while !done.exists() {
-        assert!(Instant::now() < deadline, "the flood did not end");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (id, flood_len) = flood_then_wait(&server, &marks.path().join("flood-done")).await;
 
-    let since = server.info(&id).await["outputOffset"].as_u64().expect("an offset");
     let typed = Instant::now();
     server.input(&id, "abc\n").await;
-    loop {
-        let tail = server.output_all(&id, since).await;
-        if String::from_utf8_lossy(&tail).contains("got-abc") {
-            break;
-        }
-        assert!(
-            typed.elapsed() < secs(10),
-            "no answer to the input: {:?}",
-            String::from_utf8_lossy(&tail)
-        );
+    // The terminal's echo `abc\r\n`, then `got-abc\r\n`.
+    let answered = flood_len + 5 + 9;
+    while offset(&server, &id).await < answered {
+        assert!(typed.elapsed() < secs(10), "no answer to the input");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = typed.elapsed();
@@ -141,5 +167,7 @@ async fn typing_into_a_held_flood_releases_its_output_at_once() {
         took < Duration::from_millis(500),
         "the answer to the input took {took:?}: held until the deadline"
     );
+    let tail = server.output_all(&id, flood_len).await;
+    assert_eq!(String::from_utf8_lossy(&tail), "abc\r\ngot-abc\r\n");
     server.terminate(&id).await;
 }

@@ -313,13 +313,8 @@ impl Actor {
                 self.emit_held(out_stream);
                 self.hold = None;
             } else if holding && self.hold.is_none() {
-                self.hold = Some(Box::new(Hold::new()));
+                self.hold = Some(Box::new(Hold::new(self.settings.flood_hold)));
             }
-            let hold_at = self
-                .hold
-                .as_ref()
-                .and_then(|h| h.since())
-                .map(|t| t + self.settings.flood_hold);
             // Rare steps (a command, the end, killing) run boxed: the task
             // of an idle session then holds only the state of its waits.
             if self.phase != Phase::Ended && self.child.is_none() && !reading {
@@ -367,9 +362,6 @@ impl Actor {
                 _ = sleep_opt(self.kill_deadline), if self.kill_deadline.is_some() => {
                     self.kill_deadline = None;
                     Box::pin(self.kill_all(Signal::KILL)).await;
-                }
-                _ = sleep_opt(hold_at), if hold_at.is_some() => {
-                    self.emit_held(out_stream);
                 }
                 _ = sleep_opt(draining_deadline), if draining_deadline.is_some() => {
                     // Leftover processes hold the output open: end them.

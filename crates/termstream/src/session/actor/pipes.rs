@@ -6,6 +6,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::session::input::Input;
 use crate::session::process::ChildProcess;
@@ -108,9 +109,9 @@ fn poll_read_ready(
 }
 
 /// [`poll_read_ready`] for a flood, gathering into `holding.hold` across
-/// wake-ups: returns a chunk only once [`READ_COALESCE`] bytes are there,
-/// at the end, or once the session's input moved; what is held meanwhile
-/// goes out when the actor says ([`Hold::take`]).
+/// wake-ups: returns a chunk once [`READ_COALESCE`] bytes are there, once
+/// the first of them has waited the hold's window, once the session's input
+/// moved (what it printed since, an echo say, goes out now), or at the end.
 fn poll_read_held(
     reader: &mut Reader,
     header: FrameHeader<'_>,
@@ -121,15 +122,19 @@ fn poll_read_held(
     let was_empty = hold.len == 0;
     let stop = fill(reader, &mut hold.buf, &mut hold.len, cx);
     if was_empty && hold.len > 0 {
-        hold.since = Some(tokio::time::Instant::now());
+        let due = tokio::time::Instant::now() + hold.window;
+        hold.due.as_mut().reset(due);
     }
     match stop {
-        // Someone typed into the session: what it printed since (the
-        // echo, say) goes out now.
-        Fill::Waiting if hold.len > 0 && holding.input.sends() != holding.inputs_seen => {
-            Poll::Ready(Ok(hold.take(header)))
+        Fill::Waiting if hold.len == 0 => Poll::Pending,
+        Fill::Waiting => {
+            let typed = holding.input.sends() != holding.inputs_seen;
+            if typed || hold.due.as_mut().poll(cx).is_ready() {
+                Poll::Ready(Ok(hold.take(header)))
+            } else {
+                Poll::Pending
+            }
         }
-        Fill::Waiting => Poll::Pending,
         Fill::End if hold.len == 0 => Poll::Ready(Ok(None)),
         Fill::Failed(e) if hold.len == 0 => Poll::Ready(Err(e)),
         _ => Poll::Ready(Ok(hold.take(header))),
@@ -146,32 +151,30 @@ pub(super) struct Holding<'a> {
 }
 
 /// A flooding session's output, gathered across wake-ups into chunks of
-/// [`READ_COALESCE`] bytes.
+/// [`READ_COALESCE`] bytes, each held at most `window`. Made when a flood
+/// is seen, dropped when it ends: an idle session holds no buffer.
 pub(super) struct Hold {
     buf: Box<[u8]>,
     len: usize,
-    /// When the first byte held came.
-    since: Option<tokio::time::Instant>,
+    window: Duration,
+    /// When what is held must go out: `window` after its first byte.
+    due: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Hold {
-    pub fn new() -> Hold {
+    /// Must be called within a runtime (for the timer).
+    pub fn new(window: Duration) -> Hold {
         Hold {
             buf: vec![0; READ_COALESCE].into_boxed_slice(),
             len: 0,
-            since: None,
+            window,
+            due: Box::pin(tokio::time::sleep(window)),
         }
-    }
-
-    /// When the first byte held came, if any is held.
-    pub fn since(&self) -> Option<tokio::time::Instant> {
-        self.since
     }
 
     /// The chunk of what is held (`None`: nothing is), which is then gone.
     pub fn take(&mut self, header: FrameHeader<'_>) -> Option<(Bytes, usize)> {
         let len = std::mem::take(&mut self.len);
-        self.since = None;
         (len > 0).then(|| frame(header, &self.buf[..len]))
     }
 }
