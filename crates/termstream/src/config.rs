@@ -36,11 +36,6 @@ pub struct Config {
     /// output with no input, so that they yield the CPU to interactive
     /// sessions; restored on input or a pause. 0 turns it off.
     pub flood_nice: i32,
-    /// How long a flooding session's output may be held, in milliseconds,
-    /// to gather it into full chunks (64 KiB) before it is logged and sent:
-    /// fewer, larger chunks cost less per byte. Only a flood is held (the
-    /// same test as `flood_nice`'s); 0 turns it off.
-    pub flood_hold_ms: u64,
     /// The widest window a pty session may have (create and resize).
     pub max_cols: u16,
     /// The tallest window a pty session may have (create and resize).
@@ -186,7 +181,6 @@ impl Default for Config {
             ring_bytes: 1 << 20,
             scrollback_lines: 1000,
             flood_nice: 10,
-            flood_hold_ms: 3,
             max_cols: 1000,
             max_rows: 1000,
             disk_segment_bytes: 16 << 20,
@@ -392,10 +386,6 @@ impl Config {
             "invalid configuration: flood_nice must be from 0 to 19"
         );
         anyhow::ensure!(
-            config.flood_hold_ms <= 1000,
-            "invalid configuration: flood_hold_ms must be at most 1000"
-        );
-        anyhow::ensure!(
             config.max_focused > 0,
             "invalid configuration: max_focused must be at least 1"
         );
@@ -453,7 +443,6 @@ impl Config {
             max_cols: self.max_cols,
             max_rows: self.max_rows,
             flood_nice: self.flood_nice,
-            flood_hold: Duration::from_millis(self.flood_hold_ms),
         }
     }
 

@@ -60,8 +60,6 @@ pub struct SessionSettings {
     /// The autogroup nice of a session while its program floods output
     /// (see [`flood`]); 0 leaves programs alone.
     pub flood_nice: i32,
-    /// How long a flood's output may be held to fill a chunk; zero: never.
-    pub flood_hold: Duration,
 }
 
 impl SessionSettings {

@@ -5,11 +5,7 @@
 //! read as it comes, coalesced while more is ready (up to [`READ_COALESCE`]),
 //! appended to disk and ring, and broadcast, in that order, in one step: a
 //! subscriber created between two steps sees the ring up to the end and live
-//! events after it, nothing twice and nothing missed. While the program
-//! floods (see [`super::flood`]), its output is gathered across wake-ups
-//! into full chunks, for at most `flood_hold`: under load a flood's reads
-//! find a few KiB each, and every chunk costs two disk writes, a broadcast
-//! and a frame per viewer. Input to the session ends the holding at once.
+//! events after it, nothing twice and nothing missed.
 //!
 //! Life of a session: `Running` until the program exits (or is terminated);
 //! then its remaining output is drained: leftover processes get SIGHUP, and
@@ -41,7 +37,7 @@ mod resize;
 
 pub(crate) use self::ending::Leftovers;
 
-use self::pipes::{FrameHeader, Hold, Holding, READ_COALESCE, Reader, read_opt, sleep_opt, wait_child, write_some};
+use self::pipes::{FrameHeader, READ_COALESCE, Reader, read_opt, sleep_opt, wait_child, write_some};
 use self::resize::ResizeRecord;
 use super::cgroup::SessionCgroup;
 use super::flood::FloodPriority;
@@ -114,9 +110,6 @@ pub(crate) struct Actor {
     /// or a client sending thousands) make one record, and the index grows
     /// with the output, within the log's byte limit.
     resize_record: Option<ResizeRecord>,
-    /// While the program floods: its output, gathered into full chunks for
-    /// at most `settings.flood_hold` (see [`Hold`]).
-    hold: Option<Box<Hold>>,
 }
 
 /// A freshly spawned program and what the actor needs to end it.
@@ -273,7 +266,6 @@ fn build(
         pending: Bytes::new(),
         flood: FloodPriority::new(0, None),
         resize_record: None,
-        hold: None,
         lane: LaneWish::default(),
     };
     (actor, handle)
@@ -302,19 +294,6 @@ impl Actor {
             } else {
                 Stream::Stdout
             };
-            // A flood's output is held to fill its chunks, unless someone
-            // typed into it since (an echo is never held).
-            let inputs_seen = self.flood.inputs_seen();
-            let holding = !self.settings.flood_hold.is_zero()
-                && self.out.is_some()
-                && self.flood.floods()
-                && self.input.sends() == inputs_seen;
-            if !holding && self.hold.is_some() {
-                self.emit_held(out_stream);
-                self.hold = None;
-            } else if holding && self.hold.is_none() {
-                self.hold = Some(Box::new(Hold::new(self.settings.flood_hold)));
-            }
             // Rare steps (a command, the end, killing) run boxed: the task
             // of an idle session then holds only the state of its waits.
             if self.phase != Phase::Ended && self.child.is_none() && !reading {
@@ -333,12 +312,12 @@ impl Actor {
                         return;
                     }
                 }
-                res = read_opt(&mut self.out, FrameHeader { session_id: self.info.id.as_str(), stream: out_stream, offset: self.ring.end() }, self.hold.as_deref_mut().map(|hold| Holding { hold, input: &self.input, inputs_seen })), if self.out.is_some() => {
+                res = read_opt(&mut self.out, FrameHeader { session_id: self.info.id.as_str(), stream: out_stream, offset: self.ring.end() }), if self.out.is_some() => {
                     if self.on_read(out_stream, res) {
                         tokio::task::yield_now().await;
                     }
                 }
-                res = read_opt(&mut self.err, FrameHeader { session_id: self.info.id.as_str(), stream: Stream::Stderr, offset: self.ring.end() }, None), if self.err.is_some() => {
+                res = read_opt(&mut self.err, FrameHeader { session_id: self.info.id.as_str(), stream: Stream::Stderr, offset: self.ring.end() }), if self.err.is_some() => {
                     if self.on_read(Stream::Stderr, res) {
                         tokio::task::yield_now().await;
                     }
@@ -365,7 +344,6 @@ impl Actor {
                 }
                 _ = sleep_opt(draining_deadline), if draining_deadline.is_some() => {
                     // Leftover processes hold the output open: end them.
-                    self.emit_held(out_stream);
                     Box::pin(self.kill_all(Signal::KILL)).await;
                     self.out = None;
                     self.err = None;
@@ -473,18 +451,6 @@ impl Actor {
             screen.bell.output(end);
         }
         full
-    }
-
-    /// Appends what a flood's [`Hold`] gathered so far.
-    fn emit_held(&mut self, stream: Stream) {
-        let header = FrameHeader {
-            session_id: self.info.id.as_str(),
-            stream,
-            offset: self.ring.end(),
-        };
-        if let Some(chunk) = self.hold.as_mut().and_then(|h| h.take(header)) {
-            self.on_read(stream, Ok(Some(chunk)));
-        }
     }
 
     fn disk_failed(&mut self, e: io::Error) {

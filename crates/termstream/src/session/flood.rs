@@ -96,8 +96,6 @@ pub(crate) struct FloodPriority {
     inputs: u64,
     /// When a change of that count was last seen.
     own_input: Option<Instant>,
-    /// Whether the session floods (whether or not anyone types).
-    floods: bool,
     /// Whether the session should be lowered now.
     want_low: bool,
     /// The autogroup nice to restore, while lowered.
@@ -143,7 +141,6 @@ impl FloodPriority {
             last_output: Instant::now(),
             inputs: 0,
             own_input: None,
-            floods: false,
             want_low: false,
             lowered: None,
             group: None,
@@ -157,7 +154,6 @@ impl FloodPriority {
     pub fn output(&mut self, n: usize, inputs: u64, now: Instant) {
         if self.stream.is_some() && now.duration_since(self.last_output) >= QUIET {
             self.stream = None;
-            self.floods = false;
             self.want_low = false;
         }
         self.last_output = now;
@@ -166,29 +162,14 @@ impl FloodPriority {
             self.inputs = inputs;
             self.own_input = Some(now);
             self.stream = None;
-            self.floods = false;
             self.want_low = false;
         }
         let (start, bytes) = self.stream.get_or_insert((now, 0));
         *bytes += n as u64;
         let age = now.duration_since(*start);
         let flooding = age >= FLOOD_AFTER && *bytes as f64 >= FLOOD_BYTES_PER_SEC as f64 * age.as_secs_f64();
-        self.floods = flooding;
         self.want_low = flooding && typing(now, self.own_input);
         self.apply(now);
-    }
-
-    /// Whether the session's output is a flood (with no input since it
-    /// began), whether or not anyone types elsewhere.
-    pub fn floods(&self) -> bool {
-        self.floods
-    }
-
-    /// The session's input count when output last came: once the count
-    /// moves from it, someone typed into the session, which is interactive
-    /// again (the watch learns it at the next output).
-    pub fn inputs_seen(&self) -> u64 {
-        self.inputs
     }
 
     /// Whether the session floods while someone types elsewhere: the
@@ -227,7 +208,6 @@ impl FloodPriority {
         if now.duration_since(self.last_output) >= QUIET || self.own_input == Some(now) || !typing(now, self.own_input)
         {
             self.stream = None;
-            self.floods = false;
             self.want_low = false;
         }
         self.apply(now);

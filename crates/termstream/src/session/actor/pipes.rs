@@ -6,9 +6,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use crate::session::input::Input;
 use crate::session::process::ChildProcess;
 use bytes::Bytes;
 use termstream_proto::Stream;
@@ -44,48 +42,6 @@ impl FrameHeader<'_> {
     }
 }
 
-/// How a coalescing read ([`fill`]) stopped.
-enum Fill {
-    /// The buffer is full.
-    Full,
-    /// The reader has nothing more ready now.
-    Waiting,
-    /// The end of the stream (a PTY's EIO counts as the end).
-    End,
-    Failed(io::Error),
-}
-
-/// Reads into `buf` after its first `*len` bytes (which it moves on) until
-/// it is full or the reader has nothing more ready.
-fn fill(reader: &mut Reader, buf: &mut [u8], len: &mut usize, cx: &mut Context<'_>) -> Fill {
-    let mut rb = ReadBuf::new(buf);
-    rb.set_filled(*len);
-    let fill = loop {
-        if rb.remaining() == 0 {
-            break Fill::Full;
-        }
-        let before = rb.filled().len();
-        match reader.as_mut().poll_read(cx, &mut rb) {
-            Poll::Ready(Ok(())) if rb.filled().len() == before => break Fill::End,
-            Poll::Ready(Ok(())) => continue,
-            Poll::Ready(Err(e)) if e.raw_os_error() == Some(libc_eio()) => break Fill::End,
-            Poll::Ready(Err(e)) => break Fill::Failed(e),
-            Poll::Pending => break Fill::Waiting,
-        }
-    };
-    *len = rb.filled().len();
-    fill
-}
-
-/// The binary output frame of `data`: `header`, then the bytes; and the
-/// header's length.
-fn frame(header: FrameHeader<'_>, data: &[u8]) -> (Bytes, usize) {
-    let mut frame = Vec::with_capacity(header.len() + data.len());
-    binary::encode_header(&mut frame, header.session_id, header.stream, header.offset);
-    frame.extend_from_slice(data);
-    (Bytes::from(frame), header.len())
-}
-
 /// Polls `reader` for what is ready, up to [`READ_COALESCE`] bytes: waits
 /// for the first bytes, then takes more while they are there. Returns the
 /// binary output frame (`header`, then the bytes) and the header's length.
@@ -96,87 +52,29 @@ fn poll_read_ready(
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<Option<(Bytes, usize)>>> {
     SCRATCH.with_borrow_mut(|scratch| {
-        let mut len = 0;
-        match fill(reader, scratch, &mut len, cx) {
-            Fill::Waiting if len == 0 => return Poll::Pending,
-            Fill::End if len == 0 => return Poll::Ready(Ok(None)),
-            Fill::Failed(e) if len == 0 => return Poll::Ready(Err(e)),
-            // Anything read goes out first; an error comes again.
-            _ => {}
-        }
-        Poll::Ready(Ok(Some(frame(header, &scratch[..len]))))
-    })
-}
-
-/// [`poll_read_ready`] for a flood, gathering into `holding.hold` across
-/// wake-ups: returns a chunk once [`READ_COALESCE`] bytes are there, once
-/// the first of them has waited the hold's window, once the session's input
-/// moved (what it printed since, an echo say, goes out now), or at the end.
-fn poll_read_held(
-    reader: &mut Reader,
-    header: FrameHeader<'_>,
-    holding: &mut Holding<'_>,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<Option<(Bytes, usize)>>> {
-    let hold = &mut *holding.hold;
-    let was_empty = hold.len == 0;
-    let stop = fill(reader, &mut hold.buf, &mut hold.len, cx);
-    if was_empty && hold.len > 0 {
-        let due = tokio::time::Instant::now() + hold.window;
-        hold.due.as_mut().reset(due);
-    }
-    match stop {
-        Fill::Waiting if hold.len == 0 => Poll::Pending,
-        Fill::Waiting => {
-            let typed = holding.input.sends() != holding.inputs_seen;
-            if typed || hold.due.as_mut().poll(cx).is_ready() {
-                Poll::Ready(Ok(hold.take(header)))
-            } else {
-                Poll::Pending
+        let mut buf = ReadBuf::new(&mut scratch[..]);
+        loop {
+            let before = buf.filled().len();
+            match reader.as_mut().poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == before => break,
+                Poll::Ready(Ok(())) if buf.remaining() == 0 => break,
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) if e.raw_os_error() == Some(libc_eio()) => break,
+                Poll::Ready(Err(e)) if buf.filled().is_empty() => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(_)) | Poll::Pending if !buf.filled().is_empty() => break,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
             }
         }
-        Fill::End if hold.len == 0 => Poll::Ready(Ok(None)),
-        Fill::Failed(e) if hold.len == 0 => Poll::Ready(Err(e)),
-        _ => Poll::Ready(Ok(hold.take(header))),
-    }
-}
-
-/// What a read of a flood holds its output in, and the input whose move
-/// ends the holding.
-pub(super) struct Holding<'a> {
-    pub hold: &'a mut Hold,
-    pub input: &'a Input,
-    /// The session's input count when the flood was last seen.
-    pub inputs_seen: u64,
-}
-
-/// A flooding session's output, gathered across wake-ups into chunks of
-/// [`READ_COALESCE`] bytes, each held at most `window`. Made when a flood
-/// is seen, dropped when it ends: an idle session holds no buffer.
-pub(super) struct Hold {
-    buf: Box<[u8]>,
-    len: usize,
-    window: Duration,
-    /// When what is held must go out: `window` after its first byte.
-    due: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl Hold {
-    /// Must be called within a runtime (for the timer).
-    pub fn new(window: Duration) -> Hold {
-        Hold {
-            buf: vec![0; READ_COALESCE].into_boxed_slice(),
-            len: 0,
-            window,
-            due: Box::pin(tokio::time::sleep(window)),
+        let filled = buf.filled();
+        if filled.is_empty() {
+            return Poll::Ready(Ok(None));
         }
-    }
-
-    /// The chunk of what is held (`None`: nothing is), which is then gone.
-    pub fn take(&mut self, header: FrameHeader<'_>) -> Option<(Bytes, usize)> {
-        let len = std::mem::take(&mut self.len);
-        (len > 0).then(|| frame(header, &self.buf[..len]))
-    }
+        let mut frame = Vec::with_capacity(header.len() + filled.len());
+        binary::encode_header(&mut frame, header.session_id, header.stream, header.offset);
+        frame.extend_from_slice(filled);
+        Poll::Ready(Ok(Some((Bytes::from(frame), header.len()))))
+    })
 }
 
 fn libc_eio() -> i32 {
@@ -189,15 +87,12 @@ fn libc_eio() -> i32 {
 pub(super) fn read_opt<'a>(
     reader: &'a mut Option<Reader>,
     header: FrameHeader<'a>,
-    holding: Option<Holding<'a>>,
 ) -> impl Future<Output = io::Result<Option<(Bytes, usize)>>> + 'a {
     // A `poll_fn`, not an `async fn` around `read_ready`: the actor of an
     // idle session waits on this all its life, and its future stays small.
-    let mut holding = holding;
-    poll_fn(move |cx| match (reader.as_mut(), holding.as_mut()) {
-        (Some(r), Some(holding)) => poll_read_held(r, header, holding, cx),
-        (Some(r), None) => poll_read_ready(r, header, cx),
-        (None, _) => Poll::Pending,
+    poll_fn(move |cx| match reader {
+        Some(r) => poll_read_ready(r, header, cx),
+        None => Poll::Pending,
     })
 }
 
