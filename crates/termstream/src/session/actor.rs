@@ -115,8 +115,6 @@ pub(crate) struct Actor {
 /// A freshly spawned program and what the actor needs to end it.
 pub(crate) struct Started {
     pub spawned: Spawned,
-    /// The session's directory is a spare, its entries already durable.
-    pub spare: bool,
     pub writer: Option<LogWriter>,
     pub marker: String,
     pub cgroup: Option<SessionCgroup>,
@@ -134,7 +132,6 @@ pub(crate) fn start_running(
 ) -> (SessionHandle, Launch) {
     let Started {
         spawned,
-        spare,
         writer,
         marker,
         cgroup,
@@ -155,12 +152,11 @@ pub(crate) fn start_running(
             actor.err = Some(Box::pin(stderr));
         }
     }
-    (handle, Launch(actor, spare))
+    (handle, Launch(actor))
 }
 
-/// A built actor of a new session, not yet running, and whether its
-/// directory is a spare (see `store::write_meta_new`).
-pub(crate) struct Launch(Actor, bool);
+/// A built actor of a new session, not yet running.
+pub(crate) struct Launch(Actor);
 
 impl Launch {
     /// Writes the session's first `meta.json` (blocking: it is fsynced) and
@@ -168,13 +164,13 @@ impl Launch {
     /// the first one; before the creation is answered: see
     /// `MetaWriter::write_now`.
     pub(crate) fn launch(self) {
-        self.0.meta.write_now(&self.0.info, self.1);
+        self.0.meta.write_now(&self.0.info);
         self.run();
     }
 
     /// [`Launch::launch`] with the write on the blocking pool, awaited.
     pub(crate) async fn launch_async(self) {
-        self.0.meta.write_first(&self.0.info, self.1).await;
+        self.0.meta.write_first(&self.0.info).await;
         self.run();
     }
 

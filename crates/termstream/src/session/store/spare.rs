@@ -258,11 +258,6 @@ impl Spares {
         for file in spare_files() {
             File::create(staged.join(file))?;
         }
-        // Its entries durable before it is offered, as a create without a
-        // spare makes them: a session made from it then syncs only its
-        // `meta.json` and its entry in `sessions/` (`store::write_meta_new`),
-        // one fsync fewer on every create, here off their way.
-        File::open(&staged)?.sync_all()?;
         fs::rename(&staged, self.dir.join(&name))
     }
 }
