@@ -18,7 +18,7 @@
 //! empty.
 //!
 //! Spares hold nothing of any session: a server adopts those it finds at
-//! start, and loading never looks at them. A crash between the rename and
+//! start (only blank ones: see [`blank`]), and loading never looks at them. A crash between the rename and
 //! the first `meta.json` leaves a session directory with an empty
 //! `meta.json`, which loading skips like any torn record: that is a
 //! session whose creation was never answered.
@@ -83,17 +83,19 @@ impl Spares {
         }
         // A spare half made when a server stopped is made again.
         let staging = dir.join(STAGING);
-        if staging.exists() {
-            fs::remove_dir_all(&staging)?;
-        }
         fs::create_dir_all(&staging)?;
+        let half_made = numbered(&staging)?;
+        for &n in &half_made {
+            let path = staging.join(n.to_string());
+            if blank(&path) {
+                fs::remove_dir_all(&path)?;
+            }
+        }
         spread(&staging);
-        let mut ready: Vec<u64> = fs::read_dir(&dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
+        let found = numbered(&dir)?;
+        let next = found.iter().chain(&half_made).max().map_or(0, |n| n + 1);
+        let mut ready: Vec<u64> = found.into_iter().filter(|&n| blank(&dir.join(n.to_string()))).collect();
         ready.sort_unstable();
-        let next = ready.last().map_or(0, |n| n + 1);
         Ok(Arc::new(Spares {
             dir,
             target,
@@ -262,6 +264,36 @@ impl Spares {
     }
 }
 
+/// The numbered entries of `dir`: spares, ready or half made.
+fn numbered(dir: &Path) -> io::Result<Vec<u64>> {
+    Ok(fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// Whether `dir` is what a spare is: a directory of nothing but a spare's
+/// files, all empty. A spare renamed into `sessions/` leaves no trace in
+/// the pool on disk until the pool's directory is written back: a machine
+/// that crashed before that can come back with a session's directory under
+/// both names. Its files hold the session's record and output; it is
+/// neither adopted (a create would write over them) nor removed.
+fn blank(dir: &Path) -> bool {
+    let names = spare_files();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let blank = entries.into_iter().all(|e| {
+        e.ok().is_some_and(|e| {
+            names.iter().any(|n| e.file_name() == n.as_str()) && e.metadata().is_ok_and(|m| m.is_file() && m.len() == 0)
+        })
+    });
+    if !blank {
+        tracing::warn!(dir = %dir.display(), "not a spare (it holds a session's files?): left alone");
+    }
+    blank
+}
+
 /// [`Spares::wait_for_quiet`] of a pool with `ready` of `target` spares,
 /// whose last take was `since_take` ago.
 fn quiet_wait(ready: usize, target: usize, since_take: Option<Duration>, quiet: Duration) -> Option<Duration> {
@@ -299,201 +331,4 @@ fn idle_priority() {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn wait_ready(spares: &Spares, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while spares.ready() < n {
-            assert!(Instant::now() < deadline, "{} of {n} spares ready", spares.ready());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// The pool fills to its target in the background; a spare taken is a
-    /// directory with the three empty files at its new name, and is made
-    /// again.
-    #[test]
-    fn spares_are_made_taken_and_made_again() {
-        let data = tempfile::tempdir().expect("tempdir");
-        let spares = Spares::open(data.path().join("spare"), 3).expect("open");
-        assert_eq!(spares.ready(), 0, "nothing is made before fill");
-        spares.fill();
-        wait_ready(&spares, 3);
-        let dest = data.path().join("s.1");
-        assert!(spares.take_into(&dest));
-        let mut names: Vec<String> = fs::read_dir(&dest)
-            .expect("dest")
-            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
-            .collect();
-        names.sort();
-        let mut want = spare_files().to_vec();
-        want.sort();
-        assert_eq!(names, want);
-        assert!(
-            fs::read_dir(&dest)
-                .expect("dest")
-                .all(|e| e.expect("entry").metadata().expect("meta").len() == 0)
-        );
-        wait_ready(&spares, 3);
-        assert_eq!(
-            fs::read_dir(data.path().join("spare")).expect("spare").count(),
-            3 + 1,
-            "and new/"
-        );
-        assert_eq!(fs::read_dir(data.path().join("spare/new")).expect("new").count(), 0);
-    }
-
-    /// A pool of `target` spares, filled (on this thread), whose refill
-    /// waits `quiet` after a take.
-    fn filled(data: &Path, target: usize, quiet: Duration) -> Arc<Spares> {
-        let mut spares = Spares::open(data.join("spare"), target).expect("open");
-        Arc::get_mut(&mut spares).expect("one owner").quiet = quiet;
-        spares.fill_now();
-        assert_eq!(spares.ready(), target);
-        spares
-    }
-
-    /// While creates take spares, none is made until they pause for
-    /// `quiet`, unless the pool is down to a quarter of its target; a pool
-    /// never taken from fills at once.
-    #[test]
-    fn the_refill_waits_for_creates_to_pause_unless_the_pool_is_low() {
-        let quiet = Duration::from_millis(200);
-        let ms = Duration::from_millis;
-        assert_eq!(quiet_wait(5, 8, None, quiet), None, "never taken from");
-        assert_eq!(quiet_wait(5, 8, Some(ms(50)), quiet), Some(ms(150)), "a take 50 ms ago");
-        assert_eq!(quiet_wait(5, 8, Some(ms(200)), quiet), None, "creates paused");
-        assert_eq!(quiet_wait(2, 8, Some(ms(0)), quiet), None, "down to a quarter");
-        assert_eq!(quiet_wait(3, 8, Some(ms(0)), quiet), Some(quiet), "above a quarter");
-        assert_eq!(
-            quiet_wait(1, 3, Some(ms(0)), quiet),
-            Some(quiet),
-            "a small pool waits while it has any"
-        );
-        assert_eq!(quiet_wait(0, 3, Some(ms(0)), quiet), None, "and not when it is empty");
-    }
-
-    /// Once creates pause, the pool fills again.
-    #[test]
-    fn spares_are_made_again_once_creates_pause() {
-        let data = tempfile::tempdir().expect("tempdir");
-        let spares = filled(data.path(), 8, Duration::from_millis(50));
-        assert!(spares.take_into(&data.path().join("s.1")));
-        assert!(spares.take_into(&data.path().join("s.2")));
-        wait_ready(&spares, 8);
-    }
-
-    /// A pool taken down to a quarter of its target is refilled during the
-    /// burst: creates must not run out of spares.
-    #[test]
-    fn a_low_pool_is_refilled_during_a_burst() {
-        let data = tempfile::tempdir().expect("tempdir");
-        let spares = filled(data.path(), 8, Duration::from_secs(3600));
-        assert!(spares.take_into(&data.path().join("s.first")));
-        assert!(
-            spares.wait_for_quiet(&spares.lock()).is_some(),
-            "a take is seen: the refill waits while 7 of 8 are ready"
-        );
-        for i in 0..6 {
-            assert!(spares.take_into(&data.path().join(format!("s.{i}"))));
-        }
-        wait_ready(&spares, 3);
-    }
-
-    /// A new pool on the same dir adopts the spares left there, and numbers
-    /// new ones past them.
-    #[test]
-    fn spares_left_by_a_server_are_adopted() {
-        let data = tempfile::tempdir().expect("tempdir");
-        let first = Spares::open(data.path().join("spare"), 2).expect("open");
-        first.fill();
-        wait_ready(&first, 2);
-        drop(first);
-        let again = Spares::open(data.path().join("spare"), 3).expect("open");
-        assert_eq!(again.ready(), 2);
-        again.fill();
-        wait_ready(&again, 3);
-        assert!(data.path().join("spare/2").is_dir(), "numbered past the adopted ones");
-    }
-
-    /// The thread that makes spares runs in `SCHED_IDLE`; its caller's
-    /// policy is untouched.
-    #[test]
-    fn spares_are_made_at_idle_priority() {
-        // SAFETY: sched_getscheduler(0) only reads the calling thread's policy.
-        let policy = || unsafe { libc::sched_getscheduler(0) };
-        let before = policy();
-        let inside = std::thread::spawn(move || {
-            idle_priority();
-            policy()
-        })
-        .join()
-        .expect("joined");
-        assert_eq!(inside, libc::SCHED_IDLE);
-        assert_eq!(policy(), before);
-    }
-
-    /// A spare half made when a server stopped (in `new/`) is removed at
-    /// open, and never taken.
-    #[test]
-    fn a_half_made_spare_is_removed() {
-        let data = tempfile::tempdir().expect("tempdir");
-        let half = data.path().join("spare/new/7");
-        fs::create_dir_all(&half).expect("mkdir");
-        File::create(half.join("meta.json")).expect("file");
-        let spares = Spares::open(data.path().join("spare"), 1).expect("open");
-        assert_eq!(spares.ready(), 0);
-        assert!(!half.exists());
-        assert!(!spares.take_into(&data.path().join("s.1")));
-    }
-
-    /// Spares are made under a directory marked as a top of hierarchy,
-    /// where the file system has the flag (ext4 has; tmpfs has not).
-    #[test]
-    fn spares_are_made_under_a_top_directory() {
-        let data = tempfile::tempdir().expect("tempdir");
-        // Where the flag cannot be set (tmpfs, btrfs, xfs), there is
-        // nothing to check.
-        let probe_dir = data.path().join("probe");
-        fs::create_dir(&probe_dir).expect("probe");
-        spread(&probe_dir);
-        let probe = File::open(&probe_dir).expect("open");
-        if !rustix::fs::ioctl_getflags(&probe).is_ok_and(|f| f.contains(rustix::fs::IFlags::TOPDIR)) {
-            eprintln!("skipped: no top-directory flag on this file system");
-            return;
-        }
-        let _spares = Spares::open(data.path().join("spare"), 1).expect("open");
-        let staging = File::open(data.path().join("spare").join(STAGING)).expect("staging");
-        let flags = rustix::fs::ioctl_getflags(&staging).expect("flags");
-        assert!(flags.contains(rustix::fs::IFlags::TOPDIR), "{flags:?}");
-    }
-
-    /// With none ready, a take says so (the caller makes its own files);
-    /// a target of 0 makes nothing.
-    #[test]
-    fn an_empty_pool_gives_nothing() {
-        let data = tempfile::tempdir().expect("tempdir");
-        let spares = Spares::open(data.path().join("spare"), 0).expect("open");
-        assert!(!spares.take_into(&data.path().join("s.1")));
-        spares.fill();
-        assert_eq!(spares.ready(), 0);
-        assert!(!data.path().join("s.1").exists());
-        assert!(!data.path().join("spare").exists(), "a target of 0 touches no disk");
-    }
-
-    /// A spare whose rename fails is removed, not left for every later
-    /// start to adopt, and the pool goes on.
-    #[test]
-    fn a_spare_that_cannot_be_renamed_is_removed() {
-        let data = tempfile::tempdir().expect("tempdir");
-        let dir = data.path().join("spare");
-        let spares = Spares::open(dir.clone(), 2).expect("open");
-        spares.fill();
-        wait_ready(&spares, 2);
-        assert!(!spares.take_into(&data.path().join("missing/s.1")));
-        wait_ready(&spares, 2);
-        let count = fs::read_dir(&dir).expect("pool").count();
-        assert_eq!(count, 2 + 1, "two spares and new/, nothing left behind");
-    }
-}
+mod tests;
