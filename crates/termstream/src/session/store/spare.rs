@@ -18,10 +18,10 @@
 //! empty.
 //!
 //! Spares hold nothing of any session: a server adopts those it finds at
-//! start (only blank ones: see [`blank`]), and loading never looks at them. A crash between the rename and
-//! the first `meta.json` leaves a session directory with an empty
-//! `meta.json`, which loading skips like any torn record: that is a
-//! session whose creation was never answered.
+//! start (only blank ones: see [`blank`]), and loading never looks at
+//! them. A crash between the rename and the first `meta.json` leaves a
+//! session directory with an empty `meta.json`, which loading skips like
+//! any torn record: that is a session whose creation was never answered.
 
 use std::fs::{self, File};
 use std::io;
