@@ -18,13 +18,15 @@
 //! empty.
 //!
 //! Spares hold nothing of any session: a server adopts those it finds at
-//! start (only blank ones: see [`blank`]), and loading never looks at
+//! start (only real spares: see [`usable`]), and loading never looks at
 //! them. A crash between the rename and the first `meta.json` leaves a
 //! session directory with an empty `meta.json`, which loading skips like
 //! any torn record: that is a session whose creation was never answered.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -81,20 +83,41 @@ impl Spares {
         if target == 0 {
             return Ok(Spares::none(dir));
         }
-        // A spare half made when a server stopped is made again.
+        // What a crash may have left in the pool besides spares: see
+        // [`usable`]. Half-made spares (in `new/`) that are usable are
+        // removed; nothing else is, and no number found is used again.
+        let sessions = session_inodes(&dir.with_file_name("sessions"));
+        let mut kept = Vec::new();
         let staging = dir.join(STAGING);
         fs::create_dir_all(&staging)?;
         let half_made = numbered(&staging)?;
         for &n in &half_made {
             let path = staging.join(n.to_string());
-            if blank(&path) {
-                fs::remove_dir_all(&path)?;
+            if !usable(&path, &sessions) || fs::remove_dir_all(&path).is_err() {
+                kept.push(path);
             }
         }
         spread(&staging);
         let found = numbered(&dir)?;
         let next = found.iter().chain(&half_made).max().map_or(0, |n| n + 1);
-        let mut ready: Vec<u64> = found.into_iter().filter(|&n| blank(&dir.join(n.to_string()))).collect();
+        let mut ready = Vec::new();
+        for n in found {
+            let path = dir.join(n.to_string());
+            if usable(&path, &sessions) {
+                ready.push(n);
+            } else {
+                kept.push(path);
+            }
+        }
+        if let Some(first) = kept.first() {
+            tracing::warn!(
+                count = kept.len(),
+                first = %first.display(),
+                "entries of the spare pool that are not spares (a session's directory still named here after a \
+                 crash of the machine?) are left alone; a file system check, or removing them by hand once \
+                 their sessions are gone, clears them"
+            );
+        }
         ready.sort_unstable();
         Ok(Arc::new(Spares {
             dir,
@@ -264,7 +287,8 @@ impl Spares {
     }
 }
 
-/// The numbered entries of `dir`: spares, ready or half made.
+/// The numbered entries of `dir` (spares, ready or half made, and
+/// whatever else a crash left there: see [`usable`]).
 fn numbered(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(fs::read_dir(dir)?
         .filter_map(|e| e.ok())
@@ -272,26 +296,44 @@ fn numbered(dir: &Path) -> io::Result<Vec<u64>> {
         .collect())
 }
 
-/// Whether `dir` is what a spare is: a directory of nothing but a spare's
-/// files, all empty. A spare renamed into `sessions/` leaves no trace in
-/// the pool on disk until the pool's directory is written back: a machine
-/// that crashed before that can come back with a session's directory under
-/// both names. Its files hold the session's record and output; it is
-/// neither adopted (a create would write over them) nor removed.
-fn blank(dir: &Path) -> bool {
+/// The inode numbers of the entries of `sessions` (none if it cannot be
+/// read): the session directories, by identity rather than by name.
+fn session_inodes(sessions: &Path) -> HashSet<u64> {
+    fs::read_dir(sessions)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some(e.ok()?.ino()))
+        .collect()
+}
+
+/// Whether the pool's entry `dir` may be used (adopted, or removed if half
+/// made): it is not a session's directory, and holds nothing but a spare's
+/// files, all empty.
+///
+/// A create renames a spare into `sessions/` and syncs `sessions/`, not the
+/// pool: until the pool's directory is written back, the disk still names
+/// the session's directory in the pool too. A machine that crashed in
+/// between comes back with one directory under both names (until a file
+/// system check clears the extra one). Adopted, a create would take it
+/// again and write over the session's record and log; removed, the
+/// session's files would go. So an entry that is a session's directory
+/// (the same inode as an entry of `sessions/`) is never used, and neither
+/// is one holding anything but a spare's empty files (a session's
+/// directory whose other name is gone).
+fn usable(dir: &Path, sessions: &HashSet<u64>) -> bool {
+    let Ok(meta) = fs::symlink_metadata(dir) else {
+        return false;
+    };
+    if !meta.is_dir() || sessions.contains(&meta.ino()) {
+        return false;
+    }
     let names = spare_files();
     let Ok(entries) = fs::read_dir(dir) else {
         return false;
     };
-    let blank = entries.into_iter().all(|e| {
-        e.ok().is_some_and(|e| {
-            names.iter().any(|n| e.file_name() == n.as_str()) && e.metadata().is_ok_and(|m| m.is_file() && m.len() == 0)
-        })
-    });
-    if !blank {
-        tracing::warn!(dir = %dir.display(), "not a spare (it holds a session's files?): left alone");
-    }
-    blank
+    entries.flatten().all(|e| {
+        names.iter().any(|n| e.file_name() == n.as_str()) && e.metadata().is_ok_and(|m| m.is_file() && m.len() == 0)
+    })
 }
 
 /// [`Spares::wait_for_quiet`] of a pool with `ready` of `target` spares,

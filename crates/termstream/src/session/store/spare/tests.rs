@@ -199,7 +199,8 @@ fn a_spare_that_cannot_be_renamed_is_removed() {
 
 /// A machine that crashed before the pool's directory was written back can
 /// come back with a session's directory also named in the pool (or in
-/// `new/`): holding the session's files, it is neither adopted nor removed.
+/// `new/`): one that holds the session's files is neither adopted nor
+/// removed, and new spares are numbered past it.
 #[test]
 fn a_sessions_directory_left_in_the_pool_is_left_alone() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -218,19 +219,38 @@ fn a_sessions_directory_left_in_the_pool_is_left_alone() {
     }
     let spares = Spares::open(pool.clone(), 3).expect("open");
     assert_eq!(spares.ready(), 1, "only the blank spare is adopted");
+    assert!(spares.take_into(&data.path().join("s.1")));
+    assert!(!pool.join("2").exists(), "the blank spare was the one taken");
+    wait_ready(&spares, 3);
+    for n in [10, 11, 12] {
+        assert!(pool.join(n.to_string()).is_dir(), "spare {n} numbered past those found");
+    }
     for dir in [pool.join("4"), pool.join("new/9")] {
         assert_eq!(
             fs::read(dir.join("meta.json")).expect("still there"),
             b"{\"id\":\"kept\"}"
         );
     }
-    let dest = data.path().join("s.1");
-    assert!(spares.take_into(&dest));
-    assert!(!pool.join("2").exists(), "the blank spare was the one taken");
-    assert!(!spares.take_into(&data.path().join("s.2")), "nothing else to take");
-    // New spares are numbered past every one found, in the pool or in new/.
-    spares.fill();
-    wait_ready(&spares, 3);
-    assert!(pool.join("10").is_dir() && pool.join("12").is_dir());
-    assert!(pool.join("4/meta.json").is_file() && pool.join("new/9/meta.json").is_file());
+}
+
+/// A pool entry that is a session's directory (the same inode as an entry
+/// of `sessions/`), blank as a spare though it is (a crash before its first
+/// record), is not usable; the same directory with no such other name is.
+#[test]
+fn a_pool_entry_that_is_a_sessions_directory_is_not_usable() {
+    use std::os::unix::fs::MetadataExt;
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().join("spare/3");
+    fs::create_dir_all(&dir).expect("mkdir");
+    for file in spare_files() {
+        File::create(dir.join(file)).expect("file");
+    }
+    let ino = fs::metadata(&dir).expect("metadata").ino();
+    assert!(usable(&dir, &HashSet::new()));
+    assert!(!usable(&dir, &HashSet::from([ino])));
+    // And the inodes are those of `sessions/`'s entries.
+    let sessions = data.path().join("sessions");
+    fs::create_dir_all(sessions.join("s.1")).expect("mkdir");
+    let session_ino = fs::metadata(sessions.join("s.1")).expect("metadata").ino();
+    assert_eq!(session_inodes(&sessions), HashSet::from([session_ino]));
 }
