@@ -185,9 +185,8 @@ pub fn write_meta_new(dir: &Path, info: &SessionInfo) -> io::Result<()> {
     file.sync_data()?;
     drop(file);
     File::open(dir)?.sync_all()?;
-    // The session's entry in its parent too: a spare renamed there is not
-    // a new directory, whose entry a file system without a journal would
-    // sync with it.
+    // The session's entry in its parent too: ext4 without a journal often
+    // syncs it with the directory, but not once the inode left memory.
     match dir.parent() {
         Some(parent) => File::open(parent)?.sync_all(),
         None => Ok(()),
