@@ -1,7 +1,10 @@
 //! `meta.json` is durable: the server is traced with `strace` while a
 //! session starts, is resized and ends, and every rename of
 //! `meta.json.tmp` over `meta.json` must come after an fsync of the file
-//! it renames and be followed by an fsync of the session's directory.
+//! it renames and be followed by an fsync of the session's directory. A
+//! session made from a spare directory syncs its first `meta.json` and its
+//! entry in `sessions/`; the spare's own entries were synced when it was
+//! made, before it was offered, and `spare/new/` after it left it.
 
 mod common;
 
@@ -47,18 +50,22 @@ fn calls_per_thread(trace: &str) -> HashMap<String, Vec<Call>> {
     calls
 }
 
-#[tokio::test]
-async fn meta_json_is_fsynced_before_and_after_its_rename() {
-    let server = TestServer::start().await;
-    let trace_file = server.data_dir().join("strace.out");
+/// `strace -f` attached to a server, writing to a file.
+struct Traced {
+    strace: std::process::Child,
+    file: std::path::PathBuf,
+    /// Kept open: strace writes to it as threads come and go, and would
+    /// end on a closed pipe.
+    _stderr: BufReader<std::process::ChildStderr>,
+}
+
+/// Attaches `strace` to `server` for `calls`; returns once it is attached
+/// to every thread.
+fn trace(server: &TestServer, calls: &str) -> Traced {
+    let file = server.data_dir().join("strace.out");
     let mut strace = Command::new("strace")
-        .args([
-            "-f",
-            "-e",
-            "trace=openat,fsync,fdatasync,rename,renameat,renameat2",
-            "-o",
-        ])
-        .arg(&trace_file)
+        .args(["-f", "-e", &format!("trace={calls}"), "-o"])
+        .arg(&file)
         .args(["-p", &server.pid().to_string()])
         .stderr(Stdio::piped())
         .spawn()
@@ -71,6 +78,34 @@ async fn meta_json_is_fsynced_before_and_after_its_rename() {
         let n = stderr.read_line(&mut line).expect("strace's stderr");
         assert!(n > 0, "strace ended without attaching");
     }
+    Traced {
+        strace,
+        file,
+        _stderr: stderr,
+    }
+}
+
+impl Traced {
+    /// What was traced so far.
+    fn read(&self) -> String {
+        std::fs::read_to_string(&self.file).unwrap_or_default()
+    }
+
+    /// Detaches, and returns the whole trace.
+    fn stop(mut self) -> String {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.strace.id() as i32).expect("pid"),
+            rustix::process::Signal::INT,
+        );
+        self.strace.wait().expect("strace ends");
+        self.read()
+    }
+}
+
+#[tokio::test]
+async fn meta_json_is_fsynced_before_and_after_its_rename() {
+    let server = TestServer::start().await;
+    let traced = trace(&server, "openat,fsync,fdatasync,rename,renameat,renameat2");
 
     let info = server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 })).await;
     let id = info["id"].as_str().unwrap();
@@ -93,12 +128,7 @@ async fn meta_json_is_fsynced_before_and_after_its_rename() {
         (&last["status"], &json!(100), &json!(30))
     );
 
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_raw(strace.id() as i32).expect("pid"),
-        rustix::process::Signal::INT,
-    );
-    strace.wait().expect("strace ends");
-    let trace = std::fs::read_to_string(&trace_file).expect("trace");
+    let trace = traced.stop();
     let dir = dir.to_str().unwrap().to_owned();
     let mut renames = 0;
     for calls in calls_per_thread(&trace).values() {
@@ -129,5 +159,149 @@ async fn meta_json_is_fsynced_before_and_after_its_rename() {
     assert!(
         renames >= 2,
         "meta.json is written at the start and at the end: {renames} renames traced"
+    );
+}
+
+/// The first string argument of a traced call, and the second.
+fn strings(call: &str) -> (&str, &str) {
+    let mut parts = call.split('"');
+    (parts.nth(1).unwrap_or_default(), parts.nth(1).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_session_made_from_a_spare_syncs_its_record_and_its_name_only() {
+    let server = TestServer::start().await;
+    let spares = server.data_dir().join("spare");
+    let ready = || {
+        std::fs::read_dir(&spares)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u64>().is_ok()))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "no spare was made");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let traced = trace(&server, "openat,fsync,fdatasync,rename,renameat,renameat2");
+    let info = server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 })).await;
+    let id = info["id"].as_str().unwrap();
+    // The pool is made whole again once creates pause: wait for a spare
+    // to be made while traced.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !traced.read().contains("/spare/new/") {
+        assert!(std::time::Instant::now() < deadline, "no spare was made again");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Until its rename into the pool is traced too, and a sync after it.
+    let staging = spares.join("new");
+    let staging = staging.to_str().unwrap().to_owned();
+    let offered = |trace: &str| {
+        let lines: Vec<&str> = trace.lines().collect();
+        let Some(at) = lines
+            .iter()
+            .position(|l| l.contains("rename") && strings(l).0.contains("/spare/new/"))
+        else {
+            return false;
+        };
+        // The same thread, past the rename: `new/` opened, then a sync.
+        let tid = lines[at].split(' ').next().unwrap_or_default();
+        let mine: Vec<&str> = lines[at..]
+            .iter()
+            .filter(|l| l.split(' ').next() == Some(tid))
+            .copied()
+            .collect();
+        mine.iter()
+            .position(|l| l.contains("openat(") && strings(l).0 == staging)
+            .is_some_and(|o| mine[o..].iter().any(|l| l.contains("fsync(")))
+    };
+    while !offered(&traced.read()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new spare was not offered, or spare/new/ was not synced after it left: {}",
+            traced.read()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let trace = traced.stop();
+    let mut threads: HashMap<&str, Vec<&str>> = HashMap::new();
+    for line in trace.lines() {
+        // A call another thread interrupted is traced twice: its start
+        // (`<unfinished ...>`, with its arguments) counts, its end does not.
+        if let Some((tid, call)) = line.split_once(' ')
+            && !call.trim_start().starts_with("<...")
+        {
+            threads.entry(tid).or_default().push(call.trim_start());
+        }
+    }
+    let dir = session_dir(server.data_dir(), id);
+    let dir = dir.to_str().unwrap();
+    let sessions = server.data_dir().join("sessions");
+    let sessions = sessions.to_str().unwrap();
+
+    // The create: `meta.json` written in place and synced, then the name
+    // in `sessions/`; the session's own directory is never synced.
+    let meta = format!("{dir}/meta.json");
+    let writer = threads
+        .values()
+        .find(|calls| calls.iter().any(|c| c.starts_with("openat(") && strings(c).0 == meta))
+        .expect("a thread wrote meta.json");
+    let opened = writer
+        .iter()
+        .position(|c| c.starts_with("openat(") && strings(c).0 == meta)
+        .unwrap();
+    let after: Vec<&str> = writer[opened + 1..].iter().take(3).copied().collect();
+    assert!(
+        after.first().is_some_and(|c| c.starts_with("fdatasync(")),
+        "meta.json is not synced at once: {after:?}"
+    );
+    assert!(
+        after
+            .get(1)
+            .is_some_and(|c| c.starts_with("openat(") && strings(c).0 == sessions)
+            && after.get(2).is_some_and(|c| c.starts_with("fsync(")),
+        "the session's name in sessions/ is not synced next: {after:?}"
+    );
+    assert!(
+        !writer.iter().any(|c| c.starts_with("openat(") && strings(c).0 == dir),
+        "the session's directory, a spare, was synced again: {writer:?}"
+    );
+
+    // The spare made meanwhile: its directory synced before its rename
+    // into the pool.
+    let maker = threads
+        .values()
+        .find(|calls| {
+            calls
+                .iter()
+                .any(|c| c.starts_with("rename") && strings(c).0.contains("/spare/new/"))
+        })
+        .expect("a thread made a spare");
+    let renamed = maker
+        .iter()
+        .position(|c| c.starts_with("rename") && strings(c).0.contains("/spare/new/"))
+        .unwrap();
+    let staged = strings(maker[renamed]).0;
+    let opened = maker[..renamed]
+        .iter()
+        .rposition(|c| c.starts_with("openat(") && strings(c).0 == staged)
+        .unwrap_or_else(|| panic!("the spare's directory was not opened to sync: {maker:?}"));
+    assert!(
+        maker[opened + 1..renamed].iter().any(|c| c.starts_with("fsync(")),
+        "the spare was offered before its directory was synced: {:?}",
+        &maker[opened..=renamed]
+    );
+    // That sync wrote `new/` with the spare's name in it (ext4 without a
+    // journal syncs a new directory's parent): `new/` is synced again once
+    // the name left it, so that no session's directory is named there.
+    let after = &maker[renamed + 1..];
+    let reopened = after
+        .iter()
+        .position(|c| c.starts_with("openat(") && strings(c).0 == staging)
+        .unwrap_or_else(|| panic!("spare/new/ was not synced after the rename: {after:?}"));
+    assert!(
+        after.get(reopened + 1).is_some_and(|c| c.starts_with("fsync(")),
+        "spare/new/ was opened but not synced after the rename: {after:?}"
     );
 }

@@ -115,6 +115,8 @@ pub(crate) struct Actor {
 /// A freshly spawned program and what the actor needs to end it.
 pub(crate) struct Started {
     pub spawned: Spawned,
+    /// The session's directory is a spare, its entries already durable.
+    pub spare: bool,
     pub writer: Option<LogWriter>,
     pub marker: String,
     pub cgroup: Option<SessionCgroup>,
@@ -132,6 +134,7 @@ pub(crate) fn start_running(
 ) -> (SessionHandle, Launch) {
     let Started {
         spawned,
+        spare,
         writer,
         marker,
         cgroup,
@@ -152,11 +155,12 @@ pub(crate) fn start_running(
             actor.err = Some(Box::pin(stderr));
         }
     }
-    (handle, Launch(actor))
+    (handle, Launch(actor, spare))
 }
 
-/// A built actor of a new session, not yet running.
-pub(crate) struct Launch(Actor);
+/// A built actor of a new session, not yet running, and whether its
+/// directory is a spare (see `store::write_meta_new`).
+pub(crate) struct Launch(Actor, bool);
 
 impl Launch {
     /// Writes the session's first `meta.json` (blocking: it is fsynced) and
@@ -164,13 +168,13 @@ impl Launch {
     /// the first one; before the creation is answered: see
     /// `MetaWriter::write_now`.
     pub(crate) fn launch(self) {
-        self.0.meta.write_now(&self.0.info);
+        self.0.meta.write_now(&self.0.info, self.1);
         self.run();
     }
 
     /// [`Launch::launch`] with the write on the blocking pool, awaited.
     pub(crate) async fn launch_async(self) {
-        self.0.meta.write_first(&self.0.info).await;
+        self.0.meta.write_first(&self.0.info, self.1).await;
         self.run();
     }
 

@@ -175,18 +175,24 @@ pub fn write_meta(dir: &Path, info: &SessionInfo) -> io::Result<()> {
 /// written in place (no temporary file, no rename) and its data synced
 /// (`fdatasync`); the directory is then synced so that the name is durable
 /// too, which on a journalling file system is already on disk with the
-/// file's commit (one journal commit instead of two). A crash during the
-/// write leaves a torn file, which loading skips; that is a session whose
-/// creation was never answered.
-pub fn write_meta_new(dir: &Path, info: &SessionInfo) -> io::Result<()> {
+/// file's commit (one journal commit instead of two), unless `dir_synced`:
+/// a spare's directory, whose entries were synced when it was made. The
+/// parent is synced in any case (the session's name in it is new). A crash
+/// during the write leaves a torn file, which loading skips; that is a
+/// session whose creation was never answered.
+pub fn write_meta_new(dir: &Path, info: &SessionInfo, dir_synced: bool) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(info).map_err(io::Error::other)?;
     let mut file = File::create(dir.join("meta.json"))?;
     file.write_all(&json)?;
     file.sync_data()?;
     drop(file);
-    File::open(dir)?.sync_all()?;
+    // A spare's entries were made durable when it was made.
+    if !dir_synced {
+        File::open(dir)?.sync_all()?;
+    }
     // The session's entry in its parent too: ext4 without a journal often
-    // syncs it with the directory, but not once the inode left memory.
+    // syncs it with the directory, but not once the inode left memory (and
+    // a spare's directory is not synced here at all).
     match dir.parent() {
         Some(parent) => File::open(parent)?.sync_all(),
         None => Ok(()),
@@ -396,7 +402,7 @@ mod tests {
             duration_ms: None,
             error: None,
         };
-        write_meta_new(dir.path(), &info).unwrap();
+        write_meta_new(dir.path(), &info, false).unwrap();
         assert_eq!(read_meta(dir.path()).unwrap(), info);
         assert!(!dir.path().join("meta.json.tmp").exists());
         info.cols = 100;

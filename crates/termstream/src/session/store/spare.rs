@@ -283,7 +283,19 @@ impl Spares {
         for file in spare_files() {
             File::create(staged.join(file))?;
         }
-        fs::rename(&staged, self.dir.join(&name))
+        // Its entries durable before it is offered, as a create without a
+        // spare makes them: a session made from it then syncs only its
+        // `meta.json` and its entry in `sessions/` (`store::write_meta_new`),
+        // one fsync fewer on every create, here off their way. On ext4
+        // without a journal this also writes `new/` with the spare's name
+        // in it (a new directory's fsync syncs its parent)...
+        File::open(&staged)?.sync_all()?;
+        fs::rename(&staged, self.dir.join(&name))?;
+        // ...so `new/` is synced again once the name has left it: a session
+        // made from this spare is never also named in `new/` on disk, where
+        // the next start would clear it (see [`usable`] for the names that
+        // may still linger in the pool itself).
+        File::open(self.dir.join(STAGING))?.sync_all()
     }
 }
 
