@@ -115,8 +115,9 @@ pub(crate) struct Actor {
 /// A freshly spawned program and what the actor needs to end it.
 pub(crate) struct Started {
     pub spawned: Spawned,
-    /// The session's directory is a spare, its entries already durable.
-    pub spare: bool,
+    /// The session's directory is a spare this server made, whose entries
+    /// it synced before offering it (see `store::write_meta_new`).
+    pub dir_synced: bool,
     pub writer: Option<LogWriter>,
     pub marker: String,
     pub cgroup: Option<SessionCgroup>,
@@ -134,7 +135,7 @@ pub(crate) fn start_running(
 ) -> (SessionHandle, Launch) {
     let Started {
         spawned,
-        spare,
+        dir_synced,
         writer,
         marker,
         cgroup,
@@ -155,11 +156,11 @@ pub(crate) fn start_running(
             actor.err = Some(Box::pin(stderr));
         }
     }
-    (handle, Launch(actor, spare))
+    (handle, Launch(actor, dir_synced))
 }
 
 /// A built actor of a new session, not yet running, and whether its
-/// directory is a spare (see `store::write_meta_new`).
+/// directory's entries are already on disk ([`Started::dir_synced`]).
 pub(crate) struct Launch(Actor, bool);
 
 impl Launch {

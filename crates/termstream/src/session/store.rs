@@ -176,7 +176,7 @@ pub fn write_meta(dir: &Path, info: &SessionInfo) -> io::Result<()> {
 /// (`fdatasync`); the directory is then synced so that the name is durable
 /// too, which on a journalling file system is already on disk with the
 /// file's commit (one journal commit instead of two), unless `dir_synced`:
-/// a spare's directory, whose entries were synced when it was made. The
+/// a spare this server made, whose entries it synced before offering it. The
 /// parent is synced in any case (the session's name in it is new). A crash
 /// during the write leaves a torn file, which loading skips; that is a
 /// session whose creation was never answered.

@@ -65,6 +65,9 @@ pub struct Spares {
 struct State {
     /// Numbers of the spares ready in `dir`.
     ready: Vec<u64>,
+    /// Those of them adopted at start (made by an earlier server, which
+    /// may not have synced them): a create from one syncs its directory.
+    adopted: HashSet<u64>,
     /// The number the next spare made gets.
     next: u64,
     /// A background task is making spares.
@@ -73,6 +76,14 @@ struct State {
     disabled: bool,
     /// When a create last took a spare.
     last_take: Option<Instant>,
+}
+
+/// A spare [`Spares::take_into`] renamed into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// Its directory's entries are on disk: this server made it and synced
+    /// it before offering it. Spares adopted at start are not known to be.
+    pub synced: bool,
 }
 
 impl Spares {
@@ -119,6 +130,7 @@ impl Spares {
             );
         }
         ready.sort_unstable();
+        let adopted = ready.iter().copied().collect();
         Ok(Arc::new(Spares {
             dir,
             target,
@@ -126,6 +138,7 @@ impl Spares {
             taken: Condvar::new(),
             state: Mutex::new(State {
                 ready,
+                adopted,
                 next,
                 filling: false,
                 disabled: false,
@@ -157,14 +170,15 @@ impl Spares {
     }
 
     /// Renames a spare to `dest` (which must not exist) and starts making
-    /// another; `false` when none is ready or the rename failed (the
+    /// another; `None` when none is ready or the rename failed (the
     /// caller makes the directory and its files itself). Blocking, but a
     /// rename: microseconds.
-    pub fn take_into(self: &Arc<Self>, dest: &Path) -> bool {
-        let Some(n) = ({
+    pub fn take_into(self: &Arc<Self>, dest: &Path) -> Option<Taken> {
+        let Some((n, synced)) = ({
             let mut state = self.lock();
             state.last_take = Some(Instant::now());
             let taken = state.ready.pop();
+            let taken = taken.map(|n| (n, !state.adopted.remove(&n)));
             if state.ready.len() <= self.target / 4 {
                 // Low: the refill waiting for a pause goes on at once.
                 self.taken.notify_one();
@@ -172,7 +186,7 @@ impl Spares {
             taken
         }) else {
             self.fill();
-            return false;
+            return None;
         };
         let spare = self.dir.join(n.to_string());
         let moved = fs::rename(&spare, dest);
@@ -187,7 +201,7 @@ impl Spares {
             }
         }
         self.fill();
-        moved.is_ok()
+        moved.ok().map(|()| Taken { synced })
     }
 
     /// Starts making spares on a background thread until `target` are
@@ -290,12 +304,20 @@ impl Spares {
         // without a journal this also writes `new/` with the spare's name
         // in it (a new directory's fsync syncs its parent)...
         File::open(&staged)?.sync_all()?;
-        fs::rename(&staged, self.dir.join(&name))?;
+        let pooled = self.dir.join(&name);
+        fs::rename(&staged, &pooled)?;
         // ...so `new/` is synced again once the name has left it: a session
-        // made from this spare is never also named in `new/` on disk, where
-        // the next start would clear it (see [`usable`] for the names that
-        // may still linger in the pool itself).
-        File::open(self.dir.join(STAGING))?.sync_all()
+        // made from this spare is not also named in `new/` on disk, where
+        // the next start would find a half-made spare. (What may still
+        // linger after a crash, here or in the pool itself, is left alone
+        // by [`usable`]'s check against `sessions/`.)
+        let synced = File::open(self.dir.join(STAGING)).and_then(|d| d.sync_all());
+        if synced.is_err() {
+            // Not offered, nor left in the pool for the next start: no
+            // create can have taken it yet.
+            let _ = fs::remove_dir_all(&pooled);
+        }
+        synced
     }
 }
 

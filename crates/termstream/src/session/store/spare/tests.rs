@@ -21,7 +21,7 @@ fn spares_are_made_taken_and_made_again() {
     spares.fill();
     wait_ready(&spares, 3);
     let dest = data.path().join("s.1");
-    assert!(spares.take_into(&dest));
+    assert!(spares.take_into(&dest).is_some());
     let mut names: Vec<String> = fs::read_dir(&dest)
         .expect("dest")
         .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
@@ -79,8 +79,8 @@ fn the_refill_waits_for_creates_to_pause_unless_the_pool_is_low() {
 fn spares_are_made_again_once_creates_pause() {
     let data = tempfile::tempdir().expect("tempdir");
     let spares = filled(data.path(), 8, Duration::from_millis(50));
-    assert!(spares.take_into(&data.path().join("s.1")));
-    assert!(spares.take_into(&data.path().join("s.2")));
+    assert!(spares.take_into(&data.path().join("s.1")).is_some());
+    assert!(spares.take_into(&data.path().join("s.2")).is_some());
     wait_ready(&spares, 8);
 }
 
@@ -90,13 +90,13 @@ fn spares_are_made_again_once_creates_pause() {
 fn a_low_pool_is_refilled_during_a_burst() {
     let data = tempfile::tempdir().expect("tempdir");
     let spares = filled(data.path(), 8, Duration::from_secs(3600));
-    assert!(spares.take_into(&data.path().join("s.first")));
+    assert!(spares.take_into(&data.path().join("s.first")).is_some());
     assert!(
         spares.wait_for_quiet(&spares.lock()).is_some(),
         "a take is seen: the refill waits while 7 of 8 are ready"
     );
     for i in 0..6 {
-        assert!(spares.take_into(&data.path().join(format!("s.{i}"))));
+        assert!(spares.take_into(&data.path().join(format!("s.{i}"))).is_some());
     }
     wait_ready(&spares, 3);
 }
@@ -110,11 +110,22 @@ fn spares_left_by_a_server_are_adopted() {
     first.fill();
     wait_ready(&first, 2);
     drop(first);
-    let again = Spares::open(data.path().join("spare"), 3).expect("open");
+    let mut again = Spares::open(data.path().join("spare"), 3).expect("open");
+    // No refill between the takes below.
+    Arc::get_mut(&mut again).expect("one owner").quiet = Duration::from_secs(3600);
     assert_eq!(again.ready(), 2);
     again.fill();
     wait_ready(&again, 3);
     assert!(data.path().join("spare/2").is_dir(), "numbered past the adopted ones");
+    // The one made here comes first, its entries synced; the adopted ones
+    // (which an earlier server may not have synced) are said not to be.
+    let taken: Vec<bool> = (0..3)
+        .map(|i| {
+            let t = again.take_into(&data.path().join(format!("s.{i}"))).expect("taken");
+            t.synced
+        })
+        .collect();
+    assert_eq!(taken, [true, false, false]);
 }
 
 /// The thread that makes spares runs in `SCHED_IDLE`; its caller's
@@ -145,7 +156,7 @@ fn a_half_made_spare_is_removed() {
     let spares = Spares::open(data.path().join("spare"), 1).expect("open");
     assert_eq!(spares.ready(), 0);
     assert!(!half.exists());
-    assert!(!spares.take_into(&data.path().join("s.1")));
+    assert!(spares.take_into(&data.path().join("s.1")).is_none());
 }
 
 /// Spares are made under a directory marked as a top of hierarchy,
@@ -175,7 +186,7 @@ fn spares_are_made_under_a_top_directory() {
 fn an_empty_pool_gives_nothing() {
     let data = tempfile::tempdir().expect("tempdir");
     let spares = Spares::open(data.path().join("spare"), 0).expect("open");
-    assert!(!spares.take_into(&data.path().join("s.1")));
+    assert!(spares.take_into(&data.path().join("s.1")).is_none());
     spares.fill();
     assert_eq!(spares.ready(), 0);
     assert!(!data.path().join("s.1").exists());
@@ -191,7 +202,7 @@ fn a_spare_that_cannot_be_renamed_is_removed() {
     let spares = Spares::open(dir.clone(), 2).expect("open");
     spares.fill();
     wait_ready(&spares, 2);
-    assert!(!spares.take_into(&data.path().join("missing/s.1")));
+    assert!(spares.take_into(&data.path().join("missing/s.1")).is_none());
     wait_ready(&spares, 2);
     let count = fs::read_dir(&dir).expect("pool").count();
     assert_eq!(count, 2 + 1, "two spares and new/, nothing left behind");
@@ -219,7 +230,7 @@ fn a_sessions_directory_left_in_the_pool_is_left_alone() {
     }
     let spares = Spares::open(pool.clone(), 3).expect("open");
     assert_eq!(spares.ready(), 1, "only the blank spare is adopted");
-    assert!(spares.take_into(&data.path().join("s.1")));
+    assert!(spares.take_into(&data.path().join("s.1")).is_some());
     assert!(!pool.join("2").exists(), "the blank spare was the one taken");
     wait_ready(&spares, 3);
     for n in [10, 11, 12] {
