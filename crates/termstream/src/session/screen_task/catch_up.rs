@@ -12,7 +12,7 @@ use super::{
 };
 use crate::session::SessionError;
 use crate::session::log::Chunk;
-use crate::session::screen::{ScreenModel, is_plain};
+use crate::session::screen::{ScreenModel, is_plain, line_feeds};
 
 impl ScreenTask {
     /// Where a restarted model starts parsing: [`TAIL`] bytes before
@@ -274,7 +274,7 @@ impl Scan {
                 return;
             }
             self.lead_c2 = lead;
-            self.line_feeds += data.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.line_feeds += line_feeds(data);
             self.last_two = [self.last_two[1], data[data.len() - 1]];
             if data.len() >= 2 {
                 self.last_two[0] = data[data.len() - 2];
