@@ -31,7 +31,7 @@
 //! A catch-up of [`SKIP_MIN`] to [`MAX_LAG`] first tries an exact skip:
 //! when the model's parser is at rest and everything up to the last `rows
 //! + scrollback` lines is plain text (checked by a vectorized scan,
-//! hundreds of times faster than parsing), the model skips to those lines and parses
+//! far faster than parsing), the model skips to those lines and parses
 //! only them, with the same result as parsing everything (see
 //! `screen::skip`). A flood of text (`cat`, build logs) is then never
 //! parsed but for its end, and while catch-ups skip, a model that viewers

@@ -179,7 +179,7 @@ fn is_plain_bytes(bytes: &[u8], mut lead_c2: bool) -> (bool, bool) {
 
 /// How many line feeds `bytes` hold; counted in runs of 255 bytes into a
 /// byte-wide sum, which the compiler turns into vector instructions (a
-/// count into a `usize` per byte is a quarter as wide).
+/// count into a `usize` per byte has lanes eight times as wide).
 pub(crate) fn line_feeds(bytes: &[u8]) -> u64 {
     bytes
         .chunks(255)
@@ -251,9 +251,10 @@ mod tests {
         assert!(is_plain("\u{a9}".as_bytes()[1..].as_ref(), false).0);
     }
 
-    /// The block-wise scan answers as the byte-by-byte one, for every
-    /// mix of text, controls, C1 controls (whole or split across calls)
-    /// and other UTF-8, at every length and block boundary.
+    /// The block-wise scan answers as the byte-by-byte one for random
+    /// mixes of text, controls, C1 controls and other UTF-8, whole and
+    /// split in two calls, and for a C1 control at every position of the
+    /// first blocks.
     #[test]
     fn the_fast_scan_answers_as_the_byte_by_byte_one() {
         use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -284,15 +285,43 @@ mod tests {
                 }
             }
             let lead = rng.random_bool(0.5);
+            let want = is_plain_bytes(&bytes, lead);
             assert_eq!(
                 is_plain(&bytes, lead),
-                is_plain_bytes(&bytes, lead),
+                want,
                 "round {round}: {:?} after lead {lead}",
                 String::from_utf8_lossy(&bytes)
             );
+            // Split in two calls, as a scan of chunks does.
+            let cut = rng.random_range(0..=bytes.len());
+            let (first, carried) = is_plain(&bytes[..cut], lead);
+            let split = if first {
+                is_plain(&bytes[cut..], carried)
+            } else {
+                (false, false)
+            };
+            assert_eq!(split, want, "round {round}, cut at {cut}");
             let want = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
             assert_eq!(line_feeds(&bytes), want, "round {round}");
         }
+        // A C1 control (0xC2 0x9B) across every position of the first
+        // blocks, their boundaries included.
+        let a = |n: usize| vec![b'a'; n];
+        for k in 0..=130 {
+            let mut v = a(k);
+            v.extend_from_slice(b"\xc2\x9b");
+            v.extend(a(70));
+            assert_eq!(is_plain(&v, false), (false, false), "C1 at {k}");
+        }
+        // 0xC2 ends a block, a whole ASCII block follows, then 0x9B: the
+        // 0xC2 leads nothing (plain), and nothing is carried out.
+        let mut v = a(63);
+        v.push(0xc2);
+        v.extend(a(64));
+        v.push(0x9b);
+        assert_eq!(is_plain(&v, false), (true, false));
+        assert_eq!(is_plain(&a(64), true), (true, false));
+        assert_eq!(is_plain(b"", true), (true, true));
         // Runs longer than a count's byte can hold.
         assert_eq!(line_feeds(&[b'\n'; 1000]), 1000);
         assert_eq!(line_feeds(&[b'x'; 1000]), 0);
