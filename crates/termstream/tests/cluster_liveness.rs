@@ -187,8 +187,10 @@ async fn a_lost_session_deleted_while_its_node_was_cut_off_stays_deleted() {
         common::wait_until(T, || async { common::marked_processes(&epochs[0]).is_empty() }).await,
         "its program still runs"
     );
+    // The files go last (after the program and the last record), a moment
+    // after the session left the list.
     assert!(
-        !common::session_dir(a.data_dir(), "revenant").exists(),
+        common::wait_until(T, || async { !common::session_dir(a.data_dir(), "revenant").exists() }).await,
         "its files are left"
     );
     // A's other session runs again everywhere, and B still lacks the
