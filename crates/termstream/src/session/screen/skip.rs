@@ -259,7 +259,7 @@ mod tests {
     fn the_fast_scan_answers_as_the_byte_by_byte_one() {
         use rand::{Rng, SeedableRng, rngs::StdRng};
         let mut rng = StdRng::seed_from_u64(11);
-        let pieces: [&[u8]; 12] = [
+        let pieces: [&[u8]; 14] = [
             b"plain text ",
             b"\r\n",
             b"\t",
@@ -272,6 +272,9 @@ mod tests {
             b"\x08",
             b"\x07",
             b"\x85",
+            // The ends of the C1 range.
+            b"\xc2\x80",
+            b"\xc2\x9f",
         ];
         for round in 0..20_000 {
             let mut bytes = Vec::new();

@@ -65,9 +65,10 @@ pub struct Spares {
 struct State {
     /// Numbers of the spares ready in `dir`.
     ready: Vec<u64>,
-    /// Those of them adopted at start (made by an earlier server, which
-    /// may not have synced them): a create from one syncs its directory.
-    adopted: HashSet<u64>,
+    /// The number of the first spare this server made: those below were
+    /// adopted at start (made by an earlier server, which may not have
+    /// synced them), and a create from one syncs its directory.
+    first_made: u64,
     /// The number the next spare made gets.
     next: u64,
     /// A background task is making spares.
@@ -130,7 +131,6 @@ impl Spares {
             );
         }
         ready.sort_unstable();
-        let adopted = ready.iter().copied().collect();
         Ok(Arc::new(Spares {
             dir,
             target,
@@ -138,7 +138,7 @@ impl Spares {
             taken: Condvar::new(),
             state: Mutex::new(State {
                 ready,
-                adopted,
+                first_made: next,
                 next,
                 filling: false,
                 disabled: false,
@@ -178,7 +178,7 @@ impl Spares {
             let mut state = self.lock();
             state.last_take = Some(Instant::now());
             let taken = state.ready.pop();
-            let taken = taken.map(|n| (n, !state.adopted.remove(&n)));
+            let taken = taken.map(|n| (n, n >= state.first_made));
             if state.ready.len() <= self.target / 4 {
                 // Low: the refill waiting for a pause goes on at once.
                 self.taken.notify_one();
