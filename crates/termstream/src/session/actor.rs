@@ -156,12 +156,15 @@ pub(crate) fn start_running(
             actor.err = Some(Box::pin(stderr));
         }
     }
-    (handle, Launch(actor, dir_synced))
+    (handle, Launch { actor, dir_synced })
 }
 
-/// A built actor of a new session, not yet running, and whether its
-/// directory's entries are already on disk ([`Started::dir_synced`]).
-pub(crate) struct Launch(Actor, bool);
+/// A built actor of a new session, not yet running.
+pub(crate) struct Launch {
+    actor: Actor,
+    /// [`Started::dir_synced`]: its first record syncs less.
+    dir_synced: bool,
+}
 
 impl Launch {
     /// Writes the session's first `meta.json` (blocking: it is fsynced) and
@@ -169,18 +172,18 @@ impl Launch {
     /// the first one; before the creation is answered: see
     /// `MetaWriter::write_now`.
     pub(crate) fn launch(self) {
-        self.0.meta.write_now(&self.0.info, self.1);
+        self.actor.meta.write_now(&self.actor.info, self.dir_synced);
         self.run();
     }
 
     /// [`Launch::launch`] with the write on the blocking pool, awaited.
     pub(crate) async fn launch_async(self) {
-        self.0.meta.write_first(&self.0.info, self.1).await;
+        self.actor.meta.write_first(&self.actor.info, self.dir_synced).await;
         self.run();
     }
 
     fn run(self) {
-        let actor = self.0;
+        let actor = self.actor;
         if let Some(pid) = actor.info.pid {
             process::register_leader(pid);
         }
