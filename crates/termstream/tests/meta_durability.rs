@@ -2,9 +2,10 @@
 //! session starts, is resized and ends, and every rename of
 //! `meta.json.tmp` over `meta.json` must come after an fsync of the file
 //! it renames and be followed by an fsync of the session's directory. A
-//! session made from a spare directory syncs its first `meta.json` and its
-//! entry in `sessions/`; the spare's own entries were synced when it was
-//! made, before it was offered, and `spare/new/` after it left it.
+//! session made from a spare directory writes its first `meta.json` over
+//! the room the spare holds for it and syncs it and its entry in
+//! `sessions/`; the spare's own entries and that room were synced when it
+//! was made, before it was offered, and `spare/new/` after it left it.
 
 mod common;
 
@@ -267,6 +268,12 @@ async fn a_session_made_from_a_spare_syncs_its_record_and_its_name_only() {
         .iter()
         .position(|c| c.starts_with("openat(") && strings(c).0 == meta)
         .unwrap();
+    // Over the spare's room for it, on disk already: not made anew.
+    assert!(
+        !writer[opened].contains("O_CREAT") && !writer[opened].contains("O_TRUNC"),
+        "meta.json is not written in place: {}",
+        writer[opened]
+    );
     let after: Vec<&str> = writer[opened + 1..].iter().take(3).copied().collect();
     assert!(
         after.first().is_some_and(|c| c.starts_with("fdatasync(")),
@@ -299,6 +306,18 @@ async fn a_session_made_from_a_spare_syncs_its_record_and_its_name_only() {
         .position(|c| c.starts_with("rename") && strings(c).0.contains("/spare/new/"))
         .unwrap();
     let staged = strings(maker[renamed]).0;
+    // Its `meta.json` (the room for a first record, written) synced before
+    // it was offered.
+    let staged_meta = format!("{staged}/meta.json");
+    let made = maker[..renamed]
+        .iter()
+        .rposition(|c| c.starts_with("openat(") && strings(c).0 == staged_meta)
+        .unwrap_or_else(|| panic!("the spare's meta.json was not made: {maker:?}"));
+    assert!(
+        maker[made + 1].starts_with("fdatasync(") || maker[made + 1].starts_with("fsync("),
+        "the spare's meta.json was not synced once written: {:?}",
+        &maker[made..=renamed]
+    );
     let opened = maker[..renamed]
         .iter()
         .rposition(|c| c.starts_with("openat(") && strings(c).0 == staged)

@@ -133,7 +133,7 @@ impl Registry {
         // here is what a create would spend most of its time on (see
         // `store::spare`); without one, `LogWriter::create` makes them.
         let dir = self.sessions_dir.join(format!("{id}.{epoch}"));
-        let dir_synced = self.spares.take_into(&dir).is_some_and(|t| t.synced);
+        let prepared = self.spares.take_into(&dir).is_some_and(|t| t.prepared);
         let cleanup = |writer: LogWriter| {
             drop(writer);
             let _ = std::fs::remove_dir_all(&dir);
@@ -206,7 +206,7 @@ impl Registry {
         };
         let started = Started {
             spawned,
-            dir_synced,
+            prepared,
             writer: Some(writer),
             marker,
             cgroup,

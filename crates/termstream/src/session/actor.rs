@@ -115,9 +115,10 @@ pub(crate) struct Actor {
 /// A freshly spawned program and what the actor needs to end it.
 pub(crate) struct Started {
     pub spawned: Spawned,
-    /// The session's directory is a spare this server made, whose entries
-    /// it synced before offering it (see `store::write_meta_new`).
-    pub dir_synced: bool,
+    /// The session's directory is a spare this server made and synced
+    /// before offering it, with room for the first record (see
+    /// `store::write_meta_new`).
+    pub prepared: bool,
     pub writer: Option<LogWriter>,
     pub marker: String,
     pub cgroup: Option<SessionCgroup>,
@@ -135,7 +136,7 @@ pub(crate) fn start_running(
 ) -> (SessionHandle, Launch) {
     let Started {
         spawned,
-        dir_synced,
+        prepared,
         writer,
         marker,
         cgroup,
@@ -156,14 +157,15 @@ pub(crate) fn start_running(
             actor.err = Some(Box::pin(stderr));
         }
     }
-    (handle, Launch { actor, dir_synced })
+    (handle, Launch { actor, prepared })
 }
 
 /// A built actor of a new session, not yet running.
 pub(crate) struct Launch {
     actor: Actor,
-    /// [`Started::dir_synced`]: its first record syncs less.
-    dir_synced: bool,
+    /// [`Started::prepared`]: its first record is written in place and
+    /// syncs less.
+    prepared: bool,
 }
 
 impl Launch {
@@ -172,13 +174,13 @@ impl Launch {
     /// the first one; before the creation is answered: see
     /// `MetaWriter::write_now`.
     pub(crate) fn launch(self) {
-        self.actor.meta.write_now(&self.actor.info, self.dir_synced);
+        self.actor.meta.write_now(&self.actor.info, self.prepared);
         self.run();
     }
 
     /// [`Launch::launch`] with the write on the blocking pool, awaited.
     pub(crate) async fn launch_async(self) {
-        self.actor.meta.write_first(&self.actor.info, self.dir_synced).await;
+        self.actor.meta.write_first(&self.actor.info, self.prepared).await;
         self.run();
     }
 

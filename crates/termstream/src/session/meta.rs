@@ -98,13 +98,13 @@ impl MetaWriter {
     /// (a crash right after would otherwise leave a log with no record,
     /// and the session would be gone after a restart). With
     /// [`store::write_meta_new`]: no record is there yet to be replaced.
-    pub(crate) fn write_now(&self, info: &SessionInfo, dir_synced: bool) {
+    pub(crate) fn write_now(&self, info: &SessionInfo, prepared: bool) {
         let n = {
             let mut slot = self.shared.lock();
             slot.queued += 1;
             slot.queued
         };
-        if let Err(e) = store::write_meta_new(&self.shared.dir, info, dir_synced) {
+        if let Err(e) = store::write_meta_new(&self.shared.dir, info, prepared) {
             tracing::warn!(session = %info.id, error = %e, "cannot write meta.json");
         }
         self.shared.wrote(n);
@@ -114,7 +114,7 @@ impl MetaWriter {
     /// [`FIRST_WRITERS`] sessions at once in the whole server: the create
     /// path awaits it, so that concurrent creates fsync together (one
     /// journal commit serves several) while the workers keep serving.
-    pub(crate) async fn write_first(&self, info: &SessionInfo, dir_synced: bool) {
+    pub(crate) async fn write_first(&self, info: &SessionInfo, prepared: bool) {
         let n = {
             let mut slot = self.shared.lock();
             slot.queued += 1;
@@ -123,7 +123,7 @@ impl MetaWriter {
         let (dir, first) = (self.shared.dir.clone(), info.clone());
         // Never closed: a permit always comes.
         let _permit = FIRST_WRITING.acquire().await;
-        let written = tokio::task::spawn_blocking(move || store::write_meta_new(&dir, &first, dir_synced)).await;
+        let written = tokio::task::spawn_blocking(move || store::write_meta_new(&dir, &first, prepared)).await;
         match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(session = %info.id, error = %e, "cannot write meta.json"),

@@ -10,7 +10,8 @@
 //! tests, builds) one allocation took about 2.5 ms of CPU, ten times what
 //! the rest of a create costs, and it was 64 % of the server's CPU while
 //! opening sessions. So a pool of spare directories, each already holding
-//! the three files (empty), is kept in `DATA_DIR/spare/<n>`, filled by a
+//! the three files (the segment's empty, `meta.json` holding the room for
+//! the first record), is kept in `DATA_DIR/spare/<n>`, filled by a
 //! thread of its own in `SCHED_IDLE` (it runs only on an idle CPU, waits
 //! while a burst of creates takes spares, and exits once the pool is
 //! full); a create renames one to `sessions/<id>.<epoch>` (no inode
@@ -20,7 +21,7 @@
 //! Spares hold nothing of any session: a server adopts those it finds at
 //! start (only real spares: see [`usable`]), and loading never looks at
 //! them. A crash between the rename and the first `meta.json` leaves a
-//! session directory with an empty `meta.json`, which loading skips like
+//! session directory with a blank `meta.json`, which loading skips like
 //! any torn record: that is a session whose creation was never answered.
 
 use std::collections::HashSet;
@@ -31,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::segment_name;
+use super::{FIRST_RECORD_ROOM, is_blank_meta, make_first_record_room, segment_name};
 
 /// The directory in the pool's where spares are made (its name is not a
 /// number: never taken for a spare).
@@ -41,7 +42,7 @@ const STAGING: &str = "new";
 /// pool is low).
 const QUIET: Duration = Duration::from_millis(200);
 
-/// The files a spare holds, empty: a new session's `meta.json` and its
+/// The files a spare holds: a new session's `meta.json` (blank) and its
 /// first segment's files.
 fn spare_files() -> [String; 3] {
     ["meta.json".to_owned(), segment_name(0, "out"), segment_name(0, "idx")]
@@ -67,7 +68,8 @@ struct State {
     ready: Vec<u64>,
     /// The number of the first spare this server made: those below were
     /// adopted at start (made by an earlier server, which may not have
-    /// synced them), and a create from one syncs its directory.
+    /// synced them), and a create from one makes its `meta.json` anew and
+    /// syncs its directory.
     first_made: u64,
     /// The number the next spare made gets.
     next: u64,
@@ -82,9 +84,11 @@ struct State {
 /// A spare [`Spares::take_into`] renamed into place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Taken {
-    /// Its directory's entries are on disk: this server made it and synced
-    /// it before offering it. Spares adopted at start are not known to be.
-    pub synced: bool,
+    /// This server made it and synced it before offering it: its entries
+    /// are on disk, and its `meta.json` holds the room for a first record
+    /// (`store::write_meta_new`). Spares adopted at start are not known to
+    /// be synced, and may be an older server's, with an empty `meta.json`.
+    pub prepared: bool,
 }
 
 impl Spares {
@@ -174,7 +178,7 @@ impl Spares {
     /// caller makes the directory and its files itself). Blocking, but a
     /// rename: microseconds.
     pub fn take_into(self: &Arc<Self>, dest: &Path) -> Option<Taken> {
-        let Some((n, synced)) = ({
+        let Some((n, prepared)) = ({
             let mut state = self.lock();
             state.last_take = Some(Instant::now());
             let taken = state.ready.pop();
@@ -201,7 +205,7 @@ impl Spares {
             }
         }
         self.fill();
-        moved.ok().map(|()| Taken { synced })
+        moved.ok().map(|()| Taken { prepared })
     }
 
     /// Starts making spares on a background thread until `target` are
@@ -284,7 +288,7 @@ impl Spares {
         )
     }
 
-    /// Makes spare `n`: its directory and empty files.
+    /// Makes spare `n`: its directory and files.
     ///
     /// It is made in `new/` and then renamed into the pool: a directory is
     /// locked while an entry is made in it, for as long as the allocation
@@ -294,9 +298,13 @@ impl Spares {
         let name = n.to_string();
         let staged = self.dir.join(STAGING).join(&name);
         fs::create_dir(&staged)?;
-        for file in spare_files() {
-            File::create(staged.join(file))?;
-        }
+        let [meta, out, idx] = spare_files();
+        // The room for the session's first record, on disk: the create
+        // writes over it in place, and its sync writes no allocation (see
+        // `store::FIRST_RECORD_ROOM`).
+        make_first_record_room(&mut File::create(staged.join(meta))?)?;
+        File::create(staged.join(out))?;
+        File::create(staged.join(idx))?;
         // Its entries durable before it is offered, as a create without a
         // spare makes them: a session made from it then syncs only its
         // `meta.json` and its entry in `sessions/` (`store::write_meta_new`),
@@ -342,7 +350,7 @@ fn session_inodes(sessions: &Path) -> HashSet<u64> {
 
 /// Whether the pool's entry `dir` may be used (adopted, or removed if half
 /// made): it is not a session's directory, and holds nothing but a spare's
-/// files, all empty.
+/// files, blank.
 ///
 /// A create renames a spare into `sessions/` and syncs `sessions/`, not the
 /// pool: until the pool's directory is written back, the disk still names
@@ -352,7 +360,7 @@ fn session_inodes(sessions: &Path) -> HashSet<u64> {
 /// again and write over the session's record and log; removed, the
 /// session's files would go. So an entry that is a session's directory
 /// (the same inode as an entry of `sessions/`) is never used, and neither
-/// is one holding anything but a spare's empty files (a session's
+/// is one holding anything but a spare's blank files (a session's
 /// directory whose other name is gone).
 fn usable(dir: &Path, sessions: &HashSet<u64>) -> bool {
     let Ok(meta) = fs::symlink_metadata(dir) else {
@@ -366,7 +374,17 @@ fn usable(dir: &Path, sessions: &HashSet<u64>) -> bool {
         return false;
     };
     entries.flatten().all(|e| {
-        names.iter().any(|n| e.file_name() == n.as_str()) && e.metadata().is_ok_and(|m| m.is_file() && m.len() == 0)
+        let Some(name) = names.iter().find(|n| e.file_name() == n.as_str()) else {
+            return false;
+        };
+        if name == "meta.json" {
+            // The room for a first record, not a record.
+            e.metadata()
+                .is_ok_and(|m| m.is_file() && m.len() <= FIRST_RECORD_ROOM as u64)
+                && fs::read(e.path()).is_ok_and(|b| is_blank_meta(&b))
+        } else {
+            e.metadata().is_ok_and(|m| m.is_file() && m.len() == 0)
+        }
     })
 }
 

@@ -11,8 +11,8 @@ fn wait_ready(spares: &Spares, n: usize) {
 }
 
 /// The pool fills to its target in the background; a spare taken is a
-/// directory with the three empty files at its new name, and is made
-/// again.
+/// directory with the three files at its new name (the segment's empty,
+/// `meta.json` the room for a first record), and is made again.
 #[test]
 fn spares_are_made_taken_and_made_again() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -30,10 +30,14 @@ fn spares_are_made_taken_and_made_again() {
     let mut want = spare_files().to_vec();
     want.sort();
     assert_eq!(names, want);
-    assert!(
-        fs::read_dir(&dest)
-            .expect("dest")
-            .all(|e| e.expect("entry").metadata().expect("meta").len() == 0)
+    // The segment's files empty; `meta.json` the room for the first
+    // record, written.
+    for file in [segment_name(0, "out"), segment_name(0, "idx")] {
+        assert_eq!(fs::metadata(dest.join(&file)).expect("meta").len(), 0, "{file}");
+    }
+    assert_eq!(
+        fs::read(dest.join("meta.json")).expect("meta.json"),
+        [b' '; FIRST_RECORD_ROOM]
     );
     wait_ready(&spares, 3);
     assert_eq!(
@@ -122,7 +126,7 @@ fn spares_left_by_a_server_are_adopted() {
     let taken: Vec<bool> = (0..3)
         .map(|i| {
             let t = again.take_into(&data.path().join(format!("s.{i}"))).expect("taken");
-            t.synced
+            t.prepared
         })
         .collect();
     assert_eq!(taken, [true, false, false]);
@@ -264,4 +268,36 @@ fn a_pool_entry_that_is_a_sessions_directory_is_not_usable() {
     fs::create_dir_all(sessions.join("s.1")).expect("mkdir");
     let session_ino = fs::metadata(sessions.join("s.1")).expect("metadata").ino();
     assert_eq!(session_inodes(&sessions), HashSet::from([session_ino]));
+}
+
+/// A spare's `meta.json` may be empty (an older server's spare), the room
+/// for a first record, or that room cut short or never written back (a
+/// crash while the spare was made): all usable. A record, whole or torn,
+/// is not; nor is a room grown past its size.
+#[test]
+fn a_spare_meta_json_is_blank_or_not_usable() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let room = vec![b' '; FIRST_RECORD_ROOM];
+    let mut record = b"{\"id\":\"kept\"}".to_vec();
+    record.resize(FIRST_RECORD_ROOM, b' ');
+    let mut longer = room.clone();
+    longer.push(b' ');
+    let cases: [(&[u8], bool); 7] = [
+        (b"", true),
+        (&room, true),
+        (&room[..100], true),
+        (&[0; 512], true),
+        (&record, false),
+        (b"{", false),
+        (&longer, false),
+    ];
+    for (i, (meta, want)) in cases.into_iter().enumerate() {
+        let dir = data.path().join(i.to_string());
+        fs::create_dir_all(&dir).expect("mkdir");
+        for file in spare_files() {
+            File::create(dir.join(file)).expect("file");
+        }
+        fs::write(dir.join("meta.json"), meta).expect("meta.json");
+        assert_eq!(usable(&dir, &HashSet::new()), want, "case {i}");
+    }
 }
