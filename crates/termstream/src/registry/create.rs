@@ -133,12 +133,17 @@ impl Registry {
         // here is what a create would spend most of its time on (see
         // `store::spare`); without one, `LogWriter::create` makes them.
         let dir = self.sessions_dir.join(format!("{id}.{epoch}"));
-        let prepared = self.spares.take_into(&dir).is_some_and(|t| t.prepared);
+        let taken = self.spares.take_into(&dir);
+        let prepared = taken.is_some_and(|t| t.prepared);
         let cleanup = |writer: LogWriter| {
             drop(writer);
             let _ = std::fs::remove_dir_all(&dir);
         };
-        let mut writer = match LogWriter::create(&dir, self.settings.disk) {
+        let made = match taken {
+            Some(_) => LogWriter::create_in_existing(&dir, self.settings.disk),
+            None => LogWriter::create(&dir, self.settings.disk),
+        };
+        let mut writer = match made {
             Ok(w) => w,
             Err(e) => {
                 // A spare renamed into place is not left behind.

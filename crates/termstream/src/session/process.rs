@@ -86,8 +86,8 @@ impl SpawnError {
 }
 
 /// Whether `e` says the system or process ran out of descriptors, PTYs or
-/// processes. pty-process wraps its errors (an `io::Error` or a rustix
-/// `Errno`), so the innermost one counts.
+/// processes. An error may come wrapped, as pty-process wraps its own (an
+/// `io::Error` or a rustix `Errno`): the innermost one counts.
 pub fn is_exhaustion(e: &io::Error) -> bool {
     let inner = e.get_ref().and_then(|i| i.source());
     let inner_errno = inner.and_then(|s| {
@@ -218,15 +218,11 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     };
     match spec.kind {
         SessionKind::Pty => {
-            let (pty, pts) = pty_process::open().map_err(|e| io_err(io::Error::other(e)))?;
-            pty.resize(pty_process::Size::new(spec.rows, spec.cols))
-                .map_err(|e| io_err(io::Error::other(e)))?;
-            let pts_path = rustix::pty::ptsname(&pty, Vec::new()).map_err(|e| io_err(e.into()))?;
-            // Out of pty_process's registration (both readinesses) into
-            // ours (see `pty`), before the child: nothing may fail after it.
-            let (reader, writer) = pty::split(OwnedFd::from(pty)).map_err(io_err)?;
+            // Only the child opens the slave (see `pty::open_master`).
+            let (master, pts_path) = pty::open_master(spec.cols, spec.rows).map_err(io_err)?;
+            // Registered before the child: nothing may fail after it.
+            let (reader, writer) = pty::split(master).map_err(io_err)?;
             let child = child::start(&plan(child::Stdio::Tty(&pts_path))).map_err(io_err)?;
-            drop(pts);
             let pid = child.id();
             let input_fd = writer.raw_fd();
             Ok(Spawned {

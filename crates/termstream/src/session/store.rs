@@ -87,6 +87,15 @@ impl LogWriter {
     /// Starts the log of a new session in `dir` (created if missing).
     pub fn create(dir: &Path, limits: DiskLimits) -> io::Result<LogWriter> {
         fs::create_dir_all(dir)?;
+        LogWriter::create_in_existing(dir, limits)
+    }
+
+    /// [`LogWriter::create`] in a directory known to exist: a spare renamed
+    /// into place ([`spare::Spares::take_into`]), whose files are there
+    /// too. `create_dir_all` on it was two calls for nothing (a `mkdir`
+    /// that fails with `EEXIST`, then a `stat` to tell a directory from a
+    /// file). A missing `dir` is an error.
+    pub fn create_in_existing(dir: &Path, limits: DiskLimits) -> io::Result<LogWriter> {
         let (out, idx) = open_segment(dir, 0)?;
         Ok(LogWriter {
             dir: dir.to_owned(),
@@ -402,173 +411,4 @@ pub fn log_end(dir: &Path) -> io::Result<(u64, u64)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chunk(offset: u64, stream: Stream, s: &str) -> Chunk {
-        Chunk {
-            offset,
-            stream,
-            time_ms: offset * 10,
-            read_at: None,
-            data: Bytes::copy_from_slice(s.as_bytes()),
-            wire: None,
-        }
-    }
-
-    #[test]
-    fn a_first_record_is_written_in_place_and_later_ones_replace_it() {
-        let dir = tempfile::tempdir().unwrap();
-        use termstream_proto::{Epoch, ProjectId, SessionId, SessionKind, SessionStatus};
-        let mut info = SessionInfo {
-            id: SessionId::new("first").unwrap(),
-            kind: SessionKind::Pty,
-            argv: vec!["sh".into()],
-            cwd: "/".into(),
-            project: ProjectId::default(),
-            status: SessionStatus::Running,
-            epoch: Epoch(0xaa),
-            output_offset: 0,
-            cols: 80,
-            rows: 24,
-            pid: Some(7),
-            created_at: 1,
-            started_at: Some(1),
-            ended_at: None,
-            exit_code: None,
-            signal: None,
-            duration_ms: None,
-            error: None,
-        };
-        write_meta_new(dir.path(), &info, false).unwrap();
-        assert_eq!(read_meta(dir.path()).unwrap(), info);
-        assert!(!dir.path().join("meta.json.tmp").exists());
-        info.cols = 100;
-        write_meta(dir.path(), &info).unwrap();
-        assert_eq!(read_meta(dir.path()).unwrap().cols, 100);
-
-        // In a spare's room: written over it, the spaces after it kept
-        // (the file's size unchanged), and read back; a record longer
-        // than the room grows the file.
-        let meta = dir.path().join("meta.json");
-        for argv_len in [2, 2 * FIRST_RECORD_ROOM] {
-            make_first_record_room(&mut File::create(&meta).unwrap()).unwrap();
-            info.argv = vec!["x".repeat(argv_len)];
-            write_meta_new(dir.path(), &info, true).unwrap();
-            assert_eq!(read_meta(dir.path()).unwrap(), info);
-            let len = fs::metadata(&meta).unwrap().len() as usize;
-            if argv_len < FIRST_RECORD_ROOM {
-                assert_eq!(len, FIRST_RECORD_ROOM);
-            } else {
-                assert!(len > 2 * FIRST_RECORD_ROOM, "{len}");
-            }
-            assert!(!is_blank_meta(&fs::read(&meta).unwrap()));
-        }
-    }
-
-    #[test]
-    fn writes_and_reads_back_across_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = DiskLimits {
-            segment_bytes: 8,
-            max_bytes: 1 << 20,
-        };
-        let mut w = LogWriter::create(dir.path(), limits).unwrap();
-        let mut offset = 0;
-        for (i, word) in ["alpha ", "beta ", "gamma ", "delta"].iter().enumerate() {
-            let stream = if i % 2 == 0 { Stream::Stdout } else { Stream::Stderr };
-            w.append_output(&chunk(offset, stream, word)).unwrap();
-            offset += word.len() as u64;
-        }
-        w.append_resize(offset, 99, 100, 30).unwrap();
-        assert!(segments(dir.path()).unwrap().len() > 1);
-        let DiskRead::Chunks(c) = read_output(dir.path(), 3, usize::MAX).unwrap() else {
-            panic!()
-        };
-        let text: String = c.iter().map(|c| String::from_utf8_lossy(&c.data)).collect();
-        assert_eq!(text, "ha beta gamma delta");
-        assert_eq!(c[1].stream, Stream::Stderr);
-        assert_eq!(log_end(dir.path()).unwrap().0, offset);
-        let mut resizes = 0;
-        for_each_event(dir.path(), |e| {
-            if let Event::Resize {
-                cols: 100, rows: 30, ..
-            } = e
-            {
-                resizes += 1;
-            }
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(resizes, 1);
-    }
-
-    #[test]
-    fn old_segments_are_deleted_past_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = DiskLimits {
-            segment_bytes: 10,
-            max_bytes: 30,
-        };
-        let mut w = LogWriter::create(dir.path(), limits).unwrap();
-        for i in 0..20u64 {
-            w.append_output(&chunk(i * 10, Stream::Pty, "0123456789")).unwrap();
-        }
-        let first = segments(dir.path()).unwrap()[0];
-        assert!(first > 0);
-        match read_output(dir.path(), 0, 10).unwrap() {
-            DiskRead::Gone { earliest } => assert_eq!(earliest, first),
-            other => panic!("expected gone, got {other:?}"),
-        }
-    }
-
-    /// What a reader sees between the writer's creation of a new segment's
-    /// `.out` and of its `.idx` (a roll): the new segment holds nothing yet,
-    /// and the older output reads whole. Answered an error (HTTP 500) before.
-    #[test]
-    fn a_segment_without_its_index_yet_reads_as_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = DiskLimits {
-            segment_bytes: 10,
-            max_bytes: 1 << 20,
-        };
-        let mut w = LogWriter::create(dir.path(), limits).unwrap();
-        for i in 0..3u64 {
-            w.append_output(&chunk(i * 10, Stream::Pty, "0123456789")).unwrap();
-        }
-        File::create(dir.path().join(segment_name(30, "out"))).unwrap();
-        match read_output(dir.path(), 5, usize::MAX).unwrap() {
-            DiskRead::Chunks(c) => assert_eq!(c.iter().map(|c| c.data.len()).sum::<usize>(), 25),
-            other => panic!("expected chunks, got {other:?}"),
-        }
-    }
-
-    /// A listing made before the writer deleted its oldest segments: the
-    /// read lists again and answers from what is there.
-    #[test]
-    fn a_segment_deleted_after_the_listing_is_listed_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = DiskLimits {
-            segment_bytes: 10,
-            max_bytes: 30,
-        };
-        let mut w = LogWriter::create(dir.path(), limits).unwrap();
-        for i in 0..3u64 {
-            w.append_output(&chunk(i * 10, Stream::Pty, "0123456789")).unwrap();
-        }
-        let stale = segments(dir.path()).unwrap();
-        assert_eq!(stale[0], 0);
-        for i in 3..20u64 {
-            w.append_output(&chunk(i * 10, Stream::Pty, "0123456789")).unwrap();
-        }
-        let first = segments(dir.path()).unwrap()[0];
-        match read_output_listed(dir.path(), stale.clone(), 0, 10).unwrap() {
-            DiskRead::Gone { earliest } => assert_eq!(earliest, first),
-            other => panic!("expected gone, got {other:?}"),
-        }
-        match read_output_listed(dir.path(), stale, first, 10).unwrap() {
-            DiskRead::Chunks(c) => assert_eq!(c[0].offset, first),
-            other => panic!("expected chunks, got {other:?}"),
-        }
-    }
-}
+mod tests;

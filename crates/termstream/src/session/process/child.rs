@@ -30,10 +30,11 @@
 //! handler of the server can run in the child. A failing step stores its
 //! errno where the parent reads it once the clone returns.
 //!
-//! The child's stack is a mapping of its own ([`ChildStack`]) with an
-//! inaccessible guard page below it: a child that overflowed it dies of
+//! The child's stack is a mapping of its own ([`stack::ChildStack`]) with
+//! an inaccessible guard page below it: a child that overflowed it dies of
 //! SIGSEGV (the session then ends with signal 11, as a program that
-//! crashes at once does) instead of writing over the server's heap.
+//! crashes at once does) instead of writing over the server's heap. Stacks
+//! are kept for later spawns once their child has gone ([`stack`]).
 
 use std::convert::Infallible;
 use std::ffi::{CStr, CString, c_char};
@@ -47,59 +48,11 @@ use nix::sched::CloneFlags;
 use rustix::process::{Pid, WaitOptions};
 use tokio::io::unix::AsyncFd;
 
+use self::stack::POOL;
 use super::clone3;
 use crate::confine::Confinement;
 
-/// The child's stack until `execve`: it runs a few system calls (and
-/// possibly the dynamic linker's lazy binding of them), far below this.
-const STACK_SIZE: usize = 64 * 1024;
-
-/// The stack the child runs on: [`STACK_SIZE`] bytes mapped for it alone,
-/// above a `PROT_NONE` guard page, unmapped when dropped (after the clone
-/// returned, that is after the child's `execve` or exit).
-struct ChildStack {
-    /// The start of the mapping: the guard page.
-    base: *mut std::ffi::c_void,
-    /// The size of the mapping: the guard page and the stack.
-    len: usize,
-}
-
-impl ChildStack {
-    fn new() -> io::Result<ChildStack> {
-        let page = rustix::param::page_size();
-        let len = STACK_SIZE.next_multiple_of(page) + page;
-        // SAFETY: a new anonymous mapping, at an address the kernel picks.
-        let base = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::STACK | rustix::mm::MapFlags::NORESERVE,
-            )
-        }?;
-        let stack = ChildStack { base, len };
-        // SAFETY: the lowest page of the mapping made above, which nothing
-        // uses.
-        unsafe { rustix::mm::mprotect(base, page, rustix::mm::MprotectFlags::empty()) }?;
-        Ok(stack)
-    }
-
-    /// The usable stack, above the guard page.
-    fn slice(&mut self) -> &mut [u8] {
-        let page = rustix::param::page_size();
-        // SAFETY: the mapping above the guard page is readable and
-        // writable, ours alone, and lives as long as `self`.
-        unsafe { std::slice::from_raw_parts_mut(self.base.cast::<u8>().add(page), self.len - page) }
-    }
-}
-
-impl Drop for ChildStack {
-    fn drop(&mut self) {
-        // SAFETY: the mapping `new` made; no child runs on it any more
-        // (`clone` with CLONE_VFORK returns after its `execve` or exit).
-        let _ = unsafe { rustix::mm::munmap(self.base, self.len) };
-    }
-}
+mod stack;
 
 /// Everything the child needs, prepared (and allocated) before the clone.
 pub struct Plan<'a> {
@@ -270,7 +223,7 @@ fn start_with(plan: &Plan<'_>, cgroup: Cgroup<'_>) -> io::Result<ChildProcess> {
         },
         failure: AtomicI32::new(0),
     };
-    let mut stack = ChildStack::new()?;
+    let mut stack = POOL.take()?;
     let mut flags = CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK;
     if matches!(plan.stdio, Stdio::Tty(_)) {
         flags |= CloneFlags::CLONE_FILES;
@@ -298,6 +251,9 @@ fn start_with(plan: &Plan<'_>, cgroup: Cgroup<'_>) -> io::Result<ChildProcess> {
         }
     };
     drop(blocked);
+    // The clone returned: the child has called `execve` or exited (or was
+    // never made), so nothing runs on the stack any more.
+    POOL.give_back(stack);
     let pid = pid?;
     let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::other("clone returned pid 0"))?;
     let failure = prepared.failure.load(Ordering::Relaxed);

@@ -32,7 +32,11 @@
 //! ([`PtyWriter`]) is registered for writability only, so the output's
 //! edges never wake anyone through it, and only once a write has had to
 //! wait.
+//!
+//! The master is opened here ([`open_master`]) and its slave only by the
+//! child, by path, which makes it the child's controlling terminal.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
@@ -93,6 +97,38 @@ fn register<T: AsRawFd>(fd: T, interest: Interest) -> Result<AsyncFd<T>, (T, io:
     // file description and the same fd for as long as it lives, which is
     // as long as the `AsyncFd` holding it.
     unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into_parts())
+}
+
+/// Opens a new PTY's master, nonblocking and close-on-exec, with a window
+/// of `cols` × `rows`, and returns it with its slave's path.
+///
+/// The slave is not opened here: the child opens it by path (see
+/// `child::Stdio::Tty`), after unsharing its fd table, and that open is
+/// what it needs. `pty_process::open`, used before, opened the slave in
+/// the server too (a path lookup, an open and a close per spawn, for an
+/// fd nobody used), and set the flags and a tokio registration that were
+/// then undone. A master whose slave was never opened is neither readable
+/// nor hung up (it reads `EAGAIN`; `EIO` and `POLLHUP` come only once the
+/// slave, opened, is closed again), so the master may be registered with
+/// tokio before the child has opened the slave: a registration that saw
+/// a hangup would stay ready for good.
+pub fn open_master(cols: u16, rows: u16) -> io::Result<(OwnedFd, CString)> {
+    use rustix::pty::OpenptFlags;
+    // On Linux rustix opens `/dev/ptmx` with these flags as they are, so
+    // the master is nonblocking from the start, without two `fcntl`s.
+    let nonblock = OpenptFlags::from_bits_retain(rustix::fs::OFlags::NONBLOCK.bits());
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC | nonblock)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let size = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&master, size)?;
+    let path = rustix::pty::ptsname(&master, Vec::new())?;
+    Ok((master, path))
 }
 
 /// Splits the master `fd` (nonblocking) into its halves. Must be called

@@ -1,4 +1,4 @@
-//! The child's stack, and the two ways a child gets into its session's cgroup, on real cgroups:
+//! The child's stack (kept and used again), and the two ways a child gets into its session's cgroup, on real cgroups:
 //! made in it by `clone3`, or joining it through `cgroup.procs` where
 //! `clone3` is refused. Each must have the program in the cgroup from its
 //! first instruction, and report a failing step as its errno.
@@ -9,7 +9,8 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use termstream_proto::Epoch;
 
-use super::{Cgroup, ChildStack, Plan, STACK_SIZE, Stdio, clone3, start_with};
+use super::stack::{ChildStack, Pool, STACK_SIZE};
+use super::{Cgroup, Plan, Stdio, clone3, start_with};
 use crate::session::cgroup::{self, Cgroups, SessionCgroup};
 
 /// The session cgroups of this machine: where the server could use them
@@ -153,9 +154,25 @@ fn permissions(addr: usize) -> Option<String> {
     })
 }
 
+/// A stack's guard page, checked on a new stack and on the same stack once
+/// a pool kept it and handed it out again.
 #[test]
 fn the_child_stack_has_an_inaccessible_page_below_it() {
-    let mut stack = ChildStack::new().unwrap();
+    let pool = Pool::new(1);
+    let mut first = pool.take().unwrap();
+    let first_low = first.slice().as_ptr() as usize;
+    check_guarded(&mut first);
+    pool.give_back(first);
+    let mut again = pool.take().unwrap();
+    assert_eq!(
+        again.slice().as_ptr() as usize,
+        first_low,
+        "the kept stack was not reused"
+    );
+    check_guarded(&mut again);
+}
+
+fn check_guarded(stack: &mut ChildStack) {
     let page = rustix::param::page_size();
     let slice = stack.slice();
     assert!(slice.len() >= STACK_SIZE);
@@ -173,4 +190,38 @@ fn the_child_stack_has_an_inaccessible_page_below_it() {
     assert_eq!(permissions(low - page).as_deref().map(|p| &p[..3]), Some("---"));
     slice[0] = 1;
     slice[slice.len() - 1] = 1;
+}
+
+/// Spawns in a row run on stacks the pool kept (what an earlier child left
+/// on them is overwritten), each with its own output and exit status.
+#[tokio::test]
+async fn children_run_one_after_another_on_kept_stacks() {
+    for i in 0..24 {
+        let (mut read, write) = std::io::pipe().expect("a pipe");
+        let write: OwnedFd = write.into();
+        let fds = [write.as_fd(), write.as_fd(), write.as_fd()];
+        let word = format!("child-{i}");
+        let argv = [
+            c"/bin/sh".to_owned(),
+            c"-c".to_owned(),
+            CString::new(format!("echo {word}; exit {}", i % 3)).unwrap(),
+        ];
+        let plan = Plan {
+            program: argv[0].clone(),
+            argv: argv.to_vec(),
+            envp: vec![c"PATH=/usr/bin:/bin".to_owned()],
+            cwd: c"/".to_owned(),
+            stdio: Stdio::Fds(fds),
+            cgroup: None,
+            confine: None,
+        };
+        let mut child = start_with(&plan, Cgroup::None).expect("started");
+        drop(plan);
+        drop(write);
+        let mut seen = String::new();
+        read.read_to_string(&mut seen).expect("the output");
+        let status = child.wait().await.expect("exited");
+        assert_eq!(seen.trim(), word);
+        assert_eq!(status.code(), Some(i % 3), "{seen}");
+    }
 }

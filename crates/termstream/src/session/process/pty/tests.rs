@@ -8,12 +8,61 @@ use tokio::io::AsyncReadExt;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// A real PTY: its reader, writer, and the program's side as a file.
+/// A real PTY, opened as a spawn opens it: its reader, writer, and the
+/// program's side as a file.
 fn pty() -> (PtyReader, PtyWriter, std::fs::File) {
-    let (pty, pts) = pty_process::open().expect("a pty");
-    let slave = pts.as_fd().try_clone_to_owned().expect("dup");
-    let (reader, writer) = split(OwnedFd::from(pty)).expect("split");
-    (reader, writer, std::fs::File::from(slave))
+    let (master, path) = open_master(80, 24).expect("a pty");
+    let (reader, writer) = split(master).expect("split");
+    (reader, writer, open_slave(&path))
+}
+
+/// Opens the slave at `path`, as the child does (but not as its
+/// controlling terminal).
+fn open_slave(path: &std::ffi::CStr) -> std::fs::File {
+    let flags = rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC;
+    std::fs::File::from(rustix::fs::open(path, flags, rustix::fs::Mode::empty()).expect("the slave"))
+}
+
+/// A new master is nonblocking, close-on-exec and of the size asked for;
+/// no fd of the server is its slave (the child is the first to open it);
+/// and until then it is neither readable nor hung up, so it may be
+/// registered before the child starts. Once the slave is open, its output
+/// reaches the reader.
+#[tokio::test]
+async fn a_new_master_is_ready_for_its_child_which_alone_opens_the_slave() {
+    let (master, path) = open_master(100, 30).expect("a pty");
+    assert!(
+        rustix::fs::fcntl_getfl(&master)
+            .unwrap()
+            .contains(rustix::fs::OFlags::NONBLOCK)
+    );
+    assert!(
+        rustix::io::fcntl_getfd(&master)
+            .unwrap()
+            .contains(rustix::io::FdFlags::CLOEXEC)
+    );
+    let path_str = path.to_str().unwrap();
+    for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        assert_ne!(target.to_str(), Some(path_str), "the server holds the slave open");
+    }
+    let mut poll = libc::pollfd {
+        fd: master.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd of ours, for an open fd; no wait.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    assert_eq!((ready, poll.revents), (0, 0), "a master without a slave is ready");
+    let (mut reader, _writer) = split(master).expect("split");
+    let mut slave = open_slave(&path);
+    let size = rustix::termios::tcgetwinsize(&slave).unwrap();
+    assert_eq!((size.ws_col, size.ws_row), (100, 30));
+    raw(&slave);
+    slave.write_all(b"hi").unwrap();
+    let mut buf = [0u8; 16];
+    let n = read_within(&mut reader, &mut buf).await;
+    assert_eq!(&buf[..n], b"hi");
 }
 
 /// Puts the program's side in raw mode, so that the line discipline hands
