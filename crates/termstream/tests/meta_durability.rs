@@ -172,33 +172,11 @@ fn strings(call: &str) -> (&str, &str) {
 #[tokio::test]
 async fn a_session_made_from_a_spare_syncs_its_record_and_its_name_only() {
     let server = TestServer::start().await;
+    // The whole pool made and offered, and the thread that made it gone:
+    // the trace then starts with no spare half made, and the create takes
+    // a spare this server made and synced.
+    server.wait_spares_made().await;
     let spares = server.data_dir().join("spare");
-    // The whole pool (the test servers keep 4) made and offered, and the
-    // thread that made it gone: the trace then starts with no spare half
-    // made, and the create takes a spare this server made and synced.
-    let numbered = |dir: &std::path::Path| {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u64>().is_ok()))
-            .count()
-    };
-    let tasks = format!("/proc/{}/task", server.pid());
-    // `termstream-spare`, cut to the 15 bytes a thread's name keeps.
-    const SPARE_THREAD: &str = "termstream-spar";
-    let making = || {
-        std::fs::read_dir(&tasks)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == SPARE_THREAD))
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while numbered(&spares) < 4 || numbered(&spares.join("new")) > 0 || making() {
-        assert!(std::time::Instant::now() < deadline, "the spare pool was not made");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
     let traced = trace(&server, "openat,fsync,fdatasync,rename,renameat,renameat2");
     let info = server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 })).await;
     let id = info["id"].as_str().unwrap();

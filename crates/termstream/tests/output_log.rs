@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestServer, kill_marked, secs};
+use common::{TestServer, kill_marked, secs, session_dir};
 use serde_json::json;
 
 /// `seq 1 n` as the bytes it prints.
@@ -129,12 +129,19 @@ async fn sessions_survive_a_crash_and_restart() {
         .create(json!({ "id": "done-one", "kind": "command", "argv": ["seq", "1", "50000"] }))
         .await;
     server.wait_status("done-one", "exited", secs(30)).await;
+    // From a spare this server made: its first record is written over the
+    // room the spare holds for it, and must load as well as any.
+    server.wait_spares_made().await;
     let running = server
         .create(json!({ "id": "still-running", "argv": ["bash", "--norc", "--noprofile"] }))
         .await;
     server.input("still-running", "echo alive-$((6*7)); sleep 1000\n").await;
     server.read_output_until("still-running", "alive-42", secs(10)).await;
     let running_epoch = running["epoch"].as_str().unwrap().to_owned();
+    let meta = session_dir(server.data_dir(), "still-running").join("meta.json");
+    let first = std::fs::read(&meta).expect("meta.json");
+    assert_eq!(first.len(), 4096, "not written over a spare's room");
+    assert!(first.ends_with(b" "), "not padded to the room");
 
     let mut server = server;
     server.crash();

@@ -163,8 +163,8 @@ pub(crate) fn start_running(
 /// A built actor of a new session, not yet running.
 pub(crate) struct Launch {
     actor: Actor,
-    /// [`Started::prepared`]: its first record is written in place and
-    /// syncs less.
+    /// [`Started::prepared`]: its first record is written over the
+    /// spare's room for it (not made anew) and syncs less.
     prepared: bool,
 }
 

@@ -86,8 +86,9 @@ impl SpawnError {
 }
 
 /// Whether `e` says the system or process ran out of descriptors, PTYs or
-/// processes. An error may come wrapped, as pty-process wraps its own (an
-/// `io::Error` or a rustix `Errno`): the innermost one counts.
+/// processes: a plain one (the spawn's, from rustix and std), or the
+/// innermost of a wrapped one (as pty-process, which tests use, wraps an
+/// `io::Error` or a rustix `Errno`).
 pub fn is_exhaustion(e: &io::Error) -> bool {
     let inner = e.get_ref().and_then(|i| i.source());
     let inner_errno = inner.and_then(|s| {
@@ -433,11 +434,11 @@ fn parse_stat(stat: &str) -> Option<Stat> {
 mod tests {
     use super::*;
 
-    /// pty-process's errors wrapped as the spawn wraps them: out of
-    /// descriptors is exhaustion whether it came as an `io::Error` or as a
-    /// rustix `Errno` (opening `/dev/ptmx`); a missing file is not.
+    /// Out of descriptors is exhaustion whether it comes plain (as the
+    /// spawn's errors do) or wrapped (as pty-process wraps an `io::Error`
+    /// or a rustix `Errno`); a missing file is not.
     #[test]
-    fn exhaustion_is_found_inside_pty_process_errors() {
+    fn exhaustion_is_found_in_plain_and_wrapped_errors() {
         let wrapped = |e: pty_process::Error| io::Error::other(e);
         let emfile = rustix::io::Errno::MFILE;
         assert!(is_exhaustion(&wrapped(pty_process::Error::Rustix(emfile))));

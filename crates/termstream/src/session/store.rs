@@ -1,8 +1,12 @@
-//! The on-disk record of every session, under `DATA_DIR/sessions/<id>/`.
+//! The on-disk record of every session, under
+//! `DATA_DIR/sessions/<id>.<epoch>/`.
 //!
-//! - `meta.json`: the latest [`SessionInfo`], replaced atomically and
-//!   durably (written to `meta.json.tmp` and fsynced, renamed, then the
-//!   directory fsynced) on every change of status or size.
+//! - `meta.json`: the latest [`SessionInfo`]. The first is written in
+//!   place and synced ([`write_meta_new`]; over a spare's room for it, and
+//!   then followed by spaces up to [`FIRST_RECORD_ROOM`] bytes); later ones
+//!   replace it atomically and durably (written to `meta.json.tmp` and
+//!   fsynced, renamed, then the directory fsynced) on every change of
+//!   status or size.
 //! - `<start>.out`: raw output bytes from log offset `start` (20 digits, so
 //!   names sort by offset); a new segment starts every `segment_bytes`.
 //! - `<start>.idx`: one [`RECORD_LEN`]-byte record per event of that segment:
@@ -180,7 +184,7 @@ pub fn write_meta(dir: &Path, info: &SessionInfo) -> io::Result<()> {
 }
 
 /// The room a spare's `meta.json` holds for a session's first record:
-/// that many spaces, written and synced when the spare is made (see
+/// that many zero bytes, written and synced when the spare is made (see
 /// `spare`), which the first record is written over in place.
 ///
 /// Writing a new file's first bytes allocates a block, and its `fdatasync`
@@ -188,9 +192,12 @@ pub fn write_meta(dir: &Path, info: &SessionInfo) -> io::Result<()> {
 /// the benchmark's machine (ext4 without a journal, in a VM, where each
 /// write to the disk is a VM exit), against 70 µs for bytes written over
 /// ones already on disk, whose sync writes the data alone. A first record
-/// is a few hundred bytes; one longer than this still fits (the file
-/// grows, and its sync writes the inode as before). JSON ignores the
-/// spaces left after it.
+/// is a few hundred bytes, padded with spaces (JSON whitespace) to the
+/// whole room, so the page is written whole (never read first) and the
+/// file keeps its size; one longer than the room still fits (the file
+/// grows, and its sync writes the inode as before). The room is zeros,
+/// not spaces: a write torn by a crash leaves NUL bytes in the file, which
+/// no JSON parser takes, rather than a shorter record that might parse.
 pub const FIRST_RECORD_ROOM: usize = 4096;
 
 /// Writes a new session's first `meta.json` durably, more cheaply than
@@ -200,26 +207,41 @@ pub const FIRST_RECORD_ROOM: usize = 4096;
 /// which loading skips; that is a session whose creation was never
 /// answered.
 ///
-/// Unless `prepared`, the file is made anew and the directory is then
-/// synced so that the name is durable too (on a journalling file system
-/// already on disk with the file's commit). `prepared` is a spare this
-/// server made and synced before offering it: its entries are on disk,
-/// and its `meta.json` holds [`FIRST_RECORD_ROOM`] spaces, on disk, which
-/// the record is written over. The session's name in its parent is synced
-/// in any case: it is new.
+/// `prepared` is a spare this server made and synced before offering it:
+/// its entries are on disk, and its `meta.json` holds the room for the
+/// record ([`FIRST_RECORD_ROOM`]), on disk, which the record (padded to
+/// it) is written over. Otherwise, or if that file is missing, the file
+/// is made anew and the directory then synced so that the name is
+/// durable too (on a journalling file system already on disk with the
+/// file's commit). The session's name in its parent is synced in any
+/// case: it is new.
 pub fn write_meta_new(dir: &Path, info: &SessionInfo, prepared: bool) -> io::Result<()> {
-    let json = serde_json::to_vec_pretty(info).map_err(io::Error::other)?;
+    let mut json = serde_json::to_vec_pretty(info).map_err(io::Error::other)?;
     let path = dir.join("meta.json");
-    let mut file = if prepared {
-        // Not truncated: the spaces after the record stay, on disk.
-        OpenOptions::new().write(true).open(path)?
+    // Not truncated: the room keeps its block, on disk.
+    let over_room = if prepared {
+        match OpenOptions::new().write(true).open(&path) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        }
     } else {
-        File::create(path)?
+        None
+    };
+    let dir_synced = over_room.is_some();
+    let mut file = match over_room {
+        Some(file) => {
+            if json.len() < FIRST_RECORD_ROOM {
+                json.resize(FIRST_RECORD_ROOM, b' ');
+            }
+            file
+        }
+        None => File::create(path)?,
     };
     file.write_all(&json)?;
     file.sync_data()?;
     drop(file);
-    if !prepared {
+    if !dir_synced {
         File::open(dir)?.sync_all()?;
     }
     // The session's entry in its parent too: ext4 without a journal often
@@ -234,14 +256,14 @@ pub fn write_meta_new(dir: &Path, info: &SessionInfo, prepared: bool) -> io::Res
 /// Writes the room for a first record into a spare's new `meta.json` and
 /// syncs it (see [`FIRST_RECORD_ROOM`]).
 pub fn make_first_record_room(file: &mut File) -> io::Result<()> {
-    file.write_all(&[b' '; FIRST_RECORD_ROOM])?;
+    file.write_all(&[0; FIRST_RECORD_ROOM])?;
     file.sync_data()
 }
 
 /// Whether `bytes` may be a spare's `meta.json`: empty (made by an older
 /// server, or not yet written), or the room for a first record, whole or
-/// cut short by a crash (spaces, or zeros where the data never reached the
-/// disk). Never a record: a record starts with `{`.
+/// cut short by a crash (zeros; spaces are taken too). Never a record: a
+/// record starts with `{`.
 pub fn is_blank_meta(bytes: &[u8]) -> bool {
     bytes.len() <= FIRST_RECORD_ROOM && bytes.iter().all(|&b| b == b' ' || b == 0)
 }

@@ -271,6 +271,36 @@ impl TestServer {
     pub fn data_dir(&self) -> &Path {
         self.data.path()
     }
+
+    /// Waits until the spare pool (4 here) is made and offered, and the
+    /// thread that made it is gone: the next create takes a spare this
+    /// server made (and synced, with the room for its first record).
+    pub async fn wait_spares_made(&self) {
+        let spares = self.data_dir().join("spare");
+        let numbered = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u64>().is_ok()))
+                .count()
+        };
+        let tasks = format!("/proc/{}/task", self.pid());
+        // `termstream-spare`, cut to the 15 bytes a thread's name keeps.
+        const SPARE_THREAD: &str = "termstream-spar";
+        let making = || {
+            std::fs::read_dir(&tasks)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == SPARE_THREAD))
+        };
+        let made = wait_until(Duration::from_secs(30), || async {
+            numbered(&spares) >= 4 && numbered(&spares.join("new")) == 0 && !making()
+        })
+        .await;
+        assert!(made, "the spare pool was not made");
+    }
 }
 
 impl Drop for TestServer {

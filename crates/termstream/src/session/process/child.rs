@@ -201,6 +201,11 @@ enum Cgroup<'a> {
 
 /// [`start`], with the child getting into its cgroup as `cgroup` says.
 fn start_with(plan: &Plan<'_>, cgroup: Cgroup<'_>) -> io::Result<ChildProcess> {
+    start_on(plan, cgroup, &POOL)
+}
+
+/// [`start_with`], the child's stack taken from `stacks` and given back.
+fn start_on(plan: &Plan<'_>, cgroup: Cgroup<'_>, stacks: &stack::Pool) -> io::Result<ChildProcess> {
     let ptrs = |v: &[CString]| -> Vec<*const c_char> {
         v.iter()
             .map(|s| s.as_ptr())
@@ -223,7 +228,7 @@ fn start_with(plan: &Plan<'_>, cgroup: Cgroup<'_>) -> io::Result<ChildProcess> {
         },
         failure: AtomicI32::new(0),
     };
-    let mut stack = POOL.take()?;
+    let mut stack = stacks.take()?;
     let mut flags = CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK;
     if matches!(plan.stdio, Stdio::Tty(_)) {
         flags |= CloneFlags::CLONE_FILES;
@@ -253,7 +258,7 @@ fn start_with(plan: &Plan<'_>, cgroup: Cgroup<'_>) -> io::Result<ChildProcess> {
     drop(blocked);
     // The clone returned: the child has called `execve` or exited (or was
     // never made), so nothing runs on the stack any more.
-    POOL.give_back(stack);
+    stacks.give_back(stack);
     let pid = pid?;
     let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::other("clone returned pid 0"))?;
     let failure = prepared.failure.load(Ordering::Relaxed);

@@ -299,12 +299,15 @@ impl Spares {
         let staged = self.dir.join(STAGING).join(&name);
         fs::create_dir(&staged)?;
         let [meta, out, idx] = spare_files();
-        // The room for the session's first record, on disk: the create
-        // writes over it in place, and its sync writes no allocation (see
-        // `store::FIRST_RECORD_ROOM`).
-        make_first_record_room(&mut File::create(staged.join(meta))?)?;
         File::create(staged.join(out))?;
         File::create(staged.join(idx))?;
+        // The room for the session's first record, on disk: the create
+        // writes over it in place, and its sync writes no allocation (see
+        // `store::FIRST_RECORD_ROOM`). Made last: on ext4 without a
+        // journal this sync writes the new directory (and `new/`) too, with
+        // every entry in it, and the directory's own sync below then finds
+        // little left to write.
+        make_first_record_room(&mut File::create(staged.join(meta))?)?;
         // Its entries durable before it is offered, as a create without a
         // spare makes them: a session made from it then syncs only its
         // `meta.json` and its entry in `sessions/` (`store::write_meta_new`),
@@ -373,7 +376,9 @@ fn usable(dir: &Path, sessions: &HashSet<u64>) -> bool {
     let Ok(entries) = fs::read_dir(dir) else {
         return false;
     };
-    entries.flatten().all(|e| {
+    // An entry that cannot be read is not known to be a spare's.
+    entries.into_iter().all(|e| {
+        let Ok(e) = e else { return false };
         let Some(name) = names.iter().find(|n| e.file_name() == n.as_str()) else {
             return false;
         };

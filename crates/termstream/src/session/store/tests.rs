@@ -45,23 +45,56 @@ fn a_first_record_is_written_in_place_and_later_ones_replace_it() {
     write_meta(dir.path(), &info).unwrap();
     assert_eq!(read_meta(dir.path()).unwrap().cols, 100);
 
-    // In a spare's room: written over it, the spaces after it kept (the
-    // file's size unchanged), and read back; a record longer than the room
-    // grows the file.
+    // In a spare's room: written over it, padded with spaces to the whole
+    // room (the file's size unchanged, no byte of the room left), and read
+    // back; a record longer than the room grows the file.
     let meta = dir.path().join("meta.json");
     for argv_len in [2, 2 * FIRST_RECORD_ROOM] {
         make_first_record_room(&mut File::create(&meta).unwrap()).unwrap();
+        assert!(is_blank_meta(&fs::read(&meta).unwrap()));
         info.argv = vec!["x".repeat(argv_len)];
         write_meta_new(dir.path(), &info, true).unwrap();
         assert_eq!(read_meta(dir.path()).unwrap(), info);
-        let len = fs::metadata(&meta).unwrap().len() as usize;
+        let bytes = fs::read(&meta).unwrap();
         if argv_len < FIRST_RECORD_ROOM {
-            assert_eq!(len, FIRST_RECORD_ROOM);
+            assert_eq!(bytes.len(), FIRST_RECORD_ROOM);
         } else {
-            assert!(len > 2 * FIRST_RECORD_ROOM, "{len}");
+            assert!(bytes.len() > 2 * FIRST_RECORD_ROOM, "{}", bytes.len());
         }
-        assert!(!is_blank_meta(&fs::read(&meta).unwrap()));
+        assert!(!bytes.contains(&0), "the room shows through");
+        assert!(!is_blank_meta(&bytes));
     }
+
+    // Not prepared (an adopted spare's room, maybe an older server's): made
+    // anew, the room gone.
+    make_first_record_room(&mut File::create(&meta).unwrap()).unwrap();
+    info.argv = vec!["sh".into()];
+    write_meta_new(dir.path(), &info, false).unwrap();
+    let bytes = fs::read(&meta).unwrap();
+    assert_eq!(bytes, serde_json::to_vec_pretty(&info).unwrap());
+
+    // Prepared, but the file is missing: made anew rather than lost.
+    fs::remove_file(&meta).unwrap();
+    write_meta_new(dir.path(), &info, true).unwrap();
+    assert_eq!(read_meta(dir.path()).unwrap(), info);
+}
+
+/// A record torn by a crash over the room (its first sector and its last
+/// on disk, the middle still the room's) is never taken for a record: the
+/// room is zeros, which no JSON takes; spaces would have joined the two
+/// halves into valid JSON.
+#[test]
+fn a_record_torn_over_the_room_does_not_parse() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.json");
+    make_first_record_room(&mut File::create(&path).unwrap()).unwrap();
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(br#"{"id": "torn","#, 0).unwrap();
+    file.write_all_at(br#""kind": "pty"}"#, 1024).unwrap();
+    let torn = fs::read(&path).unwrap();
+    assert!(serde_json::from_slice::<serde_json::Value>(&torn).is_err());
+    assert!(!is_blank_meta(&torn));
 }
 
 #[test]
@@ -170,8 +203,8 @@ fn a_segment_deleted_after_the_listing_is_listed_again() {
     }
 }
 
-/// A log started in a directory that exists (a spare's, holding its empty
-/// files) makes no directory: in a missing one it fails and leaves nothing;
+/// A log started in a directory that exists (a spare's, holding its
+/// segment's empty files and the room for a first record) makes no directory: in a missing one it fails and leaves nothing;
 /// in a spare's it writes and reads back as one `create` made.
 #[test]
 fn a_log_in_an_existing_directory_makes_no_directory() {
@@ -187,9 +220,10 @@ fn a_log_in_an_existing_directory_makes_no_directory() {
 
     let spare = root.path().join("spare");
     fs::create_dir(&spare).unwrap();
-    for name in ["meta.json".to_owned(), segment_name(0, "out"), segment_name(0, "idx")] {
+    for name in [segment_name(0, "out"), segment_name(0, "idx")] {
         File::create(spare.join(name)).unwrap();
     }
+    make_first_record_room(&mut File::create(spare.join("meta.json")).unwrap()).unwrap();
     let mut w = LogWriter::create_in_existing(&spare, limits).unwrap();
     w.append_output(&chunk(0, Stream::Stdout, "hello")).unwrap();
     drop(w);

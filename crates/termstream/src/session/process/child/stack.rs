@@ -24,10 +24,12 @@ use std::sync::Mutex;
 /// possibly the dynamic linker's lazy binding of them), far below this.
 pub(super) const STACK_SIZE: usize = 64 * 1024;
 
-/// How many stacks the pool keeps: more than the spawns that run at once
-/// (one per thread creating a session), few enough that the memory kept
-/// is small (a stack is 68 KiB of address space, and only the pages its
-/// children touched are resident).
+/// How many stacks the pool keeps: as many as the spawns that usually run
+/// at once (one per thread creating a session: the server's workers, one
+/// per CPU, on the machines it is measured on), few enough that the memory
+/// kept is small (a stack is 68 KiB of address space, and only the pages
+/// its children touched are resident). A spawn past them maps a stack of
+/// its own, unmapped when given back to a full pool.
 const KEPT: usize = 8;
 
 /// The stacks of every spawn of the server.
@@ -133,6 +135,12 @@ impl Pool {
     #[cfg(test)]
     pub(super) fn kept(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Where the kept stacks are mapped.
+    #[cfg(test)]
+    pub(super) fn kept_at(&self) -> Vec<usize> {
+        self.lock().iter().map(|s| s.base as usize).collect()
     }
 }
 

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use termstream_proto::Epoch;
 
 use super::stack::{ChildStack, Pool, STACK_SIZE};
-use super::{Cgroup, Plan, Stdio, clone3, start_with};
+use super::{Cgroup, Plan, Stdio, clone3, start_on, start_with};
 use crate::session::cgroup::{self, Cgroups, SessionCgroup};
 
 /// The session cgroups of this machine: where the server could use them
@@ -192,10 +192,14 @@ fn check_guarded(stack: &mut ChildStack) {
     slice[slice.len() - 1] = 1;
 }
 
-/// Spawns in a row run on stacks the pool kept (what an earlier child left
-/// on them is overwritten), each with its own output and exit status.
+/// Spawns in a row run on the one stack their pool kept, each with its own
+/// output and exit status, whether the child before it ran its program or
+/// failed before `execve` (a missing directory): a stack is given back
+/// once its clone returned, whatever the child did, and used again.
 #[tokio::test]
-async fn children_run_one_after_another_on_kept_stacks() {
+async fn children_run_one_after_another_on_a_kept_stack() {
+    let stacks = Pool::new(4);
+    let mut kept_at = None;
     for i in 0..24 {
         let (mut read, write) = std::io::pipe().expect("a pipe");
         let write: OwnedFd = write.into();
@@ -206,18 +210,33 @@ async fn children_run_one_after_another_on_kept_stacks() {
             c"-c".to_owned(),
             CString::new(format!("echo {word}; exit {}", i % 3)).unwrap(),
         ];
+        let fails = i % 4 == 3;
         let plan = Plan {
             program: argv[0].clone(),
             argv: argv.to_vec(),
             envp: vec![c"PATH=/usr/bin:/bin".to_owned()],
-            cwd: c"/".to_owned(),
+            cwd: if fails {
+                c"/no/such/dir".to_owned()
+            } else {
+                c"/".to_owned()
+            },
             stdio: Stdio::Fds(fds),
             cgroup: None,
             confine: None,
         };
-        let mut child = start_with(&plan, Cgroup::None).expect("started");
+        let started = start_on(&plan, Cgroup::None, &stacks);
         drop(plan);
         drop(write);
+        // One stack, kept and used again: never a second one mapped.
+        assert_eq!(stacks.kept(), 1, "spawn {i}");
+        let at = stacks.kept_at()[0];
+        assert_eq!(*kept_at.get_or_insert(at), at, "spawn {i} ran on another stack");
+        if fails {
+            let err = started.err().expect("a failure");
+            assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+            continue;
+        }
+        let mut child = started.expect("started");
         let mut seen = String::new();
         read.read_to_string(&mut seen).expect("the output");
         let status = child.wait().await.expect("exited");

@@ -37,7 +37,7 @@ fn spares_are_made_taken_and_made_again() {
     }
     assert_eq!(
         fs::read(dest.join("meta.json")).expect("meta.json"),
-        [b' '; FIRST_RECORD_ROOM]
+        [0; FIRST_RECORD_ROOM]
     );
     wait_ready(&spares, 3);
     assert_eq!(
@@ -277,16 +277,16 @@ fn a_pool_entry_that_is_a_sessions_directory_is_not_usable() {
 #[test]
 fn a_spare_meta_json_is_blank_or_not_usable() {
     let data = tempfile::tempdir().expect("tempdir");
-    let room = vec![b' '; FIRST_RECORD_ROOM];
+    let room = vec![0; FIRST_RECORD_ROOM];
     let mut record = b"{\"id\":\"kept\"}".to_vec();
     record.resize(FIRST_RECORD_ROOM, b' ');
     let mut longer = room.clone();
-    longer.push(b' ');
+    longer.push(0);
     let cases: [(&[u8], bool); 7] = [
         (b"", true),
         (&room, true),
         (&room[..100], true),
-        (&[0; 512], true),
+        (&[b' '; 512], true),
         (&record, false),
         (b"{", false),
         (&longer, false),
