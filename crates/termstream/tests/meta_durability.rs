@@ -177,7 +177,10 @@ async fn a_session_made_from_a_spare_syncs_its_record_and_its_name_only() {
     // a spare this server made and synced.
     server.wait_spares_made().await;
     let spares = server.data_dir().join("spare");
-    let traced = trace(&server, "openat,fsync,fdatasync,rename,renameat,renameat2");
+    let traced = trace(
+        &server,
+        "openat,fsync,fdatasync,rename,renameat,renameat2,mkdir,mkdirat",
+    );
     let info = server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 })).await;
     let id = info["id"].as_str().unwrap();
     // The pool is made whole again once creates pause: wait for a spare
@@ -268,6 +271,14 @@ async fn a_session_made_from_a_spare_syncs_its_record_and_its_name_only() {
         !writer.iter().any(|c| c.starts_with("openat(") && strings(c).0 == dir),
         "the session's directory, a spare, was synced again: {writer:?}"
     );
+    // Nor made again: a spare's directory exists (no `mkdir` failing with
+    // `EEXIST` on the way).
+    let made: Vec<&&str> = threads
+        .values()
+        .flatten()
+        .filter(|c| c.starts_with("mkdir") && (strings(c).0 == dir || strings(c).1 == dir))
+        .collect();
+    assert!(made.is_empty(), "the session's directory was made again: {made:?}");
 
     // The spare made meanwhile: its directory synced before its rename
     // into the pool.

@@ -115,9 +115,8 @@ pub(crate) struct Actor {
 /// A freshly spawned program and what the actor needs to end it.
 pub(crate) struct Started {
     pub spawned: Spawned,
-    /// The session's directory is a spare this server made and synced
-    /// before offering it, with room for the first record (see
-    /// `store::write_meta_new`).
+    /// A spare this server made and synced, with room for the first record
+    /// (see `store::write_meta_new`).
     pub prepared: bool,
     pub writer: Option<LogWriter>,
     pub marker: String,
@@ -163,8 +162,7 @@ pub(crate) fn start_running(
 /// A built actor of a new session, not yet running.
 pub(crate) struct Launch {
     actor: Actor,
-    /// [`Started::prepared`]: its first record is written over the
-    /// spare's room for it (not made anew) and syncs less.
+    /// [`Started::prepared`]: the first record goes over the room.
     prepared: bool,
 }
 

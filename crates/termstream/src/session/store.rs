@@ -2,8 +2,9 @@
 //! `DATA_DIR/sessions/<id>.<epoch>/`.
 //!
 //! - `meta.json`: the latest [`SessionInfo`]. The first is written in
-//!   place and synced ([`write_meta_new`]; over a spare's room for it, and
-//!   then followed by spaces up to [`FIRST_RECORD_ROOM`] bytes); later ones
+//!   place and synced ([`write_meta_new`]; when the create took a spare
+//!   this server made, over the spare's room for it, and then followed by
+//!   spaces up to [`FIRST_RECORD_ROOM`] bytes); later ones
 //!   replace it atomically and durably (written to `meta.json.tmp` and
 //!   fsynced, renamed, then the directory fsynced) on every change of
 //!   status or size.

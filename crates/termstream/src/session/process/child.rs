@@ -34,7 +34,7 @@
 //! an inaccessible guard page below it: a child that overflowed it dies of
 //! SIGSEGV (the session then ends with signal 11, as a program that
 //! crashes at once does) instead of writing over the server's heap. Stacks
-//! are kept for later spawns once their child has gone ([`stack`]).
+//! are kept for later spawns once their clone returned ([`stack`]).
 
 use std::convert::Infallible;
 use std::ffi::{CStr, CString, c_char};

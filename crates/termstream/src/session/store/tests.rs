@@ -203,9 +203,10 @@ fn a_segment_deleted_after_the_listing_is_listed_again() {
     }
 }
 
-/// A log started in a directory that exists (a spare's, holding its
-/// segment's empty files and the room for a first record) makes no directory: in a missing one it fails and leaves nothing;
-/// in a spare's it writes and reads back as one `create` made.
+/// A log started in a directory that exists makes none: in a missing one
+/// it fails and leaves nothing; in a spare's (its segment's empty files and
+/// the room for a first record) it writes and reads back as one `create`
+/// made.
 #[test]
 fn a_log_in_an_existing_directory_makes_no_directory() {
     let root = tempfile::tempdir().unwrap();

@@ -3,11 +3,13 @@
 //! A child made with `CLONE_VM | CLONE_VFORK` runs on a stack of its own
 //! inside the server's memory (see [`super`]). Mapping one per spawn
 //! (`mmap`, `mprotect` for the guard page, page faults as the child touches
-//! it) and unmapping it once the clone returned was 1–3 % of an open's CPU:
+//! it) and unmapping it once the clone returned was about 1 % of the
+//! server's CPU while opening sessions (`munmap` alone 0.9 % in `perf`):
 //! `munmap` in a process with many threads sends every other CPU that ran
 //! one of them an interrupt to flush its TLB, and waits for them. So a
-//! stack whose child has gone is kept in a small pool ([`POOL`]) for the
-//! next spawn, and only a stack given back to a full pool is unmapped.
+//! stack is kept in a small pool ([`POOL`]) once its clone returned (the
+//! child called `execve` or exited, and left it), for the next spawn, and
+//! only a stack given back to a full pool is unmapped.
 //!
 //! Safety rests on ownership: [`Pool::take`] moves a stack out of the pool,
 //! so no two spawns hold the same one, and a spawn gives it back
@@ -24,10 +26,9 @@ use std::sync::Mutex;
 /// possibly the dynamic linker's lazy binding of them), far below this.
 pub(super) const STACK_SIZE: usize = 64 * 1024;
 
-/// How many stacks the pool keeps: as many as the spawns that usually run
+/// How many stacks the pool keeps: more than the spawns that usually run
 /// at once (one per thread creating a session: the server's workers, one
-/// per CPU, on the machines it is measured on), few enough that the memory
-/// kept is small (a stack is 68 KiB of address space, and only the pages
+/// per CPU), few enough that the memory kept is small (a stack is 68 KiB of address space, and only the pages
 /// its children touched are resident). A spawn past them maps a stack of
 /// its own, unmapped when given back to a full pool.
 const KEPT: usize = 8;
