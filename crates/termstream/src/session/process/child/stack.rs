@@ -28,9 +28,10 @@ pub(super) const STACK_SIZE: usize = 64 * 1024;
 
 /// How many stacks the pool keeps: more than the spawns that usually run
 /// at once (one per thread creating a session: the server's workers, one
-/// per CPU), few enough that the memory kept is small (a stack is 68 KiB of address space, and only the pages
-/// its children touched are resident). A spawn past them maps a stack of
-/// its own, unmapped when given back to a full pool.
+/// per CPU), few enough that the memory kept is small (a stack is 68 KiB
+/// of address space, and only the pages its children touched are
+/// resident). A spawn past them maps a stack of its own, unmapped when
+/// given back to a full pool.
 const KEPT: usize = 8;
 
 /// The stacks of every spawn of the server.

@@ -1,6 +1,6 @@
-//! The child's stack (kept and used again), and the two ways a child gets into its session's cgroup, on real cgroups:
-//! made in it by `clone3`, or joining it through `cgroup.procs` where
-//! `clone3` is refused. Each must have the program in the cgroup from its
+//! The child's stack (kept and used again), and the two ways a child gets
+//! into its session's cgroup, on real cgroups: made in it by `clone3`, or
+//! joining it through `cgroup.procs` where `clone3` is refused. Each must have the program in the cgroup from its
 //! first instruction, and report a failing step as its errno.
 
 use std::ffi::CString;
