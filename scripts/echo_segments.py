@@ -83,7 +83,12 @@ def find_ids(events):
                 armed = False
         if follows:
             server = follows.most_common(1)[0][0]
-            name = next((e[1] for e in events if e[3] == server), None) or next(e[1] for e in events if e[2] == server)
+            # The main thread's most frequent name: before its `execve` a
+            # server started by the bench still bears the bench's.
+            names = collections.Counter(e[1] for e in events if e[3] == server) or collections.Counter(
+                e[1] for e in events if e[2] == server
+            )
+            name = names.most_common(1)[0][0]
             found.append((probe, server, name))
     return found
 
