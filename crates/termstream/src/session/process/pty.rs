@@ -17,8 +17,15 @@
 //! after [`UNWATCH_AFTER`] reads in a row without a wait, and makes one
 //! again at the first `EAGAIN`, with the runtime it is read on. A registration
 //! made where data is already waiting is ready at once: nothing is missed.
-//! A keystroke's echo is one read and an `EAGAIN`: an interactive session
-//! keeps its registration.
+//! A keystroke's echo is one read: a first read of a few bytes ([`ECHO`])
+//! emptied the line discipline, and the reader waits for the next edge
+//! instead of reading again (not on the bulk lane, where floods are read).
+//! The `read` after it would have found nothing and, before its `EAGAIN`,
+//! waited in the kernel for the tty layer's worker to finish its pass
+//! (`flush_work` in `n_tty_read`); under load that worker waits for a CPU,
+//! and the echo, read but not yet sent, waited 1.0-1.3 ms with it in traces
+//! of the benchmark's load scenario (`scripts/echo-trace`). An interactive
+//! session keeps its registration.
 //!
 //! A reader polled on the bulk lane (`session::lane`) is always watched,
 //! and watched again if its actor moved there mid-flood: read unwatched
@@ -53,6 +60,20 @@ use crate::session::lane;
 /// watched: 64 KiB at the line discipline's 4 KiB a read, one full chunk
 /// of the actor's.
 const UNWATCH_AFTER: u32 = 16;
+
+/// The most bytes a first read may return to count as an echo (a key or
+/// two, a short line): it emptied the line discipline (it returned less
+/// than there was room for), and the reader waits for the next edge rather
+/// than reading again. A flood's first reads are longer, and read on: made
+/// to wait for an edge after each short read, a stream was read 20 % slower
+/// for 18 % more CPU per MB in the benchmark.
+const ECHO: usize = 64;
+
+#[cfg(test)]
+thread_local! {
+    /// `read` calls made on this thread, for the tests.
+    static READS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
 /// The reading half of a PTY master. Polled only on a runtime's worker
 /// (an actor's task): it registers with the runtime it is polled on.
@@ -190,6 +211,8 @@ impl PtyReader {
 
 /// One `read` into `buf`'s unfilled part.
 fn read_into(fd: &Master, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
+    #[cfg(test)]
+    READS.set(READS.get() + 1);
     let n = rustix::io::read(&*fd.0, buf.initialize_unfilled())?;
     buf.advance(n);
     Ok(n)
@@ -223,7 +246,18 @@ impl AsyncRead for PtyReader {
                 }
                 Some(watched) => {
                     let mut guard = ready!(watched.poll_read_ready(cx))?;
+                    let room = buf.remaining();
                     match guard.try_io(|fd| read_into(fd.get_ref(), buf)) {
+                        // A first read that emptied the line discipline (an
+                        // echo, a prompt) is the last until the next edge:
+                        // another `read` now would find it empty and sleep
+                        // in the kernel until the tty layer's worker is done
+                        // (`n_tty_read` waits for it before its `EAGAIN`),
+                        // with the echo not yet sent (see the module's doc).
+                        Ok(Ok(n)) if this.streak == 0 && n > 0 && n < room && n <= ECHO && !this.on_lane => {
+                            guard.clear_ready();
+                            return Poll::Ready(Ok(()));
+                        }
                         Ok(Ok(n)) => return this.read_done(n),
                         Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                         Ok(Err(e)) => return Poll::Ready(Err(e)),

@@ -312,3 +312,47 @@ async fn a_write_into_a_full_input_waits_for_room() {
     );
     assert!(program.join().expect("the program") == data, "every byte, in order");
 }
+
+/// Polls the reader once, without waiting: `Some(bytes read)` or `None`
+/// when it has to wait.
+fn poll_once(reader: &mut PtyReader, buf: &mut [u8]) -> Option<usize> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut read = ReadBuf::new(buf);
+    match Pin::new(reader).poll_read(&mut cx, &mut read) {
+        Poll::Ready(done) => {
+            done.expect("read");
+            Some(read.filled().len())
+        }
+        Poll::Pending => None,
+    }
+}
+
+/// A keystroke's echo costs one `read`: the reader does not ask again once
+/// a first read emptied the line discipline (that `read` would sleep in the
+/// kernel until the tty layer's worker is done, with the echo not sent), and
+/// still wakes for the next output. An interactive reader stays watched.
+#[tokio::test]
+async fn an_echo_is_one_read_and_the_next_output_still_wakes_the_reader() {
+    let (mut reader, _writer, mut slave) = pty();
+    raw(&slave);
+    let mut buf = [0u8; 64];
+    for key in b'a'..=b'z' {
+        let before = READS.get();
+        slave.write_all(&[key]).unwrap();
+        let n = read_within(&mut reader, &mut buf).await;
+        assert_eq!(&buf[..n], &[key]);
+        assert_eq!(poll_once(&mut reader, &mut buf), None, "nothing more was written");
+        assert_eq!(READS.get() - before, 1, "one read for the key {}", key as char);
+        assert!(reader.is_watched(), "an interactive reader stays watched");
+    }
+    // Longer output is read on until the line discipline is found empty,
+    // as before: every byte comes.
+    slave.write_all(&[b'x'; 4096]).unwrap();
+    let mut big = vec![0u8; 65536];
+    let mut got = 0;
+    while got < 4096 {
+        got += read_within(&mut reader, &mut big).await;
+    }
+    assert_eq!(got, 4096);
+    assert_eq!(poll_once(&mut reader, &mut big), None, "all of it was read");
+}
