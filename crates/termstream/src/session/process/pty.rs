@@ -18,12 +18,13 @@
 //! again at the first `EAGAIN`, with the runtime it is read on. A registration
 //! made where data is already waiting is ready at once: nothing is missed.
 //! A keystroke's echo is one read: a first read of a few bytes ([`ECHO`])
-//! emptied the line discipline, and the reader waits for the next edge
-//! instead of reading again (not on the bulk lane, where floods are read).
-//! The `read` after it would have found nothing and, before its `EAGAIN`,
-//! waited in the kernel for the tty layer's worker to finish its pass
-//! (`flush_work` in `n_tty_read`); under load that worker waits for a CPU,
-//! and the echo, read but not yet sent, waited 1.0-1.3 ms with it in traces
+//! that left room in the buffer emptied the line discipline, and the reader
+//! waits for the next edge instead of reading again (not on the bulk lane,
+//! where floods are read). The `read` after it would have found nothing
+//! and, before its `EAGAIN`, may wait in the kernel for the tty layer's
+//! worker to finish its pass (`flush_work` in `n_tty_read`, while that
+//! worker is queued or running); under load that worker waits for a CPU,
+//! and the echo, read but not yet sent, waited 1.0–1.3 ms with it in traces
 //! of the benchmark's load scenario (`scripts/echo-trace`). An interactive
 //! session keeps its registration.
 //!
@@ -66,7 +67,7 @@ const UNWATCH_AFTER: u32 = 16;
 /// than there was room for), and the reader waits for the next edge rather
 /// than reading again. A flood's first reads are longer, and read on: made
 /// to wait for an edge after each short read, a stream was read 20 % slower
-/// for 18 % more CPU per MB in the benchmark.
+/// for 18 % more server CPU per MB in the benchmark (`bench/RESULTS.md`).
 const ECHO: usize = 64;
 
 #[cfg(test)]
@@ -250,11 +251,11 @@ impl AsyncRead for PtyReader {
                     match guard.try_io(|fd| read_into(fd.get_ref(), buf)) {
                         // A first read that emptied the line discipline (an
                         // echo, a prompt) is the last until the next edge:
-                        // another `read` now would find it empty and sleep
+                        // another `read` now would find it empty and may sleep
                         // in the kernel until the tty layer's worker is done
                         // (`n_tty_read` waits for it before its `EAGAIN`),
                         // with the echo not yet sent (see the module's doc).
-                        Ok(Ok(n)) if this.streak == 0 && n > 0 && n < room && n <= ECHO && !this.on_lane => {
+                        Ok(Ok(n)) if this.streak == 0 && n > 0 && n < room && n <= ECHO && !on_lane => {
                             guard.clear_ready();
                             return Poll::Ready(Ok(()));
                         }

@@ -1,5 +1,6 @@
 //! Tests of the PTY halves, on real PTYs: floods read unwatched, pauses
-//! watched, the registration moving with the actor, input and resizes.
+//! watched, an echo read with one `read`, the registration moving with the
+//! actor, input and resizes.
 
 use super::*;
 use std::io::Write;
@@ -345,14 +346,20 @@ async fn an_echo_is_one_read_and_the_next_output_still_wakes_the_reader() {
         assert_eq!(READS.get() - before, 1, "one read for the key {}", key as char);
         assert!(reader.is_watched(), "an interactive reader stays watched");
     }
-    // Longer output is read on until the line discipline is found empty,
-    // as before: every byte comes.
-    slave.write_all(&[b'x'; 4096]).unwrap();
-    let mut big = vec![0u8; 65536];
-    let mut got = 0;
-    while got < 4096 {
-        got += read_within(&mut reader, &mut big).await;
-    }
-    assert_eq!(got, 4096);
-    assert_eq!(poll_once(&mut reader, &mut big), None, "all of it was read");
+}
+
+/// Output longer than an echo is read on until the line discipline is found
+/// empty, as before: a stream is not made to wait for an edge per piece.
+#[tokio::test]
+async fn a_first_read_longer_than_an_echo_reads_on() {
+    // A fresh PTY: its first buffer holds the whole write, one piece.
+    let (mut reader, _writer, mut slave) = pty();
+    raw(&slave);
+    slave.write_all(&[b'x'; 1000]).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let before = READS.get();
+    let n = read_within(&mut reader, &mut buf).await;
+    assert_eq!(n, 1000, "the output came in one piece");
+    assert_eq!(poll_once(&mut reader, &mut buf), None, "all of it was read");
+    assert_eq!(READS.get() - before, 2, "the reader asked again after the first read");
 }
