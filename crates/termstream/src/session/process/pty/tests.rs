@@ -329,7 +329,7 @@ fn poll_once(reader: &mut PtyReader, buf: &mut [u8]) -> Option<usize> {
 }
 
 /// A keystroke's echo costs one `read`: the reader does not ask again once
-/// a first read emptied the line discipline (that `read` would sleep in the
+/// a first read emptied the line discipline (that `read` may sleep in the
 /// kernel until the tty layer's worker is done, with the echo not sent), and
 /// still wakes for the next output. An interactive reader stays watched.
 #[tokio::test]
