@@ -104,9 +104,9 @@ def echoes(events, probe, server):
     """Every echo followed through all its steps: t0…t6 (no t3) and the
     threads w1 (received the key) and w4 (read the echo)."""
     out, cur = [], None
-    fd_of = {}  # tid -> fd of its syscall in progress (read, recvfrom)
+    fd_of = {}  # tid -> the fd of its `recvfrom` in progress
     for t, comm, pid, tid, cpu, name, rest in events:
-        if pid == server and name in ("syscalls:sys_enter_recvfrom", "syscalls:sys_enter_read"):
+        if pid == server and name == "syscalls:sys_enter_recvfrom":
             fd_of[tid] = field(rest, "fd")
             continue
         if tid == probe and name == SEND[0]:

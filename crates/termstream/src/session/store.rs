@@ -229,20 +229,20 @@ pub fn write_meta_new(dir: &Path, info: &SessionInfo, prepared: bool) -> io::Res
     } else {
         None
     };
-    let dir_synced = over_room.is_some();
-    let mut file = match over_room {
+    let (mut file, in_room) = match over_room {
         Some(file) => {
             if json.len() < FIRST_RECORD_ROOM {
                 json.resize(FIRST_RECORD_ROOM, b' ');
             }
-            file
+            (file, true)
         }
-        None => File::create(path)?,
+        None => (File::create(path)?, false),
     };
     file.write_all(&json)?;
     file.sync_data()?;
     drop(file);
-    if !dir_synced {
+    // A spare's directory was synced when it was made.
+    if !in_room {
         File::open(dir)?.sync_all()?;
     }
     // The session's entry in its parent too: ext4 without a journal often

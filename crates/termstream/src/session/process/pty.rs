@@ -249,12 +249,8 @@ impl AsyncRead for PtyReader {
                     let mut guard = ready!(watched.poll_read_ready(cx))?;
                     let room = buf.remaining();
                     match guard.try_io(|fd| read_into(fd.get_ref(), buf)) {
-                        // A first read that emptied the line discipline (an
-                        // echo, a prompt) is the last until the next edge:
-                        // another `read` now would find it empty and may sleep
-                        // in the kernel until the tty layer's worker is done
-                        // (`n_tty_read` waits for it before its `EAGAIN`),
-                        // with the echo not yet sent (see the module's doc).
+                        // An echo: the last read until the next edge (see
+                        // [`ECHO`] and the module's doc).
                         Ok(Ok(n)) if this.streak == 0 && n > 0 && n < room && n <= ECHO && !on_lane => {
                             guard.clear_ready();
                             return Poll::Ready(Ok(()));
