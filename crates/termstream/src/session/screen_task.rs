@@ -78,6 +78,13 @@ pub const SKIP_MIN: u64 = 256 * 1024;
 /// text: each catch-up then scans (not parses) that much, and parses
 /// one screen and scrollback of lines.
 pub const SKIPPING_LAG: u64 = WAITED_MAX_LAG;
+/// While output that flows to viewers stays plain text, every
+/// [`SKIPPING_LAG`] of it is only scanned (see [`catch_up::Scanned`]),
+/// while the model is at most this far behind; the next check (one
+/// [`SKIPPING_LAG`] and a little later) catches up, within [`MAX_LAG`]: a
+/// model then parses a screen and scrollback of lines every 8–12 MiB of
+/// a flood instead of every 4, and what it cannot skip is parsed exactly.
+pub const SCAN_AHEAD_MAX: u64 = MAX_LAG - 2 * SKIPPING_LAG;
 /// Resizes remembered between catch-ups.
 pub const RESIZES: usize = 16;
 /// A frozen model that viewers watch is thawed to catch up only once this
@@ -200,6 +207,8 @@ struct ScreenTask {
     /// last catch-up skipped plain text (each catch-up then costs about
     /// one screen and scrollback of parsing, however long the flood).
     follow_lag: u64,
+    /// Plain text scanned ahead of the model, not parsed yet.
+    scanned: Option<catch_up::Scanned>,
     /// Resizes not applied yet: (offset, cols, rows); `None` after overflow.
     resizes: Option<VecDeque<(u64, u16, u16)>>,
     /// Rung by the actor when the log's end reaches what the task asked.
@@ -228,6 +237,7 @@ pub(crate) fn spawn(handle: &SessionHandle, scrollback: usize) -> ScreenLink {
         scrollback,
         offset: 0,
         follow_lag: UNWATCHED_LAG,
+        scanned: None,
         resizes: Some(VecDeque::new()),
         bell: bell.clone(),
         actor_gone: false,
@@ -277,11 +287,13 @@ impl ScreenTask {
                 _ = sleep_opt(wake), if wake.is_some() => {
                     if check_at.is_some() {
                         let end = self.handle.output_offset();
-                        let far_behind = end.saturating_sub(self.offset) > self.follow_lag;
-                        if end != seen_end && self.handle.viewers() > 0 && !far_behind {
-                            // Still flowing: look again later. Output that
-                            // never pauses is caught up every `follow_lag`,
-                            // so a joining viewer's snapshot stays quick.
+                        let far_behind = end.saturating_sub(self.scanned_to()) > self.follow_lag;
+                        let flowing = end != seen_end && self.handle.viewers() > 0;
+                        // Still flowing: look again later. Output that
+                        // never pauses is caught up (or, while it is plain
+                        // text, scanned) every `follow_lag`, so a joining
+                        // viewer's snapshot stays quick.
+                        if flowing && (!far_behind || Box::pin(self.scan_ahead(end)).await) {
                             seen_end = end;
                             check_at = Some(Instant::now() + QUIET);
                             continue;

@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
 use super::{
-    FEED_SLICE, INLINE_FEED, MAX_LAG, Model, READ, READ_BACKGROUND, SKIP_MIN, SKIPPING_LAG, ScreenTask, TAIL,
-    TAIL_SCAN, UNWATCHED_LAG, Urgency, WAITED_MAX_LAG,
+    FEED_SLICE, INLINE_FEED, MAX_LAG, Model, READ, READ_BACKGROUND, SCAN_AHEAD_MAX, SKIP_MIN, SKIPPING_LAG, ScreenTask,
+    TAIL, TAIL_SCAN, UNWATCHED_LAG, Urgency, WAITED_MAX_LAG,
 };
 use crate::session::SessionError;
 use crate::session::log::Chunk;
@@ -54,19 +54,30 @@ impl ScreenTask {
     /// [`ScreenModel::skip_plain`]): the start of the last lines that fill
     /// a screen and scrollback before `target`, when everything before it
     /// is plain text that holds at least `rows` line feeds and ends with
-    /// CR LF. The scan runs where the urgency puts parsing.
-    pub(super) async fn plain_until(&self, target: u64, rows: u16, urgency: Urgency) -> Option<u64> {
+    /// CR LF. The scan runs where the urgency puts parsing, and goes on
+    /// from what was [`Scanned`] already; what it finds skippable is kept
+    /// there. When the text after that is not plain, the answer is the
+    /// end of what was scanned before, if that can be skipped to.
+    pub(super) async fn plain_until(&mut self, target: u64, rows: u16, urgency: Urgency) -> Option<u64> {
         let to = self.tail_start(target).await;
         if to < self.offset + SKIP_MIN / 2 {
             return None;
         }
-        let mut scan = Scan::default();
-        let mut at = self.offset;
+        let skippable = |s: &Scan| s.plain && s.line_feeds >= u64::from(rows) && s.last_two == *b"\r\n";
+        let saved = self
+            .scanned
+            .filter(|s| s.from == self.offset && s.to <= to && skippable(&s.scan));
+        let fallback = saved.map(|s| s.to);
+        let (mut scan, mut at) = match saved {
+            Some(s) if s.not_plain_after => return fallback,
+            Some(s) => (s.scan, s.to),
+            None => (Scan::default(), self.offset),
+        };
         while at < to {
             let want = ((to - at) as usize).min(READ);
             let chunks = match self.handle.read(at, want).await {
                 Ok(c) if !c.is_empty() => c,
-                _ => return None,
+                _ => return fallback,
             };
             at = chunks.last().map_or(at, Chunk::end).min(to);
             let (limit, mut s) = (to, scan);
@@ -79,10 +90,69 @@ impl ScreenTask {
                 Urgency::Waited => tokio::task::spawn_blocking(step).await.ok()?,
             };
             if !scan.plain {
-                return None;
+                if let Some(s) = &mut self.scanned
+                    && saved.is_some()
+                {
+                    s.not_plain_after = true;
+                }
+                return fallback;
             }
         }
-        (scan.line_feeds >= u64::from(rows) && scan.last_two == *b"\r\n").then_some(to)
+        if !skippable(&scan) {
+            return fallback;
+        }
+        self.scanned = Some(Scanned {
+            from: self.offset,
+            to,
+            end: target,
+            scan,
+            not_plain_after: false,
+        });
+        Some(to)
+    }
+
+    /// How far the log is known to be plain text ahead of the model: the
+    /// end of what was [`Scanned`], or the model's offset.
+    pub(super) fn scanned_to(&self) -> u64 {
+        self.scanned
+            .filter(|s| s.from == self.offset)
+            .map_or(self.offset, |s| s.to)
+    }
+
+    /// While output flows to viewers: scans the plain text ahead of the
+    /// model up to the last lines before `end`, without parsing it (a
+    /// catch-up then skips it at once). False when the model should catch
+    /// up instead: it is not live or its parser not at rest, a resize
+    /// waits, the text is not plain, or the model is [`SCAN_AHEAD_MAX`]
+    /// behind.
+    pub(super) async fn scan_ahead(&mut self, end: u64) -> bool {
+        let at_rest = match &self.model {
+            Some(Model::Live(m)) => m.can_skip_plain() && m.size() == self.window(),
+            _ => false,
+        };
+        if !at_rest
+            || end.saturating_sub(self.offset) > SCAN_AHEAD_MAX
+            || !self.resizes.as_ref().is_some_and(VecDeque::is_empty)
+            || self.bell.resize_lost.load(Ordering::Acquire)
+        {
+            return false;
+        }
+        let before = self.scanned_to();
+        let rows = self.window().1;
+        self.plain_until(end, rows, Urgency::Background)
+            .await
+            .is_some_and(|to| to > before)
+    }
+
+    /// Where `model` may skip to although resizes wait: the end of a scan
+    /// ahead made before them, when each came at or after the log's end
+    /// the scan was made for. The lines parsed after the skip, up to the
+    /// first resize, then fill the screen and scrollback at the size the
+    /// scan counted them for, as in any skip.
+    fn skip_before_resizes(&self, model: &ScreenModel) -> Option<u64> {
+        let s = self.scanned.filter(|s| s.from == self.offset)?;
+        let first = self.resizes.as_ref()?.front().map(|&(at, ..)| at)?;
+        (first >= s.end && model.can_skip_plain()).then_some(s.to)
     }
 
     /// Brings the model to the log's end as it is now. A background
@@ -118,8 +188,11 @@ impl ScreenTask {
         // An exact skip first, as far as MAX_LAG (a scan of that much takes
         // milliseconds); then the approximate restart of a model too far
         // behind.
+        // What was scanned ahead counts as read: only the rest is scanned.
         let lag = target.saturating_sub(self.offset);
-        if (SKIP_MIN..=MAX_LAG).contains(&lag)
+        let to_scan = target.saturating_sub(self.scanned_to());
+        if lag >= SKIP_MIN
+            && to_scan <= MAX_LAG
             && self.resizes.as_ref().is_some_and(VecDeque::is_empty)
             && model.can_skip_plain()
             && model.size() == self.window()
@@ -128,9 +201,15 @@ impl ScreenTask {
             model.skip_plain();
             self.offset = to;
             self.follow_lag = SKIPPING_LAG;
+        } else if let Some(to) = self.skip_before_resizes(&model) {
+            // A resize came after a scan ahead: the skip goes as far as
+            // that scan, whose last lines come before the resize.
+            model.skip_plain();
+            self.offset = to;
         } else if lag >= SKIP_MIN {
             self.follow_lag = UNWATCHED_LAG;
         }
+        self.scanned = None;
         let max_lag = match urgency {
             Urgency::Background => MAX_LAG,
             Urgency::Waited => WAITED_MAX_LAG,
@@ -236,6 +315,27 @@ impl ScreenTask {
         }
         self.model = Some(Model::Live(model));
     }
+}
+
+/// Plain text ahead of the model, scanned and not parsed: while a flood of
+/// text flows to viewers, the model is not parsed every [`SKIPPING_LAG`]
+/// (a screen and scrollback of lines each time, most of the catch-ups'
+/// cost), only scanned; a catch-up then skips all of it at once and
+/// parses the lines before the log's end. Stale once the model's offset
+/// moved.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Scanned {
+    /// The model's offset when the scan began.
+    from: u64,
+    /// Where the model may skip to: `[from, to)` is plain text with at
+    /// least a screen of line feeds, ending in CR LF.
+    to: u64,
+    /// The log's end the scan was made for: at least the lines that fill
+    /// a screen and scrollback lie between `to` and it.
+    end: u64,
+    scan: Scan,
+    /// The text right after `to` was found not to be plain.
+    not_plain_after: bool,
 }
 
 /// What a scan of a stretch of output found so far.

@@ -174,6 +174,7 @@ fn task_of(handle: &SessionHandle, scrollback: usize) -> ScreenTask {
         scrollback,
         offset: 0,
         follow_lag: UNWATCHED_LAG,
+        scanned: None,
         resizes: Some(VecDeque::new()),
         bell: Arc::new(ScreenBell::new()),
         actor_gone: false,
@@ -472,3 +473,5 @@ async fn resizes_waiting_on_a_frozen_model_apply_where_they_came() {
     assert_eq!(replay.text(), seen.text());
     handle.shutdown().await;
 }
+
+mod scan_ahead;

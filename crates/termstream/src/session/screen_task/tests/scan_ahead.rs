@@ -1,0 +1,105 @@
+//! Tests of the scan ahead: a flood of text that flows to viewers is
+//! scanned, not parsed, and a later catch-up skips it exactly, even when
+//! escape sequences or a resize come after the scan.
+
+use super::*;
+
+/// A flood of about 5 MiB after a line that sets a pen and a mode, which
+/// a restart from the log's tail would lose: a waited catch-up that far
+/// behind ([`WAITED_MAX_LAG`]) gives the exact screen only by skipping.
+/// `then` comes before the last tenth of the flood; returns the text and
+/// where the first half and nine tenths of the flood end, at line ends.
+fn flood_with(then: &str) -> (String, u64, u64) {
+    let before = "$ \x1b[1;33myellow, bold, \x1b[?2004hnot reset ";
+    let line = |n: usize| format!("line {n}\tof the flood 世界\r\n");
+    let lines = 5 * (1 << 20) / line(100_000).len();
+    let mut text = before.to_string();
+    let (mut half, mut most) = (0, 0);
+    for n in 0..lines {
+        if n == lines / 2 {
+            half = text.len() as u64;
+        }
+        if n == lines * 9 / 10 {
+            most = text.len() as u64;
+            text.push_str(then);
+        }
+        text.push_str(&line(n));
+    }
+    text.push_str("\x1b[31mred\x1b[m the end\r\n$ ");
+    assert!(text.len() as u64 > WAITED_MAX_LAG + SKIP_MIN);
+    (text, half, most)
+}
+
+/// A task at the start of the flood, its model live and at rest.
+fn task_at_flood(handle: &SessionHandle, text: &str) -> ScreenTask {
+    let scrollback = Config::default().session_settings().scrollback_lines;
+    let mut task = task_of(handle, scrollback);
+    let start = text.find("not reset ").expect("the first line") + "not reset ".len();
+    let mut model = ScreenModel::new(80, 24, scrollback);
+    model.feed(&text.as_bytes()[..start]);
+    task.offset = start as u64;
+    task.model = Some(Model::Live(Box::new(model)));
+    task
+}
+
+fn model_snapshot(task: &ScreenTask) -> String {
+    match &task.model {
+        Some(Model::Live(m)) => m.snapshot(),
+        _ => panic!("the model is not live"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_scanned_ahead_is_not_parsed_and_is_skipped_exactly() {
+    let settings = Config::default().session_settings();
+    let scrollback = settings.scrollback_lines;
+    for (name, then, resize) in [
+        ("plain", "", false),
+        ("an-escape-after-the-scan", "\x1b[m", false),
+        ("a-resize-after-the-scan", "", true),
+    ] {
+        let (text, half, most) = flood_with(then);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let end = write_log(dir.path(), &settings, text.as_bytes());
+        let handle = actor::start_ended(ended_info(name, end), dir.path().into(), settings.clone());
+        let mut task = task_at_flood(&handle, &text);
+        let (start, unparsed) = (task.offset, model_snapshot(&task));
+
+        // Two scans as the flood flows: the model does not move.
+        let mut scanned = start;
+        for flowed in [half, most] {
+            assert!(task.scan_ahead(flowed).await, "{name}: scan to {flowed}");
+            assert!(task.scanned_to() > scanned, "{name}: the scan went on");
+            scanned = task.scanned_to();
+            let lines_left = text.as_bytes()[scanned as usize..flowed as usize]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            assert_eq!(lines_left, 24 + scrollback - 1, "{name}: the lines before {flowed}");
+            assert_eq!(task.offset, start, "{name}: the model stays where it was");
+            assert_eq!(model_snapshot(&task), unparsed, "{name}: nothing was parsed");
+        }
+        let mut parsed = ScreenModel::new(80, 24, scrollback);
+        if resize {
+            // A resize at the log's end the scan was made for.
+            task.note_resize(most, 100, 30);
+            parsed.feed(&text.as_bytes()[..most as usize]);
+            parsed.resize(100, 30);
+            parsed.feed(&text.as_bytes()[most as usize..]);
+            parsed.resize(80, 24);
+        } else {
+            parsed.feed(text.as_bytes());
+        }
+        // Escape sequences after the scan: the next scan finds them.
+        assert_eq!(
+            task.scan_ahead(end).await,
+            then.is_empty() && !resize,
+            "{name}: scan to the end"
+        );
+        task.catch_up(Urgency::Waited).await;
+        let snap = task.snapshot();
+        assert_eq!(snap.offset, end, "{name}");
+        assert_eq!(snap.data, parsed.snapshot(), "{name}");
+        handle.shutdown().await;
+    }
+}
