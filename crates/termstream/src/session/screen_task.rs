@@ -13,8 +13,9 @@
 //! the task only when the log's end reaches the offset the task asked for:
 //! the first output after a quiet spell, or [`UNWATCHED_LAG`] more when
 //! nobody watches. While output flows to viewers, the task checks the log's
-//! end every [`QUIET`] and catches up once it stopped moving. Resizes come
-//! as messages with their offsets.
+//! end every [`QUIET`] and catches up once it stopped moving, or once it
+//! ran `follow_lag` past where the model last caught up or scanned ahead
+//! (below). Resizes come as messages with their offsets.
 //!
 //! Two approximations, both rare and both documented in ARCHITECTURE.md:
 //! - When the model is more than [`MAX_LAG`] behind ([`WAITED_MAX_LAG`]
@@ -29,13 +30,19 @@
 //!   past that only the latest size is applied at the end.
 //!
 //! A catch-up of [`SKIP_MIN`] to [`MAX_LAG`] first tries an exact skip:
-//! when the model's parser is at rest and everything up to the last `rows
-//! + scrollback` lines is plain text (checked by a vectorized scan,
+//! when the model's parser is at rest and everything up to the last
+//! `rows + scrollback` lines is plain text (checked by a vectorized scan,
 //! far faster than parsing), the model skips to those lines and parses
 //! only them, with the same result as parsing everything (see
 //! `screen::skip`). A flood of text (`cat`, build logs) is then never
 //! parsed but for its end, and while catch-ups skip, a model that viewers
 //! watch follows [`SKIPPING_LAG`] behind instead of [`UNWATCHED_LAG`].
+//! While such a flood goes on, following is mostly scanning ahead: every
+//! [`SKIPPING_LAG`] the task only scans the new text (`catch_up::Scanned`),
+//! and the model catches up (skips all that was scanned, parses the last
+//! lines) once it is more than [`SCAN_AHEAD_MAX`] behind, when the text
+//! is not plain, when a resize waits, when the output pauses, or when a
+//! snapshot is asked.
 //!
 //! An idle model is frozen into its own snapshot (text, a few KiB) and
 //! thawed by feeding that snapshot to a fresh model, which reproduces it
@@ -74,16 +81,16 @@ const TAIL_SCAN: usize = 64 * 1024;
 pub const UNWATCHED_LAG: u64 = 1 << 20;
 /// A catch-up at least this long tries to skip plain text exactly.
 pub const SKIP_MIN: u64 = 256 * 1024;
-/// How far behind a flowing model falls while its catch-ups skip plain
-/// text: each catch-up then scans (not parses) that much, and parses
-/// one screen and scrollback of lines.
+/// How far output that flows to viewers runs, while it is plain text,
+/// past where the model last caught up or scanned ahead before the next
+/// scan ahead or catch-up: each scans (not parses) that much.
 pub const SKIPPING_LAG: u64 = WAITED_MAX_LAG;
-/// While output that flows to viewers stays plain text, every
-/// [`SKIPPING_LAG`] of it is only scanned (see [`catch_up::Scanned`]),
-/// while the model is at most this far behind; the next check (one
-/// [`SKIPPING_LAG`] and a little later) catches up, within [`MAX_LAG`]: a
-/// model then parses a screen and scrollback of lines every 8–12 MiB of
-/// a flood instead of every 4, and what it cannot skip is parsed exactly.
+/// A flowing model scans ahead (see [`catch_up::Scanned`]) only while it
+/// is at most this far behind; past it, the next check catches up. So a
+/// catch-up comes at most this plus [`SKIPPING_LAG`] and one check's
+/// output behind (about 12.5 MiB), within [`MAX_LAG`], where what cannot
+/// be skipped is still parsed exactly: a model parses a screen and
+/// scrollback of lines every 8–12 MiB of a flood instead of every 4.
 pub const SCAN_AHEAD_MAX: u64 = MAX_LAG - 2 * SKIPPING_LAG;
 /// Resizes remembered between catch-ups.
 pub const RESIZES: usize = 16;
@@ -144,6 +151,9 @@ pub(crate) struct ScreenBell {
     /// A snapshot is on its way: a background catch-up stops at its next
     /// slice, so the snapshot's own catch-up starts sooner.
     snapshot_asked: AtomicBool,
+    /// How many scans ahead got further, for tests of the task's loop.
+    #[cfg(test)]
+    scans_ahead: AtomicU64,
 }
 
 impl ScreenBell {
@@ -153,6 +163,8 @@ impl ScreenBell {
             notify: Notify::new(),
             resize_lost: AtomicBool::new(false),
             snapshot_asked: AtomicBool::new(false),
+            #[cfg(test)]
+            scans_ahead: AtomicU64::new(0),
         }
     }
 
@@ -202,10 +214,12 @@ struct ScreenTask {
     scrollback: usize,
     /// The log offset the model reflects.
     offset: u64,
-    /// How far behind output that flows to viewers may fall before the
-    /// model catches up: [`UNWATCHED_LAG`], or [`SKIPPING_LAG`] while the
-    /// last catch-up skipped plain text (each catch-up then costs about
-    /// one screen and scrollback of parsing, however long the flood).
+    /// How far output that flows to viewers may run past where the model
+    /// last caught up or scanned ahead before it catches up or scans
+    /// again: [`UNWATCHED_LAG`], or [`SKIPPING_LAG`] while the last
+    /// catch-up skipped plain text or the last scan ahead got further
+    /// (each catch-up then costs about one screen and scrollback of
+    /// parsing, however long the flood).
     follow_lag: u64,
     /// Plain text scanned ahead of the model, not parsed yet.
     scanned: Option<catch_up::Scanned>,
@@ -287,7 +301,7 @@ impl ScreenTask {
                 _ = sleep_opt(wake), if wake.is_some() => {
                     if check_at.is_some() {
                         let end = self.handle.output_offset();
-                        let far_behind = end.saturating_sub(self.scanned_to()) > self.follow_lag;
+                        let far_behind = end.saturating_sub(self.followed_to()) > self.follow_lag;
                         let flowing = end != seen_end && self.handle.viewers() > 0;
                         // Still flowing: look again later. Output that
                         // never pauses is caught up (or, while it is plain

@@ -1,6 +1,7 @@
 //! How the screen task brings its model to the log's end: the catch-up
-//! itself, with its exact skip over plain text ([`Scan`]), its restart
-//! from the log's tail, and its feeding off the async workers
+//! itself, with its exact skip over plain text ([`Scan`]), the scan ahead
+//! of a flowing model that a later skip goes on from ([`Scanned`]), its
+//! restart from the log's tail, and its feeding off the async workers
 //! ([`feed_slices`]).
 
 use std::collections::VecDeque;
@@ -17,11 +18,12 @@ use crate::session::screen::{ScreenModel, is_plain, line_feeds};
 impl ScreenTask {
     /// Where a restarted model starts parsing: [`TAIL`] bytes before
     /// `target`, or later, just after the line feed that leaves a screen
-    /// and a scrollback's worth of lines to parse. A flood of short lines
-    /// (`yes`) then costs a few KiB of parsing, not a million scrolls.
-    pub(super) async fn tail_start(&self, target: u64) -> u64 {
+    /// of `rows` and a scrollback's worth of lines to parse. A flood of
+    /// short lines (`yes`) then costs a few KiB of parsing, not a million
+    /// scrolls. `rows` is the caller's: one reading of the window for the
+    /// whole decision, which a resize cannot change halfway.
+    pub(super) async fn tail_start(&self, target: u64, rows: u16) -> u64 {
         let floor = target.saturating_sub(TAIL);
-        let (_, rows) = self.handle.size();
         let mut lines_left = usize::from(rows.max(1)) + self.scrollback;
         let mut end = target;
         while end > floor {
@@ -54,12 +56,14 @@ impl ScreenTask {
     /// [`ScreenModel::skip_plain`]): the start of the last lines that fill
     /// a screen and scrollback before `target`, when everything before it
     /// is plain text that holds at least `rows` line feeds and ends with
-    /// CR LF. The scan runs where the urgency puts parsing, and goes on
-    /// from what was [`Scanned`] already; what it finds skippable is kept
-    /// there. When the text after that is not plain, the answer is the
-    /// end of what was scanned before, if that can be skipped to.
+    /// CR LF. The scan runs where the urgency puts parsing. It goes on from
+    /// what was [`Scanned`] from the model's offset already, when that
+    /// ends at or before the new stopping point, and what it finds
+    /// skippable replaces it. When the text after that is not plain, or
+    /// the log cannot be read, the answer is the end of what was scanned
+    /// before, if anything was.
     pub(super) async fn plain_until(&mut self, target: u64, rows: u16, urgency: Urgency) -> Option<u64> {
-        let to = self.tail_start(target).await;
+        let to = self.tail_start(target, rows).await;
         if to < self.offset + SKIP_MIN / 2 {
             return None;
         }
@@ -85,10 +89,14 @@ impl ScreenTask {
                 s.add(&chunks, limit);
                 s
             };
-            scan = match urgency {
-                Urgency::Background => crate::session::background::spawn(step).await.ok()?,
-                Urgency::Waited => tokio::task::spawn_blocking(step).await.ok()?,
+            let scanned = match urgency {
+                Urgency::Background => crate::session::background::spawn(step).await.ok(),
+                Urgency::Waited => tokio::task::spawn_blocking(step).await.ok(),
             };
+            let Some(next) = scanned else {
+                return fallback;
+            };
+            scan = next;
             if !scan.plain {
                 if let Some(s) = &mut self.scanned
                     && saved.is_some()
@@ -119,34 +127,55 @@ impl ScreenTask {
             .map_or(self.offset, |s| s.to)
     }
 
+    /// Where the log's end was when the model last caught up or scanned
+    /// ahead, for pacing the next one. The model's offset while a resize
+    /// waits: a catch-up then comes at the next check, not a whole
+    /// `follow_lag` later.
+    pub(super) fn followed_to(&self) -> u64 {
+        let resizes_wait =
+            !self.resizes.as_ref().is_some_and(VecDeque::is_empty) || self.bell.resize_lost.load(Ordering::Acquire);
+        match self.scanned {
+            Some(s) if s.from == self.offset && !resizes_wait => s.end,
+            _ => self.offset,
+        }
+    }
+
     /// While output flows to viewers: scans the plain text ahead of the
     /// model up to the last lines before `end`, without parsing it (a
-    /// catch-up then skips it at once). False when the model should catch
-    /// up instead: it is not live or its parser not at rest, a resize
-    /// waits, the text is not plain, or the model is [`SCAN_AHEAD_MAX`]
-    /// behind.
+    /// catch-up then skips it at once), and follows [`SKIPPING_LAG`]
+    /// behind from then on. False when the model should catch up instead:
+    /// it is not live, its parser is not at rest or its size not the
+    /// window's, a resize waits or was lost, it is more than
+    /// [`SCAN_AHEAD_MAX`] behind, or the scan got no further (the text is
+    /// not plain, no line was completed, or the log could not be read).
     pub(super) async fn scan_ahead(&mut self, end: u64) -> bool {
-        let at_rest = match &self.model {
-            Some(Model::Live(m)) => m.can_skip_plain() && m.size() == self.window(),
-            _ => false,
+        let rows = match &self.model {
+            Some(Model::Live(m)) if m.can_skip_plain() && m.size() == self.window() => m.size().1,
+            _ => return false,
         };
-        if !at_rest
-            || end.saturating_sub(self.offset) > SCAN_AHEAD_MAX
+        if end.saturating_sub(self.offset) > SCAN_AHEAD_MAX
             || !self.resizes.as_ref().is_some_and(VecDeque::is_empty)
             || self.bell.resize_lost.load(Ordering::Acquire)
         {
             return false;
         }
         let before = self.scanned_to();
-        let rows = self.window().1;
-        self.plain_until(end, rows, Urgency::Background)
+        let further = self
+            .plain_until(end, rows, Urgency::Background)
             .await
-            .is_some_and(|to| to > before)
+            .is_some_and(|to| to > before);
+        if further {
+            self.follow_lag = SKIPPING_LAG;
+            #[cfg(test)]
+            self.bell.scans_ahead.fetch_add(1, Ordering::Relaxed);
+        }
+        further
     }
 
     /// Where `model` may skip to although resizes wait: the end of a scan
-    /// ahead made before them, when each came at or after the log's end
-    /// the scan was made for. The lines parsed after the skip, up to the
+    /// ahead made before them, when the first (so all: they are in the
+    /// order of their offsets) came at or after the log's end the scan
+    /// was made for. The lines parsed after the skip, up to the
     /// first resize, then fill the screen and scrollback at the size the
     /// scan counted them for, as in any skip.
     fn skip_before_resizes(&self, model: &ScreenModel) -> Option<u64> {
@@ -217,7 +246,7 @@ impl ScreenTask {
         if target.saturating_sub(self.offset) > max_lag {
             tracing::debug!(session = %self.handle.id(), behind = target - self.offset, "screen model restarts from the log's tail");
             model = self.fresh();
-            self.offset = self.tail_start(target).await;
+            self.offset = self.tail_start(target, self.window().1).await;
             self.resizes = Some(VecDeque::new());
         }
         while self.offset < target {
@@ -261,7 +290,7 @@ impl ScreenTask {
                     // What the model needs was deleted: a restart, as for a
                     // model too far behind, and never before what is held.
                     model = self.fresh();
-                    self.offset = self.tail_start(target).await.max(earliest);
+                    self.offset = self.tail_start(target, self.window().1).await.max(earliest);
                     continue;
                 }
                 Err(SessionError::Closed(_)) => {
@@ -330,9 +359,10 @@ pub(super) struct Scanned {
     /// Where the model may skip to: `[from, to)` is plain text with at
     /// least a screen of line feeds, ending in CR LF.
     to: u64,
-    /// The log's end the scan was made for: at least the lines that fill
-    /// a screen and scrollback lie between `to` and it.
+    /// The log's end the scan was made for: `rows + scrollback - 1` line
+    /// feeds lie between `to` and it, and the line under way.
     end: u64,
+    /// The scan of `[from, to)`, to go on from `to`.
     scan: Scan,
     /// The text right after `to` was found not to be plain.
     not_plain_after: bool,

@@ -42,6 +42,7 @@ fn task_at_flood(handle: &SessionHandle, text: &str) -> ScreenTask {
     task
 }
 
+/// The snapshot of the task's live model, at whatever offset it is.
 fn model_snapshot(task: &ScreenTask) -> String {
     match &task.model {
         Some(Model::Live(m)) => m.snapshot(),
@@ -102,4 +103,71 @@ async fn a_flood_scanned_ahead_is_not_parsed_and_is_skipped_exactly() {
         assert_eq!(snap.data, parsed.snapshot(), "{name}");
         handle.shutdown().await;
     }
+}
+
+/// A resize that came before the log's end a scan was made for leaves
+/// too few lines after the scan's end to fill the screen and scrollback
+/// at the old size: the catch-up must not skip to it, and parses all.
+/// (A window made much taller right after the scan's end shows what a
+/// skip there would have left blank.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resize_before_the_scans_end_is_not_skipped_over() {
+    let settings = Config::default().session_settings();
+    let (full, _, most) = flood_with("");
+    // The log ends a few lines after the scan's end.
+    let mut text = full[..most as usize].to_string();
+    text.push_str("a few\r\nmore\r\nlines\r\n$ ");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let end = write_log(dir.path(), &settings, text.as_bytes());
+    let handle = actor::start_ended(ended_info("resize-before", end), dir.path().into(), settings.clone());
+    let mut task = task_at_flood(&handle, &text);
+    assert!(task.scan_ahead(most).await, "scan to {most}");
+    let resized_at = task.scanned_to() + 10;
+    task.note_resize(resized_at, 80, 200);
+    let mut parsed = ScreenModel::new(80, 24, settings.scrollback_lines);
+    parsed.feed(&text.as_bytes()[..resized_at as usize]);
+    parsed.resize(80, 200);
+    parsed.feed(&text.as_bytes()[resized_at as usize..]);
+    parsed.resize(80, 24);
+    // In the background a model this far behind parses everything.
+    task.catch_up(Urgency::Background).await;
+    let snap = task.snapshot();
+    assert_eq!(snap.offset, end);
+    assert_eq!(snap.data, parsed.snapshot());
+    handle.shutdown().await;
+}
+
+/// The task's own loop scans ahead while a flood of text flows to a
+/// viewer (before, it parsed a screen and scrollback of lines every
+/// 4 MiB), and the screen still ends with the flood's last lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_flood_is_scanned_ahead_by_the_task() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let registry = crate::registry::Registry::load(Arc::new(config)).expect("registry");
+    let handle = registry
+        .create(termstream_proto::CreateSession {
+            argv: Some(vec!["seq".into(), "3000000".into()]),
+            cols: Some(80),
+            rows: Some(24),
+            ..Default::default()
+        })
+        .expect("create");
+    let _viewer = handle.add_viewer();
+    let bell = handle.screen.as_ref().expect("a pty session's screen").bell.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while handle.info().status == SessionStatus::Running {
+        assert!(Instant::now() < deadline, "seq did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(handle.output_offset() > 20 << 20, "{} bytes", handle.output_offset());
+    assert!(bell.scans_ahead.load(Ordering::Relaxed) > 0, "no scan ahead");
+    let snap = handle.snapshot().await.expect("snapshot");
+    let mut replay = ScreenModel::new(snap.cols, snap.rows, 100);
+    replay.feed(snap.data.as_bytes());
+    assert!(replay.text().iter().any(|l| l == "3000000"), "{:?}", replay.text());
+    handle.terminate(Duration::from_secs(5)).await.ok();
 }
