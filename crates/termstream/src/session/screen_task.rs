@@ -29,14 +29,15 @@
 //! - Resizes are replayed at their offsets while at most [`RESIZES`] wait;
 //!   past that only the latest size is applied at the end.
 //!
-//! A catch-up of [`SKIP_MIN`] to [`MAX_LAG`] first tries an exact skip:
+//! A catch-up of at least [`SKIP_MIN`], with at most [`MAX_LAG`] left to
+//! scan past what was scanned ahead, first tries an exact skip:
 //! when the model's parser is at rest and everything up to the last
 //! `rows + scrollback` lines is plain text (checked by a vectorized scan,
 //! far faster than parsing), the model skips to those lines and parses
 //! only them, with the same result as parsing everything (see
 //! `screen::skip`). A flood of text (`cat`, build logs) is then never
 //! parsed but for its end, and while catch-ups skip, a model that viewers
-//! watch follows [`SKIPPING_LAG`] behind instead of [`UNWATCHED_LAG`].
+//! watch is followed every [`SKIPPING_LAG`] instead of [`UNWATCHED_LAG`].
 //! While such a flood goes on, following is mostly scanning ahead: every
 //! [`SKIPPING_LAG`] the task only scans the new text (`catch_up::Scanned`),
 //! and the model catches up (skips all that was scanned, parses the last
@@ -88,9 +89,14 @@ pub const SKIPPING_LAG: u64 = WAITED_MAX_LAG;
 /// A flowing model scans ahead (see [`catch_up::Scanned`]) only while it
 /// is at most this far behind; past it, the next check catches up. So a
 /// catch-up comes at most this plus [`SKIPPING_LAG`] and one check's
-/// output behind (about 12.5 MiB), within [`MAX_LAG`], where what cannot
-/// be skipped is still parsed exactly: a model parses a screen and
-/// scrollback of lines every 8–12 MiB of a flood instead of every 4.
+/// output behind (12 MiB and 30 ms of output with a scan's time, about
+/// 1.5 MiB at 50 MB/s), within [`MAX_LAG`], where a background catch-up
+/// still parses exactly what it cannot skip: a model parses a screen and
+/// scrollback of lines every 8–12 MiB of a flood instead of every 4. (A
+/// snapshot that finds the model that far behind and cannot skip, after
+/// a resize that came before a scan's end or was lost, restarts from the
+/// tail beyond [`WAITED_MAX_LAG`], where before it found the model at
+/// most 4 MiB and a check's output behind.)
 pub const SCAN_AHEAD_MAX: u64 = MAX_LAG - 2 * SKIPPING_LAG;
 /// Resizes remembered between catch-ups.
 pub const RESIZES: usize = 16;

@@ -129,8 +129,8 @@ impl ScreenTask {
 
     /// Where the log's end was when the model last caught up or scanned
     /// ahead, for pacing the next one. The model's offset while a resize
-    /// waits: a catch-up then comes at the next check, not a whole
-    /// `follow_lag` later.
+    /// waits: the catch-up then comes `follow_lag` after the model's
+    /// offset (at once, when that far behind), not after the scan's end.
     pub(super) fn followed_to(&self) -> u64 {
         let resizes_wait =
             !self.resizes.as_ref().is_some_and(VecDeque::is_empty) || self.bell.resize_lost.load(Ordering::Acquire);
@@ -160,16 +160,54 @@ impl ScreenTask {
             return false;
         }
         let before = self.scanned_to();
-        let further = self
+        let previous = self.scanned;
+        let mut further = self
             .plain_until(end, rows, Urgency::Background)
             .await
             .is_some_and(|to| to > before);
+        // A catch-up skipping at once parses the lines after the skip's
+        // end; one that skips to this scan's end later may parse other
+        // lines after them (escape sequences, the alternate screen, a
+        // resize), so these must all have scrolled the screen as plain
+        // text does: kept only if they are plain too.
+        if further && let Some(s) = self.scanned {
+            further = self.is_plain_between(s.to, s.end).await;
+            if !further {
+                self.scanned = previous.map(|p| Scanned {
+                    not_plain_after: true,
+                    ..p
+                });
+            }
+        }
         if further {
             self.follow_lag = SKIPPING_LAG;
             #[cfg(test)]
             self.bell.scans_ahead.fetch_add(1, Ordering::Relaxed);
         }
         further
+    }
+
+    /// Whether the log from `from` to `to` (at most [`TAIL`] bytes: the
+    /// lines after a skip's end) is plain text, scanned off the workers.
+    async fn is_plain_between(&self, from: u64, to: u64) -> bool {
+        let mut chunks = Vec::new();
+        let mut at = from;
+        while at < to {
+            match self.handle.read(at, (to - at) as usize).await {
+                Ok(c) if !c.is_empty() => {
+                    at = c.last().map_or(at, Chunk::end);
+                    chunks.extend(c);
+                }
+                _ => return false,
+            }
+        }
+        // Starting after a line feed: no C1 lead byte pending.
+        let step = move || {
+            let mut scan = Scan::default();
+            scan.add(&chunks, to);
+            scan.plain
+        };
+        crate::session::background::spawn(step).await.unwrap_or(false)
     }
 
     /// Where `model` may skip to although resizes wait: the end of a scan
@@ -350,7 +388,9 @@ impl ScreenTask {
 /// text flows to viewers, the model is not parsed every [`SKIPPING_LAG`]
 /// (a screen and scrollback of lines each time, most of the catch-ups'
 /// cost), only scanned; a catch-up then skips all of it at once and
-/// parses the lines before the log's end. Stale once the model's offset
+/// parses the lines before the log's end. Kept by a scan ahead only when
+/// the lines between `to` and `end` are plain text too, so that a skip
+/// to `to` is exact whatever follows them. Stale once the model's offset
 /// moved.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Scanned {
@@ -360,11 +400,13 @@ pub(super) struct Scanned {
     /// least a screen of line feeds, ending in CR LF.
     to: u64,
     /// The log's end the scan was made for: `rows + scrollback - 1` line
-    /// feeds lie between `to` and it, and the line under way.
+    /// feeds lie between `to` and it (`to` was cut there, or the scan
+    /// would not be skippable), and the line under way.
     end: u64,
     /// The scan of `[from, to)`, to go on from `to`.
     scan: Scan,
-    /// The text right after `to` was found not to be plain.
+    /// Text after `to`, before a later scan's stopping point, was found
+    /// not to be plain: no use scanning from `to` again.
     not_plain_after: bool,
 }
 

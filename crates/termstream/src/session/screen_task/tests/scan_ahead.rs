@@ -91,12 +91,10 @@ async fn a_flood_scanned_ahead_is_not_parsed_and_is_skipped_exactly() {
         } else {
             parsed.feed(text.as_bytes());
         }
-        // Escape sequences after the scan: the next scan finds them.
-        assert_eq!(
-            task.scan_ahead(end).await,
-            then.is_empty() && !resize,
-            "{name}: scan to the end"
-        );
+        // Not kept, whatever came after the scan: the log's last lines
+        // are in colour, and escape sequences in the lines after a scan's
+        // end keep it from being kept.
+        assert!(!task.scan_ahead(end).await, "{name}: scan to the end");
         task.catch_up(Urgency::Waited).await;
         let snap = task.snapshot();
         assert_eq!(snap.offset, end, "{name}");
@@ -150,7 +148,7 @@ async fn a_watched_flood_is_scanned_ahead_by_the_task() {
     let registry = crate::registry::Registry::load(Arc::new(config)).expect("registry");
     let handle = registry
         .create(termstream_proto::CreateSession {
-            argv: Some(vec!["seq".into(), "3000000".into()]),
+            argv: Some(vec!["seq".into(), "5000000".into()]),
             cols: Some(80),
             rows: Some(24),
             ..Default::default()
@@ -163,11 +161,40 @@ async fn a_watched_flood_is_scanned_ahead_by_the_task() {
         assert!(Instant::now() < deadline, "seq did not end");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(handle.output_offset() > 20 << 20, "{} bytes", handle.output_offset());
+    assert!(handle.output_offset() > 40 << 20, "{} bytes", handle.output_offset());
     assert!(bell.scans_ahead.load(Ordering::Relaxed) > 0, "no scan ahead");
     let snap = handle.snapshot().await.expect("snapshot");
     let mut replay = ScreenModel::new(snap.cols, snap.rows, 100);
     replay.feed(snap.data.as_bytes());
-    assert!(replay.text().iter().any(|l| l == "3000000"), "{:?}", replay.text());
+    assert!(replay.text().iter().any(|l| l == "5000000"), "{:?}", replay.text());
     handle.terminate(Duration::from_secs(5)).await.ok();
+}
+
+/// The lines after a scan's end are parsed by whichever catch-up skips to
+/// it, and must scroll the screen as plain text does: when they switch to
+/// the alternate screen, the scan is not kept (a later skip to it would
+/// leave rows of the skip in the scrollback), and the catch-up goes on
+/// from the scan before, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_whose_last_lines_are_not_plain_is_not_kept() {
+    let settings = Config::default().session_settings();
+    let (mut text, half, most) = flood_with("");
+    let ten_lines_before = text[..most as usize - 1].rmatch_indices('\n').nth(9).expect("lines").0 + 1;
+    text.insert_str(ten_lines_before, "\x1b[?1049h");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let end = write_log(dir.path(), &settings, text.as_bytes());
+    let handle = actor::start_ended(ended_info("alternate", end), dir.path().into(), settings.clone());
+    let mut task = task_at_flood(&handle, &text);
+    assert!(task.scan_ahead(half).await, "scan to {half}");
+    let kept = task.scanned_to();
+    let most = most + "\x1b[?1049h".len() as u64;
+    assert!(!task.scan_ahead(most).await, "the lines before {most} are not plain");
+    assert_eq!(task.scanned_to(), kept, "the scan before is kept");
+    task.catch_up(Urgency::Waited).await;
+    let mut parsed = ScreenModel::new(80, 24, settings.scrollback_lines);
+    parsed.feed(text.as_bytes());
+    let snap = task.snapshot();
+    assert_eq!(snap.offset, end);
+    assert_eq!(snap.data, parsed.snapshot());
+    handle.shutdown().await;
 }
