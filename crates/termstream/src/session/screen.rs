@@ -32,7 +32,7 @@ use self::combining::MarkFolder;
 use self::modes::ModeTracker;
 pub use self::modes::{InputModes, MouseEncoding, MouseTracking};
 use self::skip::ParserRest;
-pub(crate) use self::skip::{is_plain, line_feeds};
+pub(crate) use self::skip::{is_plain, line_feeds, plain_prefix};
 use self::utf8::Utf8Carry;
 
 /// The most bytes of cells one screen model holds: its two screens and its

@@ -160,8 +160,35 @@ fn ascii_plain(block: &[u8]) -> bool {
 }
 
 /// [`is_plain`], byte by byte.
-fn is_plain_bytes(bytes: &[u8], mut lead_c2: bool) -> (bool, bool) {
-    for &b in bytes {
+fn is_plain_bytes(bytes: &[u8], lead_c2: bool) -> (bool, bool) {
+    let (n, lead) = plain_bytes(bytes, lead_c2);
+    if n == bytes.len() { (true, lead) } else { (false, false) }
+}
+
+/// How many of `bytes`, from the first, are plain text (see [`is_plain`]):
+/// the offset of the first that is not, or their length.
+pub(crate) fn plain_prefix(bytes: &[u8], mut lead_c2: bool) -> usize {
+    let mut done = 0;
+    for block in bytes.chunks(BLOCK) {
+        if ascii_plain(block) {
+            lead_c2 = false;
+            done += block.len();
+            continue;
+        }
+        let (n, lead) = plain_bytes(block, lead_c2);
+        done += n;
+        if n < block.len() {
+            break;
+        }
+        lead_c2 = lead;
+    }
+    done
+}
+
+/// How many of `bytes` are plain text, byte by byte, and whether the last
+/// of those was 0xC2.
+fn plain_bytes(bytes: &[u8], mut lead_c2: bool) -> (usize, bool) {
+    for (i, &b) in bytes.iter().enumerate() {
         let ok = match b {
             0x20..=0x7f => true,
             b'\r' | b'\n' | b'\t' => true,
@@ -170,11 +197,11 @@ fn is_plain_bytes(bytes: &[u8], mut lead_c2: bool) -> (bool, bool) {
             _ => false,
         };
         if !ok {
-            return (false, false);
+            return (i, false);
         }
         lead_c2 = b == 0xc2;
     }
-    (true, lead_c2)
+    (bytes.len(), lead_c2)
 }
 
 /// How many line feeds `bytes` hold; counted in runs of 255 bytes into a
@@ -189,7 +216,7 @@ pub(crate) fn line_feeds(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{ParserRest, is_plain, is_plain_bytes, line_feeds};
+    use super::{ParserRest, is_plain, is_plain_bytes, line_feeds, plain_prefix};
 
     fn rest_after(bytes: &[u8]) -> bool {
         let mut r = ParserRest::default();
@@ -304,6 +331,11 @@ mod tests {
                 (false, false)
             };
             assert_eq!(split, want, "round {round}, cut at {cut}");
+            // The plain prefix: the longest prefix the byte-by-byte check
+            // finds plain (prefixes of plain text are plain).
+            let lens: Vec<usize> = (0..=bytes.len()).collect();
+            let longest = lens.partition_point(|&n| is_plain_bytes(&bytes[..n], lead).0) - 1;
+            assert_eq!(plain_prefix(&bytes, lead), longest, "round {round}: prefix");
             let want = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
             assert_eq!(line_feeds(&bytes), want, "round {round}");
         }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::session::SessionError;
 use crate::session::log::Chunk;
-use crate::session::screen::{ScreenModel, is_plain, line_feeds};
+use crate::session::screen::{ScreenModel, is_plain, line_feeds, plain_prefix};
 
 impl ScreenTask {
     /// Where a restarted model starts parsing: [`TAIL`] bytes before
@@ -23,27 +23,62 @@ impl ScreenTask {
     /// scrolls. `rows` is the caller's: one reading of the window for the
     /// whole decision, which a resize cannot change halfway.
     pub(super) async fn tail_start(&self, target: u64, rows: u16) -> u64 {
+        self.tail_read(target, rows).await.0
+    }
+
+    /// [`tail_start`](Self::tail_start), and the output from there to
+    /// `target` as it was read (at most [`TAIL`]), unless the log could not
+    /// be read back that far.
+    async fn tail_read(&self, target: u64, rows: u16) -> (u64, Option<Vec<Chunk>>) {
         let floor = target.saturating_sub(TAIL);
         let mut lines_left = usize::from(rows.max(1)) + self.scrollback;
         let mut end = target;
+        // What was read, from the end back.
+        let mut pieces: Vec<Vec<Chunk>> = Vec::new();
         while end > floor {
             let start = end.saturating_sub(TAIL_SCAN as u64).max(floor);
             let chunks = match self.handle.read(start, (end - start) as usize).await {
                 Ok(c) if !c.is_empty() => c,
-                Err(SessionError::Gone { earliest }) => return earliest.max(floor),
-                _ => return floor,
+                Err(SessionError::Gone { earliest }) => return (earliest.max(floor), None),
+                _ => return (floor, None),
             };
-            for c in chunks.iter().rev() {
+            for (k, c) in chunks.iter().enumerate().rev() {
                 for (i, _) in c.data.iter().enumerate().rev().filter(|&(_, &b)| b == b'\n') {
                     lines_left -= 1;
                     if lines_left == 0 {
-                        return c.offset + i as u64 + 1;
+                        let at = c.offset + i as u64 + 1;
+                        let mut tail = vec![c.from_offset(at)];
+                        tail.extend_from_slice(&chunks[k + 1..]);
+                        tail.extend(pieces.into_iter().rev().flatten());
+                        return (at, Some(tail));
                     }
                 }
             }
+            pieces.push(chunks);
             end = start;
         }
-        floor
+        (floor, Some(pieces.into_iter().rev().flatten().collect()))
+    }
+
+    /// Where a skip before `target` may end: just after the line feed that
+    /// leaves the lines that fill a screen and scrollback before `target`,
+    /// or, when a byte among them is not plain text, before the first such
+    /// byte (counted back again from it, at most [`SKIP_POINT_TRIES`]
+    /// times). Every line parsed after a skip then scrolls the screen as
+    /// plain text does, which is what makes the skip exact whatever
+    /// follows them: an escape sequence among them (the alternate screen,
+    /// a cursor movement) could keep line feeds from scrolling, and leave
+    /// rows of the skip in the scrollback.
+    async fn skip_point(&self, target: u64, rows: u16) -> Option<u64> {
+        let mut end = target;
+        for _ in 0..SKIP_POINT_TRIES {
+            let (to, tail) = self.tail_read(end, rows).await;
+            match first_not_plain(&tail?) {
+                None => return Some(to),
+                Some(at) => end = at,
+            }
+        }
+        None
     }
 
     /// The session's window, as a model has it.
@@ -53,9 +88,8 @@ impl ScreenTask {
     }
 
     /// Where a model at `self.offset` may skip to, exactly (see
-    /// [`ScreenModel::skip_plain`]): the start of the last lines that fill
-    /// a screen and scrollback before `target`, when everything before it
-    /// is plain text that holds at least `rows` line feeds and ends with
+    /// [`ScreenModel::skip_plain`]): the [`skip_point`](Self::skip_point)
+    /// before `target`, when everything before it is plain text that holds at least `rows` line feeds and ends with
     /// CR LF. The scan runs where the urgency puts parsing. It goes on from
     /// what was [`Scanned`] from the model's offset already, when that
     /// ends at or before the new stopping point, and what it finds
@@ -63,17 +97,17 @@ impl ScreenTask {
     /// the log cannot be read, the answer is the end of what was scanned
     /// before, if anything was.
     pub(super) async fn plain_until(&mut self, target: u64, rows: u16, urgency: Urgency) -> Option<u64> {
-        let to = self.tail_start(target, rows).await;
-        if to < self.offset + SKIP_MIN / 2 {
-            return None;
-        }
         let skippable = |s: &Scan| s.plain && s.line_feeds >= u64::from(rows) && s.last_two == *b"\r\n";
-        let saved = self
-            .scanned
-            .filter(|s| s.from == self.offset && s.to <= to && skippable(&s.scan));
+        let saved = self.scanned.filter(|s| s.from == self.offset && skippable(&s.scan));
         let fallback = saved.map(|s| s.to);
+        let Some(to) = self.skip_point(target, rows).await else {
+            return fallback;
+        };
+        if to < self.offset + SKIP_MIN / 2 {
+            return fallback;
+        }
         let (mut scan, mut at) = match saved {
-            Some(s) if s.not_plain_after => return fallback,
+            Some(s) if s.not_plain_after || s.to > to => return fallback,
             Some(s) => (s.scan, s.to),
             None => (Scan::default(), self.offset),
         };
@@ -160,54 +194,16 @@ impl ScreenTask {
             return false;
         }
         let before = self.scanned_to();
-        let previous = self.scanned;
-        let mut further = self
+        let further = self
             .plain_until(end, rows, Urgency::Background)
             .await
             .is_some_and(|to| to > before);
-        // A catch-up skipping at once parses the lines after the skip's
-        // end; one that skips to this scan's end later may parse other
-        // lines after them (escape sequences, the alternate screen, a
-        // resize), so these must all have scrolled the screen as plain
-        // text does: kept only if they are plain too.
-        if further && let Some(s) = self.scanned {
-            further = self.is_plain_between(s.to, s.end).await;
-            if !further {
-                self.scanned = previous.map(|p| Scanned {
-                    not_plain_after: true,
-                    ..p
-                });
-            }
-        }
         if further {
             self.follow_lag = SKIPPING_LAG;
             #[cfg(test)]
             self.bell.scans_ahead.fetch_add(1, Ordering::Relaxed);
         }
         further
-    }
-
-    /// Whether the log from `from` to `to` (at most [`TAIL`] bytes: the
-    /// lines after a skip's end) is plain text, scanned off the workers.
-    async fn is_plain_between(&self, from: u64, to: u64) -> bool {
-        let mut chunks = Vec::new();
-        let mut at = from;
-        while at < to {
-            match self.handle.read(at, (to - at) as usize).await {
-                Ok(c) if !c.is_empty() => {
-                    at = c.last().map_or(at, Chunk::end);
-                    chunks.extend(c);
-                }
-                _ => return false,
-            }
-        }
-        // Starting after a line feed: no C1 lead byte pending.
-        let step = move || {
-            let mut scan = Scan::default();
-            scan.add(&chunks, to);
-            scan.plain
-        };
-        crate::session::background::spawn(step).await.unwrap_or(false)
     }
 
     /// Where `model` may skip to although resizes wait: the end of a scan
@@ -388,10 +384,9 @@ impl ScreenTask {
 /// text flows to viewers, the model is not parsed every [`SKIPPING_LAG`]
 /// (a screen and scrollback of lines each time, most of the catch-ups'
 /// cost), only scanned; a catch-up then skips all of it at once and
-/// parses the lines before the log's end. Kept by a scan ahead only when
-/// the lines between `to` and `end` are plain text too, so that a skip
-/// to `to` is exact whatever follows them. Stale once the model's offset
-/// moved.
+/// parses the lines before the log's end. Its `to` is a
+/// [`skip_point`](ScreenTask::skip_point), so a skip to it is exact
+/// whatever came after the scan. Stale once the model's offset moved.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Scanned {
     /// The model's offset when the scan began.
@@ -408,6 +403,26 @@ pub(super) struct Scanned {
     /// Text after `to`, before a later scan's stopping point, was found
     /// not to be plain: no use scanning from `to` again.
     not_plain_after: bool,
+}
+
+/// How many times a skip point is counted back from a byte that is not
+/// plain text before the skip is given up (output with escape sequences
+/// every few lines is parsed, not skipped).
+const SKIP_POINT_TRIES: usize = 4;
+
+/// The offset of the first byte of `tail` (contiguous output, starting
+/// after a line feed or where a skip could not end anyway) that is not
+/// plain text.
+fn first_not_plain(tail: &[Chunk]) -> Option<u64> {
+    let mut lead_c2 = false;
+    for c in tail {
+        let plain = plain_prefix(&c.data, lead_c2);
+        if plain < c.data.len() {
+            return Some(c.offset + plain as u64);
+        }
+        lead_c2 = c.data.last() == Some(&0xc2);
+    }
+    None
 }
 
 /// What a scan of a stretch of output found so far.

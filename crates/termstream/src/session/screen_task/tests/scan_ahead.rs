@@ -91,10 +91,14 @@ async fn a_flood_scanned_ahead_is_not_parsed_and_is_skipped_exactly() {
         } else {
             parsed.feed(text.as_bytes());
         }
-        // Not kept, whatever came after the scan: the log's last lines
-        // are in colour, and escape sequences in the lines after a scan's
-        // end keep it from being kept.
-        assert!(!task.scan_ahead(end).await, "{name}: scan to the end");
+        // Escape sequences after the scan: the next scan finds them; with
+        // none, it goes on to the plain lines before the log's last, red
+        // one (a resize waiting, it does not scan).
+        assert_eq!(
+            task.scan_ahead(end).await,
+            then.is_empty() && !resize,
+            "{name}: scan to the end"
+        );
         task.catch_up(Urgency::Waited).await;
         let snap = task.snapshot();
         assert_eq!(snap.offset, end, "{name}");
@@ -170,13 +174,14 @@ async fn a_watched_flood_is_scanned_ahead_by_the_task() {
     handle.terminate(Duration::from_secs(5)).await.ok();
 }
 
-/// The lines after a scan's end are parsed by whichever catch-up skips to
-/// it, and must scroll the screen as plain text does: when they switch to
-/// the alternate screen, the scan is not kept (a later skip to it would
-/// leave rows of the skip in the scrollback), and the catch-up goes on
-/// from the scan before, exactly.
+/// The lines after a skip's end are parsed by whichever catch-up skips to
+/// it, and must all scroll the screen as plain text does: when the
+/// alternate screen comes among the last lines before a scan's end, the
+/// scan stops a screen and scrollback of lines before it (a skip further
+/// on would leave rows of the skip in the scrollback), and the catch-up
+/// is exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scan_whose_last_lines_are_not_plain_is_not_kept() {
+async fn a_scan_stops_the_lines_it_leaves_before_the_alternate_screen() {
     let settings = Config::default().session_settings();
     let (mut text, half, most) = flood_with("");
     let ten_lines_before = text[..most as usize - 1].rmatch_indices('\n').nth(9).expect("lines").0 + 1;
@@ -186,10 +191,38 @@ async fn a_scan_whose_last_lines_are_not_plain_is_not_kept() {
     let handle = actor::start_ended(ended_info("alternate", end), dir.path().into(), settings.clone());
     let mut task = task_at_flood(&handle, &text);
     assert!(task.scan_ahead(half).await, "scan to {half}");
-    let kept = task.scanned_to();
     let most = most + "\x1b[?1049h".len() as u64;
-    assert!(!task.scan_ahead(most).await, "the lines before {most} are not plain");
-    assert_eq!(task.scanned_to(), kept, "the scan before is kept");
+    assert!(task.scan_ahead(most).await, "scan to {most}");
+    let lines_before = text.as_bytes()[task.scanned_to() as usize..ten_lines_before]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    assert_eq!(lines_before, 24 + settings.scrollback_lines - 1);
+    task.catch_up(Urgency::Waited).await;
+    let mut parsed = ScreenModel::new(80, 24, settings.scrollback_lines);
+    parsed.feed(text.as_bytes());
+    let snap = task.snapshot();
+    assert_eq!(snap.offset, end);
+    assert_eq!(snap.data, parsed.snapshot());
+    handle.shutdown().await;
+}
+
+/// The same without a scan ahead: a catch-up of a flood whose last lines
+/// switch to the alternate screen skips only to a screen and scrollback
+/// of lines before the switch, and its screen is exact (skipping to the
+/// last lines before the log's end left rows of the skip in the
+/// scrollback, above the flood's last lines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skip_stops_the_lines_it_leaves_before_the_alternate_screen() {
+    let settings = Config::default().session_settings();
+    let (mut text, _, _) = flood_with("");
+    let red = text.rfind("\x1b[31m").expect("the red line");
+    let ten_lines_before = text[..red - 1].rmatch_indices('\n').nth(9).expect("lines").0 + 1;
+    text.insert_str(ten_lines_before, "\x1b[?1049h");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let end = write_log(dir.path(), &settings, text.as_bytes());
+    let handle = actor::start_ended(ended_info("alternate-now", end), dir.path().into(), settings.clone());
+    let mut task = task_at_flood(&handle, &text);
     task.catch_up(Urgency::Waited).await;
     let mut parsed = ScreenModel::new(80, 24, settings.scrollback_lines);
     parsed.feed(text.as_bytes());
