@@ -182,6 +182,30 @@ fn task_of(handle: &SessionHandle, scrollback: usize) -> ScreenTask {
     }
 }
 
+/// A pty session running `argv` at `cols` × `rows`, in a registry of its
+/// own in `dir`, returned too so that it lives as long as the test.
+fn pty_session(
+    dir: &std::path::Path,
+    argv: &[&str],
+    cols: u16,
+    rows: u16,
+) -> (Arc<crate::registry::Registry>, SessionHandle) {
+    let config = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
+    let registry = crate::registry::Registry::load(Arc::new(config)).expect("registry");
+    let handle = registry
+        .create(termstream_proto::CreateSession {
+            argv: Some(argv.iter().map(|a| a.to_string()).collect()),
+            cols: Some(cols),
+            rows: Some(rows),
+            ..Default::default()
+        })
+        .expect("create");
+    (registry, handle)
+}
+
 /// An idle pty is frozen again and again (each quiet spell, each snapshot
 /// more than [`FREEZE_AFTER`] after the last): a second freeze once threw
 /// the frozen screen away, and every later snapshot was `""` at 1×1.
@@ -189,19 +213,7 @@ fn task_of(handle: &SessionHandle, scrollback: usize) -> ScreenTask {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_screen_survives_a_second_freeze() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        data_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    let registry = crate::registry::Registry::load(Arc::new(config)).expect("registry");
-    let handle = registry
-        .create(termstream_proto::CreateSession {
-            argv: Some(vec!["bash".into(), "-c".into(), "echo hello world; sleep 100".into()]),
-            cols: Some(132),
-            rows: Some(43),
-            ..Default::default()
-        })
-        .expect("create");
+    let (_registry, handle) = pty_session(dir.path(), &["bash", "-c", "echo hello world; sleep 100"], 132, 43);
     let deadline = Instant::now() + Duration::from_secs(10);
     while handle.output_offset() < "hello world\r\n".len() as u64 {
         assert!(Instant::now() < deadline, "no output from bash");

@@ -145,19 +145,7 @@ async fn a_resize_before_the_scans_end_is_not_skipped_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watched_flood_is_scanned_ahead_by_the_task() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        data_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    let registry = crate::registry::Registry::load(Arc::new(config)).expect("registry");
-    let handle = registry
-        .create(termstream_proto::CreateSession {
-            argv: Some(vec!["seq".into(), "5000000".into()]),
-            cols: Some(80),
-            rows: Some(24),
-            ..Default::default()
-        })
-        .expect("create");
+    let (_registry, handle) = pty_session(dir.path(), &["seq", "5000000"], 80, 24);
     let _viewer = handle.add_viewer();
     let bell = handle.screen.as_ref().expect("a pty session's screen").bell.clone();
     let deadline = Instant::now() + Duration::from_secs(60);
