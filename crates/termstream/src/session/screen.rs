@@ -147,7 +147,8 @@ impl ScreenModel {
     /// both leave the cursor at column 0 of a fresh bottom row, with the
     /// same pen and modes. They differ only in the rows scrolled up, which
     /// the caller then scrolls out of the scrollback by feeding at least
-    /// `rows + scrollback` more lines. Only when [`Self::can_skip_plain`].
+    /// `rows + scrollback - 1` line feeds of plain text, which all scroll.
+    /// Only when [`Self::can_skip_plain`].
     pub fn skip_plain(&mut self) {
         let (_, rows) = self.terminal.size();
         let mut bytes = Vec::with_capacity(rows + 1);

@@ -27,14 +27,17 @@ impl ScreenTask {
     }
 
     /// [`tail_start`](Self::tail_start), and the output from there to
-    /// `target` as it was read (at most [`TAIL`]), unless the log could not
-    /// be read back that far.
+    /// `target` as it was read (at most [`TAIL`]) when it holds the lines
+    /// that fill a screen and scrollback: not when it stopped at [`TAIL`]
+    /// (lines that long may not fill them), nor when the log could not be
+    /// read back that far or a read came back short.
     async fn tail_read(&self, target: u64, rows: u16) -> (u64, Option<Vec<Chunk>>) {
         let floor = target.saturating_sub(TAIL);
         let mut lines_left = usize::from(rows.max(1)) + self.scrollback;
         let mut end = target;
-        // What was read, from the end back.
+        // What was read, from the end back, and whether each read was whole.
         let mut pieces: Vec<Vec<Chunk>> = Vec::new();
+        let mut whole = true;
         while end > floor {
             let start = end.saturating_sub(TAIL_SCAN as u64).max(floor);
             let chunks = match self.handle.read(start, (end - start) as usize).await {
@@ -42,11 +45,15 @@ impl ScreenTask {
                 Err(SessionError::Gone { earliest }) => return (earliest.max(floor), None),
                 _ => return (floor, None),
             };
+            whole &= chunks.last().is_some_and(|c| c.end() == end);
             for (k, c) in chunks.iter().enumerate().rev() {
                 for (i, _) in c.data.iter().enumerate().rev().filter(|&(_, &b)| b == b'\n') {
                     lines_left -= 1;
                     if lines_left == 0 {
                         let at = c.offset + i as u64 + 1;
+                        if !whole {
+                            return (at, None);
+                        }
                         let mut tail = vec![c.from_offset(at)];
                         tail.extend_from_slice(&chunks[k + 1..]);
                         tail.extend(pieces.into_iter().rev().flatten());
@@ -57,7 +64,7 @@ impl ScreenTask {
             pieces.push(chunks);
             end = start;
         }
-        (floor, Some(pieces.into_iter().rev().flatten().collect()))
+        (floor, None)
     }
 
     /// Where a skip before `target` may end: just after the line feed that
@@ -394,9 +401,8 @@ pub(super) struct Scanned {
     /// Where the model may skip to: `[from, to)` is plain text with at
     /// least a screen of line feeds, ending in CR LF.
     to: u64,
-    /// The log's end the scan was made for: `rows + scrollback - 1` line
-    /// feeds lie between `to` and it (`to` was cut there, or the scan
-    /// would not be skippable), and the line under way.
+    /// The log's end the scan was made for: at least `rows + scrollback -
+    /// 1` line feeds of plain text follow `to` before it.
     end: u64,
     /// The scan of `[from, to)`, to go on from `to`.
     scan: Scan,
@@ -407,7 +413,9 @@ pub(super) struct Scanned {
 
 /// How many times a skip point is counted back from a byte that is not
 /// plain text before the skip is given up (output with escape sequences
-/// every few lines is parsed, not skipped).
+/// every few screens is parsed, not skipped). Each try reads and scans
+/// its lines (about 80 KB at 80 columns, at most [`TAIL`]) on the
+/// worker, as the line feeds were always counted there.
 const SKIP_POINT_TRIES: usize = 4;
 
 /// The offset of the first byte of `tail` (contiguous output, starting
@@ -420,7 +428,9 @@ fn first_not_plain(tail: &[Chunk]) -> Option<u64> {
         if plain < c.data.len() {
             return Some(c.offset + plain as u64);
         }
-        lead_c2 = c.data.last() == Some(&0xc2);
+        if let Some(&last) = c.data.last() {
+            lead_c2 = last == 0xc2;
+        }
     }
     None
 }

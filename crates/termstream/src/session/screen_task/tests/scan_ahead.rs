@@ -219,3 +219,36 @@ async fn a_skip_stops_the_lines_it_leaves_before_the_alternate_screen() {
     assert_eq!(snap.data, parsed.snapshot());
     handle.shutdown().await;
 }
+
+/// The same with lines long enough that the last screen and scrollback of
+/// them take more than one read back (64 KiB each), and the switch to the
+/// alternate screen in the last of those reads, not the one where the
+/// lines' count ends: the skip point is found across them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skip_point_is_found_across_reads_back() {
+    let settings = Config::default().session_settings();
+    // 72 bytes a line, within 80 columns: 1024 of them are more than
+    // 64 KiB, and none wraps (a wrapped line scrolls more than one row,
+    // which would hide rows left from the skip).
+    let pad = "x".repeat(63);
+    let lines = 80_000;
+    let mut text = "$ \x1b[1;33myellow, bold, \x1b[?2004hnot reset ".to_string();
+    for n in 0..lines {
+        if n == lines - 300 {
+            text.push_str("\x1b[?1049h");
+        }
+        text.push_str(&format!("{n:06} {pad}\r\n"));
+    }
+    text.push_str("$ ");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let end = write_log(dir.path(), &settings, text.as_bytes());
+    let handle = actor::start_ended(ended_info("long-lines", end), dir.path().into(), settings.clone());
+    let mut task = task_at_flood(&handle, &text);
+    task.catch_up(Urgency::Waited).await;
+    let mut parsed = ScreenModel::new(80, 24, settings.scrollback_lines);
+    parsed.feed(text.as_bytes());
+    let snap = task.snapshot();
+    assert_eq!(snap.offset, end);
+    assert_eq!(snap.data, parsed.snapshot());
+    handle.shutdown().await;
+}
