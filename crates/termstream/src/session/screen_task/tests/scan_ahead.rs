@@ -42,6 +42,24 @@ fn task_at_flood(handle: &SessionHandle, text: &str) -> ScreenTask {
     task
 }
 
+/// Writes `text` as a session's log, catches a task at its flood's start
+/// up to its end (waited for: that far behind, only a skip is exact), and
+/// asserts the screen is that of a model that parsed everything.
+async fn assert_caught_up_exactly(name: &str, text: &str) {
+    let settings = Config::default().session_settings();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let end = write_log(dir.path(), &settings, text.as_bytes());
+    let handle = actor::start_ended(ended_info(name, end), dir.path().into(), settings.clone());
+    let mut task = task_at_flood(&handle, text);
+    task.catch_up(Urgency::Waited).await;
+    let mut parsed = ScreenModel::new(80, 24, settings.scrollback_lines);
+    parsed.feed(text.as_bytes());
+    let snap = task.snapshot();
+    assert_eq!(snap.offset, end, "{name}");
+    assert_eq!(snap.data, parsed.snapshot(), "{name}");
+    handle.shutdown().await;
+}
+
 /// The snapshot of the task's live model, at whatever offset it is.
 fn model_snapshot(task: &ScreenTask) -> String {
     match &task.model {
@@ -202,22 +220,11 @@ async fn a_scan_stops_the_lines_it_leaves_before_the_alternate_screen() {
 /// scrollback, above the flood's last lines).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skip_stops_the_lines_it_leaves_before_the_alternate_screen() {
-    let settings = Config::default().session_settings();
     let (mut text, _, _) = flood_with("");
     let red = text.rfind("\x1b[31m").expect("the red line");
     let ten_lines_before = text[..red - 1].rmatch_indices('\n').nth(9).expect("lines").0 + 1;
     text.insert_str(ten_lines_before, "\x1b[?1049h");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let end = write_log(dir.path(), &settings, text.as_bytes());
-    let handle = actor::start_ended(ended_info("alternate-now", end), dir.path().into(), settings.clone());
-    let mut task = task_at_flood(&handle, &text);
-    task.catch_up(Urgency::Waited).await;
-    let mut parsed = ScreenModel::new(80, 24, settings.scrollback_lines);
-    parsed.feed(text.as_bytes());
-    let snap = task.snapshot();
-    assert_eq!(snap.offset, end);
-    assert_eq!(snap.data, parsed.snapshot());
-    handle.shutdown().await;
+    assert_caught_up_exactly("alternate-now", &text).await;
 }
 
 /// The same with lines long enough that the last screen and scrollback of
@@ -226,7 +233,6 @@ async fn a_skip_stops_the_lines_it_leaves_before_the_alternate_screen() {
 /// lines' count ends: the skip point is found across them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skip_point_is_found_across_reads_back() {
-    let settings = Config::default().session_settings();
     // 72 bytes a line, within 80 columns: 1024 of them are more than
     // 64 KiB, and none wraps (a wrapped line scrolls more than one row,
     // which would hide rows left from the skip).
@@ -240,15 +246,5 @@ async fn a_skip_point_is_found_across_reads_back() {
         text.push_str(&format!("{n:06} {pad}\r\n"));
     }
     text.push_str("$ ");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let end = write_log(dir.path(), &settings, text.as_bytes());
-    let handle = actor::start_ended(ended_info("long-lines", end), dir.path().into(), settings.clone());
-    let mut task = task_at_flood(&handle, &text);
-    task.catch_up(Urgency::Waited).await;
-    let mut parsed = ScreenModel::new(80, 24, settings.scrollback_lines);
-    parsed.feed(text.as_bytes());
-    let snap = task.snapshot();
-    assert_eq!(snap.offset, end);
-    assert_eq!(snap.data, parsed.snapshot());
-    handle.shutdown().await;
+    assert_caught_up_exactly("long-lines", &text).await;
 }
