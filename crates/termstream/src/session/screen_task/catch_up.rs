@@ -96,8 +96,8 @@ impl ScreenTask {
 
     /// Where a model at `self.offset` may skip to, exactly (see
     /// [`ScreenModel::skip_plain`]): the [`skip_point`](Self::skip_point)
-    /// before `target`, when everything before it is plain text that holds at least `rows` line feeds and ends with
-    /// CR LF. The scan runs where the urgency puts parsing. It goes on from
+    /// before `target`, when everything before it is plain text that holds
+    /// at least `rows` line feeds and ends with CR LF. The scan runs where the urgency puts parsing. It goes on from
     /// what was [`Scanned`] from the model's offset already, when that
     /// ends at or before the new stopping point, and what it finds
     /// skippable replaces it. When the text after that is not plain, or
@@ -173,12 +173,15 @@ impl ScreenTask {
     /// waits: the catch-up then comes `follow_lag` after the model's
     /// offset (at once, when that far behind), not after the scan's end.
     pub(super) fn followed_to(&self) -> u64 {
-        let resizes_wait =
-            !self.resizes.as_ref().is_some_and(VecDeque::is_empty) || self.bell.resize_lost.load(Ordering::Acquire);
         match self.scanned {
-            Some(s) if s.from == self.offset && !resizes_wait => s.end,
+            Some(s) if s.from == self.offset && !self.resizes_wait() => s.end,
             _ => self.offset,
         }
+    }
+
+    /// Whether resizes wait to be applied, or some were lost.
+    fn resizes_wait(&self) -> bool {
+        !self.resizes.as_ref().is_some_and(VecDeque::is_empty) || self.bell.resize_lost.load(Ordering::Acquire)
     }
 
     /// While output flows to viewers: scans the plain text ahead of the
@@ -194,10 +197,7 @@ impl ScreenTask {
             Some(Model::Live(m)) if m.can_skip_plain() && m.size() == self.window() => m.size().1,
             _ => return false,
         };
-        if end.saturating_sub(self.offset) > SCAN_AHEAD_MAX
-            || !self.resizes.as_ref().is_some_and(VecDeque::is_empty)
-            || self.bell.resize_lost.load(Ordering::Acquire)
-        {
+        if end.saturating_sub(self.offset) > SCAN_AHEAD_MAX || self.resizes_wait() {
             return false;
         }
         let before = self.scanned_to();
@@ -255,10 +255,9 @@ impl ScreenTask {
             }
             self.offset = chunks.last().map_or(self.offset, Chunk::end);
         }
-        // An exact skip first, as far as MAX_LAG (a scan of that much takes
-        // milliseconds); then the approximate restart of a model too far
-        // behind.
-        // What was scanned ahead counts as read: only the rest is scanned.
+        // An exact skip first, with as much as MAX_LAG left to scan past what
+        // was scanned ahead (a scan of that much takes milliseconds); then
+        // the approximate restart of a model too far behind.
         let lag = target.saturating_sub(self.offset);
         let to_scan = target.saturating_sub(self.scanned_to());
         if lag >= SKIP_MIN
