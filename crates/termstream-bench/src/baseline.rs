@@ -169,13 +169,26 @@ pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow:
 
 /// A bare PTY running `stty raw -echo; exec cat`, once `stty` has taken
 /// effect (so that the first byte comes back once).
-async fn echo_pty() -> anyhow::Result<EchoPty> {
+pub(crate) async fn echo_pty() -> anyhow::Result<EchoPty> {
     let echo = spawn_on_pty("stty raw -echo; exec cat")?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(echo)
 }
 
-type EchoPty = (pty_process::Pty, tokio::process::Child);
+pub(crate) type EchoPty = (pty_process::Pty, tokio::process::Child);
+
+impl crate::paced::Echo for EchoPty {
+    async fn key(&mut self, key: u8) -> anyhow::Result<()> {
+        Ok(self.0.write_all(&[key]).await?)
+    }
+    async fn output(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        let mut buf = [0u8; 4096];
+        match self.0.read(&mut buf).await? {
+            0 => Ok(None),
+            n => Ok(Some(buf[..n].to_vec())),
+        }
+    }
+}
 
 /// The round trips of [`pty_echo`] on a PTY from [`echo_pty`].
 async fn echo_pty_rounds(
@@ -212,11 +225,15 @@ pub async fn pty_echo_loaded(
     file: &Path,
     warmup: usize,
     samples: usize,
+    pace: Duration,
     limit: Duration,
 ) -> anyhow::Result<(Vec<Duration>, f64)> {
     // The probe is a thread of its own, as for the servers (see `load`),
     // ready before the load starts.
-    let probe = crate::load::on_own_thread(echo_pty, move |echo| echo_pty_rounds(echo, warmup, samples, limit)).await?;
+    let probe = crate::load::on_own_thread(echo_pty, move |mut echo| async move {
+        crate::paced::echo_samples(&mut echo, warmup, samples, pace, Instant::now() + limit).await
+    })
+    .await?;
     let script = crate::load::script(file);
     let mut load = Load::new();
     for _ in 0..crate::load::STREAMS {

@@ -302,6 +302,23 @@ fn parse(text: &str) -> Event {
     }
 }
 
+/// A client attached to an echoing session, as the paced probe uses it.
+impl crate::paced::Echo for (Client, SessionId) {
+    async fn key(&mut self, key: u8) -> anyhow::Result<()> {
+        let text = Client::input_text(&self.1, &(key as char).to_string());
+        self.0.send_text(text).await
+    }
+    async fn output(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        loop {
+            match self.0.next(Instant::now() + crate::paced::NO_DEADLINE).await? {
+                Event::Output { data, .. } => return Ok(Some(data.to_vec())),
+                Event::Exit | Event::Closed => return Ok(None),
+                _ => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

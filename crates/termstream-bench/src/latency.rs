@@ -13,6 +13,7 @@ use crate::Ctx;
 use crate::baseline;
 use crate::client::Client;
 use crate::load::{self, Load};
+use crate::paced;
 use crate::relay::{Relay, RelayConn};
 use crate::report::{Goal, Percentiles, Row};
 use crate::server::{CpuUse, Target, ms_per_mb, stat_cpu_ms};
@@ -168,7 +169,7 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
     let peer = match &ctx.peer {
         Some(p) => {
             let load_script = under_load.then(|| load::script(&ctx.file_big));
-            Some(crate::peer::echo(&p.path, w, n, load_script.as_deref(), LIMIT).await?)
+            Some(crate::peer::echo(&p.path, (w, n, ctx.pace), load_script.as_deref(), LIMIT).await?)
         }
         None => None,
     };
@@ -190,7 +191,7 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
         ));
     }
     if let Some((relay_loaded, relay_mbps, relay_cpu)) = relay_loaded {
-        let (bare, bare_mbps) = baseline::pty_echo_loaded(&ctx.file_big, w, n, LIMIT).await?;
+        let (bare, bare_mbps) = baseline::pty_echo_loaded(&ctx.file_big, w, n, ctx.pace, LIMIT).await?;
         rows.extend(pct_rows(
             S4,
             "bare PTY echo, 3 bare PTYs streaming",
@@ -295,16 +296,19 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
     // The probe under load is a client of its own (see `load`), on a
     // fresh echo program as with ttyd, ready before the load starts.
     drop(echo);
-    let (url, (warmup, samples)) = (relay.url().to_owned(), (ctx.warmup, ctx.samples));
-    let probe = load::on_own_thread(
-        move || async move {
-            let echo = RelayConn::connect(&url, ECHO).await?;
-            tokio::time::sleep(STTY_WAIT).await;
-            Ok(echo)
-        },
-        move |mut echo| async move { echo.echo_samples(warmup, samples, Instant::now() + LIMIT).await },
-    )
-    .await?;
+    let (url, (warmup, samples, pace)) = (relay.url().to_owned(), (ctx.warmup, ctx.samples, ctx.pace));
+    let probe =
+        load::on_own_thread(
+            move || async move {
+                let echo = RelayConn::connect(&url, ECHO).await?;
+                tokio::time::sleep(STTY_WAIT).await;
+                Ok(echo)
+            },
+            move |mut echo| async move {
+                paced::echo_samples(&mut echo, warmup, samples, pace, Instant::now() + LIMIT).await
+            },
+        )
+        .await?;
     let script = load::script(&ctx.file_big);
     let cpu0 = relay.pid().and_then(stat_cpu_ms);
     let mut load = Load::new();
@@ -333,20 +337,19 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
     // The probe under load is a client of its own (see `load`), ready
     // before the load starts.
     client.close().await;
-    let (ws, probe_id, (warmup, samples)) = (target.ws.clone(), id.clone(), (ctx.warmup, ctx.samples));
-    let probe = load::on_own_thread(
-        move || async move {
-            let mut client = Client::connect(&ws).await?;
-            client.attach(&probe_id).await?;
-            Ok((client, probe_id))
-        },
-        move |(mut client, probe_id)| async move {
-            client
-                .echo_samples(&probe_id, warmup, samples, Instant::now() + LIMIT)
-                .await
-        },
-    )
-    .await?;
+    let (ws, probe_id, (warmup, samples, pace)) = (target.ws.clone(), id.clone(), (ctx.warmup, ctx.samples, ctx.pace));
+    let probe =
+        load::on_own_thread(
+            move || async move {
+                let mut client = Client::connect(&ws).await?;
+                client.attach(&probe_id).await?;
+                Ok((client, probe_id))
+            },
+            move |mut echo| async move {
+                paced::echo_samples(&mut echo, warmup, samples, pace, Instant::now() + LIMIT).await
+            },
+        )
+        .await?;
     let cpu0 = target.pid.and_then(stat_cpu_ms);
     let mut load = Load::new();
     let mut load_ids = vec![];

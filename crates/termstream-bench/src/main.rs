@@ -27,6 +27,7 @@ mod focus;
 mod latency;
 mod load;
 mod open;
+mod paced;
 mod peer;
 mod relay;
 mod report;
@@ -70,6 +71,10 @@ struct Args {
     /// Echo samples recorded.
     #[arg(long)]
     samples: Option<usize>,
+    /// Microseconds between the keys of the echo probe under load
+    /// (scenario 4); 0 sends each once the last one's echo came back.
+    #[arg(long, default_value_t = paced::DEFAULT_PACE.as_micros() as u64)]
+    echo_pace_us: u64,
     /// Seconds the slow client stops reading (scenario 7).
     #[arg(long)]
     stall_secs: Option<u64>,
@@ -113,6 +118,8 @@ pub struct Ctx {
     pub file_small: PathBuf,
     pub warmup: usize,
     pub samples: usize,
+    /// The pace of the echo probe under load ([`paced`]).
+    pub pace: Duration,
     pub stall: Duration,
     pub fanout: Vec<usize>,
     pub idle: Vec<usize>,
@@ -233,6 +240,7 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
         file_small,
         warmup: args.warmup,
         samples: args.samples.unwrap_or(if args.quick { 1000 } else { 2000 }),
+        pace: Duration::from_micros(args.echo_pace_us),
         stall: Duration::from_secs(args.stall_secs.unwrap_or(if args.quick { 10 } else { 30 })),
         fanout: args.fanout.clone(),
         idle: args.idle.clone(),

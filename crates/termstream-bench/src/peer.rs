@@ -253,6 +253,15 @@ impl TtydConn {
     }
 }
 
+impl crate::paced::Echo for TtydConn {
+    async fn key(&mut self, key: u8) -> anyhow::Result<()> {
+        self.input(&[key]).await
+    }
+    async fn output(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.next_output(Instant::now() + crate::paced::NO_DEADLINE).await
+    }
+}
+
 /// `sh -c SCRIPT` through a fresh scripted ttyd, from connecting until ttyd
 /// closes the connection (the program ended).
 pub async fn stream(bin: &Path, script: &str, limit: Duration) -> anyhow::Result<crate::throughput::Streamed> {
@@ -280,8 +289,7 @@ pub async fn stream(bin: &Path, script: &str, limit: Duration) -> anyhow::Result
 /// its readers got and ttyd's CPU per MB.
 pub async fn echo(
     bin: &Path,
-    warmup: usize,
-    samples: usize,
+    (warmup, samples, pace): (usize, usize, Duration),
     load: Option<&str>,
     limit: Duration,
 ) -> anyhow::Result<(Vec<Duration>, Option<(Vec<Duration>, f64, Option<f64>)>)> {
@@ -304,7 +312,9 @@ pub async fn echo(
                 tokio::time::sleep(crate::latency::STTY_WAIT).await;
                 Ok(echo)
             },
-            move |mut echo| async move { echo.echo_samples(warmup, samples, Instant::now() + limit).await },
+            move |mut echo| async move {
+                crate::paced::echo_samples(&mut echo, warmup, samples, pace, Instant::now() + limit).await
+            },
         )
         .await?;
         let before = ttyd.pid().and_then(stat_cpu_ms);

@@ -269,3 +269,19 @@ impl RelayConn {
         drain_binary(&mut self.ws, stop, |b| b.len() as u64).await
     }
 }
+
+impl crate::paced::Echo for RelayConn {
+    async fn key(&mut self, key: u8) -> anyhow::Result<()> {
+        Ok(self.ws.send(Message::Text((key as char).to_string().into())).await?)
+    }
+    async fn output(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Binary(b))) => return Ok(Some(b.to_vec())),
+                Some(Ok(Message::Close(_))) | None => return Ok(None),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+}

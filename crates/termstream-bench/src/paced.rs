@@ -1,0 +1,178 @@
+//! The echo probe under load: keys sent at a steady pace, each timed to
+//! its own echo, whether or not the echoes before it came back.
+//!
+//! Round trips sent back to back (the next key only once the last one's
+//! echo came back, as scenario 3 does at idle) measure a server under load
+//! unevenly. A stall holds one key instead of every key a person would
+//! have typed meanwhile, so the tail counts each stall once (coordinated
+//! omission). And the faster a server echoes, the more keys it is sent:
+//! termstream's 2,000 back-to-back keys under load took about 0.45 s and
+//! ttyd's about 1.1 s, so the two were measured over windows of different
+//! length, and termstream served more than twice the keys per second,
+//! which its CPU per MB also counted. Paced keys give every server the
+//! same keys per second over the same time, and count every key a stall
+//! holds. A key is timed from just before it is sent until its echo is
+//! read; a key the probe sends late (its own thread was not running) is
+//! timed from when it was sent.
+//!
+//! The echoing program is `stty raw -echo; exec cat`: its output is the
+//! keys, in order. Keys cycle through `a`..=`z`; output bytes that are not
+//! the next key awaited are ignored.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+/// The pace of scenario 4's keys unless `--echo-pace-us` says otherwise:
+/// a key every millisecond, a burst far faster than typing that still
+/// leaves every server's p50 under load (0.1–0.5 ms) room before the next
+/// key.
+pub const DEFAULT_PACE: Duration = Duration::from_millis(1);
+
+/// A wait longer than any probe: [`echo_samples`] keeps its own deadline,
+/// so the connections' reads need none.
+pub const NO_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// A connection to an echoing program.
+pub trait Echo {
+    /// Sends one key.
+    async fn key(&mut self, key: u8) -> anyhow::Result<()>;
+    /// The next output; `None` once the connection or program ended. Must
+    /// be cancel-safe: output not yet returned stays for the next call.
+    async fn output(&mut self) -> anyhow::Result<Option<Vec<u8>>>;
+}
+
+/// Sends `warmup + samples` keys, one every `pace` (`pace` zero: each once
+/// the last one's echo came back, the old back-to-back method), and
+/// returns the round trips of the last `samples`; fewer if `deadline`
+/// passes first, an error if none came back.
+pub async fn echo_samples(
+    echo: &mut impl Echo,
+    warmup: usize,
+    samples: usize,
+    pace: Duration,
+    deadline: Instant,
+) -> anyhow::Result<Vec<Duration>> {
+    let total = warmup + samples;
+    let key = |i: usize| b'a' + (i % 26) as u8;
+    // When each key in flight was sent (bounded by the keys in flight).
+    let mut in_flight: VecDeque<Instant> = VecDeque::new();
+    let mut out = Vec::with_capacity(samples);
+    let (mut sent, mut got) = (0, 0);
+    let mut next = Instant::now();
+    while got < total {
+        let may_send = sent < total && (!pace.is_zero() || in_flight.is_empty());
+        let send_at = if may_send { next } else { deadline };
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(deadline.into()) => break,
+            () = tokio::time::sleep_until(send_at.into()), if may_send => {
+                let t0 = Instant::now();
+                echo.key(key(sent)).await?;
+                in_flight.push_back(t0);
+                sent += 1;
+                next += pace;
+            }
+            output = echo.output() => {
+                let Some(bytes) = output? else { bail!("the echo ended") };
+                let now = Instant::now();
+                for b in bytes {
+                    if b != key(got) {
+                        continue;
+                    }
+                    let Some(t0) = in_flight.pop_front() else { continue };
+                    if got >= warmup {
+                        out.push(now - t0);
+                    }
+                    got += 1;
+                }
+            }
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "no echo came back before the deadline");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bare PTY echo, counting the keys in flight.
+    struct Counted {
+        echo: crate::baseline::EchoPty,
+        in_flight: usize,
+        most: usize,
+    }
+
+    impl Echo for Counted {
+        async fn key(&mut self, key: u8) -> anyhow::Result<()> {
+            self.in_flight += 1;
+            self.most = self.most.max(self.in_flight);
+            self.echo.key(key).await
+        }
+        async fn output(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+            let out = self.echo.output().await?;
+            if let Some(o) = &out {
+                self.in_flight = self.in_flight.saturating_sub(o.len());
+            }
+            Ok(out)
+        }
+    }
+
+    async fn counted() -> Counted {
+        Counted {
+            echo: crate::baseline::echo_pty().await.expect("an echo on a PTY"),
+            in_flight: 0,
+            most: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn paced_keys_go_out_on_schedule_and_each_is_timed() {
+        let mut echo = counted().await;
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(20);
+        let got = echo_samples(&mut echo, 10, 90, Duration::from_millis(5), deadline)
+            .await
+            .unwrap();
+        // 100 keys 5 ms apart: the last went out 495 ms after the first.
+        assert!(t0.elapsed() >= Duration::from_millis(495), "{:?}", t0.elapsed());
+        assert_eq!(got.len(), 90);
+        assert!(got.iter().all(|d| *d < Duration::from_secs(5)));
+    }
+
+    #[tokio::test]
+    async fn unpaced_keys_wait_for_the_last_echo() {
+        let mut echo = counted().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let got = echo_samples(&mut echo, 5, 200, Duration::ZERO, deadline).await.unwrap();
+        assert_eq!(got.len(), 200);
+        assert_eq!(echo.most, 1, "back to back: one key in flight at a time");
+    }
+
+    #[tokio::test]
+    async fn a_key_held_by_a_stall_is_timed_from_its_send() {
+        // The program is stopped for 300 ms while keys keep going out:
+        // every key sent meanwhile waits, and each is counted.
+        let mut echo = counted().await;
+        let pid = echo.echo.1.id().expect("the echo's pid");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let stall = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+            rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+        });
+        let got = echo_samples(&mut echo, 0, 300, Duration::from_millis(2), deadline)
+            .await
+            .unwrap();
+        stall.await.unwrap();
+        let held = got.iter().filter(|d| **d >= Duration::from_millis(100)).count();
+        // About 150 keys went out while it was stopped (300 ms at 2 ms);
+        // those sent in its first 200 ms waited at least 100 ms.
+        assert!(held >= 50, "only {held} keys counted the stall: {got:?}");
+        assert!(echo.most > 50, "keys kept going out: {}", echo.most);
+    }
+}
