@@ -34,7 +34,9 @@ pub struct Config {
     pub scrollback_lines: usize,
     /// The autogroup nice (0–19) a session's programs get while they flood
     /// output with no input, so that they yield the CPU to interactive
-    /// sessions; restored on input or a pause. 0 turns it off.
+    /// sessions; restored on input or a pause. 0 (the default) turns it
+    /// off: measured with paced keys, lowering floods doubled the echo's
+    /// p99 under load (see `session/flood.rs`).
     pub flood_nice: i32,
     /// The widest window a pty session may have (create and resize).
     pub max_cols: u16,
@@ -180,7 +182,7 @@ impl Default for Config {
             data_dir: default_data_dir(),
             ring_bytes: 1 << 20,
             scrollback_lines: 1000,
-            flood_nice: 10,
+            flood_nice: 0,
             max_cols: 1000,
             max_rows: 1000,
             disk_segment_bytes: 16 << 20,

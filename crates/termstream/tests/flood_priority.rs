@@ -96,7 +96,7 @@ async fn a_flooding_program_is_lowered_and_restored_on_input_or_pause() {
     if !autogroups() {
         return;
     }
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_FLOOD_NICE", "10")]).await;
     let info = server
         .create(json!({ "argv": ["sh", "-c", "read x; exec yes"], "cols": 80, "rows": 24 }))
         .await;
@@ -117,8 +117,8 @@ async fn a_flooding_program_is_lowered_and_restored_on_input_or_pause() {
     flooded(&server, &id, started).await;
     assert_eq!(group_nice(pid), Some(own), "a lone flood was lowered");
 
-    // Someone types into another session: the flood is lowered (default
-    // flood_nice 10).
+    // Someone types into another session: the flood is lowered (to
+    // flood_nice, 10 here).
     let typing = typist(&server).await;
     assert!(
         nice_becomes(pid, 10, secs(10)).await,
@@ -170,27 +170,32 @@ async fn a_flooding_program_is_lowered_and_restored_on_input_or_pause() {
 }
 
 #[tokio::test]
-async fn flood_nice_zero_leaves_programs_alone() {
+async fn by_default_floods_are_left_alone() {
     if !autogroups() {
         return;
     }
-    let server = TestServer::start_with(&[], &[("TERMSTREAM_FLOOD_NICE", "0")]).await;
+    // The default flood_nice is 0.
+    let server = TestServer::start().await;
     let info = server.create(json!({ "argv": ["yes"], "cols": 80, "rows": 24 })).await;
     let id = info["id"].as_str().unwrap().to_owned();
     let pid = info["pid"].as_u64().unwrap() as u32;
     let own = group_nice(pid).expect("autogroup");
-    // Long enough a flood to be lowered with the setting on (more than
-    // 1 MB/s for more than half a second), then still at its own priority.
+    // Long enough a flood, while someone types into another session, to be
+    // lowered with the setting on (more than 1 MB/s for more than half a
+    // second; lowered within a few turns of the budget), then still at its
+    // own priority.
+    let typing = typist(&server).await;
     let started = Instant::now();
     assert!(
         wait_until(secs(10), || async {
-            started.elapsed() > Duration::from_secs(2)
+            started.elapsed() > Duration::from_secs(3)
                 && server.info(&id).await["outputOffset"].as_u64() > Some(8 << 20)
         })
         .await,
         "yes did not flood"
     );
     assert_eq!(group_nice(pid), Some(own));
+    typing.abort();
     server.terminate(&id).await;
 }
 
@@ -218,7 +223,14 @@ async fn a_group_lowered_when_its_leader_exits_is_restored_through_what_is_left(
     }
     // A long grace: what the leader leaves behind runs on (it holds the
     // terminal through its stderr) for the whole test.
-    let server = TestServer::start_with(&[], &[("TERMSTREAM_TERMINATE_GRACE_MS", "60000")]).await;
+    let server = TestServer::start_with(
+        &[],
+        &[
+            ("TERMSTREAM_TERMINATE_GRACE_MS", "60000"),
+            ("TERMSTREAM_FLOOD_NICE", "10"),
+        ],
+    )
+    .await;
     let info = server
         .create(json!({
             "argv": ["sh", "-c", "trap '' HUP; yes > /dev/null & exec yes"],
