@@ -170,9 +170,24 @@ pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow:
 /// A bare PTY running `stty raw -echo; exec cat`, once `stty` has taken
 /// effect (so that the first byte comes back once).
 pub(crate) async fn echo_pty() -> anyhow::Result<EchoPty> {
-    let echo = spawn_on_pty("stty raw -echo; exec cat")?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    Ok(echo)
+    pty_ready("stty raw -echo; printf R; exec cat").await
+}
+
+/// A bare PTY running `script`, once it printed `R` (and whatever came
+/// before): a script prints it once its `stty` has taken effect.
+pub(crate) async fn pty_ready(script: &str) -> anyhow::Result<EchoPty> {
+    let (mut pty, child) = spawn_on_pty(script)?;
+    let mut buf = [0u8; 256];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = tokio::time::timeout_at(deadline.into(), pty.read(&mut buf))
+            .await
+            .context("the PTY's program did not start")??;
+        anyhow::ensure!(n > 0, "the PTY's program ended before it started");
+        if buf[..n].contains(&b'R') {
+            return Ok((pty, child));
+        }
+    }
 }
 
 pub(crate) type EchoPty = (pty_process::Pty, tokio::process::Child);

@@ -302,17 +302,35 @@ fn parse(text: &str) -> Event {
     }
 }
 
-/// A client attached to an echoing session, as the paced probe uses it.
-impl crate::paced::Echo for (Client, SessionId) {
+/// A client attached to an echoing session, as the paced probe uses it:
+/// the 26 keys' messages are serialized once, as ttyd's and the relay's
+/// need no serializing.
+pub struct EchoSession {
+    client: Client,
+    keys: Vec<String>,
+}
+
+impl EchoSession {
+    pub fn new(client: Client, id: &SessionId) -> EchoSession {
+        let keys = (b'a'..=b'z')
+            .map(|c| Client::input_text(id, &(c as char).to_string()))
+            .collect();
+        EchoSession { client, keys }
+    }
+}
+
+impl crate::paced::Echo for EchoSession {
     async fn key(&mut self, key: u8) -> anyhow::Result<()> {
-        let text = Client::input_text(&self.1, &(key as char).to_string());
-        self.0.send_text(text).await
+        let text = self.keys[usize::from(key - b'a')].clone();
+        self.client.send_text(text).await
     }
     async fn output(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
         loop {
-            match self.0.next(Instant::now() + crate::paced::NO_DEADLINE).await? {
+            match self.client.next(Instant::now() + crate::paced::NO_DEADLINE).await? {
                 Event::Output { data, .. } => return Ok(Some(data.to_vec())),
                 Event::Exit | Event::Closed => return Ok(None),
+                // A key refused (rate limited, say) would be lost.
+                Event::Error(e) => bail!("the server answered the probe with an error: {e}"),
                 _ => {}
             }
         }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::Ctx;
 use crate::baseline;
-use crate::client::Client;
+use crate::client::{Client, EchoSession};
 use crate::load::{self, Load};
 use crate::paced;
 use crate::relay::{Relay, RelayConn};
@@ -343,7 +343,7 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
             move || async move {
                 let mut client = Client::connect(&ws).await?;
                 client.attach(&probe_id).await?;
-                Ok((client, probe_id))
+                Ok(EchoSession::new(client, &probe_id))
             },
             move |mut echo| async move {
                 paced::echo_samples(&mut echo, warmup, samples, pace, Instant::now() + LIMIT).await

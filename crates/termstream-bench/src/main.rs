@@ -73,6 +73,7 @@ struct Args {
     samples: Option<usize>,
     /// Microseconds between the keys of the echo probe under load
     /// (scenario 4); 0 sends each once the last one's echo came back.
+    /// Under 1000, keys go out in bursts (tokio's timer counts whole ms).
     #[arg(long, default_value_t = paced::DEFAULT_PACE.as_micros() as u64)]
     echo_pace_us: u64,
     /// Seconds the slow client stops reading (scenario 7).

@@ -27,7 +27,8 @@ use anyhow::bail;
 /// The pace of scenario 4's keys unless `--echo-pace-us` says otherwise:
 /// a key every millisecond, a burst far faster than typing that still
 /// leaves every server's p50 under load (0.1–0.5 ms) room before the next
-/// key.
+/// key. tokio's timer counts whole milliseconds, so a shorter pace sends
+/// its keys in bursts, one per tick.
 pub const DEFAULT_PACE: Duration = Duration::from_millis(1);
 
 /// A wait longer than any probe: [`echo_samples`] keeps its own deadline,
@@ -45,8 +46,12 @@ pub trait Echo {
 
 /// Sends `warmup + samples` keys, one every `pace` (`pace` zero: each once
 /// the last one's echo came back, the old back-to-back method), and
-/// returns the round trips of the last `samples`; fewer if `deadline`
-/// passes first, an error if none came back.
+/// returns the round trips of the last `samples`; fewer (said on stderr)
+/// if `deadline` passes first, an error if none came back. Output that
+/// comes while no key is in flight (a screen sent on attach) is skipped;
+/// once keys are in flight, a byte other than the next key awaited is an
+/// error (a key lost or doubled), as timing the echoes after it against the
+/// wrong keys would be.
 pub async fn echo_samples(
     echo: &mut impl Echo,
     warmup: usize,
@@ -56,7 +61,7 @@ pub async fn echo_samples(
 ) -> anyhow::Result<Vec<Duration>> {
     let total = warmup + samples;
     let key = |i: usize| b'a' + (i % 26) as u8;
-    // When each key in flight was sent (bounded by the keys in flight).
+    // When each key in flight was sent: at most `total`.
     let mut in_flight: VecDeque<Instant> = VecDeque::new();
     let mut out = Vec::with_capacity(samples);
     let (mut sent, mut got) = (0, 0);
@@ -64,33 +69,44 @@ pub async fn echo_samples(
     while got < total {
         let may_send = sent < total && (!pace.is_zero() || in_flight.is_empty());
         let send_at = if may_send { next } else { deadline };
+        // Echoes already read are timed before overdue keys go out, so a
+        // burst of sends (the probe's thread ran late) does not add to them.
         tokio::select! {
             biased;
             () = tokio::time::sleep_until(deadline.into()) => break,
-            () = tokio::time::sleep_until(send_at.into()), if may_send => {
-                let t0 = Instant::now();
-                echo.key(key(sent)).await?;
-                in_flight.push_back(t0);
-                sent += 1;
-                next += pace;
-            }
             output = echo.output() => {
                 let Some(bytes) = output? else { bail!("the echo ended") };
                 let now = Instant::now();
                 for b in bytes {
+                    let Some(&t0) = in_flight.front() else { continue };
                     if b != key(got) {
-                        continue;
+                        bail!("echo {got}: read {:?} awaiting {:?}", b as char, key(got) as char);
                     }
-                    let Some(t0) = in_flight.pop_front() else { continue };
+                    in_flight.pop_front();
                     if got >= warmup {
                         out.push(now - t0);
                     }
                     got += 1;
                 }
             }
+            () = tokio::time::sleep_until(send_at.into()), if may_send => {
+                let t0 = Instant::now();
+                tokio::time::timeout_at(deadline.into(), echo.key(key(sent)))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("key {sent} not sent before the deadline"))??;
+                in_flight.push_back(t0);
+                sent += 1;
+                next += pace;
+            }
         }
     }
     anyhow::ensure!(!out.is_empty(), "no echo came back before the deadline");
+    if out.len() < samples {
+        eprintln!(
+            "bench: only {} of {samples} echoes came back before the deadline",
+            out.len()
+        );
+    }
     Ok(out)
 }
 
@@ -126,6 +142,20 @@ mod tests {
             in_flight: 0,
             most: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn a_lost_echo_is_an_error_not_a_wrong_time() {
+        // An echo that drops every `c`: the `d` after it would otherwise be
+        // timed as the `c`'s echo, and every echo after it a key late.
+        let mut echo = crate::baseline::pty_ready("stty raw -echo; printf R; exec stdbuf -o0 tr -d c")
+            .await
+            .expect("an echo on a PTY");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let err = echo_samples(&mut echo, 0, 10, Duration::from_millis(2), deadline)
+            .await
+            .expect_err("a lost echo was timed");
+        assert!(err.to_string().contains("awaiting 'c'"), "{err:#}");
     }
 
     #[tokio::test]
@@ -169,6 +199,7 @@ mod tests {
             .await
             .unwrap();
         stall.await.unwrap();
+        assert_eq!(got.len(), 300, "every key came back and was timed");
         let held = got.iter().filter(|d| **d >= Duration::from_millis(100)).count();
         // About 150 keys went out while it was stopped (300 ms at 2 ms);
         // those sent in its first 200 ms waited at least 100 ms.

@@ -4,7 +4,8 @@
 //! against everything else) is raised to `flood_nice`, and set back when
 //! input arrives, the output pauses, or nobody types any more; a group
 //! whose leader exits while lowered is set back through the processes left
-//! in it. Real server,
+//! in it. The lowering is off by default (`flood_nice = 0`): these tests
+//! set it, except the one that checks the default. Real server,
 //! real PTYs, real programs; skipped where the kernel does not schedule by
 //! autogroup.
 
@@ -188,12 +189,15 @@ async fn by_default_floods_are_left_alone() {
     let started = Instant::now();
     assert!(
         wait_until(secs(10), || async {
-            started.elapsed() > Duration::from_secs(3)
-                && server.info(&id).await["outputOffset"].as_u64() > Some(8 << 20)
+            started.elapsed() > Duration::from_secs(1)
+                && server.info(&id).await["outputOffset"].as_u64() > Some(4 << 20)
         })
         .await,
         "yes did not flood"
     );
+    // Watched throughout, not once: a lowering undone by a pause would
+    // pass a single look.
+    assert!(!nice_becomes(pid, 10, secs(3)).await, "a flood was lowered by default");
     assert_eq!(group_nice(pid), Some(own));
     typing.abort();
     server.terminate(&id).await;
