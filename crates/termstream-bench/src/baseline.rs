@@ -232,8 +232,9 @@ async fn echo_pty_rounds(
     .await
 }
 
-/// [`pty_echo`] while the bare PTYs of a [`Load`] each `cat` `file` in a
-/// loop and this process reads them all: what the machine itself gives
+/// The paced echo ([`crate::paced`]) of a bare PTY, keys `pace` apart,
+/// while the bare PTYs of a [`Load`] each `cat` `file` in a loop and this
+/// process reads them all: what the machine itself gives
 /// under the load of scenario 4, with no server.
 /// Also the MB/s the readers got.
 pub async fn pty_echo_loaded(

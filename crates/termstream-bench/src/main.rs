@@ -9,6 +9,7 @@
 //! - [`baseline`]: the same work with no server (bare PTY, pipe, WebSocket).
 //! - [`relay`]: the least a WebSocket terminal server can do, as a baseline.
 //! - [`load`]: scenario 4's streaming readers, the same for every setup.
+//! - [`paced`]: scenario 4's echo probe, keys at a steady pace.
 //! - [`throughput`] (scenarios 1, 2), [`latency`] (3, 4, 7), [`fanout`] (5),
 //!   [`scale`] (6, 8), [`focus`] (10, 11): one file per scenario group.
 //! - [`cli`] (9): the `termstream` command-line client.

@@ -16,8 +16,9 @@
 //! timed from when it was sent.
 //!
 //! The echoing program is `stty raw -echo; exec cat`: its output is the
-//! keys, in order. Keys cycle through `a`..=`z`; output bytes that are not
-//! the next key awaited are ignored.
+//! keys, in order. Keys cycle through `a`..=`z`. Output while no key is in
+//! flight (a screen sent on attach) is skipped; once keys are in flight,
+//! any byte but the next key awaited is an error (a key lost or doubled).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -26,8 +27,8 @@ use anyhow::bail;
 
 /// The pace of scenario 4's keys unless `--echo-pace-us` says otherwise:
 /// a key every millisecond, a burst far faster than typing that still
-/// leaves every server's p50 under load (0.1–0.5 ms) room before the next
-/// key. tokio's timer counts whole milliseconds, so a shorter pace sends
+/// leaves termstream's and ttyd's p50 under load (0.2–0.5 ms) room before
+/// the next key (the bare relay's is several ms: its keys queue). tokio's timer counts whole milliseconds, so a shorter pace sends
 /// its keys in bursts, one per tick.
 pub const DEFAULT_PACE: Duration = Duration::from_millis(1);
 
@@ -47,7 +48,8 @@ pub trait Echo {
 /// Sends `warmup + samples` keys, one every `pace` (`pace` zero: each once
 /// the last one's echo came back, the old back-to-back method), and
 /// returns the round trips of the last `samples`; fewer (said on stderr)
-/// if `deadline` passes first, an error if none came back. Output that
+/// if `deadline` passes first (keys still in flight then are not counted),
+/// an error if none came back or a key could not be sent by then. Output that
 /// comes while no key is in flight (a screen sent on attach) is skipped;
 /// once keys are in flight, a byte other than the next key awaited is an
 /// error (a key lost or doubled), as timing the echoes after it against the

@@ -1,4 +1,4 @@
-//! Flooding programs yield the CPU to interactive ones.
+//! Flooding programs can be made to yield the CPU to interactive ones.
 //!
 //! A session whose program has streamed output fast (at least
 //! [`FLOOD_BYTES_PER_SEC`]) for [`FLOOD_AFTER`] with no input since is
@@ -8,7 +8,8 @@
 //! stream runs as fast as ever. On a machine
 //! with few cores such programs take the CPU that a typed key's echo needs
 //! in another session: the shell that echoes it, the kernel's tty layer
-//! and our own relay all wait behind them. So the actor lowers a flooding
+//! and our own relay all wait behind them. So, with `flood_nice` set, the
+//! actor lowers a flooding
 //! session's CPU priority to the `flood_nice` setting, and restores it as
 //! soon as input arrives or the output pauses for [`QUIET`]. The program
 //! is never paused: it only gets less of a CPU that others want, and all of
