@@ -3,15 +3,16 @@
 //!
 //! They run in the bench process on the same tokio runtime as the clients,
 //! so the difference to a scenario's figure is what the server adds. The
-//! one-byte round trip loop ([`echo_rounds`]) and the draining of a
-//! socket ([`drain_binary`]) serve the other baselines too (the relay,
-//! ttyd).
+//! draining of a socket ([`drain_binary`]) serves the other baselines too
+//! (the relay, ttyd); their echoes, and the bare PTY's, go through
+//! [`crate::paced`] (with no pace at idle: each key once the last came
+//! back).
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -163,8 +164,8 @@ where
 
 /// One-byte round trips through `stty raw -echo; cat` on a bare PTY.
 pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow::Result<Vec<Duration>> {
-    let echo = echo_pty().await?;
-    echo_pty_rounds(echo, warmup, samples, limit).await
+    let mut echo = echo_pty().await?;
+    crate::paced::echo_samples(&mut echo, warmup, samples, Duration::ZERO, Instant::now() + limit).await
 }
 
 /// A bare PTY running `stty raw -echo; exec cat`, once `stty` has taken
@@ -203,33 +204,6 @@ impl crate::paced::Echo for EchoPty {
             n => Ok(Some(buf[..n].to_vec())),
         }
     }
-}
-
-/// The round trips of [`pty_echo`] on a PTY from [`echo_pty`].
-async fn echo_pty_rounds(
-    echo: EchoPty,
-    warmup: usize,
-    samples: usize,
-    limit: Duration,
-) -> anyhow::Result<Vec<Duration>> {
-    let (mut pty, _child) = echo;
-    let deadline = Instant::now() + limit;
-    let mut buf = [0u8; 4096];
-    echo_rounds(warmup, samples, async |want| {
-        pty.write_all(&[want]).await?;
-        loop {
-            let n = tokio::time::timeout_at(deadline.into(), pty.read(&mut buf))
-                .await
-                .context("bare PTY echo timed out")??;
-            if n == 0 {
-                bail!("the bare PTY echo ended");
-            }
-            if buf[n - 1] == want {
-                return Ok(());
-            }
-        }
-    })
-    .await
 }
 
 /// The paced echo ([`crate::paced`]) of a bare PTY, keys `pace` apart,

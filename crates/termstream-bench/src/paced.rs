@@ -28,8 +28,9 @@ use anyhow::bail;
 /// The pace of scenario 4's keys unless `--echo-pace-us` says otherwise:
 /// a key every millisecond, a burst far faster than typing that still
 /// leaves termstream's and ttyd's p50 under load (0.2–0.5 ms) room before
-/// the next key (the bare relay's is several ms: its keys queue). tokio's timer counts whole milliseconds, so a shorter pace sends
-/// its keys in bursts, one per tick.
+/// the next key (the bare relay's is several ms: its keys queue). tokio's
+/// timer counts whole milliseconds, so a shorter pace sends its keys in
+/// bursts, one per tick.
 pub const DEFAULT_PACE: Duration = Duration::from_millis(1);
 
 /// A wait longer than any probe: [`echo_samples`] keeps its own deadline,
@@ -49,11 +50,12 @@ pub trait Echo {
 /// the last one's echo came back, the old back-to-back method), and
 /// returns the round trips of the last `samples`; fewer (said on stderr)
 /// if `deadline` passes first (keys still in flight then are not counted),
-/// an error if none came back or a key could not be sent by then. Output that
-/// comes while no key is in flight (a screen sent on attach) is skipped;
-/// once keys are in flight, a byte other than the next key awaited is an
-/// error (a key lost or doubled), as timing the echoes after it against the
-/// wrong keys would be.
+/// an error if none came back or a key could not be sent by then. Output
+/// that comes while no key is in flight (a screen sent on attach) is
+/// skipped; once keys are in flight, a byte other than the next key
+/// awaited is an error (a key lost or doubled), as timing the echoes after
+/// it against the wrong keys would be. Scenario 3's idle echoes of the bare
+/// PTY, the relay and ttyd use it with no pace.
 pub async fn echo_samples(
     echo: &mut impl Echo,
     warmup: usize,

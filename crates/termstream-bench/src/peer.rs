@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::baseline::{drain_binary, echo_rounds};
+use crate::baseline::drain_binary;
 use crate::server::{ms_per_mb, stat_cpu_ms};
 
 /// How long ttyd may take to print its port.
@@ -230,27 +230,6 @@ impl TtydConn {
         })
         .await
     }
-
-    /// One-byte round trips through an echoing program, as
-    /// `Client::echo_samples` does with termstream.
-    pub async fn echo_samples(
-        &mut self,
-        warmup: usize,
-        samples: usize,
-        deadline: Instant,
-    ) -> anyhow::Result<Vec<Duration>> {
-        echo_rounds(warmup, samples, async |want| {
-            self.input(&[want]).await?;
-            loop {
-                match self.next_output(deadline).await? {
-                    Some(o) if o.last() == Some(&want) => return Ok(()),
-                    Some(_) => {}
-                    None => bail!("ttyd closed during the echo"),
-                }
-            }
-        })
-        .await
-    }
 }
 
 impl crate::paced::Echo for TtydConn {
@@ -297,7 +276,8 @@ pub async fn echo(
     let r = async {
         let mut echo = ttyd.open(Some(crate::latency::ECHO), false).await?;
         tokio::time::sleep(crate::latency::STTY_WAIT).await;
-        let idle = echo.echo_samples(warmup, samples, Instant::now() + limit).await?;
+        let idle =
+            crate::paced::echo_samples(&mut echo, warmup, samples, Duration::ZERO, Instant::now() + limit).await?;
         let Some(script) = load else {
             return anyhow::Ok((idle, None));
         };

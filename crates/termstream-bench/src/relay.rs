@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::baseline::{drain_binary, echo_rounds};
+use crate::baseline::drain_binary;
 
 /// The relay's largest read of a PTY.
 const READ_BUF: usize = 64 << 10;
@@ -240,28 +240,6 @@ impl RelayConn {
             }
         }
         bytes
-    }
-
-    /// One-byte round trips, as `Client::echo_samples` does with the server.
-    pub async fn echo_samples(
-        &mut self,
-        warmup: usize,
-        samples: usize,
-        deadline: Instant,
-    ) -> anyhow::Result<Vec<Duration>> {
-        echo_rounds(warmup, samples, async |want| {
-            self.ws.send(Message::Text((want as char).to_string().into())).await?;
-            loop {
-                let msg = tokio::time::timeout_at(deadline.into(), self.ws.next())
-                    .await
-                    .context("relay echo timed out")?
-                    .context("the relay closed")??;
-                if matches!(&msg, Message::Binary(b) if b.last() == Some(&want)) {
-                    return Ok(());
-                }
-            }
-        })
-        .await
     }
 
     /// Reads and counts bytes until `stop` turns true.
