@@ -42,21 +42,33 @@ fn task_at_flood(handle: &SessionHandle, text: &str) -> ScreenTask {
     task
 }
 
+/// `text` written as the log of an ended session, and a task at its
+/// flood's start; the directory holds the log as long as it lives.
+fn flood_session(name: &str, text: &str) -> (tempfile::TempDir, SessionHandle, ScreenTask, u64) {
+    let settings = Config::default().session_settings();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let end = write_log(dir.path(), &settings, text.as_bytes());
+    let handle = actor::start_ended(ended_info(name, end), dir.path().into(), settings);
+    let task = task_at_flood(&handle, text);
+    (dir, handle, task, end)
+}
+
+/// Asserts that the task's screen is `parsed`'s, at the log's `end`.
+fn assert_screen(name: &str, task: &mut ScreenTask, end: u64, parsed: &ScreenModel) {
+    let snap = task.snapshot();
+    assert_eq!(snap.offset, end, "{name}");
+    assert_eq!(snap.data, parsed.snapshot(), "{name}");
+}
+
 /// Writes `text` as a session's log, catches a task at its flood's start
 /// up to its end (waited for: that far behind, only a skip is exact), and
 /// asserts the screen is that of a model that parsed everything.
 async fn assert_caught_up_exactly(name: &str, text: &str) {
-    let settings = Config::default().session_settings();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let end = write_log(dir.path(), &settings, text.as_bytes());
-    let handle = actor::start_ended(ended_info(name, end), dir.path().into(), settings.clone());
-    let mut task = task_at_flood(&handle, text);
+    let (_dir, handle, mut task, end) = flood_session(name, text);
     task.catch_up(Urgency::Waited).await;
-    let mut parsed = ScreenModel::new(80, 24, settings.scrollback_lines);
+    let mut parsed = ScreenModel::new(80, 24, Config::default().session_settings().scrollback_lines);
     parsed.feed(text.as_bytes());
-    let snap = task.snapshot();
-    assert_eq!(snap.offset, end, "{name}");
-    assert_eq!(snap.data, parsed.snapshot(), "{name}");
+    assert_screen(name, &mut task, end, &parsed);
     handle.shutdown().await;
 }
 
@@ -78,10 +90,7 @@ async fn a_flood_scanned_ahead_is_not_parsed_and_is_skipped_exactly() {
         ("a-resize-after-the-scan", "", true),
     ] {
         let (text, half, most) = flood_with(then);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let end = write_log(dir.path(), &settings, text.as_bytes());
-        let handle = actor::start_ended(ended_info(name, end), dir.path().into(), settings.clone());
-        let mut task = task_at_flood(&handle, &text);
+        let (_dir, handle, mut task, end) = flood_session(name, &text);
         let (start, unparsed) = (task.offset, model_snapshot(&task));
 
         // Two scans as the flood flows: the model does not move.
@@ -118,9 +127,7 @@ async fn a_flood_scanned_ahead_is_not_parsed_and_is_skipped_exactly() {
             "{name}: scan to the end"
         );
         task.catch_up(Urgency::Waited).await;
-        let snap = task.snapshot();
-        assert_eq!(snap.offset, end, "{name}");
-        assert_eq!(snap.data, parsed.snapshot(), "{name}");
+        assert_screen(name, &mut task, end, &parsed);
         handle.shutdown().await;
     }
 }
@@ -137,10 +144,7 @@ async fn a_resize_before_the_scans_end_is_not_skipped_over() {
     // The log ends a few lines after the scan's end.
     let mut text = full[..most as usize].to_string();
     text.push_str("a few\r\nmore\r\nlines\r\n$ ");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let end = write_log(dir.path(), &settings, text.as_bytes());
-    let handle = actor::start_ended(ended_info("resize-before", end), dir.path().into(), settings.clone());
-    let mut task = task_at_flood(&handle, &text);
+    let (_dir, handle, mut task, end) = flood_session("resize-before", &text);
     assert!(task.scan_ahead(most).await, "scan to {most}");
     let resized_at = task.scanned_to() + 10;
     task.note_resize(resized_at, 80, 200);
@@ -151,9 +155,7 @@ async fn a_resize_before_the_scans_end_is_not_skipped_over() {
     parsed.resize(80, 24);
     // In the background a model this far behind parses everything.
     task.catch_up(Urgency::Background).await;
-    let snap = task.snapshot();
-    assert_eq!(snap.offset, end);
-    assert_eq!(snap.data, parsed.snapshot());
+    assert_screen("resize-before", &mut task, end, &parsed);
     handle.shutdown().await;
 }
 
@@ -192,10 +194,7 @@ async fn a_scan_stops_the_lines_it_leaves_before_the_alternate_screen() {
     let (mut text, half, most) = flood_with("");
     let ten_lines_before = text[..most as usize - 1].rmatch_indices('\n').nth(9).expect("lines").0 + 1;
     text.insert_str(ten_lines_before, "\x1b[?1049h");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let end = write_log(dir.path(), &settings, text.as_bytes());
-    let handle = actor::start_ended(ended_info("alternate", end), dir.path().into(), settings.clone());
-    let mut task = task_at_flood(&handle, &text);
+    let (_dir, handle, mut task, end) = flood_session("alternate", &text);
     assert!(task.scan_ahead(half).await, "scan to {half}");
     let most = most + "\x1b[?1049h".len() as u64;
     assert!(task.scan_ahead(most).await, "scan to {most}");
@@ -207,9 +206,7 @@ async fn a_scan_stops_the_lines_it_leaves_before_the_alternate_screen() {
     task.catch_up(Urgency::Waited).await;
     let mut parsed = ScreenModel::new(80, 24, settings.scrollback_lines);
     parsed.feed(text.as_bytes());
-    let snap = task.snapshot();
-    assert_eq!(snap.offset, end);
-    assert_eq!(snap.data, parsed.snapshot());
+    assert_screen("alternate", &mut task, end, &parsed);
     handle.shutdown().await;
 }
 
