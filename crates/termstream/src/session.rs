@@ -225,6 +225,9 @@ pub struct SessionHandle {
     /// and snapshots go there ([`remote`]); its commands channel leads to
     /// a local stand-in that reads the session's output from Redis.
     remote: Option<Arc<dyn remote::RemoteSession>>,
+    /// Where the session's actor runs (see [`lane`]); its viewers'
+    /// forwarders follow it.
+    lane: lane::LaneWish,
 }
 
 impl SessionHandle {
@@ -292,6 +295,13 @@ impl SessionHandle {
     /// change of status or size (not on output).
     pub fn watch_info(&self) -> watch::Receiver<SessionInfo> {
         self.info.clone()
+    }
+
+    /// Spawns `task`, a viewer's forwarder, to run where the session's
+    /// actor runs: on the bulk lane while the session floods beside a
+    /// typist, else on the current runtime.
+    pub fn spawn_follower(&self, task: impl Future<Output = ()> + Send + 'static) -> lane::Follower {
+        lane::spawn_follower(task, self.lane.clone())
     }
 
     /// Whether the session runs on another node of the cluster.

@@ -8,6 +8,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::cluster::{Stream, attach, read_until};
+use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, session_dir, wait_until};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -34,6 +36,11 @@ fn lane_ticks(pid: u32) -> Option<u64> {
 
 /// The `termstream_bulk_lane_sessions` gauge.
 async fn on_lane(server: &TestServer) -> Option<f64> {
+    metric(server, "termstream_bulk_lane_sessions").await
+}
+
+/// A metric of `server` without labels.
+async fn metric(server: &TestServer, name: &str) -> Option<f64> {
     let text = server
         .client
         .get(server.url("/metrics"))
@@ -44,7 +51,7 @@ async fn on_lane(server: &TestServer) -> Option<f64> {
         .await
         .ok()?;
     text.lines()
-        .find_map(|l| l.strip_prefix("termstream_bulk_lane_sessions ")?.trim().parse().ok())
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Types a key into a `cat` session of `server` every 50 ms, until aborted;
@@ -173,4 +180,124 @@ async fn an_actor_comes_home_when_its_flood_stops() {
     assert_eq!(server.info(&id).await["status"], "running");
     stop(typing);
     server.terminate(&id).await;
+}
+
+/// The `termstream_bulk_lane_forwarders` gauge.
+async fn forwarders_on_lane(server: &TestServer) -> Option<f64> {
+    metric(server, "termstream_bulk_lane_forwarders").await
+}
+
+/// A viewer's forwarder follows its flooding session to the lane, which
+/// then writes the flood to the socket itself, and comes home with it; the
+/// viewer gets every byte once, in order, across both moves. A detach while
+/// it is on the lane is answered only once it is gone.
+#[tokio::test]
+async fn a_viewer_follows_its_flood_to_the_lane_and_back() {
+    let server = TestServer::start().await;
+    let (typing, _) = typist(&server).await;
+    let stop_file = server.data_dir().join("stop-flood");
+    // Waits for a line, floods until told to stop, then waits for input.
+    let script = format!(
+        "read go; while [ ! -e '{}' ]; do seq 1 10000; done; exec cat",
+        stop_file.display()
+    );
+    let info = server
+        .create(json!({ "argv": ["sh", "-c", script], "cols": 80, "rows": 24 }))
+        .await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    let mut stream = attach(&mut ws, &id, None).await;
+    assert_eq!(stream.start, 0);
+    server.input(&id, "\n").await;
+
+    // Read the flood while waiting for its forwarder to go to the lane.
+    let mut moved = false;
+    let deadline = tokio::time::Instant::now() + secs(30);
+    while !moved {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the forwarder never went to the lane"
+        );
+        read_for(&mut ws, &mut stream, Duration::from_millis(100)).await;
+        moved = forwarders_on_lane(&server).await == Some(1.0);
+    }
+    std::fs::write(&stop_file, "").expect("the stop file");
+    let mut home = false;
+    let deadline = tokio::time::Instant::now() + secs(30);
+    while !home {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the forwarder stayed on the lane"
+        );
+        read_for(&mut ws, &mut stream, Duration::from_millis(100)).await;
+        home = forwarders_on_lane(&server).await == Some(0.0);
+    }
+    let end = server.info(&id).await["outputOffset"].as_u64().expect("an offset");
+    read_until(&mut ws, &mut stream, secs(30), |s| s.end() >= end).await;
+    assert_eq!(stream.end(), end, "more than the log holds");
+    // `read go`'s echo, then whole rounds of `seq 1 10000`.
+    let round = seq_output(10_000);
+    let flood = stream.data.strip_prefix(b"\r\n").expect("the echo of the typed line");
+    assert!(flood.len() >= 10 * round.len(), "a short flood: {} bytes", flood.len());
+    let first_difference = flood.chunks(round.len()).position(|c| c != round.as_slice());
+    assert_eq!(first_difference, None, "bytes lost, doubled or reordered");
+
+    // Once more to the lane, and a detach there.
+    std::fs::remove_file(&stop_file).expect("the stop file");
+    let again = server
+        .create(json!({ "argv": ["sh", "-c", "read go; exec seq 1 100000000"], "cols": 80, "rows": 24 }))
+        .await;
+    let again = again["id"].as_str().unwrap().to_owned();
+    let mut second = attach(&mut ws, &again, None).await;
+    server.input(&again, "\n").await;
+    let deadline = tokio::time::Instant::now() + secs(30);
+    while forwarders_on_lane(&server).await != Some(1.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second forwarder never went to the lane"
+        );
+        read_for(&mut ws, &mut second, Duration::from_millis(100)).await;
+    }
+    ws.send(json!({ "type": "session.detach", "sessionId": again })).await;
+    let mut detached = false;
+    while !detached {
+        match ws.recv(secs(10)).await {
+            Some(Incoming::Output { session, .. }) => assert_eq!(session, again, "output of another session"),
+            Some(Incoming::Json(v)) if v["type"] == "session.detached" => detached = true,
+            Some(Incoming::Json(_)) => {}
+            other => panic!("no answer to the detach: {other:?}"),
+        }
+    }
+    assert_eq!(
+        forwarders_on_lane(&server).await,
+        Some(0.0),
+        "detached, yet still forwarding"
+    );
+    // Nothing of the detached session follows its answer.
+    match ws.recv(Duration::from_millis(500)).await {
+        None => {}
+        Some(Incoming::Output { session, .. }) => panic!("output of {session} after its detach"),
+        Some(other) => panic!("unexpected after the detach: {other:?}"),
+    }
+    stop(typing);
+    server.terminate(&again).await;
+    server.terminate(&id).await;
+}
+
+/// Reads `ws` into `s` for `wait`, checking that each frame starts where
+/// the last one ended.
+async fn read_for(ws: &mut WsClient, s: &mut Stream, wait: Duration) {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match ws.recv(left).await {
+            Some(Incoming::Output { offset, data, .. }) => {
+                assert_eq!(offset, s.end(), "output must start where the last ended");
+                s.data.extend_from_slice(&data);
+            }
+            Some(Incoming::Json(v)) => s.messages.push(v),
+            Some(Incoming::Closed(c)) => panic!("socket closed ({c:?})"),
+            None => return,
+        }
+    }
 }

@@ -35,7 +35,6 @@ use futures_util::stream::SplitStream;
 use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ParseError, ServerMessage, StreamMode};
 use termstream_proto::{ErrorCode, SessionId};
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::ClientGuard;
@@ -47,12 +46,13 @@ use crate::auth::{Grant, ProjectAccess as Access};
 use crate::clock::now_ms;
 use crate::limits::TokenBucket;
 use crate::registry::RegistryEvent;
+use crate::session::lane::Follower;
 use crate::session::{SessionError, SessionHandle, ViewerGuard};
 use crate::state::AppState;
 
 /// An attached session: its forwarder and its place in the viewer count.
 struct Attached {
-    task: JoinHandle<()>,
+    task: Follower,
     viewer: ViewerGuard,
 }
 
@@ -251,7 +251,7 @@ impl Connection {
                 Some(a) => {
                     // Gone before the answer: no output of it follows `detached`.
                     a.task.abort();
-                    let _ = a.task.await;
+                    a.task.gone().await;
                     self.control(ServerMessage::Detached { session_id }).await;
                 }
                 // An attach still waiting is cancelled: the session will

@@ -34,6 +34,7 @@ use super::outbox::{Closed, Outbox};
 use super::render::{Dialect, OutEvent};
 use crate::focus::Focus;
 use crate::observe::metrics::{self, AttachmentGauge};
+use crate::session::lane::Follower;
 use crate::session::log::RingRead;
 use crate::session::{SessionError, SessionHandle};
 
@@ -97,6 +98,13 @@ enum Flow {
     Ended,
     /// A focus-aware attachment's session is no longer focused.
     Unfocused,
+}
+
+/// Starts [`run`] where `attach`'s session's actor runs, following it to the
+/// bulk lane and back (`session/lane.rs`).
+pub fn spawn(attach: Attach, out: Outbox) -> Follower {
+    let handle = attach.handle.clone();
+    handle.spawn_follower(run(attach, out))
 }
 
 /// Delivers `attach`'s session to `out` until the log ends, the session is

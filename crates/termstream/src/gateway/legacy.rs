@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use termstream_proto::compat::command_of;
 use termstream_proto::ws::{LogPosition, OutputMode};
 use termstream_proto::{SessionId, SessionInfo};
-use tokio::task::AbortHandle;
 
 use super::forward::{self, Attach};
 use super::liveness::{Beat, Liveness};
@@ -32,6 +31,7 @@ use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_secs;
 use crate::limits::TokenBucket;
 use crate::registry::RegistryEvent;
+use crate::session::lane::Follower;
 use crate::session::{SessionError, SessionHandle};
 use crate::state::AppState;
 
@@ -73,7 +73,7 @@ fn forwarder(
     state: &AppState,
     out: &Outbox,
     preamble: Vec<Message>,
-) -> AbortHandle {
+) -> Follower {
     let attach = Attach {
         handle,
         since,
@@ -83,7 +83,7 @@ fn forwarder(
         preamble,
         focus: None,
     };
-    tokio::spawn(forward::run(attach, out.clone())).abort_handle()
+    forward::spawn(attach, out.clone())
 }
 
 /// `/ws/terminal/{session_id}`.
@@ -230,7 +230,7 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
     let (sink, mut stream) = socket.split();
     let (out, writer) = Outbox::open(sink, state.registry.config());
     let mut changes = state.registry.changes();
-    let mut tasks: HashMap<SessionId, AbortHandle> = HashMap::new();
+    let mut tasks: HashMap<SessionId, Follower> = HashMap::new();
     let _ = out
         .send(text(
             "terminal_connected",

@@ -24,7 +24,6 @@ use futures_util::stream::SplitStream;
 use termstream_proto::terminal::{TerminalClientMessage, TerminalServerMessage, WindowSize};
 use termstream_proto::ws::OutputMode;
 use termstream_proto::{ProjectId, SessionId};
-use tokio::task::JoinHandle;
 
 use super::focus_watch::{FocusWatch, conflict_message};
 use super::forward::{self, Attach};
@@ -131,7 +130,7 @@ pub async fn run(
         preamble: Vec::new(),
         focus: None,
     };
-    let forwarder: JoinHandle<()> = tokio::spawn(forward::run(attach, t.out.clone()));
+    let forwarder = forward::spawn(attach, t.out.clone());
     let mut liveness = Liveness::new(&cfg);
     let max_message = cfg.ws_max_message_bytes;
     loop {

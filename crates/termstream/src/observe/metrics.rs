@@ -68,7 +68,7 @@ pub fn install() -> PrometheusHandle {
 }
 
 /// Every gauge, with its description.
-const GAUGES: [(&str, &str); 5] = [
+const GAUGES: [(&str, &str); 6] = [
     ("termstream_sessions", "Sessions kept, by kind and status."),
     ("termstream_connections", "WebSocket connections open, by endpoint."),
     ("termstream_attachments", "Sessions attached to sockets, by endpoint."),
@@ -79,6 +79,10 @@ const GAUGES: [(&str, &str); 5] = [
     (
         "termstream_bulk_lane_sessions",
         "Sessions whose actor runs on the bulk lane (flooding while someone types elsewhere).",
+    ),
+    (
+        "termstream_bulk_lane_forwarders",
+        "Viewers' forwarders on the bulk lane, with their flooding session.",
     ),
 ];
 
@@ -141,6 +145,8 @@ pub struct Metrics {
     pub outbox_queued: Gauge,
     /// Actors on the bulk lane (`session/lane.rs`).
     pub bulk_lane: Gauge,
+    /// Forwarders on the bulk lane.
+    pub bulk_lane_forwarders: Gauge,
     pub input_busy: Counter,
     pub spawn_failures: Counter,
     pub delivery: Histogram,
@@ -158,6 +164,7 @@ pub fn get() -> &'static Metrics {
         output_frames: counter!("termstream_output_frames_total"),
         outbox_queued: gauge!("termstream_outbox_queued_frames"),
         bulk_lane: gauge!("termstream_bulk_lane_sessions"),
+        bulk_lane_forwarders: gauge!("termstream_bulk_lane_forwarders"),
         input_busy: counter!("termstream_input_busy_total"),
         spawn_failures: counter!("termstream_spawn_failures_total"),
         delivery: histogram!(DELIVERY),

@@ -233,6 +233,7 @@ fn build(
     let info_tx = InfoSender::new(info_tx, presence.clone());
     let events = super::log_events::channel(super::EVENT_QUEUE);
     let dir_arc = Arc::new(dir.clone());
+    let lane = LaneWish::default();
     let mut handle = SessionHandle {
         id: info.id.clone(),
         project: info.project.clone(),
@@ -245,6 +246,7 @@ fn build(
         screen: None,
         viewers: presence,
         remote: None,
+        lane: lane.clone(),
     };
     let screen = (info.kind == SessionKind::Pty).then(|| super::screen_task::spawn(&handle, settings.scrollback_lines));
     handle.screen = screen.clone();
@@ -274,7 +276,7 @@ fn build(
         pending: Bytes::new(),
         flood: FloodPriority::new(0, None),
         resize_record: None,
-        lane: LaneWish::default(),
+        lane,
     };
     (actor, handle)
 }

@@ -105,6 +105,8 @@ pub(crate) fn remote_handle(info: SessionInfo, remote: Arc<dyn RemoteSession>) -
         screen: None,
         viewers: presence.clone(),
         remote: Some(remote),
+        // Its actor is on another node: its forwarders stay home.
+        lane: Default::default(),
     };
     let stand_in = StandIn {
         commands,

@@ -89,7 +89,7 @@ impl Connection {
             // Gone before the new one starts: no frame of the old stream
             // comes after the new stream's first.
             old.task.abort();
-            let _ = old.task.await;
+            old.task.gone().await;
             // Attaching again (another stream mode, a resume) keeps the
             // socket the session's answerer.
             answered = old.viewer.is_answerer();
@@ -110,7 +110,7 @@ impl Connection {
                 interval: Duration::from_millis(self.state.registry.config().unfocused_interval_ms.max(1)),
             }),
         };
-        let task = tokio::spawn(forward::run(attach, self.out.clone()));
+        let task = forward::spawn(attach, self.out.clone());
         self.attached.insert(id, Attached { task, viewer });
     }
 }
