@@ -23,6 +23,10 @@
 //! one to the other worker thread: a cross-thread wake-up per typed key.
 //! When the frame does not go out at once, what is left to flush is handed
 //! to the writer task, which waits for the socket properly.
+//! A forwarder on the bulk lane (`session/lane.rs`) never waits holding
+//! the sink: where another would wait for an earlier frame's flush, it
+//! queues its frame, so that a session sharing the socket does not wait
+//! for the lane's low-priority thread.
 //!
 //! Architecture invariant: a frame whose `send` returned goes out before any
 //! frame whose `send` started later. A sender writes directly only while it
@@ -43,6 +47,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::observe::metrics;
+use crate::session::lane;
 
 /// Frames in flight per socket, whatever their size.
 const FRAMES_IN_FLIGHT: usize = 256;
@@ -146,7 +151,14 @@ impl Outbox {
                 let sent = if closing {
                     sink.send(msg).await
                 } else {
-                    self.write_now(&mut sink, msg).await
+                    match self.write_now(&mut sink, msg).await {
+                        Direct::Written(res) => res,
+                        // Off the lane's thread: the writer waits for it.
+                        Direct::Queue(msg) => {
+                            drop(sink);
+                            return self.queue_output(msg, read_at).await;
+                        }
+                    }
                 };
                 return match sent {
                     Ok(()) if !closing => {
@@ -161,6 +173,12 @@ impl Outbox {
             }
             _ => msg,
         };
+        self.queue_output(msg, read_at).await
+    }
+
+    /// Queues `msg` for the writer, waiting while the socket's budget is
+    /// spent.
+    async fn queue_output(&self, msg: Message, read_at: Option<Instant>) -> Result<(), Closed> {
         let cost = message_len(&msg).clamp(1, self.budget_bytes) as u32;
         let permit = self.budget.clone().acquire_many_owned(cost).await.map_err(|_| Closed)?;
         self.queue(Frame {
@@ -203,10 +221,16 @@ impl Outbox {
     /// for the socket's wake-ups (see the module's notes): one poll with a
     /// waker that does nothing, then, if the socket cannot take it all,
     /// the flush is the writer's.
-    async fn write_now(&self, sink: &mut Sink, msg: Message) -> Result<(), axum::Error> {
-        match poll_once(sink, msg) {
+    async fn write_now(&self, sink: &mut Sink, msg: Message) -> Direct {
+        Direct::Written(match poll_once(sink, msg) {
             Attempt::Done(res) => res,
-            // The sink is still flushing an earlier frame: wait as usual.
+            // The sink is still flushing an earlier frame. On the bulk
+            // lane, whose one low-priority thread also runs every flood,
+            // the sink is not held while it waits: an interactive session
+            // sharing the socket would wait for that thread. The frame
+            // goes to the writer instead.
+            Attempt::Busy(msg) if lane::on_bulk_lane() => return Direct::Queue(msg),
+            // Elsewhere it waits as usual.
             Attempt::Busy(msg) => sink.send(msg).await,
             Attempt::Unflushed => match self.shared.room.try_acquire() {
                 Ok(slot) => {
@@ -218,9 +242,11 @@ impl Outbox {
                     });
                     Ok(())
                 }
+                // No room: the queue is full, yet nothing was queued when
+                // the sink was taken; all but impossible.
                 Err(_) => sink.flush().await,
             },
-        }
+        })
     }
 
     /// Queues a small control frame without waiting; `false` when the queue
@@ -265,6 +291,14 @@ impl Outbox {
 }
 
 /// How one poll of a direct write went.
+/// What a direct write did.
+enum Direct {
+    /// Sent, or handed to the writer to flush, or failed.
+    Written(Result<(), axum::Error>),
+    /// Not sent: to be queued.
+    Queue(Message),
+}
+
 enum Attempt {
     /// Sent and flushed, or failed.
     Done(Result<(), axum::Error>),

@@ -28,19 +28,24 @@
 //! blocking pool has a few threads at the same priority. One thread for all
 //! sessions, not one per session.
 //!
-//! A viewer's forwarder follows its session ([`spawn_follower`]): the
-//! lane's thread then reads a chunk, broadcasts it and writes it to the
-//! flood's sockets (a forwarder writes directly when nothing is queued,
-//! `gateway/outbox.rs`) without waking a server worker per chunk. With
-//! keys paced at one a millisecond, 8 alternating rounds of benchmark
-//! scenario 4 beside ttyd: echo p99 under load 2.4 -> 1.5 ms pooled, server
-//! CPU per MB 0.90 -> 0.82 of ttyd's. (Measured with keys back to back,
-//! moving the forwarders had looked like a loss.) A socket shared with an
-//! interactive session still queues that session's echo behind a frame
-//! the lane's thread is writing: one write, not the flood.
+//! A viewer's forwarder follows its session ([`spawn_follower`]): while
+//! the socket keeps up, the lane's thread reads a chunk, broadcasts it and
+//! writes it to the flood's sockets (a forwarder writes directly when
+//! nothing is queued, `gateway/outbox.rs`) without waking a server worker
+//! per chunk; a socket that falls behind has its home writer woken per
+//! batch, as before. Measured with keys paced at one a millisecond, 26
+//! alternating rounds of benchmark scenario 4 beside ttyd in three sets:
+//! our per-run echo p99 under load had a median of 1.66 ms against 1.91
+//! (1.51 of ttyd's against 1.72), the CPU per MB the same. The sets
+//! disagreed (one showed a clear gain, two none); with keys back to back,
+//! moving the forwarders had looked like a loss. Its costs: a forwarder on
+//! the lane never waits holding a socket (`outbox.rs`), but a frame it is
+//! writing holds a session sharing the socket for that one write; a detach
+//! waits for the lane's thread to drop the forwarder; a change of wish
+//! moves every viewer's forwarder (a new task each).
 //!
 //! The lane's runtime is never shut down. When the server stops,
-//! [`stop_lane`] drops whatever actor is still there (a session that did not
+//! [`stop_lane`] drops whatever actor or forwarder is still there (a session that did not
 //! end within the shutdown's wait), as the server's runtime drops its own
 //! tasks: its session's cgroup is killed.
 
@@ -147,7 +152,7 @@ impl Kind {
     }
 }
 
-/// An actor's future in the task of one lane.
+/// An actor's or a forwarder's future in the task of one lane.
 struct Laned {
     actor: Option<BoxedActor>,
     /// On the lane: its number in [`on_lane`].
@@ -171,10 +176,8 @@ impl Future for Laned {
         if let Kind::Forwarder = self.kind {
             // Registered before the wish is read below: a change after
             // that read wakes this task.
-            if self.change.as_mut().is_none_or(|c| c.as_mut().poll(cx).is_ready()) {
-                let mut change = self.wish.next_change();
-                let _ = change.as_mut().poll(cx);
-                self.change = Some(change);
+            while self.change.as_mut().is_none_or(|c| c.as_mut().poll(cx).is_ready()) {
+                self.change = Some(self.wish.next_change());
             }
         }
         let Some(actor) = self.actor.as_mut() else {
@@ -188,6 +191,8 @@ impl Future for Laned {
         }
         let bulk = self.wish.bulk();
         if bulk != self.on_bulk.is_some() {
+            // Off the lane's list and gauge before the moved task can end.
+            self.leave_lane();
             let mut moved = Laned {
                 actor: self.actor.take(),
                 on_bulk: None,
@@ -211,7 +216,6 @@ impl Future for Laned {
                 // actor with it, as the runtime's own tasks were.
                 drop(self.home.spawn(moved));
             }
-            self.leave_lane();
             return Poll::Ready(());
         }
         Poll::Pending
@@ -226,8 +230,9 @@ impl Drop for Laned {
 
 impl Laned {
     /// Takes the task off the lane's list and gauge: when its future ends
-    /// or moves (before tokio drops the task: a follower's `gone` is then
-    /// answered with the gauge already down), or when it is dropped.
+    /// or moves (before tokio drops the task, and before the moved task
+    /// can end: a follower's `gone` is answered with the gauge already
+    /// down), or when it is dropped.
     fn leave_lane(&mut self) {
         if let Some(n) = self.on_bulk.take() {
             lock_on_lane().remove(&n);
@@ -236,7 +241,7 @@ impl Laned {
     }
 }
 
-/// Drops every actor still on the lane and waits (at most `wait`) until
+/// Drops every actor and forwarder still on the lane and waits (at most `wait`) until
 /// they are gone: called once the server's runtime has stopped serving, so
 /// that an actor there is dropped as the runtime's own tasks are (its
 /// session's cgroup killed) rather than left running past the server.
