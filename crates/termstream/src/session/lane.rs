@@ -45,9 +45,9 @@
 //! moves every viewer's forwarder (a new task each).
 //!
 //! The lane's runtime is never shut down. When the server stops,
-//! [`stop_lane`] drops whatever actor or forwarder is still there (a session that did not
-//! end within the shutdown's wait), as the server's runtime drops its own
-//! tasks: its session's cgroup is killed.
+//! [`stop_lane`] drops whatever actor or forwarder is still there (a
+//! session that did not end within the shutdown's wait), as the server's
+//! runtime drops its own tasks: its session's cgroup is killed.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -115,7 +115,8 @@ pub struct LaneWish {
 
 impl LaneWish {
     /// Asks for the bulk lane (`true`) or the server's runtime; the actor
-    /// moves when it next waits, its followers at once.
+    /// moves when it next waits, its followers on the lane at once (those
+    /// at home when next woken).
     pub fn set(&self, bulk: bool) {
         if self.bulk.swap(bulk, Ordering::Relaxed) != bulk {
             self.changed.notify_waiters();
@@ -161,7 +162,8 @@ struct Laned {
     /// The server's runtime, to move back to.
     home: Handle,
     kind: Kind,
-    /// A follower's wait for its wish to change, made anew after each.
+    /// A follower's wait for its wish to change while on the lane, made
+    /// anew after each.
     change: Option<Pin<Box<OwnedNotified>>>,
     /// A follower's [`Follower::gone`], answered when this is dropped:
     /// after `actor` (fields drop in order) and after the task has left
@@ -173,9 +175,13 @@ impl Future for Laned {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Kind::Forwarder = self.kind {
-            // Registered before the wish is read below: a change after
-            // that read wakes this task.
+        // A follower on the lane waits for its wish to change as well, so
+        // that it goes home once its flood is over even while it has
+        // nothing to send. One at home does not: it moves at its next
+        // output, which a flood brings soon, and an idle attachment then
+        // holds no wait. Registered before the wish is read below: a
+        // change after that read wakes this task.
+        if let (Kind::Forwarder, Some(_)) = (self.kind, self.on_bulk) {
             while self.change.as_mut().is_none_or(|c| c.as_mut().poll(cx).is_ready()) {
                 self.change = Some(self.wish.next_change());
             }
@@ -241,10 +247,11 @@ impl Laned {
     }
 }
 
-/// Drops every actor and forwarder still on the lane and waits (at most `wait`) until
-/// they are gone: called once the server's runtime has stopped serving, so
-/// that an actor there is dropped as the runtime's own tasks are (its
-/// session's cgroup killed) rather than left running past the server.
+/// Drops every actor and forwarder still on the lane and waits (at most
+/// `wait`) until they are gone: called once the server's runtime has
+/// stopped serving, so that an actor there is dropped as the runtime's own
+/// tasks are (its session's cgroup killed) rather than left running past
+/// the server.
 pub fn stop_lane(wait: std::time::Duration) {
     let tasks: Vec<_> = lock_on_lane().drain().map(|(_, t)| t).collect();
     tasks.iter().for_each(|t| t.abort());
@@ -380,18 +387,26 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_follower_moves_with_its_wish_even_while_idle_and_is_gone_once_aborted() {
+    async fn a_follower_goes_home_from_the_lane_even_while_idle_and_is_gone_once_aborted() {
         use std::time::Duration;
         let wish = LaneWish::default();
         let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
         let dropped = Arc::new(AtomicBool::new(false));
         let guard = Dropped(dropped.clone());
-        // Says where it runs each time it is polled, and never ends.
+        // Output to send, as a session's broadcast would wake it.
+        let output = Arc::new(Notify::new());
+        let woken = output.clone();
+        // Says where it runs each time it is polled, waits for output, and
+        // never ends.
+        let mut wait = Box::pin(woken.clone().notified_owned());
         let follower = spawn_follower(
             async move {
                 let _guard = guard;
-                std::future::poll_fn(|_| {
+                std::future::poll_fn(|cx| {
                     let _ = seen_tx.send(on_bulk_lane());
+                    while wait.as_mut().poll(cx).is_ready() {
+                        wait = Box::pin(woken.clone().notified_owned());
+                    }
                     Poll::<()>::Pending
                 })
                 .await
@@ -399,12 +414,15 @@ mod tests {
             wish.clone(),
         );
         assert_eq!(next(&mut seen).await, Some(false), "it starts home");
-        // Nothing wakes the task but the wish's change.
+        // To the lane with its next output.
         wish.set(true);
+        output.notify_one();
         while next(&mut seen).await != Some(true) {}
+        // Home with nothing to send: only the wish's change wakes it.
         wish.set(false);
         while next(&mut seen).await != Some(false) {}
         wish.set(true);
+        output.notify_one();
         while next(&mut seen).await != Some(true) {}
         assert!(!dropped.load(Ordering::SeqCst));
         follower.abort();
