@@ -56,6 +56,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
 use futures_util::future::{AbortHandle, Abortable};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::futures::OwnedNotified;
@@ -309,15 +310,11 @@ impl Follower {
 pub fn spawn_follower(task: impl Future<Output = ()> + Send + 'static, wish: LaneWish) -> Follower {
     let (abort, registration) = AbortHandle::new_pair();
     let (gone_tx, gone) = oneshot::channel();
-    let task = Abortable::new(task, registration);
-    spawn(
-        Box::pin(async move {
-            let _ = task.await;
-        }),
-        wish,
-        Kind::Forwarder,
-        Some(gone_tx),
-    );
+    // A combinator, not an `async` block awaiting it: the block would keep
+    // the task twice (captured, and moved into its await), and every idle
+    // attachment would carry a dead copy of its forwarder.
+    let task = Abortable::new(task, registration).map(drop);
+    spawn(Box::pin(task), wish, Kind::Forwarder, Some(gone_tx));
     Follower { abort, gone }
 }
 
