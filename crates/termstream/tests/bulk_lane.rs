@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{Stream, attach, read_until};
+use common::cluster::attach;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, session_dir, wait_until};
 use serde_json::json;
@@ -187,6 +187,98 @@ async fn forwarders_on_lane(server: &TestServer) -> Option<f64> {
     metric(server, "termstream_bulk_lane_forwarders").await
 }
 
+/// A program that waits for a line, prints whole rounds of `seq 1 10000`
+/// until `stop` exists, then waits for input.
+fn flood_until(stop: &std::path::Path) -> serde_json::Value {
+    let script = format!(
+        "read go; while [ ! -e '{}' ]; do seq 1 10000; done; exec cat",
+        stop.display()
+    );
+    json!({ "argv": ["sh", "-c", script], "cols": 80, "rows": 24 })
+}
+
+/// One viewer's copy of a [`flood_until`] session, checked as it arrives:
+/// only what does not yet make a whole round is kept.
+struct Flood {
+    id: String,
+    /// The offset after the last byte received.
+    end: u64,
+    pending: Vec<u8>,
+    rounds: usize,
+    round: Vec<u8>,
+}
+
+impl Flood {
+    fn new(id: &str) -> Flood {
+        Flood {
+            id: id.to_owned(),
+            end: 0,
+            // The typed line's echo comes first.
+            pending: Vec::new(),
+            rounds: 0,
+            round: [&b"\r\n"[..], &seq_output(10_000)].concat(),
+        }
+    }
+
+    fn take(&mut self, offset: u64, data: &[u8]) {
+        assert_eq!(offset, self.end, "output must start where the last ended");
+        self.end += data.len() as u64;
+        self.pending.extend_from_slice(data);
+        loop {
+            // The echo, then rounds: a round is checked from its second
+            // byte on once the echo was.
+            let want: &[u8] = if self.rounds == 0 {
+                &self.round
+            } else {
+                &self.round[2..]
+            };
+            if self.pending.len() < want.len() {
+                break;
+            }
+            assert!(
+                self.pending.starts_with(want),
+                "round {} differs: bytes lost, doubled or reordered",
+                self.rounds
+            );
+            self.pending.drain(..want.len());
+            self.rounds += 1;
+        }
+    }
+}
+
+/// Reads `ws` for `wait`, each output frame into its session's flood.
+async fn read_for(ws: &mut WsClient, floods: &mut [&mut Flood], wait: Duration) {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match ws.recv(left).await {
+            Some(Incoming::Output {
+                session, offset, data, ..
+            }) => match floods.iter_mut().find(|f| f.id == session) {
+                Some(f) => f.take(offset, &data),
+                None => panic!("output of {session}, which is not attached"),
+            },
+            Some(Incoming::Json(_)) => {}
+            Some(Incoming::Closed(c)) => panic!("socket closed ({c:?})"),
+            None => return,
+        }
+    }
+}
+
+/// Reads `ws` into `floods` until `done` holds; panics after `timeout`
+/// with `what`.
+async fn read_while_waiting<F, Fut>(ws: &mut WsClient, floods: &mut [&mut Flood], what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + secs(30);
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        read_for(ws, floods, Duration::from_millis(100)).await;
+    }
+}
+
 /// A viewer's forwarder follows its flooding session to the lane, which
 /// then writes the flood to the socket itself, and comes home with it; the
 /// viewer gets every byte once, in order, across both moves. A detach while
@@ -196,74 +288,62 @@ async fn a_viewer_follows_its_flood_to_the_lane_and_back() {
     let server = TestServer::start().await;
     let (typing, _) = typist(&server).await;
     let stop_file = server.data_dir().join("stop-flood");
-    // Waits for a line, floods until told to stop, then waits for input.
-    let script = format!(
-        "read go; while [ ! -e '{}' ]; do seq 1 10000; done; exec cat",
-        stop_file.display()
-    );
-    let info = server
-        .create(json!({ "argv": ["sh", "-c", script], "cols": 80, "rows": 24 }))
-        .await;
+    let info = server.create(flood_until(&stop_file)).await;
     let id = info["id"].as_str().unwrap().to_owned();
     let mut ws = WsClient::connect(&server, "/ws").await;
-    let mut stream = attach(&mut ws, &id, None).await;
-    assert_eq!(stream.start, 0);
+    assert_eq!(attach(&mut ws, &id, None).await.start, 0);
+    let mut flood = Flood::new(&id);
     server.input(&id, "\n").await;
 
-    // Read the flood while waiting for its forwarder to go to the lane.
-    let mut moved = false;
-    let deadline = tokio::time::Instant::now() + secs(30);
-    while !moved {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the forwarder never went to the lane"
-        );
-        read_for(&mut ws, &mut stream, Duration::from_millis(100)).await;
-        moved = forwarders_on_lane(&server).await == Some(1.0);
-    }
+    read_while_waiting(
+        &mut ws,
+        &mut [&mut flood],
+        "the forwarder never went to the lane",
+        || async { forwarders_on_lane(&server).await == Some(1.0) },
+    )
+    .await;
     std::fs::write(&stop_file, "").expect("the stop file");
-    let mut home = false;
-    let deadline = tokio::time::Instant::now() + secs(30);
-    while !home {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the forwarder stayed on the lane"
-        );
-        read_for(&mut ws, &mut stream, Duration::from_millis(100)).await;
-        home = forwarders_on_lane(&server).await == Some(0.0);
-    }
+    read_while_waiting(
+        &mut ws,
+        &mut [&mut flood],
+        "the forwarder stayed on the lane",
+        || async { forwarders_on_lane(&server).await == Some(0.0) },
+    )
+    .await;
     let end = server.info(&id).await["outputOffset"].as_u64().expect("an offset");
-    read_until(&mut ws, &mut stream, secs(30), |s| s.end() >= end).await;
-    assert_eq!(stream.end(), end, "more than the log holds");
-    // `read go`'s echo, then whole rounds of `seq 1 10000`.
-    let round = seq_output(10_000);
-    let flood = stream.data.strip_prefix(b"\r\n").expect("the echo of the typed line");
-    assert!(flood.len() >= 10 * round.len(), "a short flood: {} bytes", flood.len());
-    let first_difference = flood.chunks(round.len()).position(|c| c != round.as_slice());
-    assert_eq!(first_difference, None, "bytes lost, doubled or reordered");
+    let deadline = tokio::time::Instant::now() + secs(30);
+    while flood.end < end {
+        assert!(tokio::time::Instant::now() < deadline, "the flood's end never came");
+        read_for(&mut ws, &mut [&mut flood], Duration::from_millis(100)).await;
+    }
+    assert_eq!(flood.end, end, "more than the log holds");
+    assert!(flood.pending.is_empty(), "the flood ends in a partial round");
+    assert!(flood.rounds >= 10, "a short flood: {} rounds", flood.rounds);
 
     // Once more to the lane, and a detach there.
     std::fs::remove_file(&stop_file).expect("the stop file");
-    let again = server
-        .create(json!({ "argv": ["sh", "-c", "read go; exec seq 1 100000000"], "cols": 80, "rows": 24 }))
-        .await;
+    let again = server.create(flood_until(&stop_file)).await;
     let again = again["id"].as_str().unwrap().to_owned();
-    let mut second = attach(&mut ws, &again, None).await;
+    assert_eq!(attach(&mut ws, &again, None).await.start, 0);
+    let mut second = Flood::new(&again);
     server.input(&again, "\n").await;
-    let deadline = tokio::time::Instant::now() + secs(30);
-    while forwarders_on_lane(&server).await != Some(1.0) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second forwarder never went to the lane"
-        );
-        read_for(&mut ws, &mut second, Duration::from_millis(100)).await;
-    }
+    read_while_waiting(
+        &mut ws,
+        &mut [&mut flood, &mut second],
+        "the second forwarder never went to the lane",
+        || async { forwarders_on_lane(&server).await == Some(1.0) },
+    )
+    .await;
     ws.send(json!({ "type": "session.detach", "sessionId": again })).await;
-    let mut detached = false;
-    while !detached {
+    loop {
         match ws.recv(secs(10)).await {
-            Some(Incoming::Output { session, .. }) => assert_eq!(session, again, "output of another session"),
-            Some(Incoming::Json(v)) if v["type"] == "session.detached" => detached = true,
+            Some(Incoming::Output {
+                session, offset, data, ..
+            }) => {
+                assert_eq!(session, again, "output of another session");
+                second.take(offset, &data);
+            }
+            Some(Incoming::Json(v)) if v["type"] == "session.detached" => break,
             Some(Incoming::Json(_)) => {}
             other => panic!("no answer to the detach: {other:?}"),
         }
@@ -279,25 +359,8 @@ async fn a_viewer_follows_its_flood_to_the_lane_and_back() {
         Some(Incoming::Output { session, .. }) => panic!("output of {session} after its detach"),
         Some(other) => panic!("unexpected after the detach: {other:?}"),
     }
+    std::fs::write(&stop_file, "").expect("the stop file");
     stop(typing);
     server.terminate(&again).await;
     server.terminate(&id).await;
-}
-
-/// Reads `ws` into `s` for `wait`, checking that each frame starts where
-/// the last one ended.
-async fn read_for(ws: &mut WsClient, s: &mut Stream, wait: Duration) {
-    let until = tokio::time::Instant::now() + wait;
-    loop {
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
-        match ws.recv(left).await {
-            Some(Incoming::Output { offset, data, .. }) => {
-                assert_eq!(offset, s.end(), "output must start where the last ended");
-                s.data.extend_from_slice(&data);
-            }
-            Some(Incoming::Json(v)) => s.messages.push(v),
-            Some(Incoming::Closed(c)) => panic!("socket closed ({c:?})"),
-            None => return,
-        }
-    }
 }

@@ -23,10 +23,11 @@
 //! one to the other worker thread: a cross-thread wake-up per typed key.
 //! When the frame does not go out at once, what is left to flush is handed
 //! to the writer task, which waits for the socket properly.
-//! A forwarder on the bulk lane (`session/lane.rs`) never waits holding
+//! A forwarder on the bulk lane (`session/lane.rs`) does not wait holding
 //! the sink: where another would wait for an earlier frame's flush, it
 //! queues its frame, so that a session sharing the socket does not wait
-//! for the lane's low-priority thread.
+//! for the lane's low-priority thread (only a queue with no room, all but
+//! impossible when nothing was queued, is still waited for there).
 //!
 //! Architecture invariant: a frame whose `send` returned goes out before any
 //! frame whose `send` started later. A sender writes directly only while it
@@ -153,7 +154,8 @@ impl Outbox {
                 } else {
                     match self.write_now(&mut sink, msg).await {
                         Direct::Written(res) => res,
-                        // Off the lane's thread: the writer waits for it.
+                        // On the lane with the sink busy: queued for the
+                        // home writer.
                         Direct::Queue(msg) => {
                             drop(sink);
                             return self.queue_output(msg, read_at).await;
@@ -220,7 +222,8 @@ impl Outbox {
     /// Writes `msg` to the held sink without leaving this task registered
     /// for the socket's wake-ups (see the module's notes): one poll with a
     /// waker that does nothing, then, if the socket cannot take it all,
-    /// the flush is the writer's.
+    /// the flush is the writer's. On the bulk lane a frame the sink cannot
+    /// take yet is handed back, to be queued.
     async fn write_now(&self, sink: &mut Sink, msg: Message) -> Direct {
         Direct::Written(match poll_once(sink, msg) {
             Attempt::Done(res) => res,
@@ -290,7 +293,6 @@ impl Outbox {
     }
 }
 
-/// How one poll of a direct write went.
 /// What a direct write did.
 enum Direct {
     /// Sent, or handed to the writer to flush, or failed.
@@ -299,6 +301,7 @@ enum Direct {
     Queue(Message),
 }
 
+/// How one poll of a direct write went.
 enum Attempt {
     /// Sent and flushed, or failed.
     Done(Result<(), axum::Error>),

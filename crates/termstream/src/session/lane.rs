@@ -33,16 +33,19 @@
 //! writes it to the flood's sockets (a forwarder writes directly when
 //! nothing is queued, `gateway/outbox.rs`) without waking a server worker
 //! per chunk; a socket that falls behind has its home writer woken per
-//! batch, as before. Measured with keys paced at one a millisecond, 26
-//! alternating rounds of benchmark scenario 4 beside ttyd in three sets:
-//! our per-run echo p99 under load had a median of 1.66 ms against 1.91
-//! (1.51 of ttyd's against 1.72), the CPU per MB the same. The sets
-//! disagreed (one showed a clear gain, two none); with keys back to back,
+//! batch, as before. Measured with keys paced at one a millisecond, 36
+//! alternating rounds of benchmark scenario 4 beside ttyd in four sets:
+//! our per-run echo p99 under load had a median of 1.68 ms against 1.86,
+//! lower in 22 of the 36 rounds, the CPU per MB the same. A small gain,
+//! within what the sets disagree on (one showed a clear gain, three
+//! little or none); with keys back to back,
 //! moving the forwarders had looked like a loss. Its costs: a forwarder on
-//! the lane never waits holding a socket (`outbox.rs`), but a frame it is
+//! the lane does not wait holding a socket (`outbox.rs`; unless the
+//! socket's queue has no room, all but impossible), but a frame it is
 //! writing holds a session sharing the socket for that one write; a detach
 //! waits for the lane's thread to drop the forwarder; a change of wish
-//! moves every viewer's forwarder (a new task each).
+//! moves every viewer's forwarder (a new task each); about 0.3 KiB per
+//! attachment (benchmark scenario 12).
 //!
 //! The lane's runtime is never shut down. When the server stops,
 //! [`stop_lane`] drops whatever actor or forwarder is still there (a
@@ -108,9 +111,9 @@ fn lock_on_lane() -> std::sync::MutexGuard<'static, HashMap<u64, tokio::task::Ab
 #[derive(Debug, Clone, Default)]
 pub struct LaneWish {
     bulk: Arc<AtomicBool>,
-    /// Wakes the followers when the wish changes: an idle forwarder would
-    /// otherwise stay where it was until its session's next output, and
-    /// send that from there.
+    /// Wakes the followers on the lane when the wish changes: an idle
+    /// forwarder there would otherwise stay until its session's next
+    /// output, and send that from the lane.
     changed: Arc<Notify>,
 }
 
@@ -377,10 +380,11 @@ mod tests {
     }
 
     /// The next report of where the follower was polled.
-    async fn next(seen: &mut tokio::sync::mpsc::UnboundedReceiver<bool>) -> Option<bool> {
+    async fn next(seen: &mut tokio::sync::mpsc::UnboundedReceiver<bool>) -> bool {
         tokio::time::timeout(std::time::Duration::from_secs(10), seen.recv())
             .await
             .expect("polled again")
+            .expect("the follower's future is alive")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,17 +414,17 @@ mod tests {
             },
             wish.clone(),
         );
-        assert_eq!(next(&mut seen).await, Some(false), "it starts home");
+        assert!(!next(&mut seen).await, "it starts home");
         // To the lane with its next output.
         wish.set(true);
         output.notify_one();
-        while next(&mut seen).await != Some(true) {}
+        while !next(&mut seen).await {}
         // Home with nothing to send: only the wish's change wakes it.
         wish.set(false);
-        while next(&mut seen).await != Some(false) {}
+        while next(&mut seen).await {}
         wish.set(true);
         output.notify_one();
-        while next(&mut seen).await != Some(true) {}
+        while !next(&mut seen).await {}
         assert!(!dropped.load(Ordering::SeqCst));
         follower.abort();
         tokio::time::timeout(Duration::from_secs(10), follower.gone())
