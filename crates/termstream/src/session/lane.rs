@@ -38,8 +38,8 @@
 //! our per-run echo p99 under load had a median of 1.68 ms against 1.86,
 //! lower in 22 of the 36 rounds, the CPU per MB the same. A small gain,
 //! within what the sets disagree on (one showed a clear gain, three
-//! little or none); with keys back to back,
-//! moving the forwarders had looked like a loss. Its costs: a forwarder on
+//! little or none); with keys back to back, moving the forwarders had
+//! looked like a loss. Its costs: a forwarder on
 //! the lane does not wait holding a socket (`outbox.rs`; unless the
 //! socket's queue has no room, all but impossible), but a frame it is
 //! writing holds a session sharing the socket for that one write; a detach
@@ -203,15 +203,11 @@ impl Future for Laned {
         if bulk != self.on_bulk.is_some() {
             // Off the lane's list and gauge before the moved task can end.
             self.leave_lane();
-            let mut moved = Laned {
-                actor: self.actor.take(),
-                on_bulk: None,
-                wish: self.wish.clone(),
-                home: self.home.clone(),
-                kind: self.kind,
-                change: None,
-                gone: self.gone.take(),
+            let Some(actor) = self.actor.take() else {
+                return Poll::Ready(());
             };
+            let gone = self.gone.take();
+            let mut moved = Laned::new(actor, self.wish.clone(), self.home.clone(), self.kind, gone);
             if bulk {
                 static NEXT: AtomicU64 = AtomicU64::new(0);
                 let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -239,6 +235,19 @@ impl Drop for Laned {
 }
 
 impl Laned {
+    /// `actor` at home (its task is not on the lane's list yet).
+    fn new(actor: BoxedActor, wish: LaneWish, home: Handle, kind: Kind, gone: Option<oneshot::Sender<()>>) -> Laned {
+        Laned {
+            actor: Some(actor),
+            on_bulk: None,
+            wish,
+            home,
+            kind,
+            change: None,
+            gone,
+        }
+    }
+
     /// Takes the task off the lane's list and gauge: when its future ends
     /// or moves (before tokio drops the task, and before the moved task
     /// can end: a follower's `gone` is answered with the gauge already
@@ -272,15 +281,7 @@ pub fn spawn_actor(actor: impl Future<Output = ()> + Send + 'static, wish: LaneW
 }
 
 fn spawn(future: BoxedActor, wish: LaneWish, kind: Kind, gone: Option<oneshot::Sender<()>>) {
-    tokio::spawn(Laned {
-        actor: Some(future),
-        on_bulk: None,
-        wish,
-        home: Handle::current(),
-        kind,
-        change: None,
-        gone,
-    });
+    tokio::spawn(Laned::new(future, wish, Handle::current(), kind, gone));
 }
 
 /// A task that follows its session to the lane and back
