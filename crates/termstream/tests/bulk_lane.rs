@@ -265,15 +265,11 @@ async fn read_for(ws: &mut WsClient, floods: &mut [&mut Flood], wait: Duration) 
     }
 }
 
-/// Reads `ws` into `floods` until `done` holds; panics after `timeout`
-/// with `what`.
-async fn read_while_waiting<F, Fut>(ws: &mut WsClient, floods: &mut [&mut Flood], what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
+/// Reads `ws` into `floods` until `n` forwarders are on the lane; panics
+/// with `what` after 30 s.
+async fn read_until_on_lane(server: &TestServer, ws: &mut WsClient, floods: &mut [&mut Flood], n: f64, what: &str) {
     let deadline = tokio::time::Instant::now() + secs(30);
-    while !done().await {
+    while forwarders_on_lane(server).await != Some(n) {
         assert!(tokio::time::Instant::now() < deadline, "{what}");
         read_for(ws, floods, Duration::from_millis(100)).await;
     }
@@ -295,19 +291,21 @@ async fn a_viewer_follows_its_flood_to_the_lane_and_back() {
     let mut flood = Flood::new(&id);
     server.input(&id, "\n").await;
 
-    read_while_waiting(
+    read_until_on_lane(
+        &server,
         &mut ws,
         &mut [&mut flood],
+        1.0,
         "the forwarder never went to the lane",
-        || async { forwarders_on_lane(&server).await == Some(1.0) },
     )
     .await;
     std::fs::write(&stop_file, "").expect("the stop file");
-    read_while_waiting(
+    read_until_on_lane(
+        &server,
         &mut ws,
         &mut [&mut flood],
+        0.0,
         "the forwarder stayed on the lane",
-        || async { forwarders_on_lane(&server).await == Some(0.0) },
     )
     .await;
     let end = server.info(&id).await["outputOffset"].as_u64().expect("an offset");
@@ -327,11 +325,12 @@ async fn a_viewer_follows_its_flood_to_the_lane_and_back() {
     assert_eq!(attach(&mut ws, &again, None).await.start, 0);
     let mut second = Flood::new(&again);
     server.input(&again, "\n").await;
-    read_while_waiting(
+    read_until_on_lane(
+        &server,
         &mut ws,
         &mut [&mut flood, &mut second],
+        1.0,
         "the second forwarder never went to the lane",
-        || async { forwarders_on_lane(&server).await == Some(1.0) },
     )
     .await;
     ws.send(json!({ "type": "session.detach", "sessionId": again })).await;
