@@ -265,6 +265,16 @@ async fn read_for(ws: &mut WsClient, floods: &mut [&mut Flood], wait: Duration) 
     }
 }
 
+/// Starts a [`flood_until`] session, attaches `ws` to it from its start,
+/// and types the line it waits for.
+async fn start_flood(server: &TestServer, ws: &mut WsClient, stop: &std::path::Path) -> Flood {
+    let info = server.create(flood_until(stop)).await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    assert_eq!(attach(ws, &id, None).await.start, 0);
+    server.input(&id, "\n").await;
+    Flood::new(&id)
+}
+
 /// Reads `ws` into `floods` until `n` forwarders are on the lane; panics
 /// with `what` after 30 s.
 async fn read_until_on_lane(server: &TestServer, ws: &mut WsClient, floods: &mut [&mut Flood], n: f64, what: &str) {
@@ -284,12 +294,9 @@ async fn a_viewer_follows_its_flood_to_the_lane_and_back() {
     let server = TestServer::start().await;
     let (typing, _) = typist(&server).await;
     let stop_file = server.data_dir().join("stop-flood");
-    let info = server.create(flood_until(&stop_file)).await;
-    let id = info["id"].as_str().unwrap().to_owned();
     let mut ws = WsClient::connect(&server, "/ws").await;
-    assert_eq!(attach(&mut ws, &id, None).await.start, 0);
-    let mut flood = Flood::new(&id);
-    server.input(&id, "\n").await;
+    let mut flood = start_flood(&server, &mut ws, &stop_file).await;
+    let id = flood.id.clone();
 
     read_until_on_lane(
         &server,
@@ -320,11 +327,8 @@ async fn a_viewer_follows_its_flood_to_the_lane_and_back() {
 
     // Once more to the lane, and a detach there.
     std::fs::remove_file(&stop_file).expect("the stop file");
-    let again = server.create(flood_until(&stop_file)).await;
-    let again = again["id"].as_str().unwrap().to_owned();
-    assert_eq!(attach(&mut ws, &again, None).await.start, 0);
-    let mut second = Flood::new(&again);
-    server.input(&again, "\n").await;
+    let mut second = start_flood(&server, &mut ws, &stop_file).await;
+    let again = second.id.clone();
     read_until_on_lane(
         &server,
         &mut ws,
