@@ -165,7 +165,7 @@ where
 /// One-byte round trips through `stty raw -echo; cat` on a bare PTY.
 pub async fn pty_echo(warmup: usize, samples: usize, limit: Duration) -> anyhow::Result<Vec<Duration>> {
     let mut echo = echo_pty().await?;
-    crate::paced::echo_samples(&mut echo, warmup, samples, Duration::ZERO, Instant::now() + limit).await
+    crate::paced::idle_samples(&mut echo, warmup, samples, limit).await
 }
 
 /// A bare PTY running `stty raw -echo; exec cat`, once `stty` has taken

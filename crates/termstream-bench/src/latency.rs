@@ -282,14 +282,7 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
     let mut echo = relay.open(ECHO).await?;
     tokio::time::sleep(STTY_WAIT).await;
     let before = relay.cpu();
-    let samples = paced::echo_samples(
-        &mut echo,
-        ctx.warmup,
-        ctx.samples,
-        Duration::ZERO,
-        Instant::now() + LIMIT,
-    )
-    .await?;
+    let samples = paced::idle_samples(&mut echo, ctx.warmup, ctx.samples, LIMIT).await?;
     let idle = Idle {
         pct: Percentiles::of(&samples),
         cost: per_trip(before, relay.cpu(), ctx.warmup + samples.len()),

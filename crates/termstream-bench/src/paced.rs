@@ -46,6 +46,17 @@ pub trait Echo {
     async fn output(&mut self) -> anyhow::Result<Option<Vec<u8>>>;
 }
 
+/// Scenario 3's idle echo: [`echo_samples`] with no pace (each key once
+/// the last one's echo came back), within `limit` from now.
+pub async fn idle_samples(
+    echo: &mut impl Echo,
+    warmup: usize,
+    samples: usize,
+    limit: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    echo_samples(echo, warmup, samples, Duration::ZERO, Instant::now() + limit).await
+}
+
 /// Sends `warmup + samples` keys, one every `pace` (`pace` zero: each once
 /// the last one's echo came back, the old back-to-back method), and
 /// returns the round trips of the last `samples`; fewer (said on stderr)
@@ -55,7 +66,7 @@ pub trait Echo {
 /// skipped; once keys are in flight, a byte other than the next key
 /// awaited is an error (a key lost or doubled), as timing the echoes after
 /// it against the wrong keys would be. Scenario 3's idle echoes of the bare
-/// PTY, the relay and ttyd use it with no pace.
+/// PTY, the relay and ttyd use it with no pace ([`idle_samples`]).
 pub async fn echo_samples(
     echo: &mut impl Echo,
     warmup: usize,

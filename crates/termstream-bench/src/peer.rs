@@ -276,8 +276,7 @@ pub async fn echo(
     let r = async {
         let mut echo = ttyd.open(Some(crate::latency::ECHO), false).await?;
         tokio::time::sleep(crate::latency::STTY_WAIT).await;
-        let idle =
-            crate::paced::echo_samples(&mut echo, warmup, samples, Duration::ZERO, Instant::now() + limit).await?;
+        let idle = crate::paced::idle_samples(&mut echo, warmup, samples, limit).await?;
         let Some(script) = load else {
             return anyhow::Ok((idle, None));
         };
