@@ -207,12 +207,12 @@ impl crate::paced::Echo for EchoPty {
 }
 
 /// The paced echo ([`crate::paced`]) of a bare PTY, keys `pace` apart,
-/// while the bare PTYs of a [`Load`] each `cat` `file` in a loop and this
-/// process reads them all: what the machine itself gives
+/// while the bare PTYs of a [`Load`] each run `script` (the load's stream,
+/// [`crate::load::script`]) and this process reads them all: what the machine itself gives
 /// under the load of scenario 4, with no server.
 /// Also the MB/s the readers got.
 pub async fn pty_echo_loaded(
-    file: &Path,
+    script: &str,
     warmup: usize,
     samples: usize,
     pace: Duration,
@@ -224,10 +224,9 @@ pub async fn pty_echo_loaded(
         crate::paced::echo_samples(&mut echo, warmup, samples, pace, Instant::now() + limit).await
     })
     .await?;
-    let script = crate::load::script(file);
     let mut load = Load::new();
     for _ in 0..crate::load::STREAMS {
-        let (mut pty, child) = spawn_on_pty(&script)?;
+        let (mut pty, child) = spawn_on_pty(script)?;
         let group = GroupGuard(child.id().unwrap_or(0));
         let mut stop = load.stop_signal();
         load.add(async move {

@@ -168,8 +168,8 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
     rows.extend(cost_rows(idle, relay_idle, &why));
     let peer = match &ctx.peer {
         Some(p) => {
-            let load_script = under_load.then(|| load::script(&ctx.file_big));
-            Some(crate::peer::echo(&p.path, (w, n, ctx.pace), load_script.as_deref(), LIMIT).await?)
+            let load_script = under_load.then_some(ctx.load_script.as_str());
+            Some(crate::peer::echo(&p.path, (w, n, ctx.pace), load_script, LIMIT).await?)
         }
         None => None,
     };
@@ -191,7 +191,7 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
         ));
     }
     if let Some((relay_loaded, relay_mbps, relay_cpu)) = relay_loaded {
-        let (bare, bare_mbps) = baseline::pty_echo_loaded(&ctx.file_big, w, n, ctx.pace, LIMIT).await?;
+        let (bare, bare_mbps) = baseline::pty_echo_loaded(&ctx.load_script, w, n, ctx.pace, LIMIT).await?;
         rows.extend(pct_rows(
             S4,
             "bare PTY echo, 3 bare PTYs streaming",
@@ -307,11 +307,11 @@ async fn relay_echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<(Idle, Option
             },
         )
         .await?;
-    let script = load::script(&ctx.file_big);
+    let script = &ctx.load_script;
     let cpu0 = relay.pid().and_then(stat_cpu_ms);
     let mut load = Load::new();
     for _ in 0..load::STREAMS {
-        load.add(relay.open(&script).await?.drain(load.stop_signal()));
+        load.add(relay.open(script).await?.drain(load.stop_signal()));
     }
     let (loaded, mbps, bytes) = load.during_counted("bare relay", probe.run()).await;
     let cpu = ms_per_mb(cpu0, relay.pid().and_then(stat_cpu_ms), bytes);
@@ -351,9 +351,9 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
     let cpu0 = target.pid.and_then(stat_cpu_ms);
     let mut load = Load::new();
     let mut load_ids = vec![];
-    let script = load::script(&ctx.file_big);
+    let script = &ctx.load_script;
     for _ in 0..load::STREAMS {
-        let lid = target.pty_sh(&script).await?;
+        let lid = target.pty_sh(script).await?;
         let mut reader = Client::connect(&target.ws).await?;
         reader.attach(&lid).await?;
         let mut stop = load.stop_signal();

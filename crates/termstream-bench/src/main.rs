@@ -106,9 +106,20 @@ struct Args {
     /// this repository.
     #[arg(long)]
     peer: Option<String>,
+    /// Scenario 4's load paced to this many MB/s in all (10^6 bytes, split
+    /// evenly among its streams) instead of `cat` at full speed, the same
+    /// for every target: to compare echoes under equal load.
+    #[arg(long)]
+    load_mbps: Option<f64>,
     /// Run as the bare relay baseline (started by the bench itself).
     #[arg(long, hide = true)]
     relay: bool,
+    /// Run as a paced stream of scenario 4: write --pace-file at this many
+    /// bytes per second (started by the streams' shells).
+    #[arg(long, hide = true, requires = "pace_file")]
+    pace_rate: Option<u64>,
+    #[arg(long, hide = true)]
+    pace_file: Option<PathBuf>,
 }
 
 /// What every scenario gets.
@@ -116,6 +127,8 @@ pub struct Ctx {
     pub launcher: Launcher,
     /// The 64 MiB text file.
     pub file_big: PathBuf,
+    /// The program of each of scenario 4's streams ([`load::script`]).
+    pub load_script: String,
     /// The 4 MiB text file.
     pub file_small: PathBuf,
     pub warmup: usize,
@@ -195,6 +208,9 @@ async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let (Some(rate), Some(file)) = (args.pace_rate, &args.pace_file) {
+        return load::pace_out(file, rate);
+    }
     let nofile = server::raise_nofile();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if args.relay {
@@ -236,9 +252,19 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
     baseline::write_text_file(&file_big, 64 << 20)?;
     baseline::write_text_file(&file_small, 4 << 20)?;
     let runs = if args.quick { 1 } else { args.runs.max(1) };
+    let bench = std::env::current_exe().context("finding the bench's own binary")?;
+    let paced = match args.load_mbps {
+        Some(mbps) => {
+            anyhow::ensure!(mbps.is_finite() && mbps >= 1.0, "--load-mbps must be at least 1");
+            Some((bench.as_path(), (mbps * 1e6 / load::STREAMS as f64) as u64))
+        }
+        None => None,
+    };
+    let load_script = load::script(&file_big, paced);
     let ctx = Ctx {
         launcher,
         file_big,
+        load_script,
         file_small,
         warmup: args.warmup,
         samples: args.samples.unwrap_or(if args.quick { 1000 } else { 2000 }),
