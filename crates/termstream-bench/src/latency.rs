@@ -19,7 +19,7 @@ use crate::report::{Goal, Percentiles, Row};
 use crate::server::{CpuUse, Target, ms_per_mb, stat_cpu_ms};
 
 /// The longest one series of samples may take.
-const LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const LIMIT: Duration = Duration::from_secs(60);
 /// How long an attach to a session that prints without pause may take.
 const ATTACH_BUSY_WAIT: Duration = Duration::from_secs(15);
 /// How long `stty` in [`ECHO`] is given to take effect, so that the first
@@ -42,7 +42,7 @@ pub async fn echo_client(target: &Target) -> anyhow::Result<(Client, termstream_
 }
 
 /// Percentile rows for `pct` against a baseline (`None`: no baseline).
-fn pct_rows(
+pub(crate) fn pct_rows(
     scenario: &str,
     what: &str,
     pct: Option<Percentiles>,
@@ -273,7 +273,7 @@ pub async fn echo(ctx: &Ctx, under_load: bool) -> anyhow::Result<Vec<Row>> {
 
 /// Echo percentiles under load, the MB/s the load's readers got, and the
 /// server's CPU milliseconds per MB they got.
-type Loaded = (Percentiles, f64, Option<f64>);
+pub(crate) type Loaded = (Percentiles, f64, Option<f64>);
 
 /// The echo through the bare relay (see [`crate::relay`]), idle and, when
 /// `under_load`, while three more relayed PTYs stream the big file.
@@ -332,9 +332,25 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
     if !under_load {
         return Ok((idle, None));
     }
+    client.close().await;
+    let loaded = loaded_echo(ctx, target, &id, &ctx.load_script, "termstream").await?;
+    target.delete(&id).await?;
+    Ok((idle, Some(loaded)))
+}
+
+/// The paced echo of `target`'s session `id` (running [`ECHO`], raw mode
+/// already set) while three more sessions run `script`, each read by a
+/// client of its own: the echo percentiles, the MB/s the readers got and
+/// the server's CPU per MB. `what` names the setup in the log.
+pub(crate) async fn loaded_echo(
+    ctx: &Ctx,
+    target: &Target,
+    id: &termstream_proto::SessionId,
+    script: &str,
+    what: &str,
+) -> anyhow::Result<Loaded> {
     // The probe under load is a client of its own (see `load`), ready
     // before the load starts.
-    client.close().await;
     let (ws, probe_id, (warmup, samples, pace)) = (target.ws.clone(), id.clone(), (ctx.warmup, ctx.samples, ctx.pace));
     let probe =
         load::on_own_thread(
@@ -351,7 +367,6 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
     let cpu0 = target.pid.and_then(stat_cpu_ms);
     let mut load = Load::new();
     let mut load_ids = vec![];
-    let script = &ctx.load_script;
     for _ in 0..load::STREAMS {
         let lid = target.pty_sh(script).await?;
         let mut reader = Client::connect(&target.ws).await?;
@@ -360,11 +375,10 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
         load.add(async move { reader.drain(&mut stop, Instant::now() + LIMIT * 2).await });
         load_ids.push(lid);
     }
-    let (loaded, mbps, bytes) = load.during_counted("termstream", probe.run()).await;
+    let (loaded, mbps, bytes) = load.during_counted(what, probe.run()).await;
     let cpu = ms_per_mb(cpu0, target.pid.and_then(stat_cpu_ms), bytes);
     target.delete_all(&load_ids).await;
-    target.delete(&id).await?;
-    Ok((idle, Some((Percentiles::of(&loaded?), mbps, cpu))))
+    Ok((Percentiles::of(&loaded?), mbps, cpu))
 }
 
 /// Scenario 7: a client attached to `yes` stops reading for `ctx.stall`;

@@ -8,8 +8,10 @@
 //! - [`client`]: the WebSocket client of `/ws`.
 //! - [`baseline`]: the same work with no server (bare PTY, pipe, WebSocket).
 //! - [`relay`]: the least a WebSocket terminal server can do, as a baseline.
-//! - [`load`]: scenario 4's streaming readers, the same for every setup.
+//! - [`load`]: scenario 4's streaming readers, the same for every setup,
+//!   and the paced streams of scenario 14.
 //! - [`paced`]: scenario 4's echo probe, keys at a steady pace.
+//! - [`equal`] (14): scenario 4's echo at a load the same for every target.
 //! - [`throughput`] (scenarios 1, 2), [`latency`] (3, 4, 7), [`fanout`] (5),
 //!   [`scale`] (6, 8), [`focus`] (10, 11): one file per scenario group.
 //! - [`cli`] (9): the `termstream` command-line client.
@@ -23,6 +25,7 @@ mod baseline;
 mod cli;
 mod client;
 mod cluster;
+mod equal;
 mod fanout;
 mod focus;
 mod latency;
@@ -102,19 +105,18 @@ struct Args {
     #[arg(long)]
     output: Option<PathBuf>,
     /// A peer server measured beside termstream in the same run, as
-    /// `ttyd=PATH` (scenarios 1, 3, 4 and 12); built by hand, never part of
+    /// `ttyd=PATH` (scenarios 1, 3, 4, 12 and 14); built by hand, never part of
     /// this repository.
     #[arg(long)]
     peer: Option<String>,
-    /// Scenario 4's load paced to this many MB/s in all (10^6 bytes, split
-    /// evenly among its streams) instead of `cat` at full speed, the same
-    /// for every target: to compare echoes under equal load.
-    #[arg(long)]
-    load_mbps: Option<f64>,
+    /// The load of scenario 14 in MB/s (10^6 bytes a second, split evenly
+    /// among its streams), the same for every target.
+    #[arg(long, default_value_t = 30.0)]
+    equal_mbps: f64,
     /// Run as the bare relay baseline (started by the bench itself).
     #[arg(long, hide = true)]
     relay: bool,
-    /// Run as a paced stream of scenario 4: write --pace-file at this many
+    /// Run as a paced stream of scenario 14: write --pace-file at this many
     /// bytes per second (started by the streams' shells).
     #[arg(long, hide = true, requires = "pace_file")]
     pace_rate: Option<u64>,
@@ -129,6 +131,9 @@ pub struct Ctx {
     pub file_big: PathBuf,
     /// The program of each of scenario 4's streams ([`load::script`]).
     pub load_script: String,
+    /// Scenario 14's load in MB/s, and the program of each of its streams:
+    /// [`load::script`] paced.
+    pub equal: (f64, String),
     /// The 4 MiB text file.
     pub file_small: PathBuf,
     pub warmup: usize,
@@ -170,11 +175,12 @@ pub fn shell_quote(p: &Path) -> String {
 }
 
 /// The scenarios in order, with the name used in logs.
-const SCENARIOS: [(u8, &str); 13] = [
+const SCENARIOS: [(u8, &str); 14] = [
     (1, "pty throughput"),
     (2, "command throughput"),
     (3, "echo latency"),
     (4, "echo under load"),
+    (14, "echo under equal load"),
     (5, "fan-out"),
     (6, "idle sessions"),
     (7, "slow client"),
@@ -202,6 +208,7 @@ async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>
         11 => focus::fanout(ctx).await,
         12 => open::open(ctx).await,
         13 => cluster::cluster(ctx).await,
+        14 => equal::echo(ctx).await,
         _ => anyhow::bail!("no scenario {n}"),
     }
 }
@@ -253,18 +260,14 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
     baseline::write_text_file(&file_small, 4 << 20)?;
     let runs = if args.quick { 1 } else { args.runs.max(1) };
     let bench = std::env::current_exe().context("finding the bench's own binary")?;
-    let paced = match args.load_mbps {
-        Some(mbps) => {
-            anyhow::ensure!(mbps.is_finite() && mbps >= 1.0, "--load-mbps must be at least 1");
-            Some((bench.as_path(), (mbps * 1e6 / load::STREAMS as f64) as u64))
-        }
-        None => None,
-    };
-    let load_script = load::script(&file_big, paced);
+    let mbps = args.equal_mbps;
+    anyhow::ensure!(mbps.is_finite() && mbps >= 1.0, "--equal-mbps must be at least 1");
+    let per_stream = (mbps * 1e6 / load::STREAMS as f64) as u64;
     let ctx = Ctx {
         launcher,
+        load_script: load::script(&file_big, None),
+        equal: (mbps, load::script(&file_big, Some((&bench, per_stream)))),
         file_big,
-        load_script,
         file_small,
         warmup: args.warmup,
         samples: args.samples.unwrap_or(if args.quick { 1000 } else { 2000 }),
