@@ -32,11 +32,10 @@ pub struct Config {
     /// Lines of scrollback a screen snapshot carries (fewer for windows too
     /// large for that much within the screen model's budget).
     pub scrollback_lines: usize,
-    /// The autogroup nice (0–19) a session's programs get while they flood
-    /// output with no input, so that they yield the CPU to interactive
-    /// sessions; restored on input or a pause. 0 (the default) turns it
-    /// off: measured with paced keys, lowering floods doubled the echo's
-    /// p99 under load (see `session/flood.rs`).
+    /// Ignored; accepted so that old config files and environments keep
+    /// working. It was the CPU priority (autogroup nice) flooding sessions
+    /// were lowered to, removed because it made the echo's latency worse
+    /// (see `session/flood.rs`); a value other than 0 is warned about once.
     pub flood_nice: i32,
     /// The widest window a pty session may have (create and resize).
     pub max_cols: u16,
@@ -384,13 +383,12 @@ impl Config {
             "invalid configuration: http_body_timeout_ms must be at least 1"
         );
         anyhow::ensure!(
-            (0..=19).contains(&config.flood_nice),
-            "invalid configuration: flood_nice must be from 0 to 19"
-        );
-        anyhow::ensure!(
             config.max_focused > 0,
             "invalid configuration: max_focused must be at least 1"
         );
+        if config.flood_nice != 0 {
+            warn_flood_nice_ignored();
+        }
         if let Some(t) = std::env::var("TERMSTREAM_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
             config.tokens.push(TokenEntry {
                 name: Some("env".into()),
@@ -444,7 +442,6 @@ impl Config {
             scrollback_lines: self.scrollback_lines,
             max_cols: self.max_cols,
             max_rows: self.max_rows,
-            flood_nice: self.flood_nice,
         }
     }
 
@@ -455,6 +452,17 @@ impl Config {
             .or_else(|| std::env::var("SHELL").ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| "/bin/sh".to_owned())
     }
+}
+
+/// Warns, once per process (not again on each reload), that `flood_nice`
+/// is set but does nothing any more.
+fn warn_flood_nice_ignored() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "flood_nice is ignored: lowering flooding sessions' CPU priority was removed because it made echo latency worse"
+        );
+    });
 }
 
 /// A figment error in one sentence per problem, naming the key and where
@@ -485,51 +493,4 @@ fn describe(e: figment::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lists_split_on_commas_and_spaces() {
-        assert_eq!(split_list("PATH HOME").unwrap(), ["PATH", "HOME"]);
-        assert_eq!(split_list("PATH,HOME").unwrap(), ["PATH", "HOME"]);
-        assert_eq!(split_list(" PATH, HOME ,TZ ").unwrap(), ["PATH", "HOME", "TZ"]);
-        assert!(split_list("[\"PATH\"]").is_none());
-        assert!(split_list("").unwrap().is_empty());
-    }
-
-    #[test]
-    fn every_string_list_is_a_list() {
-        let v = serde_json::to_value(Config::default()).unwrap();
-        for k in STRING_LISTS {
-            assert!(v[k].is_array(), "{k}");
-        }
-    }
-
-    #[test]
-    fn unknown_variables_are_found() {
-        let vars = [
-            ("TERMSTREAM_LOG", "x"),
-            ("TERMSTREAM_RING_BYTES", "1"),
-            ("TERMSTREAM_SESSION", "e"),
-            ("PATH", "/bin"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        assert_eq!(unknown_variables(vars.into_iter()), ["TERMSTREAM_LOG"]);
-    }
-
-    #[test]
-    fn printed_config_redacts_tokens() {
-        let mut c = Config::default();
-        c.tokens.push(TokenEntry {
-            name: Some("ops".into()),
-            sha256: "ab".repeat(32),
-            admin: true,
-            projects: Default::default(),
-        });
-        let text = c.to_toml_redacted();
-        assert!(!text.contains(&"ab".repeat(32)), "{text}");
-        assert!(text.contains("<redacted>") && text.contains("ops"), "{text}");
-        assert!(text.contains("# default_shell: unset"), "{text}");
-        assert!(text.contains("ring_bytes = 1048576"), "{text}");
-    }
-}
+mod tests;

@@ -57,9 +57,6 @@ pub struct SessionSettings {
     /// The largest window size a pty session may be given.
     pub max_cols: u16,
     pub max_rows: u16,
-    /// The autogroup nice of a session while its program floods output
-    /// (see [`flood`]); 0 leaves programs alone.
-    pub flood_nice: i32,
 }
 
 impl SessionSettings {

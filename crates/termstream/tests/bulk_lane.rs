@@ -145,13 +145,11 @@ async fn a_flood_beside_a_typist_runs_on_the_bulk_lane_and_loses_nothing() {
     assert!(echoed["outputOffset"].as_u64() > Some(0), "{echoed}");
 }
 
-/// With `flood_nice = 0` (the default) programs are never lowered, but a
-/// flood's actor still goes to the lane; once the flood stops (the program
-/// now waits for input, someone still types elsewhere) it must come back
-/// home.
+/// A flood's actor goes to the lane; once the flood stops (the program now
+/// waits for input, someone still types elsewhere) it must come back home.
 #[tokio::test]
 async fn an_actor_comes_home_when_its_flood_stops() {
-    let server = TestServer::start_with(&[], &[("TERMSTREAM_FLOOD_NICE", "0")]).await;
+    let server = TestServer::start().await;
     let (typing, _) = typist(&server).await;
     let script = format!("seq 1 {FLOOD_LINES}; exec cat");
     let info = server

@@ -40,7 +40,7 @@ pub(crate) use self::ending::Leftovers;
 use self::pipes::{FrameHeader, READ_COALESCE, Reader, read_opt, sleep_opt, wait_child, write_some};
 use self::resize::ResizeRecord;
 use super::cgroup::SessionCgroup;
-use super::flood::FloodPriority;
+use super::flood::FloodWatch;
 use super::input::{Input, Next};
 use super::lane::LaneWish;
 use super::log::{Chunk, OutputRing};
@@ -100,10 +100,10 @@ pub(crate) struct Actor {
     err: Option<Reader>,
     /// The input being written: the front of the input queue.
     pending: Bytes,
-    /// Lowers the program's CPU priority while it floods output.
-    flood: FloodPriority,
+    /// Tells when the program floods output while someone types elsewhere.
+    flood: FloodWatch,
     /// Where the actor should run: the bulk lane while the flood watch
-    /// wants the program lowered (see [`super::lane`]).
+    /// wants it there (see [`super::lane`]).
     lane: LaneWish,
     /// A size change not yet in the disk log: recorded before the next
     /// output, so resizes with no output between them (a window dragged,
@@ -144,7 +144,6 @@ pub(crate) fn start_running(
     actor.cgroup = cgroup;
     actor.writer = writer;
     actor.child = Some(spawned.child);
-    actor.flood = FloodPriority::new(actor.settings.flood_nice, actor.info.pid);
     match spawned.io {
         SessionIo::Pty { reader, writer } => {
             actor.out = Some(Box::pin(reader));
@@ -274,7 +273,7 @@ fn build(
         out: None,
         err: None,
         pending: Bytes::new(),
-        flood: FloodPriority::new(0, None),
+        flood: FloodWatch::new(),
         resize_record: None,
         lane,
     };
@@ -346,7 +345,7 @@ impl Actor {
                 }
                 _ = sleep_opt(flood_at.map(Into::into)), if flood_at.is_some() => {
                     self.flood.tick(self.input.sends(), Instant::now());
-                    self.lane.set(self.flood.wants_low());
+                    self.lane.set(self.flood.wants_lane());
                 }
                 _ = sleep_opt(self.kill_deadline), if self.kill_deadline.is_some() => {
                     self.kill_deadline = None;
@@ -433,7 +432,7 @@ impl Actor {
         let full = data.len() >= READ_COALESCE;
         let read_at = std::time::Instant::now();
         self.flood.output(data.len(), self.input.sends(), read_at);
-        self.lane.set(self.flood.wants_low());
+        self.lane.set(self.flood.wants_lane());
         let chunk = Chunk {
             offset: self.ring.end(),
             stream,

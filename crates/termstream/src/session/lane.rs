@@ -10,7 +10,7 @@
 //! 1–3 ms later.
 //!
 //! So while a session floods and someone types elsewhere (the flood watch's
-//! `want_low`, which also lowers the program's priority), its actor moves
+//! `wants_lane`), its actor moves
 //! to this lane: a runtime of one thread at a lower priority ([`NICE`]).
 //! The server's workers are then free for the sockets and the interactive
 //! sessions, and the kernel runs them ahead of the lane's thread. The actor

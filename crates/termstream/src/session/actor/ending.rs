@@ -91,10 +91,9 @@ impl Actor {
     pub(super) fn on_exit(&mut self, status: io::Result<std::process::ExitStatus>) {
         self.child = None;
         self.kill_deadline = None;
-        // The leader is reaped: its pid may be anyone's now (a group it
-        // left lowered is set back through the processes still in it).
-        self.flood.leader_exited();
-        self.flood = super::FloodPriority::new(0, None);
+        // The leader is reaped: the watch starts over, and the actor goes
+        // home while what is left of the output drains.
+        self.flood = super::FloodWatch::new();
         self.lane.set(false);
         match status {
             Ok(s) => {
