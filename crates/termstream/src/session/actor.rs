@@ -40,7 +40,7 @@ pub(crate) use self::ending::Leftovers;
 use self::pipes::{FrameHeader, READ_COALESCE, Reader, read_opt, sleep_opt, wait_child, write_some};
 use self::resize::ResizeRecord;
 use super::cgroup::SessionCgroup;
-use super::flood::FloodWatch;
+use super::flood::{self, FloodWatch};
 use super::input::{Input, Next};
 use super::lane::LaneWish;
 use super::log::{Chunk, OutputRing};
@@ -297,7 +297,7 @@ impl Actor {
                 _ => None,
             };
             let reading = self.out.is_some() || self.err.is_some();
-            let flood_at = self.flood.deadline();
+            let flood_at = self.flood.deadline(flood::last_input());
             let out_stream = if self.info.kind == SessionKind::Pty {
                 Stream::Pty
             } else {
@@ -344,7 +344,7 @@ impl Actor {
                     self.on_exit(status);
                 }
                 _ = sleep_opt(flood_at.map(Into::into)), if flood_at.is_some() => {
-                    self.flood.tick(self.input.sends(), Instant::now());
+                    self.flood.tick(self.input.sends(), Instant::now(), flood::last_input());
                     self.lane.set(self.flood.wants_lane());
                 }
                 _ = sleep_opt(self.kill_deadline), if self.kill_deadline.is_some() => {
@@ -431,7 +431,8 @@ impl Actor {
         let data = wire.slice(header..);
         let full = data.len() >= READ_COALESCE;
         let read_at = std::time::Instant::now();
-        self.flood.output(data.len(), self.input.sends(), read_at);
+        self.flood
+            .output(data.len(), self.input.sends(), read_at, flood::last_input());
         self.lane.set(self.flood.wants_lane());
         let chunk = Chunk {
             offset: self.ring.end(),

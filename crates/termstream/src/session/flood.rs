@@ -12,10 +12,15 @@
 //! 3.2 ms, not 0.3. The wish ends as soon as input reaches the session,
 //! its output pauses for [`QUIET`], or nobody has typed for
 //! [`INTERACTIVE`]. A lone stream, with nobody typing, stays where it is
-//! and runs as fast as ever; the program itself is never paused or slowed.
+//! and runs as fast as ever. The program itself is never paused or
+//! reniced (though an actor on the lane, at a lower priority, may read
+//! more slowly, which can slow the writer through the PTY).
+//!
+//! The decisions are pure: the actor passes in when input last reached any
+//! session ([`last_input`]), so the tests can give times of their own.
 //!
 //! Lowering floods' priority was tried and removed: in the benchmark it
-//! doubled the echo p99 under load.
+//! doubled the echo p99 under load (figures in `bench/RESULTS.md`).
 
 #[cfg(test)]
 mod tests;
@@ -49,8 +54,9 @@ pub fn input_arrived() {
     LAST_INPUT.fetch_max(ms, Ordering::Relaxed);
 }
 
-/// When input last reached any session, if ever.
-fn last_input() -> Option<Instant> {
+/// When input last reached any session, if ever: what the actor passes to
+/// [`FloodWatch`]'s calls.
+pub(crate) fn last_input() -> Option<Instant> {
     match LAST_INPUT.load(Ordering::Relaxed) {
         0 => None,
         ms => Some(base() + Duration::from_millis(ms - 1)),
@@ -58,20 +64,14 @@ fn last_input() -> Option<Instant> {
 }
 
 /// Whether someone typed into a session within [`INTERACTIVE`] of `now`,
-/// after `own` (when this session's own input was last seen): a session's
-/// own input does not count, or a `cat` started by a typed line would go
-/// to the lane.
-fn typing(now: Instant, own: Option<Instant>) -> bool {
-    typing_since(last_input(), now, own)
-}
-
-/// [`typing`] with the last input to any session given: `last`.
-fn typing_since(last: Option<Instant>, now: Instant, own: Option<Instant>) -> bool {
+/// given `last`, when input last reached any session, and `own`, when this
+/// session's own input was last seen: a session's own input does not
+/// count, or a `cat` started by a typed line would go to the lane.
+fn typing(last: Option<Instant>, now: Instant, own: Option<Instant>) -> bool {
     last.is_some_and(|t| now.saturating_duration_since(t) < INTERACTIVE && own.is_none_or(|o| t > o))
 }
 
 /// One session's flood watch, owned by its actor.
-#[derive(Debug)]
 pub(crate) struct FloodWatch {
     /// The current stream of output: when it began and its bytes.
     stream: Option<(Instant, u64)>,
@@ -97,8 +97,8 @@ impl FloodWatch {
     }
 
     /// Notes `n` bytes of output read at `now`, with `inputs` the session's
-    /// input count.
-    pub fn output(&mut self, n: usize, inputs: u64, now: Instant) {
+    /// input count and `last_input` when input last reached any session.
+    pub fn output(&mut self, n: usize, inputs: u64, now: Instant, last_input: Option<Instant>) {
         if self.stream.is_some() && now.duration_since(self.last_output) >= QUIET {
             self.stream = None;
         }
@@ -113,7 +113,7 @@ impl FloodWatch {
         *bytes += n as u64;
         let age = now.duration_since(*start);
         let flooding = age >= FLOOD_AFTER && *bytes as f64 >= FLOOD_BYTES_PER_SEC as f64 * age.as_secs_f64();
-        self.want_lane = flooding && typing(now, self.own_input);
+        self.want_lane = flooding && typing(last_input, now, self.own_input);
     }
 
     /// Whether the session floods while someone types elsewhere: its actor
@@ -124,22 +124,26 @@ impl FloodWatch {
 
     /// When the actor should call [`FloodWatch::tick`]: while the watch
     /// wants the lane, to end the wish after a pause in the output or once
-    /// nobody types, even with no more output to see.
-    pub fn deadline(&self) -> Option<Instant> {
+    /// nobody types, even with no more output to see; `last_input` is when
+    /// input last reached any session.
+    pub fn deadline(&self, last_input: Option<Instant>) -> Option<Instant> {
         self.want_lane.then(|| {
-            let typed = last_input().map_or(self.last_output, |t| t + INTERACTIVE);
+            let typed = last_input.map_or(self.last_output, |t| t + INTERACTIVE);
             (self.last_output + QUIET).min(typed)
         })
     }
 
     /// Ends the wish for the lane after a pause in the output, new input,
-    /// or when nobody typed for a while.
-    pub fn tick(&mut self, inputs: u64, now: Instant) {
+    /// or when nobody typed for a while (`last_input`: when input last
+    /// reached any session).
+    pub fn tick(&mut self, inputs: u64, now: Instant, last_input: Option<Instant>) {
         if inputs != self.inputs {
             self.inputs = inputs;
             self.own_input = Some(now);
         }
-        if now.duration_since(self.last_output) >= QUIET || self.own_input == Some(now) || !typing(now, self.own_input)
+        if now.duration_since(self.last_output) >= QUIET
+            || self.own_input == Some(now)
+            || !typing(last_input, now, self.own_input)
         {
             self.stream = None;
             self.want_lane = false;
