@@ -1,10 +1,13 @@
 //! Configuration sources and their order: flags over `TERMSTREAM_*`
 //! environment variables over the TOML file over defaults, observed through
 //! the running-session limit; and a server started inside a session.
+//! What goes through `Config::load` runs the binary with a cleared
+//! environment ([`run_serve`]), so that no `TERMSTREAM_*` variable of the
+//! machine running the tests takes part.
 
 mod common;
 
-use common::TestServer;
+use common::{TestServer, secs, wait_until};
 use serde_json::json;
 
 /// How many `sleep` command sessions the server accepts before it answers
@@ -281,4 +284,71 @@ fn a_pool_of_spares_past_its_bound_is_refused() {
     let (ok, _, err) = run_serve(&["--print-config"], &env);
     assert!(!ok, "100000000 spares were accepted");
     assert!(err.contains("spare_sessions must be at most 4096"), "{err}");
+}
+
+/// Values the server cannot run with are refused, naming the setting.
+#[test]
+fn settings_out_of_range_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let spares = format!("spare_sessions = {}", termstream::config::MAX_SPARE_SESSIONS + 1);
+    for (line, named) in [
+        ("max_cols = 0", "max_cols"),
+        (spares.as_str(), "spare_sessions"),
+        ("http_header_timeout_ms = 0", "http_header_timeout_ms"),
+        ("http_body_timeout_ms = 0", "http_body_timeout_ms"),
+        ("max_focused = 0", "max_focused"),
+        ("no_such_setting = 1", "no_such_setting"),
+    ] {
+        let file = config_file(dir.path(), &format!("{line}\n"));
+        let (ok, _, err) = run_serve(&["--print-config", "--config", &file], &[("HOME", "/nonexistent")]);
+        assert!(!ok, "{line} was accepted");
+        assert!(err.contains(named), "{line}: {err}");
+    }
+}
+
+/// What `flood_nice` being ignored is warned with.
+const FLOOD_NICE_IGNORED: &str = "flood_nice is ignored";
+
+/// `flood_nice` does nothing any more, but files and environments that set
+/// it must still load (its old range, 0 to 19, is no longer checked), with
+/// one warning that it is ignored; left at 0, nothing is said.
+#[test]
+fn flood_nice_is_accepted_and_warned_about_once() {
+    let env = [("HOME", "/nonexistent"), ("TERMSTREAM_FLOOD_NICE", "10")];
+    let (ok, _, err) = run_serve(&["--print-config"], &env);
+    assert!(ok, "TERMSTREAM_FLOOD_NICE=10 stopped the start: {err}");
+    assert_eq!(err.matches(FLOOD_NICE_IGNORED).count(), 1, "{err}");
+    assert!(!err.contains("not a termstream setting"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = config_file(dir.path(), "flood_nice = 40\nring_bytes = 4096\n");
+    let (ok, out, err) = run_serve(&["--print-config", "--config", &file], &[("HOME", "/nonexistent")]);
+    assert!(ok, "flood_nice = 40 in a file stopped the start: {err}");
+    assert!(
+        out.contains("ring_bytes = 4096\n"),
+        "the rest of the file was lost:\n{out}"
+    );
+    assert_eq!(err.matches(FLOOD_NICE_IGNORED).count(), 1, "{err}");
+
+    let env = [("HOME", "/nonexistent"), ("TERMSTREAM_FLOOD_NICE", "0")];
+    let (ok, _, err) = run_serve(&["--print-config"], &env);
+    assert!(ok, "{err}");
+    assert!(!err.contains(FLOOD_NICE_IGNORED), "warned about the default: {err}");
+}
+
+/// The warning is once per process: a reload (SIGHUP), which reads the
+/// configuration again, does not repeat it.
+#[tokio::test]
+async fn flood_nice_is_not_warned_about_again_on_a_reload() {
+    let env = [("TERMSTREAM_FLOOD_NICE", "10"), ("RUST_LOG", "termstream=info")];
+    let server = TestServer::start_logged(&[], &env).await;
+    let pid = rustix::process::Pid::from_raw(server.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    assert!(
+        wait_until(secs(10), || async { server.log().contains("SIGHUP: tokens reloaded") }).await,
+        "no reload: {}",
+        server.log()
+    );
+    let log = server.log();
+    assert_eq!(log.matches(FLOOD_NICE_IGNORED).count(), 1, "{log}");
 }
