@@ -1,8 +1,9 @@
 //! A session that floods while someone types into another runs its actor on
 //! the bulk lane (`session/lane.rs`: a thread named `termstream-bulk`, at a
 //! lower priority), and comes back home once its flood is over; nothing it
-//! printed is lost or doubled on the way. Real server, real PTYs, real
-//! programs.
+//! printed is lost or doubled on the way. Input into the flood itself sends
+//! it home, and a flood with nobody typing stays home. Real server, real
+//! PTYs, real programs.
 
 mod common;
 
@@ -41,15 +42,17 @@ async fn on_lane(server: &TestServer) -> Option<f64> {
 
 /// A metric of `server` without labels.
 async fn metric(server: &TestServer, name: &str) -> Option<f64> {
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    metric_in(&metrics_text(server).await?, name)
+}
+
+/// What `server`'s `/metrics` answers.
+async fn metrics_text(server: &TestServer) -> Option<String> {
+    let answer = server.client.get(server.url("/metrics")).send().await.ok()?;
+    answer.text().await.ok()
+}
+
+/// A metric without labels in `text`, a `/metrics` answer.
+fn metric_in(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
@@ -59,16 +62,20 @@ async fn metric(server: &TestServer, name: &str) -> Option<f64> {
 async fn typist(server: &TestServer) -> (JoinHandle<()>, String) {
     let typed = server.create(json!({ "argv": ["cat"], "cols": 80, "rows": 24 })).await;
     let id = typed["id"].as_str().unwrap().to_owned();
+    (type_into(server, &id), id)
+}
+
+/// Types a key into session `id` of `server` every 50 ms, until aborted.
+fn type_into(server: &TestServer, id: &str) -> JoinHandle<()> {
     let url = server.url(&format!("/api/sessions/{id}/input"));
     let client = server.client.clone();
-    let task = tokio::spawn(async move {
+    tokio::spawn(async move {
         loop {
             let sent = client.post(&url).json(&json!({ "data": "k" })).send().await;
             assert_eq!(sent.map(|r| r.status().as_u16()).ok(), Some(200), "typing failed");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    });
-    (task, id)
+    })
 }
 
 /// Stops the typist, which must still be typing (an assertion inside it
@@ -176,6 +183,93 @@ async fn an_actor_comes_home_when_its_flood_stops() {
         on_lane(&server).await
     );
     assert_eq!(server.info(&id).await["status"], "running");
+    stop(typing);
+    server.terminate(&id).await;
+}
+
+/// A `yes` session of `server`: a flood for as long as it runs.
+async fn start_yes(server: &TestServer) -> String {
+    let info = server.create(json!({ "argv": ["yes"], "cols": 80, "rows": 24 })).await;
+    info["id"].as_str().unwrap().to_owned()
+}
+
+/// Checks, every 20 ms for `window`, that no actor is on the lane, and
+/// that session `id`'s output meanwhile flowed faster than a flood's 1 MiB/s
+/// (`session/flood.rs`): the home it stays in is not for want of a flood.
+/// The lane's gauge is shown once an actor first moves: absent, it is 0.
+async fn stays_home_while_flooding(server: &TestServer, id: &str, window: Duration, why: &str) {
+    let offset = || async { server.info(id).await["outputOffset"].as_u64().expect("an offset") };
+    let (from, started) = (offset().await, std::time::Instant::now());
+    while started.elapsed() < window {
+        let text = metrics_text(server).await.expect("/metrics answers");
+        let on_lane = metric_in(&text, "termstream_bulk_lane_sessions").unwrap_or(0.0);
+        assert_eq!(on_lane, 0.0, "{why}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let flowed = offset().await - from;
+    let rate = flowed as f64 / started.elapsed().as_secs_f64();
+    assert!(rate >= (1 << 20) as f64, "not a flood: {rate:.0} B/s");
+}
+
+/// Input into the flooding session itself sends its actor home at once,
+/// however much someone types elsewhere: a key starts the session's stream
+/// over, which counts as a flood only after 0.5 s. One key sends it home
+/// for about that long, too short to be sure to see through `/metrics`;
+/// keys every 50 ms keep it home as long as they go on, and once they stop
+/// the flood goes back to the lane.
+#[tokio::test]
+async fn input_into_a_flood_sends_its_actor_home() {
+    let server = TestServer::start().await;
+    let (typing, _) = typist(&server).await;
+    let id = start_yes(&server).await;
+    assert!(
+        wait_until(secs(30), || async { on_lane(&server).await == Some(1.0) }).await,
+        "the flood's actor never went to the lane: {:?}",
+        on_lane(&server).await
+    );
+    let own = type_into(&server, &id);
+    assert!(
+        wait_until(secs(5), || async { on_lane(&server).await == Some(0.0) }).await,
+        "input into the flood did not send its actor home: {:?}",
+        on_lane(&server).await
+    );
+    let why = "the flood went to the lane while typed into";
+    stays_home_while_flooding(&server, &id, secs(2), why).await;
+    stop(own);
+    assert!(
+        wait_until(secs(30), || async { on_lane(&server).await == Some(1.0) }).await,
+        "no longer typed into, the flood did not go back to the lane: {:?}",
+        on_lane(&server).await
+    );
+    stop(typing);
+    server.terminate(&id).await;
+}
+
+/// A flood with nobody typing stays home; the same flood goes to the lane
+/// once someone types into another session, so it is one the watch would
+/// move (and its rate is checked over the window too).
+#[tokio::test]
+async fn a_lone_flood_stays_home_until_someone_types() {
+    let server = TestServer::start().await;
+    let id = start_yes(&server).await;
+    // Past the 0.5 s a stream takes to count as a flood.
+    let started = std::time::Instant::now();
+    assert!(
+        wait_until(secs(30), || async {
+            started.elapsed() > Duration::from_secs(1)
+                && server.info(&id).await["outputOffset"].as_u64() > Some(4 << 20)
+        })
+        .await,
+        "yes did not flood: {}",
+        server.info(&id).await
+    );
+    stays_home_while_flooding(&server, &id, secs(2), "a lone flood went to the lane").await;
+    let (typing, _) = typist(&server).await;
+    assert!(
+        wait_until(secs(30), || async { on_lane(&server).await == Some(1.0) }).await,
+        "the flood did not go to the lane once someone typed: {:?}",
+        on_lane(&server).await
+    );
     stop(typing);
     server.terminate(&id).await;
 }
