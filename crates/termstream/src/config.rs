@@ -35,7 +35,7 @@ pub struct Config {
     /// Ignored; accepted so that old config files and environments keep
     /// working. It was the CPU priority (autogroup nice) flooding sessions
     /// were lowered to, removed because it made the echo's latency worse
-    /// (see `session/flood.rs`); a value other than 0 is warned about once.
+    /// (see `bench/RESULTS.md`); a value other than 0 is warned about once.
     pub flood_nice: i32,
     /// The widest window a pty session may have (create and resize).
     pub max_cols: u16,

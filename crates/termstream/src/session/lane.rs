@@ -9,13 +9,13 @@
 //! was ready in the PTY 50–250 µs after the key was written, and read
 //! 1–3 ms later.
 //!
-//! So while a session floods and someone types elsewhere (the flood watch's
-//! `wants_lane`), its actor moves
-//! to this lane: a runtime of one thread at a lower priority ([`NICE`]).
-//! The server's workers are then free for the sockets and the interactive
-//! sessions, and the kernel runs them ahead of the lane's thread. The actor
-//! moves back once the flood ends or nobody types. Nothing is paused: the
-//! lane's thread uses whatever CPU the interactive work leaves.
+//! So while a session floods and someone types elsewhere (the flood
+//! watch's `wants_lane`), its actor moves to this lane: a runtime of one
+//! thread at a lower priority ([`NICE`]). The server's workers are then
+//! free for the sockets and the interactive sessions, and the kernel runs
+//! them ahead of the lane's thread. The actor moves back once the flood
+//! ends or nobody types. Nothing is paused: the lane's thread uses
+//! whatever CPU the interactive work leaves.
 //!
 //! A move hands the actor's future, boxed, to a new task on the other
 //! runtime; its first poll makes the new task the one its waits wake. Its
@@ -23,10 +23,9 @@
 //! runtime, whose drivers wake it there. Its PTY's output is registered
 //! with the runtime it is read on (`process/pty.rs`): on the lane, the
 //! edges of a flooding PTY wake the lane's thread, not the server's idle
-//! worker. What it starts while on the lane
-//! (a `meta.json` write, a `/proc` scan) runs on the lane too, whose
-//! blocking pool has a few threads at the same priority. One thread for all
-//! sessions, not one per session.
+//! worker. What it starts while on the lane (a `meta.json` write, a `/proc`
+//! scan) runs on the lane too, whose blocking pool has a few threads at the
+//! same priority. One thread for all sessions, not one per session.
 //!
 //! A viewer's forwarder follows its session ([`spawn_follower`]): while
 //! the socket keeps up, the lane's thread reads a chunk, broadcasts it and

@@ -92,7 +92,7 @@ impl Actor {
         self.child = None;
         self.kill_deadline = None;
         // The leader is reaped: the watch starts over, and the actor goes
-        // home while what is left of the output drains.
+        // home; what is left of the output may flood it back to the lane.
         self.flood = super::FloodWatch::new();
         self.lane.set(false);
         match status {
