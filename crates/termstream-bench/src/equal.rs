@@ -3,13 +3,20 @@
 //!
 //! Scenario 4's streams `cat` as fast as a server reads them, so a server
 //! that reads more carries more load, and its echo competes with more
-//! work for the same two cores: ttyd pauses a program whose reader lags,
-//! we never do. Here each of the three streams is this bench's own binary
-//! writing the big file at a fixed rate ([`crate::load::pace_out`]),
-//! `--equal-mbps` in all (30 by default, below what either server
-//! delivers at full speed on this kind of machine), so the echoes compare
+//! work for the same two cores. ttyd reads one buffer from a program's PTY
+//! and reads again only once it has written that buffer to the program's
+//! WebSocket; termstream reads a program whatever its viewers do, and
+//! carries more. Here each of the three streams is this bench's own binary
+//! writing the big file at a fixed rate ([`crate::pacer`]),
+//! `--equal-mbps` in all (30 by default: both servers kept up with it in
+//! every round here, ttyd not always with 40), so the echoes compare
 //! designs at equal work. The bare PTY under the same paced load is the
-//! floor; ttyd, with `--peer`, is measured beside.
+//! floor; ttyd, with `--peer`, is measured beside. Each target's load
+//! delivered is checked against the rate: a comparison with a target that
+//! fell behind is not one at equal load.
+//!
+//! The readers count what the terminals send, `\r\n` for each `\n`: the
+//! file's 80-byte lines arrive as 81, 1.25 % above the rate written.
 
 use crate::Ctx;
 use crate::baseline;
@@ -21,7 +28,7 @@ const S14: &str = "14 echo under equal load";
 /// Scenario 14: termstream, the bare PTY and (with a peer) ttyd, each
 /// echoing while three streams write `ctx.equal`'s MB/s in all.
 pub async fn echo(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let (mbps, script) = (&ctx.equal.0, ctx.equal.1.as_str());
+    let (rate, script) = (ctx.equal.mbps, ctx.equal.script.as_str());
     let (w, n) = (ctx.warmup, ctx.samples);
     let (bare, bare_mbps) = baseline::pty_echo_loaded(script, w, n, ctx.pace, LIMIT).await?;
     let bare = Percentiles::of(&bare);
@@ -41,10 +48,10 @@ pub async fn echo(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             }
         }
     };
-    let streaming = format!("echo, 3 sessions streaming {mbps} MB/s");
+    let streaming = format!("echo, 3 sessions streaming {rate} MB/s");
     let mut rows = pct_rows(
         S14,
-        &format!("bare PTY echo, 3 bare PTYs streaming {mbps} MB/s"),
+        &format!("bare PTY echo, 3 bare PTYs streaming {rate} MB/s"),
         Some(bare),
         None,
         "",
@@ -58,7 +65,6 @@ pub async fn echo(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     ));
     // Equal load is the point: readers that got less than the rate say
     // that their server could not keep up with it.
-    let rate = *mbps;
     let delivered = "load delivered to the 3 readers";
     rows.push(match ours {
         Some((_, got, _)) => Row::info(S14, delivered, "MB/s", got)
@@ -86,7 +92,11 @@ pub async fn echo(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     vs[0] = vs[0].clone().goal(Goal::RatioAtMost(1.2), "≤ 1.2× ttyd");
     vs[2] = vs[2].clone().goal(Goal::RatioAtMost(1.0), "≤ ttyd");
     rows.extend(vs);
-    rows.push(Row::info(S14, "load delivered to ttyd's 3 readers", "MB/s", peer_mbps).baseline("the paced rate", rate));
+    rows.push(
+        Row::info(S14, "load delivered to ttyd's 3 readers", "MB/s", peer_mbps)
+            .baseline("the paced rate", rate)
+            .goal(Goal::RatioAtLeast(0.95), "≥ 95 % of the rate"),
+    );
     let cpu = "server CPU per MB, 3 streams + echo probe, vs ttyd";
     let row = match ours.and_then(|l| l.2) {
         Some(ms) => Row::info(S14, cpu, "ms", ms),

@@ -334,14 +334,14 @@ async fn measure(ctx: &Ctx, target: &Target, under_load: bool) -> anyhow::Result
     }
     client.close().await;
     let loaded = loaded_echo(ctx, target, &id, &ctx.load_script, "termstream").await?;
-    target.delete(&id).await?;
     Ok((idle, Some(loaded)))
 }
 
 /// The paced echo of `target`'s session `id` (running [`ECHO`], raw mode
 /// already set) while three more sessions run `script`, each read by a
 /// client of its own: the echo percentiles, the MB/s the readers got and
-/// the server's CPU per MB. `what` names the setup in the log.
+/// the server's CPU per MB. `what` names the setup in the log. The three
+/// sessions and the echo session are deleted after, whatever the result.
 pub(crate) async fn loaded_echo(
     ctx: &Ctx,
     target: &Target,
@@ -378,6 +378,7 @@ pub(crate) async fn loaded_echo(
     let (loaded, mbps, bytes) = load.during_counted(what, probe.run()).await;
     let cpu = ms_per_mb(cpu0, target.pid.and_then(stat_cpu_ms), bytes);
     target.delete_all(&load_ids).await;
+    target.delete(id).await?;
     Ok((Percentiles::of(&loaded?), mbps, cpu))
 }
 

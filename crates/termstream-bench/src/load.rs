@@ -1,6 +1,7 @@
-//! Scenario 4's load: readers that drain streams until told to stop, and a
-//! measurement taken while they run. Shared by the server, the bare relay,
-//! ttyd and the bare-PTY baseline, so all of them are loaded the same way.
+//! The load of scenarios 4 and 14: the streams' program, readers that
+//! drain the streams until told to stop, and a measurement taken while they
+//! run. Shared by the server, the bare relay, ttyd and the bare-PTY
+//! baseline, so all of them are loaded the same way.
 //!
 //! The echo probe measured under load runs on a thread of its own with its
 //! own event loop ([`on_own_thread`]), as a person typing is a client apart
@@ -10,14 +11,13 @@
 //! a server delivers: the more a server streamed, the worse its echo looked.
 
 use std::future::Future;
-use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Streams that each `cat` the big file in a loop.
+/// Streams of the load, each running [`script`].
 pub const STREAMS: usize = 3;
 /// How long the streams run before the measurement starts.
 const WARM: Duration = Duration::from_millis(500);
@@ -27,7 +27,8 @@ const WARM: Duration = Duration::from_millis(500);
 /// orphaned by a crash ends by itself instead of spinning.
 ///
 /// With `paced` (this bench's own binary and the bytes per second of one
-/// stream), the stream is [`pace_out`] run by that binary instead: every
+/// stream), the stream is [`crate::pacer::pace_out`] run by that binary
+/// instead: every
 /// target then carries the same load, however fast it could read, so that
 /// an echo under load compares designs rather than how much each delivers.
 pub fn script(file: &Path, paced: Option<(&Path, u64)>) -> String {
@@ -38,45 +39,6 @@ pub fn script(file: &Path, paced: Option<(&Path, u64)>) -> String {
             crate::shell_quote(bench),
             crate::shell_quote(file)
         ),
-    }
-}
-
-/// Bytes [`pace_out`] writes at a time.
-const PACE_CHUNK: usize = 16 << 10;
-/// How far behind its schedule [`pace_out`] may fall (its terminal full)
-/// before it forgets the debt instead of catching up in a burst.
-const PACE_DEBT: Duration = Duration::from_millis(50);
-
-/// Writes `file` to standard output again and again at `rate` bytes per
-/// second, in [`PACE_CHUNK`]s, until a write fails (the terminal hung up).
-/// Run by the bench's binary itself (`--pace-rate`), as a stream's program.
-pub fn pace_out(file: &Path, rate: u64) -> anyhow::Result<()> {
-    pace_into(&mut std::io::stdout().lock(), file, rate)
-}
-
-/// [`pace_out`] into `out`; returns (with the error) once a write fails.
-fn pace_into(out: &mut impl Write, file: &Path, rate: u64) -> anyhow::Result<()> {
-    anyhow::ensure!(rate > 0, "--pace-rate must be above 0");
-    let mut f = std::fs::File::open(file)?;
-    anyhow::ensure!(f.metadata()?.len() > 0, "{} is empty", file.display());
-    let mut buf = vec![0u8; PACE_CHUNK];
-    let (mut start, mut sent) = (Instant::now(), 0u64);
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            f.rewind()?;
-            continue;
-        }
-        out.write_all(&buf[..n])?;
-        out.flush()?;
-        sent += n as u64;
-        let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        } else if now - due > PACE_DEBT {
-            (start, sent) = (now, 0);
-        }
     }
 }
 
@@ -199,42 +161,6 @@ impl Load {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Takes what it is given until it holds `cap` bytes, then fails.
-    struct Capped {
-        got: Vec<u8>,
-        cap: usize,
-    }
-
-    impl Write for Capped {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            if self.got.len() >= self.cap {
-                return Err(std::io::ErrorKind::BrokenPipe.into());
-            }
-            let n = b.len().min(self.cap - self.got.len());
-            self.got.extend_from_slice(&b[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_paced_stream_repeats_its_file_until_a_write_fails() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f.txt");
-        let text: Vec<u8> = (0..PACE_CHUNK + 1000).map(|i| b'a' + (i % 26) as u8).collect();
-        std::fs::write(&file, &text).unwrap();
-        let mut out = Capped {
-            got: vec![],
-            cap: text.len() * 2 + 10,
-        };
-        let err = pace_into(&mut out, &file, u64::MAX / 2).unwrap_err();
-        assert!(err.to_string().contains("pipe"), "{err:#}");
-        let want: Vec<u8> = text.iter().chain(&text).chain(&text[..10]).copied().collect();
-        assert!(out.got == want, "the file twice and 10 bytes, in order");
-    }
 
     #[test]
     fn a_paced_script_runs_this_binary_with_quoted_paths() {

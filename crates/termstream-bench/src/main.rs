@@ -8,9 +8,10 @@
 //! - [`client`]: the WebSocket client of `/ws`.
 //! - [`baseline`]: the same work with no server (bare PTY, pipe, WebSocket).
 //! - [`relay`]: the least a WebSocket terminal server can do, as a baseline.
-//! - [`load`]: scenario 4's streaming readers, the same for every setup,
-//!   and the paced streams of scenario 14.
-//! - [`paced`]: scenario 4's echo probe, keys at a steady pace.
+//! - [`load`]: the streams of scenarios 4 and 14 and their readers, the
+//!   same for every setup.
+//! - [`pacer`]: scenario 14's streams, the file written at a fixed rate.
+//! - [`paced`]: the echo probe of scenarios 4 and 14, keys at a steady pace.
 //! - [`equal`] (14): scenario 4's echo at a load the same for every target.
 //! - [`throughput`] (scenarios 1, 2), [`latency`] (3, 4, 7), [`fanout`] (5),
 //!   [`scale`] (6, 8), [`focus`] (10, 11): one file per scenario group.
@@ -32,6 +33,7 @@ mod latency;
 mod load;
 mod open;
 mod paced;
+mod pacer;
 mod peer;
 mod relay;
 mod report;
@@ -76,7 +78,7 @@ struct Args {
     #[arg(long)]
     samples: Option<usize>,
     /// Microseconds between the keys of the echo probe under load
-    /// (scenario 4); 0 sends each once the last one's echo came back.
+    /// (scenarios 4 and 14); 0 sends each once the last one's echo came back.
     /// Under 1000, keys go out in bursts (tokio's timer counts whole ms).
     #[arg(long, default_value_t = paced::DEFAULT_PACE.as_micros() as u64)]
     echo_pace_us: u64,
@@ -120,8 +122,16 @@ struct Args {
     /// bytes per second (started by the streams' shells).
     #[arg(long, hide = true, requires = "pace_file")]
     pace_rate: Option<u64>,
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, requires = "pace_rate")]
     pace_file: Option<PathBuf>,
+}
+
+/// Scenario 14's load: its rate, and the program of each of its streams
+/// ([`load::script`], paced).
+pub struct EqualLoad {
+    /// MB/s in all (10^6 bytes a second), split evenly among the streams.
+    pub mbps: f64,
+    pub script: String,
 }
 
 /// What every scenario gets.
@@ -131,9 +141,8 @@ pub struct Ctx {
     pub file_big: PathBuf,
     /// The program of each of scenario 4's streams ([`load::script`]).
     pub load_script: String,
-    /// Scenario 14's load in MB/s, and the program of each of its streams:
-    /// [`load::script`] paced.
-    pub equal: (f64, String),
+    /// Scenario 14's load.
+    pub equal: EqualLoad,
     /// The 4 MiB text file.
     pub file_small: PathBuf,
     pub warmup: usize,
@@ -216,7 +225,7 @@ async fn run_one(ctx: &Ctx, n: u8, run_3_alone: bool) -> anyhow::Result<Vec<Row>
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let (Some(rate), Some(file)) = (args.pace_rate, &args.pace_file) {
-        return load::pace_out(file, rate);
+        return pacer::pace_out(file, rate);
     }
     let nofile = server::raise_nofile();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -259,6 +268,9 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
     baseline::write_text_file(&file_big, 64 << 20)?;
     baseline::write_text_file(&file_small, 4 << 20)?;
     let runs = if args.quick { 1 } else { args.runs.max(1) };
+    // The streams of scenario 14 run this binary: rebuilt during a run, the
+    // path names the new build (or, rebuilt before this line, ends in
+    // " (deleted)" and the streams fail to start: no load delivered).
     let bench = std::env::current_exe().context("finding the bench's own binary")?;
     let mbps = args.equal_mbps;
     anyhow::ensure!(mbps.is_finite() && mbps >= 1.0, "--equal-mbps must be at least 1");
@@ -266,7 +278,10 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
     let ctx = Ctx {
         launcher,
         load_script: load::script(&file_big, None),
-        equal: (mbps, load::script(&file_big, Some((&bench, per_stream)))),
+        equal: EqualLoad {
+            mbps,
+            script: load::script(&file_big, Some((&bench, per_stream))),
+        },
         file_big,
         file_small,
         warmup: args.warmup,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-/// The pace of scenario 4's keys unless `--echo-pace-us` says otherwise:
+/// The pace of scenario 4's and 14's keys unless `--echo-pace-us` says otherwise:
 /// a key every millisecond, a burst far faster than typing that still
 /// leaves termstream's and ttyd's p50 under load (0.2–0.5 ms) room before
 /// the next key (the bare relay's is several ms: its keys queue). tokio's
