@@ -208,9 +208,9 @@ impl crate::paced::Echo for EchoPty {
 
 /// The paced echo ([`crate::paced`]) of a bare PTY, keys `pace` apart,
 /// while the bare PTYs of a [`Load`] each run `script` (the load's stream,
-/// [`crate::load::script`]) and this process reads them all: what the machine itself gives
-/// under the load of scenario 4 (or 14), with no server.
-/// Also the MB/s the readers got.
+/// [`crate::load::script`]) and this process reads them all: what the
+/// machine itself gives under the load of scenario 4 (or 14), with no
+/// server. Also the MB/s the readers got.
 pub async fn pty_echo_loaded(
     script: &str,
     warmup: usize,

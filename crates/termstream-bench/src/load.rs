@@ -28,9 +28,9 @@ const WARM: Duration = Duration::from_millis(500);
 ///
 /// With `paced` (this bench's own binary and the bytes per second of one
 /// stream), the stream is [`crate::pacer::pace_out`] run by that binary
-/// instead: every
-/// target then carries the same load, however fast it could read, so that
-/// an echo under load compares designs rather than how much each delivers.
+/// instead: every target then carries the same load, however fast it could
+/// read, so that an echo under load compares designs rather than how much
+/// each delivers.
 pub fn script(file: &Path, paced: Option<(&Path, u64)>) -> String {
     match paced {
         None => format!("while cat {}; do :; done", crate::shell_quote(file)),
