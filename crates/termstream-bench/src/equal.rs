@@ -9,7 +9,7 @@
 //! carries more. Here each of the three streams is this bench's own binary
 //! writing the big file at a fixed rate ([`crate::pacer`]),
 //! `--equal-mbps` in all (30 by default: both servers kept up with it in
-//! every round here, ttyd not always with 40), so the echoes compare
+//! every round here; at 40 neither always did), so the echoes compare
 //! designs at equal work. The bare PTY under the same paced load is the
 //! floor; ttyd, with `--peer`, is measured beside. Each target's load
 //! delivered is checked against the rate: a comparison with a target that
