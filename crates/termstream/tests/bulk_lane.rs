@@ -40,6 +40,16 @@ async fn on_lane(server: &TestServer) -> Option<f64> {
     metric(server, "termstream_bulk_lane_sessions").await
 }
 
+/// Waits up to `limit` for `on_lane` to read `want`; fails with `what`
+/// and the last reading if it does not.
+async fn wait_on_lane(server: &TestServer, want: f64, limit: Duration, what: &str) {
+    assert!(
+        wait_until(limit, || async { on_lane(server).await == Some(want) }).await,
+        "{what}: {:?}",
+        on_lane(server).await
+    );
+}
+
 /// A metric of `server` without labels.
 async fn metric(server: &TestServer, name: &str) -> Option<f64> {
     metric_in(&metrics_text(server).await?, name)
@@ -163,11 +173,7 @@ async fn an_actor_comes_home_when_its_flood_stops() {
         .create(json!({ "argv": ["sh", "-c", script], "cols": 80, "rows": 24 }))
         .await;
     let id = info["id"].as_str().unwrap().to_owned();
-    assert!(
-        wait_until(secs(30), || async { on_lane(&server).await == Some(1.0) }).await,
-        "the flood's actor never went to the lane: {:?}",
-        on_lane(&server).await
-    );
+    wait_on_lane(&server, 1.0, secs(30), "the flood's actor never went to the lane").await;
     let want = seq_output(FLOOD_LINES).len() as u64;
     assert!(
         wait_until(secs(60), || async {
@@ -177,11 +183,7 @@ async fn an_actor_comes_home_when_its_flood_stops() {
         "the flood did not finish: {}",
         server.info(&id).await
     );
-    assert!(
-        wait_until(secs(10), || async { on_lane(&server).await == Some(0.0) }).await,
-        "the actor stayed on the lane after its flood: {:?}",
-        on_lane(&server).await
-    );
+    wait_on_lane(&server, 0.0, secs(10), "the actor stayed on the lane after its flood").await;
     assert_eq!(server.info(&id).await["status"], "running");
     stop(typing);
     server.terminate(&id).await;
@@ -222,25 +224,25 @@ async fn input_into_a_flood_sends_its_actor_home() {
     let server = TestServer::start().await;
     let (typing, _) = typist(&server).await;
     let id = start_yes(&server).await;
-    assert!(
-        wait_until(secs(30), || async { on_lane(&server).await == Some(1.0) }).await,
-        "the flood's actor never went to the lane: {:?}",
-        on_lane(&server).await
-    );
+    wait_on_lane(&server, 1.0, secs(30), "the flood's actor never went to the lane").await;
     let own = type_into(&server, &id);
-    assert!(
-        wait_until(secs(5), || async { on_lane(&server).await == Some(0.0) }).await,
-        "input into the flood did not send its actor home: {:?}",
-        on_lane(&server).await
-    );
+    wait_on_lane(
+        &server,
+        0.0,
+        secs(5),
+        "input into the flood did not send its actor home",
+    )
+    .await;
     let why = "the flood went to the lane while typed into";
     stays_home_while_flooding(&server, &id, secs(2), why).await;
     stop(own);
-    assert!(
-        wait_until(secs(30), || async { on_lane(&server).await == Some(1.0) }).await,
-        "no longer typed into, the flood did not go back to the lane: {:?}",
-        on_lane(&server).await
-    );
+    wait_on_lane(
+        &server,
+        1.0,
+        secs(30),
+        "no longer typed into, the flood did not go back to the lane",
+    )
+    .await;
     stop(typing);
     server.terminate(&id).await;
 }
@@ -265,11 +267,13 @@ async fn a_lone_flood_stays_home_until_someone_types() {
     );
     stays_home_while_flooding(&server, &id, secs(2), "a lone flood went to the lane").await;
     let (typing, _) = typist(&server).await;
-    assert!(
-        wait_until(secs(30), || async { on_lane(&server).await == Some(1.0) }).await,
-        "the flood did not go to the lane once someone typed: {:?}",
-        on_lane(&server).await
-    );
+    wait_on_lane(
+        &server,
+        1.0,
+        secs(30),
+        "the flood did not go to the lane once someone typed",
+    )
+    .await;
     stop(typing);
     server.terminate(&id).await;
 }
