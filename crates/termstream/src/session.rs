@@ -178,6 +178,10 @@ pub struct Subscription {
     /// The final info when the log had ended already: no `Ended` event
     /// will come on `live` then.
     pub ended: Option<Arc<SessionInfo>>,
+    /// The session's last resize (log offset, cols, rows) when it is at or
+    /// after `since`: its `Resized` event went out before this receiver
+    /// existed, but a replay of the log from `since` crosses it.
+    pub last_resize: Option<(u64, u16, u16)>,
     /// A terminate was accepted before the receiver was created: its
     /// `Terminating` event will not come on `live`.
     pub terminating: bool,

@@ -108,6 +108,60 @@ async fn resuming_a_pty_session_with_since_replays_the_bytes() {
     assert_eq!(text.matches("once-2\r").count(), 1, "{text}");
 }
 
+/// A replay that crosses a resize carries `session.resized` at its place:
+/// after the output from before it, before the output drawn at the new
+/// size. The resize's live event went out while this client was away, so
+/// without it the client would draw what follows at the old size (a page's
+/// full-screen program drawn into too few rows).
+#[tokio::test]
+async fn a_resume_from_before_a_resize_gets_the_resize_at_its_place() {
+    let server = TestServer::start().await;
+    server
+        .create(json!({"id":"r","argv":["bash","--norc","--noprofile"],"cols":80,"rows":24}))
+        .await;
+    server.read_output_until("r", "bash", secs(10)).await;
+    let info = server.info("r").await;
+    let epoch = info["epoch"].as_str().unwrap().to_owned();
+    let mark = info["outputOffset"].as_u64().unwrap();
+    server.input("r", "echo before-$((1+1))\r").await;
+    server.read_output_until("r", "before-2", secs(10)).await;
+    let mut sizer = WsClient::connect(&server, "/ws").await;
+    sizer.attach("r", "binary").await;
+    sizer
+        .send(json!({"type":"terminal.resize","sessionId":"r","cols":100,"rows":30}))
+        .await;
+    sizer.until_type("session.resized", secs(10)).await;
+    server.input("r", "echo after-$((2+2))\r").await;
+    server.read_output_until("r", "after-4", secs(10)).await;
+
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    ws.send(json!({"type":"session.attach","sessionId":"r","output":"binary",
+        "since":{"epoch":epoch,"offset":mark}}))
+        .await;
+    ws.until_type("session.attached", secs(10)).await;
+    let (mut text, mut resized_after) = (String::new(), None);
+    while !text.contains("after-4") {
+        match ws.recv(secs(10)).await {
+            Some(Incoming::Output { data, .. }) => text.push_str(&String::from_utf8_lossy(&data)),
+            Some(Incoming::Json(m)) if m["type"] == "session.resized" => {
+                assert_eq!((m["cols"].as_u64(), m["rows"].as_u64()), (Some(100), Some(30)), "{m}");
+                resized_after = Some(text.clone());
+            }
+            Some(Incoming::Json(_)) => {}
+            other => panic!("the replay ended before after-4 ({other:?}): {text:?}"),
+        }
+    }
+    let before = resized_after.unwrap_or_else(|| panic!("no session.resized in the replay: {text:?}"));
+    assert!(
+        before.contains("before-2"),
+        "the resize came before the output from before it: {before:?}"
+    );
+    assert!(
+        !before.contains("after-4"),
+        "the resize came after the output drawn at the new size: {before:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_unknown_epoch_or_a_far_offset_gets_a_snapshot_and_a_gap_notice() {
     let server = TestServer::start_with(&[], &[("TERMSTREAM_MAX_REPLAY_BYTES", "10000")]).await;

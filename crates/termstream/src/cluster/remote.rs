@@ -275,6 +275,8 @@ fn subscription(
         live: events.subscribe(),
         ended,
         terminating,
+        // Not tracked for a session owned by another node.
+        last_resize: None,
     }
 }
 

@@ -15,6 +15,12 @@
 //! Architecture invariant: every output frame starts at `next` and advances
 //! it by its length; nothing before `next` is ever sent again.
 //!
+//! A replay on attach that crosses the session's last resize carries its
+//! `session.resized` at its place (the live event went out before the
+//! subscription): the output after it was drawn at the new size. Only the
+//! last resize is kept for this; earlier ones in the same replay are not
+//! repeated.
+//!
 //! A focus-aware attachment (`"stream":"focus"`) follows live events only
 //! while its session is focused ([`focused`]); otherwise it sends what the
 //! log gained at most once per interval, by offset, so nothing is lost.
@@ -324,9 +330,38 @@ impl Forwarder {
         // longer needs may stay alive in it.
         drop(snap);
         drop(info);
+        // A resize the replay crosses went out before this subscription
+        // (between the snapshot and it, or while a resuming client was
+        // away): its event goes at its place in the replay, or the client
+        // would draw what follows at the old size.
+        let resize = sub.last_resize.filter(|&(at, ..)| at >= self.next);
         match sub.backlog {
-            RingRead::Held(chunks) => self.send_chunks(chunks).await?,
-            RingRead::Evicted { .. } | RingRead::Future { .. } => self.fill(sub.end).await?,
+            RingRead::Held(chunks) => match resize {
+                Some((at, cols, rows)) => {
+                    let (before, after) = chunks.into_iter().partition(|c| c.offset < at);
+                    self.send_chunks(before).await?;
+                    self.emit(OutEvent::Resized {
+                        session: &self.id,
+                        cols,
+                        rows,
+                    })
+                    .await?;
+                    self.send_chunks(after).await?;
+                }
+                None => self.send_chunks(chunks).await?,
+            },
+            RingRead::Evicted { .. } | RingRead::Future { .. } => {
+                if let Some((at, cols, rows)) = resize {
+                    self.fill(at).await?;
+                    self.emit(OutEvent::Resized {
+                        session: &self.id,
+                        cols,
+                        rows,
+                    })
+                    .await?;
+                }
+                self.fill(sub.end).await?;
+            }
         }
         if let Some(ended) = sub.ended {
             return self.finish(&ended).await.map(|()| None);

@@ -110,6 +110,9 @@ pub(crate) struct Actor {
     /// or a client sending thousands) make one record, and the index grows
     /// with the output, within the log's byte limit.
     resize_record: Option<ResizeRecord>,
+    /// The last size change: its log offset and the new size, for a
+    /// subscriber whose replay crosses it ([`super::Subscription`]).
+    last_resize: Option<(u64, u16, u16)>,
 }
 
 /// A freshly spawned program and what the actor needs to end it.
@@ -275,6 +278,7 @@ fn build(
         pending: Bytes::new(),
         flood: FloodWatch::new(),
         resize_record: None,
+        last_resize: None,
         lane,
     };
     (actor, handle)
@@ -401,6 +405,7 @@ impl Actor {
                     live,
                     ended,
                     terminating: self.terminating,
+                    last_resize: self.last_resize.filter(|&(at, ..)| at >= since),
                 });
             }
             Command::Shutdown { reply } => return ControlFlow::Break(Some(reply)),

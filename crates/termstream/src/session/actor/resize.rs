@@ -48,6 +48,7 @@ impl Actor {
             });
             self.info.cols = cols;
             self.info.rows = rows;
+            self.last_resize = Some((offset, cols, rows));
             let _ = self.events.send(LogEvent::Resized { offset, cols, rows });
             if let Some(screen) = &self.screen
                 && screen
