@@ -145,6 +145,7 @@ async fn a_resume_from_before_a_resize_gets_the_resize_at_its_place() {
             Some(Incoming::Output { data, .. }) => text.push_str(&String::from_utf8_lossy(&data)),
             Some(Incoming::Json(m)) if m["type"] == "session.resized" => {
                 assert_eq!((m["cols"].as_u64(), m["rows"].as_u64()), (Some(100), Some(30)), "{m}");
+                assert!(resized_after.is_none(), "the resize came twice: {text:?}");
                 resized_after = Some(text.clone());
             }
             Some(Incoming::Json(_)) => {}

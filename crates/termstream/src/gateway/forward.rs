@@ -15,11 +15,12 @@
 //! Architecture invariant: every output frame starts at `next` and advances
 //! it by its length; nothing before `next` is ever sent again.
 //!
-//! A replay on attach that crosses the session's last resize carries its
-//! `session.resized` at its place (the live event went out before the
-//! subscription): the output after it was drawn at the new size. Only the
-//! last resize is kept for this; earlier ones in the same replay are not
-//! repeated.
+//! A replay on attach (or a focus-aware catch-up) that crosses the
+//! session's last resize carries its `session.resized` at its place (the
+//! live event went out before the subscription): the output after it was
+//! drawn at the new size. Only the last resize is kept for this; earlier
+//! ones in the same replay are not repeated, and a session owned by another
+//! node (`cluster::remote`) does not track it.
 //!
 //! A focus-aware attachment (`"stream":"focus"`) follows live events only
 //! while its session is focused ([`focused`]); otherwise it sends what the
@@ -330,39 +331,7 @@ impl Forwarder {
         // longer needs may stay alive in it.
         drop(snap);
         drop(info);
-        // A resize the replay crosses went out before this subscription
-        // (between the snapshot and it, or while a resuming client was
-        // away): its event goes at its place in the replay, or the client
-        // would draw what follows at the old size.
-        let resize = sub.last_resize.filter(|&(at, ..)| at >= self.next);
-        match sub.backlog {
-            RingRead::Held(chunks) => match resize {
-                Some((at, cols, rows)) => {
-                    let (before, after) = chunks.into_iter().partition(|c| c.offset < at);
-                    self.send_chunks(before).await?;
-                    self.emit(OutEvent::Resized {
-                        session: &self.id,
-                        cols,
-                        rows,
-                    })
-                    .await?;
-                    self.send_chunks(after).await?;
-                }
-                None => self.send_chunks(chunks).await?,
-            },
-            RingRead::Evicted { .. } | RingRead::Future { .. } => {
-                if let Some((at, cols, rows)) = resize {
-                    self.fill(at).await?;
-                    self.emit(OutEvent::Resized {
-                        session: &self.id,
-                        cols,
-                        rows,
-                    })
-                    .await?;
-                }
-                self.fill(sub.end).await?;
-            }
-        }
+        self.replay(sub.backlog, sub.end, sub.last_resize).await?;
         if let Some(ended) = sub.ended {
             return self.finish(&ended).await.map(|()| None);
         }
@@ -426,6 +395,53 @@ impl Forwarder {
         .await?;
         self.next = to;
         Ok(())
+    }
+
+    /// Sends a subscription's backlog (up to `end`) after `next`. The
+    /// session's last resize, when the replay crosses it, went out before
+    /// the subscription (between an attach's snapshot and it, while a
+    /// resuming client was away, or while a focus-aware one was not
+    /// following): its event goes at its place, or the client would draw
+    /// what follows at the old size.
+    async fn replay(
+        &mut self,
+        backlog: RingRead,
+        end: u64,
+        last_resize: Option<(u64, u16, u16)>,
+    ) -> Result<(), Closed> {
+        let resize = last_resize.filter(|&(at, ..)| at >= self.next);
+        match backlog {
+            RingRead::Held(chunks) => match resize {
+                Some((at, cols, rows)) => {
+                    let (before, after) = chunks.into_iter().partition(|c| c.offset < at);
+                    self.send_chunks(before).await?;
+                    self.emit(OutEvent::Resized {
+                        session: &self.id,
+                        cols,
+                        rows,
+                    })
+                    .await?;
+                    self.send_chunks(after).await
+                }
+                None => self.send_chunks(chunks).await,
+            },
+            RingRead::Evicted { .. } | RingRead::Future { .. } => {
+                if let Some((at, cols, rows)) = resize {
+                    self.fill(at).await?;
+                    // Past it (a snapshot instead of the bytes): the
+                    // snapshot holds the size already.
+                    if self.next <= at {
+                        self.emit(OutEvent::Resized {
+                            session: &self.id,
+                            cols,
+                            rows,
+                        })
+                        .await?;
+                    }
+                }
+                self.fill(end).await
+            }
+        }
     }
 
     /// Sends the log from `next` up to `to`, read from the ring or disk.

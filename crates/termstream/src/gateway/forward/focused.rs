@@ -18,7 +18,6 @@ use tokio::time::MissedTickBehavior;
 use super::{Closed, Flow, FocusFollow, Forwarder};
 use crate::focus::{Focus, FocusEvent};
 use crate::gateway::render::OutEvent;
-use crate::session::log::RingRead;
 
 /// Whether the forwarder's session is focused, kept current from the
 /// focus broadcast.
@@ -166,10 +165,7 @@ impl Forwarder {
             self.detached().await?;
             return Ok(None);
         };
-        match sub.backlog {
-            RingRead::Held(chunks) => self.send_chunks(chunks).await?,
-            RingRead::Evicted { .. } | RingRead::Future { .. } => self.fill(sub.end).await?,
-        }
+        self.replay(sub.backlog, sub.end, sub.last_resize).await?;
         if let Some(ended) = sub.ended {
             self.finish(&ended).await?;
             return Ok(None);
