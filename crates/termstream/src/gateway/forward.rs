@@ -415,12 +415,7 @@ impl Forwarder {
                 Some((at, cols, rows)) => {
                     let (before, after) = chunks.into_iter().partition(|c| c.offset < at);
                     self.send_chunks(before).await?;
-                    self.emit(OutEvent::Resized {
-                        session: &self.id,
-                        cols,
-                        rows,
-                    })
-                    .await?;
+                    self.resized(cols, rows).await?;
                     self.send_chunks(after).await
                 }
                 None => self.send_chunks(chunks).await,
@@ -431,17 +426,22 @@ impl Forwarder {
                     // Past it (a snapshot instead of the bytes): the
                     // snapshot holds the size already.
                     if self.next <= at {
-                        self.emit(OutEvent::Resized {
-                            session: &self.id,
-                            cols,
-                            rows,
-                        })
-                        .await?;
+                        self.resized(cols, rows).await?;
                     }
                 }
                 self.fill(end).await
             }
         }
+    }
+
+    /// Tells the client the session's window is now `cols` × `rows`.
+    async fn resized(&mut self, cols: u16, rows: u16) -> Result<(), Closed> {
+        self.emit(OutEvent::Resized {
+            session: &self.id,
+            cols,
+            rows,
+        })
+        .await
     }
 
     /// Sends the log from `next` up to `to`, read from the ring or disk.

@@ -17,7 +17,6 @@ use tokio::time::MissedTickBehavior;
 
 use super::{Closed, Flow, FocusFollow, Forwarder};
 use crate::focus::{Focus, FocusEvent};
-use crate::gateway::render::OutEvent;
 
 /// Whether the forwarder's session is focused, kept current from the
 /// focus broadcast.
@@ -142,12 +141,7 @@ impl Forwarder {
             }
             if self.handle.size() != size {
                 size = self.handle.size();
-                self.emit(OutEvent::Resized {
-                    session: &self.id,
-                    cols: size.0,
-                    rows: size.1,
-                })
-                .await?;
+                self.resized(size.0, size.1).await?;
             }
             if !running {
                 let info = Arc::new(self.handle.info());

@@ -104,12 +104,7 @@ impl Forwarder {
                     if offset > self.next {
                         self.fill(offset).await?;
                     }
-                    self.emit(OutEvent::Resized {
-                        session: &self.id,
-                        cols,
-                        rows,
-                    })
-                    .await?;
+                    self.resized(cols, rows).await?;
                 }
                 LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,
                 LogEvent::Ended(info) => {
