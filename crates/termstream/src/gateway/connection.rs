@@ -39,6 +39,7 @@ use tokio::time::Instant;
 
 use super::ClientGuard;
 use super::focus_watch::FocusWatch;
+use super::forward::Started;
 use super::liveness::Liveness;
 use super::outbox::Outbox;
 use super::render::Dialect;
@@ -50,9 +51,11 @@ use crate::session::lane::Follower;
 use crate::session::{SessionError, SessionHandle, ViewerGuard};
 use crate::state::AppState;
 
-/// An attached session: its forwarder and its place in the viewer count.
+/// An attached session: its forwarder, when it started, and its place in
+/// the viewer count.
 struct Attached {
     task: Follower,
+    started: Started,
     viewer: ViewerGuard,
 }
 
@@ -306,6 +309,10 @@ impl Connection {
                 }
                 if !response {
                     self.state.focus.touch(h.project(), &session_id);
+                }
+                // After this socket's attach of the session has fixed its start.
+                if let Some(a) = self.attached.get_mut(&session_id) {
+                    a.started.wait(super::INPUT_WAIT).await;
                 }
                 let seq = seq.map(|s| (self.client_id.clone(), s));
                 if let Err(e) = h.input(Bytes::from(data), false, seq, super::INPUT_WAIT).await {

@@ -22,6 +22,12 @@
 //! ones in the same replay are not repeated, and a session owned by another
 //! node (`cluster::remote`) does not track it.
 //!
+//! Input a socket sends after an attach waits until the attach's forwarder
+//! is subscribed ([`Started`]): what the input makes the program print
+//! comes to that socket as output, after the screen it was sent, and a
+//! terminal answers the queries in it (it does not answer those in a
+//! restored screen).
+//!
 //! A focus-aware attachment (`"stream":"focus"`) follows live events only
 //! while its session is focused ([`focused`]); otherwise it sends what the
 //! log gained at most once per interval, by offset, so nothing is lost.
@@ -36,6 +42,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Message;
 use termstream_proto::ws::{GapReason, LogPosition, OutputMode};
 use termstream_proto::{ErrorCode, SessionId, SessionKind, Stream};
+use tokio::sync::oneshot;
 
 use super::outbox::{Closed, Outbox};
 use super::render::{Dialect, OutEvent};
@@ -108,20 +115,43 @@ enum Flow {
 }
 
 /// Starts [`run`] where `attach`'s session's actor runs, following it to the
-/// bulk lane and back (`session/lane.rs`).
-pub fn spawn(attach: Attach, out: Outbox) -> Follower {
+/// bulk lane and back (`session/lane.rs`); the [`Started`] tells when it
+/// is subscribed.
+pub fn spawn(attach: Attach, out: Outbox) -> (Follower, Started) {
     let handle = attach.handle.clone();
-    handle.spawn_follower(run(attach, out))
+    let (tx, rx) = oneshot::channel();
+    (handle.spawn_follower(run(attach, out, Some(tx))), Started(Some(rx)))
+}
+
+/// When a forwarder has fixed where it starts (taken its snapshot and
+/// subscribed): input to its session waits for that, so that the output
+/// the input causes is not folded into the attach's screen.
+#[derive(Debug, Default)]
+pub struct Started(Option<oneshot::Receiver<()>>);
+
+impl Started {
+    /// Waits until the forwarder is subscribed, has ended, or `limit` has
+    /// passed; only the first call waits.
+    pub async fn wait(&mut self, limit: Duration) {
+        if let Some(rx) = self.0.take() {
+            let _ = tokio::time::timeout(limit, rx).await;
+        }
+    }
 }
 
 /// Delivers `attach`'s session to `out` until the log ends, the session is
-/// deleted, or the socket closes.
+/// deleted, or the socket closes; `started` is told once it is subscribed
+/// (dropped unsent if it never is).
 ///
 /// A plain function returning the task's `async` block, not an `async
 /// fn`: an `async fn`'s future keeps its arguments twice (as passed, and
 /// moved into its body), and every idle attachment would carry a dead copy
 /// of its `Attach` and outbox.
-pub fn run(attach: Attach, out: Outbox) -> impl Future<Output = ()> + Send + 'static {
+pub fn run(
+    attach: Attach,
+    out: Outbox,
+    started: Option<oneshot::Sender<()>>,
+) -> impl Future<Output = ()> + Send + 'static {
     let attached = AttachmentGauge::open(attach.dialect == Dialect::Legacy);
     tracing::debug!(session = %attach.handle.id(), since = ?attach.since, "attach");
     // Logged however the forwarder ends, aborted by its socket included.
@@ -155,7 +185,7 @@ pub fn run(attach: Attach, out: Outbox) -> impl Future<Output = ()> + Send + 'st
         // an idle attachment keeps only the state of waiting for the next
         // event. Following the focus (rare) is boxed too, so that plain
         // attachments do not carry its state.
-        let followed = match Box::pin(f.start(since, preamble)).await {
+        let followed = match Box::pin(f.start(since, preamble, started)).await {
             Ok(Some(live)) => match f.focus.take() {
                 Some(follow) => Box::pin(f.follow_focus(live, follow)).await,
                 None => f.follow(live, None).await.map(drop),
@@ -230,6 +260,7 @@ impl Forwarder {
         &mut self,
         since: Option<LogPosition>,
         preamble: Vec<Message>,
+        started: Option<oneshot::Sender<()>>,
     ) -> Result<Option<crate::session::log_events::Receiver>, Closed> {
         let info = self.handle.info_now().await;
         let end = info.output_offset;
@@ -290,6 +321,9 @@ impl Forwarder {
             None
         };
         let sub = self.handle.subscribe(self.next).await;
+        if let Some(tx) = started {
+            let _ = tx.send(());
+        }
         for msg in preamble {
             self.out.send(msg).await?;
         }

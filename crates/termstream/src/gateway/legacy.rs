@@ -83,7 +83,8 @@ fn forwarder(
         preamble,
         focus: None,
     };
-    forward::spawn(attach, out.clone())
+    // No snapshot here (the held output instead): nothing to wait for.
+    forward::spawn(attach, out.clone()).0
 }
 
 /// `/ws/terminal/{session_id}`.

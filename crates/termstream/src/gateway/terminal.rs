@@ -26,7 +26,7 @@ use termstream_proto::ws::OutputMode;
 use termstream_proto::{ProjectId, SessionId};
 
 use super::focus_watch::{FocusWatch, conflict_message};
-use super::forward::{self, Attach};
+use super::forward::{self, Attach, Started};
 use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
@@ -56,6 +56,8 @@ struct Terminal {
     out: Outbox,
     focus: FocusWatch,
     input_budget: TokenBucket,
+    /// When the forwarder is subscribed: input waits for it.
+    started: Started,
 }
 
 /// The session `id`, readable by `grant`, looked for on the retry schedule.
@@ -109,6 +111,7 @@ pub async fn run(
     let mut t = Terminal {
         focus: FocusWatch::new(state.focus.clone()),
         input_budget: TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes),
+        started: Started::default(),
         grant,
         handle: handle.clone(),
         id: id.clone(),
@@ -130,7 +133,8 @@ pub async fn run(
         preamble: Vec::new(),
         focus: None,
     };
-    let forwarder = forward::spawn(attach, t.out.clone());
+    let (forwarder, started) = forward::spawn(attach, t.out.clone());
+    t.started = started;
     let mut liveness = Liveness::new(&cfg);
     let max_message = cfg.ws_max_message_bytes;
     loop {
@@ -245,6 +249,7 @@ impl Terminal {
                         .await;
                 }
                 self.state.focus.touch(&self.project, &self.id);
+                self.started.wait(INPUT_WAIT).await;
                 if let Err(e) = self.handle.input(Bytes::from(data), false, None, INPUT_WAIT).await {
                     self.error(e.to_string()).await;
                 }

@@ -110,7 +110,7 @@ impl Connection {
                 interval: Duration::from_millis(self.state.registry.config().unfocused_interval_ms.max(1)),
             }),
         };
-        let task = forward::spawn(attach, self.out.clone());
-        self.attached.insert(id, Attached { task, viewer });
+        let (task, started) = forward::spawn(attach, self.out.clone());
+        self.attached.insert(id, Attached { task, started, viewer });
     }
 }
