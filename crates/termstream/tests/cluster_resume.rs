@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{TestCluster, attach, checksum, listed, read_until};
-use common::ws::WsClient;
+use common::cluster::{TestCluster, attach, checksum, holds, listed, read_until};
+use common::ws::{Incoming, WsClient};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(25);
@@ -62,4 +62,61 @@ async fn a_client_moving_from_b_to_c_mid_stream_resumes_without_loss_or_repeat()
     let want = expected();
     assert_eq!(got.len(), want.len(), "every byte, once");
     assert_eq!(checksum(&got), checksum(&want));
+}
+
+/// A resume on a node that does not own the session, from before the
+/// session's last resize, gets `session.resized` at its place in the
+/// replay, as on the owner: B's stand-in kept the resize it read from the
+/// stream.
+#[tokio::test]
+async fn a_resume_on_another_node_from_before_a_resize_gets_the_resize_at_its_place() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let info = a
+        .create(json!({"id":"r","argv":["bash","--norc","--noprofile"],"cols":80,"rows":24}))
+        .await;
+    let epoch = info["epoch"].as_str().unwrap().to_owned();
+    listed(b, "r", T).await.expect("listed on B");
+    a.read_output_until("r", "bash", T).await;
+    // A viewer on B: B's stand-in follows the session's stream.
+    let mut watcher = WsClient::connect(b, "/ws").await;
+    let mut watched = attach(&mut watcher, "r", None).await;
+    let mark = a.info("r").await["outputOffset"].as_u64().unwrap();
+    a.input("r", "echo before-$((1+1))\r").await;
+    read_until(&mut watcher, &mut watched, T, |s| holds(&s.data, "before-2")).await;
+    // Resized (the answer comes once it is done) before the input: the
+    // output after it is drawn at the new size.
+    let (status, body) = a.post("/api/sessions/r/resize", json!({"cols":100,"rows":30})).await;
+    assert_eq!(status, 200, "{body}");
+    a.input("r", "echo after-$((2+2))\r").await;
+    read_until(&mut watcher, &mut watched, T, |s| {
+        holds(&s.data, "after-4") && s.messages.iter().any(|m| m["type"] == "session.resized")
+    })
+    .await;
+
+    let mut ws = WsClient::connect(b, "/ws").await;
+    let resumed = attach(&mut ws, "r", Some((&epoch, mark))).await;
+    assert_eq!(resumed.messages[0]["recovered"], true, "{}", resumed.messages[0]);
+    let (mut text, mut resized_after) = (String::new(), None);
+    while !text.contains("after-4") {
+        match ws.recv(T).await {
+            Some(Incoming::Output { data, .. }) => text.push_str(&String::from_utf8_lossy(&data)),
+            Some(Incoming::Json(m)) if m["type"] == "session.resized" => {
+                assert_eq!((m["cols"].as_u64(), m["rows"].as_u64()), (Some(100), Some(30)), "{m}");
+                assert!(resized_after.is_none(), "the resize came twice: {text:?}");
+                resized_after = Some(text.clone());
+            }
+            Some(Incoming::Json(_)) => {}
+            other => panic!("the replay ended before after-4 ({other:?}): {text:?}"),
+        }
+    }
+    let before = resized_after.unwrap_or_else(|| panic!("no session.resized in the replay: {text:?}"));
+    assert!(
+        before.contains("before-2"),
+        "the resize came before the output from before it: {before:?}"
+    );
+    assert!(
+        !before.contains("after-4"),
+        "the resize came after the output drawn at the new size: {before:?}"
+    );
 }

@@ -162,6 +162,7 @@ fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandl
         events: crate::session::log_events::channel(EVENT_QUEUE),
         ended: (!rec.info.status.is_running()).then(|| Arc::new(rec.info.clone())),
         terminating: false,
+        last_resize: None,
         reader: None,
         remote,
         handle_info: tx,
@@ -252,6 +253,7 @@ fn subscription(
     events: &crate::session::log_events::Sender,
     ended: Option<Arc<SessionInfo>>,
     terminating: bool,
+    last_resize: Option<(u64, u16, u16)>,
 ) -> Subscription {
     let final_end = ended.as_ref().map_or(0, |i| i.output_offset);
     let (backlog, end) = if since < ring.start() || ring.end() < final_end {
@@ -275,8 +277,7 @@ fn subscription(
         live: events.subscribe(),
         ended,
         terminating,
-        // Not tracked for a session owned by another node.
-        last_resize: None,
+        last_resize,
     }
 }
 

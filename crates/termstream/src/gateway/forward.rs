@@ -19,8 +19,10 @@
 //! session's last resize carries its `session.resized` at its place (the
 //! live event went out before the subscription): the output after it was
 //! drawn at the new size. Only the last resize is kept for this; earlier
-//! ones in the same replay are not repeated, and a session owned by another
-//! node (`cluster::remote`) does not track it.
+//! ones in the same replay are not repeated. For a session owned by
+//! another node, it is the last resize this node's stand-in read from the
+//! cluster's stream (`cluster/remote/stand_in.rs`), none if it may have
+//! missed one.
 //!
 //! Input a socket sends after an attach waits until the attach's forwarder
 //! is subscribed ([`Started`]): what the input makes the program print

@@ -152,8 +152,10 @@ impl WsClient {
 
     /// The next message, or `None` after `timeout`.
     pub async fn recv(&mut self, timeout: Duration) -> Option<Incoming> {
+        // One deadline for the call: pings skipped below must not restart it.
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let msg = match tokio::time::timeout(timeout, self.ws.next()).await {
+            let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return None,
                 Ok(None) | Ok(Some(Err(_))) => return Some(Incoming::Closed(None)),
                 Ok(Some(Ok(m))) => m,

@@ -33,6 +33,9 @@ pub(super) struct Task {
     /// The final info, once the session ended.
     pub ended: Option<Arc<SessionInfo>>,
     pub terminating: bool,
+    /// The last resize read from the stream (offset, cols, rows), for a
+    /// replay that crosses it; forgotten when one may have been missed.
+    pub last_resize: Option<(u64, u16, u16)>,
     /// The stream reader while there are subscribers.
     pub reader: Option<JoinHandle<()>>,
     pub remote: Arc<Remote>,
@@ -127,6 +130,7 @@ impl Task {
                     &self.events,
                     self.ended.clone(),
                     self.terminating,
+                    self.last_resize.filter(|&(at, ..)| at >= since),
                 );
                 let _ = reply.send(sub);
             }
@@ -170,6 +174,8 @@ impl Task {
                 if chunk.offset > self.ring.end() {
                     // The stream was trimmed past what this ring holds.
                     self.ring = OutputRing::new(self.remote.c.registry.config().ring_bytes, chunk.offset);
+                    // A resize may have been trimmed with it.
+                    self.last_resize = None;
                 }
                 let Some(chunk) = after(chunk, self.ring.end()) else {
                     return;
@@ -179,6 +185,7 @@ impl Task {
                 let _ = self.events.send(LogEvent::Output(Arc::new(chunk)));
             }
             Entry::Resized { offset, cols, rows } => {
+                self.last_resize = Some((offset, cols, rows));
                 self.handle_info.send_modify(|i| {
                     i.cols = cols;
                     i.rows = rows;
