@@ -127,6 +127,10 @@ async fn a_resume_from_before_a_resize_gets_the_resize_at_its_place() {
     server.read_output_until("r", "before-2", secs(10)).await;
     let mut sizer = WsClient::connect(&server, "/ws").await;
     sizer.attach("r", "binary").await;
+    // Attached (so following the session) before resizing: a resize made
+    // before the attach's snapshot is in the snapshot, with no
+    // session.resized to wait for.
+    sizer.until_type("session.attached", secs(10)).await;
     sizer
         .send(json!({"type":"terminal.resize","sessionId":"r","cols":100,"rows":30}))
         .await;
