@@ -161,7 +161,9 @@ async fn a_late_joiner_of_a_watched_session_gets_what_was_typed() {
             .send(json!({"type": "terminal.resize", "sessionId": "typed", "cols": 50 + i, "rows": 15}))
             .await;
         // Resized before the keys: bash redraws its line on a resize, and
-        // one racing the keys redraws it over the command's output.
+        // one racing the keys redraws it over the command's output. (This
+        // narrows the race; bash may still take its SIGWINCH after the
+        // keys, so the output's line is checked by its start below.)
         let resized = first.until_type("session.resized", secs(10)).await;
         assert_eq!(resized["cols"], 50 + i);
         server.input("typed", &format!("echo typed-$((6*{i}))\r")).await;

@@ -21,22 +21,24 @@
 //! drawn at the new size. Only the last resize is kept for this; earlier
 //! ones in the same replay are not repeated. For a session owned by
 //! another node, it is the last resize this node's stand-in read from the
-//! cluster's stream (`cluster/remote/stand_in.rs`), none if it may have
-//! missed one.
+//! cluster's stream (`cluster/remote/stand_in.rs`), none after the stream
+//! was trimmed past what it held.
 //!
-//! Input a socket sends after an attach waits until the attach's forwarder
-//! is subscribed ([`Started`]): what the input makes the program print
-//! comes to that socket as output, after the screen it was sent, and a
-//! terminal answers the queries in it (it does not answer those in a
-//! restored screen).
+//! The first input a socket sends after an attach waits until the attach's
+//! forwarder is subscribed ([`Started`], at most a limit): what the input
+//! makes the program print then comes after the screen, as output.
 //!
 //! A focus-aware attachment (`"stream":"focus"`) follows live events only
 //! while its session is focused ([`focused`]); otherwise it sends what the
 //! log gained at most once per interval, by offset, so nothing is lost.
 
+mod catchup;
 mod focused;
 mod live;
 mod send;
+mod started;
+
+pub use started::Started;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,15 +46,14 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Message;
 use termstream_proto::ws::{GapReason, LogPosition, OutputMode};
 use termstream_proto::{ErrorCode, SessionId, SessionKind, Stream};
-use tokio::sync::oneshot;
 
 use super::outbox::{Closed, Outbox};
 use super::render::{Dialect, OutEvent};
 use crate::focus::Focus;
 use crate::observe::metrics::{self, AttachmentGauge};
+use crate::session::SessionHandle;
 use crate::session::lane::Follower;
 use crate::session::log::RingRead;
-use crate::session::{SessionError, SessionHandle};
 
 /// The largest output frame the forwarder builds by merging chunks.
 pub const MAX_FRAME: usize = 64 * 1024;
@@ -121,24 +122,8 @@ enum Flow {
 /// is subscribed.
 pub fn spawn(attach: Attach, out: Outbox) -> (Follower, Started) {
     let handle = attach.handle.clone();
-    let (tx, rx) = oneshot::channel();
-    (handle.spawn_follower(run(attach, out, Some(tx))), Started(Some(rx)))
-}
-
-/// When a forwarder has fixed where it starts (taken its snapshot and
-/// subscribed): input to its session waits for that, so that the output
-/// the input causes is not folded into the attach's screen.
-#[derive(Debug, Default)]
-pub struct Started(Option<oneshot::Receiver<()>>);
-
-impl Started {
-    /// Waits until the forwarder is subscribed, has ended, or `limit` has
-    /// passed; only the first call waits.
-    pub async fn wait(&mut self, limit: Duration) {
-        if let Some(rx) = self.0.take() {
-            let _ = tokio::time::timeout(limit, rx).await;
-        }
-    }
+    let (tell, started) = started::pair();
+    (handle.spawn_follower(run(attach, out, Some(tell))), started)
 }
 
 /// Delivers `attach`'s session to `out` until the log ends, the session is
@@ -149,11 +134,7 @@ impl Started {
 /// fn`: an `async fn`'s future keeps its arguments twice (as passed, and
 /// moved into its body), and every idle attachment would carry a dead copy
 /// of its `Attach` and outbox.
-pub fn run(
-    attach: Attach,
-    out: Outbox,
-    started: Option<oneshot::Sender<()>>,
-) -> impl Future<Output = ()> + Send + 'static {
+pub fn run(attach: Attach, out: Outbox, started: Option<started::Tell>) -> impl Future<Output = ()> + Send + 'static {
     let attached = AttachmentGauge::open(attach.dialect == Dialect::Legacy);
     tracing::debug!(session = %attach.handle.id(), since = ?attach.since, "attach");
     // Logged however the forwarder ends, aborted by its socket included.
@@ -262,7 +243,7 @@ impl Forwarder {
         &mut self,
         since: Option<LogPosition>,
         preamble: Vec<Message>,
-        started: Option<oneshot::Sender<()>>,
+        started: Option<started::Tell>,
     ) -> Result<Option<crate::session::log_events::Receiver>, Closed> {
         let info = self.handle.info_now().await;
         let end = info.output_offset;
@@ -375,141 +356,6 @@ impl Forwarder {
             self.emit(OutEvent::Terminating { session: &self.id }).await?;
         }
         Ok(Some(sub.live))
-    }
-
-    /// The earliest offset held, when output from `offset` is no longer
-    /// held anywhere (deleted from disk by retention).
-    async fn gone_before(&self, offset: u64) -> Option<u64> {
-        match self.handle.read(offset, 1).await {
-            Err(SessionError::Gone { earliest }) => Some(earliest),
-            _ => None,
-        }
-    }
-
-    /// The broadcast moved on without us: decide between replaying the
-    /// missed bytes (next events will trigger `fill`) and a snapshot.
-    async fn fell_behind(&mut self) -> Result<(), Closed> {
-        let end = self.handle.output_offset();
-        if !self.is_pty() || end.saturating_sub(self.next) <= self.max_replay {
-            metrics::catchup("replay");
-            tracing::debug!(session = %self.id, from = self.next, to = end, "resync by replay");
-            return Ok(());
-        }
-        metrics::catchup("snapshot");
-        tracing::debug!(session = %self.id, from = self.next, to = end, "resync by snapshot");
-        self.snapshot_gap(GapReason::SlowClient).await
-    }
-
-    /// Skips to a fresh snapshot, announcing the gap.
-    async fn snapshot_gap(&mut self, reason: GapReason) -> Result<(), Closed> {
-        let snap = match self.handle.snapshot().await {
-            Ok(s) => s,
-            Err(_) => return Ok(()),
-        };
-        if snap.offset <= self.next {
-            return Ok(());
-        }
-        self.skip_to(snap.offset, reason).await?;
-        self.emit(OutEvent::Restore {
-            session: &self.id,
-            snapshot: &snap,
-        })
-        .await
-    }
-
-    /// Announces that output from `next` to `to` will not be sent, and goes
-    /// on from `to`. Bytes held back for an incomplete UTF-8 sequence are
-    /// part of the gap: `next` already counts them.
-    async fn skip_to(&mut self, to: u64, reason: GapReason) -> Result<(), Closed> {
-        let held = self.carry.take().map_or(0, |(_, h)| h.len() as u64);
-        self.emit(OutEvent::Gap {
-            session: &self.id,
-            from: self.next - held,
-            to,
-            reason,
-        })
-        .await?;
-        self.next = to;
-        Ok(())
-    }
-
-    /// Sends a subscription's backlog (up to `end`) after `next`. The
-    /// session's last resize, when the replay crosses it, went out before
-    /// the subscription (between an attach's snapshot and it, while a
-    /// resuming client was away, or while a focus-aware one was not
-    /// following): its event goes at its place, or the client would draw
-    /// what follows at the old size.
-    async fn replay(
-        &mut self,
-        backlog: RingRead,
-        end: u64,
-        last_resize: Option<(u64, u16, u16)>,
-    ) -> Result<(), Closed> {
-        let resize = last_resize.filter(|&(at, ..)| at >= self.next);
-        match backlog {
-            RingRead::Held(chunks) => match resize {
-                Some((at, cols, rows)) => {
-                    let (before, after) = chunks.into_iter().partition(|c| c.offset < at);
-                    self.send_chunks(before).await?;
-                    self.resized(cols, rows).await?;
-                    self.send_chunks(after).await
-                }
-                None => self.send_chunks(chunks).await,
-            },
-            RingRead::Evicted { .. } | RingRead::Future { .. } => {
-                if let Some((at, cols, rows)) = resize {
-                    self.fill(at).await?;
-                    // Past it (a snapshot instead of the bytes): the
-                    // snapshot holds the size already.
-                    if self.next <= at {
-                        self.resized(cols, rows).await?;
-                    }
-                }
-                self.fill(end).await
-            }
-        }
-    }
-
-    /// Tells the client the session's window is now `cols` × `rows`.
-    async fn resized(&mut self, cols: u16, rows: u16) -> Result<(), Closed> {
-        self.emit(OutEvent::Resized {
-            session: &self.id,
-            cols,
-            rows,
-        })
-        .await
-    }
-
-    /// Sends the log from `next` up to `to`, read from the ring or disk.
-    async fn fill(&mut self, to: u64) -> Result<(), Closed> {
-        while self.next < to {
-            if self.is_pty() && self.handle.output_offset().saturating_sub(self.next) > self.max_replay {
-                // Too far behind to replay: the screen says it better.
-                self.snapshot_gap(GapReason::SlowClient).await?;
-                if self.next >= to {
-                    return Ok(());
-                }
-            }
-            let want = ((to - self.next) as usize).min(READ_PAGE);
-            match self.handle.read(self.next, want).await {
-                Ok(chunks) if chunks.is_empty() => return Ok(()),
-                Ok(chunks) => self.send_chunks(chunks).await?,
-                Err(SessionError::Gone { earliest }) => {
-                    if self.is_pty() {
-                        self.snapshot_gap(GapReason::Evicted).await?;
-                    }
-                    if self.next < earliest {
-                        self.skip_to(earliest, GapReason::Evicted).await?;
-                    }
-                }
-                Err(SessionError::Closed(_)) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(session = %self.id, error = %e, "cannot read the log");
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
     }
 
     async fn detached(&mut self) -> Result<(), Closed> {

@@ -185,6 +185,12 @@ impl Task {
                 let _ = self.events.send(LogEvent::Output(Arc::new(chunk)));
             }
             Entry::Resized { offset, cols, rows } => {
+                if self.last_resize == Some((offset, cols, rows)) {
+                    // Read again: a restarted reader starts at the ring's
+                    // end, where this resize is (its subscriber has it from
+                    // the replay).
+                    return;
+                }
                 self.last_resize = Some((offset, cols, rows));
                 self.handle_info.send_modify(|i| {
                     i.cols = cols;
