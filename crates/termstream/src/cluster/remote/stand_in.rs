@@ -34,7 +34,7 @@ pub(super) struct Task {
     pub ended: Option<Arc<SessionInfo>>,
     pub terminating: bool,
     /// The last resize read from the stream (offset, cols, rows), for a
-    /// replay that crosses it; forgotten when one may have been missed.
+    /// replay that crosses it; forgotten when the stream was trimmed past the ring.
     pub last_resize: Option<(u64, u16, u16)>,
     /// The stream reader while there are subscribers.
     pub reader: Option<JoinHandle<()>>,
