@@ -143,28 +143,8 @@ async fn a_resume_from_before_a_resize_gets_the_resize_at_its_place() {
         "since":{"epoch":epoch,"offset":mark}}))
         .await;
     ws.until_type("session.attached", secs(10)).await;
-    let (mut text, mut resized_after) = (String::new(), None);
-    while !text.contains("after-4") {
-        match ws.recv(secs(10)).await {
-            Some(Incoming::Output { data, .. }) => text.push_str(&String::from_utf8_lossy(&data)),
-            Some(Incoming::Json(m)) if m["type"] == "session.resized" => {
-                assert_eq!((m["cols"].as_u64(), m["rows"].as_u64()), (Some(100), Some(30)), "{m}");
-                assert!(resized_after.is_none(), "the resize came twice: {text:?}");
-                resized_after = Some(text.clone());
-            }
-            Some(Incoming::Json(_)) => {}
-            other => panic!("the replay ended before after-4 ({other:?}): {text:?}"),
-        }
-    }
-    let before = resized_after.unwrap_or_else(|| panic!("no session.resized in the replay: {text:?}"));
-    assert!(
-        before.contains("before-2"),
-        "the resize came before the output from before it: {before:?}"
-    );
-    assert!(
-        !before.contains("after-4"),
-        "the resize came after the output drawn at the new size: {before:?}"
-    );
+    ws.assert_resize_between("before-2", "after-4", (100, 30), secs(10))
+        .await;
 }
 
 #[tokio::test]

@@ -288,6 +288,44 @@ impl WsClient {
     }
 
     /// The raw stream, for tests that stop reading on purpose.
+    /// Reads a replay until `later` is in its output, and asserts that it
+    /// carries one `session.resized` to `cols`×`rows`, at its place: after
+    /// the output holding `earlier`, before the one holding `later`.
+    pub async fn assert_resize_between(
+        &mut self,
+        earlier: &str,
+        later: &str,
+        (cols, rows): (u64, u64),
+        timeout: Duration,
+    ) {
+        let (mut text, mut resized_after) = (String::new(), None);
+        while !text.contains(later) {
+            match self.recv(timeout).await {
+                Some(Incoming::Output { data, .. }) => text.push_str(&String::from_utf8_lossy(&data)),
+                Some(Incoming::Json(m)) if m["type"] == "session.resized" => {
+                    assert_eq!(
+                        (m["cols"].as_u64(), m["rows"].as_u64()),
+                        (Some(cols), Some(rows)),
+                        "{m}"
+                    );
+                    assert!(resized_after.is_none(), "the resize came twice: {text:?}");
+                    resized_after = Some(text.clone());
+                }
+                Some(Incoming::Json(_)) => {}
+                other => panic!("the replay ended before {later} ({other:?}): {text:?}"),
+            }
+        }
+        let before = resized_after.unwrap_or_else(|| panic!("no session.resized in the replay: {text:?}"));
+        assert!(
+            before.contains(earlier),
+            "the resize came before the output from before it: {before:?}"
+        );
+        assert!(
+            !before.contains(later),
+            "the resize came after the output drawn at the new size: {before:?}"
+        );
+    }
+
     pub fn inner(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
         &mut self.ws
     }
