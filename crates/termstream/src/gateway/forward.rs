@@ -123,7 +123,7 @@ enum Flow {
 pub fn spawn(attach: Attach, out: Outbox) -> (Follower, Started) {
     let handle = attach.handle.clone();
     let (tell, started) = started::pair();
-    (handle.spawn_follower(run(attach, out, Some(tell))), started)
+    (handle.spawn_follower(run(attach, out, tell)), started)
 }
 
 /// Delivers `attach`'s session to `out` until the log ends, the session is
@@ -134,7 +134,7 @@ pub fn spawn(attach: Attach, out: Outbox) -> (Follower, Started) {
 /// fn`: an `async fn`'s future keeps its arguments twice (as passed, and
 /// moved into its body), and every idle attachment would carry a dead copy
 /// of its `Attach` and outbox.
-pub fn run(attach: Attach, out: Outbox, started: Option<started::Tell>) -> impl Future<Output = ()> + Send + 'static {
+pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<Output = ()> + Send + 'static {
     let attached = AttachmentGauge::open(attach.dialect == Dialect::Legacy);
     tracing::debug!(session = %attach.handle.id(), since = ?attach.since, "attach");
     // Logged however the forwarder ends, aborted by its socket included.
@@ -243,7 +243,7 @@ impl Forwarder {
         &mut self,
         since: Option<LogPosition>,
         preamble: Vec<Message>,
-        started: Option<started::Tell>,
+        started: started::Tell,
     ) -> Result<Option<crate::session::log_events::Receiver>, Closed> {
         let info = self.handle.info_now().await;
         let end = info.output_offset;
@@ -304,9 +304,7 @@ impl Forwarder {
             None
         };
         let sub = self.handle.subscribe(self.next).await;
-        if let Some(tx) = started {
-            let _ = tx.send(());
-        }
+        let _ = started.send(());
         for msg in preamble {
             self.out.send(msg).await?;
         }
