@@ -13,13 +13,21 @@
 //! `/proc/PID/smaps_rollup`) is read, and its growth over the warm server,
 //! divided by `n`, is the cost of one idle session with its viewer. Those
 //! sessions are then closed, and `n` more are opened and closed again,
-//! [`BURSTS`] bursts in all, each on a settled server holding none: the
-//! rate is the median of the bursts (each is listed in the row's note). The
-//! server's own CPU time while opening (`utime + stime` of all its threads,
-//! not its children's), divided by `n`, is shown too, with the whole
-//! machine's (`/proc/stat`: the shells, the kernel's threads and the bench
-//! as well): on a busy machine they are steadier than the rate, and on two
-//! cores the machine's is what the opens compete for.
+//! [`BURSTS`] bursts in all. Before each burst the server has ended every
+//! shell it ran (no child process left, waited for up to
+//! [`CHILDREN_GONE`]) and rested [`SETTLE`]; the rate is the median of the
+//! bursts, each listed in the row's note.
+//!
+//! Two CPU figures per session opened, medians of the bursts too: the
+//! server's own (`utime + stime` of all its threads, not its children's),
+//! steadier than the rate on a busy machine; and the whole machine's
+//! (`/proc/stat`: the shells, the kernel's threads and the bench as well,
+//! less the machine's busy rate over the [`BACKGROUND`] before the burst),
+//! what the opens share two cores for. The machine's counts the bench's
+//! client, which does more for termstream (a REST request, then a
+//! WebSocket and JSON) than for ttyd or the relay (one WebSocket), and the
+//! relay's shell starts through `sh -c exec`. Both count 10 ms clock ticks:
+//! over 100 opens, steps of 0.1 ms per open.
 //!
 //! The same is measured, in the same run, through the bare relay (a socket
 //! and a PTY per session, nothing else) and, with `--peer ttyd=PATH`,
@@ -38,16 +46,22 @@ use crate::client::{Client, Event};
 use crate::peer::{Ttyd, TtydConn};
 use crate::relay::{Relay, RelayConn};
 use crate::report::{Goal, Row};
-use crate::server::Target;
+use crate::server::{Target, has_children, machine_busy_ms};
 
 /// Sessions being opened at once.
 pub const OPEN_CONCURRENCY: usize = 16;
 /// Times `n` sessions are opened on each server; the rate and CPU figures
 /// are the medians. One burst of 100 lasts about 0.15 s here, and single
 /// bursts' rates were seen 30 % apart in one run.
-pub const BURSTS: usize = 3;
-/// Time for a server to settle before its memory is read.
+const BURSTS: usize = 3;
+/// Time for a server to settle before its memory is read, and before
+/// each burst.
 const SETTLE: Duration = Duration::from_secs(1);
+/// How long the machine's busy time is read before each burst, to take
+/// what else runs on it out of the machine's CPU per open.
+const BACKGROUND: Duration = Duration::from_millis(500);
+/// The longest a server may take to end the last burst's shells.
+const CHILDREN_GONE: Duration = Duration::from_secs(30);
 /// The longest opening `n` sessions may take.
 const OPEN_LIMIT: Duration = Duration::from_secs(240);
 /// The longest one open may take.
@@ -155,14 +169,12 @@ impl Viewer {
 }
 
 /// What opening `n` sessions on one server showed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Opened {
     /// Sessions opened per second: the median of the bursts.
     rate: f64,
-    /// Each burst's rate, in order.
-    rates: Vec<f64>,
-    /// Each burst's server and machine CPU per session opened, ms.
-    cpus: Vec<(Option<f64>, Option<f64>)>,
+    /// Each burst's figures, in order.
+    bursts: Vec<Burst>,
     /// PSS growth per idle session with its viewer, KiB.
     pss_kib: f64,
     /// The server's PSS before and with the sessions, KiB.
@@ -216,48 +228,61 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     let anon_before = pss_anon_kib(pid);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (first, opened) = burst(server, pid, n).await?;
-    let mut holders = Vec::with_capacity(n);
-    let mut failed = None;
-    for v in opened {
-        match v {
-            Ok(v) => holders.push(tokio::spawn(v.hold(stop_rx.clone()))),
-            Err(e) => failed = failed.or(Some(e)),
-        }
-    }
-    let got = holders.len();
+    let (opened, failed) = split(opened);
+    let got = opened.len();
+    let holders: Vec<_> = opened
+        .into_iter()
+        .map(|v| tokio::spawn(v.hold(stop_rx.clone())))
+        .collect();
     tokio::time::sleep(SETTLE).await;
     let pss_with = pss_kib(pid).context("no smaps_rollup")?;
     let anon_with = pss_anon_kib(pid);
     let _ = stop_tx.send(true);
     let left = futures_util::future::join_all(holders).await;
+    close_all(server, left.into_iter().filter_map(|v| v.ok().flatten())).await;
     if let Some(e) = failed {
         return Err(e.context(format!("only {got} of {n} sessions opened")));
     }
-    close_all(server, left.into_iter().filter_map(|v| v.ok().flatten())).await;
     // The memory was read with the first burst's sessions; the others are
-    // opened and closed again, each on a settled server holding none.
+    // opened and closed again, each on a server holding none.
     let mut bursts = vec![first];
     for _ in 1..BURSTS {
-        tokio::time::sleep(SETTLE).await;
         let (b, opened) = burst(server, pid, n).await?;
-        bursts.push(b);
-        let opened: Vec<Viewer> = opened.into_iter().collect::<anyhow::Result<_>>()?;
+        let (opened, failed) = split(opened);
+        let got = opened.len();
         close_all(server, opened).await;
+        if let Some(e) = failed {
+            return Err(e.context(format!("only {got} of {n} sessions opened (a later burst)")));
+        }
+        bursts.push(b);
     }
+    let median_of = |f: fn(&Burst) -> Option<f64>| crate::report::median(bursts.iter().filter_map(f).collect());
     Ok(Opened {
-        rate: median(bursts.iter().map(|b| b.rate)).unwrap_or(0.0),
-        rates: bursts.iter().map(|b| b.rate).collect(),
-        cpus: bursts.iter().map(|b| (b.cpu_ms, b.machine_ms)).collect(),
+        rate: median_of(|b| Some(b.rate)).context("no burst")?,
+        cpu_ms: median_of(|b| b.cpu_ms),
+        machine_ms: median_of(|b| b.machine_ms),
         pss_kib: (pss_with as f64 - pss_before as f64) / n as f64,
         pss_before,
         pss_with,
         anon_kib: anon_before
             .zip(anon_with)
             .map(|(b, w)| (w as f64 - b as f64) / n as f64),
-        cpu_ms: median(bursts.iter().filter_map(|b| b.cpu_ms)),
-        machine_ms: median(bursts.iter().filter_map(|b| b.machine_ms)),
         one_ms: one[one.len() / 2],
+        bursts,
     })
+}
+
+/// The viewers that opened, and the first error of those that did not.
+fn split(opened: Vec<anyhow::Result<Viewer>>) -> (Vec<Viewer>, Option<anyhow::Error>) {
+    let mut ok = Vec::with_capacity(opened.len());
+    let mut failed = None;
+    for v in opened {
+        match v {
+            Ok(v) => ok.push(v),
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    (ok, failed)
 }
 
 /// Closes `viewers` (and their sessions), [`OPEN_CONCURRENCY`] at a time.
@@ -270,6 +295,7 @@ async fn close_all(server: &Server<'_>, viewers: impl IntoIterator<Item = Viewer
 }
 
 /// What one burst of `n` opens showed.
+#[derive(Debug)]
 struct Burst {
     /// Sessions opened per second.
     rate: f64,
@@ -277,15 +303,28 @@ struct Burst {
     cpu_ms: Option<f64>,
     /// The whole machine's CPU per session opened (every process and the
     /// kernel's own threads: the sessions' shells, the bench, the server),
-    /// ms: what the opens cost together on a machine they share.
+    /// less the busy rate read just before the burst over its length, ms:
+    /// what the opens cost together on a machine they share.
     machine_ms: Option<f64>,
 }
 
 /// Opens `n` sessions, [`OPEN_CONCURRENCY`] at a time, each to its first
 /// prompt; the figures and the viewers.
 async fn burst(server: &Server<'_>, pid: u32, n: usize) -> anyhow::Result<(Burst, Vec<anyhow::Result<Viewer>>)> {
+    // What the last burst left (its shells ending, a refill) is done.
+    let deadline = Instant::now() + CHILDREN_GONE;
+    while has_children(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(SETTLE).await;
+    let before_background = machine_busy_ms();
+    tokio::time::sleep(BACKGROUND).await;
     let cpu_before = crate::server::stat_cpu_ms(pid);
     let machine_before = machine_busy_ms();
+    // Busy ms per second of whatever else runs meanwhile.
+    let background = before_background
+        .zip(machine_before)
+        .map(|(b, a)| (a - b) / BACKGROUND.as_secs_f64());
     let t0 = Instant::now();
     let opened: Vec<anyhow::Result<Viewer>> = tokio::time::timeout(
         OPEN_LIMIT,
@@ -301,36 +340,11 @@ async fn burst(server: &Server<'_>, pid: u32, n: usize) -> anyhow::Result<(Burst
     let burst = Burst {
         rate: n as f64 / secs,
         cpu_ms: per_open(cpu_before, crate::server::stat_cpu_ms(pid)),
-        machine_ms: per_open(machine_before, machine_busy_ms()),
+        machine_ms: per_open(machine_before, machine_busy_ms())
+            .zip(background)
+            .map(|(m, bg)| (m - bg * secs / n as f64).max(0.0)),
     };
     Ok((burst, opened))
-}
-
-/// The median of `values`; `None` when there are none.
-fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied()
-}
-
-/// The CPU time every CPU of the machine has spent busy so far (not idle,
-/// not waiting for I/O), ms: the first line of `/proc/stat`, in clock
-/// ticks of 10 ms.
-fn machine_busy_ms() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    busy_ticks(text.lines().next()?).map(|t| t as f64 * 10.0)
-}
-
-/// The busy ticks of a `/proc/stat` `cpu` line: user, nice, system, irq,
-/// softirq and steal (guest time is counted in user already).
-fn busy_ticks(line: &str) -> Option<u64> {
-    let f: Vec<u64> = line
-        .strip_prefix("cpu ")?
-        .split_whitespace()
-        .map(|v| v.parse().ok())
-        .collect::<Option<_>>()?;
-    let at = |i: usize| f.get(i).copied().unwrap_or(0);
-    Some(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
 }
 
 /// Scenario 12 for every count of `ctx.idle`.
@@ -373,8 +387,9 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
                 Row::info(S12, rate_metric.clone(), "/s", o.rate)
                     .baseline("bare relay", bare.rate)
                     .note(format!(
-                        "{OPEN_CONCURRENCY} at a time; median of {BURSTS} bursts: {}",
-                        list(&o.rates)
+                        "{OPEN_CONCURRENCY} at a time; median of {BURSTS} bursts: {} (the relay's: {})",
+                        each(&o.bursts, |b| Some(b.rate), 0),
+                        each(&bare.bursts, |b| Some(b.rate), 0)
                     )),
             );
             rows.push(
@@ -399,7 +414,7 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
             }
             if let Some(cpu) = o.cpu_ms {
                 let row = Row::info(S12, format!("server CPU per session opened, {n}"), "ms", cpu)
-                    .note(format!("bursts: {}", cpu_list(&o.cpus, |c| c.0)));
+                    .note(format!("bursts: {}", each(&o.bursts, |b| b.cpu_ms, 2)));
                 rows.push(match bare.cpu_ms {
                     Some(b) => row.baseline("bare relay", b),
                     None => row,
@@ -408,8 +423,8 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
             let machine_metric = format!("machine CPU per session opened, {n}");
             if let Some(m) = o.machine_ms {
                 let row = Row::info(S12, machine_metric.clone(), "ms", m).note(format!(
-                    "every process's and the kernel's, the shells' and the bench's too; bursts: {}",
-                    cpu_list(&o.cpus, |c| c.1)
+                    "the shells', the kernel's and the bench's too, less the machine's load before; bursts: {}",
+                    each(&o.bursts, |b| b.machine_ms, 2)
                 ));
                 rows.push(match bare.machine_ms {
                     Some(b) => row.baseline("bare relay", b),
@@ -427,18 +442,21 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
                 if let (Some(ours), Some(theirs)) = (o.cpu_ms, p.cpu_ms) {
                     rows.push(
                         Row::info(S12, format!("server CPU per session opened, {n}, vs ttyd"), "ms", ours)
-                            .baseline("ttyd", theirs),
+                            .baseline("ttyd", theirs)
+                            .note(format!("ttyd's bursts: {}", each(&p.bursts, |b| b.cpu_ms, 2))),
                     );
                 }
                 if let (Some(ours), Some(theirs)) = (o.machine_ms, p.machine_ms) {
                     rows.push(
-                        Row::info(S12, format!("{machine_metric}, vs ttyd"), "ms", ours).baseline("ttyd", theirs),
+                        Row::info(S12, format!("{machine_metric}, vs ttyd"), "ms", ours)
+                            .baseline("ttyd", theirs)
+                            .note(format!("ttyd's bursts: {}", each(&p.bursts, |b| b.machine_ms, 2))),
                     );
                 }
                 rows.push(
                     Row::info(S12, format!("{rate_metric}, vs ttyd"), "/s", o.rate)
                         .baseline("ttyd", p.rate)
-                        .note(format!("ttyd's bursts: {}", list(&p.rates)))
+                        .note(format!("ttyd's bursts: {}", each(&p.bursts, |b| Some(b.rate), 0)))
                         .goal(Goal::RatioAtLeast(1.0), "≥ ttyd"),
                 );
                 rows.push(
@@ -456,16 +474,11 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Rates as `a, b, c` (whole numbers).
-fn list(rates: &[f64]) -> String {
-    rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
-}
-
-/// One of each burst's CPU figures as `a, b, c` (ms, `?` where unknown).
-fn cpu_list(cpus: &[(Option<f64>, Option<f64>)], pick: impl Fn(&(Option<f64>, Option<f64>)) -> Option<f64>) -> String {
-    let shown = cpus
+/// One figure of each burst as `a, b, c` (`?` where unknown).
+fn each(bursts: &[Burst], figure: impl Fn(&Burst) -> Option<f64>, decimals: usize) -> String {
+    let shown = bursts
         .iter()
-        .map(|c| pick(c).map_or("?".to_owned(), |v| format!("{v:.2}")));
+        .map(|b| figure(b).map_or("?".to_owned(), |v| format!("{v:.decimals$}")));
     shown.collect::<Vec<_>>().join(", ")
 }
 
@@ -479,19 +492,5 @@ mod tests {
         assert!(is_prompt(b"\r\n# "));
         assert!(!is_prompt(b"$"));
         assert!(!is_prompt(b"hello"));
-    }
-
-    #[test]
-    fn busy_ticks_leave_out_idle_and_io_wait() {
-        // user nice system idle iowait irq softirq steal guest guest_nice
-        assert_eq!(busy_ticks("cpu  10 1 5 1000 50 2 3 4 7 0"), Some(25));
-        assert_eq!(busy_ticks("cpu0 10 1 5 1000 50 2 3 4 7 0"), None);
-        assert_eq!(busy_ticks("cpu  10 x"), None);
-    }
-
-    #[test]
-    fn median_takes_the_middle() {
-        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
-        assert_eq!(median(std::iter::empty()), None);
     }
 }

@@ -300,6 +300,37 @@ pub fn stat_cpu_ms(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 * 10.0)
 }
 
+/// The CPU time every CPU of the machine has spent busy so far, ms: the
+/// first line of `/proc/stat`, in clock ticks of 10 ms.
+pub fn machine_busy_ms() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    busy_ticks(text.lines().next()?).map(|t| t as f64 * 10.0)
+}
+
+/// The busy ticks of a `/proc/stat` `cpu` line: user, nice, system, irq
+/// and softirq. Not idle, not waiting for I/O, not steal (time the
+/// hypervisor gave to other machines); guest time is counted in user
+/// already.
+fn busy_ticks(line: &str) -> Option<u64> {
+    let f: Vec<u64> = line
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    Some(at(0) + at(1) + at(2) + at(5) + at(6))
+}
+
+/// Whether process `pid` has a child process (any of its threads').
+pub fn has_children(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks
+        .flatten()
+        .any(|t| std::fs::read_to_string(t.path().join("children")).is_ok_and(|c| !c.trim().is_empty()))
+}
+
 /// CPU milliseconds per MB (10^6 bytes) between two readings of
 /// [`stat_cpu_ms`]; `None` when either is missing or nothing was moved.
 pub fn ms_per_mb(before: Option<f64>, after: Option<f64>, bytes: u64) -> Option<f64> {
@@ -319,5 +350,38 @@ pub fn raise_nofile() -> u64 {
     match setrlimit(Resource::Nofile, want) {
         Ok(()) => lim.maximum.unwrap_or(u64::MAX),
         Err(_) => lim.current.unwrap_or(u64::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_ticks_leave_out_idle_io_wait_and_steal() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        assert_eq!(busy_ticks("cpu  10 1 5 1000 50 2 3 4 7 0"), Some(21));
+        assert_eq!(busy_ticks("cpu0 10 1 5 1000 50 2 3 4 7 0"), None);
+        assert_eq!(busy_ticks("cpu  10 x"), None);
+    }
+
+    #[test]
+    fn a_shell_waiting_for_a_command_has_a_child_and_the_command_none() {
+        let mut lone = std::process::Command::new("sleep").arg("5").spawn().expect("sleep");
+        // `; :` keeps sh from exec'ing sleep in its place.
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sleep 5; :"])
+            .spawn()
+            .expect("sh");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !has_children(shell.id()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(has_children(shell.id()));
+        assert!(!has_children(lone.id()));
+        for c in [&mut lone, &mut shell] {
+            c.kill().expect("kill");
+            c.wait().expect("wait");
+        }
     }
 }
