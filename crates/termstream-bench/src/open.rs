@@ -14,20 +14,22 @@
 //! divided by `n`, is the cost of one idle session with its viewer. Those
 //! sessions are then closed, and `n` more are opened and closed again,
 //! [`BURSTS`] bursts in all. Before each burst the server has ended every
-//! shell it ran (no child process left, waited for up to
-//! [`CHILDREN_GONE`]) and rested [`SETTLE`]; the rate is the median of the
-//! bursts, each listed in the row's note.
+//! shell the bench opened (waited for, up to 30 s; a running server's own
+//! sessions are left out) and rested [`SETTLE`]; the rate is the median of
+//! the bursts, each listed in the rows' notes (`burst.rs`).
 //!
 //! Two CPU figures per session opened, medians of the bursts too: the
 //! server's own (`utime + stime` of all its threads, not its children's),
 //! steadier than the rate on a busy machine; and the whole machine's
-//! (`/proc/stat`: the shells, the kernel's threads and the bench as well,
-//! less the machine's busy rate over the [`BACKGROUND`] before the burst),
-//! what the opens share two cores for. The machine's counts the bench's
-//! client, which does more for termstream (a REST request, then a
-//! WebSocket and JSON) than for ttyd or the relay (one WebSocket), and the
-//! relay's shell starts through `sh -c exec`. Both count 10 ms clock ticks:
-//! over 100 opens, steps of 0.1 ms per open.
+//! (`/proc/stat`: the shells, the kernel's threads and the bench as well),
+//! what the opens share the machine's cores for, less the machine's busy
+//! rate over half a second before the burst times the burst's length. That
+//! takes off at most what else ran: when the opens fill the cores, the
+//! rest gets less than before. The machine's counts the bench's client,
+//! which does more for termstream (a REST request, then a WebSocket and
+//! JSON) than for ttyd or the relay (one WebSocket), and the relay's shell
+//! starts through `sh -c exec`. Both count 10 ms clock ticks: over 100
+//! opens, about 0.1 ms per open.
 //!
 //! The same is measured, in the same run, through the bare relay (a socket
 //! and a PTY per session, nothing else) and, with `--peer ttyd=PATH`,
@@ -37,16 +39,18 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures_util::StreamExt;
 use termstream_proto::{SessionId, SessionKind};
 use tokio::sync::watch;
 
 use crate::Ctx;
+
+mod burst;
 use crate::client::{Client, Event};
 use crate::peer::{Ttyd, TtydConn};
 use crate::relay::{Relay, RelayConn};
-use crate::report::{Goal, Row};
-use crate::server::{Target, has_children, machine_busy_ms};
+use crate::report::{Goal, Row, median};
+use crate::server::{Target, children};
+use burst::{Burst, burst, close_all, opened_and_error, per_burst};
 
 /// Sessions being opened at once.
 pub const OPEN_CONCURRENCY: usize = 16;
@@ -57,11 +61,6 @@ const BURSTS: usize = 3;
 /// Time for a server to settle before its memory is read, and before
 /// each burst.
 const SETTLE: Duration = Duration::from_secs(1);
-/// How long the machine's busy time is read before each burst, to take
-/// what else runs on it out of the machine's CPU per open.
-const BACKGROUND: Duration = Duration::from_millis(500);
-/// The longest a server may take to end the last burst's shells.
-const CHILDREN_GONE: Duration = Duration::from_secs(30);
 /// The longest opening `n` sessions may take.
 const OPEN_LIMIT: Duration = Duration::from_secs(240);
 /// The longest one open may take.
@@ -86,6 +85,23 @@ enum Server<'a> {
     Ttyd(&'a Ttyd),
 }
 
+/// A viewer of termstream session `id`, connected and attached, once its
+/// first prompt came.
+async fn to_prompt(t: &Target, id: &SessionId) -> anyhow::Result<Client> {
+    let mut c = Client::connect_small(&t.ws).await?;
+    c.attach(id).await?;
+    let deadline = Instant::now() + ONE_OPEN;
+    loop {
+        match c.next(deadline).await? {
+            Event::Restore { data, .. } if data.contains("$ ") || data.contains("# ") => return Ok(c),
+            Event::Output { data, .. } if is_prompt(&data) => return Ok(c),
+            Event::Exit | Event::Closed => bail!("the session ended before its prompt"),
+            Event::Error(e) => bail!("error before the prompt: {e}"),
+            _ => {}
+        }
+    }
+}
+
 /// One open session's viewer, held until the figures are read.
 enum Viewer {
     Termstream(Client, SessionId),
@@ -107,19 +123,14 @@ impl Server<'_> {
         match self {
             Server::Termstream(t) => {
                 let id = t.start(SessionKind::Pty, vec!["/bin/sh".into()]).await?;
-                let mut c = Client::connect_small(&t.ws).await?;
-                c.attach(&id).await?;
-                let deadline = Instant::now() + ONE_OPEN;
-                loop {
-                    match c.next(deadline).await? {
-                        Event::Restore { data, .. } if data.contains("$ ") || data.contains("# ") => break,
-                        Event::Output { data, .. } if is_prompt(&data) => break,
-                        Event::Exit | Event::Closed => bail!("the session ended before its prompt"),
-                        Event::Error(e) => bail!("error before the prompt: {e}"),
-                        _ => {}
+                match to_prompt(t, &id).await {
+                    Ok(c) => Ok(Viewer::Termstream(c, id)),
+                    Err(e) => {
+                        // Not left running on someone's server (`--url`).
+                        let _ = t.delete(&id).await;
+                        Err(e)
                     }
                 }
-                Ok(Viewer::Termstream(c, id))
             }
             Server::Relay(r) => {
                 let mut c = r.open_small("exec /bin/sh").await?;
@@ -212,6 +223,9 @@ fn rollup_kib(pid: u32, key: &str) -> Option<u64> {
 
 async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     let pid = server.pid().context("the server's pid is unknown")?;
+    // A running server (`--url`) may hold sessions of its own: their
+    // programs are not waited for before a burst.
+    let theirs = children(pid);
     let first = server.open().await.context("the first session")?;
     server.close(first).await;
     let mut one = Vec::with_capacity(ONE_AT_A_TIME);
@@ -227,8 +241,8 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     let pss_before = pss_kib(pid).context("no smaps_rollup")?;
     let anon_before = pss_anon_kib(pid);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (first, opened) = burst(server, pid, n).await?;
-    let (opened, failed) = split(opened);
+    let (first, opened) = burst(server, pid, &theirs, n).await?;
+    let (opened, failed) = opened_and_error(opened);
     let got = opened.len();
     let holders: Vec<_> = opened
         .into_iter()
@@ -247,8 +261,8 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     // opened and closed again, each on a server holding none.
     let mut bursts = vec![first];
     for _ in 1..BURSTS {
-        let (b, opened) = burst(server, pid, n).await?;
-        let (opened, failed) = split(opened);
+        let (b, opened) = burst(server, pid, &theirs, n).await?;
+        let (opened, failed) = opened_and_error(opened);
         let got = opened.len();
         close_all(server, opened).await;
         if let Some(e) = failed {
@@ -256,7 +270,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
         }
         bursts.push(b);
     }
-    let median_of = |f: fn(&Burst) -> Option<f64>| crate::report::median(bursts.iter().filter_map(f).collect());
+    let median_of = |f: fn(&Burst) -> Option<f64>| median(bursts.iter().filter_map(f).collect());
     Ok(Opened {
         rate: median_of(|b| Some(b.rate)).context("no burst")?,
         cpu_ms: median_of(|b| b.cpu_ms),
@@ -270,81 +284,6 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
         one_ms: one[one.len() / 2],
         bursts,
     })
-}
-
-/// The viewers that opened, and the first error of those that did not.
-fn split(opened: Vec<anyhow::Result<Viewer>>) -> (Vec<Viewer>, Option<anyhow::Error>) {
-    let mut ok = Vec::with_capacity(opened.len());
-    let mut failed = None;
-    for v in opened {
-        match v {
-            Ok(v) => ok.push(v),
-            Err(e) => failed = failed.or(Some(e)),
-        }
-    }
-    (ok, failed)
-}
-
-/// Closes `viewers` (and their sessions), [`OPEN_CONCURRENCY`] at a time.
-async fn close_all(server: &Server<'_>, viewers: impl IntoIterator<Item = Viewer>) {
-    futures_util::stream::iter(viewers)
-        .map(|v| server.close(v))
-        .buffer_unordered(OPEN_CONCURRENCY)
-        .collect::<Vec<()>>()
-        .await;
-}
-
-/// What one burst of `n` opens showed.
-#[derive(Debug)]
-struct Burst {
-    /// Sessions opened per second.
-    rate: f64,
-    /// The server's CPU per session opened, ms.
-    cpu_ms: Option<f64>,
-    /// The whole machine's CPU per session opened (every process and the
-    /// kernel's own threads: the sessions' shells, the bench, the server),
-    /// less the busy rate read just before the burst over its length, ms:
-    /// what the opens cost together on a machine they share.
-    machine_ms: Option<f64>,
-}
-
-/// Opens `n` sessions, [`OPEN_CONCURRENCY`] at a time, each to its first
-/// prompt; the figures and the viewers.
-async fn burst(server: &Server<'_>, pid: u32, n: usize) -> anyhow::Result<(Burst, Vec<anyhow::Result<Viewer>>)> {
-    // What the last burst left (its shells ending, a refill) is done.
-    let deadline = Instant::now() + CHILDREN_GONE;
-    while has_children(pid) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(SETTLE).await;
-    let before_background = machine_busy_ms();
-    tokio::time::sleep(BACKGROUND).await;
-    let cpu_before = crate::server::stat_cpu_ms(pid);
-    let machine_before = machine_busy_ms();
-    // Busy ms per second of whatever else runs meanwhile.
-    let background = before_background
-        .zip(machine_before)
-        .map(|(b, a)| (a - b) / BACKGROUND.as_secs_f64());
-    let t0 = Instant::now();
-    let opened: Vec<anyhow::Result<Viewer>> = tokio::time::timeout(
-        OPEN_LIMIT,
-        futures_util::stream::iter(0..n)
-            .map(|_| server.open())
-            .buffer_unordered(OPEN_CONCURRENCY)
-            .collect(),
-    )
-    .await
-    .with_context(|| format!("opening {n} sessions took longer than {OPEN_LIMIT:?}"))?;
-    let secs = t0.elapsed().as_secs_f64();
-    let per_open = |before: Option<f64>, after: Option<f64>| before.zip(after).map(|(b, a)| (a - b) / n as f64);
-    let burst = Burst {
-        rate: n as f64 / secs,
-        cpu_ms: per_open(cpu_before, crate::server::stat_cpu_ms(pid)),
-        machine_ms: per_open(machine_before, machine_busy_ms())
-            .zip(background)
-            .map(|(m, bg)| (m - bg * secs / n as f64).max(0.0)),
-    };
-    Ok((burst, opened))
 }
 
 /// Scenario 12 for every count of `ctx.idle`.
@@ -387,9 +326,10 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
                 Row::info(S12, rate_metric.clone(), "/s", o.rate)
                     .baseline("bare relay", bare.rate)
                     .note(format!(
-                        "{OPEN_CONCURRENCY} at a time; median of {BURSTS} bursts: {} (the relay's: {})",
-                        each(&o.bursts, |b| Some(b.rate), 0),
-                        each(&bare.bursts, |b| Some(b.rate), 0)
+                        "{OPEN_CONCURRENCY} at a time; median of {BURSTS} bursts: {} (the relay's: {}){}",
+                        per_burst(&o.bursts, |b| Some(b.rate), 0),
+                        per_burst(&bare.bursts, |b| Some(b.rate), 0),
+                        unsettled(&[&o, &bare])
                     )),
             );
             rows.push(
@@ -414,7 +354,7 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
             }
             if let Some(cpu) = o.cpu_ms {
                 let row = Row::info(S12, format!("server CPU per session opened, {n}"), "ms", cpu)
-                    .note(format!("bursts: {}", each(&o.bursts, |b| b.cpu_ms, 2)));
+                    .note(format!("bursts: {}", per_burst(&o.bursts, |b| b.cpu_ms, 2)));
                 rows.push(match bare.cpu_ms {
                     Some(b) => row.baseline("bare relay", b),
                     None => row,
@@ -424,7 +364,7 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
             if let Some(m) = o.machine_ms {
                 let row = Row::info(S12, machine_metric.clone(), "ms", m).note(format!(
                     "the shells', the kernel's and the bench's too, less the machine's load before; bursts: {}",
-                    each(&o.bursts, |b| b.machine_ms, 2)
+                    per_burst(&o.bursts, |b| b.machine_ms, 2)
                 ));
                 rows.push(match bare.machine_ms {
                     Some(b) => row.baseline("bare relay", b),
@@ -443,20 +383,24 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
                     rows.push(
                         Row::info(S12, format!("server CPU per session opened, {n}, vs ttyd"), "ms", ours)
                             .baseline("ttyd", theirs)
-                            .note(format!("ttyd's bursts: {}", each(&p.bursts, |b| b.cpu_ms, 2))),
+                            .note(format!("ttyd's bursts: {}", per_burst(&p.bursts, |b| b.cpu_ms, 2))),
                     );
                 }
                 if let (Some(ours), Some(theirs)) = (o.machine_ms, p.machine_ms) {
                     rows.push(
                         Row::info(S12, format!("{machine_metric}, vs ttyd"), "ms", ours)
                             .baseline("ttyd", theirs)
-                            .note(format!("ttyd's bursts: {}", each(&p.bursts, |b| b.machine_ms, 2))),
+                            .note(format!("ttyd's bursts: {}", per_burst(&p.bursts, |b| b.machine_ms, 2))),
                     );
                 }
                 rows.push(
                     Row::info(S12, format!("{rate_metric}, vs ttyd"), "/s", o.rate)
                         .baseline("ttyd", p.rate)
-                        .note(format!("ttyd's bursts: {}", each(&p.bursts, |b| Some(b.rate), 0)))
+                        .note(format!(
+                            "ttyd's bursts: {}{}",
+                            per_burst(&p.bursts, |b| Some(b.rate), 0),
+                            unsettled(&[&p])
+                        ))
                         .goal(Goal::RatioAtLeast(1.0), "≥ ttyd"),
                 );
                 rows.push(
@@ -474,12 +418,15 @@ async fn open_n(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// One figure of each burst as `a, b, c` (`?` where unknown).
-fn each(bursts: &[Burst], figure: impl Fn(&Burst) -> Option<f64>, decimals: usize) -> String {
-    let shown = bursts
-        .iter()
-        .map(|b| figure(b).map_or("?".to_owned(), |v| format!("{v:.decimals$}")));
-    shown.collect::<Vec<_>>().join(", ")
+/// A warning for the notes when a burst began before the last one's
+/// shells had all ended.
+fn unsettled(targets: &[&Opened]) -> &'static str {
+    let any = targets.iter().any(|o| o.bursts.iter().any(|b| b.unsettled));
+    if any {
+        "; a burst began before the last one's shells had all ended"
+    } else {
+        ""
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! stopped with SIGTERM (it then terminates its sessions), and killed if it
 //! has not exited after a bounded wait; `kill_on_drop` covers panics.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -321,14 +322,24 @@ fn busy_ticks(line: &str) -> Option<u64> {
     Some(at(0) + at(1) + at(2) + at(5) + at(6))
 }
 
-/// Whether process `pid` has a child process (any of its threads').
-pub fn has_children(pid: u32) -> bool {
+/// The child processes of process `pid` (of all its threads: the kernel
+/// files a child under the thread that started it). A thread that exits
+/// during the scan hands its children to one already read, which may then
+/// be missed: a wait on this only ends a little early.
+pub fn children(pid: u32) -> HashSet<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
+        return HashSet::new();
     };
-    tasks
+    let lists = tasks
         .flatten()
-        .any(|t| std::fs::read_to_string(t.path().join("children")).is_ok_and(|c| !c.trim().is_empty()))
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok());
+    lists
+        .flat_map(|l| {
+            l.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 /// CPU milliseconds per MB (10^6 bytes) between two readings of
@@ -365,23 +376,58 @@ mod tests {
         assert_eq!(busy_ticks("cpu  10 x"), None);
     }
 
-    #[test]
-    fn a_shell_waiting_for_a_command_has_a_child_and_the_command_none() {
-        let mut lone = std::process::Command::new("sleep").arg("5").spawn().expect("sleep");
-        // `; :` keeps sh from exec'ing sleep in its place.
-        let mut shell = std::process::Command::new("sh")
-            .args(["-c", "sleep 5; :"])
-            .spawn()
-            .expect("sh");
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !has_children(shell.id()) && std::time::Instant::now() < deadline {
+    /// `sleep 60` in a process group of its own, killed with it.
+    struct Sleeper(std::process::Child);
+
+    impl Sleeper {
+        fn start(program: &str, args: &[&str]) -> Sleeper {
+            use std::os::unix::process::CommandExt;
+            let child = std::process::Command::new(program).args(args).process_group(0).spawn();
+            Sleeper(child.expect("spawn"))
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let group = rustix::process::Pid::from_raw(self.0.id() as i32).expect("pid");
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            let _ = self.0.wait();
+        }
+    }
+
+    fn wait_for(mut ready: impl FnMut() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ready() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(has_children(shell.id()));
-        assert!(!has_children(lone.id()));
-        for c in [&mut lone, &mut shell] {
-            c.kill().expect("kill");
-            c.wait().expect("wait");
-        }
+        true
+    }
+
+    #[test]
+    fn a_shell_waiting_for_a_command_has_it_as_its_child_and_the_command_none() {
+        let lone = Sleeper::start("sleep", &["60"]);
+        // `; :` keeps sh from exec'ing sleep in its place.
+        let shell = Sleeper::start("sh", &["-c", "sleep 60; :"]);
+        assert!(wait_for(|| children(shell.0.id()).len() == 1));
+        assert!(children(lone.0.id()).is_empty());
+    }
+
+    #[test]
+    fn a_child_started_by_another_thread_is_found() {
+        let (started, take) = std::sync::mpsc::channel();
+        let (done, hold) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let s = Sleeper::start("sleep", &["60"]);
+            started.send(s.0.id()).expect("send");
+            // The thread stays alive, holding its child, until told.
+            let _ = hold.recv();
+        });
+        let child = take.recv().expect("started");
+        assert!(children(std::process::id()).contains(&child));
+        done.send(()).expect("send");
+        thread.join().expect("join");
     }
 }
