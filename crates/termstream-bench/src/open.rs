@@ -43,8 +43,6 @@ use termstream_proto::{SessionId, SessionKind};
 use tokio::sync::watch;
 
 use crate::Ctx;
-
-mod burst;
 use crate::client::{Client, Event};
 use crate::peer::{Ttyd, TtydConn};
 use crate::relay::{Relay, RelayConn};
@@ -52,11 +50,13 @@ use crate::report::{Goal, Row, median};
 use crate::server::{Target, children};
 use burst::{Burst, burst, close_all, opened_and_error, per_burst};
 
+mod burst;
+
 /// Sessions being opened at once.
 pub const OPEN_CONCURRENCY: usize = 16;
 /// Times `n` sessions are opened on each server; the rate and CPU figures
-/// are the medians. One burst of 100 lasts about 0.15 s here, and single
-/// bursts' rates were seen 30 % apart in one run.
+/// are the medians. One burst of 100 lasts 0.10–0.18 s here, and single
+/// bursts' rates were seen 30 % and more apart in one run.
 const BURSTS: usize = 3;
 /// Time for a server to settle before its memory is read, and before
 /// each burst.
