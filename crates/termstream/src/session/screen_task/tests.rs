@@ -5,6 +5,7 @@ use termstream_proto::{Epoch, ProjectId, SessionId, SessionInfo, SessionKind, Se
 use super::catch_up::feed_slices;
 use super::*;
 use crate::config::Config;
+use crate::session::SessionError;
 use crate::session::actor;
 use crate::session::log::Chunk;
 
@@ -114,6 +115,33 @@ async fn a_screen_task_far_behind_ends_with_its_actor() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(screen.is_disconnected(), "the screen task outlived its actor");
+}
+
+/// A request queued just as its task ends is never read, and its reply's
+/// sender stays in the queue while any handle lives: the wait for its
+/// answer ends with the actor, not never. On the old code the test above
+/// hung (4 in 600 runs under load); here the stranded reply is made by
+/// hand, so this one hangs every time without the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_an_answer_ends_with_the_actor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let handle = actor::start_ended(
+        ended_info("stranded", 10),
+        dir.path().into(),
+        Config::default().session_settings(),
+    );
+    let (stranded, answer) = tokio::sync::oneshot::channel::<()>();
+    let waited = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.answer(answer).await }
+    });
+    handle.shutdown().await;
+    let got = tokio::time::timeout(Duration::from_secs(5), waited)
+        .await
+        .expect("the wait ended with the actor")
+        .expect("joined");
+    assert!(matches!(got, Err(SessionError::Closed(_))), "{got:?}");
+    drop(stranded);
 }
 
 /// A feed stopped between slices and resumed from where it stopped gives
