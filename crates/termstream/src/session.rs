@@ -476,20 +476,23 @@ impl SessionHandle {
 
     /// The answer to a request sent to the actor or the screen task, or
     /// [`SessionError::Closed`] once the actor is gone (its info's sender
-    /// goes with it; the screen task ends only after it). A request that
-    /// lands in a channel just as its task ends is never read, and `flume`
-    /// keeps the queue, and the reply's sender in it, while any sender of
-    /// the channel lives: every handle holds one. Waiting on the answer
-    /// alone then waited forever (a snapshot asked as its session was
-    /// deleted: 4 hangs in 600 runs of the screen task's test under load).
-    async fn answer<T>(&self, answer: oneshot::Receiver<T>) -> Result<T, SessionError> {
+    /// goes with it, and the screen task ends only after it). A request
+    /// that lands in a channel just as its task ends is never read, and
+    /// `flume` keeps the queue, and the reply's sender in it, while any
+    /// sender of the channel lives: every handle holds one. Waiting on the
+    /// answer alone then waited forever (the screen task's read of a
+    /// session being deleted: 4 hangs in 600 runs of its test under load).
+    ///
+    /// A session on another node: its stand-in, which holds the info's
+    /// sender there, ends only once every handle is gone, so no request
+    /// of a handle can be left in its queue.
+    async fn answer<T>(&self, mut answer: oneshot::Receiver<T>) -> Result<T, SessionError> {
         let mut info = self.info.clone();
         let gone = async move { while info.changed().await.is_ok() {} };
         tokio::select! {
-            // An answer sent before the actor ended is taken.
-            biased;
-            answer = answer => answer.map_err(|_| self.closed()),
-            () = gone => Err(self.closed()),
+            answer = &mut answer => answer.map_err(|_| self.closed()),
+            // An answer sent just before the actor ended is still taken.
+            () = gone => answer.try_recv().map_err(|_| self.closed()),
         }
     }
 }

@@ -51,9 +51,9 @@ use super::outbox::{Closed, Outbox};
 use super::render::{Dialect, OutEvent};
 use crate::focus::Focus;
 use crate::observe::metrics::{self, AttachmentGauge};
-use crate::session::SessionHandle;
 use crate::session::lane::Follower;
 use crate::session::log::RingRead;
+use crate::session::{SessionError, SessionHandle};
 
 /// The largest output frame the forwarder builds by merging chunks.
 pub const MAX_FRAME: usize = 64 * 1024;
@@ -293,6 +293,8 @@ impl Forwarder {
                     self.next = s.offset;
                     Some(s)
                 }
+                // Deleted meanwhile: as when the subscribe below fails.
+                Err(SessionError::Closed(_)) => return self.detached().await.map(|()| None),
                 Err(e) => {
                     return self
                         .error(ErrorCode::Internal, format!("cannot take a snapshot: {e}"))

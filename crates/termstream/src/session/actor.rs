@@ -213,7 +213,7 @@ pub(crate) fn start_lost(info: SessionInfo, dir: PathBuf, settings: SessionSetti
     handle
 }
 
-fn build_ended(info: SessionInfo, dir: PathBuf, settings: SessionSettings) -> (Actor, SessionHandle) {
+pub(super) fn build_ended(info: SessionInfo, dir: PathBuf, settings: SessionSettings) -> (Actor, SessionHandle) {
     let end = info.output_offset;
     let (mut actor, handle) = build(info, dir, settings, end, String::new(), None);
     actor.phase = Phase::Ended;

@@ -117,31 +117,32 @@ async fn a_screen_task_far_behind_ends_with_its_actor() {
     assert!(screen.is_disconnected(), "the screen task outlived its actor");
 }
 
-/// A request queued just as its task ends is never read, and its reply's
-/// sender stays in the queue while any handle lives: the wait for its
-/// answer ends with the actor, not never. On the old code the test above
-/// hung (4 in 600 runs under load); here the stranded reply is made by
-/// hand, so this one hangs every time without the fix.
+/// A command queued just as the actor ends is never read, and `flume`
+/// keeps it, with its reply's sender, while any handle lives: the read
+/// waiting for its answer ends with the actor, not never. Here the actor
+/// is built but never run, and dropped with the read in its queue; the
+/// far-behind test above hung so, 4 in 600 runs under load, while this one
+/// hangs every time without the fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wait_for_an_answer_ends_with_the_actor() {
+async fn a_command_left_in_the_queue_of_an_ended_actor_is_answered_closed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let handle = actor::start_ended(
-        ended_info("stranded", 10),
-        dir.path().into(),
-        Config::default().session_settings(),
-    );
-    let (stranded, answer) = tokio::sync::oneshot::channel::<()>();
-    let waited = tokio::spawn({
+    let info = ended_info("stranded", 10);
+    let (actor, handle) = actor::build_ended(info, dir.path().into(), Config::default().session_settings());
+    let read = tokio::spawn({
         let handle = handle.clone();
-        async move { handle.answer(answer).await }
+        async move { handle.read(0, 1).await }
     });
-    handle.shutdown().await;
-    let got = tokio::time::timeout(Duration::from_secs(5), waited)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while handle.commands.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(handle.commands.len(), 1, "the read is queued");
+    drop(actor);
+    let got = tokio::time::timeout(Duration::from_secs(5), read)
         .await
-        .expect("the wait ended with the actor")
+        .expect("the read ended with the actor")
         .expect("joined");
     assert!(matches!(got, Err(SessionError::Closed(_))), "{got:?}");
-    drop(stranded);
 }
 
 /// A feed stopped between slices and resumed from where it stopped gives
