@@ -376,18 +376,19 @@ mod tests {
         assert_eq!(busy_ticks("cpu  10 x"), None);
     }
 
-    /// `sleep 60` in a process group of its own, killed with it.
-    struct Sleeper(std::process::Child);
+    /// A program in a process group of its own, the group killed (and the
+    /// program reaped) when dropped: a shell's `sleep` goes with it.
+    struct Grouped(std::process::Child);
 
-    impl Sleeper {
-        fn start(program: &str, args: &[&str]) -> Sleeper {
+    impl Grouped {
+        fn start(program: &str, args: &[&str]) -> Grouped {
             use std::os::unix::process::CommandExt;
             let child = std::process::Command::new(program).args(args).process_group(0).spawn();
-            Sleeper(child.expect("spawn"))
+            Grouped(child.expect("spawn"))
         }
     }
 
-    impl Drop for Sleeper {
+    impl Drop for Grouped {
         fn drop(&mut self) {
             let group = rustix::process::Pid::from_raw(self.0.id() as i32).expect("pid");
             let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
@@ -408,9 +409,9 @@ mod tests {
 
     #[test]
     fn a_shell_waiting_for_a_command_has_it_as_its_child_and_the_command_none() {
-        let lone = Sleeper::start("sleep", &["60"]);
+        let lone = Grouped::start("sleep", &["60"]);
         // `; :` keeps sh from exec'ing sleep in its place.
-        let shell = Sleeper::start("sh", &["-c", "sleep 60; :"]);
+        let shell = Grouped::start("sh", &["-c", "sleep 60; :"]);
         assert!(wait_for(|| children(shell.0.id()).len() == 1));
         assert!(children(lone.0.id()).is_empty());
     }
@@ -420,7 +421,7 @@ mod tests {
         let (started, take) = std::sync::mpsc::channel();
         let (done, hold) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let s = Sleeper::start("sleep", &["60"]);
+            let s = Grouped::start("sleep", &["60"]);
             started.send(s.0.id()).expect("send");
             // The thread stays alive, holding its child, until told.
             let _ = hold.recv();
