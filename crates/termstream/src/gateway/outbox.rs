@@ -13,7 +13,9 @@
 //! on without it (it catches up by offset later; see `forward`). A reply or
 //! an event waits at most the pong timeout ([`Outbox::reply`]) and a close
 //! frame 1 s ([`Outbox::close`]): a task that answers a client never hangs
-//! on one that stopped reading; the socket is done instead.
+//! on one that stopped reading; the socket is done instead. When the
+//! writer ends, however it ends, the queue's room and the budget close:
+//! every sender waiting for either answers `Closed` at once.
 //!
 //! A direct write polls the sink once with a waker that does nothing. The
 //! socket's reads and writes share their wake-ups (tungstenite wakes both
@@ -94,6 +96,14 @@ struct Shared {
     room: Semaphore,
     /// The socket failed or a close frame went out: nothing more is sent.
     done: AtomicBool,
+    /// The socket's byte budget: a queued frame holds its size until the
+    /// writer has flushed it. Closed when the writer ends, with `room`: a
+    /// frame queued in the instant after the writer's last look at its
+    /// queue keeps its permits there while any sender lives (`flume` keeps
+    /// what is queued until the last sender goes), and a sender waiting
+    /// for them would wait until something else stopped it: a reply for
+    /// the pong timeout, a forwarder until its connection aborts it.
+    budget: Arc<Semaphore>,
 }
 
 /// The sending side of a socket; cheap to clone.
@@ -101,7 +111,6 @@ struct Shared {
 pub struct Outbox {
     tx: flume::Sender<Box<Frame>>,
     shared: Arc<Shared>,
-    budget: Arc<Semaphore>,
     budget_bytes: usize,
     /// How long a reply may wait for room (the pong timeout): a peer that
     /// makes none for as long is not reading.
@@ -120,12 +129,12 @@ impl Outbox {
             queued: AtomicUsize::new(0),
             room: Semaphore::new(FRAMES_IN_FLIGHT),
             done: AtomicBool::new(false),
+            budget: Arc::new(Semaphore::new(budget_bytes)),
         });
         let writer = Writer(tokio::spawn(write_loop(shared.clone(), rx)));
         let outbox = Outbox {
             tx,
             shared,
-            budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
             reply_wait: Duration::from_millis(cfg.ws_pong_timeout_ms),
         };
@@ -182,7 +191,13 @@ impl Outbox {
     /// spent.
     async fn queue_output(&self, msg: Message, read_at: Option<Instant>) -> Result<(), Closed> {
         let cost = message_len(&msg).clamp(1, self.budget_bytes) as u32;
-        let permit = self.budget.clone().acquire_many_owned(cost).await.map_err(|_| Closed)?;
+        let permit = self
+            .shared
+            .budget
+            .clone()
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| Closed)?;
         self.queue(Frame {
             msg: Some(msg),
             permit: Some(permit),
@@ -403,8 +418,9 @@ async fn write_loop(shared: Arc<Shared>, rx: flume::Receiver<Box<Frame>>) {
         drop(held);
     }
     shared.done.store(true, Ordering::Release);
-    // No room any more: senders waiting for it, and later ones, fail.
-    shared.room.close();
+    // No room or budget any more: senders waiting for either, and later
+    // ones, fail.
+    shared.close();
     // Frames never written leave the queue gauge too.
     while rx.try_recv().is_ok() {
         metrics::get().outbox_queued.decrement(1.0);
@@ -412,12 +428,23 @@ async fn write_loop(shared: Arc<Shared>, rx: flume::Receiver<Box<Frame>>) {
     let _ = shared.sink.lock().await.close().await;
 }
 
-/// Closes a socket's queue room when dropped: see [`write_loop`].
+/// Closes a socket's queue room and budget when dropped: see [`write_loop`].
 struct CloseRoom(Arc<Shared>);
 
 impl Drop for CloseRoom {
     fn drop(&mut self) {
         self.0.done.store(true, Ordering::Release);
-        self.0.room.close();
+        self.0.close();
     }
 }
+
+impl Shared {
+    /// Closes the queue's room and the byte budget: see [`Shared::budget`].
+    fn close(&self) {
+        self.room.close();
+        self.budget.close();
+    }
+}
+
+#[cfg(test)]
+mod tests;
