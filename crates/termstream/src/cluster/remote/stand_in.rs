@@ -3,9 +3,13 @@
 //! The task owns the stand-in's ring, broadcast and end, as an actor owns
 //! a session's: nothing else touches them. Commands from the handle and
 //! updates (records from the directory, entries from the reader) arrive on
-//! two channels; the task ends when either closes (every handle dropped,
-//! or the directory dropped the stand-in), which closes the broadcast and
-//! tells every viewer the session is gone.
+//! two channels. The task ends when its commands close, that is when every
+//! handle is dropped, which closes the broadcast and tells every viewer the
+//! session is gone. The updates never close first: the task keeps a sender
+//! of them for its reader. A stand-in the directory drops (`drop_stand_in`,
+//! or records missing from `sync`) loses only the registry's handle, and the
+//! session is announced deleted; the task lives on while viewers still hold
+//! handles.
 
 use std::sync::Arc;
 
