@@ -373,7 +373,7 @@ impl Writer {
 async fn write_loop(shared: Arc<Shared>, rx: flume::Receiver<Box<Frame>>) {
     // However the writer ends (aborted, or a panic), senders waiting for
     // room are let go.
-    let _room = CloseRoom(shared.clone());
+    let _room = CloseOnEnd(shared.clone());
     let mut ok = true;
     while ok && let Ok(first) = rx.recv_async().await {
         shared.room.add_permits(1);
@@ -429,9 +429,9 @@ async fn write_loop(shared: Arc<Shared>, rx: flume::Receiver<Box<Frame>>) {
 }
 
 /// Closes a socket's queue room and budget when dropped: see [`write_loop`].
-struct CloseRoom(Arc<Shared>);
+struct CloseOnEnd(Arc<Shared>);
 
-impl Drop for CloseRoom {
+impl Drop for CloseOnEnd {
     fn drop(&mut self) {
         self.0.done.store(true, Ordering::Release);
         self.0.close();

@@ -7,9 +7,10 @@
 //! handle is dropped, which closes the broadcast and tells every viewer the
 //! session is gone. The updates never close first: the task keeps a sender
 //! of them for its reader. A stand-in the directory drops (`drop_stand_in`,
-//! or records missing from `sync`) loses only the registry's handle, and the
-//! session is announced deleted; the task lives on while viewers still hold
-//! handles.
+//! or records missing from `sync`) loses the directory's entry and the
+//! registry's handle, and the session is announced deleted; one that `sync`
+//! replaces (a `lost` session come back) loses them unannounced.
+//! Either way the task lives on while viewers still hold handles.
 
 use std::sync::Arc;
 
@@ -61,6 +62,7 @@ impl Task {
                 },
                 up = updates.recv() => match up {
                     Some(up) => self.update(up),
+                    // Never: the task holds a sender (`updates_tx`).
                     None => break,
                 },
                 _ = tick.tick() => {

@@ -52,10 +52,11 @@ async fn socket_pair() -> (WebSocket, Client) {
 /// the queue but before the writer was gone. `flume` keeps that frame, and
 /// the budget it holds, while any sender lives, so a sender already waiting
 /// for budget would wait for it until stopped from outside (a reply by its
-/// timeout, a forwarder by its connection's end). Played here in order on one thread: the
-/// socket's lock, held by the test, stops the writer after its last drain,
-/// where the late frame is queued. Without closing the budget when the
-/// writer ends, the last send never answers.
+/// timeout, a forwarder by its connection's end). The test builds the state
+/// that race leaves, in order on one thread: the socket's lock, held by the
+/// test, stops the writer after its last drain, and the late frame (its
+/// budget taken early, its room skipped) is queued there. Without closing
+/// the budget when the writer ends, the last send never answers.
 #[tokio::test]
 async fn a_sender_waiting_for_budget_is_let_go_when_the_writer_ends() {
     let (socket, mut client) = socket_pair().await;
@@ -99,9 +100,12 @@ async fn a_sender_waiting_for_budget_is_let_go_when_the_writer_ends() {
         read_at: None,
     });
     drop(held);
-    tokio::time::timeout(WAIT, writer.finish())
+    // Awaited itself, not through `finish`, whose own limit (as long as
+    // `WAIT`) would abort a writer that never ended.
+    tokio::time::timeout(Duration::from_secs(2), writer.0)
         .await
-        .expect("the writer ends");
+        .expect("the writer ends")
+        .expect("the writer does not panic");
     let closed = tokio::time::timeout(WAIT, client.next())
         .await
         .expect("the close frame arrives");
@@ -118,14 +122,14 @@ async fn a_sender_waiting_for_budget_is_let_go_when_the_writer_ends() {
     );
 }
 
-/// A socket whose writer ended refuses every later send at once, direct or
-/// queued, reply or output.
+/// A socket whose writer ended refuses every later send at once: output,
+/// replies, and a send that reaches the queue's budget.
 #[tokio::test]
 async fn every_send_after_the_writer_ended_is_closed() {
     let (socket, client) = socket_pair().await;
     let (sink, _stream) = socket.split();
     let (outbox, writer) = Outbox::open(sink, &Config::default());
-    // The peer goes away; the next write fails and ends the writer.
+    // The peer goes away; a write fails, which marks the socket done.
     drop(client);
     let deadline = tokio::time::Instant::now() + WAIT;
     while outbox.send(Message::Binary(vec![0; 1024].into())).await.is_ok() {
@@ -135,13 +139,19 @@ async fn every_send_after_the_writer_ended_is_closed() {
         );
         tokio::task::yield_now().await;
     }
+    // A failed direct write only marks the socket done: a queued frame
+    // wakes the writer, which finds it so and ends (unless a flush of its
+    // own failed first and it ended then, and the queue is closed).
     let _ = outbox.try_send(Message::Binary(vec![0; 16].into()));
-    tokio::time::timeout(WAIT, writer.finish())
+    tokio::time::timeout(Duration::from_secs(2), writer.0)
         .await
-        .expect("the writer ends");
+        .expect("the writer ends")
+        .expect("the writer does not panic");
     assert!(outbox.is_closed());
     let out = tokio::time::timeout(WAIT, outbox.send_output(Message::Binary(vec![0; 16].into()), None)).await;
     assert!(matches!(out, Ok(Err(Closed))), "{out:?}");
     let reply = tokio::time::timeout(WAIT, outbox.reply(Message::Text("x".into()))).await;
     assert!(matches!(reply, Ok(Err(Closed))), "{reply:?}");
+    let queued = tokio::time::timeout(WAIT, outbox.queue_output(Message::Binary(vec![0; 16].into()), None)).await;
+    assert!(matches!(queued, Ok(Err(Closed))), "{queued:?}");
 }
