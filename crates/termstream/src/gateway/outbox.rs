@@ -372,8 +372,8 @@ impl Writer {
 /// `Close` frame is the last thing written.
 async fn write_loop(shared: Arc<Shared>, rx: flume::Receiver<Box<Frame>>) {
     // However the writer ends (aborted, or a panic), senders waiting for
-    // room are let go.
-    let _room = CloseOnEnd(shared.clone());
+    // room or budget are let go.
+    let _close = CloseOnEnd(shared.clone());
     let mut ok = true;
     while ok && let Ok(first) = rx.recv_async().await {
         shared.room.add_permits(1);
