@@ -39,6 +39,7 @@ mod relay;
 mod report;
 mod scale;
 mod server;
+mod settle;
 mod throughput;
 
 use std::path::{Path, PathBuf};

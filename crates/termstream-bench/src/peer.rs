@@ -58,6 +58,8 @@ impl Peer {
 /// A running ttyd. Dropping it kills it; [`Ttyd::stop`] ends it politely.
 pub struct Ttyd {
     child: Child,
+    /// What it did from its start until it went quiet (`crate::settle`).
+    pub started: Option<crate::settle::Settled>,
     port: u16,
     /// Whether connections choose their program with `arg=`.
     scripted: bool,
@@ -101,7 +103,16 @@ impl Ttyd {
         .context("ttyd did not print its port in time")??;
         // Keep draining its log (a line per connection) so it never blocks.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Ttyd { child, port, scripted })
+        let started = match child.id() {
+            Some(pid) => crate::settle::settle(pid).await,
+            None => None,
+        };
+        Ok(Ttyd {
+            child,
+            started,
+            port,
+            scripted,
+        })
     }
 
     /// ttyd's process id.
@@ -255,11 +266,13 @@ pub async fn stream(bin: &Path, script: &str, limit: Duration) -> anyhow::Result
     .await;
     let elapsed = t0.elapsed();
     let after = pid.and_then(stat_cpu_ms);
+    let start_cpu_ms = ttyd.started.map(|s| s.cpu_ms);
     ttyd.stop().await;
     let bytes = r?;
     Ok(crate::throughput::Streamed {
         transfer: crate::baseline::Transfer { bytes, elapsed },
         cpu_ms_per_mb: ms_per_mb(before, after, bytes),
+        start_cpu_ms,
     })
 }
 

@@ -137,6 +137,8 @@ async fn relay_one(tcp: TcpStream, groups: Groups) -> anyhow::Result<()> {
 pub struct Relay {
     child: tokio::process::Child,
     url: String,
+    /// What it did from its start until it went quiet (`crate::settle`).
+    pub started: Option<crate::settle::Settled>,
 }
 
 impl Relay {
@@ -158,10 +160,12 @@ impl Relay {
             .trim()
             .strip_prefix("relay listening on ")
             .context("the relay printed no address")?;
-        Ok(Relay {
-            child,
-            url: format!("ws://{addr}/"),
-        })
+        let url = format!("ws://{addr}/");
+        let started = match child.id() {
+            Some(pid) => crate::settle::settle(pid).await,
+            None => None,
+        };
+        Ok(Relay { child, url, started })
     }
 
     /// Closes the relay's input and waits (2 s at most, then kills it).

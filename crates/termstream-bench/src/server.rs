@@ -2,7 +2,8 @@
 //! that runs already, and the REST calls the scenarios need.
 //!
 //! A launched server listens on `127.0.0.1:0` with a fresh data dir; its
-//! first stdout line (`listening on http://ADDR`) tells the address. It is
+//! first stdout line (`listening on http://ADDR`) tells the address, and it
+//! is measured once it has gone quiet (`crate::settle`). It is
 //! stopped with SIGTERM (it then terminates its sessions), and killed if it
 //! has not exited after a bounded wait; `kill_on_drop` covers panics.
 
@@ -15,6 +16,8 @@ use anyhow::{Context, bail};
 use termstream_proto::{CreateSession, SessionId, SessionInfo, SessionKind};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::settle::{Settled, settle};
 
 /// How long a launched server may take to print its address.
 const START_WAIT: Duration = Duration::from_secs(15);
@@ -51,6 +54,9 @@ pub struct Target {
     pub pid: Option<u32>,
     /// The launched process; `None` for a server we did not start.
     child: Option<Child>,
+    /// What a launched server did from its start until it went quiet
+    /// (`crate::settle`).
+    pub started: Option<Settled>,
     rest: reqwest::Client,
 }
 
@@ -110,7 +116,12 @@ async fn launch(bin: &Path, work_dir: &Path) -> anyhow::Result<Target> {
     // Keep draining stdout so that a later print never blocks the server.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let pid = child.id();
-    Ok(Target::new(format!("http://{addr}"), pid, Some(child)))
+    let mut target = Target::new(format!("http://{addr}"), pid, Some(child));
+    target.started = match pid {
+        Some(pid) => settle(pid).await,
+        None => None,
+    };
+    Ok(target)
 }
 
 fn unique() -> String {
@@ -132,6 +143,7 @@ impl Target {
             ws,
             pid,
             child,
+            started: None,
             rest,
         }
     }

@@ -33,9 +33,11 @@ pub async fn pty(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         None => None,
     };
     let mut cpu = None;
+    let mut start_cpu = None;
     let measured = match ctx.ws_target().await {
         Err(why) => Err(why),
         Ok(target) => {
+            start_cpu = target.started.map(|s| s.cpu_ms);
             let before = target.pid.and_then(stat_cpu_ms);
             let r = one_transfer(&target, true, &format!("read x; cat {file}")).await;
             let after = target.pid.and_then(stat_cpu_ms);
@@ -87,6 +89,20 @@ pub async fn pty(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         }
     };
     rows.push(cpu_row("bare relay", relay.cpu_ms_per_mb));
+    let start_metric = "server CPU from start until quiet (not in the figures above)";
+    let start_row = match start_cpu {
+        Some(ms) => Row::info(S1, start_metric, "ms", ms),
+        None => Row::missing(
+            S1,
+            start_metric,
+            "ms",
+            "not measured (a server the bench did not start)",
+        ),
+    };
+    rows.push(match peer.as_ref().and_then(|p| p.start_cpu_ms) {
+        Some(b) => start_row.baseline("ttyd", b),
+        None => start_row,
+    });
     if let Some(p) = peer {
         rows.push(
             Row::info(S1, "ttyd, 64 MiB `cat`", "MB/s", p.transfer.mb_per_s()).baseline("bare PTY", bare.mb_per_s()),
@@ -107,6 +123,9 @@ pub struct Streamed {
     pub transfer: baseline::Transfer,
     /// The server's CPU milliseconds per MB delivered.
     pub cpu_ms_per_mb: Option<f64>,
+    /// The server's CPU milliseconds from its start until it went quiet,
+    /// before the stream (`crate::settle`).
+    pub start_cpu_ms: Option<f64>,
 }
 
 /// `sh -c SCRIPT` through the bare relay, from connecting to the end.
@@ -118,10 +137,12 @@ async fn relay_transfer(script: &str) -> anyhow::Result<Streamed> {
     let bytes = conn.read_to_close(t0 + LIMIT).await;
     let elapsed = t0.elapsed();
     let after = relay.pid().and_then(stat_cpu_ms);
+    let start_cpu_ms = relay.started.map(|s| s.cpu_ms);
     relay.stop().await;
     Ok(Streamed {
         transfer: baseline::Transfer { bytes, elapsed },
         cpu_ms_per_mb: ms_per_mb(before, after, bytes),
+        start_cpu_ms,
     })
 }
 
