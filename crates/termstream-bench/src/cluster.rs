@@ -127,7 +127,11 @@ async fn node(bin: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<(Chi
         .to_owned();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let pid = child.id();
-    let target = Launcher::Running { url, pid }.start().await?;
+    let mut target = Launcher::Running { url, pid }.start().await?;
+    target.started = match pid {
+        Some(pid) => crate::settle::settle(pid).await,
+        None => None,
+    };
     Ok((child, target))
 }
 

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`server`]: launching the server (or using a running one), REST calls,
-//!   `/proc` readings.
+//!   `/proc` readings; [`settle`]: waiting for a started server to go quiet.
 //! - [`client`]: the WebSocket client of `/ws`.
 //! - [`baseline`]: the same work with no server (bare PTY, pipe, WebSocket).
 //! - [`relay`]: the least a WebSocket terminal server can do, as a baseline.

@@ -2,14 +2,24 @@
 //!
 //! A server may go on working after it answers: termstream fills its pool
 //! of spare session directories (`DATA_DIR/spare`, 256 of them, about
-//! 100 ms of CPU on a fresh data dir) on a thread of its own once it
-//! listens. The scenarios read a server's CPU counters around what they
-//! measure, so that start-up work was charged to the first thing measured
-//! (scenario 1's CPU per MB read about 1.4 ms per MB more, a sixth of the
-//! figure), and it ran beside the first timings. Every server the bench
-//! starts (termstream, ttyd, the bare relay) is therefore waited for until
-//! its CPU time stops growing, within [`SETTLE_LIMIT`], and what it used
-//! until then is reported apart ([`Settled::cpu_ms`]).
+//! 100 ms of CPU and three `fsync`s each on a fresh data dir) on a thread
+//! of its own, at idle priority, from just before it listens. The
+//! scenarios read a server's CPU counters around what they measure, so
+//! that start-up work was charged to the first thing measured (scenario
+//! 1's CPU per MB read about 1.4 ms per MB more, a sixth of the figure),
+//! and it ran beside the first timings. So every server the bench starts
+//! (termstream, the cluster's nodes, ttyd, the bare relay) is waited for
+//! until it is quiet, within [`SETTLE_LIMIT`], and scenario 1 reports what
+//! it used until then apart ([`Settled::cpu_ms`]).
+//!
+//! Quiet is three things at once over [`QUIET_FOR`], because none is
+//! enough alone: no 10 ms tick of the whole process's CPU time
+//! (`/proc/PID/stat`, which keeps the time of threads that exited, as the
+//! spare thread does when its pool is full); under [`QUIET_CPU`] in its
+//! live threads (`/proc/PID/task/*/schedstat`, in nanoseconds); and no
+//! thread runnable or in uninterruptible sleep at any reading (an
+//! idle-priority thread starved by a busy machine, or one waiting on a
+//! slow disk, uses almost no CPU but is not done).
 
 use std::time::{Duration, Instant};
 
@@ -33,24 +43,23 @@ pub struct Settled {
     pub quiet: bool,
 }
 
-/// Waits until process `pid` has used less than [`QUIET_CPU`] in the last
-/// [`QUIET_FOR`], or [`SETTLE_LIMIT`] has passed; `None` when its CPU time
-/// cannot be read (no such process, no `/proc`).
-///
-/// Two counters are read, because neither is enough alone: the live
-/// threads' nanoseconds (`cpu_of`) lose a thread's time when it exits (as
-/// termstream's spare-making thread does when its pool is full), and the
-/// whole process's time (`/proc/PID/stat`, dead threads included) counts
-/// in 10 ms ticks. Quiet is both standing still.
+/// Waits until process `pid` is quiet (see the module's header) or
+/// [`SETTLE_LIMIT`] has passed; `None` when its CPU time cannot be read
+/// (no such process, no `/proc`).
 pub async fn settle(pid: u32) -> Option<Settled> {
     let start = Instant::now();
     // (when, whole-process ms, live threads' ns) readings, oldest first,
     // spanning at least QUIET_FOR.
     let mut readings = std::collections::VecDeque::new();
+    // When a thread was last seen runnable or in uninterruptible sleep.
+    let mut last_busy = start;
     loop {
         let now = Instant::now();
         let total_ms = stat_cpu_ms(pid)?;
         let live_ns = cpu_of(pid)?.cpu_ns;
+        if busy_threads(pid) > 0 {
+            last_busy = now;
+        }
         readings.push_back((now, total_ms, live_ns));
         while readings.len() > 1 && now.duration_since(readings[1].0) >= QUIET_FOR {
             readings.pop_front();
@@ -60,26 +69,47 @@ pub async fn settle(pid: u32) -> Option<Settled> {
             cpu_ms: total_ms,
             quiet,
         };
+        let calm_since = first_at.max(last_busy);
         if is_quiet(
-            now.duration_since(first_at),
+            now.duration_since(calm_since),
             total_ms - first_ms,
             live_ns.saturating_sub(first_ns),
         ) {
             return Some(settled(true));
         }
         if start.elapsed() >= SETTLE_LIMIT {
-            eprintln!("bench: process {pid} still used CPU after {SETTLE_LIMIT:?}; measuring it anyway");
+            eprintln!("bench: process {pid} was still busy after {SETTLE_LIMIT:?}; measuring it anyway");
             return Some(settled(false));
         }
         tokio::time::sleep(STEP).await;
     }
 }
 
-/// Whether a span in which the whole process's CPU time grew by `ticks_ms`
-/// and its live threads' by `live_ns` is quiet: the span is long enough,
-/// no tick was counted and the live threads used under [`QUIET_CPU`].
+/// Whether a span with no thread seen busy, in which the whole process's
+/// CPU time grew by `ticks_ms` and its live threads' by `live_ns`, is
+/// quiet: the span is long enough, no tick was counted and the live
+/// threads used under [`QUIET_CPU`].
 fn is_quiet(span: Duration, ticks_ms: f64, live_ns: u64) -> bool {
     span >= QUIET_FOR && ticks_ms == 0.0 && live_ns < QUIET_CPU.as_nanos() as u64
+}
+
+/// How many of process `pid`'s threads are runnable (`R`) or in
+/// uninterruptible sleep (`D`) now; a thread that exits meanwhile is
+/// skipped.
+fn busy_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter(|stat| {
+            // The state is the first field after the command name, which
+            // may hold spaces and parentheses.
+            let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+            matches!(state, Some("R" | "D"))
+        })
+        .count()
 }
 
 #[cfg(test)]
@@ -98,6 +128,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_spinning_thread_is_busy() {
+        let mut spin = tokio::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        assert_eq!(busy_threads(spin.id().unwrap()), 1);
+        let _ = spin.kill().await;
+    }
+
+    #[tokio::test]
     async fn a_busy_process_is_waited_for_and_an_idle_one_is_not() {
         // A shell loop (about 0.8 s of CPU here), then `sleep` in its place:
         // the same process, whose name tells whether the loop is done.
@@ -112,6 +153,7 @@ mod tests {
         assert_eq!(comm.trim(), "sleep", "settled while the loop ran");
         assert!(s.quiet);
         assert!(s.cpu_ms >= 100.0, "counted {} ms of CPU", s.cpu_ms);
+        assert_eq!(busy_threads(pid), 0);
         let _ = busy.kill().await;
 
         let mut idle = tokio::process::Command::new("sleep")

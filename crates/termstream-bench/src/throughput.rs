@@ -33,11 +33,11 @@ pub async fn pty(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         None => None,
     };
     let mut cpu = None;
-    let mut start_cpu = None;
+    let mut start = None;
     let measured = match ctx.ws_target().await {
         Err(why) => Err(why),
         Ok(target) => {
-            start_cpu = target.started.map(|s| s.cpu_ms);
+            start = target.started;
             let before = target.pid.and_then(stat_cpu_ms);
             let r = one_transfer(&target, true, &format!("read x; cat {file}")).await;
             let after = target.pid.and_then(stat_cpu_ms);
@@ -89,20 +89,11 @@ pub async fn pty(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         }
     };
     rows.push(cpu_row("bare relay", relay.cpu_ms_per_mb));
-    let start_metric = "server CPU from start until quiet (not in the figures above)";
-    let start_row = match start_cpu {
-        Some(ms) => Row::info(S1, start_metric, "ms", ms),
-        None => Row::missing(
-            S1,
-            start_metric,
-            "ms",
-            "not measured (a server the bench did not start)",
-        ),
-    };
-    rows.push(match peer.as_ref().and_then(|p| p.start_cpu_ms) {
-        Some(b) => start_row.baseline("ttyd", b),
-        None => start_row,
-    });
+    rows.push(start_row(
+        start,
+        peer.as_ref().and_then(|p| p.start_cpu_ms),
+        relay.start_cpu_ms,
+    ));
     if let Some(p) = peer {
         rows.push(
             Row::info(S1, "ttyd, 64 MiB `cat`", "MB/s", p.transfer.mb_per_s()).baseline("bare PTY", bare.mb_per_s()),
@@ -116,6 +107,32 @@ pub async fn pty(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         );
     }
     Ok(rows)
+}
+
+/// The row of what the server used from its start until quiet, which the
+/// other figures leave out (`crate::settle`), beside ttyd's; the relay's
+/// goes in the note.
+fn start_row(ours: Option<crate::settle::Settled>, ttyd: Option<f64>, relay: Option<f64>) -> Row {
+    let metric = "server CPU from start until quiet (left out of the figures above)";
+    let mut row = match ours {
+        Some(s) => Row::info(S1, metric, "ms", s.cpu_ms),
+        None => Row::missing(S1, metric, "ms", "not measured (server pid unknown)"),
+    };
+    if let Some(b) = ttyd {
+        row = row.baseline("ttyd", b);
+    }
+    let mut note =
+        String::from("10 ms ticks; termstream's is mostly its spare session directories, made at idle priority");
+    if let Some(r) = relay {
+        note.push_str(&format!("; bare relay {r:.0} ms"));
+    }
+    if ours.is_some_and(|s| !s.quiet) {
+        note.push_str(&format!("; still busy after {:?}", crate::settle::SETTLE_LIMIT));
+    }
+    if ours.is_some() {
+        row = row.note(note);
+    }
+    row
 }
 
 /// A stream through a relay-like server: its rate and the server's CPU.
