@@ -15,7 +15,7 @@
 //! sessions are then closed, and `n` more are opened and closed again,
 //! [`BURSTS`] bursts in all. Before each burst the server has ended every
 //! shell the bench opened (waited for, up to 30 s; a running server's own
-//! sessions are left out) and rested [`SETTLE`]; the rate is the median of
+//! sessions are left out) and rested [`REST_BEFORE`]; the rate is the median of
 //! the bursts, each listed in the rows' notes (`burst.rs`).
 //!
 //! Two CPU figures per session opened, medians of the bursts too: the
@@ -58,9 +58,9 @@ pub const OPEN_CONCURRENCY: usize = 16;
 /// are the medians. One burst of 100 lasts 0.10–0.18 s here, and single
 /// bursts' rates were seen 30 % and more apart in one run.
 const BURSTS: usize = 3;
-/// Time for a server to settle before its memory is read, and before
+/// Time a server rests before its memory is read, and before
 /// each burst.
-const SETTLE: Duration = Duration::from_secs(1);
+const REST_BEFORE: Duration = Duration::from_secs(1);
 /// The longest opening `n` sessions may take.
 const OPEN_LIMIT: Duration = Duration::from_secs(240);
 /// The longest one open may take.
@@ -237,7 +237,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
         server.close(v).await;
     }
     one.sort_by(f64::total_cmp);
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(REST_BEFORE).await;
     let pss_before = pss_kib(pid).context("no smaps_rollup")?;
     let anon_before = pss_anon_kib(pid);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -248,7 +248,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
         .into_iter()
         .map(|v| tokio::spawn(v.hold(stop_rx.clone())))
         .collect();
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(REST_BEFORE).await;
     let pss_with = pss_kib(pid).context("no smaps_rollup")?;
     let anon_with = pss_anon_kib(pid);
     let _ = stop_tx.send(true);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures_util::StreamExt;
 
-use super::{OPEN_CONCURRENCY, OPEN_LIMIT, SETTLE, Server, Viewer};
+use super::{OPEN_CONCURRENCY, OPEN_LIMIT, REST_BEFORE, Server, Viewer};
 use crate::server::{children, machine_busy_ms, stat_cpu_ms};
 
 /// How long the machine's busy time is read before each burst, to take
@@ -38,7 +38,7 @@ pub(super) struct Burst {
 /// Opens `n` sessions, [`OPEN_CONCURRENCY`] at a time, each to its first
 /// prompt; the figures and the viewers. First it waits (at most
 /// [`CHILDREN_GONE`]) until the server runs no child process but those in
-/// `theirs` (what the last burst started has ended), rests [`SETTLE`] and
+/// `theirs` (what the last burst started has ended), rests [`REST_BEFORE`] and
 /// reads the machine's busy rate over [`BACKGROUND`].
 ///
 /// The spare session directories termstream makes after a burst (a thread
@@ -59,7 +59,7 @@ pub(super) async fn burst(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(REST_BEFORE).await;
     let before_background = machine_busy_ms();
     tokio::time::sleep(BACKGROUND).await;
     let cpu_before = stat_cpu_ms(pid);
