@@ -6,7 +6,7 @@
 //! of its own, at idle priority, from just before it listens. The
 //! scenarios read a server's CPU counters around what they measure, so
 //! that start-up work was charged to the first thing measured (scenario
-//! 1's CPU per MB read about 1.4 ms per MB more, a sixth of the figure),
+//! 1's CPU per MB read about 1.5 ms per MB more, a sixth of the figure),
 //! and it ran beside the first timings. So every server the bench starts
 //! (termstream, the cluster's nodes, ttyd, the bare relay) is waited for
 //! until it is quiet, within [`SETTLE_LIMIT`], and scenario 1 reports what
