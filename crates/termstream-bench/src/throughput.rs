@@ -113,24 +113,29 @@ pub async fn pty(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 /// other figures leave out (`crate::settle`), beside ttyd's; the relay's
 /// goes in the note.
 fn start_row(ours: Option<crate::settle::Settled>, ttyd: Option<f64>, relay: Option<f64>) -> Row {
-    let metric = "server CPU from start until quiet (left out of the figures above)";
+    let metric = "server CPU from start until quiet (left out of the CPU per MB rows)";
     let mut row = match ours {
         Some(s) => Row::info(S1, metric, "ms", s.cpu_ms),
-        None => Row::missing(S1, metric, "ms", "not measured (server pid unknown)"),
+        None => Row::missing(
+            S1,
+            metric,
+            "ms",
+            "not measured (no pid, or a server the bench did not start)",
+        ),
     };
     if let Some(b) = ttyd {
         row = row.baseline("ttyd", b);
     }
     let mut note =
-        String::from("10 ms ticks; termstream's is mostly its spare session directories, made at idle priority");
+        vec!["10 ms ticks; termstream's is mostly its spare session directories, made at idle priority".to_owned()];
     if let Some(r) = relay {
-        note.push_str(&format!("; bare relay {r:.0} ms"));
+        note.push(format!("bare relay {r:.0} ms"));
     }
     if ours.is_some_and(|s| !s.quiet) {
-        note.push_str(&format!("; still busy after {:?}", crate::settle::SETTLE_LIMIT));
+        note.push(format!("still busy after {:?}", crate::settle::SETTLE_LIMIT));
     }
     if ours.is_some() {
-        row = row.note(note);
+        row = row.note(note.join("; "));
     }
     row
 }
