@@ -60,19 +60,42 @@ pub struct Target {
     rest: reqwest::Client,
 }
 
-/// CPU time and context switches of a process, summed over its threads.
-#[derive(Debug, Default, Clone, Copy)]
+/// CPU time and context switches of a process, summed over its threads,
+/// and each live thread's own, so that [`CpuUse::since`] can tell what
+/// was used between two readings even when threads exit meanwhile.
+#[derive(Debug, Default, Clone)]
 pub struct CpuUse {
     pub cpu_ns: u64,
     pub switches: u64,
+    /// (thread id, CPU ns, switches), by thread id.
+    threads: Vec<(u32, u64, u64)>,
 }
 
 impl CpuUse {
-    /// What was used between `self` (earlier) and `later`.
+    /// What was used between `self` (earlier) and `later`, thread by
+    /// thread: a thread in both readings counts its growth, one that
+    /// started since counts all it used. A thread that exited since counts
+    /// nothing, and its last stretch is lost; the plain difference of the
+    /// sums took its whole life's time off the others' (a thread that had
+    /// used 40 ms and exited hid 40 ms of the others' work).
     pub fn since(self, later: CpuUse) -> CpuUse {
+        let (mut cpu_ns, mut switches) = (0, 0);
+        for &(tid, ns, sw) in &later.threads {
+            match self.threads.binary_search_by_key(&tid, |t| t.0) {
+                Ok(i) => {
+                    cpu_ns += ns.saturating_sub(self.threads[i].1);
+                    switches += sw.saturating_sub(self.threads[i].2);
+                }
+                Err(_) => {
+                    cpu_ns += ns;
+                    switches += sw;
+                }
+            }
+        }
         CpuUse {
-            cpu_ns: later.cpu_ns.saturating_sub(self.cpu_ns),
-            switches: later.switches.saturating_sub(self.switches),
+            cpu_ns,
+            switches,
+            threads: Vec::new(),
         }
     }
 }
@@ -278,25 +301,33 @@ pub fn cpu_of(pid: u32) -> Option<CpuUse> {
     let mut total = CpuUse::default();
     // A thread that exits meanwhile is skipped, not the whole reading.
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            continue;
+        };
         let dir = task.path();
         let Ok(sched) = std::fs::read_to_string(dir.join("schedstat")) else {
             continue;
         };
-        total.cpu_ns += sched
+        let ns = sched
             .split_whitespace()
             .next()
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let mut switches = 0;
         for line in status.lines() {
             if let Some(v) = line
                 .strip_prefix("voluntary_ctxt_switches:")
                 .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
             {
-                total.switches += v.trim().parse::<u64>().unwrap_or(0);
+                switches += v.trim().parse::<u64>().unwrap_or(0);
             }
         }
+        total.cpu_ns += ns;
+        total.switches += switches;
+        total.threads.push((tid, ns, switches));
     }
+    total.threads.sort_unstable_by_key(|t| t.0);
     Some(total)
 }
 
@@ -379,6 +410,36 @@ pub fn raise_nofile() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spins until this thread has used `ms` more of CPU.
+    fn burn(ms: u64) {
+        let own = || -> u64 {
+            let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+            s.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        let end = own() + ms * 1_000_000;
+        while own() < end {}
+    }
+
+    #[test]
+    fn a_thread_that_exits_hides_none_of_the_others_use() {
+        let pid = std::process::id();
+        let (burnt_tx, burnt) = std::sync::mpsc::channel();
+        let (go_tx, go) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            burn(40);
+            burnt_tx.send(()).unwrap();
+            let _ = go.recv();
+        });
+        burnt.recv().unwrap();
+        let before = cpu_of(pid).unwrap();
+        go_tx.send(()).unwrap();
+        thread.join().unwrap();
+        burn(10);
+        let used = before.since(cpu_of(pid).unwrap());
+        // The plain difference of the sums read 10 - 40 ms here: nothing.
+        assert!(used.cpu_ns >= 10_000_000, "counted {} ns", used.cpu_ns);
+    }
 
     #[test]
     fn busy_ticks_leave_out_idle_io_wait_and_steal() {
