@@ -60,9 +60,10 @@ pub struct Target {
     rest: reqwest::Client,
 }
 
-/// CPU time and context switches of a process, summed over its threads,
-/// and each live thread's own, so that [`CpuUse::since`] can tell what
-/// was used between two readings even when threads exit meanwhile.
+/// CPU time and context switches of a process, summed over its live
+/// threads, and each one's own, so that [`CpuUse::since`] can tell what
+/// was used between two readings even when threads exit meanwhile. What
+/// `since` returns holds only the sums.
 #[derive(Debug, Default, Clone)]
 pub struct CpuUse {
     pub cpu_ns: u64,
@@ -295,7 +296,8 @@ impl Target {
 }
 
 /// The CPU time and context switches of process `pid` so far, summed over
-/// its threads (from `/proc/PID/task/*/schedstat` and `status`).
+/// its live threads and kept for each (from `/proc/PID/task/*/schedstat`
+/// and `status`).
 /// Nanosecond counts: steadier than wall-clock latency on a busy machine.
 pub fn cpu_of(pid: u32) -> Option<CpuUse> {
     let mut total = CpuUse::default();
@@ -418,7 +420,13 @@ mod tests {
             s.split_whitespace().next().unwrap().parse().unwrap()
         };
         let end = own() + ms * 1_000_000;
-        while own() < end {}
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while own() < end {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "this thread's schedstat does not grow"
+            );
+        }
     }
 
     #[test]

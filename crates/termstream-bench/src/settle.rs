@@ -21,9 +21,10 @@
 //! idle-priority thread starved by a busy machine, or one waiting on a
 //! slow disk, uses almost no CPU but is not done).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::server::{cpu_of, stat_cpu_ms};
+use crate::server::{CpuUse, cpu_of, stat_cpu_ms};
 
 /// How often the process's CPU time is read while waiting.
 const STEP: Duration = Duration::from_millis(50);
@@ -48,23 +49,23 @@ pub struct Settled {
 /// (no such process, no `/proc`).
 pub async fn settle(pid: u32) -> Option<Settled> {
     let start = Instant::now();
-    // (when, whole-process ms, live threads' ns) readings, oldest first,
+    // (when, whole-process ms, live threads' use) readings, oldest first,
     // spanning at least QUIET_FOR.
-    let mut readings = std::collections::VecDeque::new();
+    let mut readings: VecDeque<(Instant, f64, CpuUse)> = VecDeque::new();
     // When a thread was last seen runnable or in uninterruptible sleep.
     let mut last_busy = start;
     loop {
         let now = Instant::now();
         let total_ms = stat_cpu_ms(pid)?;
-        let live_ns = cpu_of(pid)?.cpu_ns;
+        let live = cpu_of(pid)?;
         if busy_threads(pid) > 0 {
             last_busy = now;
         }
-        readings.push_back((now, total_ms, live_ns));
+        readings.push_back((now, total_ms, live.clone()));
         while readings.len() > 1 && now.duration_since(readings[1].0) >= QUIET_FOR {
             readings.pop_front();
         }
-        let (first_at, first_ms, first_ns) = readings[0];
+        let (first_at, first_ms, first) = readings[0].clone();
         let settled = |quiet| Settled {
             cpu_ms: total_ms,
             quiet,
@@ -73,7 +74,7 @@ pub async fn settle(pid: u32) -> Option<Settled> {
         if is_quiet(
             now.duration_since(calm_since),
             total_ms - first_ms,
-            live_ns.saturating_sub(first_ns),
+            first.since(live).cpu_ns,
         ) {
             return Some(settled(true));
         }
@@ -122,8 +123,8 @@ mod tests {
         assert!(is_quiet(QUIET_FOR, 0.0, 0));
         assert!(is_quiet(QUIET_FOR, 0.0, 2_999_999));
         assert!(!is_quiet(QUIET_FOR, 0.0, 3_000_000));
-        // A thread that exits takes its time out of the live count: the
-        // ticks still tell.
+        // A thread that exits takes what it used in the span out of the
+        // live count: the ticks still tell.
         assert!(!is_quiet(QUIET_FOR, 10.0, 0));
     }
 
