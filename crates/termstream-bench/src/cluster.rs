@@ -128,10 +128,7 @@ async fn node(bin: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<(Chi
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let pid = child.id();
     let mut target = Launcher::Running { url, pid }.start().await?;
-    target.started = match pid {
-        Some(pid) => crate::settle::settle(pid).await,
-        None => None,
-    };
+    target.started = crate::settle::settle(pid).await;
     Ok((child, target))
 }
 

@@ -103,10 +103,7 @@ impl Ttyd {
         .context("ttyd did not print its port in time")??;
         // Keep draining its log (a line per connection) so it never blocks.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let started = match child.id() {
-            Some(pid) => crate::settle::settle(pid).await,
-            None => None,
-        };
+        let started = crate::settle::settle(child.id()).await;
         Ok(Ttyd {
             child,
             started,

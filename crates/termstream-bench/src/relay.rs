@@ -161,10 +161,7 @@ impl Relay {
             .strip_prefix("relay listening on ")
             .context("the relay printed no address")?;
         let url = format!("ws://{addr}/");
-        let started = match child.id() {
-            Some(pid) => crate::settle::settle(pid).await,
-            None => None,
-        };
+        let started = crate::settle::settle(child.id()).await;
         Ok(Relay { child, url, started })
     }
 

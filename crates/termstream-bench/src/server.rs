@@ -141,10 +141,7 @@ async fn launch(bin: &Path, work_dir: &Path) -> anyhow::Result<Target> {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let pid = child.id();
     let mut target = Target::new(format!("http://{addr}"), pid, Some(child));
-    target.started = match pid {
-        Some(pid) => settle(pid).await,
-        None => None,
-    };
+    target.started = settle(pid).await;
     Ok(target)
 }
 

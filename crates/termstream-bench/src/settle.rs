@@ -45,9 +45,11 @@ pub struct Settled {
 }
 
 /// Waits until process `pid` is quiet (see the module's header) or
-/// [`SETTLE_LIMIT`] has passed; `None` when its CPU time cannot be read
-/// (no such process, no `/proc`).
-pub async fn settle(pid: u32) -> Option<Settled> {
+/// [`SETTLE_LIMIT`] has passed; `None` when there is no pid (a child that
+/// already exited) or its CPU time cannot be read (no such process, no
+/// `/proc`).
+pub async fn settle(pid: Option<u32>) -> Option<Settled> {
+    let pid = pid?;
     let start = Instant::now();
     // (when, whole-process ms, live threads' use) readings, oldest first,
     // spanning at least QUIET_FOR.
@@ -128,43 +130,37 @@ mod tests {
         assert!(!is_quiet(QUIET_FOR, 10.0, 0));
     }
 
-    #[tokio::test]
-    async fn a_spinning_thread_is_busy() {
-        let mut spin = tokio::process::Command::new("sh")
-            .args(["-c", "while :; do :; done"])
+    /// `sh -c SCRIPT`, killed when dropped.
+    fn sh(script: &str) -> tokio::process::Child {
+        tokio::process::Command::new("sh")
+            .args(["-c", script])
             .kill_on_drop(true)
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_spinning_thread_is_busy() {
+        let spin = sh("while :; do :; done");
         assert_eq!(busy_threads(spin.id().unwrap()), 1);
-        let _ = spin.kill().await;
     }
 
     #[tokio::test]
     async fn a_busy_process_is_waited_for_and_an_idle_one_is_not() {
         // A shell loop (about 0.3 s of CPU with dash), then `sleep` in its place:
         // the same process, whose name tells whether the loop is done.
-        let mut busy = tokio::process::Command::new("sh")
-            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exec sleep 30"])
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let busy = sh("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exec sleep 30");
         let pid = busy.id().unwrap();
-        let s = settle(pid).await.unwrap();
+        let s = settle(Some(pid)).await.unwrap();
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
         assert_eq!(comm.trim(), "sleep", "settled while the loop ran");
         assert!(s.quiet);
         assert!(s.cpu_ms >= 100.0, "counted {} ms of CPU", s.cpu_ms);
         assert_eq!(busy_threads(pid), 0);
-        let _ = busy.kill().await;
 
-        let mut idle = tokio::process::Command::new("sleep")
-            .arg("30")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let idle = sh("exec sleep 30");
         let t0 = Instant::now();
-        assert!(settle(idle.id().unwrap()).await.unwrap().quiet);
+        assert!(settle(idle.id()).await.unwrap().quiet);
         assert!(t0.elapsed() < Duration::from_secs(3));
-        let _ = idle.kill().await;
     }
 }
