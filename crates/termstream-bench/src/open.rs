@@ -38,7 +38,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use termstream_proto::{SessionId, SessionKind};
 use tokio::sync::watch;
 
@@ -118,29 +118,49 @@ impl Server<'_> {
         }
     }
 
-    /// Opens one session to its first prompt.
-    async fn open(&self) -> anyhow::Result<Viewer> {
+    /// Opens one session to its first prompt, giving up at `deadline`.
+    ///
+    /// A termstream session that does not reach its prompt is deleted: it
+    /// is not left running on someone's server (`--url`). Its create is not
+    /// cut off at `deadline` but let finish (within the REST client's 30 s),
+    /// so that its id is known: a create dropped on its way may still make
+    /// a session that no one would delete (a burst cut short by its limit
+    /// used to leave every session it had made). The relay's and ttyd's
+    /// shells end with their sockets.
+    async fn open(&self, deadline: Instant) -> anyhow::Result<Viewer> {
+        let cut = || anyhow!("cut short by the time limit");
+        let deadline = tokio::time::Instant::from_std(deadline);
         match self {
             Server::Termstream(t) => {
                 let id = t.start(SessionKind::Pty, vec!["/bin/sh".into()]).await?;
-                match to_prompt(t, &id).await {
+                let viewer = tokio::time::timeout_at(deadline, to_prompt(t, &id)).await;
+                match viewer.unwrap_or_else(|_| Err(cut())) {
                     Ok(c) => Ok(Viewer::Termstream(c, id)),
                     Err(e) => {
-                        // Not left running on someone's server (`--url`).
                         let _ = t.delete(&id).await;
                         Err(e)
                     }
                 }
             }
             Server::Relay(r) => {
-                let mut c = r.open_small("exec /bin/sh").await?;
-                c.wait_prompt(Instant::now() + ONE_OPEN).await?;
-                Ok(Viewer::Relay(c))
+                let open = async {
+                    let mut c = r.open_small("exec /bin/sh").await?;
+                    c.wait_prompt(Instant::now() + ONE_OPEN).await?;
+                    Ok::<_, anyhow::Error>(Viewer::Relay(c))
+                };
+                tokio::time::timeout_at(deadline, open)
+                    .await
+                    .unwrap_or_else(|_| Err(cut()))
             }
             Server::Ttyd(t) => {
-                let mut c = t.open(None, true).await?;
-                c.wait_prompt().await?;
-                Ok(Viewer::Ttyd(c))
+                let open = async {
+                    let mut c = t.open(None, true).await?;
+                    c.wait_prompt().await?;
+                    Ok::<_, anyhow::Error>(Viewer::Ttyd(c))
+                };
+                tokio::time::timeout_at(deadline, open)
+                    .await
+                    .unwrap_or_else(|_| Err(cut()))
             }
         }
     }
@@ -226,13 +246,19 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     // A running server (`--url`) may hold sessions of its own: their
     // programs are not waited for before a burst.
     let theirs = children(pid);
-    let first = server.open().await.context("the first session")?;
+    let first = server
+        .open(Instant::now() + ONE_OPEN)
+        .await
+        .context("the first session")?;
     server.close(first).await;
     let mut one = Vec::with_capacity(ONE_AT_A_TIME);
     for _ in 0..ONE_AT_A_TIME {
         tokio::time::sleep(ONE_PAUSE).await;
         let t = Instant::now();
-        let v = server.open().await.context("a session opened alone")?;
+        let v = server
+            .open(Instant::now() + ONE_OPEN)
+            .await
+            .context("a session opened alone")?;
         one.push(t.elapsed().as_secs_f64() * 1e3);
         server.close(v).await;
     }
@@ -241,7 +267,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     let pss_before = pss_kib(pid).context("no smaps_rollup")?;
     let anon_before = pss_anon_kib(pid);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (first, opened) = burst(server, pid, &theirs, n).await?;
+    let (first, opened) = burst(server, pid, &theirs, n, OPEN_LIMIT).await?;
     let (opened, failed) = opened_and_error(opened);
     let got = opened.len();
     let holders: Vec<_> = opened
@@ -261,7 +287,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     // opened and closed again, each on a server holding none.
     let mut bursts = vec![first];
     for _ in 1..BURSTS {
-        let (b, opened) = burst(server, pid, &theirs, n).await?;
+        let (b, opened) = burst(server, pid, &theirs, n, OPEN_LIMIT).await?;
         let (opened, failed) = opened_and_error(opened);
         let got = opened.len();
         close_all(server, opened).await;

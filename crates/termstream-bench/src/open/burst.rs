@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::bail;
 use futures_util::StreamExt;
 
-use super::{OPEN_CONCURRENCY, OPEN_LIMIT, REST_BEFORE, Server, Viewer};
+use super::{OPEN_CONCURRENCY, REST_BEFORE, Server, Viewer};
 use crate::server::{children, machine_busy_ms, stat_cpu_ms};
 
 /// How long the machine's busy time is read before each burst, to take
@@ -44,11 +44,19 @@ pub(super) struct Burst {
 /// The spare session directories termstream makes after a burst (a thread
 /// of the server at idle priority, 200 ms after creates pause) are not
 /// waited for but by the rest; the background read then includes them.
+///
+/// When the `n` have not all opened by `limit`, an error, once every
+/// session the burst made is ended: the opens under way end at `limit`,
+/// each deleting its termstream session (its create let finish, so the
+/// burst may last up to a minute longer on a server that hangs), and the
+/// viewers that opened are closed as by [`close_all`]. Nothing else on the
+/// server is touched.
 pub(super) async fn burst(
     server: &Server<'_>,
     pid: u32,
     theirs: &HashSet<u32>,
     n: usize,
+    limit: Duration,
 ) -> anyhow::Result<(Burst, Vec<anyhow::Result<Viewer>>)> {
     let deadline = Instant::now() + CHILDREN_GONE;
     let mut unsettled = true;
@@ -69,16 +77,23 @@ pub(super) async fn burst(
         .zip(machine_before)
         .map(|(b, a)| (a - b) / BACKGROUND.as_secs_f64());
     let t0 = Instant::now();
-    let opened: Vec<anyhow::Result<Viewer>> = tokio::time::timeout(
-        OPEN_LIMIT,
-        futures_util::stream::iter(0..n)
-            .map(|_| server.open())
-            .buffer_unordered(OPEN_CONCURRENCY)
-            .collect(),
-    )
-    .await
-    .with_context(|| format!("opening {n} sessions took longer than {OPEN_LIMIT:?}"))?;
+    let limit_at = t0 + limit;
+    // No open begins after the limit, and those under way end at it (see
+    // `Server::open`), each having deleted its session: not dropped, as
+    // they were by a timeout around the burst, which left every session
+    // the burst had made running (on someone's server with `--url`).
+    let opened: Vec<anyhow::Result<Viewer>> = futures_util::stream::iter(0..n)
+        .take_while(|_| std::future::ready(Instant::now() < limit_at))
+        .map(|_| server.open(limit_at))
+        .buffer_unordered(OPEN_CONCURRENCY)
+        .collect()
+        .await;
     let secs = t0.elapsed().as_secs_f64();
+    if Instant::now() >= limit_at && opened.iter().filter(|v| v.is_ok()).count() < n {
+        let (viewers, _) = opened_and_error(opened);
+        close_all(server, viewers).await;
+        bail!("opening {n} sessions took longer than {limit:?}");
+    }
     let per_open = |before: Option<f64>, after: Option<f64>| before.zip(after).map(|(b, a)| (a - b) / n as f64);
     let burst = Burst {
         rate: n as f64 / secs,
@@ -120,4 +135,94 @@ pub(super) fn per_burst(bursts: &[Burst], figure: impl Fn(&Burst) -> Option<f64>
         .iter()
         .map(|b| figure(b).map_or("?".to_owned(), |v| format!("{v:.decimals$}")));
     shown.collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{Launcher, Target};
+
+    /// The server binary cargo built beside this test (which runs as
+    /// `target/debug/deps/termstream_bench-HASH`), or `TERMSTREAM_BIN`;
+    /// behind a script that asks for 4 spare session directories, not 256
+    /// (a few seconds of work before the server is quiet, see `settle`).
+    fn server_in(dir: &std::path::Path) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = std::env::var_os("TERMSTREAM_BIN").map_or_else(
+            || {
+                let exe = std::env::current_exe().expect("this test's path");
+                exe.parent()
+                    .and_then(|d| d.parent())
+                    .expect("target/debug")
+                    .join("termstream")
+            },
+            Into::into,
+        );
+        assert!(
+            bin.exists(),
+            "no server at {} (build it: `cargo build -p termstream`, or set TERMSTREAM_BIN)",
+            bin.display()
+        );
+        let script = dir.join("termstream");
+        let text = format!(
+            "#!/bin/sh\nTERMSTREAM_SPARE_SESSIONS=4 exec '{}' \"$@\"\n",
+            bin.display()
+        );
+        std::fs::write(&script, text).expect("write the script");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        script
+    }
+
+    /// `GET PATH` of `target`'s REST API, as text.
+    async fn get(target: &Target, path: &str) -> String {
+        let resp = reqwest::get(format!("{}{path}", target.http)).await.expect("GET");
+        resp.text().await.expect("a body")
+    }
+
+    /// A burst used to be cut short by a timeout around it, which dropped
+    /// its opens and viewers: every session it had made was left running.
+    #[tokio::test]
+    async fn a_burst_cut_short_by_its_limit_leaves_no_session() {
+        let work = tempfile::tempdir().expect("a work dir");
+        let launcher = Launcher::Binary {
+            path: server_in(work.path()),
+            work_dir: work.path().to_owned(),
+        };
+        let target = launcher.start().await.expect("a server");
+        let pid = target.pid.expect("its pid");
+        // Far more than can open within the limit; none begins after it.
+        let cut = burst(
+            &Server::Termstream(&target),
+            pid,
+            &HashSet::new(),
+            10_000,
+            Duration::from_millis(200),
+        )
+        .await;
+        let err = cut.err().expect("10 000 opens within 200 ms");
+        assert!(err.to_string().contains("took longer than"), "{err:#}");
+        let metrics = get(&target, "/metrics").await;
+        let created: u64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("termstream_sessions_created_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(created > 0, "the burst made no session: nothing to check");
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            let list: serde_json::Value = serde_json::from_str(&get(&target, "/api/sessions").await).expect("JSON");
+            let left = list["sessions"].as_array().expect("a list of sessions");
+            if left.is_empty() {
+                break;
+            }
+            let ids: Vec<_> = left.iter().map(|s| &s["id"]).collect();
+            assert!(
+                Instant::now() < give_up,
+                "{} of the {created} sessions the burst made are left: {ids:?}",
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        target.stop().await;
+    }
 }
