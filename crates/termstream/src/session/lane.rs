@@ -69,7 +69,10 @@ use crate::observe::metrics;
 /// The nice value of the lane's threads: below the server's workers (0, or
 /// whatever the server was started with: raising a nice value needs no
 /// privilege, lowering one does), above the screen model's background
-/// parsing (10).
+/// parsing (10). `SCHED_IDLE` instead shortened the echo's p99 under the
+/// benchmark's load by 13–22 %, but halved floods' rate on a machine busy
+/// with other work, and an unprivileged thread cannot leave it again
+/// (`bench/RESULTS.md`, "Tried this session, not kept").
 pub const NICE: i32 = 5;
 /// The lane's thread's name, as `/proc` shows it.
 pub const THREAD_NAME: &str = "termstream-bulk";
