@@ -70,9 +70,9 @@ use crate::observe::metrics;
 /// whatever the server was started with: raising a nice value needs no
 /// privilege, lowering one does), above the screen model's background
 /// parsing (10). `SCHED_IDLE` instead shortened the echo's p99 under the
-/// benchmark's load by 13–22 %, but halved floods' rate on a machine busy
-/// with other work, and an unprivileged thread cannot leave it again
-/// (`bench/RESULTS.md`, "Tried this session, not kept").
+/// benchmark's load by 13–22 %, but cut floods' rate by up to half on a
+/// machine busy with other work, and an unprivileged thread cannot leave it
+/// again (`bench/RESULTS.md`, "Tried on 2026-12-04, not kept").
 pub const NICE: i32 = 5;
 /// The lane's thread's name, as `/proc` shows it.
 pub const THREAD_NAME: &str = "termstream-bulk";
