@@ -219,7 +219,7 @@ async fn echo(ctx: &Ctx, owner: &Target, through: &Target) -> anyhow::Result<Per
 }
 
 pub async fn cluster(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let Launcher::Binary { path, work_dir } = &ctx.launcher else {
+    let Launcher::Binary { path, work_dir, .. } = &ctx.launcher else {
         bail!("scenario 13 starts its own nodes: run it without --url");
     };
     let file = shell_quote(&ctx.file_small);

@@ -3,8 +3,10 @@
 //! type), each beside a baseline measured in the same run.
 //!
 //! # Layout
-//! - [`server`]: launching the server (or using a running one), REST calls,
-//!   `/proc` readings; [`settle`]: waiting for a started server to go quiet.
+//! - [`server`]: launching the server (or using a running one), REST calls
+//!   (sessions named by the bench, and the sweep that deletes what it left
+//!   on a `--url` server), `/proc` readings; [`settle`]: waiting for a
+//!   started server to go quiet.
 //! - [`client`]: the WebSocket client of `/ws`.
 //! - [`baseline`]: the same work with no server (bare PTY, pipe, WebSocket).
 //! - [`relay`]: the least a WebSocket terminal server can do, as a baseline.
@@ -179,6 +181,32 @@ impl Ctx {
     }
 }
 
+/// Deletes what this bench left on a server it did not start (`--url`):
+/// the sessions under its own id prefix ([`server::bench_prefix`]), within
+/// a minute (`SWEEP_LIMIT`); says how many when there were any. A server the
+/// bench launched is stopped after each scenario, its sessions with it.
+async fn sweep(launcher: &Launcher, when: &str) {
+    if !matches!(launcher, Launcher::Running { .. }) {
+        return;
+    }
+    // Only a REST client: a running server is not touched to make one.
+    let target = match launcher.start().await {
+        Ok(t) => t,
+        Err(e) => return eprintln!("bench: {when}: no sweep: {e:#}"),
+    };
+    match target.sweep().await {
+        Ok(s) if s.found > 0 => eprintln!(
+            "bench: {when}: deleted {} of the {} sessions the bench had left on {} (ids {}*)",
+            s.deleted,
+            s.found,
+            target.http,
+            server::bench_prefix()
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("bench: {when}: sweeping {}: {e:#}", target.http),
+    }
+}
+
 /// Quotes a path for `sh -c`.
 pub fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
@@ -261,6 +289,7 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
             Launcher::Binary {
                 path,
                 work_dir: work.path().to_owned(),
+                env: Vec::new(),
             }
         }
     };
@@ -320,26 +349,28 @@ async fn run(args: Args, nofile: u64) -> anyhow::Result<()> {
             eprintln!("bench: run {run}/{runs}: scenario {n} ({name})");
             let t0 = Instant::now();
             let limit = Duration::from_secs(args.scenario_timeout);
-            match tokio::time::timeout(limit, run_one(&ctx, n, run_3_alone)).await {
-                Ok(Ok(mut r)) => rows.append(&mut r),
-                Ok(Err(e)) => rows.push(Row::missing(
-                    &format!("{n} {name}"),
-                    "(scenario)",
-                    "",
-                    format!("error: {e:#}"),
-                )),
-                Err(_) => rows.push(Row::missing(
-                    &format!("{n} {name}"),
-                    "(scenario)",
-                    "",
-                    format!("timed out after {limit:?}"),
-                )),
-            }
+            let failed = match tokio::time::timeout(limit, run_one(&ctx, n, run_3_alone)).await {
+                Ok(Ok(mut r)) => {
+                    rows.append(&mut r);
+                    None
+                }
+                Ok(Err(e)) => Some(format!("error: {e:#}")),
+                Err(_) => Some(format!("timed out after {limit:?}")),
+            };
             eprintln!("bench:   took {:.1} s", t0.elapsed().as_secs_f64());
+            // A scenario dropped at its timeout, or ended by an error,
+            // deleted nothing it had made.
+            if let Some(why) = failed {
+                rows.push(Row::missing(&format!("{n} {name}"), "(scenario)", "", why));
+                sweep(&ctx.launcher, &format!("after scenario {n}")).await;
+            }
         }
         eprintln!("{}", report::table(&rows));
         all_runs.push(rows);
     }
+    // A create the server carried out after an earlier sweep, or a
+    // session a scenario left although it ended well.
+    sweep(&ctx.launcher, "at the end").await;
     let rows = report::medians(&all_runs);
     let command = std::env::args()
         .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })

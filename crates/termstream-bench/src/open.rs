@@ -124,9 +124,10 @@ impl Server<'_> {
     /// is not left running on someone's server (`--url`). Its create is not
     /// cut off at `deadline` but let finish (within the REST client's 30 s),
     /// so that its id is known: a create dropped on its way may still make
-    /// a session that no one would delete (a burst cut short by its limit
-    /// used to leave every session it had made). The relay's and ttyd's
-    /// shells end with their sockets.
+    /// a session that only the bench's sweep of a `--url` server (after a
+    /// failed scenario, and at the end) would delete, by its id prefix (a
+    /// burst cut short by its limit used to leave every session it made). The relay's and ttyd's shells end
+    /// with their sockets.
     async fn open(&self, deadline: Instant) -> anyhow::Result<Viewer> {
         let cut = || anyhow!("cut short by the time limit");
         let deadline = tokio::time::Instant::from_std(deadline);
@@ -275,7 +276,9 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
         .map(|v| tokio::spawn(v.hold(stop_rx.clone())))
         .collect();
     tokio::time::sleep(REST_BEFORE).await;
-    let pss_with = pss_kib(pid).context("no smaps_rollup")?;
+    // Read, not yet checked: the holders are stopped and their sessions
+    // closed before any error returns.
+    let pss_with = pss_kib(pid);
     let anon_with = pss_anon_kib(pid);
     let _ = stop_tx.send(true);
     let left = futures_util::future::join_all(holders).await;
@@ -283,6 +286,7 @@ async fn open_on(server: &Server<'_>, n: usize) -> anyhow::Result<Opened> {
     if let Some(e) = failed {
         return Err(e.context(format!("only {got} of {n} sessions opened")));
     }
+    let pss_with = pss_with.context("no smaps_rollup")?;
     // The memory was read with the first burst's sessions; the others are
     // opened and closed again, each on a server holding none.
     let mut bursts = vec![first];

@@ -1,5 +1,5 @@
 //! The server under test: launching the release binary, or pointing at one
-//! that runs already, and the REST calls the scenarios need.
+//! that runs already; the REST calls the scenarios need are in `rest.rs`.
 //!
 //! A launched server listens on `127.0.0.1:0` with a fresh data dir; its
 //! first stdout line (`listening on http://ADDR`) tells the address, and it
@@ -13,11 +13,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use termstream_proto::{CreateSession, SessionId, SessionInfo, SessionKind};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::settle::{Settled, settle};
+
+mod rest;
+
+pub use rest::bench_prefix;
 
 /// How long a launched server may take to print its address.
 const START_WAIT: Duration = Duration::from_secs(15);
@@ -27,8 +30,13 @@ const STOP_WAIT: Duration = Duration::from_secs(20);
 /// How to get a server for a scenario.
 #[derive(Debug, Clone)]
 pub enum Launcher {
-    /// Start this binary, once per scenario.
-    Binary { path: PathBuf, work_dir: PathBuf },
+    /// Start this binary, once per scenario, with `env` set on top of
+    /// what the bench sets (a test asks for fewer spare directories).
+    Binary {
+        path: PathBuf,
+        work_dir: PathBuf,
+        env: Vec<(String, String)>,
+    },
     /// Use the running server at this `http://host:port`; its pid, when
     /// given, lets memory be measured.
     Running { url: String, pid: Option<u32> },
@@ -39,7 +47,7 @@ impl Launcher {
     pub async fn start(&self) -> anyhow::Result<Target> {
         match self {
             Launcher::Running { url, pid } => Ok(Target::new(url.trim_end_matches('/').to_string(), *pid, None)),
-            Launcher::Binary { path, work_dir } => launch(path, work_dir).await,
+            Launcher::Binary { path, work_dir, env } => launch(path, work_dir, env).await,
         }
     }
 }
@@ -108,7 +116,7 @@ pub struct ProcStatus {
     pub threads: u64,
 }
 
-async fn launch(bin: &Path, work_dir: &Path) -> anyhow::Result<Target> {
+async fn launch(bin: &Path, work_dir: &Path, env: &[(String, String)]) -> anyhow::Result<Target> {
     let data_dir = work_dir.join(format!("data-{}", unique()));
     std::fs::create_dir_all(&data_dir)?;
     let log = std::fs::File::create(data_dir.with_extension("log"))?;
@@ -119,6 +127,7 @@ async fn launch(bin: &Path, work_dir: &Path) -> anyhow::Result<Target> {
         // lift the per-IP and total connection caps meant for real clients.
         .env("TERMSTREAM_MAX_CONNECTIONS", "30000")
         .env("TERMSTREAM_MAX_CONNECTIONS_PER_IP", "30000")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -167,89 +176,6 @@ impl Target {
             started: None,
             rest,
         }
-    }
-
-    /// Starts a session.
-    pub async fn create(&self, req: &CreateSession) -> anyhow::Result<SessionInfo> {
-        let resp = self
-            .rest
-            .post(format!("{}/api/sessions", self.http))
-            .json(req)
-            .send()
-            .await?;
-        let status = resp.status();
-        if !status.is_success() {
-            bail!(
-                "POST /api/sessions: {status}: {}",
-                resp.text().await.unwrap_or_default()
-            );
-        }
-        Ok(resp.json().await?)
-    }
-
-    /// Starts a pty session of 80 × 24 running `sh -c SCRIPT`.
-    pub async fn pty_sh(&self, script: &str) -> anyhow::Result<SessionId> {
-        self.start(SessionKind::Pty, vec!["sh".into(), "-c".into(), script.into()])
-            .await
-    }
-
-    /// Starts a command session running `sh -c SCRIPT`.
-    pub async fn command_sh(&self, script: &str) -> anyhow::Result<SessionId> {
-        self.start(SessionKind::Command, vec!["sh".into(), "-c".into(), script.into()])
-            .await
-    }
-
-    /// Starts a session of `kind` running `argv`.
-    pub async fn start(&self, kind: SessionKind, argv: Vec<String>) -> anyhow::Result<SessionId> {
-        let pty = kind == SessionKind::Pty;
-        let req = CreateSession {
-            kind: Some(kind),
-            argv: Some(argv),
-            cols: pty.then_some(80),
-            rows: pty.then_some(24),
-            ..CreateSession::default()
-        };
-        Ok(self.create(&req).await?.id)
-    }
-
-    /// Focuses (or unfocuses) a session with `PUT /api/terminal/focus`;
-    /// the project's version after it.
-    pub async fn focus(&self, id: &SessionId, focused: bool) -> anyhow::Result<u64> {
-        let resp = self
-            .rest
-            .put(format!("{}/api/terminal/focus", self.http))
-            .json(&serde_json::json!({"sessionId": id, "focused": focused}))
-            .send()
-            .await?;
-        let status = resp.status();
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("PUT /api/terminal/focus: {status}: {body}");
-        }
-        body["version"].as_u64().context("no version in the focus answer")
-    }
-
-    /// Deletes a session (ending it if it runs); a missing one is fine.
-    pub async fn delete(&self, id: &SessionId) -> anyhow::Result<()> {
-        let resp = self
-            .rest
-            .delete(format!("{}/api/sessions/{}", self.http, id.as_str()))
-            .send()
-            .await?;
-        if !resp.status().is_success() && resp.status() != reqwest::StatusCode::NOT_FOUND {
-            bail!("DELETE session {}: {}", id.as_str(), resp.status());
-        }
-        Ok(())
-    }
-
-    /// Deletes sessions, a few at a time.
-    pub async fn delete_all(&self, ids: &[SessionId]) {
-        use futures_util::StreamExt;
-        futures_util::stream::iter(ids)
-            .for_each_concurrent(16, |id| async move {
-                let _ = self.delete(id).await;
-            })
-            .await;
     }
 
     /// Whether `/ws` answers a WebSocket handshake; the error when not.
@@ -403,6 +329,34 @@ pub fn raise_nofile() -> u64 {
     match setrlimit(Resource::Nofile, want) {
         Ok(()) => lim.maximum.unwrap_or(u64::MAX),
         Err(_) => lim.current.unwrap_or(u64::MAX),
+    }
+}
+
+/// For tests: the server binary cargo built beside the test (which runs as
+/// `target/debug/deps/termstream_bench-HASH`), or `TERMSTREAM_BIN`,
+/// launched in `work_dir` with 4 spare session directories, not 256 (a
+/// few seconds of work before the server is quiet, see `settle`).
+#[cfg(test)]
+pub fn test_server(work_dir: &Path) -> Launcher {
+    let path = std::env::var_os("TERMSTREAM_BIN").map_or_else(
+        || {
+            let exe = std::env::current_exe().expect("this test's path");
+            exe.parent()
+                .and_then(|d| d.parent())
+                .expect("target/debug")
+                .join("termstream")
+        },
+        Into::into,
+    );
+    assert!(
+        path.exists(),
+        "no server at {} (build it: `cargo build -p termstream`, or set TERMSTREAM_BIN)",
+        path.display()
+    );
+    Launcher::Binary {
+        path,
+        work_dir: work_dir.to_owned(),
+        env: vec![("TERMSTREAM_SPARE_SESSIONS".into(), "4".into())],
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::anyhow;
 use futures_util::StreamExt;
 
 use super::{OPEN_CONCURRENCY, REST_BEFORE, Server, Viewer};
@@ -45,12 +45,17 @@ pub(super) struct Burst {
 /// of the server at idle priority, 200 ms after creates pause) are not
 /// waited for but by the rest; the background read then includes them.
 ///
-/// When the `n` have not all opened by `limit`, an error, once every
-/// session the burst made is ended: the opens under way end at `limit`,
-/// each deleting its termstream session (its create let finish, so the
-/// burst may last up to a minute longer on a server that hangs), and the
-/// viewers that opened are closed as by [`close_all`]. Nothing else on the
-/// server is touched.
+/// When the `n` have not all opened by `limit`, an error (the first open's
+/// that failed, if any, under the limit's), once every session the burst
+/// made is ended: the opens under way end at `limit`, each deleting its
+/// termstream session (its create let finish, so up to a minute more on a
+/// server that hangs), and the viewers that opened are closed as by
+/// [`close_all`]. That close has no bound in total: each viewer takes up to
+/// 2 s to close and 30 s to delete, [`OPEN_CONCURRENCY`] at a time, so on
+/// a hanging server it lasts until `--scenario-timeout` drops the scenario;
+/// what it then leaves on a server the bench did not start (`--url`), the
+/// bench's sweep after the scenario deletes (`Target::sweep`, by the
+/// bench's id prefix). Nothing else on the server is touched.
 pub(super) async fn burst(
     server: &Server<'_>,
     pid: u32,
@@ -90,9 +95,15 @@ pub(super) async fn burst(
         .await;
     let secs = t0.elapsed().as_secs_f64();
     if Instant::now() >= limit_at && opened.iter().filter(|v| v.is_ok()).count() < n {
-        let (viewers, _) = opened_and_error(opened);
+        let (viewers, failed) = opened_and_error(opened);
         close_all(server, viewers).await;
-        bail!("opening {n} sessions took longer than {limit:?}");
+        let cut = format!("opening {n} sessions took longer than {limit:?}");
+        // The first open that failed may tell why (the server refused,
+        // say), not only that time ran out.
+        return Err(match failed {
+            Some(e) => e.context(cut),
+            None => anyhow!(cut),
+        });
     }
     let per_open = |before: Option<f64>, after: Option<f64>| before.zip(after).map(|(b, a)| (a - b) / n as f64);
     let burst = Burst {
@@ -140,42 +151,15 @@ pub(super) fn per_burst(bursts: &[Burst], figure: impl Fn(&Burst) -> Option<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::{Launcher, Target};
+    use crate::server::{Target, test_server};
 
-    /// The server binary cargo built beside this test (which runs as
-    /// `target/debug/deps/termstream_bench-HASH`), or `TERMSTREAM_BIN`;
-    /// behind a script that asks for 4 spare session directories, not 256
-    /// (a few seconds of work before the server is quiet, see `settle`).
-    fn server_in(dir: &std::path::Path) -> std::path::PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let bin = std::env::var_os("TERMSTREAM_BIN").map_or_else(
-            || {
-                let exe = std::env::current_exe().expect("this test's path");
-                exe.parent()
-                    .and_then(|d| d.parent())
-                    .expect("target/debug")
-                    .join("termstream")
-            },
-            Into::into,
-        );
-        assert!(
-            bin.exists(),
-            "no server at {} (build it: `cargo build -p termstream`, or set TERMSTREAM_BIN)",
-            bin.display()
-        );
-        let script = dir.join("termstream");
-        let text = format!(
-            "#!/bin/sh\nTERMSTREAM_SPARE_SESSIONS=4 exec '{}' \"$@\"\n",
-            bin.display()
-        );
-        std::fs::write(&script, text).expect("write the script");
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        script
-    }
-
-    /// `GET PATH` of `target`'s REST API, as text.
+    /// `GET PATH` of `target`'s REST API, as text; within 10 s.
     async fn get(target: &Target, path: &str) -> String {
-        let resp = reqwest::get(format!("{}{path}", target.http)).await.expect("GET");
+        let rest = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("a client");
+        let resp = rest.get(format!("{}{path}", target.http)).send().await.expect("GET");
         resp.text().await.expect("a body")
     }
 
@@ -184,11 +168,7 @@ mod tests {
     #[tokio::test]
     async fn a_burst_cut_short_by_its_limit_leaves_no_session() {
         let work = tempfile::tempdir().expect("a work dir");
-        let launcher = Launcher::Binary {
-            path: server_in(work.path()),
-            work_dir: work.path().to_owned(),
-        };
-        let target = launcher.start().await.expect("a server");
+        let target = test_server(work.path()).start().await.expect("a server");
         let pid = target.pid.expect("its pid");
         // Far more than can open within the limit; none begins after it.
         let cut = burst(
