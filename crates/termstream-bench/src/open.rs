@@ -126,8 +126,8 @@ impl Server<'_> {
     /// so that its id is known: a create dropped on its way may still make
     /// a session that only the bench's sweep of a `--url` server (after a
     /// failed scenario, and at the end) would delete, by its id prefix (a
-    /// burst cut short by its limit used to leave every session it made). The relay's and ttyd's shells end
-    /// with their sockets.
+    /// burst cut short by its limit used to leave every session it made).
+    /// The relay's and ttyd's shells end with their sockets.
     async fn open(&self, deadline: Instant) -> anyhow::Result<Viewer> {
         let cut = || anyhow!("cut short by the time limit");
         let deadline = tokio::time::Instant::from_std(deadline);
