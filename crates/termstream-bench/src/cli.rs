@@ -38,11 +38,24 @@ async fn run_throughput(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         .baseline("bare pipe", bare.mb_per_s())
         .goal(Goal::RatioAtLeast(0.5), "≥ 50% of bare pipe");
     let target = ctx.launcher.start().await?;
+    let run_id = crate::server::bench_id();
     let t0 = Instant::now();
     let status = tokio::time::timeout(
         LIMIT,
         tokio::process::Command::new(&ctx.cli)
-            .args(["--server", &target.http, "run", "--", "cat", file])
+            // Named by the bench, like every session it makes: `run`
+            // leaves its ended session on the server, and a `--url`
+            // server's is deleted by the bench's sweep at the end.
+            .args([
+                "--server",
+                &target.http,
+                "run",
+                "--id",
+                run_id.as_str(),
+                "--",
+                "cat",
+                file,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(true)

@@ -183,7 +183,7 @@ impl Ctx {
 
 /// Deletes what this bench left on a server it did not start (`--url`):
 /// the sessions under its own id prefix ([`server::bench_prefix`]), within
-/// a minute (`SWEEP_LIMIT`); says how many when there were any. A server the
+/// a minute; says how many when there were any. A server the
 /// bench launched is stopped after each scenario, its sessions with it.
 async fn sweep(launcher: &Launcher, when: &str) {
     if !matches!(launcher, Launcher::Running { .. }) {
@@ -192,7 +192,10 @@ async fn sweep(launcher: &Launcher, when: &str) {
     // Only a REST client: a running server is not touched to make one.
     let target = match launcher.start().await {
         Ok(t) => t,
-        Err(e) => return eprintln!("bench: {when}: no sweep: {e:#}"),
+        Err(e) => {
+            eprintln!("bench: {when}: no sweep: {e:#}");
+            return;
+        }
     };
     match target.sweep().await {
         Ok(s) if s.found > 0 => eprintln!(

@@ -38,7 +38,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use termstream_proto::{SessionId, SessionKind};
 use tokio::sync::watch;
 
@@ -109,6 +109,19 @@ enum Viewer {
     Ttyd(TtydConn),
 }
 
+/// Why an open ended at its deadline: told apart from the errors that say
+/// what went wrong, which a cut-short burst reports first.
+#[derive(Debug)]
+pub(super) struct Cut;
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cut short by the time limit")
+    }
+}
+
+impl std::error::Error for Cut {}
+
 impl Server<'_> {
     fn pid(&self) -> Option<u32> {
         match self {
@@ -129,7 +142,7 @@ impl Server<'_> {
     /// burst cut short by its limit used to leave every session it made).
     /// The relay's and ttyd's shells end with their sockets.
     async fn open(&self, deadline: Instant) -> anyhow::Result<Viewer> {
-        let cut = || anyhow!("cut short by the time limit");
+        let cut = || anyhow::Error::new(Cut);
         let deadline = tokio::time::Instant::from_std(deadline);
         match self {
             Server::Termstream(t) => {

@@ -20,6 +20,7 @@ use crate::settle::{Settled, settle};
 
 mod rest;
 
+pub(crate) use rest::bench_id;
 pub use rest::bench_prefix;
 
 /// How long a launched server may take to print its address.
@@ -31,7 +32,8 @@ const STOP_WAIT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 pub enum Launcher {
     /// Start this binary, once per scenario, with `env` set on top of
-    /// what the bench sets (a test asks for fewer spare directories).
+    /// what the bench sets (a test asks for fewer spare directories; the
+    /// cluster's nodes of scenario 13 are started without it).
     Binary {
         path: PathBuf,
         work_dir: PathBuf,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use futures_util::StreamExt;
 
-use super::{OPEN_CONCURRENCY, REST_BEFORE, Server, Viewer};
+use super::{Cut, OPEN_CONCURRENCY, REST_BEFORE, Server, Viewer};
 use crate::server::{children, machine_busy_ms, stat_cpu_ms};
 
 /// How long the machine's busy time is read before each burst, to take
@@ -95,11 +95,12 @@ pub(super) async fn burst(
         .await;
     let secs = t0.elapsed().as_secs_f64();
     if Instant::now() >= limit_at && opened.iter().filter(|v| v.is_ok()).count() < n {
-        let (viewers, failed) = opened_and_error(opened);
+        // The first open that failed other than by the limit may tell why
+        // (the server refused, say): every open under way at the limit
+        // failed by it.
+        let (viewers, failed) = opened_and_error(opened.into_iter().filter(|v| !matches!(v, Err(e) if e.is::<Cut>())));
         close_all(server, viewers).await;
         let cut = format!("opening {n} sessions took longer than {limit:?}");
-        // The first open that failed may tell why (the server refused,
-        // say), not only that time ran out.
         return Err(match failed {
             Some(e) => e.context(cut),
             None => anyhow!(cut),
@@ -119,8 +120,10 @@ pub(super) async fn burst(
 }
 
 /// The viewers that opened, and the first error of those that did not.
-pub(super) fn opened_and_error(opened: Vec<anyhow::Result<Viewer>>) -> (Vec<Viewer>, Option<anyhow::Error>) {
-    let mut ok = Vec::with_capacity(opened.len());
+pub(super) fn opened_and_error(
+    opened: impl IntoIterator<Item = anyhow::Result<Viewer>>,
+) -> (Vec<Viewer>, Option<anyhow::Error>) {
+    let mut ok = Vec::new();
     let mut failed = None;
     for v in opened {
         match v {

@@ -2,7 +2,8 @@
 //! left on a server the bench did not start.
 //!
 //! Every session the bench creates is named by the bench: [`bench_prefix`]
-//! (this process's pid and start time) and a sequence number. A create
+//! (drawn at random once per process) and a sequence number; scenario 9's
+//! `termstream run` is given such a name too. A create
 //! whose answer never came (the REST client gave up after 30 s, or the
 //! scenario around it was dropped at `--scenario-timeout`) or could not be
 //! read may still make its session; the bench never learns of it but by
@@ -15,7 +16,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
-use termstream_proto::ids::MAX_ID_LEN;
 use termstream_proto::{CreateSession, SessionId, SessionInfo, SessionKind};
 
 use super::Target;
@@ -23,31 +23,39 @@ use super::Target;
 /// The longest one REST call of the sweep may take.
 const SWEEP_CALL: Duration = Duration::from_secs(10);
 /// The longest a whole sweep may take: the list and every delete.
-pub const SWEEP_LIMIT: Duration = Duration::from_secs(60);
+const SWEEP_LIMIT: Duration = Duration::from_secs(60);
 /// Deletes under way at once, as in [`Target::delete_all`].
 const AT_ONCE: usize = 16;
 
-/// The start of every session id this bench process picks:
-/// `bench-PID-UNIXSECS-`. Two benches on one server differ in pid, or in
-/// start time when a pid is reused.
+/// The start of every session id this bench process picks: `b`, 8 hex
+/// digits drawn once per process, and `-`. Random rather than the pid, so
+/// that two benches on one server (in two pid namespaces, say) do not
+/// share it; short, so that the bench's ids cost the server about what its
+/// own do (`s` and 12 hex digits, carried in every output frame and kept
+/// in a few places per session): the memory and frame figures do not move.
 pub fn bench_prefix() -> &'static str {
     static PREFIX: OnceLock<String> = OnceLock::new();
     PREFIX.get_or_init(|| {
-        let secs = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        format!("bench-{}-{secs}-", std::process::id())
+        use std::hash::{BuildHasher, Hasher};
+        // A randomly keyed hasher: a random number without a dependency.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        format!("b{:08x}-", h.finish() as u32)
     })
 }
 
-/// A fresh id under [`bench_prefix`]: at most 58 bytes (20 digits each for
-/// the seconds and the number, 10 for the pid), within the server's
-/// [`MAX_ID_LEN`] (128), and of the id alphabet.
-fn bench_id() -> SessionId {
+/// A fresh id under [`bench_prefix`]: `b` + 8 hex digits + `-` and the
+/// number in hex (at most 26 bytes, within the server's
+/// [`MAX_ID_LEN`](termstream_proto::ids::MAX_ID_LEN)).
+pub(crate) fn bench_id() -> SessionId {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let id = format!("{}{}", bench_prefix(), NEXT.fetch_add(1, Ordering::Relaxed));
-    debug_assert!(id.len() <= MAX_ID_LEN);
-    SessionId::new(id).expect("letters, digits and '-' make a valid id")
+    let id = format!("{}{:x}", bench_prefix(), NEXT.fetch_add(1, Ordering::Relaxed));
+    SessionId::new(id).expect("at most 26 bytes of letters, digits and '-': a valid id")
 }
 
 /// What a [`Target::sweep`] found and deleted.
@@ -222,6 +230,8 @@ impl Target {
 mod tests {
     use std::time::Instant;
 
+    use termstream_proto::ids::MAX_ID_LEN;
+
     use super::*;
     use crate::server::test_server;
 
@@ -230,8 +240,9 @@ mod tests {
         let (a, b) = (bench_id(), bench_id());
         assert!(a.as_str().starts_with(bench_prefix()), "{a}");
         assert_ne!(a, b);
-        let longest = format!("bench-{}-{}-{}", u32::MAX, u64::MAX, u64::MAX);
-        assert!(longest.len() <= MAX_ID_LEN && SessionId::new(longest).is_ok());
+        let longest = format!("{}{:x}", bench_prefix(), u64::MAX);
+        assert!(longest.len() <= 26 && longest.len() <= MAX_ID_LEN, "{longest}");
+        assert!(SessionId::new(longest).is_ok());
     }
 
     /// The ids listed by `GET /api/sessions`.
@@ -256,7 +267,8 @@ mod tests {
             .build()
             .expect("a client");
         let a = target.start(SessionKind::Pty, vec!["cat".into()]).await.expect("a");
-        let b = target.command_sh("sleep 60").await.expect("b");
+        // Ends with the server's pipe to it, if the test fails.
+        let b = target.command_sh("exec cat").await.expect("b");
         let own = "someone-elses-session";
         let resp = rest
             .post(format!("{}/api/sessions", target.http))
