@@ -3,12 +3,12 @@
 //!
 //! Every session the bench creates is named by the bench: [`bench_prefix`]
 //! (drawn at random once per process) and a sequence number; scenario 9's
-//! `termstream run` is given such a name too. A create
-//! whose answer never came (the REST client gave up after 30 s, or the
-//! scenario around it was dropped at `--scenario-timeout`) or could not be
-//! read may still make its session; the bench never learns of it but by
-//! the name, which [`Target::sweep`] looks for. Nothing without the prefix
-//! is ever deleted by the sweep: the server may be someone's own (`--url`).
+//! `termstream run` is given such a name too. A create whose answer never
+//! came (the REST client gave up after 30 s, or the scenario around it was
+//! dropped at `--scenario-timeout`) or could not be read may still make its
+//! session; the bench never learns of it but by the name, which
+//! [`Target::sweep`] looks for. Nothing without the prefix is ever deleted
+//! by the sweep: the server may be someone's own (`--url`).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
