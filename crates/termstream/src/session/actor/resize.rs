@@ -49,6 +49,14 @@ impl Actor {
             self.info.cols = cols;
             self.info.rows = rows;
             self.last_resize = Some((offset, cols, rows));
+            // The new size is published before the event goes out, as an
+            // ending is: a client that heard `session.resized` and then
+            // asks for the session's info gets the new size. (Sent first,
+            // the event could reach a viewer on another thread while this
+            // actor had not yet published: the cluster test that resizes
+            // through one node and reads the owner's info failed so once.)
+            self.meta.write(&self.info);
+            self.publish();
             let _ = self.events.send(LogEvent::Resized { offset, cols, rows });
             if let Some(screen) = &self.screen
                 && screen
@@ -58,8 +66,6 @@ impl Actor {
             {
                 screen.bell.resize_lost();
             }
-            self.meta.write(&self.info);
-            self.publish();
         }
         Ok(())
     }
