@@ -49,12 +49,15 @@ impl Actor {
             self.info.cols = cols;
             self.info.rows = rows;
             self.last_resize = Some((offset, cols, rows));
-            // The new size is published before the event goes out, as an
-            // ending is: a client that heard `session.resized` and then
-            // asks for the session's info gets the new size. (Sent first,
-            // the event could reach a viewer on another thread while this
-            // actor had not yet published: the cluster test that resizes
-            // through one node and reads the owner's info failed so once.)
+            // The new size is published before the event goes out and the
+            // screen task hears of it, as an ending is published before its
+            // event: a client that heard `session.resized` and then asks
+            // this node for the session's info gets the new size, and the
+            // screen task's catch-up, which takes the published size, never
+            // reads the old one after the request. (Sent first, the event
+            // could reach a viewer on another thread before this actor
+            // published: the cluster test that resizes through one node and
+            // reads the owner's info failed this way once.)
             self.meta.write(&self.info);
             self.publish();
             let _ = self.events.send(LogEvent::Resized { offset, cols, rows });
