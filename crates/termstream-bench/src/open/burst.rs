@@ -156,14 +156,20 @@ mod tests {
     use super::*;
     use crate::server::{Target, test_server};
 
-    /// `GET PATH` of `target`'s REST API, as text; within 10 s.
-    async fn get(target: &Target, path: &str) -> String {
-        let rest = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("a client");
-        let resp = rest.get(format!("{}{path}", target.http)).send().await.expect("GET");
-        resp.text().await.expect("a body")
+    /// The longest a REST call, or the wait for the list to empty, may take.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// The sessions `target` says it created (its `/metrics`), within
+    /// [`WAIT`].
+    async fn created(target: &Target) -> u64 {
+        let rest = reqwest::Client::builder().timeout(WAIT).build().expect("a client");
+        let resp = rest.get(format!("{}/metrics", target.http)).send().await.expect("GET");
+        let metrics = resp.text().await.expect("a body");
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("termstream_sessions_created_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     }
 
     /// A burst used to be cut short by a timeout around it, which dropped
@@ -184,25 +190,18 @@ mod tests {
         .await;
         let err = cut.err().expect("10 000 opens within 200 ms");
         assert!(err.to_string().contains("took longer than"), "{err:#}");
-        let metrics = get(&target, "/metrics").await;
-        let created: u64 = metrics
-            .lines()
-            .filter(|l| l.starts_with("termstream_sessions_created_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
+        let created = created(&target).await;
         assert!(created > 0, "the burst made no session: nothing to check");
-        let give_up = Instant::now() + Duration::from_secs(10);
+        let give_up = Instant::now() + WAIT;
         loop {
-            let list: serde_json::Value = serde_json::from_str(&get(&target, "/api/sessions").await).expect("JSON");
-            let left = list["sessions"].as_array().expect("a list of sessions");
+            let left = target.session_ids(WAIT).await.expect("the list");
             if left.is_empty() {
                 break;
             }
-            let ids: Vec<_> = left.iter().map(|s| &s["id"]).collect();
             assert!(
                 Instant::now() < give_up,
-                "{} of the {created} sessions the burst made are left: {ids:?}",
-                ids.len()
+                "{} of the {created} sessions the burst made are left: {left:?}",
+                left.len()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -169,6 +169,28 @@ impl Target {
             .await;
     }
 
+    /// The id of every session `GET /api/sessions` lists, within `limit`.
+    pub async fn session_ids(&self, limit: Duration) -> anyhow::Result<Vec<String>> {
+        let list: serde_json::Value = self
+            .rest
+            .get(format!("{}/api/sessions", self.http))
+            .timeout(limit)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .context("GET /api/sessions")?
+            .json()
+            .await
+            .context("the list of sessions")?;
+        let sessions = list["sessions"]
+            .as_array()
+            .context("no list of sessions in the answer")?;
+        Ok(sessions
+            .iter()
+            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+            .collect())
+    }
+
     /// Deletes every session listed under this bench's prefix
     /// ([`bench_prefix`]), [`AT_ONCE`] at a time: what a scenario cut
     /// short left, or a create that was answered too late for it. Each
@@ -180,22 +202,10 @@ impl Target {
         let found = AtomicUsize::new(0);
         let deleted = AtomicUsize::new(0);
         let work = async {
-            let list: serde_json::Value = self
-                .rest
-                .get(format!("{}/api/sessions", self.http))
-                .timeout(SWEEP_CALL)
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .context("GET /api/sessions")?
-                .json()
-                .await
-                .context("the list of sessions")?;
-            let ours: Vec<SessionId> = list["sessions"]
-                .as_array()
-                .context("no list of sessions in the answer")?
-                .iter()
-                .filter_map(|s| s["id"].as_str())
+            let ours: Vec<SessionId> = self
+                .session_ids(SWEEP_CALL)
+                .await?
+                .into_iter()
                 .filter(|id| id.starts_with(bench_prefix()))
                 .filter_map(|id| SessionId::new(id).ok())
                 .collect();
@@ -235,6 +245,10 @@ mod tests {
     use super::*;
     use crate::server::test_server;
 
+    /// The longest a test's REST call, or its wait for the list to change,
+    /// may take.
+    const WAIT: Duration = Duration::from_secs(10);
+
     #[test]
     fn bench_ids_are_valid_and_distinct() {
         let (a, b) = (bench_id(), bench_id());
@@ -245,27 +259,13 @@ mod tests {
         assert!(SessionId::new(longest).is_ok());
     }
 
-    /// The ids listed by `GET /api/sessions`.
-    async fn listed(rest: &reqwest::Client, target: &Target) -> Vec<String> {
-        let resp = rest.get(format!("{}/api/sessions", target.http)).send().await;
-        let list: serde_json::Value = resp.expect("GET").json().await.expect("JSON");
-        let sessions = list["sessions"].as_array().expect("a list of sessions");
-        sessions
-            .iter()
-            .map(|s| s["id"].as_str().expect("an id").to_owned())
-            .collect()
-    }
-
     /// The sweep deletes the bench's sessions and no other: the server may
     /// be someone's own.
     #[tokio::test]
     async fn the_sweep_deletes_the_benchs_sessions_only() {
         let work = tempfile::tempdir().expect("a work dir");
         let target = test_server(work.path()).start().await.expect("a server");
-        let rest = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("a client");
+        let rest = reqwest::Client::builder().timeout(WAIT).build().expect("a client");
         let a = target.start(SessionKind::Pty, vec!["cat".into()]).await.expect("a");
         // Ends with the server's pipe to it, if the test fails.
         let b = target.command_sh("exec cat").await.expect("b");
@@ -277,13 +277,13 @@ mod tests {
             .await
             .expect("POST");
         assert!(resp.status().is_success(), "POST: {}", resp.status());
-        let before = listed(&rest, &target).await;
+        let before = target.session_ids(WAIT).await.expect("the list");
         assert_eq!(before.len(), 3, "{before:?}");
         let swept = target.sweep().await.expect("a sweep");
         assert_eq!(swept, Swept { found: 2, deleted: 2 }, "listed before: {before:?}");
-        let give_up = Instant::now() + Duration::from_secs(10);
+        let give_up = Instant::now() + WAIT;
         loop {
-            let now = listed(&rest, &target).await;
+            let now = target.session_ids(WAIT).await.expect("the list");
             assert!(now.iter().any(|id| id == own), "the sweep deleted {own}: {now:?}");
             let left: Vec<_> = [&a, &b]
                 .into_iter()
