@@ -156,6 +156,15 @@ impl Task {
                     self.finish(Arc::new(info));
                     return;
                 }
+                let stream_resize = self.last_resize.map(|(at, ..)| at);
+                if !record_size_applies(
+                    info.output_offset,
+                    self.ended.is_some(),
+                    self.reader.is_some(),
+                    stream_resize,
+                ) {
+                    return;
+                }
                 self.handle_info.send_if_modified(|i| {
                     let changed = i.cols != info.cols || i.rows != info.rows;
                     i.cols = info.cols;
@@ -226,6 +235,28 @@ impl Task {
     }
 }
 
+/// Whether a running directory record's size may replace the size a
+/// stand-in shows. The record was read some time before it arrives, so it
+/// may predate a resize the stream reader delivered meanwhile: the stream
+/// is in the owner's order and the directory is not. A record is a copy of
+/// the owner's info when its log ended at `record_end`, and a resize at
+/// offset `at` happened when the log ended at `at`; so a record whose end
+/// lies past the last resize the stream gave (`stream_resize`) was written
+/// after it and may be taken, while one at or before it may be older (two
+/// resizes with no output between share an offset). Without a running
+/// reader the stream says nothing new, and the directory, read in order,
+/// is the only source. After the end the final info holds the size: a
+/// record that still says running is older than the end.
+pub(super) fn record_size_applies(record_end: u64, ended: bool, reader: bool, stream_resize: Option<u64>) -> bool {
+    if ended {
+        return false;
+    }
+    match stream_resize {
+        Some(at) if reader => record_end > at,
+        _ => true,
+    }
+}
+
 /// Follows a stream from after `last` with `XREAD BLOCK` on a connection of
 /// its own, sending what it reads to the stand-in, until aborted.
 async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, tx: mpsc::Sender<Update>) {
@@ -258,5 +289,42 @@ async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, tx: mpsc::S
             }
         }
         tokio::time::sleep(c.heartbeat).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record_size_applies;
+
+    #[test]
+    fn a_record_read_before_a_resize_the_stream_gave_is_not_taken() {
+        // The owner resized at offset 500 with no output since; the
+        // record was read before its put, when the log also ended at 500
+        // (or earlier), and arrives after the stream's `Resized`.
+        assert!(!record_size_applies(500, false, true, Some(500)));
+        assert!(!record_size_applies(420, false, true, Some(500)));
+    }
+
+    #[test]
+    fn a_record_written_after_the_last_resize_the_stream_gave_is_taken() {
+        // Output followed the resize, so the record's size is the one at
+        // 500 or a later one the stream lost (the publisher fell behind,
+        // or Redis restarted): the directory knows better.
+        assert!(record_size_applies(501, false, true, Some(500)));
+    }
+
+    #[test]
+    fn without_a_reader_or_a_streamed_resize_the_directory_decides() {
+        assert!(record_size_applies(0, false, false, Some(500)));
+        assert!(record_size_applies(0, false, true, None));
+        assert!(record_size_applies(0, false, false, None));
+    }
+
+    #[test]
+    fn after_the_end_no_running_record_changes_the_size() {
+        // The final info came from the stream (or a record that said so);
+        // a record that still says running was read before the end.
+        assert!(!record_size_applies(900, true, false, None));
+        assert!(!record_size_applies(900, true, true, Some(500)));
     }
 }

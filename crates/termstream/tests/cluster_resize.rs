@@ -1,0 +1,112 @@
+//! A window size set on one node shows on the others as the owner holds
+//! it: a stale directory record does not put an old size back on a node
+//! whose viewer follows the session's stream.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{TestCluster, attach, holds, listed, read_until};
+use common::wait_until;
+use common::ws::WsClient;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(15);
+
+/// The directory hash and its change log (`cluster/redis.rs`).
+const DIR_KEY: &str = "termstream:dir";
+const DIR_LOG_KEY: &str = "termstream:dirlog";
+
+#[tokio::test]
+async fn a_directory_record_older_than_a_streamed_resize_does_not_put_the_old_size_back() {
+    // A heartbeat of a second: B's directory reads, which would bring the
+    // owner's newer record, stay far apart from the steps below.
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_CLUSTER_HEARTBEAT_MS", "1000")]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    // Silent until it reads a line, so the owner writes its record only on
+    // a change of size until then.
+    a.create(json!({"id":"steady","argv":["sh","-c","read line; echo got-$line; sleep 60"],"cols":80,"rows":24}))
+        .await;
+    listed(b, "steady", T).await.expect("listed on B");
+    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let stale = hget(&mut conn, "steady").await;
+    assert_eq!(record_cols(&stale), 80, "{stale}");
+
+    // A viewer on B: B's stand-in runs its stream reader, which delivers
+    // the resize before the viewer hears of it.
+    let mut viewer = WsClient::connect(b, "/ws").await;
+    let mut seen = attach(&mut viewer, "steady", None).await;
+    let (status, _) = a
+        .post("/api/sessions/steady/resize", json!({"cols":100,"rows":30}))
+        .await;
+    assert_eq!(status, 200);
+    viewer.until_type("session.resized", T).await;
+    assert_eq!(b.info("steady").await["cols"], 100);
+    // The owner wrote its new record; none follows until output flows.
+    let rewritten = wait_until(T, || {
+        let mut conn = conn.clone();
+        async move { record_cols(&hget(&mut conn, "steady").await) == 100 }
+    })
+    .await;
+    assert!(rewritten, "the owner wrote its record with the new size");
+
+    // The record read before the owner's put, as B's directory read could
+    // have held it when the stream's resize came first: put back in the
+    // directory, B reads it at its next heartbeat.
+    let _: () = redis::cmd("HSET")
+        .arg(DIR_KEY)
+        .arg("steady")
+        .arg(&stale)
+        .query_async(&mut conn)
+        .await
+        .expect("HSET");
+    note_change(&mut conn, "steady").await;
+    // Two sessions created one after the other and seen on B: the
+    // directory read that found the second began after the one that found
+    // the first had ended, and that one had read the stale record and
+    // handed it to the stand-in.
+    for marker in ["marker1", "marker2"] {
+        a.create(json!({"id":marker,"kind":"command","argv":["sleep","60"]}))
+            .await;
+        listed(b, marker, T).await.expect("the marker listed on B");
+    }
+    // Output read from the stream after that: the stand-in takes its
+    // updates in order, so it has dealt with the stale record once the
+    // viewer sees this.
+    a.input("steady", "x\n").await;
+    read_until(&mut viewer, &mut seen, T, |s| holds(&s.data, "got-x")).await;
+    let info = b.info("steady").await;
+    assert_eq!(
+        (&info["cols"], &info["rows"]),
+        (&json!(100), &json!(30)),
+        "B keeps the streamed size: {info}"
+    );
+}
+
+async fn hget(conn: &mut redis::aio::MultiplexedConnection, id: &str) -> String {
+    redis::cmd("HGET")
+        .arg(DIR_KEY)
+        .arg(id)
+        .query_async(conn)
+        .await
+        .expect("HGET")
+}
+
+/// Notes a record's change in the directory's change log, as a node does.
+async fn note_change(conn: &mut redis::aio::MultiplexedConnection, id: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg(DIR_LOG_KEY)
+        .arg("*")
+        .arg("id")
+        .arg(id)
+        .query_async(conn)
+        .await
+        .expect("XADD");
+}
+
+/// The columns a directory record (`{node, info}` as JSON) gives.
+fn record_cols(record: &str) -> u64 {
+    let v: Value = serde_json::from_str(record).expect("a record");
+    v["info"]["cols"].as_u64().expect("cols")
+}
