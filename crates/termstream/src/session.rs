@@ -140,11 +140,13 @@ impl SessionError {
 /// 768 bytes less per session.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Sets the window size (pty sessions).
+    /// Sets the window size (pty sessions). A stand-in answers with the
+    /// owner's info after the resize, which its own may not show yet; an
+    /// actor answers `None`, as its published info already shows it.
     Resize {
         cols: u16,
         rows: u16,
-        reply: oneshot::Sender<Result<(), SessionError>>,
+        reply: oneshot::Sender<Result<Option<SessionInfo>, SessionError>>,
     },
     /// Starts ending the program: SIGHUP and SIGTERM now, SIGKILL after the
     /// grace period. Watch the info to see the end.
@@ -364,14 +366,16 @@ impl SessionHandle {
         Ok(())
     }
 
-    /// Sets the window size of a pty session.
-    pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), SessionError> {
+    /// Sets the window size of a pty session, and returns the session's
+    /// info after it: the owner's, for a session another node owns.
+    pub async fn resize(&self, cols: u16, rows: u16) -> Result<SessionInfo, SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send_async(Box::new(Command::Resize { cols, rows, reply }))
             .await
             .map_err(|_| self.closed())?;
-        self.answer(answer).await?
+        let owners = self.answer(answer).await??;
+        Ok(owners.unwrap_or_else(|| self.info()))
     }
 
     /// Ends the program (see [`Command::Terminate`]) and waits until the

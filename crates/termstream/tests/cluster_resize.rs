@@ -1,6 +1,7 @@
 //! A window size set on one node shows on the others as the owner holds
-//! it: a stale directory record does not put an old size back on a node
-//! whose viewer follows the session's stream.
+//! it: a resize through a node that does not own the session answers with
+//! the new size, and a stale directory record does not put an old size back
+//! on a node whose viewer follows the session's stream.
 
 mod common;
 
@@ -16,6 +17,30 @@ const T: Duration = Duration::from_secs(15);
 /// The directory hash and its change log (`cluster/redis.rs`).
 const DIR_KEY: &str = "termstream:dir";
 const DIR_LOG_KEY: &str = "termstream:dirlog";
+
+#[tokio::test]
+async fn a_resize_through_a_node_that_does_not_own_the_session_answers_with_the_new_size() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"sized","argv":["/bin/sh"],"cols":80,"rows":24}))
+        .await;
+    listed(b, "sized", T).await.expect("listed on B");
+    // Nobody views the session on B, so B's copy of its info changes only
+    // at B's next directory read, a heartbeat away: the answer must not
+    // come from that copy.
+    for (cols, rows) in [(100, 30), (120, 40)] {
+        let (status, info) = b
+            .post("/api/sessions/sized/resize", json!({"cols":cols,"rows":rows}))
+            .await;
+        assert_eq!(status, 200, "{info}");
+        assert_eq!(
+            (&info["cols"], &info["rows"]),
+            (&json!(cols), &json!(rows)),
+            "B answers with the size it set: {info}"
+        );
+        assert_eq!(a.info("sized").await["cols"], cols, "the owner applied it");
+    }
+}
 
 #[tokio::test]
 async fn a_directory_record_older_than_a_streamed_resize_does_not_put_the_old_size_back() {

@@ -165,6 +165,13 @@ pub enum Op {
     Resize {
         cols: u16,
         rows: u16,
+        /// Whether to answer with the session's info after the resize
+        /// ([`Answer::Info`]) rather than `Done`. Asked for rather than
+        /// always sent: a node that predates it could not read that
+        /// answer, and an owner that predates it ignores the field and
+        /// answers `Done`.
+        #[serde(default)]
+        info: bool,
     },
     Terminate,
     Delete,
@@ -207,6 +214,8 @@ pub struct Reply {
 pub enum Answer {
     Done,
     Deleted(bool),
+    /// The session's info after the request (a resize that asked for it).
+    Info(SessionInfo),
     Snapshot(Snapshot),
     /// Chunks as `(offset, stream tag, time, base64 data)`.
     Chunks(Vec<(u64, String, u64, String)>),

@@ -22,7 +22,7 @@ use super::{Commands, Remote, Update, Updates, after, subscription};
 use crate::cluster::Cluster;
 use crate::cluster::redis::BLOCK;
 use crate::cluster::requests::{ASK_TIMEOUT, ask};
-use crate::cluster::wire::{self, Entry, Op};
+use crate::cluster::wire::{self, Answer, Entry, Op};
 use crate::session::log::OutputRing;
 use crate::session::{Command, InfoSender, LogEvent};
 
@@ -96,8 +96,14 @@ impl Task {
         match cmd {
             Command::Resize { cols, rows, reply } => {
                 tokio::spawn(async move {
-                    let r = ask(&c, &owner, &id, Op::Resize { cols, rows }, ASK_TIMEOUT).await;
-                    let _ = reply.send(r.map(drop));
+                    let op = Op::Resize { cols, rows, info: true };
+                    let r = ask(&c, &owner, &id, op, ASK_TIMEOUT).await.map(|answer| match answer {
+                        Answer::Info(info) => Some(info),
+                        // An owner that predates `info` answers `Done`: the
+                        // handle's own info is all there is.
+                        _ => None,
+                    });
+                    let _ = reply.send(r);
                 });
             }
             Command::Terminate => {
