@@ -109,7 +109,73 @@ async fn a_directory_record_older_than_a_streamed_resize_does_not_put_the_old_si
     );
 }
 
+#[tokio::test]
+async fn a_resize_made_while_redis_was_down_reaches_a_node_whose_viewer_follows_the_stream() {
+    let mut cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    // Quiet after its first line: no output follows the resizes, so the
+    // owner's record after the outage ends where the last streamed resize
+    // was, and cannot be told from a record older than it.
+    a.create(json!({"id":"quiet","argv":["sh","-c","echo ready; read line; sleep 60"],"cols":80,"rows":24}))
+        .await;
+    listed(b, "quiet", T).await.expect("listed on B");
+    let printed = wait_until(T, || async { a.info("quiet").await["outputOffset"].as_u64() > Some(0) }).await;
+    assert!(printed, "the session printed its line");
+    let mut viewer = WsClient::connect(b, "/ws").await;
+    attach(&mut viewer, "quiet", None).await;
+    let (status, _) = a
+        .post("/api/sessions/quiet/resize", json!({"cols":100,"rows":30}))
+        .await;
+    assert_eq!(status, 200);
+    viewer.until_type("session.resized", T).await;
+    assert_eq!(b.info("quiet").await["cols"], 100, "B has the streamed resize");
+
+    // Redis restarts empty. The resize made meanwhile never reaches the
+    // stream: the publisher's append fails, and the event is gone.
+    cluster.redis.stop();
+    let down = wait_until(T, || async { a.get("/readyz").await.0 == 503 }).await;
+    assert!(down, "A sees Redis gone");
+    let (status, body) = a
+        .post("/api/sessions/quiet/resize", json!({"cols":120,"rows":40}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    cluster.redis.start_again().await;
+    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
+    let conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let registered = wait_until(T, || {
+        let mut conn = conn.clone();
+        async move {
+            hget_opt(&mut conn, "quiet")
+                .await
+                .is_some_and(|r| record_cols(&r) == 120)
+        }
+    })
+    .await;
+    assert!(registered, "A registered the session again with its size");
+
+    // B's stand-in kept its reader through the outage, and the record
+    // alone says nothing newer than the resize it streamed: the stream
+    // must bring the size again.
+    let caught_up = wait_until(T, || async {
+        let info = b.info("quiet").await;
+        (info["cols"].as_u64(), info["rows"].as_u64()) == (Some(120), Some(40))
+    })
+    .await;
+    let info = b.info("quiet").await;
+    assert!(caught_up, "B shows the size set during the outage: {info}");
+    let resized = viewer.until_type("session.resized", T).await;
+    assert_eq!(
+        (&resized["cols"], &resized["rows"]),
+        (&json!(120), &json!(40)),
+        "{resized}"
+    );
+}
+
 async fn hget(conn: &mut redis::aio::MultiplexedConnection, id: &str) -> String {
+    hget_opt(conn, id).await.expect("a record")
+}
+
+async fn hget_opt(conn: &mut redis::aio::MultiplexedConnection, id: &str) -> Option<String> {
     redis::cmd("HGET")
         .arg(DIR_KEY)
         .arg(id)

@@ -13,9 +13,13 @@
 //!
 //! The directory ([`super::directory`]) keeps the stand-ins' info current.
 //! The window size comes from the stream's resizes while a reader runs, and
-//! from a record only when it was written after the last of them (see
-//! `stand_in::record_size_applies`): a record is read before it arrives, and
-//! may predate a resize the reader already gave. A record that is no
+//! from a record only when it is known to be newer than the last of them,
+//! its end past that resize's offset (see `stand_in::record_size_applies`):
+//! a record is read before it arrives, and may predate a resize the reader
+//! already gave. A newer record at that same offset (a resize the stream
+//! lost in a Redis outage, with no output since) is refused as well; the
+//! stream brings that size, as a publisher that catches its stream up
+//! sends the session's last resize again. A record that is no
 //! longer running (exited, terminated, or `lost` when its node died) ends
 //! the stand-in's log for its viewers, who read what the stream holds up
 //! to the end, and its final info then holds the size. A stand-in whose

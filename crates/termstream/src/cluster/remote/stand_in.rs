@@ -253,7 +253,14 @@ impl Task {
 /// reader the stream says nothing new, and the directory, read in order,
 /// is the only source. After the end the final info holds the size: a
 /// record that still says running is older than the end.
-pub(super) fn record_size_applies(record_end: u64, ended: bool, reader: bool, stream_resize: Option<u64>) -> bool {
+///
+/// A record at `at` may also be newer: a resize the stream lost (Redis
+/// restarted empty meanwhile) with no output since. Refusing it is safe
+/// only because the stream never loses the last resize for good: a
+/// publisher that catches its stream up sends the last resize again, and a
+/// reader that lost its connection reads the entries at its last offset
+/// again ([`again_at_offset`]).
+fn record_size_applies(record_end: u64, ended: bool, reader: bool, stream_resize: Option<u64>) -> bool {
     if ended {
         return false;
     }
@@ -294,13 +301,30 @@ async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, tx: mpsc::S
                 }
             }
         }
+        last = again_at_offset(&last);
         tokio::time::sleep(c.heartbeat).await;
+    }
+}
+
+/// Where a reader that lost its connection goes on: just before every
+/// entry at the offset of the last one it read. Redis may have restarted
+/// empty, and the owner's publisher then writes the stream again with ids
+/// that start anew: its entry at that offset (the last resize, sent again)
+/// may get the very id the reader last read, and a reader that went on
+/// after that id would never see it. Reading the entries at that offset
+/// again is harmless: output is cut to what the ring lacks, and a resize
+/// equal to the last one given is dropped.
+fn again_at_offset(last: &str) -> String {
+    match last.split_once('-').and_then(|(offset, _)| offset.parse().ok()) {
+        Some(offset) => wire::before(offset),
+        None => last.to_owned(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::record_size_applies;
+    use super::{again_at_offset, record_size_applies};
+    use crate::cluster::wire;
 
     #[test]
     fn a_record_read_before_a_resize_the_stream_gave_is_not_taken() {
@@ -313,10 +337,32 @@ mod tests {
 
     #[test]
     fn a_record_written_after_the_last_resize_the_stream_gave_is_taken() {
-        // Output followed the resize, so the record's size is the one at
-        // 500 or a later one the stream lost (the publisher fell behind,
-        // or Redis restarted): the directory knows better.
+        // Output followed the resize, so the record was written after it.
         assert!(record_size_applies(501, false, true, Some(500)));
+    }
+
+    #[test]
+    fn a_newer_record_at_the_offset_of_the_streamed_resize_is_refused_too() {
+        // Resized to 100x30 at 500 and streamed; Redis restarted empty, and
+        // a resize to 120x40, also at 500, never reached the stream. The
+        // owner's record (120x40, end 500) cannot be told from one older
+        // than the streamed resize, and is refused: the size must come from
+        // the stream. The publisher sends its last resize again, at 500, in
+        // a stream whose ids start anew: the entry may get the id the
+        // reader last read, so the reader goes on from before every entry
+        // at 500, not from that id.
+        assert!(!record_size_applies(500, false, true, Some(500)));
+        assert_eq!(again_at_offset("500-0"), wire::before(500));
+        assert_eq!(again_at_offset("500-0"), format!("499-{}", u64::MAX));
+    }
+
+    #[test]
+    fn a_reader_that_lost_its_connection_reads_its_last_offset_again() {
+        assert_eq!(again_at_offset("7-3"), format!("6-{}", u64::MAX));
+        // Its start, before any entry: the same place.
+        assert_eq!(again_at_offset(&wire::before(7)), format!("5-{}", u64::MAX));
+        assert_eq!(again_at_offset("0-1"), "0-0");
+        assert_eq!(again_at_offset("0-0"), "0-0");
     }
 
     #[test]
