@@ -11,6 +11,7 @@ use common::cluster::{TestCluster, attach, holds, listed, read_until};
 use common::wait_until;
 use common::ws::WsClient;
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -182,6 +183,61 @@ async fn a_resize_made_while_redis_was_down_reaches_a_node_whose_viewer_follows_
         (&resized["cols"], &resized["rows"]),
         (&json!(120), &json!(40)),
         "{resized}"
+    );
+}
+
+#[tokio::test]
+async fn only_a_resize_through_rest_asks_the_owner_for_its_info() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"dragged","argv":["/bin/sh"],"cols":80,"rows":24}))
+        .await;
+    listed(b, "dragged", T).await.expect("listed on B");
+    // Every command Redis runs, as it runs it: the requests B sends A.
+    let mut monitor = tokio::net::TcpStream::connect(("127.0.0.1", cluster.redis.port()))
+        .await
+        .expect("connect to redis");
+    monitor.write_all(b"MONITOR\r\n").await.expect("MONITOR");
+    let mut lines = tokio::io::BufReader::new(monitor).lines();
+
+    // A window dragged on B: its resizes need no answer but `Done`.
+    let mut ws = WsClient::connect(b, "/ws").await;
+    ws.send(json!({"type":"terminal.resize","sessionId":"dragged","cols":90,"rows":33}))
+        .await;
+    let applied = wait_until(T, || async { a.info("dragged").await["cols"] == 90 }).await;
+    assert!(applied, "the owner applied the WebSocket's resize");
+    let (status, info) = b
+        .post("/api/sessions/dragged/resize", json!({"cols":110,"rows":35}))
+        .await;
+    assert_eq!(status, 200, "{info}");
+
+    // The requests to A, as JSON with its quotes escaped, until the REST one.
+    let mut asked = Vec::new();
+    let read = tokio::time::timeout(T, async {
+        while let Some(line) = lines.next_line().await.expect("monitor") {
+            let line = line.replace('\\', "");
+            if line.contains("\"RPUSH\"") && line.contains(r#""op":"resize""#) {
+                let rest = line.contains(r#""cols":110"#);
+                asked.push(line);
+                if rest {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the REST resize's request seen; so far {asked:?}");
+    let [from_ws, from_rest] = &asked[..] else {
+        panic!("two resize requests: {asked:?}")
+    };
+    assert!(from_ws.contains(r#""cols":90"#), "{from_ws}");
+    assert!(
+        !from_ws.contains(r#""info""#),
+        "a WebSocket's resize asks for no info: {from_ws}"
+    );
+    assert!(
+        from_rest.contains(r#""info":true"#),
+        "a REST resize asks for the info: {from_rest}"
     );
 }
 

@@ -127,7 +127,7 @@ pub async fn resize(
     }
     // The info after the resize: on a node that does not own the session,
     // the owner's, as this node's copy may not show the new size yet.
-    Ok(Json(h.resize(req.cols, req.rows).await?))
+    Ok(Json(h.resize_with_info(req.cols, req.rows).await?))
 }
 
 /// End the program: SIGHUP and SIGTERM, then SIGKILL after the grace period.

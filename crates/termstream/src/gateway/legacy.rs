@@ -201,7 +201,7 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
                         reply_error(format!("invalid_message: {e}")).await;
                     }
                     Err(e) => reply_error(e.to_string()).await,
-                    Ok(_) => {}
+                    Ok(()) => {}
                 },
                 _ => {
                     reply_error("cols and rows must be positive integers".into()).await;

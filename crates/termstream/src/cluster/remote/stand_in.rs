@@ -94,13 +94,20 @@ impl Task {
     fn command(&mut self, cmd: Command) {
         let (c, id, owner) = (self.remote.c.clone(), self.remote.id.clone(), self.remote.owner.clone());
         match cmd {
-            Command::Resize { cols, rows, reply } => {
+            Command::Resize {
+                cols,
+                rows,
+                info,
+                reply,
+            } => {
                 tokio::spawn(async move {
-                    let op = Op::Resize { cols, rows, info: true };
+                    // The owner's info only when the caller uses it (the REST
+                    // route): a window dragged over a WebSocket sends many.
+                    let op = Op::Resize { cols, rows, info };
                     let r = ask(&c, &owner, &id, op, ASK_TIMEOUT).await.map(|answer| match answer {
                         Answer::Info(info) => Some(info),
-                        // An owner that predates `info` answers `Done`: the
-                        // handle's own info is all there is.
+                        // Not asked for, or an owner that predates `info`
+                        // answered `Done`: the handle's own info is all there is.
                         _ => None,
                     });
                     let _ = reply.send(r);
