@@ -226,6 +226,9 @@ impl Task {
                 });
                 let _ = self.events.send(LogEvent::Resized { offset, cols, rows });
             }
+            // Once, as from an actor: a publisher that catches up writes it
+            // again, and a reader that lost its connection reads it again.
+            Entry::Terminating if self.terminating => {}
             Entry::Terminating => {
                 self.terminating = true;
                 let _ = self.events.send(LogEvent::Terminating);
@@ -319,8 +322,8 @@ async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, tx: mpsc::S
 /// that start anew: its entry at that offset (the last resize, sent again)
 /// may get the very id the reader last read, and a reader that went on
 /// after that id would never see it. Reading the entries at that offset
-/// again is harmless: output is cut to what the ring lacks, and a resize
-/// equal to the last one given is dropped.
+/// again is harmless: output is cut to what the ring lacks, a resize
+/// equal to the last one given and a second `Terminating` are dropped.
 fn again_at_offset(last: &str) -> String {
     match last.split_once('-').and_then(|(offset, _)| offset.parse().ok()) {
         Some(offset) => wire::before(offset),
