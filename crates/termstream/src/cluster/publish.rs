@@ -185,10 +185,10 @@ async fn follow(
     let Ok(sub) = handle.subscribe(out.published).await else {
         return Ok(Stop::Deleted);
     };
-    // The last resize goes out again with the output caught up: a resize
-    // event the stream missed (it lagged, or Redis failed) is not sent
-    // again, and a non-owner keeps the size its stream last gave when a
-    // record at the same offset cannot be told from an older one.
+    // The last resize goes out again with the output caught up: nothing
+    // else sends again a resize event the stream missed (it lagged, or
+    // Redis failed), and a non-owner keeps the size its stream last gave
+    // when a record at the same offset cannot be told from an older one.
     let mut resize = sub.last_resize;
     match sub.backlog {
         RingRead::Held(chunks) => push_caught_up(&mut out, chunks, &mut resize),
