@@ -12,6 +12,7 @@ pub mod actor;
 pub mod background;
 pub mod cast;
 pub mod cgroup;
+mod error;
 pub mod flood;
 pub mod input;
 pub mod lane;
@@ -30,9 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use termstream_proto::{Epoch, ErrorCode, ProjectId, SessionId, SessionInfo, SessionKind, Snapshot};
+use termstream_proto::{Epoch, ProjectId, SessionId, SessionInfo, SessionKind, Snapshot};
 use tokio::sync::{oneshot, watch};
 
+pub use self::error::SessionError;
 use self::log::{Chunk, RingRead};
 pub use self::presence::{Changed, InfoSender, Presence, ViewerGuard};
 use self::store::{DiskLimits, DiskRead};
@@ -80,71 +82,20 @@ pub enum LogEvent {
     Ended(Arc<SessionInfo>),
 }
 
-/// Why a session operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("session {0} is not running")]
-    NotRunning(SessionId),
-    #[error("session {id} is a {kind} session; {what} needs a pty session")]
-    WrongKind {
-        id: SessionId,
-        kind: SessionKind,
-        what: &'static str,
-    },
-    #[error("a {cols}x{rows} window is larger than the most allowed, {max_cols}x{max_rows}")]
-    WindowTooLarge {
-        cols: u16,
-        rows: u16,
-        max_cols: u16,
-        max_rows: u16,
-    },
-    #[error("output before offset {earliest} is no longer held")]
-    Gone { earliest: u64 },
-    #[error("offset {since} is past the end of the output ({end})")]
-    PastEnd { since: u64, end: u64 },
-    #[error("session {0} was deleted")]
-    Closed(SessionId),
-    #[error("session {0} did not answer in time")]
-    Busy(SessionId),
-    #[error(
-        "the program is not reading its input: {taken} of {total} bytes were taken and will reach it; send only the rest, later"
-    )]
-    InputBusy { taken: usize, total: usize },
-    #[error("reading the output log failed: {0}")]
-    Io(#[from] std::io::Error),
-    /// An error the session's owner node answered with, or why it could
-    /// not be asked (cluster only).
-    #[error("{message}")]
-    Remote { code: ErrorCode, message: String },
-}
-
-impl SessionError {
-    /// The code a client is answered with, over REST and WebSocket alike.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            SessionError::NotRunning(_) => ErrorCode::SessionNotRunning,
-            SessionError::WrongKind { .. } => ErrorCode::WrongKind,
-            SessionError::WindowTooLarge { .. } => ErrorCode::InvalidMessage,
-            SessionError::Gone { .. } => ErrorCode::OutputGone,
-            SessionError::PastEnd { .. } => ErrorCode::BadRequest,
-            SessionError::Closed(_) => ErrorCode::SessionNotFound,
-            SessionError::Busy(_) | SessionError::InputBusy { .. } => ErrorCode::Busy,
-            SessionError::Io(_) => ErrorCode::Internal,
-            SessionError::Remote { code, .. } => *code,
-        }
-    }
-}
-
 /// A request to a session's actor. Sent boxed: the channel allocates its
 /// first 32 slots up front, and a pointer (8 bytes, not 32) in each keeps
 /// 768 bytes less per session.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Sets the window size (pty sessions).
+    /// Sets the window size (pty sessions). With `info`, a stand-in asks
+    /// the owner for its info after the resize and answers with it (`None`
+    /// from an owner too old to give it); an actor always answers `None`,
+    /// as its published info shows the new size already.
     Resize {
         cols: u16,
         rows: u16,
-        reply: oneshot::Sender<Result<(), SessionError>>,
+        info: bool,
+        reply: oneshot::Sender<Result<Option<SessionInfo>, SessionError>>,
     },
     /// Starts ending the program: SIGHUP and SIGTERM now, SIGKILL after the
     /// grace period. Watch the info to see the end.
@@ -366,9 +317,28 @@ impl SessionHandle {
 
     /// Sets the window size of a pty session.
     pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), SessionError> {
+        self.send_resize(cols, rows, false).await.map(drop)
+    }
+
+    /// Sets the window size, and returns the session's info after it: for
+    /// a session another node owns, the owner's (this node's copy may not
+    /// show the size yet), unless the owner is too old to give it; else
+    /// this handle's.
+    pub async fn resize_with_info(&self, cols: u16, rows: u16) -> Result<SessionInfo, SessionError> {
+        let from_owner = self.send_resize(cols, rows, true).await?;
+        Ok(from_owner.unwrap_or_else(|| self.info()))
+    }
+
+    async fn send_resize(&self, cols: u16, rows: u16, info: bool) -> Result<Option<SessionInfo>, SessionError> {
         let (reply, answer) = oneshot::channel();
+        let cmd = Command::Resize {
+            cols,
+            rows,
+            info,
+            reply,
+        };
         self.commands
-            .send_async(Box::new(Command::Resize { cols, rows, reply }))
+            .send_async(Box::new(cmd))
             .await
             .map_err(|_| self.closed())?;
         self.answer(answer).await?

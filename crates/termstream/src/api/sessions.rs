@@ -125,8 +125,9 @@ pub async fn resize(
     if req.cols == 0 || req.rows == 0 {
         return Err(ApiError::bad_request("cols and rows must be at least 1"));
     }
-    h.resize(req.cols, req.rows).await?;
-    Ok(Json(h.info()))
+    // The info after the resize: on a node that does not own the session,
+    // the owner's, as this node's copy may not show the new size yet.
+    Ok(Json(h.resize_with_info(req.cols, req.rows).await?))
 }
 
 /// End the program: SIGHUP and SIGTERM, then SIGKILL after the grace period.

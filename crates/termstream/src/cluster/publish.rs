@@ -8,8 +8,10 @@
 //! offset kept (`MINID ~`). When the task falls behind (the broadcast moved
 //! on) or Redis failed and came back, it asks Redis where the stream ends
 //! and carries on from there with the session's own log (ring, else disk),
-//! so the stream catches up without the program noticing. Its record in
-//! the directory is written again on every change of status or size.
+//! so the stream catches up without the program noticing; the session's
+//! last resize goes out again with that output, as its event may be what
+//! was missed. Its record in the directory is written again on every
+//! change of status or size.
 
 use std::sync::Arc;
 
@@ -183,8 +185,13 @@ async fn follow(
     let Ok(sub) = handle.subscribe(out.published).await else {
         return Ok(Stop::Deleted);
     };
+    // The last resize goes out again with the output caught up: nothing
+    // else sends again a resize event the stream missed (it lagged, or
+    // Redis failed), and a non-owner keeps the size its stream last gave
+    // when a record at the same offset cannot be told from an older one.
+    let mut resize = sub.last_resize;
     match sub.backlog {
-        RingRead::Held(chunks) => chunks.into_iter().for_each(|ch| out.push(Entry::Output(ch))),
+        RingRead::Held(chunks) => push_caught_up(&mut out, chunks, &mut resize),
         RingRead::Evicted { .. } | RingRead::Future { .. } => {
             while out.published < sub.end {
                 let chunks: Vec<Chunk> = match handle.read(out.published, CATCH_UP).await {
@@ -196,10 +203,13 @@ async fn follow(
                     }
                     Err(_) => return Ok(Stop::Deleted),
                 };
-                chunks.into_iter().for_each(|ch| out.push(Entry::Output(ch)));
+                push_caught_up(&mut out, chunks, &mut resize);
                 out.flush().await?;
             }
         }
+    }
+    if let Some((offset, cols, rows)) = resize {
+        out.push(Entry::Resized { offset, cols, rows });
     }
     if sub.terminating {
         out.push(Entry::Terminating);
@@ -259,6 +269,22 @@ async fn follow(
             }
             _ = registered.changed() => return Ok(Stop::Resync),
         }
+    }
+}
+
+/// Adds caught-up output, and the last resize (`resize`, taken) before the
+/// first chunk that starts at or after it, so that its entry id is its own
+/// offset, as when it was live. Ids only rise: a resize that falls inside
+/// a chunk goes after it, at that chunk's end.
+fn push_caught_up(out: &mut Appender<'_>, chunks: Vec<Chunk>, resize: &mut Option<(u64, u16, u16)>) {
+    for ch in chunks {
+        if let Some((offset, cols, rows)) = *resize
+            && ch.offset >= offset
+        {
+            out.push(Entry::Resized { offset, cols, rows });
+            *resize = None;
+        }
+        out.push(Entry::Output(ch));
     }
 }
 

@@ -11,13 +11,22 @@
 //! node and session, however many viewers the node has. The reader stops
 //! once nobody subscribes (checked every heartbeat).
 //!
-//! The directory ([`super::directory`]) keeps the stand-ins' info current:
-//! a record that is no longer running (exited, terminated, or `lost` when
-//! its node died) ends the stand-in's log for its viewers, who read what
-//! the stream holds up to the end. A stand-in whose record is missing
-//! from `GONE_AFTER` (3) directory reads in a row is dropped (its session
-//! was deleted); a single miss is not enough, as a Redis that restarted
-//! empty lacks every record until the owners register again.
+//! The directory ([`super::directory`]) keeps the stand-ins' info current.
+//! The window size comes from the stream's resizes while a reader runs, and
+//! from a record only when it is known to be newer than the last of them,
+//! its end past that resize's offset (see `stand_in::record_size_applies`):
+//! a record is read before it arrives, and may predate a resize the reader
+//! already gave. A newer record at that same offset (a resize the stream
+//! lost in a Redis outage, with no output since) is refused as well; the
+//! stream brings that size, as a publisher that catches its stream up
+//! sends the session's last resize again. A record that is no
+//! longer running (exited, terminated, or `lost` when its node died) ends
+//! the stand-in's log for its viewers, who read what the stream holds up
+//! to the end, and its final info then holds the size. A stand-in whose
+//! record is missing from `GONE_AFTER` (3) directory reads in a row is
+//! dropped (its session was deleted); a single miss is not enough, as a
+//! Redis that restarted empty lacks every record until the owners register
+//! again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};

@@ -189,7 +189,14 @@ async fn apply(c: &Cluster, req: &Request) -> Result<Answer, Failure> {
             h.input(Bytes::from(data), *eof, seq, wait).await.map_err(fail)?;
             Ok(Answer::Done)
         }
-        Op::Resize { cols, rows } => {
+        Op::Resize { cols, rows, info: true } => {
+            Ok(Answer::Info(h.resize_with_info(*cols, *rows).await.map_err(fail)?))
+        }
+        Op::Resize {
+            cols,
+            rows,
+            info: false,
+        } => {
             h.resize(*cols, *rows).await.map_err(fail)?;
             Ok(Answer::Done)
         }

@@ -165,6 +165,13 @@ pub enum Op {
     Resize {
         cols: u16,
         rows: u16,
+        /// Whether to answer with the session's info after the resize
+        /// ([`Answer::Info`]) rather than `Done`. Asked for rather than
+        /// always sent: a node that predates it could not read that
+        /// answer, and an owner that predates it ignores the field and
+        /// answers `Done`. Left out when `false`, as such a node writes it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        info: bool,
     },
     Terminate,
     Delete,
@@ -207,6 +214,8 @@ pub struct Reply {
 pub enum Answer {
     Done,
     Deleted(bool),
+    /// The session's info after the request (a resize that asked for it).
+    Info(SessionInfo),
     Snapshot(Snapshot),
     /// Chunks as `(offset, stream tag, time, base64 data)`.
     Chunks(Vec<(u64, String, u64, String)>),
@@ -353,4 +362,68 @@ pub fn decode_events(raw: Vec<LogEntry>) -> Option<Vec<Event>> {
             }),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::{Op, Request};
+
+    /// A resize request as a node that predates `info` writes it.
+    fn old_resize() -> serde_json::Value {
+        json!({"id":7,"from":"n1","session":"s1","op":"resize","cols":100,"rows":30})
+    }
+
+    #[test]
+    fn a_resize_from_a_node_that_predates_info_does_not_ask_for_it() {
+        let req: Request = serde_json::from_value(old_resize()).expect("read");
+        assert!(
+            matches!(
+                req.op,
+                Op::Resize {
+                    cols: 100,
+                    rows: 30,
+                    info: false
+                }
+            ),
+            "{req:?}"
+        );
+    }
+
+    #[test]
+    fn a_resize_that_does_not_ask_for_info_is_written_as_before() {
+        let req: Request = serde_json::from_value(old_resize()).expect("read");
+        assert_eq!(serde_json::to_value(&req).expect("write"), old_resize());
+    }
+
+    #[test]
+    fn an_owner_that_predates_info_reads_a_resize_that_asks_for_it() {
+        /// `Op`'s resize as such an owner has it.
+        #[derive(Debug, Deserialize)]
+        #[serde(tag = "op", rename_all = "snake_case")]
+        enum OldOp {
+            Resize { cols: u16, rows: u16 },
+        }
+        #[derive(Debug, Deserialize)]
+        struct OldRequest {
+            #[serde(flatten)]
+            op: OldOp,
+        }
+        let req = Request {
+            id: 7,
+            from: "n1".into(),
+            session: "s1".parse().expect("id"),
+            op: Op::Resize {
+                cols: 100,
+                rows: 30,
+                info: true,
+            },
+        };
+        let json = serde_json::to_value(&req).expect("write");
+        assert_eq!(json["info"], true);
+        let old: OldRequest = serde_json::from_value(json).expect("read by the old shape");
+        assert!(matches!(old.op, OldOp::Resize { cols: 100, rows: 30 }), "{old:?}");
+    }
 }

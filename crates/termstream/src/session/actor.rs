@@ -383,8 +383,8 @@ impl Actor {
     /// once everything is killed).
     async fn handle(&mut self, cmd: Command) -> ControlFlow<Option<oneshot::Sender<()>>> {
         match cmd {
-            Command::Resize { cols, rows, reply } => {
-                let _ = reply.send(self.resize(cols, rows));
+            Command::Resize { cols, rows, reply, .. } => {
+                let _ = reply.send(self.resize(cols, rows).map(|()| None));
             }
             Command::Terminate if self.lost => self.end_leftovers().await,
             Command::Terminate => self.terminate(),

@@ -22,7 +22,7 @@ use super::{Commands, Remote, Update, Updates, after, subscription};
 use crate::cluster::Cluster;
 use crate::cluster::redis::BLOCK;
 use crate::cluster::requests::{ASK_TIMEOUT, ask};
-use crate::cluster::wire::{self, Entry, Op};
+use crate::cluster::wire::{self, Answer, Entry, Op};
 use crate::session::log::OutputRing;
 use crate::session::{Command, InfoSender, LogEvent};
 
@@ -94,10 +94,23 @@ impl Task {
     fn command(&mut self, cmd: Command) {
         let (c, id, owner) = (self.remote.c.clone(), self.remote.id.clone(), self.remote.owner.clone());
         match cmd {
-            Command::Resize { cols, rows, reply } => {
+            Command::Resize {
+                cols,
+                rows,
+                info,
+                reply,
+            } => {
                 tokio::spawn(async move {
-                    let r = ask(&c, &owner, &id, Op::Resize { cols, rows }, ASK_TIMEOUT).await;
-                    let _ = reply.send(r.map(drop));
+                    // The owner's info only when the caller uses it (the REST
+                    // route): a window dragged over a WebSocket sends many.
+                    let op = Op::Resize { cols, rows, info };
+                    let r = ask(&c, &owner, &id, op, ASK_TIMEOUT).await.map(|answer| match answer {
+                        Answer::Info(info) => Some(info),
+                        // Not asked for, or an owner that predates `info`
+                        // answered `Done`: the handle's own info is all there is.
+                        _ => None,
+                    });
+                    let _ = reply.send(r);
                 });
             }
             Command::Terminate => {
@@ -156,6 +169,15 @@ impl Task {
                     self.finish(Arc::new(info));
                     return;
                 }
+                let stream_resize = self.last_resize.map(|(at, ..)| at);
+                if !record_size_applies(
+                    info.output_offset,
+                    self.ended.is_some(),
+                    self.reader.is_some(),
+                    stream_resize,
+                ) {
+                    return;
+                }
                 self.handle_info.send_if_modified(|i| {
                     let changed = i.cols != info.cols || i.rows != info.rows;
                     i.cols = info.cols;
@@ -204,6 +226,9 @@ impl Task {
                 });
                 let _ = self.events.send(LogEvent::Resized { offset, cols, rows });
             }
+            // Once, as from an actor: a publisher that catches up writes it
+            // again, and a reader that lost its connection reads it again.
+            Entry::Terminating if self.terminating => {}
             Entry::Terminating => {
                 self.terminating = true;
                 let _ = self.events.send(LogEvent::Terminating);
@@ -223,6 +248,35 @@ impl Task {
         if let Some(r) = self.reader.take() {
             r.abort();
         }
+    }
+}
+
+/// Whether a running directory record's size may replace the size a
+/// stand-in shows. The record was read some time before it arrives, so it
+/// may predate a resize the stream reader delivered meanwhile: the stream
+/// is in the owner's order and the directory is not. A record is a copy of
+/// the owner's info when its log ended at `record_end`, and a resize at
+/// offset `at` happened when the log ended at `at`; so a record whose end
+/// lies past the last resize the stream gave (`stream_resize`) was written
+/// after it and may be taken, while one at or before it may be older (two
+/// resizes with no output between share an offset). Without a running
+/// reader the stream says nothing new, and the directory, read in order,
+/// is the only source. After the end the final info holds the size: a
+/// record that still says running is older than the end.
+///
+/// A record at `at` may also be newer: a resize the stream lost (Redis
+/// restarted empty meanwhile) with no output since. Refusing it is safe
+/// only because the stream never loses the last resize for good: a
+/// publisher that catches its stream up sends the last resize again, and a
+/// reader that lost its connection reads the entries at its last offset
+/// again ([`again_at_offset`]).
+fn record_size_applies(record_end: u64, ended: bool, reader: bool, stream_resize: Option<u64>) -> bool {
+    if ended {
+        return false;
+    }
+    match stream_resize {
+        Some(at) if reader => record_end > at,
+        _ => true,
     }
 }
 
@@ -257,6 +311,82 @@ async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, tx: mpsc::S
                 }
             }
         }
+        last = again_at_offset(&last);
         tokio::time::sleep(c.heartbeat).await;
+    }
+}
+
+/// Where a reader that lost its connection goes on: just before every
+/// entry at the offset of the last one it read. Redis may have restarted
+/// empty, and the owner's publisher then writes the stream again with ids
+/// that start anew: its entry at that offset (the last resize, sent again)
+/// may get the very id the reader last read, and a reader that went on
+/// after that id would never see it. Reading the entries at that offset
+/// again is harmless: output is cut to what the ring lacks, a resize
+/// equal to the last one given and a second `Terminating` are dropped.
+fn again_at_offset(last: &str) -> String {
+    match last.split_once('-').and_then(|(offset, _)| offset.parse().ok()) {
+        Some(offset) => wire::before(offset),
+        None => last.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{again_at_offset, record_size_applies};
+    use crate::cluster::wire;
+
+    #[test]
+    fn a_record_read_before_a_resize_the_stream_gave_is_not_taken() {
+        // The owner resized at offset 500 with no output since; the
+        // record was read before its put, when the log also ended at 500
+        // (or earlier), and arrives after the stream's `Resized`.
+        assert!(!record_size_applies(500, false, true, Some(500)));
+        assert!(!record_size_applies(420, false, true, Some(500)));
+    }
+
+    #[test]
+    fn a_record_written_after_the_last_resize_the_stream_gave_is_taken() {
+        // Output followed the resize, so the record was written after it.
+        assert!(record_size_applies(501, false, true, Some(500)));
+    }
+
+    #[test]
+    fn a_newer_record_at_the_offset_of_the_streamed_resize_is_refused_too() {
+        // Resized to 100x30 at 500 and streamed; Redis restarted empty, and
+        // a resize to 120x40, also at 500, never reached the stream. The
+        // owner's record (120x40, end 500) cannot be told from one older
+        // than the streamed resize, and is refused: the size must come from
+        // the stream. The publisher sends its last resize again, at 500, in
+        // a stream whose ids start anew: the entry may get the id the
+        // reader last read, so the reader goes on from before every entry
+        // at 500, not from that id.
+        assert!(!record_size_applies(500, false, true, Some(500)));
+        assert_eq!(again_at_offset("500-0"), wire::before(500));
+        assert_eq!(again_at_offset("500-0"), format!("499-{}", u64::MAX));
+    }
+
+    #[test]
+    fn a_reader_that_lost_its_connection_reads_its_last_offset_again() {
+        assert_eq!(again_at_offset("7-3"), format!("6-{}", u64::MAX));
+        // Its start, before any entry: the same place.
+        assert_eq!(again_at_offset(&wire::before(7)), format!("5-{}", u64::MAX));
+        assert_eq!(again_at_offset("0-1"), "0-0");
+        assert_eq!(again_at_offset("0-0"), "0-0");
+    }
+
+    #[test]
+    fn without_a_reader_or_a_streamed_resize_the_directory_decides() {
+        assert!(record_size_applies(0, false, false, Some(500)));
+        assert!(record_size_applies(0, false, true, None));
+        assert!(record_size_applies(0, false, false, None));
+    }
+
+    #[test]
+    fn after_the_end_no_running_record_changes_the_size() {
+        // The final info came from the stream (or a record that said so);
+        // a record that still says running was read before the end.
+        assert!(!record_size_applies(900, true, false, None));
+        assert!(!record_size_applies(900, true, true, Some(500)));
     }
 }
