@@ -8,8 +8,10 @@
 //! offset kept (`MINID ~`). When the task falls behind (the broadcast moved
 //! on) or Redis failed and came back, it asks Redis where the stream ends
 //! and carries on from there with the session's own log (ring, else disk),
-//! so the stream catches up without the program noticing. Its record in
-//! the directory is written again on every change of status or size.
+//! so the stream catches up without the program noticing. A command that
+//! failed while Redis kept the node's registration is tried again after a
+//! heartbeat ([`wait_to_retry`]). Its record in the directory is written
+//! again on every change of status or size.
 
 use std::sync::Arc;
 
@@ -53,10 +55,34 @@ pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
         match follow(&c, &handle, &mut registered).await {
             Ok(Stop::Deleted) => return,
             Ok(Stop::Resync) => {}
-            // Redis failed: wait for the node to register again.
             Err(_) => {
-                if registered.changed().await.is_err() {
+                if !wait_to_retry(&c, &mut registered).await {
                     return;
+                }
+            }
+        }
+    }
+}
+
+/// Waits after a failed command until following may start again; `false`
+/// when the cluster is gone.
+///
+/// If Redis lost this node's registration (it restarted empty, or the node
+/// was cut off past `lost_after`), the heartbeat registers the node again
+/// and says so through `registered`. But a command can fail while the
+/// registration stays (one timed out, or Redis refused writes for a moment,
+/// out of memory): nothing would say so then, and the session's stream
+/// would stop for good while its record went stale. So the task also tries
+/// again once a heartbeat has passed and the last heartbeat reached Redis:
+/// at most once a heartbeat per session, and not at all while Redis is
+/// down.
+async fn wait_to_retry(c: &Cluster, registered: &mut tokio::sync::watch::Receiver<u64>) -> bool {
+    loop {
+        tokio::select! {
+            changed = registered.changed() => return changed.is_ok(),
+            _ = tokio::time::sleep(c.heartbeat) => {
+                if c.down().is_none() {
+                    return true;
                 }
             }
         }
