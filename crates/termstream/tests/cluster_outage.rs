@@ -112,15 +112,22 @@ async fn xadds_refused(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     stats
         .lines()
         .find_map(|l| l.strip_prefix("cmdstat_xadd:"))
-        .and_then(|l| l.split(',').find_map(|kv| kv.strip_prefix("rejected_calls=")))
-        .map_or(0, |n| n.trim().parse().expect("a count"))
+        .map_or(0, |l| {
+            let n = l.split(',').find_map(|kv| kv.strip_prefix("rejected_calls="));
+            n.expect("Redis 6.2 or later counts refused calls")
+                .trim()
+                .parse()
+                .expect("a count")
+        })
 }
 
-/// Redis refuses writes (out of memory) while a session prints, then takes
-/// them again; it never lost the nodes' registrations. The owner's stream
-/// of the session failed at the refused `XADD`, and before the fix nothing
-/// started it again (only a new registration did), so a viewer on another
-/// node saw no more of the session.
+/// Redis refuses writes (out of memory) while two sessions print, then
+/// takes them again; it never lost the nodes' registrations. The owner's
+/// stream of a session failed at the refused `XADD`, and nothing started it
+/// again (only a new registration did), so a viewer on another node saw no
+/// more of the session. Now it starts again; and the other session,
+/// deleted meanwhile, does not have its record written back when its
+/// publisher wakes.
 #[tokio::test]
 async fn a_stream_refused_by_redis_for_a_moment_carries_on_after_it() {
     // Nodes count each other lost only after a minute: the registrations
@@ -128,6 +135,7 @@ async fn a_stream_refused_by_redis_for_a_moment_carries_on_after_it() {
     let cluster = TestCluster::start_with(2, &[("TERMSTREAM_CLUSTER_LOST_MS", "60000")]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let info = a.create(json!({"id":"steady","argv":["/bin/sh"]})).await;
+    a.create(json!({"id":"doomed","argv":["/bin/sh"]})).await;
     let epoch = info["epoch"].as_str().unwrap().to_owned();
     listed(b, "steady", T).await.expect("listed on B");
     let mut on_b = WsClient::connect(b, "/ws").await;
@@ -147,13 +155,21 @@ async fn a_stream_refused_by_redis_for_a_moment_carries_on_after_it() {
             .await
             .expect("CONFIG SET");
     }
-    a.input("steady", "echo during-$((6*7))\n").await;
-    let failed = common::wait_until(T, || {
-        let mut conn = conn.clone();
-        async move { xadds_refused(&mut conn).await > refused }
-    })
-    .await;
-    assert!(failed, "Redis refused the owner's XADD of the output");
+    // Only publishers add to streams: each refusal counted is theirs.
+    let mut refused = refused;
+    for id in ["doomed", "steady"] {
+        a.input(id, "echo during-$((6*7))\n").await;
+        let failed = common::wait_until(T, || {
+            let mut conn = conn.clone();
+            async move { xadds_refused(&mut conn).await > refused }
+        })
+        .await;
+        assert!(failed, "Redis refused the owner's XADD of {id}'s output");
+        refused = xadds_refused(&mut conn).await;
+    }
+    // Deleted while its publisher waits to try again.
+    let (status, body) = a.request("DELETE", "/api/sessions/doomed", None).await;
+    assert_eq!(status, 204, "{body}");
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("maxmemory")
@@ -168,6 +184,16 @@ async fn a_stream_refused_by_redis_for_a_moment_carries_on_after_it() {
         holds(&s.data, "during-42") && holds(&s.data, "after-42")
     })
     .await;
+    // The deleted session's publisher woke with steady's, whose output B
+    // has now seen, and did not write its record back (the delete had
+    // removed it from the directory).
+    let record: Option<String> = redis::cmd("HGET")
+        .arg("termstream:dir")
+        .arg("doomed")
+        .query_async(&mut conn)
+        .await
+        .expect("HGET");
+    assert_eq!(record, None, "the deleted session's record came back");
     let truth = a.output_all("steady", 0).await;
     read_until(&mut on_b, &mut seen_b, T, |s| s.end() >= truth.len() as u64).await;
     assert_eq!(
