@@ -60,6 +60,14 @@ pub struct Cluster {
     /// what their stream lacks. Sent by the heartbeat; received by every
     /// publisher.
     pub registered: watch::Sender<u64>,
+    /// How many heartbeats have begun; the number of the last one that
+    /// reached Redis is in `beat_reached`. A publisher whose command
+    /// failed waits for a beat begun after the failure to reach Redis.
+    pub beats_begun: AtomicU64,
+    /// The number of the last heartbeat that reached Redis (after it
+    /// registered the node again, if it had to). Sent by the heartbeat;
+    /// received by publishers after a failure.
+    pub beat_reached: watch::Sender<u64>,
     /// Request ids of this node.
     next_request: AtomicU64,
     /// Answers awaited from owners.
@@ -87,6 +95,8 @@ impl Cluster {
             registry: registry.clone(),
             down: Mutex::new(Some("not connected to the cluster's Redis yet".into())),
             registered: watch::channel(0).0,
+            beats_begun: AtomicU64::new(0),
+            beat_reached: watch::channel(0).0,
             next_request: AtomicU64::new(1),
             pending: requests::Pending::default(),
             stand_ins: remote::StandIns::default(),

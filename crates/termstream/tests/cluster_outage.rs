@@ -1,13 +1,15 @@
 //! Redis goes away: nodes say so in `/readyz` and keep their sessions
 //! running and recording; when Redis comes back empty, every live session
-//! is registered again and can be resumed from any node without loss.
+//! is registered again and can be resumed from any node without loss. And
+//! when Redis refuses writes for a moment but keeps the nodes'
+//! registrations, a session's stream carries on after it.
 
 mod common;
 
 use std::time::Duration;
 
 use common::TestServer;
-use common::cluster::{HEARTBEAT_MS, LOST_MS, TestCluster, attach, listed, read_until};
+use common::cluster::{HEARTBEAT_MS, LOST_MS, TestCluster, attach, holds, listed, read_until};
 use common::ws::WsClient;
 use serde_json::json;
 
@@ -98,4 +100,106 @@ async fn sessions_outlive_a_redis_outage_and_are_resumable_everywhere_after() {
         assert_eq!(s.range(half, truth.len() as u64), &truth[half as usize..]);
     }
     a.terminate("ticker").await;
+}
+
+/// How many `XADD`s Redis refused so far (`INFO commandstats`).
+async fn xadds_refused(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("INFO");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_xadd:"))
+        .map_or(0, |l| {
+            let n = l.split(',').find_map(|kv| kv.strip_prefix("rejected_calls="));
+            n.expect("Redis 6.2 or later counts refused calls")
+                .trim()
+                .parse()
+                .expect("a count")
+        })
+}
+
+/// Redis refuses writes (out of memory) while two sessions print, then
+/// takes them again; it never lost the nodes' registrations. The owner's
+/// stream of a session failed at the refused `XADD`, and nothing started it
+/// again (only a new registration did), so a viewer on another node saw no
+/// more of the session. Now it starts again; and the other session,
+/// deleted meanwhile, does not have its record written back when its
+/// publisher wakes.
+#[tokio::test]
+async fn a_stream_refused_by_redis_for_a_moment_carries_on_after_it() {
+    // Nodes count each other lost only after a minute: the registrations
+    // outlast the refusal, so no node registers again.
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_CLUSTER_LOST_MS", "60000")]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let info = a.create(json!({"id":"steady","argv":["/bin/sh"]})).await;
+    a.create(json!({"id":"doomed","argv":["/bin/sh"]})).await;
+    let epoch = info["epoch"].as_str().unwrap().to_owned();
+    listed(b, "steady", T).await.expect("listed on B");
+    let mut on_b = WsClient::connect(b, "/ws").await;
+    let mut seen_b = attach(&mut on_b, "steady", Some((&epoch, 0))).await;
+    a.input("steady", "echo before-$((6*7))\n").await;
+    read_until(&mut on_b, &mut seen_b, T, |s| holds(&s.data, "before-42")).await;
+
+    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let refused = xadds_refused(&mut conn).await;
+    for (key, value) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1")] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(key)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .expect("CONFIG SET");
+    }
+    // Only publishers add to streams: each refusal counted is theirs.
+    let mut refused = refused;
+    for id in ["doomed", "steady"] {
+        a.input(id, "echo during-$((6*7))\n").await;
+        let failed = common::wait_until(T, || {
+            let mut conn = conn.clone();
+            async move { xadds_refused(&mut conn).await > refused }
+        })
+        .await;
+        assert!(failed, "Redis refused the owner's XADD of {id}'s output");
+        refused = xadds_refused(&mut conn).await;
+    }
+    // Deleted while its publisher waits to try again.
+    let (status, body) = a.request("DELETE", "/api/sessions/doomed", None).await;
+    assert_eq!(status, 204, "{body}");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG SET");
+
+    // What was printed while Redis refused it, and what comes after.
+    a.input("steady", "echo after-$((6*7))\n").await;
+    read_until(&mut on_b, &mut seen_b, T, |s| {
+        holds(&s.data, "during-42") && holds(&s.data, "after-42")
+    })
+    .await;
+    // The deleted session's publisher woke with steady's, whose output B
+    // has now seen, and did not write its record back (the delete had
+    // removed it from the directory).
+    let record: Option<String> = redis::cmd("HGET")
+        .arg("termstream:dir")
+        .arg("doomed")
+        .query_async(&mut conn)
+        .await
+        .expect("HGET");
+    assert_eq!(record, None, "the deleted session's record came back");
+    let truth = a.output_all("steady", 0).await;
+    read_until(&mut on_b, &mut seen_b, T, |s| s.end() >= truth.len() as u64).await;
+    assert_eq!(
+        seen_b.range(0, truth.len() as u64),
+        &truth[..],
+        "B's client saw the session whole"
+    );
+    a.terminate("steady").await;
 }

@@ -46,8 +46,12 @@ pub async fn heartbeat(c: Arc<Cluster>) {
     let mut view = View::default();
     loop {
         tick.tick().await;
+        let number = c.beats_begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         match beat(&c, &mut view).await {
-            Ok(()) => c.set_down(None),
+            Ok(()) => {
+                c.set_down(None);
+                c.beat_reached.send_replace(number);
+            }
             Err(e) => c.set_down(Some(e.to_string())),
         }
     }

@@ -10,8 +10,10 @@
 //! and carries on from there with the session's own log (ring, else disk),
 //! so the stream catches up without the program noticing; the session's
 //! last resize goes out again with that output, as its event may be what
-//! was missed. Its record in the directory is written again on every
-//! change of status or size.
+//! was missed. After a failed command, while Redis kept the node's
+//! registration, it starts following again once a later heartbeat reached
+//! Redis ([`wait_to_retry`]). Its record in the directory is written again
+//! on every change of status or size.
 
 use std::sync::Arc;
 
@@ -44,6 +46,9 @@ enum Stop {
 /// Publishes one local session's output until it is deleted.
 pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
     let mut registered = c.registered.subscribe();
+    // Failures in a row, for the wait before the next try; reset once
+    // following reaches the live events.
+    let mut failures = 0u32;
     loop {
         let never = *registered.borrow_and_update() == 0;
         if never {
@@ -52,16 +57,61 @@ pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
             }
             continue;
         }
-        match follow(&c, &handle, &mut registered).await {
+        // Deleted while this task waited: following would write its
+        // record again (`directory::put`), which the delete had removed.
+        if !still_local(&c, &handle) {
+            return;
+        }
+        match follow(&c, &handle, &mut registered, &mut failures).await {
             Ok(Stop::Deleted) => return,
-            Ok(Stop::Resync) => {}
-            // Redis failed: wait for the node to register again.
-            Err(_) => {
-                if registered.changed().await.is_err() {
-                    return;
+            Ok(Stop::Resync) => failures = 0,
+            Err(e) => {
+                if failures == 0 {
+                    tracing::warn!(session = %handle.id(), error = %e, "publishing the session to the cluster's Redis failed; trying again");
                 }
+                failures += 1;
+                wait_to_retry(&c, &mut registered, failures).await;
             }
         }
+    }
+}
+
+/// Whether `handle`'s session is still this node's, as this incarnation.
+fn still_local(c: &Cluster, handle: &SessionHandle) -> bool {
+    c.registry
+        .get(handle.id())
+        .is_some_and(|h| !h.is_remote() && h.epoch() == handle.epoch())
+}
+
+/// Waits after `failures` failed tries in a row until following may start
+/// again.
+///
+/// If Redis lost this node's registration (it restarted empty, or the node
+/// was cut off past `lost_after`), the heartbeat registers the node again
+/// and says so through `registered`. But a command can fail while the
+/// registration stays (one timed out, or Redis refused writes for a moment,
+/// out of memory): nothing would say so then, and the session's stream
+/// would stop for good while its record went stale. So the task also tries
+/// again once a heartbeat begun after the failure has reached Redis (none
+/// does while Redis is down), and no sooner than a heartbeat after the
+/// failure, doubled with each failure in a row up to `lost_after`: an error
+/// only this task meets is not repeated every heartbeat.
+async fn wait_to_retry(c: &Cluster, registered: &mut tokio::sync::watch::Receiver<u64>, failures: u32) {
+    let failed_at = c.beats_begun.load(std::sync::atomic::Ordering::SeqCst);
+    let backoff = c
+        .heartbeat
+        .saturating_mul(1 << failures.saturating_sub(1).min(10))
+        .min(c.lost_after);
+    let not_before = tokio::time::Instant::now() + backoff;
+    let mut reached = c.beat_reached.subscribe();
+    let heartbeat = async {
+        // The sender lives in `c`, which this task holds: never closed.
+        let _ = reached.wait_for(|&n| n > failed_at).await;
+        tokio::time::sleep_until(not_before).await;
+    };
+    tokio::select! {
+        _ = registered.changed() => {}
+        _ = heartbeat => {}
     }
 }
 
@@ -141,7 +191,12 @@ impl Appender<'_> {
             return Ok(());
         }
         let min = self.published.saturating_sub(self.c.stream_bytes);
+        // In one transaction: a batch goes in whole or not at all. Each
+        // command of a plain pipeline could be refused on its own (out of
+        // memory for a moment), and a later one taken would leave a hole
+        // that the next try, resuming where the stream ends, never fills.
         let mut p = redis::pipe();
+        p.atomic();
         for (offset, entry) in self.batch.drain(..) {
             let cmd = p.cmd("XADD").arg(&self.key);
             if self.exists {
@@ -164,6 +219,7 @@ async fn follow(
     c: &Arc<Cluster>,
     handle: &SessionHandle,
     registered: &mut tokio::sync::watch::Receiver<u64>,
+    failures: &mut u32,
 ) -> RedisResult<Stop> {
     registered.mark_unchanged();
     let mut info = handle.watch_info();
@@ -220,6 +276,10 @@ async fn follow(
         return idle(c, registered, &mut info).await;
     }
     out.flush().await?;
+    if *failures > 0 {
+        tracing::info!(session = %handle.id(), "publishing the session to the cluster's Redis again");
+        *failures = 0;
+    }
     let mut live = sub.live;
     let mut last_put = std::time::Instant::now();
     loop {
