@@ -3,7 +3,7 @@
 //! One task per local session follows the session like any other reader
 //! (a subscription to its actor, so the program never waits for it) and
 //! appends to `termstream:out:<id>:<epoch>`: contiguous output merged into
-//! entries of up to 256 KiB, every batch in one pipeline, each
+//! entries of up to 256 KiB, every batch in one transaction, each
 //! `XADD` trimming the stream to `cluster_stream_bytes` by the lowest
 //! offset kept (`MINID ~`). When the task falls behind (the broadcast moved
 //! on) or Redis failed and came back, it asks Redis where the stream ends
@@ -30,7 +30,7 @@ use crate::session::{LogEvent, SessionError, SessionHandle};
 
 /// The most bytes merged into one stream entry.
 const ENTRY_BYTES: usize = 256 << 10;
-/// The most entries appended in one pipeline.
+/// The most entries appended in one transaction.
 const BATCH: usize = 64;
 /// The most bytes read back from the log at once while catching up.
 const CATCH_UP: usize = 1 << 20;
@@ -185,7 +185,7 @@ impl Appender<'_> {
         self.batch.len() >= BATCH
     }
 
-    /// Appends the batch in one pipeline.
+    /// Appends the batch in one transaction (`MULTI`/`EXEC`).
     async fn flush(&mut self) -> RedisResult<()> {
         if self.batch.is_empty() {
             return Ok(());

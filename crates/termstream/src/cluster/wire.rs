@@ -100,6 +100,22 @@ pub fn xread_entries(v: &Value) -> Vec<Read> {
     }
 }
 
+/// The id of the last entry of an `XREAD` answer for one stream, whether
+/// or not [`xread_entries`] can read it (nil: none).
+pub fn xread_last_id(v: &Value) -> Option<String> {
+    let items = match v {
+        Value::Array(streams) => streams.iter().rev().find_map(|s| match s {
+            Value::Array(pair) if pair.len() == 2 => Some(&pair[1]),
+            _ => None,
+        })?,
+        Value::Map(streams) => &streams.last()?.1,
+        _ => return None,
+    };
+    let Value::Array(items) = items else { return None };
+    let Value::Array(pair) = items.last()? else { return None };
+    Some(std::str::from_utf8(bytes(pair.first()?)?).ok()?.to_owned())
+}
+
 fn bytes(v: &Value) -> Option<&[u8]> {
     match v {
         Value::BulkString(b) => Some(b),
@@ -370,6 +386,33 @@ mod tests {
     use serde_json::json;
 
     use super::{Op, Request};
+
+    #[test]
+    fn the_last_id_of_a_read_counts_an_entry_that_cannot_be_read() {
+        use redis::Value;
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let entry = |id: &str, kind: &str| {
+            Value::Array(vec![
+                bulk(id),
+                Value::Array(vec![
+                    bulk("k"),
+                    bulk(kind),
+                    bulk("c"),
+                    bulk("90"),
+                    bulk("r"),
+                    bulk("30"),
+                ]),
+            ])
+        };
+        // A resize, then an entry of a kind this node does not know.
+        let read = Value::Array(vec![Value::Array(vec![
+            bulk("termstream:out:s:e"),
+            Value::Array(vec![entry("5-0", "r"), entry("9-0", "zz")]),
+        ])]);
+        assert_eq!(super::xread_entries(&read).len(), 1);
+        assert_eq!(super::xread_last_id(&read).as_deref(), Some("9-0"));
+        assert_eq!(super::xread_last_id(&Value::Nil), None);
+    }
 
     /// A resize request as a node that predates `info` writes it.
     fn old_resize() -> serde_json::Value {

@@ -186,8 +186,8 @@ impl Task {
                 });
             }
             Update::Entries(entries) => {
-                for r in entries {
-                    self.entry(r.entry);
+                for entry in without_overtaken_resizes(entries) {
+                    self.entry(entry);
                 }
             }
         }
@@ -202,8 +202,9 @@ impl Task {
                 if chunk.offset > self.ring.end() {
                     // The stream was trimmed past what this ring holds.
                     self.ring = OutputRing::new(self.remote.c.registry.config().ring_bytes, chunk.offset);
-                    // A resize may have been trimmed with it.
-                    self.last_resize = None;
+                    // A resize may have been trimmed with it; one at this
+                    // chunk's offset was not.
+                    self.last_resize = self.last_resize.filter(|&(at, ..)| at >= chunk.offset);
                 }
                 let Some(chunk) = after(chunk, self.ring.end()) else {
                     return;
@@ -213,10 +214,15 @@ impl Task {
                 let _ = self.events.send(LogEvent::Output(Arc::new(chunk)));
             }
             Entry::Resized { offset, cols, rows } => {
-                if self.last_resize == Some((offset, cols, rows)) {
-                    // Read again: a restarted reader starts at the ring's
-                    // end, where this resize is (its subscriber has it from
-                    // the replay).
+                if self.last_resize == Some((offset, cols, rows))
+                    || self.last_resize.is_some_and(|(at, ..)| at > offset)
+                {
+                    // Read again, or older than the last one given: a
+                    // restarted reader starts at the ring's end, where this
+                    // resize is (its subscriber has it from the replay), a
+                    // reader that lost its connection reads its last offset
+                    // again, and a publisher that caught up sends its last
+                    // resize again.
                     return;
                 }
                 self.last_resize = Some((offset, cols, rows));
@@ -303,17 +309,40 @@ async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, tx: mpsc::S
                 .query_async(&mut conn)
                 .await;
             let Ok(v) = read else { break };
+            // Past every entry read, those it cannot read too (written by a
+            // newer node): reading from before one would return it at once,
+            // again and again.
+            if let Some(id) = wire::xread_last_id(&v) {
+                last = id;
+            }
             let entries = wire::xread_entries(&v);
-            if let Some(e) = entries.last() {
-                last = e.id.clone();
-                if tx.send(Update::Entries(entries)).await.is_err() {
-                    return;
-                }
+            if !entries.is_empty() && tx.send(Update::Entries(entries)).await.is_err() {
+                return;
             }
         }
         last = again_at_offset(&last);
         tokio::time::sleep(c.heartbeat).await;
     }
+}
+
+/// The entries of one read, less every resize with another right after it
+/// at its offset: with no output between, nothing was drawn at the first,
+/// and read again after a reconnect it would reach viewers once more
+/// (older than the one they have).
+fn without_overtaken_resizes(entries: Vec<wire::Read>) -> impl Iterator<Item = Entry> {
+    let mut entries = entries.into_iter().peekable();
+    std::iter::from_fn(move || {
+        loop {
+            let r = entries.next()?;
+            let overtaken = matches!(
+                (&r.entry, entries.peek().map(|n| &n.entry)),
+                (Entry::Resized { offset: a, .. }, Some(Entry::Resized { offset: b, .. })) if a == b
+            );
+            if !overtaken {
+                return Some(r.entry);
+            }
+        }
+    })
 }
 
 /// Where a reader that lost its connection goes on: just before every
@@ -322,19 +351,62 @@ async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, tx: mpsc::S
 /// that start anew: its entry at that offset (the last resize, sent again)
 /// may get the very id the reader last read, and a reader that went on
 /// after that id would never see it. Reading the entries at that offset
-/// again is harmless: output is cut to what the ring lacks, a resize
-/// equal to the last one given and a second `Terminating` are dropped.
+/// again loses nothing and repeats nothing to viewers: output is cut to
+/// what the ring lacks; a resize equal to the last one given, older than
+/// it, or followed by another at its offset is dropped, and so is a second
+/// `Terminating`. A position before an offset (`wire::before`, where a
+/// reader starts; no entry has its id) is kept: moved back, a reader that
+/// reconnects again and again without reading would move back each time.
 fn again_at_offset(last: &str) -> String {
-    match last.split_once('-').and_then(|(offset, _)| offset.parse().ok()) {
-        Some(offset) => wire::before(offset),
+    match last
+        .split_once('-')
+        .and_then(|(offset, seq)| Some((offset.parse().ok()?, seq)))
+    {
+        Some((_, seq)) if seq == u64::MAX.to_string() => last.to_owned(),
+        Some((offset, _)) => wire::before(offset),
         None => last.to_owned(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{again_at_offset, record_size_applies};
-    use crate::cluster::wire;
+    use super::{again_at_offset, record_size_applies, without_overtaken_resizes};
+    use crate::cluster::wire::{self, Entry, Read};
+
+    fn resized(offset: u64, cols: u16) -> Read {
+        Read {
+            id: format!("{offset}-0"),
+            offset,
+            entry: Entry::Resized { offset, cols, rows: 24 },
+        }
+    }
+
+    #[test]
+    fn of_two_resizes_at_one_offset_only_the_last_is_given() {
+        let terminating = Read {
+            id: "9-0".into(),
+            offset: 9,
+            entry: Entry::Terminating,
+        };
+        let given: Vec<Entry> =
+            without_overtaken_resizes(vec![resized(7, 90), resized(7, 100), resized(8, 110), terminating]).collect();
+        assert!(matches!(
+            given[..],
+            [
+                Entry::Resized {
+                    offset: 7,
+                    cols: 100,
+                    ..
+                },
+                Entry::Resized {
+                    offset: 8,
+                    cols: 110,
+                    ..
+                },
+                Entry::Terminating
+            ]
+        ));
+    }
 
     #[test]
     fn a_record_read_before_a_resize_the_stream_gave_is_not_taken() {
@@ -369,8 +441,9 @@ mod tests {
     #[test]
     fn a_reader_that_lost_its_connection_reads_its_last_offset_again() {
         assert_eq!(again_at_offset("7-3"), format!("6-{}", u64::MAX));
-        // Its start, before any entry: the same place.
-        assert_eq!(again_at_offset(&wire::before(7)), format!("5-{}", u64::MAX));
+        // Its start, before any entry: the same place, however often.
+        assert_eq!(again_at_offset(&wire::before(7)), wire::before(7));
+        assert_eq!(again_at_offset(&again_at_offset(&wire::before(7))), wire::before(7));
         assert_eq!(again_at_offset("0-1"), "0-0");
         assert_eq!(again_at_offset("0-0"), "0-0");
     }
