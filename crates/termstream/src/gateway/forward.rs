@@ -107,6 +107,13 @@ struct Forwarder {
     /// Merge every chunk into frames of up to [`MAX_FRAME`], large ones
     /// too (an unfocused session's updates: fewer frames beat no copy).
     coalesce: bool,
+    /// The window size the client was last told, in the order it reads
+    /// them: by `session.attached`, a `terminal.restore` or a
+    /// `session.resized`. A resize whose live event the forwarder never
+    /// took (dropped with its receiver when focus went) is found by
+    /// comparing the session's size with this, not with a size read
+    /// later, which may already be the new one.
+    told_size: (u16, u16),
 }
 
 /// How following the live events ended.
@@ -160,6 +167,7 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         read_at: None,
         focus,
         coalesce: false,
+        told_size: (0, 0),
     };
     async move {
         let _attached = attached;
@@ -328,6 +336,7 @@ impl Forwarder {
             recovered,
         })
         .await?;
+        self.told_size = (info.cols, info.rows);
         if let Some((from, reason)) = gap {
             self.emit(OutEvent::Gap {
                 session: &self.id,
@@ -343,6 +352,7 @@ impl Forwarder {
                 snapshot: snap,
             })
             .await?;
+            self.told_size = (snap.cols, snap.rows);
         }
         // The forwarder lives as long as the attachment: nothing it no
         // longer needs may stay alive in it.

@@ -49,7 +49,9 @@ impl Forwarder {
             session: &self.id,
             snapshot: &snap,
         })
-        .await
+        .await?;
+        self.told_size = (snap.cols, snap.rows);
+        Ok(())
     }
 
     /// Announces that output from `next` to `to` will not be sent, and goes
@@ -112,7 +114,9 @@ impl Forwarder {
             cols,
             rows,
         })
-        .await
+        .await?;
+        self.told_size = (cols, rows);
+        Ok(())
     }
 
     /// Sends the log from `next` up to `to`, read from the ring or disk.

@@ -8,6 +8,11 @@
 //! session becomes focused it subscribes again from `next`, sends the
 //! missing bytes at once and goes on live. A client further behind than
 //! `max_replay_bytes` gets a screen and a gap, as a slow client does.
+//!
+//! A `session.resized` can be lost with the dropped receiver (focus went
+//! while the event was queued), or with the output of a lag before it. So
+//! both the updates and the catch-up on focus compare the session's size
+//! with the one the client was last told, and tell it when they differ.
 
 use std::sync::Arc;
 
@@ -117,7 +122,6 @@ impl Forwarder {
     /// Sends what the log gained once per `interval` until the session is
     /// focused again (`Unfocused` is not returned) or the log ends.
     async fn unfocused(&mut self, track: &mut FocusTrack, interval: std::time::Duration) -> Result<Flow, Closed> {
-        let mut size = self.handle.size();
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -139,9 +143,11 @@ impl Forwarder {
                 self.coalesce = false;
                 filled?;
             }
-            if self.handle.size() != size {
-                size = self.handle.size();
-                self.resized(size.0, size.1).await?;
+            // Against the size the client was told, not one read when focus
+            // went: a resize whose event was dropped with the live
+            // receiver had already changed that.
+            if let Some((cols, rows)) = untold_size(self.told_size, self.handle.size(), None) {
+                self.resized(cols, rows).await?;
             }
             if !running {
                 let info = Arc::new(self.handle.info());
@@ -155,10 +161,19 @@ impl Forwarder {
     /// Subscribes again from `next` and sends what is missing up to the
     /// live events; `None` when the log ended or the session is gone.
     async fn resubscribe(&mut self) -> Result<Option<crate::session::log_events::Receiver>, Closed> {
+        // Read before subscribing: a resize after this read is at or past
+        // `next`, so it is the subscription's last resize, which the replay
+        // tells at its place.
+        let size = self.handle.size();
         let Ok(sub) = self.handle.subscribe(self.next).await else {
             self.detached().await?;
             return Ok(None);
         };
+        if let Some((cols, rows)) = untold_size(self.told_size, size, sub.last_resize) {
+            // A resize from before `next` that the client missed: the
+            // output replayed from `next` was drawn at it.
+            self.resized(cols, rows).await?;
+        }
         self.replay(sub.backlog, sub.end, sub.last_resize).await?;
         if let Some(ended) = sub.ended {
             self.finish(&ended).await?;
@@ -168,13 +183,21 @@ impl Forwarder {
     }
 }
 
+/// The size to tell a client that was last told `told`, before it follows
+/// on: `now` is the session's size, and `replayed` the last resize that the
+/// replay about to be sent tells at its place (as new as `now` or newer).
+/// `None` when the client has the size, or the replay tells it.
+fn untold_size(told: (u16, u16), now: (u16, u16), replayed: Option<(u64, u16, u16)>) -> Option<(u16, u16)> {
+    (replayed.is_none() && now != told).then_some(now)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use termstream_proto::{ProjectId, SessionId};
 
-    use super::FocusTrack;
+    use super::{FocusTrack, untold_size};
     use crate::focus::store::FocusStore;
     use crate::focus::tests::Stops;
     use crate::focus::{CHANGE_QUEUE, Focus};
@@ -212,5 +235,18 @@ mod tests {
         let next = tokio::time::timeout(Duration::from_secs(5), track.changed()).await;
         assert_eq!(next.ok(), Some(false), "the change behind the lag was forgotten");
         assert!(!track.focused);
+    }
+
+    /// The client was told 80×24; the session is at 100×30, and the
+    /// forwarder never took the resize's event (dropped with the live
+    /// receiver when focus went). An update while unfocused, or a catch-up
+    /// on focus whose replay does not cross the resize, tells it; a replay
+    /// that crosses it tells it at its place, and nothing is told twice.
+    #[test]
+    fn a_resize_whose_event_was_dropped_is_told_once() {
+        let told = (80, 24);
+        assert_eq!(untold_size(told, (100, 30), None), Some((100, 30)));
+        assert_eq!(untold_size(told, (100, 30), Some((4096, 100, 30))), None);
+        assert_eq!(untold_size((100, 30), (100, 30), None), None);
     }
 }
