@@ -81,23 +81,22 @@ async fn focus_streaming_coalesces_unfocused_output_and_loses_nothing() {
     );
 }
 
-/// Floods the pty twice, on a line of input each time, then waits.
+/// Floods the pty twice, on a line of input each time, then prints a
+/// marker with a third line (`x` gives `marker-x`) and waits.
 const FLOODS: &str = "read a; head -c 16000000 /dev/zero | tr '\\0' a; \
-    read b; head -c 2000000 /dev/zero | tr '\\0' b; echo; echo floods-done; exec sleep 600";
-
-/// Why the tests below expect no `session.resized` while focused.
-const LOST: &str = "the resize was told while focused: the setup no longer loses its event \
-    (a lag that tells the size would make these tests moot, not wrong)";
+    read b; head -c 8000000 /dev/zero | tr '\\0' b; echo; echo floods-done; \
+    read c; echo marker-$c; exec sleep 600";
 
 /// Attaches `ws` with `"stream":"focus"` to `r`, a focused pty session at
-/// 80×24, and resizes it to 100×30 where the forwarder never takes the
+/// 80×24, and resizes it to 100×30 where the forwarder's queue loses the
 /// resize's live event: the socket stops reading while the session floods
 /// (16 MB, more than the outbox and the socket buffers hold), so the
-/// forwarder waits on the socket; the resize and 2 MB more output follow,
-/// which push the event out of the forwarder's queue (it lags, and reads
-/// the bytes from the log; the event is not there). Then reads the output
-/// to its end; answers whether a `session.resized` came with it.
-async fn attach_and_lose_a_resize(server: &TestServer, ws: &mut WsClient) -> bool {
+/// forwarder waits on the socket; the resize and 8 MB more output follow
+/// (about 128 chunks: far more than the queue's 32 events), which push
+/// the event out of the forwarder's queue (it lags, and reads
+/// the bytes from the log; the event is not there). Reads nothing after
+/// the attach: the forwarder has not met the lag yet.
+async fn attach_and_lose_a_resize(server: &TestServer, ws: &mut WsClient) {
     server
         .create(json!({"id":"r","argv":["sh","-c",FLOODS],"cols":80,"rows":24}))
         .await;
@@ -120,10 +119,9 @@ async fn attach_and_lose_a_resize(server: &TestServer, ws: &mut WsClient) -> boo
     assert_eq!(status, 200, "{body}");
     server.input("r", "more\n").await;
     assert!(
-        wait_until(secs(60), || output_past(server, 18_000_000)).await,
+        wait_until(secs(60), || output_past(server, 24_000_000)).await,
         "the second flood"
     );
-    read_to(ws, "floods-done").await
 }
 
 /// Whether `r` has printed at least `bytes`.
@@ -131,17 +129,20 @@ async fn output_past(server: &TestServer, bytes: u64) -> bool {
     server.info("r").await["outputOffset"].as_u64().unwrap() >= bytes
 }
 
-/// Reads `r`'s output until it holds `marker`; answers whether a
-/// `session.resized` to 100×30 came meanwhile.
-async fn read_to(ws: &mut WsClient, marker: &str) -> bool {
-    let (mut tail, mut resized) = (Vec::new(), false);
+/// Reads `r`'s output until it holds `marker`; answers how many
+/// `session.resized` (each to 100×30) came meanwhile.
+async fn read_to(ws: &mut WsClient, marker: &str) -> usize {
+    let (mut tail, mut resized) = (Vec::new(), 0);
     while !tail.windows(marker.len()).any(|w| w == marker.as_bytes()) {
         match ws.recv(secs(30)).await {
             Some(Incoming::Output { data, .. }) => {
                 tail.extend_from_slice(&data);
                 tail.drain(..tail.len().saturating_sub(64));
             }
-            Some(Incoming::Json(m)) if m["type"] == "session.resized" => resized |= resized_to_100x30(&m),
+            Some(Incoming::Json(m)) if m["type"] == "session.resized" => {
+                assert_eq!((m["cols"].as_u64(), m["rows"].as_u64()), (Some(100), Some(30)), "{m}");
+                resized += 1;
+            }
             Some(Incoming::Json(_)) => {}
             other => panic!("the output ended before {marker} ({other:?})"),
         }
@@ -149,21 +150,21 @@ async fn read_to(ws: &mut WsClient, marker: &str) -> bool {
     resized
 }
 
-fn resized_to_100x30(m: &serde_json::Value) -> bool {
-    assert_eq!((m["cols"].as_u64(), m["rows"].as_u64()), (Some(100), Some(30)), "{m}");
-    true
+/// Prints `marker-x` and reads up to it; answers how many
+/// `session.resized` came before it. Everything the forwarder tells about
+/// the output before the input comes before the marker.
+async fn resizes_to_the_marker(server: &TestServer, ws: &mut WsClient) -> usize {
+    server.input("r", "x\n").await;
+    read_to(ws, "marker-x").await
 }
 
-/// Waits for a `session.resized` to 100×30 of `r`; panics after `timeout`.
-async fn until_resized(ws: &mut WsClient, timeout: Duration) {
-    let m = ws.until_type("session.resized", timeout).await;
-    resized_to_100x30(&m);
-}
-
-/// A resize whose live event the forwarder never took (lost here to a lag;
-/// focus going while it is queued drops it too) is told by the updates
-/// while unfocused. They compared the size with the one read when focus
-/// went, already the new one, so the client was never told.
+/// A resize whose live event the forwarder's queue lost, with focus gone
+/// before the forwarder met the lag, is told once. The forwarder meets
+/// the lag or the focus change first (both are ready when the socket
+/// reads again): the catch-up after the lag tells it at its place, or the
+/// updates while unfocused, which compare with the size the client was
+/// told, tell it after the output. They compared with the size read when
+/// focus went, already the new one, so the client was never told.
 #[tokio::test]
 async fn a_resize_the_forwarder_missed_is_told_once_unfocused() {
     let server = TestServer::start_with(
@@ -176,29 +177,32 @@ async fn a_resize_the_forwarder_missed_is_told_once_unfocused() {
     )
     .await;
     let mut ws = WsClient::connect(&server, "/ws").await;
-    assert!(!attach_and_lose_a_resize(&server, &mut ws).await, "{LOST}");
+    attach_and_lose_a_resize(&server, &mut ws).await;
     focus(&server, "r", false).await;
-    until_resized(&mut ws, secs(10)).await;
+    let told = read_to(&mut ws, "floods-done").await + resizes_to_the_marker(&server, &mut ws).await;
+    assert_eq!(told, 1, "session.resized to 100x30, once");
 }
 
-/// A resize whose live event the forwarder never took, from before the
-/// output the client has, is told when the session is focused again,
-/// before any update. The catch-up told only a resize at or past where it
-/// started, so the client was never told.
+/// A resize whose live event a focused forwarder's queue lost is told by
+/// the catch-up after the lag, and not again when the session is focused
+/// again: that catch-up compares with the size the client was told. (A
+/// resize from before the output the client has, never told, which the
+/// catch-up on focus tells too, is no longer left by a lag on one node.)
 #[tokio::test]
-async fn a_resize_the_forwarder_missed_is_told_on_focus() {
+async fn a_resize_the_forwarder_missed_is_told_once_focused() {
     let server = TestServer::start_with(
         &[],
         &[
-            // No update comes while unfocused: the focus must tell it.
+            // No update comes while unfocused: only the focus sends more.
             ("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "600000"),
             ("TERMSTREAM_MAX_REPLAY_BYTES", "1000000000"),
         ],
     )
     .await;
     let mut ws = WsClient::connect(&server, "/ws").await;
-    assert!(!attach_and_lose_a_resize(&server, &mut ws).await, "{LOST}");
+    attach_and_lose_a_resize(&server, &mut ws).await;
+    assert_eq!(read_to(&mut ws, "floods-done").await, 1, "told while focused, once");
     focus(&server, "r", false).await;
     focus(&server, "r", true).await;
-    until_resized(&mut ws, secs(10)).await;
+    assert_eq!(resizes_to_the_marker(&server, &mut ws).await, 0, "told again on focus");
 }

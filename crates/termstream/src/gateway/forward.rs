@@ -24,6 +24,14 @@
 //! cluster's stream (`cluster/remote/stand_in.rs`), none after the stream
 //! was trimmed past what it held.
 //!
+//! A lag can take a `session.resized` with the events it loses, and the
+//! ring and disk the forwarder catches up from hold no resize. So on a lag
+//! the forwarder asks the session for its last resize and, when it is at
+//! or past `next` and the client has another size, sends the output up to
+//! it and tells it there (`fell_behind`, in `catchup.rs`); its live event, if
+//! it was not lost after all, is not told again. As on attach, only the
+//! last resize is known: earlier ones lost in the same lag are not told.
+//!
 //! The first input a socket sends after an attach waits until the attach's
 //! forwarder is subscribed ([`Started`], at most a limit): what the input
 //! makes the program print then comes after the screen, as output.
@@ -114,6 +122,11 @@ struct Forwarder {
     /// comparing the session's size with this, not with a size read
     /// later, which may already be the new one.
     told_size: (u16, u16),
+    /// A resize (offset, cols, rows) told at its place by the catch-up after
+    /// a lag, until the next resize is told: its live event may still be
+    /// queued behind the lost ones, and it, or an older resize's event,
+    /// tells nothing new (see `catchup::stale_resize`).
+    caught_resize: Option<(u64, u16, u16)>,
 }
 
 /// How following the live events ended.
@@ -168,6 +181,7 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         focus,
         coalesce: false,
         told_size: (0, 0),
+        caught_resize: None,
     };
     async move {
         let _attached = attached;

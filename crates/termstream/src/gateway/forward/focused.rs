@@ -10,9 +10,11 @@
 //! `max_replay_bytes` gets a screen and a gap, as a slow client does.
 //!
 //! A `session.resized` can be lost with the dropped receiver (focus went
-//! while the event was queued), or with the output of a lag before it. So
-//! both the updates and the catch-up on focus compare the session's size
-//! with the one the client was last told, and tell it when they differ.
+//! while the event was queued, or lost in a lag the forwarder had not met
+//! yet; a lag it meets while following tells the resize itself, see
+//! `catchup.rs`). So both the updates and the catch-up on focus compare
+//! the session's size with the one the client was last told, and tell it
+//! when they differ.
 
 use std::sync::Arc;
 

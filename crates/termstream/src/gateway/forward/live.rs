@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use termstream_proto::ws::OutputMode;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use super::{Closed, Flow, Forwarder, MAX_FRAME, ZERO_COPY_MIN, focused};
+use super::{Closed, Flow, Forwarder, MAX_FRAME, ZERO_COPY_MIN, catchup, focused};
 use crate::gateway::render::OutEvent;
 use crate::session::LogEvent;
 
@@ -80,6 +80,7 @@ impl Forwarder {
                     let binary = self.mode == OutputMode::Binary;
                     let mut batch = vec![chunk.from_offset(self.next)];
                     let mut size = batch[0].data.len();
+                    let mut lagged = false;
                     while size < MAX_FRAME && !(binary && size >= ZERO_COPY_MIN) {
                         match live.try_recv() {
                             Ok(LogEvent::Output(c))
@@ -94,12 +95,25 @@ impl Forwarder {
                                 *peeked = Some(other);
                                 break;
                             }
+                            Err(TryRecvError::Lagged(_)) => {
+                                lagged = true;
+                                break;
+                            }
                             Err(_) => break,
                         }
                     }
                     self.send_chunks(batch).await?;
+                    // A lag met while merging is a lag as the wait meets
+                    // one: the next event is past a hole, which may have
+                    // held a resize.
+                    if lagged {
+                        self.fell_behind().await?;
+                    }
                 }
                 LogEvent::Resized { offset, cols, rows } => {
+                    if catchup::stale_resize(&mut self.caught_resize, (offset, cols, rows)) {
+                        return Ok(None);
+                    }
                     // Output from before the resize goes first.
                     if offset > self.next {
                         self.fill(offset).await?;
