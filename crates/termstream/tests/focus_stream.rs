@@ -81,128 +81,85 @@ async fn focus_streaming_coalesces_unfocused_output_and_loses_nothing() {
     );
 }
 
-/// Floods the pty twice, on a line of input each time, then prints a
-/// marker with a third line (`x` gives `marker-x`) and waits.
-const FLOODS: &str = "read a; head -c 16000000 /dev/zero | tr '\\0' a; \
-    read b; head -c 8000000 /dev/zero | tr '\\0' b; echo; echo floods-done; \
-    read c; echo marker-$c; exec sleep 600";
+/// Prints `before-` and `after-` lines, on a line of input each, then waits.
+const TWO_LINES: &str = "read a; echo before-$a; read b; echo after-$b; exec sleep 600";
 
-/// Attaches `ws` with `"stream":"focus"` to `r`, a focused pty session at
-/// 80×24, and resizes it to 100×30 where the forwarder's queue loses the
-/// resize's live event: the socket stops reading while the session floods
-/// (16 MB, more than the outbox and the socket buffers hold), so the
-/// forwarder waits on the socket; the resize and 8 MB more output follow
-/// (about 128 chunks: far more than the queue's 32 events), which push
-/// the event out of the forwarder's queue (it lags, and reads
-/// the bytes from the log; the event is not there). Reads nothing after
-/// the attach: the forwarder has not met the lag yet.
-async fn attach_and_lose_a_resize(server: &TestServer, ws: &mut WsClient) {
+/// Creates `r`, a pty session at 80×24 running [`TWO_LINES`], and attaches
+/// `ws` to it with `"stream":"focus"`, focused or not.
+async fn attach_two_lines(server: &TestServer, ws: &mut WsClient, focused: bool) {
     server
-        .create(json!({"id":"r","argv":["sh","-c",FLOODS],"cols":80,"rows":24}))
+        .create(json!({"id":"r","argv":["sh","-c",TWO_LINES],"cols":80,"rows":24}))
         .await;
-    focus(server, "r", true).await;
+    focus(server, "r", focused).await;
     ws.send(json!({"type":"session.attach","sessionId":"r","output":"binary","stream":"focus"}))
         .await;
-    let attached = ws.until_type("session.attached", secs(10)).await;
-    assert_eq!(
-        (attached["cols"].as_u64(), attached["rows"].as_u64()),
-        (Some(80), Some(24))
-    );
-    server.input("r", "go\n").await;
-    assert!(
-        wait_until(secs(60), || output_past(server, 16_000_000)).await,
-        "the first flood"
-    );
+    ws.until_type("session.attached", secs(10)).await;
+}
+
+/// Resizes `r`.
+async fn resize(server: &TestServer, cols: u16, rows: u16) {
     let (status, body) = server
-        .post("/api/sessions/r/resize", json!({"cols":100,"rows":30}))
+        .post("/api/sessions/r/resize", json!({"cols":cols,"rows":rows}))
         .await;
     assert_eq!(status, 200, "{body}");
-    server.input("r", "more\n").await;
-    assert!(
-        wait_until(secs(60), || output_past(server, 24_000_000)).await,
-        "the second flood"
-    );
 }
 
-/// Whether `r` has printed at least `bytes`.
-async fn output_past(server: &TestServer, bytes: u64) -> bool {
-    server.info("r").await["outputOffset"].as_u64().unwrap() >= bytes
-}
-
-/// Reads `r`'s output until it holds `marker`; answers how many
-/// `session.resized` (each to 100×30) came meanwhile.
-async fn read_to(ws: &mut WsClient, marker: &str) -> usize {
-    let (mut tail, mut resized) = (Vec::new(), 0);
-    while !tail.windows(marker.len()).any(|w| w == marker.as_bytes()) {
-        match ws.recv(secs(30)).await {
-            Some(Incoming::Output { data, .. }) => {
-                tail.extend_from_slice(&data);
-                tail.drain(..tail.len().saturating_sub(64));
-            }
-            Some(Incoming::Json(m)) if m["type"] == "session.resized" => {
-                assert_eq!((m["cols"].as_u64(), m["rows"].as_u64()), (Some(100), Some(30)), "{m}");
-                resized += 1;
-            }
+/// Reads until the output holds `marker`; answers the `session.resized`
+/// that came meanwhile.
+async fn resizes_to(ws: &mut WsClient, marker: &str) -> Vec<serde_json::Value> {
+    let (mut text, mut resized) = (String::new(), Vec::new());
+    while !text.contains(marker) {
+        match ws.recv(secs(10)).await {
+            Some(Incoming::Output { data, .. }) => text.push_str(&String::from_utf8_lossy(&data)),
+            Some(Incoming::Json(m)) if m["type"] == "session.resized" => resized.push(m),
             Some(Incoming::Json(_)) => {}
-            other => panic!("the output ended before {marker} ({other:?})"),
+            other => panic!("the output ended before {marker} ({other:?}): {text:?}"),
         }
     }
     resized
 }
 
-/// Prints `marker-x` and reads up to it; answers how many
-/// `session.resized` came before it. Everything the forwarder tells about
-/// the output before the input comes before the marker.
-async fn resizes_to_the_marker(server: &TestServer, ws: &mut WsClient) -> usize {
+/// A focused client is told a resize live, with no output after it (the
+/// resize is at the client's `next`); focus goes and comes back. The
+/// subscription on focus answers that resize (it is at or past `next`),
+/// and the catch-up told it again. No update while unfocused: the second
+/// line can only come through the catch-up, after which it is typed.
+#[tokio::test]
+async fn a_resize_told_live_is_not_told_again_on_focus() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "600000")]).await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    attach_two_lines(&server, &mut ws, true).await;
     server.input("r", "x\n").await;
-    read_to(ws, "marker-x").await
-}
-
-/// A resize whose live event the forwarder's queue lost, with focus gone
-/// before the forwarder met the lag, is told once. The forwarder meets
-/// the lag or the focus change first (both are ready when the socket
-/// reads again): the catch-up after the lag tells it at its place, or the
-/// updates while unfocused, which compare with the size the client was
-/// told, tell it after the output. They compared with the size read when
-/// focus went, already the new one, so the client was never told.
-#[tokio::test]
-async fn a_resize_the_forwarder_missed_is_told_once_unfocused() {
-    let server = TestServer::start_with(
-        &[],
-        &[
-            ("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "200"),
-            // Replayed, not skipped: a screen would carry the size.
-            ("TERMSTREAM_MAX_REPLAY_BYTES", "1000000000"),
-        ],
-    )
-    .await;
-    let mut ws = WsClient::connect(&server, "/ws").await;
-    attach_and_lose_a_resize(&server, &mut ws).await;
-    focus(&server, "r", false).await;
-    let told = read_to(&mut ws, "floods-done").await + resizes_to_the_marker(&server, &mut ws).await;
-    assert_eq!(told, 1, "session.resized to 100x30, once");
-}
-
-/// A resize whose live event a focused forwarder's queue lost is told by
-/// the catch-up after the lag, and not again when the session is focused
-/// again: that catch-up compares with the size the client was told. (A
-/// resize from before the output the client has, never told, which the
-/// catch-up on focus tells too, is no longer left by a lag on one node.)
-#[tokio::test]
-async fn a_resize_the_forwarder_missed_is_told_once_focused() {
-    let server = TestServer::start_with(
-        &[],
-        &[
-            // No update comes while unfocused: only the focus sends more.
-            ("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "600000"),
-            ("TERMSTREAM_MAX_REPLAY_BYTES", "1000000000"),
-        ],
-    )
-    .await;
-    let mut ws = WsClient::connect(&server, "/ws").await;
-    attach_and_lose_a_resize(&server, &mut ws).await;
-    assert_eq!(read_to(&mut ws, "floods-done").await, 1, "told while focused, once");
+    assert!(resizes_to(&mut ws, "before-x").await.is_empty());
+    resize(&server, 100, 30).await;
+    let told = ws.until_type("session.resized", secs(10)).await;
+    assert_eq!((told["cols"].as_u64(), told["rows"].as_u64()), (Some(100), Some(30)));
     focus(&server, "r", false).await;
     focus(&server, "r", true).await;
-    assert_eq!(resizes_to_the_marker(&server, &mut ws).await, 0, "told again on focus");
+    server.input("r", "y\n").await;
+    let again = resizes_to(&mut ws, "after-y").await;
+    assert!(again.is_empty(), "told again on focus: {again:?}");
+}
+
+/// An unfocused client is told a resize at its place in the updates:
+/// after the output from before it, before the output after it. The
+/// updates told it after all the output they carried, since they only
+/// compared sizes. Both lines are printed within one interval.
+#[tokio::test]
+async fn an_unfocused_update_tells_a_resize_at_its_place() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "1000")]).await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    attach_two_lines(&server, &mut ws, false).await;
+    server.input("r", "x\n").await;
+    assert!(
+        wait_until(secs(10), || async {
+            server.output_all("r", 0).await.windows(8).any(|w| w == b"before-x")
+        })
+        .await,
+        "the first line"
+    );
+    resize(&server, 100, 30).await;
+    server.input("r", "y\n").await;
+    ws.assert_resize_between("before-x", "after-y", (100, 30), secs(10))
+        .await;
 }

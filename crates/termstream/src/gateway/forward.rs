@@ -27,9 +27,10 @@
 //! A lag can take a `session.resized` with the events it loses, and the
 //! ring and disk the forwarder catches up from hold no resize. So on a lag
 //! the forwarder asks the session for its last resize and, when it is at
-//! or past `next` and the client has another size, sends the output up to
-//! it and tells it there (`fell_behind`, in `catchup.rs`); its live event, if
-//! it was not lost after all, is not told again. As on attach, only the
+//! or past `next` and the client would not otherwise reach its size, keeps
+//! it pending; it is told just before the first byte at or past its offset
+//! (`resize.rs`). Resize events still queued are told at their places, in
+//! order, and settle a pending resize they reach. As on attach, only the
 //! last resize is known: earlier ones lost in the same lag are not told.
 //!
 //! The first input a socket sends after an attach waits until the attach's
@@ -43,6 +44,7 @@
 mod catchup;
 mod focused;
 mod live;
+mod resize;
 mod send;
 mod started;
 
@@ -122,11 +124,11 @@ struct Forwarder {
     /// comparing the session's size with this, not with a size read
     /// later, which may already be the new one.
     told_size: (u16, u16),
-    /// A resize (offset, cols, rows) told at its place by the catch-up after
-    /// a lag, until the next resize is told: its live event may still be
-    /// queued behind the lost ones, and it, or an older resize's event,
-    /// tells nothing new (see `catchup::stale_resize`).
-    caught_resize: Option<(u64, u16, u16)>,
+    /// Resizes the client lacks whose live event the forwarder may never
+    /// take (learned from a subscription, or asked after a lag), in offset
+    /// order, each told just before the first byte at or past its offset
+    /// (`resize.rs`). Empty but for a moment after a lag or a replay.
+    pending_resizes: Vec<resize::Resize>,
 }
 
 /// How following the live events ended.
@@ -181,7 +183,7 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         focus,
         coalesce: false,
         told_size: (0, 0),
-        caught_resize: None,
+        pending_resizes: Vec::new(),
     };
     async move {
         let _attached = attached;

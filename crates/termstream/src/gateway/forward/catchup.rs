@@ -23,7 +23,10 @@ impl Forwarder {
 
     /// The broadcast moved on without us: decide between replaying the
     /// missed bytes (next events will trigger `fill`) and a snapshot, then
-    /// tell a resize whose event the lag may have taken.
+    /// learn the session's last resize, whose event the lag may have taken:
+    /// the ring and disk hold no resize. It is kept pending and told at its
+    /// place (`resize.rs`), not now: the output before it was drawn at the
+    /// old size, and older resizes' events may still be queued.
     pub(super) async fn fell_behind(&mut self) -> Result<(), Closed> {
         let end = self.handle.output_offset();
         if !self.is_pty() || end.saturating_sub(self.next) <= self.max_replay {
@@ -34,32 +37,7 @@ impl Forwarder {
             tracing::debug!(session = %self.id, from = self.next, to = end, "resync by snapshot");
             self.snapshot_gap(GapReason::SlowClient).await?;
         }
-        self.lagged_resize().await
-    }
-
-    /// Tells the session's last resize at its place when it is at or past
-    /// `next` and the client has another size: its event may have been
-    /// among those the lag lost. Asked of the actor, not read from the
-    /// info's size: the bytes before the resize were drawn at the old size,
-    /// so the client must have them first. Sends the output up to it now
-    /// (read by offset, as any fill: nothing is held for the client).
-    async fn lagged_resize(&mut self) -> Result<(), Closed> {
-        if !self.is_pty() {
-            return Ok(());
-        }
-        let Ok(Some((at, cols, rows))) = self.handle.last_resize().await else {
-            return Ok(());
-        };
-        if at < self.next || (cols, rows) == self.told_size {
-            return Ok(());
-        }
-        self.fill(at).await?;
-        // Past it (a snapshot instead of the bytes): the snapshot holds the
-        // size already.
-        if self.next <= at && (cols, rows) != self.told_size {
-            self.resized(cols, rows).await?;
-            self.caught_resize = Some((at, cols, rows));
-        }
+        self.learn_last_resize().await;
         Ok(())
     }
 
@@ -73,6 +51,9 @@ impl Forwarder {
             return Ok(());
         }
         self.skip_to(snap.offset, reason).await?;
+        // The screen is drawn at the size of its time, past any resize
+        // pending before it.
+        super::resize::settle_through(&mut self.pending_resizes, snap.offset);
         self.emit(OutEvent::Restore {
             session: &self.id,
             snapshot: &snap,
@@ -102,37 +83,24 @@ impl Forwarder {
     /// session's last resize, when the replay crosses it, went out before
     /// the subscription (between an attach's snapshot and it, while a
     /// resuming client was away, or while a focus-aware one was not
-    /// following): its event goes at its place, or the client would draw
-    /// what follows at the old size.
+    /// following): it is told at its place, or the client would draw what
+    /// follows at the old size. A fill that stops short of it leaves it
+    /// pending until the bytes before it went.
     pub(super) async fn replay(
         &mut self,
         backlog: RingRead,
         end: u64,
         last_resize: Option<(u64, u16, u16)>,
     ) -> Result<(), Closed> {
-        let resize = last_resize.filter(|&(at, ..)| at >= self.next);
-        match backlog {
-            RingRead::Held(chunks) => match resize {
-                Some((at, cols, rows)) => {
-                    let (before, after) = chunks.into_iter().partition(|c| c.offset < at);
-                    self.send_chunks(before).await?;
-                    self.resized(cols, rows).await?;
-                    self.send_chunks(after).await
-                }
-                None => self.send_chunks(chunks).await,
-            },
-            RingRead::Evicted { .. } | RingRead::Future { .. } => {
-                if let Some((at, cols, rows)) = resize {
-                    self.fill(at).await?;
-                    // Past it (a snapshot instead of the bytes): the
-                    // snapshot holds the size already.
-                    if self.next <= at {
-                        self.resized(cols, rows).await?;
-                    }
-                }
-                self.fill(end).await
-            }
+        if let Some(resize) = last_resize.filter(|&(at, ..)| at >= self.next) {
+            super::resize::keep(&mut self.pending_resizes, resize);
         }
+        match backlog {
+            RingRead::Held(chunks) => self.send_chunks(chunks).await?,
+            RingRead::Evicted { .. } | RingRead::Future { .. } => self.fill(end).await?,
+        }
+        // Its event came before the subscription: none will tell it.
+        self.tell_due().await
     }
 
     /// Tells the client the session's window is now `cols` × `rows`.
@@ -144,7 +112,6 @@ impl Forwarder {
         })
         .await?;
         self.told_size = (cols, rows);
-        self.caught_resize = None;
         Ok(())
     }
 
@@ -178,43 +145,5 @@ impl Forwarder {
             }
         }
         Ok(())
-    }
-}
-
-/// Whether a live `Resized` event (offset, cols, rows) tells nothing new
-/// after `caught`, the resize a catch-up after a lag told at its place:
-/// it is that resize (its event was not lost after all; then `caught` is
-/// cleared), or an older one, whose place the client has passed. One at
-/// the same offset but another size may be older or newer: it is told,
-/// and the client ends at the right size either way.
-pub(super) fn stale_resize(caught: &mut Option<(u64, u16, u16)>, event: (u64, u16, u16)) -> bool {
-    let Some(told) = *caught else {
-        return false;
-    };
-    if event == told {
-        *caught = None;
-        return true;
-    }
-    event.0 < told.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::stale_resize;
-
-    /// The catch-up told 100×30 at 4096. The resize's own event, and any
-    /// older one still queued, are not told again; a newer one is.
-    #[test]
-    fn a_resize_told_by_the_catch_up_is_not_told_again() {
-        let mut caught = Some((4096, 100, 30));
-        assert!(stale_resize(&mut caught, (1000, 90, 20)), "an older resize");
-        assert!(stale_resize(&mut caught, (4096, 100, 30)), "the resize itself");
-        assert_eq!(caught, None);
-        assert!(!stale_resize(&mut caught, (4096, 100, 30)), "a later one, the same");
-
-        let mut caught = Some((4096, 100, 30));
-        assert!(!stale_resize(&mut caught, (5000, 120, 40)), "a newer resize");
-        let mut caught = Some((4096, 100, 30));
-        assert!(!stale_resize(&mut caught, (4096, 80, 24)), "at the same offset");
     }
 }

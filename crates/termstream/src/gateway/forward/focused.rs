@@ -11,10 +11,11 @@
 //!
 //! A `session.resized` can be lost with the dropped receiver (focus went
 //! while the event was queued, or lost in a lag the forwarder had not met
-//! yet; a lag it meets while following tells the resize itself, see
-//! `catchup.rs`). So both the updates and the catch-up on focus compare
-//! the session's size with the one the client was last told, and tell it
-//! when they differ.
+//! yet). So both the updates and the catch-up on focus compare the
+//! session's size with `told_size`, the size the client was last told (or
+//! will have once its pending resizes are told, `resize.rs`), and when
+//! they differ ask the session for its last resize: at or past `next`,
+//! it is told at its place in the output; before it, at once.
 
 use std::sync::Arc;
 
@@ -139,16 +140,22 @@ impl Forwarder {
             }
             let running = self.handle.is_running();
             let end = self.handle.output_offset();
+            // A resize the client lacks, learned before the output is sent,
+            // is told at its place in it (with no receiver, no event comes).
+            self.learn_last_resize().await;
             if end > self.next {
                 self.coalesce = true;
                 let filled = self.fill(end).await;
                 self.coalesce = false;
                 filled?;
             }
-            // Against the size the client was told, not one read when focus
-            // went: a resize whose event was dropped with the live
-            // receiver had already changed that.
-            if let Some((cols, rows)) = untold_size(self.told_size, self.handle.size(), None) {
+            self.tell_due().await?;
+            // A size with no resize at or past `next` to place it: one from
+            // before it (its event dropped with the live receiver), or one a
+            // cluster stand-in knows only from the directory's records; told
+            // after the output, as the best place known.
+            if self.pending_resizes.is_empty() && self.handle.size() != self.told_size {
+                let (cols, rows) = self.handle.size();
                 self.resized(cols, rows).await?;
             }
             if !running {
@@ -163,34 +170,44 @@ impl Forwarder {
     /// Subscribes again from `next` and sends what is missing up to the
     /// live events; `None` when the log ended or the session is gone.
     async fn resubscribe(&mut self) -> Result<Option<crate::session::log_events::Receiver>, Closed> {
-        // Read before subscribing: a resize after this read is at or past
-        // `next`, so it is the subscription's last resize, which the replay
-        // tells at its place.
-        let size = self.handle.size();
         let Ok(sub) = self.handle.subscribe(self.next).await else {
             self.detached().await?;
             return Ok(None);
         };
-        if let Some((cols, rows)) = untold_size(self.told_size, size, sub.last_resize) {
-            // A resize from before `next` that the client missed: the
-            // output replayed from `next` was drawn at it.
-            self.resized(cols, rows).await?;
+        // A resize the client was told already (live, at `next`, just
+        // before focus went) is not told again.
+        let last_resize = sub.last_resize.filter(|&(_, c, r)| (c, r) != self.eventual_size());
+        if last_resize.is_none() {
+            self.missed_resize().await?;
         }
-        self.replay(sub.backlog, sub.end, sub.last_resize).await?;
+        self.replay(sub.backlog, sub.end, last_resize).await?;
         if let Some(ended) = sub.ended {
             self.finish(&ended).await?;
             return Ok(None);
         }
         Ok(Some(sub.live))
     }
-}
 
-/// The size to tell a client that was last told `told`, before it follows
-/// on: `now` is the session's size, and `replayed` the last resize that the
-/// replay about to be sent tells at its place (as new as `now` or newer).
-/// `None` when the client has the size, or the replay tells it.
-fn untold_size(told: (u16, u16), now: (u16, u16), replayed: Option<(u64, u16, u16)>) -> Option<(u16, u16)> {
-    (replayed.is_none() && now != told).then_some(now)
+    /// Before a replay that crosses no resize: tells a resize from before
+    /// `next` that the client missed (its event dropped with the live
+    /// receiver when focus went), since the output replayed from `next`
+    /// was drawn at it. Only when the session's last resize confirms it:
+    /// before `next`, to the session's size. A cluster stand-in whose
+    /// reader stopped while it had no receivers has a size from the
+    /// directory's records and a last resize that predates it; the new
+    /// subscription restarts the reader, which reads the resize's entry and
+    /// sends its event, told at its place. Told here too, it would come
+    /// before the output drawn at the old size, then again live.
+    async fn missed_resize(&mut self) -> Result<(), Closed> {
+        let size = self.handle.size();
+        if !self.is_pty() || size == self.eventual_size() {
+            return Ok(());
+        }
+        match self.handle.last_resize().await {
+            Ok(Some((at, cols, rows))) if at < self.next && (cols, rows) == size => self.resized(cols, rows).await,
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -199,7 +216,7 @@ mod tests {
 
     use termstream_proto::{ProjectId, SessionId};
 
-    use super::{FocusTrack, untold_size};
+    use super::FocusTrack;
     use crate::focus::store::FocusStore;
     use crate::focus::tests::Stops;
     use crate::focus::{CHANGE_QUEUE, Focus};
@@ -237,18 +254,5 @@ mod tests {
         let next = tokio::time::timeout(Duration::from_secs(5), track.changed()).await;
         assert_eq!(next.ok(), Some(false), "the change behind the lag was forgotten");
         assert!(!track.focused);
-    }
-
-    /// The client was told 80×24; the session is at 100×30, and the
-    /// forwarder never took the resize's event (dropped with the live
-    /// receiver when focus went). An update while unfocused, or a catch-up
-    /// on focus whose replay does not cross the resize, tells it; a replay
-    /// that crosses it tells it at its place, and nothing is told twice.
-    #[test]
-    fn a_resize_whose_event_was_dropped_is_told_once() {
-        let told = (80, 24);
-        assert_eq!(untold_size(told, (100, 30), None), Some((100, 30)));
-        assert_eq!(untold_size(told, (100, 30), Some((4096, 100, 30))), None);
-        assert_eq!(untold_size((100, 30), (100, 30), None), None);
     }
 }

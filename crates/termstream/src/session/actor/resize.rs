@@ -1,7 +1,7 @@
 //! Window size changes: the PTY's new size, the record for the disk log
 //! (written before the next output, one per burst of resizes), the event
 //! for subscribers and the request for the screen task; and the last one,
-//! for a follower whose queue lost its event.
+//! for a follower that may have lost its event.
 
 use tokio::sync::oneshot;
 
@@ -89,9 +89,10 @@ impl Actor {
 impl SessionHandle {
     /// The session's last resize (log offset, cols, rows), `None` when it
     /// kept the size it was made with (or, on another node, the stand-in
-    /// forgot it with a trimmed stream). A follower whose queue overflowed
-    /// asks it: the ring and disk it catches up from hold no resize, and
-    /// the resize's event may have been lost with the overflow.
+    /// forgot it with a trimmed stream). A follower that may have lost the
+    /// resize's event asks it (its queue overflowed, or it dropped its
+    /// receiver while unfocused): the ring and disk it catches up from hold
+    /// no resize.
     pub async fn last_resize(&self) -> Result<Option<(u64, u16, u16)>, SessionError> {
         let (reply, answer) = oneshot::channel();
         self.commands
