@@ -155,13 +155,15 @@ async fn a_lagging_attachment_is_told_a_resize_at_its_place() {
     let server = server(&[("TERMSTREAM_MAX_REPLAY_BYTES", "1000000000")]).await;
     let mut ws = WsClient::connect(&server, "/ws").await;
     attach(&server, &mut ws, FLOODS, "live").await;
-    let replayed = replays(&server).await;
     server.input("r", "go\n").await;
     wait_output(&server, FIRST_END, "the first flood").await;
     resize(&server, 100, 30).await;
     server.input("r", "more\n").await;
     wait_output(&server, FIRST_END + 8_000_000, "the second flood").await;
 
+    // The forwarder waits on the socket: the lag it meets once the client
+    // reads is the one that took the resize's event.
+    let replayed = replays(&server).await;
     let mut read = Read::default();
     read_to(&mut ws, &mut read, "floods-done").await;
     assert!(replays(&server).await > replayed, "the forwarder did not lag");
@@ -187,7 +189,6 @@ async fn resizes_queued_behind_a_lag_are_each_told_at_their_place() {
     let server = server(&[("TERMSTREAM_MAX_REPLAY_BYTES", "1000000000")]).await;
     let mut ws = WsClient::connect(&server, "/ws").await;
     attach(&server, &mut ws, script, "live").await;
-    let replayed = replays(&server).await;
     server.input("r", "go\n").await;
     let first = wait_output(&server, FIRST_END, "the flood").await;
     resize(&server, 100, 30).await;
@@ -198,6 +199,7 @@ async fn resizes_queued_behind_a_lag_are_each_told_at_their_place() {
     server.input("r", "c\n").await;
     wait_output(&server, second + 10, "end-c").await;
 
+    let replayed = replays(&server).await;
     let mut read = Read::default();
     read_to(&mut ws, &mut read, "end-c").await;
     assert!(replays(&server).await > replayed, "the forwarder did not lag");
@@ -211,16 +213,16 @@ async fn resizes_queued_behind_a_lag_are_each_told_at_their_place() {
 /// Attaches `ws` with `"stream":"focus"` to `r`, a focused pty session at
 /// 80×24, and resizes it to 100×30 where the forwarder's queue loses the
 /// resize's live event (as in the first test). Reads nothing after the
-/// attach: the forwarder has not met the lag yet.
+/// attach: the forwarder has not met the lag yet. Answers how many
+/// catch-ups by replay the server made so far.
 async fn attach_and_lose_a_resize(server: &TestServer, ws: &mut WsClient) -> f64 {
     attach(server, ws, FLOODS, "focus").await;
-    let replayed = replays(server).await;
     server.input("r", "go\n").await;
     wait_output(server, FIRST_END, "the first flood").await;
     resize(server, 100, 30).await;
     server.input("r", "more\n").await;
     wait_output(server, FIRST_END + 8_000_000, "the second flood").await;
-    replayed
+    replays(server).await
 }
 
 /// Prints `marker-x` and reads up to it. Everything the forwarder tells
