@@ -113,6 +113,8 @@ pub(crate) enum Command {
         since: u64,
         reply: oneshot::Sender<Subscription>,
     },
+    /// Answers the last resize (offset, cols, rows), for a follower that may have lost its event.
+    LastResize(oneshot::Sender<Option<(u64, u16, u16)>>),
     /// Kills whatever still runs and ends the actor (the session is deleted).
     Shutdown { reply: oneshot::Sender<()> },
 }

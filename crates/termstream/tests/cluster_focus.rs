@@ -3,14 +3,17 @@
 //! one version sequence per project, in order; conflicts are answered as
 //! on one node; REST on any node answers the cluster's state; and focus
 //! works again after Redis restarts empty (this node's view is put back,
-//! versions carry on).
+//! versions carry on); a focus-aware viewer on a node that does not own
+//! its session is told a resize made while unfocused once, at its place.
 
 mod common;
 
 use std::sync::Arc;
 
+use common::cluster::{HEARTBEAT_MS, TestCluster, holds, listed};
 use common::focus::{FocusView, strings};
 use common::redis::TestRedis;
+use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, wait_until};
 use serde_json::{Value, json};
 
@@ -274,4 +277,54 @@ async fn a_session_just_created_on_another_node_is_found_through_the_directory()
         .await
         .unwrap();
     assert!(!map, "focus keeps its own map of sessions");
+}
+
+/// A focus-aware viewer on a node that does not own the session is told a
+/// resize made while the session was unfocused once, at its place. That
+/// node's stand-in, with no receiver left, stopped reading the session's
+/// stream, so it learned the new size from the directory's records, not
+/// the resize's entry; its last resize is older. The catch-up on focus
+/// took that size for a resize from before the output the client had and
+/// told it before the replay; the restarted reader then read the entry,
+/// and its event told it again, at its place.
+#[tokio::test]
+async fn a_resize_made_while_unfocused_is_told_once_at_its_place_on_another_node() {
+    let t = secs(20);
+    let script = "read a; echo before-$a; read b; echo mid-$b; read c; echo after-$c; exec sleep 600";
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "600000")]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"r","argv":["sh","-c",script],"cols":80,"rows":24}))
+        .await;
+    listed(b, "r", t).await.expect("listed on B");
+    let focus = |focused: bool| put_focus(b, json!({"sessionId":"r","focused":focused}));
+    assert_eq!(focus(true).await.0, 200);
+    let mut ws = WsClient::connect(b, "/ws").await;
+    ws.send(json!({"type":"session.attach","sessionId":"r","output":"binary","stream":"focus"}))
+        .await;
+    ws.until_type("session.attached", t).await;
+    a.input("r", "x\n").await;
+    let mut seen = String::new();
+    while !seen.contains("before-x") {
+        match ws.recv(t).await {
+            Some(Incoming::Output { data, .. }) => seen.push_str(&String::from_utf8_lossy(&data)),
+            Some(Incoming::Json(_)) => {}
+            other => panic!("the output ended before before-x ({other:?})"),
+        }
+    }
+    assert_eq!(focus(false).await.0, 200);
+    // B's stand-in stops its reader at a heartbeat with no receiver.
+    tokio::time::sleep(std::time::Duration::from_millis(10 * HEARTBEAT_MS)).await;
+    a.input("r", "y\n").await;
+    let printed = |text: &'static str| async move { holds(&a.output_all("r", 0).await, text) };
+    assert!(wait_until(t, || printed("mid-y")).await, "mid-y");
+    let (status, body) = a.post("/api/sessions/r/resize", json!({"cols":100,"rows":30})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        wait_until(t, || async { b.info("r").await["cols"] == 100 }).await,
+        "B never learned the size"
+    );
+    a.input("r", "z\n").await;
+    assert!(wait_until(t, || printed("after-z")).await, "after-z");
+    assert_eq!(focus(true).await.0, 200);
+    ws.assert_resize_between("mid-y", "after-z", (100, 30), t).await;
 }

@@ -24,6 +24,15 @@
 //! cluster's stream (`cluster/remote/stand_in.rs`), none after the stream
 //! was trimmed past what it held.
 //!
+//! A lag can take a `session.resized` with the events it loses, and the
+//! ring and disk the forwarder catches up from hold no resize. So on a lag
+//! the forwarder asks the session for its last resize and, when it is at
+//! or past `next` and the client would not otherwise reach its size, keeps
+//! it pending; it is told just before the first byte at or past its offset
+//! (`resize.rs`). Resize events still queued are told at their places, in
+//! order, and settle a pending resize they reach. As on attach, only the
+//! last resize is known: earlier ones lost in the same lag are not told.
+//!
 //! The first input a socket sends after an attach waits until the attach's
 //! forwarder is subscribed ([`Started`], at most a limit): what the input
 //! makes the program print then comes after the screen, as output.
@@ -35,6 +44,7 @@
 mod catchup;
 mod focused;
 mod live;
+mod resize;
 mod send;
 mod started;
 
@@ -107,6 +117,18 @@ struct Forwarder {
     /// Merge every chunk into frames of up to [`MAX_FRAME`], large ones
     /// too (an unfocused session's updates: fewer frames beat no copy).
     coalesce: bool,
+    /// The window size the client was last told, in the order it reads
+    /// them: by `session.attached`, a `terminal.restore` or a
+    /// `session.resized`. A resize whose live event the forwarder never
+    /// took (dropped with its receiver when focus went) is found by
+    /// comparing the session's size with this, not with a size read
+    /// later, which may already be the new one.
+    told_size: (u16, u16),
+    /// Resizes the client lacks whose live event the forwarder may never
+    /// take (learned from a subscription, or asked after a lag), in offset
+    /// order, each told just before the first byte at or past its offset
+    /// (`resize.rs`). Empty but for a moment after a lag or a replay.
+    pending_resizes: Vec<resize::Resize>,
 }
 
 /// How following the live events ended.
@@ -160,6 +182,8 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         read_at: None,
         focus,
         coalesce: false,
+        told_size: (0, 0),
+        pending_resizes: Vec::new(),
     };
     async move {
         let _attached = attached;
@@ -328,6 +352,7 @@ impl Forwarder {
             recovered,
         })
         .await?;
+        self.told_size = (info.cols, info.rows);
         if let Some((from, reason)) = gap {
             self.emit(OutEvent::Gap {
                 session: &self.id,
@@ -343,6 +368,7 @@ impl Forwarder {
                 snapshot: snap,
             })
             .await?;
+            self.told_size = (snap.cols, snap.rows);
         }
         // The forwarder lives as long as the attachment: nothing it no
         // longer needs may stay alive in it.

@@ -408,6 +408,9 @@ impl Actor {
                     last_resize: self.last_resize.filter(|&(at, ..)| at >= since),
                 });
             }
+            Command::LastResize(reply) => {
+                let _ = reply.send(self.last_resize);
+            }
             Command::Shutdown { reply } => return ControlFlow::Break(Some(reply)),
         }
         ControlFlow::Continue(())

@@ -153,6 +153,9 @@ impl Task {
                 );
                 let _ = reply.send(sub);
             }
+            Command::LastResize(reply) => {
+                let _ = reply.send(self.last_resize);
+            }
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }

@@ -22,17 +22,23 @@ impl Forwarder {
     }
 
     /// The broadcast moved on without us: decide between replaying the
-    /// missed bytes (next events will trigger `fill`) and a snapshot.
+    /// missed bytes (next events will trigger `fill`) and a snapshot, then
+    /// learn the session's last resize, whose event the lag may have taken:
+    /// the ring and disk hold no resize. It is kept pending and told at its
+    /// place (`resize.rs`), not now: the output before it was drawn at the
+    /// old size, and older resizes' events may still be queued.
     pub(super) async fn fell_behind(&mut self) -> Result<(), Closed> {
         let end = self.handle.output_offset();
         if !self.is_pty() || end.saturating_sub(self.next) <= self.max_replay {
             metrics::catchup("replay");
             tracing::debug!(session = %self.id, from = self.next, to = end, "resync by replay");
-            return Ok(());
+        } else {
+            metrics::catchup("snapshot");
+            tracing::debug!(session = %self.id, from = self.next, to = end, "resync by snapshot");
+            self.snapshot_gap(GapReason::SlowClient).await?;
         }
-        metrics::catchup("snapshot");
-        tracing::debug!(session = %self.id, from = self.next, to = end, "resync by snapshot");
-        self.snapshot_gap(GapReason::SlowClient).await
+        self.learn_last_resize().await;
+        Ok(())
     }
 
     /// Skips to a fresh snapshot, announcing the gap.
@@ -45,11 +51,16 @@ impl Forwarder {
             return Ok(());
         }
         self.skip_to(snap.offset, reason).await?;
+        // The screen is drawn at the size of its time, past any resize
+        // pending before it.
+        super::resize::settle_through(&mut self.pending_resizes, snap.offset);
         self.emit(OutEvent::Restore {
             session: &self.id,
             snapshot: &snap,
         })
-        .await
+        .await?;
+        self.told_size = (snap.cols, snap.rows);
+        Ok(())
     }
 
     /// Announces that output from `next` to `to` will not be sent, and goes
@@ -72,37 +83,24 @@ impl Forwarder {
     /// session's last resize, when the replay crosses it, went out before
     /// the subscription (between an attach's snapshot and it, while a
     /// resuming client was away, or while a focus-aware one was not
-    /// following): its event goes at its place, or the client would draw
-    /// what follows at the old size.
+    /// following): it is told at its place, or the client would draw what
+    /// follows at the old size. A fill that stops short of it leaves it
+    /// pending until the bytes before it went.
     pub(super) async fn replay(
         &mut self,
         backlog: RingRead,
         end: u64,
         last_resize: Option<(u64, u16, u16)>,
     ) -> Result<(), Closed> {
-        let resize = last_resize.filter(|&(at, ..)| at >= self.next);
-        match backlog {
-            RingRead::Held(chunks) => match resize {
-                Some((at, cols, rows)) => {
-                    let (before, after) = chunks.into_iter().partition(|c| c.offset < at);
-                    self.send_chunks(before).await?;
-                    self.resized(cols, rows).await?;
-                    self.send_chunks(after).await
-                }
-                None => self.send_chunks(chunks).await,
-            },
-            RingRead::Evicted { .. } | RingRead::Future { .. } => {
-                if let Some((at, cols, rows)) = resize {
-                    self.fill(at).await?;
-                    // Past it (a snapshot instead of the bytes): the
-                    // snapshot holds the size already.
-                    if self.next <= at {
-                        self.resized(cols, rows).await?;
-                    }
-                }
-                self.fill(end).await
-            }
+        if let Some(resize) = last_resize.filter(|&(at, ..)| at >= self.next) {
+            super::resize::keep(&mut self.pending_resizes, resize);
         }
+        match backlog {
+            RingRead::Held(chunks) => self.send_chunks(chunks).await?,
+            RingRead::Evicted { .. } | RingRead::Future { .. } => self.fill(end).await?,
+        }
+        // Its event came before the subscription: none will tell it.
+        self.tell_due().await
     }
 
     /// Tells the client the session's window is now `cols` × `rows`.
@@ -112,7 +110,9 @@ impl Forwarder {
             cols,
             rows,
         })
-        .await
+        .await?;
+        self.told_size = (cols, rows);
+        Ok(())
     }
 
     /// Sends the log from `next` up to `to`, read from the ring or disk.

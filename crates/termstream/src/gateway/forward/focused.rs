@@ -8,6 +8,14 @@
 //! session becomes focused it subscribes again from `next`, sends the
 //! missing bytes at once and goes on live. A client further behind than
 //! `max_replay_bytes` gets a screen and a gap, as a slow client does.
+//!
+//! A `session.resized` can be lost with the dropped receiver (focus went
+//! while the event was queued, or lost in a lag the forwarder had not met
+//! yet). So both the updates and the catch-up on focus compare the
+//! session's size with `told_size`, the size the client was last told (or
+//! will have once its pending resizes are told, `resize.rs`), and when
+//! they differ ask the session for its last resize: at or past `next`,
+//! it is told at its place in the output; before it, at once.
 
 use std::sync::Arc;
 
@@ -117,7 +125,6 @@ impl Forwarder {
     /// Sends what the log gained once per `interval` until the session is
     /// focused again (`Unfocused` is not returned) or the log ends.
     async fn unfocused(&mut self, track: &mut FocusTrack, interval: std::time::Duration) -> Result<Flow, Closed> {
-        let mut size = self.handle.size();
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -133,15 +140,23 @@ impl Forwarder {
             }
             let running = self.handle.is_running();
             let end = self.handle.output_offset();
+            // A resize the client lacks, learned before the output is sent,
+            // is told at its place in it (with no receiver, no event comes).
+            self.learn_last_resize().await;
             if end > self.next {
                 self.coalesce = true;
                 let filled = self.fill(end).await;
                 self.coalesce = false;
                 filled?;
             }
-            if self.handle.size() != size {
-                size = self.handle.size();
-                self.resized(size.0, size.1).await?;
+            self.tell_due().await?;
+            // A size with no resize at or past `next` to place it: one from
+            // before it (its event dropped with the live receiver), or one a
+            // cluster stand-in knows only from the directory's records; told
+            // after the output, as the best place known.
+            if self.pending_resizes.is_empty() && self.handle.size() != self.told_size {
+                let (cols, rows) = self.handle.size();
+                self.resized(cols, rows).await?;
             }
             if !running {
                 let info = Arc::new(self.handle.info());
@@ -159,12 +174,39 @@ impl Forwarder {
             self.detached().await?;
             return Ok(None);
         };
-        self.replay(sub.backlog, sub.end, sub.last_resize).await?;
+        // A resize the client was told already (live, at `next`, just
+        // before focus went) is not told again.
+        let last_resize = sub.last_resize.filter(|&(_, c, r)| (c, r) != self.eventual_size());
+        if last_resize.is_none() {
+            self.missed_resize().await?;
+        }
+        self.replay(sub.backlog, sub.end, last_resize).await?;
         if let Some(ended) = sub.ended {
             self.finish(&ended).await?;
             return Ok(None);
         }
         Ok(Some(sub.live))
+    }
+
+    /// Before a replay that crosses no resize: tells a resize from before
+    /// `next` that the client missed (its event dropped with the live
+    /// receiver when focus went), since the output replayed from `next`
+    /// was drawn at it. Only when the session's last resize confirms it:
+    /// before `next`, to the session's size. A cluster stand-in whose
+    /// reader stopped while it had no receivers has a size from the
+    /// directory's records and a last resize that predates it; the new
+    /// subscription restarts the reader, which reads the resize's entry and
+    /// sends its event, told at its place. Told here too, it would come
+    /// before the output drawn at the old size, then again live.
+    async fn missed_resize(&mut self) -> Result<(), Closed> {
+        let size = self.handle.size();
+        if !self.is_pty() || size == self.eventual_size() {
+            return Ok(());
+        }
+        match self.handle.last_resize().await {
+            Ok(Some((at, cols, rows))) if at < self.next && (cols, rows) == size => self.resized(cols, rows).await,
+            _ => Ok(()),
+        }
     }
 }
 

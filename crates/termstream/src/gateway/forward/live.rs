@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use termstream_proto::ws::OutputMode;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use super::{Closed, Flow, Forwarder, MAX_FRAME, ZERO_COPY_MIN, focused};
+use super::{Closed, Flow, Forwarder, MAX_FRAME, ZERO_COPY_MIN, focused, resize};
 use crate::gateway::render::OutEvent;
 use crate::session::LogEvent;
 
@@ -28,17 +28,29 @@ impl Forwarder {
     ) -> Result<Flow, Closed> {
         let mut peeked: Option<LogEvent> = None;
         loop {
-            let next = match peeked.take() {
-                Some(ev) => Ok(ev),
+            let queued = match peeked.take() {
+                Some(ev) => Some(Ok(ev)),
+                // Boxed, and only with a resize due: an idle forwarder's
+                // task keeps no state of telling one.
+                None if self.resize_due() => Box::pin(self.before_wait(&mut live)).await?,
+                None => None,
+            };
+            let next = match queued {
+                Some(ev) => ev,
                 None => match track.as_deref_mut() {
+                    // Focus first: once the session is unfocused, queued
+                    // events are no longer worth a frame each (the updates
+                    // read them by offset), and which way a forwarder goes
+                    // does not hang on a coin toss.
                     Some(track) => tokio::select! {
-                        ev = live.recv() => ev,
+                        biased;
                         focused = track.changed() => {
                             if !focused {
                                 return Ok(Flow::Unfocused);
                             }
                             continue;
                         }
+                        ev = live.recv() => ev,
                     },
                     None => live.recv().await,
                 },
@@ -80,6 +92,7 @@ impl Forwarder {
                     let binary = self.mode == OutputMode::Binary;
                     let mut batch = vec![chunk.from_offset(self.next)];
                     let mut size = batch[0].data.len();
+                    let mut lagged = false;
                     while size < MAX_FRAME && !(binary && size >= ZERO_COPY_MIN) {
                         match live.try_recv() {
                             Ok(LogEvent::Output(c))
@@ -94,16 +107,28 @@ impl Forwarder {
                                 *peeked = Some(other);
                                 break;
                             }
+                            Err(TryRecvError::Lagged(_)) => {
+                                lagged = true;
+                                break;
+                            }
                             Err(_) => break,
                         }
                     }
                     self.send_chunks(batch).await?;
+                    // A lag met while merging is a lag as the wait meets
+                    // one: the next event is past a hole, which may have
+                    // held a resize.
+                    if lagged {
+                        self.fell_behind().await?;
+                    }
                 }
                 LogEvent::Resized { offset, cols, rows } => {
-                    // Output from before the resize goes first.
+                    // Output from before the resize goes first (with any
+                    // pending resize older than it, at its place).
                     if offset > self.next {
                         self.fill(offset).await?;
                     }
+                    resize::settle_through(&mut self.pending_resizes, offset);
                     self.resized(cols, rows).await?;
                 }
                 LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,

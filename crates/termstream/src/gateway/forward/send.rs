@@ -8,7 +8,7 @@ use axum::extract::ws::Message;
 use termstream_proto::ws::{GapReason, OutputMode};
 use termstream_proto::{SessionInfo, Stream};
 
-use super::{Forwarder, MAX_FRAME};
+use super::{Forwarder, MAX_FRAME, resize};
 use crate::gateway::outbox::Closed;
 use crate::gateway::render::{Dialect, OutEvent};
 use crate::observe::metrics;
@@ -17,8 +17,25 @@ use crate::session::screen::utf8;
 
 impl Forwarder {
     /// Sends contiguous chunks starting at `next`, merged per stream into
-    /// frames of at most [`MAX_FRAME`].
-    pub(super) async fn send_chunks(&mut self, chunks: Vec<Chunk>) -> Result<(), Closed> {
+    /// frames of at most [`MAX_FRAME`]. A pending resize is told just
+    /// before the first byte at or past its offset (`resize.rs`): every
+    /// output byte passes here, whether replayed, filled or live.
+    pub(super) async fn send_chunks(&mut self, mut chunks: Vec<Chunk>) -> Result<(), Closed> {
+        while let Some(&(at, ..)) = self.pending_resizes.first() {
+            let from_at = resize::split_at(&mut chunks, at);
+            if !from_at.iter().any(|c| c.end() > self.next) {
+                break;
+            }
+            self.send_run(std::mem::take(&mut chunks)).await?;
+            self.tell_pending().await?;
+            chunks = from_at;
+        }
+        self.send_run(chunks).await
+    }
+
+    /// Sends contiguous chunks as [`Forwarder::send_chunks`] does, with no
+    /// resize among them.
+    async fn send_run(&mut self, chunks: Vec<Chunk>) -> Result<(), Closed> {
         let mut buf: Vec<u8> = Vec::new();
         let mut stream = None;
         let binary = self.mode == OutputMode::Binary && self.dialect != Dialect::Legacy;
@@ -131,6 +148,8 @@ impl Forwarder {
         Ok(())
     }
 
+    /// Ends the client's log: held bytes, a resize with no output after
+    /// it (no event will come for it), the exit.
     pub(super) async fn finish(&mut self, info: &Arc<SessionInfo>) -> Result<(), Closed> {
         if let Some((s, held)) = self.carry.take() {
             let start = self.next - held.len() as u64;
@@ -142,6 +161,7 @@ impl Forwarder {
             })
             .await?;
         }
+        self.tell_due().await?;
         self.emit(OutEvent::Exit(info)).await
     }
 }

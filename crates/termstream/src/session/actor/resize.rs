@@ -1,9 +1,12 @@
 //! Window size changes: the PTY's new size, the record for the disk log
 //! (written before the next output, one per burst of resizes), the event
-//! for subscribers and the request for the screen task.
+//! for subscribers and the request for the screen task; and the last one,
+//! for a follower that may have lost its event.
+
+use tokio::sync::oneshot;
 
 use super::Actor;
-use crate::session::{LogEvent, ScreenRequest, SessionError, SessionKind};
+use crate::session::{Command, LogEvent, ScreenRequest, SessionError, SessionHandle, SessionKind};
 
 /// A size change waiting to be written to the disk log.
 #[derive(Debug, Clone, Copy)]
@@ -80,5 +83,22 @@ impl Actor {
         {
             self.disk_failed(e);
         }
+    }
+}
+
+impl SessionHandle {
+    /// The session's last resize (log offset, cols, rows), `None` when it
+    /// kept the size it was made with (or, on another node, the stand-in
+    /// forgot it with a trimmed stream). A follower that may have lost the
+    /// resize's event asks it (its queue overflowed, or it dropped its
+    /// receiver while unfocused): the ring and disk it catches up from hold
+    /// no resize.
+    pub async fn last_resize(&self) -> Result<Option<(u64, u16, u16)>, SessionError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send_async(Box::new(Command::LastResize(reply)))
+            .await
+            .map_err(|_| self.closed())?;
+        self.answer(answer).await
     }
 }
