@@ -79,8 +79,9 @@ impl StandIns {
 enum Update {
     /// The session's record, read from the directory.
     Record(SessionInfo),
-    /// Entries its stream reader read.
-    Entries(Vec<wire::Read>),
+    /// Entries its stream reader read; `reread` for the first read after
+    /// the reader (re)connected, which may repeat entries given before.
+    Entries { entries: Vec<wire::Read>, reread: bool },
 }
 
 /// The node that owns a remote session.

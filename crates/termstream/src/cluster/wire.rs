@@ -108,7 +108,7 @@ pub fn xread_last_id(v: &Value) -> Option<String> {
             Value::Array(pair) if pair.len() == 2 => Some(&pair[1]),
             _ => None,
         })?,
-        Value::Map(streams) => &streams.last()?.1,
+        Value::Map(streams) => &streams.iter().rev().find(|(_, e)| matches!(e, Value::Array(_)))?.1,
         _ => return None,
     };
     let Value::Array(items) = items else { return None };
@@ -412,6 +412,18 @@ mod tests {
         assert_eq!(super::xread_entries(&read).len(), 1);
         assert_eq!(super::xread_last_id(&read).as_deref(), Some("9-0"));
         assert_eq!(super::xread_last_id(&Value::Nil), None);
+        // The same as RESP3 gives it, and a read of unreadable entries only.
+        let resp3 = Value::Map(vec![(
+            bulk("termstream:out:s:e"),
+            Value::Array(vec![entry("5-0", "r"), entry("9-0", "zz")]),
+        )]);
+        assert_eq!(super::xread_last_id(&resp3).as_deref(), Some("9-0"));
+        let unreadable = Value::Array(vec![Value::Array(vec![
+            bulk("termstream:out:s:e"),
+            Value::Array(vec![entry("9-0", "zz")]),
+        ])]);
+        assert!(super::xread_entries(&unreadable).is_empty());
+        assert_eq!(super::xread_last_id(&unreadable).as_deref(), Some("9-0"));
     }
 
     /// A resize request as a node that predates `info` writes it.

@@ -39,7 +39,8 @@ pub(super) struct Task {
     pub ended: Option<Arc<SessionInfo>>,
     pub terminating: bool,
     /// The last resize read from the stream (offset, cols, rows), for a
-    /// replay that crosses it; forgotten when the stream was trimmed past the ring.
+    /// replay that crosses it; forgotten when the stream was trimmed past
+    /// it ([`kept_after_trim`]).
     pub last_resize: Option<(u64, u16, u16)>,
     /// The stream reader while there are subscribers.
     pub reader: Option<JoinHandle<()>>,
@@ -188,9 +189,15 @@ impl Task {
                     changed
                 });
             }
-            Update::Entries(entries) => {
-                for entry in without_overtaken_resizes(entries) {
-                    self.entry(entry);
+            Update::Entries { entries, reread } => {
+                if reread {
+                    for entry in without_overtaken_resizes(entries) {
+                        self.entry(entry);
+                    }
+                } else {
+                    for r in entries {
+                        self.entry(r.entry);
+                    }
                 }
             }
         }
@@ -205,9 +212,7 @@ impl Task {
                 if chunk.offset > self.ring.end() {
                     // The stream was trimmed past what this ring holds.
                     self.ring = OutputRing::new(self.remote.c.registry.config().ring_bytes, chunk.offset);
-                    // A resize may have been trimmed with it; one at this
-                    // chunk's offset was not.
-                    self.last_resize = self.last_resize.filter(|&(at, ..)| at >= chunk.offset);
+                    self.last_resize = kept_after_trim(self.last_resize, chunk.offset);
                 }
                 let Some(chunk) = after(chunk, self.ring.end()) else {
                     return;
@@ -217,15 +222,7 @@ impl Task {
                 let _ = self.events.send(LogEvent::Output(Arc::new(chunk)));
             }
             Entry::Resized { offset, cols, rows } => {
-                if self.last_resize == Some((offset, cols, rows))
-                    || self.last_resize.is_some_and(|(at, ..)| at > offset)
-                {
-                    // Read again, or older than the last one given: a
-                    // restarted reader starts at the ring's end, where this
-                    // resize is (its subscriber has it from the replay), a
-                    // reader that lost its connection reads its last offset
-                    // again, and a publisher that caught up sends its last
-                    // resize again.
+                if !resize_is_new(self.last_resize, (offset, cols, rows)) {
                     return;
                 }
                 self.last_resize = Some((offset, cols, rows));
@@ -300,6 +297,7 @@ async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, tx: mpsc::S
                 continue;
             }
         };
+        let mut reread = true;
         loop {
             let read: redis::RedisResult<redis::Value> = redis::cmd("XREAD")
                 .arg("COUNT")
@@ -315,12 +313,15 @@ async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, tx: mpsc::S
             // Past every entry read, those it cannot read too (written by a
             // newer node): reading from before one would return it at once,
             // again and again.
-            if let Some(id) = wire::xread_last_id(&v) {
+            let entries = wire::xread_entries(&v);
+            if let Some(id) = wire::xread_last_id(&v).or_else(|| entries.last().map(|r| r.id.clone())) {
                 last = id;
             }
-            let entries = wire::xread_entries(&v);
-            if !entries.is_empty() && tx.send(Update::Entries(entries)).await.is_err() {
-                return;
+            if !entries.is_empty() {
+                if tx.send(Update::Entries { entries, reread }).await.is_err() {
+                    return;
+                }
+                reread = false;
             }
         }
         last = again_at_offset(&last);
@@ -328,24 +329,41 @@ async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, tx: mpsc::S
     }
 }
 
-/// The entries of one read, less every resize with another right after it
-/// at its offset: with no output between, nothing was drawn at the first,
-/// and read again after a reconnect it would reach viewers once more
-/// (older than the one they have).
+/// Whether a resize read from the stream is news to viewers, given the
+/// last one given (`last`). One equal to it is read again: a restarted
+/// reader starts at the ring's end, where that resize is (its subscribers
+/// have it from the replay), and a reader that lost its connection reads
+/// its last offset again. One at a lower offset cannot come within one
+/// stream, whose ids only rise; the check guards the size viewers have
+/// against a stale one should that change.
+fn resize_is_new(last: Option<(u64, u16, u16)>, resize: (u64, u16, u16)) -> bool {
+    last != Some(resize) && last.is_none_or(|(at, ..)| at <= resize.0)
+}
+
+/// The last resize a stand-in keeps when the stream was trimmed past its
+/// ring, the next chunk starting at `chunk`: `MINID` trims whole offsets
+/// from the lowest, so a resize at `chunk` or later was not trimmed.
+fn kept_after_trim(last: Option<(u64, u16, u16)>, chunk: u64) -> Option<(u64, u16, u16)> {
+    last.filter(|&(at, ..)| at >= chunk)
+}
+
+/// The entries of a read that may repeat some given before (the first
+/// after a reconnect), less every resize with a later one at its offset in
+/// the same read: with no output between, nothing was drawn at the first,
+/// and given again it would take viewers back to an older size for a
+/// moment. Offsets only rise in a stream, so the nearest later resize is
+/// the one to compare with. A live read keeps them all, as viewers on the
+/// owner's node get them all.
 fn without_overtaken_resizes(entries: Vec<wire::Read>) -> impl Iterator<Item = Entry> {
-    let mut entries = entries.into_iter().peekable();
-    std::iter::from_fn(move || {
-        loop {
-            let r = entries.next()?;
-            let overtaken = matches!(
-                (&r.entry, entries.peek().map(|n| &n.entry)),
-                (Entry::Resized { offset: a, .. }, Some(Entry::Resized { offset: b, .. })) if a == b
-            );
-            if !overtaken {
-                return Some(r.entry);
-            }
+    let mut later: Option<u64> = None;
+    let mut keep = vec![true; entries.len()];
+    for (i, r) in entries.iter().enumerate().rev() {
+        if let Entry::Resized { offset, .. } = r.entry {
+            keep[i] = later != Some(offset);
+            later = Some(offset);
         }
-    })
+    }
+    entries.into_iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r.entry)
 }
 
 /// Where a reader that lost its connection goes on: just before every
@@ -355,9 +373,11 @@ fn without_overtaken_resizes(entries: Vec<wire::Read>) -> impl Iterator<Item = E
 /// may get the very id the reader last read, and a reader that went on
 /// after that id would never see it. Reading the entries at that offset
 /// again loses nothing and repeats nothing to viewers: output is cut to
-/// what the ring lacks; a resize equal to the last one given, older than
-/// it, or followed by another at its offset is dropped, and so is a second
-/// `Terminating`. A position before an offset (`wire::before`, where a
+/// what the ring lacks; a resize equal to the last one given, or with a
+/// later one at its offset in that read, is dropped, and so is a second
+/// `Terminating` (a read of more than `READ_COUNT` entries at one offset,
+/// resizes of a window dragged while nothing printed, may give an older
+/// size for a moment before the next read). A position before an offset (`wire::before`, where a
 /// reader starts; no entry has its id) is kept: moved back, a reader that
 /// reconnects again and again without reading would move back each time.
 fn again_at_offset(last: &str) -> String {
@@ -373,7 +393,7 @@ fn again_at_offset(last: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{again_at_offset, record_size_applies, without_overtaken_resizes};
+    use super::{again_at_offset, kept_after_trim, record_size_applies, resize_is_new, without_overtaken_resizes};
     use crate::cluster::wire::{self, Entry, Read};
 
     fn resized(offset: u64, cols: u16) -> Read {
@@ -382,6 +402,47 @@ mod tests {
             offset,
             entry: Entry::Resized { offset, cols, rows: 24 },
         }
+    }
+
+    #[test]
+    fn a_resize_read_again_or_older_is_not_news() {
+        assert!(resize_is_new(None, (7, 90, 24)));
+        assert!(!resize_is_new(Some((7, 90, 24)), (7, 90, 24)));
+        assert!(
+            resize_is_new(Some((7, 90, 24)), (7, 100, 24)),
+            "another at the same offset"
+        );
+        assert!(resize_is_new(Some((7, 90, 24)), (9, 90, 24)), "back to a size, later");
+        assert!(!resize_is_new(Some((9, 90, 24)), (7, 100, 24)));
+    }
+
+    #[test]
+    fn a_trim_forgets_only_a_resize_before_the_next_chunk() {
+        assert_eq!(kept_after_trim(Some((7, 90, 24)), 7), Some((7, 90, 24)));
+        assert_eq!(kept_after_trim(Some((5, 90, 24)), 7), None);
+        assert_eq!(kept_after_trim(None, 7), None);
+    }
+
+    #[test]
+    fn a_resize_with_a_later_one_at_its_offset_is_overtaken_across_terminating() {
+        let at = |offset: u64, entry: Entry| Read {
+            id: format!("{offset}-0"),
+            offset,
+            entry,
+        };
+        let given: Vec<Entry> =
+            without_overtaken_resizes(vec![resized(7, 90), at(7, Entry::Terminating), resized(7, 100)]).collect();
+        assert!(matches!(
+            given[..],
+            [
+                Entry::Terminating,
+                Entry::Resized {
+                    offset: 7,
+                    cols: 100,
+                    ..
+                }
+            ]
+        ));
     }
 
     #[test]
