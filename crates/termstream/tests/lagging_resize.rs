@@ -6,8 +6,10 @@
 //! queued must keep their places too.
 //!
 //! Every test floods a pty while its socket does not read, so they run
-//! one at a time ([`FLOODING`]), on servers that wait for pongs longer
-//! than the tests stall, and each checks that its forwarder did lag.
+//! one at a time, on servers that wait for pongs longer than the tests
+//! stall, and each checks that its forwarder did lag. Under `cargo test`
+//! [`FLOODING`] serialises them; nextest runs each test in its own process,
+//! where `.config/nextest.toml` runs them alone instead.
 
 mod common;
 
