@@ -15,7 +15,12 @@
 //! session's size with `told_size`, the size the client was last told (or
 //! will have once its pending resizes are told, `resize.rs`), and when
 //! they differ ask the session for its last resize: at or past `next`,
-//! it is told at its place in the output; before it, at once.
+//! it is told at its place in the output; behind it and the session's
+//! size, before the next byte (an update's, or the catch-up's). An
+//! update that finds the size still untold after its output asks again:
+//! a resize that landed meanwhile waits for its place in a later update,
+//! and only a size with no resize ahead of `next` is told at once. (A
+//! lag while focused learns the same way, `catchup.rs`.)
 
 use std::sync::Arc;
 
@@ -23,7 +28,7 @@ use termstream_proto::{ProjectId, SessionId};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::MissedTickBehavior;
 
-use super::{Closed, Flow, FocusFollow, Forwarder};
+use super::{Closed, Flow, FocusFollow, Forwarder, resize};
 use crate::focus::{Focus, FocusEvent};
 
 /// Whether the forwarder's session is focused, kept current from the
@@ -150,20 +155,40 @@ impl Forwarder {
                 filled?;
             }
             self.tell_due().await?;
-            // A size with no resize at or past `next` to place it: one from
-            // before it (its event dropped with the live receiver), or one a
-            // cluster stand-in knows only from the directory's records; told
-            // after the output, as the best place known.
-            if self.pending_resizes.is_empty() && self.handle.size() != self.told_size {
-                let (cols, rows) = self.handle.size();
-                self.resized(cols, rows).await?;
-            }
+            self.place_size().await?;
             if !running {
                 let info = Arc::new(self.handle.info());
                 self.fill(info.output_offset).await?;
                 self.finish(&info).await?;
                 return Ok(Flow::Ended);
             }
+        }
+    }
+
+    /// After an update's output: a resize that landed while it was sent is
+    /// learned again and told at its place if reached, or left pending.
+    /// A size with no resize at or past `next` to place it (its resize is
+    /// behind `next`, its event dropped with the live receiver, or a
+    /// cluster stand-in knows it only from the directory's records) is told
+    /// now, as the best place known. The size is read before the last
+    /// resize is asked: a resize landing between them is seen at or past
+    /// `next` and waits, instead of being told before its place for good
+    /// (the next update would find the size told and never fix it).
+    async fn place_size(&mut self) -> Result<(), Closed> {
+        self.learn_last_resize().await;
+        self.tell_due().await?;
+        let size = self.handle.size();
+        if !self.pending_resizes.is_empty() || size == self.told_size {
+            return Ok(());
+        }
+        match self.handle.last_resize().await {
+            Ok(Some(last)) if !resize::tell_unplaced(Some(last), self.next) => {
+                resize::learn(&mut self.pending_resizes, self.told_size, self.next, size, last);
+                Ok(())
+            }
+            // No place ahead; or the session could not answer (deleted, a
+            // node gone): as before, the size is told after the output.
+            _ => self.resized(size.0, size.1).await,
         }
     }
 

@@ -129,7 +129,13 @@ impl Forwarder {
                         self.fill(offset).await?;
                     }
                     resize::settle_through(&mut self.pending_resizes, offset);
-                    self.resized(cols, rows).await?;
+                    // One behind `next` (its output went already) only
+                    // when the client would otherwise miss the session's
+                    // size: an old one told again would stick.
+                    if offset >= self.next || resize::tell_late((cols, rows), self.eventual_size(), self.handle.size())
+                    {
+                        self.resized(cols, rows).await?;
+                    }
                 }
                 LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,
                 LogEvent::Ended(info) => {
