@@ -38,20 +38,33 @@ impl Forwarder {
             let next = match queued {
                 Some(ev) => ev,
                 None => match track.as_deref_mut() {
-                    // Focus first: once the session is unfocused, queued
-                    // events are no longer worth a frame each (the updates
-                    // read them by offset), and which way a forwarder goes
-                    // does not hang on a coin toss.
-                    Some(track) => tokio::select! {
-                        biased;
-                        focused = track.changed() => {
+                    Some(track) => {
+                        // A focus change already made goes first: once
+                        // unfocused, queued events are no longer worth a
+                        // frame each (the updates read them by offset), and
+                        // which way a forwarder goes does not hang on a
+                        // coin toss. Checked before every event with one
+                        // atomic load when no change was made.
+                        if let Some(focused) = track.take_made().await {
                             if !focused {
                                 return Ok(Flow::Unfocused);
                             }
                             continue;
                         }
-                        ev = live.recv() => ev,
-                    },
+                        // Live first: on a busy stream the focus broadcast
+                        // is not polled per event; a change made meanwhile
+                        // is taken above, before the next one.
+                        tokio::select! {
+                            biased;
+                            ev = live.recv() => ev,
+                            focused = track.changed() => {
+                                if !focused {
+                                    return Ok(Flow::Unfocused);
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     None => live.recv().await,
                 },
             };
