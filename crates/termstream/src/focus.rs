@@ -147,6 +147,10 @@ pub struct Focus {
     changes: broadcast::Sender<Arc<FocusEvent>>,
     /// Orders activity: each focus or input takes the next tick.
     ticks: AtomicU64,
+    /// How many changes went to `changes`, counted after each is sent: a
+    /// forwarder that sees it unmoved knows, with one load, that no change
+    /// is queued for it (`gateway/forward/focused.rs`).
+    sent: AtomicU64,
     /// In a cluster: the store is Redis, and changes reach the broadcast
     /// through the relay, in order, from every node.
     cluster: Option<Arc<relay::FocusRelay>>,
@@ -166,6 +170,7 @@ impl Focus {
             changes: broadcast::channel(CHANGE_QUEUE).0,
             // Above any seeded activity (a set's positions).
             ticks: AtomicU64::new(1 << 32),
+            sent: AtomicU64::new(0),
             cluster: None,
         })
     }
@@ -186,6 +191,18 @@ impl Focus {
     /// Every change from now on, of every project.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FocusEvent>> {
         self.changes.subscribe()
+    }
+
+    /// How many changes were sent to the subscribers so far. Counted after
+    /// the send: once it moved, the change is in every receiver's queue.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Sends `event` to the subscribers and counts it (see [`Focus::sent`]).
+    fn broadcast(&self, event: Arc<FocusEvent>) {
+        let _ = self.changes.send(event);
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// The state of `project` now: the last one broadcast (so every

@@ -6,8 +6,10 @@
 //! queued must keep their places too.
 //!
 //! Every test floods a pty while its socket does not read, so they run
-//! one at a time ([`FLOODING`]), on servers that wait for pongs longer
-//! than the tests stall, and each checks that its forwarder did lag.
+//! one at a time, on servers that wait for pongs longer than the tests
+//! stall, and each checks that its forwarder did lag. Under `cargo test`
+//! [`FLOODING`] serialises them; nextest runs each test in its own process,
+//! where `.config/nextest.toml` runs them alone instead.
 
 mod common;
 
@@ -283,4 +285,44 @@ async fn a_resize_the_forwarder_missed_is_told_once_focused() {
     focus(&server, "r", true).await;
     read_to_the_marker(&server, &mut ws, &mut read).await;
     assert_eq!(read.resizes, vec![(FIRST_END, 100, 30)], "told again on focus");
+}
+
+/// An unfocused update that is still sending its output (a 16 MB flood
+/// to a socket that does not read) when the session prints more and is
+/// resized: the resize is told at its place, after the bytes printed
+/// before it. The update looked at the size before the resize, so after
+/// its output it told the new size at once, at its own end, before those
+/// bytes; the next update found the size told and never moved it.
+#[tokio::test]
+async fn a_resize_made_while_an_unfocused_update_sends_is_told_at_its_place() {
+    let _one = FLOODING.lock().await;
+    let script = "read a; head -c 16000000 /dev/zero | tr '\\0' a; \
+        read b; echo mid-$b; read c; echo end-$c; exec sleep 600";
+    let server = server(&[
+        ("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "300"),
+        ("TERMSTREAM_MAX_REPLAY_BYTES", "1000000000"),
+    ])
+    .await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    attach(&server, &mut ws, script, "focus").await;
+    focus(&server, "r", false).await;
+    // The forwarder drops its live receiver before the flood.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    server.input("r", "go\n").await;
+    let first = wait_output(&server, FIRST_END, "the flood").await;
+    // An update has started since, and waits on the socket.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    server.input("r", "b\n").await;
+    let second = wait_output(&server, first + 10, "mid-b").await;
+    resize(&server, 100, 30).await;
+    server.input("r", "c\n").await;
+    wait_output(&server, second + 10, "end-c").await;
+
+    let mut read = Read::default();
+    read_to(&mut ws, &mut read, "end-c").await;
+    assert_eq!(
+        read.resizes,
+        vec![(second, 100, 30)],
+        "session.resized once, after mid-b (at {second}), not at an update's end before it"
+    );
 }

@@ -178,7 +178,7 @@ impl Focus {
                 // the old version and never got this one.)
                 let event = self.event(project, Some(session), focused, &new);
                 let mut published = p.published.lock().unwrap_or_else(|p| p.into_inner());
-                let _ = self.changes.send(event);
+                self.broadcast(event);
                 *published = Some(new.clone());
             }
         }
@@ -189,7 +189,7 @@ impl Focus {
     /// no `session`) the state as `sync_complete`. The caller keeps the
     /// project's versions in order.
     pub(crate) fn emit(&self, project: &ProjectId, session: Option<&SessionId>, focused: bool, new: &FocusState) {
-        let _ = self.changes.send(self.event(project, session, focused, new));
+        self.broadcast(self.event(project, session, focused, new));
     }
 
     /// One change as [`Focus::emit`] sends it.

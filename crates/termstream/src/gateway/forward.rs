@@ -29,9 +29,13 @@
 //! the forwarder asks the session for its last resize and, when it is at
 //! or past `next` and the client would not otherwise reach its size, keeps
 //! it pending; it is told just before the first byte at or past its offset
-//! (`resize.rs`). Resize events still queued are told at their places, in
-//! order, and settle a pending resize they reach. As on attach, only the
-//! last resize is known: earlier ones lost in the same lag are not told.
+//! (`resize.rs`). One behind `next` that is the session's size is told
+//! before the next byte. Resize events still queued are told at their
+//! places, in order, and settle a pending resize they reach; one behind
+//! `next` is told only when the client would otherwise miss the session's
+//! size. As on attach, only the last resize is known: earlier ones lost in
+//! the same lag are not told, and a resize away and back (A to B to A)
+//! inside one lag is not told at all.
 //!
 //! The first input a socket sends after an attach waits until the attach's
 //! forwarder is subscribed ([`Started`], at most a limit): what the input
@@ -127,7 +131,10 @@ struct Forwarder {
     /// Resizes the client lacks whose live event the forwarder may never
     /// take (learned from a subscription, or asked after a lag), in offset
     /// order, each told just before the first byte at or past its offset
-    /// (`resize.rs`). Empty but for a moment after a lag or a replay.
+    /// (`resize.rs`). Usually empty; one waits here until the bytes at
+    /// its offset go out, which for an unfocused session's updates, or a
+    /// fill that stopped short, may be a later update or fill. At most
+    /// [`resize::MAX_PENDING`], the oldest dropped past it.
     pending_resizes: Vec<resize::Resize>,
 }
 

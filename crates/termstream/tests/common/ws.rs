@@ -287,7 +287,6 @@ impl WsClient {
         let _ = self.ws.close(None).await;
     }
 
-    /// The raw stream, for tests that stop reading on purpose.
     /// Reads a replay until `later` is in its output, and asserts that it
     /// carries one `session.resized` to `cols`×`rows`, at its place: after
     /// the output holding `earlier`, before the one holding `later`.

@@ -15,15 +15,23 @@
 //! session's size with `told_size`, the size the client was last told (or
 //! will have once its pending resizes are told, `resize.rs`), and when
 //! they differ ask the session for its last resize: at or past `next`,
-//! it is told at its place in the output; before it, at once.
+//! it is told at its place in the output; behind it and the session's
+//! size, before the next byte (an update's, or the catch-up's). An
+//! update that finds the size still untold after its output asks again:
+//! a resize that landed meanwhile waits for its place in a later update,
+//! and only a size with no resize ahead of `next` is told at once. (A
+//! lag while focused learns the same way, `catchup.rs`.)
 
 use std::sync::Arc;
 
 use termstream_proto::{ProjectId, SessionId};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 use tokio::time::MissedTickBehavior;
 
-use super::{Closed, Flow, FocusFollow, Forwarder};
+use super::{Closed, Flow, FocusFollow, Forwarder, resize};
 use crate::focus::{Focus, FocusEvent};
 
 /// Whether the forwarder's session is focused, kept current from the
@@ -38,11 +46,16 @@ pub struct FocusTrack {
     /// next [`FocusTrack::changed`] reads it first. Kept here, not in the
     /// future, because a `select!` may drop that future mid-read.
     stale: bool,
+    /// [`Focus::sent`] when the queue was last drained: unmoved, no change
+    /// is queued.
+    seen: u64,
 }
 
 impl FocusTrack {
     /// Subscribes first, then reads the state: no change in between is lost.
     async fn new(focus: Arc<Focus>, project: ProjectId, session: SessionId) -> FocusTrack {
+        // Read before subscribing: a change counted after it is queued.
+        let seen = focus.sent();
         let changes = focus.subscribe();
         let focused = focus
             .get(&project)
@@ -56,7 +69,40 @@ impl FocusTrack {
             session,
             focused,
             stale: false,
+            seen,
         }
+    }
+
+    /// Takes the focus changes already made, without waiting; answers the
+    /// new value when the session's focus changed. When none was made it
+    /// costs one atomic load: a busy live stream checks before each event,
+    /// and registering a waiter on the server-wide broadcast each time
+    /// (two locks) is what this spares. After a lag of the broadcast the
+    /// state is read here, awaited to the end, not restarted by each
+    /// `select!` that would drop it.
+    pub async fn take_made(&mut self) -> Option<bool> {
+        let sent = self.focus.sent();
+        if !self.stale && sent == self.seen {
+            return None;
+        }
+        self.seen = sent;
+        let before = self.focused;
+        loop {
+            if self.stale {
+                let read = Box::pin(self.focus.get(&self.project)).await;
+                self.stale = false;
+                if let Ok(s) = read {
+                    self.focused = s.focused.contains(&self.session);
+                }
+            }
+            match self.changes.try_recv() {
+                Ok(ev) if ev.project == self.project => self.focused = ev.state.focused.contains(&self.session),
+                Ok(_) => {}
+                Err(TryRecvError::Lagged(_)) => self.stale = true,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        (self.focused != before).then_some(self.focused)
     }
 
     /// Waits for the session's focus to change; answers the new value.
@@ -150,20 +196,40 @@ impl Forwarder {
                 filled?;
             }
             self.tell_due().await?;
-            // A size with no resize at or past `next` to place it: one from
-            // before it (its event dropped with the live receiver), or one a
-            // cluster stand-in knows only from the directory's records; told
-            // after the output, as the best place known.
-            if self.pending_resizes.is_empty() && self.handle.size() != self.told_size {
-                let (cols, rows) = self.handle.size();
-                self.resized(cols, rows).await?;
-            }
+            self.place_size().await?;
             if !running {
                 let info = Arc::new(self.handle.info());
                 self.fill(info.output_offset).await?;
                 self.finish(&info).await?;
                 return Ok(Flow::Ended);
             }
+        }
+    }
+
+    /// After an update's output: a resize that landed while it was sent is
+    /// learned again and told at its place if reached, or left pending.
+    /// A size with no resize at or past `next` to place it (its resize is
+    /// behind `next`, its event dropped with the live receiver, or a
+    /// cluster stand-in knows it only from the directory's records) is told
+    /// now, as the best place known. The size is read before the last
+    /// resize is asked: a resize landing between them is seen at or past
+    /// `next` and waits, instead of being told before its place for good
+    /// (the next update would find the size told and never fix it).
+    async fn place_size(&mut self) -> Result<(), Closed> {
+        self.learn_last_resize().await;
+        self.tell_due().await?;
+        let size = self.handle.size();
+        if !self.pending_resizes.is_empty() || size == self.told_size {
+            return Ok(());
+        }
+        match self.handle.last_resize().await {
+            Ok(Some(last)) if !resize::tell_unplaced(Some(last), self.next) => {
+                resize::learn(&mut self.pending_resizes, self.told_size, self.next, size, last);
+                Ok(())
+            }
+            // No place ahead; or the session could not answer (deleted, a
+            // node gone): as before, the size is told after the output.
+            _ => self.resized(size.0, size.1).await,
         }
     }
 
@@ -254,5 +320,41 @@ mod tests {
         let next = tokio::time::timeout(Duration::from_secs(5), track.changed()).await;
         assert_eq!(next.ok(), Some(false), "the change behind the lag was forgotten");
         assert!(!track.focused);
+    }
+
+    /// [`FocusTrack::take_made`] answers a change already made without
+    /// waiting, ignores other projects' changes, answers nothing when none
+    /// was made (the live wait's per-event check), and after a lag of the
+    /// broadcast reads the state.
+    #[tokio::test]
+    async fn a_change_made_is_taken_without_waiting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, a) = (ProjectId::new("p").unwrap(), SessionId::new("a").unwrap());
+        let (stops, registry) = Stops::seeded(dir.path(), &p, std::slice::from_ref(&a)).await;
+        let focus = Focus::new(stops.clone(), registry);
+        let mut track = FocusTrack::new(focus.clone(), p.clone(), a.clone()).await;
+        assert!(track.focused);
+        assert_eq!(track.take_made().await, None, "nothing made");
+
+        let other = ProjectId::new("other").unwrap();
+        let state = crate::focus::store::FocusState::default();
+        focus.emit(&other, None, false, &state);
+        assert_eq!(track.take_made().await, None, "another project's change");
+
+        let blurred = stops.compare_and_set(&p, 1, Vec::new()).await.unwrap().unwrap();
+        focus.emit(&p, Some(&a), false, &blurred);
+        assert_eq!(track.take_made().await, Some(false), "the blur");
+        assert!(!track.focused);
+        assert_eq!(track.take_made().await, None, "taken once");
+
+        // Focused again in the store, its change pushed out of the
+        // broadcast by other projects' changes: the state is read.
+        stops.compare_and_set(&p, 2, vec![a.clone()]).await.unwrap().unwrap();
+        for _ in 0..CHANGE_QUEUE + 8 {
+            focus.emit(&other, None, false, &state);
+        }
+        let taken = tokio::time::timeout(Duration::from_secs(5), track.take_made()).await;
+        assert_eq!(taken.ok(), Some(Some(true)), "the change behind the lag");
+        assert!(track.focused);
     }
 }

@@ -38,20 +38,33 @@ impl Forwarder {
             let next = match queued {
                 Some(ev) => ev,
                 None => match track.as_deref_mut() {
-                    // Focus first: once the session is unfocused, queued
-                    // events are no longer worth a frame each (the updates
-                    // read them by offset), and which way a forwarder goes
-                    // does not hang on a coin toss.
-                    Some(track) => tokio::select! {
-                        biased;
-                        focused = track.changed() => {
+                    Some(track) => {
+                        // A focus change already made goes first: once
+                        // unfocused, queued events are no longer worth a
+                        // frame each (the updates read them by offset), and
+                        // which way a forwarder goes does not hang on a
+                        // coin toss. Checked before every event with one
+                        // atomic load when no change was made.
+                        if let Some(focused) = track.take_made().await {
                             if !focused {
                                 return Ok(Flow::Unfocused);
                             }
                             continue;
                         }
-                        ev = live.recv() => ev,
-                    },
+                        // Live first: on a busy stream the focus broadcast
+                        // is not polled per event; a change made meanwhile
+                        // is taken above, before the next one.
+                        tokio::select! {
+                            biased;
+                            ev = live.recv() => ev,
+                            focused = track.changed() => {
+                                if !focused {
+                                    return Ok(Flow::Unfocused);
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     None => live.recv().await,
                 },
             };
@@ -129,7 +142,13 @@ impl Forwarder {
                         self.fill(offset).await?;
                     }
                     resize::settle_through(&mut self.pending_resizes, offset);
-                    self.resized(cols, rows).await?;
+                    // One behind `next` (its output went already) only
+                    // when the client would otherwise miss the session's
+                    // size: an old one told again would stick.
+                    if offset >= self.next || resize::tell_late((cols, rows), self.eventual_size(), self.handle.size())
+                    {
+                        self.resized(cols, rows).await?;
+                    }
                 }
                 LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,
                 LogEvent::Ended(info) => {

@@ -45,7 +45,13 @@ impl Forwarder {
             return;
         }
         if let Ok(Some(resize)) = self.handle.last_resize().await {
-            learn(&mut self.pending_resizes, self.told_size, self.next, resize);
+            learn(
+                &mut self.pending_resizes,
+                self.told_size,
+                self.next,
+                self.handle.size(),
+                resize,
+            );
         }
     }
 
@@ -58,6 +64,7 @@ impl Forwarder {
             return Ok(());
         }
         let (_, cols, rows) = self.pending_resizes.remove(0);
+        free_if_empty(&mut self.pending_resizes);
         self.resized(cols, rows).await
     }
 
@@ -96,26 +103,73 @@ impl Forwarder {
 }
 
 /// Keeps `resize`, the session's last resize, pending when the client will
-/// not otherwise reach its size: it is at or past `next` (an older one is
-/// behind the client, which a snapshot or an earlier tell covered) and
-/// differs from the size the client has once the pending ones are told
-/// (`told`, when none is).
-pub(super) fn learn(pending: &mut Vec<Resize>, told: (u16, u16), next: u64, resize: Resize) {
+/// not otherwise reach its size: it differs from the size the client has
+/// once the pending ones are told (`told`, when none is). One at or past
+/// `next` waits for its place. One behind `next` is kept at `next`, told
+/// before the next byte (or when the live queue is empty, or at the end),
+/// but only when it is the session's size `now`: then its event was lost
+/// (a lag, a dropped receiver) and the client would stay at an older size.
+/// One behind `next` at another size is older than the session's size,
+/// and a newer resize will be learned or told.
+pub(super) fn learn(pending: &mut Vec<Resize>, told: (u16, u16), next: u64, now: (u16, u16), resize: Resize) {
     let (at, cols, rows) = resize;
     let eventual = pending.last().map_or(told, |&(_, c, r)| (c, r));
-    if at < next || (cols, rows) == eventual {
+    if (cols, rows) == eventual {
         return;
     }
-    keep(pending, resize);
+    if at >= next {
+        keep(pending, resize);
+    } else if (cols, rows) == now {
+        keep(pending, (next, cols, rows));
+    }
 }
 
-/// Keeps `resize`, the session's last resize, pending after the older ones;
-/// one pending at the same offset is older, and replaced.
+/// The most resizes kept pending. Each lag or update adds at most one, so
+/// the list stays short unless the client is far behind through many
+/// lags; past this, the oldest are dropped (their output is drawn at the
+/// size the client has), so a forwarder holds a few dozen bytes at most.
+pub(super) const MAX_PENDING: usize = 4;
+
+/// Keeps `resize` pending after the older ones. One pending at the same
+/// offset is older (learned before it), and replaced; one older than the
+/// last pending is stale (a re-read), and ignored. Past [`MAX_PENDING`]
+/// the oldest is dropped.
 pub(super) fn keep(pending: &mut Vec<Resize>, resize: Resize) {
     match pending.last_mut() {
-        Some(last) if last.0 >= resize.0 => *last = resize,
-        _ => pending.push(resize),
+        Some(last) if last.0 == resize.0 => *last = resize,
+        Some(last) if last.0 > resize.0 => {}
+        _ => {
+            if pending.len() >= MAX_PENDING {
+                pending.remove(0);
+            }
+            pending.push(resize);
+        }
     }
+}
+
+/// Whether a live resize to `size` whose offset is behind `next` is told.
+/// Its output went already (a fill read past it, or a cluster stand-in
+/// read its entry again), so it cannot be told at its place; told anyway
+/// it could take the client back to an older size. It is told only when
+/// the client would not otherwise reach it (`eventual`, the size the
+/// client has once its pending resizes are told) and it is the session's
+/// size `now`: then its output was drawn at it, and no later event will
+/// carry it.
+pub(super) fn tell_late(size: (u16, u16), eventual: (u16, u16), now: (u16, u16)) -> bool {
+    size != eventual && size == now
+}
+
+/// Whether an unfocused update, with no resize pending and the session's
+/// size not the one the client was told, tells that size at once, after
+/// its output. Only when the session's last resize (`last`, asked after
+/// the size was read) is behind `next` or unknown (a cluster stand-in
+/// that knows the size only from the directory's records): no place in
+/// the output is left for it. One at or past `next` landed after the
+/// update's first look: it is kept pending and told at its place by a
+/// later update, since telling it now would put it before the bytes
+/// drawn at the old size, for good.
+pub(super) fn tell_unplaced(last: Option<Resize>, next: u64) -> bool {
+    last.is_none_or(|(at, ..)| at < next)
 }
 
 /// Drops the pending resizes at or before `offset`, where the client is
@@ -123,6 +177,46 @@ pub(super) fn keep(pending: &mut Vec<Resize>, resize: Resize) {
 /// newer, and a screen (`terminal.restore`) carries the size of its time.
 pub(super) fn settle_through(pending: &mut Vec<Resize>, offset: u64) {
     pending.retain(|&(at, ..)| at > offset);
+    free_if_empty(pending);
+}
+
+/// Frees an emptied list's buffer: pending resizes are rare, and every idle
+/// forwarder would otherwise keep one.
+pub(super) fn free_if_empty(pending: &mut Vec<Resize>) {
+    if pending.is_empty() {
+        *pending = Vec::new();
+    }
+}
+
+/// A step of sending contiguous chunks with resizes pending among them.
+#[derive(Debug)]
+pub(super) enum Piece {
+    /// Chunks to send, with no pending resize among them.
+    Run(Vec<Chunk>),
+    /// Tell the first pending resize.
+    Tell,
+}
+
+/// Cuts contiguous `chunks`, sent from `next`, at each `pending` resize
+/// they reach: the bytes before it, the resize, the bytes from it on. A
+/// resize no byte past `next` reaches stays pending (the pieces end
+/// there), so it is told before the first byte that does, later.
+pub(super) fn interleave(mut chunks: Vec<Chunk>, pending: &[Resize], mut next: u64) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    for &(at, ..) in pending {
+        let from_at = split_at(&mut chunks, at);
+        if !from_at.iter().any(|c| c.end() > next) {
+            break;
+        }
+        if let Some(end) = chunks.last().map(Chunk::end) {
+            next = next.max(end);
+        }
+        pieces.push(Piece::Run(std::mem::take(&mut chunks)));
+        pieces.push(Piece::Tell);
+        chunks = from_at;
+    }
+    pieces.push(Piece::Run(chunks));
+    pieces
 }
 
 /// Splits contiguous `chunks` at `at`: they keep the bytes before it, and
@@ -150,7 +244,9 @@ mod tests {
     use bytes::Bytes;
     use termstream_proto::Stream;
 
-    use super::{Chunk, learn, settle_through, split_at};
+    use super::{
+        Chunk, MAX_PENDING, Piece, interleave, keep, learn, settle_through, split_at, tell_late, tell_unplaced,
+    };
 
     /// The client was told 80×24 (A), the session went to 100×30 (B) at
     /// 1000, then to 120×40 (C) at 2000; a lag lost only output before
@@ -161,7 +257,7 @@ mod tests {
     fn resizes_still_queued_keep_their_order() {
         let a = (80, 24);
         let mut pending = Vec::new();
-        learn(&mut pending, a, 500, (2000, 120, 40));
+        learn(&mut pending, a, 500, (120, 40), (2000, 120, 40));
         assert_eq!(pending, vec![(2000, 120, 40)]);
         settle_through(&mut pending, 1000);
         assert_eq!(pending, vec![(2000, 120, 40)], "B's event leaves C pending");
@@ -175,19 +271,118 @@ mod tests {
     #[test]
     fn a_resize_is_kept_when_the_client_would_not_reach_its_size() {
         let a = (80, 24);
+        let now = (90, 20);
         let mut pending = Vec::new();
-        learn(&mut pending, a, 500, (400, 100, 30));
-        assert!(pending.is_empty(), "behind the client");
-        learn(&mut pending, a, 500, (600, 80, 24));
+        learn(&mut pending, a, 500, now, (400, 100, 30));
+        assert!(pending.is_empty(), "behind the client, not the session's size");
+        learn(&mut pending, a, 500, now, (600, 80, 24));
         assert!(pending.is_empty(), "the size the client has");
-        learn(&mut pending, a, 500, (500, 100, 30));
+        learn(&mut pending, a, 500, now, (500, 100, 30));
         assert_eq!(pending, vec![(500, 100, 30)], "exactly at next");
-        learn(&mut pending, a, 500, (500, 100, 30));
+        learn(&mut pending, a, 500, now, (500, 100, 30));
         assert_eq!(pending, vec![(500, 100, 30)], "learned twice");
-        learn(&mut pending, a, 500, (900, 80, 24));
+        learn(&mut pending, a, 500, now, (900, 80, 24));
         assert_eq!(pending, vec![(500, 100, 30), (900, 80, 24)], "back to 80x24");
-        learn(&mut pending, a, 500, (900, 90, 20));
+        learn(&mut pending, a, 500, now, (900, 90, 20));
         assert_eq!(pending, vec![(500, 100, 30), (900, 90, 20)], "newer at the same offset");
+    }
+
+    /// The cluster case of the review: the client was told B by a
+    /// stand-in's re-read, C's event was lost in a lag, and the lag learns
+    /// C at an offset behind `next` (the entry was read again). C is the
+    /// session's size: kept at `next`, or the client stays at B. Learned
+    /// again, it is not kept twice; one behind `next` at another size than
+    /// the session's is older, and dropped.
+    #[test]
+    fn a_last_resize_behind_next_at_the_sessions_size_is_kept_at_next() {
+        let (b, c) = ((100, 30), (120, 40));
+        let mut pending = Vec::new();
+        learn(&mut pending, b, 5000, c, (2000, 120, 40));
+        assert_eq!(pending, vec![(5000, 120, 40)], "told before the next byte");
+        learn(&mut pending, b, 5000, c, (2000, 120, 40));
+        assert_eq!(pending, vec![(5000, 120, 40)], "the client will have it");
+        let mut pending = Vec::new();
+        learn(&mut pending, b, 5000, (90, 20), (2000, 120, 40));
+        assert!(pending.is_empty(), "not the session's size: a newer resize comes");
+    }
+
+    /// A live resize behind `next` is told only when it is the session's
+    /// size and the client would not otherwise have it: the old B read
+    /// again by a stand-in is not told over C.
+    #[test]
+    fn a_late_live_resize_is_told_only_when_the_client_lacks_the_sessions_size() {
+        let (b, c) = ((100, 30), (120, 40));
+        assert!(!tell_late(b, c, c), "an old size told again would stick");
+        assert!(!tell_late(c, c, c), "the client has it, or will");
+        assert!(tell_late(c, b, c), "lost otherwise");
+        assert!(!tell_late(b, (80, 24), c), "not the session's size");
+    }
+
+    /// The unfocused fallback tells the size at once only when its resize
+    /// is behind `next` or unknown.
+    #[test]
+    fn an_unplaced_size_is_told_at_once_only_without_a_place_ahead() {
+        assert!(tell_unplaced(None, 500), "a stand-in's size from the records");
+        assert!(tell_unplaced(Some((400, 100, 30)), 500), "behind the client");
+        assert!(!tell_unplaced(Some((500, 100, 30)), 500), "at its place: pending");
+        assert!(!tell_unplaced(Some((700, 100, 30)), 500), "landed after the look");
+    }
+
+    /// `keep`: the same offset replaces, a newer one is pushed, an older
+    /// one (a re-read) is ignored; past the cap the oldest goes.
+    #[test]
+    fn keep_orders_by_offset_and_is_bounded() {
+        let mut pending = vec![(500, 100, 30)];
+        keep(&mut pending, (500, 90, 20));
+        assert_eq!(pending, vec![(500, 90, 20)], "same offset");
+        keep(&mut pending, (400, 120, 40));
+        assert_eq!(pending, vec![(500, 90, 20)], "older");
+        keep(&mut pending, (600, 120, 40));
+        assert_eq!(pending, vec![(500, 90, 20), (600, 120, 40)], "newer");
+        for at in 700..700 + MAX_PENDING as u64 {
+            keep(&mut pending, (at, 80, 24));
+        }
+        assert_eq!(pending.len(), MAX_PENDING);
+        assert_eq!(pending[0].0, 700, "the oldest (500, 600) dropped");
+        assert_eq!(pending[MAX_PENDING - 1].0, 700 + MAX_PENDING as u64 - 1);
+        settle_through(&mut pending, u64::MAX);
+        assert_eq!(pending.capacity(), 0, "an empty list holds no buffer");
+    }
+
+    /// What each piece holds: (offset, bytes) of each chunk, or `T`.
+    fn pieces(ps: &[Piece]) -> Vec<String> {
+        ps.iter()
+            .map(|p| match p {
+                Piece::Run(cs) => cs
+                    .iter()
+                    .map(|c| format!("{}:{}", c.offset, String::from_utf8_lossy(&c.data)))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Piece::Tell => "T".into(),
+            })
+            .collect()
+    }
+
+    /// Two pending resizes inside one batch: each is told between the
+    /// bytes before it and those from it on.
+    #[test]
+    fn two_pending_resizes_in_one_batch_are_each_told_at_their_place() {
+        let chunks = vec![chunk(10, b"abc"), chunk(13, b"defg")];
+        let ps = interleave(chunks, &[(12, 100, 30), (15, 120, 40)], 10);
+        assert_eq!(pieces(&ps), ["10:ab", "T", "12:c,13:de", "T", "15:fg"]);
+    }
+
+    /// A pending resize the batch does not reach (its place is at or past
+    /// the batch's end) stays pending: the pieces end before it, with no
+    /// tell. One the batch reaches is told, the next one stays.
+    #[test]
+    fn a_pending_resize_past_the_batch_stays_pending() {
+        let ps = interleave(vec![chunk(10, b"abc")], &[(13, 100, 30)], 10);
+        assert_eq!(pieces(&ps), ["10:abc"], "at the end: told before the next byte");
+        let ps = interleave(vec![chunk(10, b"abc")], &[(11, 100, 30), (20, 120, 40)], 10);
+        assert_eq!(pieces(&ps), ["10:a", "T", "11:bc"]);
+        let ps = interleave(vec![chunk(10, b"abc")], &[(30, 100, 30)], 10);
+        assert_eq!(pieces(&ps), ["10:abc"]);
     }
 
     fn chunk(offset: u64, data: &'static [u8]) -> Chunk {

@@ -20,17 +20,17 @@ impl Forwarder {
     /// frames of at most [`MAX_FRAME`]. A pending resize is told just
     /// before the first byte at or past its offset (`resize.rs`): every
     /// output byte passes here, whether replayed, filled or live.
-    pub(super) async fn send_chunks(&mut self, mut chunks: Vec<Chunk>) -> Result<(), Closed> {
-        while let Some(&(at, ..)) = self.pending_resizes.first() {
-            let from_at = resize::split_at(&mut chunks, at);
-            if !from_at.iter().any(|c| c.end() > self.next) {
-                break;
-            }
-            self.send_run(std::mem::take(&mut chunks)).await?;
-            self.tell_pending().await?;
-            chunks = from_at;
+    pub(super) async fn send_chunks(&mut self, chunks: Vec<Chunk>) -> Result<(), Closed> {
+        if self.pending_resizes.is_empty() {
+            return self.send_run(chunks).await;
         }
-        self.send_run(chunks).await
+        for piece in resize::interleave(chunks, &self.pending_resizes, self.next) {
+            match piece {
+                resize::Piece::Run(run) => self.send_run(run).await?,
+                resize::Piece::Tell => self.tell_pending().await?,
+            }
+        }
+        Ok(())
     }
 
     /// Sends contiguous chunks as [`Forwarder::send_chunks`] does, with no
