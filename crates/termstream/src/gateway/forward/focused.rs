@@ -225,7 +225,19 @@ impl Forwarder {
         match self.handle.last_resize().await {
             Ok(Some(last)) if !resize::tell_unplaced(Some(last), self.next) => {
                 resize::learn(&mut self.pending_resizes, self.told_size, self.next, size, last);
-                Ok(())
+                if self.pending_resizes.is_empty() {
+                    // That last resize is the size the client has, so the
+                    // size read came from elsewhere: a resize back since
+                    // (the size is the client's again), or a stand-in
+                    // whose reader stopped, which knows the size from the
+                    // directory's records and no resize to place it at.
+                    let now = self.handle.size();
+                    if now != self.told_size {
+                        return self.resized(now.0, now.1).await;
+                    }
+                }
+                // One pending at `next` is told now, not an update later.
+                self.tell_due().await
             }
             // No place ahead; or the session could not answer (deleted, a
             // node gone): as before, the size is told after the output.

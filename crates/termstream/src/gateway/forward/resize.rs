@@ -159,6 +159,27 @@ pub(super) fn tell_late(size: (u16, u16), eventual: (u16, u16), now: (u16, u16))
     size != eventual && size == now
 }
 
+/// A live resize behind `next`: whether to tell it now ([`tell_late`],
+/// with `told` the size the client was last told). When it is told, the
+/// pending ones at or before `next` go: a resize kept at `next` from an
+/// older last resize (learned after a lag, before the re-read reached this
+/// newer one) would otherwise be told after it and leave the client at
+/// the older size.
+pub(super) fn take_late(
+    pending: &mut Vec<Resize>,
+    told: (u16, u16),
+    next: u64,
+    now: (u16, u16),
+    size: (u16, u16),
+) -> bool {
+    let eventual = pending.last().map_or(told, |&(_, c, r)| (c, r));
+    if !tell_late(size, eventual, now) {
+        return false;
+    }
+    settle_through(pending, next);
+    true
+}
+
 /// Whether an unfocused update, with no resize pending and the session's
 /// size not the one the client was told, tells that size at once, after
 /// its output. Only when the session's last resize (`last`, asked after
@@ -245,7 +266,8 @@ mod tests {
     use termstream_proto::Stream;
 
     use super::{
-        Chunk, MAX_PENDING, Piece, interleave, keep, learn, settle_through, split_at, tell_late, tell_unplaced,
+        Chunk, MAX_PENDING, Piece, interleave, keep, learn, settle_through, split_at, take_late, tell_late,
+        tell_unplaced,
     };
 
     /// The client was told 80×24 (A), the session went to 100×30 (B) at
@@ -316,6 +338,24 @@ mod tests {
         assert!(!tell_late(c, c, c), "the client has it, or will");
         assert!(tell_late(c, b, c), "lost otherwise");
         assert!(!tell_late(b, (80, 24), c), "not the session's size");
+    }
+
+    /// A lag learned D (behind `next`, the session's size then: kept at
+    /// `next`); the re-read then gives C, newer, the session's size now,
+    /// also behind `next`. C is told and D no longer pending: the client
+    /// ends at C.
+    #[test]
+    fn a_late_resize_told_drops_an_older_one_kept_at_next() {
+        let (a, c, d) = ((80, 24), (120, 40), (100, 30));
+        let mut pending = Vec::new();
+        learn(&mut pending, a, 5000, d, (4000, d.0, d.1));
+        assert_eq!(pending, vec![(5000, d.0, d.1)]);
+        assert!(take_late(&mut pending, a, 5000, c, c));
+        assert!(pending.is_empty(), "D would be told after C");
+        // Not the session's size: not told, nothing dropped.
+        let mut pending = vec![(5000, d.0, d.1)];
+        assert!(!take_late(&mut pending, a, 5000, d, c));
+        assert_eq!(pending, vec![(5000, d.0, d.1)]);
     }
 
     /// The unfocused fallback tells the size at once only when its resize
