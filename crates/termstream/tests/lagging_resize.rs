@@ -41,6 +41,11 @@ async fn server(env: &[(&str, &str)]) -> TestServer {
 
 /// How many slow clients `server` caught up by replay.
 async fn replays(server: &TestServer) -> f64 {
+    metric(server, "termstream_catchups_total{reason=\"replay\"} ").await
+}
+
+/// The value of the metric line that starts with `prefix` (0 when none).
+async fn metric(server: &TestServer, prefix: &str) -> f64 {
     let text = server
         .client
         .get(server.url("/metrics"))
@@ -51,12 +56,7 @@ async fn replays(server: &TestServer) -> f64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| {
-            l.strip_prefix("termstream_catchups_total{reason=\"replay\"} ")?
-                .trim()
-                .parse()
-                .ok()
-        })
+        .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
 
@@ -310,8 +310,13 @@ async fn a_resize_made_while_an_unfocused_update_sends_is_told_at_its_place() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     server.input("r", "go\n").await;
     let first = wait_output(&server, FIRST_END, "the flood").await;
-    // An update has started since, and waits on the socket.
-    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    // An update has started since, and waits on the socket: its frames
+    // stay queued, as the client reads nothing.
+    let stuck = wait_until(secs(45), || async {
+        metric(&server, "termstream_outbox_queued_frames ").await > 0.0
+    })
+    .await;
+    assert!(stuck, "an update waits on the socket");
     server.input("r", "b\n").await;
     let second = wait_output(&server, first + 10, "mid-b").await;
     resize(&server, 100, 30).await;
