@@ -19,8 +19,9 @@
 //! size, before the next byte (an update's, or the catch-up's). An
 //! update that finds the size still untold after its output asks again:
 //! a resize that landed meanwhile waits for its place in a later update,
-//! and only a size with no resize ahead of `next` is told at once. (A
-//! lag while focused learns the same way, `catchup.rs`.)
+//! and a size with no resize ahead of `next` is told at once (one whose
+//! last resize is the client's size only when no output came past
+//! `next`). (A lag while focused learns the same way, `catchup.rs`.)
 
 use std::sync::Arc;
 
@@ -214,7 +215,9 @@ impl Forwarder {
     /// now, as the best place known. The size is read before the last
     /// resize is asked: a resize landing between them is seen at or past
     /// `next` and waits, instead of being told before its place for good
-    /// (the next update would find the size told and never fix it).
+    /// (the next update would find the size told and never fix it). When
+    /// that last resize is the client's size, the size is read again and
+    /// told now only if no output came past `next`.
     async fn place_size(&mut self) -> Result<(), Closed> {
         self.learn_last_resize().await;
         self.tell_due().await?;
@@ -227,12 +230,18 @@ impl Forwarder {
                 resize::learn(&mut self.pending_resizes, self.told_size, self.next, size, last);
                 if self.pending_resizes.is_empty() {
                     // That last resize is the size the client has, so the
-                    // size read came from elsewhere: a resize back since
-                    // (the size is the client's again), or a stand-in
-                    // whose reader stopped, which knows the size from the
-                    // directory's records and no resize to place it at.
+                    // size read came from a resize since (back to the
+                    // client's size, and maybe on again), or from a
+                    // stand-in whose reader stopped, which knows the size
+                    // from the directory's records, with no resize to
+                    // place it at. Told now only with no output past
+                    // `next` (read after the size: a session publishes its
+                    // output's end before a later resize's size), so that
+                    // nothing drawn at the old size can follow it; else a
+                    // later update learns a resize at its place, or finds
+                    // the stale one behind `next` and tells the size then.
                     let now = self.handle.size();
-                    if now != self.told_size {
+                    if now != self.told_size && self.handle.output_offset() <= self.next {
                         return self.resized(now.0, now.1).await;
                     }
                 }
@@ -253,8 +262,13 @@ impl Forwarder {
             return Ok(None);
         };
         // A resize the client was told already (live, at `next`, just
-        // before focus went) is not told again.
-        let last_resize = sub.last_resize.filter(|&(_, c, r)| (c, r) != self.eventual_size());
+        // before focus went) is not told again; nor one at or behind
+        // `next` that is no longer the session's size (a stand-in's stale
+        // last resize: a newer one's event or record follows).
+        let size = self.handle.size();
+        let last_resize = sub
+            .last_resize
+            .filter(|&(at, c, r)| (c, r) != self.eventual_size() && (at > self.next || (c, r) == size));
         if last_resize.is_none() {
             self.missed_resize().await?;
         }

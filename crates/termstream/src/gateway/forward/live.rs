@@ -145,9 +145,9 @@ impl Forwarder {
                     // One behind `next` (its output went already) only
                     // when the client would otherwise miss the session's
                     // size: an old one told again would stick.
-                    let size = self.handle.size();
+                    let now = self.handle.size();
                     if offset >= self.next
-                        || resize::take_late(&mut self.pending_resizes, self.told_size, self.next, size, (cols, rows))
+                        || resize::take_late(&mut self.pending_resizes, self.told_size, self.next, now, (cols, rows))
                     {
                         self.resized(cols, rows).await?;
                     }

@@ -9,7 +9,9 @@
 //!
 //! A live `Resized` still tells its resize at its place; it also settles
 //! every pending resize at or before its offset (its own, or an older one
-//! it supersedes). So a resize whose event was not lost after all is told
+//! it supersedes). One behind `next` is told only when the client would
+//! otherwise miss the session's size, and then settles those pending at or
+//! before `next` ([`take_late`]). So a resize whose event was not lost after all is told
 //! once, and resizes still queued keep their order. A pending resize is
 //! told without a byte after it only where no live event can come for it:
 //! after a replay (the subscription came after the event), while
