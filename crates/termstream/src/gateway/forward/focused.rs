@@ -263,12 +263,16 @@ impl Forwarder {
         };
         // A resize the client was told already (live, at `next`, just
         // before focus went) is not told again; nor one at or behind
-        // `next` that is no longer the session's size (a stand-in's stale
-        // last resize: a newer one's event or record follows).
+        // `next` that is no longer the session's size when no output came
+        // past `next` (read after the size, as in `place_size`): then the
+        // newer size sits at `next` too, and nothing was drawn at the
+        // stale one. With output past `next`, the stale one is told at its
+        // place, as the bytes up to the newer resize were drawn at it.
         let size = self.handle.size();
+        let ahead = self.handle.output_offset() > self.next;
         let last_resize = sub
             .last_resize
-            .filter(|&(at, c, r)| (c, r) != self.eventual_size() && (at > self.next || (c, r) == size));
+            .filter(|&(at, c, r)| (c, r) != self.eventual_size() && (at > self.next || (c, r) == size || ahead));
         if last_resize.is_none() {
             self.missed_resize().await?;
         }
