@@ -4,7 +4,8 @@
 //! on one node; REST on any node answers the cluster's state; and focus
 //! works again after Redis restarts empty (this node's view is put back,
 //! versions carry on); a focus-aware viewer on a node that does not own
-//! its session is told a resize made while unfocused once, at its place.
+//! its session is told a resize made while unfocused once, at its place,
+//! and a resize it missed before a newer one, before the output drawn at it.
 
 mod common;
 
@@ -327,4 +328,95 @@ async fn a_resize_made_while_unfocused_is_told_once_at_its_place_on_another_node
     assert!(wait_until(t, || printed("after-z")).await, "after-z");
     assert_eq!(focus(true).await.0, 200);
     ws.assert_resize_between("mid-y", "after-z", (100, 30), t).await;
+}
+
+/// A resize the unfocused viewer missed, read by its node's stand-in while
+/// another viewer kept the stand-in's reader running, is told at its place
+/// on refocus even when a newer resize came after the reader stopped: the
+/// bytes between them were drawn at it. The stand-in's last resize is then
+/// at the client's position but no longer the session's size (the newer
+/// one is known from the directory's records); the catch-up dropped it as
+/// stale, and the output up to the newer resize reached the client at its
+/// old size.
+#[tokio::test]
+async fn a_missed_resize_is_told_before_output_drawn_at_it_when_a_newer_one_followed() {
+    let t = secs(20);
+    let script = "read a; echo before-$a; read b; echo mid-$b; read c; echo after-$c; exec sleep 600";
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "600000")]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"r","argv":["sh","-c",script],"cols":80,"rows":24}))
+        .await;
+    listed(b, "r", t).await.expect("listed on B");
+    let focus = |focused: bool| put_focus(b, json!({"sessionId":"r","focused":focused}));
+    assert_eq!(focus(true).await.0, 200);
+    let mut ws = WsClient::connect(b, "/ws").await;
+    ws.send(json!({"type":"session.attach","sessionId":"r","output":"binary","stream":"focus"}))
+        .await;
+    ws.until_type("session.attached", t).await;
+    a.input("r", "x\n").await;
+    let mut seen = String::new();
+    while !seen.contains("before-x") {
+        match ws.recv(t).await {
+            Some(Incoming::Output { data, .. }) => seen.push_str(&String::from_utf8_lossy(&data)),
+            Some(Incoming::Json(m)) => assert_ne!(m["type"], "session.resized", "{m}"),
+            other => panic!("the output ended before before-x ({other:?})"),
+        }
+    }
+    assert_eq!(focus(false).await.0, 200);
+    // A full-stream viewer on B keeps B's stand-in reading while the
+    // session is resized, so the stand-in reads the resize's entry; the
+    // unfocused viewer holds no receiver and misses its event.
+    let mut full = WsClient::connect(b, "/ws").await;
+    full.send(json!({"type":"session.attach","sessionId":"r","output":"binary"}))
+        .await;
+    full.until_type("session.attached", t).await;
+    let (status, body) = a.post("/api/sessions/r/resize", json!({"cols":90,"rows":28})).await;
+    assert_eq!(status, 200, "{body}");
+    let resized = full.until_type("session.resized", t).await;
+    assert_eq!(
+        (resized["cols"].as_u64(), resized["rows"].as_u64()),
+        (Some(90), Some(28)),
+        "{resized}"
+    );
+    drop(full);
+    // B's stand-in stops its reader at a heartbeat with no receiver.
+    tokio::time::sleep(std::time::Duration::from_millis(10 * HEARTBEAT_MS)).await;
+    a.input("r", "y\n").await;
+    let printed = |text: &'static str| async move { holds(&a.output_all("r", 0).await, text) };
+    assert!(wait_until(t, || printed("mid-y")).await, "mid-y");
+    let (status, body) = a.post("/api/sessions/r/resize", json!({"cols":100,"rows":30})).await;
+    assert_eq!(status, 200, "{body}");
+    a.input("r", "z\n").await;
+    assert!(wait_until(t, || printed("after-z")).await, "after-z");
+    assert!(
+        wait_until(t, || async { b.info("r").await["cols"] == 100 }).await,
+        "B never learned the size"
+    );
+    assert_eq!(focus(true).await.0, 200);
+    // Every resize told from here, with the output seen before it.
+    let mut told = Vec::new();
+    while !seen.contains("after-z") {
+        match ws.recv(t).await {
+            Some(Incoming::Output { data, .. }) => seen.push_str(&String::from_utf8_lossy(&data)),
+            Some(Incoming::Json(m)) if m["type"] == "session.resized" => {
+                told.push((
+                    m["cols"].as_u64().unwrap_or(0),
+                    m["rows"].as_u64().unwrap_or(0),
+                    seen.clone(),
+                ));
+            }
+            Some(Incoming::Json(_)) => {}
+            other => panic!("the replay ended before after-z ({other:?}): {seen:?}"),
+        }
+    }
+    let sizes: Vec<(u64, u64)> = told.iter().map(|&(c, r, _)| (c, r)).collect();
+    assert_eq!(sizes, [(90, 28), (100, 30)], "the resizes told: {told:?}");
+    assert!(
+        !told[0].2.contains("mid-y"),
+        "90x28 came after mid-y, drawn at it: {told:?}"
+    );
+    assert!(
+        told[1].2.contains("mid-y") && !told[1].2.contains("after-z"),
+        "100x30 not between mid-y and after-z: {told:?}"
+    );
 }
