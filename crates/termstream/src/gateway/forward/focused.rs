@@ -261,18 +261,13 @@ impl Forwarder {
             self.detached().await?;
             return Ok(None);
         };
-        // A resize the client was told already (live, at `next`, just
-        // before focus went) is not told again; nor one at or behind
-        // `next` that is no longer the session's size when no output came
-        // past `next` (read after the size, as in `place_size`): then the
-        // newer size sits at `next` too, and nothing was drawn at the
-        // stale one. With output past `next`, the stale one is told at its
-        // place, as the bytes up to the newer resize were drawn at it.
-        let size = self.handle.size();
-        let ahead = self.handle.output_offset() > self.next;
+        // The last resize is at or past `next`; see `tell_on_refocus` for
+        // which is told. `ahead` is read after the size, as in `place_size`.
+        let (size, eventual, next) = (self.handle.size(), self.eventual_size(), self.next);
+        let ahead = self.handle.output_offset() > next;
         let last_resize = sub
             .last_resize
-            .filter(|&(at, c, r)| (c, r) != self.eventual_size() && (at > self.next || (c, r) == size || ahead));
+            .filter(|&last| resize::tell_on_refocus(last, next, eventual, size, ahead));
         if last_resize.is_none() {
             self.missed_resize().await?;
         }

@@ -195,6 +195,18 @@ pub(super) fn tell_unplaced(last: Option<Resize>, next: u64) -> bool {
     last.is_none_or(|(at, ..)| at < next)
 }
 
+/// Whether a refocus tells the new subscription's last resize (at or past
+/// `next`): not one the client will have (`eventual`); one past `next`, at
+/// its place; one at `next` that is no longer the session's `size` (a
+/// stand-in's stale one: a newer one's event or record follows) only with
+/// output past `next` (`ahead`, read after the size), as bytes may be
+/// drawn at it before the newer resize. With the newer one at `next` too,
+/// the client gets this size, then at once the newer, no bytes between.
+pub(super) fn tell_on_refocus(last: Resize, next: u64, eventual: (u16, u16), size: (u16, u16), ahead: bool) -> bool {
+    let (at, c, r) = last;
+    (c, r) != eventual && (at > next || (c, r) == size || ahead)
+}
+
 /// Drops the pending resizes at or before `offset`, where the client is
 /// told a size another way: a live resize there is the pending one or
 /// newer, and a screen (`terminal.restore`) carries the size of its time.
@@ -269,7 +281,7 @@ mod tests {
 
     use super::{
         Chunk, MAX_PENDING, Piece, interleave, keep, learn, settle_through, split_at, take_late, tell_late,
-        tell_unplaced,
+        tell_on_refocus, tell_unplaced,
     };
 
     /// The client was told 80×24 (A), the session went to 100×30 (B) at
@@ -456,5 +468,33 @@ mod tests {
         let mut chunks = vec![chunk(10, b"abc")];
         assert_eq!(split_at(&mut chunks, 5).len(), 1, "before the start");
         assert!(chunks.is_empty());
+    }
+
+    /// The client has 80×24 and is at 500; the subscription's last resize
+    /// is 90×28 at 500, the session is now 100×30 (a newer resize the
+    /// stand-in knows from a record). Told only with output past 500.
+    #[test]
+    fn a_refocus_tells_a_stale_last_resize_only_with_output_ahead() {
+        let (had, stale, now) = ((80, 24), (90, 28), (100, 30));
+        assert!(
+            tell_on_refocus((500, 90, 28), 500, had, now, true),
+            "bytes may be drawn at it"
+        );
+        assert!(
+            !tell_on_refocus((500, 90, 28), 500, had, now, false),
+            "the newer one is at 500 too"
+        );
+        assert!(
+            tell_on_refocus((500, 90, 28), 500, had, stale, false),
+            "the session's size"
+        );
+        assert!(
+            tell_on_refocus((700, 90, 28), 500, had, now, false),
+            "at its place, ahead"
+        );
+        assert!(
+            !tell_on_refocus((700, 90, 28), 500, stale, now, true),
+            "the client will have it"
+        );
     }
 }
