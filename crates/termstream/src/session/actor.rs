@@ -1,7 +1,7 @@
 //! The actor task that owns one session.
 //!
 //! It owns the program (its `ChildProcess` and I/O), the output ring and the disk
-//! writer, and serves the [`Command`]s of every [`SessionHandle`]. Output is
+//! writer, and serves the [`Command`]s of every [`super::SessionHandle`]. Output is
 //! read as it comes, coalesced while more is ready (up to [`READ_COALESCE`]),
 //! appended to disk and ring, and broadcast, in that order, in one step: a
 //! subscriber created between two steps sees the ring up to the end and live
