@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use axum::extract::FromRef;
-use termstream_proto::{CreateSession, ErrorCode, ProjectId};
+use termstream_proto::{CreateSession, ErrorCode, ProjectId, SessionId};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Grant, Security};
 use crate::error::ApiError;
 use crate::events::EventHub;
 use crate::focus::Focus;
-use crate::registry::remote::ClaimError;
+use crate::registry::remote::{ClaimError, ClusterLink};
 use crate::registry::{CreateError, Registry};
 use crate::session::SessionHandle;
 
@@ -65,9 +65,16 @@ impl AppState {
             ClaimError::Duplicate(id) => ApiError::from(CreateError::Duplicate(id)),
             ClaimError::Unavailable(m) => ApiError::new(ErrorCode::Busy, m),
         })?;
+        let mut claim = Claim {
+            link: link.clone(),
+            id: Some(id),
+        };
         let created = self.create_local(grant, req, &project).await;
-        if created.is_err() {
-            link.release(&id).await;
+        if let Some(id) = claim.id.take() {
+            match &created {
+                Ok(_) => link.settled(&id),
+                Err(_) => link.release(&id).await,
+            }
         }
         created
     }
@@ -96,6 +103,22 @@ impl AppState {
         self.registry.launch_async(&handle, launch).await;
         crate::observe::audit::session_created(grant, handle.id().as_str(), project.as_str());
         Ok(handle)
+    }
+}
+
+/// A claimed id whose create is under way: if the create is given up
+/// before it ends (its request was dropped), the claim is released.
+struct Claim {
+    link: Arc<dyn ClusterLink>,
+    /// `None` once the create ended and the claim was settled or released.
+    id: Option<SessionId>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let link = self.link.clone();
+        tokio::spawn(async move { link.release(&id).await });
     }
 }
 

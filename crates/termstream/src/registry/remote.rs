@@ -38,8 +38,13 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// Claims `id` for a session this node is about to create.
     fn claim<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), ClaimError>>;
 
-    /// Gives up a claim whose create failed.
+    /// Gives up a claim whose create failed (or was given up).
     fn release<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, ()>;
+
+    /// Says that the create that claimed `id` is over, its session in the
+    /// registry: until then the cluster leaves the claim alone when it
+    /// cleans up after deleted sessions.
+    fn settled(&self, id: &SessionId);
 
     /// Deletes a session another node owns, on that node; `false` when it
     /// does not know the session.
