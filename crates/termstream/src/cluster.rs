@@ -6,7 +6,7 @@
 //! - [`directory`]: the heartbeat, id claims, the directory of session
 //!   records, liveness (sessions of a dead node become `lost`), and
 //!   removing deleted sessions from Redis, retried until it goes through
-//!   ([`directory::forget`]).
+//!   ([`mod@directory::forget`]).
 //! - [`publish`]: the owner's side of a session's output: one task per
 //!   local session appends its output to the session's Redis stream.
 //! - [`remote`]: the other nodes' side: a stand-in per remote session
@@ -78,9 +78,9 @@ pub struct Cluster {
     pub stand_ins: remote::StandIns,
     /// Slots for recordings of remote sessions streamed through this node.
     pub transfers: remote::recording::Transfers,
-    /// Ids being claimed by creates here, and ids whose forget (removal
-    /// from Redis) is still to go through; kept by the claims, the events
-    /// loop, the heartbeat and the forgets' own tasks.
+    /// Ids whose forget (removal from Redis) is still to go through; kept
+    /// by the deletes, the failed creates, the heartbeat and the forgets'
+    /// own tasks.
     pub forgets: directory::forget::Forgets,
 }
 
@@ -122,16 +122,10 @@ impl Cluster {
                     Ok(RegistryEvent::Created(handle)) if !handle.is_remote() => {
                         tokio::spawn(publish::run(c.clone(), handle));
                     }
-                    Ok(RegistryEvent::Created(_)) => {}
-                    // In a task of its own, tried until it goes through.
-                    Ok(RegistryEvent::Deleted(id)) => directory::forget(&c, id),
-                    // A delete missed here: the heartbeat forgets every
-                    // record of this node whose session is gone
-                    // (`directory::forget::reconcile`), and this sweep
-                    // every claim of this node with no session.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        tokio::spawn(directory::forget::sweep_claims(c.clone()));
-                    }
+                    // A local delete asks for its forget itself, before it
+                    // answers (`ClusterLink::forget`), not through here.
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return,
                 }
             }
@@ -196,8 +190,8 @@ impl ClusterLink for Link {
         Box::pin(directory::release(&self.0, id))
     }
 
-    fn settled(&self, id: &SessionId) {
-        self.0.forgets.settled(id);
+    fn forget(&self, id: &SessionId) {
+        directory::forget(&self.0, id.clone());
     }
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, SessionError>> {

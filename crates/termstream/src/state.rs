@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use axum::extract::FromRef;
-use termstream_proto::{CreateSession, ErrorCode, ProjectId, SessionId};
+use termstream_proto::{CreateSession, ErrorCode, ProjectId};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Grant, Security};
 use crate::error::ApiError;
 use crate::events::EventHub;
 use crate::focus::Focus;
-use crate::registry::remote::{ClaimError, ClusterLink};
+use crate::registry::remote::ClaimError;
 use crate::registry::{CreateError, Registry};
 use crate::session::SessionHandle;
 
@@ -64,17 +64,11 @@ impl AppState {
         link.claim(&id).await.map_err(|e| match e {
             ClaimError::Duplicate(id) => ApiError::from(CreateError::Duplicate(id)),
             ClaimError::Unavailable(m) => ApiError::new(ErrorCode::Busy, m),
+            e @ ClaimError::Removing(_) => ApiError::new(ErrorCode::Busy, e.to_string()),
         })?;
-        let mut claim = Claim {
-            link: link.clone(),
-            id: Some(id),
-        };
         let created = self.create_local(grant, req, &project).await;
-        if let Some(id) = claim.id.take() {
-            match &created {
-                Ok(_) => link.settled(&id),
-                Err(_) => link.release(&id).await,
-            }
+        if created.is_err() {
+            link.release(&id).await;
         }
         created
     }
@@ -103,22 +97,6 @@ impl AppState {
         self.registry.launch_async(&handle, launch).await;
         crate::observe::audit::session_created(grant, handle.id().as_str(), project.as_str());
         Ok(handle)
-    }
-}
-
-/// A claimed id whose create is under way: if the create is given up
-/// before it ends (its request was dropped), the claim is released.
-struct Claim {
-    link: Arc<dyn ClusterLink>,
-    /// `None` once the create ended and the claim was settled or released.
-    id: Option<SessionId>,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        let Some(id) = self.id.take() else { return };
-        let link = self.link.clone();
-        tokio::spawn(async move { link.release(&id).await });
     }
 }
 

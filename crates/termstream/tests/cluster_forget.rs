@@ -125,6 +125,18 @@ async fn a_removal_refused_by_redis_is_tried_again_until_it_goes_through() {
     assert!(tried, "Redis refused the owner's removal");
     assert!(held(&conn, "doomed", &epoch).await.0, "the record stayed while refused");
     assert!(lists(b, "doomed").await, "B lists it while its removal is refused");
+    // A create of the id on A waits for the removal, then gives up (503).
+    let (status, body) = a
+        .request(
+            "POST",
+            "/api/sessions",
+            Some(&json!({"id":"doomed","argv":["/bin/sh"]})),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("still being removed"), "{body}");
     let _: () = run(&conn, redis::cmd("ACL").arg("SETUSER").arg("default").arg("+hdel")).await;
 
     gone_everywhere(&conn, b, "doomed", &epoch).await;
@@ -180,6 +192,28 @@ async fn a_record_whose_session_its_node_no_longer_has_is_forgotten() {
     assert!(lists(a, "real").await, "A lists its session");
     let (record, claim, _) = held(&conn, "real", "").await;
     assert!(record && claim, "A's session's record and claim are kept");
+}
+
+/// A session deleted and created again at once, with the same id on the
+/// same node, is created: the create waits for the removal of the deleted
+/// one from Redis (its claim among it) instead of answering 409.
+#[tokio::test]
+async fn a_session_deleted_and_created_again_at_once_is_created() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let conn = connect(&cluster).await;
+    let body = json!({"id":"phoenix","argv":["/bin/sh"]});
+    let first = created(a, b, &conn, "phoenix").await;
+    for round in 0..5 {
+        let (status, answer) = a.request("DELETE", "/api/sessions/phoenix", None).await;
+        assert_eq!(status, 204, "round {round}: {answer}");
+        let (status, answer) = a.request("POST", "/api/sessions", Some(&body)).await;
+        assert_eq!(status, 201, "round {round}: {answer}");
+        assert_ne!(answer["epoch"], first.as_str(), "a new incarnation");
+    }
+    // The last one is the cluster's: listed by B, its claim kept.
+    listed(b, "phoenix", T).await.expect("listed on B");
+    assert!(held(&conn, "phoenix", "").await.1, "its claim is in Redis");
 }
 
 /// A create that fails on the node that claimed its id gives the id back:

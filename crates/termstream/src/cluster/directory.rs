@@ -22,7 +22,7 @@
 //! record of this node whose session is gone ([`forget::reconcile`]), and
 //! brings this node's stand-ins of remote sessions up to date
 //! ([`super::remote::sync`]). Removing sessions from Redis, with its
-//! retries, is [`forget`]'s.
+//! retries, is [`mod@forget`]'s.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -231,14 +231,12 @@ pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<bool> {
     Ok(true)
 }
 
-/// Claims `id` for a session this node creates. The create must end in
-/// [`forget::Forgets::settled`] (its session is in the registry) or
-/// [`release`] (it failed).
+/// Claims `id` for a session this node creates; a create that fails
+/// gives it up with [`release`]. A forget of an earlier session with the
+/// id still pending here is waited for first, at most [`forget::SETTLE`].
 pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
-    // Another create here has it, or an older incarnation's forget is
-    // still to go through.
-    if !c.forgets.begin_claim(id) {
-        return Err(ClaimError::Duplicate(id.clone()));
+    if !c.forgets.settle(id, forget::SETTLE).await {
+        return Err(ClaimError::Removing(id.clone()));
     }
     let set: RedisResult<Option<String>> = c
         .redis
@@ -246,13 +244,9 @@ pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
         .await;
     match set {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => {
-            c.forgets.settled(id);
-            Err(ClaimError::Duplicate(id.clone()))
-        }
+        Ok(None) => Err(ClaimError::Duplicate(id.clone())),
         Err(e) => {
             c.set_down(Some(e.to_string()));
-            c.forgets.settled(id);
             // The claim may have been taken before the answer was lost:
             // it is given up once Redis answers again.
             if e.is_timeout() || e.is_connection_dropped() {

@@ -115,11 +115,8 @@ pub fn node_key(node: &str) -> String {
 
 /// The claim of a session id.
 pub fn id_key(id: &SessionId) -> String {
-    format!("{ID_KEY_PREFIX}{id}")
+    format!("termstream:id:{id}")
 }
-
-/// What every claim's key starts with, followed by the session id.
-pub const ID_KEY_PREFIX: &str = "termstream:id:";
 
 /// The hash of every session's record.
 pub const DIR_KEY: &str = "termstream:dir";
