@@ -20,9 +20,11 @@
 //! the registry no longer holds. So the heartbeat also reconciles
 //! ([`reconcile`]): every record of this node with no such local session
 //! is forgotten (a record a publisher wrote back just after its session's
-//! forget, or one a forget that never ran left). A record is written only
-//! by the publisher of a session already in the registry, so a session
-//! still being created has none. A session deleted while it is still
+//! forget, or one a forget that never ran left); that forget leaves the
+//! claim, which the delete's own forget removes (a create of the id under
+//! way here may hold it by then). A record is written only by the
+//! publisher of a session already in the registry, so a session still
+//! being created has none. A session deleted while it is still
 //! launching is already in the registry, so its delete forgets it, claim
 //! and all, like any other.
 
@@ -124,7 +126,7 @@ pub async fn release(c: &Arc<Cluster>, id: &SessionId) {
     }
     let (c, id) = (c.clone(), id.clone());
     let first = tokio::spawn(async move {
-        match once(&c, &id).await {
+        match once(&c, &id, false).await {
             Ok(_) => c.forgets.end(&id),
             Err(e) => {
                 tracing::warn!(session = %id, error = %e, "cannot give up a session's id in the cluster; trying again");
@@ -164,7 +166,7 @@ async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, outlived: bool
         if failures > 0 {
             c.wait_to_retry(failures).await;
         }
-        match once(&c, &id).await {
+        match once(&c, &id, outlived).await {
             Ok(removed) => {
                 if outlived && removed {
                     tracing::info!(session = %id, "the record of a deleted session outlived its delete: removed it from the cluster");
@@ -219,8 +221,11 @@ return 1
 });
 
 /// One try at forgetting `id`: what Redis holds of it for this node that
-/// the registry no longer has. `true` when it removed a record.
-async fn once(c: &Cluster, id: &SessionId) -> RedisResult<bool> {
+/// the registry no longer has. `true` when it removed a record. An
+/// `outlived` record's forget (from [`reconcile`]) leaves the claim: the
+/// delete's own forget removed it, and a create of the id under way here,
+/// its claim set but its session not yet registered, would lose it.
+async fn once(c: &Cluster, id: &SessionId, outlived: bool) -> RedisResult<bool> {
     let rec: Option<String> = c.redis.run(redis::cmd("HGET").arg(DIR_KEY).arg(id.as_str())).await?;
     let rec = rec.and_then(|r| serde_json::from_str::<Record>(&r).ok());
     if rec.as_ref().is_some_and(|r| r.node != c.node) {
@@ -232,7 +237,7 @@ async fn once(c: &Cluster, id: &SessionId) -> RedisResult<bool> {
     // remove (this node's, no longer in the registry), and whether the
     // claim may go (no local session has the id).
     let epoch = rec.as_ref().map(|r| r.info.epoch).filter(|&e| !holds(c, id, e));
-    let unclaim = !local(c, id);
+    let unclaim = !outlived && !local(c, id);
     if epoch.is_none() && !unclaim {
         return Ok(false);
     }
