@@ -4,7 +4,9 @@
 //! - [`redis`]: the connections, and the name of every key.
 //! - [`wire`]: records, stream entries, requests and answers.
 //! - [`directory`]: the heartbeat, id claims, the directory of session
-//!   records, and liveness (sessions of a dead node become `lost`).
+//!   records, liveness (sessions of a dead node become `lost`), and
+//!   removing deleted sessions from Redis, retried until it goes through
+//!   ([`mod@directory::forget`]).
 //! - [`publish`]: the owner's side of a session's output: one task per
 //!   local session appends its output to the session's Redis stream.
 //! - [`remote`]: the other nodes' side: a stand-in per remote session
@@ -76,6 +78,10 @@ pub struct Cluster {
     pub stand_ins: remote::StandIns,
     /// Slots for recordings of remote sessions streamed through this node.
     pub transfers: remote::recording::Transfers,
+    /// Ids whose forget (removal from Redis) is still to go through; kept
+    /// by the deletes, the failed creates, the heartbeat and the forgets'
+    /// own tasks.
+    pub forgets: directory::forget::Forgets,
 }
 
 impl Cluster {
@@ -101,6 +107,7 @@ impl Cluster {
             pending: requests::Pending::default(),
             stand_ins: remote::StandIns::default(),
             transfers: remote::recording::Transfers::default(),
+            forgets: directory::forget::Forgets::default(),
         });
         tracing::info!(node = %cluster.node, "joining the cluster");
         registry.remote().set_link(Arc::new(Link(cluster.clone())));
@@ -115,8 +122,9 @@ impl Cluster {
                     Ok(RegistryEvent::Created(handle)) if !handle.is_remote() => {
                         tokio::spawn(publish::run(c.clone(), handle));
                     }
-                    Ok(RegistryEvent::Created(_)) => {}
-                    Ok(RegistryEvent::Deleted(id)) => directory::forget(&c, &id).await,
+                    // A local delete asks for its forget itself, before it
+                    // answers (`ClusterLink::forget`), not through here.
+                    Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return,
                 }
@@ -144,6 +152,25 @@ impl Cluster {
         self.down.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Waits after `failures` failed tries in a row (at least 1) of a
+    /// command this node must get through: until a heartbeat begun after
+    /// the failure has reached Redis (none does while Redis is down), and
+    /// no sooner than a heartbeat after the failure, doubled with each
+    /// failure in a row up to `lost_after`, so that an error only this
+    /// command meets is not repeated every heartbeat.
+    pub async fn wait_to_retry(&self, failures: u32) {
+        let failed_at = self.beats_begun.load(Ordering::SeqCst);
+        let backoff = self
+            .heartbeat
+            .saturating_mul(1 << failures.saturating_sub(1).min(10))
+            .min(self.lost_after);
+        let not_before = tokio::time::Instant::now() + backoff;
+        let mut reached = self.beat_reached.subscribe();
+        // The sender lives in `self`: never closed.
+        let _ = reached.wait_for(|&n| n > failed_at).await;
+        tokio::time::sleep_until(not_before).await;
+    }
+
     /// A fresh request id.
     pub fn request_id(&self) -> u64 {
         self.next_request.fetch_add(1, Ordering::Relaxed)
@@ -160,7 +187,11 @@ impl ClusterLink for Link {
     }
 
     fn release<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, ()> {
-        Box::pin(directory::forget(&self.0, id))
+        Box::pin(directory::release(&self.0, id))
+    }
+
+    fn forget(&self, id: &SessionId) {
+        directory::forget(&self.0, id.clone());
     }
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, SessionError>> {

@@ -234,8 +234,17 @@ impl Registry {
 
     fn spawn_delete(&self, id: SessionId) {
         if let Some(handle) = self.lock().remove(&id) {
+            self.forget_in_cluster(&id);
             let _ = self.changes.send(RegistryEvent::Deleted(id));
             tokio::spawn(finish_delete(handle));
+        }
+    }
+
+    /// In a cluster, has the session this node just took out of its map
+    /// removed from Redis (claim, record, stream), in the background.
+    fn forget_in_cluster(&self, id: &SessionId) {
+        if let Some(link) = self.remote.link() {
+            link.forget(id);
         }
     }
 
@@ -289,6 +298,7 @@ impl Registry {
         let Some(handle) = self.lock().remove(id) else {
             return false;
         };
+        self.forget_in_cluster(id);
         let _ = self.changes.send(RegistryEvent::Deleted(id.clone()));
         finish_delete(handle).await;
         true

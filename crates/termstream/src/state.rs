@@ -64,6 +64,7 @@ impl AppState {
         link.claim(&id).await.map_err(|e| match e {
             ClaimError::Duplicate(id) => ApiError::from(CreateError::Duplicate(id)),
             ClaimError::Unavailable(m) => ApiError::new(ErrorCode::Busy, m),
+            e @ ClaimError::Removing(_) => ApiError::new(ErrorCode::Busy, e.to_string()),
         })?;
         let created = self.create_local(grant, req, &project).await;
         if created.is_err() {

@@ -18,9 +18,11 @@
 //! back.
 //!
 //! The same tick reads what changed in the directory since the last tick
-//! ([`view`]: the change log, and only the records it names) and brings
-//! this node's stand-ins of remote sessions up to date
-//! ([`super::remote::sync`]).
+//! ([`view`]: the change log, and only the records it names), forgets any
+//! record of this node whose session is gone ([`forget::reconcile`]), and
+//! brings this node's stand-ins of remote sessions up to date
+//! ([`super::remote::sync`]). Removing sessions from Redis, with its
+//! retries, is [`mod@forget`]'s.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -35,8 +37,10 @@ use super::wire::Record;
 use crate::clock::now_ms;
 use crate::registry::remote::ClaimError;
 
+pub mod forget;
 mod view;
 
+pub use forget::{forget, forget_lost, release};
 use view::{LOG_KEEP, View};
 
 /// Renews this node's liveness and refreshes its view, forever.
@@ -227,8 +231,13 @@ pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<bool> {
     Ok(true)
 }
 
-/// Claims `id` for a session this node creates.
-pub async fn claim(c: &Cluster, id: &SessionId) -> Result<(), ClaimError> {
+/// Claims `id` for a session this node creates; a create that fails
+/// gives it up with [`release`]. A forget of an earlier session with the
+/// id still pending here is waited for first, at most [`forget::SETTLE`].
+pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
+    if !c.forgets.settle(id, forget::SETTLE).await {
+        return Err(ClaimError::Removing(id.clone()));
+    }
     let set: RedisResult<Option<String>> = c
         .redis
         .run(redis::cmd("SET").arg(id_key(id)).arg(&c.node).arg("NX"))
@@ -238,28 +247,13 @@ pub async fn claim(c: &Cluster, id: &SessionId) -> Result<(), ClaimError> {
         Ok(None) => Err(ClaimError::Duplicate(id.clone())),
         Err(e) => {
             c.set_down(Some(e.to_string()));
+            // The claim may have been taken before the answer was lost:
+            // it is given up once Redis answers again.
+            if e.is_timeout() || e.is_connection_dropped() {
+                forget(c, id.clone());
+            }
             Err(ClaimError::Unavailable(e.to_string()))
         }
-    }
-}
-
-/// Removes a session of this node from Redis: its claim, its record and
-/// its stream (after a delete, or a create that failed).
-pub async fn forget(c: &Cluster, id: &SessionId) {
-    let owner: RedisResult<Option<String>> = c.redis.run(redis::cmd("GET").arg(id_key(id))).await;
-    if owner.ok().flatten().as_deref() != Some(c.node.as_str()) {
-        return;
-    }
-    let rec: RedisResult<Option<String>> = c.redis.run(redis::cmd("HGET").arg(DIR_KEY).arg(id.as_str())).await;
-    let mut p = redis::pipe();
-    if let Some(rec) = rec.ok().flatten().and_then(|r| serde_json::from_str::<Record>(&r).ok()) {
-        p.cmd("DEL").arg(stream_key(id, rec.info.epoch)).ignore();
-    }
-    p.cmd("HDEL").arg(DIR_KEY).arg(id.as_str()).ignore();
-    log_change(&mut p, id);
-    p.cmd("DEL").arg(id_key(id)).ignore();
-    if let Err(e) = c.redis.pipe::<()>(&p).await {
-        tracing::warn!(session = %id, error = %e, "cannot remove a deleted session from the cluster");
     }
 }
 
@@ -289,6 +283,7 @@ async fn sync(c: &Arc<Cluster>, view: &mut View) -> RedisResult<()> {
             mark_lost(c, rec).await?;
         }
     }
+    forget::reconcile(c, &records);
     super::remote::sync(c, records);
     c.registry.remote().mark_synced();
     Ok(())
@@ -325,54 +320,4 @@ fn log_change(p: &mut redis::Pipeline, id: &SessionId) {
         .arg("id")
         .arg(id.as_str())
         .ignore();
-}
-
-/// Removes a session whose owner is dead, in one step: only while the
-/// owner's liveness key is missing and the record is still the owner's
-/// incarnation `epoch` does it delete the record, the claim (if still the
-/// owner's) and the stream, and leave a tombstone (`KEYS[5]`, for
-/// [`TOMBSTONE`]) so that the owner, if it was only cut off, deletes the
-/// session when it comes back instead of registering it again. Returns 1 when deleted, 0 when there was no
-/// such record, -1 when the owner is alive (ask it instead).
-const FORGET_LOST: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-local rec = redis.call('HGET', KEYS[2], ARGV[1])
-if not rec then return 0 end
-local ok, r = pcall(cjson.decode, rec)
-if not ok or r.node ~= ARGV[2] or r.info == nil or r.info.epoch ~= ARGV[3] then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1])
-if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
-redis.call('DEL', KEYS[4])
-redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[4])
-return 1
-"#;
-
-/// Deletes from Redis a session whose owner is dead (no liveness key):
-/// `Some(deleted)` when the owner is dead, `None` when it is alive and
-/// must be asked.
-pub async fn forget_lost(c: &Cluster, id: &SessionId, owner: &str, epoch: Epoch) -> RedisResult<Option<bool>> {
-    let script = redis::Script::new(FORGET_LOST);
-    let mut invocation = script.prepare_invoke();
-    invocation
-        .key(node_key(owner))
-        .key(DIR_KEY)
-        .key(id_key(id))
-        .key(stream_key(id, epoch))
-        .key(gone_key(id, epoch))
-        .key(DIR_LOG_KEY)
-        .arg(id.as_str())
-        .arg(owner)
-        .arg(epoch.to_string())
-        .arg(TOMBSTONE.as_millis() as u64)
-        .arg(LOG_KEEP);
-    let mut conn = c.redis.conn().await?;
-    let r: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
-    if let Err(e) = &r {
-        c.redis.failed(e).await;
-    }
-    Ok(match r? {
-        n if n < 0 => None,
-        n => Some(n == 1),
-    })
 }

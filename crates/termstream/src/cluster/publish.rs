@@ -97,21 +97,9 @@ fn still_local(c: &Cluster, handle: &SessionHandle) -> bool {
 /// failure, doubled with each failure in a row up to `lost_after`: an error
 /// only this task meets is not repeated every heartbeat.
 async fn wait_to_retry(c: &Cluster, registered: &mut tokio::sync::watch::Receiver<u64>, failures: u32) {
-    let failed_at = c.beats_begun.load(std::sync::atomic::Ordering::SeqCst);
-    let backoff = c
-        .heartbeat
-        .saturating_mul(1 << failures.saturating_sub(1).min(10))
-        .min(c.lost_after);
-    let not_before = tokio::time::Instant::now() + backoff;
-    let mut reached = c.beat_reached.subscribe();
-    let heartbeat = async {
-        // The sender lives in `c`, which this task holds: never closed.
-        let _ = reached.wait_for(|&n| n > failed_at).await;
-        tokio::time::sleep_until(not_before).await;
-    };
     tokio::select! {
         _ = registered.changed() => {}
-        _ = heartbeat => {}
+        _ = c.wait_to_retry(failures) => {}
     }
 }
 

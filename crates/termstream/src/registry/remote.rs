@@ -31,6 +31,10 @@ pub enum ClaimError {
     /// Redis could not be asked, so uniqueness cannot be promised.
     #[error("the cluster cannot be reached to claim the id: {0}")]
     Unavailable(String),
+    /// An earlier session with the id, deleted on this node, is still
+    /// being removed from the cluster's Redis.
+    #[error("the earlier session with id {0} is still being removed from the cluster; retry")]
+    Removing(SessionId),
 }
 
 /// What the layers above the registry ask of the cluster.
@@ -40,6 +44,11 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
 
     /// Gives up a claim whose create failed.
     fn release<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, ()>;
+
+    /// Removes a session this node just deleted (taken out of the
+    /// registry) from the cluster, in the background; until that went
+    /// through, a create of its id here waits.
+    fn forget(&self, id: &SessionId);
 
     /// Deletes a session another node owns, on that node; `false` when it
     /// does not know the session.

@@ -1,0 +1,314 @@
+//! Removing sessions from Redis: this node's own after a delete (or a
+//! create that failed), and a dead node's through any node.
+//!
+//! A session this node deleted is forgotten in one script ([`FORGET`]):
+//! its record (only this node's, of an incarnation the registry no longer
+//! holds), its stream, the change-log entry that tells the other nodes,
+//! and its claim (only while no local session has the id), all or
+//! nothing. The registry asks for it as it removes the session
+//! ([`forget`], through `ClusterLink::forget`), so the forget is pending
+//! before the delete answers. Each forget runs in its own task, one per
+//! id, kept in [`Forgets`]; one that fails (Redis down, refusing, or
+//! timing out) is tried again once a heartbeat begun after the failure
+//! reached Redis, backing off while it keeps failing, until it goes
+//! through. While it is pending, a create of the id on this node waits for
+//! it ([`Forgets::settle`], at most [`SETTLE`]): the old incarnation is
+//! not gone from the cluster yet.
+//!
+//! A forget needs no word of which incarnation was deleted: it removes the
+//! record of `id` when the record is this node's and names an incarnation
+//! the registry no longer holds. So the heartbeat also reconciles
+//! ([`reconcile`]): every record of this node with no such local session
+//! is forgotten (a record a publisher wrote back just after its session's
+//! forget, or one a forget that never ran left); that forget leaves the
+//! claim, which the delete's own forget removes (a create of the id under
+//! way here may hold it by then). A record is written only by the
+//! publisher of a session already in the registry, so a session still
+//! being created has none. A session deleted while it is still
+//! launching is already in the registry, so its delete forgets it, claim
+//! and all, like any other.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::RedisResult;
+use termstream_proto::{Epoch, SessionId};
+use tokio::sync::watch;
+
+use super::TOMBSTONE;
+use super::view::LOG_KEEP;
+use crate::cluster::Cluster;
+use crate::cluster::redis::{DIR_KEY, DIR_LOG_KEY, gone_key, id_key, node_key, stream_key};
+use crate::cluster::wire::Record;
+
+/// How long a create waits for the pending forget of an earlier session
+/// with its id before it is answered 503.
+pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// The ids whose forget (removal from Redis) has not gone through yet: set
+/// when it is asked for, cleared by its task once it succeeded. One task
+/// per id.
+#[derive(Debug)]
+pub struct Forgets {
+    pending: Mutex<HashSet<SessionId>>,
+    /// Sent each time a forget is done, for [`Forgets::settle`].
+    done: watch::Sender<()>,
+}
+
+impl Default for Forgets {
+    fn default() -> Forgets {
+        Forgets {
+            pending: Mutex::default(),
+            done: watch::channel(()).0,
+        }
+    }
+}
+
+impl Forgets {
+    fn lock(&self) -> MutexGuard<'_, HashSet<SessionId>> {
+        // Each operation is an insert, remove or lookup: poison is ignored.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a forget of `id` has not gone through yet.
+    pub fn pending(&self, id: &SessionId) -> bool {
+        self.lock().contains(id)
+    }
+
+    /// Marks the forget of `id` pending; `false` when it was already.
+    fn begin(&self, id: &SessionId) -> bool {
+        self.lock().insert(id.clone())
+    }
+
+    /// Notes that the forget of `id` went through.
+    fn end(&self, id: &SessionId) {
+        self.lock().remove(id);
+        self.done.send_replace(());
+    }
+
+    /// Waits, at most `bound`, until no forget of `id` is pending; `false`
+    /// when one still is.
+    pub async fn settle(&self, id: &SessionId, bound: Duration) -> bool {
+        // Subscribed before the first look: no end is missed.
+        let mut done = self.done.subscribe();
+        let settled = async {
+            while self.pending(id) {
+                // The sender lives in `self`: never closed.
+                let _ = done.changed().await;
+            }
+        };
+        tokio::time::timeout(bound, settled).await.is_ok()
+    }
+}
+
+/// Forgets `id` in its own task (tried until it goes through), unless a
+/// forget of it is pending already.
+pub fn forget(c: &Arc<Cluster>, id: SessionId) {
+    start(c, id, false);
+}
+
+/// Starts the task forgetting `id`, unless one runs; `outlived`: asked by
+/// [`reconcile`], not after a delete.
+fn start(c: &Arc<Cluster>, id: SessionId, outlived: bool) {
+    if c.forgets.begin(&id) {
+        tokio::spawn(retry(c.clone(), id, 0, outlived));
+    }
+}
+
+/// Gives up the claim of a create that failed: tried once before this
+/// returns, then in the background like [`forget`] if that failed. The
+/// first try runs in a task of its own, so a caller dropped meanwhile
+/// (its request cancelled) leaves no forget pending for good.
+pub async fn release(c: &Arc<Cluster>, id: &SessionId) {
+    if !c.forgets.begin(id) {
+        return;
+    }
+    let (c, id) = (c.clone(), id.clone());
+    let first = tokio::spawn(async move {
+        match once(&c, &id, false).await {
+            Ok(_) => c.forgets.end(&id),
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "cannot give up a session's id in the cluster; trying again");
+                tokio::spawn(retry(c, id, 1, false));
+            }
+        }
+    });
+    // Only a panic ends the task otherwise; the id then stays pending, and
+    // its creates are answered 503, as for a forget that cannot go through.
+    let _ = first.await;
+}
+
+/// Forgets every record of this node whose session the registry no longer
+/// holds (`records`: the directory as just read).
+pub fn reconcile(c: &Arc<Cluster>, records: &[Record]) {
+    for rec in records.iter().filter(|r| r.node == c.node) {
+        if !holds(c, &rec.info.id, rec.info.epoch) {
+            start(c, rec.info.id.clone(), true);
+        }
+    }
+}
+
+/// Whether the registry holds the local session `id` as incarnation `epoch`.
+fn holds(c: &Cluster, id: &SessionId, epoch: Epoch) -> bool {
+    c.registry.get(id).is_some_and(|h| !h.is_remote() && h.epoch() == epoch)
+}
+
+/// Whether the registry holds a local session `id`, of any incarnation.
+fn local(c: &Cluster, id: &SessionId) -> bool {
+    c.registry.get(id).is_some_and(|h| !h.is_remote())
+}
+
+/// Tries the forget of `id` until it goes through, `failures` failed
+/// tries behind it (`outlived`: see [`start`]).
+async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, outlived: bool) {
+    loop {
+        if failures > 0 {
+            c.wait_to_retry(failures).await;
+        }
+        match once(&c, &id, outlived).await {
+            Ok(removed) => {
+                if outlived && removed {
+                    tracing::info!(session = %id, "the record of a deleted session outlived its delete: removed it from the cluster");
+                } else if failures > 0 {
+                    tracing::info!(session = %id, "removed the deleted session from the cluster");
+                }
+                c.forgets.end(&id);
+                return;
+            }
+            Err(e) => {
+                if failures == 0 {
+                    tracing::warn!(session = %id, error = %e, "cannot remove a deleted session from the cluster; trying again");
+                }
+                failures += 1;
+            }
+        }
+    }
+}
+
+/// Removes, in one step, the record of `id` (`KEYS[2]`, field `ARGV[1]`)
+/// if it is this node's (`ARGV[2]`) and of incarnation `ARGV[3]`, with a
+/// change-log entry (`KEYS[3]`, about `ARGV[4]` kept) and that
+/// incarnation's stream (`KEYS[4]`); then, if `ARGV[5]` is 1, the claim
+/// (`KEYS[1]`) if it is this node's. A record that is not this node's, or
+/// of another incarnation (`ARGV[3]` empty: none is to go), leaves
+/// everything as it is (0); 2 when the record was removed, else 1. The
+/// record goes first: a Redis out of memory refuses a script only before
+/// its first write, and it never refuses `HDEL` for memory, so the whole
+/// step goes through (a delete frees memory). A refusal of the first write
+/// (no permission, say) leaves everything as it was.
+static FORGET: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local rec = redis.call('HGET', KEYS[2], ARGV[1])
+if rec then
+  local ok, r = pcall(cjson.decode, rec)
+  if not ok or type(r) ~= 'table' or r.node ~= ARGV[2] or type(r.info) ~= 'table'
+      or r.info.epoch ~= ARGV[3] then
+    return 0
+  end
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'id', ARGV[1])
+end
+if ARGV[3] ~= '' then redis.call('DEL', KEYS[4]) end
+if ARGV[5] == '1' and redis.call('GET', KEYS[1]) == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+end
+if rec then return 2 end
+return 1
+"#,
+    )
+});
+
+/// One try at forgetting `id`: what Redis holds of it for this node that
+/// the registry no longer has. `true` when it removed a record. An
+/// `outlived` record's forget (from [`reconcile`]) leaves the claim: the
+/// delete's own forget removed it, and a create of the id under way here,
+/// its claim set but its session not yet registered, would lose it.
+async fn once(c: &Cluster, id: &SessionId, outlived: bool) -> RedisResult<bool> {
+    let rec: Option<String> = c.redis.run(redis::cmd("HGET").arg(DIR_KEY).arg(id.as_str())).await?;
+    let rec = rec.and_then(|r| serde_json::from_str::<Record>(&r).ok());
+    if rec.as_ref().is_some_and(|r| r.node != c.node) {
+        // Another node's session (this one's is gone already): its claim too.
+        return Ok(false);
+    }
+    let mut conn = c.redis.conn().await?;
+    // Read as late as can be, just before the script: the incarnation to
+    // remove (this node's, no longer in the registry), and whether the
+    // claim may go (no local session has the id).
+    let epoch = rec.as_ref().map(|r| r.info.epoch).filter(|&e| !holds(c, id, e));
+    let unclaim = !outlived && !local(c, id);
+    if epoch.is_none() && !unclaim {
+        return Ok(false);
+    }
+    let mut invocation = FORGET.prepare_invoke();
+    invocation
+        .key(id_key(id))
+        .key(DIR_KEY)
+        .key(DIR_LOG_KEY)
+        .key(stream_key(id, epoch.unwrap_or(Epoch(0))))
+        .arg(id.as_str())
+        .arg(&c.node)
+        .arg(epoch.map(|e| e.to_string()).unwrap_or_default())
+        .arg(LOG_KEEP)
+        .arg(if unclaim { 1 } else { 0 });
+    let r: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
+    if let Err(e) = &r {
+        c.redis.failed(e).await;
+    }
+    r.map(|n| n == 2)
+}
+
+/// Removes a session whose owner is dead, in one step: only while the
+/// owner's liveness key is missing and the record is still the owner's
+/// incarnation `epoch` does it delete the record, the claim (if still the
+/// owner's) and the stream, and leave a tombstone (`KEYS[5]`, for
+/// [`TOMBSTONE`]) so that the owner, if it was only cut off, deletes the
+/// session when it comes back instead of registering it again. Returns 1
+/// when deleted, 0 when there was no such record, -1 when the owner is
+/// alive (ask it instead).
+static FORGET_LOST: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local rec = redis.call('HGET', KEYS[2], ARGV[1])
+if not rec then return 0 end
+local ok, r = pcall(cjson.decode, rec)
+if not ok or r.node ~= ARGV[2] or r.info == nil or r.info.epoch ~= ARGV[3] then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1])
+if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
+redis.call('DEL', KEYS[4])
+redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[4])
+return 1
+"#,
+    )
+});
+
+/// Deletes from Redis a session whose owner is dead (no liveness key):
+/// `Some(deleted)` when the owner is dead, `None` when it is alive and
+/// must be asked.
+pub async fn forget_lost(c: &Cluster, id: &SessionId, owner: &str, epoch: Epoch) -> RedisResult<Option<bool>> {
+    let mut invocation = FORGET_LOST.prepare_invoke();
+    invocation
+        .key(node_key(owner))
+        .key(DIR_KEY)
+        .key(id_key(id))
+        .key(stream_key(id, epoch))
+        .key(gone_key(id, epoch))
+        .key(DIR_LOG_KEY)
+        .arg(id.as_str())
+        .arg(owner)
+        .arg(epoch.to_string())
+        .arg(TOMBSTONE.as_millis() as u64)
+        .arg(LOG_KEEP);
+    let mut conn = c.redis.conn().await?;
+    let r: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
+    if let Err(e) = &r {
+        c.redis.failed(e).await;
+    }
+    Ok(match r? {
+        n if n < 0 => None,
+        n => Some(n == 1),
+    })
+}
