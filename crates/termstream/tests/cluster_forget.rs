@@ -233,3 +233,37 @@ async fn a_failed_create_gives_its_id_back() {
     assert_eq!(status, 422, "the id is claimable again on A: {body}");
     b.create(json!({"id":"again","argv":["/bin/sh"]})).await;
 }
+
+/// Sessions deleted right after their create, most before their first
+/// record is put, leave nothing in Redis: a record put between the
+/// forget's read and its script is left to the heartbeat, and the claim
+/// still goes; every id is then free on the other node.
+#[tokio::test]
+async fn sessions_deleted_right_after_their_create_leave_their_ids_free() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let conn = connect(&cluster).await;
+    let ids: Vec<String> = (0..24).map(|i| format!("brief{i}")).collect();
+    for id in &ids {
+        let body = json!({"id":id,"argv":["/bin/sh"]});
+        let (status, answer) = a.request("POST", "/api/sessions", Some(&body)).await;
+        assert_eq!(status, 201, "{id}: {answer}");
+        let (status, answer) = a.request("DELETE", &format!("/api/sessions/{id}"), None).await;
+        assert_eq!(status, 204, "{id}: {answer}");
+    }
+    for id in &ids {
+        let clean = common::wait_until(T, || async {
+            let (record, claim, _) = held(&conn, id, "").await;
+            !record && !claim
+        })
+        .await;
+        assert!(
+            clean,
+            "{id} is left in Redis: (record, claim, stream) {:?}",
+            held(&conn, id, "").await
+        );
+        let body = json!({"id":id,"argv":["/bin/sh"]});
+        let (status, answer) = b.request("POST", "/api/sessions", Some(&body)).await;
+        assert_eq!(status, 201, "{id} on B: {answer}");
+    }
+}

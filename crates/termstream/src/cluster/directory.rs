@@ -154,6 +154,9 @@ async fn register_all(c: &Arc<Cluster>) -> RedisResult<()> {
         c.redis.failed(e).await;
     }
     let (gone, taken) = refused?;
+    // A session deleted while the script was on its way: its forget may
+    // have run before the script wrote it back.
+    forget::forget_unheld(c, &epochs);
     for id in gone {
         if let (Ok(sid), Some(&epoch)) = (SessionId::new(id.clone()), epochs.get(&id)) {
             tokio::spawn(delete_here(c.clone(), sid, epoch));
@@ -238,18 +241,31 @@ pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
     if !c.forgets.settle(id, forget::SETTLE).await {
         return Err(ClaimError::Removing(id.clone()));
     }
-    let set: RedisResult<Option<String>> = c
-        .redis
-        .run(redis::cmd("SET").arg(id_key(id)).arg(&c.node).arg("NX"))
+    // Connected first: a claim that could not be sent needs no forget.
+    let mut conn = match c.redis.conn().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            c.set_down(Some(e.to_string()));
+            return Err(ClaimError::Unavailable(e.to_string()));
+        }
+    };
+    let set: RedisResult<Option<String>> = redis::cmd("SET")
+        .arg(id_key(id))
+        .arg(&c.node)
+        .arg("NX")
+        .query_async(&mut conn)
         .await;
     match set {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(ClaimError::Duplicate(id.clone())),
         Err(e) => {
+            c.redis.failed(&e).await;
             c.set_down(Some(e.to_string()));
             // The claim may have been taken before the answer was lost:
-            // it is given up once Redis answers again.
-            if e.is_timeout() || e.is_connection_dropped() {
+            // it is given up once Redis answers again (while fewer than
+            // `forget::MAX_UNANSWERED` such forgets wait: beyond, the id
+            // stays claimed, as before there was a forget for it).
+            if (e.is_timeout() || e.is_connection_dropped()) && c.forgets.count() < forget::MAX_UNANSWERED {
                 forget(c, id.clone());
             }
             Err(ClaimError::Unavailable(e.to_string()))

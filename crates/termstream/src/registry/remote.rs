@@ -31,9 +31,10 @@ pub enum ClaimError {
     /// Redis could not be asked, so uniqueness cannot be promised.
     #[error("the cluster cannot be reached to claim the id: {0}")]
     Unavailable(String),
-    /// An earlier session with the id, deleted on this node, is still
-    /// being removed from the cluster's Redis.
-    #[error("the earlier session with id {0} is still being removed from the cluster; retry")]
+    /// An earlier session with the id, deleted on this node (or an earlier
+    /// create's claim whose answer was lost), is still being removed from
+    /// the cluster's Redis.
+    #[error("an earlier session or create with id {0} is still being removed from the cluster; retry")]
     Removing(SessionId),
 }
 

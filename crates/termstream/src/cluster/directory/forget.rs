@@ -28,7 +28,7 @@
 //! launching is already in the registry, so its delete forgets it, claim
 //! and all, like any other.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -41,6 +41,11 @@ use super::view::LOG_KEEP;
 use crate::cluster::Cluster;
 use crate::cluster::redis::{DIR_KEY, DIR_LOG_KEY, gone_key, id_key, node_key, stream_key};
 use crate::cluster::wire::Record;
+
+/// The most forgets of claims whose `SET` went unanswered that may wait
+/// at once (see `directory::claim`): each create tried while Redis does
+/// not answer adds one.
+pub const MAX_UNANSWERED: usize = 4096;
 
 /// How long a create waits for the pending forget of an earlier session
 /// with its id before it is answered 503.
@@ -69,6 +74,11 @@ impl Forgets {
     fn lock(&self) -> MutexGuard<'_, HashSet<SessionId>> {
         // Each operation is an insert, remove or lookup: poison is ignored.
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many forgets have not gone through yet.
+    pub fn count(&self) -> usize {
+        self.lock().len()
     }
 
     /// Whether a forget of `id` has not gone through yet.
@@ -139,6 +149,18 @@ pub async fn release(c: &Arc<Cluster>, id: &SessionId) {
     let _ = first.await;
 }
 
+/// Forgets each of `epochs` (id to incarnation, as registered in one
+/// step) whose session the registry no longer holds: a delete whose
+/// forget ran before the registration wrote its record and claim back.
+pub fn forget_unheld(c: &Arc<Cluster>, epochs: &HashMap<String, Epoch>) {
+    for (id, &epoch) in epochs {
+        match SessionId::new(id.clone()) {
+            Ok(id) if !holds(c, &id, epoch) => forget(c, id),
+            _ => {}
+        }
+    }
+}
+
 /// Forgets every record of this node whose session the registry no longer
 /// holds (`records`: the directory as just read).
 pub fn reconcile(c: &Arc<Cluster>, records: &[Record]) {
@@ -187,34 +209,37 @@ async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, outlived: bool
 }
 
 /// Removes, in one step, the record of `id` (`KEYS[2]`, field `ARGV[1]`)
-/// if it is this node's (`ARGV[2]`) and of incarnation `ARGV[3]`, with a
-/// change-log entry (`KEYS[3]`, about `ARGV[4]` kept) and that
-/// incarnation's stream (`KEYS[4]`); then, if `ARGV[5]` is 1, the claim
-/// (`KEYS[1]`) if it is this node's. A record that is not this node's, or
-/// of another incarnation (`ARGV[3]` empty: none is to go), leaves
-/// everything as it is (0); 2 when the record was removed, else 1. The
-/// record goes first: a Redis out of memory refuses a script only before
-/// its first write, and it never refuses `HDEL` for memory, so the whole
-/// step goes through (a delete frees memory). A refusal of the first write
-/// (no permission, say) leaves everything as it was.
+/// if it is this node's (`ARGV[2]`) and of incarnation `ARGV[3]` (empty:
+/// none is to go), with a change-log entry (`KEYS[3]`, about `ARGV[4]`
+/// kept) and that incarnation's stream (`KEYS[4]`); and, if `ARGV[5]` is
+/// 1, the claim (`KEYS[1]`) if it is this node's. The claim does not
+/// depend on the record: a record put between the caller's read and the
+/// script (a publisher's, just before its session went) is left for the
+/// heartbeat's [`reconcile`], and the claim still goes. 2 when the record
+/// was removed, else 1. The record goes first: a Redis out of memory
+/// refuses a script only before its first write, and it never refuses
+/// `HDEL` or `DEL` for memory, so the whole step goes through (a delete
+/// frees memory). A refusal of the first write (no permission, say)
+/// leaves everything as it was.
 static FORGET: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
+local removed = false
 local rec = redis.call('HGET', KEYS[2], ARGV[1])
-if rec then
+if rec and ARGV[3] ~= '' then
   local ok, r = pcall(cjson.decode, rec)
-  if not ok or type(r) ~= 'table' or r.node ~= ARGV[2] or type(r.info) ~= 'table'
-      or r.info.epoch ~= ARGV[3] then
-    return 0
+  if ok and type(r) == 'table' and r.node == ARGV[2] and type(r.info) == 'table'
+      and r.info.epoch == ARGV[3] then
+    redis.call('HDEL', KEYS[2], ARGV[1])
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'id', ARGV[1])
+    removed = true
   end
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'id', ARGV[1])
 end
 if ARGV[3] ~= '' then redis.call('DEL', KEYS[4]) end
 if ARGV[5] == '1' and redis.call('GET', KEYS[1]) == ARGV[2] then
   redis.call('DEL', KEYS[1])
 end
-if rec then return 2 end
+if removed then return 2 end
 return 1
 "#,
     )
