@@ -243,24 +243,23 @@ async fn sessions_deleted_right_after_their_create_leave_their_ids_free() {
     let cluster = TestCluster::start(2).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let conn = connect(&cluster).await;
-    let ids: Vec<String> = (0..24).map(|i| format!("brief{i}")).collect();
-    for id in &ids {
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let id = format!("brief{i}");
         let body = json!({"id":id,"argv":["/bin/sh"]});
         let (status, answer) = a.request("POST", "/api/sessions", Some(&body)).await;
         assert_eq!(status, 201, "{id}: {answer}");
+        let epoch = answer["epoch"].as_str().expect("epoch").to_owned();
         let (status, answer) = a.request("DELETE", &format!("/api/sessions/{id}"), None).await;
         assert_eq!(status, 204, "{id}: {answer}");
+        ids.push((id, epoch));
     }
-    for id in &ids {
-        let clean = common::wait_until(T, || async {
-            let (record, claim, _) = held(&conn, id, "").await;
-            !record && !claim
-        })
-        .await;
+    for (id, epoch) in &ids {
+        let clean = common::wait_until(T, || async { held(&conn, id, epoch).await == (false, false, false) }).await;
         assert!(
             clean,
             "{id} is left in Redis: (record, claim, stream) {:?}",
-            held(&conn, id, "").await
+            held(&conn, id, epoch).await
         );
         let body = json!({"id":id,"argv":["/bin/sh"]});
         let (status, answer) = b.request("POST", "/api/sessions", Some(&body)).await;

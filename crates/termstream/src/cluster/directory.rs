@@ -152,6 +152,10 @@ async fn register_all(c: &Arc<Cluster>) -> RedisResult<()> {
     let refused: RedisResult<(Vec<String>, Vec<String>)> = invocation.invoke_async(&mut conn).await;
     if let Err(e) = &refused {
         c.redis.failed(e).await;
+        // The script may have run, its answer lost: as below.
+        if e.is_timeout() || e.is_connection_dropped() {
+            forget::forget_unheld(c, &epochs);
+        }
     }
     let (gone, taken) = refused?;
     // A session deleted while the script was on its way: its forget may
@@ -265,8 +269,12 @@ pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
             // it is given up once Redis answers again (while fewer than
             // `forget::MAX_UNANSWERED` such forgets wait: beyond, the id
             // stays claimed, as before there was a forget for it).
-            if (e.is_timeout() || e.is_connection_dropped()) && c.forgets.count() < forget::MAX_UNANSWERED {
-                forget(c, id.clone());
+            if e.is_timeout() || e.is_connection_dropped() {
+                if c.forgets.count() < forget::MAX_UNANSWERED {
+                    forget(c, id.clone());
+                } else {
+                    tracing::warn!(session = %id, "too many removals wait: the id of a create whose claim went unanswered stays claimed");
+                }
             }
             Err(ClaimError::Unavailable(e.to_string()))
         }

@@ -4,8 +4,8 @@
 //! A session this node deleted is forgotten in one script ([`FORGET`]):
 //! its record (only this node's, of an incarnation the registry no longer
 //! holds), its stream, the change-log entry that tells the other nodes,
-//! and its claim (only while no local session has the id), all or
-//! nothing. The registry asks for it as it removes the session
+//! and its claim (only while no local session has the id), in one step
+//! that an out-of-memory Redis cannot cut short. The registry asks for it as it removes the session
 //! ([`forget`], through `ClusterLink::forget`), so the forget is pending
 //! before the delete answers. Each forget runs in its own task, one per
 //! id, kept in [`Forgets`]; one that fails (Redis down, refusing, or
@@ -28,7 +28,7 @@
 //! launching is already in the registry, so its delete forgets it, claim
 //! and all, like any other.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -53,10 +53,13 @@ pub const SETTLE: Duration = Duration::from_secs(5);
 
 /// The ids whose forget (removal from Redis) has not gone through yet: set
 /// when it is asked for, cleared by its task once it succeeded. One task
-/// per id.
+/// per id; one asked for again while it runs (a registration wrote the
+/// session back after its script) runs once more before it ends.
 #[derive(Debug)]
 pub struct Forgets {
-    pending: Mutex<HashSet<SessionId>>,
+    /// Each pending id, with `Some(outlived)` when it was asked for again
+    /// while its task ran (`outlived` only if every such ask was).
+    pending: Mutex<HashMap<SessionId, Option<bool>>>,
     /// Sent each time a forget is done, for [`Forgets::settle`].
     done: watch::Sender<()>,
 }
@@ -71,7 +74,7 @@ impl Default for Forgets {
 }
 
 impl Forgets {
-    fn lock(&self) -> MutexGuard<'_, HashSet<SessionId>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Option<bool>>> {
         // Each operation is an insert, remove or lookup: poison is ignored.
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -83,18 +86,37 @@ impl Forgets {
 
     /// Whether a forget of `id` has not gone through yet.
     pub fn pending(&self, id: &SessionId) -> bool {
-        self.lock().contains(id)
+        self.lock().contains_key(id)
     }
 
-    /// Marks the forget of `id` pending; `false` when it was already.
-    fn begin(&self, id: &SessionId) -> bool {
-        self.lock().insert(id.clone())
+    /// Marks the forget of `id` pending; `false` when it was already, and
+    /// its task is then asked to run once more.
+    fn begin(&self, id: &SessionId, outlived: bool) -> bool {
+        let mut pending = self.lock();
+        match pending.get_mut(id) {
+            Some(again) => {
+                *again = Some(again.unwrap_or(true) && outlived);
+                false
+            }
+            None => {
+                pending.insert(id.clone(), None);
+                true
+            }
+        }
     }
 
-    /// Notes that the forget of `id` went through.
-    fn end(&self, id: &SessionId) {
-        self.lock().remove(id);
+    /// Notes that a try of the forget of `id` went through: `None` when it
+    /// is done, `Some(outlived)` when it was asked for again meanwhile and
+    /// is to run once more (still pending).
+    fn end(&self, id: &SessionId) -> Option<bool> {
+        let mut pending = self.lock();
+        if let Some(again) = pending.get_mut(id).and_then(Option::take) {
+            return Some(again);
+        }
+        pending.remove(id);
+        drop(pending);
         self.done.send_replace(());
+        None
     }
 
     /// Waits, at most `bound`, until no forget of `id` is pending; `false`
@@ -121,7 +143,7 @@ pub fn forget(c: &Arc<Cluster>, id: SessionId) {
 /// Starts the task forgetting `id`, unless one runs; `outlived`: asked by
 /// [`reconcile`], not after a delete.
 fn start(c: &Arc<Cluster>, id: SessionId, outlived: bool) {
-    if c.forgets.begin(&id) {
+    if c.forgets.begin(&id, outlived) {
         tokio::spawn(retry(c.clone(), id, 0, outlived));
     }
 }
@@ -131,13 +153,17 @@ fn start(c: &Arc<Cluster>, id: SessionId, outlived: bool) {
 /// first try runs in a task of its own, so a caller dropped meanwhile
 /// (its request cancelled) leaves no forget pending for good.
 pub async fn release(c: &Arc<Cluster>, id: &SessionId) {
-    if !c.forgets.begin(id) {
+    if !c.forgets.begin(id, false) {
         return;
     }
     let (c, id) = (c.clone(), id.clone());
     let first = tokio::spawn(async move {
         match once(&c, &id, false).await {
-            Ok(_) => c.forgets.end(&id),
+            Ok(_) => {
+                if let Some(outlived) = c.forgets.end(&id) {
+                    tokio::spawn(retry(c, id, 0, outlived));
+                }
+            }
             Err(e) => {
                 tracing::warn!(session = %id, error = %e, "cannot give up a session's id in the cluster; trying again");
                 tokio::spawn(retry(c, id, 1, false));
@@ -183,7 +209,7 @@ fn local(c: &Cluster, id: &SessionId) -> bool {
 
 /// Tries the forget of `id` until it goes through, `failures` failed
 /// tries behind it (`outlived`: see [`start`]).
-async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, outlived: bool) {
+async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, mut outlived: bool) {
     loop {
         if failures > 0 {
             c.wait_to_retry(failures).await;
@@ -195,8 +221,10 @@ async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, outlived: bool
                 } else if failures > 0 {
                     tracing::info!(session = %id, "removed the deleted session from the cluster");
                 }
-                c.forgets.end(&id);
-                return;
+                match c.forgets.end(&id) {
+                    None => return,
+                    Some(again) => (outlived, failures) = (again, 0),
+                }
             }
             Err(e) => {
                 if failures == 0 {
