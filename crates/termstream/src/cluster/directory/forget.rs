@@ -365,3 +365,32 @@ pub async fn forget_lost(c: &Cluster, id: &SessionId, owner: &str, epoch: Epoch)
         n => Some(n == 1),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use termstream_proto::SessionId;
+
+    use super::Forgets;
+
+    #[test]
+    fn a_forget_asked_for_again_while_it_runs_runs_once_more() {
+        let (forgets, id) = (Forgets::default(), SessionId::new("x").unwrap());
+        assert!(forgets.begin(&id, false), "the first ask starts a task");
+        assert!(!forgets.begin(&id, true), "a second ask starts none");
+        assert_eq!(forgets.end(&id), Some(true), "asked again, by a reconcile only");
+        assert!(forgets.pending(&id), "still pending while it runs once more");
+        assert_eq!(forgets.end(&id), None, "done");
+        assert!(!forgets.pending(&id));
+    }
+
+    #[test]
+    fn an_ask_after_a_delete_makes_the_next_run_take_the_claim_too() {
+        let (forgets, id) = (Forgets::default(), SessionId::new("x").unwrap());
+        assert!(forgets.begin(&id, true));
+        assert!(!forgets.begin(&id, true));
+        assert!(!forgets.begin(&id, false));
+        assert_eq!(forgets.end(&id), Some(false), "not only outlived: the claim may go");
+        assert_eq!(forgets.end(&id), None);
+        assert_eq!(forgets.count(), 0);
+    }
+}
