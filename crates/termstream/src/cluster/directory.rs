@@ -152,14 +152,12 @@ async fn register_all(c: &Arc<Cluster>) -> RedisResult<()> {
     let refused: RedisResult<(Vec<String>, Vec<String>)> = invocation.invoke_async(&mut conn).await;
     if let Err(e) = &refused {
         c.redis.failed(e).await;
-        // The script may have run, its answer lost: as below.
-        if e.is_timeout() || e.is_connection_dropped() {
-            forget::forget_unheld(c, &epochs);
-        }
     }
     let (gone, taken) = refused?;
     // A session deleted while the script was on its way: its forget may
-    // have run before the script wrote it back.
+    // have run before the script wrote it back. Not after a lost answer:
+    // the window would be Redis's whole timeout, and a forget then could
+    // take the claim of a create of the id made meanwhile.
     forget::forget_unheld(c, &epochs);
     for id in gone {
         if let (Ok(sid), Some(&epoch)) = (SessionId::new(id.clone()), epochs.get(&id)) {
@@ -267,8 +265,8 @@ pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
             c.set_down(Some(e.to_string()));
             // The claim may have been taken before the answer was lost:
             // it is given up once Redis answers again (while fewer than
-            // `forget::MAX_UNANSWERED` such forgets wait: beyond, the id
-            // stays claimed, as before there was a forget for it).
+            // `forget::MAX_UNANSWERED` forgets of any kind wait: beyond,
+            // the id stays claimed, as before there was a forget for it).
             if e.is_timeout() || e.is_connection_dropped() {
                 if c.forgets.count() < forget::MAX_UNANSWERED {
                     forget(c, id.clone());

@@ -5,9 +5,9 @@
 //! its record (only this node's, of an incarnation the registry no longer
 //! holds), its stream, the change-log entry that tells the other nodes,
 //! and its claim (only while no local session has the id), in one step
-//! that an out-of-memory Redis cannot cut short. The registry asks for it as it removes the session
-//! ([`forget`], through `ClusterLink::forget`), so the forget is pending
-//! before the delete answers. Each forget runs in its own task, one per
+//! that an out-of-memory Redis cannot cut short. The registry asks for it
+//! as it removes the session ([`forget`], through `ClusterLink::forget`),
+//! so the forget is pending before the delete answers. Each forget runs in its own task, one per
 //! id, kept in [`Forgets`]; one that fails (Redis down, refusing, or
 //! timing out) is tried again once a heartbeat begun after the failure
 //! reached Redis, backing off while it keeps failing, until it goes
@@ -42,9 +42,9 @@ use crate::cluster::Cluster;
 use crate::cluster::redis::{DIR_KEY, DIR_LOG_KEY, gone_key, id_key, node_key, stream_key};
 use crate::cluster::wire::Record;
 
-/// The most forgets of claims whose `SET` went unanswered that may wait
-/// at once (see `directory::claim`): each create tried while Redis does
-/// not answer adds one.
+/// A claim whose `SET` went unanswered is forgotten only while fewer
+/// forgets (of any kind) wait (see `directory::claim`): each create tried
+/// while Redis does not answer would add one.
 pub const MAX_UNANSWERED: usize = 4096;
 
 /// How long a create waits for the pending forget of an earlier session
@@ -134,14 +134,14 @@ impl Forgets {
     }
 }
 
-/// Forgets `id` in its own task (tried until it goes through), unless a
-/// forget of it is pending already.
+/// Forgets `id` in its own task (tried until it goes through); if a forget
+/// of it is pending already, that task runs once more instead.
 pub fn forget(c: &Arc<Cluster>, id: SessionId) {
     start(c, id, false);
 }
 
-/// Starts the task forgetting `id`, unless one runs; `outlived`: asked by
-/// [`reconcile`], not after a delete.
+/// Starts the task forgetting `id`, or asks the one that runs to run once
+/// more; `outlived`: asked by [`reconcile`], not after a delete.
 fn start(c: &Arc<Cluster>, id: SessionId, outlived: bool) {
     if c.forgets.begin(&id, outlived) {
         tokio::spawn(retry(c.clone(), id, 0, outlived));
@@ -149,7 +149,9 @@ fn start(c: &Arc<Cluster>, id: SessionId, outlived: bool) {
 }
 
 /// Gives up the claim of a create that failed: tried once before this
-/// returns, then in the background like [`forget`] if that failed. The
+/// returns, then in the background like [`forget`] if that failed (with a
+/// forget of the id pending already, that one runs once more and this
+/// returns at once). The
 /// first try runs in a task of its own, so a caller dropped meanwhile
 /// (its request cancelled) leaves no forget pending for good.
 pub async fn release(c: &Arc<Cluster>, id: &SessionId) {
