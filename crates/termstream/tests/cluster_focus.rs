@@ -280,6 +280,32 @@ async fn a_session_just_created_on_another_node_is_found_through_the_directory()
     assert!(!map, "focus keeps its own map of sessions");
 }
 
+/// Session `r` on `a`, a shell script that prints `before-`, `mid-` and
+/// `after-` each after a line of input, at 80×24; a focus-aware viewer on
+/// `b` with `r` focused, that saw `before-x` and no resize. Returns the
+/// viewer and what it saw.
+async fn focused_viewer(a: &TestServer, b: &TestServer, t: std::time::Duration) -> (WsClient, String) {
+    let script = "read a; echo before-$a; read b; echo mid-$b; read c; echo after-$c; exec sleep 600";
+    a.create(json!({"id":"r","argv":["sh","-c",script],"cols":80,"rows":24}))
+        .await;
+    listed(b, "r", t).await.expect("listed on B");
+    assert_eq!(put_focus(b, json!({"sessionId":"r","focused":true})).await.0, 200);
+    let mut ws = WsClient::connect(b, "/ws").await;
+    ws.send(json!({"type":"session.attach","sessionId":"r","output":"binary","stream":"focus"}))
+        .await;
+    ws.until_type("session.attached", t).await;
+    a.input("r", "x\n").await;
+    let mut seen = String::new();
+    while !seen.contains("before-x") {
+        match ws.recv(t).await {
+            Some(Incoming::Output { data, .. }) => seen.push_str(&String::from_utf8_lossy(&data)),
+            Some(Incoming::Json(m)) => assert_ne!(m["type"], "session.resized", "{m}"),
+            other => panic!("the output ended before before-x ({other:?})"),
+        }
+    }
+    (ws, seen)
+}
+
 /// A focus-aware viewer on a node that does not own the session is told a
 /// resize made while the session was unfocused once, at its place. That
 /// node's stand-in, with no receiver left, stopped reading the session's
@@ -291,27 +317,10 @@ async fn a_session_just_created_on_another_node_is_found_through_the_directory()
 #[tokio::test]
 async fn a_resize_made_while_unfocused_is_told_once_at_its_place_on_another_node() {
     let t = secs(20);
-    let script = "read a; echo before-$a; read b; echo mid-$b; read c; echo after-$c; exec sleep 600";
     let cluster = TestCluster::start_with(2, &[("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "600000")]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
-    a.create(json!({"id":"r","argv":["sh","-c",script],"cols":80,"rows":24}))
-        .await;
-    listed(b, "r", t).await.expect("listed on B");
     let focus = |focused: bool| put_focus(b, json!({"sessionId":"r","focused":focused}));
-    assert_eq!(focus(true).await.0, 200);
-    let mut ws = WsClient::connect(b, "/ws").await;
-    ws.send(json!({"type":"session.attach","sessionId":"r","output":"binary","stream":"focus"}))
-        .await;
-    ws.until_type("session.attached", t).await;
-    a.input("r", "x\n").await;
-    let mut seen = String::new();
-    while !seen.contains("before-x") {
-        match ws.recv(t).await {
-            Some(Incoming::Output { data, .. }) => seen.push_str(&String::from_utf8_lossy(&data)),
-            Some(Incoming::Json(_)) => {}
-            other => panic!("the output ended before before-x ({other:?})"),
-        }
-    }
+    let (mut ws, _) = focused_viewer(a, b, t).await;
     assert_eq!(focus(false).await.0, 200);
     // B's stand-in stops its reader at a heartbeat with no receiver.
     tokio::time::sleep(std::time::Duration::from_millis(10 * HEARTBEAT_MS)).await;
@@ -341,27 +350,10 @@ async fn a_resize_made_while_unfocused_is_told_once_at_its_place_on_another_node
 #[tokio::test]
 async fn a_missed_resize_is_told_before_output_drawn_at_it_when_a_newer_one_followed() {
     let t = secs(20);
-    let script = "read a; echo before-$a; read b; echo mid-$b; read c; echo after-$c; exec sleep 600";
     let cluster = TestCluster::start_with(2, &[("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "600000")]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
-    a.create(json!({"id":"r","argv":["sh","-c",script],"cols":80,"rows":24}))
-        .await;
-    listed(b, "r", t).await.expect("listed on B");
     let focus = |focused: bool| put_focus(b, json!({"sessionId":"r","focused":focused}));
-    assert_eq!(focus(true).await.0, 200);
-    let mut ws = WsClient::connect(b, "/ws").await;
-    ws.send(json!({"type":"session.attach","sessionId":"r","output":"binary","stream":"focus"}))
-        .await;
-    ws.until_type("session.attached", t).await;
-    a.input("r", "x\n").await;
-    let mut seen = String::new();
-    while !seen.contains("before-x") {
-        match ws.recv(t).await {
-            Some(Incoming::Output { data, .. }) => seen.push_str(&String::from_utf8_lossy(&data)),
-            Some(Incoming::Json(m)) => assert_ne!(m["type"], "session.resized", "{m}"),
-            other => panic!("the output ended before before-x ({other:?})"),
-        }
-    }
+    let (mut ws, mut seen) = focused_viewer(a, b, t).await;
     assert_eq!(focus(false).await.0, 200);
     // A full-stream viewer on B keeps B's stand-in reading while the
     // session is resized, so the stand-in reads the resize's entry; the

@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::focus::focus;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, wait_until};
 use serde_json::json;
@@ -14,17 +15,6 @@ use serde_json::json;
 /// Prints numbered lines for about two seconds, then exits.
 const STEADY: &str =
     "i=0; while [ $i -lt 400 ]; do echo line-$i-abcdefghijklmnopqrstuvwxyz; i=$((i+1)); sleep 0.005; done";
-
-async fn focus(server: &TestServer, id: &str, focused: bool) {
-    let (status, body) = server
-        .request(
-            "PUT",
-            "/api/terminal/focus",
-            Some(&json!({"sessionId":id,"focused":focused})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-}
 
 /// An unfocused session's output comes coalesced, a focused one's live;
 /// switching focus back and forth while both print loses no byte.

@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::focus::focus;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, wait_until};
 use serde_json::json;
@@ -76,17 +77,6 @@ async fn wait_output(server: &TestServer, bytes: u64, what: &str) -> u64 {
 async fn resize(server: &TestServer, cols: u16, rows: u16) {
     let (status, body) = server
         .post("/api/sessions/r/resize", json!({"cols":cols,"rows":rows}))
-        .await;
-    assert_eq!(status, 200, "{body}");
-}
-
-async fn focus(server: &TestServer, id: &str, focused: bool) {
-    let (status, body) = server
-        .request(
-            "PUT",
-            "/api/terminal/focus",
-            Some(&json!({"sessionId":id,"focused":focused})),
-        )
         .await;
     assert_eq!(status, 200, "{body}");
 }

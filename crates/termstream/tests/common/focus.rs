@@ -134,3 +134,15 @@ pub fn strings(v: &Value) -> Vec<String> {
         .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
+
+/// Focuses (`true`) or blurs session `id` over REST; wants 200.
+pub async fn focus(server: &TestServer, id: &str, focused: bool) {
+    let (status, body) = server
+        .request(
+            "PUT",
+            "/api/terminal/focus",
+            Some(&json!({"sessionId":id,"focused":focused})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

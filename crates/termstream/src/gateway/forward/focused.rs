@@ -303,6 +303,7 @@ impl Forwarder {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use termstream_proto::{ProjectId, SessionId};
@@ -312,6 +313,25 @@ mod tests {
     use crate::focus::tests::Stops;
     use crate::focus::{CHANGE_QUEUE, Focus};
 
+    /// A track of session `a` of project `p`, focused (version 1 of a
+    /// store with read stops), with the store's directory (kept while used).
+    async fn focused_track() -> (
+        tempfile::TempDir,
+        ProjectId,
+        SessionId,
+        Arc<Stops>,
+        Arc<Focus>,
+        FocusTrack,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, a) = (ProjectId::new("p").unwrap(), SessionId::new("a").unwrap());
+        let (stops, registry) = Stops::seeded(dir.path(), &p, std::slice::from_ref(&a)).await;
+        let focus = Focus::new(stops.clone(), registry);
+        let track = FocusTrack::new(focus.clone(), p.clone(), a.clone()).await;
+        assert!(track.focused);
+        (dir, p, a, stops, focus, track)
+    }
+
     /// The broadcast lags past the change that unfocused the session, and
     /// the `select!` around [`FocusTrack::changed`] drops it while it reads
     /// the state (live output won the race). The next call must still read
@@ -319,12 +339,7 @@ mod tests {
     /// next change, so a hidden terminal stayed on the full stream.
     #[tokio::test]
     async fn a_lag_is_not_forgotten_when_the_read_after_it_is_cancelled() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (p, a) = (ProjectId::new("p").unwrap(), SessionId::new("a").unwrap());
-        let (stops, registry) = Stops::seeded(dir.path(), &p, std::slice::from_ref(&a)).await;
-        let focus = Focus::new(stops.clone(), registry);
-        let mut track = FocusTrack::new(focus.clone(), p.clone(), a.clone()).await;
-        assert!(track.focused);
+        let (_dir, p, a, stops, focus, mut track) = focused_track().await;
 
         // `a` loses focus (made in the store, as another node would, so the
         // state is read from the store), then more changes of another
@@ -353,12 +368,7 @@ mod tests {
     /// broadcast reads the state.
     #[tokio::test]
     async fn a_change_made_is_taken_without_waiting() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (p, a) = (ProjectId::new("p").unwrap(), SessionId::new("a").unwrap());
-        let (stops, registry) = Stops::seeded(dir.path(), &p, std::slice::from_ref(&a)).await;
-        let focus = Focus::new(stops.clone(), registry);
-        let mut track = FocusTrack::new(focus.clone(), p.clone(), a.clone()).await;
-        assert!(track.focused);
+        let (_dir, p, a, stops, focus, mut track) = focused_track().await;
         assert_eq!(track.take_made().await, None, "nothing made");
 
         let other = ProjectId::new("other").unwrap();
