@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use termstream_proto::{SessionId, SessionInfo, SessionStatus};
+use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus};
 use tokio::sync::broadcast;
 
 use crate::clock::now_ms;
@@ -252,6 +252,12 @@ impl Registry {
     pub fn get(&self, id: &SessionId) -> Option<SessionHandle> {
         let local = self.lock().get(id).cloned();
         local.or_else(|| self.remote.get(id))
+    }
+
+    /// The incarnation of the local session `id` (not one another node
+    /// owns), without cloning its handle.
+    pub fn local_epoch(&self, id: &SessionId) -> Option<Epoch> {
+        self.lock().get(id).filter(|h| !h.is_remote()).map(|h| h.epoch())
     }
 
     /// Sessions other nodes of the cluster own, and the cluster's link.

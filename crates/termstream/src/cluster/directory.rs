@@ -177,10 +177,7 @@ async fn register_all(c: &Arc<Cluster>) -> RedisResult<()> {
 /// node while this one was cut off (its tombstone says so), or whose id
 /// another node's session took since: the delete wins.
 async fn delete_here(c: Arc<Cluster>, id: SessionId, epoch: Epoch) {
-    if c.registry
-        .get(&id)
-        .is_some_and(|h| !h.is_remote() && h.epoch() == epoch)
-    {
+    if forget::holds(&c, &id, epoch) {
         tracing::warn!(
             session = %id,
             "the session was deleted through another node while this node was cut off from the cluster: deleting it here too"

@@ -78,9 +78,7 @@ pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
 
 /// Whether `handle`'s session is still this node's, as this incarnation.
 fn still_local(c: &Cluster, handle: &SessionHandle) -> bool {
-    c.registry
-        .get(handle.id())
-        .is_some_and(|h| !h.is_remote() && h.epoch() == handle.epoch())
+    directory::forget::holds(c, handle.id(), handle.epoch())
 }
 
 /// Waits after `failures` failed tries in a row until following may start

@@ -122,7 +122,10 @@ impl Forgets {
     /// Waits, at most `bound`, until no forget of `id` is pending; `false`
     /// when one still is.
     pub async fn settle(&self, id: &SessionId, bound: Duration) -> bool {
-        // Subscribed before the first look: no end is missed.
+        if !self.pending(id) {
+            return true;
+        }
+        // Subscribed before the next look: no end is missed.
         let mut done = self.done.subscribe();
         let settled = async {
             while self.pending(id) {
@@ -200,13 +203,13 @@ pub fn reconcile(c: &Arc<Cluster>, records: &[Record]) {
 }
 
 /// Whether the registry holds the local session `id` as incarnation `epoch`.
-fn holds(c: &Cluster, id: &SessionId, epoch: Epoch) -> bool {
-    c.registry.get(id).is_some_and(|h| !h.is_remote() && h.epoch() == epoch)
+pub(in crate::cluster) fn holds(c: &Cluster, id: &SessionId, epoch: Epoch) -> bool {
+    c.registry.local_epoch(id) == Some(epoch)
 }
 
 /// Whether the registry holds a local session `id`, of any incarnation.
 fn local(c: &Cluster, id: &SessionId) -> bool {
-    c.registry.get(id).is_some_and(|h| !h.is_remote())
+    c.registry.local_epoch(id).is_some()
 }
 
 /// Tries the forget of `id` until it goes through, `failures` failed
