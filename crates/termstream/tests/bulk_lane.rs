@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::attach;
+use common::metrics::{metric, metric_in, metrics_text};
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, session_dir, wait_until};
 use serde_json::json;
@@ -48,23 +49,6 @@ async fn wait_on_lane(server: &TestServer, want: f64, limit: Duration, what: &st
         "{what}: {:?}",
         on_lane(server).await
     );
-}
-
-/// A metric of `server` without labels.
-async fn metric(server: &TestServer, name: &str) -> Option<f64> {
-    metric_in(&metrics_text(server).await?, name)
-}
-
-/// What `server`'s `/metrics` answers.
-async fn metrics_text(server: &TestServer) -> Option<String> {
-    let answer = server.client.get(server.url("/metrics")).send().await.ok()?;
-    answer.text().await.ok()
-}
-
-/// A metric without labels in `text`, a `/metrics` answer.
-fn metric_in(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Types a key into a `cat` session of `server` every 50 ms, until aborted;

@@ -14,6 +14,7 @@
 mod common;
 
 use common::focus::focus;
+use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, wait_until};
 use serde_json::json;
@@ -42,22 +43,8 @@ async fn server(env: &[(&str, &str)]) -> TestServer {
 
 /// How many slow clients `server` caught up by replay.
 async fn replays(server: &TestServer) -> f64 {
-    metric(server, "termstream_catchups_total{reason=\"replay\"} ").await
-}
-
-/// The value of the metric line that starts with `prefix` (0 when none).
-async fn metric(server: &TestServer, prefix: &str) -> f64 {
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
+    metric(server, "termstream_catchups_total{reason=\"replay\"}")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
 
@@ -303,7 +290,7 @@ async fn a_resize_made_while_an_unfocused_update_sends_is_told_at_its_place() {
     // An update has started since, and waits on the socket: its frames
     // stay queued, as the client reads nothing.
     let stuck = wait_until(secs(45), || async {
-        metric(&server, "termstream_outbox_queued_frames ").await > 0.0
+        metric(&server, "termstream_outbox_queued_frames").await.unwrap_or(0.0) > 0.0
     })
     .await;
     assert!(stuck, "an update waits on the socket");

@@ -30,6 +30,7 @@ use serde_json::Value;
 pub mod cli;
 pub mod cluster;
 pub mod focus;
+pub mod metrics;
 pub mod nginx;
 mod procs;
 pub mod redis;
