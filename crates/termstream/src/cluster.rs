@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use termstream_proto::SessionId;
+use termstream_proto::{Epoch, SessionId};
 use tokio::sync::watch;
 
 use crate::registry::remote::{ClaimError, ClusterLink};
@@ -190,8 +190,8 @@ impl ClusterLink for Link {
         Box::pin(directory::release(&self.0, id))
     }
 
-    fn forget(&self, id: &SessionId) {
-        directory::forget(&self.0, id.clone());
+    fn forget(&self, id: &SessionId, epoch: Epoch) {
+        directory::forget(&self.0, id.clone(), Some(epoch));
     }
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, SessionError>> {

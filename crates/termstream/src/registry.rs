@@ -234,7 +234,7 @@ impl Registry {
 
     fn spawn_delete(&self, id: SessionId) {
         if let Some(handle) = self.lock().remove(&id) {
-            self.forget_in_cluster(&id);
+            self.forget_in_cluster(&id, handle.epoch());
             let _ = self.changes.send(RegistryEvent::Deleted(id));
             tokio::spawn(finish_delete(handle));
         }
@@ -242,9 +242,9 @@ impl Registry {
 
     /// In a cluster, has the session this node just took out of its map
     /// removed from Redis (claim, record, stream), in the background.
-    fn forget_in_cluster(&self, id: &SessionId) {
+    fn forget_in_cluster(&self, id: &SessionId, epoch: Epoch) {
         if let Some(link) = self.remote.link() {
-            link.forget(id);
+            link.forget(id, epoch);
         }
     }
 
@@ -304,7 +304,7 @@ impl Registry {
         let Some(handle) = self.lock().remove(id) else {
             return false;
         };
-        self.forget_in_cluster(id);
+        self.forget_in_cluster(id, handle.epoch());
         let _ = self.changes.send(RegistryEvent::Deleted(id.clone()));
         finish_delete(handle).await;
         true

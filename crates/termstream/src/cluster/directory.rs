@@ -266,7 +266,7 @@ pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
             // the id stays claimed, as before there was a forget for it).
             if e.is_timeout() || e.is_connection_dropped() {
                 if c.forgets.count() < forget::MAX_UNANSWERED {
-                    forget(c, id.clone());
+                    forget(c, id.clone(), None);
                 } else {
                     tracing::warn!(session = %id, "too many removals wait: the id of a create whose claim went unanswered stays claimed");
                 }

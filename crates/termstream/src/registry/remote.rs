@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use futures_util::future::BoxFuture;
-use termstream_proto::SessionId;
+use termstream_proto::{Epoch, SessionId};
 
 use tokio::sync::watch;
 
@@ -48,8 +48,8 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
 
     /// Removes a session this node just deleted (taken out of the
     /// registry) from the cluster, in the background; until that went
-    /// through, a create of its id here waits.
-    fn forget(&self, id: &SessionId);
+    /// through, a create of its id here waits. `epoch`: its incarnation.
+    fn forget(&self, id: &SessionId, epoch: Epoch);
 
     /// Deletes a session another node owns, on that node; `false` when it
     /// does not know the session.

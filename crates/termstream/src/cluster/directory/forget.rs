@@ -139,15 +139,15 @@ impl Forgets {
 
 /// Forgets `id` in its own task (tried until it goes through); if a forget
 /// of it is pending already, that task runs once more instead.
-pub fn forget(c: &Arc<Cluster>, id: SessionId) {
-    start(c, id, false);
+pub fn forget(c: &Arc<Cluster>, id: SessionId, deleted: Option<Epoch>) {
+    start(c, id, false, deleted);
 }
 
 /// Starts the task forgetting `id`, or asks the one that runs to run once
 /// more; `outlived`: asked by [`reconcile`], not after a delete.
-fn start(c: &Arc<Cluster>, id: SessionId, outlived: bool) {
+fn start(c: &Arc<Cluster>, id: SessionId, outlived: bool, deleted: Option<Epoch>) {
     if c.forgets.begin(&id, outlived) {
-        tokio::spawn(retry(c.clone(), id, 0, outlived));
+        tokio::spawn(retry(c.clone(), id, 0, outlived, deleted));
     }
 }
 
@@ -163,15 +163,15 @@ pub async fn release(c: &Arc<Cluster>, id: &SessionId) {
     }
     let (c, id) = (c.clone(), id.clone());
     let first = tokio::spawn(async move {
-        match once(&c, &id, false).await {
+        match once(&c, &id, false, None).await {
             Ok(_) => {
                 if let Some(outlived) = c.forgets.end(&id) {
-                    tokio::spawn(retry(c, id, 0, outlived));
+                    tokio::spawn(retry(c, id, 0, outlived, None));
                 }
             }
             Err(e) => {
                 tracing::warn!(session = %id, error = %e, "cannot give up a session's id in the cluster; trying again");
-                tokio::spawn(retry(c, id, 1, false));
+                tokio::spawn(retry(c, id, 1, false, None));
             }
         }
     });
@@ -186,7 +186,7 @@ pub async fn release(c: &Arc<Cluster>, id: &SessionId) {
 pub fn forget_unheld(c: &Arc<Cluster>, epochs: &HashMap<String, Epoch>) {
     for (id, &epoch) in epochs {
         match SessionId::new(id.clone()) {
-            Ok(id) if !holds(c, &id, epoch) => forget(c, id),
+            Ok(id) if !holds(c, &id, epoch) => forget(c, id, Some(epoch)),
             _ => {}
         }
     }
@@ -197,7 +197,7 @@ pub fn forget_unheld(c: &Arc<Cluster>, epochs: &HashMap<String, Epoch>) {
 pub fn reconcile(c: &Arc<Cluster>, records: &[Record]) {
     for rec in records.iter().filter(|r| r.node == c.node) {
         if !holds(c, &rec.info.id, rec.info.epoch) {
-            start(c, rec.info.id.clone(), true);
+            start(c, rec.info.id.clone(), true, None);
         }
     }
 }
@@ -214,12 +214,12 @@ fn local(c: &Cluster, id: &SessionId) -> bool {
 
 /// Tries the forget of `id` until it goes through, `failures` failed
 /// tries behind it (`outlived`: see [`start`]).
-async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, mut outlived: bool) {
+async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, mut outlived: bool, deleted: Option<Epoch>) {
     loop {
         if failures > 0 {
             c.wait_to_retry(failures).await;
         }
-        match once(&c, &id, outlived).await {
+        match once(&c, &id, outlived, deleted).await {
             Ok(removed) => {
                 if outlived && removed {
                     tracing::info!(session = %id, "the record of a deleted session outlived its delete: removed it from the cluster");
@@ -245,7 +245,8 @@ async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, mut outlived: 
 /// if it is this node's (`ARGV[2]`) and of incarnation `ARGV[3]` (empty:
 /// none is to go), with a change-log entry (`KEYS[3]`, about `ARGV[4]`
 /// kept) and that incarnation's stream (`KEYS[4]`); and, if `ARGV[5]` is
-/// 1, the claim (`KEYS[1]`) if it is this node's. The claim does not
+/// 1, the claim (`KEYS[1]`) if it is this node's; and, if `ARGV[6]` is 1,
+/// the stream of the deleted incarnation (`KEYS[5]`). The claim does not
 /// depend on the record: a record put between the caller's read and the
 /// script (a publisher's, just before its session went) is left for the
 /// heartbeat's [`reconcile`], and the claim still goes. 2 when the record
@@ -269,6 +270,7 @@ if rec and ARGV[3] ~= '' then
   end
 end
 if ARGV[3] ~= '' then redis.call('DEL', KEYS[4]) end
+if ARGV[6] == '1' then redis.call('DEL', KEYS[5]) end
 if ARGV[5] == '1' and redis.call('GET', KEYS[1]) == ARGV[2] then
   redis.call('DEL', KEYS[1])
 end
@@ -283,7 +285,9 @@ return 1
 /// `outlived` record's forget (from [`reconcile`]) leaves the claim: the
 /// delete's own forget removed it, and a create of the id under way here,
 /// its claim set but its session not yet registered, would lose it.
-async fn once(c: &Cluster, id: &SessionId, outlived: bool) -> RedisResult<bool> {
+/// `deleted`: the incarnation a delete removed, whose stream goes even
+/// with no record of it (its publisher may have appended before any put).
+async fn once(c: &Cluster, id: &SessionId, outlived: bool, deleted: Option<Epoch>) -> RedisResult<bool> {
     let rec: Option<String> = c.redis.run(redis::cmd("HGET").arg(DIR_KEY).arg(id.as_str())).await?;
     let rec = rec.and_then(|r| serde_json::from_str::<Record>(&r).ok());
     if rec.as_ref().is_some_and(|r| r.node != c.node) {
@@ -296,7 +300,8 @@ async fn once(c: &Cluster, id: &SessionId, outlived: bool) -> RedisResult<bool> 
     // claim may go (no local session has the id).
     let epoch = rec.as_ref().map(|r| r.info.epoch).filter(|&e| !holds(c, id, e));
     let unclaim = !outlived && !local(c, id);
-    if epoch.is_none() && !unclaim {
+    let deleted = deleted.filter(|&e| !holds(c, id, e));
+    if epoch.is_none() && !unclaim && deleted.is_none() {
         return Ok(false);
     }
     let mut invocation = FORGET.prepare_invoke();
@@ -305,11 +310,13 @@ async fn once(c: &Cluster, id: &SessionId, outlived: bool) -> RedisResult<bool> 
         .key(DIR_KEY)
         .key(DIR_LOG_KEY)
         .key(stream_key(id, epoch.unwrap_or(Epoch(0))))
+        .key(stream_key(id, deleted.unwrap_or(Epoch(0))))
         .arg(id.as_str())
         .arg(&c.node)
         .arg(epoch.map(|e| e.to_string()).unwrap_or_default())
         .arg(LOG_KEEP)
-        .arg(if unclaim { 1 } else { 0 });
+        .arg(if unclaim { 1 } else { 0 })
+        .arg(if deleted.is_some() { 1 } else { 0 });
     let r: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
     if let Err(e) = &r {
         c.redis.failed(e).await;
