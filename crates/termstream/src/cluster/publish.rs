@@ -60,10 +60,10 @@ pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
         // Deleted while this task waited: following would write its
         // record again (`directory::put`), which the delete had removed.
         if !still_local(&c, &handle) {
-            return;
+            return drop_stream(&c, &handle).await;
         }
         match follow(&c, &handle, &mut registered, &mut failures).await {
-            Ok(Stop::Deleted) => return,
+            Ok(Stop::Deleted) => return drop_stream(&c, &handle).await,
             Ok(Stop::Resync) => failures = 0,
             Err(e) => {
                 if failures == 0 {
@@ -74,6 +74,18 @@ pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
             }
         }
     }
+}
+
+/// Removes the stream of `handle`'s incarnation once it was deleted here.
+/// The delete's forget removes it too, but an append of this task may land
+/// after that, and would leave a stream no record names. After this task's
+/// last append, nothing writes it again. Best effort: one try.
+async fn drop_stream(c: &Cluster, handle: &SessionHandle) {
+    if still_local(c, handle) {
+        return;
+    }
+    let key = stream_key(handle.id(), handle.epoch());
+    let _: RedisResult<i64> = c.redis.run(redis::cmd("DEL").arg(key)).await;
 }
 
 /// Whether `handle`'s session is still this node's, as this incarnation.
