@@ -36,9 +36,9 @@ use futures_util::future::BoxFuture;
 use termstream_proto::{Epoch, SessionId};
 use tokio::sync::watch;
 
+use crate::registry::Registry;
 use crate::registry::remote::{ClaimError, ClusterLink};
-use crate::registry::{Registry, RegistryEvent};
-use crate::session::SessionError;
+use crate::session::{SessionError, SessionHandle};
 
 /// This node's part in a cluster.
 #[derive(Debug)]
@@ -111,25 +111,12 @@ impl Cluster {
         });
         tracing::info!(node = %cluster.node, "joining the cluster");
         registry.remote().set_link(Arc::new(Link(cluster.clone())));
-        let mut changes = registry.changes();
+        // Sessions launched from here on are published by their create
+        // (`ClusterLink::publish`); none is launched before the server
+        // serves, so none is published twice.
         for handle in registry.handles() {
             tokio::spawn(publish::run(cluster.clone(), handle));
         }
-        let c = cluster.clone();
-        tokio::spawn(async move {
-            loop {
-                match changes.recv().await {
-                    Ok(RegistryEvent::Created(handle)) if !handle.is_remote() => {
-                        tokio::spawn(publish::run(c.clone(), handle));
-                    }
-                    // A local delete asks for its forget itself, before it
-                    // answers (`ClusterLink::forget`), not through here.
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                }
-            }
-        });
         tokio::spawn(directory::heartbeat(cluster.clone()));
         tokio::spawn(requests::serve(cluster.clone()));
         tokio::spawn(requests::collect(cluster.clone()));
@@ -192,6 +179,10 @@ impl ClusterLink for Link {
 
     fn forget(&self, id: &SessionId, epoch: Epoch) {
         directory::forget(&self.0, id.clone(), Some(epoch));
+    }
+
+    fn publish(&self, handle: &SessionHandle) {
+        tokio::spawn(publish::run(self.0.clone(), handle.clone()));
     }
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, SessionError>> {

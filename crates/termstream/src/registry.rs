@@ -35,6 +35,8 @@ use crate::session::{SessionHandle, SessionSettings, actor};
 
 mod create;
 pub mod remote;
+#[cfg(test)]
+mod tests;
 
 /// Why a session could not be created.
 #[derive(Debug, thiserror::Error)]

@@ -33,8 +33,12 @@ impl Registry {
         self.announce(handle);
     }
 
-    /// Tells subscribers and metrics of a session just launched.
+    /// Tells the cluster, subscribers and metrics of a session just
+    /// launched.
     fn announce(&self, handle: &SessionHandle) {
+        if let Some(link) = self.remote.link() {
+            link.publish(handle);
+        }
         let _ = self.changes.send(RegistryEvent::Created(handle.clone()));
         crate::observe::metrics::session_created(handle.kind());
     }

@@ -51,6 +51,11 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// through, a create of its id here waits. `epoch`: its incarnation.
     fn forget(&self, id: &SessionId, epoch: Epoch);
 
+    /// Starts publishing a session this node just launched (its record and
+    /// its output) to the cluster, until it is deleted. Called once per
+    /// session, from the create itself: a broadcast that lags could lose it.
+    fn publish(&self, handle: &SessionHandle);
+
     /// Deletes a session another node owns, on that node; `false` when it
     /// does not know the session.
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, SessionError>>;

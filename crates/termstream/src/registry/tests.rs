@@ -1,0 +1,85 @@
+//! The registry's side of a cluster: what it tells the cluster's link.
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use termstream_proto::{CreateSession, Epoch, SessionId, SessionKind};
+
+use super::remote::{ClaimError, ClusterLink};
+use super::{Registry, RegistryEvent};
+use crate::config::Config;
+use crate::session::{SessionError, SessionHandle};
+
+/// A link that only writes down the sessions it was asked to publish.
+#[derive(Debug, Default)]
+struct Published(Mutex<Vec<SessionId>>);
+
+impl ClusterLink for Published {
+    fn claim<'a>(&'a self, _: &'a SessionId) -> BoxFuture<'a, Result<(), ClaimError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn release<'a>(&'a self, _: &'a SessionId) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    fn forget(&self, _: &SessionId, _: Epoch) {}
+
+    fn publish(&self, handle: &SessionHandle) {
+        self.0.lock().unwrap().push(handle.id().clone());
+    }
+
+    fn delete<'a>(&'a self, _: &'a SessionId) -> BoxFuture<'a, Result<bool, SessionError>> {
+        Box::pin(async { Ok(false) })
+    }
+
+    fn unready(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Every local create is published, each once, however far a reader of
+/// the registry's changes has fallen behind. The cluster used to start a
+/// publisher from that broadcast, and a lag lost the session's `Created`
+/// for good: other nodes never saw its output or its record.
+#[tokio::test]
+async fn every_local_create_is_published_once_whatever_its_broadcast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let registry = Registry::load(Arc::new(config)).expect("registry");
+    let link = Arc::new(Published::default());
+    registry.remote().set_link(link.clone());
+    let mut behind = registry.changes();
+    let mut made = Vec::new();
+    for i in 0..3 {
+        let handle = registry
+            .create(CreateSession {
+                id: Some(SessionId::new(format!("pub{i}")).unwrap()),
+                kind: Some(SessionKind::Command),
+                argv: Some(vec!["true".into()]),
+                ..Default::default()
+            })
+            .expect("create");
+        made.push(handle.id().clone());
+        // More changes than the broadcast holds, before anyone reads them.
+        for n in 0..1100 {
+            let _ = registry
+                .changes
+                .send(RegistryEvent::Deleted(SessionId::new(format!("x{n}")).unwrap()));
+        }
+    }
+    assert!(
+        matches!(
+            behind.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))
+        ),
+        "the reader of changes should have lagged past the creates"
+    );
+    assert_eq!(*link.0.lock().unwrap(), made, "each create published once, in order");
+    for id in &made {
+        registry.delete(id).await;
+    }
+}
