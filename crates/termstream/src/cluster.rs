@@ -86,7 +86,9 @@ pub struct Cluster {
 
 impl Cluster {
     /// Joins the cluster at `url`: starts the heartbeat, the request loops,
-    /// and a publisher for every local session (now and later). Redis need
+    /// and a publisher for every session loaded so far (later creates start
+    /// theirs through [`ClusterLink::publish`]). To be called before anything
+    /// creates sessions, or a create racing it may be published twice. Redis need
     /// not be reachable yet: the node serves anyway and says so in
     /// `/readyz` until it is.
     pub fn start(url: &str, registry: Arc<Registry>) -> anyhow::Result<Arc<Cluster>> {

@@ -81,7 +81,8 @@ pub struct Registry {
     /// Session directories made ahead: a create renames one rather than
     /// making its files ([`store::spare`]).
     spares: Arc<Spares>,
-    /// Tells monitors about created and deleted sessions; lagging is fine.
+    /// Tells monitors about created and deleted sessions; lagging is fine
+    /// (nothing that must see every event reads it).
     changes: broadcast::Sender<RegistryEvent>,
     /// The user and limits of every program ([`crate::confine`]).
     confine: Option<Arc<Confinement>>,

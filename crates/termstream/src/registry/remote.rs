@@ -5,9 +5,10 @@
 //! node owns (made by `crate::cluster` from the directory in Redis, with
 //! [`crate::session::remote`]), so that `get` and `list` on any node see
 //! every session. The cluster also installs a [`ClusterLink`]: the few
-//! things the layers above the registry ask of it (claiming an id across
-//! the cluster before a create, deleting a session on its owner, whether
-//! the node's link to the others works).
+//! things the registry and the layers above it ask of it (claiming an id
+//! across the cluster before a create, publishing a session just created,
+//! removing one deleted here, deleting a session on its owner, whether the
+//! node's link to the others works).
 //!
 //! Without a cluster the map stays empty and no link is installed:
 //! nothing changes.
@@ -38,7 +39,7 @@ pub enum ClaimError {
     Removing(SessionId),
 }
 
-/// What the layers above the registry ask of the cluster.
+/// What the registry and the layers above it ask of the cluster.
 pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// Claims `id` for a session this node is about to create.
     fn claim<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), ClaimError>>;

@@ -38,31 +38,50 @@ impl ClusterLink for Published {
     }
 }
 
-/// Every local create is published, each once, however far a reader of
-/// the registry's changes has fallen behind. The cluster used to start a
-/// publisher from that broadcast, and a lag lost the session's `Created`
-/// for good: other nodes never saw its output or its record.
-#[tokio::test]
-async fn every_local_create_is_published_once_whatever_its_broadcast() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A registry over `dir` (no spare directories, so none is still being
+/// made when the test's directory goes), with a [`Published`] link.
+fn registry(dir: &std::path::Path) -> (Arc<Registry>, Arc<Published>) {
     let config = Config {
-        data_dir: dir.path().to_owned(),
+        data_dir: dir.to_owned(),
+        spare_sessions: 0,
         ..Config::default()
     };
     let registry = Registry::load(Arc::new(config)).expect("registry");
     let link = Arc::new(Published::default());
     registry.remote().set_link(link.clone());
+    (registry, link)
+}
+
+fn command(id: &str, argv: &str) -> CreateSession {
+    CreateSession {
+        id: Some(SessionId::new(id).unwrap()),
+        kind: Some(SessionKind::Command),
+        argv: Some(vec![argv.into()]),
+        ..Default::default()
+    }
+}
+
+/// Every local create is published, each once, through either launch,
+/// however far a reader of the registry's changes has fallen behind; a
+/// create that fails publishes nothing. The cluster used to start a
+/// publisher from that broadcast, and a lag lost the session's `Created`
+/// for good: other nodes never saw its output or its record.
+#[tokio::test]
+async fn every_local_create_is_published_once_whatever_its_broadcast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (registry, link) = registry(dir.path());
     let mut behind = registry.changes();
     let mut made = Vec::new();
-    for i in 0..3 {
-        let handle = registry
-            .create(CreateSession {
-                id: Some(SessionId::new(format!("pub{i}")).unwrap()),
-                kind: Some(SessionKind::Command),
-                argv: Some(vec!["true".into()]),
-                ..Default::default()
-            })
-            .expect("create");
+    for i in 0..4 {
+        let req = command(&format!("pub{i}"), "true");
+        let handle = if i % 2 == 0 {
+            registry.create(req).expect("create")
+        } else {
+            // The API's path: the first record written on the blocking pool.
+            let (handle, launch) = registry.create_unlaunched(req).expect("create");
+            registry.launch_async(&handle, launch).await;
+            handle
+        };
         made.push(handle.id().clone());
         // More changes than the broadcast holds, before anyone reads them.
         for n in 0..1100 {
@@ -71,6 +90,10 @@ async fn every_local_create_is_published_once_whatever_its_broadcast() {
                 .send(RegistryEvent::Deleted(SessionId::new(format!("x{n}")).unwrap()));
         }
     }
+    assert!(
+        registry.create(command("nothere", "/nonexistent/program")).is_err(),
+        "a program that does not exist fails its create"
+    );
     assert!(
         matches!(
             behind.try_recv(),
