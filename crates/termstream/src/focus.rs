@@ -331,7 +331,7 @@ impl Focus {
 
     /// A client's request: checks what `grant` allows, then [`Focus::set`].
     pub async fn request(
-        &self,
+        self: &Arc<Self>,
         grant: &Grant,
         session: &SessionId,
         asked: Option<&ProjectId>,

@@ -302,14 +302,17 @@ impl Registry {
         self.lock().values().cloned().collect()
     }
 
-    /// Deletes a session: kills what still runs and removes its files.
+    /// Deletes a session: kills what still runs and removes its files, in
+    /// a task of its own, to its end even when the caller is dropped (a
+    /// request whose client hung up): cut off, it left the session's
+    /// directory, which the next start loaded again.
     pub async fn delete(&self, id: &SessionId) -> bool {
         let Some(handle) = self.lock().remove(id) else {
             return false;
         };
         self.forget_in_cluster(id, handle.epoch());
         let _ = self.changes.send(RegistryEvent::Deleted(id.clone()));
-        finish_delete(handle).await;
+        let _ = tokio::spawn(finish_delete(handle)).await;
         true
     }
 

@@ -54,7 +54,21 @@ impl AppState {
     /// project, and a token stays under `max_sessions_per_token`.
     /// In a cluster, the id is first claimed across every node
     /// ([`crate::registry::remote::ClusterLink::claim`]).
-    pub async fn create_session(&self, grant: &Grant, mut req: CreateSession) -> Result<SessionHandle, ApiError> {
+    ///
+    /// The create runs in a task of its own, to its end even when the
+    /// request is dropped (its client hung up): cut off between its claim,
+    /// its program's start and its first record, it left a claim in Redis,
+    /// or a session in the registry whose actor was gone (its program
+    /// unwatched, the session `running` for good).
+    pub async fn create_session(&self, grant: &Grant, req: CreateSession) -> Result<SessionHandle, ApiError> {
+        let (state, grant) = (self.clone(), grant.clone());
+        tokio::spawn(async move { state.create_to_end(&grant, req).await })
+            .await
+            .unwrap_or_else(|e| Err(ApiError::new(ErrorCode::Internal, format!("the create failed: {e}"))))
+    }
+
+    /// [`AppState::create_session`], run to its end by its own task.
+    async fn create_to_end(&self, grant: &Grant, mut req: CreateSession) -> Result<SessionHandle, ApiError> {
         let project = req.project.clone().unwrap_or_default();
         grant.check_create(project.as_str())?;
         let Some(link) = self.registry.remote().link().cloned() else {

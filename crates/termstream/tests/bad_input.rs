@@ -192,3 +192,83 @@ async fn an_id_deleted_and_created_at_once_keeps_the_new_session_whole() {
         }
     }
 }
+
+/// A client that hangs up while its create runs does not cut the create
+/// short: the session runs, ends and is kept like any other. The request's
+/// future used to be dropped while the session's first record was written,
+/// and with it the session's actor: its program ran unwatched and the
+/// session stayed `running` for good. The client hangs up once the
+/// session's directory exists, which the create makes before that record.
+#[tokio::test]
+async fn a_create_whose_client_hangs_up_runs_to_its_end() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start().await;
+    for round in 0..3 {
+        let id = format!("cut{round}");
+        let body = json!({ "id": id, "kind": "command", "argv": ["sh", "-c", "echo hi"] }).to_string();
+        let request = format!(
+            "POST /api/sessions HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            server.addr(),
+            body.len()
+        );
+        let mut socket = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
+        socket.write_all(request.as_bytes()).await.expect("send");
+        // Looked for without a pause: the record after it takes a disk sync.
+        let deadline = std::time::Instant::now() + secs(10);
+        while !session_dir(server.data_dir(), &id).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id}: the create made no directory"
+            );
+            tokio::task::yield_now().await;
+        }
+        drop(socket);
+        let path = format!("/api/sessions/{id}");
+        assert!(
+            common::wait_until(secs(10), || async { server.get(&path).await.0 == 200 }).await,
+            "{id}: the create left no session"
+        );
+        let info = server.wait_status(&id, "exited", secs(10)).await;
+        assert_eq!(info["exitCode"], 0, "{id}: {info}");
+        let out = server.read_output_until(&id, "hi", secs(10)).await;
+        assert_eq!(out, "hi\n", "{id}");
+    }
+}
+
+/// A client that hangs up while its delete runs does not cut the delete
+/// short: the session's files go, and a restart does not bring it back.
+/// The request's future used to be dropped while the program was ended,
+/// before its directory was removed.
+#[tokio::test]
+async fn a_delete_whose_client_hangs_up_removes_the_session_for_good() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start().await;
+    for round in 0..5 {
+        let id = format!("gone{round}");
+        server
+            .create(
+                json!({ "id": id, "kind": "command", "argv": ["sh", "-c", "trap '' HUP TERM; echo up; sleep 1000"] }),
+            )
+            .await;
+        server.read_output_until(&id, "up", secs(10)).await;
+        let dir = session_dir(server.data_dir(), &id);
+        let request = format!("DELETE /api/sessions/{id} HTTP/1.1\r\nhost: {}\r\n\r\n", server.addr());
+        let mut socket = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
+        socket.write_all(request.as_bytes()).await.expect("send");
+        // Hung up once the delete has begun: the session is out of the list
+        // before its program is ended.
+        let path = format!("/api/sessions/{id}");
+        let deadline = std::time::Instant::now() + secs(10);
+        while server.get(&path).await.0 != 404 {
+            assert!(std::time::Instant::now() < deadline, "{id}: the delete never began");
+        }
+        drop(socket);
+        assert!(
+            common::wait_until(secs(20), || async { !dir.exists() }).await,
+            "{id}: its directory is left"
+        );
+    }
+    let server = server.restart();
+    let (_, list) = server.get("/api/sessions").await;
+    assert!(session_ids(&list).is_empty(), "deleted sessions came back: {list}");
+}

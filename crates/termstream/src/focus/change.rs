@@ -22,20 +22,30 @@ impl Focus {
     /// In a cluster another node may change the project between the read
     /// and the compare-and-set: a request without `expected` is then made
     /// again on the new state (a few times at most).
+    ///
+    /// It runs in a task of its own, to its end even when the caller is
+    /// dropped (a request whose client hung up): cut off between its write
+    /// and its broadcast, the change was stored but never told, and every
+    /// reader was answered the version before it until the next change.
     pub async fn set(
-        &self,
+        self: &Arc<Self>,
         project: &ProjectId,
         session: &SessionId,
         focused: bool,
         expected: Option<u64>,
     ) -> Result<(FocusState, bool), FocusError> {
-        let mut tries = 0;
-        loop {
-            match self.set_once(project, session, focused, expected).await {
-                Err(FocusError::Conflict { .. }) if expected.is_none() && tries < 16 => tries += 1,
-                done => return done,
+        let (focus, project, session) = (self.clone(), project.clone(), session.clone());
+        tokio::spawn(async move {
+            let mut tries = 0;
+            loop {
+                match focus.set_once(&project, &session, focused, expected).await {
+                    Err(FocusError::Conflict { .. }) if expected.is_none() && tries < 16 => tries += 1,
+                    done => return done,
+                }
             }
-        }
+        })
+        .await
+        .unwrap_or_else(|e| Err(FocusError::Store(anyhow::anyhow!("the focus change failed: {e}"))))
     }
 
     async fn set_once(

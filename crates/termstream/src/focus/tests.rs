@@ -4,9 +4,11 @@
 //! races its first change (a store that stops where the test says makes it
 //! happen every time), and a subscription made between a change's
 //! broadcast and its publication (sockets subscribing while changes stream
-//! in make it happen within a few thousand changes).
+//! in make it happen within a few thousand changes). And a change whose
+//! caller is dropped after its write is still told.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use termstream_proto::{ProjectId, SessionId};
@@ -280,4 +282,40 @@ async fn a_socket_that_subscribes_then_reads_misses_no_version() {
         let checked = r.join().unwrap();
         assert!(checked > 50, "too few reads raced the changes: {checked}");
     }
+}
+
+/// A change whose caller is dropped between the store's write and the
+/// broadcast (a request whose client hung up) is still told, and readers
+/// are answered its version. It used to be stored and never told: every
+/// reader got the version before it until the next change.
+#[tokio::test]
+async fn a_change_whose_caller_is_dropped_after_its_write_is_still_told() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = ProjectId::new("p").unwrap();
+    let session = SessionId::new("a").unwrap();
+    let (store, registry) = Stops::seeded(dir.path(), &project, std::slice::from_ref(&session)).await;
+    let (written_tx, written_rx) = oneshot::channel();
+    let (write_tx, write_rx) = oneshot::channel();
+    *store.written.lock().await = Some(written_tx);
+    *store.write_go.lock().await = Some(write_rx);
+    let focus = Focus::new(store.clone(), registry);
+    let mut changes = focus.subscribe();
+
+    let caller = {
+        let (focus, project, session) = (focus.clone(), project.clone(), session.clone());
+        tokio::spawn(async move { focus.set(&project, &session, false, None).await })
+    };
+    written_rx.await.expect("the change was written");
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+    // Dropped with the change when the change is cut off with its caller.
+    let _ = write_tx.send(());
+
+    let told = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+        .await
+        .expect("the written change was never told")
+        .expect("the change");
+    assert_eq!(told.state.version, 2);
+    assert!(told.state.focused.is_empty());
+    assert_eq!(focus.get(&project).await.unwrap().version, 2);
 }
