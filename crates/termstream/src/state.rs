@@ -77,7 +77,7 @@ impl AppState {
         let id = req.id.get_or_insert_with(crate::registry::generated_id).clone();
         link.claim(&id).await.map_err(|e| match e {
             ClaimError::Duplicate(id) => ApiError::from(CreateError::Duplicate(id)),
-            ClaimError::Unavailable(m) => ApiError::new(ErrorCode::Busy, m),
+            e @ ClaimError::Unavailable(_) => ApiError::new(ErrorCode::ClusterUnavailable, e.to_string()),
             e @ ClaimError::Removing(_) => ApiError::new(ErrorCode::Busy, e.to_string()),
         })?;
         let created = self.create_local(grant, req, &project).await;

@@ -61,6 +61,7 @@ async fn sessions_outlive_a_redis_outage_and_are_resumable_everywhere_after() {
     // A new id cannot be promised unique: refused, and the node carries on.
     let (status, body) = a.post("/api/sessions", json!({"kind":"command","argv":["true"]})).await;
     assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "cluster_unavailable", "{body}");
 
     cluster.redis.start_again().await;
     for node in &cluster.nodes {
