@@ -220,16 +220,25 @@ pub async fn guard(
     let client = sec.proxies.client(peer, req.headers());
     let client_ip = client.ip;
     let mut resp = match admit(&sec, &registry, peer, client, &mut req) {
-        Ok(()) => {
-            let ending = Ending::of(&registry, &req);
-            let resp = next.run(req).await;
-            if let Some(ending) = ending
-                && resp.status().is_success()
-            {
-                ending.audit();
+        Ok(()) => match Ending::of(&registry, &req) {
+            // Ended and audited even when the client hangs up (which drops
+            // this future): a delete cut off before its audit went
+            // unrecorded.
+            Some(ending) => {
+                let ended = async move {
+                    let resp = next.run(req).await;
+                    if resp.status().is_success() {
+                        ending.audit();
+                    }
+                    resp
+                };
+                registry.finish(ended).await.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "ending a session failed");
+                    ApiError::new(ErrorCode::Internal, "ending the session failed on the server").into_response()
+                })
             }
-            resp
-        }
+            None => next.run(req).await,
+        },
         Err(Refusal(reason, e)) => {
             metrics::auth_failure(reason);
             audit::auth_failed(client_ip, reason, req.method().as_str(), req.uri().path(), &e.message);

@@ -98,6 +98,7 @@ impl From<CreateError> for ApiError {
         let code = match &e {
             CreateError::Duplicate(_) => ErrorCode::DuplicateId,
             CreateError::Capacity { .. } => ErrorCode::Capacity,
+            CreateError::ShuttingDown => ErrorCode::Capacity,
             CreateError::Invalid(_) => ErrorCode::BadRequest,
             CreateError::WindowTooLarge { .. } => ErrorCode::InvalidMessage,
             CreateError::Spawn(SpawnError::BadCwd { .. }) => ErrorCode::BadCwd,

@@ -66,12 +66,20 @@ impl EventHub {
 
     /// Publishes an event to every node: first to the others (an error if
     /// Redis cannot take it, and then nobody gets it), then to this node's
-    /// sockets, whose number is answered.
+    /// sockets, whose number is answered. In a task of its own, so that a
+    /// caller dropped after the others got the event (a post whose client
+    /// hung up) does not keep it from this node's sockets.
     pub async fn publish_everywhere(&self, event: PublishedEvent) -> Result<usize, ClusterUnavailable> {
-        if let Some(bridge) = &self.cluster {
+        let Some(bridge) = self.cluster.clone() else {
+            return Ok(self.deliver_here(event));
+        };
+        let hub = self.clone();
+        tokio::spawn(async move {
             bridge.publish(&event).await?;
-        }
-        Ok(self.deliver_here(event))
+            Ok(hub.deliver_here(event))
+        })
+        .await
+        .unwrap_or_else(|e| Err(ClusterUnavailable(format!("publishing the event failed: {e}"))))
     }
 
     /// Hands an event to this node's sockets only: one from another node,

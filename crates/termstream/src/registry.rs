@@ -17,11 +17,13 @@
 use std::collections::BTreeSet;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus};
 use tokio::sync::broadcast;
+use tokio_util::task::TaskTracker;
 
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -45,6 +47,8 @@ pub enum CreateError {
     Duplicate(SessionId),
     #[error("{running} sessions are running, the most allowed")]
     Capacity { running: usize },
+    #[error("the server is shutting down")]
+    ShuttingDown,
     #[error("{0}")]
     Invalid(String),
     #[error("a {cols}x{rows} window is larger than the most allowed, {max_cols}x{max_rows}")]
@@ -91,6 +95,13 @@ pub struct Registry {
     cgroups: Option<Arc<Cgroups>>,
     /// Sessions other nodes of a cluster own (empty without a cluster).
     remote: remote::RemoteSessions,
+    /// Work that must not stop halfway (creates, deletes, focus changes):
+    /// run by tasks of its own, whatever becomes of whoever asked for it,
+    /// and waited for when the server stops ([`Registry::close`]).
+    finishing: TaskTracker,
+    /// Set (under `sessions`' lock) once the server stops: creates are
+    /// refused from then on.
+    closing: AtomicBool,
 }
 
 impl Registry {
@@ -137,6 +148,8 @@ impl Registry {
             confine,
             cgroups,
             remote: remote::RemoteSessions::default(),
+            finishing: TaskTracker::new(),
+            closing: AtomicBool::new(false),
         });
         let mut loaded = 0;
         let mut lost = BTreeSet::new();
@@ -239,7 +252,7 @@ impl Registry {
         if let Some(handle) = self.lock().remove(&id) {
             self.forget_in_cluster(&id, handle.epoch());
             let _ = self.changes.send(RegistryEvent::Deleted(id));
-            tokio::spawn(finish_delete(handle));
+            self.finishing.spawn(finish_delete(handle));
         }
     }
 
@@ -302,9 +315,9 @@ impl Registry {
         self.lock().values().cloned().collect()
     }
 
-    /// Deletes a session: kills what still runs and removes its files, in
-    /// a task of its own, to its end even when the caller is dropped (a
-    /// request whose client hung up): cut off, it left the session's
+    /// Deletes a session: kills what still runs and removes its files, to
+    /// its end even when the caller is dropped (a request whose client hung
+    /// up; see [`Registry::finish`]): cut off, it left the session's
     /// directory, which the next start loaded again.
     pub async fn delete(&self, id: &SessionId) -> bool {
         let Some(handle) = self.lock().remove(id) else {
@@ -312,8 +325,46 @@ impl Registry {
         };
         self.forget_in_cluster(id, handle.epoch());
         let _ = self.changes.send(RegistryEvent::Deleted(id.clone()));
-        let _ = tokio::spawn(finish_delete(handle)).await;
+        if let Err(e) = self.finish(finish_delete(handle)).await {
+            tracing::error!(session = %id, error = %e, "deleting the session's files failed");
+        }
         true
+    }
+
+    /// Runs `work` to its end in a task of its own, whatever becomes of
+    /// the caller (a request's future is dropped when its client hangs
+    /// up), and answers its output; an error only if it panicked. What must
+    /// not stop halfway runs here: creates, deletes, focus changes. The
+    /// server waits for it when it stops ([`Registry::close`]).
+    pub fn finish<F>(&self, work: F) -> impl Future<Output = Result<F::Output, tokio::task::JoinError>> + use<F>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.finishing.spawn(work)
+    }
+
+    /// The server stops: refuses creates from now on and waits, for at most
+    /// `limit`, for what [`Registry::finish`] runs (a create that had begun
+    /// then launches its session, which the shutdown then terminates).
+    pub async fn close(&self, limit: Duration) {
+        {
+            let _sessions = self.lock();
+            self.closing.store(true, Ordering::SeqCst);
+        }
+        self.finishing.close();
+        if tokio::time::timeout(limit, self.finishing.wait()).await.is_err() {
+            tracing::warn!(
+                left = self.finishing.len(),
+                "creates, deletes or focus changes still under way after {limit:?}; stopping anyway"
+            );
+        }
+    }
+
+    /// Whether the server is stopping ([`Registry::close`]); read under
+    /// `sessions`' lock by a create's reservation.
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// Deletes ended sessions older than the retention, every minute.

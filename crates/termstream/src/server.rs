@@ -186,6 +186,10 @@ impl Server {
         reloads.abort();
         deletions.abort();
         shared_tasks.iter().for_each(|t| t.abort());
+        // Creates, deletes and focus changes under way end first (their
+        // clients may have hung up); a session created meanwhile is
+        // terminated below like the others.
+        self.registry.close(FINISH_WAIT).await;
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;
         let closed = async {
@@ -210,6 +214,10 @@ impl Server {
 /// number of sessions opened at once; a fixed bound keeps the server's
 /// threads independent of its sessions, and work beyond it waits its turn.
 pub const BLOCKING_THREADS: usize = 8;
+
+/// How long shutdown waits for creates, deletes and focus changes under
+/// way (`Registry::close`) before it terminates the sessions.
+const FINISH_WAIT: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for told sockets to close after the sessions
 /// ended.

@@ -55,16 +55,21 @@ impl AppState {
     /// In a cluster, the id is first claimed across every node
     /// ([`crate::registry::remote::ClusterLink::claim`]).
     ///
-    /// The create runs in a task of its own, to its end even when the
-    /// request is dropped (its client hung up): cut off between its claim,
-    /// its program's start and its first record, it left a claim in Redis,
-    /// or a session in the registry whose actor was gone (its program
-    /// unwatched, the session `running` for good).
+    /// The create runs to its end even when the request is dropped (its
+    /// client hung up; see [`Registry::finish`]): cut off between its
+    /// claim, its program's start and its first record, it left a claim in
+    /// Redis, or a session in the registry whose actor was gone (the
+    /// session `running` for good; its program unwatched where there are
+    /// no cgroups, else killed).
     pub async fn create_session(&self, grant: &Grant, req: CreateSession) -> Result<SessionHandle, ApiError> {
         let (state, grant) = (self.clone(), grant.clone());
-        tokio::spawn(async move { state.create_to_end(&grant, req).await })
+        self.registry
+            .finish(async move { state.create_to_end(&grant, req).await })
             .await
-            .unwrap_or_else(|e| Err(ApiError::new(ErrorCode::Internal, format!("the create failed: {e}"))))
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "a create failed");
+                Err(ApiError::new(ErrorCode::Internal, "the create failed on the server"))
+            })
     }
 
     /// [`AppState::create_session`], run to its end by its own task.

@@ -236,13 +236,14 @@ async fn a_create_whose_client_hangs_up_runs_to_its_end() {
 }
 
 /// A client that hangs up while its delete runs does not cut the delete
-/// short: the session's files go, and a restart does not bring it back.
-/// The request's future used to be dropped while the program was ended,
-/// before its directory was removed.
+/// short: the session's files go, the delete is audited, and a restart
+/// does not bring the session back. The request's future used to be
+/// dropped while the program was ended, before its directory was removed
+/// and before the audit.
 #[tokio::test]
 async fn a_delete_whose_client_hangs_up_removes_the_session_for_good() {
     use tokio::io::AsyncWriteExt;
-    let server = TestServer::start().await;
+    let server = TestServer::start_logged(&["--log-format", "json"], &[("RUST_LOG", "termstream::audit=info")]).await;
     for round in 0..5 {
         let id = format!("gone{round}");
         server
@@ -268,6 +269,21 @@ async fn a_delete_whose_client_hangs_up_removes_the_session_for_good() {
             "{id}: its directory is left"
         );
     }
+    let audited = || {
+        let mut ids: Vec<String> = server
+            .log_events("session.deleted")
+            .iter()
+            .filter_map(|e| e["session"].as_str().map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let all: Vec<String> = (0..5).map(|r| format!("gone{r}")).collect();
+    assert!(
+        common::wait_until(secs(10), || async { audited() == all }).await,
+        "deletes audited: {:?}",
+        audited()
+    );
     let server = server.restart();
     let (_, list) = server.get("/api/sessions").await;
     assert!(session_ids(&list).is_empty(), "deleted sessions came back: {list}");

@@ -42,6 +42,17 @@ impl Pending {
     }
 }
 
+/// One awaited answer's slot in [`Pending`], taken out however the wait
+/// ends: a caller dropped while it waited (a request whose client hung up)
+/// left it there for good when no answer came.
+struct Awaited<'a>(&'a Pending, u64);
+
+impl Drop for Awaited<'_> {
+    fn drop(&mut self) {
+        self.0.lock().remove(&self.1);
+    }
+}
+
 /// The error of a request that could not reach Redis or the owner.
 pub fn unreachable(message: String) -> SessionError {
     SessionError::Remote {
@@ -61,6 +72,7 @@ pub async fn ask(
     let id = c.request_id();
     let (tx, rx) = oneshot::channel();
     c.pending.lock().insert(id, tx);
+    let _slot = Awaited(&c.pending, id);
     let req = Request {
         id,
         from: c.node.clone(),
@@ -75,17 +87,13 @@ pub async fn ask(
         .ignore();
     p.cmd("PEXPIRE").arg(&key).arg(expiry(c)).ignore();
     if let Err(e) = c.redis.pipe::<()>(&p).await {
-        c.pending.lock().remove(&id);
         return Err(unreachable(format!("the cluster's Redis cannot be reached: {e}")));
     }
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(reply)) => reply.result.map_err(SessionError::from),
-        _ => {
-            c.pending.lock().remove(&id);
-            Err(unreachable(format!(
-                "node {owner}, which runs session {session}, did not answer in time"
-            )))
-        }
+        _ => Err(unreachable(format!(
+            "node {owner}, which runs session {session}, did not answer in time"
+        ))),
     }
 }
 

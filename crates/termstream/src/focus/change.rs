@@ -23,10 +23,13 @@ impl Focus {
     /// and the compare-and-set: a request without `expected` is then made
     /// again on the new state (a few times at most).
     ///
-    /// It runs in a task of its own, to its end even when the caller is
-    /// dropped (a request whose client hung up): cut off between its write
-    /// and its broadcast, the change was stored but never told, and every
-    /// reader was answered the version before it until the next change.
+    /// It runs to its end even when the caller is dropped (a request whose
+    /// client hung up; see [`crate::registry::Registry::finish`]): on one node, cut off
+    /// between its write and its broadcast, the change was stored but never
+    /// told, and every reader was answered the version before it until the
+    /// next change; anywhere, an eviction could be made without the focus
+    /// it made room for. Not to be called holding the project's lock,
+    /// which the task takes.
     pub async fn set(
         self: &Arc<Self>,
         project: &ProjectId,
@@ -35,17 +38,23 @@ impl Focus {
         expected: Option<u64>,
     ) -> Result<(FocusState, bool), FocusError> {
         let (focus, project, session) = (self.clone(), project.clone(), session.clone());
-        tokio::spawn(async move {
-            let mut tries = 0;
-            loop {
-                match focus.set_once(&project, &session, focused, expected).await {
-                    Err(FocusError::Conflict { .. }) if expected.is_none() && tries < 16 => tries += 1,
-                    done => return done,
+        self.registry
+            .finish(async move {
+                let mut tries = 0;
+                loop {
+                    match focus.set_once(&project, &session, focused, expected).await {
+                        Err(FocusError::Conflict { .. }) if expected.is_none() && tries < 16 => tries += 1,
+                        done => return done,
+                    }
                 }
-            }
-        })
-        .await
-        .unwrap_or_else(|e| Err(FocusError::Store(anyhow::anyhow!("the focus change failed: {e}"))))
+            })
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "a focus change failed");
+                Err(FocusError::Store(anyhow::anyhow!(
+                    "the focus change failed on the server"
+                )))
+            })
     }
 
     async fn set_once(

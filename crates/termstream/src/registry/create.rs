@@ -116,6 +116,9 @@ impl Registry {
         // that will fail.
         let reserved = {
             let sessions = self.lock();
+            if self.closing() {
+                return Err(CreateError::ShuttingDown);
+            }
             let mut creating = self.creating();
             if sessions.contains_key(&id) || creating.contains(&id) {
                 return Err(CreateError::Duplicate(id));

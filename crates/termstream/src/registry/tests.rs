@@ -106,3 +106,36 @@ async fn every_local_create_is_published_once_whatever_its_broadcast() {
         registry.delete(id).await;
     }
 }
+
+/// Once the server stops, creates are refused, and the stop waits for work
+/// run by [`Registry::finish`] (a create or delete whose client hung up)
+/// before it terminates the sessions.
+#[tokio::test]
+async fn close_refuses_creates_and_waits_for_finishing_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (registry, _) = registry(dir.path());
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let work = registry.finish(async move {
+        let _ = wait.await;
+    });
+    let mut closer = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.close(std::time::Duration::from_secs(30)).await })
+    };
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), &mut closer)
+            .await
+            .is_err(),
+        "close returned while work was under way"
+    );
+    assert!(matches!(
+        registry.create(command("late", "true")),
+        Err(super::CreateError::ShuttingDown)
+    ));
+    go.send(()).unwrap();
+    work.await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), closer)
+        .await
+        .expect("close waited past its work")
+        .unwrap();
+}
