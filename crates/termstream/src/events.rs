@@ -66,9 +66,10 @@ impl EventHub {
 
     /// Publishes an event to every node: first to the others (an error if
     /// Redis cannot take it, and then nobody gets it), then to this node's
-    /// sockets, whose number is answered. In a task of its own, so that a
-    /// caller dropped after the others got the event (a post whose client
-    /// hung up) does not keep it from this node's sockets.
+    /// sockets, whose number is answered. In a task of its own (not waited
+    /// for at shutdown), so that a caller dropped after the others got the
+    /// event (a post whose client hung up) does not keep it from this
+    /// node's sockets.
     pub async fn publish_everywhere(&self, event: PublishedEvent) -> Result<usize, ClusterUnavailable> {
         let Some(bridge) = self.cluster.clone() else {
             return Ok(self.deliver_here(event));
@@ -79,7 +80,11 @@ impl EventHub {
             Ok(hub.deliver_here(event))
         })
         .await
-        .unwrap_or_else(|e| Err(ClusterUnavailable(format!("publishing the event failed: {e}"))))
+        .unwrap_or_else(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: only when the runtime itself stops.
+            Err(_) => Err(ClusterUnavailable("the server is shutting down".into())),
+        })
     }
 
     /// Hands an event to this node's sockets only: one from another node,

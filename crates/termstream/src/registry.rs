@@ -344,14 +344,17 @@ impl Registry {
         self.finishing.spawn(work)
     }
 
+    /// The server is stopping: creates are refused from now on.
+    pub fn refuse_creates(&self) {
+        let _sessions = self.lock();
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
     /// The server stops: refuses creates from now on and waits, for at most
     /// `limit`, for what [`Registry::finish`] runs (a create that had begun
     /// then launches its session, which the shutdown then terminates).
     pub async fn close(&self, limit: Duration) {
-        {
-            let _sessions = self.lock();
-            self.closing.store(true, Ordering::SeqCst);
-        }
+        self.refuse_creates();
         self.finishing.close();
         if tokio::time::timeout(limit, self.finishing.wait()).await.is_err() {
             tracing::warn!(
@@ -386,9 +389,14 @@ impl Registry {
         }
     }
 
+    /// The longest [`Registry::terminate_all`] waits for a session.
+    pub fn terminate_wait(&self) -> Duration {
+        self.settings.grace + Duration::from_secs(2)
+    }
+
     /// Terminates every running session and waits for them (server shutdown).
     pub async fn terminate_all(&self) {
-        let grace = self.settings.grace + Duration::from_secs(2);
+        let grace = self.terminate_wait();
         let running: Vec<SessionHandle> = self.handles().into_iter().filter(|h| h.is_running()).collect();
         let waits = running.iter().map(|h| h.terminate(grace));
         futures_util::future::join_all(waits).await;

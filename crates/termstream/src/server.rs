@@ -1,9 +1,11 @@
 //! Binding, serving and shutting down.
 //!
 //! Shutdown is explicit: on SIGINT or SIGTERM ([`signals`]) the listener
-//! stops accepting and open requests finish; every WebSocket is told
-//! (`{"type":"server.shutdown"}`, then close 1001) and `/readyz` turns
-//! unready; every running session is terminated (SIGHUP, SIGTERM, then
+//! stops accepting, creates are refused, and open requests finish; every
+//! WebSocket is told (`{"type":"server.shutdown"}`, then close 1001) and
+//! `/readyz` turns unready; creates, deletes and focus changes still under
+//! way (their clients may have hung up) get what is left of the budget
+//! below; every running session is terminated (SIGHUP, SIGTERM, then
 //! SIGKILL after the grace period) and recorded as such. The whole takes at
 //! most `shutdown_timeout_ms`, and a second signal exits at once.
 //!
@@ -19,10 +21,10 @@ pub mod body;
 pub mod signals;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -176,9 +178,15 @@ impl Server {
         };
         // Sockets are told as soon as the signal comes, while the accept
         // loop lets open requests finish.
-        let signal = async move {
-            shutdown.await;
-            stopping.cancel();
+        let stopped_at = Arc::new(OnceLock::new());
+        let signal = {
+            let (stopped_at, registry) = (stopped_at.clone(), self.registry.clone());
+            async move {
+                shutdown.await;
+                let _ = stopped_at.set(Instant::now());
+                registry.refuse_creates();
+                stopping.cancel();
+            }
         };
         accept::serve(self.listener, serving, signal).await;
         retention.abort();
@@ -188,8 +196,16 @@ impl Server {
         shared_tasks.iter().for_each(|t| t.abort());
         // Creates, deletes and focus changes under way end first (their
         // clients may have hung up); a session created meanwhile is
-        // terminated below like the others.
-        self.registry.close(FINISH_WAIT).await;
+        // terminated below like the others. They get what is left of
+        // `shutdown_timeout_ms` once the sessions' termination and the
+        // sockets' wait are set aside: past it the process exits, and
+        // sessions never terminated would come back `lost`.
+        let budget = Duration::from_millis(self.registry.config().shutdown_timeout_ms);
+        let since = stopped_at.get().map_or(Duration::ZERO, Instant::elapsed);
+        let kept = self.registry.terminate_wait() + SOCKETS_WAIT + FINISH_MARGIN;
+        self.registry
+            .close(budget.saturating_sub(since).saturating_sub(kept))
+            .await;
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;
         let closed = async {
@@ -215,9 +231,10 @@ impl Server {
 /// threads independent of its sessions, and work beyond it waits its turn.
 pub const BLOCKING_THREADS: usize = 8;
 
-/// How long shutdown waits for creates, deletes and focus changes under
-/// way (`Registry::close`) before it terminates the sessions.
-const FINISH_WAIT: Duration = Duration::from_secs(10);
+/// What shutdown keeps of its budget beyond the sessions' termination and
+/// the sockets' wait, when it gives the rest to the creates, deletes and
+/// focus changes under way (`Registry::close`).
+const FINISH_MARGIN: Duration = Duration::from_millis(500);
 
 /// How long shutdown waits for told sockets to close after the sessions
 /// ended.
