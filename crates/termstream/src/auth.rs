@@ -366,7 +366,7 @@ impl Ending {
             ("DELETE", ["api", "sessions", id]) => ("deleted", *id),
             _ => return None,
         };
-        let id = termstream_proto::SessionId::new(id).ok()?;
+        let id = path_session_id(id)?;
         let handle = registry.get(&id)?;
         Some(Ending {
             grant: req.extensions().get::<Grant>()?.clone(),
@@ -379,6 +379,14 @@ impl Ending {
     fn audit(&self) {
         audit::session_ended(&self.grant, self.how, &self.session, &self.project);
     }
+}
+
+/// The session id in a path segment, percent-decoded as the handlers'
+/// `Path` decodes it: read raw, `%67one` was no id here while the handler
+/// deleted `gone`, unaudited.
+pub(crate) fn path_session_id(raw: &str) -> Option<termstream_proto::SessionId> {
+    let id = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
+    termstream_proto::SessionId::new(id).ok()
 }
 
 /// Routes that need no credential: the health checks, the web page's static

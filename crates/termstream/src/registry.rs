@@ -99,7 +99,7 @@ pub struct Registry {
     /// run by tasks of its own, whatever becomes of whoever asked for it,
     /// and waited for when the server stops ([`Registry::close`]).
     finishing: TaskTracker,
-    /// Set (under `sessions`' lock) once the server stops: creates are
+    /// Set (under `sessions`' lock) at the shutdown signal: creates are
     /// refused from then on.
     closing: AtomicBool,
 }
@@ -350,9 +350,10 @@ impl Registry {
         self.closing.store(true, Ordering::SeqCst);
     }
 
-    /// The server stops: refuses creates from now on and waits, for at most
-    /// `limit`, for what [`Registry::finish`] runs (a create that had begun
-    /// then launches its session, which the shutdown then terminates).
+    /// The server stops: refuses creates (if the signal did not already)
+    /// and waits, for at most `limit`, for what [`Registry::finish`] runs (a
+    /// create that had begun then launches its session, which the shutdown
+    /// then terminates).
     pub async fn close(&self, limit: Duration) {
         self.refuse_creates();
         self.finishing.close();
@@ -364,9 +365,10 @@ impl Registry {
         }
     }
 
-    /// Whether the server is stopping ([`Registry::close`]); read under
-    /// `sessions`' lock by a create's reservation.
-    fn closing(&self) -> bool {
+    /// Whether the server is stopping ([`Registry::refuse_creates`]); read
+    /// under `sessions`' lock by a create's reservation, and before a
+    /// create's claim in a cluster.
+    pub fn closing(&self) -> bool {
         self.closing.load(Ordering::SeqCst)
     }
 
@@ -395,11 +397,24 @@ impl Registry {
     }
 
     /// Terminates every running session and waits for them (server shutdown).
+    /// A session launched meanwhile, by a create that had begun before
+    /// creates were refused and outlasted [`Registry::close`]'s wait, is
+    /// terminated in a later round.
     pub async fn terminate_all(&self) {
         let grace = self.terminate_wait();
-        let running: Vec<SessionHandle> = self.handles().into_iter().filter(|h| h.is_running()).collect();
-        let waits = running.iter().map(|h| h.terminate(grace));
-        futures_util::future::join_all(waits).await;
+        let mut told: HashSet<(SessionId, Epoch)> = HashSet::new();
+        loop {
+            let running: Vec<SessionHandle> = self
+                .handles()
+                .into_iter()
+                .filter(|h| h.is_running() && !told.contains(&(h.id().clone(), h.epoch())))
+                .collect();
+            if running.is_empty() {
+                return;
+            }
+            told.extend(running.iter().map(|h| (h.id().clone(), h.epoch())));
+            futures_util::future::join_all(running.iter().map(|h| h.terminate(grace))).await;
+        }
     }
 }
 

@@ -143,8 +143,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then shuts down (see the module
-    /// docs): stop accepting, tell every socket, terminate every session,
-    /// wait for the sockets to close.
+    /// docs): stop accepting and refuse creates, tell every socket, let work
+    /// under way finish within the budget, terminate every session, wait for
+    /// the sockets to close.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         crate::observe::metrics::install();
         let mut state = AppState::new(self.registry.clone(), self.security.clone(), self.focus.clone());

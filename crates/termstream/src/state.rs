@@ -80,6 +80,10 @@ impl AppState {
             return self.create_local(grant, req, &project).await;
         };
         let id = req.id.get_or_insert_with(crate::registry::generated_id).clone();
+        // Refused before the claim, which others would meet meanwhile.
+        if self.registry.closing() {
+            return Err(CreateError::ShuttingDown.into());
+        }
         link.claim(&id).await.map_err(|e| match e {
             ClaimError::Duplicate(id) => ApiError::from(CreateError::Duplicate(id)),
             e @ ClaimError::Unavailable(_) => ApiError::new(ErrorCode::ClusterUnavailable, e.to_string()),

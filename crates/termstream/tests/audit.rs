@@ -193,3 +193,35 @@ async fn text_logs_to_a_file_have_no_colour_codes() {
         odd.log()
     );
 }
+
+/// A delete whose id is percent-encoded in its path is audited like any
+/// other, and checked against the credential's scope like any other: the
+/// audit read the raw path, so an admin's `DELETE /api/sessions/%65nc`
+/// deleted `enc` unaudited, and a project's writer was answered 404.
+#[tokio::test]
+async fn an_encoded_id_is_audited_and_scoped_as_its_session() {
+    let (server, admin, reader) = audited_server("termstream::audit=info").await;
+    for id in ["enc", "enc2"] {
+        let (status, info, _) = call(
+            &server,
+            "POST",
+            "/api/sessions",
+            Some(&admin),
+            Some(json!({ "id": id, "kind": "command", "argv": ["sleep", "1000"], "project": "web" })),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 201, "{info}");
+    }
+    // The read-only credential is refused as for `enc2` itself (403), not
+    // answered that no such session exists.
+    let (status, body, _) = call(&server, "DELETE", "/api/sessions/%65nc2", Some(&reader), None, &[]).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body, _) = call(&server, "DELETE", "/api/sessions/%65nc", Some(&admin), None, &[]).await;
+    assert_eq!(status, 204, "{body}");
+    let deleted = event(&server, "session.deleted").await;
+    assert_eq!(
+        (deleted["session"].as_str(), deleted["credential"].as_str()),
+        (Some("enc"), Some("ops-admin"))
+    );
+}

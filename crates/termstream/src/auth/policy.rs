@@ -13,7 +13,7 @@
 //! not write answers 403 `read_only` to writes.
 
 use axum::http::Method;
-use termstream_proto::{ErrorCode, SessionId};
+use termstream_proto::ErrorCode;
 
 use super::Grant;
 use super::token::Access;
@@ -75,8 +75,7 @@ pub fn check(grant: &Grant, registry: &Registry, method: &Method, path: &str) ->
         Need::Admin => Err(ApiError::new(ErrorCode::Forbidden, "this route needs an admin token")),
         Need::Create(project) => grant.check_create(project),
         Need::Session(raw, access) => {
-            let project = SessionId::new(raw)
-                .ok()
+            let project = super::path_session_id(raw)
                 .and_then(|id| registry.get(&id))
                 .map(|h| h.project().clone());
             let Some(project) = project else {
