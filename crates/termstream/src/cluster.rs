@@ -202,7 +202,7 @@ impl ClusterLink for Link {
                     return Ok(deleted);
                 }
                 Ok(None) => {}
-                Err(e) => return Err(requests::unreachable(e.to_string())),
+                Err(e) => return Err(requests::redis_unreachable(e.to_string())),
             }
             let answer = requests::ask(&self.0, &owner, id, wire::Op::Delete, requests::ASK_TIMEOUT).await?;
             let deleted = matches!(answer, wire::Answer::Deleted(true));

@@ -62,6 +62,16 @@ async fn sessions_outlive_a_redis_outage_and_are_resumable_everywhere_after() {
     let (status, body) = a.post("/api/sessions", json!({"kind":"command","argv":["true"]})).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "cluster_unavailable", "{body}");
+    // Input through a node that does not own the session cannot be handed
+    // over: the same answer.
+    let (status, body) = cluster.nodes[1]
+        .post("/api/sessions/ticker/input", json!({"data":"x"}))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (503, Some("cluster_unavailable")),
+        "{body}"
+    );
 
     cluster.redis.start_again().await;
     for node in &cluster.nodes {

@@ -53,10 +53,20 @@ impl Drop for Awaited<'_> {
     }
 }
 
-/// The error of a request that could not reach Redis or the owner.
+/// The error of a request whose owner did not answer in time.
 pub fn unreachable(message: String) -> SessionError {
     SessionError::Remote {
         code: ErrorCode::Busy,
+        message,
+    }
+}
+
+/// The error of a request that could not reach the cluster's Redis: 503
+/// `cluster_unavailable`, as a create, a focus change or an event post
+/// there answers.
+pub fn redis_unreachable(message: String) -> SessionError {
+    SessionError::Remote {
+        code: ErrorCode::ClusterUnavailable,
         message,
     }
 }
@@ -87,7 +97,7 @@ pub async fn ask(
         .ignore();
     p.cmd("PEXPIRE").arg(&key).arg(expiry(c)).ignore();
     if let Err(e) = c.redis.pipe::<()>(&p).await {
-        return Err(unreachable(format!("the cluster's Redis cannot be reached: {e}")));
+        return Err(redis_unreachable(format!("the cluster's Redis cannot be reached: {e}")));
     }
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(reply)) => reply.result.map_err(SessionError::from),
