@@ -341,12 +341,11 @@ fn refused_write(registry: &Registry, grant: &Grant, path: &str) {
         ["api", "sessions", id, ..] | ["terminal", id, ..] => *id,
         _ => return,
     };
-    let project = termstream_proto::SessionId::new(id)
-        .ok()
-        .and_then(|id| registry.get(&id))
-        .map(|h| h.project().to_string())
-        .unwrap_or_default();
-    audit::input_refused(grant, id, &project);
+    let Some(id) = path_session_id(id) else {
+        return;
+    };
+    let project = registry.get(&id).map(|h| h.project().to_string()).unwrap_or_default();
+    audit::input_refused(grant, id.as_str(), &project);
 }
 
 /// A request that ends a session (terminate or delete, REST or the older

@@ -95,7 +95,9 @@ pub struct Registry {
     cgroups: Option<Arc<Cgroups>>,
     /// Sessions other nodes of a cluster own (empty without a cluster).
     remote: remote::RemoteSessions,
-    /// Work that must not stop halfway (creates, deletes, focus changes):
+    /// Work that must not stop halfway (creates, terminates and deletes
+    /// with their audits, retention's and eviction's deletes, focus
+    /// changes):
     /// run by tasks of its own, whatever becomes of whoever asked for it,
     /// and waited for when the server stops ([`Registry::close`]).
     finishing: TaskTracker,
@@ -333,10 +335,11 @@ impl Registry {
 
     /// Runs `work` to its end in a task of its own, whatever becomes of
     /// the caller (a request's future is dropped when its client hangs
-    /// up), and answers its output; an error only if it panicked. What must
+    /// up), and answers its output; an error only if it panicked (or the
+    /// runtime stopped). What must
     /// not stop halfway runs here: creates, deletes, focus changes. The
     /// server waits for it when it stops ([`Registry::close`]).
-    pub fn finish<F>(&self, work: F) -> impl Future<Output = Result<F::Output, tokio::task::JoinError>> + use<F>
+    pub(crate) fn finish<F>(&self, work: F) -> impl Future<Output = Result<F::Output, tokio::task::JoinError>> + use<F>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -345,7 +348,7 @@ impl Registry {
     }
 
     /// The server is stopping: creates are refused from now on.
-    pub fn refuse_creates(&self) {
+    pub(crate) fn refuse_creates(&self) {
         let _sessions = self.lock();
         self.closing.store(true, Ordering::SeqCst);
     }
@@ -354,7 +357,7 @@ impl Registry {
     /// and waits, for at most `limit`, for what [`Registry::finish`] runs (a
     /// create that had begun then launches its session, which the shutdown
     /// then terminates).
-    pub async fn close(&self, limit: Duration) {
+    pub(crate) async fn close(&self, limit: Duration) {
         self.refuse_creates();
         self.finishing.close();
         if tokio::time::timeout(limit, self.finishing.wait()).await.is_err() {
@@ -368,7 +371,7 @@ impl Registry {
     /// Whether the server is stopping ([`Registry::refuse_creates`]); read
     /// under `sessions`' lock by a create's reservation, and before a
     /// create's claim in a cluster.
-    pub fn closing(&self) -> bool {
+    pub(crate) fn closing(&self) -> bool {
         self.closing.load(Ordering::SeqCst)
     }
 
@@ -392,16 +395,17 @@ impl Registry {
     }
 
     /// The longest [`Registry::terminate_all`] waits for a session.
-    pub fn terminate_wait(&self) -> Duration {
+    pub(crate) fn terminate_wait(&self) -> Duration {
         self.settings.grace + Duration::from_secs(2)
     }
 
     /// Terminates every running session and waits for them (server shutdown).
     /// A session launched meanwhile, by a create that had begun before
     /// creates were refused and outlasted [`Registry::close`]'s wait, is
-    /// terminated in a later round.
-    pub async fn terminate_all(&self) {
-        let grace = self.terminate_wait();
+    /// terminated in a later round; the rounds go on while a create is
+    /// under way, and all of them share one wait.
+    pub(crate) async fn terminate_all(&self) {
+        let deadline = tokio::time::Instant::now() + self.terminate_wait();
         let mut told: HashSet<(SessionId, Epoch)> = HashSet::new();
         loop {
             let running: Vec<SessionHandle> = self
@@ -410,10 +414,18 @@ impl Registry {
                 .filter(|h| h.is_running() && !told.contains(&(h.id().clone(), h.epoch())))
                 .collect();
             if running.is_empty() {
-                return;
+                let creating = !self.creating.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+                if !creating || tokio::time::Instant::now() >= deadline {
+                    return;
+                }
+                // A create between its reservation and its insert: a few
+                // system calls, or a spawn.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
             }
             told.extend(running.iter().map(|h| (h.id().clone(), h.epoch())));
-            futures_util::future::join_all(running.iter().map(|h| h.terminate(grace))).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            futures_util::future::join_all(running.iter().map(|h| h.terminate(left))).await;
         }
     }
 }

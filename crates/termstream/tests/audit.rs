@@ -197,7 +197,8 @@ async fn text_logs_to_a_file_have_no_colour_codes() {
 /// A delete whose id is percent-encoded in its path is audited like any
 /// other, and checked against the credential's scope like any other: the
 /// audit read the raw path, so an admin's `DELETE /api/sessions/%65nc`
-/// deleted `enc` unaudited, and a project's writer was answered 404.
+/// deleted `enc` unaudited, a project's writer was answered 404, and a
+/// refusal named no project.
 #[tokio::test]
 async fn an_encoded_id_is_audited_and_scoped_as_its_session() {
     let (server, admin, reader) = audited_server("termstream::audit=info").await;
@@ -217,6 +218,11 @@ async fn an_encoded_id_is_audited_and_scoped_as_its_session() {
     // answered that no such session exists.
     let (status, body, _) = call(&server, "DELETE", "/api/sessions/%65nc2", Some(&reader), None, &[]).await;
     assert_eq!(status, 403, "{body}");
+    let refused = event(&server, "input.refused").await;
+    assert_eq!(
+        (refused["session"].as_str(), refused["project"].as_str()),
+        (Some("enc2"), Some("web"))
+    );
     let (status, body, _) = call(&server, "DELETE", "/api/sessions/%65nc", Some(&admin), None, &[]).await;
     assert_eq!(status, 204, "{body}");
     let deleted = event(&server, "session.deleted").await;

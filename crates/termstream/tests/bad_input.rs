@@ -213,14 +213,14 @@ async fn a_create_whose_client_hangs_up_runs_to_its_end() {
         );
         let mut socket = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
         socket.write_all(request.as_bytes()).await.expect("send");
-        // Looked for without a pause: the record after it takes a disk sync.
+        // Looked for every millisecond: the record after it takes a disk sync.
         let deadline = std::time::Instant::now() + secs(10);
         while !session_dir(server.data_dir(), &id).exists() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "{id}: the create made no directory"
             );
-            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         drop(socket);
         let path = format!("/api/sessions/{id}");
@@ -262,6 +262,7 @@ async fn a_delete_whose_client_hangs_up_removes_the_session_for_good() {
         let deadline = std::time::Instant::now() + secs(10);
         while server.get(&path).await.0 != 404 {
             assert!(std::time::Instant::now() < deadline, "{id}: the delete never began");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         drop(socket);
         assert!(

@@ -54,7 +54,7 @@ impl Drop for Awaited<'_> {
 }
 
 /// The error of a request whose owner did not answer in time.
-pub fn unreachable(message: String) -> SessionError {
+fn no_answer(message: String) -> SessionError {
     SessionError::Remote {
         code: ErrorCode::Busy,
         message,
@@ -64,7 +64,7 @@ pub fn unreachable(message: String) -> SessionError {
 /// The error of a request that could not reach the cluster's Redis: 503
 /// `cluster_unavailable`, as a create, a focus change or an event post
 /// there answers.
-pub fn redis_unreachable(message: String) -> SessionError {
+pub(crate) fn redis_unreachable(message: String) -> SessionError {
     SessionError::Remote {
         code: ErrorCode::ClusterUnavailable,
         message,
@@ -101,7 +101,7 @@ pub async fn ask(
     }
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(reply)) => reply.result.map_err(SessionError::from),
-        _ => Err(unreachable(format!(
+        _ => Err(no_answer(format!(
             "node {owner}, which runs session {session}, did not answer in time"
         ))),
     }

@@ -1,4 +1,5 @@
-//! The registry's side of a cluster: what it tells the cluster's link.
+//! What the registry tells the cluster's link, and how it stops
+//! (refusing creates, waiting for work that must not stop halfway).
 
 use std::sync::{Arc, Mutex};
 
