@@ -155,6 +155,22 @@ async fn openapi_lists_every_route() {
     }
     assert!(doc["paths"]["/api/sessions"]["post"].is_object());
     assert!(doc["paths"]["/api/sessions/{id}"]["delete"].is_object());
+    // Routes that create or end a session name their 503 and 500 answers.
+    for (path, method) in [
+        ("/api/sessions", "post"),
+        ("/api/sessions/{id}", "delete"),
+        ("/api/sessions/{id}/terminate", "post"),
+        ("/terminal/start", "post"),
+        ("/terminal/{session_id}/terminate", "post"),
+    ] {
+        let responses = &doc["paths"][path][method]["responses"];
+        for code in ["503", "500"] {
+            assert!(
+                responses[code]["description"].as_str().is_some_and(|d| !d.is_empty()),
+                "{method} {path} does not describe {code}: {responses}"
+            );
+        }
+    }
 }
 
 /// Fetches a recording and checks it line by line; returns the header, the

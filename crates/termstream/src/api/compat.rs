@@ -16,7 +16,8 @@ use crate::state::AppState;
 
 /// Start a command session running `/bin/sh -c COMMAND`.
 #[utoipa::path(post, path = "/terminal/start", operation_id = "compat_start", request_body = StartRequest,
-    responses((status = 200, body = StartResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = StartResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, description = "capacity (full, or shutting down), cluster_unavailable, or busy (an earlier session with the id is still being removed from the cluster)", body = ErrorBody), (status = 500, description = "internal: the create failed on the server", body = ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
     grant: Grant,
@@ -89,7 +90,8 @@ pub async fn status(State(state): State<AppState>, Path(raw): Path<String>) -> R
 }
 
 /// End a session.
-#[utoipa::path(post, path = "/terminal/{session_id}/terminate", operation_id = "compat_terminate", params(("session_id" = String, Path, description = "The session id.")), responses((status = 200, body = TerminateResponse), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/terminal/{session_id}/terminate", operation_id = "compat_terminate", params(("session_id" = String, Path, description = "The session id.")), 
+    responses((status = 200, body = TerminateResponse), (status = 404, body = ErrorBody), (status = 503, description = "busy (the session, or the node that owns it, did not answer in time) or cluster_unavailable", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn terminate(
     State(state): State<AppState>,
     Path(raw): Path<String>,

@@ -36,7 +36,7 @@ fn handle(state: &AppState, raw: &str) -> Result<SessionHandle, ApiError> {
 /// Start a session.
 #[utoipa::path(post, path = "/api/sessions", operation_id = "create_session", request_body = CreateSession,
     responses((status = 201, body = SessionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 422, body = ErrorBody), (status = 503, description = "capacity (full, or shutting down), cluster_unavailable, or busy (an earlier session with the id is still being removed from the cluster)", body = ErrorBody), (status = 500, description = "internal: the create failed on the server", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     grant: Grant,
@@ -131,7 +131,8 @@ pub async fn resize(
 }
 
 /// End the program: SIGHUP and SIGTERM, then SIGKILL after the grace period.
-#[utoipa::path(post, path = "/api/sessions/{id}/terminate", params(("id" = String, Path, description = "The session id.")), responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/sessions/{id}/terminate", params(("id" = String, Path, description = "The session id.")),
+    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody), (status = 503, description = "busy (the session, or the node that owns it, did not answer in time) or cluster_unavailable", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn terminate(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionInfo>, ApiError> {
     let h = handle(&state, &id)?;
     let wait = state.registry.config().session_settings().grace + Duration::from_secs(5);
@@ -139,7 +140,8 @@ pub async fn terminate(State(state): State<AppState>, Path(id): Path<String>) ->
 }
 
 /// Delete a session: end it if it runs, forget it, remove its output.
-#[utoipa::path(delete, path = "/api/sessions/{id}", operation_id = "delete_session", params(("id" = String, Path, description = "The session id.")), responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/sessions/{id}", operation_id = "delete_session", params(("id" = String, Path, description = "The session id.")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 503, description = "busy (the session, or the node that owns it, did not answer in time) or cluster_unavailable", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let sid = session_id(&id)?;
     let remote = state.registry.remote();
