@@ -232,8 +232,7 @@ pub async fn guard(
                     }
                     resp
                 };
-                registry.finish(ended).await.unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "ending a session failed");
+                registry.finish("ending a session", ended).await.unwrap_or_else(|| {
                     ApiError::new(ErrorCode::Internal, "ending the session failed on the server").into_response()
                 })
             }

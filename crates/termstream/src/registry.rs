@@ -327,24 +327,27 @@ impl Registry {
         };
         self.forget_in_cluster(id, handle.epoch());
         let _ = self.changes.send(RegistryEvent::Deleted(id.clone()));
-        if let Err(e) = self.finish(finish_delete(handle)).await {
-            tracing::error!(session = %id, error = %e, "deleting the session's files failed");
-        }
+        self.finish("deleting a session's files", finish_delete(handle)).await;
         true
     }
 
     /// Runs `work` to its end in a task of its own, whatever becomes of
     /// the caller (a request's future is dropped when its client hangs
-    /// up), and answers its output; an error only if it panicked (or the
-    /// runtime stopped). What must
-    /// not stop halfway runs here: creates, deletes, focus changes. The
-    /// server waits for it when it stops ([`Registry::close`]).
-    pub(crate) fn finish<F>(&self, work: F) -> impl Future<Output = Result<F::Output, tokio::task::JoinError>> + use<F>
+    /// up), and answers its output. What must not stop halfway runs here:
+    /// creates, terminates and deletes, focus changes. The server waits for
+    /// it when it stops ([`Registry::close`]). `None` if it panicked (or
+    /// the runtime stopped), which is logged as `what` having failed.
+    pub(crate) fn finish<F>(&self, what: &'static str, work: F) -> impl Future<Output = Option<F::Output>> + use<F>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.finishing.spawn(work)
+        let task = self.finishing.spawn(work);
+        async move {
+            task.await
+                .inspect_err(|e| tracing::error!(error = %e, "{what} failed"))
+                .ok()
+        }
     }
 
     /// The server is stopping: creates are refused from now on.

@@ -64,12 +64,9 @@ impl AppState {
     pub async fn create_session(&self, grant: &Grant, req: CreateSession) -> Result<SessionHandle, ApiError> {
         let (state, grant) = (self.clone(), grant.clone());
         self.registry
-            .finish(async move { state.create_to_end(&grant, req).await })
+            .finish("a create", async move { state.create_to_end(&grant, req).await })
             .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "a create failed");
-                Err(ApiError::new(ErrorCode::Internal, "the create failed on the server"))
-            })
+            .unwrap_or_else(|| Err(ApiError::new(ErrorCode::Internal, "the create failed on the server")))
     }
 
     /// [`AppState::create_session`], run to its end by its own task.

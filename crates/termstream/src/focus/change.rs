@@ -24,12 +24,12 @@ impl Focus {
     /// again on the new state (a few times at most).
     ///
     /// It runs to its end even when the caller is dropped (a request whose
-    /// client hung up; see [`crate::registry::Registry::finish`]): on one node, cut off
-    /// between its write and its broadcast, the change was stored but never
-    /// told, and every reader was answered the version before it until the
-    /// next change; anywhere, an eviction could be made without the focus
-    /// it made room for. Not to be called holding the project's lock,
-    /// which the task takes.
+    /// client hung up; see [`crate::registry::Registry::finish`]): on one
+    /// node, cut off between its write and its broadcast, the change was
+    /// stored but never told, and every reader was answered the version
+    /// before it until the next change; anywhere, an eviction could be
+    /// made without the focus it made room for. Not to be called holding
+    /// the project's lock, which the task takes.
     pub async fn set(
         self: &Arc<Self>,
         project: &ProjectId,
@@ -39,7 +39,7 @@ impl Focus {
     ) -> Result<(FocusState, bool), FocusError> {
         let (focus, project, session) = (self.clone(), project.clone(), session.clone());
         self.registry
-            .finish(async move {
+            .finish("a focus change", async move {
                 let mut tries = 0;
                 loop {
                     match focus.set_once(&project, &session, focused, expected).await {
@@ -49,8 +49,7 @@ impl Focus {
                 }
             })
             .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "a focus change failed");
+            .unwrap_or_else(|| {
                 Err(FocusError::Store(anyhow::anyhow!(
                     "the focus change failed on the server"
                 )))

@@ -116,7 +116,7 @@ async fn close_refuses_creates_and_waits_for_finishing_work() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (registry, _) = registry(dir.path());
     let (go, wait) = tokio::sync::oneshot::channel::<()>();
-    let work = registry.finish(async move {
+    let work = registry.finish("a test's work", async move {
         let _ = wait.await;
     });
     let mut closer = {
@@ -134,7 +134,7 @@ async fn close_refuses_creates_and_waits_for_finishing_work() {
         Err(super::CreateError::ShuttingDown)
     ));
     go.send(()).unwrap();
-    work.await.unwrap();
+    work.await.expect("the work ran");
     tokio::time::timeout(std::time::Duration::from_secs(10), closer)
         .await
         .expect("close waited past its work")
