@@ -241,3 +241,6 @@ async fn apply(c: &Cluster, req: &Request) -> Result<Answer, Failure> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

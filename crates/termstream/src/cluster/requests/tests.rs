@@ -1,0 +1,121 @@
+//! A request to another node's session whose caller is dropped (a request
+//! whose client hung up) gives its slot in [`Pending`] back, wherever the
+//! wait was cut: while its request went to Redis, or while it awaited the
+//! owner's answer. Before the [`Awaited`] guard a slot was taken out only
+//! when Redis failed or the wait timed out, so each dropped caller left one
+//! for good.
+//!
+//! A real `redis-server` (on a free loopback port, nothing kept on disk)
+//! and a real [`Cluster`] over a registry in a temporary data dir; the
+//! owners asked do not exist, and never answer.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use termstream_proto::SessionId;
+
+use super::{Pending, ask};
+use crate::cluster::Cluster;
+use crate::cluster::redis::requests_key;
+use crate::cluster::wire::Op;
+use crate::config::Config;
+use crate::registry::Registry;
+
+/// A `redis-server` child process, killed when dropped.
+struct TestRedis(Child, u16);
+
+impl TestRedis {
+    /// Starts one on a free port and waits (at most 10 s) until it answers.
+    async fn start() -> TestRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (CI installs it)");
+        let redis = TestRedis(child, port);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.query::<String>(&mut redis::cmd("PING")).await.is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not answer within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.1)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> redis::RedisResult<T> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        cmd.query_async(&mut conn).await
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn slots(pending: &Pending) -> usize {
+    pending.lock().len()
+}
+
+#[tokio::test]
+async fn a_dropped_caller_frees_its_slot_while_sending_and_while_awaiting_the_answer() {
+    let redis = TestRedis::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        spare_sessions: 0,
+        ..Config::default()
+    };
+    let registry = Registry::load(Arc::new(config)).expect("registry");
+    let cluster = Cluster::start(&redis.url(), registry).expect("cluster");
+    let session = SessionId::new("elsewhere").unwrap();
+    let asking = |owner| ask(&cluster, owner, &session, Op::Terminate, Duration::from_secs(60));
+
+    // Cut while its request goes to Redis: polled once, it holds a slot.
+    let mut first = Box::pin(asking("nobody"));
+    assert!(futures_util::poll!(first.as_mut()).is_pending());
+    assert_eq!(slots(&cluster.pending), 1, "a waiting request holds a slot");
+    drop(first);
+    assert_eq!(slots(&cluster.pending), 0, "dropped while sending, it kept its slot");
+
+    // Cut while it awaits the answer: driven until Redis holds its request
+    // (to another owner, so that the first's, if it went out, is not
+    // counted).
+    let queued = || async {
+        let key = requests_key("nobody-else");
+        redis.query::<usize>(redis::cmd("LLEN").arg(&key)).await.unwrap_or(0)
+    };
+    let mut second = Box::pin(asking("nobody-else"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queued().await == 0 {
+        assert!(Instant::now() < deadline, "the request never reached Redis");
+        let polled = tokio::time::timeout(Duration::from_millis(5), second.as_mut()).await;
+        assert!(polled.is_err(), "answered with no owner: {polled:?}");
+    }
+    // Redis answers a connection's commands in order: once a later command
+    // on the same connection is answered, the request's own answer is in,
+    // and the next poll goes on to wait for the owner.
+    let mut conn = cluster.redis.conn().await.expect("the shared connection");
+    let _: String = redis::cmd("PING").query_async(&mut conn).await.expect("PING");
+    let polled = tokio::time::timeout(Duration::from_millis(5), second.as_mut()).await;
+    assert!(polled.is_err(), "answered with no owner: {polled:?}");
+    assert_eq!(slots(&cluster.pending), 1, "a waiting request holds a slot");
+    drop(second);
+    assert_eq!(
+        slots(&cluster.pending),
+        0,
+        "dropped while awaiting the owner's answer, it kept its slot"
+    );
+}
