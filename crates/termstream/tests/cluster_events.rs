@@ -2,7 +2,9 @@
 //! real `redis-server`; an event posted on one node reaches the subscribed
 //! sockets of every node exactly once, each publisher's events in the
 //! order it posted them, and posting refuses with 503
-//! `cluster_unavailable` while Redis is down, then works again.
+//! `cluster_unavailable` while Redis is down, then works again. A post whose
+//! client hangs up while Redis holds its event reaches this node's sockets
+//! as well as the other nodes'.
 
 mod common;
 
@@ -194,4 +196,80 @@ async fn a_session_of_another_node_is_announced_once_on_the_sessions_channel() {
         }
     }
     assert_eq!(count, 1, "the session of node A was announced {count} times on node B");
+}
+
+/// A post whose client hangs up while its event is on its way through Redis
+/// still reaches this node's sockets, as it reaches the other nodes': the
+/// publish and this node's delivery run in a task of their own. The
+/// request's future used to do both, and dropped once the other nodes had
+/// the event, it never handed it to this node's sockets. Redis holds the
+/// event (`CLIENT PAUSE ... WRITE` holds a `PUBLISH`) until the node has
+/// closed the connection, which it does once it dropped the request.
+#[tokio::test]
+async fn an_event_whose_poster_hangs_up_during_its_publish_reaches_this_node_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = TestRedis::start().await;
+    let all = nodes(&redis, 2).await;
+    let mut here = subscriber(&all[0], &["notification"]).await;
+    let mut there = subscriber(&all[1], &["notification"]).await;
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let watcher = conn.clone();
+    let held_publish = || {
+        let mut conn = watcher.clone();
+        async move {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            clients
+                .lines()
+                .any(|c| c.contains(" cmd=publish ") && c.contains(" flags=b "))
+        }
+    };
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(10_000)
+        .arg("WRITE")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT PAUSE");
+    let body = json!({"type":"notification","title":"cut","message":"."}).to_string();
+    let request = format!(
+        "POST /api/events HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        all[0].addr(),
+        body.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect(all[0].addr()).await.expect("connect");
+    socket.write_all(request.as_bytes()).await.expect("send");
+    assert!(
+        wait_until(secs(10), held_publish).await,
+        "the event never reached Redis"
+    );
+    // Hangs up, and waits until the node closed its end: the request's
+    // future is gone by then.
+    socket.shutdown().await.expect("hang up");
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(secs(10), socket.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "the node kept the connection of a client that hung up");
+    assert!(
+        answer.is_empty(),
+        "answered while Redis held the event: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT UNPAUSE");
+    for (name, ws) in [("this node", &mut here), ("the other node", &mut there)] {
+        loop {
+            match ws.recv(secs(10)).await {
+                Some(Incoming::Json(m)) if m["type"] == "notification" && m["title"] == "cut" => break,
+                Some(Incoming::Json(_) | Incoming::Output { .. }) => {}
+                other => panic!("{name}'s socket never got the event: {other:?}"),
+            }
+        }
+    }
 }
