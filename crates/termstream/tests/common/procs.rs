@@ -18,8 +18,7 @@ impl TestServer {
     /// Sends SIGTERM, as a service manager would, and waits up to `timeout`
     /// for the server to exit; its exit status, or `None` if it did not.
     pub fn stop(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        self.sigterm();
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -31,6 +30,40 @@ impl TestServer {
             std::thread::sleep(POLL);
         }
     }
+
+    /// Sends SIGTERM and returns at once: the shutdown begins (a second
+    /// signal would make the server exit at once).
+    pub fn sigterm(&self) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+
+    /// Waits up to `timeout`, without blocking the test's runtime, for the
+    /// server to exit; its exit status, or `None` if it did not.
+    pub async fn exited(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The server's live (not zombie) child processes: its sessions'
+    /// programs, and a program being started.
+    pub fn children(&self) -> Vec<u32> {
+        let me = self.pid();
+        all_stats()
+            .into_iter()
+            .filter(|s| s.ppid == me && s.state != 'Z')
+            .map(|s| s.pid)
+            .collect()
+    }
+
     /// How many fds the server process has open.
     pub fn fd_count(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))

@@ -1,0 +1,249 @@
+//! Shutdown with work under way: a SIGTERM that comes while a create is
+//! starting its program. From the signal on creates are refused (503
+//! `capacity`, "the server is shutting down"); the create under way runs to
+//! its end, and the session it launched is terminated with the others, so
+//! no program outlives the server, which exits within
+//! `shutdown_timeout_ms`.
+//!
+//! The create is held in its program's start by `strace`, attached to the
+//! server, delaying the `execve` of a copy of `sleep` at a path of the
+//! test's own (the server waits for that `execve`: see
+//! `session/process/child.rs`). Two cases: the create ends within the
+//! wait that `Registry::close` gets from the budget, and one that outlasts
+//! that wait and is launched while `terminate_all` goes on in rounds.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::ws::{Incoming, WsClient};
+use common::{TestServer, secs, session_dir, wait_until};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// `strace` attached to a server, delaying each `execve` of `program`;
+/// killed when dropped, with whatever program the test saw start (left
+/// only when a check failed).
+struct SlowExec {
+    strace: std::process::Child,
+    /// Kept open: strace would end on a closed pipe.
+    _stderr: BufReader<std::process::ChildStderr>,
+    /// Holds `program`.
+    _dir: tempfile::TempDir,
+    program: PathBuf,
+    /// Programs of sessions this test started, killed at the end if alive.
+    started: Vec<u32>,
+}
+
+impl SlowExec {
+    /// Copies `sleep` to a path of its own and attaches `strace` to every
+    /// thread of `server`, so that each `execve` of that copy waits `delay`
+    /// first; returns once strace is attached.
+    fn attach(server: &TestServer, delay: Duration) -> SlowExec {
+        let sleep = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join("sleep"))
+            .find(|p| p.is_file())
+            .expect("sleep on PATH");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let program = dir.path().join("slow-sleep");
+        std::fs::copy(&sleep, &program).expect("copy sleep");
+        let inject = format!("inject=execve:delay_enter={}", delay.as_micros());
+        let mut strace = Command::new("strace")
+            .args(["-f", "-o", "/dev/null", "-e", "trace=execve", "-e", &inject, "-P"])
+            .arg(&program)
+            .args(["-p", &server.pid().to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("strace runs (CI installs it)");
+        let mut stderr = BufReader::new(strace.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        while !line.contains("attached") {
+            line.clear();
+            let n = stderr.read_line(&mut line).expect("strace's stderr");
+            assert!(n > 0, "strace ended without attaching");
+        }
+        SlowExec {
+            strace,
+            _stderr: stderr,
+            _dir: dir,
+            program,
+            started: Vec::new(),
+        }
+    }
+}
+
+impl Drop for SlowExec {
+    fn drop(&mut self) {
+        let _ = self.strace.kill();
+        let _ = self.strace.wait();
+        for &pid in &self.started {
+            if alive(pid) {
+                let pid = rustix::process::Pid::from_raw(pid as i32).expect("pid");
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').and_then(|i| s[i + 2..].chars().next()))
+        .is_some_and(|state| state != 'Z')
+}
+
+/// A request to `path` of `server` over a connection of its own.
+fn request(server: &TestServer, path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        server.addr(),
+        body.len()
+    )
+}
+
+/// Reads an answer to its end (the server closes a connection as it
+/// stops): its status and JSON body.
+async fn answer(socket: &mut TcpStream) -> (u16, Value) {
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(secs(10), socket.read_to_end(&mut raw)).await;
+    assert!(read.is_ok(), "no whole answer within 10 s");
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// The status recorded in a session's `meta.json`.
+fn recorded_status(data_dir: &Path, id: &str) -> Value {
+    let meta = std::fs::read(session_dir(data_dir, id).join("meta.json")).unwrap_or_default();
+    serde_json::from_slice::<Value>(&meta).map_or(Value::Null, |m| m["status"].clone())
+}
+
+/// A server with `shutdown_timeout_ms` = `budget_ms` gets SIGTERM while a
+/// create, whose client hung up, waits `exec_delay` for its program to
+/// start. A create sent after the signal is refused; the server exits
+/// within the budget, and neither the create's program nor that of the
+/// session running before is left.
+async fn sigterm_during_a_create(budget_ms: u64, exec_delay: Duration) {
+    let mut server = TestServer::start_with(
+        &["--terminate-grace-ms", "100"],
+        &[("TERMSTREAM_SHUTDOWN_TIMEOUT_MS", &budget_ms.to_string())],
+    )
+    .await;
+    let before = server
+        .create(json!({ "id": "before", "kind": "command", "argv": ["sleep", "1000"] }))
+        .await;
+    let before_pid = before["pid"].as_u64().expect("a pid") as u32;
+    let mut slow = SlowExec::attach(&server, exec_delay);
+    slow.started.push(before_pid);
+    let mut ws = WsClient::connect(&server, "/ws").await;
+
+    // The create under way: its client hangs up once the program is being
+    // started (the server's child exists, waiting for its `execve`).
+    let body = json!({ "id": "late", "kind": "command", "argv": [&slow.program, "1000"] }).to_string();
+    let mut late = TcpStream::connect(server.addr()).await.expect("connect");
+    late.write_all(request(&server, "/api/sessions", &body).as_bytes())
+        .await
+        .expect("send");
+    let starting = || server.children().into_iter().find(|&p| p != before_pid);
+    assert!(
+        wait_until(secs(10), || async { starting().is_some() }).await,
+        "the create started no program"
+    );
+    let late_pid = starting().expect("a starting program");
+    slow.started.push(late_pid);
+    drop(late);
+
+    // A create whose body comes after the signal, on a connection open
+    // before it (a new one is not accepted any more). With `expect:
+    // 100-continue` the server says when the handler reads the body: the
+    // request is under way then, and the shutdown lets it finish.
+    let body = json!({ "id": "after", "kind": "command", "argv": ["sleep", "1000"] }).to_string();
+    let head = request(&server, "/api/sessions", "").replace(
+        "content-length: 0\r\n",
+        &format!("content-length: {}\r\nexpect: 100-continue\r\n", body.len()),
+    );
+    let mut after = TcpStream::connect(server.addr()).await.expect("connect");
+    after.write_all(head.as_bytes()).await.expect("send");
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        let read = tokio::time::timeout(secs(10), after.read_exact(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "no 100 Continue: {:?}",
+            String::from_utf8_lossy(&interim)
+        );
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
+
+    server.sigterm();
+    let signalled = Instant::now();
+    ws.until_type("server.shutdown", secs(10)).await;
+    after.write_all(body.as_bytes()).await.expect("send");
+    let (status, refused) = answer(&mut after).await;
+    // Cleaned up at the end should it have started after all.
+    slow.started.extend(refused["pid"].as_u64().map(|p| p as u32));
+    assert_eq!(status, 503, "a create after the signal: {refused}");
+    assert_eq!(refused["error"]["code"], "capacity", "{refused}");
+    assert_eq!(refused["error"]["message"], "the server is shutting down", "{refused}");
+    loop {
+        match ws.recv(secs(10)).await {
+            Some(Incoming::Closed(_)) => break,
+            Some(_) => {}
+            None => panic!("the socket was not closed after server.shutdown"),
+        }
+    }
+
+    let exit = server.exited(Duration::from_millis(budget_ms) + secs(10)).await;
+    let took = signalled.elapsed();
+    let exit = exit.expect("the server did not exit after SIGTERM");
+    assert!(exit.success(), "exit status {exit:?} after {took:?}");
+    assert!(
+        took < Duration::from_millis(budget_ms),
+        "shutdown took {took:?}, more than its {budget_ms} ms"
+    );
+    for (id, pid) in [("before", before_pid), ("late", late_pid)] {
+        assert!(
+            wait_until(secs(5), || async { !alive(pid) }).await,
+            "{id}'s program (pid {pid}) outlived the server"
+        );
+        assert_eq!(
+            recorded_status(server.data_dir(), id),
+            "terminated",
+            "{id}: not recorded as terminated (its create was cut off, or it was never terminated)"
+        );
+    }
+    assert_eq!(recorded_status(server.data_dir(), "after"), Value::Null);
+}
+
+/// The create ends within `Registry::close`'s wait (10 s budget: about
+/// 5.4 s of wait, the rest kept for terminating and the sockets), after
+/// `terminate_all` alone would have given up (2.1 s with a grace of
+/// 100 ms): the wait is what lets its session be terminated.
+#[tokio::test]
+async fn a_create_under_way_at_sigterm_is_waited_for_and_its_session_terminated() {
+    sigterm_during_a_create(10_000, Duration::from_millis(3500)).await;
+}
+
+/// The create outlasts `Registry::close`'s wait (5.1 s budget: about
+/// 0.5 s of wait) and launches its session while `terminate_all` goes on
+/// in rounds (2.1 s), which terminates it too.
+#[tokio::test]
+async fn a_create_that_outlasts_the_wait_is_terminated_in_a_later_round() {
+    sigterm_during_a_create(5_100, Duration::from_millis(1300)).await;
+}
