@@ -1,10 +1,9 @@
 //! `/ws`: routing of many sessions on one socket, lossless streaming, the
 //! screen a late joiner gets, errors that keep the connection open, and
-//! event channels.
+//! event channels. Peers that are silent or stall, and input a program
+//! does not read, are in `gateway_resume.rs`, with the other backpressure.
 
 mod common;
-
-use std::time::Duration;
 
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs};
@@ -362,124 +361,6 @@ async fn a_paste_larger_than_the_pty_takes_is_written_as_the_program_reads() {
     // The connection still answers.
     ws.send(json!({"type":"ping"})).await;
     ws.until_type("pong", secs(10)).await;
-}
-
-#[tokio::test]
-async fn a_peer_that_does_not_answer_pings_is_closed() {
-    let server = TestServer::start_with(
-        &[],
-        &[
-            ("TERMSTREAM_WS_PING_INTERVAL_MS", "100"),
-            ("TERMSTREAM_WS_PONG_TIMEOUT_MS", "600"),
-        ],
-    )
-    .await;
-    server.create(json!({"id":"quiet","argv":["sleep","600"]})).await;
-    // On every endpoint: a client that reads nothing for a while answers no
-    // ping; a reading client answers them (the library replies while
-    // reading) and stays connected meanwhile.
-    let paths = ["/ws", "/ws/terminal/all", "/ws/terminal/quiet"];
-    let mut quiet = Vec::new();
-    let mut alive = Vec::new();
-    for path in paths {
-        quiet.push(WsClient::connect_raw(&server, path).await);
-        alive.push(WsClient::connect_raw(&server, path).await);
-    }
-    let start = std::time::Instant::now();
-    while start.elapsed() < secs(2) {
-        for (client, path) in alive.iter_mut().zip(paths) {
-            let got = client.recv(std::time::Duration::from_millis(20)).await;
-            assert!(
-                got.as_ref().is_none_or(|m| !matches!(m, Incoming::Closed(_))),
-                "{path}: a reading client was closed: {got:?}"
-            );
-        }
-    }
-    for (client, path) in quiet.iter_mut().zip(paths) {
-        let code = loop {
-            match client.recv(secs(5)).await {
-                Some(Incoming::Closed(code)) => break code,
-                Some(_) => continue,
-                None => panic!("{path}: the silent peer was not closed"),
-            }
-        };
-        assert_eq!(code, Some(1001), "{path}");
-    }
-    alive[0].send(json!({"type":"ping"})).await;
-    alive[0].until_type("pong", secs(5)).await;
-}
-
-/// A client that stops reading while the server owes it replies is let go
-/// once a reply has waited the pong timeout: its connection does not hang
-/// on forever behind a full outbox (nor does a legacy one).
-#[tokio::test]
-async fn a_client_that_takes_no_replies_is_let_go() {
-    let server = TestServer::start_with(&[], &[("TERMSTREAM_WS_PONG_TIMEOUT_MS", "1000")]).await;
-    // More than the outbox and the socket buffers hold, then quiet.
-    let burst = "head -c 48000000 /dev/zero | tr '\\0' a; exec sleep 600";
-    server.create(json!({"id":"burst","argv":["sh","-c",burst]})).await;
-    for path in ["/ws", "/ws/terminal/burst"] {
-        let before = server.fd_count();
-        let mut client = WsClient::connect_raw(&server, path).await;
-        if path == "/ws" {
-            client.attach("burst", "binary").await;
-        }
-        // Replies are asked for until the server gives up on this client,
-        // which reads nothing.
-        let deadline = std::time::Instant::now() + secs(40);
-        let mut gone = false;
-        while !gone && std::time::Instant::now() < deadline {
-            let sent = tokio::time::timeout(Duration::from_millis(200), client.try_send(json!({"type":"ping"}))).await;
-            gone = matches!(sent, Ok(false)) || server.fd_count() <= before;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(gone, "{path}: the server still holds a client that reads nothing");
-    }
-}
-
-/// Input to a program that does not read it does not hold the socket: the
-/// client is soon told `busy`, with how much was taken, and the socket's
-/// other sessions are served meanwhile.
-#[tokio::test]
-async fn input_a_program_does_not_read_does_not_hold_the_socket() {
-    let server = TestServer::start().await;
-    server
-        .create(json!({"id":"deaf","kind":"command","argv":["sleep","600"]}))
-        .await;
-    server
-        .create(json!({"id":"echo","argv":["sh","-c","stty raw -echo; echo ready; cat"]}))
-        .await;
-    server.read_output_until("echo", "ready", secs(10)).await;
-    let mut ws = WsClient::connect(&server, "/ws").await;
-    ws.attach("echo", "json").await;
-    // More than the input queue (1 MiB) and the pipe hold together.
-    let piece = "a".repeat(700_000);
-    for _ in 0..3 {
-        ws.send(json!({"type":"terminal.input","sessionId":"deaf","data":piece}))
-            .await;
-    }
-    let err = ws.until_type("error", secs(10)).await;
-    assert_eq!(
-        (err["code"].as_str(), err["sessionId"].as_str()),
-        (Some("busy"), Some("deaf")),
-        "{err}"
-    );
-    assert!(
-        err["message"].as_str().unwrap().contains("of 700000 bytes were taken"),
-        "{err}"
-    );
-    ws.send(json!({"type":"terminal.input","sessionId":"echo","data":"still-here"}))
-        .await;
-    let mut seen = String::new();
-    while !seen.contains("still-here") {
-        match ws.recv(secs(10)).await {
-            Some(Incoming::Json(v)) if v["type"] == "terminal.output" && v["sessionId"] == "echo" => {
-                seen.push_str(v["data"].as_str().unwrap())
-            }
-            Some(_) => {}
-            None => panic!("the other session's echo did not come: {seen:?}"),
-        }
-    }
 }
 
 /// A burst after a quiet spell arrives whole and in order, twice, on a
