@@ -11,6 +11,10 @@
 //! `session/process/child.rs`). Two cases: the create ends within the
 //! wait that `Registry::close` gets from the budget, and one that outlasts
 //! that wait and is launched while `terminate_all` goes on in rounds.
+//!
+//! And a terminate under way at the signal that takes longer than what
+//! the budget leaves it (its program outlives SIGTERM): the shutdown stops
+//! waiting for it in time to terminate the other sessions.
 
 mod common;
 
@@ -25,9 +29,22 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Programs of sessions a test started, killed when dropped if still
+/// alive (only when a check failed).
+#[derive(Default)]
+struct Leftovers(Vec<u32>);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for &pid in self.0.iter().filter(|&&p| alive(p)) {
+            let pid = rustix::process::Pid::from_raw(pid as i32).expect("pid");
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 /// `strace` attached to a server, delaying each `execve` of `program`;
-/// killed when dropped, with whatever program the test saw start (left
-/// only when a check failed).
+/// killed when dropped.
 struct SlowExec {
     strace: std::process::Child,
     /// Kept open: strace would end on a closed pipe.
@@ -35,8 +52,6 @@ struct SlowExec {
     /// Holds `program`.
     _dir: tempfile::TempDir,
     program: PathBuf,
-    /// Programs of sessions this test started, killed at the end if alive.
-    started: Vec<u32>,
 }
 
 impl SlowExec {
@@ -71,7 +86,6 @@ impl SlowExec {
             _stderr: stderr,
             _dir: dir,
             program,
-            started: Vec::new(),
         }
     }
 }
@@ -80,12 +94,6 @@ impl Drop for SlowExec {
     fn drop(&mut self) {
         let _ = self.strace.kill();
         let _ = self.strace.wait();
-        for &pid in &self.started {
-            if alive(pid) {
-                let pid = rustix::process::Pid::from_raw(pid as i32).expect("pid");
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
     }
 }
 
@@ -143,8 +151,8 @@ async fn sigterm_during_a_create(budget_ms: u64, exec_delay: Duration) {
         .create(json!({ "id": "before", "kind": "command", "argv": ["sleep", "1000"] }))
         .await;
     let before_pid = before["pid"].as_u64().expect("a pid") as u32;
-    let mut slow = SlowExec::attach(&server, exec_delay);
-    slow.started.push(before_pid);
+    let mut started = Leftovers(vec![before_pid]);
+    let slow = SlowExec::attach(&server, exec_delay);
     let mut ws = WsClient::connect(&server, "/ws").await;
 
     // The create under way: its client hangs up once the program is being
@@ -160,7 +168,7 @@ async fn sigterm_during_a_create(budget_ms: u64, exec_delay: Duration) {
         "the create started no program"
     );
     let late_pid = starting().expect("a starting program");
-    slow.started.push(late_pid);
+    started.0.push(late_pid);
     drop(late);
 
     // A create whose body comes after the signal, on a connection open
@@ -197,7 +205,7 @@ async fn sigterm_during_a_create(budget_ms: u64, exec_delay: Duration) {
     after.write_all(body.as_bytes()).await.expect("send");
     let (status, refused) = answer(&mut after).await;
     // Cleaned up at the end should it have started after all.
-    slow.started.extend(refused["pid"].as_u64().map(|p| p as u32));
+    started.0.extend(refused["pid"].as_u64().map(|p| p as u32));
     assert_eq!(status, 503, "a create after the signal: {refused}");
     assert_eq!(refused["error"]["code"], "capacity", "{refused}");
     assert_eq!(refused["error"]["message"], "the server is shutting down", "{refused}");
@@ -246,4 +254,61 @@ async fn a_create_under_way_at_sigterm_is_waited_for_and_its_session_terminated(
 #[tokio::test]
 async fn a_create_that_outlasts_the_wait_is_terminated_in_a_later_round() {
     sigterm_during_a_create(5_100, Duration::from_millis(1300)).await;
+}
+
+/// A terminate under way at the signal (its client hung up) whose
+/// program outlives SIGTERM takes the whole grace period, 6 s; so does the
+/// session left running, which ignores SIGTERM too. With a budget of
+/// 10.5 s, `Registry::close` gets nothing (the sessions' termination and
+/// the sockets' wait keep it all) and the running session is terminated at
+/// once, beside the other: the server exits within the budget, with
+/// neither program left. A fixed wait for the terminate under way (as
+/// before the budget was shared) ended at 6 s, and the termination after
+/// it outlasted the budget.
+#[tokio::test]
+async fn a_slow_terminate_under_way_leaves_time_to_terminate_the_others() {
+    let mut server = TestServer::start_with(
+        &["--terminate-grace-ms", "6000"],
+        &[("TERMSTREAM_SHUTDOWN_TIMEOUT_MS", "10500")],
+    )
+    .await;
+    // Each says it is up; the one terminated says it got SIGTERM.
+    let programs = [
+        ("kept", "trap '' TERM HUP; echo up; exec sleep 1000"),
+        (
+            "ending",
+            "trap 'echo got-term' TERM; trap '' HUP; echo up; while :; do sleep 0.1; done",
+        ),
+    ];
+    let mut started = Leftovers::default();
+    for (id, script) in programs {
+        let info = server
+            .create(json!({ "id": id, "kind": "command", "argv": ["sh", "-c", script] }))
+            .await;
+        started.0.push(info["pid"].as_u64().expect("a pid") as u32);
+        server.read_output_until(id, "up", secs(10)).await;
+    }
+    let terminate = format!(
+        "POST /api/sessions/ending/terminate HTTP/1.1\r\nhost: {}\r\ncontent-length: 0\r\n\r\n",
+        server.addr()
+    );
+    let mut socket = TcpStream::connect(server.addr()).await.expect("connect");
+    socket.write_all(terminate.as_bytes()).await.expect("send");
+    server.read_output_until("ending", "got-term", secs(10)).await;
+    drop(socket);
+
+    server.sigterm();
+    let signalled = Instant::now();
+    let exit = server.exited(secs(30)).await;
+    let took = signalled.elapsed();
+    let exit = exit.expect("the server did not exit after SIGTERM");
+    assert!(exit.success(), "exit status {exit:?} after {took:?}");
+    assert!(took < Duration::from_millis(10_500), "shutdown took {took:?}");
+    for ((id, _), &pid) in programs.iter().zip(&started.0) {
+        assert!(
+            wait_until(secs(5), || async { !alive(pid) }).await,
+            "{id}'s program (pid {pid}) outlived the server"
+        );
+        assert_eq!(recorded_status(server.data_dir(), id), "terminated", "{id}");
+    }
 }
