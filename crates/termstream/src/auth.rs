@@ -476,7 +476,8 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
     Err(unauthorized("a credential is required: Authorization: Bearer TOKEN"))
 }
 
-#[utoipa::path(post, path = "/api/ws-ticket", responses((status = 200, body = WsTicket)))]
+#[utoipa::path(post, path = "/api/ws-ticket", responses((status = 200, body = WsTicket),
+    (status = 503, body = termstream_proto::ErrorBody, description = "capacity: `max_tickets` tickets are outstanding.")))]
 /// `POST /api/ws-ticket`: a single-use ticket for `/ws?token=TICKET`,
 /// carrying the caller's grant.
 pub async fn ws_ticket(State(sec): State<Arc<Security>>, grant: Grant) -> Result<Json<WsTicket>, ApiError> {
