@@ -185,6 +185,7 @@ pub struct OutputQuery {
                 ("x-termstream-offset" = u64, description = "With raw output: the offset of the first byte."),
                 ("x-termstream-next-offset" = u64, description = "With raw output: the offset after the last byte."),
                 ("x-termstream-end-offset" = u64, description = "With raw output: the end of the log now."))), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
+        (status = 500, description = "internal: the disk log could not be read.", body = ErrorBody),
         (status = 503, description = "For a session another node owns: busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached).", body = ErrorBody)))]
 pub async fn output(
     State(state): State<AppState>,
@@ -252,7 +253,7 @@ fn to_json_chunk(c: &Chunk) -> OutputChunk {
 /// The screen of a pty session as escape sequences, and the offset it reflects.
 #[utoipa::path(get, path = "/api/sessions/{id}/snapshot", params(("id" = String, Path, description = "The session id.")), 
     responses((status = 200, body = Snapshot), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, description = "busy: the screen did not answer in time; for a session another node owns, also when that node did not answer or the cluster's Redis cannot be reached (cluster_unavailable)", body = ErrorBody)))]
+        (status = 503, description = "For a session another node owns: busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached).", body = ErrorBody)))]
 pub async fn snapshot(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Snapshot>, ApiError> {
     Ok(Json(handle(&state, &id)?.snapshot().await?))
 }
@@ -261,6 +262,7 @@ pub async fn snapshot(State(state): State<AppState>, Path(id): Path<String>) -> 
 /// session of another node is read from its node's disk log).
 #[utoipa::path(get, path = "/api/sessions/{id}/recording.cast", params(("id" = String, Path, description = "The session id.")), 
     responses((status = 200, content_type = "application/x-asciicast"), (status = 404, body = ErrorBody),
+              (status = 500, body = ErrorBody, description = "internal: the disk log could not be read."),
               (status = 503, body = ErrorBody, description = "In a cluster: the session's node is gone or did not answer, or this node streams too many recordings of other nodes now.")))]
 pub async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let h = handle(&state, &id)?;
