@@ -3,14 +3,15 @@
 //! with requests that draw the answers the guard, the extractors and the
 //! limits give (a foreign Host, no credential, a malformed body, a body too
 //! large, a body too slow, an unknown or malformed session id, a credential
-//! that may only read, a token over its session cap, a socket over the
-//! per-client cap, a plain GET of a WebSocket endpoint), and each status it
+//! that may only read, a token over its session cap, a create over the
+//! running sessions' cap, a socket over the per-client cap or the server's,
+//! a plain GET of a WebSocket endpoint), and each status it
 //! answers must be the one expected and listed among that operation's
 //! responses.
 
 mod common;
 
-use common::secured::{call, create_as, secured};
+use common::secured::{call, create_as, project_entry, secured};
 use common::ws::WsClient;
 use common::{TestServer, Transport, secs};
 use serde_json::{Value, json};
@@ -19,7 +20,7 @@ use tokio::net::TcpStream;
 
 /// The server's limits, small enough to reach in a test.
 const LIMITS: &str = "max_body_bytes = 1024\nhttp_body_timeout_ms = 300\nmax_sessions_per_token = 1\n\
-                      max_connections_per_ip = 1\n";
+                      max_running_sessions = 1\nmax_connections_per_ip = 1\n";
 
 /// One described operation.
 struct Op {
@@ -105,12 +106,19 @@ struct Asked {
 
 #[tokio::test]
 async fn every_answer_drawn_from_a_route_is_in_its_description() {
-    let (server, t) = secured(LIMITS, &[], Transport::Plain).await;
+    // A token that may create in `default`, the project of `/terminal/start`.
+    let starter = termstream::auth::token::generate();
+    let config = format!(
+        "{LIMITS}{}",
+        project_entry("starter", &starter, r#"{ default = "write" }"#)
+    );
+    let (server, t) = secured(&config, &[], Transport::Plain).await;
     let (status, doc, _) = call(&server, "GET", "/openapi.json", Some(&t.admin), None, &[]).await;
     assert_eq!(status, 200);
     let ops = operations(&doc);
     assert!(ops.len() >= 30, "only {} operations described", ops.len());
-    // A running session, which also uses up the admin token's one session.
+    // A running session, which uses up the admin token's one session and
+    // the server's one running session.
     create_as(
         &server,
         &t.admin,
@@ -192,6 +200,26 @@ async fn every_answer_drawn_from_a_route_is_in_its_description() {
         let got = call(&server, "POST", path, admin, Some(body.clone()), &[]).await;
         answer(op, "a token at max_sessions_per_token", 429, got);
     }
+    let got = call(
+        &server,
+        "POST",
+        "/api/sessions",
+        Some(&t.web_writer),
+        Some(create.clone()),
+        &[],
+    )
+    .await;
+    answer("POST /api/sessions", "a create at max_running_sessions", 503, got);
+    let got = call(
+        &server,
+        "POST",
+        "/terminal/start",
+        Some(&starter),
+        Some(start.clone()),
+        &[],
+    )
+    .await;
+    answer("POST /terminal/start", "a create at max_running_sessions", 503, got);
     let bearer = format!("Bearer {}", t.admin);
     let headers = [("Authorization", bearer.as_str())];
     let (_held, _) = WsClient::try_connect(&server, "/ws", &headers)
@@ -204,6 +232,18 @@ async fn every_answer_drawn_from_a_route_is_in_its_description() {
             why: "a socket over max_connections_per_ip",
             want: 429,
             got,
+        });
+    }
+
+    // A server that holds its one socket answers the others 503.
+    let full = TestServer::start_with(&[], &[("TERMSTREAM_MAX_CONNECTIONS", "1")]).await;
+    let _held = WsClient::connect(&full, "/ws").await;
+    for op in ops.iter().filter(|op| op.websocket) {
+        asked.push(Asked {
+            op: format!("GET {}", op.path),
+            why: "a socket over max_connections",
+            want: 503,
+            got: WsClient::refused_status(&full, &op.at("live"), &[]).await,
         });
     }
 
@@ -225,7 +265,7 @@ async fn every_answer_drawn_from_a_route_is_in_its_description() {
         missing.join("\n")
     );
     // Every kind of request above was made at least once.
-    for status in [400, 401, 403, 404, 408, 413, 426, 429] {
+    for status in [400, 401, 403, 404, 408, 413, 426, 429, 503] {
         assert!(asked.iter().any(|a| a.got == status), "no request drew {status}");
     }
     assert!(asked.len() > 100, "only {} requests", asked.len());
