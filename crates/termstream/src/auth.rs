@@ -19,6 +19,10 @@
 //! 4. The route's need ([`policy`]) against the credential's [`Grant`].
 //! 5. WebSocket upgrades take a connection permit ([`crate::limits`]).
 //!
+//! A terminate or a delete then runs its handler as the registry's
+//! finishing work ([`ending`]), so the session's end and its audit survive a
+//! client that hangs up.
+//!
 //! So a WebSocket with a bad credential is refused with 401 before the 101
 //! answer, and no session is touched. This is also the socket's
 //! authentication deadline: a socket exists only once authenticated, so
@@ -28,6 +32,7 @@
 //! run, so a route mounted outside it fails closed). Every response gets the
 //! security headers.
 
+mod ending;
 pub mod expiring;
 mod grant;
 pub mod login;
@@ -53,6 +58,7 @@ use crate::error::ApiError;
 use crate::limits::{ConnLimiter, ConnPermit, LimitError, SessionQuota};
 use crate::observe::{audit, metrics};
 use crate::registry::Registry;
+use ending::{Ending, refused_write};
 use login::LoginStore;
 use origin::{BrowserPolicy, Origin};
 use proxy::TrustedProxies;
@@ -221,21 +227,8 @@ pub async fn guard(
     let client_ip = client.ip;
     let mut resp = match admit(&sec, &registry, peer, client, &mut req) {
         Ok(()) => match Ending::of(&registry, &req) {
-            // Ended and audited even when the client hangs up (which drops
-            // this future): a delete cut off before its audit went
-            // unrecorded.
-            Some(ending) => {
-                let ended = async move {
-                    let resp = next.run(req).await;
-                    if resp.status().is_success() {
-                        ending.audit();
-                    }
-                    resp
-                };
-                registry.finish("ending a session", ended).await.unwrap_or_else(|| {
-                    ApiError::new(ErrorCode::Internal, "ending the session failed on the server").into_response()
-                })
-            }
+            // Ended and audited even when the client hangs up.
+            Some(ending) => ending.run(&registry, req, next).await,
             None => next.run(req).await,
         },
         Err(Refusal(reason, e)) => {
@@ -333,60 +326,6 @@ fn admit(
     Ok(())
 }
 
-/// Audits a write to a session (at `path`) refused to a read-only grant.
-fn refused_write(registry: &Registry, grant: &Grant, path: &str) {
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let id = match segs.as_slice() {
-        ["api", "sessions", id, ..] | ["terminal", id, ..] => *id,
-        _ => return,
-    };
-    let Some(id) = path_session_id(id) else {
-        return;
-    };
-    let project = registry.get(&id).map(|h| h.project().to_string()).unwrap_or_default();
-    audit::input_refused(grant, id.as_str(), &project);
-}
-
-/// A request that ends a session (terminate or delete, REST or the older
-/// routes), audited once it succeeded.
-struct Ending {
-    grant: Grant,
-    how: &'static str,
-    session: String,
-    project: String,
-}
-
-impl Ending {
-    fn of(registry: &Registry, req: &Request) -> Option<Ending> {
-        let segs: Vec<&str> = req.uri().path().trim_start_matches('/').split('/').collect();
-        let (how, id) = match (req.method().as_str(), segs.as_slice()) {
-            ("POST", ["api", "sessions", id, "terminate"] | ["terminal", id, "terminate"]) => ("terminated", *id),
-            ("DELETE", ["api", "sessions", id]) => ("deleted", *id),
-            _ => return None,
-        };
-        let id = path_session_id(id)?;
-        let handle = registry.get(&id)?;
-        Some(Ending {
-            grant: req.extensions().get::<Grant>()?.clone(),
-            how,
-            session: id.to_string(),
-            project: handle.project().to_string(),
-        })
-    }
-
-    fn audit(&self) {
-        audit::session_ended(&self.grant, self.how, &self.session, &self.project);
-    }
-}
-
-/// The session id in a path segment, percent-decoded as the handlers'
-/// `Path` decodes it: read raw, `%67one` was no id here while the handler
-/// deleted `gone`, unaudited.
-pub(crate) fn path_session_id(raw: &str) -> Option<termstream_proto::SessionId> {
-    let id = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
-    termstream_proto::SessionId::new(id).ok()
-}
-
 /// Routes that need no credential: the health checks, the web page's static
 /// files ([`crate::page`]; they hold no secret), and the two ends of the
 /// login cookie (the code is the credential; logout only takes away).
@@ -476,7 +415,8 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
     Err(unauthorized("a credential is required: Authorization: Bearer TOKEN"))
 }
 
-#[utoipa::path(post, path = "/api/ws-ticket", responses((status = 200, body = WsTicket)))]
+#[utoipa::path(post, path = "/api/ws-ticket", responses((status = 200, body = WsTicket),
+    (status = 503, body = termstream_proto::ErrorBody, description = "capacity: `max_tickets` tickets are outstanding.")))]
 /// `POST /api/ws-ticket`: a single-use ticket for `/ws?token=TICKET`,
 /// carrying the caller's grant.
 pub async fn ws_ticket(State(sec): State<Arc<Security>>, grant: Grant) -> Result<Json<WsTicket>, ApiError> {

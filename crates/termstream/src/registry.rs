@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus};
 use tokio::sync::broadcast;
-use tokio_util::task::TaskTracker;
 
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -36,6 +35,7 @@ use crate::session::store::spare::Spares;
 use crate::session::{SessionHandle, SessionSettings, actor};
 
 mod create;
+mod finishing;
 pub mod remote;
 #[cfg(test)]
 mod tests;
@@ -100,7 +100,7 @@ pub struct Registry {
     /// changes):
     /// run by tasks of its own, whatever becomes of whoever asked for it,
     /// and waited for when the server stops ([`Registry::close`]).
-    finishing: TaskTracker,
+    finishing: finishing::Finishing,
     /// Set (under `sessions`' lock) at the shutdown signal: creates are
     /// refused from then on.
     closing: AtomicBool,
@@ -150,7 +150,7 @@ impl Registry {
             confine,
             cgroups,
             remote: remote::RemoteSessions::default(),
-            finishing: TaskTracker::new(),
+            finishing: finishing::Finishing::default(),
             closing: AtomicBool::new(false),
         });
         let mut loaded = 0;
@@ -254,7 +254,7 @@ impl Registry {
         if let Some(handle) = self.lock().remove(&id) {
             self.forget_in_cluster(&id, handle.epoch());
             let _ = self.changes.send(RegistryEvent::Deleted(id));
-            self.finishing.spawn(finish_delete(handle));
+            self.finishing.detach(finish_delete(handle));
         }
     }
 
@@ -336,18 +336,14 @@ impl Registry {
     /// up), and answers its output. What must not stop halfway runs here:
     /// creates, terminates and deletes, focus changes. The server waits for
     /// it when it stops ([`Registry::close`]). `None` if it panicked (or
-    /// the runtime stopped), which is logged as `what` having failed.
+    /// the runtime stopped), which is logged as `what` having failed. See
+    /// [`finishing::Finishing::run`].
     pub(crate) fn finish<F>(&self, what: &'static str, work: F) -> impl Future<Output = Option<F::Output>> + use<F>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let task = self.finishing.spawn(work);
-        async move {
-            task.await
-                .inspect_err(|e| tracing::error!(error = %e, "{what} failed"))
-                .ok()
-        }
+        self.finishing.run(what, work)
     }
 
     /// The server is stopping: creates are refused from now on.
@@ -362,13 +358,7 @@ impl Registry {
     /// then terminates).
     pub(crate) async fn close(&self, limit: Duration) {
         self.refuse_creates();
-        self.finishing.close();
-        if tokio::time::timeout(limit, self.finishing.wait()).await.is_err() {
-            tracing::warn!(
-                left = self.finishing.len(),
-                "creates, deletes or focus changes still under way after {limit:?}; stopping anyway"
-            );
-        }
+        self.finishing.close(limit).await;
     }
 
     /// Whether the server is stopping ([`Registry::refuse_creates`]); read

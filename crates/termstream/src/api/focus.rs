@@ -35,7 +35,8 @@ impl From<FocusError> for ApiError {
               (status = 404, body = ErrorBody),
               (status = 409, body = FocusResponse, description = "`expectedVersion` is stale: nothing changed; the current state"),
               (status = 422, body = ErrorBody),
-              (status = 503, body = ErrorBody, description = "On a cluster, Redis is unreachable: nothing changed.")))]
+              (status = 500, body = ErrorBody, description = "internal: the focus store failed."),
+              (status = 503, body = ErrorBody, description = "cluster_unavailable: on a cluster, Redis is unreachable: nothing changed.")))]
 pub async fn put_focus(
     State(state): State<AppState>,
     grant: Grant,
@@ -81,7 +82,7 @@ pub struct FocusQuery {
 
 /// A project's focus state.
 #[utoipa::path(get, path = "/api/terminal/focus", params(FocusQuery),
-    responses((status = 200, body = ProjectFocus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ProjectFocus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 500, body = ErrorBody, description = "internal: the focus store failed."), (status = 503, body = ErrorBody, description = "cluster_unavailable: on a cluster, Redis is unreachable.")))]
 pub async fn get_focus(
     State(state): State<AppState>,
     grant: Grant,
@@ -108,7 +109,7 @@ pub async fn get_focus(
 }
 
 /// Every project this credential can read: its sessions and focus state.
-#[utoipa::path(get, path = "/api/projects", responses((status = 200, body = ProjectList)))]
+#[utoipa::path(get, path = "/api/projects", responses((status = 200, body = ProjectList), (status = 500, body = ErrorBody, description = "internal: the focus store failed."), (status = 503, body = ErrorBody, description = "cluster_unavailable: on a cluster, Redis is unreachable.")))]
 pub async fn projects(State(state): State<AppState>, grant: Grant) -> Result<Json<ProjectList>, ApiError> {
     let mut by_project: BTreeMap<ProjectId, (usize, usize, FocusState)> = BTreeMap::new();
     for info in state.registry.list(None, None) {

@@ -2,10 +2,17 @@
 //! [`ROUTES`](super::ROUTES), and `/health`.
 //!
 //! Each handler describes its own answers (`#[utoipa::path]`); [`Common`]
-//! adds what every route shares: the bearer security scheme (with the public
-//! routes exempt), and the errors the guard and the router answer before or
-//! around any handler (400, 401, 403, 405, 413, 429, 503; 404 where the
-//! path names a session).
+//! adds the bearer security scheme (with the public routes exempt), and the
+//! errors the guard, the extractors and the body's deadline answer before
+//! any handler runs, each only on the routes that can answer it
+//! ([`SHARED_ERRORS`]): 401 on every route that needs a credential, 403 on
+//! every route (the Host check), 400 where a body, a path or a query is
+//! read, 408 and 413 where a body is read, 404 where the path names a
+//! session, and 400, 429 and 503 on the WebSocket upgrades (a malformed
+//! handshake, the connection limits). 405 is not an answer of any described
+//! operation (it is the answer to a method that is not described), so it is
+//! listed nowhere. `tests/openapi_answers.rs` provokes each of these
+//! answers from a live server and looks them up here.
 
 use axum::Json;
 use termstream_proto::replies::Health;
@@ -81,18 +88,93 @@ pub async fn health() -> Json<Health> {
 /// What every route shares; see the module docs.
 struct Common;
 
-/// The errors any route may answer, and why.
-const SHARED_ERRORS: [(&str, &str); 7] = [
-    ("400", "A malformed body, path or query."),
-    ("401", "No credential, or a bad one."),
-    (
-        "403",
-        "The Host, the Origin or the credential's scope does not allow this.",
-    ),
-    ("405", "The route does not take that method."),
-    ("413", "The body is larger than `max_body_bytes`."),
-    ("429", "A per-client or per-token limit was reached."),
-    ("503", "The server is at capacity."),
+/// What [`SHARED_ERRORS`] needs to know of an operation.
+struct Facts {
+    /// It needs no credential.
+    public: bool,
+    /// It reads a request body (and so may meet its limit and deadline).
+    body: bool,
+    /// It reads a path or a query parameter.
+    params: bool,
+    /// It is a WebSocket upgrade (it answers 101).
+    websocket: bool,
+    /// Its path names a session (`/api/sessions/{id}...`,
+    /// `/terminal/{session_id}...`).
+    names_session: bool,
+    /// It only reads (`GET`): a credential that may only read is not refused.
+    reads: bool,
+}
+
+/// An error answered before or around a handler.
+struct Shared {
+    status: &'static str,
+    /// Its description, naming the [`ErrorCode`]s it carries.
+    why: &'static str,
+    /// Whether an operation with these facts can answer it.
+    applies: fn(&Facts) -> bool,
+}
+
+/// The errors answered before or around a handler, and the operations that
+/// can answer them. A handler's own description of a status wins.
+const SHARED_ERRORS: [Shared; 11] = [
+    Shared {
+        status: "400",
+        why: "`bad_request`: a malformed body, path parameter or query parameter.",
+        applies: |f| (f.body || f.params) && !f.websocket,
+    },
+    Shared {
+        status: "400",
+        why: "`bad_request`: a malformed WebSocket handshake or query parameter.",
+        applies: |f| f.websocket,
+    },
+    Shared {
+        status: "401",
+        why: "`unauthorized`: no credential, or a bad one.",
+        applies: |f| !f.public,
+    },
+    Shared {
+        status: "403",
+        why: "`forbidden`: the Host or the Origin is not allowed here, or a request came through a reverse proxy \
+              to a server with no token.",
+        applies: |f| f.public,
+    },
+    Shared {
+        status: "403",
+        why: "`forbidden`: the Host or the Origin is not allowed here, or the credential's scope does not cover \
+              this route.",
+        applies: |f| !f.public && f.reads,
+    },
+    Shared {
+        status: "403",
+        why: "`forbidden`: the Host or the Origin is not allowed here, or the credential's scope does not cover \
+              this route; `read_only`: the credential may only read that project.",
+        applies: |f| !f.public && !f.reads,
+    },
+    Shared {
+        status: "404",
+        why: "`session_not_found`: no session has that id.",
+        applies: |f| f.names_session,
+    },
+    Shared {
+        status: "408",
+        why: "`request_timeout`: the body did not arrive within `http_body_timeout_ms`; the connection is closed.",
+        applies: |f| f.body,
+    },
+    Shared {
+        status: "413",
+        why: "`payload_too_large`: the body is larger than `max_body_bytes`.",
+        applies: |f| f.body,
+    },
+    Shared {
+        status: "429",
+        why: "`rate_limited`: this client holds `max_connections_per_ip` sockets already.",
+        applies: |f| f.websocket,
+    },
+    Shared {
+        status: "503",
+        why: "`capacity`: the server holds `max_connections` sockets already.",
+        applies: |f| f.websocket,
+    },
 ];
 
 impl Modify for Common {
@@ -109,15 +191,23 @@ impl Modify for Common {
             .add_security_scheme("bearer", SecurityScheme::Http(bearer));
         doc.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
         for (path, item) in doc.paths.paths.iter_mut() {
-            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
-            for op in ops.into_iter().flatten() {
-                add_errors(op, path.contains('{'));
+            let names_session = path.starts_with("/api/sessions/{id}") || path.starts_with("/terminal/{session_id}");
+            let ops = [
+                (&mut item.get, true),
+                (&mut item.put, false),
+                (&mut item.post, false),
+                (&mut item.delete, false),
+            ];
+            for (op, reads) in ops {
+                if let Some(op) = op {
+                    add_errors(op, names_session, reads);
+                }
             }
         }
     }
 }
 
-fn add_errors(op: &mut Operation, names_session: bool) {
+fn add_errors(op: &mut Operation, names_session: bool, reads: bool) {
     let error = |description: &str| {
         ResponseBuilder::new()
             .description(description)
@@ -129,24 +219,22 @@ fn add_errors(op: &mut Operation, names_session: bool) {
             )
             .build()
     };
-    let public = op
-        .security
-        .as_ref()
-        .is_some_and(|s| s.iter().all(|r| *r == SecurityRequirement::default()));
-    for (status, why) in SHARED_ERRORS {
-        if public && (status == "401" || status == "429") {
-            continue;
-        }
+    let facts = Facts {
+        public: op
+            .security
+            .as_ref()
+            .is_some_and(|s| s.iter().all(|r| *r == SecurityRequirement::default())),
+        body: op.request_body.is_some(),
+        params: op.parameters.as_ref().is_some_and(|p| !p.is_empty()),
+        websocket: op.responses.responses.contains_key("101"),
+        names_session,
+        reads,
+    };
+    for shared in SHARED_ERRORS.iter().filter(|s| (s.applies)(&facts)) {
         op.responses
             .responses
-            .entry(status.to_owned())
-            .or_insert_with(|| error(why).into());
-    }
-    if names_session {
-        op.responses
-            .responses
-            .entry("404".to_owned())
-            .or_insert_with(|| error("No session has that id.").into());
+            .entry(shared.status.to_owned())
+            .or_insert_with(|| error(shared.why).into());
     }
 }
 
@@ -176,6 +264,40 @@ mod tests {
             .map(|item| item.as_object().unwrap().len())
             .sum();
         assert_eq!(described, super::super::ROUTES.len(), "a described route is not served");
+    }
+
+    #[test]
+    fn shared_errors_are_listed_only_where_they_are_answered() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let listed = |path: &str, method: &str| -> Vec<String> {
+            let responses = doc["paths"][path][method]["responses"].as_object().unwrap();
+            responses.keys().cloned().collect()
+        };
+        let has = |path: &str, method: &str, status: &str| listed(path, method).iter().any(|s| s == status);
+        for (method, path) in super::super::ROUTES {
+            let path = path.replace("{*", "{");
+            assert!(!has(&path, method, "405"), "{method} {path} lists 405");
+            let body = doc["paths"][&path][method]["requestBody"].is_object();
+            for status in ["408", "413"] {
+                assert_eq!(has(&path, method, status), body, "{method} {path}: {status}");
+            }
+            assert!(has(&path, method, "403"), "{method} {path} does not list 403");
+        }
+        for (path, method) in [("/health", "get"), ("/metrics", "get"), ("/api/projects", "get")] {
+            for status in ["400", "429"] {
+                assert!(!has(path, method, status), "{method} {path} lists {status}");
+            }
+        }
+        for (path, method) in [("/api/sessions", "post"), ("/terminal/start", "post")] {
+            for status in ["400", "401", "403", "408", "413", "429", "503"] {
+                assert!(has(path, method, status), "{method} {path} does not list {status}");
+            }
+        }
+        for status in ["400", "401", "403", "426", "429", "503"] {
+            assert!(has("/ws", "get", status), "/ws does not list {status}");
+        }
+        assert!(!has("/ws/terminal/{session_id}", "get", "404"));
+        assert!(!has("/health", "get", "401"));
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn handle(state: &AppState, raw: &str) -> Result<SessionHandle, ApiError> {
 /// Start a session.
 #[utoipa::path(post, path = "/api/sessions", operation_id = "create_session", request_body = CreateSession,
     responses((status = 201, body = SessionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 503, description = "capacity (full, or shutting down), cluster_unavailable, or busy (an earlier session with the id is still being removed from the cluster)", body = ErrorBody), (status = 500, description = "internal: the create failed on the server", body = ErrorBody)))]
+              (status = 422, body = ErrorBody), (status = 429, description = "rate_limited: the token runs `max_sessions_per_token` sessions already", body = ErrorBody), (status = 503, description = "capacity (full, or shutting down), cluster_unavailable, or busy (an earlier session with the id is still being removed from the cluster)", body = ErrorBody), (status = 500, description = "internal: the create failed on the server", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     grant: Grant,
@@ -81,7 +81,8 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 /// Write to the program's input.
 #[utoipa::path(post, path = "/api/sessions/{id}/input", request_body = InputRequest, params(("id" = String, Path, description = "The session id.")), 
     responses((status = 200, description = "The bytes the program took or that wait for it.", body = InputTaken), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "`eof` to a pty session.")))]
+              (status = 422, body = ErrorBody, description = "`eof` to a pty session."),
+              (status = 503, description = "busy: the input queue stayed full for 5 s (`acceptedBytes` says how much was taken); for a session another node owns, also busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached)", body = ErrorBody)))]
 pub async fn input(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -115,7 +116,7 @@ pub async fn input(
 /// Set the window size of a pty session.
 #[utoipa::path(post, path = "/api/sessions/{id}/resize", request_body = ResizeRequest, params(("id" = String, Path, description = "The session id.")), 
     responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
+              (status = 422, body = ErrorBody), (status = 503, description = "For a session another node owns: busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached).", body = ErrorBody)))]
 pub async fn resize(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -183,7 +184,9 @@ pub struct OutputQuery {
         headers(("x-termstream-epoch" = String, description = "With raw output: the log's epoch."),
                 ("x-termstream-offset" = u64, description = "With raw output: the offset of the first byte."),
                 ("x-termstream-next-offset" = u64, description = "With raw output: the offset after the last byte."),
-                ("x-termstream-end-offset" = u64, description = "With raw output: the end of the log now."))), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
+                ("x-termstream-end-offset" = u64, description = "With raw output: the end of the log now."))), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
+        (status = 500, description = "internal: the disk log could not be read.", body = ErrorBody),
+        (status = 503, description = "For a session another node owns: busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached).", body = ErrorBody)))]
 pub async fn output(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -249,7 +252,8 @@ fn to_json_chunk(c: &Chunk) -> OutputChunk {
 
 /// The screen of a pty session as escape sequences, and the offset it reflects.
 #[utoipa::path(get, path = "/api/sessions/{id}/snapshot", params(("id" = String, Path, description = "The session id.")), 
-    responses((status = 200, body = Snapshot), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Snapshot), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, description = "For a session another node owns: busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached).", body = ErrorBody)))]
 pub async fn snapshot(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Snapshot>, ApiError> {
     Ok(Json(handle(&state, &id)?.snapshot().await?))
 }
@@ -258,6 +262,7 @@ pub async fn snapshot(State(state): State<AppState>, Path(id): Path<String>) -> 
 /// session of another node is read from its node's disk log).
 #[utoipa::path(get, path = "/api/sessions/{id}/recording.cast", params(("id" = String, Path, description = "The session id.")), 
     responses((status = 200, content_type = "application/x-asciicast"), (status = 404, body = ErrorBody),
+              (status = 500, body = ErrorBody, description = "internal: the disk log could not be read."),
               (status = 503, body = ErrorBody, description = "In a cluster: the session's node is gone or did not answer, or this node streams too many recordings of other nodes now.")))]
 pub async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let h = handle(&state, &id)?;

@@ -159,7 +159,7 @@ pub struct CodeRequest {
 }
 
 #[utoipa::path(post, path = "/api/login-codes", request_body(content = Option<CodeRequest>, description = "Optional: narrow the code to these projects."),
-    responses((status = 200, body = LoginCode)))]
+    responses((status = 200, body = LoginCode), (status = 503, body = ErrorBody, description = "capacity: `max_tickets` login codes are outstanding.")))]
 /// `POST /api/login-codes`: a one-time code for `/login?code=CODE`, carrying
 /// the caller's grant or a narrower one. A login session (cookie) may mint
 /// only read-only codes, whose sessions end no later than its own: it could
@@ -245,7 +245,8 @@ pub struct LoginQuery {
 #[utoipa::path(get, path = "/login", params(LoginQuery), security(()),
     responses((status = 303, description = "Logged in: the session cookie is set; redirects to `/`.",
         headers(("location" = String), ("set-cookie" = String))),
-        (status = 401, body = ErrorBody, description = "The code is missing, unknown, used or expired.")))]
+        (status = 401, body = ErrorBody, description = "The code is missing, unknown, used or expired."),
+        (status = 503, body = ErrorBody, description = "capacity: `max_login_sessions` login sessions are open.")))]
 /// `GET /login?code=CODE`: a valid code sets the session cookie and
 /// redirects to `/`; anything else is 401 and sets nothing.
 pub async fn login(

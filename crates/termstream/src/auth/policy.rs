@@ -75,7 +75,7 @@ pub fn check(grant: &Grant, registry: &Registry, method: &Method, path: &str) ->
         Need::Admin => Err(ApiError::new(ErrorCode::Forbidden, "this route needs an admin token")),
         Need::Create(project) => grant.check_create(project),
         Need::Session(raw, access) => {
-            let project = super::path_session_id(raw)
+            let project = super::ending::path_session_id(raw)
                 .and_then(|id| registry.get(&id))
                 .map(|h| h.project().clone());
             let Some(project) = project else {

@@ -1,0 +1,142 @@
+//! Requests that end a session, and the session id a path names.
+//!
+//! A terminate (`POST /api/sessions/{id}/terminate`, `POST
+//! /terminal/{id}/terminate`) or a delete (`DELETE /api/sessions/{id}`) is
+//! run by the guard ([`super::guard`]) as an [`Ending`]: its handler runs
+//! under [`Registry::finish`], so the session's end and its audit event
+//! happen even when the client hangs up, which drops the request's future
+//! (a delete cut off before its audit went unrecorded). What the audit
+//! needs is read before the handler runs, as the session may be gone after.
+//!
+//! [`path_session_id`] reads a session id from a path segment as the
+//! handlers' `Path` does, percent-decoded; the endings, the route policy
+//! ([`super::policy`]) and the audit of a refused write
+//! ([`refused_write`]) all name the session the handler acts on.
+
+use std::future::Future;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use termstream_proto::{ErrorCode, SessionId};
+
+use super::Grant;
+use crate::error::ApiError;
+use crate::observe::audit;
+use crate::registry::Registry;
+
+/// A request that ends a session (terminate or delete, REST or the older
+/// routes), audited once it succeeded.
+pub(super) struct Ending {
+    grant: Grant,
+    how: &'static str,
+    session: String,
+    project: String,
+}
+
+impl Ending {
+    /// The ending `req` asks for: `None` when it is no terminate or delete,
+    /// or names no session of this node, or carries no grant.
+    pub(super) fn of(registry: &Registry, req: &Request) -> Option<Ending> {
+        let (how, id) = what_ends(req.method().as_str(), req.uri().path())?;
+        let id = path_session_id(id)?;
+        let handle = registry.get(&id)?;
+        Some(Ending {
+            grant: req.extensions().get::<Grant>()?.clone(),
+            how,
+            session: id.to_string(),
+            project: handle.project().to_string(),
+        })
+    }
+
+    /// Runs the rest of the request (`next`) as the registry's finishing
+    /// work, started now, and audits the end when it answered a success. A
+    /// handler that panicked answers 500 `internal`.
+    pub(super) fn run(self, registry: &Registry, req: Request, next: Next) -> impl Future<Output = Response> + use<> {
+        let ended = async move {
+            let resp = next.run(req).await;
+            if resp.status().is_success() {
+                self.audit();
+            }
+            resp
+        };
+        let finished = registry.finish("ending a session", ended);
+        async move {
+            finished.await.unwrap_or_else(|| {
+                ApiError::new(ErrorCode::Internal, "ending the session failed on the server").into_response()
+            })
+        }
+    }
+
+    fn audit(&self) {
+        audit::session_ended(&self.grant, self.how, &self.session, &self.project);
+    }
+}
+
+/// How `method path` ends a session (the audit's word for it), and the raw
+/// path segment that names the session; `None` when it ends none.
+fn what_ends<'a>(method: &str, path: &'a str) -> Option<(&'static str, &'a str)> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, segs.as_slice()) {
+        ("POST", ["api", "sessions", id, "terminate"] | ["terminal", id, "terminate"]) => Some(("terminated", *id)),
+        ("DELETE", ["api", "sessions", id]) => Some(("deleted", *id)),
+        _ => None,
+    }
+}
+
+/// Audits a write to a session (at `path`) refused to a read-only grant.
+pub(super) fn refused_write(registry: &Registry, grant: &Grant, path: &str) {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let id = match segs.as_slice() {
+        ["api", "sessions", id, ..] | ["terminal", id, ..] => *id,
+        _ => return,
+    };
+    let Some(id) = path_session_id(id) else {
+        return;
+    };
+    let project = registry.get(&id).map(|h| h.project().to_string()).unwrap_or_default();
+    audit::input_refused(grant, id.as_str(), &project);
+}
+
+/// The session id in a path segment, percent-decoded as the handlers'
+/// `Path` decodes it: read raw, `%67one` was no id here while the handler
+/// deleted `gone`, unaudited.
+pub(crate) fn path_session_id(raw: &str) -> Option<SessionId> {
+    let id = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
+    SessionId::new(id).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminates_and_deletes_are_endings_and_nothing_else() {
+        #[rustfmt::skip]
+        let table = [
+            ("POST", "/api/sessions/a/terminate", Some(("terminated", "a"))),
+            ("POST", "/terminal/a/terminate", Some(("terminated", "a"))),
+            ("DELETE", "/api/sessions/%65nc", Some(("deleted", "%65nc"))),
+            ("GET", "/api/sessions/a/terminate", None),
+            ("DELETE", "/terminal/a", None),
+            ("DELETE", "/api/sessions/a/input", None),
+            ("POST", "/api/sessions/a/input", None),
+            ("POST", "/api/sessions/a/terminate/more", None),
+            ("DELETE", "/api/sessions", None),
+        ];
+        for (method, path, want) in table {
+            assert_eq!(what_ends(method, path), want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn a_path_segment_is_an_id_once_percent_decoded() {
+        let id = |raw| path_session_id(raw).map(|id| id.to_string());
+        assert_eq!(id("gone").as_deref(), Some("gone"));
+        assert_eq!(id("%67one").as_deref(), Some("gone"));
+        assert_eq!(id("a%3Ab").as_deref(), Some("a:b"));
+        for bad in [".hidden", "%2Ehidden", "a%2Fb", "a%20b", "%FF", ""] {
+            assert_eq!(id(bad), None, "{bad:?}");
+        }
+    }
+}
