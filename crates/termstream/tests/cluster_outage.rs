@@ -72,6 +72,22 @@ async fn sessions_outlive_a_redis_outage_and_are_resumable_everywhere_after() {
         (503, Some("cluster_unavailable")),
         "{body}"
     );
+    // So does a terminate through it, on both routes: it used to wait out
+    // the grace period and 5 s more, then answer busy as if the owner had
+    // not ended the session in time.
+    for path in ["/api/sessions/ticker/terminate", "/terminal/ticker/terminate"] {
+        let (status, body) = cluster.nodes[1].post(path, json!(null)).await;
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (503, Some("cluster_unavailable")),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(
+        a.info("ticker").await["status"],
+        "running",
+        "the terminates did nothing"
+    );
 
     cluster.redis.start_again().await;
     for node in &cluster.nodes {
