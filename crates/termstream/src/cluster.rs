@@ -218,4 +218,12 @@ impl ClusterLink for Link {
             .down()
             .map(|why| format!("the cluster's Redis cannot be used: {why}"))
     }
+
+    fn forgets_pending(&self) -> usize {
+        self.0.forgets.count()
+    }
+
+    fn settle_forgets(&self, limit: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(self.0.forgets.settle_all(limit))
+    }
 }

@@ -355,10 +355,23 @@ impl Registry {
     /// The server stops: refuses creates (if the signal did not already)
     /// and waits, for at most `limit`, for what [`Registry::finish`] runs (a
     /// create that had begun then launches its session, which the shutdown
-    /// then terminates).
+    /// then terminates), then, in a cluster, for the removals from Redis of
+    /// the sessions deleted here ([`remote::ClusterLink::forget`]) that
+    /// have not gone through yet: left behind, their records and claims
+    /// would stay in Redis for good.
     pub(crate) async fn close(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
         self.refuse_creates();
         self.finishing.close(limit).await;
+        if let Some(link) = self.remote.link() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !link.settle_forgets(left).await {
+                tracing::warn!(
+                    left = link.forgets_pending(),
+                    "deleted sessions still to be removed from the cluster's Redis; stopping anyway"
+                );
+            }
+        }
     }
 
     /// Whether the server is stopping ([`Registry::refuse_creates`]); read

@@ -4,7 +4,8 @@
 //! stops accepting, creates are refused, and open requests finish; every
 //! WebSocket is told (`{"type":"server.shutdown"}`, then close 1001) and
 //! `/readyz` turns unready; creates, deletes and focus changes still under
-//! way (their clients may have hung up) get what is left of the budget
+//! way (their clients may have hung up), and on a cluster the removals
+//! from Redis of sessions deleted here, get what is left of the budget
 //! below; every running session is terminated (SIGHUP, SIGTERM, then
 //! SIGKILL after the grace period) and recorded as such. The whole takes at
 //! most `shutdown_timeout_ms`, and a second signal exits at once.

@@ -98,8 +98,13 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<Option<SessionInfo>, SessionError>>,
     },
     /// Starts ending the program: SIGHUP and SIGTERM now, SIGKILL after the
-    /// grace period. Watch the info to see the end.
-    Terminate,
+    /// grace period. Watch the info to see the end. `reply` says the
+    /// terminate was taken: an actor answers `Ok` once it began; a stand-in
+    /// answers with its owner's answer, or why the owner could not be asked
+    /// (the cluster's Redis cannot be reached, or the owner did not answer).
+    Terminate {
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
     /// Reads held output from the ring.
     Read {
         since: u64,
@@ -347,16 +352,34 @@ impl SessionHandle {
     }
 
     /// Ends the program (see [`Command::Terminate`]) and waits until the
-    /// session has ended, at most `wait`.
+    /// session has ended, at most `wait`. A terminate that was not taken
+    /// (a session another node owns, when the cluster's Redis cannot be
+    /// reached or that node did not answer) answers why at once; one that
+    /// was taken but did not end the session in time is
+    /// [`SessionError::Busy`].
     pub async fn terminate(&self, wait: Duration) -> Result<SessionInfo, SessionError> {
+        let (reply, taken) = oneshot::channel();
         self.commands
-            .send_async(Box::new(Command::Terminate))
+            .send_async(Box::new(Command::Terminate { reply }))
             .await
             .map_err(|_| self.closed())?;
         let mut info = self.info.clone();
-        match tokio::time::timeout(wait, info.wait_for(|i| !i.status.is_running())).await {
-            Ok(Ok(i)) => Ok(i.clone()),
-            Ok(Err(_)) => Err(self.closed()),
+        let ended = async {
+            let ended = info.wait_for(|i| !i.status.is_running());
+            tokio::pin!(ended);
+            tokio::select! {
+                // The end wins over a late refusal: the session did end.
+                biased;
+                i = &mut ended => return i.map(|i| i.clone()).map_err(|_| self.closed()),
+                // A dropped reply (the actor ended) leaves the end to say so.
+                t = taken => if let Ok(Err(e)) = t {
+                    return Err(e);
+                },
+            }
+            ended.await.map(|i| i.clone()).map_err(|_| self.closed())
+        };
+        match tokio::time::timeout(wait, ended).await {
+            Ok(r) => r,
             Err(_) => Err(SessionError::Busy(self.id.clone())),
         }
     }

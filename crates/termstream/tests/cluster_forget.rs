@@ -144,6 +144,52 @@ async fn a_removal_refused_by_redis_is_tried_again_until_it_goes_through() {
     b.create(json!({"id":"doomed","argv":["/bin/sh"]})).await;
 }
 
+/// A node that stops while the removal of a session it deleted is still
+/// refused by Redis finishes that removal (within its shutdown budget)
+/// before it exits. It exited at once, leaving the session's record and
+/// its claim in Redis: nothing else removes a claim, so the id could never
+/// be created again on any node.
+#[tokio::test]
+async fn a_stopping_node_finishes_removing_what_it_deleted() {
+    let mut cluster = TestCluster::start_with(2, &[("TERMSTREAM_CLUSTER_LOST_MS", "60000")]).await;
+    let conn = connect(&cluster).await;
+    let epoch = created(&cluster.nodes[0], &cluster.nodes[1], &conn, "leftover").await;
+    let a = cluster.nodes.remove(0);
+
+    let before = refused(&conn, "hdel").await;
+    let _: () = run(&conn, redis::cmd("ACL").arg("SETUSER").arg("default").arg("-hdel")).await;
+    let (status, body) = a.request("DELETE", "/api/sessions/leftover", None).await;
+    assert_eq!(status, 204, "{body}");
+    let tried = common::wait_until(T, || async { refused(&conn, "hdel").await > before }).await;
+    assert!(tried, "Redis refused the owner's removal");
+    let pending = common::metrics::metric(&a, "termstream_cluster_forgets_pending").await;
+    assert_eq!(pending, Some(1.0), "the pending removal is counted");
+
+    // A is stopped (SIGTERM, by its drop); once it stopped accepting,
+    // Redis takes the removal again.
+    let health = a.url("/health");
+    let stopped = tokio::task::spawn_blocking(move || drop(a));
+    let stopping = common::wait_until(T, || {
+        let health = health.clone();
+        async move { reqwest::get(&health).await.is_err() }
+    })
+    .await;
+    assert!(stopping, "A stopped accepting");
+    let _: () = run(&conn, redis::cmd("ACL").arg("SETUSER").arg("default").arg("+hdel")).await;
+    stopped.await.expect("A stopped");
+
+    let (record, claim, _) = held(&conn, "leftover", &epoch).await;
+    assert_eq!(
+        (record, claim),
+        (false, false),
+        "A left (record, claim) of its deleted session"
+    );
+    // The id is free on the node left.
+    cluster.nodes[0]
+        .create(json!({"id":"leftover","argv":["/bin/sh"]}))
+        .await;
+}
+
 /// A record of a node whose session that node no longer has (written back
 /// by its publisher just after the delete's forget removed it and the
 /// claim) is forgotten by that node's heartbeat, and the id can be taken

@@ -2,7 +2,8 @@
 //! running and recording; when Redis comes back empty, every live session
 //! is registered again and can be resumed from any node without loss. And
 //! when Redis refuses writes for a moment but keeps the nodes'
-//! registrations, a session's stream carries on after it.
+//! registrations, a session's stream carries on after it, as it does when
+//! an owner's registration went through but its answer was lost.
 
 mod common;
 
@@ -71,6 +72,22 @@ async fn sessions_outlive_a_redis_outage_and_are_resumable_everywhere_after() {
         (status.as_u16(), body["error"]["code"].as_str()),
         (503, Some("cluster_unavailable")),
         "{body}"
+    );
+    // So does a terminate through it, on both routes: it used to wait out
+    // the grace period and 5 s more, then answer busy as if the owner had
+    // not ended the session in time.
+    for path in ["/api/sessions/ticker/terminate", "/terminal/ticker/terminate"] {
+        let (status, body) = cluster.nodes[1].post(path, json!(null)).await;
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (503, Some("cluster_unavailable")),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(
+        a.info("ticker").await["status"],
+        "running",
+        "the terminates did nothing"
     );
 
     cluster.redis.start_again().await;
@@ -213,4 +230,86 @@ async fn a_stream_refused_by_redis_for_a_moment_carries_on_after_it() {
         "B's client saw the session whole"
     );
     a.terminate("steady").await;
+}
+
+/// Redis comes back empty (here: flushed) and the owner's registration
+/// goes through, but its answer is lost. The owner's next heartbeat found
+/// its liveness key (the lost registration had set it) and never
+/// registered again, so its publishers were never told to write their
+/// streams again: a session's stream was gone, appends to it (which never
+/// create a stream known to exist) went nowhere, and a viewer on another
+/// node saw no more output. Now a failed registration is made again at the
+/// next beat.
+#[tokio::test]
+async fn an_owner_whose_registration_answer_was_lost_publishes_on() {
+    let redis = common::redis::TestRedis::start().await;
+    let proxy = common::redis_proxy::ReplyLosingProxy::start(redis.port()).await;
+    // Nodes count each other lost only after a minute: the key the lost
+    // registration set outlasts the owner's timeout.
+    let hb = HEARTBEAT_MS.to_string();
+    let env = [
+        ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
+        ("TERMSTREAM_CLUSTER_LOST_MS", "60000"),
+    ];
+    let a = TestServer::start_with(&["--cluster", &proxy.url()], &env).await;
+    let b = TestServer::start_with(&["--cluster", &redis.url()], &env).await;
+    for node in [&a, &b] {
+        readyz_is(node, 200).await.expect("ready");
+    }
+    let info = a.create(json!({"id":"quiet","argv":["/bin/sh"]})).await;
+    let epoch = info["epoch"].as_str().unwrap().to_owned();
+    listed(&b, "quiet", T).await.expect("listed on B");
+    let mut on_b = WsClient::connect(&b, "/ws").await;
+    let mut seen_b = attach(&mut on_b, "quiet", Some((&epoch, 0))).await;
+    a.input("quiet", "echo before-$((6*7))\n").await;
+    read_until(&mut on_b, &mut seen_b, T, |s| holds(&s.data, "before-42")).await;
+
+    // The registration is the script that names the node's liveness key.
+    proxy.lose_reply_to(&["evalsha", "termstream:node:"]);
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
+    let lost = common::wait_until(T, || async { proxy.lost() }).await;
+    assert!(lost, "the owner registered again, and its answer was lost");
+    // It went through: the record is back. The owner waits for its answer
+    // until it times out, then its heartbeat reaches Redis again.
+    let back = common::wait_until(T, || {
+        let mut conn = conn.clone();
+        async move {
+            let exists: bool = redis::cmd("HEXISTS")
+                .arg("termstream:dir")
+                .arg("quiet")
+                .query_async(&mut conn)
+                .await
+                .expect("HEXISTS");
+            exists
+        }
+    })
+    .await;
+    assert!(back, "the lost registration wrote the record");
+    // The owner writes the session's stream again (from its own log).
+    let stream = format!("termstream:out:quiet:{epoch}");
+    let again = common::wait_until(T, || {
+        let (mut conn, stream) = (conn.clone(), stream.clone());
+        async move {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(&stream)
+                .query_async(&mut conn)
+                .await
+                .expect("EXISTS");
+            exists
+        }
+    })
+    .await;
+    assert!(again, "the owner never wrote the session's stream again");
+
+    a.input("quiet", "echo after-$((6*7))\n").await;
+    read_until(&mut on_b, &mut seen_b, T, |s| holds(&s.data, "after-42")).await;
+    let truth = a.output_all("quiet", 0).await;
+    read_until(&mut on_b, &mut seen_b, T, |s| s.end() >= truth.len() as u64).await;
+    assert_eq!(
+        seen_b.range(0, truth.len() as u64),
+        &truth[..],
+        "B saw the session whole"
+    );
 }

@@ -8,6 +8,8 @@
 //! Because a node's records and its key are written together, a record
 //! whose owner has no key means the owner stopped renewing: it is dead (or
 //! cut off), and whichever node sees that first marks the record `lost`.
+//! A registration that failed is made again at the next beat even if the
+//! key is there (its answer may have been lost after it went through).
 //! So a dead node's sessions are marked within `cluster_lost_ms` plus one
 //! heartbeat.
 //!
@@ -48,10 +50,13 @@ pub async fn heartbeat(c: Arc<Cluster>) {
     let mut tick = tokio::time::interval(c.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut view = View::default();
+    // A registration failed: the next beat registers again, whatever the
+    // liveness key says (see `beat`).
+    let mut register = false;
     loop {
         tick.tick().await;
         let number = c.beats_begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        match beat(&c, &mut view).await {
+        match beat(&c, &mut view, &mut register).await {
             Ok(()) => {
                 c.set_down(None);
                 c.beat_reached.send_replace(number);
@@ -65,7 +70,15 @@ pub async fn heartbeat(c: Arc<Cluster>) {
 /// node cut off for longer that comes back registers the session again.
 const TOMBSTONE: Duration = Duration::from_secs(7 * 24 * 3600);
 
-async fn beat(c: &Arc<Cluster>, view: &mut View) -> RedisResult<()> {
+/// One heartbeat. `register`: a registration failed since the last one
+/// that went through, so this beat registers again even when the liveness
+/// key is there: a registration whose answer was lost (a timeout, a
+/// dropped connection) may have gone through and set the key, and the next
+/// beat's renewal would then succeed and nothing tell the publishers to
+/// write their streams again (appends to a stream known to exist do not
+/// create it: after a Redis that came back empty, a session's output
+/// reached no other node), nor delete the sessions tombstoned meanwhile.
+async fn beat(c: &Arc<Cluster>, view: &mut View, register: &mut bool) -> RedisResult<()> {
     let renewed: Option<String> = c
         .redis
         .run(
@@ -77,8 +90,10 @@ async fn beat(c: &Arc<Cluster>, view: &mut View) -> RedisResult<()> {
                 .arg("XX"),
         )
         .await?;
-    if renewed.is_none() {
+    if renewed.is_none() || *register {
+        *register = true;
         register_all(c).await?;
+        *register = false;
         // Redis may have restarted empty, or this node was cut off.
         view.invalidate();
         c.registered.send_modify(|g| *g += 1);

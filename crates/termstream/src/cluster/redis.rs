@@ -4,7 +4,7 @@
 //! the directory, stream appends and reads, requests). A command that blocks
 //! (`XREAD BLOCK`, `BLPOP`) would hold up everything queued behind it on a
 //! multiplexed connection, so each blocking loop opens its own with
-//! [`Redis::dedicated`]. Every command has a response timeout: a Redis that
+//! [`Redis::reconnects`] (again a heartbeat after a failure). Every command has a response timeout: a Redis that
 //! stopped answering fails commands instead of hanging them, and the shared
 //! connection is dropped and opened again on the next use.
 //!
@@ -105,6 +105,44 @@ impl Redis {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(BLOCK + RESPONSE_TIMEOUT));
         self.client.get_multiplexed_async_connection_with_config(&config).await
+    }
+
+    /// Dedicated connections for a loop of blocking commands, one after
+    /// another ([`Reconnects::next`]).
+    pub fn reconnects(&self, retry: Duration) -> Reconnects<'_> {
+        Reconnects {
+            redis: self,
+            retry,
+            started: false,
+        }
+    }
+}
+
+/// The dedicated connections of one loop of blocking commands: the loop
+/// takes the next when its last one failed.
+#[derive(Debug)]
+pub struct Reconnects<'a> {
+    redis: &'a Redis,
+    /// How long to wait before each connection after the first, and
+    /// between tries to open one.
+    retry: Duration,
+    /// Whether a connection was asked for already.
+    started: bool,
+}
+
+impl Reconnects<'_> {
+    /// The next connection: at once the first time, else `retry` after
+    /// the last one failed; one that cannot be opened is tried again every
+    /// `retry`, until one opens.
+    pub async fn next(&mut self) -> MultiplexedConnection {
+        loop {
+            if std::mem::replace(&mut self.started, true) {
+                tokio::time::sleep(self.retry).await;
+            }
+            if let Ok(conn) = self.redis.dedicated().await {
+                return conn;
+            }
+        }
     }
 }
 

@@ -153,14 +153,9 @@ pub async fn collect(c: Arc<Cluster>) {
 /// Pops `key` on a connection of its own, calling `each` with every item;
 /// reconnects after a failure, once a heartbeat later.
 async fn blpop_loop(c: &Arc<Cluster>, key: &str, each: impl Fn(Arc<Cluster>, String)) {
+    let mut reconnects = c.redis.reconnects(c.heartbeat);
     loop {
-        let mut conn = match c.redis.dedicated().await {
-            Ok(conn) => conn,
-            Err(_) => {
-                tokio::time::sleep(c.heartbeat).await;
-                continue;
-            }
-        };
+        let mut conn = reconnects.next().await;
         loop {
             let popped: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
                 .arg(key)
@@ -173,7 +168,6 @@ async fn blpop_loop(c: &Arc<Cluster>, key: &str, each: impl Fn(Arc<Cluster>, Str
                 Err(_) => break,
             }
         }
-        tokio::time::sleep(c.heartbeat).await;
     }
 }
 

@@ -7,8 +7,9 @@
 //! add (a histogram sample is a lock-free push, folded into its buckets by
 //! the upkeep task every second), never a lookup by name.
 //!
-//! Gauges of sessions by kind and status are counted from the registry when
-//! `/metrics` is scraped, not kept up to date on every change.
+//! Gauges of sessions by kind and status, and a cluster node's pending
+//! removals from Redis, are counted when `/metrics` is scraped, not kept up
+//! to date on every change.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -68,7 +69,7 @@ pub fn install() -> PrometheusHandle {
 }
 
 /// Every gauge, with its description.
-const GAUGES: [(&str, &str); 6] = [
+const GAUGES: [(&str, &str); 7] = [
     ("termstream_sessions", "Sessions kept, by kind and status."),
     ("termstream_connections", "WebSocket connections open, by endpoint."),
     ("termstream_attachments", "Sessions attached to sockets, by endpoint."),
@@ -83,6 +84,10 @@ const GAUGES: [(&str, &str); 6] = [
     (
         "termstream_bulk_lane_forwarders",
         "Viewers' forwarders on the bulk lane, with their flooding session.",
+    ),
+    (
+        "termstream_cluster_forgets_pending",
+        "Sessions deleted (or creates failed) on this node whose removal from the cluster's Redis has not gone through yet (cluster only).",
     ),
 ];
 
@@ -263,6 +268,9 @@ pub fn snake<T: serde::Serialize>(v: &T) -> String {
 pub async fn render(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     let handle = install();
     count_sessions(&registry);
+    if let Some(link) = registry.remote().link() {
+        gauge!("termstream_cluster_forgets_pending").set(link.forgets_pending() as f64);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         handle.render(),

@@ -64,6 +64,14 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// Why this node cannot serve as part of the cluster now (Redis is
     /// unreachable), for `/readyz`; `None` when it can.
     fn unready(&self) -> Option<String>;
+
+    /// How many removals from the cluster ([`ClusterLink::forget`], or a
+    /// failed create's release) have not gone through yet.
+    fn forgets_pending(&self) -> usize;
+
+    /// Waits, at most `limit`, until every removal from the cluster went
+    /// through (a stopping server); `false` when some have not.
+    fn settle_forgets(&self, limit: std::time::Duration) -> BoxFuture<'_, bool>;
 }
 
 /// Handles of sessions other nodes own, and the cluster's link.

@@ -37,6 +37,14 @@ impl ClusterLink for Published {
     fn unready(&self) -> Option<String> {
         None
     }
+
+    fn forgets_pending(&self) -> usize {
+        0
+    }
+
+    fn settle_forgets(&self, _: std::time::Duration) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
 }
 
 /// A registry over `dir` (no spare directories, so none is still being

@@ -220,8 +220,14 @@ impl Actor {
             Command::Resize { cols, rows, reply, .. } => {
                 let _ = reply.send(self.resize(cols, rows).map(|()| None));
             }
-            Command::Terminate if self.lost => self.end_leftovers().await,
-            Command::Terminate => self.terminate(),
+            Command::Terminate { reply } => {
+                if self.lost {
+                    self.end_leftovers().await;
+                } else {
+                    self.terminate();
+                }
+                let _ = reply.send(Ok(()));
+            }
             Command::Read {
                 since,
                 max_bytes,

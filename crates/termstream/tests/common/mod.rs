@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod nginx;
 mod procs;
 pub mod redis;
+pub mod redis_proxy;
 mod rest;
 pub mod secured;
 pub mod tls;

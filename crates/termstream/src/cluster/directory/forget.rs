@@ -13,7 +13,10 @@
 //! reached Redis, backing off while it keeps failing, until it goes
 //! through. While it is pending, a create of the id on this node waits for
 //! it ([`Forgets::settle`], at most [`SETTLE`]): the old incarnation is
-//! not gone from the cluster yet.
+//! not gone from the cluster yet. A stopping server waits for every
+//! pending forget ([`Forgets::settle_all`], within its shutdown budget):
+//! one left behind would leave the session's record and claim in Redis
+//! for good, as nothing else removes a claim.
 //!
 //! A forget needs no word of which incarnation was deleted: it removes the
 //! record of `id` when the record is this node's and names an incarnation
@@ -129,6 +132,21 @@ impl Forgets {
         let mut done = self.done.subscribe();
         let settled = async {
             while self.pending(id) {
+                // The sender lives in `self`: never closed.
+                let _ = done.changed().await;
+            }
+        };
+        tokio::time::timeout(bound, settled).await.is_ok()
+    }
+
+    /// Waits, at most `bound`, until no forget of any id is pending (a
+    /// stopping server: one left pending would leave its record and claim
+    /// in Redis for good); `false` when some still are.
+    pub async fn settle_all(&self, bound: Duration) -> bool {
+        // Subscribed before the first look: no end is missed.
+        let mut done = self.done.subscribe();
+        let settled = async {
+            while self.count() > 0 {
                 // The sender lives in `self`: never closed.
                 let _ = done.changed().await;
             }

@@ -113,9 +113,18 @@ impl Task {
                     let _ = reply.send(r);
                 });
             }
-            Command::Terminate => {
+            Command::Terminate { reply } => {
                 tokio::spawn(async move {
-                    let _ = ask(&c, &owner, &id, Op::Terminate, ASK_TIMEOUT).await;
+                    // The owner answers as soon as it began (the end comes
+                    // through the directory and the stream); a Redis that
+                    // cannot be reached or an owner that does not answer
+                    // is the caller's answer.
+                    let r = ask(&c, &owner, &id, Op::Terminate, ASK_TIMEOUT).await.map(drop);
+                    // Not silent when its caller is gone (a client that
+                    // hung up).
+                    if let Err(Err(e)) = reply.send(r) {
+                        tracing::warn!(session = %id, owner = %owner, error = %e, "a terminate was not taken by the session's owner");
+                    }
                 });
             }
             Command::Read {

@@ -18,14 +18,9 @@ const READ_COUNT: usize = 256;
 /// Follows a stream from after `last` with `XREAD BLOCK` on a connection of
 /// its own, sending what it reads to the stand-in, until aborted.
 pub(super) async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, tx: mpsc::Sender<Update>) {
+    let mut reconnects = c.redis.reconnects(c.heartbeat);
     loop {
-        let mut conn = match c.redis.dedicated().await {
-            Ok(conn) => conn,
-            Err(_) => {
-                tokio::time::sleep(c.heartbeat).await;
-                continue;
-            }
-        };
+        let mut conn = reconnects.next().await;
         let mut reread = true;
         loop {
             let read: redis::RedisResult<redis::Value> = redis::cmd("XREAD")
@@ -54,7 +49,6 @@ pub(super) async fn read_stream(c: Arc<Cluster>, key: String, mut last: String, 
             }
         }
         last = again_at_offset(&last);
-        tokio::time::sleep(c.heartbeat).await;
     }
 }
 
