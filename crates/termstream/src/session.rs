@@ -25,6 +25,7 @@ pub mod remote;
 pub mod screen;
 pub mod screen_task;
 pub mod store;
+mod terminate;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,7 +102,9 @@ pub(crate) enum Command {
     /// grace period. Watch the info to see the end. `reply` says the
     /// terminate was taken: an actor answers `Ok` once it began; a stand-in
     /// answers with its owner's answer, or why the owner could not be asked
-    /// (the cluster's Redis cannot be reached, or the owner did not answer).
+    /// (the cluster's Redis cannot be reached, or the owner did not answer:
+    /// `busy`, which does not mean it was not taken: see
+    /// [`SessionHandle::terminate`]).
     Terminate {
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
@@ -349,39 +352,6 @@ impl SessionHandle {
             .await
             .map_err(|_| self.closed())?;
         self.answer(answer).await?
-    }
-
-    /// Ends the program (see [`Command::Terminate`]) and waits until the
-    /// session has ended, at most `wait`. A terminate that was not taken
-    /// (a session another node owns, when the cluster's Redis cannot be
-    /// reached or that node did not answer) answers why at once; one that
-    /// was taken but did not end the session in time is
-    /// [`SessionError::Busy`].
-    pub async fn terminate(&self, wait: Duration) -> Result<SessionInfo, SessionError> {
-        let (reply, taken) = oneshot::channel();
-        self.commands
-            .send_async(Box::new(Command::Terminate { reply }))
-            .await
-            .map_err(|_| self.closed())?;
-        let mut info = self.info.clone();
-        let ended = async {
-            let ended = info.wait_for(|i| !i.status.is_running());
-            tokio::pin!(ended);
-            tokio::select! {
-                // The end wins over a late refusal: the session did end.
-                biased;
-                i = &mut ended => return i.map(|i| i.clone()).map_err(|_| self.closed()),
-                // A dropped reply (the actor ended) leaves the end to say so.
-                t = taken => if let Ok(Err(e)) = t {
-                    return Err(e);
-                },
-            }
-            ended.await.map(|i| i.clone()).map_err(|_| self.closed())
-        };
-        match tokio::time::timeout(wait, ended).await {
-            Ok(r) => r,
-            Err(_) => Err(SessionError::Busy(self.id.clone())),
-        }
     }
 
     /// Reads output from `since`, at most about `max_bytes`: from the ring,

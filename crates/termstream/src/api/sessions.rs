@@ -133,7 +133,7 @@ pub async fn resize(
 
 /// End the program: SIGHUP and SIGTERM, then SIGKILL after the grace period.
 #[utoipa::path(post, path = "/api/sessions/{id}/terminate", params(("id" = String, Path, description = "The session id.")),
-    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody), (status = 503, description = "busy: the session did not end within its grace period and 5 s more (for a session another node owns, also when that node did not take the terminate in time); cluster_unavailable: the session is another node's and the cluster's Redis cannot be reached, so the terminate was not sent", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
+    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody), (status = 503, description = "busy: the session did not end within its grace period and 5 s more (for a session another node owns, also when that node did not answer and the session did not end in that time); cluster_unavailable: the session is another node's and the cluster's Redis could not be used, so the terminate may not have been sent (a terminate is safe to repeat)", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn terminate(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionInfo>, ApiError> {
     let h = handle(&state, &id)?;
     let wait = state.registry.config().session_settings().grace + Duration::from_secs(5);

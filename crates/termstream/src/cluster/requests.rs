@@ -212,11 +212,11 @@ async fn apply(c: &Cluster, req: &Request) -> Result<Answer, Failure> {
             h.resize(*cols, *rows).await.map_err(fail)?;
             Ok(Answer::Done)
         }
+        // Answered once the session took it (its signals went out); the
+        // asker waits for the end, which reaches it through the directory
+        // and the stream.
         Op::Terminate => {
-            let wait = c.registry.config().session_settings().grace + Duration::from_secs(5);
-            tokio::spawn(async move {
-                let _ = h.terminate(wait).await;
-            });
+            h.begin_terminate().await.map_err(fail)?;
             Ok(Answer::Done)
         }
         Op::Delete => Ok(Answer::Deleted(c.registry.delete(&req.session).await)),

@@ -115,15 +115,18 @@ impl Task {
             }
             Command::Terminate { reply } => {
                 tokio::spawn(async move {
-                    // The owner answers as soon as it began (the end comes
-                    // through the directory and the stream); a Redis that
-                    // cannot be reached or an owner that does not answer
-                    // is the caller's answer.
+                    // The owner answers once its session took it (the end
+                    // comes through the directory and the stream); a Redis
+                    // that cannot be reached or an owner that does not
+                    // answer is the caller's answer, and the caller waits
+                    // for the end after `busy` (no answer in time: the
+                    // request stays in the owner's list, which may apply it
+                    // yet; see `SessionHandle::terminate`).
                     let r = ask(&c, &owner, &id, Op::Terminate, ASK_TIMEOUT).await.map(drop);
                     // Not silent when its caller is gone (a client that
                     // hung up).
                     if let Err(Err(e)) = reply.send(r) {
-                        tracing::warn!(session = %id, owner = %owner, error = %e, "a terminate was not taken by the session's owner");
+                        tracing::warn!(session = %id, owner = %owner, error = %e, "a terminate may not have been taken by the session's owner");
                     }
                 });
             }

@@ -1,0 +1,222 @@
+//! Ending a session's program on request: the terminate command, the
+//! session's acknowledgement, and the wait for the end.
+//!
+//! A terminate is one [`Command::Terminate`] to the session's actor, or to
+//! the stand-in of a session another node owns, which asks the owner over
+//! Redis (`cluster::requests`). The answer says whether it was taken; the
+//! end itself is seen on the session's info, which the actor (or, for a
+//! remote session, the directory and the stream) publishes.
+//!
+//! Not every refusal means the terminate was not taken. A stand-in whose
+//! owner did not answer in time answers `busy`, yet the request stays in
+//! the owner's list, and the owner may apply it a moment later: only the
+//! end, or the caller's own wait running out, answers then. Every other
+//! refusal (the cluster's Redis cannot be reached, the owner has no such
+//! session) answers at once. A `cluster_unavailable` terminate may have
+//! reached Redis all the same (its answer was what failed); a terminate is
+//! safe to repeat.
+
+use std::time::Duration;
+
+use termstream_proto::{ErrorCode, SessionInfo};
+use tokio::sync::oneshot;
+
+use super::{Command, SessionError, SessionHandle};
+
+/// Whether a refused terminate may still be taken: an owner that did not
+/// answer in time (`busy`) may apply it later.
+fn may_still_be_taken(refusal: &SessionError) -> bool {
+    refusal.code() == ErrorCode::Busy
+}
+
+impl SessionHandle {
+    /// Ends the program (see [`Command::Terminate`]) and waits until the
+    /// session has ended, at most `wait`. A terminate that was not taken
+    /// (a session another node owns, when the cluster's Redis cannot be
+    /// reached or that node has no such session) answers why at once; one
+    /// that was taken, or whose owner did not answer in time, and that did
+    /// not end the session within `wait` is [`SessionError::Busy`].
+    pub async fn terminate(&self, wait: Duration) -> Result<SessionInfo, SessionError> {
+        let taken = self.send_terminate().await?;
+        let mut info = self.info.clone();
+        let ended = async {
+            let ended = info.wait_for(|i| !i.status.is_running());
+            tokio::pin!(ended);
+            tokio::select! {
+                // The end wins over a late refusal: the session did end.
+                biased;
+                i = &mut ended => return i.map(|i| i.clone()).map_err(|_| self.closed()),
+                // A dropped reply (the actor ended) leaves the end to say so.
+                t = taken => if let Ok(Err(e)) = t && !may_still_be_taken(&e) {
+                    return Err(e);
+                },
+            }
+            ended.await.map(|i| i.clone()).map_err(|_| self.closed())
+        };
+        match tokio::time::timeout(wait, ended).await {
+            Ok(r) => r,
+            Err(_) => Err(SessionError::Busy(self.id.clone())),
+        }
+    }
+
+    /// Starts ending the program (see [`Command::Terminate`]) and answers
+    /// once the session took it, without waiting for the end: an owner
+    /// applying a terminate another node asked for.
+    pub async fn begin_terminate(&self) -> Result<(), SessionError> {
+        let taken = self.send_terminate().await?;
+        self.answer(taken).await?
+    }
+
+    /// Sends the terminate command; the receiver gets whether it was taken.
+    async fn send_terminate(&self) -> Result<oneshot::Receiver<Result<(), SessionError>>, SessionError> {
+        let (reply, taken) = oneshot::channel();
+        self.commands
+            .send_async(Box::new(Command::Terminate { reply }))
+            .await
+            .map_err(|_| self.closed())?;
+        Ok(taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures_util::FutureExt as _;
+    use futures_util::future::BoxFuture;
+    use termstream_proto::{Epoch, ErrorCode, ProjectId, SessionId, SessionInfo, SessionKind, SessionStatus, Snapshot};
+
+    use crate::session::remote::{EventPages, RemoteSession, StandIn, remote_handle};
+    use crate::session::{Command, SessionError};
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    /// An owner that is never asked: the tests answer the stand-in's
+    /// commands themselves.
+    #[derive(Debug)]
+    struct Unasked;
+
+    impl RemoteSession for Unasked {
+        fn input(
+            &self,
+            _: Bytes,
+            _: bool,
+            _: Option<(Arc<str>, u64)>,
+            _: Duration,
+        ) -> BoxFuture<'_, Result<(), SessionError>> {
+            unreachable!("no input in these tests")
+        }
+        fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SessionError>> {
+            unreachable!("no snapshot in these tests")
+        }
+        fn refresh(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+        fn events(&self) -> Result<Box<dyn EventPages>, SessionError> {
+            unreachable!("no recording in these tests")
+        }
+    }
+
+    fn running(id: &str) -> SessionInfo {
+        SessionInfo {
+            id: SessionId::new(id).expect("id"),
+            kind: SessionKind::Pty,
+            argv: vec!["sh".into()],
+            cwd: "/".into(),
+            project: ProjectId::default(),
+            status: SessionStatus::Running,
+            epoch: Epoch(1),
+            output_offset: 0,
+            cols: 80,
+            rows: 24,
+            pid: None,
+            created_at: 0,
+            started_at: None,
+            ended_at: None,
+            exit_code: None,
+            signal: None,
+            duration_ms: None,
+            error: None,
+        }
+    }
+
+    /// The reply slot of the terminate the handle sent to the stand-in.
+    fn sent(stand_in: &StandIn) -> tokio::sync::oneshot::Sender<Result<(), SessionError>> {
+        match *stand_in.commands.try_recv().expect("the terminate was sent") {
+            Command::Terminate { reply } => reply,
+            other => panic!("not a terminate: {other:?}"),
+        }
+    }
+
+    fn refusal(code: ErrorCode) -> SessionError {
+        SessionError::Remote {
+            code,
+            message: format!("{code:?}"),
+        }
+    }
+
+    /// An owner that did not answer in time may still take the terminate
+    /// (the request stays in its list): the caller waits for the end, as
+    /// for a local session, instead of answering `busy` at once. It
+    /// answered `busy` when the stand-in's ask gave up (10 s), whatever the
+    /// grace period.
+    #[tokio::test]
+    async fn an_unanswered_terminate_waits_for_the_end() {
+        let (handle, stand_in) = remote_handle(running("late"), Arc::new(Unasked));
+        let mut terminate = Box::pin(handle.terminate(LONG));
+        assert!((&mut terminate).now_or_never().is_none(), "waits for the answer");
+        let _ = sent(&stand_in).send(Err(refusal(ErrorCode::Busy)));
+        assert!(
+            (&mut terminate).now_or_never().is_none(),
+            "an owner that did not answer in time may still end the session: wait for it"
+        );
+        stand_in.info.send_modify(|i| i.status = SessionStatus::Terminated);
+        let info = terminate.await.expect("the session ended");
+        assert_eq!(info.status, SessionStatus::Terminated);
+    }
+
+    /// A terminate that could not be sent, or that the owner refused,
+    /// answers why at once.
+    #[tokio::test]
+    async fn a_refused_terminate_answers_at_once() {
+        for code in [ErrorCode::ClusterUnavailable, ErrorCode::SessionNotFound] {
+            let (handle, stand_in) = remote_handle(running("refused"), Arc::new(Unasked));
+            let mut terminate = Box::pin(handle.terminate(LONG));
+            assert!((&mut terminate).now_or_never().is_none(), "waits for the answer");
+            let _ = sent(&stand_in).send(Err(refusal(code)));
+            let answer = (&mut terminate).now_or_never().expect("answered at once");
+            assert_eq!(answer.expect_err("refused").code(), code);
+        }
+    }
+
+    /// A terminate that was taken but did not end the session within the
+    /// caller's wait is `busy`; so is one whose owner never answered.
+    #[tokio::test]
+    async fn a_terminate_that_does_not_end_the_session_in_time_is_busy() {
+        for answer in [Ok(()), Err(refusal(ErrorCode::Busy))] {
+            let (handle, stand_in) = remote_handle(running("stuck"), Arc::new(Unasked));
+            let terminate = handle.terminate(Duration::from_millis(50));
+            let answering = async {
+                tokio::task::yield_now().await;
+                let _ = sent(&stand_in).send(answer);
+            };
+            let (ended, ()) = tokio::join!(terminate, answering);
+            assert_eq!(ended.expect_err("not ended").code(), ErrorCode::Busy);
+        }
+    }
+
+    /// The owner's side: `begin_terminate` answers with the session's
+    /// acknowledgement, without waiting for the end.
+    #[tokio::test]
+    async fn begin_terminate_answers_the_acknowledgement() {
+        let (handle, stand_in) = remote_handle(running("begun"), Arc::new(Unasked));
+        let mut begin = Box::pin(handle.begin_terminate());
+        assert!((&mut begin).now_or_never().is_none(), "waits for the session");
+        let _ = sent(&stand_in).send(Ok(()));
+        let begun = tokio::time::timeout(LONG, begin).await.expect("answered");
+        assert!(begun.is_ok(), "{begun:?}");
+        assert!(handle.is_running(), "the end is not waited for");
+    }
+}
