@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use common::cluster::{TestCluster, listed};
+use common::cluster::{HEARTBEAT_MS, TestCluster, listed};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
@@ -148,7 +148,9 @@ async fn a_removal_refused_by_redis_is_tried_again_until_it_goes_through() {
 /// refused by Redis finishes that removal (within its shutdown budget)
 /// before it exits. It exited at once, leaving the session's record and
 /// its claim in Redis: nothing else removes a claim, so the id could never
-/// be created again on any node.
+/// be created again on any node. And it waited without trying again: a
+/// removal that had failed for a while was next tried after its backoff,
+/// here past the node's exit, so the stop now hurries it.
 #[tokio::test]
 async fn a_stopping_node_finishes_removing_what_it_deleted() {
     let mut cluster = TestCluster::start_with(2, &[("TERMSTREAM_CLUSTER_LOST_MS", "60000")]).await;
@@ -160,8 +162,16 @@ async fn a_stopping_node_finishes_removing_what_it_deleted() {
     let _: () = run(&conn, redis::cmd("ACL").arg("SETUSER").arg("default").arg("-hdel")).await;
     let (status, body) = a.request("DELETE", "/api/sessions/leftover", None).await;
     assert_eq!(status, 204, "{body}");
-    let tried = common::wait_until(T, || async { refused(&conn, "hdel").await > before }).await;
-    assert!(tried, "Redis refused the owner's removal");
+    // Refused so often that the removal's next try, after its backoff (a
+    // heartbeat, doubled with each failure in a row), would come after A
+    // exited: a stop keeps its 10 s mostly for the sessions' termination
+    // and the sockets, and leaves the removals about 3.5 s.
+    let failures = (1..).find(|&n: &u32| HEARTBEAT_MS << (n - 1) >= 6000).expect("a count");
+    let backed_off = common::wait_until(T, || async {
+        refused(&conn, "hdel").await >= before + u64::from(failures)
+    })
+    .await;
+    assert!(backed_off, "Redis refused the owner's removal {failures} times");
     let pending = common::metrics::metric(&a, "termstream_cluster_forgets_pending").await;
     assert_eq!(pending, Some(1.0), "the pending removal is counted");
 

@@ -16,7 +16,10 @@
 //! not gone from the cluster yet. A stopping server waits for every
 //! pending forget ([`Forgets::settle_all`], within its shutdown budget):
 //! one left behind would leave the session's record and claim in Redis
-//! for good, as nothing else removes a claim.
+//! for good, as nothing else removes a claim. That wait also hurries them:
+//! each is tried at once, then every heartbeat, instead of after its
+//! backoff (which grows to `lost_after`, far longer than the few seconds
+//! a stop has).
 //!
 //! A forget needs no word of which incarnation was deleted: it removes the
 //! record of `id` when the record is this node's and names an incarnation
@@ -65,6 +68,10 @@ pub struct Forgets {
     pending: Mutex<HashMap<SessionId, Option<bool>>>,
     /// Sent each time a forget is done, for [`Forgets::settle`].
     done: watch::Sender<()>,
+    /// Set, never cleared, by [`Forgets::settle_all`] (the server stops);
+    /// received by each forget's task while it waits to try again, which
+    /// then tries at once and every heartbeat after (see [`wait_to_retry`]).
+    hurry: watch::Sender<bool>,
 }
 
 impl Default for Forgets {
@@ -72,6 +79,7 @@ impl Default for Forgets {
         Forgets {
             pending: Mutex::default(),
             done: watch::channel(()).0,
+            hurry: watch::channel(false).0,
         }
     }
 }
@@ -139,10 +147,13 @@ impl Forgets {
         tokio::time::timeout(bound, settled).await.is_ok()
     }
 
-    /// Waits, at most `bound`, until no forget of any id is pending (a
-    /// stopping server: one left pending would leave its record and claim
-    /// in Redis for good); `false` when some still are.
+    /// Hurries every pending forget, and waits, at most `bound`, until no
+    /// forget of any id is pending (a stopping server: one left pending
+    /// would leave its record and claim in Redis for good); `false` when
+    /// some still are. From now on a forget that failed is tried again at
+    /// once, then every heartbeat, whatever its backoff.
     pub async fn settle_all(&self, bound: Duration) -> bool {
+        self.hurry.send_replace(true);
         // Subscribed before the first look: no end is missed.
         let mut done = self.done.subscribe();
         let settled = async {
@@ -235,7 +246,7 @@ fn local(c: &Cluster, id: &SessionId) -> bool {
 async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, mut outlived: bool, deleted: Option<Epoch>) {
     loop {
         if failures > 0 {
-            c.wait_to_retry(failures).await;
+            wait_to_retry(&c, failures).await;
         }
         match once(&c, &id, outlived, deleted).await {
             Ok(removed) => {
@@ -256,6 +267,26 @@ async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, mut outlived: 
                 failures += 1;
             }
         }
+    }
+}
+
+/// Waits before the next try of a forget that failed `failures` times in
+/// a row: as any command that must get through ([`Cluster::wait_to_retry`]),
+/// unless the server stops ([`Forgets::settle_all`]): then at once when it
+/// begins to stop, and a heartbeat after each try from then on. A stop
+/// waits only a few seconds, and the backoff of a forget that has failed
+/// for a while (up to `lost_after`) would give it one try at a random
+/// moment in them, or none.
+async fn wait_to_retry(c: &Cluster, failures: u32) {
+    let mut hurry = c.forgets.hurry.subscribe();
+    if *hurry.borrow_and_update() {
+        tokio::time::sleep(c.heartbeat).await;
+        return;
+    }
+    tokio::select! {
+        () = c.wait_to_retry(failures) => {}
+        // The sender lives in `c`: never closed.
+        _ = hurry.wait_for(|&hurry| hurry) => {}
     }
 }
 
