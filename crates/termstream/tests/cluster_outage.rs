@@ -264,8 +264,11 @@ async fn an_owner_whose_registration_answer_was_lost_publishes_on() {
     a.input("quiet", "echo before-$((6*7))\n").await;
     read_until(&mut on_b, &mut seen_b, T, |s| holds(&s.data, "before-42")).await;
 
-    // The registration is the script that names the node's liveness key.
-    proxy.lose_reply_to(&["evalsha", "termstream:node:"]);
+    // The registration script, by its SHA1: a heartbeat's renewal of the
+    // liveness key and a publisher's script, pipelined in one write, also
+    // hold "evalsha" and "termstream:node:".
+    let register = termstream::cluster::directory::register_script_sha();
+    proxy.lose_reply_to(&["evalsha", &register]);
     let client = redis::Client::open(redis.url()).expect("redis url");
     let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");

@@ -140,6 +140,13 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return {gone, taken}
 "#;
 
+/// The SHA1 of [`REGISTER`], which names it when it is run (`EVALSHA`):
+/// for a test that loses the answer to a registration, and only that.
+#[doc(hidden)]
+pub fn register_script_sha() -> String {
+    redis::Script::new(REGISTER).get_hash().to_owned()
+}
+
 /// Claims every local session's id, writes its record, then the liveness
 /// key, atomically. A session deleted elsewhere meanwhile is deleted here;
 /// one whose id another node's session took is left out of the cluster.

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
-/// The proxy; it stops when dropped.
+/// The proxy; it stops when dropped, and so does every connection through
+/// it.
 pub struct ReplyLosingProxy {
     port: u16,
     /// The words of the request whose reply is to be lost (lowercase);
@@ -18,7 +19,11 @@ pub struct ReplyLosingProxy {
     armed: Arc<Mutex<Option<Vec<String>>>>,
     /// Set once a reply was lost.
     lost: Arc<AtomicBool>,
+    /// The accept loop; aborted on drop.
     accept: JoinHandle<()>,
+    /// One relay task per connection, spawned by the accept loop; aborted
+    /// on drop, so no connection outlives the proxy.
+    relays: Arc<Mutex<JoinSet<()>>>,
 }
 
 impl ReplyLosingProxy {
@@ -28,13 +33,17 @@ impl ReplyLosingProxy {
         let port = listener.local_addr().expect("the proxy's address").port();
         let armed: Arc<Mutex<Option<Vec<String>>>> = Arc::default();
         let lost = Arc::new(AtomicBool::new(false));
-        let (a, l) = (armed.clone(), lost.clone());
+        let relays: Arc<Mutex<JoinSet<()>>> = Arc::default();
+        let (a, l, r) = (armed.clone(), lost.clone(), relays.clone());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
                     continue;
                 };
-                tokio::spawn(relay(client, server, a.clone(), l.clone()));
+                let mut relays = r.lock().unwrap();
+                // Relays that ended are let go of.
+                while relays.try_join_next().is_some() {}
+                relays.spawn(relay(client, server, a.clone(), l.clone()));
             }
         });
         ReplyLosingProxy {
@@ -42,6 +51,7 @@ impl ReplyLosingProxy {
             armed,
             lost,
             accept,
+            relays,
         }
     }
 
@@ -63,8 +73,10 @@ impl ReplyLosingProxy {
 }
 
 impl Drop for ReplyLosingProxy {
+    /// Stops accepting and ends every connection through the proxy.
     fn drop(&mut self) {
         self.accept.abort();
+        self.relays.lock().unwrap_or_else(|p| p.into_inner()).abort_all();
     }
 }
 
