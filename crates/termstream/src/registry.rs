@@ -362,7 +362,7 @@ impl Registry {
     pub(crate) async fn close(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         self.refuse_creates();
-        self.finishing.close(limit).await;
+        self.finishing.close(deadline).await;
         if let Some(link) = self.remote.link() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !link.settle_forgets(left).await {

@@ -10,8 +10,8 @@
 //! named by its caller, and its caller gets `None`.
 
 use std::future::Future;
-use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 /// The tasks of work that must not stop halfway; owned by the
@@ -52,14 +52,17 @@ impl Finishing {
         self.tasks.spawn(work);
     }
 
-    /// Waits, for at most `limit`, until every task has ended; logs how
-    /// many are left if some outlast it.
-    pub(crate) async fn close(&self, limit: Duration) {
+    /// Waits, until `deadline` at most, until every task has ended; logs
+    /// how many are left if some outlast it. A deadline, not a length: the
+    /// registry's close shares it with its next wait.
+    pub(crate) async fn close(&self, deadline: Instant) {
+        let since = Instant::now();
         self.tasks.close();
-        if tokio::time::timeout(limit, self.tasks.wait()).await.is_err() {
+        if tokio::time::timeout_at(deadline, self.tasks.wait()).await.is_err() {
             tracing::warn!(
                 left = self.tasks.len(),
-                "creates, deletes or focus changes still under way after {limit:?}; stopping anyway"
+                "creates, deletes or focus changes still under way after {:?}; stopping anyway",
+                since.elapsed()
             );
         }
     }
@@ -67,6 +70,8 @@ impl Finishing {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const LONG: Duration = Duration::from_secs(10);
@@ -103,7 +108,7 @@ mod tests {
         });
         let mut closer = tokio::spawn({
             let finishing = finishing.clone();
-            async move { finishing.close(LONG * 3).await }
+            async move { finishing.close(Instant::now() + LONG * 3).await }
         });
         assert!(
             tokio::time::timeout(Duration::from_millis(100), &mut closer)
@@ -120,7 +125,7 @@ mod tests {
         // A task that never ends holds close up only for its limit.
         let stuck = Finishing::default();
         stuck.detach(std::future::pending());
-        tokio::time::timeout(LONG, stuck.close(Duration::from_millis(50)))
+        tokio::time::timeout(LONG, stuck.close(Instant::now() + Duration::from_millis(50)))
             .await
             .expect("close returned after its limit");
     }
