@@ -215,10 +215,12 @@ async fn apply(c: &Cluster, req: &Request) -> Result<Answer, Failure> {
         // Answered once the session took it (its signals went out); the
         // asker waits for the end, which reaches it through the directory
         // and the stream.
-        Op::Terminate => {
-            h.begin_terminate().await.map_err(fail)?;
-            Ok(Answer::Done)
-        }
+        // A stuck actor answers `busy`, like an owner that does not answer:
+        // the asker then waits for the end.
+        Op::Terminate => match tokio::time::timeout(ASK_TIMEOUT, h.begin_terminate()).await {
+            Ok(taken) => taken.map(|()| Answer::Done).map_err(fail),
+            Err(_) => Err(fail(SessionError::Busy(req.session.clone()))),
+        },
         Op::Delete => Ok(Answer::Deleted(c.registry.delete(&req.session).await)),
         Op::Snapshot => Ok(Answer::Snapshot(h.snapshot().await.map_err(fail)?)),
         Op::Read { since, max } => {

@@ -31,15 +31,22 @@ fn may_still_be_taken(refusal: &SessionError) -> bool {
 
 impl SessionHandle {
     /// Ends the program (see [`Command::Terminate`]) and waits until the
-    /// session has ended, at most `wait`. A terminate that was not taken
-    /// (a session another node owns, when the cluster's Redis cannot be
-    /// reached or that node has no such session) answers why at once; one
+    /// session has ended, at most `wait`. A terminate that was refused (a
+    /// session another node owns, when the cluster's Redis cannot be
+    /// reached, which it may have reached all the same, or that node has no
+    /// such session) answers why at once; one
     /// that was taken, or whose owner did not answer in time, and that did
-    /// not end the session within `wait` is [`SessionError::Busy`].
+    /// not end the session within `wait` is `busy` (the owner's own refusal
+    /// when it did not answer, else [`SessionError::Busy`]).
     pub async fn terminate(&self, wait: Duration) -> Result<SessionInfo, SessionError> {
-        let taken = self.send_terminate().await?;
         let mut info = self.info.clone();
+        // An owner's `busy`, kept to answer with if the end does not come:
+        // its message says which node did not answer.
+        let mut unanswered = None;
         let ended = async {
+            // Sent within the wait: a full command queue of a stuck actor
+            // answers `busy` too.
+            let taken = self.send_terminate().await?;
             let ended = info.wait_for(|i| !i.status.is_running());
             tokio::pin!(ended);
             tokio::select! {
@@ -47,16 +54,17 @@ impl SessionHandle {
                 biased;
                 i = &mut ended => return i.map(|i| i.clone()).map_err(|_| self.closed()),
                 // A dropped reply (the actor ended) leaves the end to say so.
-                t = taken => if let Ok(Err(e)) = t && !may_still_be_taken(&e) {
-                    return Err(e);
+                t = taken => if let Ok(Err(e)) = t {
+                    if !may_still_be_taken(&e) {
+                        return Err(e);
+                    }
+                    unanswered = Some(e);
                 },
             }
             ended.await.map(|i| i.clone()).map_err(|_| self.closed())
         };
-        match tokio::time::timeout(wait, ended).await {
-            Ok(r) => r,
-            Err(_) => Err(SessionError::Busy(self.id.clone())),
-        }
+        let answer = tokio::time::timeout(wait, ended).await;
+        answer.unwrap_or_else(|_| Err(unanswered.unwrap_or_else(|| SessionError::Busy(self.id.clone()))))
     }
 
     /// Starts ending the program (see [`Command::Terminate`]) and answers
@@ -165,7 +173,7 @@ mod tests {
     #[tokio::test]
     async fn an_unanswered_terminate_waits_for_the_end() {
         let (handle, stand_in) = remote_handle(running("late"), Arc::new(Unasked));
-        let mut terminate = Box::pin(handle.terminate(LONG));
+        let mut terminate = Box::pin(tokio::time::timeout(LONG, handle.terminate(LONG)));
         assert!((&mut terminate).now_or_never().is_none(), "waits for the answer");
         let _ = sent(&stand_in).send(Err(refusal(ErrorCode::Busy)));
         assert!(
@@ -173,7 +181,7 @@ mod tests {
             "an owner that did not answer in time may still end the session: wait for it"
         );
         stand_in.info.send_modify(|i| i.status = SessionStatus::Terminated);
-        let info = terminate.await.expect("the session ended");
+        let info = terminate.await.expect("answered").expect("the session ended");
         assert_eq!(info.status, SessionStatus::Terminated);
     }
 
@@ -192,18 +200,30 @@ mod tests {
     }
 
     /// A terminate that was taken but did not end the session within the
-    /// caller's wait is `busy`; so is one whose owner never answered.
+    /// caller's wait is `busy`; so is one whose owner never answered, but
+    /// only once the wait is over (the owner may still take it), and with
+    /// the owner's refusal, which names the node that did not answer.
     #[tokio::test]
     async fn a_terminate_that_does_not_end_the_session_in_time_is_busy() {
+        let wait = Duration::from_millis(50);
         for answer in [Ok(()), Err(refusal(ErrorCode::Busy))] {
+            let unanswered = answer.is_err();
             let (handle, stand_in) = remote_handle(running("stuck"), Arc::new(Unasked));
-            let terminate = handle.terminate(Duration::from_millis(50));
+            let start = std::time::Instant::now();
+            let terminate = tokio::time::timeout(LONG, handle.terminate(wait));
             let answering = async {
                 tokio::task::yield_now().await;
                 let _ = sent(&stand_in).send(answer);
             };
             let (ended, ()) = tokio::join!(terminate, answering);
-            assert_eq!(ended.expect_err("not ended").code(), ErrorCode::Busy);
+            let e = ended.expect("the wait bounds the terminate").expect_err("not ended");
+            assert!(start.elapsed() >= wait, "busy only once the wait is over");
+            assert_eq!(e.code(), ErrorCode::Busy);
+            if unanswered {
+                assert!(matches!(e, SessionError::Remote { .. }), "the owner's refusal: {e:?}");
+            } else {
+                assert!(matches!(e, SessionError::Busy(_)), "{e:?}");
+            }
         }
     }
 
