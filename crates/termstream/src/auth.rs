@@ -3,9 +3,10 @@
 //! Every request passes [`guard`], a middleware that runs before any
 //! handler, in this order:
 //! 1. `Host` must be allowed when bound to loopback ([`origin`]); else 403.
-//! 2. A WebSocket upgrade, or a request of a method other than
-//!    GET/HEAD/OPTIONS, that carries `Origin` must come from an allowed
-//!    origin; else 403.
+//! 2. A WebSocket upgrade (`Upgrade: websocket` on a route of
+//!    [`crate::api::WEBSOCKET_ROUTES`]: on any other route the header
+//!    changes nothing), or a request of a method other than GET/HEAD/OPTIONS,
+//!    that carries `Origin` must come from an allowed origin; else 403.
 //! 3. The credential ([`token`], [`ticket`]): with no token configured, the
 //!    peer must be loopback (unless `insecure_no_auth`) and is granted
 //!    everything. Otherwise one of `Authorization: Bearer TOKEN`;
@@ -277,7 +278,10 @@ fn admit(
     if !client.via_trusted && !sec.browser.host_allowed(host) {
         return Err(Refusal("host", forbidden("this Host is not served here")));
     }
-    let ws = is_websocket(headers);
+    // Only on a WebSocket route: elsewhere the header changes nothing (a
+    // REST call that carries it is neither capped nor Origin-checked as a
+    // socket).
+    let ws = is_websocket(headers) && crate::api::is_websocket_route(req.uri().path());
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     // `None`: no Origin; `Some(false)`: a foreign one.
     // Behind a trusted proxy the page's origin is what the client used.
@@ -416,6 +420,8 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
 }
 
 #[utoipa::path(post, path = "/api/ws-ticket", responses((status = 200, body = WsTicket),
+    (status = 403, body = termstream_proto::ErrorBody, description = "`forbidden`: the Host or the Origin is not \
+        allowed here, or a request came through a reverse proxy to a server with no token."),
     (status = 503, body = termstream_proto::ErrorBody, description = "capacity: `max_tickets` tickets are outstanding.")))]
 /// `POST /api/ws-ticket`: a single-use ticket for `/ws?token=TICKET`,
 /// carrying the caller's grant.

@@ -198,6 +198,11 @@ async fn a_session_of_another_node_is_announced_once_on_the_sessions_channel() {
     assert_eq!(count, 1, "the session of node A was announced {count} times on node B");
 }
 
+/// How long [`an_event_whose_poster_hangs_up_during_its_publish_reaches_this_node_too`]
+/// may hold the `PUBLISH`: under the node's 2 s response timeout, with a
+/// margin.
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// A post whose client hangs up while its event is on its way through Redis
 /// still reaches this node's sockets, as it reaches the other nodes': the
 /// publish and this node's delivery run in a task of their own. The
@@ -205,6 +210,12 @@ async fn a_session_of_another_node_is_announced_once_on_the_sessions_channel() {
 /// the event, it never handed it to this node's sockets. Redis holds the
 /// event (`CLIENT PAUSE ... WRITE` holds a `PUBLISH`) until the node has
 /// closed the connection, which it does once it dropped the request.
+///
+/// The node's Redis connection gives a `PUBLISH` 2 s to be answered
+/// (`events/relay.rs`; past that it fails the post, and retries once): the
+/// hold must end well before, or the test would check a failed publish
+/// rather than a held one. It is bounded from the request's send to the
+/// `UNPAUSE` at [`MAX_HOLD`], and the test says so when it took longer.
 #[tokio::test]
 async fn an_event_whose_poster_hangs_up_during_its_publish_reaches_this_node_too() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -242,6 +253,7 @@ async fn an_event_whose_poster_hangs_up_during_its_publish_reaches_this_node_too
         body.len()
     );
     let mut socket = tokio::net::TcpStream::connect(all[0].addr()).await.expect("connect");
+    let sent = std::time::Instant::now();
     socket.write_all(request.as_bytes()).await.expect("send");
     assert!(
         wait_until(secs(10), held_publish).await,
@@ -263,6 +275,12 @@ async fn an_event_whose_poster_hangs_up_during_its_publish_reaches_this_node_too
         .query_async(&mut conn)
         .await
         .expect("CLIENT UNPAUSE");
+    let held = sent.elapsed();
+    assert!(
+        held < MAX_HOLD,
+        "Redis held the PUBLISH for up to {held:?}, more than {MAX_HOLD:?}: near the node's 2 s response \
+         timeout the test no longer checks a held publish (too slow a machine?)"
+    );
     for (name, ws) in [("this node", &mut here), ("the other node", &mut there)] {
         loop {
             match ws.recv(secs(10)).await {

@@ -10,9 +10,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::ffi::OsStr;
 
+use common::strace::Strace;
 use common::{TestServer, session_dir};
 use serde_json::json;
 
@@ -53,36 +53,25 @@ fn calls_per_thread(trace: &str) -> HashMap<String, Vec<Call>> {
 
 /// `strace -f` attached to a server, writing to a file.
 struct Traced {
-    strace: std::process::Child,
+    strace: Strace,
     file: std::path::PathBuf,
-    /// Kept open: strace writes to it as threads come and go, and would
-    /// end on a closed pipe.
-    _stderr: BufReader<std::process::ChildStderr>,
 }
 
 /// Attaches `strace` to `server` for `calls`; returns once it is attached
 /// to every thread.
 fn trace(server: &TestServer, calls: &str) -> Traced {
     let file = server.data_dir().join("strace.out");
-    let mut strace = Command::new("strace")
-        .args(["-f", "-e", &format!("trace={calls}"), "-o"])
-        .arg(&file)
-        .args(["-p", &server.pid().to_string()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("strace runs (CI installs it)");
-    // strace says when it is attached to every thread.
-    let mut stderr = BufReader::new(strace.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    while !line.contains("attached") {
-        line.clear();
-        let n = stderr.read_line(&mut line).expect("strace's stderr");
-        assert!(n > 0, "strace ended without attaching");
-    }
+    let calls = format!("trace={calls}");
+    let args: [&OsStr; 5] = [
+        "-f".as_ref(),
+        "-e".as_ref(),
+        calls.as_ref(),
+        "-o".as_ref(),
+        file.as_ref(),
+    ];
     Traced {
-        strace,
+        strace: Strace::attach(server.pid(), &args),
         file,
-        _stderr: stderr,
     }
 }
 
@@ -93,13 +82,9 @@ impl Traced {
     }
 
     /// Detaches, and returns the whole trace.
-    fn stop(mut self) -> String {
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(self.strace.id() as i32).expect("pid"),
-            rustix::process::Signal::INT,
-        );
-        self.strace.wait().expect("strace ends");
-        self.read()
+    fn stop(self) -> String {
+        self.strace.stop();
+        std::fs::read_to_string(&self.file).unwrap_or_default()
     }
 }
 

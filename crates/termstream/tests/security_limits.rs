@@ -1,5 +1,5 @@
 //! Limits that hold whoever asks: connection caps answer before the
-//! upgrade, a token runs at most its session cap, input over the rate is
+//! upgrade (and only on the WebSocket routes), a token runs at most its session cap, input over the rate is
 //! refused and dropped, and programs run under the configured rlimits and
 //! user.
 
@@ -28,6 +28,25 @@ async fn connection_caps_answer_before_the_upgrade() {
     let server = TestServer::start_with(&[], &[("TERMSTREAM_MAX_CONNECTIONS", "1")]).await;
     let _a = WsClient::connect(&server, "/ws").await;
     assert_eq!(WsClient::refused_status(&server, "/ws", &[]).await, 503);
+}
+
+/// A REST call that carries `Upgrade: websocket` is still a REST call: the
+/// socket cap and the Origin check of the WebSocket routes are not its.
+/// (The guard once took any request with that header for a socket.)
+#[tokio::test]
+async fn an_upgrade_header_on_a_rest_route_is_not_a_socket() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_MAX_CONNECTIONS", "1")]).await;
+    let _full = WsClient::connect(&server, "/ws").await;
+    let upgrade = [("upgrade", "websocket"), ("connection", "upgrade")];
+    let (status, body, _) = call(&server, "GET", "/api/sessions", None, None, &upgrade).await;
+    assert_eq!(status, 200, "at the socket cap: {body}");
+    let foreign = [upgrade[0], upgrade[1], ("origin", "https://evil.com")];
+    let (status, body, _) = call(&server, "GET", "/api/sessions", None, None, &foreign).await;
+    assert_eq!(status, 200, "a read from a foreign Origin: {body}");
+    // The WebSocket routes still are sockets: capped, and Origin-checked.
+    assert_eq!(WsClient::refused_status(&server, "/ws/terminal/all", &[]).await, 503);
+    let refused = WsClient::refused_status(&server, "/ws", &[("origin", "https://evil.com")]).await;
+    assert_eq!(refused, 403);
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@
 //! test's own (the server waits for that `execve`: see
 //! `session/process/child.rs`). Two cases: the create ends within the
 //! wait that `Registry::close` gets from the budget, and one that outlasts
-//! that wait and is launched while `terminate_all` goes on in rounds.
+//! that wait and is launched while `terminate_all` goes on in rounds;
+//! each checks in the server's log which of the two it was.
 //!
 //! And a terminate under way at the signal that takes longer than what
 //! the budget leaves it (its program outlives SIGTERM): the shutdown stops
@@ -18,11 +19,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::strace::Strace;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, session_dir, wait_until};
 use serde_json::{Value, json};
@@ -44,56 +45,49 @@ impl Drop for Leftovers {
 }
 
 /// `strace` attached to a server, delaying each `execve` of `program`;
-/// killed when dropped.
+/// detached when dropped.
 struct SlowExec {
-    strace: std::process::Child,
-    /// Kept open: strace would end on a closed pipe.
-    _stderr: BufReader<std::process::ChildStderr>,
+    _strace: Strace,
     /// Holds `program`.
     _dir: tempfile::TempDir,
     program: PathBuf,
 }
 
 impl SlowExec {
-    /// Copies `sleep` to a path of its own and attaches `strace` to every
-    /// thread of `server`, so that each `execve` of that copy waits `delay`
-    /// first; returns once strace is attached.
+    /// Copies `sleep` to a folder of its own and attaches `strace` to
+    /// every thread of `server`, so that each `execve` of that copy waits
+    /// `delay` first; returns once strace is attached. The copy keeps the
+    /// name `sleep` (a multi-call binary, busybox or uutils, picks its
+    /// command by it) and lives under Cargo's target dir, not in a `/tmp`
+    /// that may be mounted `noexec`.
     fn attach(server: &TestServer, delay: Duration) -> SlowExec {
         let sleep = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .map(|d| d.join("sleep"))
             .find(|p| p.is_file())
             .expect("sleep on PATH");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let program = dir.path().join("slow-sleep");
+        let dir = tempfile::Builder::new()
+            .prefix("slow-exec-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("tempdir");
+        let program = dir.path().join("sleep");
         std::fs::copy(&sleep, &program).expect("copy sleep");
         let inject = format!("inject=execve:delay_enter={}", delay.as_micros());
-        let mut strace = Command::new("strace")
-            .args(["-f", "-o", "/dev/null", "-e", "trace=execve", "-e", &inject, "-P"])
-            .arg(&program)
-            .args(["-p", &server.pid().to_string()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("strace runs (CI installs it)");
-        let mut stderr = BufReader::new(strace.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        while !line.contains("attached") {
-            line.clear();
-            let n = stderr.read_line(&mut line).expect("strace's stderr");
-            assert!(n > 0, "strace ended without attaching");
-        }
+        let args: [&OsStr; 9] = [
+            "-f".as_ref(),
+            "-o".as_ref(),
+            "/dev/null".as_ref(),
+            "-e".as_ref(),
+            "trace=execve".as_ref(),
+            "-e".as_ref(),
+            inject.as_ref(),
+            "-P".as_ref(),
+            program.as_ref(),
+        ];
         SlowExec {
-            strace,
-            _stderr: stderr,
+            _strace: Strace::attach(server.pid(), &args),
             _dir: dir,
             program,
         }
-    }
-}
-
-impl Drop for SlowExec {
-    fn drop(&mut self) {
-        let _ = self.strace.kill();
-        let _ = self.strace.wait();
     }
 }
 
@@ -136,15 +130,39 @@ fn recorded_status(data_dir: &Path, id: &str) -> Value {
     serde_json::from_slice::<Value>(&meta).map_or(Value::Null, |m| m["status"].clone())
 }
 
-/// A server with `shutdown_timeout_ms` = `budget_ms` gets SIGTERM while a
-/// create, whose client hung up, waits `exec_delay` for its program to
-/// start. A create sent after the signal is refused; the server exits
-/// within the budget, and neither the create's program nor that of the
-/// session running before is left.
-async fn sigterm_during_a_create(budget_ms: u64, exec_delay: Duration) {
-    let mut server = TestServer::start_with(
-        &["--terminate-grace-ms", "100"],
-        &[("TERMSTREAM_SHUTDOWN_TIMEOUT_MS", &budget_ms.to_string())],
+/// How a create under way at the signal ends, in [`sigterm_during_a_create`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CreateEnds {
+    /// Within `Registry::close`'s wait.
+    InTheWait,
+    /// After that wait, while `terminate_all` goes on in rounds.
+    InALaterRound,
+}
+
+/// What `Registry::close` logs when work under way outlasts its wait
+/// (`registry/finishing.rs`).
+const OUTLASTED: &str = "creates, deletes or focus changes still under way after";
+
+/// A server with `shutdown_timeout_ms` = `budget_ms` and a grace of
+/// `grace_ms` gets SIGTERM while a create, whose client hung up, waits
+/// `exec_delay` for its program to start. A create sent after the signal
+/// is refused; the server exits within the budget, and neither the create's
+/// program nor that of the session running before is left. The server's
+/// log says whether the create outlasted `Registry::close`'s wait, which
+/// must be as `ends` says.
+///
+/// The create's spawn (`CLONE_VM | CLONE_VFORK`) holds a runtime worker
+/// for the whole delayed `execve`; the server runs 4 workers
+/// (`TOKIO_WORKER_THREADS`, read by tokio since `main.rs` sets no count),
+/// so that on a machine of one CPU the others still take the signal while
+/// the create waits, instead of the whole server freezing until it ends.
+async fn sigterm_during_a_create(budget_ms: u64, grace_ms: u64, exec_delay: Duration, ends: CreateEnds) {
+    let mut server = TestServer::start_logged(
+        &["--terminate-grace-ms", &grace_ms.to_string()],
+        &[
+            ("TERMSTREAM_SHUTDOWN_TIMEOUT_MS", &budget_ms.to_string()),
+            ("TOKIO_WORKER_THREADS", "4"),
+        ],
     )
     .await;
     let before = server
@@ -237,6 +255,14 @@ async fn sigterm_during_a_create(budget_ms: u64, exec_delay: Duration) {
         );
     }
     assert_eq!(recorded_status(server.data_dir(), "after"), Value::Null);
+    let outlasted = server.log().contains(OUTLASTED);
+    assert_eq!(
+        outlasted,
+        ends == CreateEnds::InALaterRound,
+        "the create was meant to end {ends:?}, but the log {} {OUTLASTED:?}:\n{}",
+        if outlasted { "says" } else { "does not say" },
+        server.log()
+    );
 }
 
 /// The create ends within `Registry::close`'s wait (10 s budget: about
@@ -245,15 +271,19 @@ async fn sigterm_during_a_create(budget_ms: u64, exec_delay: Duration) {
 /// 100 ms): the wait is what lets its session be terminated.
 #[tokio::test]
 async fn a_create_under_way_at_sigterm_is_waited_for_and_its_session_terminated() {
-    sigterm_during_a_create(10_000, Duration::from_millis(3500)).await;
+    sigterm_during_a_create(10_000, 100, Duration::from_millis(3500), CreateEnds::InTheWait).await;
 }
 
-/// The create outlasts `Registry::close`'s wait (5.1 s budget: about
-/// 0.5 s of wait) and launches its session while `terminate_all` goes on
-/// in rounds (2.1 s), which terminates it too.
+/// The create outlasts `Registry::close`'s wait and launches its session
+/// while `terminate_all` goes on in rounds, which terminates it too. With
+/// a grace of 1 s and a 6 s budget, shutdown keeps 5.5 s (the rounds' 3 s,
+/// the sockets' 2 s and a 0.5 s margin: `server.rs`), so the wait is about
+/// 0.5 s and the rounds end about 3.5 s after the signal; the create's
+/// program starts about 1.3 s after it (a little less: its `execve` began
+/// before the signal), about 2.2 s before the rounds' end.
 #[tokio::test]
 async fn a_create_that_outlasts_the_wait_is_terminated_in_a_later_round() {
-    sigterm_during_a_create(5_100, Duration::from_millis(1300)).await;
+    sigterm_during_a_create(6_000, 1_000, Duration::from_millis(1300), CreateEnds::InALaterRound).await;
 }
 
 /// A terminate under way at the signal (its client hung up) whose

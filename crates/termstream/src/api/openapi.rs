@@ -116,7 +116,7 @@ struct Shared {
 
 /// The errors answered before or around a handler, and the operations that
 /// can answer them. A handler's own description of a status wins.
-const SHARED_ERRORS: [Shared; 11] = [
+const SHARED_ERRORS: [Shared; 14] = [
     Shared {
         status: "400",
         why: "`bad_request`: a malformed body, path parameter or query parameter.",
@@ -124,30 +124,53 @@ const SHARED_ERRORS: [Shared; 11] = [
     },
     Shared {
         status: "400",
-        why: "`bad_request`: a malformed WebSocket handshake or query parameter.",
-        applies: |f| f.websocket,
+        why: "`bad_request`: a malformed WebSocket handshake, path parameter or query parameter.",
+        applies: |f| f.websocket && f.params,
+    },
+    Shared {
+        status: "400",
+        why: "`bad_request`: a malformed WebSocket handshake.",
+        applies: |f| f.websocket && !f.params,
     },
     Shared {
         status: "401",
         why: "`unauthorized`: no credential, or a bad one.",
         applies: |f| !f.public,
     },
+    // A safe GET is never Origin-checked, unless it is a WebSocket upgrade
+    // or authenticated by the login cookie (`auth::guard`).
+    Shared {
+        status: "403",
+        why: "`forbidden`: the Host is not allowed here, or a request came through a reverse proxy to a server \
+              with no token.",
+        applies: |f| f.public && f.reads,
+    },
     Shared {
         status: "403",
         why: "`forbidden`: the Host or the Origin is not allowed here, or a request came through a reverse proxy \
               to a server with no token.",
-        applies: |f| f.public,
+        applies: |f| f.public && !f.reads,
     },
     Shared {
         status: "403",
-        why: "`forbidden`: the Host or the Origin is not allowed here, or the credential's scope does not cover \
-              this route.",
-        applies: |f| !f.public && f.reads,
+        why: "`forbidden`: the Host is not allowed here, a request came through a reverse proxy to a server with \
+              no token, one authenticated by the login cookie carries an Origin that is not allowed, or the \
+              credential's scope does not cover this route.",
+        applies: |f| !f.public && f.reads && !f.websocket,
     },
     Shared {
         status: "403",
-        why: "`forbidden`: the Host or the Origin is not allowed here, or the credential's scope does not cover \
-              this route; `read_only`: the credential may only read that project.",
+        why: "`forbidden`: the Host or the Origin is not allowed here, a request came through a reverse proxy to \
+              a server with no token, or the credential's scope does not cover this route.",
+        applies: |f| !f.public && f.websocket,
+    },
+    // `POST /api/ws-ticket` and `POST /api/login-codes` never answer
+    // `read_only`: they describe their own 403.
+    Shared {
+        status: "403",
+        why: "`forbidden`: the Host or the Origin is not allowed here, a request came through a reverse proxy to \
+              a server with no token, or the credential's scope does not cover this route; `read_only`: the \
+              credential may only read that project.",
         applies: |f| !f.public && !f.reads,
     },
     Shared {
@@ -298,6 +321,48 @@ mod tests {
         }
         assert!(!has("/ws/terminal/{session_id}", "get", "404"));
         assert!(!has("/health", "get", "401"));
+    }
+
+    #[test]
+    fn the_websocket_routes_are_those_answering_101() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let upgrades: Vec<&str> = super::super::ROUTES
+            .iter()
+            .map(|(_, path)| *path)
+            .filter(|path| doc["paths"][path]["get"]["responses"]["101"].is_object())
+            .collect();
+        assert_eq!(upgrades, super::super::WEBSOCKET_ROUTES);
+    }
+
+    #[test]
+    fn shared_error_texts_say_what_the_route_can_meet() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let text = |path: &str, method: &str, status: &str| {
+            doc["paths"][path][method]["responses"][status]["description"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path}: no {status}"))
+                .to_owned()
+        };
+        // The guard checks no Origin on a safe GET that is no socket and
+        // carries no login cookie (a public route takes none).
+        for path in ["/health", "/healthz", "/readyz", "/", "/assets/{path}", "/login"] {
+            assert!(!text(path, "get", "403").contains("Origin"), "GET {path}");
+        }
+        assert!(text("/api/logout", "post", "403").contains("Origin"));
+        assert!(text("/ws", "get", "403").contains("Origin"));
+        assert!(text("/ws/terminal/{session_id}", "get", "400").contains("path parameter"));
+        assert!(!text("/ws/terminal/all", "get", "400").contains("parameter"));
+        for path in ["/api/ws-ticket", "/api/login-codes"] {
+            assert!(!text(path, "post", "403").contains("read_only"), "POST {path}");
+        }
+        for (path, method) in [
+            ("/api/sessions", "post"),
+            ("/api/sessions/{id}/input", "post"),
+            ("/api/sessions/{id}", "delete"),
+            ("/api/events", "post"),
+        ] {
+            assert!(text(path, method, "403").contains("read_only"), "{method} {path}");
+        }
     }
 
     #[test]

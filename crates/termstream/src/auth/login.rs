@@ -159,7 +159,11 @@ pub struct CodeRequest {
 }
 
 #[utoipa::path(post, path = "/api/login-codes", request_body(content = Option<CodeRequest>, description = "Optional: narrow the code to these projects."),
-    responses((status = 200, body = LoginCode), (status = 503, body = ErrorBody, description = "capacity: `max_tickets` login codes are outstanding.")))]
+    responses((status = 200, body = LoginCode),
+        (status = 403, body = ErrorBody, description = "`forbidden`: the Host or the Origin is not allowed here, a \
+            request came through a reverse proxy to a server with no token, the credential cannot give the access \
+            asked for, or a login cookie asked for a code that is not read-only."),
+        (status = 503, body = ErrorBody, description = "capacity: `max_tickets` login codes are outstanding.")))]
 /// `POST /api/login-codes`: a one-time code for `/login?code=CODE`, carrying
 /// the caller's grant or a narrower one. A login session (cookie) may mint
 /// only read-only codes, whose sessions end no later than its own: it could

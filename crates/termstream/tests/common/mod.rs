@@ -14,8 +14,8 @@
 //! Beside this file: `rest.rs` (the REST calls on a [`TestServer`]),
 //! `procs.rs` (crashing and stopping the server, and the processes the
 //! tests watch), `ws.rs` (a WebSocket client), `secured.rs` (servers with
-//! tokens), `tls.rs`, `cli.rs`, `redis.rs`, `nginx.rs`, `cluster.rs` and
-//! `focus.rs`.
+//! tokens), `tls.rs`, `cli.rs`, `redis.rs`, `nginx.rs`, `cluster.rs`,
+//! `focus.rs` and `strace.rs` (strace attached to a server).
 
 #![allow(dead_code)]
 
@@ -37,6 +37,7 @@ pub mod redis;
 pub mod redis_proxy;
 mod rest;
 pub mod secured;
+pub mod strace;
 pub mod tls;
 pub mod ws;
 
