@@ -30,10 +30,11 @@ macro_rules! route_table {
         /// built from the same table.
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
 
-        /// The paths of the WebSocket endpoints: only a request to one of
-        /// these is a socket to the guard ([`auth::guard`]), whatever its
-        /// headers. The OpenAPI test checks that they are exactly the
-        /// routes described as answering 101.
+        /// The paths of the WebSocket endpoints: only a request the router
+        /// matched to one of these (its `MatchedPath`), with an `Upgrade:
+        /// websocket` header, is a socket to the guard ([`auth::guard`]).
+        /// The OpenAPI test checks that they are exactly the routes
+        /// described as answering 101.
         pub const WEBSOCKET_ROUTES: &[&str] = &[$($({
             route_kind!($kind);
             $path
@@ -84,32 +85,6 @@ route_table! {
     get "/metrics" => metrics::render,
     get "/" => page::index,
     get "/assets/{*path}" => page::asset,
-}
-
-/// Whether `path` is that of a WebSocket endpoint ([`WEBSOCKET_ROUTES`]):
-/// a `{name}` of a route matches one non-empty segment, a `{*name}` the
-/// rest of the path.
-pub fn is_websocket_route(path: &str) -> bool {
-    WEBSOCKET_ROUTES.iter().any(|route| path_matches(route, path))
-}
-
-/// Whether `path` matches the route pattern `route`, as the router would.
-fn path_matches(route: &str, path: &str) -> bool {
-    let mut want = route.split('/');
-    let mut got = path.split('/');
-    loop {
-        match (want.next(), got.next()) {
-            (None, None) => return true,
-            (Some(w), Some(g)) if w.starts_with("{*") => return !g.is_empty(),
-            (Some(w), Some(g)) if w.starts_with('{') => {
-                if g.is_empty() {
-                    return false;
-                }
-            }
-            (Some(w), Some(g)) if w == g => {}
-            _ => return false,
-        }
-    }
 }
 
 /// The REST routes and the WebSocket endpoints.
@@ -163,31 +138,4 @@ async fn json_errors(resp: Response) -> Response {
     let mut resp = Response::from_parts(parts, fresh.into_body());
     *resp.status_mut() = status;
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn websocket_routes_match_as_the_router_does() {
-        for path in ["/ws", "/ws/terminal/all", "/ws/terminal/abc"] {
-            assert!(is_websocket_route(path), "{path}");
-        }
-        for path in [
-            "/",
-            "/ws/",
-            "/wss",
-            "/ws/terminal",
-            "/ws/terminal/",
-            "/ws/terminal/a/b",
-            "/api/sessions",
-        ] {
-            assert!(!is_websocket_route(path), "{path}");
-        }
-        assert!(path_matches("/assets/{*path}", "/assets/a/b.js"));
-        assert!(!path_matches("/assets/{*path}", "/assets/"));
-        assert!(path_matches("/api/sessions/{id}/output", "/api/sessions/x/output"));
-        assert!(!path_matches("/api/sessions/{id}/output", "/api/sessions//output"));
-    }
 }

@@ -280,8 +280,13 @@ fn admit(
     }
     // Only on a WebSocket route: elsewhere the header changes nothing (a
     // REST call that carries it is neither capped nor Origin-checked as a
-    // socket).
-    let ws = is_websocket(headers) && crate::api::is_websocket_route(req.uri().path());
+    // socket). The guard runs after routing, so the route the router chose
+    // decides, never a second reading of the path.
+    let ws = is_websocket(headers)
+        && req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|m| crate::api::WEBSOCKET_ROUTES.contains(&m.as_str()));
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     // `None`: no Origin; `Some(false)`: a foreign one.
     // Behind a trusted proxy the page's origin is what the client used.

@@ -196,7 +196,7 @@ impl Server {
         reloads.abort();
         deletions.abort();
         shared_tasks.iter().for_each(|t| t.abort());
-        // Creates, deletes and focus changes under way end first (their
+        // Creates, deletes, terminates and focus changes under way end first (their
         // clients may have hung up); a session created meanwhile is
         // terminated below like the others. They get what is left of
         // `shutdown_timeout_ms` once the sessions' termination and the

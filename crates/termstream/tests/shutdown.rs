@@ -141,7 +141,7 @@ enum CreateEnds {
 
 /// What `Registry::close` logs when work under way outlasts its wait
 /// (`registry/finishing.rs`).
-const OUTLASTED: &str = "creates, deletes or focus changes still under way after";
+const OUTLASTED: &str = "creates, deletes, terminates or focus changes still under way after";
 
 /// A server with `shutdown_timeout_ms` = `budget_ms` and a grace of
 /// `grace_ms` gets SIGTERM while a create, whose client hung up, waits

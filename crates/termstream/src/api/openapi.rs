@@ -17,7 +17,7 @@
 use axum::Json;
 use termstream_proto::replies::Health;
 use termstream_proto::{ErrorBody, ErrorCode};
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -94,8 +94,10 @@ struct Facts {
     public: bool,
     /// It reads a request body (and so may meet its limit and deadline).
     body: bool,
-    /// It reads a path or a query parameter.
-    params: bool,
+    /// It reads a path parameter.
+    path_params: bool,
+    /// It reads a query parameter.
+    query_params: bool,
     /// It is a WebSocket upgrade (it answers 101).
     websocket: bool,
     /// Its path names a session (`/api/sessions/{id}...`,
@@ -116,21 +118,31 @@ struct Shared {
 
 /// The errors answered before or around a handler, and the operations that
 /// can answer them. A handler's own description of a status wins.
-const SHARED_ERRORS: [Shared; 14] = [
+const SHARED_ERRORS: [Shared; 16] = [
     Shared {
         status: "400",
         why: "`bad_request`: a malformed body, path parameter or query parameter.",
-        applies: |f| (f.body || f.params) && !f.websocket,
+        applies: |f| (f.body || f.path_params || f.query_params) && !f.websocket,
+    },
+    Shared {
+        status: "400",
+        why: "`bad_request`: a malformed WebSocket handshake or path parameter.",
+        applies: |f| f.websocket && f.path_params && !f.query_params,
+    },
+    Shared {
+        status: "400",
+        why: "`bad_request`: a malformed WebSocket handshake or query parameter.",
+        applies: |f| f.websocket && f.query_params && !f.path_params,
     },
     Shared {
         status: "400",
         why: "`bad_request`: a malformed WebSocket handshake, path parameter or query parameter.",
-        applies: |f| f.websocket && f.params,
+        applies: |f| f.websocket && f.path_params && f.query_params,
     },
     Shared {
         status: "400",
         why: "`bad_request`: a malformed WebSocket handshake.",
-        applies: |f| f.websocket && !f.params,
+        applies: |f| f.websocket && !f.path_params && !f.query_params,
     },
     Shared {
         status: "401",
@@ -242,13 +254,19 @@ fn add_errors(op: &mut Operation, names_session: bool, reads: bool) {
             )
             .build()
     };
+    let has_params = |place: ParameterIn| {
+        op.parameters
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|p| p.parameter_in == place))
+    };
     let facts = Facts {
         public: op
             .security
             .as_ref()
             .is_some_and(|s| s.iter().all(|r| *r == SecurityRequirement::default())),
         body: op.request_body.is_some(),
-        params: op.parameters.as_ref().is_some_and(|p| !p.is_empty()),
+        path_params: has_params(ParameterIn::Path),
+        query_params: has_params(ParameterIn::Query),
         websocket: op.responses.responses.contains_key("101"),
         names_session,
         reads,

@@ -215,9 +215,10 @@ async fn apply(c: &Cluster, req: &Request) -> Result<Answer, Failure> {
         // Answered once the session took it (its signals went out); the
         // asker waits for the end, which reaches it through the directory
         // and the stream.
-        // A stuck actor answers `busy`, like an owner that does not answer:
-        // the asker then waits for the end.
-        Op::Terminate => match tokio::time::timeout(ASK_TIMEOUT, h.begin_terminate()).await {
+        // A stuck actor answers `busy` within half the asker's own wait, so
+        // that the answer reaches it (it then waits for the end), and this
+        // task does not wait for good.
+        Op::Terminate => match tokio::time::timeout(ASK_TIMEOUT / 2, h.begin_terminate()).await {
             Ok(taken) => taken.map(|()| Answer::Done).map_err(fail),
             Err(_) => Err(fail(SessionError::Busy(req.session.clone()))),
         },

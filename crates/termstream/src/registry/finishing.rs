@@ -61,7 +61,7 @@ impl Finishing {
         if tokio::time::timeout_at(deadline, self.tasks.wait()).await.is_err() {
             tracing::warn!(
                 left = self.tasks.len(),
-                "creates, deletes or focus changes still under way after {:?}; stopping anyway",
+                "creates, deletes, terminates or focus changes still under way after {:?}; stopping anyway",
                 since.elapsed()
             );
         }

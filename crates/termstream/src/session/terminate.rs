@@ -227,6 +227,33 @@ mod tests {
         }
     }
 
+    /// A stuck actor whose command queue is full answers `busy` once the
+    /// caller's wait is over: the command is sent within that wait. The
+    /// send used to come first, and waited for room with no limit.
+    #[tokio::test]
+    async fn a_full_command_queue_answers_busy_within_the_wait() {
+        let (handle, _stand_in) = remote_handle(running("full"), Arc::new(Unasked));
+        let mut filled = 0;
+        loop {
+            let (reply, _) = tokio::sync::oneshot::channel();
+            if handle
+                .commands
+                .try_send(Box::new(Command::Terminate { reply }))
+                .is_err()
+            {
+                break;
+            }
+            filled += 1;
+        }
+        assert!(filled > 0, "the queue took nothing");
+        let wait = Duration::from_millis(50);
+        let start = std::time::Instant::now();
+        let answer = tokio::time::timeout(LONG, handle.terminate(wait)).await;
+        let e = answer.expect("the wait bounds the send").expect_err("not ended");
+        assert!(start.elapsed() >= wait, "busy only once the wait is over");
+        assert!(matches!(e, SessionError::Busy(_)), "{e:?}");
+    }
+
     /// The owner's side: `begin_terminate` answers with the session's
     /// acknowledgement, without waiting for the end.
     #[tokio::test]
