@@ -461,3 +461,29 @@ impl SessionHandle {
         }
     }
 }
+
+/// A running PTY session's info (80×24, epoch 1, nothing printed), for unit
+/// tests to adjust with `..`.
+#[cfg(test)]
+pub(crate) fn test_info(id: &str) -> SessionInfo {
+    SessionInfo {
+        id: termstream_proto::SessionId::new(id).expect("a test's id is valid"),
+        kind: termstream_proto::SessionKind::Pty,
+        argv: vec!["true".into()],
+        cwd: "/".into(),
+        project: termstream_proto::ProjectId::default(),
+        status: termstream_proto::SessionStatus::Running,
+        epoch: termstream_proto::Epoch(1),
+        output_offset: 0,
+        cols: 80,
+        rows: 24,
+        pid: None,
+        created_at: 0,
+        started_at: None,
+        ended_at: None,
+        exit_code: None,
+        signal: None,
+        duration_ms: None,
+        error: None,
+    }
+}

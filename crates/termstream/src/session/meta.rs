@@ -187,28 +187,11 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use termstream_proto::{Epoch, ProjectId, SessionId, SessionKind, SessionStatus};
 
     fn info(cols: u16) -> SessionInfo {
         SessionInfo {
-            id: SessionId::new("meta").expect("id"),
-            kind: SessionKind::Pty,
-            argv: vec!["true".into()],
-            cwd: "/".into(),
-            project: ProjectId::default(),
-            status: SessionStatus::Running,
-            epoch: Epoch(1),
-            output_offset: 0,
             cols,
-            rows: 24,
-            pid: None,
-            created_at: 0,
-            started_at: None,
-            ended_at: None,
-            exit_code: None,
-            signal: None,
-            duration_ms: None,
-            error: None,
+            ..crate::session::test_info("meta")
         }
     }
 

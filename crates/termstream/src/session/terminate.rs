@@ -94,10 +94,10 @@ mod tests {
     use bytes::Bytes;
     use futures_util::FutureExt as _;
     use futures_util::future::BoxFuture;
-    use termstream_proto::{Epoch, ErrorCode, ProjectId, SessionId, SessionInfo, SessionKind, SessionStatus, Snapshot};
+    use termstream_proto::{ErrorCode, SessionStatus, Snapshot};
 
     use crate::session::remote::{EventPages, RemoteSession, StandIn, remote_handle};
-    use crate::session::{Command, SessionError};
+    use crate::session::{Command, SessionError, test_info};
 
     const LONG: Duration = Duration::from_secs(30);
 
@@ -127,29 +127,6 @@ mod tests {
         }
     }
 
-    fn running(id: &str) -> SessionInfo {
-        SessionInfo {
-            id: SessionId::new(id).expect("id"),
-            kind: SessionKind::Pty,
-            argv: vec!["sh".into()],
-            cwd: "/".into(),
-            project: ProjectId::default(),
-            status: SessionStatus::Running,
-            epoch: Epoch(1),
-            output_offset: 0,
-            cols: 80,
-            rows: 24,
-            pid: None,
-            created_at: 0,
-            started_at: None,
-            ended_at: None,
-            exit_code: None,
-            signal: None,
-            duration_ms: None,
-            error: None,
-        }
-    }
-
     /// The reply slot of the terminate the handle sent to the stand-in.
     fn sent(stand_in: &StandIn) -> tokio::sync::oneshot::Sender<Result<(), SessionError>> {
         match *stand_in.commands.try_recv().expect("the terminate was sent") {
@@ -172,7 +149,7 @@ mod tests {
     /// grace period.
     #[tokio::test]
     async fn an_unanswered_terminate_waits_for_the_end() {
-        let (handle, stand_in) = remote_handle(running("late"), Arc::new(Unasked));
+        let (handle, stand_in) = remote_handle(test_info("late"), Arc::new(Unasked));
         let mut terminate = Box::pin(tokio::time::timeout(LONG, handle.terminate(LONG)));
         assert!((&mut terminate).now_or_never().is_none(), "waits for the answer");
         let _ = sent(&stand_in).send(Err(refusal(ErrorCode::Busy)));
@@ -190,7 +167,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_terminate_answers_at_once() {
         for code in [ErrorCode::ClusterUnavailable, ErrorCode::SessionNotFound] {
-            let (handle, stand_in) = remote_handle(running("refused"), Arc::new(Unasked));
+            let (handle, stand_in) = remote_handle(test_info("refused"), Arc::new(Unasked));
             let mut terminate = Box::pin(handle.terminate(LONG));
             assert!((&mut terminate).now_or_never().is_none(), "waits for the answer");
             let _ = sent(&stand_in).send(Err(refusal(code)));
@@ -208,7 +185,7 @@ mod tests {
         let wait = Duration::from_millis(50);
         for answer in [Ok(()), Err(refusal(ErrorCode::Busy))] {
             let unanswered = answer.is_err();
-            let (handle, stand_in) = remote_handle(running("stuck"), Arc::new(Unasked));
+            let (handle, stand_in) = remote_handle(test_info("stuck"), Arc::new(Unasked));
             let start = std::time::Instant::now();
             let terminate = tokio::time::timeout(LONG, handle.terminate(wait));
             let answering = async {
@@ -232,7 +209,7 @@ mod tests {
     /// send used to come first, and waited for room with no limit.
     #[tokio::test]
     async fn a_full_command_queue_answers_busy_within_the_wait() {
-        let (handle, _stand_in) = remote_handle(running("full"), Arc::new(Unasked));
+        let (handle, _stand_in) = remote_handle(test_info("full"), Arc::new(Unasked));
         let mut filled = 0;
         loop {
             let (reply, _) = tokio::sync::oneshot::channel();
@@ -258,7 +235,7 @@ mod tests {
     /// acknowledgement, without waiting for the end.
     #[tokio::test]
     async fn begin_terminate_answers_the_acknowledgement() {
-        let (handle, stand_in) = remote_handle(running("begun"), Arc::new(Unasked));
+        let (handle, stand_in) = remote_handle(test_info("begun"), Arc::new(Unasked));
         let mut begin = Box::pin(handle.begin_terminate());
         assert!((&mut begin).now_or_never().is_none(), "waits for the session");
         let _ = sent(&stand_in).send(Ok(()));

@@ -2,7 +2,7 @@
 //! and thawing the model are in `freeze`, the scan ahead of a flood in
 //! `scan_ahead`.
 
-use termstream_proto::{Epoch, ProjectId, SessionId, SessionInfo, SessionKind, SessionStatus};
+use termstream_proto::{SessionInfo, SessionStatus};
 
 use super::catch_up::feed_slices;
 use super::*;
@@ -13,24 +13,9 @@ use crate::session::log::Chunk;
 
 fn ended_info(id: &str, output_offset: u64) -> SessionInfo {
     SessionInfo {
-        id: SessionId::new(id).expect("id"),
-        kind: SessionKind::Pty,
-        argv: vec!["true".into()],
-        cwd: "/".into(),
-        project: ProjectId::default(),
         status: SessionStatus::Exited,
-        epoch: Epoch(1),
         output_offset,
-        cols: 80,
-        rows: 24,
-        pid: None,
-        created_at: 0,
-        started_at: None,
-        ended_at: None,
-        exit_code: Some(0),
-        signal: None,
-        duration_ms: None,
-        error: None,
+        ..crate::session::test_info(id)
     }
 }
 
