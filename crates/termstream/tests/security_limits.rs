@@ -1,7 +1,7 @@
 //! Limits that hold whoever asks: connection caps answer before the
-//! upgrade (and only on the WebSocket routes), a token runs at most its session cap, input over the rate is
-//! refused and dropped, and programs run under the configured rlimits and
-//! user.
+//! upgrade (and only on the WebSocket routes), a token runs at most its
+//! session cap, input over the rate is refused and dropped, and programs run
+//! under the configured rlimits and user.
 
 mod common;
 

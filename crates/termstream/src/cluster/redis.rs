@@ -4,9 +4,10 @@
 //! the directory, stream appends and reads, requests). A command that blocks
 //! (`XREAD BLOCK`, `BLPOP`) would hold up everything queued behind it on a
 //! multiplexed connection, so each blocking loop opens its own with
-//! [`Redis::reconnects`] (again a heartbeat after a failure). Every command has a response timeout: a Redis that
-//! stopped answering fails commands instead of hanging them, and the shared
-//! connection is dropped and opened again on the next use.
+//! [`Redis::reconnects`] (again a heartbeat after a failure). Every command
+//! has a response timeout: a Redis that stopped answering fails commands
+//! instead of hanging them, and the shared connection is dropped and opened
+//! again on the next use.
 //!
 //! Keys (all under `termstream:`):
 //! - `node:<node>`: the node's liveness, expiring after `cluster_lost_ms`;
