@@ -21,11 +21,8 @@ impl TestServer {
         self.sigterm();
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
+            if let Some(exited) = self.exit_by(deadline) {
+                return exited;
             }
             std::thread::sleep(POLL);
         }
@@ -43,13 +40,21 @@ impl TestServer {
     pub async fn exited(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
+            if let Some(exited) = self.exit_by(deadline) {
+                return exited;
             }
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// One look for the server's exit, for [`TestServer::stop`] and
+    /// [`TestServer::exited`]: `Some` of its status once it exited, `Some(None)`
+    /// once `deadline` passed, `None` to look again.
+    fn exit_by(&mut self, deadline: Instant) -> Option<Option<std::process::ExitStatus>> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(Some(status)),
+            _ if Instant::now() >= deadline => Some(None),
+            _ => None,
         }
     }
 
