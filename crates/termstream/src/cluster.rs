@@ -204,7 +204,7 @@ impl ClusterLink for Link {
                 Ok(None) => {}
                 Err(e) => return Err(requests::redis_unreachable(e.to_string())),
             }
-            let answer = requests::ask(&self.0, &owner, id, wire::Op::Delete, requests::ASK_TIMEOUT).await?;
+            let answer = requests::ask(&self.0, &owner, id, epoch, wire::Op::Delete, requests::ASK_TIMEOUT).await?;
             let deleted = matches!(answer, wire::Answer::Deleted(true));
             if deleted {
                 remote::drop_stand_in(&self.0, id);

@@ -322,7 +322,22 @@ impl Registry {
     /// up; see [`Registry::finish`]): cut off, it left the session's
     /// directory, which the next start loaded again.
     pub async fn delete(&self, id: &SessionId) -> bool {
-        let Some(handle) = self.lock().remove(id) else {
+        self.delete_epoch(id, None).await
+    }
+
+    /// Deletes a session as [`Registry::delete`] does, only if it is the
+    /// incarnation `epoch` (any, when `None`): `false` otherwise, as for an
+    /// id this node does not have. Checked as it leaves the map, so a
+    /// session that replaced it meanwhile is left alone.
+    pub async fn delete_epoch(&self, id: &SessionId, epoch: Option<Epoch>) -> bool {
+        let handle = {
+            let mut sessions = self.lock();
+            match sessions.get(id) {
+                Some(h) if epoch.is_none_or(|e| e == h.epoch()) => sessions.remove(id),
+                _ => None,
+            }
+        };
+        let Some(handle) = handle else {
             return false;
         };
         self.forget_in_cluster(id, handle.epoch());

@@ -222,7 +222,7 @@ impl RemoteSession for Remote {
                 seq: seq.map(|(client, n)| (client.to_string(), n)),
                 wait_ms: wait.as_millis() as u64,
             };
-            ask(&self.c, &self.owner, &self.id, op, wait + ASK_TIMEOUT)
+            ask(&self.c, &self.owner, &self.id, self.epoch, op, wait + ASK_TIMEOUT)
                 .await
                 .map(drop)
         })
@@ -230,7 +230,7 @@ impl RemoteSession for Remote {
 
     fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SessionError>> {
         Box::pin(async move {
-            match ask(&self.c, &self.owner, &self.id, Op::Snapshot, ASK_TIMEOUT).await? {
+            match ask(&self.c, &self.owner, &self.id, self.epoch, Op::Snapshot, ASK_TIMEOUT).await? {
                 Answer::Snapshot(s) => Ok(s),
                 _ => Err(SessionError::Busy(self.id.clone())),
             }

@@ -7,7 +7,10 @@
 //! `termstream:rep:<node>`. Each node pops its request list with `BLPOP` on
 //! a connection of its own ([`serve`]): a pop takes a request exactly once,
 //! so each is applied once, on the owner, by the same code a local request
-//! runs (input keeps its `seq`: a repeat is dropped there). Another loop
+//! runs (input keeps its `seq`: a repeat is dropped there), and only to the
+//! incarnation it names (its `epoch`): a request that sat in the list while
+//! the session was deleted and its id reused is answered as for an id the
+//! owner does not have, and changes nothing. Another loop
 //! ([`collect`]) pops the node's answers and hands each to its waiter.
 //! A waiter that times out forgets its request; an answer that comes later
 //! is dropped. Both lists expire when nobody uses them.
@@ -18,7 +21,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use termstream_proto::{ErrorCode, SessionId};
+use termstream_proto::{Epoch, ErrorCode, SessionId};
 use tokio::sync::oneshot;
 
 use super::Cluster;
@@ -71,11 +74,15 @@ pub(crate) fn redis_unreachable(message: String) -> SessionError {
     }
 }
 
-/// Asks `owner` to apply `op` to `session`, and waits for its answer.
+/// Asks `owner` to apply `op` to `session` in its incarnation `epoch` (the
+/// one this node's record of it names), and waits for its answer. An owner
+/// whose session of that id has another epoch answers as for an id it does
+/// not have.
 pub async fn ask(
     c: &Cluster,
     owner: &str,
     session: &SessionId,
+    epoch: Epoch,
     op: Op,
     timeout: Duration,
 ) -> Result<Answer, SessionError> {
@@ -87,6 +94,7 @@ pub async fn ask(
         id,
         from: c.node.clone(),
         session: session.clone(),
+        epoch: Some(epoch),
         op,
     };
     let key = requests_key(owner);
@@ -171,10 +179,15 @@ async fn blpop_loop(c: &Arc<Cluster>, key: &str, each: impl Fn(Arc<Cluster>, Str
     }
 }
 
-/// Applies a request to a local session, as a local caller would.
+/// Applies a request to a local session, as a local caller would: only to
+/// the incarnation it names, when it names one; any other is answered as
+/// an id this node does not have.
 async fn apply(c: &Cluster, req: &Request) -> Result<Answer, Failure> {
     let fail = |e: SessionError| Failure::from(&e);
-    let handle = c.registry.get(&req.session).filter(|h| !h.is_remote());
+    let handle = c
+        .registry
+        .get(&req.session)
+        .filter(|h| !h.is_remote() && req.epoch.is_none_or(|e| e == h.epoch()));
     let Some(h) = handle else {
         if matches!(req.op, Op::Delete) {
             return Ok(Answer::Deleted(false));
@@ -222,7 +235,9 @@ async fn apply(c: &Cluster, req: &Request) -> Result<Answer, Failure> {
             Ok(taken) => taken.map(|()| Answer::Done).map_err(fail),
             Err(_) => Err(fail(SessionError::Busy(req.session.clone()))),
         },
-        Op::Delete => Ok(Answer::Deleted(c.registry.delete(&req.session).await)),
+        // The epoch is checked again as the session leaves the map: another
+        // incarnation may have replaced it since.
+        Op::Delete => Ok(Answer::Deleted(c.registry.delete_epoch(&req.session, req.epoch).await)),
         Op::Snapshot => Ok(Answer::Snapshot(h.snapshot().await.map_err(fail)?)),
         Op::Read { since, max } => {
             let chunks = h.read(*since, (*max).min(READ_MAX)).await.map_err(fail)?;

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use redis::Value;
 use serde::{Deserialize, Serialize};
-use termstream_proto::{ErrorCode, SessionId, SessionInfo, Snapshot, Stream};
+use termstream_proto::{Epoch, ErrorCode, SessionId, SessionInfo, Snapshot, Stream};
 
 use crate::session::SessionError;
 use crate::session::log::Chunk;
@@ -213,6 +213,17 @@ pub struct Request {
     /// The asking node, where the answer goes.
     pub from: String,
     pub session: SessionId,
+    /// The incarnation of `session` the asker knows (from its record). The
+    /// owner applies the request only to its session of that id and epoch,
+    /// and answers as for an id it does not have otherwise: a request that
+    /// sat in the list (which lives up to 4 × `lost_after`), or an owner
+    /// that was slow, must not act on a newer session that reused the id.
+    /// `None` from a node that predates it (a rolling upgrade): applied to
+    /// the session of that id, whatever its epoch, as such a node expects.
+    /// Every request of this version carries it; an owner that predates it
+    /// ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<Epoch>,
     #[serde(flatten)]
     pub op: Op,
 }
@@ -385,6 +396,8 @@ mod tests {
     use serde::Deserialize;
     use serde_json::json;
 
+    use termstream_proto::Epoch;
+
     use super::{Op, Request};
 
     #[test]
@@ -470,6 +483,7 @@ mod tests {
             id: 7,
             from: "n1".into(),
             session: "s1".parse().expect("id"),
+            epoch: None,
             op: Op::Resize {
                 cols: 100,
                 rows: 30,
@@ -480,5 +494,58 @@ mod tests {
         assert_eq!(json["info"], true);
         let old: OldRequest = serde_json::from_value(json).expect("read by the old shape");
         assert!(matches!(old.op, OldOp::Resize { cols: 100, rows: 30 }), "{old:?}");
+    }
+
+    #[test]
+    fn a_request_from_a_node_that_predates_epoch_names_none_and_is_written_as_before() {
+        // Such an owner applies it to the session of that id, whatever its
+        // epoch, as before (see `Request::epoch`).
+        let req: Request = serde_json::from_value(old_resize()).expect("read");
+        assert_eq!(req.epoch, None);
+        assert_eq!(serde_json::to_value(&req).expect("write"), old_resize());
+    }
+
+    #[test]
+    fn a_request_names_its_epoch_and_an_owner_that_predates_it_reads_it() {
+        /// A request as such an owner has it.
+        #[derive(Debug, Deserialize)]
+        struct OldRequest {
+            id: u64,
+            session: String,
+            #[serde(flatten)]
+            op: OldOp,
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(tag = "op", rename_all = "snake_case")]
+        enum OldOp {
+            Terminate,
+        }
+        let req = Request {
+            id: 9,
+            from: "n1".into(),
+            session: "s1".parse().expect("id"),
+            epoch: Some(Epoch(0xaa)),
+            op: Op::Terminate,
+        };
+        let json = serde_json::to_value(&req).expect("write");
+        assert_eq!(
+            json,
+            json!({"id":9,"from":"n1","session":"s1","epoch":"00000000000000aa","op":"terminate"})
+        );
+        let back: Request = serde_json::from_value(json.clone()).expect("read");
+        assert_eq!(back.epoch, Some(Epoch(0xaa)));
+        assert!(matches!(back.op, Op::Terminate), "{back:?}");
+        let old: OldRequest = serde_json::from_value(json).expect("read by the old shape");
+        assert!(
+            old.id == 9 && old.session == "s1" && matches!(old.op, OldOp::Terminate),
+            "{old:?}"
+        );
+    }
+
+    #[test]
+    fn a_request_with_an_epoch_that_cannot_be_read_is_refused() {
+        let mut json = old_resize();
+        json["epoch"] = json!("not-hex");
+        assert!(serde_json::from_value::<Request>(json).is_err());
     }
 }

@@ -46,6 +46,7 @@ async fn read_anywhere(remote: &Remote, since: u64, max: usize, end: u64) -> Rin
         &remote.c,
         &remote.owner,
         &remote.id,
+        remote.epoch,
         Op::Read { since, max },
         ASK_TIMEOUT,
     )

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use termstream_proto::{ErrorCode, SessionId, SessionStatus};
+use termstream_proto::{Epoch, ErrorCode, SessionId, SessionStatus};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Remote;
@@ -48,6 +48,9 @@ impl Default for Transfers {
 struct Pages {
     c: Arc<Cluster>,
     id: SessionId,
+    /// The incarnation whose log this is: once it is gone, its owner
+    /// answers not found, even when a newer session took its id.
+    epoch: Epoch,
     owner: String,
     /// Where the next page starts; `None` before the first.
     at: Option<Cursor>,
@@ -84,6 +87,7 @@ pub(super) fn start(remote: &Remote) -> Result<Box<dyn EventPages>, SessionError
     Ok(Box::new(Pages {
         c: remote.c.clone(),
         id: remote.id.clone(),
+        epoch: remote.epoch,
         owner: remote.owner.clone(),
         at: None,
         done: false,
@@ -101,7 +105,7 @@ impl EventPages for Pages {
                 at: self.at,
                 max: PAGE_BYTES,
             };
-            match ask(&self.c, &self.owner, &self.id, op, ASK_TIMEOUT).await? {
+            match ask(&self.c, &self.owner, &self.id, self.epoch, op, ASK_TIMEOUT).await? {
                 Answer::Events { events, next } => {
                     let events = wire::decode_events(events).ok_or_else(|| SessionError::Remote {
                         code: ErrorCode::Internal,

@@ -93,6 +93,9 @@ impl Task {
 
     fn command(&mut self, cmd: Command) {
         let (c, id, owner) = (self.remote.c.clone(), self.remote.id.clone(), self.remote.owner.clone());
+        // The incarnation this stand-in was made for: the owner applies a
+        // request only to it.
+        let epoch = self.remote.epoch;
         match cmd {
             Command::Resize {
                 cols,
@@ -104,12 +107,14 @@ impl Task {
                     // The owner's info only when the caller uses it (the REST
                     // route): a window dragged over a WebSocket sends many.
                     let op = Op::Resize { cols, rows, info };
-                    let r = ask(&c, &owner, &id, op, ASK_TIMEOUT).await.map(|answer| match answer {
-                        Answer::Info(info) => Some(info),
-                        // Not asked for, or an owner that predates `info`
-                        // answered `Done`: the handle's own info is all there is.
-                        _ => None,
-                    });
+                    let r = ask(&c, &owner, &id, epoch, op, ASK_TIMEOUT)
+                        .await
+                        .map(|answer| match answer {
+                            Answer::Info(info) => Some(info),
+                            // Not asked for, or an owner that predates `info`
+                            // answered `Done`: the handle's own info is all there is.
+                            _ => None,
+                        });
                     let _ = reply.send(r);
                 });
             }
@@ -122,7 +127,7 @@ impl Task {
                     // for the end after `busy` (no answer in time: the
                     // request stays in the owner's list, which may apply it
                     // yet; see `SessionHandle::terminate`).
-                    let r = ask(&c, &owner, &id, Op::Terminate, ASK_TIMEOUT).await.map(drop);
+                    let r = ask(&c, &owner, &id, epoch, Op::Terminate, ASK_TIMEOUT).await.map(drop);
                     // Not silent when its caller is gone (a client that
                     // hung up).
                     if let Err(Err(e)) = reply.send(r) {

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use termstream_proto::SessionId;
+use termstream_proto::{Epoch, SessionId};
 
 use super::{Pending, ask};
 use crate::cluster::Cluster;
@@ -81,7 +81,16 @@ async fn a_dropped_caller_frees_its_slot_while_sending_and_while_awaiting_the_an
     let registry = Registry::load(Arc::new(config)).expect("registry");
     let cluster = Cluster::start(&redis.url(), registry).expect("cluster");
     let session = SessionId::new("elsewhere").unwrap();
-    let asking = |owner| ask(&cluster, owner, &session, Op::Terminate, Duration::from_secs(60));
+    let asking = |owner| {
+        ask(
+            &cluster,
+            owner,
+            &session,
+            Epoch(1),
+            Op::Terminate,
+            Duration::from_secs(60),
+        )
+    };
 
     // Cut while its request goes to Redis: polled once, it holds a slot.
     let mut first = Box::pin(asking("nobody"));
