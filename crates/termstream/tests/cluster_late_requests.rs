@@ -133,6 +133,11 @@ async fn a_late_request_for_a_deleted_session_does_not_act_on_the_new_one_with_i
             "a request about the old session is answered as for an id the owner does not have: {a}"
         );
     }
+    let message = others[0]["result"]["Err"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&old),
+        "the answer names the epoch asked about: {message}"
+    );
     assert_eq!(
         delete["result"]["Ok"],
         json!({"deleted": false}),

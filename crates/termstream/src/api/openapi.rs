@@ -187,7 +187,8 @@ const SHARED_ERRORS: [Shared; 16] = [
     },
     Shared {
         status: "404",
-        why: "`session_not_found`: no session has that id.",
+        why: "`session_not_found`: no session has that id (in a cluster, also when the session another node owns \
+              that this node knew was replaced there by a newer one with the same id).",
         applies: |f| f.names_session,
     },
     Shared {

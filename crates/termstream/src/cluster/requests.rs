@@ -184,17 +184,21 @@ async fn blpop_loop(c: &Arc<Cluster>, key: &str, each: impl Fn(Arc<Cluster>, Str
 /// an id this node does not have.
 async fn apply(c: &Cluster, req: &Request) -> Result<Answer, Failure> {
     let fail = |e: SessionError| Failure::from(&e);
-    let handle = c
-        .registry
-        .get(&req.session)
-        .filter(|h| !h.is_remote() && req.epoch.is_none_or(|e| e == h.epoch()));
-    let Some(h) = handle else {
+    let local = c.registry.get(&req.session).filter(|h| !h.is_remote());
+    let Some(h) = local.clone().filter(|h| req.epoch.is_none_or(|e| e == h.epoch())) else {
         if matches!(req.op, Op::Delete) {
             return Ok(Answer::Deleted(false));
         }
+        let id = req.session.as_str();
+        let message = match (local, req.epoch) {
+            (Some(_), Some(epoch)) => {
+                format!("no session has id {id:?} and epoch {epoch} (the id names another session now)")
+            }
+            _ => format!("no session has id {id:?}"),
+        };
         return Err(Failure {
             code: ErrorCode::SessionNotFound,
-            message: format!("no session has id {:?}", req.session.as_str()),
+            message,
             earliest: None,
             busy: None,
         });

@@ -12,7 +12,8 @@
 //! the owner's list, and the owner may apply it a moment later: only the
 //! end, or the caller's own wait running out, answers then. Every other
 //! refusal (the cluster's Redis cannot be reached, the owner has no such
-//! session) answers at once. A `cluster_unavailable` terminate may have
+//! session, or no longer the incarnation this node knows: the id was
+//! reused) answers at once. A `cluster_unavailable` terminate may have
 //! reached Redis all the same (its answer was what failed); a terminate is
 //! safe to repeat.
 
