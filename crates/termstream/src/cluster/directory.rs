@@ -204,7 +204,8 @@ async fn delete_here(c: Arc<Cluster>, id: SessionId, epoch: Epoch) {
             session = %id,
             "the session was deleted through another node while this node was cut off from the cluster: deleting it here too"
         );
-        c.registry.delete(&id).await;
+        // This incarnation only: another may have taken the id since.
+        c.registry.delete_epoch(&id, Some(epoch)).await;
     }
     // What its publisher appended before it stopped.
     let _ = c.redis.run::<()>(redis::cmd("DEL").arg(stream_key(&id, epoch))).await;
