@@ -1,6 +1,6 @@
 //! A request to a session's owner names the incarnation (epoch) its asker
 //! knows, and the owner applies it only to that one. A request that sat in
-//! the owner's list (which lives up to 4 × `lost_after`) while the session
+//! the owner's list (which expires 4 × `lost_after` after its last push) while the session
 //! was deleted and a new one took its id is answered `session_not_found`
 //! (a delete: not deleted), as for an id the owner does not have, and
 //! does nothing to the new session: a late terminate does not end it, late

@@ -187,8 +187,9 @@ const SHARED_ERRORS: [Shared; 16] = [
     },
     Shared {
         status: "404",
-        why: "`session_not_found`: no session has that id (in a cluster, also when the session another node owns \
-              that this node knew was replaced there by a newer one with the same id).",
+        why: "`session_not_found`: no session has that id (in a cluster, also when the session this node knew \
+              under that id was deleted on its owner and replaced by a newer one; the listing catches up within \
+              a directory read).",
         applies: |f| f.names_session,
     },
     Shared {

@@ -189,12 +189,13 @@ async fn apply(c: &Cluster, req: &Request) -> Result<Answer, Failure> {
         if matches!(req.op, Op::Delete) {
             return Ok(Answer::Deleted(false));
         }
+        // The same words whether another incarnation has the id or none
+        // does: which one is there is not the asker's to learn (the two are
+        // indistinguishable on purpose, see docs/protocol.md).
         let id = req.session.as_str();
-        let message = match (local, req.epoch) {
-            (Some(_), Some(epoch)) => {
-                format!("no session has id {id:?} and epoch {epoch} (the id names another session now)")
-            }
-            _ => format!("no session has id {id:?}"),
+        let message = match req.epoch {
+            Some(epoch) => format!("no session has id {id:?} and epoch {epoch}"),
+            None => format!("no session has id {id:?}"),
         };
         return Err(Failure {
             code: ErrorCode::SessionNotFound,

@@ -326,6 +326,10 @@ impl Forwarder {
                 }
                 // Deleted meanwhile: as when the subscribe below fails.
                 Err(SessionError::Closed(_)) => return self.detached().await.map(|()| None),
+                // A session another node owns that its owner no longer has
+                // (deleted, or its id taken by a newer one) before this
+                // node's listing caught up: deleted, as above.
+                Err(e) if e.code() == ErrorCode::SessionNotFound => return self.detached().await.map(|()| None),
                 Err(e) => {
                     return self
                         .error(ErrorCode::Internal, format!("cannot take a snapshot: {e}"))

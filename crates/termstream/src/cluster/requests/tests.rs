@@ -121,6 +121,13 @@ async fn a_dropped_caller_frees_its_slot_while_sending_and_while_awaiting_the_an
     let polled = tokio::time::timeout(Duration::from_millis(5), second.as_mut()).await;
     assert!(polled.is_err(), "answered with no owner: {polled:?}");
     assert_eq!(slots(&cluster.pending), 1, "a waiting request holds a slot");
+    // What went out names the incarnation it was asked for.
+    let sent: Vec<String> = redis
+        .query(redis::cmd("LRANGE").arg(requests_key("nobody-else")).arg(0).arg(-1))
+        .await
+        .expect("LRANGE");
+    let sent: serde_json::Value = serde_json::from_str(&sent[0]).expect("a request in JSON");
+    assert_eq!(sent["epoch"], "0000000000000001", "{sent}");
     drop(second);
     assert_eq!(
         slots(&cluster.pending),
