@@ -135,6 +135,7 @@ async fn json_errors(resp: Response) -> Response {
     let fresh = ApiError::new(code, message).into_response();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.extend(fresh.headers().clone());
+    parts.extensions.insert(code);
     let mut resp = Response::from_parts(parts, fresh.into_body());
     *resp.status_mut() = status;
     resp

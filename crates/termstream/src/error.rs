@@ -1,5 +1,6 @@
 //! The REST error type: every failure becomes `{"error":{"code","message"}}`
-//! with the status its code implies.
+//! with the status its code implies, and carries its [`ErrorCode`] as a
+//! response extension, for middleware that reports answers by their code.
 
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
@@ -76,7 +77,11 @@ impl IntoResponse for ApiError {
         let mut body = ErrorBody::new(self.code, self.message);
         body.error.earliest_offset = self.earliest_offset;
         body.error.accepted_bytes = self.accepted_bytes;
-        (status_of(self.code), Json(body)).into_response()
+        let mut resp = (status_of(self.code), Json(body)).into_response();
+        // For the middleware that reports answers by their code (the
+        // audit of a terminate or delete), without reading the body.
+        resp.extensions_mut().insert(self.code);
+        resp
     }
 }
 

@@ -1,11 +1,14 @@
 //! The audit trail and the log format: every audited act appears once as a
 //! JSON line with the credential's name, the peer, the session and the
-//! project, and no token ever appears in the log; text logs written to a
-//! file carry no colour codes; `RUST_LOG` turns on the routing events.
+//! project, and no token ever appears in the log; a terminate answered with
+//! an error is audited with its answer; text logs written to a file carry
+//! no colour codes; `RUST_LOG` turns on the routing events.
 
 mod common;
 
 use common::TestServer;
+use common::cluster::{HEARTBEAT_MS, LOST_MS, listed};
+use common::redis::TestRedis;
 use common::secured::{ConfigFile, admin_entry, call, project_entry};
 use common::ws::WsClient;
 use common::{secs, wait_until};
@@ -142,6 +145,7 @@ async fn the_audit_trail_names_credentials_and_never_tokens() {
         (terminated["credential"].as_str(), terminated["session"].as_str()),
         (Some("ops-admin"), Some(id.as_str()))
     );
+    assert_eq!(terminated["status"], 200, "{terminated}");
     let deleted = event(&server, "session.deleted").await;
     assert_eq!(
         (deleted["project"].as_str(), deleted["session"].as_str()),
@@ -229,5 +233,87 @@ async fn an_encoded_id_is_audited_and_scoped_as_its_session() {
     assert_eq!(
         (deleted["session"].as_str(), deleted["credential"].as_str()),
         (Some("enc"), Some("ops-admin"))
+    );
+}
+
+/// A terminate answered with an error is audited with its answer: through
+/// a node that does not own the session, while the cluster's Redis is
+/// down, both routes answer 503 `cluster_unavailable` (the request may
+/// have reached the owner all the same), and one for a session no node
+/// knows answers 404. Only a terminate that succeeded was audited: these
+/// left no record of who asked.
+#[tokio::test]
+async fn a_terminate_answered_with_an_error_is_audited_with_its_answer() {
+    let mut redis = TestRedis::start().await;
+    let url = redis.url();
+    let (hb, lost) = (HEARTBEAT_MS.to_string(), LOST_MS.to_string());
+    let env = [
+        ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
+        ("TERMSTREAM_CLUSTER_LOST_MS", lost.as_str()),
+    ];
+    let owner = TestServer::start_with(&["--cluster", &url], &env).await;
+    let mut logged = env.to_vec();
+    logged.push(("RUST_LOG", "termstream::audit=info"));
+    let asker = TestServer::start_logged(&["--cluster", &url, "--log-format", "json"], &logged).await;
+    owner
+        .create(json!({"id":"held","kind":"command","argv":["sleep","1000"],"project":"web"}))
+        .await;
+    listed(&asker, "held", secs(20)).await.expect("listed on the asker");
+
+    redis.stop();
+    let unready = wait_until(secs(20), || async { asker.get("/readyz").await.0 == 503 }).await;
+    assert!(unready, "the asker never saw Redis go");
+    let paths = ["/api/sessions/held/terminate", "/terminal/held/terminate"];
+    for path in paths {
+        let (status, body) = asker.post(path, json!(null)).await;
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (503, Some("cluster_unavailable")),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = asker.post("/api/sessions/nobody/terminate", json!(null)).await;
+    assert_eq!(status, 404, "{body}");
+
+    let failed = || asker.log_events("session.terminate_failed");
+    assert!(
+        wait_until(secs(10), || async { failed().len() == 3 }).await,
+        "three failed terminates audited: {:?}\n{}",
+        failed(),
+        asker.log()
+    );
+    for e in &failed()[..2] {
+        assert_eq!(
+            (
+                e["session"].as_str(),
+                e["project"].as_str(),
+                e["status"].as_u64(),
+                e["code"].as_str()
+            ),
+            (Some("held"), Some("web"), Some(503), Some("cluster_unavailable")),
+            "{e}"
+        );
+        assert_eq!(
+            (e["credential"].as_str(), e["peer"].as_str()),
+            (Some("local"), Some("127.0.0.1")),
+            "{e}"
+        );
+    }
+    let unknown = &failed()[2];
+    assert_eq!(
+        (
+            unknown["session"].as_str(),
+            unknown["project"].as_str(),
+            unknown["status"].as_u64(),
+            unknown["code"].as_str()
+        ),
+        (Some("nobody"), Some(""), Some(404), Some("session_not_found")),
+        "{unknown}"
+    );
+    assert!(asker.log_events("session.terminated").is_empty(), "{}", asker.log());
+    assert_eq!(
+        owner.info("held").await["status"],
+        "running",
+        "the terminates did nothing"
     );
 }

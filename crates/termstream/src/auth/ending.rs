@@ -8,69 +8,99 @@
 //! (a delete cut off before its audit went unrecorded). What the audit
 //! needs is read before the handler runs, as the session may be gone after.
 //!
+//! Every ending the guard let through is audited with its answer: a success
+//! as `session.terminated` or `session.deleted`, an error (a 503 `busy` or
+//! `cluster_unavailable`, which may still end the session; a 404 for a
+//! session this node does not know; a handler's panic, answered 500) as
+//! `session.terminate_failed` or `session.delete_failed`. What the guard
+//! refused is audited there (`auth.failed`); a path segment that is no
+//! session id names no session, and is not audited.
+//!
 //! [`path_session_id`] reads a session id from a path segment as the
 //! handlers' `Path` does, percent-decoded; the endings, the route policy
 //! ([`super::policy`]) and the audit of a refused write
 //! ([`refused_write`]) all name the session the handler acts on.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
 use termstream_proto::{ErrorCode, SessionId};
 
 use super::Grant;
 use crate::error::ApiError;
-use crate::observe::audit;
+use crate::observe::{audit, metrics};
 use crate::registry::Registry;
 
 /// A request that ends a session (terminate or delete, REST or the older
-/// routes), audited once it succeeded.
+/// routes), audited with its answer.
 pub(super) struct Ending {
     grant: Grant,
     how: &'static str,
     session: String,
+    /// Empty when this node knows no such session.
     project: String,
 }
 
 impl Ending {
     /// The ending `req` asks for: `None` when it is no terminate or delete,
-    /// or names no session of this node, or carries no grant.
+    /// or its path names no valid session id, or it carries no grant.
     pub(super) fn of(registry: &Registry, req: &Request) -> Option<Ending> {
         let (how, id) = what_ends(req.method().as_str(), req.uri().path())?;
         let id = path_session_id(id)?;
-        let handle = registry.get(&id)?;
+        let project = registry.get(&id).map(|h| h.project().to_string()).unwrap_or_default();
         Some(Ending {
             grant: req.extensions().get::<Grant>()?.clone(),
             how,
             session: id.to_string(),
-            project: handle.project().to_string(),
+            project,
         })
     }
 
     /// Runs the rest of the request (`next`) as the registry's finishing
-    /// work, started now, and audits the end when it answered a success. A
-    /// handler that panicked answers 500 `internal`.
+    /// work, started now, and audits its answer. A handler that panicked
+    /// answers 500 `internal`, audited as such.
     pub(super) fn run(self, registry: &Registry, req: Request, next: Next) -> impl Future<Output = Response> + use<> {
         let ended = async move {
-            let resp = next.run(req).await;
-            if resp.status().is_success() {
-                self.audit();
-            }
+            let resp = match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+                Ok(resp) => resp,
+                Err(_) => {
+                    tracing::error!(session = %self.session, how = self.how, "the handler ending a session panicked");
+                    internal()
+                }
+            };
+            self.audit(&resp);
             resp
         };
         let finished = registry.finish("ending a session", ended);
-        async move {
-            finished.await.unwrap_or_else(|| {
-                ApiError::new(ErrorCode::Internal, "ending the session failed on the server").into_response()
-            })
-        }
+        async move { finished.await.unwrap_or_else(internal) }
     }
 
-    fn audit(&self) {
-        audit::session_ended(&self.grant, self.how, &self.session, &self.project);
+    /// The audit event of this ending, answered `resp`.
+    fn audit(&self, resp: &Response) {
+        let status = resp.status();
+        if status.is_success() {
+            audit::session_ended(&self.grant, self.how, &self.session, &self.project, status.as_u16());
+        } else {
+            let code = resp.extensions().get::<ErrorCode>().map(metrics::snake);
+            audit::session_end_failed(
+                &self.grant,
+                self.how,
+                &self.session,
+                &self.project,
+                status.as_u16(),
+                code.as_deref().unwrap_or("-"),
+            );
+        }
     }
+}
+
+/// The answer to an ending whose handler failed on the server.
+fn internal() -> Response {
+    ApiError::new(ErrorCode::Internal, "ending the session failed on the server").into_response()
 }
 
 /// How `method path` ends a session (the audit's word for it), and the raw

@@ -7,8 +7,14 @@
 //! without auth), never the token itself; the client's address (the peer,
 //! or the address a trusted proxy forwarded); and the session and project
 //! when there is one. Events: `session.created`, `session.terminated`,
-//! `session.deleted`, `input.refused` (a read-only credential tried to
+//! `session.deleted`, `session.terminate_failed` and `session.delete_failed`
+//! (a terminate or delete the handler answered with an error, with its
+//! `status` and `code`), `input.refused` (a read-only credential tried to
 //! write), `socket.connected`, `socket.closed` and `auth.failed`.
+//!
+//! So every terminate or delete request leaves one record: refused by the
+//! guard, `auth.failed` (and `input.refused` for a read-only credential);
+//! else one of the four session events, which carry the answer's `status`.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -24,14 +30,45 @@ pub fn session_created(grant: &Grant, session: &str, project: &str) {
 }
 
 /// A session was terminated (`how`: `terminated`) or deleted (`deleted`)
-/// by a request.
-pub fn session_ended(grant: &Grant, how: &'static str, session: &str, project: &str) {
+/// by a request, answered `status`.
+pub fn session_ended(grant: &Grant, how: &'static str, session: &str, project: &str, status: u16) {
     let event = if how == "deleted" {
         "session.deleted"
     } else {
         "session.terminated"
     };
-    session_event(event, grant, session, project);
+    tracing::info!(
+        target: TARGET,
+        event,
+        credential = &*grant.name,
+        peer = %Peer(grant.peer),
+        session,
+        project,
+        status,
+    );
+}
+
+/// A request to terminate (`how`: `terminated`) or delete (`deleted`) a
+/// session was answered with an error: `status`, and `code` (the error
+/// code, `-` for an answer that carried none). A terminate answered `busy`
+/// or `cluster_unavailable` may still end the session (the owner may have
+/// been asked); `project` is empty for a session this node does not know.
+pub fn session_end_failed(grant: &Grant, how: &'static str, session: &str, project: &str, status: u16, code: &str) {
+    let event = if how == "deleted" {
+        "session.delete_failed"
+    } else {
+        "session.terminate_failed"
+    };
+    tracing::info!(
+        target: TARGET,
+        event,
+        credential = &*grant.name,
+        peer = %Peer(grant.peer),
+        session,
+        project,
+        status,
+        code,
+    );
 }
 
 /// Input (or a resize) from a read-only credential was refused.
