@@ -10,6 +10,8 @@
 //!   all-sessions shapes ([`legacy`]).
 //!
 //! Messages over `ws_max_message_bytes` are answered with close 1009.
+//! Every socket holds the connection permit the guard took for its upgrade
+//! ([`ClientGuard`]); an upgrade that has none is refused ([`Permit`]).
 
 pub mod connection;
 pub mod focus_watch;
@@ -52,24 +54,33 @@ pub const INPUT_WAIT: Duration = Duration::from_secs(1);
 /// Counts a connected client while it lives, and holds its connection
 /// permit ([`crate::limits`]) until the socket's task ends.
 #[derive(Debug)]
-pub struct ClientGuard(Arc<AtomicUsize>, Option<Permit>, Option<(ConnectionGauge, SocketAudit)>);
+pub struct ClientGuard {
+    /// The count of connected clients ([`AppState::clients`]): one added
+    /// by [`ClientGuard::new`], taken back on drop.
+    count: Arc<AtomicUsize>,
+    /// Held, never read: its drop gives the connection back to the limits.
+    _permit: Permit,
+    /// The connection gauge and the audit of the socket, once
+    /// [`ClientGuard::on`] named its endpoint; both end on drop.
+    observed: Option<(ConnectionGauge, SocketAudit)>,
+}
 
 impl ClientGuard {
-    pub fn new(count: &Arc<AtomicUsize>) -> ClientGuard {
+    /// Counts a client in `count`, holding `permit` for as long as it is
+    /// counted.
+    pub fn new(count: &Arc<AtomicUsize>, permit: Permit) -> ClientGuard {
         count.fetch_add(1, Ordering::Relaxed);
-        ClientGuard(count.clone(), None, None)
-    }
-
-    /// Holds `permit` for as long as the client is counted.
-    pub fn holding(mut self, permit: Option<Extension<Permit>>) -> ClientGuard {
-        self.1 = permit.map(|Extension(p)| p);
-        self
+        ClientGuard {
+            count: count.clone(),
+            _permit: permit,
+            observed: None,
+        }
     }
 
     /// Counts the client in the connection metrics of `endpoint`, and
     /// audits its connection and (when the guard drops) its close.
     pub fn on(mut self, endpoint: &'static str, grant: &Grant) -> ClientGuard {
-        self.2 = Some((ConnectionGauge::open(endpoint), SocketAudit::connected(grant, endpoint)));
+        self.observed = Some((ConnectionGauge::open(endpoint), SocketAudit::connected(grant, endpoint)));
         self
     }
 }
@@ -97,13 +108,14 @@ pub async fn tell_shutdown(
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// What the auth guard found for an upgrade: the grant, the connection
-/// permit and the subprotocol that carried the token.
-type Admitted = (Grant, Option<Extension<Permit>>, Option<Extension<BearerProtocol>>);
+/// permit (an upgrade without one is refused, see [`Permit`]'s extractor)
+/// and the subprotocol that carried the token.
+type Admitted = (Grant, Permit, Option<Extension<BearerProtocol>>);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -173,9 +185,7 @@ pub async fn ws(
             Ok(p) => p,
             Err(e) => return ApiError::bad_request(format!("invalid projectId: {e}")).into_response(),
         };
-        let guard = ClientGuard::new(&state.clients)
-            .holding(permit)
-            .on("ws_terminal", &grant);
+        let guard = ClientGuard::new(&state.clients, permit).on("ws_terminal", &grant);
         return upgrade(ws, &state, proto)
             .on_upgrade(move |socket| terminal::run(socket, state, id, project, guard, grant));
     }
@@ -188,7 +198,7 @@ pub async fn ws(
         Some("dotted") => Some(Dialect::Dotted),
         _ => None,
     };
-    let guard = ClientGuard::new(&state.clients).holding(permit).on("ws", &grant);
+    let guard = ClientGuard::new(&state.clients, permit).on("ws", &grant);
     let upgrade = upgrade(ws, &state, proto);
     // Boxed: axum's task keeps the callback's captures as long as the
     // socket lives (about 200 bytes of them), a box only a pointer.
@@ -209,9 +219,7 @@ pub async fn legacy_one(
     Path(raw): Path<String>,
     (grant, permit, proto): Admitted,
 ) -> Response {
-    let guard = ClientGuard::new(&state.clients)
-        .holding(permit)
-        .on("legacy_one", &grant);
+    let guard = ClientGuard::new(&state.clients, permit).on("legacy_one", &grant);
     upgrade(ws, &state, proto).on_upgrade(move |socket| legacy::one(socket, state, raw, guard, grant))
 }
 
@@ -224,9 +232,7 @@ pub async fn legacy_all(
     State(state): State<AppState>,
     (grant, permit, proto): Admitted,
 ) -> Response {
-    let guard = ClientGuard::new(&state.clients)
-        .holding(permit)
-        .on("legacy_all", &grant);
+    let guard = ClientGuard::new(&state.clients, permit).on("legacy_all", &grant);
     upgrade(ws, &state, proto).on_upgrade(move |socket| legacy::all(socket, state, guard, grant))
 }
 
@@ -255,6 +261,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
             _ => e.body_text(),
         };
         Err(ApiError::new(code, message))
+    }
+}
+
+/// The connection permit the guard took for an upgrade ([`crate::auth`],
+/// step 5). An upgrade without one fails closed: refused with 500
+/// `internal` (and logged), never run uncounted by the connection limits.
+/// Only a route the guard does not count as a WebSocket endpoint (one
+/// missing from [`crate::api::WEBSOCKET_ROUTES`], or mounted outside the
+/// guard) comes here without one. Extracted after [`Upgrade`], so a plain
+/// GET of the endpoint (which takes no permit) is still answered 426.
+impl<S: Send + Sync> FromRequestParts<S> for Permit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        if let Some(permit) = parts.extensions.get::<Permit>() {
+            return Ok(permit.clone());
+        }
+        tracing::error!(
+            path = parts.uri.path(),
+            "a WebSocket upgrade came without a connection permit: refused (is its route marked [websocket]?)"
+        );
+        Err(ApiError::new(
+            ErrorCode::Internal,
+            "this WebSocket upgrade was not counted against the connection limits, so it is refused",
+        ))
     }
 }
 
@@ -314,3 +345,6 @@ pub async fn wait_for_session(
     };
     tokio::time::timeout(wait, found).await.ok().flatten()
 }
+
+#[cfg(test)]
+mod tests;
