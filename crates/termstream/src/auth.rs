@@ -424,7 +424,7 @@ fn authenticate(sec: &Security, peer: SocketAddr, req: &mut Request, ws: bool) -
     Err(unauthorized("a credential is required: Authorization: Bearer TOKEN"))
 }
 
-#[utoipa::path(post, path = "/api/ws-ticket", responses((status = 200, body = WsTicket),
+#[utoipa::path(post, path = "/api/ws-ticket", responses((status = 200, body = WsTicket, description = "A single-use ticket for a WebSocket upgrade (`?token=TICKET`), carrying the caller's access, valid for `ticket_ttl_ms`."),
     (status = 403, body = termstream_proto::ErrorBody, description = "`forbidden`: the Host or the Origin is not \
         allowed here, or a request came through a reverse proxy to a server with no token."),
     (status = 503, body = termstream_proto::ErrorBody, description = "capacity: `max_tickets` tickets are outstanding.")))]

@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// Start a command session running `/bin/sh -c COMMAND`.
 #[utoipa::path(post, path = "/terminal/start", operation_id = "compat_start", request_body = StartRequest,
-    responses((status = 200, body = StartResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, description = "rate_limited: the token runs `max_sessions_per_token` sessions already", body = ErrorBody),
+    responses((status = 200, body = StartResponse, description = "Started: the new session's id."), (status = 409, body = ErrorBody, description = "`duplicate_id`: a session has that id already."), (status = 422, body = ErrorBody, description = "`spawn_failed`: the program could not be started; `bad_cwd`: the working directory cannot be used; `invalid_message`: the window is larger than `max_cols` × `max_rows`."), (status = 429, description = "rate_limited: the token runs `max_sessions_per_token` sessions already", body = ErrorBody),
               (status = 503, description = "capacity (full, or shutting down), cluster_unavailable, or busy (an earlier session with the id is still being removed from the cluster)", body = ErrorBody), (status = 500, description = "internal: the create failed on the server", body = ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
@@ -46,7 +46,7 @@ pub async fn start(
 }
 
 /// Every session.
-#[utoipa::path(get, path = "/terminal/sessions", operation_id = "compat_sessions", responses((status = 200, body = SessionsResponse)))]
+#[utoipa::path(get, path = "/terminal/sessions", operation_id = "compat_sessions", responses((status = 200, body = SessionsResponse, description = "The sessions of the projects the credential can read.")))]
 pub async fn sessions(State(state): State<AppState>, grant: Grant) -> Json<SessionsResponse> {
     let sessions: Vec<SessionEntry> = state
         .registry
@@ -73,7 +73,7 @@ pub async fn sessions(State(state): State<AppState>, grant: Grant) -> Json<Sessi
 }
 
 /// One session's status.
-#[utoipa::path(get, path = "/terminal/{session_id}", operation_id = "compat_status", params(("session_id" = String, Path, description = "The session id.")), responses((status = 200, body = StatusResponse), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/terminal/{session_id}", operation_id = "compat_status", params(("session_id" = String, Path, description = "The session id.")), responses((status = 200, body = StatusResponse, description = "The session's status.")))]
 pub async fn status(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<StatusResponse>, ApiError> {
     let id = session_id(&raw)?;
     let h = state.registry.get(&id).ok_or_else(|| ApiError::not_found(&raw))?;
@@ -91,7 +91,7 @@ pub async fn status(State(state): State<AppState>, Path(raw): Path<String>) -> R
 
 /// End a session.
 #[utoipa::path(post, path = "/terminal/{session_id}/terminate", operation_id = "compat_terminate", params(("session_id" = String, Path, description = "The session id.")),
-    responses((status = 200, body = TerminateResponse), (status = 404, body = ErrorBody), (status = 503, description = "busy: the session did not end within its grace period and 5 s more (for a session another node owns, also when that node did not answer and the session did not end in that time); cluster_unavailable: the session is another node's and the cluster's Redis could not be used, so the terminate may not have been sent (a terminate is safe to repeat)", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
+    responses((status = 200, body = TerminateResponse, description = "The session ended."), (status = 503, description = "busy: the session did not end within its grace period and 5 s more (for a session another node owns, also when that node did not answer and the session did not end in that time); cluster_unavailable: the session is another node's and the cluster's Redis could not be used, so the terminate may not have been sent (a terminate is safe to repeat)", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn terminate(
     State(state): State<AppState>,
     Path(raw): Path<String>,

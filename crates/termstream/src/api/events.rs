@@ -63,7 +63,7 @@ pub fn validate(event: &Value) -> Result<&'static str, ApiError> {
 
 /// Publish an event to subscribed WebSocket clients.
 #[utoipa::path(post, path = "/api/events", request_body = Object,
-    responses((status = 202, description = "Published.", body = Published), (status = 400, body = ErrorBody),
+    responses((status = 202, description = "Published.", body = Published),
         (status = 503, body = ErrorBody, description = "In a cluster, Redis is unreachable: nothing was delivered.")))]
 pub async fn publish(
     State(state): State<AppState>,

@@ -31,10 +31,15 @@ impl From<FocusError> for ApiError {
 
 /// Focus or unfocus a session; every client of its project is told.
 #[utoipa::path(put, path = "/api/terminal/focus", request_body = FocusRequest,
-    responses((status = 200, body = FocusResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody),
+    responses((status = 200, body = FocusResponse, description = "Done (or nothing to do): the project's focus state after it."),
+              (status = 403, body = ErrorBody, description = "`forbidden`: the Host or the Origin is not allowed here, a \
+                  request came through a reverse proxy to a server with no token, or one authenticated by the login \
+                  cookie carries an Origin that is not allowed; `read_only`: the credential may only read the \
+                  session's project, so it may not change its focus (nothing changed)."),
+              (status = 404, body = ErrorBody, description = "`session_not_found`: no session has that id, or the \
+                  credential cannot read its project."),
               (status = 409, body = FocusResponse, description = "`expectedVersion` is stale: nothing changed; the current state"),
-              (status = 422, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "`project_mismatch`: `projectId` is not the session's project."),
               (status = 500, body = ErrorBody, description = "internal: the focus store failed."),
               (status = 503, body = ErrorBody, description = "cluster_unavailable: on a cluster, Redis is unreachable: nothing changed.")))]
 pub async fn put_focus(
@@ -82,7 +87,7 @@ pub struct FocusQuery {
 
 /// A project's focus state.
 #[utoipa::path(get, path = "/api/terminal/focus", params(FocusQuery),
-    responses((status = 200, body = ProjectFocus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 500, body = ErrorBody, description = "internal: the focus store failed."), (status = 503, body = ErrorBody, description = "cluster_unavailable: on a cluster, Redis is unreachable.")))]
+    responses((status = 200, body = ProjectFocus, description = "The project's focus state."), (status = 404, body = ErrorBody, description = "`not_found`: the credential cannot read that project."), (status = 500, body = ErrorBody, description = "internal: the focus store failed."), (status = 503, body = ErrorBody, description = "cluster_unavailable: on a cluster, Redis is unreachable.")))]
 pub async fn get_focus(
     State(state): State<AppState>,
     grant: Grant,
@@ -109,7 +114,7 @@ pub async fn get_focus(
 }
 
 /// Every project this credential can read: its sessions and focus state.
-#[utoipa::path(get, path = "/api/projects", responses((status = 200, body = ProjectList), (status = 500, body = ErrorBody, description = "internal: the focus store failed."), (status = 503, body = ErrorBody, description = "cluster_unavailable: on a cluster, Redis is unreachable.")))]
+#[utoipa::path(get, path = "/api/projects", responses((status = 200, body = ProjectList, description = "Every project the credential can read, with its sessions and focus state."), (status = 500, body = ErrorBody, description = "internal: the focus store failed."), (status = 503, body = ErrorBody, description = "cluster_unavailable: on a cluster, Redis is unreachable.")))]
 pub async fn projects(State(state): State<AppState>, grant: Grant) -> Result<Json<ProjectList>, ApiError> {
     let mut by_project: BTreeMap<ProjectId, (usize, usize, FocusState)> = BTreeMap::new();
     for info in state.registry.list(None, None) {

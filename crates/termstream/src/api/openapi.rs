@@ -12,7 +12,10 @@
 //! handshake, the connection limits). 405 is not an answer of any described
 //! operation (it is the answer to a method that is not described), so it is
 //! listed nowhere. `tests/openapi_answers.rs` provokes each of these
-//! answers from a live server and looks them up here.
+//! answers from a live server and looks them up here. Every answer listed
+//! has a description (a unit test checks): a handler describes the answers
+//! it lists, and leaves a shared one to [`Common`] unless it has more to
+//! say of it.
 
 use axum::Json;
 use termstream_proto::replies::Health;
@@ -80,7 +83,7 @@ pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
 }
 
 /// Whether the server answers; needs no credential.
-#[utoipa::path(get, path = "/health", security(()), responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health", security(()), responses((status = 200, body = Health, description = "The server answers.")))]
 pub async fn health() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
@@ -380,9 +383,32 @@ mod tests {
             ("/api/sessions/{id}/input", "post"),
             ("/api/sessions/{id}", "delete"),
             ("/api/events", "post"),
+            ("/api/terminal/focus", "put"),
         ] {
             assert!(text(path, method, "403").contains("read_only"), "{method} {path}");
         }
+    }
+
+    /// Every answer of every route says when it is given: an answer a
+    /// handler listed with no description was served with an empty one
+    /// (`PUT /api/terminal/focus` said nothing of its 403).
+    #[test]
+    fn every_answer_is_described() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let mut empty = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let Some(responses) = op["responses"].as_object() else {
+                    continue;
+                };
+                for (status, answer) in responses {
+                    if answer["description"].as_str().is_none_or(|d| d.trim().is_empty()) {
+                        empty.push(format!("{method} {path} {status}"));
+                    }
+                }
+            }
+        }
+        assert!(empty.is_empty(), "answers with no description: {empty:#?}");
     }
 
     #[test]

@@ -35,8 +35,8 @@ fn handle(state: &AppState, raw: &str) -> Result<SessionHandle, ApiError> {
 
 /// Start a session.
 #[utoipa::path(post, path = "/api/sessions", operation_id = "create_session", request_body = CreateSession,
-    responses((status = 201, body = SessionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 429, description = "rate_limited: the token runs `max_sessions_per_token` sessions already", body = ErrorBody), (status = 503, description = "capacity (full, or shutting down), cluster_unavailable, or busy (an earlier session with the id is still being removed from the cluster)", body = ErrorBody), (status = 500, description = "internal: the create failed on the server", body = ErrorBody)))]
+    responses((status = 201, body = SessionInfo, description = "Created: the new session's info."), (status = 409, body = ErrorBody, description = "`duplicate_id`: a session has that id already."),
+              (status = 422, body = ErrorBody, description = "`spawn_failed`: the program could not be started; `bad_cwd`: the working directory cannot be used; `invalid_message`: the window is larger than `max_cols` × `max_rows`."), (status = 429, description = "rate_limited: the token runs `max_sessions_per_token` sessions already", body = ErrorBody), (status = 503, description = "capacity (full, or shutting down), cluster_unavailable, or busy (an earlier session with the id is still being removed from the cluster)", body = ErrorBody), (status = 500, description = "internal: the create failed on the server", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     grant: Grant,
@@ -56,7 +56,7 @@ pub struct ListQuery {
 }
 
 /// List sessions, newest first.
-#[utoipa::path(get, path = "/api/sessions", operation_id = "list_sessions", params(ListQuery), responses((status = 200, body = SessionList)))]
+#[utoipa::path(get, path = "/api/sessions", operation_id = "list_sessions", params(ListQuery), responses((status = 200, body = SessionList, description = "The sessions of the projects the credential can read.")))]
 pub async fn list(
     State(state): State<AppState>,
     grant: Grant,
@@ -72,7 +72,7 @@ pub async fn list(
 }
 
 /// One session.
-#[utoipa::path(get, path = "/api/sessions/{id}", operation_id = "get_session", params(("id" = String, Path, description = "The session id.")), responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/sessions/{id}", operation_id = "get_session", params(("id" = String, Path, description = "The session id.")), responses((status = 200, body = SessionInfo, description = "The session's info.")))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionInfo>, ApiError> {
     // A session of another node: its end offset brought up to date first.
     Ok(Json(handle(&state, &id)?.info_now().await))
@@ -80,8 +80,8 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 
 /// Write to the program's input.
 #[utoipa::path(post, path = "/api/sessions/{id}/input", request_body = InputRequest, params(("id" = String, Path, description = "The session id.")), 
-    responses((status = 200, description = "The bytes the program took or that wait for it.", body = InputTaken), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "`eof` to a pty session."),
+    responses((status = 200, description = "The bytes the program took or that wait for it.", body = InputTaken), (status = 409, body = ErrorBody, description = "`session_not_running`: the session has ended."),
+              (status = 422, body = ErrorBody, description = "`wrong_kind`: `eof` to a pty session."),
               (status = 503, description = "busy: the input queue stayed full for 5 s (`acceptedBytes` says how much was taken); for a session another node owns, also busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached)", body = ErrorBody)))]
 pub async fn input(
     State(state): State<AppState>,
@@ -115,8 +115,8 @@ pub async fn input(
 
 /// Set the window size of a pty session.
 #[utoipa::path(post, path = "/api/sessions/{id}/resize", request_body = ResizeRequest, params(("id" = String, Path, description = "The session id.")), 
-    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 503, description = "For a session another node owns: busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached).", body = ErrorBody)))]
+    responses((status = 200, body = SessionInfo, description = "The session's info after the resize."), (status = 409, body = ErrorBody, description = "`session_not_running`: the session has ended."),
+              (status = 422, body = ErrorBody, description = "`wrong_kind`: a command session has no window; `invalid_message`: the window is larger than `max_cols` × `max_rows`."), (status = 503, description = "For a session another node owns: busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached).", body = ErrorBody)))]
 pub async fn resize(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -133,7 +133,7 @@ pub async fn resize(
 
 /// End the program: SIGHUP and SIGTERM, then SIGKILL after the grace period.
 #[utoipa::path(post, path = "/api/sessions/{id}/terminate", params(("id" = String, Path, description = "The session id.")),
-    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody), (status = 503, description = "busy: the session did not end within its grace period and 5 s more (for a session another node owns, also when that node did not answer and the session did not end in that time); cluster_unavailable: the session is another node's and the cluster's Redis could not be used, so the terminate may not have been sent (a terminate is safe to repeat)", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
+    responses((status = 200, body = SessionInfo, description = "The session ended: its info."), (status = 503, description = "busy: the session did not end within its grace period and 5 s more (for a session another node owns, also when that node did not answer and the session did not end in that time); cluster_unavailable: the session is another node's and the cluster's Redis could not be used, so the terminate may not have been sent (a terminate is safe to repeat)", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn terminate(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionInfo>, ApiError> {
     let h = handle(&state, &id)?;
     let wait = state.registry.config().session_settings().grace + Duration::from_secs(5);
@@ -142,7 +142,7 @@ pub async fn terminate(State(state): State<AppState>, Path(id): Path<String>) ->
 
 /// Delete a session: end it if it runs, forget it, remove its output.
 #[utoipa::path(delete, path = "/api/sessions/{id}", operation_id = "delete_session", params(("id" = String, Path, description = "The session id.")),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 503, description = "for a session another node owns: busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached)", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
+    responses((status = 204, description = "Deleted: the program was ended, the session forgotten and its output removed."), (status = 503, description = "for a session another node owns: busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached)", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let sid = session_id(&id)?;
     let remote = state.registry.remote();
@@ -184,7 +184,7 @@ pub struct OutputQuery {
         headers(("x-termstream-epoch" = String, description = "With raw output: the log's epoch."),
                 ("x-termstream-offset" = u64, description = "With raw output: the offset of the first byte."),
                 ("x-termstream-next-offset" = u64, description = "With raw output: the offset after the last byte."),
-                ("x-termstream-end-offset" = u64, description = "With raw output: the end of the log now."))), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
+                ("x-termstream-end-offset" = u64, description = "With raw output: the end of the log now."))), (status = 410, body = ErrorBody, description = "`output_gone`: the bytes from `since` were pruned from the log; `earliestOffset` says where it starts now."),
         (status = 500, description = "internal: the disk log could not be read.", body = ErrorBody),
         (status = 503, description = "For a session another node owns: busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached).", body = ErrorBody)))]
 pub async fn output(
@@ -252,7 +252,7 @@ fn to_json_chunk(c: &Chunk) -> OutputChunk {
 
 /// The screen of a pty session as escape sequences, and the offset it reflects.
 #[utoipa::path(get, path = "/api/sessions/{id}/snapshot", params(("id" = String, Path, description = "The session id.")), 
-    responses((status = 200, body = Snapshot), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+    responses((status = 200, body = Snapshot, description = "The screen now, as escape sequences, and the log offset it reflects."), (status = 422, body = ErrorBody, description = "`wrong_kind`: a command session has no screen."),
         (status = 503, description = "For a session another node owns: busy (that node did not answer in time) or cluster_unavailable (the cluster's Redis cannot be reached).", body = ErrorBody)))]
 pub async fn snapshot(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Snapshot>, ApiError> {
     Ok(Json(handle(&state, &id)?.snapshot().await?))
@@ -261,7 +261,7 @@ pub async fn snapshot(State(state): State<AppState>, Path(id): Path<String>) -> 
 /// The session as an asciicast v2 recording (on any node of a cluster: a
 /// session of another node is read from its node's disk log).
 #[utoipa::path(get, path = "/api/sessions/{id}/recording.cast", params(("id" = String, Path, description = "The session id.")), 
-    responses((status = 200, content_type = "application/x-asciicast"), (status = 404, body = ErrorBody),
+    responses((status = 200, content_type = "application/x-asciicast", description = "The session's recording, in asciicast v2."),
               (status = 500, body = ErrorBody, description = "internal: the disk log could not be read."),
               (status = 503, body = ErrorBody, description = "In a cluster: the session's node is gone or did not answer, or this node streams too many recordings of other nodes now.")))]
 pub async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -159,7 +159,7 @@ pub struct CodeRequest {
 }
 
 #[utoipa::path(post, path = "/api/login-codes", request_body(content = Option<CodeRequest>, description = "Optional: narrow the code to these projects."),
-    responses((status = 200, body = LoginCode),
+    responses((status = 200, body = LoginCode, description = "A single-use code that logs a browser in at `path`, valid for `login_code_ttl_ms`."),
         (status = 403, body = ErrorBody, description = "`forbidden`: the Host or the Origin is not allowed here, a \
             request came through a reverse proxy to a server with no token, the credential cannot give the access \
             asked for, or a login cookie asked for a code that is not read-only."),
