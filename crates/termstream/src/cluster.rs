@@ -223,6 +223,10 @@ impl ClusterLink for Link {
         self.0.forgets.count()
     }
 
+    fn hurry_forgets(&self) {
+        self.0.forgets.hurry();
+    }
+
     fn settle_forgets(&self, limit: Duration) -> BoxFuture<'_, bool> {
         Box::pin(self.0.forgets.settle_all(limit))
     }

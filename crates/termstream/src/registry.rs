@@ -367,17 +367,29 @@ impl Registry {
         self.closing.store(true, Ordering::SeqCst);
     }
 
-    /// The server stops: refuses creates (if the signal did not already)
-    /// and waits, for at most `limit`, for what [`Registry::finish`] runs (a
-    /// create that had begun then launches its session, which the shutdown
-    /// then terminates), then, in a cluster, for the removals from Redis of
-    /// the sessions deleted here ([`remote::ClusterLink::forget`]) that
-    /// have not gone through yet: left behind, their records and claims
-    /// would stay in Redis for good.
-    pub(crate) async fn close(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
+    /// The server stops: refuses creates (if the signal did not already),
+    /// in a cluster hurries the removals from Redis of the sessions deleted
+    /// here ([`remote::ClusterLink::hurry_forgets`]), and waits, until
+    /// `deadline` at most, for what [`Registry::finish`] runs (a create
+    /// that had begun then launches its session, which the shutdown then
+    /// terminates).
+    pub(crate) async fn close(&self, deadline: tokio::time::Instant) {
         self.refuse_creates();
+        if let Some(link) = self.remote.link() {
+            link.hurry_forgets();
+        }
         self.finishing.close(deadline).await;
+    }
+
+    /// In a cluster, waits, until `deadline` at most, for the removals from
+    /// Redis of the sessions deleted here ([`remote::ClusterLink::forget`])
+    /// that have not gone through yet: left behind, their records and
+    /// claims would stay in Redis for good. Called once the sessions were
+    /// terminated, with [`Registry::close`]'s deadline: the removals, tried
+    /// meanwhile, get the same time as when they were waited for first,
+    /// and the sessions' end does not wait for them (with Redis down it
+    /// waited out the whole time, every try refused).
+    pub(crate) async fn settle_forgets(&self, deadline: tokio::time::Instant) {
         if let Some(link) = self.remote.link() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !link.settle_forgets(left).await {

@@ -4,11 +4,13 @@
 //! stops accepting, creates are refused, and open requests finish; every
 //! WebSocket is told (`{"type":"server.shutdown"}`, then close 1001) and
 //! `/readyz` turns unready; creates, deletes and focus changes still under
-//! way (their clients may have hung up), and on a cluster the removals
-//! from Redis of sessions deleted here, get what is left of the budget
+//! way (their clients may have hung up) get what is left of the budget
 //! below; every running session is terminated (SIGHUP, SIGTERM, then
-//! SIGKILL after the grace period) and recorded as such. The whole takes at
-//! most `shutdown_timeout_ms`, and a second signal exits at once.
+//! SIGKILL after the grace period) and recorded as such; then, on a
+//! cluster, the removals from Redis of sessions deleted here (hurried, and
+//! tried meanwhile) are waited for within that same part of the budget.
+//! The whole takes at most `shutdown_timeout_ms`, and a second signal
+//! exits at once.
 //!
 //! SIGHUP reloads the TLS certificate and the tokens ([`signals::reloads`]);
 //! open connections are not touched.
@@ -205,11 +207,14 @@ impl Server {
         let budget = Duration::from_millis(self.registry.config().shutdown_timeout_ms);
         let since = stopped_at.get().map_or(Duration::ZERO, Instant::elapsed);
         let kept = self.registry.terminate_wait() + SOCKETS_WAIT + FINISH_MARGIN;
-        self.registry
-            .close(budget.saturating_sub(since).saturating_sub(kept))
-            .await;
+        let deadline = tokio::time::Instant::now() + budget.saturating_sub(since).saturating_sub(kept);
+        self.registry.close(deadline).await;
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;
+        // In a cluster, the removals from Redis of sessions deleted here,
+        // hurried since `close` and tried while the sessions ended, get
+        // what is left of the same time.
+        self.registry.settle_forgets(deadline).await;
         let closed = async {
             while state.clients.load(Ordering::Relaxed) > 0 {
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use common::cluster::{HEARTBEAT_MS, TestCluster, listed};
+use common::cluster::{HEARTBEAT_MS, LOST_MS, TestCluster, listed};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
@@ -321,4 +321,62 @@ async fn sessions_deleted_right_after_their_create_leave_their_ids_free() {
         let (status, answer) = b.request("POST", "/api/sessions", Some(&body)).await;
         assert_eq!(status, 201, "{id} on B: {answer}");
     }
+}
+
+/// A node stopped while Redis is down terminates its sessions at once; the
+/// removal from Redis of a session it deleted, tried meanwhile, is waited
+/// for after that, within the same part of the budget. The node waited
+/// out that part first (about 3.5 s with the defaults), every try
+/// refused, and only then terminated its sessions.
+#[tokio::test]
+async fn a_node_stopped_with_redis_down_terminates_its_sessions_before_waiting_for_removals() {
+    const GAVE_UP: &str = "still to be removed from the cluster's Redis";
+    let mut redis = common::redis::TestRedis::start().await;
+    let url = redis.url();
+    let (hb, lost) = (HEARTBEAT_MS.to_string(), LOST_MS.to_string());
+    let env = [
+        ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
+        ("TERMSTREAM_CLUSTER_LOST_MS", lost.as_str()),
+        ("RUST_LOG", "termstream=info"),
+    ];
+    let mut a = TestServer::start_logged(&["--cluster", &url], &env).await;
+    assert!(common::cluster::ready(&a, T).await, "A is ready");
+    // Says when it gets SIGHUP or SIGTERM from the shutdown.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let signalled = dir.path().join("signalled");
+    let script = format!(
+        "trap 'echo got > {}; exit 0' HUP TERM; while :; do sleep 0.05; done",
+        signalled.display()
+    );
+    a.create(json!({"id":"runner","kind":"command","argv":["sh","-c",script]}))
+        .await;
+    a.create(json!({"id":"doomed","kind":"command","argv":["sleep","1000"]}))
+        .await;
+
+    redis.stop();
+    let unready = common::wait_until(T, || async { a.get("/readyz").await.0 == 503 }).await;
+    assert!(unready, "A saw Redis go");
+    let (status, body) = a.request("DELETE", "/api/sessions/doomed", None).await;
+    assert_eq!(status, 204, "{body}");
+    let pending = common::wait_until(T, || async {
+        common::metrics::metric(&a, "termstream_cluster_forgets_pending").await == Some(1.0)
+    })
+    .await;
+    assert!(pending, "the removal of the deleted session is pending");
+
+    a.sigterm();
+    let told = common::wait_until(T, || async { signalled.exists() }).await;
+    assert!(told, "the running session was never terminated:\n{}", a.log());
+    assert!(
+        !a.log().contains(GAVE_UP),
+        "the sessions were terminated only once the wait for the removals was over:\n{}",
+        a.log()
+    );
+    let exit = a.exited(T).await;
+    assert!(exit.is_some(), "A did not exit:\n{}", a.log());
+    assert!(
+        a.log().contains(GAVE_UP),
+        "the removal was waited for, and could not go through:\n{}",
+        a.log()
+    );
 }

@@ -69,6 +69,10 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// failed create's release) have not gone through yet.
     fn forgets_pending(&self) -> usize;
 
+    /// Has every removal from the cluster tried at once, and every
+    /// heartbeat from now on, whatever its backoff (a stopping server).
+    fn hurry_forgets(&self);
+
     /// Waits, at most `limit`, until every removal from the cluster went
     /// through (a stopping server); `false` when some have not.
     fn settle_forgets(&self, limit: std::time::Duration) -> BoxFuture<'_, bool>;

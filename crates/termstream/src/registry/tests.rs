@@ -42,6 +42,8 @@ impl ClusterLink for Published {
         0
     }
 
+    fn hurry_forgets(&self) {}
+
     fn settle_forgets(&self, _: std::time::Duration) -> BoxFuture<'_, bool> {
         Box::pin(async { true })
     }
@@ -129,7 +131,11 @@ async fn close_refuses_creates_and_waits_for_finishing_work() {
     });
     let mut closer = {
         let registry = registry.clone();
-        tokio::spawn(async move { registry.close(std::time::Duration::from_secs(30)).await })
+        tokio::spawn(async move {
+            registry
+                .close(tokio::time::Instant::now() + std::time::Duration::from_secs(30))
+                .await
+        })
     };
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(200), &mut closer)

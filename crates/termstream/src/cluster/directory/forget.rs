@@ -16,10 +16,11 @@
 //! not gone from the cluster yet. A stopping server waits for every
 //! pending forget ([`Forgets::settle_all`], within its shutdown budget):
 //! one left behind would leave the session's record and claim in Redis
-//! for good, as nothing else removes a claim. That wait also hurries them:
-//! each is tried at once, then every heartbeat, instead of after its
-//! backoff (which grows to `lost_after`, far longer than the few seconds
-//! a stop has).
+//! for good, as nothing else removes a claim. The stop hurries them first
+//! ([`Forgets::hurry`], as it begins): each is tried at once, then every
+//! heartbeat, instead of after its backoff (which grows to `lost_after`,
+//! far longer than the few seconds a stop has), while the sessions are
+//! terminated; the wait for them comes after.
 //!
 //! A forget needs no word of which incarnation was deleted: it removes the
 //! record of `id` when the record is this node's and names an incarnation
@@ -147,13 +148,19 @@ impl Forgets {
         tokio::time::timeout(bound, settled).await.is_ok()
     }
 
-    /// Hurries every pending forget, and waits, at most `bound`, until no
-    /// forget of any id is pending (a stopping server: one left pending
-    /// would leave its record and claim in Redis for good); `false` when
-    /// some still are. From now on a forget that failed is tried again at
-    /// once, then every heartbeat, whatever its backoff.
-    pub async fn settle_all(&self, bound: Duration) -> bool {
+    /// Hurries every forget (a stopping server): from now on one that
+    /// failed is tried again at once, then every heartbeat, whatever its
+    /// backoff.
+    pub fn hurry(&self) {
         self.hurry.send_replace(true);
+    }
+
+    /// Hurries every pending forget ([`Forgets::hurry`]), and waits, at
+    /// most `bound`, until no forget of any id is pending (a stopping
+    /// server: one left pending would leave its record and claim in Redis
+    /// for good); `false` when some still are.
+    pub async fn settle_all(&self, bound: Duration) -> bool {
+        self.hurry();
         // Subscribed before the first look: no end is missed.
         let mut done = self.done.subscribe();
         let settled = async {
