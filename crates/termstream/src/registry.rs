@@ -361,23 +361,28 @@ impl Registry {
         self.finishing.run(what, work)
     }
 
-    /// The server is stopping: creates are refused from now on.
+    /// The server is stopping: creates are refused from now on, and in a
+    /// cluster the removals from Redis of the sessions deleted here are
+    /// hurried ([`remote::ClusterLink::hurry_forgets`]): they get the time
+    /// open requests take to finish as well.
     pub(crate) fn refuse_creates(&self) {
-        let _sessions = self.lock();
-        self.closing.store(true, Ordering::SeqCst);
+        {
+            let _sessions = self.lock();
+            self.closing.store(true, Ordering::SeqCst);
+        }
+        if let Some(link) = self.remote.link() {
+            link.hurry_forgets();
+        }
     }
 
-    /// The server stops: refuses creates (if the signal did not already),
-    /// in a cluster hurries the removals from Redis of the sessions deleted
-    /// here ([`remote::ClusterLink::hurry_forgets`]), and waits, until
+    /// The server stops: refuses creates and hurries the removals from
+    /// Redis (if the signal did not already, [`Registry::refuse_creates`]),
+    /// and waits, until
     /// `deadline` at most, for what [`Registry::finish`] runs (a create
     /// that had begun then launches its session, which the shutdown then
     /// terminates).
     pub(crate) async fn close(&self, deadline: tokio::time::Instant) {
         self.refuse_creates();
-        if let Some(link) = self.remote.link() {
-            link.hurry_forgets();
-        }
         self.finishing.close(deadline).await;
     }
 

@@ -240,8 +240,8 @@ async fn an_encoded_id_is_audited_and_scoped_as_its_session() {
 /// a node that does not own the session, while the cluster's Redis is
 /// down, both routes answer 503 `cluster_unavailable` (the request may
 /// have reached the owner all the same), and one for a session no node
-/// knows answers 404. Only a terminate that succeeded was audited: these
-/// left no record of who asked.
+/// knows answers 404, as does a delete of it. Only a terminate or delete
+/// that succeeded was audited: these left no record of who asked.
 #[tokio::test]
 async fn a_terminate_answered_with_an_error_is_audited_with_its_answer() {
     let mut redis = TestRedis::start().await;
@@ -273,6 +273,8 @@ async fn a_terminate_answered_with_an_error_is_audited_with_its_answer() {
         );
     }
     let (status, body) = asker.post("/api/sessions/nobody/terminate", json!(null)).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = asker.request("DELETE", "/api/sessions/nobody", None).await;
     assert_eq!(status, 404, "{body}");
 
     let failed = || asker.log_events("session.terminate_failed");
@@ -310,7 +312,25 @@ async fn a_terminate_answered_with_an_error_is_audited_with_its_answer() {
         (Some("nobody"), Some(""), Some(404), Some("session_not_found")),
         "{unknown}"
     );
+    let deletes = || asker.log_events("session.delete_failed");
+    assert!(
+        wait_until(secs(10), || async { deletes().len() == 1 }).await,
+        "the failed delete audited: {:?}\n{}",
+        deletes(),
+        asker.log()
+    );
+    let delete = &deletes()[0];
+    assert_eq!(
+        (
+            delete["session"].as_str(),
+            delete["status"].as_u64(),
+            delete["code"].as_str()
+        ),
+        (Some("nobody"), Some(404), Some("session_not_found")),
+        "{delete}"
+    );
     assert!(asker.log_events("session.terminated").is_empty(), "{}", asker.log());
+    assert!(asker.log_events("session.deleted").is_empty(), "{}", asker.log());
     assert_eq!(
         owner.info("held").await["status"],
         "running",

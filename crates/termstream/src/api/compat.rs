@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// Start a command session running `/bin/sh -c COMMAND`.
 #[utoipa::path(post, path = "/terminal/start", operation_id = "compat_start", request_body = StartRequest,
-    responses((status = 200, body = StartResponse, description = "Started: the new session's id."), (status = 409, body = ErrorBody, description = "`duplicate_id`: a session has that id already."), (status = 422, body = ErrorBody, description = "`spawn_failed`: the program could not be started; `bad_cwd`: the working directory cannot be used; `invalid_message`: the window is larger than `max_cols` × `max_rows`."), (status = 429, description = "rate_limited: the token runs `max_sessions_per_token` sessions already", body = ErrorBody),
+    responses((status = 200, body = StartResponse, description = "Started: the new session's id."), (status = 409, body = ErrorBody, description = "`duplicate_id`: a session has that id already."), (status = 422, body = ErrorBody, description = "`spawn_failed`: the program could not be started; `bad_cwd`: the working directory cannot be used."), (status = 429, description = "rate_limited: the token runs `max_sessions_per_token` sessions already", body = ErrorBody),
               (status = 503, description = "capacity (full, or shutting down), cluster_unavailable, or busy (an earlier session with the id is still being removed from the cluster)", body = ErrorBody), (status = 500, description = "internal: the create failed on the server", body = ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,

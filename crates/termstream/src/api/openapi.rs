@@ -124,7 +124,7 @@ struct Shared {
 const SHARED_ERRORS: [Shared; 16] = [
     Shared {
         status: "400",
-        why: "`bad_request`: a malformed body, path parameter or query parameter.",
+        why: "`bad_request`: a malformed or invalid body, path parameter or query parameter.",
         applies: |f| (f.body || f.path_params || f.query_params) && !f.websocket,
     },
     Shared {
@@ -190,7 +190,7 @@ const SHARED_ERRORS: [Shared; 16] = [
     },
     Shared {
         status: "404",
-        why: "`session_not_found`: no session has that id (in a cluster, also when the session this node knew \
+        why: "`session_not_found`: no session has that id, or the credential cannot read its project (in a cluster, also when the session this node knew \
               under that id was deleted on its owner and replaced by a newer one; the listing catches up within \
               a directory read).",
         applies: |f| f.names_session,

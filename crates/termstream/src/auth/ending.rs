@@ -82,19 +82,19 @@ impl Ending {
     /// The audit event of this ending, answered `resp`.
     fn audit(&self, resp: &Response) {
         let status = resp.status();
-        if status.is_success() {
-            audit::session_ended(&self.grant, self.how, &self.session, &self.project, status.as_u16());
-        } else {
-            let code = resp.extensions().get::<ErrorCode>().map(metrics::snake);
-            audit::session_end_failed(
-                &self.grant,
-                self.how,
-                &self.session,
-                &self.project,
-                status.as_u16(),
-                code.as_deref().unwrap_or("-"),
-            );
-        }
+        let code = (!status.is_success()).then(|| {
+            resp.extensions()
+                .get::<ErrorCode>()
+                .map_or_else(|| "-".to_owned(), metrics::snake)
+        });
+        audit::session_ended(
+            &self.grant,
+            self.how,
+            &self.session,
+            &self.project,
+            status.as_u16(),
+            code.as_deref(),
+        );
     }
 }
 

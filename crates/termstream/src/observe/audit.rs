@@ -12,9 +12,11 @@
 //! `status` and `code`), `input.refused` (a read-only credential tried to
 //! write), `socket.connected`, `socket.closed` and `auth.failed`.
 //!
-//! So every terminate or delete request leaves one record: refused by the
-//! guard, `auth.failed` (and `input.refused` for a read-only credential);
-//! else one of the four session events, which carry the answer's `status`.
+//! So every terminate or delete naming a valid session id leaves a record
+//! once answered: refused by the guard, `auth.failed` (and `input.refused`
+//! for a read-only credential); else one of the four session events, which
+//! carry the answer's `status`. A malformed id (answered `400`) and an
+//! ending cut off by the process's exit leave none.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -29,35 +31,19 @@ pub fn session_created(grant: &Grant, session: &str, project: &str) {
     session_event("session.created", grant, session, project);
 }
 
-/// A session was terminated (`how`: `terminated`) or deleted (`deleted`)
-/// by a request, answered `status`.
-pub fn session_ended(grant: &Grant, how: &'static str, session: &str, project: &str, status: u16) {
-    let event = if how == "deleted" {
-        "session.deleted"
-    } else {
-        "session.terminated"
-    };
-    tracing::info!(
-        target: TARGET,
-        event,
-        credential = &*grant.name,
-        peer = %Peer(grant.peer),
-        session,
-        project,
-        status,
-    );
-}
-
 /// A request to terminate (`how`: `terminated`) or delete (`deleted`) a
-/// session was answered with an error: `status`, and `code` (the error
-/// code, `-` for an answer that carried none). A terminate answered `busy`
-/// or `cluster_unavailable` may still end the session (the owner may have
+/// session was answered `status`: a success when `code` is `None`
+/// (`session.terminated`, `session.deleted`), else an error with that
+/// code (`session.terminate_failed`, `session.delete_failed`; `-` for an
+/// answer that carried none). A terminate answered `busy` or
+/// `cluster_unavailable` may still end the session (the owner may have
 /// been asked); `project` is empty for a session this node does not know.
-pub fn session_end_failed(grant: &Grant, how: &'static str, session: &str, project: &str, status: u16, code: &str) {
-    let event = if how == "deleted" {
-        "session.delete_failed"
-    } else {
-        "session.terminate_failed"
+pub fn session_ended(grant: &Grant, how: &'static str, session: &str, project: &str, status: u16, code: Option<&str>) {
+    let event = match (how == "deleted", code.is_some()) {
+        (true, false) => "session.deleted",
+        (false, false) => "session.terminated",
+        (true, true) => "session.delete_failed",
+        (false, true) => "session.terminate_failed",
     };
     tracing::info!(
         target: TARGET,

@@ -69,7 +69,7 @@ pub struct Forgets {
     pending: Mutex<HashMap<SessionId, Option<bool>>>,
     /// Sent each time a forget is done, for [`Forgets::settle`].
     done: watch::Sender<()>,
-    /// Set, never cleared, by [`Forgets::settle_all`] (the server stops);
+    /// Set, never cleared, by [`Forgets::hurry`] (the server stops);
     /// received by each forget's task while it waits to try again, which
     /// then tries at once and every heartbeat after (see [`wait_to_retry`]).
     hurry: watch::Sender<bool>,
@@ -279,7 +279,7 @@ async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, mut outlived: 
 
 /// Waits before the next try of a forget that failed `failures` times in
 /// a row: as any command that must get through ([`Cluster::wait_to_retry`]),
-/// unless the server stops ([`Forgets::settle_all`]): then at once when it
+/// unless the server stops ([`Forgets::hurry`]): then at once when it
 /// begins to stop, and a heartbeat after each try from then on. A stop
 /// waits only a few seconds, and the backoff of a forget that has failed
 /// for a while (up to `lost_after`) would give it one try at a random
