@@ -216,6 +216,8 @@ async fn a_stalled_client_stalls_nobody_and_memory_stays_flat() {
     let mut stalled = WsClient::connect(&server, "/ws").await;
     stalled.attach("flood", "binary").await;
     let rss_before = server.rss_bytes();
+    let flood_at = |info: serde_json::Value| info["outputOffset"].as_u64().unwrap();
+    let flood_before = flood_at(server.info("flood").await);
     let until = Instant::now() + secs(30);
     let mut during = Vec::new();
     while Instant::now() < until {
@@ -223,11 +225,20 @@ async fn a_stalled_client_stalls_nobody_and_memory_stays_flat() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let rss_after = server.rss_bytes();
-    let max = |v: &[Duration]| v.iter().max().copied().unwrap_or_default();
-    // Generous bounds: this is a correctness check (nobody waits for the
-    // stalled socket), not a benchmark.
+    // Nobody waits for the stalled socket: the flood's program went on far
+    // past what the socket and its queue can hold, and every echo came
+    // (`echo_times` gives each 10 s). The bound on the slowest echo is
+    // loose on purpose, for a busy 2-core runner (it read 517 ms there
+    // once beside builds): a server that waited on the socket would hold
+    // an echo for seconds; speed is the benchmark's to measure.
+    let flooded = flood_at(server.info("flood").await) - flood_before;
     assert!(
-        max(&during) < Duration::from_millis(500),
+        flooded > 64 << 20,
+        "the flood wrote only {flooded} bytes while a client stalled on it"
+    );
+    let max = |v: &[Duration]| v.iter().max().copied().unwrap_or_default();
+    assert!(
+        max(&during) < Duration::from_secs(2),
         "echo while a client stalls: max {:?} (before {:?})",
         max(&during),
         max(&baseline)
