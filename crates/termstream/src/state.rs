@@ -93,27 +93,39 @@ impl AppState {
         created
     }
 
-    /// Creates the session on this node. Its durable first record is
-    /// written on the blocking pool (see `Registry::launch_async`):
-    /// concurrent creates share their disk syncs, and the workers keep
-    /// serving.
+    /// Creates the session on this node, on the blocking pool: the log's
+    /// files, the cgroup and the program's start are system calls, and the
+    /// start waits for the program's `execve` (`CLONE_VFORK`), which a
+    /// slow file system or a loaded machine can make last seconds; on a
+    /// runtime worker that held up every task queued behind it, and two
+    /// such creates froze a server of two workers. Its durable first
+    /// record is written on the blocking pool too (see
+    /// `Registry::launch_async`): concurrent creates share their disk
+    /// syncs, and the workers keep serving.
     async fn create_local(
         &self,
         grant: &Grant,
         req: CreateSession,
         project: &ProjectId,
     ) -> Result<SessionHandle, ApiError> {
-        let (handle, launch) = if !grant.token {
-            self.registry.create_unlaunched(req)?
-        } else {
+        let (registry, security, grant_) = (self.registry.clone(), self.security.clone(), grant.clone());
+        let made = tokio::task::spawn_blocking(move || {
+            if !grant_.token {
+                return registry.create_unlaunched(req).map_err(ApiError::from);
+            }
             let mut launch = None;
-            let handle = self.security.quota.create(&grant.name, || {
-                let (handle, l) = self.registry.create_unlaunched(req).map_err(ApiError::from)?;
+            let handle = security.quota.create(&grant_.name, || {
+                let (handle, l) = registry.create_unlaunched(req).map_err(ApiError::from)?;
                 launch = Some(l);
                 Ok::<_, ApiError>(handle)
             })?;
-            (handle, launch.expect("a created session has a launch"))
-        };
+            Ok((handle, launch.expect("a created session has a launch")))
+        })
+        .await;
+        // A panic in the create (the runtime stopping cannot cancel it):
+        // what `Registry::finish` answers for a panicked task.
+        let (handle, launch) =
+            made.map_err(|_| ApiError::new(ErrorCode::Internal, "the create failed on the server"))??;
         self.registry.launch_async(&handle, launch).await;
         crate::observe::audit::session_created(grant, handle.id().as_str(), project.as_str());
         Ok(handle)

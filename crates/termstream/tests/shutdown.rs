@@ -19,11 +19,10 @@
 
 mod common;
 
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::strace::Strace;
+use common::strace::SlowExec;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, session_dir, wait_until};
 use serde_json::{Value, json};
@@ -40,53 +39,6 @@ impl Drop for Leftovers {
         for &pid in self.0.iter().filter(|&&p| alive(p)) {
             let pid = rustix::process::Pid::from_raw(pid as i32).expect("pid");
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
-/// `strace` attached to a server, delaying each `execve` of `program`;
-/// detached when dropped.
-struct SlowExec {
-    _strace: Strace,
-    /// Holds `program`.
-    _dir: tempfile::TempDir,
-    program: PathBuf,
-}
-
-impl SlowExec {
-    /// Copies `sleep` to a folder of its own and attaches `strace` to
-    /// every thread of `server`, so that each `execve` of that copy waits
-    /// `delay` first; returns once strace is attached. The copy keeps the
-    /// name `sleep` (a multi-call binary, busybox or uutils, picks its
-    /// command by it) and lives under Cargo's target dir, not in a `/tmp`
-    /// that may be mounted `noexec`.
-    fn attach(server: &TestServer, delay: Duration) -> SlowExec {
-        let sleep = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .map(|d| d.join("sleep"))
-            .find(|p| p.is_file())
-            .expect("sleep on PATH");
-        let dir = tempfile::Builder::new()
-            .prefix("slow-exec-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("tempdir");
-        let program = dir.path().join("sleep");
-        std::fs::copy(&sleep, &program).expect("copy sleep");
-        let inject = format!("inject=execve:delay_enter={}", delay.as_micros());
-        let args: [&OsStr; 9] = [
-            "-f".as_ref(),
-            "-o".as_ref(),
-            "/dev/null".as_ref(),
-            "-e".as_ref(),
-            "trace=execve".as_ref(),
-            "-e".as_ref(),
-            inject.as_ref(),
-            "-P".as_ref(),
-            program.as_ref(),
-        ];
-        SlowExec {
-            _strace: Strace::attach(server.pid(), &args),
-            _dir: dir,
-            program,
         }
     }
 }
@@ -151,17 +103,17 @@ const OUTLASTED: &str = "creates, deletes, terminates or focus changes still und
 /// log says whether the create outlasted `Registry::close`'s wait, which
 /// must be as `ends` says.
 ///
-/// The create's spawn (`CLONE_VM | CLONE_VFORK`) holds a runtime worker
-/// for the whole delayed `execve`; the server runs 4 workers
-/// (`TOKIO_WORKER_THREADS`, read by tokio since `main.rs` sets no count),
-/// so that on a machine of one CPU the others still take the signal while
-/// the create waits, instead of the whole server freezing until it ends.
+/// The create's spawn (`CLONE_VM | CLONE_VFORK`) holds a thread of the
+/// blocking pool for the whole delayed `execve`; the runtime's workers
+/// take the signal meanwhile (`tests/slow_start.rs`). The server runs one
+/// worker (`TOKIO_WORKER_THREADS`, read by tokio since `main.rs` sets no
+/// count), so that the test fails if the create holds a worker again.
 async fn sigterm_during_a_create(budget_ms: u64, grace_ms: u64, exec_delay: Duration, ends: CreateEnds) {
     let mut server = TestServer::start_logged(
         &["--terminate-grace-ms", &grace_ms.to_string()],
         &[
             ("TERMSTREAM_SHUTDOWN_TIMEOUT_MS", &budget_ms.to_string()),
-            ("TOKIO_WORKER_THREADS", "4"),
+            ("TOKIO_WORKER_THREADS", "1"),
         ],
     )
     .await;

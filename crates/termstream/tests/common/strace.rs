@@ -1,6 +1,7 @@
 //! `strace` attached to a test server: the one way the tests trace a
 //! sibling process (`tests/meta_durability.rs` records the server's system
-//! calls, `tests/shutdown.rs` delays its children's `execve`).
+//! calls; [`SlowExec`], for `tests/shutdown.rs` and `tests/slow_start.rs`,
+//! delays its children's `execve`).
 //!
 //! Attaching to a process that is not one's child needs
 //! `/proc/sys/kernel/yama/ptrace_scope` 0 (or no Yama) or `CAP_SYS_PTRACE`;
@@ -11,10 +12,13 @@
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::TestServer;
 
 /// How long strace may take to attach to every thread of the server.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,6 +103,53 @@ impl Drop for Strace {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+/// `strace` attached to a server, delaying each `execve` of `program`;
+/// detached when dropped.
+pub struct SlowExec {
+    _strace: Strace,
+    /// Holds `program`.
+    _dir: tempfile::TempDir,
+    pub program: PathBuf,
+}
+
+impl SlowExec {
+    /// Copies `sleep` to a folder of its own and attaches `strace` to
+    /// every thread of `server`, so that each `execve` of that copy waits
+    /// `delay` first; returns once strace is attached. The copy keeps the
+    /// name `sleep` (a multi-call binary, busybox or uutils, picks its
+    /// command by it) and lives under Cargo's target dir, not in a `/tmp`
+    /// that may be mounted `noexec`.
+    pub fn attach(server: &TestServer, delay: Duration) -> SlowExec {
+        let sleep = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join("sleep"))
+            .find(|p| p.is_file())
+            .expect("sleep on PATH");
+        let dir = tempfile::Builder::new()
+            .prefix("slow-exec-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("tempdir");
+        let program = dir.path().join("sleep");
+        std::fs::copy(&sleep, &program).expect("copy sleep");
+        let inject = format!("inject=execve:delay_enter={}", delay.as_micros());
+        let args: [&OsStr; 9] = [
+            "-f".as_ref(),
+            "-o".as_ref(),
+            "/dev/null".as_ref(),
+            "-e".as_ref(),
+            "trace=execve".as_ref(),
+            "-e".as_ref(),
+            inject.as_ref(),
+            "-P".as_ref(),
+            program.as_ref(),
+        ];
+        SlowExec {
+            _strace: Strace::attach(server.pid(), &args),
+            _dir: dir,
+            program,
         }
     }
 }
