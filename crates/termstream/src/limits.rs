@@ -93,13 +93,38 @@ impl Drop for ConnPermit {
     }
 }
 
-/// Running sessions per token. The check and the creation happen under one
-/// lock, so concurrent creates cannot overshoot the cap.
+/// Running sessions per token. A create under way counts as running from
+/// the check on, so concurrent creates cannot overshoot the cap; the
+/// create itself runs outside the lock (it waits for its program's start,
+/// which can take seconds, and must not hold up other tokens' creates).
 #[derive(Debug)]
 pub struct SessionQuota {
     max: usize,
-    /// Token name → sessions it created (ended ones are pruned on each check).
-    owned: Mutex<HashMap<Arc<str>, Vec<SessionHandle>>>,
+    /// Token name → what it runs.
+    owned: Mutex<HashMap<Arc<str>, Owned>>,
+}
+
+/// A token's sessions.
+#[derive(Debug, Default)]
+struct Owned {
+    /// Sessions it created (ended ones are pruned on each check).
+    sessions: Vec<SessionHandle>,
+    /// Its creates under way.
+    creating: usize,
+}
+
+/// A create under way, counted until dropped.
+struct Creating<'a> {
+    quota: &'a SessionQuota,
+    owner: &'a Arc<str>,
+}
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        if let Some(o) = self.quota.lock().get_mut(self.owner) {
+            o.creating -= 1;
+        }
+    }
 }
 
 impl SessionQuota {
@@ -110,20 +135,31 @@ impl SessionQuota {
         }
     }
 
-    /// Runs `create` for `owner` if it runs fewer than the cap.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Owned>> {
+        self.owned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `create` for `owner` if it runs (or is creating) fewer than the
+    /// cap. A create that fails or panics stops counting.
     pub fn create<E: From<LimitError>>(
         &self,
         owner: &Arc<str>,
         create: impl FnOnce() -> Result<SessionHandle, E>,
     ) -> Result<SessionHandle, E> {
-        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
-        let mine = owned.entry(owner.clone()).or_default();
-        mine.retain(|h| h.is_running());
-        if mine.len() >= self.max {
-            return Err(LimitError::SessionsPerToken { max: self.max }.into());
+        {
+            let mut owned = self.lock();
+            let mine = owned.entry(owner.clone()).or_default();
+            mine.sessions.retain(|h| h.is_running());
+            if mine.sessions.len() + mine.creating >= self.max {
+                return Err(LimitError::SessionsPerToken { max: self.max }.into());
+            }
+            mine.creating += 1;
         }
+        let creating = Creating { quota: self, owner };
         let h = create()?;
-        mine.push(h.clone());
+        // Counted as a session before it stops counting as a create.
+        self.lock().entry(owner.clone()).or_default().sessions.push(h.clone());
+        drop(creating);
         Ok(h)
     }
 }

@@ -21,6 +21,13 @@ use crate::registry::remote::ClaimError;
 use crate::registry::{CreateError, Registry};
 use crate::session::SessionHandle;
 
+/// The most creates that run on the blocking pool at once: half its
+/// threads ([`crate::server::BLOCKING_THREADS`]).
+pub const CREATORS: usize = crate::server::BLOCKING_THREADS / 2;
+
+/// Taken by each create while it runs on the blocking pool.
+static CREATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CREATORS);
+
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -98,10 +105,12 @@ impl AppState {
     /// start waits for the program's `execve` (`CLONE_VFORK`), which a
     /// slow file system or a loaded machine can make last seconds; on a
     /// runtime worker that held up every task queued behind it, and two
-    /// such creates froze a server of two workers. Its durable first
-    /// record is written on the blocking pool too (see
-    /// `Registry::launch_async`): concurrent creates share their disk
-    /// syncs, and the workers keep serving.
+    /// such creates froze a server of two workers. At most [`CREATORS`]
+    /// run there at once, so that slow starts leave the pool's other
+    /// threads to what else needs them (replays, `/readyz`'s disk probe,
+    /// deletes). Its durable first record is written on the blocking pool
+    /// too (see `Registry::launch_async`): concurrent creates share their
+    /// disk syncs, and the workers keep serving.
     async fn create_local(
         &self,
         grant: &Grant,
@@ -109,6 +118,8 @@ impl AppState {
         project: &ProjectId,
     ) -> Result<SessionHandle, ApiError> {
         let (registry, security, grant_) = (self.registry.clone(), self.security.clone(), grant.clone());
+        // Never closed.
+        let _creator = CREATING.acquire().await;
         let made = tokio::task::spawn_blocking(move || {
             if !grant_.token {
                 return registry.create_unlaunched(req).map_err(ApiError::from);
@@ -122,10 +133,12 @@ impl AppState {
             Ok((handle, launch.expect("a created session has a launch")))
         })
         .await;
-        // A panic in the create (the runtime stopping cannot cancel it):
-        // what `Registry::finish` answers for a panicked task.
-        let (handle, launch) =
-            made.map_err(|_| ApiError::new(ErrorCode::Internal, "the create failed on the server"))??;
+        // A panic in the create: logged and answered as `Registry::finish`
+        // does for a panicked task.
+        let (handle, launch) = made.map_err(|e| {
+            tracing::error!(error = %e, "a create failed");
+            ApiError::new(ErrorCode::Internal, "the create failed on the server")
+        })??;
         self.registry.launch_async(&handle, launch).await;
         crate::observe::audit::session_created(grant, handle.id().as_str(), project.as_str());
         Ok(handle)

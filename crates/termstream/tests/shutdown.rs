@@ -107,7 +107,9 @@ const OUTLASTED: &str = "creates, deletes, terminates or focus changes still und
 /// blocking pool for the whole delayed `execve`; the runtime's workers
 /// take the signal meanwhile (`tests/slow_start.rs`). The server runs one
 /// worker (`TOKIO_WORKER_THREADS`, read by tokio since `main.rs` sets no
-/// count), so that the test fails if the create holds a worker again.
+/// count): were the create to hold a worker again, the signal would come
+/// only after it ended, and the case that must outlast the wait
+/// ([`CreateEnds::InALaterRound`]) would fail.
 async fn sigterm_during_a_create(budget_ms: u64, grace_ms: u64, exec_delay: Duration, ends: CreateEnds) {
     let mut server = TestServer::start_logged(
         &["--terminate-grace-ms", &grace_ms.to_string()],
