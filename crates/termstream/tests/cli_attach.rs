@@ -240,3 +240,51 @@ async fn a_read_only_attach_sends_no_keys_and_a_command_session_is_refused() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("logs --follow cmd"), "{out:?}");
 }
+
+#[tokio::test]
+async fn the_closing_line_follows_the_output_where_the_cursor_was() {
+    // A program that never takes the alternate screen: leaving it, which
+    // restores a saved cursor even then (the top-left corner in xterm and
+    // avt), must not be sent, or the closing line lands on the first row.
+    let server = TestServer::start().await;
+    let program = r#"printf 'one\ntwo\nask$ '; read -r l; echo "got:$l""#;
+    server
+        .create(serde_json::json!({"id":"pr","argv":["sh","-c",program],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("pr", "ask$", secs(10)).await;
+    let lines = |screen: &Screen| screen.text().lines().map(str::to_owned).collect::<Vec<_>>();
+
+    // Detached at the prompt: the closing line gets a row of its own.
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "pr"]);
+    screen.wait_for("ask$", secs(10)).await;
+    writer.write_all(b"\x1cd").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("detached")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    screen.wait_for("[detached (from session pr)]", secs(5)).await;
+    assert_eq!(
+        lines(&screen)[..4],
+        ["one", "two", "ask$", "[detached (from session pr)]"],
+        "{}",
+        screen.text()
+    );
+
+    // Ended: the closing line follows the program's last line.
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "pr"]);
+    screen.wait_for("ask$", secs(10)).await;
+    writer.write_all(b"x\r").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("ended")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    screen.wait_for("[exited (session pr, code 0)]", secs(5)).await;
+    assert_eq!(
+        lines(&screen)[..5],
+        ["one", "two", "ask$ x", "got:x", "[exited (session pr, code 0)]"],
+        "{}",
+        screen.text()
+    );
+}

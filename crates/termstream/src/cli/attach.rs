@@ -17,13 +17,11 @@ use tokio::sync::mpsc;
 
 use super::detach_keys::{self, DetachKeys};
 use super::exit::{self, Failure};
+use super::leave::Leave;
 use super::{GlobalArgs, term};
 
 /// Resets a terminal to a blank screen with default modes before a snapshot.
 const RESET: &[u8] = b"\x1bc";
-/// Leaves the modes a full-screen program may have set: the alternate
-/// screen, a hidden cursor, application keys, mouse reports, bracketed paste.
-const LEAVE: &[u8] = b"\x1b[?1049l\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[0m";
 
 #[derive(Debug, clap::Args)]
 pub struct AttachArgs {
@@ -79,10 +77,11 @@ pub async fn attach_session(
     }
     let raw = term::RawMode::enter().map_err(|e| Failure::io("cannot put the terminal in raw mode", e))?;
     let (conn, events) = Connection::open(client.clone(), ConnectOptions::default());
-    let result = follow(&conn, events, id.clone(), read_only, DetachKeys::new(keys)).await;
+    let mut leave = Leave::default();
+    let result = follow(&conn, events, id.clone(), read_only, DetachKeys::new(keys), &mut leave).await;
     conn.close().await;
     let mut out = std::io::stdout();
-    let _ = out.write_all(LEAVE);
+    let _ = out.write_all(&leave.bytes());
     let _ = out.flush();
     drop(raw);
     match result {
@@ -102,10 +101,7 @@ pub async fn attach_session(
             println!("[session {id} was deleted]");
             Ok(exit::NOT_FOUND)
         }
-        Err(f) => {
-            println!();
-            Err(f)
-        }
+        Err(f) => Err(f),
     }
 }
 
@@ -115,6 +111,7 @@ async fn follow(
     id: SessionId,
     read_only: bool,
     mut keys: DetachKeys,
+    leave: &mut Leave,
 ) -> Result<Reason, Failure> {
     conn.attach(id.clone(), None, Resume::Screen)
         .await
@@ -141,9 +138,12 @@ async fn follow(
                 };
                 match ev {
                     Event::Restore { session_id, data, .. } if session_id == id => {
+                        leave.feed(RESET);
+                        leave.feed(data.as_bytes());
                         out.write_all(RESET).and_then(|()| out.write_all(data.as_bytes())).and_then(|()| out.flush()).map_err(io)?;
                     }
                     Event::Output { session_id, data, .. } if session_id == id => {
+                        leave.feed(&data);
                         out.write_all(&data).and_then(|()| out.flush()).map_err(io)?;
                     }
                     Event::Exit { session_id, status: SessionStatus::Lost, .. } if session_id == id => break Ok(Reason::Lost),

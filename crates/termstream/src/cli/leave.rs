@@ -1,0 +1,218 @@
+//! What `attach` writes when it ends, to give the local terminal back in a
+//! usable state, worked out from the bytes it drew.
+//!
+//! Leaving the alternate screen (`CSI ? 1049 l`) also restores a saved
+//! cursor, and terminals do that even when the alternate screen is not in
+//! use: xterm and VTE move the cursor to the last `DECSC` (the top-left
+//! corner when there was none), tmux to where the last full-screen program
+//! started. So it is sent only when the session's program left the local
+//! terminal on the alternate screen. And the closing line
+//! (`[detached (from session work)]`) starts on a line of its own: after a
+//! prompt such as `$ ` a line break comes first.
+
+/// Modes a full-screen program may have set, all put back: a hidden cursor,
+/// application keys, mouse reports, bracketed paste, the pen.
+const MODES: &[u8] = b"\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[0m";
+/// Leaves the alternate screen and restores the cursor saved on entering it.
+const LEAVE_ALTERNATE: &[u8] = b"\x1b[?1049l";
+/// The longest parameter string kept of one control sequence; longer ones
+/// are not mode changes this cares about.
+const MAX_PARAMS: usize = 32;
+
+/// Where the byte scanner is within an escape sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    Ground,
+    /// After ESC.
+    Escape,
+    /// After `ESC [`; `private` once a `?` was seen.
+    Csi {
+        private: bool,
+    },
+    /// Inside a string (OSC, DCS, ...) until ST or BEL.
+    Str,
+    /// ESC inside a string: `\` ends it.
+    StrEscape,
+}
+
+/// Follows the bytes written to the local terminal just far enough to know
+/// whether it is on the alternate screen and whether the cursor is at the
+/// start of a line. Sequences split across writes are followed across them.
+#[derive(Debug)]
+pub struct Leave {
+    scan: Scan,
+    params: Vec<u8>,
+    alternate: bool,
+    /// The cursor is at the start of an empty line (as far as is known).
+    line_start: bool,
+    /// `line_start` when the alternate screen was entered: leaving it puts
+    /// the cursor back there.
+    line_start_before_alternate: bool,
+}
+
+impl Default for Leave {
+    fn default() -> Leave {
+        Leave {
+            scan: Scan::Ground,
+            params: Vec::new(),
+            alternate: false,
+            line_start: false,
+            line_start_before_alternate: false,
+        }
+    }
+}
+
+impl Leave {
+    /// Takes note of bytes written to the terminal.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.byte(b);
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        match self.scan {
+            Scan::Ground => match b {
+                0x1b => self.scan = Scan::Escape,
+                b'\n' => self.line_start = true,
+                // Bell, and the shift controls, do not move the cursor.
+                0x07 | 0x0e | 0x0f => {}
+                _ => self.line_start = false,
+            },
+            Scan::Escape => {
+                self.params.clear();
+                self.scan = match b {
+                    b'[' => Scan::Csi { private: false },
+                    b']' | b'P' | b'X' | b'^' | b'_' => Scan::Str,
+                    // An intermediate byte (`ESC ( B`): the next one ends it.
+                    0x20..=0x2f => Scan::Escape,
+                    _ => {
+                        // `ESC c` resets the terminal: the cursor goes home.
+                        if b == b'c' {
+                            self.alternate = false;
+                        }
+                        // Reverse index, restore cursor, ...: where the
+                        // cursor is, is no longer known.
+                        if matches!(b, b'c' | b'8' | b'M' | b'E' | b'D') {
+                            self.line_start = false;
+                        }
+                        Scan::Ground
+                    }
+                };
+            }
+            Scan::Csi { private } => match b {
+                b'?' if self.params.is_empty() && !private => self.scan = Scan::Csi { private: true },
+                0x20..=0x3f if self.params.len() < MAX_PARAMS => self.params.push(b),
+                0x20..=0x3f => {}
+                0x40..=0x7e => {
+                    self.csi_end(private, b);
+                    self.scan = Scan::Ground;
+                }
+                // A control inside a sequence is acted on; ESC starts anew.
+                0x1b => self.scan = Scan::Escape,
+                _ => {}
+            },
+            Scan::Str => match b {
+                0x07 => self.scan = Scan::Ground,
+                0x1b => self.scan = Scan::StrEscape,
+                _ => {}
+            },
+            Scan::StrEscape => self.scan = if b == b'\\' { Scan::Ground } else { Scan::Str },
+        }
+    }
+
+    fn csi_end(&mut self, private: bool, last: u8) {
+        if private && (last == b'h' || last == b'l') {
+            let alternate_mode = self
+                .params
+                .split(|&c| c == b';')
+                .any(|p| matches!(p, b"1049" | b"1047" | b"47"));
+            if alternate_mode {
+                let on = last == b'h';
+                if on && !self.alternate {
+                    self.line_start_before_alternate = self.line_start;
+                    self.line_start = false;
+                } else if !on && self.alternate {
+                    self.line_start = self.line_start_before_alternate;
+                }
+                self.alternate = on;
+            }
+            return;
+        }
+        // The pen and other modes leave the cursor where it is; anything
+        // else (a move, an erase of the line) is taken as a move.
+        if last != b'm' && !(last == b'h' || last == b'l') {
+            self.line_start = false;
+        }
+    }
+
+    /// Whether the local terminal is on the alternate screen.
+    #[cfg(test)]
+    fn alternate(&self) -> bool {
+        self.alternate
+    }
+
+    /// The bytes that give the terminal back: the alternate screen left if
+    /// it is in use, the modes reset, and the cursor on a line of its own
+    /// for the closing line.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.alternate {
+            out.extend_from_slice(LEAVE_ALTERNATE);
+        }
+        out.extend_from_slice(MODES);
+        let at_line_start = if self.alternate {
+            self.line_start_before_alternate
+        } else {
+            self.line_start
+        };
+        if !at_line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(chunks: &[&[u8]]) -> Leave {
+        let mut l = Leave::default();
+        for c in chunks {
+            l.feed(c);
+        }
+        l
+    }
+
+    #[test]
+    fn the_alternate_screen_is_left_only_when_in_use() {
+        let shell = after(&[b"\x1b[?2004h$ exit\r\n"]);
+        assert!(!shell.alternate());
+        assert!(!shell.bytes().starts_with(LEAVE_ALTERNATE));
+        assert!(!shell.bytes().ends_with(b"\r\n"), "already on a fresh line");
+
+        // Split across writes, and among other modes.
+        let vi = after(&[b"$ vi\r\n\x1b[?10", b"49;1h\x1b[H~"]);
+        assert!(vi.alternate());
+        assert_eq!(vi.bytes(), [LEAVE_ALTERNATE, MODES].concat(), "back where vi started");
+
+        let quit = after(&[b"$ vi\r\n\x1b[?1049h~\x1b[?1049l$ "]);
+        assert!(!quit.alternate());
+        assert!(quit.bytes().ends_with(b"\r\n"));
+        assert!(after(&[b"\x1b[?47h", b"x\x1bc"]).bytes().starts_with(MODES));
+    }
+
+    #[test]
+    fn the_closing_line_starts_a_line_of_its_own() {
+        assert!(after(&[b"$ "]).bytes().ends_with(b"\r\n"));
+        assert!(after(&[b"done\r\n\x1b[0m"]).bytes().ends_with(MODES));
+        // An OSC title with a newline-free body, ended by BEL or ST.
+        assert!(after(&[b"a\n\x1b]0;title\x07"]).bytes().ends_with(MODES));
+        assert!(after(&[b"a\n\x1b]0;t\x1b\\"]).bytes().ends_with(MODES));
+        // A carriage return alone leaves text on the line.
+        assert!(after(&[b"50%\r"]).bytes().ends_with(b"\r\n"));
+        // A cursor move makes the column unknown.
+        assert!(after(&[b"a\n\x1b[5;1H"]).bytes().ends_with(b"\r\n"));
+    }
+}
