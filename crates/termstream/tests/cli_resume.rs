@@ -104,7 +104,11 @@ async fn ctrl_c_terminates_and_a_second_one_only_detaches() {
             assert_eq!(status, "terminated", "one Ctrl-C terminates");
         } else {
             assert_eq!(status, "running", "a second Ctrl-C only detaches");
-            assert!(rest.await.unwrap().contains("keeps running"));
+            let said = rest.await.unwrap();
+            assert!(said.contains("keeps running"), "{said}");
+            // A command session is followed with `logs`; `attach` refuses it.
+            assert!(said.contains("termstream logs --follow int2"), "{said}");
+            assert!(!said.contains("attach"), "{said}");
             server.terminate(id).await;
         }
     }

@@ -269,3 +269,30 @@ async fn events_completions_and_man() {
         "{out:?}"
     );
 }
+
+#[tokio::test]
+async fn run_whose_output_is_closed_terminates_the_program() {
+    use tokio::io::AsyncReadExt;
+    // `termstream run -- yes | head -c 4`: once nothing reads, the program
+    // ends as a local one would by SIGPIPE, instead of running on unseen.
+    let server = TestServer::start().await;
+    let mut cmd = cli::command(&server.url(""), &["run", "--id", "yes1", "--", "yes"]);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = [0u8; 4];
+    tokio::time::timeout(common::secs(10), stdout.read_exact(&mut head))
+        .await
+        .expect("output within the limit")
+        .unwrap();
+    assert_eq!(&head, b"y\ny\n");
+    drop(stdout);
+    let out = tokio::time::timeout(common::secs(30), child.wait_with_output())
+        .await
+        .expect("run ends once its output is closed")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(141), "{out:?}");
+    assert_eq!(server.info("yes1").await["status"], "terminated");
+}

@@ -22,6 +22,9 @@ pub const AUTH: i32 = 77;
 pub const NOT_RUNNABLE: i32 = 127;
 /// `run --timeout` ran out and the session was terminated.
 pub const TIMEOUT: i32 = 124;
+/// `run`'s stdout or stderr was closed (`| head`): the program was
+/// terminated, and the exit is a local program's ended by SIGPIPE.
+pub const BROKEN_PIPE: i32 = 141;
 /// Interrupted with Ctrl-C.
 pub const INTERRUPTED: i32 = 130;
 /// The session came back `lost` after a server restart.

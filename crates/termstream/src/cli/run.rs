@@ -25,6 +25,8 @@ use super::{GlobalArgs, term};
 const SECOND_INTERRUPT: Duration = Duration::from_secs(1);
 /// Attempts at a REST call that could not reach the server.
 const REST_ATTEMPTS: u32 = 5;
+/// How long `run` waits for the terminate after its stdout was closed.
+const PIPE_TERMINATE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -212,7 +214,10 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
                         let w: &mut dyn Write = if stream == Stream::Stderr { &mut stderr } else { &mut stdout };
                         if let Err(e) = w.write_all(&data).and_then(|()| w.flush()) {
                             if e.kind() == std::io::ErrorKind::BrokenPipe {
-                                break Ok(exit::FAILURE);
+                                // Nobody reads any more (`| head`): the program
+                                // ends, as a local one would by SIGPIPE.
+                                let _ = tokio::time::timeout(PIPE_TERMINATE, terminate(client, &id)).await;
+                                break Ok(exit::BROKEN_PIPE);
                             }
                             break Err(Failure::io("cannot write the output", e));
                         }
@@ -262,7 +267,9 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
             }
             _ = interrupts.recv() => match interrupt {
                 Interrupt::Pending(_) => {
-                    eprintln!("termstream: detached; {id} keeps running (`termstream attach {id}`, `termstream logs --follow {id}`)");
+                    // `attach` takes pty sessions only.
+                    let attach = if info.kind == SessionKind::Pty { format!("`termstream attach {id}`, ") } else { String::new() };
+                    eprintln!("termstream: detached; {id} keeps running ({attach}`termstream logs --follow {id}`)");
                     break Ok(exit::INTERRUPTED);
                 }
                 Interrupt::None => {
@@ -289,14 +296,17 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
 }
 
 fn spawn_terminate(client: Client, id: SessionId) {
-    tokio::spawn(async move {
-        for _ in 0..REST_ATTEMPTS {
-            match client.terminate(&id).await {
-                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(200)).await,
-                _ => return,
-            }
+    tokio::spawn(async move { terminate(&client, &id).await });
+}
+
+/// Terminates the session, retrying a request that could not get through.
+async fn terminate(client: &Client, id: &SessionId) {
+    for _ in 0..REST_ATTEMPTS {
+        match client.terminate(id).await {
+            Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => return,
         }
-    });
+    }
 }
 
 /// Copies our stdin to the session; at its end closes the program's stdin
