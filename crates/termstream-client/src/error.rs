@@ -19,8 +19,10 @@ pub enum Error {
     /// The TLS settings could not be built (e.g. an unreadable CA file).
     #[error("TLS setup failed: {0}")]
     Tls(String),
-    /// No connection could be made, or it broke before an answer came.
-    #[error("cannot reach the server at {url}: {source}")]
+    /// No connection could be made, or it broke before an answer came. The
+    /// message names the innermost cause ("Connection refused (os error
+    /// 111)"), not only the outer "error sending request".
+    #[error("cannot reach the server at {url}: {}", root_cause(source.as_ref()))]
     Unreachable {
         url: String,
         #[source]
@@ -74,6 +76,15 @@ impl Error {
             },
         }
     }
+}
+
+/// The message of the innermost error of a chain: what actually failed.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 /// A client call's result.

@@ -104,14 +104,21 @@ impl Client {
                 status: status.as_u16(),
                 detail: b.error,
             },
-            Err(_) => Error::api(
-                status.as_u16(),
-                code_for_status(status.as_u16()),
-                format!(
-                    "HTTP {status}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                ),
-            ),
+            // Not a termstream answer: perhaps another program on that port,
+            // or a proxy in the way. Say so, with the start of what it said.
+            Err(_) => {
+                let said = String::from_utf8_lossy(&body[..body.len().min(200)]);
+                let said = said.trim();
+                Error::api(
+                    status.as_u16(),
+                    code_for_status(status.as_u16()),
+                    format!(
+                        "{} answered HTTP {status} without a termstream error (is it a termstream server?){}{said}",
+                        self.endpoint.base(),
+                        if said.is_empty() { "" } else { ": " },
+                    ),
+                )
+            }
         })
     }
 

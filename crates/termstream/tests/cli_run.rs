@@ -229,7 +229,29 @@ async fn errors_say_what_to_do_with_distinct_codes() {
             out.stderr.contains("cannot reach") && out.stderr.contains("--server"),
             "{out:?}"
         );
+        // What failed, not only that a request did.
+        assert!(out.stderr.contains("Connection refused"), "{out:?}");
     }
+    // Something else on that port (a web server answering 404 in plain
+    // text): the error says it is not a termstream answer.
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_url = format!("http://{}", other.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut conn, _)) = other.accept().await {
+            let mut head = [0u8; 4096];
+            let _ = conn.read(&mut head).await;
+            let _ = conn
+                .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot here\n")
+                .await;
+        }
+    });
+    let out = cli::run(&other_url, &["ls"], b"").await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("is it a termstream server?") && out.stderr.contains("not here"),
+        "{out:?}"
+    );
     // A bad URL and a bad id are usage errors.
     assert_eq!(cli::run("ftp://x", &["ls"], b"").await.code, 2);
     assert_eq!(run(ok(&["logs", "a/b"])).await.code, 2);
