@@ -2,7 +2,7 @@
 //! screen of a running full-screen program, sends keys, passes window
 //! changes on (the program sees the new `stty size`), detaches with the
 //! detach keys leaving the session running, and gives the local terminal its
-//! mode back. What `attach` prints is read through a screen model (avt), as
+//! mode back; so does `run --tty` after a full-screen program was killed. What `attach` prints is read through a screen model (avt), as
 //! a terminal would show it.
 
 mod common;
@@ -28,18 +28,20 @@ struct Screen {
 
 impl Screen {
     fn text(&self) -> String {
-        self.vt
-            .screen()
-            .visible_lines()
-            .map(|l| l.text().trim_end().to_owned())
-            .collect::<Vec<_>>()
-            .join("\n")
+        screen_text(&self.vt)
     }
 
     /// Reads attach's output until the screen shows `needle`.
     async fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        self.wait_until(needle, |vt| screen_text(vt).contains(needle), timeout)
+            .await;
+    }
+
+    /// Reads the output until `done` holds of the terminal (`what` names
+    /// it in the failure).
+    async fn wait_until(&mut self, what: &str, done: impl Fn(&avt::Terminal) -> bool, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !self.text().contains(needle) {
+        while !done(&self.vt) {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.rx.recv()).await {
                 Ok(Some(bytes)) => {
@@ -47,13 +49,22 @@ impl Screen {
                     self.all.extend_from_slice(&bytes);
                 }
                 _ => panic!(
-                    "{needle:?} not on the screen after {timeout:?}:\n{}\nraw: {:?}",
+                    "{what:?} not so after {timeout:?}:\n{}\nraw: {:?}",
                     self.text(),
                     String::from_utf8_lossy(&self.all)
                 ),
             }
         }
     }
+}
+
+/// The visible rows of `vt`, without trailing blanks.
+fn screen_text(vt: &avt::Terminal) -> String {
+    vt.screen()
+        .visible_lines()
+        .map(|l| l.text().trim_end().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Starts `termstream ARGS` on a fresh PTY of 100 x 30 against `server`.
@@ -287,4 +298,30 @@ async fn the_closing_line_follows_the_output_where_the_cursor_was() {
         "{}",
         screen.text()
     );
+}
+
+#[tokio::test]
+async fn run_tty_gives_the_screen_back_after_a_killed_full_screen_program() {
+    // A program that takes the alternate screen, hides the cursor and
+    // ignores SIGHUP and SIGTERM: the timeout ends it by SIGKILL, so it
+    // cannot give the terminal back itself.
+    let server = TestServer::start_with(&["--terminate-grace-ms", "200"], &[]).await;
+    let program = r#"printf '\033[?1049h\033[?25lFULL'; trap '' HUP TERM; sleep 60"#;
+    let (mut screen, _writer, _pts, mut child) = spawn_on_pty(
+        &server.url(""),
+        &["run", "--tty", "--timeout", "1s", "--", "sh", "-c", program],
+    );
+    screen.wait_for("FULL", secs(10)).await;
+    let status = tokio::time::timeout(secs(20), child.wait())
+        .await
+        .expect("run ends at its timeout")
+        .unwrap();
+    assert_eq!(status.code(), Some(124));
+    screen
+        .wait_until(
+            "the primary screen with a visible cursor",
+            |vt| vt.active_screen_kind() == avt::ScreenKind::Primary && vt.cursor().visible,
+            secs(5),
+        )
+        .await;
 }

@@ -1,5 +1,5 @@
-//! What `attach` writes when it ends, to give the local terminal back in a
-//! usable state, worked out from the bytes it drew.
+//! What `attach` (and `run --tty`) writes when it ends, to give the local
+//! terminal back in a usable state, worked out from the bytes it drew.
 //!
 //! Leaving the alternate screen (`CSI ? 1049 l`) also restores a saved
 //! cursor, and terminals do that even when the alternate screen is not in
@@ -152,15 +152,21 @@ impl Leave {
         self.alternate
     }
 
-    /// The bytes that give the terminal back: the alternate screen left if
-    /// it is in use, the modes reset, and the cursor on a line of its own
-    /// for the closing line.
-    pub fn bytes(&self) -> Vec<u8> {
+    /// The bytes that give the terminal's modes back: the alternate screen
+    /// left if it is in use, the other modes reset.
+    pub fn modes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         if self.alternate {
             out.extend_from_slice(LEAVE_ALTERNATE);
         }
         out.extend_from_slice(MODES);
+        out
+    }
+
+    /// [`Leave::modes`], then the cursor put on a line of its own for a
+    /// closing line.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = self.modes();
         let at_line_start = if self.alternate {
             self.line_start_before_alternate
         } else {

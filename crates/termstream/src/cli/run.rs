@@ -19,6 +19,7 @@ use termstream_proto::{
 use tokio::io::AsyncReadExt;
 
 use super::exit::{self, Failure};
+use super::leave::Leave;
 use super::{GlobalArgs, term};
 
 /// A second Ctrl-C within this long detaches instead of terminating.
@@ -116,7 +117,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, Failure> {
     } else {
         None
     };
-    let code = stream(global, &client, &info, &args).await;
+    let code = stream(global, &client, &info, &args, raw.is_some()).await;
     drop(raw);
     code
 }
@@ -169,8 +170,25 @@ enum Interrupt {
     Terminating,
 }
 
-async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: &RunArgs) -> Result<i32, Failure> {
+/// Streams the session until it ends. `raw`: the local terminal is in raw
+/// mode (`--tty` on a terminal): its full-screen modes are given back at the
+/// end, as the program may not have (killed at a timeout, lost), and notes
+/// end their lines with `\r\n`.
+async fn stream(
+    global: &GlobalArgs,
+    client: &Client,
+    info: &SessionInfo,
+    args: &RunArgs,
+    raw: bool,
+) -> Result<i32, Failure> {
     let id = info.id.clone();
+    let nl = if raw { "\r\n" } else { "\n" };
+    macro_rules! say {
+        ($($t:tt)*) => { eprint!("termstream: {}{nl}", format_args!($($t)*)) };
+    }
+    let mut leave = Leave::default();
+    // A note on how it ended, printed once the terminal is given back.
+    let mut closing = None;
     // Watched before attaching: a Ctrl-C while attaching is taken up by
     // the loop below (it terminates), not the default action that would
     // end this process and leave the session running unseen.
@@ -211,6 +229,9 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
                 };
                 match ev {
                     Event::Output { session_id, stream, data, .. } if session_id == id => {
+                        if raw {
+                            leave.feed(&data);
+                        }
                         let w: &mut dyn Write = if stream == Stream::Stderr { &mut stderr } else { &mut stdout };
                         if let Err(e) = w.write_all(&data).and_then(|()| w.flush()) {
                             if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -223,18 +244,18 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
                         }
                     }
                     Event::Gap { session_id, from, to, reason } if session_id == id => {
-                        eprintln!("termstream: output {from}..{to} of {id} is lost ({reason:?})");
+                        say!("output {from}..{to} of {id} is lost ({reason:?})");
                     }
                     Event::Exit { session_id, status, exit_code, signal } if session_id == id => {
                         break Ok(if status == SessionStatus::Lost {
-                            eprintln!("termstream: session {id} was lost: the server restarted while it ran; its end is unknown");
+                            closing = Some(format!("session {id} was lost: the server restarted while it ran; its end is unknown"));
                             exit::LOST
                         } else if timed_out {
                             exit::TIMEOUT
                         } else if matches!(interrupt, Interrupt::Terminating) {
                             exit::INTERRUPTED
                         } else if status == SessionStatus::Failed {
-                            eprintln!("termstream: session {id} failed");
+                            closing = Some(format!("session {id} failed"));
                             exit::FAILURE
                         } else {
                             exit::of_program(exit_code, signal)
@@ -251,29 +272,29 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
                     }
                     Event::Disconnected { error, attempt: 3, .. } => {
                         reconnecting = true;
-                        eprintln!("termstream: lost the connection ({error}); reconnecting");
+                        say!("lost the connection ({error}); reconnecting");
                     }
                     Event::Connected { .. } if reconnecting => {
                         reconnecting = false;
-                        eprintln!("termstream: reconnected");
+                        say!("reconnected");
                     }
                     _ => {}
                 }
             }
             _ = &mut timeout, if !timed_out => {
                 timed_out = true;
-                eprintln!("termstream: {id} ran past its timeout; terminating it");
+                say!("{id} ran past its timeout; terminating it");
                 spawn_terminate(client.clone(), id.clone());
             }
             _ = interrupts.recv() => match interrupt {
                 Interrupt::Pending(_) => {
                     // `attach` takes pty sessions only.
                     let attach = if info.kind == SessionKind::Pty { format!("`termstream attach {id}`, ") } else { String::new() };
-                    eprintln!("termstream: detached; {id} keeps running ({attach}`termstream logs --follow {id}`)");
+                    say!("detached; {id} keeps running ({attach}`termstream logs --follow {id}`)");
                     break Ok(exit::INTERRUPTED);
                 }
                 Interrupt::None => {
-                    eprintln!("termstream: terminating {id}; press Ctrl-C again within 1 s to detach and leave it running");
+                    say!("terminating {id}; press Ctrl-C again within 1 s to detach and leave it running");
                     interrupt = Interrupt::Pending(tokio::time::Instant::now() + SECOND_INTERRUPT);
                 }
                 Interrupt::Terminating => {}
@@ -292,6 +313,12 @@ async fn stream(global: &GlobalArgs, client: &Client, info: &SessionInfo, args: 
     };
     stdin_task.abort();
     conn.close().await;
+    if raw {
+        let _ = stdout.write_all(&leave.modes()).and_then(|()| stdout.flush());
+    }
+    if let Some(note) = closing {
+        say!("{note}");
+    }
     result
 }
 
