@@ -324,4 +324,8 @@ async fn run_tty_gives_the_screen_back_after_a_killed_full_screen_program() {
             secs(5),
         )
         .await;
+    // Why it ended is said where it stays in view.
+    screen
+        .wait_for("ran past its timeout and was terminated", secs(5))
+        .await;
 }

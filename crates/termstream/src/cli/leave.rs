@@ -147,8 +147,7 @@ impl Leave {
     }
 
     /// Whether the local terminal is on the alternate screen.
-    #[cfg(test)]
-    fn alternate(&self) -> bool {
+    pub fn alternate(&self) -> bool {
         self.alternate
     }
 

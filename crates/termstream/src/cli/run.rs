@@ -315,6 +315,10 @@ async fn stream(
     conn.close().await;
     if raw {
         let _ = stdout.write_all(&leave.modes()).and_then(|()| stdout.flush());
+        // The note said at the timeout was on the alternate screen, now gone.
+        if timed_out && leave.alternate() && closing.is_none() {
+            closing = Some(format!("{id} ran past its timeout and was terminated"));
+        }
     }
     if let Some(note) = closing {
         say!("{note}");
