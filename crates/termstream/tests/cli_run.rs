@@ -255,6 +255,10 @@ async fn errors_say_what_to_do_with_distinct_codes() {
     // A bad URL and a bad id are usage errors.
     assert_eq!(cli::run("ftp://x", &["ls"], b"").await.code, 2);
     assert_eq!(run(ok(&["logs", "a/b"])).await.code, 2);
+    // So is a project no session can have (it listed nothing, exit 0).
+    let out = run(ok(&["ls", "--project", "web app"])).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("bad project"), "{out:?}");
 }
 
 #[tokio::test]

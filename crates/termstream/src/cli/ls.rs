@@ -29,8 +29,10 @@ fn parse_status(s: &str) -> Result<SessionStatus, String> {
 
 pub async fn ls(global: &GlobalArgs, args: LsArgs) -> Result<i32, Failure> {
     let client = global.client()?;
+    // A project no session can have is a typo, not an empty list.
+    let project = super::project(args.project.as_deref())?.map(|p| p.to_string());
     let (list, compat) = tokio::join!(
-        client.list_sessions(args.project.as_deref(), args.status),
+        client.list_sessions(project.as_deref(), args.status),
         client.compat_sessions()
     );
     let list = list.map_err(|e| Failure::from_client(e, global))?;
