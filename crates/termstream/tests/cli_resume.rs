@@ -114,6 +114,54 @@ async fn ctrl_c_terminates_and_a_second_one_only_detaches() {
     }
 }
 
+#[tokio::test]
+async fn ctrl_c_with_the_server_down_says_so_and_a_second_one_ends_run() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let mut server = TestServer::start().await;
+    let mut cmd = cli::command(
+        &server.url(""),
+        &["run", "--id", "down1", "--", "sh", "-c", "echo up; sleep 60"],
+    );
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(common::secs(10), stdout.next_line()).await;
+    assert_eq!(first.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("up"));
+    let epoch = server.info("down1").await["epoch"].as_str().unwrap().to_owned();
+    server.crash();
+    // The crash orphans the program: it is ended here, not by the server.
+    common::kill_marked(&epoch);
+    let pid = Pid::from_raw(child.id().unwrap() as i32).unwrap();
+    kill_process(pid, Signal::INT).unwrap();
+    // The terminate cannot get through: run says so instead of waiting
+    // silently for an end it will not see.
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    let told = tokio::time::timeout(common::secs(20), async {
+        while let Ok(Some(l)) = stderr.next_line().await {
+            said.push_str(&l);
+            said.push('\n');
+            if l.contains("cannot reach the server to terminate down1") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(told, Ok(true)), "{said}");
+    // Another Ctrl-C stops waiting (it was ignored: run waited on forever).
+    kill_process(pid, Signal::INT).unwrap();
+    let out = tokio::time::timeout(common::secs(10), child.wait_with_output())
+        .await
+        .expect("run ends at the next Ctrl-C")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    let rest = stderr.next_line().await.ok().flatten().unwrap_or_default();
+    assert!(rest.contains("may still be running"), "{rest}");
+}
+
 /// Waits until the CLI has created session `id`.
 async fn wait_created(server: &TestServer, id: &str) {
     let path = format!("/api/sessions/{id}");

@@ -17,6 +17,7 @@ use termstream_proto::{
     CreateSession, ErrorCode, InputRequest, SessionId, SessionInfo, SessionKind, SessionStatus, Stream,
 };
 use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
 
 use super::exit::{self, Failure};
 use super::leave::Leave;
@@ -166,7 +167,8 @@ enum Interrupt {
     None,
     /// The first Ctrl-C: terminate at this instant unless a second comes.
     Pending(tokio::time::Instant),
-    /// Terminate was sent; the exit code will be 130.
+    /// Terminate was sent; the exit code will be 130. Another Ctrl-C
+    /// stops waiting for the end.
     Terminating,
 }
 
@@ -214,6 +216,8 @@ async fn stream(
     tokio::pin!(timeout);
     let mut timed_out = false;
     let mut interrupt = Interrupt::None;
+    // Terminate tasks say here that the server could not be reached.
+    let (unheard_tx, mut unheard_rx) = mpsc::channel::<()>(2);
     let mut reconnecting = false;
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
@@ -284,7 +288,7 @@ async fn stream(
             _ = &mut timeout, if !timed_out => {
                 timed_out = true;
                 say!("{id} ran past its timeout; terminating it");
-                spawn_terminate(client.clone(), id.clone());
+                spawn_terminate(client.clone(), id.clone(), unheard_tx.clone());
             }
             _ = interrupts.recv() => match interrupt {
                 Interrupt::Pending(_) => {
@@ -297,8 +301,16 @@ async fn stream(
                     say!("terminating {id}; press Ctrl-C again within 1 s to detach and leave it running");
                     interrupt = Interrupt::Pending(tokio::time::Instant::now() + SECOND_INTERRUPT);
                 }
-                Interrupt::Terminating => {}
+                // Waiting for an end that may never be seen (the server is
+                // down): another Ctrl-C stops waiting.
+                Interrupt::Terminating => {
+                    say!("stopped waiting; {id} may still be running (`termstream ls`)");
+                    break Ok(exit::INTERRUPTED);
+                }
             },
+            Some(()) = unheard_rx.recv() => {
+                say!("cannot reach the server to terminate {id}; still trying to reconnect. Ctrl-C again stops waiting");
+            }
             _ = winch.recv(), if info.kind == SessionKind::Pty => {
                 if let Some((cols, rows)) = term::window_size() {
                     let (client, id) = (client.clone(), id.clone());
@@ -307,7 +319,7 @@ async fn stream(
             }
             _ = tokio::time::sleep_until(deadline), if matches!(interrupt, Interrupt::Pending(_)) => {
                 interrupt = Interrupt::Terminating;
-                spawn_terminate(client.clone(), id.clone());
+                spawn_terminate(client.clone(), id.clone(), unheard_tx.clone());
             }
         }
     };
@@ -326,18 +338,26 @@ async fn stream(
     result
 }
 
-fn spawn_terminate(client: Client, id: SessionId) {
-    tokio::spawn(async move { terminate(&client, &id).await });
+/// Terminates the session in a task of its own; `unheard` is told when the
+/// server could not be reached.
+fn spawn_terminate(client: Client, id: SessionId, unheard: mpsc::Sender<()>) {
+    tokio::spawn(async move {
+        if !terminate(&client, &id).await {
+            let _ = unheard.try_send(());
+        }
+    });
 }
 
-/// Terminates the session, retrying a request that could not get through.
-async fn terminate(client: &Client, id: &SessionId) {
+/// Terminates the session, retrying a request that could not get through;
+/// false when the server could not be reached at all.
+async fn terminate(client: &Client, id: &SessionId) -> bool {
     for _ in 0..REST_ATTEMPTS {
         match client.terminate(id).await {
             Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(200)).await,
-            _ => return,
+            _ => return true,
         }
     }
+    false
 }
 
 /// Copies our stdin to the session; at its end closes the program's stdin
