@@ -95,6 +95,18 @@ pub struct IdArg {
 
 /// Runs a client verb; returns the process's exit code.
 pub fn main(global: GlobalArgs, command: ClientCommand, cmd: clap::Command) -> i32 {
+    // A verb that only prints ends quietly when its reader goes away
+    // (`termstream ls | head -1`), as `cat` does, instead of panicking in
+    // `print!`. `run` keeps SIGPIPE ignored: it sees the closed pipe as an
+    // error and terminates its program first; `attach` writes to a terminal.
+    if !matches!(
+        command,
+        ClientCommand::Run(_) | ClientCommand::Attach(_) | ClientCommand::Shell(_)
+    ) {
+        // SAFETY: called before any other thread of this process starts; the
+        // default action needs no handler code.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match command {
         ClientCommand::Completions(args) => return completions::completions(args, cmd),
         ClientCommand::Man => return completions::man(cmd),

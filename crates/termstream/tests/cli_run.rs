@@ -322,3 +322,38 @@ async fn run_whose_output_is_closed_terminates_the_program() {
     assert_eq!(out.status.code(), Some(141), "{out:?}");
     assert_eq!(server.info("yes1").await["status"], "terminated");
 }
+
+#[tokio::test]
+async fn printing_verbs_end_quietly_when_their_reader_is_gone() {
+    use std::os::unix::process::ExitStatusExt;
+    // `termstream ls | head -1` once head has gone: the verb ends as `cat`
+    // would (by SIGPIPE), without a panic or an error line.
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"said","kind":"command","argv":["echo","hello"]}))
+        .await;
+    server.read_output_until("said", "hello", common::secs(10)).await;
+    for args in [
+        &["ls"][..],
+        &["ls", "--json"],
+        &["logs", "said"],
+        &["completions", "bash"],
+        &["man"],
+    ] {
+        let (read, write) = rustix::pipe::pipe().unwrap();
+        drop(read);
+        let mut cmd = cli::command(&server.url(""), args);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(write))
+            .stderr(std::process::Stdio::piped());
+        // (`output()` would replace the stdout given with a pipe of its own.)
+        let child = cmd.spawn().unwrap();
+        let out = tokio::time::timeout(common::secs(30), child.wait_with_output())
+            .await
+            .expect("ends")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(13), "{args:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
