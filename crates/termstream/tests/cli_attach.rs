@@ -329,3 +329,58 @@ async fn run_tty_gives_the_screen_back_after_a_killed_full_screen_program() {
         .wait_for("ran past its timeout and was terminated", secs(5))
         .await;
 }
+
+/// CPU time (user + system, in clock ticks) of process `pid` so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process's stat");
+    // After the `(comm)` field: utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn attach_with_stdin_at_its_end_watches_without_spinning() {
+    // `termstream attach job < /dev/null`: no keys will come, the screen
+    // still does; the loop must not keep asking the closed key channel.
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"w","argv":["sh","-c","echo ready; read -r l; echo got:$l; sleep 60"],"cols":80,"rows":24}))
+        .await;
+    server.read_output_until("w", "ready", secs(10)).await;
+    let mut cmd = common::cli::command(&server.url(""), &["attach", "w"]);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut wait_seen = async |needle: &str| {
+        let deadline = Instant::now() + secs(10);
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            let mut buf = [0u8; 4096];
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, stdout.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                other => panic!("{needle:?} not seen ({other:?}): {:?}", String::from_utf8_lossy(&seen)),
+            }
+        }
+    };
+    wait_seen("ready").await;
+    // A second of watching, measured: an idle attach uses next to no CPU
+    // (the old loop spun on the closed channel, about a core).
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_ticks(pid) - before;
+    assert!(used < 25, "attach used {used} ticks of CPU in a second while idle");
+    // It still follows the session.
+    server.input("w", "more\n").await;
+    wait_seen("got:more").await;
+    server.terminate("w").await;
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("ends")
+        .unwrap();
+    assert_ne!(status.code(), Some(0), "the program was terminated");
+}

@@ -128,6 +128,9 @@ async fn follow(
     });
     let mut winch = signal(SignalKind::window_change()).map_err(|e| Failure::io("cannot watch window changes", e))?;
     let mut utf8 = Utf8Carry::default();
+    // Until stdin ends (`< /dev/null`, a closed pipe): then the loop stops
+    // asking for keys, which a closed channel would answer at once, forever.
+    let mut keys_open = true;
     let mut out = std::io::stdout();
     let io = |e| Failure::io("cannot write to the terminal", e);
     let result = loop {
@@ -175,8 +178,11 @@ async fn follow(
                     _ => {}
                 }
             }
-            typed = key_rx.recv() => {
-                let Some(typed) = typed else { continue };
+            typed = key_rx.recv(), if keys_open => {
+                let Some(typed) = typed else {
+                    keys_open = false;
+                    continue;
+                };
                 let fed = keys.feed(&typed);
                 if !read_only && !fed.forward.is_empty() {
                     let text = utf8.push(&fed.forward);
