@@ -297,6 +297,34 @@ async fn events_completions_and_man() {
 }
 
 #[tokio::test]
+async fn run_of_a_program_terminated_elsewhere_says_so() {
+    let server = TestServer::start().await;
+    let mut cmd = cli::command(
+        &server.url(""),
+        &["run", "--id", "tk", "--", "sh", "-c", "echo up; sleep 60"],
+    );
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let made = common::wait_until(common::secs(10), || async {
+        server.get("/api/sessions/tk").await.0 == 200
+    })
+    .await;
+    assert!(made, "run created no session");
+    server.read_output_until("tk", "up", common::secs(10)).await;
+    server.terminate("tk").await;
+    let out = tokio::time::timeout(common::secs(30), child.wait_with_output())
+        .await
+        .expect("run ends with its program")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // SIGHUP is the first signal of a terminate.
+    assert_eq!(out.status.code(), Some(129), "{stderr}");
+    assert!(stderr.contains("tk was terminated (by `termstream kill`"), "{stderr}");
+}
+
+#[tokio::test]
 async fn run_whose_output_is_closed_terminates_the_program() {
     use tokio::io::AsyncReadExt;
     // `termstream run -- yes | head -c 4`: once nothing reads, the program

@@ -262,6 +262,13 @@ async fn stream(
                             closing = Some(format!("session {id} failed"));
                             exit::FAILURE
                         } else {
+                            // Not asked for here: say who could have, or a
+                            // bare 129 is all there is to go on.
+                            if status == SessionStatus::Terminated {
+                                closing = Some(format!(
+                                    "{id} was terminated (by `termstream kill`, the API, or the server shutting down)"
+                                ));
+                            }
                             exit::of_program(exit_code, signal)
                         });
                     }
