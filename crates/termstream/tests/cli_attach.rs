@@ -384,3 +384,28 @@ async fn attach_with_stdin_at_its_end_watches_without_spinning() {
         .unwrap();
     assert_ne!(status.code(), Some(0), "the program was terminated");
 }
+
+#[tokio::test]
+async fn a_detach_while_the_server_is_away_wipes_the_status_line() {
+    let mut server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"aw","argv":["sh","-c","printf 'ask$ '; read -r l"],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("aw", "ask$", secs(10)).await;
+    let epoch = server.info("aw").await["epoch"].as_str().unwrap().to_owned();
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "aw"]);
+    screen.wait_for("ask$", secs(10)).await;
+    server.crash();
+    // The crash orphans the program: it is ended here, not by the server.
+    common::kill_marked(&epoch);
+    screen.wait_for("the server is away", secs(10)).await;
+    writer.write_all(b"\x1cd").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("detached")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    screen.wait_for("[detached (from session aw)]", secs(5)).await;
+    // Nothing is retrying any more: the line saying so is gone.
+    assert!(!screen.text().contains("the server is away"), "{}", screen.text());
+}

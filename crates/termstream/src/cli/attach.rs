@@ -163,6 +163,7 @@ async fn follow(
                             retry_in.as_secs_f64()
                         );
                         out.write_all(line.as_bytes()).and_then(|()| out.flush()).map_err(io)?;
+                        leave.status_line(rows);
                     }
                     Event::Connected { reconnect: true, .. } if !read_only => {
                         if let Some((cols, rows)) = term::window_size() {

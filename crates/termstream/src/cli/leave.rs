@@ -48,6 +48,9 @@ pub struct Leave {
     /// `line_start` when the alternate screen was entered: leaving it puts
     /// the cursor back there.
     line_start_before_alternate: bool,
+    /// The row of attach's own status line ("the server is away"), while
+    /// it is on the screen: nothing the program drew, so it is wiped.
+    status_row: Option<u16>,
 }
 
 impl Default for Leave {
@@ -58,6 +61,7 @@ impl Default for Leave {
             alternate: false,
             line_start: false,
             line_start_before_alternate: false,
+            status_row: None,
         }
     }
 }
@@ -87,9 +91,11 @@ impl Leave {
                     // An intermediate byte (`ESC ( B`): the next one ends it.
                     0x20..=0x2f => Scan::Escape,
                     _ => {
-                        // `ESC c` resets the terminal: the cursor goes home.
+                        // `ESC c` resets the terminal: the cursor goes home,
+                        // the screen (and a status line on it) is cleared.
                         if b == b'c' {
                             self.alternate = false;
+                            self.status_row = None;
                         }
                         // Reverse index, restore cursor, ...: where the
                         // cursor is, is no longer known.
@@ -146,15 +152,25 @@ impl Leave {
         }
     }
 
+    /// Takes note of a status line drawn on `row` (1-based) over the
+    /// program's screen, to be wiped at the end unless a reset does first.
+    pub fn status_line(&mut self, row: u16) {
+        self.status_row = Some(row);
+    }
+
     /// Whether the local terminal is on the alternate screen.
     pub fn alternate(&self) -> bool {
         self.alternate
     }
 
-    /// The bytes that give the terminal's modes back: the alternate screen
-    /// left if it is in use, the other modes reset.
+    /// The bytes that give the terminal's modes back: a status line wiped,
+    /// the alternate screen left if it is in use, the other modes reset.
     pub fn modes(&self) -> Vec<u8> {
         let mut out = Vec::new();
+        if let Some(row) = self.status_row {
+            // Saved and restored around: the cursor stays where it was.
+            out.extend_from_slice(format!("\x1b7\x1b[{row};1H\x1b[0m\x1b[2K\x1b8").as_bytes());
+        }
         if self.alternate {
             out.extend_from_slice(LEAVE_ALTERNATE);
         }
@@ -206,6 +222,15 @@ mod tests {
         assert!(!quit.alternate());
         assert!(quit.bytes().ends_with(b"\r\n"));
         assert!(after(&[b"\x1b[?47h", b"x\x1bc"]).bytes().starts_with(MODES));
+    }
+
+    #[test]
+    fn a_status_line_is_wiped_unless_a_reset_did() {
+        let mut l = after(&[b"$ "]);
+        l.status_line(24);
+        assert!(l.bytes().starts_with(b"\x1b7\x1b[24;1H\x1b[0m\x1b[2K\x1b8"));
+        l.feed(b"\x1bc$ ");
+        assert!(l.bytes().starts_with(MODES));
     }
 
     #[test]
