@@ -409,3 +409,23 @@ async fn a_detach_while_the_server_is_away_wipes_the_status_line() {
     // Nothing is retrying any more: the line saying so is gone.
     assert!(!screen.text().contains("the server is away"), "{}", screen.text());
 }
+
+#[tokio::test]
+async fn a_session_terminated_under_attach_is_said_to_be() {
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"tm","argv":["sh","-c","printf 'ask$ '; read -r l"],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("tm", "ask$", secs(10)).await;
+    let (mut screen, _writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "tm"]);
+    screen.wait_for("ask$", secs(10)).await;
+    server.terminate("tm").await;
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("ends")
+        .unwrap();
+    // SIGHUP is the first signal of a terminate.
+    assert_eq!(status.code(), Some(129));
+    // Not "[exited ...]": the program did not end by itself.
+    screen.wait_for("[terminated (session tm, code 129)]", secs(5)).await;
+}

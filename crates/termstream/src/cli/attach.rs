@@ -46,7 +46,11 @@ pub async fn attach(global: &GlobalArgs, args: AttachArgs) -> Result<i32, Failur
 /// Why the attach ended, for the last line (as tmux prints it).
 enum Reason {
     Detached,
+    /// The program ended with this exit code (128+N for signal N).
     Exited(i32),
+    /// The session was terminated (kill, the API, a shutdown): the code as
+    /// for `Exited`.
+    Terminated(i32),
     /// The server restarted while the program ran; its end is unknown.
     Lost,
     Deleted,
@@ -91,6 +95,10 @@ pub async fn attach_session(
         }
         Ok(Reason::Exited(code)) => {
             println!("[exited (session {id}, code {code})]");
+            Ok(code)
+        }
+        Ok(Reason::Terminated(code)) => {
+            println!("[terminated (session {id}, code {code})]");
             Ok(code)
         }
         Ok(Reason::Lost) => {
@@ -150,8 +158,9 @@ async fn follow(
                         out.write_all(&data).and_then(|()| out.flush()).map_err(io)?;
                     }
                     Event::Exit { session_id, status: SessionStatus::Lost, .. } if session_id == id => break Ok(Reason::Lost),
-                    Event::Exit { session_id, exit_code, signal, .. } if session_id == id => {
-                        break Ok(Reason::Exited(exit::of_program(exit_code, signal)));
+                    Event::Exit { session_id, status, exit_code, signal } if session_id == id => {
+                        let code = exit::of_program(exit_code, signal);
+                        break Ok(if status == SessionStatus::Terminated { Reason::Terminated(code) } else { Reason::Exited(code) });
                     }
                     Event::Detached { session_id } if session_id == id => break Ok(Reason::Deleted),
                     Event::Disconnected { retry_in, .. } => {
