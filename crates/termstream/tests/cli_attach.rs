@@ -429,3 +429,46 @@ async fn a_session_terminated_under_attach_is_said_to_be() {
     // Not "[exited ...]": the program did not end by itself.
     screen.wait_for("[terminated (session tm, code 129)]", secs(5)).await;
 }
+
+#[tokio::test]
+async fn sigterm_gives_the_terminal_back_and_leaves_the_session_running() {
+    use rustix::process::{Pid, Signal, kill_process};
+    // `kill PID` of an attach or a `run --tty` from another terminal: the
+    // default action would end it with its terminal raw and on the
+    // alternate screen.
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"st","argv":["sh","-c",PROGRAM],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("st", "FULL", secs(10)).await;
+    let (_master, fresh) = pty_process::open().expect("a pty");
+    let cooked = termios::tcgetattr(&fresh).expect("termios");
+    let runs: [&[&str]; 2] = [
+        &["attach", "st"],
+        &["run", "--tty", "--id", "st2", "--", "sh", "-c", PROGRAM],
+    ];
+    for args in runs {
+        let (mut screen, _writer, pts, mut child) = spawn_on_pty(&server.url(""), args);
+        screen.wait_for("|FULL|", secs(10)).await;
+        let pid = Pid::from_raw(child.id().unwrap() as i32).unwrap();
+        kill_process(pid, Signal::TERM).unwrap();
+        let status = tokio::time::timeout(secs(10), child.wait())
+            .await
+            .expect("ends at SIGTERM")
+            .unwrap();
+        assert_eq!(status.code(), Some(143), "{args:?}: {status:?}");
+        let after = termios::tcgetattr(&pts).expect("termios");
+        assert_eq!(after.local_modes, cooked.local_modes, "{args:?}: local modes restored");
+        screen
+            .wait_until(
+                "the primary screen with a visible cursor",
+                |vt| vt.active_screen_kind() == avt::ScreenKind::Primary && vt.cursor().visible,
+                secs(5),
+            )
+            .await;
+    }
+    for id in ["st", "st2"] {
+        assert_eq!(server.info(id).await["status"], "running", "{id}");
+        server.terminate(id).await;
+    }
+}

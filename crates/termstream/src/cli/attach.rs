@@ -51,6 +51,9 @@ enum Reason {
     /// The session was terminated (kill, the API, a shutdown): the code as
     /// for `Exited`.
     Terminated(i32),
+    /// This process got SIGTERM or SIGHUP (this signal): it lets go of the
+    /// terminal as a detach does, and the session runs on.
+    Signalled(i32),
     /// The server restarted while the program ran; its end is unknown.
     Lost,
     Deleted,
@@ -101,6 +104,10 @@ pub async fn attach_session(
             println!("[terminated (session {id}, code {code})]");
             Ok(code)
         }
+        Ok(Reason::Signalled(n)) => {
+            println!("[detached (from session {id}, by signal {n})]");
+            Ok(128 + n)
+        }
         Ok(Reason::Lost) => {
             println!("[session {id} was lost: the server restarted while it ran]");
             Ok(exit::LOST)
@@ -135,6 +142,10 @@ async fn follow(
         }
     });
     let mut winch = signal(SignalKind::window_change()).map_err(|e| Failure::io("cannot watch window changes", e))?;
+    // Taken up, not left to their default action, which would end this
+    // process with the terminal still raw (and on the alternate screen).
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::io("cannot watch for SIGTERM", e))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| Failure::io("cannot watch for SIGHUP", e))?;
     let mut utf8 = Utf8Carry::default();
     // Until stdin ends (`< /dev/null`, a closed pipe): then the loop stops
     // asking for keys, which a closed channel would answer at once, forever.
@@ -204,6 +215,8 @@ async fn follow(
                     break Ok(Reason::Detached);
                 }
             }
+            _ = sigterm.recv() => break Ok(Reason::Signalled(libc::SIGTERM)),
+            _ = sighup.recv() => break Ok(Reason::Signalled(libc::SIGHUP)),
             _ = winch.recv() => {
                 if !read_only && let Some((cols, rows)) = term::window_size() {
                     let _ = conn.resize(id.clone(), cols, rows).await;

@@ -198,6 +198,22 @@ async fn stream(
         .map_err(|e| Failure::io("cannot watch for Ctrl-C", e))?;
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
         .map_err(|e| Failure::io("cannot watch window changes", e))?;
+    // In raw mode, SIGTERM and SIGHUP are taken up so that the terminal is
+    // given back first; the session runs on, as when this process is killed
+    // outside raw mode.
+    let (mut sigterm, mut sighup) = if raw {
+        let watch = |kind| {
+            tokio::signal::unix::signal(kind)
+                .map(Some)
+                .map_err(|e| Failure::io("cannot watch for signals", e))
+        };
+        (
+            watch(tokio::signal::unix::SignalKind::terminate())?,
+            watch(tokio::signal::unix::SignalKind::hangup())?,
+        )
+    } else {
+        (None, None)
+    };
     let (conn, mut events) = Connection::open(client.clone(), ConnectOptions::default());
     let since = LogPosition {
         epoch: info.epoch,
@@ -318,6 +334,14 @@ async fn stream(
             Some(()) = unheard_rx.recv() => {
                 say!("cannot reach the server to terminate {id}; still trying to reconnect. Ctrl-C again stops waiting");
             }
+            Some(n) = got_signal(&mut sigterm, libc::SIGTERM) => {
+                closing = Some(format!("detached by signal {n}; {id} keeps running (`termstream attach {id}`)"));
+                break Ok(128 + n);
+            }
+            Some(n) = got_signal(&mut sighup, libc::SIGHUP) => {
+                closing = Some(format!("detached by signal {n}; {id} keeps running (`termstream attach {id}`)"));
+                break Ok(128 + n);
+            }
             _ = winch.recv(), if info.kind == SessionKind::Pty => {
                 if let Some((cols, rows)) = term::window_size() {
                     let (client, id) = (client.clone(), id.clone());
@@ -343,6 +367,14 @@ async fn stream(
         say!("{note}");
     }
     result
+}
+
+/// Waits for signal `n` when it is watched (`Some`); never otherwise.
+async fn got_signal(watch: &mut Option<tokio::signal::unix::Signal>, n: i32) -> Option<i32> {
+    match watch {
+        Some(s) => s.recv().await.map(|()| n),
+        None => std::future::pending().await,
+    }
 }
 
 /// Terminates the session in a task of its own; `unheard` is told when the
