@@ -472,3 +472,41 @@ async fn sigterm_gives_the_terminal_back_and_leaves_the_session_running() {
         server.terminate(id).await;
     }
 }
+
+#[tokio::test]
+async fn a_closed_terminal_detaches_attach_with_129() {
+    // The terminal window is closed: SIGHUP, and every write to the
+    // terminal fails from then on, the closing line too.
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"hu","argv":["sh","-c",PROGRAM],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("hu", "FULL", secs(10)).await;
+    let (mut pty, pts) = pty_process::open().expect("a pty");
+    pty.resize(pty_process::Size::new(30, 100)).expect("resize");
+    let mut child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
+        .args(["attach", "hu"])
+        .env("TERMSTREAM_SERVER", server.url(""))
+        .env_remove("TERMSTREAM_TOKEN")
+        .spawn_borrowed(&pts)
+        .expect("termstream starts");
+    drop(pts);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + secs(10);
+    while !String::from_utf8_lossy(&seen).contains("|FULL|") {
+        let mut buf = [0u8; 4096];
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, pty.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            other => panic!("no screen ({other:?}): {:?}", String::from_utf8_lossy(&seen)),
+        }
+    }
+    drop(pty);
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("ends when its terminal goes")
+        .unwrap();
+    assert_eq!(status.code(), Some(129), "{status:?}");
+    assert_eq!(server.info("hu").await["status"], "running");
+    server.terminate("hu").await;
+}

@@ -91,33 +91,22 @@ pub async fn attach_session(
     let _ = out.write_all(&leave.bytes());
     let _ = out.flush();
     drop(raw);
-    match result {
-        Ok(Reason::Detached) => {
-            println!("[detached (from session {id})]");
-            Ok(exit::OK)
-        }
-        Ok(Reason::Exited(code)) => {
-            println!("[exited (session {id}, code {code})]");
-            Ok(code)
-        }
-        Ok(Reason::Terminated(code)) => {
-            println!("[terminated (session {id}, code {code})]");
-            Ok(code)
-        }
-        Ok(Reason::Signalled(n)) => {
-            println!("[detached (from session {id}, by signal {n})]");
-            Ok(128 + n)
-        }
-        Ok(Reason::Lost) => {
-            println!("[session {id} was lost: the server restarted while it ran]");
-            Ok(exit::LOST)
-        }
-        Ok(Reason::Deleted) => {
-            println!("[session {id} was deleted]");
-            Ok(exit::NOT_FOUND)
-        }
-        Err(f) => Err(f),
-    }
+    let (line, code) = match result {
+        Ok(Reason::Detached) => (format!("[detached (from session {id})]"), exit::OK),
+        Ok(Reason::Exited(code)) => (format!("[exited (session {id}, code {code})]"), code),
+        Ok(Reason::Terminated(code)) => (format!("[terminated (session {id}, code {code})]"), code),
+        Ok(Reason::Signalled(n)) => (format!("[detached (from session {id}, by signal {n})]"), 128 + n),
+        Ok(Reason::Lost) => (
+            format!("[session {id} was lost: the server restarted while it ran]"),
+            exit::LOST,
+        ),
+        Ok(Reason::Deleted) => (format!("[session {id} was deleted]"), exit::NOT_FOUND),
+        Err(f) => return Err(f),
+    };
+    // Not `println!`, which panics when the terminal is gone (closed
+    // window: SIGHUP, then every write fails).
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    Ok(code)
 }
 
 async fn follow(
