@@ -474,7 +474,7 @@ async fn sigterm_gives_the_terminal_back_and_leaves_the_session_running() {
 }
 
 #[tokio::test]
-async fn a_closed_terminal_detaches_attach_with_129() {
+async fn a_closed_terminal_detaches_attach_and_run_tty_with_129() {
     // The terminal window is closed: SIGHUP, and every write to the
     // terminal fails from then on, the closing line too.
     let server = TestServer::start().await;
@@ -482,10 +482,26 @@ async fn a_closed_terminal_detaches_attach_with_129() {
         .create(serde_json::json!({"id":"hu","argv":["sh","-c",PROGRAM],"cols":100,"rows":30}))
         .await;
     server.read_output_until("hu", "FULL", secs(10)).await;
+    let runs: [&[&str]; 2] = [
+        &["attach", "hu"],
+        &["run", "--tty", "--id", "hu2", "--", "sh", "-c", PROGRAM],
+    ];
+    for args in runs {
+        hang_up_under(&server, args).await;
+    }
+    for id in ["hu", "hu2"] {
+        assert_eq!(server.info(id).await["status"], "running", "{id}");
+        server.terminate(id).await;
+    }
+}
+
+/// Runs `termstream ARGS` on a PTY until it shows `|FULL|`, closes the
+/// PTY, and expects an exit with 129.
+async fn hang_up_under(server: &TestServer, args: &[&str]) {
     let (mut pty, pts) = pty_process::open().expect("a pty");
     pty.resize(pty_process::Size::new(30, 100)).expect("resize");
     let mut child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
-        .args(["attach", "hu"])
+        .args(args)
         .env("TERMSTREAM_SERVER", server.url(""))
         .env_remove("TERMSTREAM_TOKEN")
         .spawn_borrowed(&pts)
@@ -506,7 +522,5 @@ async fn a_closed_terminal_detaches_attach_with_129() {
         .await
         .expect("ends when its terminal goes")
         .unwrap();
-    assert_eq!(status.code(), Some(129), "{status:?}");
-    assert_eq!(server.info("hu").await["status"], "running");
-    server.terminate("hu").await;
+    assert_eq!(status.code(), Some(129), "{args:?}: {status:?}");
 }

@@ -185,8 +185,9 @@ async fn stream(
 ) -> Result<i32, Failure> {
     let id = info.id.clone();
     let nl = if raw { "\r\n" } else { "\n" };
+    // Not `eprint!`, which panics when the terminal is gone (SIGHUP).
     macro_rules! say {
-        ($($t:tt)*) => { eprint!("termstream: {}{nl}", format_args!($($t)*)) };
+        ($($t:tt)*) => { let _ = write!(std::io::stderr(), "termstream: {}{nl}", format_args!($($t)*)); };
     }
     let mut leave = Leave::default();
     // A note on how it ended, printed once the terminal is given back.
