@@ -16,6 +16,7 @@ pub mod run;
 pub mod shell;
 pub mod term;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -95,21 +96,14 @@ pub struct IdArg {
 
 /// Runs a client verb; returns the process's exit code.
 pub fn main(global: GlobalArgs, command: ClientCommand, cmd: clap::Command) -> i32 {
-    // A verb that only prints ends quietly when its reader goes away
-    // (`termstream ls | head -1`), as `cat` does, instead of panicking in
-    // `print!`. `run` keeps SIGPIPE ignored: it sees the closed pipe as an
-    // error and terminates its program first; `attach` writes to a terminal.
-    if !matches!(
-        command,
-        ClientCommand::Run(_) | ClientCommand::Attach(_) | ClientCommand::Shell(_)
-    ) {
-        // SAFETY: called before any other thread of this process starts; the
-        // default action needs no handler code.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    }
+    // SIGPIPE stays ignored (Rust's default) for every verb: hyper and
+    // rustls write to sockets without MSG_NOSIGNAL, so its default action
+    // could end a verb silently on a reset connection. A closed stdout
+    // (`termstream ls | head -1`) is an `EPIPE` instead, which
+    // [`Failure::io`] turns into a quiet exit with 141, as `cat` ends.
     match command {
-        ClientCommand::Completions(args) => return completions::completions(args, cmd),
-        ClientCommand::Man => return completions::man(cmd),
+        ClientCommand::Completions(args) => return report(completions::completions(args, cmd)),
+        ClientCommand::Man => return report(completions::man(cmd)),
         _ => {}
     }
     // An interactive attach runs on one thread: a typed key then crosses no
@@ -140,10 +134,19 @@ pub fn main(global: GlobalArgs, command: ClientCommand, cmd: clap::Command) -> i
     });
     // Blocking reads of stdin may still be pending: do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    report(result)
+}
+
+/// The exit code of a verb's result, after its failure line if it has one.
+fn report(result: Result<i32, Failure>) -> i32 {
     match result {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("termstream: {}", f.message);
+            // Not `eprintln!`, which panics when stderr is gone (a closed
+            // terminal).
+            if !f.message.is_empty() {
+                let _ = writeln!(std::io::stderr(), "termstream: {}", f.message);
+            }
             f.code
         }
     }
@@ -170,7 +173,8 @@ async fn kill(global: &GlobalArgs, args: IdArg) -> Result<i32, Failure> {
         .terminate(&id)
         .await
         .map_err(|e| Failure::from_client(e, global))?;
-    println!("{}: {}", info.id, ls::describe_end(&info));
+    writeln!(std::io::stdout(), "{}: {}", info.id, ls::describe_end(&info))
+        .map_err(|e| Failure::io("cannot write the output", e))?;
     Ok(exit::OK)
 }
 

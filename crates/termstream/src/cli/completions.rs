@@ -1,7 +1,9 @@
 //! `termstream completions SHELL` and `termstream man`: generated from the
 //! same clap definitions as the parser, so they never disagree with it.
 
-use super::exit;
+use std::io::Write;
+
+use super::exit::{self, Failure};
 
 #[derive(Debug, clap::Args)]
 pub struct CompletionsArgs {
@@ -9,17 +11,26 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-pub fn completions(args: CompletionsArgs, mut cmd: clap::Command) -> i32 {
-    clap_complete::generate(args.shell, &mut cmd, "termstream", &mut std::io::stdout());
-    exit::OK
+/// Generated whole, then written: a closed stdout is then one error that
+/// ends the verb quietly ([`Failure::io`]), not a panic inside the generator.
+pub fn completions(args: CompletionsArgs, mut cmd: clap::Command) -> Result<i32, Failure> {
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "termstream", &mut script);
+    write_out(&script)
 }
 
-pub fn man(cmd: clap::Command) -> i32 {
-    match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("termstream: cannot write the man page: {e}");
-            exit::FAILURE
-        }
-    }
+pub fn man(cmd: clap::Command) -> Result<i32, Failure> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .render(&mut page)
+        .map_err(|e| Failure::io("cannot render the man page", e))?;
+    write_out(&page)
+}
+
+fn write_out(bytes: &[u8]) -> Result<i32, Failure> {
+    let mut out = std::io::stdout();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::io("cannot write the output", e))?;
+    Ok(exit::OK)
 }

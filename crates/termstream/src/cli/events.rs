@@ -1,6 +1,8 @@
 //! `termstream events publish TYPE --field k=v...`: publish an event to the
 //! sockets subscribed to its channel.
 
+use std::io::Write;
+
 use serde_json::{Map, Value};
 
 use super::GlobalArgs;
@@ -48,7 +50,12 @@ pub async fn events(global: &GlobalArgs, command: EventsCommand) -> Result<i32, 
         .publish_event(&event)
         .await
         .map_err(|e| Failure::from_client(e, global))?;
-    println!("delivered to {n} receiver{}", if n == 1 { "" } else { "s" });
+    writeln!(
+        std::io::stdout(),
+        "delivered to {n} receiver{}",
+        if n == 1 { "" } else { "s" }
+    )
+    .map_err(|e| Failure::io("cannot write the output", e))?;
     Ok(exit::OK)
 }
 

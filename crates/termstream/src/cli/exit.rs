@@ -22,15 +22,15 @@ pub const AUTH: i32 = 77;
 pub const NOT_RUNNABLE: i32 = 127;
 /// `run --timeout` ran out and the session was terminated.
 pub const TIMEOUT: i32 = 124;
-/// `run`'s stdout or stderr was closed (`| head`): the program was
-/// terminated, and the exit is a local program's ended by SIGPIPE.
+/// Stdout was closed (`| head`): the exit is a local program's ended by
+/// SIGPIPE, without a word; `run` terminates its program first.
 pub const BROKEN_PIPE: i32 = 141;
 /// Interrupted with Ctrl-C.
 pub const INTERRUPTED: i32 = 130;
 /// The session came back `lost` after a server restart.
 pub const LOST: i32 = 255;
 
-/// A verb's failure: the line to print and the exit code.
+/// A verb's failure: the line to print (none when empty) and the exit code.
 #[derive(Debug)]
 pub struct Failure {
     pub code: i32,
@@ -98,8 +98,13 @@ impl Failure {
         Failure::new(code, message)
     }
 
-    /// A local I/O failure.
+    /// A local I/O failure. A closed stdout (`| head`) is no failure to
+    /// speak of: the exit is quiet, with the code of a program ended by
+    /// SIGPIPE (which stays ignored, see `cli::main`).
     pub fn io(what: &str, e: std::io::Error) -> Failure {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Failure::new(BROKEN_PIPE, "");
+        }
         Failure::new(FAILURE, format!("{what}: {e}"))
     }
 }

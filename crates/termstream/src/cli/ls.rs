@@ -2,7 +2,7 @@
 //! tab-separated lines for scripts (a pipe), or as the server's JSON.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use termstream_proto::{SessionInfo, SessionKind, SessionStatus};
 
@@ -38,7 +38,7 @@ pub async fn ls(global: &GlobalArgs, args: LsArgs) -> Result<i32, Failure> {
     let list = list.map_err(|e| Failure::from_client(e, global))?;
     if args.json {
         let text = serde_json::to_string_pretty(&list).expect("a session list serializes");
-        println!("{text}");
+        writeln!(std::io::stdout(), "{text}").map_err(|e| Failure::io("cannot write the output", e))?;
         return Ok(exit::OK);
     }
     // Viewers come from the older API's connection counts, when allowed.
@@ -81,7 +81,10 @@ pub async fn ls(global: &GlobalArgs, args: LsArgs) -> Result<i32, Failure> {
             out.push('\n');
         }
     }
-    print!("{out}");
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .and_then(|()| std::io::stdout().flush())
+        .map_err(|e| Failure::io("cannot write the output", e))?;
     Ok(exit::OK)
 }
 
