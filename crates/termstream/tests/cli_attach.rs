@@ -2,8 +2,9 @@
 //! screen of a running full-screen program, sends keys, passes window
 //! changes on (the program sees the new `stty size`), detaches with the
 //! detach keys leaving the session running, and gives the local terminal its
-//! mode back; so does `run --tty` after a full-screen program was killed. What `attach` prints is read through a screen model (avt), as
-//! a terminal would show it.
+//! mode back; so does `run --tty` after a full-screen program was killed.
+//! What `attach` prints is read through a screen model (avt), as a terminal
+//! would show it.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{TestServer, secs};
 use rustix::termios::{self, LocalModes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// A program that takes the alternate screen, draws, and answers lines:
@@ -54,6 +55,20 @@ impl Screen {
                     String::from_utf8_lossy(&self.all)
                 ),
             }
+        }
+    }
+}
+
+/// Reads `from` into `seen` until it holds `needle`; fails at its end or
+/// after `timeout`.
+async fn read_until(from: &mut (impl AsyncRead + Unpin), seen: &mut Vec<u8>, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        let mut buf = [0u8; 4096];
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, from.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            other => panic!("{needle:?} not seen ({other:?}): {:?}", String::from_utf8_lossy(seen)),
         }
     }
 }
@@ -276,8 +291,8 @@ async fn the_closing_line_follows_the_output_where_the_cursor_was() {
     assert_eq!(status.code(), Some(0));
     screen.wait_for("[detached (from session pr)]", secs(5)).await;
     assert_eq!(
-        lines(&screen)[..4],
-        ["one", "two", "ask$", "[detached (from session pr)]"],
+        lines(&screen).get(..4),
+        Some(&["one", "two", "ask$", "[detached (from session pr)]"].map(String::from)[..]),
         "{}",
         screen.text()
     );
@@ -293,8 +308,8 @@ async fn the_closing_line_follows_the_output_where_the_cursor_was() {
     assert_eq!(status.code(), Some(0));
     screen.wait_for("[exited (session pr, code 0)]", secs(5)).await;
     assert_eq!(
-        lines(&screen)[..5],
-        ["one", "two", "ask$ x", "got:x", "[exited (session pr, code 0)]"],
+        lines(&screen).get(..5),
+        Some(&["one", "two", "ask$ x", "got:x", "[exited (session pr, code 0)]"].map(String::from)[..]),
         "{}",
         screen.text()
     );
@@ -356,18 +371,7 @@ async fn attach_with_stdin_at_its_end_watches_without_spinning() {
     let pid = child.id().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut seen = Vec::new();
-    let mut wait_seen = async |needle: &str| {
-        let deadline = Instant::now() + secs(10);
-        while !String::from_utf8_lossy(&seen).contains(needle) {
-            let mut buf = [0u8; 4096];
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, stdout.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
-                other => panic!("{needle:?} not seen ({other:?}): {:?}", String::from_utf8_lossy(&seen)),
-            }
-        }
-    };
-    wait_seen("ready").await;
+    read_until(&mut stdout, &mut seen, "ready", secs(10)).await;
     // A second of watching, measured: an idle attach uses next to no CPU
     // (the old loop spun on the closed channel, about a core).
     let before = cpu_ticks(pid);
@@ -376,7 +380,7 @@ async fn attach_with_stdin_at_its_end_watches_without_spinning() {
     assert!(used < 25, "attach used {used} ticks of CPU in a second while idle");
     // It still follows the session.
     server.input("w", "more\n").await;
-    wait_seen("got:more").await;
+    read_until(&mut stdout, &mut seen, "got:more", secs(10)).await;
     server.terminate("w").await;
     let status = tokio::time::timeout(secs(10), child.wait())
         .await
@@ -487,7 +491,7 @@ async fn a_closed_terminal_detaches_attach_and_run_tty_with_129() {
         &["run", "--tty", "--id", "hu2", "--", "sh", "-c", PROGRAM],
     ];
     for args in runs {
-        hang_up_under(&server, args).await;
+        hang_up_under(&server, args, "|FULL|", false).await;
     }
     for id in ["hu", "hu2"] {
         assert_eq!(server.info(id).await["status"], "running", "{id}");
@@ -495,32 +499,99 @@ async fn a_closed_terminal_detaches_attach_and_run_tty_with_129() {
     }
 }
 
-/// Runs `termstream ARGS` on a PTY until it shows `|FULL|`, closes the
-/// PTY, and expects an exit with 129.
-async fn hang_up_under(server: &TestServer, args: &[&str]) {
+#[tokio::test]
+async fn a_closed_terminal_under_a_chatty_program_is_a_hang_up() {
+    // The program prints all the time, so a write to the closed terminal
+    // (EIO) can come before SIGHUP is seen; it must end the same way (it
+    // panicked writing the error line to the dead terminal: exit 101).
+    // SIGHUP is held blocked in termstream to make that order certain.
+    let server = TestServer::start().await;
+    let chatty = "echo CHAT; while :; do echo x; sleep 0.01; done";
+    server
+        .create(serde_json::json!({"id":"ch","argv":["sh","-c",chatty],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("ch", "CHAT", secs(10)).await;
+    let runs: [&[&str]; 2] = [
+        &["attach", "ch"],
+        &["run", "--tty", "--id", "ch2", "--", "sh", "-c", chatty],
+    ];
+    for args in runs {
+        hang_up_under(&server, args, "CHAT", true).await;
+    }
+    for id in ["ch", "ch2"] {
+        assert_eq!(server.info(id).await["status"], "running", "{id}");
+        server.terminate(id).await;
+    }
+}
+
+/// Runs `termstream ARGS` on a PTY until it shows `needle`, closes the
+/// PTY, and expects an exit with 129. `block_hup`: SIGHUP is blocked in
+/// termstream, so only the failed writes can tell it the terminal is gone.
+async fn hang_up_under(server: &TestServer, args: &[&str], needle: &str, block_hup: bool) {
     let (mut pty, pts) = pty_process::open().expect("a pty");
     pty.resize(pty_process::Size::new(30, 100)).expect("resize");
-    let mut child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
+    let mut cmd = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
         .args(args)
         .env("TERMSTREAM_SERVER", server.url(""))
-        .env_remove("TERMSTREAM_TOKEN")
-        .spawn_borrowed(&pts)
-        .expect("termstream starts");
-    drop(pts);
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + secs(10);
-    while !String::from_utf8_lossy(&seen).contains("|FULL|") {
-        let mut buf = [0u8; 4096];
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, pty.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
-            other => panic!("no screen ({other:?}): {:?}", String::from_utf8_lossy(&seen)),
-        }
+        .env_remove("TERMSTREAM_TOKEN");
+    if block_hup {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        cmd = unsafe {
+            cmd.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGHUP);
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                Ok(())
+            })
+        };
     }
+    let mut child = cmd.spawn_borrowed(&pts).expect("termstream starts");
+    drop(pts);
+    read_until(&mut pty, &mut Vec::new(), needle, secs(10)).await;
     drop(pty);
     let status = tokio::time::timeout(secs(10), child.wait())
         .await
         .expect("ends when its terminal goes")
         .unwrap();
     assert_eq!(status.code(), Some(129), "{args:?}: {status:?}");
+}
+
+#[tokio::test]
+async fn attach_without_a_terminal_leaves_sighup_alone() {
+    use rustix::process::{Pid, Signal, kill_process};
+    // `nohup termstream attach job < /dev/null > rec &`: with no terminal
+    // to give back, SIGHUP keeps the action it was given (ignored, by
+    // nohup); the old attach took it up and detached at the hang-up.
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"nh","argv":["sh","-c","echo ready; read -r l; echo got:$l; sleep 60"],"cols":80,"rows":24}))
+        .await;
+    server.read_output_until("nh", "ready", secs(10)).await;
+    let mut cmd = common::cli::command(&server.url(""), &["attach", "nh"]);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only an async-signal-safe call between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    // Shown after the watches are set up (they come before the snapshot).
+    read_until(&mut stdout, &mut seen, "ready", secs(10)).await;
+    kill_process(Pid::from_raw(child.id().unwrap() as i32).unwrap(), Signal::HUP).unwrap();
+    // Still recording: the output after the hang-up arrives.
+    server.input("nh", "more\n").await;
+    read_until(&mut stdout, &mut seen, "got:more", secs(10)).await;
+    assert!(child.try_wait().unwrap().is_none(), "attach ended at an ignored SIGHUP");
+    server.terminate("nh").await;
+    tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("ends with the session")
+        .unwrap();
 }

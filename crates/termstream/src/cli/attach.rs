@@ -7,7 +7,7 @@
 //! After a reconnect the session is re-attached for a fresh snapshot, which
 //! also wipes the status line shown while the server was away.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use termstream_client::{Client, ConnectOptions, Connection, Event, Resume};
 use termstream_proto::{ErrorCode, SessionId, SessionKind, SessionStatus};
@@ -54,6 +54,9 @@ enum Reason {
     /// This process got SIGTERM or SIGHUP (this signal): it lets go of the
     /// terminal as a detach does, and the session runs on.
     Signalled(i32),
+    /// A write to the terminal failed (a closed window: EIO), perhaps
+    /// before SIGHUP was seen: a hang-up all the same.
+    HungUp,
     /// The server restarted while the program ran; its end is unknown.
     Lost,
     Deleted,
@@ -85,7 +88,13 @@ pub async fn attach_session(
     let raw = term::RawMode::enter().map_err(|e| Failure::io("cannot put the terminal in raw mode", e))?;
     let (conn, events) = Connection::open(client.clone(), ConnectOptions::default());
     let mut leave = Leave::default();
-    let result = follow(&conn, events, id.clone(), read_only, DetachKeys::new(keys), &mut leave).await;
+    let watch = Watch {
+        read_only,
+        // Asked now: a hung-up terminal is no longer one.
+        terminal: raw.is_some() && std::io::stdout().is_terminal(),
+        raw: raw.is_some(),
+    };
+    let result = follow(&conn, events, id.clone(), watch, DetachKeys::new(keys), &mut leave).await;
     conn.close().await;
     let mut out = std::io::stdout();
     let _ = out.write_all(&leave.bytes());
@@ -96,6 +105,10 @@ pub async fn attach_session(
         Ok(Reason::Exited(code)) => (format!("[exited (session {id}, code {code})]"), code),
         Ok(Reason::Terminated(code)) => (format!("[terminated (session {id}, code {code})]"), code),
         Ok(Reason::Signalled(n)) => (format!("[detached (from session {id}, by signal {n})]"), 128 + n),
+        Ok(Reason::HungUp) => (
+            format!("[detached (from session {id}): the terminal is gone]"),
+            128 + libc::SIGHUP,
+        ),
         Ok(Reason::Lost) => (
             format!("[session {id} was lost: the server restarted while it ran]"),
             exit::LOST,
@@ -109,11 +122,25 @@ pub async fn attach_session(
     Ok(code)
 }
 
+/// How `follow` treats the local side.
+#[derive(Debug, Clone, Copy)]
+struct Watch {
+    /// Keys (but the detach keys) and window sizes are not sent.
+    read_only: bool,
+    /// Stdout is the terminal in raw mode: a write that fails means it is
+    /// gone (a hang-up), not an error to report on it.
+    terminal: bool,
+    /// Raw mode was entered: SIGTERM and SIGHUP are taken up to give the
+    /// terminal back. Without it their default action stands
+    /// (`nohup termstream attach job < /dev/null > rec &`).
+    raw: bool,
+}
+
 async fn follow(
     conn: &Connection,
     mut events: termstream_client::Events,
     id: SessionId,
-    read_only: bool,
+    watch: Watch,
     mut keys: DetachKeys,
     leave: &mut Leave,
 ) -> Result<Reason, Failure> {
@@ -131,16 +158,34 @@ async fn follow(
         }
     });
     let mut winch = signal(SignalKind::window_change()).map_err(|e| Failure::io("cannot watch window changes", e))?;
-    // Taken up, not left to their default action, which would end this
-    // process with the terminal still raw (and on the alternate screen).
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::io("cannot watch for SIGTERM", e))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| Failure::io("cannot watch for SIGHUP", e))?;
+    // In raw mode, taken up, not left to their default action, which would
+    // end this process with the terminal still raw (and on the alternate
+    // screen).
+    let (mut sigterm, mut sighup) = if watch.raw {
+        let take = |kind| {
+            signal(kind)
+                .map(Some)
+                .map_err(|e| Failure::io("cannot watch for signals", e))
+        };
+        (take(SignalKind::terminate())?, take(SignalKind::hangup())?)
+    } else {
+        (None, None)
+    };
+    let read_only = watch.read_only;
     let mut utf8 = Utf8Carry::default();
     // Until stdin ends (`< /dev/null`, a closed pipe): then the loop stops
     // asking for keys, which a closed channel would answer at once, forever.
     let mut keys_open = true;
     let mut out = std::io::stdout();
-    let io = |e| Failure::io("cannot write to the terminal", e);
+    // A terminal that fails a write is gone; anything else reports it (a
+    // closed pipe ends quietly with 141).
+    let failed = |e: std::io::Error| {
+        if watch.terminal && e.kind() != std::io::ErrorKind::BrokenPipe {
+            Ok(Reason::HungUp)
+        } else {
+            Err(Failure::io("cannot write to the terminal", e))
+        }
+    };
     let result = loop {
         tokio::select! {
             ev = events.recv() => {
@@ -151,11 +196,15 @@ async fn follow(
                     Event::Restore { session_id, data, .. } if session_id == id => {
                         leave.feed(RESET);
                         leave.feed(data.as_bytes());
-                        out.write_all(RESET).and_then(|()| out.write_all(data.as_bytes())).and_then(|()| out.flush()).map_err(io)?;
+                        if let Err(e) = out.write_all(RESET).and_then(|()| out.write_all(data.as_bytes())).and_then(|()| out.flush()) {
+                            break failed(e);
+                        }
                     }
                     Event::Output { session_id, data, .. } if session_id == id => {
                         leave.feed(&data);
-                        out.write_all(&data).and_then(|()| out.flush()).map_err(io)?;
+                        if let Err(e) = out.write_all(&data).and_then(|()| out.flush()) {
+                            break failed(e);
+                        }
                     }
                     Event::Exit { session_id, status: SessionStatus::Lost, .. } if session_id == id => break Ok(Reason::Lost),
                     Event::Exit { session_id, status, exit_code, signal } if session_id == id => {
@@ -171,7 +220,9 @@ async fn follow(
                             "\x1b7\x1b[{rows};1H\x1b[0;7m[termstream: the server is away; retrying in {:.1}s]\x1b[K\x1b[0m\x1b8",
                             retry_in.as_secs_f64()
                         );
-                        out.write_all(line.as_bytes()).and_then(|()| out.flush()).map_err(io)?;
+                        if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                            break failed(e);
+                        }
                         leave.status_line(rows);
                     }
                     Event::Connected { reconnect: true, .. } if !read_only => {
@@ -204,8 +255,8 @@ async fn follow(
                     break Ok(Reason::Detached);
                 }
             }
-            _ = sigterm.recv() => break Ok(Reason::Signalled(libc::SIGTERM)),
-            _ = sighup.recv() => break Ok(Reason::Signalled(libc::SIGHUP)),
+            Some(n) = super::run::got_signal(&mut sigterm, libc::SIGTERM) => break Ok(Reason::Signalled(n)),
+            Some(n) = super::run::got_signal(&mut sighup, libc::SIGHUP) => break Ok(Reason::Signalled(n)),
             _ = winch.recv() => {
                 if !read_only && let Some((cols, rows)) = term::window_size() {
                     let _ = conn.resize(id.clone(), cols, rows).await;

@@ -7,7 +7,7 @@
 //! resumes exactly. Stdin goes over REST (`dataBase64`, then `eof`), which
 //! carries any bytes and closes the program's stdin at our end of file.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -238,6 +238,10 @@ async fn stream(
     let mut reconnecting = false;
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
+    // Stdout is the raw terminal: a write that fails means it is gone (a
+    // closed window: EIO, perhaps before SIGHUP is seen), a hang-up. Asked
+    // now: a hung-up terminal is no longer one.
+    let terminal = raw && stdout.is_terminal();
     let result = loop {
         let deadline = match interrupt {
             Interrupt::Pending(at) => at,
@@ -260,6 +264,10 @@ async fn stream(
                                 // ends, as a local one would by SIGPIPE.
                                 let _ = tokio::time::timeout(PIPE_TERMINATE, terminate(client, &id)).await;
                                 break Ok(exit::BROKEN_PIPE);
+                            }
+                            if terminal {
+                                closing = Some(format!("the terminal is gone; {id} keeps running (`termstream attach {id}`)"));
+                                break Ok(128 + libc::SIGHUP);
                             }
                             break Err(Failure::io("cannot write the output", e));
                         }
@@ -371,7 +379,7 @@ async fn stream(
 }
 
 /// Waits for signal `n` when it is watched (`Some`); never otherwise.
-async fn got_signal(watch: &mut Option<tokio::signal::unix::Signal>, n: i32) -> Option<i32> {
+pub(super) async fn got_signal(watch: &mut Option<tokio::signal::unix::Signal>, n: i32) -> Option<i32> {
     match watch {
         Some(s) => s.recv().await.map(|()| n),
         None => std::future::pending().await,
