@@ -595,3 +595,29 @@ async fn attach_without_a_terminal_leaves_sighup_alone() {
         .expect("ends with the session")
         .unwrap();
 }
+
+#[tokio::test]
+async fn run_tty_into_a_file_writes_only_the_programs_output() {
+    // `run --tty -- make > log` from a terminal: the terminal's modes are
+    // given back on the terminal, not written into the file (the old run
+    // ended the file with the mode resets).
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let (pty, pts) = pty_process::open().expect("a pty");
+    pty.resize(pty_process::Size::new(30, 100)).expect("resize");
+    let mut child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
+        .args(["run", "--tty", "--", "sh", "-c", "echo made"])
+        .env("TERMSTREAM_SERVER", server.url(""))
+        .env_remove("TERMSTREAM_TOKEN")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .spawn_borrowed(&pts)
+        .expect("termstream starts");
+    let status = tokio::time::timeout(secs(20), child.wait())
+        .await
+        .expect("run ends with its program")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let written = std::fs::read(&log).unwrap();
+    assert_eq!(String::from_utf8_lossy(&written), "made\r\n");
+}

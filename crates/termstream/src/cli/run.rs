@@ -173,9 +173,9 @@ enum Interrupt {
 }
 
 /// Streams the session until it ends. `raw`: the local terminal is in raw
-/// mode (`--tty` on a terminal): its full-screen modes are given back at the
-/// end, as the program may not have (killed at a timeout, lost), and notes
-/// end their lines with `\r\n`.
+/// mode (`--tty` on a terminal): notes end their lines with `\r\n`, and
+/// when stdout is that terminal its full-screen modes are given back at the
+/// end, as the program may not have (killed at a timeout, lost).
 async fn stream(
     global: &GlobalArgs,
     client: &Client,
@@ -254,7 +254,7 @@ async fn stream(
                 };
                 match ev {
                     Event::Output { session_id, stream, data, .. } if session_id == id => {
-                        if raw {
+                        if terminal {
                             leave.feed(&data);
                         }
                         let w: &mut dyn Write = if stream == Stream::Stderr { &mut stderr } else { &mut stdout };
@@ -365,7 +365,9 @@ async fn stream(
     };
     stdin_task.abort();
     conn.close().await;
-    if raw {
+    // Not into a file (`run --tty -- make > log` from a terminal): the
+    // modes are the terminal's to get back.
+    if terminal {
         let _ = stdout.write_all(&leave.modes()).and_then(|()| stdout.flush());
         // The note said at the timeout was on the alternate screen, now gone.
         if timed_out && leave.alternate() && closing.is_none() {
