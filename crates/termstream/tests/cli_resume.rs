@@ -151,6 +151,7 @@ async fn ctrl_c_with_the_server_down_says_so_and_a_second_one_ends_run() {
     })
     .await;
     assert!(matches!(told, Ok(true)), "{said}");
+    assert!(said.contains("Ctrl-C again stops waiting"), "{said}");
     // Another Ctrl-C stops waiting (it was ignored: run waited on forever).
     kill_process(pid, Signal::INT).unwrap();
     let out = tokio::time::timeout(common::secs(10), child.wait_with_output())
@@ -158,7 +159,8 @@ async fn ctrl_c_with_the_server_down_says_so_and_a_second_one_ends_run() {
         .expect("run ends at the next Ctrl-C")
         .unwrap();
     assert_eq!(out.status.code(), Some(130), "{out:?}");
-    let rest = stderr.next_line().await.ok().flatten().unwrap_or_default();
+    // Read to the end: other notes (reconnecting) may come before it.
+    let rest = read_rest(&mut stderr).await;
     assert!(rest.contains("may still be running"), "{rest}");
 }
 
@@ -167,4 +169,64 @@ async fn wait_created(server: &TestServer, id: &str) {
     let path = format!("/api/sessions/{id}");
     let made = common::wait_until(common::secs(10), || async { server.get(&path).await.0 == 200 }).await;
     assert!(made, "the CLI did not create {id}");
+}
+
+/// The rest of `lines`, to their end (or what came within 10 s).
+async fn read_rest(lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>) -> String {
+    let mut rest = String::new();
+    let _ = tokio::time::timeout(common::secs(10), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+    })
+    .await;
+    rest
+}
+
+#[tokio::test]
+async fn a_timeout_with_the_server_down_says_how_to_stop_waiting() {
+    // No Ctrl-C was pressed: the note must not say "again". (A first
+    // Ctrl-C now only asks to terminate, a second within 1 s detaches.)
+    let mut server = TestServer::start().await;
+    let mut cmd = cli::command(
+        &server.url(""),
+        &[
+            "run",
+            "--id",
+            "down2",
+            "--timeout",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "echo up; sleep 60",
+        ],
+    );
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(common::secs(10), stdout.next_line()).await;
+    assert_eq!(first.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("up"));
+    let epoch = server.info("down2").await["epoch"].as_str().unwrap().to_owned();
+    server.crash();
+    common::kill_marked(&epoch);
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    let told = tokio::time::timeout(common::secs(20), async {
+        while let Ok(Some(l)) = stderr.next_line().await {
+            said.push_str(&l);
+            said.push('\n');
+            if l.contains("cannot reach the server to terminate down2") {
+                return Some(l);
+            }
+        }
+        None
+    })
+    .await;
+    let line = told.ok().flatten().unwrap_or_else(|| panic!("no note: {said}"));
+    assert!(line.contains("Ctrl-C twice within 1 s stops waiting"), "{line}");
+    child.kill().await.unwrap();
 }

@@ -341,7 +341,16 @@ async fn stream(
                 }
             },
             Some(()) = unheard_rx.recv() => {
-                say!("cannot reach the server to terminate {id}; still trying to reconnect. Ctrl-C again stops waiting");
+                // In raw mode Ctrl-C is a byte for the program, not SIGINT
+                // here; after a timeout no Ctrl-C has started anything yet.
+                let stop = if raw {
+                    format!("`kill {}` stops waiting", std::process::id())
+                } else if matches!(interrupt, Interrupt::Terminating) {
+                    "Ctrl-C again stops waiting".to_owned()
+                } else {
+                    "Ctrl-C twice within 1 s stops waiting".to_owned()
+                };
+                say!("cannot reach the server to terminate {id}; still trying to reconnect. {stop}");
             }
             Some(n) = got_signal(&mut sigterm, libc::SIGTERM) => {
                 closing = Some(format!("detached by signal {n}; {id} keeps running (`termstream attach {id}`)"));
