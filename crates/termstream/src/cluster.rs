@@ -26,6 +26,8 @@ pub mod publish;
 pub mod redis;
 pub mod remote;
 pub mod requests;
+#[cfg(test)]
+mod test_redis;
 pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,6 +179,10 @@ impl ClusterLink for Link {
 
     fn release<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, ()> {
         Box::pin(directory::release(&self.0, id))
+    }
+
+    fn created(&self, id: &SessionId, epoch: Epoch) {
+        directory::created(&self.0, id, epoch);
     }
 
     fn forget(&self, id: &SessionId, epoch: Epoch) {

@@ -94,8 +94,9 @@ impl AppState {
             e @ ClaimError::Removing(_) => ApiError::new(ErrorCode::Busy, e.to_string()),
         })?;
         let created = self.create_local(grant, req, &project).await;
-        if created.is_err() {
-            link.release(&id).await;
+        match &created {
+            Ok(handle) => link.created(&id, handle.epoch()),
+            Err(_) => link.release(&id).await,
         }
         created
     }

@@ -37,11 +37,12 @@ use super::Cluster;
 use super::redis::{DIR_KEY, DIR_LOG_KEY, gone_key, id_key, node_key, stream_key};
 use super::wire::Record;
 use crate::clock::now_ms;
-use crate::registry::remote::ClaimError;
 
+mod claim;
 pub mod forget;
 mod view;
 
+pub use claim::{claim, created};
 pub use forget::{forget, forget_lost, release};
 use view::{LOG_KEEP, View};
 
@@ -90,6 +91,7 @@ async fn beat(c: &Arc<Cluster>, view: &mut View, register: &mut bool) -> RedisRe
                 .arg("XX"),
         )
         .await?;
+    claim::renew(c).await?;
     if renewed.is_none() || *register {
         *register = true;
         register_all(c).await?;
@@ -103,8 +105,9 @@ async fn beat(c: &Arc<Cluster>, view: &mut View, register: &mut bool) -> RedisRe
 }
 
 /// Registers sessions in one step: for each (keys: its tombstone and its
-/// claim; args: its id, epoch and record) the id is claimed for this node
-/// and the record written, unless its incarnation has a tombstone (deleted
+/// claim; args: its id, epoch and record) the id is claimed for this node,
+/// for good (a create's expiring claim is made permanent: see
+/// [`mod@claim`]), and the record written, unless its incarnation has a tombstone (deleted
 /// elsewhere while this node was cut off), or another node claimed the id
 /// for another incarnation (the id was taken again since). A claim by
 /// another node for the same incarnation (this node restarted under a new
@@ -120,13 +123,19 @@ for i = 4, #KEYS, 2 do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     table.insert(gone, id)
     mine = false
-  elseif redis.call('SET', KEYS[i + 1], ARGV[1], 'NX') == false
-      and redis.call('GET', KEYS[i + 1]) ~= ARGV[1] then
-    local old = redis.call('HGET', KEYS[1], id)
-    local ok, r = pcall(cjson.decode, old or 'null')
-    if old and (not ok or r == nil or r.info == nil or r.info.epoch ~= epoch) then
-      table.insert(taken, id)
-      mine = false
+  else
+    local owner = redis.call('GET', KEYS[i + 1])
+    if owner == ARGV[1] then
+      redis.call('PERSIST', KEYS[i + 1])
+    elseif owner then
+      local old = redis.call('HGET', KEYS[1], id)
+      local ok, r = pcall(cjson.decode, old or 'null')
+      if old and (not ok or r == nil or r.info == nil or r.info.epoch ~= epoch) then
+        table.insert(taken, id)
+        mine = false
+      else
+        redis.call('SET', KEYS[i + 1], ARGV[1])
+      end
     else
       redis.call('SET', KEYS[i + 1], ARGV[1])
     end
@@ -222,9 +231,21 @@ pub fn record(c: &Cluster, info: SessionInfo) -> String {
 
 /// Writes a record (`KEYS[1]` the directory, ARGV the id and record) and
 /// notes it in the change log (`KEYS[3]`), unless its incarnation has a
-/// tombstone (`KEYS[2]`); 1 when written.
+/// tombstone (`KEYS[2]`), 0, or another node claimed the id (`KEYS[4]`),
+/// 2; 1 when written. The claim, this node's (`ARGV[4]`), is made
+/// permanent: its create's claim expires until its first record (see
+/// [`mod@claim`]); a missing one (expired before this first record came)
+/// is taken again.
 const PUT: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local owner = redis.call('GET', KEYS[4])
+if owner == ARGV[4] then
+  redis.call('PERSIST', KEYS[4])
+elseif owner then
+  return 2
+else
+  redis.call('SET', KEYS[4], ARGV[4])
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'id', ARGV[1])
 return 1
@@ -232,7 +253,9 @@ return 1
 
 /// Writes a local session's record; `false` when the session was deleted
 /// through another node while this one was cut off, and is deleted here
-/// now (see [`delete_here`]).
+/// now (see [`delete_here`]), or when another node's session took its id
+/// (its claim expired before this first record: it stays on this node
+/// only, as after a registration that found it taken).
 pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<bool> {
     let (id, epoch) = (info.id.clone(), info.epoch);
     let script = redis::Script::new(PUT);
@@ -241,60 +264,28 @@ pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<bool> {
         .key(DIR_KEY)
         .key(gone_key(&id, epoch))
         .key(DIR_LOG_KEY)
+        .key(id_key(&id))
         .arg(id.as_str())
         .arg(record(c, info))
-        .arg(LOG_KEEP);
+        .arg(LOG_KEEP)
+        .arg(&c.node);
     let mut conn = c.redis.conn().await?;
     let written: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
     if let Err(e) = &written {
         c.redis.failed(e).await;
     }
-    if written? == 0 {
-        tokio::spawn(delete_here(c.clone(), id, epoch));
-        return Ok(false);
-    }
-    Ok(true)
-}
-
-/// Claims `id` for a session this node creates; a create that fails
-/// gives it up with [`release`]. A forget of an earlier session with the
-/// id still pending here is waited for first, at most [`forget::SETTLE`].
-pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
-    if !c.forgets.settle(id, forget::SETTLE).await {
-        return Err(ClaimError::Removing(id.clone()));
-    }
-    // Connected first: a claim that could not be sent needs no forget.
-    let mut conn = match c.redis.conn().await {
-        Ok(conn) => conn,
-        Err(e) => {
-            c.set_down(Some(e.to_string()));
-            return Err(ClaimError::Unavailable(e.to_string()));
+    match written? {
+        1 => Ok(true),
+        2 => {
+            tracing::warn!(
+                session = %id,
+                "another node's session has taken this session's id: it stays on this node only"
+            );
+            Ok(false)
         }
-    };
-    let set: RedisResult<Option<String>> = redis::cmd("SET")
-        .arg(id_key(id))
-        .arg(&c.node)
-        .arg("NX")
-        .query_async(&mut conn)
-        .await;
-    match set {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(ClaimError::Duplicate(id.clone())),
-        Err(e) => {
-            c.redis.failed(&e).await;
-            c.set_down(Some(e.to_string()));
-            // The claim may have been taken before the answer was lost:
-            // it is given up once Redis answers again (while fewer than
-            // `forget::MAX_UNANSWERED` forgets of any kind wait: beyond,
-            // the id stays claimed, as before there was a forget for it).
-            if e.is_timeout() || e.is_connection_dropped() {
-                if c.forgets.count() < forget::MAX_UNANSWERED {
-                    forget(c, id.clone(), None);
-                } else {
-                    tracing::warn!(session = %id, "too many removals wait: the id of a create whose claim went unanswered stays claimed");
-                }
-            }
-            Err(ClaimError::Unavailable(e.to_string()))
+        _ => {
+            tokio::spawn(delete_here(c.clone(), id, epoch));
+            Ok(false)
         }
     }
 }

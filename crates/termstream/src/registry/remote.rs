@@ -47,6 +47,11 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// Gives up a claim whose create failed.
     fn release<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, ()>;
 
+    /// Ends a create whose claim went through and whose session,
+    /// incarnation `epoch`, is in the registry (or was, if deleted
+    /// meanwhile): the claim is the session's from now on.
+    fn created(&self, id: &SessionId, epoch: Epoch);
+
     /// Removes a session this node just deleted (taken out of the
     /// registry) from the cluster, in the background; until that went
     /// through, a create of its id here waits. `epoch`: its incarnation.

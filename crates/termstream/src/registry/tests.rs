@@ -24,6 +24,8 @@ impl ClusterLink for Published {
         Box::pin(async {})
     }
 
+    fn created(&self, _: &SessionId, _: Epoch) {}
+
     fn forget(&self, _: &SessionId, _: Epoch) {}
 
     fn publish(&self, handle: &SessionHandle) {

@@ -12,7 +12,7 @@
 //! timing out) is tried again once a heartbeat begun after the failure
 //! reached Redis, backing off while it keeps failing, until it goes
 //! through. While it is pending, a create of the id on this node waits for
-//! it ([`Forgets::settle`], at most [`SETTLE`]): the old incarnation is
+//! it ([`Forgets::settle_and_mark`], at most [`SETTLE`]): the old incarnation is
 //! not gone from the cluster yet. A stopping server waits for every
 //! pending forget ([`Forgets::settle_all`], within its shutdown budget):
 //! one left behind would leave the session's record and claim in Redis
@@ -26,16 +26,22 @@
 //! record of `id` when the record is this node's and names an incarnation
 //! the registry no longer holds. So the heartbeat also reconciles
 //! ([`reconcile`]): every record of this node with no such local session
-//! is forgotten (a record a publisher wrote back just after its session's
-//! forget, or one a forget that never ran left); that forget leaves the
-//! claim, which the delete's own forget removes (a create of the id under
-//! way here may hold it by then). A record is written only by the
-//! publisher of a session already in the registry, so a session still
-//! being created has none. A session deleted while it is still
-//! launching is already in the registry, so its delete forgets it, claim
-//! and all, like any other.
+//! is forgotten (a record a publisher or a registration wrote back just
+//! after its session's forget, or one a forget that never ran left), claim
+//! and all. A record is written only for a session already in the
+//! registry, so a session still being created has none. A session deleted
+//! while it is still launching is already in the registry, so its delete
+//! forgets it, claim and all, like any other.
+//!
+//! No forget takes a claim that is in use here: a claim is valued the
+//! node's name (one per start), so it is this process's, and the process
+//! knows each use of it: a local session with the id, or a create of it
+//! under way ([`Forgets::claiming`], marked before its claim is sent, in
+//! one step with its wait for a pending forget of the id). Every forget
+//! looks at both just before its script, and takes the claim only if
+//! neither holds it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -64,10 +70,11 @@ pub const SETTLE: Duration = Duration::from_secs(5);
 /// session back after its script) runs once more before it ends.
 #[derive(Debug)]
 pub struct Forgets {
-    /// Each pending id, with `Some(outlived)` when it was asked for again
-    /// while its task ran (`outlived` only if every such ask was).
-    pending: Mutex<HashMap<SessionId, Option<bool>>>,
-    /// Sent each time a forget is done, for [`Forgets::settle`].
+    /// The pending forgets, and the creates under way; one lock, so that a
+    /// create's look for a pending forget and its mark are one step (see
+    /// [`Forgets::settle_and_mark`]).
+    state: Mutex<State>,
+    /// Sent each time a forget is done, for [`Forgets::settle_and_mark`].
     done: watch::Sender<()>,
     /// Set, never cleared, by [`Forgets::hurry`] (the server stops);
     /// received by each forget's task while it waits to try again, which
@@ -78,33 +85,100 @@ pub struct Forgets {
 impl Default for Forgets {
     fn default() -> Forgets {
         Forgets {
-            pending: Mutex::default(),
+            state: Mutex::default(),
             done: watch::channel(()).0,
             hurry: watch::channel(false).0,
         }
     }
 }
 
+/// What [`Forgets`] guards.
+#[derive(Debug, Default)]
+struct State {
+    /// Each id whose forget is pending, with `Some(outlived)` when it was
+    /// asked for again while its task ran (`outlived` only if every such
+    /// ask was).
+    pending: HashMap<SessionId, Option<bool>>,
+    /// The ids of the creates under way on this node: marked before their
+    /// claim is sent, unmarked once the create failed or its session is in
+    /// the registry. A forget leaves the claim of a marked id alone (it is
+    /// the create's), the heartbeat keeps its claim from expiring, and a
+    /// second create of the id here is refused at once.
+    claiming: HashSet<SessionId>,
+}
+
+/// Whether a create may claim its id ([`Forgets::settle_and_mark`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// Marked: no forget of the id is pending; claim it.
+    Marked,
+    /// A forget of the id is still pending after the wait.
+    Removing,
+    /// Another create of the id is under way here.
+    Claiming,
+}
+
 impl Forgets {
-    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Option<bool>>> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // Each operation is an insert, remove or lookup: poison is ignored.
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many forgets have not gone through yet.
     pub fn count(&self) -> usize {
-        self.lock().len()
+        self.lock().pending.len()
     }
 
     /// Whether a forget of `id` has not gone through yet.
     pub fn pending(&self, id: &SessionId) -> bool {
-        self.lock().contains_key(id)
+        self.lock().pending.contains_key(id)
+    }
+
+    /// Whether a create of `id` is under way here (marked).
+    pub fn claiming(&self, id: &SessionId) -> bool {
+        self.lock().claiming.contains(id)
+    }
+
+    /// The ids of the creates under way here.
+    pub fn claims_under_way(&self) -> Vec<SessionId> {
+        self.lock().claiming.iter().cloned().collect()
+    }
+
+    /// Unmarks a create of `id` (it failed, or its session is in the
+    /// registry).
+    pub fn unmark(&self, id: &SessionId) {
+        self.lock().claiming.remove(id);
+    }
+
+    /// Waits, at most `bound`, until no forget of `id` is pending, then
+    /// marks a create of `id` under way, in the same step as the last look:
+    /// a forget begun before is done, and one begun after sees the mark.
+    pub async fn settle_and_mark(&self, id: &SessionId, bound: Duration) -> Mark {
+        // Subscribed before the first look: no end is missed.
+        let mut done = self.done.subscribe();
+        let marked = async {
+            loop {
+                {
+                    let mut state = self.lock();
+                    if !state.pending.contains_key(id) {
+                        return if state.claiming.insert(id.clone()) {
+                            Mark::Marked
+                        } else {
+                            Mark::Claiming
+                        };
+                    }
+                }
+                // The sender lives in `self`: never closed.
+                let _ = done.changed().await;
+            }
+        };
+        tokio::time::timeout(bound, marked).await.unwrap_or(Mark::Removing)
     }
 
     /// Marks the forget of `id` pending; `false` when it was already, and
     /// its task is then asked to run once more.
     fn begin(&self, id: &SessionId, outlived: bool) -> bool {
-        let mut pending = self.lock();
+        let pending = &mut self.lock().pending;
         match pending.get_mut(id) {
             Some(again) => {
                 *again = Some(again.unwrap_or(true) && outlived);
@@ -121,31 +195,14 @@ impl Forgets {
     /// is done, `Some(outlived)` when it was asked for again meanwhile and
     /// is to run once more (still pending).
     fn end(&self, id: &SessionId) -> Option<bool> {
-        let mut pending = self.lock();
-        if let Some(again) = pending.get_mut(id).and_then(Option::take) {
+        let mut state = self.lock();
+        if let Some(again) = state.pending.get_mut(id).and_then(Option::take) {
             return Some(again);
         }
-        pending.remove(id);
-        drop(pending);
+        state.pending.remove(id);
+        drop(state);
         self.done.send_replace(());
         None
-    }
-
-    /// Waits, at most `bound`, until no forget of `id` is pending; `false`
-    /// when one still is.
-    pub async fn settle(&self, id: &SessionId, bound: Duration) -> bool {
-        if !self.pending(id) {
-            return true;
-        }
-        // Subscribed before the next look: no end is missed.
-        let mut done = self.done.subscribe();
-        let settled = async {
-            while self.pending(id) {
-                // The sender lives in `self`: never closed.
-                let _ = done.changed().await;
-            }
-        };
-        tokio::time::timeout(bound, settled).await.is_ok()
     }
 
     /// Hurries every forget (a stopping server): from now on one that
@@ -180,7 +237,8 @@ pub fn forget(c: &Arc<Cluster>, id: SessionId, deleted: Option<Epoch>) {
 }
 
 /// Starts the task forgetting `id`, or asks the one that runs to run once
-/// more; `outlived`: asked by [`reconcile`], not after a delete.
+/// more; `outlived`: asked by [`reconcile`], not after a delete (for the
+/// log only).
 fn start(c: &Arc<Cluster>, id: SessionId, outlived: bool, deleted: Option<Epoch>) {
     if c.forgets.begin(&id, outlived) {
         tokio::spawn(retry(c.clone(), id, 0, outlived, deleted));
@@ -194,12 +252,15 @@ fn start(c: &Arc<Cluster>, id: SessionId, outlived: bool, deleted: Option<Epoch>
 /// first try runs in a task of its own, so a caller dropped meanwhile
 /// (its request cancelled) leaves no forget pending for good.
 pub async fn release(c: &Arc<Cluster>, id: &SessionId) {
+    // Unmarked first, so that the forget takes the claim; a create of the
+    // id marked in between takes it over instead (`claim::CLAIM`).
+    c.forgets.unmark(id);
     if !c.forgets.begin(id, false) {
         return;
     }
     let (c, id) = (c.clone(), id.clone());
     let first = tokio::spawn(async move {
-        match once(&c, &id, false, None).await {
+        match once(&c, &id, None).await {
             Ok(_) => {
                 if let Some(outlived) = c.forgets.end(&id) {
                     tokio::spawn(retry(c, id, 0, outlived, None));
@@ -244,7 +305,7 @@ pub(in crate::cluster) fn holds(c: &Cluster, id: &SessionId, epoch: Epoch) -> bo
 }
 
 /// Whether the registry holds a local session `id`, of any incarnation.
-fn local(c: &Cluster, id: &SessionId) -> bool {
+pub(in crate::cluster) fn local(c: &Cluster, id: &SessionId) -> bool {
     c.registry.local_epoch(id).is_some()
 }
 
@@ -255,7 +316,7 @@ async fn retry(c: Arc<Cluster>, id: SessionId, mut failures: u32, mut outlived: 
         if failures > 0 {
             wait_to_retry(&c, failures).await;
         }
-        match once(&c, &id, outlived, deleted).await {
+        match once(&c, &id, deleted).await {
             Ok(removed) => {
                 if outlived && removed {
                     tracing::info!(session = %id, "the record of a deleted session outlived its delete: removed it from the cluster");
@@ -337,13 +398,15 @@ return 1
 });
 
 /// One try at forgetting `id`: what Redis holds of it for this node that
-/// the registry no longer has. `true` when it removed a record. An
-/// `outlived` record's forget (from [`reconcile`]) leaves the claim: the
-/// delete's own forget removed it, and a create of the id under way here,
-/// its claim set but its session not yet registered, would lose it.
+/// the registry no longer has. `true` when it removed a record. The claim
+/// goes if this node's, unless a local session has the id or a create of
+/// it is under way here ([`Forgets::claiming`]): that create's claim may
+/// be in Redis before its session is in the registry. A create that marks
+/// itself after this look waited for this forget to end first
+/// ([`Forgets::settle_and_mark`]), so the look cannot be overtaken.
 /// `deleted`: the incarnation a delete removed, whose stream goes even
 /// with no record of it (its publisher may have appended before any put).
-async fn once(c: &Cluster, id: &SessionId, outlived: bool, deleted: Option<Epoch>) -> RedisResult<bool> {
+async fn once(c: &Cluster, id: &SessionId, deleted: Option<Epoch>) -> RedisResult<bool> {
     let rec: Option<String> = c.redis.run(redis::cmd("HGET").arg(DIR_KEY).arg(id.as_str())).await?;
     let rec = rec.and_then(|r| serde_json::from_str::<Record>(&r).ok());
     if rec.as_ref().is_some_and(|r| r.node != c.node) {
@@ -353,9 +416,10 @@ async fn once(c: &Cluster, id: &SessionId, outlived: bool, deleted: Option<Epoch
     let mut conn = c.redis.conn().await?;
     // Read as late as can be, just before the script: the incarnation to
     // remove (this node's, no longer in the registry), and whether the
-    // claim may go (no local session has the id).
+    // claim may go (no local session has the id, no create of it is under
+    // way here).
     let epoch = rec.as_ref().map(|r| r.info.epoch).filter(|&e| !holds(c, id, e));
-    let unclaim = !outlived && !local(c, id);
+    let unclaim = !local(c, id) && !c.forgets.claiming(id);
     let deleted = deleted.filter(|&e| !holds(c, id, e));
     if epoch.is_none() && !unclaim && deleted.is_none() {
         return Ok(false);

@@ -9,7 +9,6 @@
 //! and a real [`Cluster`] over a registry in a temporary data dir; the
 //! owners asked do not exist, and never answer.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,52 +17,10 @@ use termstream_proto::{Epoch, SessionId};
 use super::{Pending, ask};
 use crate::cluster::Cluster;
 use crate::cluster::redis::requests_key;
+use crate::cluster::test_redis::TestRedis;
 use crate::cluster::wire::Op;
 use crate::config::Config;
 use crate::registry::Registry;
-
-/// A `redis-server` child process, killed when dropped.
-struct TestRedis(Child, u16);
-
-impl TestRedis {
-    /// Starts one on a free port and waits (at most 10 s) until it answers.
-    async fn start() -> TestRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (CI installs it)");
-        let redis = TestRedis(child, port);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis.query::<String>(&mut redis::cmd("PING")).await.is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not answer within 10 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.1)
-    }
-
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> redis::RedisResult<T> {
-        let client = redis::Client::open(self.url())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        cmd.query_async(&mut conn).await
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn slots(pending: &Pending) -> usize {
     pending.lock().len()

@@ -1,0 +1,154 @@
+//! Claims of session ids: taken before a create, kept alive while it is
+//! under way, made permanent by the session's registration.
+//!
+//! A claim, `termstream:id:<id>`, is valued the name of the node that
+//! holds it, as it always was (nodes of an older version compare that
+//! value, and keep working beside this one). A create claims its id with
+//! an expiry of `lost_after` ([`CLAIM`]); the heartbeat renews it while
+//! the create is under way ([`renew`]), and the session's first record
+//! ([`super::put`]) or a registration ([`super::REGISTER`]) makes it
+//! permanent. So a claim that reaches Redis late, after the create gave
+//! it up (its `SET` held up in the network past its timeout and the
+//! forget that followed), expires by itself instead of keeping the id
+//! taken on every node for good; as does the claim of a node that died
+//! in the middle of a create.
+//!
+//! Within this node, a claim holding its name is this process's (the name
+//! is drawn at each start), and the process knows each use of it: a local
+//! session, or a create under way, marked in [`super::forget::Forgets`]
+//! before its claim is sent. One create of an id at a time on a node; a
+//! forget never takes a claim in use ([`mod@super::forget`]); and a create
+//! takes over a claim of this node that nothing here uses (one written
+//! back by a registration or a record that landed after its session's
+//! forget), rather than answering 409 for it.
+
+use std::sync::{Arc, LazyLock};
+
+use redis::RedisResult;
+use termstream_proto::{Epoch, SessionId};
+
+use super::forget::{self, Mark, forget};
+use crate::cluster::Cluster;
+use crate::cluster::redis::id_key;
+use crate::registry::remote::ClaimError;
+
+/// Claims `KEYS[1]` for this node (`ARGV[1]`), expiring after `ARGV[2]`
+/// ms: when it is free, or already this node's (the caller made sure
+/// that nothing here uses it). 1 when claimed, 0 when another node has it.
+static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#,
+    )
+});
+
+/// Renews, for `ARGV[2]` ms, each claim of `KEYS` that is still this
+/// node's (`ARGV[1]`) and still expiring (not made permanent meanwhile).
+static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] and redis.call('PTTL', KEYS[i]) > 0 then
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  end
+end
+return 0
+"#,
+    )
+});
+
+/// Claims `id` for a session this node creates; the create then ends with
+/// [`created`], or with `forget::release` if it failed. A forget of an
+/// earlier session with the id still pending here is waited for first, at
+/// most [`forget::SETTLE`].
+pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
+    match c.forgets.settle_and_mark(id, forget::SETTLE).await {
+        Mark::Marked => {}
+        Mark::Removing => return Err(ClaimError::Removing(id.clone())),
+        Mark::Claiming => return Err(ClaimError::Duplicate(id.clone())),
+    }
+    // Marked: no session with the id can enter the registry but this
+    // create's, so a local one now is an older one.
+    if forget::local(c, id) {
+        c.forgets.unmark(id);
+        return Err(ClaimError::Duplicate(id.clone()));
+    }
+    // Connected first: a claim that could not be sent needs no forget.
+    let mut conn = match c.redis.conn().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            c.forgets.unmark(id);
+            c.set_down(Some(e.to_string()));
+            return Err(ClaimError::Unavailable(e.to_string()));
+        }
+    };
+    let mut invocation = CLAIM.prepare_invoke();
+    invocation
+        .key(id_key(id))
+        .arg(&c.node)
+        .arg(c.lost_after.as_millis() as u64);
+    let claimed: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
+    match claimed {
+        Ok(1) => Ok(()),
+        Ok(_) => {
+            c.forgets.unmark(id);
+            Err(ClaimError::Duplicate(id.clone()))
+        }
+        Err(e) => {
+            c.forgets.unmark(id);
+            c.redis.failed(&e).await;
+            c.set_down(Some(e.to_string()));
+            // The claim may have been taken before the answer was lost:
+            // it is given up once Redis answers again (while fewer than
+            // `forget::MAX_UNANSWERED` forgets of any kind wait: beyond,
+            // it is left to expire). One that reaches Redis after that
+            // forget expires by itself.
+            if e.is_timeout() || e.is_connection_dropped() {
+                if c.forgets.count() < forget::MAX_UNANSWERED {
+                    forget(c, id.clone(), None);
+                } else {
+                    tracing::warn!(session = %id, "too many removals wait: the id of a create whose claim went unanswered stays claimed until its claim expires");
+                }
+            }
+            Err(ClaimError::Unavailable(e.to_string()))
+        }
+    }
+}
+
+/// Ends a create whose claim went through and whose session, incarnation
+/// `epoch`, entered the registry: the claim is the session's from now on.
+/// If the session was deleted already, its delete's forget may have left
+/// the claim for this create's: it is forgotten again.
+pub fn created(c: &Arc<Cluster>, id: &SessionId, epoch: Epoch) {
+    c.forgets.unmark(id);
+    if !forget::holds(c, id, epoch) {
+        forget(c, id.clone(), None);
+    }
+}
+
+/// Renews the claims of the creates under way here, so that a create that
+/// takes longer than `lost_after` keeps its id (a heartbeat's work).
+pub(super) async fn renew(c: &Cluster) -> RedisResult<()> {
+    let ids = c.forgets.claims_under_way();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut invocation = RENEW.prepare_invoke();
+    for id in &ids {
+        invocation.key(id_key(id));
+    }
+    invocation.arg(&c.node).arg(c.lost_after.as_millis() as u64);
+    let mut conn = c.redis.conn().await?;
+    let renewed: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
+    if let Err(e) = &renewed {
+        c.redis.failed(e).await;
+    }
+    renewed.map(drop)
+}
+
+#[cfg(test)]
+mod tests;

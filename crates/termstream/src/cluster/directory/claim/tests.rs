@@ -1,0 +1,80 @@
+//! A create's claim, while the create is under way on its node (claimed,
+//! its session not in the registry yet): no forget on that node takes it,
+//! and the heartbeat keeps it from expiring. A forget took it before (a
+//! second create of the id there whose claim went unanswered starts one,
+//! as does a registration that wrote back a session deleted meanwhile),
+//! and another node could then create the same id beside it.
+//!
+//! A real `redis-server` and a real [`Cluster`] over a registry in a
+//! temporary data dir, its heartbeat running. The create's window (its
+//! program starting) cannot be held open in a running server without
+//! stalling it, so the test plays the create's steps itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use termstream_proto::SessionId;
+
+use crate::cluster::Cluster;
+use crate::cluster::directory::{claim, forget, release};
+use crate::cluster::test_redis::TestRedis;
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::registry::remote::ClaimError;
+
+/// How long each wait here may take.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Waits, at most [`WAIT`], until `done()` holds.
+async fn until(mut done: impl FnMut() -> bool) -> bool {
+    tokio::time::timeout(WAIT, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn a_forget_leaves_the_claim_of_a_create_under_way_and_the_heartbeat_keeps_it() {
+    let redis = TestRedis::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        spare_sessions: 0,
+        cluster_heartbeat_ms: 50,
+        cluster_lost_ms: 300,
+        ..Config::default()
+    };
+    let registry = Registry::load(Arc::new(config)).expect("registry");
+    let cluster = Cluster::start(&redis.url(), registry).expect("cluster");
+    let id = SessionId::new("twin").unwrap();
+    let key = crate::cluster::redis::id_key(&id);
+    let owner = || async {
+        redis
+            .query::<Option<String>>(redis::cmd("GET").arg(&key))
+            .await
+            .expect("GET")
+    };
+
+    claim(&cluster, &id).await.expect("the create claims its id");
+    let second = claim(&cluster, &id).await;
+    assert!(matches!(second, Err(ClaimError::Duplicate(_))), "{second:?}");
+    // The forget a second create of the id starts when its claim goes
+    // unanswered.
+    forget(&cluster, id.clone(), None);
+    assert!(until(|| cluster.forgets.count() == 0).await, "the forget went through");
+    assert_eq!(owner().await, Some(cluster.node.clone()), "the forget took the claim");
+
+    // Ten heartbeats, a claim's life and more: it is renewed.
+    let mut beats = cluster.beat_reached.subscribe();
+    let from = *beats.borrow_and_update();
+    let beaten = tokio::time::timeout(WAIT, beats.wait_for(|&n| n >= from + 10)).await;
+    assert!(matches!(beaten, Ok(Ok(_))), "the heartbeat runs");
+    assert_eq!(owner().await, Some(cluster.node.clone()), "the claim expired");
+
+    // The create fails: the id is free again.
+    release(&cluster, &id).await;
+    assert_eq!(owner().await, None, "the failed create's claim is left");
+}

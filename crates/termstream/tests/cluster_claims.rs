@@ -1,0 +1,172 @@
+//! Claims of session ids that outlived what they claimed for: after any of
+//! them the id answered 409 on every node for good, as nothing else
+//! removes a claim. Each test plays one interleaving on real nodes, one of
+//! them (A) joined through a proxy that holds a command back
+//! (`common::redis_proxy`), and checks that the id can be created again on
+//! the other node (B). (That a forget leaves the claim of a create still
+//! under way on its node is tested in `cluster::directory::claim`'s unit
+//! tests: that window is the create's program start, which a test cannot
+//! hold open without stalling the node.)
+//!
+//! A command held back is sent to Redis by the proxy on a connection of
+//! its own when the test releases it (its node gave up on it and dropped
+//! its connection long before): the same bytes, to the same Redis, as a
+//! command stalled in the network arrives late.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use common::cluster::{HEARTBEAT_MS, listed, ready};
+use common::metrics::metric;
+use common::redis::TestRedis;
+use common::redis_proxy::ReplyLosingProxy;
+use redis::aio::MultiplexedConnection;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(20);
+
+/// Redis, node A through a proxy, node B straight; every node counting
+/// another lost after `lost_ms`.
+struct Pair {
+    // Dropped first: the nodes, then the proxy, then Redis.
+    a: TestServer,
+    b: TestServer,
+    proxy: ReplyLosingProxy,
+    _redis: TestRedis,
+    conn: MultiplexedConnection,
+}
+
+impl Pair {
+    async fn start(lost_ms: u64) -> Pair {
+        let redis = TestRedis::start().await;
+        let proxy = ReplyLosingProxy::start(redis.port()).await;
+        let (hb, lost) = (HEARTBEAT_MS.to_string(), lost_ms.to_string());
+        let env = [
+            ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
+            ("TERMSTREAM_CLUSTER_LOST_MS", lost.as_str()),
+        ];
+        let a = TestServer::start_with(&["--cluster", &proxy.url()], &env).await;
+        let b = TestServer::start_with(&["--cluster", &redis.url()], &env).await;
+        for node in [&a, &b] {
+            assert!(ready(node, T).await, "a node did not become ready");
+        }
+        let client = redis::Client::open(redis.url()).expect("redis url");
+        let conn = client.get_multiplexed_async_connection().await.expect("redis");
+        Pair {
+            a,
+            b,
+            proxy,
+            _redis: redis,
+            conn,
+        }
+    }
+
+    /// Runs `cmd` on the test's own connection to Redis.
+    async fn run<V: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> V {
+        cmd.query_async(&mut self.conn.clone()).await.expect("a Redis command")
+    }
+
+    /// Whether the claim of `id` is in Redis.
+    async fn claimed(&self, id: &str) -> bool {
+        self.run(redis::cmd("EXISTS").arg(format!("termstream:id:{id}"))).await
+    }
+
+    /// Whether the record of `id` is in Redis.
+    async fn recorded(&self, id: &str) -> bool {
+        self.run(redis::cmd("HEXISTS").arg("termstream:dir").arg(id)).await
+    }
+
+    /// Waits until A has no removal from Redis pending.
+    async fn a_settled(&self) {
+        let settled = common::wait_until(T, || async {
+            metric(&self.a, "termstream_cluster_forgets_pending").await == Some(0.0)
+        })
+        .await;
+        assert!(settled, "A's removals from Redis went through");
+    }
+
+    /// Waits until B creates session `id`; panics with its last answer
+    /// after [`T`].
+    async fn b_creates(&self, id: &str) {
+        let body = json!({"id":id,"argv":["/bin/sh"]});
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            let (status, answer) = self.b.request("POST", "/api/sessions", Some(&body)).await;
+            if status == 201 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "B cannot create {id}: {status} {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A create's claim is held up in the network; the create gives up on it
+/// (503 after Redis's response timeout) and forgets it, finding nothing to
+/// remove; then the claim reaches Redis. It stayed there for good. Now a
+/// create's claim expires until its session's first record, so the late
+/// one goes by itself.
+#[tokio::test]
+async fn a_claim_that_reaches_redis_after_its_create_gave_up_expires() {
+    let p = Pair::start(3000).await;
+    // A's claims so far went through: Redis knows the claim's script.
+    p.a.create(json!({"id":"warm","argv":["/bin/sh"]})).await;
+
+    p.proxy.hold(&["termstream:id:late"]);
+    let body = json!({"id":"late","argv":["/bin/sh"]});
+    let (status, answer) = p.a.request("POST", "/api/sessions", Some(&body)).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(p.proxy.holding(), "the claim was held back");
+    p.a_settled().await;
+    assert!(!p.claimed("late").await, "the claim is not in Redis yet");
+
+    let reply = p.proxy.release().await;
+    assert!(p.claimed("late").await, "the late claim went through: {reply:?}");
+    p.b_creates("late").await;
+}
+
+/// A registration (the liveness key was lost) is held up in the network
+/// with a session in it; the session is deleted and forgotten meanwhile
+/// (record and claim), and the registration's answer never comes (A
+/// registers again without the session). Then the registration reaches
+/// Redis and writes the record and the claim back. The heartbeat removed
+/// the record but left the claim, for good.
+#[tokio::test]
+async fn a_registration_that_lands_after_its_sessions_forget_leaves_the_id_free() {
+    // Nodes count each other lost only after a minute: A's stalled
+    // connection does not make B mark A's sessions lost.
+    let p = Pair::start(60_000).await;
+    let info = p.a.create(json!({"id":"echo","argv":["/bin/sh"]})).await;
+    listed(&p.b, "echo", T).await.expect("listed on B");
+    let registered = common::wait_until(T, || async { p.recorded("echo").await && p.claimed("echo").await }).await;
+    assert!(registered, "echo's record and claim are in Redis: {info}");
+    let record: String = p.run(redis::cmd("HGET").arg("termstream:dir").arg("echo")).await;
+    let record: serde_json::Value = serde_json::from_str(&record).expect("a record");
+    let node = record["node"].as_str().expect("the owner's name").to_owned();
+
+    let register = termstream::cluster::directory::register_script_sha();
+    p.proxy.hold(&["evalsha", &register]);
+    let _: () = p.run(redis::cmd("DEL").arg(format!("termstream:node:{node}"))).await;
+    let held = common::wait_until(T, || async { p.proxy.holding() }).await;
+    assert!(held, "A registered again, and its registration was held back");
+    let (status, answer) = p.a.request("DELETE", "/api/sessions/echo", None).await;
+    assert_eq!(status, 204, "{answer}");
+    p.a_settled().await;
+    assert!(
+        !p.recorded("echo").await && !p.claimed("echo").await,
+        "the delete removed echo's record and claim"
+    );
+
+    let reply = p.proxy.release().await;
+    assert!(
+        reply.starts_with(b"*2"),
+        "the late registration ran: {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    p.b_creates("echo").await;
+}
