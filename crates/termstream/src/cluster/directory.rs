@@ -23,8 +23,10 @@
 //! ([`view`]: the change log, and only the records it names), forgets any
 //! record of this node whose session is gone ([`forget::reconcile`]), and
 //! brings this node's stand-ins of remote sessions up to date
-//! ([`super::remote::sync`]). Removing sessions from Redis, with its
-//! retries, is [`mod@forget`]'s.
+//! ([`super::remote::sync`]), after renewing the claims of the creates
+//! under way here. Removing sessions from Redis, with its retries, is
+//! [`mod@forget`]'s; claims, how they expire and become permanent, are
+//! [`mod@claim`]'s.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -186,9 +188,9 @@ async fn register_all(c: &Arc<Cluster>) -> RedisResult<()> {
     }
     let (gone, taken) = refused?;
     // A session deleted while the script was on its way: its forget may
-    // have run before the script wrote it back. Not after a lost answer:
-    // the window would be Redis's whole timeout, and a forget then could
-    // take the claim of a create of the id made meanwhile.
+    // have run before the script wrote it back. After a lost answer, the
+    // heartbeat's reconcile finds what it wrote back (a record, written
+    // with each claim) and forgets it, claim and all.
     forget::forget_unheld(c, &epochs);
     for id in gone {
         if let (Ok(sid), Some(&epoch)) = (SessionId::new(id.clone()), epochs.get(&id)) {

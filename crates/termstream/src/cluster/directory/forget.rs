@@ -41,13 +41,12 @@
 //! looks at both just before its script, and takes the claim only if
 //! neither holds it.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::RedisResult;
 use termstream_proto::{Epoch, SessionId};
-use tokio::sync::watch;
 
 use super::TOMBSTONE;
 use super::view::LOG_KEEP;
@@ -55,180 +54,18 @@ use crate::cluster::Cluster;
 use crate::cluster::redis::{DIR_KEY, DIR_LOG_KEY, gone_key, id_key, node_key, stream_key};
 use crate::cluster::wire::Record;
 
-/// A claim whose `SET` went unanswered is forgotten only while fewer
-/// forgets (of any kind) wait (see `directory::claim`): each create tried
-/// while Redis does not answer would add one.
+mod pending;
+
+pub use pending::{Forgets, Mark};
+
+/// A claim that went unanswered is forgotten only while fewer forgets (of
+/// any kind) wait (see [`super::claim()`]): each create tried while Redis
+/// does not answer would add one. Beyond, it is left to expire.
 pub const MAX_UNANSWERED: usize = 4096;
 
 /// How long a create waits for the pending forget of an earlier session
 /// with its id before it is answered 503.
 pub const SETTLE: Duration = Duration::from_secs(5);
-
-/// The ids whose forget (removal from Redis) has not gone through yet: set
-/// when it is asked for, cleared by its task once it succeeded. One task
-/// per id; one asked for again while it runs (a registration wrote the
-/// session back after its script) runs once more before it ends.
-#[derive(Debug)]
-pub struct Forgets {
-    /// The pending forgets, and the creates under way; one lock, so that a
-    /// create's look for a pending forget and its mark are one step (see
-    /// [`Forgets::settle_and_mark`]).
-    state: Mutex<State>,
-    /// Sent each time a forget is done, for [`Forgets::settle_and_mark`].
-    done: watch::Sender<()>,
-    /// Set, never cleared, by [`Forgets::hurry`] (the server stops);
-    /// received by each forget's task while it waits to try again, which
-    /// then tries at once and every heartbeat after (see [`wait_to_retry`]).
-    hurry: watch::Sender<bool>,
-}
-
-impl Default for Forgets {
-    fn default() -> Forgets {
-        Forgets {
-            state: Mutex::default(),
-            done: watch::channel(()).0,
-            hurry: watch::channel(false).0,
-        }
-    }
-}
-
-/// What [`Forgets`] guards.
-#[derive(Debug, Default)]
-struct State {
-    /// Each id whose forget is pending, with `Some(outlived)` when it was
-    /// asked for again while its task ran (`outlived` only if every such
-    /// ask was).
-    pending: HashMap<SessionId, Option<bool>>,
-    /// The ids of the creates under way on this node: marked before their
-    /// claim is sent, unmarked once the create failed or its session is in
-    /// the registry. A forget leaves the claim of a marked id alone (it is
-    /// the create's), the heartbeat keeps its claim from expiring, and a
-    /// second create of the id here is refused at once.
-    claiming: HashSet<SessionId>,
-}
-
-/// Whether a create may claim its id ([`Forgets::settle_and_mark`]).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Mark {
-    /// Marked: no forget of the id is pending; claim it.
-    Marked,
-    /// A forget of the id is still pending after the wait.
-    Removing,
-    /// Another create of the id is under way here.
-    Claiming,
-}
-
-impl Forgets {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Each operation is an insert, remove or lookup: poison is ignored.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// How many forgets have not gone through yet.
-    pub fn count(&self) -> usize {
-        self.lock().pending.len()
-    }
-
-    /// Whether a forget of `id` has not gone through yet.
-    pub fn pending(&self, id: &SessionId) -> bool {
-        self.lock().pending.contains_key(id)
-    }
-
-    /// Whether a create of `id` is under way here (marked).
-    pub fn claiming(&self, id: &SessionId) -> bool {
-        self.lock().claiming.contains(id)
-    }
-
-    /// The ids of the creates under way here.
-    pub fn claims_under_way(&self) -> Vec<SessionId> {
-        self.lock().claiming.iter().cloned().collect()
-    }
-
-    /// Unmarks a create of `id` (it failed, or its session is in the
-    /// registry).
-    pub fn unmark(&self, id: &SessionId) {
-        self.lock().claiming.remove(id);
-    }
-
-    /// Waits, at most `bound`, until no forget of `id` is pending, then
-    /// marks a create of `id` under way, in the same step as the last look:
-    /// a forget begun before is done, and one begun after sees the mark.
-    pub async fn settle_and_mark(&self, id: &SessionId, bound: Duration) -> Mark {
-        // Subscribed before the first look: no end is missed.
-        let mut done = self.done.subscribe();
-        let marked = async {
-            loop {
-                {
-                    let mut state = self.lock();
-                    if !state.pending.contains_key(id) {
-                        return if state.claiming.insert(id.clone()) {
-                            Mark::Marked
-                        } else {
-                            Mark::Claiming
-                        };
-                    }
-                }
-                // The sender lives in `self`: never closed.
-                let _ = done.changed().await;
-            }
-        };
-        tokio::time::timeout(bound, marked).await.unwrap_or(Mark::Removing)
-    }
-
-    /// Marks the forget of `id` pending; `false` when it was already, and
-    /// its task is then asked to run once more.
-    fn begin(&self, id: &SessionId, outlived: bool) -> bool {
-        let pending = &mut self.lock().pending;
-        match pending.get_mut(id) {
-            Some(again) => {
-                *again = Some(again.unwrap_or(true) && outlived);
-                false
-            }
-            None => {
-                pending.insert(id.clone(), None);
-                true
-            }
-        }
-    }
-
-    /// Notes that a try of the forget of `id` went through: `None` when it
-    /// is done, `Some(outlived)` when it was asked for again meanwhile and
-    /// is to run once more (still pending).
-    fn end(&self, id: &SessionId) -> Option<bool> {
-        let mut state = self.lock();
-        if let Some(again) = state.pending.get_mut(id).and_then(Option::take) {
-            return Some(again);
-        }
-        state.pending.remove(id);
-        drop(state);
-        self.done.send_replace(());
-        None
-    }
-
-    /// Hurries every forget (a stopping server): from now on one that
-    /// failed is tried again at once, then every heartbeat, whatever its
-    /// backoff.
-    pub fn hurry(&self) {
-        self.hurry.send_replace(true);
-    }
-
-    /// Hurries every pending forget ([`Forgets::hurry`]), and waits, at
-    /// most `bound`, until no forget of any id is pending (a stopping
-    /// server: one left pending would leave its record and claim in Redis
-    /// for good); `false` when some still are.
-    pub async fn settle_all(&self, bound: Duration) -> bool {
-        self.hurry();
-        // Subscribed before the first look: no end is missed.
-        let mut done = self.done.subscribe();
-        let settled = async {
-            while self.count() > 0 {
-                // The sender lives in `self`: never closed.
-                let _ = done.changed().await;
-            }
-        };
-        tokio::time::timeout(bound, settled).await.is_ok()
-    }
-}
 
 /// Forgets `id` in its own task (tried until it goes through); if a forget
 /// of it is pending already, that task runs once more instead.
@@ -496,33 +333,4 @@ pub async fn forget_lost(c: &Cluster, id: &SessionId, owner: &str, epoch: Epoch)
         n if n < 0 => None,
         n => Some(n == 1),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use termstream_proto::SessionId;
-
-    use super::Forgets;
-
-    #[test]
-    fn a_forget_asked_for_again_while_it_runs_runs_once_more() {
-        let (forgets, id) = (Forgets::default(), SessionId::new("x").unwrap());
-        assert!(forgets.begin(&id, false), "the first ask starts a task");
-        assert!(!forgets.begin(&id, true), "a second ask starts none");
-        assert_eq!(forgets.end(&id), Some(true), "asked again, by a reconcile only");
-        assert!(forgets.pending(&id), "still pending while it runs once more");
-        assert_eq!(forgets.end(&id), None, "done");
-        assert!(!forgets.pending(&id));
-    }
-
-    #[test]
-    fn an_ask_after_a_delete_makes_the_next_run_take_the_claim_too() {
-        let (forgets, id) = (Forgets::default(), SessionId::new("x").unwrap());
-        assert!(forgets.begin(&id, true));
-        assert!(!forgets.begin(&id, true));
-        assert!(!forgets.begin(&id, false));
-        assert_eq!(forgets.end(&id), Some(false), "not only outlived: the claim may go");
-        assert_eq!(forgets.end(&id), None);
-        assert_eq!(forgets.count(), 0);
-    }
 }
