@@ -178,9 +178,11 @@ impl Forgets {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use termstream_proto::SessionId;
 
-    use super::Forgets;
+    use super::{Forgets, Mark};
 
     #[test]
     fn a_forget_asked_for_again_while_it_runs_runs_once_more() {
@@ -194,13 +196,43 @@ mod tests {
     }
 
     #[test]
-    fn an_ask_after_a_delete_makes_the_next_run_take_the_claim_too() {
+    fn an_ask_after_a_delete_makes_the_next_run_not_outlived() {
         let (forgets, id) = (Forgets::default(), SessionId::new("x").unwrap());
         assert!(forgets.begin(&id, true));
         assert!(!forgets.begin(&id, true));
         assert!(!forgets.begin(&id, false));
-        assert_eq!(forgets.end(&id), Some(false), "not only outlived: the claim may go");
+        assert_eq!(forgets.end(&id), Some(false), "not only outlived");
         assert_eq!(forgets.end(&id), None);
         assert_eq!(forgets.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_create_of_an_id_at_a_time_is_marked() {
+        let (forgets, id) = (Forgets::default(), SessionId::new("x").unwrap());
+        let bound = Duration::from_secs(5);
+        assert_eq!(forgets.settle_and_mark(&id, bound).await, Mark::Marked);
+        assert!(forgets.claiming(&id));
+        assert_eq!(forgets.settle_and_mark(&id, bound).await, Mark::Claiming);
+        forgets.unmark(&id);
+        assert!(!forgets.claiming(&id));
+        assert_eq!(forgets.settle_and_mark(&id, bound).await, Mark::Marked);
+    }
+
+    #[tokio::test]
+    async fn a_create_is_marked_once_the_pending_forget_of_its_id_ended() {
+        let (forgets, id) = (Forgets::default(), SessionId::new("x").unwrap());
+        assert!(forgets.begin(&id, false));
+        let short = forgets.settle_and_mark(&id, Duration::from_millis(20)).await;
+        assert_eq!(short, Mark::Removing, "a pending forget is waited for");
+        assert!(!forgets.claiming(&id), "not marked while the forget is pending");
+        let marked = async {
+            let waiting = forgets.settle_and_mark(&id, Duration::from_secs(5));
+            tokio::pin!(waiting);
+            assert!(futures_util::poll!(waiting.as_mut()).is_pending());
+            assert_eq!(forgets.end(&id), None, "the forget is done");
+            waiting.await
+        };
+        assert_eq!(marked.await, Mark::Marked);
+        assert!(forgets.claiming(&id));
     }
 }
