@@ -109,13 +109,14 @@ async fn beat(c: &Arc<Cluster>, view: &mut View, register: &mut bool) -> RedisRe
 /// Registers sessions in one step: for each (keys: its tombstone and its
 /// claim; args: its id, epoch and record) the id is claimed for this node,
 /// for good (a create's expiring claim is made permanent: see
-/// [`mod@claim`]), and the record written, unless its incarnation has a tombstone (deleted
-/// elsewhere while this node was cut off), or another node claimed the id
-/// for another incarnation (the id was taken again since). A claim by
-/// another node for the same incarnation (this node restarted under a new
-/// name) is taken over. Each record written is noted in the change log
-/// (`KEYS[3]`). Then the liveness key (`KEYS[2]`) is set. Answers
-/// the ids refused for a tombstone, and those refused as taken.
+/// [`mod@claim`]), and the record written, unless its incarnation has a
+/// tombstone (deleted elsewhere while this node was cut off), or another
+/// node claimed the id for another incarnation (the id was taken again
+/// since). A claim by another node for the same incarnation (this node
+/// restarted under a new name) is taken over. Each record written is
+/// noted in the change log (`KEYS[3]`). Then the liveness key (`KEYS[2]`)
+/// is set. Answers the ids refused for a tombstone, and those refused as
+/// taken.
 const REGISTER: &str = r#"
 local gone, taken = {}, {}
 for i = 4, #KEYS, 2 do

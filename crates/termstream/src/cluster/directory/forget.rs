@@ -12,15 +12,16 @@
 //! timing out) is tried again once a heartbeat begun after the failure
 //! reached Redis, backing off while it keeps failing, until it goes
 //! through. While it is pending, a create of the id on this node waits for
-//! it ([`Forgets::settle_and_mark`], at most [`SETTLE`]): the old incarnation is
-//! not gone from the cluster yet. A stopping server waits for every
-//! pending forget ([`Forgets::settle_all`], within its shutdown budget):
-//! one left behind would leave the session's record and claim in Redis
-//! for good, as nothing else removes a claim. The stop hurries them first
-//! ([`Forgets::hurry`], as it begins): each is tried at once, then every
-//! heartbeat, instead of after its backoff (which grows to `lost_after`,
-//! far longer than the few seconds a stop has), while the sessions are
-//! terminated; the wait for them comes after.
+//! it ([`Forgets::settle_and_mark`], at most [`SETTLE`]): the old
+//! incarnation is not gone from the cluster yet. A stopping server waits
+//! for every pending forget ([`Forgets::settle_all`], within its shutdown
+//! budget): one left behind would leave the session's record and claim in
+//! Redis for good, as nothing else removes a claim that a session's record
+//! made permanent. The stop hurries them first ([`Forgets::hurry`], as it
+//! begins): each is tried at once, then every heartbeat, instead of after
+//! its backoff (which grows to `lost_after`, far longer than the few
+//! seconds a stop has), while the sessions are terminated; the wait for
+//! them comes after.
 //!
 //! A forget needs no word of which incarnation was deleted: it removes the
 //! record of `id` when the record is this node's and names an incarnation
