@@ -129,7 +129,9 @@ for i = 4, #KEYS, 2 do
   else
     local owner = redis.call('GET', KEYS[i + 1])
     if owner == ARGV[1] then
-      redis.call('PERSIST', KEYS[i + 1])
+      -- Made permanent; SET, not PERSIST: a Redis out of memory refuses
+      -- it, and so the whole script, as before the first write.
+      redis.call('SET', KEYS[i + 1], ARGV[1])
     elseif owner then
       local old = redis.call('HGET', KEYS[1], id)
       local ok, r = pcall(cjson.decode, old or 'null')
@@ -238,18 +240,15 @@ pub fn record(c: &Cluster, info: SessionInfo) -> String {
 /// 2; 1 when written. The claim, this node's (`ARGV[4]`), is made
 /// permanent: its create's claim expires until its first record (see
 /// [`mod@claim`]); a missing one (expired before this first record came)
-/// is taken again.
+/// is taken again. The first write is `HSET`, as it always was: a Redis
+/// out of memory refuses a script only at its first write, and then
+/// refuses the whole put.
 const PUT: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local owner = redis.call('GET', KEYS[4])
-if owner == ARGV[4] then
-  redis.call('PERSIST', KEYS[4])
-elseif owner then
-  return 2
-else
-  redis.call('SET', KEYS[4], ARGV[4])
-end
+if owner and owner ~= ARGV[4] then return 2 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[4], ARGV[4])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'id', ARGV[1])
 return 1
 "#;
