@@ -90,19 +90,31 @@ impl Pair {
     /// Waits until B creates session `id`; panics with its last answer
     /// after [`T`].
     async fn b_creates(&self, id: &str) {
-        let body = json!({"id":id,"argv":["/bin/sh"]});
-        let deadline = tokio::time::Instant::now() + T;
-        loop {
-            let (status, answer) = self.b.request("POST", "/api/sessions", Some(&body)).await;
-            if status == 201 {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "B cannot create {id}: {status} {answer}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        creates(&self.b, id).await;
+    }
+
+    /// The time to live of the claim of `id`, in ms (-1: permanent, -2:
+    /// none).
+    async fn claim_ttl(&self, id: &str) -> i64 {
+        self.run(redis::cmd("PTTL").arg(format!("termstream:id:{id}"))).await
+    }
+}
+
+/// Waits until `node` creates session `id`; panics with its last answer
+/// after [`T`].
+async fn creates(node: &TestServer, id: &str) {
+    let body = json!({"id":id,"argv":["/bin/sh"]});
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let (status, answer) = node.request("POST", "/api/sessions", Some(&body)).await;
+        if status == 201 {
+            return;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cannot create {id}: {status} {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -128,6 +140,49 @@ async fn a_claim_that_reaches_redis_after_its_create_gave_up_expires() {
     let reply = p.proxy.release().await;
     assert!(p.claimed("late").await, "the late claim went through: {reply:?}");
     p.b_creates("late").await;
+}
+
+/// A create's claim is held up in the network and given up (503), and
+/// the client creates the id again on the same node: that session's first
+/// record makes its claim permanent. Then the first claim reaches Redis.
+/// It gave the claim an expiry again, so the idle session (no record to
+/// make it permanent again) lost its claim after it, and another node
+/// could create the id beside it. Now a claim of this node that is
+/// permanent stays so.
+#[tokio::test]
+async fn a_late_claim_leaves_the_claim_of_a_later_session_permanent() {
+    const LOST_MS: u64 = 3000;
+    let p = Pair::start(LOST_MS).await;
+    p.a.create(json!({"id":"warm","argv":["/bin/sh"]})).await;
+
+    p.proxy.hold(&["termstream:id:again"]);
+    let body = json!({"id":"again","argv":["/bin/sh"]});
+    let (status, answer) = p.a.request("POST", "/api/sessions", Some(&body)).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(p.proxy.holding(), "the claim was held back");
+    p.a_settled().await;
+
+    creates(&p.a, "again").await;
+    let recorded = common::wait_until(T, || async { p.recorded("again").await }).await;
+    assert!(recorded, "the session's first record went through");
+    assert_eq!(p.claim_ttl("again").await, -1, "its record made the claim permanent");
+
+    let reply = p.proxy.release().await;
+    assert!(
+        reply.starts_with(b":1"),
+        "the late claim ran: {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    // Past the expiry the late claim asked for, the claim is still there,
+    // with none.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(LOST_MS * 4 + 1000);
+    while tokio::time::Instant::now() < deadline {
+        let ttl = p.claim_ttl("again").await;
+        assert_eq!(ttl, -1, "the claim of the running session stays permanent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, answer) = p.b.request("POST", "/api/sessions", Some(&body)).await;
+    assert_eq!(status, 409, "B cannot create the id A's session has: {answer}");
 }
 
 /// A registration (the liveness key was lost) is held up in the network

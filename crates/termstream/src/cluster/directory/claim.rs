@@ -35,11 +35,20 @@ use crate::registry::remote::ClaimError;
 /// Claims `KEYS[1]` for this node (`ARGV[1]`), expiring after `ARGV[2]`
 /// ms: when it is free, or already this node's (the caller made sure
 /// that nothing here uses it). 1 when claimed, 0 when another node has it.
+///
+/// A claim of this node that is permanent already is kept as it is, not
+/// given an expiry: the claim may be a late one (held up in the network
+/// past its create's timeout) landing on the permanent claim of a later
+/// session with the id on this node, which would otherwise expire under
+/// it while it is idle (no record to make it permanent again), and let
+/// another node create the id too. Such a claim returns before any write;
+/// the one write, `SET`, is one a Redis out of memory refuses whole.
 static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return 0 end
+if owner and redis.call('PTTL', KEYS[1]) == -1 then return 1 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#,
