@@ -17,7 +17,7 @@ use crate::auth::{Grant, Security};
 use crate::error::ApiError;
 use crate::events::EventHub;
 use crate::focus::Focus;
-use crate::registry::remote::ClaimError;
+use crate::registry::remote::{ClaimError, Claimed};
 use crate::registry::{CreateError, Registry};
 use crate::session::SessionHandle;
 
@@ -88,15 +88,15 @@ impl AppState {
         if self.registry.closing() {
             return Err(CreateError::ShuttingDown.into());
         }
-        link.claim(&id).await.map_err(|e| match e {
+        let claimed = Claimed::claim(link, &id).await.map_err(|e| match e {
             ClaimError::Duplicate(id) => ApiError::from(CreateError::Duplicate(id)),
             e @ ClaimError::Unavailable(_) => ApiError::new(ErrorCode::ClusterUnavailable, e.to_string()),
             e @ ClaimError::Removing(_) => ApiError::new(ErrorCode::Busy, e.to_string()),
         })?;
         let created = self.create_local(grant, req, &project).await;
         match &created {
-            Ok(handle) => link.created(&id, handle.epoch()),
-            Err(_) => link.release(&id).await,
+            Ok(handle) => claimed.created(handle.epoch()),
+            Err(_) => claimed.release().await,
         }
         created
     }

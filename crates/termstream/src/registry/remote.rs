@@ -39,6 +39,57 @@ pub enum ClaimError {
     Removing(SessionId),
 }
 
+/// A create's claim that went through, until the create ends: with
+/// [`Claimed::created`] or [`Claimed::release`]. Dropped before either
+/// (the create panicked, or its task was cut off), it releases the claim
+/// in a task of its own; else the id stayed marked as a create under way
+/// on this node (409 to every create of it there, its claim renewed)
+/// until the node stopped.
+#[must_use = "a claim is ended by created or release"]
+pub struct Claimed {
+    /// The cluster's link, and the id claimed; `None` once ended.
+    claim: Option<(Arc<dyn ClusterLink>, SessionId)>,
+}
+
+impl Claimed {
+    /// Claims `id` through `link` ([`ClusterLink::claim`]).
+    pub async fn claim(link: Arc<dyn ClusterLink>, id: &SessionId) -> Result<Claimed, ClaimError> {
+        link.claim(id).await?;
+        Ok(Claimed {
+            claim: Some((link, id.clone())),
+        })
+    }
+
+    /// The session, incarnation `epoch`, is in the registry
+    /// ([`ClusterLink::created`]).
+    pub fn created(mut self, epoch: Epoch) {
+        if let Some((link, id)) = self.claim.take() {
+            link.created(&id, epoch);
+        }
+    }
+
+    /// The create failed ([`ClusterLink::release`]).
+    pub async fn release(mut self) {
+        if let Some((link, id)) = self.claim.take() {
+            link.release(&id).await;
+        }
+    }
+}
+
+impl Drop for Claimed {
+    /// Releases a claim whose create ended neither way.
+    fn drop(&mut self) {
+        let Some((link, id)) = self.claim.take() else {
+            return;
+        };
+        tracing::warn!(session = %id, "a create ended without an outcome; its claim is released");
+        // Without a runtime the process is ending: nothing to release for.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { link.release(&id).await });
+        }
+    }
+}
+
 /// What the registry and the layers above it ask of the cluster.
 pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// Claims `id` for a session this node is about to create.

@@ -257,7 +257,9 @@ async fn once(c: &Cluster, id: &SessionId, deleted: Option<Epoch>) -> RedisResul
     // claim may go (no local session has the id, no create of it is under
     // way here).
     let epoch = rec.as_ref().map(|r| r.info.epoch).filter(|&e| !holds(c, id, e));
-    let unclaim = !local(c, id) && !c.forgets.claiming(id);
+    // The mark first: a create enters the registry before it unmarks, so
+    // one that does so between the two looks is seen by the second.
+    let unclaim = !c.forgets.claiming(id) && !local(c, id);
     let deleted = deleted.filter(|&e| !holds(c, id, e));
     if epoch.is_none() && !unclaim && deleted.is_none() {
         return Ok(false);

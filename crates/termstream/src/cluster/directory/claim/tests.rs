@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use termstream_proto::SessionId;
 
-use crate::cluster::Cluster;
 use crate::cluster::directory::{claim, forget, release};
 use crate::cluster::test_redis::TestRedis;
+use crate::cluster::{Cluster, Link};
 use crate::config::Config;
 use crate::registry::Registry;
-use crate::registry::remote::ClaimError;
+use crate::registry::remote::{ClaimError, Claimed, ClusterLink};
 
 /// How long each wait here may take.
 const WAIT: Duration = Duration::from_secs(10);
@@ -77,4 +77,38 @@ async fn a_forget_leaves_the_claim_of_a_create_under_way_and_the_heartbeat_keeps
     // The create fails: the id is free again.
     release(&cluster, &id).await;
     assert_eq!(owner().await, None, "the failed create's claim is left");
+}
+
+/// A create that panics between its claim and its end (`Claimed` dropped
+/// unended) releases the claim and its mark: the mark stayed before, so
+/// every create of the id on the node was 409, and the claim was renewed,
+/// until the node stopped.
+#[tokio::test]
+async fn a_create_that_panics_releases_its_claim() {
+    let redis = TestRedis::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        spare_sessions: 0,
+        ..Config::default()
+    };
+    let registry = Registry::load(Arc::new(config)).expect("registry");
+    let cluster = Cluster::start(&redis.url(), registry).expect("cluster");
+    let id = SessionId::new("panics").unwrap();
+    let key = crate::cluster::redis::id_key(&id);
+    let link: Arc<dyn ClusterLink> = Arc::new(Link(cluster.clone()));
+
+    let claimed = Claimed::claim(link, &id).await.expect("the create claims its id");
+    assert!(cluster.forgets.claiming(&id), "the create is marked");
+    let create = tokio::spawn(async move {
+        let _claimed = claimed;
+        panic!("a create panics");
+    });
+    assert!(create.await.is_err_and(|e| e.is_panic()), "the create panicked");
+
+    let released = until(|| !cluster.forgets.claiming(&id) && cluster.forgets.count() == 0).await;
+    assert!(released, "the mark and the release's forget are gone");
+    let owner: Option<String> = redis.query(redis::cmd("GET").arg(&key)).await.expect("GET");
+    assert_eq!(owner, None, "the claim is released");
+    assert!(claim(&cluster, &id).await.is_ok(), "the id can be created again");
 }
