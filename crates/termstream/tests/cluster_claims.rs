@@ -125,7 +125,8 @@ async fn creates(node: &TestServer, id: &str) {
 /// one goes by itself.
 #[tokio::test]
 async fn a_claim_that_reaches_redis_after_its_create_gave_up_expires() {
-    let p = Pair::start(3000).await;
+    // A claim lives 4 × lost_ms unrenewed: 6 s here.
+    let p = Pair::start(1500).await;
     // A's claims so far went through: Redis knows the claim's script.
     p.a.create(json!({"id":"warm","argv":["/bin/sh"]})).await;
 
@@ -193,8 +194,8 @@ async fn a_late_claim_leaves_the_claim_of_a_later_session_permanent() {
 /// the record but left the claim, for good.
 #[tokio::test]
 async fn a_registration_that_lands_after_its_sessions_forget_leaves_the_id_free() {
-    // Nodes count each other lost only after a minute: A's stalled
-    // connection does not make B mark A's sessions lost.
+    // Nodes count each other lost only after a minute: B marks A's
+    // sessions lost only when the test deletes A's liveness key below.
     let p = Pair::start(60_000).await;
     let info = p.a.create(json!({"id":"echo","argv":["/bin/sh"]})).await;
     listed(&p.b, "echo", T).await.expect("listed on B");

@@ -273,8 +273,11 @@ pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<bool> {
         .arg(&c.node);
     let mut conn = c.redis.conn().await?;
     let written: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
-    if let Err(e) = &written {
-        c.redis.failed(e).await;
+    match &written {
+        Err(e) => c.redis.failed(e).await,
+        // Written (the claim made permanent), or never to be: the claim is
+        // renewed no more.
+        Ok(_) => c.forgets.recorded(&id),
     }
     match written? {
         1 => Ok(true),

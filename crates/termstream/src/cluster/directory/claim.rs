@@ -4,10 +4,13 @@
 //! A claim, `termstream:id:<id>`, is valued the name of the node that
 //! holds it, as it always was (nodes of an older version compare that
 //! value, and keep working beside this one). A create claims its id with
-//! an expiry of `lost_after` ([`CLAIM`]); the heartbeat renews it while
-//! the create is under way ([`renew`]), and the session's first record
+//! an expiry of four times `lost_after` ([`CLAIM`], [`expiry`]); the
+//! heartbeat renews it while the create is under way and until the
+//! session's first record went through ([`renew`]), and that record
 //! ([`super::put`]) or a registration ([`super::REGISTER`]) makes it
-//! permanent. So a claim that reaches Redis late, after the create gave
+//! permanent. So a create's claim expires under it only when this node
+//! is cut off from Redis (no renewal reaches it) for longer than the
+//! expiry. So a claim that reaches Redis late, after the create gave
 //! it up (its `SET` held up in the network past its timeout and the
 //! forget that followed), expires by itself instead of keeping the id
 //! taken on every node for good; as does the claim of a node that died
@@ -96,10 +99,7 @@ pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
         }
     };
     let mut invocation = CLAIM.prepare_invoke();
-    invocation
-        .key(id_key(id))
-        .arg(&c.node)
-        .arg(c.lost_after.as_millis() as u64);
+    invocation.key(id_key(id)).arg(&c.node).arg(expiry(c));
     let claimed: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
     match claimed {
         Ok(1) => Ok(()),
@@ -133,16 +133,27 @@ pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
 /// If the session was deleted already, its delete's forget may have left
 /// the claim for this create's: it is forgotten again.
 pub fn created(c: &Arc<Cluster>, id: &SessionId, epoch: Epoch) {
-    c.forgets.unmark(id);
+    c.forgets.created(id);
     if !forget::holds(c, id, epoch) {
         forget(c, id.clone(), None);
     }
 }
 
-/// Renews the claims of the creates under way here, so that a create that
-/// takes longer than `lost_after` keeps its id (a heartbeat's work).
+/// How long a create's claim lives unrenewed, in ms: four times
+/// `lost_after` (at least a second), as a request list: a heartbeat that
+/// is late, or a first record that waits for a Redis slow to answer, does
+/// not lose it; a node cut off from Redis for that long does.
+pub(super) fn expiry(c: &Cluster) -> u64 {
+    (c.lost_after.as_millis() as u64).max(1000) * 4
+}
+
+/// Renews the claims of the creates under way here, and of the sessions
+/// created here whose first record has not gone through yet
+/// ([`super::forget::Forgets::claims_to_renew`]), so that a create that
+/// takes longer than the claim's [`expiry`], or a first record that waits
+/// as long, keeps its id (a heartbeat's work).
 pub(super) async fn renew(c: &Cluster) -> RedisResult<()> {
-    let ids = c.forgets.claims_under_way();
+    let ids = c.forgets.claims_to_renew();
     if ids.is_empty() {
         return Ok(());
     }
@@ -150,7 +161,7 @@ pub(super) async fn renew(c: &Cluster) -> RedisResult<()> {
     for id in &ids {
         invocation.key(id_key(id));
     }
-    invocation.arg(&c.node).arg(c.lost_after.as_millis() as u64);
+    invocation.arg(&c.node).arg(expiry(c));
     let mut conn = c.redis.conn().await?;
     let renewed: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
     if let Err(e) = &renewed {

@@ -71,6 +71,7 @@ pub const SETTLE: Duration = Duration::from_secs(5);
 /// Forgets `id` in its own task (tried until it goes through); if a forget
 /// of it is pending already, that task runs once more instead.
 pub fn forget(c: &Arc<Cluster>, id: SessionId, deleted: Option<Epoch>) {
+    c.forgets.recorded(&id);
     start(c, id, false, deleted);
 }
 

@@ -51,6 +51,11 @@ struct State {
     /// the create's), the heartbeat keeps its claim from expiring, and a
     /// second create of the id here is refused at once.
     claiming: HashSet<SessionId>,
+    /// The ids whose claim the heartbeat renews: each create's, from its
+    /// mark until its session's first record went through (which makes
+    /// the claim permanent), or until the create failed or its session
+    /// was forgotten. A superset of `claiming`.
+    unrecorded: HashSet<SessionId>,
 }
 
 /// Whether a create may claim its id ([`Forgets::settle_and_mark`]).
@@ -85,15 +90,34 @@ impl Forgets {
         self.lock().claiming.contains(id)
     }
 
-    /// The ids of the creates under way here.
-    pub fn claims_under_way(&self) -> Vec<SessionId> {
-        self.lock().claiming.iter().cloned().collect()
+    /// The ids whose claims the heartbeat renews: the creates under way
+    /// here, and the sessions created here whose first record has not gone
+    /// through yet.
+    pub fn claims_to_renew(&self) -> Vec<SessionId> {
+        self.lock().unrecorded.iter().cloned().collect()
     }
 
-    /// Unmarks a create of `id` (it failed, or its session is in the
-    /// registry).
+    /// Unmarks a create of `id` that failed: its claim is renewed no more.
     pub fn unmark(&self, id: &SessionId) {
+        let mut state = self.lock();
+        state.claiming.remove(id);
+        state.unrecorded.remove(id);
+    }
+
+    /// Unmarks a create of `id` whose session is in the registry: its
+    /// claim is still renewed, until [`Forgets::recorded`].
+    pub fn created(&self, id: &SessionId) {
         self.lock().claiming.remove(id);
+    }
+
+    /// The first record of the session `id` went through (its claim is
+    /// permanent), or the session was forgotten: its claim is renewed no
+    /// more, unless a create of the id is under way here.
+    pub fn recorded(&self, id: &SessionId) {
+        let mut state = self.lock();
+        if !state.claiming.contains(id) {
+            state.unrecorded.remove(id);
+        }
     }
 
     /// Waits, at most `bound`, until no forget of `id` is pending, then
@@ -108,6 +132,7 @@ impl Forgets {
                     let mut state = self.lock();
                     if !state.pending.contains_key(id) {
                         return if state.claiming.insert(id.clone()) {
+                            state.unrecorded.insert(id.clone());
                             Mark::Marked
                         } else {
                             Mark::Claiming
@@ -216,6 +241,31 @@ mod tests {
         forgets.unmark(&id);
         assert!(!forgets.claiming(&id));
         assert_eq!(forgets.settle_and_mark(&id, bound).await, Mark::Marked);
+    }
+
+    #[tokio::test]
+    async fn a_claim_is_renewed_from_its_mark_until_its_first_record() {
+        let (forgets, id) = (Forgets::default(), SessionId::new("x").unwrap());
+        let bound = Duration::from_secs(5);
+        assert_eq!(forgets.settle_and_mark(&id, bound).await, Mark::Marked);
+        forgets.recorded(&id);
+        assert_eq!(
+            forgets.claims_to_renew(),
+            vec![id.clone()],
+            "a create under way keeps it"
+        );
+        forgets.created(&id);
+        assert!(!forgets.claiming(&id));
+        assert_eq!(
+            forgets.claims_to_renew(),
+            vec![id.clone()],
+            "renewed until the first record"
+        );
+        forgets.recorded(&id);
+        assert!(forgets.claims_to_renew().is_empty());
+        assert_eq!(forgets.settle_and_mark(&id, bound).await, Mark::Marked);
+        forgets.unmark(&id);
+        assert!(forgets.claims_to_renew().is_empty(), "a failed create's is not");
     }
 
     #[tokio::test]
