@@ -112,8 +112,10 @@ async fn beat(c: &Arc<Cluster>, view: &mut View, register: &mut bool) -> RedisRe
 /// [`mod@claim`]), and the record written, unless its incarnation has a
 /// tombstone (deleted elsewhere while this node was cut off), or another
 /// node claimed the id for another incarnation (the id was taken again
-/// since). A claim by another node for the same incarnation (this node
-/// restarted under a new name) is taken over. Each record written is
+/// since, or a create of it is under way there: its claim still expires,
+/// see [`mod@claim`]). Another node's permanent claim for the same
+/// incarnation, or with no record (this node restarted under a new name),
+/// is taken over. Each record written is
 /// noted in the change log (`KEYS[3]`). Then the liveness key (`KEYS[2]`)
 /// is set. Answers the ids refused for a tombstone, and those refused as
 /// taken.
@@ -135,7 +137,8 @@ for i = 4, #KEYS, 2 do
     elseif owner then
       local old = redis.call('HGET', KEYS[1], id)
       local ok, r = pcall(cjson.decode, old or 'null')
-      if old and (not ok or r == nil or r.info == nil or r.info.epoch ~= epoch) then
+      if redis.call('PTTL', KEYS[i + 1]) > 0
+        or (old and (not ok or r == nil or r.info == nil or r.info.epoch ~= epoch)) then
         table.insert(taken, id)
         mine = false
       else
@@ -359,3 +362,6 @@ fn log_change(p: &mut redis::Pipeline, id: &SessionId) {
         .arg(id.as_str())
         .ignore();
 }
+
+#[cfg(test)]
+mod tests;
