@@ -4,7 +4,8 @@
 //! A session this node deleted is forgotten in one script ([`FORGET`]):
 //! its record (only this node's, of an incarnation the registry no longer
 //! holds), its stream, the change-log entry that tells the other nodes,
-//! and its claim (only while no local session has the id), in one step
+//! and its claim (only while no local session has the id, nor a create of
+//! it is under way here), in one step
 //! that an out-of-memory Redis cannot cut short. The registry asks for it
 //! as it removes the session ([`forget`], through `ClusterLink::forget`),
 //! so the forget is pending before the delete answers. Each forget runs in its own task, one per
