@@ -3,7 +3,8 @@
 //! removes a claim. Each test plays one interleaving on real nodes, one of
 //! them (A) joined through a proxy that holds a command back
 //! (`common::redis_proxy`), and checks that the id can be created again on
-//! the other node (B). (That a forget leaves the claim of a create still
+//! the other node (B); two check what this node does beside it (a late
+//! claim on a later session's, a publisher whose id was taken). (That a forget leaves the claim of a create still
 //! under way on its node is tested in `cluster::directory::claim`'s unit
 //! tests: that window is the create's program start, which a test cannot
 //! hold open without stalling the node.)
@@ -225,4 +226,70 @@ async fn a_registration_that_lands_after_its_sessions_forget_leaves_the_id_free(
         String::from_utf8_lossy(&reply)
     );
     p.b_creates("echo").await;
+}
+
+/// A session's record finds its id taken by another node's claim (its
+/// create's claim expired, or Redis lost it and another node claimed the
+/// id): its publisher ended for good. When a later registration found the
+/// id free again and wrote the session back, its output no longer reached
+/// Redis. Now the publisher waits for that registration and goes on.
+#[tokio::test]
+async fn a_session_whose_id_was_taken_publishes_again_once_registered_again() {
+    let redis = TestRedis::start().await;
+    let hb = HEARTBEAT_MS.to_string();
+    let env = [
+        ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
+        ("TERMSTREAM_CLUSTER_LOST_MS", "60000"),
+    ];
+    let a = TestServer::start_logged(&["--cluster", &redis.url()], &env).await;
+    assert!(ready(&a, T).await, "the node did not become ready");
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let info = a
+        .create(json!({"id":"ticks","argv":["/bin/sh","-c","while :; do echo tick; sleep 0.05; done"]}))
+        .await;
+    let epoch = info["epoch"].as_str().expect("an epoch").to_owned();
+    let stream = format!("termstream:out:ticks:{epoch}");
+    let claim = "termstream:id:ticks";
+    let node: String = redis::cmd("GET").arg(claim).query_async(&mut conn).await.expect("GET");
+
+    // Another node's claim, as if it had created the id meanwhile.
+    let _: () = redis::cmd("SET")
+        .arg(claim)
+        .arg("other")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let taken = common::wait_until(T, || async { a.log().contains("has taken this session's id") }).await;
+    assert!(taken, "a put found the id taken: {}", a.log());
+
+    // The id is free again, and the node registers again (its liveness
+    // key is gone, as after Redis came back empty).
+    let _: () = redis::cmd("DEL")
+        .arg(claim)
+        .arg(format!("termstream:node:{node}"))
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    let registered = common::wait_until(T, || async {
+        let owner: Option<String> = redis::cmd("GET")
+            .arg(claim)
+            .query_async(&mut conn.clone())
+            .await
+            .expect("GET");
+        owner.as_deref() == Some(node.as_str())
+    })
+    .await;
+    assert!(registered, "the registration claimed the id again");
+    let len = || async {
+        let n: u64 = redis::cmd("XLEN")
+            .arg(&stream)
+            .query_async(&mut conn.clone())
+            .await
+            .expect("XLEN");
+        n
+    };
+    let from = len().await;
+    let grows = common::wait_until(T, || async { len().await > from + 5 }).await;
+    assert!(grows, "the session's output reaches Redis again (stream length {from})");
 }

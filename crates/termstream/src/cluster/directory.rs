@@ -256,12 +256,23 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'id', ARGV[1])
 return 1
 "#;
 
-/// Writes a local session's record; `false` when the session was deleted
-/// through another node while this one was cut off, and is deleted here
-/// now (see [`delete_here`]), or when another node's session took its id
-/// (its claim expired before this first record: it stays on this node
-/// only, as after a registration that found it taken).
-pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<bool> {
+/// What came of a [`put`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Put {
+    /// The record is written.
+    Written,
+    /// The session was deleted through another node while this one was cut
+    /// off, and is deleted here now (see [`delete_here`]).
+    Deleted,
+    /// Another node's session took its id (its claim expired before this
+    /// first record, or Redis lost it): nothing is written, and the session
+    /// stays on this node only, as after a registration that found it
+    /// taken, until a registration finds the id free again.
+    Taken,
+}
+
+/// Writes a local session's record.
+pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<Put> {
     let (id, epoch) = (info.id.clone(), info.epoch);
     let script = redis::Script::new(PUT);
     let mut invocation = script.prepare_invoke();
@@ -283,17 +294,17 @@ pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<bool> {
         Ok(_) => c.forgets.recorded(&id),
     }
     match written? {
-        1 => Ok(true),
+        1 => Ok(Put::Written),
         2 => {
             tracing::warn!(
                 session = %id,
                 "another node's session has taken this session's id: it stays on this node only"
             );
-            Ok(false)
+            Ok(Put::Taken)
         }
         _ => {
             tokio::spawn(delete_here(c.clone(), id, epoch));
-            Ok(false)
+            Ok(Put::Deleted)
         }
     }
 }

@@ -41,6 +41,19 @@ enum Stop {
     Deleted,
     /// Look again where the stream ends, then go on.
     Resync,
+    /// Another node's session has the id ([`directory::Put::Taken`]): wait
+    /// for the next registration, which may find it free (Redis came back
+    /// empty, or the other session was deleted), then resync.
+    Taken,
+}
+
+/// How following stops after a put; `None`: it goes on.
+fn stop(put: directory::Put) -> Option<Stop> {
+    match put {
+        directory::Put::Written => None,
+        directory::Put::Deleted => Some(Stop::Deleted),
+        directory::Put::Taken => Some(Stop::Taken),
+    }
 }
 
 /// Publishes one local session's output until it is deleted.
@@ -65,12 +78,36 @@ pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
         match follow(&c, &handle, &mut registered, &mut failures).await {
             Ok(Stop::Deleted) => return drop_stream(&c, &handle).await,
             Ok(Stop::Resync) => failures = 0,
+            Ok(Stop::Taken) => {
+                failures = 0;
+                if !taken(&mut registered, &handle).await {
+                    return drop_stream(&c, &handle).await;
+                }
+            }
             Err(e) => {
                 if failures == 0 {
                     tracing::warn!(session = %handle.id(), error = %e, "publishing the session to the cluster's Redis failed; trying again");
                 }
                 failures += 1;
                 wait_to_retry(&c, &mut registered, failures).await;
+            }
+        }
+    }
+}
+
+/// Waits, after a put found the id taken by another node's session, for
+/// the next registration (`true`), or for the session's end (`false`):
+/// the publisher ended for good before, and a session that a registration
+/// later wrote to Redis (the id free again) had no output there.
+async fn taken(registered: &mut tokio::sync::watch::Receiver<u64>, handle: &SessionHandle) -> bool {
+    let mut info = handle.watch_info();
+    loop {
+        tokio::select! {
+            changed = registered.changed() => return changed.is_ok(),
+            changed = info.changed() => {
+                if changed.is_err() {
+                    return false;
+                }
             }
         }
     }
@@ -222,8 +259,8 @@ async fn follow(
     registered.mark_unchanged();
     let mut info = handle.watch_info();
     let first = info.borrow_and_update().clone();
-    if !directory::put(c, first).await? {
-        return Ok(Stop::Deleted);
+    if let Some(stop) = stop(directory::put(c, first).await?) {
+        return Ok(stop);
     }
     let start = stream_end(c, handle.id(), handle.epoch()).await?;
     let mut out = Appender {
@@ -305,13 +342,13 @@ async fn follow(
                 // most once a heartbeat.
                 if !ended && last_put.elapsed() >= c.heartbeat {
                     last_put = std::time::Instant::now();
-                    if !directory::put(c, handle.info()).await? {
-                        return Ok(Stop::Deleted);
+                    if let Some(stop) = stop(directory::put(c, handle.info()).await?) {
+                        return Ok(stop);
                     }
                 }
                 if ended {
-                    if !directory::put(c, handle.info()).await? {
-                        return Ok(Stop::Deleted);
+                    if let Some(stop) = stop(directory::put(c, handle.info()).await?) {
+                        return Ok(stop);
                     }
                     return idle(c, registered, &mut info).await;
                 }
@@ -321,8 +358,8 @@ async fn follow(
                     return Ok(Stop::Deleted);
                 }
                 let now = info.borrow_and_update().clone();
-                if !directory::put(c, now).await? {
-                    return Ok(Stop::Deleted);
+                if let Some(stop) = stop(directory::put(c, now).await?) {
+                    return Ok(stop);
                 }
             }
             _ = registered.changed() => return Ok(Stop::Resync),
@@ -374,8 +411,8 @@ async fn idle(
                     return Ok(Stop::Deleted);
                 }
                 let now = info.borrow_and_update().clone();
-                if !directory::put(c, now).await? {
-                    return Ok(Stop::Deleted);
+                if let Some(stop) = stop(directory::put(c, now).await?) {
+                    return Ok(stop);
                 }
             }
             _ = registered.changed() => return Ok(Stop::Resync),
