@@ -3,11 +3,12 @@
 //! removes a claim. Each test plays one interleaving on real nodes, one of
 //! them (A) joined through a proxy that holds a command back
 //! (`common::redis_proxy`), and checks that the id can be created again on
-//! the other node (B); two check what this node does beside it (a late
-//! claim on a later session's, a publisher whose id was taken). (That a forget leaves the claim of a create still
-//! under way on its node is tested in `cluster::directory::claim`'s unit
-//! tests: that window is the create's program start, which a test cannot
-//! hold open without stalling the node.)
+//! the other node (B); two check what a node does about a claim of its
+//! own (a late claim landing on a later session's, a publisher whose id
+//! was taken). (That a forget leaves the claim of a create still under
+//! way on its node is tested in `cluster::directory::claim`'s unit tests:
+//! that window is the create's program start, which a test cannot hold
+//! open without stalling the node.)
 //!
 //! A command held back is sent to Redis by the proxy on a connection of
 //! its own when the test releases it (its node gave up on it and dropped
