@@ -3,9 +3,9 @@
 //! removes a claim. Each test plays one interleaving on real nodes, one of
 //! them (A) joined through a proxy that holds a command back
 //! (`common::redis_proxy`), and checks that the id can be created again on
-//! the other node (B); two check what a node does about a claim of its
+//! the other node (B); three check what a node does about a claim of its
 //! own (a late claim landing on a later session's, a publisher whose id
-//! was taken). (That a forget leaves the claim of a create still under
+//! a permanent or an expiring claim of another node took). (That a forget leaves the claim of a create still under
 //! way on its node is tested in `cluster::directory::claim`'s unit tests:
 //! that window is the create's program start, which a test cannot hold
 //! open without stalling the node.)
@@ -293,4 +293,62 @@ async fn a_session_whose_id_was_taken_publishes_again_once_registered_again() {
     let from = len().await;
     let grows = common::wait_until(T, || async { len().await > from + 5 }).await;
     assert!(grows, "the session's output reaches Redis again (stream length {from})");
+}
+
+/// As above, but the claim that holds the id is one that expires (another
+/// node's create of it under way, or a node that died in one, or this
+/// node's former name after a restart within the expiry), and no
+/// registration follows its expiry. The publisher waited for a
+/// registration only, so the session stayed out of the cluster for good;
+/// now it puts again every `lost_after`, and writes once the claim is gone.
+#[tokio::test]
+async fn a_session_whose_id_an_expiring_claim_held_publishes_again_once_it_expired() {
+    let redis = TestRedis::start().await;
+    let hb = HEARTBEAT_MS.to_string();
+    let env = [
+        ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
+        ("TERMSTREAM_CLUSTER_LOST_MS", "1500"),
+    ];
+    let a = TestServer::start_logged(&["--cluster", &redis.url()], &env).await;
+    assert!(ready(&a, T).await, "the node did not become ready");
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let info = a
+        .create(json!({"id":"ticks","argv":["/bin/sh","-c","while :; do echo tick; sleep 0.05; done"]}))
+        .await;
+    let epoch = info["epoch"].as_str().expect("an epoch").to_owned();
+    let stream = format!("termstream:out:ticks:{epoch}");
+    let claim = "termstream:id:ticks";
+
+    // Another node's claim, expiring as a create's does.
+    let _: () = redis::cmd("SET")
+        .arg(claim)
+        .arg("other")
+        .arg("PX")
+        .arg(2000)
+        .query_async(&mut conn.clone())
+        .await
+        .expect("SET");
+    let taken = common::wait_until(T, || async { a.log().contains("has taken this session's id") }).await;
+    assert!(taken, "a put found the id taken: {}", a.log());
+    let len = || async {
+        let n: u64 = redis::cmd("XLEN")
+            .arg(&stream)
+            .query_async(&mut conn.clone())
+            .await
+            .expect("XLEN");
+        n
+    };
+    let from = len().await;
+    let grows = common::wait_until(T, || async { len().await > from + 5 }).await;
+    assert!(grows, "the session's output reaches Redis again (stream length {from})");
+    let owner: Option<String> = redis::cmd("GET")
+        .arg(claim)
+        .query_async(&mut conn.clone())
+        .await
+        .expect("GET");
+    assert!(
+        owner.is_some_and(|o| o != "other"),
+        "the session's put claimed the id again"
+    );
 }

@@ -264,10 +264,12 @@ pub enum Put {
     /// The session was deleted through another node while this one was cut
     /// off, and is deleted here now (see [`delete_here`]).
     Deleted,
-    /// Another node's session took its id (its claim expired before this
-    /// first record, or Redis lost it): nothing is written, and the session
-    /// stays on this node only, as after a registration that found it
-    /// taken, until a registration finds the id free again.
+    /// Another node's claim holds its id (this node's claim expired before
+    /// this first record, or Redis lost it, and another node created the
+    /// id; or a claim of a create there still expires): nothing is written,
+    /// and the session stays on this node only, as after a registration
+    /// that found it taken, until a registration or a later put (its
+    /// publisher tries again every `lost_after`) finds the id free again.
     Taken,
 }
 

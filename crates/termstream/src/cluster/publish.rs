@@ -41,9 +41,10 @@ enum Stop {
     Deleted,
     /// Look again where the stream ends, then go on.
     Resync,
-    /// Another node's session has the id ([`directory::Put::Taken`]): wait
+    /// Another node's claim has the id ([`directory::Put::Taken`]): wait
     /// for the next registration, which may find it free (Redis came back
-    /// empty, or the other session was deleted), then resync.
+    /// empty, or the other session was deleted), or `lost_after`, after
+    /// which that claim may have expired (see [`taken`]), then resync.
     Taken,
 }
 
@@ -80,7 +81,7 @@ pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
             Ok(Stop::Resync) => failures = 0,
             Ok(Stop::Taken) => {
                 failures = 0;
-                if !taken(&mut registered, &handle).await {
+                if !taken(&c, &mut registered, &handle).await {
                     return drop_stream(&c, &handle).await;
                 }
             }
@@ -95,15 +96,24 @@ pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
     }
 }
 
-/// Waits, after a put found the id taken by another node's session, for
-/// the next registration (`true`), or for the session's end (`false`):
-/// the publisher ended for good before, and a session that a registration
-/// later wrote to Redis (the id free again) had no output there.
-async fn taken(registered: &mut tokio::sync::watch::Receiver<u64>, handle: &SessionHandle) -> bool {
+/// Waits, after a put found the id taken by another node's claim, for the
+/// next registration or `lost_after` (`true`: put again), or for the
+/// session's end (`false`). The publisher ended for good before, and a
+/// session that a registration later wrote to Redis (the id free again)
+/// had no output there. A registration alone is not enough: the claim may
+/// be one that expires (another node's create of the id, under way or
+/// dead with it, or a node that restarted under a new name within the
+/// expiry), and no registration follows its expiry in steady state. A put
+/// writes only when the claim is missing or this node's, so one every
+/// `lost_after` is safe, and cheap.
+async fn taken(c: &Cluster, registered: &mut tokio::sync::watch::Receiver<u64>, handle: &SessionHandle) -> bool {
     let mut info = handle.watch_info();
+    let again = tokio::time::sleep(c.lost_after);
+    tokio::pin!(again);
     loop {
         tokio::select! {
             changed = registered.changed() => return changed.is_ok(),
+            () = &mut again => return true,
             changed = info.changed() => {
                 if changed.is_err() {
                     return false;
