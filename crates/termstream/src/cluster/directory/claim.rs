@@ -84,11 +84,13 @@ pub async fn claim(c: &Arc<Cluster>, id: &SessionId) -> Result<(), ClaimError> {
         Mark::Claiming => return Err(ClaimError::Duplicate(id.clone())),
     }
     // Marked: no session with the id can enter the registry but this
-    // create's, so a local one now is an older one.
+    // create's, so a local one now is an older one. Its claim is renewed
+    // as before (until its first record): only the mark goes.
     if forget::local(c, id) {
-        c.forgets.unmark(id);
+        c.forgets.created(id);
         return Err(ClaimError::Duplicate(id.clone()));
     }
+    c.forgets.renew(id);
     // Connected first: a claim that could not be sent needs no forget.
     let mut conn = match c.redis.conn().await {
         Ok(conn) => conn,
@@ -186,7 +188,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use termstream_proto::SessionId;
+    use termstream_proto::{CreateSession, SessionId, SessionKind};
 
     use crate::cluster::directory::{claim, forget, release};
     use crate::cluster::test_redis::TestRedis;
@@ -305,5 +307,47 @@ mod tests {
         let owner: Option<String> = redis.query(redis::cmd("GET").arg(&key)).await.expect("GET");
         assert_eq!(owner, None, "the claim is released");
         assert!(claim(&cluster, &id).await.is_ok(), "the id can be created again");
+    }
+
+    /// A create refused (409) because a local session has the id, whose
+    /// first record has not gone through yet, leaves that session's claim
+    /// renewed by the heartbeat: the refusal removed it from the renewed
+    /// ones before, and the claim could expire under the session. No Redis
+    /// here (the node cannot reach one): nothing records the session, and
+    /// the refusal asks Redis nothing.
+    #[tokio::test]
+    async fn a_create_refused_for_a_local_session_leaves_its_claim_renewed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            spare_sessions: 0,
+            ..Config::default()
+        };
+        let registry = Registry::load(Arc::new(config)).expect("registry");
+        let cluster = Cluster::start("redis://127.0.0.1:1", registry).expect("cluster");
+        let id = SessionId::new("dup").unwrap();
+
+        // The first create's steps, up to its session in the registry.
+        let marked = cluster.forgets.settle_and_mark(&id, forget::SETTLE).await;
+        assert_eq!(marked, forget::Mark::Marked);
+        cluster.forgets.renew(&id);
+        let req = CreateSession {
+            id: Some(id.clone()),
+            kind: Some(SessionKind::Command),
+            argv: Some(vec!["cat".into()]),
+            ..Default::default()
+        };
+        cluster.registry.create(req).expect("the session starts");
+        cluster.forgets.created(&id);
+        assert_eq!(cluster.forgets.claims_to_renew(), vec![id.clone()]);
+
+        let second = claim(&cluster, &id).await;
+        assert!(matches!(second, Err(ClaimError::Duplicate(_))), "{second:?}");
+        assert!(!cluster.forgets.claiming(&id), "the refused create is unmarked");
+        assert_eq!(
+            cluster.forgets.claims_to_renew(),
+            vec![id.clone()],
+            "the session's claim is still renewed"
+        );
     }
 }

@@ -51,10 +51,12 @@ struct State {
     /// the create's), the heartbeat keeps its claim from expiring, and a
     /// second create of the id here is refused at once.
     claiming: HashSet<SessionId>,
-    /// The ids whose claim the heartbeat renews: each create's, from its
-    /// mark until its session's first record went through (which makes
-    /// the claim permanent), or until the create failed or its session
-    /// was forgotten. A superset of `claiming`.
+    /// The ids whose claim the heartbeat renews: each create's, from just
+    /// before its claim is sent ([`Forgets::renew`]) until its session's
+    /// first record went through (which makes the claim permanent), or
+    /// until the create failed or its session was forgotten. Not touched
+    /// by a create refused for a local session with the id: that
+    /// session's claim is renewed as before.
     unrecorded: HashSet<SessionId>,
 }
 
@@ -105,9 +107,18 @@ impl Forgets {
     }
 
     /// Unmarks a create of `id` whose session is in the registry: its
-    /// claim is still renewed, until [`Forgets::recorded`].
+    /// claim is still renewed, until [`Forgets::recorded`]. Also a create
+    /// refused before its claim (a local session has the id): the claim
+    /// is that session's, and is renewed as it was before the mark.
     pub fn created(&self, id: &SessionId) {
         self.lock().claiming.remove(id);
+    }
+
+    /// Has the heartbeat renew the claim of the create of `id` (marked):
+    /// from before its claim is sent until [`Forgets::recorded`], or the
+    /// create failed ([`Forgets::unmark`]).
+    pub fn renew(&self, id: &SessionId) {
+        self.lock().unrecorded.insert(id.clone());
     }
 
     /// The first record of the session `id` went through (its claim is
@@ -123,6 +134,7 @@ impl Forgets {
     /// Waits, at most `bound`, until no forget of `id` is pending, then
     /// marks a create of `id` under way, in the same step as the last look:
     /// a forget begun before is done, and one begun after sees the mark.
+    /// Its claim is renewed only from [`Forgets::renew`].
     pub async fn settle_and_mark(&self, id: &SessionId, bound: Duration) -> Mark {
         // Subscribed before the first look: no end is missed.
         let mut done = self.done.subscribe();
@@ -132,7 +144,6 @@ impl Forgets {
                     let mut state = self.lock();
                     if !state.pending.contains_key(id) {
                         return if state.claiming.insert(id.clone()) {
-                            state.unrecorded.insert(id.clone());
                             Mark::Marked
                         } else {
                             Mark::Claiming
@@ -248,6 +259,7 @@ mod tests {
         let (forgets, id) = (Forgets::default(), SessionId::new("x").unwrap());
         let bound = Duration::from_secs(5);
         assert_eq!(forgets.settle_and_mark(&id, bound).await, Mark::Marked);
+        forgets.renew(&id);
         forgets.recorded(&id);
         assert_eq!(
             forgets.claims_to_renew(),
@@ -264,6 +276,7 @@ mod tests {
         forgets.recorded(&id);
         assert!(forgets.claims_to_renew().is_empty());
         assert_eq!(forgets.settle_and_mark(&id, bound).await, Mark::Marked);
+        forgets.renew(&id);
         forgets.unmark(&id);
         assert!(forgets.claims_to_renew().is_empty(), "a failed create's is not");
     }
