@@ -12,8 +12,9 @@
 //! Keys (all under `termstream:`):
 //! - `node:<node>`: the node's liveness, expiring after `cluster_lost_ms`;
 //! - `id:<session>`: the claim of a session id, valued the owner's name;
-//!   expiring after `cluster_lost_ms` until the session's first record
-//!   (renewed while its create is under way), then permanent;
+//!   expiring after four times `cluster_lost_ms` (at least 4 s), renewed by
+//!   the heartbeat from its create until the session's first record, then
+//!   permanent;
 //! - `dir`: a hash of session id → record (owner and info, JSON);
 //! - `dirlog`: a stream of the ids of the records written or removed, in
 //!   order, for nodes to read only what changed;

@@ -9,8 +9,9 @@
 //! session's first record went through ([`renew`]), and that record
 //! ([`super::put`]) or a registration ([`super::REGISTER`]) makes it
 //! permanent. So a create's claim expires under it only when this node
-//! is cut off from Redis (no renewal reaches it) for longer than the
-//! expiry. So a claim that reaches Redis late, after the create gave
+//! is cut off from Redis, or Redis refuses writes (out of memory:
+//! `maxmemory`), so that no renewal reaches it, for longer than the
+//! expiry. And a claim that reaches Redis late, after the create gave
 //! it up (its `SET` held up in the network past its timeout and the
 //! forget that followed), expires by itself instead of keeping the id
 //! taken on every node for good; as does the claim of a node that died
@@ -142,9 +143,11 @@ pub fn created(c: &Arc<Cluster>, id: &SessionId, epoch: Epoch) {
 }
 
 /// How long a create's claim lives unrenewed, in ms: four times
-/// `lost_after` (at least a second), as a request list: a heartbeat that
-/// is late, or a first record that waits for a Redis slow to answer, does
-/// not lose it; a node cut off from Redis for that long does.
+/// `lost_after`, taken as at least a second (so at least 4 s), as long as
+/// a list of requests to a node lives: a heartbeat that is late, or a
+/// first record that waits for a Redis slow to answer, does not lose it; a
+/// node cut off from Redis for that long, or a Redis refusing writes (out
+/// of memory) that long, does.
 pub(super) fn expiry(c: &Cluster) -> u64 {
     (c.lost_after.as_millis() as u64).max(1000) * 4
 }
@@ -172,17 +175,21 @@ pub(super) async fn renew(c: &Cluster) -> RedisResult<()> {
     renewed.map(drop)
 }
 
-/// A create's claim, while the create is under way on its node (claimed,
-/// its session not in the registry yet): no forget on that node takes it,
-/// and the heartbeat keeps it from expiring. A forget took it before (a
-/// second create of the id there whose claim went unanswered starts one,
-/// as does a registration that wrote back a session deleted meanwhile),
-/// and another node could then create the same id beside it.
+/// The claims of creates under way, and of the sessions they created:
+/// - a forget on the node leaves a create's claim (claimed, its session
+///   not in the registry yet), and the heartbeat keeps it from expiring; a
+///   forget took it before (a second create of the id there whose claim
+///   went unanswered starts one, as does a registration that wrote back a
+///   session deleted meanwhile), and another node could then create the
+///   same id beside it;
+/// - a create that panics releases its claim and its mark;
+/// - a create refused for a local session with the id leaves that
+///   session's claim renewed until its first record.
 ///
-/// A real `redis-server` and a real [`Cluster`] over a registry in a
-/// temporary data dir, its heartbeat running. The create's window (its
-/// program starting) cannot be held open in a running server without
-/// stalling it, so the test plays the create's steps itself.
+/// Real `redis-server`s (none for the last) and a real [`Cluster`] over a
+/// registry in a temporary data dir, its heartbeat running. The create's
+/// window (its program starting) cannot be held open in a running server
+/// without stalling it, so the tests play the create's steps themselves.
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
