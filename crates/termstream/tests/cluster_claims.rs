@@ -176,9 +176,11 @@ async fn a_late_claim_leaves_the_claim_of_a_later_session_permanent() {
         "the late claim ran: {:?}",
         String::from_utf8_lossy(&reply)
     );
-    // Past the expiry the late claim asked for, the claim is still there,
-    // with none.
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(LOST_MS * 4 + 1000);
+    // The claim stays permanent. A late claim that gave it an expiry shows
+    // at once (PTTL above 0: the first look failed on the old code), so
+    // the claim is watched for 20 heartbeats (renewals run in each), not
+    // until the expiry the late claim asked for (4 × LOST_MS).
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(HEARTBEAT_MS * 20);
     while tokio::time::Instant::now() < deadline {
         let ttl = p.claim_ttl("again").await;
         assert_eq!(ttl, -1, "the claim of the running session stays permanent");
