@@ -353,4 +353,10 @@ async fn a_session_whose_id_an_expiring_claim_held_publishes_again_once_it_expir
         owner.is_some_and(|o| o != "other"),
         "the session's put claimed the id again"
     );
+    let log = a.log();
+    assert_eq!(
+        log.matches("has taken this session's id").count(),
+        1,
+        "said once, not at each put: {log}"
+    );
 }

@@ -297,13 +297,8 @@ pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<Put> {
     }
     match written? {
         1 => Ok(Put::Written),
-        2 => {
-            tracing::warn!(
-                session = %id,
-                "another node's session has taken this session's id: it stays on this node only"
-            );
-            Ok(Put::Taken)
-        }
+        // Its publisher says so, once while it lasts.
+        2 => Ok(Put::Taken),
         _ => {
             tokio::spawn(delete_here(c.clone(), id, epoch));
             Ok(Put::Deleted)

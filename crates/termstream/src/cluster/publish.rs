@@ -63,6 +63,9 @@ pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
     // Failures in a row, for the wait before the next try; reset once
     // following reaches the live events.
     let mut failures = 0u32;
+    // Whether the last put found the id taken: said once in the log, not
+    // at each put again (see [`taken`]).
+    let mut was_taken = false;
     loop {
         let never = *registered.borrow_and_update() == 0;
         if never {
@@ -76,11 +79,18 @@ pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
         if !still_local(&c, &handle) {
             return drop_stream(&c, &handle).await;
         }
-        match follow(&c, &handle, &mut registered, &mut failures).await {
+        match follow(&c, &handle, &mut registered, &mut failures, &mut was_taken).await {
             Ok(Stop::Deleted) => return drop_stream(&c, &handle).await,
             Ok(Stop::Resync) => failures = 0,
             Ok(Stop::Taken) => {
                 failures = 0;
+                if !was_taken {
+                    tracing::warn!(
+                        session = %handle.id(),
+                        "another node's session has taken this session's id: it stays on this node only"
+                    );
+                }
+                was_taken = true;
                 if !taken(&c, &mut registered, &handle).await {
                     return drop_stream(&c, &handle).await;
                 }
@@ -265,12 +275,16 @@ async fn follow(
     handle: &SessionHandle,
     registered: &mut tokio::sync::watch::Receiver<u64>,
     failures: &mut u32,
+    was_taken: &mut bool,
 ) -> RedisResult<Stop> {
     registered.mark_unchanged();
     let mut info = handle.watch_info();
     let first = info.borrow_and_update().clone();
     if let Some(stop) = stop(directory::put(c, first).await?) {
         return Ok(stop);
+    }
+    if std::mem::take(was_taken) {
+        tracing::info!(session = %handle.id(), "the session's id is free again: publishing the session to the cluster again");
     }
     let start = stream_end(c, handle.id(), handle.epoch()).await?;
     let mut out = Appender {
