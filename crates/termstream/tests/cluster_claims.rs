@@ -4,11 +4,13 @@
 //! them (A) joined through a proxy that holds a command back
 //! (`common::redis_proxy`), and checks that the id can be created again on
 //! the other node (B); three check what a node does about a claim of its
-//! own (a late claim landing on a later session's, a publisher whose id
-//! a permanent or an expiring claim of another node took). (That a forget leaves the claim of a create still under
-//! way on its node is tested in `cluster::directory::claim`'s unit tests:
-//! that window is the create's program start, which a test cannot hold
-//! open without stalling the node.)
+//! own (a late claim landing on a later session's, a publisher whose id a
+//! permanent or an expiring claim of another node took). (That a forget
+//! leaves the claim of a create still under way on its node is tested in
+//! `cluster::directory::claim`'s unit tests, written when holding a
+//! create's program start stalled the whole node; since creates run on
+//! the blocking pool, `tests/slow_start.rs` shows that window can be held
+//! open.)
 //!
 //! A command held back is sent to Redis by the proxy on a connection of
 //! its own when the test releases it (its node gave up on it and dropped
