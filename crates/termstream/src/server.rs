@@ -212,7 +212,7 @@ impl Server {
         tracing::info!("shutting down: terminating running sessions");
         self.registry.terminate_all().await;
         // In a cluster, the removals from Redis of sessions deleted here,
-        // hurried since `close` and tried while the sessions ended, get
+        // hurried since the signal and tried while the sessions ended, get
         // what is left of the same time.
         self.registry.settle_forgets(deadline).await;
         let closed = async {

@@ -120,7 +120,7 @@ impl AppState {
     ) -> Result<SessionHandle, ApiError> {
         let (registry, security, grant_) = (self.registry.clone(), self.security.clone(), grant.clone());
         // Never closed.
-        let _creator = CREATING.acquire().await;
+        let creator = CREATING.acquire().await;
         let made = tokio::task::spawn_blocking(move || {
             if !grant_.token {
                 return registry.create_unlaunched(req).map_err(ApiError::from);
@@ -134,6 +134,10 @@ impl AppState {
             Ok((handle, launch.expect("a created session has a launch")))
         })
         .await;
+        // Only the part on the blocking pool counts: the first record
+        // below has its own bound (`FIRST_WRITERS`), and its writes are
+        // shared by as many creates as reach it together.
+        drop(creator);
         // A panic in the create: logged and answered as `Registry::finish`
         // does for a panicked task.
         let (handle, launch) = made.map_err(|e| {
