@@ -1,6 +1,8 @@
 //! `termstream run` through a TCP proxy that cuts the connection again and
 //! again: the client reconnects by itself and resumes from the first offset
-//! it lacks, so every line arrives exactly once, in order.
+//! it lacks, so every line arrives exactly once, in order. Ctrl-C and
+//! timeouts with the server down; `run --tty` sends a window change made
+//! during an outage once it is back.
 
 mod common;
 
@@ -9,7 +11,7 @@ use std::sync::atomic::Ordering;
 use tokio::io::AsyncBufReadExt;
 
 use common::TestServer;
-use common::cli::{self, CuttingProxy};
+use common::cli::{self, CuttingProxy, GateProxy};
 
 #[tokio::test]
 async fn run_prints_every_line_once_across_cut_connections() {
@@ -229,4 +231,72 @@ async fn a_timeout_with_the_server_down_says_how_to_stop_waiting() {
     let line = told.ok().flatten().unwrap_or_else(|| panic!("no note: {said}"));
     assert!(line.contains("Ctrl-C twice within 1 s stops waiting"), "{line}");
     child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn run_tty_sends_a_window_change_made_while_away_after_it_reconnects() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut proxy = GateProxy::bind().await;
+    let server = TestServer::start_with(&["--allowed-host", &proxy.addr], &[]).await;
+    proxy.start(server.addr());
+    let (pty, pts) = pty_process::open().expect("a pty");
+    pty.resize(pty_process::Size::new(30, 100)).expect("resize");
+    let program = r#"while read -r l; do if [ "$l" = size ]; then stty size; else echo "got:$l"; fi; done"#;
+    let mut child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
+        .args(["run", "--tty", "--id", "rz", "--", "sh", "-c", program])
+        .env("TERMSTREAM_SERVER", format!("http://{}", proxy.addr))
+        .env_remove("TERMSTREAM_TOKEN")
+        .spawn_borrowed(&pts)
+        .expect("termstream starts");
+    let (mut reader, mut writer) = pty.into_split();
+    let mut seen = Vec::new();
+    writer.write_all(b"hello\r").await.unwrap();
+    read_until(&mut reader, &mut seen, "got:hello").await;
+    // An outage: every connection severed, new ones refused.
+    proxy.down();
+    writer.resize(pty_process::Size::new(40, 120)).expect("resize");
+    // The resize sent at the window change was refused.
+    let refused = common::wait_until(common::secs(10), || async { proxy.refused_one("/resize") }).await;
+    assert!(
+        refused,
+        "no resize tried while away: {:?}",
+        proxy.refused.lock().unwrap()
+    );
+    assert_eq!(server.info("rz").await["cols"], 100);
+    proxy.up();
+    // Back: the size is sent again (it stayed 100 x 30).
+    let resized = common::wait_until(common::secs(20), || async {
+        let info = server.info("rz").await;
+        info["cols"] == 120 && info["rows"] == 40
+    })
+    .await;
+    assert!(resized, "not resized after the reconnect: {}", server.info("rz").await);
+    writer.write_all(b"size\r").await.unwrap();
+    read_until(&mut reader, &mut seen, "40 120").await;
+    server.terminate("rz").await;
+    let status = tokio::time::timeout(common::secs(10), child.wait())
+        .await
+        .expect("run ends with its program")
+        .unwrap();
+    assert_eq!(status.code(), Some(129));
+
+    /// Reads the PTY into `seen` until it holds `needle` (10 s at most).
+    async fn read_until(from: &mut pty_process::OwnedReadPty, seen: &mut Vec<u8>, needle: &str) {
+        let found = tokio::time::timeout(common::secs(10), async {
+            while !String::from_utf8_lossy(seen).contains(needle) {
+                let mut buf = [0u8; 4096];
+                match from.read(&mut buf).await {
+                    Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                    _ => return false,
+                }
+            }
+            true
+        })
+        .await;
+        assert!(
+            matches!(found, Ok(true)),
+            "{needle:?} not seen: {:?}",
+            String::from_utf8_lossy(seen)
+        );
+    }
 }

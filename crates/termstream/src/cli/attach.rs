@@ -225,11 +225,7 @@ async fn follow(
                         }
                         leave.status_line(rows);
                     }
-                    Event::Connected { reconnect: true, .. } if !read_only => {
-                        if let Some((cols, rows)) = term::window_size() {
-                            let _ = conn.resize(id.clone(), cols, rows).await;
-                        }
-                    }
+                    Event::Connected { reconnect: true, .. } if !read_only => term::send_window_size(conn, &id).await,
                     Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id } if session_id.as_ref() == Some(&id) => {
                         break Err(Failure::from_socket(ErrorCode::SessionNotFound, message));
                     }

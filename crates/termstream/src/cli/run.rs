@@ -310,9 +310,16 @@ async fn stream(
                         reconnecting = true;
                         say!("lost the connection ({error}); reconnecting");
                     }
-                    Event::Connected { .. } if reconnecting => {
-                        reconnecting = false;
-                        say!("reconnected");
+                    Event::Connected { reconnect, .. } => {
+                        if reconnecting {
+                            reconnecting = false;
+                            say!("reconnected");
+                        }
+                        // A window change while the server was away was
+                        // not heard (its resize failed), as attach does.
+                        if reconnect && info.kind == SessionKind::Pty {
+                            term::send_window_size(&conn, &id).await;
+                        }
                     }
                     _ => {}
                 }

@@ -1,10 +1,13 @@
 //! The local terminal: raw mode that is always restored (on drop, on error
-//! and on panic), and the window size.
+//! and on panic), and the window size, which `attach` and `run --tty` send
+//! again after a reconnect.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use rustix::termios::{self, OptionalActions, Termios};
+use termstream_client::Connection;
+use termstream_proto::SessionId;
 
 /// The mode to restore, for the panic hook.
 static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
@@ -60,4 +63,12 @@ pub fn window_size() -> Option<(u16, u16)> {
         .ok()
         .and_then(from)
         .or_else(|| termios::tcgetwinsize(std::io::stdin()).ok().and_then(from))
+}
+
+/// Sends the local window size to session `id` over `conn`: after a
+/// reconnect, as a window change while the server was away was not heard.
+pub async fn send_window_size(conn: &Connection, id: &SessionId) {
+    if let Some((cols, rows)) = window_size() {
+        let _ = conn.resize(id.clone(), cols, rows).await;
+    }
 }

@@ -1,5 +1,6 @@
 //! Runs the real `termstream` binary as a client of a test server, with a
-//! bounded wait, and a TCP proxy that cuts its connections on purpose.
+//! bounded wait, a TCP proxy that cuts its connections on purpose, and one
+//! that can be taken down and up (an outage).
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -138,4 +139,87 @@ async fn relay(client: TcpStream, server: TcpStream, cut_after: usize, cuts: usi
     }
     let _ = cw.shutdown().await;
     let _ = up.await;
+}
+
+/// A TCP proxy in front of a server that can be taken down: [`GateProxy::down`]
+/// severs every connection it carries and then refuses new ones (after
+/// reading their first line, kept for the test); [`GateProxy::up`] lets them
+/// through again.
+pub struct GateProxy {
+    pub addr: String,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    severed: tokio::sync::watch::Sender<u64>,
+    /// The first line of each connection refused while down.
+    pub refused: Arc<std::sync::Mutex<Vec<String>>>,
+    listener: Option<TcpListener>,
+}
+
+impl GateProxy {
+    /// Binds the proxy's port (for the server's `--allowed-host`);
+    /// [`GateProxy::start`] then serves it, open.
+    pub async fn bind() -> GateProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        GateProxy {
+            addr: listener.local_addr().expect("addr").to_string(),
+            open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            severed: tokio::sync::watch::channel(0u64).0,
+            refused: Arc::default(),
+            listener: Some(listener),
+        }
+    }
+
+    pub fn start(&mut self, upstream: &str) {
+        let listener = self.listener.take().expect("started once");
+        let (upstream, gate, cut, said) = (
+            upstream.to_owned(),
+            self.open.clone(),
+            self.severed.clone(),
+            self.refused.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (upstream, mut cut, said) = (upstream.clone(), cut.subscribe(), said.clone());
+                let open = gate.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if !open {
+                        let mut buf = vec![0u8; 4096];
+                        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+                            .await
+                            .ok()
+                            .and_then(|r| r.ok())
+                            .unwrap_or(0);
+                        let line = String::from_utf8_lossy(&buf[..n])
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                            .to_owned();
+                        said.lock().unwrap().push(line);
+                        return;
+                    }
+                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+    }
+
+    /// Severs every connection and refuses new ones.
+    pub fn down(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.severed.send_modify(|n| *n += 1);
+    }
+
+    pub fn up(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a refused connection began with a line containing `needle`.
+    pub fn refused_one(&self, needle: &str) -> bool {
+        self.refused.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
 }
