@@ -137,6 +137,20 @@ pub fn main(global: GlobalArgs, command: ClientCommand, cmd: clap::Command) -> i
     report(result)
 }
 
+/// Writes `text` to stdout for a server verb (`token create`, `serve
+/// --print-config`) and gives the exit code: 141, quietly, when nobody
+/// reads any more (`termstream token create | true`), as the client verbs
+/// end; not `println!`, which panics there.
+pub fn print(text: &str) -> i32 {
+    let mut out = std::io::stdout();
+    let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    report(
+        written
+            .map(|()| exit::OK)
+            .map_err(|e| Failure::io("cannot write the output", e)),
+    )
+}
+
 /// The exit code of a verb's result, after its failure line if it has one.
 fn report(result: Result<i32, Failure>) -> i32 {
     match result {

@@ -3,6 +3,7 @@
 
 mod cli;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -149,35 +150,34 @@ fn main() -> anyhow::Result<()> {
     logging::init(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Token(TokenCommand::Create(args)) => {
-            token_create(args);
-            Ok(())
-        }
+        Command::Token(TokenCommand::Create(args)) => match cli::print(&token_create(args)) {
+            0 => Ok(()),
+            code => std::process::exit(code),
+        },
         Command::Client(_) => unreachable!("client verbs return above"),
     }
 }
 
-/// Prints a new token on the first line, then the TOML entry to add to the
+/// A new token on the first line, then the TOML entry to add to the
 /// config file. Only the hash is ever stored.
-fn token_create(args: TokenCreateArgs) {
+fn token_create(args: TokenCreateArgs) -> String {
+    use std::fmt::Write;
     use termstream::auth::token;
     let t = token::generate();
     let hash = token::hash(&t);
-    println!("{t}");
-    println!();
-    println!("# Add to the config file; the token above is shown only once.");
-    println!("[[tokens]]");
+    let mut s = format!("{t}\n\n# Add to the config file; the token above is shown only once.\n[[tokens]]\n");
     if let Some(name) = &args.name {
-        println!("name = {name:?}");
+        let _ = writeln!(s, "name = {name:?}");
     }
-    println!("sha256 = \"{hash}\"");
+    let _ = writeln!(s, "sha256 = \"{hash}\"");
     if args.admin {
-        println!("admin = true");
+        s.push_str("admin = true\n");
     } else {
         let access = if args.read_only { "read" } else { "write" };
         let projects: Vec<String> = args.project.iter().map(|p| format!("{p:?} = \"{access}\"")).collect();
-        println!("projects = {{ {} }}", projects.join(", "));
+        let _ = writeln!(s, "projects = {{ {} }}", projects.join(", "));
     }
+    s
 }
 
 /// Appends each `serve` setting's default to its help, from
@@ -212,12 +212,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let file = termstream::config::find_file(args.config.as_deref());
     let config = Config::load(file.as_deref(), &args)?;
     if args.print_config {
-        match &file {
-            Some(f) => println!("# config file: {}", f.display()),
-            None => println!("# no config file"),
-        }
-        print!("{}", config.to_toml_redacted());
-        return Ok(());
+        let head = match &file {
+            Some(f) => format!("# config file: {}\n", f.display()),
+            None => "# no config file\n".to_owned(),
+        };
+        return match cli::print(&(head + &config.to_toml_redacted())) {
+            0 => Ok(()),
+            code => std::process::exit(code),
+        };
     }
     if let Err(e) = termstream::confine::raise_fd_limit() {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
@@ -241,7 +243,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
         let addr = server.local_addr()?;
         // The first line on stdout is the address, for scripts and tests.
-        println!("listening on {}://{addr}", server.scheme());
+        // Not `println!`: a server whose stdout nobody reads serves on.
+        let _ = writeln!(std::io::stdout(), "listening on {}://{addr}", server.scheme());
         tracing::info!(%addr, "termstream is serving");
         // Under systemd (Type=notify) the unit counts as started now.
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);

@@ -132,7 +132,11 @@ async fn skip_gone(_client: &Client, id: &SessionId, e: termstream_client::Error
     match e {
         termstream_client::Error::Api { detail, .. } if detail.earliest_offset.is_some() => {
             let earliest = detail.earliest_offset.unwrap_or(0);
-            eprintln!("termstream: output of {id} before offset {earliest} is no longer held");
+            // Not `eprintln!`, which panics when stderr is gone.
+            let _ = writeln!(
+                std::io::stderr(),
+                "termstream: output of {id} before offset {earliest} is no longer held"
+            );
             Ok(earliest)
         }
         e => Err(Failure::new(exit::FAILURE, e.to_string())),
@@ -171,7 +175,10 @@ async fn follow(
                 to,
                 reason,
             } if session_id == id => {
-                eprintln!("termstream: output {from}..{to} of {id} is lost ({reason:?})");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "termstream: output {from}..{to} of {id} is lost ({reason:?})"
+                );
             }
             Event::Exit { session_id, .. } | Event::Detached { session_id } if session_id == id => break Ok(exit::OK),
             Event::ServerError {
