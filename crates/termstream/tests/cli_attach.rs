@@ -3,6 +3,7 @@
 //! changes on (the program sees the new `stty size`), detaches with the
 //! detach keys leaving the session running, and gives the local terminal its
 //! mode back; so does `run --tty` after a full-screen program was killed.
+//! With stdout a file (`> rec`), neither writes the mode resets into it.
 //! What `attach` prints is read through a screen model (avt), as a terminal
 //! would show it.
 
@@ -620,4 +621,48 @@ async fn run_tty_into_a_file_writes_only_the_programs_output() {
     assert_eq!(status.code(), Some(0));
     let written = std::fs::read(&log).unwrap();
     assert_eq!(String::from_utf8_lossy(&written), "made\r\n");
+}
+
+#[tokio::test]
+async fn attach_into_a_file_writes_no_mode_resets() {
+    // `termstream attach job > rec` from a terminal: the modes given back
+    // at the end are the terminal's, not the file's (the old attach ended
+    // the file with them, after leaving the alternate screen).
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"rec","argv":["sh","-c",PROGRAM],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("rec", "FULL", secs(10)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let (pty, pts) = pty_process::open().expect("a pty");
+    pty.resize(pty_process::Size::new(30, 100)).expect("resize");
+    let mut child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
+        .args(["attach", "rec"])
+        .env("TERMSTREAM_SERVER", server.url(""))
+        .env_remove("TERMSTREAM_TOKEN")
+        .stdout(std::fs::File::create(&rec).unwrap())
+        .spawn_borrowed(&pts)
+        .expect("termstream starts");
+    let (_reader, mut writer) = pty.into_split();
+    // Keys still reach the program (stdin is the terminal).
+    writer.write_all(b"hello\r").await.unwrap();
+    let typed = common::wait_until(secs(10), || async {
+        String::from_utf8_lossy(&std::fs::read(&rec).unwrap()).contains("got:hello")
+    })
+    .await;
+    assert!(typed, "{:?}", String::from_utf8_lossy(&std::fs::read(&rec).unwrap()));
+    writer.write_all(b"\x1cd").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("detached")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let written = String::from_utf8_lossy(&std::fs::read(&rec).unwrap()).into_owned();
+    assert!(
+        written.ends_with("got:hello\r\n\r\n[detached (from session rec)]\n"),
+        "{written:?}"
+    );
+    assert!(!written.contains("\x1b[?1049l"), "{written:?}");
+    server.terminate("rec").await;
 }

@@ -85,6 +85,10 @@ pub async fn attach_session(
         // Resize first, so the snapshot is drawn at our size.
         let _ = client.resize(&id, cols, rows).await;
     }
+    // Asked before raw mode: the modes given back at the end and the
+    // status line while the server is away are the terminal's; they are
+    // not written into a file (`termstream attach job > rec`).
+    let screen = std::io::stdout().is_terminal();
     let raw = term::RawMode::enter().map_err(|e| Failure::io("cannot put the terminal in raw mode", e))?;
     let (conn, events) = Connection::open(client.clone(), ConnectOptions::default());
     let mut leave = Leave::default();
@@ -93,11 +97,17 @@ pub async fn attach_session(
         // Asked now: a hung-up terminal is no longer one.
         terminal: raw.is_some() && std::io::stdout().is_terminal(),
         raw: raw.is_some(),
+        screen,
     };
     let result = follow(&conn, events, id.clone(), watch, DetachKeys::new(keys), &mut leave).await;
     conn.close().await;
     let mut out = std::io::stdout();
-    let _ = out.write_all(&leave.bytes());
+    let end = if screen {
+        leave.bytes()
+    } else {
+        leave.line_break().to_vec()
+    };
+    let _ = out.write_all(&end);
     let _ = out.flush();
     drop(raw);
     let (line, code) = match result {
@@ -134,6 +144,8 @@ struct Watch {
     /// terminal back. Without it their default action stands
     /// (`nohup termstream attach job < /dev/null > rec &`).
     raw: bool,
+    /// Stdout is a terminal (raw or not): the status line is drawn on it.
+    screen: bool,
 }
 
 async fn follow(
@@ -212,7 +224,7 @@ async fn follow(
                         break Ok(if status == SessionStatus::Terminated { Reason::Terminated(code) } else { Reason::Exited(code) });
                     }
                     Event::Detached { session_id } if session_id == id => break Ok(Reason::Deleted),
-                    Event::Disconnected { retry_in, .. } => {
+                    Event::Disconnected { retry_in, .. } if watch.screen => {
                         // A status line on the bottom row; the snapshot after the
                         // reconnect draws over it.
                         let rows = term::window_size().map_or(24, |s| s.1);

@@ -178,19 +178,22 @@ impl Leave {
         out
     }
 
-    /// [`Leave::modes`], then the cursor put on a line of its own for a
-    /// closing line.
+    /// [`Leave::modes`], then [`Leave::line_break`].
     pub fn bytes(&self) -> Vec<u8> {
         let mut out = self.modes();
+        out.extend_from_slice(self.line_break());
+        out
+    }
+
+    /// What puts the cursor on a line of its own for a closing line
+    /// (nothing when it is at the start of one).
+    pub fn line_break(&self) -> &'static [u8] {
         let at_line_start = if self.alternate {
             self.line_start_before_alternate
         } else {
             self.line_start
         };
-        if !at_line_start {
-            out.extend_from_slice(b"\r\n");
-        }
-        out
+        if at_line_start { b"" } else { b"\r\n" }
     }
 }
 
