@@ -254,6 +254,10 @@ async fn run_tty_sends_a_window_change_made_while_away_after_it_reconnects() {
     read_until(&mut reader, &mut seen, "got:hello").await;
     // An outage: every connection severed, new ones refused.
     proxy.down();
+    // The client saw it (a reconnect refused): its pooled REST connections
+    // are gone too, so the resize below opens a new one, refused.
+    let away = common::wait_until(common::secs(10), || async { !proxy.refused.lock().unwrap().is_empty() }).await;
+    assert!(away, "no reconnect tried");
     writer.resize(pty_process::Size::new(40, 120)).expect("resize");
     // The resize sent at the window change was refused.
     let refused = common::wait_until(common::secs(10), || async { proxy.refused_one("/resize") }).await;
