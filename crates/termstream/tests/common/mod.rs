@@ -33,6 +33,7 @@ pub mod focus;
 pub mod metrics;
 pub mod nginx;
 mod procs;
+pub mod pty;
 pub mod redis;
 pub mod redis_proxy;
 mod rest;
