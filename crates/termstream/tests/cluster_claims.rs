@@ -233,6 +233,29 @@ async fn a_registration_that_lands_after_its_sessions_forget_leaves_the_id_free(
     p.b_creates("echo").await;
 }
 
+/// The claim of [`ticking_node`]'s session.
+const TICKS_CLAIM: &str = "termstream:id:ticks";
+
+/// A node with `cluster_lost_ms` = `lost_ms` on `redis`, running a session
+/// `ticks` that prints all the time; a connection to `redis`, and the key
+/// of the session's stream.
+async fn ticking_node(redis: &TestRedis, lost_ms: &str) -> (TestServer, MultiplexedConnection, String) {
+    let hb = HEARTBEAT_MS.to_string();
+    let env = [
+        ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
+        ("TERMSTREAM_CLUSTER_LOST_MS", lost_ms),
+    ];
+    let a = TestServer::start_logged(&["--cluster", &redis.url()], &env).await;
+    assert!(ready(&a, T).await, "the node did not become ready");
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let info = a
+        .create(json!({"id":"ticks","argv":["/bin/sh","-c","while :; do echo tick; sleep 0.05; done"]}))
+        .await;
+    let epoch = info["epoch"].as_str().expect("an epoch").to_owned();
+    (a, conn, format!("termstream:out:ticks:{epoch}"))
+}
+
 /// A session's record finds its id taken by another node's claim (its
 /// create's claim expired, or Redis lost it and another node claimed the
 /// id): its publisher ended for good. When a later registration found the
@@ -241,21 +264,8 @@ async fn a_registration_that_lands_after_its_sessions_forget_leaves_the_id_free(
 #[tokio::test]
 async fn a_session_whose_id_was_taken_publishes_again_once_registered_again() {
     let redis = TestRedis::start().await;
-    let hb = HEARTBEAT_MS.to_string();
-    let env = [
-        ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
-        ("TERMSTREAM_CLUSTER_LOST_MS", "60000"),
-    ];
-    let a = TestServer::start_logged(&["--cluster", &redis.url()], &env).await;
-    assert!(ready(&a, T).await, "the node did not become ready");
-    let client = redis::Client::open(redis.url()).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let info = a
-        .create(json!({"id":"ticks","argv":["/bin/sh","-c","while :; do echo tick; sleep 0.05; done"]}))
-        .await;
-    let epoch = info["epoch"].as_str().expect("an epoch").to_owned();
-    let stream = format!("termstream:out:ticks:{epoch}");
-    let claim = "termstream:id:ticks";
+    let (a, mut conn, stream) = ticking_node(&redis, "60000").await;
+    let claim = TICKS_CLAIM;
     let node: String = redis::cmd("GET").arg(claim).query_async(&mut conn).await.expect("GET");
 
     // Another node's claim, as if it had created the id meanwhile.
@@ -308,21 +318,8 @@ async fn a_session_whose_id_was_taken_publishes_again_once_registered_again() {
 #[tokio::test]
 async fn a_session_whose_id_an_expiring_claim_held_publishes_again_once_it_expired() {
     let redis = TestRedis::start().await;
-    let hb = HEARTBEAT_MS.to_string();
-    let env = [
-        ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
-        ("TERMSTREAM_CLUSTER_LOST_MS", "1500"),
-    ];
-    let a = TestServer::start_logged(&["--cluster", &redis.url()], &env).await;
-    assert!(ready(&a, T).await, "the node did not become ready");
-    let client = redis::Client::open(redis.url()).expect("redis url");
-    let conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let info = a
-        .create(json!({"id":"ticks","argv":["/bin/sh","-c","while :; do echo tick; sleep 0.05; done"]}))
-        .await;
-    let epoch = info["epoch"].as_str().expect("an epoch").to_owned();
-    let stream = format!("termstream:out:ticks:{epoch}");
-    let claim = "termstream:id:ticks";
+    let (a, conn, stream) = ticking_node(&redis, "1500").await;
+    let claim = TICKS_CLAIM;
 
     // Another node's claim, expiring as a create's does.
     let _: () = redis::cmd("SET")

@@ -1,8 +1,27 @@
 //! A real `redis-server` for the cluster's unit tests: on a free loopback
-//! port, nothing kept on disk, killed when dropped.
+//! port, nothing kept on disk, killed when dropped; and [`node`], a node's
+//! cluster on it.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use super::Cluster;
+use crate::config::Config;
+use crate::registry::Registry;
+
+/// A node's cluster on the Redis at `url`, with `config` but its data in a
+/// new folder (kept while the returned one lives) and no spare sessions.
+pub fn node(url: &str, config: Config) -> (tempfile::TempDir, Arc<Cluster>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        spare_sessions: 0,
+        ..config
+    };
+    let registry = Registry::load(Arc::new(config)).expect("registry");
+    (dir, Cluster::start(url, registry).expect("cluster"))
+}
 
 /// A `redis-server` child process, killed when dropped.
 pub struct TestRedis(Child, u16);

@@ -197,11 +197,10 @@ mod tests {
 
     use termstream_proto::{CreateSession, SessionId, SessionKind};
 
+    use crate::cluster::Link;
     use crate::cluster::directory::{claim, forget, release};
-    use crate::cluster::test_redis::TestRedis;
-    use crate::cluster::{Cluster, Link};
+    use crate::cluster::test_redis::{self, TestRedis};
     use crate::config::Config;
-    use crate::registry::Registry;
     use crate::registry::remote::{ClaimError, Claimed, ClusterLink};
 
     /// How long each wait here may take.
@@ -240,16 +239,14 @@ mod tests {
     #[tokio::test]
     async fn a_forget_leaves_the_claim_of_a_create_under_way_and_the_heartbeat_keeps_it() {
         let redis = TestRedis::start().await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            spare_sessions: 0,
-            cluster_heartbeat_ms: 50,
-            cluster_lost_ms: 1500,
-            ..Config::default()
-        };
-        let registry = Registry::load(Arc::new(config)).expect("registry");
-        let cluster = Cluster::start(&redis.url(), registry).expect("cluster");
+        let (_dir, cluster) = test_redis::node(
+            &redis.url(),
+            Config {
+                cluster_heartbeat_ms: 50,
+                cluster_lost_ms: 1500,
+                ..Config::default()
+            },
+        );
         let id = SessionId::new("twin").unwrap();
         let key = crate::cluster::redis::id_key(&id);
         let owner = || async {
@@ -289,14 +286,7 @@ mod tests {
     #[tokio::test]
     async fn a_create_that_panics_releases_its_claim() {
         let redis = TestRedis::start().await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            spare_sessions: 0,
-            ..Config::default()
-        };
-        let registry = Registry::load(Arc::new(config)).expect("registry");
-        let cluster = Cluster::start(&redis.url(), registry).expect("cluster");
+        let (_dir, cluster) = test_redis::node(&redis.url(), Config::default());
         let id = SessionId::new("panics").unwrap();
         let key = crate::cluster::redis::id_key(&id);
         let link: Arc<dyn ClusterLink> = Arc::new(Link(cluster.clone()));
@@ -324,14 +314,7 @@ mod tests {
     /// the refusal asks Redis nothing.
     #[tokio::test]
     async fn a_create_refused_for_a_local_session_leaves_its_claim_renewed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            spare_sessions: 0,
-            ..Config::default()
-        };
-        let registry = Registry::load(Arc::new(config)).expect("registry");
-        let cluster = Cluster::start("redis://127.0.0.1:1", registry).expect("cluster");
+        let (_dir, cluster) = test_redis::node("redis://127.0.0.1:1", Config::default());
         let id = SessionId::new("dup").unwrap();
 
         // The first create's steps, up to its session in the registry.

@@ -9,18 +9,15 @@
 //! and a real [`Cluster`] over a registry in a temporary data dir; the
 //! owners asked do not exist, and never answer.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use termstream_proto::{Epoch, SessionId};
 
 use super::{Pending, ask};
-use crate::cluster::Cluster;
 use crate::cluster::redis::requests_key;
-use crate::cluster::test_redis::TestRedis;
+use crate::cluster::test_redis::{self, TestRedis};
 use crate::cluster::wire::Op;
 use crate::config::Config;
-use crate::registry::Registry;
 
 fn slots(pending: &Pending) -> usize {
     pending.lock().len()
@@ -29,14 +26,7 @@ fn slots(pending: &Pending) -> usize {
 #[tokio::test]
 async fn a_dropped_caller_frees_its_slot_while_sending_and_while_awaiting_the_answer() {
     let redis = TestRedis::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        data_dir: dir.path().to_owned(),
-        spare_sessions: 0,
-        ..Config::default()
-    };
-    let registry = Registry::load(Arc::new(config)).expect("registry");
-    let cluster = Cluster::start(&redis.url(), registry).expect("cluster");
+    let (_dir, cluster) = test_redis::node(&redis.url(), Config::default());
     let session = SessionId::new("elsewhere").unwrap();
     let asking = |owner| {
         ask(
