@@ -33,7 +33,9 @@
 //! and all. A record is written only for a session already in the
 //! registry, so a session still being created has none. A session deleted
 //! while it is still launching is already in the registry, so its delete
-//! forgets it, claim and all, like any other.
+//! forgets its record like any other's; its claim stays while its create
+//! is under way (see below), and the create's end gives it up
+//! ([`super::claim::created`] finds the session gone and forgets again).
 //!
 //! No forget takes a claim that is in use here: a claim is valued the
 //! node's name (one per start), so it is this process's, and the process
