@@ -33,7 +33,7 @@ import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { ClipboardAddon } from '@xterm/addon-clipboard';
 import type { ExitInfo, SessionHandle, StreamMode, WebSocketClient } from '@termstream/client';
 import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
-import { formatExit, type SessionRow } from '../state/sessions';
+import { formatDuration, formatExit, type SessionRow } from '../state/sessions';
 import { currentTheme } from './theme';
 import { acquireWebgl, releaseWebgl } from './webgl';
 import { h } from './dom';
@@ -89,7 +89,10 @@ export class TermView {
   private readonly search = new SearchAddon();
   private readonly body: HTMLElement;
   private readonly titleEl: HTMLElement;
+  /** Says "catching up" while the view stopped taking output (flow control). */
   private readonly badgeEl: HTMLElement;
+  /** How the session ended: `exit 3 · 1s`, `SIGTERM · 2m 05s`; empty while it runs. */
+  private readonly endEl: HTMLElement;
   private readonly searchBox: HTMLInputElement;
   private handle: SessionHandle | null = null;
   private readonly gauge = new FlowGauge(flowOptions());
@@ -137,6 +140,7 @@ export class TermView {
     this.size = { cols: this.term.cols, rows: this.term.rows };
     this.titleEl = h('span', { class: 'term-title', title: info.argv.join(' ') }, info.id);
     this.badgeEl = h('span', { class: 'term-badge' });
+    this.endEl = h('span', { class: 'term-end' });
     this.searchBox = h('input', { class: 'term-search', type: 'search', placeholder: 'Search', 'aria-label': 'Search in terminal', hidden: '' });
     const button = (label: string, what: Parameters<TermViewHooks['action']>[1], title: string) =>
       h('button', { type: 'button', class: `tbtn tbtn-${what}`, title, 'aria-label': title, onclick: (e: Event) => (e.stopPropagation(), hooks.action(this, what)) }, label);
@@ -153,6 +157,7 @@ export class TermView {
       h('span', { class: 'focus-dot', title: 'Focused on the server' }),
       this.titleEl,
       h('span', { class: 'term-kind' }, info.kind),
+      this.endEl,
       this.badgeEl,
       h('span', { class: 'spacer' }),
       this.searchBox,
@@ -312,6 +317,7 @@ export class TermView {
         const colour = e.exitCode === 0 ? '\x1b[32m' : '\x1b[31m';
         this.write(`\r\n${colour}[${how}]\x1b[0m\r\n`);
         this.el.dataset.exit = e.exitCode !== null ? String(e.exitCode) : `signal ${e.signal}`;
+        this.showEnd(e.duration !== null ? `${how} · ${formatDuration(e.duration)}` : how, e.exitCode === 0);
         this.hooks.changed(this);
       },
       onDetached: () => {
@@ -326,6 +332,13 @@ export class TermView {
         }
       },
     });
+  }
+
+  /** Shows how the session ended in the header, and hides Stop. */
+  private showEnd(text: string, ok: boolean): void {
+    this.endEl.textContent = text;
+    this.endEl.classList.toggle('ok', ok);
+    this.el.dataset.ended = '';
   }
 
   private count(data: Uint8Array): void {
@@ -362,11 +375,13 @@ export class TermView {
     h.detach();
     this.handle = null;
     this.el.classList.add('catching-up');
+    this.badgeEl.textContent = 'catching up';
   }
 
   private resume(): void {
     if (this.handle) return;
     this.el.classList.remove('catching-up');
+    this.badgeEl.textContent = '';
     this.attach();
   }
 

@@ -74,6 +74,10 @@ test('start, terminate and delete from the page (dark theme)', async ({ server, 
   await shot(page, 'dark');
   await page.click(`.term[data-session="${id}"] .tbtn-terminate`);
   await waitFor('terminated', () => page.evaluate((id) => !!window.termstream.views.get(id).exit, id));
+  // The header says how it ended and for how long, and offers no Stop.
+  const term = page.locator(`.term[data-session="${id}"]`);
+  assert.match(await term.locator('.term-header').innerText(), /SIG[A-Z]+ · \d+(ms|s)/);
+  assert.ok(!(await term.locator('.tbtn-terminate').isVisible()), 'no Stop button for an ended session');
   await page.click('.nav-link[href="#/"]');
   const row = page.locator(`tr[data-session="${id}"]`);
   await waitFor('the row shows the end', async () => (await row.getAttribute('data-status')) !== 'running');
@@ -107,4 +111,5 @@ test('a command session shows stderr in red and its exit code', async ({ server,
   assert.deepEqual(colours['to-stderr'], { palette: true, colour: 1 }, 'stderr is red (palette 1)');
   assert.notDeepEqual(colours['to-stdout'], { palette: true, colour: 1 }, 'stdout is not red');
   assert.equal(await page.locator('.term[data-session="cmd"]').getAttribute('data-exit'), '3');
+  assert.match(await page.locator('.term[data-session="cmd"] .term-header').innerText(), /exit 3 · \d+(ms|s)/, 'the header shows the exit code and duration');
 });
