@@ -263,7 +263,9 @@ export class App {
 
   private onMessage(m: Record<string, unknown>): void {
     if (m.type === 'session_update') {
-      const r = applyUpdate(this.sessions, m as unknown as SessionUpdate, Date.now());
+      const u = m as unknown as SessionUpdate;
+      const r = applyUpdate(this.sessions, u, Date.now());
+      if (u.change === 'deleted') this.views.get(u.sessionId)?.markDeleted();
       this.setSessions(r.map);
       if (r.refresh) this.scheduleRefresh();
     } else if (m.type === 'connected') {

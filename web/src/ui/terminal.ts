@@ -91,7 +91,7 @@ export class TermView {
   private readonly titleEl: HTMLElement;
   /** Says "catching up" while the view stopped taking output (flow control). */
   private readonly badgeEl: HTMLElement;
-  /** How the session ended: `exit 3 · 1s`, `SIGTERM · 2m 05s`; empty while it runs. */
+  /** How the session ended: `exit 3 · 1s`, `SIGTERM · 2m 05s`, `deleted`; empty while it runs. */
   private readonly endEl: HTMLElement;
   private readonly searchBox: HTMLInputElement;
   private handle: SessionHandle | null = null;
@@ -320,10 +320,7 @@ export class TermView {
         this.showEnd(e.duration !== null ? `${how} · ${formatDuration(e.duration)}` : how, e.exitCode === 0);
         this.hooks.changed(this);
       },
-      onDetached: () => {
-        this.info.status = 'deleted';
-        this.hooks.changed(this);
-      },
+      onDetached: () => this.markDeleted(),
       onError: (e) => {
         if (e.code === 'read_only') {
           this.readOnly = true;
@@ -332,6 +329,20 @@ export class TermView {
         }
       },
     });
+  }
+
+  /**
+   * The session was deleted (here or elsewhere; the server's
+   * `session.detached`, or the list's `deleted` event for one that had
+   * ended): its output stays readable, and nothing typed goes anywhere.
+   */
+  markDeleted(): void {
+    if (this.info.status === 'deleted') return;
+    this.info.status = 'deleted';
+    this.term.options.disableStdin = true;
+    this.write('\r\n\x1b[31m[session deleted]\x1b[0m\r\n');
+    this.showEnd(this.endEl.textContent ? `${this.endEl.textContent} · deleted` : 'deleted', false);
+    this.hooks.changed(this);
   }
 
   /** Shows how the session ended in the header, and hides Stop. */

@@ -83,6 +83,10 @@ test('start, terminate and delete from the page (dark theme)', async ({ server, 
   await waitFor('the row shows the end', async () => (await row.getAttribute('data-status')) !== 'running');
   await row.locator('button', { hasText: 'Delete' }).click();
   await waitFor('the row is gone', async () => (await row.count()) === 0);
+  // Its open terminal says it was deleted, and keeps its output.
+  await waitText(page, id, '[session deleted]');
+  assert.match(await term.locator('.term-end').textContent(), /deleted$/);
+  assert.match(await bufferText(page, id), /via-dialog/);
   await ctx.close();
 });
 
