@@ -7,7 +7,7 @@
  */
 
 import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor, type ProjectFocus } from '@termstream/client';
-import { api, ApiError, type CreateRequest } from './net/api';
+import { api, ApiError, onUnauthorized, type CreateRequest } from './net/api';
 import { formatRoute, parseRoute, type Route } from './state/route';
 import { emptyLayout, reduceLayout, restoreLayout, visible, type Layout, type LayoutAction } from './state/layout';
 import { applyUpdate, fromList, isLive, type SessionMap, type SessionUpdate } from './state/sessions';
@@ -57,6 +57,8 @@ export class App {
   private readonly modeButton: HTMLButtonElement;
   private readonly eventsButton: HTMLButtonElement;
   private readonly shareBox = h('div', { class: 'share-box', hidden: '', role: 'dialog', 'aria-label': 'Read-only link' });
+  /** Says that the server no longer takes this browser's login (shown on a 401, hidden once connected again). */
+  private readonly authBanner = h('div', { class: 'auth-banner', role: 'alert', hidden: '' });
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private focusEnabled = false;
   private readonly trackers = new Map<string, ProjectFocus>();
@@ -98,11 +100,18 @@ export class App {
       this.eventsButton,
       statusIndicator(this.client),
     );
-    fill(root, header, h('main', { class: 'main' }, this.list.el, this.termsView, this.monitor.el, this.replay.el, this.events.panel), this.events.toasts, this.shareBox, this.dialog.el);
+    fill(root, header, this.authBanner, h('main', { class: 'main' }, this.list.el, this.termsView, this.monitor.el, this.replay.el, this.events.panel), this.events.toasts, this.shareBox, this.dialog.el);
   }
 
   async start(): Promise<void> {
     this.client.subscribe('*', (m) => this.onMessage(m as unknown as Record<string, unknown>));
+    onUnauthorized(() => this.loginEnded());
+    this.client.onStateChange((s) => {
+      // A browser hides why a WebSocket upgrade failed: a REST call finds out
+      // whether the login ended (a 401 shows the banner).
+      if (s === 'reconnecting' || s === 'error') this.scheduleRefresh();
+      else if (s === 'connected') this.authBanner.hidden = true;
+    });
     this.client.connect();
     this.focusEnabled = await api.hasFocus();
     await this.refresh();
@@ -320,6 +329,17 @@ export class App {
       this.toast('Failed', e instanceof Error ? e.message : String(e));
     }
     this.scheduleRefresh();
+  }
+
+  /** The server refused the login cookie: say so, and how to log in again; the terminals keep what they show. */
+  private loginEnded(): void {
+    fill(
+      this.authBanner,
+      h('strong', {}, 'Your login has ended.'),
+      ' ',
+      'The server no longer accepts this browser, so nothing here updates. Open a new login link in this browser to carry on; the terminals keep what they show.',
+    );
+    this.authBanner.hidden = false;
   }
 
   private toast(title: string, message: string): void {

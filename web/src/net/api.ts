@@ -6,6 +6,14 @@
 
 import type { SessionInfo } from '../state/sessions';
 
+/** Called when the server refuses the page's credential (401): the login cookie ended or was never there. */
+let unauthorized: (message: string) => void = () => {};
+
+/** Sets what a 401 from any call does (the app shows that the login ended). */
+export function onUnauthorized(f: (message: string) => void): void {
+  unauthorized = f;
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -33,6 +41,7 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
     } catch {
       // Not JSON: keep the status.
     }
+    if (res.status === 401) unauthorized(message);
     throw new ApiError(res.status, code, message);
   }
   if (res.status === 204) return undefined as T;

@@ -56,6 +56,14 @@ securedTest('a read-only share link: the viewer sees output and its typing reach
   await owner.keyboard.type('echo marker-$((3+4))\n');
   await waitText(viewer, 'ro', 'marker-7');
   assert.ok(!(await bufferText(owner, 'ro')).includes('viewer-typed'), "the viewer's typing reached the program");
+  // The viewer's login ends (here by logging out) and the socket drops: the
+  // page says so, instead of reconnecting in silence.
+  await viewer.evaluate(() => fetch('/api/logout', { method: 'POST' }));
+  await viewer.evaluate(() => window.termstream.cutSocket());
+  await waitFor('the login-ended banner', () => viewer.locator('.auth-banner').isVisible());
+  assert.match(await viewer.locator('.auth-banner').innerText(), /login has ended/);
+  assert.match(await bufferText(viewer, 'ro'), /marker-7/, 'the terminal keeps what it showed');
+  await shot(viewer, 'login-ended');
   await viewerCtx.close();
 });
 
