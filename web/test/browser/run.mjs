@@ -24,6 +24,10 @@ securedTest('without a credential the page says how to log in', async ({ server,
   await waitFor('the login help', () => page.locator('.login').count());
   assert.match(await page.locator('.login').innerText(), /login-codes/);
   await shot(page, 'login');
+  // A used or expired login link: a page that says so, not the API's JSON.
+  const res = await page.goto(server.url + '/login?code=lc_0000');
+  assert.equal(res.status(), 401);
+  assert.match(await page.locator('body').innerText(), /This login link is unknown, used or expired/);
 });
 
 securedTest('a read-only share link: the viewer sees output and its typing reaches nothing', async ({ server, ctx, browser, admin }) => {
