@@ -120,7 +120,28 @@ export class App {
     this.installShortcuts();
     this.installViewport();
     this.applyRoute();
+    this.dropGoneTabs();
     this.started = true;
+  }
+
+  /**
+   * Tabs restored from the last visit whose session is not in the list: a
+   * session deleted meanwhile loses its tab (it would show nothing); one the
+   * server still has (the list may lag) is added to the map and opens.
+   */
+  private dropGoneTabs(): void {
+    const routed = this.route.view === 'terminal' ? this.route.id : null;
+    for (const id of this.layout.open) {
+      if (this.sessions.has(id) || id === routed) continue;
+      api.get(id).then(
+        (info) => {
+          if (!this.sessions.has(id)) this.setSessions(new Map(this.sessions).set(id, { ...info, viewers: 0 }));
+        },
+        (e) => {
+          if (e instanceof ApiError && (e.status === 404 || e.status === 403)) this.dispatch({ type: 'close', id });
+        },
+      );
+    }
   }
 
   /** Whether `start` finished: the list is loaded and the URL's view applied (tests wait for it). */

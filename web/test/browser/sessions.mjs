@@ -87,6 +87,10 @@ test('start, terminate and delete from the page (dark theme)', async ({ server, 
   await waitText(page, id, '[session deleted]');
   assert.match(await term.locator('.term-end').textContent(), /deleted$/);
   assert.match(await bufferText(page, id), /via-dialog/);
+  // Loaded again, the page drops the deleted session's tab (it would show nothing).
+  await page.reload();
+  await waitFor('the app again', () => page.evaluate(() => !!window.termstream?.started));
+  await waitFor('no tab of the deleted session', async () => (await page.locator(`.tab[data-session="${id}"]`).count()) === 0 && !(await page.evaluate(() => window.termstream.layout.open.length)));
   await ctx.close();
 });
 
