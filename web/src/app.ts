@@ -474,19 +474,27 @@ export class App {
       if (!document.fullscreenElement) (navigator as { keyboard?: { unlock?: () => void } }).keyboard?.unlock?.();
       this.views.forEach((v) => v.fitNow());
     });
-    window.addEventListener('keydown', (e) => {
-      if (!(e.altKey && e.shiftKey)) return;
-      if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
+    // In the capture phase, so the page's shortcuts work while a terminal
+    // has the keyboard: xterm.js stops the keys it takes from bubbling, and
+    // would send them to the program (Alt+Shift+G as ESC G).
+    window.addEventListener(
+      'keydown',
+      (e) => {
+        if (!(e.altKey && e.shiftKey) || e.ctrlKey || e.metaKey) return;
+        if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
+          this.dispatch({ type: e.key === 'ArrowRight' ? 'next' : 'prev' });
+        } else if (e.code === 'KeyG') {
+          this.dispatch({ type: 'mode', mode: this.layout.mode === 'tabs' ? 'grid' : 'tabs' });
+        } else if (e.code === 'KeyN') {
+          this.dialog.open();
+        } else {
+          return;
+        }
         e.preventDefault();
-        this.dispatch({ type: e.key === 'ArrowRight' ? 'next' : 'prev' });
-      } else if (e.key === 'G' || e.key === 'g') {
-        e.preventDefault();
-        this.dispatch({ type: 'mode', mode: this.layout.mode === 'tabs' ? 'grid' : 'tabs' });
-      } else if (e.key === 'N' || e.key === 'n') {
-        e.preventDefault();
-        this.dialog.open();
-      }
-    });
+        e.stopPropagation();
+      },
+      true,
+    );
     this.tabs.addEventListener('keydown', (e) => {
       if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
         e.preventDefault();

@@ -22,6 +22,12 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   await page.keyboard.type('echo hello\n');
   await waitFor('hello echoed', async () => /\nhello\n/.test(await bufferText(page, 'hello')));
   await shot(page, 'tabs');
+  // The page's shortcuts work while the terminal has the keyboard, and do not reach the program.
+  await page.keyboard.press('Alt+Shift+G');
+  await waitFor('grid mode by Alt+Shift+G', async () => (await page.locator('.terms').getAttribute('data-mode')) === 'grid');
+  await page.keyboard.press('Alt+Shift+G');
+  await waitFor('tabs again', async () => (await page.locator('.terms').getAttribute('data-mode')) === 'tabs');
+  assert.ok(await page.evaluate(() => !!document.activeElement?.closest('.term[data-session="hello"]')), 'the terminal keeps the keyboard');
   // Search: Ctrl+Shift+F, a word, Enter selects it.
   await page.keyboard.press('Control+Shift+F');
   await page.keyboard.type('hello');
