@@ -276,7 +276,16 @@ export class App {
         return tab;
       }),
     );
+    // The active tab in view when it changes (many tabs scroll sideways);
+    // not on every redraw, so scrolling the strip by hand stays put.
+    if (!this.termsView.hidden && l.active !== this.tabScrolledTo) {
+      this.tabScrolledTo = l.active;
+      this.tabs.querySelector('[aria-selected="true"]')?.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+    }
   }
+
+  /** The tab last scrolled into view. */
+  private tabScrolledTo: string | null = null;
 
   private activeView(): TermView | undefined {
     return this.layout.active ? this.views.get(this.layout.active) : undefined;

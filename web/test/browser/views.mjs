@@ -32,6 +32,21 @@ test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, ap
   await page.keyboard.type('c');
   await page.keyboard.type('echo status-$?\n');
   await waitText(page, 'phone', 'status-130');
+  // More tabs than the phone's width: the active one is scrolled into view.
+  for (const n of [1, 2, 3]) await api.create({ id: `phone-extra-${n}`, kind: 'command', command: 'true' });
+  await page.evaluate(() => window.termstream.refresh());
+  for (const n of [1, 2, 3]) await page.evaluate((id) => window.termstream.go({ view: 'terminal', id }), `phone-extra-${n}`);
+  await hasView(page, 'phone-extra-3');
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'phone' }));
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'phone-extra-3' }));
+  await waitFor('the active tab in view', () =>
+    page.evaluate(() => {
+      const t = document.querySelector('.tab[aria-selected="true"]').getBoundingClientRect();
+      const strip = document.querySelector('.tabs').getBoundingClientRect();
+      return t.left >= strip.left - 1 && t.right <= strip.right + 1;
+    }),
+  );
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'phone' }));
   await shot(page, 'phone');
   await ctx.close();
 });
