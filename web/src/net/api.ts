@@ -24,13 +24,25 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * `fetch`, with a failure to reach the server (down, restarting, offline;
+ * the browser says only "Failed to fetch") as an `ApiError` that says so.
+ */
+async function reach(path: string, init?: RequestInit): Promise<Response> {
+  try {
+    return await fetch(path, init);
+  } catch {
+    throw new ApiError(0, 'unreachable', 'cannot reach the server (it may be down or restarting, or this browser offline); try again');
+  }
+}
+
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const init: RequestInit = { method, headers: {}, credentials: 'same-origin' };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     (init.headers as Record<string, string>)['content-type'] = 'application/json';
   }
-  const res = await fetch(path, init);
+  const res = await reach(path, init);
   if (!res.ok) {
     let code = 'http_error';
     let message = `HTTP ${res.status}`;
@@ -74,7 +86,7 @@ export const api = {
     call<{ epoch: string; offset: number; cols: number; rows: number; data: string }>('GET', `/api/sessions/${encodeURIComponent(id)}/snapshot`),
   /** The last `bytes` of a session's output as text. */
   tail: async (id: string, end: number, bytes: number) => {
-    const res = await fetch(`/api/sessions/${encodeURIComponent(id)}/output?since=${Math.max(0, end - bytes)}&limit=${bytes}`);
+    const res = await reach(`/api/sessions/${encodeURIComponent(id)}/output?since=${Math.max(0, end - bytes)}&limit=${bytes}`);
     if (!res.ok) throw new ApiError(res.status, 'http_error', `HTTP ${res.status}`);
     return new TextDecoder().decode(await res.arrayBuffer());
   },

@@ -72,6 +72,11 @@ test('start, terminate and delete from the page (dark theme)', async ({ server, 
   await page.selectOption('.create-form select[name="kind"]', 'command');
   await page.fill('.create-form input[name="program"]', 'echo via-dialog; sleep 600');
   await page.fill('.create-form input[name="project"]', 'dialogs');
+  // The server out of reach: the form says so (not the browser's "Failed to fetch").
+  await page.route('**/api/sessions', (r) => r.abort('connectionrefused'));
+  await page.click('.create-form button[type="submit"]');
+  await waitFor('the form error', async () => /cannot reach the server/.test(await page.locator('.create-form .form-error').innerText()));
+  await page.unroute('**/api/sessions');
   await page.click('.create-form button[type="submit"]');
   const id = await waitFor('a terminal route', () => /^#\/s\/(.+)$/.exec(new URL(page.url()).hash)?.[1]);
   await hasView(page, id);
