@@ -5,7 +5,7 @@
  * The player is loaded on first use, in its own chunk.
  */
 
-import { api } from '../net/api';
+import { api, ApiError } from '../net/api';
 import { h } from './dom';
 
 export class Replay {
@@ -32,6 +32,17 @@ export class Replay {
     this.id = id;
     this.title.textContent = `Replay of ${id}`;
     this.el.dataset.state = 'loading';
+    // The player shows only an icon when the recording cannot be had: ask first, and say why.
+    const missing = await api.get(id).then(
+      () => null,
+      (e) => (e instanceof ApiError && e.status === 404 ? `There is no session ${id} (deleted, or never made), so no recording to play.` : `The recording of ${id} cannot be had: ${e instanceof Error ? e.message : String(e)}`),
+    );
+    if (this.id !== id) return;
+    if (missing) {
+      this.stage.replaceChildren(h('p', { class: 'replay-error', role: 'alert' }, missing));
+      this.el.dataset.state = 'error';
+      return;
+    }
     const { create } = await import('asciinema-player');
     if (this.id !== id) return;
     const player = create(api.recordingUrl(id), this.stage, {

@@ -116,6 +116,9 @@ test('replay plays a recording to its end', async ({ server, api, ctx }) => {
   const drawn = await waitFor('the last frame is drawn', async () => /frame 3/.test((text = await page.locator('.replay-stage').innerText())), 5000).then(() => true, () => false);
   assert.ok(drawn, `the replay's screen lacks its last frame: ${JSON.stringify(text)}`);
   await shot(page, 'replay');
+  // A session that is not there: the page says so (the player alone shows an icon).
+  await page.evaluate(() => window.termstream.go({ view: 'replay', id: 'no-such-rec' }));
+  await waitFor('the replay says why', async () => /There is no session no-such-rec/.test(await page.locator('.replay-stage').innerText()));
 });
 
 test('the monitor previews every session: each card shows its own screen, legibly', async ({ server, api, ctx }) => {
