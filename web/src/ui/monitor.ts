@@ -69,12 +69,16 @@ export class Monitor {
     { rootMargin: '200px' },
   );
 
+  /** Shown instead of the grid while there is no session. */
+  private readonly empty = h('p', { class: 'empty', hidden: '' }, 'No sessions to watch yet. Each session shows here with a live preview as it starts.');
+
   constructor(private readonly open: (id: string) => void) {
-    this.el = h('section', { class: 'view view-monitor', 'aria-label': 'All sessions' }, this.grid);
+    this.el = h('section', { class: 'view view-monitor', 'aria-label': 'All sessions' }, this.empty, this.grid);
   }
 
   render(m: SessionMap): void {
     this.sessions = sortedRows(m);
+    this.empty.hidden = this.sessions.length > 0;
     for (const [id, c] of this.cards) {
       if (m.has(id)) continue;
       this.seen.unobserve(c.el);

@@ -189,7 +189,14 @@ test('the monitor previews every session: each card shows its own screen, legibl
 });
 
 test('events: notifications as toasts, task status and activity in the log', async ({ server, api, ctx }) => {
-  const page = await openPage(ctx, server);
+  // Empty states: a monitor without sessions (the list answered empty) and an event log without events say so.
+  await ctx.route('**/api/sessions', (r) => r.fulfill({ json: { sessions: [], total: 0 } }));
+  const page = await openPage(ctx, server, '#/monitor');
+  await waitFor('the empty monitor says so', async () => /No sessions to watch yet/.test(await page.locator('.view-monitor').innerText()));
+  await ctx.unroute('**/api/sessions');
+  await page.click('.events-btn');
+  assert.match(await page.locator('.log-panel').innerText(), /No events yet/);
+  await page.click('.events-btn');
   await waitFor('connected', () => page.evaluate(() => window.termstream.client.state === 'connected'));
   // Subscribed once connected: retry until a receiver is counted.
   await waitFor('a receiver', async () => (await api.event({ type: 'activity_log', level: 'info', message: 'deploy started' })).receivers > 0);
@@ -201,4 +208,5 @@ test('events: notifications as toasts, task status and activity in the log', asy
     const t = await page.locator('.log-lines').innerText();
     return t.includes('deploy started') && t.includes('t-7 running');
   });
+  assert.ok(!(await page.locator('.log-none').isVisible()), 'no "No events yet" once there are events');
 });
