@@ -137,10 +137,12 @@ test('cat of 64 MiB: every line arrives, memory stays bounded, another terminal 
   // Whether the header ever showed "catching up" while the view was paused.
   await page.evaluate(() => {
     window.caughtUpShown = false;
-    new MutationObserver(() => {
+    // Only class changes, and a layout read only for the view's own element.
+    new MutationObserver((records) => {
+      if (window.caughtUpShown || !records.some((r) => r.target.matches?.('.term.catching-up[data-session="cat"]'))) return;
       const b = document.querySelector('.term.catching-up[data-session="cat"] .term-badge');
       if (b && b.getBoundingClientRect().width > 0 && b.textContent === 'catching up') window.caughtUpShown = true;
-    }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ['class'], childList: true, characterData: true });
+    }).observe(document.querySelector('.terms'), { subtree: true, attributes: true, attributeFilter: ['class'] });
   });
   await api.create({ id: 'cat', kind: 'command', argv: ['cat', file] });
   await page.evaluate(() => window.termstream.dispatch({ type: 'open', id: 'cat' }));
