@@ -10,7 +10,7 @@ import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor,
 import { api, ApiError, onUnauthorized, type CreateRequest } from './net/api';
 import { formatRoute, parseRoute, type Route } from './state/route';
 import { emptyLayout, reduceLayout, restoreLayout, visible, type Layout, type LayoutAction } from './state/layout';
-import { applyUpdate, fromList, isLive, type SessionMap, type SessionUpdate } from './state/sessions';
+import { applyUpdate, fromList, isLive, outcome, type SessionMap, type SessionUpdate } from './state/sessions';
 import { h, fill } from './ui/dom';
 import { TermView } from './ui/terminal';
 import { SessionList } from './ui/list';
@@ -267,7 +267,7 @@ export class App {
         const tab = h(
           'div',
           { role: 'tab', class: 'tab', 'aria-selected': String(selected), tabindex: selected ? '0' : '-1', 'data-session': id, 'data-status': status, onclick: () => this.dispatch({ type: 'activate', id }) },
-          h('span', { class: `dot st-${status}` }),
+          h('span', { class: `dot st-${status}`, 'data-outcome': outcome(v?.info ?? this.sessions.get(id) ?? { status: 'running' }) }),
           h('span', { class: 'tab-title' }, id),
           v?.readOnly ? h('span', { class: 'ro' }, 'read-only') : null,
           h('button', { type: 'button', class: 'tab-close', tabindex: '-1', 'aria-label': `Close ${id}`, onclick: (e: Event) => (e.stopPropagation(), this.dispatch({ type: 'close', id })) }, '×'),

@@ -116,6 +116,12 @@ export function formatExit(s: SessionInfo): string {
   return '';
 }
 
+/** How an ended session went: `ok` (exit 0), `bad` (another code, a signal, or failed/lost), or `` while it runs. */
+export function outcome(s: Pick<SessionInfo, 'status' | 'exitCode' | 'signal'>): 'ok' | 'bad' | '' {
+  if (isLive(s.status)) return '';
+  return s.exitCode === 0 && s.signal === undefined ? 'ok' : 'bad';
+}
+
 /** The command as one line: argv joined, quoting what needs it. */
 export function commandLine(argv: string[]): string {
   return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');

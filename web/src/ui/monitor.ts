@@ -19,7 +19,7 @@
 
 import { Terminal } from '@xterm/xterm';
 import { api } from '../net/api';
-import { formatExit, isLive, sortedRows, type SessionMap, type SessionRow } from '../state/sessions';
+import { formatExit, isLive, outcome, sortedRows, type SessionMap, type SessionRow } from '../state/sessions';
 import { h, fill } from './dom';
 
 /** Fetches in flight at once, for the whole page. */
@@ -110,6 +110,7 @@ export class Monitor {
     }
     c.status.className = `pill st-${s.status}`;
     c.status.textContent = [s.status, formatExit(s)].filter(Boolean).join(' · ');
+    c.status.dataset.outcome = outcome(s);
     c.el.dataset.status = s.status;
     return c;
   }

@@ -13,6 +13,8 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   const page = await openPage(ctx, server);
   await waitFor('the list', () => page.locator('tr[data-session="listed-cmd"][data-status="exited"]').count());
   assert.match(await page.locator('tr[data-session="listed-cmd"] .exit').innerText(), /exit 2/);
+  // A failed job stands out from a passed one: its exit in red (the light theme's --danger).
+  assert.equal(await page.locator('tr[data-session="listed-cmd"] .exit').evaluate((e) => getComputedStyle(e).color), 'rgb(207, 34, 46)');
   await shot(page, 'list');
   await page.click('tr[data-session="hello"]');
   await page.locator('.term[data-session="hello"] .term-body').click();

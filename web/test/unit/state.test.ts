@@ -10,6 +10,7 @@ import {
   formatDuration,
   formatExit,
   fromList,
+  outcome,
   parseArgv,
   sortedRows,
   type SessionInfo,
@@ -153,5 +154,17 @@ describe('sessions', () => {
     expect(parseArgv(`printf '%s\\n' "a b" ''`)).toEqual(['printf', '%s\\n', 'a b', '']);
     expect(() => parseArgv('echo "x')).toThrow();
     expect(() => parseArgv('[1]')).toThrow();
+  });
+});
+
+describe('outcome', () => {
+  it('tells a success from a failure, and says nothing while running', () => {
+    expect(outcome({ status: 'running' })).toBe('');
+    expect(outcome({ status: 'terminating' })).toBe('');
+    expect(outcome({ status: 'exited', exitCode: 0 })).toBe('ok');
+    expect(outcome({ status: 'exited', exitCode: 2 })).toBe('bad');
+    expect(outcome({ status: 'terminated', signal: 15 })).toBe('bad');
+    expect(outcome({ status: 'failed' })).toBe('bad');
+    expect(outcome({ status: 'lost' })).toBe('bad');
   });
 });
