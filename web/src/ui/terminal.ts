@@ -52,6 +52,8 @@ export interface TermViewHooks {
 const RED = '\x1b[31m';
 /** How much of a command session's past output a view shows. */
 const COMMAND_HISTORY = 256 << 20;
+/** Lines a view keeps above its screen. */
+const SCROLLBACK = 5000;
 const DEFAULT_FG = '\x1b[39m';
 /** A size asked of the server and not answered is asked again after this long. */
 const ASK_AGAIN_MS = 2000;
@@ -91,6 +93,8 @@ export class TermView {
   private readonly titleEl: HTMLElement;
   /** Says "catching up" while the view stopped taking output (flow control). */
   private readonly badgeEl: HTMLElement;
+  /** For a command session whose output outgrew the scrollback: says that its start is not kept here. */
+  private readonly trimmedEl: HTMLElement;
   /** How the session ended: `exit 3 · 1s`, `SIGTERM · 2m 05s`, `deleted`; empty while it runs. */
   private readonly endEl: HTMLElement;
   private readonly searchBox: HTMLInputElement;
@@ -130,7 +134,7 @@ export class TermView {
       allowProposedApi: true,
       convertEol: command,
       cursorBlink: !command,
-      scrollback: 5000,
+      scrollback: SCROLLBACK,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
       fontSize: 14,
       theme: currentTheme(),
@@ -141,6 +145,11 @@ export class TermView {
     this.titleEl = h('span', { class: 'term-title', title: info.argv.join(' ') }, info.id);
     this.badgeEl = h('span', { class: 'term-badge' });
     this.endEl = h('span', { class: 'term-end' });
+    this.trimmedEl = h('span', {
+      class: 'term-trimmed',
+      hidden: '',
+      title: `Only the last ${SCROLLBACK} lines are kept here; Replay, or GET /api/sessions/${info.id}/output, has all of the output.`,
+    }, `last ${SCROLLBACK} lines`);
     this.searchBox = h('input', { class: 'term-search', type: 'search', placeholder: 'Search', 'aria-label': 'Search in terminal', hidden: '' });
     const button = (label: string, what: Parameters<TermViewHooks['action']>[1], title: string) =>
       h('button', { type: 'button', class: `tbtn tbtn-${what}`, title, 'aria-label': title, onclick: (e: Event) => (e.stopPropagation(), hooks.action(this, what)) }, label);
@@ -158,6 +167,7 @@ export class TermView {
       this.titleEl,
       h('span', { class: 'term-kind' }, info.kind),
       this.endEl,
+      this.trimmedEl,
       this.badgeEl,
       h('span', { class: 'spacer' }),
       this.searchBox,
@@ -368,6 +378,8 @@ export class TermView {
     this.old.push(old);
     this.term.write(data, () => {
       this.old.shift();
+      // A log that outgrew the scrollback lost its start here: say so, once.
+      if (this.trimmedEl.hidden && this.info.kind === 'command' && this.term.buffer.normal.length >= this.term.rows + SCROLLBACK) this.trimmedEl.hidden = false;
       // Old output parsed and nothing received waits after it: the view has
       // caught up with what the server had (an estimate: more of the
       // catch-up may still be on its way).
