@@ -22,6 +22,7 @@ import { KeyRow } from './ui/keyrow';
 import { statusIndicator } from './ui/status';
 import { onThemeChange } from './ui/theme';
 import { webglCount } from './ui/webgl';
+import { installShortcuts, toggleFullscreen } from './ui/shortcuts';
 
 const LAYOUT_KEY = 'termstream.layout';
 
@@ -117,7 +118,18 @@ export class App {
     await this.refresh();
     window.addEventListener('hashchange', () => this.applyRoute());
     onThemeChange(() => this.views.forEach((v) => v.setTheme()));
-    this.installShortcuts();
+    installShortcuts(
+      {
+        openCount: () => this.layout.open.length,
+        mode: () => this.layout.mode,
+        dispatch: (a) => this.dispatch(a),
+        newSession: () => this.dialog.open(),
+        anyLive: () => [...this.views.values()].some((v) => isLive(v.info.status)),
+        refit: () => this.views.forEach((v) => v.fitNow()),
+        focusActive: () => this.activeView()?.focusInput(),
+      },
+      this.tabs,
+    );
     this.installViewport();
     this.applyRoute();
     this.dropGoneTabs();
@@ -393,7 +405,7 @@ export class App {
         void this.share(v);
         break;
       case 'fullscreen':
-        void this.fullscreen(v);
+        void toggleFullscreen(v.el, () => v.focusInput());
         break;
     }
   }
@@ -420,18 +432,6 @@ export class App {
     );
     this.shareBox.hidden = false;
     input.select();
-  }
-
-  private async fullscreen(v: TermView): Promise<void> {
-    if (document.fullscreenElement) {
-      await document.exitFullscreen();
-      return;
-    }
-    await v.el.requestFullscreen();
-    // Ctrl+W, Ctrl+T and friends reach the program while in full screen.
-    const kb = (navigator as { keyboard?: { lock?: () => Promise<void> } }).keyboard;
-    await kb?.lock?.().catch(() => {});
-    v.focusInput();
   }
 
   // ---- focus -----------------------------------------------------------
@@ -470,50 +470,6 @@ export class App {
   }
 
   // ---- page behaviour --------------------------------------------------
-
-  private installShortcuts(): void {
-    window.addEventListener('beforeunload', (e) => {
-      // Closing the tab while typing into a terminal asks first.
-      if (document.activeElement?.closest('.term') && [...this.views.values()].some((v) => isLive(v.info.status))) {
-        e.preventDefault();
-        e.returnValue = '';
-      }
-    });
-    document.addEventListener('fullscreenchange', () => {
-      if (!document.fullscreenElement) (navigator as { keyboard?: { unlock?: () => void } }).keyboard?.unlock?.();
-      this.views.forEach((v) => v.fitNow());
-    });
-    // In the capture phase, so the page's shortcuts work while a terminal
-    // has the keyboard: xterm.js stops the keys it takes from bubbling, and
-    // would send them to the program (Alt+Shift+G as ESC G).
-    window.addEventListener(
-      'keydown',
-      (e) => {
-        if (!(e.altKey && e.shiftKey) || e.ctrlKey || e.metaKey) return;
-        if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
-          this.dispatch({ type: e.key === 'ArrowRight' ? 'next' : 'prev' });
-        } else if (e.code === 'KeyG') {
-          this.dispatch({ type: 'mode', mode: this.layout.mode === 'tabs' ? 'grid' : 'tabs' });
-        } else if (e.code === 'KeyN') {
-          this.dialog.open();
-        } else {
-          return;
-        }
-        e.preventDefault();
-        e.stopPropagation();
-      },
-      true,
-    );
-    this.tabs.addEventListener('keydown', (e) => {
-      if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
-        e.preventDefault();
-        this.dispatch({ type: e.key === 'ArrowRight' ? 'next' : 'prev' });
-        (this.tabs.querySelector('[aria-selected="true"]') as HTMLElement | null)?.focus();
-      } else if (e.key === 'Enter') {
-        this.activeView()?.focusInput();
-      }
-    });
-  }
 
   /** Terminals fit the visible viewport, above a phone's on-screen keyboard. */
   private installViewport(): void {

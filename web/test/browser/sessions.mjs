@@ -24,12 +24,20 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   await page.keyboard.type('echo hello\n');
   await waitFor('hello echoed', async () => /\nhello\n/.test(await bufferText(page, 'hello')));
   await shot(page, 'tabs');
-  // The page's shortcuts work while the terminal has the keyboard, and do not reach the program.
+  // The page's shortcuts work while the terminal has the keyboard, and do
+  // not reach the program (`cat -v` shows what does); Alt+Shift+→ with one
+  // terminal open has nothing to switch to, and goes to the program.
+  await page.keyboard.type('cat -v\n');
   await page.keyboard.press('Alt+Shift+G');
   await waitFor('grid mode by Alt+Shift+G', async () => (await page.locator('.terms').getAttribute('data-mode')) === 'grid');
   await page.keyboard.press('Alt+Shift+G');
   await waitFor('tabs again', async () => (await page.locator('.terms').getAttribute('data-mode')) === 'tabs');
   assert.ok(await page.evaluate(() => !!document.activeElement?.closest('.term[data-session="hello"]')), 'the terminal keeps the keyboard');
+  await page.keyboard.press('Alt+Shift+ArrowRight');
+  await page.keyboard.press('Enter');
+  await waitText(page, 'hello', '\n^[[1;4C\n^[[1;4C\n');
+  assert.ok(!(await bufferText(page, 'hello')).includes('^[G'), 'Alt+Shift+G did not reach the program');
+  await page.keyboard.press('Control+C');
   // Search: Ctrl+Shift+F, a word, Enter selects it.
   await page.keyboard.press('Control+Shift+F');
   await page.keyboard.type('hello');

@@ -95,12 +95,26 @@ test('full screen locks the keyboard where the browser can (Ctrl+W, Ctrl+T reach
     kb.lock = (keys) => (window.locks.push('lock'), lock(keys));
     kb.unlock = () => (window.locks.push('unlock'), unlock());
   });
-  const page = await openPage(ctx, server, '#/s/fs');
+  await api.create(bash('fs-other'));
+  const page = await openPage(ctx, server, '#/s/fs-other');
+  await hasView(page, 'fs-other');
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'fs' }));
   await hasView(page, 'fs');
+  await waitText(page, 'fs', '$ ');
   assert.ok(await page.evaluate(() => typeof navigator.keyboard?.lock === 'function'), 'this Chromium has navigator.keyboard.lock');
   await page.click('.term[data-session="fs"] .tbtn-fullscreen');
   await waitFor('full screen', () => page.evaluate(() => document.fullscreenElement?.dataset.session === 'fs'));
   await waitFor('the keyboard locked', () => page.evaluate(() => window.locks.includes('lock')));
+  // In full screen every key goes to the program, the page's shortcuts too
+  // (with two terminals open, where Alt+Shift+→ would switch tabs outside).
+  await page.keyboard.type('cat -v\n');
+  await page.keyboard.press('Alt+Shift+G');
+  await page.keyboard.press('Alt+Shift+ArrowRight');
+  await page.keyboard.press('Enter');
+  await waitText(page, 'fs', '\n^[G^[[1;4C\n^[G^[[1;4C\n');
+  assert.equal(await page.evaluate(() => document.fullscreenElement?.dataset.session), 'fs', 'still in full screen');
+  assert.deepEqual(await page.evaluate(() => [window.termstream.layout.mode, window.termstream.layout.active]), ['tabs', 'fs']);
+  await shot(page, 'fullscreen-keys');
   await page.evaluate(() => document.exitFullscreen());
   await waitFor('unlocked on leaving full screen', () => page.evaluate(() => window.locks.at(-1) === 'unlock'));
 });
