@@ -41,7 +41,8 @@ test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, ap
   await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'phone-extra-3' }));
   await waitFor('the active tab in view', () =>
     page.evaluate(() => {
-      const t = document.querySelector('.tab[aria-selected="true"]').getBoundingClientRect();
+      const t = document.querySelector('.tab[aria-selected="true"][data-session="phone-extra-3"]')?.getBoundingClientRect();
+      if (!t) return false;
       const strip = document.querySelector('.tabs').getBoundingClientRect();
       return t.left >= strip.left - 1 && t.right <= strip.right + 1;
     }),
