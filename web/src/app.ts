@@ -7,7 +7,7 @@
  */
 
 import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor, type ProjectFocus } from '@termstream/client';
-import { api, ApiError, onUnauthorized, type CreateRequest } from './net/api';
+import { api, ApiError, type CreateRequest } from './net/api';
 import { formatRoute, parseRoute, type Route } from './state/route';
 import { emptyLayout, reduceLayout, restoreLayout, visible, type Layout, type LayoutAction } from './state/layout';
 import { applyUpdate, fromList, isLive, outcome, type SessionMap, type SessionUpdate } from './state/sessions';
@@ -23,16 +23,22 @@ import { statusIndicator } from './ui/status';
 import { onThemeChange } from './ui/theme';
 import { webglCount } from './ui/webgl';
 import { installShortcuts, toggleFullscreen } from './ui/shortcuts';
+import { LoginBanner } from './ui/auth';
 
 const LAYOUT_KEY = 'termstream.layout';
 
-/** The browser's WebSocket, remembering the latest socket so tests can cut it. */
-function trackedWebSocket(): { ctor: WebSocketConstructor; cut(): void } {
+/**
+ * The browser's WebSocket, remembering the latest socket so tests can cut
+ * it, and telling `closed` of every socket that closes (a failed reconnect
+ * attempt too: the client reports a state only when it changes).
+ */
+function trackedWebSocket(closed: () => void): { ctor: WebSocketConstructor; cut(): void } {
   let last: WebSocket | null = null;
   class Tracked extends WebSocket {
     constructor(url: string) {
       super(url);
       last = this;
+      this.addEventListener('close', closed);
     }
   }
   return { ctor: Tracked as unknown as WebSocketConstructor, cut: () => last?.close(4000, 'cut') };
@@ -40,7 +46,10 @@ function trackedWebSocket(): { ctor: WebSocketConstructor; cut(): void } {
 
 export class App {
   readonly client: WebSocketClient;
-  private readonly cutter = trackedWebSocket();
+  // A browser hides why a WebSocket upgrade failed: after each closed
+  // socket (each failed attempt to reconnect) a REST call finds out whether
+  // the login ended (a 401 shows the banner).
+  private readonly cutter = trackedWebSocket(() => this.scheduleRefresh());
   sessions: SessionMap = new Map();
   layout: Layout;
   route: Route = { view: 'list' };
@@ -58,8 +67,8 @@ export class App {
   private readonly modeButton: HTMLButtonElement;
   private readonly eventsButton: HTMLButtonElement;
   private readonly shareBox = h('div', { class: 'share-box', hidden: '', role: 'dialog', 'aria-label': 'Read-only link' });
-  /** Says that the server no longer takes this browser's login (shown on a 401, hidden once connected again). */
-  private readonly authBanner = h('div', { class: 'auth-banner', role: 'alert', hidden: '' });
+  /** Says that the server no longer takes this browser's login. */
+  private readonly authBanner: LoginBanner;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private focusEnabled = false;
   private readonly trackers = new Map<string, ProjectFocus>();
@@ -69,6 +78,7 @@ export class App {
   constructor(private readonly root: HTMLElement) {
     this.client = createWebSocketClient(undefined, { WebSocket: this.cutter.ctor });
     this.layout = this.loadLayout();
+    this.authBanner = new LoginBanner(this.client);
     this.list = new SessionList({
       open: (id) => this.go({ view: 'terminal', id }),
       replay: (id) => this.go({ view: 'replay', id }),
@@ -101,18 +111,13 @@ export class App {
       this.eventsButton,
       statusIndicator(this.client),
     );
-    fill(root, header, this.authBanner, h('main', { class: 'main' }, this.list.el, this.termsView, this.monitor.el, this.replay.el, this.events.panel), this.events.toasts, this.shareBox, this.dialog.el);
+    fill(root, header, this.authBanner.el, h('main', { class: 'main' }, this.list.el, this.termsView, this.monitor.el, this.replay.el, this.events.panel), this.events.toasts, this.shareBox, this.dialog.el);
   }
 
   async start(): Promise<void> {
     this.client.subscribe('*', (m) => this.onMessage(m as unknown as Record<string, unknown>));
-    onUnauthorized(() => this.loginEnded());
-    this.client.onStateChange((s) => {
-      // A browser hides why a WebSocket upgrade failed: a REST call finds out
-      // whether the login ended (a 401 shows the banner).
-      if (s === 'reconnecting' || s === 'error') this.scheduleRefresh();
-      else if (s === 'connected') this.authBanner.hidden = true;
-    });
+    // Given up reconnecting: one more look at whether the login ended.
+    this.client.onStateChange((s) => s === 'error' && this.scheduleRefresh());
     this.client.connect();
     this.focusEnabled = await api.hasFocus();
     await this.refresh();
@@ -371,17 +376,6 @@ export class App {
       this.toast('Failed', e instanceof Error ? e.message : String(e));
     }
     this.scheduleRefresh();
-  }
-
-  /** The server refused the login cookie: say so, and how to log in again; the terminals keep what they show. */
-  private loginEnded(): void {
-    fill(
-      this.authBanner,
-      h('strong', {}, 'Your login has ended.'),
-      ' ',
-      'The server no longer accepts this browser, so nothing here updates. Open a new login link in this browser to carry on; the terminals keep what they show.',
-    );
-    this.authBanner.hidden = false;
   }
 
   private toast(title: string, message: string): void {

@@ -1,17 +1,21 @@
 /**
  * The REST calls the page makes. Same origin, so the login cookie (or a
  * loopback server without tokens) admits them; a refused credential becomes
- * an `ApiError` with status 401, which the page turns into its login view.
+ * an `ApiError` with status 401, and the page says that its login ended.
  */
 
 import type { SessionInfo } from '../state/sessions';
 
-/** Called when the server refuses the page's credential (401): the login cookie ended or was never there. */
-let unauthorized: (message: string) => void = () => {};
+/**
+ * Told what each call says of the page's credential: `false` when the
+ * server refuses it (401: the login cookie ended or was never there), `true`
+ * when a call succeeds (the server takes it, again).
+ */
+let credential: (accepted: boolean) => void = () => {};
 
-/** Sets what a 401 from any call does (the app shows that the login ended). */
-export function onUnauthorized(f: (message: string) => void): void {
-  unauthorized = f;
+/** Sets what a call's verdict on the credential does (the app's login banner). */
+export function onCredential(f: (accepted: boolean) => void): void {
+  credential = f;
 }
 
 export class ApiError extends Error {
@@ -53,9 +57,10 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
     } catch {
       // Not JSON: keep the status.
     }
-    if (res.status === 401) unauthorized(message);
+    if (res.status === 401) credential(false);
     throw new ApiError(res.status, code, message);
   }
+  credential(true);
   if (res.status === 204) return undefined as T;
   const type = res.headers.get('content-type') ?? '';
   return (type.includes('json') ? await res.json() : await res.text()) as T;
