@@ -119,6 +119,12 @@ export class TermView {
   /** The size last asked of the server, and when (asked again if no answer came). */
   private asked: { cols: number; rows: number; at: number } | null = null;
   exit: ExitInfo | null = null;
+  /**
+   * Whether the session was deleted. Its own flag, not a status: the list's
+   * `deleted` event and the view's own exit and detach come from separate
+   * server tasks, in any order, and the exit sets the status.
+   */
+  deleted = false;
   readOnly = false;
   focused = false;
   /** What arrived, for tests and the benchmark: output bytes, line feeds and chunks, the most bytes ever queued in xterm.js, and flow-control pauses. */
@@ -320,14 +326,15 @@ export class TermView {
       onResize: (s) => this.setSize(s.cols, s.rows),
       onExit: (e) => {
         this.exit = e;
-        this.info.status = e.status;
+        this.info.status = this.deleted ? 'deleted' : e.status;
         if (e.exitCode !== null) this.info.exitCode = e.exitCode;
         if (e.signal !== null) this.info.signal = e.signal;
         const how = formatExit(this.info) || e.status;
         const colour = e.exitCode === 0 ? '\x1b[32m' : '\x1b[31m';
         this.write(`\r\n${colour}[${how}]\x1b[0m\r\n`);
         this.el.dataset.exit = e.exitCode !== null ? String(e.exitCode) : `signal ${e.signal}`;
-        this.showEnd(e.duration !== null ? `${how} · ${formatDuration(e.duration)}` : how, e.exitCode === 0);
+        const end = e.duration !== null ? `${how} · ${formatDuration(e.duration)}` : how;
+        this.showEnd(this.deleted ? `${end} · deleted` : end, e.exitCode === 0 && !this.deleted);
         this.hooks.changed(this);
       },
       onDetached: () => this.markDeleted(),
@@ -347,7 +354,8 @@ export class TermView {
    * ended): its output stays readable, and nothing typed goes anywhere.
    */
   markDeleted(): void {
-    if (this.info.status === 'deleted') return;
+    if (this.deleted) return;
+    this.deleted = true;
     this.info.status = 'deleted';
     this.term.options.disableStdin = true;
     this.write('\r\n\x1b[31m[session deleted]\x1b[0m\r\n');

@@ -142,3 +142,31 @@ test('a command session shows stderr in red and its exit code', async ({ server,
   assert.equal(await page.locator('.term[data-session="cmd"]').getAttribute('data-exit'), '3');
   assert.match(await page.locator('.term[data-session="cmd"] .term-header').innerText(), /exit 3 · \d+(ms|s)/, 'the header shows the exit code and duration');
 });
+
+test('a session terminated and deleted at once while its terminal is hidden: the header says how it ended and that it was deleted', async ({ server, api, ctx }) => {
+  await api.create(bash('gone-hidden'));
+  await api.create(bash('gone-front'));
+  const page = await openPage(ctx, server, '#/s/gone-hidden');
+  await hasView(page, 'gone-hidden');
+  await waitText(page, 'gone-hidden', '$ ');
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'gone-front' }));
+  await hasView(page, 'gone-front');
+  // Hidden, the view follows the session with periodic updates: the list's
+  // `deleted` comes before the view's own exit.
+  await api.terminate('gone-hidden');
+  await api.call('DELETE', '/api/sessions/gone-hidden');
+  const end = await waitFor('the exit and the deletion in the header', () =>
+    page.evaluate(() => {
+      const v = window.termstream.views.get('gone-hidden');
+      const t = v.el.querySelector('.term-end').textContent;
+      return v.exit && v.info.status === 'deleted' && t;
+    }),
+  );
+  assert.match(end, /^SIG[A-Z]+ · \d+(ms|s) · deleted$/);
+  // Whatever comes last, the marker is written once.
+  await api.create({ id: 'gone-after', kind: 'command', command: 'true' });
+  await waitFor('a later event', () => page.locator('tr[data-session="gone-after"]').count());
+  assert.equal((await bufferText(page, 'gone-hidden')).split('[session deleted]').length - 1, 1, 'one [session deleted]');
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'gone-hidden' }));
+  await shot(page, 'deleted-hidden');
+});
