@@ -349,7 +349,14 @@ export class App {
     this.monitor.render(m);
     for (const [id, v] of this.views) {
       const s = m.get(id);
-      if (s && s.status !== v.info.status && !v.exit) v.info.status = s.status;
+      if (s && s.epoch && v.info.epoch && s.epoch !== v.info.epoch) {
+        // The id was deleted and made again (API clients choose ids): a new
+        // session, so a fresh view (made below), not the old one's end.
+        v.dispose();
+        this.views.delete(id);
+      } else if (s && s.status !== v.info.status && !v.exit && !v.deleted) {
+        v.info.status = s.status;
+      }
     }
     if (this.layout.open.some((id) => !this.views.has(id) && m.has(id))) this.renderTerms();
     else this.renderTabs();

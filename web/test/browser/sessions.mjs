@@ -170,3 +170,27 @@ test('a session terminated and deleted at once while its terminal is hidden: the
   await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'gone-hidden' }));
   await shot(page, 'deleted-hidden');
 });
+
+test('a session deleted and made again under its id gets a fresh terminal in its open tab', async ({ server, api, ctx }) => {
+  await api.create(bash('again'));
+  const page = await openPage(ctx, server, '#/s/again');
+  await hasView(page, 'again');
+  await waitText(page, 'again', '$ ');
+  await api.call('DELETE', '/api/sessions/again');
+  await waitText(page, 'again', '[session deleted]');
+  // Automation re-uses the id: the tab shows the new session, and takes typing.
+  await api.create(bash('again'));
+  await waitFor('a fresh view', () =>
+    page.evaluate(() => {
+      const v = window.termstream.views.get('again');
+      return v && !v.deleted && !('ended' in v.el.dataset) && !v.term.options.disableStdin;
+    }),
+  );
+  await waitText(page, 'again', '$ ');
+  await page.locator('.term[data-session="again"] .term-body').click();
+  await page.keyboard.type('echo second-$((1+1))\n');
+  await waitText(page, 'again', 'second-2');
+  assert.ok(!(await bufferText(page, 'again')).includes('[session deleted]'), 'nothing of the old view');
+  assert.equal(await page.locator('.term[data-session="again"] .term-end').textContent(), '');
+  assert.equal(await page.locator('.term[data-session="again"]').count(), 1, 'one view');
+});
