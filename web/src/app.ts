@@ -2,8 +2,9 @@
  * The page: one `@termstream/client` connection, the session list kept live
  * by the `sessions` event channel, the open terminals in tabs or a 2×2 grid,
  * the monitor, replay, events and the connection indicator. State that is
- * pure (layout, routes, the session map) lives in `state/`; this file wires
- * it to the DOM and the network.
+ * pure (layout, routes, the session map) lives in `state/`; the parts with
+ * a job of their own (the keys and full screen, the login banner, the share
+ * box, ...) in `ui/`; this file wires them to the DOM and the network.
  */
 
 import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor, type ProjectFocus } from '@termstream/client';
@@ -24,6 +25,7 @@ import { onThemeChange } from './ui/theme';
 import { webglCount } from './ui/webgl';
 import { installShortcuts, toggleFullscreen } from './ui/shortcuts';
 import { LoginBanner } from './ui/auth';
+import { ShareBox } from './ui/share';
 
 const LAYOUT_KEY = 'termstream.layout';
 
@@ -66,7 +68,7 @@ export class App {
   private readonly nav: Record<'list' | 'terminal' | 'monitor', HTMLAnchorElement>;
   private readonly modeButton: HTMLButtonElement;
   private readonly eventsButton: HTMLButtonElement;
-  private readonly shareBox = h('div', { class: 'share-box', hidden: '', role: 'dialog', 'aria-label': 'Read-only link' });
+  private readonly shareBox = new ShareBox();
   /** Says that the server no longer takes this browser's login. */
   private readonly authBanner: LoginBanner;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
@@ -111,7 +113,7 @@ export class App {
       this.eventsButton,
       statusIndicator(this.client),
     );
-    fill(root, header, this.authBanner.el, h('main', { class: 'main' }, this.list.el, this.termsView, this.monitor.el, this.replay.el, this.events.panel), this.events.toasts, this.shareBox, this.dialog.el);
+    fill(root, header, this.authBanner.el, h('main', { class: 'main' }, this.list.el, this.termsView, this.monitor.el, this.replay.el, this.events.panel), this.events.toasts, this.shareBox.el, this.dialog.el);
   }
 
   async start(): Promise<void> {
@@ -403,36 +405,12 @@ export class App {
         void this.act(() => api.terminate(v.id));
         break;
       case 'share':
-        void this.share(v);
+        void this.shareBox.show(v.info.project, v.id);
         break;
       case 'fullscreen':
         void toggleFullscreen(v.el, () => v.focusInput());
         break;
     }
-  }
-
-  private async share(v: TermView): Promise<void> {
-    let text: string;
-    try {
-      const code = await api.shareLink(v.info.project);
-      const url = `${location.origin}${code.path}${formatRoute({ view: 'terminal', id: v.id })}`;
-      await navigator.clipboard?.writeText(url).catch(() => {});
-      text = url;
-      this.shareBox.dataset.link = url;
-    } catch (e) {
-      text = e instanceof ApiError && e.status === 403 ? `Cannot make a link: ${e.message}` : String(e instanceof Error ? e.message : e);
-      delete this.shareBox.dataset.link;
-    }
-    const input = h('input', { readonly: '', value: text, class: 'share-link', 'aria-label': 'Read-only link' });
-    fill(
-      this.shareBox,
-      h('strong', {}, 'Read-only link'),
-      h('p', { class: 'muted' }, 'Copied. It works once, within a minute, and lets the viewer watch this project without typing.'),
-      input,
-      h('button', { type: 'button', onclick: () => (this.shareBox.hidden = true) }, 'Done'),
-    );
-    this.shareBox.hidden = false;
-    input.select();
   }
 
   // ---- focus -----------------------------------------------------------
