@@ -314,6 +314,9 @@ async fn a_browser_opening_a_used_login_link_gets_a_page_that_says_so() {
             "{path}: {headers:?}"
         );
         assert!(headers.get("set-cookie").is_none(), "{path}");
+        // Not kept by the browser, and the answer depends on Accept.
+        assert_eq!(headers["cache-control"], "no-store", "{path}");
+        assert_eq!(headers["vary"], "accept", "{path}");
         let page = resp.text().await.unwrap();
         assert!(
             page.contains("This login link is unknown, used or expired."),
@@ -322,6 +325,7 @@ async fn a_browser_opening_a_used_login_link_gets_a_page_that_says_so() {
         let (status, body, headers) = call(&server, "GET", path, &[], None).await;
         assert_eq!((status, error_code(&body)), (401, "unauthorized"), "{path}");
         assert!(headers.get("set-cookie").is_none(), "{path}");
+        assert_eq!(headers["vary"], "accept", "{path}");
     }
 }
 

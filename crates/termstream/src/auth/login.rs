@@ -249,7 +249,8 @@ pub struct LoginQuery {
 #[utoipa::path(get, path = "/login", params(LoginQuery), security(()),
     responses((status = 303, description = "Logged in: the session cookie is set; redirects to `/`.",
         headers(("location" = String), ("set-cookie" = String))),
-        (status = 401, description = "The code is missing, unknown, used or expired: the API's error, or a page saying so for a request that accepts `text/html` (a browser).",
+        (status = 401, description = "The code is missing, unknown, used or expired: the API's error, or a page saying so for a request that accepts `text/html` (a browser; not stored: `Cache-Control: no-store`).",
+            headers(("vary" = String, description = "`accept`: the answer depends on the request's Accept header.")),
             content((ErrorBody = "application/json"), ("text/html"))),
         (status = 503, body = ErrorBody, description = "capacity: `max_login_sessions` login sessions are open.")))]
 /// `GET /login?code=CODE`: a valid code sets the session cookie and
@@ -288,14 +289,17 @@ and only for a short time after it is made.</p><p>Ask whoever sent it for a new 
 at once. <a href=\"/\">The page</a> says how someone with a token makes one.</p></body></html>";
 
 /// The refusal of a login link: the API's 401, or for a browser a page
-/// saying what happened and what to do.
+/// saying what happened and what to do. Both say `Vary: Accept`, as the
+/// answer depends on it.
 fn refused(headers: &HeaderMap) -> Response {
     let browser = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
+    let vary = (header::VARY, HeaderValue::from_static("accept"));
     if !browser {
-        return ApiError::new(ErrorCode::Unauthorized, "the login code is unknown, used or expired").into_response();
+        let refusal = ApiError::new(ErrorCode::Unauthorized, "the login code is unknown, used or expired");
+        return ([vary], refusal).into_response();
     }
     (
         StatusCode::UNAUTHORIZED,
@@ -305,6 +309,7 @@ fn refused(headers: &HeaderMap) -> Response {
                 HeaderValue::from_static("text/html; charset=utf-8"),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            vary,
         ],
         REFUSED_PAGE,
     )
