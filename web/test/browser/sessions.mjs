@@ -5,6 +5,8 @@ import { strict as assert } from 'node:assert';
 import { openPage, hasView, bash, suite, waitFor, waitText, bufferText, shot } from './harness.mjs';
 
 const [checks, test] = suite();
+/** A duration as the page writes it: 850ms, 12s, 3m 04s, 2h 05m. */
+const DURATION = String.raw`(\d+(ms|s)|\d+m \d{2}s|\d+h \d{2}m)`;
 export { checks };
 
 test('type echo hello and see it; the list shows the session', async ({ server, api, ctx }) => {
@@ -13,8 +15,14 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   const page = await openPage(ctx, server);
   await waitFor('the list', () => page.locator('tr[data-session="listed-cmd"][data-status="exited"]').count());
   assert.match(await page.locator('tr[data-session="listed-cmd"] .exit').innerText(), /exit 2/);
-  // A failed job stands out from a passed one: its exit in red (the light theme's --danger).
-  assert.equal(await page.locator('tr[data-session="listed-cmd"] .exit').evaluate((e) => getComputedStyle(e).color), 'rgb(207, 34, 46)');
+  // A failed job stands out from a passed one: its exit in the theme's --danger.
+  const [exitColour, danger] = await page.locator('tr[data-session="listed-cmd"] .exit').evaluate((e) => {
+    const probe = document.body.appendChild(Object.assign(document.createElement('span'), { style: 'color: var(--danger)' }));
+    const c = getComputedStyle(probe).color;
+    probe.remove();
+    return [getComputedStyle(e).color, c];
+  });
+  assert.equal(exitColour, danger);
   await shot(page, 'list');
   await page.click('tr[data-session="hello"]');
   await page.locator('.term[data-session="hello"] .term-body').click();
@@ -97,7 +105,7 @@ test('start, terminate and delete from the page (dark theme)', async ({ server, 
   await waitFor('terminated', () => page.evaluate((id) => !!window.termstream.views.get(id).exit, id));
   // The header says how it ended and for how long, and offers no Stop.
   const term = page.locator(`.term[data-session="${id}"]`);
-  assert.match(await term.locator('.term-header').innerText(), /SIG[A-Z]+ · \d+(ms|s)/);
+  assert.match(await term.locator('.term-header').innerText(), new RegExp(`SIG[A-Z]+ · ${DURATION}`));
   assert.ok(!(await term.locator('.tbtn-terminate').isVisible()), 'no Stop button for an ended session');
   await page.click('.nav-link[href="#/"]');
   const row = page.locator(`tr[data-session="${id}"]`);
@@ -140,7 +148,7 @@ test('a command session shows stderr in red and its exit code', async ({ server,
   assert.deepEqual(colours['to-stderr'], { palette: true, colour: 1 }, 'stderr is red (palette 1)');
   assert.notDeepEqual(colours['to-stdout'], { palette: true, colour: 1 }, 'stdout is not red');
   assert.equal(await page.locator('.term[data-session="cmd"]').getAttribute('data-exit'), '3');
-  assert.match(await page.locator('.term[data-session="cmd"] .term-header').innerText(), /exit 3 · \d+(ms|s)/, 'the header shows the exit code and duration');
+  assert.match(await page.locator('.term[data-session="cmd"] .term-header').innerText(), new RegExp(`exit 3 · ${DURATION}`), 'the header shows the exit code and duration');
 });
 
 test('a session terminated and deleted at once while its terminal is hidden: the header says how it ended and that it was deleted', async ({ server, api, ctx }) => {
@@ -162,7 +170,7 @@ test('a session terminated and deleted at once while its terminal is hidden: the
       return v.exit && v.info.status === 'deleted' && t;
     }),
   );
-  assert.match(end, /^SIG[A-Z]+ · \d+(ms|s) · deleted$/);
+  assert.match(end, new RegExp(`^SIG[A-Z]+ · ${DURATION} · deleted$`));
   // Whatever comes last, the marker is written once.
   await api.create({ id: 'gone-after', kind: 'command', command: 'true' });
   await waitFor('a later event', () => page.locator('tr[data-session="gone-after"]').count());
