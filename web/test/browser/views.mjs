@@ -131,6 +131,20 @@ test('replay plays a recording to its end', async ({ server, api, ctx }) => {
   const drawn = await waitFor('the last frame is drawn', async () => /frame 3/.test((text = await page.locator('.replay-stage').innerText())), 5000).then(() => true, () => false);
   assert.ok(drawn, `the replay's screen lacks its last frame: ${JSON.stringify(text)}`);
   await shot(page, 'replay');
+  // The speed changed while the replay still asks for the session: one player.
+  let held;
+  const asked = new Promise((r) => (held = r));
+  let release;
+  const released = new Promise((r) => (release = r));
+  await page.route('**/api/sessions/rec', async (r) => (held(), await released, r.continue()));
+  await page.evaluate(() => window.termstream.go({ view: 'list' }));
+  await page.evaluate(() => window.termstream.go({ view: 'replay', id: 'rec' }));
+  await asked;
+  await page.selectOption('.view-replay select', '2');
+  release();
+  await waitFor('the replay ends at 2×', () => page.locator('.view-replay[data-state="ended"]').count(), 20000);
+  await page.unroute('**/api/sessions/rec');
+  assert.equal(await page.locator('.replay-stage .ap-wrapper').count(), 1, 'one player');
   // A session that is not there: the page says so (the player alone shows an icon).
   await page.evaluate(() => window.termstream.go({ view: 'replay', id: 'no-such-rec' }));
   await waitFor('the replay says why', async () => /There is no session no-such-rec/.test(await page.locator('.replay-stage').innerText()));
