@@ -28,6 +28,8 @@ import { LoginBanner } from './ui/auth';
 import { ShareBox } from './ui/share';
 
 const LAYOUT_KEY = 'termstream.layout';
+/** How many restored tabs are checked against the server at once. */
+const GONE_CHECKS = 4;
 
 /**
  * The browser's WebSocket, remembering the latest socket so tests can cut
@@ -139,7 +141,7 @@ export class App {
     );
     this.installViewport();
     this.applyRoute();
-    this.dropGoneTabs();
+    void this.dropGoneTabs();
     this.started = true;
   }
 
@@ -148,18 +150,22 @@ export class App {
    * session deleted meanwhile loses its tab (it would show nothing); one the
    * server still has (the list may lag) is added to the map and opens.
    */
-  private dropGoneTabs(): void {
+  private async dropGoneTabs(): Promise<void> {
     const routed = this.route.view === 'terminal' ? this.route.id : null;
-    for (const id of this.layout.open) {
-      if (this.sessions.has(id) || id === routed) continue;
-      api.get(id).then(
-        (info) => {
-          if (!this.sessions.has(id)) this.setSessions(new Map(this.sessions).set(id, { ...info, viewers: 0 }));
-        },
-        (e) => {
-          if (e instanceof ApiError && (e.status === 404 || e.status === 403)) this.dispatch({ type: 'close', id });
-        },
-      );
+    const ids = this.layout.open.filter((id) => !this.sessions.has(id) && id !== routed);
+    // A few at a time: a restored layout may name 64 sessions.
+    const worker = async (): Promise<void> => {
+      for (let id = ids.shift(); id !== undefined; id = ids.shift()) await this.checkGone(id);
+    };
+    await Promise.all(Array.from({ length: GONE_CHECKS }, worker));
+  }
+
+  private async checkGone(id: string): Promise<void> {
+    try {
+      const info = await api.get(id);
+      if (!this.sessions.has(id)) this.setSessions(new Map(this.sessions).set(id, { ...info, viewers: 0 }));
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 404 || e.status === 403)) this.dispatch({ type: 'close', id });
     }
   }
 

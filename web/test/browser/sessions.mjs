@@ -202,3 +202,18 @@ test('a session deleted and made again under its id gets a fresh terminal in its
   assert.equal(await page.locator('.term[data-session="again"] .term-end').textContent(), '');
   assert.equal(await page.locator('.term[data-session="again"]').count(), 1, 'one view');
 });
+
+test('tabs restored from the last visit whose sessions are gone are checked a few at a time, and dropped', async ({ server, ctx }) => {
+  const ids = Array.from({ length: 12 }, (_, i) => `gone-${i}`);
+  await ctx.addInitScript((ids) => localStorage.getItem('termstream.layout') ?? localStorage.setItem('termstream.layout', JSON.stringify({ mode: 'tabs', open: ids, active: ids[0] })), ids);
+  // Each check answered after 100 ms, so checks sent together overlap.
+  let inFlight = 0;
+  let most = 0;
+  await ctx.route(/\/api\/sessions\/gone-\d+$/, (r) => {
+    most = Math.max(most, ++inFlight);
+    setTimeout(() => (inFlight--, void r.continue()), 100);
+  });
+  const page = await openPage(ctx, server);
+  await waitFor('every gone tab dropped', () => page.evaluate(() => window.termstream.layout.open.length === 0));
+  assert.ok(most <= 4, `${most} checks at once`);
+});
