@@ -43,7 +43,8 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   assert.ok(await page.evaluate(() => !!document.activeElement?.closest('.term[data-session="hello"]')), 'the terminal keeps the keyboard');
   await page.keyboard.press('Alt+Shift+ArrowRight');
   await page.keyboard.press('Enter');
-  await waitText(page, 'hello', '\n^[[1;4C\n^[[1;4C\n');
+  // (Echoed by the tty, or not when typed before cat set it up; printed by cat.)
+  await waitText(page, 'hello', '\n^[[1;4C\n');
   assert.ok(!(await bufferText(page, 'hello')).includes('^[G'), 'Alt+Shift+G did not reach the program');
   await page.keyboard.press('Control+C');
   // Search: Ctrl+Shift+F, a word, Enter selects it.
