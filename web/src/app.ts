@@ -347,9 +347,15 @@ export class App {
   }
 
   async refresh(): Promise<void> {
+    const asked = ++this.refreshes;
     const [list, viewers] = await Promise.all([api.list(), api.viewers().catch(() => ({}))]);
-    this.setSessions(fromList(list, viewers));
+    // A list answered after a newer one was asked for is older than the
+    // events since: it could bring back a session deleted meanwhile.
+    if (asked === this.refreshes) this.setSessions(fromList(list, viewers));
   }
+
+  /** Refreshes asked for so far (only the latest one's answer is taken). */
+  private refreshes = 0;
 
   private setSessions(m: SessionMap): void {
     this.sessions = m;

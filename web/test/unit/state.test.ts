@@ -127,6 +127,11 @@ describe('sessions', () => {
     r = applyUpdate(r.map, { type: 'session_update', sessionId: 'b', change: 'deleted' }, 0);
     expect([...r.map.keys()]).toEqual(['a']);
   });
+  it('asks for a refresh when a known id is created again (a new incarnation)', () => {
+    const m = fromList([info('a')], {});
+    const r = applyUpdate(m, { type: 'session_update', sessionId: 'a', change: 'created', status: 'running' }, 0);
+    expect(r.refresh).toBe(true);
+  });
   it('takes viewer counts from viewers events, without a refresh', () => {
     const m = fromList([info('a')], { a: 1 });
     const r = applyUpdate(m, { type: 'session_update', sessionId: 'a', change: 'viewers', viewers: 3 }, 0);
