@@ -2,15 +2,16 @@
  * The page: one `@termstream/client` connection, the session list kept live
  * by the `sessions` event channel, the open terminals in tabs or a 2×2 grid,
  * the monitor, replay, events and the connection indicator. State that is
- * pure (layout, routes, the session map) lives in `state/`; this file wires
- * it to the DOM and the network.
+ * pure (layout, routes, the session map) lives in `state/`; the parts with
+ * a job of their own (the keys and full screen, the login banner, the share
+ * box, ...) in `ui/`; this file wires them to the DOM and the network.
  */
 
 import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor, type ProjectFocus } from '@termstream/client';
 import { api, ApiError, type CreateRequest } from './net/api';
 import { formatRoute, parseRoute, type Route } from './state/route';
 import { emptyLayout, reduceLayout, restoreLayout, visible, type Layout, type LayoutAction } from './state/layout';
-import { applyUpdate, fromList, isLive, type SessionMap, type SessionUpdate } from './state/sessions';
+import { applyUpdate, fromList, isLive, outcome, type SessionMap, type SessionUpdate } from './state/sessions';
 import { h, fill } from './ui/dom';
 import { TermView } from './ui/terminal';
 import { SessionList } from './ui/list';
@@ -22,16 +23,26 @@ import { KeyRow } from './ui/keyrow';
 import { statusIndicator } from './ui/status';
 import { onThemeChange } from './ui/theme';
 import { webglCount } from './ui/webgl';
+import { installShortcuts, toggleFullscreen } from './ui/shortcuts';
+import { LoginBanner } from './ui/auth';
+import { ShareBox } from './ui/share';
 
 const LAYOUT_KEY = 'termstream.layout';
+/** How many restored tabs are checked against the server at once. */
+const GONE_CHECKS = 4;
 
-/** The browser's WebSocket, remembering the latest socket so tests can cut it. */
-function trackedWebSocket(): { ctor: WebSocketConstructor; cut(): void } {
+/**
+ * The browser's WebSocket, remembering the latest socket so tests can cut
+ * it, and telling `closed` of every socket that closes (a failed reconnect
+ * attempt too: the client reports a state only when it changes).
+ */
+function trackedWebSocket(closed: () => void): { ctor: WebSocketConstructor; cut(): void } {
   let last: WebSocket | null = null;
   class Tracked extends WebSocket {
     constructor(url: string) {
       super(url);
       last = this;
+      this.addEventListener('close', closed);
     }
   }
   return { ctor: Tracked as unknown as WebSocketConstructor, cut: () => last?.close(4000, 'cut') };
@@ -39,7 +50,10 @@ function trackedWebSocket(): { ctor: WebSocketConstructor; cut(): void } {
 
 export class App {
   readonly client: WebSocketClient;
-  private readonly cutter = trackedWebSocket();
+  // A browser hides why a WebSocket upgrade failed: after each closed
+  // socket (each failed attempt to reconnect) a REST call finds out whether
+  // the login ended (a 401 shows the banner).
+  private readonly cutter = trackedWebSocket(() => this.scheduleRefresh());
   sessions: SessionMap = new Map();
   layout: Layout;
   route: Route = { view: 'list' };
@@ -56,7 +70,9 @@ export class App {
   private readonly nav: Record<'list' | 'terminal' | 'monitor', HTMLAnchorElement>;
   private readonly modeButton: HTMLButtonElement;
   private readonly eventsButton: HTMLButtonElement;
-  private readonly shareBox = h('div', { class: 'share-box', hidden: '', role: 'dialog', 'aria-label': 'Read-only link' });
+  private readonly shareBox = new ShareBox();
+  /** Says that the server no longer takes this browser's login. */
+  private readonly authBanner: LoginBanner;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private focusEnabled = false;
   private readonly trackers = new Map<string, ProjectFocus>();
@@ -66,6 +82,7 @@ export class App {
   constructor(private readonly root: HTMLElement) {
     this.client = createWebSocketClient(undefined, { WebSocket: this.cutter.ctor });
     this.layout = this.loadLayout();
+    this.authBanner = new LoginBanner(this.client);
     this.list = new SessionList({
       open: (id) => this.go({ view: 'terminal', id }),
       replay: (id) => this.go({ view: 'replay', id }),
@@ -98,20 +115,58 @@ export class App {
       this.eventsButton,
       statusIndicator(this.client),
     );
-    fill(root, header, h('main', { class: 'main' }, this.list.el, this.termsView, this.monitor.el, this.replay.el, this.events.panel), this.events.toasts, this.shareBox, this.dialog.el);
+    fill(root, header, this.authBanner.el, h('main', { class: 'main' }, this.list.el, this.termsView, this.monitor.el, this.replay.el, this.events.panel), this.events.toasts, this.shareBox.el, this.dialog.el);
   }
 
   async start(): Promise<void> {
     this.client.subscribe('*', (m) => this.onMessage(m as unknown as Record<string, unknown>));
+    // Given up reconnecting: one more look at whether the login ended.
+    this.client.onStateChange((s) => s === 'error' && this.scheduleRefresh());
     this.client.connect();
     this.focusEnabled = await api.hasFocus();
     await this.refresh();
     window.addEventListener('hashchange', () => this.applyRoute());
     onThemeChange(() => this.views.forEach((v) => v.setTheme()));
-    this.installShortcuts();
+    installShortcuts(
+      {
+        openCount: () => this.layout.open.length,
+        mode: () => this.layout.mode,
+        dispatch: (a) => this.dispatch(a),
+        newSession: () => this.dialog.open(),
+        anyLive: () => [...this.views.values()].some((v) => isLive(v.info.status)),
+        refit: () => this.views.forEach((v) => v.fitNow()),
+        focusActive: () => this.activeView()?.focusInput(),
+      },
+      this.tabs,
+    );
     this.installViewport();
     this.applyRoute();
+    void this.dropGoneTabs();
     this.started = true;
+  }
+
+  /**
+   * Tabs restored from the last visit whose session is not in the list: a
+   * session deleted meanwhile loses its tab (it would show nothing); one the
+   * server still has (the list may lag) is added to the map and opens.
+   */
+  private async dropGoneTabs(): Promise<void> {
+    const routed = this.route.view === 'terminal' ? this.route.id : null;
+    const ids = this.layout.open.filter((id) => !this.sessions.has(id) && id !== routed);
+    // A few at a time: a restored layout may name 64 sessions.
+    const worker = async (): Promise<void> => {
+      for (let id = ids.shift(); id !== undefined; id = ids.shift()) await this.checkGone(id);
+    };
+    await Promise.all(Array.from({ length: GONE_CHECKS }, worker));
+  }
+
+  private async checkGone(id: string): Promise<void> {
+    try {
+      const info = await api.get(id);
+      if (!this.sessions.has(id)) this.setSessions(new Map(this.sessions).set(id, { ...info, viewers: 0 }));
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 404 || e.status === 403)) this.dispatch({ type: 'close', id });
+    }
   }
 
   /** Whether `start` finished: the list is loaded and the URL's view applied (tests wait for it). */
@@ -237,7 +292,7 @@ export class App {
         const tab = h(
           'div',
           { role: 'tab', class: 'tab', 'aria-selected': String(selected), tabindex: selected ? '0' : '-1', 'data-session': id, 'data-status': status, onclick: () => this.dispatch({ type: 'activate', id }) },
-          h('span', { class: `dot st-${status}` }),
+          h('span', { class: `dot st-${status}`, 'data-outcome': outcome(v?.info ?? this.sessions.get(id) ?? { status: 'running' }) }),
           h('span', { class: 'tab-title' }, id),
           v?.readOnly ? h('span', { class: 'ro' }, 'read-only') : null,
           h('button', { type: 'button', class: 'tab-close', tabindex: '-1', 'aria-label': `Close ${id}`, onclick: (e: Event) => (e.stopPropagation(), this.dispatch({ type: 'close', id })) }, '×'),
@@ -246,7 +301,16 @@ export class App {
         return tab;
       }),
     );
+    // The active tab in view when it changes (many tabs scroll sideways);
+    // not on every redraw, so scrolling the strip by hand stays put.
+    if (!this.termsView.hidden && l.active !== this.tabScrolledTo) {
+      this.tabScrolledTo = l.active;
+      this.tabs.querySelector('[aria-selected="true"]')?.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+    }
   }
+
+  /** The tab last scrolled into view. */
+  private tabScrolledTo: string | null = null;
 
   private activeView(): TermView | undefined {
     return this.layout.active ? this.views.get(this.layout.active) : undefined;
@@ -263,7 +327,9 @@ export class App {
 
   private onMessage(m: Record<string, unknown>): void {
     if (m.type === 'session_update') {
-      const r = applyUpdate(this.sessions, m as unknown as SessionUpdate, Date.now());
+      const u = m as unknown as SessionUpdate;
+      const r = applyUpdate(this.sessions, u, Date.now());
+      if (u.change === 'deleted') this.views.get(u.sessionId)?.markDeleted();
       this.setSessions(r.map);
       if (r.refresh) this.scheduleRefresh();
     } else if (m.type === 'connected') {
@@ -281,9 +347,15 @@ export class App {
   }
 
   async refresh(): Promise<void> {
+    const asked = ++this.refreshes;
     const [list, viewers] = await Promise.all([api.list(), api.viewers().catch(() => ({}))]);
-    this.setSessions(fromList(list, viewers));
+    // A list answered after a newer one was asked for is older than the
+    // events since: it could bring back a session deleted meanwhile.
+    if (asked === this.refreshes) this.setSessions(fromList(list, viewers));
   }
+
+  /** Refreshes asked for so far (only the latest one's answer is taken). */
+  private refreshes = 0;
 
   private setSessions(m: SessionMap): void {
     this.sessions = m;
@@ -291,7 +363,14 @@ export class App {
     this.monitor.render(m);
     for (const [id, v] of this.views) {
       const s = m.get(id);
-      if (s && s.status !== v.info.status && !v.exit) v.info.status = s.status;
+      if (s && s.epoch && v.info.epoch && s.epoch !== v.info.epoch) {
+        // The id was deleted and made again (API clients choose ids): a new
+        // session, so a fresh view (made below), not the old one's end.
+        v.dispose();
+        this.views.delete(id);
+      } else if (s && s.status !== v.info.status && !v.exit && !v.deleted) {
+        v.info.status = s.status;
+      }
     }
     if (this.layout.open.some((id) => !this.views.has(id) && m.has(id))) this.renderTerms();
     else this.renderTabs();
@@ -338,48 +417,12 @@ export class App {
         void this.act(() => api.terminate(v.id));
         break;
       case 'share':
-        void this.share(v);
+        void this.shareBox.show(v.info.project, v.id);
         break;
       case 'fullscreen':
-        void this.fullscreen(v);
+        void toggleFullscreen(v.el, () => v.focusInput());
         break;
     }
-  }
-
-  private async share(v: TermView): Promise<void> {
-    let text: string;
-    try {
-      const code = await api.shareLink(v.info.project);
-      const url = `${location.origin}${code.path}${formatRoute({ view: 'terminal', id: v.id })}`;
-      await navigator.clipboard?.writeText(url).catch(() => {});
-      text = url;
-      this.shareBox.dataset.link = url;
-    } catch (e) {
-      text = e instanceof ApiError && e.status === 403 ? `Cannot make a link: ${e.message}` : String(e instanceof Error ? e.message : e);
-      delete this.shareBox.dataset.link;
-    }
-    const input = h('input', { readonly: '', value: text, class: 'share-link', 'aria-label': 'Read-only link' });
-    fill(
-      this.shareBox,
-      h('strong', {}, 'Read-only link'),
-      h('p', { class: 'muted' }, 'Copied. It works once, within a minute, and lets the viewer watch this project without typing.'),
-      input,
-      h('button', { type: 'button', onclick: () => (this.shareBox.hidden = true) }, 'Done'),
-    );
-    this.shareBox.hidden = false;
-    input.select();
-  }
-
-  private async fullscreen(v: TermView): Promise<void> {
-    if (document.fullscreenElement) {
-      await document.exitFullscreen();
-      return;
-    }
-    await v.el.requestFullscreen();
-    // Ctrl+W, Ctrl+T and friends reach the program while in full screen.
-    const kb = (navigator as { keyboard?: { lock?: () => Promise<void> } }).keyboard;
-    await kb?.lock?.().catch(() => {});
-    v.focusInput();
   }
 
   // ---- focus -----------------------------------------------------------
@@ -418,42 +461,6 @@ export class App {
   }
 
   // ---- page behaviour --------------------------------------------------
-
-  private installShortcuts(): void {
-    window.addEventListener('beforeunload', (e) => {
-      // Closing the tab while typing into a terminal asks first.
-      if (document.activeElement?.closest('.term') && [...this.views.values()].some((v) => isLive(v.info.status))) {
-        e.preventDefault();
-        e.returnValue = '';
-      }
-    });
-    document.addEventListener('fullscreenchange', () => {
-      if (!document.fullscreenElement) (navigator as { keyboard?: { unlock?: () => void } }).keyboard?.unlock?.();
-      this.views.forEach((v) => v.fitNow());
-    });
-    window.addEventListener('keydown', (e) => {
-      if (!(e.altKey && e.shiftKey)) return;
-      if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
-        e.preventDefault();
-        this.dispatch({ type: e.key === 'ArrowRight' ? 'next' : 'prev' });
-      } else if (e.key === 'G' || e.key === 'g') {
-        e.preventDefault();
-        this.dispatch({ type: 'mode', mode: this.layout.mode === 'tabs' ? 'grid' : 'tabs' });
-      } else if (e.key === 'N' || e.key === 'n') {
-        e.preventDefault();
-        this.dialog.open();
-      }
-    });
-    this.tabs.addEventListener('keydown', (e) => {
-      if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
-        e.preventDefault();
-        this.dispatch({ type: e.key === 'ArrowRight' ? 'next' : 'prev' });
-        (this.tabs.querySelector('[aria-selected="true"]') as HTMLElement | null)?.focus();
-      } else if (e.key === 'Enter') {
-        this.activeView()?.focusInput();
-      }
-    });
-  }
 
   /** Terminals fit the visible viewport, above a phone's on-screen keyboard. */
   private installViewport(): void {

@@ -103,14 +103,15 @@ pub fn router(state: AppState) -> Router {
 
 /// Makes an error answered as plain text (by axum, or a layer) the JSON
 /// error body every error has, with the same status. Handlers' own errors
-/// are [`ApiError`]s already and pass unchanged.
+/// are [`ApiError`]s already and pass unchanged, as does a page written for
+/// a person (`text/html`: a refused login link opened in a browser).
 async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
-    let json = resp
+    let kept = resp
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || json {
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || kept {
         return resp;
     }
     let code = match status {

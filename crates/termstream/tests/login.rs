@@ -288,6 +288,47 @@ async fn under_tls_the_cookie_is_secure_and_the_own_origin_is_https() {
     );
 }
 
+/// A browser opening a used (or expired, or unknown) login link gets a page
+/// that says so and what to do, not the API's JSON; other clients still get
+/// the JSON error, and nothing sets a cookie.
+#[tokio::test]
+async fn a_browser_opening_a_used_login_link_gets_a_page_that_says_so() {
+    let (server, t) = secured("", &[], Transport::Plain).await;
+    let code = login_code(&server, &t.admin, None).await;
+    login(&server, &code).await;
+    let used = format!("/login?code={code}");
+    for path in [used.as_str(), "/login?code=lc_unknown", "/login"] {
+        let resp = secured::bare(&server)
+            .get(server.url(path))
+            .header(
+                "accept",
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{path}");
+        let headers = resp.headers().clone();
+        assert!(
+            headers["content-type"].to_str().unwrap().starts_with("text/html"),
+            "{path}: {headers:?}"
+        );
+        assert!(headers.get("set-cookie").is_none(), "{path}");
+        // Not kept by the browser, and the answer depends on Accept.
+        assert_eq!(headers["cache-control"], "no-store", "{path}");
+        assert_eq!(headers["vary"], "accept", "{path}");
+        let page = resp.text().await.unwrap();
+        assert!(
+            page.contains("This login link is unknown, used or expired."),
+            "{path}: {page}"
+        );
+        let (status, body, headers) = call(&server, "GET", path, &[], None).await;
+        assert_eq!((status, error_code(&body)), (401, "unauthorized"), "{path}");
+        assert!(headers.get("set-cookie").is_none(), "{path}");
+        assert_eq!(headers["vary"], "accept", "{path}");
+    }
+}
+
 /// Mistakes in a code request or a login link get the API's JSON errors.
 #[tokio::test]
 async fn bad_code_requests_and_login_links_get_json_errors() {

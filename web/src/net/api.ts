@@ -1,10 +1,22 @@
 /**
  * The REST calls the page makes. Same origin, so the login cookie (or a
  * loopback server without tokens) admits them; a refused credential becomes
- * an `ApiError` with status 401, which the page turns into its login view.
+ * an `ApiError` with status 401, and the page says that its login ended.
  */
 
 import type { SessionInfo } from '../state/sessions';
+
+/**
+ * Told what each call says of the page's credential: `false` when the
+ * server refuses it (401: the login cookie ended or was never there), `true`
+ * when a call succeeds (the server takes it, again).
+ */
+let credential: (accepted: boolean) => void = () => {};
+
+/** Sets what a call's verdict on the credential does (the app's login banner). */
+export function onCredential(f: (accepted: boolean) => void): void {
+  credential = f;
+}
 
 export class ApiError extends Error {
   constructor(
@@ -16,13 +28,25 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * `fetch`, with a failure to reach the server (down, restarting, offline;
+ * the browser says only "Failed to fetch") as an `ApiError` that says so.
+ */
+async function reach(path: string, init?: RequestInit): Promise<Response> {
+  try {
+    return await fetch(path, init);
+  } catch {
+    throw new ApiError(0, 'unreachable', 'cannot reach the server (it may be down or restarting, or this browser offline); try again');
+  }
+}
+
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const init: RequestInit = { method, headers: {}, credentials: 'same-origin' };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     (init.headers as Record<string, string>)['content-type'] = 'application/json';
   }
-  const res = await fetch(path, init);
+  const res = await reach(path, init);
   if (!res.ok) {
     let code = 'http_error';
     let message = `HTTP ${res.status}`;
@@ -33,8 +57,10 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
     } catch {
       // Not JSON: keep the status.
     }
+    if (res.status === 401) credential(false);
     throw new ApiError(res.status, code, message);
   }
+  credential(true);
   if (res.status === 204) return undefined as T;
   const type = res.headers.get('content-type') ?? '';
   return (type.includes('json') ? await res.json() : await res.text()) as T;
@@ -65,7 +91,7 @@ export const api = {
     call<{ epoch: string; offset: number; cols: number; rows: number; data: string }>('GET', `/api/sessions/${encodeURIComponent(id)}/snapshot`),
   /** The last `bytes` of a session's output as text. */
   tail: async (id: string, end: number, bytes: number) => {
-    const res = await fetch(`/api/sessions/${encodeURIComponent(id)}/output?since=${Math.max(0, end - bytes)}&limit=${bytes}`);
+    const res = await reach(`/api/sessions/${encodeURIComponent(id)}/output?since=${Math.max(0, end - bytes)}&limit=${bytes}`);
     if (!res.ok) throw new ApiError(res.status, 'http_error', `HTTP ${res.status}`);
     return new TextDecoder().decode(await res.arrayBuffer());
   },

@@ -55,7 +55,8 @@ export function fromList(list: SessionInfo[], viewers: Record<string, number>): 
 
 /**
  * Applies an event. Returns the new map and whether a full refresh is
- * needed (a session we do not know yet, or an end whose exit code we lack).
+ * needed (a session we do not know yet or made again, or an end whose exit
+ * code we lack).
  */
 export function applyUpdate(m: SessionMap, u: SessionUpdate, now: number): { map: SessionMap; refresh: boolean } {
   const next = new Map(m);
@@ -64,7 +65,9 @@ export function applyUpdate(m: SessionMap, u: SessionUpdate, now: number): { map
     next.delete(u.sessionId);
     return { map: next, refresh: false };
   }
-  if (!known) return { map: m, refresh: true };
+  // Unknown, or `created` for a known id (made again under its id, the
+  // deletion missed or undone by a list fetched before it): fetch the record.
+  if (!known || u.change === 'created') return { map: m, refresh: true };
   if (u.change === 'viewers') {
     if (typeof u.viewers === 'number') next.set(u.sessionId, { ...known, viewers: u.viewers });
     return { map: next, refresh: false };
@@ -114,6 +117,12 @@ export function formatExit(s: SessionInfo): string {
   if (s.signal !== undefined) return SIGNALS[s.signal] ?? `signal ${s.signal}`;
   if (s.exitCode !== undefined) return `exit ${s.exitCode}`;
   return '';
+}
+
+/** How an ended session went: `ok` (exit 0), `bad` (another code, a signal, or failed/lost), or `` while it runs. */
+export function outcome(s: Pick<SessionInfo, 'status' | 'exitCode' | 'signal'>): 'ok' | 'bad' | '' {
+  if (isLive(s.status)) return '';
+  return s.exitCode === 0 && s.signal === undefined ? 'ok' : 'bad';
 }
 
 /** The command as one line: argv joined, quoting what needs it. */

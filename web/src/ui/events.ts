@@ -13,6 +13,8 @@ export class EventViews {
   readonly toasts = h('div', { class: 'toasts', 'aria-live': 'polite' });
   readonly list = h('ol', { class: 'log-lines' });
   readonly panel: HTMLElement;
+  /** Shown until the first event arrives. */
+  private readonly none = h('p', { class: 'log-none muted' }, 'No events yet. Notifications, task status and activity sent to POST /api/events show here.');
   unread = 0;
   onUnread: (n: number) => void = () => {};
 
@@ -21,6 +23,7 @@ export class EventViews {
       'aside',
       { class: 'log-panel', hidden: '', 'aria-label': 'Event log' },
       h('div', { class: 'log-head' }, h('strong', {}, 'Events'), h('button', { type: 'button', class: 'tbtn', onclick: () => this.toggle(false), 'aria-label': 'Close the event log' }, '×')),
+      this.none,
       this.list,
     );
   }
@@ -55,6 +58,7 @@ export class EventViews {
   }
 
   private line(time: string, kind: string, text: string, level = ''): void {
+    this.none.hidden = true;
     this.list.append(h('li', { 'data-level': level }, h('time', {}, time), h('span', { class: 'log-kind' }, kind), h('span', { class: 'log-text' }, text)));
     while (this.list.childElementCount > MAX_LINES) this.list.firstElementChild!.remove();
     this.list.scrollTop = this.list.scrollHeight;

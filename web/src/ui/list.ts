@@ -5,7 +5,7 @@
  * tick once a second (a redraw of text, no request).
  */
 
-import { commandLine, durationOf, formatDuration, formatExit, isLive, sortedRows, type SessionMap, type SessionRow } from '../state/sessions';
+import { commandLine, durationOf, formatDuration, formatExit, isLive, outcome, sortedRows, type SessionMap, type SessionRow } from '../state/sessions';
 import { h, fill } from './dom';
 
 export interface ListActions {
@@ -47,7 +47,7 @@ export class SessionList {
       h('td', {}, s.project),
       h('td', {}, s.kind),
       h('td', {}, h('span', { class: `pill st-${s.status}` }, s.status)),
-      h('td', { class: 'exit' }, formatExit(s)),
+      h('td', { class: 'exit', 'data-outcome': outcome(s) }, formatExit(s)),
       h('td', { class: 'dur', 'data-started': String(s.startedAt ?? '') }, formatDuration(durationOf(s, Date.now()))),
       h('td', { class: 'num viewers' }, String(s.viewers)),
       h(

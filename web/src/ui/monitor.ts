@@ -19,7 +19,7 @@
 
 import { Terminal } from '@xterm/xterm';
 import { api } from '../net/api';
-import { formatExit, isLive, sortedRows, type SessionMap, type SessionRow } from '../state/sessions';
+import { formatExit, isLive, outcome, sortedRows, type SessionMap, type SessionRow } from '../state/sessions';
 import { h, fill } from './dom';
 
 /** Fetches in flight at once, for the whole page. */
@@ -69,12 +69,16 @@ export class Monitor {
     { rootMargin: '200px' },
   );
 
+  /** Shown instead of the grid while there is no session. */
+  private readonly empty = h('p', { class: 'empty', hidden: '' }, 'No sessions to watch yet. Each session shows here with a live preview as it starts.');
+
   constructor(private readonly open: (id: string) => void) {
-    this.el = h('section', { class: 'view view-monitor', 'aria-label': 'All sessions' }, this.grid);
+    this.el = h('section', { class: 'view view-monitor', 'aria-label': 'All sessions' }, this.empty, this.grid);
   }
 
   render(m: SessionMap): void {
     this.sessions = sortedRows(m);
+    this.empty.hidden = this.sessions.length > 0;
     for (const [id, c] of this.cards) {
       if (m.has(id)) continue;
       this.seen.unobserve(c.el);
@@ -106,6 +110,7 @@ export class Monitor {
     }
     c.status.className = `pill st-${s.status}`;
     c.status.textContent = [s.status, formatExit(s)].filter(Boolean).join(' · ');
+    c.status.dataset.outcome = outcome(s);
     c.el.dataset.status = s.status;
     return c;
   }

@@ -5,7 +5,7 @@
  * The player is loaded on first use, in its own chunk.
  */
 
-import { api } from '../net/api';
+import { api, ApiError } from '../net/api';
 import { h } from './dom';
 
 export class Replay {
@@ -15,6 +15,8 @@ export class Replay {
   private readonly speed: HTMLSelectElement;
   private player: { dispose(): void; addEventListener(n: string, f: () => void): void } | null = null;
   private id: string | null = null;
+  /** Counts `show` and `hide` calls: a `show` that waited goes on only if nothing came after it (a speed change shows the same id again). */
+  private generation = 0;
 
   constructor(back: () => void) {
     this.speed = h('select', { 'aria-label': 'Speed', onchange: () => this.id && void this.show(this.id) }, ...['0.5', '1', '2', '4', '8'].map((v) => h('option', { value: v }, `${v}×`)));
@@ -29,11 +31,23 @@ export class Replay {
 
   async show(id: string): Promise<void> {
     this.hide();
+    const generation = this.generation;
     this.id = id;
     this.title.textContent = `Replay of ${id}`;
     this.el.dataset.state = 'loading';
+    // The player shows only an icon when the recording cannot be had: ask first, and say why.
+    const missing = await api.get(id).then(
+      () => null,
+      (e) => (e instanceof ApiError && e.status === 404 ? `There is no session ${id} (deleted, or never made), so no recording to play.` : `The recording of ${id} cannot be had: ${e instanceof Error ? e.message : String(e)}`),
+    );
+    if (this.generation !== generation) return;
+    if (missing) {
+      this.stage.replaceChildren(h('p', { class: 'replay-error', role: 'alert' }, missing));
+      this.el.dataset.state = 'error';
+      return;
+    }
     const { create } = await import('asciinema-player');
-    if (this.id !== id) return;
+    if (this.generation !== generation) return;
     const player = create(api.recordingUrl(id), this.stage, {
       autoPlay: true,
       speed: Number(this.speed.value),
@@ -50,6 +64,7 @@ export class Replay {
   }
 
   hide(): void {
+    this.generation++;
     this.player?.dispose();
     this.player = null;
     this.id = null;

@@ -33,7 +33,7 @@ import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { ClipboardAddon } from '@xterm/addon-clipboard';
 import type { ExitInfo, SessionHandle, StreamMode, WebSocketClient } from '@termstream/client';
 import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
-import { formatExit, type SessionRow } from '../state/sessions';
+import { formatDuration, formatExit, type SessionRow } from '../state/sessions';
 import { currentTheme } from './theme';
 import { acquireWebgl, releaseWebgl } from './webgl';
 import { h } from './dom';
@@ -52,6 +52,8 @@ export interface TermViewHooks {
 const RED = '\x1b[31m';
 /** How much of a command session's past output a view shows. */
 const COMMAND_HISTORY = 256 << 20;
+/** Lines a view keeps above its screen. */
+const SCROLLBACK = 5000;
 const DEFAULT_FG = '\x1b[39m';
 /** A size asked of the server and not answered is asked again after this long. */
 const ASK_AGAIN_MS = 2000;
@@ -89,7 +91,12 @@ export class TermView {
   private readonly search = new SearchAddon();
   private readonly body: HTMLElement;
   private readonly titleEl: HTMLElement;
+  /** Says "catching up" while the view stopped taking output (flow control). */
   private readonly badgeEl: HTMLElement;
+  /** For a command session whose output outgrew the scrollback: says that its start is not kept here. */
+  private readonly trimmedEl: HTMLElement;
+  /** How the session ended: `exit 3 · 1s`, `SIGTERM · 2m 05s`, `deleted`; empty while it runs. */
+  private readonly endEl: HTMLElement;
   private readonly searchBox: HTMLInputElement;
   private handle: SessionHandle | null = null;
   private readonly gauge = new FlowGauge(flowOptions());
@@ -112,6 +119,12 @@ export class TermView {
   /** The size last asked of the server, and when (asked again if no answer came). */
   private asked: { cols: number; rows: number; at: number } | null = null;
   exit: ExitInfo | null = null;
+  /**
+   * Whether the session was deleted. Its own flag, not a status: the list's
+   * `deleted` event and the view's own exit and detach come from separate
+   * server tasks, in any order, and the exit sets the status.
+   */
+  deleted = false;
   readOnly = false;
   focused = false;
   /** What arrived, for tests and the benchmark: output bytes, line feeds and chunks, the most bytes ever queued in xterm.js, and flow-control pauses. */
@@ -127,7 +140,7 @@ export class TermView {
       allowProposedApi: true,
       convertEol: command,
       cursorBlink: !command,
-      scrollback: 5000,
+      scrollback: SCROLLBACK,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
       fontSize: 14,
       theme: currentTheme(),
@@ -137,6 +150,12 @@ export class TermView {
     this.size = { cols: this.term.cols, rows: this.term.rows };
     this.titleEl = h('span', { class: 'term-title', title: info.argv.join(' ') }, info.id);
     this.badgeEl = h('span', { class: 'term-badge' });
+    this.endEl = h('span', { class: 'term-end' });
+    this.trimmedEl = h('span', {
+      class: 'term-trimmed',
+      hidden: '',
+      title: `Only the last ${SCROLLBACK} lines are kept here; Replay, or GET /api/sessions/${info.id}/output, has all of the output.`,
+    }, `last ${SCROLLBACK} lines`);
     this.searchBox = h('input', { class: 'term-search', type: 'search', placeholder: 'Search', 'aria-label': 'Search in terminal', hidden: '' });
     const button = (label: string, what: Parameters<TermViewHooks['action']>[1], title: string) =>
       h('button', { type: 'button', class: `tbtn tbtn-${what}`, title, 'aria-label': title, onclick: (e: Event) => (e.stopPropagation(), hooks.action(this, what)) }, label);
@@ -153,6 +172,8 @@ export class TermView {
       h('span', { class: 'focus-dot', title: 'Focused on the server' }),
       this.titleEl,
       h('span', { class: 'term-kind' }, info.kind),
+      this.endEl,
+      this.trimmedEl,
       this.badgeEl,
       h('span', { class: 'spacer' }),
       this.searchBox,
@@ -305,19 +326,18 @@ export class TermView {
       onResize: (s) => this.setSize(s.cols, s.rows),
       onExit: (e) => {
         this.exit = e;
-        this.info.status = e.status;
+        this.info.status = this.deleted ? 'deleted' : e.status;
         if (e.exitCode !== null) this.info.exitCode = e.exitCode;
         if (e.signal !== null) this.info.signal = e.signal;
         const how = formatExit(this.info) || e.status;
         const colour = e.exitCode === 0 ? '\x1b[32m' : '\x1b[31m';
         this.write(`\r\n${colour}[${how}]\x1b[0m\r\n`);
         this.el.dataset.exit = e.exitCode !== null ? String(e.exitCode) : `signal ${e.signal}`;
+        const end = e.duration !== null ? `${how} · ${formatDuration(e.duration)}` : how;
+        this.showEnd(this.deleted ? `${end} · deleted` : end, e.exitCode === 0 && !this.deleted);
         this.hooks.changed(this);
       },
-      onDetached: () => {
-        this.info.status = 'deleted';
-        this.hooks.changed(this);
-      },
+      onDetached: () => this.markDeleted(),
       onError: (e) => {
         if (e.code === 'read_only') {
           this.readOnly = true;
@@ -326,6 +346,28 @@ export class TermView {
         }
       },
     });
+  }
+
+  /**
+   * The session was deleted (here or elsewhere; the server's
+   * `session.detached`, or the list's `deleted` event for one that had
+   * ended): its output stays readable, and nothing typed goes anywhere.
+   */
+  markDeleted(): void {
+    if (this.deleted) return;
+    this.deleted = true;
+    this.info.status = 'deleted';
+    this.term.options.disableStdin = true;
+    this.write('\r\n\x1b[31m[session deleted]\x1b[0m\r\n');
+    this.showEnd(this.endEl.textContent ? `${this.endEl.textContent} · deleted` : 'deleted', false);
+    this.hooks.changed(this);
+  }
+
+  /** Shows how the session ended in the header, and hides Stop. */
+  private showEnd(text: string, ok: boolean): void {
+    this.endEl.textContent = text;
+    this.endEl.classList.toggle('ok', ok);
+    this.el.dataset.ended = '';
   }
 
   private count(data: Uint8Array): void {
@@ -344,6 +386,8 @@ export class TermView {
     this.old.push(old);
     this.term.write(data, () => {
       this.old.shift();
+      // A log that outgrew the scrollback lost its start here: say so, once.
+      if (this.trimmedEl.hidden && this.info.kind === 'command' && this.term.buffer.normal.length >= this.term.rows + SCROLLBACK) this.trimmedEl.hidden = false;
       // Old output parsed and nothing received waits after it: the view has
       // caught up with what the server had (an estimate: more of the
       // catch-up may still be on its way).
@@ -362,11 +406,13 @@ export class TermView {
     h.detach();
     this.handle = null;
     this.el.classList.add('catching-up');
+    this.badgeEl.textContent = 'catching up';
   }
 
   private resume(): void {
     if (this.handle) return;
     this.el.classList.remove('catching-up');
+    this.badgeEl.textContent = '';
     this.attach();
   }
 

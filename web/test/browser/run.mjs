@@ -24,6 +24,10 @@ securedTest('without a credential the page says how to log in', async ({ server,
   await waitFor('the login help', () => page.locator('.login').count());
   assert.match(await page.locator('.login').innerText(), /login-codes/);
   await shot(page, 'login');
+  // A used or expired login link: a page that says so, not the API's JSON.
+  const res = await page.goto(server.url + '/login?code=lc_0000');
+  assert.equal(res.status(), 401);
+  assert.match(await page.locator('body').innerText(), /This login link is unknown, used or expired/);
 });
 
 securedTest('a read-only share link: the viewer sees output and its typing reaches nothing', async ({ server, ctx, browser, admin }) => {
@@ -56,6 +60,40 @@ securedTest('a read-only share link: the viewer sees output and its typing reach
   await owner.keyboard.type('echo marker-$((3+4))\n');
   await waitText(viewer, 'ro', 'marker-7');
   assert.ok(!(await bufferText(owner, 'ro')).includes('viewer-typed'), "the viewer's typing reached the program");
+  // The viewer's login ends (here by logging out) and the socket drops: the
+  // page says so, instead of reconnecting in silence.
+  await viewer.evaluate(() => fetch('/api/logout', { method: 'POST' }));
+  await viewer.evaluate(() => window.termstream.cutSocket());
+  await waitFor('the login-ended banner', () => viewer.locator('.auth-banner').isVisible());
+  assert.match(await viewer.locator('.auth-banner').innerText(), /login has ended/);
+  assert.match(await bufferText(viewer, 'ro'), /marker-7/, 'the terminal keeps what it showed');
+  await shot(viewer, 'login-ended');
+  // A new login in this browser (another tab) hides the banner at the next
+  // call that succeeds...
+  const again = await admin.loginCode({ projects: { web: 'read' } });
+  const tab2 = await viewerCtx.newPage();
+  await tab2.goto(server.url + again.path);
+  await viewer.evaluate(() => window.termstream.refresh());
+  await waitFor('the banner gone after a call that succeeded', async () => !(await viewer.locator('.auth-banner').isVisible()));
+  await waitFor('connected again', () => viewer.evaluate(() => window.termstream.client.state === 'connected'));
+  // ...also while the socket stays up all along (the server does not close
+  // it when a login ends): here the terminals keep streaming.
+  await viewer.evaluate(() => fetch('/api/logout', { method: 'POST' }));
+  await viewer.evaluate(() => window.termstream.refresh().catch(() => {}));
+  await waitFor('the banner on a refused call', () => viewer.locator('.auth-banner').isVisible());
+  await tab2.goto(server.url + (await admin.loginCode({ projects: { web: 'read' } })).path);
+  await viewer.evaluate(() => window.termstream.refresh());
+  await waitFor('the banner gone with the socket never dropped', async () => !(await viewer.locator('.auth-banner').isVisible()));
+  // The first check after a drop may not reach the server (it restarts):
+  // each failed attempt to reconnect checks again, so the banner comes
+  // long before the client gives up (5 attempts, ~31 s).
+  await viewer.evaluate(() => fetch('/api/logout', { method: 'POST' }));
+  // (The first check's two calls, the list and the viewer counts, fail.)
+  let calls = 0;
+  await viewer.route((u) => /^\/(api|terminal)\/sessions$/.test(u.pathname), (r) => (++calls <= 2 ? r.abort('connectionrefused') : r.continue()));
+  await viewer.evaluate(() => window.termstream.cutSocket());
+  await waitFor('the banner after a failed attempt', () => viewer.locator('.auth-banner').isVisible(), 6000);
+  assert.ok(calls > 2, 'a check after the first');
   await viewerCtx.close();
 });
 

@@ -5,6 +5,8 @@ import { strict as assert } from 'node:assert';
 import { openPage, hasView, bash, suite, waitFor, waitText, bufferText, shot } from './harness.mjs';
 
 const [checks, test] = suite();
+/** A duration as the page writes it: 850ms, 12s, 3m 04s, 2h 05m. */
+const DURATION = String.raw`(\d+(ms|s)|\d+m \d{2}s|\d+h \d{2}m)`;
 export { checks };
 
 test('type echo hello and see it; the list shows the session', async ({ server, api, ctx }) => {
@@ -13,6 +15,14 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   const page = await openPage(ctx, server);
   await waitFor('the list', () => page.locator('tr[data-session="listed-cmd"][data-status="exited"]').count());
   assert.match(await page.locator('tr[data-session="listed-cmd"] .exit').innerText(), /exit 2/);
+  // A failed job stands out from a passed one: its exit in the theme's --danger.
+  const [exitColour, danger] = await page.locator('tr[data-session="listed-cmd"] .exit').evaluate((e) => {
+    const probe = document.body.appendChild(Object.assign(document.createElement('span'), { style: 'color: var(--danger)' }));
+    const c = getComputedStyle(probe).color;
+    probe.remove();
+    return [getComputedStyle(e).color, c];
+  });
+  assert.equal(exitColour, danger);
   await shot(page, 'list');
   await page.click('tr[data-session="hello"]');
   await page.locator('.term[data-session="hello"] .term-body').click();
@@ -22,6 +32,21 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   await page.keyboard.type('echo hello\n');
   await waitFor('hello echoed', async () => /\nhello\n/.test(await bufferText(page, 'hello')));
   await shot(page, 'tabs');
+  // The page's shortcuts work while the terminal has the keyboard, and do
+  // not reach the program (`cat -v` shows what does); Alt+Shift+→ with one
+  // terminal open has nothing to switch to, and goes to the program.
+  await page.keyboard.type('cat -v\n');
+  await page.keyboard.press('Alt+Shift+G');
+  await waitFor('grid mode by Alt+Shift+G', async () => (await page.locator('.terms').getAttribute('data-mode')) === 'grid');
+  await page.keyboard.press('Alt+Shift+G');
+  await waitFor('tabs again', async () => (await page.locator('.terms').getAttribute('data-mode')) === 'tabs');
+  assert.ok(await page.evaluate(() => !!document.activeElement?.closest('.term[data-session="hello"]')), 'the terminal keeps the keyboard');
+  await page.keyboard.press('Alt+Shift+ArrowRight');
+  await page.keyboard.press('Enter');
+  // (Echoed by the tty, or not when typed before cat set it up; printed by cat.)
+  await waitText(page, 'hello', '\n^[[1;4C\n');
+  assert.ok(!(await bufferText(page, 'hello')).includes('^[G'), 'Alt+Shift+G did not reach the program');
+  await page.keyboard.press('Control+C');
   // Search: Ctrl+Shift+F, a word, Enter selects it.
   await page.keyboard.press('Control+Shift+F');
   await page.keyboard.type('hello');
@@ -66,6 +91,11 @@ test('start, terminate and delete from the page (dark theme)', async ({ server, 
   await page.selectOption('.create-form select[name="kind"]', 'command');
   await page.fill('.create-form input[name="program"]', 'echo via-dialog; sleep 600');
   await page.fill('.create-form input[name="project"]', 'dialogs');
+  // The server out of reach: the form says so (not the browser's "Failed to fetch").
+  await page.route('**/api/sessions', (r) => r.abort('connectionrefused'));
+  await page.click('.create-form button[type="submit"]');
+  await waitFor('the form error', async () => /cannot reach the server/.test(await page.locator('.create-form .form-error').innerText()));
+  await page.unroute('**/api/sessions');
   await page.click('.create-form button[type="submit"]');
   const id = await waitFor('a terminal route', () => /^#\/s\/(.+)$/.exec(new URL(page.url()).hash)?.[1]);
   await hasView(page, id);
@@ -74,11 +104,23 @@ test('start, terminate and delete from the page (dark theme)', async ({ server, 
   await shot(page, 'dark');
   await page.click(`.term[data-session="${id}"] .tbtn-terminate`);
   await waitFor('terminated', () => page.evaluate((id) => !!window.termstream.views.get(id).exit, id));
+  // The header says how it ended and for how long, and offers no Stop.
+  const term = page.locator(`.term[data-session="${id}"]`);
+  assert.match(await term.locator('.term-header').innerText(), new RegExp(`SIG[A-Z]+ · ${DURATION}`));
+  assert.ok(!(await term.locator('.tbtn-terminate').isVisible()), 'no Stop button for an ended session');
   await page.click('.nav-link[href="#/"]');
   const row = page.locator(`tr[data-session="${id}"]`);
   await waitFor('the row shows the end', async () => (await row.getAttribute('data-status')) !== 'running');
   await row.locator('button', { hasText: 'Delete' }).click();
   await waitFor('the row is gone', async () => (await row.count()) === 0);
+  // Its open terminal says it was deleted, and keeps its output.
+  await waitText(page, id, '[session deleted]');
+  assert.match(await term.locator('.term-end').textContent(), /deleted$/);
+  assert.match(await bufferText(page, id), /via-dialog/);
+  // Loaded again, the page drops the deleted session's tab (it would show nothing).
+  await page.reload();
+  await waitFor('the app again', () => page.evaluate(() => !!window.termstream?.started));
+  await waitFor('no tab of the deleted session', async () => (await page.locator(`.tab[data-session="${id}"]`).count()) === 0 && !(await page.evaluate(() => window.termstream.layout.open.length)));
   await ctx.close();
 });
 
@@ -107,4 +149,72 @@ test('a command session shows stderr in red and its exit code', async ({ server,
   assert.deepEqual(colours['to-stderr'], { palette: true, colour: 1 }, 'stderr is red (palette 1)');
   assert.notDeepEqual(colours['to-stdout'], { palette: true, colour: 1 }, 'stdout is not red');
   assert.equal(await page.locator('.term[data-session="cmd"]').getAttribute('data-exit'), '3');
+  assert.match(await page.locator('.term[data-session="cmd"] .term-header').innerText(), new RegExp(`exit 3 · ${DURATION}`), 'the header shows the exit code and duration');
+});
+
+test('a session terminated and deleted at once while its terminal is hidden: the header says how it ended and that it was deleted', async ({ server, api, ctx }) => {
+  await api.create(bash('gone-hidden'));
+  await api.create(bash('gone-front'));
+  const page = await openPage(ctx, server, '#/s/gone-hidden');
+  await hasView(page, 'gone-hidden');
+  await waitText(page, 'gone-hidden', '$ ');
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'gone-front' }));
+  await hasView(page, 'gone-front');
+  // Hidden, the view follows the session with periodic updates: the list's
+  // `deleted` comes before the view's own exit.
+  await api.terminate('gone-hidden');
+  await api.call('DELETE', '/api/sessions/gone-hidden');
+  const end = await waitFor('the exit and the deletion in the header', () =>
+    page.evaluate(() => {
+      const v = window.termstream.views.get('gone-hidden');
+      const t = v.el.querySelector('.term-end').textContent;
+      return v.exit && v.info.status === 'deleted' && t;
+    }),
+  );
+  assert.match(end, new RegExp(`^SIG[A-Z]+ · ${DURATION} · deleted$`));
+  // Whatever comes last, the marker is written once.
+  await api.create({ id: 'gone-after', kind: 'command', command: 'true' });
+  await waitFor('a later event', () => page.locator('tr[data-session="gone-after"]').count());
+  assert.equal((await bufferText(page, 'gone-hidden')).split('[session deleted]').length - 1, 1, 'one [session deleted]');
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'gone-hidden' }));
+  await shot(page, 'deleted-hidden');
+});
+
+test('a session deleted and made again under its id gets a fresh terminal in its open tab', async ({ server, api, ctx }) => {
+  await api.create(bash('again'));
+  const page = await openPage(ctx, server, '#/s/again');
+  await hasView(page, 'again');
+  await waitText(page, 'again', '$ ');
+  await api.call('DELETE', '/api/sessions/again');
+  await waitText(page, 'again', '[session deleted]');
+  // Automation re-uses the id: the tab shows the new session, and takes typing.
+  await api.create(bash('again'));
+  await waitFor('a fresh view', () =>
+    page.evaluate(() => {
+      const v = window.termstream.views.get('again');
+      return v && !v.deleted && !('ended' in v.el.dataset) && !v.term.options.disableStdin;
+    }),
+  );
+  await waitText(page, 'again', '$ ');
+  await page.locator('.term[data-session="again"] .term-body').click();
+  await page.keyboard.type('echo second-$((1+1))\n');
+  await waitText(page, 'again', 'second-2');
+  assert.ok(!(await bufferText(page, 'again')).includes('[session deleted]'), 'nothing of the old view');
+  assert.equal(await page.locator('.term[data-session="again"] .term-end').textContent(), '');
+  assert.equal(await page.locator('.term[data-session="again"]').count(), 1, 'one view');
+});
+
+test('tabs restored from the last visit whose sessions are gone are checked a few at a time, and dropped', async ({ server, ctx }) => {
+  const ids = Array.from({ length: 12 }, (_, i) => `gone-${i}`);
+  await ctx.addInitScript((ids) => localStorage.getItem('termstream.layout') ?? localStorage.setItem('termstream.layout', JSON.stringify({ mode: 'tabs', open: ids, active: ids[0] })), ids);
+  // Each check answered after 100 ms, so checks sent together overlap.
+  let inFlight = 0;
+  let most = 0;
+  await ctx.route(/\/api\/sessions\/gone-\d+$/, (r) => {
+    most = Math.max(most, ++inFlight);
+    setTimeout(() => (inFlight--, void r.continue()), 100);
+  });
+  const page = await openPage(ctx, server);
+  await waitFor('every gone tab dropped', () => page.evaluate(() => window.termstream.layout.open.length === 0));
+  assert.ok(most <= 4, `${most} checks at once`);
 });

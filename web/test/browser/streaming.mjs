@@ -134,6 +134,16 @@ test('cat of 64 MiB: every line arrives, memory stays bounded, another terminal 
   const page = await openPage(ctx, server, `?flow=128${process.env.RENDERER ? `&renderer=${process.env.RENDERER}` : ''}#/s/echoer`);
   await hasView(page, 'echoer');
   await waitText(page, 'echoer', '$ ');
+  // Whether the header ever showed "catching up" while the view was paused.
+  await page.evaluate(() => {
+    window.caughtUpShown = false;
+    // Only class changes, and a layout read only for the view's own element.
+    new MutationObserver((records) => {
+      if (window.caughtUpShown || !records.some((r) => r.target.matches?.('.term.catching-up[data-session="cat"]'))) return;
+      const b = document.querySelector('.term.catching-up[data-session="cat"] .term-badge');
+      if (b && b.getBoundingClientRect().width > 0 && b.textContent === 'catching up') window.caughtUpShown = true;
+    }).observe(document.querySelector('.terms'), { subtree: true, attributes: true, attributeFilter: ['class'] });
+  });
   await api.create({ id: 'cat', kind: 'command', argv: ['cat', file] });
   await page.evaluate(() => window.termstream.dispatch({ type: 'open', id: 'cat' }));
   await page.evaluate(() => window.termstream.dispatch({ type: 'mode', mode: 'grid' }));
@@ -156,6 +166,14 @@ test('cat of 64 MiB: every line arrives, memory stays bounded, another terminal 
   assert.equal(done.newlines, lines, 'every line arrived');
   assert.ok(done.maxPending <= 1 << 20, `at most the high mark and a few frames queued in xterm.js (${done.maxPending})`);
   assert.ok(done.pauses > 0, 'the view stopped taking output at least once');
+  assert.ok(await page.evaluate(() => window.caughtUpShown), 'the header said "catching up" while the view was paused');
+  // A million lines outgrew the scrollback: the header says only the last ones are kept here.
+  // (Shown, not only present: the note is in the header from the start, hidden.)
+  const note = await page.evaluate(() => {
+    const el = document.querySelector('.term[data-session="cat"] .term-trimmed');
+    return el ? { shown: !el.hidden && el.checkVisibility(), text: el.textContent } : null;
+  });
+  assert.deepEqual(note, { shown: true, text: 'last 5000 lines' });
   assert.ok(heap < 400 << 20, `the heap stays bounded (${heap})`);
   const last = String(lines - 1).padStart(10, '0');
   await waitText(page, 'cat', last + pad);

@@ -32,6 +32,22 @@ test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, ap
   await page.keyboard.type('c');
   await page.keyboard.type('echo status-$?\n');
   await waitText(page, 'phone', 'status-130');
+  // More tabs than the phone's width: the active one is scrolled into view.
+  for (const n of [1, 2, 3]) await api.create({ id: `phone-extra-${n}`, kind: 'command', command: 'true' });
+  await page.evaluate(() => window.termstream.refresh());
+  for (const n of [1, 2, 3]) await page.evaluate((id) => window.termstream.go({ view: 'terminal', id }), `phone-extra-${n}`);
+  await hasView(page, 'phone-extra-3');
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'phone' }));
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'phone-extra-3' }));
+  await waitFor('the active tab in view', () =>
+    page.evaluate(() => {
+      const t = document.querySelector('.tab[aria-selected="true"][data-session="phone-extra-3"]')?.getBoundingClientRect();
+      if (!t) return false;
+      const strip = document.querySelector('.tabs').getBoundingClientRect();
+      return t.left >= strip.left - 1 && t.right <= strip.right + 1;
+    }),
+  );
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'phone' }));
   await shot(page, 'phone');
   await ctx.close();
 });
@@ -80,12 +96,27 @@ test('full screen locks the keyboard where the browser can (Ctrl+W, Ctrl+T reach
     kb.lock = (keys) => (window.locks.push('lock'), lock(keys));
     kb.unlock = () => (window.locks.push('unlock'), unlock());
   });
-  const page = await openPage(ctx, server, '#/s/fs');
+  await api.create(bash('fs-other'));
+  const page = await openPage(ctx, server, '#/s/fs-other');
+  await hasView(page, 'fs-other');
+  await page.evaluate(() => window.termstream.go({ view: 'terminal', id: 'fs' }));
   await hasView(page, 'fs');
+  await waitText(page, 'fs', '$ ');
   assert.ok(await page.evaluate(() => typeof navigator.keyboard?.lock === 'function'), 'this Chromium has navigator.keyboard.lock');
   await page.click('.term[data-session="fs"] .tbtn-fullscreen');
   await waitFor('full screen', () => page.evaluate(() => document.fullscreenElement?.dataset.session === 'fs'));
   await waitFor('the keyboard locked', () => page.evaluate(() => window.locks.includes('lock')));
+  // In full screen every key goes to the program, the page's shortcuts too
+  // (with two terminals open, where Alt+Shift+→ would switch tabs outside).
+  await page.keyboard.type('cat -v\n');
+  await page.keyboard.press('Alt+Shift+G');
+  await page.keyboard.press('Alt+Shift+ArrowRight');
+  await page.keyboard.press('Enter');
+  // (Echoed by the tty, or not when typed before cat set it up; printed by cat.)
+  await waitText(page, 'fs', '\n^[G^[[1;4C\n');
+  assert.equal(await page.evaluate(() => document.fullscreenElement?.dataset.session), 'fs', 'still in full screen');
+  assert.deepEqual(await page.evaluate(() => [window.termstream.layout.mode, window.termstream.layout.active]), ['tabs', 'fs']);
+  await shot(page, 'fullscreen-keys');
   await page.evaluate(() => document.exitFullscreen());
   await waitFor('unlocked on leaving full screen', () => page.evaluate(() => window.locks.at(-1) === 'unlock'));
 });
@@ -101,6 +132,23 @@ test('replay plays a recording to its end', async ({ server, api, ctx }) => {
   const drawn = await waitFor('the last frame is drawn', async () => /frame 3/.test((text = await page.locator('.replay-stage').innerText())), 5000).then(() => true, () => false);
   assert.ok(drawn, `the replay's screen lacks its last frame: ${JSON.stringify(text)}`);
   await shot(page, 'replay');
+  // The speed changed while the replay still asks for the session: one player.
+  let held;
+  const asked = new Promise((r) => (held = r));
+  let release;
+  const released = new Promise((r) => (release = r));
+  await page.route('**/api/sessions/rec', async (r) => (held(), await released, r.continue()));
+  await page.evaluate(() => window.termstream.go({ view: 'list' }));
+  await page.evaluate(() => window.termstream.go({ view: 'replay', id: 'rec' }));
+  await asked;
+  await page.selectOption('.view-replay select', '2');
+  release();
+  await waitFor('the replay ends at 2×', () => page.locator('.view-replay[data-state="ended"]').count(), 20000);
+  await page.unroute('**/api/sessions/rec');
+  assert.equal(await page.locator('.replay-stage .ap-wrapper').count(), 1, 'one player');
+  // A session that is not there: the page says so (the player alone shows an icon).
+  await page.evaluate(() => window.termstream.go({ view: 'replay', id: 'no-such-rec' }));
+  await waitFor('the replay says why', async () => /There is no session no-such-rec/.test(await page.locator('.replay-stage').innerText()));
 });
 
 test('the monitor previews every session: each card shows its own screen, legibly', async ({ server, api, ctx }) => {
@@ -171,7 +219,14 @@ test('the monitor previews every session: each card shows its own screen, legibl
 });
 
 test('events: notifications as toasts, task status and activity in the log', async ({ server, api, ctx }) => {
-  const page = await openPage(ctx, server);
+  // Empty states: a monitor without sessions (the list answered empty) and an event log without events say so.
+  await ctx.route('**/api/sessions', (r) => r.fulfill({ json: { sessions: [], total: 0 } }));
+  const page = await openPage(ctx, server, '#/monitor');
+  await waitFor('the empty monitor says so', async () => /No sessions to watch yet/.test(await page.locator('.view-monitor').innerText()));
+  await ctx.unroute('**/api/sessions');
+  await page.click('.events-btn');
+  assert.match(await page.locator('.log-panel').innerText(), /No events yet/);
+  await page.click('.events-btn');
   await waitFor('connected', () => page.evaluate(() => window.termstream.client.state === 'connected'));
   // Subscribed once connected: retry until a receiver is counted.
   await waitFor('a receiver', async () => (await api.event({ type: 'activity_log', level: 'info', message: 'deploy started' })).receivers > 0);
@@ -183,4 +238,5 @@ test('events: notifications as toasts, task status and activity in the log', asy
     const t = await page.locator('.log-lines').innerText();
     return t.includes('deploy started') && t.includes('t-7 running');
   });
+  assert.ok(!(await page.locator('.log-none').isVisible()), 'no "No events yet" once there are events');
 });

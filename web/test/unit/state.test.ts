@@ -10,6 +10,7 @@ import {
   formatDuration,
   formatExit,
   fromList,
+  outcome,
   parseArgv,
   sortedRows,
   type SessionInfo,
@@ -126,6 +127,11 @@ describe('sessions', () => {
     r = applyUpdate(r.map, { type: 'session_update', sessionId: 'b', change: 'deleted' }, 0);
     expect([...r.map.keys()]).toEqual(['a']);
   });
+  it('asks for a refresh when a known id is created again (a new incarnation)', () => {
+    const m = fromList([info('a')], {});
+    const r = applyUpdate(m, { type: 'session_update', sessionId: 'a', change: 'created', status: 'running' }, 0);
+    expect(r.refresh).toBe(true);
+  });
   it('takes viewer counts from viewers events, without a refresh', () => {
     const m = fromList([info('a')], { a: 1 });
     const r = applyUpdate(m, { type: 'session_update', sessionId: 'a', change: 'viewers', viewers: 3 }, 0);
@@ -153,5 +159,17 @@ describe('sessions', () => {
     expect(parseArgv(`printf '%s\\n' "a b" ''`)).toEqual(['printf', '%s\\n', 'a b', '']);
     expect(() => parseArgv('echo "x')).toThrow();
     expect(() => parseArgv('[1]')).toThrow();
+  });
+});
+
+describe('outcome', () => {
+  it('tells a success from a failure, and says nothing while running', () => {
+    expect(outcome({ status: 'running' })).toBe('');
+    expect(outcome({ status: 'terminating' })).toBe('');
+    expect(outcome({ status: 'exited', exitCode: 0 })).toBe('ok');
+    expect(outcome({ status: 'exited', exitCode: 2 })).toBe('bad');
+    expect(outcome({ status: 'terminated', signal: 15 })).toBe('bad');
+    expect(outcome({ status: 'failed' })).toBe('bad');
+    expect(outcome({ status: 'lost' })).toBe('bad');
   });
 });

@@ -249,18 +249,25 @@ pub struct LoginQuery {
 #[utoipa::path(get, path = "/login", params(LoginQuery), security(()),
     responses((status = 303, description = "Logged in: the session cookie is set; redirects to `/`.",
         headers(("location" = String), ("set-cookie" = String))),
-        (status = 401, body = ErrorBody, description = "The code is missing, unknown, used or expired."),
+        (status = 401, description = "The code is missing, unknown, used or expired: the API's error, or a page saying so for a request that accepts `text/html` (a browser; not stored: `Cache-Control: no-store`).",
+            headers(("vary" = String, description = "`accept`: the answer depends on the request's Accept header.")),
+            content((ErrorBody = "application/json"), ("text/html"))),
         (status = 503, body = ErrorBody, description = "capacity: `max_login_sessions` login sessions are open.")))]
 /// `GET /login?code=CODE`: a valid code sets the session cookie and
-/// redirects to `/`; anything else is 401 and sets nothing.
+/// redirects to `/`; anything else is 401 and sets nothing. A browser (a
+/// request that accepts `text/html`) is told so by a page, since a person
+/// opening a used or expired link reads the answer.
 pub async fn login(
     State(sec): State<Arc<Security>>,
+    headers: HeaderMap,
     query: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let unknown = || ApiError::new(ErrorCode::Unauthorized, "the login code is unknown, used or expired");
-    let Some(code) = q.code else { return Err(unknown()) };
-    let id = sec.logins.redeem(&code)?.ok_or_else(unknown)?;
+    let id = match q.code {
+        Some(code) => sec.logins.redeem(&code)?,
+        None => None,
+    };
+    let Some(id) = id else { return Ok(refused(&headers)) };
     let cookie = set_cookie(sec.tls(), &id, sec.logins.session_ttl().as_secs());
     Ok((
         StatusCode::SEE_OTHER,
@@ -271,6 +278,42 @@ pub async fn login(
         ],
     )
         .into_response())
+}
+
+/// What a person reads after opening a login link that does not work.
+const REFUSED_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>termstream: login link refused</title></head>\
+<body style=\"font-family: system-ui, sans-serif; max-width: 40em; margin: 3em auto; padding: 0 1em; line-height: 1.5\">\
+<h1>termstream</h1><p><strong>This login link is unknown, used or expired.</strong> A link works once, \
+and only for a short time after it is made.</p><p>Ask whoever sent it for a new one and open it in this browser \
+at once. <a href=\"/\">The page</a> says how someone with a token makes one.</p></body></html>";
+
+/// The refusal of a login link: the API's 401, or for a browser a page
+/// saying what happened and what to do. Both say `Vary: Accept`, as the
+/// answer depends on it.
+fn refused(headers: &HeaderMap) -> Response {
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    let vary = (header::VARY, HeaderValue::from_static("accept"));
+    if !browser {
+        let refusal = ApiError::new(ErrorCode::Unauthorized, "the login code is unknown, used or expired");
+        return ([vary], refusal).into_response();
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            vary,
+        ],
+        REFUSED_PAGE,
+    )
+        .into_response()
 }
 
 #[utoipa::path(post, path = "/api/logout", security(()),
