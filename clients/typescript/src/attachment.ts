@@ -148,6 +148,8 @@ export class Attachment {
   status: SessionStatus | null = null;
   /** The program ended and its output was delivered: no re-attach. */
   ended = false;
+  /** The client's socket id this attachment was last asked of (the server holds a slot for it there until a detach). */
+  socket: number | null = null;
   /** A resize asked while disconnected, sent after the next attach. */
   pendingResize: { cols: number; rows: number } | null = null;
   /** What each `attach` call asked to be told. */

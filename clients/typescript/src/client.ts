@@ -145,7 +145,7 @@ class Client implements WebSocketClient {
     } else {
       a = new Attachment(sessionId, listener, (m) => this.dispatch(m), (what, e) => this.warn(what, e));
       this.attachments.set(sessionId, a);
-      if (this.isOpen()) this.send('session.attach', a.attachMessage());
+      if (this.isOpen()) this.sendAttach(a);
     }
     const att = a;
     const client = this;
@@ -168,14 +168,16 @@ class Client implements WebSocketClient {
         const before = att.stream;
         listener.stream = mode;
         if (att.stream !== before && client.attachments.get(sessionId) === att && !att.ended && client.isOpen()) {
-          client.send('session.attach', att.attachMessage());
+          client.sendAttach(att);
         }
       },
       detach() {
         if (!att.listeners.delete(listener) || att.listeners.size > 0) return;
         if (client.attachments.get(sessionId) !== att) return;
         client.attachments.delete(sessionId);
-        if (client.isOpen() && !att.ended) {
+        // Also once the session ended or was deleted: the server holds the
+        // socket's slot for an attachment until it is detached.
+        if (client.isOpen() && att.socket === client.socketId) {
           client.send('session.detach', { sessionId });
           client.draining.set(sessionId, (client.draining.get(sessionId) ?? 0) + 1);
         }
@@ -294,7 +296,7 @@ class Client implements WebSocketClient {
     this.askChannels();
     for (const a of this.attachments.values()) {
       if (a.ended) continue;
-      this.send('session.attach', a.attachMessage());
+      this.sendAttach(a);
       if (a.pendingResize) {
         this.send('terminal.resize', { sessionId: a.sessionId, ...a.pendingResize });
         a.pendingResize = null;
@@ -304,6 +306,12 @@ class Client implements WebSocketClient {
     for (const m of this.unconfirmed.takeForResend()) this.write(m);
     for (const m of this.queue.drain()) this.write(m);
     this.setState('connected');
+  }
+
+  /** Asks the open socket to attach `a` (from where its output stands). */
+  private sendAttach(a: Attachment): void {
+    a.socket = this.socketId;
+    this.send('session.attach', a.attachMessage());
   }
 
   /** Writes to the open socket, keeping track of input and heartbeats. */
