@@ -150,6 +150,13 @@ export class Attachment {
   ended = false;
   /** The client's socket id this attachment was last asked of (the server holds a slot for it there until a detach). */
   socket: number | null = null;
+  /** An attach asked of `socket` has not been answered yet. */
+  private awaiting = false;
+  /**
+   * Messages naming the session written while `awaiting` (input, resize):
+   * their `session_not_found` comes at once, before the attach's own.
+   */
+  private others = 0;
   /** A resize asked while disconnected, sent after the next attach. */
   pendingResize: { cols: number; rows: number } | null = null;
   /** What each `attach` call asked to be told. */
@@ -176,6 +183,33 @@ export class Attachment {
     return this.listeners.size > 0 && [...this.listeners].every((o) => o.stream === 'focus') ? 'focus' : 'live';
   }
 
+  /** Records an attach asked of socket `socket` now. */
+  asked(socket: number): void {
+    if (this.socket !== socket) this.others = 0;
+    this.socket = socket;
+    this.awaiting = true;
+  }
+
+  /** Records another message naming the session, written now. */
+  wroteOther(): void {
+    if (this.awaiting) this.others++;
+  }
+
+  /**
+   * Whether `m` is the server's answer to the attach that the session is not
+   * there (it never was, or was deleted while the client was away): then
+   * this attachment is over, and its listeners are told with `onError`.
+   */
+  refusedBy(m: ServerMessage): boolean {
+    if (!this.awaiting || m.type !== 'error' || m.code !== 'session_not_found') return false;
+    if (this.others > 0) {
+      this.others--;
+      return false;
+    }
+    this.awaiting = false;
+    return true;
+  }
+
   /** The attach message for now: with `since` once a position is known. */
   attachMessage(): Record<string, unknown> {
     const m: Record<string, unknown> = { sessionId: this.sessionId, output: 'binary' };
@@ -192,6 +226,8 @@ export class Attachment {
         // Attached again (another stream mode) while output of the earlier
         // attachment kept coming: what was delivered stays delivered.
         const again = this.epoch === a.epoch && this.next !== null && this.next > a.offset;
+        this.awaiting = false;
+        this.others = 0;
         this.epoch = a.epoch;
         if (!again) this.next = a.offset;
         this.status = a.status;

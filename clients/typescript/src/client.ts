@@ -38,6 +38,8 @@ export class AuthError extends Error {
 const OPEN = 1;
 const NOT_QUEUED = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
 const INPUT_TYPES = new Set(['terminal.input', 'terminal_input']);
+/** Messages answered by the attachment's own answers, or never with an error (a heartbeat echoes its session). */
+const ATTACH_TYPES = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
 /** How soon after input a heartbeat confirms it, in ms. */
 const CONFIRM_DELAY = 250;
 
@@ -116,6 +118,7 @@ class Client implements WebSocketClient {
     const text = JSON.stringify(m);
     const out: Outgoing = { type, text, bytes: utf8Length(text) };
     if (typeof m.seq === 'number' && INPUT_TYPES.has(type)) out.seq = m.seq;
+    if (typeof m.sessionId === 'string') out.sessionId = m.sessionId;
     if (this.isOpen()) this.write(out);
     else if (!NOT_QUEUED.has(type) && !response) this.queue.push(out);
   }
@@ -310,13 +313,14 @@ class Client implements WebSocketClient {
 
   /** Asks the open socket to attach `a` (from where its output stands). */
   private sendAttach(a: Attachment): void {
-    a.socket = this.socketId;
+    a.asked(this.socketId);
     this.send('session.attach', a.attachMessage());
   }
 
   /** Writes to the open socket, keeping track of input and heartbeats. */
   private write(m: Outgoing): void {
     this.ws!.send(m.text);
+    if (m.sessionId !== undefined && !ATTACH_TYPES.has(m.type)) this.attachments.get(m.sessionId)?.wroteOther();
     if (m.type === 'heartbeat') this.unconfirmed.beatSent();
     else if (m.seq !== undefined) {
       this.unconfirmed.wrote(m);
@@ -423,8 +427,12 @@ class Client implements WebSocketClient {
     if (m.type === 'heartbeat') this.unconfirmed.beatAnswered();
     if (typeof m.sessionId === 'string') {
       const old = this.draining.get(m.sessionId);
-      if (old === undefined) this.attachments.get(m.sessionId)?.handle(m);
-      else if (m.type === 'session.detached' || (m.type === 'error' && m.code === 'not_attached')) {
+      if (old === undefined) {
+        const a = this.attachments.get(m.sessionId);
+        // Refused: over before its listeners hear why, so one of them may attach the id afresh.
+        if (a?.refusedBy(m)) this.attachments.delete(m.sessionId);
+        a?.handle(m);
+      } else if (m.type === 'session.detached' || (m.type === 'error' && m.code === 'not_attached')) {
         if (old > 1) this.draining.set(m.sessionId, old - 1);
         else this.draining.delete(m.sessionId);
       }

@@ -29,6 +29,8 @@ export interface Outgoing {
   bytes: number;
   /** The input sequence number, for input. */
   seq?: number;
+  /** The session the message names, if any. */
+  sessionId?: string;
 }
 
 /** A FIFO of messages bounded by their total size. */
