@@ -20,8 +20,8 @@ import { type AnyAttachOptions, Attachment, type InputOptions, type SessionHandl
 import { AUTH_FAILURE_STATUSES, CloseCode } from './codes.js';
 import { type FocusIO, ProjectFocus } from './focus.js';
 import { watchLifecycle } from './lifecycle.js';
-import { EVENT_CHANNELS, type ServerMessage, decodeOutputFrame, utf8Length } from './protocol.js';
-import { OutgoingQueue, type Outgoing, Unconfirmed } from './queue.js';
+import { EVENT_CHANNELS, type ServerMessage, decodeOutputFrame, splitText, utf8Length } from './protocol.js';
+import { MessageTooLargeError, OutgoingQueue, type Outgoing, Unconfirmed } from './queue.js';
 import { type ServerUrls, resolveUrls, withQuery } from './url.js';
 import type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './interface.js';
 
@@ -40,6 +40,8 @@ const NOT_QUEUED = new Set(['heartbeat', 'session.attach', 'session.detach', 'te
 const INPUT_TYPES = new Set(['terminal.input', 'terminal_input']);
 /** Messages answered by the attachment's own answers, or never with an error (a heartbeat echoes its session). */
 const ATTACH_TYPES = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
+/** Input is sent in messages of at most this many UTF-16 code units (a paste of any size fits the server's message bound). */
+const INPUT_CHUNK = 16 * 1024;
 /** How soon after input a heartbeat confirms it, in ms. */
 const CONFIRM_DELAY = 250;
 
@@ -58,6 +60,10 @@ class Client implements WebSocketClient {
   private lastMessageAt = 0;
   private timers: { [k in 'retry' | 'beat' | 'stable' | 'open' | 'confirm']?: ReturnType<typeof setTimeout> } = {};
   private readonly queue: OutgoingQueue;
+  /** The largest message the server takes (`ws_max_message_bytes`). */
+  private readonly maxMessage: number;
+  /** Input is split into messages of at most this many code units. */
+  private readonly inputChunk: number;
   private readonly unconfirmed: Unconfirmed;
   private seq = 0;
   private readonly handlers = new Map<string, Set<MessageHandler>>();
@@ -85,6 +91,9 @@ class Client implements WebSocketClient {
     const max = options.maxQueueBytes ?? 1 << 20;
     this.queue = new OutgoingQueue(max);
     this.unconfirmed = new Unconfirmed(max);
+    this.maxMessage = options.maxMessageBytes ?? 1 << 20;
+    // A code unit is at most 6 bytes of JSON (`\u001b`); the rest of the message is below 1 KiB.
+    this.inputChunk = Math.max(1, Math.min(INPUT_CHUNK, Math.floor((this.maxMessage - 1024) / 6)));
     this.clientId = options.clientId ?? null;
     // The server remembers the last seq applied per client id: a client id
     // given by the application may have been used by an earlier page, so its
@@ -110,17 +119,29 @@ class Client implements WebSocketClient {
   }
 
   send(type: string, payload: Record<string, unknown> = {}): void {
-    const m: Record<string, unknown> = { ...payload, type };
+    this.sendAll(type, [payload]);
+  }
+
+  /**
+   * Sends messages of one type together: all are written, or all queued, or
+   * (one too large, or past the queue's bound) none, with the error thrown.
+   */
+  private sendAll(type: string, payloads: Record<string, unknown>[]): void {
     // A terminal's response to a query is sent now or never: neither
     // queued nor sent again after a reconnect (it would answer too late).
-    const response = m.response === true;
-    if (INPUT_TYPES.has(type) && m.seq === undefined && !response) m.seq = ++this.seq;
-    const text = JSON.stringify(m);
-    const out: Outgoing = { type, text, bytes: utf8Length(text) };
-    if (typeof m.seq === 'number' && INPUT_TYPES.has(type)) out.seq = m.seq;
-    if (typeof m.sessionId === 'string') out.sessionId = m.sessionId;
-    if (this.isOpen()) this.write(out);
-    else if (!NOT_QUEUED.has(type) && !response) this.queue.push(out);
+    const response = payloads.some((p) => p.response === true);
+    const outs = payloads.map((payload) => {
+      const m: Record<string, unknown> = { ...payload, type };
+      if (INPUT_TYPES.has(type) && m.seq === undefined && m.response !== true) m.seq = ++this.seq;
+      const text = JSON.stringify(m);
+      const out: Outgoing = { type, text, bytes: utf8Length(text) };
+      if (out.bytes > this.maxMessage) throw new MessageTooLargeError(out.bytes, this.maxMessage);
+      if (typeof m.seq === 'number' && INPUT_TYPES.has(type)) out.seq = m.seq;
+      if (typeof m.sessionId === 'string') out.sessionId = m.sessionId;
+      return out;
+    });
+    if (this.isOpen()) for (const out of outs) this.write(out);
+    else if (!NOT_QUEUED.has(type) && !response) this.queue.push(...outs);
   }
 
   subscribe(type: string, handler: MessageHandler<any>): () => void {
@@ -161,7 +182,8 @@ class Client implements WebSocketClient {
         return att.status;
       },
       input(data: string, opts?: InputOptions) {
-        client.send('terminal.input', opts?.response ? { sessionId, data, response: true } : { sessionId, data });
+        const parts = splitText(data, client.inputChunk);
+        client.sendAll('terminal.input', parts.map((d) => (opts?.response ? { sessionId, data: d, response: true } : { sessionId, data: d })));
       },
       resize(cols: number, rows: number) {
         if (client.isOpen()) client.send('terminal.resize', { sessionId, cols, rows });

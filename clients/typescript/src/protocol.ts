@@ -150,3 +150,20 @@ export function utf8Length(s: string): number {
   }
   return n;
 }
+
+/**
+ * `text` in pieces of at most `max` UTF-16 code units, never between the
+ * halves of a surrogate pair; `[text]` when it is short (or empty).
+ */
+export function splitText(text: string, max: number): string[] {
+  if (text.length <= max) return [text];
+  const out: string[] = [];
+  for (let i = 0; i < text.length; ) {
+    let end = Math.min(text.length, i + max);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && end - i > 1 && last >= 0xd800 && last <= 0xdbff) end--;
+    out.push(text.slice(i, end));
+    i = end;
+  }
+  return out;
+}

@@ -3,7 +3,9 @@
  * have applied yet.
  *
  * The queue is bounded by bytes: past the bound `push` throws
- * [`QueueFullError`] instead of dropping anything silently. Input with a
+ * [`QueueFullError`] instead of dropping anything silently; a message the
+ * server would refuse for its size is [`MessageTooLargeError`] (written, it
+ * would close the socket, and be sent again after every reconnect). Input with a
  * `seq` that was written to a socket stays in `unconfirmed` until the server
  * answered a `heartbeat` sent after it (the server handles a socket's
  * messages in order), so after a reconnect it is sent again and the server
@@ -18,6 +20,17 @@ export class QueueFullError extends Error {
     readonly limit: number,
   ) {
     super(`outgoing queue full: ${bytes} bytes would exceed ${limit} while disconnected`);
+  }
+}
+
+/** Thrown by `send` for a message larger than the server takes (`maxMessageBytes`): it would close the socket. */
+export class MessageTooLargeError extends Error {
+  override name = 'MessageTooLargeError';
+  constructor(
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super(`message of ${bytes} bytes is larger than the server takes (${limit})`);
   }
 }
 
@@ -48,11 +61,12 @@ export class OutgoingQueue {
     return this.items.length;
   }
 
-  /** Adds `m`, or throws [`QueueFullError`] if it does not fit. */
-  push(m: Outgoing): void {
-    if (this.total + m.bytes > this.limit) throw new QueueFullError(this.total + m.bytes, this.limit);
-    this.items.push(m);
-    this.total += m.bytes;
+  /** Adds `ms`, or, if they do not all fit, none of them and throws [`QueueFullError`]. */
+  push(...ms: Outgoing[]): void {
+    const bytes = ms.reduce((n, m) => n + m.bytes, this.total);
+    if (bytes > this.limit) throw new QueueFullError(bytes, this.limit);
+    this.items.push(...ms);
+    this.total = bytes;
   }
 
   /** Removes and returns everything, oldest first. */

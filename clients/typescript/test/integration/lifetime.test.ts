@@ -1,7 +1,8 @@
-// What an attachment costs the socket over a long life: many sessions attached,
-// ended and detached one after another on one client, against the real server.
+// What a long-lived socket meets, against the real server: many sessions
+// attached, ended and detached one after another; a paste larger than the
+// server takes in one message.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ExitInfo, WebSocketClient } from '../../src/index.js';
+import type { ConnectionState, ExitInfo, WebSocketClient } from '../../src/index.js';
 import { TestServer, stateOf, until } from './server.js';
 
 let server: TestServer;
@@ -58,5 +59,21 @@ describe('a long-lived socket', () => {
       await until(() => detached, 10_000, `${id} to be reported deleted`);
       h.detach();
     }
+  });
+
+  it('sends a paste larger than the server takes in one message as several, and stays connected', async () => {
+    const client = await connected();
+    const states: ConnectionState[] = [];
+    client.onStateChange((s) => states.push(s));
+    // 1.5 MB, above the server's 1 MiB per message (and below its input burst).
+    const size = 1_500_000;
+    await server.createSession({ id: 'paste', kind: 'command', argv: ['sh', '-c', `head -c ${size} | wc -c`] });
+    let text = '';
+    let exit: ExitInfo | null = null;
+    const h = client.attach('paste', { onOutput: (d) => (text += d), onExit: (e) => (exit = e) });
+    h.input('é'.repeat(size / 4) + 'x'.repeat(size / 2));
+    await until(() => exit !== null, 15_000, 'the program to count the whole paste');
+    expect(text.trim()).toBe(String(size));
+    expect(states).toEqual([]);
   });
 });
