@@ -65,6 +65,12 @@ interface Pending {
 export const FOCUS_REQUEST_TIMEOUT = 10_000;
 const MAX_RETRIES = 3;
 const STATE_TYPES = new Set(['focus_update', 'connection_status', 'sync_complete']);
+/**
+ * The codes the server refuses a focus or blur with (besides
+ * `version_conflict`); other errors naming the session answer other
+ * messages (`session_not_running` for input to an ended session, ...).
+ */
+const REFUSALS = new Set(['session_not_found', 'project_mismatch', 'read_only', 'cluster_unavailable', 'internal']);
 
 /** The focus set of one project; from `client.focus(projectId)`. */
 export class ProjectFocus {
@@ -138,7 +144,7 @@ export class ProjectFocus {
           this.sendRequest(p);
         }
       }
-    } else if (typeof m.sessionId === 'string') {
+    } else if (typeof m.sessionId === 'string' && REFUSALS.has(String(m.code))) {
       for (const p of this.pending.filter((p) => p.sessionId === m.sessionId)) {
         this.settle(p, new FocusError(String(m.code), String(m.message ?? m.code)));
       }
