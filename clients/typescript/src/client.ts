@@ -76,6 +76,8 @@ class Client implements WebSocketClient {
    * messages belong to the old subscription, not to a new attach of the id.
    */
   private readonly draining = new Map<string, number>();
+  /** Aborts the ticket request under way, if any (the attempt was given up). */
+  private abortTicket: (() => void) | null = null;
   /** The channel list last asked of the server on this socket. */
   private channelsAsked = '';
   private unwatch: (() => void) | null = null;
@@ -249,23 +251,36 @@ class Client implements WebSocketClient {
     return this.ws !== null && this.ws.readyState === OPEN;
   }
 
-  /** Gets a ticket if there is a token, then opens a socket. */
+  /**
+   * Gets a ticket if there is a token, then opens a socket. `connectTimeout`
+   * bounds each step: a ticket request that hangs is aborted and counts as a
+   * failed attempt, as a socket that does not open does.
+   */
   private async open(): Promise<void> {
     this.closeSocket();
+    this.abortTicket?.();
+    this.abortTicket = null;
     clearTimeout(this.timers.open);
     const id = ++this.socketId;
+    const timeout = this.opts.connectTimeout ?? 10_000;
     let ticket: string | undefined;
     if (this.token !== undefined) {
+      const abort = new AbortController();
+      this.abortTicket = () => abort.abort(new Error('the ticket request was abandoned'));
+      this.timers.open = setTimeout(() => id === this.socketId && this.drop(`ticket request did not finish within ${timeout} ms`, true), timeout);
       try {
-        ticket = await this.fetchTicket();
+        ticket = await this.fetchTicket(abort.signal);
       } catch (e) {
         if (id !== this.socketId) return;
         const err = e instanceof Error ? e : new Error(String(e));
         if (err instanceof AuthError) this.fail(err);
         else this.drop(`ticket request failed: ${err.message}`, true);
         return;
+      } finally {
+        if (id === this.socketId) this.abortTicket = null;
       }
       if (id !== this.socketId) return;
+      clearTimeout(this.timers.open);
     }
     const WS = this.opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!WS) {
@@ -286,13 +301,13 @@ class Client implements WebSocketClient {
     ws.onclose = (ev) => id === this.socketId && this.drop(`socket closed (${ev?.code ?? CloseCode.Abnormal})`, true);
     ws.onerror = () => id === this.socketId && this.drop('socket error', true);
     ws.onmessage = (ev) => id === this.socketId && this.receive(ev.data);
-    this.timers.open = setTimeout(() => id === this.socketId && this.drop('socket did not open in time', true), this.opts.connectTimeout ?? 10_000);
+    this.timers.open = setTimeout(() => id === this.socketId && this.drop('socket did not open in time', true), timeout);
   }
 
-  private async fetchTicket(): Promise<string> {
+  private async fetchTicket(signal: AbortSignal): Promise<string> {
     const f = this.opts.fetch ?? globalThis.fetch;
     const token = typeof this.token === 'function' ? await this.token() : this.token!;
-    const res = await f(`${this.urls.http}/api/ws-ticket`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    const res = await f(`${this.urls.http}/api/ws-ticket`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, signal });
     if (AUTH_FAILURE_STATUSES.has(res.status)) throw new AuthError(res.status);
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     const body = (await res.json()) as { ticket?: unknown };
@@ -360,6 +375,8 @@ class Client implements WebSocketClient {
       clearInterval(t);
     }
     this.timers = {};
+    this.abortTicket?.();
+    this.abortTicket = null;
     this.socketId++;
     this.draining.clear();
     this.closeSocket();
