@@ -213,13 +213,16 @@ describe('<Terminal>', () => {
 
   it('sends the terminal\'s answer to a query as a response, typed keys as input', async () => {
     await server.createSession({ id: 'term-ask', argv: ['bash', '-c', `read -r go; printf '\\e[6n'; IFS= read -rsd R r; printf 'got:%q\\n' "$r"; exec sleep 60`], cols: 80, rows: 24 });
-    const client = newClient();
+    // The input as it goes out on the socket.
     const sent: Record<string, unknown>[] = [];
-    const send = client.send.bind(client);
-    client.send = (type, payload) => {
-      if (type === 'terminal.input') sent.push(payload ?? {});
-      send(type, payload);
-    };
+    class Recording extends WebSocket {
+      override send(data: any, ...rest: any[]): void {
+        const m = JSON.parse(String(data));
+        if (m.type === 'terminal.input') sent.push(m);
+        (super.send as (...a: unknown[]) => void)(data, ...rest);
+      }
+    }
+    const client = createWebSocketClient(undefined, { url: server.url, WebSocket: Recording as unknown as WebSocketConstructor, lifecycle: null });
     let term: XTerm | null = null;
     render(
       <TermstreamProvider client={client}>
