@@ -37,17 +37,21 @@ export function TermstreamProvider({ url, token, options, client: given, childre
 let defaultClient: WebSocketClient | null = null;
 let defaultUsers = 0;
 
-/** The client of the nearest provider, or the default one (connected while used). */
-export function useClient(): WebSocketClient {
+/**
+ * `given` if there is one, else the client of the nearest provider, else the
+ * default one (connected while used; only then is it made).
+ */
+export function useClient(given?: WebSocketClient): WebSocketClient {
   const fromContext = useContext(ClientContext);
-  const client = fromContext ?? (defaultClient ??= createWebSocketClient());
+  const chosen = given ?? fromContext;
+  const client = chosen ?? (defaultClient ??= createWebSocketClient());
   useEffect(() => {
-    if (fromContext) return;
+    if (chosen) return;
     if (defaultUsers++ === 0) client.connect();
     return () => {
       if (--defaultUsers === 0) client.disconnect();
     };
-  }, [client, fromContext]);
+  }, [client, chosen]);
   return client;
 }
 

@@ -63,8 +63,7 @@ class StreamStore {
 
 /** Attaches `sessionId` while mounted and returns its output as text. */
 export function useTerminalStream(sessionId: string, options: { maxOutput?: number; client?: WebSocketClient } = {}): TerminalStream {
-  const fromTree = useClient();
-  const client = options.client ?? fromTree;
+  const client = useClient(options.client);
   const max = options.maxOutput ?? 1 << 20;
   const store = useMemo(() => new StreamStore(max), [client, sessionId, max]);
   const handle = useMemo(() => {
