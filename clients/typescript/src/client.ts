@@ -42,6 +42,11 @@ const INPUT_TYPES = new Set(['terminal.input', 'terminal_input']);
 const ATTACH_TYPES = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
 /** Input is sent in messages of at most this many UTF-16 code units (a paste of any size fits the server's message bound). */
 const INPUT_CHUNK = 16 * 1024;
+/** The event channel whose messages have each type: the posted events', and the server's `sessions` (`session_update`). */
+const CHANNEL_OF: Record<string, string> = {
+  ...Object.fromEntries(EVENT_CHANNELS.map((c) => [c, c])),
+  session_update: 'sessions',
+};
 /** How soon after input a heartbeat confirms it, in ms. */
 const CONFIRM_DELAY = 250;
 
@@ -498,7 +503,7 @@ class Client implements WebSocketClient {
 
   /** Tells the server which event channels this client's handlers want. */
   private askChannels(): void {
-    const want = this.handlers.has('*') ? ['*'] : EVENT_CHANNELS.filter((c) => this.handlers.has(c));
+    const want = this.handlers.has('*') ? ['*'] : Object.keys(CHANNEL_OF).filter((t) => this.handlers.has(t)).map((t) => CHANNEL_OF[t]!);
     const key = want.join(',');
     if (!this.isOpen() || key === this.channelsAsked) return;
     if (this.channelsAsked !== '') this.send('unsubscribe', { channels: ['*'] });
