@@ -9,6 +9,7 @@
  * `since = {epoch, offset: next}`.
  */
 
+import type { ErrorCode } from './codes.js';
 import type {
   AttachedMessage,
   ErrorMessage,
@@ -84,7 +85,8 @@ export interface AttachOptions<M extends 'text' | 'binary' = 'text' | 'binary'> 
   onResize?: (size: { cols: number; rows: number }) => void;
   /** The server ended the subscription (the session was deleted). */
   onDetached?: () => void;
-  onError?: (error: { code: string; message: string }) => void;
+  /** An `error` naming the session: a refused attach (`session_not_found`), input or resize (`session_not_running`, `read_only`, `busy`, ...). */
+  onError?: (error: { code: ErrorCode; message: string }) => void;
 }
 
 /** How a socket follows a session's output. */

@@ -14,6 +14,7 @@
  * reconnect.
  */
 
+import type { ErrorCode } from './codes.js';
 import type { ServerMessage } from './protocol.js';
 
 /** A project's focus state. */
@@ -36,7 +37,8 @@ export class VersionConflictError extends Error {
 export class FocusError extends Error {
   override name = 'FocusError';
   constructor(
-    readonly code: string,
+    /** The server's code, or `timeout` (no answer in time) or `closed` (the tracker was closed). */
+    readonly code: ErrorCode | 'timeout' | 'closed',
     message: string,
   ) {
     super(message);

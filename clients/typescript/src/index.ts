@@ -19,7 +19,20 @@ export { FocusError, ProjectFocus, VersionConflictError } from './focus.js';
 export type { FocusState } from './focus.js';
 export type { EventSourceLike, LifecycleTargets } from './lifecycle.js';
 export { decodeOutputFrame, encodeOutputFrame, EVENT_CHANNELS, utf8Length } from './protocol.js';
-export type { GapReason, LogPosition, OutputFrame, OutputStream, ServerMessage, SessionStatus } from './protocol.js';
+export type {
+  AttachedMessage,
+  ErrorMessage,
+  ExitMessage,
+  GapMessage,
+  GapReason,
+  LogPosition,
+  OutputFrame,
+  OutputMessage,
+  OutputStream,
+  RestoreMessage,
+  ServerMessage,
+  SessionStatus,
+} from './protocol.js';
 export { MessageTooLargeError, QueueFullError } from './queue.js';
 export { resolveUrls, UrlError } from './url.js';
 export type { ServerUrls } from './url.js';

@@ -6,6 +6,8 @@
  * always asks for binary output, so offsets are exact whatever the bytes are.
  */
 
+import type { ErrorCode } from './codes.js';
+
 /** Where a session is in its life. */
 export type SessionStatus = 'running' | 'exited' | 'terminated' | 'failed' | 'lost';
 
@@ -81,7 +83,7 @@ export interface ExitMessage extends ServerMessage {
 /** `error`: something was wrong; the connection stays open. */
 export interface ErrorMessage extends ServerMessage {
   type: 'error';
-  code: string;
+  code: ErrorCode;
   message?: string;
   sessionId?: string;
 }
