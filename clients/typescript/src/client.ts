@@ -222,7 +222,9 @@ class Client implements WebSocketClient {
     if (!f) {
       const io: FocusIO = {
         sendIfOpen: (type, payload) => {
-          if (this.isOpen()) this.send(type, payload);
+          if (!this.isOpen()) return false;
+          this.send(type, payload);
+          return true;
         },
         release: (t) => {
           if (this.projects.get(projectId) === t) this.projects.delete(projectId);

@@ -7,8 +7,12 @@
  * `sync_complete`, and from a `version_conflict` error, whenever their
  * version is not older than the one held. `focus(id)` and `blur(id)` send the
  * version held as `expectedVersion`; on a conflict they adopt the server's
- * state and ask again (up to three times), unless the caller named the
- * version itself, which then fails with [`VersionConflictError`]. A request
+ * state and ask again, unless the caller named the version itself, which
+ * then fails with [`VersionConflictError`]. A conflict answers one request
+ * for its session: the tracker asks again once no other request for that
+ * session is on its way (whose answer may settle it), so its own requests
+ * made at once, which conflict with each other, all get through, and no
+ * conflict multiplies the requests in flight. A request
  * settles when a state arrives in which it holds. Focus and blur are
  * idempotent, so a request lost with a socket is simply sent again after the
  * reconnect.
@@ -47,8 +51,8 @@ export class FocusError extends Error {
 
 /** What a tracker needs from its client. */
 export interface FocusIO {
-  /** Sends now if the socket is open; otherwise does nothing (the tracker resends after a reconnect). */
-  sendIfOpen(type: string, payload: Record<string, unknown>): void;
+  /** Sends now if the socket is open (and says so); otherwise does nothing (the tracker resends after a reconnect). */
+  sendIfOpen(type: string, payload: Record<string, unknown>): boolean;
   /** Called by `close()`. */
   release(tracker: ProjectFocus): void;
 }
@@ -57,7 +61,6 @@ interface Pending {
   focused: boolean;
   sessionId: string;
   explicit: number | undefined;
-  retries: number;
   resolve: (s: FocusState) => void;
   reject: (e: Error) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -65,7 +68,6 @@ interface Pending {
 
 /** How long a focus request may wait for the state that settles it. */
 export const FOCUS_REQUEST_TIMEOUT = 10_000;
-const MAX_RETRIES = 3;
 const STATE_TYPES = new Set(['focus_update', 'connection_status', 'sync_complete']);
 /**
  * The codes the server refuses a focus or blur with (besides
@@ -79,6 +81,8 @@ export class ProjectFocus {
   private current: FocusState | null = null;
   private listeners = new Set<(s: FocusState) => void>();
   private pending: Pending[] = [];
+  /** Per session, focus and blur requests written to this socket that the server has not answered with a conflict (reset when none is pending). */
+  private inFlight = new Map<string, number>();
 
   constructor(
     readonly projectId: string,
@@ -123,6 +127,7 @@ export class ProjectFocus {
 
   /** The socket (re)opened: sync, and send again what is still pending. */
   opened(): void {
+    this.inFlight.clear();
     this.sync();
     for (const p of this.pending) this.sendRequest(p);
   }
@@ -136,15 +141,15 @@ export class ProjectFocus {
     if (m.type !== 'error') return;
     if (m.code === 'version_conflict') {
       this.adopt(m);
+      const id = typeof m.sessionId === 'string' ? m.sessionId : undefined;
+      // The answer to one request for `id`; others on their way may still settle it.
+      const onTheirWay = id === undefined ? 0 : Math.max(0, (this.inFlight.get(id) ?? 0) - 1);
+      if (id !== undefined) this.inFlight.set(id, onTheirWay);
       for (const p of [...this.pending]) {
-        if (m.sessionId !== undefined && m.sessionId !== p.sessionId) continue;
+        if (id !== undefined && id !== p.sessionId) continue;
         if (this.holds(p)) continue;
-        if (p.explicit !== undefined || p.retries >= MAX_RETRIES) {
-          this.settle(p, new VersionConflictError(this.current!));
-        } else {
-          p.retries++;
-          this.sendRequest(p);
-        }
+        if (p.explicit !== undefined) this.settle(p, new VersionConflictError(this.current!));
+        else if (onTheirWay === 0) this.sendRequest(p);
       }
     } else if (typeof m.sessionId === 'string' && REFUSALS.has(String(m.code))) {
       for (const p of this.pending.filter((p) => p.sessionId === m.sessionId)) {
@@ -155,7 +160,7 @@ export class ProjectFocus {
 
   private request(focused: boolean, sessionId: string, explicit: number | undefined): Promise<FocusState> {
     return new Promise((resolve, reject) => {
-      const p: Pending = { focused, sessionId, explicit, retries: 0, resolve, reject, timer: undefined! };
+      const p: Pending = { focused, sessionId, explicit, resolve, reject, timer: undefined! };
       p.timer = setTimeout(
         () => this.settle(p, new FocusError('timeout', `no focus state settled ${sessionId} within ${FOCUS_REQUEST_TIMEOUT} ms`)),
         FOCUS_REQUEST_TIMEOUT,
@@ -169,7 +174,9 @@ export class ProjectFocus {
     const payload: Record<string, unknown> = { sessionId: p.sessionId, projectId: this.projectId, timestamp: Date.now() };
     const version = p.explicit ?? this.current?.version;
     if (version !== undefined) payload.expectedVersion = version;
-    this.io.sendIfOpen(p.focused ? 'focus' : 'blur', payload);
+    if (this.io.sendIfOpen(p.focused ? 'focus' : 'blur', payload)) {
+      this.inFlight.set(p.sessionId, (this.inFlight.get(p.sessionId) ?? 0) + 1);
+    }
   }
 
   private adopt(m: ServerMessage): void {
@@ -196,6 +203,7 @@ export class ProjectFocus {
     if (i < 0) return;
     this.pending.splice(i, 1);
     clearTimeout(p.timer);
+    if (!this.pending.some((q) => q.sessionId === p.sessionId)) this.inFlight.delete(p.sessionId);
     if (error) p.reject(error);
     else p.resolve(this.current!);
   }

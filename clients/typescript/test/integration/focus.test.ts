@@ -108,4 +108,18 @@ describe('focus against the real server', () => {
     expect(err).toBeInstanceOf(FocusError);
     expect(err.code).toBe('session_not_found');
   });
+
+  it('many focus requests of one tracker at once all settle: its own requests conflicting with each other are asked again', async (ctx) => {
+    if (!hasFocus) ctx.skip();
+    const ids = Array.from({ length: 8 }, (_, i) => `many-${i}`);
+    for (const id of ids) await server.createSession({ id, kind: 'command', command: 'exec sleep 20', project: 'many' });
+    const a = connected().focus('many');
+    const b = connected().focus('many');
+    await until(() => a.state !== null && b.state !== null, 5000, 'both synced');
+    // Each caller asks without a version of its own: none of these may fail with a conflict.
+    const results = await Promise.allSettled([...ids.slice(0, 4).map((id) => a.focus(id)), ...ids.slice(4).map((id) => b.focus(id))]);
+    const failed = results.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []));
+    expect(failed).toEqual([]);
+    await until(() => a.state!.version === b.state!.version && a.state!.version >= 8, 5000, 'both to see every change');
+  });
 });

@@ -74,6 +74,47 @@ describe('focus', () => {
     await expect(done).resolves.toMatchObject({ version: 6 });
   });
 
+  it('requests of one tracker made at once, which conflict with each other, all get through', async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: [], version: 0, maxFocused: 8, timestamp: 1 });
+    const ids = ['s1', 's2', 's3', 's4', 's5', 's6'];
+    const done = Promise.allSettled(ids.map((id) => f.focus(id)));
+    // The server: applies a request whose expectedVersion is the project's, refuses any other with the state.
+    let version = 0;
+    const set: string[] = [];
+    for (let handled = 0; handled < socket.ofType('focus').length; handled++) {
+      const m = socket.ofType('focus')[handled]!;
+      if (m.expectedVersion !== version) {
+        socket.message({ type: 'error', code: 'version_conflict', message: 'stale', projectId: 'p', sessionId: m.sessionId, focusedSessions: [...set], version, maxFocused: 8 });
+      } else if (!set.includes(m.sessionId)) {
+        set.push(m.sessionId);
+        socket.message(update(++version, [...set], m.sessionId));
+      }
+    }
+    const results = await done;
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    expect(f.state).toMatchObject({ focusedSessions: ids, version: 6 });
+    // One request in flight per session at a time: 6 + 5 + 4 + 3 + 2 + 1 sent.
+    expect(socket.ofType('focus')).toHaveLength(21);
+  });
+
+  it('asks again after a conflict only once no other request for the session is on its way', async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: [], version: 1, maxFocused: 4, timestamp: 1 });
+    const first = f.focus('s1');
+    const second = f.focus('s1');
+    expect(socket.ofType('focus')).toHaveLength(2);
+    const conflict = { type: 'error', code: 'version_conflict', message: 'stale', projectId: 'p', sessionId: 's1', focusedSessions: ['s9'], version: 2 };
+    socket.message(conflict);
+    expect(socket.ofType('focus')).toHaveLength(2);
+    socket.message({ ...conflict, version: 3 });
+    expect(socket.ofType('focus').map((m) => m.expectedVersion)).toEqual([1, 1, 3, 3]);
+    socket.message(update(4, ['s9', 's1'], 's1'));
+    await expect(Promise.all([first, second])).resolves.toHaveLength(2);
+  });
+
   it('an explicit expectedVersion that is stale fails with VersionConflictError', async () => {
     const { client, socket } = await connected();
     const f = client.focus('p');
