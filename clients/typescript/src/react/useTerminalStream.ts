@@ -6,7 +6,7 @@
  */
 
 import { useCallback, useEffect, useMemo, useSyncExternalStore } from 'react';
-import type { GapInfo, SessionStatus, WebSocketClient } from '../index.js';
+import type { ErrorCode, GapInfo, SessionStatus, WebSocketClient } from '../index.js';
 import { useClient } from './context.js';
 
 /** What `useTerminalStream` returns. */
@@ -21,6 +21,13 @@ export interface TerminalStream {
   status: SessionStatus | null;
   /** Output the server said it skipped. */
   gaps: GapInfo[];
+  /**
+   * The last error the server gave about the session, or null: a session
+   * that does not exist, or was deleted (while shown or while the client was
+   * away), is `session_not_found`; refused input is `session_not_running`,
+   * `read_only`, `busy`, ...
+   */
+  error: { code: ErrorCode; message: string } | null;
   /** Sends input to the program. */
   input: (data: string) => void;
   /** Forgets the output held so far. */
@@ -33,11 +40,12 @@ interface Snapshot {
   exitCode: number | null;
   status: SessionStatus | null;
   gaps: GapInfo[];
+  error: { code: ErrorCode; message: string } | null;
 }
 
 /** One hook's state: written by the attach callbacks, read by React. */
 class StreamStore {
-  snapshot: Snapshot = { output: '', attached: false, exitCode: null, status: null, gaps: [] };
+  snapshot: Snapshot = { output: '', attached: false, exitCode: null, status: null, gaps: [], error: null };
   private listeners = new Set<() => void>();
 
   constructor(private readonly max: number) {}
@@ -81,7 +89,9 @@ export function useTerminalStream(sessionId: string, options: { maxOutput?: numb
       onOutput: (text) => store.append(text),
       onGap: (g) => store.update({ gaps: [...store.snapshot.gaps, g] }),
       onExit: (e) => store.update({ exitCode: e.exitCode, status: e.status }),
-      onDetached: () => store.update({ attached: false }),
+      // Unasked (a detach of our own is not reported): the session was deleted.
+      onDetached: () => store.update({ attached: false, error: { code: 'session_not_found', message: `session ${sessionId} was deleted` } }),
+      onError: (error) => store.update({ error }),
     });
     handle.set(h);
     const off = client.onStateChange((s) => s !== 'connected' && store.update({ attached: false }));
@@ -100,6 +110,7 @@ export function useTerminalStream(sessionId: string, options: { maxOutput?: numb
     exitCode: snap.exitCode,
     status: snap.status,
     gaps: snap.gaps,
+    error: snap.error,
     input: handle.input,
     clear,
   };
