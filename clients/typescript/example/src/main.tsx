@@ -52,6 +52,7 @@ function Panel({ sessionId }: { sessionId: string }) {
   const { output, exitCode } = useTerminalStream(sessionId);
   const { focusedSessions, version, focus } = useFocus('web');
   useEffect(() => subscribe('notification', (m) => console.log(m.title)), [subscribe]);
+  useEffect(() => subscribe('terminal_output', (m) => console.log(m.sessionId, m.data.type, m.data.output.length)), [subscribe]);
   return (
     <div>
       <p>

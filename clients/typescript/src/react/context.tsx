@@ -7,7 +7,7 @@
  */
 
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from 'react';
-import { createWebSocketClient, type ClientOptions, type ConnectionState, type MessageHandler, type ServerMessage, type TokenSource, type WebSocketClient } from '../index.js';
+import { createWebSocketClient, type ClientOptions, type ConnectionState, type MessageHandler, type TokenSource, type WebSocketClient } from '../index.js';
 
 const ClientContext = createContext<WebSocketClient | null>(null);
 
@@ -65,7 +65,8 @@ export function useConnectionState(client: WebSocketClient): ConnectionState {
 export interface UseWebSocket {
   state: ConnectionState;
   isConnected: boolean;
-  subscribe: <M extends ServerMessage = ServerMessage>(type: string, handler: MessageHandler<M>) => () => void;
+  /** The client's `subscribe`: `terminal_output` handlers get the typed view. */
+  subscribe: WebSocketClient['subscribe'];
   send: (type: string, payload?: Record<string, unknown>) => void;
   client: WebSocketClient;
 }
@@ -74,8 +75,8 @@ export interface UseWebSocket {
 export function useWebSocket(): UseWebSocket {
   const client = useClient();
   const state = useConnectionState(client);
-  const subscribe = useCallback(
-    <M extends ServerMessage = ServerMessage>(type: string, handler: MessageHandler<M>) => client.subscribe<M>(type, handler),
+  const subscribe = useCallback<WebSocketClient['subscribe']>(
+    (type: string, handler: MessageHandler<any>) => client.subscribe(type, handler),
     [client],
   );
   const send = useCallback((type: string, payload?: Record<string, unknown>) => client.send(type, payload), [client]);
