@@ -123,6 +123,7 @@ class Client implements WebSocketClient {
     this.unwatch?.();
     this.unwatch = null;
     this.drop('disconnect() called', false);
+    for (const f of this.projects.values()) f.disconnected();
   }
 
   send(type: string, payload: Record<string, unknown> = {}): void {

@@ -41,8 +41,8 @@ export class VersionConflictError extends Error {
 export class FocusError extends Error {
   override name = 'FocusError';
   constructor(
-    /** The server's code, or `timeout` (no answer in time) or `closed` (the tracker was closed). */
-    readonly code: ErrorCode | 'timeout' | 'closed',
+    /** The server's code, or `timeout` (no answer in time), `closed` (the tracker was closed) or `disconnected` (`client.disconnect()`). */
+    readonly code: ErrorCode | 'timeout' | 'closed' | 'disconnected',
     message: string,
   ) {
     super(message);
@@ -123,6 +123,11 @@ export class ProjectFocus {
     }
     this.listeners.clear();
     this.io.release(this);
+  }
+
+  /** `client.disconnect()`: pending requests fail now (nothing would send them before a `connect()`). */
+  disconnected(): void {
+    for (const p of [...this.pending]) this.settle(p, new FocusError('disconnected', `disconnect() was called before ${p.sessionId} was ${p.focused ? 'focused' : 'blurred'}`));
   }
 
   /** The socket (re)opened: sync, and send again what is still pending. */

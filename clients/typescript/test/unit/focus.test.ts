@@ -138,6 +138,22 @@ describe('focus', () => {
     expect(await lost).toBeInstanceOf(FocusError);
   });
 
+  it('disconnect() fails the requests still pending at once, and leaves no timer behind', async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: [], version: 1, timestamp: 1 });
+    const pending = f.focus('s1').catch((e) => e);
+    client.disconnect();
+    const err = await pending;
+    expect(err).toBeInstanceOf(FocusError);
+    expect(err.code).toBe('disconnected');
+    expect(vi.getTimerCount()).toBe(0);
+    // The tracker itself stays: after connect() it syncs again and takes new requests.
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(f.state?.version).toBe(1);
+  });
+
   it('after a reconnect it syncs again and resends what is pending', async () => {
     const { server, client, socket } = await connected();
     const f = client.focus('p');
