@@ -10,7 +10,7 @@ const clients: WebSocketClient[] = [];
 beforeAll(async () => {
   // A short attach wait, so a missing session is answered soon (and long
   // enough to create a session within it).
-  server = await TestServer.start({ env: { TERMSTREAM_ATTACH_WAIT_MS: '1000' } });
+  server = await TestServer.start({ env: { TERMSTREAM_ATTACH_WAIT_MS: '1500' } });
 });
 afterEach(() => {
   for (const c of clients.splice(0)) c.disconnect();
