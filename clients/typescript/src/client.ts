@@ -17,36 +17,26 @@
 
 import { DEFAULT_RECONNECT, type ReconnectOptions, backoffDelay } from './backoff.js';
 import { type AnyAttachOptions, Attachment, type InputOptions, type SessionHandle } from './attachment.js';
-import { AUTH_FAILURE_STATUSES, CloseCode } from './codes.js';
+import { CloseCode } from './codes.js';
 import { type FocusIO, ProjectFocus } from './focus.js';
 import { watchLifecycle } from './lifecycle.js';
-import { EVENT_CHANNELS, type ServerMessage, decodeOutputFrame, splitText, utf8Length } from './protocol.js';
-import { MessageTooLargeError, OutgoingQueue, type Outgoing, Unconfirmed } from './queue.js';
+import { type ServerMessage, channelsFor, decodeOutputFrame, splitText } from './protocol.js';
+import { OutgoingQueue, type Outgoing, Unconfirmed, inputChunk, serialize } from './queue.js';
+import { AuthError, fetchTicket } from './ticket.js';
 import { type ServerUrls, resolveUrls, withQuery } from './url.js';
 import type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './interface.js';
 
 export type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './interface.js';
 
-/** Thrown into `lastError` when the server refused the credential. */
-export class AuthError extends Error {
-  override name = 'AuthError';
-  constructor(readonly status: number) {
-    super(`the server refused the token (HTTP ${status})`);
-  }
-}
+export { AuthError } from './ticket.js';
 
 const OPEN = 1;
-const NOT_QUEUED = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
-const INPUT_TYPES = new Set(['terminal.input', 'terminal_input']);
-/** Messages answered by the attachment's own answers, or never with an error (a heartbeat echoes its session). */
-const ATTACH_TYPES = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
-/** Input is sent in messages of at most this many UTF-16 code units (a paste of any size fits the server's message bound). */
-const INPUT_CHUNK = 16 * 1024;
-/** The event channel whose messages have each type: the posted events', and the server's `sessions` (`session_update`). */
-const CHANNEL_OF: Record<string, string> = {
-  ...Object.fromEntries(EVENT_CHANNELS.map((c) => [c, c])),
-  session_update: 'sessions',
-};
+/**
+ * Not queued while disconnected (the client sends them itself when the
+ * socket opens); nor counted as another message naming an attached session
+ * (their answers are the attachment's own, or never an error).
+ */
+const CONTROL = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
 /** How soon after input a heartbeat confirms it, in ms. */
 const CONFIRM_DELAY = 250;
 
@@ -99,8 +89,7 @@ class Client implements WebSocketClient {
     this.queue = new OutgoingQueue(max);
     this.unconfirmed = new Unconfirmed(max);
     this.maxMessage = options.maxMessageBytes ?? 1 << 20;
-    // A code unit is at most 6 bytes of JSON (`\u001b`); the rest of the message is below 1 KiB.
-    this.inputChunk = Math.max(1, Math.min(INPUT_CHUNK, Math.floor((this.maxMessage - 1024) / 6)));
+    this.inputChunk = inputChunk(this.maxMessage);
     this.clientId = options.clientId ?? null;
     // The server remembers the last seq applied per client id: a client id
     // given by the application may have been used by an earlier page, so its
@@ -138,18 +127,9 @@ class Client implements WebSocketClient {
     // A terminal's response to a query is sent now or never: neither
     // queued nor sent again after a reconnect (it would answer too late).
     const response = payloads.some((p) => p.response === true);
-    const outs = payloads.map((payload) => {
-      const m: Record<string, unknown> = { ...payload, type };
-      if (INPUT_TYPES.has(type) && m.seq === undefined && m.response !== true) m.seq = ++this.seq;
-      const text = JSON.stringify(m);
-      const out: Outgoing = { type, text, bytes: utf8Length(text) };
-      if (out.bytes > this.maxMessage) throw new MessageTooLargeError(out.bytes, this.maxMessage);
-      if (typeof m.seq === 'number' && INPUT_TYPES.has(type)) out.seq = m.seq;
-      if (typeof m.sessionId === 'string') out.sessionId = m.sessionId;
-      return out;
-    });
+    const outs = payloads.map((p) => serialize(type, p, () => ++this.seq, this.maxMessage));
     if (this.isOpen()) for (const out of outs) this.write(out);
-    else if (!NOT_QUEUED.has(type) && !response) this.queue.push(...outs);
+    else if (!CONTROL.has(type) && !response) this.queue.push(...outs);
   }
 
   subscribe(type: string, handler: MessageHandler<any>): () => void {
@@ -277,7 +257,7 @@ class Client implements WebSocketClient {
       this.abortTicket = () => abort.abort(new Error('the ticket request was abandoned'));
       this.timers.open = setTimeout(() => id === this.socketId && this.drop(`ticket request did not finish within ${timeout} ms`, true), timeout);
       try {
-        ticket = await this.fetchTicket(abort.signal);
+        ticket = await fetchTicket(this.urls.http, this.token, this.opts.fetch ?? globalThis.fetch, abort.signal);
       } catch (e) {
         if (id !== this.socketId) return;
         const err = e instanceof Error ? e : new Error(String(e));
@@ -310,17 +290,6 @@ class Client implements WebSocketClient {
     ws.onerror = () => id === this.socketId && this.drop('socket error', true);
     ws.onmessage = (ev) => id === this.socketId && this.receive(ev.data);
     this.timers.open = setTimeout(() => id === this.socketId && this.drop('socket did not open in time', true), timeout);
-  }
-
-  private async fetchTicket(signal: AbortSignal): Promise<string> {
-    const f = this.opts.fetch ?? globalThis.fetch;
-    const token = typeof this.token === 'function' ? await this.token() : this.token!;
-    const res = await f(`${this.urls.http}/api/ws-ticket`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, signal });
-    if (AUTH_FAILURE_STATUSES.has(res.status)) throw new AuthError(res.status);
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const body = (await res.json()) as { ticket?: unknown };
-    if (typeof body.ticket !== 'string') throw new Error('no ticket in the answer');
-    return body.ticket;
   }
 
   /**
@@ -365,7 +334,7 @@ class Client implements WebSocketClient {
   /** Writes to the open socket, keeping track of input and heartbeats. */
   private write(m: Outgoing): void {
     this.ws!.send(m.text);
-    if (m.sessionId !== undefined && !ATTACH_TYPES.has(m.type)) this.attachments.get(m.sessionId)?.wroteOther();
+    if (m.sessionId !== undefined && !CONTROL.has(m.type)) this.attachments.get(m.sessionId)?.wroteOther();
     if (m.type === 'heartbeat') this.unconfirmed.beatSent();
     else if (m.seq !== undefined) {
       this.unconfirmed.wrote(m);
@@ -506,7 +475,7 @@ class Client implements WebSocketClient {
 
   /** Tells the server which event channels this client's handlers want. */
   private askChannels(): void {
-    const want = this.handlers.has('*') ? ['*'] : Object.keys(CHANNEL_OF).filter((t) => this.handlers.has(t)).map((t) => CHANNEL_OF[t]!);
+    const want = this.handlers.has('*') ? ['*'] : channelsFor((t) => this.handlers.has(t));
     const key = want.join(',');
     if (!this.isOpen() || key === this.channelsAsked) return;
     if (this.channelsAsked !== '') this.send('unsubscribe', { channels: ['*'] });

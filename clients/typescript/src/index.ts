@@ -5,7 +5,7 @@
  * `attachment.ts` (one session's resume position), `focus.ts` (a project's
  * focus set), `queue.ts` (outgoing messages while disconnected), `backoff.ts`
  * (the reconnect schedule), `protocol.ts` (wire shapes and the binary frame),
- * `url.ts`, `lifecycle.ts`, `codes.ts`. The React binding is `./react`.
+ * `ticket.ts`, `url.ts`, `lifecycle.ts`, `codes.ts`. The React binding is `./react`.
  */
 
 export { createWebSocketClient, AuthError } from './client.js';

@@ -92,6 +92,19 @@ export interface ErrorMessage extends ServerMessage {
 export const EVENT_CHANNELS = ['task_status', 'notification', 'activity_log'] as const;
 export type EventChannel = (typeof EVENT_CHANNELS)[number];
 
+/** The event channel of each message type a socket subscribes to: the posted events', and the server's `sessions` (`session_update`). */
+const CHANNEL_OF: Readonly<Record<string, string>> = {
+  ...Object.fromEntries(EVENT_CHANNELS.map((c) => [c, c])),
+  session_update: 'sessions',
+};
+
+/** The channels whose messages are of a type `wanted` says is wanted. */
+export function channelsFor(wanted: (type: string) => boolean): string[] {
+  return Object.keys(CHANNEL_OF)
+    .filter(wanted)
+    .map((t) => CHANNEL_OF[t]!);
+}
+
 /** A decoded binary output frame. */
 export interface OutputFrame {
   sessionId: string;

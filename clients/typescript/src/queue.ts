@@ -12,6 +12,8 @@
  * drops whatever it had applied already.
  */
 
+import { utf8Length } from './protocol.js';
+
 /** Thrown by `send` when the outgoing queue would grow past its bound. */
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
@@ -44,6 +46,35 @@ export interface Outgoing {
   seq?: number;
   /** The session the message names, if any. */
   sessionId?: string;
+}
+
+/** Input message types: they carry a `seq`. */
+const INPUT_TYPES = new Set(['terminal.input', 'terminal_input']);
+
+/**
+ * `{...payload, type}` serialized. Input gets the `seq` `nextSeq()` gives
+ * unless it has one or is a response (sent now or never, so never resent);
+ * a message over `maxBytes` throws [`MessageTooLargeError`].
+ */
+export function serialize(type: string, payload: Record<string, unknown>, nextSeq: () => number, maxBytes: number): Outgoing {
+  const m: Record<string, unknown> = { ...payload, type };
+  const input = INPUT_TYPES.has(type);
+  if (input && m.seq === undefined && m.response !== true) m.seq = nextSeq();
+  const text = JSON.stringify(m);
+  const out: Outgoing = { type, text, bytes: utf8Length(text) };
+  if (out.bytes > maxBytes) throw new MessageTooLargeError(out.bytes, maxBytes);
+  if (input && typeof m.seq === 'number') out.seq = m.seq;
+  if (typeof m.sessionId === 'string') out.sessionId = m.sessionId;
+  return out;
+}
+
+/**
+ * How many UTF-16 code units of input one message carries, at most 16 Ki, so
+ * that a paste of any size goes in messages the server takes: a code unit is
+ * at most 6 bytes of JSON (`\u001b`), the rest of the message below 1 KiB.
+ */
+export function inputChunk(maxMessageBytes: number): number {
+  return Math.max(1, Math.min(16 * 1024, Math.floor((maxMessageBytes - 1024) / 6)));
 }
 
 /** A FIFO of messages bounded by their total size. */
