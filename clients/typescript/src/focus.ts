@@ -8,14 +8,18 @@
  * version is not older than the one held. `focus(id)` and `blur(id)` send the
  * version held as `expectedVersion`; on a conflict they adopt the server's
  * state and ask again, unless the caller named the version itself, which
- * then fails with [`VersionConflictError`]. A conflict answers one request
- * for its session: the tracker asks again once no other request for that
- * session is on its way (whose answer may settle it), so its own requests
- * made at once, which conflict with each other, all get through, and no
- * conflict multiplies the requests in flight. A request
- * settles when a state arrives in which it holds. Focus and blur are
- * idempotent, so a request lost with a socket is simply sent again after the
- * reconnect.
+ * then fails with [`VersionConflictError`]. A request is asked again only
+ * when the conflict's version differs from the version it was last sent
+ * with: a conflict at a newer version means the project moved on (the
+ * request may be one of several made at once, which conflict with each
+ * other); one at an older version means the server's focus state is older
+ * than the client's (its store was reset), whose state is then adopted
+ * though older. A conflict at the version sent changes nothing, so it is
+ * never answered with the same request again, and no conflict multiplies
+ * the requests on their way: the pending requests for one session that
+ * want the same are asked once. A request settles when a state arrives in
+ * which it holds. Focus and blur are idempotent, so a request lost with a
+ * socket is simply sent again after the reconnect.
  */
 
 import type { ErrorCode } from './codes.js';
@@ -61,6 +65,8 @@ interface Pending {
   focused: boolean;
   sessionId: string;
   explicit: number | undefined;
+  /** The `expectedVersion` it was last sent with (`undefined`: none, or not sent yet). */
+  sentWith: number | undefined;
   resolve: (s: FocusState) => void;
   reject: (e: Error) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -73,6 +79,9 @@ const STATE_TYPES = new Set(['focus_update', 'connection_status', 'sync_complete
  * The codes the server refuses a focus or blur with (besides
  * `version_conflict`); other errors naming the session answer other
  * messages (`session_not_running` for input to an ended session, ...).
+ * `internal` stays: the server answers a focus with it when its focus store
+ * fails (`FocusError::Store`), though input that fails to reach the
+ * program is answered with it too.
  */
 const REFUSALS = new Set(['session_not_found', 'project_mismatch', 'read_only', 'cluster_unavailable', 'internal']);
 
@@ -81,8 +90,6 @@ export class ProjectFocus {
   private current: FocusState | null = null;
   private listeners = new Set<(s: FocusState) => void>();
   private pending: Pending[] = [];
-  /** Per session, focus and blur requests written to this socket that the server has not answered with a conflict (reset when none is pending). */
-  private inFlight = new Map<string, number>();
 
   constructor(
     readonly projectId: string,
@@ -132,9 +139,12 @@ export class ProjectFocus {
 
   /** The socket (re)opened: sync, and send again what is still pending. */
   opened(): void {
-    this.inFlight.clear();
     this.sync();
-    for (const p of this.pending) this.sendRequest(p);
+    const asked = new Set<string>();
+    for (const p of this.pending) {
+      const key = `${p.focused}:${p.sessionId}:${p.explicit}`;
+      if (!asked.has(key) && this.sendRequest(p)) asked.add(key);
+    }
   }
 
   /** A message that names this project. */
@@ -145,16 +155,23 @@ export class ProjectFocus {
     }
     if (m.type !== 'error') return;
     if (m.code === 'version_conflict') {
-      this.adopt(m);
+      const version = typeof m.version === 'number' ? m.version : undefined;
       const id = typeof m.sessionId === 'string' ? m.sessionId : undefined;
-      // The answer to one request for `id`; others on their way may still settle it.
-      const onTheirWay = id === undefined ? 0 : Math.max(0, (this.inFlight.get(id) ?? 0) - 1);
-      if (id !== undefined) this.inFlight.set(id, onTheirWay);
-      for (const p of [...this.pending]) {
-        if (id !== undefined && id !== p.sessionId) continue;
-        if (this.holds(p)) continue;
+      const mine = this.pending.filter((p) => id === undefined || p.sessionId === id);
+      // Older than the state held, yet the answer to a request sent with a
+      // newer version: the server's state is older than ours (its focus
+      // store was reset), and its word is the one that counts.
+      const behind = version !== undefined && mine.some((p) => p.sentWith !== undefined && version < p.sentWith);
+      this.adopt(m, behind);
+      const asked = new Set<string>();
+      for (const p of mine) {
+        if (!this.pending.includes(p) || this.holds(p)) continue;
         if (p.explicit !== undefined) this.settle(p, new VersionConflictError(this.current!));
-        else if (onTheirWay === 0) this.sendRequest(p);
+        else if (version !== undefined && version !== p.sentWith) {
+          // Several pending requests for one session wanting the same are asked once.
+          const key = `${p.focused}:${p.sessionId}`;
+          if (!asked.has(key) && this.sendRequest(p)) asked.add(key);
+        }
       }
     } else if (typeof m.sessionId === 'string' && REFUSALS.has(String(m.code))) {
       for (const p of this.pending.filter((p) => p.sessionId === m.sessionId)) {
@@ -165,7 +182,7 @@ export class ProjectFocus {
 
   private request(focused: boolean, sessionId: string, explicit: number | undefined): Promise<FocusState> {
     return new Promise((resolve, reject) => {
-      const p: Pending = { focused, sessionId, explicit, resolve, reject, timer: undefined! };
+      const p: Pending = { focused, sessionId, explicit, sentWith: undefined, resolve, reject, timer: undefined! };
       p.timer = setTimeout(
         () => this.settle(p, new FocusError('timeout', `no focus state settled ${sessionId} within ${FOCUS_REQUEST_TIMEOUT} ms`)),
         FOCUS_REQUEST_TIMEOUT,
@@ -175,18 +192,20 @@ export class ProjectFocus {
     });
   }
 
-  private sendRequest(p: Pending): void {
+  /** Sends `p` with the version held (or its explicit one) if the socket is open; says whether it did. */
+  private sendRequest(p: Pending): boolean {
     const payload: Record<string, unknown> = { sessionId: p.sessionId, projectId: this.projectId, timestamp: Date.now() };
     const version = p.explicit ?? this.current?.version;
     if (version !== undefined) payload.expectedVersion = version;
-    if (this.io.sendIfOpen(p.focused ? 'focus' : 'blur', payload)) {
-      this.inFlight.set(p.sessionId, (this.inFlight.get(p.sessionId) ?? 0) + 1);
-    }
+    if (!this.io.sendIfOpen(p.focused ? 'focus' : 'blur', payload)) return false;
+    for (const q of this.pending) if (q === p || (q.sessionId === p.sessionId && q.focused === p.focused && q.explicit === undefined)) q.sentWith = version;
+    return true;
   }
 
-  private adopt(m: ServerMessage): void {
+  /** Adopts the state `m` carries unless it is older than the one held (or `evenOlder`). */
+  private adopt(m: ServerMessage, evenOlder = false): void {
     if (!Array.isArray(m.focusedSessions) || typeof m.version !== 'number') return;
-    if (this.current && m.version < this.current.version) return;
+    if (this.current && m.version < this.current.version && !evenOlder) return;
     const next: FocusState = {
       projectId: this.projectId,
       focusedSessions: (m.focusedSessions as unknown[]).map(String),
@@ -208,7 +227,6 @@ export class ProjectFocus {
     if (i < 0) return;
     this.pending.splice(i, 1);
     clearTimeout(p.timer);
-    if (!this.pending.some((q) => q.sessionId === p.sessionId)) this.inFlight.delete(p.sessionId);
     if (error) p.reject(error);
     else p.resolve(this.current!);
   }

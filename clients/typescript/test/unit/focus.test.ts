@@ -99,7 +99,7 @@ describe('focus', () => {
     expect(socket.ofType('focus')).toHaveLength(21);
   });
 
-  it('asks again after a conflict only once no other request for the session is on its way', async () => {
+  it('asks again only after a conflict at another version than the one sent, once for the requests that want the same', async () => {
     const { client, socket } = await connected();
     const f = client.focus('p');
     socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: [], version: 1, maxFocused: 4, timestamp: 1 });
@@ -108,11 +108,43 @@ describe('focus', () => {
     expect(socket.ofType('focus')).toHaveLength(2);
     const conflict = { type: 'error', code: 'version_conflict', message: 'stale', projectId: 'p', sessionId: 's1', focusedSessions: ['s9'], version: 2 };
     socket.message(conflict);
-    expect(socket.ofType('focus')).toHaveLength(2);
     socket.message({ ...conflict, version: 3 });
-    expect(socket.ofType('focus').map((m) => m.expectedVersion)).toEqual([1, 1, 3, 3]);
+    // The answer to the request sent with 2: the one sent with 3 is on its way.
+    socket.message({ ...conflict, version: 3 });
+    expect(socket.ofType('focus').map((m) => m.expectedVersion)).toEqual([1, 1, 2, 3]);
     socket.message(update(4, ['s9', 's1'], 's1'));
     await expect(Promise.all([first, second])).resolves.toHaveLength(2);
+  });
+
+  it('focus then blur of one session at once: the blur refused by the applied focus is asked again', async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: [], version: 5, maxFocused: 4, timestamp: 1 });
+    const focused = f.focus('s1');
+    const blurred = f.blur('s1');
+    expect(socket.ofType('focus').map((m) => m.expectedVersion)).toEqual([5]);
+    expect(socket.ofType('blur').map((m) => m.expectedVersion)).toEqual([5]);
+    // The server applies the focus (v6) and refuses the blur, sent with 5, at v6.
+    socket.message(update(6, ['s1'], 's1'));
+    await expect(focused).resolves.toMatchObject({ version: 6 });
+    socket.message({ type: 'error', code: 'version_conflict', message: 'stale', projectId: 'p', sessionId: 's1', focusedSessions: ['s1'], version: 6, maxFocused: 4 });
+    expect(socket.ofType('blur').map((m) => m.expectedVersion)).toEqual([5, 6]);
+    socket.message(update(7, [], 's1', false));
+    await expect(blurred).resolves.toMatchObject({ focusedSessions: [], version: 7 });
+  });
+
+  it("a server whose focus state is older than the client's (its store reset): its state is adopted and the request asked once more", async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: ['old'], version: 10, maxFocused: 4, timestamp: 1 });
+    const done = f.focus('s1');
+    socket.message({ type: 'error', code: 'version_conflict', message: 'stale', projectId: 'p', sessionId: 's1', focusedSessions: [], version: 2, maxFocused: 4 });
+    expect(f.state).toMatchObject({ focusedSessions: [], version: 2 });
+    // The same conflict again (an answer to nothing sent since) asks nothing more.
+    socket.message({ type: 'error', code: 'version_conflict', message: 'stale', projectId: 'p', sessionId: 's1', focusedSessions: [], version: 2, maxFocused: 4 });
+    expect(socket.ofType('focus').map((m) => m.expectedVersion)).toEqual([10, 2]);
+    socket.message(update(3, ['s1'], 's1'));
+    await expect(done).resolves.toMatchObject({ version: 3 });
   });
 
   it('an explicit expectedVersion that is stale fails with VersionConflictError', async () => {
