@@ -147,6 +147,19 @@ describe('focus', () => {
     await expect(done).resolves.toMatchObject({ version: 3 });
   });
 
+  it('an error naming the session that answers another message (session_not_running for input) leaves a pending focus pending', async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: [], version: 1, maxFocused: 4, timestamp: 1 });
+    let settled = false;
+    const done = f.focus('s1').finally(() => (settled = true));
+    socket.message({ type: 'error', code: 'session_not_running', message: 'ended', sessionId: 's1' });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(settled).toBe(false);
+    socket.message(update(2, ['s1'], 's1'));
+    await expect(done).resolves.toMatchObject({ version: 2 });
+  });
+
   it('an explicit expectedVersion that is stale fails with VersionConflictError', async () => {
     const { client, socket } = await connected();
     const f = client.focus('p');
