@@ -139,6 +139,7 @@ impl State {
                 code,
                 message,
                 session_id,
+                ..
             } => {
                 // An attach that failed is not retried on every reconnect.
                 if code == ErrorCode::SessionNotFound
