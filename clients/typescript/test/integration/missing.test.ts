@@ -8,8 +8,7 @@ let server: TestServer;
 const clients: WebSocketClient[] = [];
 
 beforeAll(async () => {
-  // A short attach wait, so a missing session is answered soon (and long
-  // enough to create a session within it).
+  // A short attach wait, so a missing session is answered soon.
   server = await TestServer.start({ env: { TERMSTREAM_ATTACH_WAIT_MS: '1500' } });
 });
 afterEach(() => {
@@ -19,8 +18,8 @@ afterAll(async () => {
   await server.cleanup();
 });
 
-async function connected(): Promise<WebSocketClient> {
-  const client = server.client();
+async function connected(on: TestServer = server): Promise<WebSocketClient> {
+  const client = on.client();
   clients.push(client);
   client.connect();
   await stateOf(client, 'connected');
@@ -78,9 +77,20 @@ describe('a session that is not there', () => {
     expect(refused).toEqual(['never-was']);
     expect(errors).toEqual(['session_not_found']);
   });
+});
+
+describe('messages naming a session an attach waits for', () => {
+  // An attach wait no loaded machine outlasts: the session is created within it.
+  let patient: TestServer;
+  beforeAll(async () => {
+    patient = await TestServer.start({ env: { TERMSTREAM_ATTACH_WAIT_MS: '120000' } });
+  });
+  afterAll(async () => {
+    await patient.cleanup();
+  });
 
   it('input refused while the attach waits for its session does not end the attach', async () => {
-    const client = await connected();
+    const client = await connected(patient);
     const errors: string[] = [];
     let text = '';
     let exit: ExitInfo | null = null;
@@ -89,7 +99,7 @@ describe('a session that is not there', () => {
     await until(() => errors.length > 0, 10_000, 'the input to be refused');
     expect(errors).toEqual(['session_not_found']);
     // Within the attach wait: the waiting attach takes the new session.
-    await server.createSession({ id: 'soon', kind: 'command', command: 'echo in-time' });
+    await patient.createSession({ id: 'soon', kind: 'command', command: 'echo in-time' });
     await until(() => exit !== null, 10_000, 'the attach to see the session end');
     expect(text).toBe('in-time\n');
     expect(errors).toEqual(['session_not_found']);
