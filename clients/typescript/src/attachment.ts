@@ -154,11 +154,6 @@ export class Attachment {
   socket: number | null = null;
   /** An attach asked of `socket` has not been answered yet. */
   private awaiting = false;
-  /**
-   * Messages naming the session written while `awaiting` (input, resize):
-   * their `session_not_found` comes at once, before the attach's own.
-   */
-  private others = 0;
   /** A resize asked while disconnected, sent after the next attach. */
   pendingResize: { cols: number; rows: number } | null = null;
   /** What each `attach` call asked to be told. */
@@ -187,27 +182,23 @@ export class Attachment {
 
   /** Records an attach asked of socket `socket` now. */
   asked(socket: number): void {
-    if (this.socket !== socket) this.others = 0;
     this.socket = socket;
     this.awaiting = true;
-  }
-
-  /** Records another message naming the session, written now. */
-  wroteOther(): void {
-    if (this.awaiting) this.others++;
   }
 
   /**
    * Whether `m` is the server's answer to the attach that the session is not
    * there (it never was, or was deleted while the client was away): then
-   * this attachment is over, and its listeners are told with `onError`.
+   * this attachment is over, and its listeners are told with `onError`. The
+   * server marks that refusal `request: "session.attach"`; the same code for
+   * input, a resize or a focus naming the id is not it, whatever order they
+   * were sent in. A server older than that field never ends an attachment
+   * this way (its refusal is told to `onError` all the same, and a reconnect
+   * attaches the id again): telling the refusals apart by counting messages
+   * misattributes one sent before the attach.
    */
   refusedBy(m: ServerMessage): boolean {
-    if (!this.awaiting || m.type !== 'error' || m.code !== 'session_not_found') return false;
-    if (this.others > 0) {
-      this.others--;
-      return false;
-    }
+    if (!this.awaiting || m.type !== 'error' || m.code !== 'session_not_found' || m.request !== 'session.attach') return false;
     this.awaiting = false;
     return true;
   }
@@ -229,7 +220,6 @@ export class Attachment {
         // attachment kept coming: what was delivered stays delivered.
         const again = this.epoch === a.epoch && this.next !== null && this.next > a.offset;
         this.awaiting = false;
-        this.others = 0;
         this.epoch = a.epoch;
         if (!again) this.next = a.offset;
         this.status = a.status;

@@ -31,11 +31,7 @@ export type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSo
 export { AuthError } from './ticket.js';
 
 const OPEN = 1;
-/**
- * Not queued while disconnected (the client sends them itself when the
- * socket opens); nor counted as another message naming an attached session
- * (their answers are the attachment's own, or never an error).
- */
+/** Not queued while disconnected: the client sends them itself when the socket opens. */
 const CONTROL = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
 /** How soon after input a heartbeat confirms it, in ms. */
 const CONFIRM_DELAY = 250;
@@ -334,7 +330,6 @@ class Client implements WebSocketClient {
   /** Writes to the open socket, keeping track of input and heartbeats. */
   private write(m: Outgoing): void {
     this.ws!.send(m.text);
-    if (m.sessionId !== undefined && !CONTROL.has(m.type)) this.attachments.get(m.sessionId)?.wroteOther();
     if (m.type === 'heartbeat') this.unconfirmed.beatSent();
     else if (m.seq !== undefined) {
       this.unconfirmed.wrote(m);

@@ -86,6 +86,8 @@ export interface ErrorMessage extends ServerMessage {
   code: ErrorCode;
   message?: string;
   sessionId?: string;
+  /** The request the error answers, where the order cannot tell: `session.attach` on a waited attach's refusal. */
+  request?: string;
 }
 
 /** The event channels of `POST /api/events`. */

@@ -104,4 +104,17 @@ describe('messages naming a session an attach waits for', () => {
     expect(text).toBe('in-time\n');
     expect(errors).toEqual(['session_not_found']);
   });
+
+  it('a focus refused before the attach does not end it: the attach takes the session when it appears', async () => {
+    const client = await connected(patient);
+    const focus = client.focus('default').focus('later').catch((e) => e);
+    let text = '';
+    let exit: ExitInfo | null = null;
+    const errors: string[] = [];
+    client.attach('later', { onOutput: (d) => (text += d), onExit: (e) => (exit = e), onError: (e) => errors.push(e.code) });
+    expect((await focus).code).toBe('session_not_found');
+    await patient.createSession({ id: 'later', kind: 'command', command: 'echo attached-after-all' });
+    await until(() => exit !== null, 10_000, 'the attach to see the session end');
+    expect(text).toBe('attached-after-all\n');
+  });
 });
