@@ -85,8 +85,19 @@ export interface AttachOptions<M extends 'text' | 'binary' = 'text' | 'binary'> 
   onResize?: (size: { cols: number; rows: number }) => void;
   /** The server ended the subscription (the session was deleted). */
   onDetached?: () => void;
-  /** An `error` naming the session: a refused attach (`session_not_found`), input or resize (`session_not_running`, `read_only`, `busy`, ...). */
-  onError?: (error: { code: ErrorCode; message: string }) => void;
+  /**
+   * An `error` naming the session: a refused attach (`session_not_found`
+   * with `request: 'session.attach'`), input, resize or focus
+   * (`session_not_found`, `session_not_running`, `read_only`, `busy`, ...).
+   */
+  onError?: (error: AttachError) => void;
+}
+
+/** What `onError` is told: the server's error, and the request it answers when the server says (`session.attach` on an attach refused after its wait). */
+export interface AttachError {
+  code: ErrorCode;
+  message: string;
+  request?: string;
 }
 
 /** How a socket follows a session's output. */
@@ -264,7 +275,8 @@ export class Attachment {
         break;
       case 'error': {
         const err = m as ErrorMessage;
-        const info = { code: err.code, message: err.message ?? '' };
+        const info: AttachError = { code: err.code, message: err.message ?? '' };
+        if (typeof err.request === 'string') info.request = err.request;
         this.each((o) => o.onError?.(info));
         break;
       }

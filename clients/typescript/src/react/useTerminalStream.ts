@@ -22,10 +22,13 @@ export interface TerminalStream {
   /** Output the server said it skipped. */
   gaps: GapInfo[];
   /**
-   * The last error the server gave about the session, or null: a session
-   * that does not exist, or was deleted (while shown or while the client was
-   * away), is `session_not_found`; refused input is `session_not_running`,
-   * `read_only`, `busy`, ...
+   * The last error the server gave about the session since it was last
+   * attached, or null (an attach clears it): a session that does not exist
+   * (the attach refused after its wait), or was deleted (while shown or
+   * while the client was away), is `session_not_found`; refused input is
+   * `session_not_running`, `read_only`, `busy`, ... The `session_not_found`
+   * of input sent before the session exists is not reported: the attach
+   * may still take it.
    */
   error: { code: ErrorCode; message: string } | null;
   /** Sends input to the program. */
@@ -84,14 +87,16 @@ export function useTerminalStream(sessionId: string, options: { maxOutput?: numb
 
   useEffect(() => {
     const h = client.attach(sessionId, {
-      onAttached: (a) => store.update({ attached: true, status: a.status }),
+      onAttached: (a) => store.update({ attached: true, status: a.status, error: null }),
       onRestore: (r) => store.update({ output: r.data.slice(-max) }),
       onOutput: (text) => store.append(text),
       onGap: (g) => store.update({ gaps: [...store.snapshot.gaps, g] }),
       onExit: (e) => store.update({ exitCode: e.exitCode, status: e.status }),
       // Unasked (a detach of our own is not reported): the session was deleted.
       onDetached: () => store.update({ attached: false, error: { code: 'session_not_found', message: `session ${sessionId} was deleted` } }),
-      onError: (error) => store.update({ error }),
+      onError: ({ code, message, request }) => {
+        if (code !== 'session_not_found' || request === 'session.attach') store.update({ error: { code, message } });
+      },
     });
     handle.set(h);
     const off = client.onStateChange((s) => s !== 'connected' && store.update({ attached: false }));
