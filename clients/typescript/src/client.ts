@@ -21,7 +21,7 @@ import { CloseCode } from './codes.js';
 import { type FocusIO, ProjectFocus } from './focus.js';
 import { watchLifecycle } from './lifecycle.js';
 import { type ServerMessage, channelsFor, decodeOutputFrame, splitText } from './protocol.js';
-import { OutgoingQueue, type Outgoing, Unconfirmed, inputChunk, serialize } from './queue.js';
+import { OutgoingQueue, type Outgoing, Unconfirmed, inputChunk, oneCall, serialize } from './queue.js';
 import { AuthError, fetchTicket } from './ticket.js';
 import { type ServerUrls, resolveUrls, withQuery } from './url.js';
 import type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './interface.js';
@@ -57,6 +57,8 @@ class Client implements WebSocketClient {
   private readonly inputChunk: number;
   private readonly unconfirmed: Unconfirmed;
   private seq = 0;
+  /** Numbers each `send` or `input` call (see `Outgoing.call`). */
+  private calls = 0;
   private readonly handlers = new Map<string, Set<MessageHandler>>();
   private readonly stateHandlers = new Set<(s: ConnectionState, p: ConnectionState) => void>();
   private readonly attachments = new Map<string, Attachment>();
@@ -117,13 +119,14 @@ class Client implements WebSocketClient {
 
   /**
    * Sends messages of one type together: all are written, or all queued, or
-   * (one too large, or past the queue's bound) none, with the error thrown.
+   * (one too large, all larger than `maxQueueBytes`, or past the queue's
+   * bound) none, with the error thrown.
    */
   private sendAll(type: string, payloads: Record<string, unknown>[]): void {
     // A terminal's response to a query is sent now or never: neither
     // queued nor sent again after a reconnect (it would answer too late).
     const response = payloads.some((p) => p.response === true);
-    const outs = payloads.map((p) => serialize(type, p, () => ++this.seq, this.maxMessage));
+    const outs = oneCall(payloads.map((p) => serialize(type, p, () => ++this.seq, this.maxMessage)), ++this.calls, this.queue.limit);
     if (this.isOpen()) for (const out of outs) this.write(out);
     else if (!CONTROL.has(type) && !response) this.queue.push(...outs);
   }

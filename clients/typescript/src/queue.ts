@@ -14,14 +14,18 @@
 
 import { utf8Length } from './protocol.js';
 
-/** Thrown by `send` when the outgoing queue would grow past its bound. */
+/**
+ * Thrown by `send` or `input` when the queue would grow past its bound while
+ * disconnected, or, in either state, for one call whose messages are larger
+ * than the bound (input written can be sent again only whole).
+ */
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
   constructor(
     readonly bytes: number,
     readonly limit: number,
   ) {
-    super(`outgoing queue full: ${bytes} bytes would exceed ${limit} while disconnected`);
+    super(`outgoing messages of ${bytes} bytes would exceed ${limit} (maxQueueBytes)`);
   }
 }
 
@@ -46,6 +50,8 @@ export interface Outgoing {
   seq?: number;
   /** The session the message names, if any. */
   sessionId?: string;
+  /** The `send` or `input` call it belongs to: [`Unconfirmed`] keeps or forgets a call's messages together. */
+  call?: number;
 }
 
 /** Input message types: they carry a `seq`. */
@@ -75,6 +81,18 @@ export function serialize(type: string, payload: Record<string, unknown>, nextSe
  */
 export function inputChunk(maxMessageBytes: number): number {
   return Math.max(1, Math.min(16 * 1024, Math.floor((maxMessageBytes - 1024) / 6)));
+}
+
+/**
+ * The messages of one `send` or `input` call, tagged with `call`; throws
+ * [`QueueFullError`] when together they are larger than `limit`, connected or
+ * not: a paste is then sent (and resent) whole or not at all.
+ */
+export function oneCall(outs: Outgoing[], call: number, limit: number): Outgoing[] {
+  const bytes = outs.reduce((n, m) => n + m.bytes, 0);
+  if (bytes > limit) throw new QueueFullError(bytes, limit);
+  for (const m of outs) m.call = call;
+  return outs;
 }
 
 /** A FIFO of messages bounded by their total size. */
@@ -133,12 +151,18 @@ export class Unconfirmed {
     return last !== undefined && last.beats === this.sent;
   }
 
-  /** Records input written now. Past the bound the oldest is forgotten (it is the likeliest to be applied). */
+  /**
+   * Records input written now. Past the bound the oldest calls are forgotten
+   * (they are the likeliest to be applied), each whole: a call is resent
+   * whole or not at all, and the one `m` belongs to (never larger than the
+   * bound, see [`oneCall`]) is kept.
+   */
   wrote(m: Outgoing): void {
     this.items.push({ m, beats: this.sent });
     this.total += m.bytes;
-    while (this.total > this.limit && this.items.length > 1) {
-      this.total -= this.items.shift()!.m.bytes;
+    while (this.total > this.limit && this.items[0]!.m.call !== m.call) {
+      const call = this.items[0]!.m.call;
+      while (this.items.length > 0 && this.items[0]!.m.call === call) this.total -= this.items.shift()!.m.bytes;
     }
   }
 

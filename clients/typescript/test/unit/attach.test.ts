@@ -284,6 +284,32 @@ describe('outgoing queue', () => {
     expect(s.ofType('terminal.input').map((m) => m.data).join('')).toBe('y'.repeat(40 * 1024));
   });
 
+  it('refuses one input larger than maxQueueBytes while connected too, and writes nothing of it', async () => {
+    const { server, client } = setup({ maxQueueBytes: 100 * 1024 });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const h = client.attach('job');
+    expect(() => h.input('x'.repeat(120 * 1024))).toThrow(QueueFullError);
+    expect(s.ofType('terminal.input')).toEqual([]);
+  });
+
+  it('resends the input of a socket that died whole calls at a time, never the tail of a paste', async () => {
+    const { server, client } = setup({ maxQueueBytes: 100 * 1024 });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const h = client.attach('job');
+    h.input('a'.repeat(60 * 1024));
+    h.input('b'.repeat(60 * 1024));
+    expect(s.ofType('terminal.input').map((m) => m.data).join('')).toBe('a'.repeat(60 * 1024) + 'b'.repeat(60 * 1024));
+    s.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    const t = server.last.accept();
+    // Both would exceed the bound: the older paste is forgotten whole (the likelier applied), the newer resent whole.
+    expect(t.ofType('terminal.input').map((m) => m.data).join('')).toBe('b'.repeat(60 * 1024));
+  });
+
   it('refuses a message larger than the server takes, and writes nothing of it', async () => {
     const { server, client } = setup({ maxMessageBytes: 10_000 });
     client.connect();
