@@ -2,7 +2,7 @@
 // attached, ended and detached one after another; a paste larger than the
 // server takes in one message.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ConnectionState, ExitInfo, WebSocketClient } from '../../src/index.js';
+import type { ClientOptions, ConnectionState, ExitInfo, WebSocketClient } from '../../src/index.js';
 import { TestServer, stateOf, until } from './server.js';
 
 let server: TestServer;
@@ -19,8 +19,8 @@ afterAll(async () => {
   await server.cleanup();
 });
 
-async function connected(): Promise<WebSocketClient> {
-  const client = server.client();
+async function connected(options: ClientOptions = {}): Promise<WebSocketClient> {
+  const client = server.client(undefined, options);
   clients.push(client);
   client.connect();
   await stateOf(client, 'connected');
@@ -62,7 +62,8 @@ describe('a long-lived socket', () => {
   });
 
   it('sends a paste larger than the server takes in one message as several, and stays connected', async () => {
-    const client = await connected();
+    // One input() call is written (and kept for a resend) whole: a bound above the paste.
+    const client = await connected({ maxQueueBytes: 4 << 20 });
     const states: ConnectionState[] = [];
     client.onStateChange((s) => states.push(s));
     // 1.5 MB, above the server's 1 MiB per message (and below its input burst).
