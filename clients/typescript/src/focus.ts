@@ -90,6 +90,8 @@ export class ProjectFocus {
   private current: FocusState | null = null;
   private listeners = new Set<(s: FocusState) => void>();
   private pending: Pending[] = [];
+  /** A state answering the sync of the current socket arrived. */
+  private resynced = false;
 
   constructor(
     readonly projectId: string,
@@ -139,6 +141,7 @@ export class ProjectFocus {
 
   /** The socket (re)opened: sync, and send again what is still pending. */
   opened(): void {
+    this.resynced = false;
     this.sync();
     const asked = new Set<string>();
     for (const p of this.pending) {
@@ -150,7 +153,12 @@ export class ProjectFocus {
   /** A message that names this project. */
   receive(m: ServerMessage): void {
     if (STATE_TYPES.has(m.type)) {
-      this.adopt(m);
+      // The first state after a (re)connect is the server's answer to the
+      // sync: believed though older than the one held (the server restarted
+      // with another focus store).
+      const first = !this.resynced && m.type !== 'focus_update';
+      if (first) this.resynced = true;
+      this.adopt(m, first);
       return;
     }
     if (m.type !== 'error') return;

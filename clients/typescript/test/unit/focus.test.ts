@@ -199,6 +199,21 @@ describe('focus', () => {
     expect(f.state?.version).toBe(1);
   });
 
+  it('after a reconnect to a server whose focus state is older (restarted with another store), its answer to the sync is believed', async () => {
+    const { server, client, socket } = await connected();
+    const f = client.focus('p');
+    socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: ['a'], version: 10, timestamp: 1 });
+    socket.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    const t = server.last.accept();
+    t.message({ type: 'connection_status', status: 'connected', projectId: 'p', focusedSessions: [], version: 0, maxFocused: 4, timestamp: 2 });
+    expect(f.state).toMatchObject({ focusedSessions: [], version: 0 });
+    // Later states are in version order again.
+    t.message(update(2, ['b'], 'b'));
+    t.message(update(1, ['c'], 'c'));
+    expect(f.state).toMatchObject({ focusedSessions: ['b'], version: 2 });
+  });
+
   it('after a reconnect it syncs again and resends what is pending', async () => {
     const { server, client, socket } = await connected();
     const f = client.focus('p');
