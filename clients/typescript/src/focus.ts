@@ -5,7 +5,9 @@
  *
  * State is adopted from `focus_update`, `connection_status` and
  * `sync_complete`, and from a `version_conflict` error, whenever their
- * version is not older than the one held. `focus(id)` and `blur(id)` send the
+ * version is not older than the one held; the answer to the sync of each
+ * new socket, and a conflict older than the version its request was sent
+ * with, are adopted whatever their version. `focus(id)` and `blur(id)` send the
  * version held as `expectedVersion`; on a conflict they adopt the server's
  * state and ask again, unless the caller named the version itself, which
  * then fails with [`VersionConflictError`]. A request is asked again only
