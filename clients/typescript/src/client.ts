@@ -119,14 +119,14 @@ class Client implements WebSocketClient {
 
   /**
    * Sends messages of one type together: all are written, or all queued, or
-   * (one too large, all larger than `maxQueueBytes`, or past the queue's
-   * bound) none, with the error thrown.
+   * (one too large, or past the queue's bound while disconnected) none, with
+   * the error thrown.
    */
   private sendAll(type: string, payloads: Record<string, unknown>[]): void {
     // A terminal's response to a query is sent now or never: neither
     // queued nor sent again after a reconnect (it would answer too late).
     const response = payloads.some((p) => p.response === true);
-    const outs = oneCall(payloads.map((p) => serialize(type, p, () => ++this.seq, this.maxMessage)), ++this.calls, this.queue.limit);
+    const outs = oneCall(payloads.map((p) => serialize(type, p, () => ++this.seq, this.maxMessage)), ++this.calls);
     if (this.isOpen()) for (const out of outs) this.write(out);
     else if (!CONTROL.has(type) && !response) this.queue.push(...outs);
   }

@@ -46,7 +46,7 @@ export interface ClientOptions {
   heartbeatTimeout?: number;
   /** A socket that has not opened after this long counts as failed, in ms. Default 10000. */
   connectTimeout?: number;
-  /** Bytes of outgoing messages kept while disconnected. Default 1 MiB. */
+  /** Bytes of outgoing messages kept while disconnected, and of written input kept to resend after a reconnect (whole calls). Default 1 MiB. */
   maxQueueBytes?: number;
   /**
    * The largest message the server takes (its `ws_max_message_bytes`), in

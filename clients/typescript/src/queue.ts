@@ -14,18 +14,14 @@
 
 import { utf8Length } from './protocol.js';
 
-/**
- * Thrown by `send` or `input` when the queue would grow past its bound while
- * disconnected, or, in either state, for one call whose messages are larger
- * than the bound (input written can be sent again only whole).
- */
+/** Thrown by `send` or `input` when the queue would grow past its bound while disconnected. */
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
   constructor(
     readonly bytes: number,
     readonly limit: number,
   ) {
-    super(`outgoing messages of ${bytes} bytes would exceed ${limit} (maxQueueBytes)`);
+    super(`outgoing queue full: ${bytes} bytes would exceed ${limit} (maxQueueBytes) while disconnected`);
   }
 }
 
@@ -52,6 +48,8 @@ export interface Outgoing {
   sessionId?: string;
   /** The `send` or `input` call it belongs to: [`Unconfirmed`] keeps or forgets a call's messages together. */
   call?: number;
+  /** The bytes of all the messages of its call. */
+  callBytes?: number;
 }
 
 /** Input message types: they carry a `seq`. */
@@ -84,14 +82,16 @@ export function inputChunk(maxMessageBytes: number): number {
 }
 
 /**
- * The messages of one `send` or `input` call, tagged with `call`; throws
- * [`QueueFullError`] when together they are larger than `limit`, connected or
- * not: a paste is then sent (and resent) whole or not at all.
+ * The messages of one `send` or `input` call, tagged with `call` and their
+ * bytes together, so that [`Unconfirmed`] keeps (and resends) a paste whole
+ * or not at all.
  */
-export function oneCall(outs: Outgoing[], call: number, limit: number): Outgoing[] {
+export function oneCall(outs: Outgoing[], call: number): Outgoing[] {
   const bytes = outs.reduce((n, m) => n + m.bytes, 0);
-  if (bytes > limit) throw new QueueFullError(bytes, limit);
-  for (const m of outs) m.call = call;
+  for (const m of outs) {
+    m.call = call;
+    m.callBytes = bytes;
+  }
   return outs;
 }
 
@@ -152,12 +152,14 @@ export class Unconfirmed {
   }
 
   /**
-   * Records input written now. Past the bound the oldest calls are forgotten
-   * (they are the likeliest to be applied), each whole: a call is resent
-   * whole or not at all, and the one `m` belongs to (never larger than the
-   * bound, see [`oneCall`]) is kept.
+   * Records input written now. A call larger than the bound is not kept at
+   * all: after the socket dies it is not sent again, rather than only its
+   * tail. Past the bound the oldest calls are forgotten (they are the
+   * likeliest to be applied), each whole, and the one `m` belongs to is kept:
+   * a call is resent whole or not at all.
    */
   wrote(m: Outgoing): void {
+    if ((m.callBytes ?? m.bytes) > this.limit) return;
     this.items.push({ m, beats: this.sent });
     this.total += m.bytes;
     while (this.total > this.limit && this.items[0]!.m.call !== m.call) {

@@ -284,14 +284,32 @@ describe('outgoing queue', () => {
     expect(s.ofType('terminal.input').map((m) => m.data).join('')).toBe('y'.repeat(40 * 1024));
   });
 
-  it('refuses one input larger than maxQueueBytes while connected too, and writes nothing of it', async () => {
+  it('writes one input larger than maxQueueBytes while connected, whole', async () => {
+    const { server, client } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const h = client.attach('job');
+    // 200 Ki escapes: 1.2 MB of JSON, above the default 1 MiB bound.
+    const paste = '\u001b'.repeat(200 * 1024);
+    h.input(paste);
+    expect(s.ofType('terminal.input').map((m) => m.data).join('')).toBe(paste);
+  });
+
+  it('does not resend any of a call larger than maxQueueBytes after the socket died under it, and resends the calls around it', async () => {
     const { server, client } = setup({ maxQueueBytes: 100 * 1024 });
     client.connect();
     await vi.advanceTimersByTimeAsync(0);
     const s = server.last.accept();
     const h = client.attach('job');
-    expect(() => h.input('x'.repeat(120 * 1024))).toThrow(QueueFullError);
-    expect(s.ofType('terminal.input')).toEqual([]);
+    h.input('a'.repeat(10 * 1024));
+    h.input('x'.repeat(120 * 1024));
+    h.input('c'.repeat(10 * 1024));
+    expect(s.ofType('terminal.input').map((m) => m.data).join('')).toBe('a'.repeat(10 * 1024) + 'x'.repeat(120 * 1024) + 'c'.repeat(10 * 1024));
+    s.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    const t = server.last.accept();
+    expect(t.ofType('terminal.input').map((m) => m.data).join('')).toBe('a'.repeat(10 * 1024) + 'c'.repeat(10 * 1024));
   });
 
   it('resends the input of a socket that died whole calls at a time, never the tail of a paste', async () => {
