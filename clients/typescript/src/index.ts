@@ -33,6 +33,6 @@ export type {
   ServerMessage,
   SessionStatus,
 } from './protocol.js';
-export { MessageTooLargeError, QueueFullError } from './queue.js';
+export { inputRefusal, MessageTooLargeError, QueueFullError } from './queue.js';
 export { resolveUrls, UrlError } from './url.js';
 export type { ServerUrls } from './url.js';

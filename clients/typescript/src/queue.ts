@@ -36,6 +36,17 @@ export class MessageTooLargeError extends Error {
   }
 }
 
+/**
+ * A short notice for a user whose input the client refused to send
+ * ([`QueueFullError`], [`MessageTooLargeError`]), or null for any other
+ * error: what a terminal shows instead of losing a paste silently.
+ */
+export function inputRefusal(e: unknown): string | null {
+  if (e instanceof QueueFullError) return `input of ${e.bytes} bytes not sent: more than the ${e.limit} bytes kept while disconnected`;
+  if (e instanceof MessageTooLargeError) return `input not sent: a message of ${e.bytes} bytes is larger than the server takes (${e.limit})`;
+  return null;
+}
+
 /** One serialized outgoing message. */
 export interface Outgoing {
   /** The message's `type`. */

@@ -264,6 +264,23 @@ describe('<Terminal>', () => {
     expect(sent).not.toContain('terminal.input');
     expect(sent).not.toContain('terminal.resize');
   });
+
+  it('tells the user in the terminal when a paste cannot be queued, instead of throwing out of onData', async () => {
+    // Nothing listens on port 1: the client stays disconnected and queues, up to 200 bytes.
+    const client = createWebSocketClient(undefined, { url: 'http://127.0.0.1:1', maxQueueBytes: 200, ...options() });
+    let term: XTerm | null = null;
+    render(
+      <TermstreamProvider client={client}>
+        <Terminal sessionId="term-full" options={{ cols: 100, rows: 20 }} onReady={(t) => (term = t)} />
+      </TermstreamProvider>,
+    );
+    await waitFor(() => expect(term).not.toBeNull(), { timeout: 5000 });
+    await act(async () => {
+      term!.input('x'.repeat(300));
+    });
+    await waitFor(() => expect(bufferText(term!)).toMatch(/\[input of \d+ bytes not sent: more than the 200 bytes kept while disconnected\]/));
+    cleanup();
+  });
 });
 
 describe('<TerminalView>', () => {

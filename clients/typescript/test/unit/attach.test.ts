@@ -1,6 +1,6 @@
 // Attachments, input and the outgoing queue, against the fake socket.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MessageTooLargeError, QueueFullError } from '../../src/index.js';
+import { MessageTooLargeError, QueueFullError, inputRefusal } from '../../src/index.js';
 import { quiet, setup } from './fake-socket.js';
 
 beforeEach(() => {
@@ -340,6 +340,20 @@ describe('outgoing queue', () => {
     const sent = s.ofType('terminal.input');
     expect(sent.map((m) => m.data).join('')).toBe('\u001b'.repeat(5_000));
     for (const m of sent) expect(JSON.stringify(m).length).toBeLessThanOrEqual(10_000);
+  });
+
+  it('inputRefusal words the errors input() throws for the user, and no others', () => {
+    const { client } = setup({ maxQueueBytes: 100 });
+    const h = client.attach('job');
+    let thrown: unknown;
+    try {
+      h.input('x'.repeat(200));
+    } catch (e) {
+      thrown = e;
+    }
+    expect(inputRefusal(thrown)).toMatch(/^input of \d+ bytes not sent: more than the 100 bytes kept while disconnected$/);
+    expect(inputRefusal(new MessageTooLargeError(2000, 1000))).toBe('input not sent: a message of 2000 bytes is larger than the server takes (1000)');
+    expect(inputRefusal(new Error('other'))).toBeNull();
   });
 
   it('honours a smaller maxQueueBytes', () => {
