@@ -26,9 +26,12 @@ export interface TerminalStream {
    * attached, or null (an attach clears it): a session that does not exist
    * (the attach refused after its wait), or was deleted (while shown or
    * while the client was away), is `session_not_found`; refused input is
-   * `session_not_running`, `read_only`, `busy`, ... The `session_not_found`
-   * of input sent before the session exists is not reported: the attach
-   * may still take it.
+   * `session_not_running`, `read_only`, `busy`, ... A `session_not_found`
+   * the server does not mark as the attach's refusal (`request`) is
+   * reported only while the session is not attached: a server older than
+   * that field marks none, so this is how its refusal of the attach shows;
+   * with a newer one, input sent while the attach waits for the session to
+   * be created shows its refusal until the attach clears it.
    */
   error: { code: ErrorCode; message: string } | null;
   /** Sends input to the program. */
@@ -95,7 +98,10 @@ export function useTerminalStream(sessionId: string, options: { maxOutput?: numb
       // Unasked (a detach of our own is not reported): the session was deleted.
       onDetached: () => store.update({ attached: false, error: { code: 'session_not_found', message: `session ${sessionId} was deleted` } }),
       onError: ({ code, message, request }) => {
-        if (code !== 'session_not_found' || request === 'session.attach') store.update({ error: { code, message } });
+        // Attached, an unmarked session_not_found answers input or a resize
+        // racing a deletion, which onDetached reports.
+        const report = code !== 'session_not_found' || request === 'session.attach' || (request === undefined && !store.snapshot.attached);
+        if (report) store.update({ error: { code, message } });
       },
     });
     handle.set(h);

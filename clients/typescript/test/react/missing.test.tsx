@@ -44,6 +44,37 @@ it('a session that does not exist shows as the error session_not_found', async (
   expect(screen.getByText('offline')).toBeTruthy();
 });
 
+/** A server older than the error's `request` field: this socket strips it from every message. */
+class OlderServer extends WebSocket {
+  constructor(...args: ConstructorParameters<typeof WebSocket>) {
+    super(...args);
+    const slot = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'onmessage')!;
+    Object.defineProperty(this, 'onmessage', {
+      get: () => slot.get!.call(this),
+      set: (f: ((ev: WebSocket.MessageEvent) => void) | null) => {
+        const strip = (ev: WebSocket.MessageEvent) => {
+          if (typeof ev.data !== 'string') return f!(ev);
+          const m = JSON.parse(ev.data);
+          delete m.request;
+          f!({ ...ev, data: JSON.stringify(m) } as WebSocket.MessageEvent);
+        };
+        slot.set!.call(this, f && strip);
+      },
+    });
+  }
+}
+
+it('with a server that does not mark the attach refusal, a session that does not exist shows as the error session_not_found', async () => {
+  const client = createWebSocketClient(undefined, { url: server.url, WebSocket: OlderServer as unknown as WebSocketConstructor, lifecycle: null });
+  render(
+    <TermstreamProvider client={client}>
+      <Output sessionId="no-such-session-old" />
+    </TermstreamProvider>,
+  );
+  await screen.findByText('error session_not_found');
+  expect(screen.getByText('offline')).toBeTruthy();
+});
+
 it('a session deleted while shown shows as the error session_not_found', async () => {
   await server.createSession({ id: 'to-delete', kind: 'command', command: 'echo shown; exec sleep 30' });
   render(
