@@ -87,6 +87,15 @@ const STATE_TYPES = new Set(['focus_update', 'connection_status', 'sync_complete
  */
 const REFUSALS = new Set(['session_not_found', 'project_mismatch', 'read_only', 'cluster_unavailable', 'internal']);
 
+/**
+ * Whether the server marked `m` as the answer to a request other than a
+ * focus or blur (`request: "session.attach"` on an attach refused after
+ * its wait): it settles no focus request.
+ */
+function answersOther(m: ServerMessage): boolean {
+  return typeof m.request === 'string' && m.request !== 'focus' && m.request !== 'blur';
+}
+
 /** The focus set of one project; from `client.focus(projectId)`. */
 export class ProjectFocus {
   private current: FocusState | null = null;
@@ -183,7 +192,7 @@ export class ProjectFocus {
           if (!asked.has(key) && this.sendRequest(p)) asked.add(key);
         }
       }
-    } else if (typeof m.sessionId === 'string' && REFUSALS.has(String(m.code))) {
+    } else if (typeof m.sessionId === 'string' && REFUSALS.has(String(m.code)) && !answersOther(m)) {
       for (const p of this.pending.filter((p) => p.sessionId === m.sessionId)) {
         this.settle(p, new FocusError(String(m.code), String(m.message ?? m.code)));
       }

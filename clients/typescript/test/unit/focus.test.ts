@@ -160,6 +160,19 @@ describe('focus', () => {
     await expect(done).resolves.toMatchObject({ version: 2 });
   });
 
+  it("an attach's refusal naming the session (request: session.attach) leaves a pending focus pending", async () => {
+    const { client, socket } = await connected();
+    const f = client.focus('p');
+    socket.message({ type: 'sync_complete', projectId: 'p', focusedSessions: [], version: 1, maxFocused: 4, timestamp: 1 });
+    let settled = false;
+    const done = f.focus('s1').finally(() => (settled = true));
+    socket.message({ type: 'error', code: 'session_not_found', message: 'no session has id "s1"', sessionId: 's1', request: 'session.attach' });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(settled).toBe(false);
+    socket.message(update(2, ['s1'], 's1'));
+    await expect(done).resolves.toMatchObject({ version: 2 });
+  });
+
   it('an explicit expectedVersion that is stale fails with VersionConflictError', async () => {
     const { client, socket } = await connected();
     const f = client.focus('p');
