@@ -1,6 +1,6 @@
 // @vitest-environment happy-dom
 // useTerminalStream's `error` against the fake socket: cleared by an attach,
-// and session_not_found only for the attach's refusal or a deletion.
+// and session_not_found while attached only for the attach's refusal or a deletion.
 import { act, cleanup, render, screen } from '@testing-library/react';
 import { afterEach, expect, it } from 'vitest';
 import type { WebSocketClient } from '../../src/index.js';
@@ -49,8 +49,13 @@ it('an error is cleared when the session is attached again', async () => {
   expect(screen.getByText('no error')).toBeTruthy();
 });
 
-it('session_not_found is shown for the attach\'s refusal, not for refused input while the attach waits', () => {
+it('session_not_found without request is shown only while not attached (an older server marks no attach refusal); with request always', () => {
   const { s } = shown();
+  act(() => s.message({ type: 'error', code: 'session_not_found', message: 'no session', sessionId: 'x' }));
+  expect(screen.getByText('error session_not_found')).toBeTruthy();
+  act(() => s.message(attached));
+  expect(screen.getByText('no error')).toBeTruthy();
+  // Attached: it answers input racing a deletion, which the detach reports.
   act(() => s.message({ type: 'error', code: 'session_not_found', message: 'no session', sessionId: 'x' }));
   expect(screen.getByText('no error')).toBeTruthy();
   act(() => s.message({ type: 'error', code: 'session_not_found', message: 'no session', sessionId: 'x', request: 'session.attach' }));
