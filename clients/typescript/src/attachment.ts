@@ -9,6 +9,7 @@
  * `since = {epoch, offset: next}`.
  */
 
+import type { ErrorCode } from './codes.js';
 import type {
   AttachedMessage,
   ErrorMessage,
@@ -84,7 +85,19 @@ export interface AttachOptions<M extends 'text' | 'binary' = 'text' | 'binary'> 
   onResize?: (size: { cols: number; rows: number }) => void;
   /** The server ended the subscription (the session was deleted). */
   onDetached?: () => void;
-  onError?: (error: { code: string; message: string }) => void;
+  /**
+   * An `error` naming the session: a refused attach (`session_not_found`
+   * with `request: 'session.attach'`), input, resize or focus
+   * (`session_not_found`, `session_not_running`, `read_only`, `busy`, ...).
+   */
+  onError?: (error: AttachError) => void;
+}
+
+/** What `onError` is told: the server's error, and the request it answers when the server says (`session.attach` on an attach refused after its wait). */
+export interface AttachError {
+  code: ErrorCode;
+  message: string;
+  request?: string;
 }
 
 /** How a socket follows a session's output. */
@@ -148,6 +161,10 @@ export class Attachment {
   status: SessionStatus | null = null;
   /** The program ended and its output was delivered: no re-attach. */
   ended = false;
+  /** The client's socket id this attachment was last asked of (the server holds a slot for it there until a detach). */
+  socket: number | null = null;
+  /** An attach asked of `socket` has not been answered yet. */
+  private awaiting = false;
   /** A resize asked while disconnected, sent after the next attach. */
   pendingResize: { cols: number; rows: number } | null = null;
   /** What each `attach` call asked to be told. */
@@ -174,6 +191,29 @@ export class Attachment {
     return this.listeners.size > 0 && [...this.listeners].every((o) => o.stream === 'focus') ? 'focus' : 'live';
   }
 
+  /** Records an attach asked of socket `socket` now. */
+  asked(socket: number): void {
+    this.socket = socket;
+    this.awaiting = true;
+  }
+
+  /**
+   * Whether `m` is the server's answer to the attach that the session is not
+   * there (it never was, or was deleted while the client was away): then
+   * this attachment is over, and its listeners are told with `onError`. The
+   * server marks that refusal `request: "session.attach"`; the same code for
+   * input, a resize or a focus naming the id is not it, whatever order they
+   * were sent in. A server older than that field never ends an attachment
+   * this way (its refusal is told to `onError` all the same, and a reconnect
+   * attaches the id again): telling the refusals apart by counting messages
+   * misattributes one sent before the attach.
+   */
+  refusedBy(m: ServerMessage): boolean {
+    if (!this.awaiting || m.type !== 'error' || m.code !== 'session_not_found' || m.request !== 'session.attach') return false;
+    this.awaiting = false;
+    return true;
+  }
+
   /** The attach message for now: with `since` once a position is known. */
   attachMessage(): Record<string, unknown> {
     const m: Record<string, unknown> = { sessionId: this.sessionId, output: 'binary' };
@@ -190,6 +230,7 @@ export class Attachment {
         // Attached again (another stream mode) while output of the earlier
         // attachment kept coming: what was delivered stays delivered.
         const again = this.epoch === a.epoch && this.next !== null && this.next > a.offset;
+        this.awaiting = false;
         this.epoch = a.epoch;
         if (!again) this.next = a.offset;
         this.status = a.status;
@@ -234,7 +275,8 @@ export class Attachment {
         break;
       case 'error': {
         const err = m as ErrorMessage;
-        const info = { code: err.code, message: err.message ?? '' };
+        const info: AttachError = { code: err.code, message: err.message ?? '' };
+        if (typeof err.request === 'string') info.request = err.request;
         this.each((o) => o.onError?.(info));
         break;
       }

@@ -17,27 +17,22 @@
 
 import { DEFAULT_RECONNECT, type ReconnectOptions, backoffDelay } from './backoff.js';
 import { type AnyAttachOptions, Attachment, type InputOptions, type SessionHandle } from './attachment.js';
-import { AUTH_FAILURE_STATUSES, CloseCode } from './codes.js';
+import { CloseCode } from './codes.js';
 import { type FocusIO, ProjectFocus } from './focus.js';
 import { watchLifecycle } from './lifecycle.js';
-import { EVENT_CHANNELS, type ServerMessage, decodeOutputFrame, utf8Length } from './protocol.js';
-import { OutgoingQueue, type Outgoing, Unconfirmed } from './queue.js';
+import { type ServerMessage, channelsFor, decodeOutputFrame, splitText } from './protocol.js';
+import { OutgoingQueue, type Outgoing, Unconfirmed, inputChunk, oneCall, serialize } from './queue.js';
+import { AuthError, fetchTicket } from './ticket.js';
 import { type ServerUrls, resolveUrls, withQuery } from './url.js';
 import type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './interface.js';
 
 export type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './interface.js';
 
-/** Thrown into `lastError` when the server refused the credential. */
-export class AuthError extends Error {
-  override name = 'AuthError';
-  constructor(readonly status: number) {
-    super(`the server refused the token (HTTP ${status})`);
-  }
-}
+export { AuthError } from './ticket.js';
 
 const OPEN = 1;
-const NOT_QUEUED = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
-const INPUT_TYPES = new Set(['terminal.input', 'terminal_input']);
+/** Not queued while disconnected: the client sends them itself when the socket opens. */
+const CONTROL = new Set(['heartbeat', 'session.attach', 'session.detach', 'terminal_attach', 'terminal_detach']);
 /** How soon after input a heartbeat confirms it, in ms. */
 const CONFIRM_DELAY = 250;
 
@@ -56,8 +51,14 @@ class Client implements WebSocketClient {
   private lastMessageAt = 0;
   private timers: { [k in 'retry' | 'beat' | 'stable' | 'open' | 'confirm']?: ReturnType<typeof setTimeout> } = {};
   private readonly queue: OutgoingQueue;
+  /** The largest message the server takes (`ws_max_message_bytes`). */
+  private readonly maxMessage: number;
+  /** Input is split into messages of at most this many code units. */
+  private readonly inputChunk: number;
   private readonly unconfirmed: Unconfirmed;
   private seq = 0;
+  /** Numbers each `send` or `input` call (see `Outgoing.call`). */
+  private calls = 0;
   private readonly handlers = new Map<string, Set<MessageHandler>>();
   private readonly stateHandlers = new Set<(s: ConnectionState, p: ConnectionState) => void>();
   private readonly attachments = new Map<string, Attachment>();
@@ -68,6 +69,8 @@ class Client implements WebSocketClient {
    * messages belong to the old subscription, not to a new attach of the id.
    */
   private readonly draining = new Map<string, number>();
+  /** Aborts the ticket request under way, if any (the attempt was given up). */
+  private abortTicket: (() => void) | null = null;
   /** The channel list last asked of the server on this socket. */
   private channelsAsked = '';
   private unwatch: (() => void) | null = null;
@@ -83,6 +86,8 @@ class Client implements WebSocketClient {
     const max = options.maxQueueBytes ?? 1 << 20;
     this.queue = new OutgoingQueue(max);
     this.unconfirmed = new Unconfirmed(max);
+    this.maxMessage = options.maxMessageBytes ?? 1 << 20;
+    this.inputChunk = inputChunk(this.maxMessage);
     this.clientId = options.clientId ?? null;
     // The server remembers the last seq applied per client id: a client id
     // given by the application may have been used by an earlier page, so its
@@ -105,19 +110,25 @@ class Client implements WebSocketClient {
     this.unwatch?.();
     this.unwatch = null;
     this.drop('disconnect() called', false);
+    for (const f of this.projects.values()) f.disconnected();
   }
 
   send(type: string, payload: Record<string, unknown> = {}): void {
-    const m: Record<string, unknown> = { ...payload, type };
+    this.sendAll(type, [payload]);
+  }
+
+  /**
+   * Sends messages of one type together: all are written, or all queued, or
+   * (one too large, or past the queue's bound while disconnected) none, with
+   * the error thrown.
+   */
+  private sendAll(type: string, payloads: Record<string, unknown>[]): void {
     // A terminal's response to a query is sent now or never: neither
     // queued nor sent again after a reconnect (it would answer too late).
-    const response = m.response === true;
-    if (INPUT_TYPES.has(type) && m.seq === undefined && !response) m.seq = ++this.seq;
-    const text = JSON.stringify(m);
-    const out: Outgoing = { type, text, bytes: utf8Length(text) };
-    if (typeof m.seq === 'number' && INPUT_TYPES.has(type)) out.seq = m.seq;
-    if (this.isOpen()) this.write(out);
-    else if (!NOT_QUEUED.has(type) && !response) this.queue.push(out);
+    const response = payloads.some((p) => p.response === true);
+    const outs = oneCall(payloads.map((p) => serialize(type, p, () => ++this.seq, this.maxMessage)), ++this.calls);
+    if (this.isOpen()) for (const out of outs) this.write(out);
+    else if (!CONTROL.has(type) && !response) this.queue.push(...outs);
   }
 
   subscribe(type: string, handler: MessageHandler<any>): () => void {
@@ -145,7 +156,7 @@ class Client implements WebSocketClient {
     } else {
       a = new Attachment(sessionId, listener, (m) => this.dispatch(m), (what, e) => this.warn(what, e));
       this.attachments.set(sessionId, a);
-      if (this.isOpen()) this.send('session.attach', a.attachMessage());
+      if (this.isOpen()) this.sendAttach(a);
     }
     const att = a;
     const client = this;
@@ -158,7 +169,8 @@ class Client implements WebSocketClient {
         return att.status;
       },
       input(data: string, opts?: InputOptions) {
-        client.send('terminal.input', opts?.response ? { sessionId, data, response: true } : { sessionId, data });
+        const parts = splitText(data, client.inputChunk);
+        client.sendAll('terminal.input', parts.map((d) => (opts?.response ? { sessionId, data: d, response: true } : { sessionId, data: d })));
       },
       resize(cols: number, rows: number) {
         if (client.isOpen()) client.send('terminal.resize', { sessionId, cols, rows });
@@ -168,14 +180,16 @@ class Client implements WebSocketClient {
         const before = att.stream;
         listener.stream = mode;
         if (att.stream !== before && client.attachments.get(sessionId) === att && !att.ended && client.isOpen()) {
-          client.send('session.attach', att.attachMessage());
+          client.sendAttach(att);
         }
       },
       detach() {
         if (!att.listeners.delete(listener) || att.listeners.size > 0) return;
         if (client.attachments.get(sessionId) !== att) return;
         client.attachments.delete(sessionId);
-        if (client.isOpen() && !att.ended) {
+        // Also once the session ended or was deleted: the server holds the
+        // socket's slot for an attachment until it is detached.
+        if (client.isOpen() && att.socket === client.socketId) {
           client.send('session.detach', { sessionId });
           client.draining.set(sessionId, (client.draining.get(sessionId) ?? 0) + 1);
         }
@@ -188,7 +202,9 @@ class Client implements WebSocketClient {
     if (!f) {
       const io: FocusIO = {
         sendIfOpen: (type, payload) => {
-          if (this.isOpen()) this.send(type, payload);
+          if (!this.isOpen()) return false;
+          this.send(type, payload);
+          return true;
         },
         release: (t) => {
           if (this.projects.get(projectId) === t) this.projects.delete(projectId);
@@ -222,23 +238,36 @@ class Client implements WebSocketClient {
     return this.ws !== null && this.ws.readyState === OPEN;
   }
 
-  /** Gets a ticket if there is a token, then opens a socket. */
+  /**
+   * Gets a ticket if there is a token, then opens a socket. `connectTimeout`
+   * bounds each step: a ticket request that hangs is aborted and counts as a
+   * failed attempt, as a socket that does not open does.
+   */
   private async open(): Promise<void> {
     this.closeSocket();
+    this.abortTicket?.();
+    this.abortTicket = null;
     clearTimeout(this.timers.open);
     const id = ++this.socketId;
+    const timeout = this.opts.connectTimeout ?? 10_000;
     let ticket: string | undefined;
     if (this.token !== undefined) {
+      const abort = new AbortController();
+      this.abortTicket = () => abort.abort(new Error('the ticket request was abandoned'));
+      this.timers.open = setTimeout(() => id === this.socketId && this.drop(`ticket request did not finish within ${timeout} ms`, true), timeout);
       try {
-        ticket = await this.fetchTicket();
+        ticket = await fetchTicket(this.urls.http, this.token, this.opts.fetch ?? globalThis.fetch, abort.signal);
       } catch (e) {
         if (id !== this.socketId) return;
         const err = e instanceof Error ? e : new Error(String(e));
         if (err instanceof AuthError) this.fail(err);
         else this.drop(`ticket request failed: ${err.message}`, true);
         return;
+      } finally {
+        if (id === this.socketId) this.abortTicket = null;
       }
       if (id !== this.socketId) return;
+      clearTimeout(this.timers.open);
     }
     const WS = this.opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!WS) {
@@ -259,18 +288,7 @@ class Client implements WebSocketClient {
     ws.onclose = (ev) => id === this.socketId && this.drop(`socket closed (${ev?.code ?? CloseCode.Abnormal})`, true);
     ws.onerror = () => id === this.socketId && this.drop('socket error', true);
     ws.onmessage = (ev) => id === this.socketId && this.receive(ev.data);
-    this.timers.open = setTimeout(() => id === this.socketId && this.drop('socket did not open in time', true), this.opts.connectTimeout ?? 10_000);
-  }
-
-  private async fetchTicket(): Promise<string> {
-    const f = this.opts.fetch ?? globalThis.fetch;
-    const token = typeof this.token === 'function' ? await this.token() : this.token!;
-    const res = await f(`${this.urls.http}/api/ws-ticket`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
-    if (AUTH_FAILURE_STATUSES.has(res.status)) throw new AuthError(res.status);
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const body = (await res.json()) as { ticket?: unknown };
-    if (typeof body.ticket !== 'string') throw new Error('no ticket in the answer');
-    return body.ticket;
+    this.timers.open = setTimeout(() => id === this.socketId && this.drop('socket did not open in time', true), timeout);
   }
 
   /**
@@ -294,7 +312,7 @@ class Client implements WebSocketClient {
     this.askChannels();
     for (const a of this.attachments.values()) {
       if (a.ended) continue;
-      this.send('session.attach', a.attachMessage());
+      this.sendAttach(a);
       if (a.pendingResize) {
         this.send('terminal.resize', { sessionId: a.sessionId, ...a.pendingResize });
         a.pendingResize = null;
@@ -304,6 +322,12 @@ class Client implements WebSocketClient {
     for (const m of this.unconfirmed.takeForResend()) this.write(m);
     for (const m of this.queue.drain()) this.write(m);
     this.setState('connected');
+  }
+
+  /** Asks the open socket to attach `a` (from where its output stands). */
+  private sendAttach(a: Attachment): void {
+    a.asked(this.socketId);
+    this.send('session.attach', a.attachMessage());
   }
 
   /** Writes to the open socket, keeping track of input and heartbeats. */
@@ -326,6 +350,8 @@ class Client implements WebSocketClient {
       clearInterval(t);
     }
     this.timers = {};
+    this.abortTicket?.();
+    this.abortTicket = null;
     this.socketId++;
     this.draining.clear();
     this.closeSocket();
@@ -415,8 +441,12 @@ class Client implements WebSocketClient {
     if (m.type === 'heartbeat') this.unconfirmed.beatAnswered();
     if (typeof m.sessionId === 'string') {
       const old = this.draining.get(m.sessionId);
-      if (old === undefined) this.attachments.get(m.sessionId)?.handle(m);
-      else if (m.type === 'session.detached' || (m.type === 'error' && m.code === 'not_attached')) {
+      if (old === undefined) {
+        const a = this.attachments.get(m.sessionId);
+        // Refused: over before its listeners hear why, so one of them may attach the id afresh.
+        if (a?.refusedBy(m)) this.attachments.delete(m.sessionId);
+        a?.handle(m);
+      } else if (m.type === 'session.detached' || (m.type === 'error' && m.code === 'not_attached')) {
         if (old > 1) this.draining.set(m.sessionId, old - 1);
         else this.draining.delete(m.sessionId);
       }
@@ -443,7 +473,7 @@ class Client implements WebSocketClient {
 
   /** Tells the server which event channels this client's handlers want. */
   private askChannels(): void {
-    const want = this.handlers.has('*') ? ['*'] : EVENT_CHANNELS.filter((c) => this.handlers.has(c));
+    const want = this.handlers.has('*') ? ['*'] : channelsFor((t) => this.handlers.has(t));
     const key = want.join(',');
     if (!this.isOpen() || key === this.channelsAsked) return;
     if (this.channelsAsked !== '') this.send('unsubscribe', { channels: ['*'] });

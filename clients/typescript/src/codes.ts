@@ -30,6 +30,9 @@ export type ErrorCode =
   | 'busy'
   | 'internal'
   | 'version_conflict'
+  | 'project_mismatch'
+  | 'cluster_unavailable'
+  | 'not_found'
   | 'unauthorized'
   | 'forbidden'
   | (string & {});

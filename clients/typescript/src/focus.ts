@@ -5,15 +5,26 @@
  *
  * State is adopted from `focus_update`, `connection_status` and
  * `sync_complete`, and from a `version_conflict` error, whenever their
- * version is not older than the one held. `focus(id)` and `blur(id)` send the
+ * version is not older than the one held; the answer to the sync of each
+ * new socket, and a conflict older than the version its request was sent
+ * with, are adopted whatever their version. `focus(id)` and `blur(id)` send the
  * version held as `expectedVersion`; on a conflict they adopt the server's
- * state and ask again (up to three times), unless the caller named the
- * version itself, which then fails with [`VersionConflictError`]. A request
- * settles when a state arrives in which it holds. Focus and blur are
- * idempotent, so a request lost with a socket is simply sent again after the
- * reconnect.
+ * state and ask again, unless the caller named the version itself, which
+ * then fails with [`VersionConflictError`]. A request is asked again only
+ * when the conflict's version differs from the version it was last sent
+ * with: a conflict at a newer version means the project moved on (the
+ * request may be one of several made at once, which conflict with each
+ * other); one at an older version means the server's focus state is older
+ * than the client's (its store was reset), whose state is then adopted
+ * though older. A conflict at the version sent changes nothing, so it is
+ * never answered with the same request again, and no conflict multiplies
+ * the requests on their way: the pending requests for one session that
+ * want the same are asked once. A request settles when a state arrives in
+ * which it holds. Focus and blur are idempotent, so a request lost with a
+ * socket is simply sent again after the reconnect.
  */
 
+import type { ErrorCode } from './codes.js';
 import type { ServerMessage } from './protocol.js';
 
 /** A project's focus state. */
@@ -36,7 +47,8 @@ export class VersionConflictError extends Error {
 export class FocusError extends Error {
   override name = 'FocusError';
   constructor(
-    readonly code: string,
+    /** The server's code, or `timeout` (no answer in time), `closed` (the tracker was closed) or `disconnected` (`client.disconnect()`). */
+    readonly code: ErrorCode | 'timeout' | 'closed' | 'disconnected',
     message: string,
   ) {
     super(message);
@@ -45,8 +57,8 @@ export class FocusError extends Error {
 
 /** What a tracker needs from its client. */
 export interface FocusIO {
-  /** Sends now if the socket is open; otherwise does nothing (the tracker resends after a reconnect). */
-  sendIfOpen(type: string, payload: Record<string, unknown>): void;
+  /** Sends now if the socket is open (and says so); otherwise does nothing (the tracker resends after a reconnect). */
+  sendIfOpen(type: string, payload: Record<string, unknown>): boolean;
   /** Called by `close()`. */
   release(tracker: ProjectFocus): void;
 }
@@ -55,7 +67,8 @@ interface Pending {
   focused: boolean;
   sessionId: string;
   explicit: number | undefined;
-  retries: number;
+  /** The `expectedVersion` it was last sent with (`undefined`: none, or not sent yet). */
+  sentWith: number | undefined;
   resolve: (s: FocusState) => void;
   reject: (e: Error) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -63,14 +76,33 @@ interface Pending {
 
 /** How long a focus request may wait for the state that settles it. */
 export const FOCUS_REQUEST_TIMEOUT = 10_000;
-const MAX_RETRIES = 3;
 const STATE_TYPES = new Set(['focus_update', 'connection_status', 'sync_complete']);
+/**
+ * The codes the server refuses a focus or blur with (besides
+ * `version_conflict`); other errors naming the session answer other
+ * messages (`session_not_running` for input to an ended session, ...).
+ * `internal` stays: the server answers a focus with it when its focus store
+ * fails (`FocusError::Store`), though input that fails to reach the
+ * program is answered with it too.
+ */
+const REFUSALS = new Set(['session_not_found', 'project_mismatch', 'read_only', 'cluster_unavailable', 'internal']);
+
+/**
+ * Whether the server marked `m` as the answer to a request other than a
+ * focus or blur (`request: "session.attach"` on an attach refused after
+ * its wait): it settles no focus request.
+ */
+function answersOther(m: ServerMessage): boolean {
+  return typeof m.request === 'string' && m.request !== 'focus' && m.request !== 'blur';
+}
 
 /** The focus set of one project; from `client.focus(projectId)`. */
 export class ProjectFocus {
   private current: FocusState | null = null;
   private listeners = new Set<(s: FocusState) => void>();
   private pending: Pending[] = [];
+  /** A state answering the sync of the current socket arrived. */
+  private resynced = false;
 
   constructor(
     readonly projectId: string,
@@ -113,32 +145,54 @@ export class ProjectFocus {
     this.io.release(this);
   }
 
+  /** `client.disconnect()`: pending requests fail now (nothing would send them before a `connect()`). */
+  disconnected(): void {
+    for (const p of [...this.pending]) this.settle(p, new FocusError('disconnected', `disconnect() was called before ${p.sessionId} was ${p.focused ? 'focused' : 'blurred'}`));
+  }
+
   /** The socket (re)opened: sync, and send again what is still pending. */
   opened(): void {
+    this.resynced = false;
     this.sync();
-    for (const p of this.pending) this.sendRequest(p);
+    const asked = new Set<string>();
+    for (const p of this.pending) {
+      const key = `${p.focused}:${p.sessionId}:${p.explicit}`;
+      if (!asked.has(key) && this.sendRequest(p)) asked.add(key);
+    }
   }
 
   /** A message that names this project. */
   receive(m: ServerMessage): void {
     if (STATE_TYPES.has(m.type)) {
-      this.adopt(m);
+      // The first state after a (re)connect is the server's answer to the
+      // sync: believed though older than the one held (the server restarted
+      // with another focus store).
+      const first = !this.resynced && m.type !== 'focus_update';
+      if (first) this.resynced = true;
+      this.adopt(m, first);
       return;
     }
     if (m.type !== 'error') return;
     if (m.code === 'version_conflict') {
-      this.adopt(m);
-      for (const p of [...this.pending]) {
-        if (m.sessionId !== undefined && m.sessionId !== p.sessionId) continue;
-        if (this.holds(p)) continue;
-        if (p.explicit !== undefined || p.retries >= MAX_RETRIES) {
-          this.settle(p, new VersionConflictError(this.current!));
-        } else {
-          p.retries++;
-          this.sendRequest(p);
+      const version = typeof m.version === 'number' ? m.version : undefined;
+      const id = typeof m.sessionId === 'string' ? m.sessionId : undefined;
+      const mine = this.pending.filter((p) => id === undefined || p.sessionId === id);
+      // Older than the state held, yet the answer to a request sent with a
+      // newer version: the server's state is older than ours (its focus
+      // store was reset), and its word is the one that counts.
+      const behind = version !== undefined && mine.some((p) => p.sentWith !== undefined && version < p.sentWith);
+      this.adopt(m, behind);
+      const asked = new Set<string>();
+      for (const p of mine) {
+        if (!this.pending.includes(p) || this.holds(p)) continue;
+        if (p.explicit !== undefined) this.settle(p, new VersionConflictError(this.current!));
+        else if (version !== undefined && version !== p.sentWith) {
+          // Several pending requests for one session wanting the same are asked once.
+          const key = `${p.focused}:${p.sessionId}`;
+          if (!asked.has(key) && this.sendRequest(p)) asked.add(key);
         }
       }
-    } else if (typeof m.sessionId === 'string') {
+    } else if (typeof m.sessionId === 'string' && REFUSALS.has(String(m.code)) && !answersOther(m)) {
       for (const p of this.pending.filter((p) => p.sessionId === m.sessionId)) {
         this.settle(p, new FocusError(String(m.code), String(m.message ?? m.code)));
       }
@@ -147,7 +201,7 @@ export class ProjectFocus {
 
   private request(focused: boolean, sessionId: string, explicit: number | undefined): Promise<FocusState> {
     return new Promise((resolve, reject) => {
-      const p: Pending = { focused, sessionId, explicit, retries: 0, resolve, reject, timer: undefined! };
+      const p: Pending = { focused, sessionId, explicit, sentWith: undefined, resolve, reject, timer: undefined! };
       p.timer = setTimeout(
         () => this.settle(p, new FocusError('timeout', `no focus state settled ${sessionId} within ${FOCUS_REQUEST_TIMEOUT} ms`)),
         FOCUS_REQUEST_TIMEOUT,
@@ -157,16 +211,20 @@ export class ProjectFocus {
     });
   }
 
-  private sendRequest(p: Pending): void {
+  /** Sends `p` with the version held (or its explicit one) if the socket is open; says whether it did. */
+  private sendRequest(p: Pending): boolean {
     const payload: Record<string, unknown> = { sessionId: p.sessionId, projectId: this.projectId, timestamp: Date.now() };
     const version = p.explicit ?? this.current?.version;
     if (version !== undefined) payload.expectedVersion = version;
-    this.io.sendIfOpen(p.focused ? 'focus' : 'blur', payload);
+    if (!this.io.sendIfOpen(p.focused ? 'focus' : 'blur', payload)) return false;
+    for (const q of this.pending) if (q === p || (q.sessionId === p.sessionId && q.focused === p.focused && q.explicit === undefined)) q.sentWith = version;
+    return true;
   }
 
-  private adopt(m: ServerMessage): void {
+  /** Adopts the state `m` carries unless it is older than the one held (or `evenOlder`). */
+  private adopt(m: ServerMessage, evenOlder = false): void {
     if (!Array.isArray(m.focusedSessions) || typeof m.version !== 'number') return;
-    if (this.current && m.version < this.current.version) return;
+    if (this.current && m.version < this.current.version && !evenOlder) return;
     const next: FocusState = {
       projectId: this.projectId,
       focusedSessions: (m.focusedSessions as unknown[]).map(String),

@@ -46,8 +46,13 @@ export interface ClientOptions {
   heartbeatTimeout?: number;
   /** A socket that has not opened after this long counts as failed, in ms. Default 10000. */
   connectTimeout?: number;
-  /** Bytes of outgoing messages kept while disconnected. Default 1 MiB. */
+  /** Bytes of outgoing messages kept while disconnected, and of written input kept to resend after a reconnect (whole calls). Default 1 MiB. */
   maxQueueBytes?: number;
+  /**
+   * The largest message the server takes (its `ws_max_message_bytes`), in
+   * bytes; `send` throws `MessageTooLargeError` for a larger one. Default 1 MiB.
+   */
+  maxMessageBytes?: number;
   /** Where `online`, `visibilitychange` and `pageshow` come from; default the page's `window` and `document`; `null` for none. */
   lifecycle?: LifecycleTargets | null;
   /** A client id to start with (it scopes input `seq`s); default the server's. */
@@ -69,7 +74,7 @@ export interface WebSocketClient {
   readonly attempts: number;
   connect(): void;
   disconnect(): void;
-  /** Sends `{type, ...payload}`, or queues it while disconnected; throws `QueueFullError` past the bound. */
+  /** Sends `{type, ...payload}`, or queues it while disconnected; throws `QueueFullError` past the bound, `MessageTooLargeError` for a message the server would refuse. */
   send(type: string, payload?: Record<string, unknown>): void;
   subscribe(type: 'terminal_output', handler: MessageHandler<TerminalOutputMessage>): () => void;
   subscribe<M extends ServerMessage = ServerMessage>(type: string, handler: MessageHandler<M>): () => void;

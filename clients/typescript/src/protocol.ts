@@ -6,6 +6,8 @@
  * always asks for binary output, so offsets are exact whatever the bytes are.
  */
 
+import type { ErrorCode } from './codes.js';
+
 /** Where a session is in its life. */
 export type SessionStatus = 'running' | 'exited' | 'terminated' | 'failed' | 'lost';
 
@@ -81,14 +83,29 @@ export interface ExitMessage extends ServerMessage {
 /** `error`: something was wrong; the connection stays open. */
 export interface ErrorMessage extends ServerMessage {
   type: 'error';
-  code: string;
+  code: ErrorCode;
   message?: string;
   sessionId?: string;
+  /** The request the error answers, where the order cannot tell: `session.attach` on a waited attach's refusal. */
+  request?: string;
 }
 
 /** The event channels of `POST /api/events`. */
 export const EVENT_CHANNELS = ['task_status', 'notification', 'activity_log'] as const;
 export type EventChannel = (typeof EVENT_CHANNELS)[number];
+
+/** The event channel of each message type a socket subscribes to: the posted events', and the server's `sessions` (`session_update`). */
+const CHANNEL_OF: Readonly<Record<string, string>> = {
+  ...Object.fromEntries(EVENT_CHANNELS.map((c) => [c, c])),
+  session_update: 'sessions',
+};
+
+/** The channels whose messages are of a type `wanted` says is wanted. */
+export function channelsFor(wanted: (type: string) => boolean): string[] {
+  return Object.keys(CHANNEL_OF)
+    .filter(wanted)
+    .map((t) => CHANNEL_OF[t]!);
+}
 
 /** A decoded binary output frame. */
 export interface OutputFrame {
@@ -149,4 +166,21 @@ export function utf8Length(s: string): number {
     } else n += 3;
   }
   return n;
+}
+
+/**
+ * `text` in pieces of at most `max` UTF-16 code units, never between the
+ * halves of a surrogate pair; `[text]` when it is short (or empty).
+ */
+export function splitText(text: string, max: number): string[] {
+  if (text.length <= max) return [text];
+  const out: string[] = [];
+  for (let i = 0; i < text.length; ) {
+    let end = Math.min(text.length, i + max);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && end - i > 1 && last >= 0xd800 && last <= 0xdbff) end--;
+    out.push(text.slice(i, end));
+    i = end;
+  }
+  return out;
 }

@@ -3,22 +3,48 @@
  * have applied yet.
  *
  * The queue is bounded by bytes: past the bound `push` throws
- * [`QueueFullError`] instead of dropping anything silently. Input with a
+ * [`QueueFullError`] instead of dropping anything silently; a message the
+ * server would refuse for its size is [`MessageTooLargeError`] (written, it
+ * would close the socket, and be sent again after every reconnect). Input with a
  * `seq` that was written to a socket stays in `unconfirmed` until the server
  * answered a `heartbeat` sent after it (the server handles a socket's
  * messages in order), so after a reconnect it is sent again and the server
  * drops whatever it had applied already.
  */
 
-/** Thrown by `send` when the outgoing queue would grow past its bound. */
+import { utf8Length } from './protocol.js';
+
+/** Thrown by `send` or `input` when the queue would grow past its bound while disconnected. */
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
   constructor(
     readonly bytes: number,
     readonly limit: number,
   ) {
-    super(`outgoing queue full: ${bytes} bytes would exceed ${limit} while disconnected`);
+    super(`outgoing queue full: ${bytes} bytes would exceed ${limit} (maxQueueBytes) while disconnected`);
   }
+}
+
+/** Thrown by `send` for a message larger than the server takes (`maxMessageBytes`): it would close the socket. */
+export class MessageTooLargeError extends Error {
+  override name = 'MessageTooLargeError';
+  constructor(
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super(`message of ${bytes} bytes is larger than the server takes (${limit})`);
+  }
+}
+
+/**
+ * A short notice for a user whose input the client refused to send
+ * ([`QueueFullError`], [`MessageTooLargeError`]), or null for any other
+ * error: what a terminal shows instead of losing a paste silently.
+ */
+export function inputRefusal(e: unknown): string | null {
+  if (e instanceof QueueFullError) return `input of ${e.bytes} bytes not sent: more than the ${e.limit} bytes kept while disconnected`;
+  if (e instanceof MessageTooLargeError) return `input not sent: a message of ${e.bytes} bytes is larger than the server takes (${e.limit})`;
+  return null;
 }
 
 /** One serialized outgoing message. */
@@ -29,6 +55,55 @@ export interface Outgoing {
   bytes: number;
   /** The input sequence number, for input. */
   seq?: number;
+  /** The session the message names, if any. */
+  sessionId?: string;
+  /** The `send` or `input` call it belongs to: [`Unconfirmed`] keeps or forgets a call's messages together. */
+  call?: number;
+  /** The bytes of all the messages of its call. */
+  callBytes?: number;
+}
+
+/** Input message types: they carry a `seq`. */
+const INPUT_TYPES = new Set(['terminal.input', 'terminal_input']);
+
+/**
+ * `{...payload, type}` serialized. Input gets the `seq` `nextSeq()` gives
+ * unless it has one or is a response (sent now or never, so never resent);
+ * a message over `maxBytes` throws [`MessageTooLargeError`].
+ */
+export function serialize(type: string, payload: Record<string, unknown>, nextSeq: () => number, maxBytes: number): Outgoing {
+  const m: Record<string, unknown> = { ...payload, type };
+  const input = INPUT_TYPES.has(type);
+  if (input && m.seq === undefined && m.response !== true) m.seq = nextSeq();
+  const text = JSON.stringify(m);
+  const out: Outgoing = { type, text, bytes: utf8Length(text) };
+  if (out.bytes > maxBytes) throw new MessageTooLargeError(out.bytes, maxBytes);
+  if (input && typeof m.seq === 'number') out.seq = m.seq;
+  if (typeof m.sessionId === 'string') out.sessionId = m.sessionId;
+  return out;
+}
+
+/**
+ * How many UTF-16 code units of input one message carries, at most 16 Ki, so
+ * that a paste of any size goes in messages the server takes: a code unit is
+ * at most 6 bytes of JSON (`\u001b`), the rest of the message below 1 KiB.
+ */
+export function inputChunk(maxMessageBytes: number): number {
+  return Math.max(1, Math.min(16 * 1024, Math.floor((maxMessageBytes - 1024) / 6)));
+}
+
+/**
+ * The messages of one `send` or `input` call, tagged with `call` and their
+ * bytes together, so that [`Unconfirmed`] keeps (and resends) a paste whole
+ * or not at all.
+ */
+export function oneCall(outs: Outgoing[], call: number): Outgoing[] {
+  const bytes = outs.reduce((n, m) => n + m.bytes, 0);
+  for (const m of outs) {
+    m.call = call;
+    m.callBytes = bytes;
+  }
+  return outs;
 }
 
 /** A FIFO of messages bounded by their total size. */
@@ -46,11 +121,12 @@ export class OutgoingQueue {
     return this.items.length;
   }
 
-  /** Adds `m`, or throws [`QueueFullError`] if it does not fit. */
-  push(m: Outgoing): void {
-    if (this.total + m.bytes > this.limit) throw new QueueFullError(this.total + m.bytes, this.limit);
-    this.items.push(m);
-    this.total += m.bytes;
+  /** Adds `ms`, or, if they do not all fit, none of them and throws [`QueueFullError`]. */
+  push(...ms: Outgoing[]): void {
+    const bytes = ms.reduce((n, m) => n + m.bytes, this.total);
+    if (bytes > this.limit) throw new QueueFullError(bytes, this.limit);
+    this.items.push(...ms);
+    this.total = bytes;
   }
 
   /** Removes and returns everything, oldest first. */
@@ -86,12 +162,20 @@ export class Unconfirmed {
     return last !== undefined && last.beats === this.sent;
   }
 
-  /** Records input written now. Past the bound the oldest is forgotten (it is the likeliest to be applied). */
+  /**
+   * Records input written now. A call larger than the bound is not kept at
+   * all: after the socket dies it is not sent again, rather than only its
+   * tail. Past the bound the oldest calls are forgotten (they are the
+   * likeliest to be applied), each whole, and the one `m` belongs to is kept:
+   * a call is resent whole or not at all.
+   */
   wrote(m: Outgoing): void {
+    if ((m.callBytes ?? m.bytes) > this.limit) return;
     this.items.push({ m, beats: this.sent });
     this.total += m.bytes;
-    while (this.total > this.limit && this.items.length > 1) {
-      this.total -= this.items.shift()!.m.bytes;
+    while (this.total > this.limit && this.items[0]!.m.call !== m.call) {
+      const call = this.items[0]!.m.call;
+      while (this.items.length > 0 && this.items[0]!.m.call === call) this.total -= this.items.shift()!.m.bytes;
     }
   }
 

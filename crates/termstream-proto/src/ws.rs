@@ -268,6 +268,12 @@ pub enum ServerMessage {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_id: Option<SessionId>,
+        /// The request this error answers, where a client cannot tell it
+        /// by order: `session.attach` on the refusal of an attach whose
+        /// wait (`attach_wait_ms`) ended without its session. Absent
+        /// otherwise (and from servers before this field).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
     },
     #[serde(rename = "pong")]
     Pong,

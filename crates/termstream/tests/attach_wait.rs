@@ -200,3 +200,33 @@ async fn waiting_attaches_hold_no_slot_after_a_detach() {
     ws.attach("here", "json").await;
     assert_eq!(ws.until_type("session.attached", secs(10)).await["sessionId"], "here");
 }
+
+/// The refusal of an attach that waited in vain says it answers
+/// `session.attach`; the refusal of input naming the same id, sent while
+/// the attach waits, does not: a client tells them apart by the field, not
+/// by counting its messages. Their order is not asserted: on a loaded
+/// machine the wait can end before the input is read.
+#[tokio::test]
+async fn a_waited_attachs_refusal_names_its_request() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_ATTACH_WAIT_MS", &WAIT_MS.to_string())]).await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    ws.attach("ghost", "binary").await;
+    ws.send(json!({"type":"terminal.input","sessionId":"ghost","data":"x","seq":1}))
+        .await;
+    let refusals = [ws.next_json(secs(10)).await, ws.next_json(secs(10)).await];
+    for r in &refusals {
+        assert_eq!(
+            (r["code"].as_str(), r["sessionId"].as_str()),
+            (Some("session_not_found"), Some("ghost")),
+            "{r}"
+        );
+    }
+    let requests: Vec<Option<&str>> = refusals
+        .iter()
+        .map(|r| r.get("request").map(|v| v.as_str().unwrap_or("?")))
+        .collect();
+    assert!(
+        requests == [Some("session.attach"), None] || requests == [None, Some("session.attach")],
+        "one refusal, the attach's, names its request: {refusals:?}"
+    );
+}

@@ -1,12 +1,13 @@
 //! The `termstream-client` library against a real server: a socket opened
 //! with a ticket, input that survives cut connections (resent with its seq,
-//! applied once), and https/wss with a CA file.
+//! applied once), an attach kept through the refusal of input naming its
+//! id, and https/wss with a CA file.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cli::CuttingProxy;
+use common::cli::{CuttingProxy, GateProxy};
 use common::{TestServer, secs};
 use termstream_client::{Client, ConnectOptions, Connection, Endpoint, Event, Resume, SocketAuth};
 use termstream_proto::{SessionId, Stream};
@@ -125,6 +126,80 @@ async fn input_across_cut_connections_arrives_once_in_order() {
         proxy.cut.load(std::sync::atomic::Ordering::SeqCst) == 10,
         "the proxy cut the socket"
     );
+    conn.close().await;
+}
+
+/// The next event `pick` takes, within `limit`.
+async fn until<T>(events: &mut termstream_client::Events, limit: Duration, pick: impl Fn(&Event) -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(e)) => {
+                if let Some(t) = pick(&e) {
+                    return t;
+                }
+            }
+            Ok(None) => panic!("the events ended"),
+            Err(_) => panic!("no such event within {limit:?}"),
+        }
+    }
+}
+
+/// The refusal of input naming a session whose attach waits for it is not
+/// the attach's refusal (the server marks that one `request:
+/// "session.attach"`): the attach is still asked after a reconnect.
+#[tokio::test]
+async fn an_attach_waiting_for_its_session_survives_the_refusal_of_input_and_a_reconnect() {
+    let mut proxy = GateProxy::bind().await;
+    // A wait far longer than the test: the attach is never refused.
+    let server = TestServer::start_with(
+        &["--allowed-host", &proxy.addr],
+        &[("TERMSTREAM_ATTACH_WAIT_MS", "120000")],
+    )
+    .await;
+    proxy.start(server.addr());
+    let client = Client::new(Endpoint::new(&format!("http://{}", proxy.addr), None, &[]).unwrap()).unwrap();
+    let options = ConnectOptions {
+        backoff: termstream_client::BackoffPolicy {
+            first: Duration::from_millis(10),
+            cap: Duration::from_millis(200),
+            reset_after: Duration::from_secs(10),
+        },
+        ..ConnectOptions::default()
+    };
+    let (conn, mut events) = Connection::open(client, options);
+    let id = SessionId::new("late").unwrap();
+    conn.attach(id.clone(), None, Resume::Exact).await.unwrap();
+    conn.input(id.clone(), "early\n".into()).await.unwrap();
+    let refused = until(&mut events, secs(10), |e| match e {
+        Event::ServerError { code, session_id, .. } if session_id.as_ref() == Some(&id) => Some(*code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(refused, termstream_proto::ErrorCode::SessionNotFound);
+    // The socket is cut; the session is created while the client is away.
+    proxy.down();
+    until(&mut events, secs(10), |e| {
+        matches!(e, Event::Disconnected { .. }).then_some(())
+    })
+    .await;
+    let direct = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let req = termstream_proto::CreateSession {
+        id: Some(id.clone()),
+        kind: Some(termstream_proto::SessionKind::Command),
+        argv: Some(vec!["cat".into()]),
+        ..Default::default()
+    };
+    direct.create_session(&req).await.unwrap();
+    proxy.up();
+    let attached = until(&mut events, secs(10), |e| match e {
+        Event::Attached { session_id, .. } => Some(session_id.clone()),
+        Event::Failed { error, .. } => panic!("the connection gave up: {error}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(attached, id, "the reconnect attached the session again");
     conn.close().await;
 }
 

@@ -31,7 +31,7 @@ import { SearchAddon } from '@xterm/addon-search';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { ClipboardAddon } from '@xterm/addon-clipboard';
-import type { ExitInfo, SessionHandle, StreamMode, WebSocketClient } from '@termstream/client';
+import { inputRefusal, type ExitInfo, type InputOptions, type SessionHandle, type StreamMode, type WebSocketClient } from '@termstream/client';
 import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
 import { formatDuration, formatExit, type SessionRow } from '../state/sessions';
 import { currentTheme } from './theme';
@@ -422,10 +422,21 @@ export class TermView {
       // An answer to the query being parsed (the write at the head of `old`).
       this.stats.answers++;
       if (this.info.kind !== 'pty' || this.old[0]) return;
-      this.handle.input(data, { response: true });
+      this.send(data, { response: true });
       return;
     }
-    this.handle.input(this.hooks.transformInput(data));
+    this.send(this.hooks.transformInput(data));
+  }
+
+  /** Input the client refuses (a paste past its queue while disconnected, ...) is told in the terminal, not thrown. */
+  private send(data: string, opts?: InputOptions): void {
+    try {
+      this.handle!.input(data, opts);
+    } catch (e) {
+      const why = inputRefusal(e);
+      if (why === null) throw e;
+      this.write(`\r\n${RED}[${why}]${DEFAULT_FG}\r\n`, false);
+    }
   }
 
   private key(e: KeyboardEvent): boolean {

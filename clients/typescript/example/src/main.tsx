@@ -1,5 +1,15 @@
 // A dashboard page as an application would write it, against the installed package.
-import { createWebSocketClient, type ConnectionState, type FocusState, type SessionHandle, QueueFullError } from '@termstream/client';
+import {
+  createWebSocketClient,
+  type ConnectionState,
+  type ErrorCode,
+  type ErrorMessage,
+  type ExitMessage,
+  type FocusState,
+  type SessionHandle,
+  FocusError,
+  QueueFullError,
+} from '@termstream/client';
 import { Terminal, TerminalView, TermstreamProvider, useFocus, useTerminalStream, useWebSocket } from '@termstream/client/react';
 import { useEffect } from 'react';
 import { createRoot } from 'react-dom/client';
@@ -22,7 +32,19 @@ try {
 } catch (e) {
   if (e instanceof QueueFullError) console.error(e.bytes, e.limit);
 }
-void client.focus('web').focus('build').then((s: FocusState) => console.log(s.version));
+void client.focus('web').focus('build').then(
+  (s: FocusState) => console.log(s.version),
+  (e: unknown) => e instanceof FocusError && e.code === 'read_only' && console.warn(e.message),
+);
+// Errors as the server sends them, and as an attachment is told them.
+client.subscribe<ErrorMessage>('error', (m) => console.warn(m.code, m.message, m.sessionId));
+client.subscribe<ExitMessage>('session.exit', (m) => console.log(m.sessionId, m.exitCode));
+client.attach('deploy', {
+  onError: ({ code, message }) => {
+    const known: ErrorCode = code;
+    if (known === 'session_not_found') console.warn(message);
+  },
+});
 stop();
 
 function Panel({ sessionId }: { sessionId: string }) {
@@ -30,6 +52,7 @@ function Panel({ sessionId }: { sessionId: string }) {
   const { output, exitCode } = useTerminalStream(sessionId);
   const { focusedSessions, version, focus } = useFocus('web');
   useEffect(() => subscribe('notification', (m) => console.log(m.title)), [subscribe]);
+  useEffect(() => subscribe('terminal_output', (m) => console.log(m.sessionId, m.data.type, m.data.output.length)), [subscribe]);
   return (
     <div>
       <p>

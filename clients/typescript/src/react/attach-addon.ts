@@ -3,12 +3,15 @@
  * of xterm's AttachAddon, with resume by offset): the server's screen on
  * attach, output as raw bytes, input and the terminal's size to the server
  * unless read-only. The terminal's answers to queries go as responses (the
- * server passes on one viewer's), except for a restored screen. Every
- * listener is kept in a list and disposed with it.
+ * server passes on one viewer's), except for a restored screen. Input the
+ * client refuses to send (`QueueFullError` while disconnected,
+ * `MessageTooLargeError`) is reported by a red notice line in the terminal,
+ * not thrown out of xterm's `onData`. Every listener is kept in a list and
+ * disposed with it.
  */
 
 import type { IDisposable, ITerminalAddon, Terminal } from '@xterm/xterm';
-import type { SessionHandle, WebSocketClient } from '../index.js';
+import { type InputOptions, type SessionHandle, type WebSocketClient, inputRefusal } from '../index.js';
 import { watchQueries } from './answers.js';
 
 /** Options of [`SessionAddon`]. */
@@ -59,8 +62,17 @@ export class SessionAddon implements ITerminalAddon {
       this.disposables.push(
         queries,
         term.onData((d) => {
-          if (!queries.answering) handle.input(d);
-          else if (!old[0]) handle.input(d, { response: true });
+          const send = (opts?: InputOptions) => {
+            try {
+              handle.input(d, opts);
+            } catch (e) {
+              const why = inputRefusal(e);
+              if (why === null) throw e;
+              write(`\r\n\x1b[31m[${why}]\x1b[0m\r\n`, false);
+            }
+          };
+          if (!queries.answering) send();
+          else if (!old[0]) send({ response: true });
         }),
         term.onResize(({ cols, rows }) => handle.resize(cols, rows)),
       );

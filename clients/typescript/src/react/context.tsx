@@ -7,7 +7,7 @@
  */
 
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from 'react';
-import { createWebSocketClient, type ClientOptions, type ConnectionState, type MessageHandler, type ServerMessage, type TokenSource, type WebSocketClient } from '../index.js';
+import { createWebSocketClient, type ClientOptions, type ConnectionState, type MessageHandler, type TokenSource, type WebSocketClient } from '../index.js';
 
 const ClientContext = createContext<WebSocketClient | null>(null);
 
@@ -37,17 +37,21 @@ export function TermstreamProvider({ url, token, options, client: given, childre
 let defaultClient: WebSocketClient | null = null;
 let defaultUsers = 0;
 
-/** The client of the nearest provider, or the default one (connected while used). */
-export function useClient(): WebSocketClient {
+/**
+ * `given` if there is one, else the client of the nearest provider, else the
+ * default one (connected while used; only then is it made).
+ */
+export function useClient(given?: WebSocketClient): WebSocketClient {
   const fromContext = useContext(ClientContext);
-  const client = fromContext ?? (defaultClient ??= createWebSocketClient());
+  const chosen = given ?? fromContext;
+  const client = chosen ?? (defaultClient ??= createWebSocketClient());
   useEffect(() => {
-    if (fromContext) return;
+    if (chosen) return;
     if (defaultUsers++ === 0) client.connect();
     return () => {
       if (--defaultUsers === 0) client.disconnect();
     };
-  }, [client, fromContext]);
+  }, [client, chosen]);
   return client;
 }
 
@@ -61,7 +65,8 @@ export function useConnectionState(client: WebSocketClient): ConnectionState {
 export interface UseWebSocket {
   state: ConnectionState;
   isConnected: boolean;
-  subscribe: <M extends ServerMessage = ServerMessage>(type: string, handler: MessageHandler<M>) => () => void;
+  /** The client's `subscribe`: `terminal_output` handlers get the typed view. */
+  subscribe: WebSocketClient['subscribe'];
   send: (type: string, payload?: Record<string, unknown>) => void;
   client: WebSocketClient;
 }
@@ -70,8 +75,8 @@ export interface UseWebSocket {
 export function useWebSocket(): UseWebSocket {
   const client = useClient();
   const state = useConnectionState(client);
-  const subscribe = useCallback(
-    <M extends ServerMessage = ServerMessage>(type: string, handler: MessageHandler<M>) => client.subscribe<M>(type, handler),
+  const subscribe = useCallback<WebSocketClient['subscribe']>(
+    (type: string, handler: MessageHandler<any>) => client.subscribe(type, handler),
     [client],
   );
   const send = useCallback((type: string, payload?: Record<string, unknown>) => client.send(type, payload), [client]);

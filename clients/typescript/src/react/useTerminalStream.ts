@@ -6,7 +6,7 @@
  */
 
 import { useCallback, useEffect, useMemo, useSyncExternalStore } from 'react';
-import type { GapInfo, SessionStatus, WebSocketClient } from '../index.js';
+import type { ErrorCode, GapInfo, SessionStatus, WebSocketClient } from '../index.js';
 import { useClient } from './context.js';
 
 /** What `useTerminalStream` returns. */
@@ -21,6 +21,19 @@ export interface TerminalStream {
   status: SessionStatus | null;
   /** Output the server said it skipped. */
   gaps: GapInfo[];
+  /**
+   * The last error the server gave about the session since it was last
+   * attached, or null (an attach clears it): a session that does not exist
+   * (the attach refused after its wait), or was deleted (while shown or
+   * while the client was away), is `session_not_found`; refused input is
+   * `session_not_running`, `read_only`, `busy`, ... A `session_not_found`
+   * the server does not mark as the attach's refusal (`request`) is
+   * reported only while the session is not attached: a server older than
+   * that field marks none, so this is how its refusal of the attach shows;
+   * with a newer one, input sent while the attach waits for the session to
+   * be created shows its refusal until the attach clears it.
+   */
+  error: { code: ErrorCode; message: string } | null;
   /** Sends input to the program. */
   input: (data: string) => void;
   /** Forgets the output held so far. */
@@ -33,11 +46,12 @@ interface Snapshot {
   exitCode: number | null;
   status: SessionStatus | null;
   gaps: GapInfo[];
+  error: { code: ErrorCode; message: string } | null;
 }
 
 /** One hook's state: written by the attach callbacks, read by React. */
 class StreamStore {
-  snapshot: Snapshot = { output: '', attached: false, exitCode: null, status: null, gaps: [] };
+  snapshot: Snapshot = { output: '', attached: false, exitCode: null, status: null, gaps: [], error: null };
   private listeners = new Set<() => void>();
 
   constructor(private readonly max: number) {}
@@ -63,8 +77,7 @@ class StreamStore {
 
 /** Attaches `sessionId` while mounted and returns its output as text. */
 export function useTerminalStream(sessionId: string, options: { maxOutput?: number; client?: WebSocketClient } = {}): TerminalStream {
-  const fromTree = useClient();
-  const client = options.client ?? fromTree;
+  const client = useClient(options.client);
   const max = options.maxOutput ?? 1 << 20;
   const store = useMemo(() => new StreamStore(max), [client, sessionId, max]);
   const handle = useMemo(() => {
@@ -77,12 +90,19 @@ export function useTerminalStream(sessionId: string, options: { maxOutput?: numb
 
   useEffect(() => {
     const h = client.attach(sessionId, {
-      onAttached: (a) => store.update({ attached: true, status: a.status }),
+      onAttached: (a) => store.update({ attached: true, status: a.status, error: null }),
       onRestore: (r) => store.update({ output: r.data.slice(-max) }),
       onOutput: (text) => store.append(text),
       onGap: (g) => store.update({ gaps: [...store.snapshot.gaps, g] }),
       onExit: (e) => store.update({ exitCode: e.exitCode, status: e.status }),
-      onDetached: () => store.update({ attached: false }),
+      // Unasked (a detach of our own is not reported): the session was deleted.
+      onDetached: () => store.update({ attached: false, error: { code: 'session_not_found', message: `session ${sessionId} was deleted` } }),
+      onError: ({ code, message, request }) => {
+        // Attached, an unmarked session_not_found answers input or a resize
+        // racing a deletion, which onDetached reports.
+        const report = code !== 'session_not_found' || request === 'session.attach' || (request === undefined && !store.snapshot.attached);
+        if (report) store.update({ error: { code, message } });
+      },
     });
     handle.set(h);
     const off = client.onStateChange((s) => s !== 'connected' && store.update({ attached: false }));
@@ -101,6 +121,7 @@ export function useTerminalStream(sessionId: string, options: { maxOutput?: numb
     exitCode: snap.exitCode,
     status: snap.status,
     gaps: snap.gaps,
+    error: snap.error,
     input: handle.input,
     clear,
   };

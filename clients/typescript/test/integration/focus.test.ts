@@ -2,7 +2,7 @@
 // messages answers `sync_request` with an error: then these tests skip.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { VersionConflictError, type FocusState, type WebSocketClient } from '../../src/index.js';
+import { FocusError, VersionConflictError, type ExitInfo, type FocusState, type WebSocketClient } from '../../src/index.js';
 import { TestServer, until } from './server.js';
 
 let server: TestServer;
@@ -80,5 +80,46 @@ describe('focus against the real server', () => {
     expect(r.status).toBe(200);
     await until(() => t.state!.version === r.body.version, 5000, 'the REST change');
     expect(t.state!.focusedSessions).toContain('f2');
+  });
+
+  it("an error about the session that is not the focus request's answer leaves the request alone", async (ctx) => {
+    if (!hasFocus) ctx.skip();
+    await server.createSession({ id: 'f-ended', kind: 'command', command: 'echo bye', project: 'ended' });
+    const client = connected();
+    let exit: ExitInfo | null = null;
+    const errors: string[] = [];
+    const h = client.attach('f-ended', { onExit: (e) => (exit = e), onError: (e) => errors.push(e.code) });
+    await until(() => exit !== null, 5000, 'the session to end');
+    const t = client.focus('ended');
+    await until(() => t.state !== null, 5000, 'synced');
+    // An ended session can be focused; input to it is refused (session_not_running).
+    const focusing = t.focus('f-ended');
+    h.input('too late\n');
+    let settled = '';
+    focusing.then(
+      (s) => (settled = `focused ${s.focusedSessions.join(',')}`),
+      (e) => (settled = `failed ${e.code}`),
+    );
+    await until(() => errors.length > 0 && settled !== '', 5000, 'the input refused and the focus settled');
+    expect(errors).toEqual(['session_not_running']);
+    expect(settled).toBe('focused f-ended');
+    // A refusal of the focus itself still fails it, with its code.
+    const err = await t.focus('no-such-session').catch((e) => e);
+    expect(err).toBeInstanceOf(FocusError);
+    expect(err.code).toBe('session_not_found');
+  });
+
+  it('many focus requests of one tracker at once all settle: its own requests conflicting with each other are asked again', async (ctx) => {
+    if (!hasFocus) ctx.skip();
+    const ids = Array.from({ length: 8 }, (_, i) => `many-${i}`);
+    for (const id of ids) await server.createSession({ id, kind: 'command', command: 'exec sleep 20', project: 'many' });
+    const a = connected().focus('many');
+    const b = connected().focus('many');
+    await until(() => a.state !== null && b.state !== null, 5000, 'both synced');
+    // Each caller asks without a version of its own: none of these may fail with a conflict.
+    const results = await Promise.allSettled([...ids.slice(0, 4).map((id) => a.focus(id)), ...ids.slice(4).map((id) => b.focus(id))]);
+    const failed = results.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []));
+    expect(failed).toEqual([]);
+    await until(() => a.state!.version === b.state!.version && a.state!.version >= 8, 5000, 'both to see every change');
   });
 });

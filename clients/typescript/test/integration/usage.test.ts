@@ -138,4 +138,23 @@ describe('messages from the server', () => {
     expect(typeof screen).toBe('string');
     h.input('exit\r');
   });
+
+  it('session_update subscribers get the sessions channel, again after a reconnect', async () => {
+    const client = server.client(TOKEN);
+    clients.push(client);
+    const changes: string[] = [];
+    client.subscribe('session_update', (m) => changes.push(`${m.change} ${m.sessionId}`));
+    const subscribed: unknown[] = [];
+    client.subscribe('subscribed', (m) => subscribed.push(m.channels));
+    client.connect();
+    await until(() => subscribed.length > 0, 5000, 'the subscription');
+    await server.createSession({ id: 'watched-1', kind: 'command', command: 'exec sleep 30' }, TOKEN);
+    await until(() => changes.includes('created watched-1'), 5000, 'the creation');
+
+    client.disconnect();
+    client.connect();
+    await until(() => subscribed.length > 1, 5000, 'the subscription after the reconnect');
+    expect((await server.call('DELETE', '/api/sessions/watched-1', undefined, TOKEN)).status).toBe(204);
+    await until(() => changes.includes('deleted watched-1'), 5000, 'the deletion');
+  });
 });

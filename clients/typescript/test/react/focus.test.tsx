@@ -51,3 +51,37 @@ it('useFocus renders what the server says and asks it to change', async () => {
   fireEvent.click(screen.getByText('blur s1'));
   expect(socket.ofType('blur').at(-1)).toMatchObject({ sessionId: 's1', expectedVersion: 4 });
 });
+
+it('a focus asked without a catch and failed by the provider unmounting (disconnect) is no unhandled rejection', async () => {
+  const unhandled: unknown[] = [];
+  const record = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', record);
+  try {
+    const server = fakeServer();
+    const client = createWebSocketClient(undefined, { url: 'http://srv', WebSocket: server.WebSocket, lifecycle: null });
+    function Careless() {
+      const { focus } = useFocus('web');
+      return (
+        <button type="button" onClick={() => void focus('s2')}>
+          focus s2
+        </button>
+      );
+    }
+    const view = render(
+      <TermstreamProvider client={client}>
+        <Careless />
+      </TermstreamProvider>,
+    );
+    act(() => {
+      server.last.accept();
+    });
+    fireEvent.click(screen.getByText('focus s2'));
+    expect(server.last.ofType('focus')).toHaveLength(1);
+    view.unmount();
+    // Node reports an unhandled rejection after the microtasks of the turn it happened in.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(unhandled).toEqual([]);
+  } finally {
+    process.off('unhandledRejection', record);
+  }
+});

@@ -213,13 +213,16 @@ describe('<Terminal>', () => {
 
   it('sends the terminal\'s answer to a query as a response, typed keys as input', async () => {
     await server.createSession({ id: 'term-ask', argv: ['bash', '-c', `read -r go; printf '\\e[6n'; IFS= read -rsd R r; printf 'got:%q\\n' "$r"; exec sleep 60`], cols: 80, rows: 24 });
-    const client = newClient();
+    // The input as it goes out on the socket.
     const sent: Record<string, unknown>[] = [];
-    const send = client.send.bind(client);
-    client.send = (type, payload) => {
-      if (type === 'terminal.input') sent.push(payload ?? {});
-      send(type, payload);
-    };
+    class Recording extends WebSocket {
+      override send(data: any, ...rest: any[]): void {
+        const m = JSON.parse(String(data));
+        if (m.type === 'terminal.input') sent.push(m);
+        (super.send as (...a: unknown[]) => void)(data, ...rest);
+      }
+    }
+    const client = createWebSocketClient(undefined, { url: server.url, WebSocket: Recording as unknown as WebSocketConstructor, lifecycle: null });
     let term: XTerm | null = null;
     render(
       <TermstreamProvider client={client}>
@@ -260,6 +263,23 @@ describe('<Terminal>', () => {
     });
     expect(sent).not.toContain('terminal.input');
     expect(sent).not.toContain('terminal.resize');
+  });
+
+  it('tells the user in the terminal when a paste cannot be queued, instead of throwing out of onData', async () => {
+    // Nothing listens on port 1: the client stays disconnected and queues, up to 200 bytes.
+    const client = createWebSocketClient(undefined, { url: 'http://127.0.0.1:1', maxQueueBytes: 200, ...options() });
+    let term: XTerm | null = null;
+    render(
+      <TermstreamProvider client={client}>
+        <Terminal sessionId="term-full" options={{ cols: 100, rows: 20 }} onReady={(t) => (term = t)} />
+      </TermstreamProvider>,
+    );
+    await waitFor(() => expect(term).not.toBeNull(), { timeout: 5000 });
+    await act(async () => {
+      term!.input('x'.repeat(300));
+    });
+    await waitFor(() => expect(bufferText(term!)).toMatch(/\[input of \d+ bytes not sent: more than the 200 bytes kept while disconnected\]/));
+    cleanup();
   });
 });
 

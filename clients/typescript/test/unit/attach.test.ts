@@ -1,6 +1,6 @@
 // Attachments, input and the outgoing queue, against the fake socket.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { QueueFullError } from '../../src/index.js';
+import { MessageTooLargeError, QueueFullError, inputRefusal } from '../../src/index.js';
 import { quiet, setup } from './fake-socket.js';
 
 beforeEach(() => {
@@ -253,6 +253,107 @@ describe('outgoing queue', () => {
       ['terminal.input', 'small'],
       ['ping', undefined],
     ]);
+  });
+
+  it('splits long input into messages of at most 16 Ki code units, never inside a surrogate pair, each with its seq', async () => {
+    const { server, client } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const h = client.attach('job');
+    const paste = 'a' + '😀'.repeat(20_000) + 'tail';
+    h.input(paste);
+    const sent = s.ofType('terminal.input');
+    expect(sent.length).toBe(3);
+    expect(sent.map((m) => m.data).join('')).toBe(paste);
+    for (const m of sent) {
+      expect(m.data.length).toBeLessThanOrEqual(16 * 1024);
+      expect(m.data.isWellFormed()).toBe(true);
+    }
+    expect(sent.map((m) => m.seq)).toEqual([sent[0]!.seq, sent[0]!.seq + 1, sent[0]!.seq + 2]);
+  });
+
+  it('queues a long input while disconnected whole or not at all', async () => {
+    const { server, client } = setup({ maxQueueBytes: 100 * 1024 });
+    const h = client.attach('job');
+    expect(() => h.input('x'.repeat(120 * 1024))).toThrow(QueueFullError);
+    h.input('y'.repeat(40 * 1024));
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    expect(s.ofType('terminal.input').map((m) => m.data).join('')).toBe('y'.repeat(40 * 1024));
+  });
+
+  it('writes one input larger than maxQueueBytes while connected, whole', async () => {
+    const { server, client } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const h = client.attach('job');
+    // 200 Ki escapes: 1.2 MB of JSON, above the default 1 MiB bound.
+    const paste = '\u001b'.repeat(200 * 1024);
+    h.input(paste);
+    expect(s.ofType('terminal.input').map((m) => m.data).join('')).toBe(paste);
+  });
+
+  it('does not resend any of a call larger than maxQueueBytes after the socket died under it, and resends the calls around it', async () => {
+    const { server, client } = setup({ maxQueueBytes: 100 * 1024 });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const h = client.attach('job');
+    h.input('a'.repeat(10 * 1024));
+    h.input('x'.repeat(120 * 1024));
+    h.input('c'.repeat(10 * 1024));
+    expect(s.ofType('terminal.input').map((m) => m.data).join('')).toBe('a'.repeat(10 * 1024) + 'x'.repeat(120 * 1024) + 'c'.repeat(10 * 1024));
+    s.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    const t = server.last.accept();
+    expect(t.ofType('terminal.input').map((m) => m.data).join('')).toBe('a'.repeat(10 * 1024) + 'c'.repeat(10 * 1024));
+  });
+
+  it('resends the input of a socket that died whole calls at a time, never the tail of a paste', async () => {
+    const { server, client } = setup({ maxQueueBytes: 100 * 1024 });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const h = client.attach('job');
+    h.input('a'.repeat(60 * 1024));
+    h.input('b'.repeat(60 * 1024));
+    expect(s.ofType('terminal.input').map((m) => m.data).join('')).toBe('a'.repeat(60 * 1024) + 'b'.repeat(60 * 1024));
+    s.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    const t = server.last.accept();
+    // Both would exceed the bound: the older paste is forgotten whole (the likelier applied), the newer resent whole.
+    expect(t.ofType('terminal.input').map((m) => m.data).join('')).toBe('b'.repeat(60 * 1024));
+  });
+
+  it('refuses a message larger than the server takes, and writes nothing of it', async () => {
+    const { server, client } = setup({ maxMessageBytes: 10_000 });
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    expect(() => client.send('notification', { title: 't', message: 'x'.repeat(10_000) })).toThrow(MessageTooLargeError);
+    expect(s.ofType('notification')).toEqual([]);
+    // Input is split to fit that bound instead.
+    client.attach('job').input('\u001b'.repeat(5_000));
+    const sent = s.ofType('terminal.input');
+    expect(sent.map((m) => m.data).join('')).toBe('\u001b'.repeat(5_000));
+    for (const m of sent) expect(JSON.stringify(m).length).toBeLessThanOrEqual(10_000);
+  });
+
+  it('inputRefusal words the errors input() throws for the user, and no others', () => {
+    const { client } = setup({ maxQueueBytes: 100 });
+    const h = client.attach('job');
+    let thrown: unknown;
+    try {
+      h.input('x'.repeat(200));
+    } catch (e) {
+      thrown = e;
+    }
+    expect(inputRefusal(thrown)).toMatch(/^input of \d+ bytes not sent: more than the 100 bytes kept while disconnected$/);
+    expect(inputRefusal(new MessageTooLargeError(2000, 1000))).toBe('input not sent: a message of 2000 bytes is larger than the server takes (1000)');
+    expect(inputRefusal(new Error('other'))).toBeNull();
   });
 
   it('honours a smaller maxQueueBytes', () => {

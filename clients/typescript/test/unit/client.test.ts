@@ -261,6 +261,44 @@ describe('tickets', () => {
   });
 });
 
+describe('a ticket request that never answers', () => {
+  it('counts as a failed attempt after connectTimeout, and is aborted', async () => {
+    const signals: AbortSignal[] = [];
+    const fetch = ((_url: string, init?: RequestInit) => {
+      if (init?.signal) signals.push(init.signal);
+      return new Promise<Response>((_resolve, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason)));
+    }) as typeof globalThis.fetch;
+    const { server, client, states } = setup({ fetch, connectTimeout: 3000, reconnect: { maxAttempts: 2 } }, 'tok');
+    client.connect();
+    await vi.advanceTimersByTimeAsync(2999);
+    expect(client.state).toBe('connecting');
+    await vi.advanceTimersByTimeAsync(1);
+    expect(client.state).toBe('reconnecting');
+    expect(client.lastError?.message).toMatch(/ticket request did not finish within 3000 ms/);
+    expect(signals[0]?.aborted).toBe(true);
+    // Waits 1 s, then 3 s for the second ticket, 2 s, 3 s for the third: then it gives up.
+    await vi.advanceTimersByTimeAsync(1000 + 3000 + 2000 + 3000);
+    expect(states).toEqual(['connecting', 'reconnecting', 'error']);
+    expect(signals).toHaveLength(3);
+    expect(signals.every((s) => s.aborted)).toBe(true);
+    expect(server.sockets).toHaveLength(0);
+  });
+
+  it('is aborted by disconnect()', async () => {
+    let signal: AbortSignal | undefined;
+    const fetch = ((_url: string, init?: RequestInit) => {
+      signal = init?.signal ?? undefined;
+      return new Promise<Response>(() => {});
+    }) as typeof globalThis.fetch;
+    const { client } = setup({ fetch }, 'tok');
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    client.disconnect();
+    expect(signal?.aborted).toBe(true);
+    expect(client.state).toBe('disconnected');
+  });
+});
+
 describe('browser lifecycle', () => {
   function targets() {
     const window = new EventTarget();

@@ -204,6 +204,7 @@ impl Connection {
             code,
             message,
             session_id,
+            request: None,
         })
         .await;
     }

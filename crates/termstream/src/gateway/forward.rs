@@ -253,6 +253,7 @@ impl Forwarder {
             code,
             message,
             session_id: Some(self.id.clone()),
+            request: None,
         };
         // The legacy dialect has no error message of its own: dotted JSON.
         let rendered = self

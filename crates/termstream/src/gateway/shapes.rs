@@ -179,11 +179,13 @@ mod tests {
                 code: ErrorCode::Busy,
                 message: "x".into(),
                 session_id: Some(id.clone()),
+                request: Some("session.attach".into()),
             },
             ServerMessage::Error {
                 code: ErrorCode::Busy,
                 message: "x".into(),
                 session_id: None,
+                request: None,
             },
             ServerMessage::Pong,
             ServerMessage::Subscribed { channels: vec![] },

@@ -139,9 +139,16 @@ impl State {
                 code,
                 message,
                 session_id,
+                request,
             } => {
-                // An attach that failed is not retried on every reconnect.
+                // An attach the server refused is not retried on every
+                // reconnect. Only the refusal marked as the attach's: the
+                // same code answers input or a resize naming the id while
+                // the attach waits for its session. A server older than
+                // the mark gets the attach asked again after a reconnect
+                // (and refuses it again).
                 if code == ErrorCode::SessionNotFound
+                    && request.as_deref() == Some("session.attach")
                     && let Some(id) = &session_id
                 {
                     self.sessions.forget(id);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use termstream_proto::ErrorCode;
 use termstream_proto::SessionId;
-use termstream_proto::ws::{LogPosition, OutputMode, StreamMode};
+use termstream_proto::ws::{LogPosition, OutputMode, ServerMessage, StreamMode};
 use tokio::time::Instant;
 
 use super::{Attached, Connection, Pending};
@@ -57,6 +57,21 @@ impl Connection {
                 stream,
             },
         );
+    }
+
+    /// Refuses an attach whose wait ended without its session: the
+    /// `session_not_found` says it answers `session.attach`, so a client
+    /// tells it from the same refusal of input, a resize or a focus naming
+    /// the id, whatever order it sent them in.
+    pub(super) async fn attach_refused(&self, id: &SessionId) {
+        crate::observe::metrics::error(ErrorCode::SessionNotFound);
+        self.control(ServerMessage::Error {
+            code: ErrorCode::SessionNotFound,
+            message: format!("no session has id \"{id}\""),
+            session_id: Some(id.clone()),
+            request: Some("session.attach".into()),
+        })
+        .await;
     }
 
     /// Attaches `handle`'s session, which an attach waited for.

@@ -119,7 +119,7 @@ impl Connection {
                     .collect();
                 for id in over {
                     self.pending.remove(&id);
-                    self.not_found(&id).await;
+                    self.attach_refused(&id).await;
                 }
                 self.forget_creations();
             }
