@@ -214,6 +214,49 @@ async fn the_closing_line_follows_the_output_where_the_cursor_was() {
 }
 
 #[tokio::test]
+async fn no_empty_row_comes_before_the_closing_line() {
+    // The snapshot puts the cursor last (`CSI row;col H`); where that is
+    // the start of an empty row, the closing line goes there, not a row
+    // further down.
+    let server = TestServer::start().await;
+    for (id, program, above) in [
+        ("nb", "echo one; echo two; exec sleep 60", &["one", "two"][..]),
+        ("nb0", "exec sleep 60", &[][..]),
+    ] {
+        server
+            .create(serde_json::json!({"id":id,"argv":["sh","-c",program],"cols":100,"rows":30}))
+            .await;
+        if !above.is_empty() {
+            server.read_output_until(id, "two", secs(10)).await;
+        }
+        let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", id]);
+        // Attach resets the terminal, then draws the snapshot in the same
+        // step: once this is wiped, the snapshot is drawn.
+        screen.vt.feed("junk");
+        screen
+            .wait_until(
+                "the screen reset",
+                |vt| !common::pty::screen_text(vt).contains("junk"),
+                secs(10),
+            )
+            .await;
+        writer.write_all(b"\x1cd").await.unwrap();
+        let status = tokio::time::timeout(secs(10), child.wait())
+            .await
+            .expect("detached")
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+        let closing = format!("[detached (from session {id})]");
+        screen.wait_for(&closing, secs(5)).await;
+        let mut want: Vec<String> = above.iter().map(|s| s.to_string()).collect();
+        want.push(closing);
+        let lines: Vec<String> = screen.text().lines().map(str::to_owned).collect();
+        assert_eq!(lines.get(..want.len()), Some(&want[..]), "{}", screen.text());
+        server.terminate(id).await;
+    }
+}
+
+#[tokio::test]
 async fn run_tty_gives_the_screen_back_after_a_killed_full_screen_program() {
     // A program that takes the alternate screen, hides the cursor and
     // ignores SIGHUP and SIGTERM: the timeout ends it by SIGKILL, so it

@@ -228,8 +228,9 @@ async fn attach_into_a_file_writes_no_mode_resets() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
     let written = String::from_utf8_lossy(&std::fs::read(&rec).unwrap()).into_owned();
+    // The closing line right after the last line: no empty one between.
     assert!(
-        written.ends_with("got:hello\r\n\r\n[detached (from session rec)]\n"),
+        written.ends_with("got:hello\r\n[detached (from session rec)]\n"),
         "{written:?}"
     );
     assert!(!written.contains("\x1b[?1049l"), "{written:?}");

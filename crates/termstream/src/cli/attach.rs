@@ -91,7 +91,7 @@ pub async fn attach_session(
     let screen = std::io::stdout().is_terminal();
     let raw = term::RawMode::enter().map_err(|e| Failure::io("cannot put the terminal in raw mode", e))?;
     let (conn, events) = Connection::open(client.clone(), ConnectOptions::default());
-    let mut leave = Leave::default();
+    let mut leave = Leave::sized(term::window_size().map(|s| s.0));
     let watch = Watch {
         read_only,
         // Asked now: a hung-up terminal is no longer one.
@@ -105,7 +105,7 @@ pub async fn attach_session(
     let end = if screen {
         leave.bytes()
     } else {
-        leave.line_break().to_vec()
+        leave.line_break_in_place().to_vec()
     };
     let _ = out.write_all(&end);
     let _ = out.flush();
@@ -266,7 +266,9 @@ async fn follow(
             Some(n) = super::run::got_signal(&mut sigterm, libc::SIGTERM) => break Ok(Reason::Signalled(n)),
             Some(n) = super::run::got_signal(&mut sighup, libc::SIGHUP) => break Ok(Reason::Signalled(n)),
             _ = winch.recv() => {
-                if !read_only && let Some((cols, rows)) = term::window_size() {
+                let size = term::window_size();
+                leave.resized(size.map(|s| s.0));
+                if !read_only && let Some((cols, rows)) = size {
                     let _ = conn.resize(id.clone(), cols, rows).await;
                 }
             }

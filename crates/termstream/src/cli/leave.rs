@@ -8,7 +8,13 @@
 //! started. So it is sent only when the session's program left the local
 //! terminal on the alternate screen. And the closing line
 //! (`[detached (from session work)]`) starts on a line of its own: after a
-//! prompt such as `$ ` a line break comes first.
+//! prompt such as `$ ` a line break comes first, and none when the cursor
+//! is at the start of an empty row: after a line feed, or (followed from
+//! the reset before a snapshot, [`grid`]) where a snapshot put it.
+
+mod grid;
+
+use grid::Grid;
 
 /// Modes a full-screen program may have set, all put back: a hidden cursor,
 /// application keys, mouse reports, bracketed paste, the pen.
@@ -48,6 +54,10 @@ pub struct Leave {
     /// `line_start` when the alternate screen was entered: leaving it puts
     /// the cursor back there.
     line_start_before_alternate: bool,
+    /// The local terminal's width, when known: a reset then starts `grid`.
+    width: Option<u16>,
+    /// The cursor followed since the last reset, while that is possible.
+    grid: Option<Grid>,
     /// The row of attach's own status line ("the server is away"), while
     /// it is on the screen: nothing the program drew, so it is wiped.
     status_row: Option<u16>,
@@ -61,12 +71,35 @@ impl Default for Leave {
             alternate: false,
             line_start: false,
             line_start_before_alternate: false,
+            width: None,
+            grid: None,
             status_row: None,
         }
     }
 }
 
 impl Leave {
+    /// For a terminal `width` columns wide (when known), which lets the
+    /// cursor be followed after a reset (`attach` resets before a snapshot).
+    pub fn sized(width: Option<u16>) -> Leave {
+        Leave {
+            width,
+            ..Leave::default()
+        }
+    }
+
+    /// The terminal's width changed: rows may have been rewrapped, so the
+    /// cursor is no longer followed until the next reset.
+    pub fn resized(&mut self, width: Option<u16>) {
+        self.width = width;
+        self.grid = None;
+    }
+
+    /// The cursor is at the start of an empty line, as far as is known.
+    fn at_line_start(&self) -> bool {
+        self.line_start || self.grid.is_some_and(|g| g.at_empty_line_start())
+    }
+
     /// Takes note of bytes written to the terminal.
     pub fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -76,13 +109,20 @@ impl Leave {
 
     fn byte(&mut self, b: u8) {
         match self.scan {
-            Scan::Ground => match b {
-                0x1b => self.scan = Scan::Escape,
-                b'\n' => self.line_start = true,
-                // Bell, and the shift controls, do not move the cursor.
-                0x07 | 0x0e | 0x0f => {}
-                _ => self.line_start = false,
-            },
+            Scan::Ground => {
+                if b != 0x1b
+                    && let Some(g) = &mut self.grid
+                {
+                    g.byte(b);
+                }
+                match b {
+                    0x1b => self.scan = Scan::Escape,
+                    b'\n' => self.line_start = true,
+                    // Bell, and the shift controls, do not move the cursor.
+                    0x07 | 0x0e | 0x0f => {}
+                    _ => self.line_start = false,
+                }
+            }
             Scan::Escape => {
                 self.params.clear();
                 self.scan = match b {
@@ -101,6 +141,11 @@ impl Leave {
                         // cursor is, is no longer known.
                         if matches!(b, b'c' | b'8' | b'M' | b'E' | b'D') {
                             self.line_start = false;
+                            self.grid = None;
+                        }
+                        // After a reset, a blank screen and the cursor home.
+                        if b == b'c' {
+                            self.grid = self.width.map(Grid::reset);
                         }
                         Scan::Ground
                     }
@@ -136,14 +181,23 @@ impl Leave {
             if alternate_mode {
                 let on = last == b'h';
                 if on && !self.alternate {
-                    self.line_start_before_alternate = self.line_start;
+                    self.line_start_before_alternate = self.at_line_start();
                     self.line_start = false;
                 } else if !on && self.alternate {
                     self.line_start = self.line_start_before_alternate;
                 }
+                // The other screen's rows (and, after it, a cursor put back
+                // as the terminal does it) are not followed.
+                self.grid = None;
                 self.alternate = on;
             }
             return;
+        }
+        if self.params.len() >= MAX_PARAMS {
+            // Perhaps cut short: its numbers are not to be trusted.
+            self.grid = None;
+        } else if !private {
+            self.grid = self.grid.and_then(|g| g.csi(&self.params, last));
         }
         // The pen and other modes leave the cursor where it is; anything
         // else (a move, an erase of the line) is taken as a move.
@@ -185,13 +239,20 @@ impl Leave {
         out
     }
 
+    /// [`Leave::line_break`] where the modes are not given back (the bytes
+    /// go to a file): the alternate screen, if in use, is not left, so the
+    /// cursor on it is the one that counts.
+    pub fn line_break_in_place(&self) -> &'static [u8] {
+        if self.at_line_start() { b"" } else { b"\r\n" }
+    }
+
     /// What puts the cursor on a line of its own for a closing line
     /// (nothing when it is at the start of one).
     pub fn line_break(&self) -> &'static [u8] {
         let at_line_start = if self.alternate {
             self.line_start_before_alternate
         } else {
-            self.line_start
+            self.at_line_start()
         };
         if at_line_start { b"" } else { b"\r\n" }
     }
@@ -247,5 +308,38 @@ mod tests {
         assert!(after(&[b"50%\r"]).bytes().ends_with(b"\r\n"));
         // A cursor move makes the column unknown.
         assert!(after(&[b"a\n\x1b[5;1H"]).bytes().ends_with(b"\r\n"));
+    }
+
+    /// What `attach` feeds: a reset, then a snapshot as the server draws
+    /// it (tab stops set, the cursor put last).
+    fn snapshot(rows: &str, cursor: &str) -> Leave {
+        let mut l = Leave::sized(Some(100));
+        l.feed(b"\x1bc");
+        l.feed(rows.as_bytes());
+        l.feed(b"\x1b[5W\x1b[9G\x1b[0W\x1b[17G\x1b[0W\x1b[0m");
+        l.feed(cursor.as_bytes());
+        l.feed(b"\x1b[0m");
+        l
+    }
+
+    #[test]
+    fn no_line_break_where_a_snapshot_left_the_cursor_on_an_empty_row() {
+        assert!(snapshot("", "\x1b[1;1H").bytes().ends_with(MODES), "a blank screen");
+        let two = "hello \x1b[94b\r\nhello \x1b[94b\r\n";
+        assert!(snapshot(two, "\x1b[3;1H").bytes().ends_with(MODES));
+        assert!(snapshot(two, "\x1b[2;1H").bytes().ends_with(b"\r\n"), "row 2 has text");
+        assert!(snapshot("$ ", "\x1b[1;3H").bytes().ends_with(b"\r\n"), "after a prompt");
+        // A full-screen program: the primary screen's cursor counts.
+        let mut vi = snapshot("", "\x1b[1;1H");
+        vi.feed(b"\x1b[?1047h\x1b[1;1HFULL \x1b[95b\r\n\x1b[2;1H");
+        assert_eq!(vi.bytes(), [LEAVE_ALTERNATE, MODES].concat());
+        // Into a file the alternate screen is not left: its own line counts.
+        vi.feed(b"got:x\r\n");
+        assert_eq!(vi.line_break_in_place(), b"");
+        assert_eq!(after(&[b"\x1b[?1049hgot:x"]).line_break_in_place(), b"\r\n");
+        // Without a width the row's contents stay unknown.
+        let mut no_width = Leave::default();
+        no_width.feed(b"\x1bc\x1b[1;1H");
+        assert!(no_width.bytes().ends_with(b"\r\n"));
     }
 }

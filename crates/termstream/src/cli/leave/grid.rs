@@ -1,0 +1,173 @@
+//! Whether the cursor sits at the start of a row nothing was drawn on,
+//! followed from a reset (`ESC c`: a blank screen, the cursor home) through
+//! what is drawn after it, for [`super::Leave`].
+//!
+//! A snapshot ends by moving the cursor (`CSI row;col H`); without this,
+//! a move makes the column and the row's contents unknown, and the closing
+//! line gets a line break first, which leaves an empty row above it when
+//! the cursor was already at the start of an empty one.
+//!
+//! Rows are counted high, never low: a character that is not ASCII is taken
+//! as two columns wide (it may wrap sooner), a line feed on the bottom row as
+//! a new row (the screen scrolls instead), so a row counted `r` is never above
+//! where it really is, and the lowest row drawn on is never under-counted. A
+//! row below it is therefore really empty. Anything that could move drawn
+//! rows down or the cursor to an unknown place ends the following until the
+//! next reset.
+
+/// The cursor's place and the drawn rows since the last reset (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    /// The terminal's width in columns.
+    width: u32,
+    row: u32,
+    /// `width + 1` when a character was written in the last column and the
+    /// next one wraps.
+    col: u32,
+    /// The lowest row anything may have been drawn on; 0 for none.
+    drawn: u32,
+    /// The width taken by the last character drawn (for `CSI n b`).
+    last: u32,
+}
+
+/// The most `CSI n b` repeats followed; more end the following.
+const MAX_REPEAT: u32 = 65_535;
+
+impl Grid {
+    /// A blank screen of `width` columns with the cursor home.
+    pub fn reset(width: u16) -> Grid {
+        Grid {
+            width: u32::from(width.max(1)),
+            row: 1,
+            col: 1,
+            drawn: 0,
+            last: 1,
+        }
+    }
+
+    /// Whether the cursor is in the first column of a row nothing was drawn on.
+    pub fn at_empty_line_start(&self) -> bool {
+        self.col == 1 && self.row > self.drawn
+    }
+
+    /// A control character or a printable byte (a UTF-8 continuation byte
+    /// counts for nothing, a lead byte for two columns).
+    pub fn byte(&mut self, b: u8) {
+        match b {
+            b'\r' => self.col = 1,
+            b'\n' | 0x0b | 0x0c => self.row += 1,
+            0x08 => self.col = self.col.saturating_sub(1).max(1),
+            // To the next tab stop, not past the last column: taken as the
+            // last column, so the next character is counted as wrapping.
+            b'\t' => self.col = self.width,
+            0x00..=0x1f | 0x7f | 0x80..=0xbf => {}
+            0x20..=0x7e => self.draw(1),
+            _ => self.draw(2),
+        }
+    }
+
+    fn draw(&mut self, cols: u32) {
+        if self.col + cols - 1 > self.width {
+            self.row += 1;
+            self.col = 1;
+        }
+        self.drawn = self.drawn.max(self.row);
+        self.col += cols;
+        self.last = cols;
+    }
+
+    /// The end of a (non-private) control sequence `CSI params final`;
+    /// `None` when it ends the following.
+    pub fn csi(mut self, params: &[u8], last: u8) -> Option<Grid> {
+        // The pen, modes, tab stops: the cursor stays, whatever the
+        // parameters (`CSI > 4 ; 1 m` too).
+        if matches!(last, b'm' | b'h' | b'l' | b'W' | b'g') {
+            return Some(self);
+        }
+        let text = std::str::from_utf8(params).ok()?;
+        let nums: Option<Vec<u32>> = text
+            .split(';')
+            .map(|p| if p.is_empty() { Some(0) } else { p.parse().ok() })
+            .collect();
+        let nums = nums?;
+        // A parameter of 0 or none means 1 for moves.
+        let at = |i: usize| nums.get(i).copied().unwrap_or(0).max(1);
+        match last {
+            b'H' | b'f' => {
+                self.row = at(0);
+                self.col = at(1).min(self.width);
+            }
+            b'G' | b'`' => self.col = at(0).min(self.width),
+            b'd' => self.row = at(0),
+            b'b' => {
+                let n = at(0);
+                if n > MAX_REPEAT {
+                    return None;
+                }
+                for _ in 0..n {
+                    self.draw(self.last);
+                }
+            }
+            b'J' => match nums.first().copied().unwrap_or(0) {
+                // Below the cursor, and the cursor's row from it.
+                0 if self.col == 1 => self.drawn = self.drawn.min(self.row - 1),
+                0 => self.drawn = self.drawn.min(self.row),
+                2 | 3 => self.drawn = 0,
+                _ => {}
+            },
+            _ => return None,
+        }
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(width: u16, bytes: &[u8], csis: &[(&[u8], u8)]) -> Option<Grid> {
+        let mut g = Grid::reset(width);
+        for &b in bytes {
+            g.byte(b);
+        }
+        csis.iter().try_fold(g, |g, (p, f)| g.csi(p, *f))
+    }
+
+    #[test]
+    fn a_row_below_what_was_drawn_is_empty() {
+        let g = after(80, b"hello\r\nhello\r\n", &[(b"3;1", b'H')]).unwrap();
+        assert!(g.at_empty_line_start());
+        let g = after(80, b"hello\r\nhello\r\n", &[(b"2;1", b'H')]).unwrap();
+        assert!(!g.at_empty_line_start(), "row 2 has text");
+        assert!(!after(80, b"", &[(b"1;5", b'H')]).unwrap().at_empty_line_start());
+        assert!(
+            after(80, b"x", &[(b"", b'H'), (b"2", b'J')])
+                .unwrap()
+                .at_empty_line_start()
+        );
+    }
+
+    #[test]
+    fn wrapped_text_counts_its_rows() {
+        // Ten columns: 10 characters fill row 1 (the cursor waits to wrap),
+        // the eleventh is on row 2.
+        let g = after(10, b"0123456789x", &[(b"2;1", b'H')]).unwrap();
+        assert!(!g.at_empty_line_start());
+        let g = after(10, b"0123456789", &[(b"2;1", b'H')]).unwrap();
+        assert!(g.at_empty_line_start());
+        // A repeat of the last character draws as far.
+        let g = after(10, b"ab", &[(b"9", b'b'), (b"2;1", b'H')]).unwrap();
+        assert!(!g.at_empty_line_start());
+        // Not ASCII: taken as wide, so five of them may fill the row.
+        let g = after(10, "éééééé".as_bytes(), &[(b"2;1", b'H')]).unwrap();
+        assert!(!g.at_empty_line_start());
+    }
+
+    #[test]
+    fn what_may_move_rows_ends_the_following() {
+        assert_eq!(after(80, b"", &[(b"", b'L')]), None);
+        assert_eq!(after(80, b"", &[(b"2", b'A')]), None);
+        assert_eq!(after(80, b"", &[(b">4;1", b'H')]), None, "not parameters it knows");
+        assert!(after(80, b"", &[(b">4;1", b'm')]).unwrap().at_empty_line_start());
+    }
+}
