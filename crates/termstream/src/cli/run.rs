@@ -185,11 +185,24 @@ async fn stream(
 ) -> Result<i32, Failure> {
     let id = info.id.clone();
     let nl = if raw { "\r\n" } else { "\n" };
+    // What is written to a terminal is followed (`leave`), so that a note
+    // starts on a line of its own: after the program's output that ended
+    // mid-line, or an echoed `^C`.
+    let stdout_tty = std::io::stdout().is_terminal();
+    let stderr_tty = std::io::stderr().is_terminal();
+    let mut leave = Leave::default();
     // Not `eprint!`, which panics when the terminal is gone (SIGHUP).
     macro_rules! say {
-        ($($t:tt)*) => { let _ = write!(std::io::stderr(), "termstream: {}{nl}", format_args!($($t)*)); };
+        ($($t:tt)*) => {{
+            let note = format!("termstream: {}{nl}", format_args!($($t)*));
+            let mut err = std::io::stderr();
+            if stderr_tty {
+                let _ = err.write_all(leave.line_break());
+                leave.feed(note.as_bytes());
+            }
+            let _ = err.write_all(note.as_bytes());
+        }};
     }
-    let mut leave = Leave::default();
     // A note on how it ended, printed once the terminal is given back.
     let mut closing = None;
     // Watched before attaching: a Ctrl-C while attaching is taken up by
@@ -233,6 +246,8 @@ async fn stream(
     tokio::pin!(timeout);
     let mut timed_out = false;
     let mut interrupt = Interrupt::None;
+    // The program ended by a signal (Ctrl-C typed to it, say).
+    let mut ended_by_signal = false;
     // Terminate tasks say here that the server could not be reached.
     let (unheard_tx, mut unheard_rx) = mpsc::channel::<()>(2);
     let mut reconnecting = false;
@@ -254,7 +269,7 @@ async fn stream(
                 };
                 match ev {
                     Event::Output { session_id, stream, data, .. } if session_id == id => {
-                        if terminal {
+                        if if stream == Stream::Stderr { stderr_tty } else { stdout_tty } {
                             leave.feed(&data);
                         }
                         let w: &mut dyn Write = if stream == Stream::Stderr { &mut stderr } else { &mut stdout };
@@ -276,6 +291,7 @@ async fn stream(
                         say!("output {from}..{to} of {id} is lost ({reason:?})");
                     }
                     Event::Exit { session_id, status, exit_code, signal } if session_id == id => {
+                        ended_by_signal = signal.is_some();
                         break Ok(if status == SessionStatus::Lost {
                             closing = Some(format!("session {id} was lost: the server restarted while it ran; its end is unknown"));
                             exit::LOST
@@ -329,7 +345,12 @@ async fn stream(
                 say!("{id} ran past its timeout; terminating it");
                 spawn_terminate(client.clone(), id.clone(), unheard_tx.clone());
             }
-            _ = interrupts.recv() => match interrupt {
+            _ = interrupts.recv() => {
+                if stderr_tty && term::echoes_controls() {
+                    // The terminal wrote it after whatever was there.
+                    leave.feed(b"^C");
+                }
+                match interrupt {
                 Interrupt::Pending(_) => {
                     // `attach` takes pty sessions only.
                     let attach = if info.kind == SessionKind::Pty { format!("`termstream attach {id}`, ") } else { String::new() };
@@ -346,7 +367,7 @@ async fn stream(
                     say!("stopped waiting; {id} may still be running (`termstream ls`)");
                     break Ok(exit::INTERRUPTED);
                 }
-            },
+            }},
             Some(()) = unheard_rx.recv() => {
                 // In raw mode Ctrl-C is a byte for the program, not SIGINT
                 // here; after a timeout no Ctrl-C has started anything yet.
@@ -385,6 +406,11 @@ async fn stream(
     // modes are the terminal's to get back.
     if terminal {
         let _ = stdout.write_all(&leave.modes()).and_then(|()| stdout.flush());
+        // As a shell does after a program a signal ended (`^C`, then the
+        // prompt on the next line), as this process exits instead.
+        if ended_by_signal && closing.is_none() {
+            let _ = stdout.write_all(leave.line_break()).and_then(|()| stdout.flush());
+        }
         // The note said at the timeout was on the alternate screen, now gone.
         if timed_out && leave.alternate() && closing.is_none() {
             closing = Some(format!("{id} ran past its timeout and was terminated"));
