@@ -146,8 +146,6 @@ enum Command {
         cols: u16,
         rows: u16,
     },
-    /// Sends a close frame and ends the task; answered when done.
-    Close(oneshot::Sender<()>),
 }
 
 /// The handle of a connection; cheap to clone. The task ends when every
@@ -157,6 +155,11 @@ pub struct Connection {
     /// To the task; bounded, so a caller that sends faster than the socket
     /// writes waits.
     commands: mpsc::Sender<Command>,
+    /// Close requests, each answered when the task ends (the sender
+    /// dropped). Apart from `commands`, which the task stops reading while
+    /// too much input is unacknowledged: a close is heard then too, and
+    /// while the task waits for the user to take an event.
+    closes: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 /// The receiving end of a connection's events; `None` when the task ended.
@@ -176,9 +179,16 @@ impl Connection {
     /// Starts the connection task; it connects (and reconnects) by itself.
     pub fn open(client: Client, options: ConnectOptions) -> (Connection, Events) {
         let (ctx, crx) = mpsc::channel(64);
+        let (close_tx, close_rx) = mpsc::channel(4);
         let (etx, erx) = mpsc::channel(options.event_queue.max(1));
-        tokio::spawn(actor::run(client, options, crx, etx));
-        (Connection { commands: ctx }, Events { rx: erx })
+        tokio::spawn(actor::run(client, options, crx, close_rx, etx));
+        (
+            Connection {
+                commands: ctx,
+                closes: close_tx,
+            },
+            Events { rx: erx },
+        )
     }
 
     async fn send(&self, c: Command) -> Result<()> {
@@ -212,10 +222,12 @@ impl Connection {
         self.send(Command::Resize { session_id, cols, rows }).await
     }
 
-    /// Closes the socket (with a close frame) and ends the task.
+    /// Sends what was queued before, closes the socket (with a close
+    /// frame) and ends the task; returns once it ended. It does not wait
+    /// for a server that is away, nor for the events to be read.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.send(Command::Close(tx)).await.is_ok() {
+        if self.closes.send(tx).await.is_ok() {
             let _ = rx.await;
         }
     }

@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use termstream_proto::ws::{ClientMessage, LogPosition, OutputMode, ServerMessage, StreamMode};
 use termstream_proto::{ErrorBody, ErrorCode, SessionId};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -54,6 +54,12 @@ struct State {
     options: ConnectOptions,
     /// From the handles; bounded.
     commands: mpsc::Receiver<Command>,
+    /// Close requests from the handles, read even while `commands` is not;
+    /// closed when every handle is gone.
+    closes: mpsc::Receiver<oneshot::Sender<()>>,
+    /// The close request being carried out: dropped, which answers it,
+    /// when the task ends.
+    closing: Option<oneshot::Sender<()>>,
     /// To the user; bounded (a slow user pauses the socket's reading).
     events: mpsc::Sender<Event>,
     sessions: Sessions,
@@ -68,6 +74,7 @@ pub(super) async fn run(
     client: Client,
     options: ConnectOptions,
     commands: mpsc::Receiver<Command>,
+    closes: mpsc::Receiver<oneshot::Sender<()>>,
     events: mpsc::Sender<Event>,
 ) {
     let mut backoff = Backoff::new(options.backoff);
@@ -75,6 +82,8 @@ pub(super) async fn run(
         client,
         options,
         commands,
+        closes,
+        closing: None,
         events,
         sessions: Sessions::default(),
         pending: PendingInput::default(),
@@ -97,7 +106,7 @@ pub(super) async fn run(
                 }
             }
             Err(ConnectError::Fatal(error, code)) => {
-                let _ = st.events.send(Event::Failed { error, code }).await;
+                st.emit(Event::Failed { error, code }).await;
                 return;
             }
             Err(ConnectError::Retry(e)) => e,
@@ -120,9 +129,16 @@ pub(super) async fn run(
 }
 
 impl State {
-    /// Sends an event; false when the user no longer listens.
-    async fn emit(&self, e: Event) -> bool {
-        self.events.send(e).await.is_ok()
+    /// Sends an event; false when the user no longer listens, or closed
+    /// the connection while it waited.
+    async fn emit(&mut self, e: Event) -> bool {
+        tokio::select! {
+            sent = self.events.send(e) => sent.is_ok(),
+            done = self.closes.recv() => {
+                self.closing = done;
+                false
+            }
+        }
     }
 
     /// Waits `delay` while disconnected, taking commands (they apply on the
@@ -133,12 +149,12 @@ impl State {
         loop {
             tokio::select! {
                 _ = &mut until => return true,
+                done = self.closes.recv() => {
+                    self.closing = done;
+                    return false;
+                }
                 cmd = self.commands.recv(), if self.pending.bytes() < MAX_PENDING_INPUT => match cmd {
                     None => return false,
-                    Some(Command::Close(done)) => {
-                        let _ = done.send(());
-                        return false;
-                    }
                     Some(Command::Attach { session_id, since, resume }) => self.sessions.attach(session_id, since, resume),
                     Some(Command::Detach { session_id }) => self.sessions.forget(&session_id),
                     Some(Command::Input { session_id, data }) => {
@@ -265,6 +281,9 @@ impl State {
                     match msg {
                         Some(Ok(m)) => {
                             if !self.incoming(m).await {
+                                if self.closing.is_some() {
+                                    let _ = sink.send(Message::Close(None)).await;
+                                }
                                 return End::Closed;
                             }
                             None
@@ -278,13 +297,23 @@ impl State {
                         let _ = sink.send(Message::Close(None)).await;
                         return End::Closed;
                     }
-                    Some(Command::Close(done)) => {
-                        let _ = sink.send(Message::Close(None)).await;
-                        let _ = done.send(());
-                        return End::Closed;
-                    }
                     Some(cmd) => Some(self.command(cmd)),
                 },
+                done = self.closes.recv() => {
+                    self.closing = done;
+                    // What was queued before the close goes out first.
+                    let mut out = Vec::new();
+                    while let Ok(cmd) = self.commands.try_recv() {
+                        out.extend(self.command(cmd));
+                    }
+                    for m in out {
+                        if sink.feed(json(&m)).await.is_err() {
+                            return End::Closed;
+                        }
+                    }
+                    let _ = sink.send(Message::Close(None)).await;
+                    return End::Closed;
+                }
                 _ = ticker.tick() => {
                     if last_heard.elapsed() > interval * 3 {
                         return End::Dropped(format!("no message from the server for {:?}", last_heard.elapsed()));
@@ -335,7 +364,6 @@ impl State {
                 out
             }
             Command::Resize { session_id, cols, rows } => vec![ClientMessage::Resize { session_id, cols, rows }],
-            Command::Close(_) => unreachable!("handled by the caller"),
         }
     }
 }
