@@ -9,6 +9,7 @@
 //!   [`backoff`], re-attaches each session from the first offset it lacks,
 //!   and resends unacknowledged input with its `seq`.
 //! - [`error`]: [`Error`], with the server's error code when it sent one.
+//! - [`text`]: [`Utf8Carry`], typed bytes as the text input is sent as.
 //!
 //! # Listing sessions
 //!
@@ -92,9 +93,11 @@ pub mod endpoint;
 pub mod error;
 pub mod rest;
 pub mod socket;
+pub mod text;
 
 pub use backoff::{Backoff, BackoffPolicy};
 pub use endpoint::Endpoint;
 pub use error::{Error, Result};
 pub use rest::{Client, LoginCode, RawOutput, Ticket};
 pub use socket::{ConnectOptions, Connection, Event, Events, Resume, SocketAuth};
+pub use text::Utf8Carry;

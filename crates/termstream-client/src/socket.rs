@@ -235,7 +235,9 @@ impl Connection {
         self.send(Command::Detach { session_id }).await
     }
 
-    /// Sends input, numbered, and resends it after a reconnect until the
+    /// Sends input (text: bytes read from a terminal go through a
+    /// [`Utf8Carry`](crate::Utf8Carry) first, as a character may be split
+    /// across reads), numbered, and resends it after a reconnect until the
     /// server is known to have it. Waits while 1 MiB of input is not yet
     /// acknowledged (the server is away, or the program does not read).
     pub async fn input(&self, session_id: SessionId, data: String) -> Result<()> {

@@ -9,7 +9,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use termstream_client::{Client, ConnectOptions, Connection, Event, Resume};
+use termstream_client::{Client, ConnectOptions, Connection, Event, Resume, Utf8Carry};
 use termstream_proto::{ErrorCode, SessionId, SessionKind, SessionStatus};
 use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{SignalKind, signal};
@@ -276,41 +276,4 @@ async fn follow(
     };
     reader.abort();
     result
-}
-
-/// Turns typed bytes into text for `terminal.input`, holding back a UTF-8
-/// sequence split across reads; bytes that are not UTF-8 become U+FFFD.
-#[derive(Debug, Default)]
-pub struct Utf8Carry {
-    held: Vec<u8>,
-}
-
-impl Utf8Carry {
-    pub fn push(&mut self, bytes: &[u8]) -> String {
-        self.held.extend_from_slice(bytes);
-        let keep = match std::str::from_utf8(&self.held) {
-            Ok(_) => 0,
-            // An incomplete sequence at the very end waits for the rest.
-            Err(e) if e.error_len().is_none() => self.held.len() - e.valid_up_to(),
-            Err(_) => 0,
-        };
-        let tail = self.held.split_off(self.held.len() - keep);
-        let text = String::from_utf8_lossy(&self.held).into_owned();
-        self.held = tail;
-        text
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_characters_are_held_until_whole() {
-        let mut c = Utf8Carry::default();
-        let e = "é".as_bytes();
-        assert_eq!(c.push(&[b'a', e[0]]), "a");
-        assert_eq!(c.push(&[e[1], b'b']), "éb");
-        assert_eq!(c.push(&[0xff, b'c']), "\u{fffd}c");
-    }
 }
