@@ -259,6 +259,36 @@ async fn no_empty_row_comes_before_the_closing_line() {
 }
 
 #[tokio::test]
+async fn the_closing_line_follows_the_screen_under_a_full_screen_program() {
+    // The snapshot of a program on the alternate screen draws the screen
+    // under it, saves the cursor (`ESC 7`) and enters the alternate screen
+    // with `CSI ? 1047 h`. Leaving it with `CSI ? 1049 l`, xterm (and avt
+    // here) restore that cursor, tmux does not (the cursor stays where it is
+    // on the alternate screen, and the closing line went over `one`): attach
+    // now moves the cursor back itself (a unit test in `cli/leave.rs`). Here
+    // the move must agree with the restore.
+    let server = TestServer::start().await;
+    let program = r#"echo one; echo two; printf '\033[?1049h\033[H\033[2JFULL'; exec sleep 60"#;
+    server
+        .create(serde_json::json!({"id":"fs2","argv":["sh","-c",program],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("fs2", "FULL", secs(10)).await;
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "fs2"]);
+    screen.wait_for("FULL", secs(10)).await;
+    writer.write_all(b"\x1cd").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("detached")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    screen.wait_for("[detached (from session fs2)]", secs(5)).await;
+    let lines: Vec<String> = screen.text().lines().map(str::to_owned).collect();
+    let want = ["one", "two", "[detached (from session fs2)]"].map(String::from);
+    assert_eq!(lines.get(..3), Some(&want[..]), "{}", screen.text());
+    server.terminate("fs2").await;
+}
+
+#[tokio::test]
 async fn run_tty_gives_the_screen_back_after_a_killed_full_screen_program() {
     // A program that takes the alternate screen, hides the cursor and
     // ignores SIGHUP and SIGTERM: the timeout ends it by SIGKILL, so it

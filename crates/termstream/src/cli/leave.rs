@@ -54,6 +54,12 @@ pub struct Leave {
     /// `line_start` when the alternate screen was entered: leaving it puts
     /// the cursor back there.
     line_start_before_alternate: bool,
+    /// Where the cursor was when the alternate screen was entered, when
+    /// known exactly: a snapshot enters it with `CSI ? 1047 h`, which saves
+    /// no cursor, so leaving it with `CSI ? 1049 l` would put the cursor
+    /// where the terminal pleases (the top-left corner, or where it is on
+    /// the alternate screen), and it is moved there after.
+    cursor_before_alternate: Option<(u32, u32)>,
     /// The local terminal's width, when known: a reset then starts `grid`.
     width: Option<u16>,
     /// The cursor followed since the last reset, while that is possible.
@@ -71,6 +77,7 @@ impl Default for Leave {
             alternate: false,
             line_start: false,
             line_start_before_alternate: false,
+            cursor_before_alternate: None,
             width: None,
             grid: None,
             status_row: None,
@@ -182,9 +189,11 @@ impl Leave {
                 let on = last == b'h';
                 if on && !self.alternate {
                     self.line_start_before_alternate = self.at_line_start();
+                    self.cursor_before_alternate = self.grid.and_then(|g| g.cursor());
                     self.line_start = false;
                 } else if !on && self.alternate {
                     self.line_start = self.line_start_before_alternate;
+                    self.cursor_before_alternate = None;
                 }
                 // The other screen's rows (and, after it, a cursor put back
                 // as the terminal does it) are not followed.
@@ -227,6 +236,9 @@ impl Leave {
         }
         if self.alternate {
             out.extend_from_slice(LEAVE_ALTERNATE);
+            if let Some((row, col)) = self.cursor_before_alternate {
+                out.extend_from_slice(format!("\x1b[{row};{col}H").as_bytes());
+            }
         }
         out.extend_from_slice(MODES);
         out
@@ -329,10 +341,11 @@ mod tests {
         assert!(snapshot(two, "\x1b[3;1H").bytes().ends_with(MODES));
         assert!(snapshot(two, "\x1b[2;1H").bytes().ends_with(b"\r\n"), "row 2 has text");
         assert!(snapshot("$ ", "\x1b[1;3H").bytes().ends_with(b"\r\n"), "after a prompt");
-        // A full-screen program: the primary screen's cursor counts.
-        let mut vi = snapshot("", "\x1b[1;1H");
+        // A full-screen program: the primary screen's cursor counts, and
+        // the cursor is put back there (1047 saved none).
+        let mut vi = snapshot(two, "\x1b[3;1H");
         vi.feed(b"\x1b[?1047h\x1b[1;1HFULL \x1b[95b\r\n\x1b[2;1H");
-        assert_eq!(vi.bytes(), [LEAVE_ALTERNATE, MODES].concat());
+        assert_eq!(vi.bytes(), [LEAVE_ALTERNATE, b"\x1b[3;1H", MODES].concat());
         // Into a file the alternate screen is not left: its own line counts.
         vi.feed(b"got:x\r\n");
         assert_eq!(vi.line_break_in_place(), b"");

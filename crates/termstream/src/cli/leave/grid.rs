@@ -28,6 +28,9 @@ pub struct Grid {
     drawn: u32,
     /// The width taken by the last character drawn (for `CSI n b`).
     last: u32,
+    /// `row` and `col` are where the cursor is, not counted high: since the
+    /// reset or the last absolute move (`CSI row;col H`), nothing moved it.
+    exact: bool,
 }
 
 /// The most `CSI n b` repeats followed; more end the following.
@@ -42,7 +45,13 @@ impl Grid {
             col: 1,
             drawn: 0,
             last: 1,
+            exact: true,
         }
+    }
+
+    /// The cursor `(row, col)`, when known exactly.
+    pub fn cursor(&self) -> Option<(u32, u32)> {
+        self.exact.then_some((self.row, self.col))
     }
 
     /// Whether the cursor is in the first column of a row nothing was drawn on.
@@ -53,6 +62,9 @@ impl Grid {
     /// A control character or a printable byte (a UTF-8 continuation byte
     /// counts for nothing, a lead byte for two columns).
     pub fn byte(&mut self, b: u8) {
+        if !matches!(b, 0x00..=0x07 | 0x0e..=0x1f | 0x7f | 0x80..=0xbf) {
+            self.exact = false;
+        }
         match b {
             b'\r' => self.col = 1,
             b'\n' | 0x0b | 0x0c => self.row += 1,
@@ -96,6 +108,7 @@ impl Grid {
             b'H' | b'f' => {
                 self.row = at(0);
                 self.col = at(1).min(self.width);
+                self.exact = true;
             }
             b'G' | b'`' => self.col = at(0).min(self.width),
             b'd' => self.row = at(0),
@@ -104,6 +117,7 @@ impl Grid {
                 if n > MAX_REPEAT {
                     return None;
                 }
+                self.exact = false;
                 for _ in 0..n {
                     self.draw(self.last);
                 }
@@ -161,6 +175,18 @@ mod tests {
         // Not ASCII: taken as wide, so five of them may fill the row.
         let g = after(10, "éééééé".as_bytes(), &[(b"2;1", b'H')]).unwrap();
         assert!(!g.at_empty_line_start());
+    }
+
+    #[test]
+    fn the_cursor_is_known_after_an_absolute_move_until_it_moves() {
+        assert_eq!(after(80, b"", &[]).unwrap().cursor(), Some((1, 1)));
+        let g = after(80, b"one\r\ntwo\r\n", &[(b"3;1", b'H'), (b"0", b'm')]).unwrap();
+        assert_eq!(g.cursor(), Some((3, 1)));
+        let mut g = g;
+        g.byte(b'x');
+        assert_eq!(g.cursor(), None);
+        g.byte(0x07);
+        assert_eq!(g.csi(b"", b'H').unwrap().cursor(), Some((1, 1)));
     }
 
     #[test]
