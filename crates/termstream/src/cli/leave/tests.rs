@@ -1,0 +1,86 @@
+//! Tests of [`super::Leave`]: the bytes that give the terminal back, and
+//! where the closing line goes, from the exact bytes a terminal was sent.
+
+use super::*;
+
+fn after(chunks: &[&[u8]]) -> Leave {
+    let mut l = Leave::default();
+    for c in chunks {
+        l.feed(c);
+    }
+    l
+}
+
+#[test]
+fn the_alternate_screen_is_left_only_when_in_use() {
+    let shell = after(&[b"\x1b[?2004h$ exit\r\n"]);
+    assert!(!shell.alternate());
+    assert!(!shell.bytes().starts_with(LEAVE_ALTERNATE));
+    assert!(!shell.bytes().ends_with(b"\r\n"), "already on a fresh line");
+
+    // Split across writes, and among other modes.
+    let vi = after(&[b"$ vi\r\n\x1b[?10", b"49;1h\x1b[H~"]);
+    assert!(vi.alternate());
+    assert_eq!(vi.bytes(), [LEAVE_ALTERNATE, MODES].concat(), "back where vi started");
+
+    let quit = after(&[b"$ vi\r\n\x1b[?1049h~\x1b[?1049l$ "]);
+    assert!(!quit.alternate());
+    assert!(quit.bytes().ends_with(b"\r\n"));
+    assert!(after(&[b"\x1b[?47h", b"x\x1bc"]).bytes().starts_with(MODES));
+}
+
+#[test]
+fn a_status_line_is_wiped_unless_a_reset_did() {
+    let mut l = after(&[b"$ "]);
+    l.status_line(24);
+    assert!(l.bytes().starts_with(b"\x1b7\x1b[24;1H\x1b[0m\x1b[2K\x1b8"));
+    l.feed(b"\x1bc$ ");
+    assert!(l.bytes().starts_with(MODES));
+}
+
+#[test]
+fn the_closing_line_starts_a_line_of_its_own() {
+    assert!(after(&[b"$ "]).bytes().ends_with(b"\r\n"));
+    assert!(after(&[b"done\r\n\x1b[0m"]).bytes().ends_with(MODES));
+    // An OSC title with a newline-free body, ended by BEL or ST.
+    assert!(after(&[b"a\n\x1b]0;title\x07"]).bytes().ends_with(MODES));
+    assert!(after(&[b"a\n\x1b]0;t\x1b\\"]).bytes().ends_with(MODES));
+    // A carriage return alone leaves text on the line.
+    assert!(after(&[b"50%\r"]).bytes().ends_with(b"\r\n"));
+    // A cursor move makes the column unknown.
+    assert!(after(&[b"a\n\x1b[5;1H"]).bytes().ends_with(b"\r\n"));
+}
+
+/// What `attach` feeds: a reset, then a snapshot as the server draws
+/// it (tab stops set, the cursor put last).
+fn snapshot(rows: &str, cursor: &str) -> Leave {
+    let mut l = Leave::sized(Some(100));
+    l.feed(b"\x1bc");
+    l.feed(rows.as_bytes());
+    l.feed(b"\x1b[5W\x1b[9G\x1b[0W\x1b[17G\x1b[0W\x1b[0m");
+    l.feed(cursor.as_bytes());
+    l.feed(b"\x1b[0m");
+    l
+}
+
+#[test]
+fn no_line_break_where_a_snapshot_left_the_cursor_on_an_empty_row() {
+    assert!(snapshot("", "\x1b[1;1H").bytes().ends_with(MODES), "a blank screen");
+    let two = "hello \x1b[94b\r\nhello \x1b[94b\r\n";
+    assert!(snapshot(two, "\x1b[3;1H").bytes().ends_with(MODES));
+    assert!(snapshot(two, "\x1b[2;1H").bytes().ends_with(b"\r\n"), "row 2 has text");
+    assert!(snapshot("$ ", "\x1b[1;3H").bytes().ends_with(b"\r\n"), "after a prompt");
+    // A full-screen program: the primary screen's cursor counts, and
+    // the cursor is put back there (1047 saved none).
+    let mut vi = snapshot(two, "\x1b[3;1H");
+    vi.feed(b"\x1b[?1047h\x1b[1;1HFULL \x1b[95b\r\n\x1b[2;1H");
+    assert_eq!(vi.bytes(), [LEAVE_ALTERNATE, b"\x1b[3;1H", MODES].concat());
+    // Into a file the alternate screen is not left: its own line counts.
+    vi.feed(b"got:x\r\n");
+    assert_eq!(vi.line_break_in_place(), b"");
+    assert_eq!(after(&[b"\x1b[?1049hgot:x"]).line_break_in_place(), b"\r\n");
+    // Without a width the row's contents stay unknown.
+    let mut no_width = Leave::default();
+    no_width.feed(b"\x1bc\x1b[1;1H");
+    assert!(no_width.bytes().ends_with(b"\r\n"));
+}
