@@ -96,10 +96,16 @@ impl Leave {
     }
 
     /// The terminal's width changed: rows may have been rewrapped, so the
-    /// cursor is no longer followed until the next reset.
+    /// cursor is no longer followed until the next reset, and a place
+    /// recorded before the change is not moved to (terminals reflow the
+    /// primary screen: it may now be on its content); leaving the
+    /// alternate screen restores the cursor as the terminal does.
     pub fn resized(&mut self, width: Option<u16>) {
         self.width = width;
         self.grid = None;
+        self.cursor_before_alternate = None;
+        // Nor is the restored cursor known to be at an empty line's start.
+        self.line_start_before_alternate = false;
     }
 
     /// The cursor is at the start of an empty line, as far as is known.

@@ -84,3 +84,13 @@ fn no_line_break_where_a_snapshot_left_the_cursor_on_an_empty_row() {
     no_width.feed(b"\x1bc\x1b[1;1H");
     assert!(no_width.bytes().ends_with(b"\r\n"));
 }
+
+#[test]
+fn after_a_window_change_the_cursor_is_not_moved_to_where_it_was() {
+    let mut vi = snapshot("one\r\ntwo\r\n", "\x1b[3;1H");
+    vi.feed(b"\x1b[?1047h\x1b[1;1HFULL\x1b[2;1H");
+    vi.resized(Some(40));
+    // The primary screen was reflowed: row 3 may hold its text now.
+    assert_eq!(vi.modes(), [LEAVE_ALTERNATE, MODES].concat());
+    assert_eq!(vi.line_break(), b"\r\n");
+}
