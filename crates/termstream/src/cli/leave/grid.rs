@@ -126,7 +126,8 @@ impl Grid {
                 // Below the cursor, and the cursor's row from it.
                 0 if self.col == 1 => self.drawn = self.drawn.min(self.row - 1),
                 0 => self.drawn = self.drawn.min(self.row),
-                2 | 3 => self.drawn = 0,
+                2 => self.drawn = 0,
+                // Above the cursor (nothing below changes), the scrollback.
                 _ => {}
             },
             _ => return None,
@@ -195,5 +196,16 @@ mod tests {
         assert_eq!(after(80, b"", &[(b"2", b'A')]), None);
         assert_eq!(after(80, b"", &[(b">4;1", b'H')]), None, "not parameters it knows");
         assert!(after(80, b"", &[(b">4;1", b'm')]).unwrap().at_empty_line_start());
+    }
+
+    #[test]
+    fn erasing_the_scrollback_erases_no_row() {
+        let g = after(80, b"one", &[(b"3", b'J'), (b"", b'H')]).unwrap();
+        assert!(!g.at_empty_line_start());
+        assert!(
+            after(80, b"one", &[(b"2", b'J'), (b"", b'H')])
+                .unwrap()
+                .at_empty_line_start()
+        );
     }
 }

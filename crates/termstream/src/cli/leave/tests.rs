@@ -94,3 +94,15 @@ fn after_a_window_change_the_cursor_is_not_moved_to_where_it_was() {
     assert_eq!(vi.modes(), [LEAVE_ALTERNATE, MODES].concat());
     assert_eq!(vi.line_break(), b"\r\n");
 }
+
+/// Ends with the line break before the closing line.
+fn breaks(l: &Leave) -> bool {
+    l.bytes().ends_with(b"\r\n")
+}
+
+#[test]
+fn scrollback_erased_leaves_the_screen_as_it_is() {
+    let mut l = snapshot("one\r\n", "\x1b[2;1H");
+    l.feed(b"\x1b[3J\x1b[H");
+    assert!(breaks(&l), "row 1 still has text");
+}
