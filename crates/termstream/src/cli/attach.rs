@@ -91,7 +91,7 @@ pub async fn attach_session(
     let screen = std::io::stdout().is_terminal();
     let raw = term::RawMode::enter().map_err(|e| Failure::io("cannot put the terminal in raw mode", e))?;
     let (conn, events) = Connection::open(client.clone(), ConnectOptions::default());
-    let mut leave = Leave::sized(term::window_size().map(|s| s.0));
+    let mut leave = Leave::sized(term::window_size());
     let watch = Watch {
         read_only,
         // Asked now: a hung-up terminal is no longer one.
@@ -205,8 +205,8 @@ async fn follow(
                     break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
                 };
                 match ev {
-                    Event::Restore { session_id, data, .. } if session_id == id => {
-                        leave.feed(RESET);
+                    Event::Restore { session_id, data, cols, rows, .. } if session_id == id => {
+                        leave.reset((cols, rows));
                         leave.feed(data.as_bytes());
                         if let Err(e) = out.write_all(RESET).and_then(|()| out.write_all(data.as_bytes())).and_then(|()| out.flush()) {
                             break failed(e);
@@ -218,6 +218,7 @@ async fn follow(
                             break failed(e);
                         }
                     }
+                    Event::Resized { session_id, cols, rows } if session_id == id => leave.session_resized((cols, rows)),
                     Event::Exit { session_id, status: SessionStatus::Lost, .. } if session_id == id => break Ok(Reason::Lost),
                     Event::Exit { session_id, status, exit_code, signal } if session_id == id => {
                         let code = exit::of_program(exit_code, signal);
@@ -267,7 +268,7 @@ async fn follow(
             Some(n) = super::run::got_signal(&mut sighup, libc::SIGHUP) => break Ok(Reason::Signalled(n)),
             _ = winch.recv() => {
                 let size = term::window_size();
-                leave.resized(size.map(|s| s.0));
+                leave.resized(size);
                 if !read_only && let Some((cols, rows)) = size {
                     let _ = conn.resize(id.clone(), cols, rows).await;
                 }

@@ -60,8 +60,9 @@ pub struct Leave {
     /// where the terminal pleases (the top-left corner, or where it is on
     /// the alternate screen), and it is moved there after.
     cursor_before_alternate: Option<(u32, u32)>,
-    /// The local terminal's width, when known: a reset then starts `grid`.
-    width: Option<u16>,
+    /// The local terminal's size `(cols, rows)`, when known: a reset then
+    /// starts `grid`.
+    size: Option<(u16, u16)>,
     /// The cursor followed since the last reset, while that is possible.
     grid: Option<Grid>,
     /// The row of attach's own status line ("the server is away"), while
@@ -78,7 +79,7 @@ impl Default for Leave {
             line_start: false,
             line_start_before_alternate: false,
             cursor_before_alternate: None,
-            width: None,
+            size: None,
             grid: None,
             status_row: None,
         }
@@ -86,12 +87,32 @@ impl Default for Leave {
 }
 
 impl Leave {
-    /// For a terminal `width` columns wide (when known), which lets the
+    /// For a terminal of `size` `(cols, rows)` (when known), which lets the
     /// cursor be followed after a reset (`attach` resets before a snapshot).
-    pub fn sized(width: Option<u16>) -> Leave {
+    pub fn sized(size: Option<(u16, u16)>) -> Leave {
         Leave {
-            width,
+            size,
             ..Leave::default()
+        }
+    }
+
+    /// Takes note of the reset written before a snapshot of a session of
+    /// `session` `(cols, rows)`. The cursor is followed from here only when
+    /// the session's size is the terminal's (else the snapshot's rows and
+    /// moves are not where they land: a taller session's row 30 is the
+    /// terminal's last).
+    pub fn reset(&mut self, session: (u16, u16)) {
+        self.feed(b"\x1bc");
+        if self.size != Some(session) {
+            self.grid = None;
+        }
+    }
+
+    /// The session was resized: when to another size than the terminal's
+    /// (a web viewer's), its moves are no longer followed.
+    pub fn session_resized(&mut self, session: (u16, u16)) {
+        if self.size != Some(session) {
+            self.grid = None;
         }
     }
 
@@ -100,8 +121,8 @@ impl Leave {
     /// recorded before the change is not moved to (terminals reflow the
     /// primary screen: it may now be on its content); leaving the
     /// alternate screen restores the cursor as the terminal does.
-    pub fn resized(&mut self, width: Option<u16>) {
-        self.width = width;
+    pub fn resized(&mut self, size: Option<(u16, u16)>) {
+        self.size = size;
         self.grid = None;
         self.cursor_before_alternate = None;
         // Nor is the restored cursor known to be at an empty line's start.
@@ -158,7 +179,7 @@ impl Leave {
                         }
                         // After a reset, a blank screen and the cursor home.
                         if b == b'c' {
-                            self.grid = self.width.map(Grid::reset);
+                            self.grid = self.size.map(|(cols, rows)| Grid::reset(cols, rows));
                         }
                         Scan::Ground
                     }

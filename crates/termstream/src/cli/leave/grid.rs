@@ -8,18 +8,22 @@
 //! the cursor was already at the start of an empty one.
 //!
 //! Rows are counted high, never low: a character that is not ASCII is taken
-//! as two columns wide (it may wrap sooner), a line feed on the bottom row as
-//! a new row (the screen scrolls instead), so a row counted `r` is never above
-//! where it really is, and the lowest row drawn on is never under-counted. A
-//! row below it is therefore really empty. Anything that could move drawn
-//! rows down or the cursor to an unknown place ends the following until the
-//! next reset.
+//! as two columns wide (it may wrap sooner), rows drawn on stay drawn when
+//! the screen scrolls (their text moved up), so a row counted `r` is never
+//! above where it really is, and the lowest row drawn on is never
+//! under-counted. A row below it is therefore really empty. Rows are clamped
+//! to the screen's height, as the terminal clamps them (the session's size
+//! must be the terminal's: [`super::Leave`] sees to it). Anything that could
+//! move drawn rows down or the cursor to an unknown place ends the following
+//! until the next reset.
 
 /// The cursor's place and the drawn rows since the last reset (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grid {
     /// The terminal's width in columns.
     width: u32,
+    /// The terminal's height in rows.
+    height: u32,
     row: u32,
     /// `width + 1` when a character was written in the last column and the
     /// next one wraps.
@@ -37,10 +41,12 @@ pub struct Grid {
 const MAX_REPEAT: u32 = 65_535;
 
 impl Grid {
-    /// A blank screen of `width` columns with the cursor home.
-    pub fn reset(width: u16) -> Grid {
+    /// A blank screen of `width` columns and `height` rows with the cursor
+    /// home.
+    pub fn reset(width: u16, height: u16) -> Grid {
         Grid {
             width: u32::from(width.max(1)),
+            height: u32::from(height.max(1)),
             row: 1,
             col: 1,
             drawn: 0,
@@ -67,7 +73,8 @@ impl Grid {
         }
         match b {
             b'\r' => self.col = 1,
-            b'\n' | 0x0b | 0x0c => self.row += 1,
+            // On the bottom row the screen scrolls.
+            b'\n' | 0x0b | 0x0c => self.row = self.row.saturating_add(1).min(self.height),
             0x08 => self.col = self.col.saturating_sub(1).max(1),
             // To the next tab stop, not past the last column: taken as the
             // last column, so the next character is counted as wrapping.
@@ -80,7 +87,7 @@ impl Grid {
 
     fn draw(&mut self, cols: u32) {
         if self.col + cols - 1 > self.width {
-            self.row += 1;
+            self.row = self.row.saturating_add(1).min(self.height);
             self.col = 1;
         }
         self.drawn = self.drawn.max(self.row);
@@ -106,12 +113,12 @@ impl Grid {
         let at = |i: usize| nums.get(i).copied().unwrap_or(0).max(1);
         match last {
             b'H' | b'f' => {
-                self.row = at(0);
+                self.row = at(0).min(self.height);
                 self.col = at(1).min(self.width);
                 self.exact = true;
             }
             b'G' | b'`' => self.col = at(0).min(self.width),
-            b'd' => self.row = at(0),
+            b'd' => self.row = at(0).min(self.height),
             b'b' => {
                 let n = at(0);
                 if n > MAX_REPEAT {
@@ -141,7 +148,7 @@ mod tests {
     use super::*;
 
     fn after(width: u16, bytes: &[u8], csis: &[(&[u8], u8)]) -> Option<Grid> {
-        let mut g = Grid::reset(width);
+        let mut g = Grid::reset(width, 24);
         for &b in bytes {
             g.byte(b);
         }
@@ -207,5 +214,16 @@ mod tests {
                 .unwrap()
                 .at_empty_line_start()
         );
+    }
+
+    #[test]
+    fn rows_are_clamped_to_the_height() {
+        let g = after(80, b"", &[(b"30;1", b'H')]).unwrap();
+        assert_eq!(g.cursor(), Some((24, 1)));
+        let mut g = after(80, b"", &[(b"24;1", b'H')]).unwrap();
+        g.byte(b'x');
+        g.byte(b'\n');
+        g.byte(b'\r');
+        assert!(!g.at_empty_line_start(), "scrolled: row 24 is counted drawn");
     }
 }

@@ -54,7 +54,7 @@ fn the_closing_line_starts_a_line_of_its_own() {
 /// What `attach` feeds: a reset, then a snapshot as the server draws
 /// it (tab stops set, the cursor put last).
 fn snapshot(rows: &str, cursor: &str) -> Leave {
-    let mut l = Leave::sized(Some(100));
+    let mut l = Leave::sized(Some((100, 24)));
     l.feed(b"\x1bc");
     l.feed(rows.as_bytes());
     l.feed(b"\x1b[5W\x1b[9G\x1b[0W\x1b[17G\x1b[0W\x1b[0m");
@@ -89,7 +89,7 @@ fn no_line_break_where_a_snapshot_left_the_cursor_on_an_empty_row() {
 fn after_a_window_change_the_cursor_is_not_moved_to_where_it_was() {
     let mut vi = snapshot("one\r\ntwo\r\n", "\x1b[3;1H");
     vi.feed(b"\x1b[?1047h\x1b[1;1HFULL\x1b[2;1H");
-    vi.resized(Some(40));
+    vi.resized(Some((40, 24)));
     // The primary screen was reflowed: row 3 may hold its text now.
     assert_eq!(vi.modes(), [LEAVE_ALTERNATE, MODES].concat());
     assert_eq!(vi.line_break(), b"\r\n");
@@ -105,4 +105,28 @@ fn scrollback_erased_leaves_the_screen_as_it_is() {
     let mut l = snapshot("one\r\n", "\x1b[2;1H");
     l.feed(b"\x1b[3J\x1b[H");
     assert!(breaks(&l), "row 1 still has text");
+}
+
+#[test]
+fn rows_are_clamped_to_the_height_and_a_session_of_another_size_is_not_followed() {
+    let mut l = Leave::sized(Some((100, 24)));
+    l.reset((100, 24));
+    l.feed(b"\x1b[30;1Hhello\x1b[35;1H");
+    assert!(breaks(&l), "both on row 24");
+    let mut l = Leave::sized(Some((100, 24)));
+    l.reset((100, 24));
+    l.feed(b"\x1b[24;1Hhello\x1b[30d\r");
+    assert!(breaks(&l), "VPA clamped too");
+    // A taller session: its rows land elsewhere.
+    let mut l = Leave::sized(Some((100, 24)));
+    l.reset((100, 40));
+    l.feed(b"hello\x1b[3;1H");
+    assert!(breaks(&l));
+    // Resized to another size than the terminal's after the snapshot.
+    let mut l = snapshot("", "\x1b[1;1H");
+    l.session_resized((80, 24));
+    assert!(breaks(&l));
+    let mut l = snapshot("", "\x1b[1;1H");
+    l.session_resized((100, 24));
+    assert!(!breaks(&l));
 }
