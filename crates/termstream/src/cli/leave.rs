@@ -97,11 +97,13 @@ impl Leave {
     }
 
     /// Takes note of the reset written before a snapshot of a session of
-    /// `session` `(cols, rows)`. The cursor is followed from here only when
+    /// `session` `(cols, rows)`: the terminal is reset whatever sequence
+    /// the bytes before it ended in. The cursor is followed from here only when
     /// the session's size is the terminal's (else the snapshot's rows and
     /// moves are not where they land: a taller session's row 30 is the
     /// terminal's last).
     pub fn reset(&mut self, session: (u16, u16)) {
+        self.scan = Scan::Ground;
         self.feed(b"\x1bc");
         if self.size != Some(session) {
             self.grid = None;
@@ -164,6 +166,8 @@ impl Leave {
                     b']' | b'P' | b'X' | b'^' | b'_' => Scan::Str,
                     // An intermediate byte (`ESC ( B`): the next one ends it.
                     0x20..=0x2f => Scan::Escape,
+                    // ESC again starts anew.
+                    0x1b => Scan::Escape,
                     _ => {
                         // `ESC c` resets the terminal: the cursor goes home,
                         // the screen (and a status line on it) is cleared.
@@ -202,7 +206,13 @@ impl Leave {
                 0x1b => self.scan = Scan::StrEscape,
                 _ => {}
             },
-            Scan::StrEscape => self.scan = if b == b'\\' { Scan::Ground } else { Scan::Str },
+            // ESC ends the string and, but for `\`, starts a sequence
+            // (`ESC c` resets the terminal there too).
+            Scan::StrEscape if b == b'\\' => self.scan = Scan::Ground,
+            Scan::StrEscape => {
+                self.scan = Scan::Escape;
+                self.byte(b);
+            }
         }
     }
 

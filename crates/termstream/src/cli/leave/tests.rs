@@ -130,3 +130,21 @@ fn rows_are_clamped_to_the_height_and_a_session_of_another_size_is_not_followed(
     l.session_resized((100, 24));
     assert!(!breaks(&l));
 }
+
+#[test]
+fn the_reset_is_heard_after_output_that_ended_inside_a_sequence() {
+    for before in [&b"$ \x1b]0;a ti"[..], b"$ \x1b", b"$ \x1b[1;3", b"$ \x1bP1$"] {
+        let mut l = Leave::sized(Some((100, 24)));
+        l.feed(before);
+        l.reset((100, 24));
+        l.feed(b"hello\r\n\x1b[2;1H");
+        assert!(!breaks(&l), "{}", String::from_utf8_lossy(before).escape_debug());
+    }
+    // Written in a string, ESC c resets a terminal too.
+    let mut l = Leave::sized(Some((100, 24)));
+    l.feed(b"$ \x1b]0;a ti\x1bchello\r\n\x1b[2;1H");
+    assert!(!breaks(&l));
+    let mut l = Leave::sized(Some((100, 24)));
+    l.feed(b"$ \x1b\x1bchello\r\n\x1b[2;1H");
+    assert!(!breaks(&l));
+}
