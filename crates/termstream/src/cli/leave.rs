@@ -24,6 +24,16 @@ const LEAVE_ALTERNATE: &[u8] = b"\x1b[?1049l";
 /// The longest parameter string kept of one control sequence; longer ones
 /// are not mode changes this cares about.
 const MAX_PARAMS: usize = 32;
+/// Private modes (`CSI ? n h`, `CSI ? n l`) known to leave the cursor and
+/// the screen's rows as they are: cursor keys, blinking and shown cursor,
+/// mouse reports, focus reports, bracketed paste, synchronized output.
+/// Any other ends the following (origin mode homes the cursor, `1048`
+/// restores one, reverse wrap, ...).
+const STILL_MODES: &[&[u8]] = &[
+    b"1", b"9", b"12", b"25", b"1000", b"1002", b"1003", b"1004", b"1005", b"1006", b"1015", b"2004", b"2026",
+];
+/// The modes that switch screens.
+const ALTERNATE_MODES: &[&[u8]] = &[b"1049", b"1047", b"47"];
 
 /// Where the byte scanner is within an escape sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +41,9 @@ enum Scan {
     Ground,
     /// After ESC.
     Escape,
+    /// After `ESC` and an intermediate byte (`ESC ( B`): the next final
+    /// byte ends it.
+    Intermediate,
     /// After `ESC [`; `private` once a `?` was seen.
     Csi {
         private: bool,
@@ -146,9 +159,7 @@ impl Leave {
     fn byte(&mut self, b: u8) {
         match self.scan {
             Scan::Ground => {
-                if b != 0x1b
-                    && let Some(g) = &mut self.grid
-                {
+                if let Some(g) = &mut self.grid {
                     g.byte(b);
                 }
                 match b {
@@ -164,31 +175,30 @@ impl Leave {
                 self.scan = match b {
                     b'[' => Scan::Csi { private: false },
                     b']' | b'P' | b'X' | b'^' | b'_' => Scan::Str,
-                    // An intermediate byte (`ESC ( B`): the next one ends it.
-                    0x20..=0x2f => Scan::Escape,
                     // ESC again starts anew.
                     0x1b => Scan::Escape,
+                    // A character set chosen (`ESC ( B`) leaves the cursor;
+                    // anything else (`ESC # 6` halves the line's width) ends
+                    // the following.
+                    b'(' | b')' | b'*' | b'+' | b'-' | b'.' | b'/' => Scan::Intermediate,
+                    0x20..=0x2f => {
+                        self.line_start = false;
+                        self.grid = None;
+                        Scan::Intermediate
+                    }
+                    0x00..=0x1f => self.control_in_sequence(b, Scan::Escape),
                     _ => {
-                        // `ESC c` resets the terminal: the cursor goes home,
-                        // the screen (and a status line on it) is cleared.
-                        if b == b'c' {
-                            self.alternate = false;
-                            self.status_row = None;
-                        }
-                        // Reverse index, restore cursor, ...: where the
-                        // cursor is, is no longer known.
-                        if matches!(b, b'c' | b'8' | b'M' | b'E' | b'D') {
-                            self.line_start = false;
-                            self.grid = None;
-                        }
-                        // After a reset, a blank screen and the cursor home.
-                        if b == b'c' {
-                            self.grid = self.size.map(|(cols, rows)| Grid::reset(cols, rows));
-                        }
+                        self.escape_end(b);
                         Scan::Ground
                     }
                 };
             }
+            Scan::Intermediate => match b {
+                0x1b => self.scan = Scan::Escape,
+                0x00..=0x1f => self.scan = self.control_in_sequence(b, Scan::Intermediate),
+                0x20..=0x2f => {}
+                _ => self.scan = Scan::Ground,
+            },
             Scan::Csi { private } => match b {
                 b'?' if self.params.is_empty() && !private => self.scan = Scan::Csi { private: true },
                 0x20..=0x3f if self.params.len() < MAX_PARAMS => self.params.push(b),
@@ -197,13 +207,14 @@ impl Leave {
                     self.csi_end(private, b);
                     self.scan = Scan::Ground;
                 }
-                // A control inside a sequence is acted on; ESC starts anew.
                 0x1b => self.scan = Scan::Escape,
+                0x00..=0x1f => self.scan = self.control_in_sequence(b, self.scan),
                 _ => {}
             },
             Scan::Str => match b {
                 0x07 => self.scan = Scan::Ground,
                 0x1b => self.scan = Scan::StrEscape,
+                0x18 | 0x1a => self.scan = self.control_in_sequence(b, Scan::Str),
                 _ => {}
             },
             // ESC ends the string and, but for `\`, starts a sequence
@@ -216,12 +227,48 @@ impl Leave {
         }
     }
 
+    /// A control inside a sequence: acted on there (a line feed moves the
+    /// cursor; CAN and SUB end the sequence), which is not followed.
+    fn control_in_sequence(&mut self, b: u8, scan: Scan) -> Scan {
+        self.line_start = false;
+        self.grid = None;
+        if matches!(b, 0x18 | 0x1a) { Scan::Ground } else { scan }
+    }
+
+    /// The end of `ESC final`.
+    fn escape_end(&mut self, b: u8) {
+        // `ESC c` resets the terminal: the cursor goes home, the screen
+        // (and a status line on it) is cleared.
+        if b == b'c' {
+            self.alternate = false;
+            self.status_row = None;
+            self.line_start = false;
+            self.grid = self.size.map(|(cols, rows)| Grid::reset(cols, rows));
+            return;
+        }
+        // Saving the cursor, keypad modes, a tab stop, a string's end, a
+        // character set chosen: the cursor stays. Anything else (reverse
+        // index, restoring the cursor, `ESC # 6`, ...) ends the following.
+        if !matches!(b, b'7' | b'=' | b'>' | b'H' | b'\\') {
+            self.line_start = false;
+            self.grid = None;
+        }
+    }
+
     fn csi_end(&mut self, private: bool, last: u8) {
+        // The pen leaves the cursor where it is, however long its
+        // parameters.
+        if !private && last == b'm' && self.params.len() < MAX_PARAMS {
+            return;
+        }
         if private && (last == b'h' || last == b'l') {
-            let alternate_mode = self
-                .params
-                .split(|&c| c == b';')
-                .any(|p| matches!(p, b"1049" | b"1047" | b"47"));
+            let modes = || self.params.split(|&c| c == b';');
+            let alternate_mode = modes().any(|p| ALTERNATE_MODES.contains(&p));
+            let still = modes().all(|p| STILL_MODES.contains(&p) || ALTERNATE_MODES.contains(&p));
+            if !still || self.params.len() >= MAX_PARAMS {
+                self.grid = None;
+                self.line_start = false;
+            }
             if alternate_mode {
                 let on = last == b'h';
                 if on && !self.alternate {
@@ -239,17 +286,15 @@ impl Leave {
             }
             return;
         }
-        if self.params.len() >= MAX_PARAMS {
-            // Perhaps cut short: its numbers are not to be trusted.
+        if private || self.params.len() >= MAX_PARAMS {
+            // Not a sequence followed, or perhaps cut short: its numbers are
+            // not to be trusted.
             self.grid = None;
-        } else if !private {
+        } else {
             self.grid = self.grid.and_then(|g| g.csi(&self.params, last));
         }
-        // The pen and other modes leave the cursor where it is; anything
-        // else (a move, an erase of the line) is taken as a move.
-        if last != b'm' && !(last == b'h' || last == b'l') {
-            self.line_start = false;
-        }
+        // Anything else (a move, an erase of the line) is taken as a move.
+        self.line_start = false;
     }
 
     /// Takes note of a status line drawn on `row` (1-based) over the

@@ -7,14 +7,17 @@
 //! line gets a line break first, which leaves an empty row above it when
 //! the cursor was already at the start of an empty one.
 //!
-//! Rows are counted high, never low: a character that is not ASCII is taken
-//! as two columns wide (it may wrap sooner), rows drawn on stay drawn when
+//! Rows are counted high, never low: a character that is not ASCII (and a
+//! stray UTF-8 continuation byte, shown as U+FFFD) is taken as two columns
+//! wide (it may wrap sooner), rows drawn on stay drawn when
 //! the screen scrolls (their text moved up), so a row counted `r` is never
 //! above where it really is, and the lowest row drawn on is never
 //! under-counted. A row below it is therefore really empty. Rows are clamped
 //! to the screen's height, as the terminal clamps them (the session's size
-//! must be the terminal's: [`super::Leave`] sees to it). Anything that could
-//! move drawn rows down or the cursor to an unknown place ends the following
+//! must be the terminal's: [`super::Leave`] sees to it). Only sequences whose
+//! effect on the cursor is modelled exactly are followed; anything else
+//! (that could move drawn rows down or the cursor to an unknown place) ends
+//! the following
 //! until the next reset.
 
 /// The cursor's place and the drawn rows since the last reset (1-based).
@@ -35,6 +38,8 @@ pub struct Grid {
     /// `row` and `col` are where the cursor is, not counted high: since the
     /// reset or the last absolute move (`CSI row;col H`), nothing moved it.
     exact: bool,
+    /// UTF-8 continuation bytes still expected by the last lead byte.
+    utf8_left: u8,
 }
 
 /// The most `CSI n b` repeats followed; more end the following.
@@ -52,6 +57,7 @@ impl Grid {
             drawn: 0,
             last: 1,
             exact: true,
+            utf8_left: 0,
         }
     }
 
@@ -66,12 +72,22 @@ impl Grid {
     }
 
     /// A control character or a printable byte (a UTF-8 continuation byte
-    /// counts for nothing, a lead byte for two columns).
+    /// that a lead byte announced counts for nothing, a lead byte for two
+    /// columns). ESC, which starts a sequence, cuts a UTF-8 sequence short.
     pub fn byte(&mut self, b: u8) {
-        if !matches!(b, 0x00..=0x07 | 0x0e..=0x1f | 0x7f | 0x80..=0xbf) {
+        let continues = (0x80..=0xbf).contains(&b) && self.utf8_left > 0;
+        if !continues && !matches!(b, 0x00..=0x07 | 0x0e..=0x1f | 0x7f) {
             self.exact = false;
         }
+        self.utf8_left = match b {
+            _ if continues => self.utf8_left - 1,
+            0xc2..=0xdf => 1,
+            0xe0..=0xef => 2,
+            0xf0..=0xf4 => 3,
+            _ => 0,
+        };
         match b {
+            _ if continues => {}
             b'\r' => self.col = 1,
             // On the bottom row the screen scrolls.
             b'\n' | 0x0b | 0x0c => self.row = self.row.saturating_add(1).min(self.height),
@@ -79,8 +95,9 @@ impl Grid {
             // To the next tab stop, not past the last column: taken as the
             // last column, so the next character is counted as wrapping.
             b'\t' => self.col = self.width,
-            0x00..=0x1f | 0x7f | 0x80..=0xbf => {}
+            0x00..=0x1f | 0x7f => {}
             0x20..=0x7e => self.draw(1),
+            // A lead byte, or one shown as U+FFFD (a stray continuation).
             _ => self.draw(2),
         }
     }
@@ -98,9 +115,9 @@ impl Grid {
     /// The end of a (non-private) control sequence `CSI params final`;
     /// `None` when it ends the following.
     pub fn csi(mut self, params: &[u8], last: u8) -> Option<Grid> {
-        // The pen, modes, tab stops: the cursor stays, whatever the
-        // parameters (`CSI > 4 ; 1 m` too).
-        if matches!(last, b'm' | b'h' | b'l' | b'W' | b'g') {
+        // The pen, tab stops: the cursor stays, whatever the parameters
+        // (`CSI > 4 ; 1 m` too). Modes (`CSI 4 h`, insert) are not followed.
+        if matches!(last, b'm' | b'W' | b'g') {
             return Some(self);
         }
         let text = std::str::from_utf8(params).ok()?;
@@ -225,5 +242,15 @@ mod tests {
         g.byte(b'\n');
         g.byte(b'\r');
         assert!(!g.at_empty_line_start(), "scrolled: row 24 is counted drawn");
+    }
+
+    #[test]
+    fn a_stray_continuation_byte_is_drawn() {
+        // Shown as U+FFFD: eleven of them wrap onto row 2.
+        let g = after(10, &[0x80; 11], &[(b"2;1", b'H')]).unwrap();
+        assert!(!g.at_empty_line_start());
+        // Announced by a lead byte they draw nothing more.
+        let g = after(10, "ééééé".as_bytes(), &[(b"2;1", b'H')]).unwrap();
+        assert!(g.at_empty_line_start());
     }
 }

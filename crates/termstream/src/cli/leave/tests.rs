@@ -148,3 +148,42 @@ fn the_reset_is_heard_after_output_that_ended_inside_a_sequence() {
     l.feed(b"$ \x1b\x1bchello\r\n\x1b[2;1H");
     assert!(!breaks(&l));
 }
+
+#[test]
+fn what_moves_the_cursor_unseen_ends_the_following() {
+    let two = "one\r\ntwo\r\n";
+    // Origin mode, a restored cursor, reverse wrap, no autowrap: the cursor
+    // may be on text.
+    for seq in [
+        &b"\x1b[?6h"[..],
+        b"\x1b[?6l",
+        b"\x1b[?1048l",
+        b"\x1b[?45h\x08",
+        b"\x1b[?7l",
+        b"\x1b[4h",
+    ] {
+        let mut l = snapshot(two, "\x1b[3;1H");
+        l.feed(seq);
+        assert!(breaks(&l), "{}", String::from_utf8_lossy(seq).escape_debug());
+    }
+    // Known modes leave it.
+    let mut l = snapshot(two, "\x1b[3;1H");
+    l.feed(b"\x1b[?25h\x1b[?2004;1000h\x1b[?2026l\x1b=\x1b(B\x1b7");
+    assert!(!breaks(&l));
+    // A line's width doubled.
+    let mut l = snapshot("one", "\x1b[1;3H");
+    l.feed(b"\x1b[2;1H\x1b#6");
+    assert!(breaks(&l));
+    // A control inside a sequence acts: the tab moves the cursor right.
+    let mut l = snapshot(two, "\x1b[3;1H");
+    l.feed(b"\x1b[0\tm");
+    assert!(breaks(&l));
+    // CAN ends a title: what follows is drawn.
+    let mut l = snapshot(two, "\x1b[3;1H");
+    l.feed(b"\x1b]0;t\x18x");
+    assert!(breaks(&l));
+    // A stray continuation byte is drawn (U+FFFD).
+    let mut l = snapshot(two, "\x1b[3;1H");
+    l.feed(b"\x1b[0m\xa9");
+    assert!(breaks(&l));
+}
