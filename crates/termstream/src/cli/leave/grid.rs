@@ -42,9 +42,6 @@ pub struct Grid {
     utf8_left: u8,
 }
 
-/// The most `CSI n b` repeats followed; more end the following.
-const MAX_REPEAT: u32 = 65_535;
-
 impl Grid {
     /// A blank screen of `width` columns and `height` rows with the cursor
     /// home.
@@ -89,27 +86,47 @@ impl Grid {
         match b {
             _ if continues => {}
             b'\r' => self.col = 1,
-            // On the bottom row the screen scrolls.
-            b'\n' | 0x0b | 0x0c => self.row = self.row.saturating_add(1).min(self.height),
+            b'\n' | 0x0b | 0x0c => self.line_feed(),
             0x08 => self.col = self.col.saturating_sub(1).max(1),
             // To the next tab stop, not past the last column: taken as the
             // last column, so the next character is counted as wrapping.
             b'\t' => self.col = self.width,
             0x00..=0x1f | 0x7f => {}
-            0x20..=0x7e => self.draw(1),
+            0x20..=0x7e => self.draw(1, 1),
             // A lead byte, or one shown as U+FFFD (a stray continuation).
-            _ => self.draw(2),
+            _ => self.draw(2, 1),
         }
     }
 
-    fn draw(&mut self, cols: u32) {
-        if self.col + cols - 1 > self.width {
-            self.row = self.row.saturating_add(1).min(self.height);
-            self.col = 1;
+    /// Down a row; on the bottom row the screen scrolls (the rows drawn on
+    /// are still counted where they were: high).
+    fn line_feed(&mut self) {
+        self.row = self.row.saturating_add(1).min(self.height);
+    }
+
+    /// `n` characters `cols` wide, as the terminal wraps them; worked
+    /// out, not drawn one by one (`CSI n b` repeats any number of times).
+    fn draw(&mut self, cols: u32, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let (width, cols, n) = (u64::from(self.width), u64::from(cols.min(self.width)), u64::from(n));
+        // Whole characters that fit: on the cursor's row, on a fresh one.
+        let room = (width + 1).saturating_sub(u64::from(self.col)) / cols;
+        let per_row = width / cols;
+        if n <= room {
+            self.col += u32::try_from(n * cols).unwrap_or(u32::MAX);
+        } else {
+            // The rest start this many rows below; the last holds `last_n`.
+            let rest = n - room;
+            let rows = rest.div_ceil(per_row);
+            let last_n = rest - (rows - 1) * per_row;
+            let rows = u32::try_from(rows).unwrap_or(u32::MAX);
+            self.row = self.row.saturating_add(rows).min(self.height);
+            self.col = u32::try_from(1 + last_n * cols).unwrap_or(u32::MAX);
         }
         self.drawn = self.drawn.max(self.row);
-        self.col += cols;
-        self.last = cols;
+        self.last = u32::try_from(cols).unwrap_or(1);
     }
 
     /// The end of a (non-private) control sequence `CSI params final`;
@@ -137,14 +154,8 @@ impl Grid {
             b'G' | b'`' => self.col = at(0).min(self.width),
             b'd' => self.row = at(0).min(self.height),
             b'b' => {
-                let n = at(0);
-                if n > MAX_REPEAT {
-                    return None;
-                }
                 self.exact = false;
-                for _ in 0..n {
-                    self.draw(self.last);
-                }
+                self.draw(self.last, at(0));
             }
             b'J' => match nums.first().copied().unwrap_or(0) {
                 // Below the cursor, and the cursor's row from it.
@@ -252,5 +263,48 @@ mod tests {
         // Announced by a lead byte they draw nothing more.
         let g = after(10, "ééééé".as_bytes(), &[(b"2;1", b'H')]).unwrap();
         assert!(g.at_empty_line_start());
+    }
+    #[test]
+    fn a_repeat_is_worked_out_and_numbers_do_not_overflow() {
+        // Ten columns, 24 rows: 2 + 4000 characters fill every row.
+        let g = after(10, b"ab", &[(b"4000", b'b'), (b"24;1", b'H')]).unwrap();
+        assert!(!g.at_empty_line_start());
+        let g = after(10, b"ab", &[(b"4294967295", b'b')]).unwrap();
+        assert_eq!((g.row, g.drawn), (24, 24));
+        // Exactly a row: the cursor waits in the last column, not wrapped.
+        let g = after(10, b"a", &[(b"9", b'b'), (b"2;1", b'H')]).unwrap();
+        assert!(g.at_empty_line_start());
+        let mut g = after(80, b"", &[(b"4294967295;4294967295", b'H')]).unwrap();
+        g.byte(b'\n');
+        g.byte(b'x');
+        assert_eq!(g.row, 24);
+    }
+
+    #[test]
+    fn a_repeat_draws_as_far_as_one_character_at_a_time() {
+        for width in 1..8u16 {
+            for start in 0..10 {
+                for cols in 1..=2 {
+                    for n in 0..40 {
+                        let mut g = Grid::reset(width, 6);
+                        g.col = start % (u32::from(width) + 1) + 1;
+                        let mut one = g;
+                        // As the terminal draws them, one at a time.
+                        let c = cols.min(one.width);
+                        for _ in 0..n {
+                            if one.col + c - 1 > one.width {
+                                one.row = (one.row + 1).min(one.height);
+                                one.col = 1;
+                            }
+                            one.drawn = one.drawn.max(one.row);
+                            one.col += c;
+                            one.last = c;
+                        }
+                        g.draw(cols, n);
+                        assert_eq!(g, one, "width {width}, col {}, {n} of {cols}", one.col);
+                    }
+                }
+            }
+        }
     }
 }
