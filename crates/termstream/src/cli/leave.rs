@@ -258,7 +258,7 @@ impl Leave {
     fn csi_end(&mut self, private: bool, last: u8) {
         // The pen leaves the cursor where it is, however long its
         // parameters.
-        if !private && last == b'm' && self.params.len() < MAX_PARAMS {
+        if !private && last == b'm' {
             return;
         }
         if private && (last == b'h' || last == b'l') {

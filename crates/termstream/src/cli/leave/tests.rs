@@ -187,3 +187,10 @@ fn what_moves_the_cursor_unseen_ends_the_following() {
     l.feed(b"\x1b[0m\xa9");
     assert!(breaks(&l));
 }
+
+#[test]
+fn a_long_pen_keeps_the_following() {
+    let mut l = snapshot("one\r\n", "\x1b[2;1H");
+    l.feed(b"\x1b[38;2;100;100;100;48;2;200;200;200;1;3;4m");
+    assert!(!breaks(&l));
+}
