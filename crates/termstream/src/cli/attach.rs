@@ -91,7 +91,9 @@ pub async fn attach_session(
     let screen = std::io::stdout().is_terminal();
     let raw = term::RawMode::enter().map_err(|e| Failure::io("cannot put the terminal in raw mode", e))?;
     let (conn, events) = Connection::open(client.clone(), ConnectOptions::default());
-    let mut leave = Leave::sized(term::window_size());
+    // Into a file the cursor is not followed: the terminal's size says
+    // nothing of it, and the closing line goes on a line of its own.
+    let mut leave = Leave::sized(term::window_size().filter(|_| screen));
     let watch = Watch {
         read_only,
         // Asked now: a hung-up terminal is no longer one.
@@ -268,7 +270,7 @@ async fn follow(
             Some(n) = super::run::got_signal(&mut sighup, libc::SIGHUP) => break Ok(Reason::Signalled(n)),
             _ = winch.recv() => {
                 let size = term::window_size();
-                leave.resized(size);
+                leave.resized(size.filter(|_| watch.screen));
                 if !read_only && let Some((cols, rows)) = size {
                     let _ = conn.resize(id.clone(), cols, rows).await;
                 }

@@ -335,9 +335,11 @@ impl Leave {
 
     /// [`Leave::line_break`] where the modes are not given back (the bytes
     /// go to a file): the alternate screen, if in use, is not left, so the
-    /// cursor on it is the one that counts.
+    /// cursor on it is the one that counts. Only a line feed last counts
+    /// (not a followed cursor), so the file's closing line is a line of its
+    /// own, as the file is read line by line.
     pub fn line_break_in_place(&self) -> &'static [u8] {
-        if self.at_line_start() { b"" } else { b"\r\n" }
+        if self.line_start { b"" } else { b"\r\n" }
     }
 
     /// What puts the cursor on a line of its own for a closing line

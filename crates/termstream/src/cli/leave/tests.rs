@@ -194,3 +194,10 @@ fn a_long_pen_keeps_the_following() {
     l.feed(b"\x1b[38;2;100;100;100;48;2;200;200;200;1;3;4m");
     assert!(!breaks(&l));
 }
+
+#[test]
+fn into_a_file_the_closing_line_follows_a_line_feed_only() {
+    let l = snapshot("one\r\n", "\x1b[3;1H");
+    assert_eq!(l.line_break_in_place(), b"\r\n");
+    assert_eq!(after(&[b"one\r\n"]).line_break_in_place(), b"");
+}
