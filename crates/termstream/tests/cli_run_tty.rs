@@ -34,10 +34,44 @@ async fn run_tty_gives_the_screen_back_after_a_killed_full_screen_program() {
             secs(5),
         )
         .await;
-    // Why it ended is said where it stays in view.
+    // Why it ended is said where it stays in view, on the row where the
+    // program started: no empty row above it.
     screen
         .wait_for("ran past its timeout and was terminated", secs(5))
         .await;
+    // The note at the timeout, on the alternate screen, was on a line of
+    // its own there too.
+    let raw = String::from_utf8_lossy(&screen.all).into_owned();
+    assert!(raw.contains("FULL\r\ntermstream: "), "{raw:?}");
+    let text = screen.text();
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l.ends_with("ran past its timeout and was terminated")),
+        "{text}\nraw: {:?}",
+        String::from_utf8_lossy(&screen.all)
+    );
+}
+
+#[tokio::test]
+async fn the_first_note_comes_with_no_empty_row_above_it() {
+    // `run --timeout 1s -- sleep 5` typed at a prompt: the cursor is at the
+    // start of a fresh line, and the note goes there.
+    let server = TestServer::start().await;
+    let (mut screen, _writer, _pts, mut child) =
+        spawn_on_pty(&server.url(""), &["run", "--timeout", "1s", "--", "sleep", "5"]);
+    let status = tokio::time::timeout(secs(20), child.wait())
+        .await
+        .expect("run ends at its timeout")
+        .unwrap();
+    assert_eq!(status.code(), Some(124));
+    screen.wait_for("ran past its timeout; terminating it", secs(5)).await;
+    let text = screen.text();
+    assert!(
+        text.lines().next().is_some_and(|l| l.starts_with("termstream: ")),
+        "{text}\nraw: {:?}",
+        String::from_utf8_lossy(&screen.all)
+    );
 }
 
 #[tokio::test]

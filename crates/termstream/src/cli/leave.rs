@@ -109,6 +109,15 @@ impl Leave {
         }
     }
 
+    /// For a terminal whose cursor is at the start of an empty line (a
+    /// command was just typed at a prompt: `run`).
+    pub fn at_fresh_line() -> Leave {
+        Leave {
+            line_start: true,
+            ..Leave::default()
+        }
+    }
+
     /// Takes note of the reset written before a snapshot of a session of
     /// `session` `(cols, rows)`: the terminal is reset whatever sequence
     /// the bytes before it ended in. The cursor is followed from here only when

@@ -141,14 +141,17 @@ async fn stream(
     // mid-line, or an echoed `^C`.
     let stdout_tty = std::io::stdout().is_terminal();
     let stderr_tty = std::io::stderr().is_terminal();
-    let mut leave = Leave::default();
+    // Typed at a prompt: the cursor starts at the start of a line.
+    let mut leave = Leave::at_fresh_line();
     // Not `eprint!`, which panics when the terminal is gone (SIGHUP).
     macro_rules! say {
         ($($t:tt)*) => {{
             let note = format!("termstream: {}{nl}", format_args!($($t)*));
             let mut err = std::io::stderr();
             if stderr_tty {
-                let _ = err.write_all(leave.line_break());
+                // On the screen in use (the alternate one, mid-run; at the
+                // end, once `leave`'s modes were written and fed, the primary).
+                let _ = err.write_all(leave.line_break_in_place());
                 leave.feed(note.as_bytes());
             }
             let _ = err.write_all(note.as_bytes());
@@ -356,15 +359,20 @@ async fn stream(
     // Not into a file (`run --tty -- make > log` from a terminal): the
     // modes are the terminal's to get back.
     if terminal {
-        let _ = stdout.write_all(&leave.modes()).and_then(|()| stdout.flush());
-        // As a shell does after a program a signal ended (`^C`, then the
-        // prompt on the next line), as this process exits instead.
-        if ended_by_signal && closing.is_none() {
-            let _ = stdout.write_all(leave.line_break()).and_then(|()| stdout.flush());
-        }
         // The note said at the timeout was on the alternate screen, now gone.
         if timed_out && leave.alternate() && closing.is_none() {
             closing = Some(format!("{id} ran past its timeout and was terminated"));
+        }
+        let modes = leave.modes();
+        let _ = stdout.write_all(&modes).and_then(|()| stdout.flush());
+        leave.feed(&modes);
+        // As a shell does after a program a signal ended (`^C`, then the
+        // prompt on the next line), as this process exits instead; a note
+        // starts a line of its own anyway.
+        if ended_by_signal && closing.is_none() {
+            let line_break = leave.line_break_in_place();
+            let _ = stdout.write_all(line_break).and_then(|()| stdout.flush());
+            leave.feed(line_break);
         }
     }
     if let Some(note) = closing {

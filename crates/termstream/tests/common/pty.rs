@@ -1,7 +1,8 @@
 //! The CLI under a real PTY driven from a test: [`spawn_on_pty`] starts
 //! `termstream ARGS` on a fresh 100 x 30 PTY, and [`Screen`] reads what it
 //! prints through a screen model (avt), as a terminal would show it. For
-//! `tests/cli_attach.rs` and `tests/cli_attach_signals.rs`.
+//! `tests/cli_attach.rs`, `tests/cli_attach_signals.rs` and
+//! `tests/cli_run_tty.rs`.
 
 use std::time::{Duration, Instant};
 
