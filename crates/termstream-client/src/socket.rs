@@ -238,8 +238,11 @@ impl Connection {
     /// Sends input (text: bytes read from a terminal go through a
     /// [`Utf8Carry`](crate::Utf8Carry) first, as a character may be split
     /// across reads), numbered, and resends it after a reconnect until the
-    /// server is known to have it. Waits while 1 MiB of input is not yet
-    /// acknowledged (the server is away, or the program does not read).
+    /// server is known to have it, or the connection is closed: a
+    /// [`Connection::close`] while the server is away drops the input it
+    /// does not have yet. Once 1 MiB of input is not yet acknowledged (the
+    /// server is away, or the program does not read), the task takes no
+    /// more commands: up to 64 more (of any size) queue, then this waits.
     pub async fn input(&self, session_id: SessionId, data: String) -> Result<()> {
         self.send(Command::Input { session_id, data }).await
     }
@@ -250,9 +253,10 @@ impl Connection {
         self.send(Command::Resize { session_id, cols, rows }).await
     }
 
-    /// Sends what was queued before, closes the socket (with a close
+    /// Sends what was queued before it, closes the socket (with a close
     /// frame) and ends the task; returns once it ended. It does not wait
-    /// for a server that is away, nor for the events to be read.
+    /// for the events to be read, nor for a server that is away: then what
+    /// was queued, and input not yet acknowledged, is dropped.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
         if self.closes.send(tx).await.is_ok() {

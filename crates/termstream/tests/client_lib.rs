@@ -1,7 +1,8 @@
 //! The `termstream-client` library against a real server: a socket opened
 //! with a ticket, input that survives cut connections (resent with its seq,
 //! applied once), https/wss with a CA file, and a close heard while the
-//! task cannot take input or hand over events.
+//! task cannot take input or hand over events, which still sends the input
+//! queued before it.
 
 mod common;
 
@@ -229,4 +230,30 @@ async fn close_returns_while_input_waits_for_the_server_or_events_go_unread() {
         .await
         .expect("close returns while the events go unread");
     server.terminate("loud").await;
+}
+
+#[tokio::test]
+async fn close_sends_input_queued_before_it_while_events_go_unread() {
+    // `run` keeps its events unread while it closes: input queued before
+    // the close must still reach the server.
+    let server = TestServer::start().await;
+    let program = "for i in $(seq 300); do echo line$i; sleep 0.005; done; read l; echo got:$l; sleep 60";
+    server
+        .create(serde_json::json!({"id":"late","kind":"command","argv":["sh","-c",program]}))
+        .await;
+    let client = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let options = ConnectOptions {
+        event_queue: 4,
+        ..ConnectOptions::default()
+    };
+    let (conn, _events) = Connection::open(client, options);
+    let id = SessionId::new("late").unwrap();
+    conn.attach(id.clone(), None, Resume::Exact).await.unwrap();
+    server.read_output_until("late", "line300", secs(20)).await;
+    conn.input(id, "queued\n".into()).await.unwrap();
+    tokio::time::timeout(secs(5), conn.close())
+        .await
+        .expect("close returns while the events go unread");
+    server.read_output_until("late", "got:queued", secs(10)).await;
+    server.terminate("late").await;
 }

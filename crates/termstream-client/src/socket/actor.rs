@@ -8,6 +8,7 @@ mod incoming;
 
 use std::time::{Duration, Instant};
 
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use termstream_proto::ws::{ClientMessage, LogPosition, OutputMode, ServerMessage, StreamMode};
 use termstream_proto::{ErrorBody, ErrorCode, SessionId};
@@ -240,7 +241,10 @@ impl State {
             Err(_) => return End::Dropped("the server did not greet within 10 s".into()),
         };
         self.client_id = Some(client_id.clone());
-        if !self.emit(Event::Connected { client_id, reconnect }).await {
+        // Closed while the user was handed `Connected`: what may not have
+        // arrived, and what was queued, still goes out before the close.
+        let closed = !self.emit(Event::Connected { client_id, reconnect }).await;
+        if closed && self.closing.is_none() {
             return End::Closed;
         }
         // Re-attach, then resend what may not have arrived, then ask for
@@ -270,6 +274,9 @@ impl State {
         if let Err(e) = sink.flush().await {
             return End::Dropped(e.to_string());
         }
+        if closed {
+            return self.finish(&mut sink).await;
+        }
 
         let interval = self.options.ping_interval;
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -282,7 +289,7 @@ impl State {
                         Some(Ok(m)) => {
                             if !self.incoming(m).await {
                                 if self.closing.is_some() {
-                                    let _ = sink.send(Message::Close(None)).await;
+                                    return self.finish(&mut sink).await;
                                 }
                                 return End::Closed;
                             }
@@ -301,18 +308,7 @@ impl State {
                 },
                 done = self.closes.recv() => {
                     self.closing = done;
-                    // What was queued before the close goes out first.
-                    let mut out = Vec::new();
-                    while let Ok(cmd) = self.commands.try_recv() {
-                        out.extend(self.command(cmd));
-                    }
-                    for m in out {
-                        if sink.feed(json(&m)).await.is_err() {
-                            return End::Closed;
-                        }
-                    }
-                    let _ = sink.send(Message::Close(None)).await;
-                    return End::Closed;
+                    return self.finish(&mut sink).await;
                 }
                 _ = ticker.tick() => {
                     if last_heard.elapsed() > interval * 3 {
@@ -333,6 +329,22 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Carries out a close heard while connected, wherever it was heard:
+    /// the commands queued before it go out first, then a close frame.
+    async fn finish(&mut self, sink: &mut SplitSink<Ws, Message>) -> End {
+        let mut out = Vec::new();
+        while let Ok(cmd) = self.commands.try_recv() {
+            out.extend(self.command(cmd));
+        }
+        for m in out {
+            if sink.feed(json(&m)).await.is_err() {
+                return End::Closed;
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+        End::Closed
     }
 
     /// Applies a command; returns the messages to send for it.
