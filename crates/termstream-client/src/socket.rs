@@ -255,8 +255,10 @@ impl Connection {
 
     /// Sends what was queued before it, closes the socket (with a close
     /// frame) and ends the task; returns once it ended. It does not wait
-    /// for the events to be read, nor for a server that is away: then what
-    /// was queued, and input not yet acknowledged, is dropped.
+    /// for the events to be read, nor for a server that is away or hangs
+    /// (a connect under way is given up; writing what was queued to a
+    /// server that reads nothing, after 2 s): then what was queued, and
+    /// input not yet acknowledged, is dropped.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
         if self.closes.send(tx).await.is_ok() {

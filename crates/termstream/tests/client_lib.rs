@@ -1,8 +1,8 @@
 //! The `termstream-client` library against a real server: a socket opened
 //! with a ticket, input that survives cut connections (resent with its seq,
 //! applied once), https/wss with a CA file, and a close heard while the
-//! task cannot take input or hand over events, which still sends the input
-//! queued before it.
+//! task cannot take input or hand over events (still sending the input
+//! queued before it) or while a stopped server does not answer.
 
 mod common;
 
@@ -256,4 +256,20 @@ async fn close_sends_input_queued_before_it_while_events_go_unread() {
         .expect("close returns while the events go unread");
     server.read_output_until("late", "got:queued", secs(10)).await;
     server.terminate("late").await;
+}
+
+#[tokio::test]
+async fn close_returns_while_a_stopped_server_does_not_answer_the_connect() {
+    use rustix::process::{Pid, Signal, kill_process};
+    // A server that hangs (SIGSTOP): the kernel takes the TCP connection,
+    // nothing answers the upgrade. attach closes before it gives the
+    // terminal back, so a close must not wait for it.
+    let server = TestServer::start().await;
+    let pid = Pid::from_raw(server.pid() as i32).unwrap();
+    kill_process(pid, Signal::STOP).unwrap();
+    let client = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let (conn, _events) = Connection::open(client, ConnectOptions::default());
+    let closed = tokio::time::timeout(secs(5), conn.close()).await;
+    kill_process(pid, Signal::CONT).unwrap();
+    closed.expect("close returns while the connect hangs");
 }

@@ -30,6 +30,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const MAX_PENDING_INPUT: usize = 1 << 20;
 /// The longest the server may take to say `connected`.
 const HELLO_WAIT: Duration = Duration::from_secs(10);
+/// The longest a close waits to write what was queued, and the close
+/// frame, to a server that does not read.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// The largest message accepted from the server (snapshots can be large).
 const MAX_MESSAGE: usize = 64 << 20;
 
@@ -93,7 +96,16 @@ pub(super) async fn run(
     };
     let mut reconnect = false;
     loop {
-        let error = match st.connect().await {
+        // A server that hangs (stopped) answers neither the connect nor the
+        // upgrade: a close is heard meanwhile.
+        let attempt = tokio::select! {
+            attempt = connect(&st.client, &st.options, st.client_id.as_deref()) => attempt,
+            done = st.closes.recv() => {
+                st.closing = done;
+                return;
+            }
+        };
+        let error = match attempt {
             Ok(ws) => {
                 let started = Instant::now();
                 st.progress = false;
@@ -168,70 +180,17 @@ impl State {
         }
     }
 
-    async fn connect(&self) -> Result<Ws, ConnectError> {
-        let endpoint = self.client.endpoint();
-        let mut query = Vec::new();
-        if let Some(id) = &self.client_id {
-            query.push(format!("clientId={id}"));
-        }
-        let mut header_token = endpoint.token.clone();
-        if self.options.auth == SocketAuth::Ticket && header_token.is_some() {
-            let t = self.client.ws_ticket().await.map_err(|e| {
-                if e.is_auth() {
-                    ConnectError::Fatal(e.to_string(), e.code())
-                } else {
-                    ConnectError::Retry(e.to_string())
-                }
-            })?;
-            query.push(format!("token={}", t.ticket));
-            header_token = None;
-        }
-        let mut url = endpoint.ws_url("/ws");
-        if !query.is_empty() {
-            url = format!("{url}?{}", query.join("&"));
-        }
-        let mut req = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ConnectError::Fatal(format!("bad socket URL {url}: {e}"), None))?;
-        if let Some(t) = header_token {
-            let v = format!("Bearer {t}")
-                .parse()
-                .map_err(|_| ConnectError::Fatal("the token is not a valid header value".into(), None))?;
-            req.headers_mut().insert("authorization", v);
-        }
-        let connector = match &endpoint.tls {
-            Some(tls) => Connector::Rustls(tls.clone()),
-            None => Connector::Plain,
-        };
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
-        match tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, Some(connector)).await {
-            Ok((ws, _)) => Ok(ws),
-            Err(tungstenite::Error::Http(resp)) => {
-                let status = resp.status().as_u16();
-                let body = resp.body().as_deref().unwrap_or_default();
-                let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
-                    Ok(b) => (Some(b.error.code), b.error.message),
-                    Err(_) => (None, format!("HTTP {status}")),
-                };
-                let message = format!("the server refused the socket ({status}): {message}");
-                if matches!(status, 401 | 403) {
-                    Err(ConnectError::Fatal(message, code))
-                } else {
-                    Err(ConnectError::Retry(message))
-                }
-            }
-            Err(e) => Err(ConnectError::Retry(format!("cannot connect to {url}: {e}"))),
-        }
-    }
-
     /// Follows one connected socket until it drops or the user closes it.
     async fn connected(&mut self, ws: Ws, reconnect: bool) -> End {
         let (mut sink, mut stream) = ws.split();
         // The first message is `connected`, with the client id to keep.
-        let hello = tokio::time::timeout(HELLO_WAIT, stream.next()).await;
+        let hello = tokio::select! {
+            hello = tokio::time::timeout(HELLO_WAIT, stream.next()) => hello,
+            done = self.closes.recv() => {
+                self.closing = done;
+                return self.finish(&mut sink).await;
+            }
+        };
         let client_id = match hello {
             Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ServerMessage>(&t) {
                 Ok(ServerMessage::Connected { client_id, .. }) => client_id,
@@ -332,18 +291,21 @@ impl State {
     }
 
     /// Carries out a close heard while connected, wherever it was heard:
-    /// the commands queued before it go out first, then a close frame.
+    /// the commands queued before it go out first, then a close frame. A
+    /// server that takes none of it (stopped, its buffers full) is given
+    /// up on after [`CLOSE_WAIT`].
     async fn finish(&mut self, sink: &mut SplitSink<Ws, Message>) -> End {
         let mut out = Vec::new();
         while let Ok(cmd) = self.commands.try_recv() {
             out.extend(self.command(cmd));
         }
-        for m in out {
-            if sink.feed(json(&m)).await.is_err() {
-                return End::Closed;
+        let send = async {
+            for m in out {
+                sink.feed(json(&m)).await?;
             }
-        }
-        let _ = sink.send(Message::Close(None)).await;
+            sink.send(Message::Close(None)).await
+        };
+        let _ = tokio::time::timeout(CLOSE_WAIT, send).await;
         End::Closed
     }
 
@@ -377,6 +339,67 @@ impl State {
             }
             Command::Resize { session_id, cols, rows } => vec![ClientMessage::Resize { session_id, cols, rows }],
         }
+    }
+}
+
+/// One connect attempt: the socket's upgrade (with a ticket first when
+/// asked), with the client id to keep when there is one.
+async fn connect(client: &Client, options: &ConnectOptions, client_id: Option<&str>) -> Result<Ws, ConnectError> {
+    let endpoint = client.endpoint();
+    let mut query = Vec::new();
+    if let Some(id) = client_id {
+        query.push(format!("clientId={id}"));
+    }
+    let mut header_token = endpoint.token.clone();
+    if options.auth == SocketAuth::Ticket && header_token.is_some() {
+        let t = client.ws_ticket().await.map_err(|e| {
+            if e.is_auth() {
+                ConnectError::Fatal(e.to_string(), e.code())
+            } else {
+                ConnectError::Retry(e.to_string())
+            }
+        })?;
+        query.push(format!("token={}", t.ticket));
+        header_token = None;
+    }
+    let mut url = endpoint.ws_url("/ws");
+    if !query.is_empty() {
+        url = format!("{url}?{}", query.join("&"));
+    }
+    let mut req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ConnectError::Fatal(format!("bad socket URL {url}: {e}"), None))?;
+    if let Some(t) = header_token {
+        let v = format!("Bearer {t}")
+            .parse()
+            .map_err(|_| ConnectError::Fatal("the token is not a valid header value".into(), None))?;
+        req.headers_mut().insert("authorization", v);
+    }
+    let connector = match &endpoint.tls {
+        Some(tls) => Connector::Rustls(tls.clone()),
+        None => Connector::Plain,
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    match tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, Some(connector)).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::Error::Http(resp)) => {
+            let status = resp.status().as_u16();
+            let body = resp.body().as_deref().unwrap_or_default();
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+                Ok(b) => (Some(b.error.code), b.error.message),
+                Err(_) => (None, format!("HTTP {status}")),
+            };
+            let message = format!("the server refused the socket ({status}): {message}");
+            if matches!(status, 401 | 403) {
+                Err(ConnectError::Fatal(message, code))
+            } else {
+                Err(ConnectError::Retry(message))
+            }
+        }
+        Err(e) => Err(ConnectError::Retry(format!("cannot connect to {url}: {e}"))),
     }
 }
 
