@@ -21,6 +21,8 @@ use grid::Grid;
 const MODES: &[u8] = b"\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[0m";
 /// Leaves the alternate screen and restores the cursor saved on entering it.
 const LEAVE_ALTERNATE: &[u8] = b"\x1b[?1049l";
+/// The scroll region reset (the cursor goes home), then the bottom row.
+const TO_THE_BOTTOM: &[u8] = b"\x1b[r\x1b[999;1H";
 /// The longest parameter string kept of one control sequence; longer ones
 /// are not mode changes this cares about.
 const MAX_PARAMS: usize = 32;
@@ -73,6 +75,11 @@ pub struct Leave {
     /// where the terminal pleases (the top-left corner, or where it is on
     /// the alternate screen), and it is moved there after.
     cursor_before_alternate: Option<(u32, u32)>,
+    /// The window changed while on the alternate screen: where leaving it
+    /// puts the cursor on the reflowed primary screen is not known (tmux
+    /// leaves it where the program's was, on the primary's text), so it is
+    /// sent to the bottom row, and the line break scrolls a blank row in.
+    resized_under_alternate: bool,
     /// The local terminal's size `(cols, rows)`, when known: a reset then
     /// starts `grid`.
     size: Option<(u16, u16)>,
@@ -92,6 +99,7 @@ impl Default for Leave {
             line_start: false,
             line_start_before_alternate: false,
             cursor_before_alternate: None,
+            resized_under_alternate: false,
             size: None,
             grid: None,
             status_row: None,
@@ -140,17 +148,18 @@ impl Leave {
         }
     }
 
-    /// The terminal's width changed: rows may have been rewrapped, so the
+    /// The terminal's window changed: rows may have been rewrapped, so the
     /// cursor is no longer followed until the next reset, and a place
     /// recorded before the change is not moved to (terminals reflow the
-    /// primary screen: it may now be on its content); leaving the
-    /// alternate screen restores the cursor as the terminal does.
+    /// primary screen: it may now be on its text). On the alternate screen,
+    /// leaving it sends the cursor to the bottom row instead.
     pub fn resized(&mut self, size: Option<(u16, u16)>) {
         self.size = size;
         self.grid = None;
         self.cursor_before_alternate = None;
         // Nor is the restored cursor known to be at an empty line's start.
         self.line_start_before_alternate = false;
+        self.resized_under_alternate |= self.alternate;
     }
 
     /// The cursor is at the start of an empty line, as far as is known.
@@ -250,6 +259,7 @@ impl Leave {
         // (and a status line on it) is cleared.
         if b == b'c' {
             self.alternate = false;
+            self.resized_under_alternate = false;
             self.status_row = None;
             self.line_start = false;
             self.grid = self.size.map(|(cols, rows)| Grid::reset(cols, rows));
@@ -280,6 +290,9 @@ impl Leave {
             }
             if alternate_mode {
                 let on = last == b'h';
+                if on != self.alternate {
+                    self.resized_under_alternate = false;
+                }
                 if on && !self.alternate {
                     self.line_start_before_alternate = self.at_line_start();
                     self.cursor_before_alternate = self.grid.and_then(|g| g.cursor());
@@ -327,7 +340,10 @@ impl Leave {
         }
         if self.alternate {
             out.extend_from_slice(LEAVE_ALTERNATE);
-            if let Some((row, col)) = self.cursor_before_alternate {
+            if self.resized_under_alternate {
+                // No scroll region (the line feed scrolls), the bottom row.
+                out.extend_from_slice(TO_THE_BOTTOM);
+            } else if let Some((row, col)) = self.cursor_before_alternate {
                 out.extend_from_slice(format!("\x1b[{row};{col}H").as_bytes());
             }
         }

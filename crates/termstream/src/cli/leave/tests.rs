@@ -90,9 +90,14 @@ fn after_a_window_change_the_cursor_is_not_moved_to_where_it_was() {
     let mut vi = snapshot("one\r\ntwo\r\n", "\x1b[3;1H");
     vi.feed(b"\x1b[?1047h\x1b[1;1HFULL\x1b[2;1H");
     vi.resized(Some((40, 24)));
-    // The primary screen was reflowed: row 3 may hold its text now.
-    assert_eq!(vi.modes(), [LEAVE_ALTERNATE, MODES].concat());
+    // The primary screen was reflowed: row 3 may hold its text now, and
+    // where tmux leaves the cursor (the program's place) too. The bottom
+    // row, and a line feed there, scroll a blank row in.
+    assert_eq!(vi.modes(), [LEAVE_ALTERNATE, TO_THE_BOTTOM, MODES].concat());
     assert_eq!(vi.line_break(), b"\r\n");
+    // Not after the program left the alternate screen itself.
+    vi.feed(b"\x1b[?1049l$ ");
+    assert_eq!(vi.modes(), MODES);
 }
 
 /// Ends with the line break before the closing line.
