@@ -2,11 +2,11 @@
 //! screen model (avt, `common::pty`): `run --tty` gives the terminal back
 //! after a full-screen program was killed, and `run`'s notes start on a
 //! line of their own after a `^C` or output that ended mid-line, with no
-//! empty row above them.
+//! empty row above them, also with stdin a file.
 
 mod common;
 
-use common::pty::{Screen, spawn_on_pty};
+use common::pty::{Screen, spawn_on_pty, spawn_on_pty_with_stdin};
 use common::{TestServer, secs};
 use tokio::io::AsyncWriteExt;
 
@@ -168,4 +168,27 @@ async fn run_notes_start_on_a_line_of_their_own_after_a_ctrl_c() {
             secs(5),
         )
         .await;
+}
+
+#[tokio::test]
+async fn a_note_after_an_echoed_ctrl_c_starts_a_line_with_stdin_a_file() {
+    // `run -- job < input` at a terminal: stdin is not the terminal, but
+    // the terminal still echoes a typed Ctrl-C (`^C`).
+    let server = TestServer::start_with(&["--terminate-grace-ms", "200"], &[]).await;
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty_with_stdin(
+        &server.url(""),
+        &["run", "--", "sh", "-c", "echo ask; sleep 60"],
+        Some(std::process::Stdio::null()),
+    );
+    screen.wait_for("ask", secs(10)).await;
+    writer.write_all(b"\x03").await.unwrap();
+    screen.wait_for("termstream: terminating", secs(10)).await;
+    let lines: Vec<String> = screen.text().lines().map(str::to_owned).collect();
+    assert_eq!(lines[..2], ["ask", "^C"], "{lines:?}");
+    assert!(lines[2].starts_with("termstream: terminating"), "{lines:?}");
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("ends once terminated")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
 }

@@ -56,10 +56,12 @@ fn install_panic_hook() {
     });
 }
 
-/// Whether the terminal on stdin echoes a typed Ctrl-C as `^C` (cooked,
-/// with `ECHO` and `ECHOCTL`): then what is written next is on its line.
+/// Whether the terminal on stderr (where `run`'s notes go) echoes a typed
+/// Ctrl-C as `^C` (cooked, with `ECHO` and `ECHOCTL`): then what is written
+/// next is on its line. Not stdin's: with `< file` the terminal still
+/// echoes.
 pub fn echoes_controls() -> bool {
-    termios::tcgetattr(std::io::stdin()).is_ok_and(|t| {
+    termios::tcgetattr(std::io::stderr()).is_ok_and(|t| {
         t.local_modes
             .contains(termios::LocalModes::ECHO | termios::LocalModes::ECHOCTL)
     })
