@@ -151,6 +151,15 @@ fn main() -> anyhow::Result<()> {
         Err(e) => e.exit(),
     };
     if let Command::Client(command) = cli.command {
+        if cli.log_format.is_some() {
+            // Taken before any verb, but only serve logs.
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--log-format is an option of `serve` (the server's log); a client verb writes none",
+                )
+                .exit();
+        }
         std::process::exit(cli::main(cli.global, command, Cli::command()));
     }
     match cli.command {

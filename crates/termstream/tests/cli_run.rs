@@ -435,4 +435,8 @@ async fn a_client_verbs_help_shows_no_server_options() {
     }
     let out = cli::run(nowhere, &["ls", "--log-format", "json"], b"").await;
     assert_eq!(out.code, 2, "a client verb does not take it: {out:?}");
+    // Nor before it, where it was once taken for every verb.
+    let out = cli::run(nowhere, &["--log-format", "json", "ls"], b"").await;
+    assert_eq!(out.code, 2, "nor before a client verb: {out:?}");
+    assert!(format!("{out:?}").contains("serve"), "{out:?}");
 }
