@@ -80,7 +80,12 @@ async fn until(events: &mut Events, id: &SessionId, pattern: &str) -> Result<(),
                     print!("{}", String::from_utf8_lossy(&data));
                     seen.extend_from_slice(&data);
                 }
-                Some(Event::Exit { status, exit_code, .. }) => {
+                Some(Event::Exit {
+                    session_id,
+                    status,
+                    exit_code,
+                    ..
+                }) if &session_id == id => {
                     return Err(format!("the session ended ({status:?}, {exit_code:?})"));
                 }
                 Some(e) => report(&e),

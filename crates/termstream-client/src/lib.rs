@@ -56,14 +56,16 @@
 //! conn.resize(id.clone(), 120, 40).await?;
 //! conn.input(id.clone(), "make; exit $?\n".into()).await?;
 //! let mut output = Vec::new();
+//! let mut terminated = false;
 //! let code = loop {
 //!     match events.recv().await {
 //!         // A pty session attached without `since` starts with its screen.
 //!         Some(Event::Restore { data, .. }) => output.extend_from_slice(data.as_bytes()),
 //!         Some(Event::Output { session_id, data, .. }) if session_id == id => {
 //!             output.extend_from_slice(&data);
-//!             if String::from_utf8_lossy(&output).contains("error:") {
+//!             if !terminated && String::from_utf8_lossy(&output).contains("error:") {
 //!                 client.terminate(&id).await?;
+//!                 terminated = true;
 //!             }
 //!         }
 //!         Some(Event::Exit { session_id, status, exit_code, signal }) if session_id == id => {

@@ -19,6 +19,11 @@
 ///         break;
 ///     }
 /// }
+/// // At the end of input, a character cut short is sent as U+FFFD.
+/// let rest = carry.finish();
+/// if !rest.is_empty() {
+///     let _ = conn.input(id, rest).await;
+/// }
 /// # }
 /// ```
 #[derive(Debug, Default)]
@@ -43,6 +48,14 @@ impl Utf8Carry {
         self.held = tail;
         text
     }
+
+    /// At the end of the input: what is held (a character cut short) as
+    /// text, U+FFFD for it; empty when nothing is.
+    pub fn finish(&mut self) -> String {
+        let text = String::from_utf8_lossy(&self.held).into_owned();
+        self.held.clear();
+        text
+    }
 }
 
 #[cfg(test)]
@@ -56,5 +69,8 @@ mod tests {
         assert_eq!(c.push(&[b'a', e[0]]), "a");
         assert_eq!(c.push(&[e[1], b'b']), "éb");
         assert_eq!(c.push(&[0xff, b'c']), "\u{fffd}c");
+        assert_eq!(c.push(&[b'd', e[0]]), "d");
+        assert_eq!(c.finish(), "\u{fffd}");
+        assert_eq!(c.finish(), "");
     }
 }

@@ -253,6 +253,11 @@ async fn follow(
             typed = key_rx.recv(), if keys_open => {
                 let Some(typed) = typed else {
                     keys_open = false;
+                    // A character cut short at the end goes as U+FFFD.
+                    let rest = utf8.finish();
+                    if !read_only && !rest.is_empty() {
+                        let _ = conn.input(id.clone(), rest).await;
+                    }
                     continue;
                 };
                 let fed = keys.feed(&typed);
