@@ -112,8 +112,10 @@ async fn run_notes_start_on_a_line_of_their_own_after_a_ctrl_c() {
         &[
             "run",
             "--tty",
+            // Counted from the session's start: the Ctrl-C below must be
+            // echoed before it, also on a loaded machine.
             "--timeout",
-            "2s",
+            "6s",
             "--id",
             "n2",
             "--",
