@@ -164,7 +164,16 @@ fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Serve(args) => {
-            logging::init(cli.log_format.unwrap_or(args.log_format));
+            // serve's own option, when given, over the one before the verb
+            // (which is over the environment and the default).
+            let own = matches
+                .subcommand_matches("serve")
+                .and_then(|m| m.value_source("log_format"))
+                == Some(clap::parser::ValueSource::CommandLine);
+            logging::init(match cli.log_format {
+                Some(before) if !own => before,
+                _ => args.log_format,
+            });
             serve(*args)
         }
         Command::Token(TokenCommand::Create(args)) => match cli::print(&token_create(args)) {

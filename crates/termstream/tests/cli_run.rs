@@ -440,3 +440,31 @@ async fn a_client_verbs_help_shows_no_server_options() {
     assert_eq!(out.code, 2, "nor before a client verb: {out:?}");
     assert!(format!("{out:?}").contains("serve"), "{out:?}");
 }
+
+#[tokio::test]
+async fn serves_own_log_format_wins_over_one_before_the_verb() {
+    // `termstream --log-format text serve --log-format json`: the option
+    // given to serve itself is the one meant.
+    use tokio::io::AsyncBufReadExt;
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = cli::command(
+        "http://127.0.0.1:9",
+        &["--log-format", "text", "serve", "--log-format", "json"],
+    );
+    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env_remove("TERMSTREAM_SERVER")
+        .env_remove("TERMSTREAM_LOG_FORMAT")
+        .env("RUST_LOG", "termstream=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("termstream serve starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = tokio::time::timeout(common::secs(10), lines.next_line())
+        .await
+        .expect("a log line")
+        .unwrap()
+        .expect("a log line");
+    let _ = child.kill().await;
+    assert!(serde_json::from_str::<Value>(&first).is_ok(), "not JSON: {first}");
+}
