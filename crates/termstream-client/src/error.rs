@@ -15,7 +15,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum Error {
     /// The server URL is not one the client can use.
     #[error("invalid server URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The TLS settings could not be built (e.g. an unreadable CA file).
     #[error("TLS setup failed: {0}")]
     Tls(String),
@@ -24,7 +29,9 @@ pub enum Error {
     /// 111)"), not only the outer "error sending request".
     #[error("cannot reach the server at {url}: {}", root_cause(source.as_ref()))]
     Unreachable {
+        /// The server's REST base.
         url: String,
+        /// What failed (a `reqwest` error).
         #[source]
         source: BoxError,
     },
@@ -33,6 +40,8 @@ pub enum Error {
     Api {
         /// The HTTP status (or 0 for an `error` message on the socket).
         status: u16,
+        /// The server's code ([`Error::code`]) and message, and the details
+        /// some codes carry.
         detail: ErrorDetail,
     },
     /// The server answered something the protocol does not allow.

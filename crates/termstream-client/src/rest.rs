@@ -29,6 +29,7 @@ pub struct Client {
 /// Output bytes as `GET /api/sessions/{id}/output` returns them raw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawOutput {
+    /// The log's epoch: a new one means offsets start over.
     pub epoch: Epoch,
     /// The offset of `data`'s first byte.
     pub offset: u64,
@@ -43,7 +44,9 @@ pub struct RawOutput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Ticket {
+    /// The value for `?token=`.
     pub ticket: String,
+    /// How long it may be used.
     pub expires_in_ms: u64,
 }
 
@@ -51,8 +54,11 @@ pub struct Ticket {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginCode {
+    /// The code itself.
     pub code: String,
+    /// The page's path that logs in with it (relative to the server).
     pub path: String,
+    /// How long it may be used.
     pub expires_in_ms: u64,
 }
 

@@ -36,7 +36,9 @@ pub enum SocketAuth {
 /// Settings of a connection.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
+    /// The delays between reconnect attempts.
     pub backoff: BackoffPolicy,
+    /// How the socket presents the endpoint's token.
     pub auth: SocketAuth,
     /// How often the client pings; a socket that brought nothing for three
     /// intervals is taken for dead and reconnected.
@@ -60,14 +62,20 @@ impl Default for ConnectOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The socket is (again) connected; `reconnect` is false the first time.
+    /// Every attached session is attached again by itself; a window size
+    /// sent while the server was away was not heard, and is the user's to
+    /// send again.
     Connected { client_id: String, reconnect: bool },
-    /// The socket dropped (or could not connect); the next try is in `retry_in`.
+    /// The socket dropped (or could not connect); the next try is in
+    /// `retry_in`. `attempt` counts the tries since it last worked, from 1.
     Disconnected {
         error: String,
         attempt: u32,
         retry_in: Duration,
     },
-    /// `session.attached`: output from `offset` follows.
+    /// `session.attached`: output from `offset` follows. `recovered` is
+    /// there when the attach gave `since`: whether resuming was exact (when
+    /// not, a [`Event::Gap`] says what was lost).
     Attached {
         session_id: SessionId,
         epoch: Epoch,
@@ -107,6 +115,9 @@ pub enum Event {
         rows: u16,
     },
     /// `session.exit`: the program ended and all its output was sent.
+    /// `exit_code` when it exited, `signal` when a signal ended it; neither
+    /// when its end is unknown (`status` [`SessionStatus::Lost`]: the
+    /// server restarted while it ran).
     Exit {
         session_id: SessionId,
         status: SessionStatus,
@@ -146,8 +157,6 @@ enum Command {
         cols: u16,
         rows: u16,
     },
-    /// Sends a close frame and ends the task; answered when done.
-    Close(oneshot::Sender<()>),
 }
 
 /// The handle of a connection; cheap to clone. The task ends when every
@@ -157,6 +166,11 @@ pub struct Connection {
     /// To the task; bounded, so a caller that sends faster than the socket
     /// writes waits.
     commands: mpsc::Sender<Command>,
+    /// Close requests, each answered when the task ends (the sender
+    /// dropped). Apart from `commands`, which the task stops reading while
+    /// too much input is unacknowledged: a close is heard then too, and
+    /// while the task waits for the user to take an event.
+    closes: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 /// The receiving end of a connection's events; `None` when the task ended.
@@ -174,19 +188,39 @@ impl Events {
 
 impl Connection {
     /// Starts the connection task; it connects (and reconnects) by itself.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the task is spawned on the current one).
     pub fn open(client: Client, options: ConnectOptions) -> (Connection, Events) {
         let (ctx, crx) = mpsc::channel(64);
+        let (close_tx, close_rx) = mpsc::channel(4);
         let (etx, erx) = mpsc::channel(options.event_queue.max(1));
-        tokio::spawn(actor::run(client, options, crx, etx));
-        (Connection { commands: ctx }, Events { rx: erx })
+        tokio::spawn(actor::run(client, options, crx, close_rx, etx));
+        (
+            Connection {
+                commands: ctx,
+                closes: close_tx,
+            },
+            Events { rx: erx },
+        )
     }
 
     async fn send(&self, c: Command) -> Result<()> {
         self.commands.send(c).await.map_err(|_| Error::Closed)
     }
 
-    /// Attaches a session (binary output), from `since` if given; after a
-    /// reconnect it is re-attached as `resume` says.
+    /// Attaches a session (binary output); [`Event::Attached`] answers.
+    ///
+    /// Without `since`, a pty session starts with its screen
+    /// ([`Event::Restore`]) and a command session with the output the server
+    /// holds in memory; with `since` (the epoch of [`Event::Attached`] and
+    /// the end of the last [`Event::Output`], or offset 0 of
+    /// [`SessionInfo::epoch`](termstream_proto::SessionInfo::epoch) for
+    /// everything), exactly the bytes from there follow, or an
+    /// [`Event::Gap`] says why not. After a reconnect the session is
+    /// re-attached as `resume` says. A session that does not exist is
+    /// answered with [`Event::ServerError`] (`session_not_found`).
     pub async fn attach(&self, session_id: SessionId, since: Option<LogPosition>, resume: Resume) -> Result<()> {
         self.send(Command::Attach {
             session_id,
@@ -201,21 +235,33 @@ impl Connection {
         self.send(Command::Detach { session_id }).await
     }
 
-    /// Sends input, numbered, and resends it after a reconnect until the
-    /// server is known to have it.
+    /// Sends input (text: bytes read from a terminal go through a
+    /// [`Utf8Carry`](crate::Utf8Carry) first, as a character may be split
+    /// across reads), numbered, and resends it after a reconnect until the
+    /// server is known to have it, or the connection is closed: a
+    /// [`Connection::close`] while the server is away drops the input it
+    /// does not have yet. Once 1 MiB of input is not yet acknowledged (the
+    /// server is away, or the program does not read), the task takes no
+    /// more commands: up to 64 more (of any size) queue, then this waits.
     pub async fn input(&self, session_id: SessionId, data: String) -> Result<()> {
         self.send(Command::Input { session_id, data }).await
     }
 
-    /// Sets a pty session's window size.
+    /// Sets a pty session's window size. Not kept across a reconnect: send
+    /// it again on [`Event::Connected`] with `reconnect`.
     pub async fn resize(&self, session_id: SessionId, cols: u16, rows: u16) -> Result<()> {
         self.send(Command::Resize { session_id, cols, rows }).await
     }
 
-    /// Closes the socket (with a close frame) and ends the task.
+    /// Sends what was queued before it, closes the socket (with a close
+    /// frame) and ends the task; returns once it ended. It does not wait
+    /// for the events to be read, nor for a server that is away or hangs
+    /// (a connect under way is given up; writing what was queued to a
+    /// server that reads nothing, after 2 s): then what was queued, and
+    /// input not yet acknowledged, is dropped.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.send(Command::Close(tx)).await.is_ok() {
+        if self.closes.send(tx).await.is_ok() {
             let _ = rx.await;
         }
     }

@@ -22,11 +22,11 @@ use termstream::server::{Server, shutdown_signal};
 struct Cli {
     #[command(flatten)]
     global: cli::GlobalArgs,
-    /// How log lines on stderr are written; `RUST_LOG` filters them (e.g.
-    /// `termstream=debug`, `termstream::audit=info`; default
-    /// `termstream=info`).
-    #[arg(long, global = true, value_enum, default_value_t, env = "TERMSTREAM_LOG_FORMAT")]
-    log_format: LogFormat,
+    /// `serve --log-format`, also taken before the verb as it once was
+    /// (`termstream --log-format json serve`); not shown, and not passed on
+    /// to the client verbs, where it means nothing.
+    #[arg(long, value_enum, hide = true)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,6 +78,12 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip)]
     print_config: bool,
+    /// How log lines on stderr are written; `RUST_LOG` filters them (e.g.
+    /// `termstream=debug`, `termstream::audit=info`; default
+    /// `termstream=info`).
+    #[arg(long, value_enum, default_value_t, env = "TERMSTREAM_LOG_FORMAT")]
+    #[serde(skip)]
+    log_format: LogFormat,
     /// Address to listen on.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,11 +151,31 @@ fn main() -> anyhow::Result<()> {
         Err(e) => e.exit(),
     };
     if let Command::Client(command) = cli.command {
+        if cli.log_format.is_some() {
+            // Taken before any verb, but only serve logs.
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--log-format is an option of `serve` (the server's log); a client verb writes none",
+                )
+                .exit();
+        }
         std::process::exit(cli::main(cli.global, command, Cli::command()));
     }
-    logging::init(cli.log_format);
     match cli.command {
-        Command::Serve(args) => serve(*args),
+        Command::Serve(args) => {
+            // serve's own option, when given, over the one before the verb
+            // (which is over the environment and the default).
+            let own = matches
+                .subcommand_matches("serve")
+                .and_then(|m| m.value_source("log_format"))
+                == Some(clap::parser::ValueSource::CommandLine);
+            logging::init(match cli.log_format {
+                Some(before) if !own => before,
+                _ => args.log_format,
+            });
+            serve(*args)
+        }
         Command::Token(TokenCommand::Create(args)) => match cli::print(&token_create(args)) {
             0 => Ok(()),
             code => std::process::exit(code),

@@ -2,7 +2,8 @@
 //! screen of a running full-screen program, sends keys, passes window
 //! changes on (the program sees the new `stty size`), detaches with the
 //! detach keys leaving the session running, and gives the local terminal its
-//! mode back; so does `run --tty` after a full-screen program was killed.
+//! mode back. Closing lines start on a line of their own, with no empty row
+//! above them. `run` on a terminal: `tests/cli_run_tty.rs`.
 //! What `attach` prints is read through a screen model (avt), as a terminal
 //! would show it (`common::pty`). When the terminal goes, or is not there:
 //! `tests/cli_attach_signals.rs`.
@@ -214,33 +215,76 @@ async fn the_closing_line_follows_the_output_where_the_cursor_was() {
 }
 
 #[tokio::test]
-async fn run_tty_gives_the_screen_back_after_a_killed_full_screen_program() {
-    // A program that takes the alternate screen, hides the cursor and
-    // ignores SIGHUP and SIGTERM: the timeout ends it by SIGKILL, so it
-    // cannot give the terminal back itself.
-    let server = TestServer::start_with(&["--terminate-grace-ms", "200"], &[]).await;
-    let program = r#"printf '\033[?1049h\033[?25lFULL'; trap '' HUP TERM; sleep 60"#;
-    let (mut screen, _writer, _pts, mut child) = spawn_on_pty(
-        &server.url(""),
-        &["run", "--tty", "--timeout", "1s", "--", "sh", "-c", program],
-    );
+async fn no_empty_row_comes_before_the_closing_line() {
+    // The snapshot puts the cursor last (`CSI row;col H`); where that is
+    // the start of an empty row, the closing line goes there, not a row
+    // further down.
+    let server = TestServer::start().await;
+    for (id, program, above) in [
+        ("nb", "echo one; echo two; exec sleep 60", &["one", "two"][..]),
+        ("nb0", "exec sleep 60", &[][..]),
+    ] {
+        server
+            .create(serde_json::json!({"id":id,"argv":["sh","-c",program],"cols":100,"rows":30}))
+            .await;
+        if !above.is_empty() {
+            server.read_output_until(id, "two", secs(10)).await;
+        }
+        let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", id]);
+        // Attach resets the terminal, then draws the snapshot in the same
+        // step: once this is wiped, the snapshot is drawn.
+        screen.vt.feed("junk");
+        screen
+            .wait_until(
+                "the screen reset",
+                |vt| !common::pty::screen_text(vt).contains("junk"),
+                secs(10),
+            )
+            .await;
+        writer.write_all(b"\x1cd").await.unwrap();
+        let status = tokio::time::timeout(secs(10), child.wait())
+            .await
+            .expect("detached")
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+        let closing = format!("[detached (from session {id})]");
+        screen.wait_for(&closing, secs(5)).await;
+        let mut want: Vec<String> = above.iter().map(|s| s.to_string()).collect();
+        want.push(closing);
+        let lines: Vec<String> = screen.text().lines().map(str::to_owned).collect();
+        assert_eq!(lines.get(..want.len()), Some(&want[..]), "{}", screen.text());
+        server.terminate(id).await;
+    }
+}
+
+#[tokio::test]
+async fn the_closing_line_follows_the_screen_under_a_full_screen_program() {
+    // The snapshot of a program on the alternate screen draws the screen
+    // under it, saves the cursor (`ESC 7`) and enters the alternate screen
+    // with `CSI ? 1047 h`. Leaving it with `CSI ? 1049 l`, xterm (and avt
+    // here) restore that cursor, tmux does not (the cursor stays where it is
+    // on the alternate screen, and the closing line went over `one`): attach
+    // now moves the cursor back itself (a unit test in `cli/leave.rs`). Here
+    // the move must agree with the restore.
+    let server = TestServer::start().await;
+    let program = r#"echo one; echo two; printf '\033[?1049h\033[H\033[2JFULL'; exec sleep 60"#;
+    server
+        .create(serde_json::json!({"id":"fs2","argv":["sh","-c",program],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("fs2", "FULL", secs(10)).await;
+    let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "fs2"]);
     screen.wait_for("FULL", secs(10)).await;
-    let status = tokio::time::timeout(secs(20), child.wait())
+    writer.write_all(b"\x1cd").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
         .await
-        .expect("run ends at its timeout")
+        .expect("detached")
         .unwrap();
-    assert_eq!(status.code(), Some(124));
-    screen
-        .wait_until(
-            "the primary screen with a visible cursor",
-            |vt| vt.active_screen_kind() == avt::ScreenKind::Primary && vt.cursor().visible,
-            secs(5),
-        )
-        .await;
-    // Why it ended is said where it stays in view.
-    screen
-        .wait_for("ran past its timeout and was terminated", secs(5))
-        .await;
+    assert_eq!(status.code(), Some(0));
+    screen.wait_for("[detached (from session fs2)]", secs(5)).await;
+    let lines: Vec<String> = screen.text().lines().map(str::to_owned).collect();
+    let want = ["one", "two", "[detached (from session fs2)]"].map(String::from);
+    assert_eq!(lines.get(..3), Some(&want[..]), "{}", screen.text());
+    server.terminate("fs2").await;
 }
 
 /// CPU time (user + system, in clock ticks) of process `pid` so far.

@@ -2,7 +2,8 @@
 //! a real PTY: SIGTERM and a closed terminal give the terminal back and
 //! detach (exit 128+N, the session left running), with or without output
 //! under way; without a terminal they leave SIGHUP to whoever set it
-//! (`nohup`); with stdout a file they write no mode resets into it.
+//! (`nohup`); with stdout a file they write no mode resets into it, and
+//! the closing line on a line of its own.
 
 mod common;
 
@@ -228,10 +229,55 @@ async fn attach_into_a_file_writes_no_mode_resets() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
     let written = String::from_utf8_lossy(&std::fs::read(&rec).unwrap()).into_owned();
+    // The closing line right after the last line: no empty one between.
     assert!(
-        written.ends_with("got:hello\r\n\r\n[detached (from session rec)]\n"),
+        written.ends_with("got:hello\r\n[detached (from session rec)]\n"),
         "{written:?}"
     );
     assert!(!written.contains("\x1b[?1049l"), "{written:?}");
     server.terminate("rec").await;
+}
+
+#[tokio::test]
+async fn into_a_file_the_closing_line_is_a_line_of_its_own_after_a_snapshot() {
+    // `termstream attach job > rec` from a terminal, the session's output
+    // ending with a line feed: the snapshot puts the cursor at the start of
+    // the empty row below, by a move, so the file's last bytes are that
+    // move. The closing line still gets a line of its own (`tail -1`,
+    // `grep '^\[detached'`).
+    let server = TestServer::start().await;
+    server
+        .create(serde_json::json!({"id":"rf","argv":["sh","-c","printf 'one\\ntwo\\n'; exec sleep 60"],"cols":100,"rows":30}))
+        .await;
+    server.read_output_until("rf", "two", secs(10)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let (pty, pts) = pty_process::open().expect("a pty");
+    pty.resize(pty_process::Size::new(30, 100)).expect("resize");
+    let mut child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
+        .args(["attach", "rf"])
+        .env("TERMSTREAM_SERVER", server.url(""))
+        .env_remove("TERMSTREAM_TOKEN")
+        .stdout(std::fs::File::create(&rec).unwrap())
+        .spawn_borrowed(&pts)
+        .expect("termstream starts");
+    let (_reader, mut writer) = pty.into_split();
+    let drawn = common::wait_until(secs(10), || async {
+        String::from_utf8_lossy(&std::fs::read(&rec).unwrap()).contains("two")
+    })
+    .await;
+    assert!(drawn, "{:?}", String::from_utf8_lossy(&std::fs::read(&rec).unwrap()));
+    writer.write_all(b"\x1cd").await.unwrap();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("detached")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let written = String::from_utf8_lossy(&std::fs::read(&rec).unwrap()).into_owned();
+    assert_eq!(
+        written.lines().last(),
+        Some("[detached (from session rf)]"),
+        "{written:?}"
+    );
+    server.terminate("rf").await;
 }

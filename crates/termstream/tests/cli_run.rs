@@ -1,6 +1,7 @@
 //! The `termstream` client verbs, run as the real binary against a real
 //! server: `run` (streams, exit codes, stdin, timeouts), `ls`, `logs`,
-//! `kill`, `rm`, `events`, `completions`, `man`, and the errors' exit codes.
+//! `kill`, `rm`, `events`, `completions`, `man`, the errors' exit codes, and
+//! what their help shows.
 
 mod common;
 
@@ -393,4 +394,77 @@ async fn printing_verbs_end_quietly_when_their_reader_is_gone() {
         assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn a_client_verbs_help_shows_no_server_options() {
+    // `--log-format` is how the server writes its log: it means nothing to
+    // a client verb, and is a `serve` option (still taken before the verb).
+    let nowhere = "http://127.0.0.1:9";
+    for args in [
+        &["run", "--help"][..],
+        &["attach", "--help"],
+        &["shell", "--help"],
+        &["ls", "--help"],
+        &["logs", "--help"],
+        &["kill", "--help"],
+        &["rm", "--help"],
+        &["events", "publish", "--help"],
+        &["completions", "--help"],
+        &["man", "--help"],
+        &["token", "create", "--help"],
+        &["--help"],
+    ] {
+        let out = cli::run(nowhere, args, b"").await;
+        let help = out.stdout_text();
+        assert_eq!(out.code, 0, "{args:?}: {out:?}");
+        assert!(help.contains("Usage:"), "{args:?}: {help}");
+        assert!(!help.contains("--log-format"), "{args:?}: {help}");
+    }
+    let out = cli::run(nowhere, &["serve", "--help"], b"").await;
+    assert!(out.stdout_text().contains("--log-format"), "{out:?}");
+    for args in [
+        &["serve", "--log-format", "json", "--print-config"][..],
+        &["--log-format", "json", "serve", "--print-config"],
+    ] {
+        let mut cmd = cli::command(nowhere, args);
+        // serve warns of a TERMSTREAM_ variable it does not know.
+        cmd.env_remove("TERMSTREAM_SERVER");
+        let out = cli::run_cmd(cmd, b"").await;
+        assert_eq!(out.code, 0, "{args:?}: {out:?}");
+    }
+    let out = cli::run(nowhere, &["ls", "--log-format", "json"], b"").await;
+    assert_eq!(out.code, 2, "a client verb does not take it: {out:?}");
+    // Nor before it, where it was once taken for every verb.
+    let out = cli::run(nowhere, &["--log-format", "json", "ls"], b"").await;
+    assert_eq!(out.code, 2, "nor before a client verb: {out:?}");
+    assert!(format!("{out:?}").contains("serve"), "{out:?}");
+}
+
+#[tokio::test]
+async fn serves_own_log_format_wins_over_one_before_the_verb() {
+    // `termstream --log-format text serve --log-format json`: the option
+    // given to serve itself is the one meant.
+    use tokio::io::AsyncBufReadExt;
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = cli::command(
+        "http://127.0.0.1:9",
+        &["--log-format", "text", "serve", "--log-format", "json"],
+    );
+    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env_remove("TERMSTREAM_SERVER")
+        .env_remove("TERMSTREAM_LOG_FORMAT")
+        .env("RUST_LOG", "termstream=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("termstream serve starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = tokio::time::timeout(common::secs(10), lines.next_line())
+        .await
+        .expect("a log line")
+        .unwrap()
+        .expect("a log line");
+    let _ = child.kill().await;
+    assert!(serde_json::from_str::<Value>(&first).is_ok(), "not JSON: {first}");
 }

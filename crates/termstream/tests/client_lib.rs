@@ -1,7 +1,9 @@
 //! The `termstream-client` library against a real server: a socket opened
 //! with a ticket, input that survives cut connections (resent with its seq,
 //! applied once), an attach kept through the refusal of input naming its
-//! id, and https/wss with a CA file.
+//! id, https/wss with a CA file, and a close heard while the task cannot
+//! take input or hand over events (still sending the input queued before
+//! it) or while a stopped server does not answer.
 
 mod common;
 
@@ -244,4 +246,105 @@ async fn https_and_wss_work_with_a_ca_file() {
     let untrusting = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
     assert!(untrusting.list_sessions(None, None).await.unwrap_err().is_transient());
     conn.close().await;
+}
+
+/// Waits for the first event that `is` picks.
+async fn wait_event(events: &mut termstream_client::Events, what: &str, is: impl Fn(&Event) -> bool) {
+    let deadline = Instant::now() + secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(e)) if is(&e) => return,
+            Ok(Some(_)) => {}
+            other => panic!("no {what}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn close_returns_while_input_waits_for_the_server_or_events_go_unread() {
+    // Input past what the task holds unacknowledged, the server away: the
+    // task stops taking input, but a close is still heard.
+    let mut server = TestServer::start().await;
+    let info = server
+        .create(serde_json::json!({"id":"held","kind":"command","argv":["cat"]}))
+        .await;
+    let client = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let id = SessionId::new("held").unwrap();
+    let (conn, mut events) = Connection::open(client, ConnectOptions::default());
+    conn.attach(id.clone(), None, Resume::Exact).await.unwrap();
+    wait_event(&mut events, "attached", |e| matches!(e, Event::Attached { .. })).await;
+    server.crash();
+    common::kill_marked(info["epoch"].as_str().unwrap());
+    wait_event(&mut events, "disconnected", |e| matches!(e, Event::Disconnected { .. })).await;
+    // 1.25 MiB: the task holds 1 MiB, the rest waits in the command queue.
+    for _ in 0..20 {
+        conn.input(id.clone(), "x".repeat(64 << 10)).await.unwrap();
+    }
+    tokio::time::timeout(secs(5), conn.close())
+        .await
+        .expect("close returns while input waits for the server");
+
+    // Events not read, a full queue: the task waits to hand one over, and
+    // still hears a close.
+    let server = TestServer::start().await;
+    let program = "for i in $(seq 300); do echo line$i; sleep 0.005; done; sleep 60";
+    server
+        .create(serde_json::json!({"id":"loud","kind":"command","argv":["sh","-c",program]}))
+        .await;
+    let client = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let options = ConnectOptions {
+        event_queue: 4,
+        ..ConnectOptions::default()
+    };
+    let (conn, _events) = Connection::open(client, options);
+    let id = SessionId::new("loud").unwrap();
+    conn.attach(id, None, Resume::Exact).await.unwrap();
+    server.read_output_until("loud", "line300", secs(20)).await;
+    tokio::time::timeout(secs(5), conn.close())
+        .await
+        .expect("close returns while the events go unread");
+    server.terminate("loud").await;
+}
+
+#[tokio::test]
+async fn close_sends_input_queued_before_it_while_events_go_unread() {
+    // `run` keeps its events unread while it closes: input queued before
+    // the close must still reach the server.
+    let server = TestServer::start().await;
+    let program = "for i in $(seq 300); do echo line$i; sleep 0.005; done; read l; echo got:$l; sleep 60";
+    server
+        .create(serde_json::json!({"id":"late","kind":"command","argv":["sh","-c",program]}))
+        .await;
+    let client = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let options = ConnectOptions {
+        event_queue: 4,
+        ..ConnectOptions::default()
+    };
+    let (conn, _events) = Connection::open(client, options);
+    let id = SessionId::new("late").unwrap();
+    conn.attach(id.clone(), None, Resume::Exact).await.unwrap();
+    server.read_output_until("late", "line300", secs(20)).await;
+    conn.input(id, "queued\n".into()).await.unwrap();
+    tokio::time::timeout(secs(5), conn.close())
+        .await
+        .expect("close returns while the events go unread");
+    server.read_output_until("late", "got:queued", secs(10)).await;
+    server.terminate("late").await;
+}
+
+#[tokio::test]
+async fn close_returns_while_a_stopped_server_does_not_answer_the_connect() {
+    use rustix::process::{Pid, Signal, kill_process};
+    // A server that hangs (SIGSTOP): the kernel takes the TCP connection,
+    // nothing answers the upgrade. attach closes before it gives the
+    // terminal back, so a close must not wait for it.
+    let server = TestServer::start().await;
+    let pid = Pid::from_raw(server.pid() as i32).unwrap();
+    kill_process(pid, Signal::STOP).unwrap();
+    let client = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let (conn, _events) = Connection::open(client, ConnectOptions::default());
+    let closed = tokio::time::timeout(secs(5), conn.close()).await;
+    kill_process(pid, Signal::CONT).unwrap();
+    closed.expect("close returns while the connect hangs");
 }

@@ -8,11 +8,12 @@ mod incoming;
 
 use std::time::{Duration, Instant};
 
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use termstream_proto::ws::{ClientMessage, LogPosition, OutputMode, ServerMessage, StreamMode};
 use termstream_proto::{ErrorBody, ErrorCode, SessionId};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -29,6 +30,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const MAX_PENDING_INPUT: usize = 1 << 20;
 /// The longest the server may take to say `connected`.
 const HELLO_WAIT: Duration = Duration::from_secs(10);
+/// The longest a close waits to write what was queued, and the close
+/// frame, to a server that does not read.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// The largest message accepted from the server (snapshots can be large).
 const MAX_MESSAGE: usize = 64 << 20;
 
@@ -54,6 +58,12 @@ struct State {
     options: ConnectOptions,
     /// From the handles; bounded.
     commands: mpsc::Receiver<Command>,
+    /// Close requests from the handles, read even while `commands` is not;
+    /// closed when every handle is gone.
+    closes: mpsc::Receiver<oneshot::Sender<()>>,
+    /// The close request being carried out: dropped, which answers it,
+    /// when the task ends.
+    closing: Option<oneshot::Sender<()>>,
     /// To the user; bounded (a slow user pauses the socket's reading).
     events: mpsc::Sender<Event>,
     sessions: Sessions,
@@ -68,6 +78,7 @@ pub(super) async fn run(
     client: Client,
     options: ConnectOptions,
     commands: mpsc::Receiver<Command>,
+    closes: mpsc::Receiver<oneshot::Sender<()>>,
     events: mpsc::Sender<Event>,
 ) {
     let mut backoff = Backoff::new(options.backoff);
@@ -75,6 +86,8 @@ pub(super) async fn run(
         client,
         options,
         commands,
+        closes,
+        closing: None,
         events,
         sessions: Sessions::default(),
         pending: PendingInput::default(),
@@ -83,7 +96,16 @@ pub(super) async fn run(
     };
     let mut reconnect = false;
     loop {
-        let error = match st.connect().await {
+        // A server that hangs (stopped) answers neither the connect nor the
+        // upgrade: a close is heard meanwhile.
+        let attempt = tokio::select! {
+            attempt = connect(&st.client, &st.options, st.client_id.as_deref()) => attempt,
+            done = st.closes.recv() => {
+                st.closing = done;
+                return;
+            }
+        };
+        let error = match attempt {
             Ok(ws) => {
                 let started = Instant::now();
                 st.progress = false;
@@ -97,7 +119,7 @@ pub(super) async fn run(
                 }
             }
             Err(ConnectError::Fatal(error, code)) => {
-                let _ = st.events.send(Event::Failed { error, code }).await;
+                st.emit(Event::Failed { error, code }).await;
                 return;
             }
             Err(ConnectError::Retry(e)) => e,
@@ -120,9 +142,16 @@ pub(super) async fn run(
 }
 
 impl State {
-    /// Sends an event; false when the user no longer listens.
-    async fn emit(&self, e: Event) -> bool {
-        self.events.send(e).await.is_ok()
+    /// Sends an event; false when the user no longer listens, or closed
+    /// the connection while it waited.
+    async fn emit(&mut self, e: Event) -> bool {
+        tokio::select! {
+            sent = self.events.send(e) => sent.is_ok(),
+            done = self.closes.recv() => {
+                self.closing = done;
+                false
+            }
+        }
     }
 
     /// Waits `delay` while disconnected, taking commands (they apply on the
@@ -133,12 +162,12 @@ impl State {
         loop {
             tokio::select! {
                 _ = &mut until => return true,
+                done = self.closes.recv() => {
+                    self.closing = done;
+                    return false;
+                }
                 cmd = self.commands.recv(), if self.pending.bytes() < MAX_PENDING_INPUT => match cmd {
                     None => return false,
-                    Some(Command::Close(done)) => {
-                        let _ = done.send(());
-                        return false;
-                    }
                     Some(Command::Attach { session_id, since, resume }) => self.sessions.attach(session_id, since, resume),
                     Some(Command::Detach { session_id }) => self.sessions.forget(&session_id),
                     Some(Command::Input { session_id, data }) => {
@@ -151,70 +180,17 @@ impl State {
         }
     }
 
-    async fn connect(&self) -> Result<Ws, ConnectError> {
-        let endpoint = self.client.endpoint();
-        let mut query = Vec::new();
-        if let Some(id) = &self.client_id {
-            query.push(format!("clientId={id}"));
-        }
-        let mut header_token = endpoint.token.clone();
-        if self.options.auth == SocketAuth::Ticket && header_token.is_some() {
-            let t = self.client.ws_ticket().await.map_err(|e| {
-                if e.is_auth() {
-                    ConnectError::Fatal(e.to_string(), e.code())
-                } else {
-                    ConnectError::Retry(e.to_string())
-                }
-            })?;
-            query.push(format!("token={}", t.ticket));
-            header_token = None;
-        }
-        let mut url = endpoint.ws_url("/ws");
-        if !query.is_empty() {
-            url = format!("{url}?{}", query.join("&"));
-        }
-        let mut req = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ConnectError::Fatal(format!("bad socket URL {url}: {e}"), None))?;
-        if let Some(t) = header_token {
-            let v = format!("Bearer {t}")
-                .parse()
-                .map_err(|_| ConnectError::Fatal("the token is not a valid header value".into(), None))?;
-            req.headers_mut().insert("authorization", v);
-        }
-        let connector = match &endpoint.tls {
-            Some(tls) => Connector::Rustls(tls.clone()),
-            None => Connector::Plain,
-        };
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
-        match tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, Some(connector)).await {
-            Ok((ws, _)) => Ok(ws),
-            Err(tungstenite::Error::Http(resp)) => {
-                let status = resp.status().as_u16();
-                let body = resp.body().as_deref().unwrap_or_default();
-                let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
-                    Ok(b) => (Some(b.error.code), b.error.message),
-                    Err(_) => (None, format!("HTTP {status}")),
-                };
-                let message = format!("the server refused the socket ({status}): {message}");
-                if matches!(status, 401 | 403) {
-                    Err(ConnectError::Fatal(message, code))
-                } else {
-                    Err(ConnectError::Retry(message))
-                }
-            }
-            Err(e) => Err(ConnectError::Retry(format!("cannot connect to {url}: {e}"))),
-        }
-    }
-
     /// Follows one connected socket until it drops or the user closes it.
     async fn connected(&mut self, ws: Ws, reconnect: bool) -> End {
         let (mut sink, mut stream) = ws.split();
         // The first message is `connected`, with the client id to keep.
-        let hello = tokio::time::timeout(HELLO_WAIT, stream.next()).await;
+        let hello = tokio::select! {
+            hello = tokio::time::timeout(HELLO_WAIT, stream.next()) => hello,
+            done = self.closes.recv() => {
+                self.closing = done;
+                return self.finish(&mut sink).await;
+            }
+        };
         let client_id = match hello {
             Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ServerMessage>(&t) {
                 Ok(ServerMessage::Connected { client_id, .. }) => client_id,
@@ -224,7 +200,10 @@ impl State {
             Err(_) => return End::Dropped("the server did not greet within 10 s".into()),
         };
         self.client_id = Some(client_id.clone());
-        if !self.emit(Event::Connected { client_id, reconnect }).await {
+        // Closed while the user was handed `Connected`: what may not have
+        // arrived, and what was queued, still goes out before the close.
+        let closed = !self.emit(Event::Connected { client_id, reconnect }).await;
+        if closed && self.closing.is_none() {
             return End::Closed;
         }
         // Re-attach, then resend what may not have arrived, then ask for
@@ -254,6 +233,9 @@ impl State {
         if let Err(e) = sink.flush().await {
             return End::Dropped(e.to_string());
         }
+        if closed {
+            return self.finish(&mut sink).await;
+        }
 
         let interval = self.options.ping_interval;
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -265,6 +247,9 @@ impl State {
                     match msg {
                         Some(Ok(m)) => {
                             if !self.incoming(m).await {
+                                if self.closing.is_some() {
+                                    return self.finish(&mut sink).await;
+                                }
                                 return End::Closed;
                             }
                             None
@@ -278,13 +263,12 @@ impl State {
                         let _ = sink.send(Message::Close(None)).await;
                         return End::Closed;
                     }
-                    Some(Command::Close(done)) => {
-                        let _ = sink.send(Message::Close(None)).await;
-                        let _ = done.send(());
-                        return End::Closed;
-                    }
                     Some(cmd) => Some(self.command(cmd)),
                 },
+                done = self.closes.recv() => {
+                    self.closing = done;
+                    return self.finish(&mut sink).await;
+                }
                 _ = ticker.tick() => {
                     if last_heard.elapsed() > interval * 3 {
                         return End::Dropped(format!("no message from the server for {:?}", last_heard.elapsed()));
@@ -304,6 +288,25 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Carries out a close heard while connected, wherever it was heard:
+    /// the commands queued before it go out first, then a close frame. A
+    /// server that takes none of it (stopped, its buffers full) is given
+    /// up on after [`CLOSE_WAIT`].
+    async fn finish(&mut self, sink: &mut SplitSink<Ws, Message>) -> End {
+        let mut out = Vec::new();
+        while let Ok(cmd) = self.commands.try_recv() {
+            out.extend(self.command(cmd));
+        }
+        let send = async {
+            for m in out {
+                sink.feed(json(&m)).await?;
+            }
+            sink.send(Message::Close(None)).await
+        };
+        let _ = tokio::time::timeout(CLOSE_WAIT, send).await;
+        End::Closed
     }
 
     /// Applies a command; returns the messages to send for it.
@@ -335,8 +338,68 @@ impl State {
                 out
             }
             Command::Resize { session_id, cols, rows } => vec![ClientMessage::Resize { session_id, cols, rows }],
-            Command::Close(_) => unreachable!("handled by the caller"),
         }
+    }
+}
+
+/// One connect attempt: the socket's upgrade (with a ticket first when
+/// asked), with the client id to keep when there is one.
+async fn connect(client: &Client, options: &ConnectOptions, client_id: Option<&str>) -> Result<Ws, ConnectError> {
+    let endpoint = client.endpoint();
+    let mut query = Vec::new();
+    if let Some(id) = client_id {
+        query.push(format!("clientId={id}"));
+    }
+    let mut header_token = endpoint.token.clone();
+    if options.auth == SocketAuth::Ticket && header_token.is_some() {
+        let t = client.ws_ticket().await.map_err(|e| {
+            if e.is_auth() {
+                ConnectError::Fatal(e.to_string(), e.code())
+            } else {
+                ConnectError::Retry(e.to_string())
+            }
+        })?;
+        query.push(format!("token={}", t.ticket));
+        header_token = None;
+    }
+    let mut url = endpoint.ws_url("/ws");
+    if !query.is_empty() {
+        url = format!("{url}?{}", query.join("&"));
+    }
+    let mut req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ConnectError::Fatal(format!("bad socket URL {url}: {e}"), None))?;
+    if let Some(t) = header_token {
+        let v = format!("Bearer {t}")
+            .parse()
+            .map_err(|_| ConnectError::Fatal("the token is not a valid header value".into(), None))?;
+        req.headers_mut().insert("authorization", v);
+    }
+    let connector = match &endpoint.tls {
+        Some(tls) => Connector::Rustls(tls.clone()),
+        None => Connector::Plain,
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    match tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, Some(connector)).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::Error::Http(resp)) => {
+            let status = resp.status().as_u16();
+            let body = resp.body().as_deref().unwrap_or_default();
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+                Ok(b) => (Some(b.error.code), b.error.message),
+                Err(_) => (None, format!("HTTP {status}")),
+            };
+            let message = format!("the server refused the socket ({status}): {message}");
+            if matches!(status, 401 | 403) {
+                Err(ConnectError::Fatal(message, code))
+            } else {
+                Err(ConnectError::Retry(message))
+            }
+        }
+        Err(e) => Err(ConnectError::Retry(format!("cannot connect to {url}: {e}"))),
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use termstream_client::{Client, ConnectOptions, Connection, Event, Resume};
+use termstream_client::{Client, ConnectOptions, Connection, Event, Resume, Utf8Carry};
 use termstream_proto::{ErrorCode, SessionId, SessionKind, SessionStatus};
 use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{SignalKind, signal};
@@ -91,7 +91,9 @@ pub async fn attach_session(
     let screen = std::io::stdout().is_terminal();
     let raw = term::RawMode::enter().map_err(|e| Failure::io("cannot put the terminal in raw mode", e))?;
     let (conn, events) = Connection::open(client.clone(), ConnectOptions::default());
-    let mut leave = Leave::default();
+    // Into a file the cursor is not followed: the terminal's size says
+    // nothing of it, and the closing line goes on a line of its own.
+    let mut leave = Leave::sized(term::window_size().filter(|_| screen));
     let watch = Watch {
         read_only,
         // Asked now: a hung-up terminal is no longer one.
@@ -105,7 +107,7 @@ pub async fn attach_session(
     let end = if screen {
         leave.bytes()
     } else {
-        leave.line_break().to_vec()
+        leave.line_break_in_place().to_vec()
     };
     let _ = out.write_all(&end);
     let _ = out.flush();
@@ -205,8 +207,8 @@ async fn follow(
                     break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
                 };
                 match ev {
-                    Event::Restore { session_id, data, .. } if session_id == id => {
-                        leave.feed(RESET);
+                    Event::Restore { session_id, data, cols, rows, .. } if session_id == id => {
+                        leave.reset((cols, rows));
                         leave.feed(data.as_bytes());
                         if let Err(e) = out.write_all(RESET).and_then(|()| out.write_all(data.as_bytes())).and_then(|()| out.flush()) {
                             break failed(e);
@@ -218,6 +220,7 @@ async fn follow(
                             break failed(e);
                         }
                     }
+                    Event::Resized { session_id, cols, rows } if session_id == id => leave.session_resized((cols, rows)),
                     Event::Exit { session_id, status: SessionStatus::Lost, .. } if session_id == id => break Ok(Reason::Lost),
                     Event::Exit { session_id, status, exit_code, signal } if session_id == id => {
                         let code = exit::of_program(exit_code, signal);
@@ -250,6 +253,11 @@ async fn follow(
             typed = key_rx.recv(), if keys_open => {
                 let Some(typed) = typed else {
                     keys_open = false;
+                    // A character cut short at the end goes as U+FFFD.
+                    let rest = utf8.finish();
+                    if !read_only && !rest.is_empty() {
+                        let _ = conn.input(id.clone(), rest).await;
+                    }
                     continue;
                 };
                 let fed = keys.feed(&typed);
@@ -266,7 +274,9 @@ async fn follow(
             Some(n) = super::run::got_signal(&mut sigterm, libc::SIGTERM) => break Ok(Reason::Signalled(n)),
             Some(n) = super::run::got_signal(&mut sighup, libc::SIGHUP) => break Ok(Reason::Signalled(n)),
             _ = winch.recv() => {
-                if !read_only && let Some((cols, rows)) = term::window_size() {
+                let size = term::window_size();
+                leave.resized(size.filter(|_| watch.screen));
+                if !read_only && let Some((cols, rows)) = size {
                     let _ = conn.resize(id.clone(), cols, rows).await;
                 }
             }
@@ -274,41 +284,4 @@ async fn follow(
     };
     reader.abort();
     result
-}
-
-/// Turns typed bytes into text for `terminal.input`, holding back a UTF-8
-/// sequence split across reads; bytes that are not UTF-8 become U+FFFD.
-#[derive(Debug, Default)]
-pub struct Utf8Carry {
-    held: Vec<u8>,
-}
-
-impl Utf8Carry {
-    pub fn push(&mut self, bytes: &[u8]) -> String {
-        self.held.extend_from_slice(bytes);
-        let keep = match std::str::from_utf8(&self.held) {
-            Ok(_) => 0,
-            // An incomplete sequence at the very end waits for the rest.
-            Err(e) if e.error_len().is_none() => self.held.len() - e.valid_up_to(),
-            Err(_) => 0,
-        };
-        let tail = self.held.split_off(self.held.len() - keep);
-        let text = String::from_utf8_lossy(&self.held).into_owned();
-        self.held = tail;
-        text
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_characters_are_held_until_whole() {
-        let mut c = Utf8Carry::default();
-        let e = "é".as_bytes();
-        assert_eq!(c.push(&[b'a', e[0]]), "a");
-        assert_eq!(c.push(&[e[1], b'b']), "éb");
-        assert_eq!(c.push(&[0xff, b'c']), "\u{fffd}c");
-    }
 }

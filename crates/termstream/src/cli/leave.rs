@@ -8,16 +8,34 @@
 //! started. So it is sent only when the session's program left the local
 //! terminal on the alternate screen. And the closing line
 //! (`[detached (from session work)]`) starts on a line of its own: after a
-//! prompt such as `$ ` a line break comes first.
+//! prompt such as `$ ` a line break comes first, and none when the cursor
+//! is at the start of an empty row: after a line feed, or (followed from
+//! the reset before a snapshot, [`grid`]) where a snapshot put it.
+
+mod grid;
+
+use grid::Grid;
 
 /// Modes a full-screen program may have set, all put back: a hidden cursor,
 /// application keys, mouse reports, bracketed paste, the pen.
 const MODES: &[u8] = b"\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[0m";
 /// Leaves the alternate screen and restores the cursor saved on entering it.
 const LEAVE_ALTERNATE: &[u8] = b"\x1b[?1049l";
+/// The scroll region reset (the cursor goes home), then the bottom row.
+const TO_THE_BOTTOM: &[u8] = b"\x1b[r\x1b[999;1H";
 /// The longest parameter string kept of one control sequence; longer ones
 /// are not mode changes this cares about.
 const MAX_PARAMS: usize = 32;
+/// Private modes (`CSI ? n h`, `CSI ? n l`) known to leave the cursor and
+/// the screen's rows as they are: cursor keys, blinking and shown cursor,
+/// mouse reports, focus reports, bracketed paste, synchronized output.
+/// Any other ends the following (origin mode homes the cursor, `1048`
+/// restores one, reverse wrap, ...).
+const STILL_MODES: &[&[u8]] = &[
+    b"1", b"9", b"12", b"25", b"1000", b"1002", b"1003", b"1004", b"1005", b"1006", b"1015", b"2004", b"2026",
+];
+/// The modes that switch screens.
+const ALTERNATE_MODES: &[&[u8]] = &[b"1049", b"1047", b"47"];
 
 /// Where the byte scanner is within an escape sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +43,9 @@ enum Scan {
     Ground,
     /// After ESC.
     Escape,
+    /// After `ESC` and an intermediate byte (`ESC ( B`): the next final
+    /// byte ends it.
+    Intermediate,
     /// After `ESC [`; `private` once a `?` was seen.
     Csi {
         private: bool,
@@ -48,6 +69,22 @@ pub struct Leave {
     /// `line_start` when the alternate screen was entered: leaving it puts
     /// the cursor back there.
     line_start_before_alternate: bool,
+    /// Where the cursor was when the alternate screen was entered, when
+    /// known exactly: a snapshot enters it with `CSI ? 1047 h`, which saves
+    /// no cursor, so leaving it with `CSI ? 1049 l` would put the cursor
+    /// where the terminal pleases (the top-left corner, or where it is on
+    /// the alternate screen), and it is moved there after.
+    cursor_before_alternate: Option<(u32, u32)>,
+    /// The window changed while on the alternate screen: where leaving it
+    /// puts the cursor on the reflowed primary screen is not known (tmux
+    /// leaves it where the program's was, on the primary's text), so it is
+    /// sent to the bottom row, and the line break scrolls a blank row in.
+    resized_under_alternate: bool,
+    /// The local terminal's size `(cols, rows)`, when known: a reset then
+    /// starts `grid`.
+    size: Option<(u16, u16)>,
+    /// The cursor followed since the last reset, while that is possible.
+    grid: Option<Grid>,
     /// The row of attach's own status line ("the server is away"), while
     /// it is on the screen: nothing the program drew, so it is wiped.
     status_row: Option<u16>,
@@ -61,12 +98,75 @@ impl Default for Leave {
             alternate: false,
             line_start: false,
             line_start_before_alternate: false,
+            cursor_before_alternate: None,
+            resized_under_alternate: false,
+            size: None,
+            grid: None,
             status_row: None,
         }
     }
 }
 
 impl Leave {
+    /// For a terminal of `size` `(cols, rows)` (when known), which lets the
+    /// cursor be followed after a reset (`attach` resets before a snapshot).
+    pub fn sized(size: Option<(u16, u16)>) -> Leave {
+        Leave {
+            size,
+            ..Leave::default()
+        }
+    }
+
+    /// For a terminal whose cursor is at the start of an empty line (a
+    /// command was just typed at a prompt: `run`).
+    pub fn at_fresh_line() -> Leave {
+        Leave {
+            line_start: true,
+            ..Leave::default()
+        }
+    }
+
+    /// Takes note of the reset written before a snapshot of a session of
+    /// `session` `(cols, rows)`: the terminal is reset whatever sequence
+    /// the bytes before it ended in. The cursor is followed from here only when
+    /// the session's size is the terminal's (else the snapshot's rows and
+    /// moves are not where they land: a taller session's row 30 is the
+    /// terminal's last).
+    pub fn reset(&mut self, session: (u16, u16)) {
+        self.scan = Scan::Ground;
+        self.feed(b"\x1bc");
+        if self.size != Some(session) {
+            self.grid = None;
+        }
+    }
+
+    /// The session was resized: when to another size than the terminal's
+    /// (a web viewer's), its moves are no longer followed.
+    pub fn session_resized(&mut self, session: (u16, u16)) {
+        if self.size != Some(session) {
+            self.grid = None;
+        }
+    }
+
+    /// The terminal's window changed: rows may have been rewrapped, so the
+    /// cursor is no longer followed until the next reset, and a place
+    /// recorded before the change is not moved to (terminals reflow the
+    /// primary screen: it may now be on its text). On the alternate screen,
+    /// leaving it sends the cursor to the bottom row instead.
+    pub fn resized(&mut self, size: Option<(u16, u16)>) {
+        self.size = size;
+        self.grid = None;
+        self.cursor_before_alternate = None;
+        // Nor is the restored cursor known to be at an empty line's start.
+        self.line_start_before_alternate = false;
+        self.resized_under_alternate |= self.alternate;
+    }
+
+    /// The cursor is at the start of an empty line, as far as is known.
+    fn at_line_start(&self) -> bool {
+        self.line_start || self.grid.is_some_and(|g| g.at_empty_line_start())
+    }
+
     /// Takes note of bytes written to the terminal.
     pub fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -76,36 +176,47 @@ impl Leave {
 
     fn byte(&mut self, b: u8) {
         match self.scan {
-            Scan::Ground => match b {
-                0x1b => self.scan = Scan::Escape,
-                b'\n' => self.line_start = true,
-                // Bell, and the shift controls, do not move the cursor.
-                0x07 | 0x0e | 0x0f => {}
-                _ => self.line_start = false,
-            },
+            Scan::Ground => {
+                if let Some(g) = &mut self.grid {
+                    g.byte(b);
+                }
+                match b {
+                    0x1b => self.scan = Scan::Escape,
+                    b'\n' => self.line_start = true,
+                    // Bell, and the shift controls, do not move the cursor.
+                    0x07 | 0x0e | 0x0f => {}
+                    _ => self.line_start = false,
+                }
+            }
             Scan::Escape => {
                 self.params.clear();
                 self.scan = match b {
                     b'[' => Scan::Csi { private: false },
                     b']' | b'P' | b'X' | b'^' | b'_' => Scan::Str,
-                    // An intermediate byte (`ESC ( B`): the next one ends it.
-                    0x20..=0x2f => Scan::Escape,
+                    // ESC again starts anew.
+                    0x1b => Scan::Escape,
+                    // A character set chosen (`ESC ( B`) leaves the cursor;
+                    // anything else (`ESC # 6` halves the line's width) ends
+                    // the following.
+                    b'(' | b')' | b'*' | b'+' | b'-' | b'.' | b'/' => Scan::Intermediate,
+                    0x20..=0x2f => {
+                        self.line_start = false;
+                        self.grid = None;
+                        Scan::Intermediate
+                    }
+                    0x00..=0x1f => self.control_in_sequence(b, Scan::Escape),
                     _ => {
-                        // `ESC c` resets the terminal: the cursor goes home,
-                        // the screen (and a status line on it) is cleared.
-                        if b == b'c' {
-                            self.alternate = false;
-                            self.status_row = None;
-                        }
-                        // Reverse index, restore cursor, ...: where the
-                        // cursor is, is no longer known.
-                        if matches!(b, b'c' | b'8' | b'M' | b'E' | b'D') {
-                            self.line_start = false;
-                        }
+                        self.escape_end(b);
                         Scan::Ground
                     }
                 };
             }
+            Scan::Intermediate => match b {
+                0x1b => self.scan = Scan::Escape,
+                0x00..=0x1f => self.scan = self.control_in_sequence(b, Scan::Intermediate),
+                0x20..=0x2f => {}
+                _ => self.scan = Scan::Ground,
+            },
             Scan::Csi { private } => match b {
                 b'?' if self.params.is_empty() && !private => self.scan = Scan::Csi { private: true },
                 0x20..=0x3f if self.params.len() < MAX_PARAMS => self.params.push(b),
@@ -114,42 +225,98 @@ impl Leave {
                     self.csi_end(private, b);
                     self.scan = Scan::Ground;
                 }
-                // A control inside a sequence is acted on; ESC starts anew.
                 0x1b => self.scan = Scan::Escape,
+                0x00..=0x1f => self.scan = self.control_in_sequence(b, self.scan),
                 _ => {}
             },
             Scan::Str => match b {
                 0x07 => self.scan = Scan::Ground,
                 0x1b => self.scan = Scan::StrEscape,
+                0x18 | 0x1a => self.scan = self.control_in_sequence(b, Scan::Str),
                 _ => {}
             },
-            Scan::StrEscape => self.scan = if b == b'\\' { Scan::Ground } else { Scan::Str },
+            // ESC ends the string and, but for `\`, starts a sequence
+            // (`ESC c` resets the terminal there too).
+            Scan::StrEscape if b == b'\\' => self.scan = Scan::Ground,
+            Scan::StrEscape => {
+                self.scan = Scan::Escape;
+                self.byte(b);
+            }
+        }
+    }
+
+    /// A control inside a sequence: acted on there (a line feed moves the
+    /// cursor; CAN and SUB end the sequence), which is not followed.
+    fn control_in_sequence(&mut self, b: u8, scan: Scan) -> Scan {
+        self.line_start = false;
+        self.grid = None;
+        if matches!(b, 0x18 | 0x1a) { Scan::Ground } else { scan }
+    }
+
+    /// The end of `ESC final`.
+    fn escape_end(&mut self, b: u8) {
+        // `ESC c` resets the terminal: the cursor goes home, the screen
+        // (and a status line on it) is cleared.
+        if b == b'c' {
+            self.alternate = false;
+            self.resized_under_alternate = false;
+            self.status_row = None;
+            self.line_start = false;
+            self.grid = self.size.map(|(cols, rows)| Grid::reset(cols, rows));
+            return;
+        }
+        // Saving the cursor, keypad modes, a tab stop, a string's end, a
+        // character set chosen: the cursor stays. Anything else (reverse
+        // index, restoring the cursor, `ESC # 6`, ...) ends the following.
+        if !matches!(b, b'7' | b'=' | b'>' | b'H' | b'\\') {
+            self.line_start = false;
+            self.grid = None;
         }
     }
 
     fn csi_end(&mut self, private: bool, last: u8) {
+        // The pen leaves the cursor where it is, however long its
+        // parameters.
+        if !private && last == b'm' {
+            return;
+        }
         if private && (last == b'h' || last == b'l') {
-            let alternate_mode = self
-                .params
-                .split(|&c| c == b';')
-                .any(|p| matches!(p, b"1049" | b"1047" | b"47"));
+            let modes = || self.params.split(|&c| c == b';');
+            let alternate_mode = modes().any(|p| ALTERNATE_MODES.contains(&p));
+            let still = modes().all(|p| STILL_MODES.contains(&p) || ALTERNATE_MODES.contains(&p));
+            if !still || self.params.len() >= MAX_PARAMS {
+                self.grid = None;
+                self.line_start = false;
+            }
             if alternate_mode {
                 let on = last == b'h';
+                if on != self.alternate {
+                    self.resized_under_alternate = false;
+                }
                 if on && !self.alternate {
-                    self.line_start_before_alternate = self.line_start;
+                    self.line_start_before_alternate = self.at_line_start();
+                    self.cursor_before_alternate = self.grid.and_then(|g| g.cursor());
                     self.line_start = false;
                 } else if !on && self.alternate {
                     self.line_start = self.line_start_before_alternate;
+                    self.cursor_before_alternate = None;
                 }
+                // The other screen's rows (and, after it, a cursor put back
+                // as the terminal does it) are not followed.
+                self.grid = None;
                 self.alternate = on;
             }
             return;
         }
-        // The pen and other modes leave the cursor where it is; anything
-        // else (a move, an erase of the line) is taken as a move.
-        if last != b'm' && !(last == b'h' || last == b'l') {
-            self.line_start = false;
+        if private || self.params.len() >= MAX_PARAMS {
+            // Not a sequence followed, or perhaps cut short: its numbers are
+            // not to be trusted.
+            self.grid = None;
+        } else {
+            self.grid = self.grid.and_then(|g| g.csi(&self.params, last));
         }
+        // Anything else (a move, an erase of the line) is taken as a move.
+        self.line_start = false;
     }
 
     /// Takes note of a status line drawn on `row` (1-based) over the
@@ -173,6 +340,12 @@ impl Leave {
         }
         if self.alternate {
             out.extend_from_slice(LEAVE_ALTERNATE);
+            if self.resized_under_alternate {
+                // No scroll region (the line feed scrolls), the bottom row.
+                out.extend_from_slice(TO_THE_BOTTOM);
+            } else if let Some((row, col)) = self.cursor_before_alternate {
+                out.extend_from_slice(format!("\x1b[{row};{col}H").as_bytes());
+            }
         }
         out.extend_from_slice(MODES);
         out
@@ -185,67 +358,26 @@ impl Leave {
         out
     }
 
+    /// [`Leave::line_break`] where the modes are not given back (the bytes
+    /// go to a file): the alternate screen, if in use, is not left, so the
+    /// cursor on it is the one that counts. Only a line feed last counts
+    /// (not a followed cursor), so the file's closing line is a line of its
+    /// own, as the file is read line by line.
+    pub fn line_break_in_place(&self) -> &'static [u8] {
+        if self.line_start { b"" } else { b"\r\n" }
+    }
+
     /// What puts the cursor on a line of its own for a closing line
     /// (nothing when it is at the start of one).
     pub fn line_break(&self) -> &'static [u8] {
         let at_line_start = if self.alternate {
             self.line_start_before_alternate
         } else {
-            self.line_start
+            self.at_line_start()
         };
         if at_line_start { b"" } else { b"\r\n" }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn after(chunks: &[&[u8]]) -> Leave {
-        let mut l = Leave::default();
-        for c in chunks {
-            l.feed(c);
-        }
-        l
-    }
-
-    #[test]
-    fn the_alternate_screen_is_left_only_when_in_use() {
-        let shell = after(&[b"\x1b[?2004h$ exit\r\n"]);
-        assert!(!shell.alternate());
-        assert!(!shell.bytes().starts_with(LEAVE_ALTERNATE));
-        assert!(!shell.bytes().ends_with(b"\r\n"), "already on a fresh line");
-
-        // Split across writes, and among other modes.
-        let vi = after(&[b"$ vi\r\n\x1b[?10", b"49;1h\x1b[H~"]);
-        assert!(vi.alternate());
-        assert_eq!(vi.bytes(), [LEAVE_ALTERNATE, MODES].concat(), "back where vi started");
-
-        let quit = after(&[b"$ vi\r\n\x1b[?1049h~\x1b[?1049l$ "]);
-        assert!(!quit.alternate());
-        assert!(quit.bytes().ends_with(b"\r\n"));
-        assert!(after(&[b"\x1b[?47h", b"x\x1bc"]).bytes().starts_with(MODES));
-    }
-
-    #[test]
-    fn a_status_line_is_wiped_unless_a_reset_did() {
-        let mut l = after(&[b"$ "]);
-        l.status_line(24);
-        assert!(l.bytes().starts_with(b"\x1b7\x1b[24;1H\x1b[0m\x1b[2K\x1b8"));
-        l.feed(b"\x1bc$ ");
-        assert!(l.bytes().starts_with(MODES));
-    }
-
-    #[test]
-    fn the_closing_line_starts_a_line_of_its_own() {
-        assert!(after(&[b"$ "]).bytes().ends_with(b"\r\n"));
-        assert!(after(&[b"done\r\n\x1b[0m"]).bytes().ends_with(MODES));
-        // An OSC title with a newline-free body, ended by BEL or ST.
-        assert!(after(&[b"a\n\x1b]0;title\x07"]).bytes().ends_with(MODES));
-        assert!(after(&[b"a\n\x1b]0;t\x1b\\"]).bytes().ends_with(MODES));
-        // A carriage return alone leaves text on the line.
-        assert!(after(&[b"50%\r"]).bytes().ends_with(b"\r\n"));
-        // A cursor move makes the column unknown.
-        assert!(after(&[b"a\n\x1b[5;1H"]).bytes().ends_with(b"\r\n"));
-    }
-}
+mod tests;

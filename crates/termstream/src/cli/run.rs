@@ -19,6 +19,10 @@ use termstream_proto::{
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
+mod args;
+
+pub use args::RunArgs;
+
 use super::exit::{self, Failure};
 use super::leave::Leave;
 use super::{GlobalArgs, term};
@@ -29,59 +33,6 @@ const SECOND_INTERRUPT: Duration = Duration::from_secs(1);
 const REST_ATTEMPTS: u32 = 5;
 /// How long `run` waits for the terminate after its stdout was closed.
 const PIPE_TERMINATE: Duration = Duration::from_secs(10);
-
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    /// The id to give the session (generated when absent).
-    #[arg(long)]
-    pub id: Option<String>,
-    /// The project the session belongs to.
-    #[arg(long)]
-    pub project: Option<String>,
-    /// The working directory on the server.
-    #[arg(long)]
-    pub cwd: Option<String>,
-    /// An environment variable for the program (repeatable).
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
-    pub env: Vec<(String, String)>,
-    /// Run on a pseudo-terminal (one output stream, a window size).
-    #[arg(long)]
-    pub tty: bool,
-    /// Terminate the session after this long (e.g. 30s, 500ms, 5m) and exit 124.
-    #[arg(long, value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// The program and its arguments.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
-    pub command: Vec<String>,
-}
-
-fn parse_env(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .filter(|(k, _)| !k.is_empty())
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| format!("{s:?} is not K=V"))
-}
-
-/// Parses `500ms`, `30s`, `5m`, `2h`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (e.g. 500ms, 30s, 5m, 2h)");
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| bad())
-}
 
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<i32, Failure> {
     let client = global.client()?;
@@ -185,11 +136,27 @@ async fn stream(
 ) -> Result<i32, Failure> {
     let id = info.id.clone();
     let nl = if raw { "\r\n" } else { "\n" };
+    // What is written to a terminal is followed (`leave`), so that a note
+    // starts on a line of its own: after the program's output that ended
+    // mid-line, or an echoed `^C`.
+    let stdout_tty = std::io::stdout().is_terminal();
+    let stderr_tty = std::io::stderr().is_terminal();
+    // Typed at a prompt: the cursor starts at the start of a line.
+    let mut leave = Leave::at_fresh_line();
     // Not `eprint!`, which panics when the terminal is gone (SIGHUP).
     macro_rules! say {
-        ($($t:tt)*) => { let _ = write!(std::io::stderr(), "termstream: {}{nl}", format_args!($($t)*)); };
+        ($($t:tt)*) => {{
+            let note = format!("termstream: {}{nl}", format_args!($($t)*));
+            let mut err = std::io::stderr();
+            if stderr_tty {
+                // On the screen in use (the alternate one, mid-run; at the
+                // end, once `leave`'s modes were written and fed, the primary).
+                let _ = err.write_all(leave.line_break_in_place());
+                leave.feed(note.as_bytes());
+            }
+            let _ = err.write_all(note.as_bytes());
+        }};
     }
-    let mut leave = Leave::default();
     // A note on how it ended, printed once the terminal is given back.
     let mut closing = None;
     // Watched before attaching: a Ctrl-C while attaching is taken up by
@@ -233,6 +200,8 @@ async fn stream(
     tokio::pin!(timeout);
     let mut timed_out = false;
     let mut interrupt = Interrupt::None;
+    // The program ended by a signal (Ctrl-C typed to it, say).
+    let mut ended_by_signal = false;
     // Terminate tasks say here that the server could not be reached.
     let (unheard_tx, mut unheard_rx) = mpsc::channel::<()>(2);
     let mut reconnecting = false;
@@ -254,7 +223,7 @@ async fn stream(
                 };
                 match ev {
                     Event::Output { session_id, stream, data, .. } if session_id == id => {
-                        if terminal {
+                        if if stream == Stream::Stderr { stderr_tty } else { stdout_tty } {
                             leave.feed(&data);
                         }
                         let w: &mut dyn Write = if stream == Stream::Stderr { &mut stderr } else { &mut stdout };
@@ -276,6 +245,7 @@ async fn stream(
                         say!("output {from}..{to} of {id} is lost ({reason:?})");
                     }
                     Event::Exit { session_id, status, exit_code, signal } if session_id == id => {
+                        ended_by_signal = signal.is_some();
                         break Ok(if status == SessionStatus::Lost {
                             closing = Some(format!("session {id} was lost: the server restarted while it ran; its end is unknown"));
                             exit::LOST
@@ -329,7 +299,12 @@ async fn stream(
                 say!("{id} ran past its timeout; terminating it");
                 spawn_terminate(client.clone(), id.clone(), unheard_tx.clone());
             }
-            _ = interrupts.recv() => match interrupt {
+            _ = interrupts.recv() => {
+                if stderr_tty && term::echoes_controls() {
+                    // The terminal wrote it after whatever was there.
+                    leave.feed(b"^C");
+                }
+                match interrupt {
                 Interrupt::Pending(_) => {
                     // `attach` takes pty sessions only.
                     let attach = if info.kind == SessionKind::Pty { format!("`termstream attach {id}`, ") } else { String::new() };
@@ -346,7 +321,7 @@ async fn stream(
                     say!("stopped waiting; {id} may still be running (`termstream ls`)");
                     break Ok(exit::INTERRUPTED);
                 }
-            },
+            }},
             Some(()) = unheard_rx.recv() => {
                 // In raw mode Ctrl-C is a byte for the program, not SIGINT
                 // here; after a timeout no Ctrl-C has started anything yet.
@@ -384,10 +359,20 @@ async fn stream(
     // Not into a file (`run --tty -- make > log` from a terminal): the
     // modes are the terminal's to get back.
     if terminal {
-        let _ = stdout.write_all(&leave.modes()).and_then(|()| stdout.flush());
         // The note said at the timeout was on the alternate screen, now gone.
         if timed_out && leave.alternate() && closing.is_none() {
             closing = Some(format!("{id} ran past its timeout and was terminated"));
+        }
+        let modes = leave.modes();
+        let _ = stdout.write_all(&modes).and_then(|()| stdout.flush());
+        leave.feed(&modes);
+        // As a shell does after a program a signal ended (`^C`, then the
+        // prompt on the next line), as this process exits instead; a note
+        // starts a line of its own anyway.
+        if ended_by_signal && closing.is_none() {
+            let line_break = leave.line_break_in_place();
+            let _ = stdout.write_all(line_break).and_then(|()| stdout.flush());
+            leave.feed(line_break);
         }
     }
     if let Some(note) = closing {
@@ -459,23 +444,5 @@ async fn forward_stdin(client: Client, id: SessionId, kind: SessionKind) {
         if eof {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
-        assert!(parse_env("=x").is_err());
     }
 }

@@ -56,6 +56,17 @@ fn install_panic_hook() {
     });
 }
 
+/// Whether the terminal on stderr (where `run`'s notes go) echoes a typed
+/// Ctrl-C as `^C` (cooked, with `ECHO` and `ECHOCTL`): then what is written
+/// next is on its line. Not stdin's: with `< file` the terminal still
+/// echoes.
+pub fn echoes_controls() -> bool {
+    termios::tcgetattr(std::io::stderr()).is_ok_and(|t| {
+        t.local_modes
+            .contains(termios::LocalModes::ECHO | termios::LocalModes::ECHOCTL)
+    })
+}
+
 /// The local window size `(cols, rows)`, from stdout or stdin.
 pub fn window_size() -> Option<(u16, u16)> {
     let from = |ws: termios::Winsize| (ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row));

@@ -1,7 +1,8 @@
 //! The CLI under a real PTY driven from a test: [`spawn_on_pty`] starts
 //! `termstream ARGS` on a fresh 100 x 30 PTY, and [`Screen`] reads what it
 //! prints through a screen model (avt), as a terminal would show it. For
-//! `tests/cli_attach.rs` and `tests/cli_attach_signals.rs`.
+//! `tests/cli_attach.rs`, `tests/cli_attach_signals.rs` and
+//! `tests/cli_run_tty.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -85,14 +86,31 @@ pub fn spawn_on_pty(
     pty_process::Pts,
     tokio::process::Child,
 ) {
+    spawn_on_pty_with_stdin(server, args, None)
+}
+
+/// [`spawn_on_pty`] with another stdin than the PTY (still the controlling
+/// terminal: a typed Ctrl-C is SIGINT, echoed as `^C`).
+pub fn spawn_on_pty_with_stdin(
+    server: &str,
+    args: &[&str],
+    stdin: Option<std::process::Stdio>,
+) -> (
+    Screen,
+    pty_process::OwnedWritePty,
+    pty_process::Pts,
+    tokio::process::Child,
+) {
     let (pty, pts) = pty_process::open().expect("a pty");
     pty.resize(pty_process::Size::new(30, 100)).expect("resize");
-    let child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
+    let mut cmd = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
         .args(args)
         .env("TERMSTREAM_SERVER", server)
-        .env_remove("TERMSTREAM_TOKEN")
-        .spawn_borrowed(&pts)
-        .expect("termstream starts");
+        .env_remove("TERMSTREAM_TOKEN");
+    if let Some(stdin) = stdin {
+        cmd = cmd.stdin(stdin);
+    }
+    let child = cmd.spawn_borrowed(&pts).expect("termstream starts");
     let (mut reader, writer) = pty.into_split();
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
