@@ -44,14 +44,22 @@
 //! A focus-aware attachment (`"stream":"focus"`) follows live events only
 //! while its session is focused ([`focused`]); otherwise it sends what the
 //! log gained at most once per interval, by offset, so nothing is lost.
+//!
+//! A `/ws` attachment ends when its session is deleted, not when it merely
+//! ends: once the ended session's output and `session.exit` are sent, its
+//! forwarder waits (holding only the session's handle) for the session's
+//! actor to go, then gives the attachment back to its socket's task
+//! ([`release`]), as one whose session is deleted while running does.
 
 mod catchup;
 mod focused;
 mod live;
+mod release;
 mod resize;
 mod send;
 mod started;
 
+pub use release::{Release, Released};
 pub use started::Started;
 
 use std::sync::Arc;
@@ -91,6 +99,13 @@ pub struct Attach {
     pub preamble: Vec<Message>,
     /// `"stream":"focus"`: live only while the session is focused.
     pub focus: Option<FocusFollow>,
+    /// A `/ws` attachment: when the session is deleted, the socket's task
+    /// is told (and answers `session.detached` itself, once it has given
+    /// the slot back); the attachment outlives the session's end until
+    /// then. `None` (the sockets of one session, `/ws/terminal/all`): the
+    /// forwarder sends the `session.detached` of its dialect, if any, and
+    /// ends with the session.
+    pub release: Option<Release>,
 }
 
 /// How a focus-aware attachment follows its session's focus.
@@ -136,6 +151,8 @@ struct Forwarder {
     /// fill that stopped short, may be a later update or fill. At most
     /// [`resize::MAX_PENDING`], the oldest dropped past it.
     pending_resizes: Vec<resize::Resize>,
+    /// Taken when the session is found deleted (see [`Attach::release`]).
+    release: Option<Release>,
 }
 
 /// How following the live events ended.
@@ -176,6 +193,7 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         max_replay,
         preamble,
         focus,
+        release,
     } = attach;
     let mut f = Forwarder {
         id: handle.id().clone(),
@@ -191,6 +209,7 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         coalesce: false,
         told_size: (0, 0),
         pending_resizes: Vec::new(),
+        release,
     };
     async move {
         let _attached = attached;
@@ -209,6 +228,18 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         };
         if let Err(Closed) = followed {
             tracing::debug!(session = %f.id, "socket closed while forwarding");
+        }
+        // The session ended (or its start failed) and was not deleted: the
+        // attachment stays until it is. Only the handle is kept meanwhile.
+        if followed.is_ok()
+            && let Some(release) = f.release.take()
+        {
+            let Forwarder { handle, id, .. } = f;
+            let mut info = handle.watch_info();
+            drop(handle);
+            // Closed when the session's actor is gone: it was deleted.
+            while info.changed().await.is_ok() {}
+            release.send(id);
         }
     }
 }
@@ -395,7 +426,13 @@ impl Forwarder {
         Ok(Some(sub.live))
     }
 
+    /// The session was deleted: the socket's task is told, when it owns
+    /// the attachment, else the client.
     async fn detached(&mut self) -> Result<(), Closed> {
+        if let Some(release) = self.release.take() {
+            release.send(self.id.clone());
+            return Ok(());
+        }
         let msg = termstream_proto::ws::ServerMessage::Detached {
             session_id: self.id.clone(),
         };

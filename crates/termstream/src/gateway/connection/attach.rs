@@ -1,16 +1,17 @@
 //! How a connection attaches sessions: the per-socket limit, the wait for
-//! a session that does not exist yet, and the start of each attached
-//! session's forwarder.
+//! a session that does not exist yet, the start of each attached
+//! session's forwarder, and the end of an attachment whose session was
+//! deleted.
 
 use std::time::Duration;
 
 use termstream_proto::ErrorCode;
 use termstream_proto::SessionId;
-use termstream_proto::ws::{LogPosition, OutputMode, StreamMode};
+use termstream_proto::ws::{LogPosition, OutputMode, ServerMessage, StreamMode};
 use tokio::time::Instant;
 
 use super::{Attached, Connection, Pending};
-use crate::gateway::forward::{self, Attach};
+use crate::gateway::forward::{self, Attach, Release, Released};
 use crate::session::SessionHandle;
 
 impl Connection {
@@ -98,6 +99,8 @@ impl Connection {
         if answered {
             viewer.typed();
         }
+        self.generation += 1;
+        let generation = self.generation;
         let attach = Attach {
             handle,
             since,
@@ -109,8 +112,34 @@ impl Connection {
                 focus: self.state.focus.clone(),
                 interval: Duration::from_millis(self.state.registry.config().unfocused_interval_ms.max(1)),
             }),
+            release: Some(Release::new(self.releases.clone(), generation)),
         };
         let (task, started) = forward::spawn(attach, self.out.clone());
-        self.attached.insert(id, Attached { task, started, viewer });
+        self.attached.insert(
+            id,
+            Attached {
+                task,
+                started,
+                viewer,
+                generation,
+            },
+        );
+    }
+
+    /// A forwarder found its session deleted (running, ended, or while its
+    /// attach started): the attachment ends, giving its slot and viewer
+    /// back, and the client is told. A release of an earlier attachment of
+    /// the id (replaced or detached since) changes nothing.
+    pub(super) async fn released(&mut self, released: Released) {
+        let Released { id, generation } = released;
+        if self.attached.get(&id).is_none_or(|a| a.generation != generation) {
+            return;
+        }
+        if let Some(a) = self.attached.remove(&id) {
+            // It sends nothing after its release: this waits only for it
+            // to end (its gauge with it), not for a frame.
+            a.task.gone().await;
+            self.control(ServerMessage::Detached { session_id: id }).await;
+        }
     }
 }

@@ -1,0 +1,189 @@
+//! A `/ws` attachment whose session is deleted ends on the server too: after
+//! `session.detached` the socket's slot (`max_attachments_per_socket`) is
+//! free again and no forwarder is left (`termstream_attachments`), whether
+//! the session was running, had ended, or was created and deleted while its
+//! attach waited for it. A session that merely ends keeps its attachment
+//! (and its slot) until it is deleted or detached. A new session of the
+//! same id attached again just after a delete stays attached.
+
+mod common;
+
+use common::metrics::metric;
+use common::ws::{Incoming, WsClient};
+use common::{TestServer, secs, wait_until};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const SLOTS: usize = 3;
+const GAUGE: &str = r#"termstream_attachments{endpoint="ws"}"#;
+
+/// A server whose sockets may attach `SLOTS` sessions, waiting `wait_ms`
+/// for an id that does not exist yet.
+async fn server(wait_ms: &str) -> TestServer {
+    let slots = SLOTS.to_string();
+    TestServer::start_with(
+        &[],
+        &[
+            ("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", slots.as_str()),
+            ("TERMSTREAM_ATTACH_WAIT_MS", wait_ms),
+        ],
+    )
+    .await
+}
+
+async fn delete(server: &TestServer, id: &str) {
+    let (status, body) = server.request("DELETE", &format!("/api/sessions/{id}"), None).await;
+    assert!(status.is_success(), "delete {id} answered {status} {body}");
+}
+
+/// Waits until the socket answers `type` for `id`; an error for `id` (a
+/// `rate_limited` refusal) fails the test.
+async fn answer(ws: &mut WsClient, ty: &str, id: &str) -> Value {
+    loop {
+        match ws.recv(secs(10)).await {
+            Some(Incoming::Json(v)) if v["sessionId"] == id && v["type"] == ty => return v,
+            Some(Incoming::Json(v)) if v["sessionId"] == id && v["type"] == "error" => {
+                panic!("{ty} of {id} was refused: {v}")
+            }
+            Some(Incoming::Closed(c)) => panic!("closed ({c:?}) while waiting for {ty} of {id}"),
+            None => panic!("no {ty} of {id} within 10 s"),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The `/ws` attachments the server counts (their forwarders) reach `n`.
+async fn gauge_reaches(server: &TestServer, n: f64) {
+    let reached = wait_until(secs(10), || async { metric(server, GAUGE).await == Some(n) }).await;
+    assert!(reached, "{GAUGE} is {:?}, not {n}", metric(server, GAUGE).await);
+}
+
+/// Three rounds of as many sessions as the socket has slots: attached,
+/// deleted, `session.detached`; each round's attaches find every slot
+/// free, and nothing of the deleted attachments is left.
+#[tokio::test]
+async fn a_deleted_sessions_slot_is_given_back() {
+    let server = server("3000").await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    for round in 0..3 {
+        let ids: Vec<String> = (0..SLOTS).map(|i| format!("r{round}-{i}")).collect();
+        for id in &ids {
+            server.create(json!({"id":id,"argv":["cat"]})).await;
+            ws.attach(id, "json").await;
+            answer(&mut ws, "session.attached", id).await;
+        }
+        gauge_reaches(&server, SLOTS as f64).await;
+        for id in &ids {
+            delete(&server, id).await;
+            answer(&mut ws, "session.detached", id).await;
+        }
+        // Given back before the client was told: a detach now is refused.
+        ws.send(json!({"type":"session.detach","sessionId":ids[0]})).await;
+        let refused = answer(&mut ws, "error", &ids[0]).await.to_string();
+        assert!(refused.contains("not_attached"), "{refused}");
+        gauge_reaches(&server, 0.0).await;
+    }
+}
+
+/// Sessions that end keep their attachments and slots (their output can
+/// still be read); deleting one gives its slot back, with
+/// `session.detached` after its `session.exit`.
+#[tokio::test]
+async fn an_ended_session_keeps_its_slot_until_deleted() {
+    let server = server("3000").await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    let ids: Vec<String> = (0..SLOTS).map(|i| format!("done-{i}")).collect();
+    for id in &ids {
+        server.create(json!({"id":id,"argv":["sh","-c","echo bye"]})).await;
+        ws.attach(id, "json").await;
+        answer(&mut ws, "session.attached", id).await;
+        answer(&mut ws, "session.exit", id).await;
+    }
+    server.create(json!({"id":"late","argv":["cat"]})).await;
+    ws.attach("late", "json").await;
+    let refused = ws.until_type("error", secs(10)).await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["sessionId"].as_str()),
+        (Some("rate_limited"), Some("late")),
+        "{refused}"
+    );
+    // Still attached: a detach is answered as one.
+    ws.send(json!({"type":"session.detach","sessionId":ids[0]})).await;
+    answer(&mut ws, "session.detached", &ids[0]).await;
+    ws.attach(&ids[0], "json").await;
+    answer(&mut ws, "session.exit", &ids[0]).await;
+    delete(&server, &ids[1]).await;
+    answer(&mut ws, "session.detached", &ids[1]).await;
+    ws.attach("late", "json").await;
+    answer(&mut ws, "session.attached", "late").await;
+}
+
+/// An attach waiting for its session (limit: one slot here) whose session
+/// is created and deleted at once: `session.detached` comes, and the slot
+/// is free for the next attach.
+#[tokio::test]
+async fn a_session_deleted_while_its_attach_waits_gives_the_slot_back() {
+    let server = TestServer::start_with(
+        &[],
+        &[
+            ("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "1"),
+            ("TERMSTREAM_ATTACH_WAIT_MS", "20000"),
+        ],
+    )
+    .await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    for i in 0..4 {
+        let id = format!("soon-{i}");
+        ws.attach(&id, "json").await;
+        // The attach waits (answered only when the session is there).
+        ws.send(json!({"type":"ping"})).await;
+        ws.until_type("pong", secs(10)).await;
+        server.create(json!({"id":id,"argv":["cat"]})).await;
+        delete(&server, &id).await;
+        answer(&mut ws, "session.detached", &id).await;
+    }
+    server.create(json!({"id":"here","argv":["cat"]})).await;
+    ws.attach("here", "json").await;
+    answer(&mut ws, "session.attached", "here").await;
+    gauge_reaches(&server, 1.0).await;
+}
+
+/// A session deleted and created again with the same id, attached again
+/// at once (while the old attachment may still be ending): the new
+/// attachment stays, whatever the old one's end does.
+#[tokio::test]
+async fn a_new_session_of_the_same_id_stays_attached() {
+    let server = server("3000").await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    server.create(json!({"id":"same","argv":["cat"]})).await;
+    ws.attach("same", "json").await;
+    answer(&mut ws, "session.attached", "same").await;
+    for round in 0..10 {
+        delete(&server, "same").await;
+        let info = server.create(json!({"id":"same","argv":["cat"]})).await;
+        ws.attach("same", "json").await;
+        let attached = answer(&mut ws, "session.attached", "same").await;
+        assert_eq!(attached["epoch"], info["epoch"], "round {round}: {attached}");
+        // Output of the new session still comes: it is attached.
+        let word = format!("still-{round}");
+        server.input("same", &format!("{word}\n")).await;
+        loop {
+            match ws.recv(secs(10)).await {
+                Some(Incoming::Json(v)) if v["type"] == "terminal.output" => {
+                    if v["data"].as_str().is_some_and(|d| d.contains(&word)) {
+                        break;
+                    }
+                }
+                Some(Incoming::Json(v)) if v["type"] == "session.detached" || v["type"] == "error" => {
+                    panic!("round {round}: the new attachment ended: {v}")
+                }
+                Some(Incoming::Json(_)) => {}
+                other => panic!("round {round}: no echo of {word}: {other:?}"),
+            }
+        }
+    }
+    ws.send(json!({"type":"session.detach","sessionId":"same"})).await;
+    answer(&mut ws, "session.detached", "same").await;
+    gauge_reaches(&server, 0.0).await;
+    assert_eq!(server.get("/api/sessions/same").await.0, StatusCode::OK);
+}
