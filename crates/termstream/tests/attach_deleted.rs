@@ -149,21 +149,40 @@ async fn a_session_deleted_while_its_attach_waits_gives_the_slot_back() {
     gauge_reaches(&server, 1.0).await;
 }
 
-/// A session deleted and created again with the same id, attached again
-/// at once (while the old attachment may still be ending): the new
-/// attachment stays, whatever the old one's end does.
+/// A session deleted and created again with the same id, and attached
+/// again while the old attachment's end is still to be taken: the new
+/// attachment stays. The socket's task is held meanwhile (its input to a
+/// program that reads nothing waits 1 s for room, then is `busy`), so
+/// when it wakes the old forwarder's release and the new attach are both
+/// ready, and are taken in either order.
 #[tokio::test]
 async fn a_new_session_of_the_same_id_stays_attached() {
     let server = server("3000").await;
     let mut ws = WsClient::connect(&server, "/ws").await;
+    fill_input(&server, "full").await;
     server.create(json!({"id":"same","argv":["cat"]})).await;
     ws.attach("same", "json").await;
     answer(&mut ws, "session.attached", "same").await;
     for round in 0..10 {
+        ws.send(json!({"type":"terminal.input","sessionId":"full","data":"y"}))
+            .await;
         delete(&server, "same").await;
         let info = server.create(json!({"id":"same","argv":["cat"]})).await;
         ws.attach("same", "json").await;
-        let attached = answer(&mut ws, "session.attached", "same").await;
+        let mut held = false;
+        let attached = loop {
+            match ws.recv(secs(10)).await {
+                Some(Incoming::Json(v)) if v["type"] == "error" && v["sessionId"] == "full" => {
+                    assert_eq!(v["code"], "busy", "{v}");
+                    held = true;
+                }
+                Some(Incoming::Json(v)) if v["type"] == "session.attached" => break v,
+                Some(Incoming::Json(v)) if v["type"] == "error" => panic!("round {round}: {v}"),
+                Some(Incoming::Json(_)) => {}
+                other => panic!("round {round}: no session.attached: {other:?}"),
+            }
+        };
+        assert!(held, "round {round}: the socket's task was not held");
         assert_eq!(attached["epoch"], info["epoch"], "round {round}: {attached}");
         // Output of the new session still comes: it is attached.
         let word = format!("still-{round}");
@@ -187,4 +206,16 @@ async fn a_new_session_of_the_same_id_stays_attached() {
     answer(&mut ws, "session.detached", "same").await;
     gauge_reaches(&server, 0.0).await;
     assert_eq!(server.get("/api/sessions/same").await.0, StatusCode::OK);
+}
+
+/// Creates `id`, a program that reads nothing, and fills its input queue
+/// (1 MiB): the second input waits its 5 s and takes what fits.
+async fn fill_input(server: &TestServer, id: &str) {
+    server.create(json!({"id":id,"kind":"command","argv":["sleep","600"]})).await;
+    let data = "x".repeat(600_000);
+    server.input(id, &data).await;
+    let (status, body) = server
+        .post(&format!("/api/sessions/{id}/input"), json!({ "data": data }))
+        .await;
+    assert_eq!(body["error"]["code"], "busy", "{status} {body}");
 }

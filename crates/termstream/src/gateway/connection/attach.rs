@@ -136,8 +136,9 @@ impl Connection {
             return;
         }
         if let Some(a) = self.attached.remove(&id) {
-            // It sends nothing after its release: this waits only for it
-            // to end (its gauge with it), not for a frame.
+            // It sends nothing after its release; aborted, it is gone at
+            // its next wait at the latest (its gauge with it).
+            a.task.abort();
             a.task.gone().await;
             self.control(ServerMessage::Detached { session_id: id }).await;
         }
