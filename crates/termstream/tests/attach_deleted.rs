@@ -211,7 +211,9 @@ async fn a_new_session_of_the_same_id_stays_attached() {
 /// Creates `id`, a program that reads nothing, and fills its input queue
 /// (1 MiB): the second input waits its 5 s and takes what fits.
 async fn fill_input(server: &TestServer, id: &str) {
-    server.create(json!({"id":id,"kind":"command","argv":["sleep","600"]})).await;
+    server
+        .create(json!({"id":id,"kind":"command","argv":["sleep","600"]}))
+        .await;
     let data = "x".repeat(600_000);
     server.input(id, &data).await;
     let (status, body) = server

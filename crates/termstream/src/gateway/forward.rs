@@ -47,9 +47,10 @@
 //!
 //! A `/ws` attachment ends when its session is deleted, not when it merely
 //! ends: once the ended session's output and `session.exit` are sent, its
-//! forwarder waits (holding only the session's handle) for the session's
-//! actor to go, then gives the attachment back to its socket's task
-//! ([`release`]), as one whose session is deleted while running does.
+//! forwarder waits, holding only its id and a receiver of the session's
+//! info, for the session's actor to go, then gives the attachment back to
+//! its socket's task ([`release`]), as one whose session is deleted while
+//! running does.
 
 mod catchup;
 mod focused;
