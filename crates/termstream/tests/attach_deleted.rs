@@ -3,11 +3,13 @@
 //! free again and no forwarder is left (`termstream_attachments`), whether
 //! the session was running, had ended, or was created and deleted while its
 //! attach waited for it. A session that merely ends keeps its attachment
-//! (and its slot) until it is deleted or detached. A new session of the
-//! same id attached again just after a delete stays attached.
+//! (and its slot) until it is deleted or detached, on the node that owns
+//! it or through another node of a cluster. A new session of the same id
+//! attached again just after a delete stays attached.
 
 mod common;
 
+use common::cluster::{TestCluster, listed};
 use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, wait_until};
@@ -116,6 +118,26 @@ async fn an_ended_session_keeps_its_slot_until_deleted() {
     answer(&mut ws, "session.detached", &ids[1]).await;
     ws.attach("late", "json").await;
     answer(&mut ws, "session.attached", "late").await;
+}
+
+/// Through another node of a cluster: a session that ended keeps its
+/// attachment there, and its deletion on its owner ends it (one slot).
+#[tokio::test]
+async fn an_ended_session_of_another_node_gives_its_slot_back_when_deleted() {
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "1")]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"far","argv":["sh","-c","echo bye"]})).await;
+    a.create(json!({"id":"next","argv":["cat"]})).await;
+    for id in ["far", "next"] {
+        listed(b, id, secs(15)).await.expect("listed on b");
+    }
+    let mut ws = WsClient::connect(b, "/ws").await;
+    ws.attach("far", "json").await;
+    answer(&mut ws, "session.exit", "far").await;
+    delete(a, "far").await;
+    answer(&mut ws, "session.detached", "far").await;
+    ws.attach("next", "json").await;
+    answer(&mut ws, "session.attached", "next").await;
 }
 
 /// An attach waiting for its session (limit: one slot here) whose session
