@@ -120,24 +120,33 @@ async fn an_ended_session_keeps_its_slot_until_deleted() {
     answer(&mut ws, "session.attached", "late").await;
 }
 
-/// Through another node of a cluster: a session that ended keeps its
-/// attachment there, and its deletion on its owner ends it (one slot).
+/// Through another node of a cluster (two slots): a session that ended
+/// keeps its attachment there, and the deletion on its owner of it and of
+/// a running one ends both attachments.
 #[tokio::test]
-async fn an_ended_session_of_another_node_gives_its_slot_back_when_deleted() {
-    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "1")]).await;
+async fn sessions_of_another_node_give_their_slots_back_when_deleted() {
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "2")]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     a.create(json!({"id":"far","argv":["sh","-c","echo bye"]})).await;
-    a.create(json!({"id":"next","argv":["cat"]})).await;
-    for id in ["far", "next"] {
+    for id in ["run", "next-0", "next-1"] {
+        a.create(json!({"id":id,"argv":["cat"]})).await;
+    }
+    for id in ["far", "run", "next-0", "next-1"] {
         listed(b, id, secs(15)).await.expect("listed on b");
     }
     let mut ws = WsClient::connect(b, "/ws").await;
     ws.attach("far", "json").await;
     answer(&mut ws, "session.exit", "far").await;
-    delete(a, "far").await;
-    answer(&mut ws, "session.detached", "far").await;
-    ws.attach("next", "json").await;
-    answer(&mut ws, "session.attached", "next").await;
+    ws.attach("run", "json").await;
+    answer(&mut ws, "session.attached", "run").await;
+    for id in ["far", "run"] {
+        delete(a, id).await;
+        answer(&mut ws, "session.detached", id).await;
+    }
+    for id in ["next-0", "next-1"] {
+        ws.attach(id, "json").await;
+        answer(&mut ws, "session.attached", id).await;
+    }
 }
 
 /// An attach waiting for its session (limit: one slot here) whose session

@@ -36,7 +36,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus, Snapshot};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Cluster;
 use super::redis::stream_key;
@@ -62,6 +62,9 @@ struct Tracked {
     misses: u32,
     /// The status of the last record it was given.
     status: SessionStatus,
+    /// Dropped with this entry (the session deleted, or a newer stand-in
+    /// in its place): the stand-in then ends its viewers' logs.
+    _tracked: oneshot::Sender<()>,
 }
 
 /// Every stand-in of this node.
@@ -157,6 +160,7 @@ fn drop_all(c: &Cluster, mut stand_ins: std::sync::MutexGuard<'_, HashMap<Sessio
 /// Starts the stand-in of a remote session.
 fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandle) {
     let (updates_tx, updates) = mpsc::channel(64);
+    let (tracked, untracked) = oneshot::channel();
     let remote = Arc::new(Remote {
         c: c.clone(),
         id: rec.info.id.clone(),
@@ -177,14 +181,16 @@ fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandl
         remote,
         handle_info: tx,
         updates_tx: updates_tx.clone(),
+        untracked: false,
     };
-    tokio::spawn(task.run(commands, updates));
+    tokio::spawn(task.run(commands, updates, untracked));
     let tracked = Tracked {
         owner: rec.node,
         epoch: rec.info.epoch,
         updates: updates_tx,
         misses: 0,
         status: rec.info.status,
+        _tracked: tracked,
     };
     (tracked, handle)
 }
