@@ -231,7 +231,9 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
             tracing::debug!(session = %f.id, "socket closed while forwarding");
         }
         // The session ended (or its start failed) and was not deleted: the
-        // attachment stays until it is. Only the handle is kept meanwhile.
+        // attachment stays until it is. Only the id and a receiver of the
+        // info are kept meanwhile; the handle goes (a stand-in of another
+        // node's session ends once no handle is left).
         if followed.is_ok()
             && let Some(release) = f.release.take()
         {
