@@ -10,6 +10,7 @@
 mod common;
 
 use common::cluster::{TestCluster, listed};
+use common::focus::focus;
 use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, wait_until};
@@ -147,6 +148,68 @@ async fn sessions_of_another_node_give_their_slots_back_when_deleted() {
         ws.attach(id, "json").await;
         answer(&mut ws, "session.attached", id).await;
     }
+}
+
+/// Focus-aware attachments (`"stream":"focus"`, one slot per socket) of
+/// running sessions deleted while unfocused and while focused: each is
+/// told `session.detached` and its slot is free again. An unfocused
+/// forwarder has no live receiver: it must see the deletion otherwise (a
+/// deleted running session's info still says running).
+#[tokio::test]
+async fn a_deleted_focus_attachment_ends_focused_or_not() {
+    let server = TestServer::start_with(
+        &[],
+        &[
+            ("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "1"),
+            ("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "200"),
+        ],
+    )
+    .await;
+    for (id, focused) in [("cold", false), ("hot", true), ("cold-2", false), ("hot-2", true)] {
+        server.create(json!({"id":id,"argv":["cat"]})).await;
+        focus(&server, id, focused).await;
+        let mut ws = WsClient::connect(&server, "/ws").await;
+        ws.send(json!({"type":"session.attach","sessionId":id,"output":"json","stream":"focus"}))
+            .await;
+        answer(&mut ws, "session.attached", id).await;
+        delete(&server, id).await;
+        answer(&mut ws, "session.detached", id).await;
+        server.create(json!({"id":"after","argv":["cat"]})).await;
+        ws.attach("after", "json").await;
+        answer(&mut ws, "session.attached", "after").await;
+        delete(&server, "after").await;
+        answer(&mut ws, "session.detached", "after").await;
+    }
+    gauge_reaches(&server, 0.0).await;
+}
+
+/// Through another node of a cluster: an unfocused focus-aware attachment
+/// of a running session its owner deletes ends (its stand-in goes).
+#[tokio::test]
+async fn a_deleted_unfocused_attachment_of_another_node_ends() {
+    let cluster = TestCluster::start_with(
+        2,
+        &[
+            ("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "1"),
+            ("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "200"),
+        ],
+    )
+    .await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"far","argv":["cat"]})).await;
+    a.create(json!({"id":"next","argv":["cat"]})).await;
+    focus(a, "far", false).await;
+    for id in ["far", "next"] {
+        listed(b, id, secs(15)).await.expect("listed on b");
+    }
+    let mut ws = WsClient::connect(b, "/ws").await;
+    ws.send(json!({"type":"session.attach","sessionId":"far","output":"json","stream":"focus"}))
+        .await;
+    answer(&mut ws, "session.attached", "far").await;
+    delete(a, "far").await;
+    answer(&mut ws, "session.detached", "far").await;
+    ws.attach("next", "json").await;
+    answer(&mut ws, "session.attached", "next").await;
 }
 
 /// An attach waiting for its session (limit: one slot here) whose session

@@ -29,7 +29,7 @@
 //! again.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -63,7 +63,7 @@ struct Tracked {
     /// The status of the last record it was given.
     status: SessionStatus,
     /// Dropped with this entry (the session deleted, or a newer stand-in
-    /// in its place): the stand-in then ends its viewers' logs.
+    /// in its place): the stand-in's task then ends.
     _tracked: oneshot::Sender<()>,
 }
 
@@ -170,7 +170,7 @@ fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandl
     });
     let (handle, Parts { commands, info: tx }) = remote_handle(rec.info.clone(), remote.clone());
     let tx = Arc::new(tx);
-    let _ = remote.info.set(tx.clone());
+    let _ = remote.info.set(Arc::downgrade(&tx));
     let task = stand_in::Task {
         ring: OutputRing::new(c.registry.config().ring_bytes, rec.info.output_offset),
         events: crate::session::log_events::channel(EVENT_QUEUE),
@@ -181,7 +181,6 @@ fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandl
         remote,
         handle_info: tx,
         updates_tx: updates_tx.clone(),
-        untracked: false,
     };
     tokio::spawn(task.run(commands, updates, untracked));
     let tracked = Tracked {
@@ -203,8 +202,9 @@ pub struct Remote {
     epoch: Epoch,
     owner: String,
     /// The info the handles read (set once the handle is made); `refresh`
-    /// raises its end offset.
-    info: OnceLock<Arc<InfoSender>>,
+    /// raises its end offset. Weak: the stand-in's task holds the sender,
+    /// and the handles' info closes when the task ends.
+    info: OnceLock<Weak<InfoSender>>,
 }
 
 impl Remote {
@@ -250,7 +250,7 @@ impl RemoteSession for Remote {
     fn refresh(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Ok(Some((end, _))) = super::publish::stream_end(&self.c, &self.id, self.epoch).await
-                && let Some(info) = self.info.get()
+                && let Some(info) = self.info.get().and_then(Weak::upgrade)
             {
                 info.send_if_modified(|i| {
                     i.output_offset = i.output_offset.max(end);

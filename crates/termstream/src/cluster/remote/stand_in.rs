@@ -11,10 +11,11 @@
 //! or records missing from `sync`) loses the directory's entry and the
 //! registry's handle, and the session is announced deleted; one that `sync`
 //! replaces (a `lost` session come back) loses them unannounced.
-//! Either way the task lives on while viewers still hold handles, but it
-//! ends their logs as a deleted session's actor does: its broadcast closes
-//! (a `/ws` viewer is told `session.detached`, and its attachment ends)
-//! and a subscription is refused from then on.
+//! Either way the task ends then, as a deleted session's actor does,
+//! though viewers still hold handles: its broadcast and the handles' info
+//! close (a `/ws` viewer is told `session.detached`, and its attachment
+//! ends, focus-aware and ended ones too) and their commands fail.
+//! [`Remote`] holds the info's sender weakly, so the task's is the last.
 
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ use super::{Commands, Remote, Update, Updates, after, subscription};
 use crate::cluster::requests::{ASK_TIMEOUT, ask};
 use crate::cluster::wire::{self, Answer, Entry, Op};
 use crate::session::log::OutputRing;
-use crate::session::{Command, EVENT_QUEUE, InfoSender, LogEvent};
+use crate::session::{Command, InfoSender, LogEvent};
 
 /// A remote session's stand-in.
 pub(super) struct Task {
@@ -51,14 +52,11 @@ pub(super) struct Task {
     pub handle_info: Arc<InfoSender>,
     /// For the reader to send entries on.
     pub updates_tx: mpsc::Sender<Update>,
-    /// The directory no longer tracks this stand-in: its viewers' logs
-    /// were closed, and subscriptions are refused.
-    pub untracked: bool,
 }
 
 impl Task {
     /// Serves the handles' commands and the updates until every handle is
-    /// gone; `untracked` closes when the directory drops the stand-in.
+    /// gone, or `untracked` closes (the directory dropped the stand-in).
     pub async fn run(mut self, commands: Commands, mut updates: Updates, mut untracked: oneshot::Receiver<()>) {
         let heartbeat = self.remote.c.heartbeat;
         let mut tick = tokio::time::interval(heartbeat);
@@ -73,7 +71,7 @@ impl Task {
                     // Never: the task holds a sender (`updates_tx`).
                     None => break,
                 },
-                _ = &mut untracked, if !self.untracked => self.untrack(),
+                _ = &mut untracked => break,
                 _ = tick.tick() => {
                     if self.events.receiver_count() == 0
                         && let Some(r) = self.reader.take()
@@ -162,10 +160,6 @@ impl Task {
                 }
             }
             Command::Subscribe { since, reply } => {
-                // Dropped unanswered: the subscriber finds the session gone.
-                if self.untracked {
-                    return;
-                }
                 if self.reader.is_none() && self.ended.is_none() {
                     let key = self.remote.key();
                     let from = wire::before(self.ring.end());
@@ -270,15 +264,6 @@ impl Task {
             }
             Entry::Ended(info) => self.finish(info),
         }
-    }
-
-    /// The session was deleted (or this stand-in replaced): the viewers'
-    /// live events close, as a deleted session's actor's do, and nothing
-    /// subscribes again. A fresh broadcast, which nobody sends on, takes
-    /// the old one's place; the reader stops at the next heartbeat.
-    fn untrack(&mut self) {
-        self.untracked = true;
-        self.events = crate::session::log_events::channel(EVENT_QUEUE);
     }
 
     /// Ends the stand-in's log: once, with the session's final info.
