@@ -302,6 +302,83 @@ async fn a_new_session_of_the_same_id_stays_attached() {
     assert_eq!(server.get("/api/sessions/same").await.0, StatusCode::OK);
 }
 
+/// A session deleted, attached again before its id exists again (the
+/// attach waits), then created again. The socket's task is held while the
+/// delete and the attach are queued, so it takes the old forwarder's
+/// release and the attach in either order. Release first: the old
+/// attachment ends with `session.detached`, then the attach waits. Attach
+/// first: it replaces the old attachment, as an attach of a live session
+/// does, and no `session.detached` comes for it (the old release is
+/// dropped). Either way the new session's `session.attached` comes, with
+/// no `session.detached` after it. Over the rounds both orders come (the
+/// task's wait takes what is ready in random order).
+#[tokio::test]
+async fn an_attach_before_the_id_exists_again_replaces_the_old_attachment() {
+    let server = server("20000").await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    fill_input(&server, "full").await;
+    server.create(json!({"id":"same","argv":["cat"]})).await;
+    ws.attach("same", "json").await;
+    answer(&mut ws, "session.attached", "same").await;
+    let rounds = 16;
+    let mut replaced = 0;
+    for round in 0..rounds {
+        ws.send(json!({"type":"terminal.input","sessionId":"full","data":"y"}))
+            .await;
+        delete(&server, "same").await;
+        ws.attach("same", "json").await;
+        ws.send(json!({"type":"ping"})).await;
+        let mut detached = 0;
+        loop {
+            match ws.recv(secs(10)).await {
+                Some(Incoming::Json(v)) if v["type"] == "pong" => break,
+                Some(Incoming::Json(v)) if v["type"] == "session.detached" => detached += 1,
+                Some(Incoming::Json(v)) if v["type"] == "error" && v["sessionId"] == "full" => {}
+                Some(Incoming::Json(v)) if v["type"] == "error" => panic!("round {round}: {v}"),
+                Some(Incoming::Json(_)) => {}
+                other => panic!("round {round}: no pong: {other:?}"),
+            }
+        }
+        // The attach was read: it waits for the id.
+        let info = server.create(json!({"id":"same","argv":["cat"]})).await;
+        let attached = loop {
+            match ws.recv(secs(10)).await {
+                Some(Incoming::Json(v)) if v["type"] == "session.attached" => break v,
+                Some(Incoming::Json(v)) if v["type"] == "session.detached" => detached += 1,
+                Some(Incoming::Json(v)) if v["type"] == "error" => panic!("round {round}: {v}"),
+                Some(Incoming::Json(_)) => {}
+                other => panic!("round {round}: no session.attached: {other:?}"),
+            }
+        };
+        assert_eq!(attached["epoch"], info["epoch"], "round {round}: {attached}");
+        assert!(detached <= 1, "round {round}: {detached} session.detached");
+        if detached == 0 {
+            replaced += 1;
+        }
+        let word = format!("again-{round}");
+        server.input("same", &format!("{word}\n")).await;
+        loop {
+            match ws.recv(secs(10)).await {
+                Some(Incoming::Json(v)) if v["type"] == "terminal.output" => {
+                    if v["data"].as_str().is_some_and(|d| d.contains(&word)) {
+                        break;
+                    }
+                }
+                Some(Incoming::Json(v)) if v["type"] == "session.detached" || v["type"] == "error" => {
+                    panic!("round {round}: the new attachment ended: {v}")
+                }
+                Some(Incoming::Json(_)) => {}
+                other => panic!("round {round}: no echo of {word}: {other:?}"),
+            }
+        }
+    }
+    assert!(
+        replaced > 0,
+        "in none of {rounds} rounds did the attach replace the old attachment: each had a session.detached"
+    );
+    gauge_reaches(&server, 1.0).await;
+}
+
 /// Creates `id`, a program that reads nothing, and fills its input queue
 /// (1 MiB): the second input waits its 5 s and takes what fits.
 async fn fill_input(server: &TestServer, id: &str) {

@@ -45,8 +45,15 @@ impl Connection {
         }
         // Missing, or of a project this socket may not read: both wait the
         // whole attach wait (unless a readable one appears), so the answer's
-        // time does not tell them apart. A new attach of a pending id
-        // replaces the earlier one.
+        // time does not tell them apart. A new attach of the id replaces
+        // the earlier one, pending or live (a deleted session's attachment
+        // whose release is not taken yet): that one ends unannounced, as a
+        // live one replaced by a live attach does, and its release, if
+        // any, names an older generation and is dropped.
+        if let Some(old) = self.attached.remove(&id) {
+            old.task.abort();
+            old.task.gone().await;
+        }
         let wait = Duration::from_millis(self.state.registry.config().attach_wait_ms);
         let deadline = Instant::now() + wait;
         self.pending.insert(
