@@ -47,10 +47,13 @@
 //!
 //! A `/ws` attachment ends when its session is deleted, not when it merely
 //! ends: once the ended session's output and `session.exit` are sent, its
-//! forwarder waits, holding only its id and a receiver of the session's
-//! info, for the session's actor to go, then gives the attachment back to
-//! its socket's task ([`release`]), as one whose session is deleted while
-//! running does.
+//! forwarder waits for the session's info to close (its actor, or its
+//! cluster stand-in, gone), then gives the attachment back to its socket's
+//! task ([`release`]), as one whose session is deleted while running does.
+//! Meanwhile it holds the session's id, a receiver of its info, its
+//! [`Release`], its attachment gauge and its detach log line; the rest of
+//! the forwarder (its outbox, its handle, what it held back to send) is
+//! dropped before the wait.
 
 mod catchup;
 mod focused;
@@ -231,15 +234,14 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
             tracing::debug!(session = %f.id, "socket closed while forwarding");
         }
         // The session ended (or its start failed) and was not deleted: the
-        // attachment stays until it is. Only the id and a receiver of the
-        // info are kept meanwhile; the handle goes (a stand-in of another
-        // node's session ends once no handle is left).
+        // attachment stays until it is. Only the id, a receiver of the info
+        // and the release are kept meanwhile (with the gauge and the log
+        // line above); the rest of the forwarder, its handle included, is
+        // dropped first.
         if followed.is_ok()
             && let Some(release) = f.release.take()
         {
-            let Forwarder { handle, id, .. } = f;
-            let mut info = handle.watch_info();
-            drop(handle);
+            let (mut info, id) = f.into_waiting();
             // Closed when the session's actor is gone: it was deleted.
             while info.changed().await.is_ok() {}
             release.send(id);
@@ -257,6 +259,13 @@ impl Drop for DetachLog {
 }
 
 impl Forwarder {
+    /// What an ended session's forwarder keeps while it waits for the
+    /// delete: a receiver of the session's info and its id. Everything
+    /// else goes with `self` here.
+    fn into_waiting(self) -> (tokio::sync::watch::Receiver<termstream_proto::SessionInfo>, SessionId) {
+        (self.handle.watch_info(), self.id)
+    }
+
     async fn emit(&self, ev: OutEvent<'_>) -> Result<(), Closed> {
         self.emit_at(None, ev).await
     }
