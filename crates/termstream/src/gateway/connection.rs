@@ -92,8 +92,10 @@ struct Connection {
     /// Given (cloned) to every forwarder, to tell this task its session
     /// was deleted; each sends at most once.
     releases: flume::Sender<Released>,
-    /// The forwarders' releases, taken by this task only. `flume`: it
-    /// allocates only while releases wait.
+    /// The forwarders' releases, taken by this task only. `flume`: no
+    /// buffer up front (its queue grows only while releases wait); each
+    /// wait of the loop that finds it empty registers a waker (a small
+    /// allocation, and the channel's lock).
     released: flume::Receiver<Released>,
     /// Attaches waiting for their session, one per id; a detach removes one.
     pending: HashMap<SessionId, Pending>,

@@ -21,7 +21,10 @@
 
 use termstream_proto::SessionId;
 
-/// A forwarder's way back to its socket's task, used at most once.
+/// A forwarder's way back to its socket's task. [`Release::send`] takes
+/// it by value, so a forwarder sends at most once; it is `Clone` only
+/// because [`Attach`](super::Attach) is, and the socket's task makes one
+/// per attachment and clones none.
 #[derive(Debug, Clone)]
 pub struct Release {
     tx: flume::Sender<Released>,
