@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::cluster::{TestCluster, listed};
+use common::cluster::{TestCluster, listed, status_is};
 use common::focus::focus;
 use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
@@ -210,6 +210,55 @@ async fn a_deleted_unfocused_attachment_of_another_node_ends() {
     answer(&mut ws, "session.detached", "far").await;
     ws.attach("next", "json").await;
     answer(&mut ws, "session.attached", "next").await;
+}
+
+/// Through another node of a cluster: a session whose node is cut off
+/// (stopped) is marked `lost` and its viewer there gets `session.exit`
+/// (`lost`); when the node runs again, the session's record says running,
+/// the viewer's node replaces its stand-in, and the old attachment ends
+/// with `session.detached` (one slot here: it is free again), although the
+/// session runs. Attaching again follows it.
+#[tokio::test]
+async fn a_lost_session_come_back_ends_its_old_attachment() {
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "1")]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"back","argv":["cat"]})).await;
+    listed(b, "back", secs(15)).await.expect("listed on b");
+    let mut ws = WsClient::connect(b, "/ws").await;
+    ws.attach("back", "json").await;
+    answer(&mut ws, "session.attached", "back").await;
+    signal(a, rustix::process::Signal::STOP);
+    let exit = answer(&mut ws, "session.exit", "back").await;
+    signal(a, rustix::process::Signal::CONT);
+    assert_eq!(exit["status"], "lost", "{exit}");
+    answer(&mut ws, "session.detached", "back").await;
+    status_is(b, "back", "running", secs(15))
+        .await
+        .expect("running again on b");
+    ws.attach("back", "json").await;
+    let attached = answer(&mut ws, "session.attached", "back").await;
+    assert_eq!(attached["status"], "running", "{attached}");
+    b.input("back", "here-again\n").await;
+    loop {
+        match ws.recv(secs(10)).await {
+            Some(Incoming::Json(v)) if v["type"] == "terminal.output" => {
+                if v["data"].as_str().is_some_and(|d| d.contains("here-again")) {
+                    break;
+                }
+            }
+            Some(Incoming::Json(v)) if v["type"] == "session.detached" || v["type"] == "error" => {
+                panic!("the new attachment ended: {v}")
+            }
+            Some(Incoming::Json(_)) => {}
+            other => panic!("no echo: {other:?}"),
+        }
+    }
+}
+
+/// Sends `signal` to a node's process.
+fn signal(node: &TestServer, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(node.pid() as i32).expect("pid");
+    rustix::process::kill_process(pid, signal).expect("kill");
 }
 
 /// An attach waiting for its session (limit: one slot here) whose session
