@@ -29,14 +29,14 @@
 //! again.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus, Snapshot};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Cluster;
 use super::redis::stream_key;
@@ -62,6 +62,9 @@ struct Tracked {
     misses: u32,
     /// The status of the last record it was given.
     status: SessionStatus,
+    /// Dropped with this entry (the session deleted, or a newer stand-in
+    /// in its place): the stand-in's task then ends.
+    _tracked: oneshot::Sender<()>,
 }
 
 /// Every stand-in of this node.
@@ -157,6 +160,7 @@ fn drop_all(c: &Cluster, mut stand_ins: std::sync::MutexGuard<'_, HashMap<Sessio
 /// Starts the stand-in of a remote session.
 fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandle) {
     let (updates_tx, updates) = mpsc::channel(64);
+    let (tracked, untracked) = oneshot::channel();
     let remote = Arc::new(Remote {
         c: c.clone(),
         id: rec.info.id.clone(),
@@ -166,7 +170,7 @@ fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandl
     });
     let (handle, Parts { commands, info: tx }) = remote_handle(rec.info.clone(), remote.clone());
     let tx = Arc::new(tx);
-    let _ = remote.info.set(tx.clone());
+    let _ = remote.info.set(Arc::downgrade(&tx));
     let task = stand_in::Task {
         ring: OutputRing::new(c.registry.config().ring_bytes, rec.info.output_offset),
         events: crate::session::log_events::channel(EVENT_QUEUE),
@@ -178,13 +182,14 @@ fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandl
         handle_info: tx,
         updates_tx: updates_tx.clone(),
     };
-    tokio::spawn(task.run(commands, updates));
+    tokio::spawn(task.run(commands, updates, untracked));
     let tracked = Tracked {
         owner: rec.node,
         epoch: rec.info.epoch,
         updates: updates_tx,
         misses: 0,
         status: rec.info.status,
+        _tracked: tracked,
     };
     (tracked, handle)
 }
@@ -197,8 +202,9 @@ pub struct Remote {
     epoch: Epoch,
     owner: String,
     /// The info the handles read (set once the handle is made); `refresh`
-    /// raises its end offset.
-    info: OnceLock<Arc<InfoSender>>,
+    /// raises its end offset. Weak: the stand-in's task holds the sender,
+    /// and the handles' info closes when the task ends.
+    info: OnceLock<Weak<InfoSender>>,
 }
 
 impl Remote {
@@ -244,7 +250,7 @@ impl RemoteSession for Remote {
     fn refresh(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Ok(Some((end, _))) = super::publish::stream_end(&self.c, &self.id, self.epoch).await
-                && let Some(info) = self.info.get()
+                && let Some(info) = self.info.get().and_then(Weak::upgrade)
             {
                 info.send_if_modified(|i| {
                     i.output_offset = i.output_offset.max(end);

@@ -17,6 +17,12 @@
 //! `attach_wait_ms` passes. A detach or a new attach of the id replaces
 //! it; pending and attached sessions share the socket's attachment slots.
 //!
+//! An attachment ends when the client detaches, the socket closes, or the
+//! session is deleted (not when it merely ends): its forwarder then tells
+//! this task ([`Released`]), which gives the slot and the viewer back and
+//! answers `session.detached`, unless the id was attached again meanwhile
+//! (each attachment has a generation; see `forward/release.rs`).
+//!
 //! Replies and events wait for room in the outbox at most the pong timeout:
 //! a client that makes none for that long is not reading, and its
 //! connection ends instead of hanging on one reply forever.
@@ -39,7 +45,7 @@ use tokio::time::Instant;
 
 use super::ClientGuard;
 use super::focus_watch::FocusWatch;
-use super::forward::Started;
+use super::forward::{Released, Started};
 use super::liveness::Liveness;
 use super::outbox::Outbox;
 use super::render::Dialect;
@@ -57,6 +63,9 @@ struct Attached {
     task: Follower,
     started: Started,
     viewer: ViewerGuard,
+    /// Which attach of the id this is: a release from the forwarder of an
+    /// earlier one is not this one's.
+    generation: u64,
 }
 
 /// An attach waiting for its session to appear.
@@ -78,6 +87,16 @@ struct Connection {
     /// Attached sessions; at most `max_attachments_per_socket` together
     /// with `pending`.
     attached: HashMap<SessionId, Attached>,
+    /// The generation of the last attachment made.
+    generation: u64,
+    /// Given (cloned) to every forwarder, to tell this task its session
+    /// was deleted; each sends at most once.
+    releases: flume::Sender<Released>,
+    /// The forwarders' releases, taken by this task only. `flume`: no
+    /// buffer up front (its queue grows only while releases wait); each
+    /// wait of the loop that finds it empty registers a waker (a small
+    /// allocation, and the channel's lock).
+    released: flume::Receiver<Released>,
     /// Attaches waiting for their session, one per id; a detach removes one.
     pending: HashMap<SessionId, Pending>,
     /// The registry's creations, subscribed while an attach is pending
@@ -123,12 +142,16 @@ pub fn run(
     let limits = Limits {
         max_message: cfg.ws_max_message_bytes,
     };
+    let (releases, released) = flume::unbounded();
     let mut conn = Connection {
         client_id,
         dialect: dialect.unwrap_or(Dialect::Dotted),
         dialect_fixed: dialect.is_some(),
         out,
         attached: HashMap::new(),
+        generation: 0,
+        releases,
+        released,
         pending: HashMap::new(),
         created: None,
         channels: HashSet::new(),
@@ -170,6 +193,8 @@ impl Connection {
             let step = tokio::select! {
                 msg = stream.next() => Step::Inbound(msg),
                 change = next_change(&mut self.created) => Step::Created(change),
+                // Never closed: this task keeps a sender.
+                Ok(released) = self.released.recv_async() => Step::Released(released),
                 () = sleep_opt(deadline), if deadline.is_some() => Step::AttachWaited,
                 ev = events.recv(), if !self.channels.is_empty() => Step::Event(ev),
                 change = self.focus.recv() => Step::Focus(change),

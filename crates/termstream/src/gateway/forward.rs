@@ -44,14 +44,26 @@
 //! A focus-aware attachment (`"stream":"focus"`) follows live events only
 //! while its session is focused ([`focused`]); otherwise it sends what the
 //! log gained at most once per interval, by offset, so nothing is lost.
+//!
+//! A `/ws` attachment ends when its session is deleted, not when it merely
+//! ends: once the ended session's output and `session.exit` are sent, its
+//! forwarder waits for the session's info to close (its actor, or its
+//! cluster stand-in, gone), then gives the attachment back to its socket's
+//! task ([`release`]), as one whose session is deleted while running does.
+//! Meanwhile it holds the session's id, a receiver of its info, its
+//! [`Release`], its attachment gauge and its detach log line; the rest of
+//! the forwarder (its outbox, its handle, what it held back to send) is
+//! dropped before the wait.
 
 mod catchup;
 mod focused;
 mod live;
+mod release;
 mod resize;
 mod send;
 mod started;
 
+pub use release::{Release, Released};
 pub use started::Started;
 
 use std::sync::Arc;
@@ -91,6 +103,13 @@ pub struct Attach {
     pub preamble: Vec<Message>,
     /// `"stream":"focus"`: live only while the session is focused.
     pub focus: Option<FocusFollow>,
+    /// A `/ws` attachment: when the session is deleted, the socket's task
+    /// is told (and answers `session.detached` itself, once it has given
+    /// the slot back); the attachment outlives the session's end until
+    /// then. `None` (the sockets of one session, `/ws/terminal/all`): the
+    /// forwarder sends the `session.detached` of its dialect, if any, and
+    /// ends with the session.
+    pub release: Option<Release>,
 }
 
 /// How a focus-aware attachment follows its session's focus.
@@ -136,6 +155,8 @@ struct Forwarder {
     /// fill that stopped short, may be a later update or fill. At most
     /// [`resize::MAX_PENDING`], the oldest dropped past it.
     pending_resizes: Vec<resize::Resize>,
+    /// Taken when the session is found deleted (see [`Attach::release`]).
+    release: Option<Release>,
 }
 
 /// How following the live events ended.
@@ -176,6 +197,7 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         max_replay,
         preamble,
         focus,
+        release,
     } = attach;
     let mut f = Forwarder {
         id: handle.id().clone(),
@@ -191,6 +213,7 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         coalesce: false,
         told_size: (0, 0),
         pending_resizes: Vec::new(),
+        release,
     };
     async move {
         let _attached = attached;
@@ -210,6 +233,19 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         if let Err(Closed) = followed {
             tracing::debug!(session = %f.id, "socket closed while forwarding");
         }
+        // The session ended (or its start failed) and was not deleted: the
+        // attachment stays until it is. Only the id, a receiver of the info
+        // and the release are kept meanwhile (with the gauge and the log
+        // line above); the rest of the forwarder, its handle included, is
+        // dropped first.
+        if followed.is_ok()
+            && let Some(release) = f.release.take()
+        {
+            let (mut info, id) = f.into_waiting();
+            // Closed when the session's actor is gone: it was deleted.
+            while info.changed().await.is_ok() {}
+            release.send(id);
+        }
     }
 }
 
@@ -223,6 +259,13 @@ impl Drop for DetachLog {
 }
 
 impl Forwarder {
+    /// What an ended session's forwarder keeps while it waits for the
+    /// delete: a receiver of the session's info and its id. Everything
+    /// else goes with `self` here.
+    fn into_waiting(self) -> (tokio::sync::watch::Receiver<termstream_proto::SessionInfo>, SessionId) {
+        (self.handle.watch_info(), self.id)
+    }
+
     async fn emit(&self, ev: OutEvent<'_>) -> Result<(), Closed> {
         self.emit_at(None, ev).await
     }
@@ -396,7 +439,13 @@ impl Forwarder {
         Ok(Some(sub.live))
     }
 
+    /// The session was deleted: the socket's task is told, when it owns
+    /// the attachment, else the client.
     async fn detached(&mut self) -> Result<(), Closed> {
+        if let Some(release) = self.release.take() {
+            release.send(self.id.clone());
+            return Ok(());
+        }
         let msg = termstream_proto::ws::ServerMessage::Detached {
             session_id: self.id.clone(),
         };

@@ -82,6 +82,7 @@ fn forwarder(
         max_replay: state.registry.config().max_replay_bytes,
         preamble,
         focus: None,
+        release: None,
     };
     // No snapshot here (the held output instead): nothing to wait for.
     forward::spawn(attach, out.clone()).0

@@ -132,6 +132,7 @@ pub async fn run(
         max_replay: cfg.max_replay_bytes,
         preamble: Vec::new(),
         focus: None,
+        release: None,
     };
     let (forwarder, started) = forward::spawn(attach, t.out.clone());
     t.started = started;

@@ -21,7 +21,7 @@ const RANGE_COUNT: usize = 64;
 /// Output from `since`, at most about `max` bytes; `end`: the end known.
 pub(super) async fn read(remote: &Remote, since: u64, max: usize, end: u64) -> RingRead {
     let read = read_anywhere(remote, since, max, end).await;
-    if let (RingRead::Held(chunks), Some(info)) = (&read, remote.info.get())
+    if let (RingRead::Held(chunks), Some(info)) = (&read, remote.info.get().and_then(std::sync::Weak::upgrade))
         && let Some(last) = chunks.last()
     {
         info.send_if_modified(|i| {

@@ -64,6 +64,7 @@ pub(super) fn start(remote: &Remote) -> Result<Box<dyn EventPages>, SessionError
     let lost = remote
         .info
         .get()
+        .and_then(std::sync::Weak::upgrade)
         .is_some_and(|i| i.borrow().status == SessionStatus::Lost);
     if lost {
         return Err(SessionError::Remote {

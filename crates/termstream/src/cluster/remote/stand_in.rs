@@ -11,12 +11,16 @@
 //! or records missing from `sync`) loses the directory's entry and the
 //! registry's handle, and the session is announced deleted; one that `sync`
 //! replaces (a `lost` session come back) loses them unannounced.
-//! Either way the task lives on while viewers still hold handles.
+//! Either way the task ends then, as a deleted session's actor does,
+//! though viewers still hold handles: its broadcast and the handles' info
+//! close (a `/ws` viewer is told `session.detached`, and its attachment
+//! ends, focus-aware and ended ones too) and their commands fail.
+//! [`Remote`] holds the info's sender weakly, so the task's is the last.
 
 use std::sync::Arc;
 
 use termstream_proto::SessionInfo;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 mod read;
@@ -51,7 +55,9 @@ pub(super) struct Task {
 }
 
 impl Task {
-    pub async fn run(mut self, commands: Commands, mut updates: Updates) {
+    /// Serves the handles' commands and the updates until every handle is
+    /// gone, or `untracked` closes (the directory dropped the stand-in).
+    pub async fn run(mut self, commands: Commands, mut updates: Updates, mut untracked: oneshot::Receiver<()>) {
         let heartbeat = self.remote.c.heartbeat;
         let mut tick = tokio::time::interval(heartbeat);
         loop {
@@ -65,6 +71,7 @@ impl Task {
                     // Never: the task holds a sender (`updates_tx`).
                     None => break,
                 },
+                _ = &mut untracked => break,
                 _ = tick.tick() => {
                     if self.events.receiver_count() == 0
                         && let Some(r) = self.reader.take()

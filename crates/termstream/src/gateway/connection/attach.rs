@@ -1,6 +1,7 @@
 //! How a connection attaches sessions: the per-socket limit, the wait for
-//! a session that does not exist yet, and the start of each attached
-//! session's forwarder.
+//! a session that does not exist yet, the start of each attached
+//! session's forwarder, and the end of an attachment whose session was
+//! deleted.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use termstream_proto::ws::{LogPosition, OutputMode, ServerMessage, StreamMode};
 use tokio::time::Instant;
 
 use super::{Attached, Connection, Pending};
-use crate::gateway::forward::{self, Attach};
+use crate::gateway::forward::{self, Attach, Release, Released};
 use crate::session::SessionHandle;
 
 impl Connection {
@@ -44,8 +45,15 @@ impl Connection {
         }
         // Missing, or of a project this socket may not read: both wait the
         // whole attach wait (unless a readable one appears), so the answer's
-        // time does not tell them apart. A new attach of a pending id
-        // replaces the earlier one.
+        // time does not tell them apart. A new attach of the id replaces
+        // the earlier one, pending or live (a deleted session's attachment
+        // whose release is not taken yet): that one ends unannounced, as a
+        // live one replaced by a live attach does, and its release, if
+        // any, names an older generation and is dropped.
+        if let Some(old) = self.attached.remove(&id) {
+            old.task.abort();
+            old.task.gone().await;
+        }
         let wait = Duration::from_millis(self.state.registry.config().attach_wait_ms);
         let deadline = Instant::now() + wait;
         self.pending.insert(
@@ -113,6 +121,8 @@ impl Connection {
         if answered {
             viewer.typed();
         }
+        self.generation += 1;
+        let generation = self.generation;
         let attach = Attach {
             handle,
             since,
@@ -124,8 +134,35 @@ impl Connection {
                 focus: self.state.focus.clone(),
                 interval: Duration::from_millis(self.state.registry.config().unfocused_interval_ms.max(1)),
             }),
+            release: Some(Release::new(self.releases.clone(), generation)),
         };
         let (task, started) = forward::spawn(attach, self.out.clone());
-        self.attached.insert(id, Attached { task, started, viewer });
+        self.attached.insert(
+            id,
+            Attached {
+                task,
+                started,
+                viewer,
+                generation,
+            },
+        );
+    }
+
+    /// A forwarder found its session deleted (running, ended, or while its
+    /// attach started): the attachment ends, giving its slot and viewer
+    /// back, and the client is told. A release of an earlier attachment of
+    /// the id (replaced or detached since) changes nothing.
+    pub(super) async fn released(&mut self, released: Released) {
+        let Released { id, generation } = released;
+        if self.attached.get(&id).is_none_or(|a| a.generation != generation) {
+            return;
+        }
+        if let Some(a) = self.attached.remove(&id) {
+            // It sends nothing after its release; aborted, it is gone at
+            // its next wait at the latest (its gauge with it).
+            a.task.abort();
+            a.task.gone().await;
+            self.control(ServerMessage::Detached { session_id: id }).await;
+        }
     }
 }

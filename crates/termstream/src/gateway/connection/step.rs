@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::Connection;
 use crate::events::PublishedEvent;
 use crate::focus::FocusEvent;
+use crate::gateway::forward::Released;
 use crate::gateway::liveness::Beat;
 use crate::registry::RegistryEvent;
 
@@ -47,6 +48,8 @@ pub(super) enum Step {
     Created(Result<RegistryEvent, RecvError>),
     /// The earliest pending attach's wait is over.
     AttachWaited,
+    /// An attachment's session was deleted.
+    Released(Released),
     Event(Result<Arc<PublishedEvent>, RecvError>),
     Focus(Result<Arc<FocusEvent>, RecvError>),
     Ping,
@@ -123,6 +126,7 @@ impl Connection {
                 }
                 self.forget_creations();
             }
+            Step::Released(released) => self.released(released).await,
             Step::Event(ev) => match ev {
                 Ok(ev) if self.channels.contains(ev.channel) && self.grant.sees_event(ev.project.as_deref()) => {
                     let _ = self.out.reply(Message::Text(ev.json.clone().into())).await;

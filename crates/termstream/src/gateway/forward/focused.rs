@@ -170,13 +170,27 @@ impl Forwarder {
     }
 
     /// Sends what the log gained once per `interval` until the session is
-    /// focused again (`Unfocused` is not returned) or the log ends.
+    /// focused again (`Unfocused` is not returned), the log ends, or the
+    /// session is deleted (then the attachment is given back, as
+    /// [`Forwarder::detached`] does).
     async fn unfocused(&mut self, track: &mut FocusTrack, interval: std::time::Duration) -> Result<Flow, Closed> {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // With no live receiver, the session's deletion is seen here: its
+        // info's sender goes with it (a local session's actor, a stand-in
+        // the directory dropped), and a deleted running session's info
+        // still says running.
+        let mut info = self.handle.watch_info();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                changed = info.changed() => {
+                    if changed.is_err() {
+                        self.detached().await?;
+                        return Ok(Flow::Ended);
+                    }
+                    continue;
+                }
                 focused = track.changed() => {
                     if focused {
                         // Caught up by the resubscription, at once.
