@@ -35,7 +35,10 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   // The page's shortcuts work while the terminal has the keyboard, and do
   // not reach the program (`cat -v` shows what does); Alt+Shift+→ with one
   // terminal open has nothing to switch to, and goes to the program.
-  await page.keyboard.type('cat -v\n');
+  // Waiting for `go-42` means bash has handed the cooked tty to the line
+  // (it does so before running it), so Enter below reaches cat as \n.
+  await page.keyboard.type('echo go-$((6*7)); cat -v\n');
+  await waitText(page, 'hello', '\ngo-42');
   await page.keyboard.press('Alt+Shift+G');
   await waitFor('grid mode by Alt+Shift+G', async () => (await page.locator('.terms').getAttribute('data-mode')) === 'grid');
   await page.keyboard.press('Alt+Shift+G');
@@ -43,7 +46,7 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   assert.ok(await page.evaluate(() => !!document.activeElement?.closest('.term[data-session="hello"]')), 'the terminal keeps the keyboard');
   await page.keyboard.press('Alt+Shift+ArrowRight');
   await page.keyboard.press('Enter');
-  // (Echoed by the tty, or not when typed before cat set it up; printed by cat.)
+  // (Echoed by the tty, then printed by cat.)
   await waitText(page, 'hello', '\n^[[1;4C\n');
   assert.ok(!(await bufferText(page, 'hello')).includes('^[G'), 'Alt+Shift+G did not reach the program');
   await page.keyboard.press('Control+C');
