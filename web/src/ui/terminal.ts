@@ -343,6 +343,11 @@ export class TermView {
           this.readOnly = true;
           this.term.options.disableStdin = true;
           this.hooks.changed(this);
+        } else if (e.code === 'session_not_found' && e.request === 'session.attach') {
+          // The attach (a re-attach after a reconnect) was refused, and the
+          // client ended the attachment. The page makes views only for
+          // sessions of its list: this one was deleted while it was away.
+          this.markDeleted();
         }
       },
     });
@@ -350,8 +355,9 @@ export class TermView {
 
   /**
    * The session was deleted (here or elsewhere; the server's
-   * `session.detached`, or the list's `deleted` event for one that had
-   * ended): its output stays readable, and nothing typed goes anywhere.
+   * `session.detached`, the list's `deleted` event for one that had
+   * ended, or a re-attach refused after the socket was down): its output
+   * stays readable, and nothing typed goes anywhere.
    */
   markDeleted(): void {
     if (this.deleted) return;

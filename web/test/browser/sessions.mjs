@@ -207,6 +207,34 @@ test('a session deleted and made again under its id gets a fresh terminal in its
   assert.equal(await page.locator('.term[data-session="again"]').count(), 1, 'one view');
 });
 
+test('a session deleted while the socket is down: after the reconnect its tab says so, and takes no typing', async ({ server, api, ctx }) => {
+  await api.create(bash('lost'));
+  // The page's sockets go through this route: while `down`, each attempt
+  // to connect is closed at once, so the deletion's event never reaches it.
+  let down = false;
+  await ctx.routeWebSocket(/\/ws(\?|$)/, (ws) => (down ? ws.close() : ws.connectToServer()));
+  const page = await openPage(ctx, server, '#/s/lost');
+  await hasView(page, 'lost');
+  await waitText(page, 'lost', '$ ');
+  down = true;
+  await page.evaluate(() => window.termstream.cutSocket());
+  await waitFor('the page noticed', () => page.evaluate(() => window.termstream.client.state !== 'connected'));
+  await api.call('DELETE', '/api/sessions/lost');
+  down = false;
+  await page.evaluate(() => window.dispatchEvent(new Event('online')));
+  await waitFor('reconnected', () => page.evaluate(() => window.termstream.client.state === 'connected'));
+  // The re-attach is refused (`session_not_found` for `session.attach`,
+  // after the server's attach wait): the view is the deleted session's.
+  await waitText(page, 'lost', '[session deleted]');
+  assert.deepEqual(
+    await page.evaluate(() => {
+      const v = window.termstream.views.get('lost');
+      return [v.info.status, v.term.options.disableStdin];
+    }),
+    ['deleted', true],
+  );
+});
+
 test('tabs restored from the last visit whose sessions are gone are checked a few at a time, and dropped', async ({ server, ctx }) => {
   const ids = Array.from({ length: 12 }, (_, i) => `gone-${i}`);
   await ctx.addInitScript((ids) => localStorage.getItem('termstream.layout') ?? localStorage.setItem('termstream.layout', JSON.stringify({ mode: 'tabs', open: ids, active: ids[0] })), ids);
