@@ -31,7 +31,7 @@ import { SearchAddon } from '@xterm/addon-search';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { ClipboardAddon } from '@xterm/addon-clipboard';
-import { inputRefusal, type ExitInfo, type InputOptions, type SessionHandle, type StreamMode, type WebSocketClient } from '@termstream/client';
+import { inputRefusal, serverRefusal, type ExitInfo, type InputOptions, type SessionHandle, type StreamMode, type WebSocketClient } from '@termstream/client';
 import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
 import { formatDuration, formatExit, type SessionRow } from '../state/sessions';
 import { currentTheme } from './theme';
@@ -348,6 +348,12 @@ export class TermView {
           // client ended the attachment. The page makes views only for
           // sessions of its list: this one was deleted while it was away.
           this.markDeleted();
+        } else {
+          // Input the server dropped (a piece of a split paste over the
+          // socket's input budget, or not read by the program): told as
+          // the client's own refusals are (`send`).
+          const why = serverRefusal(e);
+          if (why !== null) this.write(`\r\n${RED}[${why}]${DEFAULT_FG}\r\n`, false);
         }
       },
     });

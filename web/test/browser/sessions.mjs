@@ -1,8 +1,9 @@
 // Checks of the session list and a session's life in the page: create,
 // type, search, close; viewer counts; start, terminate and delete from the
-// page; a command session's stderr and exit code.
+// page; a command session's stderr and exit code; a session deleted while
+// the socket was down; input the server drops.
 import { strict as assert } from 'node:assert';
-import { openPage, hasView, bash, suite, waitFor, waitText, bufferText, shot } from './harness.mjs';
+import { startServer, rest, openPage, hasView, bash, suite, waitFor, waitText, bufferText, shot } from './harness.mjs';
 
 const [checks, test] = suite();
 /** A duration as the page writes it: 850ms, 12s, 3m 04s, 2h 05m. */
@@ -233,6 +234,22 @@ test('a session deleted while the socket is down: after the reconnect its tab sa
     }),
     ['deleted', true],
   );
+});
+
+test('input the server drops (a paste over its input budget) is told in the terminal', async ({ ctx }) => {
+  // A server of its own whose sockets may send 1000 bytes at once, then
+  // 100 a second: a 3000-byte paste (one message) is dropped.
+  const limited = await startServer({ config: 'ws_input_burst_bytes = 1000\nws_input_bytes_per_sec = 100\n' });
+  try {
+    await rest(limited.url).create(bash('limited'));
+    const page = await openPage(ctx, limited, '#/s/limited');
+    await hasView(page, 'limited');
+    await waitText(page, 'limited', '$ ');
+    await page.evaluate(() => window.termstream.views.get('limited').term.input('x'.repeat(3000), true));
+    await waitText(page, 'limited', '[input over 100 bytes/s was dropped; send it again later]');
+  } finally {
+    await limited.stop();
+  }
 });
 
 test('tabs restored from the last visit whose sessions are gone are checked a few at a time, and dropped', async ({ server, ctx }) => {
