@@ -164,10 +164,12 @@ export class Unconfirmed {
 
   /**
    * Records input written now. A call larger than the bound is not kept at
-   * all: after the socket dies it is not sent again, rather than only its
-   * tail. Past the bound the oldest calls are forgotten (they are the
-   * likeliest to be applied), each whole, and the one `m` belongs to is kept:
-   * a call is resent whole or not at all.
+   * all: after the socket dies none of it is sent again (rather than only
+   * its tail), so the server applies the pieces it received before the
+   * socket died and the rest is lost (the start without the end). Past the
+   * bound the oldest calls are forgotten (they are the likeliest to be
+   * applied), each whole, and the one `m` belongs to is kept: a call is
+   * resent whole or not at all.
    */
   wrote(m: Outgoing): void {
     if ((m.callBytes ?? m.bytes) > this.limit) return;
