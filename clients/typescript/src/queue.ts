@@ -42,7 +42,7 @@ export class MessageTooLargeError extends Error {
  * error: what a terminal shows instead of losing a paste silently.
  */
 export function inputRefusal(e: unknown): string | null {
-  if (e instanceof QueueFullError) return `input of ${e.bytes} bytes not sent: more than the ${e.limit} bytes kept while disconnected`;
+  if (e instanceof QueueFullError) return `input not sent: with it the queue kept while disconnected would hold ${e.bytes} bytes, more than its ${e.limit}`;
   if (e instanceof MessageTooLargeError) return `input not sent: a message of ${e.bytes} bytes is larger than the server takes (${e.limit})`;
   return null;
 }

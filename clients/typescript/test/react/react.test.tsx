@@ -278,7 +278,7 @@ describe('<Terminal>', () => {
     await act(async () => {
       term!.input('x'.repeat(300));
     });
-    await waitFor(() => expect(bufferText(term!)).toMatch(/\[input of \d+ bytes not sent: more than the 200 bytes kept while disconnected\]/));
+    await waitFor(() => expect(bufferText(term!)).toMatch(/\[input not sent: with it the queue kept while disconnected would hold \d+ bytes, more than its 200\]/));
     cleanup();
   });
 
