@@ -100,6 +100,20 @@ export interface AttachError {
   request?: string;
 }
 
+/**
+ * The notice line a terminal shows for an `onError` that says something
+ * sent to its session was not taken, or null for any other error (as
+ * [`inputRefusal`] for what the client refuses): `rate_limited` (input
+ * over the socket's `ws_input_burst_bytes` or `ws_input_bytes_per_sec`,
+ * dropped: a piece of a split paste, say) and `busy` (the program did not
+ * read its input: the rest was not taken). The server's message, which
+ * says what was dropped; its code when it has none.
+ */
+export function serverRefusal(e: AttachError): string | null {
+  if (e.code !== 'rate_limited' && e.code !== 'busy') return null;
+  return e.message || e.code;
+}
+
 /** How a socket follows a session's output. */
 export type StreamMode = 'live' | 'focus';
 

@@ -42,7 +42,7 @@ export class MessageTooLargeError extends Error {
  * error: what a terminal shows instead of losing a paste silently.
  */
 export function inputRefusal(e: unknown): string | null {
-  if (e instanceof QueueFullError) return `input of ${e.bytes} bytes not sent: more than the ${e.limit} bytes kept while disconnected`;
+  if (e instanceof QueueFullError) return `input not sent: with it the queue kept while disconnected would hold ${e.bytes} bytes, more than its ${e.limit}`;
   if (e instanceof MessageTooLargeError) return `input not sent: a message of ${e.bytes} bytes is larger than the server takes (${e.limit})`;
   return null;
 }
@@ -164,10 +164,12 @@ export class Unconfirmed {
 
   /**
    * Records input written now. A call larger than the bound is not kept at
-   * all: after the socket dies it is not sent again, rather than only its
-   * tail. Past the bound the oldest calls are forgotten (they are the
-   * likeliest to be applied), each whole, and the one `m` belongs to is kept:
-   * a call is resent whole or not at all.
+   * all: after the socket dies none of it is sent again (rather than only
+   * its tail), so the server applies the pieces it received before the
+   * socket died and the rest is lost (the start without the end). Past the
+   * bound the oldest calls are forgotten (they are the likeliest to be
+   * applied), each whole, and the one `m` belongs to is kept: a call is
+   * resent whole or not at all.
    */
   wrote(m: Outgoing): void {
     if ((m.callBytes ?? m.bytes) > this.limit) return;

@@ -131,6 +131,13 @@ pub enum Event {
         code: ErrorCode,
         message: String,
         session_id: Option<SessionId>,
+        /// The request the error answers, when the server says:
+        /// [`ATTACH_REQUEST`](termstream_proto::ws::ATTACH_REQUEST) on the
+        /// refusal of an attach whose session did not appear in the
+        /// server's attach wait. The client then forgets that attach (a
+        /// reconnect does not ask for it again); the same code without it
+        /// answers input, a resize or a focus naming the id.
+        request: Option<String>,
     },
     /// The connection gave up for good (e.g. the credential was refused);
     /// no event follows.

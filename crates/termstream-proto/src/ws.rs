@@ -53,6 +53,12 @@ pub enum StreamMode {
     Focus,
 }
 
+/// The `request` of an `error` that refuses an attach whose wait ended
+/// without its session ([`ServerMessage::Error`]): a client forgets that
+/// attach, and tells the refusal from the same code answering input, a
+/// resize or a focus naming the id.
+pub const ATTACH_REQUEST: &str = "session.attach";
+
 /// Event channels a client may subscribe to.
 pub const CHANNELS: [&str; 4] = ["task_status", "notification", "activity_log", "sessions"];
 

@@ -1,7 +1,7 @@
 //! The `termstream-client` library against a real server: a socket opened
 //! with a ticket, input that survives cut connections (resent with its seq,
 //! applied once), an attach kept through the refusal of input naming its
-//! id, https/wss with a CA file, and a close heard while the task cannot
+//! id and ended by its own marked refusal, https/wss with a CA file, and a close heard while the task cannot
 //! take input or hand over events (still sending the input queued before
 //! it) or while a stopped server does not answer.
 
@@ -205,6 +205,79 @@ async fn an_attach_waiting_for_its_session_survives_the_refusal_of_input_and_a_r
     conn.close().await;
 }
 
+/// The refusal the server marks as the attach's (`request:
+/// "session.attach"`, after its attach wait) ends the attach: the event
+/// carries the mark, and a reconnect does not ask for the session again,
+/// even once a session of that id exists.
+#[tokio::test]
+async fn a_marked_refusal_of_an_attach_ends_it_and_the_event_says_which_request() {
+    let mut proxy = GateProxy::bind().await;
+    let server = TestServer::start_with(
+        &["--allowed-host", &proxy.addr],
+        &[("TERMSTREAM_ATTACH_WAIT_MS", "200")],
+    )
+    .await;
+    proxy.start(server.addr());
+    let direct = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let cat = |id: &SessionId| termstream_proto::CreateSession {
+        id: Some(id.clone()),
+        kind: Some(termstream_proto::SessionKind::Command),
+        argv: Some(vec!["cat".into()]),
+        ..Default::default()
+    };
+    let marker = SessionId::new("marker").unwrap();
+    direct.create_session(&cat(&marker)).await.unwrap();
+    let client = Client::new(Endpoint::new(&format!("http://{}", proxy.addr), None, &[]).unwrap()).unwrap();
+    let options = ConnectOptions {
+        backoff: termstream_client::BackoffPolicy {
+            first: Duration::from_millis(10),
+            cap: Duration::from_millis(200),
+            reset_after: Duration::from_secs(10),
+        },
+        ..ConnectOptions::default()
+    };
+    let (conn, mut events) = Connection::open(client, options);
+    let id = SessionId::new("ghost").unwrap();
+    conn.attach(id.clone(), None, Resume::Exact).await.unwrap();
+    let (code, request) = until(&mut events, secs(10), |e| match e {
+        Event::ServerError {
+            code,
+            session_id,
+            request,
+            ..
+        } if session_id.as_ref() == Some(&id) => Some((*code, request.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, termstream_proto::ErrorCode::SessionNotFound);
+    assert_eq!(request.as_deref(), Some(termstream_proto::ws::ATTACH_REQUEST));
+    // The socket is cut; a session of that id appears while the client is
+    // away, so an attach asked again would now succeed at once.
+    proxy.down();
+    until(&mut events, secs(10), |e| {
+        matches!(e, Event::Disconnected { .. }).then_some(())
+    })
+    .await;
+    direct.create_session(&cat(&id)).await.unwrap();
+    proxy.up();
+    until(&mut events, secs(10), |e| match e {
+        Event::Connected { reconnect: true, .. } => Some(()),
+        Event::Failed { error, .. } => panic!("the connection gave up: {error}"),
+        _ => None,
+    })
+    .await;
+    // Attaches asked again on the reconnect go out before this one, and
+    // the server answers in order: up to the marker's, nothing of ghost.
+    conn.attach(marker.clone(), None, Resume::Exact).await.unwrap();
+    until(&mut events, secs(10), |e| match e {
+        Event::Attached { session_id, .. } if *session_id == id => panic!("{id} was attached again after its refusal"),
+        Event::Attached { session_id, .. } if *session_id == marker => Some(()),
+        _ => None,
+    })
+    .await;
+    conn.close().await;
+}
+
 #[tokio::test]
 async fn https_and_wss_work_with_a_ca_file() {
     let server = TestServer::start_tls(&[], &[]).await;
@@ -248,19 +321,6 @@ async fn https_and_wss_work_with_a_ca_file() {
     conn.close().await;
 }
 
-/// Waits for the first event that `is` picks.
-async fn wait_event(events: &mut termstream_client::Events, what: &str, is: impl Fn(&Event) -> bool) {
-    let deadline = Instant::now() + secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, events.recv()).await {
-            Ok(Some(e)) if is(&e) => return,
-            Ok(Some(_)) => {}
-            other => panic!("no {what}: {other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn close_returns_while_input_waits_for_the_server_or_events_go_unread() {
     // Input past what the task holds unacknowledged, the server away: the
@@ -273,10 +333,16 @@ async fn close_returns_while_input_waits_for_the_server_or_events_go_unread() {
     let id = SessionId::new("held").unwrap();
     let (conn, mut events) = Connection::open(client, ConnectOptions::default());
     conn.attach(id.clone(), None, Resume::Exact).await.unwrap();
-    wait_event(&mut events, "attached", |e| matches!(e, Event::Attached { .. })).await;
+    until(&mut events, secs(10), |e| {
+        matches!(e, Event::Attached { .. }).then_some(())
+    })
+    .await;
     server.crash();
     common::kill_marked(info["epoch"].as_str().unwrap());
-    wait_event(&mut events, "disconnected", |e| matches!(e, Event::Disconnected { .. })).await;
+    until(&mut events, secs(10), |e| {
+        matches!(e, Event::Disconnected { .. }).then_some(())
+    })
+    .await;
     // 1.25 MiB: the task holds 1 MiB, the rest waits in the command queue.
     for _ in 0..20 {
         conn.input(id.clone(), "x".repeat(64 << 10)).await.unwrap();

@@ -31,7 +31,7 @@ import { SearchAddon } from '@xterm/addon-search';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { ClipboardAddon } from '@xterm/addon-clipboard';
-import { inputRefusal, type ExitInfo, type InputOptions, type SessionHandle, type StreamMode, type WebSocketClient } from '@termstream/client';
+import { inputRefusal, serverRefusal, type ExitInfo, type InputOptions, type SessionHandle, type StreamMode, type WebSocketClient } from '@termstream/client';
 import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
 import { formatDuration, formatExit, type SessionRow } from '../state/sessions';
 import { currentTheme } from './theme';
@@ -343,6 +343,17 @@ export class TermView {
           this.readOnly = true;
           this.term.options.disableStdin = true;
           this.hooks.changed(this);
+        } else if (e.code === 'session_not_found' && e.request === 'session.attach') {
+          // The attach (a re-attach after a reconnect) was refused, and the
+          // client ended the attachment. The page makes views only for
+          // sessions of its list: this one was deleted while it was away.
+          this.markDeleted();
+        } else {
+          // Input the server dropped (a piece of a split paste over the
+          // socket's input budget, or not read by the program): told as
+          // the client's own refusals are (`send`).
+          const why = serverRefusal(e);
+          if (why !== null) this.write(`\r\n${RED}[${why}]${DEFAULT_FG}\r\n`, false);
         }
       },
     });
@@ -350,8 +361,9 @@ export class TermView {
 
   /**
    * The session was deleted (here or elsewhere; the server's
-   * `session.detached`, or the list's `deleted` event for one that had
-   * ended): its output stays readable, and nothing typed goes anywhere.
+   * `session.detached`, the list's `deleted` event for one that had
+   * ended, or a re-attach refused after the socket was down): its output
+   * stays readable, and nothing typed goes anywhere.
    */
   markDeleted(): void {
     if (this.deleted) return;

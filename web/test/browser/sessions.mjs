@@ -1,8 +1,9 @@
 // Checks of the session list and a session's life in the page: create,
 // type, search, close; viewer counts; start, terminate and delete from the
-// page; a command session's stderr and exit code.
+// page; a command session's stderr and exit code; a session deleted while
+// the socket was down; input the server drops.
 import { strict as assert } from 'node:assert';
-import { openPage, hasView, bash, suite, waitFor, waitText, bufferText, shot } from './harness.mjs';
+import { startServer, rest, openPage, hasView, bash, suite, waitFor, waitText, bufferText, shot } from './harness.mjs';
 
 const [checks, test] = suite();
 /** A duration as the page writes it: 850ms, 12s, 3m 04s, 2h 05m. */
@@ -35,7 +36,10 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   // The page's shortcuts work while the terminal has the keyboard, and do
   // not reach the program (`cat -v` shows what does); Alt+Shift+→ with one
   // terminal open has nothing to switch to, and goes to the program.
-  await page.keyboard.type('cat -v\n');
+  // Waiting for `go-42` means bash has handed the cooked tty to the line
+  // (it does so before running it), so Enter below reaches cat as \n.
+  await page.keyboard.type('echo go-$((6*7)); cat -v\n');
+  await waitText(page, 'hello', '\ngo-42');
   await page.keyboard.press('Alt+Shift+G');
   await waitFor('grid mode by Alt+Shift+G', async () => (await page.locator('.terms').getAttribute('data-mode')) === 'grid');
   await page.keyboard.press('Alt+Shift+G');
@@ -43,7 +47,7 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   assert.ok(await page.evaluate(() => !!document.activeElement?.closest('.term[data-session="hello"]')), 'the terminal keeps the keyboard');
   await page.keyboard.press('Alt+Shift+ArrowRight');
   await page.keyboard.press('Enter');
-  // (Echoed by the tty, or not when typed before cat set it up; printed by cat.)
+  // (Echoed by the tty, then printed by cat.)
   await waitText(page, 'hello', '\n^[[1;4C\n');
   assert.ok(!(await bufferText(page, 'hello')).includes('^[G'), 'Alt+Shift+G did not reach the program');
   await page.keyboard.press('Control+C');
@@ -202,6 +206,50 @@ test('a session deleted and made again under its id gets a fresh terminal in its
   assert.ok(!(await bufferText(page, 'again')).includes('[session deleted]'), 'nothing of the old view');
   assert.equal(await page.locator('.term[data-session="again"] .term-end').textContent(), '');
   assert.equal(await page.locator('.term[data-session="again"]').count(), 1, 'one view');
+});
+
+test('a session deleted while the socket is down: after the reconnect its tab says so, and takes no typing', async ({ server, api, ctx }) => {
+  await api.create(bash('lost'));
+  // The page's sockets go through this route: while `down`, each attempt
+  // to connect is closed at once, so the deletion's event never reaches it.
+  let down = false;
+  await ctx.routeWebSocket(/\/ws(\?|$)/, (ws) => (down ? ws.close() : ws.connectToServer()));
+  const page = await openPage(ctx, server, '#/s/lost');
+  await hasView(page, 'lost');
+  await waitText(page, 'lost', '$ ');
+  down = true;
+  await page.evaluate(() => window.termstream.cutSocket());
+  await waitFor('the page noticed', () => page.evaluate(() => window.termstream.client.state !== 'connected'));
+  await api.call('DELETE', '/api/sessions/lost');
+  down = false;
+  await page.evaluate(() => window.dispatchEvent(new Event('online')));
+  await waitFor('reconnected', () => page.evaluate(() => window.termstream.client.state === 'connected'));
+  // The re-attach is refused (`session_not_found` for `session.attach`,
+  // after the server's attach wait): the view is the deleted session's.
+  await waitText(page, 'lost', '[session deleted]');
+  assert.deepEqual(
+    await page.evaluate(() => {
+      const v = window.termstream.views.get('lost');
+      return [v.info.status, v.term.options.disableStdin];
+    }),
+    ['deleted', true],
+  );
+});
+
+test('input the server drops (a paste over its input budget) is told in the terminal', async ({ ctx }) => {
+  // A server of its own whose sockets may send 1000 bytes at once, then
+  // 100 a second: a 3000-byte paste (one message) is dropped.
+  const limited = await startServer({ config: 'ws_input_burst_bytes = 1000\nws_input_bytes_per_sec = 100\n' });
+  try {
+    await rest(limited.url).create(bash('limited'));
+    const page = await openPage(ctx, limited, '#/s/limited');
+    await hasView(page, 'limited');
+    await waitText(page, 'limited', '$ ');
+    await page.evaluate(() => window.termstream.views.get('limited').term.input('x'.repeat(3000), true));
+    await waitText(page, 'limited', '[input over 100 bytes/s was dropped; send it again later]');
+  } finally {
+    await limited.stop();
+  }
 });
 
 test('tabs restored from the last visit whose sessions are gone are checked a few at a time, and dropped', async ({ server, ctx }) => {

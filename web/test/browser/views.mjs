@@ -108,11 +108,15 @@ test('full screen locks the keyboard where the browser can (Ctrl+W, Ctrl+T reach
   await waitFor('the keyboard locked', () => page.evaluate(() => window.locks.includes('lock')));
   // In full screen every key goes to the program, the page's shortcuts too
   // (with two terminals open, where Alt+Shift+→ would switch tabs outside).
-  await page.keyboard.type('cat -v\n');
+  // bash hands the terminal back (ICRNL, echo) before it runs the line, so
+  // once `go-42` is printed the keys below meet the cooked tty cat reads
+  // from, never readline's raw one (where Enter would stay a lone \r).
+  await page.keyboard.type('echo go-$((6*7)); cat -v\n');
+  await waitText(page, 'fs', '\ngo-42');
   await page.keyboard.press('Alt+Shift+G');
   await page.keyboard.press('Alt+Shift+ArrowRight');
   await page.keyboard.press('Enter');
-  // (Echoed by the tty, or not when typed before cat set it up; printed by cat.)
+  // (Echoed by the tty, then printed by cat.)
   await waitText(page, 'fs', '\n^[G^[[1;4C\n');
   assert.equal(await page.evaluate(() => document.fullscreenElement?.dataset.session), 'fs', 'still in full screen');
   assert.deepEqual(await page.evaluate(() => [window.termstream.layout.mode, window.termstream.layout.active]), ['tabs', 'fs']);

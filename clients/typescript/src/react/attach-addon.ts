@@ -6,12 +6,13 @@
  * server passes on one viewer's), except for a restored screen. Input the
  * client refuses to send (`QueueFullError` while disconnected,
  * `MessageTooLargeError`) is reported by a red notice line in the terminal,
- * not thrown out of xterm's `onData`. Every listener is kept in a list and
+ * not thrown out of xterm's `onData`; so is input the server drops
+ * (`rate_limited`, `busy`: a piece of a split paste, say). Every listener is kept in a list and
  * disposed with it.
  */
 
 import type { IDisposable, ITerminalAddon, Terminal } from '@xterm/xterm';
-import { type InputOptions, type SessionHandle, type WebSocketClient, inputRefusal } from '../index.js';
+import { type InputOptions, type SessionHandle, type WebSocketClient, inputRefusal, serverRefusal } from '../index.js';
 import { watchQueries } from './answers.js';
 
 /** Options of [`SessionAddon`]. */
@@ -54,6 +55,10 @@ export class SessionAddon implements ITerminalAddon {
       onExit: (e) => {
         const how = e.exitCode !== null ? `exit code ${e.exitCode}` : e.signal !== null ? `signal ${e.signal}` : e.status;
         term.write(`\r\n\x1b[2m[${e.status}: ${how}]\x1b[0m\r\n`);
+      },
+      onError: (e) => {
+        const why = serverRefusal(e);
+        if (why !== null) write(`\r\n\x1b[31m[${why}]\x1b[0m\r\n`, false);
       },
     });
     this.handle = handle;

@@ -59,10 +59,12 @@ it('a focus asked without a catch and failed by the provider unmounting (disconn
   try {
     const server = fakeServer();
     const client = createWebSocketClient(undefined, { url: 'http://srv', WebSocket: server.WebSocket, lifecycle: null });
+    // The promise the click dropped, looked at only once the check is done.
+    let asked: Promise<unknown> | null = null;
     function Careless() {
       const { focus } = useFocus('web');
       return (
-        <button type="button" onClick={() => void focus('s2')}>
+        <button type="button" onClick={() => void (asked = focus('s2'))}>
           focus s2
         </button>
       );
@@ -81,6 +83,8 @@ it('a focus asked without a catch and failed by the provider unmounting (disconn
     // Node reports an unhandled rejection after the microtasks of the turn it happened in.
     await new Promise((r) => setTimeout(r, 50));
     expect(unhandled).toEqual([]);
+    // ...and the focus did fail.
+    await expect(asked).rejects.toMatchObject({ code: 'disconnected' });
   } finally {
     process.off('unhandledRejection', record);
   }

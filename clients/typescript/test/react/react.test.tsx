@@ -278,8 +278,32 @@ describe('<Terminal>', () => {
     await act(async () => {
       term!.input('x'.repeat(300));
     });
-    await waitFor(() => expect(bufferText(term!)).toMatch(/\[input of \d+ bytes not sent: more than the 200 bytes kept while disconnected\]/));
+    await waitFor(() => expect(bufferText(term!)).toMatch(/\[input not sent: with it the queue kept while disconnected would hold \d+ bytes, more than its 200\]/));
     cleanup();
+  });
+
+  it('tells the user in the terminal when the server drops input (rate_limited), as when the client refuses it', async () => {
+    // A socket may send 1000 bytes at once, then 100 a second: a
+    // 3000-byte paste (one message) is dropped.
+    const limited = await TestServer.start({ env: { TERMSTREAM_WS_INPUT_BURST_BYTES: '1000', TERMSTREAM_WS_INPUT_BYTES_PER_SEC: '100' } });
+    try {
+      await limited.createSession({ id: 'term-limited', kind: 'command', argv: ['cat'] });
+      const client = createWebSocketClient(undefined, { url: limited.url, ...options() });
+      let term: XTerm | null = null;
+      render(
+        <TermstreamProvider client={client}>
+          <Terminal sessionId="term-limited" options={{ cols: 100, rows: 20 }} onReady={(t) => (term = t)} />
+        </TermstreamProvider>,
+      );
+      await waitFor(() => expect(term).not.toBeNull(), { timeout: 5000 });
+      await act(async () => {
+        term!.input('x'.repeat(3000));
+      });
+      await waitFor(() => expect(bufferText(term!)).toContain('[input over 100 bytes/s was dropped; send it again later]'));
+      cleanup();
+    } finally {
+      await limited.cleanup();
+    }
   });
 });
 

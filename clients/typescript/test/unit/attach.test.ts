@@ -351,7 +351,7 @@ describe('outgoing queue', () => {
     } catch (e) {
       thrown = e;
     }
-    expect(inputRefusal(thrown)).toMatch(/^input of \d+ bytes not sent: more than the 100 bytes kept while disconnected$/);
+    expect(inputRefusal(thrown)).toMatch(/^input not sent: with it the queue kept while disconnected would hold \d+ bytes, more than its 100$/);
     expect(inputRefusal(new MessageTooLargeError(2000, 1000))).toBe('input not sent: a message of 2000 bytes is larger than the server takes (1000)');
     expect(inputRefusal(new Error('other'))).toBeNull();
   });

@@ -241,7 +241,7 @@ async fn follow(
                         leave.status_line(rows);
                     }
                     Event::Connected { reconnect: true, .. } if !read_only => term::send_window_size(conn, &id).await,
-                    Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id } if session_id.as_ref() == Some(&id) => {
+                    Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id, .. } if session_id.as_ref() == Some(&id) => {
                         break Err(Failure::from_socket(ErrorCode::SessionNotFound, message));
                     }
                     Event::Failed { error, code } => {

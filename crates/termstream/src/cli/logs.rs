@@ -185,6 +185,7 @@ async fn follow(
                 code,
                 message,
                 session_id,
+                ..
             } if session_id.as_ref() == Some(&id) => {
                 break Err(Failure::from_socket(code, message));
             }

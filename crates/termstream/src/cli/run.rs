@@ -270,7 +270,7 @@ async fn stream(
                     Event::Detached { session_id } if session_id == id => {
                         break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted")));
                     }
-                    Event::ServerError { code, message, session_id } if session_id.as_ref() == Some(&id) => {
+                    Event::ServerError { code, message, session_id, .. } if session_id.as_ref() == Some(&id) => {
                         break Err(Failure::from_socket(code, message));
                     }
                     Event::Failed { error, code } => {

@@ -2,7 +2,7 @@
 //! (binary frames and JSON) trimmed to what the user has not been given,
 //! and every other message, with the tracked state each one moves.
 
-use termstream_proto::ws::{LogPosition, ServerMessage, binary};
+use termstream_proto::ws::{ATTACH_REQUEST, LogPosition, ServerMessage, binary};
 use termstream_proto::{ErrorCode, SessionId, Stream};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -148,7 +148,7 @@ impl State {
                 // the mark gets the attach asked again after a reconnect
                 // (and refuses it again).
                 if code == ErrorCode::SessionNotFound
-                    && request.as_deref() == Some("session.attach")
+                    && request.as_deref() == Some(ATTACH_REQUEST)
                     && let Some(id) = &session_id
                 {
                     self.sessions.forget(id);
@@ -157,6 +157,7 @@ impl State {
                     code,
                     message,
                     session_id,
+                    request,
                 }
             }
             ServerMessage::Pong => {

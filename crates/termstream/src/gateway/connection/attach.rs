@@ -77,7 +77,7 @@ impl Connection {
             code: ErrorCode::SessionNotFound,
             message: format!("no session has id \"{id}\""),
             session_id: Some(id.clone()),
-            request: Some("session.attach".into()),
+            request: Some(termstream_proto::ws::ATTACH_REQUEST.into()),
         })
         .await;
     }
