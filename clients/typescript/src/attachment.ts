@@ -106,8 +106,10 @@ export interface AttachError {
  * [`inputRefusal`] for what the client refuses): `rate_limited` (input
  * over the socket's `ws_input_burst_bytes` or `ws_input_bytes_per_sec`,
  * dropped: a piece of a split paste, say) and `busy` (the program did not
- * read its input: the rest was not taken). The server's message, which
- * says what was dropped; its code when it has none.
+ * read its input: the rest was not taken; or the session, or in a cluster
+ * the node that owns it, did not answer an input or a `terminal.resize`
+ * in time). The server's message, which says what was not taken; its
+ * code when it has none.
  */
 export function serverRefusal(e: AttachError): string | null {
   if (e.code !== 'rate_limited' && e.code !== 'busy') return null;

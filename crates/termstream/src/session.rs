@@ -448,9 +448,10 @@ impl SessionHandle {
     /// answer alone then waited forever (the screen task's read of a
     /// session being deleted: 4 hangs in 600 runs of its test under load).
     ///
-    /// A session on another node: its stand-in, which holds the info's
-    /// sender there, ends only once every handle is gone, so no request
-    /// of a handle can be left in its queue.
+    /// A session on another node: its stand-in holds the info's sender
+    /// there and may end while handles remain (the directory dropped or
+    /// replaced it); the info closes with it, so a request left in its
+    /// queue is answered [`SessionError::Closed`] here too.
     async fn answer<T>(&self, mut answer: oneshot::Receiver<T>) -> Result<T, SessionError> {
         let mut info = self.info.clone();
         let gone = async move { while info.changed().await.is_ok() {} };

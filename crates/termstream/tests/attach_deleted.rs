@@ -5,7 +5,9 @@
 //! attach waited for it. A session that merely ends keeps its attachment
 //! (and its slot) until it is deleted or detached, on the node that owns
 //! it or through another node of a cluster. A new session of the same id
-//! attached again just after a delete stays attached.
+//! attached again just after a delete stays attached. A focus-aware
+//! attachment of a session ended and deleted at once is told its exit
+//! before `session.detached`.
 
 mod common;
 
@@ -197,6 +199,58 @@ async fn a_deleted_focused_attachment_ends() {
     let ids: Vec<String> = (0..8).map(|i| format!("hot-{i}")).collect();
     let ids: Vec<(&str, bool)> = ids.iter().map(|id| (id.as_str(), true)).collect();
     deleted_focus_attachments_end(&ids).await;
+}
+
+/// An unfocused focus-aware attachment of a session terminated and deleted
+/// at once is told the session's last output, then `session.exit`, then
+/// `session.detached`. The old code acted on the end only at the next
+/// update (500 ms here): the delete came first and the attachment ended
+/// with no `session.exit`.
+#[tokio::test]
+async fn an_unfocused_attachment_terminated_and_deleted_at_once_is_told_the_exit() {
+    let server = TestServer::start_with(&[], &[("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "500")]).await;
+    for round in 0..3 {
+        let id = format!("brief-{round}");
+        server.create(json!({"id":id,"argv":["cat"]})).await;
+        focus(&server, &id, false).await;
+        let mut ws = WsClient::connect(&server, "/ws").await;
+        ws.send(json!({"type":"session.attach","sessionId":id,"output":"json","stream":"focus"}))
+            .await;
+        answer(&mut ws, "session.attached", &id).await;
+        let word = format!("last-{round}");
+        server.input(&id, &format!("{word}\n")).await;
+        let mut seen = String::new();
+        let mut ended = false;
+        loop {
+            match ws.recv(secs(10)).await {
+                Some(Incoming::Json(v)) if v["type"] == "terminal.output" && v["sessionId"] == id.as_str() => {
+                    assert!(!ended, "round {round}: output after the end: {v}");
+                    seen.push_str(v["data"].as_str().unwrap_or_default());
+                    if seen.contains(&word) && !ended {
+                        // The last output is in: end the session and
+                        // delete it at once, before the next update.
+                        server.terminate(&id).await;
+                        delete(&server, &id).await;
+                        ended = true;
+                    }
+                }
+                Some(Incoming::Json(v)) if v["type"] == "session.exit" && v["sessionId"] == id.as_str() => {
+                    assert!(ended, "round {round}: session.exit before the end: {v}");
+                    break;
+                }
+                Some(Incoming::Json(v)) if v["type"] == "session.detached" && v["sessionId"] == id.as_str() => {
+                    panic!("round {round}: session.detached with no session.exit first (seen {seen:?}): {v}")
+                }
+                Some(Incoming::Json(v)) if v["type"] == "error" => panic!("round {round}: {v}"),
+                Some(Incoming::Closed(c)) => panic!("round {round}: closed ({c:?})"),
+                None => panic!("round {round}: nothing within 10 s (seen {seen:?}, ended {ended})"),
+                Some(_) => {}
+            }
+        }
+        assert!(seen.contains(&word), "round {round}: {seen:?}");
+        answer(&mut ws, "session.detached", &id).await;
+    }
+    gauge_reaches(&server, 0.0).await;
 }
 
 /// Through another node of a cluster: an unfocused focus-aware attachment

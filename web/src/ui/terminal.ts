@@ -350,8 +350,10 @@ export class TermView {
           this.markDeleted();
         } else {
           // Input the server dropped (a piece of a split paste over the
-          // socket's input budget, or not read by the program): told as
-          // the client's own refusals are (`send`).
+          // socket's input budget, or not read by the program), or input
+          // or a resize the session (in a cluster, its owner node) did not
+          // answer in time (`busy`): told as the client's own refusals
+          // are (`send`).
           const why = serverRefusal(e);
           if (why !== null) this.write(`\r\n${RED}[${why}]${DEFAULT_FG}\r\n`, false);
         }

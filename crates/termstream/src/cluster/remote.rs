@@ -130,9 +130,13 @@ pub fn sync(c: &Arc<Cluster>, records: Vec<Record>) {
             continue;
         }
         let (tracked, handle) = start(c.clone(), rec);
-        stand_ins.insert(id, tracked);
+        let old = stand_ins.insert(id, tracked);
         drop(stand_ins);
+        // The registry's handle is replaced before the old entry goes
+        // (ending the old task), so a lookup between them finds the old
+        // handle still served, not one whose task has ended.
         c.registry.add_remote(handle);
+        drop(old);
     }
     let mut stand_ins = c.stand_ins.lock();
     let mut gone = Vec::new();

@@ -4,17 +4,21 @@
 //! The task owns the stand-in's ring, broadcast and end, as an actor owns
 //! a session's: nothing else touches them. Commands from the handle and
 //! updates (records from the directory, entries from the reader) arrive on
-//! two channels. The task ends when its commands close, that is when every
-//! handle is dropped, which closes the broadcast and tells every viewer the
-//! session is gone. The updates never close first: the task keeps a sender
-//! of them for its reader. A stand-in the directory drops (`drop_stand_in`,
-//! or records missing from `sync`) loses the directory's entry and the
-//! registry's handle, and the session is announced deleted; one that `sync`
-//! replaces (a `lost` session come back) loses them unannounced.
-//! Either way the task ends then, as a deleted session's actor does,
-//! though viewers still hold handles: its broadcast and the handles' info
-//! close (a `/ws` viewer is told `session.detached`, and its attachment
-//! ends, focus-aware and ended ones too) and their commands fail.
+//! two channels. The task ends when its commands close (every handle
+//! dropped), or earlier when the directory lets it go; its end closes the
+//! broadcast and tells every viewer the session is gone. The updates never
+//! close first: the task keeps a sender of them for its reader. A stand-in
+//! the directory drops (`drop_stand_in`, or records missing from `sync` 3
+//! reads in a row) loses the directory's entry and the registry's handle,
+//! and the session is announced deleted; one that `sync` replaces (a
+//! `lost` session come back) loses them unannounced. Either way the task
+//! ends then, as a deleted session's actor does, though viewers may still
+//! hold handles: its broadcast and the handles' info close (a `/ws` viewer
+//! is told `session.detached`, and its attachment ends, focus-aware and
+//! ended ones too), and what a held handle sends through the task (resize,
+//! terminate, read, subscribe) fails as `session_not_found`. Input,
+//! snapshots and recordings do not pass through the task: [`Remote`] asks
+//! the owner for them, so they still reach it through such a handle.
 //! [`Remote`] holds the info's sender weakly, so the task's is the last.
 
 use std::sync::Arc;

@@ -170,7 +170,8 @@ impl Forwarder {
     }
 
     /// Sends what the log gained once per `interval` until the session is
-    /// focused again (`Unfocused` is not returned), the log ends, or the
+    /// focused again (`Unfocused` is not returned), the log ends (told as
+    /// soon as the info says so, not at the next interval), or the
     /// session is deleted (then the attachment is given back, as
     /// [`Forwarder::detached`] does).
     async fn unfocused(&mut self, track: &mut FocusTrack, interval: std::time::Duration) -> Result<Flow, Closed> {
@@ -189,7 +190,14 @@ impl Forwarder {
                         self.detached().await?;
                         return Ok(Flow::Ended);
                     }
-                    continue;
+                    // The end is told at once: a delete that follows soon
+                    // closes the info before the next tick, and the
+                    // attachment would end with no `session.exit`. An
+                    // unseen value is still `Ok` after its sender went, so
+                    // an end and a delete that both came first are told.
+                    if self.handle.is_running() {
+                        continue;
+                    }
                 }
                 focused = track.changed() => {
                     if focused {
