@@ -36,6 +36,7 @@ import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
 import { formatDuration, formatExit, type SessionRow } from '../state/sessions';
 import { currentTheme } from './theme';
 import { acquireWebgl, releaseWebgl } from './webgl';
+import { hookQueries } from './queries';
 import { h } from './dom';
 
 export interface TermViewHooks {
@@ -57,26 +58,6 @@ const SCROLLBACK = 5000;
 const DEFAULT_FG = '\x1b[39m';
 /** A size asked of the server and not answered is asked again after this long. */
 const ASK_AGAIN_MS = 2000;
-
-/**
- * The queries xterm.js answers while it parses (its InputHandler's CSI
- * handlers that call `triggerDataEvent`, and the window reports): a hook on
- * each marks what `onData` emits during that parse as a response.
- */
-const CSI_QUERIES = [
-  { final: 'c' }, // DA1
-  { prefix: '>', final: 'c' }, // DA2
-  { prefix: '=', final: 'c' }, // DA3
-  { final: 'n' }, // DSR, CPR
-  { prefix: '?', final: 'n' }, // DECDSR
-  { intermediates: '$', final: 'p' }, // DECRQM
-  { prefix: '?', intermediates: '$', final: 'p' },
-  { final: 't' }, // window reports
-  { prefix: '>', final: 'q' }, // XTVERSION
-  { prefix: '?', final: 'u' }, // kitty keyboard flags
-];
-/** OSC colour queries (`OSC 4/10/11/12 ; ? ST`). */
-const OSC_QUERIES = [4, 10, 11, 12];
 
 /** The flow-control marks: 4 MiB / 512 KiB, or `?flow=KiB` (high mark; low is an eighth) to watch it work. */
 function flowOptions(): FlowOptions {
@@ -210,15 +191,12 @@ export class TermView {
     );
     // Parsing is synchronous: the answer is emitted before the microtask
     // that ends the mark runs, and typing cannot come in between.
-    const query = () => {
-      this.answering = true;
-      queueMicrotask(() => (this.answering = false));
-      return false;
-    };
-    const parser = this.term.parser;
-    for (const id of CSI_QUERIES) this.disposables.push(parser.registerCsiHandler(id, query));
-    for (const n of OSC_QUERIES) this.disposables.push(parser.registerOscHandler(n, query));
-    this.disposables.push(parser.registerDcsHandler({ intermediates: '$', final: 'q' }, query)); // DECRQSS
+    this.disposables.push(
+      ...hookQueries(this.term.parser, () => {
+        this.answering = true;
+        queueMicrotask(() => (this.answering = false));
+      }),
+    );
     this.resizeObserver = new ResizeObserver(() => this.scheduleFit());
     this.resizeObserver.observe(this.body);
   }
