@@ -34,10 +34,7 @@ async fn sigterm_gives_the_terminal_back_and_leaves_the_session_running() {
         screen.wait_for("|FULL|", secs(10)).await;
         let pid = Pid::from_raw(child.id().unwrap() as i32).unwrap();
         kill_process(pid, Signal::TERM).unwrap();
-        let status = tokio::time::timeout(secs(10), child.wait())
-            .await
-            .expect("ends at SIGTERM")
-            .unwrap();
+        let status = common::exit_within_10s(&mut child, "ends at SIGTERM").await;
         assert_eq!(status.code(), Some(143), "{args:?}: {status:?}");
         let after = termios::tcgetattr(&pts).expect("termios");
         assert_eq!(after.local_modes, cooked.local_modes, "{args:?}: local modes restored");
@@ -121,10 +118,7 @@ async fn hang_up_under(server: &TestServer, args: &[&str], needle: &str, block_h
     drop(pts);
     read_until(&mut pty, &mut Vec::new(), needle, secs(10)).await;
     drop(pty);
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("ends when its terminal goes")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "ends when its terminal goes").await;
     assert_eq!(status.code(), Some(129), "{args:?}: {status:?}");
 }
 
@@ -161,10 +155,7 @@ async fn attach_without_a_terminal_leaves_sighup_alone() {
     read_until(&mut stdout, &mut seen, "got:more", secs(10)).await;
     assert!(child.try_wait().unwrap().is_none(), "attach ended at an ignored SIGHUP");
     server.terminate("nh").await;
-    tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("ends with the session")
-        .unwrap();
+    common::exit_within_10s(&mut child, "ends with the session").await;
 }
 
 #[tokio::test]
@@ -291,10 +282,7 @@ impl AttachIntoFile {
     /// whole file.
     async fn detach(mut self) -> String {
         self.writer.write_all(b"\x1cd").await.unwrap();
-        let status = tokio::time::timeout(secs(10), self.child.wait())
-            .await
-            .expect("detached")
-            .unwrap();
+        let status = common::exit_within_10s(&mut self.child, "detached").await;
         assert_eq!(status.code(), Some(0));
         self.written()
     }
