@@ -57,6 +57,27 @@ async fn answer(ws: &mut WsClient, ty: &str, id: &str) -> Value {
     }
 }
 
+/// Types `word` into `id` (a `cat`) on `server` and waits for its echo:
+/// the socket is still attached. A `session.detached` or an error first
+/// fails the test; `what` names the attempt in the message.
+async fn echoes(ws: &mut WsClient, server: &TestServer, id: &str, word: &str, what: &str) {
+    server.input(id, &format!("{word}\n")).await;
+    loop {
+        match ws.recv(secs(10)).await {
+            Some(Incoming::Json(v)) if v["type"] == "terminal.output" => {
+                if v["data"].as_str().is_some_and(|d| d.contains(word)) {
+                    break;
+                }
+            }
+            Some(Incoming::Json(v)) if v["type"] == "session.detached" || v["type"] == "error" => {
+                panic!("{what}: the new attachment ended: {v}")
+            }
+            Some(Incoming::Json(_)) => {}
+            other => panic!("{what}: no echo of {word}: {other:?}"),
+        }
+    }
+}
+
 /// The `/ws` attachments the server counts (their forwarders) reach `n`.
 async fn gauge_reaches(server: &TestServer, n: f64) {
     let reached = wait_until(secs(10), || async { metric(server, GAUGE).await == Some(n) }).await;
@@ -308,21 +329,7 @@ async fn a_lost_session_come_back_ends_its_old_attachment() {
     ws.attach("back", "json").await;
     let attached = answer(&mut ws, "session.attached", "back").await;
     assert_eq!(attached["status"], "running", "{attached}");
-    b.input("back", "here-again\n").await;
-    loop {
-        match ws.recv(secs(10)).await {
-            Some(Incoming::Json(v)) if v["type"] == "terminal.output" => {
-                if v["data"].as_str().is_some_and(|d| d.contains("here-again")) {
-                    break;
-                }
-            }
-            Some(Incoming::Json(v)) if v["type"] == "session.detached" || v["type"] == "error" => {
-                panic!("the new attachment ended: {v}")
-            }
-            Some(Incoming::Json(_)) => {}
-            other => panic!("no echo: {other:?}"),
-        }
-    }
+    echoes(&mut ws, b, "back", "here-again", "back").await;
 }
 
 /// Sends `signal` to a node's process.
@@ -398,22 +405,14 @@ async fn a_new_session_of_the_same_id_stays_attached() {
         assert!(held, "round {round}: the socket's task was not held");
         assert_eq!(attached["epoch"], info["epoch"], "round {round}: {attached}");
         // Output of the new session still comes: it is attached.
-        let word = format!("still-{round}");
-        server.input("same", &format!("{word}\n")).await;
-        loop {
-            match ws.recv(secs(10)).await {
-                Some(Incoming::Json(v)) if v["type"] == "terminal.output" => {
-                    if v["data"].as_str().is_some_and(|d| d.contains(&word)) {
-                        break;
-                    }
-                }
-                Some(Incoming::Json(v)) if v["type"] == "session.detached" || v["type"] == "error" => {
-                    panic!("round {round}: the new attachment ended: {v}")
-                }
-                Some(Incoming::Json(_)) => {}
-                other => panic!("round {round}: no echo of {word}: {other:?}"),
-            }
-        }
+        echoes(
+            &mut ws,
+            &server,
+            "same",
+            &format!("still-{round}"),
+            &format!("round {round}"),
+        )
+        .await;
     }
     ws.send(json!({"type":"session.detach","sessionId":"same"})).await;
     answer(&mut ws, "session.detached", "same").await;
@@ -474,22 +473,14 @@ async fn an_attach_before_the_id_exists_again_replaces_the_old_attachment() {
         if detached == 0 {
             replaced += 1;
         }
-        let word = format!("again-{round}");
-        server.input("same", &format!("{word}\n")).await;
-        loop {
-            match ws.recv(secs(10)).await {
-                Some(Incoming::Json(v)) if v["type"] == "terminal.output" => {
-                    if v["data"].as_str().is_some_and(|d| d.contains(&word)) {
-                        break;
-                    }
-                }
-                Some(Incoming::Json(v)) if v["type"] == "session.detached" || v["type"] == "error" => {
-                    panic!("round {round}: the new attachment ended: {v}")
-                }
-                Some(Incoming::Json(_)) => {}
-                other => panic!("round {round}: no echo of {word}: {other:?}"),
-            }
-        }
+        echoes(
+            &mut ws,
+            &server,
+            "same",
+            &format!("again-{round}"),
+            &format!("round {round}"),
+        )
+        .await;
     }
     assert!(
         replaced > 0,

@@ -27,10 +27,7 @@ async fn shell_starts_a_shell_and_attaches() {
     writer.write_all(b"echo sum-$((6*7))\r").await.unwrap();
     screen.wait_for("sum-42", secs(10)).await;
     writer.write_all(b"exit\r").await.unwrap();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("shell ends")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "shell ends").await;
     assert_eq!(status.code(), Some(0));
     screen.wait_for("[exited (session sh1, code 0)]", secs(5)).await;
 }
@@ -68,10 +65,7 @@ async fn attach_redraws_the_screen_after_a_cut_connection() {
         "a status line while away"
     );
     writer.write_all(b"\x1cd").await.unwrap();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("detached")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "detached").await;
     assert_eq!(status.code(), Some(0));
     server.terminate("rc").await;
 }
@@ -119,10 +113,7 @@ async fn attach_shows_the_screen_types_resizes_and_detaches() {
 
     // Ctrl-\ then d detaches; the session runs on.
     writer.write_all(b"\x1cd").await.unwrap();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("attach ends after the detach keys")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "attach ends after the detach keys").await;
     assert_eq!(status.code(), Some(0));
     screen.wait_for("[detached (from session fs)]", secs(5)).await;
     assert_eq!(server.info("fs").await["status"], "running");
@@ -146,10 +137,7 @@ async fn a_read_only_attach_sends_no_keys_and_a_command_session_is_refused() {
     );
     screen.wait_for("|FULL|", secs(10)).await;
     writer.write_all(b"typed\r\x01q").await.unwrap();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("detached")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "detached").await;
     assert_eq!(status.code(), Some(0));
     // Nothing reached the program, and the window size was left alone.
     let info = server.info("ro").await;
@@ -183,10 +171,7 @@ async fn the_closing_line_follows_the_output_where_the_cursor_was() {
     let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "pr"]);
     screen.wait_for("ask$", secs(10)).await;
     writer.write_all(b"\x1cd").await.unwrap();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("detached")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "detached").await;
     assert_eq!(status.code(), Some(0));
     screen.wait_for("[detached (from session pr)]", secs(5)).await;
     assert_eq!(
@@ -200,10 +185,7 @@ async fn the_closing_line_follows_the_output_where_the_cursor_was() {
     let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "pr"]);
     screen.wait_for("ask$", secs(10)).await;
     writer.write_all(b"x\r").await.unwrap();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("ended")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "ended").await;
     assert_eq!(status.code(), Some(0));
     screen.wait_for("[exited (session pr, code 0)]", secs(5)).await;
     assert_eq!(
@@ -242,10 +224,7 @@ async fn no_empty_row_comes_before_the_closing_line() {
             )
             .await;
         writer.write_all(b"\x1cd").await.unwrap();
-        let status = tokio::time::timeout(secs(10), child.wait())
-            .await
-            .expect("detached")
-            .unwrap();
+        let status = common::exit_within_10s(&mut child, "detached").await;
         assert_eq!(status.code(), Some(0));
         let closing = format!("[detached (from session {id})]");
         screen.wait_for(&closing, secs(5)).await;
@@ -275,10 +254,7 @@ async fn the_closing_line_follows_the_screen_under_a_full_screen_program() {
     let (mut screen, mut writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "fs2"]);
     screen.wait_for("FULL", secs(10)).await;
     writer.write_all(b"\x1cd").await.unwrap();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("detached")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "detached").await;
     assert_eq!(status.code(), Some(0));
     screen.wait_for("[detached (from session fs2)]", secs(5)).await;
     let lines: Vec<String> = screen.text().lines().map(str::to_owned).collect();
@@ -324,10 +300,7 @@ async fn attach_with_stdin_at_its_end_watches_without_spinning() {
     server.input("w", "more\n").await;
     read_until(&mut stdout, &mut seen, "got:more", secs(10)).await;
     server.terminate("w").await;
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("ends")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "ends").await;
     assert_ne!(status.code(), Some(0), "the program was terminated");
 }
 
@@ -346,10 +319,7 @@ async fn a_detach_while_the_server_is_away_wipes_the_status_line() {
     common::kill_marked(&epoch);
     screen.wait_for("the server is away", secs(10)).await;
     writer.write_all(b"\x1cd").await.unwrap();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("detached")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "detached").await;
     assert_eq!(status.code(), Some(0));
     screen.wait_for("[detached (from session aw)]", secs(5)).await;
     // Nothing is retrying any more: the line saying so is gone.
@@ -366,10 +336,7 @@ async fn a_session_terminated_under_attach_is_said_to_be() {
     let (mut screen, _writer, _pts, mut child) = spawn_on_pty(&server.url(""), &["attach", "tm"]);
     screen.wait_for("ask$", secs(10)).await;
     server.terminate("tm").await;
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("ends")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "ends").await;
     // SIGHUP is the first signal of a terminate.
     assert_eq!(status.code(), Some(129));
     // Not "[exited ...]": the program did not end by itself.

@@ -34,10 +34,7 @@ async fn sigterm_gives_the_terminal_back_and_leaves_the_session_running() {
         screen.wait_for("|FULL|", secs(10)).await;
         let pid = Pid::from_raw(child.id().unwrap() as i32).unwrap();
         kill_process(pid, Signal::TERM).unwrap();
-        let status = tokio::time::timeout(secs(10), child.wait())
-            .await
-            .expect("ends at SIGTERM")
-            .unwrap();
+        let status = common::exit_within_10s(&mut child, "ends at SIGTERM").await;
         assert_eq!(status.code(), Some(143), "{args:?}: {status:?}");
         let after = termios::tcgetattr(&pts).expect("termios");
         assert_eq!(after.local_modes, cooked.local_modes, "{args:?}: local modes restored");
@@ -121,10 +118,7 @@ async fn hang_up_under(server: &TestServer, args: &[&str], needle: &str, block_h
     drop(pts);
     read_until(&mut pty, &mut Vec::new(), needle, secs(10)).await;
     drop(pty);
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("ends when its terminal goes")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "ends when its terminal goes").await;
     assert_eq!(status.code(), Some(129), "{args:?}: {status:?}");
 }
 
@@ -161,10 +155,7 @@ async fn attach_without_a_terminal_leaves_sighup_alone() {
     read_until(&mut stdout, &mut seen, "got:more", secs(10)).await;
     assert!(child.try_wait().unwrap().is_none(), "attach ended at an ignored SIGHUP");
     server.terminate("nh").await;
-    tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("ends with the session")
-        .unwrap();
+    common::exit_within_10s(&mut child, "ends with the session").await;
 }
 
 #[tokio::test]
@@ -203,32 +194,11 @@ async fn attach_into_a_file_writes_no_mode_resets() {
         .create(serde_json::json!({"id":"rec","argv":["sh","-c",PROGRAM],"cols":100,"rows":30}))
         .await;
     server.read_output_until("rec", "FULL", secs(10)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let rec = dir.path().join("rec");
-    let (pty, pts) = pty_process::open().expect("a pty");
-    pty.resize(pty_process::Size::new(30, 100)).expect("resize");
-    let mut child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
-        .args(["attach", "rec"])
-        .env("TERMSTREAM_SERVER", server.url(""))
-        .env_remove("TERMSTREAM_TOKEN")
-        .stdout(std::fs::File::create(&rec).unwrap())
-        .spawn_borrowed(&pts)
-        .expect("termstream starts");
-    let (_reader, mut writer) = pty.into_split();
+    let mut rec = AttachIntoFile::start(&server, "rec");
     // Keys still reach the program (stdin is the terminal).
-    writer.write_all(b"hello\r").await.unwrap();
-    let typed = common::wait_until(secs(10), || async {
-        String::from_utf8_lossy(&std::fs::read(&rec).unwrap()).contains("got:hello")
-    })
-    .await;
-    assert!(typed, "{:?}", String::from_utf8_lossy(&std::fs::read(&rec).unwrap()));
-    writer.write_all(b"\x1cd").await.unwrap();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("detached")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-    let written = String::from_utf8_lossy(&std::fs::read(&rec).unwrap()).into_owned();
+    rec.writer.write_all(b"hello\r").await.unwrap();
+    rec.wait_for("got:hello").await;
+    let written = rec.detach().await;
     // The closing line right after the last line: no empty one between.
     assert!(
         written.ends_with("got:hello\r\n[detached (from session rec)]\n"),
@@ -250,34 +220,70 @@ async fn into_a_file_the_closing_line_is_a_line_of_its_own_after_a_snapshot() {
         .create(serde_json::json!({"id":"rf","argv":["sh","-c","printf 'one\\ntwo\\n'; exec sleep 60"],"cols":100,"rows":30}))
         .await;
     server.read_output_until("rf", "two", secs(10)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let rec = dir.path().join("rec");
-    let (pty, pts) = pty_process::open().expect("a pty");
-    pty.resize(pty_process::Size::new(30, 100)).expect("resize");
-    let mut child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
-        .args(["attach", "rf"])
-        .env("TERMSTREAM_SERVER", server.url(""))
-        .env_remove("TERMSTREAM_TOKEN")
-        .stdout(std::fs::File::create(&rec).unwrap())
-        .spawn_borrowed(&pts)
-        .expect("termstream starts");
-    let (_reader, mut writer) = pty.into_split();
-    let drawn = common::wait_until(secs(10), || async {
-        String::from_utf8_lossy(&std::fs::read(&rec).unwrap()).contains("two")
-    })
-    .await;
-    assert!(drawn, "{:?}", String::from_utf8_lossy(&std::fs::read(&rec).unwrap()));
-    writer.write_all(b"\x1cd").await.unwrap();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("detached")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-    let written = String::from_utf8_lossy(&std::fs::read(&rec).unwrap()).into_owned();
+    let rec = AttachIntoFile::start(&server, "rf");
+    rec.wait_for("two").await;
+    let written = rec.detach().await;
     assert_eq!(
         written.lines().last(),
         Some("[detached (from session rf)]"),
         "{written:?}"
     );
     server.terminate("rf").await;
+}
+
+/// `termstream attach ID > rec` from a 100x30 terminal, stdout a file.
+struct AttachIntoFile {
+    /// Holds `rec`; removed when this is dropped.
+    _dir: tempfile::TempDir,
+    rec: std::path::PathBuf,
+    child: tokio::process::Child,
+    /// The terminal: what is written here is typed.
+    writer: pty_process::OwnedWritePty,
+    _reader: pty_process::OwnedReadPty,
+    _pts: pty_process::Pts,
+}
+
+impl AttachIntoFile {
+    fn start(server: &TestServer, id: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = dir.path().join("rec");
+        let (pty, pts) = pty_process::open().expect("a pty");
+        pty.resize(pty_process::Size::new(30, 100)).expect("resize");
+        let child = pty_process::Command::new(env!("CARGO_BIN_EXE_termstream"))
+            .args(["attach", id])
+            .env("TERMSTREAM_SERVER", server.url(""))
+            .env_remove("TERMSTREAM_TOKEN")
+            .stdout(std::fs::File::create(&rec).unwrap())
+            .spawn_borrowed(&pts)
+            .expect("termstream starts");
+        let (reader, writer) = pty.into_split();
+        Self {
+            _dir: dir,
+            rec,
+            child,
+            writer,
+            _reader: reader,
+            _pts: pts,
+        }
+    }
+
+    /// What the file holds so far.
+    fn written(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.rec).unwrap()).into_owned()
+    }
+
+    /// Waits (up to 10 s) until the file holds `text`.
+    async fn wait_for(&self, text: &str) {
+        let came = common::wait_until(secs(10), || async { self.written().contains(text) }).await;
+        assert!(came, "{:?}", self.written());
+    }
+
+    /// Detaches by the keys (`Ctrl-\ d`), expects exit 0, and gives the
+    /// whole file.
+    async fn detach(mut self) -> String {
+        self.writer.write_all(b"\x1cd").await.unwrap();
+        let status = common::exit_within_10s(&mut self.child, "detached").await;
+        assert_eq!(status.code(), Some(0));
+        self.written()
+    }
 }

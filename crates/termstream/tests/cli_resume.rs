@@ -120,39 +120,18 @@ async fn ctrl_c_terminates_and_a_second_one_only_detaches() {
 async fn ctrl_c_with_the_server_down_says_so_and_a_second_one_ends_run() {
     use rustix::process::{Pid, Signal, kill_process};
     let mut server = TestServer::start().await;
-    let mut cmd = cli::command(
-        &server.url(""),
+    let (child, mut stderr) = run_then_crash(
+        &mut server,
+        "down1",
         &["run", "--id", "down1", "--", "sh", "-c", "echo up; sleep 60"],
-    );
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(common::secs(10), stdout.next_line()).await;
-    assert_eq!(first.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("up"));
-    let epoch = server.info("down1").await["epoch"].as_str().unwrap().to_owned();
-    server.crash();
-    // The crash orphans the program: it is ended here, not by the server.
-    common::kill_marked(&epoch);
+    )
+    .await;
     let pid = Pid::from_raw(child.id().unwrap() as i32).unwrap();
     kill_process(pid, Signal::INT).unwrap();
     // The terminate cannot get through: run says so instead of waiting
     // silently for an end it will not see.
-    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut said = String::new();
-    let told = tokio::time::timeout(common::secs(20), async {
-        while let Ok(Some(l)) = stderr.next_line().await {
-            said.push_str(&l);
-            said.push('\n');
-            if l.contains("cannot reach the server to terminate down1") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert!(matches!(told, Ok(true)), "{said}");
+    let (told, said) = read_until(&mut stderr, "cannot reach the server to terminate down1").await;
+    assert!(told.is_some(), "{said}");
     assert!(said.contains("Ctrl-C again stops waiting"), "{said}");
     // Another Ctrl-C stops waiting (it was ignored: run waited on forever).
     kill_process(pid, Signal::INT).unwrap();
@@ -173,8 +152,49 @@ async fn wait_created(server: &TestServer, id: &str) {
     assert!(made, "the CLI did not create {id}");
 }
 
+/// Starts the CLI with `args` (a program whose first line is `up`) as
+/// session `id`, waits for that line, then crashes the server; the crash
+/// orphans the program, so it is ended here, not by the server. Gives the
+/// CLI and its stderr.
+async fn run_then_crash(server: &mut TestServer, id: &str, args: &[&str]) -> (tokio::process::Child, StderrLines) {
+    let mut cmd = cli::command(&server.url(""), args);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(common::secs(10), stdout.next_line()).await;
+    assert_eq!(first.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("up"));
+    let epoch = server.info(id).await["epoch"].as_str().unwrap().to_owned();
+    server.crash();
+    common::kill_marked(&epoch);
+    let stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, stderr)
+}
+
+/// The CLI's stderr, line by line.
+type StderrLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
+
+/// Reads `lines` (for up to 20 s) until one contains `needle`: that line,
+/// if it came, and all read up to it.
+async fn read_until(lines: &mut StderrLines, needle: &str) -> (Option<String>, String) {
+    let mut said = String::new();
+    let found = tokio::time::timeout(common::secs(20), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            said.push_str(&l);
+            said.push('\n');
+            if l.contains(needle) {
+                return Some(l);
+            }
+        }
+        None
+    })
+    .await;
+    (found.ok().flatten(), said)
+}
+
 /// The rest of `lines`, to their end (or what came within 10 s).
-async fn read_rest(lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>) -> String {
+async fn read_rest(lines: &mut StderrLines) -> String {
     let mut rest = String::new();
     let _ = tokio::time::timeout(common::secs(10), async {
         while let Ok(Some(l)) = lines.next_line().await {
@@ -191,8 +211,9 @@ async fn a_timeout_with_the_server_down_says_how_to_stop_waiting() {
     // No Ctrl-C was pressed: the note must not say "again". (A first
     // Ctrl-C now only asks to terminate, a second within 1 s detaches.)
     let mut server = TestServer::start().await;
-    let mut cmd = cli::command(
-        &server.url(""),
+    let (mut child, mut stderr) = run_then_crash(
+        &mut server,
+        "down2",
         &[
             "run",
             "--id",
@@ -204,31 +225,10 @@ async fn a_timeout_with_the_server_down_says_how_to_stop_waiting() {
             "-c",
             "echo up; sleep 60",
         ],
-    );
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(common::secs(10), stdout.next_line()).await;
-    assert_eq!(first.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("up"));
-    let epoch = server.info("down2").await["epoch"].as_str().unwrap().to_owned();
-    server.crash();
-    common::kill_marked(&epoch);
-    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut said = String::new();
-    let told = tokio::time::timeout(common::secs(20), async {
-        while let Ok(Some(l)) = stderr.next_line().await {
-            said.push_str(&l);
-            said.push('\n');
-            if l.contains("cannot reach the server to terminate down2") {
-                return Some(l);
-            }
-        }
-        None
-    })
+    )
     .await;
-    let line = told.ok().flatten().unwrap_or_else(|| panic!("no note: {said}"));
+    let (told, said) = read_until(&mut stderr, "cannot reach the server to terminate down2").await;
+    let line = told.unwrap_or_else(|| panic!("no note: {said}"));
     assert!(line.contains("Ctrl-C twice within 1 s stops waiting"), "{line}");
     child.kill().await.unwrap();
 }

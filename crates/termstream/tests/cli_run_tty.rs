@@ -96,10 +96,7 @@ async fn run_notes_start_on_a_line_of_their_own_after_a_ctrl_c() {
     screen.wait_for("ready", secs(10)).await;
     writer.write_all(b"\x03").await.unwrap();
     screen.wait_for("termstream: terminating n1", secs(10)).await;
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("ends")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "ends").await;
     assert_eq!(status.code(), Some(130));
     let next = after(&screen, "ready");
     assert_eq!(next.first().map(String::as_str), Some("^C"), "{}", screen.text());
@@ -127,10 +124,7 @@ async fn run_notes_start_on_a_line_of_their_own_after_a_ctrl_c() {
     screen.wait_for("ready", secs(10)).await;
     writer.write_all(b"\x03").await.unwrap();
     screen.wait_for("ran past its timeout", secs(10)).await;
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("ends")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "ends").await;
     assert_eq!(status.code(), Some(124));
     let next = after(&screen, "ready");
     assert_eq!(next.first().map(String::as_str), Some("^C"), "{}", screen.text());
@@ -158,10 +152,7 @@ async fn run_notes_start_on_a_line_of_their_own_after_a_ctrl_c() {
     );
     screen.wait_for("ask", secs(10)).await;
     writer.write_all(b"\x03").await.unwrap();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("ends")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "ends").await;
     assert_eq!(status.code(), Some(130));
     screen
         .wait_until(
@@ -188,9 +179,6 @@ async fn a_note_after_an_echoed_ctrl_c_starts_a_line_with_stdin_a_file() {
     let lines: Vec<String> = screen.text().lines().map(str::to_owned).collect();
     assert_eq!(lines[..2], ["ask", "^C"], "{lines:?}");
     assert!(lines[2].starts_with("termstream: terminating"), "{lines:?}");
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("ends once terminated")
-        .unwrap();
+    let status = common::exit_within_10s(&mut child, "ends once terminated").await;
     assert_eq!(status.code(), Some(130));
 }

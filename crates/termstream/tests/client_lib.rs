@@ -40,12 +40,7 @@ async fn a_ticket_opens_the_socket_and_a_bad_token_fails_for_good() {
     let server = TestServer::start_with(&[], &[("TERMSTREAM_ADMIN_TOKEN", "tok-1")]).await;
     let client = Client::new(Endpoint::new(&server.url(""), Some("tok-1".into()), &[]).unwrap()).unwrap();
     let id = SessionId::new("t1").unwrap();
-    let req = termstream_proto::CreateSession {
-        id: Some(id.clone()),
-        kind: Some(termstream_proto::SessionKind::Command),
-        argv: Some(vec!["cat".into()]),
-        ..Default::default()
-    };
+    let req = cat(&id);
     client.create_session(&req).await.unwrap();
     let options = ConnectOptions {
         auth: SocketAuth::Ticket,
@@ -84,21 +79,9 @@ async fn input_across_cut_connections_arrives_once_in_order() {
     proxy.start(server.addr(), 2048, 10);
     let client = Client::new(Endpoint::new(&format!("http://{}", proxy.addr), None, &[]).unwrap()).unwrap();
     let id = SessionId::new("echo").unwrap();
-    let req = termstream_proto::CreateSession {
-        id: Some(id.clone()),
-        kind: Some(termstream_proto::SessionKind::Command),
-        argv: Some(vec!["cat".into()]),
-        ..Default::default()
-    };
+    let req = cat(&id);
     let info = client.create_session(&req).await.unwrap();
-    let options = ConnectOptions {
-        backoff: termstream_client::BackoffPolicy {
-            first: Duration::from_millis(10),
-            cap: Duration::from_millis(200),
-            reset_after: Duration::from_secs(10),
-        },
-        ..ConnectOptions::default()
-    };
+    let options = quick_retries();
     let (conn, mut events) = Connection::open(client, options);
     let since = termstream_proto::ws::LogPosition {
         epoch: info.epoch,
@@ -129,6 +112,28 @@ async fn input_across_cut_connections_arrives_once_in_order() {
         "the proxy cut the socket"
     );
     conn.close().await;
+}
+
+/// A session `id` that runs `cat`.
+fn cat(id: &SessionId) -> termstream_proto::CreateSession {
+    termstream_proto::CreateSession {
+        id: Some(id.clone()),
+        kind: Some(termstream_proto::SessionKind::Command),
+        argv: Some(vec!["cat".into()]),
+        ..Default::default()
+    }
+}
+
+/// Reconnects at once and often (10 ms, at most 200 ms apart).
+fn quick_retries() -> ConnectOptions {
+    ConnectOptions {
+        backoff: termstream_client::BackoffPolicy {
+            first: Duration::from_millis(10),
+            cap: Duration::from_millis(200),
+            reset_after: Duration::from_secs(10),
+        },
+        ..ConnectOptions::default()
+    }
 }
 
 /// The next event `pick` takes, within `limit`.
@@ -162,14 +167,7 @@ async fn an_attach_waiting_for_its_session_survives_the_refusal_of_input_and_a_r
     .await;
     proxy.start(server.addr());
     let client = Client::new(Endpoint::new(&format!("http://{}", proxy.addr), None, &[]).unwrap()).unwrap();
-    let options = ConnectOptions {
-        backoff: termstream_client::BackoffPolicy {
-            first: Duration::from_millis(10),
-            cap: Duration::from_millis(200),
-            reset_after: Duration::from_secs(10),
-        },
-        ..ConnectOptions::default()
-    };
+    let options = quick_retries();
     let (conn, mut events) = Connection::open(client, options);
     let id = SessionId::new("late").unwrap();
     conn.attach(id.clone(), None, Resume::Exact).await.unwrap();
@@ -187,12 +185,7 @@ async fn an_attach_waiting_for_its_session_survives_the_refusal_of_input_and_a_r
     })
     .await;
     let direct = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
-    let req = termstream_proto::CreateSession {
-        id: Some(id.clone()),
-        kind: Some(termstream_proto::SessionKind::Command),
-        argv: Some(vec!["cat".into()]),
-        ..Default::default()
-    };
+    let req = cat(&id);
     direct.create_session(&req).await.unwrap();
     proxy.up();
     let attached = until(&mut events, secs(10), |e| match e {
@@ -219,23 +212,10 @@ async fn a_marked_refusal_of_an_attach_ends_it_and_the_event_says_which_request(
     .await;
     proxy.start(server.addr());
     let direct = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
-    let cat = |id: &SessionId| termstream_proto::CreateSession {
-        id: Some(id.clone()),
-        kind: Some(termstream_proto::SessionKind::Command),
-        argv: Some(vec!["cat".into()]),
-        ..Default::default()
-    };
     let marker = SessionId::new("marker").unwrap();
     direct.create_session(&cat(&marker)).await.unwrap();
     let client = Client::new(Endpoint::new(&format!("http://{}", proxy.addr), None, &[]).unwrap()).unwrap();
-    let options = ConnectOptions {
-        backoff: termstream_client::BackoffPolicy {
-            first: Duration::from_millis(10),
-            cap: Duration::from_millis(200),
-            reset_after: Duration::from_secs(10),
-        },
-        ..ConnectOptions::default()
-    };
+    let options = quick_retries();
     let (conn, mut events) = Connection::open(client, options);
     let id = SessionId::new("ghost").unwrap();
     conn.attach(id.clone(), None, Resume::Exact).await.unwrap();

@@ -236,6 +236,22 @@ async fn a_registration_that_lands_after_its_sessions_forget_leaves_the_id_free(
 /// The claim of [`ticking_node`]'s session.
 const TICKS_CLAIM: &str = "termstream:id:ticks";
 
+/// The session's output reaches Redis again: `stream` grows by more than
+/// five entries within [`T`].
+async fn output_reaches_redis_again(conn: &MultiplexedConnection, stream: &str) {
+    let len = || async {
+        let n: u64 = redis::cmd("XLEN")
+            .arg(stream)
+            .query_async(&mut conn.clone())
+            .await
+            .expect("XLEN");
+        n
+    };
+    let from = len().await;
+    let grows = common::wait_until(T, || async { len().await > from + 5 }).await;
+    assert!(grows, "the session's output reaches Redis again (stream length {from})");
+}
+
 /// A node with `cluster_lost_ms` = `lost_ms` on `redis`, running a session
 /// `ticks` that prints all the time; a connection to `redis`, and the key
 /// of the session's stream.
@@ -296,17 +312,7 @@ async fn a_session_whose_id_was_taken_publishes_again_once_registered_again() {
     })
     .await;
     assert!(registered, "the registration claimed the id again");
-    let len = || async {
-        let n: u64 = redis::cmd("XLEN")
-            .arg(&stream)
-            .query_async(&mut conn.clone())
-            .await
-            .expect("XLEN");
-        n
-    };
-    let from = len().await;
-    let grows = common::wait_until(T, || async { len().await > from + 5 }).await;
-    assert!(grows, "the session's output reaches Redis again (stream length {from})");
+    output_reaches_redis_again(&conn, &stream).await;
 }
 
 /// As above, but the claim that holds the id is one that expires (another
@@ -332,17 +338,7 @@ async fn a_session_whose_id_an_expiring_claim_held_publishes_again_once_it_expir
         .expect("SET");
     let taken = common::wait_until(T, || async { a.log().contains("has taken this session's id") }).await;
     assert!(taken, "a put found the id taken: {}", a.log());
-    let len = || async {
-        let n: u64 = redis::cmd("XLEN")
-            .arg(&stream)
-            .query_async(&mut conn.clone())
-            .await
-            .expect("XLEN");
-        n
-    };
-    let from = len().await;
-    let grows = common::wait_until(T, || async { len().await > from + 5 }).await;
-    assert!(grows, "the session's output reaches Redis again (stream length {from})");
+    output_reaches_redis_again(&conn, &stream).await;
     let owner: Option<String> = redis::cmd("GET")
         .arg(claim)
         .query_async(&mut conn.clone())

@@ -334,6 +334,12 @@ impl Drop for TestServer {
     }
 }
 
+/// Waits up to 10 s for `child` to end and gives its status; `what`
+/// (the end expected) is the message if it does not.
+pub async fn exit_within_10s(child: &mut tokio::process::Child, what: &str) -> std::process::ExitStatus {
+    tokio::time::timeout(secs(10), child.wait()).await.expect(what).unwrap()
+}
+
 /// Polls `cond` until it holds or `timeout` passes; returns whether it held.
 pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
 where
