@@ -93,10 +93,12 @@ struct Connection {
     /// was deleted; each sends at most once.
     releases: flume::Sender<Released>,
     /// The forwarders' releases, taken by this task only. `flume`: no
-    /// buffer up front (its queue grows only while releases wait); each
-    /// wait of the loop that finds it empty registers a waker (a small
-    /// allocation, and the channel's lock).
-    released: flume::Receiver<Released>,
+    /// buffer up front (its queue grows only while releases wait). Kept as
+    /// one stream, so the waker it registers when empty stays registered
+    /// across the loop's turns: a turn that finds it empty again takes the
+    /// channel's lock once and allocates nothing (a fresh `recv_async` per
+    /// turn allocated a waker and locked twice).
+    released: flume::r#async::RecvStream<'static, Released>,
     /// Attaches waiting for their session, one per id; a detach removes one.
     pending: HashMap<SessionId, Pending>,
     /// The registry's creations, subscribed while an attach is pending
@@ -151,7 +153,7 @@ pub fn run(
         attached: HashMap::new(),
         generation: 0,
         releases,
-        released,
+        released: released.into_stream(),
         pending: HashMap::new(),
         created: None,
         channels: HashSet::new(),
@@ -194,7 +196,7 @@ impl Connection {
                 msg = stream.next() => Step::Inbound(msg),
                 change = next_change(&mut self.created) => Step::Created(change),
                 // Never closed: this task keeps a sender.
-                Ok(released) = self.released.recv_async() => Step::Released(released),
+                Some(released) = self.released.next() => Step::Released(released),
                 () = sleep_opt(deadline), if deadline.is_some() => Step::AttachWaited,
                 ev = events.recv(), if !self.channels.is_empty() => Step::Event(ev),
                 change = self.focus.recv() => Step::Focus(change),
