@@ -78,7 +78,8 @@ function shortcut(target: ShortcutTarget, e: KeyboardEvent): void {
 /**
  * Shows `el` in full screen, or leaves full screen. In full screen the
  * keyboard is locked where the browser can, so Ctrl+W, Ctrl+T and friends
- * reach the program; `focus` then gives the terminal the keyboard.
+ * reach the program; `focus` gives the terminal the keyboard (before the
+ * lock is granted, and again after).
  */
 export async function toggleFullscreen(el: HTMLElement, focus: () => void): Promise<void> {
   if (document.fullscreenElement) {
@@ -86,6 +87,9 @@ export async function toggleFullscreen(el: HTMLElement, focus: () => void): Prom
     return;
   }
   await el.requestFullscreen();
+  // The terminal takes the keyboard at once: keys typed while the browser
+  // is still granting the lock go to the program, not to the button.
+  focus();
   const kb = (navigator as { keyboard?: { lock?: () => Promise<void> } }).keyboard;
   await kb?.lock?.().catch(() => {});
   focus();

@@ -93,7 +93,10 @@ test('full screen locks the keyboard where the browser can (Ctrl+W, Ctrl+T reach
     if (!kb) return;
     const lock = kb.lock.bind(kb);
     const unlock = kb.unlock.bind(kb);
-    kb.lock = (keys) => (window.locks.push('lock'), lock(keys));
+    // The lock is granted only when the check says so: keys typed while
+    // the browser still grants it must reach the program too.
+    const granted = new Promise((r) => (window.grantLock = r));
+    kb.lock = (keys) => (window.locks.push('lock'), granted.then(() => lock(keys)));
     kb.unlock = () => (window.locks.push('unlock'), unlock());
   });
   await api.create(bash('fs-other'));
@@ -113,6 +116,10 @@ test('full screen locks the keyboard where the browser can (Ctrl+W, Ctrl+T reach
   // from, never readline's raw one (where Enter would stay a lone \r).
   await page.keyboard.type('echo go-$((6*7)); cat -v\n');
   await waitText(page, 'fs', '\ngo-42');
+  await page.evaluate(() => window.grantLock());
+  await waitFor('the terminal has the keyboard once the lock is granted', () =>
+    page.evaluate(() => !!document.activeElement?.closest('.term[data-session="fs"]')),
+  );
   await page.keyboard.press('Alt+Shift+G');
   await page.keyboard.press('Alt+Shift+ArrowRight');
   await page.keyboard.press('Enter');
