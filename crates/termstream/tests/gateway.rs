@@ -339,12 +339,18 @@ async fn events_reach_subscribers_only() {
 #[tokio::test]
 async fn a_paste_larger_than_the_pty_takes_is_written_as_the_program_reads() {
     let server = TestServer::start().await;
-    // The PTY takes a few KiB at a time; the program reads slowly at first.
-    server
-        .create(
-            json!({"id":"paste","argv":["sh","-c","stty raw -echo; echo raw-now; sleep 1; head -c 3000000 | wc -c"]}),
-        )
-        .await;
+    // The program starts reading only once the gate file exists: the first
+    // two pieces fill the input queue (1 MiB), the third waits for room.
+    // (It used to sleep 1 s, which raced the third piece's own 1 s wait:
+    // on a busy machine the program had not read 500 kB by then, so that
+    // piece was cut short and `head` waited for ever.)
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let gate = dir.path().join("gate");
+    let script = format!(
+        "stty raw -echo; echo raw-now; while [ ! -e '{}' ]; do sleep 0.01; done; head -c 3000000 | wc -c",
+        gate.display()
+    );
+    server.create(json!({"id":"paste","argv":["sh","-c",script]})).await;
     let mut ws = WsClient::connect(&server, "/ws").await;
     ws.attach("paste", "json").await;
     ws.until_type("session.attached", secs(10)).await;
@@ -352,15 +358,28 @@ async fn a_paste_larger_than_the_pty_takes_is_written_as_the_program_reads() {
     // for a newline in cooked mode: start once the terminal is raw.
     server.read_output_until("paste", "raw-now", secs(30)).await;
     let piece = "0123456789".repeat(50_000); // 500 kB per message
-    for _ in 0..6 {
+    for i in 0..6 {
         ws.send(json!({"type":"terminal.input","sessionId":"paste","data":piece}))
             .await;
+        if i == 2 {
+            std::fs::write(&gate, b"").expect("the gate opened");
+        }
     }
     let text = server.read_output_until("paste", "3000000", secs(60)).await;
     assert!(text.contains("3000000"), "{text}");
-    // The connection still answers.
+    // Nothing was refused, and the connection still answers.
     ws.send(json!({"type":"ping"})).await;
-    ws.until_type("pong", secs(10)).await;
+    let deadline = tokio::time::Instant::now() + secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match ws.recv(left).await {
+            Some(Incoming::Json(v)) if v["type"] == "pong" => break,
+            Some(Incoming::Json(v)) => assert_ne!(v["type"], "error", "no piece refused: {v}"),
+            Some(Incoming::Closed(c)) => panic!("closed ({c:?}) before the pong"),
+            None => panic!("no pong within 10 s"),
+            _ => {}
+        }
+    }
 }
 
 /// A burst after a quiet spell arrives whole and in order, twice, on a
