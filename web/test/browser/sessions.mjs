@@ -17,13 +17,20 @@ test('type echo hello and see it; the list shows the session', async ({ server, 
   await waitFor('the list', () => page.locator('tr[data-session="listed-cmd"][data-status="exited"]').count());
   assert.match(await page.locator('tr[data-session="listed-cmd"] .exit').innerText(), /exit 2/);
   // A failed job stands out from a passed one: its exit in the theme's --danger.
-  const [exitColour, danger] = await page.locator('tr[data-session="listed-cmd"] .exit').evaluate((e) => {
-    const probe = document.body.appendChild(Object.assign(document.createElement('span'), { style: 'color: var(--danger)' }));
-    const c = getComputedStyle(probe).color;
-    probe.remove();
-    return [getComputedStyle(e).color, c];
+  // (Read in one step in the page: the list may draw the row again between
+  // two steps, and a row taken out of the page has no computed colour.)
+  const colours = () =>
+    page.evaluate(() => {
+      const e = document.querySelector('tr[data-session="listed-cmd"] .exit');
+      const probe = document.body.appendChild(Object.assign(document.createElement('span'), { style: 'color: var(--danger)' }));
+      const c = getComputedStyle(probe).color;
+      probe.remove();
+      return [e && getComputedStyle(e).color, c];
+    });
+  let seen;
+  await waitFor('the failed exit in --danger', async () => ((seen = await colours()), seen[0] === seen[1]), 5000).catch(() => {
+    assert.fail(`the failed exit's colour ${seen?.[0]} is not --danger's ${seen?.[1]}`);
   });
-  assert.equal(exitColour, danger);
   await shot(page, 'list');
   await page.click('tr[data-session="hello"]');
   await page.locator('.term[data-session="hello"] .term-body').click();
