@@ -18,6 +18,11 @@ use crate::error::{Error, Result, code_for_status};
 
 /// How long a REST call may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a REST call may wait for the server's next bytes (its answer's
+/// head, or more of its body) before it fails as [`Error::Unreachable`]: a
+/// server that hangs fails the call instead of holding it for ever. No
+/// route answers slower than this (an input waits at most 1 s for room).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client of one server: cheap to clone, shares its connection pool.
 #[derive(Debug, Clone)]
@@ -73,10 +78,18 @@ struct PublishAnswer {
 }
 
 impl Client {
-    /// A client of the server at `endpoint`.
+    /// A client of the server at `endpoint`, whose calls fail once the
+    /// server has sent nothing for [`READ_TIMEOUT`].
     pub fn new(endpoint: Endpoint) -> Result<Client> {
+        Client::with_read_timeout(endpoint, READ_TIMEOUT)
+    }
+
+    /// A client of the server at `endpoint`, whose calls fail once the
+    /// server has sent nothing for `read_timeout`.
+    pub fn with_read_timeout(endpoint: Endpoint, read_timeout: Duration) -> Result<Client> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(read_timeout)
             .tcp_nodelay(true);
         if let Some(tls) = &endpoint.tls {
             builder = builder.use_preconfigured_tls((**tls).clone());

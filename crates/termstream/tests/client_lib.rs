@@ -3,7 +3,8 @@
 //! applied once), an attach kept through the refusal of input naming its
 //! id and ended by its own marked refusal, https/wss with a CA file, and a close heard while the task cannot
 //! take input or hand over events (still sending the input queued before
-//! it) or while a stopped server does not answer.
+//! it) or while a stopped server does not answer, and a REST call to a
+//! stopped server that fails after its read timeout.
 
 mod common;
 
@@ -393,4 +394,24 @@ async fn close_returns_while_a_stopped_server_does_not_answer_the_connect() {
     let closed = tokio::time::timeout(secs(5), conn.close()).await;
     kill_process(pid, Signal::CONT).unwrap();
     closed.expect("close returns while the connect hangs");
+}
+
+#[tokio::test]
+async fn a_rest_call_to_a_server_that_hangs_fails_after_the_read_timeout() {
+    use rustix::process::{Pid, Signal, kill_process};
+    // The kernel takes the connection and the request; nothing answers.
+    // A call used to wait for ever (only its connect had a timeout).
+    let server = TestServer::start().await;
+    let pid = Pid::from_raw(server.pid() as i32).unwrap();
+    kill_process(pid, Signal::STOP).unwrap();
+    let endpoint = Endpoint::new(&server.url(""), None, &[]).unwrap();
+    let client = Client::with_read_timeout(endpoint, secs(1)).unwrap();
+    let started = Instant::now();
+    let answer = tokio::time::timeout(secs(20), client.list_sessions(None, None)).await;
+    kill_process(pid, Signal::CONT).unwrap();
+    let err = answer.expect("the call fails on its own").expect_err("a hung server answers nothing");
+    assert!(matches!(err, termstream_client::Error::Unreachable { .. }), "{err}");
+    assert!(started.elapsed() >= secs(1), "not before the read timeout: {:?}", started.elapsed());
+    // The server, running again, answers a new call.
+    client.list_sessions(None, None).await.expect("an answer once it runs");
 }
