@@ -10,7 +10,10 @@
 //! client may send `{"type":"terminal_input","data":..}` and
 //! `{"type":"terminal_resize","cols":..,"rows":..}`.
 
-use std::collections::HashMap;
+mod all;
+
+pub use all::all;
+
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, close_code};
@@ -21,7 +24,7 @@ use termstream_proto::compat::command_of;
 use termstream_proto::ws::{LogPosition, OutputMode};
 use termstream_proto::{SessionId, SessionInfo};
 
-use super::forward::{self, Attach};
+use super::forward::{self, Attach, Release};
 use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
@@ -30,7 +33,6 @@ use super::{ClientGuard, wait_for_session};
 use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_secs;
 use crate::limits::TokenBucket;
-use crate::registry::RegistryEvent;
 use crate::session::lane::Follower;
 use crate::session::{SessionError, SessionHandle};
 use crate::state::AppState;
@@ -66,13 +68,16 @@ struct Inbound {
 }
 
 /// Starts forwarding `handle`'s session; `preamble` goes out once the
-/// forwarder is subscribed, before any of the session's events.
+/// forwarder is subscribed, before any of the session's events. With a
+/// `release`, the forwarder tells it when the session is deleted (after
+/// the session's `terminal_end`, sent then if it was not yet).
 fn forwarder(
     handle: SessionHandle,
     since: Option<LogPosition>,
     state: &AppState,
     out: &Outbox,
     preamble: Vec<Message>,
+    release: Option<Release>,
 ) -> Follower {
     let attach = Attach {
         handle,
@@ -82,7 +87,7 @@ fn forwarder(
         max_replay: state.registry.config().max_replay_bytes,
         preamble,
         focus: None,
-        release: None,
+        release,
     };
     // No snapshot here (the held output instead): nothing to wait for.
     forward::spawn(attach, out.clone()).0
@@ -100,10 +105,8 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         Err(_) => None,
     };
     let Some(handle) = handle else {
-        // A close reason is at most 123 bytes of UTF-8.
-        let mut reason = format!("session_not_found: {raw}");
-        reason.truncate(reason.floor_char_boundary(123));
-        out.close(close_code::POLICY, reason).await;
+        out.close(close_code::POLICY, close_reason("session_not_found", &raw))
+            .await;
         drop(out);
         writer.finish().await;
         return;
@@ -116,6 +119,11 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         LegacyMessage { message: &message },
     );
     let _viewer = handle.add_viewer();
+    // Told by the forwarder when the session is deleted; one message at
+    // most, kept as one stream (a loop turn that finds none allocates
+    // nothing).
+    let (releases, released) = flume::unbounded();
+    let mut released = released.into_stream();
     // Sent by the forwarder once it is subscribed: nothing after them
     // (a terminate, say) can be missed.
     let task = forwarder(
@@ -124,6 +132,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         &state,
         &out,
         vec![connected, start_message(&info)],
+        Some(Release::new(releases, 0)),
     );
     let cfg = state.registry.config();
     let mut budget = TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes);
@@ -146,6 +155,19 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
                 super::tell_shutdown(&out, &mut stream).await;
                 break;
             }
+            // The session was deleted, after its `terminal_end`: nothing
+            // more will come. In a cluster, also this node letting go of
+            // its copy of another node's session; a newer one under the
+            // id is followed by connecting again.
+            Some(_) = released.next() => {
+                // Another incarnation (or copy) under the id by now.
+                let why = match state.registry.get(handle.id()) {
+                    Some(h) if !h.same_incarnation(&handle) => "session_replaced",
+                    _ => "session_deleted",
+                };
+                out.close(close_code::NORMAL, close_reason(why, handle.id().as_str())).await;
+                break;
+            }
         }
         if out.is_closed() {
             break;
@@ -154,6 +176,14 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     task.abort();
     drop(out);
     writer.finish().await;
+}
+
+/// A close frame's reason, `what: id`, cut to the 123 bytes of UTF-8 a
+/// close reason may hold.
+fn close_reason(what: &str, id: &str) -> String {
+    let mut reason = format!("{what}: {id}");
+    reason.truncate(reason.floor_char_boundary(123));
+    reason
 }
 
 async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant, budget: &mut TokenBucket) {
@@ -225,84 +255,4 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
 
 fn text_error(handle: &SessionHandle, message: String) -> Message {
     text("error", handle.id().as_str(), LegacyMessage { message: &message })
-}
-
-/// `/ws/terminal/all`.
-pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant: Grant) {
-    let (sink, mut stream) = socket.split();
-    let (out, writer) = Outbox::open(sink, state.registry.config());
-    let mut changes = state.registry.changes();
-    let mut tasks: HashMap<SessionId, Follower> = HashMap::new();
-    let _ = out
-        .send(text(
-            "terminal_connected",
-            "all",
-            LegacyMessage {
-                message: "Connected to all terminal sessions",
-            },
-        ))
-        .await;
-    for handle in state.registry.handles() {
-        let info = handle.info();
-        if !grant.can_read(info.project.as_str()) {
-            continue;
-        }
-        // Live output from now on: resume at the current end.
-        let since = LogPosition {
-            epoch: info.epoch,
-            offset: info.output_offset,
-        };
-        tasks.insert(
-            info.id.clone(),
-            forwarder(handle, Some(since), &state, &out, vec![start_message(&info)]),
-        );
-    }
-    let mut liveness = Liveness::new(state.registry.config());
-    loop {
-        tokio::select! {
-            msg = stream.next() => match msg {
-                Some(msg) if let Some((code, reason)) = super::refusal(&msg, state.registry.config().ws_max_message_bytes) => {
-                    out.close(code, reason).await;
-                    break;
-                }
-                Some(Ok(msg)) => liveness.saw(&msg),
-                _ => break,
-            },
-            _ = liveness.tick() => if liveness.beat(&out).await == Beat::Gone {
-                break;
-            },
-            () = state.shutdown.cancelled() => {
-                super::tell_shutdown(&out, &mut stream).await;
-                break;
-            }
-            change = changes.recv() => match change {
-                Ok(RegistryEvent::Created(handle)) if grant.can_read(handle.project().as_str()) => {
-                    // Created between `changes()` and `handles()` above:
-                    // it is streamed already.
-                    if tasks.contains_key(handle.id()) {
-                        continue;
-                    }
-                    let id = handle.id().clone();
-                    let start = start_message(&handle.info());
-                    tasks.insert(id, forwarder(handle, None, &state, &out, vec![start]));
-                }
-                Ok(RegistryEvent::Created(_)) => {}
-                Ok(RegistryEvent::Deleted(id)) => {
-                    if let Some(t) = tasks.remove(&id) {
-                        t.abort();
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => break,
-            },
-        }
-        if out.is_closed() {
-            break;
-        }
-    }
-    for (_, t) in tasks {
-        t.abort();
-    }
-    drop(out);
-    writer.finish().await;
 }

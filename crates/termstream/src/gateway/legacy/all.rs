@@ -1,0 +1,225 @@
+//! `/ws/terminal/all`: the start and output of every session the socket's
+//! credential may read, on one socket, for dashboards.
+//!
+//! The socket's task keeps one forwarder per session it streams, by id,
+//! with the incarnation it streams (the session's info channel: a session
+//! deleted and created again under its id, or a new copy of another node's
+//! session, is another). It follows the registry's changes:
+//! - `Created`: a session it does not stream yet gets its `terminal_start`
+//!   and all its output; one whose id it streams for another incarnation
+//!   replaces that one's forwarder (a new session: start and all output;
+//!   a new copy of the same one, of the same epoch: its output from now
+//!   on, with no second start). The incarnation it streams already (created
+//!   between the subscription and the first listing) is skipped.
+//! - `Deleted`: the id's forwarder is stopped and forgotten, unless the
+//!   registry holds the very incarnation it streams (the event was of an
+//!   older one, sent after the newer was created).
+//! - a lag (more than `session_changes_queue` changes while the task was
+//!   busy): which changes it missed is unknown, so it resynchronizes with
+//!   the registry: what it streams that is gone (or another incarnation now)
+//!   is stopped and forgotten, and what it does not stream yet is started,
+//!   as if created.
+//!
+//! A forwarder of a deleted session ends by itself; its entry here is what
+//! the deletion must drop, or it stays, finished, for the socket's life
+//! (and a `Created` of a new session under its id would be taken for it).
+
+use std::collections::{HashMap, HashSet};
+
+use axum::extract::ws::WebSocket;
+use futures_util::StreamExt;
+use termstream_proto::ws::LogPosition;
+use termstream_proto::{Epoch, SessionId, SessionInfo};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+
+use super::super::ClientGuard;
+use super::super::liveness::{Beat, Liveness};
+use super::super::outbox::Outbox;
+use super::{LegacyMessage, forwarder, start_message, text};
+use crate::auth::Grant;
+use crate::registry::RegistryEvent;
+use crate::session::SessionHandle;
+use crate::session::lane::Follower;
+use crate::state::AppState;
+
+/// `/ws/terminal/all`.
+pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant: Grant) {
+    let (sink, mut stream) = socket.split();
+    let (out, writer) = Outbox::open(sink, state.registry.config());
+    // Subscribed before the listing: a session created in between is in
+    // both, and skipped the second time.
+    let mut changes = state.registry.changes();
+    let _ = out
+        .send(text(
+            "terminal_connected",
+            "all",
+            LegacyMessage {
+                message: "Connected to all terminal sessions",
+            },
+        ))
+        .await;
+    let mut streams = Streams {
+        state: &state,
+        out: &out,
+        grant: &grant,
+        by_id: HashMap::new(),
+    };
+    for handle in streams.readable() {
+        // Live output from now on: resume at the current end.
+        let since = now(&handle);
+        streams.start(handle, Some(since), true);
+    }
+    let mut liveness = Liveness::new(state.registry.config());
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) if let Some((code, reason)) = super::super::refusal(&msg, state.registry.config().ws_max_message_bytes) => {
+                    out.close(code, reason).await;
+                    break;
+                }
+                Some(Ok(msg)) => liveness.saw(&msg),
+                _ => break,
+            },
+            _ = liveness.tick() => if liveness.beat(&out).await == Beat::Gone {
+                break;
+            },
+            () = state.shutdown.cancelled() => {
+                super::super::tell_shutdown(&out, &mut stream).await;
+                break;
+            }
+            change = changes.recv() => match change {
+                Ok(RegistryEvent::Created(handle)) => streams.created(handle),
+                Ok(RegistryEvent::Deleted(id)) => streams.deleted(&id),
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "/ws/terminal/all missed session changes: resynchronizing");
+                    streams.resync();
+                }
+                Err(RecvError::Closed) => break,
+            },
+        }
+        if out.is_closed() {
+            break;
+        }
+    }
+    for s in streams.by_id.into_values() {
+        s.task.abort();
+    }
+    drop(out);
+    writer.finish().await;
+}
+
+/// The position just past `handle`'s output so far.
+fn now(handle: &SessionHandle) -> LogPosition {
+    LogPosition {
+        epoch: handle.epoch(),
+        offset: handle.output_offset(),
+    }
+}
+
+/// What one socket streams.
+struct Streams<'a> {
+    state: &'a AppState,
+    out: &'a Outbox,
+    grant: &'a Grant,
+    /// The sessions streamed, by id; an entry leaves when its session is
+    /// deleted (or found gone at a resync), or when another incarnation
+    /// of its id replaces it.
+    by_id: HashMap<SessionId, Streamed>,
+}
+
+/// One streamed session.
+struct Streamed {
+    /// The incarnation's epoch.
+    epoch: Epoch,
+    /// The incarnation's info channel, which tells it apart from any other
+    /// under the same id (a new copy of another node's session has the
+    /// same epoch but its own channel).
+    info: watch::Receiver<SessionInfo>,
+    task: Follower,
+}
+
+impl Streams<'_> {
+    /// Every session (this node's, then the cluster's others) this socket
+    /// may read.
+    fn readable(&self) -> Vec<SessionHandle> {
+        let registry = &self.state.registry;
+        let mut handles = registry.handles();
+        handles.extend(registry.remote().handles());
+        handles.retain(|h| self.grant.can_read(h.project().as_str()));
+        handles
+    }
+
+    /// Whether `handle` is the incarnation streamed under its id.
+    fn streams(&self, handle: &SessionHandle) -> bool {
+        self.by_id
+            .get(handle.id())
+            .is_some_and(|s| handle.is_incarnation(&s.info))
+    }
+
+    /// Starts forwarding `handle`'s session from `since` (`None`: all the
+    /// output still held), after its `terminal_start` when `announce`; a
+    /// forwarder of another incarnation under its id is stopped.
+    fn start(&mut self, handle: SessionHandle, since: Option<LogPosition>, announce: bool) {
+        let preamble = if announce {
+            vec![start_message(&handle.info())]
+        } else {
+            Vec::new()
+        };
+        let (id, epoch, info) = (handle.id().clone(), handle.epoch(), handle.watch_info());
+        let task = forwarder(handle, since, self.state, self.out, preamble, None);
+        if let Some(old) = self.by_id.insert(id, Streamed { epoch, info, task }) {
+            old.task.abort();
+        }
+    }
+
+    /// A session was created (or another node's session appeared here).
+    fn created(&mut self, handle: SessionHandle) {
+        if !self.grant.can_read(handle.project().as_str()) || self.streams(&handle) {
+            return;
+        }
+        match self.by_id.get(handle.id()) {
+            // The same session again, through a new copy: what comes from
+            // now on (the client has its start and what came before).
+            Some(s) if s.epoch == handle.epoch() => {
+                let since = now(&handle);
+                self.start(handle, Some(since), false);
+            }
+            _ => self.start(handle, None, true),
+        }
+    }
+
+    /// A session was deleted (or this node let go of its copy of another
+    /// node's session).
+    fn deleted(&mut self, id: &SessionId) {
+        let Some(s) = self.by_id.get(id) else {
+            return;
+        };
+        // The event of an older incarnation, sent after this one was
+        // created: this one stays.
+        if self.state.registry.get(id).is_some_and(|h| h.is_incarnation(&s.info)) {
+            return;
+        }
+        if let Some(s) = self.by_id.remove(id) {
+            s.task.abort();
+        }
+    }
+
+    /// After changes were missed: stops and forgets what is gone, and
+    /// takes every session there is as created (what it streams already
+    /// is skipped; a new one, or a new incarnation of an id, is started).
+    fn resync(&mut self) {
+        let live = self.readable();
+        let ids: HashSet<&SessionId> = live.iter().map(SessionHandle::id).collect();
+        self.by_id.retain(|id, s| {
+            let keep = ids.contains(id);
+            if !keep {
+                s.task.abort();
+            }
+            keep
+        });
+        for handle in live {
+            self.created(handle);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The older WebSocket endpoints when sessions are deleted.
+//!
+//! `/ws/terminal/{id}` closes (1000, `session_deleted: ID`) once its
+//! session is deleted, after the session's `terminal_end`, sent once:
+//! whether the session was running (deleted before its program's exit was
+//! seen: `exit_code` null) or had ended.
+//!
+//! `/ws/terminal/all` keeps its bookkeeping in step with the registry even
+//! when it misses changes: a burst of deletes larger than
+//! `session_changes_queue` (1 here; evictions past `max_sessions`, made in
+//! one step by a create) makes it lag, for real, and it resynchronizes; the
+//! ids it missed the deletes of are then created again, and the new
+//! sessions' starts and output reach the socket.
+
+mod common;
+
+use std::time::Duration;
+
+use common::ws::{Incoming, WsClient};
+use common::{TestServer, secs, wait_until};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn delete(server: &TestServer, id: &str) {
+    let (status, body) = server.request("DELETE", &format!("/api/sessions/{id}"), None).await;
+    assert!(status.is_success(), "delete {id} answered {status} {body}");
+}
+
+/// The JSON messages until the socket closes (within `timeout`), and the
+/// close frame's code and reason.
+async fn until_closed(ws: &mut WsClient, timeout: Duration) -> (Vec<Value>, Option<(u16, String)>) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, ws.inner().next()).await {
+            Err(_) => panic!("the socket is still open after {timeout:?}; it sent {seen:?}"),
+            Ok(None) | Ok(Some(Err(_))) => return (seen, None),
+            Ok(Some(Ok(m))) => m,
+        };
+        match msg {
+            Message::Text(t) => seen.push(serde_json::from_str(&t).expect("JSON")),
+            Message::Close(frame) => return (seen, frame.map(|f| (u16::from(f.code), f.reason.to_string()))),
+            _ => {}
+        }
+    }
+}
+
+fn types(msgs: &[Value]) -> Vec<&str> {
+    msgs.iter().map(|m| m["type"].as_str().unwrap_or("?")).collect()
+}
+
+#[tokio::test]
+async fn one_session_socket_closes_when_its_running_session_is_deleted() {
+    let server = TestServer::start().await;
+    server
+        .create(json!({"id":"busy","kind":"command","argv":["sleep","1000"]}))
+        .await;
+    let mut ws = WsClient::connect_raw(&server, "/ws/terminal/busy").await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_start");
+    delete(&server, "busy").await;
+    let (seen, close) = until_closed(&mut ws, secs(10)).await;
+    let ends: Vec<&Value> = seen.iter().filter(|m| m["type"] == "terminal_end").collect();
+    assert_eq!(ends.len(), 1, "one terminal_end before the close: {seen:?}");
+    // Deleted while running: no exit code, and the time it ran.
+    assert_eq!(ends[0]["exit_code"], Value::Null, "{}", ends[0]);
+    assert!(ends[0]["duration"].as_f64().is_some_and(|d| d >= 0.0), "{}", ends[0]);
+    assert_eq!(
+        seen.last().map(|m| &m["type"]),
+        Some(&json!("terminal_end")),
+        "{seen:?}"
+    );
+    assert_eq!(close, Some((1000, "session_deleted: busy".to_owned())), "{seen:?}");
+}
+
+#[tokio::test]
+async fn one_session_socket_of_an_ended_session_closes_at_its_delete() {
+    let server = TestServer::start().await;
+    server
+        .create(json!({"id":"done","kind":"command","argv":["sh","-c","read go; echo bye; exit 3"]}))
+        .await;
+    let mut ws = WsClient::connect_raw(&server, "/ws/terminal/done").await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_start");
+    server.input("done", "go\n").await;
+    let end = ws.until_type("terminal_end", secs(10)).await;
+    assert_eq!(end["exit_code"], 3);
+    // Ended, not deleted: the socket stays open.
+    assert!(ws.recv(Duration::from_millis(300)).await.is_none());
+    delete(&server, "done").await;
+    let (seen, close) = until_closed(&mut ws, secs(10)).await;
+    assert_eq!(types(&seen), Vec::<&str>::new(), "nothing after the end but the close");
+    assert_eq!(close, Some((1000, "session_deleted: done".to_owned())));
+}
+
+#[tokio::test]
+async fn all_sessions_socket_resynchronizes_after_missing_deletes() {
+    const N: usize = 16;
+    let server = TestServer::start_logged(
+        &[],
+        &[
+            ("TERMSTREAM_SESSION_CHANGES_QUEUE", "1"),
+            ("TERMSTREAM_MAX_SESSIONS", "1"),
+            ("RUST_LOG", "termstream::gateway::legacy=debug"),
+        ],
+    )
+    .await;
+    let ids: Vec<String> = (0..N).map(|i| format!("a{i}")).collect();
+    // Running, so that none is evicted yet: past `max_sessions`, only
+    // ended sessions go.
+    for id in &ids {
+        server
+            .create(json!({"id":id,"kind":"command","argv":["sh","-c","read go"]}))
+            .await;
+    }
+    let mut ws = WsClient::connect_raw(&server, "/ws/terminal/all").await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    let mut started = 0;
+    while started < N {
+        if ws.next_json(secs(10)).await["type"] == "terminal_start" {
+            started += 1;
+        }
+    }
+    for id in &ids {
+        server.input(id, "go\n").await;
+    }
+    for id in &ids {
+        server.wait_status(id, "exited", secs(10)).await;
+    }
+    // This create evicts the N ended sessions in one step: N deletes
+    // in a row into a queue of 1.
+    server
+        .create(json!({"id":"trigger","kind":"command","argv":["sh","-c","read go"]}))
+        .await;
+    assert!(
+        wait_until(secs(10), || async {
+            let (_, list) = server.get("/api/sessions").await;
+            common::session_ids(&list) == ["trigger"]
+        })
+        .await,
+        "the ended sessions were not evicted"
+    );
+    // The same ids again: new sessions, whose output must reach the socket.
+    for id in &ids {
+        server
+            .create(json!({"id":id,"kind":"command","argv":["sh","-c","echo again-$0; read go", id]}))
+            .await;
+    }
+    let mut missing: Vec<String> = ids.iter().map(|id| format!("again-{id}\n")).collect();
+    let deadline = tokio::time::Instant::now() + secs(20);
+    while !missing.is_empty() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match ws.recv(left).await {
+            Some(Incoming::Json(m)) if m["type"] == "terminal_output" => {
+                let out = m["output"].as_str().unwrap_or_default();
+                missing.retain(|want| want != out);
+            }
+            Some(Incoming::Json(_)) => {}
+            other => panic!("the output of {missing:?} never came ({other:?})"),
+        }
+    }
+    // The lag was real: the socket's task said it resynchronized.
+    assert!(
+        server.log().contains("missed session changes"),
+        "no lag was produced: {}",
+        server.log()
+    );
+}
