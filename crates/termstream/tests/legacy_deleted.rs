@@ -18,32 +18,11 @@ use std::time::Duration;
 
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, wait_until};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 async fn delete(server: &TestServer, id: &str) {
     let (status, body) = server.request("DELETE", &format!("/api/sessions/{id}"), None).await;
     assert!(status.is_success(), "delete {id} answered {status} {body}");
-}
-
-/// The JSON messages until the socket closes (within `timeout`), and the
-/// close frame's code and reason.
-async fn until_closed(ws: &mut WsClient, timeout: Duration) -> (Vec<Value>, Option<(u16, String)>) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let msg = match tokio::time::timeout_at(deadline, ws.inner().next()).await {
-            Err(_) => panic!("the socket is still open after {timeout:?}; it sent {seen:?}"),
-            Ok(None) | Ok(Some(Err(_))) => return (seen, None),
-            Ok(Some(Ok(m))) => m,
-        };
-        match msg {
-            Message::Text(t) => seen.push(serde_json::from_str(&t).expect("JSON")),
-            Message::Close(frame) => return (seen, frame.map(|f| (u16::from(f.code), f.reason.to_string()))),
-            _ => {}
-        }
-    }
 }
 
 fn types(msgs: &[Value]) -> Vec<&str> {
@@ -60,7 +39,7 @@ async fn one_session_socket_closes_when_its_running_session_is_deleted() {
     assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
     assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_start");
     delete(&server, "busy").await;
-    let (seen, close) = until_closed(&mut ws, secs(10)).await;
+    let (seen, close) = ws.until_closed(secs(10)).await;
     let ends: Vec<&Value> = seen.iter().filter(|m| m["type"] == "terminal_end").collect();
     assert_eq!(ends.len(), 1, "one terminal_end before the close: {seen:?}");
     // Deleted while running: no exit code, and the time it ran.
@@ -89,7 +68,7 @@ async fn one_session_socket_of_an_ended_session_closes_at_its_delete() {
     // Ended, not deleted: the socket stays open.
     assert!(ws.recv(Duration::from_millis(300)).await.is_none());
     delete(&server, "done").await;
-    let (seen, close) = until_closed(&mut ws, secs(10)).await;
+    let (seen, close) = ws.until_closed(secs(10)).await;
     assert_eq!(types(&seen), Vec::<&str>::new(), "nothing after the end but the close");
     assert_eq!(close, Some((1000, "session_deleted: done".to_owned())));
 }

@@ -287,6 +287,26 @@ impl WsClient {
         let _ = self.ws.close(None).await;
     }
 
+    /// The JSON messages until the server closes the socket, and its close
+    /// frame's code and reason (`None`: the connection ended without one);
+    /// panics if it is still open after `timeout`.
+    pub async fn until_closed(&mut self, timeout: Duration) -> (Vec<Value>, Option<(u16, String)>) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("the socket is still open after {timeout:?}; it sent {seen:?}"),
+                Ok(None) | Ok(Some(Err(_))) => return (seen, None),
+                Ok(Some(Ok(m))) => m,
+            };
+            match msg {
+                Message::Text(t) => seen.push(serde_json::from_str(&t).expect("server sends JSON")),
+                Message::Close(frame) => return (seen, frame.map(|f| (u16::from(f.code), f.reason.to_string()))),
+                _ => {}
+            }
+        }
+    }
+
     /// Reads a replay until `later` is in its output, and asserts that it
     /// carries one `session.resized` to `cols`×`rows`, at its place: after
     /// the output holding `earlier`, before the one holding `later`.

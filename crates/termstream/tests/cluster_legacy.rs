@@ -1,0 +1,86 @@
+//! The older WebSocket endpoints on a node of a cluster, for sessions
+//! another node owns: `/ws/terminal/all` lists them at connect, and streams
+//! a session created again under a deleted one's id; `/ws/terminal/{id}`
+//! closes when the owner deletes its session, after its `terminal_end`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{TestCluster, listed};
+use common::ws::{Incoming, WsClient};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(15);
+
+/// Reads `ws` until the `terminal_output` of `id` holding `text`; the
+/// messages before it.
+async fn output_of(ws: &mut WsClient, id: &str, text: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + T;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match ws.recv(left).await {
+            Some(Incoming::Json(m)) => {
+                if m["type"] == "terminal_output"
+                    && m["session_id"] == id
+                    && m["output"].as_str().is_some_and(|o| o.contains(text))
+                {
+                    return seen;
+                }
+                seen.push(m);
+            }
+            other => panic!("no output {text:?} of {id} ({other:?}); before it: {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_session_socket_on_another_node_closes_when_the_owner_deletes() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"far","kind":"command","argv":["sleep","1000"]}))
+        .await;
+    listed(b, "far", T).await.expect("listed on B");
+    let mut ws = WsClient::connect_raw(b, "/ws/terminal/far").await;
+    assert_eq!(ws.next_json(T).await["type"], "terminal_connected");
+    assert_eq!(ws.next_json(T).await["type"], "terminal_start");
+    let (status, body) = a.request("DELETE", "/api/sessions/far", None).await;
+    assert!(status.is_success(), "{status} {body}");
+    let (seen, close) = ws.until_closed(T).await;
+    let ends = seen.iter().filter(|m| m["type"] == "terminal_end").count();
+    assert_eq!(ends, 1, "one terminal_end before the close: {seen:?}");
+    assert_eq!(close, Some((1000, "session_deleted: far".to_owned())), "{seen:?}");
+}
+
+#[tokio::test]
+async fn all_sessions_socket_on_another_node_lists_follows_and_restreams_a_reused_id() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"early","kind":"command","argv":["sh","-c","read go; echo one-$0","early"]}))
+        .await;
+    listed(b, "early", T).await.expect("listed on B");
+    let mut ws = WsClient::connect_raw(b, "/ws/terminal/all").await;
+    assert_eq!(ws.next_json(T).await["type"], "terminal_connected");
+    // A session of A, there before the socket: listed at connect.
+    let start = ws.next_json(T).await;
+    assert_eq!(
+        (start["type"].as_str(), start["session_id"].as_str()),
+        (Some("terminal_start"), Some("early"))
+    );
+    a.input("early", "go\n").await;
+    output_of(&mut ws, "early", "one-early").await;
+    // Deleted on A and created again at once under the same id: the new
+    // session's start and output reach the socket.
+    let (status, body) = a.request("DELETE", "/api/sessions/early", None).await;
+    assert!(status.is_success(), "{status} {body}");
+    a.create(json!({"id":"early","kind":"command","argv":["sh","-c","echo two-$0; read go","early"]}))
+        .await;
+    let before = output_of(&mut ws, "early", "two-early").await;
+    assert!(
+        before
+            .iter()
+            .any(|m| m["type"] == "terminal_start" && m["session_id"] == "early"),
+        "no terminal_start of the new session: {before:?}"
+    );
+}
