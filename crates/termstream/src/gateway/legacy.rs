@@ -9,6 +9,11 @@
 //! sends `terminal_start` for each session and live output from then on. A
 //! client may send `{"type":"terminal_input","data":..}` and
 //! `{"type":"terminal_resize","cols":..,"rows":..}`.
+//!
+//! `/ws/terminal/{id}` stays open after its session's `terminal_end` until
+//! the session is deleted; then it closes (1000, `session_deleted: ID`),
+//! after a `terminal_end` made from the session's last info if none was
+//! sent (deleted while running). `/ws/terminal/all` is `legacy/all.rs`.
 
 mod all;
 
