@@ -5,6 +5,11 @@
 //! whether the session was running (deleted before its program's exit was
 //! seen: `exit_code` null) or had ended.
 //!
+//! A slow reader still gets every byte, the `terminal_end` and the close:
+//! the server waits for the client's close reply (as long as a reply may
+//! take) before it drops the connection, whose reset would have the
+//! client's kernel drop what it had not read.
+//!
 //! `/ws/terminal/all` keeps its bookkeeping in step with the registry even
 //! when it misses changes: a burst of deletes larger than
 //! `session_changes_queue` (1 here; evictions past `max_sessions`, made in
@@ -145,4 +150,43 @@ async fn all_sessions_socket_resynchronizes_after_missing_deletes() {
         "no lag was produced: {}",
         server.log()
     );
+}
+
+#[tokio::test]
+async fn one_session_socket_of_a_slow_reader_gets_all_output_before_the_close() {
+    // Within the ring: the legacy shape skips what a slow reader lost.
+    const SIZE: u64 = 512 << 10;
+    let server = TestServer::start().await;
+    let script = format!("head -c {SIZE} /dev/zero | tr '\\0' a; sleep 1000");
+    server
+        .create(json!({"id":"big","kind":"command","argv":["sh","-c",script]}))
+        .await;
+    let mut ws = WsClient::connect_raw(&server, "/ws/terminal/big").await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_start");
+    // The socket is not read while all is printed and the session deleted.
+    assert!(
+        wait_until(secs(30), || async {
+            server.info("big").await["outputOffset"].as_u64() == Some(SIZE)
+        })
+        .await,
+        "the session did not print its {SIZE} bytes: {}",
+        server.info("big").await
+    );
+    delete(&server, "big").await;
+    // Longer than a close's short wait, and the client sends before it
+    // reads (as one typing does): to a connection the server dropped, that
+    // is answered by a reset.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ws.send(json!({"type":"ping"})).await;
+    let (seen, close) = ws.until_closed(secs(30)).await;
+    let got: usize = seen
+        .iter()
+        .filter(|m| m["type"] == "terminal_output")
+        .map(|m| m["output"].as_str().map_or(0, str::len))
+        .sum();
+    let last = seen.last().map(|m| m["type"].clone());
+    assert_eq!(got as u64, SIZE, "bytes before the close {close:?}, last {last:?}");
+    assert_eq!(last, Some(json!("terminal_end")), "{close:?}");
+    assert_eq!(close, Some((1000, "session_deleted: big".to_owned())));
 }

@@ -13,7 +13,13 @@
 //! `/ws/terminal/{id}` stays open after its session's `terminal_end` until
 //! the session is deleted; then it closes (1000, `session_deleted: ID`),
 //! after a `terminal_end` made from the session's last info if none was
-//! sent (deleted while running). `/ws/terminal/all` is `legacy/all.rs`.
+//! sent (deleted while running). In a cluster, a node that replaces its
+//! copy of another node's session with a new copy of the same one (same
+//! epoch) closes with `session_replaced: ID` instead: connecting again
+//! follows the same session. The close waits for room, and then for the
+//! client's close reply, as long as a reply may (the pong timeout), so a
+//! slow reader still gets the last output. `/ws/terminal/all` is
+//! `legacy/all.rs`.
 
 mod all;
 
@@ -165,12 +171,24 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
             // its copy of another node's session; a newer one under the
             // id is followed by connecting again.
             Some(_) = released.next() => {
-                // Another incarnation (or copy) under the id by now.
-                let why = match state.registry.get(handle.id()) {
-                    Some(h) if !h.same_incarnation(&handle) => "session_replaced",
-                    _ => "session_deleted",
-                };
-                out.close(close_code::NORMAL, close_reason(why, handle.id().as_str())).await;
+                let why = released_why(state.registry.get(handle.id()).map(|h| Held {
+                    same: h.same_incarnation(&handle),
+                    same_epoch: h.epoch() == handle.epoch(),
+                }));
+                // After the session's last output and terminal_end, which a
+                // slow reader is given as long as a reply (not the short
+                // wait of a close on error).
+                out.close_within(close_code::NORMAL, close_reason(why, handle.id().as_str()), out.reply_wait())
+                    .await;
+                // The client's close reply, read (as tell_shutdown does)
+                // as long as a reply may take: a connection dropped before
+                // it resets the client's, whose unread frames (the last
+                // output, terminal_end, the close) its kernel then drops,
+                // as soon as it answers a ping or the close.
+                let _ = tokio::time::timeout(out.reply_wait(), async {
+                    while let Some(Ok(_)) = stream.next().await {}
+                })
+                .await;
                 break;
             }
         }
@@ -181,6 +199,30 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     task.abort();
     drop(out);
     writer.finish().await;
+}
+
+/// How the registry's handle of a released session's id stands to the
+/// socket's: the very same, or another of the same epoch.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    same: bool,
+    same_epoch: bool,
+}
+
+/// Why `/ws/terminal/{id}` closes when its session is released, from what
+/// the registry holds under the id now: another copy of the same session
+/// (same epoch: another node's session whose stand-in here was replaced),
+/// which connecting again follows, is `session_replaced`; anything else
+/// (nothing, or a new session under the id, which is not the one the
+/// client followed) is `session_deleted`.
+fn released_why(current: Option<Held>) -> &'static str {
+    match current {
+        Some(Held {
+            same: false,
+            same_epoch: true,
+        }) => "session_replaced",
+        _ => "session_deleted",
+    }
 }
 
 /// A close frame's reason, `what: id`, cut to the 123 bytes of UTF-8 a
@@ -260,4 +302,31 @@ async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant
 
 fn text_error(handle: &SessionHandle, message: String) -> Message {
     text("error", handle.id().as_str(), LegacyMessage { message: &message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Held, released_why};
+
+    #[test]
+    fn only_a_new_copy_of_the_same_session_is_a_replacement() {
+        assert_eq!(released_why(None), "session_deleted");
+        // A new session under the id (deleted and created again, here or
+        // on the owner): not the one the client followed.
+        let new = Held {
+            same: false,
+            same_epoch: false,
+        };
+        assert_eq!(released_why(Some(new)), "session_deleted");
+        let copy = Held {
+            same: false,
+            same_epoch: true,
+        };
+        assert_eq!(released_why(Some(copy)), "session_replaced");
+        let same = Held {
+            same: true,
+            same_epoch: true,
+        };
+        assert_eq!(released_why(Some(same)), "session_deleted");
+    }
 }

@@ -5,11 +5,15 @@
 //! with the incarnation it streams (the session's info channel: a session
 //! deleted and created again under its id, or a new copy of another node's
 //! session, is another). It follows the registry's changes:
-//! - `Created`: a session it does not stream yet gets its `terminal_start`
-//!   and all its output; one whose id it streams for another incarnation
-//!   replaces that one's forwarder (a new session: start and all output;
-//!   a new copy of the same one, of the same epoch: its output from now
-//!   on, with no second start). The incarnation it streams already (created
+//! - `Created`: acted on only if the registry holds that very incarnation
+//!   now (after a lag the channel resumes at events older than the
+//!   resync's listing: an incarnation since deleted must not replace the
+//!   current one). A session it does not stream yet gets its
+//!   `terminal_start` and all its output; one whose id it streams for
+//!   another incarnation replaces that one's forwarder (a new session:
+//!   start and all output; a new copy of the same one, of the same epoch:
+//!   its output from the old copy's end on, after a second start only if
+//!   the old copy had ended). The incarnation it streams already (created
 //!   between the subscription and the first listing) is skipped.
 //! - `Deleted`: the id's forwarder is stopped and forgotten, unless the
 //!   registry holds the very incarnation it streams (the event was of an
@@ -66,9 +70,7 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
         by_id: HashMap::new(),
     };
     for handle in streams.readable() {
-        // Live output from now on: resume at the current end.
-        let since = now(&handle);
-        streams.start(handle, Some(since), true);
+        streams.listed(handle);
     }
     let mut liveness = Liveness::new(state.registry.config());
     loop {
@@ -110,7 +112,7 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
 }
 
 /// The position just past `handle`'s output so far.
-fn now(handle: &SessionHandle) -> LogPosition {
+fn end_of(handle: &SessionHandle) -> LogPosition {
     LogPosition {
         epoch: handle.epoch(),
         offset: handle.output_offset(),
@@ -150,13 +152,6 @@ impl Streams<'_> {
         handles
     }
 
-    /// Whether `handle` is the incarnation streamed under its id.
-    fn streams(&self, handle: &SessionHandle) -> bool {
-        self.by_id
-            .get(handle.id())
-            .is_some_and(|s| handle.is_incarnation(&s.info))
-    }
-
     /// Starts forwarding `handle`'s session from `since` (`None`: all the
     /// output still held), after its `terminal_start` when `announce`; a
     /// forwarder of another incarnation under its id is stopped.
@@ -173,19 +168,35 @@ impl Streams<'_> {
         }
     }
 
-    /// A session was created (or another node's session appeared here).
+    /// A session was created (or another node's session appeared here),
+    /// or is listed (at connect, or at a resync): acted on only if it is
+    /// the registry's incarnation of its id now (see [`choose`]).
     fn created(&mut self, handle: SessionHandle) {
-        if !self.grant.can_read(handle.project().as_str()) || self.streams(&handle) {
+        if !self.grant.can_read(handle.project().as_str()) {
             return;
         }
-        match self.by_id.get(handle.id()) {
-            // The same session again, through a new copy: what comes from
-            // now on (the client has its start and what came before).
-            Some(s) if s.epoch == handle.epoch() => {
-                let since = now(&handle);
-                self.start(handle, Some(since), false);
+        let current = self.state.registry.get(handle.id()).map(|h| kin(&h, &handle));
+        let streamed = self.by_id.get(handle.id()).map(|s| Streaming {
+            kin: if handle.is_incarnation(&s.info) {
+                Kin::Same
+            } else if s.epoch == handle.epoch() {
+                Kin::Copy
+            } else {
+                Kin::Other
+            },
+            running: s.info.borrow().status.is_running(),
+            end: s.info.borrow().output_offset,
+        });
+        match choose(current, streamed) {
+            Action::Skip => {}
+            Action::Start => self.start(handle, None, true),
+            Action::Resume { from, announce } => {
+                let since = LogPosition {
+                    epoch: handle.epoch(),
+                    offset: from,
+                };
+                self.start(handle, Some(since), announce);
             }
-            _ => self.start(handle, None, true),
         }
     }
 
@@ -221,5 +232,145 @@ impl Streams<'_> {
         for handle in live {
             self.created(handle);
         }
+    }
+
+    /// A session listed at connect: its start, and its live output from
+    /// now on; only the registry's incarnation of its id (the listing,
+    /// local then remote, can hold an id twice for a moment).
+    fn listed(&mut self, handle: SessionHandle) {
+        let current = self.state.registry.get(handle.id()).map(|h| kin(&h, &handle));
+        if self.by_id.contains_key(handle.id()) || choose(current, None) != Action::Start {
+            return;
+        }
+        let since = end_of(&handle);
+        self.start(handle, Some(since), true);
+    }
+}
+
+/// How a handle stands to another of the same id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kin {
+    /// The very same incarnation (and copy).
+    Same,
+    /// Another copy of the same incarnation (another node's session, of
+    /// the same epoch, whose stand-in here was replaced).
+    Copy,
+    /// Another incarnation: the id deleted and created again.
+    Other,
+}
+
+/// How `b` stands to `a`.
+fn kin(a: &SessionHandle, b: &SessionHandle) -> Kin {
+    if a.same_incarnation(b) {
+        Kin::Same
+    } else if a.epoch() == b.epoch() {
+        Kin::Copy
+    } else {
+        Kin::Other
+    }
+}
+
+/// What a socket streams under an id, as it stands to a handle coming in.
+#[derive(Clone, Copy, Debug)]
+struct Streaming {
+    kin: Kin,
+    /// Whether the streamed copy still ran (else the client had its
+    /// `terminal_end`).
+    running: bool,
+    /// The end of the streamed copy's output.
+    end: u64,
+}
+
+/// What to do with a handle coming in (created, or listed).
+#[derive(Debug, PartialEq, Eq)]
+enum Action {
+    /// Nothing: not the registry's incarnation of its id now (an event
+    /// older than the listing a resync took, or an id listed twice), or
+    /// streamed already.
+    Skip,
+    /// Its `terminal_start` and all its output (replacing what is streamed
+    /// under its id).
+    Start,
+    /// A new copy of the session streamed: its output from `from`, the end
+    /// of the old copy's; after a `terminal_start` when the old copy had
+    /// ended (its `terminal_end` was sent).
+    Resume { from: u64, announce: bool },
+}
+
+/// Decides on a handle coming in: `current`, how the registry's handle of
+/// its id stands to it (`None`: the registry has none); `streamed`, what
+/// the socket streams under the id. Only the registry's current
+/// incarnation is acted on: after a lag the channel resumes at the oldest
+/// event it still holds, older than the listing the resync took, and a
+/// `Created` of an incarnation since deleted would replace the current one.
+fn choose(current: Option<Kin>, streamed: Option<Streaming>) -> Action {
+    if current != Some(Kin::Same) {
+        return Action::Skip;
+    }
+    match streamed {
+        Some(Streaming { kin: Kin::Same, .. }) => Action::Skip,
+        Some(Streaming {
+            kin: Kin::Copy,
+            running,
+            end,
+        }) => Action::Resume {
+            from: end,
+            announce: !running,
+        },
+        _ => Action::Start,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streaming(kin: Kin) -> Option<Streaming> {
+        Some(Streaming {
+            kin,
+            running: true,
+            end: 7,
+        })
+    }
+
+    /// After a resync that started X2, the channel's tail
+    /// `[Created(X1), Deleted(X), Created(X2)]`: nothing is started again.
+    #[test]
+    fn stale_creates_after_a_resync_are_skipped() {
+        // Created(X1): the registry holds X2, another incarnation than X1;
+        // the socket streams X2, also another than X1.
+        assert_eq!(choose(Some(Kin::Other), streaming(Kin::Other)), Action::Skip);
+        // The same-epoch variant: an old copy of a cluster session.
+        assert_eq!(choose(Some(Kin::Copy), streaming(Kin::Copy)), Action::Skip);
+        // Created(X2) (after Deleted(X) kept X2's entry): streamed already.
+        assert_eq!(choose(Some(Kin::Same), streaming(Kin::Same)), Action::Skip);
+        // A deleted session's Created, the id unused now.
+        assert_eq!(choose(None, None), Action::Skip);
+    }
+
+    #[test]
+    fn the_current_incarnation_is_started_or_resumed() {
+        assert_eq!(choose(Some(Kin::Same), None), Action::Start);
+        assert_eq!(choose(Some(Kin::Same), streaming(Kin::Other)), Action::Start);
+        assert_eq!(
+            choose(Some(Kin::Same), streaming(Kin::Copy)),
+            Action::Resume {
+                from: 7,
+                announce: false
+            }
+        );
+        // The old copy had ended: the client had its terminal_end.
+        let ended = Some(Streaming {
+            kin: Kin::Copy,
+            running: false,
+            end: 9,
+        });
+        assert_eq!(
+            choose(Some(Kin::Same), ended),
+            Action::Resume {
+                from: 9,
+                announce: true
+            }
+        );
     }
 }
