@@ -315,9 +315,20 @@ impl Registry {
         infos
     }
 
-    /// Every handle (for monitors and shutdown).
+    /// Every handle of this node's own sessions (for shutdown; a monitor
+    /// wants [`Registry::all_handles`]).
     pub fn handles(&self) -> Vec<SessionHandle> {
         self.lock().values().cloned().collect()
+    }
+
+    /// Every session readable on this node: its own, then (in a cluster)
+    /// those other nodes own. For a moment an id can be in both (a session
+    /// moving between the maps): [`Registry::get`] says which handle is
+    /// current.
+    pub fn all_handles(&self) -> Vec<SessionHandle> {
+        let mut handles = self.handles();
+        handles.extend(self.remote.handles());
+        handles
     }
 
     /// Deletes a session: kills what still runs and removes its files, to

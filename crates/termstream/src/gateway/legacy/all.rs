@@ -145,9 +145,7 @@ impl Streams<'_> {
     /// Every session (this node's, then the cluster's others) this socket
     /// may read.
     fn readable(&self) -> Vec<SessionHandle> {
-        let registry = &self.state.registry;
-        let mut handles = registry.handles();
-        handles.extend(registry.remote().handles());
+        let mut handles = self.state.registry.all_handles();
         handles.retain(|h| self.grant.can_read(h.project().as_str()));
         handles
     }
