@@ -96,10 +96,13 @@ pub struct Config {
     /// Milliseconds between the updates of an unfocused session attached
     /// with `"stream":"focus"`.
     pub unfocused_interval_ms: u64,
-    /// Session creates and deletes a monitor (`/ws/terminal/all`, the
-    /// `sessions` event channel) may fall behind by before it misses some
-    /// and resynchronizes from the list of sessions; 1 to
-    /// [`MAX_SESSION_CHANGES_QUEUE`].
+    /// Session creates and deletes (this node's, and other nodes' sessions
+    /// appearing or going here) a reader of the registry's changes may fall
+    /// behind by before it misses some; 1 to [`MAX_SESSION_CHANGES_QUEUE`],
+    /// rounded up to a power of two. One queue for every reader: the
+    /// monitors (`/ws/terminal/all`, the `sessions` event channel), which
+    /// then resynchronize from the list of sessions, and the waits for a
+    /// session's id (attach, `/ws/terminal/{id}`), focus's deletions.
     pub session_changes_queue: usize,
 
     /// Milliseconds a client has to send each request head, and to finish
