@@ -10,7 +10,8 @@
 //! take) before it drops the connection, whose reset would have the
 //! client's kernel drop what it had not read.
 //!
-//! `/ws/terminal/all` keeps its bookkeeping in step with the registry even
+//! `/ws/terminal/all` lets the forwarder of a session deleted right after
+//! its exit send its last output and `terminal_end`. It keeps its bookkeeping in step with the registry even
 //! when it misses changes: a burst of deletes larger than
 //! `session_changes_queue` (1 here; evictions past `max_sessions`, made in
 //! one step by a create) makes it lag, for real, and it resynchronizes; the
@@ -189,4 +190,33 @@ async fn one_session_socket_of_a_slow_reader_gets_all_output_before_the_close() 
     assert_eq!(got as u64, SIZE, "bytes before the close {close:?}, last {last:?}");
     assert_eq!(last, Some(json!("terminal_end")), "{close:?}");
     assert_eq!(close, Some((1000, "session_deleted: big".to_owned())));
+}
+
+/// A session deleted right after its exit, while `/ws/terminal/all` still
+/// has its output to send (the client reads slowly, over a 4 KiB receive
+/// buffer, so the output waits in the server): the socket still gets the
+/// session's `terminal_end`.
+#[tokio::test]
+async fn all_sessions_socket_gets_the_end_of_a_session_deleted_right_after_its_exit() {
+    let server = TestServer::start().await;
+    let mut ws = WsClient::connect_narrow(&server, "/ws/terminal/all", 4096).await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    // More than the socket's budget and the kernel's buffers hold.
+    server
+        .create(json!({"id":"gush","kind":"command","argv":["sh","-c","head -c 4194304 /dev/zero | tr '\\0' b"]}))
+        .await;
+    server.wait_status("gush", "exited", secs(30)).await;
+    delete(&server, "gush").await;
+    let deadline = tokio::time::Instant::now() + secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match ws.recv(left).await {
+            Some(Incoming::Json(m)) if m["type"] == "terminal_end" && m["session_id"] == "gush" => {
+                assert_eq!(m["exit_code"], 0, "{m}");
+                break;
+            }
+            Some(Incoming::Json(_)) => {}
+            other => panic!("no terminal_end of the deleted session ({other:?})"),
+        }
+    }
 }

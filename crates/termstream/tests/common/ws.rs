@@ -100,6 +100,25 @@ impl WsClient {
         }
     }
 
+    /// Connects without reading anything, over a TCP socket whose receive
+    /// buffer is `rcvbuf` bytes: a client that does not read holds the
+    /// server's output in the server, not in its own kernel (plain
+    /// servers only).
+    #[allow(dead_code)]
+    pub async fn connect_narrow(server: &TestServer, path: &str, rcvbuf: u32) -> WsClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        let addr = server.addr().parse().expect("server address");
+        let tcp = socket.connect(addr).await.expect("tcp connect");
+        let (ws, _) = tokio_tungstenite::client_async_tls_with_config(server.ws_url(path), tcp, None, None)
+            .await
+            .expect("websocket connect");
+        WsClient {
+            ws,
+            client_id: String::new(),
+        }
+    }
+
     /// Connects to `path` with extra request headers, without reading
     /// anything; the handshake's error (e.g. an HTTP 401) is returned.
     pub async fn try_connect(

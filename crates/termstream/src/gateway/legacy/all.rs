@@ -15,18 +15,22 @@
 //!   its output from the old copy's end on, after a second start only if
 //!   the old copy had ended). The incarnation it streams already (created
 //!   between the subscription and the first listing) is skipped.
-//! - `Deleted`: the id's forwarder is stopped and forgotten, unless the
-//!   registry holds the very incarnation it streams (the event was of an
-//!   older one, sent after the newer was created).
+//! - `Deleted`: the id's entry is forgotten, unless the registry holds the
+//!   very incarnation it streams (the event was of an older one, sent
+//!   after the newer was created).
 //! - a lag (more than `session_changes_queue` changes while the task was
 //!   busy): which changes it missed is unknown, so it resynchronizes with
-//!   the registry: what it streams that is gone (or another incarnation now)
-//!   is stopped and forgotten, and what it does not stream yet is started,
-//!   as if created.
+//!   the registry: what it streams that is gone is forgotten, what is
+//!   another incarnation now is replaced, and what it does not stream yet
+//!   is started, as if created.
 //!
-//! A forwarder of a deleted session ends by itself; its entry here is what
-//! the deletion must drop, or it stays, finished, for the socket's life
-//! (and a `Created` of a new session under its id would be taken for it).
+//! A forwarder of a deleted session ends by itself, after what it still
+//! holds and the session's `terminal_end` (a session deleted right after
+//! its exit, say by a create past `max_sessions`): a forgotten entry's
+//! forwarder is not stopped but left to end (`Streams::leaving`). One
+//! replaced by another incarnation (or copy) of its id is stopped at once,
+//! so that nothing of the old one comes after the new `terminal_start`:
+//! the old one's end may then be lost.
 
 use std::collections::{HashMap, HashSet};
 
@@ -68,6 +72,7 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
         out: &out,
         grant: &grant,
         by_id: HashMap::new(),
+        leaving: Vec::new(),
     };
     for handle in streams.readable() {
         streams.listed(handle);
@@ -104,8 +109,8 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
             break;
         }
     }
-    for s in streams.by_id.into_values() {
-        s.task.abort();
+    for task in streams.by_id.into_values().map(|s| s.task).chain(streams.leaving) {
+        task.abort();
     }
     drop(out);
     writer.finish().await;
@@ -128,6 +133,11 @@ struct Streams<'a> {
     /// deleted (or found gone at a resync), or when another incarnation
     /// of its id replaces it.
     by_id: HashMap<SessionId, Streamed>,
+    /// Forwarders of sessions deleted (or found gone at a resync), left to
+    /// send what they still hold and the `terminal_end`, and to end by
+    /// themselves (a session's log closes once it is deleted); those gone
+    /// are dropped at each push, the rest stopped with the socket.
+    leaving: Vec<Follower>,
 }
 
 /// One streamed session.
@@ -210,8 +220,14 @@ impl Streams<'_> {
             return;
         }
         if let Some(s) = self.by_id.remove(id) {
-            s.task.abort();
+            self.leave(s.task);
         }
+    }
+
+    /// Lets `task`, a deleted session's forwarder, end by itself.
+    fn leave(&mut self, task: Follower) {
+        self.leaving.retain_mut(|t| !t.is_gone());
+        self.leaving.push(task);
     }
 
     /// After changes were missed: stops and forgets what is gone, and
@@ -220,13 +236,12 @@ impl Streams<'_> {
     fn resync(&mut self) {
         let live = self.readable();
         let ids: HashSet<&SessionId> = live.iter().map(SessionHandle::id).collect();
-        self.by_id.retain(|id, s| {
-            let keep = ids.contains(id);
-            if !keep {
-                s.task.abort();
+        let gone: Vec<SessionId> = self.by_id.keys().filter(|id| !ids.contains(id)).cloned().collect();
+        for id in gone {
+            if let Some(s) = self.by_id.remove(&id) {
+                self.leave(s.task);
             }
-            keep
-        });
+        }
         for handle in live {
             self.created(handle);
         }
