@@ -2,12 +2,17 @@
 //! another node owns: `/ws/terminal/all` lists them at connect, and streams
 //! a session created again under a deleted one's id; `/ws/terminal/{id}`
 //! closes when the owner deletes its session, after its `terminal_end`.
+//! A session that was `lost` (its node cut off) and runs again when its
+//! node comes back is a new copy of the same one: `/ws/terminal/{id}`
+//! closes with `session_replaced`, and `/ws/terminal/all`, which sent the
+//! lost copy's `terminal_end`, sends a `terminal_start` again before the
+//! new copy's output.
 
 mod common;
 
 use std::time::Duration;
 
-use common::cluster::{TestCluster, listed};
+use common::cluster::{TestCluster, listed, status_is};
 use common::ws::{Incoming, WsClient};
 use serde_json::{Value, json};
 
@@ -83,4 +88,53 @@ async fn all_sessions_socket_on_another_node_lists_follows_and_restreams_a_reuse
             .any(|m| m["type"] == "terminal_start" && m["session_id"] == "early"),
         "no terminal_start of the new session: {before:?}"
     );
+}
+
+/// Sends `signal` to a node's process.
+fn signal(node: &common::TestServer, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(node.pid() as i32).expect("pid");
+    rustix::process::kill_process(pid, signal).expect("kill");
+}
+
+#[tokio::test]
+async fn a_lost_session_taken_up_again_is_replaced_and_started_again() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let ticking = "echo started; while true; do echo tick; sleep 0.05; done";
+    a.create(json!({"id":"kept","kind":"command","argv":["sh","-c",ticking]}))
+        .await;
+    listed(b, "kept", T).await.expect("listed on B");
+    b.read_output_until("kept", "started", T).await;
+    let mut one = WsClient::connect_raw(b, "/ws/terminal/kept").await;
+    assert_eq!(one.next_json(T).await["type"], "terminal_connected");
+    assert_eq!(one.next_json(T).await["type"], "terminal_start");
+    let mut all = WsClient::connect_raw(b, "/ws/terminal/all").await;
+    assert_eq!(all.next_json(T).await["type"], "terminal_connected");
+    output_of(&mut all, "kept", "tick").await;
+    // A is cut off (stopped: its heartbeats stop, its session runs on),
+    // then comes back.
+    signal(a, rustix::process::Signal::STOP);
+    status_is(b, "kept", "lost", T).await.expect("marked lost on B");
+    signal(a, rustix::process::Signal::CONT);
+    status_is(b, "kept", "running", T).await.expect("running again on B");
+    let (_, close) = one.until_closed(T).await;
+    assert_eq!(close, Some((1000, "session_replaced: kept".to_owned())));
+    // The lost copy's end, then a new start before any more output.
+    let mut ended = false;
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let m = match all.recv(left).await {
+            Some(Incoming::Json(m)) if m["session_id"] == "kept" => m,
+            Some(_) => continue,
+            other => panic!("no new start of the session taken up again ({other:?}); ended: {ended}"),
+        };
+        match m["type"].as_str() {
+            Some("terminal_end") => ended = true,
+            Some("terminal_start") if ended => break,
+            Some("terminal_output") if ended => panic!("output after the lost copy's end, with no start: {m}"),
+            _ => {}
+        }
+    }
+    output_of(&mut all, "kept", "tick").await;
 }
