@@ -19,6 +19,10 @@ use tokens::TokenEntry;
 /// The most spare session directories `spare_sessions` may ask for.
 pub const MAX_SPARE_SESSIONS: usize = 4096;
 
+/// The most `session_changes_queue` may be: the queue holds this many
+/// events whoever reads it.
+pub const MAX_SESSION_CHANGES_QUEUE: usize = 1 << 16;
+
 /// Everything the server can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -92,6 +96,14 @@ pub struct Config {
     /// Milliseconds between the updates of an unfocused session attached
     /// with `"stream":"focus"`.
     pub unfocused_interval_ms: u64,
+    /// Session creates and deletes (this node's, and other nodes' sessions
+    /// appearing or going here) a reader of the registry's changes may fall
+    /// behind by before it misses some; 1 to [`MAX_SESSION_CHANGES_QUEUE`],
+    /// rounded up to a power of two. One queue for every reader: the
+    /// monitors (`/ws/terminal/all`, the `sessions` event channel), which
+    /// then resynchronize from the list of sessions, and the waits for a
+    /// session's id (attach, `/ws/terminal/{id}`), focus's deletions.
+    pub session_changes_queue: usize,
 
     /// Milliseconds a client has to send each request head, and to finish
     /// its TLS handshake; then it is disconnected.
@@ -209,6 +221,7 @@ impl Default for Config {
             max_replay_bytes: 4 << 20,
             max_focused: 4,
             unfocused_interval_ms: 1000,
+            session_changes_queue: 1024,
             http_header_timeout_ms: 10_000,
             http_body_timeout_ms: 30_000,
             tls_cert: None,
@@ -385,6 +398,10 @@ impl Config {
         anyhow::ensure!(
             config.max_focused > 0,
             "invalid configuration: max_focused must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=MAX_SESSION_CHANGES_QUEUE).contains(&config.session_changes_queue),
+            "invalid configuration: session_changes_queue must be from 1 to {MAX_SESSION_CHANGES_QUEUE}"
         );
         if config.flood_nice != 0 {
             warn_flood_nice_ignored();

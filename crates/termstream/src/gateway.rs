@@ -211,7 +211,7 @@ pub async fn ws(
 
 /// `/ws/terminal/{session_id}`: the older one-session socket.
 #[utoipa::path(get, path = "/ws/terminal/{session_id}", params(("session_id" = String, Path, description = "The session id.")),
-    responses((status = 101, description = "Switching Protocols: the older one-session messages."),
+    responses((status = 101, description = "Switching Protocols: the older one-session messages. Once the session is deleted the socket sends its terminal_end (if not sent yet; exit_code null when deleted while running) and closes with 1000, reason session_deleted: ID (in a cluster, session_replaced: ID when this node replaced its copy of another node's session with a new copy of the same one: connect again to follow it); the server then waits for the client's close reply as long as for any reply."),
               (status = 426, body = ErrorBody, description = "Not a WebSocket upgrade.")))]
 pub async fn legacy_one(
     Upgrade(ws): Upgrade,

@@ -85,8 +85,10 @@ pub struct Registry {
     /// Session directories made ahead: a create renames one rather than
     /// making its files ([`store::spare`]).
     spares: Arc<Spares>,
-    /// Tells monitors about created and deleted sessions; lagging is fine
-    /// (nothing that must see every event reads it).
+    /// Tells monitors about created and deleted sessions, holding
+    /// `session_changes_queue` events; lagging is fine (nothing that must
+    /// see every event reads it: a monitor that lags resynchronizes from
+    /// [`Registry::handles`] and [`Registry::remote`]).
     changes: broadcast::Sender<RegistryEvent>,
     /// The user and limits of every program ([`crate::confine`]).
     confine: Option<Arc<Confinement>>,
@@ -139,6 +141,7 @@ impl Registry {
                 }
             },
         };
+        let changes = broadcast::channel(config.session_changes_queue).0;
         let registry = Arc::new(Registry {
             sessions: Mutex::new(HashMap::new()),
             creating: Mutex::new(HashSet::new()),
@@ -146,7 +149,7 @@ impl Registry {
             sessions_dir: sessions_dir.clone(),
             spares,
             config,
-            changes: broadcast::channel(1024).0,
+            changes,
             confine,
             cgroups,
             remote: remote::RemoteSessions::default(),
@@ -312,9 +315,20 @@ impl Registry {
         infos
     }
 
-    /// Every handle (for monitors and shutdown).
+    /// Every handle of this node's own sessions (for shutdown; a monitor
+    /// wants [`Registry::all_handles`]).
     pub fn handles(&self) -> Vec<SessionHandle> {
         self.lock().values().cloned().collect()
+    }
+
+    /// Every session readable on this node: its own, then (in a cluster)
+    /// those other nodes own. For a moment an id can be in both (a session
+    /// moving between the maps): [`Registry::get`] says which handle is
+    /// current.
+    pub fn all_handles(&self) -> Vec<SessionHandle> {
+        let mut handles = self.handles();
+        handles.extend(self.remote.handles());
+        handles
     }
 
     /// Deletes a session: kills what still runs and removes its files, to

@@ -4,7 +4,9 @@
 //! order it posted them, and posting refuses with 503
 //! `cluster_unavailable` while Redis is down, then works again. A post whose
 //! client hangs up while Redis holds its event reaches this node's sockets
-//! as well as the other nodes'.
+//! as well as the other nodes'. A node whose `sessions` channel lags
+//! resynchronizes with every session readable there, its own and the other
+//! nodes'.
 
 mod common;
 
@@ -290,4 +292,100 @@ async fn an_event_whose_poster_hangs_up_during_its_publish_reaches_this_node_too
             }
         }
     }
+}
+
+/// Node B's `sessions` channel lags (its registry's queue of changes holds
+/// 1; B's sync adds a burst of node A's sessions in one step): it
+/// resynchronizes with every session B can read, A's included, and tells
+/// an id's incarnations apart. None of A's sessions is said deleted (but
+/// the one deleted), each is announced, and each is still followed: its
+/// exit is published, the new incarnation's of an id re-used too.
+#[tokio::test]
+async fn the_sessions_channel_resynchronizes_with_every_nodes_sessions_after_a_lag() {
+    const N: usize = 8;
+    let redis = TestRedis::start().await;
+    let a = TestServer::start_with(&["--cluster", &redis.url()], &[]).await;
+    let b = TestServer::start_logged(
+        &["--cluster", &redis.url()],
+        &[
+            ("TERMSTREAM_SESSION_CHANGES_QUEUE", "1"),
+            ("RUST_LOG", "termstream::gateway::session_feed=debug"),
+        ],
+    )
+    .await;
+    wait_subscribed(&redis, 2).await;
+    let mut watcher = subscriber(&b, &["sessions"]).await;
+    let create = |id: String| {
+        let a = &a;
+        async move {
+            let (status, body) = a
+                .post(
+                    "/api/sessions",
+                    json!({"id":id,"kind":"command","argv":["sh","-c","read go"]}),
+                )
+                .await;
+            assert_eq!(status.as_u16(), 201, "create {id}: {body}");
+        }
+    };
+    create("pre".into()).await;
+    create("again".into()).await;
+    let event = |m: &Value, id: &str, change: &str| {
+        m["type"] == "session_update" && m["sessionId"] == id && m["change"] == change
+    };
+    let mut first = 0;
+    while first < 2 {
+        match watcher.recv(secs(10)).await {
+            Some(Incoming::Json(m)) if event(&m, "pre", "created") || event(&m, "again", "created") => first += 1,
+            Some(_) => {}
+            None => panic!("node B never announced node A's first sessions"),
+        }
+    }
+    // "again" deleted and created again, then the burst: B may learn of
+    // all in one sync, and miss which incarnation of "again" is current.
+    let (status, body) = a.request("DELETE", "/api/sessions/again", None).await;
+    assert!(status.is_success(), "{status} {body}");
+    create("again".into()).await;
+    let mut ids: Vec<String> = (0..N).map(|i| format!("burst{i}")).collect();
+    futures_util::future::join_all(ids.iter().cloned().map(create)).await;
+    ids.push("again".into());
+    let listed = wait_until(secs(10), || async {
+        let (_, list) = b.get("/api/sessions").await;
+        ids.iter().all(|id| common::session_ids(&list).contains(&id.as_str()))
+    })
+    .await;
+    assert!(listed, "node B never listed the burst");
+    for id in &ids {
+        a.input(id, "go\n").await;
+    }
+    // The new "again" is followed: its exit is published.
+    let mut announced: Vec<&String> = Vec::new();
+    let mut exited: Vec<&String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + secs(15);
+    while exited.len() < ids.len() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let m = match watcher.recv(left).await {
+            Some(Incoming::Json(m)) => m,
+            Some(_) => continue,
+            None => panic!("exits published on node B: {exited:?}; announced: {announced:?}"),
+        };
+        assert!(
+            m["change"] != "deleted" || m["sessionId"] == "again",
+            "a session of node A said deleted on node B: {m}"
+        );
+        for id in &ids {
+            if event(&m, id, "created") && !announced.contains(&id) {
+                announced.push(id);
+            }
+            if event(&m, id, "status") && m["status"] == "exited" && !exited.contains(&id) {
+                exited.push(id);
+            }
+        }
+    }
+    assert_eq!(announced.len(), ids.len(), "announced: {announced:?}");
+    // The lag was real.
+    assert!(
+        b.log().contains("missed session changes"),
+        "no lag was produced: {}",
+        b.log()
+    );
 }

@@ -106,9 +106,11 @@ pub struct Attach {
     /// A `/ws` attachment: when the session is deleted, the socket's task
     /// is told (and answers `session.detached` itself, once it has given
     /// the slot back); the attachment outlives the session's end until
-    /// then. `None` (the sockets of one session, `/ws/terminal/all`): the
-    /// forwarder sends the `session.detached` of its dialect, if any, and
-    /// ends with the session.
+    /// then. `/ws/terminal/{id}` has one too: told, it closes (its
+    /// forwarder sends `terminal_end` first if its end was not seen; see
+    /// `detached`). `None` (`/ws/terminal/all`): the forwarder sends the
+    /// `session.detached` of its dialect, if any, and ends with the
+    /// session.
     pub release: Option<Release>,
 }
 
@@ -441,8 +443,18 @@ impl Forwarder {
 
     /// The session was deleted: the socket's task is told, when it owns
     /// the attachment, else the client.
+    ///
+    /// A legacy one-session socket closes once told, and its client gets
+    /// the `terminal_end` its endpoint promises first: here, since its
+    /// session's end was not seen (deleted before it subscribed, or a
+    /// cluster's copy of another node's session let go), from the last
+    /// info (no exit code while it was running).
     async fn detached(&mut self) -> Result<(), Closed> {
         if let Some(release) = self.release.take() {
+            if self.dialect == Dialect::Legacy {
+                let info = Arc::new(self.handle.info());
+                self.finish(&info).await?;
+            }
             release.send(self.id.clone());
             return Ok(());
         }

@@ -9,8 +9,22 @@
 //! sends `terminal_start` for each session and live output from then on. A
 //! client may send `{"type":"terminal_input","data":..}` and
 //! `{"type":"terminal_resize","cols":..,"rows":..}`.
+//!
+//! `/ws/terminal/{id}` stays open after its session's `terminal_end` until
+//! the session is deleted; then it closes (1000, `session_deleted: ID`),
+//! after a `terminal_end` made from the session's last info if none was
+//! sent (deleted while running). In a cluster, a node that replaces its
+//! copy of another node's session with a new copy of the same one (same
+//! epoch) closes with `session_replaced: ID` instead: connecting again
+//! follows the same session. The close waits for room, and then for the
+//! client's close reply, as long as a reply may (the pong timeout), so a
+//! slow reader still gets the last output. `/ws/terminal/all` is
+//! `legacy/all.rs`.
 
-use std::collections::HashMap;
+mod all;
+
+pub use all::all;
+
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, close_code};
@@ -21,7 +35,7 @@ use termstream_proto::compat::command_of;
 use termstream_proto::ws::{LogPosition, OutputMode};
 use termstream_proto::{SessionId, SessionInfo};
 
-use super::forward::{self, Attach};
+use super::forward::{self, Attach, Release};
 use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
@@ -30,7 +44,6 @@ use super::{ClientGuard, wait_for_session};
 use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_secs;
 use crate::limits::TokenBucket;
-use crate::registry::RegistryEvent;
 use crate::session::lane::Follower;
 use crate::session::{SessionError, SessionHandle};
 use crate::state::AppState;
@@ -66,13 +79,16 @@ struct Inbound {
 }
 
 /// Starts forwarding `handle`'s session; `preamble` goes out once the
-/// forwarder is subscribed, before any of the session's events.
+/// forwarder is subscribed, before any of the session's events. With a
+/// `release`, the forwarder tells it when the session is deleted (after
+/// the session's `terminal_end`, sent then if it was not yet).
 fn forwarder(
     handle: SessionHandle,
     since: Option<LogPosition>,
     state: &AppState,
     out: &Outbox,
     preamble: Vec<Message>,
+    release: Option<Release>,
 ) -> Follower {
     let attach = Attach {
         handle,
@@ -82,7 +98,7 @@ fn forwarder(
         max_replay: state.registry.config().max_replay_bytes,
         preamble,
         focus: None,
-        release: None,
+        release,
     };
     // No snapshot here (the held output instead): nothing to wait for.
     forward::spawn(attach, out.clone()).0
@@ -100,10 +116,8 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         Err(_) => None,
     };
     let Some(handle) = handle else {
-        // A close reason is at most 123 bytes of UTF-8.
-        let mut reason = format!("session_not_found: {raw}");
-        reason.truncate(reason.floor_char_boundary(123));
-        out.close(close_code::POLICY, reason).await;
+        out.close(close_code::POLICY, close_reason("session_not_found", &raw))
+            .await;
         drop(out);
         writer.finish().await;
         return;
@@ -116,6 +130,11 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         LegacyMessage { message: &message },
     );
     let _viewer = handle.add_viewer();
+    // Told by the forwarder when the session is deleted; one message at
+    // most, kept as one stream (a loop turn that finds none allocates
+    // nothing).
+    let (releases, released) = flume::unbounded();
+    let mut released = released.into_stream();
     // Sent by the forwarder once it is subscribed: nothing after them
     // (a terminate, say) can be missed.
     let task = forwarder(
@@ -124,6 +143,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
         &state,
         &out,
         vec![connected, start_message(&info)],
+        Some(Release::new(releases, 0)),
     );
     let cfg = state.registry.config();
     let mut budget = TokenBucket::new(cfg.ws_input_bytes_per_sec, cfg.ws_input_burst_bytes);
@@ -146,6 +166,31 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
                 super::tell_shutdown(&out, &mut stream).await;
                 break;
             }
+            // The session was deleted, after its `terminal_end`: nothing
+            // more will come. In a cluster, also this node letting go of
+            // its copy of another node's session; a newer one under the
+            // id is followed by connecting again.
+            Some(_) = released.next() => {
+                let why = released_why(state.registry.get(handle.id()).map(|h| Held {
+                    same: h.same_incarnation(&handle),
+                    same_epoch: h.epoch() == handle.epoch(),
+                }));
+                // After the session's last output and terminal_end, which a
+                // slow reader is given as long as a reply (not the short
+                // wait of a close on error).
+                out.close_within(close_code::NORMAL, close_reason(why, handle.id().as_str()), out.reply_wait())
+                    .await;
+                // The client's close reply, read (as tell_shutdown does)
+                // as long as a reply may take: a connection dropped before
+                // it resets the client's, whose unread frames (the last
+                // output, terminal_end, the close) its kernel then drops,
+                // as soon as it answers a ping or the close.
+                let _ = tokio::time::timeout(out.reply_wait(), async {
+                    while let Some(Ok(_)) = stream.next().await {}
+                })
+                .await;
+                break;
+            }
         }
         if out.is_closed() {
             break;
@@ -154,6 +199,38 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     task.abort();
     drop(out);
     writer.finish().await;
+}
+
+/// How the registry's handle of a released session's id stands to the
+/// socket's: the very same, or another of the same epoch.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    same: bool,
+    same_epoch: bool,
+}
+
+/// Why `/ws/terminal/{id}` closes when its session is released, from what
+/// the registry holds under the id now: another copy of the same session
+/// (same epoch: another node's session whose stand-in here was replaced),
+/// which connecting again follows, is `session_replaced`; anything else
+/// (nothing, or a new session under the id, which is not the one the
+/// client followed) is `session_deleted`.
+fn released_why(current: Option<Held>) -> &'static str {
+    match current {
+        Some(Held {
+            same: false,
+            same_epoch: true,
+        }) => "session_replaced",
+        _ => "session_deleted",
+    }
+}
+
+/// A close frame's reason, `what: id`, cut to the 123 bytes of UTF-8 a
+/// close reason may hold.
+fn close_reason(what: &str, id: &str) -> String {
+    let mut reason = format!("{what}: {id}");
+    reason.truncate(reason.floor_char_boundary(123));
+    reason
 }
 
 async fn on_input(handle: &SessionHandle, raw: &str, out: &Outbox, grant: &Grant, budget: &mut TokenBucket) {
@@ -227,82 +304,29 @@ fn text_error(handle: &SessionHandle, message: String) -> Message {
     text("error", handle.id().as_str(), LegacyMessage { message: &message })
 }
 
-/// `/ws/terminal/all`.
-pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant: Grant) {
-    let (sink, mut stream) = socket.split();
-    let (out, writer) = Outbox::open(sink, state.registry.config());
-    let mut changes = state.registry.changes();
-    let mut tasks: HashMap<SessionId, Follower> = HashMap::new();
-    let _ = out
-        .send(text(
-            "terminal_connected",
-            "all",
-            LegacyMessage {
-                message: "Connected to all terminal sessions",
-            },
-        ))
-        .await;
-    for handle in state.registry.handles() {
-        let info = handle.info();
-        if !grant.can_read(info.project.as_str()) {
-            continue;
-        }
-        // Live output from now on: resume at the current end.
-        let since = LogPosition {
-            epoch: info.epoch,
-            offset: info.output_offset,
+#[cfg(test)]
+mod tests {
+    use super::{Held, released_why};
+
+    #[test]
+    fn only_a_new_copy_of_the_same_session_is_a_replacement() {
+        assert_eq!(released_why(None), "session_deleted");
+        // A new session under the id (deleted and created again, here or
+        // on the owner): not the one the client followed.
+        let new = Held {
+            same: false,
+            same_epoch: false,
         };
-        tasks.insert(
-            info.id.clone(),
-            forwarder(handle, Some(since), &state, &out, vec![start_message(&info)]),
-        );
+        assert_eq!(released_why(Some(new)), "session_deleted");
+        let copy = Held {
+            same: false,
+            same_epoch: true,
+        };
+        assert_eq!(released_why(Some(copy)), "session_replaced");
+        let same = Held {
+            same: true,
+            same_epoch: true,
+        };
+        assert_eq!(released_why(Some(same)), "session_deleted");
     }
-    let mut liveness = Liveness::new(state.registry.config());
-    loop {
-        tokio::select! {
-            msg = stream.next() => match msg {
-                Some(msg) if let Some((code, reason)) = super::refusal(&msg, state.registry.config().ws_max_message_bytes) => {
-                    out.close(code, reason).await;
-                    break;
-                }
-                Some(Ok(msg)) => liveness.saw(&msg),
-                _ => break,
-            },
-            _ = liveness.tick() => if liveness.beat(&out).await == Beat::Gone {
-                break;
-            },
-            () = state.shutdown.cancelled() => {
-                super::tell_shutdown(&out, &mut stream).await;
-                break;
-            }
-            change = changes.recv() => match change {
-                Ok(RegistryEvent::Created(handle)) if grant.can_read(handle.project().as_str()) => {
-                    // Created between `changes()` and `handles()` above:
-                    // it is streamed already.
-                    if tasks.contains_key(handle.id()) {
-                        continue;
-                    }
-                    let id = handle.id().clone();
-                    let start = start_message(&handle.info());
-                    tasks.insert(id, forwarder(handle, None, &state, &out, vec![start]));
-                }
-                Ok(RegistryEvent::Created(_)) => {}
-                Ok(RegistryEvent::Deleted(id)) => {
-                    if let Some(t) = tasks.remove(&id) {
-                        t.abort();
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => break,
-            },
-        }
-        if out.is_closed() {
-            break;
-        }
-    }
-    for (_, t) in tasks {
-        t.abort();
-    }
-    drop(out);
-    writer.finish().await;
 }

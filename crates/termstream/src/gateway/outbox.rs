@@ -224,6 +224,23 @@ impl Outbox {
         let _ = self.send_within(frame, CLOSE_WAIT).await;
     }
 
+    /// Sends a close frame after what is queued, waiting at most `wait`
+    /// for room (a normal close after a session's last output: a slow
+    /// reader gets that output, which a short wait would drop); the socket
+    /// is done after it either way.
+    pub async fn close_within(&self, code: u16, reason: impl Into<String>, wait: Duration) {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into().into(),
+        }));
+        let _ = self.send_within(frame, wait).await;
+    }
+
+    /// How long a peer has to make room for a reply (the pong timeout).
+    pub fn reply_wait(&self) -> Duration {
+        self.reply_wait
+    }
+
     async fn send_within(&self, msg: Message, wait: Duration) -> Result<(), Closed> {
         match tokio::time::timeout(wait, self.send(msg)).await {
             Ok(sent) => sent,

@@ -11,6 +11,15 @@
 //! project, so a socket hears only about sessions its credential may read.
 //! They say what changed, not the whole record: a client that wants the
 //! details asks `GET /api/sessions`.
+//!
+//! It follows every session readable on this node (in a cluster, other
+//! nodes' too), one incarnation per id: the registry's current one (a
+//! session deleted and created again under its id, or a new copy of
+//! another node's session, is another). A lag of the registry's changes
+//! (more than `session_changes_queue` while the task was busy) is met with
+//! a resync against that listing: what is gone or another incarnation now
+//! is published `deleted`, what is new `created`; the stale events the
+//! channel then still holds are skipped.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -34,7 +43,7 @@ pub const CHANNEL: &str = "sessions";
 /// count at that time) and `deleted`.
 pub async fn run(registry: Arc<Registry>, hub: EventHub) {
     // Subscribe before listing, so a session created in between is seen
-    // (twice at most, and the second time replaces the first).
+    // (listed silently, then published at its `Created`).
     let mut changes = registry.changes();
     let changed = Arc::new(Changed::default());
     let mut feed = Feed {
@@ -43,35 +52,18 @@ pub async fn run(registry: Arc<Registry>, hub: EventHub) {
         sessions: HashMap::new(),
         viewers_due: VecDeque::new(),
     };
-    for h in registry.handles() {
-        feed.follow(h, false);
+    for h in registry.all_handles() {
+        feed.listed(&registry, h);
     }
     loop {
         let due = feed.viewers_due.front().map(|(at, _)| *at);
         tokio::select! {
             event = changes.recv() => match event {
-                Ok(RegistryEvent::Created(h)) => feed.follow(h, true),
-                Ok(RegistryEvent::Deleted(id)) => {
-                    let project = feed.sessions.remove(&id).map(|f| f.project);
-                    publish(&feed.hub, project, &id, "deleted", None, None);
-                }
-                Err(RecvError::Lagged(_)) => {
-                    // Resynchronize: follow sessions we missed, drop the gone.
-                    let live: HashMap<SessionId, SessionHandle> =
-                        registry.handles().into_iter().map(|h| (h.id().clone(), h)).collect();
-                    let hub = feed.hub.clone();
-                    feed.sessions.retain(|id, f| {
-                        let keep = live.contains_key(id);
-                        if !keep {
-                            publish(&hub, Some(f.project.clone()), id, "deleted", None, None);
-                        }
-                        keep
-                    });
-                    for (id, h) in live {
-                        if !feed.sessions.contains_key(&id) {
-                            feed.follow(h, true);
-                        }
-                    }
+                Ok(RegistryEvent::Created(h)) => feed.created(&registry, h),
+                Ok(RegistryEvent::Deleted(id)) => feed.deleted(&registry, &id),
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "the sessions channel missed session changes: resynchronizing");
+                    feed.resync(&registry);
                 }
                 Err(RecvError::Closed) => break,
             },
@@ -101,9 +93,88 @@ struct Followed {
     viewers: usize,
     /// Whether the session waits in `viewers_due`.
     viewers_waiting: bool,
+    /// Whether its `created` was published (not for one listed at start,
+    /// until its `Created` comes).
+    announced: bool,
 }
 
 impl Feed {
+    /// A session listed at start: followed silently (its `created` is
+    /// published if its `Created` comes after), if it is the registry's
+    /// current incarnation of its id and not followed yet.
+    fn listed(&mut self, registry: &Registry, h: SessionHandle) {
+        if is_current(registry, &h) && !self.sessions.contains_key(h.id()) {
+            self.follow(h, false);
+        }
+    }
+
+    /// A session was created (or another node's session appeared here).
+    /// Its `created` is published once per incarnation (or copy). A
+    /// `Created` of an incarnation the registry has replaced since is
+    /// skipped: after a lag the channel resumes at events older than the
+    /// resync's listing, which must not replace the current one.
+    fn created(&mut self, registry: &Registry, h: SessionHandle) {
+        if registry.get(h.id()).is_some_and(|cur| !cur.same_incarnation(&h)) {
+            return;
+        }
+        match self.sessions.get_mut(h.id()) {
+            Some(f) if h.is_incarnation(&f.info) => {
+                if !f.announced {
+                    f.announced = true;
+                    publish(
+                        &self.hub,
+                        Some(f.project.clone()),
+                        h.id(),
+                        "created",
+                        Some(f.status),
+                        None,
+                    );
+                }
+            }
+            _ => self.follow(h, true),
+        }
+    }
+
+    /// A session was deleted (or this node let go of its copy of another
+    /// node's session): `deleted` is published, unless the registry holds
+    /// the very incarnation followed (the event was of an older one, seen
+    /// after a resync followed the newer).
+    fn deleted(&mut self, registry: &Registry, id: &SessionId) {
+        if let Some(f) = self.sessions.get(id)
+            && registry.get(id).is_some_and(|cur| cur.is_incarnation(&f.info))
+        {
+            return;
+        }
+        let project = self.sessions.remove(id).map(|f| f.project);
+        publish(&self.hub, project, id, "deleted", None, None);
+    }
+
+    /// After changes were missed: what is followed but gone from this node
+    /// (its own sessions and other nodes'), or another incarnation (or
+    /// copy) now, is published `deleted` and dropped; what is not followed
+    /// is followed and published `created`.
+    fn resync(&mut self, registry: &Registry) {
+        let mut live: HashMap<SessionId, SessionHandle> = HashMap::new();
+        for h in registry.all_handles() {
+            if is_current(registry, &h) {
+                live.insert(h.id().clone(), h);
+            }
+        }
+        let hub = self.hub.clone();
+        self.sessions.retain(|id, f| {
+            let keep = live.get(id).is_some_and(|h| h.is_incarnation(&f.info));
+            if !keep {
+                publish(&hub, Some(f.project.clone()), id, "deleted", None, None);
+            }
+            keep
+        });
+        for (id, h) in live {
+            if !self.sessions.contains_key(&id) {
+                self.follow(h, true);
+            }
+        }
+    }
+
     /// Starts following `h` (replacing an earlier follow of its id), and
     /// publishes `created` when `announce`.
     fn follow(&mut self, h: SessionHandle, announce: bool) {
@@ -116,6 +187,7 @@ impl Feed {
             publish(&self.hub, Some(project.clone()), h.id(), "created", Some(status), None);
         }
         let f = Followed {
+            announced: announce,
             viewers: h.viewers(),
             presence: h.presence().clone(),
             info,
@@ -166,6 +238,11 @@ impl Feed {
             }
         }
     }
+}
+
+/// Whether `h` is the registry's current handle of its id.
+fn is_current(registry: &Registry, h: &SessionHandle) -> bool {
+    registry.get(h.id()).is_some_and(|cur| cur.same_incarnation(h))
 }
 
 /// Sleeps until `at`; never returns without one (the branch is disabled).

@@ -308,6 +308,11 @@ impl Follower {
     pub async fn gone(self) {
         let _ = self.gone.await;
     }
+
+    /// Whether the task's future is gone (ended by itself, or aborted).
+    pub fn is_gone(&mut self) -> bool {
+        !matches!(self.gone.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+    }
 }
 
 /// Spawns a viewer's forwarder on the current runtime; it runs where its

@@ -100,6 +100,25 @@ impl WsClient {
         }
     }
 
+    /// Connects without reading anything, over a TCP socket whose receive
+    /// buffer is `rcvbuf` bytes: a client that does not read holds the
+    /// server's output in the server, not in its own kernel (plain
+    /// servers only).
+    #[allow(dead_code)]
+    pub async fn connect_narrow(server: &TestServer, path: &str, rcvbuf: u32) -> WsClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        let addr = server.addr().parse().expect("server address");
+        let tcp = socket.connect(addr).await.expect("tcp connect");
+        let (ws, _) = tokio_tungstenite::client_async_tls_with_config(server.ws_url(path), tcp, None, None)
+            .await
+            .expect("websocket connect");
+        WsClient {
+            ws,
+            client_id: String::new(),
+        }
+    }
+
     /// Connects to `path` with extra request headers, without reading
     /// anything; the handshake's error (e.g. an HTTP 401) is returned.
     pub async fn try_connect(
@@ -285,6 +304,26 @@ impl WsClient {
 
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
+    }
+
+    /// The JSON messages until the server closes the socket, and its close
+    /// frame's code and reason (`None`: the connection ended without one);
+    /// panics if it is still open after `timeout`.
+    pub async fn until_closed(&mut self, timeout: Duration) -> (Vec<Value>, Option<(u16, String)>) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("the socket is still open after {timeout:?}; it sent {seen:?}"),
+                Ok(None) | Ok(Some(Err(_))) => return (seen, None),
+                Ok(Some(Ok(m))) => m,
+            };
+            match msg {
+                Message::Text(t) => seen.push(serde_json::from_str(&t).expect("server sends JSON")),
+                Message::Close(frame) => return (seen, frame.map(|f| (u16::from(f.code), f.reason.to_string()))),
+                _ => {}
+            }
+        }
     }
 
     /// Reads a replay until `later` is in its output, and asserts that it
