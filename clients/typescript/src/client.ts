@@ -12,7 +12,10 @@
  *
  * When the socket (re)opens the client restores, in order: its event channel
  * subscriptions, its attachments (with `since`), its focus syncs, input the
- * server may not have applied (same `seq`), then the queued messages.
+ * server may not have applied (same `seq`), then the queued messages. An
+ * attachment the server ends with `session.detached` reason `released` (a
+ * node of a cluster let go of its copy of the session) is attached again at
+ * once the same way, with `since`.
  */
 
 import { DEFAULT_RECONNECT, type ReconnectOptions, backoffDelay } from './backoff.js';
@@ -445,7 +448,10 @@ class Client implements WebSocketClient {
         const a = this.attachments.get(m.sessionId);
         // Refused: over before its listeners hear why, so one of them may attach the id afresh.
         if (a?.refusedBy(m)) this.attachments.delete(m.sessionId);
-        a?.handle(m);
+        // Released by a node of a cluster: the session goes on, and so does the attachment.
+        if (a?.releasedBy(m)) {
+          if (!a.ended) this.sendAttach(a);
+        } else a?.handle(m);
       } else if (m.type === 'session.detached' || (m.type === 'error' && m.code === 'not_attached')) {
         if (old > 1) this.draining.set(m.sessionId, old - 1);
         else this.draining.delete(m.sessionId);

@@ -315,7 +315,14 @@ export class TermView {
         this.showEnd(this.deleted ? `${end} · deleted` : end, e.exitCode === 0 && !this.deleted);
         this.hooks.changed(this);
       },
-      onDetached: () => this.markDeleted(),
+      // Only a deletion (or a server older than the reason, which sent
+      // none but for one) ends the view as deleted; the client follows a
+      // cluster node's `released` by attaching again, so it never comes
+      // here; a reason this page does not know is told as it is.
+      onDetached: ({ reason }) => {
+        if (reason === null || reason === 'deleted') this.markDeleted();
+        else this.write(`\r\n${RED}[session detached: ${reason}]${DEFAULT_FG}\r\n`, false);
+      },
       onError: (e) => {
         if (e.code === 'read_only') {
           this.readOnly = true;

@@ -1,0 +1,96 @@
+// A real `redis-server` for the cluster tests, on a free loopback port with
+// nothing kept on disk (`--save '' --appendonly no`), and two termstream
+// nodes joined through it. `redis-cli` runs the test's own commands.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { TestServer } from './server.js';
+
+const run = promisify(execFile);
+
+/** Waits until `check()` resolves true, asking again 20 ms after each answer, for at most `ms`. */
+export async function eventually(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A free loopback port (free when asked: the server started on it takes it at once). */
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
+
+/** A `redis-server` child process on `127.0.0.1:port`; `stop()` kills it and removes its dir. */
+export class TestRedis {
+  private constructor(
+    readonly port: number,
+    private readonly dir: string,
+    private readonly child: ChildProcess,
+  ) {}
+
+  static async start(): Promise<TestRedis> {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'termstream-ts-redis-'));
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+      stdio: 'ignore',
+    });
+    const redis = new TestRedis(port, dir, child);
+    await eventually(() => redis.cli('PING').then((r) => r === 'PONG', () => false), 10_000, `redis-server on port ${port} to answer PING`);
+    return redis;
+  }
+
+  /** The URL nodes are given (`TERMSTREAM_CLUSTER`). */
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Runs one command with `redis-cli`; its answer, trimmed. */
+  async cli(...args: string[]): Promise<string> {
+    const { stdout } = await run('redis-cli', ['-p', String(this.port), '--no-raw', ...args]);
+    return stdout.trim();
+  }
+
+  /** Runs one command with `redis-cli --raw` (answers as they are, one line each). */
+  async raw(...args: string[]): Promise<string> {
+    const { stdout } = await run('redis-cli', ['-p', String(this.port), '--raw', ...args]);
+    return stdout.replace(/\n$/, '');
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise((r) => this.child.once('exit', r));
+      this.child.kill('SIGKILL');
+      await exited;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A Redis and two nodes joined through it (a 100 ms heartbeat), each ready. */
+export async function startCluster(env: Record<string, string> = {}): Promise<{ redis: TestRedis; nodes: TestServer[]; stop: () => Promise<void> }> {
+  const redis = await TestRedis.start();
+  const nodes: TestServer[] = [];
+  const stop = async () => {
+    for (const n of nodes) await n.cleanup();
+    await redis.stop();
+  };
+  try {
+    // A node silent for 5 s is counted dead: longer than a loaded machine stalls.
+    const all = { TERMSTREAM_CLUSTER: redis.url, TERMSTREAM_CLUSTER_HEARTBEAT_MS: '100', TERMSTREAM_CLUSTER_LOST_MS: '5000', ...env };
+    for (let i = 0; i < 2; i++) nodes.push(await TestServer.start({ env: all }));
+    for (const n of nodes) await eventually(() => n.call('GET', '/readyz').then((r) => r.status === 200, () => false), 10_000, 'a node to be ready');
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { redis, nodes, stop };
+}

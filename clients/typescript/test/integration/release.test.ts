@@ -1,0 +1,82 @@
+// A cluster node letting go of its copy of another node's session
+// (`session.detached` reason `released`), against two real nodes and a real
+// Redis: the client attaches again from where it was, and its listeners see
+// every byte once and no end.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { AttachError, DetachInfo, ServerMessage, WebSocketClient } from '../../src/index.js';
+import { type TestRedis, eventually, startCluster } from './redis.js';
+import { type TestServer, stateOf, until } from './server.js';
+
+let redis: TestRedis;
+let owner: TestServer;
+let viewer: TestServer;
+let stop: () => Promise<void>;
+
+beforeAll(async () => {
+  // The viewer's node waits long for a session to be listed again: its
+  // record comes back when the test puts it back.
+  const cluster = await startCluster({ TERMSTREAM_ATTACH_WAIT_MS: '60000' });
+  ({ redis, stop } = cluster);
+  [owner, viewer] = cluster.nodes as [TestServer, TestServer];
+});
+afterAll(async () => {
+  await stop?.();
+});
+
+async function input(node: TestServer, id: string, data: string): Promise<void> {
+  const r = await node.call('POST', `/api/sessions/${id}/input`, { data });
+  expect(r.status).toBe(200);
+}
+
+it('a session released by the viewer’s node is attached again from where it was: its output arrives once, with no end', async () => {
+  await owner.createSession({ id: 'moving', kind: 'command', command: 'exec cat' });
+  await eventually(() => viewer.call('GET', '/api/sessions/moving').then((r) => r.status === 200), 10_000, 'the session to be listed on the viewer’s node');
+
+  const client: WebSocketClient = viewer.client();
+  try {
+    client.connect();
+    await stateOf(client, 'connected');
+    let text = '';
+    let attaches = 0;
+    const detached: DetachInfo[] = [];
+    const errors: AttachError[] = [];
+    const reasons: unknown[] = [];
+    client.subscribe<ServerMessage>('session.detached', (m) => reasons.push(m.reason));
+    client.attach('moving', {
+      onOutput: (d) => (text += d),
+      onAttached: () => attaches++,
+      onDetached: (d) => detached.push(d),
+      onError: (e) => errors.push(e),
+    });
+    await input(owner, 'moving', 'before\n');
+    await until(() => text.length >= 'before\n'.length, 10_000, 'the output before the release');
+    expect(text).toBe('before\n');
+
+    // The session's record leaves the directory (and the change log says
+    // so): after three heartbeats without it, the viewer's node lets go of
+    // its copy, while the session runs on on its owner.
+    const record = await redis.raw('HGET', 'termstream:dir', 'moving');
+    expect(record).toContain('"moving"');
+    await redis.cli('HDEL', 'termstream:dir', 'moving');
+    await redis.cli('XADD', 'termstream:dirlog', '*', 'id', 'moving');
+    await until(() => reasons.length > 0, 10_000, 'the viewer’s node to release the session');
+    expect(reasons).toEqual(['released']);
+
+    // Output while the viewer's node holds no copy; then the record is back.
+    await input(owner, 'moving', 'during\n');
+    await redis.cli('HSET', 'termstream:dir', 'moving', record);
+    await redis.cli('XADD', 'termstream:dirlog', '*', 'id', 'moving');
+    await until(() => text.length >= 'before\nduring\n'.length, 20_000, 'the output made while released');
+    expect(text).toBe('before\nduring\n');
+    await input(owner, 'moving', 'after\n');
+    await until(() => text.length >= 'before\nduring\nafter\n'.length, 10_000, 'the output after the release');
+    expect(text).toBe('before\nduring\nafter\n');
+
+    expect(attaches).toBe(2);
+    expect(detached).toEqual([]);
+    expect(errors).toEqual([]);
+    expect(reasons).toEqual(['released']);
+  } finally {
+    client.disconnect();
+  }
+});
