@@ -106,6 +106,8 @@ export class TermView {
    * server tasks, in any order, and the exit sets the status.
    */
   deleted = false;
+  /** The server ended this view's attachment for good (its attach refused, or a detach that is not a deletion): nothing more will come of it. */
+  private attachOver = false;
   readOnly = false;
   focused = false;
   /** What arrived, for tests and the benchmark: output bytes, line feeds and chunks, the most bytes ever queued in xterm.js, and flow-control pauses. */
@@ -320,10 +322,13 @@ export class TermView {
       // cluster node's `released` by attaching again, so it never comes
       // here; a reason this page does not know is told as it is.
       onDetached: ({ reason }) => {
+        this.attachOver = true;
         if (reason === null || reason === 'deleted') this.markDeleted();
         else this.write(`\r\n${RED}[session detached: ${reason}]${DEFAULT_FG}\r\n`, false);
       },
       onError: (e) => {
+        // The client ended the attachment: the list's deletion is believed now.
+        if (e.request === 'session.attach') this.attachOver = true;
         if (e.code === 'read_only') {
           this.readOnly = true;
           this.term.options.disableStdin = true;
@@ -347,9 +352,25 @@ export class TermView {
   }
 
   /**
+   * The list says the session is gone (`session_update` `deleted`). An
+   * attached view waits for its attachment's own word: `session.detached`
+   * with reason `deleted`, or its attach's refusal. The list says so also
+   * when a node of a cluster lets go of its copy of another node's session
+   * (reason `released`), which still exists and which the client follows
+   * again: believed, that would end a view that carries on. A view not
+   * attached (not shown yet, paused for flow control, or its attachment
+   * over) has no other word to wait for.
+   */
+  deletedInList(): void {
+    if (this.handle !== null && !this.attachOver) return;
+    this.markDeleted();
+  }
+
+  /**
    * The session was deleted (here or elsewhere; the server's
-   * `session.detached`, the list's `deleted` event for one that had
-   * ended, or a re-attach refused after the socket was down): its output
+   * `session.detached` with reason `deleted`, the list's `deleted` event
+   * for a view not attached, or a re-attach refused after the socket was
+   * down): its output
    * stays readable, and nothing typed goes anywhere.
    */
   markDeleted(): void {

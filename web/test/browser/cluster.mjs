@@ -1,0 +1,101 @@
+// Checks on a cluster: a real `redis-server` (free port, nothing kept on
+// disk) and two nodes joined through it; the page is on the second node
+// (`viewer`), the sessions on the first (`owner`). `startCluster` starts
+// them; run.mjs runs these checks when the filter names one.
+import { strict as assert } from 'node:assert';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startServer, rest, openPage, hasView, bash, suite, waitFor, waitText, bufferText, shot } from './harness.mjs';
+
+const [checks, test] = suite();
+export { checks };
+
+const run = promisify(execFile);
+
+/** Starts a Redis and two nodes (100 ms heartbeats; a long attach wait); `stop()` ends them all. */
+export async function startCluster() {
+  const probe = net.createServer();
+  await new Promise((r) => probe.listen(0, '127.0.0.1', r));
+  const port = probe.address().port;
+  await new Promise((r) => probe.close(r));
+  const dir = mkdtempSync(join(tmpdir(), 'termstream-web-redis-'));
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  const redis = async (...args) => (await run('redis-cli', ['-p', String(port), '--raw', ...args])).stdout.replace(/\n$/, '');
+  const nodes = [];
+  const stop = async () => {
+    for (const n of nodes) await n.stop();
+    child.kill('SIGKILL');
+    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor('redis-server to answer PING', async () => (await redis('PING').catch(() => '')) === 'PONG', 10000);
+    // The viewer's node waits long for a session to be listed again.
+    const config = `cluster = "redis://127.0.0.1:${port}"\ncluster_heartbeat_ms = 100\ncluster_lost_ms = 5000\nattach_wait_ms = 60000\n`;
+    for (let i = 0; i < 2; i++) nodes.push(await startServer({ config }));
+    for (const n of nodes) await waitFor('a node to be ready', async () => (await fetch(n.url + '/readyz')).status === 200, 10000);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const [owner, viewer] = nodes;
+  return { owner, viewer, redis, stop, stderr: () => nodes.map((n) => n.stderr()).join('\n') };
+}
+
+test('a session the viewer’s node lets go of and takes up again (released) stays in its terminal: not deleted, output once, typing reaches it', async ({ server, api, ctx, owner, redis }) => {
+  await owner.create(bash('moving'));
+  await waitFor('the session listed on the viewer’s node', () => api.get('moving').then(() => true, () => false));
+  const page = await openPage(ctx, server, '#/s/moving');
+  await hasView(page, 'moving');
+  await waitText(page, 'moving', '$ ');
+  await page.evaluate(() => {
+    window.detachReasons = [];
+    window.termstream.client.subscribe('session.detached', (m) => window.detachReasons.push(m.reason ?? null));
+  });
+  await owner.input('moving', 'echo before-$((6*7))\n');
+  await waitText(page, 'moving', 'before-42');
+
+  // The record leaves the directory (the change log says so): after three
+  // heartbeats the viewer's node lets go of its copy, and its list says
+  // `deleted`, while the session runs on on its owner.
+  const record = await redis('HGET', 'termstream:dir', 'moving');
+  assert.match(record, /"moving"/);
+  await redis('HDEL', 'termstream:dir', 'moving');
+  await redis('XADD', 'termstream:dirlog', '*', 'id', 'moving');
+  await waitFor('the release, and the list without the session', () =>
+    page.evaluate(() => window.detachReasons.length > 0 && !window.termstream.sessions.has('moving')),
+  );
+  assert.deepEqual(await page.evaluate(() => window.detachReasons), ['released']);
+  await owner.input('moving', 'echo during-$((6*7))\n');
+  await redis('HSET', 'termstream:dir', 'moving', record);
+  await redis('XADD', 'termstream:dirlog', '*', 'id', 'moving');
+  await waitText(page, 'moving', 'during-42');
+
+  await page.locator('.term[data-session="moving"] .term-body').click();
+  await page.keyboard.type('echo typed-$((6*7))\n');
+  await waitText(page, 'moving', 'typed-42');
+  const text = await bufferText(page, 'moving');
+  for (const word of ['before-42', 'during-42', 'typed-42']) assert.equal(text.split(word).length - 1, 1, `${word} once in:\n${text}`);
+  assert.ok(!text.includes('[session deleted]'), `no [session deleted] in:\n${text}`);
+  const view = await page.evaluate(() => {
+    const v = window.termstream.views.get('moving');
+    return { deleted: v.deleted, stdin: !v.term.options.disableStdin, end: v.el.querySelector('.term-end').textContent };
+  });
+  assert.deepEqual(view, { deleted: false, stdin: true, end: '' });
+  await shot(page, 'released');
+});
+
+/** Runs the checks whose names include `filter` (with `runAll` of run.mjs) on a cluster of their own. */
+export async function runClusterChecks(filter, runAll) {
+  if (!checks.some((t) => t.name.includes(filter))) return;
+  const c = await startCluster();
+  try {
+    await runAll(checks, { url: c.viewer.url, stderr: c.stderr }, { api: rest(c.viewer.url), owner: rest(c.owner.url), redis: c.redis });
+  } finally {
+    await c.stop();
+  }
+}
