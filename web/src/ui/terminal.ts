@@ -280,6 +280,9 @@ export class TermView {
       since,
       onAttached: (a) => {
         this.setSize(a.cols, a.rows);
+        // A session lost when its node stopped answering, and followed
+        // again (released) now that the node came back: it runs again.
+        if (a.status === 'running' && this.exit?.status === 'lost' && !this.deleted) this.unend();
         this.info.status = a.status;
         this.hooks.changed(this);
         this.scheduleFit();
@@ -381,6 +384,15 @@ export class TermView {
     this.write('\r\n\x1b[31m[session deleted]\x1b[0m\r\n');
     this.showEnd(this.endEl.textContent ? `${this.endEl.textContent} · deleted` : 'deleted', false);
     this.hooks.changed(this);
+  }
+
+  /** Undoes `onExit`'s marks: the session runs again. */
+  private unend(): void {
+    this.exit = null;
+    this.endEl.textContent = '';
+    this.endEl.classList.remove('ok');
+    delete this.el.dataset.ended;
+    delete this.el.dataset.exit;
   }
 
   /** Shows how the session ended in the header, and hides Stop. */

@@ -43,7 +43,7 @@ export async function startCluster() {
     throw e;
   }
   const [owner, viewer] = nodes;
-  return { owner, viewer, redis, stop, stderr: () => nodes.map((n) => n.stderr()).join('\n') };
+  return { owner, viewer, redis, stop, stderr: () => nodes.map((n) => n.stderr()).join('\n'), freeze: (on) => owner.signal(on ? 'SIGSTOP' : 'SIGCONT') };
 }
 
 test('a session the viewer’s node lets go of and takes up again (released) stays in its terminal: not deleted, output once, typing reaches it', async ({ server, api, ctx, owner, redis }) => {
@@ -89,12 +89,42 @@ test('a session the viewer’s node lets go of and takes up again (released) sta
   await shot(page, 'released');
 });
 
+test('a session lost while its node was frozen runs on in its terminal once the node is back (released): the end is taken back', async ({ server, api, ctx, owner, freeze }) => {
+  await owner.create(bash('frozen'));
+  await waitFor('the session listed on the viewer’s node', () => api.get('frozen').then(() => true, () => false));
+  const page = await openPage(ctx, server, '#/s/frozen');
+  await hasView(page, 'frozen');
+  await waitText(page, 'frozen', '$ ');
+  const ended = () => page.evaluate(() => {
+    const v = window.termstream.views.get('frozen');
+    return { exit: v.exit?.status ?? null, ended: 'ended' in v.el.dataset, end: v.el.querySelector('.term-end').textContent, deleted: v.deleted };
+  });
+  // Frozen past its liveness (5 s), the owner's session is marked lost.
+  freeze(true);
+  try {
+    await waitFor('the session lost', async () => (await ended()).exit === 'lost', 20000);
+    const lost = await ended();
+    assert.deepEqual({ ...lost, end: undefined }, { exit: 'lost', ended: true, end: undefined, deleted: false });
+    assert.match(lost.end, /lost/);
+  } finally {
+    freeze(false);
+  }
+  // Back: the viewer's node takes the session up afresh, the page follows it.
+  await waitFor('the end taken back', async () => (await ended()).exit === null, 20000);
+  assert.deepEqual(await ended(), { exit: null, ended: false, end: '', deleted: false });
+  await page.locator('.term[data-session="frozen"] .term-body').click();
+  await page.keyboard.type('echo back-$((6*7))\n');
+  await waitText(page, 'frozen', 'back-42');
+  assert.ok(!(await bufferText(page, 'frozen')).includes('[session deleted]'));
+  await shot(page, 'lost-and-back');
+});
+
 /** Runs the checks whose names include `filter` (with `runAll` of run.mjs) on a cluster of their own. */
 export async function runClusterChecks(filter, runAll) {
   if (!checks.some((t) => t.name.includes(filter))) return;
   const c = await startCluster();
   try {
-    await runAll(checks, { url: c.viewer.url, stderr: c.stderr }, { api: rest(c.viewer.url), owner: rest(c.owner.url), redis: c.redis });
+    await runAll(checks, { url: c.viewer.url, stderr: c.stderr }, { api: rest(c.viewer.url), owner: rest(c.owner.url), redis: c.redis, freeze: c.freeze });
   } finally {
     await c.stop();
   }

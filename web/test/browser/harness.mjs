@@ -50,6 +50,8 @@ export async function startServer({ config } = {}) {
     url,
     dir,
     stderr: () => stderr,
+    /** Sends the server process `sig` (`SIGSTOP` freezes it, `SIGCONT` lets it go on). */
+    signal: (sig) => child.kill(sig),
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));

@@ -3,7 +3,7 @@
 // Redis: the client attaches again from where it was, and its listeners see
 // every byte once and no end.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { AttachError, DetachInfo, ServerMessage, WebSocketClient } from '../../src/index.js';
+import type { AttachError, DetachInfo, ExitInfo, ServerMessage, WebSocketClient } from '../../src/index.js';
 import { type TestRedis, eventually, startCluster } from './redis.js';
 import { type TestServer, stateOf, until } from './server.js';
 
@@ -77,6 +77,58 @@ it('a session released by the viewer’s node is attached again from where it wa
     expect(errors).toEqual([]);
     expect(reasons).toEqual(['released']);
   } finally {
+    client.disconnect();
+  }
+});
+
+it('a session lost when its node froze, and released when the node came back, is attached again: its output carries on once', async () => {
+  await owner.createSession({ id: 'frozen', kind: 'command', command: 'exec cat' });
+  await eventually(() => viewer.call('GET', '/api/sessions/frozen').then((r) => r.status === 200), 10_000, 'the session to be listed on the viewer’s node');
+
+  const client: WebSocketClient = viewer.client();
+  let frozen = false;
+  try {
+    client.connect();
+    await stateOf(client, 'connected');
+    let text = '';
+    const statuses: string[] = [];
+    const exits: ExitInfo[] = [];
+    const detached: DetachInfo[] = [];
+    const errors: AttachError[] = [];
+    const reasons: unknown[] = [];
+    client.subscribe<ServerMessage>('session.detached', (m) => reasons.push(m.reason));
+    const h = client.attach('frozen', {
+      onOutput: (d) => (text += d),
+      onAttached: (a) => statuses.push(a.status),
+      onExit: (e) => exits.push(e),
+      onDetached: (d) => detached.push(d),
+      onError: (e) => errors.push(e),
+    });
+    await input(owner, 'frozen', 'before\n');
+    await until(() => text.length >= 'before\n'.length, 10_000, 'the output before the freeze');
+
+    // The owner stops answering: once its liveness key expires (5 s) the
+    // viewer's node marks the session lost and says so; the owner let go on,
+    // it registers again, and the viewer's node takes the session up afresh.
+    owner.signal('SIGSTOP');
+    frozen = true;
+    await until(() => exits.length > 0, 20_000, 'the session to be lost');
+    expect(exits[0]!.status).toBe('lost');
+    owner.signal('SIGCONT');
+    frozen = false;
+    await until(() => reasons.length > 0, 20_000, 'the viewer’s node to release the lost session');
+    expect(reasons).toEqual(['released']);
+    await until(() => statuses.length === 2, 20_000, 'the attach after the release');
+    expect(statuses).toEqual(['running', 'running']);
+    expect(h.status).toBe('running');
+
+    await input(owner, 'frozen', 'after\n');
+    await until(() => text.length >= 'before\nafter\n'.length, 10_000, 'the output after the owner came back');
+    expect(text).toBe('before\nafter\n');
+    expect(detached).toEqual([]);
+    expect(errors).toEqual([]);
+  } finally {
+    if (frozen) owner.signal('SIGCONT');
     client.disconnect();
   }
 });
