@@ -65,6 +65,25 @@ export class TestRedis {
     return stdout.replace(/\n$/, '');
   }
 
+  /**
+   * Takes session `id`'s record out of the cluster's directory, and empties
+   * the directory's change log in the same step, so that no change names
+   * it (a record the log says was removed is a deletion): the nodes read
+   * the whole directory and miss the record, as after a Redis restarted
+   * empty, while the session runs on on its owner. Returns the record.
+   */
+  async dropRecord(id: string): Promise<string> {
+    const record = await this.raw('HGET', 'termstream:dir', id);
+    if (!record) throw new Error(`no record of ${id} in the directory`);
+    await this.cli('EVAL', "redis.call('DEL', KEYS[2]); return redis.call('HDEL', KEYS[1], ARGV[1])", '2', 'termstream:dir', 'termstream:dirlog', id);
+    return record;
+  }
+
+  /** Puts a record taken by [`dropRecord`] back, and logs the change. */
+  async putRecord(id: string, record: string): Promise<void> {
+    await this.cli('EVAL', "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); return redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])", '2', 'termstream:dir', 'termstream:dirlog', id, record);
+  }
+
   async stop(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise((r) => this.child.once('exit', r));

@@ -59,14 +59,11 @@ it('a session released by the viewer’s node stays shown: no deleted error, its
   await screen.findByText('before');
 
   // The record leaves the directory: the viewer's node lets go of its copy.
-  const record = await redis.raw('HGET', 'termstream:dir', 'hook-moving');
-  await redis.cli('HDEL', 'termstream:dir', 'hook-moving');
-  await redis.cli('XADD', 'termstream:dirlog', '*', 'id', 'hook-moving');
+  const record = await redis.dropRecord('hook-moving');
   await eventually(async () => reasons.length > 0, 10_000, 'the viewer’s node to release the session');
   expect(reasons).toEqual(['released']);
   await input('during\n');
-  await redis.cli('HSET', 'termstream:dir', 'hook-moving', record);
-  await redis.cli('XADD', 'termstream:dirlog', '*', 'id', 'hook-moving');
+  await redis.putRecord('hook-moving', record);
   await screen.findByText(/during/);
   await input('after\n');
   await screen.findByText(/after/);
