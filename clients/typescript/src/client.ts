@@ -12,10 +12,8 @@
  *
  * When the socket (re)opens the client restores, in order: its event channel
  * subscriptions, its attachments (with `since`), its focus syncs, input the
- * server may not have applied (same `seq`), then the queued messages. An
- * attachment the server ends with `session.detached` reason `released` (a
- * node of a cluster let go of its copy of the session) is attached again at
- * once the same way, with `since`.
+ * server may not have applied (same `seq`), then the queued messages. A
+ * `session.detached` with reason `released` re-attaches at once, with `since`.
  */
 
 import { DEFAULT_RECONNECT, type ReconnectOptions, backoffDelay } from './backoff.js';
@@ -449,9 +447,8 @@ class Client implements WebSocketClient {
         // Refused: over before its listeners hear why, so one of them may attach the id afresh.
         if (a?.refusedBy(m)) this.attachments.delete(m.sessionId);
         // Released by a node of a cluster: the session goes on, and so does the attachment.
-        if (a?.releasedBy(m)) {
-          if (!a.ended) this.sendAttach(a);
-        } else a?.handle(m);
+        if (!a?.releasedBy(m)) a?.handle(m);
+        else if (!a.ended) this.sendAttach(a);
       } else if (m.type === 'session.detached' || (m.type === 'error' && m.code === 'not_attached')) {
         if (old > 1) this.draining.set(m.sessionId, old - 1);
         else this.draining.delete(m.sessionId);

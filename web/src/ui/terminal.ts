@@ -274,6 +274,7 @@ export class TermView {
     // Output from an earlier offset was produced (and its queries asked)
     // while this view was away: not answered until the view catches up.
     this.catchingUp = since !== undefined;
+    this.attachOver = false;
     this.handle = this.client.attach(this.info.id, {
       output: 'binary',
       stream: this.streamMode(),
@@ -320,10 +321,8 @@ export class TermView {
         this.showEnd(this.deleted ? `${end} · deleted` : end, e.exitCode === 0 && !this.deleted);
         this.hooks.changed(this);
       },
-      // Only a deletion (or a server older than the reason, which sent
-      // none but for one) ends the view as deleted; the client follows a
-      // cluster node's `released` by attaching again, so it never comes
-      // here; a reason this page does not know is told as it is.
+      // A deletion ends the view (`released` never comes here: the client
+      // follows it); a reason this page does not know is told as it is.
       onDetached: ({ reason }) => {
         this.attachOver = true;
         if (reason === null || reason === 'deleted') this.markDeleted();
@@ -355,14 +354,11 @@ export class TermView {
   }
 
   /**
-   * The list says the session is gone (`session_update` `deleted`). An
-   * attached view waits for its attachment's own word: `session.detached`
-   * with reason `deleted`, or its attach's refusal. The list says so also
-   * when a node of a cluster lets go of its copy of another node's session
-   * (reason `released`), which still exists and which the client follows
-   * again: believed, that would end a view that carries on. A view not
-   * attached (not shown yet, paused for flow control, or its attachment
-   * over) has no other word to wait for.
+   * The list says the session is gone. An attached view waits for its own
+   * `session.detached` (reason `deleted`) or its attach's refusal: a
+   * cluster node says `deleted` in the list also when it releases another
+   * node's session, which the client follows again. A view not attached
+   * (not shown yet, paused, its attachment over) has nothing else to wait for.
    */
   deletedInList(): void {
     if (this.handle !== null && !this.attachOver) return;
@@ -373,8 +369,7 @@ export class TermView {
    * The session was deleted (here or elsewhere; the server's
    * `session.detached` with reason `deleted`, the list's `deleted` event
    * for a view not attached, or a re-attach refused after the socket was
-   * down): its output
-   * stays readable, and nothing typed goes anywhere.
+   * down): its output stays readable, and nothing typed goes anywhere.
    */
   markDeleted(): void {
     if (this.deleted) return;
