@@ -354,14 +354,18 @@ export class TermView {
   }
 
   /**
-   * The list says the session is gone. An attached view waits for its own
-   * `session.detached` (reason `deleted`) or its attach's refusal: a
-   * cluster node says `deleted` in the list also when it releases another
-   * node's session, which the client follows again. A view not attached
-   * (not shown yet, paused, its attachment over) has nothing else to wait for.
+   * The list says the session is gone. A view whose attachment may still
+   * answer waits for its own `session.detached` (reason `deleted`) or its
+   * attach's refusal: a cluster node says `deleted` in the list also when
+   * it releases another node's session, which the client follows again.
+   * That holds while the view was started (a paused one attaches again on
+   * resume, refused if the session is gone), its attachment is not over,
+   * and the session has not ended, or ended `lost` (followed again when
+   * released). An ended attachment is not attached again after a
+   * reconnect or a release, so nothing else would tell its deletion.
    */
   deletedInList(): void {
-    if (this.handle !== null && !this.attachOver) return;
+    if (this.started && !this.attachOver && (this.exit === null || this.exit.status === 'lost')) return;
     this.markDeleted();
   }
 
