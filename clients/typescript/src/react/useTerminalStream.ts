@@ -111,7 +111,10 @@ export function useTerminalStream(sessionId: string, options: { maxOutput?: numb
       onError: ({ code, message, request }) => {
         // Attached, an unmarked session_not_found answers input or a resize
         // racing a deletion, which onDetached reports.
-        const report = code !== 'session_not_found' || request === 'session.attach' || (request === undefined && !store.snapshot.attached);
+        // An attach refused (the first, or one after a reconnect or a
+        // cluster node's release) leaves nothing attached.
+        if (request === 'session.attach') return store.update({ attached: false, error: { code, message } });
+        const report = code !== 'session_not_found' || (request === undefined && !store.snapshot.attached);
         if (report) store.update({ error: { code, message } });
       },
     });
