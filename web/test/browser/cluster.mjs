@@ -24,16 +24,31 @@ export async function startCluster() {
   await new Promise((r) => probe.close(r));
   const dir = mkdtempSync(join(tmpdir(), 'termstream-web-redis-'));
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  // A Redis that cannot start (not installed, its port taken) fails the
+  // start at once, saying why, rather than after the PING wait.
+  let dead = null;
+  const died = new Promise((_, reject) => {
+    child.once('error', (e) => reject((dead = new Error(`redis-server could not be started: ${e.message}`))));
+    child.once('exit', (code, signal) => reject((dead = new Error(`redis-server on port ${port} exited (${signal ?? `code ${code}`})`))));
+  });
+  died.catch(() => {});
   const redis = async (...args) => (await run('redis-cli', ['-p', String(port), '--raw', ...args])).stdout.replace(/\n$/, '');
   const nodes = [];
   const stop = async () => {
     for (const n of nodes) await n.stop();
-    child.kill('SIGKILL');
-    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
+    // A child never started (`pid` undefined) sends no `exit`.
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    }
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitFor('redis-server to answer PING', async () => (await redis('PING').catch(() => '')) === 'PONG', 10000);
+    let last = '';
+    const ping = async () => dead !== null || (await redis('PING').catch((e) => ((last = e.message), ''))) === 'PONG';
+    await Promise.race([waitFor('redis-server to answer PING', ping, 10000).catch((e) => Promise.reject(last ? new Error(`${e.message} (redis-cli: ${last})`) : e)), died]);
+    if (dead !== null) throw dead;
     // The viewer's node waits long for a session to be listed again.
     const config = `cluster = "redis://127.0.0.1:${port}"\ncluster_heartbeat_ms = 100\ncluster_lost_ms = 5000\nattach_wait_ms = 60000\n`;
     for (let i = 0; i < 2; i++) nodes.push(await startServer({ config }));

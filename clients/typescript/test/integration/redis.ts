@@ -37,14 +37,38 @@ export class TestRedis {
     private readonly child: ChildProcess,
   ) {}
 
-  static async start(): Promise<TestRedis> {
+  /** Starts `bin` (`redis-server`; another name only to test this fixture). */
+  static async start(bin = 'redis-server'): Promise<TestRedis> {
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'termstream-ts-redis-'));
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+    const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
       stdio: 'ignore',
     });
     const redis = new TestRedis(port, dir, child);
-    await eventually(() => redis.cli('PING').then((r) => r === 'PONG', () => false), 10_000, `redis-server on port ${port} to answer PING`);
+    // A Redis that cannot start (not installed, its port taken) fails at
+    // once, saying why, rather than after the PING wait; either way its
+    // process and directory go.
+    let dead: Error | null = null;
+    const died = new Promise<never>((_, reject) => {
+      child.once('error', (e) => reject((dead = new Error(`redis-server could not be started: ${e.message}`))));
+      child.once('exit', (code, signal) => reject((dead = new Error(`redis-server on port ${port} exited (${signal ?? `code ${code}`}) before it answered PING`))));
+    });
+    died.catch(() => {});
+    let last = '';
+    const ping = () =>
+      dead !== null
+        ? Promise.resolve(true)
+        : redis.cli('PING').then(
+            (r) => r === 'PONG',
+            (e: Error) => ((last = e.message), false),
+          );
+    try {
+      await Promise.race([eventually(ping, 10_000, `redis-server on port ${port} to answer PING`), died]);
+      if (dead !== null) throw dead;
+    } catch (e) {
+      await redis.stop();
+      throw last ? new Error(`${(e as Error).message} (redis-cli: ${last})`) : e;
+    }
     return redis;
   }
 
@@ -85,7 +109,8 @@ export class TestRedis {
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
+    // A child never started (`pid` undefined) sends no `exit`.
+    if (this.child.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise((r) => this.child.once('exit', r));
       this.child.kill('SIGKILL');
       await exited;
