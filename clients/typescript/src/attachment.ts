@@ -101,7 +101,9 @@ export interface AttachOptions<M extends 'text' | 'binary' = 'text' | 'binary'> 
    * node of a cluster let go of its copy of the session, which still
    * exists): the client attaches again by itself from the position
    * reached, and the listeners see `onAttached` again, as after a
-   * reconnect.
+   * reconnect; also after `onExit` when the session ended `lost` (it may
+   * run again, and tell a second `onExit`). A session that ended otherwise
+   * is not attached again: its release ends the attachment, untold.
    */
   onDetached?: (info: DetachInfo) => void;
   /**

@@ -205,6 +205,33 @@ describe('detach, then attach the same session again', () => {
   });
 });
 
+describe('a release or deletion racing our own detach', () => {
+  it('is not taken for the detach’s answer: the answer that follows (not_attached) reaches no new attachment', async () => {
+    for (const reason of ['released', 'deleted']) {
+      const { server, client } = setup();
+      client.connect();
+      await vi.advanceTimersByTimeAsync(0);
+      const s = server.last.accept();
+      const attached = { type: 'session.attached', sessionId: 'job', epoch: 'e', offset: 0, cols: 0, rows: 0, status: 'running' };
+      client.attach('job').detach();
+      const errors: unknown[] = [];
+      const detached: unknown[] = [];
+      const out: string[] = [];
+      client.attach('job', { onError: (e) => errors.push(e.code), onDetached: (d) => detached.push(d), onOutput: (d) => out.push(d) });
+      s.message(attached);
+      // The node let go of the old attachment (or the session was deleted)
+      // before it read our detach, which it then answers not_attached.
+      s.message({ type: 'session.detached', sessionId: 'job', reason });
+      s.message({ type: 'error', code: 'not_attached', message: 'not attached', sessionId: 'job' });
+      s.message(attached);
+      s.output('job', 0, 'abc', 'stdout');
+      expect(errors).toEqual([]);
+      expect(detached).toEqual([]);
+      expect(out.join('')).toBe('abc');
+    }
+  });
+});
+
 describe('several attaches of one session', () => {
   it('share one server attachment; each gets output in its mode; the last detach ends it', async () => {
     const { server, client } = setup({ logger: quiet });
