@@ -33,7 +33,8 @@ import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { ClipboardAddon } from '@xterm/addon-clipboard';
 import { inputRefusal, serverRefusal, type ExitInfo, type InputOptions, type SessionHandle, type StreamMode, type WebSocketClient } from '@termstream/client';
 import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
-import { formatDuration, formatExit, type SessionRow } from '../state/sessions';
+import type { SessionRow } from '../state/sessions';
+import { Ending } from './ending';
 import { currentTheme } from './theme';
 import { acquireWebgl, releaseWebgl } from './webgl';
 import { hookQueries } from './queries';
@@ -76,8 +77,8 @@ export class TermView {
   private readonly badgeEl: HTMLElement;
   /** For a command session whose output outgrew the scrollback: says that its start is not kept here. */
   private readonly trimmedEl: HTMLElement;
-  /** How the session ended: `exit 3 · 1s`, `SIGTERM · 2m 05s`, `deleted`; empty while it runs. */
-  private readonly endEl: HTMLElement;
+  /** How the session ended (`exit`, `deleted`, the header's end text). */
+  private readonly ending: Ending;
   private readonly searchBox: HTMLInputElement;
   private handle: SessionHandle | null = null;
   private readonly gauge = new FlowGauge(flowOptions());
@@ -99,13 +100,6 @@ export class TermView {
   private size: { cols: number; rows: number };
   /** The size last asked of the server, and when (asked again if no answer came). */
   private asked: { cols: number; rows: number; at: number } | null = null;
-  exit: ExitInfo | null = null;
-  /**
-   * Whether the session was deleted. Its own flag, not a status: the list's
-   * `deleted` event and the view's own exit and detach come from separate
-   * server tasks, in any order, and the exit sets the status.
-   */
-  deleted = false;
   /** The server ended this view's attachment for good (its attach refused, or a detach that is not a deletion): nothing more will come of it. */
   private attachOver = false;
   readOnly = false;
@@ -133,7 +127,16 @@ export class TermView {
     this.size = { cols: this.term.cols, rows: this.term.rows };
     this.titleEl = h('span', { class: 'term-title', title: info.argv.join(' ') }, info.id);
     this.badgeEl = h('span', { class: 'term-badge' });
-    this.endEl = h('span', { class: 'term-end' });
+    const view = this;
+    this.ending = new Ending({
+      info,
+      get el() {
+        return view.el;
+      },
+      write: (text) => this.write(text),
+      disableInput: () => (this.term.options.disableStdin = true),
+      changed: () => hooks.changed(this),
+    });
     this.trimmedEl = h('span', {
       class: 'term-trimmed',
       hidden: '',
@@ -155,7 +158,7 @@ export class TermView {
       h('span', { class: 'focus-dot', title: 'Focused on the server' }),
       this.titleEl,
       h('span', { class: 'term-kind' }, info.kind),
-      this.endEl,
+      this.ending.endEl,
       this.trimmedEl,
       this.badgeEl,
       h('span', { class: 'spacer' }),
@@ -205,6 +208,16 @@ export class TermView {
 
   get id(): string {
     return this.info.id;
+  }
+
+  /** How the session ended, or null while it runs. */
+  get exit(): ExitInfo | null {
+    return this.ending.exit;
+  }
+
+  /** Whether the session was deleted. */
+  get deleted(): boolean {
+    return this.ending.deleted;
   }
 
   /**
@@ -283,7 +296,7 @@ export class TermView {
         this.setSize(a.cols, a.rows);
         // A session lost when its node stopped answering, and followed
         // again (released) now that the node came back: it runs again.
-        if (a.status === 'running' && this.exit?.status === 'lost' && !this.deleted) this.unend();
+        if (a.status === 'running' && this.exit?.status === 'lost' && !this.deleted) this.ending.unend();
         this.info.status = a.status;
         this.hooks.changed(this);
         this.scheduleFit();
@@ -308,19 +321,7 @@ export class TermView {
         if (this.info.kind === 'command') this.write(`\x1b[2m[output ${g.from}..${g.to} skipped: ${g.reason}]\x1b[22m\r\n`);
       },
       onResize: (s) => this.setSize(s.cols, s.rows),
-      onExit: (e) => {
-        this.exit = e;
-        this.info.status = this.deleted ? 'deleted' : e.status;
-        if (e.exitCode !== null) this.info.exitCode = e.exitCode;
-        if (e.signal !== null) this.info.signal = e.signal;
-        const how = formatExit(this.info) || e.status;
-        const colour = e.exitCode === 0 ? '\x1b[32m' : '\x1b[31m';
-        this.write(`\r\n${colour}[${how}]\x1b[0m\r\n`);
-        this.el.dataset.exit = e.exitCode !== null ? String(e.exitCode) : `signal ${e.signal}`;
-        const end = e.duration !== null ? `${how} · ${formatDuration(e.duration)}` : how;
-        this.showEnd(this.deleted ? `${end} · deleted` : end, e.exitCode === 0 && !this.deleted);
-        this.hooks.changed(this);
-      },
+      onExit: (e) => this.ending.exited(e),
       // A deletion ends the view (`released` never comes here: the client
       // follows it); a reason this page does not know is told as it is.
       onDetached: ({ reason }) => {
@@ -353,52 +354,18 @@ export class TermView {
     });
   }
 
-  /**
-   * The list says the session is gone. A view whose attachment may still
-   * answer waits for its own `session.detached` (reason `deleted`) or its
-   * attach's refusal: a cluster node says `deleted` in the list also when
-   * it releases another node's session, which the client follows again.
-   * That holds while the view was started (a paused one attaches again on
-   * resume, refused if the session is gone), its attachment is not over,
-   * and the session has not ended, or ended `lost` (followed again when
-   * released). An ended attachment is not attached again after a
-   * reconnect or a release, so nothing else would tell its deletion.
-   */
+  /** The list says the session is gone: believed unless the view's attachment may still answer (see `Ending.believesList`). */
   deletedInList(): void {
-    if (this.started && !this.attachOver && (this.exit === null || this.exit.status === 'lost')) return;
-    this.markDeleted();
+    if (this.ending.believesList(this.started, this.attachOver)) this.markDeleted();
   }
 
   /**
-   * The session was deleted (here or elsewhere; the server's
-   * `session.detached` with reason `deleted`, the list's `deleted` event
-   * for a view not attached, or a re-attach refused after the socket was
-   * down): its output stays readable, and nothing typed goes anywhere.
+   * The session was deleted (the server's `session.detached` with reason
+   * `deleted`, the list's `deleted` event when believed, or a re-attach
+   * refused after the socket was down).
    */
   markDeleted(): void {
-    if (this.deleted) return;
-    this.deleted = true;
-    this.info.status = 'deleted';
-    this.term.options.disableStdin = true;
-    this.write('\r\n\x1b[31m[session deleted]\x1b[0m\r\n');
-    this.showEnd(this.endEl.textContent ? `${this.endEl.textContent} · deleted` : 'deleted', false);
-    this.hooks.changed(this);
-  }
-
-  /** Undoes `onExit`'s marks: the session runs again. */
-  private unend(): void {
-    this.exit = null;
-    this.endEl.textContent = '';
-    this.endEl.classList.remove('ok');
-    delete this.el.dataset.ended;
-    delete this.el.dataset.exit;
-  }
-
-  /** Shows how the session ended in the header, and hides Stop. */
-  private showEnd(text: string, ok: boolean): void {
-    this.endEl.textContent = text;
-    this.endEl.classList.toggle('ok', ok);
-    this.el.dataset.ended = '';
+    this.ending.markDeleted();
   }
 
   private count(data: Uint8Array): void {
