@@ -75,7 +75,7 @@ it('a session released by the viewer’s node is attached again from where it wa
   } finally {
     client.disconnect();
   }
-});
+}, 90_000);
 
 it('a session lost when its node froze, and released when the node came back, is attached again: its output carries on once', async () => {
   await owner.createSession({ id: 'frozen', kind: 'command', command: 'exec cat' });
@@ -127,4 +127,4 @@ it('a session lost when its node froze, and released when the node came back, is
     if (frozen) owner.signal('SIGCONT');
     client.disconnect();
   }
-});
+}, 90_000);

@@ -70,4 +70,4 @@ it('a session released by the viewer’s node stays shown: no deleted error, its
   expect(screen.getByTestId('output').textContent).toBe('before\nduring\nafter\n');
   expect(screen.getByText('no error')).toBeTruthy();
   expect(screen.getByText('live')).toBeTruthy();
-});
+}, 90_000);
