@@ -293,6 +293,9 @@ export class TermView {
       stream: this.streamMode(),
       since,
       onAttached: (a) => {
+        // Attached again by the client (after a reconnect, or a release)
+        // from the position reached: what follows was produced while away.
+        if (a.recovered !== undefined) this.catchingUp = true;
         this.setSize(a.cols, a.rows);
         // A session lost when its node stopped answering, and followed
         // again (released) now that the node came back: it runs again.
