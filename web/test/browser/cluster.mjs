@@ -134,6 +134,28 @@ test('a session lost while its node was frozen runs on in its terminal once the 
   await shot(page, 'lost-and-back');
 });
 
+test('a paused view of a session the viewer’s node lets go of is not marked deleted: resumed, it follows the session again', async ({ server, api, ctx, owner, redis }) => {
+  await owner.create(bash('paused'));
+  await waitFor('the session listed on the viewer’s node', () => api.get('paused').then(() => true, () => false));
+  const page = await openPage(ctx, server, '#/s/paused');
+  await hasView(page, 'paused');
+  await waitText(page, 'paused', '$ ');
+  // Paused as flow control pauses a view that fell behind: detached, its
+  // position kept, nothing attached on the server.
+  await page.evaluate(() => window.termstream.views.get('paused').pause());
+  const record = await redis('HGET', 'termstream:dir', 'paused');
+  await redis('EVAL', "redis.call('DEL', KEYS[2]); return redis.call('HDEL', KEYS[1], ARGV[1])", '2', 'termstream:dir', 'termstream:dirlog', 'paused');
+  await waitFor('the list without the session', () => page.evaluate(() => !window.termstream.sessions.has('paused')));
+  assert.equal(await page.evaluate(() => window.termstream.views.get('paused').deleted), false, 'a release is not a deletion');
+  await owner.input('paused', 'echo during-$((6*7))\n');
+  await redis('EVAL', "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); return redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])", '2', 'termstream:dir', 'termstream:dirlog', 'paused', record);
+  await page.evaluate(() => window.termstream.views.get('paused').resume());
+  await waitText(page, 'paused', 'during-42');
+  const text = await bufferText(page, 'paused');
+  assert.ok(!text.includes('[session deleted]'), `no [session deleted] in:\n${text}`);
+  assert.equal(await page.evaluate(() => window.termstream.views.get('paused').deleted), false);
+});
+
 /** Runs the checks whose names include `filter` (with `runAll` of run.mjs) on a cluster of their own. */
 export async function runClusterChecks(filter, runAll) {
   if (!checks.some((t) => t.name.includes(filter))) return;
