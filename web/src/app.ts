@@ -329,7 +329,7 @@ export class App {
     if (m.type === 'session_update') {
       const u = m as unknown as SessionUpdate;
       const r = applyUpdate(this.sessions, u, Date.now());
-      if (u.change === 'deleted') this.views.get(u.sessionId)?.markDeleted();
+      if (u.change === 'deleted') this.views.get(u.sessionId)?.deletedInList();
       this.setSessions(r.map);
       if (r.refresh) this.scheduleRefresh();
     } else if (m.type === 'connected') {

@@ -12,6 +12,8 @@
 import type { ErrorCode } from './codes.js';
 import type {
   AttachedMessage,
+  DetachReason,
+  DetachedMessage,
   ErrorMessage,
   ExitMessage,
   GapMessage,
@@ -57,6 +59,15 @@ export interface GapInfo {
   reason: GapReason;
 }
 
+/**
+ * What `onDetached` is told: why the server ended the subscription, or
+ * null from a server older than the reason (which sent it only when the
+ * session was deleted).
+ */
+export interface DetachInfo {
+  reason: DetachReason | null;
+}
+
 /** What `onRestore` is told: a screen to draw on a blank `cols`×`rows` terminal. */
 export interface RestoreInfo {
   data: string;
@@ -83,17 +94,29 @@ export interface AttachOptions<M extends 'text' | 'binary' = 'text' | 'binary'> 
   onGap?: (gap: GapInfo) => void;
   onAttached?: (info: AttachInfo) => void;
   onResize?: (size: { cols: number; rows: number }) => void;
-  /** The server ended the subscription (the session was deleted). */
-  onDetached?: () => void;
   /**
-   * An `error` naming the session: a refused attach (`session_not_found`
-   * with `request: 'session.attach'`), input, resize or focus
-   * (`session_not_found`, `session_not_running`, `read_only`, `busy`, ...).
+   * The server ended the subscription unasked: the session was deleted
+   * (`reason` `deleted`, or null from a server older than the reason), or
+   * for a reason this client does not know. Not called for `released` (a
+   * node of a cluster let go of its copy of the session, which still
+   * exists): the client attaches again by itself from the position
+   * reached, and the listeners see `onAttached` again, as after a
+   * reconnect; also after `onExit` when the session ended `lost` (it may
+   * run again, and tell a second `onExit`). A session that ended otherwise
+   * is not attached again: its release ends the attachment, untold.
+   */
+  onDetached?: (info: DetachInfo) => void;
+  /**
+   * An `error` naming the session: a refused attach (`request:
+   * 'session.attach'`, with `session_not_found` after its wait, or
+   * `rate_limited` when the socket's attachment slots are all taken),
+   * input, resize or focus (`session_not_found`, `session_not_running`,
+   * `read_only`, `busy`, ...).
    */
   onError?: (error: AttachError) => void;
 }
 
-/** What `onError` is told: the server's error, and the request it answers when the server says (`session.attach` on an attach refused after its wait). */
+/** What `onError` is told: the server's error, and the request it answers when the server says (`session.attach` on a refused attach). */
 export interface AttachError {
   code: ErrorCode;
   message: string;
@@ -214,19 +237,37 @@ export class Attachment {
   }
 
   /**
-   * Whether `m` is the server's answer to the attach that the session is not
-   * there (it never was, or was deleted while the client was away): then
-   * this attachment is over, and its listeners are told with `onError`. The
-   * server marks that refusal `request: "session.attach"`; the same code for
-   * input, a resize or a focus naming the id is not it, whatever order they
-   * were sent in. A server older than that field never ends an attachment
-   * this way (its refusal is told to `onError` all the same, and a reconnect
-   * attaches the id again): telling the refusals apart by counting messages
-   * misattributes one sent before the attach.
+   * Whether `m` is the server's refusal of the attach: the session is not
+   * there (`session_not_found`: it never was, or was deleted while the
+   * client was away), or the socket has no free attachment slot
+   * (`rate_limited`). Then this attachment is over, and its listeners are
+   * told with `onError`. The server marks those refusals `request:
+   * "session.attach"`; the same codes for input, a resize or a focus naming
+   * the id are not it, whatever order they were sent in. A server older
+   * than that field never ends an attachment this way (its refusal is told
+   * to `onError` all the same, and a reconnect attaches the id again):
+   * telling the refusals apart by counting messages misattributes one sent
+   * before the attach.
    */
   refusedBy(m: ServerMessage): boolean {
-    if (!this.awaiting || m.type !== 'error' || m.code !== 'session_not_found' || m.request !== 'session.attach') return false;
+    if (!this.awaiting || m.type !== 'error' || m.request !== 'session.attach') return false;
+    if (m.code !== 'session_not_found' && m.code !== 'rate_limited') return false;
     this.awaiting = false;
+    return true;
+  }
+
+  /**
+   * Whether `m` is the server's `session.detached` with reason `released`:
+   * the node let go of its copy of the session, which still exists, and the
+   * client attaches again from `next` (nothing lost or repeated) instead of
+   * ending the attachment. A session that ended `lost` (its node stopped
+   * answering) is released when its node comes back, and runs again:
+   * followed again too. One that ended otherwise has told its end already
+   * and stays ended (attached again, it would tell it twice).
+   */
+  releasedBy(m: ServerMessage): boolean {
+    if (m.type !== 'session.detached' || (m as DetachedMessage).reason !== 'released') return false;
+    if (this.ended && this.status === 'lost') this.ended = false;
     return true;
   }
 
@@ -285,10 +326,13 @@ export class Attachment {
         this.info(`[session ${this.sessionId} ${e.status}, ${how}]\n`);
         break;
       }
-      case 'session.detached':
+      case 'session.detached': {
         this.ended = true;
-        this.each((o) => o.onDetached?.());
+        const reason = (m as DetachedMessage).reason;
+        const info: DetachInfo = { reason: typeof reason === 'string' ? reason : null };
+        this.each((o) => o.onDetached?.(info));
         break;
+      }
       case 'error': {
         const err = m as ErrorMessage;
         const info: AttachError = { code: err.code, message: err.message ?? '' };

@@ -7,12 +7,13 @@
  * either schedules the next attempt or settles. Each socket gets an id;
  * callbacks of an older socket (or of a ticket request made for one) are
  * ignored, which removes the close-versus-reconnect races. The edges are
- * injected: the WebSocket constructor, `fetch`, the lifecycle event targets
- * and `random`.
+ * injected: the WebSocket constructor, `fetch`, the lifecycle targets, `random`.
  *
  * When the socket (re)opens the client restores, in order: its event channel
- * subscriptions, its attachments (with `since`), its focus syncs, input the
- * server may not have applied (same `seq`), then the queued messages.
+ * subscriptions, its attachments (with `since`; not those whose session ended),
+ * its focus syncs, input the server may not have applied (same `seq`), then the
+ * queued messages. A `session.detached` with reason `released` attaches again
+ * at once, with `since`, unless the session ended otherwise than `lost`.
  */
 
 import { DEFAULT_RECONNECT, type ReconnectOptions, backoffDelay } from './backoff.js';
@@ -123,8 +124,7 @@ class Client implements WebSocketClient {
    * the error thrown.
    */
   private sendAll(type: string, payloads: Record<string, unknown>[]): void {
-    // A terminal's response to a query is sent now or never: neither
-    // queued nor sent again after a reconnect (it would answer too late).
+    // A query's response is sent now or never: not queued nor sent again after a reconnect (too late).
     const response = payloads.some((p) => p.response === true);
     const outs = oneCall(payloads.map((p) => serialize(type, p, () => ++this.seq, this.maxMessage)), ++this.calls);
     if (this.isOpen()) for (const out of outs) this.write(out);
@@ -445,10 +445,13 @@ class Client implements WebSocketClient {
         const a = this.attachments.get(m.sessionId);
         // Refused: over before its listeners hear why, so one of them may attach the id afresh.
         if (a?.refusedBy(m)) this.attachments.delete(m.sessionId);
-        a?.handle(m);
-      } else if (m.type === 'session.detached' || (m.type === 'error' && m.code === 'not_attached')) {
-        if (old > 1) this.draining.set(m.sessionId, old - 1);
-        else this.draining.delete(m.sessionId);
+        // Released by a node of a cluster: the session goes on, and so does the attachment.
+        if (!a?.releasedBy(m)) a?.handle(m);
+        else if (!a.ended) this.sendAttach(a);
+        // The detach's answer; a release or deletion racing it is not (the answer still comes).
+      } else if ((m.type === 'session.detached' && (m.reason ?? 'detach') === 'detach') || (m.type === 'error' && m.code === 'not_attached')) {
+        if (old === 1) this.draining.delete(m.sessionId);
+        else this.draining.set(m.sessionId, old - 1);
       }
     }
     if (typeof m.projectId === 'string') this.projects.get(m.projectId)?.receive(m);

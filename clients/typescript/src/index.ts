@@ -11,7 +11,7 @@
 export { createWebSocketClient, AuthError } from './client.js';
 export type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './client.js';
 export { serverRefusal } from './attachment.js';
-export type { AttachError, AttachInfo, AttachOptions, ExitInfo, GapInfo, InputOptions, OutputInfo, RestoreInfo, SessionHandle, StreamMode, TerminalOutputMessage } from './attachment.js';
+export type { AttachError, AttachInfo, AttachOptions, DetachInfo, ExitInfo, GapInfo, InputOptions, OutputInfo, RestoreInfo, SessionHandle, StreamMode, TerminalOutputMessage } from './attachment.js';
 export { backoffDelay, DEFAULT_RECONNECT } from './backoff.js';
 export type { ReconnectOptions } from './backoff.js';
 export { CloseCode, AUTH_FAILURE_STATUSES } from './codes.js';
@@ -22,6 +22,8 @@ export type { EventSourceLike, LifecycleTargets } from './lifecycle.js';
 export { decodeOutputFrame, encodeOutputFrame, EVENT_CHANNELS, utf8Length } from './protocol.js';
 export type {
   AttachedMessage,
+  DetachReason,
+  DetachedMessage,
   ErrorMessage,
   ExitMessage,
   GapMessage,

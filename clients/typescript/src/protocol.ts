@@ -80,13 +80,34 @@ export interface ExitMessage extends ServerMessage {
   duration: number | null;
 }
 
+/**
+ * Why the server ended an attachment (`session.detached`'s `reason`):
+ * `detach`, this socket asked (`session.detach`, also of an attach still
+ * waiting); `deleted`, the session was deleted; `released`, on a node of a
+ * cluster, the node let go of its copy of another node's session, which
+ * still exists (attaching again follows it). A reason this client does not
+ * know is kept as the server's string.
+ */
+export type DetachReason = 'detach' | 'deleted' | 'released' | (string & {});
+
+/** `session.detached`: the attachment ended; servers before `reason` send none. */
+export interface DetachedMessage extends ServerMessage {
+  type: 'session.detached';
+  sessionId: string;
+  reason?: DetachReason;
+}
+
 /** `error`: something was wrong; the connection stays open. */
 export interface ErrorMessage extends ServerMessage {
   type: 'error';
   code: ErrorCode;
   message?: string;
   sessionId?: string;
-  /** The request the error answers, where the order cannot tell: `session.attach` on a waited attach's refusal. */
+  /**
+   * The request the error answers, where the order cannot tell:
+   * `session.attach` on an attach's refusal (`session_not_found` after its
+   * wait, `rate_limited` when the socket has no free attachment slot).
+   */
   request?: string;
 }
 

@@ -13,7 +13,7 @@ pub mod tracked;
 use std::time::Duration;
 
 use bytes::Bytes;
-use termstream_proto::ws::{GapReason, LogPosition};
+use termstream_proto::ws::{DetachReason, GapReason, LogPosition};
 use termstream_proto::{Epoch, ErrorCode, SessionId, SessionStatus, Stream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -124,8 +124,18 @@ pub enum Event {
         exit_code: Option<i32>,
         signal: Option<i32>,
     },
-    /// `session.detached`: the subscription ended.
-    Detached { session_id: SessionId },
+    /// `session.detached`: the subscription ended, and the client forgot
+    /// it (a reconnect does not attach it again). `reason`:
+    /// [`Detach`](DetachReason::Detach) answers this client's detach;
+    /// [`Deleted`](DetachReason::Deleted) the session was deleted;
+    /// [`Released`](DetachReason::Released) the server's node of a cluster
+    /// let go of its copy of another node's session, which may still
+    /// exist: attaching again (with `since`, to resume) follows it. `None`
+    /// from a server before the field.
+    Detached {
+        session_id: SessionId,
+        reason: Option<DetachReason>,
+    },
     /// An `error` message; the connection carries on.
     ServerError {
         code: ErrorCode,

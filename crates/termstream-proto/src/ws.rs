@@ -53,10 +53,11 @@ pub enum StreamMode {
     Focus,
 }
 
-/// The `request` of an `error` that refuses an attach whose wait ended
-/// without its session ([`ServerMessage::Error`]): a client forgets that
-/// attach, and tells the refusal from the same code answering input, a
-/// resize or a focus naming the id.
+/// The `request` of an `error` that refuses an attach
+/// ([`ServerMessage::Error`]): its wait ended without its session
+/// (`session_not_found`), or the socket holds as many attachments as it may
+/// (`rate_limited`). A client forgets that attach, and tells the refusal
+/// from the same code answering input, a resize or a focus naming the id.
 pub const ATTACH_REQUEST: &str = "session.attach";
 
 /// Event channels a client may subscribe to.
@@ -194,6 +195,24 @@ pub enum GapReason {
     EpochChanged,
 }
 
+/// Why an attachment ended (`session.detached`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetachReason {
+    /// This socket sent `session.detach` (an attach still waiting for its
+    /// session included).
+    Detach,
+    /// The session was deleted, running or ended.
+    Deleted,
+    /// On a node of a cluster, the node let go of its copy of another
+    /// node's session, which may still exist: attaching again follows it.
+    Released,
+    /// A reason this version does not know (from a newer server): read it
+    /// as the end of the attachment, nothing more.
+    #[serde(other)]
+    Unknown,
+}
+
 /// Server → client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -264,9 +283,16 @@ pub enum ServerMessage {
         /// Milliseconds from start to end.
         duration: Option<u64>,
     },
-    /// The subscription ended.
+    /// The subscription ended, for `reason`.
     #[serde(rename = "session.detached", rename_all = "camelCase")]
-    Detached { session_id: SessionId },
+    Detached {
+        session_id: SessionId,
+        /// Why it ended: always sent by this server on `/ws` (its flat
+        /// dialect and `/ws/terminal` keep their older shape, without it);
+        /// `None` from servers before this field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<DetachReason>,
+    },
     /// Something was wrong; the connection stays open.
     #[serde(rename = "error", rename_all = "camelCase")]
     Error {
@@ -276,8 +302,9 @@ pub enum ServerMessage {
         session_id: Option<SessionId>,
         /// The request this error answers, where a client cannot tell it
         /// by order: `session.attach` on the refusal of an attach whose
-        /// wait (`attach_wait_ms`) ended without its session. Absent
-        /// otherwise (and from servers before this field).
+        /// wait (`attach_wait_ms`) ended without its session, or that found
+        /// no free attachment slot. Absent otherwise (and from servers
+        /// before this field).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<String>,
     },
@@ -374,6 +401,36 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&m).unwrap(),
             serde_json::json!({"type":"connected","message":"hi","client_count":2,"clientId":"c1"})
+        );
+    }
+
+    #[test]
+    fn detached_carries_its_reason_and_reads_older_and_newer_servers() {
+        let id = SessionId::new("s").unwrap();
+        let m = ServerMessage::Detached {
+            session_id: id.clone(),
+            reason: Some(DetachReason::Released),
+        };
+        assert_eq!(
+            serde_json::to_value(&m).unwrap(),
+            serde_json::json!({"type":"session.detached","sessionId":"s","reason":"released"})
+        );
+        let read = |text: &str| match serde_json::from_str::<ServerMessage>(text).unwrap() {
+            ServerMessage::Detached { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(read(r#"{"type":"session.detached","sessionId":"s"}"#), None);
+        assert_eq!(
+            read(r#"{"type":"session.detached","sessionId":"s","reason":"detach"}"#),
+            Some(DetachReason::Detach)
+        );
+        assert_eq!(
+            read(r#"{"type":"session.detached","sessionId":"s","reason":"deleted"}"#),
+            Some(DetachReason::Deleted)
+        );
+        assert_eq!(
+            read(r#"{"type":"session.detached","sessionId":"s","reason":"moved"}"#),
+            Some(DetachReason::Unknown)
         );
     }
 

@@ -279,6 +279,11 @@ impl SessionHandle {
         lane::spawn_follower(task, self.lane.clone())
     }
 
+    /// Why the session went, once its info closed ([`remote::Departure`]).
+    pub fn departure(&self) -> remote::Departure {
+        remote::Departure(self.remote.clone())
+    }
+
     /// Whether the session runs on another node of the cluster.
     pub fn is_remote(&self) -> bool {
         self.remote.is_some()

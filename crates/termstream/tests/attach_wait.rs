@@ -189,9 +189,14 @@ async fn waiting_attaches_hold_no_slot_after_a_detach() {
     }
     ws.attach("wait-4", "json").await;
     let refused = ws.next_json(secs(10)).await;
+    // It says which attach it refuses, as a waited attach's refusal does.
     assert_eq!(
-        (refused["code"].as_str(), refused["sessionId"].as_str()),
-        (Some("rate_limited"), Some("wait-4")),
+        (
+            refused["code"].as_str(),
+            refused["sessionId"].as_str(),
+            refused["request"].as_str()
+        ),
+        (Some("rate_limited"), Some("wait-4"), Some("session.attach")),
         "{refused}"
     );
     ws.send(json!({"type":"session.detach","sessionId":"wait-0"})).await;

@@ -159,6 +159,17 @@ async fn flat_names_are_aliases_and_get_flat_answers() {
         ts <= now && now - ts < 60_000,
         "timestamp {ts} is not Unix ms near {now}"
     );
+    // `terminal_detached` keeps its older shape: no `reason` (the dotted
+    // `session.detached` has one), whether detached or deleted.
+    ws.send(json!({"type":"terminal_detach","sessionName":"f"})).await;
+    let detached = ws.until_type("terminal_detached", secs(10)).await;
+    assert_eq!(keys(&detached), ["sessionId", "sessionName", "type"], "{detached}");
+    ws.send(json!({"type":"terminal_attach","sessionName":"f"})).await;
+    ws.until_type("terminal_attached", secs(10)).await;
+    let (status, body) = server.request("DELETE", "/api/sessions/f", None).await;
+    assert!(status.is_success(), "{status} {body}");
+    let detached = ws.until_type("terminal_detached", secs(10)).await;
+    assert_eq!(keys(&detached), ["sessionId", "sessionName", "type"], "{detached}");
 }
 
 /// A client that connects while a terminate is under way is told so, even

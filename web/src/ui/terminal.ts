@@ -33,7 +33,8 @@ import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { ClipboardAddon } from '@xterm/addon-clipboard';
 import { inputRefusal, serverRefusal, type ExitInfo, type InputOptions, type SessionHandle, type StreamMode, type WebSocketClient } from '@termstream/client';
 import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
-import { formatDuration, formatExit, type SessionRow } from '../state/sessions';
+import type { SessionRow } from '../state/sessions';
+import { Ending } from './ending';
 import { currentTheme } from './theme';
 import { acquireWebgl, releaseWebgl } from './webgl';
 import { hookQueries } from './queries';
@@ -76,8 +77,8 @@ export class TermView {
   private readonly badgeEl: HTMLElement;
   /** For a command session whose output outgrew the scrollback: says that its start is not kept here. */
   private readonly trimmedEl: HTMLElement;
-  /** How the session ended: `exit 3 · 1s`, `SIGTERM · 2m 05s`, `deleted`; empty while it runs. */
-  private readonly endEl: HTMLElement;
+  /** How the session ended (`exit`, `deleted`, the header's end text). */
+  private readonly ending: Ending;
   private readonly searchBox: HTMLInputElement;
   private handle: SessionHandle | null = null;
   private readonly gauge = new FlowGauge(flowOptions());
@@ -99,13 +100,8 @@ export class TermView {
   private size: { cols: number; rows: number };
   /** The size last asked of the server, and when (asked again if no answer came). */
   private asked: { cols: number; rows: number; at: number } | null = null;
-  exit: ExitInfo | null = null;
-  /**
-   * Whether the session was deleted. Its own flag, not a status: the list's
-   * `deleted` event and the view's own exit and detach come from separate
-   * server tasks, in any order, and the exit sets the status.
-   */
-  deleted = false;
+  /** The server ended this view's attachment for good (its attach refused, or a detach that is not a deletion): nothing more will come of it. */
+  private attachOver = false;
   readOnly = false;
   focused = false;
   /** What arrived, for tests and the benchmark: output bytes, line feeds and chunks, the most bytes ever queued in xterm.js, and flow-control pauses. */
@@ -131,7 +127,16 @@ export class TermView {
     this.size = { cols: this.term.cols, rows: this.term.rows };
     this.titleEl = h('span', { class: 'term-title', title: info.argv.join(' ') }, info.id);
     this.badgeEl = h('span', { class: 'term-badge' });
-    this.endEl = h('span', { class: 'term-end' });
+    const view = this;
+    this.ending = new Ending({
+      info,
+      get el() {
+        return view.el;
+      },
+      write: (text) => this.write(text),
+      disableInput: () => (this.term.options.disableStdin = true),
+      changed: () => hooks.changed(this),
+    });
     this.trimmedEl = h('span', {
       class: 'term-trimmed',
       hidden: '',
@@ -153,7 +158,7 @@ export class TermView {
       h('span', { class: 'focus-dot', title: 'Focused on the server' }),
       this.titleEl,
       h('span', { class: 'term-kind' }, info.kind),
-      this.endEl,
+      this.ending.endEl,
       this.trimmedEl,
       this.badgeEl,
       h('span', { class: 'spacer' }),
@@ -203,6 +208,16 @@ export class TermView {
 
   get id(): string {
     return this.info.id;
+  }
+
+  /** How the session ended, or null while it runs. */
+  get exit(): ExitInfo | null {
+    return this.ending.exit;
+  }
+
+  /** Whether the session was deleted. */
+  get deleted(): boolean {
+    return this.ending.deleted;
   }
 
   /**
@@ -272,12 +287,19 @@ export class TermView {
     // Output from an earlier offset was produced (and its queries asked)
     // while this view was away: not answered until the view catches up.
     this.catchingUp = since !== undefined;
+    this.attachOver = false;
     this.handle = this.client.attach(this.info.id, {
       output: 'binary',
       stream: this.streamMode(),
       since,
       onAttached: (a) => {
+        // Attached again by the client (after a reconnect, or a release)
+        // from the position reached: what follows was produced while away.
+        if (a.recovered !== undefined) this.catchingUp = true;
         this.setSize(a.cols, a.rows);
+        // A session lost when its node stopped answering, and followed
+        // again (released) now that the node came back: it runs again.
+        if (a.status === 'running' && this.exit?.status === 'lost' && !this.deleted) this.ending.unend();
         this.info.status = a.status;
         this.hooks.changed(this);
         this.scheduleFit();
@@ -302,21 +324,17 @@ export class TermView {
         if (this.info.kind === 'command') this.write(`\x1b[2m[output ${g.from}..${g.to} skipped: ${g.reason}]\x1b[22m\r\n`);
       },
       onResize: (s) => this.setSize(s.cols, s.rows),
-      onExit: (e) => {
-        this.exit = e;
-        this.info.status = this.deleted ? 'deleted' : e.status;
-        if (e.exitCode !== null) this.info.exitCode = e.exitCode;
-        if (e.signal !== null) this.info.signal = e.signal;
-        const how = formatExit(this.info) || e.status;
-        const colour = e.exitCode === 0 ? '\x1b[32m' : '\x1b[31m';
-        this.write(`\r\n${colour}[${how}]\x1b[0m\r\n`);
-        this.el.dataset.exit = e.exitCode !== null ? String(e.exitCode) : `signal ${e.signal}`;
-        const end = e.duration !== null ? `${how} · ${formatDuration(e.duration)}` : how;
-        this.showEnd(this.deleted ? `${end} · deleted` : end, e.exitCode === 0 && !this.deleted);
-        this.hooks.changed(this);
+      onExit: (e) => this.ending.exited(e),
+      // A deletion ends the view (`released` never comes here: the client
+      // follows it); a reason this page does not know is told as it is.
+      onDetached: ({ reason }) => {
+        this.attachOver = true;
+        if (reason === null || reason === 'deleted') this.markDeleted();
+        else this.write(`\r\n${RED}[session detached: ${reason}]${DEFAULT_FG}\r\n`, false);
       },
-      onDetached: () => this.markDeleted(),
       onError: (e) => {
+        // The client ended the attachment: the list's deletion is believed now.
+        if (e.request === 'session.attach') this.attachOver = true;
         if (e.code === 'read_only') {
           this.readOnly = true;
           this.term.options.disableStdin = true;
@@ -339,27 +357,18 @@ export class TermView {
     });
   }
 
-  /**
-   * The session was deleted (here or elsewhere; the server's
-   * `session.detached`, the list's `deleted` event for one that had
-   * ended, or a re-attach refused after the socket was down): its output
-   * stays readable, and nothing typed goes anywhere.
-   */
-  markDeleted(): void {
-    if (this.deleted) return;
-    this.deleted = true;
-    this.info.status = 'deleted';
-    this.term.options.disableStdin = true;
-    this.write('\r\n\x1b[31m[session deleted]\x1b[0m\r\n');
-    this.showEnd(this.endEl.textContent ? `${this.endEl.textContent} · deleted` : 'deleted', false);
-    this.hooks.changed(this);
+  /** The list says the session is gone: believed unless the view's attachment may still answer (see `Ending.believesList`). */
+  deletedInList(): void {
+    if (this.ending.believesList(this.started, this.attachOver)) this.markDeleted();
   }
 
-  /** Shows how the session ended in the header, and hides Stop. */
-  private showEnd(text: string, ok: boolean): void {
-    this.endEl.textContent = text;
-    this.endEl.classList.toggle('ok', ok);
-    this.el.dataset.ended = '';
+  /**
+   * The session was deleted (the server's `session.detached` with reason
+   * `deleted`, the list's `deleted` event when believed, or a re-attach
+   * refused after the socket was down).
+   */
+  markDeleted(): void {
+    this.ending.markDeleted();
   }
 
   private count(data: Uint8Array): void {

@@ -50,9 +50,19 @@ export async function startServer({ config } = {}) {
     url,
     dir,
     stderr: () => stderr,
+    /** Sends the server process `sig` (`SIGSTOP` freezes it, `SIGCONT` lets it go on). */
+    signal: (sig) => child.kill(sig),
+    /** Ends the server (SIGTERM; SIGKILL if it has not exited 10 s later) and removes its dir. */
     async stop() {
-      child.kill('SIGTERM');
-      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        // A frozen (SIGSTOPped) node takes SIGTERM only once let go on.
+        child.kill('SIGCONT');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10000);
+        await exited;
+        clearTimeout(timer);
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -3,7 +3,8 @@
 // after `cargo build`; screenshots go to target/screenshots/. The checks
 // are in sessions.mjs, screen.mjs, streaming.mjs and views.mjs, run one
 // after another in that order on one server; the checks below need a
-// server with tokens of their own.
+// server with tokens of their own, and those of cluster.mjs two nodes and a
+// Redis of their own.
 import { strict as assert } from 'node:assert';
 import { createHash, randomBytes } from 'node:crypto';
 import { startServer, launchBrowser, rest, waitFor, waitText, bufferText, shot } from './harness.mjs';
@@ -11,6 +12,7 @@ import { checks as sessions } from './sessions.mjs';
 import { checks as screen } from './screen.mjs';
 import { checks as streaming } from './streaming.mjs';
 import { checks as views } from './views.mjs';
+import { runClusterChecks } from './cluster.mjs';
 
 const tests = [...sessions, ...screen, ...streaming, ...views];
 
@@ -134,6 +136,13 @@ try {
   await runAll(secured, withTokens, { api: admin, admin });
 } finally {
   await withTokens.stop();
+}
+try {
+  await runClusterChecks(filter, runAll);
+} catch (e) {
+  // The cluster (its Redis, a node) did not start, or did not stop.
+  failed++;
+  console.log(`FAIL the cluster checks\n  ${e.stack ?? e}`);
 }
 await browser.close();
 console.log(`${failed ? 'FAILED' : 'passed'}: browser suite in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -243,6 +243,27 @@ test('a session deleted while the socket is down: after the reconnect its tab sa
   );
 });
 
+test('a session that ended, then the socket reconnected, then deleted: its tab says so (the server holds no attachment of it any more)', async ({ server, api, ctx }) => {
+  await api.create(bash('ended-then-gone'));
+  const page = await openPage(ctx, server, '#/s/ended-then-gone');
+  await hasView(page, 'ended-then-gone');
+  await waitText(page, 'ended-then-gone', '$ ');
+  await api.terminate('ended-then-gone');
+  await waitFor('the exit', () => page.evaluate(() => !!window.termstream.views.get('ended-then-gone').exit));
+  // A blip: the client does not attach an ended session again, so only
+  // the list can tell its deletion now.
+  await page.evaluate(() => window.termstream.cutSocket());
+  await waitFor('the page noticed', () => page.evaluate(() => window.termstream.client.state !== 'connected'), 5000, 5);
+  await page.evaluate(() => window.dispatchEvent(new Event('online')));
+  await waitFor('reconnected', () => page.evaluate(() => window.termstream.client.state === 'connected'));
+  // The list follows again (a session made now is listed) before the deletion.
+  await api.create({ id: 'ended-then-gone-marker', kind: 'command', command: 'true' });
+  await waitFor('the list again', () => page.evaluate(() => window.termstream.sessions.has('ended-then-gone-marker')));
+  await api.call('DELETE', '/api/sessions/ended-then-gone');
+  await waitText(page, 'ended-then-gone', '[session deleted]');
+  assert.match(await page.locator('.term[data-session="ended-then-gone"] .term-end').textContent(), /deleted$/);
+});
+
 test('input the server drops (a paste over its input budget) is told in the terminal', async ({ ctx }) => {
   // A server of its own whose sockets may send 1000 bytes at once, then
   // 100 a second: a 3000-byte paste (one message) is dropped.

@@ -224,3 +224,25 @@ test('a page restored from the back-forward cache reconnects at once and carries
   await waitText(page, 'bfc', 'back-21');
   await withCache.close();
 });
+
+test('a query the program printed while the socket was down is not answered when the page catches up after the reconnect', async ({ server, api, ctx }) => {
+  await api.create(bash('late-query'));
+  let down = false;
+  await ctx.routeWebSocket(/\/ws(\?|$)/, (ws) => (down ? ws.close() : ws.connectToServer()));
+  const page = await openPage(ctx, server, '#/s/late-query');
+  await hasView(page, 'late-query');
+  await waitText(page, 'late-query', '$ ');
+  down = true;
+  await page.evaluate(() => window.termstream.cutSocket());
+  await waitFor('the page noticed', () => page.evaluate(() => window.termstream.client.state !== 'connected'), 5000, 5);
+  // The program asks for the cursor position (DSR) while no viewer is
+  // there, and waits 5 s for an answer: one would come only from the page
+  // parsing that old output after the reconnect, too late to be meant.
+  await api.input('late-query', 'printf \'\\e[6n\'; read -rs -t 5 -d R ans; echo "got:${ans:1}:end"\n');
+  await waitFor('the query in the log', async () => (await (await fetch(`${server.url}/api/sessions/late-query/output`)).text()).includes('\x1b[6n'));
+  down = false;
+  await page.evaluate(() => window.dispatchEvent(new Event('online')));
+  await waitFor('reconnected', () => page.evaluate(() => window.termstream.client.state === 'connected'));
+  const got = await waitFor('the read to end', async () => /got:[^:\n]*:end/.exec(await bufferText(page, 'late-query'))?.[0], 15000);
+  assert.equal(got, 'got::end', 'no answer to the old query');
+});

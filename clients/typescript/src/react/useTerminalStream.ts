@@ -1,8 +1,9 @@
 /**
  * `useTerminalStream(sessionId)`: a session's output as text, in the shape
  * `004-terminal-streaming-api.md` shows (`{output, isConnected}`), built on
- * the client's resumable attach, so a reconnect neither repeats nor loses
- * output. The text is bounded: only the last `maxOutput` characters are kept.
+ * the client's resumable attach, so a reconnect (or a cluster node letting
+ * go of its copy of the session) neither repeats nor loses output. The text
+ * is bounded: only the last `maxOutput` characters are kept.
  */
 
 import { useCallback, useEffect, useMemo, useSyncExternalStore } from 'react';
@@ -25,7 +26,9 @@ export interface TerminalStream {
    * The last error the server gave about the session since it was last
    * attached, or null (an attach clears it): a session that does not exist
    * (the attach refused after its wait), or was deleted (while shown or
-   * while the client was away), is `session_not_found`; refused input is
+   * while the client was away), is `session_not_found`; an attach refused
+   * because the socket's attachment slots are all taken is `rate_limited`
+   * (the attach is over: mount the hook again to ask again); refused input is
    * `session_not_running`, `read_only`, `busy`, ... A `session_not_found`
    * the server does not mark as the attach's refusal (`request`) is
    * reported only while the session is not attached: a server older than
@@ -95,12 +98,23 @@ export function useTerminalStream(sessionId: string, options: { maxOutput?: numb
       onOutput: (text) => store.append(text),
       onGap: (g) => store.update({ gaps: [...store.snapshot.gaps, g] }),
       onExit: (e) => store.update({ exitCode: e.exitCode, status: e.status }),
-      // Unasked (a detach of our own is not reported): the session was deleted.
-      onDetached: () => store.update({ attached: false, error: { code: 'session_not_found', message: `session ${sessionId} was deleted` } }),
+      // Unasked (a detach of our own is not reported, and a cluster node's
+      // release is followed by the client): the session was deleted, or
+      // (a reason this client does not know) the server ended the
+      // attachment for another cause, which is only told as not attached.
+      onDetached: ({ reason }) =>
+        store.update(
+          reason === null || reason === 'deleted'
+            ? { attached: false, error: { code: 'session_not_found', message: `session ${sessionId} was deleted` } }
+            : { attached: false },
+        ),
       onError: ({ code, message, request }) => {
         // Attached, an unmarked session_not_found answers input or a resize
         // racing a deletion, which onDetached reports.
-        const report = code !== 'session_not_found' || request === 'session.attach' || (request === undefined && !store.snapshot.attached);
+        // An attach refused (the first, or one after a reconnect or a
+        // cluster node's release) leaves nothing attached.
+        if (request === 'session.attach') return store.update({ attached: false, error: { code, message } });
+        const report = code !== 'session_not_found' || (request === undefined && !store.snapshot.attached);
         if (report) store.update({ error: { code, message } });
       },
     });

@@ -60,6 +60,11 @@ export class TestServer {
     await exited;
   }
 
+  /** Sends the server process `signal` (`SIGSTOP` and `SIGCONT` freeze it and let it go on). */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+
   /** Stops the server gracefully (it terminates its sessions' programs), SIGKILL after 5 s, and removes the data dir. */
   async cleanup(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) {

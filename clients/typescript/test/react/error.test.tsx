@@ -61,3 +61,13 @@ it('session_not_found without request is shown only while not attached (an older
   act(() => s.message({ type: 'error', code: 'session_not_found', message: 'no session', sessionId: 'x', request: 'session.attach' }));
   expect(screen.getByText('error session_not_found')).toBeTruthy();
 });
+
+it('released, then the attach again refused: not connected, with the refusal as the error', () => {
+  const { s } = shown();
+  act(() => s.message(attached));
+  expect(screen.getByText('live')).toBeTruthy();
+  act(() => s.message({ type: 'session.detached', sessionId: 'x', reason: 'released' }));
+  act(() => s.message({ type: 'error', code: 'session_not_found', message: 'no session', sessionId: 'x', request: 'session.attach' }));
+  expect(screen.getByText('error session_not_found')).toBeTruthy();
+  expect(screen.getByText('offline')).toBeTruthy();
+});

@@ -205,6 +205,33 @@ describe('detach, then attach the same session again', () => {
   });
 });
 
+describe('a release or deletion racing our own detach', () => {
+  it('is not taken for the detach’s answer: the answer that follows (not_attached) reaches no new attachment', async () => {
+    for (const reason of ['released', 'deleted']) {
+      const { server, client } = setup();
+      client.connect();
+      await vi.advanceTimersByTimeAsync(0);
+      const s = server.last.accept();
+      const attached = { type: 'session.attached', sessionId: 'job', epoch: 'e', offset: 0, cols: 0, rows: 0, status: 'running' };
+      client.attach('job').detach();
+      const errors: unknown[] = [];
+      const detached: unknown[] = [];
+      const out: string[] = [];
+      client.attach('job', { onError: (e) => errors.push(e.code), onDetached: (d) => detached.push(d), onOutput: (d) => out.push(d) });
+      s.message(attached);
+      // The node let go of the old attachment (or the session was deleted)
+      // before it read our detach, which it then answers not_attached.
+      s.message({ type: 'session.detached', sessionId: 'job', reason });
+      s.message({ type: 'error', code: 'not_attached', message: 'not attached', sessionId: 'job' });
+      s.message(attached);
+      s.output('job', 0, 'abc', 'stdout');
+      expect(errors).toEqual([]);
+      expect(detached).toEqual([]);
+      expect(out.join('')).toBe('abc');
+    }
+  });
+});
+
 describe('several attaches of one session', () => {
   it('share one server attachment; each gets output in its mode; the last detach ends it', async () => {
     const { server, client } = setup({ logger: quiet });
@@ -374,3 +401,53 @@ function frame(sessionId: string, offset: number, data: Uint8Array): ArrayBuffer
   out.set(data, 11 + id.length);
   return out.buffer;
 }
+
+describe("session.detached's reason", () => {
+  const attached = { type: 'session.attached', sessionId: 'job', epoch: 'e', offset: 0, cols: 0, rows: 0, status: 'running' };
+
+  async function attachedJob() {
+    const { server, client } = setup();
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    const out: string[] = [];
+    const detached: unknown[] = [];
+    const exits: unknown[] = [];
+    const h = client.attach('job', { onOutput: (d) => out.push(d), onDetached: (d) => detached.push(d), onExit: (e) => exits.push(e) });
+    s.message(attached);
+    s.output('job', 0, 'abc', 'stdout');
+    return { s, h, out, detached, exits };
+  }
+
+  it('released: attached again from the position reached, the listeners told nothing', async () => {
+    const { s, out, detached } = await attachedJob();
+    s.message({ type: 'session.detached', sessionId: 'job', reason: 'released' });
+    expect(s.ofType('session.attach').at(-1)).toEqual({ type: 'session.attach', sessionId: 'job', output: 'binary', since: { epoch: 'e', offset: 3 } });
+    s.message({ ...attached, offset: 3 });
+    s.output('job', 3, 'def', 'stdout');
+    expect(out.join('')).toBe('abcdef');
+    expect(detached).toEqual([]);
+  });
+
+  it('deleted, none (an older server) or one unknown: the end, told with the reason as given', async () => {
+    for (const [reason, told] of [
+      ['deleted', 'deleted'],
+      [undefined, null],
+      ['moved', 'moved'],
+    ] as const) {
+      const { s, detached } = await attachedJob();
+      s.message({ type: 'session.detached', sessionId: 'job', ...(reason ? { reason } : {}) });
+      expect(detached).toEqual([{ reason: told }]);
+      expect(s.ofType('session.attach')).toHaveLength(1);
+    }
+  });
+
+  it('released after the session ended (not lost): not attached again, its end not told twice', async () => {
+    const { s, detached, exits } = await attachedJob();
+    s.message({ type: 'session.exit', sessionId: 'job', status: 'exited', exitCode: 0, signal: null, duration: 1 });
+    s.message({ type: 'session.detached', sessionId: 'job', reason: 'released' });
+    expect(s.ofType('session.attach')).toHaveLength(1);
+    expect(exits).toHaveLength(1);
+    expect(detached).toEqual([]);
+  });
+});

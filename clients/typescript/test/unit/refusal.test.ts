@@ -110,3 +110,20 @@ describe('an attach refused after its wait', () => {
     expect(server.last.accept().ofType('session.attach')).toHaveLength(1);
   });
 });
+
+describe('an attach refused for want of a free slot', () => {
+  it("rate_limited with request ends the attach; input's rate_limited does not", async () => {
+    const { client, s } = await open();
+    const errors: string[] = [];
+    const h = client.attach('x', { onError: (e) => errors.push(`${e.code} ${e.request ?? '-'}`) });
+    h.input('too much');
+    s.message({ type: 'error', code: 'rate_limited', message: 'input over budget', sessionId: 'x' });
+    client.attach('x');
+    expect(s.ofType('session.attach')).toHaveLength(1);
+    s.message({ type: 'error', code: 'rate_limited', message: 'a socket may attach at most 2 sessions', sessionId: 'x', request: 'session.attach' });
+    expect(errors).toEqual(['rate_limited -', 'rate_limited session.attach']);
+    // Over: attaching the id again asks the server afresh.
+    client.attach('x');
+    expect(s.ofType('session.attach')).toHaveLength(2);
+  });
+});

@@ -226,7 +226,7 @@ async fn follow(
                         let code = exit::of_program(exit_code, signal);
                         break Ok(if status == SessionStatus::Terminated { Reason::Terminated(code) } else { Reason::Exited(code) });
                     }
-                    Event::Detached { session_id } if session_id == id => break Ok(Reason::Deleted),
+                    Event::Detached { session_id, .. } if session_id == id => break Ok(Reason::Deleted),
                     Event::Disconnected { retry_in, .. } if watch.screen => {
                         // A status line on the bottom row; the snapshot after the
                         // reconnect draws over it.

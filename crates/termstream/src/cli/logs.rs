@@ -180,7 +180,9 @@ async fn follow(
                     "termstream: output {from}..{to} of {id} is lost ({reason:?})"
                 );
             }
-            Event::Exit { session_id, .. } | Event::Detached { session_id } if session_id == id => break Ok(exit::OK),
+            Event::Exit { session_id, .. } | Event::Detached { session_id, .. } if session_id == id => {
+                break Ok(exit::OK);
+            }
             Event::ServerError {
                 code,
                 message,

@@ -267,7 +267,7 @@ async fn stream(
                             exit::of_program(exit_code, signal)
                         });
                     }
-                    Event::Detached { session_id } if session_id == id => {
+                    Event::Detached { session_id, .. } if session_id == id => {
                         break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted")));
                     }
                     Event::ServerError { code, message, session_id, .. } if session_id.as_ref() == Some(&id) => {

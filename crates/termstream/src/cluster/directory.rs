@@ -311,6 +311,7 @@ pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<Put> {
 async fn sync(c: &Arc<Cluster>, view: &mut View) -> RedisResult<()> {
     view.refresh(c).await?;
     let mut records = view.records();
+    let removed = view.take_removed();
     let owners: Vec<String> = records
         .iter()
         .filter(|r| r.node != c.node && r.info.status.is_running())
@@ -333,7 +334,7 @@ async fn sync(c: &Arc<Cluster>, view: &mut View) -> RedisResult<()> {
         }
     }
     forget::reconcile(c, &records);
-    super::remote::sync(c, records);
+    super::remote::sync(c, records, &removed);
     c.registry.remote().mark_synced();
     Ok(())
 }

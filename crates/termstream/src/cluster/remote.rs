@@ -24,11 +24,21 @@
 //! the stand-in's log for its viewers, who read what the stream holds up
 //! to the end, and its final info then holds the size. A stand-in whose
 //! record is missing from `GONE_AFTER` (3) directory reads in a row is
-//! dropped (its session was deleted); a single miss is not enough, as a
-//! Redis that restarted empty lacks every record until the owners register
-//! again.
+//! dropped (its session was deleted, most likely); a single miss is not
+//! enough, as a Redis that restarted empty lacks every record until the
+//! owners register again.
+//!
+//! A stand-in dropped while its session may still exist (missed without
+//! the directory's change log saying its record was removed, as after a
+//! Redis that restarted empty; or a `lost` session's stand-in replaced by a
+//! fresh one of the same incarnation when its node came back) is marked let
+//! go first ([`RemoteSession::let_go`]): its viewers' attachments then end
+//! as `released`, not `deleted`, and attaching again follows the session.
+//! One whose record the log removed, one deleted through this node, and
+//! one replaced by a newer incarnation of its id are deleted.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -60,11 +70,27 @@ struct Tracked {
     epoch: Epoch,
     updates: mpsc::Sender<Update>,
     misses: u32,
+    /// The directory's change log removed its record (the session was
+    /// deleted) since it was last seen.
+    removed: bool,
     /// The status of the last record it was given.
     status: SessionStatus,
+    /// Shared with its [`Remote`]: set just before this entry is dropped
+    /// while the session may still exist ([`Tracked::let_go`]).
+    let_go: Arc<AtomicBool>,
     /// Dropped with this entry (the session deleted, or a newer stand-in
     /// in its place): the stand-in's task then ends.
     _tracked: oneshot::Sender<()>,
+}
+
+impl Tracked {
+    /// Marks the entry's stand-in as let go while its session may still
+    /// exist, before anything ends it (the entry dropped, or the last
+    /// handle of it replaced in the registry): its viewers are told
+    /// `released`.
+    fn let_go(&self) {
+        self.let_go.store(true, Ordering::Release);
+    }
 }
 
 /// Every stand-in of this node.
@@ -103,8 +129,10 @@ pub fn drop_stand_in(c: &Cluster, id: &SessionId) {
     c.registry.remove_remote(id);
 }
 
-/// Brings the stand-ins in line with the directory's `records`.
-pub fn sync(c: &Arc<Cluster>, records: Vec<Record>) {
+/// Brings the stand-ins in line with the directory's `records`; `removed`:
+/// the ids whose record the directory's change log removed since the last
+/// sync (deleted).
+pub fn sync(c: &Arc<Cluster>, records: Vec<Record>, removed: &HashSet<String>) {
     let mut seen = HashSet::new();
     for rec in records {
         if rec.node == c.node {
@@ -125,23 +153,37 @@ pub fn sync(c: &Arc<Cluster>, records: Vec<Record>) {
             && (t.status.is_running() || t.status == rec.info.status)
         {
             t.misses = 0;
+            t.removed = false;
             t.status = rec.info.status;
             let _ = t.updates.try_send(Update::Record(rec.info));
             continue;
         }
+        let epoch = rec.info.epoch;
         let (tracked, handle) = start(c.clone(), rec);
         let old = stand_ins.insert(id, tracked);
         drop(stand_ins);
+        // The same incarnation taken up afresh is let go (marked before its
+        // registry handle, which may be its last, is replaced); an older
+        // one was deleted.
+        if let Some(old) = &old
+            && old.epoch == epoch
+        {
+            old.let_go();
+        }
         // The registry's handle is replaced before the old entry goes
         // (ending the old task), so a lookup between them finds the old
         // handle still served, not one whose task has ended.
         c.registry.add_remote(handle);
         drop(old);
     }
+    // Missed in `GONE_AFTER` reads: deleted if the log said its record was
+    // removed, else let go, as the session may still exist (a Redis that
+    // restarted empty).
     let mut stand_ins = c.stand_ins.lock();
     let mut gone = Vec::new();
     for (id, t) in stand_ins.iter_mut() {
         if !seen.contains(id) {
+            t.removed |= removed.contains(id.as_str());
             t.misses += 1;
             if t.misses >= GONE_AFTER {
                 gone.push(id.clone());
@@ -153,7 +195,12 @@ pub fn sync(c: &Arc<Cluster>, records: Vec<Record>) {
 
 fn drop_all(c: &Cluster, mut stand_ins: std::sync::MutexGuard<'_, HashMap<SessionId, Tracked>>, gone: Vec<SessionId>) {
     for id in &gone {
-        stand_ins.remove(id);
+        if let Some(t) = stand_ins.remove(id)
+            && !t.removed
+        {
+            // Marked before the registry lets go of its handle below.
+            t.let_go();
+        }
     }
     drop(stand_ins);
     for id in &gone {
@@ -165,12 +212,14 @@ fn drop_all(c: &Cluster, mut stand_ins: std::sync::MutexGuard<'_, HashMap<Sessio
 fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandle) {
     let (updates_tx, updates) = mpsc::channel(64);
     let (tracked, untracked) = oneshot::channel();
+    let let_go = Arc::new(AtomicBool::new(false));
     let remote = Arc::new(Remote {
         c: c.clone(),
         id: rec.info.id.clone(),
         epoch: rec.info.epoch,
         owner: rec.node.clone(),
         info: OnceLock::new(),
+        let_go: let_go.clone(),
     });
     let (handle, Parts { commands, info: tx }) = remote_handle(rec.info.clone(), remote.clone());
     let tx = Arc::new(tx);
@@ -192,7 +241,9 @@ fn start(c: Arc<Cluster>, rec: Record) -> (Tracked, crate::session::SessionHandl
         epoch: rec.info.epoch,
         updates: updates_tx,
         misses: 0,
+        removed: false,
         status: rec.info.status,
+        let_go,
         _tracked: tracked,
     };
     (tracked, handle)
@@ -209,6 +260,9 @@ pub struct Remote {
     /// raises its end offset. Weak: the stand-in's task holds the sender,
     /// and the handles' info closes when the task ends.
     info: OnceLock<Weak<InfoSender>>,
+    /// Set when this node let go of the stand-in while the session may
+    /// still exist (see [`Tracked::let_go`]).
+    let_go: Arc<AtomicBool>,
 }
 
 impl Remote {
@@ -249,6 +303,10 @@ impl RemoteSession for Remote {
 
     fn events(&self) -> Result<Box<dyn crate::session::remote::EventPages>, SessionError> {
         recording::start(self)
+    }
+
+    fn let_go(&self) -> bool {
+        self.let_go.load(Ordering::Acquire)
     }
 
     fn refresh(&self) -> BoxFuture<'_, ()> {

@@ -38,7 +38,9 @@ use axum::extract::ws::WebSocket;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
-use termstream_proto::ws::{CHANNELS, ClientMessage, LogPosition, OutputMode, ParseError, ServerMessage, StreamMode};
+use termstream_proto::ws::{
+    CHANNELS, ClientMessage, DetachReason, LogPosition, OutputMode, ParseError, ServerMessage, StreamMode,
+};
 use termstream_proto::{ErrorCode, SessionId};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -283,13 +285,21 @@ impl Connection {
                     // Gone before the answer: no output of it follows `detached`.
                     a.task.abort();
                     a.task.gone().await;
-                    self.control(ServerMessage::Detached { session_id }).await;
+                    self.control(ServerMessage::Detached {
+                        session_id,
+                        reason: Some(DetachReason::Detach),
+                    })
+                    .await;
                 }
                 // An attach still waiting is cancelled: the session will
                 // not be attached when it appears.
                 None if self.pending.remove(&session_id).is_some() => {
                     self.forget_creations();
-                    self.control(ServerMessage::Detached { session_id }).await;
+                    self.control(ServerMessage::Detached {
+                        session_id,
+                        reason: Some(DetachReason::Detach),
+                    })
+                    .await;
                 }
                 None => {
                     self.error(

@@ -243,10 +243,11 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         if followed.is_ok()
             && let Some(release) = f.release.take()
         {
-            let (mut info, id) = f.into_waiting();
-            // Closed when the session's actor is gone: it was deleted.
+            let (mut info, id, departure) = f.into_waiting();
+            // Closed when the session's actor is gone: it was deleted (or,
+            // another node's, let go here).
             while info.changed().await.is_ok() {}
-            release.send(id);
+            release.send(id, departure.reason());
         }
     }
 }
@@ -262,10 +263,16 @@ impl Drop for DetachLog {
 
 impl Forwarder {
     /// What an ended session's forwarder keeps while it waits for the
-    /// delete: a receiver of the session's info and its id. Everything
-    /// else goes with `self` here.
-    fn into_waiting(self) -> (tokio::sync::watch::Receiver<termstream_proto::SessionInfo>, SessionId) {
-        (self.handle.watch_info(), self.id)
+    /// delete: a receiver of the session's info, its id, and what tells
+    /// why it went. Everything else goes with `self` here.
+    fn into_waiting(
+        self,
+    ) -> (
+        tokio::sync::watch::Receiver<termstream_proto::SessionInfo>,
+        SessionId,
+        crate::session::remote::Departure,
+    ) {
+        (self.handle.watch_info(), self.id, self.handle.departure())
     }
 
     async fn emit(&self, ev: OutEvent<'_>) -> Result<(), Closed> {
@@ -441,8 +448,9 @@ impl Forwarder {
         Ok(Some(sub.live))
     }
 
-    /// The session was deleted: the socket's task is told, when it owns
-    /// the attachment, else the client.
+    /// The session was deleted (or let go): the socket's task is told,
+    /// when it owns the attachment, else the client (`/ws/terminal`, whose
+    /// `session.detached` has no reason).
     ///
     /// A legacy one-session socket closes once told, and its client gets
     /// the `terminal_end` its endpoint promises first: here, since its
@@ -455,11 +463,12 @@ impl Forwarder {
                 let info = Arc::new(self.handle.info());
                 self.finish(&info).await?;
             }
-            release.send(self.id.clone());
+            release.send(self.id.clone(), self.handle.departure().reason());
             return Ok(());
         }
         let msg = termstream_proto::ws::ServerMessage::Detached {
             session_id: self.id.clone(),
+            reason: None,
         };
         match self.dialect.render_control(&msg) {
             Some(m) => self.out.send(m).await,

@@ -210,7 +210,17 @@ impl Dialect {
                 _ => Some(json(msg)),
             },
             Dialect::Dotted => Some(json(msg)),
-            Dialect::Flat => Some(flatten(msg)),
+            // `terminal_detached` keeps its older shape: no `reason`.
+            Dialect::Flat => match msg {
+                ServerMessage::Detached {
+                    session_id,
+                    reason: Some(_),
+                } => Some(flatten(&ServerMessage::Detached {
+                    session_id: session_id.clone(),
+                    reason: None,
+                })),
+                _ => Some(flatten(msg)),
+            },
             Dialect::Legacy => None,
         }
     }

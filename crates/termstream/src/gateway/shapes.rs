@@ -131,7 +131,7 @@ fn session_of(msg: &ServerMessage) -> Option<&SessionId> {
         | ServerMessage::Gap { session_id, .. }
         | ServerMessage::Resized { session_id, .. }
         | ServerMessage::Exit { session_id, .. }
-        | ServerMessage::Detached { session_id } => Some(session_id),
+        | ServerMessage::Detached { session_id, .. } => Some(session_id),
         ServerMessage::Error { session_id, .. } => session_id.as_ref(),
         ServerMessage::Connected { .. }
         | ServerMessage::Pong
@@ -174,7 +174,10 @@ mod tests {
                 offset: 7,
                 stream: None,
             },
-            ServerMessage::Detached { session_id: id.clone() },
+            ServerMessage::Detached {
+                session_id: id.clone(),
+                reason: None,
+            },
             ServerMessage::Error {
                 code: ErrorCode::Busy,
                 message: "x".into(),

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use termstream_proto::ws::DetachReason;
 use termstream_proto::{SessionInfo, Snapshot};
 use tokio::sync::watch;
 
@@ -61,6 +62,29 @@ pub trait RemoteSession: Send + Sync + std::fmt::Debug {
     /// already runs as many such transfers as it allows, or when the owner
     /// is known to be gone.
     fn events(&self) -> Result<Box<dyn EventPages>, SessionError>;
+
+    /// Whether this node let go of its stand-in while the session may
+    /// still exist (rather than because it was deleted): read once the
+    /// handle's info closed, it says why the session went from here.
+    fn let_go(&self) -> bool;
+}
+
+/// Why a session went from a handle's holder, asked once the handle's info
+/// closed: `deleted`, unless the session runs on another node and this
+/// node let go of its stand-in ([`RemoteSession::let_go`]). Holds the
+/// remote part of the handle only, so a forwarder waiting for its ended
+/// session to go keeps this instead of the handle.
+#[derive(Debug, Clone)]
+pub struct Departure(pub(super) Option<Arc<dyn RemoteSession>>);
+
+impl Departure {
+    /// The `reason` of the `session.detached` that ends an attachment.
+    pub fn reason(&self) -> DetachReason {
+        match &self.0 {
+            Some(remote) if remote.let_go() => DetachReason::Released,
+            _ => DetachReason::Deleted,
+        }
+    }
 }
 
 /// A remote session's stored log, read from its owner a page at a time

@@ -126,6 +126,9 @@ mod tests {
         fn events(&self) -> Result<Box<dyn EventPages>, SessionError> {
             unreachable!("no recording in these tests")
         }
+        fn let_go(&self) -> bool {
+            false
+        }
     }
 
     /// The reply slot of the terminate the handle sent to the stand-in.

@@ -131,9 +131,9 @@ impl State {
                 exit_code,
                 signal,
             },
-            ServerMessage::Detached { session_id } => {
+            ServerMessage::Detached { session_id, reason } => {
                 self.sessions.forget(&session_id);
-                Event::Detached { session_id }
+                Event::Detached { session_id, reason }
             }
             ServerMessage::Error {
                 code,

@@ -10,6 +10,12 @@
 //! every heartbeat cost sessions × nodes. When the log no longer holds the
 //! last id read (trimmed past it, or Redis restarted empty) the node reads
 //! the whole directory again.
+//!
+//! A record the log says was removed (its id logged, its record gone) was
+//! deleted; one merely absent from a whole read may be a Redis that
+//! restarted empty. The view tells the first kind apart
+//! ([`View::take_removed`]), so that a viewer of a deleted session is told
+//! `deleted`, and one of a session that may still exist `released`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -31,12 +37,21 @@ pub struct View {
     last: Option<String>,
     /// Every record, by session id.
     records: HashMap<String, Record>,
+    /// Ids whose record the log removed since the last
+    /// [`View::take_removed`].
+    removed: HashSet<String>,
 }
 
 impl View {
     /// Every record, as of the last [`View::refresh`].
     pub fn records(&self) -> Vec<Record> {
         self.records.values().cloned().collect()
+    }
+
+    /// The ids whose record a logged change removed since the last call
+    /// (deleted sessions), taken.
+    pub fn take_removed(&mut self) -> HashSet<String> {
+        std::mem::take(&mut self.removed)
     }
 
     /// Forgets where it was: the next refresh reads the whole directory.
@@ -94,9 +109,16 @@ impl View {
         let recs: Vec<Option<String>> = c.redis.run(redis::cmd("HMGET").arg(DIR_KEY).arg(&ids)).await?;
         for (id, rec) in ids.into_iter().zip(recs) {
             match rec.and_then(|r| serde_json::from_str::<Record>(&r).ok()) {
-                Some(rec) => self.records.insert(id, rec),
-                None => self.records.remove(&id),
-            };
+                Some(rec) => {
+                    self.removed.remove(&id);
+                    self.records.insert(id, rec);
+                }
+                None => {
+                    if self.records.remove(&id).is_some() {
+                        self.removed.insert(id);
+                    }
+                }
+            }
         }
         self.last = Some(top);
         Ok(true)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use termstream_proto::ErrorCode;
 use termstream_proto::SessionId;
-use termstream_proto::ws::{LogPosition, OutputMode, ServerMessage, StreamMode};
+use termstream_proto::ws::{ATTACH_REQUEST, LogPosition, OutputMode, ServerMessage, StreamMode};
 use tokio::time::Instant;
 
 use super::{Attached, Connection, Pending};
@@ -26,10 +26,10 @@ impl Connection {
         let holds_slot = self.attached.contains_key(&id) || self.pending.contains_key(&id);
         if !holds_slot && self.attached.len() + self.pending.len() >= max {
             return self
-                .error(
+                .refuse_attach(
                     ErrorCode::RateLimited,
                     format!("a socket may attach at most {max} sessions"),
-                    Some(id),
+                    id,
                 )
                 .await;
         }
@@ -72,12 +72,24 @@ impl Connection {
     /// tells it from the same refusal of input, a resize or a focus naming
     /// the id, whatever order it sent them in.
     pub(super) async fn attach_refused(&self, id: &SessionId) {
-        crate::observe::metrics::error(ErrorCode::SessionNotFound);
+        self.refuse_attach(
+            ErrorCode::SessionNotFound,
+            format!("no session has id \"{id}\""),
+            id.clone(),
+        )
+        .await;
+    }
+
+    /// Answers an attach of `id` with an `error` that says it answers
+    /// `session.attach` (`request`) and names the id: a client tells which
+    /// attach was refused.
+    async fn refuse_attach(&self, code: ErrorCode, message: String, id: SessionId) {
+        crate::observe::metrics::error(code);
         self.control(ServerMessage::Error {
-            code: ErrorCode::SessionNotFound,
-            message: format!("no session has id \"{id}\""),
-            session_id: Some(id.clone()),
-            request: Some(termstream_proto::ws::ATTACH_REQUEST.into()),
+            code,
+            message,
+            session_id: Some(id),
+            request: Some(ATTACH_REQUEST.into()),
         })
         .await;
     }
@@ -149,11 +161,12 @@ impl Connection {
     }
 
     /// A forwarder found its session deleted (running, ended, or while its
-    /// attach started): the attachment ends, giving its slot and viewer
-    /// back, and the client is told. A release of an earlier attachment of
-    /// the id (replaced or detached since) changes nothing.
+    /// attach started), or let go by this node: the attachment ends, giving
+    /// its slot and viewer back, and the client is told why. A release of
+    /// an earlier attachment of the id (replaced or detached since)
+    /// changes nothing.
     pub(super) async fn released(&mut self, released: Released) {
-        let Released { id, generation } = released;
+        let Released { id, generation, reason } = released;
         if self.attached.get(&id).is_none_or(|a| a.generation != generation) {
             return;
         }
@@ -162,7 +175,11 @@ impl Connection {
             // its next wait at the latest (its gauge with it).
             a.task.abort();
             a.task.gone().await;
-            self.control(ServerMessage::Detached { session_id: id }).await;
+            self.control(ServerMessage::Detached {
+                session_id: id,
+                reason: Some(reason),
+            })
+            .await;
         }
     }
 }

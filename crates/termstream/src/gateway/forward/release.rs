@@ -1,12 +1,13 @@
 //! How a `/ws` forwarder gives its attachment back when its session is
-//! deleted.
+//! deleted (or, on a node of a cluster, let go: see
+//! [`Departure`](crate::session::remote::Departure)).
 //!
 //! The socket's task owns its attachments (the slots, the viewer counts);
 //! a forwarder only learns that its session went (its live events close,
 //! or its start finds the session gone). So the forwarder does not tell
 //! the client itself: it sends a [`Released`] to the socket's task, which
 //! removes the attachment, if it is still the one that forwarder served,
-//! and then answers `session.detached`. Every frame the forwarder sent is
+//! and then answers `session.detached` with the release's reason. Every frame the forwarder sent is
 //! queued before that answer, and an attach the client sends after reading
 //! it finds the slot free.
 //!
@@ -20,6 +21,7 @@
 //! one message per forwarder the socket started since it last looked.
 
 use termstream_proto::SessionId;
+use termstream_proto::ws::DetachReason;
 
 /// A forwarder's way back to its socket's task. [`Release::send`] takes
 /// it by value, so a forwarder sends at most once; it is `Clone` only
@@ -31,11 +33,13 @@ pub struct Release {
     generation: u64,
 }
 
-/// A forwarder's session was deleted: attachment `generation` of `id` ends.
+/// A forwarder's session went: attachment `generation` of `id` ends, for
+/// `reason` (`deleted` or `released`).
 #[derive(Debug)]
 pub struct Released {
     pub id: SessionId,
     pub generation: u64,
+    pub reason: DetachReason,
 }
 
 impl Release {
@@ -44,13 +48,14 @@ impl Release {
         Release { tx, generation }
     }
 
-    /// Tells the socket's task that `id`'s session is gone (nothing when
-    /// the socket's task ended: its attachments went with it). The channel
-    /// is unbounded: this never waits.
-    pub fn send(self, id: SessionId) {
+    /// Tells the socket's task that `id`'s session is gone, for `reason`
+    /// (nothing when the socket's task ended: its attachments went with
+    /// it). The channel is unbounded: this never waits.
+    pub fn send(self, id: SessionId, reason: DetachReason) {
         let _ = self.tx.send(Released {
             id,
             generation: self.generation,
+            reason,
         });
     }
 }
