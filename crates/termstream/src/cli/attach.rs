@@ -5,7 +5,10 @@
 //! reset terminal, then live output follows; keys go to the program through
 //! the detach-key machine; window changes (SIGWINCH) resize the session.
 //! After a reconnect the session is re-attached for a fresh snapshot, which
-//! also wipes the status line shown while the server was away.
+//! also wipes the status line shown while the server was away. When the
+//! server lets go of the session without deleting it (`released`, on a
+//! node of a cluster), it is attached again from the first byte not
+//! printed ([`Followed`]).
 
 use std::io::{IsTerminal, Write};
 
@@ -17,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::detach_keys::{self, DetachKeys};
 use super::exit::{self, Failure};
+use super::followed::Followed;
 use super::leave::Leave;
 use super::{GlobalArgs, term};
 
@@ -191,6 +195,7 @@ async fn follow(
     // asking for keys, which a closed channel would answer at once, forever.
     let mut keys_open = true;
     let mut out = std::io::stdout();
+    let mut followed = Followed::default();
     // A terminal that fails a write is gone; anything else reports it (a
     // closed pipe ends quietly with 141).
     let failed = |e: std::io::Error| {
@@ -206,6 +211,7 @@ async fn follow(
                 let Some(ev) = ev else {
                     break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
                 };
+                followed.see(&id, &ev);
                 match ev {
                     Event::Restore { session_id, data, cols, rows, .. } if session_id == id => {
                         leave.reset((cols, rows));
@@ -226,7 +232,13 @@ async fn follow(
                         let code = exit::of_program(exit_code, signal);
                         break Ok(if status == SessionStatus::Terminated { Reason::Terminated(code) } else { Reason::Exited(code) });
                     }
-                    Event::Detached { session_id, .. } if session_id == id => break Ok(Reason::Deleted),
+                    Event::Detached { session_id, reason } if session_id == id => {
+                        match followed.again_if_released(conn, &id, reason, Resume::Screen).await {
+                            Ok(true) => {}
+                            Ok(false) => break Ok(Reason::Deleted),
+                            Err(f) => break Err(f),
+                        }
+                    }
                     Event::Disconnected { retry_in, .. } if watch.screen => {
                         // A status line on the bottom row; the snapshot after the
                         // reconnect draws over it.

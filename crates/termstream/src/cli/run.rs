@@ -24,6 +24,7 @@ mod args;
 pub use args::RunArgs;
 
 use super::exit::{self, Failure};
+use super::followed::Followed;
 use super::leave::Leave;
 use super::{GlobalArgs, term};
 
@@ -190,6 +191,7 @@ async fn stream(
     conn.attach(id.clone(), Some(since), Resume::Exact)
         .await
         .map_err(|e| Failure::from_client(e, global))?;
+    let mut followed = Followed::from(Some(since));
     let stdin_task = tokio::spawn(forward_stdin(client.clone(), id.clone(), info.kind));
     let timeout = async {
         match args.timeout {
@@ -221,6 +223,7 @@ async fn stream(
                 let Some(ev) = ev else {
                     break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
                 };
+                followed.see(&id, &ev);
                 match ev {
                     Event::Output { session_id, stream, data, .. } if session_id == id => {
                         if if stream == Stream::Stderr { stderr_tty } else { stdout_tty } {
@@ -267,8 +270,13 @@ async fn stream(
                             exit::of_program(exit_code, signal)
                         });
                     }
-                    Event::Detached { session_id, .. } if session_id == id => {
-                        break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted")));
+                    Event::Detached { session_id, reason } if session_id == id => {
+                        // Let go by the server's node, not deleted: followed again.
+                        match followed.again_if_released(&conn, &id, reason, Resume::Exact).await {
+                            Ok(true) => {}
+                            Ok(false) => break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted"))),
+                            Err(f) => break Err(f),
+                        }
                     }
                     Event::ServerError { code, message, session_id, .. } if session_id.as_ref() == Some(&id) => {
                         break Err(Failure::from_socket(code, message));
