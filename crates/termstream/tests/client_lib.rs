@@ -3,7 +3,8 @@
 //! applied once), an attach kept through the refusal of input naming its
 //! id and ended by its own marked refusal, https/wss with a CA file, and a close heard while the task cannot
 //! take input or hand over events (still sending the input queued before
-//! it) or while a stopped server does not answer.
+//! it) or while a stopped server does not answer. A detached event says
+//! why.
 
 mod common;
 
@@ -255,6 +256,41 @@ async fn a_marked_refusal_of_an_attach_ends_it_and_the_event_says_which_request(
         _ => None,
     })
     .await;
+    conn.close().await;
+}
+
+/// `Event::Detached` says why: `detach` for the client's own detach,
+/// `deleted` for a session deleted while attached. (`released`, a cluster
+/// node letting go: `tests/attach_released.rs`, through the CLI.)
+#[tokio::test]
+async fn a_detached_event_says_why() {
+    use termstream_client::proto::ws::DetachReason;
+    let server = TestServer::start().await;
+    let client = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let (conn, mut events) = Connection::open(client.clone(), ConnectOptions::default());
+    let ids = [SessionId::new("left").unwrap(), SessionId::new("gone").unwrap()];
+    for id in &ids {
+        client.create_session(&cat(id)).await.unwrap();
+        conn.attach(id.clone(), None, Resume::Exact).await.unwrap();
+        until(&mut events, secs(10), |e| {
+            matches!(e, Event::Attached { session_id, .. } if session_id == id).then_some(())
+        })
+        .await;
+    }
+    let detached = |id: &SessionId| {
+        let id = id.clone();
+        move |e: &Event| match e {
+            Event::Detached { session_id, reason } if *session_id == id => Some(*reason),
+            _ => None,
+        }
+    };
+    conn.detach(ids[0].clone()).await.unwrap();
+    let reason = until(&mut events, secs(10), detached(&ids[0])).await;
+    assert_eq!(reason, Some(DetachReason::Detach));
+    let (status, body) = server.request("DELETE", "/api/sessions/gone", None).await;
+    assert!(status.is_success(), "{status} {body}");
+    let reason = until(&mut events, secs(10), detached(&ids[1])).await;
+    assert_eq!(reason, Some(DetachReason::Deleted));
     conn.close().await;
 }
 
