@@ -311,7 +311,6 @@ pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<Put> {
 async fn sync(c: &Arc<Cluster>, view: &mut View) -> RedisResult<()> {
     view.refresh(c).await?;
     let mut records = view.records();
-    let removed = view.take_removed();
     let owners: Vec<String> = records
         .iter()
         .filter(|r| r.node != c.node && r.info.status.is_running())
@@ -334,6 +333,10 @@ async fn sync(c: &Arc<Cluster>, view: &mut View) -> RedisResult<()> {
         }
     }
     forget::reconcile(c, &records);
+    // Taken only now, after every `?`: a sync that failed leaves the
+    // removals it read for the next one (its view has moved past them in
+    // the log), so their stand-ins still end `deleted`, not `released`.
+    let removed = view.take_removed();
     super::remote::sync(c, records, &removed);
     c.registry.remote().mark_synced();
     Ok(())
