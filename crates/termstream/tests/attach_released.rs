@@ -17,7 +17,7 @@ use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, wait_until};
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Waits until the socket answers `ty` for `id`; an error fails the test.
 async fn answer(ws: &mut WsClient, ty: &str, id: &str) -> Value {
@@ -131,8 +131,24 @@ async fn owner_away_with_redis_emptied(cluster: &TestCluster) {
 /// there with "was deleted".
 #[tokio::test]
 async fn cli_attach_carries_on_after_a_release() {
-    let text = follows_across_a_release(&["attach", "shell"], json!({"id":"shell","argv":["/bin/sh"]})).await;
+    let text = follows_across_a_release(&["attach", "shell"], json!({"id":"shell","argv":["/bin/sh"]}), None).await;
     assert!(text.contains("[exited (session shell, code 0)]"), "{text:?}");
+}
+
+/// `termstream attach`, keys typed while it attaches again (the viewer's
+/// node has no session of the id then, and refuses input naming it):
+/// held, and sent once attached again. The old `attach` sent them, and
+/// ended at the refusal ("no session has id").
+#[tokio::test]
+async fn cli_attach_sends_the_keys_typed_while_it_attaches_again() {
+    let text = follows_across_a_release(
+        &["attach", "typing"],
+        json!({"id":"typing","argv":["/bin/sh"]}),
+        Some("echo typed-$((6*7))\n"),
+    )
+    .await;
+    assert_eq!(text.matches("typed-42").count(), 1, "{text:?}");
+    assert!(text.contains("[exited (session typing, code 0)]"), "{text:?}");
 }
 
 /// `termstream logs --follow` of a command session, the same way: the old
@@ -142,6 +158,7 @@ async fn cli_logs_follow_carries_on_after_a_release() {
     let text = follows_across_a_release(
         &["logs", "--follow", "lines"],
         json!({"id":"lines","kind":"command","argv":["/bin/sh"]}),
+        None,
     )
     .await;
     assert_eq!(text, "before-42\nafter-42\n");
@@ -152,14 +169,22 @@ async fn cli_logs_follow_carries_on_after_a_release() {
 /// its input): prints a line, has the second node let go of the session
 /// and take it up again, prints another line, and ends the shell. The verb
 /// must exit 0 having printed each line once; returns what it printed.
-async fn follows_across_a_release(args: &[&str], create: Value) -> String {
+/// `typed`: written to the verb's stdin while the second node has let go
+/// of the session (after its attachment there ended), and awaited in the
+/// output before the second line.
+async fn follows_across_a_release(args: &[&str], create: Value, typed: Option<&str>) -> String {
     let cluster = TestCluster::start_with(2, &[("TERMSTREAM_ATTACH_WAIT_MS", "20000")]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let id = create["id"].as_str().expect("an id").to_owned();
     a.create(create).await;
     listed(b, &id, secs(15)).await.expect("listed on b");
     let mut cmd = common::cli::command(&b.url(""), args);
-    cmd.stdin(std::process::Stdio::null())
+    let stdin = if typed.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    };
+    cmd.stdin(stdin)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("termstream");
@@ -187,13 +212,31 @@ async fn follows_across_a_release(args: &[&str], create: Value) -> String {
     let path = format!("/api/sessions/{id}");
     let gone = wait_until(secs(10), || async { b.get(&path).await.0 == 404 }).await;
     let still = b.get(&path).await;
+    // Kept open until the verb ends.
+    let mut keys = child.stdin.take();
+    if let (Some(typed), Some(keys)) = (typed, keys.as_mut()) {
+        // The verb's attachment on b ended (its `session.detached` sent).
+        let ended = wait_until(secs(10), || async { metric(b, gauge).await == Some(0.0) }).await;
+        assert!(ended, "the verb's attachment on b did not end");
+        keys.write_all(typed.as_bytes()).await.expect("typed");
+        keys.flush().await.expect("typed");
+    }
     signal(a, rustix::process::Signal::CONT);
     assert!(gone, "b did not let go of the session: {still:?}");
     status_is(b, &id, "running", secs(15)).await.expect("listed again on b");
+    if typed.is_some() {
+        let text = || String::from_utf8_lossy(&printed.lock().unwrap()).into_owned();
+        assert!(
+            shows(&printed, "typed-42").await,
+            "the keys typed meanwhile did not reach the session: {:?}",
+            text()
+        );
+    }
     a.input(&id, "echo after-$((6*7))\n").await;
     let after = shows(&printed, "after-42").await;
     a.input(&id, "exit\n").await;
     let status = common::exit_within_10s(&mut child, "the verb ends with the shell").await;
+    drop(keys);
     let mut stderr = String::new();
     let _ = child.stderr.take().expect("stderr").read_to_string(&mut stderr).await;
     let text = String::from_utf8_lossy(&printed.lock().unwrap()).into_owned();

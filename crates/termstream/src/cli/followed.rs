@@ -10,12 +10,32 @@
 //! printed, so the output goes on with nothing lost and nothing repeated,
 //! as after a reconnect. `deleted`, and no reason (a server before the
 //! field), end the verb as a deletion always did.
+//!
+//! From the release until the next `session.attached` the verb is
+//! re-attaching ([`Followed::reattaching`]): the server holds no session of
+//! the id meanwhile and refuses input and resizes naming it (an error with
+//! no request), which the verb must not take for the session's end; only
+//! the refusal of the attach itself (request `session.attach`: the session
+//! did not come back within the server's attach wait) says it is gone.
+//! `attach` holds the keys typed meanwhile ([`HOLD_MAX`] bytes at most)
+//! and sends them, after the window size, once attached again.
 
-use termstream_client::proto::ws::{DetachReason, LogPosition};
+use termstream_client::proto::ws::{ATTACH_REQUEST, DetachReason, LogPosition};
 use termstream_client::{Connection, Event, Resume};
 use termstream_proto::SessionId;
 
 use super::exit::{self, Failure};
+
+/// The most bytes of keys `attach` holds while re-attaching; keys typed
+/// beyond are dropped (as the server would drop input it cannot queue).
+pub const HOLD_MAX: usize = 64 * 1024;
+
+/// Whether a socket error answers the verb's attach (it did not come back
+/// within the server's attach wait): only that one ends the verb. Without
+/// a request the error answers input or a resize naming the id.
+pub fn refuses_attach(request: Option<&str>) -> bool {
+    request == Some(ATTACH_REQUEST)
+}
 
 /// The first byte of a session's log the verb has not printed.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,18 +43,29 @@ pub struct Followed {
     /// `None` until the first `session.attached` (or `since`) says where
     /// the log is.
     at: Option<LogPosition>,
+    /// Attached again after a release, not answered yet.
+    reattaching: bool,
 }
 
 impl Followed {
     /// Following from `since` (where the verb attached from), if given.
     pub fn from(since: Option<LogPosition>) -> Followed {
-        Followed { at: since }
+        Followed {
+            at: since,
+            reattaching: false,
+        }
+    }
+
+    /// From a release until the next `session.attached` of the session.
+    pub fn reattaching(&self) -> bool {
+        self.reattaching
     }
 
     /// Moves on past `ev`, when it is an event of `id`'s log: an attach
     /// says where output follows, a screen snapshot where output after it
-    /// starts, output where it ends.
-    pub fn see(&mut self, id: &SessionId, ev: &Event) {
+    /// starts, output where it ends. True when `ev` is the
+    /// `session.attached` that ends a re-attach.
+    pub fn see(&mut self, id: &SessionId, ev: &Event) -> bool {
         match ev {
             Event::Attached {
                 session_id,
@@ -46,6 +77,7 @@ impl Followed {
                     epoch: *epoch,
                     offset: *offset,
                 });
+                return std::mem::take(&mut self.reattaching);
             }
             Event::Restore { session_id, offset, .. } if session_id == id => {
                 if let Some(at) = &mut self.at {
@@ -64,14 +96,15 @@ impl Followed {
             }
             _ => {}
         }
+        false
     }
 
     /// Attaches `id` again from the first byte not printed, when `reason`
     /// says the server let go of the session but did not delete it:
-    /// `Ok(true)` then, and the verb carries on; `Ok(false)` for any other
-    /// reason (the attachment ended for good).
+    /// `Ok(true)` then, and the verb carries on, re-attaching; `Ok(false)`
+    /// for any other reason (the attachment ended for good).
     pub async fn again_if_released(
-        &self,
+        &mut self,
         conn: &Connection,
         id: &SessionId,
         reason: Option<DetachReason>,
@@ -83,6 +116,7 @@ impl Followed {
         conn.attach(id.clone(), self.at, resume)
             .await
             .map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?;
+        self.reattaching = true;
         Ok(true)
     }
 }

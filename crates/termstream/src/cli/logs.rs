@@ -11,7 +11,7 @@ use termstream_proto::{ChunkEncoding, ErrorCode, SessionId, Stream};
 
 use super::GlobalArgs;
 use super::exit::{self, Failure};
-use super::followed::Followed;
+use super::followed::{self, Followed};
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -192,6 +192,16 @@ async fn follow(
                 }
             }
             Event::Exit { session_id, .. } if session_id == id => {
+                break Ok(exit::OK);
+            }
+            // After a release: the session did not come back within the
+            // server's attach wait; it ends as a deletion does.
+            Event::ServerError {
+                session_id, request, ..
+            } if session_id.as_ref() == Some(&id)
+                && followed.reattaching()
+                && followed::refuses_attach(request.as_deref()) =>
+            {
                 break Ok(exit::OK);
             }
             Event::ServerError {

@@ -24,7 +24,7 @@ mod args;
 pub use args::RunArgs;
 
 use super::exit::{self, Failure};
-use super::followed::Followed;
+use super::followed::{self, Followed};
 use super::leave::Leave;
 use super::{GlobalArgs, term};
 
@@ -278,6 +278,15 @@ async fn stream(
                             Err(f) => break Err(f),
                         }
                     }
+                    // After a release: the session did not come back
+                    // within the server's attach wait.
+                    Event::ServerError { session_id, request, .. }
+                        if session_id.as_ref() == Some(&id) && followed.reattaching() && followed::refuses_attach(request.as_deref()) => {
+                        break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted")));
+                    }
+                    // While re-attaching the server holds no session of the
+                    // id: it refuses the window size sent at a reconnect.
+                    Event::ServerError { session_id, request: None, .. } if session_id.as_ref() == Some(&id) && followed.reattaching() => {}
                     Event::ServerError { code, message, session_id, .. } if session_id.as_ref() == Some(&id) => {
                         break Err(Failure::from_socket(code, message));
                     }
@@ -444,7 +453,12 @@ async fn forward_stdin(client: Client, id: SessionId, kind: SessionKind) {
                     let taken = detail.accepted_bytes.unwrap_or(0) as usize;
                     data = &data[taken.min(data.len())..];
                 }
-                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(200)).await,
+                // Not transient as such, but on a node of a cluster the
+                // session is missing from it while it follows the session
+                // again after a release; deleted, `run` ends by itself.
+                Err(e) if e.is_transient() || e.code() == Some(ErrorCode::SessionNotFound) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
                 // The program ended, or stopped taking input: nothing more to do.
                 Err(_) => return,
             }
