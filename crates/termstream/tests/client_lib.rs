@@ -1,7 +1,8 @@
 //! The `termstream-client` library against a real server: a socket opened
 //! with a ticket, input that survives cut connections (resent with its seq,
 //! applied once), an attach kept through the refusal of input naming its
-//! id and ended by its own marked refusal, https/wss with a CA file, and a close heard while the task cannot
+//! id and ended by its own marked refusal (also one refused for the
+//! socket's attachment cap), https/wss with a CA file, and a close heard while the task cannot
 //! take input or hand over events (still sending the input queued before
 //! it) or while a stopped server does not answer. A detached event says
 //! why.
@@ -254,6 +255,79 @@ async fn a_marked_refusal_of_an_attach_ends_it_and_the_event_says_which_request(
         Event::Attached { session_id, .. } if *session_id == id => panic!("{id} was attached again after its refusal"),
         Event::Attached { session_id, .. } if *session_id == marker => Some(()),
         _ => None,
+    })
+    .await;
+    conn.close().await;
+}
+
+/// An attach refused for the socket's attachment cap (`rate_limited`,
+/// marked `request: "session.attach"`) is forgotten as a refused attach of
+/// a missing session is: a reconnect does not ask for it again (where it
+/// was refused again, or took the slot of the session really attached).
+#[tokio::test]
+async fn an_attach_refused_for_the_cap_is_not_asked_again_after_a_reconnect() {
+    let mut proxy = GateProxy::bind().await;
+    let server = TestServer::start_with(
+        &["--allowed-host", &proxy.addr],
+        &[("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "1")],
+    )
+    .await;
+    proxy.start(server.addr());
+    let direct = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let [one, two, marker] = ["one", "two", "marker"].map(|i| SessionId::new(i).unwrap());
+    for id in [&one, &two, &marker] {
+        direct.create_session(&cat(id)).await.unwrap();
+    }
+    let client = Client::new(Endpoint::new(&format!("http://{}", proxy.addr), None, &[]).unwrap()).unwrap();
+    let (conn, mut events) = Connection::open(client, quick_retries());
+    conn.attach(one.clone(), None, Resume::Exact).await.unwrap();
+    until(&mut events, secs(10), |e| {
+        matches!(e, Event::Attached { session_id, .. } if *session_id == one).then_some(())
+    })
+    .await;
+    conn.attach(two.clone(), None, Resume::Exact).await.unwrap();
+    let (code, request) = until(&mut events, secs(10), |e| match e {
+        Event::ServerError {
+            code,
+            session_id,
+            request,
+            ..
+        } if session_id.as_ref() == Some(&two) => Some((*code, request.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, termstream_proto::ErrorCode::RateLimited);
+    assert_eq!(request.as_deref(), Some(termstream_proto::ws::ATTACH_REQUEST));
+    proxy.down();
+    until(&mut events, secs(10), |e| {
+        matches!(e, Event::Disconnected { .. }).then_some(())
+    })
+    .await;
+    proxy.up();
+    // Attaches asked again on the reconnect go out before the detach and
+    // the marker's attach, and the server answers in order: up to the
+    // marker's, nothing of two.
+    let nothing_of_two = |e: &Event| match e {
+        Event::Attached { session_id, .. }
+        | Event::ServerError {
+            session_id: Some(session_id),
+            ..
+        } if *session_id == two => {
+            panic!("{two} was asked again after its refusal: {e:?}")
+        }
+        Event::Failed { error, .. } => panic!("the connection gave up: {error}"),
+        _ => None::<()>,
+    };
+    until(&mut events, secs(10), |e| {
+        nothing_of_two(e);
+        matches!(e, Event::Attached { session_id, .. } if *session_id == one).then_some(())
+    })
+    .await;
+    conn.detach(one.clone()).await.unwrap();
+    conn.attach(marker.clone(), None, Resume::Exact).await.unwrap();
+    until(&mut events, secs(10), |e| {
+        nothing_of_two(e);
+        matches!(e, Event::Attached { session_id, .. } if *session_id == marker).then_some(())
     })
     .await;
     conn.close().await;

@@ -3,7 +3,7 @@
 //! and every other message, with the tracked state each one moves.
 
 use termstream_proto::ws::{ATTACH_REQUEST, LogPosition, ServerMessage, binary};
-use termstream_proto::{ErrorCode, SessionId, Stream};
+use termstream_proto::{SessionId, Stream};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::State;
@@ -141,14 +141,15 @@ impl State {
                 session_id,
                 request,
             } => {
-                // An attach the server refused is not retried on every
-                // reconnect. Only the refusal marked as the attach's: the
-                // same code answers input or a resize naming the id while
-                // the attach waits for its session. A server older than
-                // the mark gets the attach asked again after a reconnect
-                // (and refuses it again).
-                if code == ErrorCode::SessionNotFound
-                    && request.as_deref() == Some(ATTACH_REQUEST)
+                // An attach the server refused (its session did not come
+                // within the attach wait, or the socket's attachment cap)
+                // is not retried on every reconnect, where it could take
+                // the slot of one really attached. Only the refusal marked
+                // as the attach's: the same codes answer input or a resize
+                // naming the id while the attach waits for its session. A
+                // server older than the mark gets the attach asked again
+                // after a reconnect (and refuses it again).
+                if request.as_deref() == Some(ATTACH_REQUEST)
                     && let Some(id) = &session_id
                 {
                     self.sessions.forget(id);
