@@ -79,9 +79,12 @@ impl Followed {
                 });
                 return std::mem::take(&mut self.reattaching);
             }
+            // Only forward: the client library gives no output before
+            // what it gave (a snapshot or output from further back is
+            // trimmed), so the position never goes back either.
             Event::Restore { session_id, offset, .. } if session_id == id => {
                 if let Some(at) = &mut self.at {
-                    at.offset = *offset;
+                    at.offset = at.offset.max(*offset);
                 }
             }
             Event::Output {
@@ -91,7 +94,7 @@ impl Followed {
                 ..
             } if session_id == id => {
                 if let Some(at) = &mut self.at {
-                    at.offset = offset + data.len() as u64;
+                    at.offset = at.offset.max(offset + data.len() as u64);
                 }
             }
             _ => {}
@@ -118,5 +121,44 @@ impl Followed {
             .map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?;
         self.reattaching = true;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use termstream_client::Event;
+    use termstream_client::proto::ws::LogPosition;
+    use termstream_proto::{Epoch, SessionId, Stream};
+
+    use super::Followed;
+
+    /// A snapshot or output from before the position leaves it where it
+    /// is: attaching again from there would print what was printed.
+    #[test]
+    fn the_position_only_moves_forward() {
+        let id = SessionId::new("s").unwrap();
+        let mut f = Followed::from(Some(LogPosition {
+            epoch: Epoch(1),
+            offset: 100,
+        }));
+        let restore = Event::Restore {
+            session_id: id.clone(),
+            data: String::new(),
+            offset: 50,
+            cols: 80,
+            rows: 24,
+        };
+        f.see(&id, &restore);
+        assert_eq!(f.at.map(|p| p.offset), Some(100), "a snapshot from further back");
+        let output = |offset: u64, data: &'static [u8]| Event::Output {
+            session_id: id.clone(),
+            stream: Stream::Pty,
+            offset,
+            data: bytes::Bytes::from_static(data),
+        };
+        f.see(&id, &output(90, b"12345"));
+        assert_eq!(f.at.map(|p| p.offset), Some(100), "output from further back");
+        f.see(&id, &output(100, b"12345"));
+        assert_eq!(f.at.map(|p| p.offset), Some(105), "output on from the position");
     }
 }

@@ -92,10 +92,14 @@ impl State {
                 offset,
                 stream,
             } => {
-                let data = self.sessions.output(&session_id, offset, data.into());
+                let sent: bytes::Bytes = data.into();
+                let len = sent.len();
+                let data = self.sessions.output(&session_id, offset, sent);
                 if data.is_empty() {
                     return None;
                 }
+                // Where what is left starts, as for a binary frame.
+                let offset = offset + (len - data.len()) as u64;
                 Event::Output {
                     session_id,
                     stream: stream.unwrap_or(Stream::Pty),
