@@ -6,7 +6,8 @@
 //! record in three reads in a row (Redis emptied), or a `lost` session's
 //! node came back. (Deleted sessions: `attach_deleted.rs`.) The CLI's
 //! `attach` and `logs --follow` attach again by themselves, from the first
-//! byte they have not printed.
+//! byte they have not printed (holding keys typed meanwhile), and end as
+//! for a deletion if the session is not back within the attach wait.
 
 mod common;
 
@@ -162,6 +163,50 @@ async fn cli_logs_follow_carries_on_after_a_release() {
     )
     .await;
     assert_eq!(text, "before-42\nafter-42\n");
+}
+
+/// `termstream attach` and `logs --follow` through the viewer's node, the
+/// server's attach wait at its default (3 s), the session's node away
+/// longer: after the release their attach again is refused (the session
+/// did not come back in time), and they end as for a deletion: attach
+/// with "was deleted" and 66, logs with 0. The old ones ended with
+/// "no session has id" and a failure.
+#[tokio::test]
+async fn a_session_not_back_within_the_attach_wait_ends_the_verbs_as_deleted() {
+    let cluster = TestCluster::start_with(2, &[]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"away","argv":["/bin/sh"]})).await;
+    listed(b, "away", secs(15)).await.expect("listed on b");
+    let spawn = |args: &[&str]| {
+        let mut cmd = common::cli::command(&b.url(""), args);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("termstream")
+    };
+    let mut attach = spawn(&["attach", "away"]);
+    let mut logs = spawn(&["logs", "--follow", "away"]);
+    let gauge = r#"termstream_attachments{endpoint="ws"}"#;
+    let attached = wait_until(secs(10), || async { metric(b, gauge).await == Some(2.0) }).await;
+    assert!(attached, "the verbs did not attach on b");
+    owner_away_with_redis_emptied(&cluster).await;
+    let attach_status = tokio::time::timeout(secs(20), attach.wait()).await;
+    let logs_status = tokio::time::timeout(secs(20), logs.wait()).await;
+    signal(a, rustix::process::Signal::CONT);
+    let (attach_text, logs_text) = (printed(&mut attach).await, printed(&mut logs).await);
+    let attach_status = attach_status.expect("attach ends within 20 s").unwrap();
+    let logs_status = logs_status.expect("logs --follow ends within 20 s").unwrap();
+    assert!(attach_text.contains("[session away was deleted]"), "{attach_text:?}");
+    assert_eq!(attach_status.code(), Some(66), "{attach_text:?}");
+    assert_eq!(logs_status.code(), Some(0), "{logs_text:?}");
+}
+
+/// What a child that ended printed, stdout then stderr.
+async fn printed(child: &mut tokio::process::Child) -> String {
+    let (mut text, mut err) = (String::new(), String::new());
+    let _ = child.stdout.take().expect("stdout").read_to_string(&mut text).await;
+    let _ = child.stderr.take().expect("stderr").read_to_string(&mut err).await;
+    format!("{text}{err}")
 }
 
 /// Runs the CLI verb `args` through the second node of a cluster on the
