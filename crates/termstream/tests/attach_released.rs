@@ -115,11 +115,15 @@ async fn a_lost_session_come_back_ends_its_old_attachment() {
 
 /// Stops the first node (the owner) and empties Redis, as a Redis that
 /// restarted empty would be with the owner not registered again yet; the
-/// caller sends the owner `CONT` once the other node let go.
+/// caller sends the owner `CONT` once the other node let go. Connected
+/// first, so the flush follows the stop at once: a node marks
+/// the stopped owner's sessions `lost` after `cluster_lost_ms`, and a
+/// connect on a loaded machine could take longer (the viewers would then
+/// get `session.exit` lost, not a release).
 async fn owner_away_with_redis_emptied(cluster: &TestCluster) {
-    signal(&cluster.nodes[0], rustix::process::Signal::STOP);
     let client = redis::Client::open(cluster.redis.url()).expect("redis url");
     let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    signal(&cluster.nodes[0], rustix::process::Signal::STOP);
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
 }
 
