@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use super::detach_keys::{self, DetachKeys};
 use super::exit::{self, Failure};
-use super::followed::{self, Followed};
+use super::followed::{self, Followed, Seen};
 use super::leave::Leave;
 use super::{GlobalArgs, term};
 
@@ -215,7 +215,11 @@ async fn follow(
                 let Some(ev) = ev else {
                     break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
                 };
-                let reattached = followed.see(&id, &ev);
+                let seen = followed.see(&id, &ev);
+                if seen == Seen::Replaced {
+                    break Ok(Reason::Deleted);
+                }
+                let reattached = seen == Seen::Reattached;
                 match ev {
                     Event::Attached { .. } if reattached && !read_only => {
                         // Window changes meanwhile were not sent.

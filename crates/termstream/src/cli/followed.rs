@@ -37,6 +37,19 @@ pub fn refuses_attach(request: Option<&str>) -> bool {
     request == Some(ATTACH_REQUEST)
 }
 
+/// What [`Followed::see`] made of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Anything but the end of a re-attach.
+    Other,
+    /// Attached again to the incarnation followed: the verb carries on.
+    Reattached,
+    /// Attached again to another incarnation of the id (the one followed
+    /// was deleted, and the id taken again): the verb ends as for a
+    /// deletion.
+    Replaced,
+}
+
 /// The first byte of a session's log the verb has not printed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Followed {
@@ -63,9 +76,9 @@ impl Followed {
 
     /// Moves on past `ev`, when it is an event of `id`'s log: an attach
     /// says where output follows, a screen snapshot where output after it
-    /// starts, output where it ends. True when `ev` is the
-    /// `session.attached` that ends a re-attach.
-    pub fn see(&mut self, id: &SessionId, ev: &Event) -> bool {
+    /// starts, output where it ends. Says whether `ev` is the
+    /// `session.attached` that ends a re-attach, and of which incarnation.
+    pub fn see(&mut self, id: &SessionId, ev: &Event) -> Seen {
         match ev {
             Event::Attached {
                 session_id,
@@ -73,11 +86,16 @@ impl Followed {
                 offset,
                 ..
             } if session_id == id => {
+                let reattached = std::mem::take(&mut self.reattaching);
+                if reattached && self.at.is_some_and(|at| at.epoch != *epoch) {
+                    // The session was deleted and its id taken again.
+                    return Seen::Replaced;
+                }
                 self.at = Some(LogPosition {
                     epoch: *epoch,
                     offset: *offset,
                 });
-                return std::mem::take(&mut self.reattaching);
+                return if reattached { Seen::Reattached } else { Seen::Other };
             }
             // Only forward: the client library gives no output before
             // what it gave (a snapshot or output from further back is
@@ -99,7 +117,7 @@ impl Followed {
             }
             _ => {}
         }
-        false
+        Seen::Other
     }
 
     /// Attaches `id` again from the first byte not printed, when `reason`
@@ -130,7 +148,7 @@ mod tests {
     use termstream_client::proto::ws::LogPosition;
     use termstream_proto::{Epoch, SessionId, Stream};
 
-    use super::Followed;
+    use super::{Followed, Seen};
 
     /// A snapshot or output from before the position leaves it where it
     /// is: attaching again from there would print what was printed.
@@ -160,5 +178,28 @@ mod tests {
         assert_eq!(f.at.map(|p| p.offset), Some(100), "output from further back");
         f.see(&id, &output(100, b"12345"));
         assert_eq!(f.at.map(|p| p.offset), Some(105), "output on from the position");
+    }
+
+    /// A re-attach answered by another incarnation of the id (the one
+    /// followed was deleted, the id taken again) is told apart.
+    #[test]
+    fn a_reattach_to_another_incarnation_is_replaced() {
+        let id = SessionId::new("s").unwrap();
+        let attached = |epoch: u64| Event::Attached {
+            session_id: id.clone(),
+            epoch: Epoch(epoch),
+            offset: 0,
+            cols: 80,
+            rows: 24,
+            status: termstream_proto::SessionStatus::Running,
+            recovered: None,
+        };
+        let mut f = Followed::default();
+        assert_eq!(f.see(&id, &attached(1)), Seen::Other, "the first attach");
+        f.reattaching = true;
+        assert_eq!(f.see(&id, &attached(1)), Seen::Reattached);
+        f.reattaching = true;
+        assert_eq!(f.see(&id, &attached(2)), Seen::Replaced);
+        assert!(!f.reattaching());
     }
 }

@@ -11,7 +11,7 @@ use termstream_proto::{ChunkEncoding, ErrorCode, SessionId, Stream};
 
 use super::GlobalArgs;
 use super::exit::{self, Failure};
-use super::followed::{self, Followed};
+use super::followed::{self, Followed, Seen};
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -160,7 +160,10 @@ async fn follow(
         let Some(ev) = events.recv().await else {
             break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
         };
-        followed.see(&id, &ev);
+        if followed.see(&id, &ev) == Seen::Replaced {
+            // Deleted, and the id taken again: as for a deletion.
+            break Ok(exit::OK);
+        }
         match ev {
             Event::Output {
                 session_id,

@@ -24,7 +24,7 @@ mod args;
 pub use args::RunArgs;
 
 use super::exit::{self, Failure};
-use super::followed::{self, Followed};
+use super::followed::{self, Followed, Seen};
 use super::leave::Leave;
 use super::{GlobalArgs, term};
 
@@ -223,7 +223,9 @@ async fn stream(
                 let Some(ev) = ev else {
                     break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
                 };
-                followed.see(&id, &ev);
+                if followed.see(&id, &ev) == Seen::Replaced {
+                    break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted")));
+                }
                 match ev {
                     Event::Output { session_id, stream, data, .. } if session_id == id => {
                         if if stream == Stream::Stderr { stderr_tty } else { stdout_tty } {
