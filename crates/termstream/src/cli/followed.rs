@@ -4,8 +4,9 @@
 //!
 //! A server's node of a cluster ends an attachment of another node's
 //! session with `session.detached` `released` when it let go of its copy
-//! (the directory lacked the session's record, or a `lost` session came
-//! back): the session may still run, and attaching again follows it. The
+//! (the directory lacked the session's record; or a `lost` session came
+//! back, but each verb has ended at that session's `session.exit` `lost`
+//! before then): the session may still run, and attaching again follows it. The
 //! verb then attaches again with `since` at the first byte it has not
 //! printed, so the output goes on with nothing lost and nothing repeated,
 //! as after a reconnect. `deleted`, and no reason (a server before the
