@@ -205,19 +205,27 @@ pub fn sync(c: &Arc<Cluster>, records: Vec<Record>, removed: &HashSet<String>) {
     drop_all(c, stand_ins, gone);
 }
 
+/// Drops the stand-ins `gone`: each is marked let go (unless its record
+/// was removed), then its registry handle removed, and only then its
+/// entry dropped, which ends its task: an attach between the two finds
+/// no handle and waits for the session, rather than attaching the old
+/// stand-in and being released a second time.
 fn drop_all(c: &Cluster, mut stand_ins: std::sync::MutexGuard<'_, HashMap<SessionId, Tracked>>, gone: Vec<SessionId>) {
+    let mut ended = Vec::with_capacity(gone.len());
     for id in &gone {
-        if let Some(t) = stand_ins.remove(id)
-            && !t.removed
-        {
-            // Marked before the registry lets go of its handle below.
-            t.let_go();
+        if let Some(t) = stand_ins.remove(id) {
+            if !t.removed {
+                // Marked before the registry lets go of its handle below.
+                t.let_go();
+            }
+            ended.push(t);
         }
     }
     drop(stand_ins);
     for id in &gone {
         c.registry.remove_remote(id);
     }
+    drop(ended);
 }
 
 /// Starts the stand-in of a remote session.
