@@ -143,10 +143,12 @@ pub enum Event {
         session_id: Option<SessionId>,
         /// The request the error answers, when the server says:
         /// [`ATTACH_REQUEST`](termstream_proto::ws::ATTACH_REQUEST) on the
-        /// refusal of an attach whose session did not appear in the
-        /// server's attach wait. The client then forgets that attach (a
-        /// reconnect does not ask for it again); the same code without it
-        /// answers input, a resize or a focus naming the id.
+        /// refusal of an attach: `session_not_found`, its session did not
+        /// appear in the server's attach wait; `rate_limited`, the socket
+        /// holds as many attachments as the server allows. The client then
+        /// forgets that attach, whatever the code (a reconnect does not ask
+        /// for it again); the same codes without it answer input, a resize
+        /// or a focus naming the id.
         request: Option<String>,
     },
     /// The connection gave up for good (e.g. the credential was refused);

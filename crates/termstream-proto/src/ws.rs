@@ -287,9 +287,11 @@ pub enum ServerMessage {
     #[serde(rename = "session.detached", rename_all = "camelCase")]
     Detached {
         session_id: SessionId,
-        /// Why it ended: always sent by this server on `/ws` (its flat
-        /// dialect and `/ws/terminal` keep their older shape, without it);
-        /// `None` from servers before this field.
+        /// Why it ended: always sent by this server to a `/ws` socket
+        /// that attached with `session.attach` (its flat dialect, the
+        /// per-terminal socket `/ws?sessionId=` and `/ws/terminal` keep
+        /// their older shape, without it); `None` from servers before
+        /// this field.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<DetachReason>,
     },

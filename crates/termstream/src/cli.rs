@@ -9,6 +9,7 @@ pub mod completions;
 pub mod detach_keys;
 pub mod events;
 pub mod exit;
+pub mod followed;
 pub mod leave;
 pub mod logs;
 pub mod ls;

@@ -5,7 +5,8 @@
 //! the session was running, had ended, or was created and deleted while its
 //! attach waited for it. A session that merely ends keeps its attachment
 //! (and its slot) until it is deleted or detached, on the node that owns
-//! it or through another node of a cluster. A new session of the same id
+//! it or through another node of a cluster (also when the id is created
+//! again on the viewer's node at once). A new session of the same id
 //! attached again just after a delete stays attached. A focus-aware
 //! attachment of a session ended and deleted at once is told its exit
 //! before `session.detached`. (A cluster node letting go of its copy of a
@@ -479,4 +480,28 @@ async fn fill_input(server: &TestServer, id: &str) {
         .post(&format!("/api/sessions/{id}/input"), json!({ "data": data }))
         .await;
     assert_eq!(body["error"]["code"], "busy", "{status} {body}");
+}
+
+/// Through another node of a cluster: a session deleted on its node and
+/// created again with the same id on the viewer's node at once ends the
+/// viewer's attachment of the old one as `deleted` (not `released`),
+/// whether or not the viewer's node read the old record's removal before
+/// its own record of the id.
+#[tokio::test]
+async fn a_session_deleted_and_created_again_on_the_viewers_node_ends_as_deleted() {
+    let cluster = TestCluster::start_with(2, &[]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"moved","argv":["cat"]})).await;
+    listed(b, "moved", secs(15)).await.expect("listed on b");
+    let mut ws = WsClient::connect(b, "/ws").await;
+    ws.attach("moved", "json").await;
+    answer(&mut ws, "session.attached", "moved").await;
+    delete(a, "moved").await;
+    let body = json!({"id":"moved","argv":["cat"]});
+    let created = wait_until(secs(10), || async {
+        b.request("POST", "/api/sessions", Some(&body)).await.0.is_success()
+    })
+    .await;
+    assert!(created, "b did not create the id again");
+    detached(&mut ws, "moved", "deleted").await;
 }

@@ -4,14 +4,21 @@
 //! `deleted`), its slot is free, and attaching again follows the session.
 //! Two ways a node lets go: the directory in Redis lacked the session's
 //! record in three reads in a row (Redis emptied), or a `lost` session's
-//! node came back. (Deleted sessions: `attach_deleted.rs`.)
+//! node came back. (Deleted sessions: `attach_deleted.rs`.) The CLI's
+//! `attach` and `logs --follow` attach again by themselves, from the first
+//! byte they have not printed (holding keys typed meanwhile), and end as
+//! for a deletion if the session is not back within the attach wait.
 
 mod common;
 
+use std::sync::{Arc, Mutex};
+
 use common::cluster::{TestCluster, listed, status_is};
+use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
-use common::{TestServer, secs};
+use common::{TestServer, secs, wait_until};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Waits until the socket answers `ty` for `id`; an error fails the test.
 async fn answer(ws: &mut WsClient, ty: &str, id: &str) -> Value {
@@ -66,10 +73,7 @@ async fn a_session_missing_from_the_directory_is_released() {
     let mut ws = WsClient::connect(b, "/ws").await;
     ws.attach("kept", "json").await;
     answer(&mut ws, "session.attached", "kept").await;
-    signal(a, rustix::process::Signal::STOP);
-    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
+    owner_away_with_redis_emptied(&cluster).await;
     released(&mut ws, "kept").await;
     signal(a, rustix::process::Signal::CONT);
     status_is(b, "kept", "running", secs(15))
@@ -107,6 +111,200 @@ async fn a_lost_session_come_back_ends_its_old_attachment() {
     let attached = answer(&mut ws, "session.attached", "back").await;
     assert_eq!(attached["status"], "running", "{attached}");
     echoes(&mut ws, b, "back", "here-again").await;
+}
+
+/// Stops the first node (the owner) and empties Redis, as a Redis that
+/// restarted empty would be with the owner not registered again yet; the
+/// caller sends the owner `CONT` once the other node let go. Connected
+/// first, so the flush follows the stop at once: a node marks
+/// the stopped owner's sessions `lost` after `cluster_lost_ms`, and a
+/// connect on a loaded machine could take longer (the viewers would then
+/// get `session.exit` lost, not a release).
+async fn owner_away_with_redis_emptied(cluster: &TestCluster) {
+    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    signal(&cluster.nodes[0], rustix::process::Signal::STOP);
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
+}
+
+/// `termstream attach` through the viewer's node, on a pipe: when the node
+/// lets go of the session (owner away, Redis emptied), it attaches again
+/// (the attach waits for the id, which comes back with the owner) from
+/// the first byte it has not printed, and carries on: output made after it
+/// comes, and output made before it is not printed again (a fresh attach
+/// would draw the screen, holding it, again). The old `attach` ended
+/// there with "was deleted".
+#[tokio::test]
+async fn cli_attach_carries_on_after_a_release() {
+    let text = follows_across_a_release(&["attach", "shell"], json!({"id":"shell","argv":["/bin/sh"]}), None).await;
+    assert!(text.contains("[exited (session shell, code 0)]"), "{text:?}");
+}
+
+/// `termstream attach`, keys typed while it attaches again (the viewer's
+/// node has no session of the id then, and refuses input naming it):
+/// held, and sent once attached again. The old `attach` sent them, and
+/// ended at the refusal ("no session has id").
+#[tokio::test]
+async fn cli_attach_sends_the_keys_typed_while_it_attaches_again() {
+    let text = follows_across_a_release(
+        &["attach", "typing"],
+        json!({"id":"typing","argv":["/bin/sh"]}),
+        Some("echo typed-$((6*7))\n"),
+    )
+    .await;
+    assert_eq!(text.matches("typed-42").count(), 1, "{text:?}");
+    assert!(text.contains("[exited (session typing, code 0)]"), "{text:?}");
+}
+
+/// `termstream logs --follow` of a command session, the same way: the old
+/// one ended (exit 0) at the release, before the later output.
+#[tokio::test]
+async fn cli_logs_follow_carries_on_after_a_release() {
+    let text = follows_across_a_release(
+        &["logs", "--follow", "lines"],
+        json!({"id":"lines","kind":"command","argv":["/bin/sh"]}),
+        None,
+    )
+    .await;
+    assert_eq!(text, "before-42\nafter-42\n");
+}
+
+/// `termstream attach` and `logs --follow` through the viewer's node, the
+/// server's attach wait at its default (3 s), the session's node away
+/// longer: after the release their attach again is refused (the session
+/// did not come back in time), and they end as for a deletion: attach
+/// with "was deleted" and 66, logs with 0. The old ones ended with
+/// "no session has id" and a failure.
+#[tokio::test]
+async fn a_session_not_back_within_the_attach_wait_ends_the_verbs_as_deleted() {
+    let cluster = TestCluster::start_with(2, &[]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"away","argv":["/bin/sh"]})).await;
+    listed(b, "away", secs(15)).await.expect("listed on b");
+    let spawn = |args: &[&str]| {
+        let mut cmd = common::cli::command(&b.url(""), args);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("termstream")
+    };
+    let mut attach = spawn(&["attach", "away"]);
+    let mut logs = spawn(&["logs", "--follow", "away"]);
+    let gauge = r#"termstream_attachments{endpoint="ws"}"#;
+    let attached = wait_until(secs(10), || async { metric(b, gauge).await == Some(2.0) }).await;
+    assert!(attached, "the verbs did not attach on b");
+    owner_away_with_redis_emptied(&cluster).await;
+    let attach_status = tokio::time::timeout(secs(20), attach.wait()).await;
+    let logs_status = tokio::time::timeout(secs(20), logs.wait()).await;
+    signal(a, rustix::process::Signal::CONT);
+    let (attach_text, logs_text) = (printed(&mut attach).await, printed(&mut logs).await);
+    let attach_status = attach_status.expect("attach ends within 20 s").unwrap();
+    let logs_status = logs_status.expect("logs --follow ends within 20 s").unwrap();
+    assert!(attach_text.contains("[session away was deleted]"), "{attach_text:?}");
+    assert_eq!(attach_status.code(), Some(66), "{attach_text:?}");
+    assert_eq!(logs_status.code(), Some(0), "{logs_text:?}");
+}
+
+/// What a child that ended printed, stdout then stderr.
+async fn printed(child: &mut tokio::process::Child) -> String {
+    let (mut text, mut err) = (String::new(), String::new());
+    let _ = child.stdout.take().expect("stdout").read_to_string(&mut text).await;
+    let _ = child.stderr.take().expect("stderr").read_to_string(&mut err).await;
+    format!("{text}{err}")
+}
+
+/// Runs the CLI verb `args` through the second node of a cluster on the
+/// session `create` makes on the first (a shell: `sh` reads commands from
+/// its input): prints a line, has the second node let go of the session
+/// and take it up again, prints another line, and ends the shell. The verb
+/// must exit 0 having printed each line once; returns what it printed.
+/// `typed`: written to the verb's stdin while the second node has let go
+/// of the session (after its attachment there ended), and awaited in the
+/// output before the second line.
+async fn follows_across_a_release(args: &[&str], create: Value, typed: Option<&str>) -> String {
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_ATTACH_WAIT_MS", "20000")]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let id = create["id"].as_str().expect("an id").to_owned();
+    a.create(create).await;
+    listed(b, &id, secs(15)).await.expect("listed on b");
+    let mut cmd = common::cli::command(&b.url(""), args);
+    let stdin = if typed.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    };
+    cmd.stdin(stdin)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("termstream");
+    let printed = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let sink = printed.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    // Typed once the verb's socket is attached on b: what it prints then
+    // comes through the attachment that is let go.
+    let gauge = r#"termstream_attachments{endpoint="ws"}"#;
+    let attached = wait_until(secs(10), || async { metric(b, gauge).await == Some(1.0) }).await;
+    assert!(attached, "the verb did not attach on b");
+    a.input(&id, "echo before-$((6*7))\n").await;
+    assert!(shows(&printed, "before-42").await, "no output before the release");
+    owner_away_with_redis_emptied(&cluster).await;
+    // Let go on b: the id is gone there (an attach waits for it again).
+    let path = format!("/api/sessions/{id}");
+    let gone = wait_until(secs(10), || async { b.get(&path).await.0 == 404 }).await;
+    let still = b.get(&path).await;
+    // Kept open until the verb ends.
+    let mut keys = child.stdin.take();
+    if let (Some(typed), Some(keys)) = (typed, keys.as_mut()) {
+        // The verb's attachment on b ended (its `session.detached` sent).
+        let ended = wait_until(secs(10), || async { metric(b, gauge).await == Some(0.0) }).await;
+        assert!(ended, "the verb's attachment on b did not end");
+        keys.write_all(typed.as_bytes()).await.expect("typed");
+        keys.flush().await.expect("typed");
+    }
+    signal(a, rustix::process::Signal::CONT);
+    assert!(gone, "b did not let go of the session: {still:?}");
+    status_is(b, &id, "running", secs(15)).await.expect("listed again on b");
+    if typed.is_some() {
+        let text = || String::from_utf8_lossy(&printed.lock().unwrap()).into_owned();
+        assert!(
+            shows(&printed, "typed-42").await,
+            "the keys typed meanwhile did not reach the session: {:?}",
+            text()
+        );
+    }
+    a.input(&id, "echo after-$((6*7))\n").await;
+    let after = shows(&printed, "after-42").await;
+    a.input(&id, "exit\n").await;
+    let status = common::exit_within_10s(&mut child, "the verb ends with the shell").await;
+    drop(keys);
+    let mut stderr = String::new();
+    let _ = child.stderr.take().expect("stderr").read_to_string(&mut stderr).await;
+    let text = String::from_utf8_lossy(&printed.lock().unwrap()).into_owned();
+    assert!(after, "no output after the release: {text:?} {stderr}");
+    assert_eq!(
+        (text.matches("before-42").count(), text.matches("after-42").count()),
+        (1, 1),
+        "each printed once: {text:?}"
+    );
+    assert_eq!(status.code(), Some(0), "{text:?} {stderr}");
+    text
+}
+
+/// Waits (15 s at most) until `printed` holds `word`.
+async fn shows(printed: &Mutex<Vec<u8>>, word: &str) -> bool {
+    wait_until(secs(15), || async {
+        String::from_utf8_lossy(&printed.lock().unwrap()).contains(word)
+    })
+    .await
 }
 
 /// Sends `signal` to a node's process.

@@ -1,10 +1,11 @@
 //! The `termstream-client` library against a real server: a socket opened
 //! with a ticket, input that survives cut connections (resent with its seq,
 //! applied once), an attach kept through the refusal of input naming its
-//! id and ended by its own marked refusal, https/wss with a CA file, and a close heard while the task cannot
+//! id and ended by its own marked refusal (also one refused for the
+//! socket's attachment cap), https/wss with a CA file, and a close heard while the task cannot
 //! take input or hand over events (still sending the input queued before
-//! it) or while a stopped server does not answer, and a REST call to a
-//! stopped server that fails after its read timeout.
+//! it) or while a stopped server does not answer; a REST call to a
+//! stopped server fails after its read timeout. A detached event says why.
 
 mod common;
 
@@ -259,6 +260,114 @@ async fn a_marked_refusal_of_an_attach_ends_it_and_the_event_says_which_request(
     conn.close().await;
 }
 
+/// An attach refused for the socket's attachment cap (`rate_limited`,
+/// marked `request: "session.attach"`) is forgotten as a refused attach of
+/// a missing session is: a reconnect does not ask for it again (where it
+/// was refused again, or took the slot of the session really attached).
+#[tokio::test]
+async fn an_attach_refused_for_the_cap_is_not_asked_again_after_a_reconnect() {
+    let mut proxy = GateProxy::bind().await;
+    let server = TestServer::start_with(
+        &["--allowed-host", &proxy.addr],
+        &[("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "1")],
+    )
+    .await;
+    proxy.start(server.addr());
+    let direct = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let [one, two, marker] = ["one", "two", "marker"].map(|i| SessionId::new(i).unwrap());
+    for id in [&one, &two, &marker] {
+        direct.create_session(&cat(id)).await.unwrap();
+    }
+    let client = Client::new(Endpoint::new(&format!("http://{}", proxy.addr), None, &[]).unwrap()).unwrap();
+    let (conn, mut events) = Connection::open(client, quick_retries());
+    conn.attach(one.clone(), None, Resume::Exact).await.unwrap();
+    until(&mut events, secs(10), |e| {
+        matches!(e, Event::Attached { session_id, .. } if *session_id == one).then_some(())
+    })
+    .await;
+    conn.attach(two.clone(), None, Resume::Exact).await.unwrap();
+    let (code, request) = until(&mut events, secs(10), |e| match e {
+        Event::ServerError {
+            code,
+            session_id,
+            request,
+            ..
+        } if session_id.as_ref() == Some(&two) => Some((*code, request.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, termstream_proto::ErrorCode::RateLimited);
+    assert_eq!(request.as_deref(), Some(termstream_proto::ws::ATTACH_REQUEST));
+    proxy.down();
+    until(&mut events, secs(10), |e| {
+        matches!(e, Event::Disconnected { .. }).then_some(())
+    })
+    .await;
+    proxy.up();
+    // Attaches asked again on the reconnect go out before the detach and
+    // the marker's attach, and the server answers in order: up to the
+    // marker's, nothing of two.
+    let nothing_of_two = |e: &Event| match e {
+        Event::Attached { session_id, .. }
+        | Event::ServerError {
+            session_id: Some(session_id),
+            ..
+        } if *session_id == two => {
+            panic!("{two} was asked again after its refusal: {e:?}")
+        }
+        Event::Failed { error, .. } => panic!("the connection gave up: {error}"),
+        _ => None::<()>,
+    };
+    until(&mut events, secs(10), |e| {
+        nothing_of_two(e);
+        matches!(e, Event::Attached { session_id, .. } if *session_id == one).then_some(())
+    })
+    .await;
+    conn.detach(one.clone()).await.unwrap();
+    conn.attach(marker.clone(), None, Resume::Exact).await.unwrap();
+    until(&mut events, secs(10), |e| {
+        nothing_of_two(e);
+        matches!(e, Event::Attached { session_id, .. } if *session_id == marker).then_some(())
+    })
+    .await;
+    conn.close().await;
+}
+
+/// `Event::Detached` says why: `detach` for the client's own detach,
+/// `deleted` for a session deleted while attached. (`released`, a cluster
+/// node letting go: `tests/attach_released.rs`, through the CLI.)
+#[tokio::test]
+async fn a_detached_event_says_why() {
+    use termstream_client::proto::ws::DetachReason;
+    let server = TestServer::start().await;
+    let client = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    let (conn, mut events) = Connection::open(client.clone(), ConnectOptions::default());
+    let ids = [SessionId::new("left").unwrap(), SessionId::new("gone").unwrap()];
+    for id in &ids {
+        client.create_session(&cat(id)).await.unwrap();
+        conn.attach(id.clone(), None, Resume::Exact).await.unwrap();
+        until(&mut events, secs(10), |e| {
+            matches!(e, Event::Attached { session_id, .. } if session_id == id).then_some(())
+        })
+        .await;
+    }
+    let detached = |id: &SessionId| {
+        let id = id.clone();
+        move |e: &Event| match e {
+            Event::Detached { session_id, reason } if *session_id == id => Some(*reason),
+            _ => None,
+        }
+    };
+    conn.detach(ids[0].clone()).await.unwrap();
+    let reason = until(&mut events, secs(10), detached(&ids[0])).await;
+    assert_eq!(reason, Some(DetachReason::Detach));
+    let (status, body) = server.request("DELETE", "/api/sessions/gone", None).await;
+    assert!(status.is_success(), "{status} {body}");
+    let reason = until(&mut events, secs(10), detached(&ids[1])).await;
+    assert_eq!(reason, Some(DetachReason::Deleted));
+    conn.close().await;
+}
+
 #[tokio::test]
 async fn https_and_wss_work_with_a_ca_file() {
     let server = TestServer::start_tls(&[], &[]).await;
@@ -409,9 +518,15 @@ async fn a_rest_call_to_a_server_that_hangs_fails_after_the_read_timeout() {
     let started = Instant::now();
     let answer = tokio::time::timeout(secs(20), client.list_sessions(None, None)).await;
     kill_process(pid, Signal::CONT).unwrap();
-    let err = answer.expect("the call fails on its own").expect_err("a hung server answers nothing");
+    let err = answer
+        .expect("the call fails on its own")
+        .expect_err("a hung server answers nothing");
     assert!(matches!(err, termstream_client::Error::Unreachable { .. }), "{err}");
-    assert!(started.elapsed() >= secs(1), "not before the read timeout: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= secs(1),
+        "not before the read timeout: {:?}",
+        started.elapsed()
+    );
     // The server, running again, answers a new call.
     client.list_sessions(None, None).await.expect("an answer once it runs");
 }

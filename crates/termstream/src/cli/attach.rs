@@ -5,7 +5,12 @@
 //! reset terminal, then live output follows; keys go to the program through
 //! the detach-key machine; window changes (SIGWINCH) resize the session.
 //! After a reconnect the session is re-attached for a fresh snapshot, which
-//! also wipes the status line shown while the server was away.
+//! also wipes the status line shown while the server was away. When the
+//! server lets go of the session without deleting it (`released`, on a
+//! node of a cluster), it is attached again from the first byte not
+//! printed ([`Followed`]); keys and window changes meanwhile are held and
+//! sent once it is attached again. If it does not come back within the
+//! server's attach wait, the attach ends as for a deletion.
 
 use std::io::{IsTerminal, Write};
 
@@ -17,6 +22,7 @@ use tokio::sync::mpsc;
 
 use super::detach_keys::{self, DetachKeys};
 use super::exit::{self, Failure};
+use super::followed::{self, Followed, Seen};
 use super::leave::Leave;
 use super::{GlobalArgs, term};
 
@@ -191,6 +197,9 @@ async fn follow(
     // asking for keys, which a closed channel would answer at once, forever.
     let mut keys_open = true;
     let mut out = std::io::stdout();
+    let mut followed = Followed::default();
+    // Keys typed while re-attaching, sent once attached again.
+    let mut held = String::new();
     // A terminal that fails a write is gone; anything else reports it (a
     // closed pipe ends quietly with 141).
     let failed = |e: std::io::Error| {
@@ -206,7 +215,19 @@ async fn follow(
                 let Some(ev) = ev else {
                     break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
                 };
+                let seen = followed.see(&id, &ev);
+                if seen == Seen::Replaced {
+                    break Ok(Reason::Deleted);
+                }
+                let reattached = seen == Seen::Reattached;
                 match ev {
+                    Event::Attached { .. } if reattached && !read_only => {
+                        // Window changes meanwhile were not sent.
+                        term::send_window_size(conn, &id).await;
+                        if !held.is_empty() {
+                            let _ = conn.input(id.clone(), std::mem::take(&mut held)).await;
+                        }
+                    }
                     Event::Restore { session_id, data, cols, rows, .. } if session_id == id => {
                         leave.reset((cols, rows));
                         leave.feed(data.as_bytes());
@@ -226,7 +247,13 @@ async fn follow(
                         let code = exit::of_program(exit_code, signal);
                         break Ok(if status == SessionStatus::Terminated { Reason::Terminated(code) } else { Reason::Exited(code) });
                     }
-                    Event::Detached { session_id, .. } if session_id == id => break Ok(Reason::Deleted),
+                    Event::Detached { session_id, reason } if session_id == id => {
+                        match followed.again_if_released(conn, &id, reason, Resume::Screen).await {
+                            Ok(true) => {}
+                            Ok(false) => break Ok(Reason::Deleted),
+                            Err(f) => break Err(f),
+                        }
+                    }
                     Event::Disconnected { retry_in, .. } if watch.screen => {
                         // A status line on the bottom row; the snapshot after the
                         // reconnect draws over it.
@@ -240,8 +267,17 @@ async fn follow(
                         }
                         leave.status_line(rows);
                     }
-                    Event::Connected { reconnect: true, .. } if !read_only => term::send_window_size(conn, &id).await,
-                    Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id, .. } if session_id.as_ref() == Some(&id) => {
+                    Event::Connected { reconnect: true, .. } if !read_only && !followed.reattaching() => term::send_window_size(conn, &id).await,
+                    // After a release: the session did not come back
+                    // within the server's attach wait.
+                    Event::ServerError { code: ErrorCode::SessionNotFound, session_id, request, .. }
+                        if session_id.as_ref() == Some(&id) && followed.reattaching() && followed::refuses_attach(request.as_deref()) => {
+                        break Ok(Reason::Deleted);
+                    }
+                    // Only the attach's refusal ends it: without a request
+                    // it answers keys or a resize.
+                    Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id, request }
+                        if session_id.as_ref() == Some(&id) && followed::refuses_attach(request.as_deref()) => {
                         break Err(Failure::from_socket(ErrorCode::SessionNotFound, message));
                     }
                     Event::Failed { error, code } => {
@@ -256,7 +292,7 @@ async fn follow(
                     // A character cut short at the end goes as U+FFFD.
                     let rest = utf8.finish();
                     if !read_only && !rest.is_empty() {
-                        let _ = conn.input(id.clone(), rest).await;
+                        send_or_hold(conn, &id, &followed, &mut held, rest).await;
                     }
                     continue;
                 };
@@ -264,7 +300,7 @@ async fn follow(
                 if !read_only && !fed.forward.is_empty() {
                     let text = utf8.push(&fed.forward);
                     if !text.is_empty() {
-                        let _ = conn.input(id.clone(), text).await;
+                        send_or_hold(conn, &id, &followed, &mut held, text).await;
                     }
                 }
                 if fed.detach {
@@ -276,7 +312,8 @@ async fn follow(
             _ = winch.recv() => {
                 let size = term::window_size();
                 leave.resized(size.filter(|_| watch.screen));
-                if !read_only && let Some((cols, rows)) = size {
+                // While re-attaching, sent once attached again.
+                if !read_only && !followed.reattaching() && let Some((cols, rows)) = size {
                     let _ = conn.resize(id.clone(), cols, rows).await;
                 }
             }
@@ -284,4 +321,19 @@ async fn follow(
     };
     reader.abort();
     result
+}
+
+/// Sends keys to the session, or holds them while it is re-attached (see
+/// [`followed::HOLD_MAX`]: keys past it are dropped).
+async fn send_or_hold(conn: &Connection, id: &SessionId, followed: &Followed, held: &mut String, text: String) {
+    if !followed.reattaching() {
+        let _ = conn.input(id.clone(), text).await;
+        return;
+    }
+    let room = followed::HOLD_MAX.saturating_sub(held.len());
+    let mut cut = text.len().min(room);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    held.push_str(&text[..cut]);
 }

@@ -24,6 +24,7 @@ mod args;
 pub use args::RunArgs;
 
 use super::exit::{self, Failure};
+use super::followed::{self, Followed, Seen};
 use super::leave::Leave;
 use super::{GlobalArgs, term};
 
@@ -190,6 +191,7 @@ async fn stream(
     conn.attach(id.clone(), Some(since), Resume::Exact)
         .await
         .map_err(|e| Failure::from_client(e, global))?;
+    let mut followed = Followed::from(Some(since));
     let stdin_task = tokio::spawn(forward_stdin(client.clone(), id.clone(), info.kind));
     let timeout = async {
         match args.timeout {
@@ -221,6 +223,9 @@ async fn stream(
                 let Some(ev) = ev else {
                     break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
                 };
+                if followed.see(&id, &ev) == Seen::Replaced {
+                    break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted")));
+                }
                 match ev {
                     Event::Output { session_id, stream, data, .. } if session_id == id => {
                         if if stream == Stream::Stderr { stderr_tty } else { stdout_tty } {
@@ -267,9 +272,23 @@ async fn stream(
                             exit::of_program(exit_code, signal)
                         });
                     }
-                    Event::Detached { session_id, .. } if session_id == id => {
+                    Event::Detached { session_id, reason } if session_id == id => {
+                        // Let go by the server's node, not deleted: followed again.
+                        match followed.again_if_released(&conn, &id, reason, Resume::Exact).await {
+                            Ok(true) => {}
+                            Ok(false) => break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted"))),
+                            Err(f) => break Err(f),
+                        }
+                    }
+                    // After a release: the session did not come back
+                    // within the server's attach wait.
+                    Event::ServerError { session_id, request, .. }
+                        if session_id.as_ref() == Some(&id) && followed.reattaching() && followed::refuses_attach(request.as_deref()) => {
                         break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted")));
                     }
+                    // While re-attaching the server holds no session of the
+                    // id: it refuses the window size sent at a reconnect.
+                    Event::ServerError { session_id, request: None, .. } if session_id.as_ref() == Some(&id) && followed.reattaching() => {}
                     Event::ServerError { code, message, session_id, .. } if session_id.as_ref() == Some(&id) => {
                         break Err(Failure::from_socket(code, message));
                     }
@@ -436,7 +455,12 @@ async fn forward_stdin(client: Client, id: SessionId, kind: SessionKind) {
                     let taken = detail.accepted_bytes.unwrap_or(0) as usize;
                     data = &data[taken.min(data.len())..];
                 }
-                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(200)).await,
+                // Not transient as such, but on a node of a cluster the
+                // session is missing from it while it follows the session
+                // again after a release; deleted, `run` ends by itself.
+                Err(e) if e.is_transient() || e.code() == Some(ErrorCode::SessionNotFound) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
                 // The program ended, or stopped taking input: nothing more to do.
                 Err(_) => return,
             }

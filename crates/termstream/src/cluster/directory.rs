@@ -311,7 +311,6 @@ pub async fn put(c: &Arc<Cluster>, info: SessionInfo) -> RedisResult<Put> {
 async fn sync(c: &Arc<Cluster>, view: &mut View) -> RedisResult<()> {
     view.refresh(c).await?;
     let mut records = view.records();
-    let removed = view.take_removed();
     let owners: Vec<String> = records
         .iter()
         .filter(|r| r.node != c.node && r.info.status.is_running())
@@ -334,14 +333,45 @@ async fn sync(c: &Arc<Cluster>, view: &mut View) -> RedisResult<()> {
         }
     }
     forget::reconcile(c, &records);
+    // Taken only now, after every `?`: a sync that failed leaves the
+    // removals it read for the next one (its view has moved past them in
+    // the log), so their stand-ins still end `deleted`, not `released`.
+    let removed = view.take_removed();
     super::remote::sync(c, records, &removed);
     c.registry.remote().mark_synced();
     Ok(())
 }
 
-/// Marks the session of a dead node `lost`, ending where its stream ends.
+/// Writes the `lost` record `ARGV[4]` of session `ARGV[1]` (owner
+/// `ARGV[2]`, incarnation `ARGV[3]`) into the directory (`KEYS[2]`) and
+/// notes it in the change log (`KEYS[3]`, kept to `ARGV[5]`), 1, only if
+/// the owner's liveness key (`KEYS[1]`) is still missing and the
+/// directory still holds that owner's running record of that incarnation;
+/// otherwise 0 and nothing written. Checked in the script, not before it:
+/// a Redis that restarted empty between a sync's read of the directory and
+/// its liveness check would otherwise get the record back, marked `lost`,
+/// for a session still running on its node (which registers it again as
+/// running only if nothing holds it) and for one already released.
+const MARK_LOST: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local rec = redis.call('HGET', KEYS[2], ARGV[1])
+if not rec then return 0 end
+local ok, r = pcall(cjson.decode, rec)
+if not ok or r == nil or r.node ~= ARGV[2] or r.info == nil
+  or r.info.epoch ~= ARGV[3] or r.info.status ~= 'running' then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1])
+return 1
+"#;
+
+/// Marks the session of a dead node `lost`, ending where its stream ends,
+/// unless the directory changed under the sync (see [`MARK_LOST`]): `rec`
+/// becomes the `lost` record only when it was written.
 async fn mark_lost(c: &Cluster, rec: &mut Record) -> RedisResult<()> {
-    let info = &mut rec.info;
+    let mut lost = rec.clone();
+    let info = &mut lost.info;
     if let Some((end, _)) = super::publish::stream_end(c, &info.id, info.epoch).await? {
         info.output_offset = info.output_offset.max(end);
     }
@@ -350,26 +380,28 @@ async fn mark_lost(c: &Cluster, rec: &mut Record) -> RedisResult<()> {
     info.pid = None;
     info.ended_at = Some(now);
     info.duration_ms = info.started_at.map(|s| now.saturating_sub(s));
-    let json = serde_json::to_string(&*rec).unwrap_or_default();
-    tracing::warn!(session = %rec.info.id, node = %rec.node, "the session's node stopped answering: lost");
-    let mut p = redis::pipe();
-    p.atomic();
-    p.cmd("HSET").arg(DIR_KEY).arg(rec.info.id.as_str()).arg(json).ignore();
-    log_change(&mut p, &rec.info.id);
-    c.redis.pipe(&p).await
-}
-
-/// Notes in the change log that the record of `id` changed.
-fn log_change(p: &mut redis::Pipeline, id: &SessionId) {
-    p.cmd("XADD")
-        .arg(DIR_LOG_KEY)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(LOG_KEEP)
-        .arg("*")
-        .arg("id")
-        .arg(id.as_str())
-        .ignore();
+    let json = serde_json::to_string(&lost).unwrap_or_default();
+    let script = redis::Script::new(MARK_LOST);
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(node_key(&rec.node))
+        .key(DIR_KEY)
+        .key(DIR_LOG_KEY)
+        .arg(rec.info.id.as_str())
+        .arg(&rec.node)
+        .arg(rec.info.epoch.to_string())
+        .arg(json)
+        .arg(LOG_KEEP);
+    let mut conn = c.redis.conn().await?;
+    let written: RedisResult<i64> = invocation.invoke_async(&mut conn).await;
+    if let Err(e) = &written {
+        c.redis.failed(e).await;
+    }
+    if written? == 1 {
+        tracing::warn!(session = %lost.info.id, node = %lost.node, "the session's node stopped answering: lost");
+        *rec = lost;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

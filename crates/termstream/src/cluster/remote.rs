@@ -35,7 +35,8 @@
 //! go first ([`RemoteSession::let_go`]): its viewers' attachments then end
 //! as `released`, not `deleted`, and attaching again follows the session.
 //! One whose record the log removed, one deleted through this node, and
-//! one replaced by a newer incarnation of its id are deleted.
+//! one replaced by a newer incarnation of its id (on another node or on
+//! this one) are deleted.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,11 +136,22 @@ pub fn drop_stand_in(c: &Cluster, id: &SessionId) {
 pub fn sync(c: &Arc<Cluster>, records: Vec<Record>, removed: &HashSet<String>) {
     let mut seen = HashSet::new();
     for rec in records {
-        if rec.node == c.node {
-            continue;
-        }
         let id = rec.info.id.clone();
-        if c.registry.get(&id).is_some_and(|h| !h.is_remote()) {
+        // The id is this node's (its record, or a local session holds
+        // it): a stand-in of another incarnation of it was of a session
+        // deleted, whether or not a sync read its record's removal before
+        // this node's put; its viewers are told `deleted` when it goes.
+        let local = if rec.node == c.node {
+            Some(rec.info.epoch)
+        } else {
+            c.registry.get(&id).filter(|h| !h.is_remote()).map(|h| h.epoch())
+        };
+        if let Some(epoch) = local {
+            if let Some(t) = c.stand_ins.lock().get_mut(&id)
+                && t.epoch != epoch
+            {
+                t.removed = true;
+            }
             continue;
         }
         seen.insert(id.clone());
@@ -193,19 +205,27 @@ pub fn sync(c: &Arc<Cluster>, records: Vec<Record>, removed: &HashSet<String>) {
     drop_all(c, stand_ins, gone);
 }
 
+/// Drops the stand-ins `gone`: each is marked let go (unless its record
+/// was removed), then its registry handle removed, and only then its
+/// entry dropped, which ends its task: an attach between the two finds
+/// no handle and waits for the session, rather than attaching the old
+/// stand-in and being released a second time.
 fn drop_all(c: &Cluster, mut stand_ins: std::sync::MutexGuard<'_, HashMap<SessionId, Tracked>>, gone: Vec<SessionId>) {
+    let mut ended = Vec::with_capacity(gone.len());
     for id in &gone {
-        if let Some(t) = stand_ins.remove(id)
-            && !t.removed
-        {
-            // Marked before the registry lets go of its handle below.
-            t.let_go();
+        if let Some(t) = stand_ins.remove(id) {
+            if !t.removed {
+                // Marked before the registry lets go of its handle below.
+                t.let_go();
+            }
+            ended.push(t);
         }
     }
     drop(stand_ins);
     for id in &gone {
         c.registry.remove_remote(id);
     }
+    drop(ended);
 }
 
 /// Starts the stand-in of a remote session.

@@ -280,11 +280,9 @@ impl Connection {
                 output,
                 stream,
             } => self.request_attach(session_id, since, output, stream).await,
-            ClientMessage::Detach { session_id } => match self.attached.remove(&session_id) {
-                Some(a) => {
-                    // Gone before the answer: no output of it follows `detached`.
-                    a.task.abort();
-                    a.task.gone().await;
+            ClientMessage::Detach { session_id } => match self.end_attachment(&session_id).await {
+                // Gone before the answer: no output of it follows `detached`.
+                Some(_viewer) => {
                     self.control(ServerMessage::Detached {
                         session_id,
                         reason: Some(DetachReason::Detach),

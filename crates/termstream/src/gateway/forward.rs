@@ -236,9 +236,10 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
             tracing::debug!(session = %f.id, "socket closed while forwarding");
         }
         // The session ended (or its start failed) and was not deleted: the
-        // attachment stays until it is. Only the id, a receiver of the info
-        // and the release are kept meanwhile (with the gauge and the log
-        // line above); the rest of the forwarder, its handle included, is
+        // attachment stays until it is. Only the id, a receiver of the info,
+        // the departure (which says why it ends: deleted, or released) and
+        // the release are kept meanwhile (with the gauge and the log line
+        // above); the rest of the forwarder, its handle included, is
         // dropped first.
         if followed.is_ok()
             && let Some(release) = f.release.take()

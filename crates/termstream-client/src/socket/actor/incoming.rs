@@ -3,7 +3,7 @@
 //! and every other message, with the tracked state each one moves.
 
 use termstream_proto::ws::{ATTACH_REQUEST, LogPosition, ServerMessage, binary};
-use termstream_proto::{ErrorCode, SessionId, Stream};
+use termstream_proto::{SessionId, Stream};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::State;
@@ -92,10 +92,14 @@ impl State {
                 offset,
                 stream,
             } => {
-                let data = self.sessions.output(&session_id, offset, data.into());
+                let sent: bytes::Bytes = data.into();
+                let len = sent.len();
+                let data = self.sessions.output(&session_id, offset, sent);
                 if data.is_empty() {
                     return None;
                 }
+                // Where what is left starts, as for a binary frame.
+                let offset = offset + (len - data.len()) as u64;
                 Event::Output {
                     session_id,
                     stream: stream.unwrap_or(Stream::Pty),
@@ -141,14 +145,15 @@ impl State {
                 session_id,
                 request,
             } => {
-                // An attach the server refused is not retried on every
-                // reconnect. Only the refusal marked as the attach's: the
-                // same code answers input or a resize naming the id while
-                // the attach waits for its session. A server older than
-                // the mark gets the attach asked again after a reconnect
-                // (and refuses it again).
-                if code == ErrorCode::SessionNotFound
-                    && request.as_deref() == Some(ATTACH_REQUEST)
+                // An attach the server refused (its session did not come
+                // within the attach wait, or the socket's attachment cap)
+                // is not retried on every reconnect, where it could take
+                // the slot of one really attached. Only the refusal marked
+                // as the attach's: the same codes answer input or a resize
+                // naming the id while the attach waits for its session. A
+                // server older than the mark gets the attach asked again
+                // after a reconnect (and refuses it again).
+                if request.as_deref() == Some(ATTACH_REQUEST)
                     && let Some(id) = &session_id
                 {
                     self.sessions.forget(id);

@@ -9,9 +9,12 @@
 //! broadcast and tells every viewer the session is gone. The updates never
 //! close first: the task keeps a sender of them for its reader. A stand-in
 //! the directory drops (`drop_stand_in`, or records missing from `sync` 3
-//! reads in a row) loses the directory's entry and the registry's handle,
-//! and the session is announced deleted; one that `sync` replaces (a
-//! `lost` session come back) loses them unannounced. Either way the task
+//! reads in a row) loses the directory's entry and the registry's handle;
+//! one that `sync` replaces (a `lost` session come
+//! back, or a newer incarnation) loses them too. Its viewers are told
+//! `deleted` when the session was deleted (through this node, its record's
+//! removal in the change log, a newer incarnation), else `released` (it
+//! was let go: `Tracked::let_go` in the parent module). Either way the task
 //! ends then, as a deleted session's actor does, though viewers may still
 //! hold handles: its broadcast and the handles' info close (a `/ws` viewer
 //! is told `session.detached`, and its attachment ends, focus-aware and

@@ -1,8 +1,9 @@
 //! How a connection attaches sessions: the per-socket limit, the wait for
 //! a session that does not exist yet, the start of each attached
-//! session's forwarder, and the end of an attachment whose session was
-//! deleted.
+//! session's forwarder, and the end of an attachment (detached, replaced,
+//! or its session deleted or let go): [`Connection::end_attachment`].
 
+use std::collections::hash_map::Entry;
 use std::time::Duration;
 
 use termstream_proto::ErrorCode;
@@ -12,7 +13,19 @@ use tokio::time::Instant;
 
 use super::{Attached, Connection, Pending};
 use crate::gateway::forward::{self, Attach, Release, Released};
-use crate::session::SessionHandle;
+use crate::session::{SessionHandle, ViewerGuard};
+
+impl Attached {
+    /// Ends the attachment: its forwarder is aborted, and gone (with its
+    /// gauge) before this returns, so nothing of it is sent after what the
+    /// caller sends next. Gives back its place in the viewer count, which
+    /// the caller drops when it is done with it.
+    async fn end(self) -> ViewerGuard {
+        self.task.abort();
+        self.task.gone().await;
+        self.viewer
+    }
+}
 
 impl Connection {
     pub(super) async fn request_attach(
@@ -50,10 +63,7 @@ impl Connection {
         // whose release is not taken yet): that one ends unannounced, as a
         // live one replaced by a live attach does, and its release, if
         // any, names an older generation and is dropped.
-        if let Some(old) = self.attached.remove(&id) {
-            old.task.abort();
-            old.task.gone().await;
-        }
+        drop(self.end_attachment(&id).await);
         let wait = Duration::from_millis(self.state.registry.config().attach_wait_ms);
         let deadline = Instant::now() + wait;
         self.pending.insert(
@@ -119,16 +129,10 @@ impl Connection {
         let id = handle.id().clone();
         // Attaching touches the session's project: its focus state first.
         self.touch(handle.project(), Some(&id)).await;
-        let mut answered = false;
-        if let Some(old) = self.attached.remove(&id) {
-            // Gone before the new one starts: no frame of the old stream
-            // comes after the new stream's first.
-            old.task.abort();
-            old.task.gone().await;
-            // Attaching again (another stream mode, a resume) keeps the
-            // socket the session's answerer.
-            answered = old.viewer.is_answerer();
-        }
+        // Gone before the new one starts: no frame of the old stream comes
+        // after the new stream's first. Attaching again (another stream
+        // mode, a resume) keeps the socket the session's answerer.
+        let answered = self.end_attachment(&id).await.is_some_and(|old| old.is_answerer());
         let viewer = handle.add_viewer();
         if answered {
             viewer.typed();
@@ -167,19 +171,27 @@ impl Connection {
     /// changes nothing.
     pub(super) async fn released(&mut self, released: Released) {
         let Released { id, generation, reason } = released;
-        if self.attached.get(&id).is_none_or(|a| a.generation != generation) {
+        let Entry::Occupied(entry) = self.attached.entry(id) else {
+            return;
+        };
+        if entry.get().generation != generation {
             return;
         }
-        if let Some(a) = self.attached.remove(&id) {
-            // It sends nothing after its release; aborted, it is gone at
-            // its next wait at the latest (its gauge with it).
-            a.task.abort();
-            a.task.gone().await;
-            self.control(ServerMessage::Detached {
-                session_id: id,
-                reason: Some(reason),
-            })
-            .await;
-        }
+        let (id, a) = entry.remove_entry();
+        // It sends nothing after its release; aborted, it is gone at its
+        // next wait at the latest.
+        let _viewer = a.end().await;
+        self.control(ServerMessage::Detached {
+            session_id: id,
+            reason: Some(reason),
+        })
+        .await;
+    }
+
+    /// Ends `id`'s attachment, if the socket has one: removed, and its
+    /// forwarder gone ([`Attached::end`]); its place in the viewer count
+    /// is given back to the caller.
+    pub(super) async fn end_attachment(&mut self, id: &SessionId) -> Option<ViewerGuard> {
+        Some(self.attached.remove(id)?.end().await)
     }
 }
