@@ -220,3 +220,56 @@ async fn all_sessions_socket_gets_the_end_of_a_session_deleted_right_after_its_e
         }
     }
 }
+
+/// A session deleted while `/ws/terminal/all` still has its output to
+/// send (a slow reader), and at once created again under its id: the old
+/// session's output and `terminal_end` all come before the new one's
+/// `terminal_start`, and nothing of the old one after it.
+#[tokio::test]
+async fn all_sessions_socket_ends_a_deleted_session_before_a_new_one_under_its_id() {
+    let server = TestServer::start().await;
+    let mut ws = WsClient::connect_narrow(&server, "/ws/terminal/all", 4096).await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    server
+        .create(json!({"id":"gush","kind":"command","argv":["sh","-c","head -c 4194304 /dev/zero | tr '\\0' b"]}))
+        .await;
+    server.wait_status("gush", "exited", secs(30)).await;
+    delete(&server, "gush").await;
+    server
+        .create(json!({"id":"gush","kind":"command","argv":["echo","second"]}))
+        .await;
+    let (mut starts, mut first_end, mut second) = (0, false, String::new());
+    let deadline = tokio::time::Instant::now() + secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let m = match ws.recv(left).await {
+            Some(Incoming::Json(m)) if m["session_id"] == "gush" => m,
+            Some(Incoming::Json(_)) => continue,
+            other => panic!("the sessions' ends never came ({other:?}): starts {starts}, first end {first_end}"),
+        };
+        match m["type"].as_str() {
+            Some("terminal_start") => {
+                starts += 1;
+                assert!(starts == 1 || first_end, "the second start before the first's end");
+            }
+            Some("terminal_output") if starts == 2 => {
+                let out = m["output"].as_str().unwrap_or_default();
+                assert!(
+                    !out.contains('b'),
+                    "the first's output after the second start: {out:.40}"
+                );
+                second.push_str(out);
+            }
+            Some("terminal_end") if starts == 1 => {
+                assert!(!first_end, "two ends of the first: {m}");
+                assert_eq!(m["exit_code"], 0, "{m}");
+                first_end = true;
+            }
+            Some("terminal_end") => {
+                assert_eq!(second, "second\n", "{m}");
+                break;
+            }
+            _ => {}
+        }
+    }
+}

@@ -90,7 +90,19 @@ fn forwarder(
     preamble: Vec<Message>,
     release: Option<Release>,
 ) -> Follower {
-    let attach = Attach {
+    // No snapshot here (the held output instead): nothing to wait for.
+    forward::spawn(attach(handle, since, state, preamble, release), out.clone()).0
+}
+
+/// What [`forwarder`] forwards: `handle`'s session, in the legacy shape.
+fn attach(
+    handle: SessionHandle,
+    since: Option<LogPosition>,
+    state: &AppState,
+    preamble: Vec<Message>,
+    release: Option<Release>,
+) -> Attach {
+    Attach {
         handle,
         since,
         mode: OutputMode::Json,
@@ -99,9 +111,7 @@ fn forwarder(
         preamble,
         focus: None,
         release,
-    };
-    // No snapshot here (the held output instead): nothing to wait for.
-    forward::spawn(attach, out.clone()).0
+    }
 }
 
 /// `/ws/terminal/{session_id}`.
