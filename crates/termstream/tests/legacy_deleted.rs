@@ -22,6 +22,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, wait_until};
 use serde_json::{Value, json};
@@ -272,4 +273,38 @@ async fn all_sessions_socket_ends_a_deleted_session_before_a_new_one_under_its_i
             _ => {}
         }
     }
+}
+
+/// `/ws/terminal/all` of a client that never reads, while many sessions
+/// print more than it takes and are deleted: it keeps only so many of
+/// their forwarders (32, and the session streamed), not one per deleted
+/// session until the client goes.
+#[tokio::test]
+async fn all_sessions_socket_keeps_a_bounded_number_of_deleted_sessions_forwarders() {
+    const N: usize = 100;
+    const GAUGE: &str = "termstream_attachments{endpoint=\"legacy\"}";
+    let server = TestServer::start().await;
+    let mut ws = WsClient::connect_narrow(&server, "/ws/terminal/all", 4096).await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    // Not read again: the socket's budget fills with the first sessions'
+    // output, and every later forwarder waits for room.
+    for i in 0..N {
+        let id = format!("f{i}");
+        server
+            .create(json!({"id":id,"kind":"command","argv":["sh","-c","head -c 262144 /dev/zero | tr '\\0' c"]}))
+            .await;
+        server.wait_status(&id, "exited", secs(30)).await;
+        delete(&server, &id).await;
+    }
+    let last = std::cell::Cell::new(None);
+    let bounded = wait_until(secs(10), || async {
+        last.set(metric(&server, GAUGE).await);
+        last.get().is_some_and(|g| g <= 33.0)
+    })
+    .await;
+    let last = last.get();
+    assert!(bounded, "{GAUGE} stayed at {last:?} after {N} deletes");
+    // They were held for real: the last 32 still wait for room.
+    assert!(last.is_some_and(|g| g >= 16.0), "{GAUGE} is {last:?}");
+    drop(ws);
 }
