@@ -308,3 +308,34 @@ async fn all_sessions_socket_keeps_a_bounded_number_of_deleted_sessions_forwarde
     assert!(last.is_some_and(|g| g >= 16.0), "{GAUGE} is {last:?}");
     drop(ws);
 }
+
+/// A `/ws/terminal/{id}` socket waiting for its client's close reply after
+/// its session's delete (the client read the `terminal_end` and stopped
+/// reading, so it never answers the close) does not hold up a shutdown:
+/// the server does not wait out its sockets.
+#[tokio::test]
+async fn one_session_socket_waiting_for_a_close_reply_does_not_hold_up_a_shutdown() {
+    const GAUGE: &str = "termstream_attachments{endpoint=\"legacy\"}";
+    let mut server = TestServer::start_logged(&[], &[]).await;
+    server
+        .create(json!({"id":"quiet","kind":"command","argv":["sh","-c","echo hi; sleep 1000"]}))
+        .await;
+    let mut ws = WsClient::connect_raw(&server, "/ws/terminal/quiet").await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_start");
+    delete(&server, "quiet").await;
+    ws.until_type("terminal_end", secs(10)).await;
+    // The forwarder is gone once it told the socket's task of the delete.
+    assert!(
+        wait_until(secs(10), || async { metric(&server, GAUGE).await == Some(0.0) }).await,
+        "the forwarder did not end at the delete"
+    );
+    server.sigterm();
+    assert!(server.exited(secs(10)).await.is_some(), "the server did not exit");
+    assert!(
+        !server.log().contains("sockets still open"),
+        "the shutdown waited for the socket: {}",
+        server.log()
+    );
+    drop(ws);
+}
