@@ -6,17 +6,22 @@
 //! seen: `exit_code` null) or had ended.
 //!
 //! A slow reader still gets every byte, the `terminal_end` and the close:
-//! the server waits for the client's close reply (as long as a reply may
-//! take) before it drops the connection, whose reset would have the
+//! the server waits for the client's close reply (within the pong
+//! timeout) before it drops the connection, whose reset would have the
 //! client's kernel drop what it had not read.
 //!
+//! A shutdown does not wait for such a close reply.
+//!
 //! `/ws/terminal/all` lets the forwarder of a session deleted right after
-//! its exit send its last output and `terminal_end`. It keeps its bookkeeping in step with the registry even
-//! when it misses changes: a burst of deletes larger than
-//! `session_changes_queue` (1 here; evictions past `max_sessions`, made in
-//! one step by a create) makes it lag, for real, and it resynchronizes; the
-//! ids it missed the deletes of are then created again, and the new
-//! sessions' starts and output reach the socket.
+//! its exit send its last output and `terminal_end`, all before the
+//! `terminal_start` of a new session under its id; it keeps only so many
+//! such forwarders for a client that does not read. It keeps its
+//! bookkeeping in step with the registry even when it misses changes: a
+//! burst of deletes larger than `session_changes_queue` (1 here; evictions
+//! past `max_sessions`, made in one step by a create) makes it lag, for
+//! real, and it resynchronizes; the ids it missed the deletes of are then
+//! created again, and the new sessions' starts and output reach the
+//! socket.
 
 mod common;
 

@@ -17,9 +17,10 @@
 //! copy of another node's session with a new copy of the same one (same
 //! epoch) closes with `session_replaced: ID` instead: connecting again
 //! follows the same session. The close waits for room, and then for the
-//! client's close reply, as long as a reply may (the pong timeout), so a
-//! slow reader still gets the last output. `/ws/terminal/all` is
-//! `legacy/all.rs`.
+//! client's close reply, both within one pong timeout from the release, so
+//! a slow reader still gets the last output; the reply is awaited only if
+//! the close went out, and a shutdown ends both waits. `/ws/terminal/all`
+//! is `legacy/all.rs`.
 
 mod all;
 
