@@ -211,7 +211,7 @@ pub async fn ws(
 
 /// `/ws/terminal/{session_id}`: the older one-session socket.
 #[utoipa::path(get, path = "/ws/terminal/{session_id}", params(("session_id" = String, Path, description = "The session id.")),
-    responses((status = 101, description = "Switching Protocols: the older one-session messages. Once the session is deleted the socket sends its terminal_end (if not sent yet; exit_code null when deleted while running) and closes with 1000, reason session_deleted: ID (in a cluster, session_replaced: ID when this node replaced its copy of another node's session with a new copy of the same one: connect again to follow it); the server then waits for the client's close reply as long as for any reply."),
+    responses((status = 101, description = "Switching Protocols: the older one-session messages. Once the session is deleted the socket sends its terminal_end (if not sent yet; exit_code null when deleted while running) and closes with 1000, reason session_deleted: ID (in a cluster, session_replaced: ID when this node replaced its copy of another node's session with a new copy of the same one: connect again to follow it); the close waits for room, and then the server waits for the client's close reply, both within one pong timeout (ws_pong_timeout_ms); a server shutting down meanwhile stops waiting. On /ws/terminal/all a deleted session's remaining output and terminal_end come before the terminal_start of a new session under its id."),
               (status = 426, body = ErrorBody, description = "Not a WebSocket upgrade.")))]
 pub async fn legacy_one(
     Upgrade(ws): Upgrade,

@@ -340,14 +340,23 @@ async fn the_sessions_channel_resynchronizes_with_every_nodes_sessions_after_a_l
             None => panic!("node B never announced node A's first sessions"),
         }
     }
-    // "again" deleted and created again, then the burst: B may learn of
-    // all in one sync, and miss which incarnation of "again" is current.
+    // "again" deleted and created again, then the burst, while B is
+    // stopped: B learns of all in one sync once it goes on (a lag of its
+    // queue of 1), and may miss which incarnation of "again" is current.
+    let paused = b.pause();
     let (status, body) = a.request("DELETE", "/api/sessions/again", None).await;
     assert!(status.is_success(), "{status} {body}");
     create("again".into()).await;
     let mut ids: Vec<String> = (0..N).map(|i| format!("burst{i}")).collect();
     futures_util::future::join_all(ids.iter().cloned().map(create)).await;
     ids.push("again".into());
+    let on_a = wait_until(secs(10), || async {
+        let (_, list) = a.get("/api/sessions").await;
+        ids.iter().all(|id| common::session_ids(&list).contains(&id.as_str()))
+    })
+    .await;
+    drop(paused);
+    assert!(on_a, "node A never listed the burst");
     let listed = wait_until(secs(10), || async {
         let (_, list) = b.get("/api/sessions").await;
         ids.iter().all(|id| common::session_ids(&list).contains(&id.as_str()))

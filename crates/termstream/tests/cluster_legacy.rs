@@ -90,12 +90,6 @@ async fn all_sessions_socket_on_another_node_lists_follows_and_restreams_a_reuse
     );
 }
 
-/// Sends `signal` to a node's process.
-fn signal(node: &common::TestServer, signal: rustix::process::Signal) {
-    let pid = rustix::process::Pid::from_raw(node.pid() as i32).expect("pid");
-    rustix::process::kill_process(pid, signal).expect("kill");
-}
-
 #[tokio::test]
 async fn a_lost_session_taken_up_again_is_replaced_and_started_again() {
     let cluster = TestCluster::start(2).await;
@@ -113,9 +107,9 @@ async fn a_lost_session_taken_up_again_is_replaced_and_started_again() {
     output_of(&mut all, "kept", "tick").await;
     // A is cut off (stopped: its heartbeats stop, its session runs on),
     // then comes back.
-    signal(a, rustix::process::Signal::STOP);
+    let paused = a.pause();
     status_is(b, "kept", "lost", T).await.expect("marked lost on B");
-    signal(a, rustix::process::Signal::CONT);
+    drop(paused);
     status_is(b, "kept", "running", T).await.expect("running again on B");
     let (_, close) = one.until_closed(T).await;
     assert_eq!(close, Some((1000, "session_replaced: kept".to_owned())));

@@ -6,22 +6,28 @@
 //! seen: `exit_code` null) or had ended.
 //!
 //! A slow reader still gets every byte, the `terminal_end` and the close:
-//! the server waits for the client's close reply (as long as a reply may
-//! take) before it drops the connection, whose reset would have the
+//! the server waits for the client's close reply (within the pong
+//! timeout) before it drops the connection, whose reset would have the
 //! client's kernel drop what it had not read.
 //!
+//! A shutdown does not wait for such a close reply.
+//!
 //! `/ws/terminal/all` lets the forwarder of a session deleted right after
-//! its exit send its last output and `terminal_end`. It keeps its bookkeeping in step with the registry even
-//! when it misses changes: a burst of deletes larger than
-//! `session_changes_queue` (1 here; evictions past `max_sessions`, made in
-//! one step by a create) makes it lag, for real, and it resynchronizes; the
-//! ids it missed the deletes of are then created again, and the new
-//! sessions' starts and output reach the socket.
+//! its exit send its last output and `terminal_end`, all before the
+//! `terminal_start` of a new session under its id; it keeps only so many
+//! such forwarders for a client that does not read. It keeps its
+//! bookkeeping in step with the registry even when it misses changes: a
+//! burst of deletes larger than `session_changes_queue` (1 here; evictions
+//! past `max_sessions`, made in one step by a create) makes it lag, for
+//! real, and it resynchronizes; the ids it missed the deletes of are then
+//! created again, and the new sessions' starts and output reach the
+//! socket.
 
 mod common;
 
 use std::time::Duration;
 
+use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, wait_until};
 use serde_json::{Value, json};
@@ -219,4 +225,122 @@ async fn all_sessions_socket_gets_the_end_of_a_session_deleted_right_after_its_e
             other => panic!("no terminal_end of the deleted session ({other:?})"),
         }
     }
+}
+
+/// A session deleted while `/ws/terminal/all` still has its output to
+/// send (a slow reader), and at once created again under its id: the old
+/// session's output and `terminal_end` all come before the new one's
+/// `terminal_start`, and nothing of the old one after it.
+#[tokio::test]
+async fn all_sessions_socket_ends_a_deleted_session_before_a_new_one_under_its_id() {
+    let server = TestServer::start().await;
+    let mut ws = WsClient::connect_narrow(&server, "/ws/terminal/all", 4096).await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    server
+        .create(json!({"id":"gush","kind":"command","argv":["sh","-c","head -c 4194304 /dev/zero | tr '\\0' b"]}))
+        .await;
+    server.wait_status("gush", "exited", secs(30)).await;
+    delete(&server, "gush").await;
+    server
+        .create(json!({"id":"gush","kind":"command","argv":["echo","second"]}))
+        .await;
+    let (mut starts, mut first_end, mut second) = (0, false, String::new());
+    let deadline = tokio::time::Instant::now() + secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let m = match ws.recv(left).await {
+            Some(Incoming::Json(m)) if m["session_id"] == "gush" => m,
+            Some(Incoming::Json(_)) => continue,
+            other => panic!("the sessions' ends never came ({other:?}): starts {starts}, first end {first_end}"),
+        };
+        match m["type"].as_str() {
+            Some("terminal_start") => {
+                starts += 1;
+                assert!(starts == 1 || first_end, "the second start before the first's end");
+            }
+            Some("terminal_output") if starts == 2 => {
+                let out = m["output"].as_str().unwrap_or_default();
+                assert!(
+                    !out.contains('b'),
+                    "the first's output after the second start: {out:.40}"
+                );
+                second.push_str(out);
+            }
+            Some("terminal_end") if starts == 1 => {
+                assert!(!first_end, "two ends of the first: {m}");
+                assert_eq!(m["exit_code"], 0, "{m}");
+                first_end = true;
+            }
+            Some("terminal_end") => {
+                assert_eq!(second, "second\n", "{m}");
+                break;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `/ws/terminal/all` of a client that never reads, while many sessions
+/// print more than it takes and are deleted: it keeps only so many of
+/// their forwarders (32, and the session streamed), not one per deleted
+/// session until the client goes.
+#[tokio::test]
+async fn all_sessions_socket_keeps_a_bounded_number_of_deleted_sessions_forwarders() {
+    const N: usize = 100;
+    const GAUGE: &str = "termstream_attachments{endpoint=\"legacy\"}";
+    let server = TestServer::start().await;
+    let mut ws = WsClient::connect_narrow(&server, "/ws/terminal/all", 4096).await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    // Not read again: the socket's budget fills with the first sessions'
+    // output, and every later forwarder waits for room.
+    for i in 0..N {
+        let id = format!("f{i}");
+        server
+            .create(json!({"id":id,"kind":"command","argv":["sh","-c","head -c 262144 /dev/zero | tr '\\0' c"]}))
+            .await;
+        server.wait_status(&id, "exited", secs(30)).await;
+        delete(&server, &id).await;
+    }
+    let last = std::cell::Cell::new(None);
+    let bounded = wait_until(secs(10), || async {
+        last.set(metric(&server, GAUGE).await);
+        last.get().is_some_and(|g| g <= 33.0)
+    })
+    .await;
+    let last = last.get();
+    assert!(bounded, "{GAUGE} stayed at {last:?} after {N} deletes");
+    // They were held for real: the last 32 still wait for room.
+    assert!(last.is_some_and(|g| g >= 16.0), "{GAUGE} is {last:?}");
+    drop(ws);
+}
+
+/// A `/ws/terminal/{id}` socket waiting for its client's close reply after
+/// its session's delete (the client read the `terminal_end` and stopped
+/// reading, so it never answers the close) does not hold up a shutdown:
+/// the server does not wait out its sockets.
+#[tokio::test]
+async fn one_session_socket_waiting_for_a_close_reply_does_not_hold_up_a_shutdown() {
+    const GAUGE: &str = "termstream_attachments{endpoint=\"legacy\"}";
+    let mut server = TestServer::start_logged(&[], &[]).await;
+    server
+        .create(json!({"id":"quiet","kind":"command","argv":["sh","-c","echo hi; sleep 1000"]}))
+        .await;
+    let mut ws = WsClient::connect_raw(&server, "/ws/terminal/quiet").await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_start");
+    delete(&server, "quiet").await;
+    ws.until_type("terminal_end", secs(10)).await;
+    // The forwarder is gone once it told the socket's task of the delete.
+    assert!(
+        wait_until(secs(10), || async { metric(&server, GAUGE).await == Some(0.0) }).await,
+        "the forwarder did not end at the delete"
+    );
+    server.sigterm();
+    assert!(server.exited(secs(10)).await.is_some(), "the server did not exit");
+    assert!(
+        !server.log().contains("sockets still open"),
+        "the shutdown waited for the socket: {}",
+        server.log()
+    );
+    drop(ws);
 }

@@ -178,6 +178,15 @@ pub fn spawn(attach: Attach, out: Outbox) -> (Follower, Started) {
     (handle.spawn_follower(run(attach, out, tell)), started)
 }
 
+/// [`spawn`] (with no [`Started`]), but [`run`] begins only once `before`
+/// is done: it is not subscribed, sends nothing and holds no attachment
+/// gauge until then. A combinator, for the reason [`run`] gives.
+pub fn spawn_after(attach: Attach, out: Outbox, before: impl Future<Output = ()> + Send + 'static) -> Follower {
+    let handle = attach.handle.clone();
+    let (tell, _) = started::pair();
+    handle.spawn_follower(futures_util::FutureExt::then(before, move |()| run(attach, out, tell)))
+}
+
 /// Delivers `attach`'s session to `out` until the log ends, the session is
 /// deleted, or the socket closes; `started` is told once it is subscribed
 /// (dropped unsent if it never is).

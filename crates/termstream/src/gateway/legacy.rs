@@ -17,9 +17,10 @@
 //! copy of another node's session with a new copy of the same one (same
 //! epoch) closes with `session_replaced: ID` instead: connecting again
 //! follows the same session. The close waits for room, and then for the
-//! client's close reply, as long as a reply may (the pong timeout), so a
-//! slow reader still gets the last output. `/ws/terminal/all` is
-//! `legacy/all.rs`.
+//! client's close reply, both within one pong timeout from the release, so
+//! a slow reader still gets the last output; the reply is awaited only if
+//! the close went out, and a shutdown ends both waits. `/ws/terminal/all`
+//! is `legacy/all.rs`.
 
 mod all;
 
@@ -90,7 +91,19 @@ fn forwarder(
     preamble: Vec<Message>,
     release: Option<Release>,
 ) -> Follower {
-    let attach = Attach {
+    // No snapshot here (the held output instead): nothing to wait for.
+    forward::spawn(attach(handle, since, state, preamble, release), out.clone()).0
+}
+
+/// What [`forwarder`] forwards: `handle`'s session, in the legacy shape.
+fn attach(
+    handle: SessionHandle,
+    since: Option<LogPosition>,
+    state: &AppState,
+    preamble: Vec<Message>,
+    release: Option<Release>,
+) -> Attach {
+    Attach {
         handle,
         since,
         mode: OutputMode::Json,
@@ -99,9 +112,7 @@ fn forwarder(
         preamble,
         focus: None,
         release,
-    };
-    // No snapshot here (the held output instead): nothing to wait for.
-    forward::spawn(attach, out.clone()).0
+    }
 }
 
 /// `/ws/terminal/{session_id}`.
@@ -177,18 +188,36 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
                 }));
                 // After the session's last output and terminal_end, which a
                 // slow reader is given as long as a reply (not the short
-                // wait of a close on error).
-                out.close_within(close_code::NORMAL, close_reason(why, handle.id().as_str()), out.reply_wait())
-                    .await;
-                // The client's close reply, read (as tell_shutdown does)
-                // as long as a reply may take: a connection dropped before
-                // it resets the client's, whose unread frames (the last
-                // output, terminal_end, the close) its kernel then drops,
-                // as soon as it answers a ping or the close.
-                let _ = tokio::time::timeout(out.reply_wait(), async {
-                    while let Some(Ok(_)) = stream.next().await {}
-                })
-                .await;
+                // wait of a close on error); then the client's close reply,
+                // read (as tell_shutdown does) until the same deadline: a
+                // connection dropped before it resets the client's, whose
+                // unread frames (the last output, terminal_end, the close)
+                // its kernel then drops, as soon as it answers a ping or
+                // the close. A shutdown meanwhile cuts the wait short.
+                let until = tokio::time::Instant::now() + out.reply_wait();
+                let reason = close_reason(why, handle.id().as_str());
+                let sent = tokio::select! {
+                    sent = out.close_within(close_code::NORMAL, reason, out.reply_wait()) => sent.is_ok(),
+                    () = state.shutdown.cancelled() => {
+                        super::tell_shutdown(&out, &mut stream).await;
+                        break;
+                    }
+                };
+                // No reply can come to a close that did not go out.
+                if sent {
+                    let max = cfg.ws_max_message_bytes;
+                    let reply = tokio::time::timeout_at(until, async {
+                        while let Some(msg) = stream.next().await {
+                            if msg.is_err() || super::refusal(&msg, max).is_some() {
+                                break;
+                            }
+                        }
+                    });
+                    tokio::select! {
+                        _ = reply => {}
+                        () = state.shutdown.cancelled() => {}
+                    }
+                }
                 break;
             }
         }

@@ -227,13 +227,25 @@ impl Outbox {
     /// Sends a close frame after what is queued, waiting at most `wait`
     /// for room (a normal close after a session's last output: a slow
     /// reader gets that output, which a short wait would drop); the socket
-    /// is done after it either way.
-    pub async fn close_within(&self, code: u16, reason: impl Into<String>, wait: Duration) {
+    /// is done after it either way. `Err` when the frame did not go out
+    /// (the socket had ended, or no room came in time): no close reply
+    /// will come. (A close written or queued leaves the outbox done, so
+    /// [`Outbox::send`]'s own answer does not tell.)
+    pub async fn close_within(&self, code: u16, reason: impl Into<String>, wait: Duration) -> Result<(), Closed> {
+        if self.is_closed() {
+            return Err(Closed);
+        }
         let frame = Message::Close(Some(CloseFrame {
             code,
             reason: reason.into().into(),
         }));
-        let _ = self.send_within(frame, wait).await;
+        match tokio::time::timeout(wait, self.send(frame)).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                self.shared.done.store(true, Ordering::Release);
+                Err(Closed)
+            }
+        }
     }
 
     /// How long a peer has to make room for a reply (the pong timeout).

@@ -108,18 +108,18 @@ impl Feed {
         }
     }
 
-    /// A session was created (or another node's session appeared here).
-    /// Its `created` is published once per incarnation (or copy). A
-    /// `Created` of an incarnation the registry has replaced since is
-    /// skipped: after a lag the channel resumes at events older than the
-    /// resync's listing, which must not replace the current one.
+    /// A session was created (or another node's session appeared here):
+    /// see [`on_created`].
     fn created(&mut self, registry: &Registry, h: SessionHandle) {
-        if registry.get(h.id()).is_some_and(|cur| !cur.same_incarnation(&h)) {
-            return;
-        }
-        match self.sessions.get_mut(h.id()) {
-            Some(f) if h.is_incarnation(&f.info) => {
-                if !f.announced {
+        let follows = match self.sessions.get(h.id()) {
+            None => Follows::Nothing,
+            Some(f) if h.is_incarnation(&f.info) => Follows::This { announced: f.announced },
+            Some(_) => Follows::Another,
+        };
+        match on_created(is_current(registry, &h), follows) {
+            OnCreated::Skip => {}
+            OnCreated::Announce => {
+                if let Some(f) = self.sessions.get_mut(h.id()) {
                     f.announced = true;
                     publish(
                         &self.hub,
@@ -131,22 +131,25 @@ impl Feed {
                     );
                 }
             }
-            _ => self.follow(h, true),
+            OnCreated::Follow => self.follow(h, true),
         }
     }
 
     /// A session was deleted (or this node let go of its copy of another
-    /// node's session): `deleted` is published, unless the registry holds
-    /// the very incarnation followed (the event was of an older one, seen
-    /// after a resync followed the newer).
+    /// node's session): see [`publishes_deleted`].
     fn deleted(&mut self, registry: &Registry, id: &SessionId) {
-        if let Some(f) = self.sessions.get(id)
-            && registry.get(id).is_some_and(|cur| cur.is_incarnation(&f.info))
+        let follows = self.sessions.get(id).map(|f| {
+            if registry.get(id).is_some_and(|cur| cur.is_incarnation(&f.info)) {
+                Follows::This { announced: f.announced }
+            } else {
+                Follows::Another
+            }
+        });
+        if publishes_deleted(follows.unwrap_or(Follows::Nothing))
+            && let Some(f) = self.sessions.remove(id)
         {
-            return;
+            publish(&self.hub, Some(f.project), id, "deleted", None, None);
         }
-        let project = self.sessions.remove(id).map(|f| f.project);
-        publish(&self.hub, project, id, "deleted", None, None);
     }
 
     /// After changes were missed: what is followed but gone from this node
@@ -240,6 +243,58 @@ impl Feed {
     }
 }
 
+/// What the feed follows under an id, as it stands to a handle coming in
+/// (`Created`), or to the registry's handle of the id (`Deleted`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Follows {
+    Nothing,
+    /// That very incarnation (and copy); whether its `created` was
+    /// published.
+    This {
+        announced: bool,
+    },
+    /// Another incarnation or copy (for a `Deleted`: the registry holds
+    /// another than the one followed, or none).
+    Another,
+}
+
+/// What a `Created` does.
+#[derive(Debug, PartialEq, Eq)]
+enum OnCreated {
+    Skip,
+    /// Publishes `created` of the session followed (listed at start).
+    Announce,
+    /// Follows the handle (replacing what was followed under its id) and
+    /// publishes `created`.
+    Follow,
+}
+
+/// Decides on a `Created`: `current`, whether its handle is the
+/// registry's current one of its id. Only that is acted on: after a lag
+/// the channel resumes at events older than the resync's listing, whose
+/// incarnations must not replace the current one, nor be followed when the
+/// id is gone (they were deleted: a session created and deleted before the
+/// feed read its `Created` is told neither `created` nor `deleted`). Its
+/// `created` is published once per incarnation (or copy).
+fn on_created(current: bool, follows: Follows) -> OnCreated {
+    match follows {
+        _ if !current => OnCreated::Skip,
+        Follows::This { announced: true } => OnCreated::Skip,
+        Follows::This { announced: false } => OnCreated::Announce,
+        Follows::Nothing | Follows::Another => OnCreated::Follow,
+    }
+}
+
+/// Whether a `Deleted` publishes `deleted`: `follows`, how what the feed
+/// follows under the id stands to the registry's handle of it. Only for
+/// an id followed (a stale `Deleted` after a resync that published it
+/// already, or of a session never followed, says nothing), and not when
+/// the registry holds the very incarnation followed (the event was of an
+/// older one, seen after a resync followed the newer).
+fn publishes_deleted(follows: Follows) -> bool {
+    follows == Follows::Another
+}
+
 /// Whether `h` is the registry's current handle of its id.
 fn is_current(registry: &Registry, h: &SessionHandle) -> bool {
     registry.get(h.id()).is_some_and(|cur| cur.same_incarnation(h))
@@ -280,4 +335,35 @@ fn publish(
         project,
         json: json.to_string(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_current_incarnation_is_followed_and_announced_once() {
+        // Stale: the registry holds another incarnation, or none.
+        for follows in [Follows::Nothing, Follows::Another, Follows::This { announced: false }] {
+            assert_eq!(on_created(false, follows), OnCreated::Skip, "{follows:?}");
+        }
+        assert_eq!(on_created(true, Follows::Nothing), OnCreated::Follow);
+        assert_eq!(on_created(true, Follows::Another), OnCreated::Follow);
+        assert_eq!(
+            on_created(true, Follows::This { announced: false }),
+            OnCreated::Announce
+        );
+        assert_eq!(on_created(true, Follows::This { announced: true }), OnCreated::Skip);
+    }
+
+    #[test]
+    fn deleted_is_published_once_and_only_for_what_is_followed() {
+        // Not followed: deleted published already (a resync), or never
+        // followed (its Created was skipped).
+        assert!(!publishes_deleted(Follows::Nothing));
+        // The registry holds what is followed: the event was of an older one.
+        assert!(!publishes_deleted(Follows::This { announced: true }));
+        assert!(!publishes_deleted(Follows::This { announced: false }));
+        assert!(publishes_deleted(Follows::Another));
+    }
 }

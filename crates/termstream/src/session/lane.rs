@@ -303,6 +303,12 @@ impl Follower {
         self.abort.abort();
     }
 
+    /// A handle that stops the task as [`Follower::abort`] does, kept
+    /// apart from the `Follower` (whose [`Follower::gone`] takes it).
+    pub fn abort_handle(&self) -> AbortHandle {
+        self.abort.clone()
+    }
+
     /// Waits until the task's future is gone: after [`Follower::abort`],
     /// nothing it would have done happens after this returns.
     pub async fn gone(self) {

@@ -7,7 +7,32 @@ use std::time::{Duration, Instant};
 
 use super::{POLL, TestServer};
 
+/// A server stopped by SIGSTOP until this is dropped (SIGCONT), a panic
+/// included: a stopped server would otherwise wait for its
+/// `TestServer`'s drop to be killed.
+pub struct Paused<'a>(&'a TestServer);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.0.signal(rustix::process::Signal::CONT);
+    }
+}
+
 impl TestServer {
+    /// Stops the server (SIGSTOP: its heartbeats and syncs stop, its
+    /// sessions run on) until the answer is dropped.
+    pub fn pause(&self) -> Paused<'_> {
+        self.signal(rustix::process::Signal::STOP);
+        Paused(self)
+    }
+
+    /// Sends `signal` to the server's process (no panic: used in drops).
+    fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
     /// Kills the server with SIGKILL, as a crash would, and waits for it.
     /// Its sessions' processes are orphaned, not terminated.
     pub fn crash(&mut self) {

@@ -27,12 +27,19 @@
 //! A forwarder of a deleted session ends by itself, after what it still
 //! holds and the session's `terminal_end` (a session deleted right after
 //! its exit, say by a create past `max_sessions`): a forgotten entry's
-//! forwarder is not stopped but left to end (`Streams::leaving`). One
-//! replaced by another incarnation (or copy) of its id is stopped at once,
-//! so that nothing of the old one comes after the new `terminal_start`:
-//! the old one's end may then be lost.
+//! forwarder is not stopped but left to end (`Streams::leaving`). A new
+//! session under its id starts only once it has ended (at most the pong
+//! timeout, then it is stopped, its end lost): nothing of the old session
+//! comes after the new one's `terminal_start`. The leaving are bounded
+//! (a slow client must not hold every deleted session's forwarder): one
+//! leaving longer than the pong timeout, or the oldest past
+//! [`MAX_LEAVING`], is stopped, and the rest of its session's output and
+//! its `terminal_end` are lost. One replaced by another incarnation (or
+//! copy) of its id is stopped at once (the old one's end may then be
+//! lost); the new one starts once it is gone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::WebSocket;
 use futures_util::StreamExt;
@@ -42,9 +49,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
 use super::super::ClientGuard;
+use super::super::forward;
 use super::super::liveness::{Beat, Liveness};
 use super::super::outbox::Outbox;
-use super::{LegacyMessage, forwarder, start_message, text};
+use super::{LegacyMessage, attach, start_message, text};
 use crate::auth::Grant;
 use crate::registry::RegistryEvent;
 use crate::session::SessionHandle;
@@ -72,7 +80,7 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
         out: &out,
         grant: &grant,
         by_id: HashMap::new(),
-        leaving: Vec::new(),
+        leaving: VecDeque::new(),
     };
     for handle in streams.readable() {
         streams.listed(handle);
@@ -109,11 +117,37 @@ pub async fn all(socket: WebSocket, state: AppState, _guard: ClientGuard, grant:
             break;
         }
     }
-    for task in streams.by_id.into_values().map(|s| s.task).chain(streams.leaving) {
+    let leaving = streams.leaving.into_iter().map(|(_, _, task)| task);
+    for task in streams.by_id.into_values().map(|s| s.task).chain(leaving) {
         task.abort();
     }
     drop(out);
     writer.finish().await;
+}
+
+/// Waits until `old`, the forwarder of an earlier session under an id,
+/// is gone, for at most `wait` (then stops it, and waits until it is
+/// gone): what it sends all comes before what the next one sends. Dropped
+/// before (the next one stopped), it stops `old`.
+fn after(old: Follower, wait: Duration) -> impl Future<Output = ()> + Send + 'static {
+    let stop = StopOnDrop(old.abort_handle());
+    async move {
+        let mut gone = std::pin::pin!(old.gone());
+        if tokio::time::timeout(wait, gone.as_mut()).await.is_err() {
+            tracing::debug!("/ws/terminal/all: a deleted session's forwarder did not end in time: stopped");
+            stop.0.abort();
+            gone.await;
+        }
+    }
+}
+
+/// Stops a forwarder when dropped (no-op once it is gone).
+struct StopOnDrop(futures_util::future::AbortHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The position just past `handle`'s output so far.
@@ -124,6 +158,10 @@ fn end_of(handle: &SessionHandle) -> LogPosition {
     }
 }
 
+/// How many forwarders of deleted sessions a socket lets end by
+/// themselves at most; past it, the oldest is stopped.
+const MAX_LEAVING: usize = 32;
+
 /// What one socket streams.
 struct Streams<'a> {
     state: &'a AppState,
@@ -133,11 +171,15 @@ struct Streams<'a> {
     /// deleted (or found gone at a resync), or when another incarnation
     /// of its id replaces it.
     by_id: HashMap<SessionId, Streamed>,
-    /// Forwarders of sessions deleted (or found gone at a resync), left to
-    /// send what they still hold and the `terminal_end`, and to end by
-    /// themselves (a session's log closes once it is deleted); those gone
-    /// are dropped at each push, the rest stopped with the socket.
-    leaving: Vec<Follower>,
+    /// Forwarders of sessions deleted (or found gone at a resync), oldest
+    /// first, with their ids and when they were left, to send what they
+    /// still hold and the `terminal_end`, and to end by themselves (a
+    /// session's log closes once it is deleted). At each push those gone
+    /// are dropped, and those left longer than the pong timeout, and the
+    /// oldest past [`MAX_LEAVING`], stopped; a new session under an id
+    /// takes its entry and starts after it; the rest are stopped with the
+    /// socket.
+    leaving: VecDeque<(SessionId, Instant, Follower)>,
 }
 
 /// One streamed session.
@@ -161,8 +203,10 @@ impl Streams<'_> {
     }
 
     /// Starts forwarding `handle`'s session from `since` (`None`: all the
-    /// output still held), after its `terminal_start` when `announce`; a
-    /// forwarder of another incarnation under its id is stopped.
+    /// output still held), after its `terminal_start` when `announce`. A
+    /// forwarder of another incarnation under its id is stopped; one of a
+    /// deleted session under its id is let end first (see [`after`]); the
+    /// new one starts once the old one is gone.
     fn start(&mut self, handle: SessionHandle, since: Option<LogPosition>, announce: bool) {
         let preamble = if announce {
             vec![start_message(&handle.info())]
@@ -170,10 +214,18 @@ impl Streams<'_> {
             Vec::new()
         };
         let (id, epoch, info) = (handle.id().clone(), handle.epoch(), handle.watch_info());
-        let task = forwarder(handle, since, self.state, self.out, preamble, None);
-        if let Some(old) = self.by_id.insert(id, Streamed { epoch, info, task }) {
+        let replaced = self.by_id.remove(&id).map(|old| {
             old.task.abort();
-        }
+            old.task
+        });
+        let leaving = self.leaving.iter().position(|(i, ..)| *i == id);
+        let old = replaced.or_else(|| leaving.and_then(|at| self.leaving.remove(at)).map(|(.., task)| task));
+        let attach = attach(handle, since, self.state, preamble, None);
+        let task = match old {
+            Some(old) => forward::spawn_after(attach, self.out.clone(), after(old, self.out.reply_wait())),
+            None => forward::spawn(attach, self.out.clone()).0,
+        };
+        self.by_id.insert(id, Streamed { epoch, info, task });
     }
 
     /// A session was created (or another node's session appeared here),
@@ -220,14 +272,33 @@ impl Streams<'_> {
             return;
         }
         if let Some(s) = self.by_id.remove(id) {
-            self.leave(s.task);
+            self.leave(id.clone(), s.task);
         }
     }
 
-    /// Lets `task`, a deleted session's forwarder, end by itself.
-    fn leave(&mut self, task: Follower) {
-        self.leaving.retain_mut(|t| !t.is_gone());
-        self.leaving.push(task);
+    /// Lets `task`, a deleted session's forwarder, end by itself; stops
+    /// those left too long, and the oldest past [`MAX_LEAVING`].
+    fn leave(&mut self, id: SessionId, task: Follower) {
+        let now = Instant::now();
+        let too_old = self.out.reply_wait();
+        self.leaving.retain_mut(|(id, since, t)| {
+            if t.is_gone() {
+                return false;
+            }
+            let keep = now.duration_since(*since) < too_old;
+            if !keep {
+                tracing::debug!(session = %id, "/ws/terminal/all: a deleted session's forwarder left too long: stopped");
+                t.abort();
+            }
+            keep
+        });
+        while self.leaving.len() >= MAX_LEAVING
+            && let Some((id, _, t)) = self.leaving.pop_front()
+        {
+            tracing::debug!(session = %id, "/ws/terminal/all: too many deleted sessions' forwarders: the oldest stopped");
+            t.abort();
+        }
+        self.leaving.push_back((id, now, task));
     }
 
     /// After changes were missed: stops and forgets what is gone, and
@@ -239,7 +310,7 @@ impl Streams<'_> {
         let gone: Vec<SessionId> = self.by_id.keys().filter(|id| !ids.contains(id)).cloned().collect();
         for id in gone {
             if let Some(s) = self.by_id.remove(&id) {
-                self.leave(s.task);
+                self.leave(id, s.task);
             }
         }
         for handle in live {
