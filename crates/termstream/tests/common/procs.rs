@@ -7,6 +7,22 @@ use std::time::{Duration, Instant};
 
 use super::{POLL, TestServer};
 
+/// The server stopped by [`TestServer::sigstop`]; dropping it sends
+/// SIGCONT (also when the test panics meanwhile).
+pub struct Stopped<'a>(&'a TestServer);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        signal(self.0, rustix::process::Signal::CONT);
+    }
+}
+
+/// Sends `sig` to the server's process.
+fn signal(server: &TestServer, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(server.pid() as i32).expect("pid");
+    let _ = rustix::process::kill_process(pid, sig);
+}
+
 impl TestServer {
     /// Kills the server with SIGKILL, as a crash would, and waits for it.
     /// Its sessions' processes are orphaned, not terminated.
@@ -26,6 +42,16 @@ impl TestServer {
             }
             std::thread::sleep(POLL);
         }
+    }
+
+    /// Stops the server (SIGSTOP) as a hung or cut-off process would be,
+    /// until the [`Stopped`] answered is dropped (SIGCONT): a failed
+    /// assert while it is stopped still lets it run again, and be dropped
+    /// (SIGTERM) as usual.
+    #[must_use = "the server runs again when this is dropped"]
+    pub fn sigstop(&self) -> Stopped<'_> {
+        signal(self, rustix::process::Signal::STOP);
+        Stopped(self)
     }
 
     /// Sends SIGTERM and returns at once: the shutdown begins (a second
