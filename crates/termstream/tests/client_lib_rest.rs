@@ -1,7 +1,9 @@
 //! The `termstream-client` library's REST side and its attachment cap
 //! against a real server: an attach refused for the socket's attachment
 //! cap is not asked again after a reconnect; a REST call to a stopped
-//! server fails after its read timeout.
+//! server fails after its read timeout, while the calls that wait for a
+//! program to end (terminate, delete, the older API's terminate) outlast
+//! a short read timeout for as long as the server's terminate grace.
 
 mod common;
 
@@ -112,3 +114,37 @@ async fn a_rest_call_to_a_server_that_hangs_fails_after_the_read_timeout() {
     client.list_sessions(None, None).await.expect("an answer once it runs");
 }
 
+/// A program that ignores SIGTERM and SIGHUP ends only at the grace
+/// period's SIGKILL (3 s here): terminate, delete and the older API's
+/// terminate answer then, and a client whose read timeout (1 s) is shorter
+/// still gets their answers. They failed as unreachable after 1 s.
+#[tokio::test]
+async fn the_calls_that_end_a_program_outlast_a_short_read_timeout() {
+    let server = TestServer::start_with(&["--terminate-grace-ms", "3000"], &[]).await;
+    let ids = ["by-terminate", "by-delete", "by-compat"];
+    for id in ids {
+        server
+            .create(serde_json::json!({"id":id,"kind":"command",
+                "argv":["sh","-c","trap '' TERM HUP; echo ready; exec sleep 1000"]}))
+            .await;
+        server.read_output_until(id, "ready", secs(10)).await;
+    }
+    let endpoint = Endpoint::new(&server.url(""), None, &[]).unwrap();
+    let client = Client::with_read_timeout(endpoint, secs(1)).unwrap();
+    let [terminated, deleted, compat] = ids.map(|i| SessionId::new(i).unwrap());
+    let started = Instant::now();
+    let (terminated, deleted, compat) = tokio::join!(
+        client.terminate(&terminated),
+        client.delete(&deleted),
+        client.compat_terminate(&compat),
+    );
+    let terminated = terminated.expect("terminate answers");
+    assert!(!terminated.status.is_running(), "{terminated:?}");
+    deleted.expect("delete answers");
+    compat.expect("the older terminate answers");
+    assert!(
+        started.elapsed() >= secs(3),
+        "the programs ended at the grace's SIGKILL: {:?}",
+        started.elapsed()
+    );
+}
