@@ -99,7 +99,7 @@ async fn a_lost_session_come_back_ends_its_old_attachment() {
     let mut ws = WsClient::connect(b, "/ws").await;
     ws.attach("back", "json").await;
     answer(&mut ws, "session.attached", "back").await;
-    let stopped = a.sigstop();
+    let stopped = a.pause();
     let exit = answer(&mut ws, "session.exit", "back").await;
     drop(stopped);
     assert_eq!(exit["status"], "lost", "{exit}");
@@ -122,10 +122,10 @@ async fn a_lost_session_come_back_ends_its_old_attachment() {
 /// the stopped owner's sessions `lost` after `cluster_lost_ms`, and a
 /// connect on a loaded machine could take longer (the viewers would then
 /// get `session.exit` lost, not a release).
-async fn owner_away_with_redis_emptied(cluster: &TestCluster) -> common::Stopped<'_> {
+async fn owner_away_with_redis_emptied(cluster: &TestCluster) -> common::Paused<'_> {
     let client = redis::Client::open(cluster.redis.url()).expect("redis url");
     let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let stopped = cluster.nodes[0].sigstop();
+    let stopped = cluster.nodes[0].pause();
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
     stopped
 }

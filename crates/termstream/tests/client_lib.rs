@@ -384,7 +384,7 @@ async fn close_returns_while_a_stopped_server_does_not_answer_the_connect() {
     // nothing answers the upgrade. attach closes before it gives the
     // terminal back, so a close must not wait for it.
     let server = TestServer::start().await;
-    let stopped = server.sigstop();
+    let stopped = server.pause();
     let client = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
     let (conn, _events) = Connection::open(client, ConnectOptions::default());
     let closed = tokio::time::timeout(secs(5), conn.close()).await;

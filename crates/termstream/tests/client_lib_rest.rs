@@ -93,7 +93,7 @@ async fn a_rest_call_to_a_server_that_hangs_fails_after_the_read_timeout() {
     // The kernel takes the connection and the request; nothing answers.
     // A call used to wait for ever (only its connect had a timeout).
     let server = TestServer::start().await;
-    let stopped = server.sigstop();
+    let stopped = server.pause();
     let endpoint = Endpoint::new(&server.url(""), None, &[]).unwrap();
     let client = Client::with_read_timeout(endpoint.clone(), secs(1)).unwrap();
     let started = Instant::now();

@@ -45,7 +45,7 @@ pub mod ws;
 
 // Not every test binary uses them.
 #[allow(unused_imports)]
-pub use procs::{ProcStat, Stopped, all_stats, kill_marked, marked_processes};
+pub use procs::{Paused, ProcStat, all_stats, kill_marked, marked_processes};
 
 /// How long a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

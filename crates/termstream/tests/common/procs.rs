@@ -7,23 +7,32 @@ use std::time::{Duration, Instant};
 
 use super::{POLL, TestServer};
 
-/// The server stopped by [`TestServer::sigstop`]; dropping it sends
-/// SIGCONT (also when the test panics meanwhile).
-pub struct Stopped<'a>(&'a TestServer);
+/// A server stopped by SIGSTOP until this is dropped (SIGCONT), a panic
+/// included: a stopped server would otherwise wait for its
+/// `TestServer`'s drop to be killed.
+pub struct Paused<'a>(&'a TestServer);
 
-impl Drop for Stopped<'_> {
+impl Drop for Paused<'_> {
     fn drop(&mut self) {
-        signal(self.0, rustix::process::Signal::CONT);
+        self.0.signal(rustix::process::Signal::CONT);
     }
 }
 
-/// Sends `sig` to the server's process.
-fn signal(server: &TestServer, sig: rustix::process::Signal) {
-    let pid = rustix::process::Pid::from_raw(server.pid() as i32).expect("pid");
-    let _ = rustix::process::kill_process(pid, sig);
-}
-
 impl TestServer {
+    /// Stops the server (SIGSTOP: its heartbeats and syncs stop, its
+    /// sessions run on) until the answer is dropped.
+    pub fn pause(&self) -> Paused<'_> {
+        self.signal(rustix::process::Signal::STOP);
+        Paused(self)
+    }
+
+    /// Sends `signal` to the server's process (no panic: used in drops).
+    fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
     /// Kills the server with SIGKILL, as a crash would, and waits for it.
     /// Its sessions' processes are orphaned, not terminated.
     pub fn crash(&mut self) {
@@ -42,16 +51,6 @@ impl TestServer {
             }
             std::thread::sleep(POLL);
         }
-    }
-
-    /// Stops the server (SIGSTOP) as a hung or cut-off process would be,
-    /// until the [`Stopped`] answered is dropped (SIGCONT): a failed
-    /// assert while it is stopped still lets it run again, and be dropped
-    /// (SIGTERM) as usual.
-    #[must_use = "the server runs again when this is dropped"]
-    pub fn sigstop(&self) -> Stopped<'_> {
-        signal(self, rustix::process::Signal::STOP);
-        Stopped(self)
     }
 
     /// Sends SIGTERM and returns at once: the shutdown begins (a second
