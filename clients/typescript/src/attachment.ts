@@ -98,12 +98,14 @@ export interface AttachOptions<M extends 'text' | 'binary' = 'text' | 'binary'> 
    * The server ended the subscription unasked: the session was deleted
    * (`reason` `deleted`, or null from a server older than the reason), or
    * for a reason this client does not know. Not called for `released` (a
-   * node of a cluster let go of its copy of the session, which still
-   * exists): the client attaches again by itself from the position
+   * node of a cluster let go of its copy of the session, which may still
+   * exist): the client attaches again by itself from the position
    * reached, and the listeners see `onAttached` again, as after a
    * reconnect; also after `onExit` when the session ended `lost` (it may
-   * run again, and tell a second `onExit`). A session that ended otherwise
-   * is not attached again: its release ends the attachment, untold.
+   * run again, and tell a second `onExit`). If the session is not back
+   * within the server's attach wait, that attach is refused, told with
+   * `onError` as any refused attach. A session that ended otherwise is not
+   * attached again: its release ends the attachment, untold.
    */
   onDetached?: (info: DetachInfo) => void;
   /**
@@ -258,8 +260,8 @@ export class Attachment {
 
   /**
    * Whether `m` is the server's `session.detached` with reason `released`:
-   * the node let go of its copy of the session, which still exists, and the
-   * client attaches again from `next` (nothing lost or repeated) instead of
+   * the node let go of its copy of the session, which may still exist, and
+   * the client attaches again from `next` (nothing lost or repeated) instead of
    * ending the attachment. A session that ended `lost` (its node stopped
    * answering) is released when its node comes back, and runs again:
    * followed again too. One that ended otherwise has told its end already

@@ -85,7 +85,8 @@ export interface ExitMessage extends ServerMessage {
  * `detach`, this socket asked (`session.detach`, also of an attach still
  * waiting); `deleted`, the session was deleted; `released`, on a node of a
  * cluster, the node let go of its copy of another node's session, which
- * still exists (attaching again follows it). A reason this client does not
+ * may still exist (attaching again follows it; if the session is not back
+ * within the server's attach wait, that attach is refused). A reason this client does not
  * know is kept as the server's string.
  */
 export type DetachReason = 'detach' | 'deleted' | 'released' | (string & {});

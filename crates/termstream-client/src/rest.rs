@@ -20,14 +20,27 @@ use crate::error::{Error, Result, code_for_status};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a REST call may wait for the server's next bytes (its answer's
 /// head, or more of its body) before it fails as [`Error::Unreachable`]: a
-/// server that hangs fails the call instead of holding it for ever. No
-/// route answers slower than this (an input waits at most 1 s for room).
+/// server that hangs fails the call instead of holding it for ever. The
+/// routes answer within it (an input waits at most 5 s for room, up to
+/// 15 s for a session another node of a cluster owns), except those that
+/// end a program: see [`ENDING_READ_TIMEOUT`].
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The read timeout of the calls that end a program (`terminate`,
+/// `delete`, `compat_terminate`), if the client's own is shorter: the
+/// server answers them once the program ended, which may take the
+/// session's terminate grace (`terminate_grace_ms`, no upper bound) and
+/// 5 s more (10 s more again through another node of a cluster). A grace
+/// near this long makes them fail as [`Error::Unreachable`]; a server that
+/// hangs holds them this long.
+pub const ENDING_READ_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A client of one server: cheap to clone, shares its connection pool.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// As `http`, with a read timeout of at least [`ENDING_READ_TIMEOUT`]:
+    /// for the calls that wait for a program to end.
+    ending: reqwest::Client,
     endpoint: Endpoint,
 }
 
@@ -85,8 +98,16 @@ impl Client {
     }
 
     /// A client of the server at `endpoint`, whose calls fail once the
-    /// server has sent nothing for `read_timeout`.
+    /// server has sent nothing for `read_timeout` (those that end a
+    /// program: for at least [`ENDING_READ_TIMEOUT`]).
     pub fn with_read_timeout(endpoint: Endpoint, read_timeout: Duration) -> Result<Client> {
+        let http = Client::http(&endpoint, read_timeout)?;
+        let ending = Client::http(&endpoint, read_timeout.max(ENDING_READ_TIMEOUT))?;
+        Ok(Client { http, ending, endpoint })
+    }
+
+    /// An HTTP client for `endpoint` (its TLS) with `read_timeout`.
+    fn http(endpoint: &Endpoint, read_timeout: Duration) -> Result<reqwest::Client> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(read_timeout)
@@ -94,8 +115,7 @@ impl Client {
         if let Some(tls) = &endpoint.tls {
             builder = builder.use_preconfigured_tls((**tls).clone());
         }
-        let http = builder.build().map_err(|e| Error::Tls(e.to_string()))?;
-        Ok(Client { http, endpoint })
+        builder.build().map_err(|e| Error::Tls(e.to_string()))
     }
 
     /// The server and credential this client uses.
@@ -104,7 +124,16 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let req = self.http.request(method, self.endpoint.http_url(path));
+        self.request_on(&self.http, method, path)
+    }
+
+    /// A request of a call that waits for a program to end (on `ending`).
+    fn ending_request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request_on(&self.ending, method, path)
+    }
+
+    fn request_on(&self, http: &reqwest::Client, method: Method, path: &str) -> RequestBuilder {
+        let req = http.request(method, self.endpoint.http_url(path));
         match &self.endpoint.token {
             Some(t) => req.bearer_auth(t),
             None => req,
@@ -200,15 +229,17 @@ impl Client {
         .await
     }
 
-    /// `POST /api/sessions/{id}/terminate`: answers when the program ended.
+    /// `POST /api/sessions/{id}/terminate`: answers when the program ended
+    /// (read timeout: [`ENDING_READ_TIMEOUT`]).
     pub async fn terminate(&self, id: &SessionId) -> Result<SessionInfo> {
-        self.json(self.request(Method::POST, &Self::session_path(id, "/terminate")))
+        self.json(self.ending_request(Method::POST, &Self::session_path(id, "/terminate")))
             .await
     }
 
-    /// `DELETE /api/sessions/{id}`.
+    /// `DELETE /api/sessions/{id}`: answers once a running program ended
+    /// (read timeout: [`ENDING_READ_TIMEOUT`]).
     pub async fn delete(&self, id: &SessionId) -> Result<()> {
-        self.send(self.request(Method::DELETE, &Self::session_path(id, "")))
+        self.send(self.ending_request(Method::DELETE, &Self::session_path(id, "")))
             .await?;
         Ok(())
     }
@@ -331,9 +362,10 @@ impl Client {
         self.json(self.request(Method::GET, &format!("/terminal/{id}"))).await
     }
 
-    /// `POST /terminal/{id}/terminate` (the older API).
+    /// `POST /terminal/{id}/terminate` (the older API; read timeout:
+    /// [`ENDING_READ_TIMEOUT`]).
     pub async fn compat_terminate(&self, id: &SessionId) -> Result<compat::TerminateResponse> {
-        self.json(self.request(Method::POST, &format!("/terminal/{id}/terminate")))
+        self.json(self.ending_request(Method::POST, &format!("/terminal/{id}/terminate")))
             .await
     }
 }

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::cluster::{TestCluster, listed};
+use common::cluster::{NOT_LOST, TestCluster, listed};
 use common::focus::focus;
 use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
@@ -489,7 +489,7 @@ async fn fill_input(server: &TestServer, id: &str) {
 /// its own record of the id.
 #[tokio::test]
 async fn a_session_deleted_and_created_again_on_the_viewers_node_ends_as_deleted() {
-    let cluster = TestCluster::start_with(2, &[]).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     a.create(json!({"id":"moved","argv":["cat"]})).await;
     listed(b, "moved", secs(15)).await.expect("listed on b");

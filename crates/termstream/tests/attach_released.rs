@@ -13,7 +13,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::cluster::{TestCluster, listed, status_is};
+use common::cluster::{NOT_LOST, TestCluster, listed, status_is};
 use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
 use common::{TestServer, secs, wait_until};
@@ -66,16 +66,16 @@ async fn echoes(ws: &mut WsClient, node: &TestServer, id: &str, word: &str) {
 /// again, attaching again (one slot: it was freed) follows the session.
 #[tokio::test]
 async fn a_session_missing_from_the_directory_is_released() {
-    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "1")]).await;
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "1"), NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     a.create(json!({"id":"kept","argv":["cat"]})).await;
     listed(b, "kept", secs(15)).await.expect("listed on b");
     let mut ws = WsClient::connect(b, "/ws").await;
     ws.attach("kept", "json").await;
     answer(&mut ws, "session.attached", "kept").await;
-    owner_away_with_redis_emptied(&cluster).await;
+    let stopped = owner_away_with_redis_emptied(&cluster).await;
     released(&mut ws, "kept").await;
-    signal(a, rustix::process::Signal::CONT);
+    drop(stopped);
     status_is(b, "kept", "running", secs(15))
         .await
         .expect("listed again on b");
@@ -99,9 +99,9 @@ async fn a_lost_session_come_back_ends_its_old_attachment() {
     let mut ws = WsClient::connect(b, "/ws").await;
     ws.attach("back", "json").await;
     answer(&mut ws, "session.attached", "back").await;
-    signal(a, rustix::process::Signal::STOP);
+    let stopped = a.pause();
     let exit = answer(&mut ws, "session.exit", "back").await;
-    signal(a, rustix::process::Signal::CONT);
+    drop(stopped);
     assert_eq!(exit["status"], "lost", "{exit}");
     released(&mut ws, "back").await;
     status_is(b, "back", "running", secs(15))
@@ -115,16 +115,19 @@ async fn a_lost_session_come_back_ends_its_old_attachment() {
 
 /// Stops the first node (the owner) and empties Redis, as a Redis that
 /// restarted empty would be with the owner not registered again yet; the
-/// caller sends the owner `CONT` once the other node let go. Connected
+/// owner runs again when the caller drops the answer, once the other node
+/// let go. Callers start the cluster with [`NOT_LOST`]: the release (three
+/// reads missing the record, 100 ms apart) comes long before `lost`. Connected
 /// first, so the flush follows the stop at once: a node marks
 /// the stopped owner's sessions `lost` after `cluster_lost_ms`, and a
 /// connect on a loaded machine could take longer (the viewers would then
 /// get `session.exit` lost, not a release).
-async fn owner_away_with_redis_emptied(cluster: &TestCluster) {
+async fn owner_away_with_redis_emptied(cluster: &TestCluster) -> common::Paused<'_> {
     let client = redis::Client::open(cluster.redis.url()).expect("redis url");
     let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    signal(&cluster.nodes[0], rustix::process::Signal::STOP);
+    let stopped = cluster.nodes[0].pause();
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
+    stopped
 }
 
 /// `termstream attach` through the viewer's node, on a pipe: when the node
@@ -177,7 +180,7 @@ async fn cli_logs_follow_carries_on_after_a_release() {
 /// "no session has id" and a failure.
 #[tokio::test]
 async fn a_session_not_back_within_the_attach_wait_ends_the_verbs_as_deleted() {
-    let cluster = TestCluster::start_with(2, &[]).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     a.create(json!({"id":"away","argv":["/bin/sh"]})).await;
     listed(b, "away", secs(15)).await.expect("listed on b");
@@ -193,10 +196,10 @@ async fn a_session_not_back_within_the_attach_wait_ends_the_verbs_as_deleted() {
     let gauge = r#"termstream_attachments{endpoint="ws"}"#;
     let attached = wait_until(secs(10), || async { metric(b, gauge).await == Some(2.0) }).await;
     assert!(attached, "the verbs did not attach on b");
-    owner_away_with_redis_emptied(&cluster).await;
+    let stopped = owner_away_with_redis_emptied(&cluster).await;
     let attach_status = tokio::time::timeout(secs(20), attach.wait()).await;
     let logs_status = tokio::time::timeout(secs(20), logs.wait()).await;
-    signal(a, rustix::process::Signal::CONT);
+    drop(stopped);
     let (attach_text, logs_text) = (printed(&mut attach).await, printed(&mut logs).await);
     let attach_status = attach_status.expect("attach ends within 20 s").unwrap();
     let logs_status = logs_status.expect("logs --follow ends within 20 s").unwrap();
@@ -222,7 +225,7 @@ async fn printed(child: &mut tokio::process::Child) -> String {
 /// of the session (after its attachment there ended), and awaited in the
 /// output before the second line.
 async fn follows_across_a_release(args: &[&str], create: Value, typed: Option<&str>) -> String {
-    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_ATTACH_WAIT_MS", "20000")]).await;
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_ATTACH_WAIT_MS", "20000"), NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let id = create["id"].as_str().expect("an id").to_owned();
     a.create(create).await;
@@ -256,7 +259,7 @@ async fn follows_across_a_release(args: &[&str], create: Value, typed: Option<&s
     assert!(attached, "the verb did not attach on b");
     a.input(&id, "echo before-$((6*7))\n").await;
     assert!(shows(&printed, "before-42").await, "no output before the release");
-    owner_away_with_redis_emptied(&cluster).await;
+    let stopped = owner_away_with_redis_emptied(&cluster).await;
     // Let go on b: the id is gone there (an attach waits for it again).
     let path = format!("/api/sessions/{id}");
     let gone = wait_until(secs(10), || async { b.get(&path).await.0 == 404 }).await;
@@ -270,7 +273,7 @@ async fn follows_across_a_release(args: &[&str], create: Value, typed: Option<&s
         keys.write_all(typed.as_bytes()).await.expect("typed");
         keys.flush().await.expect("typed");
     }
-    signal(a, rustix::process::Signal::CONT);
+    drop(stopped);
     assert!(gone, "b did not let go of the session: {still:?}");
     status_is(b, &id, "running", secs(15)).await.expect("listed again on b");
     if typed.is_some() {
@@ -305,10 +308,4 @@ async fn shows(printed: &Mutex<Vec<u8>>, word: &str) -> bool {
         String::from_utf8_lossy(&printed.lock().unwrap()).contains(word)
     })
     .await
-}
-
-/// Sends `signal` to a node's process.
-fn signal(node: &TestServer, signal: rustix::process::Signal) {
-    let pid = rustix::process::Pid::from_raw(node.pid() as i32).expect("pid");
-    rustix::process::kill_process(pid, signal).expect("kill");
 }

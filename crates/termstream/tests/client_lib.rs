@@ -1,17 +1,18 @@
 //! The `termstream-client` library against a real server: a socket opened
 //! with a ticket, input that survives cut connections (resent with its seq,
 //! applied once), an attach kept through the refusal of input naming its
-//! id and ended by its own marked refusal (also one refused for the
-//! socket's attachment cap), https/wss with a CA file, and a close heard while the task cannot
-//! take input or hand over events (still sending the input queued before
-//! it) or while a stopped server does not answer; a REST call to a
-//! stopped server fails after its read timeout. A detached event says why.
+//! id and ended by its own marked refusal, https/wss with a CA file, and a
+//! close heard while the task cannot take input or hand over events (still
+//! sending the input queued before it) or while a stopped server does not
+//! answer. A detached event says why. (The attachment cap and the REST
+//! read timeouts: `client_lib_rest.rs`.)
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::cli::{CuttingProxy, GateProxy};
+use common::client::{cat, quick_retries, until};
 use common::{TestServer, secs};
 use termstream_client::{Client, ConnectOptions, Connection, Endpoint, Event, Resume, SocketAuth};
 use termstream_proto::{SessionId, Stream};
@@ -116,45 +117,6 @@ async fn input_across_cut_connections_arrives_once_in_order() {
     conn.close().await;
 }
 
-/// A session `id` that runs `cat`.
-fn cat(id: &SessionId) -> termstream_proto::CreateSession {
-    termstream_proto::CreateSession {
-        id: Some(id.clone()),
-        kind: Some(termstream_proto::SessionKind::Command),
-        argv: Some(vec!["cat".into()]),
-        ..Default::default()
-    }
-}
-
-/// Reconnects at once and often (10 ms, at most 200 ms apart).
-fn quick_retries() -> ConnectOptions {
-    ConnectOptions {
-        backoff: termstream_client::BackoffPolicy {
-            first: Duration::from_millis(10),
-            cap: Duration::from_millis(200),
-            reset_after: Duration::from_secs(10),
-        },
-        ..ConnectOptions::default()
-    }
-}
-
-/// The next event `pick` takes, within `limit`.
-async fn until<T>(events: &mut termstream_client::Events, limit: Duration, pick: impl Fn(&Event) -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, events.recv()).await {
-            Ok(Some(e)) => {
-                if let Some(t) = pick(&e) {
-                    return t;
-                }
-            }
-            Ok(None) => panic!("the events ended"),
-            Err(_) => panic!("no such event within {limit:?}"),
-        }
-    }
-}
-
 /// The refusal of input naming a session whose attach waits for it is not
 /// the attach's refusal (the server marks that one `request:
 /// "session.attach"`): the attach is still asked after a reconnect.
@@ -255,79 +217,6 @@ async fn a_marked_refusal_of_an_attach_ends_it_and_the_event_says_which_request(
         Event::Attached { session_id, .. } if *session_id == id => panic!("{id} was attached again after its refusal"),
         Event::Attached { session_id, .. } if *session_id == marker => Some(()),
         _ => None,
-    })
-    .await;
-    conn.close().await;
-}
-
-/// An attach refused for the socket's attachment cap (`rate_limited`,
-/// marked `request: "session.attach"`) is forgotten as a refused attach of
-/// a missing session is: a reconnect does not ask for it again (where it
-/// was refused again, or took the slot of the session really attached).
-#[tokio::test]
-async fn an_attach_refused_for_the_cap_is_not_asked_again_after_a_reconnect() {
-    let mut proxy = GateProxy::bind().await;
-    let server = TestServer::start_with(
-        &["--allowed-host", &proxy.addr],
-        &[("TERMSTREAM_MAX_ATTACHMENTS_PER_SOCKET", "1")],
-    )
-    .await;
-    proxy.start(server.addr());
-    let direct = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
-    let [one, two, marker] = ["one", "two", "marker"].map(|i| SessionId::new(i).unwrap());
-    for id in [&one, &two, &marker] {
-        direct.create_session(&cat(id)).await.unwrap();
-    }
-    let client = Client::new(Endpoint::new(&format!("http://{}", proxy.addr), None, &[]).unwrap()).unwrap();
-    let (conn, mut events) = Connection::open(client, quick_retries());
-    conn.attach(one.clone(), None, Resume::Exact).await.unwrap();
-    until(&mut events, secs(10), |e| {
-        matches!(e, Event::Attached { session_id, .. } if *session_id == one).then_some(())
-    })
-    .await;
-    conn.attach(two.clone(), None, Resume::Exact).await.unwrap();
-    let (code, request) = until(&mut events, secs(10), |e| match e {
-        Event::ServerError {
-            code,
-            session_id,
-            request,
-            ..
-        } if session_id.as_ref() == Some(&two) => Some((*code, request.clone())),
-        _ => None,
-    })
-    .await;
-    assert_eq!(code, termstream_proto::ErrorCode::RateLimited);
-    assert_eq!(request.as_deref(), Some(termstream_proto::ws::ATTACH_REQUEST));
-    proxy.down();
-    until(&mut events, secs(10), |e| {
-        matches!(e, Event::Disconnected { .. }).then_some(())
-    })
-    .await;
-    proxy.up();
-    // Attaches asked again on the reconnect go out before the detach and
-    // the marker's attach, and the server answers in order: up to the
-    // marker's, nothing of two.
-    let nothing_of_two = |e: &Event| match e {
-        Event::Attached { session_id, .. }
-        | Event::ServerError {
-            session_id: Some(session_id),
-            ..
-        } if *session_id == two => {
-            panic!("{two} was asked again after its refusal: {e:?}")
-        }
-        Event::Failed { error, .. } => panic!("the connection gave up: {error}"),
-        _ => None::<()>,
-    };
-    until(&mut events, secs(10), |e| {
-        nothing_of_two(e);
-        matches!(e, Event::Attached { session_id, .. } if *session_id == one).then_some(())
-    })
-    .await;
-    conn.detach(one.clone()).await.unwrap();
-    conn.attach(marker.clone(), None, Resume::Exact).await.unwrap();
-    until(&mut events, secs(10), |e| {
-        nothing_of_two(e);
-        matches!(e, Event::Attached { session_id, .. } if *session_id == marker).then_some(())
     })
     .await;
     conn.close().await;
@@ -491,42 +380,14 @@ async fn close_sends_input_queued_before_it_while_events_go_unread() {
 
 #[tokio::test]
 async fn close_returns_while_a_stopped_server_does_not_answer_the_connect() {
-    use rustix::process::{Pid, Signal, kill_process};
     // A server that hangs (SIGSTOP): the kernel takes the TCP connection,
     // nothing answers the upgrade. attach closes before it gives the
     // terminal back, so a close must not wait for it.
     let server = TestServer::start().await;
-    let pid = Pid::from_raw(server.pid() as i32).unwrap();
-    kill_process(pid, Signal::STOP).unwrap();
+    let stopped = server.pause();
     let client = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
     let (conn, _events) = Connection::open(client, ConnectOptions::default());
     let closed = tokio::time::timeout(secs(5), conn.close()).await;
-    kill_process(pid, Signal::CONT).unwrap();
+    drop(stopped);
     closed.expect("close returns while the connect hangs");
-}
-
-#[tokio::test]
-async fn a_rest_call_to_a_server_that_hangs_fails_after_the_read_timeout() {
-    use rustix::process::{Pid, Signal, kill_process};
-    // The kernel takes the connection and the request; nothing answers.
-    // A call used to wait for ever (only its connect had a timeout).
-    let server = TestServer::start().await;
-    let pid = Pid::from_raw(server.pid() as i32).unwrap();
-    kill_process(pid, Signal::STOP).unwrap();
-    let endpoint = Endpoint::new(&server.url(""), None, &[]).unwrap();
-    let client = Client::with_read_timeout(endpoint, secs(1)).unwrap();
-    let started = Instant::now();
-    let answer = tokio::time::timeout(secs(20), client.list_sessions(None, None)).await;
-    kill_process(pid, Signal::CONT).unwrap();
-    let err = answer
-        .expect("the call fails on its own")
-        .expect_err("a hung server answers nothing");
-    assert!(matches!(err, termstream_client::Error::Unreachable { .. }), "{err}");
-    assert!(
-        started.elapsed() >= secs(1),
-        "not before the read timeout: {:?}",
-        started.elapsed()
-    );
-    // The server, running again, answers a new call.
-    client.list_sessions(None, None).await.expect("an answer once it runs");
 }

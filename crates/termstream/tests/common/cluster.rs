@@ -22,6 +22,13 @@ pub const HEARTBEAT_MS: u64 = 100;
 /// After how long the test nodes count a silent node as dead.
 pub const LOST_MS: u64 = 600;
 
+/// The environment entry for [`TestCluster::start_with`] of a test that
+/// must not see a session marked `lost` (it stops a node, or needs its
+/// heartbeat kept within [`LOST_MS`] on a loaded machine): a node silent
+/// 5 s is dead. It comes after the default one, and the later entry wins.
+/// [`LOST_MS`] is kept for the tests that wait for `lost`.
+pub const NOT_LOST: (&str, &str) = ("TERMSTREAM_CLUSTER_LOST_MS", "5000");
+
 /// A Redis and the nodes joined through it.
 pub struct TestCluster {
     /// Dropped (stopped) before Redis, so they do not log its loss.

@@ -14,7 +14,7 @@
 //! Beside this file: `rest.rs` (the REST calls on a [`TestServer`]),
 //! `procs.rs` (crashing and stopping the server, and the processes the
 //! tests watch), `ws.rs` (a WebSocket client), `secured.rs` (servers with
-//! tokens), `tls.rs`, `cli.rs`, `redis.rs`, `nginx.rs`, `cluster.rs`,
+//! tokens), `tls.rs`, `cli.rs`, `client.rs`, `redis.rs`, `nginx.rs`, `cluster.rs`,
 //! `focus.rs` and `strace.rs` (strace attached to a server).
 
 #![allow(dead_code)]
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod focus;
 pub mod metrics;
@@ -44,7 +45,7 @@ pub mod ws;
 
 // Not every test binary uses them.
 #[allow(unused_imports)]
-pub use procs::{ProcStat, all_stats, kill_marked, marked_processes};
+pub use procs::{Paused, ProcStat, all_stats, kill_marked, marked_processes};
 
 /// How long a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

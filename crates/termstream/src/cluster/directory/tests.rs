@@ -86,6 +86,25 @@ async fn record_and_changes(redis: &TestRedis, id: &SessionId) -> (Option<String
     (rec, changes)
 }
 
+/// A node whose own heartbeat stays out of the way: one beat an hour,
+/// and the immediate first beat (its sync reads the whole directory, and
+/// would mark a dead owner's record lost itself) already over before the
+/// test writes anything.
+async fn quiet_node(redis: &TestRedis) -> (tempfile::TempDir, std::sync::Arc<crate::cluster::Cluster>) {
+    let config = Config {
+        cluster_heartbeat_ms: 3_600_000,
+        cluster_lost_ms: 7_200_000,
+        ..Config::default()
+    };
+    let (dir, cluster) = test_redis::node(&redis.url(), config);
+    let mut reached = cluster.beat_reached.subscribe();
+    tokio::time::timeout(std::time::Duration::from_secs(10), reached.wait_for(|&n| n >= 1))
+        .await
+        .expect("the first heartbeat within 10 s")
+        .expect("the sender lives in the cluster");
+    (dir, cluster)
+}
+
 /// A sync that read a dead node's running record before Redis was emptied
 /// (FLUSHALL, a restart with nothing saved) finds the owner's liveness key
 /// missing, and marks the record lost: it must not write it back into the
@@ -95,7 +114,7 @@ async fn record_and_changes(redis: &TestRedis, id: &SessionId) -> (Option<String
 #[tokio::test]
 async fn mark_lost_writes_nothing_once_the_record_is_gone() {
     let redis = TestRedis::start().await;
-    let (_dir, cluster) = test_redis::node(&redis.url(), Config::default());
+    let (_dir, cluster) = quiet_node(&redis).await;
     let id = SessionId::new("elsewhere").unwrap();
     let running = Record {
         node: "dead".into(),
@@ -155,13 +174,7 @@ async fn change(redis: &TestRedis, id: &SessionId, rec: Option<&Record>) {
 #[tokio::test]
 async fn a_failed_sync_keeps_the_removals_it_read() {
     let redis = TestRedis::start().await;
-    // A heartbeat long enough that the node's own syncs stay out of the way.
-    let config = Config {
-        cluster_heartbeat_ms: 3_600_000,
-        cluster_lost_ms: 7_200_000,
-        ..Config::default()
-    };
-    let (_dir, cluster) = test_redis::node(&redis.url(), config);
+    let (_dir, cluster) = quiet_node(&redis).await;
     let (deleted, running) = (SessionId::new("deleted").unwrap(), SessionId::new("running").unwrap());
     let record = |id: &str| Record {
         node: "other".into(),
