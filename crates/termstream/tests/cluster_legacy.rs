@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{TestCluster, listed, status_is};
+use common::cluster::{NOT_LOST, TestCluster, listed, status_is};
 use common::ws::{Incoming, WsClient};
 use serde_json::{Value, json};
 
@@ -42,7 +42,7 @@ async fn output_of(ws: &mut WsClient, id: &str, text: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn one_session_socket_on_another_node_closes_when_the_owner_deletes() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     a.create(json!({"id":"far","kind":"command","argv":["sleep","1000"]}))
         .await;
@@ -60,7 +60,7 @@ async fn one_session_socket_on_another_node_closes_when_the_owner_deletes() {
 
 #[tokio::test]
 async fn all_sessions_socket_on_another_node_lists_follows_and_restreams_a_reused_id() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     a.create(json!({"id":"early","kind":"command","argv":["sh","-c","read go; echo one-$0","early"]}))
         .await;
