@@ -113,25 +113,9 @@ async fn all_sessions_socket_resynchronizes_after_missing_deletes() {
             started += 1;
         }
     }
-    for id in &ids {
-        server.input(id, "go\n").await;
-    }
-    for id in &ids {
-        server.wait_status(id, "exited", secs(10)).await;
-    }
-    // This create evicts the N ended sessions in one step: N deletes
-    // in a row into a queue of 1.
-    server
-        .create(json!({"id":"trigger","kind":"command","argv":["sh","-c","read go"]}))
-        .await;
-    assert!(
-        wait_until(secs(10), || async {
-            let (_, list) = server.get("/api/sessions").await;
-            common::session_ids(&list) == ["trigger"]
-        })
-        .await,
-        "the ended sessions were not evicted"
-    );
+    // One create evicts the N ended sessions in one step: N deletes in a
+    // row into a queue of 1.
+    server.end_and_evict(&ids, "trigger").await;
     // The same ids again: new sessions, whose output must reach the socket.
     for id in &ids {
         server

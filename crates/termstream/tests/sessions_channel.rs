@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::ws::{Incoming, WsClient};
-use common::{TestServer, secs, wait_until};
+use common::{TestServer, secs};
 use serde_json::json;
 
 #[tokio::test]
@@ -35,25 +35,9 @@ async fn a_lag_tells_each_deleted_session_once() {
             .create(json!({"id":id,"kind":"command","argv":["sh","-c","read go"]}))
             .await;
     }
-    for id in &ids {
-        server.input(id, "go\n").await;
-    }
-    for id in &ids {
-        server.wait_status(id, "exited", secs(10)).await;
-    }
-    // This create evicts the N ended sessions in one step: N deletes in a
+    // One create evicts the N ended sessions in one step: N deletes in a
     // row into a queue of 1.
-    server
-        .create(json!({"id":"trigger","kind":"command","argv":["sh","-c","read go"]}))
-        .await;
-    assert!(
-        wait_until(secs(10), || async {
-            let (_, list) = server.get("/api/sessions").await;
-            common::session_ids(&list) == ["trigger"]
-        })
-        .await,
-        "the ended sessions were not evicted"
-    );
+    server.end_and_evict(&ids, "trigger").await;
     // Created after all of it: its `created` comes after whatever the
     // deletes made the channel say.
     server

@@ -122,4 +122,24 @@ impl TestServer {
             tokio::time::sleep(POLL).await;
         }
     }
+
+    /// Lets each of `ids` (command sessions waiting in `read go`) end, then
+    /// creates `trigger`, which evicts them all in one step on a server of
+    /// `max_sessions` 1: as many deletes in a row as there are `ids`.
+    pub async fn end_and_evict(&self, ids: &[String], trigger: &str) {
+        for id in ids {
+            self.input(id, "go\n").await;
+        }
+        for id in ids {
+            self.wait_status(id, "exited", super::secs(10)).await;
+        }
+        self.create(serde_json::json!({"id":trigger,"kind":"command","argv":["sh","-c","read go"]}))
+            .await;
+        let evicted = super::wait_until(super::secs(10), || async {
+            let (_, list) = self.get("/api/sessions").await;
+            super::session_ids(&list) == [trigger]
+        })
+        .await;
+        assert!(evicted, "the ended sessions were not evicted");
+    }
 }
