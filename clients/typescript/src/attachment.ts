@@ -41,6 +41,12 @@ export interface AttachInfo {
   status: SessionStatus;
   /** With a `since`: whether resuming was exact. */
   recovered?: boolean;
+  /**
+   * The session's log end when this attach took its subscription: output at
+   * offsets below `end` was printed before the attach (a replay), output from
+   * `end` on is live. Absent from servers older than this field.
+   */
+  end?: number;
 }
 
 /** What `onExit` is told. */
@@ -293,7 +299,7 @@ export class Attachment {
         this.epoch = a.epoch;
         if (!again) this.next = a.offset;
         this.status = a.status;
-        const info: AttachInfo = { epoch: a.epoch, offset: a.offset, cols: a.cols, rows: a.rows, status: a.status, recovered: a.recovered };
+        const info: AttachInfo = { epoch: a.epoch, offset: a.offset, cols: a.cols, rows: a.rows, status: a.status, recovered: a.recovered, end: a.end };
         this.each((o) => o.onAttached?.(info));
         break;
       }

@@ -37,6 +37,8 @@ export interface AttachedMessage extends ServerMessage {
   rows: number;
   status: SessionStatus;
   recovered?: boolean;
+  /** The log's end when the attach subscribed: output below it is a replay (absent from older servers). */
+  end?: number;
 }
 
 /** `terminal.restore`: a screen snapshot; output from `offset` follows. */

@@ -238,6 +238,12 @@ pub enum ServerMessage {
         /// With `since`: whether resuming was exact.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
+        /// The session's log end when this attachment took its
+        /// subscription: output below `end` was printed before this attach
+        /// (a replay), output from `end` on is live. Absent from older
+        /// servers and from the flat dialect.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        end: Option<u64>,
     },
     /// A screen snapshot: output from `offset` on follows it.
     #[serde(rename = "terminal.restore", rename_all = "camelCase")]

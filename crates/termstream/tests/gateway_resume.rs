@@ -464,3 +464,40 @@ async fn input_a_program_does_not_read_does_not_hold_the_socket() {
         }
     }
 }
+
+/// `session.attached` says where live output starts (`end`, the log's end
+/// when the attachment subscribed), so a client knows which output is a
+/// replay of what was printed before it attached: with `since`, and on a
+/// fresh attach. The flat dialect keeps its old shape, without `end`.
+#[tokio::test]
+async fn session_attached_carries_the_log_end_at_the_attach() {
+    let server = TestServer::start().await;
+    server
+        .create(json!({"id":"e","kind":"command","argv":["sh","-c","printf 0123456789; read x"]}))
+        .await;
+    let printed = common::wait_until(secs(10), || async {
+        server.info("e").await["outputOffset"].as_u64() == Some(10)
+    })
+    .await;
+    assert!(printed, "the program printed its 10 bytes");
+    let epoch = server.info("e").await["epoch"].as_str().unwrap().to_owned();
+
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    ws.send(json!({"type":"session.attach","sessionId":"e","output":"binary",
+        "since":{"epoch":epoch,"offset":3}}))
+        .await;
+    let attached = ws.until_type("session.attached", secs(10)).await;
+    assert_eq!(attached["recovered"], true, "{attached}");
+    assert_eq!(attached["offset"], 3, "{attached}");
+    assert_eq!(attached["end"], 10, "{attached}");
+
+    let mut fresh = WsClient::connect(&server, "/ws").await;
+    fresh.attach("e", "binary").await;
+    let attached = fresh.until_type("session.attached", secs(10)).await;
+    assert_eq!(attached["end"], 10, "{attached}");
+
+    let mut flat = WsClient::connect(&server, "/ws").await;
+    flat.send(json!({"type":"terminal_attach","sessionName":"e"})).await;
+    let attached = flat.until_type("terminal_attached", secs(10)).await;
+    assert!(attached.get("end").is_none(), "{attached}");
+}

@@ -86,8 +86,15 @@ export class TermView {
   private answering = false;
   /** Per write handed to xterm.js and not parsed yet, in order: whether it is old output (no answers). */
   private readonly old: boolean[] = [];
-  /** Whether output comes from an attach with `since` and the view has not caught up yet. */
+  /** Whether output comes from an attach with `since` and the view has not caught up yet (the estimate, when the server gives no `end`). */
   private catchingUp = false;
+  /**
+   * Where live output starts after the latest catch-up attach (the server's
+   * `end`): output below it was printed while this view was away, however
+   * the replay is split into frames. `null`: a fresh attach, or a server
+   * that gives no `end` (then `catchingUp` estimates).
+   */
+  private liveFrom: number | null = null;
   /** Where output stood when the view paused (resume from here). */
   private resumeAt: { epoch: string; offset: number } | null = null;
   private disposables: IDisposable[] = [];
@@ -296,6 +303,7 @@ export class TermView {
         // Attached again by the client (after a reconnect, or a release)
         // from the position reached: what follows was produced while away.
         if (a.recovered !== undefined) this.catchingUp = true;
+        this.liveFrom = a.recovered !== undefined && a.end !== undefined ? a.end : null;
         this.setSize(a.cols, a.rows);
         // A session lost when its node stopped answering, and followed
         // again (released) now that the node came back: it runs again.
@@ -312,12 +320,13 @@ export class TermView {
       },
       onOutput: (data, o) => {
         this.count(data);
+        const old = this.liveFrom !== null ? o.offset < this.liveFrom : this.catchingUp;
         if (o.stream === 'stderr') {
-          this.write(RED);
-          this.write(data);
-          this.write(DEFAULT_FG);
+          this.write(RED, old);
+          this.write(data, old);
+          this.write(DEFAULT_FG, old);
         } else {
-          this.write(data);
+          this.write(data, old);
         }
       },
       onGap: (g) => {

@@ -228,7 +228,19 @@ test('a page restored from the back-forward cache reconnects at once and carries
 test('a query the program printed while the socket was down is not answered when the page catches up after the reconnect', async ({ server, api, ctx }) => {
   await api.create(bash('late-query'));
   let down = false;
-  await ctx.routeWebSocket(/\/ws(\?|$)/, (ws) => (down ? ws.close() : ws.connectToServer()));
+  let spaced = false;
+  await ctx.routeWebSocket(/\/ws(\?|$)/, (ws) => {
+    if (down) return ws.close();
+    const srv = ws.connectToServer();
+    if (!spaced) return;
+    // After the reconnect the server's frames reach the page 150 ms apart,
+    // in order: the page parses each frame of the replay before the next
+    // one comes, as on a slow network.
+    let chain = Promise.resolve();
+    srv.onMessage((m) => {
+      chain = chain.then(() => new Promise((r) => setTimeout(r, 150))).then(() => ws.send(m));
+    });
+  });
   const page = await openPage(ctx, server, '#/s/late-query');
   await hasView(page, 'late-query');
   await waitText(page, 'late-query', '$ ');
@@ -241,10 +253,15 @@ test('a query the program printed while the socket was down is not answered when
   // late to be meant. No timeout on the read (a slow reconnect would
   // outlast one, and the check pass untested): once the page shows the
   // marker it parsed the query, and an answer it made went into its input
-  // before the `R` typed into the page then, which ends the read.
-  await api.input('late-query', 'printf \'\\e[6n\'; echo asked-$((6*7)); read -rs -d R ans; echo "got:${ans:1}:end"\n');
+  // before the `R` typed into the page then, which ends the read. A first
+  // line and a pause before the query put it in a chunk of its own, so the
+  // replay comes in several frames, spaced out by the route (a page that
+  // guessed the end of the catch-up from its first frame answered the
+  // query in the next).
+  await api.input('late-query', 'echo first-$((5*5)); sleep 0.3; printf \'\\e[6n\'; echo asked-$((6*7)); read -rs -d R ans; echo "got:${ans:1}:end"\n');
   await waitFor('the query in the log', async () => (await (await fetch(`${server.url}/api/sessions/late-query/output`)).text()).includes('\x1b[6n'));
   down = false;
+  spaced = true;
   await page.evaluate(() => window.dispatchEvent(new Event('online')));
   await waitFor('reconnected', () => page.evaluate(() => window.termstream.client.state === 'connected'));
   await waitText(page, 'late-query', 'asked-42');

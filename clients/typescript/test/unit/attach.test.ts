@@ -40,6 +40,19 @@ describe('attach', () => {
     expect(h.position).toEqual({ epoch: 'e1', offset: 40 });
   });
 
+  it('tells onAttached where live output starts (end), and leaves it out for an older server', async () => {
+    const { server, client } = setup();
+    const infos: unknown[] = [];
+    client.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = server.last.accept();
+    client.attach('job', { onAttached: (i) => infos.push(i) });
+    s.message({ type: 'session.attached', sessionId: 'job', epoch: 'e1', offset: 3, cols: 80, rows: 24, status: 'running', recovered: true, end: 10 });
+    expect(infos).toEqual([{ epoch: 'e1', offset: 3, cols: 80, rows: 24, status: 'running', recovered: true, end: 10 }]);
+    s.message({ type: 'session.attached', sessionId: 'job', epoch: 'e2', offset: 0, cols: 80, rows: 24, status: 'running' });
+    expect(infos.at(-1)).toEqual({ epoch: 'e2', offset: 0, cols: 80, rows: 24, status: 'running' });
+  });
+
   it('switches between focus-aware and full streaming by attaching again, taking no byte twice', async () => {
     const { server, client } = setup();
     const out: string[] = [];

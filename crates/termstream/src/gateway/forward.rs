@@ -424,6 +424,7 @@ impl Forwarder {
             info: &info,
             offset: self.next,
             recovered,
+            end: sub.end,
         })
         .await?;
         self.told_size = (info.cols, info.rows);

@@ -51,6 +51,9 @@ pub enum OutEvent<'a> {
         info: &'a SessionInfo,
         offset: u64,
         recovered: Option<bool>,
+        /// The log's end when the subscription was taken: live output
+        /// starts there.
+        end: u64,
     },
     Restore {
         session: &'a SessionId,
@@ -115,6 +118,7 @@ impl Dialect {
                 info,
                 offset,
                 recovered,
+                end,
             } => ServerMessage::Attached {
                 session_id: info.id.clone(),
                 epoch: info.epoch,
@@ -123,6 +127,8 @@ impl Dialect {
                 rows: info.rows,
                 status: info.status,
                 recovered,
+                // The flat dialect keeps the shape it always had.
+                end: (self != Dialect::Flat).then_some(end),
             },
             // Legacy clients get the held output as plain output instead.
             OutEvent::Restore { .. } if self == Dialect::Legacy => return None,

@@ -58,6 +58,7 @@ impl State {
                 rows,
                 status,
                 recovered,
+                ..
             } => {
                 self.sessions.attached(&session_id, LogPosition { epoch, offset });
                 Event::Attached {
