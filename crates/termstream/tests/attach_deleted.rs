@@ -67,27 +67,6 @@ async fn detached(ws: &mut WsClient, id: &str, reason: &str) {
     assert_eq!(v["reason"], reason, "{v}");
 }
 
-/// Types `word` into `id` (a `cat`) on `server` and waits for its echo:
-/// the socket is still attached. A `session.detached` or an error first
-/// fails the test; `what` names the attempt in the message.
-async fn echoes(ws: &mut WsClient, server: &TestServer, id: &str, word: &str, what: &str) {
-    server.input(id, &format!("{word}\n")).await;
-    loop {
-        match ws.recv(secs(10)).await {
-            Some(Incoming::Json(v)) if v["type"] == "terminal.output" => {
-                if v["data"].as_str().is_some_and(|d| d.contains(word)) {
-                    break;
-                }
-            }
-            Some(Incoming::Json(v)) if v["type"] == "session.detached" || v["type"] == "error" => {
-                panic!("{what}: the new attachment ended: {v}")
-            }
-            Some(Incoming::Json(_)) => {}
-            other => panic!("{what}: no echo of {word}: {other:?}"),
-        }
-    }
-}
-
 /// The `/ws` attachments the server counts (their forwarders) reach `n`.
 async fn gauge_reaches(server: &TestServer, n: f64) {
     let reached = wait_until(secs(10), || async { metric(server, GAUGE).await == Some(n) }).await;
@@ -384,14 +363,8 @@ async fn a_new_session_of_the_same_id_stays_attached() {
         assert!(held, "round {round}: the socket's task was not held");
         assert_eq!(attached["epoch"], info["epoch"], "round {round}: {attached}");
         // Output of the new session still comes: it is attached.
-        echoes(
-            &mut ws,
-            &server,
-            "same",
-            &format!("still-{round}"),
-            &format!("round {round}"),
-        )
-        .await;
+        ws.echoes(&server, "same", &format!("still-{round}"), &format!("round {round}"))
+            .await;
     }
     ws.send(json!({"type":"session.detach","sessionId":"same"})).await;
     detached(&mut ws, "same", "detach").await;
@@ -452,14 +425,8 @@ async fn an_attach_before_the_id_exists_again_replaces_the_old_attachment() {
         if detached == 0 {
             replaced += 1;
         }
-        echoes(
-            &mut ws,
-            &server,
-            "same",
-            &format!("again-{round}"),
-            &format!("round {round}"),
-        )
-        .await;
+        ws.echoes(&server, "same", &format!("again-{round}"), &format!("round {round}"))
+            .await;
     }
     assert!(
         replaced > 0,

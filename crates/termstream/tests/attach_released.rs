@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use common::cluster::{NOT_LOST, TestCluster, listed, status_is};
 use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
-use common::{TestServer, secs, wait_until};
+use common::{secs, wait_until};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -37,26 +37,6 @@ async fn answer(ws: &mut WsClient, ty: &str, id: &str) -> Value {
 async fn released(ws: &mut WsClient, id: &str) {
     let v = answer(ws, "session.detached", id).await;
     assert_eq!(v["reason"], "released", "{v}");
-}
-
-/// Types `word` into `id` (a `cat`) on `node` and waits for its echo: the
-/// socket is attached again. A `session.detached` first fails the test.
-async fn echoes(ws: &mut WsClient, node: &TestServer, id: &str, word: &str) {
-    node.input(id, &format!("{word}\n")).await;
-    loop {
-        match ws.recv(secs(10)).await {
-            Some(Incoming::Json(v)) if v["type"] == "terminal.output" => {
-                if v["data"].as_str().is_some_and(|d| d.contains(word)) {
-                    break;
-                }
-            }
-            Some(Incoming::Json(v)) if v["type"] == "session.detached" || v["type"] == "error" => {
-                panic!("the new attachment ended: {v}")
-            }
-            Some(Incoming::Json(_)) => {}
-            other => panic!("no echo of {word}: {other:?}"),
-        }
-    }
 }
 
 /// The owner is stopped and Redis emptied (as a Redis restarted empty
@@ -81,7 +61,7 @@ async fn a_session_missing_from_the_directory_is_released() {
         .expect("listed again on b");
     ws.attach("kept", "json").await;
     answer(&mut ws, "session.attached", "kept").await;
-    echoes(&mut ws, b, "kept", "still-here").await;
+    ws.echoes(b, "kept", "still-here", "after the release").await;
 }
 
 /// Through another node of a cluster: a session whose node is cut off
@@ -110,7 +90,7 @@ async fn a_lost_session_come_back_ends_its_old_attachment() {
     ws.attach("back", "json").await;
     let attached = answer(&mut ws, "session.attached", "back").await;
     assert_eq!(attached["status"], "running", "{attached}");
-    echoes(&mut ws, b, "back", "here-again").await;
+    ws.echoes(b, "back", "here-again", "after the release").await;
 }
 
 /// Stops the first node (the owner) and empties Redis, as a Redis that

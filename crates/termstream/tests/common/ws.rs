@@ -367,6 +367,27 @@ impl WsClient {
     pub fn inner(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
         &mut self.ws
     }
+
+    /// Types `word` into `id` (a `cat`) on `server` and waits for its echo
+    /// on this socket: it is still attached. A `session.detached` or an
+    /// error first fails the test; `what` names the attempt in the message.
+    pub async fn echoes(&mut self, server: &TestServer, id: &str, word: &str, what: &str) {
+        server.input(id, &format!("{word}\n")).await;
+        loop {
+            match self.recv(super::secs(10)).await {
+                Some(Incoming::Json(v)) if v["type"] == "terminal.output" => {
+                    if v["data"].as_str().is_some_and(|d| d.contains(word)) {
+                        break;
+                    }
+                }
+                Some(Incoming::Json(v)) if v["type"] == "session.detached" || v["type"] == "error" => {
+                    panic!("{what}: the new attachment ended: {v}")
+                }
+                Some(Incoming::Json(_)) => {}
+                other => panic!("{what}: no echo of {word}: {other:?}"),
+            }
+        }
+    }
 }
 
 /// What [`WsClient::collect_until_exit`] gathered for one session.
