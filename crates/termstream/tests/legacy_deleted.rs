@@ -197,18 +197,10 @@ async fn all_sessions_socket_gets_the_end_of_a_session_deleted_right_after_its_e
         .await;
     server.wait_status("gush", "exited", secs(30)).await;
     delete(&server, "gush").await;
-    let deadline = tokio::time::Instant::now() + secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match ws.recv(left).await {
-            Some(Incoming::Json(m)) if m["type"] == "terminal_end" && m["session_id"] == "gush" => {
-                assert_eq!(m["exit_code"], 0, "{m}");
-                break;
-            }
-            Some(Incoming::Json(_)) => {}
-            other => panic!("no terminal_end of the deleted session ({other:?})"),
-        }
-    }
+    // (The only session on the socket.)
+    let end = ws.until_type("terminal_end", secs(30)).await;
+    assert_eq!(end["session_id"], "gush", "{end}");
+    assert_eq!(end["exit_code"], 0, "{end}");
 }
 
 /// A session deleted while `/ws/terminal/all` still has its output to

@@ -320,7 +320,12 @@ export class TermView {
       },
       onOutput: (data, o) => {
         this.count(data);
-        const old = this.liveFrom !== null ? o.offset < this.liveFrom : this.catchingUp;
+        // Past the attach's `end` the output is live: the catch-up is over.
+        if (this.liveFrom !== null && o.offset >= this.liveFrom) {
+          this.liveFrom = null;
+          this.catchingUp = false;
+        }
+        const old = this.liveFrom !== null || this.catchingUp;
         if (o.stream === 'stderr') {
           this.write(RED, old);
           this.write(data, old);

@@ -331,9 +331,5 @@ async fn send_or_hold(conn: &Connection, id: &SessionId, followed: &Followed, he
         return;
     }
     let room = followed::HOLD_MAX.saturating_sub(held.len());
-    let mut cut = text.len().min(room);
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    held.push_str(&text[..cut]);
+    held.push_str(&text[..text.floor_char_boundary(room)]);
 }

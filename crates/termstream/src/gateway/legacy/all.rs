@@ -38,6 +38,7 @@
 //! copy) of its id is stopped at once (the old one's end may then be
 //! lost); the new one starts once it is gone.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -263,17 +264,21 @@ impl Streams<'_> {
     /// A session was deleted (or this node let go of its copy of another
     /// node's session).
     fn deleted(&mut self, id: &SessionId) {
-        let Some(s) = self.by_id.get(id) else {
+        let Entry::Occupied(e) = self.by_id.entry(id.clone()) else {
             return;
         };
         // The event of an older incarnation, sent after this one was
         // created: this one stays.
-        if self.state.registry.get(id).is_some_and(|h| h.is_incarnation(&s.info)) {
+        if self
+            .state
+            .registry
+            .get(id)
+            .is_some_and(|h| h.is_incarnation(&e.get().info))
+        {
             return;
         }
-        if let Some(s) = self.by_id.remove(id) {
-            self.leave(id.clone(), s.task);
-        }
+        let s = e.remove();
+        self.leave(id.clone(), s.task);
     }
 
     /// Lets `task`, a deleted session's forwarder, end by itself; stops
