@@ -329,7 +329,8 @@ export class App {
     if (m.type === 'session_update') {
       const u = m as unknown as SessionUpdate;
       const r = applyUpdate(this.sessions, u, Date.now());
-      if (u.change === 'deleted') this.views.get(u.sessionId)?.deletedInList();
+      // A release is no deletion: the session may be listed again at once.
+      if (u.change === 'deleted' && u.reason !== 'released') this.views.get(u.sessionId)?.deletedInList();
       this.setSessions(r.map);
       if (r.refresh) this.scheduleRefresh();
     } else if (m.type === 'connected') {

@@ -8,6 +8,8 @@
 //! `attach` and `logs --follow` attach again by themselves, from the first
 //! byte they have not printed (holding keys typed meanwhile), and end as
 //! for a deletion if the session is not back within the attach wait.
+//! The `sessions` channel of the viewer's node says such a `deleted` is a
+//! release (`reason: "released"`).
 
 mod common;
 
@@ -91,6 +93,57 @@ async fn a_lost_session_come_back_ends_its_old_attachment() {
     let attached = answer(&mut ws, "session.attached", "back").await;
     assert_eq!(attached["status"], "running", "{attached}");
     ws.echoes(b, "back", "here-again", "after the release").await;
+}
+
+/// The `sessions` channel of the viewer's node says which `deleted` is a
+/// release: when the node lets go of its copy of the owner's session
+/// (owner away, Redis emptied), `deleted` carries `reason: "released"`,
+/// and the session is `created` again once the owner is back; its real
+/// deletion on the owner is then `deleted` with no reason, on both nodes.
+/// The old feed said a plain `deleted` for the release too.
+#[tokio::test]
+async fn the_sessions_channel_tells_a_release_from_a_deletion() {
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"fed","argv":["cat"]})).await;
+    listed(b, "fed", secs(15)).await.expect("listed on b");
+    let mut owner = subscribed(a).await;
+    let mut viewer = subscribed(b).await;
+    let stopped = owner_away_with_redis_emptied(&cluster).await;
+    let gone = update(&mut viewer, "fed", "deleted").await;
+    assert_eq!(gone["reason"], "released", "{gone}");
+    drop(stopped);
+    update(&mut viewer, "fed", "created").await;
+    let (status, _) = a.request("DELETE", "/api/sessions/fed", None).await;
+    assert_eq!(status.as_u16(), 204);
+    for ws in [&mut owner, &mut viewer] {
+        let gone = update(ws, "fed", "deleted").await;
+        assert!(gone.get("reason").is_none(), "{gone}");
+    }
+}
+
+/// A `/ws` socket on `node` subscribed to the `sessions` channel.
+async fn subscribed(node: &common::TestServer) -> WsClient {
+    let mut ws = WsClient::connect(node, "/ws").await;
+    ws.send(json!({"type":"subscribe","channels":["sessions"]})).await;
+    ws.until_type("subscribed", secs(10)).await;
+    ws
+}
+
+/// Waits for the `session_update` of `id` whose change is `change`.
+async fn update(ws: &mut WsClient, id: &str, change: &str) -> Value {
+    loop {
+        match ws.recv(secs(15)).await {
+            Some(Incoming::Json(v))
+                if v["type"] == "session_update" && v["sessionId"] == id && v["change"] == change =>
+            {
+                return v;
+            }
+            Some(Incoming::Closed(c)) => panic!("closed ({c:?}) while waiting for {change} of {id}"),
+            None => panic!("no {change} of {id} within 15 s"),
+            Some(_) => {}
+        }
+    }
 }
 
 /// Stops the first node (the owner) and empties Redis, as a Redis that

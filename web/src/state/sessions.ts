@@ -43,6 +43,12 @@ export interface SessionUpdate {
   status?: SessionStatus | null;
   /** With `viewers`: how many WebSocket clients watch now. */
   viewers?: number;
+  /**
+   * With `deleted`: `released` when the server's node let go of its copy of
+   * another node's session, which may still exist (and be `created` again);
+   * none for a real deletion.
+   */
+  reason?: string;
   timestamp?: number;
 }
 

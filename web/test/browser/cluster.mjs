@@ -156,6 +156,34 @@ test('a paused view of a session the viewer’s node lets go of is not marked de
   assert.equal(await page.evaluate(() => window.termstream.views.get('paused').deleted), false);
 });
 
+test('a view of an ended session stays un-deleted across a release: the list’s deleted says released', async ({ server, api, ctx, owner, redis }) => {
+  await owner.create({ id: 'ended', argv: ['sh', '-c', 'echo done-$((6*7))'] });
+  await waitFor('the session ended, listed on the viewer’s node', () => api.get('ended').then((s) => s.status === 'exited', () => false));
+  const page = await openPage(ctx, server, '#/s/ended');
+  await hasView(page, 'ended');
+  await waitText(page, 'ended', 'done-42');
+  await page.evaluate(() => {
+    window.gone = [];
+    window.termstream.client.subscribe('session_update', (m) => m.sessionId === 'ended' && m.change === 'deleted' && window.gone.push(m.reason ?? null));
+  });
+  // As in the check above: the record leaves the directory (its removal
+  // unlogged), the viewer’s node lets go of its copy, then it is back.
+  // An ended session is not attached again on a release, so only the
+  // list speaks of it: the old page believed its `deleted`.
+  const record = await redis('HGET', 'termstream:dir', 'ended');
+  assert.match(record, /"ended"/);
+  await redis('EVAL', "redis.call('DEL', KEYS[2]); return redis.call('HDEL', KEYS[1], ARGV[1])", '2', 'termstream:dir', 'termstream:dirlog', 'ended');
+  await waitFor('the list’s deleted, and the list without the session', () =>
+    page.evaluate(() => window.gone.length > 0 && !window.termstream.sessions.has('ended')),
+  );
+  assert.deepEqual(await page.evaluate(() => window.gone), ['released']);
+  await redis('EVAL', "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); return redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])", '2', 'termstream:dir', 'termstream:dirlog', 'ended', record);
+  await waitFor('the session listed again', () => page.evaluate(() => window.termstream.sessions.has('ended')));
+  const text = await bufferText(page, 'ended');
+  assert.ok(!text.includes('[session deleted]'), `no [session deleted] in:\n${text}`);
+  assert.equal(await page.evaluate(() => window.termstream.views.get('ended').deleted), false, 'a release is not a deletion');
+});
+
 /** Runs the checks whose names include `filter` (with `runAll` of run.mjs) on a cluster of their own. */
 export async function runClusterChecks(filter, runAll) {
   if (!checks.some((t) => t.name.includes(filter))) return;

@@ -20,10 +20,18 @@
 //! a resync against that listing: what is gone or another incarnation now
 //! is published `deleted`, what is new `created`; the stale events the
 //! channel then still holds are skipped.
+//!
+//! A `deleted` of another node's session that this node only let go of
+//! (its stand-in released: three directory misses, or a lost session's
+//! node came back) carries `"reason": "released"`: the session may still
+//! exist and be `created` again here. The stand-in's [`Departure`] says so;
+//! it is marked before the registry drops the handle, so it is known when
+//! the `Deleted` (or a resync) is seen.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use termstream_proto::ws::DetachReason;
 use termstream_proto::{SessionId, SessionInfo, SessionStatus};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
@@ -32,6 +40,7 @@ use tokio::time::Instant;
 use crate::clock::now_ms;
 use crate::events::{EventHub, PublishedEvent};
 use crate::registry::{Registry, RegistryEvent};
+use crate::session::remote::Departure;
 use crate::session::{Changed, Presence, SessionHandle};
 
 /// The channel's name.
@@ -88,6 +97,9 @@ struct Feed {
 struct Followed {
     presence: Arc<Presence>,
     info: watch::Receiver<SessionInfo>,
+    /// Why the session went, read once it left the registry: `released`
+    /// for a stand-in this node let go of.
+    departure: Departure,
     project: String,
     status: SessionStatus,
     viewers: usize,
@@ -148,7 +160,7 @@ impl Feed {
         if publishes_deleted(follows.unwrap_or(Follows::Nothing))
             && let Some(f) = self.sessions.remove(id)
         {
-            publish(&self.hub, Some(f.project), id, "deleted", None, None);
+            publish_deleted(&self.hub, f.project, id, &f.departure);
         }
     }
 
@@ -167,7 +179,7 @@ impl Feed {
         self.sessions.retain(|id, f| {
             let keep = live.get(id).is_some_and(|h| h.is_incarnation(&f.info));
             if !keep {
-                publish(&hub, Some(f.project.clone()), id, "deleted", None, None);
+                publish_deleted(&hub, f.project.clone(), id, &f.departure);
             }
             keep
         });
@@ -191,6 +203,7 @@ impl Feed {
         }
         let f = Followed {
             announced: announce,
+            departure: h.departure(),
             viewers: h.viewers(),
             presence: h.presence().clone(),
             info,
@@ -311,6 +324,27 @@ async fn sleep_until_opt(at: Option<Instant>) {
 /// The least time between two `viewers` events of one session.
 const VIEWERS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Publishes the `deleted` of a session gone from this node: with
+/// `"reason": "released"` when this node let go of its copy of another
+/// node's session (see [`deleted_reason`]), with no reason when it was
+/// deleted.
+fn publish_deleted(hub: &EventHub, project: String, id: &SessionId, departure: &Departure) {
+    let mut json = event_json(Some(&project), id, "deleted", None);
+    if let Some(reason) = deleted_reason(departure.reason()) {
+        json["reason"] = reason.into();
+    }
+    deliver(hub, Some(project), json);
+}
+
+/// The `reason` a `deleted` carries for a session that went from this
+/// node for `why`: only a release has one.
+fn deleted_reason(why: DetachReason) -> Option<&'static str> {
+    match why {
+        DetachReason::Released => Some("released"),
+        _ => None,
+    }
+}
+
 fn publish(
     hub: &EventHub,
     project: Option<String>,
@@ -319,17 +353,27 @@ fn publish(
     status: Option<SessionStatus>,
     viewers: Option<usize>,
 ) {
-    let mut json = serde_json::json!({
+    let mut json = event_json(project.as_deref(), id, change, status);
+    if let Some(n) = viewers {
+        json["viewers"] = n.into();
+    }
+    deliver(hub, project, json);
+}
+
+/// A `session_update` event's common fields.
+fn event_json(project: Option<&str>, id: &SessionId, change: &str, status: Option<SessionStatus>) -> serde_json::Value {
+    serde_json::json!({
         "type": "session_update",
         "sessionId": id,
         "project": project,
         "change": change,
         "status": status,
         "timestamp": now_ms(),
-    });
-    if let Some(n) = viewers {
-        json["viewers"] = n.into();
-    }
+    })
+}
+
+/// Hands a built event to the hub, for this node's subscribers.
+fn deliver(hub: &EventHub, project: Option<String>, json: serde_json::Value) {
     hub.deliver_here(PublishedEvent {
         channel: CHANNEL,
         project,
@@ -365,5 +409,11 @@ mod tests {
         assert!(!publishes_deleted(Follows::This { announced: true }));
         assert!(!publishes_deleted(Follows::This { announced: false }));
         assert!(publishes_deleted(Follows::Another));
+    }
+
+    #[test]
+    fn only_a_release_gives_deleted_a_reason() {
+        assert_eq!(deleted_reason(DetachReason::Released), Some("released"));
+        assert_eq!(deleted_reason(DetachReason::Deleted), None);
     }
 }
