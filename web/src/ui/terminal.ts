@@ -189,7 +189,11 @@ export class TermView {
     this.term.loadAddon(this.search);
     this.term.loadAddon(new WebLinksAddon());
     this.term.loadAddon(new Unicode11Addon());
-    this.term.loadAddon(new ClipboardAddon());
+    // OSC 52 sets the clipboard without waiting for the browser: xterm.js
+    // parses nothing more until a handler's promise settles, and a write
+    // the browser holds (a page without focus) or refuses held up every
+    // byte after it.
+    this.term.loadAddon(new ClipboardAddon(undefined, { readText: () => '', writeText: (sel, text) => void (sel === 'c' && navigator.clipboard?.writeText(text).catch(() => {})) }));
     // OSC 52 may set the clipboard, never read it: a read would send the
     // viewer's clipboard to the program (from every viewer, and for old
     // output parsed again). Registered after the addon, so it goes first.

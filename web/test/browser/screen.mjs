@@ -95,6 +95,25 @@ test('a full-screen program (vim): resized while typing and reloaded, the page s
   await page.keyboard.press('Escape');
 });
 
+test('an OSC 52 write the browser holds back does not hold up the output after it', async ({ server, api, browser }) => {
+  // The clipboard addon hands OSC 52 to navigator.clipboard.writeText and
+  // xterm.js waits for its promise before it parses on: a write refused
+  // (or one that never settles, as in a page without focus) held up every
+  // byte after it.
+  const ctx = await browser.newContext();
+  await ctx.addInitScript(() => {
+    navigator.clipboard.writeText = () => new Promise(() => {});
+  });
+  await api.create(bash('osc-held'));
+  const page = await openPage(ctx, server, '#/s/osc-held');
+  await hasView(page, 'osc-held');
+  await waitText(page, 'osc-held', '$ ');
+  const b64 = Buffer.from('never written').toString('base64');
+  await api.input('osc-held', `printf '\\033]52;c;${b64}\\a'; echo after-$((6*7))\n`);
+  await waitText(page, 'osc-held', '\nafter-42');
+  await ctx.close();
+});
+
 test('OSC 52 reaches the clipboard; emoji and CJK widths agree with the server', async ({ server, api, browser }) => {
   const ctx = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'] });
   await api.create(bash('wide'));
