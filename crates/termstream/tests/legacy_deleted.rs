@@ -182,6 +182,21 @@ async fn one_session_socket_of_a_slow_reader_gets_all_output_before_the_close() 
     assert_eq!(close, Some((1000, "session_deleted: big".to_owned())));
 }
 
+/// A `/ws/terminal/all` socket that reads slowly (over a 4 KiB receive
+/// buffer), and `gush`, a session that printed more than the socket's
+/// budget and the kernel's buffers hold, ended and was deleted while its
+/// output still waits in the server.
+async fn gush_deleted(server: &TestServer) -> WsClient {
+    let mut ws = WsClient::connect_narrow(server, "/ws/terminal/all", 4096).await;
+    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
+    server
+        .create(json!({"id":"gush","kind":"command","argv":["sh","-c","head -c 4194304 /dev/zero | tr '\\0' b"]}))
+        .await;
+    server.wait_status("gush", "exited", secs(30)).await;
+    delete(server, "gush").await;
+    ws
+}
+
 /// A session deleted right after its exit, while `/ws/terminal/all` still
 /// has its output to send (the client reads slowly, over a 4 KiB receive
 /// buffer, so the output waits in the server): the socket still gets the
@@ -189,14 +204,7 @@ async fn one_session_socket_of_a_slow_reader_gets_all_output_before_the_close() 
 #[tokio::test]
 async fn all_sessions_socket_gets_the_end_of_a_session_deleted_right_after_its_exit() {
     let server = TestServer::start().await;
-    let mut ws = WsClient::connect_narrow(&server, "/ws/terminal/all", 4096).await;
-    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
-    // More than the socket's budget and the kernel's buffers hold.
-    server
-        .create(json!({"id":"gush","kind":"command","argv":["sh","-c","head -c 4194304 /dev/zero | tr '\\0' b"]}))
-        .await;
-    server.wait_status("gush", "exited", secs(30)).await;
-    delete(&server, "gush").await;
+    let mut ws = gush_deleted(&server).await;
     // (The only session on the socket.)
     let end = ws.until_type("terminal_end", secs(30)).await;
     assert_eq!(end["session_id"], "gush", "{end}");
@@ -210,13 +218,7 @@ async fn all_sessions_socket_gets_the_end_of_a_session_deleted_right_after_its_e
 #[tokio::test]
 async fn all_sessions_socket_ends_a_deleted_session_before_a_new_one_under_its_id() {
     let server = TestServer::start().await;
-    let mut ws = WsClient::connect_narrow(&server, "/ws/terminal/all", 4096).await;
-    assert_eq!(ws.next_json(secs(10)).await["type"], "terminal_connected");
-    server
-        .create(json!({"id":"gush","kind":"command","argv":["sh","-c","head -c 4194304 /dev/zero | tr '\\0' b"]}))
-        .await;
-    server.wait_status("gush", "exited", secs(30)).await;
-    delete(&server, "gush").await;
+    let mut ws = gush_deleted(&server).await;
     server
         .create(json!({"id":"gush","kind":"command","argv":["echo","second"]}))
         .await;
