@@ -31,7 +31,7 @@ import { SearchAddon } from '@xterm/addon-search';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { ClipboardAddon } from '@xterm/addon-clipboard';
-import { inputRefusal, serverRefusal, type ExitInfo, type InputOptions, type SessionHandle, type StreamMode, type WebSocketClient } from '@termstream/client';
+import { inputRefusal, isDeletion, serverRefusal, type ExitInfo, type InputOptions, type SessionHandle, type StreamMode, type WebSocketClient } from '@termstream/client';
 import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
 import type { SessionRow } from '../state/sessions';
 import { Ending } from './ending';
@@ -345,10 +345,10 @@ export class TermView {
       onExit: (e) => this.ending.exited(e),
       // A deletion ends the view (`released` never comes here: the client
       // follows it); a reason this page does not know is told as it is.
-      onDetached: ({ reason }) => {
+      onDetached: (d) => {
         this.attachOver = true;
-        if (reason === null || reason === 'deleted') this.markDeleted();
-        else this.write(`\r\n${RED}[session detached: ${reason}]${DEFAULT_FG}\r\n`, false);
+        if (isDeletion(d)) this.markDeleted();
+        else this.write(`\r\n${RED}[session detached: ${d.reason}]${DEFAULT_FG}\r\n`, false);
       },
       onError: (e) => {
         // The client ended the attachment: the list's deletion is believed now.
