@@ -311,16 +311,21 @@ export class TermView {
 
   /** The list says the session is gone: believed unless the view's attachment may still answer (see `Ending.believesList`). */
   deletedInList(): void {
-    if (this.ending.believesList(this.started, this.attachOver)) this.markDeleted();
+    // Not started, or paused by flow control: no attachment to wait for.
+    if (this.ending.believesList(this.handle !== null && !this.attachOver)) this.markDeleted();
   }
 
   /**
    * The session was deleted (the server's `session.detached` with reason
    * `deleted`, the list's `deleted` event when believed, or a re-attach
-   * refused after the socket was down).
+   * refused after the socket was down). A paused view has nothing more
+   * to catch up with: it no longer says so, and does not attach again.
    */
   markDeleted(): void {
     this.ending.markDeleted();
+    if (this.handle) return;
+    this.el.classList.remove('catching-up');
+    this.header.setCatchingUp(false);
   }
 
   private count(data: Uint8Array): void {
@@ -366,7 +371,8 @@ export class TermView {
     if (this.handle) return;
     this.el.classList.remove('catching-up');
     this.header.setCatchingUp(false);
-    this.attach();
+    // A session deleted while the view was paused has nothing more to send.
+    if (!this.deleted) this.attach();
   }
 
   private input(data: string): void {
