@@ -26,6 +26,7 @@ import { webglCount } from './ui/webgl';
 import { installShortcuts, toggleFullscreen } from './ui/shortcuts';
 import { LoginBanner } from './ui/auth';
 import { ShareBox } from './ui/share';
+import { Rights } from './net/rights';
 
 const LAYOUT_KEY = 'termstream.layout';
 /** How many restored tabs are checked against the server at once. */
@@ -76,6 +77,8 @@ export class App {
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private focusEnabled = false;
   private readonly trackers = new Map<string, ProjectFocus>();
+  /** Which projects the page may only watch: their write controls hide. */
+  private readonly rights = new Rights(() => this.setSessions(this.sessions));
   /** Sessions focused locally, when the server has no focus API. */
   private localFocus = new Set<string>();
 
@@ -89,6 +92,7 @@ export class App {
       terminate: (id) => void this.act(() => api.terminate(id)),
       remove: (id) => void this.act(() => api.remove(id)),
       create: () => this.dialog.open(),
+      readOnly: (project) => this.rights.readOnly(project),
     });
     this.monitor = new Monitor((id) => this.go({ view: 'terminal', id }));
     this.replay = new Replay(() => history.back());
@@ -259,9 +263,13 @@ export class App {
       const view = new TermView({ ...info }, this.client, {
         transformInput: (d) => this.keyrow.transform(d),
         requestFocus: (sid) => this.requestFocus(sid),
-        changed: () => this.renderTabs(),
+        changed: (v) => {
+          if (v.readOnly) this.rights.refused(v.info.project);
+          this.renderTabs();
+        },
         action: (v, what) => this.termAction(v, what),
       });
+      if (this.rights.readOnly(info.project)) view.setReadOnly();
       this.views.set(id, view);
       this.terms.append(view.el);
       this.trackFocus(info.project);
@@ -283,6 +291,8 @@ export class App {
 
   private renderTabs(): void {
     const l = this.layout;
+    // The key row types into the active terminal: hidden where that is refused.
+    this.termsView.toggleAttribute('data-read-only', !!this.activeView()?.readOnly);
     fill(
       this.tabs,
       ...l.open.map((id) => {
@@ -360,6 +370,7 @@ export class App {
 
   private setSessions(m: SessionMap): void {
     this.sessions = m;
+    if (this.focusEnabled) this.rights.learn(m);
     this.list.render(m);
     this.monitor.render(m);
     for (const [id, v] of this.views) {
@@ -369,9 +380,10 @@ export class App {
         // session, so a fresh view (made below), not the old one's end.
         v.dispose();
         this.views.delete(id);
-      } else if (s && s.status !== v.info.status && !v.exit && !v.deleted) {
-        v.info.status = s.status;
+        continue;
       }
+      if (s && s.status !== v.info.status && !v.exit && !v.deleted) v.info.status = s.status;
+      if (this.rights.readOnly(v.info.project)) v.setReadOnly();
     }
     if (this.layout.open.some((id) => !this.views.has(id) && m.has(id))) this.renderTerms();
     else this.renderTabs();

@@ -98,6 +98,23 @@ export const api = {
   /** A one-time login link with read access to `project`. */
   shareLink: (project: string) =>
     call<{ code: string; path: string; expiresInMs: number }>('POST', '/api/login-codes', { projects: { [project]: 'read' } }),
+  /**
+   * Whether this page's credential may write in the project of session
+   * `id`, asked with a focus request that cannot change anything: an
+   * unfocus with an `expectedVersion` no project reaches. A credential that
+   * may only read is refused (403 `read_only`) before the version is looked
+   * at; one that may write is answered 409 (stale version). `null`: the
+   * session is gone (ask with another); any other answer says nothing, and
+   * counts as writable (the page did so before it asked).
+   */
+  mayWrite: (id: string): Promise<boolean | null> =>
+    call('PUT', '/api/terminal/focus', { sessionId: id, focused: false, expectedVersion: Number.MAX_SAFE_INTEGER }).then(
+      () => true,
+      (e) => {
+        const code = e instanceof ApiError ? e.code : '';
+        return code === 'read_only' ? false : code === 'session_not_found' ? null : true;
+      },
+    ),
   /** Whether the server has the focus API (issue 12). */
   hasFocus: () =>
     fetch('/api/projects', { method: 'GET' }).then(

@@ -4,7 +4,8 @@
  * and "catching up" (flow control paused the view), the search box, and
  * the buttons (Find, Share, Replay, Full, Stop, close). A click or Enter
  * on the header focuses the session on the server. Stop hides once the
- * session ended (the view's element's `data-ended`, in the style sheet).
+ * session ended or the viewer may only watch (the view's element's
+ * `data-ended` and `data-read-only`, in the style sheet).
  */
 
 import type { Terminal } from '@xterm/xterm';

@@ -100,6 +100,7 @@ export class TermView {
   private asked: { cols: number; rows: number; at: number } | null = null;
   /** The server ended this view's attachment for good (its attach refused, or a detach that is not a deletion): nothing more will come of it. */
   private attachOver = false;
+  /** The viewer may only watch this session (see `setReadOnly`). */
   readOnly = false;
   focused = false;
   /** What arrived, for tests and the benchmark: output bytes, line feeds and chunks, the most bytes ever queued in xterm.js, and flow-control pauses. */
@@ -288,9 +289,7 @@ export class TermView {
         // The client ended the attachment: the list's deletion is believed now.
         if (e.request === 'session.attach') this.attachOver = true;
         if (e.code === 'read_only') {
-          this.readOnly = true;
-          this.term.options.disableStdin = true;
-          this.hooks.changed(this);
+          this.setReadOnly();
         } else if (e.code === 'session_not_found' && e.request === 'session.attach') {
           // The attach (a re-attach after a reconnect) was refused, and the
           // client ended the attachment. The page makes views only for
@@ -307,6 +306,19 @@ export class TermView {
         }
       },
     });
+  }
+
+  /**
+   * The viewer may only watch this session (the page found its credential
+   * read-only in the session's project, or the server refused typing with
+   * `read_only`): nothing typed is sent, no size is asked, and Stop hides.
+   */
+  setReadOnly(): void {
+    if (this.readOnly) return;
+    this.readOnly = true;
+    this.term.options.disableStdin = true;
+    this.el.dataset.readOnly = '';
+    this.hooks.changed(this);
   }
 
   /** The list says the session is gone: believed unless the view's attachment may still answer (see `Ending.believesList`). */

@@ -99,6 +99,43 @@ securedTest('a read-only share link: the viewer sees output and its typing reach
   await viewerCtx.close();
 });
 
+securedTest('a read-only viewer is shown no control that would fail: no Stop, Terminate or Delete, no key row, no typing', async ({ server, ctx, browser, admin }) => {
+  await admin.create({ id: 'ro-live', kind: 'pty', project: 'watch', argv: ['bash', '--norc', '--noprofile', '-i'], env: { PS1: '$ ' }, cols: 80, rows: 24 });
+  await admin.create({ id: 'ro-ended', kind: 'command', project: 'watch', command: 'true' });
+  const danger = (page) => page.locator('tr[data-session^="ro-"] .danger');
+  // The owner (a login with the admin token's grant) keeps every control.
+  const owner = await ctx.newPage();
+  await owner.goto(server.url + (await admin.loginCode({})).path + '#/');
+  await waitFor('the owner app', () => owner.evaluate(() => window.termstream?.started));
+  // A viewer with read access to the project (as a share link gives), on a
+  // phone. In the list, before any terminal asked anything of the server:
+  // no Terminate or Delete.
+  const viewerCtx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const viewer = await viewerCtx.newPage();
+  await viewer.goto(server.url + (await admin.loginCode({ projects: { watch: 'read' } })).path + '#/');
+  await waitFor('both rows', () => viewer.locator('tr[data-session^="ro-"]').count().then((n) => n === 2));
+  await waitFor('no Terminate or Delete for the viewer', () => danger(viewer).count().then((n) => n === 0), 5000);
+  assert.equal(await viewer.locator('tr[data-session="ro-live"] button', { hasText: 'Open' }).count(), 1, 'Open stays');
+  await shot(viewer, 'read-only-list');
+  // Its terminal is read-only from the start: no Stop, no key row, no typing.
+  await viewer.evaluate(() => window.termstream.go({ view: 'terminal', id: 'ro-live' }));
+  await waitText(viewer, 'ro-live', '$ ');
+  assert.equal(await viewer.evaluate(() => window.termstream.views.get('ro-live').readOnly), true);
+  assert.equal(await viewer.locator('.term[data-session="ro-live"] .tbtn-terminate').isVisible(), false, 'no Stop for the viewer');
+  assert.ok(await viewer.locator('.tab .ro').isVisible(), 'the tab says read-only');
+  assert.equal(await viewer.locator('.keyrow').isVisible(), false, 'no key row for the viewer');
+  assert.equal(await viewer.evaluate(() => window.termstream.views.get('ro-live').term.options.disableStdin), true);
+  await shot(viewer, 'read-only-phone');
+  // The owner still has them all, once its answer ("may write") came.
+  await waitFor('the owner known to write', () => owner.evaluate(() => window.termstream.rights.known.get('watch') === 'write'));
+  assert.equal(await danger(owner).count(), 2, 'Terminate and Delete for the owner');
+  await owner.evaluate(() => window.termstream.go({ view: 'terminal', id: 'ro-live' }));
+  await waitText(owner, 'ro-live', '$ ');
+  assert.equal(await owner.evaluate(() => window.termstream.views.get('ro-live').readOnly), false);
+  assert.ok(await owner.locator('.term[data-session="ro-live"] .tbtn-terminate').isVisible(), 'Stop for the owner');
+  await viewerCtx.close();
+});
+
 // ---- runner ---------------------------------------------------------------
 
 const filter = process.argv[2] ?? '';
