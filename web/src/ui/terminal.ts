@@ -3,7 +3,8 @@
  * of `@termstream/client` and the screen, in the shape of xterm.js's
  * AttachAddon (every listener in one disposables list), plus what that addon
  * lacks: the screen restored on attach, resume by offset (the client's),
- * and flow control. The terminal's set-up is `xterm.ts`, the header
+ * and flow control. The terminal's set-up (and resizing it in the output
+ * stream) is `xterm.ts`, the header
  * `termheader.ts`, how the session ended `ending.ts`.
  *
  * Flow control: bytes handed to `term.write` are counted until its callback
@@ -36,7 +37,7 @@ import { currentTheme } from './theme';
 import { acquireWebgl, releaseWebgl } from './webgl';
 import { hookQueries } from './queries';
 import { TermHeader, type TermAction } from './termheader';
-import { openXterm } from './xterm';
+import { openXterm, resizeInStream } from './xterm';
 import { h } from './dom';
 
 export interface TermViewHooks {
@@ -111,7 +112,7 @@ export class TermView {
     private readonly client: WebSocketClient,
     private readonly hooks: TermViewHooks,
   ) {
-    const xterm = openXterm(info, this.body);
+    const xterm = openXterm(info, this.body, () => this.header.toggleSearch(true));
     this.term = xterm.term;
     this.fit = xterm.fit;
     this.disposables.push(...xterm.disposables);
@@ -135,7 +136,6 @@ export class TermView {
       action: (what) => hooks.action(this, what),
     });
     this.el = h('section', { class: 'term', 'data-session': info.id, 'data-kind': info.kind }, this.header.el, this.body);
-    this.term.attachCustomKeyEventHandler((e) => this.key(e));
     this.disposables.push(
       this.term.onData((d) => this.input(d)),
       this.term.onBinary((d) => this.input(d)),
@@ -410,33 +410,11 @@ export class TermView {
     }
   }
 
-  private key(e: KeyboardEvent): boolean {
-    if (e.type !== 'keydown') return true;
-    if (e.ctrlKey && e.shiftKey && (e.key === 'F' || e.key === 'f')) {
-      this.header.toggleSearch(true);
-      return false;
-    }
-    if (e.ctrlKey && e.shiftKey && (e.key === 'C' || e.key === 'c') && this.term.hasSelection()) {
-      void navigator.clipboard?.writeText(this.term.getSelection());
-      return false;
-    }
-    return true;
-  }
-
-  /**
-   * Resizes the terminal at this point of the output stream: after the bytes
-   * already handed to xterm.js are parsed, before the ones that follow. The
-   * server's screen model resizes at the offset where the resize happened,
-   * and `session.resized` arrives at that point of the stream; resizing at
-   * once instead would parse queued bytes, written for the old size, at the
-   * new one (a screen that differs from the server's: issue 15).
-   */
+  /** The size the output stream reached, taken at its place in the stream (`resizeInStream`). */
   private setSize(cols: number, rows: number): void {
     if (cols <= 0 || rows <= 0) return;
     this.size = { cols, rows };
-    this.term.write('', () => {
-      if (cols !== this.term.cols || rows !== this.term.rows) this.term.resize(cols, rows);
-    });
+    resizeInStream(this.term, cols, rows);
   }
 
   private scheduleFit(): void {

@@ -1,8 +1,10 @@
 /**
  * The xterm.js terminal of a view, as the page sets it up: its options (a
  * command session converts line feeds and does not blink), its add-ons
- * (fit, search, links, Unicode 11 widths, the clipboard) and the OSC 52
- * policy: a program may set the viewer's clipboard, never read it.
+ * (fit, search, links, Unicode 11 widths, the clipboard), its own keys
+ * (Ctrl+Shift+F searches, Ctrl+Shift+C copies the selection), and the OSC
+ * 52 policy: a program may set the viewer's clipboard, never read it. And
+ * how the terminal takes a size: at its place in the output stream.
  */
 
 import { Terminal, type IDisposable } from '@xterm/xterm';
@@ -26,8 +28,8 @@ export interface Xterm {
   disposables: IDisposable[];
 }
 
-/** A terminal for session `info`, at its size, opened in `body`. */
-export function openXterm(info: SessionRow, body: HTMLElement): Xterm {
+/** A terminal for session `info`, at its size, opened in `body`; Ctrl+Shift+F calls `search`. */
+export function openXterm(info: SessionRow, body: HTMLElement, search: () => void): Xterm {
   const command = info.kind === 'command';
   const term = new Terminal({
     allowProposedApi: true,
@@ -41,9 +43,9 @@ export function openXterm(info: SessionRow, body: HTMLElement): Xterm {
     rows: Math.max(1, info.rows || 24),
   });
   const fit = new FitAddon();
-  const search = new SearchAddon();
+  const finder = new SearchAddon();
   term.loadAddon(fit);
-  term.loadAddon(search);
+  term.loadAddon(finder);
   term.loadAddon(new WebLinksAddon());
   term.loadAddon(new Unicode11Addon());
   // OSC 52 sets the clipboard without waiting for the browser: xterm.js
@@ -57,5 +59,34 @@ export function openXterm(info: SessionRow, body: HTMLElement): Xterm {
   const disposables = [term.parser.registerOscHandler(52, (data) => data.slice(data.indexOf(';') + 1) === '?')];
   term.unicode.activeVersion = '11';
   term.open(body);
-  return { term, fit, search, disposables };
+  term.attachCustomKeyEventHandler((e) => ownKey(term, e, search));
+  return { term, fit, search: finder, disposables };
+}
+
+/** Whether xterm.js is to handle `e`: not for the keys the page takes itself. */
+function ownKey(term: Terminal, e: KeyboardEvent, search: () => void): boolean {
+  if (e.type !== 'keydown' || !e.ctrlKey || !e.shiftKey) return true;
+  if (e.key === 'F' || e.key === 'f') {
+    search();
+    return false;
+  }
+  if ((e.key === 'C' || e.key === 'c') && term.hasSelection()) {
+    void navigator.clipboard?.writeText(term.getSelection());
+    return false;
+  }
+  return true;
+}
+
+/**
+ * Resizes `term` at this point of the output stream: after the bytes
+ * already handed to xterm.js are parsed, before the ones that follow. The
+ * server's screen model resizes at the offset where the resize happened,
+ * and `session.resized` arrives at that point of the stream; resizing at
+ * once instead would parse queued bytes, written for the old size, at the
+ * new one (a screen that differs from the server's: issue 15).
+ */
+export function resizeInStream(term: Terminal, cols: number, rows: number): void {
+  term.write('', () => {
+    if (cols !== term.cols || rows !== term.rows) term.resize(cols, rows);
+  });
 }
