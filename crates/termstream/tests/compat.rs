@@ -153,6 +153,12 @@ async fn openapi_lists_every_route() {
     for schema in ["FocusRequest", "FocusResponse", "ProjectFocus", "ProjectList"] {
         assert!(doc["components"]["schemas"][schema].is_object(), "no schema {schema}");
     }
+    // Each project says what the credential may do there.
+    assert!(
+        doc["components"]["schemas"]["ProjectSummary"]["properties"]["access"].is_object(),
+        "no access in {}",
+        doc["components"]["schemas"]["ProjectSummary"]
+    );
     assert!(doc["paths"]["/api/sessions"]["post"].is_object());
     assert!(doc["paths"]["/api/sessions/{id}"]["delete"].is_object());
     // Routes that create or end a session name their 503 and 500 answers.
