@@ -127,9 +127,10 @@ export class App {
     // Given up reconnecting: one more look at whether the login ended.
     this.client.onStateChange((s) => s === 'error' && this.scheduleRefresh());
     this.client.connect();
-    this.focusEnabled = await api.hasFocus();
-    await this.refresh();
+    await this.refresh(true);
     window.addEventListener('hashchange', () => this.applyRoute());
+    // Back to this tab: a login made meanwhile in another tab (other rights) shows at once.
+    document.addEventListener('visibilitychange', () => document.hidden || this.scheduleRefresh());
     onThemeChange(() => this.views.forEach((v) => v.setTheme()));
     installShortcuts(
       {
@@ -269,7 +270,7 @@ export class App {
         },
         action: (v, what) => this.termAction(v, what),
       });
-      if (this.rights.readOnly(info.project)) view.setReadOnly();
+      view.setReadOnly(this.rights.readOnly(info.project));
       this.views.set(id, view);
       this.terms.append(view.el);
       this.trackFocus(info.project);
@@ -357,12 +358,16 @@ export class App {
     this.refreshTimer = setTimeout(() => void this.refresh().catch(() => {}), 100);
   }
 
-  async refresh(): Promise<void> {
+  /** The list, the viewers and the projects with this credential's rights in each; the first also learns whether the server has the focus API (issue 12). */
+  async refresh(first = false): Promise<void> {
     const asked = ++this.refreshes;
-    const [list, viewers] = await Promise.all([api.list(), api.viewers().catch(() => ({}))]);
+    const [list, viewers, projects] = await Promise.all([api.list(), api.viewers().catch(() => ({})), first || this.focusEnabled ? api.projects() : null]);
+    if (first) this.focusEnabled = projects !== null;
     // A list answered after a newer one was asked for is older than the
     // events since: it could bring back a session deleted meanwhile.
-    if (asked === this.refreshes) this.setSessions(fromList(list, viewers));
+    if (asked !== this.refreshes) return;
+    if (projects) this.rights.take(projects);
+    this.setSessions(fromList(list, viewers));
   }
 
   /** Refreshes asked for so far (only the latest one's answer is taken). */
@@ -370,7 +375,6 @@ export class App {
 
   private setSessions(m: SessionMap): void {
     this.sessions = m;
-    if (this.focusEnabled) this.rights.learn(m);
     this.list.render(m);
     this.monitor.render(m);
     for (const [id, v] of this.views) {
@@ -383,7 +387,7 @@ export class App {
         continue;
       }
       if (s && s.status !== v.info.status && !v.exit && !v.deleted) v.info.status = s.status;
-      if (this.rights.readOnly(v.info.project)) v.setReadOnly();
+      v.setReadOnly(this.rights.readOnly(v.info.project));
     }
     if (this.layout.open.some((id) => !this.views.has(id) && m.has(id))) this.renderTerms();
     else this.renderTabs();

@@ -4,6 +4,7 @@
  * an `ApiError` with status 401, and the page says that its login ended.
  */
 
+import type { ProjectList } from '@termstream/client';
 import type { SessionInfo } from '../state/sessions';
 
 /**
@@ -99,27 +100,14 @@ export const api = {
   shareLink: (project: string) =>
     call<{ code: string; path: string; expiresInMs: number }>('POST', '/api/login-codes', { projects: { [project]: 'read' } }),
   /**
-   * Whether this page's credential may write in the project of session
-   * `id`, asked with a focus request that cannot change anything: an
-   * unfocus with an `expectedVersion` no project reaches. A credential that
-   * may only read is refused (403 `read_only`) before the version is looked
-   * at; one that may write is answered 409 (stale version). `null`: the
-   * session is gone (ask with another); any other answer says nothing, and
-   * counts as writable (the page did so before it asked).
+   * The projects this credential can read, with what it may do in each
+   * (`access`); `null` when the server has no `/api/projects` (before the
+   * focus API, issue 12) or did not answer it.
    */
-  mayWrite: (id: string): Promise<boolean | null> =>
-    call('PUT', '/api/terminal/focus', { sessionId: id, focused: false, expectedVersion: Number.MAX_SAFE_INTEGER }).then(
-      () => true,
-      (e) => {
-        const code = e instanceof ApiError ? e.code : '';
-        return code === 'read_only' ? false : code === 'session_not_found' ? null : true;
-      },
-    ),
-  /** Whether the server has the focus API (issue 12). */
-  hasFocus: () =>
-    fetch('/api/projects', { method: 'GET' }).then(
-      (r) => r.ok,
-      () => false,
+  projects: () =>
+    call<ProjectList>('GET', '/api/projects').then(
+      (r) => r.projects,
+      () => null,
     ),
   recordingUrl: (id: string) => `/api/sessions/${encodeURIComponent(id)}/recording.cast`,
 };

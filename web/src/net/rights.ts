@@ -1,22 +1,21 @@
 /**
  * What the page's credential may do in each project: write (type, resize,
- * terminate, delete) or only watch. The server says it nowhere up front
- * (not at login, in the socket's ticket or in the session list), so the
- * page asks once per project, with a write that changes nothing
- * (`api.mayWrite`), and hides the controls that would fail for a project
- * found read-only. A write the server refuses with `read_only` (typing)
- * marks its project too. Until the answer comes, or when none can be had,
- * a project counts as writable.
+ * terminate, delete) or only watch. The server says it in `GET
+ * /api/projects` (each project's `access`), which the page asks with every
+ * refresh of its list, so a new login in this browser (with other rights)
+ * is followed at the next refresh. A write the server refuses with
+ * `read_only` (typing) marks its project too: an older server says no
+ * `access`, and a credential's rights may change between two lists. A
+ * project nothing was said of counts as writable.
  */
 
-import { api } from './api';
-import type { SessionMap } from '../state/sessions';
+import type { ProjectSummary } from '@termstream/client';
 
 export class Rights {
-  /** Per project: the answer, or `asking` while the request is out. */
-  private readonly known = new Map<string, 'read' | 'write' | 'asking'>();
+  /** Per project: what the server said, or what a refusal taught. */
+  private readonly known = new Map<string, 'read' | 'write'>();
 
-  /** `changed` is told when a project is found read-only. */
+  /** `changed` is told when a project's rights change. */
   constructor(private readonly changed: () => void) {}
 
   /** Whether the page may only watch the sessions of `project`. */
@@ -24,13 +23,17 @@ export class Rights {
     return this.known.get(project) === 'read';
   }
 
-  /** Asks about each project of `sessions` not asked about yet (with one of its sessions). */
-  learn(sessions: SessionMap): void {
-    for (const s of sessions.values()) {
-      if (this.known.has(s.project)) continue;
-      this.known.set(s.project, 'asking');
-      void this.ask(s.project, s.id);
+  /** Takes what a fresh `GET /api/projects` says; true when a right changed. */
+  take(projects: readonly ProjectSummary[]): boolean {
+    let changed = false;
+    for (const p of projects) {
+      const access = p.access === 'read' ? 'read' : p.access === 'write' ? 'write' : undefined;
+      // No `access` (an older server) or one this page does not know: what refusals taught stays.
+      if (!access || this.known.get(p.projectId) === access) continue;
+      this.known.set(p.projectId, access);
+      changed = true;
     }
+    return changed;
   }
 
   /** The server refused a write in `project` with `read_only`. */
@@ -38,14 +41,5 @@ export class Rights {
     if (this.readOnly(project)) return;
     this.known.set(project, 'read');
     this.changed();
-  }
-
-  private async ask(project: string, id: string): Promise<void> {
-    const may = await api.mayWrite(id);
-    if (this.known.get(project) !== 'asking') return;
-    if (may === false) this.refused(project);
-    else if (may) this.known.set(project, 'write');
-    // The session went meanwhile: asked again, with another, at the next list.
-    else this.known.delete(project);
   }
 }

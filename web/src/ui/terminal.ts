@@ -309,16 +309,18 @@ export class TermView {
   }
 
   /**
-   * The viewer may only watch this session (the page found its credential
-   * read-only in the session's project, or the server refused typing with
+   * Whether the viewer may only watch this session (the server says its
+   * credential may only read the session's project, or refused typing with
    * `read_only`): nothing typed is sent, no size is asked, and Stop hides.
+   * Undone when the server says the credential may write (a new login).
    */
-  setReadOnly(): void {
-    if (this.readOnly) return;
-    this.readOnly = true;
-    this.term.options.disableStdin = true;
-    this.el.dataset.readOnly = '';
+  setReadOnly(on = true): void {
+    if (this.readOnly === on) return;
+    this.readOnly = on;
+    this.term.options.disableStdin = on;
+    this.el.toggleAttribute('data-read-only', on);
     this.hooks.changed(this);
+    if (!on) this.scheduleFit();
   }
 
   /** The list says the session is gone: believed unless the view's attachment may still answer (see `Ending.believesList`). */

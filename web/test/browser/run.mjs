@@ -99,12 +99,17 @@ securedTest('a read-only share link: the viewer sees output and its typing reach
   await viewerCtx.close();
 });
 
-securedTest('a read-only viewer is shown no control that would fail: no Stop, Terminate or Delete, no key row, no typing', async ({ server, ctx, browser, admin }) => {
+securedTest('a read-only viewer is shown no control that would fail: no Stop, Terminate or Delete, no key row, no typing; no write is sent to learn it; a new login with write rights brings them back', async ({ server, ctx, browser, admin }) => {
   await admin.create({ id: 'ro-live', kind: 'pty', project: 'watch', argv: ['bash', '--norc', '--noprofile', '-i'], env: { PS1: '$ ' }, cols: 80, rows: 24 });
   await admin.create({ id: 'ro-ended', kind: 'command', project: 'watch', command: 'true' });
   const danger = (page) => page.locator('tr[data-session^="ro-"] .danger');
+  // The page learns its rights from the project list: loading it asks no
+  // write (an earlier page asked each project with a focus PUT).
+  const focusPuts = [];
+  const watchPuts = (page, who) => page.on('request', (r) => r.method() === 'PUT' && r.url().includes('/api/terminal/focus') && focusPuts.push(`${who} ${r.url()}`));
   // The owner (a login with the admin token's grant) keeps every control.
   const owner = await ctx.newPage();
+  watchPuts(owner, 'owner');
   await owner.goto(server.url + (await admin.loginCode({})).path + '#/');
   await waitFor('the owner app', () => owner.evaluate(() => window.termstream?.started));
   // A viewer with read access to the project (as a share link gives), on a
@@ -112,6 +117,7 @@ securedTest('a read-only viewer is shown no control that would fail: no Stop, Te
   // no Terminate or Delete.
   const viewerCtx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   const viewer = await viewerCtx.newPage();
+  watchPuts(viewer, 'viewer');
   await viewer.goto(server.url + (await admin.loginCode({ projects: { watch: 'read' } })).path + '#/');
   await waitFor('both rows', () => viewer.locator('tr[data-session^="ro-"]').count().then((n) => n === 2));
   await waitFor('no Terminate or Delete for the viewer', () => danger(viewer).count().then((n) => n === 0), 5000);
@@ -126,13 +132,27 @@ securedTest('a read-only viewer is shown no control that would fail: no Stop, Te
   assert.equal(await viewer.locator('.keyrow').isVisible(), false, 'no key row for the viewer');
   assert.equal(await viewer.evaluate(() => window.termstream.views.get('ro-live').term.options.disableStdin), true);
   await shot(viewer, 'read-only-phone');
-  // The owner still has them all, once its answer ("may write") came.
+  // The owner still has them all.
   await waitFor('the owner known to write', () => owner.evaluate(() => window.termstream.rights.known.get('watch') === 'write'));
   assert.equal(await danger(owner).count(), 2, 'Terminate and Delete for the owner');
+  assert.deepEqual(focusPuts, [], 'no focus PUT from loading the page');
   await owner.evaluate(() => window.termstream.go({ view: 'terminal', id: 'ro-live' }));
   await waitText(owner, 'ro-live', '$ ');
   assert.equal(await owner.evaluate(() => window.termstream.views.get('ro-live').readOnly), false);
   assert.ok(await owner.locator('.term[data-session="ro-live"] .tbtn-terminate').isVisible(), 'Stop for the owner');
+  // The viewer logs in again in another tab, now with write rights; back
+  // on its first tab (shown again), the controls come back without a reload.
+  const relogin = await viewerCtx.newPage();
+  await relogin.goto(server.url + (await admin.loginCode({ projects: { watch: 'write' } })).path + '#/');
+  await waitFor('the new login', () => relogin.evaluate(() => window.termstream?.started));
+  await relogin.close();
+  await viewer.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+  await waitFor('the viewer may write again', () => viewer.evaluate(() => window.termstream.views.get('ro-live').readOnly === false), 5000);
+  assert.ok(await viewer.locator('.term[data-session="ro-live"] .tbtn-terminate').isVisible(), 'Stop for the new login');
+  assert.ok(await viewer.locator('.keyrow').isVisible(), 'the key row for the new login');
+  assert.equal(await viewer.evaluate(() => window.termstream.views.get('ro-live').term.options.disableStdin), false);
+  await viewer.evaluate(() => window.termstream.go({ view: 'list' }));
+  await waitFor('Terminate and Delete for the new login', () => danger(viewer).count().then((n) => n === 2), 5000);
   await viewerCtx.close();
 });
 
