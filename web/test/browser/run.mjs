@@ -90,12 +90,13 @@ securedTest('a read-only share link: the viewer sees output and its typing reach
   // each failed attempt to reconnect checks again, so the banner comes
   // long before the client gives up (5 attempts, ~31 s).
   await viewer.evaluate(() => fetch('/api/logout', { method: 'POST' }));
-  // (The first check's two calls, the list and the viewer counts, fail.)
+  // (The first check's three calls, the list, the viewer counts and the
+  // projects with their rights, fail.)
   let calls = 0;
-  await viewer.route((u) => /^\/(api|terminal)\/sessions$/.test(u.pathname), (r) => (++calls <= 2 ? r.abort('connectionrefused') : r.continue()));
+  await viewer.route((u) => /^\/(api\/sessions|terminal\/sessions|api\/projects)$/.test(u.pathname), (r) => (++calls <= 3 ? r.abort('connectionrefused') : r.continue()));
   await viewer.evaluate(() => window.termstream.cutSocket());
   await waitFor('the banner after a failed attempt', () => viewer.locator('.auth-banner').isVisible(), 6000);
-  assert.ok(calls > 2, 'a check after the first');
+  assert.ok(calls > 3, 'a check after the first');
   await viewerCtx.close();
 });
 
