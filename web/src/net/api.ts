@@ -101,13 +101,17 @@ export const api = {
     call<{ code: string; path: string; expiresInMs: number }>('POST', '/api/login-codes', { projects: { [project]: 'read' } }),
   /**
    * The projects this credential can read, with what it may do in each
-   * (`access`); `null` when the server has no `/api/projects` (before the
-   * focus API, issue 12) or did not answer it.
+   * (`access`); `null` when the server has no `/api/projects` (404: before
+   * the focus API, issue 12). Any other failure (a passing 503, the network)
+   * is thrown: it says nothing of what the server has.
    */
   projects: () =>
     call<ProjectList>('GET', '/api/projects').then(
       (r) => r.projects,
-      () => null,
+      (e: unknown) => {
+        if (e instanceof ApiError && e.status === 404) return null;
+        throw e;
+      },
     ),
   recordingUrl: (id: string) => `/api/sessions/${encodeURIComponent(id)}/recording.cast`,
 };

@@ -4,8 +4,8 @@
  * AttachAddon (every listener in one disposables list), plus what that addon
  * lacks: the screen restored on attach, resume by offset (the client's),
  * and flow control. The terminal's set-up (and resizing it in the output
- * stream) is `xterm.ts`, the header
- * `termheader.ts`, how the session ended `ending.ts`.
+ * stream) is `xterm.ts`, the header `termheader.ts`, how the session ended
+ * `ending.ts`.
  *
  * Flow control: bytes handed to `term.write` are counted until its callback
  * says they were parsed ([`FlowGauge`]). Above 4 MiB the view stops taking
@@ -47,6 +47,8 @@ export interface TermViewHooks {
   requestFocus(id: string): void;
   /** Something about the view changed (status, exit, read-only). */
   changed(view: TermView): void;
+  /** The server refused a write of this view with `read_only` (the page decides what is read-only: `setReadOnly`). */
+  refused(view: TermView): void;
   /** A header button was pressed. */
   action(view: TermView, what: TermAction): void;
 }
@@ -289,7 +291,7 @@ export class TermView {
         // The client ended the attachment: the list's deletion is believed now.
         if (e.request === 'session.attach') this.attachOver = true;
         if (e.code === 'read_only') {
-          this.setReadOnly();
+          this.hooks.refused(this);
         } else if (e.code === 'session_not_found' && e.request === 'session.attach') {
           // The attach (a re-attach after a reconnect) was refused, and the
           // client ended the attachment. The page makes views only for
@@ -312,12 +314,13 @@ export class TermView {
    * Whether the viewer may only watch this session (the server says its
    * credential may only read the session's project, or refused typing with
    * `read_only`): nothing typed is sent, no size is asked, and Stop hides.
-   * Undone when the server says the credential may write (a new login).
+   * Undone when the credential may write (a new login, once the socket
+   * connected with it). A deleted session's view takes no typing either way.
    */
   setReadOnly(on = true): void {
     if (this.readOnly === on) return;
     this.readOnly = on;
-    this.term.options.disableStdin = on;
+    this.term.options.disableStdin = on || this.deleted;
     this.el.toggleAttribute('data-read-only', on);
     this.hooks.changed(this);
     if (!on) this.scheduleFit();

@@ -234,6 +234,7 @@ test('a view paused by flow control shows its session deleted as soon as the lis
   await shot(page, 'deleted-paused');
   // Resumed (what it held parsed), it does not attach again: nothing more is written.
   await page.evaluate(() => window.termstream.views.get('paused-gone').resume());
+  assert.equal(await page.evaluate(() => window.termstream.views.get('paused-gone').handle), null, 'not attached again');
   await api.create({ id: 'paused-gone-after', kind: 'command', command: 'true' });
   await waitFor('a later event', () => page.evaluate(() => window.termstream.sessions.has('paused-gone-after')));
   const text = await bufferText(page, 'paused-gone');

@@ -7,7 +7,7 @@ const [checks, test] = suite();
 export { checks };
 
 test('a phone: the session list fits the screen, nothing scrolls sideways', async ({ server, api, browser }) => {
-  await api.create({ id: 'phone-list-with-a-rather-long-session-id', kind: 'command', project: 'a-project-with-a-long-name', command: 'echo a command line of many words that does not fit a phone; exit 3' });
+  await api.create({ id: 'phone-list-with-a-rather-long-session-id', kind: 'command', project: `a-project-with-a-long-name-${'x'.repeat(100)}`, command: 'echo a command line of many words that does not fit a phone; exit 3' });
   await api.create(bash('phone-list-pty'));
   const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
   const page = await openPage(ctx, server, '#/', { width: 390, height: 844 });
