@@ -124,9 +124,10 @@ pub struct ProjectFocus {
 }
 
 /// What the asking credential may do in a project (`GET /api/projects`'s
-/// `access`).
+/// `access`). The server sends `read` or `write` only: `Unknown` is what a
+/// client reads from any other value, or from none, and is not in the
+/// OpenAPI schema (its `PartialSchema` below).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ProjectAccess {
     /// List, attach, read output and snapshots, watch focus; every change
@@ -141,6 +142,25 @@ pub enum ProjectAccess {
     #[serde(other)]
     Unknown,
 }
+
+/// The schema of what the server sends: `read` or `write` (never `unknown`).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ProjectAccess {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(["read", "write"]))
+            .description(Some(
+                "What the asking credential may do in the project: `read` (list, attach, \
+                 read output, watch focus; every change is refused with 403 `read_only`) or \
+                 `write` (every change too). A client should read any other value as unknown.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ProjectAccess {}
 
 /// One project in `GET /api/projects`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

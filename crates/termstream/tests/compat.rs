@@ -159,6 +159,13 @@ async fn openapi_lists_every_route() {
         "no access in {}",
         doc["components"]["schemas"]["ProjectSummary"]
     );
+    // What the server sends: read or write; a client's catch-all `unknown` is not in it.
+    assert_eq!(
+        doc["components"]["schemas"]["ProjectAccess"]["enum"],
+        serde_json::json!(["read", "write"]),
+        "{}",
+        doc["components"]["schemas"]["ProjectAccess"]
+    );
     assert!(doc["paths"]["/api/sessions"]["post"].is_object());
     assert!(doc["paths"]["/api/sessions/{id}"]["delete"].is_object());
     // Routes that create or end a session name their 503 and 500 answers.
