@@ -19,6 +19,8 @@ test('a phone: the session list fits the screen, nothing scrolls sideways', asyn
       .map((e) => `${e.tagName.toLowerCase()}.${e.className}${e.dataset.session ? `[${e.dataset.session}]` : ''}: ${e.scrollWidth} > ${e.clientWidth}`),
   );
   assert.deepEqual(wide, [], 'no part of the list is wider than the screen');
+  await page.locator('tr[data-session="phone-list-with-a-rather-long-session-id"]').scrollIntoViewIfNeeded();
+  await shot(page, 'list-phone-long-project');
   // Every row's buttons are on the screen, and open what they say.
   const row = page.locator('tr[data-session="phone-list-pty"]');
   const box = await row.locator('button', { hasText: 'Terminate' }).boundingBox();
