@@ -7,13 +7,14 @@
  * box, ...) in `ui/`; this file wires them to the DOM and the network.
  */
 
-import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor, type ProjectFocus } from '@termstream/client';
+import { createWebSocketClient, type WebSocketClient } from '@termstream/client';
 import { api, ApiError, type CreateRequest } from './net/api';
 import { formatRoute, parseRoute, type Route } from './state/route';
 import { emptyLayout, reduceLayout, restoreLayout, visible, type Layout, type LayoutAction } from './state/layout';
 import { applyUpdate, fromList, isLive, outcome, type SessionMap, type SessionUpdate } from './state/sessions';
 import { h, fill } from './ui/dom';
 import { TermView } from './ui/terminal';
+import type { TermAction } from './ui/termheader';
 import { SessionList } from './ui/list';
 import { createDialog } from './ui/create';
 import { Monitor } from './ui/monitor';
@@ -26,27 +27,13 @@ import { webglCount } from './ui/webgl';
 import { installShortcuts, toggleFullscreen } from './ui/shortcuts';
 import { LoginBanner } from './ui/auth';
 import { ShareBox } from './ui/share';
+import { Rights } from './net/rights';
+import { FocusSets } from './net/focus';
+import { trackedWebSocket } from './net/socket';
 
 const LAYOUT_KEY = 'termstream.layout';
 /** How many restored tabs are checked against the server at once. */
 const GONE_CHECKS = 4;
-
-/**
- * The browser's WebSocket, remembering the latest socket so tests can cut
- * it, and telling `closed` of every socket that closes (a failed reconnect
- * attempt too: the client reports a state only when it changes).
- */
-function trackedWebSocket(closed: () => void): { ctor: WebSocketConstructor; cut(): void } {
-  let last: WebSocket | null = null;
-  class Tracked extends WebSocket {
-    constructor(url: string) {
-      super(url);
-      last = this;
-      this.addEventListener('close', closed);
-    }
-  }
-  return { ctor: Tracked as unknown as WebSocketConstructor, cut: () => last?.close(4000, 'cut') };
-}
 
 export class App {
   readonly client: WebSocketClient;
@@ -74,21 +61,32 @@ export class App {
   /** Says that the server no longer takes this browser's login. */
   private readonly authBanner: LoginBanner;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
-  private focusEnabled = false;
-  private readonly trackers = new Map<string, ProjectFocus>();
-  /** Sessions focused locally, when the server has no focus API. */
-  private localFocus = new Set<string>();
+  /** Whether the next refresh asks for the rights too (`GET /api/projects`). */
+  private rightsDue = false;
+  /** `connected` messages so far: after the first, each is a reconnect. */
+  private connects = 0;
+  /** Which projects the page may only watch: their write controls hide. */
+  private readonly rights = new Rights();
+  /** The focus sets of the projects shown (issue 12). */
+  private readonly focus: FocusSets;
 
   constructor(private readonly root: HTMLElement) {
     this.client = createWebSocketClient(undefined, { WebSocket: this.cutter.ctor });
     this.layout = this.loadLayout();
     this.authBanner = new LoginBanner(this.client);
+    this.focus = new FocusSets({
+      client: this.client,
+      projectOf: (id) => this.sessions.get(id)?.project,
+      readOnly: (p) => this.rights.readOnly(p),
+      changed: () => this.markFocus(),
+    });
     this.list = new SessionList({
       open: (id) => this.go({ view: 'terminal', id }),
       replay: (id) => this.go({ view: 'replay', id }),
       terminate: (id) => void this.act(() => api.terminate(id)),
       remove: (id) => void this.act(() => api.remove(id)),
       create: () => this.dialog.open(),
+      readOnly: (project) => this.rights.readOnly(project),
     });
     this.monitor = new Monitor((id) => this.go({ view: 'terminal', id }));
     this.replay = new Replay(() => history.back());
@@ -123,9 +121,10 @@ export class App {
     // Given up reconnecting: one more look at whether the login ended.
     this.client.onStateChange((s) => s === 'error' && this.scheduleRefresh());
     this.client.connect();
-    this.focusEnabled = await api.hasFocus();
-    await this.refresh();
+    await this.refresh(true);
     window.addEventListener('hashchange', () => this.applyRoute());
+    // Back to this tab: a login made meanwhile in another tab (other rights) shows at once.
+    document.addEventListener('visibilitychange', () => document.hidden || this.scheduleRefresh(true));
     onThemeChange(() => this.views.forEach((v) => v.setTheme()));
     installShortcuts(
       {
@@ -133,7 +132,8 @@ export class App {
         mode: () => this.layout.mode,
         dispatch: (a) => this.dispatch(a),
         newSession: () => this.dialog.open(),
-        anyLive: () => [...this.views.values()].some((v) => isLive(v.info.status)),
+        // A read-only view's session is not this page's to lose.
+        anyLive: () => [...this.views.values()].some((v) => !v.readOnly && isLive(v.info.status)),
         refit: () => this.views.forEach((v) => v.fitNow()),
         focusActive: () => this.activeView()?.focusInput(),
       },
@@ -258,13 +258,15 @@ export class App {
       if (!info) continue;
       const view = new TermView({ ...info }, this.client, {
         transformInput: (d) => this.keyrow.transform(d),
-        requestFocus: (sid) => this.requestFocus(sid),
+        requestFocus: (sid) => this.focus.request(this.layout.mode === 'grid' ? visible(this.layout) : [sid]),
         changed: () => this.renderTabs(),
+        refused: (v) => this.refused(v.info.project),
         action: (v, what) => this.termAction(v, what),
       });
+      view.setReadOnly(this.rights.readOnly(info.project));
       this.views.set(id, view);
       this.terms.append(view.el);
-      this.trackFocus(info.project);
+      this.focus.track(info.project);
     }
     const shownIds = this.route.view === 'terminal' ? visible(l) : [];
     this.terms.dataset.mode = l.mode;
@@ -283,6 +285,8 @@ export class App {
 
   private renderTabs(): void {
     const l = this.layout;
+    // The key row types into the active terminal: hidden where that is refused.
+    this.termsView.toggleAttribute('data-read-only', !!this.activeView()?.readOnly);
     fill(
       this.tabs,
       ...l.open.map((id) => {
@@ -297,7 +301,7 @@ export class App {
           v?.readOnly ? h('span', { class: 'ro' }, 'read-only') : null,
           h('button', { type: 'button', class: 'tab-close', tabindex: '-1', 'aria-label': `Close ${id}`, onclick: (e: Event) => (e.stopPropagation(), this.dispatch({ type: 'close', id })) }, '×'),
         );
-        tab.classList.toggle('focused', this.isFocused(id));
+        tab.classList.toggle('focused', this.focus.isFocused(id));
         return tab;
       }),
     );
@@ -334,25 +338,55 @@ export class App {
       this.setSessions(r.map);
       if (r.refresh) this.scheduleRefresh();
     } else if (m.type === 'connected') {
-      // After a reconnect the list may have changed while we were away.
-      this.scheduleRefresh();
+      // The socket has the credential's rights of now: views wait for it
+      // to type again (see `Rights`).
+      this.rights.connected();
+      this.setSessions(this.sessions);
+      // After a reconnect the list (and the rights) may have changed while we were away.
+      if (this.connects++ > 0) this.scheduleRefresh(true);
     } else {
       this.events.receive(m);
     }
   }
 
-  private scheduleRefresh(): void {
+  /** A refresh soon; `rights`: it asks for the rights too. */
+  private scheduleRefresh(rights = false): void {
+    this.rightsDue ||= rights;
     clearTimeout(this.refreshTimer);
     // A failed refresh (the page is leaving, the server restarts) waits for the next event.
     this.refreshTimer = setTimeout(() => void this.refresh().catch(() => {}), 100);
   }
 
-  async refresh(): Promise<void> {
+  /**
+   * The list and the viewers; with `rights` (the first load, the tab shown
+   * again, a reconnect, a `read_only` refusal: not every refresh, a
+   * cluster reads Redis per project for it) also the projects with this
+   * credential's rights in each, which tell whether the server has the
+   * focus API (issue 12; asked again while no answer told it).
+   */
+  async refresh(rights = false): Promise<void> {
     const asked = ++this.refreshes;
-    const [list, viewers] = await Promise.all([api.list(), api.viewers().catch(() => ({}))]);
+    const withRights = rights || this.rightsDue || this.focus.undecided;
+    this.rightsDue = false;
+    const [list, viewers, projects] = await Promise.all([
+      api.list(),
+      api.viewers().catch(() => ({})),
+      withRights ? api.projects().catch(() => ((this.rightsDue = true), undefined)) : undefined,
+    ]);
+    if (this.focus.decide(projects)) for (const v of this.views.values()) this.focus.track(v.info.project);
     // A list answered after a newer one was asked for is older than the
     // events since: it could bring back a session deleted meanwhile.
-    if (asked === this.refreshes) this.setSessions(fromList(list, viewers));
+    if (asked !== this.refreshes) return;
+    // A project the credential may write now: the socket connects again to get the new rights.
+    if (projects && this.rights.take(projects)) this.cutter.cut();
+    this.setSessions(fromList(list, viewers));
+  }
+
+  /** The server refused a write in `project` with `read_only`: read-only until the socket connects again; the rights are asked. */
+  private refused(project: string): void {
+    if (!this.rights.refused(project)) return;
+    this.setSessions(this.sessions);
+    this.scheduleRefresh(true);
   }
 
   /** Refreshes asked for so far (only the latest one's answer is taken). */
@@ -369,9 +403,10 @@ export class App {
         // session, so a fresh view (made below), not the old one's end.
         v.dispose();
         this.views.delete(id);
-      } else if (s && s.status !== v.info.status && !v.exit && !v.deleted) {
-        v.info.status = s.status;
+        continue;
       }
+      if (s && s.status !== v.info.status && !v.exit && !v.deleted) v.info.status = s.status;
+      v.setReadOnly(this.rights.readOnly(v.info.project));
     }
     if (this.layout.open.some((id) => !this.views.has(id) && m.has(id))) this.renderTerms();
     else this.renderTabs();
@@ -406,7 +441,7 @@ export class App {
 
   // ---- terminals -------------------------------------------------------
 
-  private termAction(v: TermView, what: 'close' | 'share' | 'replay' | 'terminate' | 'fullscreen'): void {
+  private termAction(v: TermView, what: TermAction): void {
     switch (what) {
       case 'close':
         this.dispatch({ type: 'close', id: v.id });
@@ -428,36 +463,8 @@ export class App {
 
   // ---- focus -----------------------------------------------------------
 
-  private isFocused(id: string): boolean {
-    const p = this.sessions.get(id)?.project;
-    const t = p ? this.trackers.get(p) : undefined;
-    return t?.state ? t.state.focusedSessions.includes(id) : this.localFocus.has(id);
-  }
-
-  /** Follows a project's focus set on the server (issue 12), when the server has it. */
-  private trackFocus(project: string): void {
-    if (!this.focusEnabled || this.trackers.has(project)) return;
-    const t = this.client.focus(project);
-    this.trackers.set(project, t);
-    t.subscribe(() => this.markFocus());
-  }
-
-  private requestFocus(id: string): void {
-    const ids = this.layout.mode === 'grid' ? visible(this.layout) : [id];
-    if (!this.focusEnabled) {
-      // The seam: without the server's focus API, focus is this page's own.
-      this.localFocus = new Set(ids);
-      this.markFocus();
-      return;
-    }
-    for (const sid of ids) {
-      const p = this.sessions.get(sid)?.project;
-      if (p) void this.trackers.get(p)?.focus(sid).catch(() => {});
-    }
-  }
-
   private markFocus(): void {
-    for (const [id, v] of this.views) v.setFocused(this.isFocused(id));
+    for (const [id, v] of this.views) v.setFocused(this.focus.isFocused(id));
     this.renderTabs();
   }
 

@@ -74,6 +74,17 @@ export interface DetachInfo {
   reason: DetachReason | null;
 }
 
+/**
+ * Whether an `onDetached` tells that the session was deleted: reason
+ * `deleted`, or none (a server older than the reason ends an attachment
+ * unasked only for a deletion). Another reason (one this client does not
+ * know) ended the attachment for some other cause: the session may still
+ * exist, and attaching again may follow it.
+ */
+export function isDeletion(info: DetachInfo): boolean {
+  return info.reason === null || info.reason === 'deleted';
+}
+
 /** What `onRestore` is told: a screen to draw on a blank `cols`×`rows` terminal. */
 export interface RestoreInfo {
   data: string;

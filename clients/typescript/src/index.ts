@@ -10,7 +10,7 @@
 
 export { createWebSocketClient, AuthError } from './client.js';
 export type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './client.js';
-export { serverRefusal } from './attachment.js';
+export { isDeletion, serverRefusal } from './attachment.js';
 export type { AttachError, AttachInfo, AttachOptions, DetachInfo, ExitInfo, GapInfo, InputOptions, OutputInfo, RestoreInfo, SessionHandle, StreamMode, TerminalOutputMessage } from './attachment.js';
 export { backoffDelay, DEFAULT_RECONNECT } from './backoff.js';
 export type { ReconnectOptions } from './backoff.js';
@@ -32,6 +32,9 @@ export type {
   OutputFrame,
   OutputMessage,
   OutputStream,
+  ProjectAccess,
+  ProjectList,
+  ProjectSummary,
   RestoreMessage,
   ServerMessage,
   SessionStatus,

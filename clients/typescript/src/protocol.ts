@@ -114,6 +114,30 @@ export interface ErrorMessage extends ServerMessage {
   request?: string;
 }
 
+/**
+ * What a credential may do in a project (`GET /api/projects`'s `access`):
+ * `read` only watches (the server refuses every change with `read_only`),
+ * `write` may change too. A value this client does not know is kept as the
+ * server's string.
+ */
+export type ProjectAccess = 'read' | 'write' | (string & {});
+
+/** One project of `GET /api/projects`; servers before `access` send none. */
+export interface ProjectSummary {
+  projectId: string;
+  access?: ProjectAccess;
+  totalSessions: number;
+  runningSessions: number;
+  focusedSessions: string[];
+  version: number;
+  maxFocused: number;
+}
+
+/** `GET /api/projects`: the projects the credential can read. */
+export interface ProjectList {
+  projects: ProjectSummary[];
+}
+
 /** The event channels of `POST /api/events`. */
 export const EVENT_CHANNELS = ['task_status', 'notification', 'activity_log'] as const;
 export type EventChannel = (typeof EVENT_CHANNELS)[number];

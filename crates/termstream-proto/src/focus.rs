@@ -123,12 +123,55 @@ pub struct ProjectFocus {
     pub max_focused: usize,
 }
 
+/// What the asking credential may do in a project (`GET /api/projects`'s
+/// `access`). The server sends `read` or `write` only: `Unknown` is what a
+/// client reads from any other value, or from none, and is not in the
+/// OpenAPI schema (its `PartialSchema` below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectAccess {
+    /// List, attach, read output and snapshots, watch focus; every change
+    /// (create, input, resize, terminate, delete, focus) is refused with
+    /// 403 `read_only`.
+    Read,
+    /// Everything `read` allows, and every change.
+    Write,
+    /// A right this version does not know (from a newer server), or none
+    /// said (an older server): learn it from the answers to changes.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// The schema of what the server sends: `read` or `write` (never `unknown`).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ProjectAccess {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(["read", "write"]))
+            .description(Some(
+                "What the asking credential may do in the project: `read` (list, attach, \
+                 read output, watch focus; every change is refused with 403 `read_only`) or \
+                 `write` (every change too). A client should read any other value as unknown.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ProjectAccess {}
+
 /// One project in `GET /api/projects`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectSummary {
     pub project_id: ProjectId,
+    /// What the asking credential may do here: `read` or `write` (an admin
+    /// token, and a server without tokens to a loopback client: `write`).
+    #[serde(default)]
+    pub access: ProjectAccess,
     /// Sessions of the project, running or ended.
     pub total_sessions: usize,
     /// Sessions of the project that run now.
@@ -167,5 +210,20 @@ mod tests {
             serde_json::json!({"type":"focus_update","projectId":"p","sessionId":"a","focused":true,
                 "focusedSessions":["a"],"totalFocused":1,"maxFocused":4,"version":7,"timestamp":5})
         );
+    }
+
+    #[test]
+    fn project_access_reads_what_it_knows_and_tolerates_the_rest() {
+        let summary = |extra: serde_json::Value| {
+            let mut v = serde_json::json!({"projectId":"p","totalSessions":1,"runningSessions":1,
+                "focusedSessions":[],"version":0,"maxFocused":4});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<ProjectSummary>(v).unwrap().access
+        };
+        assert_eq!(summary(serde_json::json!({"access":"read"})), ProjectAccess::Read);
+        assert_eq!(summary(serde_json::json!({"access":"write"})), ProjectAccess::Write);
+        assert_eq!(summary(serde_json::json!({"access":"admin"})), ProjectAccess::Unknown);
+        assert_eq!(summary(serde_json::json!({})), ProjectAccess::Unknown);
+        assert_eq!(serde_json::to_value(ProjectAccess::Write).unwrap(), "write");
     }
 }

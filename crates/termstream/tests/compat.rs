@@ -153,6 +153,19 @@ async fn openapi_lists_every_route() {
     for schema in ["FocusRequest", "FocusResponse", "ProjectFocus", "ProjectList"] {
         assert!(doc["components"]["schemas"][schema].is_object(), "no schema {schema}");
     }
+    // Each project says what the credential may do there.
+    assert!(
+        doc["components"]["schemas"]["ProjectSummary"]["properties"]["access"].is_object(),
+        "no access in {}",
+        doc["components"]["schemas"]["ProjectSummary"]
+    );
+    // What the server sends: read or write; a client's catch-all `unknown` is not in it.
+    assert_eq!(
+        doc["components"]["schemas"]["ProjectAccess"]["enum"],
+        serde_json::json!(["read", "write"]),
+        "{}",
+        doc["components"]["schemas"]["ProjectAccess"]
+    );
     assert!(doc["paths"]["/api/sessions"]["post"].is_object());
     assert!(doc["paths"]["/api/sessions/{id}"]["delete"].is_object());
     // Routes that create or end a session name their 503 and 500 answers.

@@ -352,6 +352,49 @@ async fn projects_are_isolated_and_read_only_watches() {
     assert_eq!(b["projects"].as_array().unwrap().len(), 2, "{b}");
 }
 
+/// `GET /api/projects` says what the asking credential may do in each
+/// project: `read` for a read-only token, `write` for a writer, an admin
+/// token and a server without tokens to a loopback client.
+#[tokio::test]
+async fn the_project_list_says_what_each_credential_may_do() {
+    let (server, t) = secured("", &[], Transport::Plain).await;
+    for (id, project) in [("w1", "web"), ("a1", "api")] {
+        let body = json!({"id":id,"kind":"command","argv":["cat"],"project":project});
+        let (s, b, _) = call(
+            &server,
+            "POST",
+            "/api/sessions",
+            Some(t.admin.as_str()),
+            Some(body),
+            &[],
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let access = |b: &Value| -> Vec<(String, String)> {
+        let projects = b["projects"].as_array().unwrap_or_else(|| panic!("no projects in {b}"));
+        projects
+            .iter()
+            .map(|p| (p["projectId"].to_string(), p["access"].to_string()))
+            .collect()
+    };
+    let pair = |p: &str, a: &str| (format!("{p:?}"), format!("{a:?}"));
+    for (token, want) in [
+        (&t.web_reader, vec![pair("web", "read")]),
+        (&t.web_writer, vec![pair("web", "write")]),
+        (&t.admin, vec![pair("api", "write"), pair("web", "write")]),
+    ] {
+        let (s, b, _) = call(&server, "GET", "/api/projects", Some(token.as_str()), None, &[]).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(access(&b), want, "{b}");
+    }
+    let open = TestServer::start().await;
+    sessions(&open, "p", &["a"]).await;
+    let (s, b) = open.get("/api/projects").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(access(&b), vec![pair("p", "write")], "{b}");
+}
+
 /// A deleted session leaves its project's set (a change, broadcast); an
 /// ended one stays focused.
 #[tokio::test]

@@ -4,6 +4,7 @@
  * an `ApiError` with status 401, and the page says that its login ended.
  */
 
+import type { ProjectList } from '@termstream/client';
 import type { SessionInfo } from '../state/sessions';
 
 /**
@@ -98,11 +99,19 @@ export const api = {
   /** A one-time login link with read access to `project`. */
   shareLink: (project: string) =>
     call<{ code: string; path: string; expiresInMs: number }>('POST', '/api/login-codes', { projects: { [project]: 'read' } }),
-  /** Whether the server has the focus API (issue 12). */
-  hasFocus: () =>
-    fetch('/api/projects', { method: 'GET' }).then(
-      (r) => r.ok,
-      () => false,
+  /**
+   * The projects this credential can read, with what it may do in each
+   * (`access`); `null` when the server has no `/api/projects` (404: before
+   * the focus API, issue 12). Any other failure (a passing 503, the network)
+   * is thrown: it says nothing of what the server has.
+   */
+  projects: () =>
+    call<ProjectList>('GET', '/api/projects').then(
+      (r) => r.projects,
+      (e: unknown) => {
+        if (e instanceof ApiError && e.status === 404) return null;
+        throw e;
+      },
     ),
   recordingUrl: (id: string) => `/api/sessions/${encodeURIComponent(id)}/recording.cast`,
 };

@@ -57,17 +57,17 @@ export class Ending {
   /**
    * Whether the list's `deleted` event is to be believed now. A view whose
    * attachment may still answer waits for its own `session.detached`
-   * (reason `deleted`) or its attach's refusal, since a cluster node says
-   * `deleted` in the list also when it lets go of its copy of another
-   * node's session, which the client follows again (`released`). That
-   * holds while the view was `started` (a paused one attaches again on
-   * resume, refused if the session is gone), its attachment is not
-   * `over`, and the session runs or ended `lost` (followed again when
-   * released). The client attaches an ended session again neither after
-   * a reconnect nor on a release: only the list tells its deletion.
+   * (reason `deleted`) or its attach's refusal, which come in the order of
+   * its output. That holds while the view is `attached` (started, not
+   * paused by flow control, its attachment not over) and the session runs
+   * or ended `lost` (followed again when released). A paused view has no
+   * attachment to tell it: it believes the list at once, rather than only
+   * on resume (the list's release, `reason: "released"`, never comes here).
+   * The client attaches an ended session again neither after a reconnect
+   * nor on a release: only the list tells its deletion.
    */
-  believesList(started: boolean, over: boolean): boolean {
-    return !(started && !over && (this.exit === null || this.exit.status === 'lost'));
+  believesList(attached: boolean): boolean {
+    return !(attached && (this.exit === null || this.exit.status === 'lost'));
   }
 
   /**

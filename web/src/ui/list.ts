@@ -1,6 +1,7 @@
 /**
  * The sessions list: id, project, kind, status, exit code or signal,
- * duration and viewers, with open, replay, terminate and delete. Rendered
+ * duration and viewers, with open, replay, terminate and delete (not for
+ * a project the page may only watch). Rendered
  * from the session map whenever it changes; durations of running sessions
  * tick once a second (a redraw of text, no request).
  */
@@ -14,6 +15,8 @@ export interface ListActions {
   terminate(id: string): void;
   remove(id: string): void;
   create(): void;
+  /** Whether the page may only watch the sessions of `project` (no Terminate or Delete). */
+  readOnly(project: string): boolean;
 }
 
 export class SessionList {
@@ -55,7 +58,7 @@ export class SessionList {
         { class: 'actions' },
         btn('Open', 'Open', () => a.open(s.id)),
         btn('Replay', 'Replay', () => a.replay(s.id)),
-        live ? btn('Terminate', 'Terminate', () => a.terminate(s.id), 'danger') : btn('Delete', 'Delete', () => a.remove(s.id), 'danger'),
+        a.readOnly(s.project) ? null : live ? btn('Terminate', 'Terminate', () => a.terminate(s.id), 'danger') : btn('Delete', 'Delete', () => a.remove(s.id), 'danger'),
       ),
     );
   }

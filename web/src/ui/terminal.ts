@@ -3,7 +3,9 @@
  * of `@termstream/client` and the screen, in the shape of xterm.js's
  * AttachAddon (every listener in one disposables list), plus what that addon
  * lacks: the screen restored on attach, resume by offset (the client's),
- * and flow control.
+ * and flow control. The terminal's set-up (and resizing it in the output
+ * stream) is `xterm.ts`, the header `termheader.ts`, how the session ended
+ * `ending.ts`.
  *
  * Flow control: bytes handed to `term.write` are counted until its callback
  * says they were parsed ([`FlowGauge`]). Above 4 MiB the view stops taking
@@ -25,19 +27,17 @@
  * an offset) and in command sessions are not sent at all.
  */
 
-import { Terminal, type IDisposable } from '@xterm/xterm';
-import { FitAddon } from '@xterm/addon-fit';
-import { SearchAddon } from '@xterm/addon-search';
-import { WebLinksAddon } from '@xterm/addon-web-links';
-import { Unicode11Addon } from '@xterm/addon-unicode11';
-import { ClipboardAddon } from '@xterm/addon-clipboard';
-import { inputRefusal, serverRefusal, type ExitInfo, type InputOptions, type SessionHandle, type StreamMode, type WebSocketClient } from '@termstream/client';
+import type { Terminal, IDisposable } from '@xterm/xterm';
+import type { FitAddon } from '@xterm/addon-fit';
+import { inputRefusal, isDeletion, serverRefusal, type ExitInfo, type InputOptions, type SessionHandle, type StreamMode, type WebSocketClient } from '@termstream/client';
 import { defaultFlow, FlowGauge, type FlowOptions } from '../state/flow';
 import type { SessionRow } from '../state/sessions';
 import { Ending } from './ending';
 import { currentTheme } from './theme';
 import { acquireWebgl, releaseWebgl } from './webgl';
 import { hookQueries } from './queries';
+import { TermHeader, type TermAction } from './termheader';
+import { openXterm, resizeInStream } from './xterm';
 import { h } from './dom';
 
 export interface TermViewHooks {
@@ -47,15 +47,15 @@ export interface TermViewHooks {
   requestFocus(id: string): void;
   /** Something about the view changed (status, exit, read-only). */
   changed(view: TermView): void;
+  /** The server refused a write of this view with `read_only` (the page decides what is read-only: `setReadOnly`). */
+  refused(view: TermView): void;
   /** A header button was pressed. */
-  action(view: TermView, what: 'close' | 'share' | 'replay' | 'terminate' | 'fullscreen'): void;
+  action(view: TermView, what: TermAction): void;
 }
 
 const RED = '\x1b[31m';
 /** How much of a command session's past output a view shows. */
 const COMMAND_HISTORY = 256 << 20;
-/** Lines a view keeps above its screen. */
-const SCROLLBACK = 5000;
 const DEFAULT_FG = '\x1b[39m';
 /** A size asked of the server and not answered is asked again after this long. */
 const ASK_AGAIN_MS = 2000;
@@ -69,17 +69,11 @@ function flowOptions(): FlowOptions {
 export class TermView {
   readonly el: HTMLElement;
   readonly term: Terminal;
-  private readonly fit = new FitAddon();
-  private readonly search = new SearchAddon();
-  private readonly body: HTMLElement;
-  private readonly titleEl: HTMLElement;
-  /** Says "catching up" while the view stopped taking output (flow control). */
-  private readonly badgeEl: HTMLElement;
-  /** For a command session whose output outgrew the scrollback: says that its start is not kept here. */
-  private readonly trimmedEl: HTMLElement;
+  private readonly fit: FitAddon;
+  private readonly body = h('div', { class: 'term-body' });
+  private readonly header: TermHeader;
   /** How the session ended (`exit`, `deleted`, the header's end text). */
   private readonly ending: Ending;
-  private readonly searchBox: HTMLInputElement;
   private handle: SessionHandle | null = null;
   private readonly gauge = new FlowGauge(flowOptions());
   /** Set while xterm.js parses a query, until the parse ends: what `onData` emits then is an answer. */
@@ -109,6 +103,7 @@ export class TermView {
   private asked: { cols: number; rows: number; at: number } | null = null;
   /** The server ended this view's attachment for good (its attach refused, or a detach that is not a deletion): nothing more will come of it. */
   private attachOver = false;
+  /** The viewer may only watch this session (see `setReadOnly`). */
   readOnly = false;
   focused = false;
   /** What arrived, for tests and the benchmark: output bytes, line feeds and chunks, the most bytes ever queued in xterm.js, and flow-control pauses. */
@@ -119,21 +114,11 @@ export class TermView {
     private readonly client: WebSocketClient,
     private readonly hooks: TermViewHooks,
   ) {
-    const command = info.kind === 'command';
-    this.term = new Terminal({
-      allowProposedApi: true,
-      convertEol: command,
-      cursorBlink: !command,
-      scrollback: SCROLLBACK,
-      fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
-      fontSize: 14,
-      theme: currentTheme(),
-      cols: Math.max(2, info.cols || 80),
-      rows: Math.max(1, info.rows || 24),
-    });
+    const xterm = openXterm(info, this.body, () => this.header.toggleSearch(true));
+    this.term = xterm.term;
+    this.fit = xterm.fit;
+    this.disposables.push(...xterm.disposables);
     this.size = { cols: this.term.cols, rows: this.term.rows };
-    this.titleEl = h('span', { class: 'term-title', title: info.argv.join(' ') }, info.id);
-    this.badgeEl = h('span', { class: 'term-badge' });
     const view = this;
     this.ending = new Ending({
       info,
@@ -144,63 +129,15 @@ export class TermView {
       disableInput: () => (this.term.options.disableStdin = true),
       changed: () => hooks.changed(this),
     });
-    this.trimmedEl = h('span', {
-      class: 'term-trimmed',
-      hidden: '',
-      title: `Only the last ${SCROLLBACK} lines are kept here; Replay, or GET /api/sessions/${info.id}/output, has all of the output.`,
-    }, `last ${SCROLLBACK} lines`);
-    this.searchBox = h('input', { class: 'term-search', type: 'search', placeholder: 'Search', 'aria-label': 'Search in terminal', hidden: '' });
-    const button = (label: string, what: Parameters<TermViewHooks['action']>[1], title: string) =>
-      h('button', { type: 'button', class: `tbtn tbtn-${what}`, title, 'aria-label': title, onclick: (e: Event) => (e.stopPropagation(), hooks.action(this, what)) }, label);
-    const header = h(
-      'div',
-      {
-        class: 'term-header',
-        role: 'button',
-        tabindex: '0',
-        title: 'Click to focus this terminal',
-        onclick: () => hooks.requestFocus(info.id),
-        onkeydown: (e: KeyboardEvent) => (e.key === 'Enter' || e.key === ' ') && (e.preventDefault(), hooks.requestFocus(info.id)),
-      },
-      h('span', { class: 'focus-dot', title: 'Focused on the server' }),
-      this.titleEl,
-      h('span', { class: 'term-kind' }, info.kind),
-      this.ending.endEl,
-      this.trimmedEl,
-      this.badgeEl,
-      h('span', { class: 'spacer' }),
-      this.searchBox,
-      h('button', { type: 'button', class: 'tbtn', title: 'Search (Ctrl+Shift+F)', 'aria-label': 'Search', onclick: (e: Event) => (e.stopPropagation(), this.toggleSearch()) }, 'Find'),
-      button('Share', 'share', 'Share a read-only link'),
-      button('Replay', 'replay', 'Replay the recording'),
-      button('Full', 'fullscreen', 'Full screen'),
-      button('Stop', 'terminate', 'Terminate the program'),
-      button('×', 'close', 'Close this terminal'),
-    );
-    this.body = h('div', { class: 'term-body' });
-    this.el = h('section', { class: 'term', 'data-session': info.id, 'data-kind': info.kind }, header, this.body);
-    this.searchBox.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter') this.search.findNext(this.searchBox.value);
-      if (e.key === 'Escape') this.toggleSearch(false);
+    this.header = new TermHeader({
+      info,
+      term: this.term,
+      search: xterm.search,
+      endEl: this.ending.endEl,
+      requestFocus: () => hooks.requestFocus(info.id),
+      action: (what) => hooks.action(this, what),
     });
-    this.searchBox.addEventListener('click', (e) => e.stopPropagation());
-
-    this.term.loadAddon(this.fit);
-    this.term.loadAddon(this.search);
-    this.term.loadAddon(new WebLinksAddon());
-    this.term.loadAddon(new Unicode11Addon());
-    // OSC 52 sets the clipboard without waiting for the browser: xterm.js
-    // parses nothing more until a handler's promise settles, and a write
-    // the browser holds (a page without focus) or refuses held up every
-    // byte after it.
-    this.term.loadAddon(new ClipboardAddon(undefined, { readText: () => '', writeText: (sel, text) => void (sel === 'c' && navigator.clipboard?.writeText(text).catch(() => {})) }));
-    // OSC 52 may set the clipboard, never read it: a read would send the
-    // viewer's clipboard to the program (from every viewer, and for old
-    // output parsed again). Registered after the addon, so it goes first.
-    this.disposables.push(this.term.parser.registerOscHandler(52, (data) => data.slice(data.indexOf(';') + 1) === '?'));
-    this.term.unicode.activeVersion = '11';
-    this.term.open(this.body);
-    this.term.attachCustomKeyEventHandler((e) => this.key(e));
+    this.el = h('section', { class: 'term', 'data-session': info.id, 'data-kind': info.kind }, this.header.el, this.body);
     this.disposables.push(
       this.term.onData((d) => this.input(d)),
       this.term.onBinary((d) => this.input(d)),
@@ -345,18 +282,16 @@ export class TermView {
       onExit: (e) => this.ending.exited(e),
       // A deletion ends the view (`released` never comes here: the client
       // follows it); a reason this page does not know is told as it is.
-      onDetached: ({ reason }) => {
+      onDetached: (d) => {
         this.attachOver = true;
-        if (reason === null || reason === 'deleted') this.markDeleted();
-        else this.write(`\r\n${RED}[session detached: ${reason}]${DEFAULT_FG}\r\n`, false);
+        if (isDeletion(d)) this.markDeleted();
+        else this.write(`\r\n${RED}[session detached: ${d.reason}]${DEFAULT_FG}\r\n`, false);
       },
       onError: (e) => {
         // The client ended the attachment: the list's deletion is believed now.
         if (e.request === 'session.attach') this.attachOver = true;
         if (e.code === 'read_only') {
-          this.readOnly = true;
-          this.term.options.disableStdin = true;
-          this.hooks.changed(this);
+          this.hooks.refused(this);
         } else if (e.code === 'session_not_found' && e.request === 'session.attach') {
           // The attach (a re-attach after a reconnect) was refused, and the
           // client ended the attachment. The page makes views only for
@@ -375,18 +310,39 @@ export class TermView {
     });
   }
 
+  /**
+   * Whether the viewer may only watch this session (the server says its
+   * credential may only read the session's project, or refused typing with
+   * `read_only`): nothing typed is sent, no size is asked, and Stop hides.
+   * Undone when the credential may write (a new login, once the socket
+   * connected with it). A deleted session's view takes no typing either way.
+   */
+  setReadOnly(on = true): void {
+    if (this.readOnly === on) return;
+    this.readOnly = on;
+    this.term.options.disableStdin = on || this.deleted;
+    this.el.toggleAttribute('data-read-only', on);
+    this.hooks.changed(this);
+    if (!on) this.scheduleFit();
+  }
+
   /** The list says the session is gone: believed unless the view's attachment may still answer (see `Ending.believesList`). */
   deletedInList(): void {
-    if (this.ending.believesList(this.started, this.attachOver)) this.markDeleted();
+    // Not started, or paused by flow control: no attachment to wait for.
+    if (this.ending.believesList(this.handle !== null && !this.attachOver)) this.markDeleted();
   }
 
   /**
    * The session was deleted (the server's `session.detached` with reason
    * `deleted`, the list's `deleted` event when believed, or a re-attach
-   * refused after the socket was down).
+   * refused after the socket was down). A paused view has nothing more
+   * to catch up with: it no longer says so, and does not attach again.
    */
   markDeleted(): void {
     this.ending.markDeleted();
+    if (this.handle) return;
+    this.el.classList.remove('catching-up');
+    this.header.setCatchingUp(false);
   }
 
   private count(data: Uint8Array): void {
@@ -406,7 +362,7 @@ export class TermView {
     this.term.write(data, () => {
       this.old.shift();
       // A log that outgrew the scrollback lost its start here: say so, once.
-      if (this.trimmedEl.hidden && this.info.kind === 'command' && this.term.buffer.normal.length >= this.term.rows + SCROLLBACK) this.trimmedEl.hidden = false;
+      this.header.markTrimmed();
       // Old output parsed and nothing received waits after it: the view has
       // caught up with what the server had (an estimate: more of the
       // catch-up may still be on its way).
@@ -425,14 +381,15 @@ export class TermView {
     h.detach();
     this.handle = null;
     this.el.classList.add('catching-up');
-    this.badgeEl.textContent = 'catching up';
+    this.header.setCatchingUp(true);
   }
 
   private resume(): void {
     if (this.handle) return;
     this.el.classList.remove('catching-up');
-    this.badgeEl.textContent = '';
-    this.attach();
+    this.header.setCatchingUp(false);
+    // A session deleted while the view was paused has nothing more to send.
+    if (!this.deleted) this.attach();
   }
 
   private input(data: string): void {
@@ -458,42 +415,11 @@ export class TermView {
     }
   }
 
-  private key(e: KeyboardEvent): boolean {
-    if (e.type !== 'keydown') return true;
-    if (e.ctrlKey && e.shiftKey && (e.key === 'F' || e.key === 'f')) {
-      this.toggleSearch(true);
-      return false;
-    }
-    if (e.ctrlKey && e.shiftKey && (e.key === 'C' || e.key === 'c') && this.term.hasSelection()) {
-      void navigator.clipboard?.writeText(this.term.getSelection());
-      return false;
-    }
-    return true;
-  }
-
-  private toggleSearch(show = this.searchBox.hidden): void {
-    this.searchBox.hidden = !show;
-    if (show) this.searchBox.focus();
-    else {
-      this.search.clearDecorations();
-      this.term.focus();
-    }
-  }
-
-  /**
-   * Resizes the terminal at this point of the output stream: after the bytes
-   * already handed to xterm.js are parsed, before the ones that follow. The
-   * server's screen model resizes at the offset where the resize happened,
-   * and `session.resized` arrives at that point of the stream; resizing at
-   * once instead would parse queued bytes, written for the old size, at the
-   * new one (a screen that differs from the server's: issue 15).
-   */
+  /** The size the output stream reached, taken at its place in the stream (`resizeInStream`). */
   private setSize(cols: number, rows: number): void {
     if (cols <= 0 || rows <= 0) return;
     this.size = { cols, rows };
-    this.term.write('', () => {
-      if (cols !== this.term.cols || rows !== this.term.rows) this.term.resize(cols, rows);
-    });
+    resizeInStream(this.term, cols, rows);
   }
 
   private scheduleFit(): void {

@@ -90,12 +90,100 @@ securedTest('a read-only share link: the viewer sees output and its typing reach
   // each failed attempt to reconnect checks again, so the banner comes
   // long before the client gives up (5 attempts, ~31 s).
   await viewer.evaluate(() => fetch('/api/logout', { method: 'POST' }));
-  // (The first check's two calls, the list and the viewer counts, fail.)
-  let calls = 0;
-  await viewer.route((u) => /^\/(api|terminal)\/sessions$/.test(u.pathname), (r) => (++calls <= 2 ? r.abort('connectionrefused') : r.continue()));
+  // (Every call of the first check fails: the list, the viewer counts and,
+  // if it asks them, the projects with their rights; the check is over
+  // when the list failed, and the next check asks the list again.)
+  let lists = 0;
+  await viewer.route(
+    (u) => /^\/(api\/sessions|terminal\/sessions|api\/projects)$/.test(u.pathname),
+    (r) => {
+      if (new URL(r.request().url()).pathname === '/api/sessions') lists++;
+      return lists <= 1 ? r.abort('connectionrefused') : r.continue();
+    },
+  );
   await viewer.evaluate(() => window.termstream.cutSocket());
   await waitFor('the banner after a failed attempt', () => viewer.locator('.auth-banner').isVisible(), 6000);
-  assert.ok(calls > 2, 'a check after the first');
+  assert.ok(lists > 1, 'a check after the first');
+  await viewerCtx.close();
+});
+
+securedTest('a read-only viewer is shown no control that would fail: no Stop, Terminate or Delete, no key row, no typing; no write is sent to learn it; a new login with write rights brings them back', async ({ server, ctx, browser, admin }) => {
+  await admin.create({ id: 'ro-live', kind: 'pty', project: 'watch', argv: ['bash', '--norc', '--noprofile', '-i'], env: { PS1: '$ ' }, cols: 80, rows: 24 });
+  await admin.create({ id: 'ro-ended', kind: 'command', project: 'watch', command: 'true' });
+  const danger = (page) => page.locator('tr[data-session^="ro-"] .danger');
+  // The page learns its rights from the project list: loading it asks no
+  // write (an earlier page asked each project with a focus PUT).
+  const focusPuts = [];
+  const watchPuts = (page, who) => page.on('request', (r) => r.method() === 'PUT' && r.url().includes('/api/terminal/focus') && focusPuts.push(`${who} ${r.url()}`));
+  // The owner (a login with the admin token's grant) keeps every control.
+  const owner = await ctx.newPage();
+  watchPuts(owner, 'owner');
+  await owner.goto(server.url + (await admin.loginCode({})).path + '#/');
+  await waitFor('the owner app', () => owner.evaluate(() => window.termstream?.started));
+  // A viewer with read access to the project (as a share link gives), on a
+  // phone. In the list, before any terminal asked anything of the server:
+  // no Terminate or Delete.
+  const viewerCtx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const viewer = await viewerCtx.newPage();
+  watchPuts(viewer, 'viewer');
+  await viewer.goto(server.url + (await admin.loginCode({ projects: { watch: 'read' } })).path + '#/');
+  await waitFor('both rows', () => viewer.locator('tr[data-session^="ro-"]').count().then((n) => n === 2));
+  await waitFor('no Terminate or Delete for the viewer', () => danger(viewer).count().then((n) => n === 0), 5000);
+  assert.equal(await viewer.locator('tr[data-session="ro-live"] button', { hasText: 'Open' }).count(), 1, 'Open stays');
+  await shot(viewer, 'read-only-list');
+  // Its terminal is read-only from the start: no Stop, no key row, no typing.
+  await viewer.evaluate(() => window.termstream.go({ view: 'terminal', id: 'ro-live' }));
+  await waitText(viewer, 'ro-live', '$ ');
+  assert.equal(await viewer.evaluate(() => window.termstream.views.get('ro-live').readOnly), true);
+  assert.equal(await viewer.locator('.term[data-session="ro-live"] .tbtn-terminate').isVisible(), false, 'no Stop for the viewer');
+  assert.ok(await viewer.locator('.tab .ro').isVisible(), 'the tab says read-only');
+  assert.equal(await viewer.locator('.keyrow').isVisible(), false, 'no key row for the viewer');
+  assert.equal(await viewer.evaluate(() => window.termstream.views.get('ro-live').term.options.disableStdin), true);
+  await shot(viewer, 'read-only-phone');
+  // The owner still has them all.
+  await waitFor('the owner known to write', () => owner.evaluate(() => window.termstream.rights.said.get('watch') === 'write'));
+  assert.equal(await danger(owner).count(), 2, 'Terminate and Delete for the owner');
+  assert.deepEqual(focusPuts, [], 'no focus PUT from loading the page');
+  await owner.evaluate(() => window.termstream.go({ view: 'terminal', id: 'ro-live' }));
+  await waitText(owner, 'ro-live', '$ ');
+  assert.equal(await owner.evaluate(() => window.termstream.views.get('ro-live').readOnly), false);
+  assert.ok(await owner.locator('.term[data-session="ro-live"] .tbtn-terminate').isVisible(), 'Stop for the owner');
+  // A session of the project deleted while the viewer shows it: its view takes no typing, whatever the rights.
+  await admin.create({ id: 'gone-ro', kind: 'pty', project: 'watch', argv: ['bash', '--norc', '--noprofile', '-i'], env: { PS1: '$ ' }, cols: 80, rows: 24 });
+  await viewer.evaluate(() => window.termstream.go({ view: 'terminal', id: 'gone-ro' }));
+  await waitText(viewer, 'gone-ro', '$ ');
+  await admin.call('DELETE', '/api/sessions/gone-ro');
+  await waitFor('the deleted view', () => viewer.evaluate(() => window.termstream.views.get('gone-ro').deleted), 5000);
+  await viewer.evaluate(() => window.termstream.go({ view: 'terminal', id: 'ro-live' }));
+  // The viewer logs in again in another tab, now with write rights; back
+  // on its first tab (shown again), the controls come back without a reload.
+  const relogin = await viewerCtx.newPage();
+  await relogin.goto(server.url + (await admin.loginCode({ projects: { watch: 'write' } })).path + '#/');
+  await waitFor('the new login', () => relogin.evaluate(() => window.termstream?.started));
+  await relogin.close();
+  await viewer.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+  await waitFor('the viewer may write again', () => viewer.evaluate(() => window.termstream.views.get('ro-live').readOnly === false), 5000);
+  assert.ok(await viewer.locator('.term[data-session="ro-live"] .tbtn-terminate').isVisible(), 'Stop for the new login');
+  assert.ok(await viewer.locator('.keyrow').isVisible(), 'the key row for the new login');
+  assert.equal(await viewer.evaluate(() => window.termstream.views.get('ro-live').term.options.disableStdin), false);
+  assert.equal(await viewer.evaluate(() => window.termstream.views.get('gone-ro').term.options.disableStdin), true, 'the deleted view takes no typing');
+  // The socket, opened with the old login, connected again with the new
+  // one: typing and the view's size request are taken, and the view stays
+  // writable (over the old socket they were refused: read-only again).
+  await viewer.evaluate(() => window.termstream.views.get('ro-live').focusInput());
+  await viewer.keyboard.type('echo rw-$((6*7))\n');
+  await waitText(viewer, 'ro-live', 'rw-42');
+  await waitFor(
+    "the viewer's size request answered",
+    () => viewer.evaluate(() => {
+      const v = window.termstream.views.get('ro-live');
+      return v.asked !== null && v.size.cols === v.asked.cols && v.size.rows === v.asked.rows;
+    }),
+    5000,
+  );
+  assert.equal(await viewer.evaluate(() => window.termstream.views.get('ro-live').readOnly), false, 'still writable after its size request');
+  await viewer.evaluate(() => window.termstream.go({ view: 'list' }));
+  await waitFor('Terminate and Delete for the new login', () => danger(viewer).count().then((n) => n === 2), 5000);
   await viewerCtx.close();
 });
 

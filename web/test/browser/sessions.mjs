@@ -1,7 +1,7 @@
 // Checks of the session list and a session's life in the page: create,
 // type, search, close; viewer counts; start, terminate and delete from the
 // page; a command session's stderr and exit code; a session deleted while
-// the socket was down; input the server drops.
+// its view was paused or the socket was down; input the server drops.
 import { strict as assert } from 'node:assert';
 import { startServer, rest, openPage, hasView, bash, suite, waitFor, waitText, bufferText, shot } from './harness.mjs';
 
@@ -213,6 +213,33 @@ test('a session deleted and made again under its id gets a fresh terminal in its
   assert.ok(!(await bufferText(page, 'again')).includes('[session deleted]'), 'nothing of the old view');
   assert.equal(await page.locator('.term[data-session="again"] .term-end').textContent(), '');
   assert.equal(await page.locator('.term[data-session="again"]').count(), 1, 'one view');
+});
+
+test('a view paused by flow control shows its session deleted as soon as the list says so, not on resume', async ({ server, api, ctx }) => {
+  await api.create(bash('paused-gone'));
+  const page = await openPage(ctx, server, '#/s/paused-gone');
+  await hasView(page, 'paused-gone');
+  await waitText(page, 'paused-gone', '$ ');
+  // Paused as flow control pauses a view that fell behind: detached, its
+  // position kept, until what it holds is parsed.
+  await page.evaluate(() => window.termstream.views.get('paused-gone').pause());
+  assert.ok(await page.locator('.term[data-session="paused-gone"].catching-up').count(), 'paused');
+  await api.call('DELETE', '/api/sessions/paused-gone');
+  await waitFor('the list without the session', () => page.evaluate(() => !window.termstream.sessions.has('paused-gone')));
+  await waitFor('the paused view marked deleted', () => page.evaluate(() => window.termstream.views.get('paused-gone').deleted), 5000);
+  await waitText(page, 'paused-gone', '[session deleted]', 5000);
+  assert.equal(await page.locator('.term[data-session="paused-gone"] .term-end').textContent(), 'deleted');
+  assert.equal(await page.evaluate(() => window.termstream.views.get('paused-gone').term.options.disableStdin), true);
+  assert.equal(await page.locator('.term[data-session="paused-gone"].catching-up').count(), 0, 'no more "catching up"');
+  await shot(page, 'deleted-paused');
+  // Resumed (what it held parsed), it does not attach again: nothing more is written.
+  await page.evaluate(() => window.termstream.views.get('paused-gone').resume());
+  assert.equal(await page.evaluate(() => window.termstream.views.get('paused-gone').handle), null, 'not attached again');
+  await api.create({ id: 'paused-gone-after', kind: 'command', command: 'true' });
+  await waitFor('a later event', () => page.evaluate(() => window.termstream.sessions.has('paused-gone-after')));
+  const text = await bufferText(page, 'paused-gone');
+  assert.equal(text.split('[session deleted]').length - 1, 1, 'one [session deleted]');
+  assert.ok(!text.includes('[session detached'), text);
 });
 
 test('a session deleted while the socket is down: after the reconnect its tab says so, and takes no typing', async ({ server, api, ctx }) => {

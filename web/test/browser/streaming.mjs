@@ -201,6 +201,30 @@ test('focus in one page shows in the other (needs the server focus API, issue 12
   await ctx2.close();
 });
 
+test('GET /api/projects: a passing failure on load is asked again (the focus API is not given up); a plain refresh does not ask it', async ({ server, api, ctx }) => {
+  if (!(await fetch(server.url + '/api/projects').then((r) => r.ok))) {
+    console.log('  skipped: this server has no GET /api/projects (the focus API of issue 12)');
+    return;
+  }
+  await api.create(bash('fa', { project: 'fap' }));
+  // The page's first ask is answered with a passing 503 (a cluster without Redis for a moment).
+  let projects = 0;
+  const unavailable = { status: 503, contentType: 'application/json', body: JSON.stringify({ error: { code: 'cluster_unavailable', message: 'try again' } }) };
+  await ctx.route((u) => u.pathname === '/api/projects', (r) => (++projects === 1 ? r.fulfill(unavailable) : r.continue()));
+  const page = await openPage(ctx, server, '#/s/fa');
+  await hasView(page, 'fa');
+  await page.evaluate(() => window.termstream.refresh());
+  assert.equal(projects, 2, 'asked again at the next refresh');
+  // The focus API found: a click on the header focuses the session on the server.
+  await page.click('.term[data-session="fa"] .term-header');
+  const focused = async () => (await api.call('GET', '/api/projects')).projects.find((p) => p.projectId === 'fap')?.focusedSessions ?? [];
+  await waitFor('fa focused on the server', async () => (await focused()).includes('fa'), 5000);
+  // Known now: a refresh (a session event's) asks only the list and the viewer counts.
+  await page.evaluate(() => window.termstream.refresh());
+  await page.evaluate(() => window.termstream.refresh());
+  assert.equal(projects, 2, 'no GET /api/projects for a plain refresh');
+});
+
 test('a page restored from the back-forward cache reconnects at once and carries on', async ({ server, api }) => {
   await api.create(bash('bfc'));
   const withCache = await launchBrowser({ bfcache: true });

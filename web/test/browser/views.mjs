@@ -6,6 +6,30 @@ import { openPage, hasView, bash, suite, waitFor, waitText, shot } from './harne
 const [checks, test] = suite();
 export { checks };
 
+test('a phone: the session list fits the screen, nothing scrolls sideways', async ({ server, api, browser }) => {
+  await api.create({ id: 'phone-list-with-a-rather-long-session-id', kind: 'command', project: `a-project-with-a-long-name-${'x'.repeat(100)}`, command: 'echo a command line of many words that does not fit a phone; exit 3' });
+  await api.create(bash('phone-list-pty'));
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  const page = await openPage(ctx, server, '#/', { width: 390, height: 844 });
+  await waitFor('both rows', () => page.locator('tr[data-session^="phone-list"]').count().then((n) => n === 2));
+  await shot(page, 'list-phone');
+  const wide = await page.evaluate(() =>
+    [document.documentElement, ...document.querySelectorAll('.view-list, .table-wrap, .sessions tr')]
+      .filter((e) => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right > window.innerWidth + 1)
+      .map((e) => `${e.tagName.toLowerCase()}.${e.className}${e.dataset.session ? `[${e.dataset.session}]` : ''}: ${e.scrollWidth} > ${e.clientWidth}`),
+  );
+  assert.deepEqual(wide, [], 'no part of the list is wider than the screen');
+  await page.locator('tr[data-session="phone-list-with-a-rather-long-session-id"]').scrollIntoViewIfNeeded();
+  await shot(page, 'list-phone-long-project');
+  // Every row's buttons are on the screen, and open what they say.
+  const row = page.locator('tr[data-session="phone-list-pty"]');
+  const box = await row.locator('button', { hasText: 'Terminate' }).boundingBox();
+  assert.ok(box && box.x + box.width <= 390, `Terminate on the screen: ${JSON.stringify(box)}`);
+  await row.locator('button', { hasText: 'Open' }).tap();
+  await hasView(page, 'phone-list-pty');
+  await ctx.close();
+});
+
 test('a phone: the key row sends Ctrl-C to a running sleep', async ({ server, api, browser }) => {
   await api.create(bash('phone', { cols: 40, rows: 20 }));
   const ctx = await browser.newContext({ viewport: { width: 390, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });

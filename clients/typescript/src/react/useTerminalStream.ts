@@ -7,7 +7,7 @@
  */
 
 import { useCallback, useEffect, useMemo, useSyncExternalStore } from 'react';
-import type { ErrorCode, GapInfo, SessionStatus, WebSocketClient } from '../index.js';
+import { isDeletion, type ErrorCode, type GapInfo, type SessionStatus, type WebSocketClient } from '../index.js';
 import { useClient } from './context.js';
 
 /** What `useTerminalStream` returns. */
@@ -102,9 +102,9 @@ export function useTerminalStream(sessionId: string, options: { maxOutput?: numb
       // release is followed by the client): the session was deleted, or
       // (a reason this client does not know) the server ended the
       // attachment for another cause, which is only told as not attached.
-      onDetached: ({ reason }) =>
+      onDetached: (d) =>
         store.update(
-          reason === null || reason === 'deleted'
+          isDeletion(d)
             ? { attached: false, error: { code: 'session_not_found', message: `session ${sessionId} was deleted` } }
             : { attached: false },
         ),

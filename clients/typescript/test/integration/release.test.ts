@@ -2,26 +2,13 @@
 // (`session.detached` reason `released`), against two real nodes and a real
 // Redis: the client attaches again from where it was, and its listeners see
 // every byte once and no end.
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { AttachError, DetachInfo, ExitInfo, ServerMessage, WebSocketClient } from '../../src/index.js';
-import { type TestRedis, eventually, startCluster } from './redis.js';
+import { eventually } from './redis.js';
+import { releaseCluster } from './release-cluster.js';
 import { type TestServer, stateOf, until } from './server.js';
 
-let redis: TestRedis;
-let owner: TestServer;
-let viewer: TestServer;
-let stop: () => Promise<void>;
-
-beforeAll(async () => {
-  // The viewer's node waits long for a session to be listed again: its
-  // record comes back when the test puts it back.
-  const cluster = await startCluster({ TERMSTREAM_ATTACH_WAIT_MS: '60000' });
-  ({ redis, stop } = cluster);
-  [owner, viewer] = cluster.nodes as [TestServer, TestServer];
-});
-afterAll(async () => {
-  await stop?.();
-});
+const cluster = releaseCluster();
 
 async function input(node: TestServer, id: string, data: string): Promise<void> {
   const r = await node.call('POST', `/api/sessions/${id}/input`, { data });
@@ -29,6 +16,7 @@ async function input(node: TestServer, id: string, data: string): Promise<void> 
 }
 
 it('a session released by the viewer’s node is attached again from where it was: its output arrives once, with no end', async () => {
+  const { redis, owner, viewer } = cluster;
   await owner.createSession({ id: 'moving', kind: 'command', command: 'exec cat' });
   await eventually(() => viewer.call('GET', '/api/sessions/moving').then((r) => r.status === 200), 10_000, 'the session to be listed on the viewer’s node');
 
@@ -78,6 +66,7 @@ it('a session released by the viewer’s node is attached again from where it wa
 }, 90_000);
 
 it('a session lost when its node froze, and released when the node came back, is attached again: its output carries on once', async () => {
+  const { owner, viewer } = cluster;
   await owner.createSession({ id: 'frozen', kind: 'command', command: 'exec cat' });
   await eventually(() => viewer.call('GET', '/api/sessions/frozen').then((r) => r.status === 200), 10_000, 'the session to be listed on the viewer’s node');
 

@@ -4,8 +4,9 @@ import { cleanup, configure, render, screen } from '@testing-library/react';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createWebSocketClient, type WebSocketClient, type WebSocketConstructor } from '../../src/index.js';
-import { TermstreamProvider, useTerminalStream } from '../../src/react/index.js';
+import { TermstreamProvider } from '../../src/react/index.js';
 import { TestServer } from '../integration/server.js';
+import { Output } from './output.js';
 
 configure({ asyncUtilTimeout: 10_000 });
 
@@ -21,17 +22,6 @@ afterAll(async () => {
 
 function newClient(): WebSocketClient {
   return createWebSocketClient(undefined, { url: server.url, WebSocket: WebSocket as unknown as WebSocketConstructor, lifecycle: null });
-}
-
-function Output({ sessionId }: { sessionId: string }) {
-  const { output, isConnected, error } = useTerminalStream(sessionId);
-  return (
-    <div>
-      <span>{isConnected ? 'live' : 'offline'}</span>
-      <span>{error ? `error ${error.code}` : 'no error'}</span>
-      <pre>{output}</pre>
-    </div>
-  );
 }
 
 it('a session that does not exist shows as the error session_not_found', async () => {

@@ -3,47 +3,25 @@
 // session (`session.detached` reason `released`), against two real nodes and
 // a real Redis: the hook's output carries on, once, with no error.
 import { cleanup, configure, render, screen } from '@testing-library/react';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createWebSocketClient, type ServerMessage, type WebSocketConstructor } from '../../src/index.js';
-import { TermstreamProvider, useTerminalStream } from '../../src/react/index.js';
-import { type TestRedis, eventually, startCluster } from '../integration/redis.js';
-import type { TestServer } from '../integration/server.js';
+import { TermstreamProvider } from '../../src/react/index.js';
+import { eventually } from '../integration/redis.js';
+import { releaseCluster } from '../integration/release-cluster.js';
+import { Output } from './output.js';
 
 configure({ asyncUtilTimeout: 20_000 });
 
-let redis: TestRedis;
-let owner: TestServer;
-let viewer: TestServer;
-let stop: () => Promise<void>;
-
-beforeAll(async () => {
-  // The viewer's node waits long for a session to be listed again.
-  const cluster = await startCluster({ TERMSTREAM_ATTACH_WAIT_MS: '60000' });
-  ({ redis, stop } = cluster);
-  [owner, viewer] = cluster.nodes as [TestServer, TestServer];
-});
+const cluster = releaseCluster();
 afterEach(() => cleanup());
-afterAll(async () => {
-  await stop?.();
-});
-
-function Output({ sessionId }: { sessionId: string }) {
-  const { output, isConnected, error } = useTerminalStream(sessionId);
-  return (
-    <div>
-      <span>{isConnected ? 'live' : 'offline'}</span>
-      <span>{error ? `error ${error.code}` : 'no error'}</span>
-      <pre data-testid="output">{output}</pre>
-    </div>
-  );
-}
 
 async function input(data: string): Promise<void> {
-  expect((await owner.call('POST', '/api/sessions/hook-moving/input', { data })).status).toBe(200);
+  expect((await cluster.owner.call('POST', '/api/sessions/hook-moving/input', { data })).status).toBe(200);
 }
 
 it('a session released by the viewer’s node stays shown: no deleted error, its output once', async () => {
+  const { redis, owner, viewer } = cluster;
   await owner.createSession({ id: 'hook-moving', kind: 'command', command: 'exec cat' });
   await eventually(() => viewer.call('GET', '/api/sessions/hook-moving').then((r) => r.status === 200), 10_000, 'the session to be listed on the viewer’s node');
   const client = createWebSocketClient(undefined, { url: viewer.url, WebSocket: WebSocket as unknown as WebSocketConstructor, lifecycle: null });

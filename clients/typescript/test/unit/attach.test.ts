@@ -1,6 +1,6 @@
 // Attachments, input and the outgoing queue, against the fake socket.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MessageTooLargeError, QueueFullError, inputRefusal } from '../../src/index.js';
+import { type DetachInfo, MessageTooLargeError, QueueFullError, inputRefusal, isDeletion } from '../../src/index.js';
 import { quiet, setup } from './fake-socket.js';
 
 beforeEach(() => {
@@ -442,17 +442,21 @@ describe("session.detached's reason", () => {
     expect(detached).toEqual([]);
   });
 
-  it('deleted, none (an older server) or one unknown: the end, told with the reason as given', async () => {
-    for (const [reason, told] of [
-      ['deleted', 'deleted'],
-      [undefined, null],
-      ['moved', 'moved'],
+  it('deleted, none (an older server) or one unknown: the end, told with the reason as given; isDeletion says which is a deletion', async () => {
+    for (const [reason, told, deletion] of [
+      ['deleted', 'deleted', true],
+      [undefined, null, true],
+      ['moved', 'moved', false],
     ] as const) {
       const { s, detached } = await attachedJob();
       s.message({ type: 'session.detached', sessionId: 'job', ...(reason ? { reason } : {}) });
       expect(detached).toEqual([{ reason: told }]);
+      expect(isDeletion(detached[0] as DetachInfo)).toBe(deletion);
       expect(s.ofType('session.attach')).toHaveLength(1);
     }
+    // A detach this client asked for is never told, but its reason is no deletion either.
+    expect(isDeletion({ reason: 'detach' })).toBe(false);
+    expect(isDeletion({ reason: 'released' })).toBe(false);
   });
 
   it('released after the session ended (not lost): not attached again, its end not told twice', async () => {

@@ -10,12 +10,13 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use termstream_proto::focus::{FocusRequest, FocusResponse, ProjectFocus, ProjectList, ProjectSummary};
+use termstream_proto::focus::{FocusRequest, FocusResponse, ProjectAccess, ProjectFocus, ProjectList, ProjectSummary};
 use termstream_proto::{ErrorBody, ErrorCode, ErrorDetail, ProjectId};
 use utoipa::IntoParams;
 
 use super::AppState;
 use crate::auth::Grant;
+use crate::auth::token::Access;
 use crate::error::{ApiError, Body};
 use crate::focus::FocusError;
 use crate::focus::store::FocusState;
@@ -113,8 +114,9 @@ pub async fn get_focus(
     }))
 }
 
-/// Every project this credential can read: its sessions and focus state.
-#[utoipa::path(get, path = "/api/projects", responses((status = 200, body = ProjectList, description = "Every project the credential can read, with its sessions and focus state."), (status = 500, body = ErrorBody, description = "internal: the focus store failed."), (status = 503, body = ErrorBody, description = "cluster_unavailable: on a cluster, Redis is unreachable.")))]
+/// Every project this credential can read: its sessions, its focus state,
+/// and what the credential may do there (`access`).
+#[utoipa::path(get, path = "/api/projects", responses((status = 200, body = ProjectList, description = "Every project the credential can read, with its sessions, its focus state, and what the credential may do there (access: read or write)."), (status = 500, body = ErrorBody, description = "internal: the focus store failed."), (status = 503, body = ErrorBody, description = "cluster_unavailable: on a cluster, Redis is unreachable.")))]
 pub async fn projects(State(state): State<AppState>, grant: Grant) -> Result<Json<ProjectList>, ApiError> {
     let mut by_project: BTreeMap<ProjectId, (usize, usize, FocusState)> = BTreeMap::new();
     for info in state.registry.list(None, None) {
@@ -128,14 +130,20 @@ pub async fn projects(State(state): State<AppState>, grant: Grant) -> Result<Jso
     let max_focused = state.focus.max_focused();
     let projects = by_project
         .into_iter()
-        .filter(|(p, _)| grant.can_read(p.as_str()))
-        .map(|(project_id, (total, running, s))| ProjectSummary {
-            project_id,
-            total_sessions: total,
-            running_sessions: running,
-            focused_sessions: s.focused,
-            version: s.version,
-            max_focused,
+        .filter_map(|(project_id, (total, running, s))| {
+            let access = match grant.access(project_id.as_str())? {
+                Access::Read => ProjectAccess::Read,
+                Access::Write => ProjectAccess::Write,
+            };
+            Some(ProjectSummary {
+                project_id,
+                access,
+                total_sessions: total,
+                running_sessions: running,
+                focused_sessions: s.focused,
+                version: s.version,
+                max_focused,
+            })
         })
         .collect();
     Ok(Json(ProjectList { projects }))
