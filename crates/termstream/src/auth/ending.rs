@@ -9,7 +9,9 @@
 //! needs is read before the handler runs, as the session may be gone after.
 //!
 //! Every ending the guard let through is audited with its answer: a success
-//! as `session.terminated` or `session.deleted`, an error (a 503 `busy` or
+//! as `session.terminated` or `session.deleted` (a terminate that ended
+//! nothing, its session having ended before it, as
+//! `session.already_ended`), an error (a 503 `busy` or
 //! `cluster_unavailable`, which may still end the session; a 404 for a
 //! session this node does not know; a handler's panic, answered 500) as
 //! `session.terminate_failed` or `session.delete_failed`. What the guard
@@ -28,12 +30,13 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
-use termstream_proto::{ErrorCode, SessionId};
+use termstream_proto::{ErrorCode, SessionId, SessionStatus};
 
 use super::Grant;
 use crate::error::ApiError;
 use crate::observe::{audit, metrics};
 use crate::registry::Registry;
+use crate::session::SessionHandle;
 
 /// A request that ends a session (terminate or delete, REST or the older
 /// routes), audited with its answer.
@@ -43,6 +46,11 @@ pub(super) struct Ending {
     session: String,
     /// Empty when this node knows no such session.
     project: String,
+    /// The session, when this node knows it: a terminate that succeeded
+    /// is audited with what became of it.
+    handle: Option<SessionHandle>,
+    /// Whether the session ran when the request came.
+    was_running: bool,
 }
 
 impl Ending {
@@ -51,12 +59,15 @@ impl Ending {
     pub(super) fn of(registry: &Registry, req: &Request) -> Option<Ending> {
         let (how, id) = what_ends(req.method().as_str(), req.uri().path())?;
         let id = path_session_id(id)?;
-        let project = registry.get(&id).map(|h| h.project().to_string()).unwrap_or_default();
+        let handle = registry.get(&id);
+        let project = handle.as_ref().map(|h| h.project().to_string()).unwrap_or_default();
         Some(Ending {
             grant: req.extensions().get::<Grant>()?.clone(),
             how,
             session: id.to_string(),
             project,
+            was_running: handle.as_ref().is_some_and(SessionHandle::is_running),
+            handle,
         })
     }
 
@@ -79,9 +90,23 @@ impl Ending {
         async move { finished.await.unwrap_or_else(internal) }
     }
 
-    /// The audit event of this ending, answered `resp`.
+    /// The audit event of this ending, answered `resp`. A terminate that
+    /// succeeded ended the session only if it ran when the request came
+    /// and ended as `terminated`: else it had ended before (or, in the
+    /// moment between, by itself), and its record says so.
     fn audit(&self, resp: &Response) {
         let status = resp.status();
+        if self.how == "terminated"
+            && status.is_success()
+            && let Some(h) = &self.handle
+        {
+            let ended_as = h.info().status;
+            if !self.was_running || ended_as != SessionStatus::Terminated {
+                let ended_as = metrics::snake(&ended_as);
+                audit::session_already_ended(&self.grant, &self.session, &self.project, status.as_u16(), &ended_as);
+                return;
+            }
+        }
         let code = (!status.is_success()).then(|| {
             resp.extensions()
                 .get::<ErrorCode>()
