@@ -8,7 +8,7 @@
 //! holds the rest in its log, so memory stays bounded on both sides.
 
 mod actor;
-pub mod tracked;
+pub(crate) mod tracked;
 
 use std::time::Duration;
 
