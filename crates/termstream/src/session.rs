@@ -44,6 +44,7 @@ pub use self::presence::{Changed, InfoSender, Presence, ViewerGuard};
 pub use self::requests::Subscription;
 pub(crate) use self::requests::{Command, ScreenRequest};
 use self::store::DiskLimits;
+pub use self::terminate::{Began, TerminateOutcome, Terminated};
 
 /// How many log events a subscriber may fall behind before it lags. Small on
 /// purpose: a lagging receiver pins up to this many chunks; subscribers that

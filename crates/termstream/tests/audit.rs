@@ -2,8 +2,9 @@
 //! JSON line with the credential's name, the peer, the session and the
 //! project, and no token ever appears in the log; a terminate answered with
 //! an error is audited with its answer, and one of a session that had
-//! already ended as such; text logs written to a file carry
-//! no colour codes; `RUST_LOG` turns on the routing events.
+//! already ended (or that another terminate was ending) as such; text logs
+//! written to a file carry no colour codes; `RUST_LOG` turns on the routing
+//! events.
 
 mod common;
 
@@ -395,4 +396,58 @@ async fn terminating_an_ended_session_is_audited_as_already_ended() {
         "only the terminate that ended a session: {terminated:?}"
     );
     assert_eq!(terminated[0]["session"], "twice", "{}", terminated[0]);
+}
+
+/// Of two terminates racing on one running session, one ended it; the
+/// other found it ending, and is `session.already_ended` (`ended_as`
+/// `terminated`). Both were once `session.terminated`: each saw the session
+/// running before and terminated after. The program ignores SIGTERM (and
+/// says it got it), so the session ends at the grace period's SIGKILL, and
+/// the second terminate, sent once the first's signal came, is in flight
+/// while the first is.
+#[tokio::test]
+async fn of_two_racing_terminates_one_ended_the_session() {
+    let server = TestServer::start_logged(
+        &["--log-format", "json", "--terminate-grace-ms", "3000"],
+        &[("RUST_LOG", "termstream::audit=info")],
+    )
+    .await;
+    let program = "trap 'echo got-term' TERM; trap '' HUP; echo ready; while :; do sleep 0.1; done";
+    server
+        .create(json!({"id":"raced","kind":"command","command":program,"project":"web"}))
+        .await;
+    server.read_output_until("raced", "ready", secs(10)).await;
+    let terminate = || server.post("/api/sessions/raced/terminate", json!(null));
+    let second = async {
+        server.read_output_until("raced", "got-term", secs(10)).await;
+        assert!(server.info("raced").await["status"] == "running", "still ending");
+        terminate().await
+    };
+    let ((first_status, first), (second_status, second)) = tokio::join!(terminate(), second);
+    assert_eq!(first_status, 200, "{first}");
+    assert_eq!(second_status, 200, "{second}");
+    assert_eq!(first["status"], "terminated", "{first}");
+    let ended = || {
+        (
+            server.log_events("session.terminated"),
+            server.log_events("session.already_ended"),
+        )
+    };
+    assert!(
+        wait_until(secs(10), || async {
+            let (terminated, already) = ended();
+            terminated.len() + already.len() >= 2
+        })
+        .await,
+        "both terminates audited: {:?}\n{}",
+        ended(),
+        server.log()
+    );
+    let (terminated, already) = ended();
+    assert_eq!(terminated.len(), 1, "one terminate ended the session: {terminated:?}");
+    assert_eq!(already.len(), 1, "the other ended nothing: {already:?}");
+    assert_eq!(terminated[0]["session"], "raced", "{}", terminated[0]);
+    assert_eq!(already[0]["session"], "raced", "{}", already[0]);
+    assert_eq!(already[0]["ended_as"], "terminated", "{}", already[0]);
+    assert_eq!(already[0]["status"], 200, "{}", already[0]);
 }

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::log::{Chunk, RingRead};
 use super::store::{self, DiskRead};
-use super::{SessionError, SessionHandle, input, log_events};
+use super::{Began, SessionError, SessionHandle, input, log_events};
 
 /// A request to a session's actor. Sent boxed: the channel allocates its
 /// first 32 slots up front, and a pointer (8 bytes, not 32) in each keeps
@@ -33,13 +33,14 @@ pub(crate) enum Command {
     },
     /// Starts ending the program: SIGHUP and SIGTERM now, SIGKILL after the
     /// grace period. Watch the info to see the end. `reply` says the
-    /// terminate was taken: an actor answers `Ok` once it began; a stand-in
-    /// answers with its owner's answer, or why the owner could not be asked
-    /// (the cluster's Redis cannot be reached, or the owner did not answer:
-    /// `busy`, which does not mean it was not taken: see
-    /// [`SessionHandle::terminate`]).
+    /// terminate was taken: an actor answers `Ok` once it began, with
+    /// whether this command began the end ([`Began`]); a stand-in answers
+    /// with its owner's answer ([`Began::Unknown`] when taken), or why the
+    /// owner could not be asked (the cluster's Redis cannot be reached, or
+    /// the owner did not answer: `busy`, which does not mean it was not
+    /// taken: see [`SessionHandle::terminate`]).
     Terminate {
-        reply: oneshot::Sender<Result<(), SessionError>>,
+        reply: oneshot::Sender<Result<Began, SessionError>>,
     },
     /// Reads held output from the ring.
     Read {
