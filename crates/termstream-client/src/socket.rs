@@ -159,6 +159,7 @@ pub enum Event {
 /// Why a connection gave up for good ([`Event::Failed`]): trying again
 /// would not help. Its message is the one to show a user.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectFailure {
     /// The server refused the socket's upgrade with 401 or 403: the
     /// credential is missing, bad, or not enough. `code` and `message` are

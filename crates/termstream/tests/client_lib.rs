@@ -1,11 +1,12 @@
 //! The `termstream-client` library against a real server: a socket opened
-//! with a ticket (and why one with a bad credential gives up), input that survives cut connections (resent with its seq,
-//! applied once), an attach kept through the refusal of input naming its
-//! id and ended by its own marked refusal, https/wss with a CA file, and a
-//! close heard while the task cannot take input or hand over events (still
-//! sending the input queued before it) or while a stopped server does not
-//! answer. A detached event says why. (The attachment cap and the REST
-//! read timeouts: `client_lib_rest.rs`.)
+//! with a ticket (and why one with a bad credential gives up), input that
+//! survives cut connections (resent with its seq, applied once), an attach
+//! kept through the refusal of input naming its id and ended by its own
+//! marked refusal, https/wss with a CA file, and a close heard while the
+//! task cannot take input or hand over events (still sending the input
+//! queued before it) or while a stopped server does not answer. A detached
+//! event says why. (The attachment cap and the REST read timeouts:
+//! `client_lib_rest.rs`.)
 
 mod common;
 
