@@ -101,5 +101,5 @@ pub use backoff::{Backoff, BackoffPolicy};
 pub use endpoint::Endpoint;
 pub use error::{Error, Result};
 pub use rest::{Client, LoginCode, RawOutput, Ticket};
-pub use socket::{ConnectOptions, Connection, Event, Events, Resume, SocketAuth};
+pub use socket::{ConnectFailure, ConnectOptions, Connection, Event, Events, Resume, SocketAuth};
 pub use text::Utf8Carry;

@@ -8,7 +8,7 @@
 //! holds the rest in its log, so memory stays bounded on both sides.
 
 mod actor;
-pub mod tracked;
+pub(crate) mod tracked;
 
 use std::time::Duration;
 
@@ -153,7 +153,48 @@ pub enum Event {
     },
     /// The connection gave up for good (e.g. the credential was refused);
     /// no event follows.
-    Failed { error: String, code: Option<ErrorCode> },
+    Failed { error: ConnectFailure },
+}
+
+/// Why a connection gave up for good ([`Event::Failed`]): trying again
+/// would not help. Its message is the one to show a user.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// The server refused the socket's upgrade with 401 or 403: the
+    /// credential is missing, bad, or not enough. `code` and `message` are
+    /// its error body's (`message` is `HTTP <status>` without one).
+    #[error("the server refused the socket ({status}): {message}")]
+    Refused {
+        status: u16,
+        code: Option<ErrorCode>,
+        message: String,
+    },
+    /// The server refused the credential when asked for a ticket
+    /// ([`SocketAuth::Ticket`]): its answer, as [`Error::Api`] reads.
+    #[error("{message} ({status})")]
+    TicketRefused {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
+    /// No WebSocket request can be made of the socket's URL.
+    #[error("bad socket URL {url}: {reason}")]
+    BadUrl { url: String, reason: String },
+    /// The token cannot be sent in an HTTP header.
+    #[error("the token is not a valid header value")]
+    BadToken,
+}
+
+impl ConnectFailure {
+    /// The server's error code, when the server answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ConnectFailure::Refused { code, .. } => *code,
+            ConnectFailure::TicketRefused { code, .. } => Some(*code),
+            ConnectFailure::BadUrl { .. } | ConnectFailure::BadToken => None,
+        }
+    }
 }
 
 /// A command from the handle to the task.

@@ -22,11 +22,6 @@ use termstream::server::{Server, shutdown_signal};
 struct Cli {
     #[command(flatten)]
     global: cli::GlobalArgs,
-    /// `serve --log-format`, also taken before the verb as it once was
-    /// (`termstream --log-format json serve`); not shown, and not passed on
-    /// to the client verbs, where it means nothing.
-    #[arg(long, value_enum, hide = true)]
-    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +76,8 @@ struct ServeArgs {
     /// How log lines on stderr are written; `RUST_LOG` filters them (e.g.
     /// `termstream=debug`, `termstream::audit=info`; default
     /// `termstream=info`).
+    // Its one declaration: `log_format_before_the_verb` takes it before
+    // the verb too.
     #[arg(long, value_enum, default_value_t, env = "TERMSTREAM_LOG_FORMAT")]
     #[serde(skip)]
     log_format: LogFormat,
@@ -145,13 +142,14 @@ struct ServeArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let matches = with_defaults(Cli::command()).get_matches();
+    let matches = with_defaults(log_format_before_the_verb(Cli::command())).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    let log_format_before = matches.get_one::<LogFormat>(LOG_FORMAT).copied();
     if let Command::Client(command) = cli.command {
-        if cli.log_format.is_some() {
+        if log_format_before.is_some() {
             // Taken before any verb, but only serve logs.
             Cli::command()
                 .error(
@@ -168,9 +166,9 @@ fn main() -> anyhow::Result<()> {
             // (which is over the environment and the default).
             let own = matches
                 .subcommand_matches("serve")
-                .and_then(|m| m.value_source("log_format"))
+                .and_then(|m| m.value_source(LOG_FORMAT))
                 == Some(clap::parser::ValueSource::CommandLine);
-            logging::init(match cli.log_format {
+            logging::init(match log_format_before {
                 Some(before) if !own => before,
                 _ => args.log_format,
             });
@@ -204,6 +202,30 @@ fn token_create(args: TokenCreateArgs) -> String {
         let _ = writeln!(s, "projects = {{ {} }}", projects.join(", "));
     }
     s
+}
+
+/// The id of `serve --log-format` ([`ServeArgs::log_format`]).
+const LOG_FORMAT: &str = "log_format";
+
+/// Takes `serve --log-format` before the verb too, as it once was taken
+/// for every verb (`termstream --log-format json serve`): `serve`'s own
+/// declaration, copied to the top, hidden there, and without its default
+/// and its variable (which `serve` reads itself). So it is declared once,
+/// and shown only in `serve --help`: a global option would be offered by
+/// every client verb's help, where it means nothing. A client verb given
+/// it before its name is told that it is `serve`'s.
+fn log_format_before_the_verb(cmd: clap::Command) -> clap::Command {
+    let serves = cmd
+        .find_subcommand("serve")
+        .and_then(|s| s.get_arguments().find(|a| a.get_id() == LOG_FORMAT))
+        .cloned()
+        .expect("serve declares --log-format");
+    cmd.arg(
+        serves
+            .hide(true)
+            .env(None::<&'static str>)
+            .default_value(None::<&'static str>),
+    )
 }
 
 /// Appends each `serve` setting's default to its help, from

@@ -1,8 +1,10 @@
 //! The audit trail and the log format: every audited act appears once as a
 //! JSON line with the credential's name, the peer, the session and the
 //! project, and no token ever appears in the log; a terminate answered with
-//! an error is audited with its answer; text logs written to a file carry
-//! no colour codes; `RUST_LOG` turns on the routing events.
+//! an error is audited with its answer, and one of a session that had
+//! already ended (or that another terminate was ending) as such; text logs
+//! written to a file carry no colour codes; `RUST_LOG` turns on the routing
+//! events.
 
 mod common;
 
@@ -336,4 +338,116 @@ async fn a_terminate_answered_with_an_error_is_audited_with_its_answer() {
         "running",
         "the terminates did nothing"
     );
+}
+
+/// A terminate of a session that had already ended ends nothing, and its
+/// record says so: `session.already_ended` with the answer's status and
+/// how the session had ended (`ended_as`), not `session.terminated`, which
+/// it was once audited as (an operator counting terminations counted it,
+/// and read that the credential had ended a session it had not). A
+/// terminate that did end a running session is still `session.terminated`.
+#[tokio::test]
+async fn terminating_an_ended_session_is_audited_as_already_ended() {
+    let server = TestServer::start_logged(&["--log-format", "json"], &[("RUST_LOG", "termstream::audit=info")]).await;
+    server
+        .create(json!({"id":"done","kind":"command","argv":["true"],"project":"web"}))
+        .await;
+    server.wait_status("done", "exited", secs(10)).await;
+    server
+        .create(json!({"id":"twice","kind":"command","argv":["sleep","1000"],"project":"web"}))
+        .await;
+    for id in ["done", "twice", "twice"] {
+        let (status, body) = server.post(&format!("/api/sessions/{id}/terminate"), json!(null)).await;
+        assert_eq!(status, 200, "{id}: {body}");
+    }
+    let already = || server.log_events("session.already_ended");
+    assert!(
+        wait_until(secs(10), || async { already().len() == 2 }).await,
+        "two terminates of ended sessions audited: {:?}\n{}",
+        already(),
+        server.log()
+    );
+    let seen: Vec<_> = already()
+        .iter()
+        .map(|e| {
+            (
+                e["session"].as_str().map(str::to_owned),
+                e["project"].as_str().map(str::to_owned),
+                e["status"].as_u64(),
+                e["ended_as"].as_str().map(str::to_owned),
+                e["credential"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let want = |id: &str, ended_as: &str| {
+        (
+            Some(id.to_owned()),
+            Some("web".to_owned()),
+            Some(200),
+            Some(ended_as.to_owned()),
+            Some("local".to_owned()),
+        )
+    };
+    assert_eq!(seen, [want("done", "exited"), want("twice", "terminated")]);
+    let terminated = server.log_events("session.terminated");
+    assert_eq!(
+        terminated.len(),
+        1,
+        "only the terminate that ended a session: {terminated:?}"
+    );
+    assert_eq!(terminated[0]["session"], "twice", "{}", terminated[0]);
+}
+
+/// Of two terminates racing on one running session, one ended it; the
+/// other found it ending, and is `session.already_ended` (`ended_as`
+/// `terminated`). Both were once `session.terminated`: each saw the session
+/// running before and terminated after. The program ignores SIGTERM (and
+/// says it got it), so the session ends at the grace period's SIGKILL, and
+/// the second terminate, sent once the first's signal came, is in flight
+/// while the first is.
+#[tokio::test]
+async fn of_two_racing_terminates_one_ended_the_session() {
+    let server = TestServer::start_logged(
+        &["--log-format", "json", "--terminate-grace-ms", "3000"],
+        &[("RUST_LOG", "termstream::audit=info")],
+    )
+    .await;
+    let program = "trap 'echo got-term' TERM; trap '' HUP; echo ready; while :; do sleep 0.1; done";
+    server
+        .create(json!({"id":"raced","kind":"command","command":program,"project":"web"}))
+        .await;
+    server.read_output_until("raced", "ready", secs(10)).await;
+    let terminate = || server.post("/api/sessions/raced/terminate", json!(null));
+    let second = async {
+        server.read_output_until("raced", "got-term", secs(10)).await;
+        assert!(server.info("raced").await["status"] == "running", "still ending");
+        terminate().await
+    };
+    let ((first_status, first), (second_status, second)) = tokio::join!(terminate(), second);
+    assert_eq!(first_status, 200, "{first}");
+    assert_eq!(second_status, 200, "{second}");
+    assert_eq!(first["status"], "terminated", "{first}");
+    let ended = || {
+        (
+            server.log_events("session.terminated"),
+            server.log_events("session.already_ended"),
+        )
+    };
+    assert!(
+        wait_until(secs(10), || async {
+            let (terminated, already) = ended();
+            terminated.len() + already.len() >= 2
+        })
+        .await,
+        "both terminates audited: {:?}\n{}",
+        ended(),
+        server.log()
+    );
+    let (terminated, already) = ended();
+    assert_eq!(terminated.len(), 1, "one terminate ended the session: {terminated:?}");
+    assert_eq!(already.len(), 1, "the other ended nothing: {already:?}");
+    assert_eq!(terminated[0]["session"], "raced", "{}", terminated[0]);
+    assert_eq!(already[0]["session"], "raced", "{}", already[0]);
+    assert_eq!(already[0]["ended_as"], "terminated", "{}", already[0]);
+    assert_eq!(already[0]["status"], 200, "{}", already[0]);
 }

@@ -1,11 +1,12 @@
 //! The `termstream-client` library against a real server: a socket opened
-//! with a ticket, input that survives cut connections (resent with its seq,
-//! applied once), an attach kept through the refusal of input naming its
-//! id and ended by its own marked refusal, https/wss with a CA file, and a
-//! close heard while the task cannot take input or hand over events (still
-//! sending the input queued before it) or while a stopped server does not
-//! answer. A detached event says why. (The attachment cap and the REST
-//! read timeouts: `client_lib_rest.rs`.)
+//! with a ticket (and why one with a bad credential gives up), input that
+//! survives cut connections (resent with its seq, applied once), an attach
+//! kept through the refusal of input naming its id and ended by its own
+//! marked refusal, https/wss with a CA file, and a close heard while the
+//! task cannot take input or hand over events (still sending the input
+//! queued before it) or while a stopped server does not answer. A detached
+//! event says why. (The attachment cap and the REST read timeouts:
+//! `client_lib_rest.rs`.)
 
 mod common;
 
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 use common::cli::{CuttingProxy, GateProxy};
 use common::client::{cat, quick_retries, until};
 use common::{TestServer, secs};
-use termstream_client::{Client, ConnectOptions, Connection, Endpoint, Event, Resume, SocketAuth};
-use termstream_proto::{SessionId, Stream};
+use termstream_client::{Client, ConnectFailure, ConnectOptions, Connection, Endpoint, Event, Resume, SocketAuth};
+use termstream_proto::{ErrorCode, SessionId, Stream};
 
 /// Collects a session's output from `events` until `done` says it is all.
 async fn collect(
@@ -58,20 +59,65 @@ async fn a_ticket_opens_the_socket_and_a_bad_token_fails_for_good() {
 
     let bad = Client::new(Endpoint::new(&server.url(""), Some("wrong".into()), &[]).unwrap()).unwrap();
     let err = bad.list_sessions(None, None).await.unwrap_err();
-    assert_eq!(err.code(), Some(termstream_proto::ErrorCode::Unauthorized), "{err}");
-    let (_conn, mut events) = Connection::open(bad, ConnectOptions::default());
-    let failed = tokio::time::timeout(secs(10), async {
-        loop {
-            match events.recv().await {
-                Some(Event::Failed { code, .. }) => return code,
-                Some(_) => continue,
-                None => return None,
-            }
+    assert_eq!(err.code(), Some(ErrorCode::Unauthorized), "{err}");
+    // Why the connection gave up is typed, and reads as it always did: the
+    // upgrade refused, or (with tickets) the ticket.
+    let failure = |auth| {
+        let bad = bad.clone();
+        async move {
+            let options = ConnectOptions {
+                auth,
+                ..ConnectOptions::default()
+            };
+            let (_conn, mut events) = Connection::open(bad, options);
+            tokio::time::timeout(secs(10), async {
+                loop {
+                    match events.recv().await {
+                        Some(Event::Failed { error }) => return error,
+                        Some(_) => continue,
+                        None => panic!("the connection ended without saying why"),
+                    }
+                }
+            })
+            .await
+            .expect("a refused credential is not retried forever")
         }
-    })
-    .await
-    .expect("a refused credential is not retried forever");
-    assert_eq!(failed, Some(termstream_proto::ErrorCode::Unauthorized));
+    };
+    let refused = failure(SocketAuth::Header).await;
+    assert!(
+        matches!(
+            &refused,
+            ConnectFailure::Refused {
+                status: 401,
+                code: Some(ErrorCode::Unauthorized),
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(refused.code(), Some(ErrorCode::Unauthorized));
+    assert!(
+        refused.to_string().starts_with("the server refused the socket (401): "),
+        "{refused}"
+    );
+    let ticket = failure(SocketAuth::Ticket).await;
+    assert!(
+        matches!(
+            &ticket,
+            ConnectFailure::TicketRefused {
+                status: 401,
+                code: ErrorCode::Unauthorized,
+                ..
+            }
+        ),
+        "{ticket:?}"
+    );
+    let asked = bad.ws_ticket().await.unwrap_err();
+    assert_eq!(
+        ticket.to_string(),
+        asked.to_string(),
+        "the ticket's refusal reads as its REST error"
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! `/ws`: routing of many sessions on one socket, lossless streaming, the
 //! screen a late joiner gets, errors that keep the connection open, and
 //! event channels. Peers that are silent or stall, and input a program
-//! does not read, are in `gateway_resume.rs`, with the other backpressure.
+//! does not read, are in `gateway_backpressure.rs`.
 
 mod common;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use termstream_proto::ws::{ClientMessage, LogPosition, OutputMode, ServerMessage, StreamMode};
-use termstream_proto::{ErrorBody, ErrorCode, SessionId};
+use termstream_proto::{ErrorBody, SessionId};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -20,8 +20,9 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::tracked::{PendingInput, Sessions};
-use super::{Command, ConnectOptions, Event, SocketAuth};
+use super::{Command, ConnectFailure, ConnectOptions, Event, SocketAuth};
 use crate::backoff::Backoff;
+use crate::error::Error;
 use crate::rest::Client;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -41,7 +42,7 @@ enum ConnectError {
     /// Worth another try later.
     Retry(String),
     /// Will not work by retrying (the credential was refused).
-    Fatal(String, Option<ErrorCode>),
+    Fatal(ConnectFailure),
 }
 
 /// How a connected stretch ended.
@@ -118,8 +119,8 @@ pub(super) async fn run(
                     }
                 }
             }
-            Err(ConnectError::Fatal(error, code)) => {
-                st.emit(Event::Failed { error, code }).await;
+            Err(ConnectError::Fatal(error)) => {
+                st.emit(Event::Failed { error }).await;
                 return;
             }
             Err(ConnectError::Retry(e)) => e,
@@ -352,12 +353,13 @@ async fn connect(client: &Client, options: &ConnectOptions, client_id: Option<&s
     }
     let mut header_token = endpoint.token.clone();
     if options.auth == SocketAuth::Ticket && header_token.is_some() {
-        let t = client.ws_ticket().await.map_err(|e| {
-            if e.is_auth() {
-                ConnectError::Fatal(e.to_string(), e.code())
-            } else {
-                ConnectError::Retry(e.to_string())
-            }
+        let t = client.ws_ticket().await.map_err(|e| match (e.is_auth(), e) {
+            (true, Error::Api { status, detail }) => ConnectError::Fatal(ConnectFailure::TicketRefused {
+                status,
+                code: detail.code,
+                message: detail.message,
+            }),
+            (_, e) => ConnectError::Retry(e.to_string()),
         })?;
         query.push(format!("token={}", t.ticket));
         header_token = None;
@@ -366,14 +368,16 @@ async fn connect(client: &Client, options: &ConnectOptions, client_id: Option<&s
     if !query.is_empty() {
         url = format!("{url}?{}", query.join("&"));
     }
-    let mut req = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| ConnectError::Fatal(format!("bad socket URL {url}: {e}"), None))?;
+    let mut req = url.as_str().into_client_request().map_err(|e| {
+        ConnectError::Fatal(ConnectFailure::BadUrl {
+            url: url.clone(),
+            reason: e.to_string(),
+        })
+    })?;
     if let Some(t) = header_token {
         let v = format!("Bearer {t}")
             .parse()
-            .map_err(|_| ConnectError::Fatal("the token is not a valid header value".into(), None))?;
+            .map_err(|_| ConnectError::Fatal(ConnectFailure::BadToken))?;
         req.headers_mut().insert("authorization", v);
     }
     let connector = match &endpoint.tls {
@@ -392,11 +396,11 @@ async fn connect(client: &Client, options: &ConnectOptions, client_id: Option<&s
                 Ok(b) => (Some(b.error.code), b.error.message),
                 Err(_) => (None, format!("HTTP {status}")),
             };
-            let message = format!("the server refused the socket ({status}): {message}");
+            let refused = ConnectFailure::Refused { status, code, message };
             if matches!(status, 401 | 403) {
-                Err(ConnectError::Fatal(message, code))
+                Err(ConnectError::Fatal(refused))
             } else {
-                Err(ConnectError::Retry(message))
+                Err(ConnectError::Retry(refused.to_string()))
             }
         }
         Err(e) => Err(ConnectError::Retry(format!("cannot connect to {url}: {e}"))),

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use termstream_proto::compat::{
     SessionEntry, SessionStatusBody, SessionsResponse, StartRequest, StartResponse, StatusResponse, TerminateResponse,
     command_of,
@@ -12,6 +12,7 @@ use termstream_proto::{CreateSession, ErrorBody, SessionId, SessionKind};
 
 use crate::auth::Grant;
 use crate::error::{ApiError, Body, Path, session_id};
+use crate::session::TerminateOutcome;
 use crate::state::AppState;
 
 /// Start a command session running `/bin/sh -c COMMAND`.
@@ -95,14 +96,19 @@ pub async fn status(State(state): State<AppState>, Path(raw): Path<String>) -> R
 pub async fn terminate(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<TerminateResponse>, ApiError> {
+) -> Result<(Extension<TerminateOutcome>, Json<TerminateResponse>), ApiError> {
     let id = session_id(&raw)?;
     let h = state.registry.get(&id).ok_or_else(|| ApiError::not_found(&raw))?;
     let wait = state.registry.config().session_settings().grace + Duration::from_secs(5);
-    h.terminate(wait).await?;
-    Ok(Json(TerminateResponse {
-        success: true,
-        session_id: id.to_string(),
-        message: "Session terminated".into(),
-    }))
+    let ended = h.terminate(wait).await?;
+    // What the audit needs (`auth/ending.rs`): whether this terminate
+    // ended the session.
+    Ok((
+        Extension(ended.outcome()),
+        Json(TerminateResponse {
+            success: true,
+            session_id: id.to_string(),
+            message: "Session terminated".into(),
+        }),
+    ))
 }

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Body as HttpBody;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -19,8 +19,8 @@ use utoipa::IntoParams;
 
 use crate::auth::Grant;
 use crate::error::{ApiError, Body, Path, session_id};
-use crate::session::SessionHandle;
 use crate::session::log::Chunk;
+use crate::session::{SessionHandle, TerminateOutcome};
 use crate::state::AppState;
 
 /// How long an input request waits for room in a session's input queue.
@@ -134,10 +134,16 @@ pub async fn resize(
 /// End the program: SIGHUP and SIGTERM, then SIGKILL after the grace period.
 #[utoipa::path(post, path = "/api/sessions/{id}/terminate", params(("id" = String, Path, description = "The session id.")),
     responses((status = 200, body = SessionInfo, description = "The session ended: its info."), (status = 503, description = "busy: the session did not end within its grace period and 5 s more (for a session another node owns, also when that node did not answer and the session did not end in that time); cluster_unavailable: the session is another node's and the cluster's Redis could not be used, so the terminate may not have been sent (a terminate is safe to repeat)", body = ErrorBody), (status = 500, description = "internal", body = ErrorBody)))]
-pub async fn terminate(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionInfo>, ApiError> {
+pub async fn terminate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(Extension<TerminateOutcome>, Json<SessionInfo>), ApiError> {
     let h = handle(&state, &id)?;
     let wait = state.registry.config().session_settings().grace + Duration::from_secs(5);
-    Ok(Json(h.terminate(wait).await?))
+    let ended = h.terminate(wait).await?;
+    // What the audit needs (`auth/ending.rs`): whether this terminate
+    // ended the session.
+    Ok((Extension(ended.outcome()), Json(ended.info)))
 }
 
 /// Delete a session: end it if it runs, forget it, remove its output.

@@ -8,8 +8,22 @@
 //! (a delete cut off before its audit went unrecorded). What the audit
 //! needs is read before the handler runs, as the session may be gone after.
 //!
+//! A terminate that succeeded ended the session only if it began the end:
+//! the handler's answer says so ([`TerminateOutcome`], from the session's
+//! actor), and how the session ended. Of two terminates racing on one
+//! session (or one and a shutdown's), one began it; the other, and one of a
+//! session that had ended, or was ending by itself, ended nothing. For
+//! another node's session the answer cannot say (the owner does not): the
+//! session's status when the request came is the judge then, and its end
+//! as the handler saw it; the status before counts only if the session in
+//! the registry after the handler is still the one read before (a session
+//! deleted and created again meanwhile, or a new copy of another node's,
+//! is another), else the terminate is counted as the one that ended it.
+//!
 //! Every ending the guard let through is audited with its answer: a success
-//! as `session.terminated` or `session.deleted`, an error (a 503 `busy` or
+//! as `session.terminated` or `session.deleted` (a terminate that ended
+//! nothing, its session having ended before it, as
+//! `session.already_ended`), an error (a 503 `busy` or
 //! `cluster_unavailable`, which may still end the session; a 404 for a
 //! session this node does not know; a handler's panic, answered 500) as
 //! `session.terminate_failed` or `session.delete_failed`. What the guard
@@ -23,26 +37,34 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
-use termstream_proto::{ErrorCode, SessionId};
+use termstream_proto::{ErrorCode, SessionId, SessionStatus};
 
 use super::Grant;
 use crate::error::ApiError;
 use crate::observe::{audit, metrics};
 use crate::registry::Registry;
+use crate::session::{Began, SessionHandle, TerminateOutcome};
 
 /// A request that ends a session (terminate or delete, REST or the older
 /// routes), audited with its answer.
 pub(super) struct Ending {
     grant: Grant,
     how: &'static str,
-    session: String,
+    id: SessionId,
     /// Empty when this node knows no such session.
     project: String,
+    /// For a terminate, the session when the request came, if this node
+    /// knew it: whether it ran then judges a terminate whose answer cannot
+    /// say whether it ended the session.
+    before: Option<SessionHandle>,
+    /// Whether the session ran when the request came.
+    was_running: bool,
 }
 
 impl Ending {
@@ -51,37 +73,56 @@ impl Ending {
     pub(super) fn of(registry: &Registry, req: &Request) -> Option<Ending> {
         let (how, id) = what_ends(req.method().as_str(), req.uri().path())?;
         let id = path_session_id(id)?;
-        let project = registry.get(&id).map(|h| h.project().to_string()).unwrap_or_default();
+        let handle = registry.get(&id);
+        let project = handle.as_ref().map(|h| h.project().to_string()).unwrap_or_default();
         Some(Ending {
             grant: req.extensions().get::<Grant>()?.clone(),
             how,
-            session: id.to_string(),
+            id,
             project,
+            was_running: handle.as_ref().is_some_and(SessionHandle::is_running),
+            before: handle.filter(|_| how == "terminated"),
         })
     }
 
     /// Runs the rest of the request (`next`) as the registry's finishing
     /// work, started now, and audits its answer. A handler that panicked
     /// answers 500 `internal`, audited as such.
-    pub(super) fn run(self, registry: &Registry, req: Request, next: Next) -> impl Future<Output = Response> + use<> {
+    pub(super) fn run(
+        self,
+        registry: &Arc<Registry>,
+        req: Request,
+        next: Next,
+    ) -> impl Future<Output = Response> + use<> {
+        let after = Arc::clone(registry);
         let ended = async move {
             let resp = match AssertUnwindSafe(next.run(req)).catch_unwind().await {
                 Ok(resp) => resp,
                 Err(_) => {
-                    tracing::error!(session = %self.session, how = self.how, "the handler ending a session panicked");
+                    tracing::error!(session = %self.id, how = self.how, "the handler ending a session panicked");
                     internal()
                 }
             };
-            self.audit(&resp);
+            self.audit(&resp, after.get(&self.id).as_ref());
             resp
         };
         let finished = registry.finish("ending a session", ended);
         async move { finished.await.unwrap_or_else(internal) }
     }
 
-    /// The audit event of this ending, answered `resp`.
-    fn audit(&self, resp: &Response) {
+    /// The audit event of this ending, answered `resp`; `now` is the
+    /// registry's session after the handler. A terminate that succeeded
+    /// and did not begin the end is `session.already_ended`.
+    fn audit(&self, resp: &Response, now: Option<&SessionHandle>) {
         let status = resp.status();
+        if status.is_success()
+            && let Some(ended_as) = self.ended_before(resp, now)
+        {
+            let ended_as = metrics::snake(&ended_as);
+            let session = self.id.as_str();
+            audit::session_already_ended(&self.grant, session, &self.project, status.as_u16(), &ended_as);
+            return;
+        }
         let code = (!status.is_success()).then(|| {
             resp.extensions()
                 .get::<ErrorCode>()
@@ -90,11 +131,35 @@ impl Ending {
         audit::session_ended(
             &self.grant,
             self.how,
-            &self.session,
+            self.id.as_str(),
             &self.project,
             status.as_u16(),
             code.as_deref(),
         );
+    }
+}
+
+impl Ending {
+    /// How the session had ended when this successful terminate, answered
+    /// `resp`, ended nothing; `None` when it ended the session (or is no
+    /// terminate). Its answer says whether it began the end; when it cannot
+    /// (another node's session), the session ended nothing if it did not
+    /// run when the request came, or did not end as `terminated`; the
+    /// status before counts only if `now`, the registry's session after
+    /// the handler, is the one read then. Never a running session.
+    fn ended_before(&self, resp: &Response, now: Option<&SessionHandle>) -> Option<SessionStatus> {
+        let outcome = *resp.extensions().get::<TerminateOutcome>()?;
+        let ended_as = outcome.ended_as;
+        let nothing = match outcome.began {
+            Began::Yes => false,
+            Began::No => true,
+            Began::Unknown => {
+                let before = self.before.as_ref()?;
+                now.is_some_and(|now| now.same_incarnation(before))
+                    && (!self.was_running || ended_as != SessionStatus::Terminated)
+            }
+        };
+        (nothing && !ended_as.is_running()).then_some(ended_as)
     }
 }
 
@@ -157,6 +222,62 @@ mod tests {
         for (method, path, want) in table {
             assert_eq!(what_ends(method, path), want, "{method} {path}");
         }
+    }
+
+    /// What a successful terminate is audited as: ended nothing (`Some`,
+    /// how the session had ended) only when its answer says it did not
+    /// begin the end; when the answer cannot say, only when the session
+    /// in the registry after is the one that had ended when it came. The
+    /// guard's own copy of a session replaced meanwhile never saw the end:
+    /// its terminate was audited `session.already_ended` with `ended_as:
+    /// running`.
+    #[test]
+    fn a_terminate_ended_nothing_only_when_it_did_not_begin_the_end() {
+        use termstream_proto::SessionStatus::{Running, Terminated};
+
+        use crate::session::remote::{Unasked, remote_handle};
+        use crate::session::test_info;
+
+        let copy = || remote_handle(test_info("s"), std::sync::Arc::new(Unasked)).0;
+        let (before, other) = (copy(), copy());
+        let ending = |was_running| Ending {
+            grant: Grant::open(),
+            how: "terminated",
+            id: SessionId::new("s").unwrap(),
+            project: String::new(),
+            before: Some(before.clone()),
+            was_running,
+        };
+        let answer = |began, ended_as| {
+            let mut resp = Response::new(axum::body::Body::empty());
+            resp.extensions_mut().insert(TerminateOutcome { began, ended_as });
+            resp
+        };
+        let same = Some(&before);
+        #[rustfmt::skip]
+        let table = [
+            (true, Began::Yes, Terminated, same, None),
+            (false, Began::Yes, Terminated, same, None),
+            (true, Began::No, Terminated, same, Some(Terminated)),
+            (true, Began::No, SessionStatus::Exited, Some(&other), Some(SessionStatus::Exited)),
+            (true, Began::No, Running, same, None),
+            (true, Began::Unknown, Terminated, same, None),
+            (true, Began::Unknown, SessionStatus::Exited, same, Some(SessionStatus::Exited)),
+            (false, Began::Unknown, Terminated, same, Some(Terminated)),
+            (false, Began::Unknown, Terminated, Some(&other), None),
+            (false, Began::Unknown, Terminated, None, None),
+            (false, Began::Unknown, Running, same, None),
+        ];
+        for (i, (was_running, began, ended_as, now, want)) in table.into_iter().enumerate() {
+            let got = ending(was_running).ended_before(&answer(began, ended_as), now);
+            assert_eq!(got, want, "row {i}: {was_running} {began:?} {ended_as:?}");
+        }
+        let no_answer = Response::new(axum::body::Body::empty());
+        assert_eq!(
+            ending(false).ended_before(&no_answer, same),
+            None,
+            "no outcome: no terminate"
+        );
     }
 
     #[test]

@@ -280,8 +280,8 @@ async fn follow(
                         if session_id.as_ref() == Some(&id) && followed::refuses_attach(request.as_deref()) => {
                         break Err(Failure::from_socket(ErrorCode::SessionNotFound, message));
                     }
-                    Event::Failed { error, code } => {
-                        break Err(Failure::from_socket(code.unwrap_or(ErrorCode::Internal), error));
+                    Event::Failed { error } => {
+                        break Err(Failure::from_socket(error.code().unwrap_or(ErrorCode::Internal), error.to_string()));
                     }
                     _ => {}
                 }

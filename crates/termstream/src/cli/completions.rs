@@ -1,5 +1,9 @@
 //! `termstream completions SHELL` and `termstream man`: generated from the
-//! same clap definitions as the parser, so they never disagree with it.
+//! clap definitions the parser is built on (`Cli::command()`), so they
+//! never offer what it does not take. The parser takes one thing more,
+//! which neither shows: the hidden `--log-format` before the verb
+//! (`termstream --log-format json serve`, taken for `serve`'s own; see
+//! `main.rs`).
 
 use std::io::Write;
 

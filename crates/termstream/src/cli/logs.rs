@@ -215,8 +215,11 @@ async fn follow(
             } if session_id.as_ref() == Some(&id) => {
                 break Err(Failure::from_socket(code, message));
             }
-            Event::Failed { error, code } => {
-                break Err(Failure::from_socket(code.unwrap_or(ErrorCode::Internal), error));
+            Event::Failed { error } => {
+                break Err(Failure::from_socket(
+                    error.code().unwrap_or(ErrorCode::Internal),
+                    error.to_string(),
+                ));
             }
             _ => {}
         }

@@ -292,8 +292,8 @@ async fn stream(
                     Event::ServerError { code, message, session_id, .. } if session_id.as_ref() == Some(&id) => {
                         break Err(Failure::from_socket(code, message));
                     }
-                    Event::Failed { error, code } => {
-                        break Err(Failure::from_socket(code.unwrap_or(ErrorCode::Internal), error));
+                    Event::Failed { error } => {
+                        break Err(Failure::from_socket(error.code().unwrap_or(ErrorCode::Internal), error.to_string()));
                     }
                     Event::Disconnected { error, attempt: 3, .. } => {
                         reconnecting = true;

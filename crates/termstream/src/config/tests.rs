@@ -3,6 +3,7 @@
 //! goes through `Config::load` (which reads `TERMSTREAM_*` variables) is
 //! tested in `tests/config.rs`, on the binary with a cleared environment.
 
+use super::load::split_list;
 use super::*;
 
 #[test]

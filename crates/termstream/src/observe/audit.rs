@@ -7,16 +7,27 @@
 //! without auth), never the token itself; the client's address (the peer,
 //! or the address a trusted proxy forwarded); and the session and project
 //! when there is one. Events: `session.created`, `session.terminated`,
-//! `session.deleted`, `session.terminate_failed` and `session.delete_failed`
-//! (a terminate or delete the handler answered with an error, with its
-//! `status` and `code`), `input.refused` (a read-only credential tried to
-//! write), `socket.connected`, `socket.closed` and `auth.failed`.
+//! `session.already_ended` (a terminate that ended nothing: the session had
+//! ended before it, or by itself while it came, or another terminate, or a
+//! shutdown's, began the end; `ended_as` says how it ended),
+//! `session.deleted`,
+//! `session.terminate_failed` and `session.delete_failed` (a terminate or
+//! delete the handler answered with an error, with its `status` and
+//! `code`), `input.refused` (a read-only credential tried to write),
+//! `socket.connected`, `socket.closed` and `auth.failed`.
 //!
 //! So every terminate or delete naming a valid session id leaves a record
 //! once answered: refused by the guard, `auth.failed` (and `input.refused`
-//! for a read-only credential); else one of the four session events, which
-//! carry the answer's `status`. A malformed id (answered `400`) and an
-//! ending cut off by the process's exit leave none.
+//! for a read-only credential); else one of the five session-ending
+//! events, which carry the answer's `status`. A malformed id (answered
+//! `400`) and an ending cut off by the process's exit leave none.
+//!
+//! Of several terminates of one running session (or one and a shutdown's),
+//! only the one that began the end is `session.terminated`: the session's
+//! actor says which. For a session another node owns this node cannot
+//! tell (the owner's answer does not say): a terminate of a session that
+//! ran when it came and ended as `terminated` is `session.terminated`, so
+//! two racing there are both.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -54,6 +65,26 @@ pub fn session_ended(grant: &Grant, how: &'static str, session: &str, project: &
         project,
         status,
         code,
+    );
+}
+
+/// A request to terminate a session was answered `status` (a success), but
+/// ended nothing: the session had ended before it came, or by itself while
+/// it came, or another terminate (or a shutdown's) began the end; `ended_as`
+/// is how (`exited`, `terminated`, `failed`, `lost`), never `running`.
+/// A `lost` session's terminate sweeps once more for what is left of its
+/// processes, as the server did when it started; the session had ended
+/// all the same.
+pub fn session_already_ended(grant: &Grant, session: &str, project: &str, status: u16, ended_as: &str) {
+    tracing::info!(
+        target: TARGET,
+        event = "session.already_ended",
+        credential = &*grant.name,
+        peer = %Peer(grant.peer),
+        session,
+        project,
+        status,
+        ended_as,
     );
 }
 

@@ -51,7 +51,7 @@ use super::meta::MetaWriter;
 use super::process;
 use super::screen_task::ScreenLink;
 use super::store::LogWriter;
-use super::{Command, InfoSender, LogEvent, SessionSettings, Subscription};
+use super::{Began, Command, InfoSender, LogEvent, SessionSettings, Subscription};
 
 /// Where the program's life stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,12 +221,15 @@ impl Actor {
                 let _ = reply.send(self.resize(cols, rows).map(|()| None));
             }
             Command::Terminate { reply } => {
-                if self.lost {
+                // A lost session had ended before: the sweep for what is
+                // left of it ends nothing.
+                let began = if self.lost {
                     self.end_leftovers().await;
+                    false
                 } else {
-                    self.terminate();
-                }
-                let _ = reply.send(Ok(()));
+                    self.terminate()
+                };
+                let _ = reply.send(Ok(if began { Began::Yes } else { Began::No }));
             }
             Command::Read {
                 since,

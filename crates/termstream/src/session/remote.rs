@@ -138,3 +138,34 @@ pub(crate) fn remote_handle(info: SessionInfo, remote: Arc<dyn RemoteSession>) -
     };
     (handle, stand_in)
 }
+
+/// An owner that is never asked (for tests): a test answers the
+/// stand-in's commands itself.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct Unasked;
+
+#[cfg(test)]
+impl RemoteSession for Unasked {
+    fn input(
+        &self,
+        _: Bytes,
+        _: bool,
+        _: Option<(Arc<str>, u64)>,
+        _: Duration,
+    ) -> BoxFuture<'_, Result<(), SessionError>> {
+        unreachable!("no input in these tests")
+    }
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SessionError>> {
+        unreachable!("no snapshot in these tests")
+    }
+    fn refresh(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    fn events(&self) -> Result<Box<dyn EventPages>, SessionError> {
+        unreachable!("no recording in these tests")
+    }
+    fn let_go(&self) -> bool {
+        false
+    }
+}

@@ -16,10 +16,17 @@
 //! reused) answers at once. A `cluster_unavailable` terminate may have
 //! reached Redis all the same (its answer was what failed); a terminate is
 //! safe to repeat.
+//!
+//! A terminate that was answered says whether it began the end
+//! ([`Began`]): only one of several terminates of a session (or a
+//! shutdown's) does, and none when the session had ended, or was ending by
+//! itself, before it came. The actor knows (it ends the session once); a
+//! stand-in does not (its owner does not say), and answers
+//! [`Began::Unknown`].
 
 use std::time::Duration;
 
-use termstream_proto::{ErrorCode, SessionInfo};
+use termstream_proto::{ErrorCode, SessionInfo, SessionStatus};
 use tokio::sync::oneshot;
 
 use super::{Command, SessionError, SessionHandle};
@@ -30,6 +37,47 @@ fn may_still_be_taken(refusal: &SessionError) -> bool {
     refusal.code() == ErrorCode::Busy
 }
 
+/// Whether a terminate began the session's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Began {
+    /// This terminate began it.
+    Yes,
+    /// The session had ended, or was ending, before it came: by itself, or
+    /// by another terminate (or a shutdown's).
+    No,
+    /// Not known: a session another node owns (its owner does not say).
+    Unknown,
+}
+
+/// A terminate that ended a session, or found it ended.
+#[derive(Debug, Clone)]
+pub struct Terminated {
+    /// The session's info once it ended.
+    pub info: SessionInfo,
+    /// Whether this terminate began the end.
+    pub began: Began,
+}
+
+/// What a terminate handler's answer says of the end, for its audit (a
+/// response extension, as [`ErrorCode`] is on an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminateOutcome {
+    /// Whether the terminate began the end.
+    pub began: Began,
+    /// How the session ended.
+    pub ended_as: SessionStatus,
+}
+
+impl Terminated {
+    /// What this answer says of the end, for its audit.
+    pub fn outcome(&self) -> TerminateOutcome {
+        TerminateOutcome {
+            began: self.began,
+            ended_as: self.info.status,
+        }
+    }
+}
+
 impl SessionHandle {
     /// Ends the program (see [`Command::Terminate`]) and waits until the
     /// session has ended, at most `wait`. A terminate that was refused (a
@@ -38,8 +86,9 @@ impl SessionHandle {
     /// such session) answers why at once; one
     /// that was taken, or whose owner did not answer in time, and that did
     /// not end the session within `wait` is `busy` (the owner's own refusal
-    /// when it did not answer, else [`SessionError::Busy`]).
-    pub async fn terminate(&self, wait: Duration) -> Result<SessionInfo, SessionError> {
+    /// when it did not answer, else [`SessionError::Busy`]). The answer
+    /// says whether this terminate began the end ([`Began`]).
+    pub async fn terminate(&self, wait: Duration) -> Result<Terminated, SessionError> {
         let mut info = self.info.clone();
         // An owner's `busy`, kept to answer with if the end does not come:
         // its message says which node did not answer.
@@ -47,25 +96,46 @@ impl SessionHandle {
         let ended = async {
             // Sent within the wait: a full command queue of a stuck actor
             // answers `busy` too.
-            let taken = self.send_terminate().await?;
+            let mut taken = self.send_terminate().await?;
             let ended = info.wait_for(|i| !i.status.is_running());
             tokio::pin!(ended);
-            tokio::select! {
+            let began = tokio::select! {
                 // The end wins over a late refusal: the session did end.
                 biased;
-                i = &mut ended => return i.map(|i| i.clone()).map_err(|_| self.closed()),
+                i = &mut ended => {
+                    let info = i.map(|i| i.clone()).map_err(|_| self.closed())?;
+                    return Ok(Terminated { info, began: self.began_before_the_end(&mut taken) });
+                }
                 // A dropped reply (the actor ended) leaves the end to say so.
-                t = taken => if let Ok(Err(e)) = t {
-                    if !may_still_be_taken(&e) {
-                        return Err(e);
+                t = &mut taken => match t {
+                    Ok(Ok(began)) => began,
+                    Ok(Err(e)) if !may_still_be_taken(&e) => return Err(e),
+                    Ok(Err(e)) => {
+                        unanswered = Some(e);
+                        Began::Unknown
                     }
-                    unanswered = Some(e);
+                    Err(_) => Began::Unknown,
                 },
-            }
-            ended.await.map(|i| i.clone()).map_err(|_| self.closed())
+            };
+            let info = ended.await.map(|i| i.clone()).map_err(|_| self.closed())?;
+            Ok(Terminated { info, began })
         };
         let answer = tokio::time::timeout(wait, ended).await;
         answer.unwrap_or_else(|_| Err(unanswered.unwrap_or_else(|| SessionError::Busy(self.id.clone()))))
+    }
+
+    /// Whether a terminate whose session was seen ended before its reply
+    /// was read began the end. The actor replies before it publishes the
+    /// end it began: a reply not there yet (or none) means the end came
+    /// first. A stand-in's reply may come after the end, and says nothing.
+    fn began_before_the_end(&self, taken: &mut oneshot::Receiver<Result<Began, SessionError>>) -> Began {
+        if self.is_remote() {
+            return Began::Unknown;
+        }
+        match taken.try_recv() {
+            Ok(Ok(began)) => began,
+            _ => Began::No,
+        }
     }
 
     /// Starts ending the program (see [`Command::Terminate`]) and answers
@@ -73,11 +143,12 @@ impl SessionHandle {
     /// applying a terminate another node asked for.
     pub async fn begin_terminate(&self) -> Result<(), SessionError> {
         let taken = self.send_terminate().await?;
-        self.answer(taken).await?
+        self.answer(taken).await?.map(drop)
     }
 
-    /// Sends the terminate command; the receiver gets whether it was taken.
-    async fn send_terminate(&self) -> Result<oneshot::Receiver<Result<(), SessionError>>, SessionError> {
+    /// Sends the terminate command; the receiver gets whether it was taken,
+    /// and whether it began the end.
+    async fn send_terminate(&self) -> Result<oneshot::Receiver<Result<Began, SessionError>>, SessionError> {
         let (reply, taken) = oneshot::channel();
         self.commands
             .send_async(Box::new(Command::Terminate { reply }))
@@ -92,47 +163,16 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use bytes::Bytes;
     use futures_util::FutureExt as _;
-    use futures_util::future::BoxFuture;
-    use termstream_proto::{ErrorCode, SessionStatus, Snapshot};
+    use termstream_proto::{ErrorCode, SessionStatus};
 
-    use crate::session::remote::{EventPages, RemoteSession, StandIn, remote_handle};
-    use crate::session::{Command, SessionError, test_info};
+    use crate::session::remote::{StandIn, Unasked, remote_handle};
+    use crate::session::{Began, Command, SessionError, test_info};
 
     const LONG: Duration = Duration::from_secs(30);
 
-    /// An owner that is never asked: the tests answer the stand-in's
-    /// commands themselves.
-    #[derive(Debug)]
-    struct Unasked;
-
-    impl RemoteSession for Unasked {
-        fn input(
-            &self,
-            _: Bytes,
-            _: bool,
-            _: Option<(Arc<str>, u64)>,
-            _: Duration,
-        ) -> BoxFuture<'_, Result<(), SessionError>> {
-            unreachable!("no input in these tests")
-        }
-        fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SessionError>> {
-            unreachable!("no snapshot in these tests")
-        }
-        fn refresh(&self) -> BoxFuture<'_, ()> {
-            Box::pin(async {})
-        }
-        fn events(&self) -> Result<Box<dyn EventPages>, SessionError> {
-            unreachable!("no recording in these tests")
-        }
-        fn let_go(&self) -> bool {
-            false
-        }
-    }
-
     /// The reply slot of the terminate the handle sent to the stand-in.
-    fn sent(stand_in: &StandIn) -> tokio::sync::oneshot::Sender<Result<(), SessionError>> {
+    fn sent(stand_in: &StandIn) -> tokio::sync::oneshot::Sender<Result<Began, SessionError>> {
         match *stand_in.commands.try_recv().expect("the terminate was sent") {
             Command::Terminate { reply } => reply,
             other => panic!("not a terminate: {other:?}"),
@@ -162,8 +202,9 @@ mod tests {
             "an owner that did not answer in time may still end the session: wait for it"
         );
         stand_in.info.send_modify(|i| i.status = SessionStatus::Terminated);
-        let info = terminate.await.expect("answered").expect("the session ended");
-        assert_eq!(info.status, SessionStatus::Terminated);
+        let ended = terminate.await.expect("answered").expect("the session ended");
+        assert_eq!(ended.info.status, SessionStatus::Terminated);
+        assert_eq!(ended.began, Began::Unknown, "a stand-in's owner does not say");
     }
 
     /// A terminate that could not be sent, or that the owner refused,
@@ -187,7 +228,7 @@ mod tests {
     #[tokio::test]
     async fn a_terminate_that_does_not_end_the_session_in_time_is_busy() {
         let wait = Duration::from_millis(50);
-        for answer in [Ok(()), Err(refusal(ErrorCode::Busy))] {
+        for answer in [Ok(Began::Unknown), Err(refusal(ErrorCode::Busy))] {
             let unanswered = answer.is_err();
             let (handle, stand_in) = remote_handle(test_info("stuck"), Arc::new(Unasked));
             let start = std::time::Instant::now();
@@ -242,7 +283,7 @@ mod tests {
         let (handle, stand_in) = remote_handle(test_info("begun"), Arc::new(Unasked));
         let mut begin = Box::pin(handle.begin_terminate());
         assert!((&mut begin).now_or_never().is_none(), "waits for the session");
-        let _ = sent(&stand_in).send(Ok(()));
+        let _ = sent(&stand_in).send(Ok(Began::Unknown));
         let begun = tokio::time::timeout(LONG, begin).await.expect("answered");
         assert!(begun.is_ok(), "{begun:?}");
         assert!(handle.is_running(), "the end is not waited for");

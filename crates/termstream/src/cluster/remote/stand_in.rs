@@ -37,7 +37,7 @@ use super::{Commands, Remote, Update, Updates, after, subscription};
 use crate::cluster::requests::{ASK_TIMEOUT, ask};
 use crate::cluster::wire::{self, Answer, Entry, Op};
 use crate::session::log::OutputRing;
-use crate::session::{Command, InfoSender, LogEvent};
+use crate::session::{Began, Command, InfoSender, LogEvent};
 
 /// A remote session's stand-in.
 pub(super) struct Task {
@@ -141,7 +141,9 @@ impl Task {
                     // for the end after `busy` (no answer in time: the
                     // request stays in the owner's list, which may apply it
                     // yet; see `SessionHandle::terminate`).
-                    let r = ask(&c, &owner, &id, epoch, Op::Terminate, ASK_TIMEOUT).await.map(drop);
+                    let r = ask(&c, &owner, &id, epoch, Op::Terminate, ASK_TIMEOUT)
+                        .await
+                        .map(|_| Began::Unknown);
                     // Not silent when its caller is gone (a client that
                     // hung up).
                     if let Err(Err(e)) = reply.send(r) {

@@ -28,9 +28,12 @@ pub(crate) struct Leftovers {
 }
 
 impl Actor {
-    pub(super) fn terminate(&mut self) {
+    /// Begins the end (SIGHUP and SIGTERM to the leader's group, SIGKILL
+    /// after the grace period); whether it did: not when the program had
+    /// ended, or another terminate began it.
+    pub(super) fn terminate(&mut self) -> bool {
         if self.phase != Phase::Running || self.terminating {
-            return;
+            return false;
         }
         self.terminating = true;
         let _ = self.events.send(LogEvent::Terminating);
@@ -38,6 +41,7 @@ impl Actor {
         process::signal_group(pgid, Signal::HUP);
         process::signal_group(pgid, Signal::TERM);
         self.kill_deadline = Some(tokio::time::Instant::now() + self.settings.grace);
+        true
     }
 
     /// Signals every process of the session and waits until that is done:
