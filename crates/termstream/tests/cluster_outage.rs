@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use common::cluster::{HEARTBEAT_MS, LOST_MS, TestCluster, attach, holds, listed, read_until};
+use common::cluster::{HEARTBEAT_MS, NOT_LOST, TestCluster, attach, holds, listed, read_until};
 use common::ws::WsClient;
 use serde_json::json;
 
@@ -36,7 +36,7 @@ async fn readyz_is(node: &TestServer, code: u16) -> Option<serde_json::Value> {
 
 #[tokio::test]
 async fn sessions_outlive_a_redis_outage_and_are_resumable_everywhere_after() {
-    let mut cluster = TestCluster::start(3).await;
+    let mut cluster = TestCluster::start_with(3, &[NOT_LOST]).await;
     let info = cluster.nodes[0]
         .create(json!({"id":"ticker","kind":"command","argv":["sh","-c",TICKER]}))
         .await;
@@ -97,13 +97,10 @@ async fn sessions_outlive_a_redis_outage_and_are_resumable_everywhere_after() {
     // Redis came back empty: a node that joins now learns of the session
     // only if its owner registered it again.
     let url = cluster.redis.url();
-    let (hb, lost) = (HEARTBEAT_MS.to_string(), LOST_MS.to_string());
+    let hb = HEARTBEAT_MS.to_string();
     let d = TestServer::start_with(
         &["--cluster", &url],
-        &[
-            ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
-            ("TERMSTREAM_CLUSTER_LOST_MS", lost.as_str()),
-        ],
+        &[("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()), NOT_LOST],
     )
     .await;
     for node in cluster.nodes.iter().chain([&d]) {
