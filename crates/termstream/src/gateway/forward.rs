@@ -51,18 +51,18 @@
 //! cluster stand-in, gone), then gives the attachment back to its socket's
 //! task ([`release`]), as one whose session is deleted while running does.
 //! Meanwhile it holds the session's id, a receiver of its info, its
-//! [`Release`], its attachment gauge and its detach log line; the rest of
-//! the forwarder (its outbox, its handle, what it held back to send) is
-//! dropped before the wait.
+//! [`Release`], its attachment gauge and its detach log line, nothing more.
 
 mod catchup;
 mod focused;
 mod live;
+mod progress;
 mod release;
 mod resize;
 mod send;
 mod started;
 
+pub use progress::{Next, Progress};
 pub use release::{Release, Released};
 pub use started::Started;
 
@@ -84,7 +84,7 @@ use crate::session::{SessionError, SessionHandle};
 /// The largest output frame the forwarder builds by merging chunks.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// In binary mode, chunks at least this large go out as their own frame,
-/// shared with every other socket (no copy), instead of being merged.
+/// shared with every other socket (no copy), not merged.
 const ZERO_COPY_MIN: usize = 16 * 1024;
 /// The most bytes one catch-up read asks for.
 const READ_PAGE: usize = 256 * 1024;
@@ -108,10 +108,11 @@ pub struct Attach {
     /// the slot back); the attachment outlives the session's end until
     /// then. `/ws/terminal/{id}` has one too: told, it closes (its
     /// forwarder sends `terminal_end` first if its end was not seen; see
-    /// `detached`). `None` (`/ws/terminal/all`): the forwarder sends the
-    /// `session.detached` of its dialect, if any, and ends with the
-    /// session.
+    /// `detached`). `None`: the forwarder sends its dialect's
+    /// `session.detached`, if any, and ends with the session.
     pub release: Option<Release>,
+    /// Where what goes out is accounted for, for a next forwarder ([`Progress`]).
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// How a focus-aware attachment follows its session's focus.
@@ -159,6 +160,8 @@ struct Forwarder {
     pending_resizes: Vec<resize::Resize>,
     /// Taken when the session is found deleted (see [`Attach::release`]).
     release: Option<Release>,
+    /// See [`Attach::progress`].
+    progress: Option<Arc<Progress>>,
 }
 
 /// How following the live events ended.
@@ -178,13 +181,20 @@ pub fn spawn(attach: Attach, out: Outbox) -> (Follower, Started) {
     (handle.spawn_follower(run(attach, out, tell)), started)
 }
 
-/// [`spawn`] (with no [`Started`]), but [`run`] begins only once `before`
-/// is done: it is not subscribed, sends nothing and holds no attachment
-/// gauge until then. A combinator, for the reason [`run`] gives.
-pub fn spawn_after(attach: Attach, out: Outbox, before: impl Future<Output = ()> + Send + 'static) -> Follower {
-    let handle = attach.handle.clone();
+/// [`spawn`] (with no [`Started`]) of the attach that `before` makes once
+/// done; nothing (no subscription, no frame, no attachment gauge) until
+/// then, and nothing at all for `None`. A combinator, as [`run`] says.
+pub fn spawn_after(
+    handle: &SessionHandle,
+    out: Outbox,
+    before: impl Future<Output = Option<Attach>> + Send + 'static,
+) -> Follower {
+    use futures_util::future::Either;
     let (tell, _) = started::pair();
-    handle.spawn_follower(futures_util::FutureExt::then(before, move |()| run(attach, out, tell)))
+    handle.spawn_follower(futures_util::FutureExt::then(before, move |attach| match attach {
+        Some(attach) => Either::Left(run(attach, out, tell)),
+        None => Either::Right(std::future::ready(())),
+    }))
 }
 
 /// Delivers `attach`'s session to `out` until the log ends, the session is
@@ -209,6 +219,7 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         preamble,
         focus,
         release,
+        progress,
     } = attach;
     let mut f = Forwarder {
         id: handle.id().clone(),
@@ -225,6 +236,7 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         told_size: (0, 0),
         pending_resizes: Vec::new(),
         release,
+        progress,
     };
     async move {
         let _attached = attached;
@@ -405,9 +417,11 @@ impl Forwarder {
         };
         let sub = self.handle.subscribe(self.next).await;
         let _ = started.send(());
+        let announce = !preamble.is_empty();
         for msg in preamble {
             self.out.send(msg).await?;
         }
+        self.account_start(announce);
         let Ok(sub) = sub else {
             return self.detached().await.map(|()| None);
         };
@@ -450,6 +464,7 @@ impl Forwarder {
         drop(snap);
         drop(info);
         self.replay(sub.backlog, sub.end, sub.last_resize).await?;
+        self.account_sent();
         if let Some(ended) = sub.ended {
             return self.finish(&ended).await.map(|()| None);
         }
