@@ -12,7 +12,10 @@
 //!
 //! Each write happens in the same poll as the send it accounts for (no
 //! wait between them): a forwarder stopped at a wait has written all it
-//! sent, and nothing it did not send.
+//! sent, and nothing it did not send. That holds because a send of the
+//! socket's `Outbox` returns in the poll that hands its frame over, to
+//! the sink or to the queue (a flush still to do is the writer's): it
+//! waits only before that.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
