@@ -20,6 +20,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::Forwarder;
+use crate::gateway::outbox::Closed;
+use crate::gateway::render::OutEvent;
 
 use termstream_proto::ws::LogPosition;
 use termstream_proto::{Epoch, SessionInfo};
@@ -39,6 +41,10 @@ pub struct Progress {
     announced: AtomicBool,
     /// Whether the session's end (its exit) went out.
     ended: AtomicBool,
+    /// Whether the session's `terminating` went out (a session is
+    /// terminated once per incarnation: a copy that takes over and finds
+    /// it terminating does not tell it again).
+    terminating: AtomicBool,
 }
 
 impl Progress {
@@ -48,6 +54,7 @@ impl Progress {
             sent: AtomicU64::new(since.unwrap_or(NOTHING)),
             announced: AtomicBool::new(false),
             ended: AtomicBool::new(false),
+            terminating: AtomicBool::new(false),
         }
     }
 
@@ -74,6 +81,7 @@ impl Progress {
     /// client was told, is streamed on: its end is still to come.
     pub fn reopen(&self) {
         self.ended.store(false, Ordering::Release);
+        self.terminating.store(false, Ordering::Release);
     }
 
     /// Every byte before `offset` was handed to the socket.
@@ -108,6 +116,24 @@ impl Forwarder {
             let held = self.carry.as_ref().map_or(0, |(_, h)| h.len() as u64);
             p.sent_up_to(self.next - held);
         }
+    }
+
+    /// Tells the session's `terminating`, unless an earlier forwarder of
+    /// this account told it already (the copy taking over finds the
+    /// session still terminating).
+    pub(super) async fn tell_terminating(&self) -> Result<(), Closed> {
+        if self
+            .progress
+            .as_ref()
+            .is_some_and(|p| p.terminating.load(Ordering::Acquire))
+        {
+            return Ok(());
+        }
+        self.emit(OutEvent::Terminating { session: &self.id }).await?;
+        if let Some(p) = &self.progress {
+            p.terminating.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Accounts for the session's end, handed to the socket.

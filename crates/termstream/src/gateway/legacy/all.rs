@@ -280,7 +280,12 @@ impl Streams<'_> {
                             vec![start_message(&h.info())]
                         }
                     };
-                    let since = p.resume_at(h.epoch());
+                    // Not past the new copy's end (a copy behind the
+                    // old one): the forwarder would refuse the position.
+                    let since = p.resume_at(h.epoch()).map(|at| LogPosition {
+                        offset: at.offset.min(h.output_offset()),
+                        ..at
+                    });
                     Some(attach(h, since, max_replay, preamble, None, Some(p)))
                 };
                 (progress, forward::spawn_after(&handle, self.out.clone(), next))
