@@ -112,6 +112,13 @@ async fn all_sessions_socket_goes_on_where_it_got_across_a_release() {
 /// `terminal_end` sent), and lists it again: the client has everything,
 /// and gets nothing more of it; not a second `terminal_start`, nor its
 /// output and `terminal_end` again.
+///
+/// What B would send again of `done` is read for certain: `done` is then
+/// deleted and created again, and a new session under an id starts on the
+/// socket only after everything of the earlier one (its forwarder is let
+/// end first); so the new one's output comes after anything more of the
+/// ended one. (Reading only up to the output of another session, `back`,
+/// saw it on the old code by an order that was likely, not certain.)
 #[tokio::test]
 async fn all_sessions_socket_sends_nothing_more_of_an_ended_session_across_a_release() {
     let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
@@ -151,6 +158,78 @@ async fn all_sessions_socket_sends_nothing_more_of_an_ended_session_across_a_rel
         .filter(|m| m["type"] == "terminal_start")
         .count();
     assert_eq!(starts, 0, "no second terminal_start of the running one: {seen:?}");
+
+    let (status, body) = a.request("DELETE", "/api/sessions/done", None).await;
+    assert_eq!(status, 204, "{body}");
+    let gone = wait_until(T, || async { b.get("/api/sessions/done").await.0 == 404 }).await;
+    assert!(gone, "B saw done deleted");
+    a.create(json!({"id":"done","kind":"command","argv":["sh","-c","echo fresh-$((6*7))"]}))
+        .await;
+    let mut seen = seen;
+    seen.extend(through_output(&mut all, "done", "fresh-42").await);
+    let done: Vec<&str> = of(&seen, "done").iter().filter_map(|m| m["type"].as_str()).collect();
+    assert_eq!(
+        done,
+        ["terminal_start", "terminal_output"],
+        "nothing more of the ended session before the new one's start: {seen:?}"
+    );
+}
+
+/// A session being terminated (its program ignores the signals) that B
+/// lets go of and lists again: `/ws/terminal/all` told
+/// `terminal_terminating` once, and the copy that takes over, which finds
+/// the session still terminating, does not tell it again.
+#[tokio::test]
+async fn all_sessions_socket_tells_a_terminate_once_across_a_release() {
+    let grace = ("TERMSTREAM_TERMINATE_GRACE_MS", "60000");
+    let cluster = TestCluster::start_with(2, &[NOT_LOST, grace]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    // Ends at the input "end" only (so that the nodes stop at once).
+    let stubborn = "trap '' HUP TERM; while read l; do [ $l = end ] && exit; echo got-$l; done";
+    a.create(json!({"id":"stubborn","kind":"command","argv":["sh","-c",stubborn]}))
+        .await;
+    listed(b, "stubborn", T).await.expect("listed on B");
+    let mut all = WsClient::connect_raw(b, "/ws/terminal/all").await;
+    let mut seen = vec![all.next_json(T).await];
+    a.input("stubborn", "one\n").await;
+    seen.extend(through_output(&mut all, "stubborn", "got-one").await);
+    // Sent on its own: a terminate answers once the session ended, which
+    // the program's trap puts off to the grace's end.
+    let terminate = tokio::spawn(
+        reqwest::Client::new()
+            .post(a.url("/api/sessions/stubborn/terminate"))
+            .send(),
+    );
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match all.recv(left).await {
+            Some(Incoming::Json(m)) => {
+                let told = m["type"] == "terminal_terminating";
+                seen.push(m);
+                if told {
+                    break;
+                }
+            }
+            other => panic!("no terminal_terminating ({other:?}): {seen:?}"),
+        }
+    }
+    let_go_and_list_again(&cluster, &["stubborn"]).await;
+    a.input("stubborn", "two\n").await;
+    // The same forwarder sends the start's terminating and then the output.
+    seen.extend(through_output(&mut all, "stubborn", "got-two").await);
+    let told = of(&seen, "stubborn")
+        .iter()
+        .filter(|m| m["type"] == "terminal_terminating")
+        .count();
+    assert_eq!(told, 1, "terminal_terminating once: {seen:?}");
+    let starts = of(&seen, "stubborn")
+        .iter()
+        .filter(|m| m["type"] == "terminal_start")
+        .count();
+    assert_eq!(starts, 1, "one terminal_start: {seen:?}");
+    a.input("stubborn", "end\n").await;
+    terminate.abort();
 }
 
 #[tokio::test]
