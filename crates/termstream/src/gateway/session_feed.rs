@@ -32,7 +32,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use termstream_proto::ws::DetachReason;
-use termstream_proto::{Epoch, SessionId, SessionInfo, SessionStatus};
+use termstream_proto::{SessionId, SessionInfo, SessionStatus};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -97,9 +97,8 @@ struct Feed {
 /// count, not its handle: it keeps nothing of the session alive.
 struct Followed {
     presence: Arc<Presence>,
-    /// The incarnation's epoch and info, which tell it apart from others
-    /// under its id ([`Kin::of`]).
-    epoch: Epoch,
+    /// The copy's info channel, which tells it apart from any other under
+    /// its id ([`Kin::is_same`]).
     info: watch::Receiver<SessionInfo>,
     /// Why the session went, read once it left the registry: `released`
     /// for a stand-in this node let go of.
@@ -129,7 +128,7 @@ impl Feed {
     fn created(&mut self, registry: &Registry, h: SessionHandle) {
         let follows = match self.sessions.get(h.id()) {
             None => Follows::Nothing,
-            Some(f) if Kin::of(&h, &f.info, f.epoch) == Kin::Same => Follows::This { announced: f.announced },
+            Some(f) if Kin::is_same(&h, &f.info) => Follows::This { announced: f.announced },
             Some(_) => Follows::Another,
         };
         match on_created(is_current(registry, &h), follows) {
@@ -155,10 +154,7 @@ impl Feed {
     /// node's session): see [`publishes_deleted`].
     fn deleted(&mut self, registry: &Registry, id: &SessionId) {
         let follows = self.sessions.get(id).map(|f| {
-            if registry
-                .get(id)
-                .is_some_and(|cur| Kin::of(&cur, &f.info, f.epoch) == Kin::Same)
-            {
+            if registry.get(id).is_some_and(|cur| Kin::is_same(&cur, &f.info)) {
                 Follows::This { announced: f.announced }
             } else {
                 Follows::Another
@@ -184,7 +180,7 @@ impl Feed {
         }
         let hub = self.hub.clone();
         self.sessions.retain(|id, f| {
-            let keep = live.get(id).is_some_and(|h| Kin::of(h, &f.info, f.epoch) == Kin::Same);
+            let keep = live.get(id).is_some_and(|h| Kin::is_same(h, &f.info));
             if !keep {
                 publish_deleted(&hub, f.project.clone(), id, &f.departure);
             }
@@ -213,7 +209,6 @@ impl Feed {
             departure: h.departure(),
             viewers: h.viewers(),
             presence: h.presence().clone(),
-            epoch: h.epoch(),
             info,
             project,
             status,

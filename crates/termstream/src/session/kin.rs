@@ -8,7 +8,8 @@
 //! with the same epoch but an info channel of its own. Code that keeps
 //! something of a session across the registry's changes (the older
 //! WebSocket endpoints, the `sessions` channel) asks [`SessionHandle::kin`]
-//! or [`Kin::of`] which of the three a handle is, and decides on that.
+//! or [`Kin::of`] which of the three a handle is ([`Kin::is_same`] for a
+//! holder that tells only the very copy apart), and decides on that.
 
 use termstream_proto::{Epoch, SessionInfo};
 use tokio::sync::watch;
@@ -40,6 +41,13 @@ impl Kin {
         } else {
             Kin::Other
         }
+    }
+
+    /// Whether `handle` is the very copy whose info `info` receives
+    /// ([`Kin::Same`]): what a holder that tells only that apart asks,
+    /// with no epoch kept.
+    pub fn is_same(handle: &SessionHandle, info: &watch::Receiver<SessionInfo>) -> bool {
+        handle.is_incarnation(info)
     }
 }
 
