@@ -18,6 +18,7 @@ pub mod cgroup;
 mod error;
 pub mod flood;
 pub mod input;
+pub mod kin;
 pub mod lane;
 pub mod log;
 pub mod log_events;

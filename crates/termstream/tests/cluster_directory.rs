@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::cluster::{TestCluster, listed, status_is};
+use common::cluster::{NOT_LOST, TestCluster, listed, status_is};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(15);
@@ -56,7 +56,7 @@ async fn stats(conn: &mut redis::aio::MultiplexedConnection, seen: &mut u64) -> 
 
 #[tokio::test]
 async fn an_unchanged_directory_is_not_read_whole_every_heartbeat() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, &[NOT_LOST]).await;
     let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
     let sessions = sessions();
     let mut epochs = Vec::new();

@@ -11,7 +11,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::cluster::{HEARTBEAT_MS, TestCluster, holds, listed};
+use common::cluster::{HEARTBEAT_MS, NOT_LOST, TestCluster, holds, listed};
 use common::focus::{FocusView, strings};
 use common::redis::TestRedis;
 use common::ws::{Incoming, WsClient};
@@ -317,7 +317,7 @@ async fn focused_viewer(a: &TestServer, b: &TestServer, t: std::time::Duration) 
 #[tokio::test]
 async fn a_resize_made_while_unfocused_is_told_once_at_its_place_on_another_node() {
     let t = secs(20);
-    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "600000")]).await;
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "600000"), NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let focus = |focused: bool| put_focus(b, json!({"sessionId":"r","focused":focused}));
     let (mut ws, _) = focused_viewer(a, b, t).await;
@@ -350,7 +350,7 @@ async fn a_resize_made_while_unfocused_is_told_once_at_its_place_on_another_node
 #[tokio::test]
 async fn a_missed_resize_is_told_before_output_drawn_at_it_when_a_newer_one_followed() {
     let t = secs(20);
-    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "600000")]).await;
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_UNFOCUSED_INTERVAL_MS", "600000"), NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let focus = |focused: bool| put_focus(b, json!({"sessionId":"r","focused":focused}));
     let (mut ws, mut seen) = focused_viewer(a, b, t).await;

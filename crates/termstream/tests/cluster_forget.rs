@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use common::cluster::{HEARTBEAT_MS, LOST_MS, TestCluster, listed};
+use common::cluster::{HEARTBEAT_MS, LOST_MS, NOT_LOST, TestCluster, listed};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
@@ -206,7 +206,7 @@ async fn a_stopping_node_finishes_removing_what_it_deleted() {
 /// again.
 #[tokio::test]
 async fn a_record_whose_session_its_node_no_longer_has_is_forgotten() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let conn = connect(&cluster).await;
     created(a, b, &conn, "real").await;
@@ -253,7 +253,7 @@ async fn a_record_whose_session_its_node_no_longer_has_is_forgotten() {
 /// one from Redis (its claim among it) instead of answering 409.
 #[tokio::test]
 async fn a_session_deleted_and_created_again_at_once_is_created() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let conn = connect(&cluster).await;
     let body = json!({"id":"phoenix","argv":["/bin/sh"]});
@@ -274,7 +274,7 @@ async fn a_session_deleted_and_created_again_at_once_is_created() {
 /// it is free at once, on that node and on any other.
 #[tokio::test]
 async fn a_failed_create_gives_its_id_back() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let conn = connect(&cluster).await;
     let bad = json!({"id":"again","kind":"command","argv":["no-such-program-xyz"]});
@@ -296,7 +296,7 @@ async fn a_failed_create_gives_its_id_back() {
 /// still goes; every id is then free on the other node.
 #[tokio::test]
 async fn sessions_deleted_right_after_their_create_leave_their_ids_free() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let conn = connect(&cluster).await;
     let mut ids = Vec::new();

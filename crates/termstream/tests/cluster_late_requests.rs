@@ -19,7 +19,7 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::cluster::{TestCluster, listed};
+use common::cluster::{NOT_LOST, TestCluster, listed};
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 
@@ -86,7 +86,7 @@ fn input(text: &str) -> Value {
 
 #[tokio::test]
 async fn a_late_request_for_a_deleted_session_does_not_act_on_the_new_one_with_its_id() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let body = json!({"id":"reused","argv":["/bin/sh"],"cols":80,"rows":24});
     let old = a.create(body.clone()).await["epoch"].as_str().unwrap().to_owned();

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use common::cluster::{HEARTBEAT_MS, LOST_MS, TestCluster, attach, holds, listed, read_until};
+use common::cluster::{HEARTBEAT_MS, NOT_LOST, TestCluster, attach, holds, listed, read_until};
 use common::ws::WsClient;
 use serde_json::json;
 
@@ -36,7 +36,7 @@ async fn readyz_is(node: &TestServer, code: u16) -> Option<serde_json::Value> {
 
 #[tokio::test]
 async fn sessions_outlive_a_redis_outage_and_are_resumable_everywhere_after() {
-    let mut cluster = TestCluster::start(3).await;
+    let mut cluster = TestCluster::start_with(3, &[NOT_LOST]).await;
     let info = cluster.nodes[0]
         .create(json!({"id":"ticker","kind":"command","argv":["sh","-c",TICKER]}))
         .await;
@@ -97,13 +97,10 @@ async fn sessions_outlive_a_redis_outage_and_are_resumable_everywhere_after() {
     // Redis came back empty: a node that joins now learns of the session
     // only if its owner registered it again.
     let url = cluster.redis.url();
-    let (hb, lost) = (HEARTBEAT_MS.to_string(), LOST_MS.to_string());
+    let hb = HEARTBEAT_MS.to_string();
     let d = TestServer::start_with(
         &["--cluster", &url],
-        &[
-            ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
-            ("TERMSTREAM_CLUSTER_LOST_MS", lost.as_str()),
-        ],
+        &[("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()), NOT_LOST],
     )
     .await;
     for node in cluster.nodes.iter().chain([&d]) {
@@ -130,23 +127,14 @@ async fn sessions_outlive_a_redis_outage_and_are_resumable_everywhere_after() {
     a.terminate("ticker").await;
 }
 
-/// How many `XADD`s Redis refused so far (`INFO commandstats`).
-async fn xadds_refused(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .expect("INFO");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_xadd:"))
-        .map_or(0, |l| {
-            let n = l.split(',').find_map(|kv| kv.strip_prefix("rejected_calls="));
-            n.expect("Redis 6.2 or later counts refused calls")
-                .trim()
-                .parse()
-                .expect("a count")
-        })
+/// Whether `node` (started with [`TestServer::start_logged`], a JSON log
+/// and warnings kept) logged that publishing session `id` to Redis failed
+/// (`cluster.publish_failed`): per session, where Redis's count of refused
+/// `XADD`s is the whole server's.
+fn publish_failed(node: &TestServer, id: &str) -> bool {
+    node.log_events("cluster.publish_failed")
+        .iter()
+        .any(|v| v["session"] == id)
 }
 
 /// Redis refuses writes (out of memory) while two sessions print, then
@@ -156,24 +144,46 @@ async fn xadds_refused(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
 /// more of the session. Now it starts again; and the other session,
 /// deleted meanwhile, does not have its record written back when its
 /// publisher wakes.
+///
+/// Each publisher's failure is read from the owner's log, session by
+/// session. This test once counted Redis's refused `XADD`s instead, for
+/// the whole server, and waited for one more after each session's input:
+/// a publisher that had failed already (on output printed after the line
+/// the test waited for, such as the shell's prompt, or on the record's put
+/// that follows a write) waits for a heartbeat that reaches Redis, and none
+/// does while Redis refuses writes, so it tried no `XADD` for the input,
+/// and the wait timed out on a loaded machine. Here `steady` always fails
+/// first on output printed before its input of the window (`early`).
 #[tokio::test]
 async fn a_stream_refused_by_redis_for_a_moment_carries_on_after_it() {
+    let redis = common::redis::TestRedis::start().await;
     // Nodes count each other lost only after a minute: the registrations
     // outlast the refusal, so no node registers again.
-    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_CLUSTER_LOST_MS", "60000")]).await;
-    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let hb = HEARTBEAT_MS.to_string();
+    let env = [
+        ("TERMSTREAM_CLUSTER_HEARTBEAT_MS", hb.as_str()),
+        ("TERMSTREAM_CLUSTER_LOST_MS", "60000"),
+    ];
+    // The owner's warnings are read (`publish_failed`), whatever RUST_LOG
+    // the tests run with.
+    let mut logged = env.to_vec();
+    logged.push(("RUST_LOG", "termstream=warn"));
+    let a = TestServer::start_logged(&["--cluster", &redis.url(), "--log-format", "json"], &logged).await;
+    let b = TestServer::start_with(&["--cluster", &redis.url()], &env).await;
+    for node in [&a, &b] {
+        readyz_is(node, 200).await.expect("ready");
+    }
     let info = a.create(json!({"id":"steady","argv":["/bin/sh"]})).await;
     a.create(json!({"id":"doomed","argv":["/bin/sh"]})).await;
     let epoch = info["epoch"].as_str().unwrap().to_owned();
-    listed(b, "steady", T).await.expect("listed on B");
-    let mut on_b = WsClient::connect(b, "/ws").await;
+    listed(&b, "steady", T).await.expect("listed on B");
+    let mut on_b = WsClient::connect(&b, "/ws").await;
     let mut seen_b = attach(&mut on_b, "steady", Some((&epoch, 0))).await;
     a.input("steady", "echo before-$((6*7))\n").await;
     read_until(&mut on_b, &mut seen_b, T, |s| holds(&s.data, "before-42")).await;
 
-    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
+    let client = redis::Client::open(redis.url()).expect("redis url");
     let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let refused = xadds_refused(&mut conn).await;
     for (key, value) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1")] {
         let _: () = redis::cmd("CONFIG")
             .arg("SET")
@@ -183,18 +193,15 @@ async fn a_stream_refused_by_redis_for_a_moment_carries_on_after_it() {
             .await
             .expect("CONFIG SET");
     }
-    // Only publishers add to streams: each refusal counted is theirs.
-    let mut refused = refused;
-    for id in ["doomed", "steady"] {
-        a.input(id, "echo during-$((6*7))\n").await;
-        let failed = common::wait_until(T, || {
-            let mut conn = conn.clone();
-            async move { xadds_refused(&mut conn).await > refused }
-        })
-        .await;
-        assert!(failed, "Redis refused the owner's XADD of {id}'s output");
-        refused = xadds_refused(&mut conn).await;
+    // Output while Redis refuses writes: each session's publisher fails
+    // (steady's on `early`), then waits for a heartbeat that reaches Redis.
+    for (id, line) in [("steady", "early"), ("doomed", "during")] {
+        a.input(id, &format!("echo {line}-$((6*7))\n")).await;
+        let failed = common::wait_until(T, || async { publish_failed(&a, id) }).await;
+        assert!(failed, "publishing {id} to Redis failed:\n{}", a.log());
     }
+    // Printed while steady's publisher waits: it tries no XADD of it now.
+    a.input("steady", "echo during-$((6*7))\n").await;
     // Deleted while its publisher waits to try again.
     let (status, body) = a.request("DELETE", "/api/sessions/doomed", None).await;
     assert_eq!(status, 204, "{body}");
@@ -209,7 +216,7 @@ async fn a_stream_refused_by_redis_for_a_moment_carries_on_after_it() {
     // What was printed while Redis refused it, and what comes after.
     a.input("steady", "echo after-$((6*7))\n").await;
     read_until(&mut on_b, &mut seen_b, T, |s| {
-        holds(&s.data, "during-42") && holds(&s.data, "after-42")
+        holds(&s.data, "early-42") && holds(&s.data, "during-42") && holds(&s.data, "after-42")
     })
     .await;
     // The deleted session's publisher woke with steady's, whose output B

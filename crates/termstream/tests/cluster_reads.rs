@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use common::cluster::{TestCluster, checksum, holds, status_is};
+use common::cluster::{NOT_LOST, TestCluster, checksum, holds, status_is};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(15);
@@ -146,7 +146,7 @@ async fn same_reads(owner: &TestServer, other: &TestServer, id: &str) {
 
 #[tokio::test]
 async fn every_session_read_through_another_node_is_the_owners_running_and_ended() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, &[NOT_LOST]).await;
     let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
     // Enough output for several pages of a transfer, text that is not all
     // ASCII (split across chunks, and a byte that is not UTF-8), a resize
@@ -196,7 +196,7 @@ async fn every_session_read_through_another_node_is_the_owners_running_and_ended
 
 #[tokio::test]
 async fn recordings_of_other_nodes_stream_at_most_eight_at_once() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     // 6 MiB of output: more than a client's socket and the servers'
     // buffers hold, so a client that does not read holds its transfer.
@@ -224,7 +224,7 @@ async fn recordings_of_other_nodes_stream_at_most_eight_at_once() {
 
 #[tokio::test]
 async fn a_stalled_recording_download_gives_its_slot_back() {
-    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_DOWNLOAD_STALL_MS", "1000")]).await;
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_DOWNLOAD_STALL_MS", "1000"), NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     // 16 MiB of random bytes as base64 (which compression cannot shrink
     // much): far more than the sockets' and servers' buffers hold.

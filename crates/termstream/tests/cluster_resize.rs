@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{TestCluster, attach, holds, listed, read_until};
+use common::cluster::{NOT_LOST, TestCluster, attach, holds, listed, read_until};
 use common::wait_until;
 use common::ws::WsClient;
 use serde_json::{Value, json};
@@ -21,7 +21,7 @@ const DIR_LOG_KEY: &str = "termstream:dirlog";
 
 #[tokio::test]
 async fn a_resize_through_a_node_that_does_not_own_the_session_answers_with_the_new_size() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     a.create(json!({"id":"sized","argv":["/bin/sh"],"cols":80,"rows":24}))
         .await;
@@ -47,7 +47,7 @@ async fn a_resize_through_a_node_that_does_not_own_the_session_answers_with_the_
 async fn a_directory_record_older_than_a_streamed_resize_does_not_put_the_old_size_back() {
     // A heartbeat of a second: B's directory reads, which would bring the
     // owner's newer record, stay far apart from the steps below.
-    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_CLUSTER_HEARTBEAT_MS", "1000")]).await;
+    let cluster = TestCluster::start_with(2, &[("TERMSTREAM_CLUSTER_HEARTBEAT_MS", "1000"), NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     // Silent until it reads a line, so the owner writes its record only on
     // a change of size until then.
@@ -126,7 +126,7 @@ async fn a_directory_record_older_than_a_streamed_resize_does_not_put_the_old_si
 
 #[tokio::test]
 async fn a_resize_made_while_redis_was_down_reaches_a_node_whose_viewer_follows_the_stream() {
-    let mut cluster = TestCluster::start(2).await;
+    let mut cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     // Quiet after its first line: no output follows the resizes, so the
     // owner's record after the outage ends where the last streamed resize
@@ -188,7 +188,7 @@ async fn a_resize_made_while_redis_was_down_reaches_a_node_whose_viewer_follows_
 
 #[tokio::test]
 async fn only_a_resize_through_rest_asks_the_owner_for_its_info() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     a.create(json!({"id":"dragged","argv":["/bin/sh"],"cols":80,"rows":24}))
         .await;

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{TestCluster, attach, checksum, holds, listed, read_until};
+use common::cluster::{NOT_LOST, TestCluster, attach, checksum, holds, listed, read_until};
 use common::ws::WsClient;
 use serde_json::json;
 
@@ -29,7 +29,7 @@ fn expected() -> Vec<u8> {
 #[tokio::test]
 async fn a_client_moving_from_b_to_c_mid_stream_resumes_without_loss_or_repeat() {
     // Streams keep 1 MiB: most of what C must send comes from A's disk.
-    let cluster = TestCluster::start_with(3, &[("TERMSTREAM_CLUSTER_STREAM_BYTES", "1048576")]).await;
+    let cluster = TestCluster::start_with(3, &[("TERMSTREAM_CLUSTER_STREAM_BYTES", "1048576"), NOT_LOST]).await;
     let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
     let info = a
         .create(json!({"id":"flood","kind":"command","argv":["sh","-c",SCRIPT]}))
@@ -70,7 +70,7 @@ async fn a_client_moving_from_b_to_c_mid_stream_resumes_without_loss_or_repeat()
 /// stream.
 #[tokio::test]
 async fn a_resume_on_another_node_from_before_a_resize_gets_the_resize_at_its_place() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, &[NOT_LOST]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let info = a
         .create(json!({"id":"r","argv":["bash","--norc","--noprofile"],"cols":80,"rows":24}))

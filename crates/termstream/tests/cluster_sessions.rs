@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{TestCluster, attach, checksum, holds, listed, read_until};
+use common::cluster::{NOT_LOST, TestCluster, attach, checksum, holds, listed, read_until};
 use common::ws::WsClient;
 use serde_json::json;
 
@@ -14,7 +14,7 @@ const T: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn a_session_of_node_a_is_listed_driven_and_seen_identically_through_node_c() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, &[NOT_LOST]).await;
     let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
     let info = a
         .create(json!({"id":"shared","argv":["/bin/sh"],"cols":80,"rows":24,"project":"p1"}))
@@ -106,7 +106,7 @@ async fn a_session_of_node_a_is_listed_driven_and_seen_identically_through_node_
 
 #[tokio::test]
 async fn one_id_created_on_two_nodes_at_once_is_won_by_exactly_one() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, &[NOT_LOST]).await;
     let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
     for round in 0..5 {
         let id = format!("dup{round}");

@@ -97,7 +97,12 @@ pub async fn run(c: Arc<Cluster>, handle: SessionHandle) {
             }
             Err(e) => {
                 if failures == 0 {
-                    tracing::warn!(session = %handle.id(), error = %e, "publishing the session to the cluster's Redis failed; trying again");
+                    tracing::warn!(
+                        event = "cluster.publish_failed",
+                        session = %handle.id(),
+                        error = %e,
+                        "publishing the session to the cluster's Redis failed; trying again"
+                    );
                 }
                 failures += 1;
                 wait_to_retry(&c, &mut registered, failures).await;

@@ -51,18 +51,19 @@
 //! cluster stand-in, gone), then gives the attachment back to its socket's
 //! task ([`release`]), as one whose session is deleted while running does.
 //! Meanwhile it holds the session's id, a receiver of its info, its
-//! [`Release`], its attachment gauge and its detach log line; the rest of
-//! the forwarder (its outbox, its handle, what it held back to send) is
-//! dropped before the wait.
+//! [`Release`], its attachment gauge and its detach log line, nothing more.
 
 mod catchup;
 mod focused;
 mod live;
+mod progress;
 mod release;
 mod resize;
 mod send;
+mod start;
 mod started;
 
+pub use progress::{Next, Progress};
 pub use release::{Release, Released};
 pub use started::Started;
 
@@ -70,21 +71,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Message;
-use termstream_proto::ws::{GapReason, LogPosition, OutputMode};
+use termstream_proto::ws::{LogPosition, OutputMode};
 use termstream_proto::{ErrorCode, SessionId, SessionKind, Stream};
 
 use super::outbox::{Closed, Outbox};
 use super::render::{Dialect, OutEvent};
 use crate::focus::Focus;
 use crate::observe::metrics::{self, AttachmentGauge};
+use crate::session::SessionHandle;
 use crate::session::lane::Follower;
-use crate::session::log::RingRead;
-use crate::session::{SessionError, SessionHandle};
 
 /// The largest output frame the forwarder builds by merging chunks.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// In binary mode, chunks at least this large go out as their own frame,
-/// shared with every other socket (no copy), instead of being merged.
+/// shared with every other socket (no copy), not merged.
 const ZERO_COPY_MIN: usize = 16 * 1024;
 /// The most bytes one catch-up read asks for.
 const READ_PAGE: usize = 256 * 1024;
@@ -108,10 +108,11 @@ pub struct Attach {
     /// the slot back); the attachment outlives the session's end until
     /// then. `/ws/terminal/{id}` has one too: told, it closes (its
     /// forwarder sends `terminal_end` first if its end was not seen; see
-    /// `detached`). `None` (`/ws/terminal/all`): the forwarder sends the
-    /// `session.detached` of its dialect, if any, and ends with the
-    /// session.
+    /// `detached`). `None`: the forwarder sends its dialect's
+    /// `session.detached`, if any, and ends with the session.
     pub release: Option<Release>,
+    /// Where what goes out is accounted for, for a next forwarder ([`Progress`]).
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// How a focus-aware attachment follows its session's focus.
@@ -159,6 +160,8 @@ struct Forwarder {
     pending_resizes: Vec<resize::Resize>,
     /// Taken when the session is found deleted (see [`Attach::release`]).
     release: Option<Release>,
+    /// See [`Attach::progress`].
+    progress: Option<Arc<Progress>>,
 }
 
 /// How following the live events ended.
@@ -178,13 +181,20 @@ pub fn spawn(attach: Attach, out: Outbox) -> (Follower, Started) {
     (handle.spawn_follower(run(attach, out, tell)), started)
 }
 
-/// [`spawn`] (with no [`Started`]), but [`run`] begins only once `before`
-/// is done: it is not subscribed, sends nothing and holds no attachment
-/// gauge until then. A combinator, for the reason [`run`] gives.
-pub fn spawn_after(attach: Attach, out: Outbox, before: impl Future<Output = ()> + Send + 'static) -> Follower {
-    let handle = attach.handle.clone();
+/// [`spawn`] (with no [`Started`]) of the attach that `before` makes once
+/// done; nothing (no subscription, no frame, no attachment gauge) until
+/// then, and nothing at all for `None`. A combinator, as [`run`] says.
+pub fn spawn_after(
+    handle: &SessionHandle,
+    out: Outbox,
+    before: impl Future<Output = Option<Attach>> + Send + 'static,
+) -> Follower {
+    use futures_util::future::Either;
     let (tell, _) = started::pair();
-    handle.spawn_follower(futures_util::FutureExt::then(before, move |()| run(attach, out, tell)))
+    handle.spawn_follower(futures_util::FutureExt::then(before, move |attach| match attach {
+        Some(attach) => Either::Left(run(attach, out, tell)),
+        None => Either::Right(std::future::ready(())),
+    }))
 }
 
 /// Delivers `attach`'s session to `out` until the log ends, the session is
@@ -209,6 +219,7 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         preamble,
         focus,
         release,
+        progress,
     } = attach;
     let mut f = Forwarder {
         id: handle.id().clone(),
@@ -225,6 +236,7 @@ pub fn run(attach: Attach, out: Outbox, started: started::Tell) -> impl Future<O
         told_size: (0, 0),
         pending_resizes: Vec::new(),
         release,
+        progress,
     };
     async move {
         let _attached = attached;
@@ -327,163 +339,5 @@ impl Forwarder {
 
     fn is_pty(&self) -> bool {
         self.handle.kind() == SessionKind::Pty
-    }
-
-    /// Subscribes and sends what comes before the live events (the
-    /// preamble, `session.attached`, any gap and snapshot, the held
-    /// output); returns the live receiver to follow, or `None` when there
-    /// is nothing to follow (the log ended, the session is gone).
-    async fn start(
-        &mut self,
-        since: Option<LogPosition>,
-        preamble: Vec<Message>,
-        started: started::Tell,
-    ) -> Result<Option<crate::session::log_events::Receiver>, Closed> {
-        let info = self.handle.info_now().await;
-        let end = info.output_offset;
-        let mut snapshot = false;
-        let mut recovered = None;
-        let mut gap = None;
-        match since {
-            Some(pos) if pos.epoch == info.epoch && pos.offset <= end => {
-                if self.is_pty() && end - pos.offset > self.max_replay {
-                    snapshot = true;
-                    recovered = Some(false);
-                    gap = Some((pos.offset, GapReason::Evicted));
-                } else if let Some(earliest) = self.gone_before(pos.offset).await {
-                    // What the client lacks was deleted: the resume is not
-                    // exact, and says so before the gap.
-                    recovered = Some(false);
-                    gap = Some((pos.offset, GapReason::Evicted));
-                    if self.is_pty() {
-                        snapshot = true;
-                    } else {
-                        self.next = earliest;
-                    }
-                } else {
-                    self.next = pos.offset;
-                    recovered = Some(true);
-                }
-            }
-            Some(pos) if pos.epoch == info.epoch => {
-                self.error(
-                    ErrorCode::BadRequest,
-                    format!("since.offset {} is past the end of the output ({end})", pos.offset),
-                )
-                .await?;
-                snapshot = self.is_pty();
-            }
-            Some(_) => {
-                snapshot = self.is_pty();
-                recovered = Some(false);
-                gap = Some((0, GapReason::EpochChanged));
-            }
-            // Legacy clients get the held output instead of a snapshot.
-            None => snapshot = self.is_pty() && self.dialect != Dialect::Legacy,
-        }
-        let snap = if snapshot {
-            match self.handle.snapshot().await {
-                Ok(s) => {
-                    self.next = s.offset;
-                    Some(s)
-                }
-                // Deleted meanwhile: as when the subscribe below fails.
-                Err(SessionError::Closed(_)) => return self.detached().await.map(|()| None),
-                // A session another node owns that its owner no longer has
-                // (deleted, or its id taken by a newer one) before this
-                // node's listing caught up: deleted, as above.
-                Err(e) if e.code() == ErrorCode::SessionNotFound => return self.detached().await.map(|()| None),
-                Err(e) => {
-                    return self
-                        .error(ErrorCode::Internal, format!("cannot take a snapshot: {e}"))
-                        .await
-                        .map(|()| None);
-                }
-            }
-        } else {
-            None
-        };
-        let sub = self.handle.subscribe(self.next).await;
-        let _ = started.send(());
-        for msg in preamble {
-            self.out.send(msg).await?;
-        }
-        let Ok(sub) = sub else {
-            return self.detached().await.map(|()| None);
-        };
-        // A fresh attach without a snapshot starts at the oldest output
-        // still in memory.
-        if since.is_none()
-            && snap.is_none()
-            && let RingRead::Evicted { start } = sub.backlog
-        {
-            self.next = start;
-        }
-        let info = self.handle.info();
-        self.emit(OutEvent::Attached {
-            info: &info,
-            offset: self.next,
-            recovered,
-            end: sub.end,
-        })
-        .await?;
-        self.told_size = (info.cols, info.rows);
-        if let Some((from, reason)) = gap {
-            self.emit(OutEvent::Gap {
-                session: &self.id,
-                from,
-                to: self.next,
-                reason,
-            })
-            .await?;
-        }
-        if let Some(snap) = &snap {
-            self.emit(OutEvent::Restore {
-                session: &self.id,
-                snapshot: snap,
-            })
-            .await?;
-            self.told_size = (snap.cols, snap.rows);
-        }
-        // The forwarder lives as long as the attachment: nothing it no
-        // longer needs may stay alive in it.
-        drop(snap);
-        drop(info);
-        self.replay(sub.backlog, sub.end, sub.last_resize).await?;
-        if let Some(ended) = sub.ended {
-            return self.finish(&ended).await.map(|()| None);
-        }
-        if sub.terminating {
-            self.emit(OutEvent::Terminating { session: &self.id }).await?;
-        }
-        Ok(Some(sub.live))
-    }
-
-    /// The session was deleted (or let go): the socket's task is told,
-    /// when it owns the attachment, else the client (`/ws/terminal`, whose
-    /// `session.detached` has no reason).
-    ///
-    /// A legacy one-session socket closes once told, and its client gets
-    /// the `terminal_end` its endpoint promises first: here, since its
-    /// session's end was not seen (deleted before it subscribed, or a
-    /// cluster's copy of another node's session let go), from the last
-    /// info (no exit code while it was running).
-    async fn detached(&mut self) -> Result<(), Closed> {
-        if let Some(release) = self.release.take() {
-            if self.dialect == Dialect::Legacy {
-                let info = Arc::new(self.handle.info());
-                self.finish(&info).await?;
-            }
-            release.send(self.id.clone(), self.handle.departure().reason());
-            return Ok(());
-        }
-        let msg = termstream_proto::ws::ServerMessage::Detached {
-            session_id: self.id.clone(),
-            reason: None,
-        };
-        match self.dialect.render_control(&msg) {
-            Some(m) => self.out.send(m).await,
-            None => Ok(()),
-        }
     }
 }

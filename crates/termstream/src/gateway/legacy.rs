@@ -13,19 +13,23 @@
 //! `/ws/terminal/{id}` stays open after its session's `terminal_end` until
 //! the session is deleted; then it closes (1000, `session_deleted: ID`),
 //! after a `terminal_end` made from the session's last info if none was
-//! sent (deleted while running). In a cluster, a node that replaces its
-//! copy of another node's session with a new copy of the same one (same
-//! epoch) closes with `session_replaced: ID` instead: connecting again
-//! follows the same session. The close waits for room, and then for the
-//! client's close reply, both within one pong timeout from the release, so
-//! a slow reader still gets the last output; the reply is awaited only if
-//! the close went out, and a shutdown ends both waits. `/ws/terminal/all`
-//! is `legacy/all.rs`.
+//! sent (deleted while running). In a cluster, a node that lets go of its
+//! copy of another node's session closes the same way, unless it holds a
+//! new copy of the same one (same epoch) by then: replaced (a `lost`
+//! session taken up afresh), or listed again after its record was missed.
+//! Then it closes with `session_replaced: ID`: the session exists, and
+//! connecting again follows it; `session_deleted` would tell the client to
+//! stop following a session that is there. The close waits for room, and
+//! then for the client's close reply, both within one pong timeout from
+//! the release, so a slow reader still gets the last output; the reply is
+//! awaited only if the close went out, and a shutdown ends both waits.
+//! `/ws/terminal/all` is `legacy/all.rs`.
 
 mod all;
 
 pub use all::all;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, close_code};
@@ -36,7 +40,7 @@ use termstream_proto::compat::command_of;
 use termstream_proto::ws::{LogPosition, OutputMode};
 use termstream_proto::{SessionId, SessionInfo};
 
-use super::forward::{self, Attach, Release};
+use super::forward::{self, Attach, Progress, Release};
 use super::liveness::{Beat, Liveness};
 use super::outbox::Outbox;
 use super::render::Dialect;
@@ -45,6 +49,7 @@ use super::{ClientGuard, wait_for_session};
 use crate::auth::{Grant, ProjectAccess};
 use crate::clock::now_secs;
 use crate::limits::TokenBucket;
+use crate::session::kin::Kin;
 use crate::session::lane::Follower;
 use crate::session::{SessionError, SessionHandle};
 use crate::state::AppState;
@@ -92,26 +97,30 @@ fn forwarder(
     release: Option<Release>,
 ) -> Follower {
     // No snapshot here (the held output instead): nothing to wait for.
-    forward::spawn(attach(handle, since, state, preamble, release), out.clone()).0
+    let max_replay = state.registry.config().max_replay_bytes;
+    forward::spawn(attach(handle, since, max_replay, preamble, release, None), out.clone()).0
 }
 
-/// What [`forwarder`] forwards: `handle`'s session, in the legacy shape.
+/// What [`forwarder`] forwards: `handle`'s session, in the legacy shape;
+/// `progress` accounts for what goes out (`/ws/terminal/all`).
 fn attach(
     handle: SessionHandle,
     since: Option<LogPosition>,
-    state: &AppState,
+    max_replay: u64,
     preamble: Vec<Message>,
     release: Option<Release>,
+    progress: Option<Arc<Progress>>,
 ) -> Attach {
     Attach {
         handle,
         since,
         mode: OutputMode::Json,
         dialect: Dialect::Legacy,
-        max_replay: state.registry.config().max_replay_bytes,
+        max_replay,
         preamble,
         focus: None,
         release,
+        progress,
     }
 }
 
@@ -182,10 +191,7 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
             // its copy of another node's session; a newer one under the
             // id is followed by connecting again.
             Some(_) = released.next() => {
-                let why = released_why(state.registry.get(handle.id()).map(|h| Held {
-                    same: h.same_incarnation(&handle),
-                    same_epoch: h.epoch() == handle.epoch(),
-                }));
+                let why = released_why(state.registry.get(handle.id()).map(|h| h.kin(&handle)));
                 // After the session's last output and terminal_end, which a
                 // slow reader is given as long as a reply (not the short
                 // wait of a close on error); then the client's close reply,
@@ -230,26 +236,16 @@ pub async fn one(socket: WebSocket, state: AppState, raw: String, _guard: Client
     writer.finish().await;
 }
 
-/// How the registry's handle of a released session's id stands to the
-/// socket's: the very same, or another of the same epoch.
-#[derive(Clone, Copy, Debug)]
-struct Held {
-    same: bool,
-    same_epoch: bool,
-}
-
-/// Why `/ws/terminal/{id}` closes when its session is released, from what
-/// the registry holds under the id now: another copy of the same session
-/// (same epoch: another node's session whose stand-in here was replaced),
-/// which connecting again follows, is `session_replaced`; anything else
-/// (nothing, or a new session under the id, which is not the one the
-/// client followed) is `session_deleted`.
-fn released_why(current: Option<Held>) -> &'static str {
+/// Why `/ws/terminal/{id}` closes when its session is released, from how
+/// the registry's handle of the id now stands to the socket's: another
+/// copy of the same session (same epoch: another node's session whose
+/// stand-in here was replaced, or let go and taken up again by the time
+/// the socket reads the release), which connecting again follows, is
+/// `session_replaced`; anything else (nothing, or a new session under the
+/// id, which is not the one the client followed) is `session_deleted`.
+fn released_why(current: Option<Kin>) -> &'static str {
     match current {
-        Some(Held {
-            same: false,
-            same_epoch: true,
-        }) => "session_replaced",
+        Some(Kin::Copy) => "session_replaced",
         _ => "session_deleted",
     }
 }
@@ -335,27 +331,16 @@ fn text_error(handle: &SessionHandle, message: String) -> Message {
 
 #[cfg(test)]
 mod tests {
-    use super::{Held, released_why};
+    use super::released_why;
+    use crate::session::kin::Kin;
 
     #[test]
     fn only_a_new_copy_of_the_same_session_is_a_replacement() {
         assert_eq!(released_why(None), "session_deleted");
         // A new session under the id (deleted and created again, here or
         // on the owner): not the one the client followed.
-        let new = Held {
-            same: false,
-            same_epoch: false,
-        };
-        assert_eq!(released_why(Some(new)), "session_deleted");
-        let copy = Held {
-            same: false,
-            same_epoch: true,
-        };
-        assert_eq!(released_why(Some(copy)), "session_replaced");
-        let same = Held {
-            same: true,
-            same_epoch: true,
-        };
-        assert_eq!(released_why(Some(same)), "session_deleted");
+        assert_eq!(released_why(Some(Kin::Other)), "session_deleted");
+        assert_eq!(released_why(Some(Kin::Copy)), "session_replaced");
+        assert_eq!(released_why(Some(Kin::Same)), "session_deleted");
     }
 }

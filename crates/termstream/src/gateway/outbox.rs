@@ -268,6 +268,12 @@ impl Outbox {
     /// waker that does nothing, then, if the socket cannot take it all,
     /// the flush is the writer's. On the bulk lane a frame the sink cannot
     /// take yet is handed back, to be queued.
+    ///
+    /// Cancel-safe: the only wait is for the sink to take the frame, and
+    /// the call returns in the poll that hands it over. A forwarder stopped
+    /// here (`forward::Progress`) has either sent the frame and accounted
+    /// for it, or not sent it: never a frame on its way to the client that
+    /// the next forwarder of the session sends again.
     async fn write_now(&self, sink: &mut Sink, msg: Message) -> Direct {
         Direct::Written(match poll_once(sink, msg) {
             Attempt::Done(res) => res,
@@ -277,23 +283,43 @@ impl Outbox {
             // sharing the socket would wait for that thread. The frame
             // goes to the writer instead.
             Attempt::Busy(msg) if lane::on_bulk_lane() => return Direct::Queue(msg),
-            // Elsewhere it waits as usual.
-            Attempt::Busy(msg) => sink.send(msg).await,
-            Attempt::Unflushed => match self.shared.room.try_acquire() {
-                Ok(slot) => {
-                    slot.forget();
-                    self.enqueue(Frame {
-                        msg: None,
-                        permit: None,
-                        read_at: None,
-                    });
-                    Ok(())
-                }
-                // No room: the queue is full, yet nothing was queued when
-                // the sink was taken; all but impossible.
-                Err(_) => sink.flush().await,
+            // Elsewhere it waits for the sink to take the frame (not for
+            // the flush after it, which is handed over as below).
+            Attempt::Busy(msg) => match sink.feed(msg).await {
+                Ok(()) => self.flush_or_hand_over(sink),
+                Err(e) => Err(e),
             },
+            Attempt::Unflushed => self.hand_over_flush(),
         })
+    }
+
+    /// Flushes a frame just given to the held sink, in one poll with a
+    /// waker that does nothing; if it does not all go out, the flush is the
+    /// writer's.
+    fn flush_or_hand_over(&self, sink: &mut Sink) -> Result<(), axum::Error> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(sink).poll_flush(&mut cx) {
+            Poll::Ready(res) => res,
+            Poll::Pending => self.hand_over_flush(),
+        }
+    }
+
+    /// Hands the flush of what a direct write left in the sink to the
+    /// writer: a frame with no message, queued without waiting.
+    fn hand_over_flush(&self) -> Result<(), axum::Error> {
+        if let Ok(slot) = self.shared.room.try_acquire() {
+            slot.forget();
+            self.enqueue(Frame {
+                msg: None,
+                permit: None,
+                read_at: None,
+            });
+        }
+        // No room (all but impossible: nothing was queued when the sink was
+        // taken): the queue holds frames, whose writer flushes after them,
+        // or the writer is gone and the socket with it. Not awaited here,
+        // which would make a stopped sender's frame go out uncounted.
+        Ok(())
     }
 
     /// Queues a small control frame without waiting; `false` when the queue

@@ -40,6 +40,7 @@ use tokio::time::Instant;
 use crate::clock::now_ms;
 use crate::events::{EventHub, PublishedEvent};
 use crate::registry::{Registry, RegistryEvent};
+use crate::session::kin::Kin;
 use crate::session::remote::Departure;
 use crate::session::{Changed, Presence, SessionHandle};
 
@@ -96,6 +97,8 @@ struct Feed {
 /// count, not its handle: it keeps nothing of the session alive.
 struct Followed {
     presence: Arc<Presence>,
+    /// The copy's info channel, which tells it apart from any other under
+    /// its id ([`Kin::is_same`]).
     info: watch::Receiver<SessionInfo>,
     /// Why the session went, read once it left the registry: `released`
     /// for a stand-in this node let go of.
@@ -125,7 +128,7 @@ impl Feed {
     fn created(&mut self, registry: &Registry, h: SessionHandle) {
         let follows = match self.sessions.get(h.id()) {
             None => Follows::Nothing,
-            Some(f) if h.is_incarnation(&f.info) => Follows::This { announced: f.announced },
+            Some(f) if Kin::is_same(&h, &f.info) => Follows::This { announced: f.announced },
             Some(_) => Follows::Another,
         };
         match on_created(is_current(registry, &h), follows) {
@@ -151,7 +154,7 @@ impl Feed {
     /// node's session): see [`publishes_deleted`].
     fn deleted(&mut self, registry: &Registry, id: &SessionId) {
         let follows = self.sessions.get(id).map(|f| {
-            if registry.get(id).is_some_and(|cur| cur.is_incarnation(&f.info)) {
+            if registry.get(id).is_some_and(|cur| Kin::is_same(&cur, &f.info)) {
                 Follows::This { announced: f.announced }
             } else {
                 Follows::Another
@@ -177,7 +180,7 @@ impl Feed {
         }
         let hub = self.hub.clone();
         self.sessions.retain(|id, f| {
-            let keep = live.get(id).is_some_and(|h| h.is_incarnation(&f.info));
+            let keep = live.get(id).is_some_and(|h| Kin::is_same(h, &f.info));
             if !keep {
                 publish_deleted(&hub, f.project.clone(), id, &f.departure);
             }
@@ -310,7 +313,7 @@ fn publishes_deleted(follows: Follows) -> bool {
 
 /// Whether `h` is the registry's current handle of its id.
 fn is_current(registry: &Registry, h: &SessionHandle) -> bool {
-    registry.get(h.id()).is_some_and(|cur| cur.same_incarnation(h))
+    registry.get(h.id()).is_some_and(|cur| cur.kin(h) == Kin::Same)
 }
 
 /// Sleeps until `at`; never returns without one (the branch is disabled).

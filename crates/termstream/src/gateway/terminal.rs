@@ -133,6 +133,7 @@ pub async fn run(
         preamble: Vec::new(),
         focus: None,
         release: None,
+        progress: None,
     };
     let (forwarder, started) = forward::spawn(attach, t.out.clone());
     t.started = started;

@@ -310,9 +310,13 @@ impl Follower {
     }
 
     /// Waits until the task's future is gone: after [`Follower::abort`],
-    /// nothing it would have done happens after this returns.
-    pub async fn gone(self) {
-        let _ = self.gone.await;
+    /// nothing it would have done happens after this returns. At once for
+    /// one [`Follower::is_gone`] found gone already (its answer was taken
+    /// then: awaiting it again would panic).
+    pub async fn gone(mut self) {
+        if !self.is_gone() {
+            let _ = self.gone.await;
+        }
     }
 
     /// Whether the task's future is gone (ended by itself, or aborted).
@@ -382,6 +386,23 @@ mod tests {
         assert_eq!(seen, [false, true, false], "home, lane, home");
         assert_eq!(count, 2, "its state went along");
         assert_eq!(nice, Some(NICE), "the lane runs at its lower priority");
+    }
+
+    /// A follower found gone by `is_gone` can still be waited for: it
+    /// is gone. Awaiting it panicked ("called after complete"): the answer
+    /// had been taken.
+    #[tokio::test]
+    async fn a_follower_found_gone_is_gone_at_once() {
+        let mut f = spawn_follower(async {}, LaneWish::default());
+        let found = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !f.is_gone() {
+                tokio::task::yield_now().await;
+            }
+        });
+        found.await.expect("the follower ended");
+        tokio::time::timeout(std::time::Duration::from_secs(10), f.gone())
+            .await
+            .expect("gone at once");
     }
 
     /// Sets a flag when dropped.

@@ -120,6 +120,17 @@ impl ReplyLosingProxy {
         reply
     }
 
+    /// Whether `replies` (what [`ReplyLosingProxy::release`] returned)
+    /// holds a reply that starts with `head` (`":1"`, `"*2"`): the held
+    /// read may carry other requests its connection sent with the one the
+    /// proxy was armed for (a client that pipelines, such as a node's
+    /// multiplexed connection, writing a heartbeat's command in the same
+    /// moment), whose replies come before or after its own.
+    pub fn has_reply(replies: &[u8], head: &str) -> bool {
+        let text = String::from_utf8_lossy(replies);
+        text.starts_with(&format!("{head}\r\n")) || text.contains(&format!("\r\n{head}\r\n"))
+    }
+
     /// Whether a reply was lost.
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)

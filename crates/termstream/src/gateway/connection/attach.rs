@@ -151,6 +151,7 @@ impl Connection {
                 interval: Duration::from_millis(self.state.registry.config().unfocused_interval_ms.max(1)),
             }),
             release: Some(Release::new(self.releases.clone(), generation)),
+            progress: None,
         };
         let (task, started) = forward::spawn(attach, self.out.clone());
         self.attached.insert(

@@ -76,6 +76,7 @@ impl Forwarder {
         })
         .await?;
         self.next = to;
+        self.account_sent();
         Ok(())
     }
 

@@ -10,7 +10,6 @@ use termstream_proto::ws::OutputMode;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::{Closed, Flow, Forwarder, MAX_FRAME, ZERO_COPY_MIN, focused, resize};
-use crate::gateway::render::OutEvent;
 use crate::session::LogEvent;
 
 impl Forwarder {
@@ -152,7 +151,7 @@ impl Forwarder {
                         self.resized(cols, rows).await?;
                     }
                 }
-                LogEvent::Terminating => self.emit(OutEvent::Terminating { session: &self.id }).await?,
+                LogEvent::Terminating => self.tell_terminating().await?,
                 LogEvent::Ended(info) => {
                     self.fill(info.output_offset).await?;
                     return self.finish(&info).await.map(|()| Some(Flow::Ended));

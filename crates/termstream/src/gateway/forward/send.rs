@@ -62,6 +62,7 @@ impl Forwarder {
                 m.bytes_out.increment(c.data.len() as u64);
                 self.out.send_output(Message::Binary(frame), c.read_at).await?;
                 self.next += c.data.len() as u64;
+                self.account_sent();
                 stream = None;
                 continue;
             }
@@ -102,6 +103,7 @@ impl Forwarder {
             )
             .await?;
             self.next += len;
+            self.account_sent();
             return Ok(());
         }
         let mut data = match self.carry.take() {
@@ -122,6 +124,7 @@ impl Forwarder {
                     },
                 )
                 .await?;
+                self.account_sent();
                 bytes
             }
             None => bytes,
@@ -145,6 +148,7 @@ impl Forwarder {
             .await?;
         }
         self.next += len;
+        self.account_sent();
         Ok(())
     }
 
@@ -160,8 +164,11 @@ impl Forwarder {
                 data: &held,
             })
             .await?;
+            self.account_sent();
         }
         self.tell_due().await?;
-        self.emit(OutEvent::Exit(info)).await
+        self.emit(OutEvent::Exit(info)).await?;
+        self.account_end();
+        Ok(())
     }
 }
