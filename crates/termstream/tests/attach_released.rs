@@ -15,7 +15,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::cluster::{NOT_LOST, TestCluster, listed, status_is};
+use common::cluster::{NOT_LOST, TestCluster, listed, owner_away_with_redis_emptied, status_is};
 use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
 use common::{secs, wait_until};
@@ -144,23 +144,6 @@ async fn update(ws: &mut WsClient, id: &str, change: &str) -> Value {
             Some(_) => {}
         }
     }
-}
-
-/// Stops the first node (the owner) and empties Redis, as a Redis that
-/// restarted empty would be with the owner not registered again yet; the
-/// owner runs again when the caller drops the answer, once the other node
-/// let go. Callers start the cluster with [`NOT_LOST`]: the release (three
-/// reads missing the record, 100 ms apart) comes long before `lost`. Connected
-/// first, so the flush follows the stop at once: a node marks
-/// the stopped owner's sessions `lost` after `cluster_lost_ms`, and a
-/// connect on a loaded machine could take longer (the viewers would then
-/// get `session.exit` lost, not a release).
-async fn owner_away_with_redis_emptied(cluster: &TestCluster) -> common::Paused<'_> {
-    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let stopped = cluster.nodes[0].pause();
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
-    stopped
 }
 
 /// `termstream attach` through the viewer's node, on a pipe: when the node

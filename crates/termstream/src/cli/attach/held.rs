@@ -1,0 +1,155 @@
+//! The keys `attach` holds while it attaches again after a release (see
+//! [`Followed`](crate::cli::followed::Followed)), and those it sent
+//! that the server refused because it had let go of the session already.
+//!
+//! Every message `attach` sends on the socket naming the session (keys, a
+//! window size) goes into a bounded log first. When the re-attach is
+//! answered, [`Step::Reattached`](crate::cli::followed::Step::Reattached) says how
+//! many of them the server refused (`session_not_found`): the last that
+//! many, since each refusal answers one message in order. The keys among
+//! them go out again, before the keys typed while re-attaching, so the
+//! program gets them all, in the order typed.
+//!
+//! At most [`HOLD_MAX`] bytes go out again: the oldest, up to there; the
+//! rest is dropped and counted, for the one line [`Held::note`] that
+//! `attach` prints once the terminal is given back.
+
+use std::collections::VecDeque;
+
+use termstream_proto::SessionId;
+
+/// The most bytes of keys held for the session while it is attached
+/// again (those refused and those typed meanwhile, in all); later keys
+/// are dropped (as the server would drop input it cannot queue).
+pub const HOLD_MAX: usize = 64 * 1024;
+/// The most bytes of keys the log of sent messages keeps: refusals of
+/// more than that (a paste sent in the instant before the `released` was
+/// read) cannot all be sent again.
+const LOG_BYTES: usize = 4 * HOLD_MAX;
+/// The most messages the log of sent messages keeps.
+const LOG_MESSAGES: usize = 4096;
+
+/// A message `attach` sent naming the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// `terminal.input` of this many bytes, in [`Held::sent_text`].
+    Keys(usize),
+    Resize,
+}
+
+/// Keys sent and held for one `attach`.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// The newest messages sent naming the session, oldest first; at most
+    /// [`LOG_MESSAGES`], and cleared when a re-attach is answered.
+    sent: VecDeque<Sent>,
+    /// The keys of the [`Sent::Keys`] in `sent`, in order; at most
+    /// [`LOG_BYTES`].
+    sent_text: VecDeque<u8>,
+    /// Keys typed while re-attaching, oldest first; at most [`HOLD_MAX`].
+    typed: String,
+    /// Keys were dropped while re-attaching: later ones are dropped too,
+    /// so what goes out is what was typed up to a point, nothing after a
+    /// gap.
+    cut: bool,
+    /// Bytes of keys dropped over [`HOLD_MAX`], over the whole attach.
+    dropped: u64,
+    /// Refused messages older than the log kept, over the whole attach.
+    forgotten: usize,
+}
+
+impl Held {
+    /// Keys are sent now.
+    pub fn sent_keys(&mut self, text: &str) {
+        self.sent.push_back(Sent::Keys(text.len()));
+        self.sent_text.extend(text.as_bytes());
+        self.trim();
+    }
+
+    /// A window size is sent now.
+    pub fn sent_resize(&mut self) {
+        self.sent.push_back(Sent::Resize);
+        self.trim();
+    }
+
+    /// Keys typed while re-attaching, held until attached again.
+    pub fn hold(&mut self, text: &str) {
+        let room = if self.cut {
+            0
+        } else {
+            HOLD_MAX.saturating_sub(self.typed.len())
+        };
+        let kept = text.floor_char_boundary(room);
+        self.typed.push_str(&text[..kept]);
+        self.drop_bytes(text.len() - kept);
+    }
+
+    /// Attached again, after `refused` of the messages sent were refused
+    /// (`None`: unknown, and none is sent again): the keys to send now,
+    /// those refused then those typed meanwhile, [`HOLD_MAX`] bytes at
+    /// most.
+    pub fn reattached(&mut self, refused: Option<usize>) -> String {
+        let refused = refused.unwrap_or(0);
+        let known = refused.min(self.sent.len());
+        self.forgotten += refused - known;
+        let skip: usize = self
+            .sent
+            .iter()
+            .take(self.sent.len() - known)
+            .map(|s| match s {
+                Sent::Keys(n) => *n,
+                Sent::Resize => 0,
+            })
+            .sum();
+        let again: Vec<u8> = self.sent_text.iter().skip(skip).copied().collect();
+        // Whole strings were logged, so the tail from one is whole too.
+        let mut keys = String::from_utf8(again).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        self.sent.clear();
+        self.sent_text.clear();
+        keys.push_str(&std::mem::take(&mut self.typed));
+        let kept = keys.floor_char_boundary(HOLD_MAX);
+        self.drop_bytes(keys.len() - kept);
+        keys.truncate(kept);
+        // Keys typed from now on go out as they come.
+        self.cut = false;
+        keys
+    }
+
+    /// The line to print at the end when keys were dropped.
+    pub fn note(&self, id: &SessionId) -> Option<String> {
+        let mut note = match self.dropped {
+            0 if self.forgotten == 0 => return None,
+            0 => format!("termstream: keys typed while session {id} was being attached again were lost"),
+            n => format!(
+                "termstream: {n} bytes of keys typed while session {id} was being attached again were dropped (at most {} KiB are held)",
+                HOLD_MAX / 1024
+            ),
+        };
+        if self.forgotten > 0 {
+            note.push_str(&format!(
+                "; {} messages the server refused were too far back to send again",
+                self.forgotten
+            ));
+        }
+        Some(note)
+    }
+
+    fn drop_bytes(&mut self, n: usize) {
+        if n > 0 {
+            self.cut = true;
+            self.dropped += n as u64;
+        }
+    }
+
+    /// Forgets the oldest messages sent past the log's bounds.
+    fn trim(&mut self) {
+        while self.sent.len() > LOG_MESSAGES || self.sent_text.len() > LOG_BYTES {
+            if let Some(Sent::Keys(n)) = self.sent.pop_front() {
+                self.sent_text.drain(..n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
