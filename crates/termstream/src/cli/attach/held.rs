@@ -119,9 +119,9 @@ impl Held {
     pub fn note(&self, id: &SessionId) -> Option<String> {
         let mut note = match self.dropped {
             0 if self.forgotten == 0 => return None,
-            0 => format!("termstream: keys typed while session {id} was being attached again were lost"),
+            0 => format!("termstream: keys typed while attaching {id} again were lost"),
             n => format!(
-                "termstream: {n} bytes of keys typed while session {id} was being attached again were dropped (at most {} KiB are held)",
+                "termstream: {n} bytes typed while attaching {id} again were dropped (over the {} KiB held)",
                 HOLD_MAX / 1024
             ),
         };

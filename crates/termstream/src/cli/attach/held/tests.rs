@@ -57,7 +57,7 @@ fn keys_over_the_limit_are_dropped_and_counted() {
     let note = h.note(&id()).expect("a note");
     assert_eq!(
         note,
-        "termstream: 4 bytes of keys typed while session s was being attached again were dropped (at most 64 KiB are held)"
+        "termstream: 4 bytes typed while attaching s again were dropped (over the 64 KiB held)"
     );
     // Held again from nothing at the next re-attach; the count goes on.
     h.hold("x");
