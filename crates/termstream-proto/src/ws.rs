@@ -60,6 +60,17 @@ pub enum StreamMode {
 /// from the same code answering input, a resize or a focus naming the id.
 pub const ATTACH_REQUEST: &str = "session.attach";
 
+/// The `request` of an `error` that refuses a `terminal.input`
+/// ([`ServerMessage::Error`]), whatever the code: it names the input's
+/// `sessionId`, and its `seq` when the input had one, so a client knows
+/// exactly which input was not applied. `/ws` only (not its flat dialect).
+pub const INPUT_REQUEST: &str = "terminal.input";
+
+/// The `request` of an `error` that refuses a `terminal.resize`
+/// ([`ServerMessage::Error`]), whatever the code: a client tells it from
+/// the refusal of input. `/ws` only (not its flat dialect).
+pub const RESIZE_REQUEST: &str = "terminal.resize";
+
 /// Event channels a client may subscribe to.
 pub const CHANNELS: [&str; 4] = ["task_status", "notification", "activity_log", "sessions"];
 
@@ -311,10 +322,18 @@ pub enum ServerMessage {
         /// The request this error answers, where a client cannot tell it
         /// by order: `session.attach` on the refusal of an attach whose
         /// wait (`attach_wait_ms`) ended without its session, or that found
-        /// no free attachment slot. Absent otherwise (and from servers
-        /// before this field).
+        /// no free attachment slot ([`ATTACH_REQUEST`]); `terminal.input`
+        /// ([`INPUT_REQUEST`]) and `terminal.resize` ([`RESIZE_REQUEST`])
+        /// on every refusal of an input or a resize (`/ws`, not its flat
+        /// dialect). Absent otherwise (and from servers before this field).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<String>,
+        /// The `seq` of the `terminal.input` this error refuses, when it
+        /// had one (with `request` `terminal.input`): that input was not
+        /// applied, and a client may send its data again with a new seq.
+        /// Absent otherwise (and from servers before this field).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
     },
     #[serde(rename = "pong")]
     Pong,
@@ -440,6 +459,35 @@ mod tests {
             read(r#"{"type":"session.detached","sessionId":"s","reason":"moved"}"#),
             Some(DetachReason::Unknown)
         );
+    }
+
+    #[test]
+    fn an_input_refusal_names_its_request_and_seq_and_reads_older_servers() {
+        let m = ServerMessage::Error {
+            code: ErrorCode::SessionNotFound,
+            message: "gone".into(),
+            session_id: Some(SessionId::new("s").unwrap()),
+            request: Some(INPUT_REQUEST.into()),
+            seq: Some(7),
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"error","code":"session_not_found","message":"gone",
+                "sessionId":"s","request":"terminal.input","seq":7})
+        );
+        assert_eq!(serde_json::from_value::<ServerMessage>(v).unwrap(), m);
+        let older: ServerMessage =
+            serde_json::from_str(r#"{"type":"error","code":"session_not_found","message":"x","sessionId":"s"}"#)
+                .unwrap();
+        assert!(matches!(
+            older,
+            ServerMessage::Error {
+                request: None,
+                seq: None,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -236,17 +236,18 @@ async fn follow(
                 let Some(ev) = ev else {
                     break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
                 };
+                // Which keys the server refused, whenever it says so.
+                held.saw(&id, &ev);
                 match followed.step(conn, &id, &ev).await {
                     Ok(Step::Pass) => {}
                     Ok(Step::Taken) => continue,
-                    Ok(Step::Reattached { refused }) => {
+                    Ok(Step::Reattached) => {
                         if !read_only {
                             // Window changes meanwhile were not sent.
-                            send_window_size(conn, &id, held).await;
-                            let keys = held.reattached(refused);
+                            send_window_size(conn, &id).await;
+                            let keys = held.reattached();
                             if !keys.is_empty() {
-                                held.sent_keys(&keys);
-                                let _ = conn.input(id.clone(), keys).await;
+                                send_keys(conn, &id, held, keys).await;
                             }
                         }
                         continue;
@@ -287,10 +288,10 @@ async fn follow(
                         }
                         leave.status_line(rows);
                     }
-                    Event::Connected { reconnect: true, .. } if !read_only && !followed.reattaching() => send_window_size(conn, &id, held).await,
+                    Event::Connected { reconnect: true, .. } if !read_only && !followed.reattaching() => send_window_size(conn, &id).await,
                     // Only the attach's refusal ends it: without a request
                     // it answers keys or a resize.
-                    Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id, request }
+                    Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id, request, .. }
                         if session_id.as_ref() == Some(&id) && super::followed::refuses_attach(request.as_deref()) => {
                         break Err(Failure::from_socket(ErrorCode::SessionNotFound, message));
                     }
@@ -328,7 +329,6 @@ async fn follow(
                 leave.resized(size.filter(|_| watch.screen));
                 // While re-attaching, sent once attached again.
                 if !read_only && !followed.reattaching() && let Some((cols, rows)) = size {
-                    held.sent_resize();
                     let _ = conn.resize(id.clone(), cols, rows).await;
                 }
             }
@@ -344,15 +344,20 @@ async fn send_or_hold(conn: &Connection, id: &SessionId, followed: &Followed, he
     if followed.reattaching() {
         held.hold(&text);
     } else {
-        held.sent_keys(&text);
-        let _ = conn.input(id.clone(), text).await;
+        send_keys(conn, id, held, text).await;
     }
 }
 
-/// Sends the terminal's window size, if it has one, logged as keys are.
-async fn send_window_size(conn: &Connection, id: &SessionId, held: &mut Held) {
+/// Sends keys to the session, logged under their seq.
+async fn send_keys(conn: &Connection, id: &SessionId, held: &mut Held, keys: String) {
+    if let Ok(seq) = conn.input(id.clone(), keys.clone()).await {
+        held.sent_keys(seq, &keys);
+    }
+}
+
+/// Sends the terminal's window size, if it has one.
+async fn send_window_size(conn: &Connection, id: &SessionId) {
     if let Some((cols, rows)) = term::window_size() {
-        held.sent_resize();
         let _ = conn.resize(id.clone(), cols, rows).await;
     }
 }

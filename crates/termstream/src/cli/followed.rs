@@ -23,11 +23,11 @@
 //!
 //! The server drops its copy before the socket's task learns of it, so
 //! input sent just before the verb read the `released` is refused too,
-//! and that refusal can come before or after the `released`. Each refusal
-//! answers one message, in the order sent, so [`Step::Reattached`] says
-//! how many were refused since the previous attach was answered: the last
-//! that many input or resize messages the verb sent before it attached
-//! again (`attach` sends them again, see `attach/held.rs`).
+//! and that refusal comes before the `released` (or, the session back on
+//! the node by then, some of that input is taken). Each refusal of input
+//! names the input's seq (`request` `terminal.input`), so `attach` sends
+//! again exactly the keys refused (see `attach/held.rs`); the refusals
+//! are its to read, with every event.
 
 use termstream_client::proto::ws::{ATTACH_REQUEST, DetachReason, LogPosition};
 use termstream_client::{Connection, Event, Resume};
@@ -36,8 +36,9 @@ use termstream_proto::{ErrorCode, SessionId};
 use super::exit::{self, Failure};
 
 /// Whether a socket error answers the verb's attach (it did not come back
-/// within the server's attach wait): only that one ends the verb. Without
-/// a request the error answers input or a resize naming the id.
+/// within the server's attach wait): only that one ends the verb. Others
+/// naming the id answer input or a resize (`request` `terminal.input` or
+/// `terminal.resize`; none from a server before the field).
 pub fn refuses_attach(request: Option<&str>) -> bool {
     request == Some(ATTACH_REQUEST)
 }
@@ -52,13 +53,8 @@ pub enum Step {
     /// input or a resize while re-attaching): nothing for the verb to do.
     Taken,
     /// Attached again to the incarnation followed: the verb carries on,
-    /// and sends what it held back (window size, keys). `refused`: how
-    /// many input and resize messages naming the session the server
-    /// refused as `session_not_found` since the previous attach was
-    /// answered, so the verb's last that many before it attached again;
-    /// `None` when a reconnect came in between (the client library sent
-    /// its unacknowledged input again, so the count says nothing).
-    Reattached { refused: Option<usize> },
+    /// and sends what it held back (window size, keys).
+    Reattached,
     /// The session followed is gone: deleted (`session.detached` other
     /// than `released`), its id taken by another incarnation, or not back
     /// within the server's attach wait. The verb ends as for a deletion.
@@ -84,10 +80,6 @@ pub struct Followed {
     resume: Resume,
     /// Attached again after a release, not answered yet.
     reattaching: bool,
-    /// Input and resize refusals (`session_not_found`, no request) since
-    /// the last `session.attached`; `None` after a reconnect until the
-    /// next one (see [`Step::Reattached`]).
-    refused: Option<usize>,
 }
 
 impl Followed {
@@ -98,7 +90,6 @@ impl Followed {
             at: since,
             resume,
             reattaching: false,
-            refused: Some(0),
         }
     }
 
@@ -130,22 +121,13 @@ impl Followed {
         let reattaching = self.reattaching;
         let step = match ev {
             Event::Attached { session_id, epoch, .. } if session_id == id => {
-                let refused = self.refused.replace(0);
                 self.reattaching = false;
                 if reattaching && self.at.is_some_and(|at| at.epoch != *epoch) {
                     // The session was deleted and its id taken again.
                     return Ok(Next::Step(Step::Gone));
                 }
                 self.see(id, ev);
-                if reattaching {
-                    Step::Reattached { refused }
-                } else {
-                    Step::Pass
-                }
-            }
-            Event::Connected { reconnect: true, .. } => {
-                self.refused = None;
-                Step::Pass
+                if reattaching { Step::Reattached } else { Step::Pass }
             }
             Event::Detached { session_id, reason } if session_id == id => {
                 if *reason != Some(DetachReason::Released) {
@@ -159,30 +141,24 @@ impl Followed {
                 message,
                 session_id,
                 request,
+                ..
             } if session_id.as_ref() == Some(id) => {
-                if refuses_attach(request.as_deref()) {
-                    if !reattaching {
-                        // The verb's own attach.
-                        return Ok(Next::Step(Step::Pass));
-                    }
-                    self.reattaching = false;
-                    if *code != ErrorCode::SessionNotFound {
-                        return Err(Failure::from_socket(*code, message.clone()));
-                    }
-                    // Not back within the server's attach wait.
-                    return Ok(Next::Step(Step::Gone));
+                if !refuses_attach(request.as_deref()) {
+                    // Input or a resize naming the id: refused while the
+                    // server holds no session of it, which says nothing of
+                    // its end.
+                    return Ok(Next::Step(if reattaching { Step::Taken } else { Step::Pass }));
                 }
-                if *code == ErrorCode::SessionNotFound
-                    && request.is_none()
-                    && let Some(n) = &mut self.refused
-                {
-                    *n += 1;
+                if !reattaching {
+                    // The verb's own attach.
+                    return Ok(Next::Step(Step::Pass));
                 }
-                if reattaching && request.is_none() {
-                    Step::Taken
-                } else {
-                    Step::Pass
+                self.reattaching = false;
+                if *code != ErrorCode::SessionNotFound {
+                    return Err(Failure::from_socket(*code, message.clone()));
                 }
+                // Not back within the server's attach wait.
+                return Ok(Next::Step(Step::Gone));
             }
             _ => {
                 self.see(id, ev);

@@ -163,7 +163,7 @@ async fn follow(
         // Let go by the server's node, not deleted: followed again.
         match followed.step(&conn, &id, &ev).await {
             Ok(Step::Pass) => {}
-            Ok(Step::Taken | Step::Reattached { .. }) => continue,
+            Ok(Step::Taken | Step::Reattached) => continue,
             // Deleted (or its id taken again, or not back within the
             // server's attach wait): the end, as ever.
             Ok(Step::Gone) => break Ok(exit::OK),

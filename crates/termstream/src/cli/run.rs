@@ -227,7 +227,7 @@ async fn stream(
                 match followed.step(&conn, &id, &ev).await {
                     Ok(Step::Pass) => {}
                     // Its stdin goes over REST: nothing was held.
-                    Ok(Step::Taken | Step::Reattached { .. }) => continue,
+                    Ok(Step::Taken | Step::Reattached) => continue,
                     Ok(Step::Gone) => break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted"))),
                     Err(f) => break Err(f),
                 }

@@ -2,7 +2,7 @@
 //! server: what each event asks of the verb (the attach again itself is
 //! the one step left out, [`Next::AttachAgain`]).
 
-use termstream_client::proto::ws::{ATTACH_REQUEST, DetachReason, LogPosition};
+use termstream_client::proto::ws::{ATTACH_REQUEST, DetachReason, INPUT_REQUEST, LogPosition};
 use termstream_client::{Event, Resume};
 use termstream_proto::{Epoch, ErrorCode, SessionId, SessionStatus, Stream};
 
@@ -31,13 +31,15 @@ fn detached(reason: Option<DetachReason>) -> Event {
     }
 }
 
-/// An error naming the session: `attach` answers the verb's attach.
+/// An error naming the session: `attach` answers the verb's attach,
+/// else it answers input.
 fn refusal(code: ErrorCode, attach: bool) -> Event {
     Event::ServerError {
         code,
         message: "no session has id \"s\"".into(),
         session_id: Some(id()),
-        request: attach.then(|| ATTACH_REQUEST.to_owned()),
+        request: Some(if attach { ATTACH_REQUEST } else { INPUT_REQUEST }.to_owned()),
+        refused_input: (!attach).then_some(3),
     }
 }
 
@@ -92,10 +94,7 @@ fn a_release_attaches_again_and_another_incarnation_is_gone() {
     let mut f = following();
     assert_eq!(take(&mut f, detached(Some(DetachReason::Released))), Next::AttachAgain);
     assert!(f.reattaching());
-    assert_eq!(
-        take(&mut f, attached(1, 0)),
-        Next::Step(Step::Reattached { refused: Some(0) })
-    );
+    assert_eq!(take(&mut f, attached(1, 0)), Next::Step(Step::Reattached));
     assert!(!f.reattaching());
     take(&mut f, detached(Some(DetachReason::Released)));
     assert_eq!(take(&mut f, attached(2, 0)), Next::Step(Step::Gone));
@@ -112,62 +111,32 @@ fn a_detach_but_a_release_is_gone() {
     }
 }
 
-/// Refusals of input or a resize naming the session are counted from
-/// the last attach on, whether they came before the `released` or after;
-/// while re-attaching they are taken here, otherwise the verb sees them
-/// (as it always did).
+/// Refusals of input or a resize naming the session, whatever their
+/// code, and from a server before `request` too: while re-attaching
+/// they are taken here, otherwise the verb sees them (it reads which keys
+/// were refused from them); none ends the verb.
 #[test]
-fn refusals_before_and_after_the_release_are_counted() {
+fn refusals_of_input_are_the_verbs_and_end_nothing() {
     let mut f = following();
     let not_found = || refusal(ErrorCode::SessionNotFound, false);
     assert_eq!(take(&mut f, not_found()), Next::Step(Step::Pass), "before the release");
     take(&mut f, detached(Some(DetachReason::Released)));
     assert_eq!(take(&mut f, not_found()), Next::Step(Step::Taken), "while re-attaching");
-    // Another code is not a refusal of a session that went: not counted.
     let limited = refusal(ErrorCode::RateLimited, false);
     assert_eq!(take(&mut f, limited), Next::Step(Step::Taken));
-    assert_eq!(
-        take(&mut f, attached(1, 0)),
-        Next::Step(Step::Reattached { refused: Some(2) })
-    );
-    // Counted afresh from there.
-    take(&mut f, detached(Some(DetachReason::Released)));
-    assert_eq!(
-        take(&mut f, attached(1, 0)),
-        Next::Step(Step::Reattached { refused: Some(0) })
-    );
-}
-
-/// Refusals before an attach that ends no re-attach (the first, or one
-/// after a reconnect) do not count towards a later release.
-#[test]
-fn an_attach_starts_the_count_again() {
-    let mut f = Followed::new(None, Resume::Screen);
-    take(&mut f, refusal(ErrorCode::SessionNotFound, false));
-    take(&mut f, attached(1, 0));
-    take(&mut f, detached(Some(DetachReason::Released)));
-    assert_eq!(
-        take(&mut f, attached(1, 0)),
-        Next::Step(Step::Reattached { refused: Some(0) })
-    );
-}
-
-/// After a reconnect the client library sent its unacknowledged input
-/// again, so until the next attach the count says nothing.
-#[test]
-fn a_reconnect_makes_the_count_unknown() {
-    let mut f = following();
-    take(&mut f, detached(Some(DetachReason::Released)));
-    let reconnected = Event::Connected {
-        client_id: "c".into(),
-        reconnect: true,
+    let older = Event::ServerError {
+        code: ErrorCode::SessionNotFound,
+        message: String::new(),
+        session_id: Some(id()),
+        request: None,
+        refused_input: None,
     };
-    assert_eq!(take(&mut f, reconnected), Next::Step(Step::Pass));
-    take(&mut f, refusal(ErrorCode::SessionNotFound, false));
     assert_eq!(
-        take(&mut f, attached(1, 0)),
-        Next::Step(Step::Reattached { refused: None })
+        take(&mut f, older),
+        Next::Step(Step::Taken),
+        "a server before `request`"
     );
+    assert_eq!(take(&mut f, attached(1, 0)), Next::Step(Step::Reattached));
 }
 
 /// The refusal of the attach again: the session is gone when it did not
