@@ -5,14 +5,17 @@
 //! back by a proxy, so the instant is as long as the test needs), keys
 //! over what `attach` holds, and `run` whose socket is on another node
 //! than its REST calls (as behind a load balancer that spreads
-//! connections), so that its session is the other node's.
+//! connections), so that its session is the other node's; and keys taken
+//! once the session came back, before `attach` read the `released`,
+//! which `attach` must not send twice.
 
 mod common;
 
 use common::cli::{self, Gathered};
-use common::cluster::{TestCluster, listed, owner_away_with_redis_emptied, status_is};
+use common::cluster::{TestCluster, attach, holds, listed, owner_away_with_redis_emptied, read_until, status_is};
 use common::metrics::metric;
 use common::route_proxy::{ALLOWED_HOST, RouteProxy};
+use common::ws::WsClient;
 use common::{TestServer, secs, wait_until};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -124,6 +127,61 @@ async fn cli_attach_sends_again_the_keys_refused_before_it_read_the_release() {
         "nothing was dropped: {}",
         stderr.text()
     );
+}
+
+/// The session comes back on the viewer's node before `attach` read the
+/// `released` (the proxy holds it back): keys typed before it came back
+/// are refused, keys typed after are taken. `attach` sends again exactly
+/// the refused ones (the server names them by seq), and never the taken
+/// ones: each command runs once. Counting refusals and taking them for
+/// the last keys sent ran the taken command twice and lost the refused.
+#[tokio::test]
+async fn cli_attach_sends_again_only_the_refused_keys_not_those_taken_after_the_session_came_back() {
+    let cluster = cluster().await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"twice","argv":["/bin/sh"]})).await;
+    listed(b, "twice", secs(15)).await.expect("listed on b");
+    let proxy = RouteProxy::start(b.addr(), b.addr()).await;
+    let (mut child, mut stdin, stdout, stderr) = spawn(&proxy, &["attach", "twice"]);
+    assert!(attachments(b, 1.0).await, "attach did not attach on b");
+    a.input("twice", "echo before-$((6*7))\n").await;
+    assert!(stdout.shows("before-42").await, "no output before the release");
+    let stopped = released_and_held(&cluster, &proxy, "twice").await;
+    typed_and_refused(b, &mut stdin, b"echo refused-$((6*7))\n").await;
+    drop(stopped);
+    status_is(b, "twice", "running", secs(15))
+        .await
+        .expect("listed again on b");
+    // The session's output as its owner sends it, from now on.
+    let mut watch = WsClient::connect(a, "/ws").await;
+    let mut seen = attach(&mut watch, "twice", None).await;
+    stdin.write_all(b"echo taken-$((6*7))\n").await.expect("typed");
+    stdin.flush().await.expect("typed");
+    read_until(&mut watch, &mut seen, secs(10), |s| holds(&s.data, "taken-42")).await;
+    // `attach` reads the refusal and the `released` now, and attaches
+    // again: what it sends again runs, the refused command or (counting)
+    // the taken one a second time.
+    proxy.flow();
+    let count = |hay: &[u8], needle: &str| hay.windows(needle.len()).filter(|w| *w == needle.as_bytes()).count();
+    read_until(&mut watch, &mut seen, secs(15), |s| {
+        holds(&s.data, "refused-42") || count(&s.data, "taken-42") > 1
+    })
+    .await;
+    a.input("twice", "echo last-$((6*7))\n").await;
+    read_until(&mut watch, &mut seen, secs(10), |s| holds(&s.data, "last-42")).await;
+    let ran = String::from_utf8_lossy(&seen.data).into_owned();
+    assert_eq!(
+        (count(&seen.data, "refused-42"), count(&seen.data, "taken-42")),
+        (1, 1),
+        "each command runs once: {ran:?}"
+    );
+    a.input("twice", "exit\n").await;
+    let status = common::exit_within_10s(&mut child, "attach ends with the shell").await;
+    let text = stdout.text();
+    assert_eq!(text.matches("refused-42").count(), 1, "{text:?}");
+    assert_eq!(text.matches("taken-42").count(), 1, "{text:?}");
+    assert_eq!(status.code(), Some(0), "{text:?} {}", stderr.text());
+    assert!(stderr.text().is_empty(), "no note: {}", stderr.text());
 }
 
 /// As above, with more keys refused than `attach` holds (64 KiB): the
