@@ -9,8 +9,9 @@
 //! server lets go of the session without deleting it (`released`, on a
 //! node of a cluster), it is attached again from the first byte not
 //! printed ([`Followed`]); keys and window changes meanwhile are held and
-//! sent once it is attached again, and so are keys sent just before that
-//! the server refused, having let go of the session already ([`Held`]).
+//! sent once it is attached again, and so are exactly the keys sent just
+//! before that the server refused (named by their seq), having let go of
+//! the session already ([`Held`]).
 //! If it does not come back within the server's attach wait, the attach
 //! ends as for a deletion.
 
@@ -289,8 +290,8 @@ async fn follow(
                         leave.status_line(rows);
                     }
                     Event::Connected { reconnect: true, .. } if !read_only && !followed.reattaching() => send_window_size(conn, &id).await,
-                    // Only the attach's refusal ends it: without a request
-                    // it answers keys or a resize.
+                    // Only the attach's refusal ends it: others name keys
+                    // or a resize (or nothing, from an older server).
                     Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id, request, .. }
                         if session_id.as_ref() == Some(&id) && super::followed::refuses_attach(request.as_deref()) => {
                         break Err(Failure::from_socket(ErrorCode::SessionNotFound, message));

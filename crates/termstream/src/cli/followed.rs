@@ -16,7 +16,8 @@
 //! From the release until the next `session.attached` the verb is
 //! re-attaching ([`Followed::reattaching`]): the server holds no session of
 //! the id meanwhile and refuses input and resizes naming it
-//! (`session_not_found` with no request), which the verb must not take for
+//! (`session_not_found` with request `terminal.input` or `terminal.resize`,
+//! or none from a server before the field), which the verb must not take for
 //! the session's end; only the refusal of the attach itself (request
 //! `session.attach`: the session did not come back within the server's
 //! attach wait) says it is gone.
