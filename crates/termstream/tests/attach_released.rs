@@ -57,6 +57,25 @@ async fn a_session_missing_from_the_directory_is_released() {
     answer(&mut ws, "session.attached", "kept").await;
     let stopped = owner_away_with_redis_emptied(&cluster).await;
     released(&mut ws, "kept").await;
+    // Input meanwhile is refused, and the refusal names it by its seq.
+    ws.send(json!({"type":"terminal.input","sessionId":"kept","data":"x","seq":11}))
+        .await;
+    let refused = ws.until_type("error", secs(10)).await;
+    assert_eq!(
+        (
+            &refused["code"],
+            &refused["sessionId"],
+            &refused["request"],
+            &refused["seq"]
+        ),
+        (
+            &json!("session_not_found"),
+            &json!("kept"),
+            &json!("terminal.input"),
+            &json!(11)
+        ),
+        "{refused}"
+    );
     drop(stopped);
     status_is(b, "kept", "running", secs(15))
         .await
@@ -64,6 +83,38 @@ async fn a_session_missing_from_the_directory_is_released() {
     ws.attach("kept", "json").await;
     answer(&mut ws, "session.attached", "kept").await;
     ws.echoes(b, "kept", "still-here", "after the release").await;
+}
+
+/// On a node of a cluster, the refusal of input to a session another
+/// node owns names it as on the owner: the owner's answer (the program
+/// ended) comes with `"request":"terminal.input"` and the input's seq.
+#[tokio::test]
+async fn a_refusal_from_the_owner_names_the_input_by_its_seq() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"ended","kind":"command","argv":["true"]})).await;
+    status_is(b, "ended", "exited", secs(15))
+        .await
+        .expect("listed as exited on b");
+    let mut ws = WsClient::connect(b, "/ws").await;
+    ws.send(json!({"type":"terminal.input","sessionId":"ended","data":"x","seq":3}))
+        .await;
+    let refused = ws.until_type("error", secs(10)).await;
+    assert_eq!(
+        (
+            &refused["code"],
+            &refused["sessionId"],
+            &refused["request"],
+            &refused["seq"]
+        ),
+        (
+            &json!("session_not_running"),
+            &json!("ended"),
+            &json!("terminal.input"),
+            &json!(3)
+        ),
+        "{refused}"
+    );
 }
 
 /// Through another node of a cluster: a session whose node is cut off
