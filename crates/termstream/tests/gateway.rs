@@ -452,10 +452,10 @@ async fn read_until(ws: &mut WsClient, id: &str, want: usize) -> Vec<u8> {
     data
 }
 
-/// Every refusal of a `terminal.input` names it: `"request":"terminal.input"`,
-/// its `sessionId`, and its `seq` when it had one, whatever the code; a
-/// resize's refusal names `terminal.resize`. The flat dialect keeps its
-/// older shape, without either.
+/// Every refusal of a `terminal.input` names it, whatever the code:
+/// `"request":"terminal.input"`, its `sessionId`, and its `seq` when it
+/// had one; a resize's refusal names `terminal.resize`. (The flat
+/// dialect keeps its older shape: `gateway_compat.rs`.)
 #[tokio::test]
 async fn refusals_of_input_name_the_input_by_its_seq() {
     let env = [
@@ -465,50 +465,31 @@ async fn refusals_of_input_name_the_input_by_its_seq() {
     let server = TestServer::start_with(&[], &env).await;
     server.create(json!({"id":"cat","argv":["cat"]})).await;
     let mut ws = WsClient::connect(&server, "/ws").await;
-    let refusal = |code: &str, id: &str, request: &str, seq: Option<u64>| {
-        let mut v = json!({"type":"error","code":code,"sessionId":id,"request":request});
-        if let Some(seq) = seq {
-            v["seq"] = json!(seq);
+    let resize = json!({"type":"terminal.resize","sessionId":"ghost","cols":80,"rows":24});
+    let cases = [
+        (
+            json!({"type":"terminal.input","sessionId":"ghost","data":"x","seq":7}),
+            "session_not_found",
+        ),
+        (
+            json!({"type":"terminal.input","sessionId":"ghost","data":"x"}),
+            "session_not_found",
+        ),
+        (resize, "session_not_found"),
+        // Over the socket's input budget (16 bytes of burst).
+        (
+            json!({"type":"terminal.input","sessionId":"cat","data":"x".repeat(32),"seq":8}),
+            "rate_limited",
+        ),
+    ];
+    for (msg, code) in cases {
+        let mut want = json!({"type":"error","code":code,"sessionId":msg["sessionId"],"request":msg["type"]});
+        if let Some(seq) = msg.get("seq") {
+            want["seq"] = seq.clone();
         }
-        v
-    };
-    let answer = async |ws: &mut WsClient, msg: serde_json::Value| {
         ws.send(msg).await;
         let mut e = ws.until_type("error", secs(10)).await;
-        assert!(!e["message"].as_str().unwrap_or_default().is_empty(), "{e}");
-        e.as_object_mut().unwrap().remove("message");
-        e
-    };
-    let e = answer(
-        &mut ws,
-        json!({"type":"terminal.input","sessionId":"ghost","data":"x","seq":7}),
-    )
-    .await;
-    assert_eq!(e, refusal("session_not_found", "ghost", "terminal.input", Some(7)));
-    let e = answer(&mut ws, json!({"type":"terminal.input","sessionId":"ghost","data":"x"})).await;
-    assert_eq!(e, refusal("session_not_found", "ghost", "terminal.input", None));
-    let e = answer(
-        &mut ws,
-        json!({"type":"terminal.resize","sessionId":"ghost","cols":80,"rows":24}),
-    )
-    .await;
-    assert_eq!(e, refusal("session_not_found", "ghost", "terminal.resize", None));
-    // Over the socket's input budget (16 bytes of burst).
-    let e = answer(
-        &mut ws,
-        json!({"type":"terminal.input","sessionId":"cat","data":"x".repeat(32),"seq":8}),
-    )
-    .await;
-    assert_eq!(e, refusal("rate_limited", "cat", "terminal.input", Some(8)));
-    // The flat dialect: as before, neither `request` nor `seq`.
-    let mut flat = WsClient::connect(&server, "/ws?dialect=flat").await;
-    let e = answer(
-        &mut flat,
-        json!({"type":"terminal_input","sessionName":"ghost","data":"x","seq":9}),
-    )
-    .await;
-    assert_eq!(
-        e,
-        json!({"type":"error","code":"session_not_found","sessionId":"ghost","sessionName":"ghost"})
-    );
+        assert!(e.as_object_mut().unwrap().remove("message").is_some(), "{e}");
+        assert_eq!(e, want);
+    }
 }
