@@ -9,9 +9,11 @@
 //! server lets go of the session without deleting it (`released`, on a
 //! node of a cluster), it is attached again from the first byte not
 //! printed ([`Followed`]); keys and window changes meanwhile are held and
-//! sent once it is attached again, and so are exactly the keys sent just
-//! before that the server refused (named by their seq), having let go of
-//! the session already ([`Held`]).
+//! sent once it is attached again, and so are the keys sent just before
+//! that the server refused (named by their seq), having let go of the
+//! session already, but for those refused before keys it took, which are
+//! dropped and told on stderr at the end, as are keys refused before any
+//! other attach answered ([`Held`]).
 //! If it does not come back within the server's attach wait, the attach
 //! ends as for a deletion.
 
@@ -240,12 +242,17 @@ async fn follow(
                 // Which keys the server refused, whenever it says so.
                 held.saw(&id, &ev);
                 match followed.step(conn, &id, &ev).await {
-                    Ok(Step::Pass) => {}
+                    Ok(Step::Pass) => {
+                        if matches!(&ev, Event::Attached { session_id, .. } if *session_id == id) {
+                            // Refusals before this attach are not sent again.
+                            held.attached();
+                        }
+                    }
                     Ok(Step::Taken) => continue,
                     Ok(Step::Reattached) => {
                         if !read_only {
                             // Window changes meanwhile were not sent.
-                            send_window_size(conn, &id).await;
+                            term::send_window_size(conn, &id).await;
                             let keys = held.reattached();
                             if !keys.is_empty() {
                                 send_keys(conn, &id, held, keys).await;
@@ -289,7 +296,7 @@ async fn follow(
                         }
                         leave.status_line(rows);
                     }
-                    Event::Connected { reconnect: true, .. } if !read_only && !followed.reattaching() => send_window_size(conn, &id).await,
+                    Event::Connected { reconnect: true, .. } if !read_only && !followed.reattaching() => term::send_window_size(conn, &id).await,
                     // Only the attach's refusal ends it: others name keys
                     // or a resize (or nothing, from an older server).
                     Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id, request, .. }
@@ -353,12 +360,5 @@ async fn send_or_hold(conn: &Connection, id: &SessionId, followed: &Followed, he
 async fn send_keys(conn: &Connection, id: &SessionId, held: &mut Held, keys: String) {
     if let Ok(seq) = conn.input(id.clone(), keys.clone()).await {
         held.sent_keys(seq, &keys);
-    }
-}
-
-/// Sends the terminal's window size, if it has one.
-async fn send_window_size(conn: &Connection, id: &SessionId) {
-    if let Some((cols, rows)) = term::window_size() {
-        let _ = conn.resize(id.clone(), cols, rows).await;
     }
 }

@@ -6,11 +6,20 @@
 //! seq the client library gave it. The server's refusal of an input names
 //! its seq (`request` `terminal.input`); a `session_not_found` one marks
 //! that input refused. When the re-attach is answered
-//! ([`Step::Reattached`](crate::cli::followed::Step::Reattached)), exactly
-//! the keys refused go out again, in seq order, before the keys typed
-//! while re-attaching, so the program gets them all, in the order typed;
-//! keys the server took (the session back on the node before `attach`
-//! read the `released`) are never sent twice. A server before the seq
+//! ([`Step::Reattached`](crate::cli::followed::Step::Reattached)), the
+//! keys refused after the last input the server took go out again, in seq
+//! order, before the keys typed while re-attaching, so the program gets
+//! them in the order typed; keys the server took (the session back on the
+//! node before `attach` read the `released`) are never sent twice, and
+//! keys refused before some it took are dropped (sent now, they would
+//! reach the program after those later keys), and counted for the note.
+//! Refusals answered by an attach of the session that is not a re-attach
+//! after a release (the first attach waiting on a node not yet synced,
+//! the re-attach after a reconnect) are dropped and counted when it is
+//! answered, never sent at some later re-attach. A refusal after a
+//! reconnect of an input the client library sent again (unacknowledged on
+//! the old socket, perhaps applied there) may be of a duplicate: it is
+//! dropped, and counted as keys that may be lost. A server before the seq
 //! does not say which input it refused: then nothing is sent again, and
 //! the note says how many bytes may be lost, at most.
 //!
@@ -69,6 +78,15 @@ pub struct Held {
     maybe_lost: u64,
     /// Refused inputs no longer in the log, over the whole attach.
     forgotten: usize,
+    /// The highest seq logged when the connection last came back: the
+    /// client library may have sent again any input up to it.
+    resent_upto: Option<u64>,
+    /// Bytes of keys refused before the session was attached (the first
+    /// attach, or the one after a reconnect), not sent again.
+    refused_unattached: u64,
+    /// Bytes of keys refused before keys the server took, not sent again
+    /// at a re-attach.
+    overtaken: u64,
 }
 
 impl Held {
@@ -90,7 +108,16 @@ impl Held {
     /// Takes in `ev` if it is the server's `session_not_found` refusal of
     /// input to `id` (named by its seq), or of input or a resize from a
     /// server that does not name it.
+    /// A reconnect (`Event::Connected` with `reconnect`) is noted too:
+    /// refusals after it of inputs sent before it may be of the client
+    /// library's copies.
     pub fn saw(&mut self, id: &SessionId, ev: &Event) {
+        if let Event::Connected { reconnect: true, .. } = ev {
+            if let Some(last) = self.sent.back() {
+                self.resent_upto = Some(last.seq);
+            }
+            return;
+        }
         let Event::ServerError {
             code: ErrorCode::SessionNotFound,
             session_id: Some(of),
@@ -108,6 +135,11 @@ impl Held {
             (Some(INPUT_REQUEST), Some(seq)) => {
                 let i = self.sent.partition_point(|s| s.seq < *seq);
                 match self.sent.get_mut(i) {
+                    // Sent again after a reconnect: the refusal of the
+                    // copy says nothing of the first, perhaps applied.
+                    Some(s) if s.seq == *seq && self.resent_upto.is_some_and(|upto| *seq <= upto) => {
+                        self.maybe_lost += s.keys.len() as u64;
+                    }
                     Some(s) if s.seq == *seq => s.refused = true,
                     _ => self.forgotten += 1,
                 }
@@ -129,26 +161,46 @@ impl Held {
         self.drop_bytes(text.len() - kept);
     }
 
-    /// Attached again: the keys to send now, those refused (in seq order)
-    /// then those typed meanwhile, [`HOLD_MAX`] bytes at most. Refusals
-    /// that named no input add, to what may be lost, the bytes of as many
-    /// of the largest inputs sent (no more can be lost).
-    pub fn reattached(&mut self) -> String {
-        let mut keys = String::new();
+    /// Attached, not again after a release (the first attach, the one
+    /// after a reconnect): inputs refused before are not sent again, ever
+    /// (they would reach the program after keys typed since), and are
+    /// counted for the note; the log starts again.
+    pub fn attached(&mut self) {
         let mut taken: Vec<usize> = Vec::new();
         for s in self.sent.drain(..) {
             if s.refused {
-                keys.push_str(&s.keys);
+                self.refused_unattached += s.keys.len() as u64;
             } else {
                 taken.push(s.keys.len());
             }
         }
         self.sent_bytes = 0;
-        if self.unnamed > 0 {
-            taken.sort_unstable_by(|a, b| b.cmp(a));
-            self.maybe_lost += taken.iter().take(self.unnamed).sum::<usize>() as u64;
-            self.unnamed = 0;
+        self.unnamed_may_be_lost(taken);
+    }
+
+    /// Attached again: the keys to send now, [`HOLD_MAX`] bytes at most:
+    /// those refused after the last input the server took (in seq order),
+    /// then those typed meanwhile. Every input sent before the re-attach
+    /// has been answered by then, so one not refused was taken: refused
+    /// keys before it are dropped and counted, as sent now they would
+    /// reach the program after it. Refusals that named no input add, to
+    /// what may be lost, the bytes of as many of the largest inputs sent
+    /// (no more can be lost).
+    pub fn reattached(&mut self) -> String {
+        let last_taken = self.sent.iter().filter(|s| !s.refused).map(|s| s.seq).max();
+        let mut keys = String::new();
+        let mut taken: Vec<usize> = Vec::new();
+        for s in self.sent.drain(..) {
+            if !s.refused {
+                taken.push(s.keys.len());
+            } else if last_taken.is_some_and(|m| s.seq < m) {
+                self.overtaken += s.keys.len() as u64;
+            } else {
+                keys.push_str(&s.keys);
+            }
         }
+        self.sent_bytes = 0;
+        self.unnamed_may_be_lost(taken);
         keys.push_str(&std::mem::take(&mut self.typed));
         let kept = keys.floor_char_boundary(HOLD_MAX);
         self.drop_bytes(keys.len() - kept);
@@ -156,6 +208,16 @@ impl Held {
         // Keys typed from now on go out as they come.
         self.cut = false;
         keys
+    }
+
+    /// Counts, for refusals that named no input, the bytes of as many of
+    /// the largest inputs `taken` (their sizes) as may be lost.
+    fn unnamed_may_be_lost(&mut self, mut taken: Vec<usize>) {
+        if self.unnamed > 0 {
+            taken.sort_unstable_by(|a, b| b.cmp(a));
+            self.maybe_lost += taken.iter().take(self.unnamed).sum::<usize>() as u64;
+            self.unnamed = 0;
+        }
     }
 
     /// The lines to print at the end when keys were dropped or may be
@@ -171,8 +233,20 @@ impl Held {
         }
         if self.maybe_lost > 0 {
             lines.push(format!(
-                "termstream: up to {} bytes typed while attaching {id} again may be lost (the server did not say which)",
+                "termstream: up to {} bytes typed into {id} may be lost (refused: unclear which, or a copy)",
                 self.maybe_lost
+            ));
+        }
+        if self.refused_unattached > 0 {
+            lines.push(format!(
+                "termstream: {} bytes typed before {id} was attached were refused, and not sent again",
+                self.refused_unattached
+            ));
+        }
+        if self.overtaken > 0 {
+            lines.push(format!(
+                "termstream: {} bytes refused while attaching {id} again were not sent: later keys had reached it",
+                self.overtaken
             ));
         }
         if self.forgotten > 0 {
@@ -218,12 +292,12 @@ mod tests {
         h.saw(&id(), &ev);
     }
 
-    /// Exactly the inputs refused go out again, in seq order and before
-    /// the keys typed while re-attaching, whatever came after them: an
-    /// input the server took after one it refused (the session back) is
-    /// not sent twice.
+    /// The inputs refused after the last one taken go out again, in seq
+    /// order and before the keys typed while re-attaching: an input the
+    /// server took (the session back) is not sent twice, and one refused
+    /// before it is dropped, not sent after it, and counted.
     #[test]
-    fn exactly_the_refused_keys_go_again_before_the_keys_typed_meanwhile() {
+    fn the_keys_refused_after_those_taken_go_again_before_the_keys_typed_meanwhile() {
         let mut h = Held::default();
         h.sent_keys(1, "taken ");
         h.sent_keys(2, "one ");
@@ -250,13 +324,60 @@ mod tests {
         };
         h.saw(&id(), &other);
         h.hold("three");
-        assert_eq!(h.reattached(), "one two three");
-        assert_eq!(h.note(&id()), None);
+        assert_eq!(h.reattached(), "two three");
+        assert_eq!(
+            h.note(&id()).as_deref(),
+            Some("termstream: 4 bytes refused while attaching s again were not sent: later keys had reached it")
+        );
         // The log starts again: a later re-attach sends nothing of before.
         h.sent_keys(5, "four");
         refused(&mut h, ErrorCode::SessionNotFound, Some(5));
         assert_eq!(h.reattached(), "four");
         assert_eq!(h.reattached(), "");
+    }
+
+    /// Refusals before an attach that is not a re-attach after a release
+    /// (the first one, waiting on a node not yet synced) are dropped when
+    /// it is answered, and told in the note: never sent at a later
+    /// re-attach, into what is typed then.
+    #[test]
+    fn refusals_before_an_attach_are_not_sent_at_a_later_reattach() {
+        let mut h = Held::default();
+        h.sent_keys(1, "k");
+        refused(&mut h, ErrorCode::SessionNotFound, Some(1));
+        h.attached();
+        h.hold("x");
+        assert_eq!(h.reattached(), "x");
+        assert_eq!(
+            h.note(&id()).as_deref(),
+            Some("termstream: 1 bytes typed before s was attached were refused, and not sent again")
+        );
+    }
+
+    /// After a reconnect the client library sends again the inputs not
+    /// acknowledged: a refusal of one sent before the reconnect may be of
+    /// the copy (the first applied on the old socket), so it is not sent
+    /// again but counted as may be lost; one sent after is.
+    #[test]
+    fn a_refusal_of_an_input_sent_before_a_reconnect_is_not_sent_again() {
+        let mut h = Held::default();
+        h.sent_keys(1, "ab");
+        h.sent_keys(2, "cd");
+        h.saw(
+            &id(),
+            &Event::Connected {
+                client_id: "c".to_owned(),
+                reconnect: true,
+            },
+        );
+        refused(&mut h, ErrorCode::SessionNotFound, Some(2));
+        h.sent_keys(3, "ef");
+        refused(&mut h, ErrorCode::SessionNotFound, Some(3));
+        assert_eq!(h.reattached(), "ef");
+        assert_eq!(
+            h.note(&id()).as_deref(),
+            Some("termstream: up to 2 bytes typed into s may be lost (refused: unclear which, or a copy)")
+        );
     }
 
     /// A server that names no input sends nothing again, and the note
@@ -274,7 +395,7 @@ mod tests {
         assert_eq!(h.reattached(), "typed");
         assert_eq!(
             h.note(&id()).as_deref(),
-            Some("termstream: up to 6 bytes typed while attaching s again may be lost (the server did not say which)")
+            Some("termstream: up to 6 bytes typed into s may be lost (refused: unclear which, or a copy)")
         );
     }
 
