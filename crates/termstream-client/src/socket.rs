@@ -154,10 +154,11 @@ pub enum Event {
         /// refusal of input, whatever the code.
         request: Option<String>,
         /// The seq of the input this error refuses (as
-        /// [`Connection::input`] returned it): that input was not applied,
-        /// and is not sent again after a reconnect. `None` for other
-        /// errors, and from a server before the field (which does not
-        /// say which input it refused).
+        /// [`Connection::input`] returned it): that input was not applied
+        /// (with `busy`, but for the bytes the message says were taken:
+        /// send only the rest), and is not sent again after a reconnect.
+        /// `None` for other errors, and from a server before the field
+        /// (which does not say which input it refused).
         refused_input: Option<u64>,
     },
     /// The connection gave up for good (e.g. the credential was refused);

@@ -86,8 +86,9 @@ async fn a_session_missing_from_the_directory_is_released() {
 }
 
 /// On a node of a cluster, the refusal of input to a session another
-/// node owns names it as on the owner: the owner's answer (the program
-/// ended) comes with `"request":"terminal.input"` and the input's seq.
+/// node owns names it as a refusal on the owner does: b's copy says the
+/// program ended, and b refuses the input itself (`session_not_running`)
+/// with `"request":"terminal.input"` and the input's seq.
 #[tokio::test]
 async fn a_refusal_from_the_owner_names_the_input_by_its_seq() {
     let cluster = TestCluster::start(2).await;
