@@ -129,13 +129,14 @@ export interface AttachOptions<M extends 'text' | 'binary' = 'text' | 'binary'> 
    * An `error` naming the session: a refused attach (`request:
    * 'session.attach'`, with `session_not_found` after its wait, or
    * `rate_limited` when the socket's attachment slots are all taken),
-   * input, resize or focus (`session_not_found`, `session_not_running`,
-   * `read_only`, `busy`, ...).
+   * input (`request: 'terminal.input'` from a newer server), resize
+   * (`'terminal.resize'`) or focus (no `request`): `session_not_found`,
+   * `session_not_running`, `read_only`, `busy`, ...
    */
   onError?: (error: AttachError) => void;
 }
 
-/** What `onError` is told: the server's error, and the request it answers when the server says (`session.attach` on a refused attach). */
+/** What `onError` is told: the server's error, and the request it answers when the server says (`session.attach`, `terminal.input`, `terminal.resize`). */
 export interface AttachError {
   code: ErrorCode;
   message: string;

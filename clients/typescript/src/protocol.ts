@@ -109,9 +109,13 @@ export interface ErrorMessage extends ServerMessage {
   /**
    * The request the error answers, where the order cannot tell:
    * `session.attach` on an attach's refusal (`session_not_found` after its
-   * wait, `rate_limited` when the socket has no free attachment slot).
+   * wait, `rate_limited` when the socket has no free attachment slot);
+   * `terminal.input` on every refusal of input, `terminal.resize` on every
+   * refusal of a resize. Older servers send none.
    */
   request?: string;
+  /** With `request` `terminal.input`: the seq of the input refused, when it had one. */
+  seq?: number;
 }
 
 /**

@@ -10,6 +10,7 @@
 mod actor;
 pub(crate) mod tracked;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -149,7 +150,16 @@ pub enum Event {
         /// forgets that attach, whatever the code (a reconnect does not ask
         /// for it again); the same codes without it answer input, a resize
         /// or a focus naming the id.
+        /// [`INPUT_REQUEST`](termstream_proto::ws::INPUT_REQUEST) on the
+        /// refusal of input, whatever the code.
         request: Option<String>,
+        /// The seq of the input this error refuses (as
+        /// [`Connection::input`] returned it): that input was not applied
+        /// (with `busy`, but for the bytes the message says were taken:
+        /// send only the rest), and is not sent again after a reconnect.
+        /// `None` for other errors, and from a server before the field
+        /// (which does not say which input it refused).
+        refused_input: Option<u64>,
     },
     /// The connection gave up for good (e.g. the credential was refused);
     /// no event follows.
@@ -211,6 +221,8 @@ enum Command {
     Input {
         session_id: SessionId,
         data: String,
+        /// Given by [`Connection::input`], higher than every seq before.
+        seq: u64,
     },
     Resize {
         session_id: SessionId,
@@ -231,6 +243,11 @@ pub struct Connection {
     /// too much input is unacknowledged: a close is heard then too, and
     /// while the task waits for the user to take an event.
     closes: mpsc::Sender<oneshot::Sender<()>>,
+    /// The seq of the last input, shared by the clones; locked from
+    /// numbering an input until it is queued, so inputs queue in the
+    /// order of their seqs (the server applies none whose seq is not
+    /// higher than one it applied).
+    last_seq: Arc<tokio::sync::Mutex<u64>>,
 }
 
 /// The receiving end of a connection's events; `None` when the task ended.
@@ -261,6 +278,7 @@ impl Connection {
             Connection {
                 commands: ctx,
                 closes: close_tx,
+                last_seq: Arc::default(),
             },
             Events { rx: erx },
         )
@@ -303,8 +321,15 @@ impl Connection {
     /// does not have yet. Once 1 MiB of input is not yet acknowledged (the
     /// server is away, or the program does not read), the task takes no
     /// more commands: up to 64 more (of any size) queue, then this waits.
-    pub async fn input(&self, session_id: SessionId, data: String) -> Result<()> {
-        self.send(Command::Input { session_id, data }).await
+    ///
+    /// Returns the input's seq, which an [`Event::ServerError`] refusing
+    /// it names (`refused_input`).
+    pub async fn input(&self, session_id: SessionId, data: String) -> Result<u64> {
+        let mut last = self.last_seq.lock().await;
+        let seq = *last + 1;
+        self.send(Command::Input { session_id, data, seq }).await?;
+        *last = seq;
+        Ok(seq)
     }
 
     /// Sets a pty session's window size. Not kept across a reconnect: send

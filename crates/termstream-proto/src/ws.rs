@@ -60,6 +60,17 @@ pub enum StreamMode {
 /// from the same code answering input, a resize or a focus naming the id.
 pub const ATTACH_REQUEST: &str = "session.attach";
 
+/// The `request` of an `error` that refuses a `terminal.input`
+/// ([`ServerMessage::Error`]), whatever the code: it names the input's
+/// `sessionId`, and its `seq` when the input had one, so a client knows
+/// exactly which input was not applied. `/ws` only (not its flat dialect).
+pub const INPUT_REQUEST: &str = "terminal.input";
+
+/// The `request` of an `error` that refuses a `terminal.resize`
+/// ([`ServerMessage::Error`]), whatever the code: a client tells it from
+/// the refusal of input. `/ws` only (not its flat dialect).
+pub const RESIZE_REQUEST: &str = "terminal.resize";
+
 /// Event channels a client may subscribe to.
 pub const CHANNELS: [&str; 4] = ["task_status", "notification", "activity_log", "sessions"];
 
@@ -311,10 +322,18 @@ pub enum ServerMessage {
         /// The request this error answers, where a client cannot tell it
         /// by order: `session.attach` on the refusal of an attach whose
         /// wait (`attach_wait_ms`) ended without its session, or that found
-        /// no free attachment slot. Absent otherwise (and from servers
-        /// before this field).
+        /// no free attachment slot ([`ATTACH_REQUEST`]); `terminal.input`
+        /// ([`INPUT_REQUEST`]) and `terminal.resize` ([`RESIZE_REQUEST`])
+        /// on every refusal of an input or a resize (`/ws`, not its flat
+        /// dialect). Absent otherwise (and from servers before this field).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<String>,
+        /// The `seq` of the `terminal.input` this error refuses, when it
+        /// had one (with `request` `terminal.input`): that input was not
+        /// applied, and a client may send its data again with a new seq.
+        /// Absent otherwise (and from servers before this field).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
     },
     #[serde(rename = "pong")]
     Pong,
@@ -381,77 +400,4 @@ pub mod binary {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flat_aliases_parse_as_dotted() {
-        let m: ClientMessage =
-            serde_json::from_str(r#"{"type":"terminal_input","sessionName":"a","data":"x"}"#).unwrap();
-        assert_eq!(
-            m,
-            ClientMessage::Input {
-                session_id: SessionId::new("a").unwrap(),
-                data: "x".into(),
-                seq: None,
-                response: false
-            }
-        );
-    }
-
-    #[test]
-    fn server_messages_use_the_documented_names() {
-        let m = ServerMessage::Connected {
-            message: "hi".into(),
-            client_count: 2,
-            client_id: "c1".into(),
-        };
-        assert_eq!(
-            serde_json::to_value(&m).unwrap(),
-            serde_json::json!({"type":"connected","message":"hi","client_count":2,"clientId":"c1"})
-        );
-    }
-
-    #[test]
-    fn detached_carries_its_reason_and_reads_older_and_newer_servers() {
-        let id = SessionId::new("s").unwrap();
-        let m = ServerMessage::Detached {
-            session_id: id.clone(),
-            reason: Some(DetachReason::Released),
-        };
-        assert_eq!(
-            serde_json::to_value(&m).unwrap(),
-            serde_json::json!({"type":"session.detached","sessionId":"s","reason":"released"})
-        );
-        let read = |text: &str| match serde_json::from_str::<ServerMessage>(text).unwrap() {
-            ServerMessage::Detached { reason, .. } => reason,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(read(r#"{"type":"session.detached","sessionId":"s"}"#), None);
-        assert_eq!(
-            read(r#"{"type":"session.detached","sessionId":"s","reason":"detach"}"#),
-            Some(DetachReason::Detach)
-        );
-        assert_eq!(
-            read(r#"{"type":"session.detached","sessionId":"s","reason":"deleted"}"#),
-            Some(DetachReason::Deleted)
-        );
-        assert_eq!(
-            read(r#"{"type":"session.detached","sessionId":"s","reason":"moved"}"#),
-            Some(DetachReason::Unknown)
-        );
-    }
-
-    #[test]
-    fn binary_frames_round_trip() {
-        let mut f = Vec::new();
-        binary::encode_header(&mut f, "sess-1", Stream::Stderr, 1 << 40);
-        f.extend_from_slice(b"\xffdata");
-        let d = binary::decode(&f).unwrap();
-        assert_eq!(d.session_id, "sess-1");
-        assert_eq!(d.stream, Stream::Stderr);
-        assert_eq!(d.offset, 1 << 40);
-        assert_eq!(d.data, b"\xffdata");
-        assert!(binary::decode(&f[..5]).is_none());
-    }
-}
+mod tests;

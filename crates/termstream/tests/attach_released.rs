@@ -15,7 +15,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::cluster::{NOT_LOST, TestCluster, listed, status_is};
+use common::cluster::{NOT_LOST, TestCluster, listed, owner_away_with_redis_emptied, status_is};
 use common::metrics::metric;
 use common::ws::{Incoming, WsClient};
 use common::{secs, wait_until};
@@ -57,6 +57,25 @@ async fn a_session_missing_from_the_directory_is_released() {
     answer(&mut ws, "session.attached", "kept").await;
     let stopped = owner_away_with_redis_emptied(&cluster).await;
     released(&mut ws, "kept").await;
+    // Input meanwhile is refused, and the refusal names it by its seq.
+    ws.send(json!({"type":"terminal.input","sessionId":"kept","data":"x","seq":11}))
+        .await;
+    let refused = ws.until_type("error", secs(10)).await;
+    assert_eq!(
+        (
+            &refused["code"],
+            &refused["sessionId"],
+            &refused["request"],
+            &refused["seq"]
+        ),
+        (
+            &json!("session_not_found"),
+            &json!("kept"),
+            &json!("terminal.input"),
+            &json!(11)
+        ),
+        "{refused}"
+    );
     drop(stopped);
     status_is(b, "kept", "running", secs(15))
         .await
@@ -64,6 +83,39 @@ async fn a_session_missing_from_the_directory_is_released() {
     ws.attach("kept", "json").await;
     answer(&mut ws, "session.attached", "kept").await;
     ws.echoes(b, "kept", "still-here", "after the release").await;
+}
+
+/// On a node of a cluster, the refusal of input to a session another
+/// node owns names it as a refusal on the owner does: b's copy says the
+/// program ended, and b refuses the input itself (`session_not_running`)
+/// with `"request":"terminal.input"` and the input's seq.
+#[tokio::test]
+async fn a_refusal_from_the_owner_names_the_input_by_its_seq() {
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id":"ended","kind":"command","argv":["true"]})).await;
+    status_is(b, "ended", "exited", secs(15))
+        .await
+        .expect("listed as exited on b");
+    let mut ws = WsClient::connect(b, "/ws").await;
+    ws.send(json!({"type":"terminal.input","sessionId":"ended","data":"x","seq":3}))
+        .await;
+    let refused = ws.until_type("error", secs(10)).await;
+    assert_eq!(
+        (
+            &refused["code"],
+            &refused["sessionId"],
+            &refused["request"],
+            &refused["seq"]
+        ),
+        (
+            &json!("session_not_running"),
+            &json!("ended"),
+            &json!("terminal.input"),
+            &json!(3)
+        ),
+        "{refused}"
+    );
 }
 
 /// Through another node of a cluster: a session whose node is cut off
@@ -144,23 +196,6 @@ async fn update(ws: &mut WsClient, id: &str, change: &str) -> Value {
             Some(_) => {}
         }
     }
-}
-
-/// Stops the first node (the owner) and empties Redis, as a Redis that
-/// restarted empty would be with the owner not registered again yet; the
-/// owner runs again when the caller drops the answer, once the other node
-/// let go. Callers start the cluster with [`NOT_LOST`]: the release (three
-/// reads missing the record, 100 ms apart) comes long before `lost`. Connected
-/// first, so the flush follows the stop at once: a node marks
-/// the stopped owner's sessions `lost` after `cluster_lost_ms`, and a
-/// connect on a loaded machine could take longer (the viewers would then
-/// get `session.exit` lost, not a release).
-async fn owner_away_with_redis_emptied(cluster: &TestCluster) -> common::Paused<'_> {
-    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let stopped = cluster.nodes[0].pause();
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
-    stopped
 }
 
 /// `termstream attach` through the viewer's node, on a pipe: when the node

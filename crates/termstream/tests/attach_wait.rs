@@ -208,8 +208,8 @@ async fn waiting_attaches_hold_no_slot_after_a_detach() {
 
 /// The refusal of an attach that waited in vain says it answers
 /// `session.attach`; the refusal of input naming the same id, sent while
-/// the attach waits, does not: a client tells them apart by the field, not
-/// by counting its messages. Their order is not asserted: on a loaded
+/// the attach waits, says `terminal.input` (and its seq): a client tells
+/// them apart by the field, not by counting its messages. Their order is not asserted: on a loaded
 /// machine the wait can end before the input is read.
 #[tokio::test]
 async fn a_waited_attachs_refusal_names_its_request() {
@@ -231,7 +231,13 @@ async fn a_waited_attachs_refusal_names_its_request() {
         .map(|r| r.get("request").map(|v| v.as_str().unwrap_or("?")))
         .collect();
     assert!(
-        requests == [Some("session.attach"), None] || requests == [None, Some("session.attach")],
-        "one refusal, the attach's, names its request: {refusals:?}"
+        requests == [Some("session.attach"), Some("terminal.input")]
+            || requests == [Some("terminal.input"), Some("session.attach")],
+        "each refusal names its request: {refusals:?}"
+    );
+    let seqs: Vec<Option<u64>> = refusals.iter().map(|r| r["seq"].as_u64()).collect();
+    assert!(
+        seqs.contains(&Some(1)) && seqs.contains(&None),
+        "the input's names its seq: {refusals:?}"
     );
 }

@@ -208,6 +208,37 @@ async fn an_attach_waiting_for_its_session_survives_the_refusal_of_input_and_a_r
     conn.close().await;
 }
 
+/// `input` returns the input's seq, and the server's refusal of that
+/// input comes as an event naming it (`refused_input`): the user knows
+/// exactly which input was not applied. Inputs taken are named by none.
+#[tokio::test]
+async fn the_refusal_of_an_input_names_the_seq_input_returned() {
+    let server = TestServer::start().await;
+    let kept = SessionId::new("kept").unwrap();
+    let client = Client::new(Endpoint::new(&server.url(""), None, &[]).unwrap()).unwrap();
+    client.create_session(&cat(&kept)).await.unwrap();
+    let (conn, mut events) = Connection::open(client, ConnectOptions::default());
+    let ghost = SessionId::new("ghost").unwrap();
+    let first = conn.input(kept.clone(), "a\n".into()).await.unwrap();
+    let refused = conn.input(ghost.clone(), "b\n".into()).await.unwrap();
+    let last = conn.input(kept.clone(), "c\n".into()).await.unwrap();
+    assert!(first < refused && refused < last, "{first} {refused} {last}");
+    let (request, seq) = until(&mut events, secs(10), |e| match e {
+        Event::ServerError {
+            session_id,
+            request,
+            refused_input,
+            ..
+        } if session_id.as_ref() == Some(&ghost) => Some((request.clone(), *refused_input)),
+        Event::ServerError { .. } => panic!("{e:?}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(request.as_deref(), Some(termstream_proto::ws::INPUT_REQUEST));
+    assert_eq!(seq, Some(refused));
+    conn.close().await;
+}
+
 /// The refusal the server marks as the attach's (`request:
 /// "session.attach"`, after its attach wait) ends the attach: the event
 /// carries the mark, and a reconnect does not ask for the session again,

@@ -451,3 +451,45 @@ async fn read_until(ws: &mut WsClient, id: &str, want: usize) -> Vec<u8> {
     }
     data
 }
+
+/// Every refusal of a `terminal.input` names it, whatever the code:
+/// `"request":"terminal.input"`, its `sessionId`, and its `seq` when it
+/// had one; a resize's refusal names `terminal.resize`. (The flat
+/// dialect keeps its older shape: `gateway_compat.rs`.)
+#[tokio::test]
+async fn refusals_of_input_name_the_input_by_its_seq() {
+    let env = [
+        ("TERMSTREAM_WS_INPUT_BYTES_PER_SEC", "1"),
+        ("TERMSTREAM_WS_INPUT_BURST_BYTES", "16"),
+    ];
+    let server = TestServer::start_with(&[], &env).await;
+    server.create(json!({"id":"cat","argv":["cat"]})).await;
+    let mut ws = WsClient::connect(&server, "/ws").await;
+    let resize = json!({"type":"terminal.resize","sessionId":"ghost","cols":80,"rows":24});
+    let cases = [
+        (
+            json!({"type":"terminal.input","sessionId":"ghost","data":"x","seq":7}),
+            "session_not_found",
+        ),
+        (
+            json!({"type":"terminal.input","sessionId":"ghost","data":"x"}),
+            "session_not_found",
+        ),
+        (resize, "session_not_found"),
+        // Over the socket's input budget (16 bytes of burst).
+        (
+            json!({"type":"terminal.input","sessionId":"cat","data":"x".repeat(32),"seq":8}),
+            "rate_limited",
+        ),
+    ];
+    for (msg, code) in cases {
+        let mut want = json!({"type":"error","code":code,"sessionId":msg["sessionId"],"request":msg["type"]});
+        if let Some(seq) = msg.get("seq") {
+            want["seq"] = seq.clone();
+        }
+        ws.send(msg).await;
+        let mut e = ws.until_type("error", secs(10)).await;
+        assert!(e.as_object_mut().unwrap().remove("message").is_some(), "{e}");
+        assert_eq!(e, want);
+    }
+}

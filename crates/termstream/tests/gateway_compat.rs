@@ -210,3 +210,16 @@ async fn a_client_connecting_during_a_terminate_is_told_of_it() {
         ]
     );
 }
+
+/// The flat dialect's refusal of input keeps its older shape: neither
+/// `request` nor `seq`, which the dotted one has (`gateway.rs`).
+#[tokio::test]
+async fn a_flat_refusal_of_input_keeps_its_older_shape() {
+    let server = TestServer::start().await;
+    let mut flat = WsClient::connect(&server, "/ws?dialect=flat").await;
+    flat.send(json!({"type":"terminal_input","sessionName":"ghost","data":"x","seq":9}))
+        .await;
+    let e = flat.until_type("error", secs(10)).await;
+    assert_eq!(keys(&e), ["code", "message", "sessionId", "sessionName", "type"], "{e}");
+    assert_eq!(e["code"], "session_not_found", "{e}");
+}

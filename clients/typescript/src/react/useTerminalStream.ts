@@ -33,8 +33,9 @@ export interface TerminalStream {
    * the server does not mark as the attach's refusal (`request`) is
    * reported only while the session is not attached: a server older than
    * that field marks none, so this is how its refusal of the attach shows;
-   * with a newer one, input sent while the attach waits for the session to
-   * be created shows its refusal until the attach clears it.
+   * input sent while the attach waits for the session to be created
+   * (`request` `terminal.input` from a newer server) shows its refusal
+   * until the attach clears it.
    */
   error: { code: ErrorCode; message: string } | null;
   /** Sends input to the program. */
@@ -114,7 +115,7 @@ export function useTerminalStream(sessionId: string, options: { maxOutput?: numb
         // An attach refused (the first, or one after a reconnect or a
         // cluster node's release) leaves nothing attached.
         if (request === 'session.attach') return store.update({ attached: false, error: { code, message } });
-        const report = code !== 'session_not_found' || (request === undefined && !store.snapshot.attached);
+        const report = code !== 'session_not_found' || !store.snapshot.attached;
         if (report) store.update({ error: { code, message } });
       },
     });

@@ -71,3 +71,14 @@ it('released, then the attach again refused: not connected, with the refusal as 
   expect(screen.getByText('error session_not_found')).toBeTruthy();
   expect(screen.getByText('offline')).toBeTruthy();
 });
+
+it('input refused while the attach waits (this server names it terminal.input) shows its refusal until the attach clears it', () => {
+  const { s } = shown();
+  act(() => s.message({ type: 'error', code: 'session_not_found', message: 'no session', sessionId: 'x', request: 'terminal.input', seq: 1 }));
+  expect(screen.getByText('error session_not_found')).toBeTruthy();
+  act(() => s.message(attached));
+  expect(screen.getByText('no error')).toBeTruthy();
+  // Attached: it answers input racing a deletion, which the detach reports.
+  act(() => s.message({ type: 'error', code: 'session_not_found', message: 'no session', sessionId: 'x', request: 'terminal.input', seq: 2 }));
+  expect(screen.getByText('no error')).toBeTruthy();
+});

@@ -171,8 +171,8 @@ impl State {
                     None => return false,
                     Some(Command::Attach { session_id, since, resume }) => self.sessions.attach(session_id, since, resume),
                     Some(Command::Detach { session_id }) => self.sessions.forget(&session_id),
-                    Some(Command::Input { session_id, data }) => {
-                        self.pending.push(session_id, data);
+                    Some(Command::Input { session_id, data, seq }) => {
+                        self.pending.push(seq, session_id, data);
                     }
                     // A size is the user's to send again on `Connected`.
                     Some(Command::Resize { .. }) => {}
@@ -325,8 +325,8 @@ impl State {
                 self.sessions.forget(&session_id);
                 vec![ClientMessage::Detach { session_id }]
             }
-            Command::Input { session_id, data } => {
-                let seq = self.pending.push(session_id.clone(), data.clone());
+            Command::Input { session_id, data, seq } => {
+                self.pending.push(seq, session_id.clone(), data.clone());
                 let mut out = vec![ClientMessage::Input {
                     session_id,
                     data,

@@ -109,7 +109,8 @@ impl Sessions {
 /// is read, so a `pong` acknowledges every input sent before its `ping`.
 #[derive(Debug, Default)]
 pub struct PendingInput {
-    next_seq: u64,
+    /// The seq of the newest input kept.
+    last_seq: u64,
     /// `(seq, session, data)`, oldest first.
     unacked: VecDeque<(u64, SessionId, String)>,
     bytes: usize,
@@ -118,12 +119,21 @@ pub struct PendingInput {
 }
 
 impl PendingInput {
-    /// Numbers a new input and keeps it until acknowledged.
-    pub fn push(&mut self, session: SessionId, data: String) -> u64 {
-        self.next_seq += 1;
+    /// Keeps a new input, numbered `seq` (higher than every seq before),
+    /// until acknowledged.
+    pub fn push(&mut self, seq: u64, session: SessionId, data: String) {
+        self.last_seq = seq;
         self.bytes += data.len();
-        self.unacked.push_back((self.next_seq, session, data));
-        self.next_seq
+        self.unacked.push_back((seq, session, data));
+    }
+
+    /// The server refused input `seq` (an `error` naming it): it is
+    /// answered, and not sent again.
+    pub fn forget(&mut self, seq: u64) {
+        if let Some(i) = self.unacked.iter().position(|(s, _, _)| *s == seq) {
+            let (_, _, data) = self.unacked.remove(i).expect("found");
+            self.bytes -= data.len();
+        }
     }
 
     /// Bytes kept for resending.
@@ -134,8 +144,8 @@ impl PendingInput {
     /// A `ping` is sent now: its `pong` will acknowledge everything so far.
     /// Returns whether there was anything to acknowledge.
     pub fn ping_sent(&mut self) -> bool {
-        let unacked = !self.unacked.is_empty() && self.pings.back() != Some(&self.next_seq);
-        self.pings.push_back(self.next_seq);
+        let unacked = !self.unacked.is_empty() && self.pings.back() != Some(&self.last_seq);
+        self.pings.push_back(self.last_seq);
         unacked
     }
 
@@ -210,10 +220,10 @@ mod tests {
     #[test]
     fn a_pong_acknowledges_only_input_sent_before_its_ping() {
         let mut p = PendingInput::default();
-        assert_eq!(p.push(id("a"), "ab".into()), 1);
+        p.push(1, id("a"), "ab".into());
         assert!(p.ping_sent());
         assert!(!p.ping_sent(), "nothing new since the last ping");
-        assert_eq!(p.push(id("a"), "cde".into()), 2);
+        p.push(2, id("a"), "cde".into());
         assert_eq!(p.bytes(), 5);
         p.pong();
         assert_eq!(p.bytes(), 3);
@@ -228,5 +238,20 @@ mod tests {
         p.ping_sent();
         p.pong();
         assert_eq!(p.bytes(), 0);
+    }
+
+    #[test]
+    fn a_refused_input_is_not_sent_again() {
+        let mut p = PendingInput::default();
+        p.push(1, id("a"), "ab".into());
+        p.push(2, id("a"), "cde".into());
+        p.push(3, id("a"), "f".into());
+        p.forget(2);
+        p.forget(9);
+        assert_eq!(p.bytes(), 3);
+        assert_eq!(
+            p.resend(),
+            vec![(1, id("a"), "ab".to_owned()), (3, id("a"), "f".to_owned())]
+        );
     }
 }

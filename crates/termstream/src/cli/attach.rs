@@ -9,8 +9,13 @@
 //! server lets go of the session without deleting it (`released`, on a
 //! node of a cluster), it is attached again from the first byte not
 //! printed ([`Followed`]); keys and window changes meanwhile are held and
-//! sent once it is attached again. If it does not come back within the
-//! server's attach wait, the attach ends as for a deletion.
+//! sent once it is attached again, and so are the keys sent just before
+//! that the server refused (named by their seq), having let go of the
+//! session already, but for those refused before keys it took, which are
+//! dropped and told on stderr at the end, as are keys refused before any
+//! other attach answered ([`Held`]).
+//! If it does not come back within the server's attach wait, the attach
+//! ends as for a deletion.
 
 use std::io::{IsTerminal, Write};
 
@@ -22,9 +27,13 @@ use tokio::sync::mpsc;
 
 use super::detach_keys::{self, DetachKeys};
 use super::exit::{self, Failure};
-use super::followed::{self, Followed, Seen};
+use super::followed::{Followed, Step};
 use super::leave::Leave;
 use super::{GlobalArgs, term};
+
+mod held;
+
+use held::Held;
 
 /// Resets a terminal to a blank screen with default modes before a snapshot.
 const RESET: &[u8] = b"\x1bc";
@@ -107,7 +116,17 @@ pub async fn attach_session(
         raw: raw.is_some(),
         screen,
     };
-    let result = follow(&conn, events, id.clone(), watch, DetachKeys::new(keys), &mut leave).await;
+    let mut held = Held::default();
+    let result = follow(
+        &conn,
+        events,
+        id.clone(),
+        watch,
+        DetachKeys::new(keys),
+        &mut leave,
+        &mut held,
+    )
+    .await;
     conn.close().await;
     let mut out = std::io::stdout();
     let end = if screen {
@@ -118,6 +137,12 @@ pub async fn attach_session(
     let _ = out.write_all(&end);
     let _ = out.flush();
     drop(raw);
+    // On a line of its own, the terminal given back: not into the
+    // session's screen, which it would spoil.
+    if let Some(note) = held.note(&id) {
+        let mut err = std::io::stderr();
+        let _ = writeln!(err, "{note}").and_then(|()| err.flush());
+    }
     let (line, code) = match result {
         Ok(Reason::Detached) => (format!("[detached (from session {id})]"), exit::OK),
         Ok(Reason::Exited(code)) => (format!("[exited (session {id}, code {code})]"), code),
@@ -163,6 +188,7 @@ async fn follow(
     watch: Watch,
     mut keys: DetachKeys,
     leave: &mut Leave,
+    held: &mut Held,
 ) -> Result<Reason, Failure> {
     conn.attach(id.clone(), None, Resume::Screen)
         .await
@@ -197,9 +223,7 @@ async fn follow(
     // asking for keys, which a closed channel would answer at once, forever.
     let mut keys_open = true;
     let mut out = std::io::stdout();
-    let mut followed = Followed::default();
-    // Keys typed while re-attaching, sent once attached again.
-    let mut held = String::new();
+    let mut followed = Followed::new(None, Resume::Screen);
     // A terminal that fails a write is gone; anything else reports it (a
     // closed pipe ends quietly with 141).
     let failed = |e: std::io::Error| {
@@ -215,19 +239,31 @@ async fn follow(
                 let Some(ev) = ev else {
                     break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
                 };
-                let seen = followed.see(&id, &ev);
-                if seen == Seen::Replaced {
-                    break Ok(Reason::Deleted);
-                }
-                let reattached = seen == Seen::Reattached;
-                match ev {
-                    Event::Attached { .. } if reattached && !read_only => {
-                        // Window changes meanwhile were not sent.
-                        term::send_window_size(conn, &id).await;
-                        if !held.is_empty() {
-                            let _ = conn.input(id.clone(), std::mem::take(&mut held)).await;
+                // Which keys the server refused, whenever it says so.
+                held.saw(&id, &ev);
+                match followed.step(conn, &id, &ev).await {
+                    Ok(Step::Pass) => {
+                        if matches!(&ev, Event::Attached { session_id, .. } if *session_id == id) {
+                            // Refusals before this attach are not sent again.
+                            held.attached();
                         }
                     }
+                    Ok(Step::Taken) => continue,
+                    Ok(Step::Reattached) => {
+                        if !read_only {
+                            // Window changes meanwhile were not sent.
+                            term::send_window_size(conn, &id).await;
+                            let keys = held.reattached();
+                            if !keys.is_empty() {
+                                send_keys(conn, &id, held, keys).await;
+                            }
+                        }
+                        continue;
+                    }
+                    Ok(Step::Gone) => break Ok(Reason::Deleted),
+                    Err(f) => break Err(f),
+                }
+                match ev {
                     Event::Restore { session_id, data, cols, rows, .. } if session_id == id => {
                         leave.reset((cols, rows));
                         leave.feed(data.as_bytes());
@@ -247,13 +283,6 @@ async fn follow(
                         let code = exit::of_program(exit_code, signal);
                         break Ok(if status == SessionStatus::Terminated { Reason::Terminated(code) } else { Reason::Exited(code) });
                     }
-                    Event::Detached { session_id, reason } if session_id == id => {
-                        match followed.again_if_released(conn, &id, reason, Resume::Screen).await {
-                            Ok(true) => {}
-                            Ok(false) => break Ok(Reason::Deleted),
-                            Err(f) => break Err(f),
-                        }
-                    }
                     Event::Disconnected { retry_in, .. } if watch.screen => {
                         // A status line on the bottom row; the snapshot after the
                         // reconnect draws over it.
@@ -268,16 +297,10 @@ async fn follow(
                         leave.status_line(rows);
                     }
                     Event::Connected { reconnect: true, .. } if !read_only && !followed.reattaching() => term::send_window_size(conn, &id).await,
-                    // After a release: the session did not come back
-                    // within the server's attach wait.
-                    Event::ServerError { code: ErrorCode::SessionNotFound, session_id, request, .. }
-                        if session_id.as_ref() == Some(&id) && followed.reattaching() && followed::refuses_attach(request.as_deref()) => {
-                        break Ok(Reason::Deleted);
-                    }
-                    // Only the attach's refusal ends it: without a request
-                    // it answers keys or a resize.
-                    Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id, request }
-                        if session_id.as_ref() == Some(&id) && followed::refuses_attach(request.as_deref()) => {
+                    // Only the attach's refusal ends it: others name keys
+                    // or a resize (or nothing, from an older server).
+                    Event::ServerError { code: ErrorCode::SessionNotFound, message, session_id, request, .. }
+                        if session_id.as_ref() == Some(&id) && super::followed::refuses_attach(request.as_deref()) => {
                         break Err(Failure::from_socket(ErrorCode::SessionNotFound, message));
                     }
                     Event::Failed { error } => {
@@ -292,7 +315,7 @@ async fn follow(
                     // A character cut short at the end goes as U+FFFD.
                     let rest = utf8.finish();
                     if !read_only && !rest.is_empty() {
-                        send_or_hold(conn, &id, &followed, &mut held, rest).await;
+                        send_or_hold(conn, &id, &followed, held, rest).await;
                     }
                     continue;
                 };
@@ -300,7 +323,7 @@ async fn follow(
                 if !read_only && !fed.forward.is_empty() {
                     let text = utf8.push(&fed.forward);
                     if !text.is_empty() {
-                        send_or_hold(conn, &id, &followed, &mut held, text).await;
+                        send_or_hold(conn, &id, &followed, held, text).await;
                     }
                 }
                 if fed.detach {
@@ -323,13 +346,19 @@ async fn follow(
     result
 }
 
-/// Sends keys to the session, or holds them while it is re-attached (see
-/// [`followed::HOLD_MAX`]: keys past it are dropped).
-async fn send_or_hold(conn: &Connection, id: &SessionId, followed: &Followed, held: &mut String, text: String) {
-    if !followed.reattaching() {
-        let _ = conn.input(id.clone(), text).await;
-        return;
+/// Sends keys to the session, logged in case the server refuses them,
+/// or holds them while it is attached again (see [`Held`]).
+async fn send_or_hold(conn: &Connection, id: &SessionId, followed: &Followed, held: &mut Held, text: String) {
+    if followed.reattaching() {
+        held.hold(&text);
+    } else {
+        send_keys(conn, id, held, text).await;
     }
-    let room = followed::HOLD_MAX.saturating_sub(held.len());
-    held.push_str(&text[..text.floor_char_boundary(room)]);
+}
+
+/// Sends keys to the session, logged under their seq.
+async fn send_keys(conn: &Connection, id: &SessionId, held: &mut Held, keys: String) {
+    if let Ok(seq) = conn.input(id.clone(), keys.clone()).await {
+        held.sent_keys(seq, &keys);
+    }
 }

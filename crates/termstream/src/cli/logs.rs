@@ -11,7 +11,7 @@ use termstream_proto::{ChunkEncoding, ErrorCode, SessionId, Stream};
 
 use super::GlobalArgs;
 use super::exit::{self, Failure};
-use super::followed::{self, Followed, Seen};
+use super::followed::{Followed, Step};
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -155,14 +155,19 @@ async fn follow(
     conn.attach(id.clone(), Some(since), Resume::Exact)
         .await
         .map_err(|e| Failure::from_client(e, global))?;
-    let mut followed = Followed::from(Some(since));
+    let mut followed = Followed::new(Some(since), Resume::Exact);
     let result = loop {
         let Some(ev) = events.recv().await else {
             break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
         };
-        if followed.see(&id, &ev) == Seen::Replaced {
-            // Deleted, and the id taken again: as for a deletion.
-            break Ok(exit::OK);
+        // Let go by the server's node, not deleted: followed again.
+        match followed.step(&conn, &id, &ev).await {
+            Ok(Step::Pass) => {}
+            Ok(Step::Taken | Step::Reattached) => continue,
+            // Deleted (or its id taken again, or not back within the
+            // server's attach wait): the end, as ever.
+            Ok(Step::Gone) => break Ok(exit::OK),
+            Err(f) => break Err(f),
         }
         match ev {
             Event::Output {
@@ -186,25 +191,7 @@ async fn follow(
                     "termstream: output {from}..{to} of {id} is lost ({reason:?})"
                 );
             }
-            // Let go by the server's node, not deleted: followed again.
-            Event::Detached { session_id, reason } if session_id == id => {
-                match followed.again_if_released(&conn, &id, reason, Resume::Exact).await {
-                    Ok(true) => {}
-                    Ok(false) => break Ok(exit::OK),
-                    Err(f) => break Err(f),
-                }
-            }
             Event::Exit { session_id, .. } if session_id == id => {
-                break Ok(exit::OK);
-            }
-            // After a release: the session did not come back within the
-            // server's attach wait; it ends as a deletion does.
-            Event::ServerError {
-                session_id, request, ..
-            } if session_id.as_ref() == Some(&id)
-                && followed.reattaching()
-                && followed::refuses_attach(request.as_deref()) =>
-            {
                 break Ok(exit::OK);
             }
             Event::ServerError {

@@ -24,7 +24,7 @@ mod args;
 pub use args::RunArgs;
 
 use super::exit::{self, Failure};
-use super::followed::{self, Followed, Seen};
+use super::followed::{Followed, Step};
 use super::leave::Leave;
 use super::{GlobalArgs, term};
 
@@ -191,7 +191,7 @@ async fn stream(
     conn.attach(id.clone(), Some(since), Resume::Exact)
         .await
         .map_err(|e| Failure::from_client(e, global))?;
-    let mut followed = Followed::from(Some(since));
+    let mut followed = Followed::new(Some(since), Resume::Exact);
     let stdin_task = tokio::spawn(forward_stdin(client.clone(), id.clone(), info.kind));
     let timeout = async {
         match args.timeout {
@@ -223,8 +223,13 @@ async fn stream(
                 let Some(ev) = ev else {
                     break Err(Failure::new(exit::FAILURE, "the connection to the server ended"));
                 };
-                if followed.see(&id, &ev) == Seen::Replaced {
-                    break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted")));
+                // Let go by the server's node, not deleted: followed again.
+                match followed.step(&conn, &id, &ev).await {
+                    Ok(Step::Pass) => {}
+                    // Its stdin goes over REST: nothing was held.
+                    Ok(Step::Taken | Step::Reattached) => continue,
+                    Ok(Step::Gone) => break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted"))),
+                    Err(f) => break Err(f),
                 }
                 match ev {
                     Event::Output { session_id, stream, data, .. } if session_id == id => {
@@ -272,23 +277,6 @@ async fn stream(
                             exit::of_program(exit_code, signal)
                         });
                     }
-                    Event::Detached { session_id, reason } if session_id == id => {
-                        // Let go by the server's node, not deleted: followed again.
-                        match followed.again_if_released(&conn, &id, reason, Resume::Exact).await {
-                            Ok(true) => {}
-                            Ok(false) => break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted"))),
-                            Err(f) => break Err(f),
-                        }
-                    }
-                    // After a release: the session did not come back
-                    // within the server's attach wait.
-                    Event::ServerError { session_id, request, .. }
-                        if session_id.as_ref() == Some(&id) && followed.reattaching() && followed::refuses_attach(request.as_deref()) => {
-                        break Err(Failure::new(exit::NOT_FOUND, format!("session {id} was deleted")));
-                    }
-                    // While re-attaching the server holds no session of the
-                    // id: it refuses the window size sent at a reconnect.
-                    Event::ServerError { session_id, request: None, .. } if session_id.as_ref() == Some(&id) && followed.reattaching() => {}
                     Event::ServerError { code, message, session_id, .. } if session_id.as_ref() == Some(&id) => {
                         break Err(Failure::from_socket(code, message));
                     }

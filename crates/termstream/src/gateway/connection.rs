@@ -29,13 +29,13 @@
 
 mod attach;
 mod focus;
+mod input;
 mod step;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocket;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 use termstream_proto::ws::{
@@ -51,12 +51,12 @@ use super::forward::{Released, Started};
 use super::liveness::Liveness;
 use super::outbox::Outbox;
 use super::render::Dialect;
-use crate::auth::{Grant, ProjectAccess as Access};
+use crate::auth::Grant;
 use crate::clock::now_ms;
 use crate::limits::TokenBucket;
 use crate::registry::RegistryEvent;
 use crate::session::lane::Follower;
-use crate::session::{SessionError, SessionHandle, ViewerGuard};
+use crate::session::{SessionHandle, ViewerGuard};
 use crate::state::AppState;
 
 /// An attached session: its forwarder, when it started, and its place in
@@ -234,16 +234,8 @@ impl Connection {
             message,
             session_id,
             request: None,
+            seq: None,
         })
-        .await;
-    }
-
-    async fn not_found(&self, id: &SessionId) {
-        self.error(
-            ErrorCode::SessionNotFound,
-            format!("no session has id \"{id}\""),
-            Some(id.clone()),
-        )
         .await;
     }
 
@@ -313,65 +305,8 @@ impl Connection {
                 data,
                 seq,
                 response,
-            } => {
-                let Some(h) = self.writable(&session_id).await else {
-                    return;
-                };
-                // One viewer's terminal answers each query (see
-                // `ViewerGuard::answers`); the others' answers are dropped
-                // without a word, as is one from a socket not attached.
-                // Input that is dropped changes nothing, the answerer included.
-                if !self.input_budget.take(data.len()) {
-                    let message = format!(
-                        "input over {} bytes/s was dropped; send it again later",
-                        self.state.registry.config().ws_input_bytes_per_sec
-                    );
-                    return self.error(ErrorCode::RateLimited, message, Some(session_id)).await;
-                }
-                // Only a socket whose terminal answers queries becomes the
-                // answerer by typing: a script or dashboard that types and
-                // has no terminal would silence every page's answers.
-                let viewer = self.attached.get(&session_id).map(|a| &a.viewer);
-                if response {
-                    self.answers_queries = true;
-                    if !viewer.is_some_and(|v| v.answers()) {
-                        return;
-                    }
-                } else if let Some(v) = viewer
-                    && self.answers_queries
-                    && !data.is_empty()
-                {
-                    v.typed();
-                }
-                if !response {
-                    self.state.focus.touch(h.project(), &session_id);
-                }
-                // After this socket's attach of the session has fixed its start.
-                if let Some(a) = self.attached.get_mut(&session_id) {
-                    a.started.wait(super::INPUT_WAIT).await;
-                }
-                let seq = seq.map(|s| (self.client_id.clone(), s));
-                if let Err(e) = h.input(Bytes::from(data), false, seq, super::INPUT_WAIT).await {
-                    self.session_error(e, session_id).await;
-                }
-            }
-            ClientMessage::Resize { session_id, cols, rows } => {
-                let Some(h) = self.writable(&session_id).await else {
-                    return;
-                };
-                if cols == 0 || rows == 0 {
-                    return self
-                        .error(
-                            ErrorCode::InvalidMessage,
-                            "cols and rows must be at least 1".into(),
-                            Some(session_id),
-                        )
-                        .await;
-                }
-                if let Err(e) = h.resize(cols, rows).await {
-                    self.session_error(e, session_id).await;
-                }
-            }
+            } => self.input(session_id, data, seq, response).await,
+            ClientMessage::Resize { session_id, cols, rows } => self.resize(session_id, cols, rows).await,
             ClientMessage::Ping => self.control(ServerMessage::Pong).await,
             ClientMessage::Heartbeat { session_id } => {
                 self.control(ServerMessage::Heartbeat {
@@ -406,30 +341,6 @@ impl Connection {
             .registry
             .get(id)
             .filter(|h| self.grant.can_read(h.project().as_str()))
-    }
-
-    /// The session `id` if this socket may write to it; answers the error
-    /// (`session_not_found` or `read_only`) otherwise.
-    async fn writable(&self, id: &SessionId) -> Option<SessionHandle> {
-        let Some(h) = self.readable(id) else {
-            self.not_found(id).await;
-            return None;
-        };
-        if self.grant.access(h.project().as_str()) != Some(Access::Write) {
-            crate::observe::audit::input_refused(&self.grant, id.as_str(), h.project().as_str());
-            self.error(
-                ErrorCode::ReadOnly,
-                "this socket may only watch: input and resize are refused".into(),
-                Some(id.clone()),
-            )
-            .await;
-            return None;
-        }
-        Some(h)
-    }
-
-    async fn session_error(&self, e: SessionError, id: SessionId) {
-        self.error(e.code(), e.to_string(), Some(id)).await;
     }
 
     async fn subscribe(&mut self, names: Vec<String>, on: bool) {

@@ -328,6 +328,7 @@ impl Forwarder {
             message,
             session_id: Some(self.id.clone()),
             request: None,
+            seq: None,
         };
         // The legacy dialect has no error message of its own: dotted JSON.
         let rendered = self

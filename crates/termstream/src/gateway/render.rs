@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::ws::Message;
 use bytes::Bytes;
 use termstream_proto::terminal::TerminalServerMessage;
-use termstream_proto::ws::{GapReason, OutputMode, ServerMessage, binary};
+use termstream_proto::ws::{ATTACH_REQUEST, GapReason, OutputMode, ServerMessage, binary};
 use termstream_proto::{SessionId, SessionInfo, Snapshot, Stream};
 
 use super::shapes::{self, Legacy};
@@ -224,6 +224,22 @@ impl Dialect {
                 } => Some(flatten(&ServerMessage::Detached {
                     session_id: session_id.clone(),
                     reason: None,
+                })),
+                // Nor do refusals of input and resizes: no `request`, no
+                // `seq` (the attach's refusal has carried `request` there
+                // too since that field came).
+                ServerMessage::Error {
+                    code,
+                    message,
+                    session_id,
+                    request: Some(r),
+                    ..
+                } if r != ATTACH_REQUEST => Some(flatten(&ServerMessage::Error {
+                    code: *code,
+                    message: message.clone(),
+                    session_id: session_id.clone(),
+                    request: None,
+                    seq: None,
                 })),
                 _ => Some(flatten(msg)),
             },

@@ -223,3 +223,36 @@ impl GateProxy {
         self.refused.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 }
+
+/// What a CLI process prints on one stream, gathered by a task as it
+/// comes (so that a process that prints a lot never blocks on a full pipe).
+#[derive(Clone, Default)]
+pub struct Gathered(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Gathered {
+    /// Starts gathering `stream` (a child's stdout or stderr) to its end.
+    pub fn gather(mut stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Gathered {
+        let gathered = Gathered::default();
+        let sink = gathered.0.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 16 * 1024];
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        gathered
+    }
+
+    /// What was gathered so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (15 s at most) until what was gathered holds `word`.
+    pub async fn shows(&self, word: &str) -> bool {
+        super::wait_until(Duration::from_secs(15), || async { self.text().contains(word) }).await
+    }
+}

@@ -191,3 +191,20 @@ pub fn checksum(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Stops the first node (the owner) and empties Redis, as a Redis that
+/// restarted empty would be with the owner not registered again yet; the
+/// owner runs again when the caller drops the answer, once the other node
+/// let go. Callers start the cluster with [`NOT_LOST`]: the release (three
+/// reads missing the record, 100 ms apart) comes long before `lost`. Connected
+/// first, so the flush follows the stop at once: a node marks
+/// the stopped owner's sessions `lost` after `cluster_lost_ms`, and a
+/// connect on a loaded machine could take longer (the viewers would then
+/// get `session.exit` lost, not a release).
+pub async fn owner_away_with_redis_emptied(cluster: &TestCluster) -> super::Paused<'_> {
+    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let stopped = cluster.nodes[0].pause();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
+    stopped
+}

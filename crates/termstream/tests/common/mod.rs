@@ -15,7 +15,8 @@
 //! `procs.rs` (crashing and stopping the server, and the processes the
 //! tests watch), `ws.rs` (a WebSocket client), `secured.rs` (servers with
 //! tokens), `tls.rs`, `cli.rs`, `client.rs`, `redis.rs`, `nginx.rs`, `cluster.rs`,
-//! `focus.rs` and `strace.rs` (strace attached to a server).
+//! `focus.rs`, `route_proxy.rs` (a proxy that routes and holds back
+//! WebSockets) and `strace.rs` (strace attached to a server).
 
 #![allow(dead_code)]
 
@@ -38,6 +39,7 @@ pub mod pty;
 pub mod redis;
 pub mod redis_proxy;
 mod rest;
+pub mod route_proxy;
 pub mod secured;
 pub mod strace;
 pub mod tls;

@@ -2,7 +2,7 @@
 //! (binary frames and JSON) trimmed to what the user has not been given,
 //! and every other message, with the tracked state each one moves.
 
-use termstream_proto::ws::{ATTACH_REQUEST, LogPosition, ServerMessage, binary};
+use termstream_proto::ws::{ATTACH_REQUEST, INPUT_REQUEST, LogPosition, ServerMessage, binary};
 use termstream_proto::{SessionId, Stream};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -145,6 +145,7 @@ impl State {
                 message,
                 session_id,
                 request,
+                seq,
             } => {
                 // An attach the server refused (its session did not come
                 // within the attach wait, or the socket's attachment cap)
@@ -159,11 +160,24 @@ impl State {
                 {
                     self.sessions.forget(id);
                 }
+                // A refused input is answered: it is not sent again after
+                // a reconnect, where it could be applied after all, behind
+                // the user's back (the user may send its data again, with
+                // a new seq, knowing which it was).
+                let refused_input = if request.as_deref() == Some(INPUT_REQUEST) {
+                    seq
+                } else {
+                    None
+                };
+                if let Some(seq) = refused_input {
+                    self.pending.forget(seq);
+                }
                 Event::ServerError {
                     code,
                     message,
                     session_id,
                     request,
+                    refused_input,
                 }
             }
             ServerMessage::Pong => {

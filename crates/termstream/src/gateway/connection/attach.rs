@@ -100,6 +100,7 @@ impl Connection {
             message,
             session_id: Some(id),
             request: Some(ATTACH_REQUEST.into()),
+            seq: None,
         })
         .await;
     }
