@@ -141,6 +141,8 @@ export interface AttachError {
   code: ErrorCode;
   message: string;
   request?: string;
+  /** With `request` `terminal.input`: the `seq` of the input refused (not applied, and not sent again). */
+  seq?: number;
 }
 
 /**
@@ -357,6 +359,7 @@ export class Attachment {
         const err = m as ErrorMessage;
         const info: AttachError = { code: err.code, message: err.message ?? '' };
         if (typeof err.request === 'string') info.request = err.request;
+        if (typeof err.seq === 'number') info.seq = err.seq;
         this.each((o) => o.onError?.(info));
         break;
       }

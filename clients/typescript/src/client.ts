@@ -11,9 +11,10 @@
  *
  * When the socket (re)opens the client restores, in order: its event channel
  * subscriptions, its attachments (with `since`; not those whose session ended),
- * its focus syncs, input the server may not have applied (same `seq`), then the
- * queued messages. A `session.detached` with reason `released` attaches again
- * at once, with `since`, unless the session ended otherwise than `lost`.
+ * its focus syncs, input the server may not have applied (same `seq`; not
+ * input it refused), then the queued messages. A `session.detached` with
+ * reason `released` attaches again at once, with `since`, unless the
+ * session ended otherwise than `lost`.
  */
 
 import { DEFAULT_RECONNECT, type ReconnectOptions, backoffDelay } from './backoff.js';
@@ -439,6 +440,8 @@ class Client implements WebSocketClient {
   private route(m: ServerMessage): void {
     if (m.type === 'connected' && typeof m.clientId === 'string') this.clientId = m.clientId;
     if (m.type === 'heartbeat') this.unconfirmed.beatAnswered();
+    // Refused input was not applied: resent after a reconnect, the new socket would apply it.
+    if (m.type === 'error' && m.request === 'terminal.input' && typeof m.seq === 'number') this.unconfirmed.forget(m.seq);
     if (typeof m.sessionId === 'string') {
       const old = this.draining.get(m.sessionId);
       if (old === undefined) {

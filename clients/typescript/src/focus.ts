@@ -82,15 +82,21 @@ const STATE_TYPES = new Set(['focus_update', 'connection_status', 'sync_complete
  * `version_conflict`); other errors naming the session answer other
  * messages (`session_not_running` for input to an ended session, ...).
  * `internal` stays: the server answers a focus with it when its focus store
- * fails (`FocusError::Store`), though input that fails to reach the
- * program is answered with it too.
+ * fails (`FocusError::Store`). Input that fails to reach the program is
+ * answered with it too, but only a server older than the naming of input
+ * refusals sends that (and `session_not_found` for input or a resize
+ * naming a missing id) with nothing to tell it from a focus's refusal;
+ * later servers mark those `request: "terminal.input"` or
+ * `"terminal.resize"` (see [`answersOther`]), which settle no focus.
  */
 const REFUSALS = new Set(['session_not_found', 'project_mismatch', 'read_only', 'cluster_unavailable', 'internal']);
 
 /**
  * Whether the server marked `m` as the answer to a request other than a
- * focus or blur (`request: "session.attach"` on an attach refused after
- * its wait): it settles no focus request.
+ * focus or blur: `request: "session.attach"` on a refused attach,
+ * `"terminal.input"` on every refusal of input, `"terminal.resize"` on
+ * every refusal of a resize (or any other request a later server names).
+ * It settles no focus request.
  */
 function answersOther(m: ServerMessage): boolean {
   return typeof m.request === 'string' && m.request !== 'focus' && m.request !== 'blur';

@@ -114,7 +114,11 @@ export interface ErrorMessage extends ServerMessage {
    * refusal of a resize. Older servers send none.
    */
   request?: string;
-  /** With `request` `terminal.input`: the seq of the input refused, when it had one. */
+  /**
+   * With `request` `terminal.input`: the seq of the input refused, when it
+   * had one. The client forgets that input: it is not sent again after a
+   * reconnect.
+   */
   seq?: number;
 }
 

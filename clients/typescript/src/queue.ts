@@ -9,7 +9,8 @@
  * `seq` that was written to a socket stays in `unconfirmed` until the server
  * answered a `heartbeat` sent after it (the server handles a socket's
  * messages in order), so after a reconnect it is sent again and the server
- * drops whatever it had applied already.
+ * drops whatever it had applied already. Input the server refused (an
+ * `error` naming its `seq`) is forgotten at once: it is never sent again.
  */
 
 import { utf8Length } from './protocol.js';
@@ -193,6 +194,20 @@ export class Unconfirmed {
     while (this.items.length > 0 && this.items[0]!.beats < this.answered) {
       this.total -= this.items.shift()!.m.bytes;
     }
+  }
+
+  /**
+   * The server refused input `seq` (an `error` with `request:
+   * "terminal.input"` naming it): it was not applied, and is not sent
+   * again after a reconnect, where the new socket would apply it. Only
+   * that message is forgotten, not the rest of its call: the server
+   * answers each message of a paste for itself.
+   */
+  forget(seq: number): void {
+    const i = this.items.findIndex((x) => x.m.seq === seq);
+    if (i < 0) return;
+    this.total -= this.items[i]!.m.bytes;
+    this.items.splice(i, 1);
   }
 
   /** A new socket: returns the input to send again, and starts counting heartbeats afresh. */

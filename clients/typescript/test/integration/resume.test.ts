@@ -79,6 +79,46 @@ describe('resume against the real server', () => {
     expect(proxy.cuts).toBeGreaterThanOrEqual(3);
   });
 
+  it('never sends a refused input again: cut before a heartbeat confirmed it, the new socket does not get it', async () => {
+    // A socket may send 64 input bytes at once, and gets 1 more a second: a new socket starts with 64.
+    const env = { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]', TERMSTREAM_WS_INPUT_BURST_BYTES: '64', TERMSTREAM_WS_INPUT_BYTES_PER_SEC: '1' };
+    const server = await TestServer.start({ env });
+    cleanups.push(() => server.cleanup());
+    const proxy = await CuttingProxy.start(server.port);
+    cleanups.push(() => proxy.close());
+    const client = server.client(undefined, { url: `http://127.0.0.1:${proxy.port}` });
+    cleanups.push(() => client.disconnect());
+    client.connect();
+    await stateOf(client, 'connected');
+    await server.createSession({ id: 'echoer', kind: 'command', argv: ['cat'] });
+    // Spends 60 of the socket's 64 bytes: a terminal's answer from a socket
+    // not attached is dropped without a word (and has no seq: never resent).
+    client.send('terminal.input', { sessionId: 'echoer', data: 'x'.repeat(60), response: true });
+    let text = '';
+    let attached = 0;
+    const refused: string[] = [];
+    const h = client.attach('echoer', {
+      onOutput: (d) => (text += d),
+      onAttached: () => attached++,
+      onError: (e) => {
+        refused.push(`${e.code} ${e.request} ${e.seq}`);
+        // Cut at once, as the page does when a project turns writable: the
+        // heartbeat that would confirm the input goes 250 ms after it, and
+        // its reply comes after this refusal.
+        proxy.cut();
+      },
+    });
+    await until(() => attached === 1, 10_000, 'the attach');
+    h.input('refused-input-number-one\n');
+    await until(() => attached === 2, 10_000, 'the attach on the socket after the cut');
+    expect(refused).toEqual(['rate_limited terminal.input 1']);
+    // Input goes in order: had the refused one been sent again, it would be echoed before this one.
+    h.input('after\n');
+    await until(() => text.includes('after\n'), 10_000, 'the input after the reconnect echoed');
+    expect(text).toBe('after\n');
+    expect(proxy.cuts).toBe(1);
+  });
+
   it('notices a connection that went silent (heartbeat timeout) and resumes on a new one', async () => {
     const server = await TestServer.start({ env: { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]' } });
     cleanups.push(() => server.cleanup());

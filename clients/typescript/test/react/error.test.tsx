@@ -49,7 +49,7 @@ it('an error is cleared when the session is attached again', async () => {
   expect(screen.getByText('no error')).toBeTruthy();
 });
 
-it('session_not_found without request is shown only while not attached (an older server marks no attach refusal); with request always', () => {
+it('session_not_found without request is shown only while not attached (an older server marks no attach refusal); with request session.attach always', () => {
   const { s } = shown();
   act(() => s.message({ type: 'error', code: 'session_not_found', message: 'no session', sessionId: 'x' }));
   expect(screen.getByText('error session_not_found')).toBeTruthy();

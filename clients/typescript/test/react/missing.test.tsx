@@ -34,7 +34,7 @@ it('a session that does not exist shows as the error session_not_found', async (
   expect(screen.getByText('offline')).toBeTruthy();
 });
 
-/** A server older than the error's `request` field: this socket strips it from every message. */
+/** A server older than the error's `request` and `seq` fields: this socket strips them from every message. */
 class OlderServer extends WebSocket {
   constructor(...args: ConstructorParameters<typeof WebSocket>) {
     super(...args);
@@ -46,6 +46,7 @@ class OlderServer extends WebSocket {
           if (typeof ev.data !== 'string') return f!(ev);
           const m = JSON.parse(ev.data);
           delete m.request;
+          delete m.seq;
           f!({ ...ev, data: JSON.stringify(m) } as WebSocket.MessageEvent);
         };
         slot.set!.call(this, f && strip);

@@ -1,5 +1,6 @@
 // The refusal of an attach that waited for its session in vain, told apart
-// from the refusals of other messages naming the id, against the fake socket.
+// from the refusals of other messages naming the id, and the refusal of an
+// input (never sent again), against the fake socket.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FocusError } from '../../src/index.js';
 import { setup } from './fake-socket.js';
@@ -125,5 +126,53 @@ describe('an attach refused for want of a free slot', () => {
     // Over: attaching the id again asks the server afresh.
     client.attach('x');
     expect(s.ofType('session.attach')).toHaveLength(2);
+  });
+});
+
+describe('an input refused', () => {
+  /** The server's refusal of input `seq` (this server names it). */
+  const inputRefused = (sessionId: string, seq: number) => ({ type: 'error', code: 'read_only', message: 'read only', sessionId, request: 'terminal.input', seq });
+
+  it('is not sent again after a reconnect before a heartbeat confirmed it; the input around it is', async () => {
+    const { server, client, s } = await open();
+    const errors: string[] = [];
+    const h = client.attach('x', { onError: (e) => errors.push(`${e.code} ${e.request ?? '-'} ${String(e.seq ?? '-')}`) });
+    s.message(attached('x'));
+    h.input('a');
+    h.input('b');
+    h.input('c');
+    expect(s.ofType('terminal.input').map((m) => [m.data, m.seq])).toEqual([
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+    ]);
+    // The last one refused: resent, the new socket would apply it (its seq is above the last applied).
+    s.message(inputRefused('x', 3));
+    s.message(inputRefused('x', 1));
+    expect(errors).toEqual(['read_only terminal.input 3', 'read_only terminal.input 1']);
+    // The socket is cut inside the confirmation window: no heartbeat answered.
+    s.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    const t = server.last.accept();
+    expect(t.ofType('terminal.input').map((m) => [m.data, m.seq])).toEqual([['b', 2]]);
+    // Refused on the new socket too: never sent again.
+    t.message(inputRefused('x', 2));
+    t.drop();
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(server.sockets).toHaveLength(3);
+    expect(server.last.accept().ofType('terminal.input')).toEqual([]);
+  });
+
+  it('from an older server (no request, no seq): the client cannot tell which, and resends all unconfirmed input', async () => {
+    const { server, client, s } = await open();
+    const h = client.attach('x');
+    s.message(attached('x'));
+    h.input('a');
+    s.message({ type: 'error', code: 'read_only', message: 'read only', sessionId: 'x' });
+    // A seq without the request is not an input's refusal either.
+    s.message({ type: 'error', code: 'read_only', message: 'read only', sessionId: 'x', seq: 1 });
+    s.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(server.last.accept().ofType('terminal.input').map((m) => [m.data, m.seq])).toEqual([['a', 1]]);
   });
 });
