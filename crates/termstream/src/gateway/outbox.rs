@@ -197,8 +197,12 @@ impl Outbox {
     /// that finds room. Cancel-safe: a send stopped while it waits has
     /// queued nothing, and one that returned has queued its frame, so a
     /// sender that accounts for what it sent (a forwarder with a
-    /// `forward::Progress`) sends this way, never directly.
+    /// `forward::Progress`) sends this way, never directly. After a close
+    /// frame, `Closed`, as [`Outbox::send`].
     pub async fn queue_output(&self, msg: Message, read_at: Option<Instant>) -> Result<(), Closed> {
+        if self.is_closed() {
+            return Err(Closed);
+        }
         let cost = message_len(&msg).clamp(1, self.budget_bytes) as u32;
         let permit = self
             .shared
