@@ -148,10 +148,13 @@ pub enum Event {
         /// appear in the server's attach wait; `rate_limited`, the socket
         /// holds as many attachments as the server allows. The client then
         /// forgets that attach, whatever the code (a reconnect does not ask
-        /// for it again); the same codes without it answer input, a resize
-        /// or a focus naming the id.
+        /// for it again).
         /// [`INPUT_REQUEST`](termstream_proto::ws::INPUT_REQUEST) on the
-        /// refusal of input, whatever the code.
+        /// refusal of input, and
+        /// [`RESIZE_REQUEST`](termstream_proto::ws::RESIZE_REQUEST) on the
+        /// refusal of a resize, whatever the code. The same codes with no
+        /// request answer a focus naming the id (and, from a server before
+        /// these fields, input or a resize too).
         request: Option<String>,
         /// The seq of the input this error refuses (as
         /// [`Connection::input`] returned it): that input was not applied

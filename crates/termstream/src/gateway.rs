@@ -211,7 +211,7 @@ pub async fn ws(
 
 /// `/ws/terminal/{session_id}`: the older one-session socket.
 #[utoipa::path(get, path = "/ws/terminal/{session_id}", params(("session_id" = String, Path, description = "The session id.")),
-    responses((status = 101, description = "Switching Protocols: the older one-session messages. Once the session is deleted the socket sends its terminal_end (if not sent yet; exit_code null when deleted while running) and closes with 1000, reason session_deleted: ID (in a cluster, when this node let go of its copy of another node's session: session_replaced: ID if it holds another copy of the same session by then, the lost session's copy replaced when its node came back, or one whose directory record was missed 3 times and is listed again: connect again to follow it; else session_deleted: ID); the close waits for room, and then the server waits for the client's close reply, both within one pong timeout (ws_pong_timeout_ms); a server shutting down meanwhile stops waiting. On /ws/terminal/all a deleted session's remaining output and terminal_end come before the terminal_start of a new session under its id; a copy of another node's session let go and listed again (or a lost one's copy replaced) goes on from the first byte the client lacks, with no second terminal_start (bytes no longer held, past max_replay_bytes for a pty session or deleted from disk, are skipped without notice)."),
+    responses((status = 101, description = "Switching Protocols: the older one-session messages. Once the session is deleted the socket sends its terminal_end (if not sent yet; exit_code null when deleted while running) and closes with 1000, reason session_deleted: ID (in a cluster, when this node let go of its copy of another node's session: session_replaced: ID if it holds another copy of the same session by then, the lost session's copy replaced when its node came back, or one whose directory record was missed 3 times and is listed again: connect again to follow it; else session_deleted: ID); the close waits for room, and then the server waits for the client's close reply, both within one pong timeout (ws_pong_timeout_ms); a server shutting down meanwhile stops waiting."),
               (status = 426, body = ErrorBody, description = "Not a WebSocket upgrade.")))]
 pub async fn legacy_one(
     Upgrade(ws): Upgrade,
@@ -225,7 +225,7 @@ pub async fn legacy_one(
 
 /// `/ws/terminal/all`: the older all-sessions socket.
 #[utoipa::path(get, path = "/ws/terminal/all",
-    responses((status = 101, description = "Switching Protocols: the older all-sessions messages."),
+    responses((status = 101, description = "Switching Protocols: the older all-sessions messages. A deleted session's remaining output and terminal_end come before the terminal_start of a new session under its id; a copy of another node's session let go and listed again (or a lost one's copy replaced) goes on from the first byte the client lacks, with no second terminal_start (bytes no longer held, past max_replay_bytes for a pty session or deleted from disk, are skipped without notice)."),
               (status = 426, body = ErrorBody, description = "Not a WebSocket upgrade.")))]
 pub async fn legacy_all(
     Upgrade(ws): Upgrade,

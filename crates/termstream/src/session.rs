@@ -187,19 +187,6 @@ impl SessionHandle {
         self.info.clone()
     }
 
-    /// Whether `info` is a receiver of this very session's info: the same
-    /// incarnation, and for another node's session the same copy of it
-    /// (a session created again under its id, or a new copy, has its own).
-    pub fn is_incarnation(&self, info: &watch::Receiver<SessionInfo>) -> bool {
-        self.info.same_channel(info)
-    }
-
-    /// Whether `other` is a handle of this very session (see
-    /// [`SessionHandle::is_incarnation`]).
-    pub fn same_incarnation(&self, other: &SessionHandle) -> bool {
-        self.info.same_channel(&other.info)
-    }
-
     /// Spawns `task`, a viewer's forwarder, to run where the session's
     /// actor runs: on the bulk lane while the session floods beside a
     /// typist, else on the current runtime.

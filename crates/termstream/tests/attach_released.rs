@@ -90,7 +90,7 @@ async fn a_session_missing_from_the_directory_is_released() {
 /// program ended, and b refuses the input itself (`session_not_running`)
 /// with `"request":"terminal.input"` and the input's seq.
 #[tokio::test]
-async fn a_refusal_from_the_owner_names_the_input_by_its_seq() {
+async fn b_refuses_input_to_a_session_of_a_itself_naming_its_seq() {
     let cluster = TestCluster::start(2).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     a.create(json!({"id":"ended","kind":"command","argv":["true"]})).await;

@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{NOT_LOST, TestCluster, listed, status_is};
+use common::cluster::{NOT_LOST, TestCluster, listed, owner_away_with_redis_emptied, status_is};
 use common::wait_until;
 use common::ws::{Incoming, WsClient};
 use serde_json::{Value, json};
@@ -62,11 +62,8 @@ fn of<'a>(seen: &'a [Value], id: &str) -> Vec<&'a Value> {
 /// three directory reads (a release: they may still exist, and B cannot
 /// tell), then A runs again and registers them anew.
 async fn let_go_and_list_again(cluster: &TestCluster, ids: &[&str]) {
-    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let client = redis::Client::open(cluster.redis.url()).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let paused = a.pause();
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
+    let b = &cluster.nodes[1];
+    let paused = owner_away_with_redis_emptied(cluster).await;
     for id in ids {
         let path = format!("/api/sessions/{id}");
         let gone = wait_until(T, || async { b.get(&path).await.0 == 404 }).await;

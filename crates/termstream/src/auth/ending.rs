@@ -49,6 +49,7 @@ use super::Grant;
 use crate::error::ApiError;
 use crate::observe::{audit, metrics};
 use crate::registry::Registry;
+use crate::session::kin::Kin;
 use crate::session::{Began, SessionHandle, TerminateOutcome};
 
 /// A request that ends a session (terminate or delete, REST or the older
@@ -155,7 +156,7 @@ impl Ending {
             Began::No => true,
             Began::Unknown => {
                 let before = self.before.as_ref()?;
-                now.is_some_and(|now| now.same_incarnation(before))
+                now.is_some_and(|now| now.kin(before) == Kin::Same)
                     && (!self.was_running || ended_as != SessionStatus::Terminated)
             }
         };

@@ -297,6 +297,11 @@ impl Forwarder {
         (self.handle.watch_info(), self.id, self.handle.departure())
     }
 
+    /// Hands `msg` to the socket (see [`hand_over`]).
+    async fn put(&self, msg: Message, read_at: Option<Instant>) -> Result<(), Closed> {
+        hand_over(&self.out, self.progress.as_deref(), msg, read_at).await
+    }
+
     async fn emit(&self, ev: OutEvent<'_>) -> Result<(), Closed> {
         self.emit_at(None, ev).await
     }
@@ -317,7 +322,7 @@ impl Forwarder {
             _ => {}
         }
         match self.dialect.render(ev, self.mode) {
-            Some(msg) => self.out.send_output(msg, read_at).await,
+            Some(msg) => self.put(msg, read_at).await,
             None => Ok(()),
         }
     }
@@ -335,10 +340,29 @@ impl Forwarder {
             .dialect
             .render_control(&msg)
             .unwrap_or_else(|| Message::Text(serde_json::to_string(&msg).unwrap_or_default().into()));
-        self.out.send(rendered).await
+        self.put(rendered, None).await
     }
 
     fn is_pty(&self) -> bool {
         self.handle.kind() == SessionKind::Pty
+    }
+}
+
+/// Hands a forwarder's frame to `out`. One that accounts for what it sent
+/// (`progress`, `/ws/terminal/all`) queues it, which is cancel-safe: a
+/// forwarder stopped while it waits has queued nothing, and one whose send
+/// returned accounts for it in the same poll, so the next forwarder of the
+/// session neither skips nor repeats a frame. Every other writes directly
+/// when it can (`outbox.rs`): a send stopped while the sink is busy may
+/// have handed its frame over, which nothing counts.
+pub(in crate::gateway) async fn hand_over(
+    out: &Outbox,
+    progress: Option<&Progress>,
+    msg: Message,
+    read_at: Option<Instant>,
+) -> Result<(), Closed> {
+    match progress {
+        Some(_) => out.queue_output(msg, read_at).await,
+        None => out.send_output(msg, read_at).await,
     }
 }

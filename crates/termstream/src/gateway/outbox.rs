@@ -30,6 +30,10 @@
 //! queues its frame, so that a session sharing the socket does not wait
 //! for the lane's low-priority thread (only a queue with no room, all but
 //! impossible when nothing was queued, is still waited for there).
+//! A direct send is not cancel-safe (stopped while a busy sink flushes,
+//! it may have handed its frame over); a queued one is
+//! ([`Outbox::queue_output`]), and is what a sender that accounts for
+//! each frame uses (`forward::hand_over`).
 //!
 //! Architecture invariant: a frame whose `send` returned goes out before any
 //! frame whose `send` started later. A sender writes directly only while it
@@ -45,7 +49,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::{Sink as _, SinkExt};
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -78,7 +82,8 @@ struct Frame {
 }
 
 /// The socket is gone.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the socket is closed")]
 pub struct Closed;
 
 /// What the senders and the writer of one socket share.
@@ -188,8 +193,16 @@ impl Outbox {
     }
 
     /// Queues `msg` for the writer, waiting while the socket's budget is
-    /// spent.
-    async fn queue_output(&self, msg: Message, read_at: Option<Instant>) -> Result<(), Closed> {
+    /// spent, then for room in the queue; the frame is queued in the poll
+    /// that finds room. Cancel-safe: a send stopped while it waits has
+    /// queued nothing, and one that returned has queued its frame, so a
+    /// sender that accounts for what it sent (a forwarder with a
+    /// `forward::Progress`) sends this way, never directly. After a close
+    /// frame, `Closed`, as [`Outbox::send`].
+    pub async fn queue_output(&self, msg: Message, read_at: Option<Instant>) -> Result<(), Closed> {
+        if self.is_closed() {
+            return Err(Closed);
+        }
         let cost = message_len(&msg).clamp(1, self.budget_bytes) as u32;
         let permit = self
             .shared
@@ -269,11 +282,10 @@ impl Outbox {
     /// the flush is the writer's. On the bulk lane a frame the sink cannot
     /// take yet is handed back, to be queued.
     ///
-    /// Cancel-safe: the only wait is for the sink to take the frame, and
-    /// the call returns in the poll that hands it over. A forwarder stopped
-    /// here (`forward::Progress`) has either sent the frame and accounted
-    /// for it, or not sent it: never a frame on its way to the client that
-    /// the next forwarder of the session sends again.
+    /// Not cancel-safe: a send stopped while the sink is busy may have
+    /// handed its frame over and not returned. A sender that must know
+    /// what went out (a forwarder with a `forward::Progress`) queues
+    /// instead ([`Outbox::queue_output`]).
     async fn write_now(&self, sink: &mut Sink, msg: Message) -> Direct {
         Direct::Written(match poll_once(sink, msg) {
             Attempt::Done(res) => res,
@@ -283,43 +295,25 @@ impl Outbox {
             // sharing the socket would wait for that thread. The frame
             // goes to the writer instead.
             Attempt::Busy(msg) if lane::on_bulk_lane() => return Direct::Queue(msg),
-            // Elsewhere it waits for the sink to take the frame (not for
-            // the flush after it, which is handed over as below).
-            Attempt::Busy(msg) => match sink.feed(msg).await {
-                Ok(()) => self.flush_or_hand_over(sink),
-                Err(e) => Err(e),
+            // Elsewhere it waits as usual.
+            Attempt::Busy(msg) => sink.send(msg).await,
+            Attempt::Unflushed => match self.shared.room.try_acquire() {
+                Ok(slot) => {
+                    slot.forget();
+                    self.enqueue(Frame {
+                        msg: None,
+                        permit: None,
+                        read_at: None,
+                    });
+                    Ok(())
+                }
+                // The writer is gone, and the socket with it.
+                Err(TryAcquireError::Closed) => Err(axum::Error::new(Closed)),
+                // No room: the queue is full, yet nothing was queued when
+                // the sink was taken; all but impossible.
+                Err(TryAcquireError::NoPermits) => sink.flush().await,
             },
-            Attempt::Unflushed => self.hand_over_flush(),
         })
-    }
-
-    /// Flushes a frame just given to the held sink, in one poll with a
-    /// waker that does nothing; if it does not all go out, the flush is the
-    /// writer's.
-    fn flush_or_hand_over(&self, sink: &mut Sink) -> Result<(), axum::Error> {
-        let mut cx = Context::from_waker(Waker::noop());
-        match Pin::new(sink).poll_flush(&mut cx) {
-            Poll::Ready(res) => res,
-            Poll::Pending => self.hand_over_flush(),
-        }
-    }
-
-    /// Hands the flush of what a direct write left in the sink to the
-    /// writer: a frame with no message, queued without waiting.
-    fn hand_over_flush(&self) -> Result<(), axum::Error> {
-        if let Ok(slot) = self.shared.room.try_acquire() {
-            slot.forget();
-            self.enqueue(Frame {
-                msg: None,
-                permit: None,
-                read_at: None,
-            });
-        }
-        // No room (all but impossible: nothing was queued when the sink was
-        // taken): the queue holds frames, whose writer flushes after them,
-        // or the writer is gone and the socket with it. Not awaited here,
-        // which would make a stopped sender's frame go out uncounted.
-        Ok(())
     }
 
     /// Queues a small control frame without waiting; `false` when the queue

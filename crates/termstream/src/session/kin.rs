@@ -52,6 +52,13 @@ impl Kin {
 }
 
 impl SessionHandle {
+    /// Whether `info` is a receiver of this very session's info: the same
+    /// incarnation, and for another node's session the same copy of it
+    /// (a session created again under its id, or a new copy, has its own).
+    pub fn is_incarnation(&self, info: &watch::Receiver<SessionInfo>) -> bool {
+        self.info.same_channel(info)
+    }
+
     /// How `other`, a handle of the same id, stands to this one (either
     /// way round: the answer is the same).
     pub fn kin(&self, other: &SessionHandle) -> Kin {

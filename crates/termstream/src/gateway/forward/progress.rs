@@ -12,10 +12,12 @@
 //!
 //! Each write happens in the same poll as the send it accounts for (no
 //! wait between them): a forwarder stopped at a wait has written all it
-//! sent, and nothing it did not send. That holds because a send of the
-//! socket's `Outbox` returns in the poll that hands its frame over, to
-//! the sink or to the queue (a flush still to do is the writer's): it
-//! waits only before that.
+//! sent, and nothing it did not send. That holds because a forwarder
+//! with a `Progress` queues every frame (`forward::hand_over`,
+//! `Outbox::queue_output`): it waits for budget and room, and queues in
+//! the poll that finds them, so its send returns in the poll that hands
+//! the frame over. (A direct write, which other sockets' forwarders use,
+//! may hand its frame to a busy sink and still wait for the flush.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

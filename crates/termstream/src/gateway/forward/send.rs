@@ -60,7 +60,7 @@ impl Forwarder {
                 let m = metrics::get();
                 m.output_frames.increment(1);
                 m.bytes_out.increment(c.data.len() as u64);
-                self.out.send_output(Message::Binary(frame), c.read_at).await?;
+                self.put(Message::Binary(frame), c.read_at).await?;
                 self.next += c.data.len() as u64;
                 self.account_sent();
                 stream = None;

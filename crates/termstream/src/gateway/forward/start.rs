@@ -95,7 +95,7 @@ impl Forwarder {
         let _ = started.send(());
         let announce = !preamble.is_empty();
         for msg in preamble {
-            self.out.send(msg).await?;
+            self.put(msg, None).await?;
         }
         self.account_start(announce);
         let Ok(sub) = sub else {
@@ -173,7 +173,7 @@ impl Forwarder {
             reason: None,
         };
         match self.dialect.render_control(&msg) {
-            Some(m) => self.out.send(m).await,
+            Some(m) => self.put(m, None).await,
             None => Ok(()),
         }
     }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::{Closed, Frame, Outbox};
 use crate::config::Config;
+use crate::gateway::forward::{Progress, hand_over};
 
 type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -211,19 +212,21 @@ impl AsyncWrite for Gated {
 const SMALL_BUFFERS: u32 = 64 * 1024;
 const BIG: usize = 4 * 1024 * 1024;
 
-/// A send stopped while it waits is either done or has handed nothing to
-/// the sink: `/ws/terminal/all`'s next forwarder of a session resends what
-/// its last one had not accounted for (`forward::Progress`), so a frame
-/// on its way to the client with its send not returned would reach the
-/// client twice. The test fills the socket (its client not reading) with
-/// the sink free and nothing queued, so that a direct send must wait for
-/// the sink; lets the client read what was there and the first bytes of
-/// the next frame, the big one the send is for (which the socket can then
-/// no longer take all of); and stops the send. Its frame reached the
-/// client, so the send must have returned. Before, it waited for the
-/// flush after handing the frame over, and was stopped there.
+/// A forwarder's send stopped while it waits has either returned (and
+/// been accounted for) or handed nothing to the socket:
+/// `/ws/terminal/all`'s next forwarder of a session resends what its last
+/// one had not accounted for (`forward::Progress`), so a frame on its way
+/// to the client with its send not returned would reach the client twice.
+/// The test fills the socket (its client not reading) with the sink free
+/// and nothing queued, so that a direct send would wait for the sink; lets
+/// the client read what was there and the first bytes of the next frame,
+/// the big one the send is for; and stops the send. Its frame reached the
+/// client, so the send must have returned. A direct send (the path of
+/// sockets with no `Progress`) waits there for the flush after handing
+/// the frame over, and is stopped there; a forwarder with a `Progress`
+/// queues its frame (`forward::hand_over`) and returns at once.
 #[tokio::test]
-async fn a_send_stopped_while_it_waits_has_sent_its_frame_or_nothing() {
+async fn a_forwarders_send_stopped_while_it_waits_has_sent_its_frame_or_nothing() {
     // A listener whose connections have small buffers (Linux gives an
     // accepted socket its listener's).
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -300,7 +303,8 @@ async fn a_send_stopped_while_it_waits_has_sent_its_frame_or_nothing() {
         let outbox = outbox.clone();
         let returned = returned.clone();
         async move {
-            let _ = outbox.send(Message::Binary(vec![2; BIG].into())).await;
+            let progress = Progress::new(None);
+            let _ = hand_over(&outbox, Some(&progress), Message::Binary(vec![2; BIG].into()), None).await;
             returned.store(true, Ordering::Release);
         }
     });
