@@ -11,10 +11,9 @@
  *
  * When the socket (re)opens the client restores, in order: its event channel
  * subscriptions, its attachments (with `since`; not those whose session ended),
- * its focus syncs, input the server may not have applied (same `seq`; not
- * input it refused), then the queued messages. A `session.detached` with
- * reason `released` attaches again at once, with `since`, unless the
- * session ended otherwise than `lost`.
+ * its focus syncs, input the server may not have applied (same `seq`; not input
+ * it refused), then the queued messages. A `session.detached` with reason
+ * `released` attaches again at once, with `since`, unless it ended (not `lost`).
  */
 
 import { DEFAULT_RECONNECT, type ReconnectOptions, backoffDelay } from './backoff.js';
@@ -29,7 +28,6 @@ import { type ServerUrls, resolveUrls, withQuery } from './url.js';
 import type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './interface.js';
 
 export type { ClientOptions, ConnectionState, MessageHandler, TokenSource, WebSocketClient, WebSocketConstructor, WebSocketLike } from './interface.js';
-
 export { AuthError } from './ticket.js';
 
 const OPEN = 1;
@@ -440,8 +438,7 @@ class Client implements WebSocketClient {
   private route(m: ServerMessage): void {
     if (m.type === 'connected' && typeof m.clientId === 'string') this.clientId = m.clientId;
     if (m.type === 'heartbeat') this.unconfirmed.beatAnswered();
-    // Refused input was not applied: resent after a reconnect, the new socket would apply it.
-    if (m.type === 'error' && m.request === 'terminal.input' && typeof m.seq === 'number') this.unconfirmed.forget(m.seq);
+    if (m.type === 'error' && m.request === 'terminal.input' && typeof m.seq === 'number') this.unconfirmed.forget(m.seq); // never resend it
     if (typeof m.sessionId === 'string') {
       const old = this.draining.get(m.sessionId);
       if (old === undefined) {

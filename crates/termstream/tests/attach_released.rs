@@ -58,24 +58,7 @@ async fn a_session_missing_from_the_directory_is_released() {
     let stopped = owner_away_with_redis_emptied(&cluster).await;
     released(&mut ws, "kept").await;
     // Input meanwhile is refused, and the refusal names it by its seq.
-    ws.send(json!({"type":"terminal.input","sessionId":"kept","data":"x","seq":11}))
-        .await;
-    let refused = ws.until_type("error", secs(10)).await;
-    assert_eq!(
-        (
-            &refused["code"],
-            &refused["sessionId"],
-            &refused["request"],
-            &refused["seq"]
-        ),
-        (
-            &json!("session_not_found"),
-            &json!("kept"),
-            &json!("terminal.input"),
-            &json!(11)
-        ),
-        "{refused}"
-    );
+    input_refused(&mut ws, "kept", 11, "session_not_found").await;
     drop(stopped);
     status_is(b, "kept", "running", secs(15))
         .await
@@ -98,24 +81,7 @@ async fn b_refuses_input_to_a_session_of_a_itself_naming_its_seq() {
         .await
         .expect("listed as exited on b");
     let mut ws = WsClient::connect(b, "/ws").await;
-    ws.send(json!({"type":"terminal.input","sessionId":"ended","data":"x","seq":3}))
-        .await;
-    let refused = ws.until_type("error", secs(10)).await;
-    assert_eq!(
-        (
-            &refused["code"],
-            &refused["sessionId"],
-            &refused["request"],
-            &refused["seq"]
-        ),
-        (
-            &json!("session_not_running"),
-            &json!("ended"),
-            &json!("terminal.input"),
-            &json!(3)
-        ),
-        "{refused}"
-    );
+    input_refused(&mut ws, "ended", 3, "session_not_running").await;
 }
 
 /// Through another node of a cluster: a session whose node is cut off
@@ -376,4 +342,23 @@ async fn shows(printed: &Mutex<Vec<u8>>, word: &str) -> bool {
         String::from_utf8_lossy(&printed.lock().unwrap()).contains(word)
     })
     .await
+}
+
+/// Sends input `x` with `seq` to session `id` and waits for its refusal
+/// with `code`, which names it: `"request":"terminal.input"`, the id and
+/// the seq.
+async fn input_refused(ws: &mut WsClient, id: &str, seq: u64, code: &str) {
+    ws.send(json!({"type":"terminal.input","sessionId":id,"data":"x","seq":seq}))
+        .await;
+    let refused = ws.until_type("error", secs(10)).await;
+    assert_eq!(
+        (
+            &refused["code"],
+            &refused["sessionId"],
+            &refused["request"],
+            &refused["seq"]
+        ),
+        (&json!(code), &json!(id), &json!("terminal.input"), &json!(seq)),
+        "{refused}"
+    );
 }

@@ -1,6 +1,6 @@
 // Resume against the real server: cut connections and a restarted server.
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ExitInfo, GapInfo, WebSocketClient } from '../../src/index.js';
+import type { ClientOptions, ExitInfo, GapInfo, WebSocketClient } from '../../src/index.js';
 import { CuttingProxy, TestServer, stateOf, until } from './server.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -8,15 +8,22 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** A server, a proxy in front of it that the test may cut, and a client
+ * through the proxy (the proxy's port is not the server's: its Host is
+ * allowed); all cleaned up after the test. */
+async function throughProxy(env: Record<string, string> = {}, options: ClientOptions = {}) {
+  const server = await TestServer.start({ env: { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]', ...env } });
+  cleanups.push(() => server.cleanup());
+  const proxy = await CuttingProxy.start(server.port);
+  cleanups.push(() => proxy.close());
+  const client = server.client(undefined, { url: `http://127.0.0.1:${proxy.port}`, ...options });
+  cleanups.push(() => client.disconnect());
+  return { server, proxy, client };
+}
+
 describe('resume against the real server', () => {
   it('delivers 200,000 numbered lines exactly once, in order, through a proxy that keeps cutting', async () => {
-    // The proxy's port is not the server's: allow its Host.
-    const server = await TestServer.start({ env: { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]' } });
-    cleanups.push(() => server.cleanup());
-    const proxy = await CuttingProxy.start(server.port);
-    cleanups.push(() => proxy.close());
-    const client = server.client(undefined, { url: `http://127.0.0.1:${proxy.port}` });
-    cleanups.push(() => client.disconnect());
+    const { server, proxy, client } = await throughProxy();
     let reconnects = 0;
     client.onStateChange((s) => s === 'reconnecting' && reconnects++);
     client.connect();
@@ -51,12 +58,7 @@ describe('resume against the real server', () => {
   });
 
   it('applies every input exactly once while the proxy keeps cutting (seq, resent until a heartbeat confirms it)', async () => {
-    const server = await TestServer.start({ env: { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]' } });
-    cleanups.push(() => server.cleanup());
-    const proxy = await CuttingProxy.start(server.port);
-    cleanups.push(() => proxy.close());
-    const client = server.client(undefined, { url: `http://127.0.0.1:${proxy.port}` });
-    cleanups.push(() => client.disconnect());
+    const { server, proxy, client } = await throughProxy();
     client.connect();
     await stateOf(client, 'connected');
     await server.createSession({ id: 'echoer', kind: 'command', argv: ['cat'] });
@@ -81,13 +83,8 @@ describe('resume against the real server', () => {
 
   it('never sends a refused input again: cut before a heartbeat confirmed it, the new socket does not get it', async () => {
     // A socket may send 64 input bytes at once, and gets 1 more a second: a new socket starts with 64.
-    const env = { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]', TERMSTREAM_WS_INPUT_BURST_BYTES: '64', TERMSTREAM_WS_INPUT_BYTES_PER_SEC: '1' };
-    const server = await TestServer.start({ env });
-    cleanups.push(() => server.cleanup());
-    const proxy = await CuttingProxy.start(server.port);
-    cleanups.push(() => proxy.close());
-    const client = server.client(undefined, { url: `http://127.0.0.1:${proxy.port}` });
-    cleanups.push(() => client.disconnect());
+    const env = { TERMSTREAM_WS_INPUT_BURST_BYTES: '64', TERMSTREAM_WS_INPUT_BYTES_PER_SEC: '1' };
+    const { server, proxy, client } = await throughProxy(env);
     client.connect();
     await stateOf(client, 'connected');
     await server.createSession({ id: 'echoer', kind: 'command', argv: ['cat'] });
@@ -120,12 +117,7 @@ describe('resume against the real server', () => {
   });
 
   it('notices a connection that went silent (heartbeat timeout) and resumes on a new one', async () => {
-    const server = await TestServer.start({ env: { TERMSTREAM_ALLOWED_HOSTS: '["127.0.0.1"]' } });
-    cleanups.push(() => server.cleanup());
-    const proxy = await CuttingProxy.start(server.port);
-    cleanups.push(() => proxy.close());
-    const client = server.client(undefined, { url: `http://127.0.0.1:${proxy.port}`, heartbeatInterval: 100, heartbeatTimeout: 400 });
-    cleanups.push(() => client.disconnect());
+    const { server, proxy, client } = await throughProxy({}, { heartbeatInterval: 100, heartbeatTimeout: 400 });
     client.connect();
     await stateOf(client, 'connected');
     await server.createSession({ id: 'ticker', kind: 'command', command: 'for i in $(seq 1 30); do echo tick-$i; sleep 0.05; done' });

@@ -27,7 +27,18 @@ const WAIT: Duration = Duration::from_secs(5);
 /// The server's side of a WebSocket upgraded from a real client's
 /// connection on loopback, and the client.
 async fn socket_pair() -> (WebSocket, Client) {
-    let (tx, mut rx) = mpsc::channel::<WebSocket>(1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut rx = serve_one(listener);
+    let (client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await.unwrap();
+    let server = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+    (server, client)
+}
+
+/// Serves one connection of `listener`: the server's side of its
+/// WebSocket, once upgraded, comes out of the channel.
+fn serve_one(listener: tokio::net::TcpListener) -> mpsc::Receiver<WebSocket> {
+    let (tx, rx) = mpsc::channel::<WebSocket>(1);
     let app = Router::new().route(
         "/",
         get(move |ws: WebSocketUpgrade| {
@@ -39,8 +50,6 @@ async fn socket_pair() -> (WebSocket, Client) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         let _ = hyper::server::conn::http1::Builder::new()
@@ -48,9 +57,7 @@ async fn socket_pair() -> (WebSocket, Client) {
             .with_upgrades()
             .await;
     });
-    let (client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await.unwrap();
-    let server = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
-    (server, client)
+    rx
 }
 
 /// The race this closes: a sender took its budget and its room just before
@@ -162,6 +169,19 @@ async fn every_send_after_the_writer_ended_is_closed() {
     assert!(matches!(queued, Ok(Err(Closed))), "{queued:?}");
 }
 
+/// A queued send after the socket's close frame answers `Closed` at once,
+/// as a direct send does, instead of queuing behind the close for a writer
+/// that will not write it.
+#[tokio::test]
+async fn a_queued_send_after_the_close_is_closed() {
+    let (server, _client) = socket_pair().await;
+    let (sink, _stream) = server.split();
+    let (outbox, _writer) = Outbox::open(sink, &Config::default());
+    outbox.close(1000, "bye").await;
+    let queued = tokio::time::timeout(WAIT, outbox.queue_output(Message::Binary(vec![0; 16].into()), None)).await;
+    assert!(matches!(queued, Ok(Err(Closed))), "{queued:?}");
+}
+
 /// A client's connection that reads only up to a limit: past it, reads
 /// wait until the test ends. `got` counts the bytes read; `reached` is
 /// told when the limit is.
@@ -235,25 +255,7 @@ async fn a_forwarders_send_stopped_while_it_waits_has_sent_its_frame_or_nothing(
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let listener = socket.listen(1).unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, mut rx) = mpsc::channel::<WebSocket>(1);
-    let app = Router::new().route(
-        "/",
-        get(move |ws: WebSocketUpgrade| {
-            let tx = tx.clone();
-            async move {
-                ws.on_upgrade(move |socket| async move {
-                    let _ = tx.send(socket).await;
-                })
-            }
-        }),
-    );
-    tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app))
-            .with_upgrades()
-            .await;
-    });
+    let mut rx = serve_one(listener);
     let client_socket = tokio::net::TcpSocket::new_v4().unwrap();
     client_socket.set_recv_buffer_size(SMALL_BUFFERS).unwrap();
     let tcp = client_socket.connect(addr).await.unwrap();
