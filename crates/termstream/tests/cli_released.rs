@@ -52,6 +52,19 @@ fn spawn(proxy: &RouteProxy, args: &[&str]) -> (Child, ChildStdin, Gathered, Gat
     (child, stdin, stdout, stderr)
 }
 
+/// A shell session `id` made on the cluster's first node, listed on the
+/// second, and `termstream attach id` attached on the second through a
+/// proxy the test holds: the proxy and the attach process.
+async fn attached_on_b(cluster: &TestCluster, id: &str) -> (RouteProxy, Child, ChildStdin, Gathered, Gathered) {
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    a.create(json!({"id": id, "argv": ["/bin/sh"]})).await;
+    listed(b, id, secs(15)).await.expect("listed on b");
+    let proxy = RouteProxy::start(b.addr(), b.addr()).await;
+    let (child, stdin, stdout, stderr) = spawn(&proxy, &["attach", id]);
+    assert!(attachments(b, 1.0).await, "attach did not attach on b");
+    (proxy, child, stdin, stdout, stderr)
+}
+
 /// Waits until `node` holds `n` `/ws` attachments.
 async fn attachments(node: &TestServer, n: f64) -> bool {
     wait_until(secs(10), || async { metric(node, ATTACHED).await == Some(n) }).await
@@ -97,11 +110,7 @@ async fn typed_and_refused(b: &TestServer, stdin: &mut ChildStdin, keys: &[u8]) 
 async fn cli_attach_sends_again_the_keys_refused_before_it_read_the_release() {
     let cluster = cluster().await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
-    a.create(json!({"id":"blip","argv":["/bin/sh"]})).await;
-    listed(b, "blip", secs(15)).await.expect("listed on b");
-    let proxy = RouteProxy::start(b.addr(), b.addr()).await;
-    let (mut child, mut stdin, stdout, stderr) = spawn(&proxy, &["attach", "blip"]);
-    assert!(attachments(b, 1.0).await, "attach did not attach on b");
+    let (proxy, mut child, mut stdin, stdout, stderr) = attached_on_b(&cluster, "blip").await;
     a.input("blip", "echo before-$((6*7))\n").await;
     assert!(stdout.shows("before-42").await, "no output before the release");
     let stopped = released_and_held(&cluster, &proxy, "blip").await;
@@ -141,11 +150,7 @@ async fn cli_attach_sends_again_the_keys_refused_before_it_read_the_release() {
 async fn cli_attach_sends_neither_the_taken_keys_again_nor_the_refused_ones_after_them() {
     let cluster = cluster().await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
-    a.create(json!({"id":"twice","argv":["/bin/sh"]})).await;
-    listed(b, "twice", secs(15)).await.expect("listed on b");
-    let proxy = RouteProxy::start(b.addr(), b.addr()).await;
-    let (mut child, mut stdin, stdout, stderr) = spawn(&proxy, &["attach", "twice"]);
-    assert!(attachments(b, 1.0).await, "attach did not attach on b");
+    let (proxy, mut child, mut stdin, stdout, stderr) = attached_on_b(&cluster, "twice").await;
     a.input("twice", "echo before-$((6*7))\n").await;
     assert!(stdout.shows("before-42").await, "no output before the release");
     let stopped = released_and_held(&cluster, &proxy, "twice").await;
@@ -196,11 +201,7 @@ async fn cli_attach_sends_neither_the_taken_keys_again_nor_the_refused_ones_afte
 async fn cli_attach_says_how_many_bytes_of_keys_it_dropped() {
     let cluster = cluster().await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
-    a.create(json!({"id":"flood","argv":["/bin/sh"]})).await;
-    listed(b, "flood", secs(15)).await.expect("listed on b");
-    let proxy = RouteProxy::start(b.addr(), b.addr()).await;
-    let (mut child, mut stdin, stdout, stderr) = spawn(&proxy, &["attach", "flood"]);
-    assert!(attachments(b, 1.0).await, "attach did not attach on b");
+    let (proxy, mut child, mut stdin, stdout, stderr) = attached_on_b(&cluster, "flood").await;
     let held_from = std::time::Instant::now();
     let stopped = released_and_held(&cluster, &proxy, "flood").await;
     let first = b"echo typed-$((6*7))\n";
